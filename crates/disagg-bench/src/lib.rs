@@ -1,0 +1,177 @@
+//! `disagg bench`: a closed-loop load generator with benchmark_serving's metrics and outputs.
+//!
+//! API contract (stable; the harness and the binary rely on it):
+//! - [`BenchConfig`]: one sweep's settings, built from flags ([`BenchArgs`]) or from a case.
+//! - [`canary`]: one small generation that must produce tokens.
+//! - [`run_sweep`]: warmup + the closed-loop points; returns per-point metrics.
+//! - [`text_summary`]: benchmark_serving's text block for one point (PROTOCOLS.md §4).
+//! - [`run`]: the standalone command.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// One sweep's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchConfig {
+    /// Base URL of the server, e.g. `http://127.0.0.1:8000`.
+    pub url: String,
+    /// `/v1/completions`.
+    pub endpoint: String,
+    pub model: String,
+    pub isl: u32,
+    pub osl: u32,
+    /// Lengths uniform in [L·(1−r), L·(1+r)].
+    pub range_ratio: f64,
+    pub concurrency: Vec<u32>,
+    /// Prompts per point = concurrency × rounds.
+    pub rounds: u32,
+    /// Requests sent before each point and left out of its results.
+    pub warmup: u32,
+    pub streaming: bool,
+    pub request_timeout: Duration,
+    pub seed: u64,
+    /// Extra percentiles to report besides p99 (e.g. 50, 90).
+    pub percentiles: Vec<f64>,
+}
+
+/// `disagg bench` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Base URL of the server under test.
+    #[arg(long)]
+    pub url: String,
+    #[arg(long, default_value = "/v1/completions")]
+    pub endpoint: String,
+    #[arg(long, default_value = "sim")]
+    pub model: String,
+    /// Input sequence length (tokens).
+    #[arg(long)]
+    pub isl: u32,
+    /// Output sequence length (tokens).
+    #[arg(long)]
+    pub osl: u32,
+    #[arg(long, default_value_t = 0.0)]
+    pub range_ratio: f64,
+    /// Concurrency points, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    pub concurrency: Vec<u32>,
+    #[arg(long, default_value_t = 4)]
+    pub rounds: u32,
+    #[arg(long, default_value_t = 0)]
+    pub warmup: u32,
+    #[arg(long)]
+    pub no_stream: bool,
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    pub request_timeout: Duration,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Percentiles to report besides p99, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub percentiles: Vec<f64>,
+    /// Where to write results.json and the text summary.
+    #[arg(long)]
+    pub output_dir: Option<PathBuf>,
+}
+
+impl BenchArgs {
+    pub fn to_config(&self) -> BenchConfig {
+        unimplemented!("bench is being built")
+    }
+}
+
+/// Latency statistics of one metric, in milliseconds.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct LatencyStats {
+    pub mean_ms: f64,
+    pub median_ms: f64,
+    pub std_ms: f64,
+    pub p99_ms: f64,
+    /// (percentile, value) for each extra percentile requested.
+    pub percentiles: Vec<(f64, f64)>,
+}
+
+/// One concurrency point's results (PROTOCOLS.md §4 definitions).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Metrics {
+    pub duration_s: f64,
+    pub completed: u64,
+    pub failed: u64,
+    pub total_input_tokens: u64,
+    pub total_output_tokens: u64,
+    pub request_throughput: f64,
+    pub output_throughput: f64,
+    pub total_token_throughput: f64,
+    pub user_throughput: f64,
+    pub ttft: LatencyStats,
+    pub tpot: LatencyStats,
+    pub itl: LatencyStats,
+    pub e2el: LatencyStats,
+}
+
+/// One point of the sweep.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PointResult {
+    pub concurrency: u32,
+    pub metrics: Metrics,
+    /// Failed requests by error kind.
+    pub errors: BTreeMap<String, u64>,
+}
+
+impl PointResult {
+    /// benchmark_serving's JSON keys (`duration`, `completed`, ..., `p99_ttft_ms`, `max_concurrency`, ...).
+    pub fn to_json(&self) -> serde_json::Value {
+        unimplemented!("bench is being built")
+    }
+}
+
+/// A whole sweep.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sweep {
+    pub points: Vec<PointResult>,
+}
+
+impl Sweep {
+    /// Why these results are not valid (failed requests, zero generated tokens), if they are not.
+    pub fn invalid_reason(&self) -> Option<String> {
+        unimplemented!("bench is being built")
+    }
+}
+
+/// Why the bench could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("canary request to {url} failed: {reason}")]
+    Canary { url: String, reason: String },
+    #[error("bad settings: {0}")]
+    Config(String),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Sends one small generation; it must succeed and produce tokens.
+pub async fn canary(cfg: &BenchConfig) -> Result<(), BenchError> {
+    let _ = cfg;
+    unimplemented!("bench is being built")
+}
+
+/// Runs warmup and every concurrency point, in order.
+pub async fn run_sweep(cfg: &BenchConfig) -> Result<Sweep, BenchError> {
+    let _ = cfg;
+    unimplemented!("bench is being built")
+}
+
+/// benchmark_serving's text block for one point.
+pub fn text_summary(point: &PointResult) -> String {
+    let _ = point;
+    unimplemented!("bench is being built")
+}
+
+/// The standalone command; `Ok(false)` when the results are invalid.
+pub async fn run(args: BenchArgs) -> Result<bool, BenchError> {
+    let _ = args;
+    unimplemented!("bench is being built")
+}

@@ -1,0 +1,12 @@
+//! Wire types shared by the router, the bench and the sim.
+//!
+//! Nothing here knows about processes or sockets: these are the bytes and JSON shapes that
+//! cross the wire between an OpenAI-style client, a PD router and context/generation engines.
+//! See `shared/design/PROTOCOLS.md` for the facts each type encodes.
+
+pub mod error;
+pub mod openai;
+pub mod sse;
+pub mod trtllm;
+
+pub use error::ApiError;

@@ -1,0 +1,180 @@
+//! TensorRT-LLM's disaggregated-serving shapes (PROTOCOLS.md §1).
+
+use serde::{Deserialize, Serialize};
+
+/// Which half of a disaggregated request a server is asked to do.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestType {
+    ContextOnly,
+    GenerationOnly,
+    ContextAndGeneration,
+}
+
+/// `disaggregated_params`, sent by the router and echoed by the context server in `choices[0]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DisaggregatedParams {
+    pub request_type: RequestType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_gen_tokens: Option<Vec<u32>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctx_request_id: Option<u64>,
+    #[serde(default)]
+    pub encoded_opaque_state: Option<String>,
+    #[serde(default)]
+    pub draft_tokens: Option<Vec<u32>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disagg_request_id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctx_dp_rank: Option<u32>,
+}
+
+impl DisaggregatedParams {
+    /// What a router sends to a context server.
+    pub fn context_only() -> Self {
+        Self {
+            request_type: RequestType::ContextOnly,
+            first_gen_tokens: None,
+            ctx_request_id: None,
+            encoded_opaque_state: None,
+            draft_tokens: None,
+            disagg_request_id: None,
+            ctx_dp_rank: None,
+        }
+    }
+}
+
+/// Router policy names as `server_config.yaml` spells them.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RouterType {
+    #[default]
+    RoundRobin,
+    LoadBalancing,
+    KvCacheAware,
+}
+
+/// `router:` inside a server group.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct GroupRouter {
+    #[serde(rename = "type", default)]
+    pub kind: RouterType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_tokens: Option<bool>,
+}
+
+/// `context_servers:` / `generation_servers:`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ServerGroup {
+    pub num_instances: usize,
+    pub urls: Vec<String>,
+    #[serde(default)]
+    pub router: GroupRouter,
+}
+
+/// `server_config.yaml` for `trtllm-serve disaggregated -c` (and for `disagg router --config`).
+/// Unknown top-level keys are kept: TensorRT-LLM passes them on to both server groups.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ServerConfig {
+    #[serde(default = "default_hostname")]
+    pub hostname: String,
+    pub port: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    pub context_servers: ServerGroup,
+    pub generation_servers: ServerGroup,
+    #[serde(flatten)]
+    pub other: std::collections::BTreeMap<String, serde_yaml_ng::Value>,
+}
+
+fn default_hostname() -> String {
+    "localhost".to_string()
+}
+
+/// A `server_config.yaml` that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerConfigError {
+    #[error("not valid server_config YAML: {0}")]
+    Yaml(#[from] serde_yaml_ng::Error),
+    #[error("{group}.num_instances is {num} but {group}.urls has {urls} entries; they must match")]
+    CountMismatch {
+        group: &'static str,
+        num: usize,
+        urls: usize,
+    },
+    #[error("{group}.urls is empty; list at least one host:port")]
+    Empty { group: &'static str },
+}
+
+impl ServerConfig {
+    pub fn from_yaml(text: &str) -> Result<Self, ServerConfigError> {
+        let cfg: Self = serde_yaml_ng::from_str(text)?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    pub fn to_yaml(&self) -> String {
+        serde_yaml_ng::to_string(self).expect("server config serializes")
+    }
+
+    fn check(&self) -> Result<(), ServerConfigError> {
+        for (group, g) in [
+            ("context_servers", &self.context_servers),
+            ("generation_servers", &self.generation_servers),
+        ] {
+            if g.urls.is_empty() {
+                return Err(ServerConfigError::Empty { group });
+            }
+            if g.num_instances != g.urls.len() {
+                return Err(ServerConfigError::CountMismatch {
+                    group,
+                    num: g.num_instances,
+                    urls: g.urls.len(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_documented_format() {
+        let text = r#"
+hostname: node-a
+port: 8000
+backend: pytorch
+context_servers: {num_instances: 1, urls: ["node-b:34567"], router: {type: round_robin}}
+generation_servers: {num_instances: 1, urls: ["node-c:45678"], router: {type: load_balancing, use_tokens: false}}
+"#;
+        let cfg = ServerConfig::from_yaml(text).unwrap();
+        assert_eq!(cfg.hostname, "node-a");
+        assert_eq!(
+            cfg.generation_servers.router.kind,
+            RouterType::LoadBalancing
+        );
+        assert_eq!(cfg.generation_servers.router.use_tokens, Some(false));
+        let again = ServerConfig::from_yaml(&cfg.to_yaml()).unwrap();
+        assert_eq!(again, cfg);
+    }
+
+    #[test]
+    fn count_mismatch_is_an_error() {
+        let text = "port: 1\ncontext_servers: {num_instances: 2, urls: [a:1]}\ngeneration_servers: {num_instances: 1, urls: [b:1]}\n";
+        let err = ServerConfig::from_yaml(text).unwrap_err().to_string();
+        assert!(err.contains("context_servers.num_instances is 2"), "{err}");
+    }
+
+    #[test]
+    fn disaggregated_params_omit_absent_newer_fields() {
+        let p = DisaggregatedParams::context_only();
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"request_type": "context_only", "encoded_opaque_state": null, "draft_tokens": null})
+        );
+    }
+}
