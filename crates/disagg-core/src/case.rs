@@ -1,0 +1,379 @@
+//! The case file schema, version 1.
+//!
+//! Every struct denies unknown keys, so a typo is an error rather than a silently ignored
+//! setting. Defaults are those of the issue's example case; `examples/quickstart.yaml` spells
+//! them all out.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A whole case, generic over the engine-specific `engine_args` of the worker groups so the
+/// same schema is first read with untyped args (to learn the engine) and then with typed ones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCase<EA> {
+    /// The config name; derived from the case when absent (PROTOCOLS.md §6).
+    #[serde(default)]
+    pub name: Option<String>,
+    pub model: Model,
+    #[serde(default)]
+    pub engine: Engine,
+    #[serde(default)]
+    pub hardware: Hardware,
+    pub ctx: WorkerGroup<EA>,
+    #[serde(rename = "gen")]
+    pub generation: WorkerGroup<EA>,
+    #[serde(default)]
+    pub router: RouterSpec,
+    pub benchmark: Benchmark,
+    #[serde(default)]
+    pub env: EnvSpec,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    #[serde(default)]
+    pub perf: Perf,
+    /// Command run once before the workers; its output goes to `install.log`.
+    #[serde(default)]
+    pub setup: Option<Setup>,
+}
+
+/// The validated case with the sim's typed engine args.
+pub type Case = RawCase<SimEngineArgs>;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Model {
+    pub name: String,
+    #[serde(default = "default_precision")]
+    pub precision: String,
+    /// Expert-parallel load-balancer slots; only used in the config name.
+    #[serde(default)]
+    pub eplb: u32,
+    /// MTP draft layers; only used in the config name.
+    #[serde(default)]
+    pub mtp: u32,
+}
+
+fn default_precision() -> String {
+    "bf16".into()
+}
+
+/// Which engine serves CTX/GEN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    /// `disagg sim`, the simulated engine.
+    #[default]
+    Sim,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hardware {
+    #[serde(default = "default_gpus_per_node")]
+    pub gpus_per_node: u32,
+    /// GPU type, used as the config-name prefix when set (e.g. `gb200`).
+    #[serde(default)]
+    pub gpu: Option<String>,
+    /// KV cache transceiver backend, for the config name's `ccb-` suffix.
+    #[serde(default)]
+    pub cache_transceiver: CacheTransceiver,
+}
+
+impl Default for Hardware {
+    fn default() -> Self {
+        Self {
+            gpus_per_node: default_gpus_per_node(),
+            gpu: None,
+            cache_transceiver: CacheTransceiver::default(),
+        }
+    }
+}
+
+fn default_gpus_per_node() -> u32 {
+    8
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum CacheTransceiver {
+    #[default]
+    #[serde(rename = "UCX", alias = "ucx")]
+    Ucx,
+    #[serde(rename = "NIXL", alias = "nixl")]
+    Nixl,
+}
+
+/// CTX or GEN workers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerGroup<EA> {
+    pub count: u32,
+    #[serde(default)]
+    pub parallel: Parallel,
+    pub engine_args: EA,
+    #[serde(default)]
+    pub env: BTreeMap<String, EnvValue>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Parallel {
+    #[serde(default = "one")]
+    pub tp: u32,
+    #[serde(default = "one")]
+    pub pp: u32,
+    #[serde(default = "one")]
+    pub ep: u32,
+    #[serde(default)]
+    pub attention_dp: bool,
+}
+
+impl Default for Parallel {
+    fn default() -> Self {
+        Self {
+            tp: 1,
+            pp: 1,
+            ep: 1,
+            attention_dp: false,
+        }
+    }
+}
+
+impl Parallel {
+    /// GPUs one server of this group uses.
+    pub fn gpus_per_server(&self) -> u32 {
+        self.tp * self.pp
+    }
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// The sim's `engine_args` (issue 2's table).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimEngineArgs {
+    #[serde(default, with = "humantime_serde")]
+    pub startup_delay: Duration,
+    #[serde(default)]
+    pub never_ready: bool,
+    #[serde(default = "default_prefill_per_token", with = "humantime_serde")]
+    pub prefill_per_token: Duration,
+    #[serde(default = "default_itl", with = "humantime_serde")]
+    pub itl: Duration,
+    #[serde(default)]
+    pub fail_after_requests: Option<u64>,
+}
+
+impl Default for SimEngineArgs {
+    fn default() -> Self {
+        Self {
+            startup_delay: Duration::ZERO,
+            never_ready: false,
+            prefill_per_token: default_prefill_per_token(),
+            itl: default_itl(),
+            fail_after_requests: None,
+        }
+    }
+}
+
+fn default_prefill_per_token() -> Duration {
+    Duration::from_micros(20)
+}
+fn default_itl() -> Duration {
+    Duration::from_millis(5)
+}
+
+/// An env var value: YAML scalars are accepted and kept as their text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum EnvValue {
+    Str(String),
+    Int(i64),
+    Bool(bool),
+}
+
+impl EnvValue {
+    pub fn as_string(&self) -> String {
+        match self {
+            EnvValue::Str(s) => s.clone(),
+            EnvValue::Int(i) => i.to_string(),
+            EnvValue::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RouterSpec {
+    #[serde(default)]
+    pub kind: RouterKind,
+    #[serde(default)]
+    pub dialect: Dialect,
+    #[serde(default)]
+    pub policy: Policy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RouterKind {
+    /// `disagg router`, in the DISAGG_SERVER role's own process.
+    #[default]
+    Builtin,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Dialect {
+    #[default]
+    Trtllm,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    #[default]
+    RoundRobin,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Benchmark {
+    pub isl: u32,
+    pub osl: u32,
+    #[serde(default = "default_concurrency")]
+    pub concurrency: Vec<u32>,
+    /// Prompts per point = concurrency × rounds.
+    #[serde(default = "default_rounds")]
+    pub rounds: u32,
+    #[serde(default)]
+    pub range_ratio: f64,
+    #[serde(default = "yes")]
+    pub streaming: bool,
+    #[serde(default)]
+    pub warmup: u32,
+    /// Seed of the random prompts.
+    #[serde(default)]
+    pub seed: u64,
+    /// Percentiles reported besides p99.
+    #[serde(default)]
+    pub percentiles: Vec<f64>,
+}
+
+fn default_concurrency() -> Vec<u32> {
+    vec![1]
+}
+fn default_rounds() -> u32 {
+    4
+}
+fn yes() -> bool {
+    true
+}
+
+/// Role-scoped environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvSpec {
+    /// Set for every CTX/GEN worker.
+    #[serde(default)]
+    pub worker: BTreeMap<String, EnvValue>,
+    /// Removed from every worker's environment.
+    #[serde(default = "default_worker_unset")]
+    pub worker_unset: Vec<String>,
+    /// Set for DISAGG_SERVER.
+    #[serde(default)]
+    pub server: BTreeMap<String, EnvValue>,
+    /// Set for BENCHMARK.
+    #[serde(default)]
+    pub benchmark: BTreeMap<String, EnvValue>,
+}
+
+impl Default for EnvSpec {
+    fn default() -> Self {
+        Self {
+            worker: BTreeMap::new(),
+            worker_unset: default_worker_unset(),
+            server: BTreeMap::new(),
+            benchmark: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_worker_unset() -> Vec<String> {
+    vec!["UCX_TLS".into()]
+}
+
+/// Deadlines. The hierarchy `worker_startup < job`, `request < benchmark < job` and
+/// `worker_startup + benchmark <= job` is checked when the case is loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// From launch until every worker answers `/health`.
+    #[serde(default = "d60s", with = "humantime_serde")]
+    pub worker_startup: Duration,
+    /// One request, both legs.
+    #[serde(default = "d60s", with = "humantime_serde")]
+    pub request: Duration,
+    /// The BENCHMARK role, from its start: canary, warmup and sweep.
+    #[serde(default = "d10m", with = "humantime_serde")]
+    pub benchmark: Duration,
+    /// The whole run.
+    #[serde(default = "d30m", with = "humantime_serde")]
+    pub job: Duration,
+    /// Between SIGTERM and SIGKILL when stopping roles.
+    #[serde(default = "d5s", with = "humantime_serde")]
+    pub grace: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            worker_startup: d60s(),
+            request: d60s(),
+            benchmark: d10m(),
+            job: d30m(),
+            grace: d5s(),
+        }
+    }
+}
+
+fn d5s() -> Duration {
+    Duration::from_secs(5)
+}
+fn d60s() -> Duration {
+    Duration::from_secs(60)
+}
+fn d10m() -> Duration {
+    Duration::from_secs(600)
+}
+fn d30m() -> Duration {
+    Duration::from_secs(1800)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Perf {
+    /// Baseline CSV, relative to the case file.
+    #[serde(default)]
+    pub baseline: Option<String>,
+}
+
+/// `setup:` either a shell snippet (run with `sh -c`, as the user wrote it) or an argv list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Setup {
+    Shell(String),
+    Argv(Vec<String>),
+}
+
+impl Setup {
+    pub fn argv(&self) -> Vec<String> {
+        match self {
+            Setup::Shell(s) => vec!["sh".into(), "-c".into(), s.clone()],
+            Setup::Argv(v) => v.clone(),
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! Reading a case: YAML → typed case → semantic checks, each error pointing at its place.
+
+use std::path::{Path, PathBuf};
+
+use crate::case::{Case, Engine, RawCase, SimEngineArgs};
+use crate::error::CaseError;
+use crate::locate::line_of;
+use crate::name::ConfigName;
+
+/// A case that passed every check, with what it was read from.
+#[derive(Debug, Clone)]
+pub struct LoadedCase {
+    pub case: Case,
+    pub config_name: ConfigName,
+    /// The case file as given (for messages) and its folder (for relative paths).
+    pub path: PathBuf,
+}
+
+impl LoadedCase {
+    /// The baseline CSV path, resolved against the case file's folder.
+    pub fn baseline_path(&self) -> Option<PathBuf> {
+        let rel = self.case.perf.baseline.as_ref()?;
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        Some(dir.join(rel))
+    }
+}
+
+/// Reads and checks a case file.
+pub fn load_case(path: &Path) -> Result<LoadedCase, CaseError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        CaseError::new(path, "", format!("cannot read the case file: {e}"))
+            .hint("check the path; `disagg validate FILE` checks a case without running it")
+    })?;
+    parse_case(&text, path)
+}
+
+/// Checks a case given as text; `path` is used in messages and to resolve relative paths.
+pub fn parse_case(text: &str, path: &Path) -> Result<LoadedCase, CaseError> {
+    // First pass with untyped engine_args: learn which engine the case is for.
+    let raw: RawCase<serde_yaml_ng::Value> = deserialize(text, path)?;
+    let case: Case = match raw.engine {
+        Engine::Sim => deserialize::<RawCase<SimEngineArgs>>(text, path)?,
+    };
+    check(&case, text, path)?;
+    let config_name = match &case.name {
+        Some(n) => ConfigName::new(n).map_err(|why| {
+            CaseError::new(path, "name", format!("`{n}` cannot be a folder name: {why}"))
+                .at_line(line_of(text, "name"))
+                .hint("use only letters, digits and . _ + - (no `/`, no `..`), or drop `name` to derive one")
+        })?,
+        None => ConfigName::derive(&case),
+    };
+    Ok(LoadedCase {
+        case,
+        config_name,
+        path: path.to_path_buf(),
+    })
+}
+
+fn deserialize<T: serde::de::DeserializeOwned>(text: &str, path: &Path) -> Result<T, CaseError> {
+    if text.trim().is_empty() {
+        return Err(CaseError::new(path, "", "the case file is empty")
+            .hint("start from examples/quickstart.yaml"));
+    }
+    let de = serde_yaml_ng::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|err| {
+        let key = err.path().to_string();
+        let inner = err.into_inner();
+        let line = inner.location().map(|l| l.line());
+        describe(
+            path,
+            if key == "." { String::new() } else { key },
+            &inner.to_string(),
+            line,
+            text,
+        )
+    })
+}
+
+/// Turns serde's message into one that says what was expected and how to fix it.
+fn describe(path: &Path, mut key: String, raw: &str, line: Option<usize>, text: &str) -> CaseError {
+    let msg = core_message(raw);
+    if let Some(rest) = msg.strip_prefix("unknown field `") {
+        let (field, expected) = rest.split_once('`').unwrap_or((rest, ""));
+        let options = backticked(expected);
+        let parent = key
+            .rsplit_once('.')
+            .map(|(p, _)| p.to_string())
+            .unwrap_or_default();
+        let place = if parent.is_empty() {
+            "at the top level".to_string()
+        } else {
+            format!("in `{parent}`")
+        };
+        let mut e = CaseError::new(path, key.clone(), format!("unknown key `{field}` {place}"))
+            .at_line(line);
+        let known = if options.is_empty() {
+            "none".to_string()
+        } else {
+            options.join(", ")
+        };
+        e = match closest(field, &options) {
+            Some(s) => e.hint(format!("did you mean `{s}`? known keys: {known}")),
+            None => e.hint(format!("remove it; known keys: {known}")),
+        };
+        return e;
+    }
+    if let Some(rest) = msg.strip_prefix("missing field `") {
+        let field = rest.split('`').next().unwrap_or(rest);
+        key = if key.is_empty() {
+            field.to_string()
+        } else {
+            format!("{key}.{field}")
+        };
+        let parent_line = key.rsplit_once('.').and_then(|(p, _)| line_of(text, p));
+        return CaseError::new(
+            path,
+            key.clone(),
+            format!("required key `{field}` is missing"),
+        )
+        .at_line(parent_line.or(line))
+        .hint(format!(
+            "add `{key}`; examples/quickstart.yaml shows every key"
+        ));
+    }
+    if let Some(rest) = msg.strip_prefix("unknown variant `") {
+        let (got, expected) = rest.split_once('`').unwrap_or((rest, ""));
+        let options = backticked(expected);
+        let mut e = CaseError::new(
+            path,
+            key,
+            format!("`{got}` is not one of: {}", options.join(", ")),
+        )
+        .at_line(line);
+        if let Some(s) = closest(got, &options) {
+            e = e.hint(format!("did you mean `{s}`?"));
+        } else {
+            e = e.hint(format!("use one of: {}", options.join(", ")));
+        }
+        return e;
+    }
+    if msg.starts_with("invalid type")
+        || msg.starts_with("invalid value")
+        || msg.starts_with("invalid length")
+    {
+        let hint = expected_hint(&msg);
+        return CaseError::new(path, key, msg).at_line(line).hint(hint);
+    }
+    if msg.contains("did not match any variant") {
+        return CaseError::new(path, key, "this value has the wrong type").at_line(line).hint(
+            "env values are strings, numbers or booleans; `setup` is a command string or a list of arguments",
+        );
+    }
+    CaseError::new(path, key, format!("not valid YAML for a case: {msg}"))
+        .at_line(line)
+        .hint("check indentation and brackets near that line")
+}
+
+/// Strips serde_yaml's `path: ` prefix and ` at line L column C` suffix.
+fn core_message(raw: &str) -> String {
+    let mut msg = raw.to_string();
+    if let Some(i) = msg.rfind(" at line ") {
+        msg.truncate(i);
+    }
+    for marker in [
+        "unknown field",
+        "missing field",
+        "unknown variant",
+        "invalid type",
+        "invalid value",
+        "invalid length",
+    ] {
+        if let Some(i) = msg.find(marker) {
+            return msg[i..].to_string();
+        }
+    }
+    msg
+}
+
+fn backticked(s: &str) -> Vec<String> {
+    s.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
+}
+
+fn closest(word: &str, options: &[String]) -> Option<String> {
+    options
+        .iter()
+        .map(|o| (strsim::damerau_levenshtein(word, o), o))
+        .filter(|(d, o)| *d <= 2.max(o.len() / 4) && *d < o.len())
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, o)| o.clone())
+}
+
+fn expected_hint(msg: &str) -> String {
+    let expected = msg.rsplit_once("expected ").map(|(_, e)| e).unwrap_or("");
+    if expected.contains("u32") || expected.contains("u64") || expected.contains("i64") {
+        "write a whole number, e.g. `8`".into()
+    } else if expected.contains("f64") {
+        "write a number, e.g. `0.2`".into()
+    } else if expected.contains("bool") {
+        "write `true` or `false`".into()
+    } else if expected.contains("sequence") {
+        "write a list, e.g. `[1, 8]`".into()
+    } else if expected.contains("duration") || msg.contains("time unit") || msg.contains("unit") {
+        "write a duration with a unit, e.g. `30s`, `10m`, `5ms`, `20us`".into()
+    } else if expected.contains("struct") || expected.contains("map") {
+        "write a mapping of keys, e.g. `{tp: 1}`".into()
+    } else if expected.contains("string") {
+        "write a string".into()
+    } else {
+        format!("expected {expected}")
+    }
+}
+
+/// Semantic checks the types cannot express.
+fn check(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
+    let err = |key: &str, msg: String, hint: &str| {
+        Err(CaseError::new(path, key, msg)
+            .at_line(line_of(text, key))
+            .hint(hint))
+    };
+    for (group, g) in [("ctx", &case.ctx), ("gen", &case.generation)] {
+        if g.count == 0 {
+            return err(
+                &format!("{group}.count"),
+                "must be at least 1".into(),
+                "set `count: 1` or more",
+            );
+        }
+        let p = g.parallel;
+        for (k, v) in [("tp", p.tp), ("pp", p.pp), ("ep", p.ep)] {
+            if v == 0 {
+                return err(
+                    &format!("{group}.parallel.{k}"),
+                    "must be at least 1".into(),
+                    "use 1 for no parallelism",
+                );
+            }
+        }
+    }
+    if case.hardware.gpus_per_node == 0 {
+        return err(
+            "hardware.gpus_per_node",
+            "must be at least 1".into(),
+            "e.g. `gpus_per_node: 8`",
+        );
+    }
+    let b = &case.benchmark;
+    if b.isl == 0 || b.osl == 0 {
+        let k = if b.isl == 0 {
+            "benchmark.isl"
+        } else {
+            "benchmark.osl"
+        };
+        return err(
+            k,
+            "must be at least 1 token".into(),
+            "e.g. `isl: 1024`, `osl: 128`",
+        );
+    }
+    if b.concurrency.is_empty() || b.concurrency.contains(&0) {
+        return err(
+            "benchmark.concurrency",
+            "must list one or more concurrencies, each at least 1".into(),
+            "e.g. `concurrency: [1, 8]`",
+        );
+    }
+    if b.rounds == 0 {
+        return err(
+            "benchmark.rounds",
+            "must be at least 1".into(),
+            "prompts per point = concurrency × rounds",
+        );
+    }
+    if !(0.0..1.0).contains(&b.range_ratio) {
+        return err(
+            "benchmark.range_ratio",
+            format!("{} is outside [0, 1)", b.range_ratio),
+            "lengths are uniform in [L·(1−r), L·(1+r)]; 0 means exact",
+        );
+    }
+    if let Some(p) = b.percentiles.iter().find(|p| !(**p > 0.0 && **p < 100.0)) {
+        return err(
+            "benchmark.percentiles",
+            format!("{p} is not in (0, 100)"),
+            "e.g. `percentiles: [50, 90]`",
+        );
+    }
+    for (key, vars) in [
+        ("env.worker", &case.env.worker),
+        ("env.server", &case.env.server),
+        ("env.benchmark", &case.env.benchmark),
+        ("ctx.env", &case.ctx.env),
+        ("gen.env", &case.generation.env),
+    ] {
+        if let Some(bad) = vars.keys().find(|k| !valid_env_name(k)) {
+            return err(
+                key,
+                format!("`{bad}` is not a valid environment variable name"),
+                "use letters, digits and `_`, not starting with a digit",
+            );
+        }
+    }
+    check_deadlines(case, text, path)
+}
+
+fn valid_env_name(k: &str) -> bool {
+    !k.is_empty()
+        && !k.starts_with(|c: char| c.is_ascii_digit())
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The hierarchy of ARCHITECTURE.md: worker startup < job; request < benchmark;
+/// benchmark < job; and since the benchmark starts only after the workers are up,
+/// worker_startup + benchmark ≤ job.
+fn check_deadlines(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
+    let t = &case.timeouts;
+    let h = humantime::format_duration;
+    let fail = |key: &str, msg: String| {
+        Err(CaseError::new(path, key, msg)
+            .at_line(line_of(text, key))
+            .hint("deadlines must nest: request < benchmark, worker_startup + benchmark ≤ job"))
+    };
+    for (k, v) in [
+        ("timeouts.worker_startup", t.worker_startup),
+        ("timeouts.request", t.request),
+        ("timeouts.benchmark", t.benchmark),
+        ("timeouts.job", t.job),
+    ] {
+        if v.is_zero() {
+            return fail(k, "must be longer than 0s".into());
+        }
+    }
+    if t.request >= t.benchmark {
+        return fail(
+            "timeouts.request",
+            format!(
+                "request ({}) must be shorter than benchmark ({})",
+                h(t.request),
+                h(t.benchmark)
+            ),
+        );
+    }
+    if t.benchmark >= t.job {
+        return fail(
+            "timeouts.benchmark",
+            format!(
+                "benchmark ({}) must be shorter than job ({})",
+                h(t.benchmark),
+                h(t.job)
+            ),
+        );
+    }
+    if t.worker_startup >= t.job {
+        return fail(
+            "timeouts.worker_startup",
+            format!(
+                "worker_startup ({}) must be shorter than job ({})",
+                h(t.worker_startup),
+                h(t.job)
+            ),
+        );
+    }
+    if t.worker_startup + t.benchmark > t.job {
+        return fail(
+            "timeouts.job",
+            format!(
+                "job ({}) is shorter than worker_startup + benchmark ({} + {}): the job deadline would cut a benchmark that is still within its own",
+                h(t.job),
+                h(t.worker_startup),
+                h(t.benchmark)
+            ),
+        );
+    }
+    Ok(())
+}

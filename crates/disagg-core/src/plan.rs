@@ -1,0 +1,347 @@
+//! The plan: every role of one run, with its command, GPUs, environment and log file, and the
+//! deadlines. It is written to `plan.json` in the run folder, and each role process reads its own
+//! entry from there, so what `disagg plan` prints is exactly what runs.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::case::{Benchmark, EnvValue, RouterSpec, SimEngineArgs, Timeouts, WorkerGroup};
+use crate::load::LoadedCase;
+use crate::name::ConfigName;
+
+/// Version of `plan.json`'s layout.
+pub const PLAN_VERSION: u32 = 1;
+
+/// One role of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RoleName {
+    Ctx(u32),
+    Gen(u32),
+    DisaggServer,
+    Benchmark,
+}
+
+impl RoleName {
+    pub fn is_worker(&self) -> bool {
+        matches!(self, RoleName::Ctx(_) | RoleName::Gen(_))
+    }
+
+    /// The role's log file name in the run folder (ARCHITECTURE.md).
+    pub fn log_file(&self) -> String {
+        match self {
+            RoleName::Ctx(i) => format!("ctx_server_{i}.log"),
+            RoleName::Gen(i) => format!("gen_server_{i}.log"),
+            RoleName::DisaggServer => "disagg_server.log".into(),
+            RoleName::Benchmark => "benchmark.log".into(),
+        }
+    }
+}
+
+impl fmt::Display for RoleName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RoleName::Ctx(i) => write!(f, "CTX_{i}"),
+            RoleName::Gen(i) => write!(f, "GEN_{i}"),
+            RoleName::DisaggServer => f.write_str("DISAGG_SERVER"),
+            RoleName::Benchmark => f.write_str("BENCHMARK"),
+        }
+    }
+}
+
+impl FromStr for RoleName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let index = |rest: &str| {
+            rest.parse::<u32>()
+                .map_err(|_| format!("`{s}`: the index after `_` must be a number"))
+        };
+        match s {
+            "DISAGG_SERVER" => Ok(RoleName::DisaggServer),
+            "BENCHMARK" => Ok(RoleName::Benchmark),
+            _ => {
+                if let Some(rest) = s.strip_prefix("CTX_") {
+                    Ok(RoleName::Ctx(index(rest)?))
+                } else if let Some(rest) = s.strip_prefix("GEN_") {
+                    Ok(RoleName::Gen(index(rest)?))
+                } else {
+                    Err(format!(
+                        "`{s}` is not a role; roles are CTX_<i>, GEN_<i>, DISAGG_SERVER, BENCHMARK"
+                    ))
+                }
+            }
+        }
+    }
+}
+
+impl Serialize for RoleName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for RoleName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// One GPU: its node (0-based within the job) and its index there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpuSlot {
+    pub node: u32,
+    pub index: u32,
+}
+
+/// What a worker role starts and how it finds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineLaunch {
+    pub argv: Vec<String>,
+    /// The engine writes `host:port` here once bound.
+    pub ready_file: PathBuf,
+}
+
+/// One role's entry in the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolePlan {
+    pub role: RoleName,
+    /// Log file name in the run folder.
+    pub log: String,
+    pub gpus: Vec<GpuSlot>,
+    /// The role process: `disagg role <ROLE> --run-dir <DIR>`.
+    pub argv: Vec<String>,
+    /// For workers: the engine the role starts and watches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineLaunch>,
+    /// Variables set for the role (and what it starts).
+    pub env_set: BTreeMap<String, String>,
+    /// Variables removed from the role's environment.
+    pub env_unset: Vec<String>,
+}
+
+/// Everything one run does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub version: u32,
+    pub config_name: ConfigName,
+    pub run_id: String,
+    pub run_dir: PathBuf,
+    /// The case file as given.
+    pub case_file: PathBuf,
+    pub model: String,
+    pub roles: Vec<RolePlan>,
+    pub deadlines: Timeouts,
+    pub router: RouterSpec,
+    pub benchmark: Benchmark,
+    /// Baseline CSV, resolved; `None` when the case has none.
+    pub perf_baseline: Option<PathBuf>,
+    /// `setup` argv, run once before the workers into `install.log`.
+    pub setup: Option<Vec<String>>,
+}
+
+impl Plan {
+    pub fn role(&self, name: RoleName) -> Option<&RolePlan> {
+        self.roles.iter().find(|r| r.role == name)
+    }
+
+    pub fn workers(&self) -> impl Iterator<Item = &RolePlan> {
+        self.roles.iter().filter(|r| r.role.is_worker())
+    }
+
+    /// Where a role publishes its address (ARCHITECTURE.md's rendezvous).
+    pub fn rendezvous_file(&self, role: RoleName) -> PathBuf {
+        rendezvous_dir(&self.run_dir).join(format!("{role}.json"))
+    }
+
+    pub fn status_file(&self) -> PathBuf {
+        rendezvous_dir(&self.run_dir).join("status.json")
+    }
+}
+
+pub fn rendezvous_dir(run_dir: &Path) -> PathBuf {
+    run_dir.join("rendezvous")
+}
+
+/// Builds the plan of `case` for a run in `run_dir`; `exe` is the `disagg` binary the roles run.
+pub fn build(case: &LoadedCase, run_id: &str, run_dir: &Path, exe: &Path) -> Plan {
+    let c = &case.case;
+    let exe_s = exe.display().to_string();
+    let role_argv = |role: RoleName| {
+        vec![
+            exe_s.clone(),
+            "role".into(),
+            role.to_string(),
+            "--run-dir".into(),
+            run_dir.display().to_string(),
+        ]
+    };
+    let common_env = |role: RoleName| {
+        let mut env = BTreeMap::new();
+        env.insert("DISAGG_SERVING_TYPE".to_string(), role.to_string());
+        env.insert("DISAGG_RUN_ID".to_string(), run_id.to_string());
+        env.insert("DISAGG_RUN_DIR".to_string(), run_dir.display().to_string());
+        env
+    };
+    let gpus_per_node = c.hardware.gpus_per_node;
+    let mut next_gpu = 0u32;
+    let mut roles = Vec::new();
+    for (is_ctx, group) in [(true, &c.ctx), (false, &c.generation)] {
+        for i in 0..group.count {
+            let role = if is_ctx {
+                RoleName::Ctx(i)
+            } else {
+                RoleName::Gen(i)
+            };
+            let gpus = allocate(
+                &mut next_gpu,
+                group.parallel.gpus_per_server(),
+                gpus_per_node,
+            );
+            let mut env = common_env(role);
+            extend(&mut env, &c.env.worker);
+            extend(&mut env, &group.env);
+            let visible: Vec<String> = gpus.iter().map(|g| g.index.to_string()).collect();
+            env.insert("CUDA_VISIBLE_DEVICES".into(), visible.join(","));
+            let ready_file = rendezvous_dir(run_dir).join(format!("{role}.engine"));
+            let argv = sim_argv(&exe_s, is_ctx, &c.model.name, group, &ready_file);
+            roles.push(RolePlan {
+                role,
+                log: role.log_file(),
+                gpus,
+                argv: role_argv(role),
+                engine: Some(EngineLaunch { argv, ready_file }),
+                env_set: env,
+                env_unset: c.env.worker_unset.clone(),
+            });
+        }
+    }
+    for (role, vars) in [
+        (RoleName::DisaggServer, &c.env.server),
+        (RoleName::Benchmark, &c.env.benchmark),
+    ] {
+        let mut env = common_env(role);
+        extend(&mut env, vars);
+        roles.push(RolePlan {
+            role,
+            log: role.log_file(),
+            gpus: Vec::new(),
+            argv: role_argv(role),
+            engine: None,
+            env_set: env,
+            env_unset: Vec::new(),
+        });
+    }
+    Plan {
+        version: PLAN_VERSION,
+        config_name: case.config_name.clone(),
+        run_id: run_id.to_string(),
+        run_dir: run_dir.to_path_buf(),
+        case_file: case.path.clone(),
+        model: c.model.name.clone(),
+        roles,
+        deadlines: c.timeouts,
+        router: c.router.clone(),
+        benchmark: c.benchmark.clone(),
+        perf_baseline: case.baseline_path(),
+        setup: c.setup.as_ref().map(|s| s.argv()),
+    }
+}
+
+fn extend(env: &mut BTreeMap<String, String>, vars: &BTreeMap<String, EnvValue>) {
+    for (k, v) in vars {
+        env.insert(k.clone(), v.as_string());
+    }
+}
+
+/// Packs servers onto nodes in order; a server never straddles a node unless it is larger than one.
+fn allocate(next: &mut u32, count: u32, per_node: u32) -> Vec<GpuSlot> {
+    let offset = *next % per_node;
+    if count <= per_node && offset + count > per_node {
+        *next += per_node - offset;
+    }
+    let slots = (0..count)
+        .map(|k| GpuSlot {
+            node: (*next + k) / per_node,
+            index: (*next + k) % per_node,
+        })
+        .collect();
+    *next += count;
+    slots
+}
+
+fn sim_argv(
+    exe: &str,
+    is_ctx: bool,
+    model: &str,
+    group: &WorkerGroup<SimEngineArgs>,
+    ready_file: &Path,
+) -> Vec<String> {
+    let a = &group.engine_args;
+    let d = |v| humantime::format_duration(v).to_string();
+    let mut argv: Vec<String> = vec![
+        exe.into(),
+        "sim".into(),
+        "--role".into(),
+        if is_ctx { "context" } else { "generation" }.into(),
+        "--dialect".into(),
+        "trtllm".into(),
+        "--host".into(),
+        "127.0.0.1".into(),
+        "--port".into(),
+        "0".into(),
+        "--ready-file".into(),
+        ready_file.display().to_string(),
+        "--model".into(),
+        model.into(),
+        "--startup-delay".into(),
+        d(a.startup_delay),
+        "--prefill-per-token".into(),
+        d(a.prefill_per_token),
+        "--itl".into(),
+        d(a.itl),
+    ];
+    if a.never_ready {
+        argv.push("--never-ready".into());
+    }
+    if let Some(n) = a.fail_after_requests {
+        argv.push("--fail-after-requests".into());
+        argv.push(n.to_string());
+    }
+    argv
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_names_round_trip() {
+        for r in [
+            RoleName::Ctx(0),
+            RoleName::Gen(12),
+            RoleName::DisaggServer,
+            RoleName::Benchmark,
+        ] {
+            assert_eq!(r.to_string().parse::<RoleName>().unwrap(), r);
+        }
+        assert!("CTX_x".parse::<RoleName>().is_err());
+        assert!("WORKER".parse::<RoleName>().is_err());
+    }
+
+    #[test]
+    fn servers_do_not_straddle_nodes() {
+        let mut next = 0;
+        let a = allocate(&mut next, 4, 8);
+        let b = allocate(&mut next, 8, 8);
+        assert_eq!(
+            a.iter().map(|g| (g.node, g.index)).collect::<Vec<_>>(),
+            vec![(0, 0), (0, 1), (0, 2), (0, 3)]
+        );
+        assert_eq!(b[0], GpuSlot { node: 1, index: 0 });
+        assert_eq!(b[7], GpuSlot { node: 1, index: 7 });
+    }
+}

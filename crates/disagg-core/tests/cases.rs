@@ -1,0 +1,170 @@
+//! Case parsing, as a table: each bad case names its key and line, and hints at the fix.
+
+use std::path::Path;
+
+use disagg_core::{CaseError, parse_case};
+
+const QUICKSTART: &str = include_str!("../../../examples/quickstart.yaml");
+
+fn parse(text: &str) -> Result<disagg_core::load::LoadedCase, CaseError> {
+    parse_case(text, Path::new("cases/t.yaml"))
+}
+
+/// The quickstart with `from` replaced by `to` (which must occur exactly once).
+fn edit(from: &str, to: &str) -> String {
+    assert_eq!(QUICKSTART.matches(from).count(), 1, "{from:?} must occur once in the quickstart");
+    QUICKSTART.replace(from, to)
+}
+
+#[test]
+fn the_issue_example_is_accepted_as_written() {
+    let c = parse(QUICKSTART).unwrap();
+    assert_eq!(c.config_name.as_str(), "quickstart");
+    assert_eq!(c.case.benchmark.concurrency, vec![1, 8]);
+    assert_eq!(c.case.env.worker_unset, vec!["UCX_TLS".to_string()]);
+    assert_eq!(c.case.timeouts.benchmark.as_secs(), 600);
+}
+
+#[test]
+fn a_minimal_case_takes_defaults_and_derives_its_name() {
+    let text = "model: {name: llama-3.1-8b}\nctx: {count: 1, engine_args: {}}\ngen: {count: 2, parallel: {tp: 4, ep: 4, attention_dp: true}, engine_args: {}}\nbenchmark: {isl: 1024, osl: 1024, concurrency: [64]}\n";
+    let c = parse(text).unwrap();
+    assert_eq!(c.config_name.as_str(), "llama-3.1-8b-bf16_1k1k_con64_ctx1_gen2_dep4_eplb0_mtp0_ccb-UCX");
+    assert_eq!(c.case.env.worker_unset, vec!["UCX_TLS".to_string()]);
+    assert_eq!(c.case.benchmark.rounds, 4);
+}
+
+struct Bad {
+    what: &'static str,
+    text: String,
+    key: &'static str,
+    line: Option<usize>,
+    message_has: &'static str,
+    hint_has: &'static str,
+}
+
+#[test]
+fn bad_cases_name_the_key_line_and_fix() {
+    let table = vec![
+        Bad {
+            what: "unknown key, close to a known one",
+            text: edit("  rounds: 4", "  roundz: 4"),
+            key: "benchmark.roundz",
+            line: Some(23),
+            message_has: "unknown key `roundz` in `benchmark`",
+            hint_has: "did you mean `rounds`?",
+        },
+        Bad {
+            what: "unknown top-level key",
+            text: format!("{QUICKSTART}bogus_section: 1\n"),
+            key: "bogus_section",
+            line: Some(36),
+            message_has: "unknown key `bogus_section` at the top level",
+            hint_has: "remove it",
+        },
+        Bad {
+            what: "wrong type",
+            text: edit("  isl: 256", "  isl: lots"),
+            key: "benchmark.isl",
+            line: Some(20),
+            message_has: "invalid type: string \"lots\", expected u32",
+            hint_has: "whole number",
+        },
+        Bad {
+            what: "missing benchmark",
+            text: QUICKSTART.split("benchmark:\n").next().unwrap().to_string(),
+            key: "benchmark",
+            line: None,
+            message_has: "required key `benchmark` is missing",
+            hint_has: "add `benchmark`",
+        },
+        Bad {
+            what: "inverted deadlines",
+            text: edit("request: 60s, benchmark: 10m", "request: 20m, benchmark: 10m"),
+            key: "timeouts.request",
+            line: Some(32),
+            message_has: "request (20m) must be shorter than benchmark (10m)",
+            hint_has: "deadlines must nest",
+        },
+        Bad {
+            what: "job shorter than startup + benchmark",
+            text: edit("job: 30m", "job: 10m"),
+            key: "timeouts.benchmark",
+            line: Some(32),
+            message_has: "benchmark (10m) must be shorter than job (10m)",
+            hint_has: "deadlines must nest",
+        },
+        Bad {
+            what: "name with ..",
+            text: edit("name: quickstart ", "name: ../x "),
+            key: "name",
+            line: Some(4),
+            message_has: "`../x` cannot be a folder name",
+            hint_has: "no `/`",
+        },
+        Bad {
+            what: "name with /",
+            text: edit("name: quickstart ", "name: a/b "),
+            key: "name",
+            line: Some(4),
+            message_has: "cannot be a folder name",
+            hint_has: "letters, digits",
+        },
+        Bad {
+            what: "unknown sim engine arg",
+            text: edit("  engine_args: {}                # engine-specific", "  engine_args: {itll: 5ms}        # engine-specific"),
+            key: "ctx.engine_args.itll",
+            line: Some(11),
+            message_has: "unknown key `itll` in `ctx.engine_args`",
+            hint_has: "did you mean `itl`?",
+        },
+        Bad {
+            what: "bad duration",
+            text: edit("worker_startup: 60s", "worker_startup: 60"),
+            key: "timeouts.worker_startup",
+            line: Some(32),
+            message_has: "invalid",
+            hint_has: "duration",
+        },
+        Bad {
+            what: "unknown engine",
+            text: edit("engine: sim ", "engine: simm "),
+            key: "engine",
+            line: Some(6),
+            message_has: "`simm` is not one of: sim",
+            hint_has: "did you mean `sim`?",
+        },
+        Bad {
+            what: "zero concurrency",
+            text: edit("concurrency: [1, 8]", "concurrency: [0, 8]"),
+            key: "benchmark.concurrency",
+            line: Some(22),
+            message_has: "each at least 1",
+            hint_has: "concurrency: [1, 8]",
+        },
+        Bad {
+            what: "empty file",
+            text: "\n".into(),
+            key: "",
+            line: None,
+            message_has: "empty",
+            hint_has: "quickstart",
+        },
+    ];
+    for b in table {
+        let err = match parse(&b.text) {
+            Ok(_) => panic!("{}: accepted", b.what),
+            Err(e) => e,
+        };
+        let shown = err.to_string();
+        assert_eq!(err.key, b.key, "{}: {shown}", b.what);
+        if b.line.is_some() {
+            assert_eq!(err.line, b.line, "{}: {shown}", b.what);
+        }
+        assert!(err.message.contains(b.message_has), "{}: {shown}", b.what);
+        let hint = err.hint.clone().unwrap_or_default();
+        assert!(hint.contains(b.hint_has), "{}: {shown}", b.what);
+        assert!(shown.starts_with("cases/t.yaml"), "{}: the file is named: {shown}", b.what);
+        assert!(shown.contains("\nhint: "), "{}: {shown}", b.what);
+    }
+}
