@@ -6,5 +6,6 @@ mod disaggregated;
 mod errors;
 mod faults;
 mod health;
+mod run;
 mod streaming;
 mod support;

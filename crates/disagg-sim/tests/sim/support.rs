@@ -32,11 +32,18 @@ impl Drop for Sim {
     }
 }
 
+/// Parses `disagg sim` flags as the binary would.
+pub fn try_parse_args(flags: &[&str]) -> Result<SimArgs, clap::Error> {
+    Cli::try_parse_from(std::iter::once("sim").chain(flags.iter().copied())).map(|c| c.sim)
+}
+
+pub fn parse_args(flags: &[&str]) -> SimArgs {
+    try_parse_args(flags).expect("valid sim flags")
+}
+
 /// Starts a sim with `disagg sim` flags, e.g. `&["--role", "context", "--itl", "1ms"]`.
 pub async fn start(flags: &[&str]) -> Sim {
-    let args = Cli::try_parse_from(std::iter::once("sim").chain(flags.iter().copied()))
-        .expect("valid sim flags")
-        .sim;
+    let args = parse_args(flags);
     let (tx, exits) = mpsc::unbounded_channel();
     let state = SimState::new(
         &args,
