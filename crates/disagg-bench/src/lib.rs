@@ -6,6 +6,23 @@
 //! - [`run_sweep`]: warmup + the closed-loop points; returns per-point metrics.
 //! - [`text_summary`]: benchmark_serving's text block for one point (PROTOCOLS.md §4).
 //! - [`run`]: the standalone command.
+//!
+//! How it works: a seeded [workload](workload) of random token-id prompts is serialized up front;
+//! the [closed loop](closed_loop) keeps C requests in flight, and the [client](client) records
+//! each request's monotonic instants (sent, every content chunk, end). [`metrics`] turns those
+//! timelines into benchmark_serving's numbers, and [`summary`] prints them in its exact layout so
+//! existing harness regexes keep working. A sweep is invalid when any request failed or a point
+//! generated no tokens: numbers from a half-broken server must never look like a result.
+
+mod canary;
+mod cli;
+mod client;
+mod closed_loop;
+mod config;
+mod metrics;
+mod summary;
+mod sweep;
+mod workload;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -76,7 +93,7 @@ pub struct BenchArgs {
 
 impl BenchArgs {
     pub fn to_config(&self) -> BenchConfig {
-        unimplemented!("bench is being built")
+        cli::to_config(self)
     }
 }
 
@@ -121,7 +138,7 @@ pub struct PointResult {
 impl PointResult {
     /// benchmark_serving's JSON keys (`duration`, `completed`, ..., `p99_ttft_ms`, `max_concurrency`, ...).
     pub fn to_json(&self) -> serde_json::Value {
-        unimplemented!("bench is being built")
+        summary::to_json(self)
     }
 }
 
@@ -134,7 +151,7 @@ pub struct Sweep {
 impl Sweep {
     /// Why these results are not valid (failed requests, zero generated tokens), if they are not.
     pub fn invalid_reason(&self) -> Option<String> {
-        unimplemented!("bench is being built")
+        sweep::invalid_reason(self)
     }
 }
 
@@ -154,24 +171,20 @@ pub enum BenchError {
 
 /// Sends one small generation; it must succeed and produce tokens.
 pub async fn canary(cfg: &BenchConfig) -> Result<(), BenchError> {
-    let _ = cfg;
-    unimplemented!("bench is being built")
+    canary::canary(cfg).await
 }
 
 /// Runs warmup and every concurrency point, in order.
 pub async fn run_sweep(cfg: &BenchConfig) -> Result<Sweep, BenchError> {
-    let _ = cfg;
-    unimplemented!("bench is being built")
+    sweep::run_sweep(cfg).await
 }
 
 /// benchmark_serving's text block for one point.
 pub fn text_summary(point: &PointResult) -> String {
-    let _ = point;
-    unimplemented!("bench is being built")
+    summary::text_summary(point)
 }
 
 /// The standalone command; `Ok(false)` when the results are invalid.
 pub async fn run(args: BenchArgs) -> Result<bool, BenchError> {
-    let _ = args;
-    unimplemented!("bench is being built")
+    cli::run(args).await
 }
