@@ -7,12 +7,13 @@
 //! - [`text_summary`]: benchmark_serving's text block for one point (PROTOCOLS.md §4).
 //! - [`run`]: the standalone command.
 //!
-//! How it works: a seeded [workload](workload) of random token-id prompts is serialized up front;
-//! the [closed loop](closed_loop) keeps C requests in flight, and the [client](client) records
-//! each request's monotonic instants (sent, every content chunk, end). [`metrics`] turns those
-//! timelines into benchmark_serving's numbers, and [`summary`] prints them in its exact layout so
-//! existing harness regexes keep working. A sweep is invalid when any request failed or a point
-//! generated no tokens: numbers from a half-broken server must never look like a result.
+//! How it works: a seeded workload (`workload.rs`) of random token-id prompts is serialized up
+//! front; the closed loop (`closed_loop.rs`) keeps C requests in flight, and the client
+//! (`client.rs`) records each request's monotonic instants (sent, every content chunk, end).
+//! `metrics.rs` turns those timelines into benchmark_serving's numbers, and `summary.rs` prints
+//! them in its exact layout so existing harness regexes keep working. A sweep is invalid when any
+//! request failed or a point generated no tokens: numbers from a half-broken server must never
+//! look like a result.
 
 mod canary;
 mod cli;
@@ -58,8 +59,10 @@ pub struct BenchArgs {
     /// Base URL of the server under test.
     #[arg(long)]
     pub url: String,
+    /// Path of the completions endpoint, appended to the URL.
     #[arg(long, default_value = "/v1/completions")]
     pub endpoint: String,
+    /// `model` field of every request.
     #[arg(long, default_value = "sim")]
     pub model: String,
     /// Input sequence length (tokens).
@@ -68,19 +71,25 @@ pub struct BenchArgs {
     /// Output sequence length (tokens).
     #[arg(long)]
     pub osl: u32,
+    /// Input and output lengths are uniform in [L·(1−r), L·(1+r)]; 0 means exact.
     #[arg(long, default_value_t = 0.0)]
     pub range_ratio: f64,
     /// Concurrency points, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1")]
     pub concurrency: Vec<u32>,
+    /// Requests per point = concurrency × rounds.
     #[arg(long, default_value_t = 4)]
     pub rounds: u32,
+    /// Requests sent before each point and left out of its results.
     #[arg(long, default_value_t = 0)]
     pub warmup: u32,
+    /// Ask for whole responses instead of streams (TTFT is then the whole request).
     #[arg(long)]
     pub no_stream: bool,
+    /// Bound on each request, e.g. `60s` or `2m`; a request over it fails as `timeout`.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
     pub request_timeout: Duration,
+    /// Seed of the random prompts; the same seed sends the same requests.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Percentiles to report besides p99, comma-separated.
@@ -92,6 +101,7 @@ pub struct BenchArgs {
 }
 
 impl BenchArgs {
+    /// The sweep these flags describe; checked when the sweep starts.
     pub fn to_config(&self) -> BenchConfig {
         cli::to_config(self)
     }
