@@ -6,6 +6,24 @@
 //! - [`run_sweep`]: warmup + the closed-loop points; returns per-point metrics.
 //! - [`text_summary`]: benchmark_serving's text block for one point (PROTOCOLS.md §4).
 //! - [`run`]: the standalone command.
+//!
+//! How it works: a seeded workload (`workload.rs`) of random token-id prompts is serialized up
+//! front; the closed loop (`closed_loop.rs`) keeps C requests in flight, and the client
+//! (`client.rs`) records each request's monotonic instants (sent, every content chunk, end).
+//! `metrics.rs` turns those timelines into benchmark_serving's numbers, and `summary.rs` prints
+//! them in its exact layout so existing harness regexes keep working. A sweep is invalid when any
+//! request failed or a point generated no tokens: numbers from a half-broken server must never
+//! look like a result.
+
+mod canary;
+mod cli;
+mod client;
+mod closed_loop;
+mod config;
+mod metrics;
+mod summary;
+mod sweep;
+mod workload;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -41,8 +59,10 @@ pub struct BenchArgs {
     /// Base URL of the server under test.
     #[arg(long)]
     pub url: String,
+    /// Path of the completions endpoint, appended to the URL.
     #[arg(long, default_value = "/v1/completions")]
     pub endpoint: String,
+    /// `model` field of every request.
     #[arg(long, default_value = "sim")]
     pub model: String,
     /// Input sequence length (tokens).
@@ -51,19 +71,25 @@ pub struct BenchArgs {
     /// Output sequence length (tokens).
     #[arg(long)]
     pub osl: u32,
+    /// Input and output lengths are uniform in [L·(1−r), L·(1+r)]; 0 means exact.
     #[arg(long, default_value_t = 0.0)]
     pub range_ratio: f64,
     /// Concurrency points, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1")]
     pub concurrency: Vec<u32>,
+    /// Requests per point = concurrency × rounds.
     #[arg(long, default_value_t = 4)]
     pub rounds: u32,
+    /// Requests sent before each point and left out of its results.
     #[arg(long, default_value_t = 0)]
     pub warmup: u32,
+    /// Ask for whole responses instead of streams (TTFT is then the whole request).
     #[arg(long)]
     pub no_stream: bool,
+    /// Bound on each request, e.g. `60s` or `2m`; a request over it fails as `timeout`.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
     pub request_timeout: Duration,
+    /// Seed of the random prompts; the same seed sends the same requests.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Percentiles to report besides p99, comma-separated.
@@ -75,8 +101,9 @@ pub struct BenchArgs {
 }
 
 impl BenchArgs {
+    /// The sweep these flags describe; checked when the sweep starts.
     pub fn to_config(&self) -> BenchConfig {
-        unimplemented!("bench is being built")
+        cli::to_config(self)
     }
 }
 
@@ -121,7 +148,7 @@ pub struct PointResult {
 impl PointResult {
     /// benchmark_serving's JSON keys (`duration`, `completed`, ..., `p99_ttft_ms`, `max_concurrency`, ...).
     pub fn to_json(&self) -> serde_json::Value {
-        unimplemented!("bench is being built")
+        summary::to_json(self)
     }
 }
 
@@ -134,7 +161,7 @@ pub struct Sweep {
 impl Sweep {
     /// Why these results are not valid (failed requests, zero generated tokens), if they are not.
     pub fn invalid_reason(&self) -> Option<String> {
-        unimplemented!("bench is being built")
+        sweep::invalid_reason(self)
     }
 }
 
@@ -154,24 +181,20 @@ pub enum BenchError {
 
 /// Sends one small generation; it must succeed and produce tokens.
 pub async fn canary(cfg: &BenchConfig) -> Result<(), BenchError> {
-    let _ = cfg;
-    unimplemented!("bench is being built")
+    canary::canary(cfg).await
 }
 
 /// Runs warmup and every concurrency point, in order.
 pub async fn run_sweep(cfg: &BenchConfig) -> Result<Sweep, BenchError> {
-    let _ = cfg;
-    unimplemented!("bench is being built")
+    sweep::run_sweep(cfg).await
 }
 
 /// benchmark_serving's text block for one point.
 pub fn text_summary(point: &PointResult) -> String {
-    let _ = point;
-    unimplemented!("bench is being built")
+    summary::text_summary(point)
 }
 
 /// The standalone command; `Ok(false)` when the results are invalid.
 pub async fn run(args: BenchArgs) -> Result<bool, BenchError> {
-    let _ = args;
-    unimplemented!("bench is being built")
+    cli::run(args).await
 }

@@ -1,0 +1,289 @@
+//! One request and its timestamps: sent, each content chunk, end.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use disagg_proto::openai::Usage;
+use disagg_proto::sse::{Event, Parser};
+use futures_util::StreamExt;
+use serde::Deserialize;
+
+use crate::BenchError;
+
+/// Where and how requests go.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    /// `{url}{endpoint}`.
+    pub url: String,
+    pub streaming: bool,
+    pub timeout: Duration,
+}
+
+/// What one request did. `sent` and `end` are kept for failures too, so the point's duration
+/// covers every request that was measured.
+#[derive(Debug, Clone)]
+pub(crate) struct Outcome {
+    pub sent: Instant,
+    pub end: Instant,
+    pub input_tokens: u64,
+    pub result: Result<Success, Failure>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Success {
+    /// Arrival of every chunk that carried text. Frames that arrive in the same read share its
+    /// instant: that is when the client could first see them.
+    pub chunks: Vec<Instant>,
+    pub output_tokens: u64,
+    pub streamed: bool,
+}
+
+impl Outcome {
+    pub fn e2e(&self) -> Duration {
+        self.end - self.sent
+    }
+
+    /// Time to the first content chunk. A whole (non-streamed) answer arrives at once, so there
+    /// TTFT is the end-to-end latency, as in benchmark_serving.
+    pub fn ttft(&self) -> Option<Duration> {
+        let ok = self.result.as_ref().ok()?;
+        if ok.streamed {
+            ok.chunks.first().map(|&first| first - self.sent)
+        } else {
+            Some(self.e2e())
+        }
+    }
+}
+
+/// Why a request failed; `kind()` is the key it is counted under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Failure {
+    Connect,
+    Timeout,
+    Status(u16),
+    /// The stream ended before `data: [DONE]`.
+    StreamCut,
+    /// A body or frame that is not the JSON we expect, or an in-band `error` object.
+    BadBody,
+    /// Any other transport error while sending.
+    Transport,
+}
+
+impl Failure {
+    pub fn kind(&self) -> String {
+        match self {
+            Failure::Connect => "connect".into(),
+            Failure::Timeout => "timeout".into(),
+            Failure::Status(code) => format!("http_{code}"),
+            Failure::StreamCut => "stream_cut".into(),
+            Failure::BadBody => "bad_body".into(),
+            Failure::Transport => "transport".into(),
+        }
+    }
+}
+
+/// One HTTP client for the whole sweep, so connections are reused across requests.
+pub(crate) fn build_client(max_concurrency: u32) -> Result<reqwest::Client, BenchError> {
+    reqwest::Client::builder()
+        // Small SSE frames must not wait for Nagle's algorithm, or ITL measures the client.
+        .tcp_nodelay(true)
+        // Keep one idle connection per worker so closed-loop requests never reconnect.
+        .pool_max_idle_per_host(max_concurrency as usize)
+        // A proxy from the environment would be measured along with the server.
+        .no_proxy()
+        .build()
+        .map_err(|e| BenchError::Config(format!("cannot build the HTTP client: {e}")))
+}
+
+/// Sends one request and records its timeline; the whole exchange is bounded by the timeout.
+pub(crate) async fn send(
+    client: &reqwest::Client,
+    target: &Target,
+    body: Bytes,
+    input_tokens: u64,
+) -> Outcome {
+    let sent = Instant::now();
+    let result = match tokio::time::timeout(target.timeout, exchange(client, target, body)).await {
+        Ok(result) => result,
+        Err(_) => Err(Failure::Timeout),
+    };
+    Outcome {
+        sent,
+        end: Instant::now(),
+        input_tokens,
+        result,
+    }
+}
+
+async fn exchange(
+    client: &reqwest::Client,
+    target: &Target,
+    body: Bytes,
+) -> Result<Success, Failure> {
+    let resp = client
+        .post(&target.url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| send_failure(&e))?;
+    let status = resp.status();
+    if !status.is_success() {
+        // Reading the (small) error body lets the connection go back to the pool.
+        let _ = resp.bytes().await;
+        return Err(Failure::Status(status.as_u16()));
+    }
+    if target.streaming {
+        read_stream(resp).await
+    } else {
+        read_whole(resp).await
+    }
+}
+
+fn send_failure(e: &reqwest::Error) -> Failure {
+    if e.is_connect() {
+        Failure::Connect
+    } else if e.is_timeout() {
+        Failure::Timeout
+    } else {
+        Failure::Transport
+    }
+}
+
+async fn read_stream(resp: reqwest::Response) -> Result<Success, Failure> {
+    let mut stream = resp.bytes_stream();
+    let mut parser = Parser::new();
+    let mut chunks = Vec::new();
+    let mut usage_tokens = None;
+    // Ends when the server sends [DONE] or closes the stream; the caller's timeout bounds both.
+    while let Some(read) = stream.next().await {
+        let bytes = read.map_err(|_| Failure::StreamCut)?;
+        let arrived = Instant::now();
+        for event in parser.push(&bytes) {
+            match event {
+                Event::Done => {
+                    let output_tokens = usage_tokens.unwrap_or(chunks.len() as u64);
+                    return Ok(Success {
+                        chunks,
+                        output_tokens,
+                        streamed: true,
+                    });
+                }
+                Event::Data(data) => {
+                    let chunk = parse_chunk(&data)?;
+                    if chunk.has_text() {
+                        chunks.push(arrived);
+                    }
+                    if let Some(usage) = chunk.usage {
+                        usage_tokens = Some(usage.completion_tokens);
+                    }
+                }
+            }
+        }
+    }
+    Err(Failure::StreamCut)
+}
+
+async fn read_whole(resp: reqwest::Response) -> Result<Success, Failure> {
+    let body = resp.bytes().await.map_err(|_| Failure::StreamCut)?;
+    let arrived = Instant::now();
+    let chunk = parse_chunk(&body)?;
+    let has_text = chunk.has_text();
+    let output_tokens = match chunk.usage {
+        Some(usage) => usage.completion_tokens,
+        None => u64::from(has_text),
+    };
+    Ok(Success {
+        chunks: if has_text { vec![arrived] } else { vec![] },
+        output_tokens,
+        streamed: false,
+    })
+}
+
+/// The parts of a completion (or chunk) the bench reads.
+#[derive(Debug, Deserialize)]
+struct Chunk {
+    #[serde(default)]
+    choices: Vec<Choice>,
+    #[serde(default)]
+    usage: Option<Usage>,
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Choice {
+    #[serde(default)]
+    text: Option<String>,
+    /// Chat-shaped servers put streamed text here.
+    #[serde(default)]
+    delta: Option<Delta>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Delta {
+    #[serde(default)]
+    content: Option<String>,
+}
+
+impl Chunk {
+    fn has_text(&self) -> bool {
+        self.choices.first().is_some_and(|c| {
+            let text = c.text.as_deref().unwrap_or_default();
+            let delta = c
+                .delta
+                .as_ref()
+                .and_then(|d| d.content.as_deref())
+                .unwrap_or_default();
+            !text.is_empty() || !delta.is_empty()
+        })
+    }
+}
+
+fn parse_chunk(data: &[u8]) -> Result<Chunk, Failure> {
+    let chunk: Chunk = serde_json::from_slice(data).map_err(|_| Failure::BadBody)?;
+    // Servers that fail mid-stream often send an error object with status 200 already gone.
+    if chunk.error.as_ref().is_some_and(|e| !e.is_null()) {
+        return Err(Failure::BadBody);
+    }
+    Ok(chunk)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_kinds_are_the_counted_keys() {
+        assert_eq!(Failure::Status(500).kind(), "http_500");
+        assert_eq!(Failure::Timeout.kind(), "timeout");
+        assert_eq!(Failure::Connect.kind(), "connect");
+        assert_eq!(Failure::StreamCut.kind(), "stream_cut");
+        assert_eq!(Failure::BadBody.kind(), "bad_body");
+    }
+
+    #[test]
+    fn chunks_with_empty_text_are_not_content() {
+        let c = parse_chunk(br#"{"choices":[{"text":""}],"usage":null}"#).unwrap();
+        assert!(!c.has_text());
+        assert!(c.usage.is_none());
+        let c = parse_chunk(br#"{"choices":[{"text":"a"}]}"#).unwrap();
+        assert!(c.has_text());
+        let c = parse_chunk(br#"{"choices":[{"delta":{"content":"b"}}]}"#).unwrap();
+        assert!(c.has_text());
+        let c = parse_chunk(
+            br#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":9,"total_tokens":12}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.usage.unwrap().completion_tokens, 9);
+    }
+
+    #[test]
+    fn bad_json_and_error_objects_fail() {
+        assert_eq!(parse_chunk(b"{not json").unwrap_err(), Failure::BadBody);
+        assert_eq!(
+            parse_chunk(br#"{"error":{"message":"boom"}}"#).unwrap_err(),
+            Failure::BadBody
+        );
+    }
+}

@@ -1,0 +1,314 @@
+//! benchmark_serving's metric definitions (PROTOCOLS.md §4), computed from request timelines.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::client::Outcome;
+use crate::{LatencyStats, Metrics};
+
+/// Metrics of one point plus its failures by kind.
+pub(crate) fn compute(
+    outcomes: &[Outcome],
+    extra_percentiles: &[f64],
+) -> (Metrics, BTreeMap<String, u64>) {
+    let mut errors = BTreeMap::new();
+    let mut ttft = Vec::new();
+    let mut tpot = Vec::new();
+    let mut itl = Vec::new();
+    let mut e2el = Vec::new();
+    let mut user_tput = Vec::new();
+    let (mut completed, mut input, mut output) = (0u64, 0u64, 0u64);
+
+    for o in outcomes {
+        let ok = match &o.result {
+            Ok(ok) => ok,
+            Err(failure) => {
+                *errors.entry(failure.kind()).or_insert(0) += 1;
+                continue;
+            }
+        };
+        completed += 1;
+        input += o.input_tokens;
+        output += ok.output_tokens;
+        let e2e = o.e2e();
+        e2el.push(ms(e2e));
+        if e2e > Duration::ZERO {
+            user_tput.push(ok.output_tokens as f64 / e2e.as_secs_f64());
+        }
+        if let Some(first) = o.ttft() {
+            ttft.push(ms(first));
+            // One token has no "per output token" time; benchmark_serving leaves it out.
+            if ok.output_tokens > 1 {
+                tpot.push(ms(e2e.saturating_sub(first)) / (ok.output_tokens - 1) as f64);
+            }
+        }
+        itl.extend(ok.chunks.windows(2).map(|w| ms(w[1] - w[0])));
+    }
+
+    let duration_s = span(outcomes).as_secs_f64();
+    let per_s = |x: f64| {
+        if duration_s > 0.0 {
+            x / duration_s
+        } else {
+            0.0
+        }
+    };
+    let metrics = Metrics {
+        duration_s,
+        completed,
+        failed: outcomes.len() as u64 - completed,
+        total_input_tokens: input,
+        total_output_tokens: output,
+        request_throughput: per_s(completed as f64),
+        output_throughput: per_s(output as f64),
+        total_token_throughput: per_s((input + output) as f64),
+        user_throughput: mean(&user_tput),
+        ttft: stats(ttft, extra_percentiles),
+        tpot: stats(tpot, extra_percentiles),
+        itl: stats(itl, extra_percentiles),
+        e2el: stats(e2el, extra_percentiles),
+    };
+    (metrics, errors)
+}
+
+/// From the first send to the last completion.
+fn span(outcomes: &[Outcome]) -> Duration {
+    let first: Option<Instant> = outcomes.iter().map(|o| o.sent).min();
+    let last: Option<Instant> = outcomes.iter().map(|o| o.end).max();
+    match (first, last) {
+        (Some(first), Some(last)) => last.saturating_duration_since(first),
+        _ => Duration::ZERO,
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Mean, median, population std, p99 and the extra percentiles; all zero for an empty set.
+pub(crate) fn stats(mut values: Vec<f64>, extra_percentiles: &[f64]) -> LatencyStats {
+    values.sort_by(f64::total_cmp);
+    let m = mean(&values);
+    let variance = if values.is_empty() {
+        0.0
+    } else {
+        values.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / values.len() as f64
+    };
+    LatencyStats {
+        mean_ms: m,
+        median_ms: percentile(&values, 50.0),
+        std_ms: variance.sqrt(),
+        p99_ms: percentile(&values, 99.0),
+        percentiles: extras(extra_percentiles)
+            .into_iter()
+            .map(|p| (p, percentile(&values, p)))
+            .collect(),
+    }
+}
+
+/// The requested extra percentiles, without duplicates and without p99, which is always there.
+pub(crate) fn extras(requested: &[f64]) -> Vec<f64> {
+    let mut out: Vec<f64> = Vec::new();
+    for &p in requested {
+        if p != 99.0 && !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn mean(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        0.0
+    } else {
+        values.iter().sum::<f64>() / values.len() as f64
+    }
+}
+
+/// numpy's default ("linear") percentile over sorted values: interpolate between the two ranks
+/// around p/100·(n−1).
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let Some(&last) = sorted.last() else {
+        return 0.0;
+    };
+    let rank = (p / 100.0).clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
+    let lo = rank.floor() as usize;
+    let hi = rank.ceil() as usize;
+    if hi >= sorted.len() {
+        return last;
+    }
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::{Failure, Success};
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9
+    }
+
+    /// A streamed request sent at `t0 + start_ms` whose content chunks arrive at the given
+    /// offsets (ms from send), ending `end_ms` after sending.
+    fn streamed(
+        t0: Instant,
+        start_ms: u64,
+        chunks_ms: &[u64],
+        end_ms: u64,
+        tokens: u64,
+    ) -> Outcome {
+        let sent = t0 + Duration::from_millis(start_ms);
+        Outcome {
+            sent,
+            end: sent + Duration::from_millis(end_ms),
+            input_tokens: 10,
+            result: Ok(Success {
+                chunks: chunks_ms
+                    .iter()
+                    .map(|&c| sent + Duration::from_millis(c))
+                    .collect(),
+                output_tokens: tokens,
+                streamed: true,
+            }),
+        }
+    }
+
+    #[test]
+    fn percentiles_interpolate_like_numpy() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        // numpy.percentile(range(1, 101), 99) == 99.01
+        assert!(close(percentile(&v, 99.0), 99.01));
+        assert!(close(percentile(&v, 50.0), 50.5));
+        assert!(close(percentile(&v, 90.0), 90.1));
+        assert!(close(percentile(&v, 99.9), 99.901));
+        assert!(close(percentile(&v, 100.0), 100.0));
+        assert!(close(percentile(&v, 0.0), 1.0));
+        assert!(close(percentile(&[7.0], 99.0), 7.0));
+        assert_eq!(percentile(&[], 99.0), 0.0);
+    }
+
+    #[test]
+    fn std_is_the_population_one() {
+        // numpy.std([2, 4, 4, 4, 5, 5, 7, 9]) == 2.0
+        let s = stats(vec![9.0, 2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0], &[]);
+        assert!(close(s.std_ms, 2.0));
+        assert!(close(s.mean_ms, 5.0));
+        assert!(close(s.median_ms, 4.5));
+    }
+
+    #[test]
+    fn empty_sets_give_zeros() {
+        assert_eq!(
+            stats(vec![], &[50.0]),
+            LatencyStats {
+                percentiles: vec![(50.0, 0.0)],
+                ..Default::default()
+            }
+        );
+        let (m, errors) = compute(&[], &[]);
+        assert_eq!(m, Metrics::default());
+        assert!(errors.is_empty());
+    }
+
+    #[test]
+    fn extra_percentiles_skip_p99_and_duplicates() {
+        assert_eq!(extras(&[50.0, 99.0, 90.0, 50.0]), vec![50.0, 90.0]);
+    }
+
+    #[test]
+    fn timelines_give_ttft_tpot_itl_e2el() {
+        let t0 = Instant::now();
+        let outcomes = [
+            // TTFT 30, chunks every 10 ms, 4 tokens, end 70: TPOT (70-30)/3.
+            streamed(t0, 0, &[30, 40, 50, 60], 70, 4),
+            // A single token: counts for TTFT and E2EL, not for TPOT; no ITL gaps.
+            streamed(t0, 10, &[50], 60, 1),
+        ];
+        let (m, errors) = compute(&outcomes, &[]);
+        assert!(errors.is_empty());
+        assert_eq!(m.completed, 2);
+        assert_eq!(m.failed, 0);
+        assert_eq!(m.total_input_tokens, 20);
+        assert_eq!(m.total_output_tokens, 5);
+        assert!(close(m.ttft.mean_ms, 40.0));
+        assert!(close(m.tpot.mean_ms, 40.0 / 3.0));
+        assert!(
+            close(m.tpot.p99_ms, 40.0 / 3.0),
+            "TPOT skips the 1-token request"
+        );
+        assert!(close(m.itl.mean_ms, 10.0));
+        assert!(close(m.itl.std_ms, 0.0));
+        assert!(close(m.e2el.median_ms, 65.0));
+        // Duration: first send (0) to last end (70).
+        assert!(close(m.duration_s, 0.070));
+        assert!(close(m.request_throughput, 2.0 / 0.070));
+        assert!(close(m.output_throughput, 5.0 / 0.070));
+        assert!(close(m.total_token_throughput, 25.0 / 0.070));
+        // Per request: 4 tokens / 70 ms and 1 token / 60 ms.
+        assert!(close(m.user_throughput, (4.0 / 0.070 + 1.0 / 0.060) / 2.0));
+    }
+
+    #[test]
+    fn itl_pools_every_gap_of_every_request() {
+        let t0 = Instant::now();
+        let outcomes = [
+            streamed(t0, 0, &[5, 6, 8], 8, 3),
+            streamed(t0, 0, &[5, 9], 9, 2),
+        ];
+        let (m, _) = compute(&outcomes, &[50.0]);
+        // Gaps 1, 2 and 4 ms.
+        assert!(close(m.itl.mean_ms, 7.0 / 3.0));
+        assert!(close(m.itl.median_ms, 2.0));
+        assert_eq!(m.itl.percentiles, vec![(50.0, 2.0)]);
+    }
+
+    #[test]
+    fn failures_are_counted_by_kind_and_left_out_of_latencies() {
+        let t0 = Instant::now();
+        let failed = |start: u64, end: u64, f: Failure| Outcome {
+            sent: t0 + Duration::from_millis(start),
+            end: t0 + Duration::from_millis(end),
+            input_tokens: 10,
+            result: Err(f),
+        };
+        let outcomes = [
+            streamed(t0, 0, &[10, 20], 20, 2),
+            failed(0, 5, Failure::Status(500)),
+            failed(1, 6, Failure::Status(500)),
+            failed(2, 40, Failure::Timeout),
+        ];
+        let (m, errors) = compute(&outcomes, &[]);
+        assert_eq!(m.completed, 1);
+        assert_eq!(m.failed, 3);
+        assert_eq!(m.total_input_tokens, 10);
+        assert!(close(m.e2el.mean_ms, 20.0));
+        // The failed requests still belong to the measured span.
+        assert!(close(m.duration_s, 0.040));
+        assert_eq!(
+            errors,
+            BTreeMap::from([("http_500".to_string(), 2), ("timeout".to_string(), 1)])
+        );
+    }
+
+    #[test]
+    fn non_streamed_ttft_is_e2el_without_itl() {
+        let sent = Instant::now();
+        let end = sent + Duration::from_millis(80);
+        let o = Outcome {
+            sent,
+            end,
+            input_tokens: 4,
+            result: Ok(Success {
+                chunks: vec![end],
+                output_tokens: 5,
+                streamed: false,
+            }),
+        };
+        let (m, _) = compute(&[o], &[]);
+        assert!(close(m.ttft.mean_ms, 80.0));
+        assert!(close(m.e2el.mean_ms, 80.0));
+        assert!(close(m.tpot.mean_ms, 0.0));
+        assert_eq!(m.itl, LatencyStats::default());
+    }
+}

@@ -1,0 +1,276 @@
+//! benchmark_serving's outputs: the text block harnesses scrape with regexes, and the JSON keys.
+//! Both must stay byte-compatible, so the layout lives here and nowhere else.
+
+use std::fmt::Write as _;
+
+use serde_json::{Map, Value, json};
+
+use crate::{LatencyStats, PointResult};
+
+/// Width of the title lines.
+const WIDTH: usize = 50;
+
+/// The four latency sections: JSON key, label abbreviation, section title.
+fn sections(point: &PointResult) -> [(&'static str, &'static str, &'static str, &LatencyStats); 4] {
+    let m = &point.metrics;
+    [
+        ("ttft", "TTFT", "Time to First Token", &m.ttft),
+        (
+            "tpot",
+            "TPOT",
+            "Time per Output Token (excl. 1st token)",
+            &m.tpot,
+        ),
+        ("itl", "ITL", "Inter-token Latency", &m.itl),
+        ("e2el", "E2EL", "End-to-end Latency", &m.e2el),
+    ]
+}
+
+/// p99 plus the extras, ascending, as benchmark_serving prints them.
+fn percentile_rows(stats: &LatencyStats) -> Vec<(f64, f64)> {
+    let mut rows = vec![(99.0, stats.p99_ms)];
+    rows.extend(
+        stats
+            .percentiles
+            .iter()
+            .copied()
+            .filter(|&(p, _)| p != 99.0),
+    );
+    rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+    rows
+}
+
+/// Python's `str(int(p)) if int(p) == p else str(p)`: `50`, `99.9`.
+pub(crate) fn percentile_word(p: f64) -> String {
+    if p.fract() == 0.0 {
+        format!("{}", p as i64)
+    } else {
+        format!("{p}")
+    }
+}
+
+pub(crate) fn text_summary(point: &PointResult) -> String {
+    let m = &point.metrics;
+    let mut out = String::new();
+    // `{:<40} {:<10}`: the value starts in column 41 and is padded, so lines end in spaces.
+    let int = |out: &mut String, label: &str, v: u64| {
+        let _ = writeln!(out, "{label:<40} {v:<10}");
+    };
+    let float = |out: &mut String, label: &str, v: f64| {
+        let _ = writeln!(out, "{label:<40} {v:<10.2}");
+    };
+    let _ = writeln!(out, "{:=^WIDTH$}", " Serving Benchmark Result ");
+    int(&mut out, "Successful requests:", m.completed);
+    int(&mut out, "Failed requests:", m.failed);
+    int(
+        &mut out,
+        "Maximum request concurrency:",
+        u64::from(point.concurrency),
+    );
+    float(&mut out, "Benchmark duration (s):", m.duration_s);
+    int(&mut out, "Total input tokens:", m.total_input_tokens);
+    int(&mut out, "Total generated tokens:", m.total_output_tokens);
+    float(
+        &mut out,
+        "Request throughput (req/s):",
+        m.request_throughput,
+    );
+    float(
+        &mut out,
+        "Output token throughput (tok/s):",
+        m.output_throughput,
+    );
+    float(
+        &mut out,
+        "Total Token throughput (tok/s):",
+        m.total_token_throughput,
+    );
+    float(&mut out, "User throughput (tok/s):", m.user_throughput);
+    for (_, abbr, title, stats) in sections(point) {
+        let _ = writeln!(out, "{title:-^WIDTH$}");
+        float(&mut out, &format!("Mean {abbr} (ms):"), stats.mean_ms);
+        float(&mut out, &format!("Median {abbr} (ms):"), stats.median_ms);
+        for (p, v) in percentile_rows(stats) {
+            float(
+                &mut out,
+                &format!("P{} {abbr} (ms):", percentile_word(p)),
+                v,
+            );
+        }
+    }
+    let _ = writeln!(out, "{}", "=".repeat(WIDTH));
+    out
+}
+
+pub(crate) fn to_json(point: &PointResult) -> Value {
+    let m = &point.metrics;
+    let mut obj = Map::new();
+    let mut put = |k: String, v: Value| {
+        obj.insert(k, v);
+    };
+    put("duration".into(), json!(m.duration_s));
+    put("completed".into(), json!(m.completed));
+    put("failed".into(), json!(m.failed));
+    put("total_input_tokens".into(), json!(m.total_input_tokens));
+    put("total_output_tokens".into(), json!(m.total_output_tokens));
+    put("request_throughput".into(), json!(m.request_throughput));
+    put("output_throughput".into(), json!(m.output_throughput));
+    put(
+        "total_token_throughput".into(),
+        json!(m.total_token_throughput),
+    );
+    put("user_throughput".into(), json!(m.user_throughput));
+    for (key, _, _, stats) in sections(point) {
+        put(format!("mean_{key}_ms"), json!(stats.mean_ms));
+        put(format!("median_{key}_ms"), json!(stats.median_ms));
+        put(format!("std_{key}_ms"), json!(stats.std_ms));
+        for (p, v) in percentile_rows(stats) {
+            put(format!("p{}_{key}_ms", percentile_word(p)), json!(v));
+        }
+    }
+    put("max_concurrency".into(), json!(point.concurrency));
+    // Closed loop: requests are sent as fast as the concurrency cap allows.
+    put("request_rate".into(), json!("inf"));
+    put("errors".into(), json!(point.errors));
+    Value::Object(obj)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::Metrics;
+
+    fn lat(base: f64) -> LatencyStats {
+        LatencyStats {
+            mean_ms: base,
+            median_ms: base + 0.5,
+            std_ms: 1.25,
+            p99_ms: base * 2.0,
+            percentiles: vec![(90.0, base * 1.5), (50.0, base + 0.5)],
+        }
+    }
+
+    fn point() -> PointResult {
+        PointResult {
+            concurrency: 8,
+            metrics: Metrics {
+                duration_s: 12.3456,
+                completed: 64,
+                failed: 0,
+                total_input_tokens: 65536,
+                total_output_tokens: 8192,
+                request_throughput: 5.184,
+                output_throughput: 663.55,
+                total_token_throughput: 5972.0,
+                user_throughput: 83.123,
+                ttft: lat(30.0),
+                tpot: lat(10.0),
+                itl: lat(9.999),
+                e2el: lat(1300.0),
+            },
+            errors: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn text_summary_matches_benchmark_serving_line_for_line() {
+        let expected = "\
+============ Serving Benchmark Result ============
+Successful requests:                     64        
+Failed requests:                         0         
+Maximum request concurrency:             8         
+Benchmark duration (s):                  12.35     
+Total input tokens:                      65536     
+Total generated tokens:                  8192      
+Request throughput (req/s):              5.18      
+Output token throughput (tok/s):         663.55    
+Total Token throughput (tok/s):          5972.00   
+User throughput (tok/s):                 83.12     
+---------------Time to First Token----------------
+Mean TTFT (ms):                          30.00     
+Median TTFT (ms):                        30.50     
+P50 TTFT (ms):                           30.50     
+P90 TTFT (ms):                           45.00     
+P99 TTFT (ms):                           60.00     
+-----Time per Output Token (excl. 1st token)------
+Mean TPOT (ms):                          10.00     
+Median TPOT (ms):                        10.50     
+P50 TPOT (ms):                           10.50     
+P90 TPOT (ms):                           15.00     
+P99 TPOT (ms):                           20.00     
+---------------Inter-token Latency----------------
+Mean ITL (ms):                           10.00     
+Median ITL (ms):                         10.50     
+P50 ITL (ms):                            10.50     
+P90 ITL (ms):                            15.00     
+P99 ITL (ms):                            20.00     
+----------------End-to-end Latency----------------
+Mean E2EL (ms):                          1300.00   
+Median E2EL (ms):                        1300.50   
+P50 E2EL (ms):                           1300.50   
+P90 E2EL (ms):                           1950.00   
+P99 E2EL (ms):                           2600.00   
+==================================================
+";
+        let got = text_summary(&point());
+        let (got_lines, want_lines): (Vec<_>, Vec<_>) =
+            (got.lines().collect(), expected.lines().collect());
+        for (i, (g, w)) in got_lines.iter().zip(&want_lines).enumerate() {
+            assert_eq!(g, w, "line {}", i + 1);
+        }
+        assert_eq!(got_lines.len(), want_lines.len());
+        assert_eq!(got, expected);
+        assert!(got.lines().all(|l| l.len() >= WIDTH));
+    }
+
+    #[test]
+    fn percentile_words_follow_python() {
+        assert_eq!(percentile_word(99.0), "99");
+        assert_eq!(percentile_word(50.0), "50");
+        assert_eq!(percentile_word(99.9), "99.9");
+    }
+
+    #[test]
+    fn json_has_benchmark_serving_keys() {
+        let mut p = point();
+        p.metrics.failed = 2;
+        p.errors.insert("http_500".into(), 2);
+        let v = to_json(&p);
+        for key in [
+            "duration",
+            "completed",
+            "failed",
+            "total_input_tokens",
+            "total_output_tokens",
+            "request_throughput",
+            "output_throughput",
+            "total_token_throughput",
+            "user_throughput",
+            "mean_ttft_ms",
+            "median_ttft_ms",
+            "std_ttft_ms",
+            "p99_ttft_ms",
+            "p50_ttft_ms",
+            "p90_ttft_ms",
+            "mean_tpot_ms",
+            "p99_tpot_ms",
+            "std_itl_ms",
+            "p99_itl_ms",
+            "median_e2el_ms",
+            "p99_e2el_ms",
+            "max_concurrency",
+            "request_rate",
+            "errors",
+        ] {
+            assert!(v.get(key).is_some(), "missing {key}");
+        }
+        assert_eq!(v["completed"], 64);
+        assert_eq!(v["max_concurrency"], 8);
+        assert_eq!(v["request_rate"], "inf");
+        assert_eq!(v["p99_ttft_ms"], 60.0);
+        assert_eq!(v["std_e2el_ms"], 1.25);
+        assert_eq!(v["errors"], json!({"http_500": 2}));
+    }
+}

@@ -1,0 +1,417 @@
+//! End-to-end: the bench against small fake OpenAI servers on loopback, each with scripted
+//! behaviour (known delays, every Nth request failing, zero tokens, cut streams).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use clap::Parser as _;
+use disagg_bench::{BenchArgs, BenchConfig, BenchError, canary, run, run_sweep};
+use disagg_proto::openai::Usage;
+use disagg_proto::sse;
+use serde_json::{Value, json};
+
+/// What the fake server does; every field is deterministic.
+#[derive(Debug, Clone, Default)]
+struct Script {
+    ttft: Duration,
+    itl: Duration,
+    /// Each content chunk stands for this many tokens (usage stays exact), 0 meaning 1.
+    tokens_per_chunk: u64,
+    /// Answer 500 to every Nth request (1-based).
+    fail_every: Option<u64>,
+    /// Generate nothing: no content chunks, usage of 0.
+    zero_tokens: bool,
+    /// Stop the stream after the first chunk without `[DONE]`.
+    cut_stream: bool,
+    /// Hold every request this long before answering.
+    stall: Duration,
+}
+
+#[derive(Debug, Default)]
+struct Fake {
+    script: Script,
+    requests: AtomicU64,
+    in_flight: AtomicU64,
+    max_in_flight: AtomicU64,
+}
+
+/// Decrements the in-flight count when the response (or its stream) is finished or dropped.
+struct InFlight(Arc<Fake>);
+
+impl InFlight {
+    fn enter(fake: &Arc<Fake>) -> Self {
+        let now = fake.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        fake.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        Self(Arc::clone(fake))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+async fn completions(State(fake): State<Arc<Fake>>, Json(body): Json<Value>) -> Response {
+    let guard = InFlight::enter(&fake);
+    let n = fake.requests.fetch_add(1, Ordering::SeqCst) + 1;
+    let s = &fake.script;
+    tokio::time::sleep(s.stall).await;
+    if s.fail_every.is_some_and(|every| n % every == 0) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "scripted failure").into_response();
+    }
+    // The bench must ask for exactly osl tokens, ignoring EOS, with a token-id prompt.
+    let max_tokens = body["max_tokens"].as_u64().unwrap_or(0);
+    let prompt_len = body["prompt"].as_array().map_or(0, Vec::len) as u64;
+    if body["min_tokens"].as_u64() != Some(max_tokens)
+        || body["ignore_eos"] != true
+        || prompt_len == 0
+    {
+        return (StatusCode::BAD_REQUEST, "bad request").into_response();
+    }
+    let tokens = if s.zero_tokens { 0 } else { max_tokens };
+    let usage = Usage::new(prompt_len, tokens);
+    if body["stream"] != true {
+        tokio::time::sleep(s.ttft + s.itl * tokens.saturating_sub(1) as u32).await;
+        let text = if tokens > 0 {
+            "x".repeat(tokens as usize)
+        } else {
+            String::new()
+        };
+        return Json(json!({"choices": [{"index": 0, "text": text}], "usage": usage}))
+            .into_response();
+    }
+    let per_chunk = s.tokens_per_chunk.max(1);
+    let chunks = tokens.div_ceil(per_chunk);
+    let script = s.clone();
+    // State: (chunks sent so far, finished, guard). Bounded: `chunks` content frames, then usage
+    // and [DONE].
+    let stream = futures_util::stream::unfold(
+        (0u64, false, Some(guard)),
+        move |(sent, finished, guard)| {
+            let script = script.clone();
+            async move {
+                if finished {
+                    return None;
+                }
+                if sent < chunks {
+                    tokio::time::sleep(if sent == 0 { script.ttft } else { script.itl }).await;
+                    let frame = sse::frame(
+                        json!({"choices": [{"index": 0, "text": "x"}], "usage": null})
+                            .to_string()
+                            .as_bytes(),
+                    );
+                    let cut = script.cut_stream;
+                    return Some((
+                        Ok::<Bytes, std::convert::Infallible>(frame),
+                        (sent + 1, cut, guard),
+                    ));
+                }
+                let mut tail = sse::frame(
+                    json!({"choices": [], "usage": usage})
+                        .to_string()
+                        .as_bytes(),
+                )
+                .to_vec();
+                tail.extend_from_slice(sse::DONE_FRAME);
+                drop(guard);
+                Some((Ok(Bytes::from(tail)), (sent, true, None)))
+            }
+        },
+    );
+    (
+        [(header::CONTENT_TYPE, "text/event-stream")],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+/// Binds first, then serves: the URL is usable as soon as this returns.
+async fn serve(script: Script) -> (String, Arc<Fake>) {
+    let fake = Arc::new(Fake {
+        script,
+        ..Default::default()
+    });
+    let app = axum::Router::new()
+        .route("/v1/completions", axum::routing::post(completions))
+        .with_state(Arc::clone(&fake));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), fake)
+}
+
+fn config(url: &str) -> BenchConfig {
+    BenchConfig {
+        url: url.to_string(),
+        endpoint: "/v1/completions".into(),
+        model: "fake".into(),
+        isl: 64,
+        osl: 8,
+        range_ratio: 0.0,
+        concurrency: vec![4],
+        rounds: 3,
+        warmup: 0,
+        streaming: true,
+        request_timeout: Duration::from_secs(10),
+        seed: 1,
+        percentiles: vec![50.0],
+    }
+}
+
+fn timed() -> Script {
+    Script {
+        ttft: Duration::from_millis(30),
+        itl: Duration::from_millis(10),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn measures_known_delays_in_a_closed_loop() {
+    let (url, fake) = serve(timed()).await;
+    let mut cfg = config(&url);
+    cfg.concurrency = vec![1, 4];
+    cfg.warmup = 2;
+    let sweep = run_sweep(&cfg).await.unwrap();
+    assert_eq!(sweep.invalid_reason(), None);
+    assert_eq!(sweep.points.len(), 2);
+    // Lower bounds leave 20% for jitter: the server's sleeps are exact minimums, but the client
+    // can see one chunk late and the next on time, which shortens that measured gap.
+    for p in &sweep.points {
+        let m = &p.metrics;
+        let n = u64::from(p.concurrency) * 3;
+        assert_eq!((m.completed, m.failed), (n, 0), "point {}", p.concurrency);
+        assert_eq!(m.total_input_tokens, n * 64);
+        assert_eq!(m.total_output_tokens, n * 8);
+        assert!(
+            (24.0..=80.0).contains(&m.ttft.median_ms),
+            "ttft {}",
+            m.ttft.median_ms
+        );
+        assert!(
+            (8.0..=25.0).contains(&m.itl.median_ms),
+            "itl {}",
+            m.itl.median_ms
+        );
+        assert!(
+            (8.0..=25.0).contains(&m.tpot.median_ms),
+            "tpot {}",
+            m.tpot.median_ms
+        );
+        // 30 ms + 7 gaps of 10 ms at least.
+        assert!(m.e2el.median_ms >= 90.0, "e2el {}", m.e2el.median_ms);
+        assert!(m.duration_s > 0.0 && m.request_throughput > 0.0);
+        assert_eq!(m.ttft.percentiles.len(), 1);
+    }
+    // Warmup 2 per point plus the measured requests, never more than 4 at once.
+    assert_eq!(fake.requests.load(Ordering::SeqCst), 2 + 3 + 2 + 12);
+    assert_eq!(fake.max_in_flight.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_counts_tokens_not_chunks() {
+    let (url, _) = serve(Script {
+        tokens_per_chunk: 4,
+        ..Default::default()
+    })
+    .await;
+    let sweep = run_sweep(&config(&url)).await.unwrap();
+    let m = &sweep.points[0].metrics;
+    // 2 chunks of 4 tokens each per request; usage says 8.
+    assert_eq!(m.total_output_tokens, 12 * 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_streaming_ttft_is_the_whole_request() {
+    let (url, _) = serve(timed()).await;
+    let mut cfg = config(&url);
+    cfg.streaming = false;
+    let sweep = run_sweep(&cfg).await.unwrap();
+    let m = &sweep.points[0].metrics;
+    assert_eq!(sweep.invalid_reason(), None);
+    assert_eq!(m.total_output_tokens, 12 * 8);
+    assert_eq!(m.ttft.median_ms, m.e2el.median_ms);
+    assert_eq!(m.itl.mean_ms, 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_tenth_request_failing_is_counted_and_invalid() {
+    let (url, _) = serve(Script {
+        fail_every: Some(10),
+        ..Default::default()
+    })
+    .await;
+    let mut cfg = config(&url);
+    cfg.rounds = 5; // 20 requests: the 10th and the 20th fail
+    let sweep = run_sweep(&cfg).await.unwrap();
+    let p = &sweep.points[0];
+    assert_eq!((p.metrics.completed, p.metrics.failed), (18, 2));
+    assert_eq!(p.errors.get("http_500"), Some(&2));
+    let reason = sweep
+        .invalid_reason()
+        .expect("failures make the sweep invalid");
+    assert!(reason.contains("http_500: 2"), "{reason}");
+    assert_eq!(p.to_json()["errors"], json!({"http_500": 2}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_generated_tokens_is_invalid() {
+    let (url, _) = serve(Script {
+        zero_tokens: true,
+        ..Default::default()
+    })
+    .await;
+    let sweep = run_sweep(&config(&url)).await.unwrap();
+    assert_eq!(sweep.points[0].metrics.failed, 0);
+    let reason = sweep
+        .invalid_reason()
+        .expect("zero tokens make the sweep invalid");
+    assert!(reason.contains("zero generated tokens"), "{reason}");
+    // The canary refuses such a server outright.
+    match canary(&config(&url)).await {
+        Err(BenchError::Canary { reason, .. }) => assert!(reason.contains("zero"), "{reason}"),
+        other => panic!("expected a canary error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cut_streams_and_timeouts_are_failures() {
+    let (url, _) = serve(Script {
+        cut_stream: true,
+        ..Default::default()
+    })
+    .await;
+    let sweep = run_sweep(&config(&url)).await.unwrap();
+    assert_eq!(sweep.points[0].errors.get("stream_cut"), Some(&12));
+
+    let (url, _) = serve(Script {
+        stall: Duration::from_secs(30),
+        ..Default::default()
+    })
+    .await;
+    let mut cfg = config(&url);
+    cfg.rounds = 1;
+    cfg.request_timeout = Duration::from_millis(200);
+    let sweep = run_sweep(&cfg).await.unwrap();
+    assert_eq!(sweep.points[0].errors.get("timeout"), Some(&4));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_passes_on_a_healthy_server() {
+    let (url, fake) = serve(timed()).await;
+    canary(&config(&url)).await.unwrap();
+    assert_eq!(fake.requests.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_fails_on_a_refusing_port() {
+    // Bind then drop: nothing listens there any more, so connecting is refused.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let url = format!("http://127.0.0.1:{port}");
+    match canary(&config(&url)).await {
+        Err(BenchError::Canary { reason, url: u }) => {
+            assert_eq!(reason, "connect");
+            assert!(u.ends_with("/v1/completions"), "{u}");
+        }
+        other => panic!("expected a canary error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_settings_are_config_errors() {
+    let mut cfg = config("http://127.0.0.1:1");
+    cfg.concurrency = vec![];
+    assert!(matches!(run_sweep(&cfg).await, Err(BenchError::Config(_))));
+    let mut cfg = config("http://127.0.0.1:1");
+    cfg.range_ratio = 1.5;
+    assert!(matches!(run_sweep(&cfg).await, Err(BenchError::Config(_))));
+}
+
+#[derive(Debug, clap::Parser)]
+struct Cli {
+    #[command(flatten)]
+    bench: BenchArgs,
+}
+
+#[test]
+fn flags_become_a_config() {
+    let cli = Cli::try_parse_from([
+        "bench",
+        "--url",
+        "http://127.0.0.1:8000",
+        "--isl",
+        "1024",
+        "--osl",
+        "128",
+        "--concurrency",
+        "1,8,64",
+        "--percentiles",
+        "50,90",
+        "--no-stream",
+        "--request-timeout",
+        "90s",
+    ])
+    .unwrap();
+    let cfg = cli.bench.to_config();
+    assert_eq!(cfg.concurrency, vec![1, 8, 64]);
+    assert_eq!(cfg.percentiles, vec![50.0, 90.0]);
+    assert!(!cfg.streaming);
+    assert_eq!(cfg.request_timeout, Duration::from_secs(90));
+    assert_eq!(
+        (cfg.isl, cfg.osl, cfg.rounds, cfg.warmup),
+        (1024, 128, 4, 0)
+    );
+    assert_eq!(cfg.endpoint, "/v1/completions");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_run_writes_results_and_summary() {
+    let (url, _) = serve(timed()).await;
+    let dir = std::env::temp_dir().join(format!(
+        "disagg-bench-e2e-{}-{}",
+        std::process::id(),
+        url.rsplit(':').next().unwrap()
+    ));
+    let cli = Cli::try_parse_from([
+        "bench",
+        "--url",
+        &url,
+        "--isl",
+        "16",
+        "--osl",
+        "4",
+        "--concurrency",
+        "1,2",
+        "--rounds",
+        "2",
+        "--output-dir",
+        dir.to_str().unwrap(),
+    ])
+    .unwrap();
+    assert!(run(cli.bench).await.unwrap(), "a clean run is valid");
+    let results: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
+    let points = results["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2);
+    assert_eq!(points[1]["max_concurrency"], 2);
+    assert_eq!(points[1]["completed"], 4);
+    let summary = std::fs::read_to_string(dir.join("summary.txt")).unwrap();
+    assert_eq!(
+        summary
+            .matches("============ Serving Benchmark Result ============")
+            .count(),
+        2
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

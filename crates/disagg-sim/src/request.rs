@@ -1,0 +1,356 @@
+//! Turning a `/v1/completions` body into a validated [`Job`], or a 400 that says what is wrong.
+//!
+//! The body is parsed by hand from bytes (not axum's `Json` extractor) so that every parse
+//! failure becomes an OpenAI error body with serde's precise message, and so that batch prompts
+//! get their own explanation instead of "did not match any variant".
+
+use disagg_proto::ApiError;
+use disagg_proto::trtllm::{DisaggregatedParams, RequestType};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::SimRole;
+use crate::tokens::{self, PromptDigest};
+
+/// OpenAI's default when a completions request gives no `max_tokens`.
+const DEFAULT_MAX_TOKENS: u64 = 16;
+
+/// The fields the sim reads; unknown fields are ignored, as OpenAI servers do.
+#[derive(Debug, Deserialize)]
+struct RawRequest {
+    prompt: Option<Value>,
+    max_tokens: Option<u64>,
+    // Accepted for compatibility. The sim never emits EOS, so every request already behaves as
+    // `ignore_eos: true` and generates exactly `max_tokens`.
+    #[allow(dead_code)]
+    min_tokens: Option<u64>,
+    #[allow(dead_code)]
+    ignore_eos: Option<bool>,
+    #[allow(dead_code)]
+    model: Option<String>,
+    stream: Option<bool>,
+    stream_options: Option<StreamOptions>,
+    disaggregated_params: Option<DisaggregatedParams>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StreamOptions {
+    include_usage: Option<bool>,
+}
+
+/// Which part of the work a request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// No `disaggregated_params`: prefill and decode here.
+    Aggregated,
+    /// Prefill, then answer with token 0 and the hand-off parameters.
+    ContextOnly,
+    /// Decode from a hand-off: token 0 arrives with the request.
+    GenerationOnly,
+}
+
+impl Kind {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Aggregated => "aggregated",
+            Kind::ContextOnly => "context_only",
+            Kind::GenerationOnly => "generation_only",
+        }
+    }
+}
+
+/// A request the sim has agreed to serve.
+#[derive(Debug, Clone)]
+pub(crate) struct Job {
+    pub(crate) kind: Kind,
+    pub(crate) prompt: Vec<u32>,
+    pub(crate) digest: PromptDigest,
+    /// Completion tokens to produce (1 for context_only).
+    pub(crate) max_tokens: u64,
+    pub(crate) stream: bool,
+    pub(crate) include_usage: bool,
+    /// Newer routers tag both halves with one id; a context server echoes it back.
+    pub(crate) disagg_request_id: Option<u64>,
+}
+
+/// Parses and validates a completions body for a sim running as `role`.
+pub(crate) fn parse(body: &[u8], role: SimRole) -> Result<Job, ApiError> {
+    let raw: RawRequest = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid completions request body: {e}")))?;
+    let prompt_value = raw
+        .prompt
+        .ok_or_else(|| ApiError::bad_request("missing field `prompt`"))?;
+    let prompt = parse_prompt(&prompt_value)?;
+    let max_tokens = raw.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
+    if max_tokens == 0 {
+        return Err(ApiError::bad_request("max_tokens must be at least 1"));
+    }
+    let kind = match raw.disaggregated_params.as_ref().map(|p| p.request_type) {
+        None | Some(RequestType::ContextAndGeneration) => Kind::Aggregated,
+        Some(RequestType::ContextOnly) => Kind::ContextOnly,
+        Some(RequestType::GenerationOnly) => Kind::GenerationOnly,
+    };
+    check_role(kind, role)?;
+    let digest = PromptDigest::of(prompt.ids());
+    if kind == Kind::GenerationOnly {
+        check_hand_off(&prompt, digest, raw.disaggregated_params.as_ref())?;
+    }
+    let stream = raw.stream.unwrap_or(false);
+    let include_usage = raw
+        .stream_options
+        .and_then(|o| o.include_usage)
+        .unwrap_or(false);
+    Ok(Job {
+        kind,
+        prompt: prompt.into_ids(),
+        digest,
+        max_tokens: if kind == Kind::ContextOnly {
+            1
+        } else {
+            max_tokens
+        },
+        // A context server always answers in one piece: the router needs the whole response
+        // (PROTOCOLS.md §1 step 3) and TensorRT-LLM ignores `stream` there too.
+        stream: stream && kind != Kind::ContextOnly,
+        include_usage,
+        disagg_request_id: raw
+            .disaggregated_params
+            .as_ref()
+            .and_then(|p| p.disagg_request_id),
+    })
+}
+
+/// A prompt as received: the sim needs to know whether it arrived as ids.
+enum ParsedPrompt {
+    Text(Vec<u32>),
+    Ids(Vec<u32>),
+}
+
+impl ParsedPrompt {
+    fn ids(&self) -> &[u32] {
+        match self {
+            ParsedPrompt::Text(ids) | ParsedPrompt::Ids(ids) => ids,
+        }
+    }
+    fn into_ids(self) -> Vec<u32> {
+        match self {
+            ParsedPrompt::Text(ids) | ParsedPrompt::Ids(ids) => ids,
+        }
+    }
+}
+
+fn parse_prompt(value: &Value) -> Result<ParsedPrompt, ApiError> {
+    let prompt = match value {
+        Value::String(text) => ParsedPrompt::Text(tokens::tokenize(text)),
+        Value::Array(items) => {
+            if items.iter().any(|v| v.is_string() || v.is_array()) {
+                return Err(ApiError::bad_request(
+                    "batched prompts are not supported: send one prompt (a string or a list of \
+                     token ids) per request",
+                ));
+            }
+            let ids = items
+                .iter()
+                .map(|v| v.as_u64().and_then(|id| u32::try_from(id).ok()))
+                .collect::<Option<Vec<u32>>>()
+                .ok_or_else(|| {
+                    ApiError::bad_request("prompt token ids must be integers in 0..=4294967295")
+                })?;
+            ParsedPrompt::Ids(ids)
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "prompt must be a string or a list of token ids",
+            ));
+        }
+    };
+    if prompt.ids().is_empty() {
+        return Err(ApiError::bad_request("prompt is empty"));
+    }
+    Ok(prompt)
+}
+
+fn check_role(kind: Kind, role: SimRole) -> Result<(), ApiError> {
+    let accepted = match role {
+        SimRole::Both => true,
+        SimRole::Context => kind == Kind::ContextOnly,
+        SimRole::Generation => kind == Kind::GenerationOnly,
+    };
+    if accepted {
+        return Ok(());
+    }
+    let role_flag = match role {
+        SimRole::Context => "context",
+        SimRole::Generation => "generation",
+        SimRole::Both => "both",
+    };
+    let hint = match kind {
+        Kind::Aggregated => "requests without disaggregated_params need a sim with --role both",
+        Kind::ContextOnly => "context_only requests need --role context or both",
+        Kind::GenerationOnly => "generation_only requests need --role generation or both",
+    };
+    Err(ApiError::bad_request(format!(
+        "this sim runs with --role {role_flag} and cannot serve a {} request: {hint}",
+        kind.name()
+    )))
+}
+
+/// Checks that a generation_only request carries a hand-off made for this very prompt. A real
+/// engine would silently decode garbage (or redo prefill); the sim refuses, so a router that
+/// mixes up requests fails loudly.
+fn check_hand_off(
+    prompt: &ParsedPrompt,
+    digest: PromptDigest,
+    params: Option<&DisaggregatedParams>,
+) -> Result<(), ApiError> {
+    if matches!(prompt, ParsedPrompt::Text(_)) {
+        return Err(ApiError::bad_request(
+            "generation_only requests must carry the prompt as token ids (the context \
+             response's prompt_token_ids), not text",
+        ));
+    }
+    let params = params.ok_or_else(|| ApiError::bad_request("missing disaggregated_params"))?;
+    let first = params
+        .first_gen_tokens
+        .as_ref()
+        .and_then(|t| t.first().copied())
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "generation_only request without disaggregated_params.first_gen_tokens \
+                 (copy it from the context response)",
+            )
+        })?;
+    if params.ctx_request_id.is_none() {
+        return Err(ApiError::bad_request(
+            "generation_only request without disaggregated_params.ctx_request_id (copy it \
+             from the context response)",
+        ));
+    }
+    let expected = tokens::token_at(digest, 0);
+    if first != expected {
+        return Err(ApiError::bad_request(format!(
+            "first_gen_tokens does not match the prompt: the KV hand-off is for another \
+             request (got first_gen_tokens[0]={first}, this prompt's token 0 is {expected})"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bad(body: &str, role: SimRole) -> String {
+        match parse(body.as_bytes(), role) {
+            Ok(job) => panic!("accepted {body}: {job:?}"),
+            Err(e) => {
+                assert_eq!(e.status, 400);
+                e.message
+            }
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let job = parse(
+            br#"{"prompt":"a b c","model":"x","unknown":1}"#,
+            SimRole::Both,
+        )
+        .expect("valid");
+        assert_eq!(job.kind, Kind::Aggregated);
+        assert_eq!(job.prompt.len(), 3);
+        assert_eq!(job.max_tokens, 16);
+        assert!(!job.stream && !job.include_usage);
+    }
+
+    #[test]
+    fn context_only_never_streams_and_makes_one_token() {
+        let job = parse(
+            br#"{"prompt":[1,2],"max_tokens":9,"stream":true,"disaggregated_params":{"request_type":"context_only"}}"#,
+            SimRole::Context,
+        )
+        .expect("valid");
+        assert_eq!(job.kind, Kind::ContextOnly);
+        assert_eq!(job.max_tokens, 1);
+        assert!(!job.stream);
+    }
+
+    #[test]
+    fn rejections_say_why() {
+        let table: &[(&str, SimRole, &str)] = &[
+            ("{", SimRole::Both, "invalid completions request body"),
+            (
+                r#"{"prompt":5}"#,
+                SimRole::Both,
+                "string or a list of token ids",
+            ),
+            (r#"{"prompt":["a","b"]}"#, SimRole::Both, "batched prompts"),
+            (r#"{"prompt":[[1],[2]]}"#, SimRole::Both, "batched prompts"),
+            (r#"{"prompt":[-1]}"#, SimRole::Both, "integers"),
+            (r#"{"prompt":""}"#, SimRole::Both, "prompt is empty"),
+            (
+                r#"{"max_tokens":3}"#,
+                SimRole::Both,
+                "missing field `prompt`",
+            ),
+            (
+                r#"{"prompt":"a","max_tokens":0}"#,
+                SimRole::Both,
+                "at least 1",
+            ),
+            (
+                r#"{"prompt":"a","max_tokens":"3"}"#,
+                SimRole::Both,
+                "invalid type",
+            ),
+            (r#"{"prompt":"a"}"#, SimRole::Context, "--role both"),
+            (
+                r#"{"prompt":"a","disaggregated_params":{"request_type":"context_only"}}"#,
+                SimRole::Generation,
+                "--role context or both",
+            ),
+            (
+                r#"{"prompt":"a","disaggregated_params":{"request_type":"generation_only","first_gen_tokens":[1],"ctx_request_id":1}}"#,
+                SimRole::Generation,
+                "token ids",
+            ),
+            (
+                r#"{"prompt":[1],"disaggregated_params":{"request_type":"generation_only","ctx_request_id":1}}"#,
+                SimRole::Generation,
+                "first_gen_tokens",
+            ),
+            (
+                r#"{"prompt":[1],"disaggregated_params":{"request_type":"generation_only","first_gen_tokens":[],"ctx_request_id":1}}"#,
+                SimRole::Generation,
+                "first_gen_tokens",
+            ),
+            (
+                r#"{"prompt":[1],"disaggregated_params":{"request_type":"generation_only","first_gen_tokens":[1]}}"#,
+                SimRole::Generation,
+                "ctx_request_id",
+            ),
+        ];
+        for (body, role, needle) in table {
+            let msg = bad(body, *role);
+            assert!(msg.contains(needle), "{body}: {msg:?} lacks {needle:?}");
+        }
+    }
+
+    #[test]
+    fn hand_off_for_another_prompt_is_refused() {
+        let right = tokens::token_at(PromptDigest::of(&[1, 2, 3]), 0);
+        let wrong = (right + 1) % tokens::VOCAB_SIZE;
+        let body = |t: u32| {
+            format!(
+                r#"{{"prompt":[1,2,3],"disaggregated_params":{{"request_type":"generation_only","first_gen_tokens":[{t}],"ctx_request_id":7}}}}"#
+            )
+        };
+        let job = parse(body(right).as_bytes(), SimRole::Generation).expect("valid");
+        assert_eq!(job.kind, Kind::GenerationOnly);
+        let msg = bad(&body(wrong), SimRole::Generation);
+        assert!(
+            msg.contains("first_gen_tokens does not match the prompt"),
+            "{msg}"
+        );
+    }
+}

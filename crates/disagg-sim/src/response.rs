@@ -1,0 +1,110 @@
+//! The JSON the sim answers with: OpenAI completion objects, streamed chunks, and TensorRT-LLM's
+//! context-server additions (PROTOCOLS.md §1 step 3).
+
+use bytes::Bytes;
+use disagg_proto::openai::Usage;
+use disagg_proto::trtllm::DisaggregatedParams;
+use serde::Serialize;
+
+/// Identity fields shared by every object of one response.
+#[derive(Debug, Clone)]
+pub(crate) struct Header {
+    pub(crate) id: String,
+    pub(crate) created: u64,
+    pub(crate) model: String,
+}
+
+/// A `text_completion` object, whole or as one streamed chunk.
+#[derive(Debug, Serialize)]
+struct Completion<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: Vec<Choice<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Usage>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt_token_ids: Option<&'a [u32]>,
+}
+
+#[derive(Debug, Serialize)]
+struct Choice<'a> {
+    index: u32,
+    text: &'a str,
+    /// `null` while streaming, `"length"` on the last token: the sim never emits EOS.
+    finish_reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disaggregated_params: Option<&'a DisaggregatedParams>,
+}
+
+const FINISHED: Option<&str> = Some("length");
+
+impl<'a> Completion<'a> {
+    fn new(h: &'a Header, choices: Vec<Choice<'a>>) -> Self {
+        Self {
+            id: &h.id,
+            object: "text_completion",
+            created: h.created,
+            model: &h.model,
+            choices,
+            usage: None,
+            prompt_token_ids: None,
+        }
+    }
+
+    fn to_bytes(&self) -> Bytes {
+        // Serializing these plain structs to a Vec cannot fail.
+        Bytes::from(serde_json::to_vec(self).unwrap_or_default())
+    }
+}
+
+/// One streamed token: `finish_reason` is set on the last one.
+pub(crate) fn chunk(h: &Header, text: &str, last: bool) -> Bytes {
+    let choice = Choice {
+        index: 0,
+        text,
+        finish_reason: if last { FINISHED } else { None },
+        disaggregated_params: None,
+    };
+    Completion::new(h, vec![choice]).to_bytes()
+}
+
+/// The trailing chunk of `stream_options.include_usage`: no choices, only usage.
+pub(crate) fn usage_chunk(h: &Header, usage: Usage) -> Bytes {
+    let mut c = Completion::new(h, Vec::new());
+    c.usage = Some(usage);
+    c.to_bytes()
+}
+
+/// A whole non-streaming completion.
+pub(crate) fn full(h: &Header, text: &str, usage: Usage) -> Bytes {
+    let choice = Choice {
+        index: 0,
+        text,
+        finish_reason: FINISHED,
+        disaggregated_params: None,
+    };
+    let mut c = Completion::new(h, vec![choice]);
+    c.usage = Some(usage);
+    c.to_bytes()
+}
+
+/// A context server's answer: token 0, the hand-off parameters and the prompt's token ids.
+pub(crate) fn context(
+    h: &Header,
+    text: &str,
+    params: &DisaggregatedParams,
+    prompt: &[u32],
+) -> Bytes {
+    let choice = Choice {
+        index: 0,
+        text,
+        finish_reason: FINISHED,
+        disaggregated_params: Some(params),
+    };
+    let mut c = Completion::new(h, vec![choice]);
+    c.usage = Some(Usage::new(prompt.len() as u64, 1));
+    c.prompt_token_ids = Some(prompt);
+    c.to_bytes()
+}

@@ -1,0 +1,48 @@
+//! Bad input gets an OpenAI error body, never a panic or an empty reply.
+
+use serde_json::json;
+
+use crate::support::{error_message, start};
+
+#[tokio::test]
+async fn malformed_or_mistyped_bodies_are_400_with_an_error_body() {
+    let sim = start(&[]).await;
+    for (body, needle) in [
+        ("{not json", "invalid completions request body"),
+        ("", "invalid completions request body"),
+        ("[1,2]", "invalid completions request body"),
+        (r#"{"prompt":"a","max_tokens":"many"}"#, "invalid type"),
+        (r#"{"prompt":"a","stream":"yes"}"#, "invalid type"),
+        (
+            r#"{"prompt":"a","disaggregated_params":{"request_type":"sideways"}}"#,
+            "unknown variant",
+        ),
+        (r#"{"prompt":["one","two"]}"#, "batched prompts"),
+        (r#"{"prompt":[1.5]}"#, "integers"),
+    ] {
+        let (status, reply) = sim.post_raw("/v1/completions", body).await;
+        assert_eq!(status, 400, "{body} -> {reply}");
+        let msg = error_message(&reply);
+        assert!(msg.contains(needle), "{body}: {msg:?} lacks {needle:?}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_routes_and_chat_have_error_bodies() {
+    let sim = start(&[]).await;
+    let (status, body) = sim.get("/nope").await;
+    assert_eq!(status, 404);
+    let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON 404");
+    assert!(error_message(&body).contains("/nope"));
+
+    let (status, body) = sim
+        .post_raw("/v1/chat/completions", &json!({}).to_string())
+        .await;
+    assert_eq!(status, 501);
+    error_message(&body);
+
+    let (status, body) = sim.get("/v1/completions").await;
+    assert_eq!(status, 405);
+    let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON 405");
+    error_message(&body);
+}

@@ -1,0 +1,66 @@
+//! Readiness: /health follows --startup-delay and --never-ready.
+
+use std::time::{Duration, Instant};
+
+use crate::support::start;
+
+/// Polls /health until 200, returning when it turned.
+async fn wait_healthy(sim: &crate::support::Sim, limit: Duration) -> Instant {
+    let give_up = Instant::now() + limit;
+    loop {
+        let (status, _) = sim.get("/health").await;
+        if status == 200 {
+            return Instant::now();
+        }
+        assert_eq!(status, 503);
+        assert!(Instant::now() < give_up, "/health never became 200");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn health_is_503_during_startup_delay_then_200() {
+    let started = Instant::now();
+    let sim = start(&["--startup-delay", "1s"]).await;
+    let (status, body) = sim.get("/health").await;
+    assert_eq!(status, 503);
+    let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON 503");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("starting up")
+    );
+    let healthy_at = wait_healthy(&sim, Duration::from_secs(20)).await;
+    assert!(healthy_at - started >= Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn health_is_200_at_once_without_delay() {
+    let sim = start(&[]).await;
+    assert_eq!(sim.get("/health").await.0, 200);
+}
+
+#[tokio::test]
+async fn never_ready_stays_503() {
+    let sim = start(&["--never-ready"]).await;
+    for _ in 0..3 {
+        let (status, body) = sim.get("/health").await;
+        assert_eq!(status, 503);
+        assert!(String::from_utf8_lossy(&body).contains("never-ready"));
+    }
+}
+
+#[tokio::test]
+async fn models_and_version_describe_the_sim() {
+    let sim = start(&["--model", "llama-sim"]).await;
+    let (status, body) = sim.get("/v1/models").await;
+    assert_eq!(status, 200);
+    let models: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(models["object"], "list");
+    assert_eq!(models["data"][0]["id"], "llama-sim");
+    let (status, body) = sim.get("/version").await;
+    assert_eq!(status, 200);
+    let version: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    assert!(version["version"].is_string());
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests of the sim over real HTTP on 127.0.0.1 (port 0), in-process.
+//!
+//! One test binary with one module per concern, to keep link time low.
+
+mod disaggregated;
+mod errors;
+mod faults;
+mod health;
+mod run;
+mod streaming;
+mod support;

@@ -1,0 +1,46 @@
+//! `run`'s failure paths: they return typed errors before serving, naming what went wrong.
+
+use std::path::PathBuf;
+
+use disagg_sim::{SimError, run};
+
+use crate::support::parse_args;
+
+#[tokio::test]
+async fn a_taken_port_is_a_bind_error_naming_the_address() {
+    let taken = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let err = run(parse_args(&["--host", "127.0.0.1", "--port", &port]))
+        .await
+        .expect_err("port is taken");
+    assert!(matches!(err, SimError::Bind { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn an_unwritable_ready_file_is_an_error_naming_it() {
+    let path = PathBuf::from("/nonexistent-disagg-sim-dir/ctx.addr");
+    let err = run(parse_args(&[
+        "--ready-file",
+        path.to_str().expect("utf-8 path"),
+    ]))
+    .await
+    .expect_err("ready file cannot be written");
+    assert!(matches!(err, SimError::ReadyFile { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("nonexistent-disagg-sim-dir"),
+        "{err}"
+    );
+}
+
+#[test]
+fn fail_after_requests_must_be_positive() {
+    let err =
+        crate::support::try_parse_args(&["--fail-after-requests", "0"]).expect_err("0 is rejected");
+    assert!(err.to_string().contains("--fail-after-requests"), "{err}");
+}

@@ -1,0 +1,69 @@
+//! Timing: tokens are flushed as they fall due, on absolute deadlines. Bounds are generous for a
+//! loaded 2-core machine: lower bounds are exact (deadlines cannot fire early), upper bounds loose.
+
+use std::time::Duration;
+
+use disagg_proto::sse::Event;
+use serde_json::json;
+
+use crate::support::start;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_chunk_arrives_long_before_the_last_is_made() {
+    let sim = start(&["--itl", "100ms", "--prefill-per-token", "0s"]).await;
+    let (sent, events) = sim
+        .stream(&json!({"prompt": [1, 2, 3], "max_tokens": 5, "stream": true}))
+        .await;
+    assert_eq!(events.len(), 6);
+    let first = events[0].at;
+    let last = events[4].at;
+    // Token 4 is due 400 ms after token 0; a buffered stream would deliver them together.
+    assert!(
+        last - first >= Duration::from_millis(200),
+        "first chunk at {:?}, last at {:?}: the stream was not flushed per token",
+        first - sent,
+        last - sent
+    );
+    assert!(last - sent >= Duration::from_millis(400));
+    assert_eq!(events[5].event, Event::Done);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefill_and_itl_set_ttft_and_e2e() {
+    // 100 prompt tokens × 2 ms = 200 ms prefill; then 9 gaps of 20 ms.
+    let sim = start(&["--itl", "20ms", "--prefill-per-token", "2ms"]).await;
+    let prompt: Vec<u32> = (0..100).collect();
+    let (sent, events) = sim
+        .stream(&json!({"prompt": prompt, "max_tokens": 10, "stream": true}))
+        .await;
+    assert_eq!(events.len(), 11);
+    let ttft = events[0].at - sent;
+    let e2e = events[9].at - sent;
+    assert!(ttft >= Duration::from_millis(200), "ttft {ttft:?}");
+    assert!(e2e >= Duration::from_millis(380), "e2e {e2e:?}");
+    assert!(e2e < Duration::from_secs(5), "e2e {e2e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generation_only_skips_prefill() {
+    // A huge per-token prefill would make any prefill obvious.
+    let sim = start(&["--itl", "10ms", "--prefill-per-token", "1s"]).await;
+    let (status, ctx) = {
+        let sim_ctx = start(&["--itl", "10ms", "--prefill-per-token", "0s"]).await;
+        sim_ctx
+            .complete(&json!({"prompt": [9, 9], "disaggregated_params": {"request_type": "context_only"}}))
+            .await
+    };
+    assert_eq!(status, 200, "{ctx}");
+    let mut params = ctx["choices"][0]["disaggregated_params"].clone();
+    params["request_type"] = json!("generation_only");
+    let (sent, events) = sim
+        .stream(&json!({"prompt": [9, 9], "max_tokens": 3, "stream": true, "disaggregated_params": params}))
+        .await;
+    assert_eq!(events.len(), 4);
+    assert!(events[2].at - sent >= Duration::from_millis(20));
+    assert!(
+        events[2].at - sent < Duration::from_millis(1500),
+        "prefill was not skipped"
+    );
+}

@@ -1,0 +1,163 @@
+//! A sim served in-process on a port-0 listener, plus a small client.
+//!
+//! The listener is bound before the server task starts, so the kernel queues connections and
+//! tests never wait for readiness.
+
+use std::time::Instant;
+
+use clap::Parser;
+use disagg_proto::sse::{Event, Parser as SseParser};
+use disagg_sim::{ExitHook, SimArgs, SimState, serve};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    sim: SimArgs,
+}
+
+/// A running sim. Dropping it stops the server.
+pub struct Sim {
+    pub base: String,
+    pub client: reqwest::Client,
+    /// Receives one `()` each time the sim's exit hook fires.
+    pub exits: mpsc::UnboundedReceiver<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Parses `disagg sim` flags as the binary would.
+pub fn try_parse_args(flags: &[&str]) -> Result<SimArgs, clap::Error> {
+    Cli::try_parse_from(std::iter::once("sim").chain(flags.iter().copied())).map(|c| c.sim)
+}
+
+pub fn parse_args(flags: &[&str]) -> SimArgs {
+    try_parse_args(flags).expect("valid sim flags")
+}
+
+/// Starts a sim with `disagg sim` flags, e.g. `&["--role", "context", "--itl", "1ms"]`.
+pub async fn start(flags: &[&str]) -> Sim {
+    let args = parse_args(flags);
+    let (tx, exits) = mpsc::unbounded_channel();
+    let state = SimState::new(
+        &args,
+        ExitHook::new(move || {
+            let _ = tx.send(());
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local addr");
+    let task = tokio::spawn(async move {
+        serve(listener, state).await.expect("serve");
+    });
+    Sim {
+        base: format!("http://{addr}"),
+        client: reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client"),
+        exits,
+        task,
+    }
+}
+
+/// One event of a streamed response and when it arrived.
+#[derive(Debug)]
+pub struct Arrival {
+    pub at: Instant,
+    pub event: Event,
+}
+
+impl Arrival {
+    pub fn json(&self) -> Value {
+        match &self.event {
+            Event::Data(d) => serde_json::from_slice(d).expect("chunk is JSON"),
+            Event::Done => panic!("expected a data chunk, got [DONE]"),
+        }
+    }
+}
+
+impl Sim {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Vec<u8>) {
+        let r = self.client.get(self.url(path)).send().await.expect("GET");
+        let status = r.status().as_u16();
+        (status, r.bytes().await.expect("body").to_vec())
+    }
+
+    /// POSTs raw bytes as JSON and returns the status and the body parsed as JSON.
+    pub async fn post_raw(&self, path: &str, body: &str) -> (u16, Value) {
+        let r = self
+            .client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("POST");
+        let status = r.status().as_u16();
+        let bytes = r.bytes().await.expect("body");
+        let json = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
+        (status, json)
+    }
+
+    pub async fn complete(&self, body: &Value) -> (u16, Value) {
+        self.post_raw("/v1/completions", &body.to_string()).await
+    }
+
+    /// POSTs a streaming request and records every SSE event with its arrival time.
+    pub async fn stream(&self, body: &Value) -> (Instant, Vec<Arrival>) {
+        let sent = Instant::now();
+        let mut r = self
+            .client
+            .post(self.url("/v1/completions"))
+            .json(body)
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(r.status().as_u16(), 200, "streaming request failed");
+        let content_type = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        assert_eq!(content_type, "text/event-stream");
+        let mut parser = SseParser::new();
+        let mut arrivals = Vec::new();
+        while let Some(chunk) = r.chunk().await.expect("stream chunk") {
+            let at = Instant::now();
+            arrivals.extend(
+                parser
+                    .push(&chunk)
+                    .into_iter()
+                    .map(|event| Arrival { at, event }),
+            );
+        }
+        assert_eq!(parser.pending(), 0, "stream ended mid-event");
+        (sent, arrivals)
+    }
+}
+
+/// The message of an OpenAI error body, asserting the body has that shape.
+pub fn error_message(body: &Value) -> String {
+    let e = &body["error"];
+    assert!(e["type"].is_string(), "not an OpenAI error body: {body}");
+    e["message"].as_str().expect("error message").to_string()
+}
