@@ -1,1 +1,32 @@
-//! disagg-harness
+//! The harness: run folders, the rendezvous, role runtimes, the supervisor, the perf check and
+//! the reports.
+//!
+//! ```text
+//! disagg run ─▶ run::run_cases ─▶ rundir (case.yaml, plan.json) ─▶ supervisor
+//!                                                       │ launches via an Executor
+//!                                                       ▼
+//!        disagg role CTX_i/GEN_i (engine) · DISAGG_SERVER (router) · BENCHMARK (bench)
+//!                       └──── rendezvous/<ROLE>.json, rendezvous/status.json ────┘
+//!                                                       │
+//!                          perf check ─▶ results.xml, perf_script_test_results.csv, summary
+//! ```
+//!
+//! Invariants:
+//! - every file in `rendezvous/` carries the run id, and a file with another run id is ignored;
+//! - every role process is in its own process group, stopped with TERM, a grace period, KILL,
+//!   and reaped;
+//! - a report is written for every run that was launched, whatever happened;
+//! - a failed test always wins over a perf verdict.
+
+pub mod atomic;
+pub mod executor;
+pub mod logs;
+pub mod outcome;
+pub mod perf;
+pub mod rendezvous;
+pub mod report;
+pub mod role;
+pub mod run;
+pub mod rundir;
+pub mod supervisor;
+pub mod triage;

@@ -1,0 +1,105 @@
+//! The rendezvous folder: how roles find each other and learn that the run is over.
+//!
+//! Every file carries the run id; a file from an earlier attempt (another run id) is treated as
+//! absent, so a stale address or status is never trusted.
+
+use std::path::Path;
+
+use disagg_core::RoleName;
+use serde::{Deserialize, Serialize};
+
+/// A role's published address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub run_id: String,
+    pub role: RoleName,
+    pub host: String,
+    pub port: u16,
+    /// The serving process (the engine for workers).
+    pub pid: u32,
+}
+
+impl Endpoint {
+    pub fn url(&self) -> String {
+        format!("http://{}:{}", self.host, self.port)
+    }
+    pub fn host_port(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// How the run ended, as far as the writer knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Done,
+    Failed,
+}
+
+/// `rendezvous/status.json`: written by BENCHMARK when it finishes, and rewritten by the
+/// supervisor with the final word (which role failed, and why).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub run_id: String,
+    pub state: State,
+    /// The role that failed (the root cause), when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `rendezvous/<ROLE>.exit.json`: a role's own account of why it is exiting with a failure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitNote {
+    pub run_id: String,
+    pub role: RoleName,
+    pub reason: String,
+}
+
+/// Reads a JSON file of this run; `None` when absent, unreadable, half-written or from another run.
+pub fn read<T: for<'de> Deserialize<'de> + HasRunId>(path: &Path, run_id: &str) -> Option<T> {
+    let bytes = std::fs::read(path).ok()?;
+    let v: T = serde_json::from_slice(&bytes).ok()?;
+    (v.run_id() == run_id).then_some(v)
+}
+
+/// Files that carry a run id.
+pub trait HasRunId {
+    fn run_id(&self) -> &str;
+}
+
+impl HasRunId for Endpoint {
+    fn run_id(&self) -> &str {
+        &self.run_id
+    }
+}
+impl HasRunId for Status {
+    fn run_id(&self) -> &str {
+        &self.run_id
+    }
+}
+impl HasRunId for ExitNote {
+    fn run_id(&self) -> &str {
+        &self.run_id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_files_are_ignored() {
+        let dir = std::env::temp_dir().join(format!("disagg-rdv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("status.json");
+        let s = Status { run_id: "old".into(), state: State::Done, role: None, reason: None };
+        crate::atomic::write_json(&p, &s).unwrap();
+        assert_eq!(read::<Status>(&p, "new"), None);
+        assert_eq!(read::<Status>(&p, "old"), Some(s));
+        std::fs::write(&p, b"{\"run_id\": \"new\", \"sta").unwrap();
+        assert_eq!(read::<Status>(&p, "new"), None, "half-written");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

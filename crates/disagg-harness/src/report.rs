@@ -1,0 +1,216 @@
+//! Reports written after every launched run: `results.xml` (JUnit), `summary.md`, and the
+//! summary table printed at the end.
+//!
+//! JUnit layout: one testsuite per case; one testcase per concurrency point; one per role
+//! ("stayed up"); one for the perf check. A failure carries the reason and the last
+//! [`TAIL_LINES`] lines of the log that explains it.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+
+use crate::outcome::{Outcome, RunResult};
+use crate::perf::PerfReport;
+
+pub const TAIL_LINES: usize = 50;
+
+/// What the perf check said.
+#[derive(Debug, Clone)]
+pub enum PerfOutcome {
+    /// `SKIP_PERF_CHECK=true` or `--skip-perf-check`.
+    Skipped,
+    /// The case has no baseline.
+    NoBaseline,
+    /// The run failed, so there was nothing trustworthy to compare.
+    NotRun,
+    Checked(PerfReport),
+}
+
+/// The last `n` lines of a file (empty when it cannot be read).
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = match std::fs::read(path) {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(_) => return String::new(),
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Builds `results.xml`.
+pub fn junit(
+    config: &str,
+    run_dir: &Path,
+    outcome: &Outcome,
+    points: &[serde_json::Value],
+    perf: &PerfOutcome,
+) -> Report {
+    let mut suite = TestSuite::new(config.to_string());
+    suite.set_time(Duration::from_secs_f64(outcome.duration_s));
+    let classname = format!("disagg.{config}");
+
+    // Concurrency points.
+    let concurrencies: Vec<u64> = points.iter().filter_map(|p| p.get("max_concurrency").and_then(|c| c.as_u64())).collect();
+    for p in points {
+        let c = p.get("max_concurrency").and_then(|c| c.as_u64()).unwrap_or(0);
+        let failed = p.get("failed").and_then(|v| v.as_u64()).unwrap_or(0);
+        let generated = p.get("total_output_tokens").and_then(|v| v.as_u64()).unwrap_or(0);
+        let status = if failed > 0 || generated == 0 {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            let why = if failed > 0 {
+                format!("{failed} requests failed: {}", p.get("errors").map(|e| e.to_string()).unwrap_or_default())
+            } else {
+                "zero generated tokens".to_string()
+            };
+            if let TestCaseStatus::NonSuccess { message, description, .. } = &mut s {
+                *message = Some(why.clone().into());
+                *description = Some(format!("{why}\n--- last lines of benchmark.log ---\n{}", tail(&run_dir.join("benchmark.log"), TAIL_LINES)).into());
+            }
+            s
+        } else {
+            TestCaseStatus::success()
+        };
+        let mut tc = TestCase::new(format!("con{c}"), status);
+        tc.set_classname(classname.clone());
+        if let Some(d) = p.get("duration").and_then(|v| v.as_f64()) {
+            tc.set_time(Duration::from_secs_f64(d.max(0.0)));
+        }
+        suite.add_test_case(tc);
+    }
+    // A run that ended before the benchmark reported: each planned point is a failure (or an error
+    // for interruptions) so CI shows what was not measured.
+    if points.is_empty() {
+        let why = match &outcome.result {
+            RunResult::Failed(f) => format!("not measured: {}", f.reason),
+            RunResult::Interrupted => "not measured: interrupted".into(),
+            RunResult::Passed => "not measured: no results".into(),
+        };
+        let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+        if let TestCaseStatus::NonSuccess { message, .. } = &mut s {
+            *message = Some(why.into());
+        }
+        let mut tc = TestCase::new("benchmark", s);
+        tc.set_classname(classname.clone());
+        suite.add_test_case(tc);
+    }
+    let _ = concurrencies;
+
+    // Roles.
+    let root = match &outcome.result {
+        RunResult::Failed(f) => Some(f),
+        _ => None,
+    };
+    for r in &outcome.roles {
+        let failure = r.failure.clone().or_else(|| {
+            root.filter(|f| f.role.as_deref() == Some(r.role.to_string().as_str())).map(|f| f.reason.clone())
+        });
+        let status = match failure {
+            None => TestCaseStatus::success(),
+            Some(why) => {
+                let timeout = root.is_some_and(|f| f.timeout && f.role.as_deref() == Some(r.role.to_string().as_str()));
+                let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                if let TestCaseStatus::NonSuccess { message, ty, description, .. } = &mut s {
+                    *message = Some(why.clone().into());
+                    *ty = Some(if timeout { "TIMEOUT" } else { "FAILURE" }.into());
+                    *description = Some(
+                        format!("{why}\n--- last {TAIL_LINES} lines of {} ---\n{}", r.log, tail(&run_dir.join(&r.log), TAIL_LINES)).into(),
+                    );
+                }
+                s
+            }
+        };
+        let mut tc = TestCase::new(format!("{} stayed up", r.role), status);
+        tc.set_classname(classname.clone());
+        suite.add_test_case(tc);
+    }
+    // Failures that belong to no role (setup, the job deadline).
+    if let Some(f) = root {
+        let is_role = outcome.roles.iter().any(|r| f.role.as_deref() == Some(r.role.to_string().as_str()));
+        if !is_role {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            let log = if f.role.as_deref() == Some("SETUP") { "install.log" } else { "" };
+            if let TestCaseStatus::NonSuccess { message, ty, description, .. } = &mut s {
+                *message = Some(f.reason.clone().into());
+                *ty = Some(if f.timeout { "TIMEOUT" } else { "FAILURE" }.into());
+                if !log.is_empty() {
+                    *description = Some(format!("{}\n--- last lines of {log} ---\n{}", f.reason, tail(&run_dir.join(log), TAIL_LINES)).into());
+                }
+            }
+            let mut tc = TestCase::new(f.role.clone().unwrap_or_else(|| "job".into()), s);
+            tc.set_classname(classname.clone());
+            suite.add_test_case(tc);
+        }
+    }
+
+    // The perf check.
+    let status = match perf {
+        PerfOutcome::Skipped => skipped("perf check skipped (SKIP_PERF_CHECK)"),
+        PerfOutcome::NoBaseline => skipped("no baseline (perf.baseline is not set)"),
+        PerfOutcome::NotRun => skipped("not run: the test failed"),
+        PerfOutcome::Checked(r) if r.regressed() => {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            if let TestCaseStatus::NonSuccess { message, ty, description, .. } = &mut s {
+                *message = Some("performance regression".into());
+                *ty = Some("PERF_REGRESSION".into());
+                *description = Some(r.render().into());
+            }
+            s
+        }
+        PerfOutcome::Checked(r) => {
+            let mut s = TestCaseStatus::success();
+            let _ = &mut s;
+            let mut tc_out = TestCase::new("perf check", s);
+            tc_out.set_classname(classname.clone());
+            tc_out.set_system_out(r.render());
+            suite.add_test_case(tc_out);
+            return finish(suite);
+        }
+    };
+    let mut tc = TestCase::new("perf check", status);
+    tc.set_classname(classname);
+    suite.add_test_case(tc);
+    finish(suite)
+}
+
+fn finish(suite: TestSuite) -> Report {
+    let mut report = Report::new("disagg");
+    report.add_test_suite(suite);
+    report
+}
+
+fn skipped(why: &str) -> TestCaseStatus {
+    let mut s = TestCaseStatus::skipped();
+    if let TestCaseStatus::Skipped { message, .. } = &mut s {
+        *message = Some(why.to_string().into());
+    }
+    s
+}
+
+/// The summary table printed at the end of a run and kept in `summary.md`.
+pub fn summary_table(points: &[serde_json::Value]) -> String {
+    let f = |p: &serde_json::Value, k: &str| p.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "| concurrency | req/s | output tok/s | TTFT p50/p99 (ms) | TPOT p50/p99 (ms) | ITL p50/p99 (ms) | failed |"
+    );
+    let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|");
+    for p in points {
+        let _ = writeln!(
+            s,
+            "| {} | {:.2} | {:.1} | {:.1} / {:.1} | {:.2} / {:.2} | {:.2} / {:.2} | {} |",
+            p.get("max_concurrency").and_then(|v| v.as_u64()).unwrap_or(0),
+            f(p, "request_throughput"),
+            f(p, "output_throughput"),
+            f(p, "median_ttft_ms"),
+            f(p, "p99_ttft_ms"),
+            f(p, "median_tpot_ms"),
+            f(p, "p99_tpot_ms"),
+            f(p, "median_itl_ms"),
+            f(p, "p99_itl_ms"),
+            p.get("failed").and_then(|v| v.as_u64()).unwrap_or(0),
+        );
+    }
+    s
+}

@@ -1,0 +1,74 @@
+//! BENCHMARK: wait for the router, send a canary, run the sweep, write `results.json` and the
+//! text summaries (to this role's log, `benchmark.log`), then the status that releases everyone.
+
+use disagg_core::{Plan, RoleName};
+use serde_json::json;
+
+use super::shared::{POLL, healthy, http_client, wait_for_endpoint, wait_for_status};
+use crate::rendezvous::{State, Status};
+
+pub async fn run(plan: &Plan) -> Result<(), String> {
+    let ep = tokio::select! {
+        ep = wait_for_endpoint(plan, RoleName::DisaggServer) => ep,
+        _ = wait_for_status(plan) => return Ok(()),
+    };
+    let client = http_client();
+    while !healthy(&client, &ep.url()).await {
+        tokio::time::sleep(POLL).await;
+    }
+    let b = &plan.benchmark;
+    let cfg = disagg_bench::BenchConfig {
+        url: ep.url(),
+        endpoint: "/v1/completions".into(),
+        model: plan.model.clone(),
+        isl: b.isl,
+        osl: b.osl,
+        range_ratio: b.range_ratio,
+        concurrency: b.concurrency.clone(),
+        rounds: b.rounds,
+        warmup: b.warmup,
+        streaming: b.streaming,
+        request_timeout: plan.deadlines.request,
+        seed: b.seed,
+        percentiles: b.percentiles.clone(),
+    };
+    eprintln!("disagg role BENCHMARK: router at {}; canary", ep.url());
+    if let Err(e) = disagg_bench::canary(&cfg).await {
+        return finish(plan, Some(format!("the canary request failed: {e}")), None);
+    }
+    let sweep = match disagg_bench::run_sweep(&cfg).await {
+        Ok(s) => s,
+        Err(e) => return finish(plan, Some(format!("the benchmark could not run: {e}")), None),
+    };
+    for point in &sweep.points {
+        println!("{}", disagg_bench::text_summary(point));
+    }
+    let invalid = sweep.invalid_reason();
+    finish(plan, invalid, Some(&sweep))
+}
+
+/// Writes results.json (when there are results) and status.json; the error is the role's failure.
+fn finish(plan: &Plan, failure: Option<String>, sweep: Option<&disagg_bench::Sweep>) -> Result<(), String> {
+    if let Some(sweep) = sweep {
+        let results = json!({
+            "run_id": plan.run_id,
+            "config_name": plan.config_name,
+            "valid": failure.is_none(),
+            "invalid_reason": failure,
+            "points": sweep.points.iter().map(|p| p.to_json()).collect::<Vec<_>>(),
+        });
+        let path = plan.run_dir.join("results.json");
+        crate::atomic::write_json(&path, &results).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    let status = Status {
+        run_id: plan.run_id.clone(),
+        state: if failure.is_some() { State::Failed } else { State::Done },
+        role: failure.as_ref().map(|_| "BENCHMARK".to_string()),
+        reason: failure.clone(),
+    };
+    crate::atomic::write_json(&plan.status_file(), &status).map_err(|e| format!("cannot write status.json: {e}"))?;
+    match failure {
+        None => Ok(()),
+        Some(f) => Err(f),
+    }
+}

@@ -1,0 +1,246 @@
+//! `disagg run`: check every case first, then run each in its own folder, then the perf check and
+//! the reports, and one exit code for all.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use disagg_core::exit;
+use disagg_core::load::LoadedCase;
+
+use crate::executor::LocalExecutor;
+use crate::outcome::RunResult;
+use crate::perf::{self, BaselineRow};
+use crate::report::{self, PerfOutcome};
+use crate::rundir;
+
+/// Settings of one `disagg run`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub workspace: Option<PathBuf>,
+    /// `--skip-perf-check`; `SKIP_PERF_CHECK=true` is read too.
+    pub skip_perf_check: bool,
+    /// The `disagg` binary the roles run.
+    pub exe: PathBuf,
+}
+
+/// `SKIP_PERF_CHECK` as the seed harness reads it: `true` (any case), `1` or `yes`.
+pub fn skip_perf_from_env() -> bool {
+    std::env::var("SKIP_PERF_CHECK").map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes")).unwrap_or(false)
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: nix::libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+fn install_signal_handlers() {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    let action = SigAction::new(SigHandler::Handler(on_signal), SaFlags::SA_RESTART, SigSet::empty());
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            let _ = sigaction(sig, &action);
+        }
+    }
+}
+
+/// A case ready to run: checked, with its baseline read.
+struct Ready {
+    case: LoadedCase,
+    baseline: Option<(PathBuf, Vec<BaselineRow>)>,
+}
+
+/// Loads and checks every case (and baseline); prints every problem. `None` when any is bad.
+fn check_all(paths: &[PathBuf], skip_perf: bool) -> Option<Vec<Ready>> {
+    let mut ready = Vec::new();
+    let mut bad = false;
+    for p in paths {
+        match disagg_core::load_case(p) {
+            Ok(case) => {
+                let baseline = match case.baseline_path() {
+                    Some(b) if !skip_perf => match perf::read_baseline(&b) {
+                        Ok(rows) => Some((b, rows)),
+                        Err(e) => {
+                            eprintln!("error: {e}");
+                            bad = true;
+                            None
+                        }
+                    },
+                    _ => None,
+                };
+                ready.push(Ready { case, baseline });
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                bad = true;
+            }
+        }
+    }
+    (!bad).then_some(ready)
+}
+
+/// `disagg validate`: 0 when every case is good, 2 otherwise.
+pub fn validate(paths: &[PathBuf]) -> i32 {
+    match check_all(paths, false) {
+        Some(ready) => {
+            for r in ready {
+                println!("ok: {} ({})", r.case.path.display(), r.case.config_name);
+            }
+            exit::PASS
+        }
+        None => exit::USAGE,
+    }
+}
+
+/// Runs every case; the exit code of the worst outcome (interrupted > failed > regressed > passed).
+pub fn run_cases(paths: &[PathBuf], opts: &RunOptions) -> i32 {
+    let skip_perf = opts.skip_perf_check || skip_perf_from_env();
+    let Some(ready) = check_all(paths, skip_perf) else {
+        return exit::USAGE;
+    };
+    install_signal_handlers();
+    let workspace = rundir::resolve_workspace(opts.workspace.as_deref());
+    let mut codes = Vec::new();
+    for r in &ready {
+        let code = run_one(r, &workspace, skip_perf, &opts.exe);
+        codes.push(code);
+        if code == exit::INTERRUPTED {
+            break;
+        }
+    }
+    combine(&codes)
+}
+
+/// The exit code of several runs: a failure always wins over a perf verdict.
+pub fn combine(codes: &[i32]) -> i32 {
+    for c in [exit::INTERRUPTED, exit::TEST_FAILED, exit::USAGE, exit::PERF_REGRESSION] {
+        if codes.contains(&c) {
+            return c;
+        }
+    }
+    exit::PASS
+}
+
+/// The resolved case written into the run folder: the config name set, the baseline absolute,
+/// so it can be re-run from there.
+fn resolved_case_yaml(case: &LoadedCase) -> String {
+    let mut c = case.case.clone();
+    c.name = Some(case.config_name.to_string());
+    if let Some(b) = case.baseline_path() {
+        c.perf.baseline = Some(std::path::absolute(&b).unwrap_or(b).display().to_string());
+    }
+    format!(
+        "# Resolved from {} by disagg {}; re-run with `disagg run <this file>`.\n{}",
+        case.path.display(),
+        env!("CARGO_PKG_VERSION"),
+        serde_yaml_ng::to_string(&c).unwrap_or_default()
+    )
+}
+
+fn run_one(r: &Ready, workspace: &Path, skip_perf: bool, exe: &Path) -> i32 {
+    let name = &r.case.config_name;
+    let (run_id, run_dir) = match rundir::create(workspace, name, &rundir::timestamp_run_id()) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: cannot create a run folder under {}: {e}", rundir::config_dir(workspace, name).display());
+            return exit::TEST_FAILED;
+        }
+    };
+    let plan = disagg_core::plan::build(&r.case, &run_id, &run_dir, exe);
+    let written = crate::atomic::write(&run_dir.join("case.yaml"), resolved_case_yaml(&r.case).as_bytes())
+        .and_then(|_| crate::atomic::write_json(&run_dir.join("plan.json"), &plan));
+    if let Err(e) = written {
+        eprintln!("error: cannot write the plan into {}: {e}", run_dir.display());
+        return exit::TEST_FAILED;
+    }
+    println!("disagg: {name}: run {run_id} in {}", run_dir.display());
+
+    let outcome = crate::supervisor::supervise(&plan, &mut LocalExecutor, &INTERRUPTED);
+
+    let points: Vec<serde_json::Value> = std::fs::read(run_dir.join("results.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v.get("points").and_then(|p| p.as_array()).cloned())
+        .unwrap_or_default();
+    let passed = outcome.result == RunResult::Passed;
+    let perf_outcome = if skip_perf {
+        PerfOutcome::Skipped
+    } else if !passed {
+        PerfOutcome::NotRun
+    } else {
+        match &r.baseline {
+            None => PerfOutcome::NoBaseline,
+            Some((path, rows)) => PerfOutcome::Checked(perf::compare(path, rows, name.as_str(), &points)),
+        }
+    };
+    let mut notes = Vec::new();
+    if !points.is_empty() {
+        if let Err(e) = perf::write_results_csv(&run_dir.join("perf_script_test_results.csv"), name.as_str(), &points) {
+            notes.push(format!("cannot write perf_script_test_results.csv: {e}"));
+        }
+    }
+    let perf_text = match &perf_outcome {
+        PerfOutcome::Skipped => "perf check: skipped (SKIP_PERF_CHECK)\n".to_string(),
+        PerfOutcome::NoBaseline => "perf check: no baseline (perf.baseline is not set)\n".to_string(),
+        PerfOutcome::NotRun => "perf check: not run, because the test failed\n".to_string(),
+        PerfOutcome::Checked(rep) => rep.render(),
+    };
+    let junit = report::junit(name.as_str(), &run_dir, &outcome, &points, &perf_outcome);
+    let table = report::summary_table(&points);
+    let code = match (&outcome.result, &perf_outcome) {
+        (RunResult::Interrupted, _) => exit::INTERRUPTED,
+        (RunResult::Failed(_), _) => exit::TEST_FAILED,
+        (RunResult::Passed, PerfOutcome::Checked(rep)) if rep.regressed() => exit::PERF_REGRESSION,
+        (RunResult::Passed, _) => exit::PASS,
+    };
+    let verdict = match &outcome.result {
+        RunResult::Passed if code == exit::PERF_REGRESSION => "REGRESSED: performance regression (see perf_check.txt)".to_string(),
+        RunResult::Passed => "PASSED".to_string(),
+        RunResult::Interrupted => "INTERRUPTED".to_string(),
+        RunResult::Failed(f) => format!("FAILED: {}", f.reason),
+    };
+    let summary = format!(
+        "# {name} — run {run_id}\n\n{verdict}\n\n{table}\n```\n{perf_text}```\n\nduration: {:.1}s; exit code {code}\n",
+        outcome.duration_s
+    );
+    let writes = [
+        crate::atomic::write(&run_dir.join("perf_check.txt"), perf_text.as_bytes()),
+        junit.to_string().map_err(std::io::Error::other).and_then(|x| crate::atomic::write(&run_dir.join("results.xml"), x.as_bytes())),
+        crate::atomic::write(&run_dir.join("summary.md"), summary.as_bytes()),
+        crate::atomic::write_json(&run_dir.join("outcome.json"), &outcome),
+    ];
+    for w in writes {
+        if let Err(e) = w {
+            notes.push(format!("cannot write a report: {e}"));
+        }
+    }
+    if !points.is_empty() {
+        print!("{table}");
+    }
+    print!("{perf_text}");
+    if let RunResult::Failed(f) = &outcome.result {
+        if let Some(role) = outcome.roles.iter().find(|r| f.role.as_deref() == Some(r.role.to_string().as_str())) {
+            eprintln!("--- last 20 lines of {} ---\n{}\n---", role.log, report::tail(&run_dir.join(&role.log), 20));
+        }
+    }
+    for n in notes {
+        eprintln!("warning: {n}");
+    }
+    println!("{verdict}\ndisagg: {name}: {:.1}s, reports in {}", outcome.duration_s, run_dir.display());
+    code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::combine;
+    use disagg_core::exit::*;
+
+    #[test]
+    fn a_failure_wins_over_a_perf_verdict() {
+        assert_eq!(combine(&[PASS, PERF_REGRESSION]), PERF_REGRESSION);
+        assert_eq!(combine(&[PERF_REGRESSION, TEST_FAILED]), TEST_FAILED);
+        assert_eq!(combine(&[TEST_FAILED, INTERRUPTED]), INTERRUPTED);
+        assert_eq!(combine(&[PASS, PASS]), PASS);
+    }
+}

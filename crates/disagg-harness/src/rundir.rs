@@ -1,0 +1,85 @@
+//! The run folder: `$WORKSPACE/disagg_logs/<CONFIG_NAME>/<RUN_ID>/`, with `latest` beside it.
+//!
+//! A run folder is created with `create_dir` (not `create_dir_all`) on its last component, so two
+//! runs can never share one: a clash picks the next suffix. Nothing of an earlier run is touched.
+
+use std::path::{Path, PathBuf};
+
+use disagg_core::ConfigName;
+
+/// `--workspace`, else `$WORKSPACE`, else `./workspace`.
+pub fn resolve_workspace(flag: Option<&Path>) -> PathBuf {
+    if let Some(p) = flag {
+        return p.to_path_buf();
+    }
+    match std::env::var_os("WORKSPACE") {
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ => PathBuf::from("workspace"),
+    }
+}
+
+/// `<workspace>/disagg_logs/<name>`.
+pub fn config_dir(workspace: &Path, name: &ConfigName) -> PathBuf {
+    workspace.join("disagg_logs").join(name.as_str())
+}
+
+/// A UTC timestamp run id, e.g. `20261128T043512.123Z`.
+pub fn timestamp_run_id() -> String {
+    let now = std::time::SystemTime::now();
+    let rfc = humantime::format_rfc3339_millis(now).to_string(); // 2026-11-28T04:35:12.123Z
+    rfc.replace(['-', ':'], "")
+}
+
+/// Creates a fresh run folder; returns (run id, path).
+pub fn create(workspace: &Path, name: &ConfigName, run_id: &str) -> std::io::Result<(String, PathBuf)> {
+    let parent = config_dir(workspace, name);
+    std::fs::create_dir_all(&parent)?;
+    for attempt in 0..1000u32 {
+        let id = if attempt == 0 { run_id.to_string() } else { format!("{run_id}-{attempt}") };
+        let dir = parent.join(&id);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {
+                std::fs::create_dir(dir.join("rendezvous"))?;
+                let dir = std::fs::canonicalize(&dir)?;
+                point_latest(&parent, &id)?;
+                return Ok((id, dir));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other(format!("no free run folder under {}", parent.display())))
+}
+
+/// Points `<config>/latest` at `id`, atomically (new link, then rename over the old one).
+fn point_latest(parent: &Path, id: &str) -> std::io::Result<()> {
+    let tmp = parent.join(format!(".latest.tmp.{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(id, &tmp)?;
+    std::fs::rename(&tmp, parent.join("latest"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_id_twice_gives_two_folders_and_latest_moves() {
+        let ws = std::env::temp_dir().join(format!("disagg-rundir-{}", std::process::id()));
+        let name = ConfigName::new("c").unwrap();
+        let (a, da) = create(&ws, &name, "X").unwrap();
+        std::fs::write(da.join("f"), "first").unwrap();
+        let (b, db) = create(&ws, &name, "X").unwrap();
+        assert_eq!((a.as_str(), b.as_str()), ("X", "X-1"));
+        assert_ne!(da, db);
+        assert_eq!(std::fs::read_link(config_dir(&ws, &name).join("latest")).unwrap(), PathBuf::from("X-1"));
+        assert_eq!(std::fs::read_to_string(da.join("f")).unwrap(), "first");
+        std::fs::remove_dir_all(&ws).unwrap();
+    }
+
+    #[test]
+    fn timestamp_ids_are_folder_safe() {
+        let id = timestamp_run_id();
+        assert!(id.ends_with('Z') && !id.contains(':') && !id.contains('/'), "{id}");
+    }
+}

@@ -1,0 +1,344 @@
+//! The supervisor: launches every role of a plan, watches every process and every deadline, and
+//! ends the run the moment anything goes wrong.
+//!
+//! It polls (every [`TICK`]) rather than blocking on any one thing, so no single role, file or
+//! deadline can make it wait: each check is non-blocking, and the job deadline bounds the loop.
+//! Role exits are observed without reaping (see the executor), so process groups stay safe to
+//! signal until the final reap.
+
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use disagg_core::{Plan, RoleName, RolePlan};
+
+use crate::executor::{Executor, Exit, Running};
+use crate::outcome::{Failure, Outcome, RoleOutcome, RunResult};
+use crate::rendezvous::{self, Endpoint, ExitNote, State, Status};
+
+/// How often the supervisor looks at processes, files and deadlines.
+pub const TICK: Duration = Duration::from_millis(50);
+
+/// After BENCHMARK or DISAGG_SERVER fails, how long to look for a worker death that caused it:
+/// a crashed worker makes the benchmark's requests fail within milliseconds, and the root cause
+/// is what the report must name.
+const SETTLE: Duration = Duration::from_millis(1500);
+
+struct Proc {
+    plan: RolePlan,
+    run: Box<dyn Running>,
+    exit: Option<(Exit, Instant)>,
+    ready_at: Option<Instant>,
+    failure: Option<String>,
+}
+
+/// Runs `plan` to its end with `exec`; `interrupted` is set by the signal handler.
+pub fn supervise(plan: &Plan, exec: &mut dyn Executor, interrupted: &AtomicBool) -> Outcome {
+    let start = Instant::now();
+    let mut procs: Vec<Proc> = Vec::new();
+    let result = drive(plan, exec, interrupted, start, &mut procs);
+    // The final word, which also releases every role still waiting on it.
+    let status = match &result {
+        RunResult::Passed => Status { run_id: plan.run_id.clone(), state: State::Done, role: None, reason: None },
+        RunResult::Failed(f) => Status {
+            run_id: plan.run_id.clone(),
+            state: State::Failed,
+            role: f.role.clone(),
+            reason: Some(f.reason.clone()),
+        },
+        RunResult::Interrupted => Status {
+            run_id: plan.run_id.clone(),
+            state: State::Failed,
+            role: None,
+            reason: Some("interrupted".into()),
+        },
+    };
+    if let Err(e) = crate::atomic::write_json(&plan.status_file(), &status) {
+        eprintln!("disagg: cannot write {}: {e}", plan.status_file().display());
+    }
+    teardown(&mut procs, plan.deadlines.grace, matches!(result, RunResult::Passed));
+    Outcome {
+        roles: procs
+            .iter()
+            .map(|p| RoleOutcome { role: p.plan.role, log: p.plan.log.clone(), failure: p.failure.clone() })
+            .collect(),
+        result,
+        duration_s: start.elapsed().as_secs_f64(),
+    }
+}
+
+fn drive(
+    plan: &Plan,
+    exec: &mut dyn Executor,
+    interrupted: &AtomicBool,
+    start: Instant,
+    procs: &mut Vec<Proc>,
+) -> RunResult {
+    let d = &plan.deadlines;
+    let job_deadline = start + d.job;
+    if let Some(argv) = &plan.setup {
+        if let Err(f) = run_setup(plan, argv, interrupted, job_deadline) {
+            return f;
+        }
+    }
+    for role in &plan.roles {
+        let log = match OpenOptions::new().create(true).append(true).open(plan.run_dir.join(&role.log)) {
+            Ok(f) => f,
+            Err(e) => return fail(Some(role.role), format!("cannot open {}: {e}", role.log), false),
+        };
+        match exec.launch(role, log) {
+            Ok(run) => procs.push(Proc { plan: role.clone(), run, exit: None, ready_at: None, failure: None }),
+            Err(e) => {
+                return fail(Some(role.role), format!("{} could not be started ({:?}): {e}", role.role, role.argv), false);
+            }
+        }
+    }
+    let mut workers_ready_at: Option<Instant> = None;
+    loop {
+        if interrupted.load(Ordering::SeqCst) {
+            return RunResult::Interrupted;
+        }
+        let now = Instant::now();
+        for p in procs.iter_mut().filter(|p| p.ready_at.is_none()) {
+            if rendezvous::read::<Endpoint>(&plan.rendezvous_file(p.plan.role), &plan.run_id).is_some() {
+                p.ready_at = Some(now);
+            }
+        }
+        if workers_ready_at.is_none() && procs.iter().filter(|p| p.plan.role.is_worker()).all(|p| p.ready_at.is_some()) {
+            workers_ready_at = Some(now);
+        }
+        if let Some(status) = bench_status(plan) {
+            return match status.state {
+                State::Done => RunResult::Passed,
+                State::Failed => {
+                    let reason = status.reason.unwrap_or_else(|| "BENCHMARK failed".into());
+                    root_cause(plan, procs, RoleName::Benchmark, reason)
+                }
+            };
+        }
+        // Exits: any role ending before the run is over is a failure.
+        let mut died: Option<RoleName> = None;
+        for p in procs.iter_mut().filter(|p| p.exit.is_none()) {
+            match p.run.try_wait() {
+                Ok(Some(exit)) => {
+                    p.exit = Some((exit, Instant::now()));
+                    died.get_or_insert(p.plan.role);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    return fail(Some(p.plan.role), format!("cannot watch {} (pid {}): {e}", p.plan.role, p.run.pid()), false);
+                }
+            }
+        }
+        if let Some(role) = died {
+            // BENCHMARK writes its status just before it exits; a status found now explains the exit.
+            if let Some(status) = bench_status(plan) {
+                if status.state == State::Done {
+                    return RunResult::Passed;
+                }
+            }
+            let p = procs.iter().find(|p| p.plan.role == role).expect("died role is one of ours");
+            let reason = death_reason(plan, p);
+            return root_cause(plan, procs, role, reason);
+        }
+        // Deadlines.
+        for p in procs.iter().filter(|p| p.plan.role.is_worker() && p.ready_at.is_none()) {
+            if now >= start + d.worker_startup {
+                return timeout(
+                    p.plan.role,
+                    format!(
+                        "{} was not ready within worker_startup ({}): its engine's /health never answered 200 (see {})",
+                        p.plan.role,
+                        humantime::format_duration(d.worker_startup),
+                        p.plan.log
+                    ),
+                );
+            }
+        }
+        let server = procs.iter().find(|p| p.plan.role == RoleName::DisaggServer);
+        if let (Some(w), Some(s)) = (workers_ready_at, server) {
+            if s.ready_at.is_none() && now >= w + d.worker_startup {
+                return timeout(
+                    RoleName::DisaggServer,
+                    format!(
+                        "DISAGG_SERVER was not ready within worker_startup ({}) after the workers (see {})",
+                        humantime::format_duration(d.worker_startup),
+                        s.plan.log
+                    ),
+                );
+            }
+            if let Some(ready) = s.ready_at {
+                if now >= ready + d.benchmark {
+                    return timeout(
+                        RoleName::Benchmark,
+                        format!(
+                            "BENCHMARK did not finish within the benchmark deadline ({})",
+                            humantime::format_duration(d.benchmark)
+                        ),
+                    );
+                }
+            }
+        }
+        if now >= job_deadline {
+            return RunResult::Failed(Failure {
+                role: None,
+                reason: format!("the job deadline ({}) passed", humantime::format_duration(d.job)),
+                timeout: true,
+            });
+        }
+        std::thread::sleep(TICK);
+    }
+}
+
+fn fail(role: Option<RoleName>, reason: String, timeout: bool) -> RunResult {
+    RunResult::Failed(Failure { role: role.map(|r| r.to_string()), reason, timeout })
+}
+
+fn timeout(role: RoleName, reason: String) -> RunResult {
+    fail(Some(role), reason, true)
+}
+
+/// The status BENCHMARK wrote, if any (the supervisor writes its own only at the end).
+fn bench_status(plan: &Plan) -> Option<Status> {
+    rendezvous::read::<Status>(&plan.status_file(), &plan.run_id)
+}
+
+/// "GEN_0 exited with status 1: <the role's own note>".
+fn death_reason(plan: &Plan, p: &Proc) -> String {
+    let (exit, _) = p.exit.expect("only called for exited roles");
+    let note = rendezvous::read::<ExitNote>(&exit_note_path(plan, p.plan.role), &plan.run_id);
+    match note {
+        Some(n) => format!("{} {exit}: {}", p.plan.role, n.reason),
+        None => format!("{} {exit} (see {})", p.plan.role, p.plan.log),
+    }
+}
+
+pub fn exit_note_path(plan: &Plan, role: RoleName) -> std::path::PathBuf {
+    disagg_core::plan::rendezvous_dir(&plan.run_dir).join(format!("{role}.exit.json"))
+}
+
+/// A failure seen at `role` may be the echo of an earlier death elsewhere: the benchmark fails
+/// because a worker crashed. Give other roles a moment to be seen dead, then blame the most
+/// upstream one: workers, then the router, then the benchmark.
+fn root_cause(plan: &Plan, procs: &mut [Proc], role: RoleName, reason: String) -> RunResult {
+    let mut failures: Vec<(RoleName, String)> = vec![(role, reason)];
+    if !role.is_worker() {
+        let until = Instant::now() + SETTLE;
+        loop {
+            for p in procs.iter_mut().filter(|p| p.exit.is_none() && p.plan.role != role) {
+                if let Ok(Some(exit)) = p.run.try_wait() {
+                    p.exit = Some((exit, Instant::now()));
+                }
+            }
+            let upstream_dead = procs.iter().any(|p| p.exit.is_some() && rank(p.plan.role) < rank(role));
+            if upstream_dead || Instant::now() >= until {
+                break;
+            }
+            std::thread::sleep(TICK);
+        }
+        for p in procs.iter().filter(|p| p.exit.is_some() && p.plan.role != role) {
+            failures.push((p.plan.role, death_reason(plan, p)));
+        }
+    }
+    failures.sort_by_key(|(r, _)| rank(*r));
+    for (r, why) in &failures {
+        if let Some(p) = procs.iter_mut().find(|p| p.plan.role == *r) {
+            p.failure = Some(why.clone());
+        }
+    }
+    let (root, why) = failures[0].clone();
+    let mut reason = why;
+    if root != role {
+        let echo = failures.iter().find(|(r, _)| *r == role).map(|(_, w)| w.clone()).unwrap_or_default();
+        reason = format!("{reason}; then {echo}");
+    }
+    fail(Some(root), reason, false)
+}
+
+fn rank(role: RoleName) -> u8 {
+    match role {
+        RoleName::Ctx(_) | RoleName::Gen(_) => 0,
+        RoleName::DisaggServer => 1,
+        RoleName::Benchmark => 2,
+    }
+}
+
+/// Runs `setup` once, into `install.log`, bounded by the job deadline.
+fn run_setup(plan: &Plan, argv: &[String], interrupted: &AtomicBool, deadline: Instant) -> Result<(), RunResult> {
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(plan.run_dir.join("install.log"))
+        .map_err(|e| fail_setup(format!("cannot open install.log: {e}"), false))?;
+    let mut child = crate::executor::spawn(argv, &Default::default(), &[], log, None)
+        .map_err(|e| fail_setup(format!("setup command {argv:?} could not be started: {e}"), false))?;
+    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let stop = |child: &mut std::process::Child| {
+        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+        let _ = child.wait();
+    };
+    loop {
+        match child.try_wait() {
+            Ok(Some(s)) if s.success() => return Ok(()),
+            Ok(Some(s)) => {
+                return Err(fail_setup(format!("setup {} (see install.log)", Exit::from(s)), false));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                stop(&mut child);
+                return Err(fail_setup(format!("cannot watch setup: {e}"), false));
+            }
+        }
+        if interrupted.load(Ordering::SeqCst) {
+            stop(&mut child);
+            return Err(RunResult::Interrupted);
+        }
+        if Instant::now() >= deadline {
+            stop(&mut child);
+            return Err(fail_setup("setup did not finish before the job deadline".into(), true));
+        }
+        std::thread::sleep(TICK);
+    }
+}
+
+fn fail_setup(reason: String, timeout: bool) -> RunResult {
+    RunResult::Failed(Failure { role: Some("SETUP".into()), reason, timeout })
+}
+
+/// Stops every role: on success they leave by themselves once status.json is written, so they get
+/// a grace period first; on failure they are sent TERM at once. Then KILL, then reap.
+fn teardown(procs: &mut [Proc], grace: Duration, passed: bool) {
+    let all_exited = |procs: &mut [Proc]| {
+        let mut all = true;
+        for p in procs.iter_mut().filter(|p| p.exit.is_none()) {
+            match p.run.try_wait() {
+                Ok(Some(exit)) => p.exit = Some((exit, Instant::now())),
+                _ => all = false,
+            }
+        }
+        all
+    };
+    let wait_until = |procs: &mut [Proc], until: Instant| {
+        while !all_exited(procs) && Instant::now() < until {
+            std::thread::sleep(TICK / 2);
+        }
+    };
+    if passed {
+        wait_until(procs, Instant::now() + grace);
+    }
+    for p in procs.iter_mut() {
+        // Also when the leader has exited: an engine may be left in its group.
+        p.run.terminate();
+    }
+    wait_until(procs, Instant::now() + grace);
+    for p in procs.iter_mut() {
+        p.run.kill();
+        p.run.reap();
+    }
+}
+
+/// Index of role outcomes by role, for reports.
+pub fn failures_by_role(outcome: &Outcome) -> HashMap<RoleName, String> {
+    outcome.roles.iter().filter_map(|r| r.failure.clone().map(|f| (r.role, f))).collect()
+}
