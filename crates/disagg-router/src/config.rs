@@ -197,3 +197,77 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod args_tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: RouterArgs,
+    }
+
+    fn args(argv: &[&str]) -> Result<RouterArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("router").chain(argv.iter().copied())).map(|c| c.args)
+    }
+
+    #[test]
+    fn flags_give_a_config() {
+        let cfg = args(&[
+            "--prefill",
+            "a:1",
+            "--prefill",
+            "http://b:2/",
+            "--decode",
+            "c:3",
+            "--port",
+            "0",
+            "--request-timeout",
+            "2s",
+        ])
+        .unwrap()
+        .into_config()
+        .unwrap();
+        assert_eq!(cfg.prefill, ["http://a:1", "http://b:2"]);
+        assert_eq!(cfg.decode, ["http://c:3"]);
+        assert_eq!((cfg.host.as_str(), cfg.port), (DEFAULT_HOST, 0));
+        assert_eq!(cfg.request_timeout, Duration::from_secs(2));
+        assert_eq!(cfg.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+    }
+
+    #[test]
+    fn workers_are_required_without_config() {
+        assert!(args(&["--prefill", "a:1"]).is_err());
+        assert!(args(&["--config", "x.yaml", "--prefill", "a:1"]).is_err());
+    }
+
+    #[test]
+    fn config_file_with_host_override() {
+        let dir = std::env::temp_dir().join(format!("disagg-router-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("server_config.yaml");
+        std::fs::write(
+            &path,
+            "hostname: node-a\nport: 8000\ncontext_servers: {num_instances: 1, urls: [b:1]}\n\
+             generation_servers: {num_instances: 1, urls: [c:2]}\n",
+        )
+        .unwrap();
+        let p = path.to_str().unwrap();
+        let cfg = args(&["--config", p, "--host", "0.0.0.0"])
+            .unwrap()
+            .into_config()
+            .unwrap();
+        assert_eq!((cfg.host.as_str(), cfg.port), ("0.0.0.0", 8000));
+        assert_eq!(cfg.prefill, ["http://b:1"]);
+
+        std::fs::write(&path, "port: 1\n").unwrap();
+        let err = args(&["--config", p]).unwrap().into_config().unwrap_err();
+        assert!(matches!(err, RouterError::Config { .. }), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+        let err = args(&["--config", p]).unwrap().into_config().unwrap_err();
+        assert!(matches!(err, RouterError::Read { .. }), "{err}");
+    }
+}

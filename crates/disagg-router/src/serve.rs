@@ -122,3 +122,47 @@ async fn stop_signal() {
         _ = term => tracing::info!("SIGTERM: shutting down"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_file_is_replaced_whole() {
+        let dir = std::env::temp_dir().join(format!("disagg-router-ready-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("router.addr");
+        write_atomically(&path, b"old\n").unwrap();
+        write_atomically(&path, b"127.0.0.1:1234\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "127.0.0.1:1234\n");
+        let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temp file left behind");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn serve_returns_after_shutdown() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let cfg = RouterConfig {
+            host: "127.0.0.1".into(),
+            port: 0,
+            dialect: crate::Dialect::Trtllm,
+            prefill: vec!["http://127.0.0.1:9".into()],
+            decode: vec!["http://127.0.0.1:9".into()],
+            prefill_policy: crate::Policy::RoundRobin,
+            decode_policy: crate::Policy::RoundRobin,
+            request_timeout: Duration::from_secs(1),
+            max_body_bytes: 1024,
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, cfg, async {
+            let _ = rx.await;
+        }));
+        tx.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("serve stops promptly when idle")
+            .unwrap()
+            .unwrap();
+    }
+}

@@ -251,3 +251,128 @@ fn json_kind(v: &Value) -> &'static str {
         Value::Object(_) => "an object",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(endpoint: Endpoint, v: Value) -> ClientRequest {
+        ClientRequest::parse(endpoint, &serde_json::to_vec(&v).unwrap()).unwrap()
+    }
+
+    fn ctx_response(finish_reason: &str, params: Value) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "id": "c", "choices": [{"index": 0, "text": "x", "finish_reason": finish_reason,
+                                    "disaggregated_params": params}],
+            "prompt_token_ids": [5, 6],
+        }))
+        .unwrap()
+    }
+
+    fn good_params() -> Value {
+        json!({"request_type": "context_only", "first_gen_tokens": [9], "ctx_request_id": 1,
+               "encoded_opaque_state": null, "draft_tokens": null, "future_field": "kept"})
+    }
+
+    #[test]
+    fn context_body_is_context_only_and_unstreamed() {
+        let req = parse(
+            Endpoint::Completions,
+            json!({"prompt": "p", "stream": true, "stream_options": {"include_usage": true},
+                   "disaggregated_params": {"request_type": "generation_only"}}),
+        );
+        let body: Value = serde_json::from_slice(&req.context_body()).unwrap();
+        assert_eq!(
+            body,
+            json!({"prompt": "p", "stream": false, "disaggregated_params":
+                   {"request_type": "context_only", "encoded_opaque_state": null, "draft_tokens": null}})
+        );
+        assert!(
+            req.stream(),
+            "the client's wish is kept for the generation leg"
+        );
+    }
+
+    #[test]
+    fn generation_body_carries_the_handoff() {
+        let ContextOutcome::Continue(handoff) =
+            read_context_response(&ctx_response("length", good_params())).unwrap()
+        else {
+            panic!("expected a hand-off");
+        };
+        let completions = parse(
+            Endpoint::Completions,
+            json!({"prompt": "p", "stream": true}),
+        );
+        let body: Value = serde_json::from_slice(&completions.generation_body(&handoff)).unwrap();
+        assert_eq!(body["prompt"], json!([5, 6]));
+        assert_eq!(body["stream"], true);
+        let p = &body["disaggregated_params"];
+        assert_eq!(p["request_type"], "generation_only");
+        assert_eq!(p["first_gen_tokens"], json!([9]));
+        assert_eq!(p["future_field"], "kept");
+
+        let chat = parse(Endpoint::ChatCompletions, json!({"messages": []}));
+        let body: Value = serde_json::from_slice(&chat.generation_body(&handoff)).unwrap();
+        assert_eq!(body["prompt_token_ids"], json!([5, 6]));
+        assert!(body.get("prompt").is_none());
+    }
+
+    #[test]
+    fn not_finished_also_continues() {
+        let out = read_context_response(&ctx_response("not_finished", good_params())).unwrap();
+        assert!(matches!(out, ContextOutcome::Continue(_)));
+    }
+
+    #[test]
+    fn other_finish_reasons_finish_early_without_handoff_fields() {
+        for reason in ["stop", "abort"] {
+            let ContextOutcome::Finished(resp) =
+                read_context_response(&ctx_response(reason, good_params())).unwrap()
+            else {
+                panic!("{reason} should finish early");
+            };
+            assert!(resp.get("prompt_token_ids").is_none());
+            assert!(resp["choices"][0].get("disaggregated_params").is_none());
+            assert_eq!(resp["choices"][0]["finish_reason"], reason);
+        }
+    }
+
+    #[test]
+    fn unusable_context_responses_say_why() {
+        let two_choices = serde_json::to_vec(&json!({"choices": [{}, {}]})).unwrap();
+        let no_id = ctx_response(
+            "length",
+            json!({"request_type": "context_only", "ctx_request_id": null}),
+        );
+        let bad_type = ctx_response("length", json!({"request_type": "nonsense"}));
+        for (body, want) in [
+            (b"<html>".to_vec(), "not JSON"),
+            (b"[1]".to_vec(), "JSON object"),
+            (b"{}".to_vec(), "no choices"),
+            (two_choices, "exactly one choice, got 2"),
+            (
+                ctx_response("length", Value::Null),
+                "no disaggregated_params",
+            ),
+            (ctx_response("length", json!(3)), "not an object"),
+            (no_id, "ctx_request_id is null"),
+            (bad_type, "disaggregated_params"),
+        ] {
+            let err = read_context_response(&body).unwrap_err();
+            assert!(err.contains(want), "{err} should contain {want}");
+        }
+    }
+
+    #[test]
+    fn client_bodies_must_be_json_objects() {
+        for (body, want) in [
+            (&b"{"[..], "not JSON"),
+            (b"\"text\"", "not a string"),
+            (b"null", "not null"),
+        ] {
+            let err = ClientRequest::parse(Endpoint::Completions, body).unwrap_err();
+            assert!(err.contains(want), "{err}");
+        }
+    }
+}
