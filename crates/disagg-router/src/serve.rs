@@ -4,6 +4,8 @@ use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
+
 use crate::app::{AppState, app};
 use crate::config::{RouterArgs, RouterConfig};
 use crate::error::RouterError;
@@ -24,6 +26,12 @@ pub async fn serve(
         shutdown.await;
         let _ = stopping_tx.send(true);
     };
+    // Small SSE frames to clients must not wait on Nagle: that would show up as TTFT/ITL noise.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY on a client connection: {e}");
+        }
+    });
     let server = axum::serve(listener, app(state)).with_graceful_shutdown(signal);
     let server = std::future::IntoFuture::into_future(server);
     tokio::pin!(server);

@@ -211,6 +211,19 @@ async fn context_response_without_params_is_a_502_naming_the_worker() {
 }
 
 #[tokio::test]
+async fn context_4xx_keeps_its_status_and_skips_generation() {
+    let ctx = fake("ctx").ctx(Ctx::Reject).start().await;
+    let generation = fake("gen").start().await;
+    let url = router(config(&[&ctx], &[&generation])).await;
+    let msg = api_error(post(&url, "/v1/completions", completion(false)).await, 422).await;
+    assert!(
+        msg.contains("prompt too long") && msg.contains("context"),
+        "{msg}"
+    );
+    assert!(generation.bodies().is_empty());
+}
+
+#[tokio::test]
 async fn context_worker_refusing_connections_is_a_502() {
     let dead = support::refused_url().await;
     let generation = fake("gen").start().await;

@@ -27,6 +27,8 @@ pub enum Ctx {
     Stop,
     /// No `disaggregated_params` in the choice.
     NoParams,
+    /// Refuses the request with 422, as for a prompt that is too long.
+    Reject,
 }
 
 /// How a fake answers a generation request.
@@ -176,6 +178,10 @@ async fn infer(State(fake): State<Arc<Fake>>, uri: Uri, body: axum::Json<Value>)
         .push((uri.path().to_string(), body.clone()));
     let chat = uri.path() == "/v1/chat/completions";
     let request_type = body["disaggregated_params"]["request_type"].as_str();
+    if request_type == Some("context_only") && fake.ctx == Ctx::Reject {
+        let err = json!({"error": {"message": "prompt too long", "type": "x", "code": 422}});
+        return (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(err)).into_response();
+    }
     if request_type == Some("context_only") {
         return axum::Json(context_response(fake.ctx, chat)).into_response();
     }
