@@ -86,7 +86,14 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
                 source,
             }
         })?,
-        None => print!("{published}"),
+        None => {
+            // Whoever started us may be reading a pipe; make sure the address leaves now.
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = out
+                .write_all(published.as_bytes())
+                .and_then(|()| out.flush());
+        }
     }
     serve(listener, cfg, stop_signal()).await
 }
