@@ -5,128 +5,40 @@
 //! - [`RouterConfig`]: what the router needs, from flags or from a TRT-LLM `server_config.yaml`.
 //! - [`serve`]: serves on a bound listener until `shutdown` resolves.
 //! - [`run`]: the standalone command: binds, publishes its address, serves until SIGTERM/Ctrl-C.
+//! - [`app`]: the same HTTP app without a socket, for tests and embedding.
+//!
+//! ```text
+//! client ──POST /v1/(chat/)completions──▶ app ──▶ dispatch
+//!                                                  │ 1. context leg (policy picks a worker):
+//!                                                  │    request as context_only, stream=false
+//!                                                  │ 2. early finish? answer from the context leg
+//!                                                  │ 3. generation leg: original request +
+//!                                                  │    disaggregated_params (generation_only)
+//!        ◀────── relayed byte for byte ────────────┘
+//! ```
+//!
+//! Modules: `config` (flags and `server_config.yaml`), `app` (routes, state), `dispatch` (the two
+//! legs), `trtllm` (the dialect's JSON rules, no I/O), `upstream` (the pooled client and its
+//! error mapping), `policy` (worker selection), `health`, `error` (every failure → one HTTP
+//! response), `serve` (listener, shutdown, ready file).
+//!
+//! Adding a policy: a [`Policy`] variant and an arm in `policy::WorkerGroup::pick`. Adding a
+//! dialect: a [`Dialect`] variant, a module beside `trtllm`, and a branch in `dispatch`.
 
-use std::future::Future;
-use std::path::PathBuf;
-use std::time::Duration;
+mod app;
+mod config;
+mod dispatch;
+mod error;
+mod health;
+mod policy;
+mod serve;
+mod trtllm;
+mod upstream;
 
-use disagg_proto::trtllm::ServerConfig;
-
-/// Wire dialect spoken to the workers.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Dialect {
-    Trtllm,
-}
-
-/// How a worker is picked within one group.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Policy {
-    RoundRobin,
-}
-
-/// `disagg router` flags.
-#[derive(Debug, Clone, clap::Args)]
-pub struct RouterArgs {
-    /// A TensorRT-LLM disaggregated `server_config.yaml` (hostname, port, context_servers, generation_servers).
-    #[arg(long, conflicts_with_all = ["prefill", "decode"])]
-    pub config: Option<PathBuf>,
-    /// Wire dialect spoken to the workers.
-    #[arg(long, value_enum, default_value_t = Dialect::Trtllm)]
-    pub dialect: Dialect,
-    /// A context (prefill) worker, as host:port or http://host:port. Repeat for more.
-    #[arg(long, required_unless_present = "config")]
-    pub prefill: Vec<String>,
-    /// A generation (decode) worker, as host:port or http://host:port. Repeat for more.
-    #[arg(long, required_unless_present = "config")]
-    pub decode: Vec<String>,
-    /// Address to bind (overrides the config's hostname).
-    #[arg(long)]
-    pub host: Option<String>,
-    /// Port to bind (overrides the config's port); 0 picks a free one.
-    #[arg(long)]
-    pub port: Option<u16>,
-    /// Where to write `host:port` once bound (atomically). Without it, it goes to stdout.
-    #[arg(long)]
-    pub ready_file: Option<PathBuf>,
-    /// Deadline for a whole request, both legs included.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "300s")]
-    pub request_timeout: Duration,
-}
-
-/// Everything the router needs to serve.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RouterConfig {
-    pub host: String,
-    pub port: u16,
-    pub dialect: Dialect,
-    /// Base URLs of context workers, normalised to `http://host:port`.
-    pub prefill: Vec<String>,
-    /// Base URLs of generation workers, normalised to `http://host:port`.
-    pub decode: Vec<String>,
-    pub prefill_policy: Policy,
-    pub decode_policy: Policy,
-    pub request_timeout: Duration,
-}
-
-impl RouterConfig {
-    /// Reads TensorRT-LLM's `server_config.yaml` shape.
-    pub fn from_server_config(cfg: &ServerConfig) -> Self {
-        let _ = cfg;
-        unimplemented!("router is being built")
-    }
-}
-
-/// Why the router could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum RouterError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: {source}")]
-    Config {
-        path: PathBuf,
-        source: disagg_proto::trtllm::ServerConfigError,
-    },
-    #[error("cannot bind {addr}: {source}")]
-    Bind {
-        addr: String,
-        source: std::io::Error,
-    },
-    #[error("cannot write ready file {path}: {source}")]
-    ReadyFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("server error: {0}")]
-    Serve(std::io::Error),
-}
-
-impl RouterArgs {
-    pub fn into_config(self) -> Result<RouterConfig, RouterError> {
-        unimplemented!("router is being built")
-    }
-}
-
-/// Serves on `listener` until `shutdown` resolves, then drains in-flight requests (bounded).
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    cfg: RouterConfig,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), RouterError> {
-    let _ = (listener, cfg, shutdown);
-    unimplemented!("router is being built")
-}
-
-/// The standalone command.
-pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
-    let _ = args;
-    unimplemented!("router is being built")
-}
+pub use app::{AppState, app};
+pub use config::{
+    DEFAULT_MAX_BODY_BYTES, DEFAULT_REQUEST_TIMEOUT, Dialect, Policy, RouterArgs, RouterConfig,
+    normalise_url,
+};
+pub use error::RouterError;
+pub use serve::{run, serve};

@@ -1,0 +1,151 @@
+//! The router's two kinds of failure: [`RouterError`] (it cannot run at all) and [`ProxyError`]
+//! (one request failed). Every request failure becomes an HTTP response here, and only here.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use disagg_proto::ApiError;
+
+/// Why the router could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Config {
+        path: PathBuf,
+        source: disagg_proto::trtllm::ServerConfigError,
+    },
+    #[error("no --{flag} worker given\nhint: pass --{flag} host:port at least once, or --config")]
+    NoWorkers { flag: &'static str },
+    #[error("cannot build the HTTP client: {0}")]
+    Client(reqwest::Error),
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot write ready file {path}: {source}")]
+    ReadyFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Which half of a disaggregated request a worker was doing; every upstream error names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leg {
+    Context,
+    Generation,
+}
+
+impl fmt::Display for Leg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Leg::Context => "context",
+            Leg::Generation => "generation",
+        })
+    }
+}
+
+/// Why one request failed. Upstream variants carry the worker and the leg, so a 502 in a bench
+/// log says which process to look at.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("request body is larger than the {limit}-byte limit")]
+    BodyTooLarge { limit: usize },
+    #[error("no route for {method} {path}")]
+    NotFound { method: String, path: String },
+    #[error("{method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+    /// Connecting, sending or reading failed.
+    #[error("{leg} worker {worker} failed: {detail}")]
+    Transport {
+        leg: Leg,
+        worker: String,
+        detail: String,
+    },
+    /// The request deadline passed while this worker had it.
+    #[error("{leg} worker {worker} did not answer within the request deadline")]
+    Timeout { leg: Leg, worker: String },
+    /// The worker answered, but not with something the router can use.
+    #[error("{leg} worker {worker} sent an unusable response: {reason}")]
+    BadResponse {
+        leg: Leg,
+        worker: String,
+        reason: String,
+    },
+    /// The worker refused the request itself (4xx); that is the client's problem, so its status
+    /// is passed on.
+    #[error("{leg} worker {worker} rejected the request: {message}")]
+    Rejected {
+        leg: Leg,
+        worker: String,
+        status: StatusCode,
+        message: String,
+    },
+    #[error("no healthy {leg} worker ({healthy} of {total} answered /health with 200)")]
+    Unhealthy {
+        leg: Leg,
+        healthy: usize,
+        total: usize,
+    },
+}
+
+impl ProxyError {
+    fn to_api(&self) -> ApiError {
+        let msg = self.to_string();
+        match self {
+            ProxyError::BadRequest(_) => ApiError::bad_request(msg),
+            ProxyError::BodyTooLarge { .. } => ApiError::new(413, "invalid_request_error", msg),
+            ProxyError::NotFound { .. } => ApiError::not_found(msg),
+            ProxyError::MethodNotAllowed { .. } => ApiError::new(405, "invalid_request_error", msg),
+            ProxyError::Transport { .. } | ProxyError::BadResponse { .. } => {
+                ApiError::bad_gateway(msg)
+            }
+            ProxyError::Timeout { .. } => ApiError::gateway_timeout(msg),
+            ProxyError::Rejected { status, .. } => {
+                ApiError::new(status.as_u16(), "invalid_request_error", msg)
+            }
+            ProxyError::Unhealthy { .. } => ApiError::unavailable(msg),
+        }
+    }
+}
+
+impl IntoResponse for ProxyError {
+    fn into_response(self) -> Response {
+        let api = self.to_api();
+        let status = StatusCode::from_u16(api.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        // Server-side failures are what an operator hunts for; client mistakes are just noise.
+        if status.is_server_error() && !matches!(self, ProxyError::Unhealthy { .. }) {
+            tracing::warn!(status = status.as_u16(), "{self}");
+        } else {
+            tracing::debug!(status = status.as_u16(), "{self}");
+        }
+        (status, axum::Json(api.body())).into_response()
+    }
+}
+
+/// `reqwest` hides the useful part (refused, reset, ...) in the source chain.
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut next = err.source();
+    while let Some(e) = next {
+        let s = e.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        next = e.source();
+    }
+    out
+}

@@ -1,0 +1,183 @@
+//! Running the app: on a given listener ([`serve`]) or as the standalone command ([`run`]).
+
+use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+
+use axum::serve::ListenerExt;
+
+use crate::app::{AppState, app};
+use crate::config::{RouterArgs, RouterConfig};
+use crate::error::RouterError;
+
+/// After shutdown is asked for, in-flight requests get this long to finish. Long enough for a
+/// typical streamed answer, short enough that a supervisor's TERM→KILL grace is not exceeded.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Serves on `listener` until `shutdown` resolves, then drains in-flight requests (bounded).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    cfg: RouterConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RouterError> {
+    let state = AppState::new(cfg)?;
+    let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+    let signal = async move {
+        shutdown.await;
+        let _ = stopping_tx.send(true);
+    };
+    // Small SSE frames to clients must not wait on Nagle: that would show up as TTFT/ITL noise.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY on a client connection: {e}");
+        }
+    });
+    let server = axum::serve(listener, app(state)).with_graceful_shutdown(signal);
+    let server = std::future::IntoFuture::into_future(server);
+    tokio::pin!(server);
+    tokio::select! {
+        res = &mut server => return res.map_err(RouterError::Serve),
+        // Only fires once the server itself has seen the shutdown signal.
+        _ = stopping_rx.wait_for(|stopping| *stopping) => {}
+    }
+    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+        Ok(res) => res.map_err(RouterError::Serve),
+        Err(_) => {
+            tracing::warn!(
+                "requests still in flight after {SHUTDOWN_GRACE:?} of shutdown grace; dropping them"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// The standalone command.
+pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
+    let ready_file = args.ready_file.clone();
+    let cfg = args.into_config()?;
+    let addr = format!("{}:{}", cfg.host, cfg.port);
+    let listener = tokio::net::TcpListener::bind((cfg.host.as_str(), cfg.port))
+        .await
+        .map_err(|source| RouterError::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
+    let port = listener
+        .local_addr()
+        .map_err(|source| RouterError::Bind { addr, source })?
+        .port();
+    // Publish the configured host with the real port: with `--port 0` only the listener knows it.
+    let host = if cfg.host.contains(':') {
+        format!("[{}]", cfg.host)
+    } else {
+        cfg.host.clone()
+    };
+    let published = format!("{host}:{port}\n");
+    tracing::info!(
+        "disagg router on {}: context {:?}, generation {:?}",
+        published.trim_end(),
+        cfg.prefill,
+        cfg.decode
+    );
+    match &ready_file {
+        Some(path) => write_atomically(path, published.as_bytes()).map_err(|source| {
+            RouterError::ReadyFile {
+                path: path.clone(),
+                source,
+            }
+        })?,
+        None => {
+            // Whoever started us may be reading a pipe; make sure the address leaves now.
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = out
+                .write_all(published.as_bytes())
+                .and_then(|()| out.flush());
+        }
+    }
+    serve(listener, cfg, stop_signal()).await
+}
+
+/// Readers poll for the file; they must never see it half written.
+fn write_atomically(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp.{}", std::process::id()));
+    let tmp = std::path::PathBuf::from(tmp);
+    std::fs::write(&tmp, content)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+/// SIGTERM (supervisors) or Ctrl-C (people).
+async fn stop_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!("cannot listen for Ctrl-C: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("Ctrl-C: shutting down"),
+        _ = term => tracing::info!("SIGTERM: shutting down"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_file_is_replaced_whole() {
+        let dir = std::env::temp_dir().join(format!("disagg-router-ready-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("router.addr");
+        write_atomically(&path, b"old\n").unwrap();
+        write_atomically(&path, b"127.0.0.1:1234\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "127.0.0.1:1234\n");
+        let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temp file left behind");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn serve_returns_after_shutdown() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let cfg = RouterConfig {
+            host: "127.0.0.1".into(),
+            port: 0,
+            dialect: crate::Dialect::Trtllm,
+            prefill: vec!["http://127.0.0.1:9".into()],
+            decode: vec!["http://127.0.0.1:9".into()],
+            prefill_policy: crate::Policy::RoundRobin,
+            decode_policy: crate::Policy::RoundRobin,
+            request_timeout: Duration::from_secs(1),
+            max_body_bytes: 1024,
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, cfg, async {
+            let _ = rx.await;
+        }));
+        tx.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("serve stops promptly when idle")
+            .unwrap()
+            .unwrap();
+    }
+}

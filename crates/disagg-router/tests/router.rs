@@ -1,0 +1,423 @@
+//! The router end to end over loopback HTTP, against fake context and generation workers.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use disagg_proto::ApiError;
+use disagg_proto::trtllm::ServerConfig;
+use disagg_router::{Policy, RouterConfig};
+use serde_json::{Value, json};
+use support::{CHUNK_1, CHUNK_REST, Ctx, Gen, config, fake, router};
+use tokio::sync::{Notify, oneshot};
+
+/// Guards every await on the router so a regression fails the test instead of hanging it.
+const LIMIT: Duration = Duration::from_secs(10);
+
+async fn post(url: &str, path: &str, body: Value) -> reqwest::Response {
+    post_raw(url, path, serde_json::to_vec(&body).unwrap()).await
+}
+
+async fn post_raw(url: &str, path: &str, body: Vec<u8>) -> reqwest::Response {
+    let req = reqwest::Client::new()
+        .post(format!("{url}{path}"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send();
+    tokio::time::timeout(LIMIT, req).await.unwrap().unwrap()
+}
+
+async fn json_of(resp: reqwest::Response) -> Value {
+    serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap()
+}
+
+/// Asserts an OpenAI error body with this status, and returns its message.
+async fn api_error(resp: reqwest::Response, status: u16) -> String {
+    assert_eq!(resp.status().as_u16(), status);
+    let body = resp.bytes().await.unwrap();
+    let err = ApiError::from_body(status, &body)
+        .unwrap_or_else(|| panic!("not an OpenAI error body: {body:?}"));
+    err.message
+}
+
+fn completion(stream: bool) -> Value {
+    json!({
+        "model": "m", "prompt": "hello", "max_tokens": 4, "stream": stream,
+        "stream_options": {"include_usage": true},
+    })
+}
+
+#[tokio::test]
+async fn completion_goes_context_only_then_generation_only() {
+    let ctx = fake("ctx").start().await;
+    let generation = fake("gen").start().await;
+    let url = router(config(&[&ctx], &[&generation])).await;
+
+    let resp = post(&url, "/v1/completions", completion(false)).await;
+    assert_eq!(resp.status(), 200);
+    let body = json_of(resp).await;
+    assert_eq!(
+        body["id"], "gen-1",
+        "the generation worker's answer is relayed"
+    );
+
+    let ctx_bodies = ctx.bodies();
+    assert_eq!(ctx_bodies.len(), 1);
+    let c = &ctx_bodies[0];
+    assert_eq!(c["disaggregated_params"]["request_type"], "context_only");
+    assert_eq!(c["stream"], false);
+    assert!(c.get("stream_options").is_none(), "{c}");
+    assert_eq!(c["prompt"], "hello");
+    assert_eq!(c["max_tokens"], 4);
+
+    let gen_bodies = generation.bodies();
+    assert_eq!(gen_bodies.len(), 1);
+    let g = &gen_bodies[0];
+    let p = &g["disaggregated_params"];
+    assert_eq!(p["request_type"], "generation_only");
+    assert_eq!(p["first_gen_tokens"], json!([7]));
+    assert_eq!(p["ctx_request_id"], 42);
+    assert_eq!(p["encoded_opaque_state"], "b3BhcXVl");
+    assert_eq!(p["disagg_request_id"], 99, "newer fields are forwarded too");
+    assert_eq!(
+        g["prompt"],
+        json!([1, 2, 3]),
+        "prompt = context's prompt_token_ids"
+    );
+    assert_eq!(g["stream"], false);
+    assert_eq!(g["stream_options"], json!({"include_usage": true}));
+}
+
+#[tokio::test]
+async fn chat_sets_prompt_token_ids_and_keeps_messages() {
+    let ctx = fake("ctx").start().await;
+    let generation = fake("gen").start().await;
+    let url = router(config(&[&ctx], &[&generation])).await;
+
+    let req =
+        json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": true});
+    let resp = post(&url, "/v1/chat/completions", req).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let text = resp.text().await.unwrap();
+    assert_eq!(
+        text,
+        format!("{CHUNK_1}{CHUNK_REST}"),
+        "relayed byte for byte"
+    );
+
+    let g = &generation.bodies()[0];
+    assert_eq!(g["prompt_token_ids"], json!([1, 2, 3]));
+    assert_eq!(g["messages"][0]["content"], "hi");
+    assert_eq!(g["stream"], true);
+    assert_eq!(g["disaggregated_params"]["request_type"], "generation_only");
+    assert_eq!(ctx.bodies()[0]["stream"], false);
+}
+
+#[tokio::test]
+async fn streaming_is_relayed_chunk_by_chunk() {
+    let release = Arc::new(Notify::new());
+    let (dropped_tx, _dropped_rx) = oneshot::channel();
+    let ctx = fake("ctx").start().await;
+    let generation = fake("gen")
+        .generation(Gen::Gated {
+            release: release.clone(),
+            dropped: Arc::new(Mutex::new(Some(dropped_tx))),
+        })
+        .start()
+        .await;
+    let url = router(config(&[&ctx], &[&generation])).await;
+
+    let mut resp = post(&url, "/v1/completions", completion(true)).await;
+    assert_eq!(resp.status(), 200);
+    // The worker holds the rest back until released, so chunk 1 alone must reach us first; a
+    // buffering router would time out here.
+    let first = tokio::time::timeout(LIMIT, resp.chunk())
+        .await
+        .expect("chunk 1 arrives before the rest is sent")
+        .unwrap()
+        .unwrap();
+    assert_eq!(first, CHUNK_1.as_bytes());
+    release.notify_one();
+    let mut rest = Vec::new();
+    while let Some(c) = tokio::time::timeout(LIMIT, resp.chunk())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        rest.extend_from_slice(&c);
+    }
+    assert_eq!(rest, CHUNK_REST.as_bytes());
+}
+
+#[tokio::test]
+async fn client_hang_up_cancels_the_generation_leg() {
+    let (dropped_tx, dropped_rx) = oneshot::channel();
+    let ctx = fake("ctx").start().await;
+    let generation = fake("gen")
+        .generation(Gen::Gated {
+            release: Arc::new(Notify::new()),
+            dropped: Arc::new(Mutex::new(Some(dropped_tx))),
+        })
+        .start()
+        .await;
+    let url = router(config(&[&ctx], &[&generation])).await;
+
+    let mut resp = post(&url, "/v1/completions", completion(true)).await;
+    let first = tokio::time::timeout(LIMIT, resp.chunk()).await.unwrap();
+    assert_eq!(first.unwrap().unwrap(), CHUNK_1.as_bytes());
+    drop(resp);
+    tokio::time::timeout(LIMIT, dropped_rx)
+        .await
+        .expect("the worker's stream is dropped once the client hangs up")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn round_robin_alternates_context_workers() {
+    let a = fake("a").start().await;
+    let b = fake("b").start().await;
+    let generation = fake("gen").start().await;
+    let url = router(config(&[&a, &b], &[&generation])).await;
+    let mut order = Vec::new();
+    for _ in 0..4 {
+        let (before_a, before_b) = (a.bodies().len(), b.bodies().len());
+        let resp = post(&url, "/v1/completions", completion(false)).await;
+        assert_eq!(resp.status(), 200);
+        order.push(
+            match (a.bodies().len() - before_a, b.bodies().len() - before_b) {
+                (1, 0) => "a",
+                (0, 1) => "b",
+                other => panic!("one context worker per request, got {other:?}"),
+            },
+        );
+    }
+    assert_eq!(order, ["a", "b", "a", "b"]);
+    assert_eq!(generation.bodies().len(), 4);
+}
+
+#[tokio::test]
+async fn context_response_without_params_is_a_502_naming_the_worker() {
+    let ctx = fake("ctx").ctx(Ctx::NoParams).start().await;
+    let generation = fake("gen").start().await;
+    let url = router(config(&[&ctx], &[&generation])).await;
+    let msg = api_error(post(&url, "/v1/completions", completion(false)).await, 502).await;
+    assert!(msg.contains(&ctx.url), "{msg}");
+    assert!(msg.contains("context"), "{msg}");
+    assert!(msg.contains("disaggregated_params"), "{msg}");
+    assert!(generation.bodies().is_empty());
+}
+
+#[tokio::test]
+async fn context_4xx_keeps_its_status_and_skips_generation() {
+    let ctx = fake("ctx").ctx(Ctx::Reject).start().await;
+    let generation = fake("gen").start().await;
+    let url = router(config(&[&ctx], &[&generation])).await;
+    let msg = api_error(post(&url, "/v1/completions", completion(false)).await, 422).await;
+    assert!(
+        msg.contains("prompt too long") && msg.contains("context"),
+        "{msg}"
+    );
+    assert!(generation.bodies().is_empty());
+}
+
+#[tokio::test]
+async fn context_worker_refusing_connections_is_a_502() {
+    let dead = support::refused_url().await;
+    let generation = fake("gen").start().await;
+    let url = router(support::config_urls(
+        vec![dead.clone()],
+        vec![generation.url.clone()],
+    ))
+    .await;
+    let msg = api_error(post(&url, "/v1/completions", completion(false)).await, 502).await;
+    assert!(msg.contains(&dead) && msg.contains("context"), "{msg}");
+}
+
+#[tokio::test]
+async fn generation_500_is_a_502_naming_generation() {
+    let ctx = fake("ctx").start().await;
+    let generation = fake("gen")
+        .generation(Gen::Status(StatusCode::INTERNAL_SERVER_ERROR))
+        .start()
+        .await;
+    let url = router(config(&[&ctx], &[&generation])).await;
+    for stream in [false, true] {
+        let resp = post(&url, "/v1/completions", completion(stream)).await;
+        let msg = api_error(resp, 502).await;
+        assert!(msg.contains(&generation.url), "{msg}");
+        assert!(msg.contains("generation"), "{msg}");
+        assert!(
+            msg.contains("gen says no"),
+            "the worker's own reason is quoted: {msg}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn generation_4xx_keeps_its_status() {
+    let ctx = fake("ctx").start().await;
+    let generation = fake("gen")
+        .generation(Gen::Status(StatusCode::BAD_REQUEST))
+        .start()
+        .await;
+    let url = router(config(&[&ctx], &[&generation])).await;
+    let msg = api_error(post(&url, "/v1/completions", completion(false)).await, 400).await;
+    assert!(msg.contains("gen says no"), "{msg}");
+}
+
+#[tokio::test]
+async fn early_finish_skips_generation() {
+    let ctx = fake("ctx").ctx(Ctx::Stop).start().await;
+    let generation = fake("gen").start().await;
+    let url = router(config(&[&ctx], &[&generation])).await;
+
+    let body = json_of(post(&url, "/v1/completions", completion(false)).await).await;
+    assert_eq!(body["choices"][0]["text"], "Hi");
+    assert_eq!(body["choices"][0]["finish_reason"], "stop");
+    assert!(
+        body["choices"][0].get("disaggregated_params").is_none(),
+        "{body}"
+    );
+    assert!(body.get("prompt_token_ids").is_none(), "{body}");
+
+    let resp = post(&url, "/v1/completions", completion(true)).await;
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let text = resp.text().await.unwrap();
+    let frames: Vec<&str> = text.split_terminator("\n\n").collect();
+    assert_eq!(frames.len(), 2, "{text}");
+    assert_eq!(frames[1], "data: [DONE]");
+    let chunk: Value = serde_json::from_str(frames[0].strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(chunk["choices"][0]["text"], "Hi");
+    assert_eq!(chunk["choices"][0]["finish_reason"], "stop");
+    assert_eq!(
+        chunk["usage"]["completion_tokens"], 1,
+        "include_usage was asked for"
+    );
+
+    assert!(generation.bodies().is_empty(), "no generation leg");
+}
+
+#[tokio::test]
+async fn early_finish_of_a_streamed_chat_carries_a_delta() {
+    let ctx = fake("ctx").ctx(Ctx::Stop).start().await;
+    let generation = fake("gen").start().await;
+    let url = router(config(&[&ctx], &[&generation])).await;
+    let req =
+        json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": true});
+    let text = post(&url, "/v1/chat/completions", req)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let first = text.split("\n\n").next().unwrap();
+    let chunk: Value = serde_json::from_str(first.strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(chunk["object"], "chat.completion.chunk");
+    assert_eq!(chunk["choices"][0]["delta"]["content"], "Hi");
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+}
+
+#[tokio::test]
+async fn client_mistakes_get_openai_errors() {
+    let ctx = fake("ctx").start().await;
+    let generation = fake("gen").start().await;
+    let mut cfg = config(&[&ctx], &[&generation]);
+    cfg.max_body_bytes = 1024;
+    let url = router(cfg).await;
+
+    let msg = api_error(
+        post_raw(&url, "/v1/completions", b"{nope".to_vec()).await,
+        400,
+    )
+    .await;
+    assert!(msg.contains("not JSON"), "{msg}");
+    let msg = api_error(post(&url, "/v1/chat/completions", json!([1, 2])).await, 400).await;
+    assert!(msg.contains("JSON object"), "{msg}");
+    api_error(post(&url, "/v2/nothing", json!({})).await, 404).await;
+    api_error(
+        post_raw(&url, "/v1/completions", vec![b' '; 4096]).await,
+        413,
+    )
+    .await;
+    let resp = reqwest::get(format!("{url}/v1/completions")).await.unwrap();
+    api_error(resp, 405).await;
+    assert!(ctx.bodies().is_empty());
+}
+
+#[tokio::test]
+async fn health_needs_a_healthy_worker_in_each_group() {
+    let ctx = fake("ctx").start().await;
+    let sick = fake("gen")
+        .health(StatusCode::SERVICE_UNAVAILABLE)
+        .start()
+        .await;
+    let url = router(config(&[&ctx], &[&sick])).await;
+    let resp = reqwest::get(format!("{url}/health")).await.unwrap();
+    let msg = api_error(resp, 503).await;
+    assert!(msg.contains("generation"), "{msg}");
+
+    let well = fake("gen").start().await;
+    let url = router(config(&[&ctx], &[&sick, &well])).await;
+    let resp = reqwest::get(format!("{url}/health")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = json_of(resp).await;
+    assert_eq!(body["generation"], json!({"healthy": 1, "total": 2}));
+}
+
+#[tokio::test]
+async fn health_is_503_when_no_context_worker_answers() {
+    let dead = support::refused_url().await;
+    let generation = fake("gen").start().await;
+    let url = router(support::config_urls(
+        vec![dead],
+        vec![generation.url.clone()],
+    ))
+    .await;
+    let msg = api_error(reqwest::get(format!("{url}/health")).await.unwrap(), 503).await;
+    assert!(msg.contains("context"), "{msg}");
+}
+
+#[tokio::test]
+async fn models_come_from_the_first_generation_worker() {
+    let ctx = fake("ctx").start().await;
+    let generation = fake("gen").start().await;
+    let url = router(config(&[&ctx], &[&generation])).await;
+    let body = json_of(reqwest::get(format!("{url}/v1/models")).await.unwrap()).await;
+    assert_eq!(body["data"][0]["id"], "fake-model");
+}
+
+#[tokio::test]
+async fn request_deadline_is_a_504() {
+    let ctx = fake("ctx").start().await;
+    let generation = fake("gen").generation(Gen::Hang).start().await;
+    let mut cfg = config(&[&ctx], &[&generation]);
+    cfg.request_timeout = Duration::from_millis(300);
+    let url = router(cfg).await;
+    let msg = api_error(post(&url, "/v1/completions", completion(false)).await, 504).await;
+    assert!(
+        msg.contains("generation") && msg.contains(&generation.url),
+        "{msg}"
+    );
+}
+
+#[test]
+fn server_config_from_the_protocols_example() {
+    let text = r#"
+hostname: node-a
+port: 8000
+backend: pytorch
+context_servers:   {num_instances: 1, urls: ["node-b:34567"], router: {type: round_robin}}
+generation_servers: {num_instances: 1, urls: ["node-c:45678"], router: {type: load_balancing, use_tokens: false}}
+"#;
+    let cfg = RouterConfig::from_server_config(&ServerConfig::from_yaml(text).unwrap());
+    assert_eq!(cfg.host, "node-a");
+    assert_eq!(cfg.port, 8000);
+    assert_eq!(cfg.prefill, ["http://node-b:34567"]);
+    assert_eq!(cfg.decode, ["http://node-c:45678"]);
+    assert_eq!(cfg.prefill_policy, Policy::RoundRobin);
+    // load_balancing is not built yet; it falls back to round robin.
+    assert_eq!(cfg.decode_policy, Policy::RoundRobin);
+    assert_eq!(cfg.request_timeout, disagg_router::DEFAULT_REQUEST_TIMEOUT);
+}

@@ -1,0 +1,257 @@
+//! Fake TensorRT-LLM workers for the router's end-to-end tests: real HTTP on 127.0.0.1:0, with
+//! scripted behaviour and a record of every body they receive.
+
+#![allow(dead_code)] // each test uses a different part of the kit
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use disagg_router::{Dialect, Policy, RouterConfig};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::{Notify, oneshot};
+
+/// How a fake answers a `context_only` request.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Ctx {
+    /// A proper hand-off (`finish_reason: length`).
+    Good,
+    /// Finished on the first token (`finish_reason: stop`).
+    Stop,
+    /// No `disaggregated_params` in the choice.
+    NoParams,
+    /// Refuses the request with 422, as for a prompt that is too long.
+    Reject,
+}
+
+/// How a fake answers a generation request.
+#[derive(Clone)]
+pub enum Gen {
+    Ok,
+    Status(StatusCode),
+    /// Never answers.
+    Hang,
+    /// Streams chunk 1, then waits for `release` before the rest. `dropped` fires when the
+    /// response stream is dropped (the router hung up).
+    Gated {
+        release: Arc<Notify>,
+        dropped: Arc<Mutex<Option<oneshot::Sender<()>>>>,
+    },
+}
+
+pub const CHUNK_1: &str = "data: {\"choices\":[{\"index\":0,\"text\":\"A\"}]}\n\n";
+pub const CHUNK_REST: &str = "data: {\"choices\":[{\"index\":0,\"text\":\"B\",\"finish_reason\":\"length\"}]}\n\ndata: [DONE]\n\n";
+
+pub struct Fake {
+    pub name: &'static str,
+    ctx: Ctx,
+    generation: Gen,
+    health: StatusCode,
+    pub seen: Mutex<Vec<(String, Value)>>,
+}
+
+/// A running fake worker.
+#[derive(Clone)]
+pub struct Worker {
+    pub url: String,
+    pub fake: Arc<Fake>,
+}
+
+impl Worker {
+    /// Bodies received on `path`, oldest first.
+    pub fn bodies(&self) -> Vec<Value> {
+        let seen = self.fake.seen.lock().unwrap();
+        seen.iter().map(|(_, b)| b.clone()).collect()
+    }
+}
+
+pub struct FakeBuilder {
+    fake: Fake,
+}
+
+pub fn fake(name: &'static str) -> FakeBuilder {
+    FakeBuilder {
+        fake: Fake {
+            name,
+            ctx: Ctx::Good,
+            generation: Gen::Ok,
+            health: StatusCode::OK,
+            seen: Mutex::new(Vec::new()),
+        },
+    }
+}
+
+impl FakeBuilder {
+    pub fn ctx(mut self, ctx: Ctx) -> Self {
+        self.fake.ctx = ctx;
+        self
+    }
+    pub fn generation(mut self, g: Gen) -> Self {
+        self.fake.generation = g;
+        self
+    }
+    pub fn health(mut self, status: StatusCode) -> Self {
+        self.fake.health = status;
+        self
+    }
+    pub async fn start(self) -> Worker {
+        let fake = Arc::new(self.fake);
+        let app = Router::new()
+            .route("/v1/completions", post(infer))
+            .route("/v1/chat/completions", post(infer))
+            .route("/health", get(health))
+            .route("/v1/models", get(models))
+            .with_state(fake.clone());
+        Worker {
+            url: serve(app).await,
+            fake,
+        }
+    }
+}
+
+/// Serves `app` on a fresh loopback port. The listener is bound before this returns, so callers
+/// can connect at once (the kernel queues the connection): no readiness wait needed.
+pub async fn serve(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+/// A loopback port with nothing listening: bound, then released.
+pub async fn refused_url() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}")
+}
+
+pub fn config(prefill: &[&Worker], decode: &[&Worker]) -> RouterConfig {
+    config_urls(
+        prefill.iter().map(|w| w.url.clone()).collect(),
+        decode.iter().map(|w| w.url.clone()).collect(),
+    )
+}
+
+pub fn config_urls(prefill: Vec<String>, decode: Vec<String>) -> RouterConfig {
+    RouterConfig {
+        host: "127.0.0.1".into(),
+        port: 0,
+        dialect: Dialect::Trtllm,
+        prefill,
+        decode,
+        prefill_policy: Policy::RoundRobin,
+        decode_policy: Policy::RoundRobin,
+        request_timeout: Duration::from_secs(10),
+        max_body_bytes: disagg_router::DEFAULT_MAX_BODY_BYTES,
+    }
+}
+
+/// Starts the router under test through its public `serve`; returns its base URL.
+pub async fn router(cfg: RouterConfig) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(disagg_router::serve(listener, cfg, std::future::pending()));
+    format!("http://{addr}")
+}
+
+async fn health(State(fake): State<Arc<Fake>>) -> StatusCode {
+    fake.health
+}
+
+async fn models() -> axum::Json<Value> {
+    axum::Json(json!({"object": "list", "data": [{"id": "fake-model", "object": "model"}]}))
+}
+
+async fn infer(State(fake): State<Arc<Fake>>, uri: Uri, body: axum::Json<Value>) -> Response {
+    let body = body.0;
+    fake.seen
+        .lock()
+        .unwrap()
+        .push((uri.path().to_string(), body.clone()));
+    let chat = uri.path() == "/v1/chat/completions";
+    let request_type = body["disaggregated_params"]["request_type"].as_str();
+    if request_type == Some("context_only") && fake.ctx == Ctx::Reject {
+        let err = json!({"error": {"message": "prompt too long", "type": "x", "code": 422}});
+        return (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(err)).into_response();
+    }
+    if request_type == Some("context_only") {
+        return axum::Json(context_response(fake.ctx, chat)).into_response();
+    }
+    let stream = body["stream"] == json!(true);
+    match &fake.generation {
+        Gen::Ok if stream => sse(Body::from(format!("{CHUNK_1}{CHUNK_REST}"))),
+        Gen::Ok => axum::Json(json!({
+            "id": "gen-1", "object": "text_completion", "model": "m",
+            "choices": [{"index": 0, "text": " world", "finish_reason": "length"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
+        }))
+        .into_response(),
+        Gen::Status(status) => (
+            *status,
+            axum::Json(json!({"error": {"message": format!("{} says no", fake.name), "type": "x", "code": status.as_u16()}})),
+        )
+            .into_response(),
+        Gen::Hang => std::future::pending().await,
+        Gen::Gated { release, dropped } => {
+            let release = release.clone();
+            let guard = DropSignal(dropped.lock().unwrap().take());
+            let first = futures_util::stream::once(async { Ok::<_, std::io::Error>(Bytes::from(CHUNK_1)) });
+            let rest = futures_util::stream::once(async move {
+                release.notified().await;
+                let _keep = &guard;
+                Ok(Bytes::from(CHUNK_REST))
+            });
+            sse(Body::from_stream(first.chain(rest)))
+        }
+    }
+}
+
+/// Fires its sender when dropped, i.e. when the response stream holding it is dropped.
+struct DropSignal(Option<oneshot::Sender<()>>);
+
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+fn sse(body: Body) -> Response {
+    ([(header::CONTENT_TYPE, "text/event-stream")], body).into_response()
+}
+
+pub fn context_response(ctx: Ctx, chat: bool) -> Value {
+    let finish_reason = if ctx == Ctx::Stop { "stop" } else { "length" };
+    let mut choice = json!({"index": 0, "finish_reason": finish_reason});
+    if chat {
+        choice["message"] = json!({"role": "assistant", "content": "Hi"});
+    } else {
+        choice["text"] = json!("Hi");
+    }
+    if ctx != Ctx::NoParams {
+        choice["disaggregated_params"] = json!({
+            "request_type": "context_only",
+            "first_gen_tokens": [7],
+            "ctx_request_id": 42,
+            "encoded_opaque_state": "b3BhcXVl",
+            "draft_tokens": null,
+            "disagg_request_id": 99,
+        });
+    }
+    json!({
+        "id": "cmpl-ctx", "object": if chat { "chat.completion" } else { "text_completion" },
+        "created": 1, "model": "m",
+        "choices": [choice],
+        "prompt_token_ids": [1, 2, 3],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+    })
+}
