@@ -345,3 +345,50 @@ mod tests {
         assert_eq!(b[7], GpuSlot { node: 1, index: 7 });
     }
 }
+
+/// The human-readable plan `disagg plan` prints.
+pub fn render(plan: &Plan) -> String {
+    use std::fmt::Write as _;
+    let h = |d| humantime::format_duration(d).to_string();
+    let mut s = String::new();
+    let _ = writeln!(s, "config name: {}", plan.config_name);
+    let _ = writeln!(s, "run folder:  {}", plan.run_dir.display());
+    let d = &plan.deadlines;
+    let _ = writeln!(
+        s,
+        "deadlines:   worker_startup {}, request {}, benchmark {}, job {}, grace {}",
+        h(d.worker_startup),
+        h(d.request),
+        h(d.benchmark),
+        h(d.job),
+        h(d.grace)
+    );
+    if let Some(b) = &plan.perf_baseline {
+        let _ = writeln!(s, "baseline:    {}", b.display());
+    }
+    if let Some(setup) = &plan.setup {
+        let _ = writeln!(s, "setup:       {setup:?} -> install.log");
+    }
+    for r in &plan.roles {
+        let _ = writeln!(s, "\n{} -> {}", r.role, r.log);
+        if !r.gpus.is_empty() {
+            let gpus: Vec<String> = r
+                .gpus
+                .iter()
+                .map(|g| format!("node{}:{}", g.node, g.index))
+                .collect();
+            let _ = writeln!(s, "  gpus:      {}", gpus.join(" "));
+        }
+        let _ = writeln!(s, "  argv:      {}", r.argv.join(" "));
+        if let Some(e) = &r.engine {
+            let _ = writeln!(s, "  engine:    {}", e.argv.join(" "));
+        }
+        for (k, v) in &r.env_set {
+            let _ = writeln!(s, "  env set:   {k}={v}");
+        }
+        for k in &r.env_unset {
+            let _ = writeln!(s, "  env unset: {k}");
+        }
+    }
+    s
+}

@@ -12,7 +12,11 @@ fn parse(text: &str) -> Result<disagg_core::load::LoadedCase, CaseError> {
 
 /// The quickstart with `from` replaced by `to` (which must occur exactly once).
 fn edit(from: &str, to: &str) -> String {
-    assert_eq!(QUICKSTART.matches(from).count(), 1, "{from:?} must occur once in the quickstart");
+    assert_eq!(
+        QUICKSTART.matches(from).count(),
+        1,
+        "{from:?} must occur once in the quickstart"
+    );
     QUICKSTART.replace(from, to)
 }
 
@@ -29,7 +33,10 @@ fn the_issue_example_is_accepted_as_written() {
 fn a_minimal_case_takes_defaults_and_derives_its_name() {
     let text = "model: {name: llama-3.1-8b}\nctx: {count: 1, engine_args: {}}\ngen: {count: 2, parallel: {tp: 4, ep: 4, attention_dp: true}, engine_args: {}}\nbenchmark: {isl: 1024, osl: 1024, concurrency: [64]}\n";
     let c = parse(text).unwrap();
-    assert_eq!(c.config_name.as_str(), "llama-3.1-8b-bf16_1k1k_con64_ctx1_gen2_dep4_eplb0_mtp0_ccb-UCX");
+    assert_eq!(
+        c.config_name.as_str(),
+        "llama-3.1-8b-bf16_1k1k_con64_ctx1_gen2_dep4_eplb0_mtp0_ccb-UCX"
+    );
     assert_eq!(c.case.env.worker_unset, vec!["UCX_TLS".to_string()]);
     assert_eq!(c.case.benchmark.rounds, 4);
 }
@@ -80,7 +87,10 @@ fn bad_cases_name_the_key_line_and_fix() {
         },
         Bad {
             what: "inverted deadlines",
-            text: edit("request: 60s, benchmark: 10m", "request: 20m, benchmark: 10m"),
+            text: edit(
+                "request: 60s, benchmark: 10m",
+                "request: 20m, benchmark: 10m",
+            ),
             key: "timeouts.request",
             line: Some(32),
             message_has: "request (20m) must be shorter than benchmark (10m)",
@@ -112,7 +122,10 @@ fn bad_cases_name_the_key_line_and_fix() {
         },
         Bad {
             what: "unknown sim engine arg",
-            text: edit("  engine_args: {}                # engine-specific", "  engine_args: {itll: 5ms}        # engine-specific"),
+            text: edit(
+                "  engine_args: {}                # engine-specific",
+                "  engine_args: {itll: 5ms}        # engine-specific",
+            ),
             key: "ctx.engine_args.itll",
             line: Some(11),
             message_has: "unknown key `itll` in `ctx.engine_args`",
@@ -164,7 +177,11 @@ fn bad_cases_name_the_key_line_and_fix() {
         assert!(err.message.contains(b.message_has), "{}: {shown}", b.what);
         let hint = err.hint.clone().unwrap_or_default();
         assert!(hint.contains(b.hint_has), "{}: {shown}", b.what);
-        assert!(shown.starts_with("cases/t.yaml"), "{}: the file is named: {shown}", b.what);
+        assert!(
+            shown.starts_with("cases/t.yaml"),
+            "{}: the file is named: {shown}",
+            b.what
+        );
         assert!(shown.contains("\nhint: "), "{}: {shown}", b.what);
     }
 }

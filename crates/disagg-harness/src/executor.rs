@@ -30,7 +30,9 @@ impl std::fmt::Display for Exit {
         match self {
             Exit::Code(c) => write!(f, "exited with status {c}"),
             Exit::Signal(s) => {
-                let name = Signal::try_from(*s).map(|s| s.as_str()).unwrap_or("unknown signal");
+                let name = Signal::try_from(*s)
+                    .map(|s| s.as_str())
+                    .unwrap_or("unknown signal");
                 write!(f, "was killed by signal {s} ({name})")
             }
         }
@@ -76,7 +78,11 @@ impl Executor for LocalExecutor {
         let pid = Pid::from_raw(child.id() as i32);
         // Dropping `Child` neither waits nor kills; from here on the pid is tracked directly.
         drop(child);
-        Ok(Box::new(LocalRole { pid, exit: None, reaped: false }))
+        Ok(Box::new(LocalRole {
+            pid,
+            exit: None,
+            reaped: false,
+        }))
     }
 }
 
@@ -88,9 +94,15 @@ pub fn spawn(
     log: File,
     cwd: Option<&Path>,
 ) -> std::io::Result<Child> {
-    let (program, args) = argv.split_first().ok_or_else(|| std::io::Error::other("empty command"))?;
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| std::io::Error::other("empty command"))?;
     let mut cmd = Command::new(program);
-    cmd.args(args).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).process_group(0);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0);
     for k in unset {
         cmd.env_remove(k);
     }

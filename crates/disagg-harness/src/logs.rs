@@ -18,36 +18,62 @@ pub fn list_runs(workspace: &Path, config: &str) -> std::io::Result<Vec<PathBuf>
 
 /// The run folder of `run` (an id, or `latest`), or the newest one.
 pub fn find_run(workspace: &Path, config: &str, run: Option<&str>) -> Result<PathBuf, String> {
-    let name = disagg_core::ConfigName::new(config).map_err(|why| format!("`{config}` is not a config name: {why}"))?;
+    let name = disagg_core::ConfigName::new(config)
+        .map_err(|why| format!("`{config}` is not a config name: {why}"))?;
     let dir = rundir::config_dir(workspace, &name);
-    let runs = list_runs(workspace, config).map_err(|e| format!("no runs of {config} in {}: {e}", dir.display()))?;
+    let runs = list_runs(workspace, config)
+        .map_err(|e| format!("no runs of {config} in {}: {e}", dir.display()))?;
     match run {
         Some(id) if id != "latest" => {
-            let safe = disagg_core::ConfigName::new(id).map_err(|why| format!("`{id}` is not a run id: {why}"))?;
+            let safe = disagg_core::ConfigName::new(id)
+                .map_err(|why| format!("`{id}` is not a run id: {why}"))?;
             let p = dir.join(safe.as_str());
-            if p.is_dir() { Ok(p) } else { Err(format!("no run {id} in {}", dir.display())) }
+            if p.is_dir() {
+                Ok(p)
+            } else {
+                Err(format!("no run {id} in {}", dir.display()))
+            }
         }
-        _ => runs.last().cloned().ok_or_else(|| format!("no runs of {config} in {}", dir.display())),
+        _ => runs
+            .last()
+            .cloned()
+            .ok_or_else(|| format!("no runs of {config} in {}", dir.display())),
     }
 }
 
 /// A listing: each run with its status, then the files of the chosen one.
 pub fn describe(workspace: &Path, config: &str, run: Option<&str>) -> Result<String, String> {
-    let runs = list_runs(workspace, config).map_err(|e| format!("no runs of {config} under {}: {e}", workspace.join("disagg_logs").display()))?;
-    let mut out = format!("{config}: {} run(s) in {}\n", runs.len(), workspace.join("disagg_logs").join(config).display());
+    let runs = list_runs(workspace, config).map_err(|e| {
+        format!(
+            "no runs of {config} under {}: {e}",
+            workspace.join("disagg_logs").display()
+        )
+    })?;
+    let mut out = format!(
+        "{config}: {} run(s) in {}\n",
+        runs.len(),
+        workspace.join("disagg_logs").join(config).display()
+    );
     for r in &runs {
         let status = std::fs::read(r.join("rendezvous/status.json"))
             .ok()
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
             .map(|v| {
-                let state = v.get("state").and_then(|s| s.as_str()).unwrap_or("?").to_string();
+                let state = v
+                    .get("state")
+                    .and_then(|s| s.as_str())
+                    .unwrap_or("?")
+                    .to_string();
                 match v.get("reason").and_then(|s| s.as_str()) {
                     Some(reason) => format!("{state}: {reason}"),
                     None => state,
                 }
             })
             .unwrap_or_else(|| "no status (running, or stopped before the end)".into());
-        out.push_str(&format!("  {}  {status}\n", r.file_name().unwrap_or_default().to_string_lossy()));
+        out.push_str(&format!(
+            "  {}  {status}\n",
+            r.file_name().unwrap_or_default().to_string_lossy()
+        ));
     }
     let chosen = find_run(workspace, config, run)?;
     out.push_str(&format!("files of {}:\n", chosen.display()));
@@ -61,13 +87,18 @@ pub fn describe(workspace: &Path, config: &str, run: Option<&str>) -> Result<Str
 }
 
 fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, u64)>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.filter_map(|e| e.ok()) {
         let p = e.path();
         if p.is_dir() {
             collect(root, &p, out);
         } else if let Ok(m) = e.metadata() {
-            out.push((p.strip_prefix(root).unwrap_or(&p).display().to_string(), m.len()));
+            out.push((
+                p.strip_prefix(root).unwrap_or(&p).display().to_string(),
+                m.len(),
+            ));
         }
     }
 }
@@ -79,7 +110,10 @@ pub fn pack(run_dir: &Path, dest: &Path) -> std::io::Result<()> {
     let mut tar = tar::Builder::new(gz);
     tar.follow_symlinks(false);
     let run = run_dir.file_name().unwrap_or_default();
-    let config = run_dir.parent().and_then(|p| p.file_name()).unwrap_or_default();
+    let config = run_dir
+        .parent()
+        .and_then(|p| p.file_name())
+        .unwrap_or_default();
     tar.append_dir_all(Path::new(config).join(run), run_dir)?;
     tar.into_inner()?.finish()?.sync_all()
 }

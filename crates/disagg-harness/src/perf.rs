@@ -22,7 +22,12 @@ pub enum MetricType {
 }
 
 const STATS: [(&str, &str); 3] = [("MEAN", "mean"), ("MEDIAN", "median"), ("P99", "p99")];
-const LATENCIES: [(&str, &str); 4] = [("TTFT", "ttft"), ("TPOT", "tpot"), ("ITL", "itl"), ("E2EL", "e2el")];
+const LATENCIES: [(&str, &str); 4] = [
+    ("TTFT", "ttft"),
+    ("TPOT", "tpot"),
+    ("ITL", "itl"),
+    ("E2EL", "e2el"),
+];
 
 impl MetricType {
     /// Every metric, in report order.
@@ -101,12 +106,21 @@ fn yes() -> bool {
 /// A baseline that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum BaselineError {
-    #[error("{path}: cannot read the baseline: {source}\nhint: perf.baseline is relative to the case file")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error(
+        "{path}: cannot read the baseline: {source}\nhint: perf.baseline is relative to the case file"
+    )]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(
         "{path}: line {line}: {message}\nhint: a baseline needs the columns perf_case_name, metric_type, perf_metric, threshold, absolute_threshold (a previous run's perf_script_test_results.csv works as is)"
     )]
-    Row { path: PathBuf, line: u64, message: String },
+    Row {
+        path: PathBuf,
+        line: u64,
+        message: String,
+    },
 }
 
 /// Reads a baseline CSV; every row must parse and name a known metric.
@@ -114,14 +128,24 @@ pub fn read_baseline(path: &Path) -> Result<Vec<BaselineRow>, BaselineError> {
     let mut rdr = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .from_path(path)
-        .map_err(|e| BaselineError::Read { path: path.into(), source: std::io::Error::other(e) })?;
+        .map_err(|e| BaselineError::Read {
+            path: path.into(),
+            source: std::io::Error::other(e),
+        })?;
     let mut rows = Vec::new();
     for rec in rdr.deserialize::<BaselineRow>() {
-        let row_err = |line: u64, message: String| BaselineError::Row { path: path.into(), line, message };
+        let row_err = |line: u64, message: String| BaselineError::Row {
+            path: path.into(),
+            line,
+            message,
+        };
         match rec {
             Ok(row) => {
                 if MetricType::parse(&row.metric_type).is_none() {
-                    return Err(row_err(rows.len() as u64 + 2, format!("unknown metric_type `{}`", row.metric_type)));
+                    return Err(row_err(
+                        rows.len() as u64 + 2,
+                        format!("unknown metric_type `{}`", row.metric_type),
+                    ));
                 }
                 rows.push(row);
             }
@@ -173,7 +197,11 @@ impl PerfReport {
     /// `perf_check.txt`: the verdict, then a table.
     pub fn render(&self) -> String {
         let mut s = String::new();
-        let regressed = self.rows.iter().filter(|r| r.verdict == Verdict::Regressed).count();
+        let regressed = self
+            .rows
+            .iter()
+            .filter(|r| r.verdict == Verdict::Regressed)
+            .count();
         let _ = writeln!(
             s,
             "perf check: {} ({} of {} metrics regressed) against {}",
@@ -183,7 +211,10 @@ impl PerfReport {
             self.baseline.display()
         );
         if self.rows.is_empty() {
-            let _ = writeln!(s, "note: the baseline has no row for this config name, so nothing was compared");
+            let _ = writeln!(
+                s,
+                "note: the baseline has no row for this config name, so nothing was compared"
+            );
         }
         let _ = writeln!(
             s,
@@ -192,7 +223,10 @@ impl PerfReport {
         );
         for r in &self.rows {
             let (measured, change) = match r.measured {
-                Some(m) if r.baseline != 0.0 => (format!("{m:.3}"), format!("{:+.1}%", (m - r.baseline) / r.baseline.abs() * 100.0)),
+                Some(m) if r.baseline != 0.0 => (
+                    format!("{m:.3}"),
+                    format!("{:+.1}%", (m - r.baseline) / r.baseline.abs() * 100.0),
+                ),
                 Some(m) => (format!("{m:.3}"), "-".into()),
                 None => ("-".into(), "-".into()),
             };
@@ -225,21 +259,38 @@ pub fn perf_case_name(config: &str, concurrency: u64) -> String {
 }
 
 /// Compares the run's points (benchmark_serving JSON objects) with the baseline rows of this config.
-pub fn compare(baseline_path: &Path, rows: &[BaselineRow], config: &str, points: &[serde_json::Value]) -> PerfReport {
+pub fn compare(
+    baseline_path: &Path,
+    rows: &[BaselineRow],
+    config: &str,
+    points: &[serde_json::Value],
+) -> PerfReport {
     let prefix = format!("{config}-con");
     let mut out = Vec::new();
-    for row in rows.iter().filter(|r| r.perf_case_name.starts_with(&prefix)) {
+    for row in rows
+        .iter()
+        .filter(|r| r.perf_case_name.starts_with(&prefix))
+    {
         let metric = MetricType::parse(&row.metric_type).expect("checked when read");
         let measured = points
             .iter()
             .find(|p| {
-                p.get("max_concurrency").and_then(|c| c.as_u64()).map(|c| perf_case_name(config, c)).as_deref()
+                p.get("max_concurrency")
+                    .and_then(|c| c.as_u64())
+                    .map(|c| perf_case_name(config, c))
+                    .as_deref()
                     == Some(row.perf_case_name.as_str())
             })
             .and_then(|p| p.get(metric.json_key()).and_then(|v| v.as_f64()));
         let verdict = match measured {
             None => Verdict::NotMeasured,
-            Some(m) => judge(row.perf_metric, m, row.threshold, row.absolute_threshold, row.gate),
+            Some(m) => judge(
+                row.perf_metric,
+                m,
+                row.threshold,
+                row.absolute_threshold,
+                row.gate,
+            ),
         };
         out.push(Comparison {
             perf_case_name: row.perf_case_name.clone(),
@@ -251,16 +302,27 @@ pub fn compare(baseline_path: &Path, rows: &[BaselineRow], config: &str, points:
             verdict,
         });
     }
-    PerfReport { baseline: baseline_path.to_path_buf(), rows: out }
+    PerfReport {
+        baseline: baseline_path.to_path_buf(),
+        rows: out,
+    }
 }
 
 /// One metric: worse by more than both thresholds regresses (PROTOCOLS.md §5).
 pub fn judge(baseline: f64, measured: f64, threshold: f64, absolute: f64, gate: bool) -> Verdict {
     let higher_is_better = threshold < 0.0;
-    let worse_by = if higher_is_better { baseline - measured } else { measured - baseline };
+    let worse_by = if higher_is_better {
+        baseline - measured
+    } else {
+        measured - baseline
+    };
     let relative_limit = threshold.abs() * baseline.abs();
     if worse_by > relative_limit && worse_by > absolute.abs() {
-        if gate { Verdict::Regressed } else { Verdict::WorseNotGated }
+        if gate {
+            Verdict::Regressed
+        } else {
+            Verdict::WorseNotGated
+        }
     } else if worse_by < 0.0 && -worse_by > relative_limit && -worse_by > absolute.abs() {
         Verdict::Improved
     } else {
@@ -271,11 +333,19 @@ pub fn judge(baseline: f64, measured: f64, threshold: f64, absolute: f64, gate: 
 /// Default thresholds of the rows we write: 10% either way (the pre-merge figure of §5); only
 /// throughputs gate by default, latencies are reported.
 fn default_threshold(m: MetricType) -> (f64, bool) {
-    if m.higher_is_better() { (-0.1, true) } else { (0.1, false) }
+    if m.higher_is_better() {
+        (-0.1, true)
+    } else {
+        (0.1, false)
+    }
 }
 
 /// `perf_script_test_results.csv`: one row per metric and concurrency.
-pub fn write_results_csv(path: &Path, config: &str, points: &[serde_json::Value]) -> std::io::Result<()> {
+pub fn write_results_csv(
+    path: &Path,
+    config: &str,
+    points: &[serde_json::Value],
+) -> std::io::Result<()> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
         "network_name",
@@ -288,10 +358,14 @@ pub fn write_results_csv(path: &Path, config: &str, points: &[serde_json::Value]
         "gate",
     ])?;
     for p in points {
-        let Some(c) = p.get("max_concurrency").and_then(|c| c.as_u64()) else { continue };
+        let Some(c) = p.get("max_concurrency").and_then(|c| c.as_u64()) else {
+            continue;
+        };
         let case = perf_case_name(config, c);
         for m in MetricType::all() {
-            let Some(v) = p.get(m.json_key()).and_then(|v| v.as_f64()) else { continue };
+            let Some(v) = p.get(m.json_key()).and_then(|v| v.as_f64()) else {
+                continue;
+            };
             let (threshold, gate) = default_threshold(m);
             w.write_record([
                 config.to_string(),
@@ -305,7 +379,9 @@ pub fn write_results_csv(path: &Path, config: &str, points: &[serde_json::Value]
             ])?;
         }
     }
-    let bytes = w.into_inner().map_err(|e| std::io::Error::other(e.to_string()))?;
+    let bytes = w
+        .into_inner()
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
     crate::atomic::write(path, &bytes)
 }
 
@@ -318,9 +394,18 @@ mod tests {
         for m in MetricType::all() {
             assert_eq!(MetricType::parse(&m.name()), Some(m), "{}", m.name());
         }
-        assert_eq!(MetricType::parse("MEDIAN_TTFT").unwrap().json_key(), "median_ttft_ms");
-        assert_eq!(MetricType::parse("P99_ITL").unwrap().json_key(), "p99_itl_ms");
-        assert_eq!(MetricType::parse("TOKEN_THROUGHPUT").unwrap().json_key(), "output_throughput");
+        assert_eq!(
+            MetricType::parse("MEDIAN_TTFT").unwrap().json_key(),
+            "median_ttft_ms"
+        );
+        assert_eq!(
+            MetricType::parse("P99_ITL").unwrap().json_key(),
+            "p99_itl_ms"
+        );
+        assert_eq!(
+            MetricType::parse("TOKEN_THROUGHPUT").unwrap().json_key(),
+            "output_throughput"
+        );
         assert!(MetricType::parse("P95_TTFT").is_none());
     }
 
@@ -329,7 +414,11 @@ mod tests {
         // Higher is better (negative threshold): 100 → 80 is 20% worse.
         assert_eq!(judge(100.0, 80.0, -0.1, 0.0, true), Verdict::Regressed);
         assert_eq!(judge(100.0, 95.0, -0.1, 0.0, true), Verdict::Ok);
-        assert_eq!(judge(100.0, 80.0, -0.1, 50.0, true), Verdict::Ok, "within the absolute threshold");
+        assert_eq!(
+            judge(100.0, 80.0, -0.1, 50.0, true),
+            Verdict::Ok,
+            "within the absolute threshold"
+        );
         assert_eq!(judge(100.0, 130.0, -0.1, 0.0, true), Verdict::Improved);
         // Lower is better: 10 ms → 12 ms is 20% worse.
         assert_eq!(judge(10.0, 12.0, 0.1, 0.5, true), Verdict::Regressed);
@@ -353,12 +442,28 @@ mod tests {
         assert!(!report.regressed());
         assert!(report.rows.iter().all(|r| r.verdict == Verdict::Ok));
         // The same run against a baseline twice as fast regresses on throughput only.
-        let faster: Vec<BaselineRow> =
-            rows.iter().cloned().map(|mut r| { r.perf_metric = if r.gate { r.perf_metric * 2.0 } else { r.perf_metric / 2.0 }; r }).collect();
+        let faster: Vec<BaselineRow> = rows
+            .iter()
+            .cloned()
+            .map(|mut r| {
+                r.perf_metric = if r.gate {
+                    r.perf_metric * 2.0
+                } else {
+                    r.perf_metric / 2.0
+                };
+                r
+            })
+            .collect();
         let report = compare(&csv_path, &faster, "cfg", &[point]);
         assert!(report.regressed());
         assert!(report.render().contains("REGRESSED"));
-        assert!(report.rows.iter().filter(|r| r.metric_type.contains("TTFT")).all(|r| r.verdict == Verdict::WorseNotGated));
+        assert!(
+            report
+                .rows
+                .iter()
+                .filter(|r| r.metric_type.contains("TTFT"))
+                .all(|r| r.verdict == Verdict::WorseNotGated)
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -94,7 +94,12 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("disagg-rdv-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("status.json");
-        let s = Status { run_id: "old".into(), state: State::Done, role: None, reason: None };
+        let s = Status {
+            run_id: "old".into(),
+            state: State::Done,
+            role: None,
+            reason: None,
+        };
         crate::atomic::write_json(&p, &s).unwrap();
         assert_eq!(read::<Status>(&p, "new"), None);
         assert_eq!(read::<Status>(&p, "old"), Some(s));

@@ -51,21 +51,44 @@ pub fn junit(
     let classname = format!("disagg.{config}");
 
     // Concurrency points.
-    let concurrencies: Vec<u64> = points.iter().filter_map(|p| p.get("max_concurrency").and_then(|c| c.as_u64())).collect();
+    let concurrencies: Vec<u64> = points
+        .iter()
+        .filter_map(|p| p.get("max_concurrency").and_then(|c| c.as_u64()))
+        .collect();
     for p in points {
-        let c = p.get("max_concurrency").and_then(|c| c.as_u64()).unwrap_or(0);
+        let c = p
+            .get("max_concurrency")
+            .and_then(|c| c.as_u64())
+            .unwrap_or(0);
         let failed = p.get("failed").and_then(|v| v.as_u64()).unwrap_or(0);
-        let generated = p.get("total_output_tokens").and_then(|v| v.as_u64()).unwrap_or(0);
+        let generated = p
+            .get("total_output_tokens")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0);
         let status = if failed > 0 || generated == 0 {
             let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
             let why = if failed > 0 {
-                format!("{failed} requests failed: {}", p.get("errors").map(|e| e.to_string()).unwrap_or_default())
+                format!(
+                    "{failed} requests failed: {}",
+                    p.get("errors").map(|e| e.to_string()).unwrap_or_default()
+                )
             } else {
                 "zero generated tokens".to_string()
             };
-            if let TestCaseStatus::NonSuccess { message, description, .. } = &mut s {
+            if let TestCaseStatus::NonSuccess {
+                message,
+                description,
+                ..
+            } = &mut s
+            {
                 *message = Some(why.clone().into());
-                *description = Some(format!("{why}\n--- last lines of benchmark.log ---\n{}", tail(&run_dir.join("benchmark.log"), TAIL_LINES)).into());
+                *description = Some(
+                    format!(
+                        "{why}\n--- last lines of benchmark.log ---\n{}",
+                        tail(&run_dir.join("benchmark.log"), TAIL_LINES)
+                    )
+                    .into(),
+                );
             }
             s
         } else {
@@ -103,18 +126,32 @@ pub fn junit(
     };
     for r in &outcome.roles {
         let failure = r.failure.clone().or_else(|| {
-            root.filter(|f| f.role.as_deref() == Some(r.role.to_string().as_str())).map(|f| f.reason.clone())
+            root.filter(|f| f.role.as_deref() == Some(r.role.to_string().as_str()))
+                .map(|f| f.reason.clone())
         });
         let status = match failure {
             None => TestCaseStatus::success(),
             Some(why) => {
-                let timeout = root.is_some_and(|f| f.timeout && f.role.as_deref() == Some(r.role.to_string().as_str()));
+                let timeout = root.is_some_and(|f| {
+                    f.timeout && f.role.as_deref() == Some(r.role.to_string().as_str())
+                });
                 let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                if let TestCaseStatus::NonSuccess { message, ty, description, .. } = &mut s {
+                if let TestCaseStatus::NonSuccess {
+                    message,
+                    ty,
+                    description,
+                    ..
+                } = &mut s
+                {
                     *message = Some(why.clone().into());
                     *ty = Some(if timeout { "TIMEOUT" } else { "FAILURE" }.into());
                     *description = Some(
-                        format!("{why}\n--- last {TAIL_LINES} lines of {} ---\n{}", r.log, tail(&run_dir.join(&r.log), TAIL_LINES)).into(),
+                        format!(
+                            "{why}\n--- last {TAIL_LINES} lines of {} ---\n{}",
+                            r.log,
+                            tail(&run_dir.join(&r.log), TAIL_LINES)
+                        )
+                        .into(),
                     );
                 }
                 s
@@ -126,15 +163,35 @@ pub fn junit(
     }
     // Failures that belong to no role (setup, the job deadline).
     if let Some(f) = root {
-        let is_role = outcome.roles.iter().any(|r| f.role.as_deref() == Some(r.role.to_string().as_str()));
+        let is_role = outcome
+            .roles
+            .iter()
+            .any(|r| f.role.as_deref() == Some(r.role.to_string().as_str()));
         if !is_role {
             let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-            let log = if f.role.as_deref() == Some("SETUP") { "install.log" } else { "" };
-            if let TestCaseStatus::NonSuccess { message, ty, description, .. } = &mut s {
+            let log = if f.role.as_deref() == Some("SETUP") {
+                "install.log"
+            } else {
+                ""
+            };
+            if let TestCaseStatus::NonSuccess {
+                message,
+                ty,
+                description,
+                ..
+            } = &mut s
+            {
                 *message = Some(f.reason.clone().into());
                 *ty = Some(if f.timeout { "TIMEOUT" } else { "FAILURE" }.into());
                 if !log.is_empty() {
-                    *description = Some(format!("{}\n--- last lines of {log} ---\n{}", f.reason, tail(&run_dir.join(log), TAIL_LINES)).into());
+                    *description = Some(
+                        format!(
+                            "{}\n--- last lines of {log} ---\n{}",
+                            f.reason,
+                            tail(&run_dir.join(log), TAIL_LINES)
+                        )
+                        .into(),
+                    );
                 }
             }
             let mut tc = TestCase::new(f.role.clone().unwrap_or_else(|| "job".into()), s);
@@ -150,7 +207,13 @@ pub fn junit(
         PerfOutcome::NotRun => skipped("not run: the test failed"),
         PerfOutcome::Checked(r) if r.regressed() => {
             let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-            if let TestCaseStatus::NonSuccess { message, ty, description, .. } = &mut s {
+            if let TestCaseStatus::NonSuccess {
+                message,
+                ty,
+                description,
+                ..
+            } = &mut s
+            {
                 *message = Some("performance regression".into());
                 *ty = Some("PERF_REGRESSION".into());
                 *description = Some(r.render().into());
@@ -200,7 +263,9 @@ pub fn summary_table(points: &[serde_json::Value]) -> String {
         let _ = writeln!(
             s,
             "| {} | {:.2} | {:.1} | {:.1} / {:.1} | {:.2} / {:.2} | {:.2} / {:.2} | {} |",
-            p.get("max_concurrency").and_then(|v| v.as_u64()).unwrap_or(0),
+            p.get("max_concurrency")
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0),
             f(p, "request_throughput"),
             f(p, "output_throughput"),
             f(p, "median_ttft_ms"),

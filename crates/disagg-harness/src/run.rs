@@ -25,7 +25,9 @@ pub struct RunOptions {
 
 /// `SKIP_PERF_CHECK` as the seed harness reads it: `true` (any case), `1` or `yes`.
 pub fn skip_perf_from_env() -> bool {
-    std::env::var("SKIP_PERF_CHECK").map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes")).unwrap_or(false)
+    std::env::var("SKIP_PERF_CHECK")
+        .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
+        .unwrap_or(false)
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -36,7 +38,11 @@ extern "C" fn on_signal(_: nix::libc::c_int) {
 
 fn install_signal_handlers() {
     use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
-    let action = SigAction::new(SigHandler::Handler(on_signal), SaFlags::SA_RESTART, SigSet::empty());
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
     for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
         unsafe {
@@ -114,7 +120,12 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions) -> i32 {
 
 /// The exit code of several runs: a failure always wins over a perf verdict.
 pub fn combine(codes: &[i32]) -> i32 {
-    for c in [exit::INTERRUPTED, exit::TEST_FAILED, exit::USAGE, exit::PERF_REGRESSION] {
+    for c in [
+        exit::INTERRUPTED,
+        exit::TEST_FAILED,
+        exit::USAGE,
+        exit::PERF_REGRESSION,
+    ] {
         if codes.contains(&c) {
             return c;
         }
@@ -143,15 +154,24 @@ fn run_one(r: &Ready, workspace: &Path, skip_perf: bool, exe: &Path) -> i32 {
     let (run_id, run_dir) = match rundir::create(workspace, name, &rundir::timestamp_run_id()) {
         Ok(x) => x,
         Err(e) => {
-            eprintln!("error: cannot create a run folder under {}: {e}", rundir::config_dir(workspace, name).display());
+            eprintln!(
+                "error: cannot create a run folder under {}: {e}",
+                rundir::config_dir(workspace, name).display()
+            );
             return exit::TEST_FAILED;
         }
     };
     let plan = disagg_core::plan::build(&r.case, &run_id, &run_dir, exe);
-    let written = crate::atomic::write(&run_dir.join("case.yaml"), resolved_case_yaml(&r.case).as_bytes())
-        .and_then(|_| crate::atomic::write_json(&run_dir.join("plan.json"), &plan));
+    let written = crate::atomic::write(
+        &run_dir.join("case.yaml"),
+        resolved_case_yaml(&r.case).as_bytes(),
+    )
+    .and_then(|_| crate::atomic::write_json(&run_dir.join("plan.json"), &plan));
     if let Err(e) = written {
-        eprintln!("error: cannot write the plan into {}: {e}", run_dir.display());
+        eprintln!(
+            "error: cannot write the plan into {}: {e}",
+            run_dir.display()
+        );
         return exit::TEST_FAILED;
     }
     println!("disagg: {name}: run {run_id} in {}", run_dir.display());
@@ -171,18 +191,26 @@ fn run_one(r: &Ready, workspace: &Path, skip_perf: bool, exe: &Path) -> i32 {
     } else {
         match &r.baseline {
             None => PerfOutcome::NoBaseline,
-            Some((path, rows)) => PerfOutcome::Checked(perf::compare(path, rows, name.as_str(), &points)),
+            Some((path, rows)) => {
+                PerfOutcome::Checked(perf::compare(path, rows, name.as_str(), &points))
+            }
         }
     };
     let mut notes = Vec::new();
     if !points.is_empty() {
-        if let Err(e) = perf::write_results_csv(&run_dir.join("perf_script_test_results.csv"), name.as_str(), &points) {
+        if let Err(e) = perf::write_results_csv(
+            &run_dir.join("perf_script_test_results.csv"),
+            name.as_str(),
+            &points,
+        ) {
             notes.push(format!("cannot write perf_script_test_results.csv: {e}"));
         }
     }
     let perf_text = match &perf_outcome {
         PerfOutcome::Skipped => "perf check: skipped (SKIP_PERF_CHECK)\n".to_string(),
-        PerfOutcome::NoBaseline => "perf check: no baseline (perf.baseline is not set)\n".to_string(),
+        PerfOutcome::NoBaseline => {
+            "perf check: no baseline (perf.baseline is not set)\n".to_string()
+        }
         PerfOutcome::NotRun => "perf check: not run, because the test failed\n".to_string(),
         PerfOutcome::Checked(rep) => rep.render(),
     };
@@ -195,7 +223,9 @@ fn run_one(r: &Ready, workspace: &Path, skip_perf: bool, exe: &Path) -> i32 {
         (RunResult::Passed, _) => exit::PASS,
     };
     let verdict = match &outcome.result {
-        RunResult::Passed if code == exit::PERF_REGRESSION => "REGRESSED: performance regression (see perf_check.txt)".to_string(),
+        RunResult::Passed if code == exit::PERF_REGRESSION => {
+            "REGRESSED: performance regression (see perf_check.txt)".to_string()
+        }
         RunResult::Passed => "PASSED".to_string(),
         RunResult::Interrupted => "INTERRUPTED".to_string(),
         RunResult::Failed(f) => format!("FAILED: {}", f.reason),
@@ -206,7 +236,10 @@ fn run_one(r: &Ready, workspace: &Path, skip_perf: bool, exe: &Path) -> i32 {
     );
     let writes = [
         crate::atomic::write(&run_dir.join("perf_check.txt"), perf_text.as_bytes()),
-        junit.to_string().map_err(std::io::Error::other).and_then(|x| crate::atomic::write(&run_dir.join("results.xml"), x.as_bytes())),
+        junit
+            .to_string()
+            .map_err(std::io::Error::other)
+            .and_then(|x| crate::atomic::write(&run_dir.join("results.xml"), x.as_bytes())),
         crate::atomic::write(&run_dir.join("summary.md"), summary.as_bytes()),
         crate::atomic::write_json(&run_dir.join("outcome.json"), &outcome),
     ];
@@ -220,14 +253,26 @@ fn run_one(r: &Ready, workspace: &Path, skip_perf: bool, exe: &Path) -> i32 {
     }
     print!("{perf_text}");
     if let RunResult::Failed(f) = &outcome.result {
-        if let Some(role) = outcome.roles.iter().find(|r| f.role.as_deref() == Some(r.role.to_string().as_str())) {
-            eprintln!("--- last 20 lines of {} ---\n{}\n---", role.log, report::tail(&run_dir.join(&role.log), 20));
+        if let Some(role) = outcome
+            .roles
+            .iter()
+            .find(|r| f.role.as_deref() == Some(r.role.to_string().as_str()))
+        {
+            eprintln!(
+                "--- last 20 lines of {} ---\n{}\n---",
+                role.log,
+                report::tail(&run_dir.join(&role.log), 20)
+            );
         }
     }
     for n in notes {
         eprintln!("warning: {n}");
     }
-    println!("{verdict}\ndisagg: {name}: {:.1}s, reports in {}", outcome.duration_s, run_dir.display());
+    println!(
+        "{verdict}\ndisagg: {name}: {:.1}s, reports in {}",
+        outcome.duration_s,
+        run_dir.display()
+    );
     code
 }
 

@@ -31,11 +31,19 @@ pub fn timestamp_run_id() -> String {
 }
 
 /// Creates a fresh run folder; returns (run id, path).
-pub fn create(workspace: &Path, name: &ConfigName, run_id: &str) -> std::io::Result<(String, PathBuf)> {
+pub fn create(
+    workspace: &Path,
+    name: &ConfigName,
+    run_id: &str,
+) -> std::io::Result<(String, PathBuf)> {
     let parent = config_dir(workspace, name);
     std::fs::create_dir_all(&parent)?;
     for attempt in 0..1000u32 {
-        let id = if attempt == 0 { run_id.to_string() } else { format!("{run_id}-{attempt}") };
+        let id = if attempt == 0 {
+            run_id.to_string()
+        } else {
+            format!("{run_id}-{attempt}")
+        };
         let dir = parent.join(&id);
         match std::fs::create_dir(&dir) {
             Ok(()) => {
@@ -48,7 +56,10 @@ pub fn create(workspace: &Path, name: &ConfigName, run_id: &str) -> std::io::Res
             Err(e) => return Err(e),
         }
     }
-    Err(std::io::Error::other(format!("no free run folder under {}", parent.display())))
+    Err(std::io::Error::other(format!(
+        "no free run folder under {}",
+        parent.display()
+    )))
 }
 
 /// Points `<config>/latest` at `id`, atomically (new link, then rename over the old one).
@@ -72,7 +83,10 @@ mod tests {
         let (b, db) = create(&ws, &name, "X").unwrap();
         assert_eq!((a.as_str(), b.as_str()), ("X", "X-1"));
         assert_ne!(da, db);
-        assert_eq!(std::fs::read_link(config_dir(&ws, &name).join("latest")).unwrap(), PathBuf::from("X-1"));
+        assert_eq!(
+            std::fs::read_link(config_dir(&ws, &name).join("latest")).unwrap(),
+            PathBuf::from("X-1")
+        );
         assert_eq!(std::fs::read_to_string(da.join("f")).unwrap(), "first");
         std::fs::remove_dir_all(&ws).unwrap();
     }
@@ -80,6 +94,9 @@ mod tests {
     #[test]
     fn timestamp_ids_are_folder_safe() {
         let id = timestamp_run_id();
-        assert!(id.ends_with('Z') && !id.contains(':') && !id.contains('/'), "{id}");
+        assert!(
+            id.ends_with('Z') && !id.contains(':') && !id.contains('/'),
+            "{id}"
+        );
     }
 }

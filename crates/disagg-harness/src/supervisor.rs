@@ -40,7 +40,12 @@ pub fn supervise(plan: &Plan, exec: &mut dyn Executor, interrupted: &AtomicBool)
     let result = drive(plan, exec, interrupted, start, &mut procs);
     // The final word, which also releases every role still waiting on it.
     let status = match &result {
-        RunResult::Passed => Status { run_id: plan.run_id.clone(), state: State::Done, role: None, reason: None },
+        RunResult::Passed => Status {
+            run_id: plan.run_id.clone(),
+            state: State::Done,
+            role: None,
+            reason: None,
+        },
         RunResult::Failed(f) => Status {
             run_id: plan.run_id.clone(),
             state: State::Failed,
@@ -57,11 +62,19 @@ pub fn supervise(plan: &Plan, exec: &mut dyn Executor, interrupted: &AtomicBool)
     if let Err(e) = crate::atomic::write_json(&plan.status_file(), &status) {
         eprintln!("disagg: cannot write {}: {e}", plan.status_file().display());
     }
-    teardown(&mut procs, plan.deadlines.grace, matches!(result, RunResult::Passed));
+    teardown(
+        &mut procs,
+        plan.deadlines.grace,
+        matches!(result, RunResult::Passed),
+    );
     Outcome {
         roles: procs
             .iter()
-            .map(|p| RoleOutcome { role: p.plan.role, log: p.plan.log.clone(), failure: p.failure.clone() })
+            .map(|p| RoleOutcome {
+                role: p.plan.role,
+                log: p.plan.log.clone(),
+                failure: p.failure.clone(),
+            })
             .collect(),
         result,
         duration_s: start.elapsed().as_secs_f64(),
@@ -83,14 +96,34 @@ fn drive(
         }
     }
     for role in &plan.roles {
-        let log = match OpenOptions::new().create(true).append(true).open(plan.run_dir.join(&role.log)) {
+        let log = match OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(plan.run_dir.join(&role.log))
+        {
             Ok(f) => f,
-            Err(e) => return fail(Some(role.role), format!("cannot open {}: {e}", role.log), false),
+            Err(e) => {
+                return fail(
+                    Some(role.role),
+                    format!("cannot open {}: {e}", role.log),
+                    false,
+                );
+            }
         };
         match exec.launch(role, log) {
-            Ok(run) => procs.push(Proc { plan: role.clone(), run, exit: None, ready_at: None, failure: None }),
+            Ok(run) => procs.push(Proc {
+                plan: role.clone(),
+                run,
+                exit: None,
+                ready_at: None,
+                failure: None,
+            }),
             Err(e) => {
-                return fail(Some(role.role), format!("{} could not be started ({:?}): {e}", role.role, role.argv), false);
+                return fail(
+                    Some(role.role),
+                    format!("{} could not be started ({:?}): {e}", role.role, role.argv),
+                    false,
+                );
             }
         }
     }
@@ -101,11 +134,18 @@ fn drive(
         }
         let now = Instant::now();
         for p in procs.iter_mut().filter(|p| p.ready_at.is_none()) {
-            if rendezvous::read::<Endpoint>(&plan.rendezvous_file(p.plan.role), &plan.run_id).is_some() {
+            if rendezvous::read::<Endpoint>(&plan.rendezvous_file(p.plan.role), &plan.run_id)
+                .is_some()
+            {
                 p.ready_at = Some(now);
             }
         }
-        if workers_ready_at.is_none() && procs.iter().filter(|p| p.plan.role.is_worker()).all(|p| p.ready_at.is_some()) {
+        if workers_ready_at.is_none()
+            && procs
+                .iter()
+                .filter(|p| p.plan.role.is_worker())
+                .all(|p| p.ready_at.is_some())
+        {
             workers_ready_at = Some(now);
         }
         if let Some(status) = bench_status(plan) {
@@ -127,7 +167,11 @@ fn drive(
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    return fail(Some(p.plan.role), format!("cannot watch {} (pid {}): {e}", p.plan.role, p.run.pid()), false);
+                    return fail(
+                        Some(p.plan.role),
+                        format!("cannot watch {} (pid {}): {e}", p.plan.role, p.run.pid()),
+                        false,
+                    );
                 }
             }
         }
@@ -138,12 +182,18 @@ fn drive(
                     return RunResult::Passed;
                 }
             }
-            let p = procs.iter().find(|p| p.plan.role == role).expect("died role is one of ours");
+            let p = procs
+                .iter()
+                .find(|p| p.plan.role == role)
+                .expect("died role is one of ours");
             let reason = death_reason(plan, p);
             return root_cause(plan, procs, role, reason);
         }
         // Deadlines.
-        for p in procs.iter().filter(|p| p.plan.role.is_worker() && p.ready_at.is_none()) {
+        for p in procs
+            .iter()
+            .filter(|p| p.plan.role.is_worker() && p.ready_at.is_none())
+        {
             if now >= start + d.worker_startup {
                 return timeout(
                     p.plan.role,
@@ -183,7 +233,10 @@ fn drive(
         if now >= job_deadline {
             return RunResult::Failed(Failure {
                 role: None,
-                reason: format!("the job deadline ({}) passed", humantime::format_duration(d.job)),
+                reason: format!(
+                    "the job deadline ({}) passed",
+                    humantime::format_duration(d.job)
+                ),
                 timeout: true,
             });
         }
@@ -192,7 +245,11 @@ fn drive(
 }
 
 fn fail(role: Option<RoleName>, reason: String, timeout: bool) -> RunResult {
-    RunResult::Failed(Failure { role: role.map(|r| r.to_string()), reason, timeout })
+    RunResult::Failed(Failure {
+        role: role.map(|r| r.to_string()),
+        reason,
+        timeout,
+    })
 }
 
 fn timeout(role: RoleName, reason: String) -> RunResult {
@@ -226,18 +283,26 @@ fn root_cause(plan: &Plan, procs: &mut [Proc], role: RoleName, reason: String) -
     if !role.is_worker() {
         let until = Instant::now() + SETTLE;
         loop {
-            for p in procs.iter_mut().filter(|p| p.exit.is_none() && p.plan.role != role) {
+            for p in procs
+                .iter_mut()
+                .filter(|p| p.exit.is_none() && p.plan.role != role)
+            {
                 if let Ok(Some(exit)) = p.run.try_wait() {
                     p.exit = Some((exit, Instant::now()));
                 }
             }
-            let upstream_dead = procs.iter().any(|p| p.exit.is_some() && rank(p.plan.role) < rank(role));
+            let upstream_dead = procs
+                .iter()
+                .any(|p| p.exit.is_some() && rank(p.plan.role) < rank(role));
             if upstream_dead || Instant::now() >= until {
                 break;
             }
             std::thread::sleep(TICK);
         }
-        for p in procs.iter().filter(|p| p.exit.is_some() && p.plan.role != role) {
+        for p in procs
+            .iter()
+            .filter(|p| p.exit.is_some() && p.plan.role != role)
+        {
             failures.push((p.plan.role, death_reason(plan, p)));
         }
     }
@@ -250,7 +315,11 @@ fn root_cause(plan: &Plan, procs: &mut [Proc], role: RoleName, reason: String) -
     let (root, why) = failures[0].clone();
     let mut reason = why;
     if root != role {
-        let echo = failures.iter().find(|(r, _)| *r == role).map(|(_, w)| w.clone()).unwrap_or_default();
+        let echo = failures
+            .iter()
+            .find(|(r, _)| *r == role)
+            .map(|(_, w)| w.clone())
+            .unwrap_or_default();
         reason = format!("{reason}; then {echo}");
     }
     fail(Some(root), reason, false)
@@ -265,14 +334,24 @@ fn rank(role: RoleName) -> u8 {
 }
 
 /// Runs `setup` once, into `install.log`, bounded by the job deadline.
-fn run_setup(plan: &Plan, argv: &[String], interrupted: &AtomicBool, deadline: Instant) -> Result<(), RunResult> {
+fn run_setup(
+    plan: &Plan,
+    argv: &[String],
+    interrupted: &AtomicBool,
+    deadline: Instant,
+) -> Result<(), RunResult> {
     let log = OpenOptions::new()
         .create(true)
         .append(true)
         .open(plan.run_dir.join("install.log"))
         .map_err(|e| fail_setup(format!("cannot open install.log: {e}"), false))?;
-    let mut child = crate::executor::spawn(argv, &Default::default(), &[], log, None)
-        .map_err(|e| fail_setup(format!("setup command {argv:?} could not be started: {e}"), false))?;
+    let mut child =
+        crate::executor::spawn(argv, &Default::default(), &[], log, None).map_err(|e| {
+            fail_setup(
+                format!("setup command {argv:?} could not be started: {e}"),
+                false,
+            )
+        })?;
     let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
     let stop = |child: &mut std::process::Child| {
         let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
@@ -282,7 +361,10 @@ fn run_setup(plan: &Plan, argv: &[String], interrupted: &AtomicBool, deadline: I
         match child.try_wait() {
             Ok(Some(s)) if s.success() => return Ok(()),
             Ok(Some(s)) => {
-                return Err(fail_setup(format!("setup {} (see install.log)", Exit::from(s)), false));
+                return Err(fail_setup(
+                    format!("setup {} (see install.log)", Exit::from(s)),
+                    false,
+                ));
             }
             Ok(None) => {}
             Err(e) => {
@@ -296,14 +378,21 @@ fn run_setup(plan: &Plan, argv: &[String], interrupted: &AtomicBool, deadline: I
         }
         if Instant::now() >= deadline {
             stop(&mut child);
-            return Err(fail_setup("setup did not finish before the job deadline".into(), true));
+            return Err(fail_setup(
+                "setup did not finish before the job deadline".into(),
+                true,
+            ));
         }
         std::thread::sleep(TICK);
     }
 }
 
 fn fail_setup(reason: String, timeout: bool) -> RunResult {
-    RunResult::Failed(Failure { role: Some("SETUP".into()), reason, timeout })
+    RunResult::Failed(Failure {
+        role: Some("SETUP".into()),
+        reason,
+        timeout,
+    })
 }
 
 /// Stops every role: on success they leave by themselves once status.json is written, so they get
@@ -340,5 +429,9 @@ fn teardown(procs: &mut [Proc], grace: Duration, passed: bool) {
 
 /// Index of role outcomes by role, for reports.
 pub fn failures_by_role(outcome: &Outcome) -> HashMap<RoleName, String> {
-    outcome.roles.iter().filter_map(|r| r.failure.clone().map(|f| (r.role, f))).collect()
+    outcome
+        .roles
+        .iter()
+        .filter_map(|r| r.failure.clone().map(|f| (r.role, f)))
+        .collect()
 }

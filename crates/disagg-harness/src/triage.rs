@@ -19,15 +19,22 @@ pub struct Finding {
 
 pub const CONTEXT: usize = 5;
 
-/// (name, matches the line?)
-const PATTERNS: &[(&str, fn(&str) -> bool)] = &[
-    ("Python traceback", |l| l.starts_with("Traceback (most recent call last)")),
+/// Tells whether a log line is a failure of one kind.
+type Matcher = fn(&str) -> bool;
+
+/// (name, matcher), in the order they are tried on each line.
+const PATTERNS: &[(&str, Matcher)] = &[
+    ("Python traceback", |l| {
+        l.starts_with("Traceback (most recent call last)")
+    }),
     ("Rust panic", |l| l.contains("panicked at")),
     ("out of memory", |l| {
         let l = l.to_ascii_lowercase();
         l.contains("out of memory") || l.contains("outofmemoryerror")
     }),
-    ("address already in use", |l| l.to_ascii_lowercase().contains("address already in use")),
+    ("address already in use", |l| {
+        l.to_ascii_lowercase().contains("address already in use")
+    }),
     ("role failure", |l| l.contains(": FAILED: ")),
 ];
 
@@ -39,11 +46,22 @@ pub fn ordered_logs(run_dir: &Path) -> Vec<PathBuf> {
         .map(|rd| {
             rd.filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| (n.starts_with("ctx_server_") || n.starts_with("gen_server_")) && n.ends_with(".log"))
+                .filter(|n| {
+                    (n.starts_with("ctx_server_") || n.starts_with("gen_server_"))
+                        && n.ends_with(".log")
+                })
                 .collect()
         })
         .unwrap_or_default();
-    workers.sort_by_key(|n| (!n.starts_with("ctx"), n.trim_end_matches(".log").rsplit('_').next().and_then(|i| i.parse::<u32>().ok())));
+    workers.sort_by_key(|n| {
+        (
+            !n.starts_with("ctx"),
+            n.trim_end_matches(".log")
+                .rsplit('_')
+                .next()
+                .and_then(|i| i.parse::<u32>().ok()),
+        )
+    });
     names.extend(workers);
     names.push("disagg_server.log".into());
     names.push("benchmark.log".into());
@@ -57,13 +75,19 @@ pub fn ordered_logs(run_dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default();
     slurm.sort();
     names.extend(slurm);
-    names.into_iter().map(|n| run_dir.join(n)).filter(|p| p.is_file()).collect()
+    names
+        .into_iter()
+        .map(|n| run_dir.join(n))
+        .filter(|p| p.is_file())
+        .collect()
 }
 
 /// The first failure in the run's logs, if any pattern matches.
 pub fn first_failure(run_dir: &Path) -> Option<Finding> {
     for file in ordered_logs(run_dir) {
-        let Ok(bytes) = std::fs::read(&file) else { continue };
+        let Ok(bytes) = std::fs::read(&file) else {
+            continue;
+        };
         let text = String::from_utf8_lossy(&bytes);
         let lines: Vec<&str> = text.lines().collect();
         for (i, line) in lines.iter().enumerate() {
@@ -71,10 +95,22 @@ pub fn first_failure(run_dir: &Path) -> Option<Finding> {
                 let from = i.saturating_sub(CONTEXT);
                 let to = (i + CONTEXT + 1).min(lines.len());
                 let excerpt = (from..to)
-                    .map(|k| format!("{}{:>6} | {}", if k == i { ">" } else { " " }, k + 1, lines[k]))
+                    .map(|k| {
+                        format!(
+                            "{}{:>6} | {}",
+                            if k == i { ">" } else { " " },
+                            k + 1,
+                            lines[k]
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("\n");
-                return Some(Finding { file, line: i + 1, pattern: name, excerpt });
+                return Some(Finding {
+                    file,
+                    line: i + 1,
+                    pattern: name,
+                    excerpt,
+                });
             }
         }
     }
@@ -84,12 +120,21 @@ pub fn first_failure(run_dir: &Path) -> Option<Finding> {
 /// The report `disagg triage` prints; `Err` when the folder is not a run folder.
 pub fn triage(run_dir: &Path) -> Result<(bool, String), String> {
     if !run_dir.join("plan.json").is_file() && !run_dir.join("rendezvous").is_dir() {
-        return Err(format!("{} is not a run folder (no plan.json)", run_dir.display()));
+        return Err(format!(
+            "{} is not a run folder (no plan.json)",
+            run_dir.display()
+        ));
     }
     if let Some(f) = first_failure(run_dir) {
         return Ok((
             true,
-            format!("first failure: {} in {} line {}\n{}\n", f.pattern, f.file.display(), f.line, f.excerpt),
+            format!(
+                "first failure: {} in {} line {}\n{}\n",
+                f.pattern,
+                f.file.display(),
+                f.line,
+                f.excerpt
+            ),
         ));
     }
     let status = std::fs::read(run_dir.join("rendezvous/status.json"))
@@ -103,12 +148,17 @@ pub fn triage(run_dir: &Path) -> Result<(bool, String), String> {
                     "first failure: recorded in {}: {} failed: {}\n",
                     run_dir.join("rendezvous/status.json").display(),
                     s.get("role").and_then(|v| v.as_str()).unwrap_or("the job"),
-                    s.get("reason").and_then(|v| v.as_str()).unwrap_or("no reason given")
+                    s.get("reason")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("no reason given")
                 ),
             ));
         }
     }
-    Ok((false, format!("no failure found in the logs of {}\n", run_dir.display())))
+    Ok((
+        false,
+        format!("no failure found in the logs of {}\n", run_dir.display()),
+    ))
 }
 
 #[cfg(test)]
@@ -120,8 +170,16 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("disagg-triage-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("rendezvous")).unwrap();
         std::fs::write(dir.join("plan.json"), "{}").unwrap();
-        std::fs::write(dir.join("benchmark.log"), "thread 'main' panicked at src/x.rs:1\n").unwrap();
-        std::fs::write(dir.join("gen_server_0.log"), "ok\nok\nTraceback (most recent call last):\n  File x\nValueError\n").unwrap();
+        std::fs::write(
+            dir.join("benchmark.log"),
+            "thread 'main' panicked at src/x.rs:1\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("gen_server_0.log"),
+            "ok\nok\nTraceback (most recent call last):\n  File x\nValueError\n",
+        )
+        .unwrap();
         std::fs::write(dir.join("ctx_server_0.log"), "fine\n").unwrap();
         let f = first_failure(&dir).unwrap();
         assert_eq!(f.pattern, "Python traceback");
@@ -129,7 +187,11 @@ mod tests {
         assert_eq!(f.line, 3);
         assert!(f.excerpt.contains(">     3 | Traceback"), "{}", f.excerpt);
         std::fs::write(dir.join("install.log"), "ERROR: CUDA out of memory\n").unwrap();
-        assert_eq!(first_failure(&dir).unwrap().pattern, "out of memory", "setup comes first");
+        assert_eq!(
+            first_failure(&dir).unwrap().pattern,
+            "out of memory",
+            "setup comes first"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -140,7 +202,10 @@ mod tests {
         std::fs::write(dir.join("rendezvous/status.json"), r#"{"run_id":"x","state":"failed","role":"GEN_0","reason":"GEN_0 exited with status 1"}"#).unwrap();
         let (found, text) = triage(&dir).unwrap();
         assert!(found);
-        assert!(text.contains("GEN_0 failed: GEN_0 exited with status 1"), "{text}");
+        assert!(
+            text.contains("GEN_0 failed: GEN_0 exited with status 1"),
+            "{text}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -38,7 +38,13 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
     }
     let sweep = match disagg_bench::run_sweep(&cfg).await {
         Ok(s) => s,
-        Err(e) => return finish(plan, Some(format!("the benchmark could not run: {e}")), None),
+        Err(e) => {
+            return finish(
+                plan,
+                Some(format!("the benchmark could not run: {e}")),
+                None,
+            );
+        }
     };
     for point in &sweep.points {
         println!("{}", disagg_bench::text_summary(point));
@@ -48,7 +54,11 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
 }
 
 /// Writes results.json (when there are results) and status.json; the error is the role's failure.
-fn finish(plan: &Plan, failure: Option<String>, sweep: Option<&disagg_bench::Sweep>) -> Result<(), String> {
+fn finish(
+    plan: &Plan,
+    failure: Option<String>,
+    sweep: Option<&disagg_bench::Sweep>,
+) -> Result<(), String> {
     if let Some(sweep) = sweep {
         let results = json!({
             "run_id": plan.run_id,
@@ -58,15 +68,21 @@ fn finish(plan: &Plan, failure: Option<String>, sweep: Option<&disagg_bench::Swe
             "points": sweep.points.iter().map(|p| p.to_json()).collect::<Vec<_>>(),
         });
         let path = plan.run_dir.join("results.json");
-        crate::atomic::write_json(&path, &results).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        crate::atomic::write_json(&path, &results)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     let status = Status {
         run_id: plan.run_id.clone(),
-        state: if failure.is_some() { State::Failed } else { State::Done },
+        state: if failure.is_some() {
+            State::Failed
+        } else {
+            State::Done
+        },
         role: failure.as_ref().map(|_| "BENCHMARK".to_string()),
         reason: failure.clone(),
     };
-    crate::atomic::write_json(&plan.status_file(), &status).map_err(|e| format!("cannot write status.json: {e}"))?;
+    crate::atomic::write_json(&plan.status_file(), &status)
+        .map_err(|e| format!("cannot write status.json: {e}"))?;
     match failure {
         None => Ok(()),
         Some(f) => Err(f),

@@ -22,17 +22,28 @@ pub fn run_role(role: RoleName, run_dir: &Path) -> i32 {
         }
     };
     if plan.role(role).is_none() {
-        eprintln!("disagg role {role}: the plan in {} has no role {role}", run_dir.display());
+        eprintln!(
+            "disagg role {role}: the plan in {} has no role {role}",
+            run_dir.display()
+        );
         return exit::USAGE;
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("disagg role {role}: cannot start the async runtime: {e}");
             return exit::TEST_FAILED;
         }
     };
-    eprintln!("disagg role {role}: run {} in {}", plan.run_id, plan.run_dir.display());
+    eprintln!(
+        "disagg role {role}: run {} in {}",
+        plan.run_id,
+        plan.run_dir.display()
+    );
     let result = rt.block_on(async {
         match role {
             RoleName::Ctx(_) | RoleName::Gen(_) => worker::run(&plan, role).await,

@@ -21,12 +21,17 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
         }
     }
     let host = "127.0.0.1";
-    let listener = tokio::net::TcpListener::bind((host, 0)).await.map_err(|e| format!("cannot bind {host}:0: {e}"))?;
+    let listener = tokio::net::TcpListener::bind((host, 0))
+        .await
+        .map_err(|e| format!("cannot bind {host}:0: {e}"))?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
     let group = |urls: Vec<String>| ServerGroup {
         num_instances: urls.len(),
         urls,
-        router: GroupRouter { kind: RouterType::RoundRobin, use_tokens: None },
+        router: GroupRouter {
+            kind: RouterType::RoundRobin,
+            use_tokens: None,
+        },
     };
     let config = ServerConfig {
         hostname: host.to_string(),
@@ -37,7 +42,8 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
         other: Default::default(),
     };
     let path = plan.run_dir.join("server_config.yaml");
-    crate::atomic::write(&path, config.to_yaml().as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    crate::atomic::write(&path, config.to_yaml().as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     eprintln!("disagg role DISAGG_SERVER: wrote {}", path.display());
 
     let mut router_cfg = disagg_router::RouterConfig::from_server_config(&config);

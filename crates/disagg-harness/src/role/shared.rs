@@ -10,15 +10,26 @@ use crate::rendezvous::{self, Endpoint, ExitNote, Status};
 pub const POLL: Duration = Duration::from_millis(50);
 
 pub fn publish(plan: &Plan, role: RoleName, host: &str, port: u16, pid: u32) -> Result<(), String> {
-    let ep = Endpoint { run_id: plan.run_id.clone(), role, host: host.to_string(), port, pid };
+    let ep = Endpoint {
+        run_id: plan.run_id.clone(),
+        role,
+        host: host.to_string(),
+        port,
+        pid,
+    };
     let path = plan.rendezvous_file(role);
-    crate::atomic::write_json(&path, &ep).map_err(|e| format!("cannot publish {}: {e}", path.display()))?;
+    crate::atomic::write_json(&path, &ep)
+        .map_err(|e| format!("cannot publish {}: {e}", path.display()))?;
     eprintln!("disagg role {role}: ready at {}", ep.url());
     Ok(())
 }
 
 pub fn write_exit_note(plan: &Plan, role: RoleName, reason: &str) {
-    let note = ExitNote { run_id: plan.run_id.clone(), role, reason: reason.to_string() };
+    let note = ExitNote {
+        run_id: plan.run_id.clone(),
+        role,
+        reason: reason.to_string(),
+    };
     let _ = crate::atomic::write_json(&crate::supervisor::exit_note_path(plan, role), &note);
 }
 
@@ -44,7 +55,12 @@ pub async fn wait_for_endpoint(plan: &Plan, role: RoleName) -> Endpoint {
 
 /// One `/health` probe: true on 200.
 pub async fn healthy(client: &reqwest::Client, base: &str) -> bool {
-    match client.get(format!("{base}/health")).timeout(Duration::from_secs(2)).send().await {
+    match client
+        .get(format!("{base}/health"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+    {
         Ok(r) => r.status().is_success(),
         Err(_) => false,
     }

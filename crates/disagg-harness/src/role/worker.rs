@@ -12,10 +12,19 @@ use crate::rendezvous::{self, Status};
 
 pub async fn run(plan: &Plan, role: RoleName) -> Result<(), String> {
     let me = plan.role(role).expect("checked by run_role");
-    let launch = me.engine.as_ref().ok_or_else(|| format!("the plan gives {role} no engine to start"))?;
-    let (program, args) = launch.argv.split_first().ok_or("the engine command is empty")?;
+    let launch = me
+        .engine
+        .as_ref()
+        .ok_or_else(|| format!("the plan gives {role} no engine to start"))?;
+    let (program, args) = launch
+        .argv
+        .split_first()
+        .ok_or("the engine command is empty")?;
     let _ = std::fs::remove_file(&launch.ready_file);
-    eprintln!("disagg role {role}: starting engine: {}", launch.argv.join(" "));
+    eprintln!(
+        "disagg role {role}: starting engine: {}",
+        launch.argv.join(" ")
+    );
     // The engine inherits our stdout/stderr (the role's log) and our process group, so the
     // supervisor's group signals reach it even if this wrapper is gone.
     let mut engine = Command::new(program)
@@ -42,12 +51,15 @@ pub async fn run(plan: &Plan, role: RoleName) -> Result<(), String> {
         }
         tokio::time::sleep(POLL).await;
     };
-    let (host, port) = split_host_port(&addr).ok_or_else(|| format!("the engine published `{addr}`, not host:port"))?;
+    let (host, port) = split_host_port(&addr)
+        .ok_or_else(|| format!("the engine published `{addr}`, not host:port"))?;
     let base = format!("http://{addr}");
     eprintln!("disagg role {role}: engine (pid {pid}) bound {addr}; waiting for {base}/health");
     loop {
         if let Some(status) = engine.try_wait().map_err(|e| e.to_string())? {
-            return Err(format!("the engine {status} before its /health answered 200"));
+            return Err(format!(
+                "the engine {status} before its /health answered 200"
+            ));
         }
         if healthy(&client, &base).await {
             break;
@@ -78,7 +90,10 @@ fn released(plan: &Plan) -> bool {
 /// TERM, a grace period, KILL: the same ladder as the supervisor's, for our one child.
 async fn stop(mut engine: tokio::process::Child, plan: &Plan) -> Result<(), String> {
     if let Some(pid) = engine.id() {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
     }
     let grace = plan.deadlines.grace.min(Duration::from_secs(30));
     if tokio::time::timeout(grace, engine.wait()).await.is_err() {
@@ -99,7 +114,10 @@ mod tests {
 
     #[test]
     fn host_port() {
-        assert_eq!(split_host_port("127.0.0.1:80"), Some(("127.0.0.1".into(), 80)));
+        assert_eq!(
+            split_host_port("127.0.0.1:80"),
+            Some(("127.0.0.1".into(), 80))
+        );
         assert_eq!(split_host_port("[::1]:9"), Some(("::1".into(), 9)));
         assert_eq!(split_host_port("nope"), None);
     }

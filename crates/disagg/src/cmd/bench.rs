@@ -1,0 +1,24 @@
+use disagg_core::exit;
+
+/// The load generator: closed-loop sweeps with benchmark_serving's metrics, text summary and
+/// JSON keys. Exits 1 when the results are not valid (failed requests, zero generated tokens).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    bench: disagg_bench::BenchArgs,
+}
+
+pub fn main(a: Args) -> i32 {
+    match super::block_on(disagg_bench::run(a.bench)) {
+        Ok(true) => exit::PASS,
+        Ok(false) => exit::TEST_FAILED,
+        Err(e @ disagg_bench::BenchError::Config(_)) => {
+            eprintln!("error: {e}");
+            exit::USAGE
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::TEST_FAILED
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! The subcommands, one module each.
+
+mod bench;
+mod logs;
+mod plan;
+mod role;
+mod router;
+mod run;
+mod sim;
+mod triage;
+mod validate;
+
+use clap::{Parser, Subcommand};
+
+/// Runs, benchmarks and gates disaggregated LLM serving tests.
+///
+/// Exit codes: 0 passed; 1 the test failed; 2 usage or case error (nothing launched);
+/// 3 performance regression on a run that otherwise passed; 130 interrupted.
+#[derive(Debug, Parser)]
+#[command(name = "disagg", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Run(run::Args),
+    Plan(plan::Args),
+    Validate(validate::Args),
+    Role(role::Args),
+    Sim(sim::Args),
+    Router(router::Args),
+    Bench(bench::Args),
+    Logs(logs::Args),
+    Triage(triage::Args),
+}
+
+/// Runs the chosen subcommand; returns the process exit code.
+pub fn dispatch(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Run(a) => run::main(a),
+        Command::Plan(a) => plan::main(a),
+        Command::Validate(a) => validate::main(a),
+        Command::Role(a) => role::main(a),
+        Command::Sim(a) => sim::main(a),
+        Command::Router(a) => router::main(a),
+        Command::Bench(a) => bench::main(a),
+        Command::Logs(a) => logs::main(a),
+        Command::Triage(a) => triage::main(a),
+    }
+}
+
+/// A small runtime for the async subcommands.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("the async runtime starts")
+        .block_on(f)
+}
+
+/// The running `disagg` binary, for the roles it launches.
+fn current_exe() -> std::path::PathBuf {
+    std::env::current_exe().unwrap_or_else(|_| "disagg".into())
+}
