@@ -425,6 +425,17 @@ fn teardown(procs: &mut [Proc], grace: Duration, passed: bool) {
         p.run.kill();
         p.run.reap();
     }
+    reap_orphans();
+}
+
+/// Collects any re-parented orphans (we are a child subreaper) without blocking.
+fn reap_orphans() {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if status == WaitStatus::StillAlive {
+            break;
+        }
+    }
 }
 
 /// Index of role outcomes by role, for reports.
