@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::slurm::{Container, SlurmSpec};
+
 /// A whole case, generic over the engine-specific `engine_args` of the worker groups so the
 /// same schema is first read with untyped args (to learn the engine) and then with typed ones.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,6 +39,9 @@ pub struct RawCase<EA> {
     /// Command run once before the workers; its output goes to `install.log`.
     #[serde(default)]
     pub setup: Option<Setup>,
+    /// How the case runs under `--launcher slurm`; ignored locally.
+    #[serde(default)]
+    pub slurm: SlurmSpec,
 }
 
 /// The validated case with the sim's typed engine args.

@@ -16,6 +16,7 @@ pub mod load;
 pub mod locate;
 pub mod name;
 pub mod plan;
+pub mod slurm;
 
 pub use case::Case;
 pub use error::CaseError;

@@ -304,7 +304,94 @@ fn check(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
             );
         }
     }
-    check_deadlines(case, text, path)
+    check_deadlines(case, text, path)?;
+    check_slurm(case, text, path)
+}
+
+/// The `slurm:` section: header values sbatch can read back literally, a parseable time limit
+/// that the job deadline fits in, and an MPI type that is a plain word.
+fn check_slurm(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
+    let s = &case.slurm;
+    let err = |key: &str, msg: String, hint: &str| {
+        Err(CaseError::new(path, key, msg)
+            .at_line(line_of(text, key))
+            .hint(hint))
+    };
+    let mut header: Vec<(&str, &str)> = Vec::new();
+    for (k, v) in [
+        ("slurm.partition", &s.partition),
+        ("slurm.account", &s.account),
+        ("slurm.time", &s.time),
+        ("slurm.job_name", &s.job_name),
+    ] {
+        if let Some(v) = v {
+            header.push((k, v));
+        }
+    }
+    header.extend(
+        s.extra_args
+            .iter()
+            .map(|a| ("slurm.extra_args", a.as_str())),
+    );
+    for (k, v) in header {
+        if let Some(why) = crate::slurm::header_value_problem(v) {
+            return err(
+                k,
+                format!("{v:?} {why}, so it cannot go into a #SBATCH line"),
+                "write it on one line, without backslashes",
+            );
+        }
+    }
+    if let Some(a) = s.extra_args.iter().find(|a| !a.starts_with('-')) {
+        return err(
+            "slurm.extra_args",
+            format!("`{a}` is not an sbatch option"),
+            "give each option as one item, e.g. `[\"--exclusive\", \"--gres=gpu:8\"]`",
+        );
+    }
+    if let Some(t) = &s.time {
+        let limit = match crate::slurm::parse_time(t) {
+            Ok(d) => d,
+            Err(why) => return err("slurm.time", why, "e.g. `time: \"02:00:00\"`"),
+        };
+        if case.timeouts.job >= limit {
+            return err(
+                "slurm.time",
+                format!(
+                    "the Slurm time limit ({}) must be longer than timeouts.job ({})",
+                    humantime::format_duration(limit),
+                    humantime::format_duration(case.timeouts.job)
+                ),
+                "deadlines must nest: benchmark < job < Slurm time limit; lengthen `slurm.time` or shorten `timeouts.job`",
+            );
+        }
+    }
+    if let Some(m) = &s.mpi {
+        if m.is_empty() || !m.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return err(
+                "slurm.mpi",
+                format!("`{m}` is not an MPI plugin name"),
+                "e.g. `mpi: pmix` (see `srun --mpi=list`)",
+            );
+        }
+    }
+    if let Some(c) = &s.container {
+        if c.image.trim().is_empty() {
+            return err(
+                "slurm.container.image",
+                "must name an image".into(),
+                "e.g. `image: nvcr.io/nvidia/pytorch:24.05-py3`",
+            );
+        }
+        if let Some(m) = c.mounts.iter().find(|m| m.contains(',') || m.is_empty()) {
+            return err(
+                "slurm.container.mounts",
+                format!("`{m}` must be one non-empty mount without commas"),
+                "give each mount as its own item, e.g. `[\"/lustre:/lustre\"]`",
+            );
+        }
+    }
+    Ok(())
 }
 
 fn valid_env_name(k: &str) -> bool {

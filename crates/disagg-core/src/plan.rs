@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::case::{Benchmark, EnvValue, RouterSpec, SimEngineArgs, Timeouts, WorkerGroup};
+use crate::case::{Benchmark, SlurmSpec, EnvValue, RouterSpec, SimEngineArgs, Timeouts, WorkerGroup};
 use crate::load::LoadedCase;
 use crate::name::ConfigName;
 
@@ -141,6 +141,22 @@ pub struct Plan {
     pub perf_baseline: Option<PathBuf>,
     /// `setup` argv, run once before the workers into `install.log`.
     pub setup: Option<Vec<String>>,
+    /// Nodes the workers span (GPU slots packed in order); 1 at least.
+    #[serde(default = "one_node")]
+    pub nodes: u32,
+    /// GPUs per node, for the Slurm tasks per node.
+    #[serde(default = "eight")]
+    pub gpus_per_node: u32,
+    /// The case's `slurm:` section, for `--launcher slurm`.
+    #[serde(default)]
+    pub slurm: SlurmSpec,
+}
+
+fn one_node() -> u32 {
+    1
+}
+fn eight() -> u32 {
+    8
 }
 
 impl Plan {
@@ -235,6 +251,11 @@ pub fn build(case: &LoadedCase, run_id: &str, run_dir: &Path, exe: &Path) -> Pla
             env_unset: Vec::new(),
         });
     }
+    let nodes = roles
+        .iter()
+        .flat_map(|r| r.gpus.iter().map(|g| g.node + 1))
+        .max()
+        .unwrap_or(1);
     Plan {
         version: PLAN_VERSION,
         config_name: case.config_name.clone(),
@@ -248,6 +269,9 @@ pub fn build(case: &LoadedCase, run_id: &str, run_dir: &Path, exe: &Path) -> Pla
         benchmark: c.benchmark.clone(),
         perf_baseline: case.baseline_path(),
         setup: c.setup.as_ref().map(|s| s.argv()),
+        nodes,
+        gpus_per_node,
+        slurm: c.slurm.clone(),
     }
 }
 

@@ -1,0 +1,107 @@
+//! The case's `slurm:` section: what the batch script's header and the `srun` steps take from
+//! the case. Every key is optional; an absent section means "the cluster's defaults".
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// Slurm's time format (`MM`, `MM:SS`, `HH:MM:SS`, `D-HH[:MM[:SS]]`); the cluster's default
+    /// when absent. Slurm rounds it up to whole minutes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    /// The job name; the config name when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_name: Option<String>,
+    /// More `sbatch` options, each one argument (e.g. `--exclusive`, `--gres=gpu:8`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_args: Vec<String>,
+    /// A pyxis/enroot container for every step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<Container>,
+    /// `srun --mpi=` for worker steps only (e.g. `pmix`); the router and benchmark never get MPI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mpi: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Container {
+    pub image: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+}
+
+/// Parses Slurm's `--time` formats into a duration, rounded up to whole minutes as Slurm does.
+pub fn parse_time(s: &str) -> Result<Duration, String> {
+    let bad = || {
+        format!("`{s}` is not a Slurm time; use MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS")
+    };
+    let num = |p: &str| -> Result<u64, String> {
+        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        p.parse::<u64>().map_err(|_| bad())
+    };
+    let (days, rest) = match s.split_once('-') {
+        Some((d, r)) => (Some(num(d)?), r),
+        None => (None, s),
+    };
+    let parts: Vec<&str> = rest.split(':').collect();
+    let secs = match (days, parts.as_slice()) {
+        (None, [m]) => num(m)? * 60,
+        (None, [m, sec]) => num(m)? * 60 + num(sec)?,
+        (None, [h, m, sec]) => num(h)? * 3600 + num(m)? * 60 + num(sec)?,
+        (Some(d), [h]) => d * 86400 + num(h)? * 3600,
+        (Some(d), [h, m]) => d * 86400 + num(h)? * 3600 + num(m)? * 60,
+        (Some(d), [h, m, sec]) => d * 86400 + num(h)? * 3600 + num(m)? * 60 + num(sec)?,
+        _ => return Err(bad()),
+    };
+    if secs == 0 {
+        return Err(format!(
+            "`{s}` is no time at all; a Slurm time limit must be positive"
+        ));
+    }
+    Ok(Duration::from_secs(secs.div_ceil(60) * 60))
+}
+
+/// Why `v` cannot go into a `#SBATCH` line, if it cannot: sbatch reads those lines with its own
+/// tokenizer, which treats backslashes as escapes and ends at a newline, unlike `sh`.
+pub fn header_value_problem(v: &str) -> Option<&'static str> {
+    if v.is_empty() {
+        Some("is empty")
+    } else if v.chars().any(|c| c.is_control()) {
+        Some("contains a newline or another control character")
+    } else if v.contains('\\') {
+        Some("contains a backslash, which sbatch reads as an escape")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slurm_times() {
+        let m = |s| parse_time(s).map(|d| d.as_secs() / 60);
+        assert_eq!(m("30"), Ok(30));
+        assert_eq!(m("1:30"), Ok(2)); // rounded up to whole minutes
+        assert_eq!(m("02:00:00"), Ok(120));
+        assert_eq!(m("1-00"), Ok(1440));
+        assert_eq!(m("1-01:01"), Ok(1501));
+        assert_eq!(m("0-00:00:59"), Ok(1));
+        for bad in ["", "x", "1h", "1:2:3:4", "-1", "0", "1--2"] {
+            assert!(parse_time(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The `slurm:` section, as a table: accepted as the issue writes it, and each mistake named by
+//! key and line with a hint.
+
+use std::path::Path;
+
+use disagg_core::parse_case;
+
+const QUICKSTART: &str = include_str!("../../../examples/quickstart.yaml");
+
+fn with_slurm(section: &str) -> String {
+    format!("{QUICKSTART}slurm:\n{section}")
+}
+
+#[test]
+fn the_issue_example_is_accepted() {
+    let text = with_slurm(
+        "  partition: batch\n  account: myteam\n  time: \"02:00:00\"\n  job_name: disagg\n  extra_args: [\"--exclusive\"]\n  container: {image: nvcr.io/x/y:tag, mounts: [\"/lustre:/lustre\"], workdir: /workspace}\n  mpi: pmix\n",
+    );
+    let c = parse_case(&text, Path::new("t.yaml")).unwrap();
+    let s = &c.case.slurm;
+    assert_eq!(s.partition.as_deref(), Some("batch"));
+    assert_eq!(s.time.as_deref(), Some("02:00:00"));
+    assert_eq!(s.extra_args, vec!["--exclusive".to_string()]);
+    assert_eq!(
+        s.container.as_ref().unwrap().mounts,
+        vec!["/lustre:/lustre"]
+    );
+    assert_eq!(s.mpi.as_deref(), Some("pmix"));
+}
+
+#[test]
+fn an_absent_section_takes_the_cluster_defaults() {
+    let c = parse_case(QUICKSTART, Path::new("t.yaml")).unwrap();
+    assert_eq!(c.case.slurm, Default::default());
+}
+
+#[test]
+fn bad_slurm_sections_name_the_key_line_and_fix() {
+    // (what, section, key, message fragment, hint fragment)
+    let table = [
+        (
+            "unknown key",
+            "  partiton: batch\n",
+            "slurm.partiton",
+            "unknown key `partiton` in `slurm`",
+            "did you mean `partition`?",
+        ),
+        (
+            "unknown container key",
+            "  container: {image: x, mount: [a]}\n",
+            "slurm.container.mount",
+            "unknown key `mount`",
+            "did you mean `mounts`?",
+        ),
+        (
+            "time not a Slurm time",
+            "  time: 2h\n",
+            "slurm.time",
+            "is not a Slurm time",
+            "02:00:00",
+        ),
+        (
+            "time shorter than the job deadline",
+            "  time: \"10\"\n",
+            "slurm.time",
+            "must be longer than timeouts.job (30m)",
+            "benchmark < job < Slurm time limit",
+        ),
+        (
+            "newline in a header value",
+            "  partition: \"a\\nb\"\n",
+            "slurm.partition",
+            "newline",
+            "one line",
+        ),
+        (
+            "backslash in a header value",
+            "  account: 'a\\b'\n",
+            "slurm.account",
+            "backslash",
+            "without backslashes",
+        ),
+        (
+            "extra arg that is no option",
+            "  extra_args: [exclusive]\n",
+            "slurm.extra_args",
+            "`exclusive` is not an sbatch option",
+            "one item",
+        ),
+        (
+            "mpi with a space",
+            "  mpi: \"pmix x\"\n",
+            "slurm.mpi",
+            "not an MPI plugin name",
+            "pmix",
+        ),
+        (
+            "container without image",
+            "  container: {image: \"\"}\n",
+            "slurm.container.image",
+            "must name an image",
+            "image:",
+        ),
+        (
+            "mount with a comma",
+            "  container: {image: x, mounts: [\"/a:/a,/b:/b\"]}\n",
+            "slurm.container.mounts",
+            "without commas",
+            "own item",
+        ),
+        (
+            "extra_args not a list",
+            "  extra_args: --exclusive\n",
+            "slurm.extra_args",
+            "invalid type",
+            "list",
+        ),
+    ];
+    for (what, section, key, msg, hint) in table {
+        let text = with_slurm(section);
+        let err = match parse_case(&text, Path::new("t.yaml")) {
+            Ok(_) => panic!("{what}: accepted"),
+            Err(e) => e,
+        };
+        let shown = err.to_string();
+        assert_eq!(err.key, key, "{what}: {shown}");
+        assert!(
+            err.line.is_some_and(|l| l >= 37),
+            "{what}: points into the section: {shown}"
+        );
+        assert!(err.message.contains(msg), "{what}: {shown}");
+        assert!(
+            err.hint.clone().unwrap_or_default().contains(hint),
+            "{what}: {shown}"
+        );
+    }
+}
