@@ -9,7 +9,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::case::{Benchmark, SlurmSpec, EnvValue, RouterSpec, SimEngineArgs, Timeouts, WorkerGroup};
+use crate::case::{
+    Benchmark, EnvValue, RouterSpec, SimEngineArgs, SlurmSpec, Timeouts, WorkerGroup,
+};
 use crate::load::LoadedCase;
 use crate::name::ConfigName;
 
@@ -121,6 +123,13 @@ pub struct RolePlan {
     pub env_set: BTreeMap<String, String>,
     /// Variables removed from the role's environment.
     pub env_unset: Vec<String>,
+    /// Processes (MPI ranks) of the role's step: 1, or tp×pp for a multi-rank engine.
+    #[serde(default = "one")]
+    pub ranks: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// Everything one run does.
@@ -232,6 +241,7 @@ pub fn build(case: &LoadedCase, run_id: &str, run_dir: &Path, exe: &Path) -> Pla
                 engine: Some(EngineLaunch { argv, ready_file }),
                 env_set: env,
                 env_unset: c.env.worker_unset.clone(),
+                ranks: 1,
             });
         }
     }
@@ -249,6 +259,7 @@ pub fn build(case: &LoadedCase, run_id: &str, run_dir: &Path, exe: &Path) -> Pla
             engine: None,
             env_set: env,
             env_unset: Vec::new(),
+            ranks: 1,
         });
     }
     let nodes = roles

@@ -74,16 +74,27 @@ pub struct LocalExecutor;
 
 impl Executor for LocalExecutor {
     fn launch(&mut self, role: &RolePlan, log: File) -> std::io::Result<Box<dyn Running>> {
-        let child = spawn(&role.argv, &role.env_set, &role.env_unset, log, None)?;
-        let pid = Pid::from_raw(child.id() as i32);
-        // Dropping `Child` neither waits nor kills; from here on the pid is tracked directly.
-        drop(child);
-        Ok(Box::new(LocalRole {
-            pid,
-            exit: None,
-            reaped: false,
-        }))
+        launch_process(&role.argv, &role.env_set, &role.env_unset, log)
     }
+}
+
+/// Spawns `argv` (see [`spawn`]) and tracks it as a role: the local roles themselves, and the
+/// `srun` processes of the Slurm executor.
+pub fn launch_process(
+    argv: &[String],
+    env: &std::collections::BTreeMap<String, String>,
+    unset: &[String],
+    log: File,
+) -> std::io::Result<Box<dyn Running>> {
+    let child = spawn(argv, env, unset, log, None)?;
+    let pid = Pid::from_raw(child.id() as i32);
+    // Dropping `Child` neither waits nor kills; from here on the pid is tracked directly.
+    drop(child);
+    Ok(Box::new(LocalRole {
+        pid,
+        exit: None,
+        reaped: false,
+    }))
 }
 
 /// Spawns `argv` in a new process group with `env` set and `unset` removed, output to `log`.

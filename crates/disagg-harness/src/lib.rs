@@ -28,5 +28,6 @@ pub mod report;
 pub mod role;
 pub mod run;
 pub mod rundir;
+pub mod slurm;
 pub mod supervisor;
 pub mod triage;

@@ -4,11 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use disagg_core::Plan;
 use disagg_core::exit;
 use disagg_core::load::LoadedCase;
 
 use crate::executor::LocalExecutor;
-use crate::outcome::RunResult;
+use crate::outcome::{Outcome, RunResult};
 use crate::perf::{self, BaselineRow};
 use crate::report::{self, PerfOutcome};
 use crate::rundir;
@@ -30,13 +31,13 @@ pub fn skip_perf_from_env() -> bool {
         .unwrap_or(false)
 }
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+pub(crate) static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: nix::libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
 }
 
-fn install_signal_handlers() {
+pub(crate) fn install_signal_handlers() {
     use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
     let action = SigAction::new(
         SigHandler::Handler(on_signal),
@@ -52,13 +53,13 @@ fn install_signal_handlers() {
 }
 
 /// A case ready to run: checked, with its baseline read.
-struct Ready {
-    case: LoadedCase,
-    baseline: Option<(PathBuf, Vec<BaselineRow>)>,
+pub(crate) struct Ready {
+    pub(crate) case: LoadedCase,
+    pub(crate) baseline: Option<(PathBuf, Vec<BaselineRow>)>,
 }
 
 /// Loads and checks every case (and baseline); prints every problem. `None` when any is bad.
-fn check_all(paths: &[PathBuf], skip_perf: bool) -> Option<Vec<Ready>> {
+pub(crate) fn check_all(paths: &[PathBuf], skip_perf: bool) -> Option<Vec<Ready>> {
     let mut ready = Vec::new();
     let mut bad = false;
     for p in paths {
@@ -152,7 +153,8 @@ fn resolved_case_yaml(case: &LoadedCase) -> String {
     )
 }
 
-fn run_one(r: &Ready, workspace: &Path, skip_perf: bool, exe: &Path) -> i32 {
+/// Creates the run folder of a checked case and writes `case.yaml` and `plan.json` into it.
+pub(crate) fn prepare(r: &Ready, workspace: &Path, exe: &Path) -> Result<Plan, i32> {
     let name = &r.case.config_name;
     let (run_id, run_dir) = match rundir::create(workspace, name, &rundir::timestamp_run_id()) {
         Ok(x) => x,
@@ -161,7 +163,7 @@ fn run_one(r: &Ready, workspace: &Path, skip_perf: bool, exe: &Path) -> i32 {
                 "error: cannot create a run folder under {}: {e}",
                 rundir::config_dir(workspace, name).display()
             );
-            return exit::TEST_FAILED;
+            return Err(exit::TEST_FAILED);
         }
     };
     let plan = disagg_core::plan::build(&r.case, &run_id, &run_dir, exe);
@@ -175,12 +177,52 @@ fn run_one(r: &Ready, workspace: &Path, skip_perf: bool, exe: &Path) -> i32 {
             "error: cannot write the plan into {}: {e}",
             run_dir.display()
         );
-        return exit::TEST_FAILED;
+        return Err(exit::TEST_FAILED);
     }
-    println!("disagg: {name}: run {run_id} in {}", run_dir.display());
+    Ok(plan)
+}
 
+fn run_one(r: &Ready, workspace: &Path, skip_perf: bool, exe: &Path) -> i32 {
+    let plan = match prepare(r, workspace, exe) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    println!(
+        "disagg: {}: run {} in {}",
+        plan.config_name,
+        plan.run_id,
+        plan.run_dir.display()
+    );
     let outcome = crate::supervisor::supervise(&plan, &mut LocalExecutor, &INTERRUPTED);
+    finish(&plan, &outcome, r.baseline.as_ref(), skip_perf)
+}
 
+/// The file in the run folder holding the run's exit code, once its reports are written.
+pub const EXIT_CODE_FILE: &str = "exit_code";
+
+/// Reads the plan's baseline for [`finish`] when the case has one and the check is not skipped.
+pub fn read_plan_baseline(plan: &Plan, skip_perf: bool) -> Option<(PathBuf, Vec<BaselineRow>)> {
+    let b = plan.perf_baseline.as_ref().filter(|_| !skip_perf)?;
+    match perf::read_baseline(b) {
+        Ok(rows) => Some((b.clone(), rows)),
+        Err(e) => {
+            eprintln!("warning: {e}");
+            None
+        }
+    }
+}
+
+/// After a run: the perf check and every report, written from the run folder; returns the exit
+/// code (also written to [`EXIT_CODE_FILE`]).
+pub fn finish(
+    plan: &Plan,
+    outcome: &Outcome,
+    baseline: Option<&(PathBuf, Vec<BaselineRow>)>,
+    skip_perf: bool,
+) -> i32 {
+    let run_dir = &plan.run_dir;
+    let run_id = &plan.run_id;
+    let name = &plan.config_name;
     let points: Vec<serde_json::Value> = std::fs::read(run_dir.join("results.json"))
         .ok()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
@@ -192,7 +234,7 @@ fn run_one(r: &Ready, workspace: &Path, skip_perf: bool, exe: &Path) -> i32 {
     } else if !passed {
         PerfOutcome::NotRun
     } else {
-        match &r.baseline {
+        match baseline {
             None => PerfOutcome::NoBaseline,
             Some((path, rows)) => {
                 PerfOutcome::Checked(perf::compare(path, rows, name.as_str(), &points))
@@ -267,6 +309,12 @@ fn run_one(r: &Ready, workspace: &Path, skip_perf: bool, exe: &Path) -> i32 {
                 report::tail(&run_dir.join(&role.log), 20)
             );
         }
+    }
+    if let Err(e) = crate::atomic::write(
+        &run_dir.join(EXIT_CODE_FILE),
+        format!("{code}\n").as_bytes(),
+    ) {
+        notes.push(format!("cannot write {EXIT_CODE_FILE}: {e}"));
     }
     for n in notes {
         eprintln!("warning: {n}");

@@ -14,6 +14,12 @@ pub use shared::wait_for_status;
 
 /// Runs one role to its end; returns the process exit code.
 pub fn run_role(role: RoleName, run_dir: &Path) -> i32 {
+    // Under Slurm the router and benchmark steps are asked to drop MPI variables, which srun
+    // adds after the supervisor hands over the environment, so only the role itself can.
+    if let Ok(prefixes) = std::env::var(crate::slurm::steps::CLEAR_ENV_VAR) {
+        // SAFETY: no thread has been started yet; the async runtime is built below.
+        unsafe { crate::slurm::steps::clear_env_prefixes(&prefixes) };
+    }
     let plan = match load_plan(run_dir) {
         Ok(p) => p,
         Err(e) => {

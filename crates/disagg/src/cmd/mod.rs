@@ -7,6 +7,7 @@ mod role;
 mod router;
 mod run;
 mod sim;
+mod supervise;
 mod triage;
 mod validate;
 
@@ -26,6 +27,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Run(run::Args),
+    Supervise(supervise::Args),
     Plan(plan::Args),
     Validate(validate::Args),
     Role(role::Args),
@@ -40,6 +42,7 @@ enum Command {
 pub fn dispatch(cli: Cli) -> i32 {
     match cli.command {
         Command::Run(a) => run::main(a),
+        Command::Supervise(a) => supervise::main(a),
         Command::Plan(a) => plan::main(a),
         Command::Validate(a) => validate::main(a),
         Command::Role(a) => role::main(a),
@@ -49,6 +52,15 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Logs(a) => logs::main(a),
         Command::Triage(a) => triage::main(a),
     }
+}
+
+/// Where roles run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Launcher {
+    /// Processes on this machine.
+    Local,
+    /// `srun` steps of one Slurm job per case.
+    Slurm,
 }
 
 /// A small runtime for the async subcommands.

@@ -14,6 +14,10 @@ pub struct Args {
     /// Workspace folder [default: $WORKSPACE, else ./workspace].
     #[arg(long)]
     workspace: Option<PathBuf>,
+    /// With `slurm`: print the exact batch script `disagg run --launcher slurm` would submit,
+    /// then the srun step of every role.
+    #[arg(long, value_enum, default_value_t = super::Launcher::Local)]
+    launcher: super::Launcher,
 }
 
 pub fn main(a: Args) -> i32 {
@@ -25,12 +29,27 @@ pub fn main(a: Args) -> i32 {
         }
     };
     let ws = disagg_harness::rundir::resolve_workspace(a.workspace.as_deref());
+    let ws = std::path::absolute(&ws).unwrap_or(ws);
     let run_id = disagg_harness::rundir::timestamp_run_id();
     let run_dir = std::path::absolute(
         disagg_harness::rundir::config_dir(&ws, &case.config_name).join(&run_id),
     )
     .unwrap_or_default();
     let plan = disagg_core::plan::build(&case, &run_id, &run_dir, &super::current_exe());
+    if a.launcher == super::Launcher::Slurm && !a.json {
+        let skip = disagg_harness::run::skip_perf_from_env();
+        return match disagg_harness::slurm::script::render(&plan, &super::current_exe(), skip) {
+            Ok(script) => {
+                print!("{script}");
+                print!("{}", disagg_harness::slurm::steps::render_steps(&plan));
+                exit::PASS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                exit::USAGE
+            }
+        };
+    }
     if a.json {
         println!(
             "{}",

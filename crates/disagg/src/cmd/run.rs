@@ -1,11 +1,11 @@
 use std::path::PathBuf;
 
-/// Run cases end to end on this machine: workers, router, benchmark, perf check, reports.
+/// Run cases end to end: on this machine, or as Slurm jobs with `--launcher slurm`.
 ///
 /// Each case runs in WORKSPACE/disagg_logs/<CONFIG_NAME>/<RUN_ID>/ with one log per role,
 /// results.json, results.xml (JUnit), perf_script_test_results.csv, perf_check.txt and
 /// summary.md; <CONFIG_NAME>/latest points at the newest run. Every case is checked before
-/// anything is launched.
+/// anything is launched. Under Slurm the folder also holds job.sbatch and slurm-<jobid>.log.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Case files (YAML).
@@ -17,6 +17,15 @@ pub struct Args {
     /// Skip the perf check (also SKIP_PERF_CHECK=true); the report says "skipped".
     #[arg(long)]
     skip_perf_check: bool,
+    /// Where the roles run: processes here, or srun steps of one Slurm job per case.
+    #[arg(long, value_enum, default_value_t = super::Launcher::Local)]
+    launcher: super::Launcher,
+    /// With --launcher slurm: print each job id and run folder, then return.
+    #[arg(long)]
+    no_wait: bool,
+    /// With --launcher slurm: at most this many of our jobs in the queue at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    max_jobs: u32,
 }
 
 pub fn main(a: Args) -> i32 {
@@ -25,5 +34,20 @@ pub fn main(a: Args) -> i32 {
         skip_perf_check: a.skip_perf_check,
         exe: super::current_exe(),
     };
-    disagg_harness::run::run_cases(&a.cases, &opts)
+    match a.launcher {
+        super::Launcher::Local => {
+            if a.no_wait {
+                eprintln!("error: --no-wait needs --launcher slurm");
+                return disagg_core::exit::USAGE;
+            }
+            disagg_harness::run::run_cases(&a.cases, &opts)
+        }
+        super::Launcher::Slurm => {
+            let slurm = disagg_harness::slurm::submit::SlurmOptions {
+                no_wait: a.no_wait,
+                max_jobs: a.max_jobs as usize,
+            };
+            disagg_harness::slurm::submit::run_cases(&a.cases, &opts, &slurm)
+        }
+    }
 }

@@ -1,0 +1,138 @@
+//! The batch script: a header from the case, the optional setup step, then the supervisor.
+//! Every value that comes from the case or the machine passes through [`sh_quote`].
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use disagg_core::Plan;
+use disagg_core::slurm::header_value_problem;
+
+use super::quote::{sh_join, sh_quote};
+use super::steps::container_args;
+
+/// The script's file name in the run folder.
+pub const SCRIPT_FILE: &str = "job.sbatch";
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot put {what} {value:?} into a #SBATCH line: it {why}")]
+pub struct ScriptError {
+    pub what: &'static str,
+    pub value: String,
+    pub why: &'static str,
+}
+
+/// Renders the batch script of `plan`; `exe` is the `disagg` binary the job runs.
+pub fn render(plan: &Plan, exe: &Path, skip_perf_check: bool) -> Result<String, ScriptError> {
+    let s = &plan.slurm;
+    let run_dir = plan.run_dir.display().to_string();
+    let mut header: Vec<(&'static str, String)> = vec![
+        (
+            "--job-name",
+            s.job_name
+                .clone()
+                .unwrap_or_else(|| plan.config_name.to_string()),
+        ),
+        ("--nodes", plan.nodes.to_string()),
+        // One task per GPU: the shape multi-rank worker steps take.
+        ("--ntasks-per-node", plan.gpus_per_node.to_string()),
+    ];
+    if let Some(t) = &s.time {
+        header.push(("--time", t.clone()));
+    }
+    if let Some(p) = &s.partition {
+        header.push(("--partition", p.clone()));
+    }
+    if let Some(a) = &s.account {
+        header.push(("--account", a.clone()));
+    }
+    // `%` starts a Slurm filename pattern; `%%` is a literal one.
+    header.push((
+        "--output",
+        format!("{}/slurm-%j.log", run_dir.replace('%', "%%")),
+    ));
+    // Must start with ALL, or the srun steps inside lose PATH.
+    header.push((
+        "--export",
+        format!(
+            "ALL,DISAGG_RUN_ID={},DISAGG_CONFIG_NAME={}",
+            plan.run_id, plan.config_name
+        ),
+    ));
+    let mut out = String::new();
+    let _ = writeln!(out, "#!/bin/bash");
+    let _ = writeln!(
+        out,
+        "# {} run {}: written by disagg {}, submitted with `sbatch --parsable {SCRIPT_FILE}`.",
+        plan.config_name,
+        plan.run_id,
+        env!("CARGO_PKG_VERSION")
+    );
+    for (flag, value) in &header {
+        check(flag, value)?;
+        let _ = writeln!(out, "#SBATCH {flag}={}", sh_quote(value));
+    }
+    for a in &s.extra_args {
+        check("slurm.extra_args", a)?;
+        let _ = writeln!(out, "#SBATCH {}", sh_quote(a));
+    }
+    let _ = writeln!(out, "set -u");
+    let _ = writeln!(out, "cd {} || exit 1", sh_quote(&run_dir));
+    let _ = writeln!(out, "setup_status=0");
+    if let Some(setup) = &plan.setup {
+        let _ = writeln!(
+            out,
+            "# The setup, once per node as one step, into install.log."
+        );
+        let mut argv: Vec<String> = vec![
+            "srun".into(),
+            "--job-name=SETUP".into(),
+            "--export=ALL".into(),
+            format!("--nodes={}", plan.nodes),
+            format!("--ntasks={}", plan.nodes),
+            "--ntasks-per-node=1".into(),
+            "--kill-on-bad-exit=1".into(),
+        ];
+        argv.extend(container_args(plan));
+        argv.push("--".into());
+        argv.extend(setup.iter().cloned());
+        let log = plan.run_dir.join("install.log").display().to_string();
+        let _ = writeln!(
+            out,
+            "{} >>{} 2>&1 || setup_status=$?",
+            sh_join(&argv),
+            sh_quote(&log)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# The supervisor starts every role as an srun step and watches them all."
+    );
+    let mut sup: Vec<String> = vec![
+        exe.display().to_string(),
+        "supervise".into(),
+        "--run-dir".into(),
+        run_dir,
+        "--executor".into(),
+        "slurm".into(),
+    ];
+    if skip_perf_check {
+        sup.push("--skip-perf-check".into());
+    }
+    let _ = writeln!(
+        out,
+        "exec {} --setup-status \"$setup_status\"",
+        sh_join(&sup)
+    );
+    Ok(out)
+}
+
+fn check(what: &'static str, value: &str) -> Result<(), ScriptError> {
+    match header_value_problem(value) {
+        Some(why) => Err(ScriptError {
+            what,
+            value: value.to_string(),
+            why,
+        }),
+        None => Ok(()),
+    }
+}

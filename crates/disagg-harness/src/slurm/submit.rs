@@ -1,0 +1,312 @@
+//! `disagg run --launcher slurm` and `disagg supervise`: one job per case, each in its own run
+//! folder, submitted up to `max_jobs` at a time and followed until it ends; then the reports.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use disagg_core::{Plan, exit};
+
+use super::job::{self, JobState};
+use super::script::{self, SCRIPT_FILE};
+use crate::outcome::{Failure, Outcome, RoleOutcome, RunResult};
+use crate::run::{self, INTERRUPTED, RunOptions};
+
+/// How often a submitted job's state is asked for.
+const FOLLOW_EVERY: Duration = Duration::from_millis(500);
+/// After Ctrl-C, how long to wait for cancelled jobs to end before giving up on them.
+const CANCEL_WAIT: Duration = Duration::from_secs(30);
+
+/// The job id's file in the run folder.
+pub const JOB_ID_FILE: &str = "slurm_job_id";
+
+#[derive(Debug, Clone)]
+pub struct SlurmOptions {
+    /// Print job id and run folder, and return once submitted.
+    pub no_wait: bool,
+    /// Jobs in the queue at once (with `no_wait`, every job is submitted).
+    pub max_jobs: usize,
+}
+
+struct Submitted {
+    plan: Plan,
+    job: String,
+}
+
+/// Runs every case as a Slurm job; the exit code of the worst outcome.
+pub fn run_cases(paths: &[PathBuf], opts: &RunOptions, slurm: &SlurmOptions) -> i32 {
+    let skip_perf = opts.skip_perf_check || run::skip_perf_from_env();
+    let Some(ready) = run::check_all(paths, skip_perf) else {
+        return exit::USAGE;
+    };
+    let workspace = crate::rundir::resolve_workspace(opts.workspace.as_deref());
+    // Absolute, because the batch script runs elsewhere.
+    let workspace = std::path::absolute(&workspace).unwrap_or(workspace);
+    let mut codes = Vec::new();
+    let mut queue: VecDeque<Plan> = VecDeque::new();
+    for r in &ready {
+        let plan = match run::prepare(r, &workspace, &opts.exe) {
+            Ok(p) => p,
+            Err(code) => {
+                codes.push(code);
+                continue;
+            }
+        };
+        let written = script::render(&plan, &opts.exe, skip_perf)
+            .map_err(|e| e.to_string())
+            .and_then(|text| {
+                crate::atomic::write(&plan.run_dir.join(SCRIPT_FILE), text.as_bytes())
+                    .map_err(|e| format!("cannot write {SCRIPT_FILE}: {e}"))
+            });
+        match written {
+            Ok(()) => queue.push_back(plan),
+            Err(e) => {
+                eprintln!("error: {}: {e}", plan.config_name);
+                codes.push(exit::USAGE);
+            }
+        }
+    }
+    run::install_signal_handlers();
+    let max = if slurm.no_wait {
+        usize::MAX
+    } else {
+        slurm.max_jobs.max(1)
+    };
+    let mut running: Vec<Submitted> = Vec::new();
+    loop {
+        while running.len() < max && !INTERRUPTED.load(Ordering::SeqCst) {
+            let Some(plan) = queue.pop_front() else { break };
+            match job::submit(&plan.run_dir.join(SCRIPT_FILE), &plan.run_dir) {
+                Ok(id) => {
+                    let _ = crate::atomic::write(&plan.run_dir.join(JOB_ID_FILE), id.as_bytes());
+                    println!(
+                        "disagg: {}: job {id}, run folder {}",
+                        plan.config_name,
+                        plan.run_dir.display()
+                    );
+                    running.push(Submitted { plan, job: id });
+                }
+                Err(e) => {
+                    eprintln!("error: {}: {e}", plan.config_name);
+                    codes.push(exit::TEST_FAILED);
+                }
+            }
+        }
+        if slurm.no_wait {
+            return run::combine(&codes);
+        }
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            return interrupt(running, codes, skip_perf);
+        }
+        let mut still = Vec::new();
+        for s in running {
+            match job::state(&s.job) {
+                Some(st) if !st.is_terminal() => still.push(s),
+                st => codes.push(collect(&s, st, skip_perf)),
+            }
+        }
+        running = still;
+        if running.is_empty() && queue.is_empty() {
+            return run::combine(&codes);
+        }
+        std::thread::sleep(FOLLOW_EVERY);
+    }
+}
+
+/// Ctrl-C: cancel every job we submitted, wait (bounded) for them to end, report them.
+fn interrupt(running: Vec<Submitted>, mut codes: Vec<i32>, skip_perf: bool) -> i32 {
+    for s in &running {
+        eprintln!("disagg: interrupted: cancelling job {}", s.job);
+        if let Err(e) = job::cancel(&s.job) {
+            eprintln!("warning: {e}");
+        }
+    }
+    let until = Instant::now() + CANCEL_WAIT;
+    for s in &running {
+        let mut st = job::state(&s.job);
+        while st.as_ref().is_some_and(|x| !x.is_terminal()) && Instant::now() < until {
+            std::thread::sleep(FOLLOW_EVERY);
+            st = job::state(&s.job);
+        }
+        collect(s, st, skip_perf);
+    }
+    codes.push(exit::INTERRUPTED);
+    run::combine(&codes)
+}
+
+/// A job has ended: use the reports its supervisor wrote, unless Slurm ended it first (time
+/// limit, cancel, node failure), in which case write them here from the run folder.
+fn collect(s: &Submitted, state: Option<JobState>, skip_perf: bool) -> i32 {
+    let plan = &s.plan;
+    let state_name = state
+        .as_ref()
+        .map(|x| x.0.clone())
+        .unwrap_or_else(|| "UNKNOWN (no longer known to Slurm)".into());
+    let log = format!("slurm-{}.log", s.job);
+    let written = std::fs::read_to_string(plan.run_dir.join(run::EXIT_CODE_FILE))
+        .ok()
+        .and_then(|t| t.trim().parse::<i32>().ok());
+    let code = match (state.as_ref().is_some_and(JobState::is_timeout), written) {
+        (false, Some(code)) => {
+            print_summary(plan);
+            code
+        }
+        (timeout, _) => {
+            let limit = plan
+                .slurm
+                .time
+                .as_deref()
+                .unwrap_or("the partition's default");
+            let reason = if timeout {
+                format!(
+                    "Slurm ended job {} at its time limit ({limit}) (see {log})",
+                    s.job
+                )
+            } else {
+                format!(
+                    "Slurm job {} ended in state {state_name} before its supervisor wrote a report (see {log})",
+                    s.job
+                )
+            };
+            eprintln!("disagg: {}: {reason}", plan.config_name);
+            let outcome = ended_by_slurm(plan, reason, timeout);
+            run::finish(plan, &outcome, None, skip_perf)
+        }
+    };
+    println!(
+        "disagg: {}: job {} ended {state_name}; reports in {}",
+        plan.config_name,
+        s.job,
+        plan.run_dir.display()
+    );
+    code
+}
+
+/// The outcome when Slurm, not the supervisor, ended the run: the supervisor's own (if it wrote
+/// one) with the job's fate as the verdict.
+fn ended_by_slurm(plan: &Plan, reason: String, timeout: bool) -> Outcome {
+    let earlier: Option<Outcome> = std::fs::read(plan.run_dir.join("outcome.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let roles = earlier
+        .as_ref()
+        .map(|o| o.roles.clone())
+        .unwrap_or_else(|| {
+            plan.roles
+                .iter()
+                .map(|r| RoleOutcome {
+                    role: r.role,
+                    log: r.log.clone(),
+                    failure: None,
+                })
+                .collect()
+        });
+    Outcome {
+        result: RunResult::Failed(Failure {
+            role: None,
+            reason,
+            timeout,
+        }),
+        roles,
+        duration_s: earlier.map(|o| o.duration_s).unwrap_or(0.0),
+    }
+}
+
+fn print_summary(plan: &Plan) {
+    if let Ok(text) = std::fs::read_to_string(plan.run_dir.join("summary.md")) {
+        print!("{text}");
+    }
+}
+
+/// Which executor `disagg supervise` uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecutorKind {
+    Local,
+    Slurm,
+}
+
+/// `disagg supervise`: supervises the plan in `run_dir` (inside the allocation, for Slurm),
+/// writes the reports, and on failure cancels its own job so no step outlives the verdict.
+pub fn supervise_run_dir(
+    run_dir: &Path,
+    kind: ExecutorKind,
+    skip_perf_check: bool,
+    setup_status: i32,
+) -> i32 {
+    let mut plan = match crate::role::load_plan(run_dir) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("disagg supervise: {e}");
+            return exit::USAGE;
+        }
+    };
+    let skip_perf = skip_perf_check || run::skip_perf_from_env();
+    run::install_signal_handlers();
+    let _ = nix::sys::prctl::set_child_subreaper(true);
+    let job_id = std::env::var("SLURM_JOB_ID").ok();
+    let fail_now = |plan: &Plan, role: &str, reason: String| Outcome {
+        result: RunResult::Failed(Failure {
+            role: Some(role.into()),
+            reason,
+            timeout: false,
+        }),
+        roles: plan
+            .roles
+            .iter()
+            .map(|r| RoleOutcome {
+                role: r.role,
+                log: r.log.clone(),
+                failure: None,
+            })
+            .collect(),
+        duration_s: 0.0,
+    };
+    let outcome = match kind {
+        ExecutorKind::Local => {
+            crate::supervisor::supervise(&plan, &mut crate::executor::LocalExecutor, &INTERRUPTED)
+        }
+        ExecutorKind::Slurm if setup_status != 0 => fail_now(
+            &plan,
+            "SETUP",
+            format!("setup exited with status {setup_status} on a node (see install.log)"),
+        ),
+        ExecutorKind::Slurm => {
+            // The batch script already ran the setup on every node.
+            plan.setup = None;
+            match super::SlurmExecutor::from_env(&plan) {
+                Ok(mut exec) => crate::supervisor::supervise(&plan, &mut exec, &INTERRUPTED),
+                Err(e) => fail_now(&plan, "job", e),
+            }
+        }
+    };
+    // Slurm signals the job at its time limit: say so rather than "interrupted".
+    let outcome = match (&outcome.result, &job_id) {
+        (RunResult::Interrupted, Some(id)) if job::state(id).is_some_and(|s| s.is_timeout()) => {
+            Outcome {
+                result: RunResult::Failed(Failure {
+                    role: None,
+                    reason: format!(
+                        "Slurm ended job {id} at its time limit ({})",
+                        plan.slurm
+                            .time
+                            .as_deref()
+                            .unwrap_or("the partition's default")
+                    ),
+                    timeout: true,
+                }),
+                ..outcome
+            }
+        }
+        _ => outcome,
+    };
+    let baseline = run::read_plan_baseline(&plan, skip_perf);
+    let code = run::finish(&plan, &outcome, baseline.as_ref(), skip_perf);
+    if kind == ExecutorKind::Slurm && code == exit::TEST_FAILED {
+        if let Some(id) = &job_id {
+            eprintln!("disagg supervise: the run failed; cancelling job {id}");
+            let _ = job::cancel(id);
+        }
+    }
+    code
+}
