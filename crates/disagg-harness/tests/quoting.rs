@@ -10,8 +10,8 @@ use proptest::prelude::*;
 /// spaces, backslashes, comment and control characters, and some non-ASCII.
 fn hostile() -> impl Strategy<Value = String> {
     let pieces = prop::sample::select(vec![
-        "'", "\"", "$(", ")", "`", "\n", "*", "?", "[a]", " ", "\t", "\\", "#", "~", ";", "&",
-        "|", "<", ">", "!", "$HOME", "${x}", "%", "=", "-", "--x", "a", "é", "\u{7f}", "'\\''",
+        "'", "\"", "$(", ")", "`", "\n", "*", "?", "[a]", " ", "\t", "\\", "#", "~", ";", "&", "|",
+        "<", ">", "!", "$HOME", "${x}", "%", "=", "-", "--x", "a", "é", "\u{7f}", "'\\''",
     ]);
     prop::collection::vec(pieces, 0..12).prop_map(|v| v.concat())
 }

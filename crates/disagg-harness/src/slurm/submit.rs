@@ -153,11 +153,7 @@ fn collect(s: &Submitted, state: Option<JobState>, skip_perf: bool) -> i32 {
             code
         }
         (timeout, _) => {
-            let limit = plan
-                .slurm
-                .time
-                .as_deref()
-                .unwrap_or("the partition's default");
+            let limit = time_limit(plan);
             let reason = if timeout {
                 format!(
                     "Slurm ended job {} at its time limit ({limit}) (see {log})",
@@ -210,6 +206,17 @@ fn ended_by_slurm(plan: &Plan, reason: String, timeout: bool) -> Outcome {
         }),
         roles,
         duration_s: earlier.map(|o| o.duration_s).unwrap_or(0.0),
+    }
+}
+
+/// "--time=5, 5m", or the partition's default.
+fn time_limit(plan: &Plan) -> String {
+    match &plan.slurm.time {
+        Some(t) => match disagg_core::slurm::parse_time(t) {
+            Ok(d) => format!("--time={t}, {}", humantime::format_duration(d)),
+            Err(_) => format!("--time={t}"),
+        },
+        None => "the partition's default".into(),
     }
 }
 
@@ -288,10 +295,7 @@ pub fn supervise_run_dir(
                     role: None,
                     reason: format!(
                         "Slurm ended job {id} at its time limit ({})",
-                        plan.slurm
-                            .time
-                            .as_deref()
-                            .unwrap_or("the partition's default")
+                        time_limit(&plan)
                     ),
                     timeout: true,
                 }),

@@ -1,0 +1,317 @@
+//! `disagg run --launcher slurm` against a real Slurm (`scripts/dev-slurm.sh up`), with the sim
+//! engine. Where no Slurm answers, each test says so plainly on stderr and returns; with
+//! `DISAGG_REQUIRE_SLURM=1` (CI) it fails instead.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const DISAGG: &str = env!("CARGO_BIN_EXE_disagg");
+
+/// True when Slurm answers; otherwise reports that the test did not run (or fails, in CI).
+fn slurm_up(test: &str) -> bool {
+    let up = Command::new("sinfo")
+        .args(["-h", "-o", "%T"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !up {
+        if std::env::var("DISAGG_REQUIRE_SLURM").is_ok_and(|v| v == "1") {
+            panic!(
+                "DISAGG_REQUIRE_SLURM=1 but `sinfo` does not answer: run `bash scripts/dev-slurm.sh up` first"
+            );
+        }
+        // Straight to the stream, past the test harness's capture, so a developer sees it.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SLURM TEST DID NOT RUN: {test}: no Slurm answers `sinfo` (bring one up with `bash scripts/dev-slurm.sh up`; set DISAGG_REQUIRE_SLURM=1 to make this a failure)"
+        );
+    }
+    up
+}
+
+/// A workspace of one test; on drop it cancels any job of its own still queued or running.
+struct Ws {
+    dir: PathBuf,
+}
+
+impl Ws {
+    fn new(name: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir = std::env::temp_dir().join(format!(
+            "disagg-slurm-{name}-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self { dir }
+    }
+
+    fn case(&self, file: &str, text: &str) -> PathBuf {
+        let p = self.dir.join(file);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(DISAGG)
+            .args(args)
+            .arg("--workspace")
+            .arg(&self.dir)
+            .env("SKIP_PERF_CHECK", "true")
+            .output()
+            .expect("disagg runs")
+    }
+
+    /// The run folder of `config` (its `latest`).
+    fn run_dir(&self, config: &str) -> PathBuf {
+        std::fs::canonicalize(self.dir.join("disagg_logs").join(config).join("latest")).unwrap()
+    }
+
+    fn job_ids(&self) -> Vec<String> {
+        let mut ids = Vec::new();
+        let Ok(configs) = std::fs::read_dir(self.dir.join("disagg_logs")) else {
+            return ids;
+        };
+        for c in configs.flatten() {
+            for r in std::fs::read_dir(c.path()).into_iter().flatten().flatten() {
+                if let Ok(id) = std::fs::read_to_string(r.path().join("slurm_job_id")) {
+                    ids.push(id.trim().to_string());
+                }
+            }
+        }
+        ids
+    }
+}
+
+impl Drop for Ws {
+    fn drop(&mut self) {
+        for id in self.job_ids() {
+            if job_state(&id).is_some_and(|s| !terminal(&s)) {
+                let _ = Command::new("scancel").arg(&id).status();
+            }
+        }
+        // Keep the folder of a failed test for inspection.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn job_state(id: &str) -> Option<String> {
+    let out = Command::new("scontrol")
+        .args(["show", "job", "-o", id])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("JobState=").map(str::to_string))
+}
+
+fn terminal(state: &str) -> bool {
+    !matches!(
+        state,
+        "PENDING" | "RUNNING" | "CONFIGURING" | "COMPLETING" | "SUSPENDED"
+    )
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// A small sim case on two "GPUs" (so a job takes two CPUs of the test node).
+fn case(name: &str, extra: &str) -> String {
+    format!(
+        "name: {name}\nmodel: {{name: tiny}}\nhardware: {{gpus_per_node: 2}}\nctx: {{count: 1, engine_args: {{}}}}\n{extra}benchmark: {{isl: 32, osl: 4, concurrency: [2], rounds: 2}}\n"
+    )
+}
+
+const GEN_OK: &str = "gen: {count: 1, engine_args: {}}\n";
+const TIMEOUTS: &str = "timeouts: {worker_startup: 20s, request: 10s, benchmark: 30s, job: 1m}\n";
+
+#[test]
+fn a_passing_case_runs_as_a_job_and_its_hostile_job_name_arrives_literally() {
+    if !slurm_up("a_passing_case") {
+        return;
+    }
+    let ws = Ws::new("pass");
+    let job_name = r#"it's "x" $(false) `false` *"#;
+    let c = ws.case(
+        "pass.yaml",
+        &case(
+            "sl-pass",
+            &format!(
+                "{GEN_OK}{TIMEOUTS}setup: \"echo set up on $(hostname)\"\nslurm: {{time: \"5\", job_name: '{}'}}\n",
+                job_name.replace('\'', "''")
+            ),
+        ),
+    );
+    let out = ws.run(&["run", c.to_str().unwrap(), "--launcher", "slurm"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let dir = ws.run_dir("sl-pass");
+    let id = read(&dir.join("slurm_job_id"));
+    for f in [
+        "job.sbatch",
+        "plan.json",
+        "results.xml",
+        "summary.md",
+        "results.json",
+    ] {
+        assert!(dir.join(f).exists(), "{f} missing in {}", dir.display());
+    }
+    assert!(dir.join(format!("slurm-{id}.log")).exists());
+    assert!(read(&dir.join("install.log")).contains("set up on"));
+    assert!(read(&dir.join("summary.md")).contains("PASSED"));
+    assert!(!read(&dir.join("results.xml")).contains("<failure"));
+    let shown = Command::new("scontrol")
+        .args(["show", "job", &id])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains(&format!("JobName={job_name}")),
+        "job name not literal:\n{shown}"
+    );
+    assert!(shown.contains("JobState=COMPLETED"), "{shown}");
+}
+
+#[test]
+fn two_cases_become_two_jobs_in_two_folders() {
+    if !slurm_up("two_cases") {
+        return;
+    }
+    let ws = Ws::new("two");
+    let a = ws.case("a.yaml", &case("sl-two-a", &format!("{GEN_OK}{TIMEOUTS}")));
+    let b = ws.case("b.yaml", &case("sl-two-b", &format!("{GEN_OK}{TIMEOUTS}")));
+    let out = ws.run(&[
+        "run",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--launcher",
+        "slurm",
+        "--max-jobs",
+        "2",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let (da, db) = (ws.run_dir("sl-two-a"), ws.run_dir("sl-two-b"));
+    assert_ne!(da, db);
+    let (ja, jb) = (
+        read(&da.join("slurm_job_id")),
+        read(&db.join("slurm_job_id")),
+    );
+    assert_ne!(ja, jb, "one job per case");
+    for d in [&da, &db] {
+        assert!(read(&d.join("summary.md")).contains("PASSED"));
+    }
+}
+
+#[test]
+fn gen_0_crashing_fails_the_job_within_seconds_and_names_gen_0() {
+    if !slurm_up("gen_0_crashing") {
+        return;
+    }
+    let ws = Ws::new("crash");
+    // Plenty of requests after the third, so the crash lands mid-run.
+    let c = ws.case(
+        "crash.yaml",
+        &case(
+            "sl-crash",
+            "gen: {count: 1, engine_args: {fail_after_requests: 3}}\ntimeouts: {worker_startup: 20s, request: 10s, benchmark: 2m, job: 3m}\n",
+        )
+        .replace("rounds: 2", "rounds: 50"),
+    );
+    let t0 = Instant::now();
+    let out = ws.run(&["run", c.to_str().unwrap(), "--launcher", "slurm"]);
+    let took = t0.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    // Far below the 2m benchmark deadline: the dead step was noticed, not waited out.
+    assert!(took < Duration::from_secs(45), "took {took:?}");
+    let dir = ws.run_dir("sl-crash");
+    let xml = read(&dir.join("results.xml"));
+    assert!(xml.contains("GEN_0"), "{xml}");
+    let summary = read(&dir.join("summary.md"));
+    assert!(summary.contains("FAILED: GEN_0"), "{summary}");
+    let id = read(&dir.join("slurm_job_id"));
+    assert_eq!(
+        job_state(&id).as_deref(),
+        Some("CANCELLED"),
+        "the job is cancelled"
+    );
+}
+
+#[test]
+fn a_too_short_slurm_time_limit_is_a_timeout() {
+    if !slurm_up("a_too_short_slurm_time_limit") {
+        return;
+    }
+    let ws = Ws::new("timeout");
+    // The hierarchy holds (job 50s < 1 minute), but the setup outlasts the time limit.
+    let c = ws.case(
+        "slow.yaml",
+        &case(
+            "sl-timeout",
+            &format!(
+                "{GEN_OK}timeouts: {{worker_startup: 10s, request: 5s, benchmark: 30s, job: 50s}}\nsetup: [sleep, \"600\"]\nslurm: {{time: \"1\"}}\n"
+            ),
+        ),
+    );
+    let out = ws.run(&["run", c.to_str().unwrap(), "--launcher", "slurm"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let dir = ws.run_dir("sl-timeout");
+    let xml = read(&dir.join("results.xml"));
+    assert!(xml.contains("TIMEOUT"), "{xml}");
+    assert!(xml.contains("time limit"), "{xml}");
+    let id = read(&dir.join("slurm_job_id"));
+    assert_eq!(job_state(&id).as_deref(), Some("TIMEOUT"));
+}
+
+#[test]
+fn no_wait_prints_the_job_and_folder_then_logs_shows_the_run() {
+    if !slurm_up("no_wait") {
+        return;
+    }
+    let ws = Ws::new("nowait");
+    let c = ws.case(
+        "nw.yaml",
+        &case("sl-nowait", &format!("{GEN_OK}{TIMEOUTS}")),
+    );
+    let out = ws.run(&[
+        "run",
+        c.to_str().unwrap(),
+        "--launcher",
+        "slurm",
+        "--no-wait",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let dir = ws.run_dir("sl-nowait");
+    let id = read(&dir.join("slurm_job_id"));
+    assert!(stdout.contains(&format!("job {id}")), "{stdout}");
+    assert!(stdout.contains(&dir.display().to_string()), "{stdout}");
+    let until = Instant::now() + Duration::from_secs(90);
+    while job_state(&id).is_none_or(|s| !terminal(&s)) {
+        assert!(Instant::now() < until, "job {id} did not end");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(job_state(&id).as_deref(), Some("COMPLETED"));
+    let logs = ws.run(&["logs", "sl-nowait"]);
+    assert_eq!(logs.status.code(), Some(0), "{}", text(&logs));
+    let shown = String::from_utf8_lossy(&logs.stdout);
+    for f in ["results.xml", "job.sbatch", &format!("slurm-{id}.log")] {
+        assert!(
+            shown.contains(f),
+            "`disagg logs` does not list {f}:\n{shown}"
+        );
+    }
+}
