@@ -44,8 +44,35 @@ pub struct RawCase<EA> {
     pub slurm: SlurmSpec,
 }
 
-/// The validated case with the sim's typed engine args.
-pub type Case = RawCase<SimEngineArgs>;
+/// The validated case, its engine args typed by its engine.
+pub type Case = RawCase<crate::engines::EngineArgs>;
+
+impl<EA> RawCase<EA> {
+    /// The same case with each worker group's `engine_args` converted by `f`.
+    pub fn map_args<T>(self, f: impl Fn(EA) -> T) -> RawCase<T> {
+        let group = |g: WorkerGroup<EA>| WorkerGroup {
+            count: g.count,
+            parallel: g.parallel,
+            engine_args: f(g.engine_args),
+            env: g.env,
+        };
+        RawCase {
+            name: self.name,
+            model: self.model,
+            engine: self.engine,
+            hardware: self.hardware,
+            ctx: group(self.ctx),
+            generation: group(self.generation),
+            router: self.router,
+            benchmark: self.benchmark,
+            env: self.env,
+            timeouts: self.timeouts,
+            perf: self.perf,
+            setup: self.setup,
+            slurm: self.slurm,
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,6 +86,9 @@ pub struct Model {
     /// MTP draft layers; only used in the config name.
     #[serde(default)]
     pub mtp: u32,
+    /// Where real engines load the model from; `name` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 fn default_precision() -> String {
@@ -72,6 +102,14 @@ pub enum Engine {
     /// `disagg sim`, the simulated engine.
     #[default]
     Sim,
+    /// TensorRT-LLM's `trtllm-serve`.
+    Trtllm,
+    /// `vllm serve`.
+    Vllm,
+    /// `python3 -m sglang.launch_server`.
+    Sglang,
+    /// Any argv with placeholders.
+    Command,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

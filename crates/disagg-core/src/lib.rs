@@ -10,6 +10,7 @@
 //! case file; the harness owns every write.
 
 pub mod case;
+pub mod engines;
 pub mod error;
 pub mod exit;
 pub mod load;

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::case::{Case, Engine, RawCase, SimEngineArgs};
+use crate::engines::{CommandArgs, EngineArgs};
 use crate::error::CaseError;
 use crate::locate::line_of;
 use crate::name::ConfigName;
@@ -39,7 +40,14 @@ pub fn parse_case(text: &str, path: &Path) -> Result<LoadedCase, CaseError> {
     // First pass with untyped engine_args: learn which engine the case is for.
     let raw: RawCase<serde_yaml_ng::Value> = deserialize(text, path)?;
     let case: Case = match raw.engine {
-        Engine::Sim => deserialize::<RawCase<SimEngineArgs>>(text, path)?,
+        Engine::Sim => deserialize::<RawCase<SimEngineArgs>>(text, path)?.map_args(EngineArgs::Sim),
+        Engine::Command => {
+            deserialize::<RawCase<CommandArgs>>(text, path)?.map_args(EngineArgs::Command)
+        }
+        Engine::Trtllm | Engine::Vllm | Engine::Sglang => {
+            deserialize::<RawCase<serde_yaml_ng::Mapping>>(text, path)?
+                .map_args(EngineArgs::Options)
+        }
     };
     check(&case, text, path)?;
     let config_name = match &case.name {
@@ -305,7 +313,59 @@ fn check(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
         }
     }
     check_deadlines(case, text, path)?;
+    check_engine_args(case, text, path)?;
     check_slurm(case, text, path)
+}
+
+/// What the engine args' types cannot say: a command engine needs an argv that takes `{port}`;
+/// trtllm's options must not contradict the group's `parallel`.
+fn check_engine_args(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
+    for (group, g) in [("ctx", &case.ctx), ("gen", &case.generation)] {
+        let key = format!("{group}.engine_args");
+        let err = |k: String, msg: String, hint: &str| {
+            Err(CaseError::new(path, k.clone(), msg)
+                .at_line(line_of(text, &k))
+                .hint(hint))
+        };
+        match &g.engine_args {
+            EngineArgs::Command(c) => {
+                if c.argv.is_empty() {
+                    return err(
+                        format!("{key}.argv"),
+                        "the command is empty".into(),
+                        "e.g. `argv: [my-server, --port, \"{port}\"]`",
+                    );
+                }
+                if !c.argv.iter().any(|a| a.contains("{port}")) {
+                    return err(
+                        format!("{key}.argv"),
+                        "the command never takes `{port}`, so its /health cannot be found".into(),
+                        "pass the port the role picks, e.g. `--port, \"{port}\"`",
+                    );
+                }
+            }
+            EngineArgs::Options(m) if case.engine == Engine::Trtllm => {
+                let p = g.parallel;
+                for (k, want) in [
+                    ("tensor_parallel_size", p.tp),
+                    ("pipeline_parallel_size", p.pp),
+                    ("moe_expert_parallel_size", p.ep),
+                ] {
+                    if let Some(v) = m.get(k).and_then(|v| v.as_u64()) {
+                        if v != u64::from(want) {
+                            return err(
+                                format!("{key}.{k}"),
+                                format!("{k}: {v} contradicts {group}.parallel ({want})"),
+                                "set the parallelism once, in `parallel:`; it is written into the engine's config",
+                            );
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// The `slurm:` section: header values sbatch can read back literally, a parseable time limit

@@ -9,9 +9,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::case::{
-    Benchmark, EnvValue, RouterSpec, SimEngineArgs, SlurmSpec, Timeouts, WorkerGroup,
-};
+use crate::case::{Benchmark, EnvValue, RouterSpec, SlurmSpec, Timeouts};
 use crate::load::LoadedCase;
 use crate::name::ConfigName;
 
@@ -102,9 +100,20 @@ pub struct GpuSlot {
 /// What a worker role starts and how it finds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EngineLaunch {
+    /// May hold `{host}`, `{port}` and `{bootstrap_port}`, which the role fills in.
     pub argv: Vec<String>,
-    /// The engine writes `host:port` here once bound.
-    pub ready_file: PathBuf,
+    /// The sim writes `host:port` here once bound; engines without one get the ports the role
+    /// picks and are found through them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_file: Option<PathBuf>,
+    /// The address the engine binds (`{host}`); for `0.0.0.0` the role publishes the node's
+    /// hostname.
+    #[serde(default = "loopback")]
+    pub host: String,
+}
+
+fn loopback() -> String {
+    "127.0.0.1".into()
 }
 
 /// One role's entry in the plan.
@@ -159,6 +168,10 @@ pub struct Plan {
     /// The case's `slurm:` section, for `--launcher slurm`.
     #[serde(default)]
     pub slurm: SlurmSpec,
+    /// Files written into the run folder before launch (name → content), e.g. trtllm's
+    /// per-group extra-options YAML.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, String>,
 }
 
 fn one_node() -> u32 {
@@ -214,6 +227,7 @@ pub fn build(case: &LoadedCase, run_id: &str, run_dir: &Path, exe: &Path) -> Pla
     let gpus_per_node = c.hardware.gpus_per_node;
     let mut next_gpu = 0u32;
     let mut roles = Vec::new();
+    let mut files = BTreeMap::new();
     for (is_ctx, group) in [(true, &c.ctx), (false, &c.generation)] {
         for i in 0..group.count {
             let role = if is_ctx {
@@ -229,19 +243,41 @@ pub fn build(case: &LoadedCase, run_id: &str, run_dir: &Path, exe: &Path) -> Pla
             let mut env = common_env(role);
             extend(&mut env, &c.env.worker);
             extend(&mut env, &group.env);
-            let visible: Vec<String> = gpus.iter().map(|g| g.index.to_string()).collect();
+            // Per node: a server spanning nodes sees the same indices on each of them.
+            let first = gpus.first().map(|g| g.node).unwrap_or(0);
+            let visible: Vec<String> = gpus
+                .iter()
+                .filter(|g| g.node == first)
+                .map(|g| g.index.to_string())
+                .collect();
             env.insert("CUDA_VISIBLE_DEVICES".into(), visible.join(","));
-            let ready_file = rendezvous_dir(run_dir).join(format!("{role}.engine"));
-            let argv = sim_argv(&exe_s, is_ctx, &c.model.name, group, &ready_file);
+            let built = crate::engines::build(
+                c.engine,
+                &group.engine_args,
+                &crate::engines::WorkerSpec {
+                    exe: &exe_s,
+                    role,
+                    is_ctx,
+                    model: c.model.path.as_deref().unwrap_or(&c.model.name),
+                    parallel: group.parallel,
+                    gpus: &gpus,
+                    run_dir,
+                    ready_file: rendezvous_dir(run_dir).join(format!("{role}.engine")),
+                    cache_transceiver: c.hardware.cache_transceiver,
+                },
+            );
+            if let Some((name, text)) = built.file {
+                files.insert(name, text);
+            }
             roles.push(RolePlan {
                 role,
                 log: role.log_file(),
                 gpus,
                 argv: role_argv(role),
-                engine: Some(EngineLaunch { argv, ready_file }),
+                engine: Some(built.launch),
                 env_set: env,
                 env_unset: c.env.worker_unset.clone(),
-                ranks: 1,
+                ranks: built.ranks,
             });
         }
     }
@@ -283,6 +319,7 @@ pub fn build(case: &LoadedCase, run_id: &str, run_dir: &Path, exe: &Path) -> Pla
         nodes,
         gpus_per_node,
         slurm: c.slurm.clone(),
+        files,
     }
 }
 
@@ -306,47 +343,6 @@ fn allocate(next: &mut u32, count: u32, per_node: u32) -> Vec<GpuSlot> {
         .collect();
     *next += count;
     slots
-}
-
-fn sim_argv(
-    exe: &str,
-    is_ctx: bool,
-    model: &str,
-    group: &WorkerGroup<SimEngineArgs>,
-    ready_file: &Path,
-) -> Vec<String> {
-    let a = &group.engine_args;
-    let d = |v| humantime::format_duration(v).to_string();
-    let mut argv: Vec<String> = vec![
-        exe.into(),
-        "sim".into(),
-        "--role".into(),
-        if is_ctx { "context" } else { "generation" }.into(),
-        "--dialect".into(),
-        "trtllm".into(),
-        "--host".into(),
-        "127.0.0.1".into(),
-        "--port".into(),
-        "0".into(),
-        "--ready-file".into(),
-        ready_file.display().to_string(),
-        "--model".into(),
-        model.into(),
-        "--startup-delay".into(),
-        d(a.startup_delay),
-        "--prefill-per-token".into(),
-        d(a.prefill_per_token),
-        "--itl".into(),
-        d(a.itl),
-    ];
-    if a.never_ready {
-        argv.push("--never-ready".into());
-    }
-    if let Some(n) = a.fail_after_requests {
-        argv.push("--fail-after-requests".into());
-        argv.push(n.to_string());
-    }
-    argv
 }
 
 #[cfg(test)]
@@ -404,8 +400,17 @@ pub fn render(plan: &Plan) -> String {
     if let Some(setup) = &plan.setup {
         let _ = writeln!(s, "setup:       {setup:?} -> install.log");
     }
+    for (name, text) in &plan.files {
+        let _ = writeln!(s, "\nfile {name}:");
+        for line in text.lines() {
+            let _ = writeln!(s, "  | {line}");
+        }
+    }
     for r in &plan.roles {
         let _ = writeln!(s, "\n{} -> {}", r.role, r.log);
+        if r.ranks > 1 {
+            let _ = writeln!(s, "  ranks:     {}", r.ranks);
+        }
         if !r.gpus.is_empty() {
             let gpus: Vec<String> = r
                 .gpus

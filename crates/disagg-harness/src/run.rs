@@ -171,7 +171,12 @@ pub(crate) fn prepare(r: &Ready, workspace: &Path, exe: &Path) -> Result<Plan, i
         &run_dir.join("case.yaml"),
         resolved_case_yaml(&r.case).as_bytes(),
     )
-    .and_then(|_| crate::atomic::write_json(&run_dir.join("plan.json"), &plan));
+    .and_then(|_| crate::atomic::write_json(&run_dir.join("plan.json"), &plan))
+    .and_then(|_| {
+        plan.files
+            .iter()
+            .try_for_each(|(name, text)| crate::atomic::write(&run_dir.join(name), text.as_bytes()))
+    });
     if let Err(e) = written {
         eprintln!(
             "error: cannot write the plan into {}: {e}",

@@ -1,0 +1,35 @@
+//! `engine: command`: any argv, with placeholders. The role picks `{port}` (and
+//! `{bootstrap_port}`), starts it, and waits for `/health` on that port.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Built, WorkerSpec, fill, port_launch};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandArgs {
+    /// The engine's argv; `{host}`, `{port}`, `{bootstrap_port}`, `{gpus}`, `{role}`, `{model}`
+    /// and `{disagg}` (this binary) are filled in.
+    pub argv: Vec<String>,
+    /// The address it binds, as `{host}`.
+    #[serde(default = "loopback")]
+    pub host: String,
+    /// MPI ranks of one server's step (1 unless the command is an MPI program).
+    #[serde(default = "one")]
+    pub ranks: u32,
+}
+
+fn loopback() -> String {
+    "127.0.0.1".into()
+}
+fn one() -> u32 {
+    1
+}
+
+pub fn build(a: &CommandArgs, w: &WorkerSpec<'_>) -> Built {
+    Built {
+        launch: port_launch(a.argv.iter().map(|x| fill(x, w)).collect(), &a.host),
+        ranks: a.ranks.max(1),
+        file: None,
+    }
+}

@@ -1,0 +1,105 @@
+//! Engines: how a worker's engine is started, per `engine:`. Each engine is an argv template
+//! (never a shell string) plus what the role must do around it: pick ports, write a config file,
+//! wrap multi-rank workers.
+//!
+//! Placeholders the worker role fills in when it starts the engine: `{host}`, `{port}`,
+//! `{bootstrap_port}`; filled in by the plan: `{gpus}`, `{role}`, `{model}`, `{disagg}`.
+//!
+//! To add an engine: a variant of [`crate::case::Engine`], its args type and a file here with
+//! one `launch` function, then a snapshot case in `tests/engines.rs`.
+
+mod command;
+mod flags;
+mod sglang;
+mod sim;
+mod trtllm;
+mod vllm;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use command::CommandArgs;
+
+use crate::case::{CacheTransceiver, Engine, Parallel, SimEngineArgs};
+use crate::plan::{EngineLaunch, GpuSlot, RoleName};
+
+/// A worker group's `engine_args`, typed by the case's `engine:`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum EngineArgs {
+    Sim(SimEngineArgs),
+    Command(CommandArgs),
+    /// trtllm: the extra-options YAML; vllm and sglang: more command-line flags.
+    Options(serde_yaml_ng::Mapping),
+}
+
+impl Default for EngineArgs {
+    fn default() -> Self {
+        EngineArgs::Sim(SimEngineArgs::default())
+    }
+}
+
+/// What the plan knows about one worker when it builds the engine's command.
+pub struct WorkerSpec<'a> {
+    pub exe: &'a str,
+    pub role: RoleName,
+    pub is_ctx: bool,
+    /// `model.path` when set, else `model.name`.
+    pub model: &'a str,
+    pub parallel: Parallel,
+    pub gpus: &'a [GpuSlot],
+    pub run_dir: &'a Path,
+    pub ready_file: PathBuf,
+    pub cache_transceiver: CacheTransceiver,
+}
+
+impl WorkerSpec<'_> {
+    pub fn gpu_list(&self) -> String {
+        self.gpus
+            .iter()
+            .map(|g| g.index.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// A worker's engine: its launch, its rank count, and a file to write into the run folder.
+pub struct Built {
+    pub launch: EngineLaunch,
+    pub ranks: u32,
+    pub file: Option<(String, String)>,
+}
+
+/// Builds the engine launch of one worker.
+pub fn build(engine: Engine, args: &EngineArgs, w: &WorkerSpec<'_>) -> Built {
+    match (engine, args) {
+        (Engine::Sim, EngineArgs::Sim(a)) => sim::build(a, w),
+        (Engine::Command, EngineArgs::Command(a)) => command::build(a, w),
+        (Engine::Trtllm, EngineArgs::Options(m)) => trtllm::build(m, w),
+        (Engine::Vllm, EngineArgs::Options(m)) => vllm::build(m, w),
+        (Engine::Sglang, EngineArgs::Options(m)) => sglang::build(m, w),
+        (e, _) => unreachable!("engine_args of {e:?} are typed by the loader"),
+    }
+}
+
+/// An engine that binds the port it is given: the role picks free ports and fills them in.
+fn port_launch(argv: Vec<String>, host: &str) -> EngineLaunch {
+    EngineLaunch {
+        argv,
+        ready_file: None,
+        host: host.to_string(),
+    }
+}
+
+/// Where real engines listen: every interface, so workers on other nodes are reachable; the
+/// role publishes the node's hostname.
+const ANY_HOST: &str = "0.0.0.0";
+
+/// Fills the plan-time placeholders of one argument.
+fn fill(arg: &str, w: &WorkerSpec<'_>) -> String {
+    arg.replace("{gpus}", &w.gpu_list())
+        .replace("{role}", &w.role.to_string())
+        .replace("{model}", w.model)
+        .replace("{disagg}", w.exe)
+}

@@ -1,0 +1,51 @@
+//! `engine: trtllm`: `trtllm-serve` with an extra-options YAML written per group from
+//! `engine_args`; multi-rank servers run under `trtllm-llmapi-launch`, one MPI rank per GPU.
+
+use serde_yaml_ng::{Mapping, Value};
+
+use super::{ANY_HOST, Built, WorkerSpec, port_launch};
+use crate::case::CacheTransceiver;
+
+pub fn build(m: &Mapping, w: &WorkerSpec<'_>) -> Built {
+    let p = w.parallel;
+    let file = format!("{}_config.yaml", if w.is_ctx { "ctx" } else { "gen" });
+    // The case's parallelism is the truth; engine_args may add to it but not contradict it.
+    let mut config = m.clone();
+    let mut set = |k: &str, v: Value| {
+        config.insert(Value::String(k.into()), v);
+    };
+    set("tensor_parallel_size", p.tp.into());
+    set("pipeline_parallel_size", p.pp.into());
+    set("moe_expert_parallel_size", p.ep.into());
+    set("enable_attention_dp", p.attention_dp.into());
+    if !m.contains_key("cache_transceiver_config") {
+        let backend = match w.cache_transceiver {
+            CacheTransceiver::Ucx => "UCX",
+            CacheTransceiver::Nixl => "NIXL",
+        };
+        let mut c = Mapping::new();
+        c.insert("backend".into(), backend.into());
+        set("cache_transceiver_config", Value::Mapping(c));
+    }
+    let text = serde_yaml_ng::to_string(&config).unwrap_or_default();
+    let ranks = p.gpus_per_server();
+    let mut argv: Vec<String> = Vec::new();
+    if ranks > 1 {
+        argv.push("trtllm-llmapi-launch".into());
+    }
+    argv.extend([
+        "trtllm-serve".into(),
+        w.model.into(),
+        "--host".into(),
+        "{host}".into(),
+        "--port".into(),
+        "{port}".into(),
+        "--config".into(),
+        w.run_dir.join(&file).display().to_string(),
+    ]);
+    Built {
+        launch: port_launch(argv, ANY_HOST),
+        ranks,
+        file: Some((file, text)),
+    }
+}
