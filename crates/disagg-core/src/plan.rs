@@ -332,7 +332,9 @@ fn extend(env: &mut BTreeMap<String, String>, vars: &BTreeMap<String, EnvValue>)
 /// Packs servers onto nodes in order; a server never straddles a node unless it is larger than one.
 fn allocate(next: &mut u32, count: u32, per_node: u32) -> Vec<GpuSlot> {
     let offset = *next % per_node;
-    if count <= per_node && offset + count > per_node {
+    // A server that fits a node stays on one; a larger one starts on a node of its own, so it
+    // spans as few nodes as it can.
+    if offset != 0 && (count > per_node || offset + count > per_node) {
         *next += per_node - offset;
     }
     let slots = (0..count)
@@ -374,6 +376,10 @@ mod tests {
         );
         assert_eq!(b[0], GpuSlot { node: 1, index: 0 });
         assert_eq!(b[7], GpuSlot { node: 1, index: 7 });
+        let mut next = 4;
+        let c = allocate(&mut next, 16, 8);
+        assert_eq!(c[0], GpuSlot { node: 1, index: 0 });
+        assert_eq!(c[15], GpuSlot { node: 2, index: 7 });
     }
 }
 
