@@ -315,3 +315,93 @@ fn no_wait_prints_the_job_and_folder_then_logs_shows_the_run() {
         );
     }
 }
+
+#[test]
+fn the_command_engine_runs_disagg_sim_under_slurm() {
+    if !slurm_up("the_command_engine_under_slurm") {
+        return;
+    }
+    let ws = Ws::new("command");
+    let sim = |role: &str| {
+        format!(
+            r#"{{count: 1, engine_args: {{argv: ["{{disagg}}", sim, --role, {role}, --host, "{{host}}", --port, "{{port}}", --model, "{{model}}"]}}}}"#
+        )
+    };
+    let yaml = format!(
+        "name: sl-command\nmodel: {{name: tiny}}\nengine: command\nhardware: {{gpus_per_node: 2}}\nctx: {}\ngen: {}\nbenchmark: {{isl: 32, osl: 4, concurrency: [2], rounds: 2}}\n{TIMEOUTS}",
+        sim("context"),
+        sim("generation")
+    );
+    let c = ws.case("cmd.yaml", &yaml);
+    let out = ws.run(&["run", c.to_str().unwrap(), "--launcher", "slurm"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let dir = ws.run_dir("sl-command");
+    let log = read(&dir.join("ctx_server_0.log"));
+    assert!(
+        log.contains("sim --role context --host 127.0.0.1 --port "),
+        "{log}"
+    );
+}
+
+#[test]
+fn ctrl_c_cancels_the_job() {
+    if !slurm_up("ctrl_c_cancels_the_job") {
+        return;
+    }
+    let ws = Ws::new("ctrlc");
+    let c = ws.case(
+        "slow.yaml",
+        &case(
+            "sl-ctrlc",
+            &format!("{GEN_OK}{TIMEOUTS}setup: [sleep, \"600\"]\nslurm: {{time: \"10\"}}\n"),
+        ),
+    );
+    let mut child = Command::new(DISAGG)
+        .args([
+            "run",
+            c.to_str().unwrap(),
+            "--launcher",
+            "slurm",
+            "--workspace",
+        ])
+        .arg(&ws.dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(60);
+    let id = loop {
+        let running = ws
+            .job_ids()
+            .into_iter()
+            .find(|id| job_state(id).as_deref() == Some("RUNNING"));
+        if let Some(id) = running {
+            break id;
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the job never ran");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t0.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("disagg run did not end after Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(job_state(&id).as_deref(), Some("CANCELLED"));
+}

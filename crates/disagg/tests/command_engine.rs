@@ -1,0 +1,99 @@
+//! The generic `command` engine end to end on this machine, with `disagg sim` as the engine:
+//! ports picked by the role, placeholders filled in, and one retry when the port was taken.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+const DISAGG: &str = env!("CARGO_BIN_EXE_disagg");
+
+fn workspace(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("disagg-cmd-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn case(name: &str, ctx_argv: &str) -> String {
+    format!(
+        "name: {name}\nmodel: {{name: tiny}}\nengine: command\nhardware: {{gpus_per_node: 2}}\nctx: {{count: 1, engine_args: {{argv: {ctx_argv}}}}}\ngen: {{count: 1, engine_args: {{argv: [\"{{disagg}}\", sim, --role, generation, --host, \"{{host}}\", --port, \"{{port}}\", --model, \"{{model}}\"]}}}}\nbenchmark: {{isl: 32, osl: 4, concurrency: [2], rounds: 2}}\ntimeouts: {{worker_startup: 20s, request: 10s, benchmark: 30s, job: 1m}}\n"
+    )
+}
+
+fn run(ws: &PathBuf, case_text: &str) -> (std::process::Output, PathBuf) {
+    let file = ws.join("case.yaml");
+    std::fs::write(&file, case_text).unwrap();
+    let out = Command::new(DISAGG)
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--workspace",
+            ws.to_str().unwrap(),
+        ])
+        .env("SKIP_PERF_CHECK", "true")
+        .output()
+        .unwrap();
+    (out, ws.clone())
+}
+
+fn show(o: &std::process::Output) -> String {
+    format!(
+        "{:?}\n{}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn the_command_engine_runs_disagg_sim_through_the_generic_path() {
+    let ws = workspace("plain");
+    let (out, ws) = run(
+        &ws,
+        &case(
+            "cmd-plain",
+            r#"["{disagg}", sim, --role, context, --host, "{host}", --port, "{port}", --model, "{model}"]"#,
+        ),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let log =
+        std::fs::read_to_string(ws.join("disagg_logs/cmd-plain/latest/ctx_server_0.log")).unwrap();
+    assert!(
+        log.contains("sim --role context --host 127.0.0.1 --port "),
+        "{log}"
+    );
+    assert!(!log.contains("{port}"), "placeholders are filled in: {log}");
+    std::fs::remove_dir_all(&ws).unwrap();
+}
+
+#[test]
+fn an_engine_whose_port_was_taken_is_retried_once_on_another() {
+    let ws = workspace("retry");
+    let marker = ws.join("first-start-done");
+    // The first start says what a real engine says when its port is taken, and dies.
+    let argv = format!(
+        r#"[sh, -c, "if [ ! -e '{}' ]; then touch '{}'; echo 'OSError: [Errno 98] Address already in use' >&2; exit 1; fi; exec \"$0\" sim --role context --host \"$1\" --port \"$2\"", "{{disagg}}", "{{host}}", "{{port}}"]"#,
+        marker.display(),
+        marker.display()
+    );
+    let (out, ws) = run(&ws, &case("cmd-retry", &argv));
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let log =
+        std::fs::read_to_string(ws.join("disagg_logs/cmd-retry/latest/ctx_server_0.log")).unwrap();
+    assert!(log.contains("retrying once on another"), "{log}");
+    assert_eq!(log.matches("starting engine").count(), 2, "{log}");
+    std::fs::remove_dir_all(&ws).unwrap();
+}
+
+#[test]
+fn an_engine_that_dies_for_another_reason_is_not_retried() {
+    let ws = workspace("noretry");
+    let (out, ws) = run(
+        &ws,
+        &case("cmd-noretry", r#"[sh, -c, "echo boom; exit 3", "{port}"]"#),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let log = std::fs::read_to_string(ws.join("disagg_logs/cmd-noretry/latest/ctx_server_0.log"))
+        .unwrap();
+    assert_eq!(log.matches("starting engine").count(), 1, "{log}");
+    std::fs::remove_dir_all(&ws).unwrap();
+}
