@@ -1,7 +1,7 @@
 //! The generic `command` engine end to end on this machine, with `disagg sim` as the engine:
 //! ports picked by the role, placeholders filled in, and one retry when the port was taken.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const DISAGG: &str = env!("CARGO_BIN_EXE_disagg");
@@ -19,7 +19,7 @@ fn case(name: &str, ctx_argv: &str) -> String {
     )
 }
 
-fn run(ws: &PathBuf, case_text: &str) -> (std::process::Output, PathBuf) {
+fn run(ws: &Path, case_text: &str) -> (std::process::Output, PathBuf) {
     let file = ws.join("case.yaml");
     std::fs::write(&file, case_text).unwrap();
     let out = Command::new(DISAGG)
@@ -32,7 +32,7 @@ fn run(ws: &PathBuf, case_text: &str) -> (std::process::Output, PathBuf) {
         .env("SKIP_PERF_CHECK", "true")
         .output()
         .unwrap();
-    (out, ws.clone())
+    (out, ws.to_path_buf())
 }
 
 fn show(o: &std::process::Output) -> String {
