@@ -258,6 +258,10 @@ pub struct RouterSpec {
     pub dialect: Dialect,
     #[serde(default)]
     pub policy: Policy,
+    /// For `kind: command`: the router's argv; `{server_config}`, `{host}`, `{port}` and
+    /// `{disagg}` are filled in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argv: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -266,6 +270,10 @@ pub enum RouterKind {
     /// `disagg router`, in the DISAGG_SERVER role's own process.
     #[default]
     Builtin,
+    /// The engine's own: `trtllm-serve disaggregated -c server_config.yaml` (trtllm only).
+    Engine,
+    /// Any router that reads `server_config.yaml`, given as `argv`.
+    Command,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

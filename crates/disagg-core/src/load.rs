@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::case::{Case, Engine, RawCase, SimEngineArgs};
+use crate::case::{Case, Engine, RawCase, RouterKind, SimEngineArgs};
 use crate::engines::{CommandArgs, EngineArgs};
 use crate::error::CaseError;
 use crate::locate::line_of;
@@ -314,7 +314,41 @@ fn check(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
     }
     check_deadlines(case, text, path)?;
     check_engine_args(case, text, path)?;
+    check_router(case, text, path)?;
     check_slurm(case, text, path)
+}
+
+/// `router.kind: engine` is TensorRT-LLM's own router; `kind: command` needs its `argv`.
+fn check_router(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
+    let r = &case.router;
+    let err = |k: &str, msg: &str, hint: &str| {
+        Err(CaseError::new(path, k, msg)
+            .at_line(line_of(text, k))
+            .hint(hint))
+    };
+    match (r.kind, &r.argv) {
+        (RouterKind::Engine, _) if case.engine != Engine::Trtllm => err(
+            "router.kind",
+            "`kind: engine` runs `trtllm-serve disaggregated`, so it needs `engine: trtllm`",
+            "use `kind: builtin`, or `kind: command` with an `argv`",
+        ),
+        (RouterKind::Command, None) => err(
+            "router.argv",
+            "`kind: command` needs the router's `argv`",
+            "e.g. `argv: [my-router, -c, \"{server_config}\"]`",
+        ),
+        (RouterKind::Command, Some(a)) if a.is_empty() => err(
+            "router.argv",
+            "the router command is empty",
+            "e.g. `argv: [my-router, -c, \"{server_config}\"]`",
+        ),
+        (RouterKind::Builtin | RouterKind::Engine, Some(_)) => err(
+            "router.argv",
+            "`argv` is only for `kind: command`",
+            "remove it, or set `kind: command`",
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// What the engine args' types cannot say: a command engine needs an argv that takes `{port}`;

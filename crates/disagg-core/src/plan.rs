@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::case::{Benchmark, EnvValue, RouterSpec, SlurmSpec, Timeouts};
+use crate::case::{Benchmark, EnvValue, RouterKind, RouterSpec, SlurmSpec, Timeouts};
 use crate::load::LoadedCase;
 use crate::name::ConfigName;
 
@@ -287,12 +287,16 @@ pub fn build(case: &LoadedCase, run_id: &str, run_dir: &Path, exe: &Path) -> Pla
     ] {
         let mut env = common_env(role);
         extend(&mut env, vars);
+        let engine = match role {
+            RoleName::DisaggServer => router_launch(&c.router, run_dir, &exe_s),
+            _ => None,
+        };
         roles.push(RolePlan {
             role,
             log: role.log_file(),
             gpus: Vec::new(),
             argv: role_argv(role),
-            engine: None,
+            engine,
             env_set: env,
             env_unset: Vec::new(),
             ranks: 1,
@@ -321,6 +325,40 @@ pub fn build(case: &LoadedCase, run_id: &str, run_dir: &Path, exe: &Path) -> Pla
         slurm: c.slurm.clone(),
         files,
     }
+}
+
+/// The router DISAGG_SERVER starts instead of serving ours in-process, if any. It reads the
+/// `server_config.yaml` the role writes, with the host and port the role picked.
+fn router_launch(r: &RouterSpec, run_dir: &Path, exe: &str) -> Option<EngineLaunch> {
+    let config = run_dir.join("server_config.yaml").display().to_string();
+    let (argv, host): (Vec<String>, &str) = match r.kind {
+        RouterKind::Builtin => return None,
+        RouterKind::Engine => (
+            vec![
+                "trtllm-serve".into(),
+                "disaggregated".into(),
+                "-c".into(),
+                config,
+            ],
+            "0.0.0.0",
+        ),
+        RouterKind::Command => (
+            r.argv
+                .iter()
+                .flatten()
+                .map(|a| {
+                    a.replace("{server_config}", &config)
+                        .replace("{disagg}", exe)
+                })
+                .collect(),
+            "127.0.0.1",
+        ),
+    };
+    Some(EngineLaunch {
+        argv,
+        ready_file: None,
+        host: host.into(),
+    })
 }
 
 fn extend(env: &mut BTreeMap<String, String>, vars: &BTreeMap<String, EnvValue>) {

@@ -97,3 +97,24 @@ fn an_engine_that_dies_for_another_reason_is_not_retried() {
     assert_eq!(log.matches("starting engine").count(), 1, "{log}");
     std::fs::remove_dir_all(&ws).unwrap();
 }
+
+#[test]
+fn a_command_router_reads_the_server_config_the_role_writes() {
+    let ws = workspace("router");
+    let text = case(
+        "cmd-router",
+        r#"["{disagg}", sim, --role, context, --host, "{host}", --port, "{port}"]"#,
+    )
+    .replacen(
+        "\nbenchmark:",
+        "\nrouter: {kind: command, argv: [\"{disagg}\", router, --config, \"{server_config}\"]}\nbenchmark:",
+        1,
+    );
+    let (out, ws) = run(&ws, &text);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let log = std::fs::read_to_string(ws.join("disagg_logs/cmd-router/latest/disagg_server.log"))
+        .unwrap();
+    assert!(log.contains("starting router: "), "{log}");
+    assert!(log.contains("server_config.yaml"), "{log}");
+    std::fs::remove_dir_all(&ws).unwrap();
+}

@@ -20,31 +20,18 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
             _ => gen_urls.push(ep.host_port()),
         }
     }
+    let me = plan
+        .role(RoleName::DisaggServer)
+        .ok_or("the plan has no DISAGG_SERVER")?;
+    if let Some(launch) = &me.engine {
+        return external(plan, launch, ctx, gen_urls).await;
+    }
     let host = "127.0.0.1";
     let listener = tokio::net::TcpListener::bind((host, 0))
         .await
         .map_err(|e| format!("cannot bind {host}:0: {e}"))?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-    let group = |urls: Vec<String>| ServerGroup {
-        num_instances: urls.len(),
-        urls,
-        router: GroupRouter {
-            kind: RouterType::RoundRobin,
-            use_tokens: None,
-        },
-    };
-    let config = ServerConfig {
-        hostname: host.to_string(),
-        port,
-        backend: None,
-        context_servers: group(ctx),
-        generation_servers: group(gen_urls),
-        other: Default::default(),
-    };
-    let path = plan.run_dir.join("server_config.yaml");
-    crate::atomic::write(&path, config.to_yaml().as_bytes())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    eprintln!("disagg role DISAGG_SERVER: wrote {}", path.display());
+    let config = write_config(plan, host, port, ctx, gen_urls)?;
 
     let mut router_cfg = disagg_router::RouterConfig::from_server_config(&config);
     router_cfg.request_timeout = plan.deadlines.request;
@@ -71,5 +58,96 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(format!("the router stopped: {e}")),
         Err(e) => Err(format!("the router task failed: {e}")),
+    }
+}
+
+/// Writes `server_config.yaml` (TensorRT-LLM's format) for a router at `host:port`.
+fn write_config(
+    plan: &Plan,
+    host: &str,
+    port: u16,
+    ctx: Vec<String>,
+    gen_urls: Vec<String>,
+) -> Result<ServerConfig, String> {
+    let group = |urls: Vec<String>| ServerGroup {
+        num_instances: urls.len(),
+        urls,
+        router: GroupRouter {
+            kind: RouterType::RoundRobin,
+            use_tokens: None,
+        },
+    };
+    let config = ServerConfig {
+        hostname: host.to_string(),
+        port,
+        backend: None,
+        context_servers: group(ctx),
+        generation_servers: group(gen_urls),
+        other: Default::default(),
+    };
+    let path = plan.run_dir.join("server_config.yaml");
+    crate::atomic::write(&path, config.to_yaml().as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    eprintln!("disagg role DISAGG_SERVER: wrote {}", path.display());
+    Ok(config)
+}
+
+/// A router of its own process (`router.kind: engine | command`): it reads the config written
+/// here, with a port picked here, and is watched like an engine.
+async fn external(
+    plan: &Plan,
+    launch: &disagg_core::plan::EngineLaunch,
+    ctx: Vec<String>,
+    gen_urls: Vec<String>,
+) -> Result<(), String> {
+    use super::worker::{probe_host, publish_host, released, terminate};
+    let port = std::net::TcpListener::bind((launch.host.as_str(), 0))
+        .and_then(|l| l.local_addr())
+        .map_err(|e| format!("cannot find a free port on {}: {e}", launch.host))?
+        .port();
+    write_config(plan, &launch.host, port, ctx, gen_urls)?;
+    let argv: Vec<String> = launch
+        .argv
+        .iter()
+        .map(|a| {
+            a.replace("{host}", &launch.host)
+                .replace("{port}", &port.to_string())
+        })
+        .collect();
+    let (program, args) = argv.split_first().ok_or("the router command is empty")?;
+    eprintln!(
+        "disagg role DISAGG_SERVER: starting router: {}",
+        argv.join(" ")
+    );
+    let mut router = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start the router `{program}`: {e}"))?;
+    let pid = router.id().unwrap_or(0);
+    let probe = format!("{}:{port}", probe_host(&launch.host));
+    let base = format!("http://{probe}");
+    let client = http_client();
+    let mut published = false;
+    loop {
+        if let Some(status) = router.try_wait().map_err(|e| e.to_string())? {
+            let when = if published {
+                "while serving"
+            } else {
+                "before its /health answered 200"
+            };
+            return Err(format!("the router {status} {when}"));
+        }
+        if released(plan) {
+            terminate(router, plan).await;
+            return Ok(());
+        }
+        if !published && healthy(&client, &base).await {
+            let host = publish_host(&launch.host, &probe);
+            publish(plan, RoleName::DisaggServer, &host, port, pid)?;
+            published = true;
+        }
+        tokio::time::sleep(POLL).await;
     }
 }

@@ -247,7 +247,7 @@ async fn follow(plan: &Plan, role: RoleName, argv: &[String]) -> Result<(), Star
 }
 
 /// Where to probe an engine bound to `host`.
-fn probe_host(host: &str) -> &str {
+pub(super) fn probe_host(host: &str) -> &str {
     match host {
         "0.0.0.0" | "::" => "127.0.0.1",
         h => h,
@@ -255,7 +255,7 @@ fn probe_host(host: &str) -> &str {
 }
 
 /// What other roles, maybe on other nodes, should connect to.
-fn publish_host(bound: &str, probe: &str) -> String {
+pub(super) fn publish_host(bound: &str, probe: &str) -> String {
     match bound {
         "0.0.0.0" | "::" => nix::unistd::gethostname()
             .ok()
@@ -267,12 +267,17 @@ fn publish_host(bound: &str, probe: &str) -> String {
     }
 }
 
-fn released(plan: &Plan) -> bool {
+pub(super) fn released(plan: &Plan) -> bool {
     rendezvous::read::<Status>(&plan.status_file(), &plan.run_id).is_some()
 }
 
+async fn stop(engine: tokio::process::Child, plan: &Plan) -> Result<(), StartFailure> {
+    terminate(engine, plan).await;
+    Ok(())
+}
+
 /// TERM, a grace period, KILL: the same ladder as the supervisor's, for our one child.
-async fn stop(mut engine: tokio::process::Child, plan: &Plan) -> Result<(), StartFailure> {
+pub(super) async fn terminate(mut engine: tokio::process::Child, plan: &Plan) {
     if let Some(pid) = engine.id() {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid as i32),
@@ -283,7 +288,6 @@ async fn stop(mut engine: tokio::process::Child, plan: &Plan) -> Result<(), Star
     if tokio::time::timeout(grace, engine.wait()).await.is_err() {
         let _ = engine.kill().await;
     }
-    Ok(())
 }
 
 pub fn split_host_port(addr: &str) -> Option<(String, u16)> {
