@@ -1,6 +1,7 @@
 //! The subcommands, one module each.
 
 mod bench;
+mod import;
 mod logs;
 mod plan;
 mod role;
@@ -36,6 +37,7 @@ enum Command {
     Bench(bench::Args),
     Logs(logs::Args),
     Triage(triage::Args),
+    Import(import::Args),
 }
 
 /// Runs the chosen subcommand; returns the process exit code.
@@ -51,6 +53,7 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Bench(a) => bench::main(a),
         Command::Logs(a) => logs::main(a),
         Command::Triage(a) => triage::main(a),
+        Command::Import(a) => import::main(a),
     }
 }
 

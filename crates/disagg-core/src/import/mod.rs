@@ -1,0 +1,35 @@
+//! Converting other harnesses' configs into cases. Each importer is pure (text in, case text and
+//! notes out): whatever it cannot map is returned as a note, never silently dropped.
+
+pub mod trtllm;
+
+/// An imported case: its YAML, and what did not map (or mapped by assumption).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Imported {
+    pub case_yaml: String,
+    pub notes: Vec<Note>,
+}
+
+/// One thing the importer could not carry over as it was, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    /// Dotted key in the source, e.g. `profiling.nsys_on`.
+    pub key: String,
+    pub what: String,
+}
+
+impl std::fmt::Display for Note {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.what)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("not YAML: {0}")]
+    Yaml(String),
+    #[error("`{key}` {problem}")]
+    Shape { key: String, problem: String },
+    #[error("the converted case does not load:\n{0}")]
+    Invalid(crate::CaseError),
+}

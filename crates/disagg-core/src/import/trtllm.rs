@@ -1,0 +1,511 @@
+//! `disagg import trtllm`: a TensorRT-LLM perf-sanity disaggregated config → a case.
+//!
+//! The source has `metadata`, `slurm`, `benchmark`, `hardware`, `environment` (with the
+//! `worker_env_var` / `server_env_var` / `benchmark_env_var` strings), `profiling` and
+//! `worker_config.ctx` / `.gen` (each an extra-options YAML for `trtllm-serve`). Every key is
+//! either mapped, or named in a note.
+
+use std::path::Path;
+
+use serde_yaml_ng::{Mapping, Value};
+
+use super::{ImportError, Imported, Note};
+
+/// Keys of a worker config that become the group's `parallel:`.
+const PARALLEL_KEYS: [(&str, &str); 4] = [
+    ("tensor_parallel_size", "tp"),
+    ("pipeline_parallel_size", "pp"),
+    ("moe_expert_parallel_size", "ep"),
+    ("enable_attention_dp", "attention_dp"),
+];
+
+struct Ctx {
+    notes: Vec<Note>,
+}
+
+impl Ctx {
+    fn note(&mut self, key: &str, what: impl Into<String>) {
+        self.notes.push(Note {
+            key: key.into(),
+            what: what.into(),
+        });
+    }
+}
+
+/// Converts `text`; `name` (usually the file stem) becomes the case's name.
+pub fn convert(text: &str, name: &str) -> Result<Imported, ImportError> {
+    let root: Value =
+        serde_yaml_ng::from_str(text).map_err(|e| ImportError::Yaml(e.to_string()))?;
+    let root = root
+        .as_mapping()
+        .ok_or_else(|| shape("", "is not a mapping"))?;
+    let mut cx = Ctx { notes: Vec::new() };
+    let section = |k: &str| -> Result<Mapping, ImportError> {
+        match root.get(k) {
+            None | Some(Value::Null) => Ok(Mapping::new()),
+            Some(Value::Mapping(m)) => Ok(m.clone()),
+            Some(_) => Err(shape(k, "is not a mapping")),
+        }
+    };
+    let metadata = section("metadata")?;
+    let slurm_in = section("slurm")?;
+    let bench_in = section("benchmark")?;
+    let hw_in = section("hardware")?;
+    let env_in = section("environment")?;
+    let workers = section("worker_config")?;
+    for (k, _) in root {
+        let k = k.as_str().unwrap_or("?");
+        if ![
+            "metadata",
+            "slurm",
+            "benchmark",
+            "hardware",
+            "environment",
+            "worker_config",
+            "profiling",
+        ]
+        .contains(&k)
+        {
+            cx.note(k, "unknown section; not imported");
+        }
+    }
+    let profiling = section("profiling")?;
+    for (k, v) in &profiling {
+        let k = k.as_str().unwrap_or("?");
+        if !matches!(v, Value::Bool(false) | Value::Null) {
+            cx.note(
+                &format!("profiling.{k}"),
+                format!("{} has no equivalent (profile by hand)", show(v)),
+            );
+        }
+    }
+
+    let ctx_cfg = worker(&workers, "ctx")?;
+    let gen_cfg = worker(&workers, "gen")?;
+
+    // model
+    let mut model = Mapping::new();
+    let model_name = str_of(&metadata, "model_name")
+        .ok_or_else(|| shape("metadata.model_name", "is missing"))?;
+    put(&mut model, "name", model_name);
+    if let Some(p) = str_of(&metadata, "precision") {
+        put(&mut model, "precision", p);
+    }
+    match str_of(&env_in, "model_path").filter(|p| !placeholder(p)) {
+        Some(p) => put(&mut model, "path", p),
+        None => {
+            if let Some(d) = str_of(&metadata, "model_dir_name") {
+                cx.note(
+                    "environment.model_path",
+                    format!("a placeholder; set `model.path` to where {d} is on your cluster"),
+                );
+            }
+        }
+    }
+    if let Some(mtp) = mtp_of(&gen_cfg).or_else(|| mtp_of(&ctx_cfg)) {
+        put(&mut model, "mtp", mtp);
+    }
+    if let Some(slots) = eplb_of(&gen_cfg) {
+        put(&mut model, "eplb", slots);
+    }
+
+    // hardware
+    let mut hw = Mapping::new();
+    let gpus_per_node = u64_of(&hw_in, "gpus_per_node").unwrap_or(8);
+    put(&mut hw, "gpus_per_node", gpus_per_node);
+    if let Some(Value::Sequence(gpus)) = metadata.get("supported_gpus") {
+        if let Some(g) = gpus.first().and_then(Value::as_str) {
+            put(&mut hw, "gpu", g.to_ascii_lowercase());
+        }
+        if gpus.len() > 1 {
+            cx.note(
+                "metadata.supported_gpus",
+                "only the first GPU type names the case",
+            );
+        }
+    }
+    match backend_of(&gen_cfg)
+        .or_else(|| backend_of(&ctx_cfg))
+        .as_deref()
+    {
+        Some("UCX") | None => {}
+        Some("NIXL") => put(&mut hw, "cache_transceiver", "NIXL"),
+        Some(other) => cx.note(
+            "worker_config.*.cache_transceiver_config.backend",
+            format!("`{other}` kept in the engine config, but the config name says UCX"),
+        ),
+    }
+    for (k, v) in &hw_in {
+        let k = k.as_str().unwrap_or("?");
+        if !["gpus_per_node", "num_ctx_servers", "num_gen_servers"].contains(&k) {
+            cx.note(
+                &format!("hardware.{k}"),
+                format!("{} not imported", show(v)),
+            );
+        }
+    }
+
+    // worker groups
+    let count = |k: &str| u64_of(&hw_in, k).unwrap_or(1);
+    let ctx_count = count("num_ctx_servers");
+    if ctx_count == 0 {
+        cx.note(
+            "hardware.num_ctx_servers",
+            "0 context servers cannot be run: a case has at least one; imported as 1",
+        );
+    }
+    let ctx = group(&mut cx, "ctx", ctx_count.max(1), ctx_cfg);
+    let generation = group(&mut cx, "gen", count("num_gen_servers").max(1), gen_cfg);
+
+    // benchmark
+    let mut bench = Mapping::new();
+    let need = |k: &str| {
+        u64_of(&bench_in, k).ok_or_else(|| shape(&format!("benchmark.{k}"), "is missing"))
+    };
+    put(&mut bench, "isl", need("input_length")?);
+    put(&mut bench, "osl", need("output_length")?);
+    let conc: Vec<u64> = match bench_in.get("concurrency_list") {
+        Some(Value::Sequence(s)) => s.iter().filter_map(Value::as_u64).collect(),
+        Some(Value::Number(n)) => n.as_u64().into_iter().collect(),
+        Some(Value::String(s)) => s
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|t| !t.is_empty())
+            .map(|t| t.parse::<u64>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| shape("benchmark.concurrency_list", "is not a list of numbers"))?,
+        _ => return Err(shape("benchmark.concurrency_list", "is missing")),
+    };
+    put(
+        &mut bench,
+        "concurrency",
+        Value::Sequence(conc.into_iter().map(Value::from).collect()),
+    );
+    if let Some(r) = u64_of(&bench_in, "multi_round") {
+        put(&mut bench, "rounds", r);
+    }
+    if let Some(s) = bench_in.get("streaming").and_then(Value::as_bool) {
+        put(&mut bench, "streaming", s);
+    }
+    let mut env_worker = env_string(&mut cx, &env_in, "worker_env_var");
+    let env_server = env_string(&mut cx, &env_in, "server_env_var");
+    let env_bench = env_string(&mut cx, &env_in, "benchmark_env_var");
+    for (k, v) in &bench_in {
+        let key = format!("benchmark.{}", k.as_str().unwrap_or("?"));
+        match k.as_str().unwrap_or("") {
+            "input_length" | "output_length" | "concurrency_list" | "multi_round" | "streaming" => {
+            }
+            "benchmark_ratio" => match v.as_f64() {
+                Some(0.0) => {}
+                Some(r) if (0.0..1.0).contains(&r) => {
+                    put(&mut bench, "range_ratio", r);
+                    cx.note(&key, format!("{r} imported as `range_ratio` (input/output lengths uniform in L·(1±r)); check that is the meaning you use"));
+                }
+                _ => cx.note(&key, format!("{} has no equivalent", show(v))),
+            },
+            "mode" => match v.as_str().unwrap_or("") {
+                "e2e" => {}
+                m @ ("gen_only" | "gen_only_no_context") => {
+                    // How TensorRT-LLM runs a generation-only benchmark: its workers read this.
+                    env_worker.insert("TRTLLM_DISAGG_BENCHMARK_GEN_ONLY".into(), "1".into());
+                    cx.note(&key, format!("`{m}`: workers get TRTLLM_DISAGG_BENCHMARK_GEN_ONLY=1; our benchmark still sends full requests"));
+                }
+                other => cx.note(
+                    &key,
+                    format!("mode `{other}` is not known; imported as e2e"),
+                ),
+            },
+            "use_nv_sa_benchmark" if v.as_bool() == Some(false) => {}
+            "dataset_file" => cx.note(
+                &key,
+                format!(
+                    "{}: we generate random prompts of isl/osl tokens instead",
+                    show(v)
+                ),
+            ),
+            "script_file" => {}
+            _ => cx.note(&key, format!("{} has no equivalent", show(v))),
+        }
+    }
+
+    // env
+    let mut env = Mapping::new();
+    for (k, m) in [
+        ("worker", env_worker),
+        ("server", env_server),
+        ("benchmark", env_bench),
+    ] {
+        if !m.is_empty() {
+            put(&mut env, k, Value::Mapping(m));
+        }
+    }
+
+    // slurm
+    let mut slurm = Mapping::new();
+    for (from, to) in [
+        ("partition", "partition"),
+        ("account", "account"),
+        ("job_time", "time"),
+        ("job_name", "job_name"),
+    ] {
+        match str_of(&slurm_in, from) {
+            Some(v) if placeholder(&v) => cx.note(
+                &format!("slurm.{from}"),
+                format!("placeholder `{v}` left unset; give `slurm.{to}` for your cluster"),
+            ),
+            Some(v) => put(&mut slurm, to, v),
+            None => {}
+        }
+    }
+    if let Some(x) = str_of(&slurm_in, "extra_args") {
+        let args: Vec<Value> = x.split_whitespace().map(Value::from).collect();
+        if !args.is_empty() {
+            put(&mut slurm, "extra_args", Value::Sequence(args));
+        }
+    }
+    for (k, v) in &slurm_in {
+        let k = k.as_str().unwrap_or("?");
+        match k {
+            "partition" | "account" | "job_time" | "job_name" | "extra_args" | "script_file" => {}
+            "numa_bind" if v.as_bool() == Some(true) => cx.note("slurm.numa_bind", "NUMA binding is not done by disagg; wrap the engine with `numactl` through `engine: command` if needed"),
+            "numa_bind" => {}
+            _ => cx.note(&format!("slurm.{k}"), format!("{} not imported", show(v))),
+        }
+    }
+    let image = str_of(&env_in, "container_image").filter(|v| !placeholder(v));
+    if let Some(image) = image {
+        let mut c = Mapping::new();
+        put(&mut c, "image", image);
+        if let Some(m) = str_of(&env_in, "container_mount").filter(|v| !placeholder(v)) {
+            let mounts: Vec<Value> = m
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(Value::from)
+                .collect();
+            put(&mut c, "mounts", Value::Sequence(mounts));
+        }
+        put(&mut slurm, "container", Value::Mapping(c));
+    } else if str_of(&env_in, "container_image").is_some() {
+        cx.note(
+            "environment.container_image",
+            "a placeholder; set `slurm.container.image` to run in a container",
+        );
+    }
+    for (k, v) in &env_in {
+        let k = k.as_str().unwrap_or("?");
+        match k {
+            "worker_env_var" | "server_env_var" | "benchmark_env_var" | "model_path"
+            | "container_image" | "container_mount" => {}
+            "work_dir" => cx.note(
+                "environment.work_dir",
+                "use `disagg run --workspace` (or $WORKSPACE) instead",
+            ),
+            "build_wheel" | "trtllm_repo" | "trtllm_wheel_path"
+                if matches!(v, Value::Bool(false) | Value::Null) || v.as_str() == Some("") => {}
+            _ => cx.note(
+                &format!("environment.{k}"),
+                format!("{} not imported (install steps go in `setup:`)", show(v)),
+            ),
+        }
+    }
+    for (k, _) in &metadata {
+        let k = k.as_str().unwrap_or("?");
+        if ![
+            "model_name",
+            "precision",
+            "model_dir_name",
+            "supported_gpus",
+            "script_file",
+            "benchmark_type",
+        ]
+        .contains(&k)
+        {
+            cx.note(&format!("metadata.{k}"), "not imported");
+        }
+    }
+
+    let mut case = Mapping::new();
+    put(&mut case, "name", name);
+    put(&mut case, "model", Value::Mapping(model));
+    put(&mut case, "engine", "trtllm");
+    put(&mut case, "hardware", Value::Mapping(hw));
+    put(&mut case, "ctx", Value::Mapping(ctx));
+    put(&mut case, "gen", Value::Mapping(generation));
+    put(&mut case, "benchmark", Value::Mapping(bench));
+    if !env.is_empty() {
+        put(&mut case, "env", Value::Mapping(env));
+    }
+    let limit = slurm
+        .get("time")
+        .and_then(Value::as_str)
+        .and_then(|t| crate::slurm::parse_time(t).ok());
+    put(
+        &mut case,
+        "timeouts",
+        Value::Mapping(timeouts_within(limit)),
+    );
+    if !slurm.is_empty() {
+        put(&mut case, "slurm", Value::Mapping(slurm));
+    }
+    let body = serde_yaml_ng::to_string(&Value::Mapping(case))
+        .map_err(|e| ImportError::Yaml(e.to_string()))?;
+    let mut out = String::from(
+        "# Imported by `disagg import trtllm` from a TensorRT-LLM perf-sanity disagg config.\n",
+    );
+    if !cx.notes.is_empty() {
+        out.push_str("# Not carried over as it was:\n");
+        for n in &cx.notes {
+            out.push_str(&format!("#   {n}\n"));
+        }
+    }
+    out.push_str(&body);
+    crate::parse_case(&out, Path::new(&format!("{name}.yaml"))).map_err(ImportError::Invalid)?;
+    Ok(Imported {
+        case_yaml: out,
+        notes: cx.notes,
+    })
+}
+
+/// Deadlines that nest inside the Slurm time limit (2h when unknown): the job ends a little
+/// before Slurm would end it, and model loading gets up to 30 minutes of it.
+fn timeouts_within(limit: Option<std::time::Duration>) -> Mapping {
+    let limit = limit.map_or(120, |d| d.as_secs() / 60).max(4);
+    let job = limit - (limit / 20).max(2);
+    let startup = (job / 4).clamp(1, 30);
+    let benchmark = job - startup;
+    let request = (benchmark / 2).clamp(1, 30);
+    let mut t = Mapping::new();
+    put(&mut t, "worker_startup", format!("{startup}m"));
+    put(&mut t, "request", format!("{request}m"));
+    put(&mut t, "benchmark", format!("{benchmark}m"));
+    put(&mut t, "job", format!("{job}m"));
+    t
+}
+
+fn shape(key: &str, problem: &str) -> ImportError {
+    ImportError::Shape {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+fn worker(workers: &Mapping, k: &str) -> Result<Mapping, ImportError> {
+    match workers.get(k) {
+        Some(Value::Mapping(m)) => Ok(m.clone()),
+        None | Some(Value::Null) => Ok(Mapping::new()),
+        Some(_) => Err(shape(&format!("worker_config.{k}"), "is not a mapping")),
+    }
+}
+
+/// One worker group: its parallelism taken out of the engine config, the rest kept as the
+/// extra-options YAML.
+fn group(cx: &mut Ctx, which: &str, count: u64, mut cfg: Mapping) -> Mapping {
+    let mut parallel = Mapping::new();
+    for (from, to) in PARALLEL_KEYS {
+        if let Some(v) = cfg.remove(from) {
+            let keep = match (&v, to) {
+                (Value::Bool(_), "attention_dp") => true,
+                (Value::Number(n), _) => n.as_u64().is_some_and(|n| n >= 1),
+                _ => false,
+            };
+            if keep {
+                put(&mut parallel, to, v);
+            } else {
+                cx.note(
+                    &format!("worker_config.{which}.{from}"),
+                    format!("{} is not a valid value; left out", show(&v)),
+                );
+            }
+        }
+    }
+    let mut g = Mapping::new();
+    put(&mut g, "count", count);
+    put(&mut g, "parallel", Value::Mapping(parallel));
+    put(&mut g, "engine_args", Value::Mapping(cfg));
+    g
+}
+
+/// `"A=1 B=two"` → `{A: "1", B: two}`; tokens without `=` are noted.
+fn env_string(cx: &mut Ctx, env: &Mapping, key: &str) -> Mapping {
+    let mut out = Mapping::new();
+    let Some(s) = str_of(env, key) else {
+        return out;
+    };
+    for tok in s.split_whitespace() {
+        match tok.split_once('=') {
+            Some((k, v))
+                if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+            {
+                out.insert(
+                    Value::from(k),
+                    Value::from(v.trim_matches(|c| c == '"' || c == '\'')),
+                );
+            }
+            _ => cx.note(
+                &format!("environment.{key}"),
+                format!("`{tok}` is not NAME=VALUE; left out"),
+            ),
+        }
+    }
+    out
+}
+
+fn mtp_of(cfg: &Mapping) -> Option<u64> {
+    let s = cfg.get("speculative_config")?.as_mapping()?;
+    (s.get("decoding_type")?.as_str()? == "MTP").then(|| s.get("max_draft_len")?.as_u64())?
+}
+
+fn eplb_of(cfg: &Mapping) -> Option<u64> {
+    cfg.get("moe_config")?
+        .as_mapping()?
+        .get("load_balancer")?
+        .as_mapping()?
+        .get("num_slots")?
+        .as_u64()
+}
+
+fn backend_of(cfg: &Mapping) -> Option<String> {
+    Some(
+        cfg.get("cache_transceiver_config")?
+            .as_mapping()?
+            .get("backend")?
+            .as_str()?
+            .to_ascii_uppercase(),
+    )
+}
+
+fn str_of(m: &Mapping, k: &str) -> Option<String> {
+    match m.get(k)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn u64_of(m: &Mapping, k: &str) -> Option<u64> {
+    match m.get(k)? {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn put(m: &mut Mapping, k: &str, v: impl Into<Value>) {
+    m.insert(Value::from(k), v.into());
+}
+
+/// `<partition>`-style values left for the user to fill in.
+fn placeholder(v: &str) -> bool {
+    let v = v.trim();
+    v.is_empty() || (v.starts_with('<') && v.ends_with('>'))
+}
+
+fn show(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("`{s}`"),
+        other => format!(
+            "`{}`",
+            serde_yaml_ng::to_string(other).unwrap_or_default().trim()
+        ),
+    }
+}

@@ -1,0 +1,64 @@
+use std::path::PathBuf;
+
+use disagg_core::exit;
+
+/// Convert another harness's config into a case; whatever does not map is reported.
+///
+/// The case goes to stdout (or --output); each thing not carried over as it was is listed on
+/// stderr and, as comments, at the top of the case.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The format of FILE.
+    #[arg(value_enum)]
+    format: Format,
+    /// The config to convert.
+    file: PathBuf,
+    /// Write the case here instead of stdout.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Format {
+    /// A TensorRT-LLM perf-sanity disaggregated config.
+    Trtllm,
+}
+
+pub fn main(a: Args) -> i32 {
+    let text = match std::fs::read_to_string(&a.file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", a.file.display());
+            return exit::USAGE;
+        }
+    };
+    let name = a
+        .file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "imported".into());
+    let imported = match a.format {
+        Format::Trtllm => disagg_core::import::trtllm::convert(&text, &name),
+    };
+    let imported = match imported {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("error: {}: {e}", a.file.display());
+            return exit::USAGE;
+        }
+    };
+    for n in &imported.notes {
+        eprintln!("not carried over: {n}");
+    }
+    match &a.output {
+        Some(p) => {
+            if let Err(e) = std::fs::write(p, &imported.case_yaml) {
+                eprintln!("error: cannot write {}: {e}", p.display());
+                return exit::TEST_FAILED;
+            }
+            eprintln!("wrote {}", p.display());
+        }
+        None => print!("{}", imported.case_yaml),
+    }
+    exit::PASS
+}
