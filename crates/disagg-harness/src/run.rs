@@ -155,8 +155,18 @@ fn resolved_case_yaml(case: &LoadedCase) -> String {
 
 /// Creates the run folder of a checked case and writes `case.yaml` and `plan.json` into it.
 pub(crate) fn prepare(r: &Ready, workspace: &Path, exe: &Path) -> Result<Plan, i32> {
+    prepare_as(r, workspace, exe, &rundir::timestamp_run_id())
+}
+
+/// [`prepare`] with a given run id (a Slurm job id).
+pub(crate) fn prepare_as(
+    r: &Ready,
+    workspace: &Path,
+    exe: &Path,
+    run_id: &str,
+) -> Result<Plan, i32> {
     let name = &r.case.config_name;
-    let (run_id, run_dir) = match rundir::create(workspace, name, &rundir::timestamp_run_id()) {
+    let (run_id, run_dir) = match rundir::create(workspace, name, run_id) {
         Ok(x) => x,
         Err(e) => {
             eprintln!(

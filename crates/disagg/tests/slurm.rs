@@ -171,6 +171,24 @@ fn a_passing_case_runs_as_a_job_and_its_hostile_job_name_arrives_literally() {
         assert!(dir.join(f).exists(), "{f} missing in {}", dir.display());
     }
     assert!(dir.join(format!("slurm-{id}.log")).exists());
+    assert_eq!(
+        dir.file_name().unwrap().to_string_lossy(),
+        id,
+        "the run id is the job id"
+    );
+    // The router and benchmark steps started without MPI or Slurm variables.
+    for log in ["disagg_server.log", "benchmark.log"] {
+        let text = read(&dir.join(log));
+        let line = text
+            .lines()
+            .find(|l| l.contains("cleared "))
+            .unwrap_or_else(|| panic!("{log} does not say what it cleared:\n{text}"));
+        assert!(line.ends_with("; 0 left"), "{line}");
+        assert!(
+            !line.contains("cleared 0 "),
+            "srun gave the step SLURM_* variables: {line}"
+        );
+    }
     assert!(read(&dir.join("install.log")).contains("set up on"));
     assert!(read(&dir.join("summary.md")).contains("PASSED"));
     assert!(!read(&dir.join("results.xml")).contains("<failure"));

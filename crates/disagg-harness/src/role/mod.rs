@@ -18,7 +18,18 @@ pub fn run_role(role: RoleName, run_dir: &Path) -> i32 {
     // adds after the supervisor hands over the environment, so only the role itself can.
     if let Ok(prefixes) = std::env::var(crate::slurm::steps::CLEAR_ENV_VAR) {
         // SAFETY: no thread has been started yet; the async runtime is built below.
-        unsafe { crate::slurm::steps::clear_env_prefixes(&prefixes) };
+        let n = unsafe { crate::slurm::steps::clear_env_prefixes(&prefixes) };
+        let left = std::env::vars_os()
+            .filter(|(k, _)| {
+                let k = k.to_string_lossy();
+                prefixes
+                    .split(',')
+                    .any(|p| !p.is_empty() && k.starts_with(p))
+            })
+            .count();
+        eprintln!(
+            "disagg role {role}: cleared {n} variables starting with {prefixes}; {left} left"
+        );
     }
     let plan = match load_plan(run_dir) {
         Ok(p) => p,

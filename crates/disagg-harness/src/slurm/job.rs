@@ -39,11 +39,16 @@ pub fn available() -> bool {
     run("sinfo", &["-h", "-o", "%P"], None).is_ok()
 }
 
-/// `sbatch --parsable SCRIPT` from `cwd`; returns the job id.
-pub fn submit(script: &Path, cwd: &Path) -> Result<String, SlurmError> {
+/// `sbatch --parsable --hold SCRIPT` from `cwd`: the job waits for [`release`].
+pub fn submit_held(script: &Path, cwd: &Path) -> Result<String, SlurmError> {
     let s = script.display().to_string();
-    let out = run("sbatch", &["--parsable", &s], Some(cwd))?;
+    let out = run("sbatch", &["--parsable", "--hold", &s], Some(cwd))?;
     parse_job_id(&out).ok_or_else(|| SlurmError::BadJobId(out.trim().to_string()))
+}
+
+/// `scontrol release JOB`.
+pub fn release(job: &str) -> Result<(), SlurmError> {
+    run("scontrol", &["release", job], None).map(|_| ())
 }
 
 /// `123` or `123;cluster`.

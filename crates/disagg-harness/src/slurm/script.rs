@@ -22,9 +22,18 @@ pub struct ScriptError {
 }
 
 /// Renders the batch script of `plan`; `exe` is the `disagg` binary the job runs.
+///
+/// The run folder is `<config dir>/<job id>` (the run id is the job id), so the script finds it
+/// through `$SLURM_JOB_ID` and `%j`: it is the same whatever the job id turns out to be, and
+/// `disagg plan --launcher slurm` prints exactly what is submitted.
 pub fn render(plan: &Plan, exe: &Path, skip_perf_check: bool) -> Result<String, ScriptError> {
     let s = &plan.slurm;
-    let run_dir = plan.run_dir.display().to_string();
+    let config_dir = plan
+        .run_dir
+        .parent()
+        .unwrap_or(Path::new("."))
+        .display()
+        .to_string();
     let mut header: Vec<(&'static str, String)> = vec![
         (
             "--job-name",
@@ -48,23 +57,19 @@ pub fn render(plan: &Plan, exe: &Path, skip_perf_check: bool) -> Result<String, 
     // `%` starts a Slurm filename pattern; `%%` is a literal one.
     header.push((
         "--output",
-        format!("{}/slurm-%j.log", run_dir.replace('%', "%%")),
+        format!("{}/%j/slurm-%j.log", config_dir.replace('%', "%%")),
     ));
     // Must start with ALL, or the srun steps inside lose PATH.
     header.push((
         "--export",
-        format!(
-            "ALL,DISAGG_RUN_ID={},DISAGG_CONFIG_NAME={}",
-            plan.run_id, plan.config_name
-        ),
+        format!("ALL,DISAGG_CONFIG_NAME={}", plan.config_name),
     ));
     let mut out = String::new();
     let _ = writeln!(out, "#!/bin/bash");
     let _ = writeln!(
         out,
-        "# {} run {}: written by disagg {}, submitted with `sbatch --parsable {SCRIPT_FILE}`.",
+        "# {}: written by disagg {}; the run folder is named by the job id.",
         plan.config_name,
-        plan.run_id,
         env!("CARGO_PKG_VERSION")
     );
     for (flag, value) in &header {
@@ -76,7 +81,8 @@ pub fn render(plan: &Plan, exe: &Path, skip_perf_check: bool) -> Result<String, 
         let _ = writeln!(out, "#SBATCH {}", sh_quote(a));
     }
     let _ = writeln!(out, "set -u");
-    let _ = writeln!(out, "cd {} || exit 1", sh_quote(&run_dir));
+    let _ = writeln!(out, "run_dir={}/\"$SLURM_JOB_ID\"", sh_quote(&config_dir));
+    let _ = writeln!(out, "cd \"$run_dir\" || exit 1");
     let _ = writeln!(out, "setup_status=0");
     if let Some(setup) = &plan.setup {
         let _ = writeln!(
@@ -95,12 +101,10 @@ pub fn render(plan: &Plan, exe: &Path, skip_perf_check: bool) -> Result<String, 
         argv.extend(container_args(plan));
         argv.push("--".into());
         argv.extend(setup.iter().cloned());
-        let log = plan.run_dir.join("install.log").display().to_string();
         let _ = writeln!(
             out,
-            "{} >>{} 2>&1 || setup_status=$?",
+            "{} >>\"$run_dir/install.log\" 2>&1 || setup_status=$?",
             sh_join(&argv),
-            sh_quote(&log)
         );
     }
     let _ = writeln!(
@@ -110,8 +114,6 @@ pub fn render(plan: &Plan, exe: &Path, skip_perf_check: bool) -> Result<String, 
     let mut sup: Vec<String> = vec![
         exe.display().to_string(),
         "supervise".into(),
-        "--run-dir".into(),
-        run_dir,
         "--executor".into(),
         "slurm".into(),
     ];
@@ -120,7 +122,7 @@ pub fn render(plan: &Plan, exe: &Path, skip_perf_check: bool) -> Result<String, 
     }
     let _ = writeln!(
         out,
-        "exec {} --setup-status \"$setup_status\"",
+        "exec {} --run-dir \"$run_dir\" --setup-status \"$setup_status\"",
         sh_join(&sup)
     );
     Ok(out)

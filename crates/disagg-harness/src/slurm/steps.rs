@@ -97,11 +97,11 @@ pub fn container_args(plan: &Plan) -> Vec<String> {
 }
 
 /// Removes every variable whose name starts with one of `prefixes` (comma-separated) from this
-/// process's environment, and the request itself.
+/// process's environment, and the request itself; returns how many it removed.
 ///
 /// # Safety
 /// Must run before the process starts any thread (the environment is not thread-safe).
-pub unsafe fn clear_env_prefixes(prefixes: &str) {
+pub unsafe fn clear_env_prefixes(prefixes: &str) -> usize {
     let prefixes: Vec<&str> = prefixes.split(',').filter(|p| !p.is_empty()).collect();
     let doomed: Vec<std::ffi::OsString> = std::env::vars_os()
         .map(|(k, _)| k)
@@ -110,10 +110,12 @@ pub unsafe fn clear_env_prefixes(prefixes: &str) {
             k == CLEAR_ENV_VAR || prefixes.iter().any(|p| k.starts_with(p))
         })
         .collect();
+    let n = doomed.len();
     for k in doomed {
         // SAFETY: the caller guarantees no other thread runs.
         unsafe { std::env::remove_var(k) };
     }
+    n
 }
 
 /// The steps as comment lines after the script, for `disagg plan --launcher slurm`: the job's

@@ -34,6 +34,12 @@ struct Submitted {
     job: String,
 }
 
+/// A checked case with its batch script, waiting to be submitted.
+struct Pending<'a> {
+    ready: &'a run::Ready,
+    script: PathBuf,
+}
+
 /// Runs every case as a Slurm job; the exit code of the worst outcome.
 pub fn run_cases(paths: &[PathBuf], opts: &RunOptions, slurm: &SlurmOptions) -> i32 {
     let skip_perf = opts.skip_perf_check || run::skip_perf_from_env();
@@ -44,25 +50,12 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions, slurm: &SlurmOptions) -> 
     // Absolute, because the batch script runs elsewhere.
     let workspace = std::path::absolute(&workspace).unwrap_or(workspace);
     let mut codes = Vec::new();
-    let mut queue: VecDeque<Plan> = VecDeque::new();
-    for r in &ready {
-        let plan = match run::prepare(r, &workspace, &opts.exe) {
-            Ok(p) => p,
-            Err(code) => {
-                codes.push(code);
-                continue;
-            }
-        };
-        let written = script::render(&plan, &opts.exe, skip_perf)
-            .map_err(|e| e.to_string())
-            .and_then(|text| {
-                crate::atomic::write(&plan.run_dir.join(SCRIPT_FILE), text.as_bytes())
-                    .map_err(|e| format!("cannot write {SCRIPT_FILE}: {e}"))
-            });
-        match written {
-            Ok(()) => queue.push_back(plan),
+    let mut queue: VecDeque<Pending> = VecDeque::new();
+    for (i, r) in ready.iter().enumerate() {
+        match write_script(r, &workspace, &opts.exe, skip_perf, i) {
+            Ok(script) => queue.push_back(Pending { ready: r, script }),
             Err(e) => {
-                eprintln!("error: {}: {e}", plan.config_name);
+                eprintln!("error: {}: {e}", r.case.config_name);
                 codes.push(exit::USAGE);
             }
         }
@@ -76,19 +69,19 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions, slurm: &SlurmOptions) -> 
     let mut running: Vec<Submitted> = Vec::new();
     loop {
         while running.len() < max && !INTERRUPTED.load(Ordering::SeqCst) {
-            let Some(plan) = queue.pop_front() else { break };
-            match job::submit(&plan.run_dir.join(SCRIPT_FILE), &plan.run_dir) {
-                Ok(id) => {
-                    let _ = crate::atomic::write(&plan.run_dir.join(JOB_ID_FILE), id.as_bytes());
+            let Some(p) = queue.pop_front() else { break };
+            match submit(&p, &workspace, &opts.exe) {
+                Ok(s) => {
                     println!(
-                        "disagg: {}: job {id}, run folder {}",
-                        plan.config_name,
-                        plan.run_dir.display()
+                        "disagg: {}: job {}, run folder {}",
+                        s.plan.config_name,
+                        s.job,
+                        s.plan.run_dir.display()
                     );
-                    running.push(Submitted { plan, job: id });
+                    running.push(s);
                 }
                 Err(e) => {
-                    eprintln!("error: {}: {e}", plan.config_name);
+                    eprintln!("error: {}: {e}", p.ready.case.config_name);
                     codes.push(exit::TEST_FAILED);
                 }
             }
@@ -97,6 +90,9 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions, slurm: &SlurmOptions) -> 
             return run::combine(&codes);
         }
         if INTERRUPTED.load(Ordering::SeqCst) {
+            for p in &queue {
+                let _ = std::fs::remove_file(&p.script);
+            }
             return interrupt(running, codes, skip_perf);
         }
         let mut still = Vec::new();
@@ -112,6 +108,67 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions, slurm: &SlurmOptions) -> 
         }
         std::thread::sleep(FOLLOW_EVERY);
     }
+}
+
+/// Renders the case's batch script into its config folder, to be submitted from there. It
+/// does not depend on the job id, so it is written before the job exists.
+fn write_script(
+    r: &run::Ready,
+    workspace: &Path,
+    exe: &Path,
+    skip_perf: bool,
+    index: usize,
+) -> Result<PathBuf, String> {
+    let config_dir = crate::rundir::config_dir(workspace, &r.case.config_name);
+    std::fs::create_dir_all(&config_dir)
+        .map_err(|e| format!("cannot create {}: {e}", config_dir.display()))?;
+    // Only the parts of the plan that do not depend on the run id enter the script.
+    let provisional = disagg_core::plan::build(&r.case, "JOBID", &config_dir.join("JOBID"), exe);
+    let text = script::render(&provisional, exe, skip_perf).map_err(|e| e.to_string())?;
+    let path = config_dir.join(format!(
+        ".{}-{}-{index}.sbatch",
+        crate::rundir::timestamp_run_id(),
+        std::process::id()
+    ));
+    crate::atomic::write(&path, text.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// Submits held, so the run folder (named by the job id) and its plan exist before the job can
+/// start, then releases it. Any failure cancels the held job.
+fn submit(p: &Pending, workspace: &Path, exe: &Path) -> Result<Submitted, String> {
+    let config_dir = crate::rundir::config_dir(workspace, &p.ready.case.config_name);
+    let id = job::submit_held(&p.script, &config_dir).map_err(|e| {
+        let _ = std::fs::remove_file(&p.script);
+        e.to_string()
+    })?;
+    let abandon = |why: String| {
+        let _ = job::cancel(&id);
+        let _ = std::fs::remove_file(&p.script);
+        Err(format!("job {id} cancelled before it started: {why}"))
+    };
+    let plan = match run::prepare_as(p.ready, workspace, exe, &id) {
+        Ok(plan) if plan.run_id == id => plan,
+        Ok(plan) => {
+            return abandon(format!(
+                "a run folder named {id} already exists in {} (the new one would be {})",
+                config_dir.display(),
+                plan.run_dir.display()
+            ));
+        }
+        Err(_) => return abandon("its run folder could not be prepared".into()),
+    };
+    if let Err(e) = std::fs::rename(&p.script, plan.run_dir.join(SCRIPT_FILE)) {
+        return abandon(format!(
+            "cannot move the batch script into the run folder: {e}"
+        ));
+    }
+    let _ = crate::atomic::write(&plan.run_dir.join(JOB_ID_FILE), id.as_bytes());
+    if let Err(e) = job::release(&id) {
+        return abandon(e.to_string());
+    }
+    Ok(Submitted { plan, job: id })
 }
 
 /// Ctrl-C: cancel every job we submitted, wait (bounded) for them to end, report them.

@@ -30,7 +30,11 @@ pub fn main(a: Args) -> i32 {
     };
     let ws = disagg_harness::rundir::resolve_workspace(a.workspace.as_deref());
     let ws = std::path::absolute(&ws).unwrap_or(ws);
-    let run_id = disagg_harness::rundir::timestamp_run_id();
+    // Under Slurm the run id is the job id, known only once submitted.
+    let run_id = match a.launcher {
+        super::Launcher::Local => disagg_harness::rundir::timestamp_run_id(),
+        super::Launcher::Slurm => "JOBID".to_string(),
+    };
     let run_dir = std::path::absolute(
         disagg_harness::rundir::config_dir(&ws, &case.config_name).join(&run_id),
     )
