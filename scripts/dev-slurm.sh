@@ -27,8 +27,16 @@ die() { say "error: $*"; exit 1; }
 
 node_name() { hostname -s; }
 
-alive() { # alive PIDFILE -> 0 if the pid in it is a live process
-  [[ -s $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null
+alive() { # alive PIDFILE NAME -> 0 if the pid in it is a live process called NAME
+  # The name check matters after a reboot or a killed session: a stale pid file's number may
+  # belong to some other process by now.
+  [[ -s $1 ]] || return 1
+  local pid; pid=$(cat "$1")
+  kill -0 "$pid" 2>/dev/null && [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$2" ]] || return 1
+  # A killed daemon stays a zombie until something reaps it, and a zombie still answers kill -0.
+  local stat; stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  [[ ${stat%% *} != Z ]]
 }
 
 install_packages() {
@@ -105,7 +113,7 @@ CONF
 
 start_munge() {
   local pidfile=/run/munge/munged.pid
-  if alive "$pidfile" || munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1; then return; fi
+  if alive "$pidfile" munged || munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1; then return; fi
   mkdir -p /run/munge /var/lib/munge /var/log/munge /etc/munge
   if [[ ! -s /etc/munge/munge.key ]]; then
     say "creating a munge key"
@@ -117,26 +125,27 @@ start_munge() {
   chmod 0755 /run/munge
   runuser -u munge -- /usr/sbin/munged
   touch "$STATE/munged.started"
-  local i; for i in $(seq 50); do alive "$pidfile" && return; sleep 0.1; done
+  local i; for i in $(seq 50); do alive "$pidfile" munged && return; sleep 0.1; done
   die "munged did not start"
 }
 
 start_slurmctld() {
-  if alive "$STATE/slurmctld.pid"; then return; fi
+  if alive "$STATE/slurmctld.pid" slurmctld; then return; fi
   slurmctld -f "$CONF" || die "slurmctld failed; see $LOGS/slurmctld.log"
   touch "$STATE/slurmctld.started"
 }
 
 start_slurmd() {
-  if alive "$STATE/slurmd.pid"; then return; fi
+  if alive "$STATE/slurmd.pid" slurmd; then return; fi
   slurmd -f "$CONF" || die "slurmd failed; see $LOGS/slurmd.log"
   touch "$STATE/slurmd.started"
 }
 
 wait_idle() {
-  local h state i; h=$(node_name)
-  for ((i = 0; i < UP_TIMEOUT * 5; i++)); do
-    state=$(sinfo -h -N -n "$h" -o '%T' 2>/dev/null || true)
+  local h state deadline=$((SECONDS + UP_TIMEOUT)); h=$(node_name)
+  # Bounded in wall time: a sinfo that cannot reach the controller can take seconds itself.
+  while ((SECONDS < deadline)); do
+    state=$(timeout 5 sinfo -h -N -n "$h" -o '%T' 2>/dev/null || true)
     case $state in
       idle*|mixed*|allocated*) say "node $h is $state"; return 0 ;;
       down*|drain*) scontrol update nodename="$h" state=resume 2>/dev/null || true ;;
@@ -149,7 +158,7 @@ wait_idle() {
 stop_one() { # stop_one NAME PIDFILE
   local name=$1 pidfile=$2 pid i
   [[ -e $STATE/$name.started ]] || { say "$name: not started by this script; left alone"; return; }
-  if alive "$pidfile"; then
+  if alive "$pidfile" "$name"; then
     pid=$(cat "$pidfile"); kill -TERM "$pid"
     for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
@@ -180,7 +189,7 @@ cmd_status() {
   local name pidfile rc=0
   for name in munged slurmctld slurmd; do
     pidfile=$STATE/$name.pid; [[ $name == munged ]] && pidfile=/run/munge/munged.pid
-    if alive "$pidfile"; then echo "$name: running (pid $(cat "$pidfile"))"
+    if alive "$pidfile" "$name"; then echo "$name: running (pid $(cat "$pidfile"))"
     else echo "$name: not running"; rc=1; fi
   done
   sinfo 2>&1 || rc=1

@@ -176,7 +176,11 @@ pub(crate) fn prepare_as(
             return Err(exit::TEST_FAILED);
         }
     };
-    let plan = disagg_core::plan::build(&r.case, &run_id, &run_dir, exe);
+    let mut plan = disagg_core::plan::build(&r.case, &run_id, &run_dir, exe);
+    // The supervisor may run elsewhere (inside a Slurm job, from the run folder).
+    plan.perf_baseline = plan
+        .perf_baseline
+        .map(|b| std::path::absolute(&b).unwrap_or(b));
     let written = crate::atomic::write(
         &run_dir.join("case.yaml"),
         resolved_case_yaml(&r.case).as_bytes(),
