@@ -2,6 +2,7 @@
 //! notes out): whatever it cannot map is returned as a note, never silently dropped.
 
 pub mod trtllm;
+mod yaml;
 
 /// An imported case: its YAML, and what did not map (or mapped by assumption).
 #[derive(Debug, Clone, PartialEq)]

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use serde_yaml_ng::{Mapping, Value};
 
+use super::yaml::{placeholder, put, show, str_of, u64_of};
 use super::{ImportError, Imported, Note};
 
 /// Keys of a worker config that become the group's `parallel:`.
@@ -472,40 +473,4 @@ fn backend_of(cfg: &Mapping) -> Option<String> {
             .as_str()?
             .to_ascii_uppercase(),
     )
-}
-
-fn str_of(m: &Mapping, k: &str) -> Option<String> {
-    match m.get(k)? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-fn u64_of(m: &Mapping, k: &str) -> Option<u64> {
-    match m.get(k)? {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-fn put(m: &mut Mapping, k: &str, v: impl Into<Value>) {
-    m.insert(Value::from(k), v.into());
-}
-
-/// `<partition>`-style values left for the user to fill in.
-fn placeholder(v: &str) -> bool {
-    let v = v.trim();
-    v.is_empty() || (v.starts_with('<') && v.ends_with('>'))
-}
-
-fn show(v: &Value) -> String {
-    match v {
-        Value::String(s) => format!("`{s}`"),
-        other => format!(
-            "`{}`",
-            serde_yaml_ng::to_string(other).unwrap_or_default().trim()
-        ),
-    }
 }

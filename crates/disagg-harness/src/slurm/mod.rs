@@ -20,6 +20,7 @@ pub mod quote;
 pub mod script;
 pub mod steps;
 pub mod submit;
+pub mod supervise;
 
 pub use executor::SlurmExecutor;
 pub use quote::sh_quote;

@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use disagg_harness::slurm::submit::{ExecutorKind, supervise_run_dir};
+use disagg_harness::slurm::supervise::{ExecutorKind, supervise_run_dir};
 
 /// Supervise the planned run in a run folder (what a Slurm job's batch script runs): start every
 /// role, watch them and the deadlines, then write the reports.

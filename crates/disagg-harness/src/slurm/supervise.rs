@@ -1,0 +1,101 @@
+//! `disagg supervise`: what a job's batch script hands control to. It supervises the plan in a
+//! run folder with the chosen executor, writes the reports, and, under Slurm, cancels its own
+//! job when the run failed.
+
+use std::path::Path;
+
+use disagg_core::{Plan, exit};
+
+use super::job;
+use super::submit::time_limit;
+use crate::outcome::{Failure, Outcome, RoleOutcome, RunResult};
+use crate::run::{self, INTERRUPTED};
+
+/// Which executor `disagg supervise` uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecutorKind {
+    Local,
+    Slurm,
+}
+
+/// `disagg supervise`: supervises the plan in `run_dir` (inside the allocation, for Slurm),
+/// writes the reports, and on failure cancels its own job so no step outlives the verdict.
+pub fn supervise_run_dir(
+    run_dir: &Path,
+    kind: ExecutorKind,
+    skip_perf_check: bool,
+    setup_status: i32,
+) -> i32 {
+    let mut plan = match crate::role::load_plan(run_dir) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("disagg supervise: {e}");
+            return exit::USAGE;
+        }
+    };
+    let skip_perf = skip_perf_check || run::skip_perf_from_env();
+    run::install_signal_handlers();
+    let _ = nix::sys::prctl::set_child_subreaper(true);
+    let job_id = std::env::var("SLURM_JOB_ID").ok();
+    let fail_now = |plan: &Plan, role: &str, reason: String| Outcome {
+        result: RunResult::Failed(Failure {
+            role: Some(role.into()),
+            reason,
+            timeout: false,
+        }),
+        roles: plan
+            .roles
+            .iter()
+            .map(|r| RoleOutcome {
+                role: r.role,
+                log: r.log.clone(),
+                failure: None,
+            })
+            .collect(),
+        duration_s: 0.0,
+    };
+    let outcome = match kind {
+        ExecutorKind::Local => {
+            crate::supervisor::supervise(&plan, &mut crate::executor::LocalExecutor, &INTERRUPTED)
+        }
+        ExecutorKind::Slurm if setup_status != 0 => fail_now(
+            &plan,
+            "SETUP",
+            format!("setup exited with status {setup_status} on a node (see install.log)"),
+        ),
+        ExecutorKind::Slurm => {
+            // The batch script already ran the setup on every node.
+            plan.setup = None;
+            match super::SlurmExecutor::from_env(&plan) {
+                Ok(mut exec) => crate::supervisor::supervise(&plan, &mut exec, &INTERRUPTED),
+                Err(e) => fail_now(&plan, "job", e),
+            }
+        }
+    };
+    // Slurm signals the job at its time limit: say so rather than "interrupted".
+    let outcome = match (&outcome.result, &job_id) {
+        (RunResult::Interrupted, Some(id)) if job::state(id).is_some_and(|s| s.is_timeout()) => {
+            Outcome {
+                result: RunResult::Failed(Failure {
+                    role: None,
+                    reason: format!(
+                        "Slurm ended job {id} at its time limit ({})",
+                        time_limit(&plan)
+                    ),
+                    timeout: true,
+                }),
+                ..outcome
+            }
+        }
+        _ => outcome,
+    };
+    let baseline = run::read_plan_baseline(&plan, skip_perf);
+    let code = run::finish(&plan, &outcome, baseline.as_ref(), skip_perf);
+    if kind == ExecutorKind::Slurm && code == exit::TEST_FAILED {
+        if let Some(id) = &job_id {
+            eprintln!("disagg supervise: the run failed; cancelling job {id}");
+            let _ = job::cancel(id);
+        }
+    }
+    code
+}
