@@ -378,6 +378,21 @@ fn check_engine_args(case: &Case, text: &str, path: &Path) -> Result<(), CaseErr
                     );
                 }
             }
+            EngineArgs::Options(_)
+                if matches!(case.engine, Engine::Vllm | Engine::Sglang)
+                    && g.parallel.gpus_per_server() > case.hardware.gpus_per_node =>
+            {
+                return err(
+                    format!("{group}.parallel"),
+                    format!(
+                        "a {:?} server of {} GPUs spans nodes ({} per node), which disagg does not launch yet",
+                        case.engine,
+                        g.parallel.gpus_per_server(),
+                        case.hardware.gpus_per_node
+                    ),
+                    "keep tp×pp within one node for vllm and sglang; trtllm servers may span nodes",
+                );
+            }
             EngineArgs::Options(m) if case.engine == Engine::Trtllm => {
                 let p = g.parallel;
                 for (k, want) in [

@@ -92,6 +92,13 @@ fn bad_engine_and_router_settings_name_the_key_and_fix() {
             "remove it",
         ),
         (
+            "vllm server across nodes",
+            case("vllm", "{}", "hardware: {gpus_per_node: 1}\n"),
+            "ctx.parallel",
+            "spans nodes",
+            "within one node",
+        ),
+        (
             "unknown engine",
             case("tgi", "{}", ""),
             "engine",
