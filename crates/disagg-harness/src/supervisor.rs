@@ -293,7 +293,7 @@ fn root_cause(plan: &Plan, procs: &mut [Proc], role: RoleName, reason: String) -
             }
             let upstream_dead = procs
                 .iter()
-                .any(|p| p.exit.is_some() && rank(p.plan.role) < rank(role));
+                .any(|p| died_badly(p) && rank(p.plan.role) < rank(role));
             if upstream_dead || Instant::now() >= until {
                 break;
             }
@@ -301,7 +301,7 @@ fn root_cause(plan: &Plan, procs: &mut [Proc], role: RoleName, reason: String) -
         }
         for p in procs
             .iter()
-            .filter(|p| p.exit.is_some() && p.plan.role != role)
+            .filter(|p| died_badly(p) && p.plan.role != role)
         {
             failures.push((p.plan.role, death_reason(plan, p)));
         }
@@ -323,6 +323,12 @@ fn root_cause(plan: &Plan, procs: &mut [Proc], role: RoleName, reason: String) -
         reason = format!("{reason}; then {echo}");
     }
     fail(Some(root), reason, false)
+}
+
+/// A role that ended with a failure. A clean exit is no cause: once BENCHMARK writes its
+/// failed status, the workers leave with status 0, and must not be blamed for its failure.
+fn died_badly(p: &Proc) -> bool {
+    p.exit.is_some_and(|(e, _)| !e.success())
 }
 
 fn rank(role: RoleName) -> u8 {

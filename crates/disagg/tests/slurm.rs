@@ -423,3 +423,39 @@ fn ctrl_c_cancels_the_job() {
     assert_eq!(status.code(), Some(130));
     assert_eq!(job_state(&id).as_deref(), Some("CANCELLED"));
 }
+
+#[test]
+fn a_no_wait_job_ended_at_its_time_limit_reports_timeout_from_inside_the_job() {
+    if !slurm_up("a_no_wait_job_ended_at_its_time_limit") {
+        return;
+    }
+    let ws = Ws::new("inside-timeout");
+    // Slurm ends a job between its time limit and about 30 s later (it checks periodically).
+    // The setup eats most of the 2 minutes; the supervisor is mid-benchmark (one request takes
+    // ~200 s of 50 ms tokens, its deadlines reach past 180 s) when Slurm ends the job, and no
+    // `disagg run` is waiting.
+    let c = ws.case(
+        "slow.yaml",
+        "name: sl-inside-timeout\nmodel: {name: tiny}\nhardware: {gpus_per_node: 2}\nctx: {count: 1, engine_args: {}}\ngen: {count: 1, engine_args: {itl: 50ms}}\nbenchmark: {isl: 16, osl: 4000, concurrency: [1], rounds: 1}\ntimeouts: {worker_startup: 5s, request: 100s, benchmark: 105s, job: 115s, grace: 1s}\nsetup: [sleep, \"70\"]\nslurm: {time: \"2\"}\n",
+    );
+    let out = ws.run(&[
+        "run",
+        c.to_str().unwrap(),
+        "--launcher",
+        "slurm",
+        "--no-wait",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let dir = ws.run_dir("sl-inside-timeout");
+    let id = read(&dir.join("slurm_job_id"));
+    let until = Instant::now() + Duration::from_secs(240);
+    while job_state(&id).is_none_or(|s| !terminal(&s)) {
+        assert!(Instant::now() < until, "job {id} did not end");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(job_state(&id).as_deref(), Some("TIMEOUT"));
+    let xml = read(&dir.join("results.xml"));
+    assert!(xml.contains("TIMEOUT"), "{xml}");
+    assert!(xml.contains("time limit"), "{xml}");
+    assert_eq!(read(&dir.join("exit_code")).trim(), "1");
+}

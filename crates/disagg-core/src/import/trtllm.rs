@@ -48,11 +48,6 @@ pub fn convert(text: &str, name: &str) -> Result<Imported, ImportError> {
             Some(_) => Err(shape(k, "is not a mapping")),
         }
     };
-    let metadata = section("metadata")?;
-    let slurm_in = section("slurm")?;
-    let bench_in = section("benchmark")?;
-    let hw_in = section("hardware")?;
-    let env_in = section("environment")?;
     let workers = section("worker_config")?;
     for (k, _) in root {
         let k = k.as_str().unwrap_or("?");
@@ -81,21 +76,89 @@ pub fn convert(text: &str, name: &str) -> Result<Imported, ImportError> {
         }
     }
 
-    let ctx_cfg = worker(&workers, "ctx")?;
-    let gen_cfg = worker(&workers, "gen")?;
+    let src = Src {
+        ctx_cfg: worker(&workers, "ctx")?,
+        gen_cfg: worker(&workers, "gen")?,
+        metadata: section("metadata")?,
+        slurm: section("slurm")?,
+        bench: section("benchmark")?,
+        hw: section("hardware")?,
+        env: section("environment")?,
+    };
 
+    let model = model_section(&mut cx, &src)?;
+    let hw = hardware_section(&mut cx, &src);
+    let (ctx, generation) = groups_section(&mut cx, &src);
+    let (bench, env) = benchmark_section(&mut cx, &src)?;
+    let slurm = slurm_section(&mut cx, &src);
+
+    let mut case = Mapping::new();
+    put(&mut case, "name", name);
+    put(&mut case, "model", Value::Mapping(model));
+    put(&mut case, "engine", "trtllm");
+    put(&mut case, "hardware", Value::Mapping(hw));
+    put(&mut case, "ctx", Value::Mapping(ctx));
+    put(&mut case, "gen", Value::Mapping(generation));
+    put(&mut case, "benchmark", Value::Mapping(bench));
+    if !env.is_empty() {
+        put(&mut case, "env", Value::Mapping(env));
+    }
+    let limit = slurm
+        .get("time")
+        .and_then(Value::as_str)
+        .and_then(|t| crate::slurm::parse_time(t).ok());
+    put(
+        &mut case,
+        "timeouts",
+        Value::Mapping(timeouts_within(limit)),
+    );
+    if !slurm.is_empty() {
+        put(&mut case, "slurm", Value::Mapping(slurm));
+    }
+    let body = serde_yaml_ng::to_string(&Value::Mapping(case))
+        .map_err(|e| ImportError::Yaml(e.to_string()))?;
+    let mut out = String::from(
+        "# Imported by `disagg import trtllm` from a TensorRT-LLM perf-sanity disagg config.\n",
+    );
+    if !cx.notes.is_empty() {
+        out.push_str("# Not carried over as it was:\n");
+        for n in &cx.notes {
+            out.push_str(&format!("#   {n}\n"));
+        }
+    }
+    out.push_str(&body);
+    crate::parse_case(&out, Path::new(&format!("{name}.yaml"))).map_err(ImportError::Invalid)?;
+    Ok(Imported {
+        case_yaml: out,
+        notes: cx.notes,
+    })
+}
+
+/// The source's sections, read once.
+struct Src {
+    metadata: Mapping,
+    slurm: Mapping,
+    bench: Mapping,
+    hw: Mapping,
+    env: Mapping,
+    ctx_cfg: Mapping,
+    gen_cfg: Mapping,
+}
+
+/// `model:` from `metadata`, `environment.model_path` and the workers' MTP and EPLB settings.
+fn model_section(cx: &mut Ctx, src: &Src) -> Result<Mapping, ImportError> {
     // model
     let mut model = Mapping::new();
-    let model_name = str_of(&metadata, "model_name")
+    let model_name = str_of(&src.metadata, "model_name")
         .ok_or_else(|| shape("metadata.model_name", "is missing"))?;
     put(&mut model, "name", model_name);
-    if let Some(p) = str_of(&metadata, "precision") {
+    if let Some(p) = str_of(&src.metadata, "precision") {
         put(&mut model, "precision", p);
     }
-    match str_of(&env_in, "model_path").filter(|p| !placeholder(p)) {
+    match str_of(&src.env, "model_path").filter(|p| !placeholder(p)) {
         Some(p) => put(&mut model, "path", p),
         None => {
-            if let Some(d) = str_of(&metadata, "model_dir_name") {
+            if let Some(d) = str_of(&src.metadata, "model_dir_name") {
                 cx.note(
                     "environment.model_path",
                     format!("a placeholder; set `model.path` to where {d} is on your cluster"),
@@ -103,18 +166,23 @@ pub fn convert(text: &str, name: &str) -> Result<Imported, ImportError> {
             }
         }
     }
-    if let Some(mtp) = mtp_of(&gen_cfg).or_else(|| mtp_of(&ctx_cfg)) {
+    if let Some(mtp) = mtp_of(&src.gen_cfg).or_else(|| mtp_of(&src.ctx_cfg)) {
         put(&mut model, "mtp", mtp);
     }
-    if let Some(slots) = eplb_of(&gen_cfg) {
+    if let Some(slots) = eplb_of(&src.gen_cfg) {
         put(&mut model, "eplb", slots);
     }
 
+    Ok(model)
+}
+
+/// `hardware:` from `hardware`, `metadata.supported_gpus` and the cache transceiver backend.
+fn hardware_section(cx: &mut Ctx, src: &Src) -> Mapping {
     // hardware
     let mut hw = Mapping::new();
-    let gpus_per_node = u64_of(&hw_in, "gpus_per_node").unwrap_or(8);
+    let gpus_per_node = u64_of(&src.hw, "gpus_per_node").unwrap_or(8);
     put(&mut hw, "gpus_per_node", gpus_per_node);
-    if let Some(Value::Sequence(gpus)) = metadata.get("supported_gpus") {
+    if let Some(Value::Sequence(gpus)) = src.metadata.get("supported_gpus") {
         if let Some(g) = gpus.first().and_then(Value::as_str) {
             put(&mut hw, "gpu", g.to_ascii_lowercase());
         }
@@ -125,8 +193,8 @@ pub fn convert(text: &str, name: &str) -> Result<Imported, ImportError> {
             );
         }
     }
-    match backend_of(&gen_cfg)
-        .or_else(|| backend_of(&ctx_cfg))
+    match backend_of(&src.gen_cfg)
+        .or_else(|| backend_of(&src.ctx_cfg))
         .as_deref()
     {
         Some("UCX") | None => {}
@@ -136,7 +204,7 @@ pub fn convert(text: &str, name: &str) -> Result<Imported, ImportError> {
             format!("`{other}` kept in the engine config, but the config name says UCX"),
         ),
     }
-    for (k, v) in &hw_in {
+    for (k, v) in &src.hw {
         let k = k.as_str().unwrap_or("?");
         if !["gpus_per_node", "num_ctx_servers", "num_gen_servers"].contains(&k) {
             cx.note(
@@ -146,8 +214,13 @@ pub fn convert(text: &str, name: &str) -> Result<Imported, ImportError> {
         }
     }
 
+    hw
+}
+
+/// `ctx:` and `gen:` from the server counts and `worker_config`.
+fn groups_section(cx: &mut Ctx, src: &Src) -> (Mapping, Mapping) {
     // worker groups
-    let count = |k: &str| u64_of(&hw_in, k).unwrap_or(1);
+    let count = |k: &str| u64_of(&src.hw, k).unwrap_or(1);
     let ctx_count = count("num_ctx_servers");
     if ctx_count == 0 {
         cx.note(
@@ -155,17 +228,27 @@ pub fn convert(text: &str, name: &str) -> Result<Imported, ImportError> {
             "0 context servers cannot be run: a case has at least one; imported as 1",
         );
     }
-    let ctx = group(&mut cx, "ctx", ctx_count.max(1), ctx_cfg);
-    let generation = group(&mut cx, "gen", count("num_gen_servers").max(1), gen_cfg);
+    let ctx = group(cx, "ctx", ctx_count.max(1), src.ctx_cfg.clone());
+    let generation = group(
+        cx,
+        "gen",
+        count("num_gen_servers").max(1),
+        src.gen_cfg.clone(),
+    );
 
+    (ctx, generation)
+}
+
+/// `benchmark:` and `env:` (the benchmark mode adds a worker variable).
+fn benchmark_section(cx: &mut Ctx, src: &Src) -> Result<(Mapping, Mapping), ImportError> {
     // benchmark
     let mut bench = Mapping::new();
     let need = |k: &str| {
-        u64_of(&bench_in, k).ok_or_else(|| shape(&format!("benchmark.{k}"), "is missing"))
+        u64_of(&src.bench, k).ok_or_else(|| shape(&format!("benchmark.{k}"), "is missing"))
     };
     put(&mut bench, "isl", need("input_length")?);
     put(&mut bench, "osl", need("output_length")?);
-    let conc: Vec<u64> = match bench_in.get("concurrency_list") {
+    let conc: Vec<u64> = match src.bench.get("concurrency_list") {
         Some(Value::Sequence(s)) => s.iter().filter_map(Value::as_u64).collect(),
         Some(Value::Number(n)) => n.as_u64().into_iter().collect(),
         Some(Value::String(s)) => s
@@ -181,16 +264,16 @@ pub fn convert(text: &str, name: &str) -> Result<Imported, ImportError> {
         "concurrency",
         Value::Sequence(conc.into_iter().map(Value::from).collect()),
     );
-    if let Some(r) = u64_of(&bench_in, "multi_round") {
+    if let Some(r) = u64_of(&src.bench, "multi_round") {
         put(&mut bench, "rounds", r);
     }
-    if let Some(s) = bench_in.get("streaming").and_then(Value::as_bool) {
+    if let Some(s) = src.bench.get("streaming").and_then(Value::as_bool) {
         put(&mut bench, "streaming", s);
     }
-    let mut env_worker = env_string(&mut cx, &env_in, "worker_env_var");
-    let env_server = env_string(&mut cx, &env_in, "server_env_var");
-    let env_bench = env_string(&mut cx, &env_in, "benchmark_env_var");
-    for (k, v) in &bench_in {
+    let mut env_worker = env_string(cx, &src.env, "worker_env_var");
+    let env_server = env_string(cx, &src.env, "server_env_var");
+    let env_bench = env_string(cx, &src.env, "benchmark_env_var");
+    for (k, v) in &src.bench {
         let key = format!("benchmark.{}", k.as_str().unwrap_or("?"));
         match k.as_str().unwrap_or("") {
             "input_length" | "output_length" | "concurrency_list" | "multi_round" | "streaming" => {
@@ -240,6 +323,12 @@ pub fn convert(text: &str, name: &str) -> Result<Imported, ImportError> {
         }
     }
 
+    Ok((bench, env))
+}
+
+/// `slurm:` from `slurm` and the container settings of `environment`, and notes on the rest of
+/// `environment` and `metadata`.
+fn slurm_section(cx: &mut Ctx, src: &Src) -> Mapping {
     // slurm
     let mut slurm = Mapping::new();
     for (from, to) in [
@@ -248,7 +337,7 @@ pub fn convert(text: &str, name: &str) -> Result<Imported, ImportError> {
         ("job_time", "time"),
         ("job_name", "job_name"),
     ] {
-        match str_of(&slurm_in, from) {
+        match str_of(&src.slurm, from) {
             Some(v) if placeholder(&v) => cx.note(
                 &format!("slurm.{from}"),
                 format!("placeholder `{v}` left unset; give `slurm.{to}` for your cluster"),
@@ -257,13 +346,13 @@ pub fn convert(text: &str, name: &str) -> Result<Imported, ImportError> {
             None => {}
         }
     }
-    if let Some(x) = str_of(&slurm_in, "extra_args") {
+    if let Some(x) = str_of(&src.slurm, "extra_args") {
         let args: Vec<Value> = x.split_whitespace().map(Value::from).collect();
         if !args.is_empty() {
             put(&mut slurm, "extra_args", Value::Sequence(args));
         }
     }
-    for (k, v) in &slurm_in {
+    for (k, v) in &src.slurm {
         let k = k.as_str().unwrap_or("?");
         match k {
             "partition" | "account" | "job_time" | "job_name" | "extra_args" | "script_file" => {}
@@ -272,11 +361,11 @@ pub fn convert(text: &str, name: &str) -> Result<Imported, ImportError> {
             _ => cx.note(&format!("slurm.{k}"), format!("{} not imported", show(v))),
         }
     }
-    let image = str_of(&env_in, "container_image").filter(|v| !placeholder(v));
+    let image = str_of(&src.env, "container_image").filter(|v| !placeholder(v));
     if let Some(image) = image {
         let mut c = Mapping::new();
         put(&mut c, "image", image);
-        if let Some(m) = str_of(&env_in, "container_mount").filter(|v| !placeholder(v)) {
+        if let Some(m) = str_of(&src.env, "container_mount").filter(|v| !placeholder(v)) {
             let mounts: Vec<Value> = m
                 .split(',')
                 .map(str::trim)
@@ -286,13 +375,13 @@ pub fn convert(text: &str, name: &str) -> Result<Imported, ImportError> {
             put(&mut c, "mounts", Value::Sequence(mounts));
         }
         put(&mut slurm, "container", Value::Mapping(c));
-    } else if str_of(&env_in, "container_image").is_some() {
+    } else if str_of(&src.env, "container_image").is_some() {
         cx.note(
             "environment.container_image",
             "a placeholder; set `slurm.container.image` to run in a container",
         );
     }
-    for (k, v) in &env_in {
+    for (k, v) in &src.env {
         let k = k.as_str().unwrap_or("?");
         match k {
             "worker_env_var" | "server_env_var" | "benchmark_env_var" | "model_path"
@@ -309,7 +398,7 @@ pub fn convert(text: &str, name: &str) -> Result<Imported, ImportError> {
             ),
         }
     }
-    for (k, _) in &metadata {
+    for (k, _) in &src.metadata {
         let k = k.as_str().unwrap_or("?");
         if ![
             "model_name",
@@ -325,46 +414,7 @@ pub fn convert(text: &str, name: &str) -> Result<Imported, ImportError> {
         }
     }
 
-    let mut case = Mapping::new();
-    put(&mut case, "name", name);
-    put(&mut case, "model", Value::Mapping(model));
-    put(&mut case, "engine", "trtllm");
-    put(&mut case, "hardware", Value::Mapping(hw));
-    put(&mut case, "ctx", Value::Mapping(ctx));
-    put(&mut case, "gen", Value::Mapping(generation));
-    put(&mut case, "benchmark", Value::Mapping(bench));
-    if !env.is_empty() {
-        put(&mut case, "env", Value::Mapping(env));
-    }
-    let limit = slurm
-        .get("time")
-        .and_then(Value::as_str)
-        .and_then(|t| crate::slurm::parse_time(t).ok());
-    put(
-        &mut case,
-        "timeouts",
-        Value::Mapping(timeouts_within(limit)),
-    );
-    if !slurm.is_empty() {
-        put(&mut case, "slurm", Value::Mapping(slurm));
-    }
-    let body = serde_yaml_ng::to_string(&Value::Mapping(case))
-        .map_err(|e| ImportError::Yaml(e.to_string()))?;
-    let mut out = String::from(
-        "# Imported by `disagg import trtllm` from a TensorRT-LLM perf-sanity disagg config.\n",
-    );
-    if !cx.notes.is_empty() {
-        out.push_str("# Not carried over as it was:\n");
-        for n in &cx.notes {
-            out.push_str(&format!("#   {n}\n"));
-        }
-    }
-    out.push_str(&body);
-    crate::parse_case(&out, Path::new(&format!("{name}.yaml"))).map_err(ImportError::Invalid)?;
-    Ok(Imported {
-        case_yaml: out,
-        notes: cx.notes,
-    })
+    slurm
 }
 
 /// Deadlines that nest inside the Slurm time limit (2h when unknown): the job ends a little

@@ -98,6 +98,20 @@ pub fn state(job: &str) -> Option<JobState> {
     (!first.is_empty()).then_some(JobState(first))
 }
 
+/// Whether Slurm is ending (or ended) the job at its time limit. While it signals the job the
+/// state is still `COMPLETING`; the reason already says `TimeLimit`.
+pub fn timed_out(job: &str) -> bool {
+    match run("scontrol", &["show", "job", "-o", job], None) {
+        Ok(out) => parse_timed_out(&out),
+        Err(_) => state(job).is_some_and(|s| s.is_timeout()),
+    }
+}
+
+pub fn parse_timed_out(out: &str) -> bool {
+    parse_scontrol_state(out).is_some_and(|s| s.is_timeout())
+        || out.split_whitespace().any(|w| w == "Reason=TimeLimit")
+}
+
 pub fn parse_scontrol_state(out: &str) -> Option<JobState> {
     out.split_whitespace()
         .find_map(|w| w.strip_prefix("JobState="))
@@ -123,5 +137,10 @@ mod tests {
         assert!(s.unwrap().is_terminal());
         assert!(!JobState("RUNNING".into()).is_terminal());
         assert!(!JobState("COMPLETING".into()).is_terminal());
+        assert!(parse_timed_out(
+            "JobId=5 JobState=COMPLETING Reason=TimeLimit Dependency=x"
+        ));
+        assert!(parse_timed_out("JobId=5 JobState=TIMEOUT Reason=None"));
+        assert!(!parse_timed_out("JobId=5 JobState=CANCELLED Reason=None"));
     }
 }

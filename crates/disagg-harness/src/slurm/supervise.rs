@@ -74,19 +74,17 @@ pub fn supervise_run_dir(
     };
     // Slurm signals the job at its time limit: say so rather than "interrupted".
     let outcome = match (&outcome.result, &job_id) {
-        (RunResult::Interrupted, Some(id)) if job::state(id).is_some_and(|s| s.is_timeout()) => {
-            Outcome {
-                result: RunResult::Failed(Failure {
-                    role: None,
-                    reason: format!(
-                        "Slurm ended job {id} at its time limit ({})",
-                        time_limit(&plan)
-                    ),
-                    timeout: true,
-                }),
-                ..outcome
-            }
-        }
+        (RunResult::Interrupted, Some(id)) if job::timed_out(id) => Outcome {
+            result: RunResult::Failed(Failure {
+                role: None,
+                reason: format!(
+                    "Slurm ended job {id} at its time limit ({})",
+                    time_limit(&plan)
+                ),
+                timeout: true,
+            }),
+            ..outcome
+        },
         _ => outcome,
     };
     let baseline = run::read_plan_baseline(&plan, skip_perf);
