@@ -72,19 +72,23 @@ pub fn supervise_run_dir(
             }
         }
     };
-    // Slurm signals the job at its time limit: say so rather than "interrupted".
+    // At its time limit Slurm signals the steps and this script at once: whatever the supervisor
+    // saw first (a role killed, or its own interruption), the time limit is the cause.
+    let ended_by_slurm = |r: &RunResult| !matches!(r, RunResult::Passed);
     let outcome = match (&outcome.result, &job_id) {
-        (RunResult::Interrupted, Some(id)) if job::timed_out(id) => Outcome {
-            result: RunResult::Failed(Failure {
-                role: None,
-                reason: format!(
-                    "Slurm ended job {id} at its time limit ({})",
-                    time_limit(&plan)
-                ),
-                timeout: true,
-            }),
-            ..outcome
-        },
+        (r, Some(id)) if kind == ExecutorKind::Slurm && ended_by_slurm(r) && job::timed_out(id) => {
+            Outcome {
+                result: RunResult::Failed(Failure {
+                    role: None,
+                    reason: format!(
+                        "Slurm ended job {id} at its time limit ({})",
+                        time_limit(&plan)
+                    ),
+                    timeout: true,
+                }),
+                ..outcome
+            }
+        }
         _ => outcome,
     };
     let baseline = run::read_plan_baseline(&plan, skip_perf);
