@@ -459,3 +459,49 @@ fn a_no_wait_job_ended_at_its_time_limit_reports_timeout_from_inside_the_job() {
     assert!(xml.contains("time limit"), "{xml}");
     assert_eq!(read(&dir.join("exit_code")).trim(), "1");
 }
+
+#[test]
+fn a_failing_setup_fails_the_job_as_setup() {
+    if !slurm_up("a_failing_setup") {
+        return;
+    }
+    let ws = Ws::new("setup");
+    let c = ws.case(
+        "setup.yaml",
+        &case(
+            "sl-setup",
+            &format!(
+                "{GEN_OK}{TIMEOUTS}setup: \"echo installing; exit 7\"\nslurm: {{time: \"5\"}}\n"
+            ),
+        ),
+    );
+    let out = ws.run(&["run", c.to_str().unwrap(), "--launcher", "slurm"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let dir = ws.run_dir("sl-setup");
+    assert!(read(&dir.join("install.log")).contains("installing"));
+    let xml = read(&dir.join("results.xml"));
+    assert!(xml.contains("SETUP"), "{xml}");
+    assert!(read(&dir.join("summary.md")).contains("setup exited with status"));
+}
+
+#[test]
+fn without_slurm_nothing_is_submitted_and_the_exit_code_is_2() {
+    // Runs everywhere: a PATH without Slurm's commands stands for a machine without Slurm.
+    let ws = Ws::new("noslurm");
+    let c = ws.case("x.yaml", &case("sl-none", &format!("{GEN_OK}{TIMEOUTS}")));
+    let out = Command::new(DISAGG)
+        .args([
+            "run",
+            c.to_str().unwrap(),
+            "--launcher",
+            "slurm",
+            "--workspace",
+        ])
+        .arg(&ws.dir)
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("hint: "));
+    assert!(!ws.dir.join("disagg_logs").exists(), "nothing was prepared");
+}

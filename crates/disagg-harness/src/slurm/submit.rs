@@ -46,6 +46,12 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions, slurm: &SlurmOptions) -> 
     let Some(ready) = run::check_all(paths, skip_perf) else {
         return exit::USAGE;
     };
+    if !job::available() {
+        eprintln!(
+            "error: no Slurm answers here (`sinfo` failed), so nothing was submitted\nhint: run on a Slurm login node; on a Debian machine `bash scripts/dev-slurm.sh up` starts a single-node Slurm"
+        );
+        return exit::USAGE;
+    }
     let workspace = crate::rundir::resolve_workspace(opts.workspace.as_deref());
     // Absolute, because the batch script runs elsewhere.
     let workspace = std::path::absolute(&workspace).unwrap_or(workspace);
