@@ -21,6 +21,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RouterError> {
     let state = AppState::new(cfg)?;
+    // The checker lives exactly as long as this call: aborted however `serve` returns.
+    let checker = AbortOnDrop(tokio::spawn(state.health_checker()));
     let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
     let signal = async move {
         shutdown.await;
@@ -40,7 +42,7 @@ pub async fn serve(
         // Only fires once the server itself has seen the shutdown signal.
         _ = stopping_rx.wait_for(|stopping| *stopping) => {}
     }
-    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+    let out = match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
         Ok(res) => res.map_err(RouterError::Serve),
         Err(_) => {
             tracing::warn!(
@@ -48,6 +50,16 @@ pub async fn serve(
             );
             Ok(())
         }
+    };
+    drop(checker);
+    out
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -158,17 +170,11 @@ mod tests {
     #[tokio::test]
     async fn serve_returns_after_shutdown() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let cfg = RouterConfig {
-            host: "127.0.0.1".into(),
-            port: 0,
-            dialect: crate::Dialect::Trtllm,
-            prefill: vec!["http://127.0.0.1:9".into()],
-            decode: vec!["http://127.0.0.1:9".into()],
-            prefill_policy: crate::Policy::RoundRobin,
-            decode_policy: crate::Policy::RoundRobin,
-            request_timeout: Duration::from_secs(1),
-            max_body_bytes: 1024,
-        };
+        let mut cfg = RouterConfig::new(
+            vec!["http://127.0.0.1:9".into()],
+            vec!["http://127.0.0.1:9".into()],
+        );
+        cfg.request_timeout = Duration::from_secs(1);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(serve(listener, cfg, async {
             let _ = rx.await;

@@ -1,0 +1,203 @@
+//! A JSON object kept as its original bytes plus the byte range of each top-level value.
+//!
+//! Every dialect only adds, drops or replaces a few top-level keys, so the prompt (often most of
+//! the body: 32k token ids are ~200 kB) is validated once by the parser and then copied as bytes
+//! into each outgoing body. It is never turned into `serde_json::Value`s.
+
+use std::fmt;
+use std::ops::Range;
+
+use bytes::Bytes;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+/// A top-level JSON object; see the module docs.
+#[derive(Debug, Clone)]
+pub(crate) struct RawObject {
+    bytes: Bytes,
+    /// Keys in document order, each with its value's range in `bytes`. A repeated key keeps the
+    /// last value, as `serde_json::Value` would.
+    fields: Vec<(String, Range<usize>)>,
+}
+
+impl RawObject {
+    /// Parses `bytes` as one JSON object. The `Err` says what is wrong, for a 400 or a 502.
+    pub fn parse(bytes: Bytes) -> Result<Self, String> {
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace()).copied();
+        if first != Some(b'{') {
+            return Err(match serde_json::from_slice::<&RawValue>(&bytes) {
+                Err(e) => format!("not JSON: {e}"),
+                Ok(_) => format!(
+                    "expected a JSON object, not {}",
+                    kind_of(first.unwrap_or(b' '))
+                ),
+            });
+        }
+        let base = bytes.as_ptr() as usize;
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        let fields = de
+            .deserialize_map(FieldsVisitor { base })
+            .and_then(|f| de.end().map(|()| f))
+            .map_err(|e| format!("not JSON: {e}"))?;
+        Ok(Self { bytes, fields })
+    }
+
+    /// The raw JSON text of `key`'s value.
+    pub fn get(&self, key: &str) -> Option<&[u8]> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, r)| &self.bytes[r.clone()])
+    }
+
+    /// The raw JSON text of `key`'s value, sharing this object's buffer (no copy).
+    pub fn get_bytes(&self, key: &str) -> Option<Bytes> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, r)| self.bytes.slice(r.clone()))
+    }
+
+    /// `key`'s value deserialised; `None` when absent, `Err` when of the wrong shape.
+    pub fn parse_field<'a, T: serde::Deserialize<'a>>(
+        &'a self,
+        key: &str,
+    ) -> Option<Result<T, serde_json::Error>> {
+        self.get(key).map(serde_json::from_slice)
+    }
+
+    /// Writes this object without the keys in `drop`, with `set` replacing or adding keys (values
+    /// are raw JSON). Keys keep their order; new ones go last.
+    pub fn write(&self, drop: &[&str], set: &[(&str, &[u8])]) -> Vec<u8> {
+        let extra: usize = set.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+        let mut out = Vec::with_capacity(self.bytes.len() + extra);
+        out.push(b'{');
+        let mut first = true;
+        let mut put = |out: &mut Vec<u8>, k: &str, v: &[u8]| {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            write_key(out, k);
+            out.extend_from_slice(v);
+        };
+        for (k, r) in &self.fields {
+            if drop.contains(&k.as_str()) {
+                continue;
+            }
+            match set.iter().find(|(sk, _)| sk == k) {
+                Some((_, v)) => put(&mut out, k, v),
+                None => put(&mut out, k, &self.bytes[r.clone()]),
+            }
+        }
+        for (k, v) in set {
+            if !self.fields.iter().any(|(fk, _)| fk == k) {
+                put(&mut out, k, v);
+            }
+        }
+        out.push(b'}');
+        out
+    }
+}
+
+fn write_key(out: &mut Vec<u8>, key: &str) {
+    // Serialising a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, key);
+    out.push(b':');
+}
+
+/// What a JSON text starting with `b` is, for error messages.
+pub(crate) fn kind_of(b: u8) -> &'static str {
+    match b {
+        b'{' => "an object",
+        b'[' => "an array",
+        b'"' => "a string",
+        b't' | b'f' => "a boolean",
+        b'n' => "null",
+        _ => "a number",
+    }
+}
+
+/// The first byte of a raw JSON value (which the parser has already checked is JSON).
+pub(crate) fn first_byte(raw: &[u8]) -> u8 {
+    raw.first().copied().unwrap_or(b' ')
+}
+
+struct FieldsVisitor {
+    base: usize,
+}
+
+impl<'de> Visitor<'de> for FieldsVisitor {
+    type Value = Vec<(String, Range<usize>)>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields: Vec<(String, Range<usize>)> = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let raw: &'de RawValue = map.next_value()?;
+            let text = raw.get();
+            // `raw` borrows from the parsed buffer, so its offset locates it there.
+            let start = (text.as_ptr() as usize)
+                .checked_sub(self.base)
+                .ok_or_else(|| de::Error::custom("value outside the body"))?;
+            let range = start..start + text.len();
+            match fields.iter_mut().find(|(k, _)| *k == key) {
+                Some(slot) => slot.1 = range,
+                None => fields.push((key, range)),
+            }
+        }
+        Ok(fields)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn obj(text: &str) -> RawObject {
+        RawObject::parse(Bytes::copy_from_slice(text.as_bytes())).unwrap()
+    }
+
+    #[test]
+    fn rewrites_only_the_named_keys() {
+        let o = obj(r#" {"a": [1, 2], "b": "x\"y", "c": {"d": null}, "a": [3]} "#);
+        assert_eq!(o.get("a"), Some(&b"[3]"[..]), "last duplicate wins");
+        let out = o.write(&["b"], &[("c", b"false"), ("e", b"1")]);
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"a":[3],"c":false,"e":1}"#
+        );
+        let v: Value = serde_json::from_slice(&o.write(&[], &[])).unwrap();
+        assert_eq!(v, json!({"a": [3], "b": "x\"y", "c": {"d": null}}));
+    }
+
+    #[test]
+    fn escaped_keys_are_compared_decoded_and_written_escaped() {
+        let o = obj(r#"{"str\u0065am": true, "q\"k": 1}"#);
+        assert_eq!(o.get("stream"), Some(&b"true"[..]));
+        let v: Value = serde_json::from_slice(&o.write(&[], &[])).unwrap();
+        assert_eq!(v, json!({"stream": true, "q\"k": 1}));
+    }
+
+    #[test]
+    fn non_objects_and_broken_json_say_what_they_are() {
+        for (text, want) in [
+            ("", "not JSON"),
+            ("{", "not JSON"),
+            ("{} x", "not JSON"),
+            ("[1]", "not an array"),
+            ("\"s\"", "not a string"),
+            ("null", "not null"),
+            ("12", "not a number"),
+            ("{\"a\" 1}", "not JSON"),
+        ] {
+            let err = RawObject::parse(Bytes::copy_from_slice(text.as_bytes())).unwrap_err();
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+    }
+}
