@@ -67,8 +67,14 @@ impl WorkerGroup {
                 total: self.workers.len(),
             });
         }
-        // Relaxed is enough: the counter only spreads load, it orders nothing else.
-        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        // Relaxed is enough: the counter only spreads load, it orders nothing else. Retries do
+        // not advance it, or a failing worker could keep the same parity and be tried first
+        // by every request.
+        let turn = if tried.is_empty() {
+            self.next.fetch_add(1, Ordering::Relaxed)
+        } else {
+            self.next.load(Ordering::Relaxed)
+        };
         let i = match self.policy {
             Policy::RoundRobin => round_robin::pick(&candidates, turn),
             Policy::LeastRequests => least_loaded::pick(self, &candidates, Load::Requests, turn),

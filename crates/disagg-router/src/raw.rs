@@ -200,4 +200,52 @@ mod tests {
             assert!(err.contains(want), "{text:?}: {err}");
         }
     }
+
+    /// Random JSON-ish byte strings through every parser the router applies to bytes from the
+    /// network: none may panic, and whatever parses must be rewritten as valid JSON.
+    #[test]
+    fn random_bytes_never_panic_and_rewrites_stay_json() {
+        use crate::request::{ClientRequest, Endpoint};
+        const ALPHABET: &[u8] = b"{}[]\",:0123456789.-eEtrufalsn \\u\xff";
+        const KEYS: [&str; 6] = [
+            "\"prompt\":",
+            "\"messages\":",
+            "\"choices\":",
+            "\"kv_transfer_params\":",
+            "\"disaggregated_params\":",
+            "\"stream\":",
+        ];
+        let mut state: u64 = 0x5eed;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let mut text = Vec::new();
+            for _ in 0..next() % 48 {
+                if next() % 5 == 0 {
+                    text.extend_from_slice(KEYS[(next() % 6) as usize].as_bytes());
+                } else {
+                    text.push(ALPHABET[(next() % ALPHABET.len() as u64) as usize]);
+                }
+            }
+            if next() % 2 == 0 {
+                text.insert(0, b'{');
+            }
+            let bytes = Bytes::from(text);
+            if let Ok(o) = RawObject::parse(bytes.clone()) {
+                let out = o.write(&["stream"], &[("x", b"1")]);
+                assert!(
+                    serde_json::from_slice::<serde_json::Value>(&out).is_ok(),
+                    "{bytes:?} -> {out:?}"
+                );
+            }
+            let _ = ClientRequest::parse(Endpoint::Completions, bytes.clone());
+            let _ = ClientRequest::parse(Endpoint::ChatCompletions, bytes.clone());
+            let _ = crate::trtllm::read_context_response(bytes.clone());
+            let _ = crate::vllm::read_prefill_response(bytes);
+        }
+    }
 }

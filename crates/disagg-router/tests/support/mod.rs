@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test uses a different part of the kit
 
+pub mod bodies;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
