@@ -2,7 +2,7 @@
 //!
 //! Zero-delay canned backends (a context worker whose answer fits every dialect, and a
 //! generation worker), then closed-loop load at concurrency 1, 64 and 256 with 1k- and
-//! 32k-token prompts (token-id arrays, as benchmark_serving sends) against:
+//! 32k-token prompts (text; see [`request_body`]) against:
 //! - the generation worker directly (the baseline);
 //! - our router in each dialect (in this process, on its own 2-thread runtime);
 //! - the PD modes of `sglang-router` and `vllm-router`, when a venv holding them is found
@@ -170,10 +170,23 @@ fn context_answer(isl: usize) -> Vec<u8> {
     .into_bytes()
 }
 
+/// A text prompt of `isl` random five-letter words (about one token each, six bytes with the
+/// space, the size of a token-id array). Text rather than ids because sglang-router 0.3.2
+/// rejects token-id prompts; every target gets the same body.
 fn request_body(isl: usize) -> Bytes {
+    let mut x: u64 = 0x2545_f491;
+    let mut prompt = String::with_capacity(isl * 6);
+    for _ in 0..isl {
+        for _ in 0..5 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            prompt.push(char::from(b'a' + (x % 26) as u8));
+        }
+        prompt.push(' ');
+    }
     Bytes::from(format!(
-        r#"{{"model":"m","prompt":{},"max_tokens":16,"stream":false}}"#,
-        token_ids(isl)
+        r#"{{"model":"m","prompt":"{prompt}","max_tokens":16,"stream":false}}"#
     ))
 }
 
@@ -278,6 +291,12 @@ impl Target {
             return Err(format!("{} not found", exe.display()));
         }
         let port_s = port.to_string();
+        // Each peer also opens a Prometheus listener, on the same default port: give each its own.
+        let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port()
+            .to_string();
         let mut args: Vec<&str> = mode;
         args.extend(["--prefill", ctx]);
         if let Peer::Sglang = peer {
@@ -290,9 +309,20 @@ impl Target {
             "127.0.0.1",
             "--port",
             &port_s,
+            "--prometheus-host",
+            "127.0.0.1",
+            "--prometheus-port",
+            &metrics_port,
         ]);
         let child = Command::new(&exe)
             .args(&args)
+            // Peers try to fetch tokenizers from the internet; this bench stays on loopback, so
+            // any such attempt is sent to a closed local port and fails fast.
+            .env("HTTP_PROXY", "http://127.0.0.1:9")
+            .env("HTTPS_PROXY", "http://127.0.0.1:9")
+            .env("ALL_PROXY", "http://127.0.0.1:9")
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .env("HF_HUB_OFFLINE", "1")
             .stdout(peer_log(peer))
             .stderr(Stdio::from(
                 std::fs::OpenOptions::new()

@@ -23,6 +23,7 @@ use crate::worker::Lease;
 pub(crate) struct Opened {
     status: StatusCode,
     content_type: Option<HeaderValue>,
+    content_length: Option<u64>,
     first: Option<Bytes>,
     rest: BoxStream<'static, reqwest::Result<Bytes>>,
 }
@@ -31,6 +32,7 @@ pub(crate) struct Opened {
 pub(crate) async fn open(t: Target<'_>, resp: reqwest::Response) -> Result<Opened, ProxyError> {
     let status = resp.status();
     let content_type = resp.headers().get(header::CONTENT_TYPE).cloned();
+    let content_length = resp.content_length();
     let mut rest = resp.bytes_stream().boxed();
     let first = match rest.next().await {
         None => None,
@@ -40,6 +42,7 @@ pub(crate) async fn open(t: Target<'_>, resp: reqwest::Response) -> Result<Opene
     Ok(Opened {
         status,
         content_type,
+        content_length,
         first,
         rest,
     })
@@ -57,16 +60,27 @@ pub(crate) fn respond(opened: Opened, worker: &str, stream: bool, keep: Keep) ->
     let Opened {
         status,
         content_type,
+        content_length,
         first,
         rest,
     } = opened;
-    let body = Body::from_stream(Relay {
-        first,
-        rest,
-        companion: keep.companion,
-        _leases: keep.leases,
-        worker: worker.to_string(),
-    });
+    let whole = first
+        .as_ref()
+        .is_some_and(|b| Some(b.len() as u64) == content_length);
+    let body = if whole && keep.companion.is_none() {
+        // The first chunk is the whole answer (the usual non-streamed case): send it sized, in
+        // one write, instead of as a chunked stream that needs one more poll to end. The
+        // request is over, so its leases go now.
+        Body::from(first.unwrap_or_default())
+    } else {
+        Body::from_stream(Relay {
+            first,
+            rest,
+            companion: keep.companion,
+            _leases: keep.leases,
+            worker: worker.to_string(),
+        })
+    };
     let mut out = if stream {
         sse_response(body)
     } else {
