@@ -63,7 +63,10 @@ async fn fds_memory_and_leases_stay_flat() {
         // stream the client abandons after its first chunk.
         let resp = tokio::time::timeout(
             LIMIT,
-            client.post(format!("{url}/v1/completions")).json(&body).send(),
+            client
+                .post(format!("{url}/v1/completions"))
+                .json(&body)
+                .send(),
         )
         .await
         .unwrap()
@@ -77,7 +80,10 @@ async fn fds_memory_and_leases_stay_flat() {
                 .send()
                 .await
                 .unwrap();
-            tokio::time::timeout(LIMIT, resp.chunk()).await.unwrap().unwrap();
+            tokio::time::timeout(LIMIT, resp.chunk())
+                .await
+                .unwrap()
+                .unwrap();
             drop(resp);
         }
     }
@@ -85,7 +91,11 @@ async fn fds_memory_and_leases_stay_flat() {
     // Pools may hold a few more idle connections than at the baseline; a leak would be
     // hundreds (one per abandoned stream or failed request).
     assert!(fds <= baseline.0 + 32, "fds {} → {fds}", baseline.0);
-    assert!(rss <= baseline.1 + 32 * 1024, "RSS {} KiB → {rss} KiB", baseline.1);
+    assert!(
+        rss <= baseline.1 + 32 * 1024,
+        "RSS {} KiB → {rss} KiB",
+        baseline.1
+    );
     for u in [&url, &hang_up_url] {
         support::eventually(LIMIT, "every lease is released", || async {
             let census: Value = reqwest::get(format!("{u}/workers"))
