@@ -188,11 +188,20 @@ pub struct RouterConfig {
 
 impl RouterConfig {
     /// Reads TensorRT-LLM's `server_config.yaml` shape.
+    /// Context URLs may carry an SGLang bootstrap port as `URL@PORT`, as on the command line.
     pub fn from_server_config(cfg: &ServerConfig) -> Self {
-        let mut out = Self::new(
-            normalise_all(&cfg.context_servers.urls),
-            normalise_all(&cfg.generation_servers.urls),
-        );
+        let (prefill, ports): (Vec<String>, Vec<Option<u16>>) = cfg
+            .context_servers
+            .urls
+            .iter()
+            .map(|spec| match split_bootstrap_port(spec) {
+                Ok((url, port)) => (normalise_url(url), port),
+                // Out of range: kept whole, so the bad URL shows up in the first error.
+                Err(_) => (normalise_url(spec), None),
+            })
+            .unzip();
+        let mut out = Self::new(prefill, normalise_all(&cfg.generation_servers.urls));
+        out.bootstrap_ports = ports;
         out.host = cfg.hostname.clone();
         out.port = cfg.port;
         out.prefill_policy = policy_for("context_servers", &cfg.context_servers);
@@ -269,8 +278,10 @@ impl RouterArgs {
         if let Some(port) = self.port {
             cfg.port = port;
         }
-        if cfg.bootstrap_ports.is_empty() {
-            cfg.bootstrap_ports = vec![self.bootstrap_port; cfg.prefill.len()];
+        // `--bootstrap-port` fills in every prefill worker that did not name its own.
+        cfg.bootstrap_ports.resize(cfg.prefill.len(), None);
+        for port in &mut cfg.bootstrap_ports {
+            *port = port.or(self.bootstrap_port);
         }
         if let Some(p) = self.prefill_policy {
             cfg.prefill_policy = p;
@@ -458,6 +469,27 @@ mod args_tests {
             .unwrap();
         assert_eq!((cfg.host.as_str(), cfg.port), ("0.0.0.0", 8000));
         assert_eq!(cfg.prefill, ["http://b:1"]);
+
+        std::fs::write(
+            &path,
+            "port: 1\ncontext_servers: {num_instances: 2, urls: [\"b:1@8998\", c:2]}\n\
+             generation_servers: {num_instances: 1, urls: [d:3]}\n",
+        )
+        .unwrap();
+        let cfg = args(&[
+            "--config",
+            p,
+            "--dialect",
+            "sglang",
+            "--bootstrap-port",
+            "9",
+        ])
+        .unwrap()
+        .into_config()
+        .unwrap();
+        assert_eq!(cfg.prefill, ["http://b:1", "http://c:2"]);
+        assert_eq!(cfg.bootstrap_ports, [Some(8998), Some(9)]);
+        assert_eq!(cfg.dialect, Dialect::Sglang);
 
         std::fs::write(&path, "port: 1\n").unwrap();
         let err = args(&["--config", p]).unwrap().into_config().unwrap_err();

@@ -248,4 +248,36 @@ mod tests {
             let _ = crate::vllm::read_prefill_response(bytes);
         }
     }
+
+    /// What parsing costs on the bench's bodies. Not a check; run with
+    /// `cargo test --release -p disagg-router --lib -- --ignored parse_cost --nocapture`.
+    #[test]
+    #[ignore]
+    fn parse_cost() {
+        for (name, prompt) in [
+            ("32k ids", format!("[{}]", vec!["12345"; 32768].join(","))),
+            ("32k text", format!("\"{}\"", "abcde ".repeat(32768))),
+        ] {
+            let body = Bytes::from(format!(
+                r#"{{"model":"m","prompt":{prompt},"max_tokens":16}}"#
+            ));
+            let n = 200;
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                let o = RawObject::parse(body.clone()).unwrap();
+                std::hint::black_box(&o);
+            }
+            let parse = t.elapsed() / n;
+            let o = RawObject::parse(body.clone()).unwrap();
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                std::hint::black_box(o.write(&["stream"], &[("x", b"1")]));
+            }
+            let write = t.elapsed() / n;
+            println!(
+                "{name}: {} bytes, parse {parse:?}, write {write:?}",
+                body.len()
+            );
+        }
+    }
 }
