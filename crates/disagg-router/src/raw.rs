@@ -1,14 +1,18 @@
 //! A JSON object kept as its original bytes plus the byte range of each top-level value.
 //!
 //! Every dialect only adds, drops or replaces a few top-level keys, so the prompt (often most of
-//! the body: 32k token ids are ~200 kB) is validated once by the parser and then copied as bytes
-//! into each outgoing body. It is never turned into `serde_json::Value`s.
+//! the body: 32k token ids are ~200 kB) is located once and then copied as bytes into each
+//! outgoing body. It is never turned into `serde_json::Value`s.
+//!
+//! The top level is read by a small scanner. Values under [`VALIDATE_BELOW`] bytes are then
+//! validated by serde_json; larger ones (in practice: the prompt, or `prompt_token_ids`) are only
+//! checked for structure (strings end, brackets balance) with SIMD byte searches, because full
+//! validation would cost the router more than everything else it does for a long prompt. The
+//! worker parses them anyway and answers a malformed one with its own 4xx, which is relayed.
 
-use std::fmt;
 use std::ops::Range;
 
 use bytes::Bytes;
-use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 /// A top-level JSON object; see the module docs.
@@ -33,12 +37,7 @@ impl RawObject {
                 ),
             });
         }
-        let base = bytes.as_ptr() as usize;
-        let mut de = serde_json::Deserializer::from_slice(&bytes);
-        let fields = de
-            .deserialize_map(FieldsVisitor { base })
-            .and_then(|f| de.end().map(|()| f))
-            .map_err(|e| format!("not JSON: {e}"))?;
+        let fields = scan_object(&bytes).map_err(|e| format!("not JSON: {e}"))?;
         Ok(Self { bytes, fields })
     }
 
@@ -123,34 +122,127 @@ pub(crate) fn first_byte(raw: &[u8]) -> u8 {
     raw.first().copied().unwrap_or(b' ')
 }
 
-struct FieldsVisitor {
-    base: usize,
-}
+/// Values at least this long are checked for structure only; see the module docs.
+pub(crate) const VALIDATE_BELOW: usize = 16 * 1024;
 
-impl<'de> Visitor<'de> for FieldsVisitor {
-    type Value = Vec<(String, Range<usize>)>;
+type Fields = Vec<(String, Range<usize>)>;
 
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut fields: Vec<(String, Range<usize>)> = Vec::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let raw: &'de RawValue = map.next_value()?;
-            let text = raw.get();
-            // `raw` borrows from the parsed buffer, so its offset locates it there.
-            let start = (text.as_ptr() as usize)
-                .checked_sub(self.base)
-                .ok_or_else(|| de::Error::custom("value outside the body"))?;
-            let range = start..start + text.len();
+/// Splits a top-level object into keys and value ranges.
+fn scan_object(b: &[u8]) -> Result<Fields, String> {
+    let mut fields: Fields = Vec::new();
+    let mut i = ws(b, 0);
+    expect(b, i, b'{')?;
+    i = ws(b, i + 1);
+    if b.get(i) == Some(&b'}') {
+        i += 1;
+    } else {
+        loop {
+            expect(b, i, b'"')?;
+            let key_end = string_end(b, i)?;
+            let key: String = serde_json::from_slice(&b[i..key_end])
+                .map_err(|e| format!("bad key at byte {i}: {e}"))?;
+            i = ws(b, key_end);
+            expect(b, i, b':')?;
+            let start = ws(b, i + 1);
+            let end = value_end(b, start)?;
+            if end - start < VALIDATE_BELOW {
+                serde_json::from_slice::<serde::de::IgnoredAny>(&b[start..end])
+                    .map_err(|e| format!("bad value of `{key}`: {e}"))?;
+            }
             match fields.iter_mut().find(|(k, _)| *k == key) {
-                Some(slot) => slot.1 = range,
-                None => fields.push((key, range)),
+                Some(slot) => slot.1 = start..end,
+                None => fields.push((key, start..end)),
+            }
+            i = ws(b, end);
+            match b.get(i) {
+                Some(b',') => i = ws(b, i + 1),
+                Some(b'}') => {
+                    i += 1;
+                    break;
+                }
+                _ => return Err(format!("expected `,` or `}}` at byte {i}")),
             }
         }
-        Ok(fields)
     }
+    if ws(b, i) != b.len() {
+        return Err(format!("trailing characters at byte {}", ws(b, i)));
+    }
+    Ok(fields)
+}
+
+fn ws(b: &[u8], mut i: usize) -> usize {
+    while b.get(i).is_some_and(|c| c.is_ascii_whitespace()) {
+        i += 1;
+    }
+    i
+}
+
+fn expect(b: &[u8], i: usize, want: u8) -> Result<(), String> {
+    match b.get(i) {
+        Some(c) if *c == want => Ok(()),
+        Some(_) => Err(format!("expected `{}` at byte {i}", want as char)),
+        None => Err(format!("expected `{}` at the end", want as char)),
+    }
+}
+
+/// The end (exclusive) of the value starting at `i`.
+fn value_end(b: &[u8], i: usize) -> Result<usize, String> {
+    match b.get(i) {
+        Some(b'"') => string_end(b, i),
+        Some(b'[') => container_end(b, i, b'[', b']'),
+        Some(b'{') => container_end(b, i, b'{', b'}'),
+        Some(_) => {
+            // A scalar runs to the next delimiter; serde_json validates it (it is short).
+            let len = b[i..]
+                .iter()
+                .position(|c| matches!(c, b',' | b'}' | b']') || c.is_ascii_whitespace())
+                .unwrap_or(b.len() - i);
+            if len == 0 {
+                Err(format!("expected a value at byte {i}"))
+            } else {
+                Ok(i + len)
+            }
+        }
+        None => Err("expected a value at the end".into()),
+    }
+}
+
+/// The end (exclusive) of the string whose opening quote is at `i`.
+fn string_end(b: &[u8], i: usize) -> Result<usize, String> {
+    let mut at = i + 1;
+    loop {
+        match memchr::memchr2(b'"', b'\\', &b[at.min(b.len())..]) {
+            Some(k) if b[at + k] == b'"' => return Ok(at + k + 1),
+            // A backslash escapes the next byte, whatever it is.
+            Some(k) => at += k + 2,
+            None => return Err(format!("unterminated string from byte {i}")),
+        }
+    }
+}
+
+/// The end (exclusive) of the array or object opening at `i`. Only its own kind of bracket is
+/// counted (strings skipped): for valid JSON that finds the right end, and a mismatch of the
+/// other kind inside is left for serde_json (small values) or the worker (large ones) to reject.
+fn container_end(b: &[u8], i: usize, open: u8, close: u8) -> Result<usize, String> {
+    let mut depth = 0usize;
+    let mut at = i;
+    while let Some(k) = memchr::memchr3(b'"', open, close, &b[at.min(b.len())..]) {
+        let p = at + k;
+        if b[p] == b'"' {
+            at = string_end(b, p)?;
+            continue;
+        }
+        if b[p] == open {
+            depth += 1;
+        } else {
+            depth -= 1;
+            if depth == 0 {
+                return Ok(p + 1);
+            }
+        }
+        at = p + 1;
+    }
+    Err(format!("unclosed `{}` from byte {i}", open as char))
 }
 
 #[cfg(test)]
@@ -185,6 +277,25 @@ mod tests {
     }
 
     #[test]
+    fn large_values_are_located_by_structure() {
+        let big = "x\\\"]}".repeat(VALIDATE_BELOW);
+        let text = format!(r#"{{"prompt": "{big}", "ids": [[1, "]"], {{"a": "["}}], "n": 1}}"#);
+        let o = obj(&text);
+        assert_eq!(o.get("prompt").unwrap().len(), big.len() + 2);
+        assert_eq!(o.get("ids"), Some(&br#"[[1, "]"], {"a": "["}]"#[..]));
+        assert_eq!(o.get("n"), Some(&b"1"[..]));
+        let ids = format!("[{}]", vec!["12345"; VALIDATE_BELOW].join(","));
+        let o = obj(&format!(r#"{{"prompt_token_ids":{ids},"x":true}}"#));
+        assert_eq!(o.get("prompt_token_ids"), Some(ids.as_bytes()));
+        // Large values are not validated inside (the worker will be); small ones are.
+        let bad_inside = format!("[{}1x]", "1,".repeat(VALIDATE_BELOW));
+        assert!(RawObject::parse(Bytes::from(format!(r#"{{"p":{bad_inside}}}"#))).is_ok());
+        assert!(RawObject::parse(Bytes::from_static(br#"{"p":[1x]}"#)).is_err());
+        let unclosed = format!(r#"{{"p":[{}"#, "1,".repeat(VALIDATE_BELOW));
+        assert!(RawObject::parse(Bytes::from(unclosed)).is_err());
+    }
+
+    #[test]
     fn non_objects_and_broken_json_say_what_they_are() {
         for (text, want) in [
             ("", "not JSON"),
@@ -195,6 +306,11 @@ mod tests {
             ("null", "not null"),
             ("12", "not a number"),
             ("{\"a\" 1}", "not JSON"),
+            ("{\"a\": }", "not JSON"),
+            ("{\"a\": 1,}", "not JSON"),
+            ("{\"a\": tru}", "not JSON"),
+            ("{\"a\": \"x}", "not JSON"),
+            ("{a: 1}", "not JSON"),
         ] {
             let err = RawObject::parse(Bytes::copy_from_slice(text.as_bytes())).unwrap_err();
             assert!(err.contains(want), "{text:?}: {err}");
