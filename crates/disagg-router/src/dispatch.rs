@@ -3,7 +3,8 @@
 //! - SGLang sends both legs at once ([`crate::dual`]).
 //!
 //! Nothing here is spawned: every upstream future lives inside the handler's future or the
-//! response body, so a client that hangs up cancels every leg at once.
+//! response body, so a client that hangs up cancels every leg at once. (The one exception is
+//! in `relay`: an SGLang prefill leg still answering after the client has its whole answer.)
 
 use std::sync::Arc;
 

@@ -6,6 +6,7 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -67,10 +68,14 @@ pub(crate) fn respond(opened: Opened, worker: &str, stream: bool, keep: Keep) ->
     let whole = first
         .as_ref()
         .is_some_and(|b| Some(b.len() as u64) == content_length);
-    let body = if whole && keep.companion.is_none() {
+    let body = if whole {
         // The first chunk is the whole answer (the usual non-streamed case): send it sized, in
         // one write, instead of as a chunked stream that needs one more poll to end. The
-        // request is over, so its leases go now.
+        // request is over, so its leases go now, and a prefill leg still answering is let
+        // finish on its own.
+        if let Some(companion) = keep.companion {
+            finish_in_background(companion);
+        }
         Body::from(first.unwrap_or_default())
     } else {
         Body::from_stream(Relay {
@@ -108,6 +113,25 @@ pub(crate) fn sse_response(body: Body) -> Response {
     out
 }
 
+/// How long a prefill leg may still take once decode's answer is complete. Decode cannot
+/// finish before the prefill has handed over its KV cache, so its HTTP answer is at most a
+/// moment behind; this only bounds a worker that never answers.
+const COMPANION_GRACE: Duration = Duration::from_secs(5);
+
+/// Lets a completed request's prefill leg finish, bounded by [`COMPANION_GRACE`]. The one task
+/// the router spawns: the client already has its whole answer, so nothing can cancel it anyway.
+fn finish_in_background(companion: BoxFuture<'static, Result<(), ProxyError>>) {
+    tokio::spawn(async move {
+        match tokio::time::timeout(COMPANION_GRACE, companion).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("after the answer was complete: {e}"),
+            Err(_) => tracing::warn!(
+                "a prefill leg had not answered {COMPANION_GRACE:?} after decode finished; dropped"
+            ),
+        }
+    });
+}
+
 struct Relay {
     first: Option<Bytes>,
     rest: BoxStream<'static, reqwest::Result<Bytes>>,
@@ -137,6 +161,14 @@ impl Stream for Relay {
             return Poll::Ready(Some(Ok(b)));
         }
         match this.rest.poll_next_unpin(cx) {
+            Poll::Ready(None) => {
+                // The answer is complete; a prefill leg still answering is let finish rather
+                // than cut off (that would only cost it its keep-alive connection).
+                if let Some(companion) = this.companion.take() {
+                    finish_in_background(companion);
+                }
+                Poll::Ready(None)
+            }
             Poll::Ready(Some(Err(e))) => {
                 let msg = format!(
                     "{} worker {} failed mid-response: {}",

@@ -167,7 +167,7 @@ async fn vllm_and_sglang_stream_chunk_by_chunk() {
 #[tokio::test]
 async fn sglang_sends_one_body_with_bootstrap_fields_to_both_legs_at_once() {
     let release = Arc::new(Notify::new());
-    let (dropped, _rx) = drop_signal();
+    let (dropped, prefill_cut) = drop_signal();
     // The prefill worker holds its answer until released; decode answers at once. The client
     // getting decode's answer meanwhile shows the legs were not sent one after the other.
     let prefill = fake("prefill")
@@ -206,6 +206,11 @@ async fn sglang_sends_one_body_with_bootstrap_fields_to_both_legs_at_once() {
     assert_eq!(d[0], want);
 
     release.notify_one();
+    let cut = tokio::time::timeout(LIMIT, prefill_cut).await.unwrap();
+    assert!(
+        cut.is_err(),
+        "the prefill leg answered; it was not cut off when decode finished first"
+    );
     post(&url, "/v1/completions", &req, None).await;
     let rooms: Vec<_> = decode
         .bodies()
