@@ -314,3 +314,37 @@ async fn wrong_types_are_400s_that_name_the_field() {
     }
     assert!(ctx.bodies().is_empty());
 }
+
+#[tokio::test]
+async fn a_worker_that_never_accepts_hits_the_connect_deadline() {
+    // A listener with a backlog of one that never accepts: once its queue is full, the kernel
+    // drops further SYNs, so a new connection neither succeeds nor is refused.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        match tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(Ok(s)) => fillers.push(s),
+            _ => break, // the queue is full
+        }
+    }
+    let generation = fake("gen").start().await;
+    let mut cfg = config_urls(vec![format!("http://{addr}")], vec![generation.url.clone()]);
+    cfg.connect_timeout = Duration::from_millis(300);
+    let url = router(cfg).await;
+    let started = Instant::now();
+    let msg = api_error(post(&url, &completion(false)).await, 504).await;
+    assert!(
+        msg.contains("connect deadline") && msg.contains("context"),
+        "{msg}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop((fillers, listener));
+}
