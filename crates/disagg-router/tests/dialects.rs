@@ -315,3 +315,47 @@ async fn sglang_client_hang_up_mid_stream_cancels_both_legs() {
 fn chat_prompt() -> Value {
     json!({"model": "m", "prompt": "hello", "max_tokens": 4})
 }
+
+#[tokio::test]
+async fn vllm_client_hang_up_cancels_the_leg_in_progress() {
+    // During the prefill leg.
+    let (dropped, prefill_dropped) = drop_signal();
+    let prefill = fake("prefill").ctx(Ctx::Hang(dropped)).start().await;
+    let decode = fake("decode").start().await;
+    let url = router(config_dialect(Dialect::Vllm, &[&prefill], &[&decode])).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let out = client
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&chat(true))
+        .send()
+        .await;
+    assert!(out.is_err(), "the client gave up");
+    tokio::time::timeout(LIMIT, prefill_dropped)
+        .await
+        .expect("the prefill worker sees the router hang up")
+        .unwrap();
+    assert!(decode.bodies().is_empty());
+
+    // Mid-stream, during the decode leg.
+    let prefill = fake("prefill").start().await;
+    let (dropped, decode_dropped) = drop_signal();
+    let decode = fake("decode")
+        .generation(Gen::Gated {
+            release: Arc::new(Notify::new()),
+            dropped,
+        })
+        .start()
+        .await;
+    let url = router(config_dialect(Dialect::Vllm, &[&prefill], &[&decode])).await;
+    let mut resp = post(&url, "/v1/chat/completions", &chat(true), None).await;
+    let first = tokio::time::timeout(LIMIT, resp.chunk()).await.unwrap();
+    assert_eq!(first.unwrap().unwrap(), CHUNK_1.as_bytes());
+    drop(resp);
+    tokio::time::timeout(LIMIT, decode_dropped)
+        .await
+        .expect("the decode worker sees the router hang up")
+        .unwrap();
+}
