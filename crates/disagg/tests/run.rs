@@ -451,3 +451,79 @@ fn interrupting_a_run_stops_everything_and_exits_130() {
     );
     assert_nothing_left(&server_file);
 }
+
+#[test]
+fn setup_runs_once_into_install_log_and_its_failure_fails_the_run() {
+    let ws = TempDir::new("setup");
+    let case = CaseSpec {
+        name: "setup-ok",
+        concurrency: "[1]",
+        extra: "setup: \"echo installing $((6 * 7))\"\n",
+        ..Default::default()
+    }
+    .write(ws.path(), "ok.yaml");
+    let r = run(&case, ws.path(), &[], &[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let dir = only_run(ws.path(), "setup-ok");
+    assert_eq!(read(&dir.join("install.log")), "installing 42\n");
+
+    let case = CaseSpec {
+        name: "setup-bad",
+        extra: "setup: [sh, -c, \"echo 'E: Unable to locate package'; exit 3\"]\n",
+        ..Default::default()
+    }
+    .write(ws.path(), "bad.yaml");
+    let r = run(&case, ws.path(), &[], &[]);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let dir = only_run(ws.path(), "setup-bad");
+    let status = json(&dir.join("rendezvous/status.json"));
+    assert_eq!(status["role"], "SETUP", "{status}");
+    assert!(
+        status["reason"]
+            .as_str()
+            .unwrap()
+            .contains("exited with status 3"),
+        "{status}"
+    );
+    assert!(
+        !dir.join("ctx_server_0.log").exists(),
+        "no worker starts after a failed setup"
+    );
+    let xml = read(&dir.join("results.xml"));
+    assert!(
+        xml.contains("Unable to locate package"),
+        "the failure quotes install.log:\n{xml}"
+    );
+}
+
+#[test]
+fn a_benchmark_past_its_deadline_is_a_timeout() {
+    let ws = TempDir::new("slowbench");
+    let case = CaseSpec {
+        name: "slow",
+        gen_args: "{itl: 100ms}",
+        concurrency: "[1]",
+        rounds: 50,
+        osl: 32,
+        timeouts: "{worker_startup: 20s, request: 2s, benchmark: 3s, job: 60s, grace: 2s}",
+        ..Default::default()
+    }
+    .write(ws.path(), "slow.yaml");
+    let r = run(&case, ws.path(), &[], &[]);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    assert!(r.elapsed < Duration::from_secs(15), "{:?}", r.elapsed);
+    let dir = only_run(ws.path(), "slow");
+    let status = json(&dir.join("rendezvous/status.json"));
+    assert_eq!(status["role"], "BENCHMARK", "{status}");
+    assert!(
+        status["reason"]
+            .as_str()
+            .unwrap()
+            .contains("benchmark deadline (3s)"),
+        "{status}"
+    );
+    let cases = junit_cases(&dir.join("results.xml"));
+    let bench = cases.iter().find(|c| c.0 == "BENCHMARK stayed up").unwrap();
+    assert_eq!(bench.2.as_deref(), Some("TIMEOUT"), "{cases:?}");
+    assert_nothing_left(&dir);
+}
