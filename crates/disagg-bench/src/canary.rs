@@ -1,8 +1,10 @@
 //! The canary: one tiny generation before the sweep, so a dead or misconfigured server fails in
 //! seconds with its reason instead of after a whole sweep of failures.
 
-use crate::client::{self, Target};
-use crate::workload::{self, Workload};
+use std::time::Instant;
+
+use crate::client::{self, Failure, Target};
+use crate::workload::{self, PreparedRequest, Workload};
 use crate::{BenchConfig, BenchError};
 
 /// Short enough to cost the server nothing, long enough to be a real prompt.
@@ -20,14 +22,21 @@ pub(crate) async fn canary(cfg: &BenchConfig) -> Result<(), BenchError> {
         url: cfg.request_url(),
         streaming: cfg.streaming,
         timeout: cfg.request_timeout,
+        ignore_eos: cfg.ignore_eos,
     };
     // Its own seed stream, so the canary never shifts the sweep's prompts.
     let prompt = Workload::new(cfg.seed ^ 0xca4a_5eed).prompt(PROMPT_TOKENS);
-    let body = workload::body(cfg, &prompt, MAX_TOKENS);
-    let outcome = client::send(&client, &target, body, u64::from(PROMPT_TOKENS)).await;
+    let req = PreparedRequest {
+        body: workload::body(cfg, &prompt, MAX_TOKENS),
+        input_len: PROMPT_TOKENS,
+        output_len: MAX_TOKENS,
+    };
+    let outcome = client::send(&client, &target, &req, Instant::now()).await;
     match outcome.result {
-        Ok(ok) if ok.output_tokens >= 1 => Ok(()),
-        Ok(_) => Err(fail("the server answered but generated zero tokens".into())),
+        Ok(_) => Ok(()),
+        Err(Failure::ZeroTokens) => {
+            Err(fail("the server answered but generated zero tokens".into()))
+        }
         Err(failure) => Err(fail(failure.kind())),
     }
 }

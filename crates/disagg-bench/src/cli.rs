@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use crate::{BenchArgs, BenchConfig, BenchError, Sweep, canary, run_sweep, text_summary};
+use crate::{
+    BenchArgs, BenchConfig, BenchError, Sweep, canary, details_summary, run_sweep, text_summary,
+};
 
 pub(crate) fn to_config(args: &BenchArgs) -> BenchConfig {
     BenchConfig {
@@ -19,6 +21,8 @@ pub(crate) fn to_config(args: &BenchArgs) -> BenchConfig {
         request_timeout: args.request_timeout,
         seed: args.seed,
         percentiles: args.percentiles.clone(),
+        max_failure_rate: args.max_failure_rate,
+        ignore_eos: args.ignore_eos,
     }
 }
 
@@ -26,10 +30,17 @@ pub(crate) async fn run(args: BenchArgs) -> Result<bool, BenchError> {
     let cfg = args.to_config();
     canary(&cfg).await?;
     let sweep = run_sweep(&cfg).await?;
-    let summary: String = sweep.points.iter().map(text_summary).collect();
+    let summary: String = sweep
+        .points
+        .iter()
+        .map(|p| text_summary(p) + &details_summary(p))
+        .collect();
     print!("{summary}");
     if let Some(dir) = &args.output_dir {
         write_outputs(dir, &sweep, &summary)?;
+    }
+    for warning in sweep.warnings() {
+        eprintln!("warning: {warning}");
     }
     match sweep.invalid_reason() {
         Some(reason) => {
@@ -52,6 +63,9 @@ fn write_outputs(dir: &Path, sweep: &Sweep, summary: &str) -> Result<(), BenchEr
         source,
     })?;
     let json = serde_json::json!({
+        "valid": sweep.invalid_reason().is_none(),
+        "invalid_reason": sweep.invalid_reason(),
+        "warnings": sweep.warnings(),
         "points": sweep.points.iter().map(|p| p.to_json()).collect::<Vec<_>>(),
     });
     let mut json = serde_json::to_vec_pretty(&json).expect("a JSON value always serializes");

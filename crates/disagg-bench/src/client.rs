@@ -9,6 +9,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 
 use crate::BenchError;
+use crate::workload::PreparedRequest;
 
 /// Where and how requests go.
 #[derive(Debug, Clone)]
@@ -17,15 +18,22 @@ pub(crate) struct Target {
     pub url: String,
     pub streaming: bool,
     pub timeout: Duration,
+    /// The server was asked to ignore EOS, so each output length is a promise to check.
+    pub ignore_eos: bool,
 }
 
 /// What one request did. `sent` and `end` are kept for failures too, so the point's duration
 /// covers every request that was measured.
 #[derive(Debug, Clone)]
 pub(crate) struct Outcome {
+    /// When the load model meant to send it. In a closed loop that is `sent`; in an open loop a
+    /// late send (client busy, concurrency cap) shows up as latency instead of vanishing.
+    pub scheduled: Instant,
     pub sent: Instant,
     pub end: Instant,
     pub input_tokens: u64,
+    /// The output length the server was held to (`ignore_eos`), if any.
+    pub promised_output: Option<u32>,
     pub result: Result<Success, Failure>,
 }
 
@@ -39,18 +47,29 @@ pub(crate) struct Success {
 }
 
 impl Outcome {
+    /// From the scheduled send time to the end.
     pub fn e2e(&self) -> Duration {
-        self.end - self.sent
+        self.end.saturating_duration_since(self.scheduled)
     }
 
-    /// Time to the first content chunk. A whole (non-streamed) answer arrives at once, so there
-    /// TTFT is the end-to-end latency, as in benchmark_serving.
+    /// Time from the scheduled send to the first content chunk. A whole (non-streamed) answer
+    /// arrives at once, so there TTFT is the end-to-end latency, as in benchmark_serving.
     pub fn ttft(&self) -> Option<Duration> {
         let ok = self.result.as_ref().ok()?;
         if ok.streamed {
-            ok.chunks.first().map(|&first| first - self.sent)
+            ok.chunks
+                .first()
+                .map(|&first| first.saturating_duration_since(self.scheduled))
         } else {
             Some(self.e2e())
+        }
+    }
+
+    /// Completed, but with fewer tokens than the server was held to.
+    pub fn is_short(&self) -> bool {
+        match (&self.result, self.promised_output) {
+            (Ok(ok), Some(promised)) => ok.output_tokens < u64::from(promised),
+            _ => false,
         }
     }
 }
@@ -67,6 +86,9 @@ pub(crate) enum Failure {
     BadBody,
     /// Any other transport error while sending.
     Transport,
+    /// A well-formed answer with no generated tokens. Never a success: a server that answers
+    /// instantly with nothing would otherwise post the best numbers of the sweep.
+    ZeroTokens,
 }
 
 impl Failure {
@@ -78,6 +100,7 @@ impl Failure {
             Failure::StreamCut => "stream_cut".into(),
             Failure::BadBody => "bad_body".into(),
             Failure::Transport => "transport".into(),
+            Failure::ZeroTokens => "zero_tokens".into(),
         }
     }
 }
@@ -99,18 +122,22 @@ pub(crate) fn build_client(max_concurrency: u32) -> Result<reqwest::Client, Benc
 pub(crate) async fn send(
     client: &reqwest::Client,
     target: &Target,
-    body: Bytes,
-    input_tokens: u64,
+    req: &PreparedRequest,
+    scheduled: Instant,
 ) -> Outcome {
     let sent = Instant::now();
-    let result = match tokio::time::timeout(target.timeout, exchange(client, target, body)).await {
+    let exchange = exchange(client, target, req.body.clone());
+    let result = match tokio::time::timeout(target.timeout, exchange).await {
+        Ok(Ok(ok)) if ok.output_tokens == 0 => Err(Failure::ZeroTokens),
         Ok(result) => result,
         Err(_) => Err(Failure::Timeout),
     };
     Outcome {
+        scheduled: scheduled.min(sent),
         sent,
         end: Instant::now(),
-        input_tokens,
+        input_tokens: u64::from(req.input_len),
+        promised_output: target.ignore_eos.then_some(req.output_len),
         result,
     }
 }
@@ -260,6 +287,7 @@ mod tests {
         assert_eq!(Failure::Connect.kind(), "connect");
         assert_eq!(Failure::StreamCut.kind(), "stream_cut");
         assert_eq!(Failure::BadBody.kind(), "bad_body");
+        assert_eq!(Failure::ZeroTokens.kind(), "zero_tokens");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::client::{self, Outcome, Target};
 use crate::workload::PreparedRequest;
@@ -51,9 +51,8 @@ pub(crate) async fn run(
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(req) = requests.get(i) else { break };
                 progress.in_flight.fetch_add(1, Ordering::Relaxed);
-                let outcome =
-                    client::send(&client, &target, req.body.clone(), u64::from(req.input_len))
-                        .await;
+                // Closed loop: the request is due exactly when the worker gets to it.
+                let outcome = client::send(&client, &target, req, Instant::now()).await;
                 progress.in_flight.fetch_sub(1, Ordering::Relaxed);
                 if outcome.result.is_err() {
                     progress.failed.fetch_add(1, Ordering::Relaxed);

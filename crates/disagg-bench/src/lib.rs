@@ -11,9 +11,9 @@
 //! front; the closed loop (`closed_loop.rs`) keeps C requests in flight, and the client
 //! (`client.rs`) records each request's monotonic instants (sent, every content chunk, end).
 //! `metrics.rs` turns those timelines into benchmark_serving's numbers, and `summary.rs` prints
-//! them in its exact layout so existing harness regexes keep working. A sweep is invalid when any
-//! request failed or a point generated no tokens: numbers from a half-broken server must never
-//! look like a result.
+//! them in its exact layout so existing harness regexes keep working. A sweep is invalid when a
+//! point's failure rate is over `max_failure_rate` (default 0) or any request generated no
+//! tokens: numbers from a half-broken server must never look like a result.
 
 mod canary;
 mod cli;
@@ -51,6 +51,34 @@ pub struct BenchConfig {
     pub seed: u64,
     /// Extra percentiles to report besides p99 (e.g. 50, 90).
     pub percentiles: Vec<f64>,
+    /// Highest share of failed requests (0 to 1) a point may have and still be valid.
+    pub max_failure_rate: f64,
+    /// Ask the server to ignore EOS so every output is exactly the requested length; shorter
+    /// outputs are then counted and flagged.
+    pub ignore_eos: bool,
+}
+
+impl Default for BenchConfig {
+    /// The standalone command's defaults, so callers can write `..BenchConfig::default()`.
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:8000".into(),
+            endpoint: "/v1/completions".into(),
+            model: "sim".into(),
+            isl: 1024,
+            osl: 128,
+            range_ratio: 0.0,
+            concurrency: vec![1],
+            rounds: 4,
+            warmup: 0,
+            streaming: true,
+            request_timeout: Duration::from_secs(60),
+            seed: 0,
+            percentiles: Vec::new(),
+            max_failure_rate: 0.0,
+            ignore_eos: true,
+        }
+    }
 }
 
 /// `disagg bench` flags.
@@ -95,6 +123,14 @@ pub struct BenchArgs {
     /// Percentiles to report besides p99, comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub percentiles: Vec<f64>,
+    /// Highest share of failed requests (0 to 1) a point may have and still be valid.
+    #[arg(long, default_value_t = 0.0)]
+    pub max_failure_rate: f64,
+    /// Ask the server to ignore EOS so outputs have exactly the requested length
+    /// (`--ignore-eos=false` lets the model stop early).
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true",
+          action = clap::ArgAction::Set)]
+    pub ignore_eos: bool,
     /// Where to write results.json and the text summary.
     #[arg(long)]
     pub output_dir: Option<PathBuf>,
@@ -124,12 +160,19 @@ pub struct Metrics {
     pub duration_s: f64,
     pub completed: u64,
     pub failed: u64,
+    /// Requests that completed with zero generated tokens (also counted in `failed`).
+    pub zero_token_requests: u64,
+    /// With `ignore_eos`, completed requests that generated fewer tokens than requested.
+    pub short_outputs: u64,
     pub total_input_tokens: u64,
     pub total_output_tokens: u64,
     pub request_throughput: f64,
     pub output_throughput: f64,
     pub total_token_throughput: f64,
     pub user_throughput: f64,
+    /// The latest any request left after its scheduled time: how far the client fell behind
+    /// its own load model (always 0 in a closed loop, where requests are due when sent).
+    pub max_send_lag_ms: f64,
     pub ttft: LatencyStats,
     pub tpot: LatencyStats,
     pub itl: LatencyStats,
@@ -156,12 +199,21 @@ impl PointResult {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sweep {
     pub points: Vec<PointResult>,
+    /// The failure-rate limit the sweep was run with ([`BenchConfig::max_failure_rate`]).
+    pub max_failure_rate: f64,
 }
 
 impl Sweep {
-    /// Why these results are not valid (failed requests, zero generated tokens), if they are not.
+    /// Why these results are not valid, if they are not: a point whose failure rate is over the
+    /// limit, any request with zero generated tokens, a point with no output at all.
     pub fn invalid_reason(&self) -> Option<String> {
         sweep::invalid_reason(self)
+    }
+
+    /// Problems that do not invalidate the results but must be seen (outputs shorter than
+    /// requested despite `ignore_eos`).
+    pub fn warnings(&self) -> Vec<String> {
+        sweep::warnings(self)
     }
 }
 
@@ -192,6 +244,12 @@ pub async fn run_sweep(cfg: &BenchConfig) -> Result<Sweep, BenchError> {
 /// benchmark_serving's text block for one point.
 pub fn text_summary(point: &PointResult) -> String {
     summary::text_summary(point)
+}
+
+/// What benchmark_serving's block has no line for, printed after it: failures by type and
+/// short outputs. Empty when there is nothing to say.
+pub fn details_summary(point: &PointResult) -> String {
+    summary::details_summary(point)
 }
 
 /// The standalone command; `Ok(false)` when the results are invalid.

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::client::Outcome;
+use crate::client::{Failure, Outcome};
 use crate::{LatencyStats, Metrics};
 
 /// Metrics of one point plus its failures by kind.
@@ -17,9 +17,10 @@ pub(crate) fn compute(
     let mut itl = Vec::new();
     let mut e2el = Vec::new();
     let mut user_tput = Vec::new();
-    let (mut completed, mut input, mut output) = (0u64, 0u64, 0u64);
+    let (mut completed, mut input, mut output, mut short) = (0u64, 0u64, 0u64, 0u64);
 
     for o in outcomes {
+        short += u64::from(o.is_short());
         let ok = match &o.result {
             Ok(ok) => ok,
             Err(failure) => {
@@ -57,12 +58,21 @@ pub(crate) fn compute(
         duration_s,
         completed,
         failed: outcomes.len() as u64 - completed,
+        zero_token_requests: errors
+            .get(&Failure::ZeroTokens.kind())
+            .copied()
+            .unwrap_or(0),
+        short_outputs: short,
         total_input_tokens: input,
         total_output_tokens: output,
         request_throughput: per_s(completed as f64),
         output_throughput: per_s(output as f64),
         total_token_throughput: per_s((input + output) as f64),
         user_throughput: mean(&user_tput),
+        max_send_lag_ms: outcomes
+            .iter()
+            .map(|o| ms(o.sent.saturating_duration_since(o.scheduled)))
+            .fold(0.0, f64::max),
         ttft: stats(ttft, extra_percentiles),
         tpot: stats(tpot, extra_percentiles),
         itl: stats(itl, extra_percentiles),
@@ -71,9 +81,9 @@ pub(crate) fn compute(
     (metrics, errors)
 }
 
-/// From the first send to the last completion.
+/// From the first scheduled send to the last completion.
 fn span(outcomes: &[Outcome]) -> Duration {
-    let first: Option<Instant> = outcomes.iter().map(|o| o.sent).min();
+    let first: Option<Instant> = outcomes.iter().map(|o| o.scheduled).min();
     let last: Option<Instant> = outcomes.iter().map(|o| o.end).max();
     match (first, last) {
         (Some(first), Some(last)) => last.saturating_duration_since(first),
@@ -143,7 +153,7 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::{Failure, Success};
+    use crate::client::Success;
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() < 1e-9
@@ -160,7 +170,9 @@ mod tests {
     ) -> Outcome {
         let sent = t0 + Duration::from_millis(start_ms);
         Outcome {
+            scheduled: sent,
             sent,
+            promised_output: None,
             end: sent + Duration::from_millis(end_ms),
             input_tokens: 10,
             result: Ok(Success {
@@ -267,6 +279,8 @@ mod tests {
     fn failures_are_counted_by_kind_and_left_out_of_latencies() {
         let t0 = Instant::now();
         let failed = |start: u64, end: u64, f: Failure| Outcome {
+            scheduled: t0 + Duration::from_millis(start),
+            promised_output: None,
             sent: t0 + Duration::from_millis(start),
             end: t0 + Duration::from_millis(end),
             input_tokens: 10,
@@ -292,10 +306,30 @@ mod tests {
     }
 
     #[test]
+    fn zero_token_and_short_requests_are_counted() {
+        let t0 = Instant::now();
+        let mut short = streamed(t0, 0, &[10, 20], 20, 2);
+        short.promised_output = Some(8);
+        let mut exact = streamed(t0, 0, &[10, 20], 20, 2);
+        exact.promised_output = Some(2);
+        let zero = Outcome {
+            result: Err(Failure::ZeroTokens),
+            ..streamed(t0, 0, &[], 5, 0)
+        };
+        let (m, errors) = compute(&[short, exact, zero], &[]);
+        assert_eq!((m.completed, m.failed), (2, 1));
+        assert_eq!(m.zero_token_requests, 1);
+        assert_eq!(m.short_outputs, 1);
+        assert_eq!(errors, BTreeMap::from([("zero_tokens".to_string(), 1)]));
+    }
+
+    #[test]
     fn non_streamed_ttft_is_e2el_without_itl() {
         let sent = Instant::now();
         let end = sent + Duration::from_millis(80);
         let o = Outcome {
+            scheduled: sent,
+            promised_output: None,
             sent,
             end,
             input_tokens: 4,

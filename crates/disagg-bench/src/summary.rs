@@ -102,6 +102,28 @@ pub(crate) fn text_summary(point: &PointResult) -> String {
     out
 }
 
+pub(crate) fn details_summary(point: &PointResult) -> String {
+    let m = &point.metrics;
+    let mut out = String::new();
+    if !point.errors.is_empty() {
+        let _ = writeln!(out, "{:-^WIDTH$}", "Failed Requests by Type");
+        for (kind, n) in &point.errors {
+            let _ = writeln!(out, "{:<40} {n:<10}", format!("{kind}:"));
+        }
+    }
+    if m.short_outputs > 0 {
+        let _ = writeln!(
+            out,
+            "{:<40} {:<10}",
+            "Short outputs (despite ignore_eos):", m.short_outputs
+        );
+    }
+    if !out.is_empty() {
+        let _ = writeln!(out, "{}", "=".repeat(WIDTH));
+    }
+    out
+}
+
 pub(crate) fn to_json(point: &PointResult) -> Value {
     let m = &point.metrics;
     let mut obj = Map::new();
@@ -111,6 +133,8 @@ pub(crate) fn to_json(point: &PointResult) -> Value {
     put("duration".into(), json!(m.duration_s));
     put("completed".into(), json!(m.completed));
     put("failed".into(), json!(m.failed));
+    put("zero_token_requests".into(), json!(m.zero_token_requests));
+    put("short_outputs".into(), json!(m.short_outputs));
     put("total_input_tokens".into(), json!(m.total_input_tokens));
     put("total_output_tokens".into(), json!(m.total_output_tokens));
     put("request_throughput".into(), json!(m.request_throughput));
@@ -120,6 +144,7 @@ pub(crate) fn to_json(point: &PointResult) -> Value {
         json!(m.total_token_throughput),
     );
     put("user_throughput".into(), json!(m.user_throughput));
+    put("max_send_lag_ms".into(), json!(m.max_send_lag_ms));
     for (key, _, _, stats) in sections(point) {
         put(format!("mean_{key}_ms"), json!(stats.mean_ms));
         put(format!("median_{key}_ms"), json!(stats.median_ms));
@@ -159,12 +184,15 @@ mod tests {
                 duration_s: 12.3456,
                 completed: 64,
                 failed: 0,
+                zero_token_requests: 0,
+                short_outputs: 0,
                 total_input_tokens: 65536,
                 total_output_tokens: 8192,
                 request_throughput: 5.184,
                 output_throughput: 663.55,
                 total_token_throughput: 5972.0,
                 user_throughput: 83.123,
+                max_send_lag_ms: 0.0,
                 ttft: lat(30.0),
                 tpot: lat(10.0),
                 itl: lat(9.999),
@@ -223,6 +251,23 @@ P99 E2EL (ms):                           2600.00
         assert_eq!(got_lines.len(), want_lines.len());
         assert_eq!(got, expected);
         assert!(got.lines().all(|l| l.len() >= WIDTH));
+    }
+
+    #[test]
+    fn details_list_failures_by_type_and_short_outputs() {
+        let mut p = point();
+        assert_eq!(details_summary(&p), "");
+        p.errors.insert("http_500".into(), 2);
+        p.errors.insert("timeout".into(), 1);
+        p.metrics.short_outputs = 3;
+        let expected = "\
+-------------Failed Requests by Type--------------
+http_500:                                2         
+timeout:                                 1         
+Short outputs (despite ignore_eos):      3         
+==================================================
+";
+        assert_eq!(details_summary(&p), expected);
     }
 
     #[test]

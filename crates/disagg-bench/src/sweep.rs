@@ -15,6 +15,7 @@ pub(crate) async fn run_sweep(cfg: &BenchConfig) -> Result<Sweep, BenchError> {
         url: cfg.request_url(),
         streaming: cfg.streaming,
         timeout: cfg.request_timeout,
+        ignore_eos: cfg.ignore_eos,
     });
     let mut workload = Workload::new(cfg.seed);
     let mut points = Vec::with_capacity(cfg.concurrency.len());
@@ -44,35 +45,79 @@ pub(crate) async fn run_sweep(cfg: &BenchConfig) -> Result<Sweep, BenchError> {
             errors,
         });
     }
-    Ok(Sweep { points })
+    Ok(Sweep {
+        points,
+        max_failure_rate: cfg.max_failure_rate,
+    })
 }
 
 pub(crate) fn invalid_reason(sweep: &Sweep) -> Option<String> {
     let mut reasons = Vec::new();
     for p in &sweep.points {
-        if p.metrics.failed > 0 {
-            let mut r = format!(
-                "concurrency {}: {} failed request(s) (",
-                p.concurrency, p.metrics.failed
-            );
-            for (i, (kind, n)) in p.errors.iter().enumerate() {
-                let sep = if i == 0 { "" } else { ", " };
-                let _ = write!(r, "{sep}{kind}: {n}");
-            }
-            r.push(')');
-            reasons.push(r);
-        }
-        if p.metrics.total_output_tokens == 0 {
+        let m = &p.metrics;
+        let label = point_label(p);
+        let attempted = m.completed + m.failed;
+        let rate = if attempted == 0 {
+            0.0
+        } else {
+            m.failed as f64 / attempted as f64
+        };
+        if rate > sweep.max_failure_rate {
             reasons.push(format!(
-                "concurrency {}: zero generated tokens",
-                p.concurrency
+                "{label}: {} of {attempted} requests failed ({:.1}% > limit {:.1}%; {})",
+                m.failed,
+                rate * 100.0,
+                sweep.max_failure_rate * 100.0,
+                by_kind(p),
             ));
+        }
+        // No failure-rate limit excuses these: an empty answer is not a measurement.
+        if m.zero_token_requests > 0 {
+            reasons.push(format!(
+                "{label}: {} request(s) generated zero tokens",
+                m.zero_token_requests
+            ));
+        }
+        if m.total_output_tokens == 0 {
+            reasons.push(format!("{label}: zero generated tokens"));
         }
     }
     if sweep.points.is_empty() {
         reasons.push("no points were run".into());
     }
     (!reasons.is_empty()).then(|| reasons.join("; "))
+}
+
+pub(crate) fn warnings(sweep: &Sweep) -> Vec<String> {
+    sweep
+        .points
+        .iter()
+        .filter(|p| p.metrics.short_outputs > 0)
+        .map(|p| {
+            format!(
+                "{}: {} of {} completed request(s) generated fewer tokens than requested \
+                 despite ignore_eos",
+                point_label(p),
+                p.metrics.short_outputs,
+                p.metrics.completed
+            )
+        })
+        .collect()
+}
+
+/// How a point is named in messages.
+pub(crate) fn point_label(p: &PointResult) -> String {
+    format!("concurrency {}", p.concurrency)
+}
+
+/// `http_500: 2, timeout: 1`.
+fn by_kind(p: &PointResult) -> String {
+    let mut out = String::new();
+    for (i, (kind, n)) in p.errors.iter().enumerate() {
+        let sep = if i == 0 { "" } else { ", " };
+        let _ = write!(out, "{sep}{kind}: {n}");
+    }
+    out
 }
 
 #[cfg(test)]
@@ -88,6 +133,10 @@ mod tests {
             metrics: Metrics {
                 completed: 4,
                 failed,
+                zero_token_requests: errors
+                    .iter()
+                    .find(|(k, _)| *k == "zero_tokens")
+                    .map_or(0, |(_, n)| *n),
                 total_output_tokens: output,
                 ..Default::default()
             },
@@ -102,22 +151,60 @@ mod tests {
     fn clean_sweep_is_valid() {
         let s = Sweep {
             points: vec![point(1, 0, 10, &[]), point(2, 0, 20, &[])],
+            max_failure_rate: 0.0,
         };
         assert_eq!(invalid_reason(&s), None);
+        assert!(warnings(&s).is_empty());
     }
 
     #[test]
-    fn failures_and_zero_tokens_are_reasons() {
+    fn failures_over_the_limit_and_zero_tokens_are_reasons() {
         let s = Sweep {
             points: vec![
                 point(1, 3, 10, &[("http_500", 2), ("timeout", 1)]),
                 point(2, 0, 0, &[]),
             ],
+            max_failure_rate: 0.0,
         };
         assert_eq!(
             invalid_reason(&s).unwrap(),
-            "concurrency 1: 3 failed request(s) (http_500: 2, timeout: 1); \
+            "concurrency 1: 3 of 7 requests failed (42.9% > limit 0.0%; http_500: 2, timeout: 1); \
              concurrency 2: zero generated tokens"
+        );
+    }
+
+    #[test]
+    fn failures_within_the_limit_are_valid_but_zero_tokens_never_are() {
+        let within = Sweep {
+            points: vec![point(1, 1, 10, &[("http_500", 1)])],
+            max_failure_rate: 0.2,
+        };
+        assert_eq!(invalid_reason(&within), None);
+        let zero = Sweep {
+            points: vec![point(1, 1, 10, &[("zero_tokens", 1)])],
+            max_failure_rate: 0.5,
+        };
+        assert_eq!(
+            invalid_reason(&zero).unwrap(),
+            "concurrency 1: 1 request(s) generated zero tokens"
+        );
+    }
+
+    #[test]
+    fn short_outputs_are_warnings() {
+        let mut p = point(1, 0, 10, &[]);
+        p.metrics.short_outputs = 2;
+        let s = Sweep {
+            points: vec![p],
+            max_failure_rate: 0.0,
+        };
+        assert_eq!(invalid_reason(&s), None);
+        assert_eq!(
+            warnings(&s),
+            vec![
+                "concurrency 1: 2 of 4 completed request(s) generated fewer tokens than \
+                 requested despite ignore_eos"
+            ]
         );
     }
 }

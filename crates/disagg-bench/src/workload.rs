@@ -18,6 +18,8 @@ pub(crate) const TOKEN_IDS: Range<u32> = 100..30_000;
 pub(crate) struct PreparedRequest {
     pub body: Bytes,
     pub input_len: u32,
+    /// `max_tokens` of the request.
+    pub output_len: u32,
 }
 
 /// A seeded source of requests. The whole sweep draws from one generator, so warmup and every
@@ -53,6 +55,7 @@ impl Workload {
                 PreparedRequest {
                     body: body(cfg, &prompt, output_len),
                     input_len,
+                    output_len,
                 }
             })
             .collect()
@@ -67,17 +70,20 @@ pub(crate) fn length_bounds(base: u32, range_ratio: f64) -> (u32, u32) {
     (lo, hi)
 }
 
-/// The completions body. `min_tokens` and `ignore_eos` together make the server generate exactly
-/// `max_tokens`, so the output length is the one asked for.
+/// The completions body. With `ignore_eos`, `min_tokens` and `ignore_eos` together make the
+/// server generate exactly `max_tokens`, so the output length is the one asked for; both are
+/// always sent so servers that read only one of them still honour it.
 pub(crate) fn body(cfg: &BenchConfig, prompt: &[u32], max_tokens: u32) -> Bytes {
     let mut body = serde_json::json!({
         "model": cfg.model,
         "prompt": prompt,
         "max_tokens": max_tokens,
-        "min_tokens": max_tokens,
-        "ignore_eos": true,
         "stream": cfg.streaming,
     });
+    if cfg.ignore_eos {
+        body["min_tokens"] = max_tokens.into();
+        body["ignore_eos"] = true.into();
+    }
     if cfg.streaming {
         // Without it, streams carry no usage and token counts fall back to counting chunks.
         body["stream_options"] = serde_json::json!({"include_usage": true});
@@ -103,7 +109,7 @@ mod tests {
             streaming: true,
             request_timeout: std::time::Duration::from_secs(5),
             seed: 7,
-            percentiles: vec![],
+            ..BenchConfig::default()
         }
     }
 
@@ -171,5 +177,8 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&body(&c, &[101], 3)).unwrap();
         assert!(v.get("stream_options").is_none());
         assert_eq!(v["stream"], false);
+        c.ignore_eos = false;
+        let v: serde_json::Value = serde_json::from_slice(&body(&c, &[101], 3)).unwrap();
+        assert!(v.get("ignore_eos").is_none() && v.get("min_tokens").is_none());
     }
 }

@@ -32,6 +32,8 @@ struct Script {
     cut_stream: bool,
     /// Hold every request this long before answering.
     stall: Duration,
+    /// Generate this many tokens fewer than asked (at least one), as a server that stops at EOS.
+    short_by: u64,
 }
 
 #[derive(Debug, Default)]
@@ -70,13 +72,15 @@ async fn completions(State(fake): State<Arc<Fake>>, Json(body): Json<Value>) -> 
     // The bench must ask for exactly osl tokens, ignoring EOS, with a token-id prompt.
     let max_tokens = body["max_tokens"].as_u64().unwrap_or(0);
     let prompt_len = body["prompt"].as_array().map_or(0, Vec::len) as u64;
-    if body["min_tokens"].as_u64() != Some(max_tokens)
-        || body["ignore_eos"] != true
-        || prompt_len == 0
-    {
+    let held = body["ignore_eos"] == true;
+    if (held && body["min_tokens"].as_u64() != Some(max_tokens)) || prompt_len == 0 {
         return (StatusCode::BAD_REQUEST, "bad request").into_response();
     }
-    let tokens = if s.zero_tokens { 0 } else { max_tokens };
+    let tokens = if s.zero_tokens {
+        0
+    } else {
+        max_tokens.saturating_sub(s.short_by).max(1)
+    };
     let usage = Usage::new(prompt_len, tokens);
     if body["stream"] != true {
         tokio::time::sleep(s.ttft + s.itl * tokens.saturating_sub(1) as u32).await;
@@ -163,6 +167,7 @@ fn config(url: &str) -> BenchConfig {
         request_timeout: Duration::from_secs(10),
         seed: 1,
         percentiles: vec![50.0],
+        ..BenchConfig::default()
     }
 }
 
@@ -243,7 +248,7 @@ async fn non_streaming_ttft_is_the_whole_request() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_tenth_request_failing_is_counted_and_invalid() {
+async fn every_tenth_request_failing_is_counted_and_judged_against_the_limit() {
     let (url, _) = serve(Script {
         fail_every: Some(10),
         ..Default::default()
@@ -257,9 +262,82 @@ async fn every_tenth_request_failing_is_counted_and_invalid() {
     assert_eq!(p.errors.get("http_500"), Some(&2));
     let reason = sweep
         .invalid_reason()
-        .expect("failures make the sweep invalid");
+        .expect("the default limit of 0 makes any failure invalid");
+    assert!(reason.contains("2 of 20 requests failed"), "{reason}");
     assert!(reason.contains("http_500: 2"), "{reason}");
     assert_eq!(p.to_json()["errors"], json!({"http_500": 2}));
+    let details = disagg_bench::details_summary(p);
+    assert!(details.contains("http_500:"), "{details}");
+
+    // 10% failed: over a 5% limit, within a 10% one.
+    let mut cfg = config(&url);
+    cfg.rounds = 5;
+    cfg.max_failure_rate = 0.05;
+    let sweep = run_sweep(&cfg).await.unwrap();
+    assert_eq!(sweep.points[0].metrics.failed, 2);
+    let reason = sweep.invalid_reason().expect("10% is over 5%");
+    assert!(reason.contains("> limit 5.0%"), "{reason}");
+    cfg.max_failure_rate = 0.10;
+    let sweep = run_sweep(&cfg).await.unwrap();
+    assert_eq!(sweep.points[0].metrics.failed, 2);
+    assert_eq!(sweep.invalid_reason(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_run_fails_above_the_failure_limit_and_passes_within_it() {
+    let (url, _) = serve(Script {
+        fail_every: Some(10),
+        ..Default::default()
+    })
+    .await;
+    let args = |limit: &str| {
+        Cli::try_parse_from([
+            "bench",
+            "--url",
+            &url,
+            "--isl",
+            "8",
+            "--osl",
+            "2",
+            "--concurrency",
+            "4",
+            "--rounds",
+            "5",
+            "--max-failure-rate",
+            limit,
+        ])
+        .unwrap()
+        .bench
+    };
+    // The server's request counter runs across both runs (canary included), so each run of 21
+    // requests sees two scripted failures among its 20 measured ones.
+    assert!(!run(args("0")).await.unwrap(), "failures over the limit");
+    assert!(
+        run(args("0.15")).await.unwrap(),
+        "failures within the limit"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outputs_shorter_than_requested_are_flagged() {
+    let (url, _) = serve(Script {
+        short_by: 3,
+        ..Default::default()
+    })
+    .await;
+    let sweep = run_sweep(&config(&url)).await.unwrap();
+    let m = &sweep.points[0].metrics;
+    assert_eq!((m.completed, m.short_outputs), (12, 12));
+    assert_eq!(m.total_output_tokens, 12 * 5);
+    assert_eq!(sweep.invalid_reason(), None);
+    assert_eq!(sweep.warnings().len(), 1, "{:?}", sweep.warnings());
+
+    // Without ignore_eos, a model stopping early is its right, not a finding.
+    let mut cfg = config(&url);
+    cfg.ignore_eos = false;
+    let sweep = run_sweep(&cfg).await.unwrap();
+    assert_eq!(sweep.points[0].metrics.short_outputs, 0);
+    assert!(sweep.warnings().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -269,12 +347,21 @@ async fn zero_generated_tokens_is_invalid() {
         ..Default::default()
     })
     .await;
-    let sweep = run_sweep(&config(&url)).await.unwrap();
-    assert_eq!(sweep.points[0].metrics.failed, 0);
+    let mut cfg = config(&url);
+    // Even a run that tolerates every failure cannot pass on empty answers.
+    cfg.max_failure_rate = 1.0;
+    let sweep = run_sweep(&cfg).await.unwrap();
+    let p = &sweep.points[0];
+    assert_eq!((p.metrics.completed, p.metrics.failed), (0, 12));
+    assert_eq!(p.metrics.zero_token_requests, 12);
+    assert_eq!(p.errors.get("zero_tokens"), Some(&12));
     let reason = sweep
         .invalid_reason()
         .expect("zero tokens make the sweep invalid");
-    assert!(reason.contains("zero generated tokens"), "{reason}");
+    assert!(
+        reason.contains("12 request(s) generated zero tokens"),
+        "{reason}"
+    );
     // The canary refuses such a server outright.
     match canary(&config(&url)).await {
         Err(BenchError::Canary { reason, .. }) => assert!(reason.contains("zero"), "{reason}"),
