@@ -11,15 +11,27 @@ use crate::{BenchConfig, BenchError};
 const PROMPT_TOKENS: u32 = 8;
 const MAX_TOKENS: u32 = 2;
 
+/// One canary per router, so a dead one among several is named.
 pub(crate) async fn canary(cfg: &BenchConfig) -> Result<(), BenchError> {
     cfg.validate()?;
+    let client = client::build_client(1)?;
+    for url in cfg.request_urls() {
+        canary_one(cfg, &client, url).await?;
+    }
+    Ok(())
+}
+
+async fn canary_one(
+    cfg: &BenchConfig,
+    client: &reqwest::Client,
+    url: String,
+) -> Result<(), BenchError> {
     let fail = |reason: String| BenchError::Canary {
-        url: cfg.request_url(),
+        url: url.clone(),
         reason,
     };
-    let client = client::build_client(1)?;
     let target = Target {
-        url: cfg.request_url(),
+        urls: vec![url.clone()],
         streaming: cfg.streaming,
         timeout: cfg.request_timeout,
         ignore_eos: cfg.ignore_eos,
@@ -31,7 +43,7 @@ pub(crate) async fn canary(cfg: &BenchConfig) -> Result<(), BenchError> {
         input_len: PROMPT_TOKENS,
         output_len: MAX_TOKENS,
     };
-    let outcome = client::send(&client, &target, &req, Instant::now()).await;
+    let outcome = client::send(client, &target, 0, &req, Instant::now()).await;
     match outcome.result {
         Ok(_) => Ok(()),
         Err(Failure::ZeroTokens) => {

@@ -8,13 +8,23 @@ use crate::{
 
 pub(crate) fn to_config(args: &BenchArgs) -> BenchConfig {
     BenchConfig {
-        url: args.url.clone(),
+        url: args.url.first().cloned().unwrap_or_default(),
+        extra_urls: args.url.iter().skip(1).cloned().collect(),
         endpoint: args.endpoint.clone(),
         model: args.model.clone(),
         isl: args.isl,
         osl: args.osl,
         range_ratio: args.range_ratio,
-        concurrency: args.concurrency.clone(),
+        concurrency: if args.concurrency.is_empty() {
+            vec![1]
+        } else {
+            args.concurrency.clone()
+        },
+        request_rates: args.request_rate.clone(),
+        num_prompts: args.num_prompts,
+        burstiness: args.burstiness,
+        max_concurrency: args.max_concurrency,
+        duration_limit: args.duration,
         rounds: args.rounds,
         warmup: args.warmup,
         streaming: !args.no_stream,

@@ -14,8 +14,9 @@ use crate::workload::PreparedRequest;
 /// Where and how requests go.
 #[derive(Debug, Clone)]
 pub(crate) struct Target {
-    /// `{url}{endpoint}`.
-    pub url: String,
+    /// `{url}{endpoint}` for every router; request `i` goes to `urls[i % len]`, so load spreads
+    /// evenly and the same seed sends the same request to the same router.
+    pub urls: Vec<String>,
     pub streaming: bool,
     pub timeout: Duration,
     /// The server was asked to ignore EOS, so each output length is a promise to check.
@@ -26,12 +27,16 @@ pub(crate) struct Target {
 /// covers every request that was measured.
 #[derive(Debug, Clone)]
 pub(crate) struct Outcome {
+    /// Position in the point's request sequence.
+    pub index: usize,
     /// When the load model meant to send it. In a closed loop that is `sent`; in an open loop a
     /// late send (client busy, concurrency cap) shows up as latency instead of vanishing.
     pub scheduled: Instant,
     pub sent: Instant,
     pub end: Instant,
     pub input_tokens: u64,
+    /// Which of the target's URLs it went to.
+    pub url_index: usize,
     /// The output length the server was held to (`ignore_eos`), if any.
     pub promised_output: Option<u32>,
     pub result: Result<Success, Failure>,
@@ -122,21 +127,25 @@ pub(crate) fn build_client(max_concurrency: u32) -> Result<reqwest::Client, Benc
 pub(crate) async fn send(
     client: &reqwest::Client,
     target: &Target,
+    index: usize,
     req: &PreparedRequest,
     scheduled: Instant,
 ) -> Outcome {
+    let url_index = index % target.urls.len();
     let sent = Instant::now();
-    let exchange = exchange(client, target, req.body.clone());
+    let exchange = exchange(client, target, &target.urls[url_index], req.body.clone());
     let result = match tokio::time::timeout(target.timeout, exchange).await {
         Ok(Ok(ok)) if ok.output_tokens == 0 => Err(Failure::ZeroTokens),
         Ok(result) => result,
         Err(_) => Err(Failure::Timeout),
     };
     Outcome {
+        index,
         scheduled: scheduled.min(sent),
         sent,
         end: Instant::now(),
         input_tokens: u64::from(req.input_len),
+        url_index,
         promised_output: target.ignore_eos.then_some(req.output_len),
         result,
     }
@@ -145,10 +154,11 @@ pub(crate) async fn send(
 async fn exchange(
     client: &reqwest::Client,
     target: &Target,
+    url: &str,
     body: Bytes,
 ) -> Result<Success, Failure> {
     let resp = client
-        .post(&target.url)
+        .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(body)
         .send()

@@ -1,26 +1,34 @@
-//! `disagg bench`: a closed-loop load generator with benchmark_serving's metrics and outputs.
+//! `disagg bench`: a closed- and open-loop load generator with benchmark_serving's metrics and
+//! outputs.
 //!
 //! API contract (stable; the harness and the binary rely on it):
 //! - [`BenchConfig`]: one sweep's settings, built from flags ([`BenchArgs`]) or from a case.
 //! - [`canary`]: one small generation that must produce tokens.
-//! - [`run_sweep`]: warmup + the closed-loop points; returns per-point metrics.
+//! - [`run_sweep`]: warmup + the points (closed-loop concurrencies or open-loop rates); returns
+//!   per-point metrics and every request's timeline.
 //! - [`text_summary`]: benchmark_serving's text block for one point (PROTOCOLS.md §4).
 //! - [`run`]: the standalone command.
 //!
 //! How it works: a seeded workload (`workload.rs`) of random token-id prompts is serialized up
-//! front; the closed loop (`closed_loop.rs`) keeps C requests in flight, and the client
-//! (`client.rs`) records each request's monotonic instants (sent, every content chunk, end).
+//! front; the closed loop (`closed_loop.rs`) keeps C requests in flight, the open loop
+//! (`open_loop.rs`) sends on a seeded gamma schedule (`arrivals.rs`) and charges each request
+//! from its scheduled time, and the client (`client.rs`) records each request's monotonic
+//! instants (scheduled, sent, every content chunk, end).
 //! `metrics.rs` turns those timelines into benchmark_serving's numbers, and `summary.rs` prints
 //! them in its exact layout so existing harness regexes keep working. A sweep is invalid when a
 //! point's failure rate is over `max_failure_rate` (default 0) or any request generated no
 //! tokens: numbers from a half-broken server must never look like a result.
 
+mod arrivals;
 mod canary;
 mod cli;
 mod client;
 mod closed_loop;
 mod config;
 mod metrics;
+mod open_loop;
+mod progress;
+mod record;
 mod summary;
 mod sweep;
 mod workload;
@@ -56,6 +64,20 @@ pub struct BenchConfig {
     /// Ask the server to ignore EOS so every output is exactly the requested length; shorter
     /// outputs are then counted and flagged.
     pub ignore_eos: bool,
+    /// More routers besides `url`; requests are spread round-robin over all of them.
+    pub extra_urls: Vec<String>,
+    /// Open loop: one point per rate (requests/s, `f64::INFINITY` = all at once). Empty means
+    /// the closed loop over `concurrency`.
+    pub request_rates: Vec<f64>,
+    /// Requests per point. Required in the open loop; in the closed loop it replaces
+    /// `concurrency × rounds`.
+    pub num_prompts: Option<u64>,
+    /// Shape of the gamma distribution of open-loop gaps: 1 is Poisson, lower is burstier.
+    pub burstiness: f64,
+    /// Open loop: at most this many requests in flight; a request held back is charged the wait.
+    pub max_concurrency: Option<u32>,
+    /// No request of a point is sent after this much time; those in flight finish.
+    pub duration_limit: Option<Duration>,
 }
 
 impl Default for BenchConfig {
@@ -77,6 +99,12 @@ impl Default for BenchConfig {
             percentiles: Vec::new(),
             max_failure_rate: 0.0,
             ignore_eos: true,
+            extra_urls: Vec::new(),
+            request_rates: Vec::new(),
+            num_prompts: None,
+            burstiness: 1.0,
+            max_concurrency: None,
+            duration_limit: None,
         }
     }
 }
@@ -84,9 +112,9 @@ impl Default for BenchConfig {
 /// `disagg bench` flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// Base URL of the server under test.
-    #[arg(long)]
-    pub url: String,
+    /// Base URL of the server under test; repeat to spread the load over several routers.
+    #[arg(long, required = true)]
+    pub url: Vec<String>,
     /// Path of the completions endpoint, appended to the URL.
     #[arg(long, default_value = "/v1/completions")]
     pub endpoint: String,
@@ -102,9 +130,24 @@ pub struct BenchArgs {
     /// Input and output lengths are uniform in [L·(1−r), L·(1+r)]; 0 means exact.
     #[arg(long, default_value_t = 0.0)]
     pub range_ratio: f64,
-    /// Concurrency points, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "1")]
+    /// Closed-loop concurrency points, comma-separated [default: 1].
+    #[arg(long, value_delimiter = ',', conflicts_with = "request_rate")]
     pub concurrency: Vec<u32>,
+    /// Open loop: request rates (req/s, `inf` = all at once), one point each, comma-separated.
+    #[arg(long, value_delimiter = ',', requires = "num_prompts")]
+    pub request_rate: Vec<f64>,
+    /// Requests per point (required with --request-rate; replaces concurrency × rounds).
+    #[arg(long)]
+    pub num_prompts: Option<u64>,
+    /// Gamma shape of open-loop gaps: 1 is Poisson, lower is burstier.
+    #[arg(long, default_value_t = 1.0)]
+    pub burstiness: f64,
+    /// Open loop: at most this many requests in flight.
+    #[arg(long)]
+    pub max_concurrency: Option<u32>,
+    /// Stop sending a point's requests after this long, e.g. `5m`; those in flight finish.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
     /// Requests per point = concurrency × rounds.
     #[arg(long, default_value_t = 4)]
     pub rounds: u32,
@@ -182,10 +225,38 @@ pub struct Metrics {
 /// One point of the sweep.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PointResult {
-    pub concurrency: u32,
+    /// The cap on requests in flight: the closed loop's concurrency, or the open loop's
+    /// `max_concurrency` (`None`: uncapped).
+    pub concurrency: Option<u32>,
+    /// The open loop's arrival rate (req/s); `None` for the closed loop.
+    pub request_rate: Option<f64>,
     pub metrics: Metrics,
     /// Failed requests by error kind.
     pub errors: BTreeMap<String, u64>,
+    /// Every measured request's timeline, in request order (warmup excluded).
+    pub requests: Vec<RequestRecord>,
+}
+
+/// One request's monotonic timeline. Times are nanoseconds from the point's first scheduled
+/// send; `scheduled_ns` is when the load model meant to send it, `sent_ns` when it left.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RequestRecord {
+    /// Position in the point's request sequence (the same seed gives the same request here).
+    pub index: u64,
+    /// Which URL (0 = `url`, then `extra_urls` in order) it was sent to.
+    pub url_index: usize,
+    pub scheduled_ns: u64,
+    pub sent_ns: u64,
+    /// Arrival of every chunk that carried text.
+    pub chunk_ns: Vec<u64>,
+    pub end_ns: u64,
+    pub input_tokens: u64,
+    /// `None` for a failed request.
+    pub output_tokens: Option<u64>,
+    /// The length the server was held to with `ignore_eos`, if it was.
+    pub requested_output_tokens: Option<u32>,
+    /// The failure kind (`http_500`, `timeout`, `zero_tokens`, ...) of a failed request.
+    pub error: Option<String>,
 }
 
 impl PointResult {

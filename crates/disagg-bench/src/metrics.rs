@@ -173,6 +173,8 @@ mod tests {
             scheduled: sent,
             sent,
             promised_output: None,
+            url_index: 0,
+            index: 0,
             end: sent + Duration::from_millis(end_ms),
             input_tokens: 10,
             result: Ok(Success {
@@ -281,6 +283,8 @@ mod tests {
         let failed = |start: u64, end: u64, f: Failure| Outcome {
             scheduled: t0 + Duration::from_millis(start),
             promised_output: None,
+            url_index: 0,
+            index: 0,
             sent: t0 + Duration::from_millis(start),
             end: t0 + Duration::from_millis(end),
             input_tokens: 10,
@@ -303,6 +307,25 @@ mod tests {
             errors,
             BTreeMap::from([("http_500".to_string(), 2), ("timeout".to_string(), 1)])
         );
+    }
+
+    #[test]
+    fn open_loop_latency_counts_from_the_scheduled_time() {
+        let t0 = Instant::now();
+        // Due at 0 but held 50 ms by the concurrency cap; first chunk 30 ms after leaving.
+        let mut late = streamed(t0, 50, &[30, 40], 40, 2);
+        late.scheduled = t0;
+        let on_time = streamed(t0, 10, &[30, 40], 40, 2);
+        let (m, _) = compute(&[late, on_time], &[]);
+        // TTFT 80 and 30, E2EL 90 and 40: the wait is charged, not hidden.
+        assert!(close(m.ttft.mean_ms, 55.0));
+        assert!(close(m.e2el.mean_ms, 65.0));
+        // TPOT and ITL are about the stream itself and do not move.
+        assert!(close(m.tpot.mean_ms, 10.0));
+        assert!(close(m.itl.mean_ms, 10.0));
+        assert!(close(m.max_send_lag_ms, 50.0));
+        // Duration runs from the first scheduled send (0) to the last end (90).
+        assert!(close(m.duration_s, 0.090));
     }
 
     #[test]
@@ -330,6 +353,8 @@ mod tests {
         let o = Outcome {
             scheduled: sent,
             promised_output: None,
+            url_index: 0,
+            index: 0,
             sent,
             end,
             input_tokens: 4,

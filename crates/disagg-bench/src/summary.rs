@@ -62,11 +62,10 @@ pub(crate) fn text_summary(point: &PointResult) -> String {
     let _ = writeln!(out, "{:=^WIDTH$}", " Serving Benchmark Result ");
     int(&mut out, "Successful requests:", m.completed);
     int(&mut out, "Failed requests:", m.failed);
-    int(
-        &mut out,
-        "Maximum request concurrency:",
-        u64::from(point.concurrency),
-    );
+    // benchmark_serving prints this line only when concurrency is capped.
+    if let Some(c) = point.concurrency {
+        int(&mut out, "Maximum request concurrency:", u64::from(c));
+    }
     float(&mut out, "Benchmark duration (s):", m.duration_s);
     int(&mut out, "Total input tokens:", m.total_input_tokens);
     int(&mut out, "Total generated tokens:", m.total_output_tokens);
@@ -154,8 +153,15 @@ pub(crate) fn to_json(point: &PointResult) -> Value {
         }
     }
     put("max_concurrency".into(), json!(point.concurrency));
-    // Closed loop: requests are sent as fast as the concurrency cap allows.
-    put("request_rate".into(), json!("inf"));
+    // Closed loop: requests are sent as fast as the concurrency cap allows, which
+    // benchmark_serving writes as an infinite rate.
+    put(
+        "request_rate".into(),
+        match point.request_rate {
+            Some(r) if r.is_finite() => json!(r),
+            _ => json!("inf"),
+        },
+    );
     put("errors".into(), json!(point.errors));
     Value::Object(obj)
 }
@@ -179,7 +185,8 @@ mod tests {
 
     fn point() -> PointResult {
         PointResult {
-            concurrency: 8,
+            concurrency: Some(8),
+            request_rate: None,
             metrics: Metrics {
                 duration_s: 12.3456,
                 completed: 64,
@@ -199,6 +206,7 @@ mod tests {
                 e2el: lat(1300.0),
             },
             errors: BTreeMap::new(),
+            requests: Vec::new(),
         }
     }
 

@@ -1,48 +1,129 @@
-//! A sweep: warmup then the closed loop at each concurrency, and the validity gate on the result.
+//! A sweep: for each point (a closed-loop concurrency or an open-loop rate), warmup then the
+//! measured requests; and the validity gates on the result.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use std::time::Instant;
+
 use crate::client::{self, Target};
 use crate::workload::Workload;
-use crate::{BenchConfig, BenchError, PointResult, Sweep, closed_loop, metrics};
+use crate::{
+    BenchConfig, BenchError, PointResult, Sweep, arrivals, closed_loop, metrics, open_loop, record,
+};
+
+/// One point to run: the closed loop at a concurrency, or the open loop at a rate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Plan {
+    Closed { concurrency: u32 },
+    Open { rate: f64 },
+}
 
 pub(crate) async fn run_sweep(cfg: &BenchConfig) -> Result<Sweep, BenchError> {
     cfg.validate()?;
-    let max_concurrency = cfg.concurrency.iter().copied().max().unwrap_or(1);
-    let client = client::build_client(max_concurrency)?;
+    let plans: Vec<Plan> = if cfg.is_open_loop() {
+        cfg.request_rates
+            .iter()
+            .map(|&rate| Plan::Open { rate })
+            .collect()
+    } else {
+        cfg.concurrency
+            .iter()
+            .map(|&concurrency| Plan::Closed { concurrency })
+            .collect()
+    };
+    let widest = cfg
+        .concurrency
+        .iter()
+        .copied()
+        .chain(cfg.max_concurrency)
+        .max()
+        .unwrap_or(1);
+    let client = client::build_client(widest)?;
     let target = Arc::new(Target {
-        url: cfg.request_url(),
+        urls: cfg.request_urls(),
         streaming: cfg.streaming,
         timeout: cfg.request_timeout,
         ignore_eos: cfg.ignore_eos,
     });
     let mut workload = Workload::new(cfg.seed);
-    let mut points = Vec::with_capacity(cfg.concurrency.len());
-    for &c in &cfg.concurrency {
+    let mut points = Vec::with_capacity(plans.len());
+    for (point_index, plan) in plans.into_iter().enumerate() {
+        let (label, cap) = match plan {
+            Plan::Closed { concurrency } => (format!("con={concurrency}"), Some(concurrency)),
+            Plan::Open { rate } => (format!("rate={rate}"), cfg.max_concurrency),
+        };
         if cfg.warmup > 0 {
             let warmup = workload.requests(cfg, u64::from(cfg.warmup));
-            let label = format!("con={c} warmup");
-            let outcomes = closed_loop::run(&client, &target, warmup, c, &label).await;
+            // Warmup is always a closed loop: it only has to wake the server up.
+            let c = cap.unwrap_or(cfg.warmup);
+            let outcomes = closed_loop::run(
+                &client,
+                &target,
+                warmup,
+                c,
+                None,
+                &format!("{label} warmup"),
+            )
+            .await;
             let (_, errors) = metrics::compute(&outcomes, &[]);
             // Warmup failures do not count, but a server that fails warmup deserves a look.
             if !errors.is_empty() {
-                tracing::warn!(concurrency = c, ?errors, "warmup requests failed");
-                eprintln!("con={c} warmup failures (not counted): {errors:?}");
+                tracing::warn!(point = %label, ?errors, "warmup requests failed");
+                eprintln!("{label} warmup failures (not counted): {errors:?}");
             }
         }
-        let n = u64::from(c) * u64::from(cfg.rounds);
+        let n = match (plan, cfg.num_prompts) {
+            (_, Some(n)) => n,
+            (Plan::Closed { concurrency }, None) => u64::from(concurrency) * u64::from(cfg.rounds),
+            // validate() requires num_prompts for the open loop.
+            (Plan::Open { .. }, None) => unreachable!("validated: the open loop has num_prompts"),
+        };
         let requests = workload.requests(cfg, n);
-        let outcomes = closed_loop::run(&client, &target, requests, c, &format!("con={c}")).await;
+        let deadline = cfg.duration_limit.map(|d| Instant::now() + d);
+        let outcomes = match plan {
+            Plan::Closed { concurrency } => {
+                closed_loop::run(&client, &target, requests, concurrency, deadline, &label).await
+            }
+            Plan::Open { rate } => {
+                // Each point its own arrival stream, derived from the seed and the point.
+                let seed = cfg.seed ^ (0x0a77_17a1 + point_index as u64);
+                let offsets = arrivals::schedule(n, rate, cfg.burstiness, seed);
+                open_loop::run(
+                    &client,
+                    &target,
+                    requests,
+                    &offsets,
+                    cfg.max_concurrency,
+                    deadline,
+                    &label,
+                )
+                .await
+            }
+        };
         let (metrics, errors) = metrics::compute(&outcomes, &cfg.percentiles);
+        if (outcomes.len() as u64) < n {
+            eprintln!(
+                "{label}: the duration limit stopped the point after {} of {n} requests",
+                outcomes.len()
+            );
+        }
         eprintln!(
-            "con={c} finished {n} requests in {:.2}s: completed {} failed {}",
-            metrics.duration_s, metrics.completed, metrics.failed
+            "{label} finished {} requests in {:.2}s: completed {} failed {}",
+            outcomes.len(),
+            metrics.duration_s,
+            metrics.completed,
+            metrics.failed
         );
         points.push(PointResult {
-            concurrency: c,
+            concurrency: cap,
+            request_rate: match plan {
+                Plan::Open { rate } => Some(rate),
+                Plan::Closed { .. } => None,
+            },
             metrics,
             errors,
+            requests: record::records(&outcomes),
         });
     }
     Ok(Sweep {
@@ -107,7 +188,12 @@ pub(crate) fn warnings(sweep: &Sweep) -> Vec<String> {
 
 /// How a point is named in messages.
 pub(crate) fn point_label(p: &PointResult) -> String {
-    format!("concurrency {}", p.concurrency)
+    match (p.request_rate, p.concurrency) {
+        (None, Some(c)) => format!("concurrency {c}"),
+        (Some(r), Some(c)) => format!("rate {r} req/s (max concurrency {c})"),
+        (Some(r), None) => format!("rate {r} req/s"),
+        (None, None) => "closed loop".into(),
+    }
 }
 
 /// `http_500: 2, timeout: 1`.
@@ -129,7 +215,8 @@ mod tests {
 
     fn point(c: u32, failed: u64, output: u64, errors: &[(&str, u64)]) -> PointResult {
         PointResult {
-            concurrency: c,
+            concurrency: Some(c),
+            request_rate: None,
             metrics: Metrics {
                 completed: 4,
                 failed,
@@ -144,6 +231,7 @@ mod tests {
                 .iter()
                 .map(|(k, n)| (k.to_string(), *n))
                 .collect::<BTreeMap<_, _>>(),
+            requests: Vec::new(),
         }
     }
 

@@ -192,8 +192,10 @@ async fn measures_known_delays_in_a_closed_loop() {
     // can see one chunk late and the next on time, which shortens that measured gap.
     for p in &sweep.points {
         let m = &p.metrics;
-        let n = u64::from(p.concurrency) * 3;
-        assert_eq!((m.completed, m.failed), (n, 0), "point {}", p.concurrency);
+        let c = p.concurrency.unwrap();
+        let n = u64::from(c) * 3;
+        assert_eq!((m.completed, m.failed), (n, 0), "point {c}");
+        assert_eq!(p.requests.len() as u64, n);
         assert_eq!(m.total_input_tokens, n * 64);
         assert_eq!(m.total_output_tokens, n * 8);
         assert!(
@@ -425,6 +427,110 @@ async fn bad_settings_are_config_errors() {
     assert!(matches!(run_sweep(&cfg).await, Err(BenchError::Config(_))));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_loop_sends_on_schedule() {
+    let (url, fake) = serve(Script::default()).await;
+    let mut cfg = config(&url);
+    cfg.request_rates = vec![100.0, f64::INFINITY];
+    cfg.num_prompts = Some(30);
+    let sweep = run_sweep(&cfg).await.unwrap();
+    assert_eq!(sweep.invalid_reason(), None);
+    let (paced, burst) = (&sweep.points[0], &sweep.points[1]);
+    assert_eq!((paced.request_rate, paced.concurrency), (Some(100.0), None));
+    assert_eq!(paced.metrics.completed, 30);
+    // 30 arrivals at 100/s span about 0.3 s; Poisson spread and scheduling allow a wide band.
+    assert!(
+        (0.1..2.0).contains(&paced.metrics.duration_s),
+        "{}",
+        paced.metrics.duration_s
+    );
+    let json = paced.to_json();
+    assert_eq!(json["request_rate"], 100.0);
+    assert_eq!(json["max_concurrency"], Value::Null);
+    let text = disagg_bench::text_summary(paced);
+    assert!(!text.contains("Maximum request concurrency"), "{text}");
+    // Every request of the infinite rate is due at once.
+    assert_eq!(burst.metrics.completed, 30);
+    assert!(burst.requests.iter().all(|r| r.scheduled_ns == 0));
+    assert_eq!(burst.to_json()["request_rate"], "inf");
+    assert_eq!(fake.requests.load(Ordering::SeqCst), 60);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_loop_charges_the_wait_for_a_concurrency_slot() {
+    let (url, fake) = serve(Script {
+        stall: Duration::from_millis(100),
+        ..Default::default()
+    })
+    .await;
+    let mut cfg = config(&url);
+    cfg.request_rates = vec![f64::INFINITY];
+    cfg.num_prompts = Some(6);
+    cfg.max_concurrency = Some(2);
+    let sweep = run_sweep(&cfg).await.unwrap();
+    let p = &sweep.points[0];
+    assert_eq!(p.metrics.completed, 6);
+    assert_eq!(fake.max_in_flight.load(Ordering::SeqCst), 2);
+    // All six were due at 0; served two at a time for 100 ms each, the last pair waited about
+    // 200 ms for a slot, and their TTFT says so.
+    let mut ttfts: Vec<u64> = p
+        .requests
+        .iter()
+        .map(|r| r.chunk_ns[0] - r.scheduled_ns)
+        .collect();
+    ttfts.sort_unstable();
+    assert!(ttfts[5] >= 290_000_000, "{ttfts:?}");
+    assert!(
+        p.metrics.max_send_lag_ms >= 190.0,
+        "{}",
+        p.metrics.max_send_lag_ms
+    );
+    assert!(p.metrics.ttft.p99_ms >= 290.0, "{}", p.metrics.ttft.p99_ms);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_duration_limit_stops_sending() {
+    let (url, _) = serve(Script {
+        stall: Duration::from_millis(50),
+        ..Default::default()
+    })
+    .await;
+    let mut cfg = config(&url);
+    cfg.concurrency = vec![1];
+    cfg.num_prompts = Some(1000);
+    cfg.duration_limit = Some(Duration::from_millis(300));
+    let sweep = run_sweep(&cfg).await.unwrap();
+    let p = &sweep.points[0];
+    // At most one request per 50 ms fits in 300 ms; the limit cut the rest.
+    assert!(
+        (1..=7).contains(&p.metrics.completed),
+        "{}",
+        p.metrics.completed
+    );
+    assert_eq!(p.metrics.failed, 0);
+    assert_eq!(sweep.invalid_reason(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_urls_share_the_load() {
+    let (a, fake_a) = serve(Script::default()).await;
+    let (b, fake_b) = serve(Script::default()).await;
+    let mut cfg = config(&a);
+    cfg.extra_urls = vec![b];
+    canary(&cfg).await.unwrap();
+    let sweep = run_sweep(&cfg).await.unwrap();
+    assert_eq!(sweep.points[0].metrics.completed, 12);
+    // One canary each, then 12 requests round-robin.
+    assert_eq!(fake_a.requests.load(Ordering::SeqCst), 7);
+    assert_eq!(fake_b.requests.load(Ordering::SeqCst), 7);
+    let on_b = sweep.points[0]
+        .requests
+        .iter()
+        .filter(|r| r.url_index == 1)
+        .count();
+    assert_eq!(on_b, 6);
+}
+
 #[derive(Debug, clap::Parser)]
 struct Cli {
     #[command(flatten)]
@@ -460,6 +566,67 @@ fn flags_become_a_config() {
         (1024, 128, 4, 0)
     );
     assert_eq!(cfg.endpoint, "/v1/completions");
+}
+
+#[test]
+fn open_loop_flags_become_a_config() {
+    let cli = Cli::try_parse_from([
+        "bench",
+        "--url",
+        "http://a:1",
+        "--url",
+        "http://b:2",
+        "--isl",
+        "8",
+        "--osl",
+        "2",
+        "--request-rate",
+        "5,inf",
+        "--num-prompts",
+        "100",
+        "--burstiness",
+        "0.5",
+        "--max-concurrency",
+        "16",
+        "--duration",
+        "2m",
+        "--max-failure-rate",
+        "0.01",
+        "--ignore-eos=false",
+    ])
+    .unwrap();
+    let cfg = cli.bench.to_config();
+    assert_eq!(cfg.url, "http://a:1");
+    assert_eq!(cfg.extra_urls, vec!["http://b:2".to_string()]);
+    assert_eq!(cfg.request_rates, vec![5.0, f64::INFINITY]);
+    assert_eq!(cfg.num_prompts, Some(100));
+    assert_eq!(cfg.burstiness, 0.5);
+    assert_eq!(cfg.max_concurrency, Some(16));
+    assert_eq!(cfg.duration_limit, Some(Duration::from_secs(120)));
+    assert_eq!(cfg.max_failure_rate, 0.01);
+    assert!(!cfg.ignore_eos);
+    // The open loop needs a count, and a closed-loop concurrency makes no sense with it.
+    let base = ["bench", "--url", "http://a:1", "--isl", "8", "--osl", "2"];
+    let with = |extra: &[&str]| Cli::try_parse_from(base.iter().chain(extra).copied());
+    assert!(with(&["--request-rate", "5"]).is_err());
+    assert!(
+        with(&[
+            "--request-rate",
+            "5",
+            "--num-prompts",
+            "9",
+            "--concurrency",
+            "4"
+        ])
+        .is_err()
+    );
+    assert!(
+        with(&["--ignore-eos"])
+            .unwrap()
+            .bench
+            .to_config()
+            .ignore_eos
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
