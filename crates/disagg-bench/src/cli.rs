@@ -25,6 +25,8 @@ pub(crate) fn to_config(args: &BenchArgs) -> BenchConfig {
         burstiness: args.burstiness,
         max_concurrency: args.max_concurrency,
         duration_limit: args.duration,
+        goodput: args.goodput,
+        gpus: args.gpus,
         rounds: args.rounds,
         warmup: args.warmup,
         streaming: !args.no_stream,

@@ -29,11 +29,13 @@ mod metrics;
 mod open_loop;
 mod progress;
 mod record;
+mod slo;
 mod summary;
 mod sweep;
 mod workload;
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -78,6 +80,19 @@ pub struct BenchConfig {
     pub max_concurrency: Option<u32>,
     /// No request of a point is sent after this much time; those in flight finish.
     pub duration_limit: Option<Duration>,
+    /// Objectives for goodput; `None` leaves goodput out, as benchmark_serving does.
+    pub goodput: Option<Slo>,
+    /// GPUs serving the model, for tok/s per GPU; `None` leaves those numbers out.
+    pub gpus: Option<NonZeroU32>,
+}
+
+/// Goodput objectives in milliseconds; a request counts toward goodput when it meets every one
+/// that is set. Parsed from `ttft:MS,tpot:MS,e2el:MS`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Slo {
+    pub ttft_ms: Option<f64>,
+    pub tpot_ms: Option<f64>,
+    pub e2el_ms: Option<f64>,
 }
 
 impl Default for BenchConfig {
@@ -105,6 +120,8 @@ impl Default for BenchConfig {
             burstiness: 1.0,
             max_concurrency: None,
             duration_limit: None,
+            goodput: None,
+            gpus: None,
         }
     }
 }
@@ -148,6 +165,12 @@ pub struct BenchArgs {
     /// Stop sending a point's requests after this long, e.g. `5m`; those in flight finish.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
+    /// Goodput objectives in ms, any of `ttft:MS,tpot:MS,e2el:MS`.
+    #[arg(long)]
+    pub goodput: Option<Slo>,
+    /// GPUs serving the model, to report tok/s per GPU.
+    #[arg(long)]
+    pub gpus: Option<NonZeroU32>,
     /// Requests per point = concurrency × rounds.
     #[arg(long, default_value_t = 4)]
     pub rounds: u32,
@@ -213,6 +236,12 @@ pub struct Metrics {
     pub output_throughput: f64,
     pub total_token_throughput: f64,
     pub user_throughput: f64,
+    /// Completed requests meeting every goodput objective, per second; `None` without
+    /// objectives.
+    pub request_goodput: Option<f64>,
+    /// Output and total tokens per second per GPU; `None` when the GPU count is not given.
+    pub output_throughput_per_gpu: Option<f64>,
+    pub total_token_throughput_per_gpu: Option<f64>,
     /// The latest any request left after its scheduled time: how far the client fell behind
     /// its own load model (always 0 in a closed loop, where requests are due when sent).
     pub max_send_lag_ms: f64,

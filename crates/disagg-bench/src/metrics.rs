@@ -4,13 +4,25 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::client::{Failure, Outcome};
-use crate::{LatencyStats, Metrics};
+use std::num::NonZeroU32;
+
+use crate::{LatencyStats, Metrics, Slo};
+
+/// What the point's numbers are judged and divided by.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Scales<'a> {
+    pub extra_percentiles: &'a [f64],
+    pub goodput: Option<Slo>,
+    pub gpus: Option<NonZeroU32>,
+}
 
 /// Metrics of one point plus its failures by kind.
 pub(crate) fn compute(
     outcomes: &[Outcome],
-    extra_percentiles: &[f64],
+    scales: Scales<'_>,
 ) -> (Metrics, BTreeMap<String, u64>) {
+    let extra_percentiles = scales.extra_percentiles;
+    let mut good = 0u64;
     let mut errors = BTreeMap::new();
     let mut ttft = Vec::new();
     let mut tpot = Vec::new();
@@ -39,8 +51,14 @@ pub(crate) fn compute(
         if let Some(first) = o.ttft() {
             ttft.push(ms(first));
             // One token has no "per output token" time; benchmark_serving leaves it out.
-            if ok.output_tokens > 1 {
-                tpot.push(ms(e2e.saturating_sub(first)) / (ok.output_tokens - 1) as f64);
+            let request_tpot = (ok.output_tokens > 1)
+                .then(|| ms(e2e.saturating_sub(first)) / (ok.output_tokens - 1) as f64);
+            tpot.extend(request_tpot);
+            if scales
+                .goodput
+                .is_some_and(|slo| slo.met(ms(first), request_tpot, ms(e2e)))
+            {
+                good += 1;
             }
         }
         itl.extend(ok.chunks.windows(2).map(|w| ms(w[1] - w[0])));
@@ -69,6 +87,13 @@ pub(crate) fn compute(
         output_throughput: per_s(output as f64),
         total_token_throughput: per_s((input + output) as f64),
         user_throughput: mean(&user_tput),
+        request_goodput: scales.goodput.map(|_| per_s(good as f64)),
+        output_throughput_per_gpu: scales
+            .gpus
+            .map(|g| per_s(output as f64) / f64::from(g.get())),
+        total_token_throughput_per_gpu: scales
+            .gpus
+            .map(|g| per_s((input + output) as f64) / f64::from(g.get())),
         max_send_lag_ms: outcomes
             .iter()
             .map(|o| ms(o.sent.saturating_duration_since(o.scheduled)))
@@ -220,7 +245,7 @@ mod tests {
                 ..Default::default()
             }
         );
-        let (m, errors) = compute(&[], &[]);
+        let (m, errors) = compute(&[], Scales::default());
         assert_eq!(m, Metrics::default());
         assert!(errors.is_empty());
     }
@@ -239,7 +264,7 @@ mod tests {
             // A single token: counts for TTFT and E2EL, not for TPOT; no ITL gaps.
             streamed(t0, 10, &[50], 60, 1),
         ];
-        let (m, errors) = compute(&outcomes, &[]);
+        let (m, errors) = compute(&outcomes, Scales::default());
         assert!(errors.is_empty());
         assert_eq!(m.completed, 2);
         assert_eq!(m.failed, 0);
@@ -270,7 +295,13 @@ mod tests {
             streamed(t0, 0, &[5, 6, 8], 8, 3),
             streamed(t0, 0, &[5, 9], 9, 2),
         ];
-        let (m, _) = compute(&outcomes, &[50.0]);
+        let (m, _) = compute(
+            &outcomes,
+            Scales {
+                extra_percentiles: &[50.0],
+                ..Scales::default()
+            },
+        );
         // Gaps 1, 2 and 4 ms.
         assert!(close(m.itl.mean_ms, 7.0 / 3.0));
         assert!(close(m.itl.median_ms, 2.0));
@@ -296,7 +327,7 @@ mod tests {
             failed(1, 6, Failure::Status(500)),
             failed(2, 40, Failure::Timeout),
         ];
-        let (m, errors) = compute(&outcomes, &[]);
+        let (m, errors) = compute(&outcomes, Scales::default());
         assert_eq!(m.completed, 1);
         assert_eq!(m.failed, 3);
         assert_eq!(m.total_input_tokens, 10);
@@ -310,13 +341,57 @@ mod tests {
     }
 
     #[test]
+    fn goodput_counts_requests_meeting_every_objective() {
+        let t0 = Instant::now();
+        let outcomes = [
+            // TTFT 30, TPOT 10, E2EL 50: meets all.
+            streamed(t0, 0, &[30, 40, 50], 50, 3),
+            // TTFT 80: misses ttft.
+            streamed(t0, 0, &[80, 90], 90, 2),
+            // TTFT 20, TPOT 40: misses tpot.
+            streamed(t0, 0, &[20, 60], 60, 2),
+            // One token: no TPOT to miss; TTFT 40 meets.
+            streamed(t0, 0, &[40], 40, 1),
+            // Still within goodput's span (0 to 100 ms), but a failure never counts.
+            Outcome {
+                result: Err(Failure::Status(500)),
+                ..streamed(t0, 0, &[], 100, 0)
+            },
+        ];
+        let slo = "ttft:50,tpot:20".parse().unwrap();
+        let gpus = NonZeroU32::new(4);
+        let (m, _) = compute(
+            &outcomes,
+            Scales {
+                goodput: Some(slo),
+                gpus,
+                ..Scales::default()
+            },
+        );
+        assert!(close(m.request_goodput.unwrap(), 2.0 / 0.100));
+        assert!(close(
+            m.output_throughput_per_gpu.unwrap(),
+            8.0 / 0.100 / 4.0
+        ));
+        assert!(close(
+            m.total_token_throughput_per_gpu.unwrap(),
+            (40.0 + 8.0) / 0.100 / 4.0
+        ));
+        let (m, _) = compute(&outcomes, Scales::default());
+        assert_eq!(
+            (m.request_goodput, m.output_throughput_per_gpu),
+            (None, None)
+        );
+    }
+
+    #[test]
     fn open_loop_latency_counts_from_the_scheduled_time() {
         let t0 = Instant::now();
         // Due at 0 but held 50 ms by the concurrency cap; first chunk 30 ms after leaving.
         let mut late = streamed(t0, 50, &[30, 40], 40, 2);
         late.scheduled = t0;
         let on_time = streamed(t0, 10, &[30, 40], 40, 2);
-        let (m, _) = compute(&[late, on_time], &[]);
+        let (m, _) = compute(&[late, on_time], Scales::default());
         // TTFT 80 and 30, E2EL 90 and 40: the wait is charged, not hidden.
         assert!(close(m.ttft.mean_ms, 55.0));
         assert!(close(m.e2el.mean_ms, 65.0));
@@ -339,7 +414,7 @@ mod tests {
             result: Err(Failure::ZeroTokens),
             ..streamed(t0, 0, &[], 5, 0)
         };
-        let (m, errors) = compute(&[short, exact, zero], &[]);
+        let (m, errors) = compute(&[short, exact, zero], Scales::default());
         assert_eq!((m.completed, m.failed), (2, 1));
         assert_eq!(m.zero_token_requests, 1);
         assert_eq!(m.short_outputs, 1);
@@ -364,7 +439,7 @@ mod tests {
                 streamed: false,
             }),
         };
-        let (m, _) = compute(&[o], &[]);
+        let (m, _) = compute(&[o], Scales::default());
         assert!(close(m.ttft.mean_ms, 80.0));
         assert!(close(m.e2el.mean_ms, 80.0));
         assert!(close(m.tpot.mean_ms, 0.0));

@@ -74,6 +74,10 @@ pub(crate) fn text_summary(point: &PointResult) -> String {
         "Request throughput (req/s):",
         m.request_throughput,
     );
+    // benchmark_serving prints goodput only when objectives were given.
+    if let Some(goodput) = m.request_goodput {
+        float(&mut out, "Request goodput (req/s):", goodput);
+    }
     float(
         &mut out,
         "Output token throughput (tok/s):",
@@ -110,6 +114,21 @@ pub(crate) fn details_summary(point: &PointResult) -> String {
             let _ = writeln!(out, "{:<40} {n:<10}", format!("{kind}:"));
         }
     }
+    let per_gpu = [
+        (
+            "Output token throughput per GPU (tok/s):",
+            m.output_throughput_per_gpu,
+        ),
+        (
+            "Total token throughput per GPU (tok/s):",
+            m.total_token_throughput_per_gpu,
+        ),
+    ];
+    for (label, value) in per_gpu {
+        if let Some(v) = value {
+            let _ = writeln!(out, "{label:<40} {v:<10.2}");
+        }
+    }
     if m.short_outputs > 0 {
         let _ = writeln!(
             out,
@@ -143,6 +162,15 @@ pub(crate) fn to_json(point: &PointResult) -> Value {
         json!(m.total_token_throughput),
     );
     put("user_throughput".into(), json!(m.user_throughput));
+    put("request_goodput".into(), json!(m.request_goodput));
+    put(
+        "output_throughput_per_gpu".into(),
+        json!(m.output_throughput_per_gpu),
+    );
+    put(
+        "total_token_throughput_per_gpu".into(),
+        json!(m.total_token_throughput_per_gpu),
+    );
     put("max_send_lag_ms".into(), json!(m.max_send_lag_ms));
     for (key, _, _, stats) in sections(point) {
         put(format!("mean_{key}_ms"), json!(stats.mean_ms));
@@ -200,6 +228,9 @@ mod tests {
                 total_token_throughput: 5972.0,
                 user_throughput: 83.123,
                 max_send_lag_ms: 0.0,
+                request_goodput: None,
+                output_throughput_per_gpu: None,
+                total_token_throughput_per_gpu: None,
                 ttft: lat(30.0),
                 tpot: lat(10.0),
                 itl: lat(9.999),
@@ -259,6 +290,38 @@ P99 E2EL (ms):                           2600.00
         assert_eq!(got_lines.len(), want_lines.len());
         assert_eq!(got, expected);
         assert!(got.lines().all(|l| l.len() >= WIDTH));
+    }
+
+    #[test]
+    fn goodput_line_follows_request_throughput_only_when_asked() {
+        let mut p = point();
+        assert!(!text_summary(&p).contains("goodput"));
+        p.metrics.request_goodput = Some(4.5);
+        let text = text_summary(&p);
+        let lines: Vec<&str> = text.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with("Request throughput"))
+            .unwrap();
+        assert_eq!(
+            lines[at + 1],
+            "Request goodput (req/s):                 4.50      "
+        );
+        assert_eq!(to_json(&p)["request_goodput"], 4.5);
+        assert_eq!(to_json(&point())["request_goodput"], Value::Null);
+    }
+
+    #[test]
+    fn per_gpu_throughput_is_a_detail() {
+        let mut p = point();
+        p.metrics.output_throughput_per_gpu = Some(165.9);
+        p.metrics.total_token_throughput_per_gpu = Some(1493.0);
+        assert_eq!(
+            details_summary(&p),
+            "Output token throughput per GPU (tok/s): 165.90    \n\
+             Total token throughput per GPU (tok/s):  1493.00   \n\
+             ==================================================\n"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::client::{self, Target};
+use crate::metrics::Scales;
 use crate::workload::Workload;
 use crate::{
     BenchConfig, BenchError, PointResult, Sweep, arrivals, closed_loop, metrics, open_loop, record,
@@ -66,7 +67,7 @@ pub(crate) async fn run_sweep(cfg: &BenchConfig) -> Result<Sweep, BenchError> {
                 &format!("{label} warmup"),
             )
             .await;
-            let (_, errors) = metrics::compute(&outcomes, &[]);
+            let (_, errors) = metrics::compute(&outcomes, Scales::default());
             // Warmup failures do not count, but a server that fails warmup deserves a look.
             if !errors.is_empty() {
                 tracing::warn!(point = %label, ?errors, "warmup requests failed");
@@ -101,7 +102,12 @@ pub(crate) async fn run_sweep(cfg: &BenchConfig) -> Result<Sweep, BenchError> {
                 .await
             }
         };
-        let (metrics, errors) = metrics::compute(&outcomes, &cfg.percentiles);
+        let scales = Scales {
+            extra_percentiles: &cfg.percentiles,
+            goodput: cfg.goodput,
+            gpus: cfg.gpus,
+        };
+        let (metrics, errors) = metrics::compute(&outcomes, scales);
         if (outcomes.len() as u64) < n {
             eprintln!(
                 "{label}: the duration limit stopped the point after {} of {n} requests",

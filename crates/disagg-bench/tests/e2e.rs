@@ -593,6 +593,10 @@ fn open_loop_flags_become_a_config() {
         "--max-failure-rate",
         "0.01",
         "--ignore-eos=false",
+        "--goodput",
+        "ttft:100,e2el:2000",
+        "--gpus",
+        "8",
     ])
     .unwrap();
     let cfg = cli.bench.to_config();
@@ -605,9 +609,16 @@ fn open_loop_flags_become_a_config() {
     assert_eq!(cfg.duration_limit, Some(Duration::from_secs(120)));
     assert_eq!(cfg.max_failure_rate, 0.01);
     assert!(!cfg.ignore_eos);
+    let slo = cfg.goodput.unwrap();
+    assert_eq!(
+        (slo.ttft_ms, slo.tpot_ms, slo.e2el_ms),
+        (Some(100.0), None, Some(2000.0))
+    );
+    assert_eq!(cfg.gpus.map(|g| g.get()), Some(8));
     // The open loop needs a count, and a closed-loop concurrency makes no sense with it.
     let base = ["bench", "--url", "http://a:1", "--isl", "8", "--osl", "2"];
     let with = |extra: &[&str]| Cli::try_parse_from(base.iter().chain(extra).copied());
+    assert!(with(&["--goodput", "itl:3"]).is_err());
     assert!(with(&["--request-rate", "5"]).is_err());
     assert!(
         with(&[
