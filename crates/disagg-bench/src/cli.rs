@@ -1,10 +1,6 @@
 //! The standalone `disagg bench` command: flags to config, canary, sweep, reports.
 
-use std::path::Path;
-
-use crate::{
-    BenchArgs, BenchConfig, BenchError, Sweep, canary, details_summary, run_sweep, text_summary,
-};
+use crate::{BenchArgs, BenchConfig, BenchError, canary, outputs, run_sweep};
 
 pub(crate) fn to_config(args: &BenchArgs) -> BenchConfig {
     BenchConfig {
@@ -42,14 +38,9 @@ pub(crate) async fn run(args: BenchArgs) -> Result<bool, BenchError> {
     let cfg = args.to_config();
     canary(&cfg).await?;
     let sweep = run_sweep(&cfg).await?;
-    let summary: String = sweep
-        .points
-        .iter()
-        .map(|p| text_summary(p) + &details_summary(p))
-        .collect();
-    print!("{summary}");
+    print!("{}", outputs::summary_text(&sweep));
     if let Some(dir) = &args.output_dir {
-        write_outputs(dir, &sweep, &summary)?;
+        sweep.write_outputs(dir, &cfg.percentiles)?;
     }
     for warning in sweep.warnings() {
         eprintln!("warning: {warning}");
@@ -61,27 +52,4 @@ pub(crate) async fn run(args: BenchArgs) -> Result<bool, BenchError> {
         }
         None => Ok(true),
     }
-}
-
-fn write_outputs(dir: &Path, sweep: &Sweep, summary: &str) -> Result<(), BenchError> {
-    let write = |path: &Path, contents: &[u8]| {
-        std::fs::write(path, contents).map_err(|source| BenchError::Write {
-            path: path.to_path_buf(),
-            source,
-        })
-    };
-    std::fs::create_dir_all(dir).map_err(|source| BenchError::Write {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let json = serde_json::json!({
-        "valid": sweep.invalid_reason().is_none(),
-        "invalid_reason": sweep.invalid_reason(),
-        "warnings": sweep.warnings(),
-        "points": sweep.points.iter().map(|p| p.to_json()).collect::<Vec<_>>(),
-    });
-    let mut json = serde_json::to_vec_pretty(&json).expect("a JSON value always serializes");
-    json.push(b'\n');
-    write(&dir.join("results.json"), &json)?;
-    write(&dir.join("summary.txt"), summary.as_bytes())
 }

@@ -25,8 +25,10 @@ mod cli;
 mod client;
 mod closed_loop;
 mod config;
+mod histogram;
 mod metrics;
 mod open_loop;
+mod outputs;
 mod progress;
 mod record;
 mod slo;
@@ -34,9 +36,11 @@ mod summary;
 mod sweep;
 mod workload;
 
+pub use histogram::LatencyHistograms;
+
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// One sweep's settings.
@@ -197,7 +201,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true",
           action = clap::ArgAction::Set)]
     pub ignore_eos: bool,
-    /// Where to write results.json and the text summary.
+    /// Where to write results.json, summary.txt, results.csv, requests.jsonl and hdr/.
     #[arg(long)]
     pub output_dir: Option<PathBuf>,
 }
@@ -264,6 +268,8 @@ pub struct PointResult {
     pub errors: BTreeMap<String, u64>,
     /// Every measured request's timeline, in request order (warmup excluded).
     pub requests: Vec<RequestRecord>,
+    /// TTFT, TPOT, ITL and E2EL in HDR histograms (nanoseconds).
+    pub histograms: LatencyHistograms,
 }
 
 /// One request's monotonic timeline. Times are nanoseconds from the point's first scheduled
@@ -308,6 +314,12 @@ impl Sweep {
     /// limit, any request with zero generated tokens, a point with no output at all.
     pub fn invalid_reason(&self) -> Option<String> {
         sweep::invalid_reason(self)
+    }
+
+    /// Writes results.json, summary.txt, results.csv, requests.jsonl and the HDR distributions
+    /// (`hdr/point<N>_<metric>.hgrm`) into `dir`, creating it.
+    pub fn write_outputs(&self, dir: &Path, percentiles: &[f64]) -> Result<(), BenchError> {
+        outputs::write(dir, self, percentiles)
     }
 
     /// Problems that do not invalidate the results but must be seen (outputs shorter than

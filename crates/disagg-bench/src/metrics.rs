@@ -1,11 +1,11 @@
 //! benchmark_serving's metric definitions (PROTOCOLS.md §4), computed from request timelines.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use crate::client::{Failure, Outcome};
-use std::num::NonZeroU32;
-
+use crate::histogram::{self, LatencyHistograms};
 use crate::{LatencyStats, Metrics, Slo};
 
 /// What the point's numbers are judged and divided by.
@@ -16,11 +16,17 @@ pub(crate) struct Scales<'a> {
     pub gpus: Option<NonZeroU32>,
 }
 
-/// Metrics of one point plus its failures by kind.
-pub(crate) fn compute(
-    outcomes: &[Outcome],
-    scales: Scales<'_>,
-) -> (Metrics, BTreeMap<String, u64>) {
+/// What one point's outcomes come to.
+#[derive(Debug)]
+pub(crate) struct Computed {
+    pub metrics: Metrics,
+    /// Failed requests by kind.
+    pub errors: BTreeMap<String, u64>,
+    pub histograms: LatencyHistograms,
+}
+
+/// Metrics of one point, its failures by kind and its latency histograms.
+pub(crate) fn compute(outcomes: &[Outcome], scales: Scales<'_>) -> Computed {
     let extra_percentiles = scales.extra_percentiles;
     let mut good = 0u64;
     let mut errors = BTreeMap::new();
@@ -72,6 +78,12 @@ pub(crate) fn compute(
             0.0
         }
     };
+    let histograms = LatencyHistograms {
+        ttft: histogram::from_ms(&ttft),
+        tpot: histogram::from_ms(&tpot),
+        itl: histogram::from_ms(&itl),
+        e2el: histogram::from_ms(&e2el),
+    };
     let metrics = Metrics {
         duration_s,
         completed,
@@ -103,7 +115,11 @@ pub(crate) fn compute(
         itl: stats(itl, extra_percentiles),
         e2el: stats(e2el, extra_percentiles),
     };
-    (metrics, errors)
+    Computed {
+        metrics,
+        errors,
+        histograms,
+    }
 }
 
 /// From the first scheduled send to the last completion.
@@ -245,7 +261,9 @@ mod tests {
                 ..Default::default()
             }
         );
-        let (m, errors) = compute(&[], Scales::default());
+        let Computed {
+            metrics: m, errors, ..
+        } = compute(&[], Scales::default());
         assert_eq!(m, Metrics::default());
         assert!(errors.is_empty());
     }
@@ -264,7 +282,9 @@ mod tests {
             // A single token: counts for TTFT and E2EL, not for TPOT; no ITL gaps.
             streamed(t0, 10, &[50], 60, 1),
         ];
-        let (m, errors) = compute(&outcomes, Scales::default());
+        let Computed {
+            metrics: m, errors, ..
+        } = compute(&outcomes, Scales::default());
         assert!(errors.is_empty());
         assert_eq!(m.completed, 2);
         assert_eq!(m.failed, 0);
@@ -295,7 +315,7 @@ mod tests {
             streamed(t0, 0, &[5, 6, 8], 8, 3),
             streamed(t0, 0, &[5, 9], 9, 2),
         ];
-        let (m, _) = compute(
+        let Computed { metrics: m, .. } = compute(
             &outcomes,
             Scales {
                 extra_percentiles: &[50.0],
@@ -327,7 +347,9 @@ mod tests {
             failed(1, 6, Failure::Status(500)),
             failed(2, 40, Failure::Timeout),
         ];
-        let (m, errors) = compute(&outcomes, Scales::default());
+        let Computed {
+            metrics: m, errors, ..
+        } = compute(&outcomes, Scales::default());
         assert_eq!(m.completed, 1);
         assert_eq!(m.failed, 3);
         assert_eq!(m.total_input_tokens, 10);
@@ -360,7 +382,7 @@ mod tests {
         ];
         let slo = "ttft:50,tpot:20".parse().unwrap();
         let gpus = NonZeroU32::new(4);
-        let (m, _) = compute(
+        let Computed { metrics: m, .. } = compute(
             &outcomes,
             Scales {
                 goodput: Some(slo),
@@ -377,7 +399,7 @@ mod tests {
             m.total_token_throughput_per_gpu.unwrap(),
             (40.0 + 8.0) / 0.100 / 4.0
         ));
-        let (m, _) = compute(&outcomes, Scales::default());
+        let Computed { metrics: m, .. } = compute(&outcomes, Scales::default());
         assert_eq!(
             (m.request_goodput, m.output_throughput_per_gpu),
             (None, None)
@@ -391,7 +413,7 @@ mod tests {
         let mut late = streamed(t0, 50, &[30, 40], 40, 2);
         late.scheduled = t0;
         let on_time = streamed(t0, 10, &[30, 40], 40, 2);
-        let (m, _) = compute(&[late, on_time], Scales::default());
+        let Computed { metrics: m, .. } = compute(&[late, on_time], Scales::default());
         // TTFT 80 and 30, E2EL 90 and 40: the wait is charged, not hidden.
         assert!(close(m.ttft.mean_ms, 55.0));
         assert!(close(m.e2el.mean_ms, 65.0));
@@ -414,7 +436,9 @@ mod tests {
             result: Err(Failure::ZeroTokens),
             ..streamed(t0, 0, &[], 5, 0)
         };
-        let (m, errors) = compute(&[short, exact, zero], Scales::default());
+        let Computed {
+            metrics: m, errors, ..
+        } = compute(&[short, exact, zero], Scales::default());
         assert_eq!((m.completed, m.failed), (2, 1));
         assert_eq!(m.zero_token_requests, 1);
         assert_eq!(m.short_outputs, 1);
@@ -439,7 +463,7 @@ mod tests {
                 streamed: false,
             }),
         };
-        let (m, _) = compute(&[o], Scales::default());
+        let Computed { metrics: m, .. } = compute(&[o], Scales::default());
         assert!(close(m.ttft.mean_ms, 80.0));
         assert!(close(m.e2el.mean_ms, 80.0));
         assert!(close(m.tpot.mean_ms, 0.0));

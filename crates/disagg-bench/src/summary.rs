@@ -143,10 +143,15 @@ pub(crate) fn details_summary(point: &PointResult) -> String {
 }
 
 pub(crate) fn to_json(point: &PointResult) -> Value {
+    Value::Object(fields(point).into_iter().collect::<Map<_, _>>())
+}
+
+/// The JSON keys in a stable, readable order; the CSV row uses the same order for its columns.
+pub(crate) fn fields(point: &PointResult) -> Vec<(String, Value)> {
     let m = &point.metrics;
-    let mut obj = Map::new();
+    let mut obj = Vec::new();
     let mut put = |k: String, v: Value| {
-        obj.insert(k, v);
+        obj.push((k, v));
     };
     put("duration".into(), json!(m.duration_s));
     put("completed".into(), json!(m.completed));
@@ -191,7 +196,7 @@ pub(crate) fn to_json(point: &PointResult) -> Value {
         },
     );
     put("errors".into(), json!(point.errors));
-    Value::Object(obj)
+    obj
 }
 
 #[cfg(test)]
@@ -238,6 +243,7 @@ mod tests {
             },
             errors: BTreeMap::new(),
             requests: Vec::new(),
+            histograms: Default::default(),
         }
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::client::{self, Target};
-use crate::metrics::Scales;
+use crate::metrics::{Computed, Scales};
 use crate::workload::Workload;
 use crate::{
     BenchConfig, BenchError, PointResult, Sweep, arrivals, closed_loop, metrics, open_loop, record,
@@ -67,7 +67,7 @@ pub(crate) async fn run_sweep(cfg: &BenchConfig) -> Result<Sweep, BenchError> {
                 &format!("{label} warmup"),
             )
             .await;
-            let (_, errors) = metrics::compute(&outcomes, Scales::default());
+            let errors = metrics::compute(&outcomes, Scales::default()).errors;
             // Warmup failures do not count, but a server that fails warmup deserves a look.
             if !errors.is_empty() {
                 tracing::warn!(point = %label, ?errors, "warmup requests failed");
@@ -107,7 +107,11 @@ pub(crate) async fn run_sweep(cfg: &BenchConfig) -> Result<Sweep, BenchError> {
             goodput: cfg.goodput,
             gpus: cfg.gpus,
         };
-        let (metrics, errors) = metrics::compute(&outcomes, scales);
+        let Computed {
+            metrics,
+            errors,
+            histograms,
+        } = metrics::compute(&outcomes, scales);
         if (outcomes.len() as u64) < n {
             eprintln!(
                 "{label}: the duration limit stopped the point after {} of {n} requests",
@@ -130,6 +134,7 @@ pub(crate) async fn run_sweep(cfg: &BenchConfig) -> Result<Sweep, BenchError> {
             metrics,
             errors,
             requests: record::records(&outcomes),
+            histograms,
         });
     }
     Ok(Sweep {
@@ -238,6 +243,7 @@ mod tests {
                 .map(|(k, n)| (k.to_string(), *n))
                 .collect::<BTreeMap<_, _>>(),
             requests: Vec::new(),
+            histograms: Default::default(),
         }
     }
 

@@ -678,5 +678,32 @@ async fn standalone_run_writes_results_and_summary() {
             .count(),
         2
     );
+    assert_eq!(results["valid"], true);
+    assert!(
+        points[0]["hdr_percentiles_ms"]["ttft"]["p99"]
+            .as_f64()
+            .unwrap()
+            >= 30.0
+    );
+    let csv = std::fs::read_to_string(dir.join("results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert!(csv.starts_with("duration,completed,"), "{csv}");
+    // 1×2 + 2×2 requests, each with 4 chunk timestamps after its send.
+    let jsonl = std::fs::read_to_string(dir.join("requests.jsonl")).unwrap();
+    let records: Vec<Value> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 6);
+    for r in &records {
+        let chunks = r["chunk_ns"].as_array().unwrap();
+        assert_eq!(chunks.len(), 4);
+        assert!(chunks[0].as_u64().unwrap() >= r["sent_ns"].as_u64().unwrap() + 30_000_000);
+        assert!(r["end_ns"].as_u64() >= chunks[3].as_u64());
+    }
+    for metric in ["ttft", "tpot", "itl", "e2el"] {
+        let hgrm = std::fs::read_to_string(dir.join(format!("hdr/point1_{metric}.hgrm"))).unwrap();
+        assert!(hgrm.contains("Total count"), "{hgrm}");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
