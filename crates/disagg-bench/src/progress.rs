@@ -1,14 +1,19 @@
-//! Live progress of one point: counters the request tasks bump, and a reporter that prints them
-//! every few seconds until the point ends.
+//! Live progress of one point: counters the request tasks bump, and a reporter that shows done,
+//! in-flight, req/s and errors until the point ends.
 
+use std::io::IsTerminal as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::client::Outcome;
 
-/// How often progress lines go to stderr.
-const EVERY: Duration = Duration::from_secs(2);
+/// How often progress lines go to a non-terminal stderr.
+const LINE_EVERY: Duration = Duration::from_secs(2);
+/// How often the terminal bar is redrawn.
+const BAR_EVERY: Duration = Duration::from_millis(200);
 
 /// Counters the reporter reads while requests run. Relaxed atomics: a progress line that is a
 /// request behind is fine, a lock on the request path is not.
@@ -33,7 +38,8 @@ impl Progress {
     }
 }
 
-/// Prints progress until dropped.
+/// Shows progress until dropped: a live bar when stderr is a terminal, plain periodic lines
+/// otherwise (logs and CI keep a readable record instead of carriage-return noise).
 pub(crate) struct Reporter {
     task: tokio::task::JoinHandle<()>,
 }
@@ -41,19 +47,11 @@ pub(crate) struct Reporter {
 impl Reporter {
     pub fn start(progress: &Arc<Progress>, label: &str, total: usize) -> Self {
         let (progress, label) = (Arc::clone(progress), label.to_string());
-        let task = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(EVERY);
-            tick.tick().await; // the first tick is immediate; nothing to say yet
-            loop {
-                tick.tick().await;
-                eprintln!(
-                    "{label} done {}/{total} in-flight {} failed {}",
-                    progress.done.load(Ordering::Relaxed),
-                    progress.in_flight.load(Ordering::Relaxed),
-                    progress.failed.load(Ordering::Relaxed),
-                );
-            }
-        });
+        let task = if std::io::stderr().is_terminal() {
+            tokio::spawn(bar(progress, label, total))
+        } else {
+            tokio::spawn(lines(progress, label, total))
+        };
         Self { task }
     }
 }
@@ -61,5 +59,56 @@ impl Reporter {
 impl Drop for Reporter {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// A snapshot of the counters, with the completion rate since the start.
+fn snapshot(progress: &Progress, started: Instant) -> (u64, u64, u64, f64) {
+    let done = progress.done.load(Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    let rate = if elapsed > 0.0 {
+        done as f64 / elapsed
+    } else {
+        0.0
+    };
+    (
+        done,
+        progress.in_flight.load(Ordering::Relaxed),
+        progress.failed.load(Ordering::Relaxed),
+        rate,
+    )
+}
+
+async fn lines(progress: Arc<Progress>, label: String, total: usize) {
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(LINE_EVERY);
+    tick.tick().await; // the first tick is immediate; nothing to say yet
+    loop {
+        tick.tick().await;
+        let (done, in_flight, failed, rate) = snapshot(&progress, started);
+        eprintln!(
+            "{label} done {done}/{total} in-flight {in_flight} failed {failed} {rate:.1} req/s"
+        );
+    }
+}
+
+async fn bar(progress: Arc<Progress>, label: String, total: usize) {
+    let started = Instant::now();
+    let bar = ProgressBar::new(total as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed})")
+            .expect("the template is valid")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(label);
+    // The bar is redrawn from the counters here, never from the request path.
+    let mut tick = tokio::time::interval(BAR_EVERY);
+    loop {
+        tick.tick().await;
+        let (done, in_flight, failed, rate) = snapshot(&progress, started);
+        bar.set_position(done);
+        bar.set_message(format!(
+            "in-flight {in_flight} failed {failed} {rate:.1} req/s"
+        ));
     }
 }
