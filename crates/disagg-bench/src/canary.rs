@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use crate::client::{self, Failure, Target};
-use crate::workload::{self, PreparedRequest, Workload};
+use crate::workload;
 use crate::{BenchConfig, BenchError};
 
 /// Short enough to cost the server nothing, long enough to be a real prompt.
@@ -36,13 +36,7 @@ async fn canary_one(
         timeout: cfg.request_timeout,
         ignore_eos: cfg.ignore_eos,
     };
-    // Its own seed stream, so the canary never shifts the sweep's prompts.
-    let prompt = Workload::new(cfg.seed ^ 0xca4a_5eed).prompt(PROMPT_TOKENS);
-    let req = PreparedRequest {
-        body: workload::body(cfg, &prompt, MAX_TOKENS),
-        input_len: PROMPT_TOKENS,
-        output_len: MAX_TOKENS,
-    };
+    let req = workload::canary_request(cfg, PROMPT_TOKENS, MAX_TOKENS);
     let outcome = client::send(client, &target, 0, &req, Instant::now()).await;
     match outcome.result {
         Ok(_) => Ok(()),

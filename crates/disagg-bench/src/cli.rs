@@ -1,6 +1,6 @@
 //! The standalone `disagg bench` command: flags to config, canary, sweep, reports.
 
-use crate::{BenchArgs, BenchConfig, BenchError, canary, outputs, run_sweep};
+use crate::{BenchArgs, BenchConfig, BenchError, SharedPrefix, canary, outputs, run_sweep};
 
 pub(crate) fn to_config(args: &BenchArgs) -> BenchConfig {
     BenchConfig {
@@ -23,6 +23,12 @@ pub(crate) fn to_config(args: &BenchArgs) -> BenchConfig {
         duration_limit: args.duration,
         goodput: args.goodput,
         gpus: args.gpus,
+        dataset: args.dataset.clone(),
+        tokenizer: args.tokenizer.clone(),
+        shared_prefix: args
+            .shared_prefix_groups
+            .zip(args.shared_prefix_len)
+            .map(|(groups, prefix_len)| SharedPrefix { groups, prefix_len }),
         rounds: args.rounds,
         warmup: args.warmup,
         streaming: !args.no_stream,

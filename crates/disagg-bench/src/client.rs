@@ -48,6 +48,8 @@ pub(crate) struct Success {
     /// instant: that is when the client could first see them.
     pub chunks: Vec<Instant>,
     pub output_tokens: u64,
+    /// `usage.prompt_tokens`, when the server reported it.
+    pub prompt_tokens: Option<u64>,
     pub streamed: bool,
 }
 
@@ -144,7 +146,17 @@ pub(crate) async fn send(
         scheduled: scheduled.min(sent),
         sent,
         end: Instant::now(),
-        input_tokens: u64::from(req.input_len),
+        // Token-id prompts are exact; a text prompt's estimate gives way to the server's count.
+        input_tokens: match (&result, req.input_exact) {
+            (
+                Ok(Success {
+                    prompt_tokens: Some(p),
+                    ..
+                }),
+                false,
+            ) => *p,
+            _ => u64::from(req.input_len),
+        },
         url_index,
         promised_output: target.ignore_eos.then_some(req.output_len),
         result,
@@ -191,7 +203,7 @@ async fn read_stream(resp: reqwest::Response) -> Result<Success, Failure> {
     let mut stream = resp.bytes_stream();
     let mut parser = Parser::new();
     let mut chunks = Vec::new();
-    let mut usage_tokens = None;
+    let mut usage = None;
     // Ends when the server sends [DONE] or closes the stream; the caller's timeout bounds both.
     while let Some(read) = stream.next().await {
         let bytes = read.map_err(|_| Failure::StreamCut)?;
@@ -199,10 +211,12 @@ async fn read_stream(resp: reqwest::Response) -> Result<Success, Failure> {
         for event in parser.push(&bytes) {
             match event {
                 Event::Done => {
-                    let output_tokens = usage_tokens.unwrap_or(chunks.len() as u64);
+                    let output_tokens =
+                        usage.map_or(chunks.len() as u64, |u: Usage| u.completion_tokens);
                     return Ok(Success {
                         chunks,
                         output_tokens,
+                        prompt_tokens: usage.map(|u| u.prompt_tokens),
                         streamed: true,
                     });
                 }
@@ -211,8 +225,8 @@ async fn read_stream(resp: reqwest::Response) -> Result<Success, Failure> {
                     if chunk.has_text() {
                         chunks.push(arrived);
                     }
-                    if let Some(usage) = chunk.usage {
-                        usage_tokens = Some(usage.completion_tokens);
+                    if chunk.usage.is_some() {
+                        usage = chunk.usage;
                     }
                 }
             }
@@ -233,6 +247,7 @@ async fn read_whole(resp: reqwest::Response) -> Result<Success, Failure> {
     Ok(Success {
         chunks: if has_text { vec![arrived] } else { vec![] },
         output_tokens,
+        prompt_tokens: chunk.usage.map(|u| u.prompt_tokens),
         streamed: false,
     })
 }
@@ -255,6 +270,9 @@ struct Choice {
     /// Chat-shaped servers put streamed text here.
     #[serde(default)]
     delta: Option<Delta>,
+    /// And whole chat answers here.
+    #[serde(default)]
+    message: Option<Delta>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -267,12 +285,12 @@ impl Chunk {
     fn has_text(&self) -> bool {
         self.choices.first().is_some_and(|c| {
             let text = c.text.as_deref().unwrap_or_default();
-            let delta = c
-                .delta
-                .as_ref()
-                .and_then(|d| d.content.as_deref())
-                .unwrap_or_default();
-            !text.is_empty() || !delta.is_empty()
+            let content = |d: &Option<Delta>| {
+                d.as_ref()
+                    .and_then(|d| d.content.as_deref())
+                    .is_some_and(|c| !c.is_empty())
+            };
+            !text.is_empty() || content(&c.delta) || content(&c.message)
         })
     }
 }
@@ -308,6 +326,8 @@ mod tests {
         let c = parse_chunk(br#"{"choices":[{"text":"a"}]}"#).unwrap();
         assert!(c.has_text());
         let c = parse_chunk(br#"{"choices":[{"delta":{"content":"b"}}]}"#).unwrap();
+        assert!(c.has_text());
+        let c = parse_chunk(br#"{"choices":[{"message":{"content":"c"}}]}"#).unwrap();
         assert!(c.has_text());
         let c = parse_chunk(
             br#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":9,"total_tokens":12}}"#,

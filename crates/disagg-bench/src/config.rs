@@ -11,6 +11,13 @@ impl BenchConfig {
             .collect()
     }
 
+    /// Chat endpoints take messages of text, not token ids.
+    pub(crate) fn is_chat(&self) -> bool {
+        self.endpoint
+            .trim_end_matches('/')
+            .ends_with("chat/completions")
+    }
+
     pub(crate) fn is_open_loop(&self) -> bool {
         !self.request_rates.is_empty()
     }
@@ -48,6 +55,19 @@ impl BenchConfig {
         }
         if self.duration_limit.is_some_and(|d| d.is_zero()) {
             return bad("the duration limit must be positive".into());
+        }
+        if let Some(sp) = &self.shared_prefix {
+            let (shortest, _) = crate::workload::length_bounds(self.isl, self.range_ratio);
+            if sp.prefix_len == 0 || sp.prefix_len >= shortest {
+                return bad(format!(
+                    "shared prefix of {} tokens must be at least 1 and below the shortest input \
+                     ({shortest} tokens)",
+                    sp.prefix_len
+                ));
+            }
+            if self.dataset.is_some() {
+                return bad("shared-prefix mode makes its own prompts; drop the dataset".into());
+            }
         }
         if !(0.0..=1.0).contains(&self.max_failure_rate) {
             return bad(format!(

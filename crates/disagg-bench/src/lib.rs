@@ -9,8 +9,8 @@
 //! - [`text_summary`]: benchmark_serving's text block for one point (PROTOCOLS.md §4).
 //! - [`run`]: the standalone command.
 //!
-//! How it works: a seeded workload (`workload.rs`) of random token-id prompts is serialized up
-//! front; the closed loop (`closed_loop.rs`) keeps C requests in flight, the open loop
+//! How it works: a seeded workload (`workload.rs`) — random token ids by default, words for chat
+//! endpoints (`text.rs`), a dataset (`dataset.rs`) or shared prefixes — is serialized up front; the closed loop (`closed_loop.rs`) keeps C requests in flight, the open loop
 //! (`open_loop.rs`) sends on a seeded gamma schedule (`arrivals.rs`) and charges each request
 //! from its scheduled time, and the client (`client.rs`) records each request's monotonic
 //! instants (scheduled, sent, every content chunk, end).
@@ -25,6 +25,7 @@ mod cli;
 mod client;
 mod closed_loop;
 mod config;
+mod dataset;
 mod histogram;
 mod metrics;
 mod open_loop;
@@ -34,6 +35,7 @@ mod record;
 mod slo;
 mod summary;
 mod sweep;
+mod text;
 mod workload;
 
 pub use histogram::LatencyHistograms;
@@ -88,6 +90,21 @@ pub struct BenchConfig {
     pub goodput: Option<Slo>,
     /// GPUs serving the model, for tok/s per GPU; `None` leaves those numbers out.
     pub gpus: Option<NonZeroU32>,
+    /// A ShareGPT JSON or JSONL (`input_ids` or `prompt`, plus `output_tokens`) file to take
+    /// prompts and output lengths from instead of random ones.
+    pub dataset: Option<PathBuf>,
+    /// A local HuggingFace `tokenizer.json` to size text prompts and estimate text lengths.
+    pub tokenizer: Option<PathBuf>,
+    /// Random prompts that open with one of N fixed prefixes.
+    pub shared_prefix: Option<SharedPrefix>,
+}
+
+/// Shared-prefix mode: request k opens with group (k mod `groups`)'s `prefix_len`-token prefix;
+/// the rest of its input (ISL minus the prefix) is fresh.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SharedPrefix {
+    pub groups: NonZeroU32,
+    pub prefix_len: u32,
 }
 
 /// Goodput objectives in milliseconds; a request counts toward goodput when it meets every one
@@ -126,6 +143,9 @@ impl Default for BenchConfig {
             duration_limit: None,
             goodput: None,
             gpus: None,
+            dataset: None,
+            tokenizer: None,
+            shared_prefix: None,
         }
     }
 }
@@ -175,6 +195,19 @@ pub struct BenchArgs {
     /// GPUs serving the model, to report tok/s per GPU.
     #[arg(long)]
     pub gpus: Option<NonZeroU32>,
+    /// Prompts from a ShareGPT JSON or a JSONL file (`input_ids` or `prompt`, plus
+    /// `output_tokens`), used in file order.
+    #[arg(long)]
+    pub dataset: Option<PathBuf>,
+    /// Local HuggingFace tokenizer.json to size text prompts (read offline).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Shared-prefix mode: this many groups, each with a common prefix.
+    #[arg(long, requires = "shared_prefix_len", conflicts_with = "dataset")]
+    pub shared_prefix_groups: Option<NonZeroU32>,
+    /// Shared-prefix mode: prefix length in tokens (part of --isl).
+    #[arg(long, requires = "shared_prefix_groups")]
+    pub shared_prefix_len: Option<u32>,
     /// Requests per point = concurrency × rounds.
     #[arg(long, default_value_t = 4)]
     pub rounds: u32,
@@ -336,6 +369,15 @@ pub enum BenchError {
     Canary { url: String, reason: String },
     #[error("bad settings: {0}")]
     Config(String),
+    #[error("dataset {}{}: {reason}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Dataset {
+        path: PathBuf,
+        /// 1-based line of the bad entry, when one is to blame.
+        line: Option<usize>,
+        reason: String,
+    },
+    #[error("tokenizer {}: {reason}", path.display())]
+    Tokenizer { path: PathBuf, reason: String },
     #[error("cannot write {path}: {source}")]
     Write {
         path: PathBuf,

@@ -224,6 +224,7 @@ mod tests {
                     .map(|&c| sent + Duration::from_millis(c))
                     .collect(),
                 output_tokens: tokens,
+                prompt_tokens: None,
                 streamed: true,
             }),
         }
@@ -460,6 +461,7 @@ mod tests {
             result: Ok(Success {
                 chunks: vec![end],
                 output_tokens: 5,
+                prompt_tokens: None,
                 streamed: false,
             }),
         };

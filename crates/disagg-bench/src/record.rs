@@ -61,6 +61,7 @@ mod tests {
             result: Ok(Success {
                 chunks: vec![ms(20), ms(30)],
                 output_tokens: 2,
+                prompt_tokens: None,
                 streamed: true,
             }),
         };

@@ -47,7 +47,7 @@ pub(crate) async fn run_sweep(cfg: &BenchConfig) -> Result<Sweep, BenchError> {
         timeout: cfg.request_timeout,
         ignore_eos: cfg.ignore_eos,
     });
-    let mut workload = Workload::new(cfg.seed);
+    let mut workload = Workload::new(cfg)?;
     let mut points = Vec::with_capacity(plans.len());
     for (point_index, plan) in plans.into_iter().enumerate() {
         let (label, cap) = match plan {

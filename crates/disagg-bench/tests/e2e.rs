@@ -62,6 +62,26 @@ impl Drop for InFlight {
 }
 
 async fn completions(State(fake): State<Arc<Fake>>, Json(body): Json<Value>) -> Response {
+    generate(fake, body, false).await
+}
+
+async fn chat(State(fake): State<Arc<Fake>>, Json(body): Json<Value>) -> Response {
+    generate(fake, body, true).await
+}
+
+/// Words of a text prompt stand for tokens, as the bench's word model sizes them.
+fn prompt_len(body: &Value, chat: bool) -> u64 {
+    let words = |v: &Value| v.as_str().map_or(0, |t| t.split_whitespace().count()) as u64;
+    if chat {
+        return words(&body["messages"][0]["content"]);
+    }
+    match &body["prompt"] {
+        Value::Array(ids) => ids.len() as u64,
+        text => words(text),
+    }
+}
+
+async fn generate(fake: Arc<Fake>, body: Value, chat: bool) -> Response {
     let guard = InFlight::enter(&fake);
     let n = fake.requests.fetch_add(1, Ordering::SeqCst) + 1;
     let s = &fake.script;
@@ -71,7 +91,7 @@ async fn completions(State(fake): State<Arc<Fake>>, Json(body): Json<Value>) -> 
     }
     // The bench must ask for exactly osl tokens, ignoring EOS, with a token-id prompt.
     let max_tokens = body["max_tokens"].as_u64().unwrap_or(0);
-    let prompt_len = body["prompt"].as_array().map_or(0, Vec::len) as u64;
+    let prompt_len = prompt_len(&body, chat);
     let held = body["ignore_eos"] == true;
     if (held && body["min_tokens"].as_u64() != Some(max_tokens)) || prompt_len == 0 {
         return (StatusCode::BAD_REQUEST, "bad request").into_response();
@@ -107,8 +127,13 @@ async fn completions(State(fake): State<Arc<Fake>>, Json(body): Json<Value>) -> 
                 }
                 if sent < chunks {
                     tokio::time::sleep(if sent == 0 { script.ttft } else { script.itl }).await;
+                    let choice = if chat {
+                        json!({"index": 0, "delta": {"content": "x"}})
+                    } else {
+                        json!({"index": 0, "text": "x"})
+                    };
                     let frame = sse::frame(
-                        json!({"choices": [{"index": 0, "text": "x"}], "usage": null})
+                        json!({"choices": [choice], "usage": null})
                             .to_string()
                             .as_bytes(),
                     );
@@ -145,6 +170,7 @@ async fn serve(script: Script) -> (String, Arc<Fake>) {
     });
     let app = axum::Router::new()
         .route("/v1/completions", axum::routing::post(completions))
+        .route("/v1/chat/completions", axum::routing::post(chat))
         .with_state(Arc::clone(&fake));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -529,6 +555,157 @@ async fn several_urls_share_the_load() {
         .filter(|r| r.url_index == 1)
         .count();
     assert_eq!(on_b, 6);
+}
+
+/// A file in the temp dir, named for the test and process, removed when dropped.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(name: &str, contents: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("disagg-bench-{}-{name}", std::process::id()));
+        std::fs::write(&path, contents).unwrap();
+        Self(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_prompts_are_text_and_input_comes_from_usage() {
+    let (url, _) = serve(timed()).await;
+    let mut cfg = config(&url);
+    cfg.endpoint = "/v1/chat/completions".into();
+    canary(&cfg).await.unwrap();
+    let sweep = run_sweep(&cfg).await.unwrap();
+    let m = &sweep.points[0].metrics;
+    assert_eq!(sweep.invalid_reason(), None);
+    assert_eq!((m.completed, m.total_output_tokens), (12, 12 * 8));
+    // The fake counts words; 64 one-token words per prompt.
+    assert_eq!(m.total_input_tokens, 12 * 64);
+    assert!(
+        (24.0..=80.0).contains(&m.ttft.median_ms),
+        "{}",
+        m.ttft.median_ms
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jsonl_dataset_drives_the_requests() {
+    let (url, _) = serve(Script::default()).await;
+    let data = TempFile::new(
+        "ok.jsonl",
+        "{\"input_ids\": [5, 6, 7], \"output_tokens\": 4}\n\
+         {\"prompt\": \"one two three four five\", \"output_tokens\": 2}\n",
+    );
+    let mut cfg = config(&url);
+    cfg.dataset = Some(data.0.clone());
+    let sweep = run_sweep(&cfg).await.unwrap();
+    let m = &sweep.points[0].metrics;
+    // 12 requests alternate between the two entries.
+    assert_eq!(m.completed, 12);
+    assert_eq!(m.total_output_tokens, 6 * 4 + 6 * 2);
+    assert_eq!(m.total_input_tokens, 6 * 3 + 6 * 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_dataset_line_stops_the_run_and_names_the_line() {
+    let data = TempFile::new(
+        "bad.jsonl",
+        "{\"input_ids\": [5], \"output_tokens\": 4}\n{\"input_ids\": [5]}\n",
+    );
+    let mut cfg = config("http://127.0.0.1:1");
+    cfg.dataset = Some(data.0.clone());
+    match run_sweep(&cfg).await {
+        Err(e @ BenchError::Dataset { line: Some(2), .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("bad.jsonl:2: missing field `output_tokens`"),
+                "{msg}"
+            );
+        }
+        other => panic!("expected a dataset error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharegpt_prompts_go_to_chat_sized_by_a_tokenizer_file() {
+    let (url, _) = serve(Script::default()).await;
+    let words = [
+        "the", "cat", "sat", "on", "mat", "dog", "ran", "far", "away", "red", "blue", "sky", "sea",
+        "sun", "moon", "star",
+    ];
+    let vocab: serde_json::Map<String, Value> = words
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (format!("Ġ{w}"), json!(i)))
+        .collect();
+    let tokenizer = TempFile::new(
+        "tokenizer.json",
+        &json!({"model": {"type": "BPE", "vocab": vocab, "merges": []}}).to_string(),
+    );
+    let data = TempFile::new(
+        "sharegpt.json",
+        &json!([
+            {"id": "1", "conversations": [
+                {"from": "human", "value": "the cat sat on the mat"},
+                {"from": "gpt", "value": "the dog ran far away"}
+            ]},
+            {"id": "2", "conversations": [{"from": "human", "value": "alone"}]}
+        ])
+        .to_string(),
+    );
+    let mut cfg = config(&url);
+    cfg.endpoint = "/v1/chat/completions".into();
+    cfg.dataset = Some(data.0.clone());
+    cfg.tokenizer = Some(tokenizer.0.clone());
+    let sweep = run_sweep(&cfg).await.unwrap();
+    let m = &sweep.points[0].metrics;
+    assert_eq!(sweep.invalid_reason(), None);
+    // Output length: the reply's five tokens; input: the server's count of six words.
+    assert_eq!(m.total_output_tokens, 12 * 5);
+    assert_eq!(m.total_input_tokens, 12 * 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_prefix_requests_reach_the_server_whole() {
+    let (url, _) = serve(Script::default()).await;
+    let cli = Cli::try_parse_from([
+        "bench",
+        "--url",
+        &url,
+        "--isl",
+        "32",
+        "--osl",
+        "2",
+        "--concurrency",
+        "2",
+        "--rounds",
+        "2",
+        "--shared-prefix-groups",
+        "2",
+        "--shared-prefix-len",
+        "16",
+    ])
+    .unwrap();
+    let cfg = cli.bench.to_config();
+    let sp = cfg.shared_prefix.unwrap();
+    assert_eq!((sp.groups.get(), sp.prefix_len), (2, 16));
+    let sweep = run_sweep(&cfg).await.unwrap();
+    assert_eq!(sweep.points[0].metrics.total_input_tokens, 4 * 32);
+    // A prefix as long as the input leaves no room for the rest.
+    let mut too_long = cfg.clone();
+    too_long.shared_prefix = Some(disagg_bench::SharedPrefix {
+        prefix_len: 32,
+        ..sp
+    });
+    assert!(matches!(
+        run_sweep(&too_long).await,
+        Err(BenchError::Config(_))
+    ));
 }
 
 #[derive(Debug, clap::Parser)]
