@@ -6,11 +6,14 @@
 //! - [`canary`]: one small generation that must produce tokens.
 //! - [`run_sweep`]: warmup + the points (closed-loop concurrencies or open-loop rates); returns
 //!   per-point metrics and every request's timeline.
-//! - [`text_summary`]: benchmark_serving's text block for one point (PROTOCOLS.md §4).
+//! - [`text_summary`]: benchmark_serving's text block for one point (PROTOCOLS.md §4), and
+//!   [`details_summary`]: what that block has no line for (failures by type, per-GPU rates).
+//! - [`Sweep::invalid_reason`], [`Sweep::warnings`], [`Sweep::write_outputs`].
 //! - [`run`]: the standalone command.
 //!
 //! How it works: a seeded workload (`workload.rs`) — random token ids by default, words for chat
-//! endpoints (`text.rs`), a dataset (`dataset.rs`) or shared prefixes — is serialized up front; the closed loop (`closed_loop.rs`) keeps C requests in flight, the open loop
+//! endpoints (`text.rs`), a dataset (`dataset.rs`) or shared prefixes — is serialized up front;
+//! the closed loop (`closed_loop.rs`) keeps C requests in flight, the open loop
 //! (`open_loop.rs`) sends on a seeded gamma schedule (`arrivals.rs`) and charges each request
 //! from its scheduled time, and the client (`client.rs`) records each request's monotonic
 //! instants (scheduled, sent, every content chunk, end).
