@@ -90,6 +90,13 @@ client_cmd() {
             "--isl $ISL --osl $OSL --tokenizer $TOKENIZER_DIR --use-server-token-count" \
             "--ui-type none --artifact-dir $out"
         ;;
+    vllm)
+        echo "env HF_HUB_OFFLINE=1 $PYCLIENTS/vllm/bin/vllm bench serve --backend vllm" \
+            "--base-url $url --model m --tokenizer $TOKENIZER_DIR --dataset-name random" \
+            "--random-input-len $ISL --random-output-len $OSL --num-prompts $n" \
+            "--max-concurrency $CONC --ignore-eos --disable-tqdm --save-result" \
+            "--result-dir $out --result-filename result.json"
+        ;;
     guidellm)
         cat >"$out.scenario.json" <<JSON
 {"metadata": {"name": "loopback", "description": "disagg-bench comparison"},
@@ -117,6 +124,9 @@ try:
     elif client == "sglang":
         p = json.loads(open(f"{out}/result.jsonl").read().strip().splitlines()[-1])
         r = (p["request_throughput"], p["median_ttft_ms"], p["median_itl_ms"])
+    elif client == "vllm":
+        p = json.load(open(f"{out}/result.json"))
+        r = (p["request_throughput"], p["median_ttft_ms"], p["median_itl_ms"])
     elif client == "aiperf":
         p = json.load(open(glob.glob(f"{out}/**/profile_export_aiperf.json", recursive=True)[0]))
         r = (p["request_throughput"]["avg"], p["time_to_first_token"]["p50"],
@@ -138,6 +148,7 @@ available() {
     sglang) [ -x "$PYCLIENTS/sglang/bin/python" ] ;;
     aiperf) [ -x "$PYCLIENTS/aiperf/bin/aiperf" ] ;;
     guidellm) [ -x "$PYCLIENTS/guidellm/bin/guidellm" ] ;;
+    vllm) [ -x "$PYCLIENTS/vllm/bin/vllm" ] ;;
     esac
 }
 
@@ -161,7 +172,7 @@ PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>")
 PY
 fi
 
-CLIENTS=(disagg-bench sglang aiperf guidellm)
+CLIENTS=(disagg-bench vllm sglang aiperf guidellm)
 printf '%s\n' "work dir: $WORK" "machine: $(nproc) cores, $(uname -sr)" "load: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '\n%-13s %10s %12s %14s %14s %12s %12s\n' client "req/s" "chunks/s" "CPU-ms/1k req" \
     "CPU-ms/1k tot" "TTFT-truth" "ITL-truth"
