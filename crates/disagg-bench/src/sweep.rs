@@ -74,12 +74,12 @@ pub(crate) async fn run_sweep(cfg: &BenchConfig) -> Result<Sweep, BenchError> {
                 eprintln!("{label} warmup failures (not counted): {errors:?}");
             }
         }
-        let n = match (plan, cfg.num_prompts) {
-            (_, Some(n)) => n,
-            (Plan::Closed { concurrency }, None) => u64::from(concurrency) * u64::from(cfg.rounds),
-            // validate() requires num_prompts for the open loop.
-            (Plan::Open { .. }, None) => unreachable!("validated: the open loop has num_prompts"),
-        };
+        // validate() makes num_prompts required in the open loop, so only the closed loop
+        // falls back to concurrency × rounds.
+        let n = cfg.num_prompts.unwrap_or_else(|| match plan {
+            Plan::Closed { concurrency } => u64::from(concurrency) * u64::from(cfg.rounds),
+            Plan::Open { .. } => 0,
+        });
         let requests = workload.requests(cfg, n);
         let deadline = cfg.duration_limit.map(|d| Instant::now() + d);
         let outcomes = match plan {
