@@ -42,23 +42,42 @@ impl Progress {
 /// otherwise (logs and CI keep a readable record instead of carriage-return noise).
 pub(crate) struct Reporter {
     task: tokio::task::JoinHandle<()>,
+    /// The terminal bar, kept here so it can be cleared cleanly when the point ends.
+    bar: Option<(ProgressBar, Arc<Progress>, Instant)>,
 }
 
 impl Reporter {
     pub fn start(progress: &Arc<Progress>, label: &str, total: usize) -> Self {
         let (progress, label) = (Arc::clone(progress), label.to_string());
-        let task = if std::io::stderr().is_terminal() {
-            tokio::spawn(bar(progress, label, total))
+        if std::io::stderr().is_terminal() {
+            let started = Instant::now();
+            let bar = ProgressBar::new(total as u64);
+            bar.set_style(
+                ProgressStyle::with_template("{prefix} [{bar:20}] {pos}/{len} {msg}")
+                    .expect("the template is valid")
+                    .progress_chars("=> "),
+            );
+            bar.set_prefix(label);
+            let task = tokio::spawn(redraw(bar.clone(), Arc::clone(&progress), started));
+            Self {
+                task,
+                bar: Some((bar, progress, started)),
+            }
         } else {
-            tokio::spawn(lines(progress, label, total))
-        };
-        Self { task }
+            let task = tokio::spawn(lines(progress, label, total));
+            Self { task, bar: None }
+        }
     }
 }
 
 impl Drop for Reporter {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some((bar, progress, started)) = &self.bar {
+            // The sweep prints the point's closing line next; the bar would only repeat it.
+            draw(bar, progress, *started);
+            bar.finish_and_clear();
+        }
     }
 }
 
@@ -92,23 +111,19 @@ async fn lines(progress: Arc<Progress>, label: String, total: usize) {
     }
 }
 
-async fn bar(progress: Arc<Progress>, label: String, total: usize) {
-    let started = Instant::now();
-    let bar = ProgressBar::new(total as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed})")
-            .expect("the template is valid")
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(label);
-    // The bar is redrawn from the counters here, never from the request path.
+/// Redraws the bar from the counters, never from the request path.
+async fn redraw(bar: ProgressBar, progress: Arc<Progress>, started: Instant) {
     let mut tick = tokio::time::interval(BAR_EVERY);
     loop {
         tick.tick().await;
-        let (done, in_flight, failed, rate) = snapshot(&progress, started);
-        bar.set_position(done);
-        bar.set_message(format!(
-            "in-flight {in_flight} failed {failed} {rate:.1} req/s"
-        ));
+        draw(&bar, &progress, started);
     }
+}
+
+fn draw(bar: &ProgressBar, progress: &Progress, started: Instant) {
+    let (done, in_flight, failed, rate) = snapshot(progress, started);
+    bar.set_position(done);
+    bar.set_message(format!(
+        "in-flight {in_flight} failed {failed} {rate:.0} req/s"
+    ));
 }
