@@ -106,6 +106,9 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions) -> i32 {
         return exit::USAGE;
     };
     install_signal_handlers();
+    // Engines orphaned by a dying role wrapper are re-parented to us rather than to init, so they
+    // are reaped here and never outlive the run as zombies.
+    let _ = nix::sys::prctl::set_child_subreaper(true);
     let workspace = rundir::resolve_workspace(opts.workspace.as_deref());
     let mut codes = Vec::new();
     for r in &ready {

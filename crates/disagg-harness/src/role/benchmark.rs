@@ -31,6 +31,7 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
         request_timeout: plan.deadlines.request,
         seed: b.seed,
         percentiles: b.percentiles.clone(),
+        ..disagg_bench::BenchConfig::default()
     };
     eprintln!("disagg role BENCHMARK: router at {}; canary", ep.url());
     if let Err(e) = disagg_bench::canary(&cfg).await {

@@ -8,6 +8,7 @@ use disagg_core::{Plan, RoleName};
 use tokio::process::Command;
 
 use super::shared::{POLL, healthy, http_client, publish};
+use crate::executor::Exit;
 use crate::rendezvous::{self, Status};
 
 pub async fn run(plan: &Plan, role: RoleName) -> Result<(), String> {
@@ -39,7 +40,10 @@ pub async fn run(plan: &Plan, role: RoleName) -> Result<(), String> {
     // 1. Its address, then its health; the engine dying meanwhile ends the wait.
     let addr = loop {
         if let Some(status) = engine.try_wait().map_err(|e| e.to_string())? {
-            return Err(format!("the engine {status} before it was ready"));
+            return Err(format!(
+                "its engine {} before it was ready",
+                Exit::from(status)
+            ));
         }
         if let Ok(text) = std::fs::read_to_string(&launch.ready_file) {
             if let Some(line) = text.lines().next().filter(|l| !l.trim().is_empty()) {
@@ -74,7 +78,7 @@ pub async fn run(plan: &Plan, role: RoleName) -> Result<(), String> {
     // 2. Watch it until the run is over.
     loop {
         if let Some(status) = engine.try_wait().map_err(|e| e.to_string())? {
-            return Err(format!("the engine {status} while serving"));
+            return Err(format!("its engine {} while serving", Exit::from(status)));
         }
         if released(plan) {
             return stop(engine, plan).await;

@@ -31,7 +31,7 @@ enum Command {
     Role(role::Args),
     Sim(sim::Args),
     Router(router::Args),
-    Bench(bench::Args),
+    Bench(Box<bench::Args>),
     Logs(logs::Args),
     Triage(triage::Args),
 }
@@ -45,7 +45,7 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Role(a) => role::main(a),
         Command::Sim(a) => sim::main(a),
         Command::Router(a) => router::main(a),
-        Command::Bench(a) => bench::main(a),
+        Command::Bench(a) => bench::main(*a),
         Command::Logs(a) => logs::main(a),
         Command::Triage(a) => triage::main(a),
     }
