@@ -206,6 +206,7 @@ impl EnvValue {
     }
 }
 
+/// DISAGG_SERVER: which router, which dialect it speaks to the workers, and how it picks them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RouterSpec {
@@ -213,8 +214,22 @@ pub struct RouterSpec {
     pub kind: RouterKind,
     #[serde(default)]
     pub dialect: Dialect,
+    /// The policy of both groups, unless `ctx_policy` / `gen_policy` say otherwise.
     #[serde(default)]
     pub policy: Policy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctx_policy: Option<Policy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gen_policy: Option<Policy>,
+}
+
+impl RouterSpec {
+    pub fn ctx_policy(&self) -> Policy {
+        self.ctx_policy.unwrap_or(self.policy)
+    }
+    pub fn gen_policy(&self) -> Policy {
+        self.gen_policy.unwrap_or(self.policy)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -228,24 +243,38 @@ pub enum RouterKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Dialect {
+    /// TensorRT-LLM: context_only, then generation_only.
     #[default]
     Trtllm,
+    /// vLLM with a KV connector (kv_transfer_params).
+    Vllm,
+    /// SGLang: both legs at once with bootstrap fields.
+    Sglang,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Policy {
+    /// Each healthy worker in turn.
     #[default]
     RoundRobin,
+    /// Least in-flight requests (TRT-LLM's `load_balancing`).
+    LeastRequests,
+    /// Least in-flight tokens (`load_balancing` with `use_tokens: true`).
+    LeastTokens,
+    /// Shared prefixes go to the same worker, bounded by load (`kv_cache_aware`).
+    PrefixAffinity,
 }
 
+/// The BENCHMARK role's load: `disagg bench`'s options, as case keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Benchmark {
     pub isl: u32,
     pub osl: u32,
-    #[serde(default = "default_concurrency")]
-    pub concurrency: Vec<u32>,
+    /// Closed loop: one point per concurrency [default: [1]]. Not with `request_rate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Vec<u32>>,
     /// Prompts per point = concurrency × rounds.
     #[serde(default = "default_rounds")]
     pub rounds: u32,
@@ -261,6 +290,91 @@ pub struct Benchmark {
     /// Percentiles reported besides p99.
     #[serde(default)]
     pub percentiles: Vec<f64>,
+    /// `/v1/completions` (token-id prompts) or `/v1/chat/completions` (text prompts).
+    #[serde(default = "default_endpoint")]
+    pub endpoint: String,
+    /// Highest share of failed requests (0 to 1) a point may have and still pass.
+    #[serde(default)]
+    pub max_failure_rate: f64,
+    /// Ask for exactly `osl` tokens; shorter outputs are flagged.
+    #[serde(default = "yes")]
+    pub ignore_eos: bool,
+    /// Open loop: one point per rate (requests/s; `.inf` sends all at once). Needs `num_prompts`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_rate: Option<Vec<f64>>,
+    /// Requests per point (open loop; in the closed loop it replaces concurrency × rounds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_prompts: Option<u64>,
+    /// Gamma shape of open-loop gaps: 1 is Poisson, lower is burstier.
+    #[serde(default = "one_f64")]
+    pub burstiness: f64,
+    /// Open loop: cap on requests in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+    /// No request of a point is sent after this long.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub duration: Option<Duration>,
+    /// Goodput objectives: a request counts when it meets every one set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goodput: Option<Goodput>,
+    /// ShareGPT JSON or JSONL dataset, relative to the case file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
+    /// A local HuggingFace `tokenizer.json`, relative to the case file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<String>,
+    /// Random prompts opening with one of `groups` common prefixes of `prefix_len` tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_prefix: Option<SharedPrefix>,
+}
+
+impl Benchmark {
+    /// The closed loop's points.
+    pub fn concurrency(&self) -> Vec<u32> {
+        self.concurrency.clone().unwrap_or_else(default_concurrency)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Goodput {
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ttft: Option<Duration>,
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub tpot: Option<Duration>,
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub e2el: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedPrefix {
+    pub groups: u32,
+    pub prefix_len: u32,
+}
+
+fn default_endpoint() -> String {
+    "/v1/completions".into()
+}
+
+fn one_f64() -> f64 {
+    1.0
 }
 
 fn default_concurrency() -> Vec<u32> {

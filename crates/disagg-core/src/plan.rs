@@ -152,6 +152,11 @@ impl Plan {
         self.roles.iter().filter(|r| r.role.is_worker())
     }
 
+    /// GPUs of all workers together (for tok/s per GPU).
+    pub fn worker_gpus(&self) -> usize {
+        self.workers().map(|r| r.gpus.len()).sum()
+    }
+
     /// Where a role publishes its address (ARCHITECTURE.md's rendezvous).
     pub fn rendezvous_file(&self, role: RoleName) -> PathBuf {
         rendezvous_dir(&self.run_dir).join(format!("{role}.json"))
@@ -245,9 +250,26 @@ pub fn build(case: &LoadedCase, run_id: &str, run_dir: &Path, exe: &Path) -> Pla
         roles,
         deadlines: c.timeouts,
         router: c.router.clone(),
-        benchmark: c.benchmark.clone(),
+        benchmark: resolve_benchmark_paths(&c.benchmark, &case.path),
         perf_baseline: case.baseline_path(),
         setup: c.setup.as_ref().map(|s| s.argv()),
+    }
+}
+
+/// Dataset and tokenizer paths are relative to the case file; the plan carries them absolute,
+/// since roles run from wherever the executor starts them.
+fn resolve_benchmark_paths(b: &Benchmark, case_file: &Path) -> Benchmark {
+    let dir = case_file.parent().unwrap_or(Path::new("."));
+    let resolve = |f: &Option<String>| {
+        f.as_ref().map(|f| {
+            let p = dir.join(f);
+            std::path::absolute(&p).unwrap_or(p).display().to_string()
+        })
+    };
+    Benchmark {
+        dataset: resolve(&b.dataset),
+        tokenizer: resolve(&b.tokenizer),
+        ..b.clone()
     }
 }
 

@@ -217,7 +217,14 @@ fn run_one(r: &Ready, workspace: &Path, skip_perf: bool, exe: &Path) -> i32 {
         PerfOutcome::NotRun => "perf check: not run, because the test failed\n".to_string(),
         PerfOutcome::Checked(rep) => rep.render(),
     };
-    let junit = report::junit(name.as_str(), &run_dir, &outcome, &points, &perf_outcome);
+    let junit = report::junit(
+        name.as_str(),
+        &run_dir,
+        &outcome,
+        &points,
+        r.case.case.benchmark.max_failure_rate,
+        &perf_outcome,
+    );
     let table = report::summary_table(&points);
     let code = match (&outcome.result, &perf_outcome) {
         (RunResult::Interrupted, _) => exit::INTERRUPTED,

@@ -527,3 +527,47 @@ fn a_benchmark_past_its_deadline_is_a_timeout() {
     assert_eq!(bench.2.as_deref(), Some("TIMEOUT"), "{cases:?}");
     assert_nothing_left(&dir);
 }
+
+#[test]
+fn an_open_loop_case_with_two_context_servers_and_a_policy_runs_end_to_end() {
+    let ws = TempDir::new("openloop");
+    let text = CaseSpec::default()
+        .yaml()
+        .replace("ctx:\n  count: 1", "ctx:\n  count: 2")
+        .replace(
+            "  concurrency: [1, 4]\n  rounds: 2\n",
+            "  request_rate: [40]\n  num_prompts: 12\n  max_concurrency: 4\n",
+        )
+        .replace("name: e2e", "name: open")
+        + "router: {kind: builtin, policy: round_robin, ctx_policy: least_requests}\n";
+    let case = ws.path().join("open.yaml");
+    std::fs::write(&case, text).unwrap();
+    let r = run(&case, ws.path(), &[], &[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let dir = only_run(ws.path(), "open");
+    let points = json(&dir.join("results.json"))["points"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(points.len(), 1);
+    assert_eq!(points[0]["completed"].as_u64(), Some(12));
+    assert_eq!(points[0]["request_rate"].as_f64(), Some(40.0));
+    let cfg = read(&dir.join("server_config.yaml"));
+    assert!(
+        cfg.contains("num_instances: 2") && cfg.contains("type: load_balancing"),
+        "{cfg}"
+    );
+    assert!(read(&dir.join("perf_script_test_results.csv")).contains("open-rate40,"));
+    let names: Vec<String> = junit_cases(&dir.join("results.xml"))
+        .into_iter()
+        .map(|c| c.0)
+        .collect();
+    assert!(
+        names.contains(&"rate40".to_string()) && names.contains(&"CTX_1 stayed up".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        dir.join("bench/requests.jsonl").is_file(),
+        "per-request timelines are kept"
+    );
+}
