@@ -1,16 +1,19 @@
 //! Turning a `/v1/completions` body into a validated [`Job`], or a 400 that says what is wrong.
+//! The dialect decides which half a request is and what it hands off (`dialect/`).
 //!
 //! The body is parsed by hand from bytes (not axum's `Json` extractor) so that every parse
 //! failure becomes an OpenAI error body with serde's precise message, and so that batch prompts
 //! get their own explanation instead of "did not match any variant".
 
 use disagg_proto::ApiError;
-use disagg_proto::trtllm::{DisaggregatedParams, RequestType};
+use disagg_proto::trtllm::DisaggregatedParams;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::SimRole;
+use crate::dialect::vllm::KvTransferParams;
+use crate::dialect::{HandOff, sglang, trtllm, vllm};
 use crate::tokens::{self, PromptDigest};
+use crate::{Dialect, SimRole};
 
 /// OpenAI's default when a completions request gives no `max_tokens`.
 const DEFAULT_MAX_TOKENS: u64 = 16;
@@ -30,7 +33,14 @@ struct RawRequest {
     model: Option<String>,
     stream: Option<bool>,
     stream_options: Option<StreamOptions>,
+    /// trtllm.
     disaggregated_params: Option<DisaggregatedParams>,
+    /// vllm.
+    kv_transfer_params: Option<KvTransferParams>,
+    /// sglang.
+    bootstrap_host: Option<String>,
+    bootstrap_port: Option<u16>,
+    bootstrap_room: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -41,11 +51,11 @@ struct StreamOptions {
 /// Which part of the work a request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
-    /// No `disaggregated_params`: prefill and decode here.
+    /// No hand-off: prefill and decode here.
     Aggregated,
-    /// Prefill, then answer with token 0 and the hand-off parameters.
+    /// Prefill, keep a KV record, answer with token 0 (and the dialect's hand-off params).
     ContextOnly,
-    /// Decode from a hand-off: token 0 arrives with the request.
+    /// Decode from a hand-off fetched from a context server.
     GenerationOnly,
 }
 
@@ -71,10 +81,11 @@ pub(crate) struct Job {
     pub(crate) include_usage: bool,
     /// Newer routers tag both halves with one id; a context server echoes it back.
     pub(crate) disagg_request_id: Option<u64>,
+    pub(crate) hand_off: HandOff,
 }
 
-/// Parses and validates a completions body for a sim running as `role`.
-pub(crate) fn parse(body: &[u8], role: SimRole) -> Result<Job, ApiError> {
+/// Parses and validates a completions body for a sim running as `role` in `dialect`.
+pub(crate) fn parse(body: &[u8], role: SimRole, dialect: Dialect) -> Result<Job, ApiError> {
     let raw: RawRequest = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid completions request body: {e}")))?;
     let prompt_value = raw
@@ -85,21 +96,36 @@ pub(crate) fn parse(body: &[u8], role: SimRole) -> Result<Job, ApiError> {
     if max_tokens == 0 {
         return Err(ApiError::bad_request("max_tokens must be at least 1"));
     }
-    let kind = match raw.disaggregated_params.as_ref().map(|p| p.request_type) {
-        None | Some(RequestType::ContextAndGeneration) => Kind::Aggregated,
-        Some(RequestType::ContextOnly) => Kind::ContextOnly,
-        Some(RequestType::GenerationOnly) => Kind::GenerationOnly,
+    let kind = match dialect {
+        Dialect::Trtllm => trtllm::kind(raw.disaggregated_params.as_ref()),
+        Dialect::Vllm => vllm::kind(raw.kv_transfer_params.as_ref(), role)?,
+        Dialect::Sglang => sglang::kind(role),
     };
     check_role(kind, role)?;
     let digest = PromptDigest::of(prompt.ids());
-    if kind == Kind::GenerationOnly {
-        check_hand_off(&prompt, digest, raw.disaggregated_params.as_ref())?;
-    }
+    let hand_off = match dialect {
+        Dialect::Trtllm => {
+            trtllm::hand_off(kind, &prompt, digest, raw.disaggregated_params.as_ref())?
+        }
+        Dialect::Vllm => vllm::hand_off(kind, raw.kv_transfer_params.as_ref())?,
+        Dialect::Sglang => sglang::hand_off(
+            kind,
+            &sglang::Bootstrap {
+                host: raw.bootstrap_host,
+                port: raw.bootstrap_port,
+                room: raw.bootstrap_room,
+            },
+        )?,
+    };
     let stream = raw.stream.unwrap_or(false);
     let include_usage = raw
         .stream_options
         .and_then(|o| o.include_usage)
         .unwrap_or(false);
+    // A trtllm or vllm context server answers in one piece: the router needs the whole
+    // response (PROTOCOLS.md §1 step 3, §2 step 2). SGLang's prefill leg gets the client's own
+    // body, so it answers the way that body asks.
+    let whole_context = kind == Kind::ContextOnly && dialect != Dialect::Sglang;
     Ok(Job {
         kind,
         prompt: prompt.into_ids(),
@@ -109,19 +135,18 @@ pub(crate) fn parse(body: &[u8], role: SimRole) -> Result<Job, ApiError> {
         } else {
             max_tokens
         },
-        // A context server always answers in one piece: the router needs the whole response
-        // (PROTOCOLS.md §1 step 3) and TensorRT-LLM ignores `stream` there too.
-        stream: stream && kind != Kind::ContextOnly,
+        stream: stream && !whole_context,
         include_usage,
         disagg_request_id: raw
             .disaggregated_params
             .as_ref()
             .and_then(|p| p.disagg_request_id),
+        hand_off,
     })
 }
 
 /// A prompt as received: the sim needs to know whether it arrived as ids.
-enum ParsedPrompt {
+pub(crate) enum ParsedPrompt {
     Text(Vec<u32>),
     Ids(Vec<u32>),
 }
@@ -195,53 +220,12 @@ fn check_role(kind: Kind, role: SimRole) -> Result<(), ApiError> {
     )))
 }
 
-/// Checks that a generation_only request carries a hand-off made for this very prompt. A real
-/// engine would silently decode garbage (or redo prefill); the sim refuses, so a router that
-/// mixes up requests fails loudly.
-fn check_hand_off(
-    prompt: &ParsedPrompt,
-    digest: PromptDigest,
-    params: Option<&DisaggregatedParams>,
-) -> Result<(), ApiError> {
-    if matches!(prompt, ParsedPrompt::Text(_)) {
-        return Err(ApiError::bad_request(
-            "generation_only requests must carry the prompt as token ids (the context \
-             response's prompt_token_ids), not text",
-        ));
-    }
-    let params = params.ok_or_else(|| ApiError::bad_request("missing disaggregated_params"))?;
-    let first = params
-        .first_gen_tokens
-        .as_ref()
-        .and_then(|t| t.first().copied())
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "generation_only request without disaggregated_params.first_gen_tokens \
-                 (copy it from the context response)",
-            )
-        })?;
-    if params.ctx_request_id.is_none() {
-        return Err(ApiError::bad_request(
-            "generation_only request without disaggregated_params.ctx_request_id (copy it \
-             from the context response)",
-        ));
-    }
-    let expected = tokens::token_at(digest, 0);
-    if first != expected {
-        return Err(ApiError::bad_request(format!(
-            "first_gen_tokens does not match the prompt: the KV hand-off is for another \
-             request (got first_gen_tokens[0]={first}, this prompt's token 0 is {expected})"
-        )));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn bad(body: &str, role: SimRole) -> String {
-        match parse(body.as_bytes(), role) {
+        match parse(body.as_bytes(), role, Dialect::Trtllm) {
             Ok(job) => panic!("accepted {body}: {job:?}"),
             Err(e) => {
                 assert_eq!(e.status, 400);
@@ -255,6 +239,7 @@ mod tests {
         let job = parse(
             br#"{"prompt":"a b c","model":"x","unknown":1}"#,
             SimRole::Both,
+            Dialect::Trtllm,
         )
         .expect("valid");
         assert_eq!(job.kind, Kind::Aggregated);
@@ -268,6 +253,7 @@ mod tests {
         let job = parse(
             br#"{"prompt":[1,2],"max_tokens":9,"stream":true,"disaggregated_params":{"request_type":"context_only"}}"#,
             SimRole::Context,
+            Dialect::Trtllm,
         )
         .expect("valid");
         assert_eq!(job.kind, Kind::ContextOnly);
@@ -342,10 +328,12 @@ mod tests {
         let wrong = (right + 1) % tokens::VOCAB_SIZE;
         let body = |t: u32| {
             format!(
-                r#"{{"prompt":[1,2,3],"disaggregated_params":{{"request_type":"generation_only","first_gen_tokens":[{t}],"ctx_request_id":7}}}}"#
+                r#"{{"prompt":[1,2,3],"disaggregated_params":{{"request_type":"generation_only","first_gen_tokens":[{t}],"ctx_request_id":7,"encoded_opaque_state":"{}"}}}}"#,
+                crate::handoff::opaque::encode_peer("127.0.0.1:9")
             )
         };
-        let job = parse(body(right).as_bytes(), SimRole::Generation).expect("valid");
+        let job =
+            parse(body(right).as_bytes(), SimRole::Generation, Dialect::Trtllm).expect("valid");
         assert_eq!(job.kind, Kind::GenerationOnly);
         let msg = bad(&body(wrong), SimRole::Generation);
         assert!(

@@ -1,10 +1,12 @@
 //! The JSON the sim answers with: OpenAI completion objects, streamed chunks, and TensorRT-LLM's
-//! context-server additions (PROTOCOLS.md §1 step 3).
+//! context-server additions (PROTOCOLS.md §1 step 3) and vLLM's prefill answer (§2 step 2).
 
 use bytes::Bytes;
 use disagg_proto::openai::Usage;
 use disagg_proto::trtllm::DisaggregatedParams;
 use serde::Serialize;
+
+use crate::dialect::vllm::KvTransferParams;
 
 /// Identity fields shared by every object of one response.
 #[derive(Debug, Clone)]
@@ -26,6 +28,8 @@ struct Completion<'a> {
     usage: Option<Usage>,
     #[serde(skip_serializing_if = "Option::is_none")]
     prompt_token_ids: Option<&'a [u32]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kv_transfer_params: Option<&'a KvTransferParams>,
 }
 
 #[derive(Debug, Serialize)]
@@ -50,6 +54,7 @@ impl<'a> Completion<'a> {
             choices,
             usage: None,
             prompt_token_ids: None,
+            kv_transfer_params: None,
         }
     }
 
@@ -106,5 +111,24 @@ pub(crate) fn context(
     let mut c = Completion::new(h, vec![choice]);
     c.usage = Some(Usage::new(prompt.len() as u64, 1));
     c.prompt_token_ids = Some(prompt);
+    c.to_bytes()
+}
+
+/// A vLLM prefill's answer: an ordinary completion of one token, plus the params decode needs.
+pub(crate) fn with_kv_transfer_params(
+    h: &Header,
+    text: &str,
+    usage: Usage,
+    params: &KvTransferParams,
+) -> Bytes {
+    let choice = Choice {
+        index: 0,
+        text,
+        finish_reason: FINISHED,
+        disaggregated_params: None,
+    };
+    let mut c = Completion::new(h, vec![choice]);
+    c.usage = Some(usage);
+    c.kv_transfer_params = Some(params);
     c.to_bytes()
 }

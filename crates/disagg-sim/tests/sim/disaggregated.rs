@@ -45,7 +45,7 @@ async fn context_only_answers_with_token_zero_and_the_hand_off() {
 
     assert!(body["id"].as_str().is_some_and(|id| !id.is_empty()));
     assert!(body["created"].is_u64());
-    let params = &body["choices"][0]["disaggregated_params"];
+    let params = body["choices"][0]["disaggregated_params"].clone();
     let first = params["first_gen_tokens"][0]
         .as_u64()
         .expect("first_gen_tokens[0]");
@@ -57,6 +57,9 @@ async fn context_only_answers_with_token_zero_and_the_hand_off() {
     obj.remove("id");
     obj.remove("created");
     body["choices"][0]["disaggregated_params"]["ctx_request_id"] = json!(0);
+    // The context sim's address for the KV fetch, opaque to the router.
+    assert!(params["encoded_opaque_state"].is_string(), "{body}");
+    body["choices"][0]["disaggregated_params"]["encoded_opaque_state"] = json!("state");
     assert_eq!(
         body,
         json!({
@@ -70,7 +73,7 @@ async fn context_only_answers_with_token_zero_and_the_hand_off() {
                     "request_type": "context_only",
                     "first_gen_tokens": [first],
                     "ctx_request_id": 0,
-                    "encoded_opaque_state": null,
+                    "encoded_opaque_state": "state",
                     "draft_tokens": null,
                 },
             }],

@@ -48,12 +48,13 @@ async fn prefill_and_itl_set_ttft_and_e2e() {
 async fn generation_only_skips_prefill() {
     // A huge per-token prefill would make any prefill obvious.
     let sim = start(&["--itl", "10ms", "--prefill-per-token", "1s"]).await;
-    let (status, ctx) = {
-        let sim_ctx = start(&["--itl", "10ms", "--prefill-per-token", "0s"]).await;
-        sim_ctx
-            .complete(&json!({"prompt": [9, 9], "disaggregated_params": {"request_type": "context_only"}}))
-            .await
-    };
+    // Kept alive: the generation sim fetches the KV record from it.
+    let sim_ctx = start(&["--itl", "10ms", "--prefill-per-token", "0s"]).await;
+    let (status, ctx) = sim_ctx
+        .complete(
+            &json!({"prompt": [9, 9], "disaggregated_params": {"request_type": "context_only"}}),
+        )
+        .await;
     assert_eq!(status, 200, "{ctx}");
     let mut params = ctx["choices"][0]["disaggregated_params"].clone();
     params["request_type"] = json!("generation_only");

@@ -1,0 +1,74 @@
+//! The batched timing model: above capacity, requests queue and TTFT grows as the model says.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::{metric, start, try_parse_args};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttft_grows_in_steps_of_one_batch_lifetime_above_capacity() {
+    // 4 slots; each request lives ≥ 1 ms prefill + 9 decode steps of 10 ms ≈ 91 ms. Twelve at
+    // once: the model says the k-th wave of four starts after k lifetimes.
+    let sim = start(&[
+        "--preset",
+        "batched",
+        "--max-batch-size",
+        "4",
+        "--itl",
+        "10ms",
+        "--prefill-per-token",
+        "100us",
+    ])
+    .await;
+    let req = json!({"prompt": (0..10).collect::<Vec<u32>>(), "max_tokens": 10, "stream": true});
+    let runs = (0..12).map(|_| async {
+        let (sent, events) = sim.stream(&req).await;
+        assert_eq!(events.len(), 11);
+        events[0].at - sent
+    });
+    let mut ttft = futures_util::future::join_all(runs).await;
+    ttft.sort();
+    let lifetime = Duration::from_millis(91);
+    for (wave, group) in ttft.chunks(4).enumerate() {
+        let floor = lifetime * wave as u32;
+        // Lower bounds are exact (steps never end early); upper bounds are loose for a busy CI.
+        let ceiling = floor + Duration::from_millis(400);
+        for t in group {
+            assert!(*t >= floor && *t < ceiling, "wave {wave}: {ttft:?}");
+        }
+    }
+    let text = sim.metrics().await;
+    assert_eq!(metric(&text, "sim_requests_total{outcome=\"ok\"}"), 12.0);
+    assert_eq!(metric(&text, "sim_queue_depth"), 0.0);
+    assert_eq!(metric(&text, "sim_running_requests"), 0.0);
+    // Three waves of ten steps each; mixed steps count as prefill steps.
+    let prefill_steps = metric(&text, "sim_prefill_step_seconds_count");
+    let steps = prefill_steps + metric(&text, "sim_decode_step_seconds_count");
+    assert!(prefill_steps >= 3.0 && steps >= 30.0, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_h100_preset_prices_a_long_prefill_as_measured() {
+    // 4096 tokens: measured 106.6 ms on the H100; the fit gives 102.4 ms.
+    let sim = start(&["--preset", "h100-llama8b-eager"]).await;
+    let req = json!({"prompt": (0..4096).collect::<Vec<u32>>(), "max_tokens": 1, "stream": true});
+    let (sent, events) = sim.stream(&req).await;
+    let ttft = events[0].at - sent;
+    assert!(ttft >= Duration::from_millis(102), "{ttft:?}");
+    assert!(ttft < Duration::from_millis(1500), "{ttft:?}");
+}
+
+#[tokio::test]
+async fn oversize_requests_are_refused_and_batched_flags_need_a_batched_preset() {
+    let sim = start(&["--preset", "batched", "--kv-capacity-tokens", "100"]).await;
+    let (status, body) = sim
+        .complete(&json!({"prompt": (0..50).collect::<Vec<u32>>(), "max_tokens": 60}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+
+    let args = try_parse_args(&["--max-batch-size", "4"]).expect("parses");
+    let err = disagg_sim::SimState::new(&args, disagg_sim::ExitHook::new(|| ()))
+        .expect_err("simple preset has no batch");
+    assert!(err.to_string().contains("--preset batched"), "{err}");
+}
