@@ -72,7 +72,15 @@ async fn the_request_log_has_one_line_per_request_with_its_body() {
     let path = dir.join("requests.jsonl");
     let _ = std::fs::remove_file(&path);
     let path_str = path.to_str().expect("UTF-8 path");
-    let sim = start(&["--request-log", path_str, "--dialect", "vllm", "--itl", "1ms"]).await;
+    let sim = start(&[
+        "--request-log",
+        path_str,
+        "--dialect",
+        "vllm",
+        "--itl",
+        "1ms",
+    ])
+    .await;
     let body = serde_json::json!({"prompt": [1, 2], "max_tokens": 1});
     let (status, _) = sim.complete_as("rid-7", &body).await;
     assert_eq!(status, 200);

@@ -12,4 +12,5 @@ mod run;
 mod sglang;
 mod streaming;
 mod support;
+mod through_router;
 mod vllm;
