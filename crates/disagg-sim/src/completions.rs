@@ -229,6 +229,7 @@ fn streamed(
 ) -> Response {
     let emitter = Emitter {
         sim,
+        template: response::ChunkTemplate::new(&header),
         usage: Usage::new(job.prompt.len() as u64, job.max_tokens),
         job,
         header,
@@ -264,6 +265,7 @@ struct Emitter {
     sim: SimState,
     job: Job,
     header: Header,
+    template: response::ChunkTemplate,
     feed: Feed,
     /// Tokens whose wait already happened (an SGLang prefill waited for token 0 to store it).
     ready: u64,
@@ -298,11 +300,18 @@ impl Emitter {
                     let cut = std::io::Error::other("scripted: --drop-stream-on-request");
                     return Some((Err(cut), self));
                 }
-                if i >= self.ready
-                    && let Err(e) = self.feed.next().await
-                {
-                    self.end(Outcome::Failed);
-                    return Some((Err(std::io::Error::other(e.message)), self));
+                if i >= self.ready {
+                    match self.feed.next().await {
+                        Ok(due) => self
+                            .sim
+                            .metrics()
+                            .token_lateness
+                            .observe(Instant::now().saturating_duration_since(due)),
+                        Err(e) => {
+                            self.end(Outcome::Failed);
+                            return Some((Err(std::io::Error::other(e.message)), self));
+                        }
+                    }
                 }
                 let last = i + 1 == self.job.max_tokens;
                 self.next = match (last, self.job.include_usage) {
@@ -311,7 +320,7 @@ impl Emitter {
                     (true, false) => Phase::Done,
                 };
                 let text = tokens::token_text(tokens::token_at(self.job.digest, i));
-                sse::frame(&response::chunk(&self.header, &text, last))
+                self.template.frame(&text, last)
             }
             Phase::Usage => {
                 self.next = Phase::Done;

@@ -31,21 +31,36 @@ const OUTCOMES: [(Outcome, &str); 5] = [
 ];
 
 /// Bucket upper bounds in seconds, from sub-millisecond decode steps to long prefills.
-const BUCKETS: [f64; 12] = [
+const STEP_BUCKETS: &[f64] = &[
     0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
 ];
 
-#[derive(Debug, Default)]
+/// Token lateness is judged against a 1 ms budget (issue 3 §7), so the buckets are fine there.
+const LATENESS_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1,
+];
+
+#[derive(Debug)]
 pub(crate) struct Histogram {
-    buckets: [AtomicU64; BUCKETS.len()],
+    bounds: &'static [f64],
+    buckets: Vec<AtomicU64>,
     count: AtomicU64,
     sum_nanos: AtomicU64,
 }
 
 impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_nanos: AtomicU64::new(0),
+        }
+    }
+
     pub(crate) fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
-        if let Some(i) = BUCKETS.iter().position(|&le| secs <= le) {
+        if let Some(i) = self.bounds.iter().position(|&le| secs <= le) {
             self.buckets[i].fetch_add(1, Relaxed);
         }
         self.count.fetch_add(1, Relaxed);
@@ -56,7 +71,7 @@ impl Histogram {
     fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
         let mut cumulative = 0;
-        for (le, n) in BUCKETS.iter().zip(&self.buckets) {
+        for (le, n) in self.bounds.iter().zip(&self.buckets) {
             cumulative += n.load(Relaxed);
             let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
         }
@@ -68,7 +83,7 @@ impl Histogram {
 }
 
 /// Every exported number.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Metrics {
     pub(crate) queue_depth: AtomicU64,
     pub(crate) running: AtomicU64,
@@ -83,6 +98,29 @@ pub(crate) struct Metrics {
     pub(crate) kv_records_live: AtomicU64,
     pub(crate) kv_fetches_failed: AtomicU64,
     pub(crate) kv_transfer: Histogram,
+    /// How late each streamed token left compared with its modelled due time.
+    pub(crate) token_lateness: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            queue_depth: AtomicU64::new(0),
+            running: AtomicU64::new(0),
+            kv_used_tokens: AtomicU64::new(0),
+            kv_capacity_tokens: AtomicU64::new(0),
+            prefill_step: Histogram::new(STEP_BUCKETS),
+            decode_step: Histogram::new(STEP_BUCKETS),
+            outcomes: Default::default(),
+            kv_records_stored: AtomicU64::new(0),
+            kv_records_fetched: AtomicU64::new(0),
+            kv_records_expired: AtomicU64::new(0),
+            kv_records_live: AtomicU64::new(0),
+            kv_fetches_failed: AtomicU64::new(0),
+            kv_transfer: Histogram::new(STEP_BUCKETS),
+            token_lateness: Histogram::new(LATENESS_BUCKETS),
+        }
+    }
 }
 
 impl Metrics {
@@ -190,6 +228,11 @@ impl Metrics {
             &mut out,
             "sim_kv_transfer_seconds",
             "Wall time of KV hand-offs on the generation side, fetch plus modelled transfer.",
+        );
+        self.token_lateness.render(
+            &mut out,
+            "sim_token_lateness_seconds",
+            "How late each streamed token was written, against its modelled due time.",
         );
         out
     }

@@ -63,7 +63,7 @@ struct State {
 #[derive(Debug)]
 struct Entry {
     seq: Seq,
-    tx: mpsc::UnboundedSender<()>,
+    tx: mpsc::UnboundedSender<Instant>,
     /// Tokens still to emit.
     left: u64,
     /// KV tokens this sequence reads now (context plus generated).
@@ -96,7 +96,7 @@ impl Scheduler {
         Self(Arc::new(Handle(shared)))
     }
 
-    pub(crate) fn submit(&self, seq: Seq) -> Result<mpsc::UnboundedReceiver<()>, ApiError> {
+    pub(crate) fn submit(&self, seq: Seq) -> Result<mpsc::UnboundedReceiver<Instant>, ApiError> {
         let shared = &self.0.0;
         let need = seq.context_tokens + seq.output_tokens;
         if need > shared.limits.kv_capacity_tokens {
@@ -133,7 +133,7 @@ impl Shared {
     }
 
     /// Admits what fits and prices the step; `None` when there is nothing to do.
-    fn plan(&self, st: &mut State) -> Option<(StepShape, Vec<Entry>)> {
+    fn plan(&self, st: &mut State, now: Instant) -> Option<(StepShape, Vec<Entry>)> {
         let mut freed = 0;
         st.running.retain(|e| {
             let keep = !e.tx.is_closed();
@@ -174,7 +174,7 @@ impl Shared {
             st.kv_used += e.reserve();
             if p == 0 {
                 // The KV cache arrived with the request: token 0 is known, decode from now.
-                let _ = e.tx.send(());
+                let _ = e.tx.send(now);
                 e.left -= 1;
                 if e.left == 0 {
                     st.kv_used -= e.reserve();
@@ -194,10 +194,10 @@ impl Shared {
     }
 
     /// Every sequence of the step gets its token; finished and abandoned ones free their KV.
-    fn finish_step(&self, st: &mut State, prefilled: Vec<Entry>) {
+    fn finish_step(&self, st: &mut State, prefilled: Vec<Entry>, end: Instant) {
         let mut freed = 0;
         st.running.retain_mut(|e| {
-            let sent = e.tx.send(()).is_ok();
+            let sent = e.tx.send(end).is_ok();
             e.left -= 1;
             e.kv += 1;
             let keep = sent && e.left > 0;
@@ -207,7 +207,7 @@ impl Shared {
             keep
         });
         for mut e in prefilled {
-            let sent = e.tx.send(()).is_ok();
+            let sent = e.tx.send(end).is_ok();
             e.left -= 1;
             if sent && e.left > 0 {
                 st.running.push(e);
@@ -234,7 +234,7 @@ async fn run(s: Arc<Shared>) {
         let now = Instant::now();
         let planned = {
             let mut st = s.lock();
-            s.plan(&mut st)
+            s.plan(&mut st, clock.unwrap_or(now))
         };
         let Some((shape, prefilling)) = planned else {
             if s.closed.load(Relaxed) {
@@ -255,7 +255,7 @@ async fn run(s: Arc<Shared>) {
         sleep_until(end).await;
         clock = Some(end);
         let mut st = s.lock();
-        s.finish_step(&mut st, prefilling);
+        s.finish_step(&mut st, prefilling, end);
     }
 }
 
@@ -283,9 +283,10 @@ mod tests {
         }
     }
 
-    async fn drain(mut rx: mpsc::UnboundedReceiver<()>) -> Vec<Instant> {
+    async fn drain(mut rx: mpsc::UnboundedReceiver<Instant>) -> Vec<Instant> {
         let mut at = Vec::new();
-        while rx.recv().await.is_some() {
+        while let Some(due) = rx.recv().await {
+            assert!(Instant::now() >= due, "a token is never early");
             at.push(Instant::now());
         }
         at

@@ -109,18 +109,20 @@ pub(crate) enum Feed {
         next: u64,
         _in_flight: InFlight,
     },
-    /// One message per token from the scheduler; dropping the receiver cancels the sequence.
-    Steps(mpsc::UnboundedReceiver<()>),
+    /// One message per token from the scheduler, carrying its modelled due time; dropping the
+    /// receiver cancels the sequence.
+    Steps(mpsc::UnboundedReceiver<Instant>),
 }
 
 impl Feed {
-    /// Waits until the next token is due.
-    pub(crate) async fn next(&mut self) -> Result<(), ApiError> {
+    /// Waits until the next token is due; returns when it was due (the model's time).
+    pub(crate) async fn next(&mut self) -> Result<Instant, ApiError> {
         match self {
             Feed::Clock { schedule, next, .. } => {
-                sleep_until(schedule.deadline(*next)).await;
+                let due = schedule.deadline(*next);
+                sleep_until(due).await;
                 *next += 1;
-                Ok(())
+                Ok(due)
             }
             Feed::Steps(rx) => rx
                 .recv()
@@ -136,7 +138,7 @@ impl Feed {
         }
         if let Feed::Clock { next, .. } = self {
             *next += n - 1;
-            return self.next().await;
+            return self.next().await.map(drop);
         }
         for _ in 0..n {
             self.next().await?;
