@@ -78,6 +78,11 @@ pub struct SimArgs {
     /// /health never answers 200.
     #[arg(long)]
     pub never_ready: bool,
+    /// The model emits EOS at this output position (0-based): output ends there with
+    /// finish_reason "stop", unless the request sets ignore_eos or min_tokens is larger.
+    /// Give context and generation sims the same value.
+    #[arg(long)]
+    pub eos_at: Option<u64>,
 
     #[command(flatten)]
     pub timing: TimingArgs,

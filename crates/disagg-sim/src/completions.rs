@@ -24,7 +24,7 @@ use crate::faults::Verdict;
 use crate::handoff::{KvRecord, fetch, opaque};
 use crate::metrics::Outcome;
 use crate::request::{self, Job};
-use crate::response::{self, Header};
+use crate::response::{self, Finish, Header};
 use crate::server::SimState;
 use crate::tokens;
 
@@ -75,7 +75,7 @@ async fn serve(
     }
     let body = body
         .map_err(|r| ApiError::new(r.status().as_u16(), "invalid_request_error", r.body_text()))?;
-    let job = request::parse(&body, sim.role(), sim.dialect())?;
+    let job = request::parse(&body, sim.role(), sim.dialect(), sim.eos_at())?;
     eprintln!(
         "disagg-sim: POST /v1/completions {} prompt_tokens={} max_tokens={} stream={}",
         job.kind.name(),
@@ -140,14 +140,21 @@ enum Context {
 
 impl Context {
     fn answer(&self, header: &Header, job: &Job) -> Option<Bytes> {
-        let text = tokens::token_text(tokens::token_at(job.digest, 0));
+        let text = job.text_at(0);
         match self {
-            Context::Trtllm(params) => Some(response::context(header, &text, params, &job.prompt)),
+            Context::Trtllm(params) => Some(response::context(
+                header,
+                &text,
+                params,
+                &job.prompt,
+                job.finish,
+            )),
             Context::Vllm(params) => Some(response::with_kv_transfer_params(
                 header,
                 &text,
                 Usage::new(job.prompt.len() as u64, 1),
                 params,
+                job.finish,
             )),
             Context::Plain => None,
         }
@@ -204,10 +211,13 @@ async fn whole(job: &Job, header: &Header, feed: &mut Feed, ready: u64) -> Resul
     feed.skip(job.max_tokens - ready).await?;
     let mut text = String::with_capacity(job.max_tokens as usize * 7);
     for position in 0..job.max_tokens {
-        tokens::push_token_text(&mut text, tokens::token_at(job.digest, position));
+        // EOS renders as nothing (`Job::text_at`); written in place to spare an allocation.
+        if job.finish_at(position) != Some(Finish::Stop) {
+            tokens::push_token_text(&mut text, tokens::token_at(job.digest, position));
+        }
     }
     let usage = Usage::new(job.prompt.len() as u64, job.max_tokens);
-    Ok(response::full(header, &text, usage))
+    Ok(response::full(header, &text, usage, job.finish))
 }
 
 fn json_response(body: Bytes) -> Response {
@@ -319,8 +329,8 @@ impl Emitter {
                     (true, true) => Phase::Usage,
                     (true, false) => Phase::Done,
                 };
-                let text = tokens::token_text(tokens::token_at(self.job.digest, i));
-                self.template.frame(&text, last)
+                self.template
+                    .frame(&self.job.text_at(i), self.job.finish_at(i))
             }
             Phase::Usage => {
                 self.next = Phase::Done;

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::dialect::vllm::KvTransferParams;
 use crate::dialect::{HandOff, sglang, trtllm, vllm};
+use crate::response::Finish;
 use crate::tokens::{self, PromptDigest};
 use crate::{Dialect, SimRole};
 
@@ -23,11 +24,9 @@ const DEFAULT_MAX_TOKENS: u64 = 16;
 struct RawRequest {
     prompt: Option<Value>,
     max_tokens: Option<u64>,
-    // Accepted for compatibility. The sim never emits EOS, so every request already behaves as
-    // `ignore_eos: true` and generates exactly `max_tokens`.
-    #[allow(dead_code)]
+    /// EOS is suppressed until this many tokens exist (vLLM/TRT-LLM semantics).
     min_tokens: Option<u64>,
-    #[allow(dead_code)]
+    /// The scripted EOS (`--eos-at`) is ignored; `max_tokens` are generated.
     ignore_eos: Option<bool>,
     #[allow(dead_code)]
     model: Option<String>,
@@ -75,8 +74,10 @@ pub(crate) struct Job {
     pub(crate) kind: Kind,
     pub(crate) prompt: Vec<u32>,
     pub(crate) digest: PromptDigest,
-    /// Completion tokens to produce (1 for context_only).
+    /// Completion tokens to produce (1 for context_only), EOS included when it ends the output.
     pub(crate) max_tokens: u64,
+    /// Why the last token is the last.
+    pub(crate) finish: Finish,
     pub(crate) stream: bool,
     pub(crate) include_usage: bool,
     /// Newer routers tag both halves with one id; a context server echoes it back.
@@ -84,8 +85,44 @@ pub(crate) struct Job {
     pub(crate) hand_off: HandOff,
 }
 
-/// Parses and validates a completions body for a sim running as `role` in `dialect`.
-pub(crate) fn parse(body: &[u8], role: SimRole, dialect: Dialect) -> Result<Job, ApiError> {
+impl Job {
+    /// The text of output position `i`: EOS renders as nothing, like a special token.
+    pub(crate) fn text_at(&self, i: u64) -> String {
+        if self.finish == Finish::Stop && i + 1 == self.max_tokens {
+            String::new()
+        } else {
+            tokens::token_text(tokens::token_at(self.digest, i))
+        }
+    }
+
+    /// `finish_reason` of output position `i`: set on the last one only.
+    pub(crate) fn finish_at(&self, i: u64) -> Option<Finish> {
+        (i + 1 == self.max_tokens).then_some(self.finish)
+    }
+}
+
+/// How many tokens a request produces and why it stops. The scripted EOS at output position
+/// `eos_at` ends it early unless `ignore_eos` is set or `min_tokens` is not reached yet.
+fn output_length(
+    max_tokens: u64,
+    eos_at: Option<u64>,
+    ignore_eos: bool,
+    min_tokens: u64,
+) -> (u64, Finish) {
+    match eos_at {
+        Some(p) if !ignore_eos && p + 1 >= min_tokens && p < max_tokens => (p + 1, Finish::Stop),
+        _ => (max_tokens, Finish::Length),
+    }
+}
+
+/// Parses and validates a completions body for a sim running as `role` in `dialect`;
+/// `eos_at` is the sim's `--eos-at`.
+pub(crate) fn parse(
+    body: &[u8],
+    role: SimRole,
+    dialect: Dialect,
+    eos_at: Option<u64>,
+) -> Result<Job, ApiError> {
     let raw: RawRequest = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid completions request body: {e}")))?;
     let prompt_value = raw
@@ -126,15 +163,22 @@ pub(crate) fn parse(body: &[u8], role: SimRole, dialect: Dialect) -> Result<Job,
     // response (PROTOCOLS.md §1 step 3, §2 step 2). SGLang's prefill leg gets the client's own
     // body, so it answers the way that body asks.
     let whole_context = kind == Kind::ContextOnly && dialect != Dialect::Sglang;
-    Ok(Job {
-        kind,
-        prompt: prompt.into_ids(),
-        digest,
-        max_tokens: if kind == Kind::ContextOnly {
+    let (max_tokens, finish) = output_length(
+        if kind == Kind::ContextOnly {
             1
         } else {
             max_tokens
         },
+        eos_at,
+        raw.ignore_eos.unwrap_or(false),
+        raw.min_tokens.unwrap_or(0),
+    );
+    Ok(Job {
+        kind,
+        prompt: prompt.into_ids(),
+        digest,
+        max_tokens,
+        finish,
         stream: stream && !whole_context,
         include_usage,
         disagg_request_id: raw
@@ -225,7 +269,7 @@ mod tests {
     use super::*;
 
     fn bad(body: &str, role: SimRole) -> String {
-        match parse(body.as_bytes(), role, Dialect::Trtllm) {
+        match parse(body.as_bytes(), role, Dialect::Trtllm, None) {
             Ok(job) => panic!("accepted {body}: {job:?}"),
             Err(e) => {
                 assert_eq!(e.status, 400);
@@ -235,11 +279,25 @@ mod tests {
     }
 
     #[test]
+    fn eos_ends_early_unless_ignored_or_before_min_tokens() {
+        use Finish::{Length, Stop};
+        assert_eq!(output_length(10, None, false, 0), (10, Length));
+        assert_eq!(output_length(10, Some(3), false, 0), (4, Stop));
+        assert_eq!(output_length(10, Some(3), true, 0), (10, Length));
+        assert_eq!(output_length(10, Some(3), false, 5), (10, Length));
+        assert_eq!(output_length(10, Some(3), false, 4), (4, Stop));
+        assert_eq!(output_length(4, Some(3), false, 0), (4, Stop));
+        assert_eq!(output_length(3, Some(3), false, 0), (3, Length));
+        assert_eq!(output_length(1, Some(0), false, 0), (1, Stop));
+    }
+
+    #[test]
     fn defaults() {
         let job = parse(
             br#"{"prompt":"a b c","model":"x","unknown":1}"#,
             SimRole::Both,
             Dialect::Trtllm,
+            None,
         )
         .expect("valid");
         assert_eq!(job.kind, Kind::Aggregated);
@@ -254,6 +312,7 @@ mod tests {
             br#"{"prompt":[1,2],"max_tokens":9,"stream":true,"disaggregated_params":{"request_type":"context_only"}}"#,
             SimRole::Context,
             Dialect::Trtllm,
+            None,
         )
         .expect("valid");
         assert_eq!(job.kind, Kind::ContextOnly);
@@ -332,8 +391,13 @@ mod tests {
                 crate::handoff::opaque::encode_peer("127.0.0.1:9")
             )
         };
-        let job =
-            parse(body(right).as_bytes(), SimRole::Generation, Dialect::Trtllm).expect("valid");
+        let job = parse(
+            body(right).as_bytes(),
+            SimRole::Generation,
+            Dialect::Trtllm,
+            None,
+        )
+        .expect("valid");
         assert_eq!(job.kind, Kind::GenerationOnly);
         let msg = bad(&body(wrong), SimRole::Generation);
         assert!(

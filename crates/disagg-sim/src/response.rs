@@ -36,13 +36,29 @@ struct Completion<'a> {
 struct Choice<'a> {
     index: u32,
     text: &'a str,
-    /// `null` while streaming, `"length"` on the last token: the sim never emits EOS.
+    /// `null` while streaming; `"length"` or `"stop"` on the last token.
     finish_reason: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     disaggregated_params: Option<&'a DisaggregatedParams>,
 }
 
-const FINISHED: Option<&str> = Some("length");
+/// Why the last token of a response is the last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Finish {
+    /// `max_tokens` reached.
+    Length,
+    /// The model produced EOS (`--eos-at`).
+    Stop,
+}
+
+impl Finish {
+    fn reason(self) -> Option<&'static str> {
+        Some(match self {
+            Finish::Length => "length",
+            Finish::Stop => "stop",
+        })
+    }
+}
 
 impl<'a> Completion<'a> {
     fn new(h: &'a Header, choices: Vec<Choice<'a>>) -> Self {
@@ -64,12 +80,12 @@ impl<'a> Completion<'a> {
     }
 }
 
-/// One streamed token: `finish_reason` is set on the last one.
-pub(crate) fn chunk(h: &Header, text: &str, last: bool) -> Bytes {
+/// One streamed token: `finish` is set on the last one.
+pub(crate) fn chunk(h: &Header, text: &str, finish: Option<Finish>) -> Bytes {
     let choice = Choice {
         index: 0,
         text,
-        finish_reason: if last { FINISHED } else { None },
+        finish_reason: finish.and_then(Finish::reason),
         disaggregated_params: None,
     };
     Completion::new(h, vec![choice]).to_bytes()
@@ -82,35 +98,38 @@ pub(crate) fn chunk(h: &Header, text: &str, last: bool) -> Bytes {
 pub(crate) struct ChunkTemplate {
     head: Vec<u8>,
     tail_open: Vec<u8>,
-    tail_last: Vec<u8>,
+    tail_length: Vec<u8>,
+    tail_stop: Vec<u8>,
 }
 
 impl ChunkTemplate {
     pub(crate) fn new(h: &Header) -> Self {
         const TEXT: &str = r#""text":"#;
-        let render = |last| String::from_utf8_lossy(&chunk(h, "", last)).into_owned();
+        let render = |finish| String::from_utf8_lossy(&chunk(h, "", finish)).into_owned();
         // `choices` is the last field and `text` precedes `finish_reason`, so the last
         // occurrence of `"text":""` is ours even if the model name contains it.
         let split = |s: &str| {
             let at = s.rfind(r#""text":"""#).map_or(0, |i| i + TEXT.len());
             (s[..at].to_string(), s[at + 2..].to_string())
         };
-        let (head, tail_open) = split(&render(false));
-        let (_, tail_last) = split(&render(true));
+        let (head, tail_open) = split(&render(None));
+        let (_, tail_length) = split(&render(Some(Finish::Length)));
+        let (_, tail_stop) = split(&render(Some(Finish::Stop)));
         let framed = |parts: [&[u8]; 2]| parts.concat();
         Self {
             head: framed([b"data: ", head.as_bytes()]),
             tail_open: framed([tail_open.as_bytes(), b"\n\n"]),
-            tail_last: framed([tail_last.as_bytes(), b"\n\n"]),
+            tail_length: framed([tail_length.as_bytes(), b"\n\n"]),
+            tail_stop: framed([tail_stop.as_bytes(), b"\n\n"]),
         }
     }
 
     /// The SSE frame of one streamed token.
-    pub(crate) fn frame(&self, text: &str, last: bool) -> Bytes {
-        let tail = if last {
-            &self.tail_last
-        } else {
-            &self.tail_open
+    pub(crate) fn frame(&self, text: &str, finish: Option<Finish>) -> Bytes {
+        let tail = match finish {
+            None => &self.tail_open,
+            Some(Finish::Length) => &self.tail_length,
+            Some(Finish::Stop) => &self.tail_stop,
         };
         let mut out = Vec::with_capacity(self.head.len() + text.len() + 2 + tail.len());
         out.extend_from_slice(&self.head);
@@ -129,11 +148,11 @@ pub(crate) fn usage_chunk(h: &Header, usage: Usage) -> Bytes {
 }
 
 /// A whole non-streaming completion.
-pub(crate) fn full(h: &Header, text: &str, usage: Usage) -> Bytes {
+pub(crate) fn full(h: &Header, text: &str, usage: Usage, finish: Finish) -> Bytes {
     let choice = Choice {
         index: 0,
         text,
-        finish_reason: FINISHED,
+        finish_reason: finish.reason(),
         disaggregated_params: None,
     };
     let mut c = Completion::new(h, vec![choice]);
@@ -147,11 +166,12 @@ pub(crate) fn context(
     text: &str,
     params: &DisaggregatedParams,
     prompt: &[u32],
+    finish: Finish,
 ) -> Bytes {
     let choice = Choice {
         index: 0,
         text,
-        finish_reason: FINISHED,
+        finish_reason: finish.reason(),
         disaggregated_params: Some(params),
     };
     let mut c = Completion::new(h, vec![choice]);
@@ -166,11 +186,12 @@ pub(crate) fn with_kv_transfer_params(
     text: &str,
     usage: Usage,
     params: &KvTransferParams,
+    finish: Finish,
 ) -> Bytes {
     let choice = Choice {
         index: 0,
         text,
-        finish_reason: FINISHED,
+        finish_reason: finish.reason(),
         disaggregated_params: None,
     };
     let mut c = Completion::new(h, vec![choice]);
@@ -192,9 +213,14 @@ mod tests {
                 model: model.into(),
             };
             let t = ChunkTemplate::new(&h);
-            for (text, last) in [(" t1", false), (" t2", true), ("q\"uote\n", false)] {
-                let want = disagg_proto::sse::frame(&chunk(&h, text, last));
-                assert_eq!(t.frame(text, last), want, "{model} {text:?} {last}");
+            for (text, finish) in [
+                (" t1", None),
+                (" t2", Some(Finish::Length)),
+                ("", Some(Finish::Stop)),
+                ("q\"uote\n", None),
+            ] {
+                let want = disagg_proto::sse::frame(&chunk(&h, text, finish));
+                assert_eq!(t.frame(text, finish), want, "{model} {text:?} {finish:?}");
             }
         }
     }

@@ -54,6 +54,7 @@ struct Inner {
     /// The bound port, known once [`serve`] has a listener.
     port: OnceLock<u16>,
     request_log: Option<RequestLog>,
+    eos_at: Option<u64>,
     /// Source of response ids and `ctx_request_id`s, unique within this server.
     next_id: AtomicU64,
     /// Source of vLLM block ids, unique within this server.
@@ -109,6 +110,7 @@ impl SimState {
             advertise_host,
             port: OnceLock::new(),
             request_log,
+            eos_at: args.eos_at,
             next_id: AtomicU64::new(1),
             next_block: AtomicU64::new(1),
         })))
@@ -144,6 +146,10 @@ impl SimState {
 
     pub(crate) fn http(&self) -> &reqwest::Client {
         &self.0.http
+    }
+
+    pub(crate) fn eos_at(&self) -> Option<u64> {
+        self.0.eos_at
     }
 
     pub(crate) fn request_log(&self) -> Option<&RequestLog> {
