@@ -23,13 +23,30 @@ use crate::error::HttpError;
 use crate::faults::Verdict;
 use crate::handoff::{KvRecord, fetch, opaque};
 use crate::metrics::Outcome;
-use crate::request::{self, Job};
+use crate::request::{self, Endpoint, Job};
 use crate::response::{self, Finish, Header};
 use crate::server::SimState;
 use crate::tokens;
 
 pub(crate) async fn completions(
     State(sim): State<SimState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    handle(sim, Endpoint::Completions, headers, body).await
+}
+
+pub(crate) async fn chat_completions(
+    State(sim): State<SimState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    handle(sim, Endpoint::Chat, headers, body).await
+}
+
+async fn handle(
+    sim: SimState,
+    endpoint: Endpoint,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -40,15 +57,17 @@ pub(crate) async fn completions(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     if let (Some(log), Ok(bytes)) = (sim.request_log(), &body) {
-        log.record("/v1/completions", request_id.as_deref(), bytes);
+        log.record(endpoint.path(), request_id.as_deref(), bytes);
     }
     let verdict = sim.faults().arrive();
-    match serve(&sim, start, request_id, body, verdict).await {
+    match serve(&sim, endpoint, start, request_id, body, verdict).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!(
-                "disagg-sim: POST /v1/completions -> {}: {}",
-                e.status, e.message
+                "disagg-sim: POST {} -> {}: {}",
+                endpoint.path(),
+                e.status,
+                e.message
             );
             let outcome = if e.status < 500 {
                 Outcome::Rejected
@@ -63,6 +82,7 @@ pub(crate) async fn completions(
 
 async fn serve(
     sim: &SimState,
+    endpoint: Endpoint,
     start: Instant,
     request_id: Option<String>,
     body: Result<Bytes, BytesRejection>,
@@ -75,9 +95,10 @@ async fn serve(
     }
     let body = body
         .map_err(|r| ApiError::new(r.status().as_u16(), "invalid_request_error", r.body_text()))?;
-    let job = request::parse(&body, sim.role(), sim.dialect(), sim.eos_at())?;
+    let job = request::parse(&body, endpoint, sim.role(), sim.dialect(), sim.eos_at())?;
     eprintln!(
-        "disagg-sim: POST /v1/completions {} prompt_tokens={} max_tokens={} stream={}",
+        "disagg-sim: POST {} {} prompt_tokens={} max_tokens={} stream={}",
+        endpoint.path(),
         job.kind.name(),
         job.prompt.len(),
         job.max_tokens,
@@ -99,7 +120,7 @@ async fn serve(
         output_tokens: job.max_tokens,
     };
     let mut feed = sim.engine().submit(seq, engine_start)?;
-    let header = sim.header();
+    let header = sim.header(endpoint == Endpoint::Chat);
     let drop_after = match verdict {
         Verdict::DropAfter(k) => Some(k),
         _ => None,
@@ -330,7 +351,7 @@ impl Emitter {
                     (true, false) => Phase::Done,
                 };
                 self.template
-                    .frame(&self.job.text_at(i), self.job.finish_at(i))
+                    .frame(&self.job.text_at(i), self.job.finish_at(i), i == 0)
             }
             Phase::Usage => {
                 self.next = Phase::Done;

@@ -23,7 +23,13 @@ const DEFAULT_MAX_TOKENS: u64 = 16;
 #[derive(Debug, Deserialize)]
 struct RawRequest {
     prompt: Option<Value>,
+    /// Chat.
+    messages: Option<Vec<ChatMessage>>,
+    /// Chat, set by a TensorRT-LLM router on the generation leg.
+    prompt_token_ids: Option<Vec<u32>>,
     max_tokens: Option<u64>,
+    /// Chat's newer name for `max_tokens`.
+    max_completion_tokens: Option<u64>,
     /// EOS is suppressed until this many tokens exist (vLLM/TRT-LLM semantics).
     min_tokens: Option<u64>,
     /// The scripted EOS (`--eos-at`) is ignored; `max_tokens` are generated.
@@ -40,6 +46,30 @@ struct RawRequest {
     bootstrap_host: Option<String>,
     bootstrap_port: Option<u16>,
     bootstrap_room: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChatMessage {
+    role: String,
+    /// A string, or a list of parts of which the `text` ones count.
+    #[serde(default)]
+    content: Value,
+}
+
+/// Which OpenAI endpoint a request came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    Completions,
+    Chat,
+}
+
+impl Endpoint {
+    pub(crate) fn path(self) -> &'static str {
+        match self {
+            Endpoint::Completions => "/v1/completions",
+            Endpoint::Chat => "/v1/chat/completions",
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -119,17 +149,27 @@ fn output_length(
 /// `eos_at` is the sim's `--eos-at`.
 pub(crate) fn parse(
     body: &[u8],
+    endpoint: Endpoint,
     role: SimRole,
     dialect: Dialect,
     eos_at: Option<u64>,
 ) -> Result<Job, ApiError> {
     let raw: RawRequest = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid completions request body: {e}")))?;
-    let prompt_value = raw
-        .prompt
-        .ok_or_else(|| ApiError::bad_request("missing field `prompt`"))?;
-    let prompt = parse_prompt(&prompt_value)?;
-    let max_tokens = raw.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
+    let prompt = match endpoint {
+        Endpoint::Completions => {
+            let value = raw
+                .prompt
+                .as_ref()
+                .ok_or_else(|| ApiError::bad_request("missing field `prompt`"))?;
+            parse_prompt(value)?
+        }
+        Endpoint::Chat => chat_prompt(&raw)?,
+    };
+    let max_tokens = raw
+        .max_tokens
+        .or(raw.max_completion_tokens)
+        .unwrap_or(DEFAULT_MAX_TOKENS);
     if max_tokens == 0 {
         return Err(ApiError::bad_request("max_tokens must be at least 1"));
     }
@@ -208,6 +248,46 @@ impl ParsedPrompt {
     }
 }
 
+/// A chat request's prompt: the router's `prompt_token_ids` when present (TensorRT-LLM's
+/// generation leg), else the messages rendered as `role: content` lines and tokenized.
+fn chat_prompt(raw: &RawRequest) -> Result<ParsedPrompt, ApiError> {
+    if let Some(ids) = raw.prompt_token_ids.as_ref().filter(|ids| !ids.is_empty()) {
+        return Ok(ParsedPrompt::Ids(ids.clone()));
+    }
+    let messages = raw
+        .messages
+        .as_ref()
+        .ok_or_else(|| ApiError::bad_request("missing field `messages`"))?;
+    let mut text = String::new();
+    for m in messages {
+        text.push_str(&m.role);
+        text.push_str(": ");
+        match &m.content {
+            Value::String(s) => text.push_str(s),
+            Value::Null => {}
+            Value::Array(parts) => {
+                for part in parts {
+                    if let Some(t) = part.get("text").and_then(Value::as_str) {
+                        text.push_str(t);
+                        text.push(' ');
+                    }
+                }
+            }
+            _ => {
+                return Err(ApiError::bad_request(
+                    "message content must be a string or a list of content parts",
+                ));
+            }
+        }
+        text.push('\n');
+    }
+    let ids = tokens::tokenize(&text);
+    if ids.is_empty() {
+        return Err(ApiError::bad_request("messages is empty"));
+    }
+    Ok(ParsedPrompt::Text(ids))
+}
+
 fn parse_prompt(value: &Value) -> Result<ParsedPrompt, ApiError> {
     let prompt = match value {
         Value::String(text) => ParsedPrompt::Text(tokens::tokenize(text)),
@@ -269,7 +349,13 @@ mod tests {
     use super::*;
 
     fn bad(body: &str, role: SimRole) -> String {
-        match parse(body.as_bytes(), role, Dialect::Trtllm, None) {
+        match parse(
+            body.as_bytes(),
+            Endpoint::Completions,
+            role,
+            Dialect::Trtllm,
+            None,
+        ) {
             Ok(job) => panic!("accepted {body}: {job:?}"),
             Err(e) => {
                 assert_eq!(e.status, 400);
@@ -292,9 +378,38 @@ mod tests {
     }
 
     #[test]
+    fn chat_prompts_come_from_messages_or_the_routers_token_ids() {
+        let chat = |body: &str| {
+            parse(
+                body.as_bytes(),
+                Endpoint::Chat,
+                SimRole::Both,
+                Dialect::Trtllm,
+                None,
+            )
+        };
+        let job = chat(
+            r#"{"messages":[{"role":"user","content":"hi there"}],"max_completion_tokens":3}"#,
+        )
+        .expect("valid");
+        assert_eq!(job.prompt, tokens::tokenize("user: hi there"));
+        assert_eq!(job.max_tokens, 3);
+        let parts =
+            chat(r#"{"messages":[{"role":"user","content":[{"type":"text","text":"hi there"}]}]}"#)
+                .expect("valid");
+        assert_eq!(parts.prompt, job.prompt);
+        let ids = chat(r#"{"messages":[{"role":"user","content":"x"}],"prompt_token_ids":[5,6]}"#)
+            .expect("valid");
+        assert_eq!(ids.prompt, vec![5, 6]);
+        let err = chat(r#"{"prompt":"a"}"#).expect_err("no messages");
+        assert!(err.message.contains("messages"), "{}", err.message);
+    }
+
+    #[test]
     fn defaults() {
         let job = parse(
             br#"{"prompt":"a b c","model":"x","unknown":1}"#,
+            Endpoint::Completions,
             SimRole::Both,
             Dialect::Trtllm,
             None,
@@ -310,6 +425,7 @@ mod tests {
     fn context_only_never_streams_and_makes_one_token() {
         let job = parse(
             br#"{"prompt":[1,2],"max_tokens":9,"stream":true,"disaggregated_params":{"request_type":"context_only"}}"#,
+            Endpoint::Completions,
             SimRole::Context,
             Dialect::Trtllm,
             None,
@@ -393,6 +509,7 @@ mod tests {
         };
         let job = parse(
             body(right).as_bytes(),
+            Endpoint::Completions,
             SimRole::Generation,
             Dialect::Trtllm,
             None,

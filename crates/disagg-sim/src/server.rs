@@ -176,11 +176,13 @@ impl SimState {
     }
 
     /// Identity fields for a new response.
-    pub(crate) fn header(&self) -> Header {
+    pub(crate) fn header(&self, chat: bool) -> Header {
+        let prefix = if chat { "chatcmpl-sim" } else { "cmpl-sim" };
         Header {
-            id: format!("cmpl-sim-{}", self.next_id()),
+            id: format!("{prefix}-{}", self.next_id()),
             created: unix_now(),
             model: self.0.model.clone(),
+            chat,
         }
     }
 
@@ -213,7 +215,7 @@ pub fn app(state: SimState) -> Router {
         .route("/v1/models", get(models))
         .route("/version", get(version))
         .route("/v1/completions", post(completions::completions))
-        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/chat/completions", post(completions::chat_completions))
         // Internal: generation sims fetch KV records here (see `handoff`).
         .route("/kv/{key}", get(fetch_record))
         .fallback(not_found)
@@ -282,14 +284,6 @@ async fn version(State(sim): State<SimState>) -> Json<serde_json::Value> {
         "engine": "disagg-sim",
         "dialect": sim.dialect().name(),
     }))
-}
-
-async fn chat_completions() -> HttpError {
-    HttpError(ApiError::new(
-        501,
-        "not_implemented",
-        "disagg-sim does not serve /v1/chat/completions yet; use /v1/completions",
-    ))
 }
 
 async fn not_found(uri: axum::http::Uri) -> HttpError {

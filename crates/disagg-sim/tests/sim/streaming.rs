@@ -68,3 +68,32 @@ async fn generation_only_skips_prefill() {
         "prefill was not skipped"
     );
 }
+
+#[tokio::test]
+async fn chat_streams_deltas_with_the_role_first() {
+    let sim = start(&["--itl", "1ms"]).await;
+    let chat = json!({"messages": [{"role": "user", "content": "hello"}], "max_tokens": 3,
+                      "stream": true, "stream_options": {"include_usage": true}});
+    let r = sim
+        .client
+        .post(sim.url("/v1/chat/completions"))
+        .json(&chat)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status().as_u16(), 200);
+    let text = r.text().await.expect("body");
+    let frames: Vec<serde_json::Value> = text
+        .split("\n\n")
+        .filter_map(|f| f.strip_prefix("data: "))
+        .filter(|f| *f != "[DONE]")
+        .map(|f| serde_json::from_str(f).expect("JSON frame"))
+        .collect();
+    assert_eq!(frames.len(), 4, "3 tokens and usage: {text}");
+    assert!(text.ends_with("data: [DONE]\n\n"));
+    assert_eq!(frames[0]["object"], "chat.completion.chunk");
+    assert_eq!(frames[0]["choices"][0]["delta"]["role"], "assistant");
+    assert!(frames[1]["choices"][0]["delta"].get("role").is_none());
+    assert_eq!(frames[2]["choices"][0]["finish_reason"], "length");
+    assert_eq!(frames[3]["usage"]["completion_tokens"], 3);
+}

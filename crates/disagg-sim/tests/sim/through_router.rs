@@ -78,11 +78,28 @@ async fn every_dialect_through_the_router_matches_aggregated_output() {
             agg["choices"][0]["text"].as_str().unwrap_or(""),
             "{dialect}"
         );
+        // Chat, whole: the same tokens come back as the assistant message.
+        let chat = json!({"messages": [{"role": "user", "content": "a b c"}], "max_tokens": 5});
+        let agg_chat = post(&both, "/v1/chat/completions", &chat).await;
+        let routed_chat = post(&via_router, "/v1/chat/completions", &chat).await;
+        assert_eq!(agg_chat["object"], "chat.completion", "{agg_chat}");
+        assert_eq!(
+            routed_chat["choices"][0]["message"], agg_chat["choices"][0]["message"],
+            "{dialect}: {routed_chat}"
+        );
+        assert_eq!(routed_chat["usage"], agg_chat["usage"], "{dialect}");
+
         let fetched = crate::support::metric(&ctx.metrics().await, "sim_kv_records_fetched_total");
         assert_eq!(
-            fetched, 2.0,
-            "{dialect}: both hand-offs went through the KV fetch"
+            fetched, 3.0,
+            "{dialect}: every hand-off went through the KV fetch"
         );
         task.abort();
     }
+}
+
+async fn post(sim: &Sim, path: &str, body: &serde_json::Value) -> serde_json::Value {
+    let (status, reply) = sim.post_raw(path, &body.to_string()).await;
+    assert_eq!(status, 200, "{path}: {reply}");
+    reply
 }
