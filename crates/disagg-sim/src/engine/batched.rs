@@ -189,7 +189,7 @@ impl Shared {
                 prefilling.push(e);
             }
         }
-        self.publish(st);
+        self.publish(st, prefilling.len());
         (shape.prefill_tokens > 0 || shape.decode_seqs > 0).then_some((shape, prefilling))
     }
 
@@ -216,13 +216,15 @@ impl Shared {
             }
         }
         st.kv_used -= freed;
-        self.publish(st);
+        self.publish(st, 0);
     }
 
-    fn publish(&self, st: &State) {
+    /// `prefilling`: sequences in the current step that are not in `running` yet.
+    fn publish(&self, st: &State, prefilling: usize) {
         let m = &self.metrics;
         m.queue_depth.store(st.waiting.len() as u64, Relaxed);
-        m.running.store(st.running.len() as u64, Relaxed);
+        m.running
+            .store((st.running.len() + prefilling) as u64, Relaxed);
         m.kv_used_tokens.store(st.kv_used, Relaxed);
     }
 }

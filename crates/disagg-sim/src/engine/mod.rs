@@ -11,6 +11,7 @@ pub(crate) mod cost;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
 use disagg_proto::ApiError;
 use tokio::sync::mpsc;
@@ -34,7 +35,8 @@ pub(crate) struct Seq {
 #[derive(Debug, Clone)]
 pub(crate) enum Engine {
     Simple {
-        model: (std::time::Duration, std::time::Duration),
+        prefill_per_token: Duration,
+        itl: Duration,
         metrics: Arc<Metrics>,
     },
     Batched(batched::Scheduler),
@@ -48,7 +50,8 @@ impl Engine {
                 prefill_per_token,
                 itl,
             } => Engine::Simple {
-                model: (prefill_per_token, itl),
+                prefill_per_token,
+                itl,
                 metrics,
             },
             TimingModel::Batched { cost, limits } => {
@@ -61,7 +64,8 @@ impl Engine {
     pub(crate) fn submit(&self, seq: Seq, start: Instant) -> Result<Feed, ApiError> {
         match self {
             Engine::Simple {
-                model: (per_token, itl),
+                prefill_per_token,
+                itl,
                 metrics,
             } => {
                 let schedule = if seq.prefill_tokens == 0 {
@@ -69,7 +73,7 @@ impl Engine {
                 } else {
                     let s = Schedule::after_prefill(
                         start,
-                        *per_token,
+                        *prefill_per_token,
                         seq.prefill_tokens as usize,
                         *itl,
                     );

@@ -72,3 +72,54 @@ async fn oversize_requests_are_refused_and_batched_flags_need_a_batched_preset()
         .expect_err("simple preset has no batch");
     assert!(err.to_string().contains("--preset batched"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_the_queue_and_the_running_batch_while_full() {
+    // One slot, a 2 s request in it: a second request has to wait.
+    let sim = start(&[
+        "--preset",
+        "batched",
+        "--max-batch-size",
+        "1",
+        "--itl",
+        "100ms",
+    ])
+    .await;
+    let long = json!({"prompt": [1], "max_tokens": 20});
+    let first = tokio::spawn({
+        let (client, url) = (sim.client.clone(), sim.url("/v1/completions"));
+        let body = long.clone();
+        async move {
+            client
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .map(|r| r.status())
+        }
+    });
+    let second = tokio::spawn({
+        let (client, url) = (sim.client.clone(), sim.url("/v1/completions"));
+        async move {
+            client
+                .post(url)
+                .json(&long)
+                .send()
+                .await
+                .map(|r| r.status())
+        }
+    });
+    // Poll until both are in: one running, one queued (bounded; each scrape is cheap).
+    let mut seen = String::new();
+    for _ in 0..200 {
+        seen = sim.metrics().await;
+        if metric(&seen, "sim_queue_depth") == 1.0 && metric(&seen, "sim_running_requests") == 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(metric(&seen, "sim_queue_depth"), 1.0, "{seen}");
+    assert_eq!(metric(&seen, "sim_running_requests"), 1.0, "{seen}");
+    assert_eq!(metric(&seen, "sim_kv_used_tokens"), 21.0, "{seen}");
+    drop((first, second));
+}

@@ -23,12 +23,28 @@ pub struct Sim {
     pub client: reqwest::Client,
     /// Receives one `()` each time the sim's exit hook fires.
     pub exits: mpsc::UnboundedReceiver<()>,
-    task: tokio::task::JoinHandle<()>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Sim {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// The same client helpers for another server speaking the client API (e.g. a router).
+pub fn client_for(base: String) -> Sim {
+    let (_, exits) = mpsc::unbounded_channel();
+    Sim {
+        base,
+        client: reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client"),
+        exits,
+        task: None,
     }
 }
 
@@ -66,7 +82,7 @@ pub async fn start(flags: &[&str]) -> Sim {
             .build()
             .expect("client"),
         exits,
-        task,
+        task: Some(task),
     }
 }
 

@@ -7,7 +7,7 @@
 use clap::Parser;
 use serde_json::json;
 
-use crate::support::{Sim, start, streamed_text};
+use crate::support::{Sim, client_for, start, streamed_text};
 
 const DIALECTS: &[&str] = &["trtllm"];
 
@@ -44,10 +44,7 @@ async fn router(dialect: &str, ctx: &Sim, generation: &Sim) -> (Sim, tokio::task
     let task = tokio::spawn(async move {
         let _ = disagg_router::serve(listener, cfg, std::future::pending()).await;
     });
-    // Reuse the sim client helpers: a router speaks the same client API.
-    let mut client = start(&[]).await;
-    client.base = format!("http://{addr}");
-    (client, task)
+    (client_for(format!("http://{addr}")), task)
 }
 
 #[tokio::test]
