@@ -131,7 +131,7 @@ async fn serve(
         ready = 1;
         let context = store_record(sim, &job, p, request_id)?;
         if let Some(body) = context.answer(&header, &job) {
-            finish_whole(sim);
+            finish_whole(sim).await;
             return Ok(json_response(body));
         }
     }
@@ -140,13 +140,17 @@ async fn serve(
         return Ok(streamed(sim.clone(), job, header, feed, ready, drop_after));
     }
     let body = whole(&job, &header, &mut feed, ready).await?;
-    finish_whole(sim);
+    finish_whole(sim).await;
     Ok(json_response(body))
 }
 
-/// A whole answer is ready: count it. (It is still sent if this one makes the sim hang: the
-/// script says "after N requests".)
-fn finish_whole(sim: &SimState) {
+/// A whole answer is ready: count it, and send it, unless the sim hung meanwhile (then it
+/// freezes like everything else). The answer that makes it hang is still sent: the script says
+/// "after N requests".
+async fn finish_whole(sim: &SimState) {
+    if sim.faults().hung() {
+        std::future::pending::<()>().await;
+    }
     sim.metrics().outcome(Outcome::Ok);
     sim.faults().served();
 }

@@ -141,3 +141,25 @@ async fn kv_transfer_delay_makes_the_hand_off_slow() {
     assert!(ttft >= Duration::from_millis(300), "{ttft:?}");
     assert!(ttft < Duration::from_secs(3), "{ttft:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hang_freezes_requests_already_in_flight() {
+    let sim = start(&["--hang-after-requests", "1", "--itl", "100ms"]).await;
+    // Slow one in flight (10 tokens ≈ 0.9 s) while a quick one trips the hang.
+    let slow = sim
+        .client
+        .post(sim.url("/v1/completions"))
+        .json(&json!({"prompt": [1], "max_tokens": 10}))
+        .timeout(Duration::from_secs(3))
+        .send();
+    let quick_body = json!({"prompt": [2], "max_tokens": 1});
+    let quick = async {
+        // Ordering, not readiness: let the slow one be in flight first.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        sim.complete(&quick_body).await
+    };
+    let (slow, (status, _)) = tokio::join!(slow, quick);
+    assert_eq!(status, 200, "the request that trips the hang is answered");
+    let err = slow.expect_err("the in-flight request never completes");
+    assert!(err.is_timeout(), "{err:?}");
+}
