@@ -234,7 +234,8 @@ fn store_record(
 /// A non-streaming answer arrives when its last token would have.
 async fn whole(job: &Job, header: &Header, feed: &mut Feed, ready: u64) -> Result<Bytes, ApiError> {
     feed.skip(job.max_tokens - ready).await?;
-    let mut text = String::with_capacity(job.max_tokens as usize * 7);
+    // A guess (about 7 bytes a token), capped: max_tokens comes from the client.
+    let mut text = String::with_capacity((job.max_tokens as usize).saturating_mul(7).min(1 << 20));
     for position in 0..job.max_tokens {
         // EOS renders as nothing (`Job::text_at`); written in place to spare an allocation.
         if job.finish_at(position) != Some(Finish::Stop) {

@@ -173,6 +173,13 @@ pub(crate) fn parse(
     if max_tokens == 0 {
         return Err(ApiError::bad_request("max_tokens must be at least 1"));
     }
+    // Far beyond any context length, and it keeps every token count safe from overflow.
+    if max_tokens > u64::from(u32::MAX) {
+        return Err(ApiError::bad_request(format!(
+            "max_tokens must be at most {}",
+            u32::MAX
+        )));
+    }
     let kind = match dialect {
         Dialect::Trtllm => trtllm::kind(raw.disaggregated_params.as_ref()),
         Dialect::Vllm => vllm::kind(raw.kv_transfer_params.as_ref(), role)?,
@@ -458,6 +465,11 @@ mod tests {
                 r#"{"prompt":"a","max_tokens":0}"#,
                 SimRole::Both,
                 "at least 1",
+            ),
+            (
+                r#"{"prompt":"a","max_tokens":18446744073709551615}"#,
+                SimRole::Both,
+                "at most",
             ),
             (
                 r#"{"prompt":"a","max_tokens":"3"}"#,

@@ -72,7 +72,10 @@ struct Entry {
 
 impl Entry {
     fn reserve(&self) -> u64 {
-        self.seq.context_tokens + self.seq.output_tokens
+        // max_tokens comes from the client: saturate rather than overflow.
+        self.seq
+            .context_tokens
+            .saturating_add(self.seq.output_tokens)
     }
 }
 
@@ -98,7 +101,7 @@ impl Scheduler {
 
     pub(crate) fn submit(&self, seq: Seq) -> Result<mpsc::UnboundedReceiver<Instant>, ApiError> {
         let shared = &self.0.0;
-        let need = seq.context_tokens + seq.output_tokens;
+        let need = seq.context_tokens.saturating_add(seq.output_tokens);
         if need > shared.limits.kv_capacity_tokens {
             return Err(ApiError::bad_request(format!(
                 "this request needs {need} KV tokens (prompt + max_tokens) but the sim's KV \
@@ -142,7 +145,7 @@ impl Shared {
             }
             keep
         });
-        st.kv_used -= freed;
+        st.kv_used = st.kv_used.saturating_sub(freed);
         let decoding = st.running.len() as u64;
         let mut shape = StepShape {
             decode_seqs: decoding,
@@ -158,26 +161,27 @@ impl Shared {
             }
             let slots = st.running.len() + prefilling.len();
             if slots as u64 >= self.limits.max_batch_size
-                || st.kv_used + head.reserve() > self.limits.kv_capacity_tokens
+                || st.kv_used.saturating_add(head.reserve()) > self.limits.kv_capacity_tokens
             {
                 break;
             }
             let p = head.seq.prefill_tokens;
             // A prompt longer than the whole budget still runs, alone, so it cannot starve.
-            let fits = shape.prefill_tokens + p <= budget || (p > 0 && prefilling.is_empty());
+            let fits = shape.prefill_tokens.saturating_add(p) <= budget
+                || (p > 0 && prefilling.is_empty());
             if !fits {
                 break;
             }
             let Some(mut e) = st.waiting.pop_front() else {
                 break;
             };
-            st.kv_used += e.reserve();
+            st.kv_used = st.kv_used.saturating_add(e.reserve());
             if p == 0 {
                 // The KV cache arrived with the request: token 0 is known, decode from now.
                 let _ = e.tx.send(now);
                 e.left -= 1;
                 if e.left == 0 {
-                    st.kv_used -= e.reserve();
+                    st.kv_used = st.kv_used.saturating_sub(e.reserve());
                     continue;
                 }
                 shape.decode_seqs += 1;
@@ -215,7 +219,7 @@ impl Shared {
                 freed += e.reserve();
             }
         }
-        st.kv_used -= freed;
+        st.kv_used = st.kv_used.saturating_sub(freed);
         self.publish(st, 0);
     }
 
@@ -253,7 +257,7 @@ async fn run(s: Arc<Shared>) {
             s.metrics.decode_step.observe(duration);
         }
         let start = clock.unwrap_or(now);
-        let end = start + duration;
+        let end = super::later(start, duration);
         sleep_until(end).await;
         clock = Some(end);
         let mut st = s.lock();

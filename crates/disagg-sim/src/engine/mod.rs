@@ -7,6 +7,8 @@
 
 mod batched;
 mod clock;
+
+pub(crate) use clock::add as later;
 pub(crate) mod cost;
 
 use std::sync::Arc;

@@ -68,7 +68,7 @@ async fn transfer(
     let response = sim
         .http()
         .get(&url)
-        .timeout(wait + FETCH_SLACK)
+        .timeout(wait.saturating_add(FETCH_SLACK))
         .send()
         .await
         .map_err(|e| unreachable(e.to_string()))?;
@@ -106,9 +106,7 @@ async fn transfer(
     };
     let modelled = Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX);
     // Absolute deadline: the real fetch time is part of the modelled transfer, not extra.
-    let done = start
-        .checked_add(modelled.saturating_add(cfg.extra_delay))
-        .unwrap_or(start);
+    let done = crate::engine::later(start, modelled.saturating_add(cfg.extra_delay));
     sleep_until(done).await;
     Ok(())
 }

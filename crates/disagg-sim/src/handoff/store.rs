@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::KvRecord;
+use crate::engine::later;
 use crate::error::HttpError;
 use crate::metrics::Metrics;
 use crate::server::SimState;
@@ -102,7 +103,8 @@ impl KvStore {
 
     /// Takes the record under `key`, waiting up to `wait` for it to appear.
     pub(crate) async fn take(&self, key: u64, wait: Duration) -> Option<KvRecord> {
-        let deadline = Instant::now() + wait;
+        // `wait` comes from the query string: absurd values must not overflow.
+        let deadline = later(Instant::now(), wait);
         loop {
             let woken = {
                 let mut inner = self.lock();
