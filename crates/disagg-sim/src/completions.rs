@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::dialect::vllm::{BLOCK_TOKENS, KvTransferParams};
 use crate::dialect::{HandOff, Produce};
-use crate::engine::{Feed, Seq};
+use crate::engine::{Feed, KvHold, Seq};
 use crate::error::HttpError;
 use crate::faults::Verdict;
 use crate::handoff::{KvRecord, fetch, opaque};
@@ -119,7 +119,8 @@ async fn serve(
         context_tokens: job.prompt.len() as u64,
         output_tokens: job.max_tokens,
     };
-    let mut feed = sim.engine().submit(seq, engine_start)?;
+    let producing = matches!(job.hand_off, HandOff::Produce(_));
+    let (mut feed, kv_hold) = sim.engine().submit(seq, engine_start, producing)?;
     let header = sim.header(endpoint == Endpoint::Chat);
     let drop_after = match verdict {
         Verdict::DropAfter(k) => Some(k),
@@ -129,7 +130,7 @@ async fn serve(
     if let HandOff::Produce(p) = job.hand_off {
         feed.next().await?;
         ready = 1;
-        let context = store_record(sim, &job, p, request_id)?;
+        let context = store_record(sim, &job, p, request_id, kv_hold)?;
         if let Some(body) = context.answer(&header, &job) {
             finish_whole(sim).await;
             return Ok(json_response(body));
@@ -191,6 +192,7 @@ fn store_record(
     job: &Job,
     produce: Produce,
     request_id: Option<String>,
+    kv_hold: Option<KvHold>,
 ) -> Result<Context, ApiError> {
     let first = tokens::token_at(job.digest, 0);
     let mut record = KvRecord {
@@ -227,7 +229,7 @@ fn store_record(
         }
         Produce::Sglang { room } => (room, Context::Plain),
     };
-    sim.kv_store().insert(key, record)?;
+    sim.kv_store().insert(key, record, kv_hold)?;
     Ok(context)
 }
 

@@ -16,8 +16,8 @@
 //! end, not when the task got around to it, so scheduling jitter does not accumulate.
 
 use std::collections::VecDeque;
-use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use disagg_proto::ApiError;
@@ -64,13 +64,66 @@ struct State {
 struct Entry {
     seq: Seq,
     tx: mpsc::UnboundedSender<Instant>,
+    /// A context-only sequence keeps its prompt's KV after finishing, until its record is
+    /// fetched or expires (the blocks wait there for the generation server to pull them).
+    hold: Option<Arc<HoldState>>,
     /// Tokens still to emit.
     left: u64,
     /// KV tokens this sequence reads now (context plus generated).
     kv: u64,
 }
 
+/// Ownership of a finished sequence's kept KV, between the scheduler and the [`KvHold`].
+#[derive(Debug)]
+struct HoldState {
+    state: AtomicU8,
+    tokens: u64,
+    shared: std::sync::Weak<Shared>,
+}
+
+const PENDING: u8 = 0;
+const HELD: u8 = 1;
+const RELEASED: u8 = 2;
+
+/// The prompt KV a context sim keeps for a prefilled request; dropping it frees the tokens.
+/// Whichever of "the sequence finished" and "the hold was dropped" happens second frees them,
+/// so a request cancelled at any point leaks nothing.
+#[derive(Debug)]
+pub(crate) struct KvHold(Arc<HoldState>);
+
+impl Drop for KvHold {
+    fn drop(&mut self) {
+        if self.0.state.swap(RELEASED, AcqRel) != HELD {
+            return;
+        }
+        if let Some(shared) = self.0.shared.upgrade() {
+            {
+                let mut st = shared.lock();
+                st.kv_used = st.kv_used.saturating_sub(self.0.tokens);
+                shared.publish(&st, 0);
+            }
+            shared.wake.notify_one();
+        }
+    }
+}
+
 impl Entry {
+    /// The KV to free now that the sequence is over; `finished` when it completed normally.
+    fn release(&self, finished: bool) -> u64 {
+        let keep = match &self.hold {
+            Some(h) if finished => h
+                .state
+                .compare_exchange(PENDING, HELD, AcqRel, Acquire)
+                .is_ok(),
+            _ => false,
+        };
+        if keep {
+            self.reserve().saturating_sub(self.seq.context_tokens)
+        } else {
+            self.reserve()
+        }
+    }
+
     fn reserve(&self) -> u64 {
         // max_tokens comes from the client: saturate rather than overflow.
         self.seq
@@ -99,7 +152,12 @@ impl Scheduler {
         Self(Arc::new(Handle(shared)))
     }
 
-    pub(crate) fn submit(&self, seq: Seq) -> Result<mpsc::UnboundedReceiver<Instant>, ApiError> {
+    /// Queues `seq`; with `hold`, also returns the guard of the KV it keeps after finishing.
+    pub(crate) fn submit(
+        &self,
+        seq: Seq,
+        hold: bool,
+    ) -> Result<(mpsc::UnboundedReceiver<Instant>, Option<KvHold>), ApiError> {
         let shared = &self.0.0;
         let need = seq.context_tokens.saturating_add(seq.output_tokens);
         if need > shared.limits.kv_capacity_tokens {
@@ -110,9 +168,18 @@ impl Scheduler {
             )));
         }
         let (tx, rx) = mpsc::unbounded_channel();
+        let hold = hold.then(|| {
+            Arc::new(HoldState {
+                state: AtomicU8::new(PENDING),
+                tokens: seq.context_tokens,
+                shared: Arc::downgrade(shared),
+            })
+        });
+        let guard = hold.clone().map(KvHold);
         let entry = Entry {
             seq,
             tx,
+            hold,
             left: seq.output_tokens,
             kv: seq.context_tokens,
         };
@@ -125,7 +192,7 @@ impl Scheduler {
                 .store(st.waiting.len() as u64, Relaxed);
         }
         shared.wake.notify_one();
-        Ok(rx)
+        Ok((rx, guard))
     }
 }
 
@@ -141,7 +208,7 @@ impl Shared {
         st.running.retain(|e| {
             let keep = !e.tx.is_closed();
             if !keep {
-                freed += e.reserve();
+                freed += e.release(false);
             }
             keep
         });
@@ -206,7 +273,7 @@ impl Shared {
             e.kv += 1;
             let keep = sent && e.left > 0;
             if !keep {
-                freed += e.reserve();
+                freed += e.release(sent);
             }
             keep
         });
@@ -216,7 +283,7 @@ impl Shared {
             if sent && e.left > 0 {
                 st.running.push(e);
             } else {
-                freed += e.reserve();
+                freed += e.release(sent);
             }
         }
         st.kv_used = st.kv_used.saturating_sub(freed);
@@ -307,7 +374,7 @@ mod tests {
         };
         let s = Scheduler::start(cost(1.0, 10.0), limits, Arc::new(Metrics::default()));
         let t0 = Instant::now();
-        let at = drain(s.submit(seq(100, 3)).expect("fits")).await;
+        let at = drain(s.submit(seq(100, 3), false).expect("fits").0).await;
         let ms: Vec<u128> = at.iter().map(|t| (*t - t0).as_millis()).collect();
         // Prefill 100 ms, then two decode steps of 10 ms.
         assert_eq!(ms, vec![100, 110, 120]);
@@ -322,8 +389,8 @@ mod tests {
         };
         let s = Scheduler::start(cost(1.0, 10.0), limits, Arc::new(Metrics::default()));
         let t0 = Instant::now();
-        let a = s.submit(seq(10, 2)).expect("fits");
-        let b = s.submit(seq(10, 2)).expect("fits");
+        let a = s.submit(seq(10, 2), false).expect("fits").0;
+        let b = s.submit(seq(10, 2), false).expect("fits").0;
         let (a, b) = tokio::join!(drain(a), drain(b));
         assert_eq!(a[1] - t0, Duration::from_millis(20));
         // b is admitted once a is done: its TTFT includes a's whole life.
@@ -339,14 +406,36 @@ mod tests {
         };
         let metrics = Arc::new(Metrics::default());
         let s = Scheduler::start(cost(1.0, 10.0), limits, metrics.clone());
-        assert!(s.submit(seq(40, 1)).is_err());
+        assert!(s.submit(seq(40, 1), false).is_err());
         let t0 = Instant::now();
-        let a = s.submit(seq(10, 10)).expect("fits");
-        let b = s.submit(seq(10, 10)).expect("fits");
+        let a = s.submit(seq(10, 10), false).expect("fits").0;
+        let b = s.submit(seq(10, 10), false).expect("fits").0;
         let (a, b) = tokio::join!(drain(a), drain(b));
         // 20 + 20 > 30: b waits for a to free its reservation.
         assert!(b[0] >= *a.last().expect("tokens"), "{:?} {:?}", a, b);
         assert_eq!(a[0] - t0, Duration::from_millis(10));
+        assert_eq!(metrics.kv_used_tokens.load(Relaxed), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_context_sequence_keeps_its_prompt_kv_until_the_hold_is_dropped() {
+        let limits = Limits {
+            max_batch_size: 8,
+            max_num_tokens: 1000,
+            kv_capacity_tokens: 10_000,
+        };
+        let metrics = Arc::new(Metrics::default());
+        let s = Scheduler::start(cost(1.0, 10.0), limits, metrics.clone());
+        let (rx, hold) = s.submit(seq(40, 1), true).expect("fits");
+        assert_eq!(drain(rx).await.len(), 1);
+        assert_eq!(metrics.kv_used_tokens.load(Relaxed), 40, "prompt KV kept");
+        drop(hold);
+        assert_eq!(metrics.kv_used_tokens.load(Relaxed), 0);
+        // Dropped before it finished (a cancelled request): nothing is kept.
+        let (rx, hold) = s.submit(seq(40, 1), true).expect("fits");
+        drop(hold);
+        assert_eq!(drain(rx).await.len(), 1);
+        tokio::task::yield_now().await;
         assert_eq!(metrics.kv_used_tokens.load(Relaxed), 0);
     }
 
@@ -360,12 +449,16 @@ mod tests {
         let s = Scheduler::start(cost(1000.0, 10.0), limits, Arc::new(Metrics::default()));
         let t0 = Instant::now();
         let at = drain(
-            s.submit(Seq {
-                prefill_tokens: 0,
-                context_tokens: 50,
-                output_tokens: 3,
-            })
-            .expect("fits"),
+            s.submit(
+                Seq {
+                    prefill_tokens: 0,
+                    context_tokens: 50,
+                    output_tokens: 3,
+                },
+                false,
+            )
+            .expect("fits")
+            .0,
         )
         .await;
         let ms: Vec<u128> = at.iter().map(|t| (*t - t0).as_millis()).collect();

@@ -8,6 +8,7 @@
 mod batched;
 mod clock;
 
+pub(crate) use batched::KvHold;
 pub(crate) use clock::add as later;
 pub(crate) mod cost;
 
@@ -62,8 +63,16 @@ impl Engine {
         }
     }
 
-    /// Queues `seq`, arrived at `start`; the feed yields as each token falls due.
-    pub(crate) fn submit(&self, seq: Seq, start: Instant) -> Result<Feed, ApiError> {
+    /// Queues `seq`, arrived at `start`; the feed yields as each token falls due. With
+    /// `hold_kv` (a context-only request) the batched engine keeps the prompt's KV reserved
+    /// after the sequence ends, until the returned guard is dropped; the simple model has no
+    /// KV accounting and returns no guard.
+    pub(crate) fn submit(
+        &self,
+        seq: Seq,
+        start: Instant,
+        hold_kv: bool,
+    ) -> Result<(Feed, Option<KvHold>), ApiError> {
         match self {
             Engine::Simple {
                 prefill_per_token,
@@ -86,13 +95,16 @@ impl Engine {
                     metrics.decode_step.observe(*itl);
                 }
                 metrics.running.fetch_add(1, Relaxed);
-                Ok(Feed::Clock {
+                let feed = Feed::Clock {
                     schedule,
                     next: 0,
                     _in_flight: InFlight(metrics.clone()),
-                })
+                };
+                Ok((feed, None))
             }
-            Engine::Batched(s) => s.submit(seq).map(Feed::Steps),
+            Engine::Batched(s) => s
+                .submit(seq, hold_kv)
+                .map(|(rx, hold)| (Feed::Steps(rx), hold)),
         }
     }
 }

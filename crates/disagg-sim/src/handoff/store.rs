@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::KvRecord;
-use crate::engine::later;
+use crate::engine::{KvHold, later};
 use crate::error::HttpError;
 use crate::metrics::Metrics;
 use crate::server::SimState;
@@ -43,6 +43,8 @@ enum Slot {
     Ready {
         record: KvRecord,
         serial: u64,
+        /// The prompt KV the engine keeps for this record; freed when the slot goes.
+        _hold: Option<KvHold>,
     },
     /// Fetches that arrived first (SGLang) wait to be woken by the insert.
     Waiting(Vec<oneshot::Sender<()>>),
@@ -63,23 +65,19 @@ impl KvStore {
 
     /// Stores the record of a finished prefill. A key still holding a record is refused: the
     /// router reused an SGLang `bootstrap_room` while the first hand-off was pending.
-    pub(crate) fn insert(&self, key: u64, record: KvRecord) -> Result<(), ApiError> {
+    pub(crate) fn insert(
+        &self,
+        key: u64,
+        record: KvRecord,
+        hold: Option<KvHold>,
+    ) -> Result<(), ApiError> {
         let mut inner = self.lock();
         self.sweep(&mut inner, Instant::now());
         inner.serial += 1;
         let serial = inner.serial;
         let waiters = match inner.slots.remove(&key) {
-            Some(Slot::Ready {
-                record: old,
-                serial: s,
-            }) => {
-                inner.slots.insert(
-                    key,
-                    Slot::Ready {
-                        record: old,
-                        serial: s,
-                    },
-                );
+            Some(old @ Slot::Ready { .. }) => {
+                inner.slots.insert(key, old);
                 return Err(ApiError::bad_request(format!(
                     "key {key} already holds a KV record that was not fetched yet; hand-off \
                      keys (bootstrap_room) must be unique per request"
@@ -88,7 +86,14 @@ impl KvStore {
             Some(Slot::Waiting(w)) => w,
             None => Vec::new(),
         };
-        inner.slots.insert(key, Slot::Ready { record, serial });
+        inner.slots.insert(
+            key,
+            Slot::Ready {
+                record,
+                serial,
+                _hold: hold,
+            },
+        );
         inner
             .expiry
             .push_back((Instant::now() + self.ttl, key, serial));
@@ -213,10 +218,10 @@ mod tests {
     async fn records_are_taken_once_and_expire() {
         let m = Arc::new(Metrics::default());
         let s = KvStore::new(Duration::from_secs(10), m.clone());
-        s.insert(1, record(1)).expect("new key");
-        s.insert(2, record(2)).expect("new key");
+        s.insert(1, record(1), None).expect("new key");
+        s.insert(2, record(2), None).expect("new key");
         assert!(
-            s.insert(2, record(3)).is_err(),
+            s.insert(2, record(3), None).is_err(),
             "a pending key is not reused"
         );
         assert_eq!(s.take(1, Duration::ZERO).await, Some(record(1)));
@@ -236,7 +241,7 @@ mod tests {
             async move { s.take(9, Duration::from_secs(5)).await }
         });
         tokio::time::sleep(Duration::from_secs(1)).await;
-        s.insert(9, record(9)).expect("new key");
+        s.insert(9, record(9), None).expect("new key");
         assert_eq!(waiting.await.expect("joined"), Some(record(9)));
         // And gives up at its deadline.
         assert_eq!(s.take(10, Duration::from_secs(2)).await, None);

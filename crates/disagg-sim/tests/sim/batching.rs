@@ -123,3 +123,63 @@ async fn metrics_show_the_queue_and_the_running_batch_while_full() {
     assert_eq!(metric(&seen, "sim_kv_used_tokens"), 21.0, "{seen}");
     drop((first, second));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_context_sim_keeps_prompt_kv_until_the_hand_off_is_fetched() {
+    // 25 KV tokens: two 10-token prompts fit, a third waits until one hand-off is fetched.
+    let ctx = start(&[
+        "--role",
+        "context",
+        "--preset",
+        "batched",
+        "--kv-capacity-tokens",
+        "25",
+        "--itl",
+        "1ms",
+    ])
+    .await;
+    let gen_sim = start(&["--role", "generation", "--itl", "1ms"]).await;
+    let ctx_req = json!({"prompt": (0..10).collect::<Vec<u32>>(), "disaggregated_params": {"request_type": "context_only"}});
+    let (_, first) = ctx.complete(&ctx_req).await;
+    let (_, _second) = ctx.complete(&ctx_req).await;
+    assert_eq!(metric(&ctx.metrics().await, "sim_kv_used_tokens"), 20.0);
+
+    let third = tokio::spawn({
+        let (client, url, body) = (
+            ctx.client.clone(),
+            ctx.url("/v1/completions"),
+            ctx_req.clone(),
+        );
+        async move {
+            client
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }
+    });
+    let mut queued = false;
+    for _ in 0..200 {
+        if metric(&ctx.metrics().await, "sim_queue_depth") == 1.0 {
+            queued = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(queued, "the third prefill waits for KV");
+
+    let mut params = first["choices"][0]["disaggregated_params"].clone();
+    params["request_type"] = json!("generation_only");
+    let (status, body) = gen_sim
+        .complete(&json!({"prompt": first["prompt_token_ids"], "max_tokens": 2, "disaggregated_params": params}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let third = tokio::time::timeout(Duration::from_secs(10), third)
+        .await
+        .expect("the fetch freed KV for the third prefill")
+        .expect("joined")
+        .expect("answered");
+    assert_eq!(third, 200);
+    assert_eq!(metric(&ctx.metrics().await, "sim_kv_used_tokens"), 20.0);
+}
