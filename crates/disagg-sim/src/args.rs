@@ -146,7 +146,7 @@ pub struct KvArgs {
     #[arg(long, default_value_t = 131_072)]
     pub kv_bytes_per_token: u64,
     /// Hand-off bandwidth in GB/s (10^9 bytes per second); the transfer takes kv_bytes / this.
-    #[arg(long, default_value_t = 50.0)]
+    #[arg(long, default_value_t = 50.0, value_parser = positive_f64)]
     pub kv_bandwidth_gbs: f64,
     /// A context sim drops a KV record nobody fetched after this long (counted in /metrics).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
@@ -183,4 +183,14 @@ pub struct FaultArgs {
     /// Generation side: the N-th KV hand-off fails (repeatable).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub kv_transfer_fail_on: Vec<u64>,
+}
+
+/// A finite number above zero: a bandwidth of 0, a negative one or NaN has no meaning.
+fn positive_f64(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("must be a finite number above 0, got {s}"))
+    }
 }
