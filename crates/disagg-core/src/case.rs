@@ -152,8 +152,9 @@ fn one() -> u32 {
     1
 }
 
-/// The sim's `engine_args` (issue 2's table).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The sim's `engine_args`: each key is the `disagg sim` flag of the same name (see
+/// `disagg sim --help`); unset keys keep the sim's defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SimEngineArgs {
     #[serde(default, with = "humantime_serde")]
@@ -164,8 +165,91 @@ pub struct SimEngineArgs {
     pub prefill_per_token: Duration,
     #[serde(default = "default_itl", with = "humantime_serde")]
     pub itl: Duration,
+    /// The engine exits with status 1 after serving this many requests.
     #[serde(default)]
     pub fail_after_requests: Option<u64>,
+    /// Timing model: `simple` (per request), `batched`, `h100-llama8b-eager`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<SimPreset>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_batch_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_num_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_capacity_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefill_base_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefill_per_token_us: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefill_per_token_sq_ns: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decode_base_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decode_per_seq_us: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decode_per_kv_token_ns: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_bytes_per_token: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_bandwidth_gbs: Option<f64>,
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub kv_ttl: Option<Duration>,
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub kv_wait_timeout: Option<Duration>,
+    /// Scripted EOS at this output position (context and generation sims alike).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eos_at: Option<u64>,
+    /// Stops answering after this many requests, keeping its socket open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hang_after_requests: Option<u64>,
+    /// These requests (1-based) get a 500.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub error_on_request: Vec<u64>,
+    /// These requests' streams are cut after `drop_after_tokens` tokens.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drop_stream_on_request: Vec<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_after_tokens: Option<u64>,
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub kv_transfer_delay: Option<Duration>,
+    /// These KV fetches (1-based) fail.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kv_transfer_fail_on: Vec<u64>,
+    /// Log every request received, with its body, to `<role log>.requests.jsonl`.
+    #[serde(default)]
+    pub request_log: bool,
+}
+
+/// The sim's timing presets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SimPreset {
+    Simple,
+    Batched,
+    H100Llama8bEager,
+}
+
+impl SimPreset {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SimPreset::Simple => "simple",
+            SimPreset::Batched => "batched",
+            SimPreset::H100Llama8bEager => "h100-llama8b-eager",
+        }
+    }
 }
 
 impl Default for SimEngineArgs {
@@ -176,6 +260,28 @@ impl Default for SimEngineArgs {
             prefill_per_token: default_prefill_per_token(),
             itl: default_itl(),
             fail_after_requests: None,
+            preset: None,
+            max_batch_size: None,
+            max_num_tokens: None,
+            kv_capacity_tokens: None,
+            prefill_base_ms: None,
+            prefill_per_token_us: None,
+            prefill_per_token_sq_ns: None,
+            decode_base_ms: None,
+            decode_per_seq_us: None,
+            decode_per_kv_token_ns: None,
+            kv_bytes_per_token: None,
+            kv_bandwidth_gbs: None,
+            kv_ttl: None,
+            kv_wait_timeout: None,
+            eos_at: None,
+            hang_after_requests: None,
+            error_on_request: Vec::new(),
+            drop_stream_on_request: Vec::new(),
+            drop_after_tokens: None,
+            kv_transfer_delay: None,
+            kv_transfer_fail_on: Vec::new(),
+            request_log: false,
         }
     }
 }
@@ -250,6 +356,16 @@ pub enum Dialect {
     Vllm,
     /// SGLang: both legs at once with bootstrap fields.
     Sglang,
+}
+
+impl Dialect {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Dialect::Trtllm => "trtllm",
+            Dialect::Vllm => "vllm",
+            Dialect::Sglang => "sglang",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

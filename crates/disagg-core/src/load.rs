@@ -404,19 +404,6 @@ fn check(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
             );
         }
     }
-    if case.engine == crate::case::Engine::Sim
-        && case.router.dialect != crate::case::Dialect::Trtllm
-    {
-        return err(
-            "router.dialect",
-            format!(
-                "the sim engine speaks only trtllm, not {:?}",
-                case.router.dialect
-            )
-            .to_lowercase(),
-            "use `dialect: trtllm` with `engine: sim`",
-        );
-    }
     check_deadlines(case, text, path)
 }
 

@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::case::{Benchmark, EnvValue, RouterSpec, SimEngineArgs, Timeouts, WorkerGroup};
+use crate::case::{Benchmark, Dialect, EnvValue, RouterSpec, SimEngineArgs, Timeouts, WorkerGroup};
 use crate::load::LoadedCase;
 use crate::name::ConfigName;
 
@@ -26,6 +26,10 @@ pub enum RoleName {
 }
 
 impl RoleName {
+    pub fn is_ctx(&self) -> bool {
+        matches!(self, RoleName::Ctx(_))
+    }
+
     pub fn is_worker(&self) -> bool {
         matches!(self, RoleName::Ctx(_) | RoleName::Gen(_))
     }
@@ -212,7 +216,15 @@ pub fn build(case: &LoadedCase, run_id: &str, run_dir: &Path, exe: &Path) -> Pla
             let visible: Vec<String> = gpus.iter().map(|g| g.index.to_string()).collect();
             env.insert("CUDA_VISIBLE_DEVICES".into(), visible.join(","));
             let ready_file = rendezvous_dir(run_dir).join(format!("{role}.engine"));
-            let argv = sim_argv(&exe_s, is_ctx, &c.model.name, group, &ready_file);
+            let argv = sim_argv(
+                &exe_s,
+                role,
+                c.router.dialect,
+                &c.model.name,
+                group,
+                &ready_file,
+                run_dir,
+            );
             roles.push(RolePlan {
                 role,
                 log: role.log_file(),
@@ -297,41 +309,94 @@ fn allocate(next: &mut u32, count: u32, per_node: u32) -> Vec<GpuSlot> {
 
 fn sim_argv(
     exe: &str,
-    is_ctx: bool,
+    role: RoleName,
+    dialect: Dialect,
     model: &str,
     group: &WorkerGroup<SimEngineArgs>,
     ready_file: &Path,
+    run_dir: &Path,
 ) -> Vec<String> {
     let a = &group.engine_args;
     let d = |v| humantime::format_duration(v).to_string();
-    let mut argv: Vec<String> = vec![
-        exe.into(),
-        "sim".into(),
-        "--role".into(),
-        if is_ctx { "context" } else { "generation" }.into(),
-        "--dialect".into(),
-        "trtllm".into(),
-        "--host".into(),
-        "127.0.0.1".into(),
-        "--port".into(),
-        "0".into(),
-        "--ready-file".into(),
-        ready_file.display().to_string(),
-        "--model".into(),
-        model.into(),
-        "--startup-delay".into(),
-        d(a.startup_delay),
-        "--prefill-per-token".into(),
-        d(a.prefill_per_token),
-        "--itl".into(),
-        d(a.itl),
-    ];
+    let mut argv: Vec<String> = vec![exe.into(), "sim".into()];
+    let mut flag = |name: &str, value: String| {
+        argv.push(format!("--{name}"));
+        argv.push(value);
+    };
+    flag(
+        "role",
+        if matches!(role, RoleName::Ctx(_)) {
+            "context"
+        } else {
+            "generation"
+        }
+        .into(),
+    );
+    flag("dialect", dialect.as_str().into());
+    flag("host", "127.0.0.1".into());
+    flag("port", "0".into());
+    flag("ready-file", ready_file.display().to_string());
+    flag("model", model.into());
+    flag("startup-delay", d(a.startup_delay));
+    flag("prefill-per-token", d(a.prefill_per_token));
+    flag("itl", d(a.itl));
+    if let Some(p) = a.preset {
+        flag("preset", p.as_str().into());
+    }
+    for (name, v) in [
+        ("fail-after-requests", a.fail_after_requests),
+        ("max-batch-size", a.max_batch_size),
+        ("max-num-tokens", a.max_num_tokens),
+        ("kv-capacity-tokens", a.kv_capacity_tokens),
+        ("kv-bytes-per-token", a.kv_bytes_per_token),
+        ("eos-at", a.eos_at),
+        ("hang-after-requests", a.hang_after_requests),
+        ("drop-after-tokens", a.drop_after_tokens),
+    ] {
+        if let Some(v) = v {
+            flag(name, v.to_string());
+        }
+    }
+    for (name, v) in [
+        ("prefill-base-ms", a.prefill_base_ms),
+        ("prefill-per-token-us", a.prefill_per_token_us),
+        ("prefill-per-token-sq-ns", a.prefill_per_token_sq_ns),
+        ("decode-base-ms", a.decode_base_ms),
+        ("decode-per-seq-us", a.decode_per_seq_us),
+        ("decode-per-kv-token-ns", a.decode_per_kv_token_ns),
+        ("kv-bandwidth-gbs", a.kv_bandwidth_gbs),
+    ] {
+        if let Some(v) = v {
+            flag(name, v.to_string());
+        }
+    }
+    for (name, v) in [
+        ("kv-ttl", a.kv_ttl),
+        ("kv-wait-timeout", a.kv_wait_timeout),
+        ("kv-transfer-delay", a.kv_transfer_delay),
+    ] {
+        if let Some(v) = v {
+            flag(name, d(v));
+        }
+    }
+    for (name, list) in [
+        ("error-on-request", &a.error_on_request),
+        ("drop-stream-on-request", &a.drop_stream_on_request),
+        ("kv-transfer-fail-on", &a.kv_transfer_fail_on),
+    ] {
+        for n in list {
+            flag(name, n.to_string());
+        }
+    }
+    if a.request_log {
+        let log = run_dir.join(format!(
+            "{}.requests.jsonl",
+            role.log_file().trim_end_matches(".log")
+        ));
+        flag("request-log", log.display().to_string());
+    }
     if a.never_ready {
         argv.push("--never-ready".into());
-    }
-    if let Some(n) = a.fail_after_requests {
-        argv.push("--fail-after-requests".into());
-        argv.push(n.to_string());
     }
     argv
 }

@@ -571,3 +571,64 @@ fn an_open_loop_case_with_two_context_servers_and_a_policy_runs_end_to_end() {
         "per-request timelines are kept"
     );
 }
+
+#[test]
+fn every_dialect_runs_end_to_end_through_the_kv_hand_off() {
+    for dialect in ["vllm", "sglang"] {
+        let ws = TempDir::new(dialect);
+        let case = CaseSpec {
+            name: dialect,
+            concurrency: "[2]",
+            extra: &format!("router: {{kind: builtin, dialect: {dialect}}}\n"),
+            ..Default::default()
+        }
+        .write(ws.path(), "c.yaml");
+        let r = run(&case, ws.path(), &[], &[]);
+        assert_eq!(r.code(), 0, "{dialect}: {}", r.show());
+        let dir = only_run(ws.path(), dialect);
+        let plan = read(&dir.join("plan.json"));
+        assert!(
+            plan.contains(&format!("\"--dialect\",\n          \"{dialect}\"")),
+            "{dialect}: the sims speak it: {plan}"
+        );
+        let points = json(&dir.join("results.json"))["points"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert_eq!(points[0]["completed"].as_u64(), Some(4), "{dialect}");
+        assert_eq!(
+            points[0]["total_output_tokens"].as_u64(),
+            Some(4 * 8),
+            "{dialect}"
+        );
+        if dialect == "sglang" {
+            let cfg = read(&dir.join("server_config.yaml"));
+            let ctx = json(&dir.join("rendezvous/CTX_0.json"));
+            assert!(
+                cfg.contains(&format!("@{}", ctx["port"])),
+                "the bootstrap port is named: {cfg}"
+            );
+        }
+    }
+}
+
+#[test]
+fn sim_settings_the_sim_would_reject_are_a_case_error() {
+    let ws = TempDir::new("simargs");
+    let case = CaseSpec {
+        gen_args: "{max_batch_size: 8}",
+        ..Default::default()
+    }
+    .write(ws.path(), "c.yaml");
+    let workspace = ws.path().join("ws");
+    let r = run(&case, &workspace, &[], &[]);
+    assert_eq!(r.code(), 2, "{}", r.show());
+    assert!(
+        r.stderr()
+            .contains("key `gen.engine_args`: the sim rejects these settings"),
+        "{}",
+        r.show()
+    );
+    assert!(r.stderr().contains("hint: "), "{}", r.show());
+    assert!(!workspace.exists());
+}

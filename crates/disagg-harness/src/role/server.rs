@@ -17,6 +17,10 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
         };
         eprintln!("disagg role DISAGG_SERVER: {} is at {}", w.role, ep.url());
         match w.role {
+            // SGLang's prefill is named with its bootstrap port; the sim serves it on its HTTP port.
+            RoleName::Ctx(_) if plan.router.dialect == Dialect::Sglang => {
+                ctx.push(format!("{}@{}", ep.host_port(), ep.port))
+            }
             RoleName::Ctx(_) => ctx.push(ep.host_port()),
             _ => gen_urls.push(ep.host_port()),
         }

@@ -1,15 +1,15 @@
 //! Each dialect the router speaks, end to end: client → `disagg router` → context and
 //! generation sims (with the real KV fetch between them) gives the aggregated sim's output.
 //!
-//! The router's vLLM and SGLang dialects are being built; add them to `DIALECTS` as they land
-//! (the sims' side is covered by the stand-in routers in `vllm.rs` and `sglang.rs`).
+//! SGLang's bootstrap port is the context sim's own HTTP port, so the router is told so with
+//! `--prefill host:port@port`.
 
 use clap::Parser;
 use serde_json::json;
 
 use crate::support::{Sim, client_for, start, streamed_text};
 
-const DIALECTS: &[&str] = &["trtllm"];
+const DIALECTS: &[&str] = &["trtllm", "vllm", "sglang"];
 
 #[derive(Parser)]
 struct Cli {
@@ -19,12 +19,18 @@ struct Cli {
 
 /// A router on 127.0.0.1:0 in front of `ctx` and `generation`, as a [`Sim`]-shaped client.
 async fn router(dialect: &str, ctx: &Sim, generation: &Sim) -> (Sim, tokio::task::JoinHandle<()>) {
+    let port = ctx.authority().rsplit(':').next().unwrap_or_default();
+    let prefill = if dialect == "sglang" {
+        format!("{}@{port}", ctx.authority())
+    } else {
+        ctx.authority().to_string()
+    };
     let argv = [
         "router",
         "--dialect",
         dialect,
         "--prefill",
-        ctx.authority(),
+        &prefill,
         "--decode",
         generation.authority(),
         "--host",
