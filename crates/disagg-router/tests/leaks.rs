@@ -1,7 +1,7 @@
 //! Nothing leaks over many requests: file descriptors, memory and in-flight counts stay flat
-//! through successes, worker errors and client hang-ups mid-stream. (The issue asks for 100k
-//! requests; a debug-build test runs 3k after a warm-up, and the bench drives far more through
-//! a release build.)
+//! through successes, worker errors and client hang-ups mid-stream. The suite runs 3k requests
+//! after a warm-up; `.ci/run` also runs it over 100k in a release build
+//! (`DISAGG_LEAK_ROUNDS=100000 cargo test --release -p disagg-router --test leaks`).
 
 mod support;
 
@@ -13,7 +13,13 @@ use serde_json::{Value, json};
 use support::{Gen, config, drop_signal, fake, router};
 use tokio::sync::Notify;
 
-const ROUNDS: usize = 3000;
+/// Requests after the warm-up; `DISAGG_LEAK_ROUNDS` raises it.
+fn rounds() -> usize {
+    std::env::var("DISAGG_LEAK_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000)
+}
 const WARMUP: usize = 300;
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -32,14 +38,16 @@ fn rss_kib() -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fds_memory_and_leases_stay_flat() {
-    let ctx = fake("ctx").start().await;
-    let good = fake("gen").start().await;
+    let ctx = fake("ctx").forgetful().start().await;
+    let good = fake("gen").forgetful().start().await;
     let broken = fake("broken")
+        .forgetful()
         .generation(Gen::Status(StatusCode::INTERNAL_SERVER_ERROR))
         .start()
         .await;
     let (dropped, _rx) = drop_signal();
     let gated = fake("gated")
+        .forgetful()
         .generation(Gen::Gated {
             release: Arc::new(Notify::new()),
             dropped,
@@ -55,7 +63,8 @@ async fn fds_memory_and_leases_stay_flat() {
     let streamed = json!({"model": "m", "prompt": "hello", "max_tokens": 4, "stream": true});
 
     let mut baseline = (0, 0);
-    for i in 0..WARMUP + ROUNDS {
+    let rounds = rounds();
+    for i in 0..WARMUP + rounds {
         if i == WARMUP {
             baseline = (open_fds(), rss_kib());
         }
@@ -88,6 +97,10 @@ async fn fds_memory_and_leases_stay_flat() {
         }
     }
     let (fds, rss) = (open_fds(), rss_kib());
+    eprintln!(
+        "{rounds} requests: fds {} -> {fds}, RSS {} KiB -> {rss} KiB",
+        baseline.0, baseline.1
+    );
     // Pools may hold a few more idle connections than at the baseline; a leak would be
     // hundreds (one per abandoned stream or failed request).
     assert!(fds <= baseline.0 + 32, "fds {} → {fds}", baseline.0);

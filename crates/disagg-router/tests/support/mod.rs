@@ -87,6 +87,8 @@ pub struct Fake {
     sglang_prefill: bool,
     generation: Gen,
     health: StatusCode,
+    /// Keep a record of each body (off for long runs, where the record itself would grow).
+    record: bool,
     pub seen: Mutex<Vec<Seen>>,
 }
 
@@ -120,12 +122,18 @@ pub fn fake(name: &'static str) -> FakeBuilder {
             sglang_prefill: false,
             generation: Gen::Ok,
             health: StatusCode::OK,
+            record: true,
             seen: Mutex::new(Vec::new()),
         },
     }
 }
 
 impl FakeBuilder {
+    /// Keeps no record of the bodies received.
+    pub fn forgetful(mut self) -> Self {
+        self.fake.record = false;
+        self
+    }
     pub fn ctx(mut self, ctx: Ctx) -> Self {
         self.fake.ctx = ctx;
         self
@@ -246,13 +254,15 @@ async fn infer(
     body: axum::Json<Value>,
 ) -> Response {
     let body = body.0;
-    fake.seen.lock().unwrap().push(Seen {
-        path: uri.path().to_string(),
-        body: body.clone(),
-        request_id: headers
-            .get("x-request-id")
-            .map(|v| v.to_str().unwrap().to_string()),
-    });
+    if fake.record {
+        fake.seen.lock().unwrap().push(Seen {
+            path: uri.path().to_string(),
+            body: body.clone(),
+            request_id: headers
+                .get("x-request-id")
+                .map(|v| v.to_str().unwrap().to_string()),
+        });
+    }
     let chat = uri.path() == "/v1/chat/completions";
     let trtllm_ctx = body["disaggregated_params"]["request_type"] == "context_only";
     let vllm_prefill = body["kv_transfer_params"]["do_remote_decode"] == true;
