@@ -1,33 +1,48 @@
 //! The canary: one tiny generation before the sweep, so a dead or misconfigured server fails in
 //! seconds with its reason instead of after a whole sweep of failures.
 
-use crate::client::{self, Target};
-use crate::workload::{self, Workload};
+use std::time::Instant;
+
+use crate::client::{self, Failure, Target};
+use crate::workload;
 use crate::{BenchConfig, BenchError};
 
 /// Short enough to cost the server nothing, long enough to be a real prompt.
 const PROMPT_TOKENS: u32 = 8;
 const MAX_TOKENS: u32 = 2;
 
+/// One canary per router, so a dead one among several is named.
 pub(crate) async fn canary(cfg: &BenchConfig) -> Result<(), BenchError> {
     cfg.validate()?;
+    let client = client::build_client(1)?;
+    for url in cfg.request_urls() {
+        canary_one(cfg, &client, url).await?;
+    }
+    Ok(())
+}
+
+async fn canary_one(
+    cfg: &BenchConfig,
+    client: &reqwest::Client,
+    url: String,
+) -> Result<(), BenchError> {
     let fail = |reason: String| BenchError::Canary {
-        url: cfg.request_url(),
+        url: url.clone(),
         reason,
     };
-    let client = client::build_client(1)?;
     let target = Target {
-        url: cfg.request_url(),
+        urls: vec![url.clone()],
         streaming: cfg.streaming,
         timeout: cfg.request_timeout,
+        ignore_eos: cfg.ignore_eos,
     };
-    // Its own seed stream, so the canary never shifts the sweep's prompts.
-    let prompt = Workload::new(cfg.seed ^ 0xca4a_5eed).prompt(PROMPT_TOKENS);
-    let body = workload::body(cfg, &prompt, MAX_TOKENS);
-    let outcome = client::send(&client, &target, body, u64::from(PROMPT_TOKENS)).await;
+    let req = workload::canary_request(cfg, PROMPT_TOKENS, MAX_TOKENS);
+    let outcome = client::send(client, &target, 0, &req, Instant::now()).await;
     match outcome.result {
-        Ok(ok) if ok.output_tokens >= 1 => Ok(()),
-        Ok(_) => Err(fail("the server answered but generated zero tokens".into())),
+        Ok(_) => Ok(()),
+        Err(Failure::ZeroTokens) => {
+            Err(fail("the server answered but generated zero tokens".into()))
+        }
         Err(failure) => Err(fail(failure.kind())),
     }
 }

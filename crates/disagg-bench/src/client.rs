@@ -9,23 +9,36 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 
 use crate::BenchError;
+use crate::workload::PreparedRequest;
 
 /// Where and how requests go.
 #[derive(Debug, Clone)]
 pub(crate) struct Target {
-    /// `{url}{endpoint}`.
-    pub url: String,
+    /// `{url}{endpoint}` for every router; request `i` goes to `urls[i % len]`, so load spreads
+    /// evenly and the same seed sends the same request to the same router.
+    pub urls: Vec<String>,
     pub streaming: bool,
     pub timeout: Duration,
+    /// The server was asked to ignore EOS, so each output length is a promise to check.
+    pub ignore_eos: bool,
 }
 
 /// What one request did. `sent` and `end` are kept for failures too, so the point's duration
 /// covers every request that was measured.
 #[derive(Debug, Clone)]
 pub(crate) struct Outcome {
+    /// Position in the point's request sequence.
+    pub index: usize,
+    /// When the load model meant to send it. In a closed loop that is `sent`; in an open loop a
+    /// late send (client busy, concurrency cap) shows up as latency instead of vanishing.
+    pub scheduled: Instant,
     pub sent: Instant,
     pub end: Instant,
     pub input_tokens: u64,
+    /// Which of the target's URLs it went to.
+    pub url_index: usize,
+    /// The output length the server was held to (`ignore_eos`), if any.
+    pub promised_output: Option<u32>,
     pub result: Result<Success, Failure>,
 }
 
@@ -35,22 +48,35 @@ pub(crate) struct Success {
     /// instant: that is when the client could first see them.
     pub chunks: Vec<Instant>,
     pub output_tokens: u64,
+    /// `usage.prompt_tokens`, when the server reported it.
+    pub prompt_tokens: Option<u64>,
     pub streamed: bool,
 }
 
 impl Outcome {
+    /// From the scheduled send time to the end.
     pub fn e2e(&self) -> Duration {
-        self.end - self.sent
+        self.end.saturating_duration_since(self.scheduled)
     }
 
-    /// Time to the first content chunk. A whole (non-streamed) answer arrives at once, so there
-    /// TTFT is the end-to-end latency, as in benchmark_serving.
+    /// Time from the scheduled send to the first content chunk. A whole (non-streamed) answer
+    /// arrives at once, so there TTFT is the end-to-end latency, as in benchmark_serving.
     pub fn ttft(&self) -> Option<Duration> {
         let ok = self.result.as_ref().ok()?;
         if ok.streamed {
-            ok.chunks.first().map(|&first| first - self.sent)
+            ok.chunks
+                .first()
+                .map(|&first| first.saturating_duration_since(self.scheduled))
         } else {
             Some(self.e2e())
+        }
+    }
+
+    /// Completed, but with fewer tokens than the server was held to.
+    pub fn is_short(&self) -> bool {
+        match (&self.result, self.promised_output) {
+            (Ok(ok), Some(promised)) => ok.output_tokens < u64::from(promised),
+            _ => false,
         }
     }
 }
@@ -67,6 +93,9 @@ pub(crate) enum Failure {
     BadBody,
     /// Any other transport error while sending.
     Transport,
+    /// A well-formed answer with no generated tokens. Never a success: a server that answers
+    /// instantly with nothing would otherwise post the best numbers of the sweep.
+    ZeroTokens,
 }
 
 impl Failure {
@@ -78,6 +107,7 @@ impl Failure {
             Failure::StreamCut => "stream_cut".into(),
             Failure::BadBody => "bad_body".into(),
             Failure::Transport => "transport".into(),
+            Failure::ZeroTokens => "zero_tokens".into(),
         }
     }
 }
@@ -99,18 +129,36 @@ pub(crate) fn build_client(max_concurrency: u32) -> Result<reqwest::Client, Benc
 pub(crate) async fn send(
     client: &reqwest::Client,
     target: &Target,
-    body: Bytes,
-    input_tokens: u64,
+    index: usize,
+    req: &PreparedRequest,
+    scheduled: Instant,
 ) -> Outcome {
+    let url_index = index % target.urls.len();
     let sent = Instant::now();
-    let result = match tokio::time::timeout(target.timeout, exchange(client, target, body)).await {
+    let exchange = exchange(client, target, &target.urls[url_index], req.body.clone());
+    let result = match tokio::time::timeout(target.timeout, exchange).await {
+        Ok(Ok(ok)) if ok.output_tokens == 0 => Err(Failure::ZeroTokens),
         Ok(result) => result,
         Err(_) => Err(Failure::Timeout),
     };
     Outcome {
+        index,
+        scheduled: scheduled.min(sent),
         sent,
         end: Instant::now(),
-        input_tokens,
+        // Token-id prompts are exact; a text prompt's estimate gives way to the server's count.
+        input_tokens: match (&result, req.input_exact) {
+            (
+                Ok(Success {
+                    prompt_tokens: Some(p),
+                    ..
+                }),
+                false,
+            ) => *p,
+            _ => u64::from(req.input_len),
+        },
+        url_index,
+        promised_output: target.ignore_eos.then_some(req.output_len),
         result,
     }
 }
@@ -118,10 +166,11 @@ pub(crate) async fn send(
 async fn exchange(
     client: &reqwest::Client,
     target: &Target,
+    url: &str,
     body: Bytes,
 ) -> Result<Success, Failure> {
     let resp = client
-        .post(&target.url)
+        .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(body)
         .send()
@@ -154,7 +203,7 @@ async fn read_stream(resp: reqwest::Response) -> Result<Success, Failure> {
     let mut stream = resp.bytes_stream();
     let mut parser = Parser::new();
     let mut chunks = Vec::new();
-    let mut usage_tokens = None;
+    let mut usage = None;
     // Ends when the server sends [DONE] or closes the stream; the caller's timeout bounds both.
     while let Some(read) = stream.next().await {
         let bytes = read.map_err(|_| Failure::StreamCut)?;
@@ -162,10 +211,12 @@ async fn read_stream(resp: reqwest::Response) -> Result<Success, Failure> {
         for event in parser.push(&bytes) {
             match event {
                 Event::Done => {
-                    let output_tokens = usage_tokens.unwrap_or(chunks.len() as u64);
+                    let output_tokens =
+                        usage.map_or(chunks.len() as u64, |u: Usage| u.completion_tokens);
                     return Ok(Success {
                         chunks,
                         output_tokens,
+                        prompt_tokens: usage.map(|u| u.prompt_tokens),
                         streamed: true,
                     });
                 }
@@ -174,8 +225,8 @@ async fn read_stream(resp: reqwest::Response) -> Result<Success, Failure> {
                     if chunk.has_text() {
                         chunks.push(arrived);
                     }
-                    if let Some(usage) = chunk.usage {
-                        usage_tokens = Some(usage.completion_tokens);
+                    if chunk.usage.is_some() {
+                        usage = chunk.usage;
                     }
                 }
             }
@@ -196,6 +247,7 @@ async fn read_whole(resp: reqwest::Response) -> Result<Success, Failure> {
     Ok(Success {
         chunks: if has_text { vec![arrived] } else { vec![] },
         output_tokens,
+        prompt_tokens: chunk.usage.map(|u| u.prompt_tokens),
         streamed: false,
     })
 }
@@ -218,6 +270,9 @@ struct Choice {
     /// Chat-shaped servers put streamed text here.
     #[serde(default)]
     delta: Option<Delta>,
+    /// And whole chat answers here.
+    #[serde(default)]
+    message: Option<Delta>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -230,12 +285,12 @@ impl Chunk {
     fn has_text(&self) -> bool {
         self.choices.first().is_some_and(|c| {
             let text = c.text.as_deref().unwrap_or_default();
-            let delta = c
-                .delta
-                .as_ref()
-                .and_then(|d| d.content.as_deref())
-                .unwrap_or_default();
-            !text.is_empty() || !delta.is_empty()
+            let content = |d: &Option<Delta>| {
+                d.as_ref()
+                    .and_then(|d| d.content.as_deref())
+                    .is_some_and(|c| !c.is_empty())
+            };
+            !text.is_empty() || content(&c.delta) || content(&c.message)
         })
     }
 }
@@ -260,6 +315,7 @@ mod tests {
         assert_eq!(Failure::Connect.kind(), "connect");
         assert_eq!(Failure::StreamCut.kind(), "stream_cut");
         assert_eq!(Failure::BadBody.kind(), "bad_body");
+        assert_eq!(Failure::ZeroTokens.kind(), "zero_tokens");
     }
 
     #[test]
@@ -270,6 +326,8 @@ mod tests {
         let c = parse_chunk(br#"{"choices":[{"text":"a"}]}"#).unwrap();
         assert!(c.has_text());
         let c = parse_chunk(br#"{"choices":[{"delta":{"content":"b"}}]}"#).unwrap();
+        assert!(c.has_text());
+        let c = parse_chunk(br#"{"choices":[{"message":{"content":"c"}}]}"#).unwrap();
         assert!(c.has_text());
         let c = parse_chunk(
             br#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":9,"total_tokens":12}}"#,

@@ -1,32 +1,23 @@
 //! The closed loop: at most C requests in flight, each worker sending its next request as soon as
-//! the previous one ends, until the point's requests are used up.
+//! the previous one ends, until the point's requests (or its time) are used up.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 use crate::client::{self, Outcome, Target};
+use crate::progress::{Progress, Reporter};
 use crate::workload::PreparedRequest;
 
-/// How often progress lines go to stderr.
-const PROGRESS_EVERY: Duration = Duration::from_secs(2);
-
-/// Counters the progress line reads while workers run.
-#[derive(Debug, Default)]
-struct Progress {
-    done: AtomicU64,
-    failed: AtomicU64,
-    in_flight: AtomicU64,
-}
-
-/// Sends every request with at most `concurrency` in flight and returns the outcomes in request
-/// order. Bounded: each worker takes requests from a shared counter until none are left, and each
-/// request is bounded by the target's timeout.
+/// Sends the requests with at most `concurrency` in flight and returns the outcomes in request
+/// order. Bounded: each worker takes requests from a shared counter until none are left or the
+/// deadline has passed, and each request is bounded by the target's timeout.
 pub(crate) async fn run(
     client: &reqwest::Client,
     target: &Arc<Target>,
     requests: Vec<PreparedRequest>,
     concurrency: u32,
+    deadline: Option<Instant>,
     label: &str,
 ) -> Vec<Outcome> {
     let total = requests.len();
@@ -34,6 +25,7 @@ pub(crate) async fn run(
     let next = Arc::new(AtomicUsize::new(0));
     let progress = Arc::new(Progress::default());
     let workers = (concurrency as usize).clamp(1, total.max(1));
+    let _reporter = Reporter::start(&progress, label, total);
 
     let mut handles = Vec::with_capacity(workers);
     for _ in 0..workers {
@@ -48,39 +40,20 @@ pub(crate) async fn run(
         handles.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             loop {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
+                }
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(req) = requests.get(i) else { break };
-                progress.in_flight.fetch_add(1, Ordering::Relaxed);
-                let outcome =
-                    client::send(&client, &target, req.body.clone(), u64::from(req.input_len))
-                        .await;
-                progress.in_flight.fetch_sub(1, Ordering::Relaxed);
-                if outcome.result.is_err() {
-                    progress.failed.fetch_add(1, Ordering::Relaxed);
-                }
-                progress.done.fetch_add(1, Ordering::Relaxed);
+                progress.started();
+                // Closed loop: the request is due exactly when the worker gets to it.
+                let outcome = client::send(&client, &target, i, req, Instant::now()).await;
+                progress.finished(&outcome);
                 mine.push((i, outcome));
             }
             mine
         }));
     }
-
-    let reporter = {
-        let (progress, label) = (Arc::clone(&progress), label.to_string());
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(PROGRESS_EVERY);
-            tick.tick().await; // the first tick is immediate; nothing to say yet
-            loop {
-                tick.tick().await;
-                eprintln!(
-                    "{label} done {}/{total} in-flight {} failed {}",
-                    progress.done.load(Ordering::Relaxed),
-                    progress.in_flight.load(Ordering::Relaxed),
-                    progress.failed.load(Ordering::Relaxed),
-                );
-            }
-        })
-    };
 
     let mut indexed = Vec::with_capacity(total);
     for handle in handles {
@@ -90,7 +63,6 @@ pub(crate) async fn run(
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         }
     }
-    reporter.abort();
     indexed.sort_by_key(|(i, _)| *i);
     indexed.into_iter().map(|(_, o)| o).collect()
 }

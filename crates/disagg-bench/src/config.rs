@@ -3,28 +3,77 @@
 use crate::{BenchConfig, BenchError};
 
 impl BenchConfig {
-    /// `{url}{endpoint}`, without doubling the slash between them.
-    pub(crate) fn request_url(&self) -> String {
-        format!(
-            "{}/{}",
-            self.url.trim_end_matches('/'),
-            self.endpoint.trim_start_matches('/')
-        )
+    /// The endpoint on every router: `url` first, then `extra_urls`.
+    pub(crate) fn request_urls(&self) -> Vec<String> {
+        std::iter::once(&self.url)
+            .chain(&self.extra_urls)
+            .map(|u| join(u, &self.endpoint))
+            .collect()
+    }
+
+    /// Chat endpoints take messages of text, not token ids.
+    pub(crate) fn is_chat(&self) -> bool {
+        self.endpoint
+            .trim_end_matches('/')
+            .ends_with("chat/completions")
+    }
+
+    pub(crate) fn is_open_loop(&self) -> bool {
+        !self.request_rates.is_empty()
     }
 
     pub(crate) fn validate(&self) -> Result<(), BenchError> {
         let bad = |msg: String| Err(BenchError::Config(msg));
-        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+        for url in std::iter::once(&self.url).chain(&self.extra_urls) {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return bad(format!("url {url:?} must start with http:// or https://"));
+            }
+        }
+        if self.is_open_loop() {
+            if let Some(r) = self.request_rates.iter().find(|r| r.is_nan() || **r <= 0.0) {
+                return bad(format!("request rate {r} must be positive (or inf)"));
+            }
+            if self.num_prompts.is_none() {
+                return bad("the open loop (request rates) needs num_prompts".into());
+            }
+            if !(self.burstiness > 0.0 && self.burstiness.is_finite()) {
+                return bad(format!("burstiness {} must be positive", self.burstiness));
+            }
+        } else {
+            if self.concurrency.is_empty() {
+                return bad("no concurrency points".into());
+            }
+            if self.concurrency.contains(&0) {
+                return bad("concurrency 0 would send nothing".into());
+            }
+        }
+        if self.max_concurrency == Some(0) {
+            return bad("max concurrency 0 would send nothing".into());
+        }
+        if self.num_prompts == Some(0) {
+            return bad("num_prompts 0 would send nothing".into());
+        }
+        if self.duration_limit.is_some_and(|d| d.is_zero()) {
+            return bad("the duration limit must be positive".into());
+        }
+        if let Some(sp) = &self.shared_prefix {
+            let (shortest, _) = crate::workload::length_bounds(self.isl, self.range_ratio);
+            if sp.prefix_len == 0 || sp.prefix_len >= shortest {
+                return bad(format!(
+                    "shared prefix of {} tokens must be at least 1 and below the shortest input \
+                     ({shortest} tokens)",
+                    sp.prefix_len
+                ));
+            }
+            if self.dataset.is_some() {
+                return bad("shared-prefix mode makes its own prompts; drop the dataset".into());
+            }
+        }
+        if !(0.0..=1.0).contains(&self.max_failure_rate) {
             return bad(format!(
-                "url {:?} must start with http:// or https://",
-                self.url
+                "max failure rate {} must be in [0, 1]",
+                self.max_failure_rate
             ));
-        }
-        if self.concurrency.is_empty() {
-            return bad("no concurrency points".into());
-        }
-        if self.concurrency.contains(&0) {
-            return bad("concurrency 0 would send nothing".into());
         }
         if self.rounds == 0 {
             return bad("rounds must be at least 1".into());
@@ -53,4 +102,13 @@ impl BenchConfig {
         }
         Ok(())
     }
+}
+
+/// `{url}{endpoint}`, without doubling the slash between them.
+fn join(url: &str, endpoint: &str) -> String {
+    format!(
+        "{}/{}",
+        url.trim_end_matches('/'),
+        endpoint.trim_start_matches('/')
+    )
 }

@@ -1,32 +1,51 @@
-//! `disagg bench`: a closed-loop load generator with benchmark_serving's metrics and outputs.
+//! `disagg bench`: a closed- and open-loop load generator with benchmark_serving's metrics and
+//! outputs.
 //!
 //! API contract (stable; the harness and the binary rely on it):
 //! - [`BenchConfig`]: one sweep's settings, built from flags ([`BenchArgs`]) or from a case.
 //! - [`canary`]: one small generation that must produce tokens.
-//! - [`run_sweep`]: warmup + the closed-loop points; returns per-point metrics.
-//! - [`text_summary`]: benchmark_serving's text block for one point (PROTOCOLS.md §4).
+//! - [`run_sweep`]: warmup + the points (closed-loop concurrencies or open-loop rates); returns
+//!   per-point metrics and every request's timeline.
+//! - [`text_summary`]: benchmark_serving's text block for one point (PROTOCOLS.md §4), and
+//!   [`details_summary`]: what that block has no line for (failures by type, per-GPU rates).
+//! - [`Sweep::invalid_reason`], [`Sweep::warnings`], [`Sweep::write_outputs`].
 //! - [`run`]: the standalone command.
 //!
-//! How it works: a seeded workload (`workload.rs`) of random token-id prompts is serialized up
-//! front; the closed loop (`closed_loop.rs`) keeps C requests in flight, and the client
-//! (`client.rs`) records each request's monotonic instants (sent, every content chunk, end).
+//! How it works: a seeded workload (`workload.rs`) — random token ids by default, words for chat
+//! endpoints (`text.rs`), a dataset (`dataset.rs`) or shared prefixes — is serialized up front;
+//! the closed loop (`closed_loop.rs`) keeps C requests in flight, the open loop
+//! (`open_loop.rs`) sends on a seeded gamma schedule (`arrivals.rs`) and charges each request
+//! from its scheduled time, and the client (`client.rs`) records each request's monotonic
+//! instants (scheduled, sent, every content chunk, end).
 //! `metrics.rs` turns those timelines into benchmark_serving's numbers, and `summary.rs` prints
-//! them in its exact layout so existing harness regexes keep working. A sweep is invalid when any
-//! request failed or a point generated no tokens: numbers from a half-broken server must never
-//! look like a result.
+//! them in its exact layout so existing harness regexes keep working. A sweep is invalid when a
+//! point's failure rate is over `max_failure_rate` (default 0) or any request generated no
+//! tokens: numbers from a half-broken server must never look like a result.
 
+mod arrivals;
 mod canary;
 mod cli;
 mod client;
 mod closed_loop;
 mod config;
+mod dataset;
+mod histogram;
 mod metrics;
+mod open_loop;
+mod outputs;
+mod progress;
+mod record;
+mod slo;
 mod summary;
 mod sweep;
+mod text;
 mod workload;
 
+pub use histogram::LatencyHistograms;
+
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// One sweep's settings.
@@ -51,14 +70,95 @@ pub struct BenchConfig {
     pub seed: u64,
     /// Extra percentiles to report besides p99 (e.g. 50, 90).
     pub percentiles: Vec<f64>,
+    /// Highest share of failed requests (0 to 1) a point may have and still be valid.
+    pub max_failure_rate: f64,
+    /// Ask the server to ignore EOS so every output is exactly the requested length; shorter
+    /// outputs are then counted and flagged.
+    pub ignore_eos: bool,
+    /// More routers besides `url`; requests are spread round-robin over all of them.
+    pub extra_urls: Vec<String>,
+    /// Open loop: one point per rate (requests/s, `f64::INFINITY` = all at once). Empty means
+    /// the closed loop over `concurrency`.
+    pub request_rates: Vec<f64>,
+    /// Requests per point. Required in the open loop; in the closed loop it replaces
+    /// `concurrency × rounds`.
+    pub num_prompts: Option<u64>,
+    /// Shape of the gamma distribution of open-loop gaps: 1 is Poisson, lower is burstier.
+    pub burstiness: f64,
+    /// Open loop: at most this many requests in flight; a request held back is charged the wait.
+    pub max_concurrency: Option<u32>,
+    /// No request of a point is sent after this much time; those in flight finish.
+    pub duration_limit: Option<Duration>,
+    /// Objectives for goodput; `None` leaves goodput out, as benchmark_serving does.
+    pub goodput: Option<Slo>,
+    /// GPUs serving the model, for tok/s per GPU; `None` leaves those numbers out.
+    pub gpus: Option<NonZeroU32>,
+    /// A ShareGPT JSON or JSONL (`input_ids` or `prompt`, plus `output_tokens`) file to take
+    /// prompts and output lengths from instead of random ones.
+    pub dataset: Option<PathBuf>,
+    /// A local HuggingFace `tokenizer.json` to size text prompts and estimate text lengths.
+    pub tokenizer: Option<PathBuf>,
+    /// Random prompts that open with one of N fixed prefixes.
+    pub shared_prefix: Option<SharedPrefix>,
+}
+
+/// Shared-prefix mode: request k opens with group (k mod `groups`)'s `prefix_len`-token prefix;
+/// the rest of its input (ISL minus the prefix) is fresh.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SharedPrefix {
+    pub groups: NonZeroU32,
+    pub prefix_len: u32,
+}
+
+/// Goodput objectives in milliseconds; a request counts toward goodput when it meets every one
+/// that is set. Parsed from `ttft:MS,tpot:MS,e2el:MS`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Slo {
+    pub ttft_ms: Option<f64>,
+    pub tpot_ms: Option<f64>,
+    pub e2el_ms: Option<f64>,
+}
+
+impl Default for BenchConfig {
+    /// The standalone command's defaults, so callers can write `..BenchConfig::default()`.
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:8000".into(),
+            endpoint: "/v1/completions".into(),
+            model: "sim".into(),
+            isl: 1024,
+            osl: 128,
+            range_ratio: 0.0,
+            concurrency: vec![1],
+            rounds: 4,
+            warmup: 0,
+            streaming: true,
+            request_timeout: Duration::from_secs(60),
+            seed: 0,
+            percentiles: Vec::new(),
+            max_failure_rate: 0.0,
+            ignore_eos: true,
+            extra_urls: Vec::new(),
+            request_rates: Vec::new(),
+            num_prompts: None,
+            burstiness: 1.0,
+            max_concurrency: None,
+            duration_limit: None,
+            goodput: None,
+            gpus: None,
+            dataset: None,
+            tokenizer: None,
+            shared_prefix: None,
+        }
+    }
 }
 
 /// `disagg bench` flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// Base URL of the server under test.
-    #[arg(long)]
-    pub url: String,
+    /// Base URL of the server under test; repeat to spread the load over several routers.
+    #[arg(long, required = true)]
+    pub url: Vec<String>,
     /// Path of the completions endpoint, appended to the URL.
     #[arg(long, default_value = "/v1/completions")]
     pub endpoint: String,
@@ -74,9 +174,43 @@ pub struct BenchArgs {
     /// Input and output lengths are uniform in [L·(1−r), L·(1+r)]; 0 means exact.
     #[arg(long, default_value_t = 0.0)]
     pub range_ratio: f64,
-    /// Concurrency points, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "1")]
+    /// Closed-loop concurrency points, comma-separated [default: 1].
+    #[arg(long, value_delimiter = ',', conflicts_with = "request_rate")]
     pub concurrency: Vec<u32>,
+    /// Open loop: request rates (req/s, `inf` = all at once), one point each, comma-separated.
+    #[arg(long, value_delimiter = ',', requires = "num_prompts")]
+    pub request_rate: Vec<f64>,
+    /// Requests per point (required with --request-rate; replaces concurrency × rounds).
+    #[arg(long)]
+    pub num_prompts: Option<u64>,
+    /// Gamma shape of open-loop gaps: 1 is Poisson, lower is burstier.
+    #[arg(long, default_value_t = 1.0)]
+    pub burstiness: f64,
+    /// Open loop: at most this many requests in flight.
+    #[arg(long)]
+    pub max_concurrency: Option<u32>,
+    /// Stop sending a point's requests after this long, e.g. `5m`; those in flight finish.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Goodput objectives in ms, any of `ttft:MS,tpot:MS,e2el:MS`.
+    #[arg(long)]
+    pub goodput: Option<Slo>,
+    /// GPUs serving the model, to report tok/s per GPU.
+    #[arg(long)]
+    pub gpus: Option<NonZeroU32>,
+    /// Prompts from a ShareGPT JSON or a JSONL file (`input_ids` or `prompt`, plus
+    /// `output_tokens`), used in file order.
+    #[arg(long)]
+    pub dataset: Option<PathBuf>,
+    /// Local HuggingFace tokenizer.json to size text prompts (read offline).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Shared-prefix mode: this many groups, each with a common prefix.
+    #[arg(long, requires = "shared_prefix_len", conflicts_with = "dataset")]
+    pub shared_prefix_groups: Option<NonZeroU32>,
+    /// Shared-prefix mode: prefix length in tokens (part of --isl).
+    #[arg(long, requires = "shared_prefix_groups")]
+    pub shared_prefix_len: Option<u32>,
     /// Requests per point = concurrency × rounds.
     #[arg(long, default_value_t = 4)]
     pub rounds: u32,
@@ -95,7 +229,15 @@ pub struct BenchArgs {
     /// Percentiles to report besides p99, comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub percentiles: Vec<f64>,
-    /// Where to write results.json and the text summary.
+    /// Highest share of failed requests (0 to 1) a point may have and still be valid.
+    #[arg(long, default_value_t = 0.0)]
+    pub max_failure_rate: f64,
+    /// Ask the server to ignore EOS so outputs have exactly the requested length
+    /// (`--ignore-eos=false` lets the model stop early).
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true",
+          action = clap::ArgAction::Set)]
+    pub ignore_eos: bool,
+    /// Where to write results.json, summary.txt, results.csv, requests.jsonl and hdr/.
     #[arg(long)]
     pub output_dir: Option<PathBuf>,
 }
@@ -124,12 +266,25 @@ pub struct Metrics {
     pub duration_s: f64,
     pub completed: u64,
     pub failed: u64,
+    /// Requests that completed with zero generated tokens (also counted in `failed`).
+    pub zero_token_requests: u64,
+    /// With `ignore_eos`, completed requests that generated fewer tokens than requested.
+    pub short_outputs: u64,
     pub total_input_tokens: u64,
     pub total_output_tokens: u64,
     pub request_throughput: f64,
     pub output_throughput: f64,
     pub total_token_throughput: f64,
     pub user_throughput: f64,
+    /// Completed requests meeting every goodput objective, per second; `None` without
+    /// objectives.
+    pub request_goodput: Option<f64>,
+    /// Output and total tokens per second per GPU; `None` when the GPU count is not given.
+    pub output_throughput_per_gpu: Option<f64>,
+    pub total_token_throughput_per_gpu: Option<f64>,
+    /// The latest any request left after its scheduled time: how far the client fell behind
+    /// its own load model (always 0 in a closed loop, where requests are due when sent).
+    pub max_send_lag_ms: f64,
     pub ttft: LatencyStats,
     pub tpot: LatencyStats,
     pub itl: LatencyStats,
@@ -139,10 +294,40 @@ pub struct Metrics {
 /// One point of the sweep.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PointResult {
-    pub concurrency: u32,
+    /// The cap on requests in flight: the closed loop's concurrency, or the open loop's
+    /// `max_concurrency` (`None`: uncapped).
+    pub concurrency: Option<u32>,
+    /// The open loop's arrival rate (req/s); `None` for the closed loop.
+    pub request_rate: Option<f64>,
     pub metrics: Metrics,
     /// Failed requests by error kind.
     pub errors: BTreeMap<String, u64>,
+    /// Every measured request's timeline, in request order (warmup excluded).
+    pub requests: Vec<RequestRecord>,
+    /// TTFT, TPOT, ITL and E2EL in HDR histograms (nanoseconds).
+    pub histograms: LatencyHistograms,
+}
+
+/// One request's monotonic timeline. Times are nanoseconds from the point's first scheduled
+/// send; `scheduled_ns` is when the load model meant to send it, `sent_ns` when it left.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RequestRecord {
+    /// Position in the point's request sequence (the same seed gives the same request here).
+    pub index: u64,
+    /// Which URL (0 = `url`, then `extra_urls` in order) it was sent to.
+    pub url_index: usize,
+    pub scheduled_ns: u64,
+    pub sent_ns: u64,
+    /// Arrival of every chunk that carried text.
+    pub chunk_ns: Vec<u64>,
+    pub end_ns: u64,
+    pub input_tokens: u64,
+    /// `None` for a failed request.
+    pub output_tokens: Option<u64>,
+    /// The length the server was held to with `ignore_eos`, if it was.
+    pub requested_output_tokens: Option<u32>,
+    /// The failure kind (`http_500`, `timeout`, `zero_tokens`, ...) of a failed request.
+    pub error: Option<String>,
 }
 
 impl PointResult {
@@ -156,12 +341,27 @@ impl PointResult {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sweep {
     pub points: Vec<PointResult>,
+    /// The failure-rate limit the sweep was run with ([`BenchConfig::max_failure_rate`]).
+    pub max_failure_rate: f64,
 }
 
 impl Sweep {
-    /// Why these results are not valid (failed requests, zero generated tokens), if they are not.
+    /// Why these results are not valid, if they are not: a point whose failure rate is over the
+    /// limit, any request with zero generated tokens, a point with no output at all.
     pub fn invalid_reason(&self) -> Option<String> {
         sweep::invalid_reason(self)
+    }
+
+    /// Writes results.json, summary.txt, results.csv, requests.jsonl and the HDR distributions
+    /// (`hdr/point<N>_<metric>.hgrm`) into `dir`, creating it.
+    pub fn write_outputs(&self, dir: &Path, percentiles: &[f64]) -> Result<(), BenchError> {
+        outputs::write(dir, self, percentiles)
+    }
+
+    /// Problems that do not invalidate the results but must be seen (outputs shorter than
+    /// requested despite `ignore_eos`).
+    pub fn warnings(&self) -> Vec<String> {
+        sweep::warnings(self)
     }
 }
 
@@ -172,6 +372,15 @@ pub enum BenchError {
     Canary { url: String, reason: String },
     #[error("bad settings: {0}")]
     Config(String),
+    #[error("dataset {}{}: {reason}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Dataset {
+        path: PathBuf,
+        /// 1-based line of the bad entry, when one is to blame.
+        line: Option<usize>,
+        reason: String,
+    },
+    #[error("tokenizer {}: {reason}", path.display())]
+    Tokenizer { path: PathBuf, reason: String },
     #[error("cannot write {path}: {source}")]
     Write {
         path: PathBuf,
@@ -192,6 +401,12 @@ pub async fn run_sweep(cfg: &BenchConfig) -> Result<Sweep, BenchError> {
 /// benchmark_serving's text block for one point.
 pub fn text_summary(point: &PointResult) -> String {
     summary::text_summary(point)
+}
+
+/// What benchmark_serving's block has no line for, printed after it: failures by type and
+/// short outputs. Empty when there is nothing to say.
+pub fn details_summary(point: &PointResult) -> String {
+    summary::details_summary(point)
 }
 
 /// The standalone command; `Ok(false)` when the results are invalid.

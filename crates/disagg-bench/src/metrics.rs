@@ -1,25 +1,44 @@
 //! benchmark_serving's metric definitions (PROTOCOLS.md §4), computed from request timelines.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
-use crate::client::Outcome;
-use crate::{LatencyStats, Metrics};
+use crate::client::{Failure, Outcome};
+use crate::histogram::{self, LatencyHistograms};
+use crate::{LatencyStats, Metrics, Slo};
 
-/// Metrics of one point plus its failures by kind.
-pub(crate) fn compute(
-    outcomes: &[Outcome],
-    extra_percentiles: &[f64],
-) -> (Metrics, BTreeMap<String, u64>) {
+/// What the point's numbers are judged and divided by.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Scales<'a> {
+    pub extra_percentiles: &'a [f64],
+    pub goodput: Option<Slo>,
+    pub gpus: Option<NonZeroU32>,
+}
+
+/// What one point's outcomes come to.
+#[derive(Debug)]
+pub(crate) struct Computed {
+    pub metrics: Metrics,
+    /// Failed requests by kind.
+    pub errors: BTreeMap<String, u64>,
+    pub histograms: LatencyHistograms,
+}
+
+/// Metrics of one point, its failures by kind and its latency histograms.
+pub(crate) fn compute(outcomes: &[Outcome], scales: Scales<'_>) -> Computed {
+    let extra_percentiles = scales.extra_percentiles;
+    let mut good = 0u64;
     let mut errors = BTreeMap::new();
     let mut ttft = Vec::new();
     let mut tpot = Vec::new();
     let mut itl = Vec::new();
     let mut e2el = Vec::new();
     let mut user_tput = Vec::new();
-    let (mut completed, mut input, mut output) = (0u64, 0u64, 0u64);
+    let (mut completed, mut input, mut output, mut short) = (0u64, 0u64, 0u64, 0u64);
 
     for o in outcomes {
+        short += u64::from(o.is_short());
         let ok = match &o.result {
             Ok(ok) => ok,
             Err(failure) => {
@@ -38,8 +57,14 @@ pub(crate) fn compute(
         if let Some(first) = o.ttft() {
             ttft.push(ms(first));
             // One token has no "per output token" time; benchmark_serving leaves it out.
-            if ok.output_tokens > 1 {
-                tpot.push(ms(e2e.saturating_sub(first)) / (ok.output_tokens - 1) as f64);
+            let request_tpot = (ok.output_tokens > 1)
+                .then(|| ms(e2e.saturating_sub(first)) / (ok.output_tokens - 1) as f64);
+            tpot.extend(request_tpot);
+            if scales
+                .goodput
+                .is_some_and(|slo| slo.met(ms(first), request_tpot, ms(e2e)))
+            {
+                good += 1;
             }
         }
         itl.extend(ok.chunks.windows(2).map(|w| ms(w[1] - w[0])));
@@ -53,27 +78,53 @@ pub(crate) fn compute(
             0.0
         }
     };
+    let histograms = LatencyHistograms {
+        ttft: histogram::from_ms(&ttft),
+        tpot: histogram::from_ms(&tpot),
+        itl: histogram::from_ms(&itl),
+        e2el: histogram::from_ms(&e2el),
+    };
     let metrics = Metrics {
         duration_s,
         completed,
         failed: outcomes.len() as u64 - completed,
+        zero_token_requests: errors
+            .get(&Failure::ZeroTokens.kind())
+            .copied()
+            .unwrap_or(0),
+        short_outputs: short,
         total_input_tokens: input,
         total_output_tokens: output,
         request_throughput: per_s(completed as f64),
         output_throughput: per_s(output as f64),
         total_token_throughput: per_s((input + output) as f64),
         user_throughput: mean(&user_tput),
+        request_goodput: scales.goodput.map(|_| per_s(good as f64)),
+        output_throughput_per_gpu: scales
+            .gpus
+            .map(|g| per_s(output as f64) / f64::from(g.get())),
+        total_token_throughput_per_gpu: scales
+            .gpus
+            .map(|g| per_s((input + output) as f64) / f64::from(g.get())),
+        max_send_lag_ms: outcomes
+            .iter()
+            .map(|o| ms(o.sent.saturating_duration_since(o.scheduled)))
+            .fold(0.0, f64::max),
         ttft: stats(ttft, extra_percentiles),
         tpot: stats(tpot, extra_percentiles),
         itl: stats(itl, extra_percentiles),
         e2el: stats(e2el, extra_percentiles),
     };
-    (metrics, errors)
+    Computed {
+        metrics,
+        errors,
+        histograms,
+    }
 }
 
-/// From the first send to the last completion.
+/// From the first scheduled send to the last completion.
 fn span(outcomes: &[Outcome]) -> Duration {
-    let first: Option<Instant> = outcomes.iter().map(|o| o.sent).min();
+    let first: Option<Instant> = outcomes.iter().map(|o| o.scheduled).min();
     let last: Option<Instant> = outcomes.iter().map(|o| o.end).max();
     match (first, last) {
         (Some(first), Some(last)) => last.saturating_duration_since(first),
@@ -143,7 +194,7 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::{Failure, Success};
+    use crate::client::Success;
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() < 1e-9
@@ -160,7 +211,11 @@ mod tests {
     ) -> Outcome {
         let sent = t0 + Duration::from_millis(start_ms);
         Outcome {
+            scheduled: sent,
             sent,
+            promised_output: None,
+            url_index: 0,
+            index: 0,
             end: sent + Duration::from_millis(end_ms),
             input_tokens: 10,
             result: Ok(Success {
@@ -169,6 +224,7 @@ mod tests {
                     .map(|&c| sent + Duration::from_millis(c))
                     .collect(),
                 output_tokens: tokens,
+                prompt_tokens: None,
                 streamed: true,
             }),
         }
@@ -206,7 +262,9 @@ mod tests {
                 ..Default::default()
             }
         );
-        let (m, errors) = compute(&[], &[]);
+        let Computed {
+            metrics: m, errors, ..
+        } = compute(&[], Scales::default());
         assert_eq!(m, Metrics::default());
         assert!(errors.is_empty());
     }
@@ -225,7 +283,9 @@ mod tests {
             // A single token: counts for TTFT and E2EL, not for TPOT; no ITL gaps.
             streamed(t0, 10, &[50], 60, 1),
         ];
-        let (m, errors) = compute(&outcomes, &[]);
+        let Computed {
+            metrics: m, errors, ..
+        } = compute(&outcomes, Scales::default());
         assert!(errors.is_empty());
         assert_eq!(m.completed, 2);
         assert_eq!(m.failed, 0);
@@ -256,7 +316,13 @@ mod tests {
             streamed(t0, 0, &[5, 6, 8], 8, 3),
             streamed(t0, 0, &[5, 9], 9, 2),
         ];
-        let (m, _) = compute(&outcomes, &[50.0]);
+        let Computed { metrics: m, .. } = compute(
+            &outcomes,
+            Scales {
+                extra_percentiles: &[50.0],
+                ..Scales::default()
+            },
+        );
         // Gaps 1, 2 and 4 ms.
         assert!(close(m.itl.mean_ms, 7.0 / 3.0));
         assert!(close(m.itl.median_ms, 2.0));
@@ -267,6 +333,10 @@ mod tests {
     fn failures_are_counted_by_kind_and_left_out_of_latencies() {
         let t0 = Instant::now();
         let failed = |start: u64, end: u64, f: Failure| Outcome {
+            scheduled: t0 + Duration::from_millis(start),
+            promised_output: None,
+            url_index: 0,
+            index: 0,
             sent: t0 + Duration::from_millis(start),
             end: t0 + Duration::from_millis(end),
             input_tokens: 10,
@@ -278,7 +348,9 @@ mod tests {
             failed(1, 6, Failure::Status(500)),
             failed(2, 40, Failure::Timeout),
         ];
-        let (m, errors) = compute(&outcomes, &[]);
+        let Computed {
+            metrics: m, errors, ..
+        } = compute(&outcomes, Scales::default());
         assert_eq!(m.completed, 1);
         assert_eq!(m.failed, 3);
         assert_eq!(m.total_input_tokens, 10);
@@ -292,20 +364,108 @@ mod tests {
     }
 
     #[test]
+    fn goodput_counts_requests_meeting_every_objective() {
+        let t0 = Instant::now();
+        let outcomes = [
+            // TTFT 30, TPOT 10, E2EL 50: meets all.
+            streamed(t0, 0, &[30, 40, 50], 50, 3),
+            // TTFT 80: misses ttft.
+            streamed(t0, 0, &[80, 90], 90, 2),
+            // TTFT 20, TPOT 40: misses tpot.
+            streamed(t0, 0, &[20, 60], 60, 2),
+            // One token: no TPOT to miss; TTFT 40 meets.
+            streamed(t0, 0, &[40], 40, 1),
+            // Still within goodput's span (0 to 100 ms), but a failure never counts.
+            Outcome {
+                result: Err(Failure::Status(500)),
+                ..streamed(t0, 0, &[], 100, 0)
+            },
+        ];
+        let slo = "ttft:50,tpot:20".parse().unwrap();
+        let gpus = NonZeroU32::new(4);
+        let Computed { metrics: m, .. } = compute(
+            &outcomes,
+            Scales {
+                goodput: Some(slo),
+                gpus,
+                ..Scales::default()
+            },
+        );
+        assert!(close(m.request_goodput.unwrap(), 2.0 / 0.100));
+        assert!(close(
+            m.output_throughput_per_gpu.unwrap(),
+            8.0 / 0.100 / 4.0
+        ));
+        assert!(close(
+            m.total_token_throughput_per_gpu.unwrap(),
+            (40.0 + 8.0) / 0.100 / 4.0
+        ));
+        let Computed { metrics: m, .. } = compute(&outcomes, Scales::default());
+        assert_eq!(
+            (m.request_goodput, m.output_throughput_per_gpu),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn open_loop_latency_counts_from_the_scheduled_time() {
+        let t0 = Instant::now();
+        // Due at 0 but held 50 ms by the concurrency cap; first chunk 30 ms after leaving.
+        let mut late = streamed(t0, 50, &[30, 40], 40, 2);
+        late.scheduled = t0;
+        let on_time = streamed(t0, 10, &[30, 40], 40, 2);
+        let Computed { metrics: m, .. } = compute(&[late, on_time], Scales::default());
+        // TTFT 80 and 30, E2EL 90 and 40: the wait is charged, not hidden.
+        assert!(close(m.ttft.mean_ms, 55.0));
+        assert!(close(m.e2el.mean_ms, 65.0));
+        // TPOT and ITL are about the stream itself and do not move.
+        assert!(close(m.tpot.mean_ms, 10.0));
+        assert!(close(m.itl.mean_ms, 10.0));
+        assert!(close(m.max_send_lag_ms, 50.0));
+        // Duration runs from the first scheduled send (0) to the last end (90).
+        assert!(close(m.duration_s, 0.090));
+    }
+
+    #[test]
+    fn zero_token_and_short_requests_are_counted() {
+        let t0 = Instant::now();
+        let mut short = streamed(t0, 0, &[10, 20], 20, 2);
+        short.promised_output = Some(8);
+        let mut exact = streamed(t0, 0, &[10, 20], 20, 2);
+        exact.promised_output = Some(2);
+        let zero = Outcome {
+            result: Err(Failure::ZeroTokens),
+            ..streamed(t0, 0, &[], 5, 0)
+        };
+        let Computed {
+            metrics: m, errors, ..
+        } = compute(&[short, exact, zero], Scales::default());
+        assert_eq!((m.completed, m.failed), (2, 1));
+        assert_eq!(m.zero_token_requests, 1);
+        assert_eq!(m.short_outputs, 1);
+        assert_eq!(errors, BTreeMap::from([("zero_tokens".to_string(), 1)]));
+    }
+
+    #[test]
     fn non_streamed_ttft_is_e2el_without_itl() {
         let sent = Instant::now();
         let end = sent + Duration::from_millis(80);
         let o = Outcome {
+            scheduled: sent,
+            promised_output: None,
+            url_index: 0,
+            index: 0,
             sent,
             end,
             input_tokens: 4,
             result: Ok(Success {
                 chunks: vec![end],
                 output_tokens: 5,
+                prompt_tokens: None,
                 streamed: false,
             }),
         };
-        let (m, _) = compute(&[o], &[]);
+        let Computed { metrics: m, .. } = compute(&[o], Scales::default());
         assert!(close(m.ttft.mean_ms, 80.0));
         assert!(close(m.e2el.mean_ms, 80.0));
         assert!(close(m.tpot.mean_ms, 0.0));

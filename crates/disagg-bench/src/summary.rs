@@ -62,11 +62,10 @@ pub(crate) fn text_summary(point: &PointResult) -> String {
     let _ = writeln!(out, "{:=^WIDTH$}", " Serving Benchmark Result ");
     int(&mut out, "Successful requests:", m.completed);
     int(&mut out, "Failed requests:", m.failed);
-    int(
-        &mut out,
-        "Maximum request concurrency:",
-        u64::from(point.concurrency),
-    );
+    // benchmark_serving prints this line only when concurrency is capped.
+    if let Some(c) = point.concurrency {
+        int(&mut out, "Maximum request concurrency:", u64::from(c));
+    }
     float(&mut out, "Benchmark duration (s):", m.duration_s);
     int(&mut out, "Total input tokens:", m.total_input_tokens);
     int(&mut out, "Total generated tokens:", m.total_output_tokens);
@@ -75,6 +74,10 @@ pub(crate) fn text_summary(point: &PointResult) -> String {
         "Request throughput (req/s):",
         m.request_throughput,
     );
+    // benchmark_serving prints goodput only when objectives were given.
+    if let Some(goodput) = m.request_goodput {
+        float(&mut out, "Request goodput (req/s):", goodput);
+    }
     float(
         &mut out,
         "Output token throughput (tok/s):",
@@ -102,15 +105,59 @@ pub(crate) fn text_summary(point: &PointResult) -> String {
     out
 }
 
-pub(crate) fn to_json(point: &PointResult) -> Value {
+pub(crate) fn details_summary(point: &PointResult) -> String {
     let m = &point.metrics;
-    let mut obj = Map::new();
+    let mut out = String::new();
+    if !point.errors.is_empty() {
+        let _ = writeln!(out, "{:-^WIDTH$}", "Failed Requests by Type");
+        for (kind, n) in &point.errors {
+            let _ = writeln!(out, "{:<40} {n:<10}", format!("{kind}:"));
+        }
+    }
+    let per_gpu = [
+        (
+            "Output token throughput per GPU (tok/s):",
+            m.output_throughput_per_gpu,
+        ),
+        (
+            "Total token throughput per GPU (tok/s):",
+            m.total_token_throughput_per_gpu,
+        ),
+    ];
+    for (label, value) in per_gpu {
+        if let Some(v) = value {
+            let _ = writeln!(out, "{label:<40} {v:<10.2}");
+        }
+    }
+    if m.short_outputs > 0 {
+        let _ = writeln!(
+            out,
+            "{:<40} {:<10}",
+            "Short outputs (despite ignore_eos):", m.short_outputs
+        );
+    }
+    if !out.is_empty() {
+        let _ = writeln!(out, "{}", "=".repeat(WIDTH));
+    }
+    out
+}
+
+pub(crate) fn to_json(point: &PointResult) -> Value {
+    Value::Object(fields(point).into_iter().collect::<Map<_, _>>())
+}
+
+/// The JSON keys in a stable, readable order; the CSV row uses the same order for its columns.
+pub(crate) fn fields(point: &PointResult) -> Vec<(String, Value)> {
+    let m = &point.metrics;
+    let mut obj = Vec::new();
     let mut put = |k: String, v: Value| {
-        obj.insert(k, v);
+        obj.push((k, v));
     };
     put("duration".into(), json!(m.duration_s));
     put("completed".into(), json!(m.completed));
     put("failed".into(), json!(m.failed));
+    put("zero_token_requests".into(), json!(m.zero_token_requests));
+    put("short_outputs".into(), json!(m.short_outputs));
     put("total_input_tokens".into(), json!(m.total_input_tokens));
     put("total_output_tokens".into(), json!(m.total_output_tokens));
     put("request_throughput".into(), json!(m.request_throughput));
@@ -120,6 +167,16 @@ pub(crate) fn to_json(point: &PointResult) -> Value {
         json!(m.total_token_throughput),
     );
     put("user_throughput".into(), json!(m.user_throughput));
+    put("request_goodput".into(), json!(m.request_goodput));
+    put(
+        "output_throughput_per_gpu".into(),
+        json!(m.output_throughput_per_gpu),
+    );
+    put(
+        "total_token_throughput_per_gpu".into(),
+        json!(m.total_token_throughput_per_gpu),
+    );
+    put("max_send_lag_ms".into(), json!(m.max_send_lag_ms));
     for (key, _, _, stats) in sections(point) {
         put(format!("mean_{key}_ms"), json!(stats.mean_ms));
         put(format!("median_{key}_ms"), json!(stats.median_ms));
@@ -129,10 +186,17 @@ pub(crate) fn to_json(point: &PointResult) -> Value {
         }
     }
     put("max_concurrency".into(), json!(point.concurrency));
-    // Closed loop: requests are sent as fast as the concurrency cap allows.
-    put("request_rate".into(), json!("inf"));
+    // Closed loop: requests are sent as fast as the concurrency cap allows, which
+    // benchmark_serving writes as an infinite rate.
+    put(
+        "request_rate".into(),
+        match point.request_rate {
+            Some(r) if r.is_finite() => json!(r),
+            _ => json!("inf"),
+        },
+    );
     put("errors".into(), json!(point.errors));
-    Value::Object(obj)
+    obj
 }
 
 #[cfg(test)]
@@ -154,23 +218,32 @@ mod tests {
 
     fn point() -> PointResult {
         PointResult {
-            concurrency: 8,
+            concurrency: Some(8),
+            request_rate: None,
             metrics: Metrics {
                 duration_s: 12.3456,
                 completed: 64,
                 failed: 0,
+                zero_token_requests: 0,
+                short_outputs: 0,
                 total_input_tokens: 65536,
                 total_output_tokens: 8192,
                 request_throughput: 5.184,
                 output_throughput: 663.55,
                 total_token_throughput: 5972.0,
                 user_throughput: 83.123,
+                max_send_lag_ms: 0.0,
+                request_goodput: None,
+                output_throughput_per_gpu: None,
+                total_token_throughput_per_gpu: None,
                 ttft: lat(30.0),
                 tpot: lat(10.0),
                 itl: lat(9.999),
                 e2el: lat(1300.0),
             },
             errors: BTreeMap::new(),
+            requests: Vec::new(),
+            histograms: Default::default(),
         }
     }
 
@@ -223,6 +296,55 @@ P99 E2EL (ms):                           2600.00
         assert_eq!(got_lines.len(), want_lines.len());
         assert_eq!(got, expected);
         assert!(got.lines().all(|l| l.len() >= WIDTH));
+    }
+
+    #[test]
+    fn goodput_line_follows_request_throughput_only_when_asked() {
+        let mut p = point();
+        assert!(!text_summary(&p).contains("goodput"));
+        p.metrics.request_goodput = Some(4.5);
+        let text = text_summary(&p);
+        let lines: Vec<&str> = text.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with("Request throughput"))
+            .unwrap();
+        assert_eq!(
+            lines[at + 1],
+            "Request goodput (req/s):                 4.50      "
+        );
+        assert_eq!(to_json(&p)["request_goodput"], 4.5);
+        assert_eq!(to_json(&point())["request_goodput"], Value::Null);
+    }
+
+    #[test]
+    fn per_gpu_throughput_is_a_detail() {
+        let mut p = point();
+        p.metrics.output_throughput_per_gpu = Some(165.9);
+        p.metrics.total_token_throughput_per_gpu = Some(1493.0);
+        assert_eq!(
+            details_summary(&p),
+            "Output token throughput per GPU (tok/s): 165.90    \n\
+             Total token throughput per GPU (tok/s):  1493.00   \n\
+             ==================================================\n"
+        );
+    }
+
+    #[test]
+    fn details_list_failures_by_type_and_short_outputs() {
+        let mut p = point();
+        assert_eq!(details_summary(&p), "");
+        p.errors.insert("http_500".into(), 2);
+        p.errors.insert("timeout".into(), 1);
+        p.metrics.short_outputs = 3;
+        let expected = "\
+-------------Failed Requests by Type--------------
+http_500:                                2         
+timeout:                                 1         
+Short outputs (despite ignore_eos):      3         
+==================================================
+";
+        assert_eq!(details_summary(&p), expected);
     }
 
     #[test]

@@ -32,6 +32,8 @@ struct Script {
     cut_stream: bool,
     /// Hold every request this long before answering.
     stall: Duration,
+    /// Generate this many tokens fewer than asked (at least one), as a server that stops at EOS.
+    short_by: u64,
 }
 
 #[derive(Debug, Default)]
@@ -60,6 +62,26 @@ impl Drop for InFlight {
 }
 
 async fn completions(State(fake): State<Arc<Fake>>, Json(body): Json<Value>) -> Response {
+    generate(fake, body, false).await
+}
+
+async fn chat(State(fake): State<Arc<Fake>>, Json(body): Json<Value>) -> Response {
+    generate(fake, body, true).await
+}
+
+/// Words of a text prompt stand for tokens, as the bench's word model sizes them.
+fn prompt_len(body: &Value, chat: bool) -> u64 {
+    let words = |v: &Value| v.as_str().map_or(0, |t| t.split_whitespace().count()) as u64;
+    if chat {
+        return words(&body["messages"][0]["content"]);
+    }
+    match &body["prompt"] {
+        Value::Array(ids) => ids.len() as u64,
+        text => words(text),
+    }
+}
+
+async fn generate(fake: Arc<Fake>, body: Value, chat: bool) -> Response {
     let guard = InFlight::enter(&fake);
     let n = fake.requests.fetch_add(1, Ordering::SeqCst) + 1;
     let s = &fake.script;
@@ -69,14 +91,16 @@ async fn completions(State(fake): State<Arc<Fake>>, Json(body): Json<Value>) -> 
     }
     // The bench must ask for exactly osl tokens, ignoring EOS, with a token-id prompt.
     let max_tokens = body["max_tokens"].as_u64().unwrap_or(0);
-    let prompt_len = body["prompt"].as_array().map_or(0, Vec::len) as u64;
-    if body["min_tokens"].as_u64() != Some(max_tokens)
-        || body["ignore_eos"] != true
-        || prompt_len == 0
-    {
+    let prompt_len = prompt_len(&body, chat);
+    let held = body["ignore_eos"] == true;
+    if (held && body["min_tokens"].as_u64() != Some(max_tokens)) || prompt_len == 0 {
         return (StatusCode::BAD_REQUEST, "bad request").into_response();
     }
-    let tokens = if s.zero_tokens { 0 } else { max_tokens };
+    let tokens = if s.zero_tokens {
+        0
+    } else {
+        max_tokens.saturating_sub(s.short_by).max(1)
+    };
     let usage = Usage::new(prompt_len, tokens);
     if body["stream"] != true {
         tokio::time::sleep(s.ttft + s.itl * tokens.saturating_sub(1) as u32).await;
@@ -103,8 +127,13 @@ async fn completions(State(fake): State<Arc<Fake>>, Json(body): Json<Value>) -> 
                 }
                 if sent < chunks {
                     tokio::time::sleep(if sent == 0 { script.ttft } else { script.itl }).await;
+                    let choice = if chat {
+                        json!({"index": 0, "delta": {"content": "x"}})
+                    } else {
+                        json!({"index": 0, "text": "x"})
+                    };
                     let frame = sse::frame(
-                        json!({"choices": [{"index": 0, "text": "x"}], "usage": null})
+                        json!({"choices": [choice], "usage": null})
                             .to_string()
                             .as_bytes(),
                     );
@@ -141,6 +170,7 @@ async fn serve(script: Script) -> (String, Arc<Fake>) {
     });
     let app = axum::Router::new()
         .route("/v1/completions", axum::routing::post(completions))
+        .route("/v1/chat/completions", axum::routing::post(chat))
         .with_state(Arc::clone(&fake));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -163,6 +193,7 @@ fn config(url: &str) -> BenchConfig {
         request_timeout: Duration::from_secs(10),
         seed: 1,
         percentiles: vec![50.0],
+        ..BenchConfig::default()
     }
 }
 
@@ -187,8 +218,10 @@ async fn measures_known_delays_in_a_closed_loop() {
     // can see one chunk late and the next on time, which shortens that measured gap.
     for p in &sweep.points {
         let m = &p.metrics;
-        let n = u64::from(p.concurrency) * 3;
-        assert_eq!((m.completed, m.failed), (n, 0), "point {}", p.concurrency);
+        let c = p.concurrency.unwrap();
+        let n = u64::from(c) * 3;
+        assert_eq!((m.completed, m.failed), (n, 0), "point {c}");
+        assert_eq!(p.requests.len() as u64, n);
         assert_eq!(m.total_input_tokens, n * 64);
         assert_eq!(m.total_output_tokens, n * 8);
         assert!(
@@ -243,7 +276,7 @@ async fn non_streaming_ttft_is_the_whole_request() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_tenth_request_failing_is_counted_and_invalid() {
+async fn every_tenth_request_failing_is_counted_and_judged_against_the_limit() {
     let (url, _) = serve(Script {
         fail_every: Some(10),
         ..Default::default()
@@ -257,9 +290,82 @@ async fn every_tenth_request_failing_is_counted_and_invalid() {
     assert_eq!(p.errors.get("http_500"), Some(&2));
     let reason = sweep
         .invalid_reason()
-        .expect("failures make the sweep invalid");
+        .expect("the default limit of 0 makes any failure invalid");
+    assert!(reason.contains("2 of 20 requests failed"), "{reason}");
     assert!(reason.contains("http_500: 2"), "{reason}");
     assert_eq!(p.to_json()["errors"], json!({"http_500": 2}));
+    let details = disagg_bench::details_summary(p);
+    assert!(details.contains("http_500:"), "{details}");
+
+    // 10% failed: over a 5% limit, within a 10% one.
+    let mut cfg = config(&url);
+    cfg.rounds = 5;
+    cfg.max_failure_rate = 0.05;
+    let sweep = run_sweep(&cfg).await.unwrap();
+    assert_eq!(sweep.points[0].metrics.failed, 2);
+    let reason = sweep.invalid_reason().expect("10% is over 5%");
+    assert!(reason.contains("> limit 5.0%"), "{reason}");
+    cfg.max_failure_rate = 0.10;
+    let sweep = run_sweep(&cfg).await.unwrap();
+    assert_eq!(sweep.points[0].metrics.failed, 2);
+    assert_eq!(sweep.invalid_reason(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_run_fails_above_the_failure_limit_and_passes_within_it() {
+    let (url, _) = serve(Script {
+        fail_every: Some(10),
+        ..Default::default()
+    })
+    .await;
+    let args = |limit: &str| {
+        Cli::try_parse_from([
+            "bench",
+            "--url",
+            &url,
+            "--isl",
+            "8",
+            "--osl",
+            "2",
+            "--concurrency",
+            "4",
+            "--rounds",
+            "5",
+            "--max-failure-rate",
+            limit,
+        ])
+        .unwrap()
+        .bench
+    };
+    // The server's request counter runs across both runs (canary included), so each run of 21
+    // requests sees two scripted failures among its 20 measured ones.
+    assert!(!run(args("0")).await.unwrap(), "failures over the limit");
+    assert!(
+        run(args("0.15")).await.unwrap(),
+        "failures within the limit"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outputs_shorter_than_requested_are_flagged() {
+    let (url, _) = serve(Script {
+        short_by: 3,
+        ..Default::default()
+    })
+    .await;
+    let sweep = run_sweep(&config(&url)).await.unwrap();
+    let m = &sweep.points[0].metrics;
+    assert_eq!((m.completed, m.short_outputs), (12, 12));
+    assert_eq!(m.total_output_tokens, 12 * 5);
+    assert_eq!(sweep.invalid_reason(), None);
+    assert_eq!(sweep.warnings().len(), 1, "{:?}", sweep.warnings());
+
+    // Without ignore_eos, a model stopping early is its right, not a finding.
+    let mut cfg = config(&url);
+    cfg.ignore_eos = false;
+    let sweep = run_sweep(&cfg).await.unwrap();
+    assert_eq!(sweep.points[0].metrics.short_outputs, 0);
+    assert!(sweep.warnings().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -269,12 +375,21 @@ async fn zero_generated_tokens_is_invalid() {
         ..Default::default()
     })
     .await;
-    let sweep = run_sweep(&config(&url)).await.unwrap();
-    assert_eq!(sweep.points[0].metrics.failed, 0);
+    let mut cfg = config(&url);
+    // Even a run that tolerates every failure cannot pass on empty answers.
+    cfg.max_failure_rate = 1.0;
+    let sweep = run_sweep(&cfg).await.unwrap();
+    let p = &sweep.points[0];
+    assert_eq!((p.metrics.completed, p.metrics.failed), (0, 12));
+    assert_eq!(p.metrics.zero_token_requests, 12);
+    assert_eq!(p.errors.get("zero_tokens"), Some(&12));
     let reason = sweep
         .invalid_reason()
         .expect("zero tokens make the sweep invalid");
-    assert!(reason.contains("zero generated tokens"), "{reason}");
+    assert!(
+        reason.contains("12 request(s) generated zero tokens"),
+        "{reason}"
+    );
     // The canary refuses such a server outright.
     match canary(&config(&url)).await {
         Err(BenchError::Canary { reason, .. }) => assert!(reason.contains("zero"), "{reason}"),
@@ -338,6 +453,261 @@ async fn bad_settings_are_config_errors() {
     assert!(matches!(run_sweep(&cfg).await, Err(BenchError::Config(_))));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_loop_sends_on_schedule() {
+    let (url, fake) = serve(Script::default()).await;
+    let mut cfg = config(&url);
+    cfg.request_rates = vec![100.0, f64::INFINITY];
+    cfg.num_prompts = Some(30);
+    let sweep = run_sweep(&cfg).await.unwrap();
+    assert_eq!(sweep.invalid_reason(), None);
+    let (paced, burst) = (&sweep.points[0], &sweep.points[1]);
+    assert_eq!((paced.request_rate, paced.concurrency), (Some(100.0), None));
+    assert_eq!(paced.metrics.completed, 30);
+    // 30 arrivals at 100/s span about 0.3 s; Poisson spread and scheduling allow a wide band.
+    assert!(
+        (0.1..2.0).contains(&paced.metrics.duration_s),
+        "{}",
+        paced.metrics.duration_s
+    );
+    let json = paced.to_json();
+    assert_eq!(json["request_rate"], 100.0);
+    assert_eq!(json["max_concurrency"], Value::Null);
+    let text = disagg_bench::text_summary(paced);
+    assert!(!text.contains("Maximum request concurrency"), "{text}");
+    // Every request of the infinite rate is due at once.
+    assert_eq!(burst.metrics.completed, 30);
+    assert!(burst.requests.iter().all(|r| r.scheduled_ns == 0));
+    assert_eq!(burst.to_json()["request_rate"], "inf");
+    assert_eq!(fake.requests.load(Ordering::SeqCst), 60);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_loop_charges_the_wait_for_a_concurrency_slot() {
+    let (url, fake) = serve(Script {
+        stall: Duration::from_millis(100),
+        ..Default::default()
+    })
+    .await;
+    let mut cfg = config(&url);
+    cfg.request_rates = vec![f64::INFINITY];
+    cfg.num_prompts = Some(6);
+    cfg.max_concurrency = Some(2);
+    let sweep = run_sweep(&cfg).await.unwrap();
+    let p = &sweep.points[0];
+    assert_eq!(p.metrics.completed, 6);
+    assert_eq!(fake.max_in_flight.load(Ordering::SeqCst), 2);
+    // All six were due at 0; served two at a time for 100 ms each, the last pair waited about
+    // 200 ms for a slot, and their TTFT says so.
+    let mut ttfts: Vec<u64> = p
+        .requests
+        .iter()
+        .map(|r| r.chunk_ns[0] - r.scheduled_ns)
+        .collect();
+    ttfts.sort_unstable();
+    assert!(ttfts[5] >= 290_000_000, "{ttfts:?}");
+    assert!(
+        p.metrics.max_send_lag_ms >= 190.0,
+        "{}",
+        p.metrics.max_send_lag_ms
+    );
+    assert!(p.metrics.ttft.p99_ms >= 290.0, "{}", p.metrics.ttft.p99_ms);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_duration_limit_stops_sending() {
+    let (url, _) = serve(Script {
+        stall: Duration::from_millis(50),
+        ..Default::default()
+    })
+    .await;
+    let mut cfg = config(&url);
+    cfg.concurrency = vec![1];
+    cfg.num_prompts = Some(1000);
+    cfg.duration_limit = Some(Duration::from_millis(300));
+    let sweep = run_sweep(&cfg).await.unwrap();
+    let p = &sweep.points[0];
+    // At most one request per 50 ms fits in 300 ms; the limit cut the rest.
+    assert!(
+        (1..=7).contains(&p.metrics.completed),
+        "{}",
+        p.metrics.completed
+    );
+    assert_eq!(p.metrics.failed, 0);
+    assert_eq!(sweep.invalid_reason(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_urls_share_the_load() {
+    let (a, fake_a) = serve(Script::default()).await;
+    let (b, fake_b) = serve(Script::default()).await;
+    let mut cfg = config(&a);
+    cfg.extra_urls = vec![b];
+    canary(&cfg).await.unwrap();
+    let sweep = run_sweep(&cfg).await.unwrap();
+    assert_eq!(sweep.points[0].metrics.completed, 12);
+    // One canary each, then 12 requests round-robin.
+    assert_eq!(fake_a.requests.load(Ordering::SeqCst), 7);
+    assert_eq!(fake_b.requests.load(Ordering::SeqCst), 7);
+    let on_b = sweep.points[0]
+        .requests
+        .iter()
+        .filter(|r| r.url_index == 1)
+        .count();
+    assert_eq!(on_b, 6);
+}
+
+/// A file in the temp dir, named for the test and process, removed when dropped.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(name: &str, contents: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("disagg-bench-{}-{name}", std::process::id()));
+        std::fs::write(&path, contents).unwrap();
+        Self(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_prompts_are_text_and_input_comes_from_usage() {
+    let (url, _) = serve(timed()).await;
+    let mut cfg = config(&url);
+    cfg.endpoint = "/v1/chat/completions".into();
+    canary(&cfg).await.unwrap();
+    let sweep = run_sweep(&cfg).await.unwrap();
+    let m = &sweep.points[0].metrics;
+    assert_eq!(sweep.invalid_reason(), None);
+    assert_eq!((m.completed, m.total_output_tokens), (12, 12 * 8));
+    // The fake counts words; 64 one-token words per prompt.
+    assert_eq!(m.total_input_tokens, 12 * 64);
+    assert!(
+        (24.0..=80.0).contains(&m.ttft.median_ms),
+        "{}",
+        m.ttft.median_ms
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jsonl_dataset_drives_the_requests() {
+    let (url, _) = serve(Script::default()).await;
+    let data = TempFile::new(
+        "ok.jsonl",
+        "{\"input_ids\": [5, 6, 7], \"output_tokens\": 4}\n\
+         {\"prompt\": \"one two three four five\", \"output_tokens\": 2}\n",
+    );
+    let mut cfg = config(&url);
+    cfg.dataset = Some(data.0.clone());
+    let sweep = run_sweep(&cfg).await.unwrap();
+    let m = &sweep.points[0].metrics;
+    // 12 requests alternate between the two entries.
+    assert_eq!(m.completed, 12);
+    assert_eq!(m.total_output_tokens, 6 * 4 + 6 * 2);
+    assert_eq!(m.total_input_tokens, 6 * 3 + 6 * 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_dataset_line_stops_the_run_and_names_the_line() {
+    let data = TempFile::new(
+        "bad.jsonl",
+        "{\"input_ids\": [5], \"output_tokens\": 4}\n{\"input_ids\": [5]}\n",
+    );
+    let mut cfg = config("http://127.0.0.1:1");
+    cfg.dataset = Some(data.0.clone());
+    match run_sweep(&cfg).await {
+        Err(e @ BenchError::Dataset { line: Some(2), .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("bad.jsonl:2: missing field `output_tokens`"),
+                "{msg}"
+            );
+        }
+        other => panic!("expected a dataset error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharegpt_prompts_go_to_chat_sized_by_a_tokenizer_file() {
+    let (url, _) = serve(Script::default()).await;
+    let words = [
+        "the", "cat", "sat", "on", "mat", "dog", "ran", "far", "away", "red", "blue", "sky", "sea",
+        "sun", "moon", "star",
+    ];
+    let vocab: serde_json::Map<String, Value> = words
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (format!("Ġ{w}"), json!(i)))
+        .collect();
+    let tokenizer = TempFile::new(
+        "tokenizer.json",
+        &json!({"model": {"type": "BPE", "vocab": vocab, "merges": []}}).to_string(),
+    );
+    let data = TempFile::new(
+        "sharegpt.json",
+        &json!([
+            {"id": "1", "conversations": [
+                {"from": "human", "value": "the cat sat on the mat"},
+                {"from": "gpt", "value": "the dog ran far away"}
+            ]},
+            {"id": "2", "conversations": [{"from": "human", "value": "alone"}]}
+        ])
+        .to_string(),
+    );
+    let mut cfg = config(&url);
+    cfg.endpoint = "/v1/chat/completions".into();
+    cfg.dataset = Some(data.0.clone());
+    cfg.tokenizer = Some(tokenizer.0.clone());
+    let sweep = run_sweep(&cfg).await.unwrap();
+    let m = &sweep.points[0].metrics;
+    assert_eq!(sweep.invalid_reason(), None);
+    // Output length: the reply's five tokens; input: the server's count of six words.
+    assert_eq!(m.total_output_tokens, 12 * 5);
+    assert_eq!(m.total_input_tokens, 12 * 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_prefix_requests_reach_the_server_whole() {
+    let (url, _) = serve(Script::default()).await;
+    let cli = Cli::try_parse_from([
+        "bench",
+        "--url",
+        &url,
+        "--isl",
+        "32",
+        "--osl",
+        "2",
+        "--concurrency",
+        "2",
+        "--rounds",
+        "2",
+        "--shared-prefix-groups",
+        "2",
+        "--shared-prefix-len",
+        "16",
+    ])
+    .unwrap();
+    let cfg = cli.bench.to_config();
+    let sp = cfg.shared_prefix.unwrap();
+    assert_eq!((sp.groups.get(), sp.prefix_len), (2, 16));
+    let sweep = run_sweep(&cfg).await.unwrap();
+    assert_eq!(sweep.points[0].metrics.total_input_tokens, 4 * 32);
+    // A prefix as long as the input leaves no room for the rest.
+    let mut too_long = cfg.clone();
+    too_long.shared_prefix = Some(disagg_bench::SharedPrefix {
+        prefix_len: 32,
+        ..sp
+    });
+    assert!(matches!(
+        run_sweep(&too_long).await,
+        Err(BenchError::Config(_))
+    ));
+}
+
 #[derive(Debug, clap::Parser)]
 struct Cli {
     #[command(flatten)]
@@ -373,6 +743,78 @@ fn flags_become_a_config() {
         (1024, 128, 4, 0)
     );
     assert_eq!(cfg.endpoint, "/v1/completions");
+}
+
+#[test]
+fn open_loop_flags_become_a_config() {
+    let cli = Cli::try_parse_from([
+        "bench",
+        "--url",
+        "http://a:1",
+        "--url",
+        "http://b:2",
+        "--isl",
+        "8",
+        "--osl",
+        "2",
+        "--request-rate",
+        "5,inf",
+        "--num-prompts",
+        "100",
+        "--burstiness",
+        "0.5",
+        "--max-concurrency",
+        "16",
+        "--duration",
+        "2m",
+        "--max-failure-rate",
+        "0.01",
+        "--ignore-eos=false",
+        "--goodput",
+        "ttft:100,e2el:2000",
+        "--gpus",
+        "8",
+    ])
+    .unwrap();
+    let cfg = cli.bench.to_config();
+    assert_eq!(cfg.url, "http://a:1");
+    assert_eq!(cfg.extra_urls, vec!["http://b:2".to_string()]);
+    assert_eq!(cfg.request_rates, vec![5.0, f64::INFINITY]);
+    assert_eq!(cfg.num_prompts, Some(100));
+    assert_eq!(cfg.burstiness, 0.5);
+    assert_eq!(cfg.max_concurrency, Some(16));
+    assert_eq!(cfg.duration_limit, Some(Duration::from_secs(120)));
+    assert_eq!(cfg.max_failure_rate, 0.01);
+    assert!(!cfg.ignore_eos);
+    let slo = cfg.goodput.unwrap();
+    assert_eq!(
+        (slo.ttft_ms, slo.tpot_ms, slo.e2el_ms),
+        (Some(100.0), None, Some(2000.0))
+    );
+    assert_eq!(cfg.gpus.map(|g| g.get()), Some(8));
+    // The open loop needs a count, and a closed-loop concurrency makes no sense with it.
+    let base = ["bench", "--url", "http://a:1", "--isl", "8", "--osl", "2"];
+    let with = |extra: &[&str]| Cli::try_parse_from(base.iter().chain(extra).copied());
+    assert!(with(&["--goodput", "itl:3"]).is_err());
+    assert!(with(&["--request-rate", "5"]).is_err());
+    assert!(
+        with(&[
+            "--request-rate",
+            "5",
+            "--num-prompts",
+            "9",
+            "--concurrency",
+            "4"
+        ])
+        .is_err()
+    );
+    assert!(
+        with(&["--ignore-eos"])
+            .unwrap()
+            .bench
+            .to_config()
+            .ignore_eos
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -413,5 +855,32 @@ async fn standalone_run_writes_results_and_summary() {
             .count(),
         2
     );
+    assert_eq!(results["valid"], true);
+    assert!(
+        points[0]["hdr_percentiles_ms"]["ttft"]["p99"]
+            .as_f64()
+            .unwrap()
+            >= 30.0
+    );
+    let csv = std::fs::read_to_string(dir.join("results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert!(csv.starts_with("duration,completed,"), "{csv}");
+    // 1×2 + 2×2 requests, each with 4 chunk timestamps after its send.
+    let jsonl = std::fs::read_to_string(dir.join("requests.jsonl")).unwrap();
+    let records: Vec<Value> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 6);
+    for r in &records {
+        let chunks = r["chunk_ns"].as_array().unwrap();
+        assert_eq!(chunks.len(), 4);
+        assert!(chunks[0].as_u64().unwrap() >= r["sent_ns"].as_u64().unwrap() + 30_000_000);
+        assert!(r["end_ns"].as_u64() >= chunks[3].as_u64());
+    }
+    for metric in ["ttft", "tpot", "itl", "e2el"] {
+        let hgrm = std::fs::read_to_string(dir.join(format!("hdr/point1_{metric}.hgrm"))).unwrap();
+        assert!(hgrm.contains("Total count"), "{hgrm}");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -195,8 +195,9 @@ fn one() -> u32 {
     1
 }
 
-/// The sim's `engine_args` (issue 2's table).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The sim's `engine_args`: each key is the `disagg sim` flag of the same name (see
+/// `disagg sim --help`); unset keys keep the sim's defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SimEngineArgs {
     #[serde(default, with = "humantime_serde")]
@@ -207,8 +208,91 @@ pub struct SimEngineArgs {
     pub prefill_per_token: Duration,
     #[serde(default = "default_itl", with = "humantime_serde")]
     pub itl: Duration,
+    /// The engine exits with status 1 after serving this many requests.
     #[serde(default)]
     pub fail_after_requests: Option<u64>,
+    /// Timing model: `simple` (per request), `batched`, `h100-llama8b-eager`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<SimPreset>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_batch_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_num_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_capacity_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefill_base_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefill_per_token_us: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefill_per_token_sq_ns: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decode_base_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decode_per_seq_us: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decode_per_kv_token_ns: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_bytes_per_token: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_bandwidth_gbs: Option<f64>,
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub kv_ttl: Option<Duration>,
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub kv_wait_timeout: Option<Duration>,
+    /// Scripted EOS at this output position (context and generation sims alike).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eos_at: Option<u64>,
+    /// Stops answering after this many requests, keeping its socket open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hang_after_requests: Option<u64>,
+    /// These requests (1-based) get a 500.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub error_on_request: Vec<u64>,
+    /// These requests' streams are cut after `drop_after_tokens` tokens.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drop_stream_on_request: Vec<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_after_tokens: Option<u64>,
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub kv_transfer_delay: Option<Duration>,
+    /// These KV fetches (1-based) fail.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kv_transfer_fail_on: Vec<u64>,
+    /// Log every request received, with its body, to `<role log>.requests.jsonl`.
+    #[serde(default)]
+    pub request_log: bool,
+}
+
+/// The sim's timing presets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SimPreset {
+    Simple,
+    Batched,
+    H100Llama8bEager,
+}
+
+impl SimPreset {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SimPreset::Simple => "simple",
+            SimPreset::Batched => "batched",
+            SimPreset::H100Llama8bEager => "h100-llama8b-eager",
+        }
+    }
 }
 
 impl Default for SimEngineArgs {
@@ -219,6 +303,28 @@ impl Default for SimEngineArgs {
             prefill_per_token: default_prefill_per_token(),
             itl: default_itl(),
             fail_after_requests: None,
+            preset: None,
+            max_batch_size: None,
+            max_num_tokens: None,
+            kv_capacity_tokens: None,
+            prefill_base_ms: None,
+            prefill_per_token_us: None,
+            prefill_per_token_sq_ns: None,
+            decode_base_ms: None,
+            decode_per_seq_us: None,
+            decode_per_kv_token_ns: None,
+            kv_bytes_per_token: None,
+            kv_bandwidth_gbs: None,
+            kv_ttl: None,
+            kv_wait_timeout: None,
+            eos_at: None,
+            hang_after_requests: None,
+            error_on_request: Vec::new(),
+            drop_stream_on_request: Vec::new(),
+            drop_after_tokens: None,
+            kv_transfer_delay: None,
+            kv_transfer_fail_on: Vec::new(),
+            request_log: false,
         }
     }
 }
@@ -249,6 +355,7 @@ impl EnvValue {
     }
 }
 
+/// DISAGG_SERVER: which router, which dialect it speaks to the workers, and how it picks them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RouterSpec {
@@ -256,12 +363,26 @@ pub struct RouterSpec {
     pub kind: RouterKind,
     #[serde(default)]
     pub dialect: Dialect,
+    /// The policy of both groups, unless `ctx_policy` / `gen_policy` say otherwise.
     #[serde(default)]
     pub policy: Policy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctx_policy: Option<Policy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gen_policy: Option<Policy>,
     /// For `kind: command`: the router's argv; `{server_config}`, `{host}`, `{port}` and
     /// `{disagg}` are filled in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub argv: Option<Vec<String>>,
+}
+
+impl RouterSpec {
+    pub fn ctx_policy(&self) -> Policy {
+        self.ctx_policy.unwrap_or(self.policy)
+    }
+    pub fn gen_policy(&self) -> Policy {
+        self.gen_policy.unwrap_or(self.policy)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -279,24 +400,48 @@ pub enum RouterKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Dialect {
+    /// TensorRT-LLM: context_only, then generation_only.
     #[default]
     Trtllm,
+    /// vLLM with a KV connector (kv_transfer_params).
+    Vllm,
+    /// SGLang: both legs at once with bootstrap fields.
+    Sglang,
+}
+
+impl Dialect {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Dialect::Trtllm => "trtllm",
+            Dialect::Vllm => "vllm",
+            Dialect::Sglang => "sglang",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Policy {
+    /// Each healthy worker in turn.
     #[default]
     RoundRobin,
+    /// Least in-flight requests (TRT-LLM's `load_balancing`).
+    LeastRequests,
+    /// Least in-flight tokens (`load_balancing` with `use_tokens: true`).
+    LeastTokens,
+    /// Shared prefixes go to the same worker, bounded by load (`kv_cache_aware`).
+    PrefixAffinity,
 }
 
+/// The BENCHMARK role's load: `disagg bench`'s options, as case keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Benchmark {
     pub isl: u32,
     pub osl: u32,
-    #[serde(default = "default_concurrency")]
-    pub concurrency: Vec<u32>,
+    /// Closed loop: one point per concurrency [default: [1]]. Not with `request_rate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Vec<u32>>,
     /// Prompts per point = concurrency × rounds.
     #[serde(default = "default_rounds")]
     pub rounds: u32,
@@ -312,6 +457,91 @@ pub struct Benchmark {
     /// Percentiles reported besides p99.
     #[serde(default)]
     pub percentiles: Vec<f64>,
+    /// `/v1/completions` (token-id prompts) or `/v1/chat/completions` (text prompts).
+    #[serde(default = "default_endpoint")]
+    pub endpoint: String,
+    /// Highest share of failed requests (0 to 1) a point may have and still pass.
+    #[serde(default)]
+    pub max_failure_rate: f64,
+    /// Ask for exactly `osl` tokens; shorter outputs are flagged.
+    #[serde(default = "yes")]
+    pub ignore_eos: bool,
+    /// Open loop: one point per rate (requests/s; `.inf` sends all at once). Needs `num_prompts`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_rate: Option<Vec<f64>>,
+    /// Requests per point (open loop; in the closed loop it replaces concurrency × rounds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_prompts: Option<u64>,
+    /// Gamma shape of open-loop gaps: 1 is Poisson, lower is burstier.
+    #[serde(default = "one_f64")]
+    pub burstiness: f64,
+    /// Open loop: cap on requests in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+    /// No request of a point is sent after this long.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub duration: Option<Duration>,
+    /// Goodput objectives: a request counts when it meets every one set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goodput: Option<Goodput>,
+    /// ShareGPT JSON or JSONL dataset, relative to the case file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
+    /// A local HuggingFace `tokenizer.json`, relative to the case file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<String>,
+    /// Random prompts opening with one of `groups` common prefixes of `prefix_len` tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_prefix: Option<SharedPrefix>,
+}
+
+impl Benchmark {
+    /// The closed loop's points.
+    pub fn concurrency(&self) -> Vec<u32> {
+        self.concurrency.clone().unwrap_or_else(default_concurrency)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Goodput {
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ttft: Option<Duration>,
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub tpot: Option<Duration>,
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub e2el: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedPrefix {
+    pub groups: u32,
+    pub prefix_len: u32,
+}
+
+fn default_endpoint() -> String {
+    "/v1/completions".into()
+}
+
+fn one_f64() -> f64 {
+    1.0
 }
 
 fn default_concurrency() -> Vec<u32> {

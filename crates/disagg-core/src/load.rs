@@ -269,12 +269,112 @@ fn check(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
             "e.g. `isl: 1024`, `osl: 128`",
         );
     }
-    if b.concurrency.is_empty() || b.concurrency.contains(&0) {
+    let concurrency = b.concurrency();
+    if concurrency.is_empty() || concurrency.contains(&0) {
         return err(
             "benchmark.concurrency",
             "must list one or more concurrencies, each at least 1".into(),
             "e.g. `concurrency: [1, 8]`",
         );
+    }
+    if let Some(rates) = &b.request_rate {
+        if b.concurrency.is_some() {
+            return err(
+                "benchmark.request_rate",
+                "`request_rate` (open loop) and `concurrency` (closed loop) cannot both be set"
+                    .into(),
+                "drop `concurrency`, and cap the open loop with `max_concurrency` if needed",
+            );
+        }
+        if rates.is_empty() || rates.iter().any(|r| r.is_nan() || *r <= 0.0) {
+            return err(
+                "benchmark.request_rate",
+                "must list one or more rates above 0 (requests/s)".into(),
+                "e.g. `request_rate: [10, 50, .inf]`",
+            );
+        }
+        if b.num_prompts.is_none() {
+            return err(
+                "benchmark.num_prompts",
+                "the open loop (`request_rate`) needs `num_prompts`".into(),
+                "e.g. `num_prompts: 200`",
+            );
+        }
+    }
+    if b.num_prompts == Some(0) {
+        return err(
+            "benchmark.num_prompts",
+            "must be at least 1".into(),
+            "e.g. `num_prompts: 200`",
+        );
+    }
+    if b.max_concurrency == Some(0) {
+        return err(
+            "benchmark.max_concurrency",
+            "must be at least 1".into(),
+            "drop it for no cap",
+        );
+    }
+    if !(b.burstiness > 0.0 && b.burstiness.is_finite()) {
+        return err(
+            "benchmark.burstiness",
+            format!("{} must be above 0", b.burstiness),
+            "1 is Poisson; lower is burstier",
+        );
+    }
+    if !(0.0..=1.0).contains(&b.max_failure_rate) {
+        return err(
+            "benchmark.max_failure_rate",
+            format!("{} is outside [0, 1]", b.max_failure_rate),
+            "a share of requests, e.g. `0.01` for 1%",
+        );
+    }
+    if !matches!(
+        b.endpoint.as_str(),
+        "/v1/completions" | "/v1/chat/completions"
+    ) {
+        return err(
+            "benchmark.endpoint",
+            format!("`{}` is not a served endpoint", b.endpoint),
+            "use `/v1/completions` or `/v1/chat/completions`",
+        );
+    }
+    if let Some(sp) = b.shared_prefix {
+        if sp.groups == 0 {
+            return err(
+                "benchmark.shared_prefix.groups",
+                "must be at least 1".into(),
+                "e.g. `{groups: 4, prefix_len: 512}`",
+            );
+        }
+    }
+    for (key, file) in [
+        ("benchmark.dataset", &b.dataset),
+        ("benchmark.tokenizer", &b.tokenizer),
+    ] {
+        if let Some(f) = file {
+            let p = path.parent().unwrap_or(Path::new(".")).join(f);
+            if !p.is_file() {
+                return err(
+                    key,
+                    format!("{} is not a file", p.display()),
+                    "paths are relative to the case file",
+                );
+            }
+        }
+    }
+    if let Some(d) = b.duration {
+        if d >= case.timeouts.benchmark {
+            return err(
+                "benchmark.duration",
+                format!(
+                    "{} is not shorter than timeouts.benchmark ({})",
+                    humantime::format_duration(d),
+                    humantime::format_duration(case.timeouts.benchmark)
+                ),
+                "the benchmark deadline must leave room for every point",
+            );
+        }
     }
     if b.rounds == 0 {
         return err(

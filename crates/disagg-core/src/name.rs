@@ -53,7 +53,10 @@ impl ConfigName {
             kilo(case.benchmark.isl),
             kilo(case.benchmark.osl)
         ));
-        if let [c] = case.benchmark.concurrency.as_slice() {
+        if let (None, [c]) = (
+            &case.benchmark.request_rate,
+            case.benchmark.concurrency().as_slice(),
+        ) {
             s.push_str(&format!("_con{c}"));
         }
         s.push_str(&format!("_ctx{}", case.ctx.count));

@@ -26,6 +26,10 @@ pub enum RoleName {
 }
 
 impl RoleName {
+    pub fn is_ctx(&self) -> bool {
+        matches!(self, RoleName::Ctx(_))
+    }
+
     pub fn is_worker(&self) -> bool {
         matches!(self, RoleName::Ctx(_) | RoleName::Gen(_))
     }
@@ -190,6 +194,11 @@ impl Plan {
         self.roles.iter().filter(|r| r.role.is_worker())
     }
 
+    /// GPUs of all workers together (for tok/s per GPU).
+    pub fn worker_gpus(&self) -> usize {
+        self.workers().map(|r| r.gpus.len()).sum()
+    }
+
     /// Where a role publishes its address (ARCHITECTURE.md's rendezvous).
     pub fn rendezvous_file(&self, role: RoleName) -> PathBuf {
         rendezvous_dir(&self.run_dir).join(format!("{role}.json"))
@@ -264,6 +273,7 @@ pub fn build(case: &LoadedCase, run_id: &str, run_dir: &Path, exe: &Path) -> Pla
                     run_dir,
                     ready_file: rendezvous_dir(run_dir).join(format!("{role}.engine")),
                     cache_transceiver: c.hardware.cache_transceiver,
+                    dialect: c.router.dialect,
                 },
             );
             if let Some((name, text)) = built.file {
@@ -317,7 +327,7 @@ pub fn build(case: &LoadedCase, run_id: &str, run_dir: &Path, exe: &Path) -> Pla
         roles,
         deadlines: c.timeouts,
         router: c.router.clone(),
-        benchmark: c.benchmark.clone(),
+        benchmark: resolve_benchmark_paths(&c.benchmark, &case.path),
         perf_baseline: case.baseline_path(),
         setup: c.setup.as_ref().map(|s| s.argv()),
         nodes,
@@ -359,6 +369,23 @@ fn router_launch(r: &RouterSpec, run_dir: &Path, exe: &str) -> Option<EngineLaun
         ready_file: None,
         host: host.into(),
     })
+}
+
+/// Dataset and tokenizer paths are relative to the case file; the plan carries them absolute,
+/// since roles run from wherever the executor starts them.
+fn resolve_benchmark_paths(b: &Benchmark, case_file: &Path) -> Benchmark {
+    let dir = case_file.parent().unwrap_or(Path::new("."));
+    let resolve = |f: &Option<String>| {
+        f.as_ref().map(|f| {
+            let p = dir.join(f);
+            std::path::absolute(&p).unwrap_or(p).display().to_string()
+        })
+    };
+    Benchmark {
+        dataset: resolve(&b.dataset),
+        tokenizer: resolve(&b.tokenizer),
+        ..b.clone()
+    }
 }
 
 fn extend(env: &mut BTreeMap<String, String>, vars: &BTreeMap<String, EnvValue>) {

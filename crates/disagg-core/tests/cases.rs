@@ -24,7 +24,7 @@ fn edit(from: &str, to: &str) -> String {
 fn the_issue_example_is_accepted_as_written() {
     let c = parse(QUICKSTART).unwrap();
     assert_eq!(c.config_name.as_str(), "quickstart");
-    assert_eq!(c.case.benchmark.concurrency, vec![1, 8]);
+    assert_eq!(c.case.benchmark.concurrency(), vec![1, 8]);
     assert_eq!(c.case.env.worker_unset, vec!["UCX_TLS".to_string()]);
     assert_eq!(c.case.timeouts.benchmark.as_secs(), 600);
 }
@@ -154,6 +154,55 @@ fn bad_cases_name_the_key_line_and_fix() {
             line: Some(22),
             message_has: "each at least 1",
             hint_has: "concurrency: [1, 8]",
+        },
+        Bad {
+            what: "open and closed loop at once",
+            text: edit(
+                "  streaming: true",
+                "  streaming: true\n  request_rate: [10]\n  num_prompts: 20",
+            ),
+            key: "benchmark.request_rate",
+            line: Some(26),
+            message_has: "cannot both be set",
+            hint_has: "max_concurrency",
+        },
+        Bad {
+            what: "open loop without num_prompts",
+            text: edit("  concurrency: [1, 8]", "  request_rate: [10, .inf]"),
+            key: "benchmark.num_prompts",
+            line: Some(19),
+            message_has: "needs `num_prompts`",
+            hint_has: "num_prompts: 200",
+        },
+        Bad {
+            what: "unknown endpoint",
+            text: edit(
+                "  streaming: true",
+                "  streaming: true\n  endpoint: /v1/embeddings",
+            ),
+            key: "benchmark.endpoint",
+            line: Some(26),
+            message_has: "not a served endpoint",
+            hint_has: "/v1/chat/completions",
+        },
+        Bad {
+            what: "unknown policy",
+            text: edit("policy: round_robin}", "policy: least_loaded}"),
+            key: "router.policy",
+            line: Some(18),
+            message_has: "`least_loaded` is not one of: round_robin, least_requests, least_tokens, prefix_affinity",
+            hint_has: "use one of",
+        },
+        Bad {
+            what: "missing dataset",
+            text: edit(
+                "  streaming: true",
+                "  streaming: true\n  dataset: nowhere.jsonl",
+            ),
+            key: "benchmark.dataset",
+            line: Some(26),
+            message_has: "nowhere.jsonl is not a file",
+            hint_has: "relative to the case file",
         },
         Bad {
             what: "empty file",

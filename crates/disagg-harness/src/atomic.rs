@@ -1,22 +1,10 @@
 //! Write-then-rename, so a reader never sees half a file.
 
-use std::io::Write;
 use std::path::Path;
 
-/// Writes `bytes` to `path` atomically (a temp file in the same folder, then rename).
+/// Writes `bytes` to `path` atomically (a synced temp file in the same folder, then rename).
 pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)
+    disagg_proto::ready::write_atomically(path, bytes)
 }
 
 /// Serializes `value` as pretty JSON and writes it atomically.

@@ -253,9 +253,21 @@ impl PerfReport {
     }
 }
 
-/// `<CONFIG_NAME>-con<C>`.
-pub fn perf_case_name(config: &str, concurrency: u64) -> String {
-    format!("{config}-con{concurrency}")
+/// A point's label: `con<C>` for the closed loop, `rate<R>` for an open-loop rate.
+pub fn point_label(point: &serde_json::Value) -> Option<String> {
+    match (
+        point.get("request_rate").and_then(|r| r.as_f64()),
+        point.get("max_concurrency").and_then(|c| c.as_u64()),
+    ) {
+        (Some(r), _) => Some(format!("rate{r}")),
+        (None, Some(c)) => Some(format!("con{c}")),
+        (None, None) => point.get("request_rate").map(|_| "rateinf".to_string()),
+    }
+}
+
+/// `<CONFIG_NAME>-con<C>` (or `-rate<R>` in the open loop).
+pub fn perf_case_name(config: &str, point: &serde_json::Value) -> Option<String> {
+    point_label(point).map(|l| format!("{config}-{l}"))
 }
 
 /// Compares the run's points (benchmark_serving JSON objects) with the baseline rows of this config.
@@ -265,7 +277,7 @@ pub fn compare(
     config: &str,
     points: &[serde_json::Value],
 ) -> PerfReport {
-    let prefix = format!("{config}-con");
+    let prefix = format!("{config}-");
     let mut out = Vec::new();
     for row in rows
         .iter()
@@ -274,13 +286,7 @@ pub fn compare(
         let metric = MetricType::parse(&row.metric_type).expect("checked when read");
         let measured = points
             .iter()
-            .find(|p| {
-                p.get("max_concurrency")
-                    .and_then(|c| c.as_u64())
-                    .map(|c| perf_case_name(config, c))
-                    .as_deref()
-                    == Some(row.perf_case_name.as_str())
-            })
+            .find(|p| perf_case_name(config, p).as_deref() == Some(row.perf_case_name.as_str()))
             .and_then(|p| p.get(metric.json_key()).and_then(|v| v.as_f64()));
         let verdict = match measured {
             None => Verdict::NotMeasured,
@@ -358,10 +364,9 @@ pub fn write_results_csv(
         "gate",
     ])?;
     for p in points {
-        let Some(c) = p.get("max_concurrency").and_then(|c| c.as_u64()) else {
+        let Some(case) = perf_case_name(config, p) else {
             continue;
         };
-        let case = perf_case_name(config, c);
         for m in MetricType::all() {
             let Some(v) = p.get(m.json_key()).and_then(|v| v.as_f64()) else {
                 continue;

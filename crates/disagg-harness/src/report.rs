@@ -44,6 +44,7 @@ pub fn junit(
     run_dir: &Path,
     outcome: &Outcome,
     points: &[serde_json::Value],
+    max_failure_rate: f64,
     perf: &PerfOutcome,
 ) -> Report {
     let mut suite = TestSuite::new(config.to_string());
@@ -51,21 +52,17 @@ pub fn junit(
     let classname = format!("disagg.{config}");
 
     // Concurrency points.
-    let concurrencies: Vec<u64> = points
-        .iter()
-        .filter_map(|p| p.get("max_concurrency").and_then(|c| c.as_u64()))
-        .collect();
     for p in points {
-        let c = p
-            .get("max_concurrency")
-            .and_then(|c| c.as_u64())
-            .unwrap_or(0);
+        let label = crate::perf::point_label(p).unwrap_or_else(|| "point".into());
         let failed = p.get("failed").and_then(|v| v.as_u64()).unwrap_or(0);
+        let completed = p.get("completed").and_then(|v| v.as_u64()).unwrap_or(0);
+        let over_limit =
+            failed > 0 && failed as f64 > max_failure_rate * (failed + completed) as f64;
         let generated = p
             .get("total_output_tokens")
             .and_then(|v| v.as_u64())
             .unwrap_or(0);
-        let status = if failed > 0 || generated == 0 {
+        let status = if over_limit || generated == 0 {
             let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
             let why = if failed > 0 {
                 format!(
@@ -94,7 +91,7 @@ pub fn junit(
         } else {
             TestCaseStatus::success()
         };
-        let mut tc = TestCase::new(format!("con{c}"), status);
+        let mut tc = TestCase::new(label, status);
         tc.set_classname(classname.clone());
         if let Some(d) = p.get("duration").and_then(|v| v.as_f64()) {
             tc.set_time(Duration::from_secs_f64(d.max(0.0)));
@@ -117,7 +114,6 @@ pub fn junit(
         tc.set_classname(classname.clone());
         suite.add_test_case(tc);
     }
-    let _ = concurrencies;
 
     // Roles.
     let root = match &outcome.result {
@@ -263,9 +259,10 @@ pub fn summary_table(points: &[serde_json::Value]) -> String {
         let _ = writeln!(
             s,
             "| {} | {:.2} | {:.1} | {:.1} / {:.1} | {:.2} / {:.2} | {:.2} / {:.2} | {} |",
-            p.get("max_concurrency")
-                .and_then(|v| v.as_u64())
-                .unwrap_or(0),
+            // The closed loop's concurrency as a number; an open-loop point as its rate.
+            crate::perf::point_label(p)
+                .map(|l| l.trim_start_matches("con").to_string())
+                .unwrap_or_default(),
             f(p, "request_throughput"),
             f(p, "output_throughput"),
             f(p, "median_ttft_ms"),

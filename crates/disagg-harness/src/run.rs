@@ -63,7 +63,7 @@ pub(crate) fn check_all(paths: &[PathBuf], skip_perf: bool) -> Option<Vec<Ready>
     let mut ready = Vec::new();
     let mut bad = false;
     for p in paths {
-        match disagg_core::load_case(p) {
+        match disagg_core::load_case(p).and_then(|c| check_engine_args(&c).map(|()| c)) {
             Ok(case) => {
                 let baseline = match case.baseline_path() {
                     Some(b) if !skip_perf => match perf::read_baseline(&b) {
@@ -85,6 +85,28 @@ pub(crate) fn check_all(paths: &[PathBuf], skip_perf: bool) -> Option<Vec<Ready>
         }
     }
     (!bad).then_some(ready)
+}
+
+/// The sim checks its own flags: a case's `engine_args` that the sim would reject at start-up
+/// are rejected here, before anything is launched, pointing at the group that has them.
+fn check_engine_args(case: &LoadedCase) -> Result<(), disagg_core::CaseError> {
+    let dir = std::path::Path::new("/nonexistent-run-dir");
+    let plan = disagg_core::plan::build(case, "check", dir, std::path::Path::new("disagg"));
+    for w in plan.workers() {
+        let Some(engine) = &w.engine else { continue };
+        if let Err(why) = disagg_sim::check_argv(&engine.argv) {
+            let key = if w.role.is_ctx() {
+                "ctx.engine_args"
+            } else {
+                "gen.engine_args"
+            };
+            let text = std::fs::read_to_string(&case.path).unwrap_or_default();
+            return Err(disagg_core::CaseError::new(&case.path, key, format!("the sim rejects these settings: {why}"))
+                .at_line(disagg_core::locate::line_of(&text, key))
+                .hint("each engine_args key is the `disagg sim` flag of the same name; see `disagg sim --help`"));
+        }
+    }
+    Ok(())
 }
 
 /// `disagg validate`: 0 when every case is good, 2 otherwise.
@@ -278,7 +300,14 @@ pub fn finish(
         PerfOutcome::NotRun => "perf check: not run, because the test failed\n".to_string(),
         PerfOutcome::Checked(rep) => rep.render(),
     };
-    let junit = report::junit(name.as_str(), run_dir, outcome, &points, &perf_outcome);
+    let junit = report::junit(
+        name.as_str(),
+        run_dir,
+        outcome,
+        &points,
+        plan.benchmark.max_failure_rate,
+        &perf_outcome,
+    );
     let table = report::summary_table(&points);
     let code = match (&outcome.result, &perf_outcome) {
         (RunResult::Interrupted, _) => exit::INTERRUPTED,

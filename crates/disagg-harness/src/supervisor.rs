@@ -20,6 +20,9 @@ use crate::rendezvous::{self, Endpoint, ExitNote, State, Status};
 /// How often the supervisor looks at processes, files and deadlines.
 pub const TICK: Duration = Duration::from_millis(50);
 
+/// How often a long run says it is alive (CI systems kill jobs that print nothing).
+const HEARTBEAT: Duration = Duration::from_secs(30);
+
 /// After BENCHMARK or DISAGG_SERVER fails, how long to look for a worker death that caused it:
 /// a crashed worker makes the benchmark's requests fail within milliseconds, and the root cause
 /// is what the report must name.
@@ -128,17 +131,28 @@ fn drive(
         }
     }
     let mut workers_ready_at: Option<Instant> = None;
+    let mut next_heartbeat = start + HEARTBEAT;
     loop {
         if interrupted.load(Ordering::SeqCst) {
             return RunResult::Interrupted;
         }
         let now = Instant::now();
         for p in procs.iter_mut().filter(|p| p.ready_at.is_none()) {
-            if rendezvous::read::<Endpoint>(&plan.rendezvous_file(p.plan.role), &plan.run_id)
-                .is_some()
+            if let Some(ep) =
+                rendezvous::read::<Endpoint>(&plan.rendezvous_file(p.plan.role), &plan.run_id)
             {
                 p.ready_at = Some(now);
+                println!(
+                    "disagg: {} ready at {} after {:.1}s",
+                    p.plan.role,
+                    ep.url(),
+                    (now - start).as_secs_f64()
+                );
             }
+        }
+        if now >= next_heartbeat {
+            next_heartbeat = now + HEARTBEAT;
+            heartbeat(plan, start, procs);
         }
         if workers_ready_at.is_none()
             && procs
@@ -242,6 +256,34 @@ fn drive(
         }
         std::thread::sleep(TICK);
     }
+}
+
+/// One line: elapsed time, who is still not ready, and the benchmark's latest progress line.
+fn heartbeat(plan: &Plan, start: Instant, procs: &[Proc]) {
+    let waiting: Vec<String> = procs
+        .iter()
+        .filter(|p| p.ready_at.is_none() && p.plan.role != RoleName::Benchmark)
+        .map(|p| p.plan.role.to_string())
+        .collect();
+    let progress = std::fs::read(plan.run_dir.join(RoleName::Benchmark.log_file()))
+        .ok()
+        .and_then(|b| {
+            String::from_utf8_lossy(&b)
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    let state = if waiting.is_empty() {
+        format!("benchmark: {progress}")
+    } else {
+        format!("waiting for {}", waiting.join(", "))
+    };
+    println!(
+        "disagg: {} elapsed; {state}",
+        humantime::format_duration(Duration::from_secs(start.elapsed().as_secs()))
+    );
 }
 
 fn fail(role: Option<RoleName>, reason: String, timeout: bool) -> RunResult {

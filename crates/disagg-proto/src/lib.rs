@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod openai;
+pub mod ready;
 pub mod sse;
 pub mod trtllm;
 

@@ -8,25 +8,28 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{Method, StatusCode, Uri};
-use axum::response::Response;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::time::Instant;
 
+use crate::census::census;
 use crate::config::RouterConfig;
-use crate::dispatch;
 use crate::error::{Leg, ProxyError, RouterError};
-use crate::health;
+use crate::ids::Ids;
+use crate::metrics::{self, Metrics};
 use crate::policy::WorkerGroup;
-use crate::trtllm::Endpoint;
-use crate::upstream;
+use crate::relay::{self, Keep};
+use crate::request::Endpoint;
+use crate::worker::Worker;
+use crate::{dispatch, health, upstream};
 
 /// `/v1/models` is metadata; it should never wait as long as a generation may.
 const MODELS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything a request handler needs; cheap to clone.
 #[derive(Clone)]
-pub struct AppState(Arc<Inner>);
+pub struct AppState(pub(crate) Arc<Inner>);
 
 /// What [`AppState`] shares; handlers borrow it for the whole request.
 pub(crate) struct Inner {
@@ -34,23 +37,51 @@ pub(crate) struct Inner {
     pub client: reqwest::Client,
     pub prefill: WorkerGroup,
     pub decode: WorkerGroup,
+    pub metrics: Metrics,
+    pub ids: Ids,
 }
 
 impl AppState {
     pub fn new(cfg: RouterConfig) -> Result<Self, RouterError> {
-        let client = upstream::client()?;
-        let prefill = WorkerGroup::new(Leg::Context, cfg.prefill.clone(), cfg.prefill_policy);
-        let decode = WorkerGroup::new(Leg::Generation, cfg.decode.clone(), cfg.decode_policy);
+        let client = upstream::client(&cfg)?;
+        let eject_after = cfg.eject_after.get();
+        let prefill_workers = (cfg.prefill.iter().enumerate())
+            .map(|(i, url)| Worker::new(url.clone(), cfg.bootstrap_port(i)))
+            .collect();
+        let decode_workers = cfg
+            .decode
+            .iter()
+            .map(|u| Worker::new(u.clone(), None))
+            .collect();
+        let prefill = WorkerGroup::new(
+            Leg::Context,
+            prefill_workers,
+            cfg.prefill_policy,
+            eject_after,
+        );
+        let decode = WorkerGroup::new(
+            Leg::Generation,
+            decode_workers,
+            cfg.decode_policy,
+            eject_after,
+        );
         Ok(Self(Arc::new(Inner {
             cfg,
             client,
             prefill,
             decode,
+            metrics: Metrics::default(),
+            ids: Ids::new(),
         })))
     }
 
     pub fn config(&self) -> &RouterConfig {
         &self.0.cfg
+    }
+
+    /// The active health checker for this state; `serve` runs it beside the app.
+    pub fn health_checker(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        health::watch(self.0.clone())
     }
 }
 
@@ -62,6 +93,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/models", get(models))
         .route("/health", get(health_check))
+        .route("/workers", get(workers))
+        .route("/metrics", get(metrics_text))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // The body is buffered once to be parsed; the limit bounds that buffer.
@@ -71,26 +104,38 @@ pub fn app(state: AppState) -> Router {
 
 async fn completions(
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ProxyError> {
-    dispatch::handle(
-        &state.0,
-        Endpoint::Completions,
-        body_or_error(&state, body)?,
-    )
-    .await
+) -> Response {
+    generate(state, Endpoint::Completions, headers, body).await
 }
 
 async fn chat_completions(
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ProxyError> {
-    dispatch::handle(
-        &state.0,
-        Endpoint::ChatCompletions,
-        body_or_error(&state, body)?,
-    )
-    .await
+) -> Response {
+    generate(state, Endpoint::ChatCompletions, headers, body).await
+}
+
+async fn generate(
+    state: AppState,
+    endpoint: Endpoint,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let out = match body_or_error(&state, body) {
+        Ok(body) => dispatch::handle(&state.0, endpoint, &headers, body).await,
+        Err(e) => Err(e),
+    };
+    finish(&state, endpoint.path(), out)
+}
+
+/// Counts the request by route and status, and turns an error into its response.
+fn finish(state: &AppState, route: &'static str, out: Result<Response, ProxyError>) -> Response {
+    let resp = out.unwrap_or_else(IntoResponse::into_response);
+    state.0.metrics.count_request(route, resp.status().as_u16());
+    resp
 }
 
 fn body_or_error(
@@ -111,29 +156,49 @@ fn body_or_error(
     })
 }
 
-/// Model metadata comes from the generation side, which is what clients talk to in effect.
-async fn models(State(state): State<AppState>) -> Result<Response, ProxyError> {
-    let state = &state.0;
-    let worker = state.decode.urls.first().ok_or(ProxyError::Unhealthy {
-        leg: Leg::Generation,
-        healthy: 0,
-        total: 0,
-    })?;
-    let deadline = Instant::now() + MODELS_TIMEOUT.min(state.cfg.request_timeout);
-    let resp = upstream::get(
-        &state.client,
-        Leg::Generation,
-        worker,
-        "/v1/models",
-        deadline,
-    )
-    .await?;
-    Ok(dispatch::relay(resp, Leg::Generation, worker, false))
+/// Model metadata comes from a healthy generation worker, which is what clients talk to in
+/// effect; it is passed through as is.
+async fn models(State(state): State<AppState>) -> Response {
+    let out =
+        async {
+            let inner = &state.0;
+            let worker = inner.decode.workers.iter().find(|w| w.is_healthy()).ok_or(
+                ProxyError::Unhealthy {
+                    leg: Leg::Generation,
+                    healthy: 0,
+                    total: inner.decode.workers.len(),
+                },
+            )?;
+            let clock = crate::legs::Clock {
+                request: Instant::now() + MODELS_TIMEOUT.min(inner.cfg.request_timeout),
+            };
+            let t = inner.target(Leg::Generation, &worker.url, clock);
+            let resp = upstream::get(&inner.client, t, "/v1/models").await?;
+            let opened = relay::open(t, resp).await?;
+            let keep = Keep {
+                leases: Vec::new(),
+                companion: None,
+            };
+            Ok(relay::respond(opened, &worker.url, false, keep))
+        }
+        .await;
+    finish(&state, "/v1/models", out)
 }
 
 async fn health_check(State(state): State<AppState>) -> Result<Response, ProxyError> {
-    use axum::response::IntoResponse;
     Ok(health::check(&state.0).await?.into_response())
+}
+
+async fn workers(State(state): State<AppState>) -> Response {
+    axum::Json(census(&state.0)).into_response()
+}
+
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics::render(&state.0),
+    )
+        .into_response()
 }
 
 async fn not_found(method: Method, uri: Uri) -> ProxyError {

@@ -1,6 +1,7 @@
 //! What the router serves: flags or a TensorRT-LLM `server_config.yaml`, resolved into one
 //! [`RouterConfig`].
 
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -16,6 +17,22 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 /// exists so one bad client cannot make the router buffer without bound.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
+/// A worker that does not accept a TCP connection in this long is down, whatever the request
+/// deadline says; the request moves on to another worker.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Failed connections and 5xx answers are retried this many times, each on a worker not yet
+/// tried, while no byte has reached the client.
+pub const DEFAULT_MAX_RETRIES: u32 = 2;
+
+/// How often every worker's `/health` is probed. Fast enough that a dead worker stops getting
+/// traffic within seconds; slow enough to be noise for the worker.
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Consecutive failed probes (or failed connections) that eject a worker. Two, so a single lost
+/// probe does not take a worker out of rotation.
+pub const DEFAULT_EJECT_AFTER: NonZeroU32 = NonZeroU32::new(2).expect("2 is not zero");
+
 /// Where the router listens when neither `--config` nor `--host`/`--port` say otherwise
 /// (the same port `trtllm-serve disaggregated` uses).
 const DEFAULT_HOST: &str = "127.0.0.1";
@@ -27,7 +44,23 @@ const DEFAULT_PORT: u16 = 8000;
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Dialect {
+    /// TensorRT-LLM: `context_only` then `generation_only` (PROTOCOLS.md §1).
     Trtllm,
+    /// vLLM with a KV connector: prefill with `max_tokens: 1`, then decode with the returned
+    /// `kv_transfer_params` (PROTOCOLS.md §2).
+    Vllm,
+    /// SGLang: one body with bootstrap fields to prefill and decode at once (PROTOCOLS.md §3).
+    Sglang,
+}
+
+impl Dialect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dialect::Trtllm => "trtllm",
+            Dialect::Vllm => "vllm",
+            Dialect::Sglang => "sglang",
+        }
+    }
 }
 
 /// How a worker is picked within one group.
@@ -36,7 +69,27 @@ pub enum Dialect {
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Policy {
+    /// Each healthy worker in turn.
     RoundRobin,
+    /// Least loaded by in-flight requests (TensorRT-LLM's `load_balancing`).
+    LeastRequests,
+    /// Least loaded by in-flight tokens, estimated from the prompt's size plus `max_tokens`
+    /// (TensorRT-LLM's `load_balancing` with `use_tokens: true`).
+    LeastTokens,
+    /// Requests whose prompts start alike go to the same worker, so its prefix cache is reused,
+    /// unless that worker is clearly busier than the least loaded one.
+    PrefixAffinity,
+}
+
+impl Policy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::RoundRobin => "round_robin",
+            Policy::LeastRequests => "least_requests",
+            Policy::LeastTokens => "least_tokens",
+            Policy::PrefixAffinity => "prefix_affinity",
+        }
+    }
 }
 
 /// `disagg router` flags.
@@ -48,9 +101,14 @@ pub struct RouterArgs {
     /// Wire dialect spoken to the workers.
     #[arg(long, value_enum, default_value_t = Dialect::Trtllm)]
     pub dialect: Dialect,
-    /// A context (prefill) worker, as host:port or http://host:port. Repeat for more.
+    /// A context (prefill) worker, as host:port or http://host:port. Repeat for more. For SGLang,
+    /// append `@PORT` to give that worker's bootstrap port (`http://h:30000@8998`).
     #[arg(long, required_unless_present = "config")]
     pub prefill: Vec<String>,
+    /// SGLang bootstrap port of every prefill worker that does not carry its own `@PORT`.
+    /// Without either, `bootstrap_port` is sent as null.
+    #[arg(long)]
+    pub bootstrap_port: Option<u16>,
     /// A generation (decode) worker, as host:port or http://host:port. Repeat for more.
     #[arg(long, required_unless_present = "config")]
     pub decode: Vec<String>,
@@ -69,6 +127,31 @@ pub struct RouterArgs {
     /// Largest request body accepted, in bytes; larger ones get 413.
     #[arg(long, default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
+    /// Policy of the context (prefill) group (overrides the config's `router.type`).
+    #[arg(long, value_enum)]
+    pub prefill_policy: Option<Policy>,
+    /// Policy of the generation (decode) group (overrides the config's `router.type`).
+    #[arg(long, value_enum)]
+    pub decode_policy: Option<Policy>,
+    /// Deadline for opening a TCP connection to a worker; past it the worker counts as down.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
+    pub connect_timeout: Duration,
+    /// Deadline for the whole context (prefill) leg. Unset: only the request deadline applies.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub context_timeout: Option<Duration>,
+    /// Deadline from sending the generation (decode) request to its first body byte.
+    /// Unset: only the request deadline applies.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub first_byte_timeout: Option<Duration>,
+    /// Retries of failed connections and 5xx answers, each on another worker.
+    #[arg(long, default_value_t = DEFAULT_MAX_RETRIES)]
+    pub max_retries: u32,
+    /// Interval between active `/health` probes of every worker.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
+    pub health_interval: Duration,
+    /// Consecutive failures (probes or connections) that eject a worker until a probe passes.
+    #[arg(long, default_value_t = DEFAULT_EJECT_AFTER)]
+    pub eject_after: NonZeroU32,
 }
 
 /// Everything the router needs to serve.
@@ -86,22 +169,71 @@ pub struct RouterConfig {
     pub request_timeout: Duration,
     /// Largest request body accepted ([`DEFAULT_MAX_BODY_BYTES`] unless set).
     pub max_body_bytes: usize,
+    /// SGLang bootstrap port of `prefill[i]` at index `i`; missing or `None` is sent as null.
+    pub bootstrap_ports: Vec<Option<u16>>,
+    /// See [`DEFAULT_CONNECT_TIMEOUT`].
+    pub connect_timeout: Duration,
+    /// Deadline of the context leg; `None`: bounded by `request_timeout` only.
+    pub context_timeout: Option<Duration>,
+    /// Deadline from sending the generation request to its first body byte; `None`: bounded by
+    /// `request_timeout` only.
+    pub first_byte_timeout: Option<Duration>,
+    /// See [`DEFAULT_MAX_RETRIES`].
+    pub max_retries: u32,
+    /// See [`DEFAULT_HEALTH_INTERVAL`].
+    pub health_interval: Duration,
+    /// See [`DEFAULT_EJECT_AFTER`].
+    pub eject_after: NonZeroU32,
 }
 
 impl RouterConfig {
     /// Reads TensorRT-LLM's `server_config.yaml` shape.
+    /// Context URLs may carry an SGLang bootstrap port as `URL@PORT`, as on the command line.
     pub fn from_server_config(cfg: &ServerConfig) -> Self {
+        let (prefill, ports): (Vec<String>, Vec<Option<u16>>) = cfg
+            .context_servers
+            .urls
+            .iter()
+            .map(|spec| match split_bootstrap_port(spec) {
+                Ok((url, port)) => (normalise_url(url), port),
+                // Out of range: kept whole, so the bad URL shows up in the first error.
+                Err(_) => (normalise_url(spec), None),
+            })
+            .unzip();
+        let mut out = Self::new(prefill, normalise_all(&cfg.generation_servers.urls));
+        out.bootstrap_ports = ports;
+        out.host = cfg.hostname.clone();
+        out.port = cfg.port;
+        out.prefill_policy = policy_for("context_servers", &cfg.context_servers);
+        out.decode_policy = policy_for("generation_servers", &cfg.generation_servers);
+        out
+    }
+
+    /// A TensorRT-LLM router over these (already normalised) workers, with every default.
+    pub fn new(prefill: Vec<String>, decode: Vec<String>) -> Self {
         Self {
-            host: cfg.hostname.clone(),
-            port: cfg.port,
+            host: DEFAULT_HOST.to_string(),
+            port: DEFAULT_PORT,
             dialect: Dialect::Trtllm,
-            prefill: normalise_all(&cfg.context_servers.urls),
-            decode: normalise_all(&cfg.generation_servers.urls),
-            prefill_policy: policy_for("context_servers", &cfg.context_servers),
-            decode_policy: policy_for("generation_servers", &cfg.generation_servers),
+            prefill,
+            decode,
+            prefill_policy: Policy::RoundRobin,
+            decode_policy: Policy::RoundRobin,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            bootstrap_ports: Vec::new(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            context_timeout: None,
+            first_byte_timeout: None,
+            max_retries: DEFAULT_MAX_RETRIES,
+            health_interval: DEFAULT_HEALTH_INTERVAL,
+            eject_after: DEFAULT_EJECT_AFTER,
         }
+    }
+
+    /// The bootstrap port of prefill worker `i`, if known.
+    pub fn bootstrap_port(&self, i: usize) -> Option<u16> {
+        self.bootstrap_ports.get(i).copied().flatten()
     }
 }
 
@@ -128,17 +260,16 @@ impl RouterArgs {
                 if self.decode.is_empty() {
                     return Err(RouterError::NoWorkers { flag: "decode" });
                 }
-                RouterConfig {
-                    host: DEFAULT_HOST.to_string(),
-                    port: DEFAULT_PORT,
-                    dialect: self.dialect,
-                    prefill: normalise_all(&self.prefill),
-                    decode: normalise_all(&self.decode),
-                    prefill_policy: Policy::RoundRobin,
-                    decode_policy: Policy::RoundRobin,
-                    request_timeout: DEFAULT_REQUEST_TIMEOUT,
-                    max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+                let mut urls = Vec::with_capacity(self.prefill.len());
+                let mut ports = Vec::with_capacity(self.prefill.len());
+                for spec in &self.prefill {
+                    let (url, port) = split_bootstrap_port(spec)?;
+                    urls.push(normalise_url(url));
+                    ports.push(port.or(self.bootstrap_port));
                 }
+                let mut cfg = RouterConfig::new(urls, normalise_all(&self.decode));
+                cfg.bootstrap_ports = ports;
+                cfg
             }
         };
         if let Some(host) = self.host {
@@ -147,23 +278,56 @@ impl RouterArgs {
         if let Some(port) = self.port {
             cfg.port = port;
         }
+        // `--bootstrap-port` fills in every prefill worker that did not name its own.
+        cfg.bootstrap_ports.resize(cfg.prefill.len(), None);
+        for port in &mut cfg.bootstrap_ports {
+            *port = port.or(self.bootstrap_port);
+        }
+        if let Some(p) = self.prefill_policy {
+            cfg.prefill_policy = p;
+        }
+        if let Some(p) = self.decode_policy {
+            cfg.decode_policy = p;
+        }
         cfg.dialect = self.dialect;
         cfg.request_timeout = self.request_timeout;
         cfg.max_body_bytes = self.max_body_bytes;
+        cfg.connect_timeout = self.connect_timeout;
+        cfg.context_timeout = self.context_timeout;
+        cfg.first_byte_timeout = self.first_byte_timeout;
+        cfg.max_retries = self.max_retries;
+        cfg.health_interval = self.health_interval;
+        cfg.eject_after = self.eject_after;
         Ok(cfg)
     }
 }
 
-/// Only round robin exists so far; the others fall back to it loudly rather than failing, so a
-/// TensorRT-LLM config still runs unchanged.
+/// TensorRT-LLM's router types mapped onto ours. `kv_cache_aware` needs the workers' KV events,
+/// which we do not consume; prefix affinity is the closest thing that needs none.
 fn policy_for(group: &str, g: &ServerGroup) -> Policy {
     match g.router.kind {
-        RouterType::RoundRobin => {}
-        other => tracing::info!(
-            "{group}.router.type {other:?} is not implemented yet; using round_robin for {group}"
-        ),
+        RouterType::RoundRobin => Policy::RoundRobin,
+        RouterType::LoadBalancing if g.router.use_tokens == Some(true) => Policy::LeastTokens,
+        RouterType::LoadBalancing => Policy::LeastRequests,
+        RouterType::KvCacheAware => {
+            tracing::info!("{group}.router.type kv_cache_aware: using prefix_affinity for {group}");
+            Policy::PrefixAffinity
+        }
     }
-    Policy::RoundRobin
+}
+
+/// `URL@PORT` → (`URL`, `Some(PORT)`). Only a trailing all-digit part after the last `@` counts,
+/// so a `user@host` URL is left alone.
+fn split_bootstrap_port(spec: &str) -> Result<(&str, Option<u16>), RouterError> {
+    match spec.rsplit_once('@') {
+        Some((url, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+            let port = port.parse().map_err(|_| RouterError::BootstrapPort {
+                spec: spec.to_string(),
+            })?;
+            Ok((url, Some(port)))
+        }
+        _ => Ok((spec, None)),
+    }
 }
 
 fn normalise_all(urls: &[String]) -> Vec<String> {
@@ -236,6 +400,49 @@ mod args_tests {
         assert_eq!((cfg.host.as_str(), cfg.port), (DEFAULT_HOST, 0));
         assert_eq!(cfg.request_timeout, Duration::from_secs(2));
         assert_eq!(cfg.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(cfg.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
+        assert_eq!(cfg.context_timeout, None);
+        assert_eq!(cfg.max_retries, DEFAULT_MAX_RETRIES);
+    }
+
+    #[test]
+    fn sglang_prefill_urls_carry_bootstrap_ports() {
+        let cfg = args(&[
+            "--dialect",
+            "sglang",
+            "--prefill",
+            "http://a:1@8998",
+            "--prefill",
+            "b:2",
+            "--bootstrap-port",
+            "9000",
+            "--decode",
+            "c:3",
+            "--prefill-policy",
+            "prefix-affinity",
+            "--decode-policy",
+            "least-tokens",
+        ])
+        .unwrap()
+        .into_config()
+        .unwrap();
+        assert_eq!(cfg.dialect, Dialect::Sglang);
+        assert_eq!(cfg.prefill, ["http://a:1", "http://b:2"]);
+        assert_eq!(cfg.bootstrap_ports, [Some(8998), Some(9000)]);
+        assert_eq!(cfg.prefill_policy, Policy::PrefixAffinity);
+        assert_eq!(cfg.decode_policy, Policy::LeastTokens);
+
+        let err = args(&["--prefill", "a:1@99999", "--decode", "c:3"])
+            .unwrap()
+            .into_config()
+            .unwrap_err();
+        assert!(matches!(err, RouterError::BootstrapPort { .. }), "{err}");
+        let cfg = args(&["--prefill", "http://u@a:1", "--decode", "c:3"])
+            .unwrap()
+            .into_config()
+            .unwrap();
+        assert_eq!(cfg.prefill, ["http://u@a:1"]);
+        assert_eq!(cfg.bootstrap_ports, [None]);
     }
 
     #[test]
@@ -262,6 +469,27 @@ mod args_tests {
             .unwrap();
         assert_eq!((cfg.host.as_str(), cfg.port), ("0.0.0.0", 8000));
         assert_eq!(cfg.prefill, ["http://b:1"]);
+
+        std::fs::write(
+            &path,
+            "port: 1\ncontext_servers: {num_instances: 2, urls: [\"b:1@8998\", c:2]}\n\
+             generation_servers: {num_instances: 1, urls: [d:3]}\n",
+        )
+        .unwrap();
+        let cfg = args(&[
+            "--config",
+            p,
+            "--dialect",
+            "sglang",
+            "--bootstrap-port",
+            "9",
+        ])
+        .unwrap()
+        .into_config()
+        .unwrap();
+        assert_eq!(cfg.prefill, ["http://b:1", "http://c:2"]);
+        assert_eq!(cfg.bootstrap_ports, [Some(8998), Some(9)]);
+        assert_eq!(cfg.dialect, Dialect::Sglang);
 
         std::fs::write(&path, "port: 1\n").unwrap();
         let err = args(&["--config", p]).unwrap().into_config().unwrap_err();

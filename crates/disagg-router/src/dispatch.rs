@@ -1,124 +1,162 @@
-//! One disaggregated request, end to end: context leg, then (unless it already finished)
-//! generation leg, whose answer is relayed to the client as it arrives.
+//! One disaggregated request, end to end, per dialect:
+//! - TensorRT-LLM and vLLM are sequential: context leg, then generation leg;
+//! - SGLang sends both legs at once ([`crate::dual`]).
 //!
 //! Nothing here is spawned: every upstream future lives inside the handler's future or the
-//! response body, so a client that hangs up cancels both legs at once.
+//! response body, so a client that hangs up cancels every leg at once. (The one exception is
+//! in `relay`: an SGLang prefill leg still answering after the client has its whole answer.)
+
+use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use bytes::Bytes;
-use futures_util::TryStreamExt;
-use tokio::time::Instant;
+use reqwest::header::HeaderValue;
 
 use crate::app::Inner;
-use crate::error::{Leg, ProxyError};
-use crate::policy::WorkerGroup;
-use crate::trtllm::{ClientRequest, ContextOutcome, Endpoint, read_context_response};
-use crate::upstream;
+use crate::config::Dialect;
+use crate::error::{Deadline, Leg, ProxyError};
+use crate::legs::{Clock, context_call, generation_call, with_retries};
+use crate::policy::PickInput;
+use crate::relay::{self, Keep};
+use crate::request::{ClientRequest, Endpoint};
+use crate::trtllm::{self, ContextOutcome};
+use crate::upstream::REQUEST_ID;
+use crate::vllm;
 
 pub(crate) async fn handle(
-    state: &Inner,
+    state: &Arc<Inner>,
     endpoint: Endpoint,
+    headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response, ProxyError> {
-    let deadline = Instant::now() + state.cfg.request_timeout;
-    let req = ClientRequest::parse(endpoint, &body).map_err(ProxyError::BadRequest)?;
-    // The raw body is no longer needed; free it before the (possibly long) generation leg.
-    drop(body);
+    let clock = Clock::start(state);
+    let req = ClientRequest::parse(endpoint, body).map_err(ProxyError::BadRequest)?;
+    match state.cfg.dialect {
+        Dialect::Trtllm => trtllm_flow(state, &req, clock).await,
+        Dialect::Vllm => vllm_flow(state, &req, request_id(state, headers), clock).await,
+        Dialect::Sglang => crate::dual::sglang_flow(state, &req, clock).await,
+    }
+}
 
-    let ctx = pick(&state.prefill)?;
-    let resp = upstream::post_json(
-        &state.client,
-        Leg::Context,
-        ctx,
-        endpoint.path(),
-        req.context_body(),
-        deadline,
-    )
+impl ClientRequest {
+    pub fn pick_input(&self) -> PickInput<'_> {
+        PickInput {
+            prompt: self.prompt(),
+            tokens: self.token_estimate(),
+        }
+    }
+}
+
+async fn trtllm_flow(
+    state: &Inner,
+    req: &ClientRequest,
+    clock: Clock,
+) -> Result<Response, ProxyError> {
+    let path = req.endpoint.path();
+    let input = req.pick_input();
+    let ctx_body = Bytes::from(trtllm::context_body(req));
+    let leg_deadline = clock.leg(state.cfg.context_timeout, Deadline::Context);
+    let (ctx_lease, answer) = with_retries(state, &state.prefill, input, |worker| {
+        let body = ctx_body.clone();
+        async move { context_call(state, clock, leg_deadline, &worker, path, body, None).await }
+    })
     .await?;
-    let bytes = upstream::read_body(Leg::Context, ctx, resp, deadline).await?;
-    let handoff = match read_context_response(&bytes) {
+    let handoff = match trtllm::read_context_response(answer) {
         Ok(ContextOutcome::Continue(handoff)) => handoff,
-        Ok(ContextOutcome::Finished(resp)) => {
+        Ok(ContextOutcome::Finished(done)) => {
             tracing::debug!(
-                worker = ctx,
+                worker = ctx_lease.url(),
                 "context leg finished the request; no generation"
             );
             return Ok(if req.stream() {
-                sse_response(Body::from(crate::trtllm::early_finish_sse(&req, &resp)))
+                relay::sse_response(Body::from(done.sse(req)))
             } else {
-                axum::Json(resp).into_response()
+                json_response(done.json())
             });
         }
         Err(reason) => {
             return Err(ProxyError::BadResponse {
                 leg: Leg::Context,
-                worker: ctx.to_string(),
+                worker: ctx_lease.url().to_string(),
                 reason,
             });
         }
     };
-    drop(bytes);
+    drop(ctx_lease);
 
-    let gen_worker = pick(&state.decode)?;
-    let resp = upstream::post_json(
-        &state.client,
-        Leg::Generation,
-        gen_worker,
-        endpoint.path(),
-        req.generation_body(&handoff),
-        deadline,
-    )
-    .await?;
-    Ok(relay(resp, Leg::Generation, gen_worker, req.stream()))
+    let gen_body = Bytes::from(trtllm::generation_body(req, &handoff));
+    drop(handoff);
+    generation(state, req, clock, gen_body, None).await
 }
 
-/// Relays a worker's response without buffering or re-parsing: every chunk goes out as it comes
-/// in. A failure mid-body aborts the client's response, which is the only honest signal left once
-/// the status line is sent.
-pub(crate) fn relay(resp: reqwest::Response, leg: Leg, worker: &str, stream: bool) -> Response {
-    let status = resp.status();
-    let content_type = resp.headers().get(header::CONTENT_TYPE).cloned();
-    let worker = worker.to_string();
-    let body = Body::from_stream(resp.bytes_stream().inspect_err(move |e| {
-        tracing::warn!(
-            "{leg} worker {worker} failed mid-response: {}",
-            crate::error::error_chain(e)
-        );
-    }));
-    if stream {
-        let mut out = sse_response(body);
-        *out.status_mut() = status;
-        out
-    } else {
-        let mut out = Response::new(body);
-        *out.status_mut() = status;
-        out.headers_mut().insert(
-            header::CONTENT_TYPE,
-            content_type.unwrap_or(HeaderValue::from_static("application/json")),
-        );
-        out
-    }
-}
-
-fn sse_response(body: Body) -> Response {
-    let mut out = Response::new(body);
-    *out.status_mut() = StatusCode::OK;
-    let h = out.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    // Intermediaries must neither cache nor hold back an event stream.
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    out
-}
-
-fn pick(group: &WorkerGroup) -> Result<&str, ProxyError> {
-    group.pick().ok_or(ProxyError::Unhealthy {
-        leg: group.leg,
-        healthy: 0,
-        total: 0,
+async fn vllm_flow(
+    state: &Inner,
+    req: &ClientRequest,
+    request_id: HeaderValue,
+    clock: Clock,
+) -> Result<Response, ProxyError> {
+    let path = req.endpoint.path();
+    let input = req.pick_input();
+    let prefill_body = Bytes::from(vllm::prefill_body(req));
+    let leg_deadline = clock.leg(state.cfg.context_timeout, Deadline::Context);
+    let id = &request_id;
+    let (ctx_lease, answer) = with_retries(state, &state.prefill, input, |worker| {
+        let body = prefill_body.clone();
+        async move { context_call(state, clock, leg_deadline, &worker, path, body, Some(id)).await }
     })
+    .await?;
+    let params = vllm::read_prefill_response(answer).map_err(|reason| ProxyError::BadResponse {
+        leg: Leg::Context,
+        worker: ctx_lease.url().to_string(),
+        reason,
+    })?;
+    drop(ctx_lease);
+    let decode_body = Bytes::from(vllm::decode_body(req, &params));
+    generation(state, req, clock, decode_body, Some(id)).await
+}
+
+/// The generation leg of a sequential flow, relayed once its first byte is in.
+async fn generation(
+    state: &Inner,
+    req: &ClientRequest,
+    clock: Clock,
+    body: Bytes,
+    request_id: Option<&HeaderValue>,
+) -> Result<Response, ProxyError> {
+    let path = req.endpoint.path();
+    let (lease, opened) = with_retries(state, &state.decode, req.pick_input(), |worker| {
+        let body = body.clone();
+        async move { generation_call(state, clock, &worker, path, body, request_id).await }
+    })
+    .await?;
+    let worker = lease.url().to_string();
+    let keep = Keep {
+        leases: vec![lease],
+        companion: None,
+    };
+    Ok(relay::respond(opened, &worker, req.stream(), keep))
+}
+
+/// The client's `X-Request-Id` when it sent a usable one (so its logs line up with the
+/// workers'), else a fresh one.
+fn request_id(state: &Inner, headers: &HeaderMap) -> HeaderValue {
+    headers
+        .get(REQUEST_ID)
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .cloned()
+        .unwrap_or_else(|| {
+            let id = format!("disagg-{:016x}{:016x}", state.ids.next(), state.ids.next());
+            HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("disagg"))
+        })
+}
+
+pub(crate) fn json_response(body: Vec<u8>) -> Response {
+    let mut out = Response::new(Body::from(body));
+    out.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    out
 }

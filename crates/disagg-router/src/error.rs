@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -23,6 +24,8 @@ pub enum RouterError {
     },
     #[error("no --{flag} worker given\nhint: pass --{flag} host:port at least once, or --config")]
     NoWorkers { flag: &'static str },
+    #[error("bad bootstrap port in --prefill {spec}\nhint: write URL@PORT with PORT in 0..=65535")]
+    BootstrapPort { spec: String },
     #[error("cannot build the HTTP client: {0}")]
     Client(reqwest::Error),
     #[error("cannot bind {addr}: {source}")]
@@ -55,6 +58,26 @@ impl fmt::Display for Leg {
     }
 }
 
+/// Which configured deadline passed; a 504 names it, so the operator knows which flag to turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deadline {
+    Connect,
+    Context,
+    FirstByte,
+    Request,
+}
+
+impl fmt::Display for Deadline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Deadline::Connect => "connect",
+            Deadline::Context => "context-leg",
+            Deadline::FirstByte => "first-byte",
+            Deadline::Request => "request",
+        })
+    }
+}
+
 /// Why one request failed. Upstream variants carry the worker and the leg, so a 502 in a bench
 /// log says which process to look at.
 #[derive(Debug, thiserror::Error)]
@@ -67,16 +90,36 @@ pub enum ProxyError {
     NotFound { method: String, path: String },
     #[error("{method} is not allowed on {path}")]
     MethodNotAllowed { method: String, path: String },
-    /// Connecting, sending or reading failed.
+    /// No connection could be opened: the worker is down (counts toward ejecting it).
+    #[error("{leg} worker {worker} refused the connection: {detail}")]
+    Connect {
+        leg: Leg,
+        worker: String,
+        detail: String,
+    },
+    /// Sending or reading failed on an open connection.
     #[error("{leg} worker {worker} failed: {detail}")]
     Transport {
         leg: Leg,
         worker: String,
         detail: String,
     },
-    /// The request deadline passed while this worker had it.
-    #[error("{leg} worker {worker} did not answer within the request deadline")]
-    Timeout { leg: Leg, worker: String },
+    /// A deadline passed while this worker had the request.
+    #[error("{leg} worker {worker} did not answer within the {deadline} deadline ({after:?})")]
+    Timeout {
+        leg: Leg,
+        worker: String,
+        deadline: Deadline,
+        after: Duration,
+    },
+    /// The worker answered 5xx: it is broken for now, another one may do.
+    #[error("{leg} worker {worker} failed with HTTP {status}: {message}")]
+    ServerError {
+        leg: Leg,
+        worker: String,
+        status: StatusCode,
+        message: String,
+    },
     /// The worker answered, but not with something the router can use.
     #[error("{leg} worker {worker} sent an unusable response: {reason}")]
     BadResponse {
@@ -102,6 +145,34 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
+    /// Worth trying another worker for, as long as no byte has reached the client: the worker
+    /// could not be reached or is broken. Timeouts of a connected worker and 4xx are not: the
+    /// next worker would most likely do the same, and time has already been spent.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::Connect { .. }
+                | ProxyError::Transport { .. }
+                | ProxyError::ServerError { .. }
+                | ProxyError::Timeout {
+                    deadline: Deadline::Connect,
+                    ..
+                }
+        )
+    }
+
+    /// The worker could not be reached at all, which is evidence that it is down.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::Connect { .. }
+                | ProxyError::Timeout {
+                    deadline: Deadline::Connect,
+                    ..
+                }
+        )
+    }
+
     fn to_api(&self) -> ApiError {
         let msg = self.to_string();
         match self {
@@ -109,9 +180,10 @@ impl ProxyError {
             ProxyError::BodyTooLarge { .. } => ApiError::new(413, "invalid_request_error", msg),
             ProxyError::NotFound { .. } => ApiError::not_found(msg),
             ProxyError::MethodNotAllowed { .. } => ApiError::new(405, "invalid_request_error", msg),
-            ProxyError::Transport { .. } | ProxyError::BadResponse { .. } => {
-                ApiError::bad_gateway(msg)
-            }
+            ProxyError::Connect { .. }
+            | ProxyError::Transport { .. }
+            | ProxyError::ServerError { .. }
+            | ProxyError::BadResponse { .. } => ApiError::bad_gateway(msg),
             ProxyError::Timeout { .. } => ApiError::gateway_timeout(msg),
             ProxyError::Rejected { status, .. } => {
                 ApiError::new(status.as_u16(), "invalid_request_error", msg)

@@ -1,9 +1,13 @@
-//! `GET /health`: the router is healthy when it could serve a request right now, i.e. at least
-//! one context and one generation worker answer their own `/health` with 200.
-//!
-//! Workers are probed on demand rather than cached: health is polled rarely (start-up waits, the
-//! odd load balancer), and a fresh answer never reports a worker that died a second ago.
+//! Worker health, two ways:
+//! - [`watch`]: the active checker. Every `health_interval` it probes every worker's `/health`;
+//!   `eject_after` failures in a row take a worker out of rotation, one pass lets it back in.
+//!   Failed connections on real requests count as failures too (see `legs::with_retries`), so
+//!   a dead worker is usually out before the next probe.
+//! - `GET /health` ([`check`]): the router is healthy when every group has a worker answering
+//!   its own `/health` with 200 right now. Probed on demand rather than read from the census, so
+//!   start-up waits never see a worker that died a second ago; its results feed the census too.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -19,8 +23,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
 
 pub(crate) async fn check(state: &Inner) -> Result<Json<Value>, ProxyError> {
     let (ctx_up, gen_up) = futures_util::future::join(
-        healthy(&state.client, &state.prefill),
-        healthy(&state.client, &state.decode),
+        probe_group(&state.client, &state.prefill, PROBE_TIMEOUT),
+        probe_group(&state.client, &state.decode, PROBE_TIMEOUT),
     )
     .await;
     for (group, healthy) in [(&state.prefill, ctx_up), (&state.decode, gen_up)] {
@@ -28,32 +32,55 @@ pub(crate) async fn check(state: &Inner) -> Result<Json<Value>, ProxyError> {
             return Err(ProxyError::Unhealthy {
                 leg: group.leg,
                 healthy,
-                total: group.urls.len(),
+                total: group.workers.len(),
             });
         }
     }
     Ok(Json(json!({
         "status": "ok",
-        "context": {"healthy": ctx_up, "total": state.prefill.urls.len()},
-        "generation": {"healthy": gen_up, "total": state.decode.urls.len()},
+        "context": {"healthy": ctx_up, "total": state.prefill.workers.len()},
+        "generation": {"healthy": gen_up, "total": state.decode.workers.len()},
     })))
 }
 
-/// How many workers of `group` answer `/health` with 200, probing them all at once.
-async fn healthy(client: &reqwest::Client, group: &WorkerGroup) -> usize {
-    let probes = group.urls.iter().map(|url| async move {
-        match client
-            .get(format!("{url}/health"))
-            .timeout(PROBE_TIMEOUT)
+/// The active checker; runs until dropped (`serve` aborts it on shutdown).
+pub(crate) async fn watch(state: Arc<Inner>) {
+    let interval = state.cfg.health_interval.max(Duration::from_millis(10));
+    let timeout = PROBE_TIMEOUT.min(interval);
+    let mut tick = tokio::time::interval(interval);
+    // A slow round must not be followed by a burst of catch-up probes.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        futures_util::future::join(
+            probe_group(&state.client, &state.prefill, timeout),
+            probe_group(&state.client, &state.decode, timeout),
+        )
+        .await;
+    }
+}
+
+/// Probes every worker of `group` at once, records the results, and counts the healthy.
+async fn probe_group(client: &reqwest::Client, group: &WorkerGroup, timeout: Duration) -> usize {
+    let probes = group.workers.iter().enumerate().map(|(i, w)| async move {
+        let ok = match client
+            .get(format!("{}/health", w.url))
+            .timeout(timeout)
             .send()
             .await
         {
             Ok(resp) => resp.status() == reqwest::StatusCode::OK,
             Err(e) => {
-                tracing::debug!("{} worker {url} failed /health: {e}", group.leg);
+                tracing::debug!("{} worker {} failed /health: {e}", group.leg, w.url);
                 false
             }
+        };
+        if ok {
+            group.record_success(i);
+        } else {
+            group.record_failure(i);
         }
+        ok
     });
     join_all(probes).await.into_iter().filter(|ok| *ok).count()
 }

@@ -8,37 +8,58 @@
 //! - [`app`]: the same HTTP app without a socket, for tests and embedding.
 //!
 //! ```text
-//! client ──POST /v1/(chat/)completions──▶ app ──▶ dispatch
-//!                                                  │ 1. context leg (policy picks a worker):
-//!                                                  │    request as context_only, stream=false
-//!                                                  │ 2. early finish? answer from the context leg
-//!                                                  │ 3. generation leg: original request +
-//!                                                  │    disaggregated_params (generation_only)
-//!        ◀────── relayed byte for byte ────────────┘
+//! client ──POST /v1/(chat/)completions──▶ app ──▶ dispatch (request parsed once, raw JSON)
+//!   trtllm: context leg (context_only, stream=false) → early finish? → generation leg
+//!   vllm:   prefill (max_tokens=1, kv_transfer_params request) → decode (+ returned params),
+//!           one X-Request-Id on both
+//!   sglang: prefill ∥ decode, same body + bootstrap_host/port/room; first failure cancels both
+//!        ◀────── generation answer relayed byte for byte once its first byte is in ───────
 //! ```
 //!
-//! Modules: `config` (flags and `server_config.yaml`), `app` (routes, state), `dispatch` (the two
-//! legs), `trtllm` (the dialect's JSON rules, no I/O), `upstream` (the pooled client and its
-//! error mapping), `policy` (worker selection), `health`, `error` (every failure → one HTTP
-//! response), `serve` (listener, shutdown, ready file).
+//! Every leg picks a healthy worker by its group's [`Policy`], is bounded by the configured
+//! deadlines (504), and is retried on another worker after a failed connection or a 5xx while
+//! no byte has reached the client. Nothing is spawned per request, so a client hang-up drops
+//! every upstream connection of its request.
 //!
-//! Adding a policy: a [`Policy`] variant and an arm in `policy::WorkerGroup::pick`. Adding a
-//! dialect: a [`Dialect`] variant, a module beside `trtllm`, and a branch in `dispatch`.
+//! Modules:
+//! - HTTP: `app` (routes, state), `serve` (listener, shutdown, ready file), `census`
+//!   (`/workers`), `metrics` (`/metrics`), `health` (`/health` and the active checker);
+//! - flows: `dispatch` (entry, TRT-LLM and vLLM flows), `dual` (SGLang's parallel legs),
+//!   `legs` (retrying, deadline-bounded calls), `relay` (streaming to the client);
+//! - wire rules, no I/O: `request` and `raw` (the client body), `trtllm`, `vllm`, `sglang`;
+//! - workers: `worker` (load and health of one), `policy` (+ one file per policy), `ids`;
+//! - `upstream` (the pooled client), `error` (every failure → one HTTP response), `config`.
+//!
+//! Adding a policy: a [`Policy`] variant, a file under `policy/`, an arm in
+//! `WorkerGroup::pick`. Adding a dialect: a [`Dialect`] variant, a wire-rules module beside
+//! `trtllm`, and a flow in `dispatch`.
 
 mod app;
+mod census;
 mod config;
 mod dispatch;
+mod dual;
 mod error;
 mod health;
+mod ids;
+mod legs;
+mod metrics;
 mod policy;
+mod raw;
+mod relay;
+mod request;
 mod serve;
+mod sglang;
 mod trtllm;
 mod upstream;
+mod vllm;
+mod worker;
 
 pub use app::{AppState, app};
 pub use config::{
-    DEFAULT_MAX_BODY_BYTES, DEFAULT_REQUEST_TIMEOUT, Dialect, Policy, RouterArgs, RouterConfig,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_EJECT_AFTER, DEFAULT_HEALTH_INTERVAL, DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_RETRIES, DEFAULT_REQUEST_TIMEOUT, Dialect, Policy, RouterArgs, RouterConfig,
     normalise_url,
 };
-pub use error::RouterError;
+pub use error::{Deadline, RouterError};
 pub use serve::{run, serve};

@@ -1,62 +1,149 @@
-//! Picking one worker out of a group. One policy per [`Policy`] variant; adding one means a new
-//! variant and a new arm in [`WorkerGroup::pick`].
+//! Picking one worker out of a group. One file per [`Policy`] under `policy/`; adding one means
+//! a variant, a file, and an arm in [`WorkerGroup::pick`].
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod least_loaded;
+mod prefix_affinity;
+mod round_robin;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::config::Policy;
-use crate::error::Leg;
+use crate::error::{Leg, ProxyError};
+use crate::worker::{Lease, Transition, Worker};
+
+pub(crate) use least_loaded::Load;
+
+/// What a policy may look at in a request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PickInput<'a> {
+    /// The prompt's raw JSON (prefix affinity hashes its start).
+    pub prompt: &'a [u8],
+    /// Estimated tokens (least tokens balances on it).
+    pub tokens: u64,
+}
 
 /// The workers doing one leg, and the state their policy needs.
 #[derive(Debug)]
 pub(crate) struct WorkerGroup {
     pub leg: Leg,
-    pub urls: Vec<String>,
-    policy: Policy,
+    pub workers: Vec<Arc<Worker>>,
+    pub policy: Policy,
+    eject_after: u32,
+    /// Round-robin position; also rotates tie-breaks in the other policies.
     next: AtomicUsize,
+    pub retries: AtomicU64,
+    pub ejections: AtomicU64,
+    pub readmissions: AtomicU64,
 }
 
 impl WorkerGroup {
-    /// `urls` must not be empty; [`crate::RouterConfig`] construction guarantees that.
-    pub fn new(leg: Leg, urls: Vec<String>, policy: Policy) -> Self {
+    pub fn new(leg: Leg, workers: Vec<Worker>, policy: Policy, eject_after: u32) -> Self {
         Self {
             leg,
-            urls,
+            workers: workers.into_iter().map(Arc::new).collect(),
             policy,
+            eject_after,
             next: AtomicUsize::new(0),
+            retries: AtomicU64::new(0),
+            ejections: AtomicU64::new(0),
+            readmissions: AtomicU64::new(0),
         }
     }
 
-    /// The worker for the next request. `None` only for an empty group.
-    pub fn pick(&self) -> Option<&str> {
-        if self.urls.is_empty() {
-            return None;
+    /// A healthy worker not in `tried`, chosen by the group's policy, leased for `input`.
+    pub fn pick(
+        &self,
+        input: PickInput<'_>,
+        tried: &[usize],
+    ) -> Result<(usize, Lease), ProxyError> {
+        let candidates: Vec<usize> = (0..self.workers.len())
+            .filter(|i| !tried.contains(i) && self.workers[*i].is_healthy())
+            .collect();
+        if candidates.is_empty() {
+            return Err(ProxyError::Unhealthy {
+                leg: self.leg,
+                healthy: self.healthy_count(),
+                total: self.workers.len(),
+            });
         }
-        let i = match self.policy {
-            // Relaxed is enough: the counter only spreads load, it orders nothing else.
-            Policy::RoundRobin => self.next.fetch_add(1, Ordering::Relaxed) % self.urls.len(),
+        // Relaxed is enough: the counter only spreads load, it orders nothing else. Retries do
+        // not advance it, or a failing worker could keep the same parity and be tried first
+        // by every request.
+        let turn = if tried.is_empty() {
+            self.next.fetch_add(1, Ordering::Relaxed)
+        } else {
+            self.next.load(Ordering::Relaxed)
         };
-        Some(&self.urls[i])
+        let i = match self.policy {
+            Policy::RoundRobin => round_robin::pick(&candidates, turn),
+            Policy::LeastRequests => least_loaded::pick(self, &candidates, Load::Requests, turn),
+            Policy::LeastTokens => least_loaded::pick(self, &candidates, Load::Tokens, turn),
+            Policy::PrefixAffinity => prefix_affinity::pick(self, &candidates, input, turn),
+        };
+        Ok((i, Lease::new(self.workers[i].clone(), input.tokens)))
     }
+
+    pub fn healthy_count(&self) -> usize {
+        self.workers.iter().filter(|w| w.is_healthy()).count()
+    }
+
+    pub fn record_failure(&self, i: usize) {
+        if self.workers[i].record_failure(self.eject_after) == Transition::Ejected {
+            self.ejections.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("{} worker {} ejected", self.leg, self.workers[i].url);
+        }
+    }
+
+    pub fn record_success(&self, i: usize) {
+        if self.workers[i].record_success() == Transition::Readmitted {
+            self.readmissions.fetch_add(1, Ordering::Relaxed);
+            tracing::info!("{} worker {} readmitted", self.leg, self.workers[i].url);
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn group(policy: Policy, n: usize) -> WorkerGroup {
+    let workers = (0..n).map(|i| Worker::new(format!("w{i}"), None)).collect();
+    WorkerGroup::new(Leg::Context, workers, policy, 1)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const INPUT: PickInput<'static> = PickInput {
+        prompt: b"\"p\"",
+        tokens: 1,
+    };
+
     #[test]
-    fn round_robin_cycles_in_order() {
-        let g = WorkerGroup::new(
-            Leg::Context,
-            vec!["a".into(), "b".into(), "c".into()],
-            Policy::RoundRobin,
+    fn ejected_and_tried_workers_are_skipped() {
+        let g = group(Policy::RoundRobin, 3);
+        g.record_failure(1);
+        assert_eq!(g.ejections.load(Ordering::Relaxed), 1);
+        for _ in 0..6 {
+            let (i, _) = g.pick(INPUT, &[0]).unwrap();
+            assert_eq!(i, 2);
+        }
+        g.record_failure(2);
+        let err = g.pick(INPUT, &[0]).unwrap_err();
+        assert!(
+            err.to_string().contains("1 of 3"),
+            "the message counts the healthy: {err}"
         );
-        let got: Vec<_> = (0..7).map(|_| g.pick().unwrap().to_string()).collect();
-        assert_eq!(got, ["a", "b", "c", "a", "b", "c", "a"]);
+        g.record_success(1);
+        assert_eq!(g.readmissions.load(Ordering::Relaxed), 1);
+        assert_eq!(g.pick(INPUT, &[0]).unwrap().0, 1);
     }
 
     #[test]
-    fn empty_group_picks_nothing() {
-        let g = WorkerGroup::new(Leg::Generation, vec![], Policy::RoundRobin);
-        assert_eq!(g.pick(), None);
+    fn empty_group_is_unhealthy() {
+        let g = group(Policy::RoundRobin, 0);
+        assert!(matches!(
+            g.pick(INPUT, &[]),
+            Err(ProxyError::Unhealthy { total: 0, .. })
+        ));
     }
 }

@@ -1,7 +1,6 @@
 //! Running the app: on a given listener ([`serve`]) or as the standalone command ([`run`]).
 
 use std::future::Future;
-use std::path::Path;
 use std::time::Duration;
 
 use axum::serve::ListenerExt;
@@ -21,6 +20,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RouterError> {
     let state = AppState::new(cfg)?;
+    // The checker lives exactly as long as this call: aborted however `serve` returns.
+    let checker = AbortOnDrop(tokio::spawn(state.health_checker()));
     let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
     let signal = async move {
         shutdown.await;
@@ -40,7 +41,7 @@ pub async fn serve(
         // Only fires once the server itself has seen the shutdown signal.
         _ = stopping_rx.wait_for(|stopping| *stopping) => {}
     }
-    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+    let out = match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
         Ok(res) => res.map_err(RouterError::Serve),
         Err(_) => {
             tracing::warn!(
@@ -48,6 +49,16 @@ pub async fn serve(
             );
             Ok(())
         }
+    };
+    drop(checker);
+    out
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -79,34 +90,13 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
         cfg.prefill,
         cfg.decode
     );
-    match &ready_file {
-        Some(path) => write_atomically(path, published.as_bytes()).map_err(|source| {
-            RouterError::ReadyFile {
-                path: path.clone(),
-                source,
-            }
-        })?,
-        None => {
-            // Whoever started us may be reading a pipe; make sure the address leaves now.
-            use std::io::Write;
-            let mut out = std::io::stdout().lock();
-            let _ = out
-                .write_all(published.as_bytes())
-                .and_then(|()| out.flush());
-        }
-    }
+    disagg_proto::ready::publish(ready_file.as_deref(), published.trim_end()).map_err(
+        |source| RouterError::ReadyFile {
+            path: ready_file.clone().unwrap_or_else(|| "stdout".into()),
+            source,
+        },
+    )?;
     serve(listener, cfg, stop_signal()).await
-}
-
-/// Readers poll for the file; they must never see it half written.
-fn write_atomically(path: &Path, content: &[u8]) -> std::io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp.{}", std::process::id()));
-    let tmp = std::path::PathBuf::from(tmp);
-    std::fs::write(&tmp, content)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
 }
 
 /// SIGTERM (supervisors) or Ctrl-C (people).
@@ -142,33 +132,14 @@ async fn stop_signal() {
 mod tests {
     use super::*;
 
-    #[test]
-    fn ready_file_is_replaced_whole() {
-        let dir = std::env::temp_dir().join(format!("disagg-router-ready-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("router.addr");
-        write_atomically(&path, b"old\n").unwrap();
-        write_atomically(&path, b"127.0.0.1:1234\n").unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "127.0.0.1:1234\n");
-        let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
-        assert_eq!(leftovers.len(), 1, "no temp file left behind");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
     #[tokio::test]
     async fn serve_returns_after_shutdown() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let cfg = RouterConfig {
-            host: "127.0.0.1".into(),
-            port: 0,
-            dialect: crate::Dialect::Trtllm,
-            prefill: vec!["http://127.0.0.1:9".into()],
-            decode: vec!["http://127.0.0.1:9".into()],
-            prefill_policy: crate::Policy::RoundRobin,
-            decode_policy: crate::Policy::RoundRobin,
-            request_timeout: Duration::from_secs(1),
-            max_body_bytes: 1024,
-        };
+        let mut cfg = RouterConfig::new(
+            vec!["http://127.0.0.1:9".into()],
+            vec!["http://127.0.0.1:9".into()],
+        );
+        cfg.request_timeout = Duration::from_secs(1);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(serve(listener, cfg, async {
             let _ = rx.await;

@@ -5,24 +5,25 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use disagg_proto::ApiError;
+use reqwest::header::HeaderValue;
 use tokio::time::Instant;
 
-use crate::error::{Leg, ProxyError, RouterError, error_chain};
-
-/// A worker that does not accept a TCP connection in this long is down, whatever the request
-/// deadline says.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+use crate::config::RouterConfig;
+use crate::error::{Deadline, Leg, ProxyError, RouterError, error_chain};
 
 /// How much of a worker's error body is quoted back to the client.
 const ERROR_BODY_QUOTE: usize = 2048;
 
+/// The header that ties vLLM's two legs together.
+pub(crate) const REQUEST_ID: &str = "x-request-id";
+
 /// Builds the one client every request shares. Pooled keep-alive connections avoid
-/// TensorRT-LLM's connection-per-request cost; `tcp_nodelay` keeps small SSE frames from waiting
-/// on Nagle.
-pub(crate) fn client() -> Result<reqwest::Client, RouterError> {
+/// TensorRT-LLM's connection-per-request cost; `tcp_nodelay` keeps small requests and SSE frames
+/// from waiting on Nagle plus delayed ACK (a 40 ms stall on reused connections).
+pub(crate) fn client(cfg: &RouterConfig) -> Result<reqwest::Client, RouterError> {
     reqwest::Client::builder()
         .tcp_nodelay(true)
-        .connect_timeout(CONNECT_TIMEOUT)
+        .connect_timeout(cfg.connect_timeout)
         .pool_idle_timeout(Duration::from_secs(90))
         // Workers sit on the cluster network; an inherited HTTP(S)_PROXY must not capture them.
         .no_proxy()
@@ -30,88 +31,88 @@ pub(crate) fn client() -> Result<reqwest::Client, RouterError> {
         .map_err(RouterError::Client)
 }
 
-/// POSTs a JSON body to `worker` + `path`, giving it what is left of `deadline` (body reading
-/// included). Any non-2xx answer becomes an error here.
-pub(crate) async fn post_json(
-    client: &reqwest::Client,
-    leg: Leg,
-    worker: &str,
-    path: &str,
-    body: Vec<u8>,
-    deadline: Instant,
-) -> Result<reqwest::Response, ProxyError> {
-    let request = client
-        .post(format!("{worker}{path}"))
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body);
-    send(request, leg, worker, deadline).await
+/// One upstream request's identity and budget: who, which leg, and the whole-request deadline
+/// (which also bounds a relayed body).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Target<'a> {
+    pub leg: Leg,
+    pub worker: &'a str,
+    pub deadline: Instant,
+    /// For messages: how long the whole-request deadline was.
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
 }
 
-/// GETs `worker` + `path` under `deadline`; non-2xx answers become errors.
+/// POSTs a JSON body; any non-2xx answer becomes an error here.
+pub(crate) async fn post_json(
+    client: &reqwest::Client,
+    t: Target<'_>,
+    path: &str,
+    body: Bytes,
+    request_id: Option<&HeaderValue>,
+) -> Result<reqwest::Response, ProxyError> {
+    let mut request = client
+        .post(format!("{}{path}", t.worker))
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body);
+    if let Some(id) = request_id {
+        request = request.header(REQUEST_ID, id);
+    }
+    send(request, t).await
+}
+
+/// GETs `worker` + `path`; non-2xx answers become errors.
 pub(crate) async fn get(
     client: &reqwest::Client,
-    leg: Leg,
-    worker: &str,
+    t: Target<'_>,
     path: &str,
-    deadline: Instant,
 ) -> Result<reqwest::Response, ProxyError> {
-    send(client.get(format!("{worker}{path}")), leg, worker, deadline).await
+    send(client.get(format!("{}{path}", t.worker)), t).await
 }
 
 async fn send(
     request: reqwest::RequestBuilder,
-    leg: Leg,
-    worker: &str,
-    deadline: Instant,
+    t: Target<'_>,
 ) -> Result<reqwest::Response, ProxyError> {
-    let remaining = deadline.saturating_duration_since(Instant::now());
+    let remaining = t.deadline.saturating_duration_since(Instant::now());
     if remaining.is_zero() {
-        return Err(ProxyError::Timeout {
-            leg,
-            worker: worker.to_string(),
-        });
+        return Err(timeout(t, Deadline::Request, t.request_timeout));
     }
     let resp = request
         .timeout(remaining)
         .send()
         .await
-        .map_err(|e| classify(leg, worker, &e, deadline))?;
+        .map_err(|e| classify(t, &e))?;
     if resp.status().is_success() {
         return Ok(resp);
     }
-    Err(status_error(leg, worker, resp, deadline).await)
+    Err(status_error(t, resp).await)
 }
 
 /// Reads a whole (small, non-streamed) response body.
-pub(crate) async fn read_body(
-    leg: Leg,
-    worker: &str,
-    resp: reqwest::Response,
-    deadline: Instant,
-) -> Result<Bytes, ProxyError> {
-    resp.bytes()
-        .await
-        .map_err(|e| classify(leg, worker, &e, deadline))
+pub(crate) async fn read_body(t: Target<'_>, resp: reqwest::Response) -> Result<Bytes, ProxyError> {
+    resp.bytes().await.map_err(|e| classify(t, &e))
 }
 
 /// 4xx is the request's fault and keeps its status; anything else means the worker is broken.
-async fn status_error(
-    leg: Leg,
-    worker: &str,
-    resp: reqwest::Response,
-    deadline: Instant,
-) -> ProxyError {
+async fn status_error(t: Target<'_>, resp: reqwest::Response) -> ProxyError {
     let status = resp.status();
-    let body = read_body(leg, worker, resp, deadline)
-        .await
-        .unwrap_or_default();
+    let body = read_body(t, resp).await.unwrap_or_default();
     let message = match ApiError::from_body(status.as_u16(), &body) {
         Some(api) if !api.message.is_empty() => api.message,
         _ => quote(&body),
     };
-    let worker = worker.to_string();
+    let worker = t.worker.to_string();
+    let leg = t.leg;
     if status.is_client_error() {
         ProxyError::Rejected {
+            leg,
+            worker,
+            status,
+            message,
+        }
+    } else if status.is_server_error() {
+        ProxyError::ServerError {
             leg,
             worker,
             status,
@@ -126,20 +127,32 @@ async fn status_error(
     }
 }
 
-pub(crate) fn classify(
-    leg: Leg,
-    worker: &str,
-    err: &reqwest::Error,
-    deadline: Instant,
-) -> ProxyError {
-    let worker = worker.to_string();
-    // A connect timeout with deadline to spare is a dead worker, not a slow request.
-    if err.is_timeout() && (!err.is_connect() || Instant::now() >= deadline) {
-        ProxyError::Timeout { leg, worker }
+pub(crate) fn timeout(t: Target<'_>, deadline: Deadline, after: Duration) -> ProxyError {
+    ProxyError::Timeout {
+        leg: t.leg,
+        worker: t.worker.to_string(),
+        deadline,
+        after,
+    }
+}
+
+/// reqwest's own timeouts are the connect timeout and the whole-request deadline; which one it
+/// was decides between "worker down, try another" and 504.
+pub(crate) fn classify(t: Target<'_>, err: &reqwest::Error) -> ProxyError {
+    if err.is_connect() && err.is_timeout() {
+        timeout(t, Deadline::Connect, t.connect_timeout)
+    } else if err.is_timeout() {
+        timeout(t, Deadline::Request, t.request_timeout)
+    } else if err.is_connect() {
+        ProxyError::Connect {
+            leg: t.leg,
+            worker: t.worker.to_string(),
+            detail: error_chain(err),
+        }
     } else {
         ProxyError::Transport {
-            leg,
-            worker,
+            leg: t.leg,
+            worker: t.worker.to_string(),
             detail: error_chain(err),
         }
     }

@@ -417,7 +417,6 @@ generation_servers: {num_instances: 1, urls: ["node-c:45678"], router: {type: lo
     assert_eq!(cfg.prefill, ["http://node-b:34567"]);
     assert_eq!(cfg.decode, ["http://node-c:45678"]);
     assert_eq!(cfg.prefill_policy, Policy::RoundRobin);
-    // load_balancing is not built yet; it falls back to round robin.
-    assert_eq!(cfg.decode_policy, Policy::RoundRobin);
+    assert_eq!(cfg.decode_policy, Policy::LeastRequests);
     assert_eq!(cfg.request_timeout, disagg_router::DEFAULT_REQUEST_TIMEOUT);
 }

@@ -4,7 +4,10 @@
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "sim", about = "A simulated LLM engine (TensorRT-LLM dialect)")]
+#[command(
+    name = "sim",
+    about = "A simulated LLM engine (TensorRT-LLM, vLLM and SGLang dialects)"
+)]
 struct Cli {
     #[command(flatten)]
     sim: disagg_sim::SimArgs,

@@ -1,99 +1,251 @@
-//! `POST /v1/completions`: serve one [`Job`] on its [`Schedule`].
+//! `POST /v1/completions`: run one [`Job`] through the hand-off, the engine and the output path.
 //!
-//! Streams are produced lazily, one SSE frame per poll, each after sleeping until its token's
-//! deadline. Hyper writes every frame as soon as it is yielded, so a client sees token 0 long
-//! before the last token exists, and a client that hangs up drops the stream and stops the work.
-
-use std::convert::Infallible;
+//! Streams are produced lazily, one SSE frame per poll, each once the engine says its token is
+//! due. Hyper writes every frame as soon as it is yielded, so a client sees token 0 long before
+//! the last token exists, and a client that hangs up drops the stream, which cancels the
+//! sequence in the engine.
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderValue, header};
-use axum::response::Response;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use disagg_proto::openai::Usage;
 use disagg_proto::trtllm::{DisaggregatedParams, RequestType};
 use disagg_proto::{ApiError, sse};
 use futures_util::StreamExt;
-use tokio::time::{Instant, sleep_until};
+use tokio::time::Instant;
 
+use crate::dialect::vllm::{BLOCK_TOKENS, KvTransferParams};
+use crate::dialect::{HandOff, Produce};
+use crate::engine::{Feed, KvHold, Seq};
 use crate::error::HttpError;
-use crate::request::{self, Job, Kind};
-use crate::response::{self, Header};
+use crate::faults::Verdict;
+use crate::handoff::{KvRecord, fetch, opaque};
+use crate::metrics::Outcome;
+use crate::request::{self, Endpoint, Job};
+use crate::response::{self, Finish, Header};
 use crate::server::SimState;
-use crate::timing::Schedule;
 use crate::tokens;
 
 pub(crate) async fn completions(
     State(sim): State<SimState>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response, HttpError> {
+) -> Response {
+    handle(sim, Endpoint::Completions, headers, body).await
+}
+
+pub(crate) async fn chat_completions(
+    State(sim): State<SimState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    handle(sim, Endpoint::Chat, headers, body).await
+}
+
+async fn handle(
+    sim: SimState,
+    endpoint: Endpoint,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     // The clock starts when the request is in: prefill cannot begin before that.
     let start = Instant::now();
-    let job = body
-        .map_err(|r| ApiError::new(r.status().as_u16(), "invalid_request_error", r.body_text()))
-        .and_then(|body| request::parse(&body, sim.role()))
-        .inspect_err(|e| {
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if let (Some(log), Ok(bytes)) = (sim.request_log(), &body) {
+        log.record(endpoint.path(), request_id.as_deref(), bytes);
+    }
+    let verdict = sim.faults().arrive();
+    match serve(&sim, endpoint, start, request_id, body, verdict).await {
+        Ok(r) => r,
+        Err(e) => {
             eprintln!(
-                "disagg-sim: POST /v1/completions -> {}: {}",
-                e.status, e.message
-            )
-        })?;
+                "disagg-sim: POST {} -> {}: {}",
+                endpoint.path(),
+                e.status,
+                e.message
+            );
+            let outcome = if e.status < 500 {
+                Outcome::Rejected
+            } else {
+                Outcome::Failed
+            };
+            sim.metrics().outcome(outcome);
+            HttpError(e).into_response()
+        }
+    }
+}
+
+async fn serve(
+    sim: &SimState,
+    endpoint: Endpoint,
+    start: Instant,
+    request_id: Option<String>,
+    body: Result<Bytes, BytesRejection>,
+    verdict: Verdict,
+) -> Result<Response, ApiError> {
+    if let Verdict::Error(n) = verdict {
+        return Err(ApiError::internal(format!(
+            "scripted failure: this is request {n} (--error-on-request {n})"
+        )));
+    }
+    let body = body
+        .map_err(|r| ApiError::new(r.status().as_u16(), "invalid_request_error", r.body_text()))?;
+    let job = request::parse(&body, endpoint, sim.role(), sim.dialect(), sim.eos_at())?;
     eprintln!(
-        "disagg-sim: POST /v1/completions {} prompt_tokens={} max_tokens={} stream={}",
+        "disagg-sim: POST {} {} prompt_tokens={} max_tokens={} stream={}",
+        endpoint.path(),
         job.kind.name(),
         job.prompt.len(),
         job.max_tokens,
         job.stream
     );
-    let header = sim.header();
-    let response = match job.kind {
-        Kind::ContextOnly => {
-            let schedule = sim.prefill_schedule(start, job.prompt.len());
-            context_only(&sim, &job, &header, schedule).await
-        }
-        Kind::Aggregated | Kind::GenerationOnly => {
-            let schedule = match job.kind {
-                Kind::GenerationOnly => Schedule::immediate(start, sim.itl()),
-                _ => sim.prefill_schedule(start, job.prompt.len()),
-            };
-            if job.stream {
-                // Counted as served when the stream ends, not here.
-                return Ok(streamed(sim, job, header, schedule));
-            }
-            whole(&job, &header, schedule).await
-        }
+    let mut engine_start = start;
+    if let HandOff::Consume(c) = &job.hand_off {
+        fetch::receive(sim, c, &job.prompt, request_id.as_deref(), start).await?;
+        engine_start = Instant::now();
+    }
+    let handed_off = matches!(job.hand_off, HandOff::Consume(_));
+    let seq = Seq {
+        prefill_tokens: if handed_off {
+            0
+        } else {
+            job.prompt.len() as u64
+        },
+        context_tokens: job.prompt.len() as u64,
+        output_tokens: job.max_tokens,
     };
-    sim.faults().served();
-    Ok(response)
+    let producing = matches!(job.hand_off, HandOff::Produce(_));
+    let (mut feed, kv_hold) = sim.engine().submit(seq, engine_start, producing)?;
+    let header = sim.header(endpoint == Endpoint::Chat);
+    let drop_after = match verdict {
+        Verdict::DropAfter(k) => Some(k),
+        _ => None,
+    };
+    let mut ready = 0;
+    if let HandOff::Produce(p) = job.hand_off {
+        feed.next().await?;
+        ready = 1;
+        let context = store_record(sim, &job, p, request_id, kv_hold)?;
+        if let Some(body) = context.answer(&header, &job) {
+            finish_whole(sim).await;
+            return Ok(json_response(body));
+        }
+    }
+    if job.stream {
+        // Counted as served when the stream ends, not here.
+        return Ok(streamed(sim.clone(), job, header, feed, ready, drop_after));
+    }
+    let body = whole(&job, &header, &mut feed, ready).await?;
+    finish_whole(sim).await;
+    Ok(json_response(body))
 }
 
-/// Prefill, then token 0 and the hand-off parameters for the generation server.
-async fn context_only(sim: &SimState, job: &Job, header: &Header, schedule: Schedule) -> Response {
-    sleep_until(schedule.deadline(0)).await;
+/// A whole answer is ready: count it, and send it, unless the sim hung meanwhile (then it
+/// freezes like everything else). The answer that makes it hang is still sent: the script says
+/// "after N requests".
+async fn finish_whole(sim: &SimState) {
+    if sim.faults().hung() {
+        std::future::pending::<()>().await;
+    }
+    sim.metrics().outcome(Outcome::Ok);
+    sim.faults().served();
+}
+
+/// The record a context server keeps, and what its answer carries besides token 0.
+enum Context {
+    Trtllm(DisaggregatedParams),
+    Vllm(KvTransferParams),
+    /// An ordinary completion: SGLang's prefill leg.
+    Plain,
+}
+
+impl Context {
+    fn answer(&self, header: &Header, job: &Job) -> Option<Bytes> {
+        let text = job.text_at(0);
+        match self {
+            Context::Trtllm(params) => Some(response::context(
+                header,
+                &text,
+                params,
+                &job.prompt,
+                job.finish,
+            )),
+            Context::Vllm(params) => Some(response::with_kv_transfer_params(
+                header,
+                &text,
+                Usage::new(job.prompt.len() as u64, 1),
+                params,
+                job.finish,
+            )),
+            Context::Plain => None,
+        }
+    }
+}
+
+fn store_record(
+    sim: &SimState,
+    job: &Job,
+    produce: Produce,
+    request_id: Option<String>,
+    kv_hold: Option<KvHold>,
+) -> Result<Context, ApiError> {
     let first = tokens::token_at(job.digest, 0);
-    let params = DisaggregatedParams {
-        request_type: RequestType::ContextOnly,
-        first_gen_tokens: Some(vec![first]),
-        ctx_request_id: Some(sim.next_id()),
-        encoded_opaque_state: None,
-        draft_tokens: None,
-        disagg_request_id: job.disagg_request_id,
-        ctx_dp_rank: None,
+    let mut record = KvRecord {
+        prompt_token_ids: job.prompt.clone(),
+        first_token: first,
+        request_id: None,
+        block_ids: None,
     };
-    let text = tokens::token_text(first);
-    json_response(response::context(header, &text, &params, &job.prompt))
+    let (host, port) = sim.advertised();
+    let (key, context) = match produce {
+        Produce::Trtllm => {
+            let id = sim.next_id();
+            let params = DisaggregatedParams {
+                request_type: RequestType::ContextOnly,
+                first_gen_tokens: Some(vec![first]),
+                ctx_request_id: Some(id),
+                encoded_opaque_state: Some(opaque::encode_peer(&crate::ready::authority(
+                    &host, port,
+                ))),
+                draft_tokens: None,
+                disagg_request_id: job.disagg_request_id,
+                ctx_dp_rank: None,
+            };
+            (id, Context::Trtllm(params))
+        }
+        Produce::Vllm => {
+            let blocks = sim.allocate_blocks(job.prompt.len().div_ceil(BLOCK_TOKENS as usize));
+            record.request_id = request_id;
+            record.block_ids = Some(blocks.clone());
+            let engine_id = format!("disagg-sim@{}", crate::ready::authority(&host, port));
+            let key = blocks[0];
+            let params = KvTransferParams::for_decode(engine_id, blocks, &host, port);
+            (key, Context::Vllm(params))
+        }
+        Produce::Sglang { room } => (room, Context::Plain),
+    };
+    sim.kv_store().insert(key, record, kv_hold)?;
+    Ok(context)
 }
 
 /// A non-streaming answer arrives when its last token would have.
-async fn whole(job: &Job, header: &Header, schedule: Schedule) -> Response {
-    sleep_until(schedule.deadline(job.max_tokens - 1)).await;
-    let mut text = String::with_capacity(job.max_tokens as usize * 7);
+async fn whole(job: &Job, header: &Header, feed: &mut Feed, ready: u64) -> Result<Bytes, ApiError> {
+    feed.skip(job.max_tokens - ready).await?;
+    // A guess (about 7 bytes a token), capped: max_tokens comes from the client.
+    let mut text = String::with_capacity((job.max_tokens as usize).saturating_mul(7).min(1 << 20));
     for position in 0..job.max_tokens {
-        tokens::push_token_text(&mut text, tokens::token_at(job.digest, position));
+        // EOS renders as nothing (`Job::text_at`); written in place to spare an allocation.
+        if job.finish_at(position) != Some(Finish::Stop) {
+            tokens::push_token_text(&mut text, tokens::token_at(job.digest, position));
+        }
     }
     let usage = Usage::new(job.prompt.len() as u64, job.max_tokens);
-    json_response(response::full(header, &text, usage))
+    Ok(response::full(header, &text, usage, job.finish))
 }
 
 fn json_response(body: Bytes) -> Response {
@@ -105,17 +257,28 @@ fn json_response(body: Bytes) -> Response {
     r
 }
 
-fn streamed(sim: SimState, job: Job, header: Header, schedule: Schedule) -> Response {
+fn streamed(
+    sim: SimState,
+    job: Job,
+    header: Header,
+    feed: Feed,
+    ready: u64,
+    drop_after: Option<u64>,
+) -> Response {
     let emitter = Emitter {
         sim,
+        template: response::ChunkTemplate::new(&header),
         usage: Usage::new(job.prompt.len() as u64, job.max_tokens),
         job,
         header,
-        schedule,
+        feed,
+        ready,
+        drop_after,
         next: Phase::Token(0),
+        ended: false,
     };
-    let frames = futures_util::stream::unfold(emitter, Emitter::step).map(Ok::<_, Infallible>);
-    let mut r = Response::new(Body::from_stream(frames));
+    let frames = futures_util::stream::unfold(emitter, Emitter::step);
+    let mut r = Response::new(Body::from_stream(frames.boxed()));
     let headers = r.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -140,24 +303,62 @@ struct Emitter {
     sim: SimState,
     job: Job,
     header: Header,
-    schedule: Schedule,
+    template: response::ChunkTemplate,
+    feed: Feed,
+    /// Tokens whose wait already happened (an SGLang prefill waited for token 0 to store it).
+    ready: u64,
+    /// Cut the connection after this many token chunks (`--drop-stream-on-request`).
+    drop_after: Option<u64>,
     usage: Usage,
     next: Phase,
+    /// The outcome is recorded; dropping the emitter now is not a cancellation.
+    ended: bool,
 }
 
+type Frame = Result<Bytes, std::io::Error>;
+
 impl Emitter {
-    async fn step(mut self) -> Option<(Bytes, Self)> {
+    async fn step(mut self) -> Option<(Frame, Self)> {
+        if self.ended {
+            return None;
+        }
+        if self.sim.faults().hung() {
+            std::future::pending::<()>().await;
+        }
         let frame = match self.next {
             Phase::Token(i) => {
-                sleep_until(self.schedule.deadline(i)).await;
+                if self.drop_after == Some(i) {
+                    // Cut when this token would have come: the wait also lets hyper flush the
+                    // chunks before it. An error body makes hyper abort the connection without
+                    // the final chunk, as a crashed or killed engine would.
+                    if i >= self.ready {
+                        let _ = self.feed.next().await;
+                    }
+                    self.end(Outcome::Dropped);
+                    let cut = std::io::Error::other("scripted: --drop-stream-on-request");
+                    return Some((Err(cut), self));
+                }
+                if i >= self.ready {
+                    match self.feed.next().await {
+                        Ok(due) => self
+                            .sim
+                            .metrics()
+                            .token_lateness
+                            .observe(Instant::now().saturating_duration_since(due)),
+                        Err(e) => {
+                            self.end(Outcome::Failed);
+                            return Some((Err(std::io::Error::other(e.message)), self));
+                        }
+                    }
+                }
                 let last = i + 1 == self.job.max_tokens;
                 self.next = match (last, self.job.include_usage) {
                     (false, _) => Phase::Token(i + 1),
                     (true, true) => Phase::Usage,
                     (true, false) => Phase::Done,
                 };
-                let text = tokens::token_text(tokens::token_at(self.job.digest, i));
-                sse::frame(&response::chunk(&self.header, &text, last))
+                self.template
+                    .frame(&self.job.text_at(i), self.job.finish_at(i), i == 0)
             }
             Phase::Usage => {
                 self.next = Phase::Done;
@@ -168,10 +369,24 @@ impl Emitter {
                 Bytes::from_static(sse::DONE_FRAME)
             }
             Phase::End => {
+                self.end(Outcome::Ok);
                 self.sim.faults().served();
                 return None;
             }
         };
-        Some((frame, self))
+        Some((Ok(frame), self))
+    }
+
+    fn end(&mut self, outcome: Outcome) {
+        self.ended = true;
+        self.sim.metrics().outcome(outcome);
+    }
+}
+
+impl Drop for Emitter {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.sim.metrics().outcome(Outcome::Cancelled);
+        }
     }
 }

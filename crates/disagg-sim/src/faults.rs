@@ -1,11 +1,14 @@
-//! Scripted faults: the sim crashes after a given number of served requests.
+//! Scripted faults: crash or hang after N served requests, a 500 or a cut stream on the N-th
+//! request, a failed or slow KV transfer.
 //!
 //! Faults are deterministic by design (STYLE.md: "fail the 3rd request", never random), so a
 //! harness test can predict exactly which request sees the dead engine.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
+
+use crate::args::FaultArgs;
 
 /// How long the process hook lets the last response's bytes reach the socket before exiting.
 /// The counter fires when the body has been handed to the HTTP layer, which may still hold it
@@ -44,27 +47,81 @@ impl std::fmt::Debug for ExitHook {
     }
 }
 
-/// Counts served completion requests and fires the exit hook when the limit is reached.
+/// Counts requests and hand-offs, and says which of them a script makes fail.
 #[derive(Debug)]
 pub(crate) struct Faults {
     fail_after_requests: Option<u64>,
+    hang_after_requests: Option<u64>,
+    error_on_request: Vec<u64>,
+    drop_stream_on_request: Vec<u64>,
+    drop_after_tokens: u64,
+    kv_transfer_fail_on: Vec<u64>,
     served: AtomicU64,
+    arrived: AtomicU64,
+    transfers: AtomicU64,
+    hung: AtomicBool,
     exit: ExitHook,
 }
 
+/// What the script says about one arriving request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Serve,
+    /// Answer 500 (`--error-on-request`); carries the request number.
+    Error(u64),
+    /// Cut the stream after this many token chunks (`--drop-stream-on-request`).
+    DropAfter(u64),
+}
+
 impl Faults {
-    pub(crate) fn new(fail_after_requests: Option<u64>, exit: ExitHook) -> Self {
+    pub(crate) fn new(args: &FaultArgs, exit: ExitHook) -> Self {
         Self {
-            fail_after_requests,
+            fail_after_requests: args.fail_after_requests,
+            hang_after_requests: args.hang_after_requests,
+            error_on_request: args.error_on_request.clone(),
+            drop_stream_on_request: args.drop_stream_on_request.clone(),
+            drop_after_tokens: args.drop_after_tokens,
+            kv_transfer_fail_on: args.kv_transfer_fail_on.clone(),
             served: AtomicU64::new(0),
+            arrived: AtomicU64::new(0),
+            transfers: AtomicU64::new(0),
+            hung: AtomicBool::new(false),
             exit,
         }
+    }
+
+    /// Numbers an arriving completion request (from 1, every request counts, even a malformed
+    /// one, so a script's "N-th" is what a client counts) and says what to do with it.
+    pub(crate) fn arrive(&self) -> Verdict {
+        let n = self.arrived.fetch_add(1, Ordering::AcqRel) + 1;
+        if self.error_on_request.contains(&n) {
+            Verdict::Error(n)
+        } else if self.drop_stream_on_request.contains(&n) {
+            Verdict::DropAfter(self.drop_after_tokens)
+        } else {
+            Verdict::Serve
+        }
+    }
+
+    /// Numbers a KV hand-off; `Some(n)` when the script makes this one fail.
+    pub(crate) fn transfer_fails(&self) -> Option<u64> {
+        let n = self.transfers.fetch_add(1, Ordering::AcqRel) + 1;
+        self.kv_transfer_fail_on.contains(&n).then_some(n)
+    }
+
+    /// The sim is hung (`--hang-after-requests` reached): nothing answers any more.
+    pub(crate) fn hung(&self) -> bool {
+        self.hung.load(Ordering::Acquire)
     }
 
     /// Records one completion request whose whole response has been produced. Only successful
     /// completions count: a rejected request did no engine work.
     pub(crate) fn served(&self) {
         let n = self.served.fetch_add(1, Ordering::AcqRel) + 1;
+        if Some(n) == self.hang_after_requests {
+            eprintln!("disagg-sim: hang_after_requests={n} reached: no longer answering");
+            self.hung.store(true, Ordering::Release);
+        }
         // Exactly one caller observes n == limit, so the hook fires once.
         if Some(n) == self.fail_after_requests {
             eprintln!("disagg-sim: fail_after_requests={n} reached: exiting with status 1");
@@ -77,12 +134,57 @@ impl Faults {
 mod tests {
     use super::*;
 
+    fn no_faults() -> FaultArgs {
+        FaultArgs {
+            fail_after_requests: None,
+            hang_after_requests: None,
+            error_on_request: Vec::new(),
+            drop_stream_on_request: Vec::new(),
+            drop_after_tokens: 1,
+            kv_transfer_delay: Duration::ZERO,
+            kv_transfer_fail_on: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn requests_are_numbered_as_they_arrive() {
+        let args = FaultArgs {
+            error_on_request: vec![2],
+            drop_stream_on_request: vec![3],
+            drop_after_tokens: 4,
+            hang_after_requests: Some(2),
+            kv_transfer_fail_on: vec![1],
+            ..no_faults()
+        };
+        let f = Faults::new(&args, ExitHook::new(|| ()));
+        let verdicts: Vec<_> = (0..4).map(|_| f.arrive()).collect();
+        assert_eq!(
+            verdicts,
+            [
+                Verdict::Serve,
+                Verdict::Error(2),
+                Verdict::DropAfter(4),
+                Verdict::Serve
+            ]
+        );
+        assert_eq!(f.transfer_fails(), Some(1));
+        assert_eq!(f.transfer_fails(), None);
+        f.served();
+        assert!(!f.hung());
+        f.served();
+        assert!(f.hung());
+    }
+
     #[test]
     fn fires_once_at_the_limit() {
         let fired = Arc::new(AtomicU64::new(0));
         let seen = fired.clone();
+        let args = FaultArgs {
+            fail_after_requests: Some(3),
+            ..no_faults()
+        };
         let faults = Faults::new(
-            Some(3),
+            &args,
             ExitHook::new(move || {
                 seen.fetch_add(1, Ordering::SeqCst);
             }),
@@ -98,7 +200,7 @@ mod tests {
 
     #[test]
     fn no_limit_never_fires() {
-        let faults = Faults::new(None, ExitHook::new(|| panic!("must not fire")));
+        let faults = Faults::new(&no_faults(), ExitHook::new(|| panic!("must not fire")));
         for _ in 0..10 {
             faults.served();
         }

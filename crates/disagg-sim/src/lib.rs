@@ -1,4 +1,5 @@
-//! `disagg sim`: a simulated LLM engine speaking TensorRT-LLM's disaggregated dialect.
+//! `disagg sim`: a simulated LLM engine speaking the disaggregated dialects of TensorRT-LLM,
+//! vLLM and SGLang, with a real KV hand-off, an engine-like timing model and scripted faults.
 //!
 //! API contract (stable; the harness and the binary rely on it):
 //! - [`SimArgs`]: the `disagg sim` flags (clap), also built by the harness from a worker
@@ -7,84 +8,39 @@
 //! - [`app`] / [`serve`] with a [`SimState`]: the same server, in-process, for tests and
 //!   embedding; an [`ExitHook`] decides what a scripted crash does.
 //!
-//! How it works:
-//! - `request` validates a `/v1/completions` body into a job: aggregated, `context_only` or
-//!   `generation_only`, checked against `--role`.
+//! How it works (DESIGN.md has the diagram):
+//! - `request` + `dialect/` validate a `/v1/completions` body into a job: aggregated,
+//!   context (prefill) or generation (decode), checked against `--role`.
+//! - `handoff/`: a context sim keeps a KV record per prefill; a generation sim fetches it over
+//!   HTTP (`GET /kv/{key}`), verifies it against its request and charges the transfer time.
 //! - `tokens` is the "model": outputs are a pure function of the prompt's token ids and the
-//!   position, so a generation server can verify a KV hand-off by recomputing token 0.
-//! - `timing` gives every token an absolute deadline: prefill `prefill_per_token × prompt_len`,
-//!   then one token per `itl` (generation_only skips prefill).
-//! - `completions` sleeps to those deadlines and streams SSE frames as they fall due.
-//! - `faults` scripts crashes (`--fail-after-requests`); `server` holds routes and health.
+//!   position, so aggregated and disaggregated runs produce the same text.
+//! - `engine/` decides when each token is due: per-request clocks (`--preset simple`) or a
+//!   continuous-batching scheduler with a step cost model (`batched`, `h100-llama8b-eager`).
+//! - `completions` serves the job; `faults` scripts crashes, hangs, 500s, cut streams and
+//!   failed hand-offs; `metrics` and `request_log` make it observable.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
+mod args;
 mod completions;
+mod dialect;
+mod engine;
 mod error;
 mod faults;
+mod handoff;
+mod metrics;
 mod ready;
 mod request;
+mod request_log;
 mod response;
 mod server;
-mod timing;
 mod tokens;
 
+pub use args::{Dialect, FaultArgs, KvArgs, Preset, SimArgs, SimRole, TimingArgs};
+pub use engine::cost::TimingError;
 pub use faults::ExitHook;
 pub use server::{SimState, app, serve};
-
-/// Which half of the work this sim does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum SimRole {
-    Context,
-    Generation,
-    Both,
-}
-
-/// The wire dialect the sim speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Dialect {
-    Trtllm,
-}
-
-/// `disagg sim` flags.
-#[derive(Debug, Clone, clap::Args)]
-pub struct SimArgs {
-    /// Which requests this server accepts: context_only, generation_only, or both (aggregated too).
-    #[arg(long, value_enum, default_value_t = SimRole::Both)]
-    pub role: SimRole,
-    /// Wire dialect.
-    #[arg(long, value_enum, default_value_t = Dialect::Trtllm)]
-    pub dialect: Dialect,
-    /// Address to bind.
-    #[arg(long, default_value = "127.0.0.1")]
-    pub host: String,
-    /// Port to bind; 0 picks a free one, published through --ready-file or stdout.
-    #[arg(long, default_value_t = 0)]
-    pub port: u16,
-    /// Where to write `host:port` once bound (atomically). Without it, it goes to stdout.
-    #[arg(long)]
-    pub ready_file: Option<PathBuf>,
-    /// Model name reported in responses and /v1/models.
-    #[arg(long, default_value = "sim")]
-    pub model: String,
-    /// Time after start before /health answers 200.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
-    pub startup_delay: Duration,
-    /// /health never answers 200.
-    #[arg(long)]
-    pub never_ready: bool,
-    /// Prefill time per prompt token.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "20us")]
-    pub prefill_per_token: Duration,
-    /// Time between generated tokens.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "5ms")]
-    pub itl: Duration,
-    /// Exit with status 1 once this many completion requests have been served (successfully;
-    /// rejected requests do not count).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    pub fail_after_requests: Option<u64>,
-}
 
 /// Why the sim could not run.
 #[derive(Debug, thiserror::Error)]
@@ -101,13 +57,38 @@ pub enum SimError {
     },
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    #[error("invalid timing flags: {0}")]
+    Timing(#[from] TimingError),
+    #[error("cannot open request log {path}: {source}")]
+    RequestLog {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot build the KV fetch client: {0}")]
+    Client(String),
 }
 
 /// Runs the sim until the process is killed (or a scripted crash exits it).
+/// Checks `disagg sim` argv (as a launcher would pass it) without starting anything: the flags
+/// parse and the timing settings are consistent. The error is the sim's own message.
+pub fn check_argv(argv: &[String]) -> Result<(), String> {
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sim: SimArgs,
+    }
+    let args = <Cli as clap::Parser>::try_parse_from(argv.iter().skip(1))
+        .map_err(|e| e.render().to_string().trim().to_string())?
+        .sim;
+    engine::cost::TimingModel::from_args(&args.timing)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
 pub async fn run(args: SimArgs) -> Result<(), SimError> {
     // Created before binding, so the startup delay counts from process start, as an engine's
     // model loading would.
-    let state = SimState::new(&args, ExitHook::exit_process());
+    let state = SimState::new(&args, ExitHook::exit_process())?;
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
         .map_err(|source| SimError::Bind {
@@ -124,8 +105,15 @@ pub async fn run(args: SimArgs) -> Result<(), SimError> {
     let bound = ready::authority(&args.host, port);
     eprintln!("disagg-sim: listening on {bound}");
     eprintln!(
-        "disagg-sim: role={:?} model={} prefill_per_token={:?} itl={:?} startup_delay={:?}",
-        args.role, args.model, args.prefill_per_token, args.itl, args.startup_delay
+        "disagg-sim: role={:?} dialect={} model={} preset={:?} prefill_per_token={:?} itl={:?} \
+         startup_delay={:?}",
+        args.role,
+        args.dialect.name(),
+        args.model,
+        args.timing.preset,
+        args.timing.prefill_per_token,
+        args.timing.itl,
+        args.startup_delay
     );
     ready::publish(args.ready_file.as_deref(), &bound)?;
     serve(listener, state).await

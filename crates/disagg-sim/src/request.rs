@@ -1,16 +1,20 @@
 //! Turning a `/v1/completions` body into a validated [`Job`], or a 400 that says what is wrong.
+//! The dialect decides which half a request is and what it hands off (`dialect/`).
 //!
 //! The body is parsed by hand from bytes (not axum's `Json` extractor) so that every parse
 //! failure becomes an OpenAI error body with serde's precise message, and so that batch prompts
 //! get their own explanation instead of "did not match any variant".
 
 use disagg_proto::ApiError;
-use disagg_proto::trtllm::{DisaggregatedParams, RequestType};
+use disagg_proto::trtllm::DisaggregatedParams;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::SimRole;
+use crate::dialect::vllm::KvTransferParams;
+use crate::dialect::{HandOff, sglang, trtllm, vllm};
+use crate::response::Finish;
 use crate::tokens::{self, PromptDigest};
+use crate::{Dialect, SimRole};
 
 /// OpenAI's default when a completions request gives no `max_tokens`.
 const DEFAULT_MAX_TOKENS: u64 = 16;
@@ -19,18 +23,53 @@ const DEFAULT_MAX_TOKENS: u64 = 16;
 #[derive(Debug, Deserialize)]
 struct RawRequest {
     prompt: Option<Value>,
+    /// Chat.
+    messages: Option<Vec<ChatMessage>>,
+    /// Chat, set by a TensorRT-LLM router on the generation leg.
+    prompt_token_ids: Option<Vec<u32>>,
     max_tokens: Option<u64>,
-    // Accepted for compatibility. The sim never emits EOS, so every request already behaves as
-    // `ignore_eos: true` and generates exactly `max_tokens`.
-    #[allow(dead_code)]
+    /// Chat's newer name for `max_tokens`.
+    max_completion_tokens: Option<u64>,
+    /// EOS is suppressed until this many tokens exist (vLLM/TRT-LLM semantics).
     min_tokens: Option<u64>,
-    #[allow(dead_code)]
+    /// The scripted EOS (`--eos-at`) is ignored; `max_tokens` are generated.
     ignore_eos: Option<bool>,
     #[allow(dead_code)]
     model: Option<String>,
     stream: Option<bool>,
     stream_options: Option<StreamOptions>,
+    /// trtllm.
     disaggregated_params: Option<DisaggregatedParams>,
+    /// vllm.
+    kv_transfer_params: Option<KvTransferParams>,
+    /// sglang.
+    bootstrap_host: Option<String>,
+    bootstrap_port: Option<u16>,
+    bootstrap_room: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChatMessage {
+    role: String,
+    /// A string, or a list of parts of which the `text` ones count.
+    #[serde(default)]
+    content: Value,
+}
+
+/// Which OpenAI endpoint a request came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    Completions,
+    Chat,
+}
+
+impl Endpoint {
+    pub(crate) fn path(self) -> &'static str {
+        match self {
+            Endpoint::Completions => "/v1/completions",
+            Endpoint::Chat => "/v1/chat/completions",
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -41,11 +80,11 @@ struct StreamOptions {
 /// Which part of the work a request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
-    /// No `disaggregated_params`: prefill and decode here.
+    /// No hand-off: prefill and decode here.
     Aggregated,
-    /// Prefill, then answer with token 0 and the hand-off parameters.
+    /// Prefill, keep a KV record, answer with token 0 (and the dialect's hand-off params).
     ContextOnly,
-    /// Decode from a hand-off: token 0 arrives with the request.
+    /// Decode from a hand-off fetched from a context server.
     GenerationOnly,
 }
 
@@ -65,63 +104,140 @@ pub(crate) struct Job {
     pub(crate) kind: Kind,
     pub(crate) prompt: Vec<u32>,
     pub(crate) digest: PromptDigest,
-    /// Completion tokens to produce (1 for context_only).
+    /// Completion tokens to produce (1 for context_only), EOS included when it ends the output.
     pub(crate) max_tokens: u64,
+    /// Why the last token is the last.
+    pub(crate) finish: Finish,
     pub(crate) stream: bool,
     pub(crate) include_usage: bool,
     /// Newer routers tag both halves with one id; a context server echoes it back.
     pub(crate) disagg_request_id: Option<u64>,
+    pub(crate) hand_off: HandOff,
 }
 
-/// Parses and validates a completions body for a sim running as `role`.
-pub(crate) fn parse(body: &[u8], role: SimRole) -> Result<Job, ApiError> {
+impl Job {
+    /// The text of output position `i`: EOS renders as nothing, like a special token.
+    pub(crate) fn text_at(&self, i: u64) -> String {
+        if self.finish == Finish::Stop && i + 1 == self.max_tokens {
+            String::new()
+        } else {
+            tokens::token_text(tokens::token_at(self.digest, i))
+        }
+    }
+
+    /// `finish_reason` of output position `i`: set on the last one only.
+    pub(crate) fn finish_at(&self, i: u64) -> Option<Finish> {
+        (i + 1 == self.max_tokens).then_some(self.finish)
+    }
+}
+
+/// How many tokens a request produces and why it stops. The scripted EOS at output position
+/// `eos_at` ends it early unless `ignore_eos` is set or `min_tokens` is not reached yet.
+fn output_length(
+    max_tokens: u64,
+    eos_at: Option<u64>,
+    ignore_eos: bool,
+    min_tokens: u64,
+) -> (u64, Finish) {
+    match eos_at {
+        Some(p) if !ignore_eos && p + 1 >= min_tokens && p < max_tokens => (p + 1, Finish::Stop),
+        _ => (max_tokens, Finish::Length),
+    }
+}
+
+/// Parses and validates a completions body for a sim running as `role` in `dialect`;
+/// `eos_at` is the sim's `--eos-at`.
+pub(crate) fn parse(
+    body: &[u8],
+    endpoint: Endpoint,
+    role: SimRole,
+    dialect: Dialect,
+    eos_at: Option<u64>,
+) -> Result<Job, ApiError> {
     let raw: RawRequest = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid completions request body: {e}")))?;
-    let prompt_value = raw
-        .prompt
-        .ok_or_else(|| ApiError::bad_request("missing field `prompt`"))?;
-    let prompt = parse_prompt(&prompt_value)?;
-    let max_tokens = raw.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
+    let prompt = match endpoint {
+        Endpoint::Completions => {
+            let value = raw
+                .prompt
+                .as_ref()
+                .ok_or_else(|| ApiError::bad_request("missing field `prompt`"))?;
+            parse_prompt(value)?
+        }
+        Endpoint::Chat => chat_prompt(&raw)?,
+    };
+    let max_tokens = raw
+        .max_tokens
+        .or(raw.max_completion_tokens)
+        .unwrap_or(DEFAULT_MAX_TOKENS);
     if max_tokens == 0 {
         return Err(ApiError::bad_request("max_tokens must be at least 1"));
     }
-    let kind = match raw.disaggregated_params.as_ref().map(|p| p.request_type) {
-        None | Some(RequestType::ContextAndGeneration) => Kind::Aggregated,
-        Some(RequestType::ContextOnly) => Kind::ContextOnly,
-        Some(RequestType::GenerationOnly) => Kind::GenerationOnly,
+    // Far beyond any context length, and it keeps every token count safe from overflow.
+    if max_tokens > u64::from(u32::MAX) {
+        return Err(ApiError::bad_request(format!(
+            "max_tokens must be at most {}",
+            u32::MAX
+        )));
+    }
+    let kind = match dialect {
+        Dialect::Trtllm => trtllm::kind(raw.disaggregated_params.as_ref()),
+        Dialect::Vllm => vllm::kind(raw.kv_transfer_params.as_ref(), role)?,
+        Dialect::Sglang => sglang::kind(role),
     };
     check_role(kind, role)?;
     let digest = PromptDigest::of(prompt.ids());
-    if kind == Kind::GenerationOnly {
-        check_hand_off(&prompt, digest, raw.disaggregated_params.as_ref())?;
-    }
+    let hand_off = match dialect {
+        Dialect::Trtllm => {
+            trtllm::hand_off(kind, &prompt, digest, raw.disaggregated_params.as_ref())?
+        }
+        Dialect::Vllm => vllm::hand_off(kind, raw.kv_transfer_params.as_ref())?,
+        Dialect::Sglang => sglang::hand_off(
+            kind,
+            &sglang::Bootstrap {
+                host: raw.bootstrap_host,
+                port: raw.bootstrap_port,
+                room: raw.bootstrap_room,
+            },
+        )?,
+    };
     let stream = raw.stream.unwrap_or(false);
     let include_usage = raw
         .stream_options
         .and_then(|o| o.include_usage)
         .unwrap_or(false);
-    Ok(Job {
-        kind,
-        prompt: prompt.into_ids(),
-        digest,
-        max_tokens: if kind == Kind::ContextOnly {
+    // A trtllm or vllm context server answers in one piece: the router needs the whole
+    // response (PROTOCOLS.md §1 step 3, §2 step 2). SGLang's prefill leg gets the client's own
+    // body, so it answers the way that body asks.
+    let whole_context = kind == Kind::ContextOnly && dialect != Dialect::Sglang;
+    let (max_tokens, finish) = output_length(
+        if kind == Kind::ContextOnly {
             1
         } else {
             max_tokens
         },
-        // A context server always answers in one piece: the router needs the whole response
-        // (PROTOCOLS.md §1 step 3) and TensorRT-LLM ignores `stream` there too.
-        stream: stream && kind != Kind::ContextOnly,
+        eos_at,
+        raw.ignore_eos.unwrap_or(false),
+        raw.min_tokens.unwrap_or(0),
+    );
+    Ok(Job {
+        kind,
+        prompt: prompt.into_ids(),
+        digest,
+        max_tokens,
+        finish,
+        stream: stream && !whole_context,
         include_usage,
         disagg_request_id: raw
             .disaggregated_params
             .as_ref()
             .and_then(|p| p.disagg_request_id),
+        hand_off,
     })
 }
 
 /// A prompt as received: the sim needs to know whether it arrived as ids.
-enum ParsedPrompt {
+pub(crate) enum ParsedPrompt {
     Text(Vec<u32>),
     Ids(Vec<u32>),
 }
@@ -137,6 +253,46 @@ impl ParsedPrompt {
             ParsedPrompt::Text(ids) | ParsedPrompt::Ids(ids) => ids,
         }
     }
+}
+
+/// A chat request's prompt: the router's `prompt_token_ids` when present (TensorRT-LLM's
+/// generation leg), else the messages rendered as `role: content` lines and tokenized.
+fn chat_prompt(raw: &RawRequest) -> Result<ParsedPrompt, ApiError> {
+    if let Some(ids) = raw.prompt_token_ids.as_ref().filter(|ids| !ids.is_empty()) {
+        return Ok(ParsedPrompt::Ids(ids.clone()));
+    }
+    let messages = raw
+        .messages
+        .as_ref()
+        .ok_or_else(|| ApiError::bad_request("missing field `messages`"))?;
+    let mut text = String::new();
+    for m in messages {
+        text.push_str(&m.role);
+        text.push_str(": ");
+        match &m.content {
+            Value::String(s) => text.push_str(s),
+            Value::Null => {}
+            Value::Array(parts) => {
+                for part in parts {
+                    if let Some(t) = part.get("text").and_then(Value::as_str) {
+                        text.push_str(t);
+                        text.push(' ');
+                    }
+                }
+            }
+            _ => {
+                return Err(ApiError::bad_request(
+                    "message content must be a string or a list of content parts",
+                ));
+            }
+        }
+        text.push('\n');
+    }
+    let ids = tokens::tokenize(&text);
+    if ids.is_empty() {
+        return Err(ApiError::bad_request("messages is empty"));
+    }
+    Ok(ParsedPrompt::Text(ids))
 }
 
 fn parse_prompt(value: &Value) -> Result<ParsedPrompt, ApiError> {
@@ -195,53 +351,18 @@ fn check_role(kind: Kind, role: SimRole) -> Result<(), ApiError> {
     )))
 }
 
-/// Checks that a generation_only request carries a hand-off made for this very prompt. A real
-/// engine would silently decode garbage (or redo prefill); the sim refuses, so a router that
-/// mixes up requests fails loudly.
-fn check_hand_off(
-    prompt: &ParsedPrompt,
-    digest: PromptDigest,
-    params: Option<&DisaggregatedParams>,
-) -> Result<(), ApiError> {
-    if matches!(prompt, ParsedPrompt::Text(_)) {
-        return Err(ApiError::bad_request(
-            "generation_only requests must carry the prompt as token ids (the context \
-             response's prompt_token_ids), not text",
-        ));
-    }
-    let params = params.ok_or_else(|| ApiError::bad_request("missing disaggregated_params"))?;
-    let first = params
-        .first_gen_tokens
-        .as_ref()
-        .and_then(|t| t.first().copied())
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "generation_only request without disaggregated_params.first_gen_tokens \
-                 (copy it from the context response)",
-            )
-        })?;
-    if params.ctx_request_id.is_none() {
-        return Err(ApiError::bad_request(
-            "generation_only request without disaggregated_params.ctx_request_id (copy it \
-             from the context response)",
-        ));
-    }
-    let expected = tokens::token_at(digest, 0);
-    if first != expected {
-        return Err(ApiError::bad_request(format!(
-            "first_gen_tokens does not match the prompt: the KV hand-off is for another \
-             request (got first_gen_tokens[0]={first}, this prompt's token 0 is {expected})"
-        )));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn bad(body: &str, role: SimRole) -> String {
-        match parse(body.as_bytes(), role) {
+        match parse(
+            body.as_bytes(),
+            Endpoint::Completions,
+            role,
+            Dialect::Trtllm,
+            None,
+        ) {
             Ok(job) => panic!("accepted {body}: {job:?}"),
             Err(e) => {
                 assert_eq!(e.status, 400);
@@ -251,10 +372,54 @@ mod tests {
     }
 
     #[test]
+    fn eos_ends_early_unless_ignored_or_before_min_tokens() {
+        use Finish::{Length, Stop};
+        assert_eq!(output_length(10, None, false, 0), (10, Length));
+        assert_eq!(output_length(10, Some(3), false, 0), (4, Stop));
+        assert_eq!(output_length(10, Some(3), true, 0), (10, Length));
+        assert_eq!(output_length(10, Some(3), false, 5), (10, Length));
+        assert_eq!(output_length(10, Some(3), false, 4), (4, Stop));
+        assert_eq!(output_length(4, Some(3), false, 0), (4, Stop));
+        assert_eq!(output_length(3, Some(3), false, 0), (3, Length));
+        assert_eq!(output_length(1, Some(0), false, 0), (1, Stop));
+    }
+
+    #[test]
+    fn chat_prompts_come_from_messages_or_the_routers_token_ids() {
+        let chat = |body: &str| {
+            parse(
+                body.as_bytes(),
+                Endpoint::Chat,
+                SimRole::Both,
+                Dialect::Trtllm,
+                None,
+            )
+        };
+        let job = chat(
+            r#"{"messages":[{"role":"user","content":"hi there"}],"max_completion_tokens":3}"#,
+        )
+        .expect("valid");
+        assert_eq!(job.prompt, tokens::tokenize("user: hi there"));
+        assert_eq!(job.max_tokens, 3);
+        let parts =
+            chat(r#"{"messages":[{"role":"user","content":[{"type":"text","text":"hi there"}]}]}"#)
+                .expect("valid");
+        assert_eq!(parts.prompt, job.prompt);
+        let ids = chat(r#"{"messages":[{"role":"user","content":"x"}],"prompt_token_ids":[5,6]}"#)
+            .expect("valid");
+        assert_eq!(ids.prompt, vec![5, 6]);
+        let err = chat(r#"{"prompt":"a"}"#).expect_err("no messages");
+        assert!(err.message.contains("messages"), "{}", err.message);
+    }
+
+    #[test]
     fn defaults() {
         let job = parse(
             br#"{"prompt":"a b c","model":"x","unknown":1}"#,
+            Endpoint::Completions,
             SimRole::Both,
+            Dialect::Trtllm,
+            None,
         )
         .expect("valid");
         assert_eq!(job.kind, Kind::Aggregated);
@@ -267,7 +432,10 @@ mod tests {
     fn context_only_never_streams_and_makes_one_token() {
         let job = parse(
             br#"{"prompt":[1,2],"max_tokens":9,"stream":true,"disaggregated_params":{"request_type":"context_only"}}"#,
+            Endpoint::Completions,
             SimRole::Context,
+            Dialect::Trtllm,
+            None,
         )
         .expect("valid");
         assert_eq!(job.kind, Kind::ContextOnly);
@@ -297,6 +465,11 @@ mod tests {
                 r#"{"prompt":"a","max_tokens":0}"#,
                 SimRole::Both,
                 "at least 1",
+            ),
+            (
+                r#"{"prompt":"a","max_tokens":18446744073709551615}"#,
+                SimRole::Both,
+                "at most",
             ),
             (
                 r#"{"prompt":"a","max_tokens":"3"}"#,
@@ -342,10 +515,18 @@ mod tests {
         let wrong = (right + 1) % tokens::VOCAB_SIZE;
         let body = |t: u32| {
             format!(
-                r#"{{"prompt":[1,2,3],"disaggregated_params":{{"request_type":"generation_only","first_gen_tokens":[{t}],"ctx_request_id":7}}}}"#
+                r#"{{"prompt":[1,2,3],"disaggregated_params":{{"request_type":"generation_only","first_gen_tokens":[{t}],"ctx_request_id":7,"encoded_opaque_state":"{}"}}}}"#,
+                crate::handoff::opaque::encode_peer("127.0.0.1:9")
             )
         };
-        let job = parse(body(right).as_bytes(), SimRole::Generation).expect("valid");
+        let job = parse(
+            body(right).as_bytes(),
+            Endpoint::Completions,
+            SimRole::Generation,
+            Dialect::Trtllm,
+            None,
+        )
+        .expect("valid");
         assert_eq!(job.kind, Kind::GenerationOnly);
         let msg = bad(&body(wrong), SimRole::Generation);
         assert!(

@@ -1,10 +1,12 @@
 //! The JSON the sim answers with: OpenAI completion objects, streamed chunks, and TensorRT-LLM's
-//! context-server additions (PROTOCOLS.md §1 step 3).
+//! context-server additions (PROTOCOLS.md §1 step 3) and vLLM's prefill answer (§2 step 2).
 
 use bytes::Bytes;
 use disagg_proto::openai::Usage;
 use disagg_proto::trtllm::DisaggregatedParams;
 use serde::Serialize;
+
+use crate::dialect::vllm::KvTransferParams;
 
 /// Identity fields shared by every object of one response.
 #[derive(Debug, Clone)]
@@ -12,9 +14,11 @@ pub(crate) struct Header {
     pub(crate) id: String,
     pub(crate) created: u64,
     pub(crate) model: String,
+    /// `/v1/chat/completions`: choices carry `message`/`delta` instead of `text`.
+    pub(crate) chat: bool,
 }
 
-/// A `text_completion` object, whole or as one streamed chunk.
+/// A completion object (text or chat), whole or as one streamed chunk.
 #[derive(Debug, Serialize)]
 struct Completion<'a> {
     id: &'a str,
@@ -26,30 +30,96 @@ struct Completion<'a> {
     usage: Option<Usage>,
     #[serde(skip_serializing_if = "Option::is_none")]
     prompt_token_ids: Option<&'a [u32]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kv_transfer_params: Option<&'a KvTransferParams>,
 }
 
 #[derive(Debug, Serialize)]
 struct Choice<'a> {
     index: u32,
-    text: &'a str,
-    /// `null` while streaming, `"length"` on the last token: the sim never emits EOS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<Message<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delta: Option<Message<'a>>,
+    /// `null` while streaming; `"length"` or `"stop"` on the last token.
     finish_reason: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     disaggregated_params: Option<&'a DisaggregatedParams>,
 }
 
-const FINISHED: Option<&str> = Some("length");
+/// A chat `message` or streamed `delta`.
+#[derive(Debug, Serialize)]
+struct Message<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    content: &'a str,
+}
+
+impl<'a> Choice<'a> {
+    /// The choice of a whole answer.
+    fn whole(h: &Header, text: &'a str, finish: Finish) -> Self {
+        let mut c = Self::streamed(h, text, Some(finish), false);
+        if h.chat {
+            c.message = Some(Message {
+                role: Some("assistant"),
+                content: text,
+            });
+            c.delta = None;
+        }
+        c
+    }
+
+    /// The choice of one streamed chunk; a chat stream names the role in its first delta.
+    fn streamed(h: &Header, text: &'a str, finish: Option<Finish>, first: bool) -> Self {
+        Self {
+            index: 0,
+            text: (!h.chat).then_some(text),
+            message: None,
+            delta: h.chat.then_some(Message {
+                role: first.then_some("assistant"),
+                content: text,
+            }),
+            finish_reason: finish.and_then(Finish::reason),
+            disaggregated_params: None,
+        }
+    }
+}
+
+/// Why the last token of a response is the last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Finish {
+    /// `max_tokens` reached.
+    Length,
+    /// The model produced EOS (`--eos-at`).
+    Stop,
+}
+
+impl Finish {
+    fn reason(self) -> Option<&'static str> {
+        Some(match self {
+            Finish::Length => "length",
+            Finish::Stop => "stop",
+        })
+    }
+}
 
 impl<'a> Completion<'a> {
-    fn new(h: &'a Header, choices: Vec<Choice<'a>>) -> Self {
+    fn new(h: &'a Header, choices: Vec<Choice<'a>>, streamed: bool) -> Self {
         Self {
             id: &h.id,
-            object: "text_completion",
+            object: match (h.chat, streamed) {
+                (false, _) => "text_completion",
+                (true, false) => "chat.completion",
+                (true, true) => "chat.completion.chunk",
+            },
             created: h.created,
             model: &h.model,
             choices,
             usage: None,
             prompt_token_ids: None,
+            kv_transfer_params: None,
         }
     }
 
@@ -59,33 +129,75 @@ impl<'a> Completion<'a> {
     }
 }
 
-/// One streamed token: `finish_reason` is set on the last one.
-pub(crate) fn chunk(h: &Header, text: &str, last: bool) -> Bytes {
-    let choice = Choice {
-        index: 0,
-        text,
-        finish_reason: if last { FINISHED } else { None },
-        disaggregated_params: None,
-    };
-    Completion::new(h, vec![choice]).to_bytes()
+/// One streamed token: `finish` is set on the last one.
+pub(crate) fn chunk(h: &Header, text: &str, finish: Option<Finish>, first: bool) -> Bytes {
+    Completion::new(h, vec![Choice::streamed(h, text, finish, first)], true).to_bytes()
+}
+
+/// Every token frame of one stream, pre-rendered around the text: with thousands of streams on
+/// two cores, serializing the same id/model/created for every token was the hot spot. The
+/// output is byte for byte what [`chunk`] inside an SSE frame gives (a unit test pins it).
+#[derive(Debug)]
+pub(crate) struct ChunkTemplate {
+    head_first: Vec<u8>,
+    head: Vec<u8>,
+    tail_open: Vec<u8>,
+    tail_length: Vec<u8>,
+    tail_stop: Vec<u8>,
+}
+
+impl ChunkTemplate {
+    pub(crate) fn new(h: &Header) -> Self {
+        // Rendered with a sentinel text; `choices` is the last field, so the last occurrence of
+        // the sentinel is the text even if the model name contained it.
+        const SENTINEL: &str = "\u{1}";
+        const MARK: &str = r#""\u0001""#;
+        let split = |finish, first| {
+            let s = String::from_utf8_lossy(&chunk(h, SENTINEL, finish, first)).into_owned();
+            let at = s.rfind(MARK).unwrap_or(s.len());
+            let tail = s.get(at + MARK.len()..).unwrap_or("");
+            (format!("data: {}", &s[..at]), format!("{tail}\n\n"))
+        };
+        let (head_first, _) = split(None, true);
+        let (head, tail_open) = split(None, false);
+        let (_, tail_length) = split(Some(Finish::Length), false);
+        let (_, tail_stop) = split(Some(Finish::Stop), false);
+        Self {
+            head_first: head_first.into_bytes(),
+            head: head.into_bytes(),
+            tail_open: tail_open.into_bytes(),
+            tail_length: tail_length.into_bytes(),
+            tail_stop: tail_stop.into_bytes(),
+        }
+    }
+
+    /// The SSE frame of one streamed token.
+    pub(crate) fn frame(&self, text: &str, finish: Option<Finish>, first: bool) -> Bytes {
+        let head = if first { &self.head_first } else { &self.head };
+        let tail = match finish {
+            None => &self.tail_open,
+            Some(Finish::Length) => &self.tail_length,
+            Some(Finish::Stop) => &self.tail_stop,
+        };
+        let mut out = Vec::with_capacity(head.len() + text.len() + 2 + tail.len());
+        out.extend_from_slice(head);
+        // Serializing a &str into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, text);
+        out.extend_from_slice(tail);
+        Bytes::from(out)
+    }
 }
 
 /// The trailing chunk of `stream_options.include_usage`: no choices, only usage.
 pub(crate) fn usage_chunk(h: &Header, usage: Usage) -> Bytes {
-    let mut c = Completion::new(h, Vec::new());
+    let mut c = Completion::new(h, Vec::new(), true);
     c.usage = Some(usage);
     c.to_bytes()
 }
 
 /// A whole non-streaming completion.
-pub(crate) fn full(h: &Header, text: &str, usage: Usage) -> Bytes {
-    let choice = Choice {
-        index: 0,
-        text,
-        finish_reason: FINISHED,
-        disaggregated_params: None,
-    };
-    let mut c = Completion::new(h, vec![choice]);
+pub(crate) fn full(h: &Header, text: &str, usage: Usage, finish: Finish) -> Bytes {
+    let mut c = Completion::new(h, vec![Choice::whole(h, text, finish)], false);
     c.usage = Some(usage);
     c.to_bytes()
 }
@@ -96,15 +208,79 @@ pub(crate) fn context(
     text: &str,
     params: &DisaggregatedParams,
     prompt: &[u32],
+    finish: Finish,
 ) -> Bytes {
-    let choice = Choice {
-        index: 0,
-        text,
-        finish_reason: FINISHED,
-        disaggregated_params: Some(params),
-    };
-    let mut c = Completion::new(h, vec![choice]);
+    let mut choice = Choice::whole(h, text, finish);
+    choice.disaggregated_params = Some(params);
+    let mut c = Completion::new(h, vec![choice], false);
     c.usage = Some(Usage::new(prompt.len() as u64, 1));
     c.prompt_token_ids = Some(prompt);
     c.to_bytes()
+}
+
+/// A vLLM prefill's answer: an ordinary completion of one token, plus the params decode needs.
+pub(crate) fn with_kv_transfer_params(
+    h: &Header,
+    text: &str,
+    usage: Usage,
+    params: &KvTransferParams,
+    finish: Finish,
+) -> Bytes {
+    let mut c = Completion::new(h, vec![Choice::whole(h, text, finish)], false);
+    c.usage = Some(usage);
+    c.kv_transfer_params = Some(params);
+    c.to_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chunk_template_renders_what_serde_does() {
+        for (model, chat) in [("sim", false), ("sim", true), ("odd \u{1} model", true)] {
+            let h = Header {
+                id: "cmpl-sim-7".into(),
+                created: 1_700_000_000,
+                model: model.into(),
+                chat,
+            };
+            let t = ChunkTemplate::new(&h);
+            for (text, finish, first) in [
+                (" t1", None, true),
+                (" t2", Some(Finish::Length), false),
+                ("", Some(Finish::Stop), false),
+                ("q\"uote\n", None, false),
+            ] {
+                let want = disagg_proto::sse::frame(&chunk(&h, text, finish, first));
+                assert_eq!(t.frame(text, finish, first), want, "{model} {text:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn chat_objects_have_chat_shapes() {
+        let h = Header {
+            id: "c".into(),
+            created: 1,
+            model: "m".into(),
+            chat: true,
+        };
+        let whole: serde_json::Value =
+            serde_json::from_slice(&full(&h, " t1", Usage::new(1, 1), Finish::Length))
+                .expect("JSON");
+        assert_eq!(whole["object"], "chat.completion");
+        assert_eq!(
+            whole["choices"][0]["message"],
+            serde_json::json!({"role": "assistant", "content": " t1"})
+        );
+        let first: serde_json::Value =
+            serde_json::from_slice(&chunk(&h, " t1", None, true)).expect("JSON");
+        assert_eq!(first["object"], "chat.completion.chunk");
+        assert_eq!(
+            first["choices"][0]["delta"],
+            serde_json::json!({"role": "assistant", "content": " t1"})
+        );
+        assert!(first["choices"][0].get("text").is_none());
+    }
 }

@@ -1,11 +1,12 @@
 //! The HTTP app: shared state, routes, and the small informational endpoints.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
@@ -14,11 +15,17 @@ use disagg_proto::ApiError;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
+use crate::engine::Engine;
+use crate::engine::cost::TimingModel;
 use crate::error::HttpError;
 use crate::faults::{ExitHook, Faults};
+use crate::handoff::KvStore;
+use crate::handoff::fetch::KvConfig;
+use crate::handoff::store::fetch_record;
+use crate::metrics::Metrics;
+use crate::request_log::RequestLog;
 use crate::response::Header;
-use crate::timing::Schedule;
-use crate::{SimArgs, SimError, SimRole, completions};
+use crate::{Dialect, SimArgs, SimError, SimRole, completions};
 
 /// Request bodies up to this size are read. Long token-id prompts (hundreds of thousands of
 /// ids) exceed axum's 2 MiB default, and a benchmark must not fail on those.
@@ -31,61 +38,151 @@ pub struct SimState(Arc<Inner>);
 #[derive(Debug)]
 struct Inner {
     role: SimRole,
+    dialect: Dialect,
     model: String,
-    prefill_per_token: Duration,
-    itl: Duration,
     started: Instant,
     startup_delay: Duration,
     never_ready: bool,
     faults: Faults,
+    engine: Engine,
+    metrics: Arc<Metrics>,
+    kv_store: KvStore,
+    kv: KvConfig,
+    /// Client for fetching KV records from context sims (loopback or cluster network).
+    http: reqwest::Client,
+    advertise_host: String,
+    /// The bound port, known once [`serve`] has a listener.
+    port: OnceLock<u16>,
+    request_log: Option<RequestLog>,
+    eos_at: Option<u64>,
     /// Source of response ids and `ctx_request_id`s, unique within this server.
     next_id: AtomicU64,
+    /// Source of vLLM block ids, unique within this server.
+    next_block: AtomicU64,
 }
 
 impl SimState {
     /// State for a sim configured by `args`. The startup delay counts from here. `exit` runs
     /// when `--fail-after-requests` is reached ([`ExitHook::exit_process`] in production).
-    pub fn new(args: &SimArgs, exit: ExitHook) -> Self {
-        Self(Arc::new(Inner {
+    /// Must be called inside a Tokio runtime (the batched engine starts its scheduler task).
+    pub fn new(args: &SimArgs, exit: ExitHook) -> Result<Self, SimError> {
+        let timing = TimingModel::from_args(&args.timing)?;
+        let metrics = Arc::new(Metrics::default());
+        let request_log = args
+            .request_log
+            .as_deref()
+            .map(|path| {
+                RequestLog::open(path).map_err(|source| SimError::RequestLog {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            })
+            .transpose()?;
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .map_err(|e| SimError::Client(e.to_string()))?;
+        let advertise_host = args.advertise_host.clone().unwrap_or_else(|| match args
+            .host
+            .parse::<std::net::IpAddr>(
+        ) {
+            Ok(ip) if ip.is_unspecified() => "127.0.0.1".to_string(),
+            _ => args.host.clone(),
+        });
+        Ok(Self(Arc::new(Inner {
             role: args.role,
+            dialect: args.dialect,
             model: args.model.clone(),
-            prefill_per_token: args.prefill_per_token,
-            itl: args.itl,
             started: Instant::now(),
             startup_delay: args.startup_delay,
             never_ready: args.never_ready,
-            faults: Faults::new(args.fail_after_requests, exit),
+            faults: Faults::new(&args.faults, exit),
+            engine: Engine::start(timing, metrics.clone()),
+            kv_store: KvStore::new(args.kv.kv_ttl, metrics.clone()),
+            metrics,
+            kv: KvConfig {
+                bytes_per_token: args.kv.kv_bytes_per_token,
+                bandwidth_bytes_per_s: args.kv.kv_bandwidth_gbs * 1e9,
+                wait_timeout: args.kv.kv_wait_timeout,
+                extra_delay: args.faults.kv_transfer_delay,
+            },
+            http,
+            advertise_host,
+            port: OnceLock::new(),
+            request_log,
+            eos_at: args.eos_at,
             next_id: AtomicU64::new(1),
-        }))
+            next_block: AtomicU64::new(1),
+        })))
     }
 
     pub(crate) fn role(&self) -> SimRole {
         self.0.role
     }
 
-    pub(crate) fn itl(&self) -> Duration {
-        self.0.itl
+    pub(crate) fn dialect(&self) -> Dialect {
+        self.0.dialect
     }
 
     pub(crate) fn faults(&self) -> &Faults {
         &self.0.faults
     }
 
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.0.engine
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    pub(crate) fn kv_store(&self) -> &KvStore {
+        &self.0.kv_store
+    }
+
+    pub(crate) fn kv_config(&self) -> KvConfig {
+        self.0.kv
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.0.http
+    }
+
+    pub(crate) fn eos_at(&self) -> Option<u64> {
+        self.0.eos_at
+    }
+
+    pub(crate) fn request_log(&self) -> Option<&RequestLog> {
+        self.0.request_log.as_ref()
+    }
+
+    /// Where generation sims reach this one: (host, port).
+    pub(crate) fn advertised(&self) -> (String, u16) {
+        (
+            self.0.advertise_host.clone(),
+            self.0.port.get().copied().unwrap_or(0),
+        )
+    }
+
     pub(crate) fn next_id(&self) -> u64 {
         self.0.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Token 0 after prefilling `prompt_len` tokens from `start`.
-    pub(crate) fn prefill_schedule(&self, start: Instant, prompt_len: usize) -> Schedule {
-        Schedule::after_prefill(start, self.0.prefill_per_token, prompt_len, self.0.itl)
+    /// `n` fresh, consecutive block ids (at least one).
+    pub(crate) fn allocate_blocks(&self, n: usize) -> Vec<u64> {
+        let n = n.max(1) as u64;
+        let first = self.0.next_block.fetch_add(n, Ordering::Relaxed);
+        (first..first + n).collect()
     }
 
     /// Identity fields for a new response.
-    pub(crate) fn header(&self) -> Header {
+    pub(crate) fn header(&self, chat: bool) -> Header {
+        let prefix = if chat { "chatcmpl-sim" } else { "cmpl-sim" };
         Header {
-            id: format!("cmpl-sim-{}", self.next_id()),
+            id: format!("{prefix}-{}", self.next_id()),
             created: unix_now(),
             model: self.0.model.clone(),
+            chat,
         }
     }
 
@@ -114,18 +211,26 @@ fn unix_now() -> u64 {
 pub fn app(state: SimState) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/metrics", get(metrics))
         .route("/v1/models", get(models))
         .route("/version", get(version))
         .route("/v1/completions", post(completions::completions))
-        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/chat/completions", post(completions::chat_completions))
+        // Internal: generation sims fetch KV records here (see `handoff`).
+        .route("/kv/{key}", get(fetch_record))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Outermost, so a hung sim answers nothing at all, not even /health.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), hang))
         .with_state(state)
 }
 
 /// Serves [`app`] on an already bound listener until the process ends.
 pub async fn serve(listener: TcpListener, state: SimState) -> Result<(), SimError> {
+    if let Ok(addr) = listener.local_addr() {
+        let _ = state.0.port.set(addr.port());
+    }
     // Streamed tokens are small writes; Nagle would hold them back and distort measured ITL.
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
@@ -135,11 +240,30 @@ pub async fn serve(listener: TcpListener, state: SimState) -> Result<(), SimErro
         .map_err(SimError::Serve)
 }
 
+/// `--hang-after-requests`: once reached, requests are read and never answered; the
+/// connection stays open, as with an engine stuck in a collective.
+async fn hang(State(sim): State<SimState>, req: Request, next: Next) -> Response {
+    if sim.faults().hung() {
+        std::future::pending::<()>().await;
+    }
+    next.run(req).await
+}
+
 async fn health(State(sim): State<SimState>) -> Response {
     match sim.not_ready() {
         None => StatusCode::OK.into_response(),
         Some(why) => HttpError(ApiError::unavailable(why)).into_response(),
     }
+}
+
+async fn metrics(State(sim): State<SimState>) -> Response {
+    sim.kv_store().sweep_now();
+    let mut r = sim.metrics().render().into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    r
 }
 
 async fn models(State(sim): State<SimState>) -> Json<serde_json::Value> {
@@ -154,20 +278,12 @@ async fn models(State(sim): State<SimState>) -> Json<serde_json::Value> {
     }))
 }
 
-async fn version() -> Json<serde_json::Value> {
+async fn version(State(sim): State<SimState>) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "engine": "disagg-sim",
-        "dialect": "trtllm",
+        "dialect": sim.dialect().name(),
     }))
-}
-
-async fn chat_completions() -> HttpError {
-    HttpError(ApiError::new(
-        501,
-        "not_implemented",
-        "disagg-sim does not serve /v1/chat/completions yet; use /v1/completions",
-    ))
 }
 
 async fn not_found(uri: axum::http::Uri) -> HttpError {

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 pub use command::CommandArgs;
 
-use crate::case::{CacheTransceiver, Engine, Parallel, SimEngineArgs};
+use crate::case::{CacheTransceiver, Dialect, Engine, Parallel, SimEngineArgs};
 use crate::plan::{EngineLaunch, GpuSlot, RoleName};
 
 /// A worker group's `engine_args`, typed by the case's `engine:`.
@@ -52,6 +52,8 @@ pub struct WorkerSpec<'a> {
     pub run_dir: &'a Path,
     pub ready_file: PathBuf,
     pub cache_transceiver: CacheTransceiver,
+    /// The router's dialect, which the sim speaks too.
+    pub dialect: Dialect,
 }
 
 impl WorkerSpec<'_> {

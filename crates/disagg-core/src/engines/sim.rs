@@ -1,4 +1,5 @@
-//! `engine: sim`: `disagg sim`, binding port 0 and writing its address to a ready file.
+//! `engine: sim`: `disagg sim`, binding port 0 and writing its address to a ready file. Each
+//! `engine_args` key is the `disagg sim` flag of the same name.
 
 use super::{Built, WorkerSpec};
 use crate::case::SimEngineArgs;
@@ -6,34 +7,80 @@ use crate::plan::EngineLaunch;
 
 pub fn build(a: &SimEngineArgs, w: &WorkerSpec<'_>) -> Built {
     let d = |v| humantime::format_duration(v).to_string();
-    let mut argv: Vec<String> = vec![
-        w.exe.into(),
-        "sim".into(),
-        "--role".into(),
+    let mut argv: Vec<String> = vec![w.exe.into(), "sim".into()];
+    let mut flag = |name: &str, value: String| {
+        argv.push(format!("--{name}"));
+        argv.push(value);
+    };
+    flag(
+        "role",
         if w.is_ctx { "context" } else { "generation" }.into(),
-        "--dialect".into(),
-        "trtllm".into(),
-        "--host".into(),
-        "127.0.0.1".into(),
-        "--port".into(),
-        "0".into(),
-        "--ready-file".into(),
-        w.ready_file.display().to_string(),
-        "--model".into(),
-        w.model.into(),
-        "--startup-delay".into(),
-        d(a.startup_delay),
-        "--prefill-per-token".into(),
-        d(a.prefill_per_token),
-        "--itl".into(),
-        d(a.itl),
-    ];
+    );
+    flag("dialect", w.dialect.as_str().into());
+    flag("host", "127.0.0.1".into());
+    flag("port", "0".into());
+    flag("ready-file", w.ready_file.display().to_string());
+    flag("model", w.model.into());
+    flag("startup-delay", d(a.startup_delay));
+    flag("prefill-per-token", d(a.prefill_per_token));
+    flag("itl", d(a.itl));
+    if let Some(p) = a.preset {
+        flag("preset", p.as_str().into());
+    }
+    for (name, v) in [
+        ("fail-after-requests", a.fail_after_requests),
+        ("max-batch-size", a.max_batch_size),
+        ("max-num-tokens", a.max_num_tokens),
+        ("kv-capacity-tokens", a.kv_capacity_tokens),
+        ("kv-bytes-per-token", a.kv_bytes_per_token),
+        ("eos-at", a.eos_at),
+        ("hang-after-requests", a.hang_after_requests),
+        ("drop-after-tokens", a.drop_after_tokens),
+    ] {
+        if let Some(v) = v {
+            flag(name, v.to_string());
+        }
+    }
+    for (name, v) in [
+        ("prefill-base-ms", a.prefill_base_ms),
+        ("prefill-per-token-us", a.prefill_per_token_us),
+        ("prefill-per-token-sq-ns", a.prefill_per_token_sq_ns),
+        ("decode-base-ms", a.decode_base_ms),
+        ("decode-per-seq-us", a.decode_per_seq_us),
+        ("decode-per-kv-token-ns", a.decode_per_kv_token_ns),
+        ("kv-bandwidth-gbs", a.kv_bandwidth_gbs),
+    ] {
+        if let Some(v) = v {
+            flag(name, v.to_string());
+        }
+    }
+    for (name, v) in [
+        ("kv-ttl", a.kv_ttl),
+        ("kv-wait-timeout", a.kv_wait_timeout),
+        ("kv-transfer-delay", a.kv_transfer_delay),
+    ] {
+        if let Some(v) = v {
+            flag(name, d(v));
+        }
+    }
+    for (name, list) in [
+        ("error-on-request", &a.error_on_request),
+        ("drop-stream-on-request", &a.drop_stream_on_request),
+        ("kv-transfer-fail-on", &a.kv_transfer_fail_on),
+    ] {
+        for n in list {
+            flag(name, n.to_string());
+        }
+    }
+    if a.request_log {
+        let log = w.run_dir.join(format!(
+            "{}.requests.jsonl",
+            w.role.log_file().trim_end_matches(".log")
+        ));
+        flag("request-log", log.display().to_string());
+    }
     if a.never_ready {
         argv.push("--never-ready".into());
-    }
-    if let Some(n) = a.fail_after_requests {
-        argv.push("--fail-after-requests".into());
-        argv.push(n.to_string());
     }
     Built {
         launch: EngineLaunch {

@@ -16,22 +16,7 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
     while !healthy(&client, &ep.url()).await {
         tokio::time::sleep(POLL).await;
     }
-    let b = &plan.benchmark;
-    let cfg = disagg_bench::BenchConfig {
-        url: ep.url(),
-        endpoint: "/v1/completions".into(),
-        model: plan.model.clone(),
-        isl: b.isl,
-        osl: b.osl,
-        range_ratio: b.range_ratio,
-        concurrency: b.concurrency.clone(),
-        rounds: b.rounds,
-        warmup: b.warmup,
-        streaming: b.streaming,
-        request_timeout: plan.deadlines.request,
-        seed: b.seed,
-        percentiles: b.percentiles.clone(),
-    };
+    let cfg = bench_config(plan, ep.url());
     eprintln!("disagg role BENCHMARK: router at {}; canary", ep.url());
     if let Err(e) = disagg_bench::canary(&cfg).await {
         return finish(plan, Some(format!("the canary request failed: {e}")), None);
@@ -49,8 +34,58 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
     for point in &sweep.points {
         println!("{}", disagg_bench::text_summary(point));
     }
+    for w in sweep.warnings() {
+        eprintln!("disagg role BENCHMARK: warning: {w}");
+    }
+    // Per-request timelines, the CSV and the HDR distributions, beside our own results.json.
+    if let Err(e) = sweep.write_outputs(&plan.run_dir.join("bench"), &cfg.percentiles) {
+        eprintln!("disagg role BENCHMARK: warning: {e}");
+    }
     let invalid = sweep.invalid_reason();
     finish(plan, invalid, Some(&sweep))
+}
+
+/// The case's `benchmark` section as `disagg bench` settings.
+pub fn bench_config(plan: &Plan, url: String) -> disagg_bench::BenchConfig {
+    let b = &plan.benchmark;
+    let ms = |d: Option<std::time::Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
+    disagg_bench::BenchConfig {
+        url,
+        endpoint: b.endpoint.clone(),
+        model: plan.model.clone(),
+        isl: b.isl,
+        osl: b.osl,
+        range_ratio: b.range_ratio,
+        concurrency: b.concurrency(),
+        rounds: b.rounds,
+        warmup: b.warmup,
+        streaming: b.streaming,
+        request_timeout: plan.deadlines.request,
+        seed: b.seed,
+        percentiles: b.percentiles.clone(),
+        max_failure_rate: b.max_failure_rate,
+        ignore_eos: b.ignore_eos,
+        extra_urls: Vec::new(),
+        request_rates: b.request_rate.clone().unwrap_or_default(),
+        num_prompts: b.num_prompts,
+        burstiness: b.burstiness,
+        max_concurrency: b.max_concurrency,
+        duration_limit: b.duration,
+        goodput: b.goodput.map(|g| disagg_bench::Slo {
+            ttft_ms: ms(g.ttft),
+            tpot_ms: ms(g.tpot),
+            e2el_ms: ms(g.e2el),
+        }),
+        gpus: std::num::NonZeroU32::new(plan.worker_gpus() as u32),
+        dataset: b.dataset.as_ref().map(Into::into),
+        tokenizer: b.tokenizer.as_ref().map(Into::into),
+        shared_prefix: b.shared_prefix.and_then(|sp| {
+            std::num::NonZeroU32::new(sp.groups).map(|groups| disagg_bench::SharedPrefix {
+                groups,
+                prefix_len: sp.prefix_len,
+            })
+        }),
+    }
 }
 
 /// Writes results.json (when there are results) and status.json; the error is the role's failure.

@@ -14,6 +14,7 @@ use disagg_core::{Plan, RoleName};
 use tokio::process::Command;
 
 use super::shared::{POLL, healthy, http_client, publish};
+use crate::executor::Exit;
 use crate::rendezvous::{self, Status};
 
 /// Why a start failed, and whether it failed before the engine was ready.
@@ -170,7 +171,10 @@ async fn serve(
     // 1. Its address (from its ready file, or the port we gave it), then its health.
     let (probe, port) = loop {
         if let Some(status) = engine.try_wait().map_err(exited)? {
-            return Err(early(format!("the engine {status} before it was ready")));
+            return Err(early(format!(
+                "its engine {} before it was ready",
+                Exit::from(status)
+            )));
         }
         match &launch.ready_file {
             Some(f) => {
@@ -201,7 +205,8 @@ async fn serve(
     loop {
         if let Some(status) = engine.try_wait().map_err(exited)? {
             return Err(early(format!(
-                "the engine {status} before its /health answered 200"
+                "its engine {} before its /health answered 200",
+                Exit::from(status)
             )));
         }
         if healthy(&client, &base).await {
@@ -218,7 +223,10 @@ async fn serve(
     // 2. Watch it until the run is over.
     loop {
         if let Some(status) = engine.try_wait().map_err(exited)? {
-            return Err(late(format!("the engine {status} while serving")));
+            return Err(late(format!(
+                "its engine {} while serving",
+                Exit::from(status)
+            )));
         }
         if released(plan) {
             return stop(engine, plan).await;
@@ -237,7 +245,10 @@ async fn follow(plan: &Plan, role: RoleName, argv: &[String]) -> Result<(), Star
     let mut engine = spawn(role, &argv)?;
     loop {
         if let Some(status) = engine.try_wait().map_err(|e| late(e.to_string()))? {
-            return Err(late(format!("the engine (a non-zero rank) {status}")));
+            return Err(late(format!(
+                "its engine (a non-zero rank) {}",
+                Exit::from(status)
+            )));
         }
         if released(plan) {
             return stop(engine, plan).await;

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test uses a different part of the kit
 
+pub mod bodies;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,13 +15,23 @@ use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
-use disagg_router::{Dialect, Policy, RouterConfig};
+use disagg_router::RouterConfig;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, oneshot};
 
-/// How a fake answers a `context_only` request.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// Fires once when the thing holding it is dropped: how a fake observes that the router hung
+/// up on a request it was still serving.
+pub type Dropped = Arc<Mutex<Option<oneshot::Sender<()>>>>;
+
+pub fn drop_signal() -> (Dropped, oneshot::Receiver<()>) {
+    let (tx, rx) = oneshot::channel();
+    (Arc::new(Mutex::new(Some(tx))), rx)
+}
+
+/// How a fake answers a context (prefill) request: TensorRT-LLM `context_only`, vLLM
+/// `do_remote_decode`, or anything at all for a fake started as an SGLang prefill worker.
+#[derive(Clone)]
 pub enum Ctx {
     /// A proper hand-off (`finish_reason: length`).
     Good,
@@ -29,6 +41,15 @@ pub enum Ctx {
     NoParams,
     /// Refuses the request with 422, as for a prompt that is too long.
     Reject,
+    /// Answers 500.
+    Fail,
+    /// Never answers; `dropped` fires when the router hangs up.
+    Hang(Dropped),
+    /// Answers once `release` is notified; `dropped` fires if the router hangs up first.
+    Gated {
+        release: Arc<Notify>,
+        dropped: Dropped,
+    },
 }
 
 /// How a fake answers a generation request.
@@ -38,6 +59,8 @@ pub enum Gen {
     Status(StatusCode),
     /// Never answers.
     Hang,
+    /// Never answers; `dropped` fires when the router hangs up.
+    HangSignal(Dropped),
     /// Streams chunk 1, then waits for `release` before the rest. `dropped` fires when the
     /// response stream is dropped (the router hung up).
     Gated {
@@ -49,12 +72,24 @@ pub enum Gen {
 pub const CHUNK_1: &str = "data: {\"choices\":[{\"index\":0,\"text\":\"A\"}]}\n\n";
 pub const CHUNK_REST: &str = "data: {\"choices\":[{\"index\":0,\"text\":\"B\",\"finish_reason\":\"length\"}]}\n\ndata: [DONE]\n\n";
 
+/// One request as a fake saw it.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub path: String,
+    pub body: Value,
+    pub request_id: Option<String>,
+}
+
 pub struct Fake {
     pub name: &'static str,
     ctx: Ctx,
+    /// Answers every request as a prefill (SGLang sends both legs the same body).
+    sglang_prefill: bool,
     generation: Gen,
     health: StatusCode,
-    pub seen: Mutex<Vec<(String, Value)>>,
+    /// Keep a record of each body (off for long runs, where the record itself would grow).
+    record: bool,
+    pub seen: Mutex<Vec<Seen>>,
 }
 
 /// A running fake worker.
@@ -67,8 +102,11 @@ pub struct Worker {
 impl Worker {
     /// Bodies received on `path`, oldest first.
     pub fn bodies(&self) -> Vec<Value> {
-        let seen = self.fake.seen.lock().unwrap();
-        seen.iter().map(|(_, b)| b.clone()).collect()
+        self.seen().into_iter().map(|s| s.body).collect()
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.fake.seen.lock().unwrap().clone()
     }
 }
 
@@ -81,14 +119,21 @@ pub fn fake(name: &'static str) -> FakeBuilder {
         fake: Fake {
             name,
             ctx: Ctx::Good,
+            sglang_prefill: false,
             generation: Gen::Ok,
             health: StatusCode::OK,
+            record: true,
             seen: Mutex::new(Vec::new()),
         },
     }
 }
 
 impl FakeBuilder {
+    /// Keeps no record of the bodies received.
+    pub fn forgetful(mut self) -> Self {
+        self.fake.record = false;
+        self
+    }
     pub fn ctx(mut self, ctx: Ctx) -> Self {
         self.fake.ctx = ctx;
         self
@@ -101,7 +146,16 @@ impl FakeBuilder {
         self.fake.health = status;
         self
     }
+    pub fn sglang_prefill(mut self) -> Self {
+        self.fake.sglang_prefill = true;
+        self
+    }
     pub async fn start(self) -> Worker {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.start_on(listener).await
+    }
+    /// Starts on a given listener, e.g. one rebound on the port of a worker that "came back".
+    pub async fn start_on(self, listener: tokio::net::TcpListener) -> Worker {
         let fake = Arc::new(self.fake);
         let app = Router::new()
             .route("/v1/completions", post(infer))
@@ -110,7 +164,7 @@ impl FakeBuilder {
             .route("/v1/models", get(models))
             .with_state(fake.clone());
         Worker {
-            url: serve(app).await,
+            url: serve_on(listener, app),
             fake,
         }
     }
@@ -120,6 +174,10 @@ impl FakeBuilder {
 /// can connect at once (the kernel queues the connection): no readiness wait needed.
 pub async fn serve(app: Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    serve_on(listener, app)
+}
+
+fn serve_on(listener: tokio::net::TcpListener, app: Router) -> String {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     format!("http://{addr}")
@@ -141,16 +199,35 @@ pub fn config(prefill: &[&Worker], decode: &[&Worker]) -> RouterConfig {
 }
 
 pub fn config_urls(prefill: Vec<String>, decode: Vec<String>) -> RouterConfig {
-    RouterConfig {
-        host: "127.0.0.1".into(),
-        port: 0,
-        dialect: Dialect::Trtllm,
-        prefill,
-        decode,
-        prefill_policy: Policy::RoundRobin,
-        decode_policy: Policy::RoundRobin,
-        request_timeout: Duration::from_secs(10),
-        max_body_bytes: disagg_router::DEFAULT_MAX_BODY_BYTES,
+    let mut cfg = RouterConfig::new(prefill, decode);
+    cfg.host = "127.0.0.1".into();
+    cfg.port = 0;
+    cfg.request_timeout = Duration::from_secs(10);
+    cfg
+}
+
+/// A router config over fakes, speaking `dialect`.
+pub fn config_dialect(
+    dialect: disagg_router::Dialect,
+    prefill: &[&Worker],
+    decode: &[&Worker],
+) -> RouterConfig {
+    let mut cfg = config(prefill, decode);
+    cfg.dialect = dialect;
+    cfg
+}
+
+/// Polls `cond` (every 20 ms, at most `limit`) for state that changes in the background, such
+/// as a health checker's verdict. Panics with `what` when it never holds.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = tokio::time::Instant::now() + limit;
+    while !cond().await {
+        assert!(tokio::time::Instant::now() < end, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -170,20 +247,27 @@ async fn models() -> axum::Json<Value> {
     axum::Json(json!({"object": "list", "data": [{"id": "fake-model", "object": "model"}]}))
 }
 
-async fn infer(State(fake): State<Arc<Fake>>, uri: Uri, body: axum::Json<Value>) -> Response {
+async fn infer(
+    State(fake): State<Arc<Fake>>,
+    uri: Uri,
+    headers: axum::http::HeaderMap,
+    body: axum::Json<Value>,
+) -> Response {
     let body = body.0;
-    fake.seen
-        .lock()
-        .unwrap()
-        .push((uri.path().to_string(), body.clone()));
-    let chat = uri.path() == "/v1/chat/completions";
-    let request_type = body["disaggregated_params"]["request_type"].as_str();
-    if request_type == Some("context_only") && fake.ctx == Ctx::Reject {
-        let err = json!({"error": {"message": "prompt too long", "type": "x", "code": 422}});
-        return (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(err)).into_response();
+    if fake.record {
+        fake.seen.lock().unwrap().push(Seen {
+            path: uri.path().to_string(),
+            body: body.clone(),
+            request_id: headers
+                .get("x-request-id")
+                .map(|v| v.to_str().unwrap().to_string()),
+        });
     }
-    if request_type == Some("context_only") {
-        return axum::Json(context_response(fake.ctx, chat)).into_response();
+    let chat = uri.path() == "/v1/chat/completions";
+    let trtllm_ctx = body["disaggregated_params"]["request_type"] == "context_only";
+    let vllm_prefill = body["kv_transfer_params"]["do_remote_decode"] == true;
+    if trtllm_ctx || vllm_prefill || fake.sglang_prefill {
+        return prefill(&fake.ctx, chat, vllm_prefill).await;
     }
     let stream = body["stream"] == json!(true);
     match &fake.generation {
@@ -200,6 +284,10 @@ async fn infer(State(fake): State<Arc<Fake>>, uri: Uri, body: axum::Json<Value>)
         )
             .into_response(),
         Gen::Hang => std::future::pending().await,
+        Gen::HangSignal(dropped) => {
+            let _guard = DropSignal(dropped.lock().unwrap().take());
+            std::future::pending().await
+        }
         Gen::Gated { release, dropped } => {
             let release = release.clone();
             let guard = DropSignal(dropped.lock().unwrap().take());
@@ -211,6 +299,39 @@ async fn infer(State(fake): State<Arc<Fake>>, uri: Uri, body: axum::Json<Value>)
             });
             sse(Body::from_stream(first.chain(rest)))
         }
+    }
+}
+
+async fn prefill(ctx: &Ctx, chat: bool, vllm: bool) -> Response {
+    let answer = |ctx: &Ctx| {
+        let mut v = context_response(ctx, chat);
+        if vllm && !matches!(ctx, Ctx::NoParams) {
+            v["kv_transfer_params"] = json!({"do_remote_prefill": true, "do_remote_decode": false,
+                "remote_engine_id": "engine-7", "remote_block_ids": [4, 5],
+                "remote_host": "10.1.1.1", "remote_port": 5600});
+        }
+        axum::Json(v).into_response()
+    };
+    match ctx {
+        Ctx::Reject => {
+            let err = json!({"error": {"message": "prompt too long", "type": "x", "code": 422}});
+            (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(err)).into_response()
+        }
+        Ctx::Fail => {
+            let err = json!({"error": {"message": "prefill broke", "type": "x", "code": 500}});
+            (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(err)).into_response()
+        }
+        Ctx::Hang(dropped) => {
+            let _guard = DropSignal(dropped.lock().unwrap().take());
+            std::future::pending().await
+        }
+        Ctx::Gated { release, dropped } => {
+            let mut guard = DropSignal(dropped.lock().unwrap().take());
+            release.notified().await;
+            guard.0 = None; // answered: not a hang-up
+            answer(&Ctx::Good)
+        }
+        other => answer(other),
     }
 }
 
@@ -229,15 +350,19 @@ fn sse(body: Body) -> Response {
     ([(header::CONTENT_TYPE, "text/event-stream")], body).into_response()
 }
 
-pub fn context_response(ctx: Ctx, chat: bool) -> Value {
-    let finish_reason = if ctx == Ctx::Stop { "stop" } else { "length" };
+pub fn context_response(ctx: &Ctx, chat: bool) -> Value {
+    let finish_reason = if matches!(ctx, Ctx::Stop) {
+        "stop"
+    } else {
+        "length"
+    };
     let mut choice = json!({"index": 0, "finish_reason": finish_reason});
     if chat {
         choice["message"] = json!({"role": "assistant", "content": "Hi"});
     } else {
         choice["text"] = json!("Hi");
     }
-    if ctx != Ctx::NoParams {
+    if !matches!(ctx, Ctx::NoParams) {
         choice["disaggregated_params"] = json!({
             "request_type": "context_only",
             "first_gen_tokens": [7],

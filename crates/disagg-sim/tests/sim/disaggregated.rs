@@ -45,7 +45,7 @@ async fn context_only_answers_with_token_zero_and_the_hand_off() {
 
     assert!(body["id"].as_str().is_some_and(|id| !id.is_empty()));
     assert!(body["created"].is_u64());
-    let params = &body["choices"][0]["disaggregated_params"];
+    let params = body["choices"][0]["disaggregated_params"].clone();
     let first = params["first_gen_tokens"][0]
         .as_u64()
         .expect("first_gen_tokens[0]");
@@ -57,6 +57,9 @@ async fn context_only_answers_with_token_zero_and_the_hand_off() {
     obj.remove("id");
     obj.remove("created");
     body["choices"][0]["disaggregated_params"]["ctx_request_id"] = json!(0);
+    // The context sim's address for the KV fetch, opaque to the router.
+    assert!(params["encoded_opaque_state"].is_string(), "{body}");
+    body["choices"][0]["disaggregated_params"]["encoded_opaque_state"] = json!("state");
     assert_eq!(
         body,
         json!({
@@ -70,7 +73,7 @@ async fn context_only_answers_with_token_zero_and_the_hand_off() {
                     "request_type": "context_only",
                     "first_gen_tokens": [first],
                     "ctx_request_id": 0,
-                    "encoded_opaque_state": null,
+                    "encoded_opaque_state": "state",
                     "draft_tokens": null,
                 },
             }],
@@ -221,4 +224,51 @@ async fn roles_refuse_the_other_half() {
         .await;
     assert_eq!(status, 400);
     assert!(error_message(&body).contains("context_only"), "{body}");
+}
+
+#[tokio::test]
+async fn a_scripted_eos_ends_both_paths_alike_unless_ignored() {
+    let eos = |role| {
+        let mut f = flags(role);
+        f.extend(["--eos-at", "4"]);
+        f
+    };
+    let (both, ctx_sim, gen_sim) = (
+        start(&eos("both")).await,
+        start(&eos("context")).await,
+        start(&eos("generation")).await,
+    );
+    let prompt = json!([3, 1, 4, 1, 5]);
+    let (_, agg) = both
+        .complete(&json!({"prompt": prompt, "max_tokens": 10}))
+        .await;
+    assert_eq!(agg["choices"][0]["finish_reason"], "stop");
+    assert_eq!(
+        agg["usage"]["completion_tokens"], 5,
+        "EOS counts as a token"
+    );
+    let text = agg["choices"][0]["text"].as_str().expect("text");
+    assert_eq!(text.split_whitespace().count(), 4, "EOS renders as nothing");
+
+    let ctx = context(&ctx_sim, prompt.clone()).await;
+    let (_, events) = gen_sim.stream(&generation_request(&ctx, 10, true)).await;
+    assert_eq!(events.len(), 5 + 2, "5 tokens, usage, [DONE]");
+    assert_eq!(events[4].json()["choices"][0]["finish_reason"], "stop");
+    assert_eq!(events[5].json()["usage"], agg["usage"]);
+    let streamed: String = events[..5]
+        .iter()
+        .map(|a| {
+            a.json()["choices"][0]["text"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(streamed, text);
+
+    let (_, ignored) = both
+        .complete(&json!({"prompt": prompt, "max_tokens": 10, "ignore_eos": true}))
+        .await;
+    assert_eq!(ignored["choices"][0]["finish_reason"], "length");
+    assert_eq!(ignored["usage"]["completion_tokens"], 10);
 }

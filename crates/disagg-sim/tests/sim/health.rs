@@ -64,3 +64,40 @@ async fn models_and_version_describe_the_sim() {
     let version: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
     assert!(version["version"].is_string());
 }
+
+#[tokio::test]
+async fn the_request_log_has_one_line_per_request_with_its_body() {
+    let dir = std::env::temp_dir().join(format!("disagg-sim-log-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("requests.jsonl");
+    let _ = std::fs::remove_file(&path);
+    let path_str = path.to_str().expect("UTF-8 path");
+    let sim = start(&[
+        "--request-log",
+        path_str,
+        "--dialect",
+        "vllm",
+        "--itl",
+        "1ms",
+    ])
+    .await;
+    let body = serde_json::json!({"prompt": [1, 2], "max_tokens": 1});
+    let (status, _) = sim.complete_as("rid-7", &body).await;
+    assert_eq!(status, 200);
+    let (status, _) = sim.post_raw("/v1/completions", "{broken").await;
+    assert_eq!(status, 400);
+    let text = std::fs::read_to_string(&path).expect("log written");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(lines[0]["body"], body);
+    assert_eq!(lines[0]["x_request_id"], "rid-7");
+    assert_eq!(lines[1]["body"], "{broken");
+
+    let (_, v) = sim.get("/version").await;
+    let v: serde_json::Value = serde_json::from_slice(&v).expect("JSON");
+    assert_eq!(v["dialect"], "vllm");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -2,10 +2,15 @@
 //!
 //! One test binary with one module per concern, to keep link time low.
 
+mod batching;
 mod disaggregated;
 mod errors;
 mod faults;
+mod handoff;
 mod health;
 mod run;
+mod sglang;
 mod streaming;
 mod support;
+mod through_router;
+mod vllm;

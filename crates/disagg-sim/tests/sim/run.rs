@@ -44,3 +44,13 @@ fn fail_after_requests_must_be_positive() {
         crate::support::try_parse_args(&["--fail-after-requests", "0"]).expect_err("0 is rejected");
     assert!(err.to_string().contains("--fail-after-requests"), "{err}");
 }
+
+#[test]
+fn kv_bandwidth_must_be_positive() {
+    for bad in ["0", "-1", "NaN", "fast"] {
+        // `=` form, so "-1" is a value, not a flag.
+        let flag = format!("--kv-bandwidth-gbs={bad}");
+        let err = crate::support::try_parse_args(&[flag.as_str()]).expect_err("rejected");
+        assert!(err.to_string().contains("--kv-bandwidth-gbs"), "{err}");
+    }
+}

@@ -48,12 +48,13 @@ async fn prefill_and_itl_set_ttft_and_e2e() {
 async fn generation_only_skips_prefill() {
     // A huge per-token prefill would make any prefill obvious.
     let sim = start(&["--itl", "10ms", "--prefill-per-token", "1s"]).await;
-    let (status, ctx) = {
-        let sim_ctx = start(&["--itl", "10ms", "--prefill-per-token", "0s"]).await;
-        sim_ctx
-            .complete(&json!({"prompt": [9, 9], "disaggregated_params": {"request_type": "context_only"}}))
-            .await
-    };
+    // Kept alive: the generation sim fetches the KV record from it.
+    let sim_ctx = start(&["--itl", "10ms", "--prefill-per-token", "0s"]).await;
+    let (status, ctx) = sim_ctx
+        .complete(
+            &json!({"prompt": [9, 9], "disaggregated_params": {"request_type": "context_only"}}),
+        )
+        .await;
     assert_eq!(status, 200, "{ctx}");
     let mut params = ctx["choices"][0]["disaggregated_params"].clone();
     params["request_type"] = json!("generation_only");
@@ -66,4 +67,33 @@ async fn generation_only_skips_prefill() {
         events[2].at - sent < Duration::from_millis(1500),
         "prefill was not skipped"
     );
+}
+
+#[tokio::test]
+async fn chat_streams_deltas_with_the_role_first() {
+    let sim = start(&["--itl", "1ms"]).await;
+    let chat = json!({"messages": [{"role": "user", "content": "hello"}], "max_tokens": 3,
+                      "stream": true, "stream_options": {"include_usage": true}});
+    let r = sim
+        .client
+        .post(sim.url("/v1/chat/completions"))
+        .json(&chat)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status().as_u16(), 200);
+    let text = r.text().await.expect("body");
+    let frames: Vec<serde_json::Value> = text
+        .split("\n\n")
+        .filter_map(|f| f.strip_prefix("data: "))
+        .filter(|f| *f != "[DONE]")
+        .map(|f| serde_json::from_str(f).expect("JSON frame"))
+        .collect();
+    assert_eq!(frames.len(), 4, "3 tokens and usage: {text}");
+    assert!(text.ends_with("data: [DONE]\n\n"));
+    assert_eq!(frames[0]["object"], "chat.completion.chunk");
+    assert_eq!(frames[0]["choices"][0]["delta"]["role"], "assistant");
+    assert!(frames[1]["choices"][0]["delta"].get("role").is_none());
+    assert_eq!(frames[2]["choices"][0]["finish_reason"], "length");
+    assert_eq!(frames[3]["usage"]["completion_tokens"], 3);
 }

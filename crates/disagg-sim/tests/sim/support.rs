@@ -23,12 +23,28 @@ pub struct Sim {
     pub client: reqwest::Client,
     /// Receives one `()` each time the sim's exit hook fires.
     pub exits: mpsc::UnboundedReceiver<()>,
-    task: tokio::task::JoinHandle<()>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Sim {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// The same client helpers for another server speaking the client API (e.g. a router).
+pub fn client_for(base: String) -> Sim {
+    let (_, exits) = mpsc::unbounded_channel();
+    Sim {
+        base,
+        client: reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client"),
+        exits,
+        task: None,
     }
 }
 
@@ -50,7 +66,8 @@ pub async fn start(flags: &[&str]) -> Sim {
         ExitHook::new(move || {
             let _ = tx.send(());
         }),
-    );
+    )
+    .expect("valid sim state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind 127.0.0.1:0");
@@ -65,7 +82,7 @@ pub async fn start(flags: &[&str]) -> Sim {
             .build()
             .expect("client"),
         exits,
-        task,
+        task: Some(task),
     }
 }
 
@@ -121,9 +138,43 @@ impl Sim {
         self.post_raw("/v1/completions", &body.to_string()).await
     }
 
+    /// POSTs a completions body with an `X-Request-Id` header (vLLM's proxy sends one).
+    pub async fn complete_as(&self, request_id: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .client
+            .post(self.url("/v1/completions"))
+            .header("x-request-id", request_id)
+            .json(body)
+            .send()
+            .await
+            .expect("POST");
+        let status = r.status().as_u16();
+        let bytes = r.bytes().await.expect("body");
+        let json = serde_json::from_slice(&bytes).expect("JSON body");
+        (status, json)
+    }
+
+    /// `host:port` of this sim, as hand-off params name it.
+    pub fn authority(&self) -> &str {
+        self.base.trim_start_matches("http://")
+    }
+
+    pub async fn metrics(&self) -> String {
+        let (status, body) = self.get("/metrics").await;
+        assert_eq!(status, 200);
+        String::from_utf8(body).expect("UTF-8 metrics")
+    }
+
     /// POSTs a streaming request and records every SSE event with its arrival time.
     pub async fn stream(&self, body: &Value) -> (Instant, Vec<Arrival>) {
         let sent = Instant::now();
+        let (events, cut) = self.stream_until_cut(body).await;
+        assert!(cut.is_none(), "stream failed: {cut:?}");
+        (sent, events)
+    }
+
+    /// Like [`Sim::stream`], but a cut connection is returned instead of failing the test.
+    pub async fn stream_until_cut(&self, body: &Value) -> (Vec<Arrival>, Option<String>) {
         let mut r = self
             .client
             .post(self.url("/v1/completions"))
@@ -141,17 +192,23 @@ impl Sim {
         assert_eq!(content_type, "text/event-stream");
         let mut parser = SseParser::new();
         let mut arrivals = Vec::new();
-        while let Some(chunk) = r.chunk().await.expect("stream chunk") {
-            let at = Instant::now();
-            arrivals.extend(
-                parser
-                    .push(&chunk)
-                    .into_iter()
-                    .map(|event| Arrival { at, event }),
-            );
+        loop {
+            match r.chunk().await {
+                Ok(Some(chunk)) => {
+                    let at = Instant::now();
+                    arrivals.extend(
+                        parser
+                            .push(&chunk)
+                            .into_iter()
+                            .map(|event| Arrival { at, event }),
+                    );
+                }
+                Ok(None) => break,
+                Err(e) => return (arrivals, Some(format!("{e:?}"))),
+            }
         }
         assert_eq!(parser.pending(), 0, "stream ended mid-event");
-        (sent, arrivals)
+        (arrivals, None)
     }
 }
 
@@ -160,4 +217,23 @@ pub fn error_message(body: &Value) -> String {
     let e = &body["error"];
     assert!(e["type"].is_string(), "not an OpenAI error body: {body}");
     e["message"].as_str().expect("error message").to_string()
+}
+
+/// The text of a streamed completion: its token chunks concatenated.
+pub fn streamed_text(events: &[Arrival]) -> String {
+    events
+        .iter()
+        .filter(|a| a.event != Event::Done)
+        .map(|a| {
+            let v = a.json();
+            v["choices"][0]["text"].as_str().unwrap_or("").to_string()
+        })
+        .collect()
+}
+
+/// Reads a counter or gauge from Prometheus text.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
 }

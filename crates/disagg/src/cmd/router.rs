@@ -1,7 +1,9 @@
 use disagg_core::exit;
 
-/// The PD router: sends each request to a context server, then a generation server, and relays
-/// the stream (TensorRT-LLM dialect; reads TRT-LLM's server_config.yaml).
+/// The PD router: sends each request through a context (prefill) and a generation (decode)
+/// server and relays the stream, in the TensorRT-LLM, vLLM or SGLang dialect, with per-group
+/// policies, retries, health checks, deadlines, /workers and /metrics. Reads TRT-LLM's
+/// server_config.yaml, or takes the workers as flags.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]

@@ -1,7 +1,8 @@
 use disagg_core::exit;
 
-/// The simulated engine: an OpenAI-compatible server speaking TensorRT-LLM's disaggregated
-/// dialect (context_only, generation_only, aggregated), with scripted timing and faults.
+/// The simulated engine: an OpenAI-compatible context, generation or aggregated server speaking
+/// the TensorRT-LLM, vLLM or SGLang dialect, with a real KV hand-off between sims, a timing model
+/// (simple, continuous batching, or fitted to H100 data) and scripted faults.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]

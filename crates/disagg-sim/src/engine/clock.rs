@@ -1,4 +1,5 @@
-//! The timing model: prefill proportional to prompt length, then one token per `itl`.
+//! The `simple` preset's clock: prefill proportional to prompt length, then one token per `itl`,
+//! each request on its own timeline.
 //!
 //! Every token has an absolute deadline computed from the request's start, and emitters sleep
 //! until it (`sleep_until`), so a slow write or a late wake-up delays one token but never shifts
@@ -9,14 +10,14 @@ use tokio::time::Instant;
 
 /// When each output token of one request is due.
 #[derive(Debug, Clone, Copy)]
-pub struct Schedule {
+pub(crate) struct Schedule {
     first: Instant,
     itl: Duration,
 }
 
 impl Schedule {
     /// Token 0 is due right after prefill of `prompt_len` tokens.
-    pub fn after_prefill(
+    pub(crate) fn after_prefill(
         start: Instant,
         prefill_per_token: Duration,
         prompt_len: usize,
@@ -30,12 +31,12 @@ impl Schedule {
     }
 
     /// Token 0 is due at once: a generation server received the KV cache and token 0.
-    pub fn immediate(start: Instant, itl: Duration) -> Self {
+    pub(crate) fn immediate(start: Instant, itl: Duration) -> Self {
         Self { first: start, itl }
     }
 
     /// When output token `index` is due.
-    pub fn deadline(&self, index: u64) -> Instant {
+    pub(crate) fn deadline(&self, index: u64) -> Instant {
         add(self.first, self.itl.saturating_mul(saturating_u32(index)))
     }
 }
@@ -45,7 +46,7 @@ fn saturating_u32(n: u64) -> u32 {
 }
 
 /// `Instant + Duration` that cannot panic: absurd requests just wait a very long time.
-fn add(t: Instant, d: Duration) -> Instant {
+pub(crate) fn add(t: Instant, d: Duration) -> Instant {
     t.checked_add(d)
         .unwrap_or_else(|| t + Duration::from_secs(100 * 365 * 24 * 3600))
 }

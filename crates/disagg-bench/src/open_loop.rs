@@ -1,0 +1,82 @@
+//! The open loop: requests leave on a precomputed schedule whatever the server is doing, capped
+//! (optionally) by a maximum number in flight. Each outcome keeps its scheduled time, so a
+//! request that left late because the cap or the client held it back is charged that wait:
+//! coordinated omission cannot hide a slow server.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+
+use crate::client::{self, Outcome, Target};
+use crate::progress::{Progress, Reporter};
+use crate::workload::PreparedRequest;
+
+/// Sends request `i` at `start + offsets[i]` (or as soon after as a concurrency slot frees) and
+/// returns the outcomes of the requests sent, in request order. Bounded: the schedule is finite,
+/// nothing new leaves after the deadline, and each request is bounded by the target's timeout.
+pub(crate) async fn run(
+    client: &reqwest::Client,
+    target: &Arc<Target>,
+    requests: Vec<PreparedRequest>,
+    offsets: &[Duration],
+    max_concurrency: Option<u32>,
+    deadline: Option<Instant>,
+    label: &str,
+) -> Vec<Outcome> {
+    debug_assert_eq!(requests.len(), offsets.len());
+    let total = requests.len();
+    let progress = Arc::new(Progress::default());
+    let _reporter = Reporter::start(&progress, label, total);
+    let slots = max_concurrency.map(|c| Arc::new(Semaphore::new(c as usize)));
+    let rt = tokio::runtime::Handle::current();
+    let (client, target) = (client.clone(), Arc::clone(target));
+    let offsets = offsets.to_vec();
+    // The schedule is kept by a blocking thread: `std::thread::sleep` (nanosleep) is late by tens
+    // of microseconds, while tokio's timer rounds every wait up to a whole millisecond, which an
+    // open loop would then charge to the server as latency.
+    let dispatch = tokio::task::spawn_blocking(move || {
+        let start = Instant::now();
+        let mut handles = Vec::with_capacity(requests.len());
+        for (i, (req, offset)) in requests.into_iter().zip(offsets).enumerate() {
+            let due = start + offset;
+            if deadline.is_some_and(|d| due >= d) {
+                break;
+            }
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            // Waiting for a slot delays the send, not the schedule: `due` stays the reference.
+            let permit = slots.as_ref().map(|s| {
+                rt.block_on(Arc::clone(s).acquire_owned())
+                    .expect("the semaphore is never closed")
+            });
+            let (client, target, progress) =
+                (client.clone(), Arc::clone(&target), Arc::clone(&progress));
+            handles.push(rt.spawn(async move {
+                progress.started();
+                let outcome = client::send(&client, &target, i, &req, due).await;
+                progress.finished(&outcome);
+                drop(permit);
+                outcome
+            }));
+        }
+        handles
+    });
+    let handles = match dispatch.await {
+        Ok(handles) => handles,
+        // The dispatcher only panics on a bug; surface it rather than report partial numbers.
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    };
+
+    let mut outcomes = Vec::with_capacity(handles.len());
+    for handle in handles {
+        match handle.await {
+            Ok(o) => outcomes.push(o),
+            // A request task only panics on a bug; surface it rather than report partial numbers.
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+    outcomes
+}

@@ -1,0 +1,213 @@
+//! The files of a finished sweep, in one directory:
+//! - `results.json`: validity plus each point under benchmark_serving's keys;
+//! - `summary.txt`: the text blocks, as printed;
+//! - `results.csv`: one row per point, the JSON keys as columns;
+//! - `requests.jsonl`: one line per measured request, with its chunk timestamps;
+//! - `hdr/point<N>_<metric>.hgrm`: each point's latency distributions.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use crate::{BenchError, PointResult, Sweep, details_summary, histogram, summary, text_summary};
+
+/// Percentiles of the HDR distributions listed in `results.json` besides the configured ones.
+const HDR_PERCENTILES: [f64; 4] = [50.0, 90.0, 99.0, 99.9];
+
+pub(crate) fn write(dir: &Path, sweep: &Sweep, percentiles: &[f64]) -> Result<(), BenchError> {
+    let fail = |path: PathBuf| move |source| BenchError::Write { path, source };
+    std::fs::create_dir_all(dir.join("hdr")).map_err(fail(dir.join("hdr")))?;
+    let put = |name: &str, contents: &[u8]| {
+        let path = dir.join(name);
+        std::fs::write(&path, contents).map_err(fail(path))
+    };
+
+    let mut results = serde_json::to_vec_pretty(&results_json(sweep, percentiles))
+        .expect("a JSON value always serializes");
+    results.push(b'\n');
+    put("results.json", &results)?;
+    put("summary.txt", summary_text(sweep).as_bytes())?;
+    put(
+        "results.csv",
+        &csv(sweep).map_err(fail(dir.join("results.csv")))?,
+    )?;
+    put("requests.jsonl", &requests_jsonl(sweep))?;
+    for (i, p) in sweep.points.iter().enumerate() {
+        for (metric, h) in p.histograms.named() {
+            put(
+                &format!("hdr/point{i}_{metric}.hgrm"),
+                histogram::hgrm(h).as_bytes(),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Every point's text block and its details, as the command prints them.
+pub(crate) fn summary_text(sweep: &Sweep) -> String {
+    sweep
+        .points
+        .iter()
+        .map(|p| text_summary(p) + &details_summary(p))
+        .collect()
+}
+
+fn results_json(sweep: &Sweep, percentiles: &[f64]) -> Value {
+    let mut wanted: Vec<f64> = HDR_PERCENTILES.to_vec();
+    wanted.extend(percentiles.iter().filter(|p| !HDR_PERCENTILES.contains(p)));
+    wanted.sort_by(f64::total_cmp);
+    let points: Vec<Value> = sweep
+        .points
+        .iter()
+        .map(|p| {
+            let mut v = p.to_json();
+            let hdr: serde_json::Map<String, Value> = p
+                .histograms
+                .named()
+                .into_iter()
+                .map(|(metric, h)| {
+                    let by_p: serde_json::Map<String, Value> = wanted
+                        .iter()
+                        .map(|&q| {
+                            (
+                                format!("p{}", summary::percentile_word(q)),
+                                json!(histogram::percentile_ms(h, q)),
+                            )
+                        })
+                        .collect();
+                    (metric.to_string(), Value::Object(by_p))
+                })
+                .collect();
+            v["hdr_percentiles_ms"] = Value::Object(hdr);
+            v
+        })
+        .collect();
+    json!({
+        "valid": sweep.invalid_reason().is_none(),
+        "invalid_reason": sweep.invalid_reason(),
+        "warnings": sweep.warnings(),
+        "points": points,
+    })
+}
+
+/// One row per point. Columns are the JSON keys of the first point (every point of a sweep has
+/// the same ones); `errors` becomes `kind=n;kind=n`.
+pub(crate) fn csv(sweep: &Sweep) -> Result<Vec<u8>, std::io::Error> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let Some(first) = sweep.points.first() else {
+        return Ok(Vec::new());
+    };
+    let header: Vec<String> = summary::fields(first).into_iter().map(|(k, _)| k).collect();
+    w.write_record(&header)?;
+    for p in &sweep.points {
+        let row: Vec<String> = summary::fields(p)
+            .into_iter()
+            .map(|(key, v)| cell(&key, p, v))
+            .collect();
+        w.write_record(&row)?;
+    }
+    w.into_inner().map_err(|e| e.into_error())
+}
+
+fn cell(key: &str, p: &PointResult, v: Value) -> String {
+    match v {
+        _ if key == "errors" => p
+            .errors
+            .iter()
+            .map(|(kind, n)| format!("{kind}={n}"))
+            .collect::<Vec<_>>()
+            .join(";"),
+        Value::Null => String::new(),
+        Value::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
+/// One JSON object per request, tagged with its point.
+pub(crate) fn requests_jsonl(sweep: &Sweep) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, p) in sweep.points.iter().enumerate() {
+        for r in &p.requests {
+            let mut v = serde_json::to_value(r).expect("a record always serializes");
+            v["point"] = json!(i);
+            serde_json::to_writer(&mut out, &v).expect("writing to a Vec cannot fail");
+            let _ = out.write_all(b"\n");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::{Metrics, RequestRecord};
+
+    fn point(c: u32, errors: &[(&str, u64)]) -> PointResult {
+        PointResult {
+            concurrency: Some(c),
+            request_rate: None,
+            metrics: Metrics {
+                completed: 2,
+                total_output_tokens: 8,
+                ..Default::default()
+            },
+            errors: errors
+                .iter()
+                .map(|(k, n)| (k.to_string(), *n))
+                .collect::<BTreeMap<_, _>>(),
+            requests: vec![RequestRecord {
+                index: 0,
+                url_index: 0,
+                scheduled_ns: 0,
+                sent_ns: 10,
+                chunk_ns: vec![100, 200],
+                end_ns: 250,
+                input_tokens: 4,
+                output_tokens: Some(2),
+                requested_output_tokens: Some(2),
+                error: None,
+            }],
+            histograms: Default::default(),
+        }
+    }
+
+    #[test]
+    fn csv_has_a_header_and_a_row_per_point() {
+        let sweep = Sweep {
+            points: vec![point(1, &[]), point(4, &[("http_500", 2), ("timeout", 1)])],
+            max_failure_rate: 0.0,
+        };
+        let text = String::from_utf8(csv(&sweep).unwrap()).unwrap();
+        let mut rows = csv::Reader::from_reader(text.as_bytes());
+        let header = rows.headers().unwrap().clone();
+        let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+        let rows: Vec<csv::StringRecord> = rows.records().map(Result::unwrap).collect();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(&rows[1][col("max_concurrency")], "4");
+        assert_eq!(&rows[1][col("request_rate")], "inf");
+        assert_eq!(&rows[1][col("errors")], "http_500=2;timeout=1");
+        assert_eq!(&rows[0][col("request_goodput")], "");
+        assert_eq!(&rows[0][col("completed")], "2");
+        assert!(header.iter().any(|h| h == "p99_itl_ms"));
+    }
+
+    #[test]
+    fn jsonl_has_one_line_per_request_with_chunks() {
+        let sweep = Sweep {
+            points: vec![point(1, &[]), point(2, &[])],
+            max_failure_rate: 0.0,
+        };
+        let text = String::from_utf8(requests_jsonl(&sweep)).unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[1]["point"], 1);
+        assert_eq!(lines[0]["chunk_ns"], json!([100, 200]));
+        assert_eq!(lines[0]["error"], Value::Null);
+    }
+}

@@ -1,0 +1,129 @@
+//! Live progress of one point: counters the request tasks bump, and a reporter that shows done,
+//! in-flight, req/s and errors until the point ends.
+
+use std::io::IsTerminal as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::client::Outcome;
+
+/// How often progress lines go to a non-terminal stderr.
+const LINE_EVERY: Duration = Duration::from_secs(2);
+/// How often the terminal bar is redrawn.
+const BAR_EVERY: Duration = Duration::from_millis(200);
+
+/// Counters the reporter reads while requests run. Relaxed atomics: a progress line that is a
+/// request behind is fine, a lock on the request path is not.
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    done: AtomicU64,
+    failed: AtomicU64,
+    in_flight: AtomicU64,
+}
+
+impl Progress {
+    pub fn started(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn finished(&self, outcome: &Outcome) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if outcome.result.is_err() {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        self.done.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Shows progress until dropped: a live bar when stderr is a terminal, plain periodic lines
+/// otherwise (logs and CI keep a readable record instead of carriage-return noise).
+pub(crate) struct Reporter {
+    task: tokio::task::JoinHandle<()>,
+    /// The terminal bar, kept here so it can be cleared cleanly when the point ends.
+    bar: Option<(ProgressBar, Arc<Progress>, Instant)>,
+}
+
+impl Reporter {
+    pub fn start(progress: &Arc<Progress>, label: &str, total: usize) -> Self {
+        let (progress, label) = (Arc::clone(progress), label.to_string());
+        if std::io::stderr().is_terminal() {
+            let started = Instant::now();
+            let bar = ProgressBar::new(total as u64);
+            bar.set_style(
+                ProgressStyle::with_template("{prefix} [{bar:20}] {pos}/{len} {msg}")
+                    .expect("the template is valid")
+                    .progress_chars("=> "),
+            );
+            bar.set_prefix(label);
+            let task = tokio::spawn(redraw(bar.clone(), Arc::clone(&progress), started));
+            Self {
+                task,
+                bar: Some((bar, progress, started)),
+            }
+        } else {
+            let task = tokio::spawn(lines(progress, label, total));
+            Self { task, bar: None }
+        }
+    }
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        self.task.abort();
+        if let Some((bar, progress, started)) = &self.bar {
+            // The sweep prints the point's closing line next; the bar would only repeat it.
+            draw(bar, progress, *started);
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// A snapshot of the counters, with the completion rate since the start.
+fn snapshot(progress: &Progress, started: Instant) -> (u64, u64, u64, f64) {
+    let done = progress.done.load(Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    let rate = if elapsed > 0.0 {
+        done as f64 / elapsed
+    } else {
+        0.0
+    };
+    (
+        done,
+        progress.in_flight.load(Ordering::Relaxed),
+        progress.failed.load(Ordering::Relaxed),
+        rate,
+    )
+}
+
+async fn lines(progress: Arc<Progress>, label: String, total: usize) {
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(LINE_EVERY);
+    tick.tick().await; // the first tick is immediate; nothing to say yet
+    loop {
+        tick.tick().await;
+        let (done, in_flight, failed, rate) = snapshot(&progress, started);
+        eprintln!(
+            "{label} done {done}/{total} in-flight {in_flight} failed {failed} {rate:.1} req/s"
+        );
+    }
+}
+
+/// Redraws the bar from the counters, never from the request path.
+async fn redraw(bar: ProgressBar, progress: Arc<Progress>, started: Instant) {
+    let mut tick = tokio::time::interval(BAR_EVERY);
+    loop {
+        tick.tick().await;
+        draw(&bar, &progress, started);
+    }
+}
+
+fn draw(bar: &ProgressBar, progress: &Progress, started: Instant) {
+    let (done, in_flight, failed, rate) = snapshot(progress, started);
+    bar.set_position(done);
+    bar.set_message(format!(
+        "in-flight {in_flight} failed {failed} {rate:.0} req/s"
+    ));
+}

@@ -1,0 +1,185 @@
+//! Relaying a generation worker's answer to the client without buffering or re-parsing it.
+//!
+//! The first body chunk is awaited before the client gets a status line (see [`open`]): until
+//! then a failure can still become an honest 502/504, or a retry. After it, every chunk goes out
+//! as it comes in, and a failure aborts the client's response, the only honest signal left.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+use futures_util::{FutureExt, Stream, StreamExt};
+
+use crate::error::{Leg, ProxyError, error_chain};
+use crate::upstream::{self, Target};
+use crate::worker::Lease;
+
+/// A worker response whose status is good and whose first chunk has arrived.
+pub(crate) struct Opened {
+    status: StatusCode,
+    content_type: Option<HeaderValue>,
+    content_length: Option<u64>,
+    first: Option<Bytes>,
+    rest: BoxStream<'static, reqwest::Result<Bytes>>,
+}
+
+/// Waits for `resp`'s first body chunk (or its end).
+pub(crate) async fn open(t: Target<'_>, resp: reqwest::Response) -> Result<Opened, ProxyError> {
+    let status = resp.status();
+    let content_type = resp.headers().get(header::CONTENT_TYPE).cloned();
+    let content_length = resp.content_length();
+    let mut rest = resp.bytes_stream().boxed();
+    let first = match rest.next().await {
+        None => None,
+        Some(Ok(b)) => Some(b),
+        Some(Err(e)) => return Err(upstream::classify(t, &e)),
+    };
+    Ok(Opened {
+        status,
+        content_type,
+        content_length,
+        first,
+        rest,
+    })
+}
+
+/// What the relayed body keeps alive until it ends: the leases (so in-flight counts stay true
+/// while the stream runs) and, for SGLang, the prefill leg still running beside decode.
+pub(crate) struct Keep {
+    pub leases: Vec<Lease>,
+    pub companion: Option<BoxFuture<'static, Result<(), ProxyError>>>,
+}
+
+/// The client's response for an opened generation leg.
+pub(crate) fn respond(opened: Opened, worker: &str, stream: bool, keep: Keep) -> Response {
+    let Opened {
+        status,
+        content_type,
+        content_length,
+        first,
+        rest,
+    } = opened;
+    let whole = first
+        .as_ref()
+        .is_some_and(|b| Some(b.len() as u64) == content_length);
+    let body = if whole {
+        // The first chunk is the whole answer (the usual non-streamed case): send it sized, in
+        // one write, instead of as a chunked stream that needs one more poll to end. The
+        // request is over, so its leases go now, and a prefill leg still answering is let
+        // finish on its own.
+        if let Some(companion) = keep.companion {
+            finish_in_background(companion);
+        }
+        Body::from(first.unwrap_or_default())
+    } else {
+        Body::from_stream(Relay {
+            first,
+            rest,
+            companion: keep.companion,
+            _leases: keep.leases,
+            worker: worker.to_string(),
+        })
+    };
+    let mut out = if stream {
+        sse_response(body)
+    } else {
+        let mut out = Response::new(body);
+        out.headers_mut().insert(
+            header::CONTENT_TYPE,
+            content_type.unwrap_or(HeaderValue::from_static("application/json")),
+        );
+        out
+    };
+    *out.status_mut() = status;
+    out
+}
+
+/// An SSE response around `body`.
+pub(crate) fn sse_response(body: Body) -> Response {
+    let mut out = Response::new(body);
+    let h = out.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    // Intermediaries must neither cache nor hold back an event stream.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    out
+}
+
+/// How long a prefill leg may still take once decode's answer is complete. Decode cannot
+/// finish before the prefill has handed over its KV cache, so its HTTP answer is at most a
+/// moment behind; this only bounds a worker that never answers.
+const COMPANION_GRACE: Duration = Duration::from_secs(5);
+
+/// Lets a completed request's prefill leg finish, bounded by [`COMPANION_GRACE`]. The one task
+/// the router spawns: the client already has its whole answer, so nothing can cancel it anyway.
+fn finish_in_background(companion: BoxFuture<'static, Result<(), ProxyError>>) {
+    tokio::spawn(async move {
+        match tokio::time::timeout(COMPANION_GRACE, companion).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("after the answer was complete: {e}"),
+            Err(_) => tracing::warn!(
+                "a prefill leg had not answered {COMPANION_GRACE:?} after decode finished; dropped"
+            ),
+        }
+    });
+}
+
+struct Relay {
+    first: Option<Bytes>,
+    rest: BoxStream<'static, reqwest::Result<Bytes>>,
+    companion: Option<BoxFuture<'static, Result<(), ProxyError>>>,
+    _leases: Vec<Lease>,
+    worker: String,
+}
+
+impl Stream for Relay {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        // The companion (SGLang's prefill) is driven here, beside the stream it feeds; if it
+        // fails, decode cannot finish, so the response is cut short at once rather than hang.
+        if let Some(c) = &mut this.companion {
+            if let Poll::Ready(done) = c.poll_unpin(cx) {
+                this.companion = None;
+                if let Err(e) = done {
+                    tracing::warn!("{e}; aborting the relayed response");
+                    this.rest = futures_util::stream::empty().boxed();
+                    return Poll::Ready(Some(Err(std::io::Error::other(e.to_string()))));
+                }
+            }
+        }
+        if let Some(b) = this.first.take() {
+            return Poll::Ready(Some(Ok(b)));
+        }
+        match this.rest.poll_next_unpin(cx) {
+            Poll::Ready(None) => {
+                // The answer is complete; a prefill leg still answering is let finish rather
+                // than cut off (that would only cost it its keep-alive connection).
+                if let Some(companion) = this.companion.take() {
+                    finish_in_background(companion);
+                }
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let msg = format!(
+                    "{} worker {} failed mid-response: {}",
+                    Leg::Generation,
+                    this.worker,
+                    error_chain(&e)
+                );
+                tracing::warn!("{msg}");
+                Poll::Ready(Some(Err(std::io::Error::other(msg))))
+            }
+            other => other.map(|o| o.map(|r| r.map_err(std::io::Error::other))),
+        }
+    }
+}

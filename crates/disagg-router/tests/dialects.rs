@@ -1,0 +1,361 @@
+//! The vLLM and SGLang dialects end to end over loopback HTTP: the wire bodies of both legs
+//! (PROTOCOLS.md §2–3), streaming chunk by chunk, and cancellation of the paired leg.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use disagg_proto::ApiError;
+use disagg_router::Dialect;
+use serde_json::{Value, json};
+use support::{CHUNK_1, Ctx, Gen, config_dialect, drop_signal, fake, router};
+use tokio::sync::Notify;
+
+/// Guards every await on the router so a regression fails the test instead of hanging it.
+const LIMIT: Duration = Duration::from_secs(10);
+
+async fn post(url: &str, path: &str, body: &Value, request_id: Option<&str>) -> reqwest::Response {
+    let mut req = reqwest::Client::new()
+        .post(format!("{url}{path}"))
+        .json(body);
+    if let Some(id) = request_id {
+        req = req.header("x-request-id", id);
+    }
+    tokio::time::timeout(LIMIT, req.send())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+async fn api_error(resp: reqwest::Response, status: u16) -> String {
+    assert_eq!(resp.status().as_u16(), status);
+    let body = resp.bytes().await.unwrap();
+    ApiError::from_body(status, &body)
+        .unwrap_or_else(|| panic!("not an OpenAI error body: {body:?}"))
+        .message
+}
+
+fn chat(stream: bool) -> Value {
+    json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 50,
+           "min_tokens": 5, "stream": stream, "stream_options": {"include_usage": true}})
+}
+
+#[tokio::test]
+async fn vllm_prefill_then_decode_with_kv_transfer_params_and_one_request_id() {
+    let prefill = fake("prefill").start().await;
+    let decode = fake("decode").start().await;
+    let url = router(config_dialect(Dialect::Vllm, &[&prefill], &[&decode])).await;
+
+    let resp = post(&url, "/v1/chat/completions", &chat(false), None).await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["id"], "gen-1", "decode's answer is relayed");
+
+    let p = &prefill.seen()[0];
+    let mut want = chat(false);
+    let o = want.as_object_mut().unwrap();
+    o.remove("min_tokens");
+    o.remove("stream_options");
+    o.insert("max_tokens".into(), json!(1));
+    o.insert("stream".into(), json!(false));
+    o.insert(
+        "kv_transfer_params".into(),
+        json!({"do_remote_decode": true, "do_remote_prefill": false, "remote_engine_id": null,
+               "remote_block_ids": null, "remote_host": null, "remote_port": null}),
+    );
+    assert_eq!(p.body, want, "prefill body, exactly");
+
+    let d = &decode.seen()[0];
+    let mut want = chat(false);
+    want["kv_transfer_params"] = json!({"do_remote_prefill": true, "do_remote_decode": false,
+        "remote_engine_id": "engine-7", "remote_block_ids": [4, 5], "remote_host": "10.1.1.1",
+        "remote_port": 5600});
+    assert_eq!(
+        d.body, want,
+        "decode body: the original plus the returned params"
+    );
+
+    let id = p
+        .request_id
+        .clone()
+        .expect("prefill leg has an X-Request-Id");
+    assert!(!id.is_empty());
+    assert_eq!(
+        d.request_id.as_deref(),
+        Some(id.as_str()),
+        "one id spans both legs"
+    );
+
+    post(
+        &url,
+        "/v1/chat/completions",
+        &chat(false),
+        Some("client-id-7"),
+    )
+    .await;
+    assert_eq!(prefill.seen()[1].request_id.as_deref(), Some("client-id-7"));
+    assert_eq!(decode.seen()[1].request_id.as_deref(), Some("client-id-7"));
+    let fresh = router(config_dialect(Dialect::Vllm, &[&prefill], &[&decode])).await;
+    post(&fresh, "/v1/chat/completions", &chat(false), None).await;
+    assert_ne!(
+        prefill.seen()[2].request_id,
+        Some(id),
+        "ids are fresh per request"
+    );
+}
+
+#[tokio::test]
+async fn vllm_prefill_without_kv_transfer_params_is_a_502_not_a_silent_recompute() {
+    let prefill = fake("prefill").ctx(Ctx::NoParams).start().await;
+    let decode = fake("decode").start().await;
+    let url = router(config_dialect(Dialect::Vllm, &[&prefill], &[&decode])).await;
+    let msg = api_error(
+        post(&url, "/v1/chat/completions", &chat(false), None).await,
+        502,
+    )
+    .await;
+    assert!(
+        msg.contains("kv_transfer_params") && msg.contains(&prefill.url),
+        "{msg}"
+    );
+    assert!(decode.bodies().is_empty());
+}
+
+/// Asserts that chunk 1 arrives while the worker still holds the rest back.
+async fn first_chunk_before_the_rest(mut resp: reqwest::Response, release: &Notify) {
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let first = tokio::time::timeout(LIMIT, resp.chunk())
+        .await
+        .expect("chunk 1 arrives before the rest is produced")
+        .unwrap()
+        .unwrap();
+    assert_eq!(first, CHUNK_1.as_bytes());
+    release.notify_one();
+    let rest = tokio::time::timeout(LIMIT, resp.bytes())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(rest.ends_with(b"data: [DONE]\n\n"));
+}
+
+#[tokio::test]
+async fn vllm_and_sglang_stream_chunk_by_chunk() {
+    for dialect in [Dialect::Vllm, Dialect::Sglang] {
+        let release = Arc::new(Notify::new());
+        let (dropped, _rx) = drop_signal();
+        let mut prefill = fake("prefill");
+        if dialect == Dialect::Sglang {
+            prefill = prefill.sglang_prefill();
+        }
+        let prefill = prefill.start().await;
+        let decode = fake("decode")
+            .generation(Gen::Gated {
+                release: release.clone(),
+                dropped,
+            })
+            .start()
+            .await;
+        let url = router(config_dialect(dialect, &[&prefill], &[&decode])).await;
+        let resp = post(&url, "/v1/chat/completions", &chat(true), None).await;
+        first_chunk_before_the_rest(resp, &release).await;
+    }
+}
+
+#[tokio::test]
+async fn sglang_sends_one_body_with_bootstrap_fields_to_both_legs_at_once() {
+    let release = Arc::new(Notify::new());
+    let (dropped, prefill_cut) = drop_signal();
+    // The prefill worker holds its answer until released; decode answers at once. The client
+    // getting decode's answer meanwhile shows the legs were not sent one after the other.
+    let prefill = fake("prefill")
+        .sglang_prefill()
+        .ctx(Ctx::Gated {
+            release: release.clone(),
+            dropped,
+        })
+        .start()
+        .await;
+    let decode = fake("decode").start().await;
+    let mut cfg = config_dialect(Dialect::Sglang, &[&prefill], &[&decode]);
+    cfg.bootstrap_ports = vec![Some(8998)];
+    let url = router(cfg).await;
+
+    let req = json!({"model": "m", "prompt": "hello", "max_tokens": 4, "stream": false});
+    let resp = post(&url, "/v1/completions", &req, None).await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = tokio::time::timeout(LIMIT, resp.json())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(body["id"], "gen-1", "decode's answer is relayed");
+
+    let (p, d) = (prefill.bodies(), decode.bodies());
+    assert_eq!((p.len(), d.len()), (1, 1));
+    assert_eq!(p[0], d[0], "both legs get the same body");
+    let room = d[0]["bootstrap_room"]
+        .as_u64()
+        .expect("bootstrap_room is an integer");
+    assert!(room < 1 << 63, "a 63-bit room");
+    let mut want = req.clone();
+    want["bootstrap_host"] = json!("127.0.0.1");
+    want["bootstrap_port"] = json!(8998);
+    want["bootstrap_room"] = json!(room);
+    assert_eq!(d[0], want);
+
+    release.notify_one();
+    let cut = tokio::time::timeout(LIMIT, prefill_cut).await.unwrap();
+    assert!(
+        cut.is_err(),
+        "the prefill leg answered; it was not cut off when decode finished first"
+    );
+    post(&url, "/v1/completions", &req, None).await;
+    let rooms: Vec<_> = decode
+        .bodies()
+        .iter()
+        .map(|b| b["bootstrap_room"].clone())
+        .collect();
+    assert_ne!(rooms[0], rooms[1], "a fresh room per request");
+}
+
+#[tokio::test]
+async fn sglang_decode_failure_cancels_the_prefill_leg_at_once() {
+    let (dropped, prefill_dropped) = drop_signal();
+    let prefill = fake("prefill")
+        .sglang_prefill()
+        .ctx(Ctx::Hang(dropped))
+        .start()
+        .await;
+    let decode = fake("decode")
+        .generation(Gen::Status(StatusCode::INTERNAL_SERVER_ERROR))
+        .start()
+        .await;
+    let url = router(config_dialect(Dialect::Sglang, &[&prefill], &[&decode])).await;
+    let started = Instant::now();
+    let msg = api_error(
+        post(&url, "/v1/completions", &chat_prompt(), None).await,
+        502,
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "502 promptly, not after the prefill"
+    );
+    assert!(
+        msg.contains("generation") && msg.contains(&decode.url),
+        "{msg}"
+    );
+    tokio::time::timeout(LIMIT, prefill_dropped)
+        .await
+        .expect("the prefill worker sees the router hang up")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn sglang_prefill_failure_cancels_the_decode_leg_at_once() {
+    let (dropped, decode_dropped) = drop_signal();
+    let prefill = fake("prefill")
+        .sglang_prefill()
+        .ctx(Ctx::Fail)
+        .start()
+        .await;
+    let decode = fake("decode")
+        .generation(Gen::HangSignal(dropped))
+        .start()
+        .await;
+    let url = router(config_dialect(Dialect::Sglang, &[&prefill], &[&decode])).await;
+    let msg = api_error(
+        post(&url, "/v1/completions", &chat_prompt(), None).await,
+        502,
+    )
+    .await;
+    assert!(
+        msg.contains("context") && msg.contains("prefill broke"),
+        "{msg}"
+    );
+    tokio::time::timeout(LIMIT, decode_dropped)
+        .await
+        .expect("the decode worker sees the router hang up")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn sglang_client_hang_up_mid_stream_cancels_both_legs() {
+    let (p_dropped, p_rx) = drop_signal();
+    let (d_dropped, d_rx) = drop_signal();
+    let prefill = fake("prefill")
+        .sglang_prefill()
+        .ctx(Ctx::Hang(p_dropped))
+        .start()
+        .await;
+    let decode = fake("decode")
+        .generation(Gen::Gated {
+            release: Arc::new(Notify::new()),
+            dropped: d_dropped,
+        })
+        .start()
+        .await;
+    let url = router(config_dialect(Dialect::Sglang, &[&prefill], &[&decode])).await;
+    let mut req = chat_prompt();
+    req["stream"] = json!(true);
+    let mut resp = post(&url, "/v1/completions", &req, None).await;
+    let first = tokio::time::timeout(LIMIT, resp.chunk()).await.unwrap();
+    assert_eq!(first.unwrap().unwrap(), CHUNK_1.as_bytes());
+    drop(resp);
+    for (rx, leg) in [(p_rx, "prefill"), (d_rx, "decode")] {
+        tokio::time::timeout(LIMIT, rx)
+            .await
+            .unwrap_or_else(|_| panic!("the {leg} leg is cancelled"))
+            .unwrap();
+    }
+}
+
+fn chat_prompt() -> Value {
+    json!({"model": "m", "prompt": "hello", "max_tokens": 4})
+}
+
+#[tokio::test]
+async fn vllm_client_hang_up_cancels_the_leg_in_progress() {
+    // During the prefill leg.
+    let (dropped, prefill_dropped) = drop_signal();
+    let prefill = fake("prefill").ctx(Ctx::Hang(dropped)).start().await;
+    let decode = fake("decode").start().await;
+    let url = router(config_dialect(Dialect::Vllm, &[&prefill], &[&decode])).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let out = client
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&chat(true))
+        .send()
+        .await;
+    assert!(out.is_err(), "the client gave up");
+    tokio::time::timeout(LIMIT, prefill_dropped)
+        .await
+        .expect("the prefill worker sees the router hang up")
+        .unwrap();
+    assert!(decode.bodies().is_empty());
+
+    // Mid-stream, during the decode leg.
+    let prefill = fake("prefill").start().await;
+    let (dropped, decode_dropped) = drop_signal();
+    let decode = fake("decode")
+        .generation(Gen::Gated {
+            release: Arc::new(Notify::new()),
+            dropped,
+        })
+        .start()
+        .await;
+    let url = router(config_dialect(Dialect::Vllm, &[&prefill], &[&decode])).await;
+    let mut resp = post(&url, "/v1/chat/completions", &chat(true), None).await;
+    let first = tokio::time::timeout(LIMIT, resp.chunk()).await.unwrap();
+    assert_eq!(first.unwrap().unwrap(), CHUNK_1.as_bytes());
+    drop(resp);
+    tokio::time::timeout(LIMIT, decode_dropped)
+        .await
+        .expect("the decode worker sees the router hang up")
+        .unwrap();
+}

@@ -1,0 +1,350 @@
+//! Resilience end to end: ejection and readmission, retries, deadlines, cancellation on client
+//! hang-up, honest statuses, the census and the metrics.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use disagg_proto::ApiError;
+use serde_json::{Value, json};
+use support::{CHUNK_1, Ctx, Gen, config, config_urls, drop_signal, eventually, fake, router};
+use tokio::sync::Notify;
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+async fn post(url: &str, body: &Value) -> reqwest::Response {
+    let req = reqwest::Client::new()
+        .post(format!("{url}/v1/completions"))
+        .json(body)
+        .send();
+    tokio::time::timeout(LIMIT, req).await.unwrap().unwrap()
+}
+
+async fn api_error(resp: reqwest::Response, status: u16) -> String {
+    assert_eq!(resp.status().as_u16(), status);
+    let body = resp.bytes().await.unwrap();
+    ApiError::from_body(status, &body)
+        .unwrap_or_else(|| panic!("not an OpenAI error body: {body:?}"))
+        .message
+}
+
+async fn get_json(url: &str, path: &str) -> Value {
+    reqwest::get(format!("{url}{path}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn worker_state(url: &str, group: &str, worker: &str) -> Value {
+    let census = get_json(url, "/workers").await;
+    census[group]["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["url"] == worker)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+fn completion(stream: bool) -> Value {
+    json!({"model": "m", "prompt": "hello", "max_tokens": 4, "stream": stream})
+}
+
+#[tokio::test]
+async fn dead_context_worker_is_skipped_ejected_and_readmitted_when_back() {
+    // A's port is reserved and released: connections to it are refused until A comes back.
+    let a_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a_addr = a_listener.local_addr().unwrap();
+    drop(a_listener);
+    let a_url = format!("http://{a_addr}");
+    let b = fake("b").start().await;
+    let generation = fake("gen").start().await;
+    let mut cfg = config_urls(
+        vec![a_url.clone(), b.url.clone()],
+        vec![generation.url.clone()],
+    );
+    cfg.health_interval = Duration::from_millis(50);
+    let url = router(cfg).await;
+
+    for _ in 0..10 {
+        assert_eq!(post(&url, &completion(false)).await.status(), 200);
+    }
+    assert_eq!(b.bodies().len(), 10, "every request went through B");
+    eventually(LIMIT, "A is ejected", || async {
+        worker_state(&url, "prefill", &a_url).await["state"] == "ejected"
+    })
+    .await;
+    assert_eq!(
+        worker_state(&url, "prefill", &b.url).await["state"],
+        "healthy"
+    );
+
+    let a = fake("a")
+        .start_on(tokio::net::TcpListener::bind(a_addr).await.unwrap())
+        .await;
+    eventually(LIMIT, "A is readmitted", || async {
+        worker_state(&url, "prefill", &a_url).await["state"] == "healthy"
+    })
+    .await;
+    for _ in 0..4 {
+        assert_eq!(post(&url, &completion(false)).await.status(), 200);
+    }
+    assert!(!a.bodies().is_empty(), "A gets traffic again");
+
+    let metrics = reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("disagg_router_ejections_total{leg=\"context\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("disagg_router_readmissions_total{leg=\"context\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn generation_5xx_is_retried_on_another_worker() {
+    let ctx = fake("ctx").start().await;
+    let broken = fake("broken")
+        .generation(Gen::Status(StatusCode::INTERNAL_SERVER_ERROR))
+        .start()
+        .await;
+    let good = fake("good").start().await;
+    let url = router(config(&[&ctx], &[&broken, &good])).await;
+    for _ in 0..4 {
+        assert_eq!(post(&url, &completion(false)).await.status(), 200);
+    }
+    assert_eq!(good.bodies().len(), 4);
+    let metrics = reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("disagg_router_retries_total{leg=\"generation\"} 2"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn no_healthy_worker_is_a_503() {
+    let ctx = fake("ctx")
+        .health(StatusCode::SERVICE_UNAVAILABLE)
+        .start()
+        .await;
+    let generation = fake("gen").start().await;
+    let mut cfg = config(&[&ctx], &[&generation]);
+    cfg.health_interval = Duration::from_millis(50);
+    cfg.eject_after = std::num::NonZeroU32::MIN;
+    let url = router(cfg).await;
+    eventually(LIMIT, "the context worker is ejected", || async {
+        worker_state(&url, "prefill", &ctx.url).await["state"] == "ejected"
+    })
+    .await;
+    let msg = api_error(post(&url, &completion(false)).await, 503).await;
+    assert!(msg.contains("no healthy context worker"), "{msg}");
+}
+
+#[tokio::test]
+async fn each_deadline_is_a_504_that_names_it() {
+    let (dropped, _rx) = drop_signal();
+    let slow_ctx = fake("ctx").ctx(Ctx::Hang(dropped)).start().await;
+    let generation = fake("gen").start().await;
+    let mut cfg = config(&[&slow_ctx], &[&generation]);
+    cfg.context_timeout = Some(Duration::from_millis(200));
+    let url = router(cfg).await;
+    let msg = api_error(post(&url, &completion(false)).await, 504).await;
+    assert!(
+        msg.contains("context-leg deadline") && msg.contains(&slow_ctx.url),
+        "{msg}"
+    );
+
+    let ctx = fake("ctx").start().await;
+    let slow_gen = fake("gen").generation(Gen::Hang).start().await;
+    let mut cfg = config(&[&ctx], &[&slow_gen]);
+    cfg.first_byte_timeout = Some(Duration::from_millis(200));
+    let url = router(cfg).await;
+    let started = Instant::now();
+    let msg = api_error(post(&url, &completion(true)).await, 504).await;
+    assert!(
+        msg.contains("first-byte deadline") && msg.contains("generation"),
+        "{msg}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn generation_failure_is_a_prompt_502() {
+    let ctx = fake("ctx").start().await;
+    let generation = fake("gen")
+        .generation(Gen::Status(StatusCode::BAD_GATEWAY))
+        .start()
+        .await;
+    let url = router(config(&[&ctx], &[&generation])).await;
+    let started = Instant::now();
+    let msg = api_error(post(&url, &completion(true)).await, 502).await;
+    assert!(started.elapsed() < Duration::from_secs(5), "promptly");
+    assert!(
+        msg.contains("generation") && msg.contains(&generation.url),
+        "{msg}"
+    );
+    let census = get_json(&url, "/workers").await;
+    assert_eq!(
+        census["prefill"]["workers"][0]["in_flight"], 0,
+        "no context leg left running"
+    );
+}
+
+#[tokio::test]
+async fn client_hang_up_during_the_context_leg_cancels_it() {
+    let (dropped, ctx_dropped) = drop_signal();
+    let ctx = fake("ctx").ctx(Ctx::Hang(dropped)).start().await;
+    let generation = fake("gen").start().await;
+    let url = router(config(&[&ctx], &[&generation])).await;
+    // The client gives up after a short while; the router must pass the hang-up on.
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let out = client
+        .post(format!("{url}/v1/completions"))
+        .json(&completion(true))
+        .send()
+        .await;
+    assert!(out.is_err(), "the client timed out");
+    tokio::time::timeout(LIMIT, ctx_dropped)
+        .await
+        .expect("the context worker sees the router hang up")
+        .unwrap();
+    assert!(generation.bodies().is_empty());
+}
+
+#[tokio::test]
+async fn census_and_metrics_follow_a_stream() {
+    let release = Arc::new(Notify::new());
+    let (dropped, _rx) = drop_signal();
+    let ctx = fake("ctx").start().await;
+    let generation = fake("gen")
+        .generation(Gen::Gated {
+            release: release.clone(),
+            dropped,
+        })
+        .start()
+        .await;
+    let url = router(config(&[&ctx], &[&generation])).await;
+    let mut resp = post(&url, &completion(true)).await;
+    assert_eq!(resp.chunk().await.unwrap().unwrap(), CHUNK_1.as_bytes());
+
+    let census = get_json(&url, "/workers").await;
+    assert_eq!(census["dialect"], "trtllm");
+    assert_eq!(census["prefill"]["count"], 1);
+    assert_eq!(census["decode"]["policy"], "round_robin");
+    assert_eq!(census["decode"]["workers"][0]["in_flight"], 1, "{census}");
+    assert_eq!(census["prefill"]["workers"][0]["in_flight"], 0, "{census}");
+    let metrics = reqwest::get(format!("{url}/metrics")).await.unwrap();
+    assert!(
+        metrics.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = metrics.text().await.unwrap();
+    let gauge = format!(
+        "disagg_router_worker_in_flight{{leg=\"generation\",worker=\"{}\"}} 1",
+        generation.url
+    );
+    assert!(text.contains(&gauge), "{text}");
+
+    release.notify_one();
+    tokio::time::timeout(LIMIT, resp.bytes())
+        .await
+        .unwrap()
+        .unwrap();
+    eventually(LIMIT, "the lease is released", || async {
+        get_json(&url, "/workers").await["decode"]["workers"][0]["in_flight"] == 0
+    })
+    .await;
+    api_error(post(&url, &json!({"prompt": 5})).await, 400).await;
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for want in [
+        "disagg_router_requests_total{route=\"/v1/completions\",status=\"200\"} 1",
+        "disagg_router_requests_total{route=\"/v1/completions\",status=\"400\"} 1",
+        "disagg_router_leg_seconds_count{leg=\"context\"} 1",
+        "disagg_router_leg_seconds_count{leg=\"generation\"} 1",
+        "disagg_router_leg_seconds_bucket{leg=\"context\",le=\"+Inf\"} 1",
+    ] {
+        assert!(text.contains(want), "{want} in\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn wrong_types_are_400s_that_name_the_field() {
+    let ctx = fake("ctx").start().await;
+    let generation = fake("gen").start().await;
+    let url = router(config(&[&ctx], &[&generation])).await;
+    for (body, want) in [
+        (
+            json!({"prompt": 5}),
+            "`prompt` must be a string or an array",
+        ),
+        (
+            json!({"prompt": "p", "stream": "yes"}),
+            "`stream` must be a boolean",
+        ),
+        (json!({"prompt": "p", "max_tokens": "many"}), "`max_tokens`"),
+        (json!({"max_tokens": 3}), "`prompt` is required"),
+    ] {
+        let msg = api_error(post(&url, &body).await, 400).await;
+        assert!(msg.contains(want), "{msg}");
+    }
+    assert!(ctx.bodies().is_empty());
+}
+
+#[tokio::test]
+async fn a_worker_that_never_accepts_hits_the_connect_deadline() {
+    // A listener with a backlog of one that never accepts: once its queue is full, the kernel
+    // drops further SYNs, so a new connection neither succeeds nor is refused.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        match tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(Ok(s)) => fillers.push(s),
+            _ => break, // the queue is full
+        }
+    }
+    let generation = fake("gen").start().await;
+    let mut cfg = config_urls(vec![format!("http://{addr}")], vec![generation.url.clone()]);
+    cfg.connect_timeout = Duration::from_millis(300);
+    let url = router(cfg).await;
+    let started = Instant::now();
+    let msg = api_error(post(&url, &completion(false)).await, 504).await;
+    assert!(
+        msg.contains("connect deadline") && msg.contains("context"),
+        "{msg}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop((fillers, listener));
+}

@@ -1,0 +1,196 @@
+//! `disagg sim` flags: the stable command-line contract (the harness builds this argv from a
+//! worker group's `engine_args`), plus the enums they name.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Which half of the work this sim does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SimRole {
+    Context,
+    Generation,
+    Both,
+}
+
+/// The wire dialect the sim speaks (PROTOCOLS.md §1–3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Dialect {
+    /// TensorRT-LLM: `disaggregated_params` with `context_only` / `generation_only`.
+    Trtllm,
+    /// vLLM with a NIXL-style connector: `kv_transfer_params`.
+    Vllm,
+    /// SGLang: `bootstrap_host` / `bootstrap_port` / `bootstrap_room` on both legs.
+    Sglang,
+}
+
+impl Dialect {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Dialect::Trtllm => "trtllm",
+            Dialect::Vllm => "vllm",
+            Dialect::Sglang => "sglang",
+        }
+    }
+}
+
+/// Named timing models; explicit `--prefill-*` / `--decode-*` / limit flags override a batched
+/// preset's values (see `engine/cost.rs` for the numbers and where they come from).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Preset {
+    /// Every request on its own clock: prefill `--prefill-per-token × prompt`, then one token
+    /// per `--itl`. No batching, no queueing: the historical behaviour.
+    Simple,
+    /// The continuous-batching scheduler with costs taken from `--prefill-per-token` (b) and
+    /// `--itl` (d), everything else zero, unless given explicitly.
+    Batched,
+    /// The continuous-batching scheduler fitted to `shared/data/h100-llama8b-eager.json`.
+    H100Llama8bEager,
+}
+
+/// `disagg sim` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimArgs {
+    /// Which requests this server accepts: context_only, generation_only, or both (aggregated too).
+    #[arg(long, value_enum, default_value_t = SimRole::Both)]
+    pub role: SimRole,
+    /// Wire dialect.
+    #[arg(long, value_enum, default_value_t = Dialect::Trtllm)]
+    pub dialect: Dialect,
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to bind; 0 picks a free one, published through --ready-file or stdout.
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Host a generation sim should use to fetch KV records from this one (put into the
+    /// hand-off params). Defaults to --host, or 127.0.0.1 when --host is a wildcard address.
+    #[arg(long)]
+    pub advertise_host: Option<String>,
+    /// Where to write `host:port` once bound (atomically). Without it, it goes to stdout.
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
+    /// Model name reported in responses and /v1/models.
+    #[arg(long, default_value = "sim")]
+    pub model: String,
+    /// Time after start before /health answers 200.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    pub startup_delay: Duration,
+    /// /health never answers 200.
+    #[arg(long)]
+    pub never_ready: bool,
+    /// The model emits EOS at this output position (0-based): output ends there with
+    /// finish_reason "stop", unless the request sets ignore_eos or min_tokens is larger.
+    /// Give context and generation sims the same value.
+    #[arg(long)]
+    pub eos_at: Option<u64>,
+
+    #[command(flatten)]
+    pub timing: TimingArgs,
+
+    #[command(flatten)]
+    pub kv: KvArgs,
+
+    #[command(flatten)]
+    pub faults: FaultArgs,
+
+    /// Append one JSON line per request received (time, path, X-Request-Id, body) to FILE.
+    #[arg(long)]
+    pub request_log: Option<PathBuf>,
+}
+
+/// Timing model flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TimingArgs {
+    /// Timing model; `simple` keeps --prefill-per-token and --itl as fixed per-request costs.
+    #[arg(long, value_enum, default_value_t = Preset::Simple)]
+    pub preset: Preset,
+    /// Prefill time per prompt token (preset `simple`; `b` of preset `batched`).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "20us")]
+    pub prefill_per_token: Duration,
+    /// Time between generated tokens (preset `simple`; `d` of preset `batched`).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5ms")]
+    pub itl: Duration,
+    /// Batched: sequences per step (running plus newly admitted).
+    #[arg(long)]
+    pub max_batch_size: Option<std::num::NonZeroU64>,
+    /// Batched: token budget per step (prefill tokens plus one per decoding sequence).
+    #[arg(long)]
+    pub max_num_tokens: Option<std::num::NonZeroU64>,
+    /// Batched: KV cache capacity in tokens; a request reserves prompt + max_tokens.
+    #[arg(long)]
+    pub kv_capacity_tokens: Option<std::num::NonZeroU64>,
+    /// Batched: prefill step cost `a`, in ms.
+    #[arg(long)]
+    pub prefill_base_ms: Option<f64>,
+    /// Batched: prefill cost `b` per prompt token in the step, in µs.
+    #[arg(long)]
+    pub prefill_per_token_us: Option<f64>,
+    /// Batched: prefill cost `c` per squared prompt length (attention), in ns.
+    #[arg(long)]
+    pub prefill_per_token_sq_ns: Option<f64>,
+    /// Batched: decode step cost `d`, in ms.
+    #[arg(long)]
+    pub decode_base_ms: Option<f64>,
+    /// Batched: decode cost `e` per sequence in the batch, in µs.
+    #[arg(long)]
+    pub decode_per_seq_us: Option<f64>,
+    /// Batched: decode cost `f` per KV token read by the step, in ns.
+    #[arg(long)]
+    pub decode_per_kv_token_ns: Option<f64>,
+}
+
+/// KV hand-off flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KvArgs {
+    /// Bytes of KV cache per token; the hand-off moves prompt_len × this.
+    #[arg(long, default_value_t = 131_072)]
+    pub kv_bytes_per_token: u64,
+    /// Hand-off bandwidth in GB/s (10^9 bytes per second); the transfer takes kv_bytes / this.
+    #[arg(long, default_value_t = 50.0, value_parser = positive_f64)]
+    pub kv_bandwidth_gbs: f64,
+    /// A context sim drops a KV record nobody fetched after this long (counted in /metrics).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    pub kv_ttl: Duration,
+    /// How long a generation sim waits for a record that is not there yet (SGLang sends both
+    /// legs at once, so decode may ask before prefill is done).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    pub kv_wait_timeout: Duration,
+}
+
+/// Scripted faults. Request numbers count completion requests as they arrive, from 1.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FaultArgs {
+    /// Exit with status 1 once this many completion requests have been served (successfully;
+    /// rejected requests do not count).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub fail_after_requests: Option<u64>,
+    /// Once this many completion requests have been served, stop answering anything (open
+    /// streams freeze too) while keeping every socket open.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub hang_after_requests: Option<u64>,
+    /// Answer the N-th completion request with a 500 (repeatable).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub error_on_request: Vec<u64>,
+    /// Cut the connection of the N-th completion request's stream (repeatable).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub drop_stream_on_request: Vec<u64>,
+    /// How many token chunks a dropped stream delivers before the cut.
+    #[arg(long, default_value_t = 1)]
+    pub drop_after_tokens: u64,
+    /// Generation side: every KV hand-off takes this much longer.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    pub kv_transfer_delay: Duration,
+    /// Generation side: the N-th KV hand-off fails (repeatable).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub kv_transfer_fail_on: Vec<u64>,
+}
+
+/// A finite number above zero: a bandwidth of 0, a negative one or NaN has no meaning.
+fn positive_f64(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("must be a finite number above 0, got {s}"))
+    }
+}

@@ -1,0 +1,171 @@
+//! What a context sim remembers about a prefill, and how a generation sim checks it.
+
+use disagg_proto::ApiError;
+use serde::{Deserialize, Serialize};
+
+/// The "KV cache" of one prefilled request, as `GET /kv/{key}` returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct KvRecord {
+    pub(crate) prompt_token_ids: Vec<u32>,
+    pub(crate) first_token: u32,
+    /// vLLM: the prefill's `X-Request-Id`, which decode must repeat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) request_id: Option<String>,
+    /// vLLM: the `remote_block_ids` handed out with the prefill response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) block_ids: Option<Vec<u64>>,
+}
+
+/// A generation request's claim on a record: where it is, under which key, and what it must hold.
+#[derive(Debug, Clone)]
+pub(crate) struct Consume {
+    /// The context sim's `host:port`.
+    pub(crate) peer: String,
+    pub(crate) key: u64,
+    /// Wait for the record to appear (SGLang sends both legs at once).
+    pub(crate) wait: bool,
+    /// The key as the dialect names it, for messages: "ctx_request_id 7".
+    pub(crate) what: String,
+    pub(crate) expect: Expect,
+}
+
+/// Dialect-specific fields a record must match.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Expect {
+    /// trtllm: `first_gen_tokens[0]`.
+    pub(crate) first_token: Option<u32>,
+    /// vllm: `remote_block_ids`.
+    pub(crate) block_ids: Option<Vec<u64>>,
+}
+
+impl Consume {
+    /// Checks a fetched record against this request; `request_id` is its `X-Request-Id`.
+    pub(crate) fn verify(
+        &self,
+        record: &KvRecord,
+        prompt: &[u32],
+        request_id: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let what = &self.what;
+        if record.prompt_token_ids != prompt {
+            let at = record
+                .prompt_token_ids
+                .iter()
+                .zip(prompt)
+                .position(|(a, b)| a != b)
+                .unwrap_or(record.prompt_token_ids.len().min(prompt.len()));
+            return Err(ApiError::bad_request(format!(
+                "KV hand-off mismatch for {what}: the prompt differs from the one prefilled \
+                 ({} prompt tokens prefilled, {} in this request, first difference at \
+                 position {at}); the router sent this request another request's params",
+                record.prompt_token_ids.len(),
+                prompt.len()
+            )));
+        }
+        if let Some(first) = self.expect.first_token
+            && first != record.first_token
+        {
+            return Err(ApiError::bad_request(format!(
+                "KV hand-off mismatch for {what}: first_gen_tokens[0] is {first} but the \
+                 prefill produced {}",
+                record.first_token
+            )));
+        }
+        if let Some(blocks) = &self.expect.block_ids
+            && record.block_ids.as_ref() != Some(blocks)
+        {
+            return Err(ApiError::bad_request(format!(
+                "KV hand-off mismatch for {what}: remote_block_ids {blocks:?} are not the \
+                 blocks the prefill returned ({:?})",
+                record.block_ids.as_deref().unwrap_or_default()
+            )));
+        }
+        if let Some(expected) = &record.request_id
+            && request_id != Some(expected.as_str())
+        {
+            return Err(ApiError::bad_request(format!(
+                "KV hand-off mismatch for {what}: the prefill was sent with X-Request-Id \
+                 {expected:?} but this decode request has {}; send both with the same header",
+                request_id.map_or("none".to_string(), |r| format!("{r:?}"))
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn consume(expect: Expect) -> Consume {
+        Consume {
+            peer: "127.0.0.1:1".into(),
+            key: 7,
+            wait: false,
+            what: "ctx_request_id 7".into(),
+            expect,
+        }
+    }
+
+    fn record() -> KvRecord {
+        KvRecord {
+            prompt_token_ids: vec![1, 2, 3],
+            first_token: 42,
+            request_id: Some("r-1".into()),
+            block_ids: Some(vec![5]),
+        }
+    }
+
+    #[test]
+    fn every_mismatch_is_named() {
+        let ok = Expect {
+            first_token: Some(42),
+            block_ids: Some(vec![5]),
+        };
+        assert!(
+            consume(ok.clone())
+                .verify(&record(), &[1, 2, 3], Some("r-1"))
+                .is_ok()
+        );
+        let cases: [(Expect, &[u32], Option<&str>, &str); 4] = [
+            (
+                ok.clone(),
+                &[1, 2, 4],
+                Some("r-1"),
+                "first difference at position 2",
+            ),
+            (
+                Expect {
+                    first_token: Some(41),
+                    ..ok.clone()
+                },
+                &[1, 2, 3],
+                Some("r-1"),
+                "first_gen_tokens[0] is 41",
+            ),
+            (
+                Expect {
+                    block_ids: Some(vec![6]),
+                    ..ok.clone()
+                },
+                &[1, 2, 3],
+                Some("r-1"),
+                "remote_block_ids [6]",
+            ),
+            (
+                ok.clone(),
+                &[1, 2, 3],
+                None,
+                "X-Request-Id \"r-1\" but this decode request has none",
+            ),
+        ];
+        for (expect, prompt, rid, needle) in cases {
+            let err = consume(expect)
+                .verify(&record(), prompt, rid)
+                .expect_err(needle);
+            assert_eq!(err.status, 400);
+            assert!(err.message.contains(needle), "{}", err.message);
+            assert!(err.message.contains("ctx_request_id 7"), "{}", err.message);
+        }
+    }
+}

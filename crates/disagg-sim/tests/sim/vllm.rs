@@ -1,0 +1,136 @@
+//! The vLLM dialect (PROTOCOLS.md §2), driven by a stand-in for vLLM's disaggregated proxy.
+
+use serde_json::{Value, json};
+
+use crate::support::{Sim, error_message, start, streamed_text};
+
+const FAST: &[&str] = &[
+    "--dialect",
+    "vllm",
+    "--itl",
+    "1ms",
+    "--prefill-per-token",
+    "10us",
+];
+
+async fn sim(role: &str) -> Sim {
+    let mut f = FAST.to_vec();
+    f.extend(["--role", role]);
+    start(&f).await
+}
+
+/// The prefill request a vLLM proxy builds from a client request.
+fn prefill_request(client: &Value) -> Value {
+    let mut req = client.clone();
+    req["max_tokens"] = json!(1);
+    req["stream"] = json!(false);
+    if let Some(o) = req.as_object_mut() {
+        o.remove("stream_options");
+        o.remove("min_tokens");
+    }
+    req["kv_transfer_params"] = json!({
+        "do_remote_decode": true, "do_remote_prefill": false, "remote_engine_id": null,
+        "remote_block_ids": null, "remote_host": null, "remote_port": null,
+    });
+    req
+}
+
+/// Proxies `client` through prefill then decode, as vLLM's proxy does; returns decode's body.
+async fn proxy(prefill: &Sim, decode: &Sim, client: &Value, request_id: &str) -> (u16, Value) {
+    let (status, p) = prefill
+        .complete_as(request_id, &prefill_request(client))
+        .await;
+    assert_eq!(status, 200, "{p}");
+    let mut req = client.clone();
+    req["kv_transfer_params"] = p["kv_transfer_params"].clone();
+    decode.complete_as(request_id, &req).await
+}
+
+#[tokio::test]
+async fn prefill_answers_with_the_params_decode_needs() {
+    let prefill = sim("context").await;
+    let client = json!({"prompt": (0..40).collect::<Vec<u32>>(), "max_tokens": 8});
+    let (status, body) = prefill
+        .complete_as("req-1", &prefill_request(&client))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["usage"]["completion_tokens"], 1);
+    assert_eq!(body["choices"][0]["finish_reason"], "length");
+    let p = &body["kv_transfer_params"];
+    assert_eq!(p["do_remote_prefill"], true);
+    assert_eq!(p["do_remote_decode"], false);
+    assert!(p["remote_engine_id"].is_string(), "{p}");
+    // 40 tokens in blocks of 16.
+    assert_eq!(p["remote_block_ids"].as_array().map(Vec::len), Some(3));
+    assert_eq!(
+        format!(
+            "{}:{}",
+            p["remote_host"].as_str().unwrap_or(""),
+            p["remote_port"]
+        ),
+        prefill.authority()
+    );
+}
+
+#[tokio::test]
+async fn disaggregated_output_equals_aggregated() {
+    let (prefill, decode, both) = (
+        sim("context").await,
+        sim("generation").await,
+        sim("both").await,
+    );
+    let client = json!({"prompt": "the quick brown fox", "max_tokens": 10});
+    let (status, agg) = both.complete(&client).await;
+    assert_eq!(status, 200, "{agg}");
+    let (status, disagg) = proxy(&prefill, &decode, &client, "r-1").await;
+    assert_eq!(status, 200, "{disagg}");
+    assert_eq!(disagg["choices"][0]["text"], agg["choices"][0]["text"]);
+    assert_eq!(disagg["usage"], agg["usage"]);
+
+    // Streaming decode: same text, chunk by chunk.
+    let mut streaming = client.clone();
+    streaming["stream"] = json!(true);
+    let (_, p) = prefill.complete(&prefill_request(&streaming)).await;
+    streaming["kv_transfer_params"] = p["kv_transfer_params"].clone();
+    let (_, events) = decode.stream(&streaming).await;
+    assert_eq!(
+        streamed_text(&events),
+        agg["choices"][0]["text"].as_str().unwrap_or("")
+    );
+}
+
+#[tokio::test]
+async fn a_proxy_that_drops_the_params_is_caught() {
+    let (prefill, decode) = (sim("context").await, sim("generation").await);
+    let client = json!({"prompt": [1, 2, 3], "max_tokens": 4});
+    let (status, _) = prefill.complete_as("r-2", &prefill_request(&client)).await;
+    assert_eq!(status, 200);
+    let (status, body) = decode.complete_as("r-2", &client).await;
+    assert_eq!(status, 400, "{body}");
+    let msg = error_message(&body);
+    assert!(
+        msg.contains("did not forward") && msg.contains("kv_transfer_params"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn decode_must_repeat_the_request_id_and_the_blocks() {
+    let (prefill, decode) = (sim("context").await, sim("generation").await);
+    let client = json!({"prompt": [1, 2, 3], "max_tokens": 4});
+
+    let (_, p) = prefill.complete_as("r-3", &prefill_request(&client)).await;
+    let mut req = client.clone();
+    req["kv_transfer_params"] = p["kv_transfer_params"].clone();
+    let (status, body) = decode.complete_as("r-other", &req).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(error_message(&body).contains("X-Request-Id"), "{body}");
+
+    let (_, p) = prefill.complete_as("r-4", &prefill_request(&client)).await;
+    let mut req = client.clone();
+    req["kv_transfer_params"] = p["kv_transfer_params"].clone();
+    req["kv_transfer_params"]["remote_port"] = json!(1);
+    let (status, body) = decode.complete_as("r-4", &req).await;
+    assert_eq!(status, 502, "an unreachable prefill engine: {body}");
+    assert!(error_message(&body).contains("127.0.0.1:1"), "{body}");
+}

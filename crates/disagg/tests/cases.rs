@@ -1,0 +1,200 @@
+//! Bad cases exit 2, name the key, and launch nothing: no folder is created.
+
+mod support;
+
+use support::*;
+
+#[test]
+fn bad_cases_exit_2_and_create_no_folder() {
+    let good = CaseSpec::default().yaml();
+    let table: Vec<(&str, String, &str)> = vec![
+        (
+            "unknown key",
+            good.replace("  osl: 8", "  osl: 8\n  ols: 8"),
+            "key `benchmark.ols`",
+        ),
+        (
+            "wrong type",
+            good.replace("  isl: 64", "  isl: [64]"),
+            "key `benchmark.isl`",
+        ),
+        (
+            "missing benchmark",
+            good.split("benchmark:\n").next().unwrap().to_string() + "timeouts: {job: 120s}\n",
+            "key `benchmark`",
+        ),
+        (
+            "inverted deadlines",
+            good.replace(
+                "request: 20s, benchmark: 60s",
+                "request: 90s, benchmark: 60s",
+            ),
+            "key `timeouts.request`",
+        ),
+        (
+            "unsafe name",
+            good.replace("name: e2e", "name: ../x"),
+            "key `name`",
+        ),
+    ];
+    for (what, text, key) in table {
+        let ws = TempDir::new("bad");
+        let case = ws.path().join("case.yaml");
+        std::fs::write(&case, &text).unwrap();
+        let workspace = ws.path().join("ws");
+        for cmd in [vec!["run"], vec!["validate"], vec!["plan"]] {
+            let mut args = cmd.clone();
+            args.push(case.to_str().unwrap());
+            if cmd[0] != "validate" {
+                args.extend(["--workspace", workspace.to_str().unwrap()]);
+            }
+            let r = disagg(&args, &[]);
+            assert_eq!(r.code(), 2, "{what} / {}: {}", cmd[0], r.show());
+            let err = r.stderr();
+            assert!(err.contains(key), "{what}: {err}");
+            assert!(
+                err.contains(case.to_str().unwrap()),
+                "{what}: names the file: {err}"
+            );
+            assert!(err.contains("hint: "), "{what}: {err}");
+            assert!(!workspace.exists(), "{what}: a folder was created");
+        }
+    }
+}
+
+#[test]
+fn one_bad_case_among_good_ones_launches_nothing() {
+    let ws = TempDir::new("mixed");
+    let good = CaseSpec::default().write(ws.path(), "good.yaml");
+    let bad = ws.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        CaseSpec::default()
+            .yaml()
+            .replace("engine: sim", "engine: sim\nbogus: 1"),
+    )
+    .unwrap();
+    let workspace = ws.path().join("ws");
+    let r = run_two(&good, &bad, &workspace);
+    assert_eq!(r.code(), 2, "{}", r.show());
+    assert!(!workspace.exists());
+}
+
+fn run_two(a: &std::path::Path, b: &std::path::Path, ws: &std::path::Path) -> Ran {
+    disagg(
+        &[
+            "run",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+            "--workspace",
+            ws.to_str().unwrap(),
+        ],
+        &[],
+    )
+}
+
+#[test]
+fn a_missing_baseline_is_a_case_error() {
+    let ws = TempDir::new("nobase");
+    let case = CaseSpec {
+        extra: "perf: {baseline: nowhere.csv}\n",
+        ..Default::default()
+    }
+    .write(ws.path(), "c.yaml");
+    let workspace = ws.path().join("ws");
+    let r = run(&case, &workspace, &[], &[]);
+    assert_eq!(r.code(), 2, "{}", r.show());
+    assert!(
+        r.stderr().contains("nowhere.csv") && r.stderr().contains("hint:"),
+        "{}",
+        r.show()
+    );
+    assert!(!workspace.exists());
+}
+
+#[test]
+fn plan_prints_every_role_without_running_anything() {
+    let ws = TempDir::new("plan");
+    let case = CaseSpec {
+        extra: "env:\n  worker: {NCCL_DEBUG: INFO}\n  server: {RUST_LOG: info}\n",
+        ..Default::default()
+    }
+    .write(ws.path(), "c.yaml");
+    let workspace = ws.path().join("ws");
+    let r = disagg(
+        &[
+            "plan",
+            case.to_str().unwrap(),
+            "--workspace",
+            workspace.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let out = r.stdout();
+    assert!(out.contains("config name: e2e"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "run folder:  {}",
+            std::path::absolute(&workspace)
+                .unwrap()
+                .join("disagg_logs/e2e")
+                .display()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "deadlines:   worker_startup 20s, request 20s, benchmark 1m, job 2m, grace 2s"
+        ),
+        "{out}"
+    );
+    for role in [
+        "CTX_0 -> ctx_server_0.log",
+        "GEN_0 -> gen_server_0.log",
+        "DISAGG_SERVER -> disagg_server.log",
+        "BENCHMARK -> benchmark.log",
+    ] {
+        assert!(out.contains(role), "{out}");
+    }
+    assert!(out.contains("env set:   NCCL_DEBUG=INFO"), "{out}");
+    assert!(out.contains("env unset: UCX_TLS"), "{out}");
+    assert!(out.contains("env set:   RUST_LOG=info"), "{out}");
+    assert!(
+        out.contains("gpus:      node0:0") && out.contains("gpus:      node0:1"),
+        "{out}"
+    );
+    assert!(
+        out.contains(" sim --role generation --dialect trtllm"),
+        "{out}"
+    );
+    assert!(!workspace.exists(), "plan created a folder");
+    let r = disagg(
+        &[
+            "plan",
+            "--json",
+            case.to_str().unwrap(),
+            "--workspace",
+            workspace.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let plan: serde_json::Value = serde_json::from_str(&r.stdout()).unwrap();
+    assert_eq!(plan["roles"].as_array().unwrap().len(), 4);
+    // Env is role-scoped: worker vars only on workers, server vars only on the server.
+    for role in plan["roles"].as_array().unwrap() {
+        let name = role["role"].as_str().unwrap();
+        let env = &role["env_set"];
+        assert_eq!(
+            env.get("NCCL_DEBUG").is_some(),
+            name.starts_with("CTX") || name.starts_with("GEN"),
+            "{name}"
+        );
+        assert_eq!(
+            env.get("RUST_LOG").is_some(),
+            name == "DISAGG_SERVER",
+            "{name}"
+        );
+        assert_eq!(env["DISAGG_SERVING_TYPE"], name);
+    }
+}

@@ -1,0 +1,634 @@
+//! `disagg run` end to end, on real processes over loopback: the "Done means" of the spine issue.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+
+#[test]
+fn quickstart_passes_and_writes_every_report() {
+    let ws = TempDir::new("quickstart");
+    let case =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart.yaml");
+    let r = run(&case, ws.path(), &[], &[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    assert!(
+        r.elapsed < Duration::from_secs(60),
+        "quickstart took {:?}",
+        r.elapsed
+    );
+    let dir = only_run(ws.path(), "quickstart");
+    for f in [
+        "ctx_server_0.log",
+        "gen_server_0.log",
+        "disagg_server.log",
+        "benchmark.log",
+        "server_config.yaml",
+        "results.json",
+        "results.xml",
+        "perf_script_test_results.csv",
+        "perf_check.txt",
+        "case.yaml",
+        "plan.json",
+        "rendezvous/status.json",
+        "summary.md",
+    ] {
+        assert!(dir.join(f).is_file(), "missing {f}");
+    }
+    assert!(
+        !dir.join("install.log").exists(),
+        "no setup, so no install.log"
+    );
+    // The summary table, with the issue's columns, one row per concurrency.
+    let out = r.stdout();
+    assert!(out.contains("| concurrency | req/s | output tok/s | TTFT p50/p99 (ms) | TPOT p50/p99 (ms) | ITL p50/p99 (ms) | failed |"), "{out}");
+    assert!(out.contains("\n| 1 |") && out.contains("\n| 8 |"), "{out}");
+    // benchmark_serving's text block and JSON keys.
+    let log = read(&dir.join("benchmark.log"));
+    assert_eq!(
+        log.matches("============ Serving Benchmark Result ============")
+            .count(),
+        2,
+        "{log}"
+    );
+    let results = json(&dir.join("results.json"));
+    let points = results["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2);
+    for (p, c) in points.iter().zip([1u64, 8]) {
+        assert_eq!(p["max_concurrency"].as_u64(), Some(c));
+        assert_eq!(
+            p["completed"].as_u64(),
+            Some(c * 4),
+            "prompts = concurrency × rounds"
+        );
+        assert_eq!(p["total_output_tokens"].as_u64(), Some(c * 4 * 32));
+        for k in [
+            "duration",
+            "total_input_tokens",
+            "request_throughput",
+            "output_throughput",
+            "total_token_throughput",
+            "user_throughput",
+            "mean_ttft_ms",
+            "median_ttft_ms",
+            "std_ttft_ms",
+            "p99_ttft_ms",
+            "median_tpot_ms",
+            "p99_itl_ms",
+            "mean_e2el_ms",
+        ] {
+            assert!(p.get(k).is_some(), "results.json lacks {k}");
+        }
+    }
+    // server_config.yaml in TRT-LLM's format, pointing at the published workers.
+    let cfg = read(&dir.join("server_config.yaml"));
+    let ctx = json(&dir.join("rendezvous/CTX_0.json"));
+    assert!(
+        cfg.contains(&format!(
+            "{}:{}",
+            ctx["host"].as_str().unwrap(),
+            ctx["port"]
+        )),
+        "{cfg}"
+    );
+    assert!(cfg.contains("num_instances: 1"), "{cfg}");
+    // JUnit: a point per concurrency and a role per "stayed up", all passing; perf skipped (no baseline).
+    let cases = junit_cases(&dir.join("results.xml"));
+    let names: Vec<&str> = cases.iter().map(|c| c.0.as_str()).collect();
+    for n in [
+        "con1",
+        "con8",
+        "CTX_0 stayed up",
+        "GEN_0 stayed up",
+        "DISAGG_SERVER stayed up",
+        "BENCHMARK stayed up",
+        "perf check",
+    ] {
+        assert!(names.contains(&n), "{names:?}");
+    }
+    assert!(cases.iter().all(|c| c.1.is_none()), "{cases:?}");
+    // The CSV has the columns of a baseline, a row per metric and concurrency.
+    let csv = read(&dir.join("perf_script_test_results.csv"));
+    let header = csv.lines().next().unwrap();
+    for col in [
+        "network_name",
+        "perf_case_name",
+        "test_name",
+        "perf_metric",
+        "metric_type",
+        "threshold",
+        "absolute_threshold",
+    ] {
+        assert!(header.split(',').any(|h| h == col), "{header}");
+    }
+    assert_eq!(csv.lines().count(), 1 + 2 * 16);
+    assert!(
+        csv.contains("quickstart-con8,")
+            && csv.contains(",SEQ_THROUGHPUT,")
+            && csv.contains(",P99_ITL,")
+    );
+    // The resolved case re-validates as is.
+    let v = disagg(&["validate", dir.join("case.yaml").to_str().unwrap()], &[]);
+    assert_eq!(v.code(), 0, "{}", v.show());
+    assert_nothing_left(&dir);
+}
+
+fn tree_snapshot(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().filter_map(|e| e.ok()) {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.display().to_string(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn two_cases_two_folders_and_a_rerun_never_touches_the_first() {
+    let ws = TempDir::new("folders");
+    let a = CaseSpec {
+        name: "case-a",
+        concurrency: "[2]",
+        ..Default::default()
+    }
+    .write(ws.path(), "a.yaml");
+    let b = CaseSpec {
+        name: "case-b",
+        concurrency: "[2]",
+        ..Default::default()
+    }
+    .write(ws.path(), "b.yaml");
+    let r = disagg(
+        &[
+            "run",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+            "--workspace",
+            ws.path().to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let first = only_run(ws.path(), "case-a");
+    only_run(ws.path(), "case-b");
+    let before = tree_snapshot(&first);
+
+    let r = run(&a, ws.path(), &[], &[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let all = runs(ws.path(), "case-a");
+    assert_eq!(all.len(), 2, "{all:?}");
+    let newer = all.iter().find(|p| **p != first).unwrap();
+    let latest = std::fs::read_link(ws.path().join("disagg_logs/case-a/latest")).unwrap();
+    assert_eq!(latest, std::path::PathBuf::from(newer.file_name().unwrap()));
+    assert_eq!(
+        tree_snapshot(&first),
+        before,
+        "a file of the first run changed"
+    );
+}
+
+#[test]
+fn a_crashing_generation_worker_fails_the_run_within_seconds_and_is_named() {
+    let ws = TempDir::new("crash");
+    let case = CaseSpec {
+        name: "crash",
+        gen_args: "{fail_after_requests: 5, itl: 20ms}",
+        concurrency: "[4]",
+        rounds: 25,
+        osl: 16,
+        ..Default::default()
+    }
+    .write(ws.path(), "crash.yaml");
+    let r = run(&case, ws.path(), &[], &[]);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let dir = only_run(ws.path(), "crash");
+    // When GEN_0's engine died: its role wrote its note right after seeing it.
+    let note = dir.join("rendezvous/GEN_0.exit.json");
+    let crashed = std::fs::metadata(&note)
+        .unwrap_or_else(|_| panic!("no {} \n{}", note.display(), r.show()))
+        .modified()
+        .unwrap();
+    let after = r.ended.duration_since(crashed).unwrap_or_default();
+    assert!(
+        after < Duration::from_secs(5),
+        "exited {after:?} after the crash"
+    );
+    let status = json(&dir.join("rendezvous/status.json"));
+    assert_eq!(status["state"], "failed");
+    assert_eq!(status["role"], "GEN_0", "{status}");
+    assert!(
+        status["reason"]
+            .as_str()
+            .unwrap()
+            .contains("GEN_0 exited with status 1"),
+        "{status}"
+    );
+    let cases = junit_cases(&dir.join("results.xml"));
+    let gen0 = cases.iter().find(|c| c.0 == "GEN_0 stayed up").unwrap();
+    assert!(gen0.1.as_deref().unwrap().contains("GEN_0"), "{cases:?}");
+    let xml = read(&dir.join("results.xml"));
+    assert!(
+        xml.contains("fail_after_requests=5 reached"),
+        "the failure quotes GEN_0's log:\n{xml}"
+    );
+    assert!(
+        cases
+            .iter()
+            .find(|c| c.0 == "CTX_0 stayed up")
+            .unwrap()
+            .1
+            .is_none(),
+        "{cases:?}"
+    );
+    assert!(
+        r.stderr().contains("gen_server_0.log"),
+        "the tail of GEN_0's log is shown:\n{}",
+        r.stderr()
+    );
+    assert_nothing_left(&dir);
+}
+
+#[test]
+fn a_worker_that_never_gets_ready_fails_soon_after_worker_startup() {
+    let ws = TempDir::new("never");
+    let case = CaseSpec {
+        name: "never",
+        gen_args: "{never_ready: true}",
+        timeouts: "{worker_startup: 3s, request: 10s, benchmark: 30s, job: 60s, grace: 2s}",
+        ..Default::default()
+    }
+    .write(ws.path(), "never.yaml");
+    let r = run(&case, ws.path(), &[], &[]);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    assert!(r.elapsed >= Duration::from_secs(3), "{:?}", r.elapsed);
+    assert!(r.elapsed < Duration::from_secs(9), "took {:?}", r.elapsed);
+    let dir = only_run(ws.path(), "never");
+    let status = json(&dir.join("rendezvous/status.json"));
+    assert_eq!(status["role"], "GEN_0", "{status}");
+    assert!(
+        status["reason"]
+            .as_str()
+            .unwrap()
+            .contains("GEN_0 was not ready within worker_startup (3s)"),
+        "{status}"
+    );
+    let cases = junit_cases(&dir.join("results.xml"));
+    let gen0 = cases.iter().find(|c| c.0 == "GEN_0 stayed up").unwrap();
+    assert_eq!(gen0.2.as_deref(), Some("TIMEOUT"), "{cases:?}");
+    assert!(
+        r.stdout().contains("FAILED: GEN_0 was not ready"),
+        "{}",
+        r.show()
+    );
+    assert_nothing_left(&dir);
+}
+
+fn impossible_baseline(dir: &std::path::Path, config: &str) -> std::path::PathBuf {
+    let p = dir.join("baseline.csv");
+    std::fs::write(
+        &p,
+        format!(
+            "network_name,perf_case_name,test_name,perf_metric,metric_type,threshold,absolute_threshold\n\
+             {config},{config}-con2,t,1000000,SEQ_THROUGHPUT,-0.05,0\n\
+             {config},{config}-con2,t,100000000,TOKEN_THROUGHPUT,-0.05,0\n"
+        ),
+    )
+    .unwrap();
+    p
+}
+
+#[test]
+fn a_baseline_the_run_cannot_meet_exits_3_unless_skipped() {
+    let ws = TempDir::new("perf");
+    impossible_baseline(ws.path(), "perf");
+    let case = CaseSpec {
+        name: "perf",
+        concurrency: "[2]",
+        extra: "perf: {baseline: baseline.csv}\n",
+        ..Default::default()
+    }
+    .write(ws.path(), "perf.yaml");
+    let r = run(&case, ws.path(), &[], &[]);
+    assert_eq!(r.code(), 3, "{}", r.show());
+    let dir = runs(ws.path(), "perf").pop().unwrap();
+    let check = read(&dir.join("perf_check.txt"));
+    assert!(
+        check.starts_with("perf check: REGRESSED (2 of 2 metrics regressed)"),
+        "{check}"
+    );
+    let cases = junit_cases(&dir.join("results.xml"));
+    let perf = cases.iter().find(|c| c.0 == "perf check").unwrap();
+    assert_eq!(perf.2.as_deref(), Some("PERF_REGRESSION"), "{cases:?}");
+    assert!(
+        cases
+            .iter()
+            .filter(|c| c.0 != "perf check")
+            .all(|c| c.1.is_none()),
+        "only the perf check fails: {cases:?}"
+    );
+
+    for (how, extra, env) in [
+        ("env", vec![], vec![("SKIP_PERF_CHECK", "true")]),
+        ("flag", vec!["--skip-perf-check"], vec![]),
+    ] {
+        let r = run(&case, ws.path(), &extra, &env);
+        assert_eq!(r.code(), 0, "{how}: {}", r.show());
+        let dir = runs(ws.path(), "perf").pop().unwrap();
+        let check = read(&dir.join("perf_check.txt"));
+        assert!(check.contains("skipped"), "{how}: {check}");
+        assert!(
+            !check.contains("passed"),
+            "{how}: skipped is not passed: {check}"
+        );
+        let cases = junit_cases(&dir.join("results.xml"));
+        let perf = cases.iter().find(|c| c.0 == "perf check").unwrap();
+        assert!(
+            perf.3 && perf.1.is_none(),
+            "{how}: the perf check is reported skipped: {cases:?}"
+        );
+    }
+}
+
+#[test]
+fn a_run_that_fails_and_regresses_exits_1() {
+    let ws = TempDir::new("both");
+    impossible_baseline(ws.path(), "both");
+    let case = CaseSpec {
+        name: "both",
+        concurrency: "[2]",
+        rounds: 20,
+        gen_args: "{fail_after_requests: 4}",
+        extra: "perf: {baseline: baseline.csv}\n",
+        ..Default::default()
+    }
+    .write(ws.path(), "both.yaml");
+    let r = run(&case, ws.path(), &[], &[]);
+    assert_eq!(
+        r.code(),
+        1,
+        "a failure wins over the perf verdict: {}",
+        r.show()
+    );
+    let dir = only_run(ws.path(), "both");
+    assert!(
+        read(&dir.join("perf_check.txt")).contains("not run"),
+        "no perf verdict on a failed run"
+    );
+}
+
+#[test]
+fn interrupting_a_run_stops_everything_and_exits_130() {
+    let ws = TempDir::new("sigint");
+    let case = CaseSpec {
+        name: "sigint",
+        gen_args: "{itl: 50ms}",
+        concurrency: "[2]",
+        rounds: 50,
+        osl: 64,
+        ..Default::default()
+    }
+    .write(ws.path(), "sigint.yaml");
+    let child = std::process::Command::new(DISAGG)
+        .args([
+            "run",
+            case.to_str().unwrap(),
+            "--workspace",
+            ws.path().to_str().unwrap(),
+        ])
+        .env_remove("SKIP_PERF_CHECK")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait (bounded) until the router is published, so every role is up.
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    let server_file = loop {
+        if let Some(dir) = runs(ws.path(), "sigint").pop() {
+            let f = dir.join("rendezvous/DISAGG_SERVER.json");
+            if f.is_file() {
+                break dir;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "the router never came up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let start = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "took {:?} to stop",
+        start.elapsed()
+    );
+    assert!(
+        server_file.join("results.xml").is_file(),
+        "a report is written even when interrupted"
+    );
+    assert_eq!(
+        json(&server_file.join("rendezvous/status.json"))["reason"],
+        "interrupted"
+    );
+    assert_nothing_left(&server_file);
+}
+
+#[test]
+fn setup_runs_once_into_install_log_and_its_failure_fails_the_run() {
+    let ws = TempDir::new("setup");
+    let case = CaseSpec {
+        name: "setup-ok",
+        concurrency: "[1]",
+        extra: "setup: \"echo installing $((6 * 7))\"\n",
+        ..Default::default()
+    }
+    .write(ws.path(), "ok.yaml");
+    let r = run(&case, ws.path(), &[], &[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let dir = only_run(ws.path(), "setup-ok");
+    assert_eq!(read(&dir.join("install.log")), "installing 42\n");
+
+    let case = CaseSpec {
+        name: "setup-bad",
+        extra: "setup: [sh, -c, \"echo 'E: Unable to locate package'; exit 3\"]\n",
+        ..Default::default()
+    }
+    .write(ws.path(), "bad.yaml");
+    let r = run(&case, ws.path(), &[], &[]);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let dir = only_run(ws.path(), "setup-bad");
+    let status = json(&dir.join("rendezvous/status.json"));
+    assert_eq!(status["role"], "SETUP", "{status}");
+    assert!(
+        status["reason"]
+            .as_str()
+            .unwrap()
+            .contains("exited with status 3"),
+        "{status}"
+    );
+    assert!(
+        !dir.join("ctx_server_0.log").exists(),
+        "no worker starts after a failed setup"
+    );
+    let xml = read(&dir.join("results.xml"));
+    assert!(
+        xml.contains("Unable to locate package"),
+        "the failure quotes install.log:\n{xml}"
+    );
+}
+
+#[test]
+fn a_benchmark_past_its_deadline_is_a_timeout() {
+    let ws = TempDir::new("slowbench");
+    let case = CaseSpec {
+        name: "slow",
+        gen_args: "{itl: 100ms}",
+        concurrency: "[1]",
+        rounds: 50,
+        osl: 32,
+        timeouts: "{worker_startup: 20s, request: 2s, benchmark: 3s, job: 60s, grace: 2s}",
+        ..Default::default()
+    }
+    .write(ws.path(), "slow.yaml");
+    let r = run(&case, ws.path(), &[], &[]);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    assert!(r.elapsed < Duration::from_secs(15), "{:?}", r.elapsed);
+    let dir = only_run(ws.path(), "slow");
+    let status = json(&dir.join("rendezvous/status.json"));
+    assert_eq!(status["role"], "BENCHMARK", "{status}");
+    assert!(
+        status["reason"]
+            .as_str()
+            .unwrap()
+            .contains("benchmark deadline (3s)"),
+        "{status}"
+    );
+    let cases = junit_cases(&dir.join("results.xml"));
+    let bench = cases.iter().find(|c| c.0 == "BENCHMARK stayed up").unwrap();
+    assert_eq!(bench.2.as_deref(), Some("TIMEOUT"), "{cases:?}");
+    assert_nothing_left(&dir);
+}
+
+#[test]
+fn an_open_loop_case_with_two_context_servers_and_a_policy_runs_end_to_end() {
+    let ws = TempDir::new("openloop");
+    let text = CaseSpec::default()
+        .yaml()
+        .replace("ctx:\n  count: 1", "ctx:\n  count: 2")
+        .replace(
+            "  concurrency: [1, 4]\n  rounds: 2\n",
+            "  request_rate: [40]\n  num_prompts: 12\n  max_concurrency: 4\n",
+        )
+        .replace("name: e2e", "name: open")
+        + "router: {kind: builtin, policy: round_robin, ctx_policy: least_requests}\n";
+    let case = ws.path().join("open.yaml");
+    std::fs::write(&case, text).unwrap();
+    let r = run(&case, ws.path(), &[], &[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let dir = only_run(ws.path(), "open");
+    let points = json(&dir.join("results.json"))["points"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(points.len(), 1);
+    assert_eq!(points[0]["completed"].as_u64(), Some(12));
+    assert_eq!(points[0]["request_rate"].as_f64(), Some(40.0));
+    let cfg = read(&dir.join("server_config.yaml"));
+    assert!(
+        cfg.contains("num_instances: 2") && cfg.contains("type: load_balancing"),
+        "{cfg}"
+    );
+    assert!(read(&dir.join("perf_script_test_results.csv")).contains("open-rate40,"));
+    let names: Vec<String> = junit_cases(&dir.join("results.xml"))
+        .into_iter()
+        .map(|c| c.0)
+        .collect();
+    assert!(
+        names.contains(&"rate40".to_string()) && names.contains(&"CTX_1 stayed up".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        dir.join("bench/requests.jsonl").is_file(),
+        "per-request timelines are kept"
+    );
+}
+
+#[test]
+fn every_dialect_runs_end_to_end_through_the_kv_hand_off() {
+    for dialect in ["vllm", "sglang"] {
+        let ws = TempDir::new(dialect);
+        let case = CaseSpec {
+            name: dialect,
+            concurrency: "[2]",
+            extra: &format!("router: {{kind: builtin, dialect: {dialect}}}\n"),
+            ..Default::default()
+        }
+        .write(ws.path(), "c.yaml");
+        let r = run(&case, ws.path(), &[], &[]);
+        assert_eq!(r.code(), 0, "{dialect}: {}", r.show());
+        let dir = only_run(ws.path(), dialect);
+        let plan = read(&dir.join("plan.json"));
+        assert!(
+            plan.contains(&format!("\"--dialect\",\n          \"{dialect}\"")),
+            "{dialect}: the sims speak it: {plan}"
+        );
+        let points = json(&dir.join("results.json"))["points"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert_eq!(points[0]["completed"].as_u64(), Some(4), "{dialect}");
+        assert_eq!(
+            points[0]["total_output_tokens"].as_u64(),
+            Some(4 * 8),
+            "{dialect}"
+        );
+        if dialect == "sglang" {
+            let cfg = read(&dir.join("server_config.yaml"));
+            let ctx = json(&dir.join("rendezvous/CTX_0.json"));
+            assert!(
+                cfg.contains(&format!("@{}", ctx["port"])),
+                "the bootstrap port is named: {cfg}"
+            );
+        }
+    }
+}
+
+#[test]
+fn sim_settings_the_sim_would_reject_are_a_case_error() {
+    let ws = TempDir::new("simargs");
+    let case = CaseSpec {
+        gen_args: "{max_batch_size: 8}",
+        ..Default::default()
+    }
+    .write(ws.path(), "c.yaml");
+    let workspace = ws.path().join("ws");
+    let r = run(&case, &workspace, &[], &[]);
+    assert_eq!(r.code(), 2, "{}", r.show());
+    assert!(
+        r.stderr()
+            .contains("key `gen.engine_args`: the sim rejects these settings"),
+        "{}",
+        r.show()
+    );
+    assert!(r.stderr().contains("hint: "), "{}", r.show());
+    assert!(!workspace.exists());
+}

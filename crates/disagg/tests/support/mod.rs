@@ -1,0 +1,272 @@
+//! Shared by the end-to-end tests: a temp workspace, case files, running `disagg`, and checks
+//! that nothing of a run is left behind.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+pub const DISAGG: &str = env!("CARGO_BIN_EXE_disagg");
+
+/// A temp folder removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "disagg-e2e-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A small, fast case. `gen_args` and `ctx_args` are YAML flow maps of sim engine_args.
+pub struct CaseSpec<'a> {
+    pub name: &'a str,
+    pub ctx_args: &'a str,
+    pub gen_args: &'a str,
+    pub concurrency: &'a str,
+    pub rounds: u32,
+    pub osl: u32,
+    pub timeouts: &'a str,
+    pub extra: &'a str,
+}
+
+impl Default for CaseSpec<'_> {
+    fn default() -> Self {
+        Self {
+            name: "e2e",
+            ctx_args: "{}",
+            gen_args: "{}",
+            concurrency: "[1, 4]",
+            rounds: 2,
+            osl: 8,
+            timeouts: "{worker_startup: 20s, request: 20s, benchmark: 60s, job: 120s, grace: 2s}",
+            extra: "",
+        }
+    }
+}
+
+impl CaseSpec<'_> {
+    pub fn yaml(&self) -> String {
+        format!(
+            "name: {name}\nmodel: {{name: llama-3.1-8b, precision: bf16}}\nengine: sim\nctx:\n  count: 1\n  engine_args: {ctx}\ngen:\n  count: 1\n  engine_args: {gen}\nbenchmark:\n  isl: 64\n  osl: {osl}\n  concurrency: {con}\n  rounds: {rounds}\n  warmup: 1\ntimeouts: {timeouts}\n{extra}",
+            name = self.name,
+            ctx = self.ctx_args,
+            gen = self.gen_args,
+            osl = self.osl,
+            con = self.concurrency,
+            rounds = self.rounds,
+            timeouts = self.timeouts,
+            extra = self.extra,
+        )
+    }
+
+    pub fn write(&self, dir: &Path, file: &str) -> PathBuf {
+        let p = dir.join(file);
+        std::fs::write(&p, self.yaml()).unwrap();
+        p
+    }
+}
+
+pub struct Ran {
+    pub out: Output,
+    pub elapsed: Duration,
+    pub ended: std::time::SystemTime,
+}
+
+impl Ran {
+    pub fn code(&self) -> i32 {
+        self.out.status.code().unwrap_or(-1)
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.out.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.out.stderr).into_owned()
+    }
+    pub fn show(&self) -> String {
+        format!(
+            "exit {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.code(),
+            self.stdout(),
+            self.stderr()
+        )
+    }
+}
+
+/// Runs `disagg args...` with `env`, bounded by a generous wall-clock limit.
+pub fn disagg(args: &[&str], env: &[(&str, &str)]) -> Ran {
+    let mut cmd = Command::new(DISAGG);
+    cmd.args(args)
+        .env_remove("WORKSPACE")
+        .env_remove("SKIP_PERF_CHECK");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let start = Instant::now();
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // A watchdog so a hung run fails the test instead of hanging it.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = done.clone();
+    let watchdog = std::thread::spawn(move || {
+        let until = Instant::now() + Duration::from_secs(240);
+        while Instant::now() < until {
+            if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    });
+    let out = child.wait_with_output().unwrap();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = watchdog.join();
+    Ran {
+        out,
+        elapsed: start.elapsed(),
+        ended: std::time::SystemTime::now(),
+    }
+}
+
+/// `disagg run CASE --workspace WS` plus extra args.
+pub fn run(case: &Path, ws: &Path, extra: &[&str], env: &[(&str, &str)]) -> Ran {
+    let mut args = vec![
+        "run",
+        case.to_str().unwrap(),
+        "--workspace",
+        ws.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    disagg(&args, env)
+}
+
+/// The run folders of a config, oldest first.
+pub fn runs(ws: &Path, config: &str) -> Vec<PathBuf> {
+    let dir = ws.join("disagg_logs").join(config);
+    let mut v: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.is_dir() && !p.ends_with("latest"))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    v.sort();
+    v
+}
+
+pub fn only_run(ws: &Path, config: &str) -> PathBuf {
+    let r = runs(ws, config);
+    assert_eq!(r.len(), 1, "expected one run of {config}: {r:?}");
+    r.into_iter().next().unwrap()
+}
+
+pub fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))
+}
+
+pub fn json(p: &Path) -> serde_json::Value {
+    serde_json::from_str(&read(p)).unwrap_or_else(|e| panic!("{} is not JSON: {e}", p.display()))
+}
+
+/// Processes whose command line mentions `needle` (our run folder); zombies have none.
+pub fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for e in rd.filter_map(|e| e.ok()) {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) {
+                found.push((pid, cmd));
+            }
+        }
+    }
+    found
+}
+
+/// Asserts no process of the run is left: none mentions its folder, and no published pid lives.
+pub fn assert_nothing_left(run_dir: &Path) {
+    let left = processes_mentioning(run_dir.to_str().unwrap());
+    assert!(left.is_empty(), "processes of the run are left: {left:?}");
+    let rdv = run_dir.join("rendezvous");
+    for e in std::fs::read_dir(&rdv).unwrap().filter_map(|e| e.ok()) {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "json") {
+            if let Some(pid) = json(&p).get("pid").and_then(|v| v.as_u64()) {
+                let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .map(|s| !s.contains(") Z "))
+                    .unwrap_or(false);
+                assert!(!alive, "pid {pid} from {} is still running", p.display());
+            }
+        }
+    }
+}
+
+/// Parses results.xml and returns (testcase name, failure message or None, failure type).
+pub fn junit_cases(path: &Path) -> Vec<(String, Option<String>, Option<String>, bool)> {
+    use quick_xml::events::Event;
+    let xml = read(path);
+    let mut reader = quick_xml::Reader::from_str(&xml);
+    let mut cases = Vec::new();
+    let mut saw_suites = false;
+    loop {
+        match reader
+            .read_event()
+            .unwrap_or_else(|e| panic!("results.xml is not XML: {e}\n{xml}"))
+        {
+            Event::Eof => break,
+            Event::Start(e) | Event::Empty(e) => {
+                let attr = |k: &str| {
+                    e.attributes()
+                        .filter_map(|a| a.ok())
+                        .find(|a| a.key.as_ref() == k.as_bytes())
+                        .map(|a| a.unescape_value().unwrap().into_owned())
+                };
+                match e.name().as_ref() {
+                    b"testsuites" => saw_suites = true,
+                    b"testcase" => cases.push((attr("name").unwrap(), None, None, false)),
+                    b"failure" => {
+                        let last = cases.last_mut().expect("failure inside a testcase");
+                        last.1 = Some(attr("message").unwrap_or_default());
+                        last.2 = attr("type");
+                    }
+                    b"skipped" => cases.last_mut().expect("skipped inside a testcase").3 = true,
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(saw_suites, "results.xml has no <testsuites>");
+    cases
+}

@@ -1,0 +1,98 @@
+//! `disagg logs` and `disagg triage` on real run folders.
+
+mod support;
+
+use support::*;
+
+#[test]
+fn logs_lists_runs_and_packs_one_and_triage_finds_the_crash() {
+    let ws = TempDir::new("logs");
+    let case = CaseSpec {
+        name: "logs",
+        concurrency: "[2]",
+        rounds: 20,
+        gen_args: "{fail_after_requests: 3}",
+        ..Default::default()
+    }
+    .write(ws.path(), "c.yaml");
+    let r = run(&case, ws.path(), &[], &[]);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let dir = only_run(ws.path(), "logs");
+
+    let l = disagg(
+        &["logs", "logs", "--workspace", ws.path().to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(l.code(), 0, "{}", l.show());
+    let out = l.stdout();
+    assert!(out.contains("logs: 1 run(s)"), "{out}");
+    assert!(out.contains("failed: GEN_0 exited with status 1"), "{out}");
+    assert!(
+        out.contains("gen_server_0.log") && out.contains("results.xml"),
+        "{out}"
+    );
+
+    let tarball = ws.path().join("run.tar.gz");
+    let p = disagg(
+        &[
+            "logs",
+            "logs",
+            "--workspace",
+            ws.path().to_str().unwrap(),
+            "--pack",
+            tarball.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(p.code(), 0, "{}", p.show());
+    let listing = std::process::Command::new("tar")
+        .args(["-tzf", tarball.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let names = String::from_utf8_lossy(&listing.stdout);
+    let run_id = dir.file_name().unwrap().to_str().unwrap();
+    assert!(
+        names.contains(&format!("logs/{run_id}/gen_server_0.log")),
+        "{names}"
+    );
+    assert!(
+        names.contains(&format!("logs/{run_id}/rendezvous/status.json")),
+        "{names}"
+    );
+
+    let t = disagg(&["triage", dir.to_str().unwrap()], &[]);
+    assert_eq!(t.code(), 1, "{}", t.show());
+    let out = t.stdout();
+    assert!(out.contains("gen_server_0.log"), "names the file: {out}");
+    assert!(
+        out.contains("role failure") || out.contains("GEN_0"),
+        "{out}"
+    );
+
+    let missing = disagg(
+        &["logs", "nope", "--workspace", ws.path().to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(missing.code(), 2, "{}", missing.show());
+    let bad = disagg(
+        &["logs", "../etc", "--workspace", ws.path().to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(bad.code(), 2, "{}", bad.show());
+}
+
+#[test]
+fn the_role_can_come_from_disagg_serving_type() {
+    let ws = TempDir::new("role-env");
+    let r = disagg(
+        &["role", "--run-dir", ws.path().to_str().unwrap()],
+        &[("DISAGG_SERVING_TYPE", "GEN_0")],
+    );
+    // No plan.json there: the role says so and exits 2, having read its name from the env.
+    assert_eq!(r.code(), 2, "{}", r.show());
+    assert!(
+        r.stderr().contains("disagg role GEN_0") && r.stderr().contains("plan.json"),
+        "{}",
+        r.show()
+    );
+}
