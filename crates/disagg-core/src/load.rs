@@ -40,7 +40,8 @@ pub fn parse_case(text: &str, path: &Path) -> Result<LoadedCase, CaseError> {
     // First pass with untyped engine_args: learn which engine the case is for.
     let raw: RawCase<serde_yaml_ng::Value> = deserialize(text, path)?;
     let case: Case = match raw.engine {
-        Engine::Sim => deserialize::<RawCase<SimEngineArgs>>(text, path)?.map_args(EngineArgs::Sim),
+        Engine::Sim => deserialize::<RawCase<SimEngineArgs>>(text, path)?
+            .map_args(|a| EngineArgs::Sim(Box::new(a))),
         Engine::Command => {
             deserialize::<RawCase<CommandArgs>>(text, path)?.map_args(EngineArgs::Command)
         }

@@ -90,6 +90,10 @@ pub(crate) fn check_all(paths: &[PathBuf], skip_perf: bool) -> Option<Vec<Ready>
 /// The sim checks its own flags: a case's `engine_args` that the sim would reject at start-up
 /// are rejected here, before anything is launched, pointing at the group that has them.
 fn check_engine_args(case: &LoadedCase) -> Result<(), disagg_core::CaseError> {
+    // Only the sim's argv is ours to check; other engines' flags are theirs.
+    if case.case.engine != disagg_core::case::Engine::Sim {
+        return Ok(());
+    }
     let dir = std::path::Path::new("/nonexistent-run-dir");
     let plan = disagg_core::plan::build(case, "check", dir, std::path::Path::new("disagg"));
     for w in plan.workers() {

@@ -28,7 +28,7 @@ use crate::plan::{EngineLaunch, GpuSlot, RoleName};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum EngineArgs {
-    Sim(SimEngineArgs),
+    Sim(Box<SimEngineArgs>),
     Command(CommandArgs),
     /// trtllm: the extra-options YAML; vllm and sglang: more command-line flags.
     Options(serde_yaml_ng::Mapping),
@@ -36,7 +36,7 @@ pub enum EngineArgs {
 
 impl Default for EngineArgs {
     fn default() -> Self {
-        EngineArgs::Sim(SimEngineArgs::default())
+        EngineArgs::Sim(Box::default())
     }
 }
 
