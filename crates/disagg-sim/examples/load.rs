@@ -1,14 +1,20 @@
 //! Measures how exactly one sim keeps its timing under many concurrent streams.
 //!
-//! `cargo run --release -p disagg-sim --example load -- --streams 5000 --tokens 100 --itl 20ms`
+//! Three ways to run it:
+//! - `load --serve [sim flags]`: the sim alone. Prints `listening ADDR`, serves until SIGINT or
+//!   SIGTERM (or `--serve-for`, 10 min by default), then prints its own token lateness and CPU use.
+//! - `load --connect ADDR --streams N --tokens T --itl D`: the client alone, against that sim
+//!   (`--itl` must match the sim's). Prints client gap errors and its own CPU use.
+//! - `load [sim flags]`: both in one process, each on its own 2-thread runtime.
 //!
-//! The sim runs in this process on its own 2-thread runtime (as `disagg sim` does); the client
-//! runs on another 2-thread runtime, so both share the machine's cores, as on a CI runner. Streams
-//! are opened over `--ramp` so the listen backlog is not the thing being measured. Reported:
+//! Streams are opened over `--ramp` so the listen backlog is not the thing being measured.
+//! Reported:
 //! - client side: every gap between consecutive token chunks minus the modelled ITL (what a
 //!   benchmark would see, client scheduling included);
-//! - server side: `sim_token_lateness_seconds` from /metrics (how late each token left the sim
-//!   against its modelled due time), at the histogram's bucket resolution.
+//! - server side: how late each token was when the sim released it to the HTTP layer, against
+//!   its modelled due time, at 5 µs resolution ([`SimState::token_lateness`]); the coarse
+//!   `sim_token_lateness_seconds` histogram of /metrics records the same;
+//! - CPU time (user + system) of each process over the run, from `/proc/self/stat`.
 
 use std::time::{Duration, Instant};
 
@@ -18,6 +24,15 @@ use disagg_sim::{ExitHook, SimArgs, SimState, serve};
 
 #[derive(Parser)]
 struct Cli {
+    /// Run only the sim: print `listening ADDR`, serve until SIGINT/SIGTERM or `--serve-for`.
+    #[arg(long, conflicts_with = "connect")]
+    serve: bool,
+    /// With `--serve`: stop serving after this long at the latest.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10m")]
+    serve_for: Duration,
+    /// Run only the client, against the sim at this address (`host:port`).
+    #[arg(long)]
+    connect: Option<String>,
     /// Concurrent streams.
     #[arg(long, default_value_t = 5000)]
     streams: usize,
@@ -41,24 +56,71 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn main() {
     let cli = Cli::parse();
-    let itl = cli.sim.timing.itl;
+    if cli.serve {
+        serve_only(&cli);
+    } else if let Some(addr) = cli.connect.clone() {
+        client_only(&cli, &addr);
+    } else {
+        in_process(&cli);
+    }
+}
+
+/// Binds the sim on 127.0.0.1 (`--port`, 0 by default) on its own 2-thread runtime.
+fn start_sim(cli: &Cli) -> (tokio::runtime::Runtime, SimState, std::net::SocketAddr) {
     let sim_rt = runtime();
     let (listener, state) = sim_rt.block_on(async {
         let state = SimState::new(&cli.sim, ExitHook::new(|| ())).expect("sim flags");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", cli.sim.port))
             .await
             .expect("bind");
         (listener, state)
     });
     let addr = listener.local_addr().expect("addr");
+    let served = state.clone();
     sim_rt.spawn(async move {
-        let _ = serve(listener, state).await;
+        let _ = serve(listener, served).await;
     });
+    (sim_rt, state, addr)
+}
 
+fn serve_only(cli: &Cli) {
+    let cpu0 = cpu_time();
+    let (sim_rt, state, addr) = start_sim(cli);
+    println!("listening {addr}");
+    let started = Instant::now();
+    sim_rt.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+            _ = tokio::time::sleep(cli.serve_for) => {}
+        }
+    });
+    let wall = started.elapsed();
+    println!("sim served for {wall:.2?}");
+    report_server(&state);
+    report_cpu("sim process", cpu0, wall);
+}
+
+fn client_only(cli: &Cli, addr: &str) {
+    let cpu0 = cpu_time();
+    let base = format!("http://{addr}");
+    let client_rt = runtime();
+    let started = Instant::now();
+    let results = client_rt.block_on(run_load(&base, cli));
+    let wall = started.elapsed();
+    report_client(cli, cli.sim.timing.itl, wall, results);
+    report_cpu("client process", cpu0, wall);
+}
+
+fn in_process(cli: &Cli) {
+    let cpu0 = cpu_time();
+    let (_sim_rt, state, addr) = start_sim(cli);
     let client_rt = runtime();
     let base = format!("http://{addr}");
     let started = Instant::now();
-    let results = client_rt.block_on(run_load(&base, &cli));
+    let results = client_rt.block_on(run_load(&base, cli));
     let wall = started.elapsed();
     let metrics = client_rt.block_on(async {
         reqwest::get(format!("{base}/metrics"))
@@ -68,7 +130,62 @@ fn main() {
             .await
             .expect("metrics text")
     });
-    report(&cli, itl, wall, results, &metrics);
+    report_client(cli, cli.sim.timing.itl, wall, results);
+    report_server(&state);
+    for p in [0.5, 0.99, 0.999] {
+        println!(
+            "server token lateness p{} (/metrics buckets): <= {} s",
+            p * 100.0,
+            histogram_quantile(&metrics, "sim_token_lateness_seconds", p)
+                .unwrap_or_else(|| "?".into())
+        );
+    }
+    report_cpu("sim + client process", cpu0, wall);
+}
+
+/// User + system CPU time of this process so far, from `/proc/self/stat` (Linux, 100 Hz ticks).
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+fn report_cpu(who: &str, before: Option<Duration>, wall: Duration) {
+    match (before, cpu_time()) {
+        (Some(a), Some(b)) => {
+            let used = b.saturating_sub(a);
+            println!(
+                "{who} CPU (user+sys): {:.2?} over {wall:.2?} wall = {:.2} cores",
+                used,
+                used.as_secs_f64() / wall.as_secs_f64()
+            );
+        }
+        _ => println!("{who} CPU: unavailable (no /proc/self/stat)"),
+    }
+}
+
+fn report_server(state: &SimState) {
+    let ps = [0.5, 0.9, 0.99, 0.999];
+    let (count, q, max) = state.token_lateness(&ps);
+    let shown: Vec<String> = ps
+        .iter()
+        .zip(q)
+        .map(|(p, d)| {
+            let v = d.map_or("> 200".to_string(), |d| {
+                format!("{:.3}", d.as_secs_f64() * 1e3)
+            });
+            format!("p{} {v}", p * 100.0)
+        })
+        .collect();
+    println!(
+        "server token lateness ms (5 us buckets, upper bounds), {count} tokens: {} max {:.3}",
+        shown.join(" "),
+        max.as_secs_f64() * 1e3
+    );
 }
 
 struct StreamResult {
@@ -173,7 +290,7 @@ fn histogram_quantile(metrics: &str, name: &str, p: f64) -> Option<String> {
         .map(|(le, _)| le.clone())
 }
 
-fn report(cli: &Cli, itl: Duration, wall: Duration, results: Vec<StreamResult>, metrics: &str) {
+fn report_client(cli: &Cli, itl: Duration, wall: Duration, results: Vec<StreamResult>) {
     let failed: Vec<_> = results.iter().filter_map(|r| r.error.as_ref()).collect();
     let complete = results
         .iter()
@@ -210,12 +327,4 @@ fn report(cli: &Cli, itl: Duration, wall: Duration, results: Vec<StreamResult>, 
         percentile(&abs, 0.99),
         percentile(&abs, 0.999)
     );
-    for p in [0.5, 0.99, 0.999] {
-        println!(
-            "server token lateness p{}: <= {} s",
-            p * 100.0,
-            histogram_quantile(metrics, "sim_token_lateness_seconds", p)
-                .unwrap_or_else(|| "?".into())
-        );
-    }
 }
