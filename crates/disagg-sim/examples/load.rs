@@ -19,7 +19,6 @@
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use disagg_proto::sse::{Event, Parser as SseParser};
 use disagg_sim::{ExitHook, SimArgs, SimState, serve};
 
 #[derive(Parser)]
@@ -105,10 +104,9 @@ fn serve_only(cli: &Cli) {
 
 fn client_only(cli: &Cli, addr: &str) {
     let cpu0 = cpu_time();
-    let base = format!("http://{addr}");
     let client_rt = runtime();
     let started = Instant::now();
-    let results = client_rt.block_on(run_load(&base, cli));
+    let results = client_rt.block_on(run_load(addr, cli));
     let wall = started.elapsed();
     report_client(cli, cli.sim.timing.itl, wall, results);
     report_cpu("client process", cpu0, wall);
@@ -120,7 +118,7 @@ fn in_process(cli: &Cli) {
     let client_rt = runtime();
     let base = format!("http://{addr}");
     let started = Instant::now();
-    let results = client_rt.block_on(run_load(&base, cli));
+    let results = client_rt.block_on(run_load(&addr.to_string(), cli));
     let wall = started.elapsed();
     let metrics = client_rt.block_on(async {
         reqwest::get(format!("{base}/metrics"))
@@ -143,25 +141,29 @@ fn in_process(cli: &Cli) {
     report_cpu("sim + client process", cpu0, wall);
 }
 
-/// User + system CPU time of this process so far, from `/proc/self/stat` (Linux, 100 Hz ticks).
-fn cpu_time() -> Option<Duration> {
+/// User and system CPU time of this process so far, from `/proc/self/stat` (Linux, 100 Hz
+/// ticks).
+fn cpu_time() -> Option<(Duration, Duration)> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // Fields after the command name, which is in parentheses and may contain spaces.
     let rest = stat.get(stat.rfind(')')? + 2..)?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(Duration::from_millis(ticks * 10))
+    let ticks = |i: usize| {
+        Some(Duration::from_millis(
+            fields.get(i)?.parse::<u64>().ok()? * 10,
+        ))
+    };
+    Some((ticks(11)?, ticks(12)?))
 }
 
-fn report_cpu(who: &str, before: Option<Duration>, wall: Duration) {
+fn report_cpu(who: &str, before: Option<(Duration, Duration)>, wall: Duration) {
     match (before, cpu_time()) {
-        (Some(a), Some(b)) => {
-            let used = b.saturating_sub(a);
+        (Some((u0, s0)), Some((u1, s1))) => {
+            let (user, sys) = (u1.saturating_sub(u0), s1.saturating_sub(s0));
             println!(
-                "{who} CPU (user+sys): {:.2?} over {wall:.2?} wall = {:.2} cores",
-                used,
-                used.as_secs_f64() / wall.as_secs_f64()
+                "{who} CPU: user {user:.2?} + sys {sys:.2?} over {wall:.2?} wall = {:.2} cores",
+                (user + sys).as_secs_f64() / wall.as_secs_f64()
             );
         }
         _ => println!("{who} CPU: unavailable (no /proc/self/stat)"),
@@ -194,25 +196,32 @@ struct StreamResult {
     error: Option<String>,
 }
 
-async fn run_load(base: &str, cli: &Cli) -> Vec<StreamResult> {
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client");
+async fn run_load(addr: &str, cli: &Cli) -> Vec<StreamResult> {
     let body = serde_json::json!({
         "prompt": (0..16).collect::<Vec<u32>>(),
         "max_tokens": cli.tokens,
         "stream": true,
-    });
-    let url = format!("{base}/v1/completions");
+    })
+    .to_string();
+    let request = format!(
+        "POST /v1/completions HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let request: std::sync::Arc<[u8]> = request.into_bytes().into();
     let step = cli.ramp / cli.streams.max(1) as u32;
     let t0 = tokio::time::Instant::now();
     let tasks: Vec<_> = (0..cli.streams)
         .map(|i| {
-            let (client, url, body) = (client.clone(), url.clone(), body.clone());
+            let (addr, request) = (addr.to_string(), request.clone());
             tokio::spawn(async move {
                 tokio::time::sleep_until(t0 + step * i as u32).await;
-                one_stream(&client, &url, &body).await
+                one_stream(&addr, &request)
+                    .await
+                    .unwrap_or_else(|(arrivals, e)| StreamResult {
+                        arrivals,
+                        error: Some(e.to_string()),
+                    })
             })
         })
         .collect();
@@ -226,41 +235,64 @@ async fn run_load(base: &str, cli: &Cli) -> Vec<StreamResult> {
     out
 }
 
-async fn one_stream(client: &reqwest::Client, url: &str, body: &serde_json::Value) -> StreamResult {
+/// One streamed request over a bare TCP connection. The client is deliberately minimal (no
+/// HTTP library, no JSON or SSE parsing) so that its own CPU use disturbs the measurement as
+/// little as possible: a token chunk is recognised by the end of its SSE frame, `}\n\n`, and
+/// the stream ends at `[DONE]`. The sim's frames are checked byte for byte by its own tests.
+async fn one_stream(
+    addr: &str,
+    request: &[u8],
+) -> Result<StreamResult, (Vec<Instant>, std::io::Error)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut arrivals = Vec::new();
-    let mut resp = match client.post(url).json(body).send().await {
-        Ok(r) => r,
-        Err(e) => {
-            return StreamResult {
-                arrivals,
-                error: Some(e.to_string()),
-            };
-        }
+    let mut conn = match tokio::net::TcpStream::connect(addr).await {
+        Ok(c) => c,
+        Err(e) => return Err((arrivals, e)),
     };
-    let mut parser = SseParser::new();
+    let _ = conn.set_nodelay(true);
+    if let Err(e) = conn.write_all(request).await {
+        return Err((arrivals, e));
+    }
+    let mut buf = vec![0u8; 16 << 10];
+    // The last two bytes of the previous read, so a frame end split across reads is seen.
+    let mut tail = [0u8; 2];
+    let mut status_checked = false;
     loop {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => {
-                let at = Instant::now();
-                for ev in parser.push(&chunk) {
-                    if ev != Event::Done {
-                        arrivals.push(at);
+        let n = match conn.read(&mut buf).await {
+            Ok(0) => {
+                let e =
+                    std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed before [DONE]");
+                return Err((arrivals, e));
+            }
+            Ok(n) => n,
+            Err(e) => return Err((arrivals, e)),
+        };
+        let at = Instant::now();
+        let data = &buf[..n];
+        if !status_checked {
+            status_checked = true;
+            if !data.starts_with(b"HTTP/1.1 200") {
+                let head = String::from_utf8_lossy(&data[..n.min(200)]).into_owned();
+                return Err((arrivals, std::io::Error::other(head)));
+            }
+        }
+        let mut prev = tail;
+        for &b in data {
+            if b == b'\n' && prev[1] == b'\n' {
+                match prev[0] {
+                    b'}' => arrivals.push(at),
+                    b']' => {
+                        return Ok(StreamResult {
+                            arrivals,
+                            error: None,
+                        });
                     }
+                    _ => {}
                 }
             }
-            Ok(None) => {
-                return StreamResult {
-                    arrivals,
-                    error: None,
-                };
-            }
-            Err(e) => {
-                return StreamResult {
-                    arrivals,
-                    error: Some(e.to_string()),
-                };
-            }
+            prev = [prev[1], b];
         }
+        tail = prev;
     }
 }
 
