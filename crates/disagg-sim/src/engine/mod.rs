@@ -7,6 +7,7 @@
 
 mod batched;
 mod clock;
+mod timer;
 
 pub(crate) use batched::KvHold;
 pub(crate) use clock::add as later;
@@ -18,7 +19,7 @@ use std::time::Duration;
 
 use disagg_proto::ApiError;
 use tokio::sync::mpsc;
-use tokio::time::{Instant, sleep_until};
+use tokio::time::Instant;
 
 use crate::metrics::Metrics;
 use clock::Schedule;
@@ -138,7 +139,7 @@ impl Feed {
         match self {
             Feed::Clock { schedule, next, .. } => {
                 let due = schedule.deadline(*next);
-                sleep_until(due).await;
+                timer::sleep_until(due).await;
                 *next += 1;
                 Ok(due)
             }
