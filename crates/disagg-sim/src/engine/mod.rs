@@ -7,7 +7,6 @@
 
 mod batched;
 mod clock;
-mod timer;
 
 pub(crate) use batched::KvHold;
 pub(crate) use clock::add as later;
@@ -19,7 +18,7 @@ use std::time::Duration;
 
 use disagg_proto::ApiError;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
+use tokio::time::{Instant, sleep_until};
 
 use crate::metrics::Metrics;
 use clock::Schedule;
@@ -139,7 +138,7 @@ impl Feed {
         match self {
             Feed::Clock { schedule, next, .. } => {
                 let due = schedule.deadline(*next);
-                timer::sleep_until(due).await;
+                sleep_until(due).await;
                 *next += 1;
                 Ok(due)
             }
