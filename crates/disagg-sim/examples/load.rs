@@ -1,23 +1,37 @@
 //! Measures how exactly one sim keeps its timing under many concurrent streams.
 //!
-//! `cargo run --release -p disagg-sim --example load -- --streams 5000 --tokens 100 --itl 20ms`
+//! Three ways to run it:
+//! - `load --serve [sim flags]`: the sim alone. Prints `listening ADDR`, serves until SIGINT or
+//!   SIGTERM (or `--serve-for`, 10 min by default), then prints its own token lateness and CPU use.
+//! - `load --connect ADDR --streams N --tokens T --itl D`: the client alone, against that sim
+//!   (`--itl` must match the sim's). Prints client gap errors and its own CPU use.
+//! - `load [sim flags]`: both in one process, each on its own 2-thread runtime.
 //!
-//! The sim runs in this process on its own 2-thread runtime (as `disagg sim` does); the client
-//! runs on another 2-thread runtime, so both share the machine's cores, as on a CI runner. Streams
-//! are opened over `--ramp` so the listen backlog is not the thing being measured. Reported:
+//! Streams are opened over `--ramp` so the listen backlog is not the thing being measured.
+//! Reported:
 //! - client side: every gap between consecutive token chunks minus the modelled ITL (what a
 //!   benchmark would see, client scheduling included);
-//! - server side: `sim_token_lateness_seconds` from /metrics (how late each token left the sim
-//!   against its modelled due time), at the histogram's bucket resolution.
+//! - server side: how late each token was when the sim released it to the HTTP layer, against
+//!   its modelled due time, at 5 µs resolution ([`SimState::token_lateness`]); the coarse
+//!   `sim_token_lateness_seconds` histogram of /metrics records the same;
+//! - CPU time (user + system) of each process over the run, from `/proc/self/stat`.
 
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use disagg_proto::sse::{Event, Parser as SseParser};
 use disagg_sim::{ExitHook, SimArgs, SimState, serve};
 
 #[derive(Parser)]
 struct Cli {
+    /// Run only the sim: print `listening ADDR`, serve until SIGINT/SIGTERM or `--serve-for`.
+    #[arg(long, conflicts_with = "connect")]
+    serve: bool,
+    /// With `--serve`: stop serving after this long at the latest.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10m")]
+    serve_for: Duration,
+    /// Run only the client, against the sim at this address (`host:port`).
+    #[arg(long)]
+    connect: Option<String>,
     /// Concurrent streams.
     #[arg(long, default_value_t = 5000)]
     streams: usize,
@@ -41,24 +55,70 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn main() {
     let cli = Cli::parse();
-    let itl = cli.sim.timing.itl;
+    if cli.serve {
+        serve_only(&cli);
+    } else if let Some(addr) = cli.connect.clone() {
+        client_only(&cli, &addr);
+    } else {
+        in_process(&cli);
+    }
+}
+
+/// Binds the sim on 127.0.0.1 (`--port`, 0 by default) on its own 2-thread runtime.
+fn start_sim(cli: &Cli) -> (tokio::runtime::Runtime, SimState, std::net::SocketAddr) {
     let sim_rt = runtime();
     let (listener, state) = sim_rt.block_on(async {
         let state = SimState::new(&cli.sim, ExitHook::new(|| ())).expect("sim flags");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", cli.sim.port))
             .await
             .expect("bind");
         (listener, state)
     });
     let addr = listener.local_addr().expect("addr");
+    let served = state.clone();
     sim_rt.spawn(async move {
-        let _ = serve(listener, state).await;
+        let _ = serve(listener, served).await;
     });
+    (sim_rt, state, addr)
+}
 
+fn serve_only(cli: &Cli) {
+    let cpu0 = cpu_time();
+    let (sim_rt, state, addr) = start_sim(cli);
+    println!("listening {addr}");
+    let started = Instant::now();
+    sim_rt.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+            _ = tokio::time::sleep(cli.serve_for) => {}
+        }
+    });
+    let wall = started.elapsed();
+    println!("sim served for {wall:.2?}");
+    report_server(&state);
+    report_cpu("sim process", cpu0, wall);
+}
+
+fn client_only(cli: &Cli, addr: &str) {
+    let cpu0 = cpu_time();
+    let client_rt = runtime();
+    let started = Instant::now();
+    let results = client_rt.block_on(run_load(addr, cli));
+    let wall = started.elapsed();
+    report_client(cli, cli.sim.timing.itl, wall, results);
+    report_cpu("client process", cpu0, wall);
+}
+
+fn in_process(cli: &Cli) {
+    let cpu0 = cpu_time();
+    let (_sim_rt, state, addr) = start_sim(cli);
     let client_rt = runtime();
     let base = format!("http://{addr}");
     let started = Instant::now();
-    let results = client_rt.block_on(run_load(&base, &cli));
+    let results = client_rt.block_on(run_load(&addr.to_string(), cli));
     let wall = started.elapsed();
     let metrics = client_rt.block_on(async {
         reqwest::get(format!("{base}/metrics"))
@@ -68,7 +128,66 @@ fn main() {
             .await
             .expect("metrics text")
     });
-    report(&cli, itl, wall, results, &metrics);
+    report_client(cli, cli.sim.timing.itl, wall, results);
+    report_server(&state);
+    for p in [0.5, 0.99, 0.999] {
+        println!(
+            "server token lateness p{} (/metrics buckets): <= {} s",
+            p * 100.0,
+            histogram_quantile(&metrics, "sim_token_lateness_seconds", p)
+                .unwrap_or_else(|| "?".into())
+        );
+    }
+    report_cpu("sim + client process", cpu0, wall);
+}
+
+/// User and system CPU time of this process so far, from `/proc/self/stat` (Linux, 100 Hz
+/// ticks).
+fn cpu_time() -> Option<(Duration, Duration)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    let ticks = |i: usize| {
+        Some(Duration::from_millis(
+            fields.get(i)?.parse::<u64>().ok()? * 10,
+        ))
+    };
+    Some((ticks(11)?, ticks(12)?))
+}
+
+fn report_cpu(who: &str, before: Option<(Duration, Duration)>, wall: Duration) {
+    match (before, cpu_time()) {
+        (Some((u0, s0)), Some((u1, s1))) => {
+            let (user, sys) = (u1.saturating_sub(u0), s1.saturating_sub(s0));
+            println!(
+                "{who} CPU: user {user:.2?} + sys {sys:.2?} over {wall:.2?} wall = {:.2} cores",
+                (user + sys).as_secs_f64() / wall.as_secs_f64()
+            );
+        }
+        _ => println!("{who} CPU: unavailable (no /proc/self/stat)"),
+    }
+}
+
+fn report_server(state: &SimState) {
+    let ps = [0.5, 0.9, 0.99, 0.999];
+    let (count, q, max) = state.token_lateness(&ps);
+    let shown: Vec<String> = ps
+        .iter()
+        .zip(q)
+        .map(|(p, d)| {
+            let v = d.map_or("> 200".to_string(), |d| {
+                format!("{:.3}", d.as_secs_f64() * 1e3)
+            });
+            format!("p{} {v}", p * 100.0)
+        })
+        .collect();
+    println!(
+        "server token lateness ms (5 us buckets, upper bounds), {count} tokens: {} max {:.3}",
+        shown.join(" "),
+        max.as_secs_f64() * 1e3
+    );
 }
 
 struct StreamResult {
@@ -77,25 +196,32 @@ struct StreamResult {
     error: Option<String>,
 }
 
-async fn run_load(base: &str, cli: &Cli) -> Vec<StreamResult> {
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client");
+async fn run_load(addr: &str, cli: &Cli) -> Vec<StreamResult> {
     let body = serde_json::json!({
         "prompt": (0..16).collect::<Vec<u32>>(),
         "max_tokens": cli.tokens,
         "stream": true,
-    });
-    let url = format!("{base}/v1/completions");
+    })
+    .to_string();
+    let request = format!(
+        "POST /v1/completions HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let request: std::sync::Arc<[u8]> = request.into_bytes().into();
     let step = cli.ramp / cli.streams.max(1) as u32;
     let t0 = tokio::time::Instant::now();
     let tasks: Vec<_> = (0..cli.streams)
         .map(|i| {
-            let (client, url, body) = (client.clone(), url.clone(), body.clone());
+            let (addr, request) = (addr.to_string(), request.clone());
             tokio::spawn(async move {
                 tokio::time::sleep_until(t0 + step * i as u32).await;
-                one_stream(&client, &url, &body).await
+                one_stream(&addr, &request)
+                    .await
+                    .unwrap_or_else(|(arrivals, e)| StreamResult {
+                        arrivals,
+                        error: Some(e.to_string()),
+                    })
             })
         })
         .collect();
@@ -109,41 +235,64 @@ async fn run_load(base: &str, cli: &Cli) -> Vec<StreamResult> {
     out
 }
 
-async fn one_stream(client: &reqwest::Client, url: &str, body: &serde_json::Value) -> StreamResult {
+/// One streamed request over a bare TCP connection. The client is deliberately minimal (no
+/// HTTP library, no JSON or SSE parsing) so that its own CPU use disturbs the measurement as
+/// little as possible: a token chunk is recognised by the end of its SSE frame, `}\n\n`, and
+/// the stream ends at `[DONE]`. The sim's frames are checked byte for byte by its own tests.
+async fn one_stream(
+    addr: &str,
+    request: &[u8],
+) -> Result<StreamResult, (Vec<Instant>, std::io::Error)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut arrivals = Vec::new();
-    let mut resp = match client.post(url).json(body).send().await {
-        Ok(r) => r,
-        Err(e) => {
-            return StreamResult {
-                arrivals,
-                error: Some(e.to_string()),
-            };
-        }
+    let mut conn = match tokio::net::TcpStream::connect(addr).await {
+        Ok(c) => c,
+        Err(e) => return Err((arrivals, e)),
     };
-    let mut parser = SseParser::new();
+    let _ = conn.set_nodelay(true);
+    if let Err(e) = conn.write_all(request).await {
+        return Err((arrivals, e));
+    }
+    let mut buf = vec![0u8; 16 << 10];
+    // The last two bytes of the previous read, so a frame end split across reads is seen.
+    let mut tail = [0u8; 2];
+    let mut status_checked = false;
     loop {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => {
-                let at = Instant::now();
-                for ev in parser.push(&chunk) {
-                    if ev != Event::Done {
-                        arrivals.push(at);
+        let n = match conn.read(&mut buf).await {
+            Ok(0) => {
+                let e =
+                    std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed before [DONE]");
+                return Err((arrivals, e));
+            }
+            Ok(n) => n,
+            Err(e) => return Err((arrivals, e)),
+        };
+        let at = Instant::now();
+        let data = &buf[..n];
+        if !status_checked {
+            status_checked = true;
+            if !data.starts_with(b"HTTP/1.1 200") {
+                let head = String::from_utf8_lossy(&data[..n.min(200)]).into_owned();
+                return Err((arrivals, std::io::Error::other(head)));
+            }
+        }
+        let mut prev = tail;
+        for &b in data {
+            if b == b'\n' && prev[1] == b'\n' {
+                match prev[0] {
+                    b'}' => arrivals.push(at),
+                    b']' => {
+                        return Ok(StreamResult {
+                            arrivals,
+                            error: None,
+                        });
                     }
+                    _ => {}
                 }
             }
-            Ok(None) => {
-                return StreamResult {
-                    arrivals,
-                    error: None,
-                };
-            }
-            Err(e) => {
-                return StreamResult {
-                    arrivals,
-                    error: Some(e.to_string()),
-                };
-            }
+            prev = [prev[1], b];
         }
+        tail = prev;
     }
 }
 
@@ -173,7 +322,7 @@ fn histogram_quantile(metrics: &str, name: &str, p: f64) -> Option<String> {
         .map(|(le, _)| le.clone())
 }
 
-fn report(cli: &Cli, itl: Duration, wall: Duration, results: Vec<StreamResult>, metrics: &str) {
+fn report_client(cli: &Cli, itl: Duration, wall: Duration, results: Vec<StreamResult>) {
     let failed: Vec<_> = results.iter().filter_map(|r| r.error.as_ref()).collect();
     let complete = results
         .iter()
@@ -210,12 +359,4 @@ fn report(cli: &Cli, itl: Duration, wall: Duration, results: Vec<StreamResult>, 
         percentile(&abs, 0.99),
         percentile(&abs, 0.999)
     );
-    for p in [0.5, 0.99, 0.999] {
-        println!(
-            "server token lateness p{}: <= {} s",
-            p * 100.0,
-            histogram_quantile(metrics, "sim_token_lateness_seconds", p)
-                .unwrap_or_else(|| "?".into())
-        );
-    }
 }

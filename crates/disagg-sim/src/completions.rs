@@ -340,11 +340,12 @@ impl Emitter {
                 }
                 if i >= self.ready {
                     match self.feed.next().await {
-                        Ok(due) => self
-                            .sim
-                            .metrics()
-                            .token_lateness
-                            .observe(Instant::now().saturating_duration_since(due)),
+                        Ok(due) => {
+                            let late = Instant::now().saturating_duration_since(due);
+                            let metrics = self.sim.metrics();
+                            metrics.token_lateness.observe(late);
+                            metrics.token_lateness_fine.observe(late);
+                        }
                         Err(e) => {
                             self.end(Outcome::Failed);
                             return Some((Err(std::io::Error::other(e.message)), self));

@@ -40,6 +40,70 @@ const LATENESS_BUCKETS: &[f64] = &[
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1,
 ];
 
+/// Width of a [`FineHistogram`] bucket.
+const FINE_STEP_NANOS: u64 = 5_000;
+/// Buckets of a [`FineHistogram`]: 5 µs each, up to 200 ms; later values count as overflow.
+const FINE_BUCKETS: usize = 40_000;
+
+/// A linear histogram at 5 µs resolution, for measuring the sim itself (`examples/load.rs`):
+/// the exported buckets are too coarse to tell 0.3 ms from 0.9 ms at p99. Not exported.
+#[derive(Debug)]
+pub(crate) struct FineHistogram {
+    buckets: Box<[AtomicU64]>,
+    overflow: AtomicU64,
+    count: AtomicU64,
+    max_nanos: AtomicU64,
+}
+
+impl Default for FineHistogram {
+    fn default() -> Self {
+        Self {
+            buckets: (0..FINE_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            overflow: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+            max_nanos: AtomicU64::new(0),
+        }
+    }
+}
+
+impl FineHistogram {
+    pub(crate) fn observe(&self, d: Duration) {
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        match self.buckets.get((nanos / FINE_STEP_NANOS) as usize) {
+            Some(b) => b.fetch_add(1, Relaxed),
+            None => self.overflow.fetch_add(1, Relaxed),
+        };
+        self.count.fetch_add(1, Relaxed);
+        self.max_nanos.fetch_max(nanos, Relaxed);
+    }
+
+    /// Observations, the upper bound of the bucket holding quantile `p` for each `p` (`None`
+    /// past 200 ms or with no observations), and the largest value seen.
+    pub(crate) fn summary(&self, ps: &[f64]) -> (u64, Vec<Option<Duration>>, Duration) {
+        let count = self.count.load(Relaxed);
+        let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Relaxed)).collect();
+        let quantiles = ps
+            .iter()
+            .map(|&p| {
+                if count == 0 {
+                    return None;
+                }
+                let want = ((count as f64) * p).ceil().max(1.0) as u64;
+                let mut seen = 0;
+                counts
+                    .iter()
+                    .position(|&n| {
+                        seen += n;
+                        seen >= want
+                    })
+                    .map(|i| Duration::from_nanos((i as u64 + 1) * FINE_STEP_NANOS))
+            })
+            .collect();
+        let max = Duration::from_nanos(self.max_nanos.load(Relaxed));
+        (count, quantiles, max)
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Histogram {
     bounds: &'static [f64],
@@ -100,6 +164,8 @@ pub(crate) struct Metrics {
     pub(crate) kv_transfer: Histogram,
     /// How late each streamed token left compared with its modelled due time.
     pub(crate) token_lateness: Histogram,
+    /// The same at 5 µs resolution, for `examples/load.rs` (not exported).
+    pub(crate) token_lateness_fine: FineHistogram,
 }
 
 impl Default for Metrics {
@@ -119,6 +185,7 @@ impl Default for Metrics {
             kv_fetches_failed: AtomicU64::new(0),
             kv_transfer: Histogram::new(STEP_BUCKETS),
             token_lateness: Histogram::new(LATENESS_BUCKETS),
+            token_lateness_fine: FineHistogram::default(),
         }
     }
 }
@@ -257,5 +324,21 @@ mod tests {
         assert!(text.contains("sim_decode_step_seconds_bucket{le=\"0.005\"} 1\n"));
         assert!(text.contains("sim_decode_step_seconds_count 1\n"));
         assert_eq!(m.outcome_count(Outcome::Ok), 2);
+    }
+
+    #[test]
+    fn the_fine_histogram_resolves_microseconds() {
+        let h = FineHistogram::default();
+        for us in [3, 12, 12, 480, 990] {
+            h.observe(Duration::from_micros(us));
+        }
+        h.observe(Duration::from_secs(1));
+        let (count, q, max) = h.summary(&[0.0, 0.5, 0.8, 1.0]);
+        assert_eq!(count, 6);
+        assert_eq!(q[0], Some(Duration::from_micros(5)));
+        assert_eq!(q[1], Some(Duration::from_micros(15)));
+        assert_eq!(q[2], Some(Duration::from_micros(995)));
+        assert_eq!(q[3], None, "past the last bucket");
+        assert_eq!(max, Duration::from_secs(1));
     }
 }

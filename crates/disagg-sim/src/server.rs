@@ -116,6 +116,14 @@ impl SimState {
         })))
     }
 
+    /// How late streamed tokens were when the sim released them, at 5 µs resolution: the
+    /// number of tokens, the bucket upper bound holding each quantile in `ps` (`None` past
+    /// 200 ms), and the worst. For load measurements (`examples/load.rs`); `/metrics` carries
+    /// the same at coarse buckets.
+    pub fn token_lateness(&self, ps: &[f64]) -> (u64, Vec<Option<Duration>>, Duration) {
+        self.0.metrics.token_lateness_fine.summary(ps)
+    }
+
     pub(crate) fn role(&self) -> SimRole {
         self.0.role
     }
