@@ -631,35 +631,23 @@ fn check_deadlines(case: &Case, text: &str, path: &Path) -> Result<(), CaseError
             return fail(k, "must be longer than 0s".into());
         }
     }
-    if t.request >= t.benchmark {
-        return fail(
-            "timeouts.request",
-            format!(
-                "request ({}) must be shorter than benchmark ({})",
-                h(t.request),
-                h(t.benchmark)
-            ),
-        );
-    }
-    if t.benchmark >= t.job {
-        return fail(
-            "timeouts.benchmark",
-            format!(
-                "benchmark ({}) must be shorter than job ({})",
-                h(t.benchmark),
-                h(t.job)
-            ),
-        );
-    }
-    if t.worker_startup >= t.job {
-        return fail(
-            "timeouts.worker_startup",
-            format!(
-                "worker_startup ({}) must be shorter than job ({})",
-                h(t.worker_startup),
-                h(t.job)
-            ),
-        );
+    // Each pair must nest: (the key blamed, its value, the deadline it must fit in).
+    for (key, inner, outer_name, outer) in [
+        ("timeouts.request", t.request, "benchmark", t.benchmark),
+        ("timeouts.benchmark", t.benchmark, "job", t.job),
+        ("timeouts.worker_startup", t.worker_startup, "job", t.job),
+    ] {
+        if inner >= outer {
+            let name = key.trim_start_matches("timeouts.");
+            return fail(
+                key,
+                format!(
+                    "{name} ({}) must be shorter than {outer_name} ({})",
+                    h(inner),
+                    h(outer)
+                ),
+            );
+        }
     }
     if t.worker_startup + t.benchmark > t.job {
         return fail(

@@ -412,42 +412,6 @@ fn allocate(next: &mut u32, count: u32, per_node: u32) -> Vec<GpuSlot> {
     slots
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn role_names_round_trip() {
-        for r in [
-            RoleName::Ctx(0),
-            RoleName::Gen(12),
-            RoleName::DisaggServer,
-            RoleName::Benchmark,
-        ] {
-            assert_eq!(r.to_string().parse::<RoleName>().unwrap(), r);
-        }
-        assert!("CTX_x".parse::<RoleName>().is_err());
-        assert!("WORKER".parse::<RoleName>().is_err());
-    }
-
-    #[test]
-    fn servers_do_not_straddle_nodes() {
-        let mut next = 0;
-        let a = allocate(&mut next, 4, 8);
-        let b = allocate(&mut next, 8, 8);
-        assert_eq!(
-            a.iter().map(|g| (g.node, g.index)).collect::<Vec<_>>(),
-            vec![(0, 0), (0, 1), (0, 2), (0, 3)]
-        );
-        assert_eq!(b[0], GpuSlot { node: 1, index: 0 });
-        assert_eq!(b[7], GpuSlot { node: 1, index: 7 });
-        let mut next = 4;
-        let c = allocate(&mut next, 16, 8);
-        assert_eq!(c[0], GpuSlot { node: 1, index: 0 });
-        assert_eq!(c[15], GpuSlot { node: 2, index: 7 });
-    }
-}
-
 /// The human-readable plan `disagg plan` prints.
 pub fn render(plan: &Plan) -> String {
     use std::fmt::Write as _;
@@ -502,4 +466,40 @@ pub fn render(plan: &Plan) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_names_round_trip() {
+        for r in [
+            RoleName::Ctx(0),
+            RoleName::Gen(12),
+            RoleName::DisaggServer,
+            RoleName::Benchmark,
+        ] {
+            assert_eq!(r.to_string().parse::<RoleName>().unwrap(), r);
+        }
+        assert!("CTX_x".parse::<RoleName>().is_err());
+        assert!("WORKER".parse::<RoleName>().is_err());
+    }
+
+    #[test]
+    fn servers_do_not_straddle_nodes() {
+        let mut next = 0;
+        let a = allocate(&mut next, 4, 8);
+        let b = allocate(&mut next, 8, 8);
+        assert_eq!(
+            a.iter().map(|g| (g.node, g.index)).collect::<Vec<_>>(),
+            vec![(0, 0), (0, 1), (0, 2), (0, 3)]
+        );
+        assert_eq!(b[0], GpuSlot { node: 1, index: 0 });
+        assert_eq!(b[7], GpuSlot { node: 1, index: 7 });
+        let mut next = 4;
+        let c = allocate(&mut next, 16, 8);
+        assert_eq!(c[0], GpuSlot { node: 1, index: 0 });
+        assert_eq!(c[15], GpuSlot { node: 2, index: 7 });
+    }
 }
