@@ -431,12 +431,14 @@ fn a_no_wait_job_ended_at_its_time_limit_reports_timeout_from_inside_the_job() {
     }
     let ws = Ws::new("inside-timeout");
     // Slurm ends a job between its time limit and about 30 s later (it checks periodically).
-    // The setup eats most of the 2 minutes; the supervisor is mid-benchmark (one request takes
-    // ~200 s of 50 ms tokens, its deadlines reach past 180 s) when Slurm ends the job, and no
-    // `disagg run` is waiting.
+    // The setup eats 100 s of the 2 minutes, so the supervisor starts late and its own
+    // deadlines (counted from its start) reach past 200 s, well after Slurm's kill; with a 70 s
+    // setup they reached only ~175 s and a late kill on a loaded machine lost the race. The
+    // supervisor is mid-benchmark (one request takes ~200 s of 50 ms tokens) when Slurm ends
+    // the job, and no `disagg run` is waiting.
     let c = ws.case(
         "slow.yaml",
-        "name: sl-inside-timeout\nmodel: {name: tiny}\nhardware: {gpus_per_node: 2}\nctx: {count: 1, engine_args: {}}\ngen: {count: 1, engine_args: {itl: 50ms}}\nbenchmark: {isl: 16, osl: 4000, concurrency: [1], rounds: 1}\ntimeouts: {worker_startup: 5s, request: 100s, benchmark: 105s, job: 115s, grace: 1s}\nsetup: [sleep, \"70\"]\nslurm: {time: \"2\"}\n",
+        "name: sl-inside-timeout\nmodel: {name: tiny}\nhardware: {gpus_per_node: 2}\nctx: {count: 1, engine_args: {}}\ngen: {count: 1, engine_args: {itl: 50ms}}\nbenchmark: {isl: 16, osl: 4000, concurrency: [1], rounds: 1}\ntimeouts: {worker_startup: 5s, request: 100s, benchmark: 105s, job: 115s, grace: 1s}\nsetup: [sleep, \"100\"]\nslurm: {time: \"2\"}\n",
     );
     let out = ws.run(&[
         "run",
