@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::app::Inner;
 use crate::policy::WorkerGroup;
+use crate::worker::Worker;
 
 /// Upper bounds (seconds) of the leg latency buckets: sub-millisecond for zero-delay test
 /// workers up to minutes for long prefills.
@@ -117,32 +118,20 @@ pub(crate) fn render(state: &Inner) -> String {
         &groups,
         |g| g.readmissions.load(Ordering::Relaxed),
     );
-    out.push_str("# HELP disagg_router_worker_in_flight Requests in flight per worker.\n");
-    out.push_str("# TYPE disagg_router_worker_in_flight gauge\n");
-    for g in groups {
-        for w in &g.workers {
-            let _ = writeln!(
-                out,
-                "disagg_router_worker_in_flight{{leg=\"{}\",worker=\"{}\"}} {}",
-                g.leg,
-                w.url,
-                w.in_flight()
-            );
-        }
-    }
-    out.push_str("# HELP disagg_router_worker_healthy 1 when the worker is in rotation.\n");
-    out.push_str("# TYPE disagg_router_worker_healthy gauge\n");
-    for g in groups {
-        for w in &g.workers {
-            let _ = writeln!(
-                out,
-                "disagg_router_worker_healthy{{leg=\"{}\",worker=\"{}\"}} {}",
-                g.leg,
-                w.url,
-                u8::from(w.is_healthy())
-            );
-        }
-    }
+    worker_gauge(
+        &mut out,
+        "in_flight",
+        "Requests in flight per worker.",
+        &groups,
+        |w| w.in_flight() as u64,
+    );
+    worker_gauge(
+        &mut out,
+        "healthy",
+        "1 when the worker is in rotation.",
+        &groups,
+        |w| u64::from(w.is_healthy()),
+    );
     out
 }
 
@@ -162,6 +151,29 @@ fn counter(
             g.leg,
             value(g)
         );
+    }
+}
+
+/// One gauge line per worker, labelled with its leg and URL.
+fn worker_gauge(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    groups: &[&WorkerGroup],
+    value: impl Fn(&Worker) -> u64,
+) {
+    let _ = writeln!(out, "# HELP disagg_router_worker_{name} {help}");
+    let _ = writeln!(out, "# TYPE disagg_router_worker_{name} gauge");
+    for g in groups {
+        for w in &g.workers {
+            let _ = writeln!(
+                out,
+                "disagg_router_worker_{name}{{leg=\"{}\",worker=\"{}\"}} {}",
+                g.leg,
+                w.url,
+                value(w)
+            );
+        }
     }
 }
 
