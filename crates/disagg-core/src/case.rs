@@ -274,6 +274,19 @@ pub struct SimEngineArgs {
     /// Log every request received, with its body, to `<role log>.requests.jsonl`.
     #[serde(default)]
     pub request_log: bool,
+    /// Serving threads (`--threads`); unset: one per CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<u64>,
+    /// Serve under SCHED_FIFO (`--realtime`; needs root or CAP_SYS_NICE).
+    #[serde(default)]
+    pub realtime: bool,
+    /// The token clock's release grid (`--clock-step`, simple preset).
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub clock_step: Option<Duration>,
 }
 
 /// The sim's timing presets.
@@ -325,6 +338,9 @@ impl Default for SimEngineArgs {
             kv_transfer_delay: None,
             kv_transfer_fail_on: Vec::new(),
             request_log: false,
+            threads: None,
+            realtime: false,
+            clock_step: None,
         }
     }
 }

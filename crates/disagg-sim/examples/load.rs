@@ -5,21 +5,27 @@
 //!   SIGTERM (or `--serve-for`, 10 min by default), then prints its own token lateness and CPU use.
 //! - `load --connect ADDR --streams N --tokens T --itl D`: the client alone, against that sim
 //!   (`--itl` must match the sim's). Prints client gap errors and its own CPU use.
-//! - `load [sim flags]`: both in one process, each on its own 2-thread runtime.
+//! - `load [sim flags]`: both in one process.
 //!
-//! Streams are opened over `--ramp` so the listen backlog is not the thing being measured.
-//! Reported:
-//! - client side: every gap between consecutive token chunks minus the modelled ITL (what a
-//!   benchmark would see, client scheduling included);
+//! The sim serves as `disagg sim` does: one accepting task, connections handed in turn to
+//! `--threads` serving threads (one per CPU by default), `--realtime` honoured. Streams are
+//! opened over `--ramp` so the listen backlog is not the thing being measured. Reported:
+//! - client side: every gap between consecutive token chunks minus the modelled ITL, as the
+//!   client's reads returned (what a benchmark would see, client scheduling included);
+//! - wire: the same gaps from kernel receive timestamps (`SO_TIMESTAMPNS`), taken when the
+//!   segment entered the loopback receive path inside the sim's `writev`: the sim's timing
+//!   without the client's own delays. Only reads that returned exactly one chunk count; the
+//!   plateau figure counts only gaps while every stream was open;
 //! - server side: how late each token was when the sim released it to the HTTP layer, against
-//!   its modelled due time, at 5 µs resolution ([`SimState::token_lateness`]); the coarse
-//!   `sim_token_lateness_seconds` histogram of /metrics records the same;
-//! - CPU time (user + system) of each process over the run, from `/proc/self/stat`.
+//!   its modelled due time, and how much that lateness changed from a stream's previous token
+//!   (its gap error), at 5 µs resolution ([`SimState::token_lateness`],
+//!   [`SimState::token_gap_error`]); `/metrics` has the lateness at coarse buckets;
+//! - CPU time (user + system) and context switches of each process, from `/proc/self`.
 
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use disagg_sim::{ExitHook, SimArgs, SimState, serve};
+use disagg_sim::{ExitHook, SimArgs, SimState, serve_sharded};
 
 #[derive(Parser)]
 struct Cli {
@@ -38,6 +44,10 @@ struct Cli {
     /// Tokens per stream.
     #[arg(long, default_value_t = 100)]
     tokens: u64,
+    /// Threads of the client's runtime. One thread reads 100k chunks/s with less CPU than
+    /// two that wake and rob each other.
+    #[arg(long, default_value_t = 1)]
+    client_threads: usize,
     /// Streams are started evenly over this long.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
     ramp: Duration,
@@ -45,9 +55,9 @@ struct Cli {
     sim: SimArgs,
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+fn runtime(workers: usize) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(workers.max(1))
         .enable_all()
         .build()
         .expect("runtime")
@@ -66,7 +76,8 @@ fn main() {
 
 /// Binds the sim on 127.0.0.1 (`--port`, 0 by default) on its own 2-thread runtime.
 fn start_sim(cli: &Cli) -> (tokio::runtime::Runtime, SimState, std::net::SocketAddr) {
-    let sim_rt = runtime();
+    // Only the accepting task runs here; the serving threads have their own runtimes.
+    let sim_rt = runtime(1);
     let (listener, state) = sim_rt.block_on(async {
         let state = SimState::new(&cli.sim, ExitHook::new(|| ())).expect("sim flags");
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", cli.sim.port))
@@ -76,8 +87,12 @@ fn start_sim(cli: &Cli) -> (tokio::runtime::Runtime, SimState, std::net::SocketA
     });
     let addr = listener.local_addr().expect("addr");
     let served = state.clone();
+    let (threads, realtime) = (cli.sim.threads, cli.sim.realtime);
     sim_rt.spawn(async move {
-        let _ = serve(listener, served).await;
+        if let Err(e) = serve_sharded(listener, served, threads, realtime).await {
+            eprintln!("sim: {e}");
+            std::process::exit(2);
+        }
     });
     (sim_rt, state, addr)
 }
@@ -104,7 +119,7 @@ fn serve_only(cli: &Cli) {
 
 fn client_only(cli: &Cli, addr: &str) {
     let cpu0 = cpu_time();
-    let client_rt = runtime();
+    let client_rt = runtime(cli.client_threads);
     let started = Instant::now();
     let results = client_rt.block_on(run_load(addr, cli));
     let wall = started.elapsed();
@@ -115,7 +130,7 @@ fn client_only(cli: &Cli, addr: &str) {
 fn in_process(cli: &Cli) {
     let cpu0 = cpu_time();
     let (_sim_rt, state, addr) = start_sim(cli);
-    let client_rt = runtime();
+    let client_rt = runtime(cli.client_threads);
     let base = format!("http://{addr}");
     let started = Instant::now();
     let results = client_rt.block_on(run_load(&addr.to_string(), cli));
@@ -168,11 +183,50 @@ fn report_cpu(who: &str, before: Option<(Duration, Duration)>, wall: Duration) {
         }
         _ => println!("{who} CPU: unavailable (no /proc/self/stat)"),
     }
+    let (voluntary, involuntary) = context_switches();
+    println!(
+        "{who} context switches (all threads, whole life): {voluntary} voluntary, {involuntary} involuntary"
+    );
+}
+
+/// Context switches summed over the process's live threads, from `/proc/self/task/*/status`.
+fn context_switches() -> (u64, u64) {
+    let mut sums = (0, 0);
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return sums;
+    };
+    for t in tasks.flatten() {
+        let Ok(status) = std::fs::read_to_string(t.path().join("status")) else {
+            continue;
+        };
+        for line in status.lines() {
+            let n = |l: &str| {
+                l.split_whitespace()
+                    .last()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            if line.starts_with("voluntary_ctxt_switches") {
+                sums.0 += n(line);
+            } else if line.starts_with("nonvoluntary_ctxt_switches") {
+                sums.1 += n(line);
+            }
+        }
+    }
+    sums
 }
 
 fn report_server(state: &SimState) {
-    let ps = [0.5, 0.9, 0.99, 0.999];
-    let (count, q, max) = state.token_lateness(&ps);
+    let ps = [0.5, 0.9, 0.95, 0.98, 0.99, 0.999];
+    report_fine("server token lateness", &ps, state.token_lateness(&ps));
+    report_fine(
+        "server gap error |late - previous late|",
+        &ps,
+        state.token_gap_error(&ps),
+    );
+}
+
+fn report_fine(what: &str, ps: &[f64], (count, q, max): (u64, Vec<Option<Duration>>, Duration)) {
     let shown: Vec<String> = ps
         .iter()
         .zip(q)
@@ -184,7 +238,7 @@ fn report_server(state: &SimState) {
         })
         .collect();
     println!(
-        "server token lateness ms (5 us buckets, upper bounds), {count} tokens: {} max {:.3}",
+        "{what} ms (5 us buckets, upper bounds), {count} tokens: {} max {:.3}",
         shown.join(" "),
         max.as_secs_f64() * 1e3
     );
@@ -192,7 +246,7 @@ fn report_server(state: &SimState) {
 
 struct StreamResult {
     /// Arrival of each token chunk.
-    arrivals: Vec<Instant>,
+    arrivals: Vec<Arrival>,
     error: Option<String>,
 }
 
@@ -235,6 +289,18 @@ async fn run_load(addr: &str, cli: &Cli) -> Vec<StreamResult> {
     out
 }
 
+/// One token chunk as the client saw it.
+#[derive(Clone, Copy)]
+struct Arrival {
+    /// When the client's read returned.
+    at: Instant,
+    /// When the kernel received the chunk's segment (`SO_TIMESTAMPNS`, CLOCK_REALTIME). On
+    /// loopback the receive path runs inside the sender's `writev`, so this is when the sim
+    /// put the chunk on the wire, free of the client's own scheduling delay. `None` when one
+    /// read returned several chunks: the kernel reports one timestamp per read, the last one.
+    wire: Option<Duration>,
+}
+
 /// One streamed request over a bare TCP connection. The client is deliberately minimal (no
 /// HTTP library, no JSON or SSE parsing) so that its own CPU use disturbs the measurement as
 /// little as possible: a token chunk is recognised by the end of its SSE frame, `}\n\n`, and
@@ -242,29 +308,39 @@ async fn run_load(addr: &str, cli: &Cli) -> Vec<StreamResult> {
 async fn one_stream(
     addr: &str,
     request: &[u8],
-) -> Result<StreamResult, (Vec<Instant>, std::io::Error)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+) -> Result<StreamResult, (Vec<Arrival>, std::io::Error)> {
+    use std::os::fd::AsRawFd;
+    use tokio::io::{AsyncWriteExt, Interest};
     let mut arrivals = Vec::new();
     let mut conn = match tokio::net::TcpStream::connect(addr).await {
         Ok(c) => c,
         Err(e) => return Err((arrivals, e)),
     };
     let _ = conn.set_nodelay(true);
+    if let Err(e) =
+        nix::sys::socket::setsockopt(&conn, nix::sys::socket::sockopt::ReceiveTimestampns, &true)
+    {
+        return Err((arrivals, e.into()));
+    }
     if let Err(e) = conn.write_all(request).await {
         return Err((arrivals, e));
     }
+    let fd = conn.as_raw_fd();
     let mut buf = vec![0u8; 16 << 10];
     // The last two bytes of the previous read, so a frame end split across reads is seen.
     let mut tail = [0u8; 2];
     let mut status_checked = false;
     loop {
-        let n = match conn.read(&mut buf).await {
-            Ok(0) => {
+        let read = conn
+            .async_io(Interest::READABLE, || recv_stamped(fd, &mut buf))
+            .await;
+        let (n, wire) = match read {
+            Ok((0, _)) => {
                 let e =
                     std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed before [DONE]");
                 return Err((arrivals, e));
             }
-            Ok(n) => n,
+            Ok(r) => r,
             Err(e) => return Err((arrivals, e)),
         };
         let at = Instant::now();
@@ -276,24 +352,48 @@ async fn one_stream(
                 return Err((arrivals, std::io::Error::other(head)));
             }
         }
+        let first_new = arrivals.len();
         let mut prev = tail;
+        let mut done = false;
         for &b in data {
             if b == b'\n' && prev[1] == b'\n' {
                 match prev[0] {
-                    b'}' => arrivals.push(at),
-                    b']' => {
-                        return Ok(StreamResult {
-                            arrivals,
-                            error: None,
-                        });
-                    }
+                    b'}' => arrivals.push(Arrival { at, wire: None }),
+                    b']' => done = true,
                     _ => {}
                 }
             }
             prev = [prev[1], b];
         }
         tail = prev;
+        if arrivals.len() == first_new + 1 {
+            arrivals[first_new].wire = wire;
+        }
+        if done {
+            return Ok(StreamResult {
+                arrivals,
+                error: None,
+            });
+        }
     }
+}
+
+/// `recvmsg` with room for the `SCM_TIMESTAMPNS` control message.
+fn recv_stamped(
+    fd: std::os::fd::RawFd,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, Option<Duration>)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let mut space = nix::cmsg_space!(nix::sys::time::TimeSpec);
+    let msg = recvmsg::<()>(fd, &mut iov, Some(&mut space), MsgFlags::MSG_DONTWAIT)?;
+    let mut wire = None;
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmTimestampns(ts) = c {
+            wire = Some(Duration::new(ts.tv_sec() as u64, ts.tv_nsec() as u32));
+        }
+    }
+    Ok((msg.bytes, wire))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -332,8 +432,41 @@ fn report_client(cli: &Cli, itl: Duration, wall: Duration, results: Vec<StreamRe
     let mut errors_ms: Vec<f64> = results
         .iter()
         .flat_map(|r| r.arrivals.windows(2))
-        .map(|w| (w[1] - w[0]).as_secs_f64() * 1e3 - modelled)
+        .map(|w| (w[1].at - w[0].at).as_secs_f64() * 1e3 - modelled)
         .collect();
+    let mut wire_ms: Vec<f64> = results
+        .iter()
+        .flat_map(|r| r.arrivals.windows(2))
+        .filter_map(|w| Some((w[1].wire?.checked_sub(w[0].wire?)?).as_secs_f64() * 1e3 - modelled))
+        .collect();
+    let mut wire_abs: Vec<f64> = wire_ms.iter().map(|e| e.abs()).collect();
+    // The plateau: from the last stream's first token to the first stream's last token, every
+    // stream is open at once. The ramp before it also carries the connection storm.
+    let plateau_start = results
+        .iter()
+        .filter_map(|r| r.arrivals.first())
+        .map(|a| a.at)
+        .max();
+    let plateau_end = results
+        .iter()
+        .filter_map(|r| r.arrivals.last())
+        .map(|a| a.at)
+        .min();
+    let mut plateau_abs: Vec<f64> = match (plateau_start, plateau_end) {
+        (Some(a), Some(b)) if a < b => results
+            .iter()
+            .flat_map(|r| r.arrivals.windows(2))
+            .filter(|w| w[1].at > a && w[1].at < b)
+            .filter_map(|w| {
+                let gap = w[1].wire?.checked_sub(w[0].wire?)?;
+                Some((gap.as_secs_f64() * 1e3 - modelled).abs())
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    plateau_abs.sort_by(f64::total_cmp);
+    wire_ms.sort_by(f64::total_cmp);
+    wire_abs.sort_by(f64::total_cmp);
     errors_ms.sort_by(f64::total_cmp);
     let mut abs: Vec<f64> = errors_ms.iter().map(|e| e.abs()).collect();
     abs.sort_by(f64::total_cmp);
@@ -358,5 +491,32 @@ fn report_client(cli: &Cli, itl: Duration, wall: Duration, results: Vec<StreamRe
         percentile(&abs, 0.5),
         percentile(&abs, 0.99),
         percentile(&abs, 0.999)
+    );
+    println!(
+        "wire gaps measured (kernel receive timestamps, one chunk per read): {}",
+        wire_ms.len()
+    );
+    println!(
+        "wire gap error (gap - itl) ms: p1 {:+.3} p50 {:+.3} p99 {:+.3} max {:+.3}",
+        percentile(&wire_ms, 0.01),
+        percentile(&wire_ms, 0.5),
+        percentile(&wire_ms, 0.99),
+        wire_ms.last().copied().unwrap_or(f64::NAN)
+    );
+    println!(
+        "wire |gap - itl| ms: p50 {:.3} p99 {:.3} p99.9 {:.3}",
+        percentile(&wire_abs, 0.5),
+        percentile(&wire_abs, 0.99),
+        percentile(&wire_abs, 0.999)
+    );
+    println!(
+        "wire |gap - itl| ms with every stream open ({:.2?}, {} gaps): p50 {:.3} p99 {:.3} p99.9 {:.3}",
+        plateau_end
+            .zip(plateau_start)
+            .map_or(Duration::ZERO, |(b, a)| b.saturating_duration_since(a)),
+        plateau_abs.len(),
+        percentile(&plateau_abs, 0.5),
+        percentile(&plateau_abs, 0.99),
+        percentile(&plateau_abs, 0.999)
     );
 }

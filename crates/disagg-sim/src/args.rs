@@ -66,6 +66,15 @@ pub struct SimArgs {
     /// hand-off params). Defaults to --host, or 127.0.0.1 when --host is a wildcard address.
     #[arg(long)]
     pub advertise_host: Option<String>,
+    /// Threads serving connections, each with its own event loop and token clock; new
+    /// connections go to them in turn. 0 means one per CPU this process may use.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Run the serving threads under the real-time policy SCHED_FIFO (priority 1), so that other
+    /// processes on the machine, a load generator for one, cannot delay a token. Needs root or
+    /// CAP_SYS_NICE (or an RLIMIT_RTPRIO of at least 1); the sim refuses to start without it.
+    #[arg(long)]
+    pub realtime: bool,
     /// Where to write `host:port` once bound (atomically). Without it, it goes to stdout.
     #[arg(long)]
     pub ready_file: Option<PathBuf>,
@@ -110,6 +119,12 @@ pub struct TimingArgs {
     /// Time between generated tokens (preset `simple`; `d` of preset `batched`).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5ms")]
     pub itl: Duration,
+    /// Preset `simple`: tokens are released on a grid of this step, so a token leaves up to one
+    /// step after its due time, but the gaps between a stream's tokens stay exact when --itl is
+    /// a multiple of it. A smaller step costs more CPU under load; 0 releases every token at
+    /// its own due time. At most 100ms.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1ms")]
+    pub clock_step: Duration,
     /// Batched: sequences per step (running plus newly admitted).
     #[arg(long)]
     pub max_batch_size: Option<std::num::NonZeroU64>,

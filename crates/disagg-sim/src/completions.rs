@@ -276,6 +276,7 @@ fn streamed(
         drop_after,
         next: Phase::Token(0),
         ended: false,
+        last_late: None,
     };
     let frames = futures_util::stream::unfold(emitter, Emitter::step);
     let mut r = Response::new(Body::from_stream(frames.boxed()));
@@ -313,6 +314,8 @@ struct Emitter {
     next: Phase,
     /// The outcome is recorded; dropping the emitter now is not a cancellation.
     ended: bool,
+    /// How late the previous token was released, for the gap error.
+    last_late: Option<std::time::Duration>,
 }
 
 type Frame = Result<Bytes, std::io::Error>;
@@ -345,6 +348,9 @@ impl Emitter {
                             let metrics = self.sim.metrics();
                             metrics.token_lateness.observe(late);
                             metrics.token_lateness_fine.observe(late);
+                            if let Some(before) = self.last_late.replace(late) {
+                                metrics.token_gap_error_fine.observe(late.abs_diff(before));
+                            }
                         }
                         Err(e) => {
                             self.end(Outcome::Failed);

@@ -35,12 +35,14 @@ mod request;
 mod request_log;
 mod response;
 mod server;
+mod shards;
 mod tokens;
 
 pub use args::{Dialect, FaultArgs, KvArgs, Preset, SimArgs, SimRole, TimingArgs};
 pub use engine::cost::TimingError;
 pub use faults::ExitHook;
 pub use server::{SimState, app, serve};
+pub use shards::serve_sharded;
 
 /// Why the sim could not run.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +59,11 @@ pub enum SimError {
     },
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    #[error(
+        "--realtime: cannot switch the serving threads to SCHED_FIFO: {0}; run as root, grant \
+         CAP_SYS_NICE (setcap cap_sys_nice+ep), raise RLIMIT_RTPRIO to 1, or drop --realtime"
+    )]
+    Realtime(std::io::Error),
     #[error("invalid timing flags: {0}")]
     Timing(#[from] TimingError),
     #[error("cannot open request log {path}: {source}")]
@@ -95,26 +102,32 @@ pub async fn run(args: SimArgs) -> Result<(), SimError> {
             addr: ready::authority(&args.host, args.port),
             source,
         })?;
-    let port = listener
-        .local_addr()
-        .map_err(|source| SimError::Bind {
-            addr: ready::authority(&args.host, args.port),
-            source,
-        })?
-        .port();
-    let bound = ready::authority(&args.host, port);
+    let local = listener.local_addr().map_err(|source| SimError::Bind {
+        addr: ready::authority(&args.host, args.port),
+        source,
+    })?;
+    let bound = ready::authority(&args.host, local.port());
+    // The serving threads start (and get --realtime) before anyone is told the sim is up.
+    let shards = shards::Shards::start(&state, local, args.threads, args.realtime)?;
     eprintln!("disagg-sim: listening on {bound}");
     eprintln!(
         "disagg-sim: role={:?} dialect={} model={} preset={:?} prefill_per_token={:?} itl={:?} \
-         startup_delay={:?}",
+         clock_step={:?} startup_delay={:?} threads={} realtime={}",
         args.role,
         args.dialect.name(),
         args.model,
         args.timing.preset,
         args.timing.prefill_per_token,
         args.timing.itl,
-        args.startup_delay
+        args.timing.clock_step,
+        args.startup_delay,
+        if args.threads == 0 {
+            shards::default_threads()
+        } else {
+            args.threads
+        },
+        args.realtime
     );
     ready::publish(args.ready_file.as_deref(), &bound)?;
-    serve(listener, state).await
+    shards.accept(listener).await
 }

@@ -166,6 +166,9 @@ pub(crate) struct Metrics {
     pub(crate) token_lateness: Histogram,
     /// The same at 5 µs resolution, for `examples/load.rs` (not exported).
     pub(crate) token_lateness_fine: FineHistogram,
+    /// |lateness of a token − lateness of the one before it| in the same stream: how far each
+    /// gap between two chunks strayed from the modelled gap (not exported).
+    pub(crate) token_gap_error_fine: FineHistogram,
 }
 
 impl Default for Metrics {
@@ -186,6 +189,7 @@ impl Default for Metrics {
             kv_transfer: Histogram::new(STEP_BUCKETS),
             token_lateness: Histogram::new(LATENESS_BUCKETS),
             token_lateness_fine: FineHistogram::default(),
+            token_gap_error_fine: FineHistogram::default(),
         }
     }
 }

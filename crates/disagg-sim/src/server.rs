@@ -124,6 +124,17 @@ impl SimState {
         self.0.metrics.token_lateness_fine.summary(ps)
     }
 
+    /// How far each gap between two streamed tokens strayed from the modelled gap, as the sim
+    /// released them, in the same form as [`SimState::token_lateness`].
+    pub fn token_gap_error(&self, ps: &[f64]) -> (u64, Vec<Option<Duration>>, Duration) {
+        self.0.metrics.token_gap_error_fine.summary(ps)
+    }
+
+    /// The port this sim serves on, once known (the KV hand-off advertises it).
+    pub(crate) fn set_port(&self, port: u16) {
+        let _ = self.0.port.set(port);
+    }
+
     pub(crate) fn role(&self) -> SimRole {
         self.0.role
     }
@@ -237,7 +248,7 @@ pub fn app(state: SimState) -> Router {
 /// Serves [`app`] on an already bound listener until the process ends.
 pub async fn serve(listener: TcpListener, state: SimState) -> Result<(), SimError> {
     if let Ok(addr) = listener.local_addr() {
-        let _ = state.0.port.set(addr.port());
+        state.set_port(addr.port());
     }
     // Streamed tokens are small writes; Nagle would hold them back and distort measured ITL.
     let listener = listener.tap_io(|tcp| {

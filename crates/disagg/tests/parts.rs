@@ -179,3 +179,94 @@ fn sim_router_and_bench_compose_as_standalone_processes() {
         );
     }
 }
+
+/// The sim's threads, by name, with their scheduling policy (0 SCHED_OTHER, 1 SCHED_FIFO),
+/// from `/proc/PID/task/*`.
+fn threads_of(pid: u32) -> Vec<(String, u32)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let (Ok(comm), Ok(stat)) = (
+            std::fs::read_to_string(task.path().join("comm")),
+            std::fs::read_to_string(task.path().join("stat")),
+        ) else {
+            continue; // the thread ended meanwhile
+        };
+        // Fields after the parenthesised name start at field 3; the policy is field 41.
+        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+        let policy = after_name.split_whitespace().nth(41 - 3).unwrap();
+        out.push((comm.trim().to_string(), policy.parse().unwrap()));
+    }
+    out
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        == Some("0")
+}
+
+#[test]
+fn the_sim_serves_from_its_own_threads_and_realtime_puts_them_under_sched_fifo() {
+    let root = is_root();
+    if root {
+        let sim = Server::start(&["sim", "--threads", "3", "--realtime", "--itl", "1ms"]);
+        let shards: Vec<_> = threads_of(sim.child.id())
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("sim-shard-"))
+            .collect();
+        assert_eq!(shards.len(), 3, "--threads 3: {shards:?}");
+        assert!(
+            shards.iter().all(|(_, policy)| *policy == 1),
+            "every serving thread runs under SCHED_FIFO: {shards:?}"
+        );
+        // And it serves: streamed requests spread over the threads complete.
+        let r = disagg(
+            &[
+                "bench",
+                "--url",
+                &sim.url(),
+                "--isl",
+                "8",
+                "--osl",
+                "4",
+                "--concurrency",
+                "3",
+                "--rounds",
+                "1",
+            ],
+            &[],
+        );
+        assert_eq!(r.code(), 0, "{}", r.show());
+    }
+    // Without the right to real-time scheduling, --realtime refuses to start and says why.
+    // Root keeps that right unless CAP_SYS_NICE leaves its bounding set.
+    let mut denied = if root {
+        let mut c = Command::new("setpriv");
+        c.args(["--bounding-set=-sys_nice", DISAGG]);
+        c
+    } else {
+        Command::new(DISAGG)
+    };
+    let out = denied
+        .args(["sim", "--realtime", "--threads", "2"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("setpriv (util-linux) runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "no address is published: {:?}",
+        out.stdout
+    );
+    assert!(
+        stderr.contains("--realtime") && stderr.contains("CAP_SYS_NICE"),
+        "{stderr}"
+    );
+}

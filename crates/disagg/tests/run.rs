@@ -632,3 +632,26 @@ fn sim_settings_the_sim_would_reject_are_a_case_error() {
     assert!(r.stderr().contains("hint: "), "{}", r.show());
     assert!(!workspace.exists());
 }
+
+#[test]
+fn serving_settings_in_engine_args_reach_the_sim() {
+    let ws = TempDir::new("simserve");
+    let case = CaseSpec {
+        gen_args: "{threads: 1, clock_step: 250us}",
+        ..Default::default()
+    }
+    .write(ws.path(), "c.yaml");
+    let r = run(&case, ws.path(), &[], &[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let dir = only_run(ws.path(), "e2e");
+    // The sim states its serving settings in its first lines, which go to the role's log.
+    let gen_log = read(&dir.join("gen_server_0.log"));
+    assert!(gen_log.contains("clock_step=250µs "), "{gen_log}");
+    assert!(gen_log.contains("threads=1 realtime=false"), "{gen_log}");
+    let ctx_log = read(&dir.join("ctx_server_0.log"));
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(
+        ctx_log.contains(&format!("threads={cpus} realtime=false")),
+        "CTX_0 keeps one thread per CPU: {ctx_log}"
+    );
+}

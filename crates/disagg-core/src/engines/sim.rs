@@ -36,6 +36,7 @@ pub fn build(a: &SimEngineArgs, w: &WorkerSpec<'_>) -> Built {
         ("eos-at", a.eos_at),
         ("hang-after-requests", a.hang_after_requests),
         ("drop-after-tokens", a.drop_after_tokens),
+        ("threads", a.threads),
     ] {
         if let Some(v) = v {
             flag(name, v.to_string());
@@ -58,6 +59,7 @@ pub fn build(a: &SimEngineArgs, w: &WorkerSpec<'_>) -> Built {
         ("kv-ttl", a.kv_ttl),
         ("kv-wait-timeout", a.kv_wait_timeout),
         ("kv-transfer-delay", a.kv_transfer_delay),
+        ("clock-step", a.clock_step),
     ] {
         if let Some(v) = v {
             flag(name, d(v));
@@ -81,6 +83,9 @@ pub fn build(a: &SimEngineArgs, w: &WorkerSpec<'_>) -> Built {
     }
     if a.never_ready {
         argv.push("--never-ready".into());
+    }
+    if a.realtime {
+        argv.push("--realtime".into());
     }
     Built {
         launch: EngineLaunch {

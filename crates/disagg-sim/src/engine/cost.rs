@@ -61,6 +61,9 @@ pub(crate) struct Limits {
     pub(crate) kv_capacity_tokens: u64,
 }
 
+/// The coarsest `--clock-step`: beyond it, tokens would leave visibly late.
+const MAX_CLOCK_STEP: Duration = Duration::from_millis(100);
+
 /// The fully resolved timing model.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum TimingModel {
@@ -68,6 +71,8 @@ pub(crate) enum TimingModel {
     Simple {
         prefill_per_token: Duration,
         itl: Duration,
+        /// The release grid of the token clock (`--clock-step`).
+        clock_step: Duration,
     },
     Batched {
         cost: StepCost,
@@ -115,6 +120,8 @@ pub enum TimingError {
         "{flag} only applies to the batched scheduler; hint: add --preset batched or --preset h100-llama8b-eager"
     )]
     NeedsBatched { flag: &'static str },
+    #[error("--clock-step must be at most 100ms, got {0:?}")]
+    ClockStep(Duration),
     #[error("{flag} must be a finite number >= 0, got {value}")]
     Negative { flag: &'static str, value: f64 },
 }
@@ -160,9 +167,13 @@ impl TimingModel {
                 if let Some((flag, _)) = given {
                     return Err(TimingError::NeedsBatched { flag });
                 }
+                if a.clock_step > MAX_CLOCK_STEP {
+                    return Err(TimingError::ClockStep(a.clock_step));
+                }
                 return Ok(TimingModel::Simple {
                     prefill_per_token: a.prefill_per_token,
                     itl: a.itl,
+                    clock_step: a.clock_step,
                 });
             }
             Preset::Batched => (

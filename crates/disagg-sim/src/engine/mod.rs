@@ -7,6 +7,7 @@
 
 mod batched;
 mod clock;
+mod pacer;
 
 pub(crate) use batched::KvHold;
 pub(crate) use clock::add as later;
@@ -18,11 +19,12 @@ use std::time::Duration;
 
 use disagg_proto::ApiError;
 use tokio::sync::mpsc;
-use tokio::time::{Instant, sleep_until};
+use tokio::time::Instant;
 
 use crate::metrics::Metrics;
 use clock::Schedule;
 use cost::TimingModel;
+use pacer::Pacer;
 
 /// The work one request asks of the engine.
 #[derive(Debug, Clone, Copy)]
@@ -40,6 +42,7 @@ pub(crate) enum Engine {
     Simple {
         prefill_per_token: Duration,
         itl: Duration,
+        clock_step: Duration,
         metrics: Arc<Metrics>,
     },
     Batched(batched::Scheduler),
@@ -52,9 +55,11 @@ impl Engine {
             TimingModel::Simple {
                 prefill_per_token,
                 itl,
+                clock_step,
             } => Engine::Simple {
                 prefill_per_token,
                 itl,
+                clock_step,
                 metrics,
             },
             TimingModel::Batched { cost, limits } => {
@@ -77,6 +82,7 @@ impl Engine {
             Engine::Simple {
                 prefill_per_token,
                 itl,
+                clock_step,
                 metrics,
             } => {
                 let schedule = if seq.prefill_tokens == 0 {
@@ -98,6 +104,8 @@ impl Engine {
                 let feed = Feed::Clock {
                     schedule,
                     next: 0,
+                    pacer: Pacer::current(),
+                    step: *clock_step,
                     _in_flight: InFlight(metrics.clone()),
                 };
                 Ok((feed, None))
@@ -125,6 +133,9 @@ pub(crate) enum Feed {
     Clock {
         schedule: Schedule,
         next: u64,
+        /// This thread's token clock.
+        pacer: Pacer,
+        step: Duration,
         _in_flight: InFlight,
     },
     /// One message per token from the scheduler, carrying its modelled due time; dropping the
@@ -136,9 +147,15 @@ impl Feed {
     /// Waits until the next token is due; returns when it was due (the model's time).
     pub(crate) async fn next(&mut self) -> Result<Instant, ApiError> {
         match self {
-            Feed::Clock { schedule, next, .. } => {
+            Feed::Clock {
+                schedule,
+                next,
+                pacer,
+                step,
+                ..
+            } => {
                 let due = schedule.deadline(*next);
-                sleep_until(due).await;
+                pacer.until(due, *step).await;
                 *next += 1;
                 Ok(due)
             }

@@ -54,3 +54,20 @@ fn kv_bandwidth_must_be_positive() {
         assert!(err.to_string().contains("--kv-bandwidth-gbs"), "{err}");
     }
 }
+
+#[test]
+fn a_clock_step_over_100ms_is_refused_by_name() {
+    let argv = |step: &str| -> Vec<String> {
+        ["disagg", "sim", "--clock-step", step]
+            .map(String::from)
+            .to_vec()
+    };
+    let err = disagg_sim::check_argv(&argv("101ms")).expect_err("too coarse");
+    assert!(
+        err.contains("--clock-step") && err.contains("100ms"),
+        "{err}"
+    );
+    for fine in ["0s", "250us", "100ms"] {
+        assert_eq!(disagg_sim::check_argv(&argv(fine)), Ok(()), "{fine}");
+    }
+}
