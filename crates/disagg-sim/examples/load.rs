@@ -8,7 +8,7 @@
 //! - `load [sim flags]`: both in one process.
 //!
 //! The sim serves as `disagg sim` does: one accepting task, connections handed in turn to
-//! `--threads` serving threads (one per CPU by default), `--realtime` honoured. Streams are
+//! `--threads` serving threads (one per CPU, at most 8, by default), `--realtime` honoured. Streams are
 //! opened over `--ramp` so the listen backlog is not the thing being measured. Reported:
 //! - client side: every gap between consecutive token chunks minus the modelled ITL, as the
 //!   client's reads returned (what a benchmark would see, client scheduling included);

@@ -48,12 +48,18 @@ impl axum::serve::Listener for Handed {
     }
 }
 
-/// How many shards `--threads 0` means: one per CPU this process may run on.
+/// The most shards `--threads 0` starts, whatever the CPU count: a sim on a 128-core GPU node
+/// needs no 128 event loops.
+const MAX_DEFAULT_THREADS: usize = 8;
+
+/// How many shards `--threads 0` means: one per CPU this process may run on, at most 8.
 pub(crate) fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_DEFAULT_THREADS)
 }
 
-/// Serves [`app`] on `listener` from `threads` shard threads (0: one per CPU) until the
+/// Serves [`app`] on `listener` from `threads` shard threads (0: one per CPU, at most 8) until the
 /// process ends; with `realtime`, the shards run under SCHED_FIFO (`--realtime`). Accepting
 /// runs on the caller's runtime. Fails if a shard cannot start (or cannot get the real-time
 /// policy), if one dies, or if the listener fails for good.
