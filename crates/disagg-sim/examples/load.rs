@@ -428,18 +428,9 @@ fn report_client(cli: &Cli, itl: Duration, wall: Duration, results: Vec<StreamRe
         .iter()
         .filter(|r| r.error.is_none() && r.arrivals.len() as u64 == cli.tokens)
         .count();
-    let modelled = itl.as_secs_f64() * 1e3;
-    let mut errors_ms: Vec<f64> = results
-        .iter()
-        .flat_map(|r| r.arrivals.windows(2))
-        .map(|w| (w[1].at - w[0].at).as_secs_f64() * 1e3 - modelled)
-        .collect();
-    let mut wire_ms: Vec<f64> = results
-        .iter()
-        .flat_map(|r| r.arrivals.windows(2))
-        .filter_map(|w| Some((w[1].wire?.checked_sub(w[0].wire?)?).as_secs_f64() * 1e3 - modelled))
-        .collect();
-    let mut wire_abs: Vec<f64> = wire_ms.iter().map(|e| e.abs()).collect();
+    let gaps = || results.iter().flat_map(|r| r.arrivals.windows(2));
+    let error_ms = |gap: Duration| gap.as_secs_f64() * 1e3 - itl.as_secs_f64() * 1e3;
+    let wire_gap = |w: &[Arrival]| w[1].wire?.checked_sub(w[0].wire?);
     // The plateau: from the last stream's first token to the first stream's last token, every
     // stream is open at once. The ramp before it also carries the connection storm.
     let plateau_start = results
@@ -452,24 +443,7 @@ fn report_client(cli: &Cli, itl: Duration, wall: Duration, results: Vec<StreamRe
         .filter_map(|r| r.arrivals.last())
         .map(|a| a.at)
         .min();
-    let mut plateau_abs: Vec<f64> = match (plateau_start, plateau_end) {
-        (Some(a), Some(b)) if a < b => results
-            .iter()
-            .flat_map(|r| r.arrivals.windows(2))
-            .filter(|w| w[1].at > a && w[1].at < b)
-            .filter_map(|w| {
-                let gap = w[1].wire?.checked_sub(w[0].wire?)?;
-                Some((gap.as_secs_f64() * 1e3 - modelled).abs())
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
-    plateau_abs.sort_by(f64::total_cmp);
-    wire_ms.sort_by(f64::total_cmp);
-    wire_abs.sort_by(f64::total_cmp);
-    errors_ms.sort_by(f64::total_cmp);
-    let mut abs: Vec<f64> = errors_ms.iter().map(|e| e.abs()).collect();
-    abs.sort_by(f64::total_cmp);
+    let plateau = plateau_start.zip(plateau_end).filter(|(a, b)| a < b);
     println!(
         "streams {} x {} tokens, itl {:?}, wall {:.2?}",
         cli.streams, cli.tokens, itl, wall
@@ -478,45 +452,41 @@ fn report_client(cli: &Cli, itl: Duration, wall: Duration, results: Vec<StreamRe
     if let Some(e) = failed.first() {
         println!("first failure: {e}");
     }
-    println!("client gaps measured: {}", errors_ms.len());
+    report_gaps(
+        "client",
+        gaps().map(|w| error_ms(w[1].at - w[0].at)).collect(),
+    );
+    report_gaps(
+        "wire (kernel receive timestamps, one chunk per read)",
+        gaps().filter_map(|w| wire_gap(w).map(error_ms)).collect(),
+    );
+    let (a, b) = plateau.unwrap_or((Instant::now(), Instant::now()));
+    report_gaps(
+        &format!("wire, while every stream was open ({:.2?})", b - a),
+        gaps()
+            .filter(|w| w[1].at > a && w[1].at < b)
+            .filter_map(|w| wire_gap(w).map(error_ms))
+            .collect(),
+    );
+}
+
+/// Prints the signed and absolute gap errors (ms) of one view of the gaps.
+fn report_gaps(what: &str, mut errors_ms: Vec<f64>) {
+    errors_ms.sort_by(f64::total_cmp);
+    let mut abs: Vec<f64> = errors_ms.iter().map(|e| e.abs()).collect();
+    abs.sort_by(f64::total_cmp);
     println!(
-        "client gap error (gap - itl) ms: p1 {:+.3} p50 {:+.3} p99 {:+.3} max {:+.3}",
+        "{what}: {} gaps; gap - itl ms: p1 {:+.3} p50 {:+.3} p99 {:+.3} max {:+.3}",
+        errors_ms.len(),
         percentile(&errors_ms, 0.01),
         percentile(&errors_ms, 0.5),
         percentile(&errors_ms, 0.99),
         errors_ms.last().copied().unwrap_or(f64::NAN)
     );
     println!(
-        "client |gap - itl| ms: p50 {:.3} p99 {:.3} p99.9 {:.3}",
+        "{what}: |gap - itl| ms: p50 {:.3} p99 {:.3} p99.9 {:.3}",
         percentile(&abs, 0.5),
         percentile(&abs, 0.99),
         percentile(&abs, 0.999)
-    );
-    println!(
-        "wire gaps measured (kernel receive timestamps, one chunk per read): {}",
-        wire_ms.len()
-    );
-    println!(
-        "wire gap error (gap - itl) ms: p1 {:+.3} p50 {:+.3} p99 {:+.3} max {:+.3}",
-        percentile(&wire_ms, 0.01),
-        percentile(&wire_ms, 0.5),
-        percentile(&wire_ms, 0.99),
-        wire_ms.last().copied().unwrap_or(f64::NAN)
-    );
-    println!(
-        "wire |gap - itl| ms: p50 {:.3} p99 {:.3} p99.9 {:.3}",
-        percentile(&wire_abs, 0.5),
-        percentile(&wire_abs, 0.99),
-        percentile(&wire_abs, 0.999)
-    );
-    println!(
-        "wire |gap - itl| ms with every stream open ({:.2?}, {} gaps): p50 {:.3} p99 {:.3} p99.9 {:.3}",
-        plateau_end
-            .zip(plateau_start)
-            .map_or(Duration::ZERO, |(b, a)| b.saturating_duration_since(a)),
-        plateau_abs.len(),
-        percentile(&plateau_abs, 0.5),
-        percentile(&plateau_abs, 0.99),
-        percentile(&plateau_abs, 0.999)
     );
 }
