@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use disagg_proto::ApiError;
 use tokio::sync::{Notify, mpsc};
-use tokio::time::{Instant, sleep_until};
+use tokio::time::Instant;
 
 use super::Seq;
 use super::cost::{Limits, StepCost, StepShape};
@@ -301,6 +301,8 @@ impl Shared {
 }
 
 async fn run(s: Arc<Shared>) {
+    // Step ends to the microsecond (a Tokio sleep would round each up to the next ms).
+    let pacer = super::Pacer::current();
     // End of the last step while the engine stays busy; `None` after it went idle.
     let mut clock: Option<Instant> = None;
     loop {
@@ -325,7 +327,7 @@ async fn run(s: Arc<Shared>) {
         }
         let start = clock.unwrap_or(now);
         let end = super::later(start, duration);
-        sleep_until(end).await;
+        pacer.until(end, std::time::Duration::ZERO).await;
         clock = Some(end);
         let mut st = s.lock();
         s.finish_step(&mut st, prefilling, end);
