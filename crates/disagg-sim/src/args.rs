@@ -121,11 +121,12 @@ pub struct TimingArgs {
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5ms")]
     pub itl: Duration,
     /// Preset `simple`: tokens are released on a grid of this step, so a token leaves up to one
-    /// step after its due time, but the gaps between a stream's tokens stay exact when --itl is
+    /// step after its due time, and the gaps between a stream's tokens stay exact when --itl is
     /// a multiple of it. A smaller step costs more CPU under load; 0 releases every token at
-    /// its own due time. At most 100ms.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "1ms")]
-    pub clock_step: Duration,
+    /// its own due time. At most 100ms. Default: the largest step of at most 1ms that divides
+    /// --itl (1ms for a whole number of milliseconds; 0 if no whole microsecond divides it).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub clock_step: Option<Duration>,
     /// Batched: sequences per step (running plus newly admitted).
     #[arg(long)]
     pub max_batch_size: Option<std::num::NonZeroU64>,

@@ -119,7 +119,9 @@ pub async fn run(args: SimArgs) -> Result<(), SimError> {
         args.timing.preset,
         args.timing.prefill_per_token,
         args.timing.itl,
-        args.timing.clock_step,
+        args.timing
+            .clock_step
+            .unwrap_or_else(|| engine::cost::auto_clock_step(args.timing.itl)),
         args.startup_delay,
         if args.threads == 0 {
             shards::default_threads()

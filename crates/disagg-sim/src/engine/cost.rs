@@ -64,6 +64,16 @@ pub(crate) struct Limits {
 /// The coarsest `--clock-step`: beyond it, tokens would leave visibly late.
 const MAX_CLOCK_STEP: Duration = Duration::from_millis(100);
 
+/// `--clock-step` when not given: the largest whole number of microseconds, at most 1 ms, that
+/// divides `itl`, so a stream's gaps stay exact; zero (no grid) if none does.
+pub(crate) fn auto_clock_step(itl: Duration) -> Duration {
+    let itl = itl.as_nanos();
+    (1..=1000u64)
+        .rev()
+        .find(|us| itl % u128::from(us * 1000) == 0)
+        .map_or(Duration::ZERO, Duration::from_micros)
+}
+
 /// The fully resolved timing model.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum TimingModel {
@@ -167,13 +177,14 @@ impl TimingModel {
                 if let Some((flag, _)) = given {
                     return Err(TimingError::NeedsBatched { flag });
                 }
-                if a.clock_step > MAX_CLOCK_STEP {
-                    return Err(TimingError::ClockStep(a.clock_step));
+                let clock_step = a.clock_step.unwrap_or_else(|| auto_clock_step(a.itl));
+                if clock_step > MAX_CLOCK_STEP {
+                    return Err(TimingError::ClockStep(clock_step));
                 }
                 return Ok(TimingModel::Simple {
                     prefill_per_token: a.prefill_per_token,
                     itl: a.itl,
-                    clock_step: a.clock_step,
+                    clock_step,
                 });
             }
             Preset::Batched => (
@@ -221,6 +232,22 @@ mod tests {
 
     fn ms(d: Duration) -> f64 {
         d.as_secs_f64() * 1e3
+    }
+
+    #[test]
+    fn the_default_clock_step_divides_the_itl() {
+        let us = Duration::from_micros;
+        for (itl, step) in [
+            (Duration::from_millis(50), us(1000)),
+            (us(5), us(5)),
+            (us(1500), us(750)),
+            (us(7300), us(730)),
+            (us(1001), us(143)),
+            (Duration::ZERO, us(1000)),
+            (Duration::from_nanos(1_000_500), Duration::ZERO),
+        ] {
+            assert_eq!(auto_clock_step(itl), step, "{itl:?}");
+        }
     }
 
     #[test]

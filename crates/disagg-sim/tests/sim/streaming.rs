@@ -45,6 +45,25 @@ async fn prefill_and_itl_set_ttft_and_e2e() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_itl_off_the_millisecond_grid_keeps_its_gaps() {
+    // On a 1 ms release grid a 1.5 ms ITL would come out as gaps of 1 and 2 ms, each 0.5 ms
+    // off; the default step divides the ITL instead.
+    let sim = start(&["--itl", "1500us", "--prefill-per-token", "0s"]).await;
+    let (_, events) = sim
+        .stream(&json!({"prompt": [1, 2, 3], "max_tokens": 60, "stream": true}))
+        .await;
+    assert_eq!(events.len(), 61);
+    let state = sim.state.as_ref().expect("an in-process sim");
+    let (gaps, median, _) = state.token_gap_error(&[0.5]);
+    assert_eq!(gaps, 59);
+    let median = median[0].expect("gaps were measured");
+    assert!(
+        median < Duration::from_micros(250),
+        "median gap error {median:?} (the sim's own release times)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generation_only_skips_prefill() {
     // A huge per-token prefill would make any prefill obvious.
     let sim = start(&["--itl", "10ms", "--prefill-per-token", "1s"]).await;

@@ -23,6 +23,8 @@ pub struct Sim {
     pub client: reqwest::Client,
     /// Receives one `()` each time the sim's exit hook fires.
     pub exits: mpsc::UnboundedReceiver<()>,
+    /// The served sim's state (`None` for another server), for its own timing figures.
+    pub state: Option<SimState>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -44,6 +46,7 @@ pub fn client_for(base: String) -> Sim {
             .build()
             .expect("client"),
         exits,
+        state: None,
         task: None,
     }
 }
@@ -72,8 +75,9 @@ pub async fn start(flags: &[&str]) -> Sim {
         .await
         .expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().expect("local addr");
+    let served = state.clone();
     let task = tokio::spawn(async move {
-        serve(listener, state).await.expect("serve");
+        serve(listener, served).await.expect("serve");
     });
     Sim {
         base: format!("http://{addr}"),
@@ -82,6 +86,7 @@ pub async fn start(flags: &[&str]) -> Sim {
             .build()
             .expect("client"),
         exits,
+        state: Some(state),
         task: Some(task),
     }
 }
