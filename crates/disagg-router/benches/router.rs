@@ -4,14 +4,16 @@
 //! generation worker), then closed-loop load at concurrency 1, 64 and 256 with 1k- and
 //! 32k-token prompts (text; see [`request_body`]) against:
 //! - the generation worker directly (the baseline);
-//! - our router in each dialect (in this process, on its own 2-thread runtime);
+//! - our router in each dialect (in this process, with its default serving threads, as
+//!   `disagg router`; `BENCH_THREADS=N` sets `--threads`);
 //! - the PD modes of `sglang-router` and `vllm-router`, when a venv holding them is found
 //!   (`PEER_VENV`, default `/tmp/peer-venv`), as child processes.
 //!
-//! "added" is the router's percentile minus the direct percentile. CPU per request is the
-//! router's own threads (ours) or process (peers), from /proc, divided by requests. The client,
-//! the backends and the router share the machine, so absolute figures are only comparable
-//! within one run. `BENCH_QUICK=1` runs a tenth of the requests.
+//! "added" is the router's percentile minus the direct percentile. CPU and context switches
+//! per request are the router's own threads (ours) or process (peers), from /proc, divided by
+//! requests. The client, the backends and the router share the machine, so absolute figures
+//! are only comparable within one run. `BENCH_QUICK=1` runs a tenth of the requests;
+//! `BENCH_ISL=1024` only that prompt length.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -36,6 +38,8 @@ const TICKS_PER_SEC: f64 = 100.0;
 
 fn main() {
     let quick = std::env::var_os("BENCH_QUICK").is_some();
+    // `BENCH_ISL=1024` runs only that prompt length.
+    let only_isl: Option<usize> = std::env::var("BENCH_ISL").ok().and_then(|v| v.parse().ok());
     let backends = start_backends();
     let venv = std::env::var_os("PEER_VENV")
         .map(PathBuf::from)
@@ -43,6 +47,9 @@ fn main() {
     let client_rt = runtime("client", 1);
     let mut rows = Vec::new();
     for isl in ISL {
+        if only_isl.is_some_and(|only| only != isl) {
+            continue;
+        }
         let body = request_body(isl);
         let ctx = &backends.ctx[&isl];
         let gen_url = &backends.generation;
@@ -65,8 +72,10 @@ fn main() {
                 // Warm the pools so connection set-up is neither timed nor counted as CPU.
                 client_rt.block_on(warm(&client, &url, &body, *c));
                 let cpu0 = target.cpu_ticks();
+                let cs0 = target.switches();
                 let run = client_rt.block_on(load(&client, &url, &body, *c, n));
                 let cpu = target.cpu_ticks().zip(cpu0).map(|(a, b)| a - b);
+                let switches = target.switches().zip(cs0).map(|(a, b)| a - b);
                 if target.name == "direct" {
                     direct.push((run.p50, run.p99));
                 }
@@ -79,6 +88,7 @@ fn main() {
                     d50,
                     d99,
                     cpu,
+                    switches,
                 });
                 print_row(rows.last().unwrap());
             }
@@ -251,6 +261,13 @@ impl Target {
         let thread = format!("rt-{}", dialect.as_str());
         let mut cfg = RouterConfig::new(vec![ctx.into()], vec![generation.into()]);
         cfg.dialect = dialect;
+        if let Some(n) = std::env::var("BENCH_THREADS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            cfg.threads = n;
+        }
+        // As `disagg router`: accepting (and with `threads` 0, serving) on a 2-thread runtime.
         let rt = runtime(&thread, 2);
         let listener = rt
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -361,22 +378,54 @@ impl Target {
         })
     }
 
-    fn cpu_ticks(&self) -> Option<u64> {
-        match &self.cpu {
-            Cpu::None => None,
-            Cpu::Process(pid) => stat_ticks(&format!("/proc/{pid}/stat")),
-            Cpu::Threads(prefix) => {
-                let mut sum = 0;
-                for entry in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
-                    let dir = entry.path();
-                    let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
-                    if comm.trim_end().starts_with(prefix.as_str()) {
-                        sum += stat_ticks(&dir.join("stat").to_string_lossy())?;
-                    }
+    /// The /proc task directories of the router's threads (ours) or process (peers).
+    fn tasks(&self) -> Option<Vec<PathBuf>> {
+        let (dir, prefix) = match &self.cpu {
+            Cpu::None => return None,
+            Cpu::Process(pid) => (format!("/proc/{pid}/task"), None),
+            Cpu::Threads(prefix) => ("/proc/self/task".to_string(), Some(prefix.as_str())),
+        };
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).ok()?.flatten() {
+            let dir = entry.path();
+            if let Some(prefix) = prefix {
+                let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+                // Serving threads are shared by name between our three routers, but only the
+                // one under load does any work.
+                let comm = comm.trim_end();
+                if !comm.starts_with(prefix) && !comm.starts_with("router-shard") {
+                    continue;
                 }
-                Some(sum)
+            }
+            out.push(dir);
+        }
+        Some(out)
+    }
+
+    fn cpu_ticks(&self) -> Option<u64> {
+        let mut sum = 0;
+        for dir in self.tasks()? {
+            sum += stat_ticks(&dir.join("stat").to_string_lossy())?;
+        }
+        Some(sum)
+    }
+
+    /// Context switches (voluntary and not) of the router's threads: each is a thread going to
+    /// sleep or being preempted, so a wake-up per switch.
+    fn switches(&self) -> Option<u64> {
+        let mut sum = 0;
+        for dir in self.tasks()? {
+            let text = std::fs::read_to_string(dir.join("status")).ok()?;
+            for line in text.lines() {
+                if let Some(v) = line
+                    .strip_prefix("voluntary_ctxt_switches:")
+                    .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+                {
+                    sum += v.trim().parse::<u64>().ok()?;
+                }
             }
         }
+        Some(sum)
     }
 }
 
@@ -518,6 +567,7 @@ struct Row {
     d50: f64,
     d99: f64,
     cpu: Option<u64>,
+    switches: Option<u64>,
 }
 
 fn print_row(r: &Row) {
@@ -536,9 +586,9 @@ fn print_row(r: &Row) {
 
 fn print_table(rows: &[Row]) {
     println!(
-        "| ISL | router | conc | ok | failed | p50 ms | p99 ms | added p50 ms | added p99 ms | req/s | router CPU ms/req |"
+        "| ISL | router | conc | ok | failed | p50 ms | p99 ms | added p50 ms | added p99 ms | req/s | router CPU ms/req | router switches/req |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         let added = |v: f64, d: f64| {
             if r.name == "direct" {
@@ -550,8 +600,11 @@ fn print_table(rows: &[Row]) {
         let cpu = r.cpu.filter(|_| r.run.ok > 0).map_or("-".to_string(), |t| {
             format!("{:.3}", t as f64 / TICKS_PER_SEC * 1e3 / r.run.ok as f64)
         });
+        let switches = (r.switches.filter(|_| r.run.ok > 0)).map_or("-".to_string(), |n| {
+            format!("{:.2}", n as f64 / r.run.ok as f64)
+        });
         println!(
-            "| {}k | {} | {} | {} | {} | {:.3} | {:.3} | {} | {} | {:.0} | {} |",
+            "| {}k | {} | {} | {} | {} | {:.3} | {:.3} | {} | {} | {:.0} | {} | {} |",
             r.isl / 1024,
             r.name,
             r.c,
@@ -562,7 +615,8 @@ fn print_table(rows: &[Row]) {
             added(r.run.p50, r.d50),
             added(r.run.p99, r.d99),
             r.run.ok as f64 / r.run.secs,
-            cpu
+            cpu,
+            switches
         );
     }
 }

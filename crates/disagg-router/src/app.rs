@@ -31,14 +31,19 @@ const MODELS_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct AppState(pub(crate) Arc<Inner>);
 
-/// What [`AppState`] shares; handlers borrow it for the whole request.
+/// What [`AppState`] shares; handlers borrow it for the whole request. Everything but the
+/// client is shared by every serving thread ([`AppState::shard`]), so policies, health,
+/// metrics, the census and ids see all requests.
 pub(crate) struct Inner {
-    pub cfg: RouterConfig,
+    pub cfg: Arc<RouterConfig>,
+    /// This serving thread's own: a reqwest client drives its pooled connections on the
+    /// runtime that opened them, so one client shared by threads would wake another thread
+    /// for every upstream read.
     pub client: reqwest::Client,
-    pub prefill: WorkerGroup,
-    pub decode: WorkerGroup,
-    pub metrics: Metrics,
-    pub ids: Ids,
+    pub prefill: Arc<WorkerGroup>,
+    pub decode: Arc<WorkerGroup>,
+    pub metrics: Arc<Metrics>,
+    pub ids: Arc<Ids>,
 }
 
 impl AppState {
@@ -66,12 +71,25 @@ impl AppState {
             eject_after,
         );
         Ok(Self(Arc::new(Inner {
-            cfg,
+            cfg: Arc::new(cfg),
             client,
-            prefill,
-            decode,
-            metrics: Metrics::default(),
-            ids: Ids::new(),
+            prefill: Arc::new(prefill),
+            decode: Arc::new(decode),
+            metrics: Arc::default(),
+            ids: Arc::new(Ids::new()),
+        })))
+    }
+
+    /// The same router state with its own upstream client, for another serving thread.
+    pub(crate) fn shard(&self) -> Result<Self, RouterError> {
+        let s = &self.0;
+        Ok(Self(Arc::new(Inner {
+            cfg: s.cfg.clone(),
+            client: upstream::client(&s.cfg)?,
+            prefill: s.prefill.clone(),
+            decode: s.decode.clone(),
+            metrics: s.metrics.clone(),
+            ids: s.ids.clone(),
         })))
     }
 

@@ -33,6 +33,20 @@ pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 /// probe does not take a worker out of rotation.
 pub const DEFAULT_EJECT_AFTER: NonZeroU32 = NonZeroU32::new(2).expect("2 is not zero");
 
+/// The most serving threads the default starts, whatever the CPU count: a router on a 128-core
+/// GPU node needs no 128 event loops.
+pub const MAX_DEFAULT_THREADS: usize = 8;
+
+/// Serving threads when `--threads` is not given: one per CPU this process may run on, at most
+/// [`MAX_DEFAULT_THREADS`]. Each is a single-threaded runtime with its own client toward the
+/// workers; on one work-stealing runtime the threads woke each other twice as often (see the
+/// README's "Measured").
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_DEFAULT_THREADS)
+}
+
 /// Where the router listens when neither `--config` nor `--host`/`--port` say otherwise
 /// (the same port `trtllm-serve disaggregated` uses).
 const DEFAULT_HOST: &str = "127.0.0.1";
@@ -152,6 +166,12 @@ pub struct RouterArgs {
     /// Consecutive failures (probes or connections) that eject a worker until a probe passes.
     #[arg(long, default_value_t = DEFAULT_EJECT_AFTER)]
     pub eject_after: NonZeroU32,
+    /// Serving threads, each a single-threaded event loop with its own connections to the
+    /// workers; accepted client connections are handed to them in turn. Default: one per CPU,
+    /// at most 8. 0: serve on the process's shared 2-thread async runtime instead (the only way
+    /// before 2026-11-28).
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 /// Everything the router needs to serve.
@@ -184,6 +204,9 @@ pub struct RouterConfig {
     pub health_interval: Duration,
     /// See [`DEFAULT_EJECT_AFTER`].
     pub eject_after: NonZeroU32,
+    /// Serving threads, each a single-threaded runtime; 0: the runtime that calls `serve`
+    /// serves. [`default_threads`] unless set.
+    pub threads: usize,
 }
 
 impl RouterConfig {
@@ -228,6 +251,7 @@ impl RouterConfig {
             max_retries: DEFAULT_MAX_RETRIES,
             health_interval: DEFAULT_HEALTH_INTERVAL,
             eject_after: DEFAULT_EJECT_AFTER,
+            threads: default_threads(),
         }
     }
 
@@ -298,6 +322,9 @@ impl RouterArgs {
         cfg.max_retries = self.max_retries;
         cfg.health_interval = self.health_interval;
         cfg.eject_after = self.eject_after;
+        if let Some(n) = self.threads {
+            cfg.threads = n;
+        }
         Ok(cfg)
     }
 }
@@ -443,6 +470,21 @@ mod args_tests {
             .unwrap();
         assert_eq!(cfg.prefill, ["http://u@a:1"]);
         assert_eq!(cfg.bootstrap_ports, [None]);
+    }
+
+    #[test]
+    fn threads_default_to_one_per_cpu() {
+        let cfg = args(&["--prefill", "a:1", "--decode", "c:3"])
+            .unwrap()
+            .into_config()
+            .unwrap();
+        assert_eq!(cfg.threads, default_threads());
+        assert!((1..=MAX_DEFAULT_THREADS).contains(&cfg.threads));
+        let cfg = args(&["--prefill", "a:1", "--decode", "c:3", "--threads", "0"])
+            .unwrap()
+            .into_config()
+            .unwrap();
+        assert_eq!(cfg.threads, 0);
     }
 
     #[test]

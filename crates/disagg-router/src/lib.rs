@@ -3,7 +3,8 @@
 //! API contract (stable; the harness and the binary rely on it):
 //! - [`RouterArgs`]: the `disagg router` flags (clap).
 //! - [`RouterConfig`]: what the router needs, from flags or from a TRT-LLM `server_config.yaml`.
-//! - [`serve`]: serves on a bound listener until `shutdown` resolves.
+//! - [`serve`]: serves on a bound listener until `shutdown` resolves, from `threads` serving
+//!   threads of its own (single-threaded runtimes; 0: on the caller's runtime).
 //! - [`run`]: the standalone command: binds, publishes its address, serves until SIGTERM/Ctrl-C.
 //! - [`app`]: the same HTTP app without a socket, for tests and embedding.
 //!
@@ -22,7 +23,8 @@
 //! every upstream connection of its request.
 //!
 //! Modules:
-//! - HTTP: `app` (routes, state), `serve` (listener, shutdown, ready file), `census`
+//! - HTTP: `app` (routes, state), `serve` (listener, shutdown, ready file), `shards` (serving
+//!   threads, one client each, the rest of the state shared), `census`
 //!   (`/workers`), `metrics` (`/metrics`), `health` (`/health` and the active checker);
 //! - flows: `dispatch` (entry, TRT-LLM and vLLM flows), `dual` (SGLang's parallel legs),
 //!   `legs` (retrying, deadline-bounded calls), `relay` (streaming to the client);
@@ -50,6 +52,7 @@ mod relay;
 mod request;
 mod serve;
 mod sglang;
+mod shards;
 mod trtllm;
 mod upstream;
 mod vllm;
@@ -58,8 +61,8 @@ mod worker;
 pub use app::{AppState, app};
 pub use config::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_EJECT_AFTER, DEFAULT_HEALTH_INTERVAL, DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_MAX_RETRIES, DEFAULT_REQUEST_TIMEOUT, Dialect, Policy, RouterArgs, RouterConfig,
-    normalise_url,
+    DEFAULT_MAX_RETRIES, DEFAULT_REQUEST_TIMEOUT, Dialect, MAX_DEFAULT_THREADS, Policy, RouterArgs,
+    RouterConfig, default_threads, normalise_url,
 };
 pub use error::{Deadline, RouterError};
 pub use serve::{run, serve};

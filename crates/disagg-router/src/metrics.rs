@@ -96,7 +96,7 @@ pub(crate) fn render(state: &Inner) -> String {
     m.generation_leg
         .render(&mut out, "disagg_router_leg_seconds", "leg=\"generation\"");
 
-    let groups = [&state.prefill, &state.decode];
+    let groups: [&WorkerGroup; 2] = [&state.prefill, &state.decode];
     counter(
         &mut out,
         "retries",

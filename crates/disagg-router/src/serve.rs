@@ -11,17 +11,36 @@ use crate::error::RouterError;
 
 /// After shutdown is asked for, in-flight requests get this long to finish. Long enough for a
 /// typical streamed answer, short enough that a supervisor's TERM→KILL grace is not exceeded.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Serves on `listener` until `shutdown` resolves, then drains in-flight requests (bounded).
+/// With `cfg.threads` ≥ 1 the requests are served on that many threads of its own, each a
+/// single-threaded runtime, and this call's runtime only accepts and runs the health checker;
+/// with 0 everything runs on the caller's runtime.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     cfg: RouterConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RouterError> {
+    let threads = cfg.threads;
     let state = AppState::new(cfg)?;
     // The checker lives exactly as long as this call: aborted however `serve` returns.
     let checker = AbortOnDrop(tokio::spawn(state.health_checker()));
+    let out = if threads == 0 {
+        serve_here(listener, state, shutdown).await
+    } else {
+        crate::shards::serve(listener, &state, threads, shutdown).await
+    };
+    drop(checker);
+    out
+}
+
+/// Serves on the caller's runtime (`threads` 0).
+async fn serve_here(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RouterError> {
     let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
     let signal = async move {
         shutdown.await;
@@ -41,7 +60,7 @@ pub async fn serve(
         // Only fires once the server itself has seen the shutdown signal.
         _ = stopping_rx.wait_for(|stopping| *stopping) => {}
     }
-    let out = match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
         Ok(res) => res.map_err(RouterError::Serve),
         Err(_) => {
             tracing::warn!(
@@ -49,9 +68,7 @@ pub async fn serve(
             );
             Ok(())
         }
-    };
-    drop(checker);
-    out
+    }
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -134,21 +151,38 @@ mod tests {
 
     #[tokio::test]
     async fn serve_returns_after_shutdown() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut cfg = RouterConfig::new(
-            vec!["http://127.0.0.1:9".into()],
-            vec!["http://127.0.0.1:9".into()],
-        );
-        cfg.request_timeout = Duration::from_secs(1);
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, cfg, async {
-            let _ = rx.await;
-        }));
-        tx.send(()).unwrap();
-        tokio::time::timeout(Duration::from_secs(5), server)
-            .await
-            .expect("serve stops promptly when idle")
-            .unwrap()
-            .unwrap();
+        // 0: on this runtime; 1 and 3: on serving threads of its own.
+        for threads in [0, 1, 3] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let mut cfg = RouterConfig::new(
+                vec!["http://127.0.0.1:9".into()],
+                vec!["http://127.0.0.1:9".into()],
+            );
+            cfg.request_timeout = Duration::from_secs(1);
+            cfg.threads = threads;
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let server = tokio::spawn(serve(listener, cfg, async {
+                let _ = rx.await;
+            }));
+            // An idle keep-alive connection must not hold the shutdown up.
+            let client = reqwest::Client::new();
+            let resp = client
+                .get(format!("http://{addr}/workers"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "threads {threads}");
+            tx.send(()).unwrap();
+            tokio::time::timeout(Duration::from_secs(5), server)
+                .await
+                .unwrap_or_else(|_| panic!("serve stops promptly when idle, threads {threads}"))
+                .unwrap()
+                .unwrap();
+            assert!(
+                tokio::net::TcpStream::connect(addr).await.is_err(),
+                "the listener is closed, threads {threads}"
+            );
+        }
     }
 }

@@ -292,6 +292,57 @@ async fn census_and_metrics_follow_a_stream() {
     }
 }
 
+/// Serving threads share one state: `post` opens a new connection each time, and the
+/// connections go to the threads in turn, yet there is one round-robin turn, one census and
+/// one set of counters for all of them.
+#[tokio::test]
+async fn serving_threads_share_policies_census_and_metrics() {
+    let release = Arc::new(Notify::new());
+    let (dropped, _rx) = drop_signal();
+    let ctx = fake("ctx").start().await;
+    let a = fake("a").start().await;
+    let b = fake("b").start().await;
+    let gated = fake("gated")
+        .generation(Gen::Gated {
+            release: release.clone(),
+            dropped,
+        })
+        .start()
+        .await;
+    let mut cfg = config(&[&ctx], &[&a, &b]);
+    cfg.threads = 3;
+    let url = router(cfg).await;
+    // One request per thread: with a turn per thread all three would go to `a`.
+    for _ in 0..3 {
+        assert_eq!(post(&url, &completion(false)).await.status(), 200);
+    }
+    assert_eq!((a.seen().len(), b.seen().len()), (2, 1), "one turn for all");
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let want = "disagg_router_requests_total{route=\"/v1/completions\",status=\"200\"} 3";
+    assert!(text.contains(want), "{want} in\n{text}");
+
+    // A stream held open on one thread shows in the census read on the others.
+    let mut cfg = config(&[&ctx], &[&gated]);
+    cfg.threads = 3;
+    let url = router(cfg).await;
+    let mut resp = post(&url, &completion(true)).await;
+    assert_eq!(resp.chunk().await.unwrap().unwrap(), CHUNK_1.as_bytes());
+    for _ in 0..3 {
+        let census = get_json(&url, "/workers").await;
+        assert_eq!(census["decode"]["workers"][0]["in_flight"], 1, "{census}");
+    }
+    release.notify_one();
+    tokio::time::timeout(LIMIT, resp.bytes())
+        .await
+        .unwrap()
+        .unwrap();
+}
+
 #[tokio::test]
 async fn wrong_types_are_400s_that_name_the_field() {
     let ctx = fake("ctx").start().await;
