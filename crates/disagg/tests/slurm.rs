@@ -65,6 +65,12 @@ impl Ws {
             .expect("disagg runs")
     }
 
+    /// Writes `yaml` as `<config>.yaml` and runs it on Slurm, waiting for the job.
+    fn run_on_slurm(&self, config: &str, yaml: &str) -> Output {
+        let c = self.case(&format!("{config}.yaml"), yaml);
+        self.run(&["run", c.to_str().unwrap(), "--launcher", "slurm"])
+    }
+
     /// The run folder of `config` (its `latest`).
     fn run_dir(&self, config: &str) -> PathBuf {
         std::fs::canonicalize(self.dir.join("disagg_logs").join(config).join("latest")).unwrap()
@@ -147,8 +153,8 @@ fn a_passing_case_runs_as_a_job_and_its_hostile_job_name_arrives_literally() {
     }
     let ws = Ws::new("pass");
     let job_name = r#"it's "x" $(false) `false` *"#;
-    let c = ws.case(
-        "pass.yaml",
+    let out = ws.run_on_slurm(
+        "sl-pass",
         &case(
             "sl-pass",
             &format!(
@@ -157,7 +163,6 @@ fn a_passing_case_runs_as_a_job_and_its_hostile_job_name_arrives_literally() {
             ),
         ),
     );
-    let out = ws.run(&["run", c.to_str().unwrap(), "--launcher", "slurm"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let dir = ws.run_dir("sl-pass");
     let id = read(&dir.join("slurm_job_id"));
@@ -241,16 +246,13 @@ fn gen_0_crashing_fails_the_job_within_seconds_and_names_gen_0() {
     }
     let ws = Ws::new("crash");
     // Plenty of requests after the third, so the crash lands mid-run.
-    let c = ws.case(
-        "crash.yaml",
-        &case(
-            "sl-crash",
-            "gen: {count: 1, engine_args: {fail_after_requests: 3}}\ntimeouts: {worker_startup: 20s, request: 10s, benchmark: 2m, job: 3m}\n",
-        )
-        .replace("rounds: 2", "rounds: 50"),
-    );
+    let yaml = case(
+        "sl-crash",
+        "gen: {count: 1, engine_args: {fail_after_requests: 3}}\ntimeouts: {worker_startup: 20s, request: 10s, benchmark: 2m, job: 3m}\n",
+    )
+    .replace("rounds: 2", "rounds: 50");
     let t0 = Instant::now();
-    let out = ws.run(&["run", c.to_str().unwrap(), "--launcher", "slurm"]);
+    let out = ws.run_on_slurm("sl-crash", &yaml);
     let took = t0.elapsed();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     // Far below the 2m benchmark deadline: the dead step was noticed, not waited out.
@@ -275,8 +277,8 @@ fn a_too_short_slurm_time_limit_is_a_timeout() {
     }
     let ws = Ws::new("timeout");
     // The hierarchy holds (job 50s < 1 minute), but the setup outlasts the time limit.
-    let c = ws.case(
-        "slow.yaml",
+    let out = ws.run_on_slurm(
+        "sl-timeout",
         &case(
             "sl-timeout",
             &format!(
@@ -284,7 +286,6 @@ fn a_too_short_slurm_time_limit_is_a_timeout() {
             ),
         ),
     );
-    let out = ws.run(&["run", c.to_str().unwrap(), "--launcher", "slurm"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let dir = ws.run_dir("sl-timeout");
     let xml = read(&dir.join("results.xml"));
@@ -350,8 +351,7 @@ fn the_command_engine_runs_disagg_sim_under_slurm() {
         sim("context"),
         sim("generation")
     );
-    let c = ws.case("cmd.yaml", &yaml);
-    let out = ws.run(&["run", c.to_str().unwrap(), "--launcher", "slurm"]);
+    let out = ws.run_on_slurm("sl-command", &yaml);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let dir = ws.run_dir("sl-command");
     let log = read(&dir.join("ctx_server_0.log"));
@@ -468,8 +468,8 @@ fn a_failing_setup_fails_the_job_as_setup() {
         return;
     }
     let ws = Ws::new("setup");
-    let c = ws.case(
-        "setup.yaml",
+    let out = ws.run_on_slurm(
+        "sl-setup",
         &case(
             "sl-setup",
             &format!(
@@ -477,7 +477,6 @@ fn a_failing_setup_fails_the_job_as_setup() {
             ),
         ),
     );
-    let out = ws.run(&["run", c.to_str().unwrap(), "--launcher", "slurm"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let dir = ws.run_dir("sl-setup");
     assert!(read(&dir.join("install.log")).contains("installing"));
