@@ -68,8 +68,13 @@ pub enum Launcher {
 
 /// A small runtime for the async subcommands.
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    block_on_with(2, f)
+}
+
+/// [`block_on`] with `workers` runtime threads.
+fn block_on_with<F: std::future::Future>(workers: usize, f: F) -> F::Output {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(workers)
         .enable_all()
         .build()
         .expect("the async runtime starts")

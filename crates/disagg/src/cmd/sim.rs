@@ -10,7 +10,9 @@ pub struct Args {
 }
 
 pub fn main(a: Args) -> i32 {
-    match super::block_on(disagg_sim::run(a.sim)) {
+    // One thread: it only accepts (and runs the batched scheduler); the sim serves from its
+    // own threads (`--threads`), as measured.
+    match super::block_on_with(1, disagg_sim::run(a.sim)) {
         Ok(()) => exit::PASS,
         Err(e) => {
             eprintln!("error: {e}");
