@@ -112,22 +112,18 @@ pub async fn run(args: SimArgs) -> Result<(), SimError> {
     eprintln!("disagg-sim: listening on {bound}");
     eprintln!(
         "disagg-sim: role={:?} dialect={} model={} preset={:?} prefill_per_token={:?} itl={:?} \
-         clock_step={:?} startup_delay={:?} threads={} realtime={}",
+         clock_step={} startup_delay={:?} threads={} realtime={}",
         args.role,
         args.dialect.name(),
         args.model,
         args.timing.preset,
         args.timing.prefill_per_token,
         args.timing.itl,
-        args.timing
-            .clock_step
-            .unwrap_or_else(|| engine::cost::auto_clock_step(args.timing.itl)),
+        state
+            .clock_step()
+            .map_or("-".to_string(), |s| format!("{s:?}")),
         args.startup_delay,
-        if args.threads == 0 {
-            shards::default_threads()
-        } else {
-            args.threads
-        },
+        shards.len(),
         args.realtime
     );
     ready::publish(args.ready_file.as_deref(), &bound)?;

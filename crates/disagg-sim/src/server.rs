@@ -135,6 +135,11 @@ impl SimState {
         let _ = self.0.port.set(port);
     }
 
+    /// The token clock's step in effect (`None` for the batched scheduler).
+    pub(crate) fn clock_step(&self) -> Option<Duration> {
+        self.0.engine.clock_step()
+    }
+
     pub(crate) fn role(&self) -> SimRole {
         self.0.role
     }

@@ -53,7 +53,7 @@ impl axum::serve::Listener for Handed {
 const MAX_DEFAULT_THREADS: usize = 8;
 
 /// How many shards `--threads 0` means: one per CPU this process may run on, at most 8.
-pub(crate) fn default_threads() -> usize {
+fn default_threads() -> usize {
     std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(MAX_DEFAULT_THREADS)
@@ -143,6 +143,11 @@ impl Shards {
             handoff,
             _stop: stops,
         })
+    }
+
+    /// How many shards run.
+    pub(crate) fn len(&self) -> usize {
+        self.handoff.len()
     }
 
     /// Accepts on `listener` and hands the connections to the shards in turn, until the

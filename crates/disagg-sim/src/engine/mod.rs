@@ -68,6 +68,14 @@ impl Engine {
         }
     }
 
+    /// The simple model's token clock step; the batched scheduler has none.
+    pub(crate) fn clock_step(&self) -> Option<Duration> {
+        match self {
+            Engine::Simple { clock_step, .. } => Some(*clock_step),
+            Engine::Batched(_) => None,
+        }
+    }
+
     /// Queues `seq`, arrived at `start`; the feed yields as each token falls due. With
     /// `hold_kv` (a context-only request) the batched engine keeps the prompt's KV reserved
     /// after the sequence ends, until the returned guard is dropped; the simple model has no

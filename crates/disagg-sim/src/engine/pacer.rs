@@ -10,8 +10,8 @@
 //! wakes the due ones from one task, earliest first:
 //! - it sleeps on a `timerfd` in Tokio's own epoll set, so it wakes at the instant it asked
 //!   for, on the thread whose streams it wakes: one wake-up, no thread in between;
-//! - rounds fall on a fixed grid (`--clock-step`, 1 ms by default), so under load it wakes at
-//!   most once a step, and a stream whose gaps are whole steps always lands at the same place
+//! - rounds fall on a fixed grid (`--clock-step`; by default the largest step of at most 1 ms
+//!   that divides `--itl`), so under load it wakes at most once a step, and a stream whose gaps are whole steps always lands at the same place
 //!   in a round: its lateness stays the same from token to token, and its gaps stay exact.
 //!
 //! Deadlines stay absolute, so a late token never shifts the ones after it. A Tokio sleep to
@@ -78,7 +78,7 @@ impl Shared {
     }
 }
 
-/// Ends the pacer's task with the last engine handle.
+/// Ends the pacer's task with the last handle: the thread's own, when the thread exits.
 #[derive(Debug)]
 struct AbortOnDrop(AbortHandle);
 
@@ -91,7 +91,7 @@ impl Drop for AbortOnDrop {
 #[derive(Debug, Clone)]
 pub(crate) struct Pacer {
     shared: Arc<Shared>,
-    _task: Arc<AbortOnDrop>,
+    task: Arc<AbortOnDrop>,
 }
 
 thread_local! {
@@ -105,7 +105,7 @@ impl Pacer {
         CURRENT.with(|c| {
             let mut c = c.borrow_mut();
             match &*c {
-                Some(p) if !p._task.0.is_finished() => p.clone(),
+                Some(p) if !p.task.0.is_finished() => p.clone(),
                 _ => c.insert(Self::start()).clone(),
             }
         })
@@ -121,7 +121,7 @@ impl Pacer {
         let task = tokio::spawn(run(shared.clone()));
         Self {
             shared,
-            _task: Arc::new(AbortOnDrop(task.abort_handle())),
+            task: Arc::new(AbortOnDrop(task.abort_handle())),
         }
     }
 
