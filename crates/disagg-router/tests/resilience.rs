@@ -39,6 +39,15 @@ async fn get_json(url: &str, path: &str) -> Value {
         .unwrap()
 }
 
+async fn metrics_text(url: &str) -> String {
+    reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 async fn worker_state(url: &str, group: &str, worker: &str) -> Value {
     let census = get_json(url, "/workers").await;
     census[group]["workers"]
@@ -95,12 +104,7 @@ async fn dead_context_worker_is_skipped_ejected_and_readmitted_when_back() {
     }
     assert!(!a.bodies().is_empty(), "A gets traffic again");
 
-    let metrics = reqwest::get(format!("{url}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&url).await;
     assert!(
         metrics.contains("disagg_router_ejections_total{leg=\"context\"} 1"),
         "{metrics}"
@@ -124,12 +128,7 @@ async fn generation_5xx_is_retried_on_another_worker() {
         assert_eq!(post(&url, &completion(false)).await.status(), 200);
     }
     assert_eq!(good.bodies().len(), 4);
-    let metrics = reqwest::get(format!("{url}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&url).await;
     assert!(
         metrics.contains("disagg_router_retries_total{leg=\"generation\"} 2"),
         "{metrics}"
@@ -275,12 +274,7 @@ async fn census_and_metrics_follow_a_stream() {
     })
     .await;
     api_error(post(&url, &json!({"prompt": 5})).await, 400).await;
-    let text = reqwest::get(format!("{url}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&url).await;
     for want in [
         "disagg_router_requests_total{route=\"/v1/completions\",status=\"200\"} 1",
         "disagg_router_requests_total{route=\"/v1/completions\",status=\"400\"} 1",
@@ -317,12 +311,7 @@ async fn serving_threads_share_policies_census_and_metrics() {
         assert_eq!(post(&url, &completion(false)).await.status(), 200);
     }
     assert_eq!((a.seen().len(), b.seen().len()), (2, 1), "one turn for all");
-    let text = reqwest::get(format!("{url}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&url).await;
     let want = "disagg_router_requests_total{route=\"/v1/completions\",status=\"200\"} 3";
     assert!(text.contains(want), "{want} in\n{text}");
 
