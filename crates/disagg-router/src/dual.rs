@@ -44,8 +44,8 @@ pub(crate) async fn sglang_flow(
         let prefill = prefill_leg(state.clone(), clock, p_lease, req, body.clone());
         match race(state, req, clock, &d_lease, body, prefill).await {
             Ok((opened, companion)) => {
-                state.prefill.record_success(pi);
-                state.decode.record_success(di);
+                state.prefill.record_success(pi, "it answered a request");
+                state.decode.record_success(di, "it answered a request");
                 let worker = d_lease.url().to_string();
                 let keep = Keep {
                     leases: vec![d_lease],
@@ -61,7 +61,7 @@ pub(crate) async fn sglang_flow(
                     (&state.decode, di, &mut tried_d)
                 };
                 if e.is_unreachable() {
-                    group.record_failure(i);
+                    group.record_failure(i, &e);
                 }
                 if !e.is_retryable() || retries >= state.cfg.max_retries as usize {
                     return Err(e);

@@ -63,24 +63,25 @@ pub(crate) async fn watch(state: Arc<Inner>) {
 /// Probes every worker of `group` at once, records the results, and counts the healthy.
 async fn probe_group(client: &reqwest::Client, group: &WorkerGroup, timeout: Duration) -> usize {
     let probes = group.workers.iter().enumerate().map(|(i, w)| async move {
-        let ok = match client
+        let failed = match client
             .get(format!("{}/health", w.url))
             .timeout(timeout)
             .send()
             .await
         {
-            Ok(resp) => resp.status() == reqwest::StatusCode::OK,
-            Err(e) => {
-                tracing::debug!("{} worker {} failed /health: {e}", group.leg, w.url);
-                false
-            }
+            Ok(resp) if resp.status() == reqwest::StatusCode::OK => None,
+            Ok(resp) => Some(format!("/health answered {}", resp.status())),
+            Err(e) if e.is_timeout() => Some(format!("/health did not answer within {timeout:?}")),
+            Err(e) => Some(format!("/health failed: {}", crate::error::error_chain(&e))),
         };
-        if ok {
-            group.record_success(i);
-        } else {
-            group.record_failure(i);
+        match &failed {
+            None => group.record_success(i, "/health answered 200"),
+            Some(why) => {
+                tracing::debug!("{} worker {}: {why}", group.leg, w.url);
+                group.record_failure(i, why);
+            }
         }
-        ok
+        failed.is_none()
     });
     join_all(probes).await.into_iter().filter(|ok| *ok).count()
 }

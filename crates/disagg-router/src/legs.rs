@@ -84,12 +84,12 @@ where
         };
         match call(lease.url().to_string()).await {
             Ok(v) => {
-                group.record_success(i);
+                group.record_success(i, "it answered a request");
                 return Ok((lease, v));
             }
             Err(e) => {
                 if e.is_unreachable() {
-                    group.record_failure(i);
+                    group.record_failure(i, &e);
                 }
                 if !e.is_retryable() || tried.len() >= state.cfg.max_retries as usize {
                     return Err(e);

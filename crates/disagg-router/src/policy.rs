@@ -88,17 +88,28 @@ impl WorkerGroup {
         self.workers.iter().filter(|w| w.is_healthy()).count()
     }
 
-    pub fn record_failure(&self, i: usize) {
+    /// A failed probe or connection of worker `i`; `why` is logged if it ejects the worker.
+    pub fn record_failure(&self, i: usize, why: &dyn std::fmt::Display) {
         if self.workers[i].record_failure(self.eject_after) == Transition::Ejected {
             self.ejections.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!("{} worker {} ejected", self.leg, self.workers[i].url);
+            tracing::warn!(
+                "{} worker {} ejected after {} failure(s) in a row: {why}",
+                self.leg,
+                self.workers[i].url,
+                self.eject_after
+            );
         }
     }
 
-    pub fn record_success(&self, i: usize) {
+    /// A passed probe or an answered request of worker `i`; `how` is logged if it readmits it.
+    pub fn record_success(&self, i: usize, how: &str) {
         if self.workers[i].record_success() == Transition::Readmitted {
             self.readmissions.fetch_add(1, Ordering::Relaxed);
-            tracing::info!("{} worker {} readmitted", self.leg, self.workers[i].url);
+            tracing::info!(
+                "{} worker {} readmitted: {how}",
+                self.leg,
+                self.workers[i].url
+            );
         }
     }
 }
@@ -121,19 +132,19 @@ mod tests {
     #[test]
     fn ejected_and_tried_workers_are_skipped() {
         let g = group(Policy::RoundRobin, 3);
-        g.record_failure(1);
+        g.record_failure(1, &"test");
         assert_eq!(g.ejections.load(Ordering::Relaxed), 1);
         for _ in 0..6 {
             let (i, _) = g.pick(INPUT, &[0]).unwrap();
             assert_eq!(i, 2);
         }
-        g.record_failure(2);
+        g.record_failure(2, &"test");
         let err = g.pick(INPUT, &[0]).unwrap_err();
         assert!(
             err.to_string().contains("1 of 3"),
             "the message counts the healthy: {err}"
         );
-        g.record_success(1);
+        g.record_success(1, "test");
         assert_eq!(g.readmissions.load(Ordering::Relaxed), 1);
         assert_eq!(g.pick(INPUT, &[0]).unwrap().0, 1);
     }

@@ -23,6 +23,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RouterError> {
     let threads = cfg.threads;
+    log_startup(&listener, &cfg);
     let state = AppState::new(cfg)?;
     // The checker lives exactly as long as this call: aborted however `serve` returns.
     let checker = AbortOnDrop(tokio::spawn(state.health_checker()));
@@ -71,6 +72,36 @@ async fn serve_here(
     }
 }
 
+/// The one line that says what this router is: where, which dialect, which workers, which
+/// policies and limits. An operator reading `disagg_server.log` starts here.
+fn log_startup(listener: &tokio::net::TcpListener, cfg: &RouterConfig) {
+    let addr = listener
+        .local_addr()
+        .map_or_else(|e| format!("? ({e})"), |a| a.to_string());
+    let prefill: Vec<String> = (cfg.prefill.iter().enumerate())
+        .map(|(i, u)| match cfg.bootstrap_port(i) {
+            Some(p) if cfg.dialect == crate::Dialect::Sglang => format!("{u}@{p}"),
+            _ => u.clone(),
+        })
+        .collect();
+    tracing::info!(
+        "router on {addr}: dialect {}; context workers [{}] by {}; generation workers [{}] by {}; \
+         {} serving thread(s); request timeout {:?}, connect timeout {:?}, {} retries; \
+         /health every {:?}, out of rotation after {} failure(s) in a row",
+        cfg.dialect.as_str(),
+        prefill.join(", "),
+        cfg.prefill_policy.as_str(),
+        cfg.decode.join(", "),
+        cfg.decode_policy.as_str(),
+        cfg.threads,
+        cfg.request_timeout,
+        cfg.connect_timeout,
+        cfg.max_retries,
+        cfg.health_interval,
+        cfg.eject_after,
+    );
+}
+
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
@@ -101,12 +132,6 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
         cfg.host.clone()
     };
     let published = format!("{host}:{port}\n");
-    tracing::info!(
-        "disagg router on {}: context {:?}, generation {:?}",
-        published.trim_end(),
-        cfg.prefill,
-        cfg.decode
-    );
     disagg_proto::ready::publish(ready_file.as_deref(), published.trim_end()).map_err(
         |source| RouterError::ReadyFile {
             path: ready_file.clone().unwrap_or_else(|| "stdout".into()),

@@ -270,3 +270,83 @@ fn the_sim_serves_from_its_own_threads_and_realtime_puts_them_under_sched_fifo()
         "{stderr}"
     );
 }
+
+/// A port nothing listens on (bound, then closed).
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn the_router_logs_its_startup_and_names_the_worker_it_ejects() {
+    let ctx = Server::start(&["sim", "--role", "context", "--itl", "1ms"]);
+    let dead = format!("127.0.0.1:{}", closed_port());
+    let dir = TempDir::new("router-log");
+    let log_path = dir.path().join("disagg_server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = Command::new(DISAGG)
+        .args([
+            "router",
+            "--prefill",
+            &ctx.addr,
+            "--decode",
+            &dead,
+            "--port",
+            "0",
+            "--health-interval",
+            "100ms",
+        ])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut addr = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut addr)
+        .unwrap();
+    let addr = addr.trim().to_string();
+    // Wait (bounded) for the checker to eject the dead worker: 2 failed probes 100 ms apart.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let text = loop {
+        let text = read(&log_path);
+        if text.contains(" ejected after") || std::time::Instant::now() >= until {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let startup = text
+        .lines()
+        .find(|l| l.contains(&format!("router on {addr}: dialect trtllm;")))
+        .unwrap_or_else(|| panic!("no startup line naming {addr}:\n{text}"));
+    assert!(
+        startup.contains(" INFO ")
+            && startup.contains(&format!(
+                "context workers [http://{}] by round_robin",
+                ctx.addr
+            ))
+            && startup.contains(&format!(
+                "generation workers [http://{dead}] by round_robin"
+            )),
+        "{startup}"
+    );
+    let ejected = text
+        .lines()
+        .find(|l| l.contains(" ejected after"))
+        .unwrap_or_else(|| panic!("no ejection line:\n{text}"));
+    assert!(
+        ejected.contains(" WARN ")
+            && ejected.contains(&format!("generation worker http://{dead} ejected after 2 failure(s) in a row: /health failed")),
+        "{ejected}"
+    );
+    assert!(
+        !text.contains(&format!("context worker http://{} ejected", ctx.addr)),
+        "the live worker stays in: {text}"
+    );
+}

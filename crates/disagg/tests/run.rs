@@ -128,6 +128,12 @@ fn quickstart_passes_and_writes_every_report() {
             && csv.contains(",SEQ_THROUGHPUT,")
             && csv.contains(",P99_ITL,")
     );
+    // The router logs its startup into its role's log.
+    let server_log = read(&dir.join("disagg_server.log"));
+    assert!(
+        server_log.contains("INFO router on 127.0.0.1:") && server_log.contains("dialect trtllm;"),
+        "{server_log}"
+    );
     // The resolved case re-validates as is.
     let v = disagg(&["validate", dir.join("case.yaml").to_str().unwrap()], &[]);
     assert_eq!(v.code(), 0, "{}", v.show());
