@@ -112,6 +112,29 @@ pub enum Engine {
     Command,
 }
 
+impl Engine {
+    /// The only dialect a real engine speaks; `None` for the sim and `command`, which may speak
+    /// any.
+    pub fn native_dialect(self) -> Option<Dialect> {
+        match self {
+            Engine::Trtllm => Some(Dialect::Trtllm),
+            Engine::Vllm => Some(Dialect::Vllm),
+            Engine::Sglang => Some(Dialect::Sglang),
+            Engine::Sim | Engine::Command => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Sim => "sim",
+            Engine::Trtllm => "trtllm",
+            Engine::Vllm => "vllm",
+            Engine::Sglang => "sglang",
+            Engine::Command => "command",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Hardware {
@@ -377,8 +400,10 @@ impl EnvValue {
 pub struct RouterSpec {
     #[serde(default)]
     pub kind: RouterKind,
-    #[serde(default)]
-    pub dialect: Dialect,
+    /// The wire dialect to the workers; the engine's own when absent (the loader fills it in,
+    /// so a loaded case and its plan always carry one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dialect: Option<Dialect>,
     /// The policy of both groups, unless `ctx_policy` / `gen_policy` say otherwise.
     #[serde(default)]
     pub policy: Policy,
@@ -393,6 +418,11 @@ pub struct RouterSpec {
 }
 
 impl RouterSpec {
+    /// The dialect in effect: the one the loader resolved (trtllm for a spec built by hand
+    /// without one).
+    pub fn dialect(&self) -> Dialect {
+        self.dialect.unwrap_or_default()
+    }
     pub fn ctx_policy(&self) -> Policy {
         self.ctx_policy.unwrap_or(self.policy)
     }

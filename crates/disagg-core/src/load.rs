@@ -39,7 +39,7 @@ pub fn load_case(path: &Path) -> Result<LoadedCase, CaseError> {
 pub fn parse_case(text: &str, path: &Path) -> Result<LoadedCase, CaseError> {
     // First pass with untyped engine_args: learn which engine the case is for.
     let raw: RawCase<serde_yaml_ng::Value> = deserialize(text, path)?;
-    let case: Case = match raw.engine {
+    let mut case: Case = match raw.engine {
         Engine::Sim => deserialize::<RawCase<SimEngineArgs>>(text, path)?
             .map_args(|a| EngineArgs::Sim(Box::new(a))),
         Engine::Command => {
@@ -51,6 +51,10 @@ pub fn parse_case(text: &str, path: &Path) -> Result<LoadedCase, CaseError> {
         }
     };
     check(&case, text, path)?;
+    // The router speaks the engine's dialect unless the case says otherwise (and `check` has
+    // refused a dialect the engine cannot speak).
+    let native = case.engine.native_dialect().unwrap_or_default();
+    case.router.dialect.get_or_insert(native);
     let config_name = match &case.name {
         Some(n) => ConfigName::new(n).map_err(|why| {
             CaseError::new(path, "name", format!("`{n}` cannot be a folder name: {why}"))
@@ -427,6 +431,23 @@ fn check_router(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
             .at_line(line_of(text, k))
             .hint(hint))
     };
+    if let (Some(d), Some(native)) = (r.dialect, case.engine.native_dialect()) {
+        if d != native {
+            return err(
+                "router.dialect",
+                &format!(
+                    "`engine: {}` speaks only the {} dialect, so a `{}` router cannot talk to it",
+                    case.engine.as_str(),
+                    native.as_str(),
+                    d.as_str()
+                ),
+                &format!(
+                    "drop `router.dialect` (it follows the engine) or set `dialect: {}`",
+                    native.as_str()
+                ),
+            );
+        }
+    }
     match (r.kind, &r.argv) {
         (RouterKind::Engine, _) if case.engine != Engine::Trtllm => err(
             "router.kind",

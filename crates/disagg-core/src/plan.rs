@@ -273,7 +273,7 @@ pub fn build(case: &LoadedCase, run_id: &str, run_dir: &Path, exe: &Path) -> Pla
                     run_dir,
                     ready_file: rendezvous_dir(run_dir).join(format!("{role}.engine")),
                     cache_transceiver: c.hardware.cache_transceiver,
-                    dialect: c.router.dialect,
+                    dialect: c.router.dialect(),
                 },
             );
             if let Some((name, text)) = built.file {

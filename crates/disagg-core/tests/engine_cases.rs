@@ -99,6 +99,20 @@ fn bad_engine_and_router_settings_name_the_key_and_fix() {
             "within one node",
         ),
         (
+            "a vllm case routed in the trtllm dialect",
+            case("vllm", "{}", "router: {dialect: trtllm}\n"),
+            "router.dialect",
+            "speaks only the vllm dialect",
+            "dialect: vllm",
+        ),
+        (
+            "an sglang case routed in the vllm dialect",
+            case("sglang", "{}", "router: {dialect: vllm}\n"),
+            "router.dialect",
+            "speaks only the sglang dialect",
+            "drop `router.dialect`",
+        ),
+        (
             "unknown engine",
             case("tgi", "{}", ""),
             "engine",
@@ -120,4 +134,35 @@ fn bad_engine_and_router_settings_name_the_key_and_fix() {
             "{what}: {shown}"
         );
     }
+}
+
+#[test]
+fn the_router_speaks_the_engines_dialect_unless_the_case_says_otherwise() {
+    use disagg_core::case::Dialect;
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    for (file, want) in [
+        ("vllm.yaml", Dialect::Vllm),
+        ("sglang.yaml", Dialect::Sglang),
+        ("trtllm-multinode.yaml", Dialect::Trtllm),
+        ("quickstart.yaml", Dialect::Trtllm),
+    ] {
+        let c = disagg_core::load_case(&examples.join(file)).unwrap();
+        assert_eq!(c.case.router.dialect, Some(want), "{file}");
+    }
+    // The sim and `command` speak whatever the case asks.
+    for engine in ["sim", "command"] {
+        let args = if engine == "command" { CMD } else { "{}" };
+        let c = parse_case(
+            &case(engine, args, "router: {dialect: vllm}\n"),
+            Path::new("t.yaml"),
+        )
+        .unwrap();
+        assert_eq!(c.case.router.dialect, Some(Dialect::Vllm), "{engine}");
+    }
+    let c = parse_case(
+        &case("vllm", "{}", "router: {dialect: vllm}\n"),
+        Path::new("t.yaml"),
+    )
+    .unwrap();
+    assert_eq!(c.case.router.dialect, Some(Dialect::Vllm));
 }

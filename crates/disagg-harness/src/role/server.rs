@@ -18,7 +18,7 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
         eprintln!("disagg role DISAGG_SERVER: {} is at {}", w.role, ep.url());
         match w.role {
             // SGLang's prefill is named with its bootstrap port; the sim serves it on its HTTP port.
-            RoleName::Ctx(_) if plan.router.dialect == Dialect::Sglang => {
+            RoleName::Ctx(_) if plan.router.dialect() == Dialect::Sglang => {
                 ctx.push(format!("{}@{}", ep.host_port(), ep.port))
             }
             RoleName::Ctx(_) => ctx.push(ep.host_port()),
@@ -40,7 +40,7 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
 
     let mut router_cfg = disagg_router::RouterConfig::from_server_config(&config);
     router_cfg.request_timeout = plan.deadlines.request;
-    router_cfg.dialect = match plan.router.dialect {
+    router_cfg.dialect = match plan.router.dialect() {
         Dialect::Trtllm => disagg_router::Dialect::Trtllm,
         Dialect::Vllm => disagg_router::Dialect::Vllm,
         Dialect::Sglang => disagg_router::Dialect::Sglang,
