@@ -46,7 +46,7 @@ pub(crate) async fn run(args: BenchArgs) -> Result<bool, BenchError> {
     let sweep = run_sweep(&cfg).await?;
     print!("{}", outputs::summary_text(&sweep));
     if let Some(dir) = &args.output_dir {
-        sweep.write_outputs(dir, &cfg.percentiles)?;
+        sweep.write_outputs(dir)?;
     }
     for warning in sweep.warnings() {
         eprintln!("warning: {warning}");

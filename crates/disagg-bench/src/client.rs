@@ -51,6 +51,8 @@ pub(crate) struct Success {
     /// `usage.prompt_tokens`, when the server reported it.
     pub prompt_tokens: Option<u64>,
     pub streamed: bool,
+    /// TensorRT-LLM's `choices[0].avg_decoded_tokens_per_iter`, the last one the server sent.
+    pub avg_decoded_tokens_per_iter: Option<f64>,
 }
 
 impl Outcome {
@@ -204,6 +206,7 @@ async fn read_stream(resp: reqwest::Response) -> Result<Success, Failure> {
     let mut parser = Parser::new();
     let mut chunks = Vec::new();
     let mut usage = None;
+    let mut decoded_per_iter = None;
     // Ends when the server sends [DONE] or closes the stream; the caller's timeout bounds both.
     while let Some(read) = stream.next().await {
         let bytes = read.map_err(|_| Failure::StreamCut)?;
@@ -218,6 +221,7 @@ async fn read_stream(resp: reqwest::Response) -> Result<Success, Failure> {
                         output_tokens,
                         prompt_tokens: usage.map(|u| u.prompt_tokens),
                         streamed: true,
+                        avg_decoded_tokens_per_iter: decoded_per_iter,
                     });
                 }
                 Event::Data(data) => {
@@ -227,6 +231,9 @@ async fn read_stream(resp: reqwest::Response) -> Result<Success, Failure> {
                     }
                     if chunk.usage.is_some() {
                         usage = chunk.usage;
+                    }
+                    if let Some(a) = chunk.decoded_per_iter() {
+                        decoded_per_iter = Some(a);
                     }
                 }
             }
@@ -249,6 +256,7 @@ async fn read_whole(resp: reqwest::Response) -> Result<Success, Failure> {
         output_tokens,
         prompt_tokens: chunk.usage.map(|u| u.prompt_tokens),
         streamed: false,
+        avg_decoded_tokens_per_iter: chunk.decoded_per_iter(),
     })
 }
 
@@ -273,6 +281,9 @@ struct Choice {
     /// And whole chat answers here.
     #[serde(default)]
     message: Option<Delta>,
+    /// TensorRT-LLM's speculative-decoding figure, per choice.
+    #[serde(default)]
+    avg_decoded_tokens_per_iter: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -282,6 +293,10 @@ struct Delta {
 }
 
 impl Chunk {
+    fn decoded_per_iter(&self) -> Option<f64> {
+        self.choices.first()?.avg_decoded_tokens_per_iter
+    }
+
     fn has_text(&self) -> bool {
         self.choices.first().is_some_and(|c| {
             let text = c.text.as_deref().unwrap_or_default();
@@ -329,6 +344,10 @@ mod tests {
         assert!(c.has_text());
         let c = parse_chunk(br#"{"choices":[{"message":{"content":"c"}}]}"#).unwrap();
         assert!(c.has_text());
+        assert_eq!(c.decoded_per_iter(), None);
+        let c = parse_chunk(br#"{"choices":[{"text":"d","avg_decoded_tokens_per_iter":2.5}]}"#)
+            .unwrap();
+        assert_eq!(c.decoded_per_iter(), Some(2.5));
         let c = parse_chunk(
             br#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":9,"total_tokens":12}}"#,
         )

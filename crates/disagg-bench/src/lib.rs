@@ -8,6 +8,8 @@
 //!   per-point metrics and every request's timeline.
 //! - [`text_summary`]: benchmark_serving's text block for one point (PROTOCOLS.md §4), and
 //!   [`details_summary`]: what that block has no line for (failures by type, per-GPU rates).
+//! - [`result`]: the result model, [`PointReport`] (one point, validity judged once) and
+//!   [`ResultsFile`] (`results.json`), written here and read by the harness.
 //! - [`Sweep::invalid_reason`], [`Sweep::warnings`], [`Sweep::write_outputs`].
 //! - [`run`]: the standalone command.
 //!
@@ -35,6 +37,7 @@ mod open_loop;
 mod outputs;
 mod progress;
 mod record;
+pub mod result;
 mod slo;
 mod summary;
 mod sweep;
@@ -42,8 +45,11 @@ mod text;
 mod workload;
 
 pub use histogram::LatencyHistograms;
+pub use result::{
+    FigureStats, LatencyStats, Metrics, PointId, PointReport, Problem, ProblemKind, RequestRate,
+    ResultsFile, Validity,
+};
 
-use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -249,59 +255,11 @@ impl BenchArgs {
     }
 }
 
-/// Latency statistics of one metric, in milliseconds.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-pub struct LatencyStats {
-    pub mean_ms: f64,
-    pub median_ms: f64,
-    pub std_ms: f64,
-    pub p99_ms: f64,
-    /// (percentile, value) for each extra percentile requested.
-    pub percentiles: Vec<(f64, f64)>,
-}
-
-/// One concurrency point's results (PROTOCOLS.md §4 definitions).
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-pub struct Metrics {
-    pub duration_s: f64,
-    pub completed: u64,
-    pub failed: u64,
-    /// Requests that completed with zero generated tokens (also counted in `failed`).
-    pub zero_token_requests: u64,
-    /// With `ignore_eos`, completed requests that generated fewer tokens than requested.
-    pub short_outputs: u64,
-    pub total_input_tokens: u64,
-    pub total_output_tokens: u64,
-    pub request_throughput: f64,
-    pub output_throughput: f64,
-    pub total_token_throughput: f64,
-    pub user_throughput: f64,
-    /// Completed requests meeting every goodput objective, per second; `None` without
-    /// objectives.
-    pub request_goodput: Option<f64>,
-    /// Output and total tokens per second per GPU; `None` when the GPU count is not given.
-    pub output_throughput_per_gpu: Option<f64>,
-    pub total_token_throughput_per_gpu: Option<f64>,
-    /// The latest any request left after its scheduled time: how far the client fell behind
-    /// its own load model (always 0 in a closed loop, where requests are due when sent).
-    pub max_send_lag_ms: f64,
-    pub ttft: LatencyStats,
-    pub tpot: LatencyStats,
-    pub itl: LatencyStats,
-    pub e2el: LatencyStats,
-}
-
-/// One point of the sweep.
+/// One point of the sweep: its report (what is written and read back) and what only the bench
+/// keeps (every request's timeline, the HDR histograms).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PointResult {
-    /// The cap on requests in flight: the closed loop's concurrency, or the open loop's
-    /// `max_concurrency` (`None`: uncapped).
-    pub concurrency: Option<u32>,
-    /// The open loop's arrival rate (req/s); `None` for the closed loop.
-    pub request_rate: Option<f64>,
-    pub metrics: Metrics,
-    /// Failed requests by error kind.
-    pub errors: BTreeMap<String, u64>,
+    pub report: PointReport,
     /// Every measured request's timeline, in request order (warmup excluded).
     pub requests: Vec<RequestRecord>,
     /// TTFT, TPOT, ITL and E2EL in HDR histograms (nanoseconds).
@@ -330,19 +288,10 @@ pub struct RequestRecord {
     pub error: Option<String>,
 }
 
-impl PointResult {
-    /// benchmark_serving's JSON keys (`duration`, `completed`, ..., `p99_ttft_ms`, `max_concurrency`, ...).
-    pub fn to_json(&self) -> serde_json::Value {
-        summary::to_json(self)
-    }
-}
-
 /// A whole sweep.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sweep {
     pub points: Vec<PointResult>,
-    /// The failure-rate limit the sweep was run with ([`BenchConfig::max_failure_rate`]).
-    pub max_failure_rate: f64,
 }
 
 impl Sweep {
@@ -352,10 +301,15 @@ impl Sweep {
         sweep::invalid_reason(self)
     }
 
+    /// Each point's report, in order.
+    pub fn reports(&self) -> Vec<PointReport> {
+        self.points.iter().map(|p| p.report.clone()).collect()
+    }
+
     /// Writes results.json, summary.txt, results.csv, requests.jsonl and the HDR distributions
     /// (`hdr/point<N>_<metric>.hgrm`) into `dir`, creating it.
-    pub fn write_outputs(&self, dir: &Path, percentiles: &[f64]) -> Result<(), BenchError> {
-        outputs::write(dir, self, percentiles)
+    pub fn write_outputs(&self, dir: &Path) -> Result<(), BenchError> {
+        outputs::write(dir, self)
     }
 
     /// Problems that do not invalidate the results but must be seen (outputs shorter than
@@ -395,17 +349,26 @@ pub async fn canary(cfg: &BenchConfig) -> Result<(), BenchError> {
 
 /// Runs warmup and every concurrency point, in order.
 pub async fn run_sweep(cfg: &BenchConfig) -> Result<Sweep, BenchError> {
-    sweep::run_sweep(cfg).await
+    sweep::run_sweep(cfg, &mut |_| {}).await
+}
+
+/// [`run_sweep`], calling `on_point` with each point as soon as it is measured (to write its
+/// files before the next point starts).
+pub async fn run_sweep_with(
+    cfg: &BenchConfig,
+    mut on_point: impl FnMut(&PointResult),
+) -> Result<Sweep, BenchError> {
+    sweep::run_sweep(cfg, &mut on_point).await
 }
 
 /// benchmark_serving's text block for one point.
-pub fn text_summary(point: &PointResult) -> String {
+pub fn text_summary(point: &PointReport) -> String {
     summary::text_summary(point)
 }
 
 /// What benchmark_serving's block has no line for, printed after it: failures by type and
 /// short outputs. Empty when there is nothing to say.
-pub fn details_summary(point: &PointResult) -> String {
+pub fn details_summary(point: &PointReport) -> String {
     summary::details_summary(point)
 }
 

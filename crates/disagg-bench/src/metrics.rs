@@ -6,7 +6,17 @@ use std::time::{Duration, Instant};
 
 use crate::client::{Failure, Outcome};
 use crate::histogram::{self, LatencyHistograms};
-use crate::{LatencyStats, Metrics, Slo};
+use crate::{FigureStats, LatencyStats, Metrics, Slo};
+
+/// When a request arrived at the client, for its queueing time under a concurrency cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Arrival {
+    /// The closed loop: every request is due when the point starts (benchmark_serving's
+    /// infinite rate) and waits for a slot.
+    PointStart,
+    /// The open loop: at its scheduled time.
+    Scheduled,
+}
 
 /// What the point's numbers are judged and divided by.
 #[derive(Debug, Clone, Copy, Default)]
@@ -14,6 +24,9 @@ pub(crate) struct Scales<'a> {
     pub extra_percentiles: &'a [f64],
     pub goodput: Option<Slo>,
     pub gpus: Option<NonZeroU32>,
+    /// Under a concurrency cap, how to measure the client's queueing time; `None` leaves it
+    /// out (no cap), as vLLM does.
+    pub queue: Option<Arrival>,
 }
 
 /// What one point's outcomes come to.
@@ -35,6 +48,7 @@ pub(crate) fn compute(outcomes: &[Outcome], scales: Scales<'_>) -> Computed {
     let mut itl = Vec::new();
     let mut e2el = Vec::new();
     let mut user_tput = Vec::new();
+    let mut decoded_per_iter = Vec::new();
     let (mut completed, mut input, mut output, mut short) = (0u64, 0u64, 0u64, 0u64);
 
     for o in outcomes {
@@ -68,7 +82,23 @@ pub(crate) fn compute(outcomes: &[Outcome], scales: Scales<'_>) -> Computed {
             }
         }
         itl.extend(ok.chunks.windows(2).map(|w| ms(w[1] - w[0])));
+        decoded_per_iter.extend(ok.avg_decoded_tokens_per_iter);
     }
+    let origin = outcomes.iter().map(|o| o.scheduled).min();
+    let client_queue_time = scales.queue.map(|arrival| {
+        let waits: Vec<f64> = outcomes
+            .iter()
+            .filter(|o| o.result.is_ok())
+            .map(|o| {
+                let arrived = match arrival {
+                    Arrival::PointStart => origin.unwrap_or(o.scheduled),
+                    Arrival::Scheduled => o.scheduled,
+                };
+                ms(o.sent.saturating_duration_since(arrived))
+            })
+            .collect();
+        stats(waits, extra_percentiles)
+    });
 
     let duration_s = span(outcomes).as_secs_f64();
     let per_s = |x: f64| {
@@ -110,16 +140,85 @@ pub(crate) fn compute(outcomes: &[Outcome], scales: Scales<'_>) -> Computed {
             .iter()
             .map(|o| ms(o.sent.saturating_duration_since(o.scheduled)))
             .fold(0.0, f64::max),
+        max_output_tokens_per_s: peak_chunks_per_second(outcomes),
+        max_concurrent_requests: peak_in_flight(outcomes),
         ttft: stats(ttft, extra_percentiles),
         tpot: stats(tpot, extra_percentiles),
         itl: stats(itl, extra_percentiles),
         e2el: stats(e2el, extra_percentiles),
+        client_queue_time,
+        avg_decoded_tokens_per_iter: figure_stats(decoded_per_iter, extra_percentiles),
+        gen_device_step_time_ms: None,
     };
     Computed {
         metrics,
         errors,
         histograms,
     }
+}
+
+/// vLLM's peak output rate: content chunks of successful requests in one-second buckets counted
+/// from the first successful send; the fullest bucket.
+fn peak_chunks_per_second(outcomes: &[Outcome]) -> f64 {
+    let Some(start) = outcomes
+        .iter()
+        .filter(|o| o.result.is_ok())
+        .map(|o| o.sent)
+        .min()
+    else {
+        return 0.0;
+    };
+    let mut buckets: BTreeMap<u64, u64> = BTreeMap::new();
+    for o in outcomes {
+        if let Ok(ok) = &o.result {
+            for &c in &ok.chunks {
+                *buckets
+                    .entry(c.saturating_duration_since(start).as_secs())
+                    .or_insert(0) += 1;
+            }
+        }
+    }
+    buckets.values().copied().max().unwrap_or(0) as f64
+}
+
+/// The most successful requests in flight at once, over half-open `[sent, end)` intervals.
+fn peak_in_flight(outcomes: &[Outcome]) -> u64 {
+    let mut events: Vec<(Instant, i64)> = Vec::new();
+    for o in outcomes.iter().filter(|o| o.result.is_ok()) {
+        events.push((o.sent, 1));
+        events.push((o.end, -1));
+    }
+    // At the same instant an end comes before a start.
+    events.sort();
+    let (mut now, mut peak) = (0i64, 0i64);
+    for (_, delta) in events {
+        now += delta;
+        peak = peak.max(now);
+    }
+    peak as u64
+}
+
+/// Mean, min, max, median, population std and percentiles of a server-reported figure; `None`
+/// when no request reported it.
+fn figure_stats(mut values: Vec<f64>, extra_percentiles: &[f64]) -> Option<FigureStats> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let s = stats(values.clone(), extra_percentiles);
+    let mut percentiles = std::collections::BTreeMap::new();
+    percentiles.insert("p99".to_string(), s.p99_ms);
+    for (p, v) in s.percentiles {
+        percentiles.insert(format!("p{}", crate::result::percentile_word(p)), v);
+    }
+    Some(FigureStats {
+        mean: s.mean_ms,
+        min: values[0],
+        max: values[values.len() - 1],
+        median: s.median_ms,
+        std: s.std_ms,
+        percentiles,
+    })
 }
 
 /// From the first scheduled send to the last completion.
@@ -226,6 +325,7 @@ mod tests {
                 output_tokens: tokens,
                 prompt_tokens: None,
                 streamed: true,
+                avg_decoded_tokens_per_iter: None,
             }),
         }
     }
@@ -463,6 +563,7 @@ mod tests {
                 output_tokens: 5,
                 prompt_tokens: None,
                 streamed: false,
+                avg_decoded_tokens_per_iter: None,
             }),
         };
         let Computed { metrics: m, .. } = compute(&[o], Scales::default());
@@ -470,5 +571,42 @@ mod tests {
         assert!(close(m.e2el.mean_ms, 80.0));
         assert!(close(m.tpot.mean_ms, 0.0));
         assert_eq!(m.itl, LatencyStats::default());
+    }
+
+    #[test]
+    fn peaks_queue_times_and_server_figures() {
+        let t0 = Instant::now();
+        let mut a = streamed(t0, 0, &[10, 20, 30], 40, 3);
+        let mut b = streamed(t0, 30, &[10, 1500], 1600, 2);
+        // b waited 30 ms for a slot (closed loop: due at the point's start).
+        b.scheduled = t0 + Duration::from_millis(30);
+        if let (Ok(x), Ok(y)) = (&mut a.result, &mut b.result) {
+            x.avg_decoded_tokens_per_iter = Some(2.0);
+            y.avg_decoded_tokens_per_iter = Some(3.0);
+        }
+        let c = streamed(t0, 2000, &[10], 20, 1);
+        let outcomes = [a, b, c];
+        let Computed { metrics: m, .. } = compute(
+            &outcomes,
+            Scales {
+                queue: Some(Arrival::PointStart),
+                ..Scales::default()
+            },
+        );
+        // Second 0 holds a's three chunks and b's first; second 1 b's last; second 2 c's.
+        assert!(close(m.max_output_tokens_per_s, 4.0));
+        // a [0,40) and b [30,1630) overlap; c starts at 2000.
+        assert_eq!(m.max_concurrent_requests, 2);
+        let q = m.client_queue_time.unwrap();
+        // numpy over [0, 30, 2000]: rank 1.98, between 30 and 2000.
+        assert!(close(q.p99_ms, 30.0 + 1970.0 * 0.98));
+        assert!(close(q.mean_ms, (0.0 + 30.0 + 2000.0) / 3.0));
+        let a = m.avg_decoded_tokens_per_iter.unwrap();
+        assert_eq!((a.min, a.max, a.mean, a.median), (2.0, 3.0, 2.5, 2.5));
+        assert!(close(a.percentiles["p99"], 2.99));
+        // Without a cap there is no queue, and without reports no figure.
+        let Computed { metrics: m, .. } = compute(&outcomes[2..], Scales::default());
+        assert_eq!(m.client_queue_time, None);
+        assert_eq!(m.avg_decoded_tokens_per_iter, None);
     }
 }

@@ -1,5 +1,6 @@
 //! The files of a finished sweep, in one directory:
-//! - `results.json`: validity plus each point under benchmark_serving's keys;
+//! - `results.json`: validity plus each point's [`PointReport`](crate::PointReport) (flat,
+//!   under benchmark_serving's keys);
 //! - `summary.txt`: the text blocks, as printed;
 //! - `results.csv`: one row per point, the JSON keys as columns;
 //! - `requests.jsonl`: one line per measured request, with its chunk timestamps;
@@ -10,12 +11,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::{BenchError, PointResult, Sweep, details_summary, histogram, summary, text_summary};
+use crate::{BenchError, ResultsFile, Sweep, details_summary, histogram, text_summary};
 
-/// Percentiles of the HDR distributions listed in `results.json` besides the configured ones.
-const HDR_PERCENTILES: [f64; 4] = [50.0, 90.0, 99.0, 99.9];
-
-pub(crate) fn write(dir: &Path, sweep: &Sweep, percentiles: &[f64]) -> Result<(), BenchError> {
+pub(crate) fn write(dir: &Path, sweep: &Sweep) -> Result<(), BenchError> {
     let fail = |path: PathBuf| move |source| BenchError::Write { path, source };
     std::fs::create_dir_all(dir.join("hdr")).map_err(fail(dir.join("hdr")))?;
     let put = |name: &str, contents: &[u8]| {
@@ -23,8 +21,8 @@ pub(crate) fn write(dir: &Path, sweep: &Sweep, percentiles: &[f64]) -> Result<()
         std::fs::write(&path, contents).map_err(fail(path))
     };
 
-    let mut results = serde_json::to_vec_pretty(&results_json(sweep, percentiles))
-        .expect("a JSON value always serializes");
+    let mut results =
+        serde_json::to_vec_pretty(&results_file(sweep)).expect("a report always serializes");
     results.push(b'\n');
     put("results.json", &results)?;
     put("summary.txt", summary_text(sweep).as_bytes())?;
@@ -49,71 +47,45 @@ pub(crate) fn summary_text(sweep: &Sweep) -> String {
     sweep
         .points
         .iter()
-        .map(|p| text_summary(p) + &details_summary(p))
+        .map(|p| text_summary(&p.report) + &details_summary(&p.report))
         .collect()
 }
 
-fn results_json(sweep: &Sweep, percentiles: &[f64]) -> Value {
-    let mut wanted: Vec<f64> = HDR_PERCENTILES.to_vec();
-    wanted.extend(percentiles.iter().filter(|p| !HDR_PERCENTILES.contains(p)));
-    wanted.sort_by(f64::total_cmp);
-    let points: Vec<Value> = sweep
-        .points
-        .iter()
-        .map(|p| {
-            let mut v = p.to_json();
-            let hdr: serde_json::Map<String, Value> = p
-                .histograms
-                .named()
-                .into_iter()
-                .map(|(metric, h)| {
-                    let by_p: serde_json::Map<String, Value> = wanted
-                        .iter()
-                        .map(|&q| {
-                            (
-                                format!("p{}", summary::percentile_word(q)),
-                                json!(histogram::percentile_ms(h, q)),
-                            )
-                        })
-                        .collect();
-                    (metric.to_string(), Value::Object(by_p))
-                })
-                .collect();
-            v["hdr_percentiles_ms"] = Value::Object(hdr);
-            v
-        })
-        .collect();
-    json!({
-        "valid": sweep.invalid_reason().is_none(),
-        "invalid_reason": sweep.invalid_reason(),
-        "warnings": sweep.warnings(),
-        "points": points,
-    })
+/// `results.json` of a standalone sweep (the BENCHMARK role adds its run id and config name).
+pub(crate) fn results_file(sweep: &Sweep) -> ResultsFile {
+    ResultsFile {
+        run_id: None,
+        config_name: None,
+        valid: sweep.invalid_reason().is_none(),
+        invalid_reason: sweep.invalid_reason(),
+        warnings: sweep.warnings(),
+        points: sweep.reports(),
+    }
 }
 
-/// One row per point. Columns are the JSON keys of the first point (every point of a sweep has
-/// the same ones); `errors` becomes `kind=n;kind=n`.
+/// One row per point. Columns are the keys of the first point's report (every point of a sweep
+/// has the same ones); `error_counts` becomes `kind=n;kind=n`, nested values stay JSON.
 pub(crate) fn csv(sweep: &Sweep) -> Result<Vec<u8>, std::io::Error> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let Some(first) = sweep.points.first() else {
         return Ok(Vec::new());
     };
-    let header: Vec<String> = summary::fields(first).into_iter().map(|(k, _)| k).collect();
+    let header: Vec<String> = first.report.to_map().keys().cloned().collect();
     w.write_record(&header)?;
     for p in &sweep.points {
-        let row: Vec<String> = summary::fields(p)
-            .into_iter()
-            .map(|(key, v)| cell(&key, p, v))
+        let mut row = p.report.to_map();
+        let cells: Vec<String> = header
+            .iter()
+            .map(|k| cell(k, row.remove(k).unwrap_or(Value::Null)))
             .collect();
-        w.write_record(&row)?;
+        w.write_record(&cells)?;
     }
     w.into_inner().map_err(|e| e.into_error())
 }
 
-fn cell(key: &str, p: &PointResult, v: Value) -> String {
+fn cell(key: &str, v: Value) -> String {
     match v {
-        _ if key == "errors" => p
-            .errors
+        Value::Object(counts) if key == "error_counts" => counts
             .iter()
             .map(|(kind, n)| format!("{kind}={n}"))
             .collect::<Vec<_>>()
@@ -143,21 +115,27 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::{Metrics, RequestRecord};
+    use crate::{Metrics, PointId, PointReport, PointResult, RequestRecord};
 
     fn point(c: u32, errors: &[(&str, u64)]) -> PointResult {
         PointResult {
-            concurrency: Some(c),
-            request_rate: None,
-            metrics: Metrics {
-                completed: 2,
-                total_output_tokens: 8,
-                ..Default::default()
+            report: PointReport {
+                point: PointId::closed(c),
+                started_at: std::time::SystemTime::UNIX_EPOCH,
+                ended_at: std::time::SystemTime::UNIX_EPOCH,
+                num_prompts: 2,
+                metrics: Metrics {
+                    completed: 2,
+                    total_output_tokens: 8,
+                    ..Default::default()
+                },
+                error_counts: errors
+                    .iter()
+                    .map(|(k, n)| (k.to_string(), *n))
+                    .collect::<BTreeMap<_, _>>(),
+                hdr_percentiles_ms: BTreeMap::new(),
+                validity: Default::default(),
             },
-            errors: errors
-                .iter()
-                .map(|(k, n)| (k.to_string(), *n))
-                .collect::<BTreeMap<_, _>>(),
             requests: vec![RequestRecord {
                 index: 0,
                 url_index: 0,
@@ -178,7 +156,6 @@ mod tests {
     fn csv_has_a_header_and_a_row_per_point() {
         let sweep = Sweep {
             points: vec![point(1, &[]), point(4, &[("http_500", 2), ("timeout", 1)])],
-            max_failure_rate: 0.0,
         };
         let text = String::from_utf8(csv(&sweep).unwrap()).unwrap();
         let mut rows = csv::Reader::from_reader(text.as_bytes());
@@ -188,7 +165,7 @@ mod tests {
         assert_eq!(rows.len(), 2);
         assert_eq!(&rows[1][col("max_concurrency")], "4");
         assert_eq!(&rows[1][col("request_rate")], "inf");
-        assert_eq!(&rows[1][col("errors")], "http_500=2;timeout=1");
+        assert_eq!(&rows[1][col("error_counts")], "http_500=2;timeout=1");
         assert_eq!(&rows[0][col("request_goodput")], "");
         assert_eq!(&rows[0][col("completed")], "2");
         assert!(header.iter().any(|h| h == "p99_itl_ms"));
@@ -198,7 +175,6 @@ mod tests {
     fn jsonl_has_one_line_per_request_with_chunks() {
         let sweep = Sweep {
             points: vec![point(1, &[]), point(2, &[])],
-            max_failure_rate: 0.0,
         };
         let text = String::from_utf8(requests_jsonl(&sweep)).unwrap();
         let lines: Vec<Value> = text

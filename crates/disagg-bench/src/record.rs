@@ -63,6 +63,7 @@ mod tests {
                 output_tokens: 2,
                 prompt_tokens: None,
                 streamed: true,
+                avg_decoded_tokens_per_iter: None,
             }),
         };
         let failed = Outcome {

@@ -3,16 +3,14 @@
 
 use std::fmt::Write as _;
 
-use serde_json::{Map, Value, json};
-
-use crate::{LatencyStats, PointResult};
+use crate::result::{LatencyStats, percentile_word};
+use crate::{Metrics, PointReport};
 
 /// Width of the title lines.
 const WIDTH: usize = 50;
 
 /// The four latency sections: JSON key, label abbreviation, section title.
-fn sections(point: &PointResult) -> [(&'static str, &'static str, &'static str, &LatencyStats); 4] {
-    let m = &point.metrics;
+fn sections(m: &Metrics) -> [(&'static str, &'static str, &'static str, &LatencyStats); 4] {
     [
         ("ttft", "TTFT", "Time to First Token", &m.ttft),
         (
@@ -26,30 +24,7 @@ fn sections(point: &PointResult) -> [(&'static str, &'static str, &'static str, 
     ]
 }
 
-/// p99 plus the extras, ascending, as benchmark_serving prints them.
-fn percentile_rows(stats: &LatencyStats) -> Vec<(f64, f64)> {
-    let mut rows = vec![(99.0, stats.p99_ms)];
-    rows.extend(
-        stats
-            .percentiles
-            .iter()
-            .copied()
-            .filter(|&(p, _)| p != 99.0),
-    );
-    rows.sort_by(|a, b| a.0.total_cmp(&b.0));
-    rows
-}
-
-/// Python's `str(int(p)) if int(p) == p else str(p)`: `50`, `99.9`.
-pub(crate) fn percentile_word(p: f64) -> String {
-    if p.fract() == 0.0 {
-        format!("{}", p as i64)
-    } else {
-        format!("{p}")
-    }
-}
-
-pub(crate) fn text_summary(point: &PointResult) -> String {
+pub(crate) fn text_summary(point: &PointReport) -> String {
     let m = &point.metrics;
     let mut out = String::new();
     // `{:<40} {:<10}`: the value starts in column 41 and is padded, so lines end in spaces.
@@ -63,7 +38,7 @@ pub(crate) fn text_summary(point: &PointResult) -> String {
     int(&mut out, "Successful requests:", m.completed);
     int(&mut out, "Failed requests:", m.failed);
     // benchmark_serving prints this line only when concurrency is capped.
-    if let Some(c) = point.concurrency {
+    if let Some(c) = point.point.concurrency {
         int(&mut out, "Maximum request concurrency:", u64::from(c));
     }
     float(&mut out, "Benchmark duration (s):", m.duration_s);
@@ -89,11 +64,11 @@ pub(crate) fn text_summary(point: &PointResult) -> String {
         m.total_token_throughput,
     );
     float(&mut out, "User throughput (tok/s):", m.user_throughput);
-    for (_, abbr, title, stats) in sections(point) {
+    for (_, abbr, title, stats) in sections(m) {
         let _ = writeln!(out, "{title:-^WIDTH$}");
         float(&mut out, &format!("Mean {abbr} (ms):"), stats.mean_ms);
         float(&mut out, &format!("Median {abbr} (ms):"), stats.median_ms);
-        for (p, v) in percentile_rows(stats) {
+        for (p, v) in stats.percentile_rows() {
             float(
                 &mut out,
                 &format!("P{} {abbr} (ms):", percentile_word(p)),
@@ -105,12 +80,12 @@ pub(crate) fn text_summary(point: &PointResult) -> String {
     out
 }
 
-pub(crate) fn details_summary(point: &PointResult) -> String {
+pub(crate) fn details_summary(point: &PointReport) -> String {
     let m = &point.metrics;
     let mut out = String::new();
-    if !point.errors.is_empty() {
+    if !point.error_counts.is_empty() {
         let _ = writeln!(out, "{:-^WIDTH$}", "Failed Requests by Type");
-        for (kind, n) in &point.errors {
+        for (kind, n) in &point.error_counts {
             let _ = writeln!(out, "{:<40} {n:<10}", format!("{kind}:"));
         }
     }
@@ -142,63 +117,6 @@ pub(crate) fn details_summary(point: &PointResult) -> String {
     out
 }
 
-pub(crate) fn to_json(point: &PointResult) -> Value {
-    Value::Object(fields(point).into_iter().collect::<Map<_, _>>())
-}
-
-/// The JSON keys in a stable, readable order; the CSV row uses the same order for its columns.
-pub(crate) fn fields(point: &PointResult) -> Vec<(String, Value)> {
-    let m = &point.metrics;
-    let mut obj = Vec::new();
-    let mut put = |k: String, v: Value| {
-        obj.push((k, v));
-    };
-    put("duration".into(), json!(m.duration_s));
-    put("completed".into(), json!(m.completed));
-    put("failed".into(), json!(m.failed));
-    put("zero_token_requests".into(), json!(m.zero_token_requests));
-    put("short_outputs".into(), json!(m.short_outputs));
-    put("total_input_tokens".into(), json!(m.total_input_tokens));
-    put("total_output_tokens".into(), json!(m.total_output_tokens));
-    put("request_throughput".into(), json!(m.request_throughput));
-    put("output_throughput".into(), json!(m.output_throughput));
-    put(
-        "total_token_throughput".into(),
-        json!(m.total_token_throughput),
-    );
-    put("user_throughput".into(), json!(m.user_throughput));
-    put("request_goodput".into(), json!(m.request_goodput));
-    put(
-        "output_throughput_per_gpu".into(),
-        json!(m.output_throughput_per_gpu),
-    );
-    put(
-        "total_token_throughput_per_gpu".into(),
-        json!(m.total_token_throughput_per_gpu),
-    );
-    put("max_send_lag_ms".into(), json!(m.max_send_lag_ms));
-    for (key, _, _, stats) in sections(point) {
-        put(format!("mean_{key}_ms"), json!(stats.mean_ms));
-        put(format!("median_{key}_ms"), json!(stats.median_ms));
-        put(format!("std_{key}_ms"), json!(stats.std_ms));
-        for (p, v) in percentile_rows(stats) {
-            put(format!("p{}_{key}_ms", percentile_word(p)), json!(v));
-        }
-    }
-    put("max_concurrency".into(), json!(point.concurrency));
-    // Closed loop: requests are sent as fast as the concurrency cap allows, which
-    // benchmark_serving writes as an infinite rate.
-    put(
-        "request_rate".into(),
-        match point.request_rate {
-            Some(r) if r.is_finite() => json!(r),
-            _ => json!("inf"),
-        },
-    );
-    put("errors".into(), json!(point.errors));
-    obj
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -216,10 +134,12 @@ mod tests {
         }
     }
 
-    fn point() -> PointResult {
-        PointResult {
-            concurrency: Some(8),
-            request_rate: None,
+    fn point() -> PointReport {
+        PointReport {
+            point: crate::PointId::closed(8),
+            started_at: std::time::SystemTime::UNIX_EPOCH,
+            ended_at: std::time::SystemTime::UNIX_EPOCH,
+            num_prompts: 64,
             metrics: Metrics {
                 duration_s: 12.3456,
                 completed: 64,
@@ -240,10 +160,11 @@ mod tests {
                 tpot: lat(10.0),
                 itl: lat(9.999),
                 e2el: lat(1300.0),
+                ..Default::default()
             },
-            errors: BTreeMap::new(),
-            requests: Vec::new(),
-            histograms: Default::default(),
+            error_counts: BTreeMap::new(),
+            hdr_percentiles_ms: BTreeMap::new(),
+            validity: Default::default(),
         }
     }
 
@@ -313,8 +234,8 @@ P99 E2EL (ms):                           2600.00
             lines[at + 1],
             "Request goodput (req/s):                 4.50      "
         );
-        assert_eq!(to_json(&p)["request_goodput"], 4.5);
-        assert_eq!(to_json(&point())["request_goodput"], Value::Null);
+        assert_eq!(p.to_map()["request_goodput"], 4.5);
+        assert_eq!(point().to_map()["request_goodput"], serde_json::Value::Null);
     }
 
     #[test]
@@ -334,8 +255,8 @@ P99 E2EL (ms):                           2600.00
     fn details_list_failures_by_type_and_short_outputs() {
         let mut p = point();
         assert_eq!(details_summary(&p), "");
-        p.errors.insert("http_500".into(), 2);
-        p.errors.insert("timeout".into(), 1);
+        p.error_counts.insert("http_500".into(), 2);
+        p.error_counts.insert("timeout".into(), 1);
         p.metrics.short_outputs = 3;
         let expected = "\
 -------------Failed Requests by Type--------------
@@ -352,47 +273,5 @@ Short outputs (despite ignore_eos):      3
         assert_eq!(percentile_word(99.0), "99");
         assert_eq!(percentile_word(50.0), "50");
         assert_eq!(percentile_word(99.9), "99.9");
-    }
-
-    #[test]
-    fn json_has_benchmark_serving_keys() {
-        let mut p = point();
-        p.metrics.failed = 2;
-        p.errors.insert("http_500".into(), 2);
-        let v = to_json(&p);
-        for key in [
-            "duration",
-            "completed",
-            "failed",
-            "total_input_tokens",
-            "total_output_tokens",
-            "request_throughput",
-            "output_throughput",
-            "total_token_throughput",
-            "user_throughput",
-            "mean_ttft_ms",
-            "median_ttft_ms",
-            "std_ttft_ms",
-            "p99_ttft_ms",
-            "p50_ttft_ms",
-            "p90_ttft_ms",
-            "mean_tpot_ms",
-            "p99_tpot_ms",
-            "std_itl_ms",
-            "p99_itl_ms",
-            "median_e2el_ms",
-            "p99_e2el_ms",
-            "max_concurrency",
-            "request_rate",
-            "errors",
-        ] {
-            assert!(v.get(key).is_some(), "missing {key}");
-        }
-        assert_eq!(v["completed"], 64);
-        assert_eq!(v["max_concurrency"], 8);
-        assert_eq!(v["request_rate"], "inf");
-        assert_eq!(v["p99_ttft_ms"], 60.0);
-        assert_eq!(v["std_e2el_ms"], 1.25);
-        assert_eq!(v["errors"], json!({"http_500": 2}));
     }
 }

@@ -1,17 +1,20 @@
 //! A sweep: for each point (a closed-loop concurrency or an open-loop rate), warmup then the
 //! measured requests; and the validity gates on the result.
 
-use std::fmt::Write as _;
+use std::collections::BTreeMap;
 use std::sync::Arc;
-
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use crate::client::{self, Target};
-use crate::metrics::{Computed, Scales};
+use crate::metrics::{Arrival, Computed, Scales};
 use crate::workload::Workload;
 use crate::{
-    BenchConfig, BenchError, PointResult, Sweep, arrivals, closed_loop, metrics, open_loop, record,
+    BenchConfig, BenchError, LatencyHistograms, PointId, PointReport, PointResult, RequestRate,
+    Sweep, Validity, arrivals, closed_loop, histogram, metrics, open_loop, record,
 };
+
+/// Percentiles of the HDR distributions kept in each point's report besides the configured ones.
+const HDR_PERCENTILES: [f64; 4] = [50.0, 90.0, 99.0, 99.9];
 
 /// One point to run: the closed loop at a concurrency, or the open loop at a rate.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -20,7 +23,10 @@ enum Plan {
     Open { rate: f64 },
 }
 
-pub(crate) async fn run_sweep(cfg: &BenchConfig) -> Result<Sweep, BenchError> {
+pub(crate) async fn run_sweep(
+    cfg: &BenchConfig,
+    on_point: &mut dyn FnMut(&PointResult),
+) -> Result<Sweep, BenchError> {
     cfg.validate()?;
     let plans: Vec<Plan> = if cfg.is_open_loop() {
         cfg.request_rates
@@ -81,6 +87,7 @@ pub(crate) async fn run_sweep(cfg: &BenchConfig) -> Result<Sweep, BenchError> {
             Plan::Open { .. } => 0,
         });
         let requests = workload.requests(cfg, n);
+        let started_at = SystemTime::now();
         let deadline = cfg.duration_limit.map(|d| Instant::now() + d);
         let outcomes = match plan {
             Plan::Closed { concurrency } => {
@@ -102,10 +109,15 @@ pub(crate) async fn run_sweep(cfg: &BenchConfig) -> Result<Sweep, BenchError> {
                 .await
             }
         };
+        let ended_at = SystemTime::now();
         let scales = Scales {
             extra_percentiles: &cfg.percentiles,
             goodput: cfg.goodput,
             gpus: cfg.gpus,
+            queue: cap.map(|_| match plan {
+                Plan::Closed { .. } => Arrival::PointStart,
+                Plan::Open { .. } => Arrival::Scheduled,
+            }),
         };
         let Computed {
             metrics,
@@ -125,58 +137,67 @@ pub(crate) async fn run_sweep(cfg: &BenchConfig) -> Result<Sweep, BenchError> {
             metrics.completed,
             metrics.failed
         );
-        points.push(PointResult {
+        let point = PointId {
             concurrency: cap,
             request_rate: match plan {
-                Plan::Open { rate } => Some(rate),
+                Plan::Open { rate } => Some(RequestRate(rate)),
                 Plan::Closed { .. } => None,
             },
-            metrics,
-            errors,
+        };
+        let result = PointResult {
+            report: PointReport {
+                validity: Validity::judge(&point, &metrics, &errors, cfg.max_failure_rate),
+                point,
+                started_at,
+                ended_at,
+                num_prompts: n,
+                metrics,
+                error_counts: errors,
+                hdr_percentiles_ms: hdr_percentiles(&histograms, &cfg.percentiles),
+            },
             requests: record::records(&outcomes),
             histograms,
-        });
+        };
+        on_point(&result);
+        points.push(result);
     }
-    Ok(Sweep {
-        points,
-        max_failure_rate: cfg.max_failure_rate,
-    })
+    Ok(Sweep { points })
 }
 
+/// Each histogram's percentiles (the usual four plus the configured ones), in milliseconds.
+fn hdr_percentiles(
+    h: &LatencyHistograms,
+    configured: &[f64],
+) -> BTreeMap<String, BTreeMap<String, f64>> {
+    let mut wanted: Vec<f64> = HDR_PERCENTILES.to_vec();
+    wanted.extend(configured.iter().filter(|p| !HDR_PERCENTILES.contains(p)));
+    h.named()
+        .into_iter()
+        .map(|(metric, h)| {
+            let by_p = wanted
+                .iter()
+                .map(|&q| {
+                    (
+                        format!("p{}", crate::result::percentile_word(q)),
+                        histogram::percentile_ms(h, q),
+                    )
+                })
+                .collect();
+            (metric.to_string(), by_p)
+        })
+        .collect()
+}
+
+/// Every point's problems (judged when it was measured), or that nothing was measured.
 pub(crate) fn invalid_reason(sweep: &Sweep) -> Option<String> {
-    let mut reasons = Vec::new();
-    for p in &sweep.points {
-        let m = &p.metrics;
-        let label = point_label(p);
-        let attempted = m.completed + m.failed;
-        let rate = if attempted == 0 {
-            0.0
-        } else {
-            m.failed as f64 / attempted as f64
-        };
-        if rate > sweep.max_failure_rate {
-            reasons.push(format!(
-                "{label}: {} of {attempted} requests failed ({:.1}% > limit {:.1}%; {})",
-                m.failed,
-                rate * 100.0,
-                sweep.max_failure_rate * 100.0,
-                by_kind(p),
-            ));
-        }
-        // No failure-rate limit excuses these: an empty answer is not a measurement.
-        if m.zero_token_requests > 0 {
-            reasons.push(format!(
-                "{label}: {} request(s) generated zero tokens",
-                m.zero_token_requests
-            ));
-        }
-        if m.total_output_tokens == 0 {
-            reasons.push(format!("{label}: zero generated tokens"));
-        }
-    }
     if sweep.points.is_empty() {
-        reasons.push("no points were run".into());
+        return Some("no points were run".into());
     }
+    let reasons: Vec<String> = sweep
+        .points
+        .iter()
+        .filter_map(|p| p.report.validity.reason())
+        .collect();
     (!reasons.is_empty()).then(|| reasons.join("; "))
 }
 
@@ -184,64 +205,48 @@ pub(crate) fn warnings(sweep: &Sweep) -> Vec<String> {
     sweep
         .points
         .iter()
-        .filter(|p| p.metrics.short_outputs > 0)
-        .map(|p| {
+        .map(|p| &p.report)
+        .filter(|r| r.metrics.short_outputs > 0)
+        .map(|r| {
             format!(
                 "{}: {} of {} completed request(s) generated fewer tokens than requested \
                  despite ignore_eos",
-                point_label(p),
-                p.metrics.short_outputs,
-                p.metrics.completed
+                r.point, r.metrics.short_outputs, r.metrics.completed
             )
         })
         .collect()
 }
 
-/// How a point is named in messages.
-pub(crate) fn point_label(p: &PointResult) -> String {
-    match (p.request_rate, p.concurrency) {
-        (None, Some(c)) => format!("concurrency {c}"),
-        (Some(r), Some(c)) => format!("rate {r} req/s (max concurrency {c})"),
-        (Some(r), None) => format!("rate {r} req/s"),
-        (None, None) => "closed loop".into(),
-    }
-}
-
-/// `http_500: 2, timeout: 1`.
-fn by_kind(p: &PointResult) -> String {
-    let mut out = String::new();
-    for (i, (kind, n)) in p.errors.iter().enumerate() {
-        let sep = if i == 0 { "" } else { ", " };
-        let _ = write!(out, "{sep}{kind}: {n}");
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
     use crate::Metrics;
 
-    fn point(c: u32, failed: u64, output: u64, errors: &[(&str, u64)]) -> PointResult {
-        PointResult {
-            concurrency: Some(c),
-            request_rate: None,
-            metrics: Metrics {
-                completed: 4,
-                failed,
-                zero_token_requests: errors
-                    .iter()
-                    .find(|(k, _)| *k == "zero_tokens")
-                    .map_or(0, |(_, n)| *n),
-                total_output_tokens: output,
-                ..Default::default()
-            },
-            errors: errors
+    fn point(c: u32, failed: u64, output: u64, errors: &[(&str, u64)], limit: f64) -> PointResult {
+        let metrics = Metrics {
+            completed: 4,
+            failed,
+            zero_token_requests: errors
                 .iter()
-                .map(|(k, n)| (k.to_string(), *n))
-                .collect::<BTreeMap<_, _>>(),
+                .find(|(k, _)| *k == "zero_tokens")
+                .map_or(0, |(_, n)| *n),
+            total_output_tokens: output,
+            ..Default::default()
+        };
+        let errors: BTreeMap<String, u64> =
+            errors.iter().map(|(k, n)| (k.to_string(), *n)).collect();
+        let point = PointId::closed(c);
+        PointResult {
+            report: PointReport {
+                validity: Validity::judge(&point, &metrics, &errors, limit),
+                point,
+                started_at: SystemTime::UNIX_EPOCH,
+                ended_at: SystemTime::UNIX_EPOCH,
+                num_prompts: 4 + failed,
+                metrics,
+                error_counts: errors,
+                hdr_percentiles_ms: BTreeMap::new(),
+            },
             requests: Vec::new(),
             histograms: Default::default(),
         }
@@ -250,21 +255,23 @@ mod tests {
     #[test]
     fn clean_sweep_is_valid() {
         let s = Sweep {
-            points: vec![point(1, 0, 10, &[]), point(2, 0, 20, &[])],
-            max_failure_rate: 0.0,
+            points: vec![point(1, 0, 10, &[], 0.0), point(2, 0, 20, &[], 0.0)],
         };
         assert_eq!(invalid_reason(&s), None);
         assert!(warnings(&s).is_empty());
+        assert_eq!(
+            invalid_reason(&Sweep { points: vec![] }).unwrap(),
+            "no points were run"
+        );
     }
 
     #[test]
     fn failures_over_the_limit_and_zero_tokens_are_reasons() {
         let s = Sweep {
             points: vec![
-                point(1, 3, 10, &[("http_500", 2), ("timeout", 1)]),
-                point(2, 0, 0, &[]),
+                point(1, 3, 10, &[("http_500", 2), ("timeout", 1)], 0.0),
+                point(2, 0, 0, &[], 0.0),
             ],
-            max_failure_rate: 0.0,
         };
         assert_eq!(
             invalid_reason(&s).unwrap(),
@@ -276,13 +283,11 @@ mod tests {
     #[test]
     fn failures_within_the_limit_are_valid_but_zero_tokens_never_are() {
         let within = Sweep {
-            points: vec![point(1, 1, 10, &[("http_500", 1)])],
-            max_failure_rate: 0.2,
+            points: vec![point(1, 1, 10, &[("http_500", 1)], 0.2)],
         };
         assert_eq!(invalid_reason(&within), None);
         let zero = Sweep {
-            points: vec![point(1, 1, 10, &[("zero_tokens", 1)])],
-            max_failure_rate: 0.5,
+            points: vec![point(1, 1, 10, &[("zero_tokens", 1)], 0.5)],
         };
         assert_eq!(
             invalid_reason(&zero).unwrap(),
@@ -292,12 +297,9 @@ mod tests {
 
     #[test]
     fn short_outputs_are_warnings() {
-        let mut p = point(1, 0, 10, &[]);
-        p.metrics.short_outputs = 2;
-        let s = Sweep {
-            points: vec![p],
-            max_failure_rate: 0.0,
-        };
+        let mut p = point(1, 0, 10, &[], 0.0);
+        p.report.metrics.short_outputs = 2;
+        let s = Sweep { points: vec![p] };
         assert_eq!(invalid_reason(&s), None);
         assert_eq!(
             warnings(&s),

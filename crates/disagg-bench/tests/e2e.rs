@@ -217,8 +217,8 @@ async fn measures_known_delays_in_a_closed_loop() {
     // Lower bounds leave 20% for jitter: the server's sleeps are exact minimums, but the client
     // can see one chunk late and the next on time, which shortens that measured gap.
     for p in &sweep.points {
-        let m = &p.metrics;
-        let c = p.concurrency.unwrap();
+        let m = &p.report.metrics;
+        let c = p.report.point.concurrency.unwrap();
         let n = u64::from(c) * 3;
         assert_eq!((m.completed, m.failed), (n, 0), "point {c}");
         assert_eq!(p.requests.len() as u64, n);
@@ -257,7 +257,7 @@ async fn usage_counts_tokens_not_chunks() {
     })
     .await;
     let sweep = run_sweep(&config(&url)).await.unwrap();
-    let m = &sweep.points[0].metrics;
+    let m = &sweep.points[0].report.metrics;
     // 2 chunks of 4 tokens each per request; usage says 8.
     assert_eq!(m.total_output_tokens, 12 * 8);
 }
@@ -268,7 +268,7 @@ async fn non_streaming_ttft_is_the_whole_request() {
     let mut cfg = config(&url);
     cfg.streaming = false;
     let sweep = run_sweep(&cfg).await.unwrap();
-    let m = &sweep.points[0].metrics;
+    let m = &sweep.points[0].report.metrics;
     assert_eq!(sweep.invalid_reason(), None);
     assert_eq!(m.total_output_tokens, 12 * 8);
     assert_eq!(m.ttft.median_ms, m.e2el.median_ms);
@@ -286,15 +286,18 @@ async fn every_tenth_request_failing_is_counted_and_judged_against_the_limit() {
     cfg.rounds = 5; // 20 requests: the 10th and the 20th fail
     let sweep = run_sweep(&cfg).await.unwrap();
     let p = &sweep.points[0];
-    assert_eq!((p.metrics.completed, p.metrics.failed), (18, 2));
-    assert_eq!(p.errors.get("http_500"), Some(&2));
+    assert_eq!(
+        (p.report.metrics.completed, p.report.metrics.failed),
+        (18, 2)
+    );
+    assert_eq!(p.report.error_counts.get("http_500"), Some(&2));
     let reason = sweep
         .invalid_reason()
         .expect("the default limit of 0 makes any failure invalid");
     assert!(reason.contains("2 of 20 requests failed"), "{reason}");
     assert!(reason.contains("http_500: 2"), "{reason}");
-    assert_eq!(p.to_json()["errors"], json!({"http_500": 2}));
-    let details = disagg_bench::details_summary(p);
+    assert_eq!(p.report.to_map()["error_counts"], json!({"http_500": 2}));
+    let details = disagg_bench::details_summary(&p.report);
     assert!(details.contains("http_500:"), "{details}");
 
     // 10% failed: over a 5% limit, within a 10% one.
@@ -302,12 +305,12 @@ async fn every_tenth_request_failing_is_counted_and_judged_against_the_limit() {
     cfg.rounds = 5;
     cfg.max_failure_rate = 0.05;
     let sweep = run_sweep(&cfg).await.unwrap();
-    assert_eq!(sweep.points[0].metrics.failed, 2);
+    assert_eq!(sweep.points[0].report.metrics.failed, 2);
     let reason = sweep.invalid_reason().expect("10% is over 5%");
     assert!(reason.contains("> limit 5.0%"), "{reason}");
     cfg.max_failure_rate = 0.10;
     let sweep = run_sweep(&cfg).await.unwrap();
-    assert_eq!(sweep.points[0].metrics.failed, 2);
+    assert_eq!(sweep.points[0].report.metrics.failed, 2);
     assert_eq!(sweep.invalid_reason(), None);
 }
 
@@ -354,7 +357,7 @@ async fn outputs_shorter_than_requested_are_flagged() {
     })
     .await;
     let sweep = run_sweep(&config(&url)).await.unwrap();
-    let m = &sweep.points[0].metrics;
+    let m = &sweep.points[0].report.metrics;
     assert_eq!((m.completed, m.short_outputs), (12, 12));
     assert_eq!(m.total_output_tokens, 12 * 5);
     assert_eq!(sweep.invalid_reason(), None);
@@ -364,7 +367,7 @@ async fn outputs_shorter_than_requested_are_flagged() {
     let mut cfg = config(&url);
     cfg.ignore_eos = false;
     let sweep = run_sweep(&cfg).await.unwrap();
-    assert_eq!(sweep.points[0].metrics.short_outputs, 0);
+    assert_eq!(sweep.points[0].report.metrics.short_outputs, 0);
     assert!(sweep.warnings().is_empty());
 }
 
@@ -380,9 +383,12 @@ async fn zero_generated_tokens_is_invalid() {
     cfg.max_failure_rate = 1.0;
     let sweep = run_sweep(&cfg).await.unwrap();
     let p = &sweep.points[0];
-    assert_eq!((p.metrics.completed, p.metrics.failed), (0, 12));
-    assert_eq!(p.metrics.zero_token_requests, 12);
-    assert_eq!(p.errors.get("zero_tokens"), Some(&12));
+    assert_eq!(
+        (p.report.metrics.completed, p.report.metrics.failed),
+        (0, 12)
+    );
+    assert_eq!(p.report.metrics.zero_token_requests, 12);
+    assert_eq!(p.report.error_counts.get("zero_tokens"), Some(&12));
     let reason = sweep
         .invalid_reason()
         .expect("zero tokens make the sweep invalid");
@@ -405,7 +411,10 @@ async fn cut_streams_and_timeouts_are_failures() {
     })
     .await;
     let sweep = run_sweep(&config(&url)).await.unwrap();
-    assert_eq!(sweep.points[0].errors.get("stream_cut"), Some(&12));
+    assert_eq!(
+        sweep.points[0].report.error_counts.get("stream_cut"),
+        Some(&12)
+    );
 
     let (url, _) = serve(Script {
         stall: Duration::from_secs(30),
@@ -416,7 +425,7 @@ async fn cut_streams_and_timeouts_are_failures() {
     cfg.rounds = 1;
     cfg.request_timeout = Duration::from_millis(200);
     let sweep = run_sweep(&cfg).await.unwrap();
-    assert_eq!(sweep.points[0].errors.get("timeout"), Some(&4));
+    assert_eq!(sweep.points[0].report.error_counts.get("timeout"), Some(&4));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -462,23 +471,29 @@ async fn open_loop_sends_on_schedule() {
     let sweep = run_sweep(&cfg).await.unwrap();
     assert_eq!(sweep.invalid_reason(), None);
     let (paced, burst) = (&sweep.points[0], &sweep.points[1]);
-    assert_eq!((paced.request_rate, paced.concurrency), (Some(100.0), None));
-    assert_eq!(paced.metrics.completed, 30);
+    assert_eq!(
+        (
+            paced.report.point.request_rate,
+            paced.report.point.concurrency
+        ),
+        (Some(disagg_bench::RequestRate(100.0)), None)
+    );
+    assert_eq!(paced.report.metrics.completed, 30);
     // 30 arrivals at 100/s span about 0.3 s; Poisson spread and scheduling allow a wide band.
     assert!(
-        (0.1..2.0).contains(&paced.metrics.duration_s),
+        (0.1..2.0).contains(&paced.report.metrics.duration_s),
         "{}",
-        paced.metrics.duration_s
+        paced.report.metrics.duration_s
     );
-    let json = paced.to_json();
+    let json = paced.report.to_map();
     assert_eq!(json["request_rate"], 100.0);
     assert_eq!(json["max_concurrency"], Value::Null);
-    let text = disagg_bench::text_summary(paced);
+    let text = disagg_bench::text_summary(&paced.report);
     assert!(!text.contains("Maximum request concurrency"), "{text}");
     // Every request of the infinite rate is due at once.
-    assert_eq!(burst.metrics.completed, 30);
+    assert_eq!(burst.report.metrics.completed, 30);
     assert!(burst.requests.iter().all(|r| r.scheduled_ns == 0));
-    assert_eq!(burst.to_json()["request_rate"], "inf");
+    assert_eq!(burst.report.to_map()["request_rate"], "inf");
     assert_eq!(fake.requests.load(Ordering::SeqCst), 60);
 }
 
@@ -495,7 +510,7 @@ async fn open_loop_charges_the_wait_for_a_concurrency_slot() {
     cfg.max_concurrency = Some(2);
     let sweep = run_sweep(&cfg).await.unwrap();
     let p = &sweep.points[0];
-    assert_eq!(p.metrics.completed, 6);
+    assert_eq!(p.report.metrics.completed, 6);
     assert_eq!(fake.max_in_flight.load(Ordering::SeqCst), 2);
     // All six were due at 0; served two at a time for 100 ms each, the last pair waited about
     // 200 ms for a slot, and their TTFT says so.
@@ -507,11 +522,15 @@ async fn open_loop_charges_the_wait_for_a_concurrency_slot() {
     ttfts.sort_unstable();
     assert!(ttfts[5] >= 290_000_000, "{ttfts:?}");
     assert!(
-        p.metrics.max_send_lag_ms >= 190.0,
+        p.report.metrics.max_send_lag_ms >= 190.0,
         "{}",
-        p.metrics.max_send_lag_ms
+        p.report.metrics.max_send_lag_ms
     );
-    assert!(p.metrics.ttft.p99_ms >= 290.0, "{}", p.metrics.ttft.p99_ms);
+    assert!(
+        p.report.metrics.ttft.p99_ms >= 290.0,
+        "{}",
+        p.report.metrics.ttft.p99_ms
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -529,11 +548,11 @@ async fn the_duration_limit_stops_sending() {
     let p = &sweep.points[0];
     // At most one request per 50 ms fits in 300 ms; the limit cut the rest.
     assert!(
-        (1..=7).contains(&p.metrics.completed),
+        (1..=7).contains(&p.report.metrics.completed),
         "{}",
-        p.metrics.completed
+        p.report.metrics.completed
     );
-    assert_eq!(p.metrics.failed, 0);
+    assert_eq!(p.report.metrics.failed, 0);
     assert_eq!(sweep.invalid_reason(), None);
 }
 
@@ -545,7 +564,7 @@ async fn several_urls_share_the_load() {
     cfg.extra_urls = vec![b];
     canary(&cfg).await.unwrap();
     let sweep = run_sweep(&cfg).await.unwrap();
-    assert_eq!(sweep.points[0].metrics.completed, 12);
+    assert_eq!(sweep.points[0].report.metrics.completed, 12);
     // One canary each, then 12 requests round-robin.
     assert_eq!(fake_a.requests.load(Ordering::SeqCst), 7);
     assert_eq!(fake_b.requests.load(Ordering::SeqCst), 7);
@@ -581,7 +600,7 @@ async fn chat_prompts_are_text_and_input_comes_from_usage() {
     cfg.endpoint = "/v1/chat/completions".into();
     canary(&cfg).await.unwrap();
     let sweep = run_sweep(&cfg).await.unwrap();
-    let m = &sweep.points[0].metrics;
+    let m = &sweep.points[0].report.metrics;
     assert_eq!(sweep.invalid_reason(), None);
     assert_eq!((m.completed, m.total_output_tokens), (12, 12 * 8));
     // The fake counts words; 64 one-token words per prompt.
@@ -604,7 +623,7 @@ async fn a_jsonl_dataset_drives_the_requests() {
     let mut cfg = config(&url);
     cfg.dataset = Some(data.0.clone());
     let sweep = run_sweep(&cfg).await.unwrap();
-    let m = &sweep.points[0].metrics;
+    let m = &sweep.points[0].report.metrics;
     // 12 requests alternate between the two entries.
     assert_eq!(m.completed, 12);
     assert_eq!(m.total_output_tokens, 6 * 4 + 6 * 2);
@@ -663,7 +682,7 @@ async fn sharegpt_prompts_go_to_chat_sized_by_a_tokenizer_file() {
     cfg.dataset = Some(data.0.clone());
     cfg.tokenizer = Some(tokenizer.0.clone());
     let sweep = run_sweep(&cfg).await.unwrap();
-    let m = &sweep.points[0].metrics;
+    let m = &sweep.points[0].report.metrics;
     assert_eq!(sweep.invalid_reason(), None);
     // Output length: the reply's five tokens; input: the server's count of six words.
     assert_eq!(m.total_output_tokens, 12 * 5);
@@ -695,7 +714,7 @@ async fn shared_prefix_requests_reach_the_server_whole() {
     let sp = cfg.shared_prefix.unwrap();
     assert_eq!((sp.groups.get(), sp.prefix_len), (2, 16));
     let sweep = run_sweep(&cfg).await.unwrap();
-    assert_eq!(sweep.points[0].metrics.total_input_tokens, 4 * 32);
+    assert_eq!(sweep.points[0].report.metrics.total_input_tokens, 4 * 32);
     // A prefix as long as the input leaves no room for the rest.
     let mut too_long = cfg.clone();
     too_long.shared_prefix = Some(disagg_bench::SharedPrefix {
@@ -864,7 +883,11 @@ async fn standalone_run_writes_results_and_summary() {
     );
     let csv = std::fs::read_to_string(dir.join("results.csv")).unwrap();
     assert_eq!(csv.lines().count(), 3, "{csv}");
-    assert!(csv.starts_with("duration,completed,"), "{csv}");
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    assert!(
+        header.contains(&"duration") && header.contains(&"completed"),
+        "{csv}"
+    );
     // 1×2 + 2×2 requests, each with 4 chunk timestamps after its send.
     let jsonl = std::fs::read_to_string(dir.join("requests.jsonl")).unwrap();
     let records: Vec<Value> = jsonl

@@ -8,6 +8,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use disagg_bench::{Metrics, PointReport};
 use serde::{Deserialize, Serialize};
 
 /// The metrics a baseline can name.
@@ -71,14 +72,26 @@ impl MetricType {
         }
     }
 
-    /// The key of benchmark_serving's JSON that holds it.
-    pub fn json_key(&self) -> String {
-        match self {
-            Self::SeqThroughput => "request_throughput".into(),
-            Self::TokenThroughput => "output_throughput".into(),
-            Self::TotalTokenThroughput => "total_token_throughput".into(),
-            Self::UserThroughput => "user_throughput".into(),
-            Self::Latency(s, m) => format!("{s}_{m}_ms"),
+    /// Its value in a point's metrics.
+    pub fn value(&self, m: &Metrics) -> f64 {
+        match *self {
+            Self::SeqThroughput => m.request_throughput,
+            Self::TokenThroughput => m.output_throughput,
+            Self::TotalTokenThroughput => m.total_token_throughput,
+            Self::UserThroughput => m.user_throughput,
+            Self::Latency(stat, metric) => {
+                let s = match metric {
+                    "ttft" => &m.ttft,
+                    "tpot" => &m.tpot,
+                    "itl" => &m.itl,
+                    _ => &m.e2el,
+                };
+                match stat {
+                    "mean" => s.mean_ms,
+                    "median" => s.median_ms,
+                    _ => s.p99_ms,
+                }
+            }
         }
     }
 
@@ -253,29 +266,17 @@ impl PerfReport {
     }
 }
 
-/// A point's label: `con<C>` for the closed loop, `rate<R>` for an open-loop rate.
-pub fn point_label(point: &serde_json::Value) -> Option<String> {
-    match (
-        point.get("request_rate").and_then(|r| r.as_f64()),
-        point.get("max_concurrency").and_then(|c| c.as_u64()),
-    ) {
-        (Some(r), _) => Some(format!("rate{r}")),
-        (None, Some(c)) => Some(format!("con{c}")),
-        (None, None) => point.get("request_rate").map(|_| "rateinf".to_string()),
-    }
-}
-
 /// `<CONFIG_NAME>-con<C>` (or `-rate<R>` in the open loop).
-pub fn perf_case_name(config: &str, point: &serde_json::Value) -> Option<String> {
-    point_label(point).map(|l| format!("{config}-{l}"))
+pub fn perf_case_name(config: &str, point: &PointReport) -> String {
+    format!("{config}-{}", point.point.label())
 }
 
-/// Compares the run's points (benchmark_serving JSON objects) with the baseline rows of this config.
+/// Compares the run's points with the baseline rows of this config.
 pub fn compare(
     baseline_path: &Path,
     rows: &[BaselineRow],
     config: &str,
-    points: &[serde_json::Value],
+    points: &[PointReport],
 ) -> PerfReport {
     let prefix = format!("{config}-");
     let mut out = Vec::new();
@@ -286,8 +287,8 @@ pub fn compare(
         let metric = MetricType::parse(&row.metric_type).expect("checked when read");
         let measured = points
             .iter()
-            .find(|p| perf_case_name(config, p).as_deref() == Some(row.perf_case_name.as_str()))
-            .and_then(|p| p.get(metric.json_key()).and_then(|v| v.as_f64()));
+            .find(|p| perf_case_name(config, p) == row.perf_case_name)
+            .map(|p| metric.value(&p.metrics));
         let verdict = match measured {
             None => Verdict::NotMeasured,
             Some(m) => judge(
@@ -347,11 +348,7 @@ fn default_threshold(m: MetricType) -> (f64, bool) {
 }
 
 /// `perf_script_test_results.csv`: one row per metric and concurrency.
-pub fn write_results_csv(
-    path: &Path,
-    config: &str,
-    points: &[serde_json::Value],
-) -> std::io::Result<()> {
+pub fn write_results_csv(path: &Path, config: &str, points: &[PointReport]) -> std::io::Result<()> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
         "network_name",
@@ -364,13 +361,9 @@ pub fn write_results_csv(
         "gate",
     ])?;
     for p in points {
-        let Some(case) = perf_case_name(config, p) else {
-            continue;
-        };
+        let case = perf_case_name(config, p);
         for m in MetricType::all() {
-            let Some(v) = p.get(m.json_key()).and_then(|v| v.as_f64()) else {
-                continue;
-            };
+            let v = m.value(&p.metrics);
             let (threshold, gate) = default_threshold(m);
             w.write_record([
                 config.to_string(),
@@ -393,23 +386,52 @@ pub fn write_results_csv(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use disagg_bench::{LatencyStats, PointId};
+
+    /// A point at concurrency `c` with distinct throughputs and latencies.
+    pub(crate) fn point(c: u32) -> PointReport {
+        let lat = |mean, median, p99| LatencyStats {
+            mean_ms: mean,
+            median_ms: median,
+            std_ms: 1.0,
+            p99_ms: p99,
+            percentiles: vec![],
+        };
+        PointReport {
+            point: PointId::closed(c),
+            started_at: std::time::SystemTime::UNIX_EPOCH,
+            ended_at: std::time::SystemTime::UNIX_EPOCH,
+            num_prompts: 32,
+            metrics: Metrics {
+                completed: 32,
+                total_output_tokens: 1024,
+                request_throughput: 10.0,
+                output_throughput: 320.0,
+                total_token_throughput: 3000.0,
+                user_throughput: 40.0,
+                ttft: lat(13.0, 12.0, 20.0),
+                tpot: lat(2.0, 2.0, 2.5),
+                itl: lat(2.0, 2.0, 3.0),
+                e2el: lat(80.0, 79.0, 90.0),
+                ..Default::default()
+            },
+            error_counts: Default::default(),
+            hdr_percentiles_ms: Default::default(),
+            validity: Default::default(),
+        }
+    }
 
     #[test]
     fn metric_names_round_trip() {
         for m in MetricType::all() {
             assert_eq!(MetricType::parse(&m.name()), Some(m), "{}", m.name());
         }
+        let m = point(8).metrics;
+        assert_eq!(MetricType::parse("MEDIAN_TTFT").unwrap().value(&m), 12.0);
+        assert_eq!(MetricType::parse("P99_ITL").unwrap().value(&m), 3.0);
         assert_eq!(
-            MetricType::parse("MEDIAN_TTFT").unwrap().json_key(),
-            "median_ttft_ms"
-        );
-        assert_eq!(
-            MetricType::parse("P99_ITL").unwrap().json_key(),
-            "p99_itl_ms"
-        );
-        assert_eq!(
-            MetricType::parse("TOKEN_THROUGHPUT").unwrap().json_key(),
-            "output_throughput"
+            MetricType::parse("TOKEN_THROUGHPUT").unwrap().value(&m),
+            320.0
         );
         assert!(MetricType::parse("P95_TTFT").is_none());
     }
@@ -437,12 +459,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("disagg-perf-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let csv_path = dir.join("perf_script_test_results.csv");
-        let point = serde_json::json!({"max_concurrency": 8, "request_throughput": 10.0, "output_throughput": 320.0,
-            "total_token_throughput": 3000.0, "user_throughput": 40.0, "median_ttft_ms": 12.0, "p99_ttft_ms": 20.0, "mean_ttft_ms": 13.0});
+        let point = point(8);
         write_results_csv(&csv_path, "cfg", std::slice::from_ref(&point)).unwrap();
         let rows = read_baseline(&csv_path).unwrap();
         assert!(rows.iter().all(|r| r.perf_case_name == "cfg-con8"));
-        assert_eq!(rows.len(), 7);
+        assert_eq!(rows.len(), 16);
         let report = compare(&csv_path, &rows, "cfg", std::slice::from_ref(&point));
         assert!(!report.regressed());
         assert!(report.rows.iter().all(|r| r.verdict == Verdict::Ok));

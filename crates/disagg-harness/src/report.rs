@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
+use disagg_bench::PointReport;
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 use crate::outcome::{Outcome, RunResult};
@@ -43,59 +44,43 @@ pub fn junit(
     config: &str,
     run_dir: &Path,
     outcome: &Outcome,
-    points: &[serde_json::Value],
-    max_failure_rate: f64,
+    points: &[PointReport],
     perf: &PerfOutcome,
 ) -> Report {
     let mut suite = TestSuite::new(config.to_string());
     suite.set_time(Duration::from_secs_f64(outcome.duration_s));
     let classname = format!("disagg.{config}");
 
-    // Concurrency points.
+    // Concurrency points, each with the verdict the bench gave it when it was measured.
     for p in points {
-        let label = crate::perf::point_label(p).unwrap_or_else(|| "point".into());
-        let failed = p.get("failed").and_then(|v| v.as_u64()).unwrap_or(0);
-        let completed = p.get("completed").and_then(|v| v.as_u64()).unwrap_or(0);
-        let over_limit =
-            failed > 0 && failed as f64 > max_failure_rate * (failed + completed) as f64;
-        let generated = p
-            .get("total_output_tokens")
-            .and_then(|v| v.as_u64())
-            .unwrap_or(0);
-        let status = if over_limit || generated == 0 {
-            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-            let why = if failed > 0 {
-                format!(
-                    "{failed} requests failed: {}",
-                    p.get("errors").map(|e| e.to_string()).unwrap_or_default()
-                )
-            } else {
-                "zero generated tokens".to_string()
-            };
-            if let TestCaseStatus::NonSuccess {
-                message,
-                description,
-                ..
-            } = &mut s
-            {
-                *message = Some(why.clone().into());
-                *description = Some(
-                    format!(
-                        "{why}\n--- last lines of benchmark.log ---\n{}",
-                        tail(&run_dir.join("benchmark.log"), TAIL_LINES)
-                    )
-                    .into(),
-                );
+        let status = match p.validity.problems.first() {
+            None => TestCaseStatus::success(),
+            Some(first) => {
+                let why = p.validity.reason().unwrap_or_default();
+                let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                if let TestCaseStatus::NonSuccess {
+                    message,
+                    ty,
+                    description,
+                    ..
+                } = &mut s
+                {
+                    *message = Some(why.clone().into());
+                    *ty = Some(first.kind.junit_type().into());
+                    *description = Some(
+                        format!(
+                            "{why}\n--- last lines of benchmark.log ---\n{}",
+                            tail(&run_dir.join("benchmark.log"), TAIL_LINES)
+                        )
+                        .into(),
+                    );
+                }
+                s
             }
-            s
-        } else {
-            TestCaseStatus::success()
         };
-        let mut tc = TestCase::new(label, status);
+        let mut tc = TestCase::new(p.point.label(), status);
         tc.set_classname(classname.clone());
-        if let Some(d) = p.get("duration").and_then(|v| v.as_f64()) {
-            tc.set_time(Duration::from_secs_f64(d.max(0.0)));
-        }
+        tc.set_time(Duration::from_secs_f64(p.metrics.duration_s.max(0.0)));
         suite.add_test_case(tc);
     }
     // A run that ended before the benchmark reported: each planned point is a failure (or an error
@@ -247,8 +232,7 @@ fn skipped(why: &str) -> TestCaseStatus {
 }
 
 /// The summary table printed at the end of a run and kept in `summary.md`.
-pub fn summary_table(points: &[serde_json::Value]) -> String {
-    let f = |p: &serde_json::Value, k: &str| p.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0);
+pub fn summary_table(points: &[PointReport]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -256,22 +240,21 @@ pub fn summary_table(points: &[serde_json::Value]) -> String {
     );
     let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|");
     for p in points {
+        let m = &p.metrics;
         let _ = writeln!(
             s,
             "| {} | {:.2} | {:.1} | {:.1} / {:.1} | {:.2} / {:.2} | {:.2} / {:.2} | {} |",
             // The closed loop's concurrency as a number; an open-loop point as its rate.
-            crate::perf::point_label(p)
-                .map(|l| l.trim_start_matches("con").to_string())
-                .unwrap_or_default(),
-            f(p, "request_throughput"),
-            f(p, "output_throughput"),
-            f(p, "median_ttft_ms"),
-            f(p, "p99_ttft_ms"),
-            f(p, "median_tpot_ms"),
-            f(p, "p99_tpot_ms"),
-            f(p, "median_itl_ms"),
-            f(p, "p99_itl_ms"),
-            p.get("failed").and_then(|v| v.as_u64()).unwrap_or(0),
+            p.point.label().trim_start_matches("con"),
+            m.request_throughput,
+            m.output_throughput,
+            m.ttft.median_ms,
+            m.ttft.p99_ms,
+            m.tpot.median_ms,
+            m.tpot.p99_ms,
+            m.itl.median_ms,
+            m.itl.p99_ms,
+            m.failed,
         );
     }
     s

@@ -268,11 +268,31 @@ pub fn finish(
     let run_dir = &plan.run_dir;
     let run_id = &plan.run_id;
     let name = &plan.config_name;
-    let points: Vec<serde_json::Value> = std::fs::read(run_dir.join("results.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v.get("points").and_then(|p| p.as_array()).cloned())
-        .unwrap_or_default();
+    let results_path = run_dir.join("results.json");
+    let (points, unreadable) = if results_path.exists() {
+        match disagg_bench::ResultsFile::read(&results_path) {
+            Ok(r) => (r.points, None),
+            Err(e) => (Vec::new(), Some(e)),
+        }
+    } else {
+        (Vec::new(), None)
+    };
+    // Results that cannot be read are not a pass, whatever the roles said.
+    let adjusted;
+    let outcome = match (&outcome.result, unreadable) {
+        (RunResult::Passed, Some(e)) => {
+            adjusted = Outcome {
+                result: RunResult::Failed(crate::outcome::Failure {
+                    role: Some("BENCHMARK".into()),
+                    reason: format!("the results cannot be read: {e}"),
+                    timeout: false,
+                }),
+                ..outcome.clone()
+            };
+            &adjusted
+        }
+        _ => outcome,
+    };
     let passed = outcome.result == RunResult::Passed;
     let perf_outcome = if skip_perf {
         PerfOutcome::Skipped
@@ -304,14 +324,7 @@ pub fn finish(
         PerfOutcome::NotRun => "perf check: not run, because the test failed\n".to_string(),
         PerfOutcome::Checked(rep) => rep.render(),
     };
-    let junit = report::junit(
-        name.as_str(),
-        run_dir,
-        outcome,
-        &points,
-        plan.benchmark.max_failure_rate,
-        &perf_outcome,
-    );
+    let junit = report::junit(name.as_str(), run_dir, outcome, &points, &perf_outcome);
     let table = report::summary_table(&points);
     let code = match (&outcome.result, &perf_outcome) {
         (RunResult::Interrupted, _) => exit::INTERRUPTED,

@@ -2,7 +2,6 @@
 //! text summaries (to this role's log, `benchmark.log`), then the status that releases everyone.
 
 use disagg_core::{Plan, RoleName};
-use serde_json::json;
 
 use super::shared::{POLL, healthy, http_client, wait_for_endpoint, wait_for_status};
 use crate::rendezvous::{State, Status};
@@ -32,13 +31,13 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
         }
     };
     for point in &sweep.points {
-        println!("{}", disagg_bench::text_summary(point));
+        println!("{}", disagg_bench::text_summary(&point.report));
     }
     for w in sweep.warnings() {
         eprintln!("disagg role BENCHMARK: warning: {w}");
     }
     // Per-request timelines, the CSV and the HDR distributions, beside our own results.json.
-    if let Err(e) = sweep.write_outputs(&plan.run_dir.join("bench"), &cfg.percentiles) {
+    if let Err(e) = sweep.write_outputs(&plan.run_dir.join("bench")) {
         eprintln!("disagg role BENCHMARK: warning: {e}");
     }
     let invalid = sweep.invalid_reason();
@@ -95,13 +94,14 @@ fn finish(
     sweep: Option<&disagg_bench::Sweep>,
 ) -> Result<(), String> {
     if let Some(sweep) = sweep {
-        let results = json!({
-            "run_id": plan.run_id,
-            "config_name": plan.config_name,
-            "valid": failure.is_none(),
-            "invalid_reason": failure,
-            "points": sweep.points.iter().map(|p| p.to_json()).collect::<Vec<_>>(),
-        });
+        let results = disagg_bench::ResultsFile {
+            run_id: Some(plan.run_id.clone()),
+            config_name: Some(plan.config_name.to_string()),
+            valid: failure.is_none(),
+            invalid_reason: failure.clone(),
+            warnings: sweep.warnings(),
+            points: sweep.reports(),
+        };
         let path = plan.run_dir.join("results.json");
         crate::atomic::write_json(&path, &results)
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
