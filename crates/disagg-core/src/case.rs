@@ -653,6 +653,10 @@ pub struct Timeouts {
     /// Between SIGTERM and SIGKILL when stopping roles.
     #[serde(default = "d5s", with = "humantime_serde")]
     pub grace: Duration,
+    /// A ready worker or router whose `/health` gives no answer (a worker: no 200) for this
+    /// long fails the run, named as its root cause: a hung process, not a slow benchmark.
+    #[serde(default = "d10s", with = "humantime_serde")]
+    pub unresponsive: Duration,
 }
 
 impl Default for Timeouts {
@@ -663,12 +667,16 @@ impl Default for Timeouts {
             benchmark: d10m(),
             job: d30m(),
             grace: d5s(),
+            unresponsive: d10s(),
         }
     }
 }
 
 fn d5s() -> Duration {
     Duration::from_secs(5)
+}
+fn d10s() -> Duration {
+    Duration::from_secs(10)
 }
 fn d60s() -> Duration {
     Duration::from_secs(60)

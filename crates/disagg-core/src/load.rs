@@ -631,6 +631,9 @@ fn valid_env_name(k: &str) -> bool {
         && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// The shortest `timeouts.unresponsive`: two probes' worth (they run once a second).
+const MIN_UNRESPONSIVE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The hierarchy of ARCHITECTURE.md: worker startup < job; request < benchmark;
 /// benchmark < job; and since the benchmark starts only after the workers are up,
 /// worker_startup + benchmark ≤ job.
@@ -669,6 +672,19 @@ fn check_deadlines(case: &Case, text: &str, path: &Path) -> Result<(), CaseError
                 ),
             );
         }
+    }
+    if t.unresponsive < MIN_UNRESPONSIVE {
+        return Err(CaseError::new(
+            path,
+            "timeouts.unresponsive",
+            format!(
+                "unresponsive ({}) is shorter than {}: roles are probed once a second, so a busy but healthy role could be taken for a hung one",
+                h(t.unresponsive),
+                h(MIN_UNRESPONSIVE)
+            ),
+        )
+        .at_line(line_of(text, "timeouts.unresponsive"))
+        .hint("give it at least 2s; the default is 10s"));
     }
     if t.worker_startup + t.benchmark > t.job {
         return fail(

@@ -422,12 +422,13 @@ pub fn render(plan: &Plan) -> String {
     let d = &plan.deadlines;
     let _ = writeln!(
         s,
-        "deadlines:   worker_startup {}, request {}, benchmark {}, job {}, grace {}",
+        "deadlines:   worker_startup {}, request {}, benchmark {}, job {}, grace {}, unresponsive {}",
         h(d.worker_startup),
         h(d.request),
         h(d.benchmark),
         h(d.job),
-        h(d.grace)
+        h(d.grace),
+        h(d.unresponsive)
     );
     if let Some(b) = &plan.perf_baseline {
         let _ = writeln!(s, "baseline:    {}", b.display());

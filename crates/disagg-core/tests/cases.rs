@@ -105,6 +105,14 @@ fn bad_cases_name_the_key_line_and_fix() {
             hint_has: "deadlines must nest",
         },
         Bad {
+            what: "an unresponsive limit shorter than two probes",
+            text: edit("unresponsive: 10s", "unresponsive: 500ms"),
+            key: "timeouts.unresponsive",
+            line: Some(32),
+            message_has: "unresponsive (500ms) is shorter than 2s",
+            hint_has: "at least 2s",
+        },
+        Bad {
             what: "name with ..",
             text: edit("name: quickstart ", "name: ../x "),
             key: "name",

@@ -158,6 +158,8 @@ impl Running for LocalRole {
     }
     fn terminate(&mut self) {
         self.signal_group(Signal::SIGTERM);
+        // A stopped (SIGSTOP, or hung in a debugger) process only acts on TERM once continued.
+        self.signal_group(Signal::SIGCONT);
     }
     fn kill(&mut self) {
         self.signal_group(Signal::SIGKILL);

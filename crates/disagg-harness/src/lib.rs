@@ -20,6 +20,7 @@
 
 pub mod atomic;
 pub mod executor;
+pub mod liveness;
 pub mod logs;
 pub mod outcome;
 pub mod perf;

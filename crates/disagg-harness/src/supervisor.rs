@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use disagg_core::{Plan, RoleName, RolePlan};
 
 use crate::executor::{Executor, Exit, Running};
+use crate::liveness::{Liveness, Silent};
 use crate::outcome::{Failure, Outcome, RoleOutcome, RunResult};
 use crate::rendezvous::{self, Endpoint, ExitNote, State, Status};
 
@@ -27,6 +28,10 @@ const HEARTBEAT: Duration = Duration::from_secs(30);
 /// a crashed worker makes the benchmark's requests fail within milliseconds, and the root cause
 /// is what the report must name.
 const SETTLE: Duration = Duration::from_millis(1500);
+
+/// When another role fails, an upstream role silent for this long is taken as the cause, well
+/// before `timeouts.unresponsive` would have named it by itself: three missed probes.
+const SUSPECT_AFTER: Duration = Duration::from_secs(3);
 
 struct Proc {
     plan: RolePlan,
@@ -132,6 +137,16 @@ fn drive(
     }
     let mut workers_ready_at: Option<Instant> = None;
     let mut next_heartbeat = start + HEARTBEAT;
+    let liveness = match Liveness::start() {
+        Ok(l) => l,
+        Err(e) => {
+            return fail(
+                None,
+                format!("cannot start the liveness prober: {e}"),
+                false,
+            );
+        }
+    };
     loop {
         if interrupted.load(Ordering::SeqCst) {
             return RunResult::Interrupted;
@@ -142,6 +157,10 @@ fn drive(
                 rendezvous::read::<Endpoint>(&plan.rendezvous_file(p.plan.role), &plan.run_id)
             {
                 p.ready_at = Some(now);
+                // BENCHMARK serves nothing; every other role is probed from now on.
+                if p.plan.role != RoleName::Benchmark {
+                    liveness.watch(p.plan.role, ep.url());
+                }
                 println!(
                     "disagg: {} ready at {} after {:.1}s",
                     p.plan.role,
@@ -167,7 +186,7 @@ fn drive(
                 State::Done => RunResult::Passed,
                 State::Failed => {
                     let reason = status.reason.unwrap_or_else(|| "BENCHMARK failed".into());
-                    root_cause(plan, procs, RoleName::Benchmark, reason)
+                    root_cause(plan, procs, &liveness, RoleName::Benchmark, reason)
                 }
             };
         }
@@ -201,7 +220,11 @@ fn drive(
                 .find(|p| p.plan.role == role)
                 .expect("died role is one of ours");
             let reason = death_reason(plan, p);
-            return root_cause(plan, procs, role, reason);
+            return root_cause(plan, procs, &liveness, role, reason);
+        }
+        // A hung role: alive, but not answering.
+        if let Some(silent) = liveness.silent(d.unresponsive).into_iter().next() {
+            return hung(procs, &liveness, silent, d.unresponsive);
         }
         // Deadlines.
         for p in procs
@@ -320,7 +343,13 @@ pub fn exit_note_path(plan: &Plan, role: RoleName) -> std::path::PathBuf {
 /// A failure seen at `role` may be the echo of an earlier death elsewhere: the benchmark fails
 /// because a worker crashed. Give other roles a moment to be seen dead, then blame the most
 /// upstream one: workers, then the router, then the benchmark.
-fn root_cause(plan: &Plan, procs: &mut [Proc], role: RoleName, reason: String) -> RunResult {
+fn root_cause(
+    plan: &Plan,
+    procs: &mut [Proc],
+    liveness: &Liveness,
+    role: RoleName,
+    reason: String,
+) -> RunResult {
     let mut failures: Vec<(RoleName, String)> = vec![(role, reason)];
     if !role.is_worker() {
         let until = Instant::now() + SETTLE;
@@ -347,6 +376,13 @@ fn root_cause(plan: &Plan, procs: &mut [Proc], role: RoleName, reason: String) -
         {
             failures.push((p.plan.role, death_reason(plan, p)));
         }
+        // A hung role upstream explains the failure too: the router ejected it (503s), or
+        // requests to it timed out, before it had been silent for `timeouts.unresponsive`.
+        for s in liveness.silent(SUSPECT_AFTER) {
+            if rank(s.role) < rank(role) && !failures.iter().any(|(r, _)| *r == s.role) {
+                failures.push((s.role, s.reason));
+            }
+        }
     }
     failures.sort_by_key(|(r, _)| rank(*r));
     for (r, why) in &failures {
@@ -365,6 +401,36 @@ fn root_cause(plan: &Plan, procs: &mut [Proc], role: RoleName, reason: String) -
         reason = format!("{reason}; then {echo}");
     }
     fail(Some(root), reason, false)
+}
+
+/// A role found hung by the liveness probes fails the run as the root cause; another role hung
+/// as well and further upstream (a worker behind a silent router) is named first.
+fn hung(procs: &mut [Proc], liveness: &Liveness, silent: Silent, limit: Duration) -> RunResult {
+    let mut found = liveness.silent(SUSPECT_AFTER);
+    if !found.iter().any(|s| s.role == silent.role) {
+        found.push(silent);
+    }
+    found.sort_by_key(|s| rank(s.role));
+    for s in &found {
+        if let Some(p) = procs.iter_mut().find(|p| p.plan.role == s.role) {
+            p.failure = Some(if s.for_ >= limit {
+                format!(
+                    "{}; timeouts.unresponsive is {}",
+                    s.reason,
+                    humantime::format_duration(limit)
+                )
+            } else {
+                s.reason.clone()
+            });
+        }
+    }
+    let root = &found[0];
+    let reason = procs
+        .iter()
+        .find(|p| p.plan.role == root.role)
+        .and_then(|p| p.failure.clone())
+        .unwrap_or_else(|| root.reason.clone());
+    fail(Some(root.role), reason, true)
 }
 
 /// A role that ended with a failure. A clean exit is no cause: once BENCHMARK writes its

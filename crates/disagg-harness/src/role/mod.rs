@@ -10,6 +10,7 @@ use std::path::Path;
 
 use disagg_core::{Plan, RoleName, exit};
 
+pub(crate) use shared::http_client;
 pub use shared::wait_for_status;
 
 /// Runs one role to its end; returns the process exit code.
