@@ -202,26 +202,15 @@ mod tests {
         std::thread::spawn(move || {
             let mut held = Vec::new();
             for mut c in l.incoming().flatten() {
-                let h = h.clone();
                 let mut buf = [0u8; 1024];
-                loop {
-                    if h.load(std::sync::atomic::Ordering::SeqCst) {
-                        held.push(c);
-                        break;
-                    }
-                    match c.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => {
-                            if h.load(std::sync::atomic::Ordering::SeqCst) {
-                                held.push(c);
-                                break;
-                            }
-                            let _ = c.write_all(
-                                b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                            );
-                            break;
-                        }
-                    }
+                if h.load(std::sync::atomic::Ordering::SeqCst) {
+                    held.push(c);
+                    continue;
+                }
+                if matches!(c.read(&mut buf), Ok(n) if n > 0) {
+                    let _ = c.write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                    );
                 }
             }
         });

@@ -35,10 +35,6 @@ impl Background {
         Self { child: Some(child) }
     }
 
-    fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.as_ref().unwrap().id() as i32)
-    }
-
     /// Waits for the run to end (bounded): (exit code, stdout, stderr).
     fn wait(mut self, limit: Duration) -> (i32, String, String) {
         let mut child = self.child.take().unwrap();
