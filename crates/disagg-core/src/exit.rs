@@ -8,5 +8,18 @@ pub const TEST_FAILED: i32 = 1;
 pub const USAGE: i32 = 2;
 /// Performance regression on a run that otherwise passed.
 pub const PERF_REGRESSION: i32 = 3;
-/// Interrupted (Ctrl-C / SIGINT / SIGTERM to `disagg run`).
+/// Interrupted by Ctrl-C (SIGINT).
 pub const INTERRUPTED: i32 = 130;
+/// Stopped by SIGTERM (what Slurm and CI cancellation send).
+pub const TERMINATED: i32 = 143;
+
+/// The shell's code for a command ended by signal `sig`: 128 + its number (SIGHUP 129, SIGINT
+/// 130, SIGTERM 143).
+pub const fn by_signal(sig: i32) -> i32 {
+    128 + sig
+}
+
+/// Whether `code` says the run was stopped by a signal (a person, Slurm or CI), not judged.
+pub const fn is_interruption(code: i32) -> bool {
+    code > 128 && code < 128 + 65
+}

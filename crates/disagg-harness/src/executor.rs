@@ -121,6 +121,20 @@ pub fn spawn(
     if let Some(d) = cwd {
         cmd.current_dir(d);
     }
+    // The child dies with us: if `disagg run` is killed (even with SIGKILL), each role gets
+    // SIGTERM, stops everything it started, and leaves. Checked against the parent's pid, so a
+    // parent that died before the setting took hold is caught too.
+    let parent = nix::unistd::getpid();
+    // SAFETY: between fork and exec only async-signal-safe calls (prctl, getppid) are made.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from)?;
+            if nix::unistd::getppid() != parent {
+                return Err(std::io::Error::other("its supervisor has already exited"));
+            }
+            Ok(())
+        });
+    }
     cmd.spawn()
 }
 

@@ -24,6 +24,7 @@ pub mod liveness;
 pub mod logs;
 pub mod outcome;
 pub mod perf;
+pub mod procs;
 pub mod rendezvous;
 pub mod report;
 pub mod role;

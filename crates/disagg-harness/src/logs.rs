@@ -4,6 +4,72 @@ use std::path::{Path, PathBuf};
 
 use crate::rundir;
 
+/// How a run folder says its run ended: its exit code (written last, once every report is),
+/// and the final word of `rendezvous/status.json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunState {
+    /// `None`: the run has not finished (still running, or `disagg run` was killed).
+    pub exit_code: Option<i32>,
+    /// `state` and `role`/`reason` of `status.json`, if there is one.
+    pub status: Option<crate::rendezvous::Status>,
+}
+
+impl RunState {
+    pub fn of(run_dir: &Path) -> Self {
+        let exit_code = std::fs::read_to_string(run_dir.join(crate::run::EXIT_CODE_FILE))
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok());
+        let status = std::fs::read(run_dir.join("rendezvous/status.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<crate::rendezvous::Status>(&b).ok());
+        Self { exit_code, status }
+    }
+
+    pub fn finished(&self) -> bool {
+        self.exit_code.is_some()
+    }
+
+    /// One line: "passed (exit 0)", "failed: GEN_0 exited with status 1 (exit 1)", or
+    /// "unfinished: ...".
+    pub fn describe(&self) -> String {
+        let reason = self.status.as_ref().and_then(|s| s.reason.clone());
+        match self.exit_code {
+            Some(code) => {
+                use disagg_core::exit;
+                let verdict = match code {
+                    exit::PASS => "passed",
+                    exit::TEST_FAILED => "failed",
+                    exit::USAGE => "not run",
+                    exit::PERF_REGRESSION => "regressed",
+                    c if exit::is_interruption(c) => "interrupted",
+                    _ => "ended",
+                };
+                match reason {
+                    Some(r) if code != exit::PASS => format!("{verdict}: {r} (exit {code})"),
+                    _ => format!("{verdict} (exit {code})"),
+                }
+            }
+            None => {
+                let mut s = format!(
+                    "unfinished: no {} (`disagg run` is still running, or was killed before its reports)",
+                    crate::run::EXIT_CODE_FILE
+                );
+                if let Some(st) = &self.status {
+                    let state = match st.state {
+                        crate::rendezvous::State::Done => "done",
+                        crate::rendezvous::State::Failed => "failed",
+                    };
+                    s.push_str(&format!("; status.json says {state}"));
+                    if let Some(r) = reason {
+                        s.push_str(&format!(": {r}"));
+                    }
+                }
+                s
+            }
+        }
+    }
+}
+
 /// Runs of a config, oldest first (run ids are timestamps, so names sort by time).
 pub fn list_runs(workspace: &Path, config: &str) -> std::io::Result<Vec<PathBuf>> {
     let dir = workspace.join("disagg_logs").join(config);
@@ -55,24 +121,10 @@ pub fn describe(workspace: &Path, config: &str, run: Option<&str>) -> Result<Str
         workspace.join("disagg_logs").join(config).display()
     );
     for r in &runs {
-        let status = std::fs::read(r.join("rendezvous/status.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .map(|v| {
-                let state = v
-                    .get("state")
-                    .and_then(|s| s.as_str())
-                    .unwrap_or("?")
-                    .to_string();
-                match v.get("reason").and_then(|s| s.as_str()) {
-                    Some(reason) => format!("{state}: {reason}"),
-                    None => state,
-                }
-            })
-            .unwrap_or_else(|| "no status (running, or stopped before the end)".into());
         out.push_str(&format!(
-            "  {}  {status}\n",
-            r.file_name().unwrap_or_default().to_string_lossy()
+            "  {}  {}\n",
+            r.file_name().unwrap_or_default().to_string_lossy(),
+            RunState::of(r).describe()
         ));
     }
     let chosen = find_run(workspace, config, run)?;

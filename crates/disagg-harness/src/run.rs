@@ -2,7 +2,7 @@
 //! the reports, and one exit code for all.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use disagg_core::Plan;
 use disagg_core::exit;
@@ -32,9 +32,20 @@ pub fn skip_perf_from_env() -> bool {
 }
 
 pub(crate) static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// The signal that set [`INTERRUPTED`] (the first one).
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
 
-extern "C" fn on_signal(_: nix::libc::c_int) {
+extern "C" fn on_signal(sig: nix::libc::c_int) {
+    let _ = SIGNAL.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
     INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// The exit code of an interrupted run: 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP.
+pub(crate) fn interrupted_code() -> i32 {
+    match SIGNAL.load(Ordering::SeqCst) {
+        0 => exit::INTERRUPTED,
+        sig => exit::by_signal(sig),
+    }
 }
 
 pub(crate) fn install_signal_handlers() {
@@ -133,15 +144,15 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions) -> i32 {
         return exit::USAGE;
     };
     install_signal_handlers();
-    // Engines orphaned by a dying role wrapper are re-parented to us rather than to init, so they
-    // are reaped here and never outlive the run as zombies.
-    let _ = nix::sys::prctl::set_child_subreaper(true);
+    // Engines orphaned by a dying role wrapper, and anything that left its process group, are
+    // re-parented to us rather than to init: the teardown finds, stops and reaps them.
+    crate::procs::become_subreaper();
     let workspace = rundir::resolve_workspace(opts.workspace.as_deref());
     let mut codes = Vec::new();
     for r in &ready {
         let code = run_one(r, &workspace, skip_perf, &opts.exe);
         codes.push(code);
-        if code == exit::INTERRUPTED {
+        if exit::is_interruption(code) {
             break;
         }
     }
@@ -150,6 +161,9 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions) -> i32 {
 
 /// The exit code of several runs: a failure always wins over a perf verdict.
 pub fn combine(codes: &[i32]) -> i32 {
+    if let Some(c) = codes.iter().find(|c| exit::is_interruption(**c)) {
+        return *c;
+    }
     for c in [
         exit::INTERRUPTED,
         exit::TEST_FAILED,
@@ -327,7 +341,7 @@ pub fn finish(
     let junit = report::junit(name.as_str(), run_dir, outcome, &points, &perf_outcome);
     let table = report::summary_table(&points);
     let code = match (&outcome.result, &perf_outcome) {
-        (RunResult::Interrupted, _) => exit::INTERRUPTED,
+        (RunResult::Interrupted, _) => interrupted_code(),
         (RunResult::Failed(_), _) => exit::TEST_FAILED,
         (RunResult::Passed, PerfOutcome::Checked(rep)) if rep.regressed() => exit::PERF_REGRESSION,
         (RunResult::Passed, _) => exit::PASS,
@@ -402,6 +416,7 @@ mod tests {
         assert_eq!(combine(&[PASS, PERF_REGRESSION]), PERF_REGRESSION);
         assert_eq!(combine(&[PERF_REGRESSION, TEST_FAILED]), TEST_FAILED);
         assert_eq!(combine(&[TEST_FAILED, INTERRUPTED]), INTERRUPTED);
+        assert_eq!(combine(&[PASS, TERMINATED, TEST_FAILED]), TERMINATED);
         assert_eq!(combine(&[PASS, PASS]), PASS);
     }
 }

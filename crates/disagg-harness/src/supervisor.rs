@@ -539,16 +539,15 @@ fn teardown(procs: &mut [Proc], grace: Duration, passed: bool) {
         p.run.kill();
         p.run.reap();
     }
-    reap_orphans();
-}
-
-/// Collects any re-parented orphans (we are a child subreaper) without blocking.
-fn reap_orphans() {
-    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-    while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-        if status == WaitStatus::StillAlive {
-            break;
-        }
+    // What left its role's process group (`setsid`, daemons, MPI launchers) was re-parented to
+    // us when its parent ended: stop it the same way, and return only once all is reaped.
+    let left = crate::procs::sweep(grace);
+    if !left.is_empty() {
+        eprintln!(
+            "disagg: warning: {} process(es) of the run did not end after SIGKILL and {}: {left:?}",
+            left.len(),
+            humantime::format_duration(grace)
+        );
     }
 }
 

@@ -1,8 +1,10 @@
 //! `disagg triage`: find the first failure in a run's logs and show it in context.
 //!
-//! Logs are read in the order things happen: setup, workers, router, benchmark, then the Slurm
-//! log. The first line that matches a known failure pattern is reported with the lines around
-//! it; failing that, a non-zero exit recorded in the status.
+//! It starts from the root cause the supervisor recorded in `rendezvous/status.json`: that role's
+//! log, its first failure line or else its last lines. Without one, logs are read in the order
+//! things happen (setup, workers, router, benchmark, then the Slurm log) and the first line that
+//! matches a known failure pattern is reported with the lines around it. A run with no exit code
+//! is said to be unfinished, whatever its logs hold.
 
 use std::path::{Path, PathBuf};
 
@@ -84,40 +86,56 @@ pub fn ordered_logs(run_dir: &Path) -> Vec<PathBuf> {
 
 /// The first failure in the run's logs, if any pattern matches.
 pub fn first_failure(run_dir: &Path) -> Option<Finding> {
-    for file in ordered_logs(run_dir) {
-        let Ok(bytes) = std::fs::read(&file) else {
-            continue;
-        };
-        let text = String::from_utf8_lossy(&bytes);
-        let lines: Vec<&str> = text.lines().collect();
-        for (i, line) in lines.iter().enumerate() {
-            if let Some((name, _)) = PATTERNS.iter().find(|(_, m)| m(line)) {
-                let from = i.saturating_sub(CONTEXT);
-                let to = (i + CONTEXT + 1).min(lines.len());
-                let excerpt = (from..to)
-                    .map(|k| {
-                        format!(
-                            "{}{:>6} | {}",
-                            if k == i { ">" } else { " " },
-                            k + 1,
-                            lines[k]
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                return Some(Finding {
-                    file,
-                    line: i + 1,
-                    pattern: name,
-                    excerpt,
-                });
-            }
+    ordered_logs(run_dir)
+        .into_iter()
+        .find_map(|f| first_failure_in(&f))
+}
+
+/// The first line of `file` that matches a failure pattern, with its context.
+pub fn first_failure_in(file: &Path) -> Option<Finding> {
+    let bytes = std::fs::read(file).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        if let Some((name, _)) = PATTERNS.iter().find(|(_, m)| m(line)) {
+            let from = i.saturating_sub(CONTEXT);
+            let to = (i + CONTEXT + 1).min(lines.len());
+            let excerpt = (from..to)
+                .map(|k| {
+                    format!(
+                        "{}{:>6} | {}",
+                        if k == i { ">" } else { " " },
+                        k + 1,
+                        lines[k]
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            return Some(Finding {
+                file: file.to_path_buf(),
+                line: i + 1,
+                pattern: name,
+                excerpt,
+            });
         }
     }
     None
 }
 
-/// The report `disagg triage` prints; `Err` when the folder is not a run folder.
+/// The log of a role named in `status.json` (`SETUP` is the setup step's).
+fn log_of(run_dir: &Path, role: &str) -> Option<PathBuf> {
+    let name = match role {
+        "SETUP" => "install.log".to_string(),
+        r => r.parse::<disagg_core::RoleName>().ok()?.log_file(),
+    };
+    Some(run_dir.join(name))
+}
+
+/// Lines shown from the end of a root cause's log when no line of it matches a pattern.
+const TAIL: usize = 20;
+
+/// The report `disagg triage` prints, and whether it found a failure; `Err` when the folder is
+/// not a run folder.
 pub fn triage(run_dir: &Path) -> Result<(bool, String), String> {
     if !run_dir.join("plan.json").is_file() && !run_dir.join("rendezvous").is_dir() {
         return Err(format!(
@@ -125,40 +143,63 @@ pub fn triage(run_dir: &Path) -> Result<(bool, String), String> {
             run_dir.display()
         ));
     }
-    if let Some(f) = first_failure(run_dir) {
-        return Ok((
-            true,
-            format!(
-                "first failure: {} in {} line {}\n{}\n",
-                f.pattern,
-                f.file.display(),
-                f.line,
-                f.excerpt
-            ),
-        ));
+    let state = crate::logs::RunState::of(run_dir);
+    let mut out = String::new();
+    let mut found = false;
+    if !state.finished() {
+        out.push_str(&format!("the run did not finish: {}\n", state.describe()));
+        found = true;
     }
-    let status = std::fs::read(run_dir.join("rendezvous/status.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
-    if let Some(s) = status {
-        if s.get("state").and_then(|v| v.as_str()) == Some("failed") {
-            return Ok((
-                true,
-                format!(
-                    "first failure: recorded in {}: {} failed: {}\n",
-                    run_dir.join("rendezvous/status.json").display(),
-                    s.get("role").and_then(|v| v.as_str()).unwrap_or("the job"),
-                    s.get("reason")
-                        .and_then(|v| v.as_str())
-                        .unwrap_or("no reason given")
-                ),
-            ));
+    let recorded = state
+        .status
+        .as_ref()
+        .filter(|s| s.state == crate::rendezvous::State::Failed);
+    if let Some(st) = recorded {
+        found = true;
+        let role = st.role.as_deref();
+        out.push_str(&format!(
+            "root cause recorded in {}: {} failed: {}\n",
+            run_dir.join("rendezvous/status.json").display(),
+            role.unwrap_or("the job"),
+            st.reason.as_deref().unwrap_or("no reason given")
+        ));
+        if let Some(log) = role
+            .and_then(|r| log_of(run_dir, r))
+            .filter(|l| l.is_file())
+        {
+            match first_failure_in(&log) {
+                Some(f) => out.push_str(&render(&f)),
+                None => out.push_str(&format!(
+                    "no known failure line in {}; its last {TAIL} lines:\n{}\n",
+                    log.display(),
+                    crate::report::tail(&log, TAIL)
+                )),
+            }
+            return Ok((found, out));
         }
     }
-    Ok((
-        false,
-        format!("no failure found in the logs of {}\n", run_dir.display()),
-    ))
+    match first_failure(run_dir) {
+        Some(f) => {
+            found = true;
+            out.push_str(&render(&f));
+        }
+        None if !found => out.push_str(&format!(
+            "no failure found in the logs of {}\n",
+            run_dir.display()
+        )),
+        None => {}
+    }
+    Ok((found, out))
+}
+
+fn render(f: &Finding) -> String {
+    format!(
+        "first failure: {} in {} line {}\n{}\n",
+        f.pattern,
+        f.file.display(),
+        f.line,
+        f.excerpt
+    )
 }
 
 #[cfg(test)]
@@ -196,16 +237,50 @@ mod tests {
     }
 
     #[test]
-    fn falls_back_to_the_recorded_status() {
+    fn starts_from_the_root_cause_in_the_status_and_says_when_a_run_is_unfinished() {
         let dir = std::env::temp_dir().join(format!("disagg-triage-st-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("rendezvous")).unwrap();
-        std::fs::write(dir.join("rendezvous/status.json"), r#"{"run_id":"x","state":"failed","role":"GEN_0","reason":"GEN_0 exited with status 1"}"#).unwrap();
+        std::fs::write(dir.join("rendezvous/status.json"), r#"{"run_id":"x","state":"failed","role":"DISAGG_SERVER","reason":"DISAGG_SERVER was killed by signal 9 (SIGKILL)"}"#).unwrap();
+        std::fs::write(
+            dir.join("disagg_server.log"),
+            "router on 127.0.0.1:1\nserving\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("benchmark.log"),
+            "disagg role BENCHMARK: FAILED: 8 of 8 requests failed\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("exit_code"), "1\n").unwrap();
         let (found, text) = triage(&dir).unwrap();
         assert!(found);
         assert!(
-            text.contains("GEN_0 failed: GEN_0 exited with status 1"),
+            text.contains("DISAGG_SERVER failed: DISAGG_SERVER was killed by signal 9"),
             "{text}"
         );
+        assert!(
+            text.contains("disagg_server.log; its last 20 lines:\nrouter on"),
+            "its log, not benchmark.log: {text}"
+        );
+        assert!(!text.contains("benchmark.log"), "{text}");
+        assert!(!text.contains("did not finish"), "{text}");
+
+        // No exit code: the supervisor never finished, whatever status.json says.
+        std::fs::remove_file(dir.join("exit_code")).unwrap();
+        std::fs::write(
+            dir.join("rendezvous/status.json"),
+            r#"{"run_id":"x","state":"done"}"#,
+        )
+        .unwrap();
+        std::fs::write(dir.join("benchmark.log"), "fine\n").unwrap();
+        let (found, text) = triage(&dir).unwrap();
+        assert!(found, "{text}");
+        assert!(
+            text.starts_with("the run did not finish: unfinished: no exit_code"),
+            "{text}"
+        );
+        assert!(text.contains("status.json says done"), "{text}");
+        assert!(!text.contains("no failure found"), "{text}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

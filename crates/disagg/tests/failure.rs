@@ -35,6 +35,10 @@ impl Background {
         Self { child: Some(child) }
     }
 
+    fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
     /// Waits for the run to end (bounded): (exit code, stdout, stderr).
     fn wait(mut self, limit: Duration) -> (i32, String, String) {
         let mut child = self.child.take().unwrap();
@@ -173,4 +177,119 @@ fn a_sim_that_hangs_mid_run_is_named_not_the_benchmark() {
     );
     assert!(r.elapsed < Duration::from_secs(30), "{}", r.show());
     assert_nothing_left(&dir);
+}
+
+/// A unique `sleep` length, so the test can find the very process its engine detached.
+fn marker() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("600.{}{:09}", std::process::id(), nanos)
+}
+
+/// A `command`-engine case whose context engine starts `setsid sleep <marker> &` (a child that
+/// leaves its process group and session) and then runs the sim.
+fn detaching_case(name: &str, marker: &str, gen_itl: &str, rounds: u32) -> String {
+    format!(
+        "name: {name}\nmodel: {{name: tiny}}\nengine: command\nhardware: {{gpus_per_node: 2}}\n\
+         ctx: {{count: 1, engine_args: {{argv: [sh, -c, \"setsid sleep {marker} & exec \\\"$0\\\" sim --role context --host \\\"$1\\\" --port \\\"$2\\\"\", \"{{disagg}}\", \"{{host}}\", \"{{port}}\"]}}}}\n\
+         gen: {{count: 1, engine_args: {{argv: [\"{{disagg}}\", sim, --role, generation, --host, \"{{host}}\", --port, \"{{port}}\", --itl, {gen_itl}]}}}}\n\
+         benchmark: {{isl: 32, osl: 16, concurrency: [2], rounds: {rounds}}}\n\
+         timeouts: {{worker_startup: 20s, request: 10s, benchmark: 60s, job: 2m, grace: 2s}}\n"
+    )
+}
+
+fn sleeps_with(marker: &str) -> Vec<(u32, String)> {
+    processes_mentioning(&format!("sleep {marker}"))
+}
+
+#[test]
+fn a_child_that_left_its_process_group_is_gone_when_the_run_returns() {
+    let ws = TempDir::new("detach");
+    let mark = marker();
+    let case = ws.path().join("c.yaml");
+    std::fs::write(&case, detaching_case("detach", &mark, "1ms", 2)).unwrap();
+    let r = run(&case, ws.path(), &[], &[("SKIP_PERF_CHECK", "true")]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let dir = only_run(ws.path(), "detach");
+    assert!(
+        read(&dir.join("ctx_server_0.log")).contains(&format!("setsid sleep {mark}")),
+        "the engine ran the detaching command"
+    );
+    assert_eq!(
+        sleeps_with(&mark),
+        vec![],
+        "the detached sleep outlived the run"
+    );
+    assert_nothing_left(&dir);
+}
+
+#[test]
+fn sigkill_of_disagg_run_leaves_no_process_of_the_run_within_5s() {
+    let ws = TempDir::new("sigkill");
+    let mark = marker();
+    let case = ws.path().join("c.yaml");
+    std::fs::write(&case, detaching_case("sigkill", &mark, "20ms", 200)).unwrap();
+    let run = Background::start(&case, ws.path());
+    let dir = wait_for(ws.path(), "sigkill", "the sweep", sweeping);
+    let until = Instant::now() + Duration::from_secs(10);
+    while sleeps_with(&mark).is_empty() {
+        assert!(Instant::now() < until, "the engine never started its sleep");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = run.pid();
+    let family = descendants_of(pid);
+    assert!(
+        family.len() >= 6,
+        "4 roles, 2 engines and a sleep at least: {family:?}"
+    );
+    kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
+    let killed = Instant::now();
+    let (code, _, _) = run.wait(Duration::from_secs(10));
+    assert_eq!(code, -1, "killed by a signal");
+    loop {
+        let left: Vec<_> = family
+            .iter()
+            .filter(|(p, start)| still_running(*p, *start))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(5),
+            "still running 5s after SIGKILL of disagg run: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!(
+        "every process of the run gone {:?} after the SIGKILL",
+        killed.elapsed()
+    );
+    assert_eq!(sleeps_with(&mark), vec![]);
+    assert_nothing_left(&dir);
+
+    // The run never finished: `logs` and `triage` say so, not "done".
+    let logs = disagg(
+        &[
+            "logs",
+            "sigkill",
+            "--workspace",
+            ws.path().to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(logs.code(), 0, "{}", logs.show());
+    assert!(
+        logs.stdout().contains("unfinished: no exit_code"),
+        "{}",
+        logs.show()
+    );
+    let t = disagg(&["triage", dir.to_str().unwrap()], &[]);
+    assert_eq!(t.code(), 1, "{}", t.show());
+    assert!(
+        t.stdout().starts_with("the run did not finish: "),
+        "{}",
+        t.show()
+    );
 }

@@ -62,23 +62,86 @@ pub fn run_role(role: RoleName, run_dir: &Path) -> i32 {
         plan.run_id,
         plan.run_dir.display()
     );
+    // Whatever the engine starts stays our descendant, however it detaches, until we reap it.
+    crate::procs::become_subreaper();
     let result = rt.block_on(async {
-        match role {
-            RoleName::Ctx(_) | RoleName::Gen(_) => worker::run(&plan, role).await,
-            RoleName::DisaggServer => server::run(&plan).await,
-            RoleName::Benchmark => benchmark::run(&plan).await,
+        let work = async {
+            match role {
+                RoleName::Ctx(_) | RoleName::Gen(_) => worker::run(&plan, role).await,
+                RoleName::DisaggServer => server::run(&plan).await,
+                RoleName::Benchmark => benchmark::run(&plan).await,
+            }
+        };
+        tokio::select! {
+            r = work => Ok(r),
+            sig = stop_signal() => Err(sig),
         }
     });
     // Role tasks may hold connections; do not let them delay the exit.
     rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    // Nothing this role started outlives it. Within most of the grace period, so this is done
+    // before the supervisor's own SIGKILL comes.
+    let grace = plan.deadlines.grace;
+    let left = crate::procs::sweep(grace.saturating_sub(grace / 4));
+    if !left.is_empty() {
+        eprintln!("disagg role {role}: warning: left running after SIGKILL: {left:?}");
+    }
     match result {
-        Ok(()) => exit::PASS,
-        Err(reason) => {
+        Ok(Ok(())) => exit::PASS,
+        Ok(Err(reason)) => {
             eprintln!("disagg role {role}: FAILED: {reason}");
             shared::write_exit_note(&plan, role, &reason);
             exit::TEST_FAILED
         }
+        Err(sig) => {
+            eprintln!(
+                "disagg role {role}: stopped by {}; everything it started is stopped",
+                sig.as_str()
+            );
+            die_by(sig)
+        }
     }
+}
+
+/// SIGTERM (the supervisor's teardown, or the parent-death signal when `disagg run` itself is
+/// gone), SIGINT or SIGHUP.
+async fn stop_signal() -> nix::sys::signal::Signal {
+    use nix::sys::signal::Signal;
+    use tokio::signal::unix::{SignalKind, signal};
+    async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+        match s {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+    let listen = |kind: SignalKind, sig: Signal| {
+        signal(kind)
+            .map_err(|e| eprintln!("disagg role: cannot listen for {}: {e}", sig.as_str()))
+            .ok()
+    };
+    let mut term = listen(SignalKind::terminate(), Signal::SIGTERM);
+    let mut int = listen(SignalKind::interrupt(), Signal::SIGINT);
+    let mut hup = listen(SignalKind::hangup(), Signal::SIGHUP);
+    tokio::select! {
+        _ = recv(&mut term) => Signal::SIGTERM,
+        _ = recv(&mut int) => Signal::SIGINT,
+        _ = recv(&mut hup) => Signal::SIGHUP,
+    }
+}
+
+/// Ends this process by `sig` with its default action, so whoever waits on it sees the signal
+/// (as if the role had not caught it), not an exit status.
+fn die_by(sig: nix::sys::signal::Signal) -> i32 {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, sigaction};
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    // SAFETY: restoring the default action is always sound.
+    unsafe {
+        let _ = sigaction(sig, &default);
+    }
+    let _ = nix::sys::signal::raise(sig);
+    exit::by_signal(sig as i32)
 }
 
 /// Reads `plan.json` from a run folder.

@@ -129,7 +129,7 @@ async fn external(
     let mut router = tokio::process::Command::new(program)
         .args(args)
         .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
+        // No kill_on_drop: the role sweeps everything it started when it ends (`run_role`).
         .spawn()
         .map_err(|e| format!("cannot start the router `{program}`: {e}"))?;
     let pid = router.id().unwrap_or(0);

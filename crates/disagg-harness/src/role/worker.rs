@@ -129,7 +129,8 @@ fn spawn(role: RoleName, argv: &[String]) -> Result<tokio::process::Child, Start
     Command::new(program)
         .args(args)
         .stdin(Stdio::null())
-        .kill_on_drop(true)
+        // No kill_on_drop: the role stops its engine with TERM and a grace period, and sweeps
+        // every descendant when it ends (see `run_role`), however it ends.
         .spawn()
         .map_err(|e| StartFailure {
             reason: format!("cannot start the engine `{program}`: {e}"),

@@ -194,7 +194,7 @@ fn interrupt(running: Vec<Submitted>, mut codes: Vec<i32>, skip_perf: bool) -> i
         }
         collect(s, st, skip_perf);
     }
-    codes.push(exit::INTERRUPTED);
+    codes.push(run::interrupted_code());
     run::combine(&codes)
 }
 

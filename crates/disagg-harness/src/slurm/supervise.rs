@@ -35,7 +35,7 @@ pub fn supervise_run_dir(
     };
     let skip_perf = skip_perf_check || run::skip_perf_from_env();
     run::install_signal_handlers();
-    let _ = nix::sys::prctl::set_child_subreaper(true);
+    crate::procs::become_subreaper();
     let job_id = std::env::var("SLURM_JOB_ID").ok();
     let fail_now = |plan: &Plan, role: &str, reason: String| Outcome {
         result: RunResult::Failed(Failure {

@@ -2,8 +2,10 @@ use std::path::PathBuf;
 
 use disagg_core::exit;
 
-/// Find the first failure in a run's logs (setup, workers, router, benchmark, Slurm) and show it
-/// with its surrounding lines. Exits 1 when a failure is found, 0 when none is.
+/// Find why a run failed: from the root cause recorded in rendezvous/status.json (that role's log),
+/// else the first failure in the logs in run order (setup, workers, router, benchmark, Slurm),
+/// shown with its surrounding lines. A run with no exit_code file is reported as unfinished.
+/// Exits 1 when a failure (or an unfinished run) is found, 0 when none is.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The run folder.

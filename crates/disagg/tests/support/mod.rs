@@ -270,3 +270,44 @@ pub fn junit_cases(path: &Path) -> Vec<(String, Option<String>, Option<String>, 
     assert!(saw_suites, "results.xml has no <testsuites>");
     cases
 }
+
+/// A process as `/proc/PID/stat` tells it: (parent, state, start time in clock ticks).
+pub fn proc_stat(pid: u32) -> Option<(u32, char, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised name start at field 3 (state); start time is field 22.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some((
+        f.get(1)?.parse().ok()?,
+        f.first()?.chars().next()?,
+        f.get(22 - 3)?.parse().ok()?,
+    ))
+}
+
+/// Every process below `root`, each with its start time (so a reused pid is not mistaken for it).
+pub fn descendants_of(root: u32) -> Vec<(u32, u64)> {
+    let mut all = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() {
+            if let Some((ppid, _, start)) = proc_stat(pid) {
+                all.push((pid, ppid, start));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![root];
+    while let Some(p) = stack.pop() {
+        for (pid, ppid, start) in &all {
+            if *ppid == p {
+                out.push((*pid, *start));
+                stack.push(*pid);
+            }
+        }
+    }
+    out
+}
+
+/// Whether the process `pid` that started at `start` still runs (a zombie has ended).
+pub fn still_running(pid: u32, start: u64) -> bool {
+    proc_stat(pid).is_some_and(|(_, state, s)| s == start && state != 'Z' && state != 'X')
+}
