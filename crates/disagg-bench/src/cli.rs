@@ -1,6 +1,8 @@
 //! The standalone `disagg bench` command: flags to config, canary, sweep, reports.
 
-use crate::{BenchArgs, BenchConfig, BenchError, SharedPrefix, canary, outputs, run_sweep};
+use crate::{
+    BenchArgs, BenchConfig, BenchError, SharedPrefix, canary, point_files, run_sweep_with,
+};
 
 pub(crate) fn to_config(args: &BenchArgs) -> BenchConfig {
     BenchConfig {
@@ -43,8 +45,16 @@ pub(crate) fn to_config(args: &BenchArgs) -> BenchConfig {
 pub(crate) async fn run(args: BenchArgs) -> Result<bool, BenchError> {
     let cfg = args.to_config();
     canary(&cfg).await?;
-    let sweep = run_sweep(&cfg).await?;
-    print!("{}", outputs::summary_text(&sweep));
+    // Each point is printed, and its files written, as soon as it is measured.
+    let mut written = Ok(());
+    let sweep = run_sweep_with(&cfg, |p| {
+        print!("{}", point_files::log_text(&cfg, &p.report));
+        if let (Some(dir), Ok(())) = (&args.output_dir, &written) {
+            written = point_files::write(dir, &cfg, p).map(|_| ());
+        }
+    })
+    .await?;
+    written?;
     if let Some(dir) = &args.output_dir {
         sweep.write_outputs(dir)?;
     }

@@ -39,12 +39,24 @@ impl BenchConfig {
             if !(self.burstiness > 0.0 && self.burstiness.is_finite()) {
                 return bad(format!("burstiness {} must be positive", self.burstiness));
             }
+            if let Some(r) = repeated(&self.request_rates) {
+                return bad(format!(
+                    "request rate {r} is listed twice; each point has its own files and perf \
+                     case name"
+                ));
+            }
         } else {
             if self.concurrency.is_empty() {
                 return bad("no concurrency points".into());
             }
             if self.concurrency.contains(&0) {
                 return bad("concurrency 0 would send nothing".into());
+            }
+            if let Some(c) = repeated(&self.concurrency) {
+                return bad(format!(
+                    "concurrency {c} is listed twice; each point has its own files and perf \
+                     case name"
+                ));
             }
         }
         if self.max_concurrency == Some(0) {
@@ -111,4 +123,13 @@ fn join(url: &str, endpoint: &str) -> String {
         url.trim_end_matches('/'),
         endpoint.trim_start_matches('/')
     )
+}
+
+/// The first value listed twice.
+fn repeated<T: PartialEq + Copy>(values: &[T]) -> Option<T> {
+    values
+        .iter()
+        .enumerate()
+        .find(|(i, v)| values[..*i].contains(v))
+        .map(|(_, v)| *v)
 }

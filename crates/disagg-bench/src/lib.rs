@@ -35,6 +35,7 @@ mod histogram;
 mod metrics;
 mod open_loop;
 mod outputs;
+pub mod point_files;
 mod progress;
 mod record;
 pub mod result;
@@ -352,11 +353,11 @@ pub async fn run_sweep(cfg: &BenchConfig) -> Result<Sweep, BenchError> {
     sweep::run_sweep(cfg, &mut |_| {}).await
 }
 
-/// [`run_sweep`], calling `on_point` with each point as soon as it is measured (to write its
-/// files before the next point starts).
+/// [`run_sweep`], calling `on_point` with each point as soon as it is measured, before the next
+/// point starts: to add what is measured elsewhere (a server figure) and to write its files.
 pub async fn run_sweep_with(
     cfg: &BenchConfig,
-    mut on_point: impl FnMut(&PointResult),
+    mut on_point: impl FnMut(&mut PointResult),
 ) -> Result<Sweep, BenchError> {
     sweep::run_sweep(cfg, &mut on_point).await
 }

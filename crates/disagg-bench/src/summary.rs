@@ -24,20 +24,37 @@ fn sections(m: &Metrics) -> [(&'static str, &'static str, &'static str, &Latency
     ]
 }
 
+/// TensorRT-LLM's failure markers, printed after the throughputs when any request failed; its
+/// harness fails a run on either.
+pub const FAILED_MARKER: &str = "=======================!FAILED REQUESTS!=======================";
+pub const CHECK_LOG_MARKER: &str =
+    "=====================!CHECK LOG FOR ERRORS!====================";
+
+/// `{:<40} {:<10}`: the value starts in column 41 and is padded, so lines end in spaces.
+fn int(out: &mut String, label: &str, v: u64) {
+    let _ = writeln!(out, "{label:<40} {v:<10}");
+}
+
+fn float(out: &mut String, label: &str, v: f64) {
+    let _ = writeln!(out, "{label:<40} {v:<10.2}");
+}
+
+/// The block TensorRT-LLM's benchmark_serving prints (a superset of vLLM's), so both their log
+/// parsers read every number they look for:
+/// - counts (`Total requests:` first), throughputs, and goodput when objectives were set;
+/// - when any request failed, the `!FAILED REQUESTS!` block with `Total failed requests:`;
+/// - `Avg Decoded Tokens per Iter` (mean, median, std dev, min, max, percentiles) when the server
+///   reported it (speculative decoding);
+/// - per latency: mean, median, std dev and the percentiles;
+/// - after the closing line, `Average Per Iter Device Step Time (ms):` when measured (gen-only).
 pub(crate) fn text_summary(point: &PointReport) -> String {
     let m = &point.metrics;
     let mut out = String::new();
-    // `{:<40} {:<10}`: the value starts in column 41 and is padded, so lines end in spaces.
-    let int = |out: &mut String, label: &str, v: u64| {
-        let _ = writeln!(out, "{label:<40} {v:<10}");
-    };
-    let float = |out: &mut String, label: &str, v: f64| {
-        let _ = writeln!(out, "{label:<40} {v:<10.2}");
-    };
     let _ = writeln!(out, "{:=^WIDTH$}", " Serving Benchmark Result ");
+    int(&mut out, "Total requests:", m.completed + m.failed);
     int(&mut out, "Successful requests:", m.completed);
     int(&mut out, "Failed requests:", m.failed);
-    // benchmark_serving prints this line only when concurrency is capped.
+    // vLLM prints this line when concurrency is capped.
     if let Some(c) = point.point.concurrency {
         int(&mut out, "Maximum request concurrency:", u64::from(c));
     }
@@ -64,10 +81,38 @@ pub(crate) fn text_summary(point: &PointReport) -> String {
         m.total_token_throughput,
     );
     float(&mut out, "User throughput (tok/s):", m.user_throughput);
+    if m.failed > 0 {
+        let _ = writeln!(out, "{FAILED_MARKER}");
+        let _ = writeln!(out, "Total failed requests: {}", m.failed);
+        let _ = writeln!(out, "{CHECK_LOG_MARKER}");
+    }
+    if let Some(a) = m
+        .avg_decoded_tokens_per_iter
+        .as_ref()
+        .filter(|a| a.mean > 0.0)
+    {
+        let name = "Avg Decoded Tokens per Iter";
+        let _ = writeln!(out, "{name:-^WIDTH$}");
+        float(&mut out, &format!("Mean {name}:"), a.mean);
+        float(&mut out, &format!("Median {name}:"), a.median);
+        float(&mut out, &format!("Std Dev {name}:"), a.std);
+        float(&mut out, &format!("Min {name}:"), a.min);
+        float(&mut out, &format!("Max {name}:"), a.max);
+        let mut rows: Vec<(f64, f64)> = a
+            .percentiles
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix('p')?.parse::<f64>().ok()?, *v)))
+            .collect();
+        rows.sort_by(|x, y| x.0.total_cmp(&y.0));
+        for (p, v) in rows {
+            float(&mut out, &format!("P{} {name}:", percentile_word(p)), v);
+        }
+    }
     for (_, abbr, title, stats) in sections(m) {
         let _ = writeln!(out, "{title:-^WIDTH$}");
         float(&mut out, &format!("Mean {abbr} (ms):"), stats.mean_ms);
         float(&mut out, &format!("Median {abbr} (ms):"), stats.median_ms);
+        float(&mut out, &format!("Std Dev {abbr} (ms):"), stats.std_ms);
         for (p, v) in stats.percentile_rows() {
             float(
                 &mut out,
@@ -77,6 +122,39 @@ pub(crate) fn text_summary(point: &PointReport) -> String {
         }
     }
     let _ = writeln!(out, "{}", "=".repeat(WIDTH));
+    // TensorRT-LLM's harness appends this line, apart from the block, in gen-only mode.
+    if let Some(t) = m.gen_device_step_time_ms {
+        let _ = writeln!(out, "Average Per Iter Device Step Time (ms): {t:.2}");
+    }
+    out
+}
+
+/// What benchmark_serving prints before its block: the load, then each failure kind and the
+/// failed total (only when something failed).
+pub(crate) fn preamble(point: &PointReport, burstiness: f64) -> String {
+    let mut out = String::new();
+    let rate = match point.point.request_rate {
+        Some(r) if r.0.is_finite() => format!("{}", r.0),
+        _ => "inf".into(),
+    };
+    let _ = writeln!(out, "Traffic request rate: {rate}");
+    let process = if burstiness == 1.0 {
+        "Poisson process"
+    } else {
+        "Gamma distribution"
+    };
+    let _ = writeln!(out, "Burstiness factor: {burstiness:?} ({process})");
+    let cap = point
+        .point
+        .concurrency
+        .map_or("None".to_string(), |c| c.to_string());
+    let _ = writeln!(out, "Maximum request concurrency: {cap}");
+    if point.metrics.failed > 0 {
+        for (kind, n) in &point.error_counts {
+            let _ = writeln!(out, "Error type: {kind}, Count: {n} requests");
+        }
+        let _ = writeln!(out, "Total failed requests: {}", point.metrics.failed);
+    }
     out
 }
 
@@ -172,6 +250,7 @@ mod tests {
     fn text_summary_matches_benchmark_serving_line_for_line() {
         let expected = "\
 ============ Serving Benchmark Result ============
+Total requests:                          64        
 Successful requests:                     64        
 Failed requests:                         0         
 Maximum request concurrency:             8         
@@ -185,24 +264,28 @@ User throughput (tok/s):                 83.12
 ---------------Time to First Token----------------
 Mean TTFT (ms):                          30.00     
 Median TTFT (ms):                        30.50     
+Std Dev TTFT (ms):                       1.25      
 P50 TTFT (ms):                           30.50     
 P90 TTFT (ms):                           45.00     
 P99 TTFT (ms):                           60.00     
 -----Time per Output Token (excl. 1st token)------
 Mean TPOT (ms):                          10.00     
 Median TPOT (ms):                        10.50     
+Std Dev TPOT (ms):                       1.25      
 P50 TPOT (ms):                           10.50     
 P90 TPOT (ms):                           15.00     
 P99 TPOT (ms):                           20.00     
 ---------------Inter-token Latency----------------
 Mean ITL (ms):                           10.00     
 Median ITL (ms):                         10.50     
+Std Dev ITL (ms):                        1.25      
 P50 ITL (ms):                            10.50     
 P90 ITL (ms):                            15.00     
 P99 ITL (ms):                            20.00     
 ----------------End-to-end Latency----------------
 Mean E2EL (ms):                          1300.00   
 Median E2EL (ms):                        1300.50   
+Std Dev E2EL (ms):                       1.25      
 P50 E2EL (ms):                           1300.50   
 P90 E2EL (ms):                           1950.00   
 P99 E2EL (ms):                           2600.00   
@@ -273,5 +356,79 @@ Short outputs (despite ignore_eos):      3
         assert_eq!(percentile_word(99.0), "99");
         assert_eq!(percentile_word(50.0), "50");
         assert_eq!(percentile_word(99.9), "99.9");
+    }
+
+    #[test]
+    fn failed_requests_print_tensorrt_llms_failure_block_and_preamble() {
+        let mut p = point();
+        assert!(!text_summary(&p).contains("FAILED"));
+        assert!(!preamble(&p, 1.0).contains("failed"));
+        p.metrics.completed = 40;
+        p.metrics.failed = 24;
+        p.error_counts.insert("http_500".into(), 20);
+        p.error_counts.insert("timeout".into(), 4);
+        let text = text_summary(&p);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[1],
+            "Total requests:                          64        "
+        );
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with("User throughput"))
+            .unwrap();
+        assert_eq!(
+            &lines[at + 1..at + 4],
+            [
+                "=======================!FAILED REQUESTS!=======================",
+                "Total failed requests: 24",
+                "=====================!CHECK LOG FOR ERRORS!====================",
+            ]
+        );
+        assert_eq!(
+            preamble(&p, 1.0),
+            "Traffic request rate: inf\n\
+             Burstiness factor: 1.0 (Poisson process)\n\
+             Maximum request concurrency: 8\n\
+             Error type: http_500, Count: 20 requests\n\
+             Error type: timeout, Count: 4 requests\n\
+             Total failed requests: 24\n"
+        );
+    }
+
+    #[test]
+    fn spec_decoding_and_gen_only_lines_appear_when_reported() {
+        let mut p = point();
+        assert!(!text_summary(&p).contains("Decoded"));
+        assert!(!text_summary(&p).contains("Device Step"));
+        p.metrics.avg_decoded_tokens_per_iter = Some(crate::FigureStats {
+            mean: 2.5,
+            min: 1.0,
+            max: 4.0,
+            median: 2.25,
+            std: 0.75,
+            percentiles: [("p99".to_string(), 3.96), ("p50".to_string(), 2.25)].into(),
+        });
+        p.metrics.gen_device_step_time_ms = Some(6.944);
+        let text = text_summary(&p);
+        let expected = "\
+-----------Avg Decoded Tokens per Iter------------
+Mean Avg Decoded Tokens per Iter:        2.50      
+Median Avg Decoded Tokens per Iter:      2.25      
+Std Dev Avg Decoded Tokens per Iter:     0.75      
+Min Avg Decoded Tokens per Iter:         1.00      
+Max Avg Decoded Tokens per Iter:         4.00      
+P50 Avg Decoded Tokens per Iter:         2.25      
+P99 Avg Decoded Tokens per Iter:         3.96      
+---------------Time to First Token----------------
+";
+        assert!(text.contains(expected), "{text}");
+        assert!(
+            text.ends_with(
+                "==================================================\n\
+                 Average Per Iter Device Step Time (ms): 6.94\n"
+            ),
+            "{text}"
+        );
     }
 }

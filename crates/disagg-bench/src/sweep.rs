@@ -25,7 +25,7 @@ enum Plan {
 
 pub(crate) async fn run_sweep(
     cfg: &BenchConfig,
-    on_point: &mut dyn FnMut(&PointResult),
+    on_point: &mut dyn FnMut(&mut PointResult),
 ) -> Result<Sweep, BenchError> {
     cfg.validate()?;
     let plans: Vec<Plan> = if cfg.is_open_loop() {
@@ -144,7 +144,7 @@ pub(crate) async fn run_sweep(
                 Plan::Closed { .. } => None,
             },
         };
-        let result = PointResult {
+        let mut result = PointResult {
             report: PointReport {
                 validity: Validity::judge(&point, &metrics, &errors, cfg.max_failure_rate),
                 point,
@@ -158,7 +158,7 @@ pub(crate) async fn run_sweep(
             requests: record::records(&outcomes),
             histograms,
         };
-        on_point(&result);
+        on_point(&mut result);
         points.push(result);
     }
     Ok(Sweep { points })

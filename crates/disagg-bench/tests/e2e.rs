@@ -460,6 +460,15 @@ async fn bad_settings_are_config_errors() {
     let mut cfg = config("http://127.0.0.1:1");
     cfg.range_ratio = 1.5;
     assert!(matches!(run_sweep(&cfg).await, Err(BenchError::Config(_))));
+    // A point listed twice would overwrite its own files and perf case name.
+    let mut cfg = config("http://127.0.0.1:1");
+    cfg.concurrency = vec![1, 8, 1];
+    match run_sweep(&cfg).await {
+        Err(BenchError::Config(why)) => {
+            assert!(why.contains("concurrency 1 is listed twice"), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -259,6 +259,10 @@ pub struct SimEngineArgs {
     pub kv_bytes_per_token: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kv_bandwidth_gbs: Option<f64>,
+    /// TensorRT-LLM dialect: the `avg_decoded_tokens_per_iter` to report
+    /// (`--decoded-tokens-per-iter`), as with speculative decoding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decoded_tokens_per_iter: Option<f64>,
     #[serde(
         default,
         with = "humantime_serde",
@@ -351,6 +355,7 @@ impl Default for SimEngineArgs {
             decode_per_kv_token_ns: None,
             kv_bytes_per_token: None,
             kv_bandwidth_gbs: None,
+            decoded_tokens_per_iter: None,
             kv_ttl: None,
             kv_wait_timeout: None,
             eos_at: None,

@@ -106,6 +106,35 @@ pub struct SimArgs {
     /// Append one JSON line per request received (time, path, X-Request-Id, body) to FILE.
     #[arg(long)]
     pub request_log: Option<PathBuf>,
+
+    /// TensorRT-LLM dialect: put this `avg_decoded_tokens_per_iter` (at least 1) in every
+    /// generated choice, as a server with speculative decoding reports its accepted tokens per
+    /// step (e.g. 2.4 with MTP).
+    #[arg(long, value_parser = parse_decoded_per_iter)]
+    pub decoded_tokens_per_iter: Option<f64>,
+}
+
+impl SimArgs {
+    /// Flags that only the TensorRT-LLM dialect has.
+    pub(crate) fn check_dialect(&self) -> Result<(), crate::SimError> {
+        if self.dialect != Dialect::Trtllm && self.decoded_tokens_per_iter.is_some() {
+            return Err(crate::SimError::Flags(format!(
+                "--decoded-tokens-per-iter is TensorRT-LLM's avg_decoded_tokens_per_iter; the {} \
+                 dialect has no such field (use --dialect trtllm or drop the flag)",
+                self.dialect.name()
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn parse_decoded_per_iter(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 1.0 => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a number of decoded tokens per iteration (at least 1)"
+        )),
+    }
 }
 
 /// Timing model flags.

@@ -73,6 +73,8 @@ pub enum SimError {
     },
     #[error("cannot build the KV fetch client: {0}")]
     Client(String),
+    #[error("{0}")]
+    Flags(String),
 }
 
 /// Runs the sim until the process is killed (or a scripted crash exits it).
@@ -89,7 +91,8 @@ pub fn check_argv(argv: &[String]) -> Result<(), String> {
         .sim;
     engine::cost::TimingModel::from_args(&args.timing)
         .map(drop)
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    args.check_dialect().map_err(|e| e.to_string())
 }
 
 pub async fn run(args: SimArgs) -> Result<(), SimError> {

@@ -16,6 +16,8 @@ pub(crate) struct Header {
     pub(crate) model: String,
     /// `/v1/chat/completions`: choices carry `message`/`delta` instead of `text`.
     pub(crate) chat: bool,
+    /// TensorRT-LLM's `avg_decoded_tokens_per_iter`, put in every choice when set.
+    pub(crate) decoded_per_iter: Option<f64>,
 }
 
 /// A completion object (text or chat), whole or as one streamed chunk.
@@ -47,6 +49,8 @@ struct Choice<'a> {
     finish_reason: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     disaggregated_params: Option<&'a DisaggregatedParams>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    avg_decoded_tokens_per_iter: Option<f64>,
 }
 
 /// A chat `message` or streamed `delta`.
@@ -83,6 +87,7 @@ impl<'a> Choice<'a> {
             }),
             finish_reason: finish.and_then(Finish::reason),
             disaggregated_params: None,
+            avg_decoded_tokens_per_iter: h.decoded_per_iter,
         }
     }
 }
@@ -238,12 +243,18 @@ mod tests {
 
     #[test]
     fn the_chunk_template_renders_what_serde_does() {
-        for (model, chat) in [("sim", false), ("sim", true), ("odd \u{1} model", true)] {
+        for (model, chat, decoded_per_iter) in [
+            ("sim", false, None),
+            ("sim", true, None),
+            ("odd \u{1} model", true, None),
+            ("sim", false, Some(2.5)),
+        ] {
             let h = Header {
                 id: "cmpl-sim-7".into(),
                 created: 1_700_000_000,
                 model: model.into(),
                 chat,
+                decoded_per_iter,
             };
             let t = ChunkTemplate::new(&h);
             for (text, finish, first) in [
@@ -265,6 +276,7 @@ mod tests {
             created: 1,
             model: "m".into(),
             chat: true,
+            decoded_per_iter: None,
         };
         let whole: serde_json::Value =
             serde_json::from_slice(&full(&h, " t1", Usage::new(1, 1), Finish::Length))

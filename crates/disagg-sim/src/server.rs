@@ -55,6 +55,8 @@ struct Inner {
     port: OnceLock<u16>,
     request_log: Option<RequestLog>,
     eos_at: Option<u64>,
+    /// TensorRT-LLM's `avg_decoded_tokens_per_iter` to report (`--decoded-tokens-per-iter`).
+    decoded_per_iter: Option<f64>,
     /// Source of response ids and `ctx_request_id`s, unique within this server.
     next_id: AtomicU64,
     /// Source of vLLM block ids, unique within this server.
@@ -67,6 +69,7 @@ impl SimState {
     /// Must be called inside a Tokio runtime (the batched engine starts its scheduler task).
     pub fn new(args: &SimArgs, exit: ExitHook) -> Result<Self, SimError> {
         let timing = TimingModel::from_args(&args.timing)?;
+        args.check_dialect()?;
         let metrics = Arc::new(Metrics::default());
         let request_log = args
             .request_log
@@ -111,6 +114,7 @@ impl SimState {
             port: OnceLock::new(),
             request_log,
             eos_at: args.eos_at,
+            decoded_per_iter: args.decoded_tokens_per_iter,
             next_id: AtomicU64::new(1),
             next_block: AtomicU64::new(1),
         })))
@@ -207,6 +211,7 @@ impl SimState {
             created: unix_now(),
             model: self.0.model.clone(),
             chat,
+            decoded_per_iter: self.0.decoded_per_iter,
         }
     }
 

@@ -50,6 +50,7 @@ pub fn build(a: &SimEngineArgs, w: &WorkerSpec<'_>) -> Built {
         ("decode-per-seq-us", a.decode_per_seq_us),
         ("decode-per-kv-token-ns", a.decode_per_kv_token_ns),
         ("kv-bandwidth-gbs", a.kv_bandwidth_gbs),
+        ("decoded-tokens-per-iter", a.decoded_tokens_per_iter),
     ] {
         if let Some(v) = v {
             flag(name, v.to_string());

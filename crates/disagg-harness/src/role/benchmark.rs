@@ -1,5 +1,7 @@
-//! BENCHMARK: wait for the router, send a canary, run the sweep, write `results.json` and the
-//! text summaries (to this role's log, `benchmark.log`), then the status that releases everyone.
+//! BENCHMARK: wait for the router, send a canary, run the sweep, write each point's log (to this
+//! role's log, `benchmark.log`, and to `benchmark.<label>.log`) and result file
+//! (`benchmark.<label>.json`) as the point ends, then `results.json` and the status that releases
+//! everyone.
 
 use disagg_core::{Plan, RoleName};
 
@@ -20,7 +22,24 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
     if let Err(e) = disagg_bench::canary(&cfg).await {
         return finish(plan, Some(format!("the canary request failed: {e}")), None);
     }
-    let sweep = match disagg_bench::run_sweep(&cfg).await {
+    // Each point's log goes to this role's log (benchmark.log) and, with its result file, into
+    // files of its own as soon as it is measured.
+    let mut unwritten = Vec::new();
+    let sweep = disagg_bench::run_sweep_with(&cfg, |p| {
+        print!("{}", disagg_bench::point_files::log_text(&cfg, &p.report));
+        if let Err(e) = disagg_bench::point_files::write(&plan.run_dir, &cfg, p) {
+            unwritten.push(e.to_string());
+        }
+    })
+    .await;
+    if let Some(e) = unwritten.first() {
+        return finish(
+            plan,
+            Some(format!("cannot write a point's files: {e}")),
+            None,
+        );
+    }
+    let sweep = match sweep {
         Ok(s) => s,
         Err(e) => {
             return finish(
@@ -30,9 +49,6 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
             );
         }
     };
-    for point in &sweep.points {
-        println!("{}", disagg_bench::text_summary(&point.report));
-    }
     for w in sweep.warnings() {
         eprintln!("disagg role BENCHMARK: warning: {w}");
     }

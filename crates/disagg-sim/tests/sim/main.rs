@@ -13,4 +13,5 @@ mod sglang;
 mod streaming;
 mod support;
 mod through_router;
+mod trtllm;
 mod vllm;

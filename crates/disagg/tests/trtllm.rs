@@ -1,0 +1,264 @@
+//! Drop-in for TensorRT-LLM's perf tooling, end to end on real processes: per-point benchmark
+//! logs its log parser reads point by point, benchmark_serving result files, its CSV, JUnit that
+//! Jenkins accepts.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use support::*;
+
+/// TensorRT-LLM's perf-sanity log queries (PERF_METRIC_LOG_QUERIES plus the spec-decoding and
+/// gen-only ones): its metric name and the label its regex `<label>\s+(-?[\d\.]+)` looks for.
+const TRTLLM_QUERIES: [(&str, &str); 18] = [
+    ("seq_throughput", "Request throughput (req/s):"),
+    ("token_throughput", "Output token throughput (tok/s):"),
+    ("total_token_throughput", "Total Token throughput (tok/s):"),
+    ("user_throughput", "User throughput (tok/s):"),
+    ("mean_ttft", "Mean TTFT (ms):"),
+    ("median_ttft", "Median TTFT (ms):"),
+    ("p99_ttft", "P99 TTFT (ms):"),
+    ("mean_itl", "Mean ITL (ms):"),
+    ("median_itl", "Median ITL (ms):"),
+    ("p99_itl", "P99 ITL (ms):"),
+    ("mean_tpot", "Mean TPOT (ms):"),
+    ("median_tpot", "Median TPOT (ms):"),
+    ("p99_tpot", "P99 TPOT (ms):"),
+    ("mean_e2el", "Mean E2EL (ms):"),
+    ("median_e2el", "Median E2EL (ms):"),
+    ("p99_e2el", "P99 E2EL (ms):"),
+    ("al", "Mean Avg Decoded Tokens per Iter:"),
+    (
+        "mean_gen_worker_per_iter_device_step_time",
+        "Average Per Iter Device Step Time (ms):",
+    ),
+];
+
+/// What TensorRT-LLM's parser reads from one log: for each query, the first line that has the
+/// label followed by whitespace and a number.
+fn trtllm_parse(log: &str) -> BTreeMap<&'static str, f64> {
+    let mut found = BTreeMap::new();
+    for line in log.lines() {
+        for (metric, label) in TRTLLM_QUERIES {
+            if found.contains_key(metric) {
+                continue;
+            }
+            let Some(at) = line.find(label) else { continue };
+            let rest = &line[at + label.len()..];
+            if !rest.starts_with(char::is_whitespace) {
+                continue;
+            }
+            let number: String = rest
+                .trim_start()
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == '-')
+                .collect();
+            if let Ok(v) = number.parse() {
+                found.insert(metric, v);
+                break;
+            }
+        }
+    }
+    found
+}
+
+/// TensorRT-LLM's benchmark error check: the first `Failed requests: N`, and the markers.
+fn trtllm_failed(log: &str) -> (Option<u64>, bool) {
+    let failed = log.lines().find_map(|l| {
+        l.strip_prefix("Failed requests:")
+            .and_then(|r| r.trim().parse().ok())
+    });
+    let markers = log.contains("!FAILED REQUESTS!") || log.contains("!CHECK LOG FOR ERRORS!");
+    (failed, markers)
+}
+
+/// The result file's key for each of TensorRT-LLM's metric names.
+fn json_key(metric: &str) -> &'static str {
+    match metric {
+        "seq_throughput" => "request_throughput",
+        "token_throughput" => "output_throughput",
+        "total_token_throughput" => "total_token_throughput",
+        "user_throughput" => "user_throughput",
+        "mean_ttft" => "mean_ttft_ms",
+        "median_ttft" => "median_ttft_ms",
+        "p99_ttft" => "p99_ttft_ms",
+        "mean_itl" => "mean_itl_ms",
+        "median_itl" => "median_itl_ms",
+        "p99_itl" => "p99_itl_ms",
+        "mean_tpot" => "mean_tpot_ms",
+        "median_tpot" => "median_tpot_ms",
+        "p99_tpot" => "p99_tpot_ms",
+        "mean_e2el" => "mean_e2el_ms",
+        "median_e2el" => "median_e2el_ms",
+        "p99_e2el" => "p99_e2el_ms",
+        other => panic!("no key for {other}"),
+    }
+}
+
+/// Every key the issue lists: benchmark_serving's, vLLM's newer ones, TensorRT-LLM's extras.
+const RESULT_KEYS: &[&str] = &[
+    "date",
+    "backend",
+    "model_id",
+    "tokenizer_id",
+    "num_prompts",
+    "request_rate",
+    "burstiness",
+    "max_concurrency",
+    "duration",
+    "completed",
+    "failed",
+    "total_input_tokens",
+    "total_output_tokens",
+    "request_throughput",
+    "request_goodput",
+    "request_goodput:",
+    "output_throughput",
+    "total_token_throughput",
+    "user_throughput",
+    "max_output_tokens_per_s",
+    "max_concurrent_requests",
+    "avg_decoded_tokens_per_iter",
+    "mean_ttft_ms",
+    "median_ttft_ms",
+    "std_ttft_ms",
+    "p99_ttft_ms",
+    "mean_tpot_ms",
+    "median_tpot_ms",
+    "std_tpot_ms",
+    "p99_tpot_ms",
+    "mean_itl_ms",
+    "median_itl_ms",
+    "std_itl_ms",
+    "p99_itl_ms",
+    "mean_e2el_ms",
+    "median_e2el_ms",
+    "std_e2el_ms",
+    "p99_e2el_ms",
+    "mean_client_queue_time_ms",
+    "median_client_queue_time_ms",
+    "std_client_queue_time_ms",
+    "p99_client_queue_time_ms",
+    "input_lens",
+    "output_lens",
+    "ttfts",
+    "itls",
+    "e2els",
+    "errors",
+];
+
+#[test]
+fn each_point_has_its_own_log_and_result_file_and_failures_stay_with_their_point() {
+    let ws = TempDir::new("points");
+    // GEN sees: the canary (1), con1's warmup (2) and requests (3, 4), con2's warmup (5) and
+    // requests (6..9). Requests 7 and 8 fail, both in the second point.
+    let case = CaseSpec {
+        name: "points",
+        concurrency: "[1, 2]",
+        rounds: 2,
+        gen_args: "{error_on_request: [7, 8]}",
+        ..Default::default()
+    }
+    .write(ws.path(), "points.yaml");
+    let r = run(&case, ws.path(), &[], &[]);
+    assert_eq!(r.code(), 1, "failed requests fail the run: {}", r.show());
+    let dir = only_run(ws.path(), "points");
+
+    let first = read(&dir.join("benchmark.con1.log"));
+    let second = read(&dir.join("benchmark.con2.log"));
+    // TensorRT-LLM's error check, run on each log alone.
+    assert_eq!(trtllm_failed(&first), (Some(0), false), "{first}");
+    assert_eq!(trtllm_failed(&second), (Some(2), true), "{second}");
+    assert!(
+        second.contains(
+            "=======================!FAILED REQUESTS!=======================\n\
+             Total failed requests: 2\n\
+             =====================!CHECK LOG FOR ERRORS!===================="
+        ),
+        "{second}"
+    );
+    assert!(second.contains("Error type: "), "{second}");
+    assert!(!first.contains("Error type: ") && !first.contains("Total failed"));
+    for (log, total, ok) in [(&first, 2, 2), (&second, 4, 2)] {
+        assert!(
+            log.contains(&format!(
+                "Total requests:                          {total} "
+            )),
+            "{log}"
+        );
+        assert!(
+            log.contains(&format!("Successful requests:                     {ok} ")),
+            "{log}"
+        );
+    }
+    // Each log carries its own point's numbers, equal to its result file's.
+    for (log, label, c) in [(&first, "con1", 1u64), (&second, "con2", 2)] {
+        let parsed = trtllm_parse(log);
+        let result = json(&dir.join(format!("benchmark.{label}.json")));
+        for (metric, _) in &TRTLLM_QUERIES[..16] {
+            let from_log = parsed
+                .get(metric)
+                .unwrap_or_else(|| panic!("{label}: no {metric} in\n{log}"));
+            let from_json = result[json_key(metric)].as_f64().unwrap();
+            assert!(
+                (from_log - from_json).abs() <= 0.005 + 1e-9,
+                "{label} {metric}: log {from_log}, result file {from_json}"
+            );
+        }
+        for key in RESULT_KEYS {
+            assert!(
+                result.get(*key).is_some(),
+                "{label}: result file lacks {key}"
+            );
+        }
+        assert_eq!(result["max_concurrency"].as_u64(), Some(c));
+        assert_eq!(result["request_rate"], "inf");
+        assert_eq!(result["num_prompts"].as_u64(), Some(2 * c));
+        assert_eq!(result["errors"].as_array().unwrap().len() as u64, 2 * c);
+        assert!(result["avg_decoded_tokens_per_iter"]["mean"].is_number());
+    }
+    let second_result = json(&dir.join("benchmark.con2.json"));
+    let errors: Vec<&str> = second_result["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        errors.iter().filter(|e| !e.is_empty()).count(),
+        2,
+        "{errors:?}"
+    );
+    // benchmark.log keeps every point, for people.
+    let all = read(&dir.join("benchmark.log"));
+    assert!(all.contains(&first) && all.contains(&second));
+}
+
+#[test]
+fn a_server_reporting_decoded_tokens_per_iteration_gets_the_spec_decoding_lines() {
+    let ws = TempDir::new("spec");
+    let case = CaseSpec {
+        name: "spec",
+        concurrency: "[2]",
+        gen_args: "{decoded_tokens_per_iter: 2.5}",
+        ..Default::default()
+    }
+    .write(ws.path(), "spec.yaml");
+    let r = run(&case, ws.path(), &[], &[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let dir = only_run(ws.path(), "spec");
+    let log = read(&dir.join("benchmark.con2.log"));
+    assert!(
+        log.contains("-----------Avg Decoded Tokens per Iter------------\n"),
+        "{log}"
+    );
+    assert_eq!(trtllm_parse(&log).get("al"), Some(&2.5), "{log}");
+    let result = json(&dir.join("benchmark.con2.json"));
+    assert_eq!(result["avg_decoded_tokens_per_iter"]["mean"], 2.5);
+    assert_eq!(result["avg_decoded_tokens_per_iter"]["min"], 2.5);
+    let results = json(&dir.join("results.json"));
+    assert_eq!(
+        results["points"][0]["avg_decoded_tokens_per_iter"]["median"],
+        2.5
+    );
+}
