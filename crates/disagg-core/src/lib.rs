@@ -19,6 +19,7 @@ pub mod locate;
 pub mod name;
 pub mod plan;
 pub mod slurm;
+pub mod sweep;
 
 pub use case::Case;
 pub use error::CaseError;

@@ -32,4 +32,5 @@ pub mod run;
 pub mod rundir;
 pub mod slurm;
 pub mod supervisor;
+pub mod sweep;
 pub mod triage;

@@ -22,6 +22,8 @@ pub struct RunOptions {
     pub skip_perf_check: bool,
     /// The `disagg` binary the roles run.
     pub exe: PathBuf,
+    /// `--resume`: skip every case whose resolved content already has a passed run.
+    pub resume: bool,
 }
 
 /// `SKIP_PERF_CHECK` as the seed harness reads it: `true` (any case), `1` or `yes`.
@@ -67,14 +69,50 @@ pub(crate) fn install_signal_handlers() {
 pub(crate) struct Ready {
     pub(crate) case: LoadedCase,
     pub(crate) baseline: Option<(PathBuf, Vec<BaselineRow>)>,
+    /// The sweep this case is a point of, and its index there.
+    pub(crate) point: Option<crate::sweep::PointOf>,
 }
 
-/// Loads and checks every case (and baseline); prints every problem. `None` when any is bad.
-pub(crate) fn check_all(paths: &[PathBuf], skip_perf: bool) -> Option<Vec<Ready>> {
-    let mut ready = Vec::new();
+/// Every case of the files given: a case file is one, a sweep file its points.
+fn expand_files(paths: &[PathBuf]) -> Result<Vec<(LoadedCase, Option<crate::sweep::PointOf>)>, ()> {
+    let mut out = Vec::new();
     let mut bad = false;
     for p in paths {
-        match disagg_core::load_case(p).and_then(|c| check_engine_args(&c).map(|()| c)) {
+        match disagg_core::sweep::load_file(p) {
+            Ok(disagg_core::sweep::CaseFile::Single(c)) => out.push((*c, None)),
+            Ok(disagg_core::sweep::CaseFile::Sweep(s)) => {
+                let sweep = std::sync::Arc::new(s);
+                for (i, pt) in sweep.points.iter().enumerate() {
+                    out.push((
+                        pt.case.clone(),
+                        Some(crate::sweep::PointOf {
+                            sweep: sweep.clone(),
+                            index: i,
+                        }),
+                    ));
+                }
+            }
+            Err(errors) => {
+                for e in errors {
+                    eprintln!("error: {e}");
+                }
+                bad = true;
+            }
+        }
+    }
+    if bad { Err(()) } else { Ok(out) }
+}
+
+/// Loads and checks every case (and baseline), a sweep's every point; prints every problem.
+/// `None` when any is bad.
+pub(crate) fn check_all(paths: &[PathBuf], skip_perf: bool) -> Option<Vec<Ready>> {
+    let mut ready = Vec::new();
+    let Ok(cases) = expand_files(paths) else {
+        return None;
+    };
+    let mut bad = false;
+    for (case, point) in cases {
+        match check_engine_args(&case).map(|()| case) {
             Ok(case) => {
                 let baseline = match case.baseline_path() {
                     Some(b) if !skip_perf => match perf::read_baseline(&b) {
@@ -87,7 +125,11 @@ pub(crate) fn check_all(paths: &[PathBuf], skip_perf: bool) -> Option<Vec<Ready>
                     },
                     _ => None,
                 };
-                ready.push(Ready { case, baseline });
+                ready.push(Ready {
+                    case,
+                    baseline,
+                    point,
+                });
             }
             Err(e) => {
                 eprintln!("error: {e}");
@@ -124,12 +166,21 @@ fn check_engine_args(case: &LoadedCase) -> Result<(), disagg_core::CaseError> {
     Ok(())
 }
 
-/// `disagg validate`: 0 when every case is good, 2 otherwise.
+/// `disagg validate`: 0 when every case (every point of a sweep) is good, 2 otherwise.
 pub fn validate(paths: &[PathBuf]) -> i32 {
     match check_all(paths, false) {
         Some(ready) => {
             for r in ready {
-                println!("ok: {} ({})", r.case.path.display(), r.case.config_name);
+                match &r.point {
+                    Some(p) => println!(
+                        "ok: {} point {} ({}): {}",
+                        r.case.path.display(),
+                        p.index + 1,
+                        p.point().label(),
+                        r.case.config_name
+                    ),
+                    None => println!("ok: {} ({})", r.case.path.display(), r.case.config_name),
+                }
             }
             exit::PASS
         }
@@ -137,7 +188,9 @@ pub fn validate(paths: &[PathBuf]) -> i32 {
     }
 }
 
-/// Runs every case; the exit code of the worst outcome (interrupted > failed > regressed > passed).
+/// Runs every case (every point of a sweep, one after another); the exit code of the worst
+/// outcome (interrupted > failed > regressed > passed). With `resume`, a case whose resolved
+/// content already has a passed run is not run again.
 pub fn run_cases(paths: &[PathBuf], opts: &RunOptions) -> i32 {
     let skip_perf = opts.skip_perf_check || skip_perf_from_env();
     let Some(ready) = check_all(paths, skip_perf) else {
@@ -148,14 +201,39 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions) -> i32 {
     // re-parented to us rather than to init: the teardown finds, stops and reaps them.
     crate::procs::become_subreaper();
     let workspace = rundir::resolve_workspace(opts.workspace.as_deref());
-    let mut codes = Vec::new();
-    for r in &ready {
-        let code = run_one(r, &workspace, skip_perf, &opts.exe);
+    let workspace = std::path::absolute(&workspace).unwrap_or(workspace);
+    let mut book = match crate::sweep::Book::open(&ready, &workspace, opts.resume) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::TEST_FAILED;
+        }
+    };
+    let mut codes = book.reused_codes();
+    for (i, r) in ready.iter().enumerate() {
+        if book.is_reused(i) {
+            continue;
+        }
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            codes.push(exit::INTERRUPTED);
+            break;
+        }
+        let plan = match prepare(r, &workspace, &opts.exe) {
+            Ok(p) => p,
+            Err(code) => {
+                codes.push(code);
+                continue;
+            }
+        };
+        book.started(i, &plan.run_dir);
+        let code = run_planned(r, &plan, skip_perf);
+        book.finished(i, code);
         codes.push(code);
         if exit::is_interruption(code) {
             break;
         }
     }
+    book.close();
     combine(&codes)
 }
 
@@ -177,21 +255,37 @@ pub fn combine(codes: &[i32]) -> i32 {
     exit::PASS
 }
 
-/// The resolved case written into the run folder: the config name set, the baseline absolute,
-/// so it can be re-run from there.
-fn resolved_case_yaml(case: &LoadedCase) -> String {
+/// The resolved case: the config name set, the baseline absolute, so it can be re-run from
+/// anywhere. Its bytes are what [`case_hash`] hashes.
+fn resolved_case_body(case: &LoadedCase) -> String {
     let mut c = case.case.clone();
     c.name = Some(case.config_name.to_string());
     if let Some(b) = case.baseline_path() {
         c.perf.baseline = Some(std::path::absolute(&b).unwrap_or(b).display().to_string());
     }
+    serde_yaml_ng::to_string(&c).unwrap_or_default()
+}
+
+/// The resolved case written into the run folder, with where it came from.
+fn resolved_case_yaml(case: &LoadedCase) -> String {
     format!(
         "# Resolved from {} by disagg {}; re-run with `disagg run <this file>`.\n{}",
         case.path.display(),
         env!("CARGO_PKG_VERSION"),
-        serde_yaml_ng::to_string(&c).unwrap_or_default()
+        resolved_case_body(case)
     )
 }
+
+/// The content hash of a resolved case (SHA-256 of its YAML, hex): two runs with the same hash
+/// ran the same case, whatever file or sweep it came from.
+pub fn case_hash(case: &LoadedCase) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(resolved_case_body(case).as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The file in the run folder holding the resolved case's [`case_hash`].
+pub const CASE_HASH_FILE: &str = "case_hash";
 
 /// Creates the run folder of a checked case and writes `case.yaml` and `plan.json` into it.
 pub(crate) fn prepare(r: &Ready, workspace: &Path, exe: &Path) -> Result<Plan, i32> {
@@ -227,6 +321,12 @@ pub(crate) fn prepare_as(
     )
     .and_then(|_| crate::atomic::write_json(&run_dir.join("plan.json"), &plan))
     .and_then(|_| {
+        crate::atomic::write(
+            &run_dir.join(CASE_HASH_FILE),
+            format!("{}\n", case_hash(&r.case)).as_bytes(),
+        )
+    })
+    .and_then(|_| {
         plan.files
             .iter()
             .try_for_each(|(name, text)| crate::atomic::write(&run_dir.join(name), text.as_bytes()))
@@ -241,19 +341,15 @@ pub(crate) fn prepare_as(
     Ok(plan)
 }
 
-fn run_one(r: &Ready, workspace: &Path, skip_perf: bool, exe: &Path) -> i32 {
-    let plan = match prepare(r, workspace, exe) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
+fn run_planned(r: &Ready, plan: &Plan, skip_perf: bool) -> i32 {
     println!(
         "disagg: {}: run {} in {}",
         plan.config_name,
         plan.run_id,
         plan.run_dir.display()
     );
-    let outcome = crate::supervisor::supervise(&plan, &mut LocalExecutor, &INTERRUPTED);
-    finish(&plan, &outcome, r.baseline.as_ref(), skip_perf)
+    let outcome = crate::supervisor::supervise(plan, &mut LocalExecutor, &INTERRUPTED);
+    finish(plan, &outcome, r.baseline.as_ref(), skip_perf)
 }
 
 /// The file in the run folder holding the run's exit code, once its reports are written.

@@ -36,8 +36,15 @@ pub fn create(
     name: &ConfigName,
     run_id: &str,
 ) -> std::io::Result<(String, PathBuf)> {
-    let parent = config_dir(workspace, name);
-    std::fs::create_dir_all(&parent)?;
+    let (id, dir) = create_in(&config_dir(workspace, name), run_id)?;
+    std::fs::create_dir(dir.join("rendezvous"))?;
+    Ok((id, dir))
+}
+
+/// Creates a fresh folder `<parent>/<run_id>` (or the next free suffix) and points
+/// `<parent>/latest` at it; returns (id, canonical path). Run and sweep folders alike.
+pub fn create_in(parent: &Path, run_id: &str) -> std::io::Result<(String, PathBuf)> {
+    std::fs::create_dir_all(parent)?;
     for attempt in 0..1000u32 {
         let id = if attempt == 0 {
             run_id.to_string()
@@ -47,9 +54,8 @@ pub fn create(
         let dir = parent.join(&id);
         match std::fs::create_dir(&dir) {
             Ok(()) => {
-                std::fs::create_dir(dir.join("rendezvous"))?;
                 let dir = std::fs::canonicalize(&dir)?;
-                point_latest(&parent, &id)?;
+                point_latest(parent, &id)?;
                 return Ok((id, dir));
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,

@@ -32,12 +32,15 @@ pub struct SlurmOptions {
 struct Submitted {
     plan: Plan,
     job: String,
+    /// Index of the case among those given.
+    case: usize,
 }
 
 /// A checked case with its batch script, waiting to be submitted.
 struct Pending<'a> {
     ready: &'a run::Ready,
     script: PathBuf,
+    case: usize,
 }
 
 /// Runs every case as a Slurm job; the exit code of the worst outcome.
@@ -55,11 +58,25 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions, slurm: &SlurmOptions) -> 
     let workspace = crate::rundir::resolve_workspace(opts.workspace.as_deref());
     // Absolute, because the batch script runs elsewhere.
     let workspace = std::path::absolute(&workspace).unwrap_or(workspace);
-    let mut codes = Vec::new();
+    let mut book = match crate::sweep::Book::open(&ready, &workspace, opts.resume) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::TEST_FAILED;
+        }
+    };
+    let mut codes = book.reused_codes();
     let mut queue: VecDeque<Pending> = VecDeque::new();
     for (i, r) in ready.iter().enumerate() {
+        if book.is_reused(i) {
+            continue;
+        }
         match write_script(r, &workspace, &opts.exe, skip_perf, i) {
-            Ok(script) => queue.push_back(Pending { ready: r, script }),
+            Ok(script) => queue.push_back(Pending {
+                ready: r,
+                script,
+                case: i,
+            }),
             Err(e) => {
                 eprintln!("error: {}: {e}", r.case.config_name);
                 codes.push(exit::USAGE);
@@ -84,6 +101,7 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions, slurm: &SlurmOptions) -> 
                         s.job,
                         s.plan.run_dir.display()
                     );
+                    book.started(s.case, &s.plan.run_dir);
                     running.push(s);
                 }
                 Err(e) => {
@@ -99,17 +117,24 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions, slurm: &SlurmOptions) -> 
             for p in &queue {
                 let _ = std::fs::remove_file(&p.script);
             }
-            return interrupt(running, codes, skip_perf);
+            let code = interrupt(running, codes, skip_perf, &mut book);
+            book.close();
+            return code;
         }
         let mut still = Vec::new();
         for s in running {
             match job::state(&s.job) {
                 Some(st) if !st.is_terminal() => still.push(s),
-                st => codes.push(collect(&s, st, skip_perf)),
+                st => {
+                    let code = collect(&s, st, skip_perf);
+                    book.finished(s.case, code);
+                    codes.push(code);
+                }
             }
         }
         running = still;
         if running.is_empty() && queue.is_empty() {
+            book.close();
             return run::combine(&codes);
         }
         std::thread::sleep(FOLLOW_EVERY);
@@ -174,11 +199,20 @@ fn submit(p: &Pending, workspace: &Path, exe: &Path) -> Result<Submitted, String
     if let Err(e) = job::release(&id) {
         return abandon(e.to_string());
     }
-    Ok(Submitted { plan, job: id })
+    Ok(Submitted {
+        plan,
+        job: id,
+        case: p.case,
+    })
 }
 
 /// Ctrl-C: cancel every job we submitted, wait (bounded) for them to end, report them.
-fn interrupt(running: Vec<Submitted>, mut codes: Vec<i32>, skip_perf: bool) -> i32 {
+fn interrupt(
+    running: Vec<Submitted>,
+    mut codes: Vec<i32>,
+    skip_perf: bool,
+    book: &mut crate::sweep::Book,
+) -> i32 {
     for s in &running {
         eprintln!("disagg: interrupted: cancelling job {}", s.job);
         if let Err(e) = job::cancel(&s.job) {
@@ -192,7 +226,8 @@ fn interrupt(running: Vec<Submitted>, mut codes: Vec<i32>, skip_perf: bool) -> i
             std::thread::sleep(FOLLOW_EVERY);
             st = job::state(&s.job);
         }
-        collect(s, st, skip_perf);
+        let code = collect(s, st, skip_perf);
+        book.finished(s.case, code);
     }
     codes.push(run::interrupted_code());
     run::combine(&codes)

@@ -4,10 +4,16 @@ use disagg_core::exit;
 
 /// Print what a case would run, without running anything: the config name, every role with its
 /// GPUs, argv, env set and env unset, the deadlines and the run folder.
+///
+/// For a sweep file: every point with its values, its config name and its GPU count (every
+/// point is checked first); `--point N` prints point N's plan.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The case file.
+    /// The case or sweep file.
     case: PathBuf,
+    /// With a sweep file: print the plan of this point (1-based) instead of the list.
+    #[arg(long)]
+    point: Option<usize>,
     /// Print the plan as JSON (the plan.json a run would write).
     #[arg(long)]
     json: bool,
@@ -21,10 +27,31 @@ pub struct Args {
 }
 
 pub fn main(a: Args) -> i32 {
-    let case = match disagg_core::load_case(&a.case) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
+    use disagg_core::sweep::CaseFile;
+    let case = match (disagg_core::sweep::load_file(&a.case), a.point) {
+        (Ok(CaseFile::Single(c)), None) => *c,
+        (Ok(CaseFile::Single(_)), Some(_)) => {
+            eprintln!(
+                "error: {}: --point needs a sweep file (a case with a `sweep:` section)",
+                a.case.display()
+            );
+            return exit::USAGE;
+        }
+        (Ok(CaseFile::Sweep(s)), None) => {
+            print_sweep(&s, a.json);
+            return exit::PASS;
+        }
+        (Ok(CaseFile::Sweep(s)), Some(n)) => match s.points.into_iter().nth(n.wrapping_sub(1)) {
+            Some(p) => p.case,
+            None => {
+                eprintln!("error: {}: there is no point {n}", a.case.display());
+                return exit::USAGE;
+            }
+        },
+        (Err(errors), _) => {
+            for e in errors {
+                eprintln!("error: {e}");
+            }
             return exit::USAGE;
         }
     };
@@ -63,4 +90,54 @@ pub fn main(a: Args) -> i32 {
         print!("{}", disagg_core::plan::render(&plan));
     }
     exit::PASS
+}
+
+/// A sweep's points: index, GPUs, config name and values.
+fn print_sweep(s: &disagg_core::sweep::Sweep, json: bool) {
+    let gpus = |p: &disagg_core::sweep::SweepPoint| disagg_core::sweep::gpu_count(&p.case.case);
+    if json {
+        let points: Vec<serde_json::Value> = s
+            .points
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "index": p.index,
+                    "config_name": p.case.config_name.as_str(),
+                    "gpus": gpus(p),
+                    "values": p.values.iter().map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default())).collect::<serde_json::Map<_, _>>(),
+                })
+            })
+            .collect();
+        let out = serde_json::json!({"sweep": s.name.as_str(), "points": points});
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).expect("JSON serializes")
+        );
+        return;
+    }
+    println!(
+        "sweep {}: {} points ({})",
+        s.name,
+        s.points.len(),
+        s.path.display()
+    );
+    let width = s
+        .points
+        .iter()
+        .map(|p| p.case.config_name.as_str().len())
+        .max()
+        .unwrap_or(0);
+    println!(
+        "{:>4}  {:>4}  {:<width$}  values",
+        "#", "GPUs", "config name"
+    );
+    for p in &s.points {
+        println!(
+            "{:>4}  {:>4}  {:<width$}  {}",
+            p.index,
+            gpus(p),
+            p.case.config_name.as_str(),
+            p.label()
+        );
+    }
 }

@@ -6,11 +6,19 @@ use std::path::PathBuf;
 /// results.json, results.xml (JUnit), perf_script_test_results.csv, perf_check.txt and
 /// summary.md; <CONFIG_NAME>/latest points at the newest run. Every case is checked before
 /// anything is launched. Under Slurm the folder also holds job.sbatch and slurm-<jobid>.log.
+///
+/// A sweep file (a case with a `sweep:` section) runs every point: one after another here, one
+/// Slurm job per point with --launcher slurm. Its folder WORKSPACE/disagg_sweeps/<SWEEP>/<ID>/
+/// links every point's run folder and holds sweep.json and summary.md.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Case files (YAML).
+    /// Case or sweep files (YAML).
     #[arg(required = true)]
     cases: Vec<PathBuf>,
+    /// Skip every case (every sweep point) whose resolved case, by content hash, already has a
+    /// passed run in the workspace; a failed, regressed or interrupted one runs again.
+    #[arg(long)]
+    resume: bool,
     /// Workspace folder [default: $WORKSPACE, else ./workspace].
     #[arg(long)]
     workspace: Option<PathBuf>,
@@ -33,6 +41,7 @@ pub fn main(a: Args) -> i32 {
         workspace: a.workspace,
         skip_perf_check: a.skip_perf_check,
         exe: super::current_exe(),
+        resume: a.resume,
     };
     match a.launcher {
         super::Launcher::Local => {

@@ -1,0 +1,469 @@
+//! The sweep folder and `--resume`.
+//!
+//! ```text
+//! $WORKSPACE/disagg_sweeps/<SWEEP>/<SWEEP_RUN_ID>/
+//!   sweep.yaml            the sweep file as given
+//!   sweep.json            every point: values, GPUs, case hash, status, run folder, exit code
+//!   summary.md            the same as a table, and the sweep's verdict
+//!   points/NN-<CONFIG>    a link to each point's run folder
+//! $WORKSPACE/disagg_sweeps/<SWEEP>/latest → the newest
+//! ```
+//!
+//! `--resume` skips every case whose resolved content (by [`crate::run::case_hash`]) already
+//! has a passed run (exit code 0) in its config folder, and links that run instead; a failed,
+//! regressed or interrupted run does not count, so its point runs again. A resumed sweep
+//! continues in its latest folder when that folder holds the same points.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use disagg_core::exit;
+use disagg_core::sweep::Sweep;
+use serde::{Deserialize, Serialize};
+
+use crate::run::Ready;
+
+/// A case that is a point of a sweep.
+#[derive(Debug, Clone)]
+pub(crate) struct PointOf {
+    pub(crate) sweep: Arc<Sweep>,
+    /// 0-based, into `sweep.points`.
+    pub(crate) index: usize,
+}
+
+impl PointOf {
+    pub(crate) fn point(&self) -> &disagg_core::sweep::SweepPoint {
+        &self.sweep.points[self.index]
+    }
+}
+
+/// The file in a sweep folder listing its points.
+pub const SWEEP_FILE: &str = "sweep.json";
+
+/// `sweep.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepRecord {
+    pub sweep: String,
+    /// The sweep file, absolute.
+    pub file: PathBuf,
+    pub sweep_id: String,
+    /// The names swept, in axis order.
+    pub names: Vec<String>,
+    pub points: Vec<PointRecord>,
+}
+
+/// One point of `sweep.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PointRecord {
+    /// 1-based.
+    pub index: usize,
+    pub config_name: String,
+    /// Sweep name → value.
+    pub values: BTreeMap<String, serde_json::Value>,
+    /// The workers' GPUs.
+    pub gpus: u32,
+    pub case_hash: String,
+    pub status: PointStatus,
+    /// An earlier run reused by `--resume`.
+    #[serde(default)]
+    pub reused: bool,
+    pub run_dir: Option<PathBuf>,
+    pub exit_code: Option<i32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PointStatus {
+    Pending,
+    Running,
+    Passed,
+    Regressed,
+    Failed,
+    Interrupted,
+    /// The sweep ended (interrupted) before this point started.
+    NotRun,
+}
+
+impl PointStatus {
+    pub fn from_code(code: i32) -> Self {
+        match code {
+            exit::PASS => Self::Passed,
+            exit::PERF_REGRESSION => Self::Regressed,
+            exit::INTERRUPTED => Self::Interrupted,
+            _ => Self::Failed,
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Passed => "passed",
+            Self::Regressed => "REGRESSED",
+            Self::Failed => "FAILED",
+            Self::Interrupted => "interrupted",
+            Self::NotRun => "not run",
+        }
+    }
+}
+
+impl SweepRecord {
+    /// Reads a sweep folder's `sweep.json`.
+    pub fn read(dir: &Path) -> Result<Self, String> {
+        let path = dir.join(SWEEP_FILE);
+        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+/// `$WORKSPACE/disagg_sweeps/<name>`.
+pub fn sweep_dir(workspace: &Path, name: &str) -> PathBuf {
+    workspace.join("disagg_sweeps").join(name)
+}
+
+/// The newest passed run of `config` whose case hash is `hash`.
+pub fn find_passed(
+    workspace: &Path,
+    config: &disagg_core::ConfigName,
+    hash: &str,
+) -> Option<PathBuf> {
+    let dir = crate::rundir::config_dir(workspace, config);
+    let mut runs: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| !p.ends_with("latest") && p.is_dir())
+        .collect();
+    runs.sort();
+    runs.into_iter().rev().find(|run| {
+        let read = |f: &str| std::fs::read_to_string(run.join(f)).unwrap_or_default();
+        read(crate::run::CASE_HASH_FILE).trim() == hash
+            && read(crate::run::EXIT_CODE_FILE).trim() == exit::PASS.to_string()
+    })
+}
+
+/// One open sweep folder.
+struct Open {
+    sweep: Arc<Sweep>,
+    dir: PathBuf,
+    record: SweepRecord,
+}
+
+/// What `disagg run` keeps of the cases it was given: which were reused, and the sweep folders.
+pub(crate) struct Book {
+    workspace: PathBuf,
+    /// Per case: the earlier passed run reused by `--resume`.
+    reused: Vec<Option<PathBuf>>,
+    /// Per case: its sweep folder (index into `open`) and point index.
+    of: Vec<Option<(usize, usize)>>,
+    open: Vec<Open>,
+}
+
+impl Book {
+    /// Finds the runs `--resume` reuses and opens a folder for each sweep.
+    pub(crate) fn open(ready: &[Ready], workspace: &Path, resume: bool) -> Result<Self, String> {
+        let hashes: Vec<String> = ready
+            .iter()
+            .map(|r| crate::run::case_hash(&r.case))
+            .collect();
+        let reused: Vec<Option<PathBuf>> = ready
+            .iter()
+            .zip(&hashes)
+            .map(|(r, h)| {
+                resume
+                    .then(|| find_passed(workspace, &r.case.config_name, h))
+                    .flatten()
+            })
+            .collect();
+        for (r, prior) in ready.iter().zip(&reused) {
+            if let Some(p) = prior {
+                println!(
+                    "disagg: {}: already passed in {}; not run again (--resume)",
+                    r.case.config_name,
+                    p.display()
+                );
+            }
+        }
+        let mut book = Book {
+            workspace: workspace.to_path_buf(),
+            reused,
+            of: vec![None; ready.len()],
+            open: Vec::new(),
+        };
+        for (i, r) in ready.iter().enumerate() {
+            let Some(p) = &r.point else { continue };
+            let slot = match book
+                .open
+                .iter()
+                .position(|o| Arc::ptr_eq(&o.sweep, &p.sweep))
+            {
+                Some(s) => s,
+                None => {
+                    let cases: Vec<(usize, &Ready)> = ready
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, x)| {
+                            x.point
+                                .as_ref()
+                                .is_some_and(|q| Arc::ptr_eq(&q.sweep, &p.sweep))
+                        })
+                        .collect();
+                    let o = book.open_sweep(&p.sweep, &cases, &hashes, resume)?;
+                    book.open.push(o);
+                    book.open.len() - 1
+                }
+            };
+            book.of[i] = Some((slot, p.index));
+        }
+        for slot in 0..book.open.len() {
+            book.save(slot);
+        }
+        Ok(book)
+    }
+
+    fn open_sweep(
+        &self,
+        sweep: &Arc<Sweep>,
+        cases: &[(usize, &Ready)],
+        hashes: &[String],
+        resume: bool,
+    ) -> Result<Open, String> {
+        let points: Vec<PointRecord> = cases
+            .iter()
+            .map(|&(i, r)| {
+                let p = r.point.as_ref().expect("a sweep's case").point();
+                let (status, run_dir, exit_code) = match &self.reused[i] {
+                    Some(d) => (PointStatus::Passed, Some(d.clone()), Some(exit::PASS)),
+                    None => (PointStatus::Pending, None, None),
+                };
+                PointRecord {
+                    index: p.index,
+                    config_name: r.case.config_name.to_string(),
+                    values: p
+                        .values
+                        .iter()
+                        .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default()))
+                        .collect(),
+                    gpus: disagg_core::sweep::gpu_count(&r.case.case),
+                    case_hash: hashes[i].clone(),
+                    status,
+                    reused: self.reused[i].is_some(),
+                    run_dir,
+                    exit_code,
+                }
+            })
+            .collect();
+        let parent = sweep_dir(&self.workspace, sweep.name.as_str());
+        // A resumed sweep continues in its latest folder when that holds the same points.
+        if resume {
+            let latest = parent.join("latest");
+            if let Ok(old) = SweepRecord::read(&latest) {
+                let same =
+                    old.points.len() == points.len()
+                        && old.points.iter().zip(&points).all(|(a, b)| {
+                            a.case_hash == b.case_hash && a.config_name == b.config_name
+                        });
+                if same {
+                    let dir = std::fs::canonicalize(&latest)
+                        .map_err(|e| format!("cannot open {}: {e}", latest.display()))?;
+                    println!(
+                        "disagg: sweep {}: resuming in {}",
+                        sweep.name,
+                        dir.display()
+                    );
+                    let record = SweepRecord { points, ..old };
+                    return Ok(Open {
+                        sweep: sweep.clone(),
+                        dir,
+                        record,
+                    });
+                }
+            }
+        }
+        let (id, dir) = crate::rundir::create_in(&parent, &crate::rundir::timestamp_run_id())
+            .map_err(|e| {
+                format!(
+                    "cannot create a sweep folder under {}: {e}",
+                    parent.display()
+                )
+            })?;
+        std::fs::copy(&sweep.path, dir.join("sweep.yaml")).map_err(|e| {
+            format!(
+                "cannot copy {} into {}: {e}",
+                sweep.path.display(),
+                dir.display()
+            )
+        })?;
+        println!(
+            "disagg: sweep {}: {} points, folder {}",
+            sweep.name,
+            points.len(),
+            dir.display()
+        );
+        Ok(Open {
+            sweep: sweep.clone(),
+            record: SweepRecord {
+                sweep: sweep.name.to_string(),
+                file: std::path::absolute(&sweep.path).unwrap_or(sweep.path.clone()),
+                sweep_id: id,
+                names: sweep.names.clone(),
+                points,
+            },
+            dir,
+        })
+    }
+
+    pub(crate) fn is_reused(&self, i: usize) -> bool {
+        self.reused[i].is_some()
+    }
+
+    /// The exit codes of the reused runs (all passed).
+    pub(crate) fn reused_codes(&self) -> Vec<i32> {
+        self.reused.iter().flatten().map(|_| exit::PASS).collect()
+    }
+
+    fn point_mut(&mut self, i: usize) -> Option<(usize, &mut PointRecord)> {
+        let (slot, index) = self.of[i]?;
+        let rec = self.open[slot].record.points.get_mut(index)?;
+        Some((slot, rec))
+    }
+
+    /// Case `i` started in `run_dir`.
+    pub(crate) fn started(&mut self, i: usize, run_dir: &Path) {
+        if let Some((slot, p)) = self.point_mut(i) {
+            p.status = PointStatus::Running;
+            p.run_dir = Some(run_dir.to_path_buf());
+            self.save(slot);
+        }
+    }
+
+    /// Case `i` ended with `code`.
+    pub(crate) fn finished(&mut self, i: usize, code: i32) {
+        if let Some((slot, p)) = self.point_mut(i) {
+            p.status = PointStatus::from_code(code);
+            p.exit_code = Some(code);
+            self.save(slot);
+        }
+    }
+
+    /// The run is over: points never started are marked so, and the summaries written.
+    pub(crate) fn close(&mut self) {
+        for slot in 0..self.open.len() {
+            for p in &mut self.open[slot].record.points {
+                if matches!(p.status, PointStatus::Pending | PointStatus::Running) {
+                    p.status = PointStatus::NotRun;
+                }
+            }
+            self.save(slot);
+            let o = &self.open[slot];
+            println!(
+                "disagg: sweep {}: summary in {}",
+                o.record.sweep,
+                o.dir.display()
+            );
+        }
+    }
+
+    /// Writes `sweep.json`, `summary.md` and the point links of one sweep folder.
+    fn save(&self, slot: usize) {
+        let o = &self.open[slot];
+        let links = o.dir.join("points");
+        let _ = std::fs::create_dir_all(&links);
+        for p in &o.record.points {
+            let Some(run) = &p.run_dir else { continue };
+            let link = links.join(format!("{:02}-{}", p.index, p.config_name));
+            let target = relative_to(run, &links);
+            if std::fs::read_link(&link).ok().as_ref() != Some(&target) {
+                let tmp = links.join(format!(".{:02}.tmp.{}", p.index, std::process::id()));
+                let _ = std::fs::remove_file(&tmp);
+                let linked = std::os::unix::fs::symlink(&target, &tmp)
+                    .and_then(|_| std::fs::rename(&tmp, &link));
+                if let Err(e) = linked {
+                    eprintln!("warning: cannot link {}: {e}", link.display());
+                }
+            }
+        }
+        let writes = [
+            crate::atomic::write_json(&o.dir.join(SWEEP_FILE), &o.record),
+            crate::atomic::write(&o.dir.join("summary.md"), summary(&o.record).as_bytes()),
+        ];
+        for w in writes {
+            if let Err(e) = w {
+                eprintln!("warning: cannot write into {}: {e}", o.dir.display());
+            }
+        }
+    }
+}
+
+/// `target` as seen from `from`: relative when both are under one root, else absolute.
+fn relative_to(target: &Path, from: &Path) -> PathBuf {
+    let t: Vec<_> = target.components().collect();
+    let f: Vec<_> = from.components().collect();
+    let common = t.iter().zip(&f).take_while(|(a, b)| a == b).count();
+    if common <= 1 {
+        return target.to_path_buf();
+    }
+    let mut out = PathBuf::new();
+    for _ in common..f.len() {
+        out.push("..");
+    }
+    for c in &t[common..] {
+        out.push(c);
+    }
+    out
+}
+
+/// `summary.md` of a sweep: a row per point, and the verdict.
+pub fn summary(r: &SweepRecord) -> String {
+    let mut s = format!("# sweep {} — {}\n\n", r.sweep, r.sweep_id);
+    let count = |st: PointStatus| r.points.iter().filter(|p| p.status == st).count();
+    s.push_str(&format!(
+        "{} points: {} passed ({} reused), {} regressed, {} failed, {} interrupted, {} not run\n\n",
+        r.points.len(),
+        count(PointStatus::Passed),
+        r.points.iter().filter(|p| p.reused).count(),
+        count(PointStatus::Regressed),
+        count(PointStatus::Failed),
+        count(PointStatus::Interrupted),
+        count(PointStatus::NotRun) + count(PointStatus::Pending) + count(PointStatus::Running),
+    ));
+    s.push_str("| # | config | GPUs | values | status | run folder |\n|---|---|---|---|---|---|\n");
+    for p in &r.points {
+        let values: Vec<String> = p.values.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {}{} | {} |\n",
+            p.index,
+            p.config_name,
+            p.gpus,
+            values.join(" "),
+            p.status.as_str(),
+            if p.reused { " (reused)" } else { "" },
+            p.run_dir
+                .as_ref()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default()
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_are_relative_inside_one_tree() {
+        assert_eq!(
+            relative_to(
+                Path::new("/ws/disagg_logs/c/1"),
+                Path::new("/ws/disagg_sweeps/s/2/points")
+            ),
+            PathBuf::from("../../../../disagg_logs/c/1")
+        );
+        assert_eq!(
+            relative_to(Path::new("/a/b"), Path::new("/c/d")),
+            PathBuf::from("/a/b")
+        );
+    }
+}

@@ -1,0 +1,197 @@
+//! Sweeps end to end with the sim: expand, plan, validate, run, the sweep folder, and resume.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// ctx.count [1, 2] × gen.parallel.tp [1, 2]: the sweep.
+fn write_sweep(dir: &Path) -> PathBuf {
+    let spec = CaseSpec {
+        name: "sw",
+        gen_args: "{itl: 20ms}",
+        concurrency: "[1, 2]",
+        extra: "sweep:\n  ctx.count: [1, 2]\n  gen.parallel.tp: [1, 2]\n",
+        ..Default::default()
+    };
+    spec.write(dir, "sweep.yaml")
+}
+
+fn sweep_json(ws: &Path) -> Option<serde_json::Value> {
+    let p = ws.join("disagg_sweeps/sw/latest/sweep.json");
+    serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok()
+}
+
+fn statuses(v: &serde_json::Value) -> Vec<String> {
+    v["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["status"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn plan_lists_every_point_with_its_name_and_gpus_and_validate_checks_them_all() {
+    let dir = TempDir::new("sweep-plan");
+    let case = write_sweep(dir.path());
+    let r = disagg(&["plan", case.to_str().unwrap()], &[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let out = r.stdout();
+    assert!(out.contains("sweep sw: 4 points"), "{out}");
+    for (i, (name, gpus)) in [
+        ("sw_ctx.count-1_gen.parallel.tp-1", 2),
+        ("sw_ctx.count-1_gen.parallel.tp-2", 3),
+        ("sw_ctx.count-2_gen.parallel.tp-1", 3),
+        ("sw_ctx.count-2_gen.parallel.tp-2", 4),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let line = out
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("{name} missing: {out}"));
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cols[0], (i + 1).to_string(), "{line}");
+        assert_eq!(cols[1], gpus.to_string(), "{line}");
+    }
+    let r = disagg(&["plan", case.to_str().unwrap(), "--point", "4"], &[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    assert!(r.stdout().contains("GEN_0"), "{}", r.show());
+    assert!(!r.stdout().contains("CTX_2"), "{}", r.show());
+
+    let r = disagg(&["validate", case.to_str().unwrap()], &[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    assert_eq!(r.stdout().matches("ok: ").count(), 4, "{}", r.show());
+
+    // One bad point stops everything before anything runs, naming the point and the key.
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        read(&case).replace("gen.parallel.tp: [1, 2]", "gen.parallel.tp: [1, 0]"),
+    )
+    .unwrap();
+    let ws = dir.path().join("ws");
+    let r = run(&bad, &ws, &[], &[]);
+    assert_eq!(r.code(), 2, "{}", r.show());
+    let err = r.stderr();
+    assert!(
+        err.contains("sweep point 2 (ctx.count=1 gen.parallel.tp=0)")
+            && err.contains("key `gen.parallel.tp`"),
+        "{err}"
+    );
+    assert!(!ws.exists(), "nothing is created for a bad sweep");
+}
+
+#[test]
+fn a_sweep_runs_four_points_and_resumes_after_a_kill_running_only_the_rest() {
+    let dir = TempDir::new("sweep-run");
+    let case = write_sweep(dir.path());
+    let ws = dir.path().join("ws");
+    let mut child = std::process::Command::new(DISAGG)
+        .args(["run", case.to_str().unwrap(), "--workspace"])
+        .arg(&ws)
+        .env_remove("WORKSPACE")
+        .env_remove("SKIP_PERF_CHECK")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once the second point has passed.
+    let until = Instant::now() + Duration::from_secs(180);
+    let first = loop {
+        if let Some(v) = sweep_json(&ws) {
+            if statuses(&v).iter().filter(|s| *s == "passed").count() >= 2 {
+                break v;
+            }
+        }
+        if Instant::now() > until || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the sweep did not pass two points: {:?}", sweep_json(&ws));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "an interrupted sweep exits 130");
+    let killed = sweep_json(&ws).unwrap();
+    let st = statuses(&killed);
+    assert_eq!(&st[..2], ["passed", "passed"], "{killed}");
+    assert!(
+        st[2..].iter().all(|s| s == "interrupted" || s == "not_run"),
+        "{killed}"
+    );
+    let first_runs: Vec<String> = first["points"].as_array().unwrap()[..2]
+        .iter()
+        .map(|p| p["run_dir"].as_str().unwrap().to_string())
+        .collect();
+
+    let r = run(&case, &ws, &["--resume"], &[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let out = r.stdout();
+    assert_eq!(out.matches("not run again (--resume)").count(), 2, "{out}");
+    assert_eq!(
+        out.matches(": run ").count(),
+        2,
+        "only two points ran: {out}"
+    );
+
+    // One sweep folder, its four points passed, each linked to its own passed run folder.
+    let sweeps: Vec<_> = std::fs::read_dir(ws.join("disagg_sweeps/sw"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name() != "latest")
+        .collect();
+    assert_eq!(sweeps.len(), 1, "one sweep folder: {sweeps:?}");
+    let v = sweep_json(&ws).unwrap();
+    assert_eq!(statuses(&v), ["passed"; 4], "{v}");
+    let points = v["points"].as_array().unwrap();
+    let reused: Vec<bool> = points.iter().map(|p| p["reused"] == true).collect();
+    assert_eq!(reused, [true, true, false, false], "{v}");
+    for (p, run) in points[..2].iter().zip(&first_runs) {
+        assert_eq!(
+            p["run_dir"].as_str().unwrap(),
+            run,
+            "the earlier run is reused"
+        );
+    }
+    let sweep_dir = ws.join("disagg_sweeps/sw/latest");
+    let mut linked = Vec::new();
+    for e in std::fs::read_dir(sweep_dir.join("points")).unwrap() {
+        let e = e.unwrap();
+        let target = std::fs::canonicalize(e.path()).unwrap();
+        assert_eq!(read(&target.join("exit_code")).trim(), "0");
+        assert!(target.join("results.json").is_file());
+        assert_nothing_left(&target);
+        linked.push(target);
+    }
+    linked.sort();
+    linked.dedup();
+    assert_eq!(linked.len(), 4, "four run folders: {linked:?}");
+    let summary = read(&sweep_dir.join("summary.md"));
+    assert!(
+        summary.contains("4 points: 4 passed (2 reused)"),
+        "{summary}"
+    );
+    // Every point has exactly one passed run: nothing ran twice.
+    let passed: usize = points
+        .iter()
+        .map(|p| {
+            runs(&ws, p["config_name"].as_str().unwrap())
+                .iter()
+                .filter(|d| {
+                    std::fs::read_to_string(d.join("exit_code")).is_ok_and(|c| c.trim() == "0")
+                })
+                .count()
+        })
+        .sum();
+    assert_eq!(passed, 4);
+}
