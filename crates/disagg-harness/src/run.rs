@@ -215,7 +215,7 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions) -> i32 {
             continue;
         }
         if INTERRUPTED.load(Ordering::SeqCst) {
-            codes.push(exit::INTERRUPTED);
+            codes.push(interrupted_code());
             break;
         }
         let plan = match prepare(r, &workspace, &opts.exe) {

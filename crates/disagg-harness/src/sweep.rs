@@ -90,7 +90,7 @@ impl PointStatus {
         match code {
             exit::PASS => Self::Passed,
             exit::PERF_REGRESSION => Self::Regressed,
-            exit::INTERRUPTED => Self::Interrupted,
+            c if exit::is_interruption(c) => Self::Interrupted,
             _ => Self::Failed,
         }
     }

@@ -121,7 +121,11 @@ fn a_sweep_runs_four_points_and_resumes_after_a_kill_running_only_the_rest() {
     )
     .unwrap();
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130), "an interrupted sweep exits 130");
+    assert_eq!(
+        status.code(),
+        Some(143),
+        "a sweep stopped by SIGTERM exits 143"
+    );
     let killed = sweep_json(&ws).unwrap();
     let st = statuses(&killed);
     assert_eq!(&st[..2], ["passed", "passed"], "{killed}");
