@@ -34,3 +34,8 @@ pub mod slurm;
 pub mod supervisor;
 pub mod sweep;
 pub mod triage;
+
+/// The file in the run folder holding one point's own log (`benchmark.con8.log`).
+pub fn point_log_name(p: &disagg_bench::PointReport) -> String {
+    format!("{}.log", disagg_bench::point_files::stem(p))
+}

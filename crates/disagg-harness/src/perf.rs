@@ -1,15 +1,67 @@
 //! The perf check: compare a run's results with a baseline CSV, and write the run's own
 //! `perf_script_test_results.csv` so it can serve as the next baseline (PROTOCOLS.md §5).
 //!
-//! A metric regresses only when it is worse than the baseline by more than both its relative
-//! threshold (`|threshold|`, a fraction) and its absolute one. A negative threshold means higher
-//! is better. Rows with `gate = false` are reported but never fail the run.
+//! The CSV has TensorRT-LLM's layout (its `perf_script_test_results.csv`, 17 columns) and metric
+//! names (`PerfMetricType`), one row per metric and point, each with its own `perf_case_name`
+//! (`disagg::test_perf_metric_token_throughput[<config>-con8]`), so its diff tool reads it, as a
+//! target or as a base. Our richer columns (the gate, the point, the unit) go to
+//! `perf_metrics.csv`, one row for each row of the CSV.
+//!
+//! A baseline may be that CSV, TensorRT-LLM's 7-column base file, or our earlier layout (one
+//! `perf_case_name` `<config>-con8` for every metric of a point, metric names such as
+//! `MEAN_TTFT`, a `gate` column). A metric regresses only when it is worse than the baseline by
+//! more than both its relative threshold (`|threshold|`, a fraction) and its absolute one. A
+//! negative threshold means higher is better. A row gates (fails the run) when its `gate` column
+//! says so; without that column, throughputs gate and latencies are only reported.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use disagg_bench::{Metrics, PointReport};
 use serde::{Deserialize, Serialize};
+
+/// A latency statistic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stat {
+    Mean,
+    Median,
+    P99,
+}
+
+/// A latency metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Latency {
+    Ttft,
+    Tpot,
+    Itl,
+    E2el,
+}
+
+const STATS: [Stat; 3] = [Stat::Mean, Stat::Median, Stat::P99];
+const LATENCIES: [Latency; 4] = [Latency::Ttft, Latency::Tpot, Latency::Itl, Latency::E2el];
+
+impl Stat {
+    /// TensorRT-LLM's prefix (`MEDIAN_FIRST_TOKEN_TIME`; the mean has none) and our earlier one.
+    fn names(self) -> (&'static str, &'static str) {
+        match self {
+            Stat::Mean => ("", "MEAN"),
+            Stat::Median => ("MEDIAN_", "MEDIAN"),
+            Stat::P99 => ("P99_", "P99"),
+        }
+    }
+}
+
+impl Latency {
+    /// TensorRT-LLM's `PerfMetricType` stem and our earlier name.
+    fn names(self) -> (&'static str, &'static str) {
+        match self {
+            Latency::Ttft => ("FIRST_TOKEN_TIME", "TTFT"),
+            Latency::Tpot => ("OUTPUT_TOKEN_TIME", "TPOT"),
+            Latency::Itl => ("INTER_TOKEN_TIME", "ITL"),
+            Latency::E2el => ("INFERENCE_TIME", "E2EL"),
+        }
+    }
+}
 
 /// The metrics a baseline can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,17 +70,8 @@ pub enum MetricType {
     TokenThroughput,
     TotalTokenThroughput,
     UserThroughput,
-    /// (stat, metric): stat in mean/median/p99, metric in ttft/tpot/itl/e2el.
-    Latency(&'static str, &'static str),
+    Latency(Stat, Latency),
 }
-
-const STATS: [(&str, &str); 3] = [("MEAN", "mean"), ("MEDIAN", "median"), ("P99", "p99")];
-const LATENCIES: [(&str, &str); 4] = [
-    ("TTFT", "ttft"),
-    ("TPOT", "tpot"),
-    ("ITL", "itl"),
-    ("E2EL", "e2el"),
-];
 
 impl MetricType {
     /// Every metric, in report order.
@@ -39,36 +82,62 @@ impl MetricType {
             MetricType::TotalTokenThroughput,
             MetricType::UserThroughput,
         ];
-        for (_, m) in LATENCIES {
-            for (_, s) in STATS {
+        for m in LATENCIES {
+            for s in STATS {
                 v.push(MetricType::Latency(s, m));
             }
         }
         v
     }
 
+    /// A `metric_type` in TensorRT-LLM's names (`P99_FIRST_TOKEN_TIME`) or our earlier ones
+    /// (`P99_TTFT`).
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "SEQ_THROUGHPUT" => Some(Self::SeqThroughput),
-            "TOKEN_THROUGHPUT" => Some(Self::TokenThroughput),
-            "TOTAL_TOKEN_THROUGHPUT" => Some(Self::TotalTokenThroughput),
-            "USER_THROUGHPUT" => Some(Self::UserThroughput),
-            _ => {
-                let (stat, metric) = s.split_once('_')?;
-                let stat = STATS.iter().find(|(n, _)| *n == stat)?.1;
-                let metric = LATENCIES.iter().find(|(n, _)| *n == metric)?.1;
-                Some(Self::Latency(stat, metric))
-            }
-        }
+        Self::all()
+            .into_iter()
+            .find(|m| m.name() == s || m.legacy_name() == s)
     }
 
+    /// TensorRT-LLM's `PerfMetricType` name.
     pub fn name(&self) -> String {
         match self {
             Self::SeqThroughput => "SEQ_THROUGHPUT".into(),
             Self::TokenThroughput => "TOKEN_THROUGHPUT".into(),
             Self::TotalTokenThroughput => "TOTAL_TOKEN_THROUGHPUT".into(),
             Self::UserThroughput => "USER_THROUGHPUT".into(),
-            Self::Latency(s, m) => format!("{}_{}", s.to_uppercase(), m.to_uppercase()),
+            Self::Latency(s, m) => format!("{}{}", s.names().0, m.names().0),
+        }
+    }
+
+    /// The name our earlier CSV used (`MEAN_TTFT`); the throughputs' are TensorRT-LLM's.
+    pub fn legacy_name(&self) -> String {
+        match self {
+            Self::Latency(s, m) => format!("{}_{}", s.names().1, m.names().1),
+            other => other.name(),
+        }
+    }
+
+    /// The result model's key for it (`mean_ttft_ms`, `output_throughput`).
+    pub fn key(&self) -> String {
+        match self {
+            Self::SeqThroughput => "request_throughput".into(),
+            Self::TokenThroughput => "output_throughput".into(),
+            Self::TotalTokenThroughput => "total_token_throughput".into(),
+            Self::UserThroughput => "user_throughput".into(),
+            Self::Latency(s, m) => format!(
+                "{}_{}_ms",
+                s.names().1.to_lowercase(),
+                m.names().1.to_lowercase()
+            ),
+        }
+    }
+
+    /// `req/s`, `tok/s` or `ms`.
+    pub fn unit(&self) -> &'static str {
+        match self {
+            Self::SeqThroughput => "req/s",
+            Self::Latency(..) => "ms",
+            _ => "tok/s",
         }
     }
 
@@ -81,15 +150,15 @@ impl MetricType {
             Self::UserThroughput => m.user_throughput,
             Self::Latency(stat, metric) => {
                 let s = match metric {
-                    "ttft" => &m.ttft,
-                    "tpot" => &m.tpot,
-                    "itl" => &m.itl,
-                    _ => &m.e2el,
+                    Latency::Ttft => &m.ttft,
+                    Latency::Tpot => &m.tpot,
+                    Latency::Itl => &m.itl,
+                    Latency::E2el => &m.e2el,
                 };
                 match stat {
-                    "mean" => s.mean_ms,
-                    "median" => s.median_ms,
-                    _ => s.p99_ms,
+                    Stat::Mean => s.mean_ms,
+                    Stat::Median => s.median_ms,
+                    Stat::P99 => s.p99_ms,
                 }
             }
         }
@@ -97,6 +166,21 @@ impl MetricType {
 
     pub fn higher_is_better(&self) -> bool {
         !matches!(self, Self::Latency(..))
+    }
+
+    /// Whether a row of this metric gates when its baseline does not say (PROTOCOLS.md §5: only
+    /// throughputs gate by default).
+    pub fn gates_by_default(&self) -> bool {
+        self.higher_is_better()
+    }
+}
+
+/// The point a baseline row is about: `<config>-con8`, from a `perf_case_name` in either layout
+/// (`disagg::test_perf_metric_token_throughput[<config>-con8]` or `<config>-con8`).
+pub fn point_key(perf_case_name: &str) -> &str {
+    match (perf_case_name.rfind('['), perf_case_name.strip_suffix(']')) {
+        (Some(open), Some(inner)) => &inner[open + 1..],
+        _ => perf_case_name,
     }
 }
 
@@ -108,12 +192,22 @@ pub struct BaselineRow {
     pub perf_metric: f64,
     pub threshold: f64,
     pub absolute_threshold: f64,
-    #[serde(default = "yes")]
-    pub gate: bool,
+    /// Whether a regression fails the run; when the baseline has no `gate` column, by metric
+    /// ([`MetricType::gates_by_default`]).
+    #[serde(default)]
+    pub gate: Option<bool>,
 }
 
-fn yes() -> bool {
-    true
+impl BaselineRow {
+    /// The metric (checked to parse when the baseline was read).
+    pub fn metric(&self) -> MetricType {
+        MetricType::parse(&self.metric_type).expect("checked when read")
+    }
+
+    pub fn gates(&self) -> bool {
+        self.gate
+            .unwrap_or_else(|| self.metric().gates_by_default())
+    }
 }
 
 /// A baseline that cannot be used.
@@ -157,7 +251,15 @@ pub fn read_baseline(path: &Path) -> Result<Vec<BaselineRow>, BaselineError> {
                 if MetricType::parse(&row.metric_type).is_none() {
                     return Err(row_err(
                         rows.len() as u64 + 2,
-                        format!("unknown metric_type `{}`", row.metric_type),
+                        format!(
+                            "unknown metric_type `{}`; known: {}",
+                            row.metric_type,
+                            MetricType::all()
+                                .iter()
+                                .map(|m| m.name())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
                     ));
                 }
                 rows.push(row);
@@ -187,6 +289,9 @@ pub enum Verdict {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Comparison {
     pub perf_case_name: String,
+    /// The point's label (`con8`), which names its JUnit testcase.
+    pub point: String,
+    /// TensorRT-LLM's name of the metric, whichever name the baseline used.
     pub metric_type: String,
     pub baseline: f64,
     pub measured: Option<f64>,
@@ -205,6 +310,30 @@ pub struct PerfReport {
 impl PerfReport {
     pub fn regressed(&self) -> bool {
         self.rows.iter().any(|r| r.verdict == Verdict::Regressed)
+    }
+
+    /// The regressed metrics of one point (by label), as sentences for its JUnit failure.
+    pub fn regressions_of(&self, label: &str) -> Vec<String> {
+        self.rows
+            .iter()
+            .filter(|r| r.point == label && r.verdict == Verdict::Regressed)
+            .map(|r| {
+                let measured = r.measured.unwrap_or(f64::NAN);
+                let change = if r.baseline != 0.0 {
+                    format!(
+                        " ({:+.1}%)",
+                        (measured - r.baseline) / r.baseline.abs() * 100.0
+                    )
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{} {measured:.3} against baseline {:.3}{change}, beyond threshold {} and \
+                     absolute threshold {}",
+                    r.metric_type, r.baseline, r.threshold, r.absolute_threshold
+                )
+            })
+            .collect()
     }
 
     /// `perf_check.txt`: the verdict, then a table.
@@ -231,8 +360,8 @@ impl PerfReport {
         }
         let _ = writeln!(
             s,
-            "{:<40} {:<24} {:>12} {:>12} {:>8} {:>9} {:>8}  verdict",
-            "perf_case_name", "metric_type", "baseline", "measured", "change", "threshold", "abs"
+            "{:<12} {:<24} {:>12} {:>12} {:>8} {:>9} {:>8}  verdict",
+            "point", "metric_type", "baseline", "measured", "change", "threshold", "abs"
         );
         for r in &self.rows {
             let (measured, change) = match r.measured {
@@ -245,8 +374,8 @@ impl PerfReport {
             };
             let _ = writeln!(
                 s,
-                "{:<40} {:<24} {:>12.3} {:>12} {:>8} {:>9} {:>8}  {}",
-                r.perf_case_name,
+                "{:<12} {:<24} {:>12.3} {:>12} {:>8} {:>9} {:>8}  {}",
+                r.point,
                 r.metric_type,
                 r.baseline,
                 measured,
@@ -266,9 +395,25 @@ impl PerfReport {
     }
 }
 
-/// `<CONFIG_NAME>-con<C>` (or `-rate<R>` in the open loop).
-pub fn perf_case_name(config: &str, point: &PointReport) -> String {
+/// `<CONFIG_NAME>-con<C>` (or `-rate<R>` in the open loop): the point, TensorRT-LLM's
+/// `network_name`.
+pub fn network_name(config: &str, point: &PointReport) -> String {
     format!("{config}-{}", point.point.label())
+}
+
+/// TensorRT-LLM's `test_name` of one metric of a point:
+/// `test_perf_metric_token_throughput[<config>-con8]`.
+pub fn test_name(config: &str, point: &PointReport, m: MetricType) -> String {
+    format!(
+        "test_perf_metric_{}[{}]",
+        m.name().to_lowercase(),
+        network_name(config, point)
+    )
+}
+
+/// The unique `perf_case_name` of one metric of a point.
+pub fn perf_case_name(config: &str, point: &PointReport, m: MetricType) -> String {
+    format!("disagg::{}", test_name(config, point, m))
 }
 
 /// Compares the run's points with the baseline rows of this config.
@@ -282,13 +427,13 @@ pub fn compare(
     let mut out = Vec::new();
     for row in rows
         .iter()
-        .filter(|r| r.perf_case_name.starts_with(&prefix))
+        .filter(|r| point_key(&r.perf_case_name).starts_with(&prefix))
     {
-        let metric = MetricType::parse(&row.metric_type).expect("checked when read");
-        let measured = points
+        let metric = row.metric();
+        let point = points
             .iter()
-            .find(|p| perf_case_name(config, p) == row.perf_case_name)
-            .map(|p| metric.value(&p.metrics));
+            .find(|p| network_name(config, p) == point_key(&row.perf_case_name));
+        let measured = point.map(|p| metric.value(&p.metrics));
         let verdict = match measured {
             None => Verdict::NotMeasured,
             Some(m) => judge(
@@ -296,12 +441,16 @@ pub fn compare(
                 m,
                 row.threshold,
                 row.absolute_threshold,
-                row.gate,
+                row.gates(),
             ),
         };
         out.push(Comparison {
             perf_case_name: row.perf_case_name.clone(),
-            metric_type: row.metric_type.clone(),
+            point: point_key(&row.perf_case_name)
+                .strip_prefix(&prefix)
+                .unwrap_or_default()
+                .to_string(),
+            metric_type: metric.name(),
             baseline: row.perf_metric,
             measured,
             threshold: row.threshold,
@@ -337,50 +486,125 @@ pub fn judge(baseline: f64, measured: f64, threshold: f64, absolute: f64, gate: 
     }
 }
 
-/// Default thresholds of the rows we write: 10% either way (the pre-merge figure of §5); only
-/// throughputs gate by default, latencies are reported.
-fn default_threshold(m: MetricType) -> (f64, bool) {
-    if m.higher_is_better() {
-        (-0.1, true)
-    } else {
-        (0.1, false)
-    }
+/// Default thresholds of the rows we write: 10% either way (the pre-merge figure of §5),
+/// negative for throughputs (higher is better).
+fn default_threshold(m: MetricType) -> f64 {
+    if m.higher_is_better() { -0.1 } else { 0.1 }
 }
 
-/// `perf_script_test_results.csv`: one row per metric and concurrency.
-pub fn write_results_csv(path: &Path, config: &str, points: &[PointReport]) -> std::io::Result<()> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record([
-        "network_name",
-        "perf_case_name",
-        "test_name",
-        "perf_metric",
-        "metric_type",
-        "threshold",
-        "absolute_threshold",
-        "gate",
-    ])?;
+/// TensorRT-LLM's `perf_script_test_results.csv` columns, in its order.
+pub const TRTLLM_COLUMNS: [&str; 17] = [
+    "network_name",
+    "network_hash",
+    "sm_clk",
+    "mem_clk",
+    "gpu_idx",
+    "perf_case_name",
+    "test_name",
+    "original_test_name",
+    "perf_metric",
+    "total_time__sec",
+    "start_timestamp",
+    "end_timestamp",
+    "state",
+    "command",
+    "threshold",
+    "absolute_threshold",
+    "metric_type",
+];
+
+/// `perf_metrics.csv`: each row of the CSV with what TensorRT-LLM's layout has no column for.
+pub const DETAIL_COLUMNS: [&str; 11] = [
+    "perf_case_name",
+    "config",
+    "point",
+    "metric_type",
+    "legacy_metric_type",
+    "key",
+    "perf_metric",
+    "unit",
+    "higher_is_better",
+    "gate",
+    "valid",
+];
+
+/// `2026-11-28 12:34:56` (UTC), TensorRT-LLM's timestamp format.
+fn timestamp(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t)
+        .to_string()
+        .trim_end_matches('Z')
+        .replacen('T', " ", 1)
+}
+
+/// Writes `perf_script_test_results.csv` (TensorRT-LLM's layout) at `path` and
+/// `perf_metrics.csv` beside it: one row per metric and point. `command` is the command line of
+/// a point's benchmark.
+pub fn write_results_csv(
+    path: &Path,
+    config: &str,
+    points: &[PointReport],
+    command: &dyn Fn(&PointReport) -> String,
+) -> std::io::Result<()> {
+    let mut trt = csv::Writer::from_writer(Vec::new());
+    let mut detail = csv::Writer::from_writer(Vec::new());
+    trt.write_record(TRTLLM_COLUMNS)?;
+    detail.write_record(DETAIL_COLUMNS)?;
     for p in points {
-        let case = perf_case_name(config, p);
+        let network = network_name(config, p);
+        let seconds = p
+            .ended_at
+            .duration_since(p.started_at)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let state = if p.validity.is_valid() {
+            "valid"
+        } else {
+            "failed"
+        };
         for m in MetricType::all() {
             let v = m.value(&p.metrics);
-            let (threshold, gate) = default_threshold(m);
-            w.write_record([
-                config.to_string(),
-                case.clone(),
-                format!("disagg_perf/{case}"),
-                format!("{v}"),
-                m.name(),
-                format!("{threshold}"),
-                "0".to_string(),
-                gate.to_string(),
+            let case = perf_case_name(config, p, m);
+            let test = test_name(config, p, m);
+            trt.write_record([
+                network.as_str(),
+                test.as_str(),
+                "",
+                "",
+                "",
+                case.as_str(),
+                test.as_str(),
+                &format!("disagg::{network}"),
+                &format!("{v}"),
+                &format!("{seconds}"),
+                &timestamp(p.started_at),
+                &timestamp(p.ended_at),
+                state,
+                &command(p),
+                &format!("{}", default_threshold(m)),
+                "0",
+                &m.name(),
+            ])?;
+            detail.write_record([
+                case.as_str(),
+                config,
+                &p.point.label(),
+                &m.name(),
+                &m.legacy_name(),
+                &m.key(),
+                &format!("{v}"),
+                m.unit(),
+                &m.higher_is_better().to_string(),
+                &m.gates_by_default().to_string(),
+                &p.validity.is_valid().to_string(),
             ])?;
         }
     }
-    let bytes = w
-        .into_inner()
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
-    crate::atomic::write(path, &bytes)
+    let bytes = |w: csv::Writer<Vec<u8>>| {
+        w.into_inner()
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    };
+    crate::atomic::write(path, &bytes(trt)?)?;
+    crate::atomic::write(&path.with_file_name("perf_metrics.csv"), &bytes(detail)?)
 }
 
 #[cfg(test)]
@@ -422,18 +646,64 @@ mod tests {
     }
 
     #[test]
-    fn metric_names_round_trip() {
+    fn metric_names_are_tensorrt_llms_and_the_old_ones_still_parse() {
+        assert_eq!(MetricType::all().len(), 16);
         for m in MetricType::all() {
             assert_eq!(MetricType::parse(&m.name()), Some(m), "{}", m.name());
+            assert_eq!(MetricType::parse(&m.legacy_name()), Some(m));
+        }
+        let names: Vec<String> = MetricType::all().iter().map(|m| m.name()).collect();
+        for n in [
+            "SEQ_THROUGHPUT",
+            "TOKEN_THROUGHPUT",
+            "TOTAL_TOKEN_THROUGHPUT",
+            "USER_THROUGHPUT",
+            "FIRST_TOKEN_TIME",
+            "MEDIAN_FIRST_TOKEN_TIME",
+            "P99_FIRST_TOKEN_TIME",
+            "OUTPUT_TOKEN_TIME",
+            "MEDIAN_OUTPUT_TOKEN_TIME",
+            "P99_OUTPUT_TOKEN_TIME",
+            "INTER_TOKEN_TIME",
+            "MEDIAN_INTER_TOKEN_TIME",
+            "P99_INTER_TOKEN_TIME",
+            "INFERENCE_TIME",
+            "MEDIAN_INFERENCE_TIME",
+            "P99_INFERENCE_TIME",
+        ] {
+            assert!(names.iter().any(|x| x == n), "{n}");
         }
         let m = point(8).metrics;
         assert_eq!(MetricType::parse("MEDIAN_TTFT").unwrap().value(&m), 12.0);
-        assert_eq!(MetricType::parse("P99_ITL").unwrap().value(&m), 3.0);
+        assert_eq!(
+            MetricType::parse("MEDIAN_FIRST_TOKEN_TIME")
+                .unwrap()
+                .value(&m),
+            12.0
+        );
+        assert_eq!(
+            MetricType::parse("P99_INTER_TOKEN_TIME").unwrap().value(&m),
+            3.0
+        );
+        assert_eq!(
+            MetricType::parse("INFERENCE_TIME").unwrap().key(),
+            "mean_e2el_ms"
+        );
         assert_eq!(
             MetricType::parse("TOKEN_THROUGHPUT").unwrap().value(&m),
             320.0
         );
         assert!(MetricType::parse("P95_TTFT").is_none());
+    }
+
+    #[test]
+    fn point_keys_come_from_either_layout() {
+        assert_eq!(
+            point_key("disagg::test_perf_metric_seq_throughput[cfg-con8]"),
+            "cfg-con8"
+        );
+        assert_eq!(point_key("cfg-con8"), "cfg-con8");
+        assert_eq!(point_key("cfg-rate2.5"), "cfg-rate2.5");
     }
 
     #[test]
@@ -454,42 +724,136 @@ mod tests {
         assert_eq!(judge(10.0, 8.0, 0.1, 0.5, true), Verdict::Improved);
     }
 
+    fn command(p: &PointReport) -> String {
+        format!(
+            "disagg bench --concurrency {}",
+            p.point.concurrency.unwrap()
+        )
+    }
+
     #[test]
-    fn results_csv_serves_as_the_next_baseline() {
+    fn results_csv_has_trtllms_columns_unique_case_names_and_serves_as_the_next_baseline() {
         let dir = std::env::temp_dir().join(format!("disagg-perf-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let csv_path = dir.join("perf_script_test_results.csv");
-        let point = point(8);
-        write_results_csv(&csv_path, "cfg", std::slice::from_ref(&point)).unwrap();
+        let points = [point(1), point(8)];
+        write_results_csv(&csv_path, "cfg", &points, &command).unwrap();
+        let mut rdr = csv::Reader::from_path(&csv_path).unwrap();
+        let header: Vec<String> = rdr.headers().unwrap().iter().map(String::from).collect();
+        assert_eq!(header, TRTLLM_COLUMNS);
+        let records: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();
+        assert_eq!(records.len(), 2 * 16);
+        let cases: std::collections::BTreeSet<&str> = records.iter().map(|r| &r[5]).collect();
+        assert_eq!(cases.len(), records.len(), "every perf_case_name is unique");
+        let row = records
+            .iter()
+            .find(|r| &r[16] == "TOKEN_THROUGHPUT" && &r[0] == "cfg-con8")
+            .unwrap();
+        assert_eq!(
+            &row[5],
+            "disagg::test_perf_metric_token_throughput[cfg-con8]"
+        );
+        assert_eq!(&row[6], "test_perf_metric_token_throughput[cfg-con8]");
+        assert_eq!((&row[8], &row[12], &row[14]), ("320", "valid", "-0.1"));
+        assert_eq!(&row[13], "disagg bench --concurrency 8");
+        assert_eq!(&row[10], "1970-01-01 00:00:00");
+        // The detail file has a row for each, with the gate.
+        let detail = std::fs::read_to_string(dir.join("perf_metrics.csv")).unwrap();
+        assert_eq!(detail.lines().count(), 1 + 2 * 16);
+        assert!(detail.contains(
+            "disagg::test_perf_metric_p99_first_token_time[cfg-con8],cfg,con8,\
+             P99_FIRST_TOKEN_TIME,P99_TTFT,p99_ttft_ms,20,ms,false,false,true"
+        ));
+
         let rows = read_baseline(&csv_path).unwrap();
-        assert!(rows.iter().all(|r| r.perf_case_name == "cfg-con8"));
-        assert_eq!(rows.len(), 16);
-        let report = compare(&csv_path, &rows, "cfg", std::slice::from_ref(&point));
+        assert_eq!(rows.len(), 32);
+        let report = compare(&csv_path, &rows, "cfg", &points);
+        assert_eq!(report.rows.len(), 32);
         assert!(!report.regressed());
         assert!(report.rows.iter().all(|r| r.verdict == Verdict::Ok));
-        // The same run against a baseline twice as fast regresses on throughput only.
+        // The same run against a baseline twice as fast regresses on throughput only, and on
+        // the point that regressed.
         let faster: Vec<BaselineRow> = rows
             .iter()
             .cloned()
             .map(|mut r| {
-                r.perf_metric = if r.gate {
-                    r.perf_metric * 2.0
+                let better = if r.metric().higher_is_better() {
+                    2.0
                 } else {
-                    r.perf_metric / 2.0
+                    0.5
                 };
+                if point_key(&r.perf_case_name) == "cfg-con8" {
+                    r.perf_metric *= better;
+                }
                 r
             })
             .collect();
-        let report = compare(&csv_path, &faster, "cfg", &[point]);
+        let report = compare(&csv_path, &faster, "cfg", &points);
         assert!(report.regressed());
         assert!(report.render().contains("REGRESSED"));
         assert!(
             report
                 .rows
                 .iter()
-                .filter(|r| r.metric_type.contains("TTFT"))
+                .filter(|r| r.metric_type.contains("TOKEN_TIME"))
+                .filter(|r| r.point == "con8")
                 .all(|r| r.verdict == Verdict::WorseNotGated)
         );
+        assert!(report.regressions_of("con1").is_empty());
+        let con8 = report.regressions_of("con8");
+        assert_eq!(con8.len(), 4, "{con8:?}");
+        assert!(
+            con8[1].starts_with("TOKEN_THROUGHPUT 320.000 against baseline 640.000 (-50.0%)"),
+            "{con8:?}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_old_layout_and_trtllms_base_file_are_read() {
+        let dir = std::env::temp_dir().join(format!("disagg-perf-old-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Our earlier layout: one case name per point, our metric names, a gate column.
+        let old = dir.join("old.csv");
+        std::fs::write(
+            &old,
+            "network_name,perf_case_name,test_name,perf_metric,metric_type,threshold,absolute_threshold,gate\n\
+             cfg,cfg-con8,disagg_perf/cfg-con8,640,TOKEN_THROUGHPUT,-0.1,0,true\n\
+             cfg,cfg-con8,disagg_perf/cfg-con8,6,MEDIAN_TTFT,0.1,0,true\n\
+             cfg,cfg-con8,disagg_perf/cfg-con8,1,P99_ITL,0.1,0,false\n\
+             other,other-con8,disagg_perf/other-con8,1,P99_ITL,0.1,0,true\n",
+        )
+        .unwrap();
+        let rows = read_baseline(&old).unwrap();
+        let report = compare(&old, &rows, "cfg", &[point(8)]);
+        let verdicts: Vec<(&str, Verdict)> = report
+            .rows
+            .iter()
+            .map(|r| (r.metric_type.as_str(), r.verdict))
+            .collect();
+        assert_eq!(
+            verdicts,
+            [
+                ("TOKEN_THROUGHPUT", Verdict::Regressed),
+                ("MEDIAN_FIRST_TOKEN_TIME", Verdict::Regressed),
+                ("P99_INTER_TOKEN_TIME", Verdict::WorseNotGated),
+            ]
+        );
+        // TensorRT-LLM's 7-column base file has no gate: throughputs gate, latencies do not.
+        let base = dir.join("base.csv");
+        std::fs::write(
+            &base,
+            "network_name,perf_case_name,test_name,threshold,absolute_threshold,metric_type,perf_metric\n\
+             cfg-con8,disagg::test_perf_metric_seq_throughput[cfg-con8],t,-0.1,0,SEQ_THROUGHPUT,20\n\
+             cfg-con8,disagg::test_perf_metric_first_token_time[cfg-con8],t,0.1,0,FIRST_TOKEN_TIME,6\n",
+        )
+        .unwrap();
+        let rows = read_baseline(&base).unwrap();
+        assert!(rows[0].gates());
+        assert!(!rows[1].gates());
+        let report = compare(&base, &rows, "cfg", &[point(8)]);
+        assert_eq!(report.rows[0].verdict, Verdict::Regressed);
+        assert_eq!(report.rows[1].verdict, Verdict::WorseNotGated);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

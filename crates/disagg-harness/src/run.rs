@@ -352,6 +352,39 @@ fn run_planned(r: &Ready, plan: &Plan, skip_perf: bool) -> i32 {
     finish(plan, &outcome, r.baseline.as_ref(), skip_perf)
 }
 
+/// The `disagg bench` command line of one point of this plan (the CSV's `command` column).
+fn bench_command(plan: &Plan, p: &disagg_bench::PointReport) -> String {
+    let b = &plan.benchmark;
+    let mut s = format!(
+        "disagg bench --url <router> --endpoint {} --model {} --isl {} --osl {} --range-ratio {}",
+        b.endpoint, plan.model, b.isl, b.osl, b.range_ratio
+    );
+    match (p.point.request_rate, p.point.concurrency) {
+        (Some(r), cap) => {
+            let rate = if r.0.is_finite() {
+                r.0.to_string()
+            } else {
+                "inf".into()
+            };
+            s += &format!(" --request-rate {rate} --num-prompts {}", p.num_prompts);
+            if let Some(c) = cap {
+                s += &format!(" --max-concurrency {c}");
+            }
+        }
+        (None, c) => {
+            s += &format!(
+                " --concurrency {} --num-prompts {}",
+                c.unwrap_or(1),
+                p.num_prompts
+            )
+        }
+    }
+    if let Some(d) = &b.dataset {
+        s += &format!(" --dataset {d}");
+    }
+    s
+}
+
 /// The file in the run folder holding the run's exit code, once its reports are written.
 pub const EXIT_CODE_FILE: &str = "exit_code";
 
@@ -422,6 +455,7 @@ pub fn finish(
             &run_dir.join("perf_script_test_results.csv"),
             name.as_str(),
             &points,
+            &|p| bench_command(plan, p),
         ) {
             notes.push(format!("cannot write perf_script_test_results.csv: {e}"));
         }
@@ -456,9 +490,7 @@ pub fn finish(
     );
     let writes = [
         crate::atomic::write(&run_dir.join("perf_check.txt"), perf_text.as_bytes()),
-        junit
-            .to_string()
-            .map_err(std::io::Error::other)
+        report::to_xml(&junit)
             .and_then(|x| crate::atomic::write(&run_dir.join("results.xml"), x.as_bytes())),
         crate::atomic::write(&run_dir.join("summary.md"), summary.as_bytes()),
         crate::atomic::write_json(&run_dir.join("outcome.json"), &outcome),

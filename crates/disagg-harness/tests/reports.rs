@@ -44,3 +44,108 @@ fn a_point_failure_names_its_problem_kind_as_the_junit_type() {
     let con1 = cases.iter().find(|c| c.name == "con1").unwrap();
     assert_eq!(con1.message, None);
 }
+
+/// A baseline no run can meet: 1000× the measured throughput of con8.
+fn impossible_baseline(run: &RunDir) -> std::path::PathBuf {
+    let p = run.path().join("impossible.csv");
+    std::fs::write(
+        &p,
+        "network_name,perf_case_name,test_name,threshold,absolute_threshold,metric_type,perf_metric\n\
+         quickstart-con8,disagg::test_perf_metric_token_throughput[quickstart-con8],t,-0.1,0,TOKEN_THROUGHPUT,320000\n",
+    )
+    .unwrap();
+    p
+}
+
+#[test]
+fn results_xml_is_valid_for_jenkins_when_passing_failing_or_regressed() {
+    // Passing.
+    let run = RunDir::new("xml-pass");
+    run.write_results(&[point(1, 10.0), point(8, 10.0)]);
+    assert_eq!(run.finish(&passed(), None), disagg_core::exit::PASS);
+    let xml = run.path().join("results.xml");
+    assert_jenkins_valid(&xml);
+    let text = run.read("results.xml");
+    let root = text.lines().find(|l| l.contains("<testsuites")).unwrap();
+    assert!(!root.contains("skipped"), "{root}");
+    assert!(
+        text.contains("<testsuite name=\"quickstart\" tests=\"7\" skipped=\"1\""),
+        "{text}"
+    );
+
+    // Failing: a point with failed requests and the role that reported it.
+    let run = RunDir::new("xml-fail");
+    let mut bad = point(8, 10.0);
+    bad.metrics.failed = 2;
+    bad.error_counts.insert("http_502".into(), 2);
+    bad.validity = disagg_bench::Validity::judge(&bad.point, &bad.metrics, &bad.error_counts, 0.0);
+    run.write_results(&[point(1, 10.0), bad]);
+    assert_eq!(
+        run.finish(&failed_by_benchmark(), None),
+        disagg_core::exit::TEST_FAILED
+    );
+    assert_jenkins_valid(&run.path().join("results.xml"));
+
+    // Regressed: the failure is on the point that regressed, with its type, and on the check.
+    let run = RunDir::new("xml-regressed");
+    run.write_results(&[point(1, 10.0), point(8, 10.0)]);
+    let baseline = impossible_baseline(&run);
+    assert_eq!(
+        run.finish(&passed(), Some(&baseline)),
+        disagg_core::exit::PERF_REGRESSION
+    );
+    assert_jenkins_valid(&run.path().join("results.xml"));
+    let cases = junit_cases(&run.path().join("results.xml"));
+    let con8 = cases.iter().find(|c| c.name == "con8").unwrap();
+    assert_eq!(
+        con8.failure_type.as_deref(),
+        Some("PERF_REGRESSION"),
+        "{cases:?}"
+    );
+    assert!(
+        con8.message
+            .as_deref()
+            .unwrap()
+            .contains("TOKEN_THROUGHPUT 320.000 against baseline 320000.000"),
+        "{con8:?}"
+    );
+    let con1 = cases.iter().find(|c| c.name == "con1").unwrap();
+    assert_eq!(con1.message, None);
+    let check = cases.iter().find(|c| c.name == "perf check").unwrap();
+    assert_eq!(check.failure_type.as_deref(), Some("PERF_REGRESSION"));
+}
+
+#[test]
+fn a_run_checked_against_its_own_csv_passes_and_the_csv_has_trtllms_layout() {
+    let run = RunDir::new("own-csv");
+    run.write_results(&[point(1, 10.0), point(8, 40.0)]);
+    assert_eq!(run.finish(&passed(), None), disagg_core::exit::PASS);
+    let csv = run.read("perf_script_test_results.csv");
+    assert_eq!(
+        csv.lines().next().unwrap(),
+        "network_name,network_hash,sm_clk,mem_clk,gpu_idx,perf_case_name,test_name,\
+         original_test_name,perf_metric,total_time__sec,start_timestamp,end_timestamp,state,\
+         command,threshold,absolute_threshold,metric_type"
+    );
+    let mut rdr = csv::Reader::from_reader(csv.as_bytes());
+    let names: Vec<String> = rdr.records().map(|r| r.unwrap()[5].to_string()).collect();
+    let unique: std::collections::BTreeSet<&String> = names.iter().collect();
+    assert_eq!((names.len(), unique.len()), (32, 32));
+    assert!(
+        csv.contains("disagg bench --url <router> --endpoint /v1/completions"),
+        "{csv}"
+    );
+
+    let baseline = run.path().join("own.csv");
+    std::fs::copy(run.path().join("perf_script_test_results.csv"), &baseline).unwrap();
+    assert_eq!(
+        run.finish(&passed(), Some(&baseline)),
+        disagg_core::exit::PASS
+    );
+    let check = run.read("perf_check.txt");
+    assert!(
+        check.starts_with("perf check: passed (0 of 32 metrics regressed)"),
+        "{check}"
+    );
+    assert!(!check.contains("not measured"), "{check}");
+}

@@ -124,9 +124,9 @@ fn quickstart_passes_and_writes_every_report() {
     }
     assert_eq!(csv.lines().count(), 1 + 2 * 16);
     assert!(
-        csv.contains("quickstart-con8,")
-            && csv.contains(",SEQ_THROUGHPUT,")
-            && csv.contains(",P99_ITL,")
+        csv.contains("disagg::test_perf_metric_seq_throughput[quickstart-con8],")
+            && csv.contains(",SEQ_THROUGHPUT\n")
+            && csv.contains(",P99_INTER_TOKEN_TIME\n")
     );
     // The router logs its startup into its role's log.
     let server_log = read(&dir.join("disagg_server.log"));
@@ -330,15 +330,22 @@ fn a_baseline_the_run_cannot_meet_exits_3_unless_skipped() {
         check.starts_with("perf check: REGRESSED (2 of 2 metrics regressed)"),
         "{check}"
     );
+    assert_jenkins_valid(&dir.join("results.xml"));
     let cases = junit_cases(&dir.join("results.xml"));
     let perf = cases.iter().find(|c| c.0 == "perf check").unwrap();
     assert_eq!(perf.2.as_deref(), Some("PERF_REGRESSION"), "{cases:?}");
+    let point = cases.iter().find(|c| c.0 == "con2").unwrap();
+    assert_eq!(point.2.as_deref(), Some("PERF_REGRESSION"), "{cases:?}");
+    assert!(
+        point.1.as_deref().unwrap().contains("SEQ_THROUGHPUT"),
+        "the point names what regressed: {cases:?}"
+    );
     assert!(
         cases
             .iter()
-            .filter(|c| c.0 != "perf check")
+            .filter(|c| c.0 != "perf check" && c.0 != "con2")
             .all(|c| c.1.is_none()),
-        "only the perf check fails: {cases:?}"
+        "only the regressed point and the perf check fail: {cases:?}"
     );
 
     for (how, extra, env) in [

@@ -232,6 +232,12 @@ fn each_point_has_its_own_log_and_result_file_and_failures_stay_with_their_point
     // benchmark.log keeps every point, for people.
     let all = read(&dir.join("benchmark.log"));
     assert!(all.contains(&first) && all.contains(&second));
+    // JUnit: the point with failures fails, with its problem as the type; Jenkins accepts it.
+    assert_jenkins_valid(&dir.join("results.xml"));
+    let cases = junit_cases(&dir.join("results.xml"));
+    let con2 = cases.iter().find(|c| c.0 == "con2").unwrap();
+    assert_eq!(con2.2.as_deref(), Some("FAILED_REQUESTS"), "{cases:?}");
+    assert!(cases.iter().find(|c| c.0 == "con1").unwrap().1.is_none());
 }
 
 #[test]
@@ -261,4 +267,5 @@ fn a_server_reporting_decoded_tokens_per_iteration_gets_the_spec_decoding_lines(
         results["points"][0]["avg_decoded_tokens_per_iter"]["median"],
         2.5
     );
+    assert_jenkins_valid(&dir.join("results.xml"));
 }

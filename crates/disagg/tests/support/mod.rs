@@ -311,3 +311,42 @@ pub fn descendants_of(root: u32) -> Vec<(u32, u64)> {
 pub fn still_running(pid: u32, start: u64) -> bool {
     proc_stat(pid).is_some_and(|(_, state, s)| s == start && state != 'Z' && state != 'X')
 }
+
+/// Whether this run must have every tool its tests need (CI), rather than skip what is missing.
+pub fn ci_requires_tools() -> bool {
+    ["CI", "DISAGG_REQUIRE_SLURM"].iter().any(|v| {
+        std::env::var(v)
+            .map(|x| matches!(x.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
+            .unwrap_or(false)
+    })
+}
+
+/// Validates a JUnit file against Jenkins' xunit schema (the harness's test fixture
+/// `junit-10.xsd`) with xmllint. Without xmllint the check fails under CI and is reported as
+/// not run elsewhere.
+pub fn assert_jenkins_valid(xml: &Path) {
+    let xsd =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../disagg-harness/tests/fixtures/junit-10.xsd");
+    let out = match Command::new("xmllint")
+        .args(["--noout", "--schema"])
+        .arg(&xsd)
+        .arg(xml)
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !ci_requires_tools() => {
+            eprintln!(
+                "XMLLINT TEST DID NOT RUN: xmllint is not installed (apt-get install libxml2-utils)"
+            );
+            return;
+        }
+        Err(e) => panic!("xmllint cannot run ({e}); CI needs it: apt-get install libxml2-utils"),
+    };
+    assert!(
+        out.status.success(),
+        "{} does not validate against junit-10.xsd:\n{}\n{}",
+        xml.display(),
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(xml).unwrap_or_default()
+    );
+}
