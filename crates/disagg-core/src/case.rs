@@ -143,9 +143,18 @@ pub struct Hardware {
     /// GPU type, used as the config-name prefix when set (e.g. `gb200`).
     #[serde(default)]
     pub gpu: Option<String>,
-    /// KV cache transceiver backend, for the config name's `ccb-` suffix.
-    #[serde(default)]
-    pub cache_transceiver: CacheTransceiver,
+    /// KV cache transfer backend, passed to every engine (TensorRT-LLM's cache transceiver,
+    /// vLLM's NIXL connector backend, SGLang's transfer backend); each engine's own default
+    /// when absent. The config name's `ccb-` suffix says UCX then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_transceiver: Option<CacheTransceiver>,
+}
+
+impl Hardware {
+    /// The backend the config name shows: UCX unless the case says otherwise.
+    pub fn named_transceiver(&self) -> CacheTransceiver {
+        self.cache_transceiver.unwrap_or_default()
+    }
 }
 
 impl Default for Hardware {
@@ -153,7 +162,7 @@ impl Default for Hardware {
         Self {
             gpus_per_node: default_gpus_per_node(),
             gpu: None,
-            cache_transceiver: CacheTransceiver::default(),
+            cache_transceiver: None,
         }
     }
 }

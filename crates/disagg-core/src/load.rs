@@ -420,6 +420,7 @@ fn check(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
     check_deadlines(case, text, path)?;
     check_engine_args(case, text, path)?;
     check_router(case, text, path)?;
+    check_dialect_needs(case, text, path)?;
     check_slurm(case, text, path)
 }
 
@@ -515,6 +516,37 @@ fn check_engine_args(case: &Case, text: &str, path: &Path) -> Result<(), CaseErr
                     "keep tp×pp within one node for vllm and sglang; trtllm servers may span nodes",
                 );
             }
+            EngineArgs::Options(m) if matches!(case.engine, Engine::Vllm | Engine::Sglang) => {
+                let owned = if case.engine == Engine::Vllm {
+                    crate::engines::vllm::OWNED
+                } else {
+                    crate::engines::sglang::OWNED
+                };
+                for (k, _) in m {
+                    let Some(k) = k.as_str() else { continue };
+                    if let Some((_, why)) = owned.iter().find(|(o, _)| *o == k) {
+                        return err(
+                            format!("{key}.{k}"),
+                            format!(
+                                "`{k}` is set by disagg for every {} worker",
+                                case.engine.as_str()
+                            ),
+                            &format!("remove it: {why}"),
+                        );
+                    }
+                }
+                if case.engine == Engine::Sglang
+                    && case.hardware.cache_transceiver.is_some()
+                    && m.contains_key("disaggregation_transfer_backend")
+                {
+                    return err(
+                        format!("{key}.disaggregation_transfer_backend"),
+                        "the transfer backend is set twice: here and in hardware.cache_transceiver"
+                            .into(),
+                        "set it once, in `hardware.cache_transceiver` (NIXL), which every engine gets",
+                    );
+                }
+            }
             EngineArgs::Options(m) if case.engine == Engine::Trtllm => {
                 let p = g.parallel;
                 for (k, want) in [
@@ -535,6 +567,38 @@ fn check_engine_args(case: &Case, text: &str, path: &Path) -> Result<(), CaseErr
             }
             _ => {}
         }
+    }
+    Ok(())
+}
+
+/// What the dialect needs of the engine: SGLang's decode pulls KV through the prefill's
+/// bootstrap port, so a `command` prefill in that dialect must be given one; SGLang has no UCX
+/// transfer backend.
+fn check_dialect_needs(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
+    let err = |key: &str, msg: &str, hint: &str| {
+        Err(CaseError::new(path, key, msg)
+            .at_line(line_of(text, key))
+            .hint(hint))
+    };
+    if let EngineArgs::Command(c) = &case.ctx.engine_args {
+        if case.router.dialect() == crate::case::Dialect::Sglang
+            && !c.argv.iter().any(|a| a.contains("{bootstrap_port}"))
+        {
+            return err(
+                "ctx.engine_args.argv",
+                "in the sglang dialect a prefill server needs a bootstrap port, and this command never takes `{bootstrap_port}`",
+                "pass the port the role picks, e.g. `--disaggregation-bootstrap-port, \"{bootstrap_port}\"`; the router is told it",
+            );
+        }
+    }
+    if case.engine == Engine::Sglang
+        && case.hardware.cache_transceiver == Some(crate::case::CacheTransceiver::Ucx)
+    {
+        return err(
+            "hardware.cache_transceiver",
+            "SGLang has no UCX transfer backend",
+            "use `NIXL` (SGLang's nixl backend, which moves KV over UCX), or drop the key for SGLang's default (mooncake)",
+        );
     }
     Ok(())
 }

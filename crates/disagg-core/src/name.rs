@@ -70,7 +70,7 @@ impl ConfigName {
             par_token(&case.generation.parallel)
         ));
         s.push_str(&format!("_eplb{}_mtp{}", case.model.eplb, case.model.mtp));
-        s.push_str(match case.hardware.cache_transceiver {
+        s.push_str(match case.hardware.named_transceiver() {
             CacheTransceiver::Ucx => "_ccb-UCX",
             CacheTransceiver::Nixl => "_ccb-NIXL",
         });

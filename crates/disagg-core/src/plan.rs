@@ -114,6 +114,18 @@ pub struct EngineLaunch {
     /// hostname.
     #[serde(default = "loopback")]
     pub host: String,
+    /// Variables set for the engine alone (on top of the role's); values may hold
+    /// `{publish_host}` and the role's ports, which the role fills in.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Consecutive ports from `{side_channel_port}` the engine binds (vLLM: one per
+    /// data-parallel rank); the role picks them all free.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub side_channel_span: u32,
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 fn loopback() -> String {
@@ -268,6 +280,7 @@ pub fn build(case: &LoadedCase, run_id: &str, run_dir: &Path, exe: &Path) -> Pla
                     role,
                     is_ctx,
                     model: c.model.path.as_deref().unwrap_or(&c.model.name),
+                    served_model: &c.model.name,
                     parallel: group.parallel,
                     gpus: &gpus,
                     run_dir,
@@ -368,6 +381,8 @@ fn router_launch(r: &RouterSpec, run_dir: &Path, exe: &str) -> Option<EngineLaun
         argv,
         ready_file: None,
         host: host.into(),
+        env: BTreeMap::new(),
+        side_channel_span: 1,
     })
 }
 
@@ -458,6 +473,9 @@ pub fn render(plan: &Plan) -> String {
         let _ = writeln!(s, "  argv:      {}", r.argv.join(" "));
         if let Some(e) = &r.engine {
             let _ = writeln!(s, "  engine:    {}", e.argv.join(" "));
+            for (k, v) in &e.env {
+                let _ = writeln!(s, "  engine env: {k}={v}");
+            }
         }
         for (k, v) in &r.env_set {
             let _ = writeln!(s, "  env set:   {k}={v}");

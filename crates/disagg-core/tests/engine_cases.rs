@@ -113,6 +113,45 @@ fn bad_engine_and_router_settings_name_the_key_and_fix() {
             "drop `router.dialect`",
         ),
         (
+            "a served name the benchmark does not send",
+            case("vllm", "{served_model_name: x}", ""),
+            "ctx.engine_args.served_model_name",
+            "set by disagg",
+            "model.name",
+        ),
+        (
+            "an sglang bootstrap port of its own",
+            case("sglang", "{disaggregation_bootstrap_port: 8998}", ""),
+            "ctx.engine_args.disaggregation_bootstrap_port",
+            "set by disagg",
+            "role picks",
+        ),
+        (
+            "UCX for sglang",
+            case("sglang", "{}", "hardware: {cache_transceiver: UCX}\n"),
+            "hardware.cache_transceiver",
+            "no UCX transfer backend",
+            "NIXL",
+        ),
+        (
+            "the sglang transfer backend twice",
+            case(
+                "sglang",
+                "{disaggregation_transfer_backend: mooncake}",
+                "hardware: {cache_transceiver: NIXL}\n",
+            ),
+            "ctx.engine_args.disaggregation_transfer_backend",
+            "set twice",
+            "once",
+        ),
+        (
+            "an sglang command prefill without a bootstrap port",
+            case("command", CMD, "router: {dialect: sglang}\n"),
+            "ctx.engine_args.argv",
+            "needs a bootstrap port",
+            "{bootstrap_port}",
+        ),
+        (
             "unknown engine",
             case("tgi", "{}", ""),
             "engine",
@@ -165,4 +204,95 @@ fn the_router_speaks_the_engines_dialect_unless_the_case_says_otherwise() {
     )
     .unwrap();
     assert_eq!(c.case.router.dialect, Some(Dialect::Vllm));
+}
+
+fn plan_of(text: &str) -> disagg_core::Plan {
+    let c = parse_case(text, Path::new("t.yaml")).unwrap();
+    disagg_core::plan::build(&c, "R", Path::new("/run"), Path::new("/bin/disagg"))
+}
+
+fn engine_of(plan: &disagg_core::Plan, role: &str) -> disagg_core::plan::EngineLaunch {
+    plan.roles
+        .iter()
+        .find(|r| r.role.to_string() == role)
+        .and_then(|r| r.engine.clone())
+        .unwrap()
+}
+
+#[test]
+fn attention_dp_maps_to_each_engines_data_parallel_flags() {
+    let text = |engine| {
+        format!(
+            "model: {{name: m, path: org/m}}\nengine: {engine}\nctx: {{count: 1, engine_args: {{}}}}\ngen: {{count: 1, parallel: {{tp: 4, ep: 4, attention_dp: true}}, engine_args: {{}}}}\nbenchmark: {{isl: 8, osl: 8}}\n"
+        )
+    };
+    let v = engine_of(&plan_of(&text("vllm")), "GEN_0");
+    let argv = v.argv.join(" ");
+    assert!(
+        argv.contains("--tensor-parallel-size 1 ")
+            && argv.contains("--data-parallel-size 4 ")
+            && argv.contains("--enable-expert-parallel"),
+        "{argv}"
+    );
+    assert_eq!(v.side_channel_span, 4, "one side-channel port per DP rank");
+    let s = engine_of(&plan_of(&text("sglang")), "GEN_0");
+    let argv = s.argv.join(" ");
+    assert!(
+        argv.contains("--tp-size 4 ") && argv.contains("--attn-dp-size 4"),
+        "{argv}"
+    );
+    assert!(
+        !argv.contains("--enable-dp-attention"),
+        "deprecated in SGLang 0.5.23: {argv}"
+    );
+}
+
+#[test]
+fn the_transfer_backend_reaches_every_engine_and_the_served_name_is_the_benchmarks() {
+    let text = |engine, hw: &str| {
+        format!(
+            "model: {{name: m, path: org/m}}\nengine: {engine}\n{hw}ctx: {{count: 1, engine_args: {{}}}}\ngen: {{count: 1, engine_args: {{}}}}\nbenchmark: {{isl: 8, osl: 8}}\n"
+        )
+    };
+    let nixl = "hardware: {cache_transceiver: NIXL}\n";
+    let ucx = "hardware: {cache_transceiver: UCX}\n";
+    // vLLM: NixlConnector either way (it moves KV over UCX); an explicit UCX names the backend.
+    for (hw, extra) in [("", false), (nixl, false), (ucx, true)] {
+        let e = engine_of(&plan_of(&text("vllm", hw)), "CTX_0");
+        let argv = e.argv.join(" ");
+        assert!(argv.contains(r#""kv_connector":"NixlConnector""#), "{argv}");
+        assert_eq!(
+            argv.contains(r#""backends":["UCX"]"#),
+            extra,
+            "{hw}: {argv}"
+        );
+        assert!(argv.contains("org/m --served-model-name m "), "{argv}");
+        assert_eq!(e.env["VLLM_NIXL_SIDE_CHANNEL_PORT"], "{side_channel_port}");
+        assert_eq!(e.env["VLLM_NIXL_SIDE_CHANNEL_HOST"], "{publish_host}");
+    }
+    // SGLang: its nixl backend for NIXL; its own default (mooncake) when unset.
+    let e = engine_of(&plan_of(&text("sglang", nixl)), "GEN_0");
+    let argv = e.argv.join(" ");
+    assert!(
+        argv.contains("--disaggregation-transfer-backend nixl"),
+        "{argv}"
+    );
+    assert!(
+        argv.contains("--model-path org/m --served-model-name m "),
+        "{argv}"
+    );
+    let e = engine_of(&plan_of(&text("sglang", "")), "GEN_0");
+    assert!(
+        !e.argv
+            .join(" ")
+            .contains("--disaggregation-transfer-backend")
+    );
+    // TensorRT-LLM: its cache transceiver, UCX by default as the config name says.
+    for (hw, want) in [("", "UCX"), (nixl, "NIXL")] {
+        let p = plan_of(&text("trtllm", hw));
+        assert!(
+            p.files["ctx_config.yaml"].contains(&format!("backend: {want}")),
+            "{hw}"
+        );
+    }
 }

@@ -17,6 +17,14 @@ pub struct Endpoint {
     pub port: u16,
     /// The serving process (the engine for workers).
     pub pid: u32,
+    /// SGLang prefill: the bootstrap port its decode peers pull KV through (the router must
+    /// name it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_port: Option<u16>,
+    /// vLLM: the first NIXL side-channel port the engine was given (one per data-parallel rank
+    /// from there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub side_channel_port: Option<u16>,
 }
 
 impl Endpoint {

@@ -43,6 +43,12 @@ fn everything(file: &str) -> String {
                 e.host,
                 sh_join(&e.argv)
             ));
+            for (k, v) in &e.env {
+                out.push_str(&format!("  engine env {k}={v}\n"));
+            }
+            if e.side_channel_span > 1 {
+                out.push_str(&format!("  side-channel ports: {}\n", e.side_channel_span));
+            }
         }
     }
     for (name, text) in &plan.files {

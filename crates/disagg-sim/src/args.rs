@@ -79,9 +79,30 @@ pub struct SimArgs {
     /// Where to write `host:port` once bound (atomically). Without it, it goes to stdout.
     #[arg(long)]
     pub ready_file: Option<PathBuf>,
-    /// Model name reported in responses and /v1/models.
+    /// Model name reported in responses and /v1/models. In the vLLM dialect it is the only
+    /// name served: a request for another model gets vLLM's 404.
     #[arg(long, default_value = "sim")]
     pub model: String,
+    /// Where the model would be loaded from, as SGLang's /model_info and /server_info report
+    /// it; --model when absent.
+    #[arg(long)]
+    pub model_path: Option<String>,
+    /// SGLang, context role: the port of the bootstrap server decode sims pull KV through, on
+    /// --host (SGLang's --disaggregation-bootstrap-port, same default); 0 picks a free one.
+    #[arg(long, default_value_t = 8998)]
+    pub bootstrap_port: u16,
+    /// vLLM: the host of the NIXL side channel, bound and handed to decode in
+    /// kv_transfer_params.remote_host, as vLLM does with this variable.
+    #[arg(long, env = "VLLM_NIXL_SIDE_CHANNEL_HOST", default_value = "localhost")]
+    pub side_channel_host: String,
+    /// vLLM: the NIXL side-channel port, which decode sims pull KV through; each
+    /// data-parallel rank binds this plus its rank, as vLLM does. Two vLLM workers on one node
+    /// collide unless each gets its own; 0 picks a free one.
+    #[arg(long, env = "VLLM_NIXL_SIDE_CHANNEL_PORT", default_value_t = 5600)]
+    pub side_channel_port: u16,
+    /// vLLM: data-parallel ranks, each binding its own side-channel port.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub data_parallel_size: u16,
     /// Time after start before /health answers 200.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
     pub startup_delay: Duration,

@@ -16,7 +16,7 @@ use disagg_proto::{ApiError, sse};
 use futures_util::StreamExt;
 use tokio::time::Instant;
 
-use crate::dialect::vllm::{BLOCK_TOKENS, KvTransferParams};
+use crate::dialect::vllm::{BLOCK_TOKENS, Handed, KvTransferParams};
 use crate::dialect::{HandOff, Produce};
 use crate::engine::{Feed, KvHold, Seq};
 use crate::error::HttpError;
@@ -95,7 +95,14 @@ async fn serve(
     }
     let body = body
         .map_err(|r| ApiError::new(r.status().as_u16(), "invalid_request_error", r.body_text()))?;
-    let job = request::parse(&body, endpoint, sim.role(), sim.dialect(), sim.eos_at())?;
+    let job = request::parse(
+        &body,
+        endpoint,
+        sim.role(),
+        sim.dialect(),
+        sim.eos_at(),
+        sim.checked_model(),
+    )?;
     eprintln!(
         "disagg-sim: POST {} {} prompt_tokens={} max_tokens={} stream={}",
         endpoint.path(),
@@ -220,11 +227,21 @@ fn store_record(
         }
         Produce::Vllm => {
             let blocks = sim.allocate_blocks(job.prompt.len().div_ceil(BLOCK_TOKENS as usize));
-            record.request_id = request_id;
+            record.request_id = request_id.clone();
             record.block_ids = Some(blocks.clone());
+            // Decode pulls from the NIXL side channel, as vLLM's does.
+            let (host, port) = sim.side_channel().unwrap_or((host, port));
             let engine_id = format!("disagg-sim@{}", crate::ready::authority(&host, port));
             let key = blocks[0];
-            let params = KvTransferParams::for_decode(engine_id, blocks, &host, port);
+            let params = KvTransferParams::for_decode(Handed {
+                engine_id,
+                blocks,
+                request_id,
+                host: &host,
+                port,
+                tokens: job.prompt.len() as u64,
+                expiry_secs: sim.uptime().as_secs_f64() + sim.kv_ttl().as_secs_f64(),
+            });
             (key, Context::Vllm(params))
         }
         Produce::Sglang { room } => (room, Context::Plain),

@@ -36,6 +36,8 @@ mod request_log;
 mod response;
 mod server;
 mod shards;
+mod side;
+mod standin;
 mod tokens;
 
 pub use args::{Dialect, FaultArgs, KvArgs, Preset, SimArgs, SimRole, TimingArgs};
@@ -43,6 +45,7 @@ pub use engine::cost::TimingError;
 pub use faults::ExitHook;
 pub use server::{SimState, app, serve};
 pub use shards::serve_sharded;
+pub use standin::stand_in;
 
 /// Why the sim could not run.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +78,13 @@ pub enum SimError {
     Client(String),
     #[error("{0}")]
     Flags(String),
+    #[error("cannot bind {what} at {addr}: {source}; {hint}")]
+    SideChannel {
+        what: &'static str,
+        addr: String,
+        source: std::io::Error,
+        hint: &'static str,
+    },
 }
 
 /// Runs the sim until the process is killed (or a scripted crash exits it).
@@ -112,10 +122,11 @@ pub async fn run(args: SimArgs) -> Result<(), SimError> {
     let bound = ready::authority(&args.host, local.port());
     // The serving threads start (and get --realtime) before anyone is told the sim is up.
     let shards = shards::Shards::start(&state, local, args.threads, args.realtime)?;
+    state.serve_side_channel()?;
     eprintln!("disagg-sim: listening on {bound}");
     eprintln!(
         "disagg-sim: role={:?} dialect={} model={} preset={:?} prefill_per_token={:?} itl={:?} \
-         clock_step={} startup_delay={:?} threads={} realtime={}",
+         clock_step={} startup_delay={:?} threads={} realtime={}{}",
         args.role,
         args.dialect.name(),
         args.model,
@@ -127,7 +138,11 @@ pub async fn run(args: SimArgs) -> Result<(), SimError> {
             .map_or("-".to_string(), |s| format!("{s:?}")),
         args.startup_delay,
         shards.len(),
-        args.realtime
+        args.realtime,
+        state.side_channel().map_or(String::new(), |(h, p)| format!(
+            " kv_port={}",
+            ready::authority(&h, p)
+        ))
     );
     ready::publish(args.ready_file.as_deref(), &bound)?;
     shards.accept(listener).await

@@ -34,7 +34,6 @@ struct RawRequest {
     min_tokens: Option<u64>,
     /// The scripted EOS (`--eos-at`) is ignored; `max_tokens` are generated.
     ignore_eos: Option<bool>,
-    #[allow(dead_code)]
     model: Option<String>,
     stream: Option<bool>,
     stream_options: Option<StreamOptions>,
@@ -153,9 +152,20 @@ pub(crate) fn parse(
     role: SimRole,
     dialect: Dialect,
     eos_at: Option<u64>,
+    served_model: Option<&str>,
 ) -> Result<Job, ApiError> {
     let raw: RawRequest = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid completions request body: {e}")))?;
+    // vLLM checks the name first, and answers any name it does not serve with a 404.
+    if let (Some(served), Some(asked)) = (served_model, raw.model.as_deref()) {
+        if !asked.is_empty() && asked != served {
+            return Err(ApiError::new(
+                404,
+                "NotFoundError",
+                format!("The model `{asked}` does not exist. Valid aliases: {served}."),
+            ));
+        }
+    }
     let prompt = match endpoint {
         Endpoint::Completions => {
             let value = raw
@@ -362,6 +372,7 @@ mod tests {
             role,
             Dialect::Trtllm,
             None,
+            None,
         ) {
             Ok(job) => panic!("accepted {body}: {job:?}"),
             Err(e) => {
@@ -393,6 +404,7 @@ mod tests {
                 SimRole::Both,
                 Dialect::Trtllm,
                 None,
+                None,
             )
         };
         let job = chat(
@@ -420,6 +432,7 @@ mod tests {
             SimRole::Both,
             Dialect::Trtllm,
             None,
+            None,
         )
         .expect("valid");
         assert_eq!(job.kind, Kind::Aggregated);
@@ -435,6 +448,7 @@ mod tests {
             Endpoint::Completions,
             SimRole::Context,
             Dialect::Trtllm,
+            None,
             None,
         )
         .expect("valid");
@@ -525,6 +539,7 @@ mod tests {
             SimRole::Generation,
             Dialect::Trtllm,
             None,
+            None,
         )
         .expect("valid");
         assert_eq!(job.kind, Kind::GenerationOnly);
@@ -533,5 +548,35 @@ mod tests {
             msg.contains("first_gen_tokens does not match the prompt"),
             "{msg}"
         );
+    }
+}
+
+#[cfg(test)]
+mod model_names {
+    use super::*;
+
+    #[test]
+    fn vllm_answers_a_model_it_does_not_serve_with_404() {
+        let parse_as = |body: &str, served| {
+            parse(
+                body.as_bytes(),
+                Endpoint::Completions,
+                SimRole::Both,
+                Dialect::Vllm,
+                None,
+                served,
+            )
+        };
+        let e = parse_as(r#"{"prompt":"a","model":"meta-llama/X"}"#, Some("llama"))
+            .expect_err("another name");
+        assert_eq!(e.status, 404);
+        assert_eq!(
+            e.message,
+            "The model `meta-llama/X` does not exist. Valid aliases: llama."
+        );
+        for ok in [r#"{"prompt":"a","model":"llama"}"#, r#"{"prompt":"a"}"#] {
+            parse_as(ok, Some("llama")).expect("served, or no name");
+        }
+        parse_as(r#"{"prompt":"a","model":"other"}"#, None).expect("no check asked");
     }
 }

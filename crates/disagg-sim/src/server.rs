@@ -25,6 +25,7 @@ use crate::handoff::store::fetch_record;
 use crate::metrics::Metrics;
 use crate::request_log::RequestLog;
 use crate::response::Header;
+use crate::side::{self, SideChannel};
 use crate::{Dialect, SimArgs, SimError, SimRole, completions};
 
 /// Request bodies up to this size are read. Long token-id prompts (hundreds of thousands of
@@ -40,6 +41,10 @@ struct Inner {
     role: SimRole,
     dialect: Dialect,
     model: String,
+    model_path: String,
+    /// SGLang's bootstrap server or vLLM's NIXL side channel: where this sim hands KV out.
+    side: Option<SideChannel>,
+    host: String,
     started: Instant,
     startup_delay: Duration,
     never_ready: bool,
@@ -57,6 +62,7 @@ struct Inner {
     eos_at: Option<u64>,
     /// TensorRT-LLM's `avg_decoded_tokens_per_iter` to report (`--decoded-tokens-per-iter`).
     decoded_per_iter: Option<f64>,
+    kv_ttl: Duration,
     /// Source of response ids and `ctx_request_id`s, unique within this server.
     next_id: AtomicU64,
     /// Source of vLLM block ids, unique within this server.
@@ -92,10 +98,17 @@ impl SimState {
             Ok(ip) if ip.is_unspecified() => "127.0.0.1".to_string(),
             _ => args.host.clone(),
         });
+        let side = SideChannel::bind(args)?;
         Ok(Self(Arc::new(Inner {
             role: args.role,
             dialect: args.dialect,
             model: args.model.clone(),
+            model_path: args
+                .model_path
+                .clone()
+                .unwrap_or_else(|| args.model.clone()),
+            side,
+            host: args.host.clone(),
             started: Instant::now(),
             startup_delay: args.startup_delay,
             never_ready: args.never_ready,
@@ -115,6 +128,7 @@ impl SimState {
             request_log,
             eos_at: args.eos_at,
             decoded_per_iter: args.decoded_tokens_per_iter,
+            kv_ttl: args.kv.kv_ttl,
             next_id: AtomicU64::new(1),
             next_block: AtomicU64::new(1),
         })))
@@ -132,6 +146,25 @@ impl SimState {
     /// released them, in the same form as [`SimState::token_lateness`].
     pub fn token_gap_error(&self, ps: &[f64]) -> (u64, Vec<Option<Duration>>, Duration) {
         self.0.metrics.token_gap_error_fine.summary(ps)
+    }
+
+    /// Where this sim hands KV out when that is not its HTTP port: SGLang's bootstrap server
+    /// (context role) or vLLM's NIXL side channel, as (host as configured, port as bound).
+    pub fn side_channel(&self) -> Option<(String, u16)> {
+        self.0.side.as_ref().map(|s| (s.host.clone(), s.port))
+    }
+
+    /// Starts serving the side channel, if any, on the current runtime (once).
+    pub(crate) fn serve_side_channel(&self) -> Result<(), SimError> {
+        match &self.0.side {
+            Some(s) => s.serve(self),
+            None => Ok(()),
+        }
+    }
+
+    /// In the vLLM dialect, the one model name served (vLLM answers 404 to any other).
+    pub(crate) fn checked_model(&self) -> Option<&str> {
+        (self.0.dialect == Dialect::Vllm).then_some(self.0.model.as_str())
     }
 
     /// The port this sim serves on, once known (the KV hand-off advertises it).
@@ -174,6 +207,15 @@ impl SimState {
 
     pub(crate) fn http(&self) -> &reqwest::Client {
         &self.0.http
+    }
+
+    /// Time since the sim started (vLLM's block expiry is on the prefill's own clock).
+    pub(crate) fn uptime(&self) -> Duration {
+        self.0.started.elapsed()
+    }
+
+    pub(crate) fn kv_ttl(&self) -> Duration {
+        self.0.kv_ttl
     }
 
     pub(crate) fn eos_at(&self) -> Option<u64> {
@@ -238,15 +280,28 @@ fn unix_now() -> u64 {
 
 /// The sim's HTTP app, ready to serve on any listener (tests serve it on port 0 in-process).
 pub fn app(state: SimState) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/v1/models", get(models))
         .route("/version", get(version))
         .route("/v1/completions", post(completions::completions))
-        .route("/v1/chat/completions", post(completions::chat_completions))
-        // Internal: generation sims fetch KV records here (see `handoff`).
-        .route("/kv/{key}", get(fetch_record))
+        .route("/v1/chat/completions", post(completions::chat_completions));
+    match state.dialect() {
+        // Internal: generation sims fetch KV records here (see `handoff`); the other dialects
+        // hand KV out on their side channel, as their engines do (see `side`).
+        Dialect::Trtllm => router = router.route("/kv/{key}", get(fetch_record)),
+        // What routers read of an SGLang worker (`/get_*` are its deprecated names).
+        Dialect::Sglang => {
+            router = router
+                .route("/server_info", get(server_info))
+                .route("/get_server_info", get(server_info))
+                .route("/model_info", get(model_info))
+                .route("/get_model_info", get(model_info))
+        }
+        Dialect::Vllm => {}
+    }
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -255,11 +310,13 @@ pub fn app(state: SimState) -> Router {
         .with_state(state)
 }
 
-/// Serves [`app`] on an already bound listener until the process ends.
+/// Serves [`app`] on an already bound listener (and the side channel [`SimState::new`] bound)
+/// until the process ends.
 pub async fn serve(listener: TcpListener, state: SimState) -> Result<(), SimError> {
     if let Ok(addr) = listener.local_addr() {
         state.set_port(addr.port());
     }
+    state.serve_side_channel()?;
     // Streamed tokens are small writes; Nagle would hold them back and distort measured ITL.
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
@@ -313,6 +370,55 @@ async fn version(State(sim): State<SimState>) -> Json<serde_json::Value> {
         "engine": "disagg-sim",
         "dialect": sim.dialect().name(),
     }))
+}
+
+/// SGLang's `/model_info`: what a client reads to learn the served model.
+async fn model_info(State(sim): State<SimState>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "model_path": sim.0.model_path,
+        "served_model_name": sim.0.model,
+        "tokenizer_path": sim.0.model_path,
+        "is_generation": true,
+        "preferred_sampling_params": null,
+        "weight_version": "default",
+        "disaggregation_mode": disaggregation_mode(sim.role()),
+        "has_image_understanding": false,
+        "has_audio_understanding": false,
+        "model_type": null,
+        "architectures": null,
+    }))
+}
+
+/// SGLang's `/server_info`: the server's settings (routers read the parallelism and the
+/// bootstrap port here) plus per-rank internal state.
+async fn server_info(State(sim): State<SimState>) -> Json<serde_json::Value> {
+    let bootstrap = match (&sim.0.side, sim.role()) {
+        (Some(s), _) if s.kind == side::Kind::SglangBootstrap => serde_json::json!(s.port),
+        _ => serde_json::Value::Null,
+    };
+    Json(serde_json::json!({
+        "model_path": sim.0.model_path,
+        "served_model_name": sim.0.model,
+        "host": sim.0.host,
+        "port": sim.advertised().1,
+        "tp_size": 1,
+        "pp_size": 1,
+        "dp_size": 1,
+        "attn_dp_size": 1,
+        "disaggregation_mode": disaggregation_mode(sim.role()),
+        "disaggregation_bootstrap_port": bootstrap,
+        "disaggregation_transfer_backend": "disagg-sim",
+        "internal_states": [{"last_gen_throughput": 0.0}],
+        "version": concat!("disagg-sim ", env!("CARGO_PKG_VERSION")),
+    }))
+}
+
+fn disaggregation_mode(role: SimRole) -> &'static str {
+    match role {
+        SimRole::Context => "prefill",
+        SimRole::Generation => "decode",
+        SimRole::Both => "null",
+    }
 }
 
 async fn not_found(uri: axum::http::Uri) -> HttpError {

@@ -70,9 +70,9 @@ pub async fn serve_sharded(
     realtime: bool,
 ) -> Result<(), SimError> {
     let local = listener.local_addr().map_err(SimError::Serve)?;
-    Shards::start(&state, local, threads, realtime)?
-        .accept(listener)
-        .await
+    let shards = Shards::start(&state, local, threads, realtime)?;
+    state.serve_side_channel()?;
+    shards.accept(listener).await
 }
 
 /// Running shard threads, waiting for connections.

@@ -111,27 +111,35 @@ fn the_bench_measures_a_sims_known_timings() {
 #[test]
 fn sim_router_and_bench_compose_as_standalone_processes() {
     for dialect in ["trtllm", "vllm", "sglang"] {
-        let ctx = Server::start(&[
-            "sim",
-            "--role",
-            "context",
-            "--dialect",
-            dialect,
-            "--itl",
-            "1ms",
-        ]);
-        let generation = Server::start(&[
-            "sim",
-            "--role",
-            "generation",
-            "--dialect",
-            dialect,
-            "--itl",
-            "1ms",
-        ]);
-        let port = ctx.addr.rsplit(':').next().unwrap().to_string();
+        // SGLang's bootstrap port, as a launcher picks it; vLLM's side channels on free ports
+        // (their defaults would collide, as two engines on one node do).
+        let bootstrap = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+            .to_string();
+        let sim = |role| {
+            Server::start(&[
+                "sim",
+                "--role",
+                role,
+                "--dialect",
+                dialect,
+                "--itl",
+                "1ms",
+                "--bootstrap-port",
+                &bootstrap,
+                "--side-channel-host",
+                "127.0.0.1",
+                "--side-channel-port",
+                "0",
+            ])
+        };
+        let ctx = sim("context");
+        let generation = sim("generation");
         let prefill = if dialect == "sglang" {
-            format!("{}@{port}", ctx.addr)
+            format!("{}@{bootstrap}", ctx.addr)
         } else {
             ctx.addr.clone()
         };

@@ -614,13 +614,34 @@ fn every_dialect_runs_end_to_end_through_the_kv_hand_off() {
             Some(4 * 8),
             "{dialect}"
         );
+        let ctx = json(&dir.join("rendezvous/CTX_0.json"));
         if dialect == "sglang" {
+            // The router names the bootstrap port the prefill was started with, not its HTTP
+            // port (the sim serves its bootstrap on its own port, as SGLang does).
             let cfg = read(&dir.join("server_config.yaml"));
-            let ctx = json(&dir.join("rendezvous/CTX_0.json"));
+            let bootstrap = ctx["bootstrap_port"].as_u64().expect("published");
+            assert_ne!(Some(bootstrap), ctx["port"].as_u64());
             assert!(
-                cfg.contains(&format!("@{}", ctx["port"])),
+                cfg.contains(&format!(
+                    "{}:{}@{bootstrap}",
+                    ctx["host"].as_str().unwrap(),
+                    ctx["port"]
+                )),
                 "the bootstrap port is named: {cfg}"
             );
+            let log = read(&dir.join("ctx_server_0.log"));
+            assert!(
+                log.contains(&format!("--bootstrap-port {bootstrap}")),
+                "the prefill was started with it: {log}"
+            );
+        } else {
+            // Each vLLM worker got a side-channel port of its own.
+            let generation = json(&dir.join("rendezvous/GEN_0.json"));
+            let (c, g) = (
+                ctx["side_channel_port"].as_u64(),
+                generation["side_channel_port"].as_u64(),
+            );
+            assert!(c.is_some() && g.is_some() && c != g, "{ctx} {generation}");
         }
     }
 }

@@ -8,8 +8,9 @@ use super::{Built, WorkerSpec, fill, port_launch};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommandArgs {
-    /// The engine's argv; `{host}`, `{port}`, `{bootstrap_port}`, `{gpus}`, `{role}`, `{model}`
-    /// and `{disagg}` (this binary) are filled in.
+    /// The engine's argv; `{host}`, `{port}`, `{bootstrap_port}`, `{side_channel_port}`,
+    /// `{publish_host}`, `{gpus}`, `{role}`, `{model}`, `{served_model}` and `{disagg}` (this
+    /// binary) are filled in.
     pub argv: Vec<String>,
     /// The address it binds, as `{host}`.
     #[serde(default = "loopback")]

@@ -3,17 +3,20 @@
 //! wrap multi-rank workers.
 //!
 //! Placeholders the worker role fills in when it starts the engine: `{host}`, `{port}`,
-//! `{bootstrap_port}`; filled in by the plan: `{gpus}`, `{role}`, `{model}`, `{disagg}`.
+//! `{bootstrap_port}`, `{side_channel_port}` (ports it picks, all covered by its retry), and
+//! `{publish_host}` (the host it publishes for the worker, which other nodes can reach), in the
+//! argv and in the engine's own env; filled in by the plan: `{gpus}`, `{role}`, `{model}`,
+//! `{served_model}`, `{disagg}`.
 //!
 //! To add an engine: a variant of [`crate::case::Engine`], its args type and a file here with
 //! one `launch` function, then a snapshot case in `tests/engines.rs`.
 
 mod command;
 mod flags;
-mod sglang;
+pub mod sglang;
 mod sim;
 mod trtllm;
-mod vllm;
+pub mod vllm;
 
 use std::path::{Path, PathBuf};
 
@@ -45,13 +48,16 @@ pub struct WorkerSpec<'a> {
     pub exe: &'a str,
     pub role: RoleName,
     pub is_ctx: bool,
-    /// `model.path` when set, else `model.name`.
+    /// `model.path` when set, else `model.name`: what the engine loads.
     pub model: &'a str,
+    /// `model.name`: the name the benchmark sends, which the engine must serve.
+    pub served_model: &'a str,
     pub parallel: Parallel,
     pub gpus: &'a [GpuSlot],
     pub run_dir: &'a Path,
     pub ready_file: PathBuf,
-    pub cache_transceiver: CacheTransceiver,
+    /// `hardware.cache_transceiver`; `None` keeps each engine's default.
+    pub cache_transceiver: Option<CacheTransceiver>,
     /// The router's dialect, which the sim speaks too.
     pub dialect: Dialect,
 }
@@ -91,6 +97,8 @@ fn port_launch(argv: Vec<String>, host: &str) -> EngineLaunch {
         argv,
         ready_file: None,
         host: host.to_string(),
+        env: Default::default(),
+        side_channel_span: 1,
     }
 }
 
@@ -103,5 +111,6 @@ fn fill(arg: &str, w: &WorkerSpec<'_>) -> String {
     arg.replace("{gpus}", &w.gpu_list())
         .replace("{role}", &w.role.to_string())
         .replace("{model}", w.model)
+        .replace("{served_model}", w.served_model)
         .replace("{disagg}", w.exe)
 }

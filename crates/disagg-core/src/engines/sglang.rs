@@ -1,10 +1,12 @@
 //! `engine: sglang`: `python3 -m sglang.launch_server` in prefill or decode mode; a prefill
-//! server also opens the bootstrap port its decode peers pull KV through.
+//! server also opens the bootstrap port its decode peers pull KV through (`{bootstrap_port}`,
+//! picked by the role and published with its address, so the router can name it).
 
 use serde_yaml_ng::Mapping;
 
 use super::flags::to_flags;
 use super::{ANY_HOST, Built, WorkerSpec, port_launch};
+use crate::case::CacheTransceiver;
 
 pub fn build(m: &Mapping, w: &WorkerSpec<'_>) -> Built {
     let p = w.parallel;
@@ -14,6 +16,8 @@ pub fn build(m: &Mapping, w: &WorkerSpec<'_>) -> Built {
         "sglang.launch_server".into(),
         "--model-path".into(),
         w.model.into(),
+        "--served-model-name".into(),
+        w.served_model.into(),
         "--host".into(),
         "{host}".into(),
         "--port".into(),
@@ -29,6 +33,11 @@ pub fn build(m: &Mapping, w: &WorkerSpec<'_>) -> Built {
             "{bootstrap_port}".into(),
         ]);
     }
+    // SGLang's own backend name; UCX has none (`check` refuses it), and unset keeps SGLang's
+    // default (mooncake).
+    if w.cache_transceiver == Some(CacheTransceiver::Nixl) {
+        argv.extend(["--disaggregation-transfer-backend".into(), "nixl".into()]);
+    }
     if p.pp > 1 {
         argv.extend(["--pp-size".into(), p.pp.to_string()]);
     }
@@ -36,11 +45,9 @@ pub fn build(m: &Mapping, w: &WorkerSpec<'_>) -> Built {
         argv.extend(["--ep-size".into(), p.ep.to_string()]);
     }
     if p.attention_dp {
-        argv.extend([
-            "--enable-dp-attention".into(),
-            "--dp-size".into(),
-            p.tp.to_string(),
-        ]);
+        // SGLang 0.5.23's spelling: attention DP groups inside the TP group (the older
+        // `--enable-dp-attention --dp-size N` is deprecated).
+        argv.extend(["--attn-dp-size".into(), p.tp.to_string()]);
     }
     argv.extend(to_flags(m, &[]));
     Built {
@@ -49,3 +56,28 @@ pub fn build(m: &Mapping, w: &WorkerSpec<'_>) -> Built {
         file: None,
     }
 }
+
+/// The flags of `engine_args` that would contradict what the plan sets itself.
+pub const OWNED: &[(&str, &str)] = &[
+    (
+        "served_model_name",
+        "the benchmark sends `model.name`, so that is the served name",
+    ),
+    ("host", "the role picks the address"),
+    ("port", "the role picks a free port"),
+    ("model_path", "set `model.path`"),
+    ("tp_size", "set `parallel.tp`"),
+    ("pp_size", "set `parallel.pp`"),
+    ("ep_size", "set `parallel.ep`"),
+    ("attn_dp_size", "set `parallel.attention_dp`"),
+    ("dp_size", "set `parallel.attention_dp`"),
+    ("enable_dp_attention", "set `parallel.attention_dp`"),
+    (
+        "disaggregation_mode",
+        "the group says it: ctx is prefill, gen is decode",
+    ),
+    (
+        "disaggregation_bootstrap_port",
+        "the role picks a free port and tells the router",
+    ),
+];

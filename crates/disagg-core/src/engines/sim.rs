@@ -2,7 +2,7 @@
 //! `engine_args` key is the `disagg sim` flag of the same name.
 
 use super::{Built, WorkerSpec};
-use crate::case::SimEngineArgs;
+use crate::case::{Dialect, SimEngineArgs};
 use crate::plan::EngineLaunch;
 
 pub fn build(a: &SimEngineArgs, w: &WorkerSpec<'_>) -> Built {
@@ -20,7 +20,17 @@ pub fn build(a: &SimEngineArgs, w: &WorkerSpec<'_>) -> Built {
     flag("host", "127.0.0.1".into());
     flag("port", "0".into());
     flag("ready-file", w.ready_file.display().to_string());
-    flag("model", w.model.into());
+    flag("model", w.served_model.into());
+    // The hand-off ports, picked by the role as for the real engines (the sim binds them as
+    // SGLang and vLLM do, so a plan that shares one fails).
+    match w.dialect {
+        Dialect::Sglang if w.is_ctx => flag("bootstrap-port", "{bootstrap_port}".into()),
+        Dialect::Vllm => {
+            flag("side-channel-host", "{publish_host}".into());
+            flag("side-channel-port", "{side_channel_port}".into());
+        }
+        _ => {}
+    }
     flag("startup-delay", d(a.startup_delay));
     flag("prefill-per-token", d(a.prefill_per_token));
     flag("itl", d(a.itl));
@@ -93,6 +103,8 @@ pub fn build(a: &SimEngineArgs, w: &WorkerSpec<'_>) -> Built {
             argv,
             ready_file: Some(w.ready_file.clone()),
             host: "127.0.0.1".into(),
+            env: Default::default(),
+            side_channel_span: 1,
         },
         ranks: 1,
         file: None,

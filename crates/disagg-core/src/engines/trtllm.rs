@@ -19,7 +19,8 @@ pub fn build(m: &Mapping, w: &WorkerSpec<'_>) -> Built {
     set("moe_expert_parallel_size", p.ep.into());
     set("enable_attention_dp", p.attention_dp.into());
     if !m.contains_key("cache_transceiver_config") {
-        let backend = match w.cache_transceiver {
+        // TensorRT-LLM's own default is UCX, as the config name says.
+        let backend = match w.cache_transceiver.unwrap_or_default() {
             CacheTransceiver::Ucx => "UCX",
             CacheTransceiver::Nixl => "NIXL",
         };

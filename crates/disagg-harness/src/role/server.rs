@@ -17,9 +17,17 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
         };
         eprintln!("disagg role DISAGG_SERVER: {} is at {}", w.role, ep.url());
         match w.role {
-            // SGLang's prefill is named with its bootstrap port; the sim serves it on its HTTP port.
+            // SGLang's decode pulls KV through the prefill's bootstrap server, on the port the
+            // prefill was started with: the router must name it (`host:port@bootstrap`).
             RoleName::Ctx(_) if plan.router.dialect() == Dialect::Sglang => {
-                ctx.push(format!("{}@{}", ep.host_port(), ep.port))
+                let bootstrap = ep.bootstrap_port.ok_or_else(|| {
+                    format!(
+                        "{} published no bootstrap port, and an SGLang prefill needs one: its \
+                         engine's argv must take `{{bootstrap_port}}`",
+                        w.role
+                    )
+                })?;
+                ctx.push(format!("{}@{bootstrap}", ep.host_port()))
             }
             RoleName::Ctx(_) => ctx.push(ep.host_port()),
             _ => gen_urls.push(ep.host_port()),

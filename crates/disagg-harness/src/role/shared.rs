@@ -10,13 +10,23 @@ use crate::rendezvous::{self, Endpoint, ExitNote, Status};
 pub const POLL: Duration = Duration::from_millis(50);
 
 pub fn publish(plan: &Plan, role: RoleName, host: &str, port: u16, pid: u32) -> Result<(), String> {
-    let ep = Endpoint {
-        run_id: plan.run_id.clone(),
-        role,
-        host: host.to_string(),
-        port,
-        pid,
-    };
+    publish_endpoint(
+        plan,
+        Endpoint {
+            run_id: plan.run_id.clone(),
+            role,
+            host: host.to_string(),
+            port,
+            pid,
+            bootstrap_port: None,
+            side_channel_port: None,
+        },
+    )
+}
+
+/// Publishes `ep` (a worker's, with the extra ports its engine was given).
+pub fn publish_endpoint(plan: &Plan, ep: Endpoint) -> Result<(), String> {
+    let role = ep.role;
     let path = plan.rendezvous_file(role);
     crate::atomic::write_json(&path, &ep)
         .map_err(|e| format!("cannot publish {}: {e}", path.display()))?;

@@ -1,10 +1,13 @@
 //! CTX_i / GEN_i: start the engine, wait for its `/health`, publish its address, then watch it
 //! until the run is over. The engine dying at any point fails the role at once, with its status.
 //!
-//! Engines that bind a port they are given get free ports picked here (`{port}`,
-//! `{bootstrap_port}`); picking is racy, so an engine that dies before it is ready saying
-//! "address in use" is started once more on other ports.
+//! Engines that bind ports they are given get free ports picked here (`{port}`,
+//! `{bootstrap_port}`, `{side_channel_port}` and the span after it), in their argv and in their
+//! own env, with `{publish_host}` (the host this role publishes). Picking is racy, so an engine
+//! that dies before it is ready saying "address in use" is started once more on other ports,
+//! all of them picked anew.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -13,9 +16,9 @@ use disagg_core::plan::EngineLaunch;
 use disagg_core::{Plan, RoleName};
 use tokio::process::Command;
 
-use super::shared::{POLL, healthy, http_client, publish};
+use super::shared::{POLL, healthy, http_client, publish_endpoint};
 use crate::executor::Exit;
-use crate::rendezvous::{self, Status};
+use crate::rendezvous::{self, Endpoint, Status};
 
 /// Why a start failed, and whether it failed before the engine was ready.
 struct StartFailure {
@@ -37,21 +40,16 @@ pub async fn run(plan: &Plan, role: RoleName) -> Result<(), String> {
     let log = plan.run_dir.join(&me.log);
     for attempt in 0..2 {
         let ports = Ports::pick(launch)?;
-        let argv = ports.fill(&launch.argv);
+        let start = Start::new(launch, &ports);
         let offset = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
         let result = if rank > 0 {
-            follow(plan, role, &argv).await
+            follow(plan, role, &start).await
         } else {
-            serve(plan, role, launch, &argv, &ports).await
+            serve(plan, role, launch, &start, &ports).await
         };
         match result {
             Ok(()) => return Ok(()),
-            Err(f)
-                if f.early
-                    && attempt == 0
-                    && launch.ready_file.is_none()
-                    && address_in_use(&log, offset) =>
-            {
+            Err(f) if f.early && attempt == 0 && ports.picked() && address_in_use(&log, offset) => {
                 eprintln!(
                     "disagg role {role}: the engine found its port taken ({}); retrying once on another",
                     f.reason
@@ -63,50 +61,96 @@ pub async fn run(plan: &Plan, role: RoleName) -> Result<(), String> {
     unreachable!("the second attempt returns")
 }
 
-/// Ports picked for one start of the engine.
+/// Ports picked for one start of the engine (0: not wanted).
 struct Ports {
     port: u16,
     bootstrap: u16,
+    /// The first of `launch.side_channel_span` consecutive free ports.
+    side_channel: u16,
 }
+
+/// How many times to look for a run of consecutive free ports before giving up.
+const SPAN_TRIES: usize = 64;
 
 impl Ports {
     fn pick(launch: &EngineLaunch) -> Result<Self, String> {
-        let wants = |p: &str| launch.argv.iter().any(|a| a.contains(p));
-        let free = |host: &str| -> Result<u16, String> {
-            let l = std::net::TcpListener::bind((host, 0))
-                .map_err(|e| format!("cannot find a free port on {host}: {e}"))?;
-            Ok(l.local_addr().map_err(|e| e.to_string())?.port())
+        let wants = |p: &str| {
+            launch.argv.iter().any(|a| a.contains(p)) || launch.env.values().any(|v| v.contains(p))
+        };
+        let host = launch.host.as_str();
+        let pick = |p: &str, span: u32| {
+            if wants(p) {
+                free_run(host, span)
+            } else {
+                Ok(0)
+            }
         };
         Ok(Self {
-            port: if wants("{port}") {
-                free(&launch.host)?
-            } else {
-                0
-            },
-            bootstrap: if wants("{bootstrap_port}") {
-                free(&launch.host)?
-            } else {
-                0
-            },
+            port: pick("{port}", 1)?,
+            bootstrap: pick("{bootstrap_port}", 1)?,
+            side_channel: pick("{side_channel_port}", launch.side_channel_span.max(1))?,
         })
     }
 
-    fn fill(&self, argv: &[String]) -> Vec<String> {
-        argv.iter()
-            .map(|a| {
-                a.replace("{port}", &self.port.to_string())
-                    .replace("{bootstrap_port}", &self.bootstrap.to_string())
-            })
-            .collect()
+    /// Whether the role chose any port, so a bind failure may be a lost race worth a retry.
+    fn picked(&self) -> bool {
+        self.port != 0 || self.bootstrap != 0 || self.side_channel != 0
+    }
+
+    fn fill(&self, s: &str) -> String {
+        s.replace("{port}", &self.port.to_string())
+            .replace("{bootstrap_port}", &self.bootstrap.to_string())
+            .replace("{side_channel_port}", &self.side_channel.to_string())
     }
 }
 
-/// The host to fill in for `{host}` is the launch's own; `fill` of the role only does ports, so
-/// the host is substituted here.
-fn with_host(argv: Vec<String>, host: &str) -> Vec<String> {
-    argv.into_iter()
-        .map(|a| a.replace("{host}", host))
-        .collect()
+/// `span` consecutive ports free on `host` right now, the first of them returned.
+fn free_run(host: &str, span: u32) -> Result<u16, String> {
+    let bind = |port: u16| std::net::TcpListener::bind((host, port));
+    for _ in 0..SPAN_TRIES {
+        let first = bind(0).map_err(|e| format!("cannot find a free port on {host}: {e}"))?;
+        let base = first.local_addr().map_err(|e| e.to_string())?.port();
+        // Held together, so the run is free as a whole; released when this returns.
+        let rest: Result<Vec<_>, _> = (1..span)
+            .map(|i| {
+                base.checked_add(i as u16)
+                    .ok_or(())
+                    .and_then(|p| bind(p).map_err(drop))
+            })
+            .collect();
+        if rest.is_ok() {
+            return Ok(base);
+        }
+    }
+    Err(format!(
+        "cannot find {span} consecutive free ports on {host} in {SPAN_TRIES} tries"
+    ))
+}
+
+/// One start of the engine: its argv and its own env, every placeholder filled in.
+struct Start {
+    argv: Vec<String>,
+    env: BTreeMap<String, String>,
+}
+
+impl Start {
+    fn new(launch: &EngineLaunch, ports: &Ports) -> Self {
+        let publish = advertised_host(&launch.host);
+        let fill = |s: &str| {
+            ports
+                .fill(s)
+                .replace("{host}", &launch.host)
+                .replace("{publish_host}", &publish)
+        };
+        Self {
+            argv: launch.argv.iter().map(|a| fill(a)).collect(),
+            env: launch
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), fill(v)))
+                .collect(),
+        }
+    }
 }
 
 fn address_in_use(log: &Path, offset: u64) -> bool {
@@ -118,16 +162,23 @@ fn address_in_use(log: &Path, offset: u64) -> bool {
     tail.contains("address already in use") || tail.contains("address in use")
 }
 
-fn spawn(role: RoleName, argv: &[String]) -> Result<tokio::process::Child, StartFailure> {
+fn spawn(role: RoleName, start: &Start) -> Result<tokio::process::Child, StartFailure> {
+    let argv = &start.argv;
     let (program, args) = argv.split_first().ok_or(StartFailure {
         reason: "the engine command is empty".into(),
         early: false,
     })?;
-    eprintln!("disagg role {role}: starting engine: {}", argv.join(" "));
+    let env: Vec<String> = start.env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
+    eprintln!(
+        "disagg role {role}: starting engine: {}{}",
+        env.concat(),
+        argv.join(" ")
+    );
     // The engine inherits our stdout/stderr (the role's log) and our process group, so the
     // supervisor's group signals reach it even if this wrapper is gone.
     Command::new(program)
         .args(args)
+        .envs(&start.env)
         .stdin(Stdio::null())
         // No kill_on_drop: the role stops its engine with TERM and a grace period, and sweeps
         // every descendant when it ends (see `run_role`), however it ends.
@@ -157,14 +208,13 @@ async fn serve(
     plan: &Plan,
     role: RoleName,
     launch: &EngineLaunch,
-    argv: &[String],
+    start: &Start,
     ports: &Ports,
 ) -> Result<(), StartFailure> {
     if let Some(f) = &launch.ready_file {
         let _ = std::fs::remove_file(f);
     }
-    let argv = with_host(argv.to_vec(), &launch.host);
-    let mut engine = spawn(role, &argv)?;
+    let mut engine = spawn(role, start)?;
     let pid = engine.id().unwrap_or(0);
     let client = http_client();
     let exited = |e: std::io::Error| late(e.to_string());
@@ -219,7 +269,17 @@ async fn serve(
         tokio::time::sleep(POLL).await;
     }
     let host = publish_host(&launch.host, &probe);
-    publish(plan, role, &host, port, pid).map_err(late)?;
+    let given = |p: u16| (p != 0).then_some(p);
+    let ep = Endpoint {
+        run_id: plan.run_id.clone(),
+        role,
+        host,
+        port,
+        pid,
+        bootstrap_port: given(ports.bootstrap),
+        side_channel_port: given(ports.side_channel),
+    };
+    publish_endpoint(plan, ep).map_err(late)?;
 
     // 2. Watch it until the run is over.
     loop {
@@ -237,13 +297,8 @@ async fn serve(
 }
 
 /// Ranks above 0: run the engine until the run is over; its death fails the role.
-async fn follow(plan: &Plan, role: RoleName, argv: &[String]) -> Result<(), StartFailure> {
-    let launch = plan
-        .role(role)
-        .and_then(|r| r.engine.as_ref())
-        .expect("checked by run");
-    let argv = with_host(argv.to_vec(), &launch.host);
-    let mut engine = spawn(role, &argv)?;
+async fn follow(plan: &Plan, role: RoleName, start: &Start) -> Result<(), StartFailure> {
+    let mut engine = spawn(role, start)?;
     loop {
         if let Some(status) = engine.try_wait().map_err(|e| late(e.to_string()))? {
             return Err(late(format!(
@@ -269,13 +324,22 @@ pub(super) fn probe_host(host: &str) -> &str {
 /// What other roles, maybe on other nodes, should connect to.
 pub(super) fn publish_host(bound: &str, probe: &str) -> String {
     match bound {
+        "0.0.0.0" | "::" => advertised_host(bound),
+        _ => split_host_port(probe)
+            .map(|(h, _)| h)
+            .unwrap_or_else(|| bound.to_string()),
+    }
+}
+
+/// The host published for an engine bound to `bound`, known before it starts (`{publish_host}`):
+/// the node's hostname for a wildcard bind, else the bound address itself.
+fn advertised_host(bound: &str) -> String {
+    match bound {
         "0.0.0.0" | "::" => nix::unistd::gethostname()
             .ok()
             .and_then(|h| h.into_string().ok())
             .unwrap_or_else(|| "127.0.0.1".into()),
-        _ => split_host_port(probe)
-            .map(|(h, _)| h)
-            .unwrap_or_else(|| bound.to_string()),
+        _ => bound.to_string(),
     }
 }
 
@@ -333,17 +397,47 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    fn launch(argv: &[&str], env: &[(&str, &str)], span: u32) -> EngineLaunch {
+        EngineLaunch {
+            argv: argv.iter().map(|a| a.to_string()).collect(),
+            ready_file: None,
+            host: "127.0.0.1".into(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            side_channel_span: span,
+        }
+    }
+
     #[test]
-    fn ports_are_filled_in() {
+    fn ports_and_hosts_are_filled_in_the_argv_and_the_engines_env() {
         let p = Ports {
             port: 8001,
             bootstrap: 9001,
+            side_channel: 5601,
         };
-        let argv = vec![
-            "--port".to_string(),
-            "{port}".into(),
-            "b={bootstrap_port}".into(),
-        ];
-        assert_eq!(p.fill(&argv), vec!["--port", "8001", "b=9001"]);
+        let l = launch(
+            &["--host", "{host}", "--port", "{port}", "b={bootstrap_port}"],
+            &[("SIDE", "{publish_host}:{side_channel_port}")],
+            1,
+        );
+        let s = Start::new(&l, &p);
+        assert_eq!(s.argv, ["--host", "127.0.0.1", "--port", "8001", "b=9001"]);
+        assert_eq!(s.env["SIDE"], "127.0.0.1:5601");
+    }
+
+    #[test]
+    fn only_wanted_ports_are_picked_and_a_span_is_free_as_a_whole() {
+        let l = launch(&["{port}"], &[("P", "{side_channel_port}")], 4);
+        let p = Ports::pick(&l).unwrap();
+        assert!(p.port != 0 && p.side_channel != 0 && p.bootstrap == 0);
+        assert!(p.picked());
+        for i in 0..4 {
+            std::net::TcpListener::bind(("127.0.0.1", p.side_channel + i))
+                .unwrap_or_else(|e| panic!("side channel port +{i} is taken: {e}"));
+        }
+        let none = Ports::pick(&launch(&["srv"], &[], 1)).unwrap();
+        assert!(!none.picked(), "nothing to pick, nothing to retry for");
     }
 }

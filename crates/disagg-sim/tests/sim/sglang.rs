@@ -20,10 +20,10 @@ async fn sim(role: &str, extra: &[&str]) -> Sim {
 }
 
 fn with_bootstrap(client: &Value, prefill: &Sim, room: u64) -> Value {
-    let (host, port) = prefill.authority().split_once(':').expect("host:port");
+    let (host, _) = prefill.authority().split_once(':').expect("host:port");
     let mut req = client.clone();
     req["bootstrap_host"] = json!(host);
-    req["bootstrap_port"] = json!(port.parse::<u16>().expect("port"));
+    req["bootstrap_port"] = json!(prefill.bootstrap_port());
     req["bootstrap_room"] = json!(room);
     req
 }
@@ -80,4 +80,64 @@ async fn a_router_that_drops_the_bootstrap_fields_is_caught() {
         .await;
     assert_eq!(status, 400);
     assert!(error_message(&body).contains("bootstrap_room"), "{body}");
+}
+
+#[tokio::test]
+async fn a_router_that_names_the_http_port_as_bootstrap_port_is_caught() {
+    // The bug this pins: the harness once named each prefill `host:HTTP_PORT@HTTP_PORT`. SGLang
+    // serves its bootstrap on a port of its own, and so does the sim.
+    let prefill = sim("context", &[]).await;
+    let decode = sim("generation", &["--kv-wait-timeout", "200ms"]).await;
+    assert_ne!(
+        prefill.bootstrap_port().to_string(),
+        prefill.authority().rsplit(':').next().unwrap()
+    );
+    let client = json!({"prompt": [1, 2, 3], "max_tokens": 3});
+    let mut req = with_bootstrap(&client, &prefill, 5);
+    req["bootstrap_port"] = json!(
+        prefill
+            .authority()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse::<u16>()
+            .unwrap()
+    );
+    let ((ps, _), (ds, db)) = tokio::join!(prefill.complete(&req), decode.complete(&req));
+    assert_eq!(ps, 200);
+    assert_ne!(ds, 200, "decode must not find KV on the HTTP port: {db}");
+    // The bootstrap server answers /health, as SGLang's does.
+    let r = reqwest::get(format!("http://{}/health", prefill.side_channel()))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn server_info_and_model_info_answer_as_sglangs_do() {
+    let prefill = sim(
+        "context",
+        &["--model", "qwen", "--model-path", "Qwen/Qwen3"],
+    )
+    .await;
+    for path in ["/server_info", "/get_server_info"] {
+        let (status, body) = prefill.get(path).await;
+        assert_eq!(status, 200, "{path}");
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["disaggregation_mode"], "prefill", "{path}");
+        assert_eq!(v["disaggregation_bootstrap_port"], prefill.bootstrap_port());
+        assert_eq!(v["served_model_name"], "qwen");
+        assert_eq!(v["dp_size"], 1);
+        assert!(v["internal_states"].is_array(), "{v}");
+    }
+    let (status, body) = prefill.get("/model_info").await;
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["model_path"], "Qwen/Qwen3");
+    assert_eq!(v["served_model_name"], "qwen");
+    assert_eq!(v["is_generation"], true);
+    let decode = sim("generation", &[]).await;
+    let (_, body) = decode.get("/model_info").await;
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["disaggregation_mode"], "decode");
 }

@@ -60,9 +60,21 @@ pub fn parse_args(flags: &[&str]) -> SimArgs {
     try_parse_args(flags).expect("valid sim flags")
 }
 
+/// The hand-off ports on free ones: SGLang's and vLLM's defaults (8998, 5600) would make
+/// concurrent tests collide, as two engines on one node do. `flags` may override them.
+const FREE_SIDE_PORTS: &[&str] = &[
+    "--bootstrap-port",
+    "0",
+    "--side-channel-host",
+    "127.0.0.1",
+    "--side-channel-port",
+    "0",
+];
+
 /// Starts a sim with `disagg sim` flags, e.g. `&["--role", "context", "--itl", "1ms"]`.
 pub async fn start(flags: &[&str]) -> Sim {
-    let args = parse_args(flags);
+    let all: Vec<&str> = FREE_SIDE_PORTS.iter().chain(flags).copied().collect();
+    let args = parse_args(&all);
     let (tx, exits) = mpsc::unbounded_channel();
     let state = SimState::new(
         &args,
@@ -162,6 +174,25 @@ impl Sim {
     /// `host:port` of this sim, as hand-off params name it.
     pub fn authority(&self) -> &str {
         self.base.trim_start_matches("http://")
+    }
+
+    /// `host:port` of the side channel (SGLang's bootstrap server, vLLM's NIXL side channel).
+    pub fn side_channel(&self) -> String {
+        let (host, port) = self
+            .state
+            .as_ref()
+            .and_then(|s| s.side_channel())
+            .expect("this sim has a side channel");
+        format!("{host}:{port}")
+    }
+
+    /// The port of an SGLang prefill's bootstrap server.
+    pub fn bootstrap_port(&self) -> u16 {
+        let side = self.side_channel();
+        side.rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a port")
     }
 
     pub async fn metrics(&self) -> String {

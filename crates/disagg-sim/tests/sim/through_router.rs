@@ -1,8 +1,8 @@
 //! Each dialect the router speaks, end to end: client → `disagg router` → context and
 //! generation sims (with the real KV fetch between them) gives the aggregated sim's output.
 //!
-//! SGLang's bootstrap port is the context sim's own HTTP port, so the router is told so with
-//! `--prefill host:port@port`.
+//! SGLang's bootstrap port is the context sim's bootstrap server, so the router is told it with
+//! `--prefill host:port@bootstrap`.
 
 use clap::Parser;
 use serde_json::json;
@@ -19,9 +19,8 @@ struct Cli {
 
 /// A router on 127.0.0.1:0 in front of `ctx` and `generation`, as a [`Sim`]-shaped client.
 async fn router(dialect: &str, ctx: &Sim, generation: &Sim) -> (Sim, tokio::task::JoinHandle<()>) {
-    let port = ctx.authority().rsplit(':').next().unwrap_or_default();
     let prefill = if dialect == "sglang" {
-        format!("{}@{port}", ctx.authority())
+        format!("{}@{}", ctx.authority(), ctx.bootstrap_port())
     } else {
         ctx.authority().to_string()
     };

@@ -60,16 +60,32 @@ async fn prefill_answers_with_the_params_decode_needs() {
     assert_eq!(p["do_remote_prefill"], true);
     assert_eq!(p["do_remote_decode"], false);
     assert!(p["remote_engine_id"].is_string(), "{p}");
-    // 40 tokens in blocks of 16.
-    assert_eq!(p["remote_block_ids"].as_array().map(Vec::len), Some(3));
+    // 40 tokens in blocks of 16, in one KV-cache group (vLLM 0.33's shape).
+    assert_eq!(p["remote_block_ids"][0].as_array().map(Vec::len), Some(3));
+    assert_eq!(p["remote_block_ids"].as_array().map(Vec::len), Some(1));
+    // Decode pulls from the NIXL side channel, not the HTTP port.
     assert_eq!(
         format!(
             "{}:{}",
             p["remote_host"].as_str().unwrap_or(""),
             p["remote_port"]
         ),
-        prefill.authority()
+        prefill.side_channel()
     );
+    assert_ne!(prefill.side_channel(), prefill.authority());
+    // The rest of vLLM 0.33's fields.
+    assert_eq!(p["remote_request_id"], "req-1");
+    assert_eq!(p["remote_num_tokens"], 40);
+    assert_eq!(p["transfer_mode"], "pull");
+    for k in [
+        "tp_size",
+        "dcp_size",
+        "pp_size",
+        "remote_blocks_expiry_time",
+        "remote_registration_generation",
+    ] {
+        assert!(p[k].is_number(), "{k}: {p}");
+    }
 }
 
 #[tokio::test]
@@ -133,4 +149,78 @@ async fn decode_must_repeat_the_request_id_and_the_blocks() {
     let (status, body) = decode.complete_as("r-4", &req).await;
     assert_eq!(status, 502, "an unreachable prefill engine: {body}");
     assert!(error_message(&body).contains("127.0.0.1:1"), "{body}");
+}
+
+#[tokio::test]
+async fn a_model_vllm_does_not_serve_is_a_404() {
+    let both = start(&["--dialect", "vllm", "--role", "both", "--model", "llama"]).await;
+    let (status, body) = both
+        .complete(&json!({"prompt": [1, 2], "max_tokens": 2, "model": "meta-llama/Llama"}))
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(
+        error_message(&body),
+        "The model `meta-llama/Llama` does not exist. Valid aliases: llama."
+    );
+    let (status, body) = both
+        .complete(&json!({"prompt": [1, 2], "max_tokens": 2, "model": "llama"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn the_side_channel_defaults_to_vllms_and_reads_its_variables() {
+    use crate::support::parse_args;
+    if std::env::var_os("VLLM_NIXL_SIDE_CHANNEL_PORT").is_none()
+        && std::env::var_os("VLLM_NIXL_SIDE_CHANNEL_HOST").is_none()
+    {
+        let a = parse_args(&["--dialect", "vllm"]);
+        assert_eq!(
+            (a.side_channel_host.as_str(), a.side_channel_port),
+            ("localhost", 5600)
+        );
+    }
+}
+
+#[tokio::test]
+async fn two_vllm_sims_on_one_side_channel_port_collide_as_vllm_does() {
+    let first = sim("context").await;
+    let port = first.side_channel().rsplit(':').next().unwrap().to_string();
+    let args = crate::support::parse_args(&[
+        "--dialect",
+        "vllm",
+        "--role",
+        "generation",
+        "--side-channel-host",
+        "127.0.0.1",
+        "--side-channel-port",
+        &port,
+    ]);
+    let err = disagg_sim::SimState::new(&args, disagg_sim::ExitHook::new(|| {}))
+        .expect_err("the port is taken")
+        .to_string();
+    assert!(
+        err.contains("NIXL side channel") && err.contains("VLLM_NIXL_SIDE_CHANNEL_PORT"),
+        "{err}"
+    );
+    assert!(
+        err.to_lowercase().contains("address already in use"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn each_data_parallel_rank_binds_its_own_side_channel_port() {
+    let dp = start(&["--dialect", "vllm", "--data-parallel-size", "3"]).await;
+    let base: u16 = dp
+        .side_channel()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    for rank in 0..3u16 {
+        let taken = std::net::TcpListener::bind(("127.0.0.1", base + rank));
+        assert!(taken.is_err(), "rank {rank}'s port {} is free", base + rank);
+    }
 }

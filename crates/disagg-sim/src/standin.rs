@@ -1,0 +1,261 @@
+//! `disagg sim [FLAGS] -- ENGINE ARGV...`: the sim standing in for a real engine at exactly the
+//! argv (and environment) a plan gives that engine. It reads what the engine would act on (its
+//! address, the model it loads and the name it serves, its disaggregation role, its bootstrap
+//! port; vLLM's NIXL side channel comes from the same variables, read as the sim's own flags),
+//! and ignores flags it has no use for (the real parsers are checked by
+//! `scripts/check-engine-argv.py`). A plan whose ports or names do not fit together then fails
+//! here as it would on GPUs.
+
+use crate::{Dialect, SimArgs, SimRole};
+
+/// `args` (the sim's own flags, timing and faults) set up to stand in for `argv`.
+pub fn stand_in(mut args: SimArgs, argv: &[String]) -> Result<SimArgs, String> {
+    let mut argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    // A multi-rank TensorRT-LLM server runs under this wrapper.
+    if argv.first() == Some(&"trtllm-llmapi-launch") {
+        argv.remove(0);
+    }
+    let program = argv.first().map(|p| p.rsplit('/').next().unwrap_or(p));
+    match (program, argv.get(1).copied(), argv.get(2).copied()) {
+        (Some("vllm"), Some("serve"), _) => vllm(&mut args, Flags::parse(&argv[2..])?)?,
+        (Some(p), Some("-m"), Some("sglang.launch_server")) if p.starts_with("python") => {
+            sglang(&mut args, Flags::parse(&argv[3..])?)?
+        }
+        (Some("trtllm-serve"), _, _) => trtllm(&mut args, Flags::parse(&argv[1..])?)?,
+        _ => {
+            return Err(format!(
+                "cannot stand in for `{}`: the sim knows `vllm serve ...`, `python3 -m \
+                 sglang.launch_server ...` and `trtllm-serve ...`",
+                argv.join(" ")
+            ));
+        }
+    }
+    Ok(args)
+}
+
+/// `vllm serve MODEL`: binds every interface unless `--host` says otherwise, serves the model's
+/// own name unless `--served-model-name` says otherwise; kv_transfer_params decide the half.
+fn vllm(args: &mut SimArgs, f: Flags<'_>) -> Result<(), String> {
+    let model = f
+        .positional
+        .first()
+        .copied()
+        .or(f.last("--model"))
+        .ok_or("vllm serve without a model")?;
+    args.dialect = Dialect::Vllm;
+    args.role = SimRole::Both;
+    args.host = f.last("--host").unwrap_or("0.0.0.0").to_string();
+    args.port = port(f.last("--port").unwrap_or("8000"), "--port")?;
+    args.model_path = Some(model.to_string());
+    args.model = f
+        .values("--served-model-name")
+        .first()
+        .copied()
+        .unwrap_or(model)
+        .to_string();
+    let kv = f
+        .last("--kv-transfer-config")
+        .ok_or("vllm serve without --kv-transfer-config is not a disaggregated worker")?;
+    let kv: serde_json::Value = serde_json::from_str(kv)
+        .map_err(|e| format!("--kv-transfer-config is not JSON ({e}): {kv}"))?;
+    if kv["kv_connector"] != "NixlConnector" {
+        return Err(format!(
+            "the sim stands in for vLLM's NixlConnector, not {}",
+            kv["kv_connector"]
+        ));
+    }
+    if let Some(dp) = f.last("--data-parallel-size") {
+        args.data_parallel_size = dp
+            .parse()
+            .map_err(|_| format!("--data-parallel-size {dp} is not a number"))?;
+    }
+    Ok(())
+}
+
+/// `python3 -m sglang.launch_server`: `--disaggregation-mode` decides the half; a prefill opens
+/// its bootstrap server on `--disaggregation-bootstrap-port`.
+fn sglang(args: &mut SimArgs, f: Flags<'_>) -> Result<(), String> {
+    let model = f
+        .last("--model-path")
+        .or(f.last("--model"))
+        .ok_or("sglang.launch_server without --model-path")?;
+    args.dialect = Dialect::Sglang;
+    args.role = match f.last("--disaggregation-mode").unwrap_or("null") {
+        "prefill" => SimRole::Context,
+        "decode" => SimRole::Generation,
+        "null" => SimRole::Both,
+        other => {
+            return Err(format!(
+                "--disaggregation-mode {other} is not prefill, decode or null"
+            ));
+        }
+    };
+    args.host = f.last("--host").unwrap_or("127.0.0.1").to_string();
+    args.port = port(f.last("--port").unwrap_or("30000"), "--port")?;
+    args.bootstrap_port = port(
+        f.last("--disaggregation-bootstrap-port").unwrap_or("8998"),
+        "--disaggregation-bootstrap-port",
+    )?;
+    args.model_path = Some(model.to_string());
+    args.model = f.last("--served-model-name").unwrap_or(model).to_string();
+    Ok(())
+}
+
+/// `trtllm-serve MODEL`: disaggregated_params decide the half.
+fn trtllm(args: &mut SimArgs, f: Flags<'_>) -> Result<(), String> {
+    let model = f
+        .positional
+        .first()
+        .copied()
+        .ok_or("trtllm-serve without a model")?;
+    args.dialect = Dialect::Trtllm;
+    args.role = SimRole::Both;
+    args.host = f.last("--host").unwrap_or("localhost").to_string();
+    args.port = port(f.last("--port").unwrap_or("8000"), "--port")?;
+    args.model_path = Some(model.to_string());
+    args.model = model.to_string();
+    Ok(())
+}
+
+fn port(v: &str, flag: &str) -> Result<u16, String> {
+    v.parse()
+        .map_err(|_| format!("{flag} {v} is not a port (an unfilled placeholder?)"))
+}
+
+/// An engine's flags, argparse-style: `--flag value...` or `--flag=value`; values run until the
+/// next `-`-prefixed word (how `nargs="+"` reads). Words before the first flag are positional.
+struct Flags<'a> {
+    positional: Vec<&'a str>,
+    flags: Vec<(&'a str, Vec<&'a str>)>,
+}
+
+impl<'a> Flags<'a> {
+    fn parse(words: &[&'a str]) -> Result<Self, String> {
+        let mut out = Flags {
+            positional: Vec::new(),
+            flags: Vec::new(),
+        };
+        for w in words {
+            if w.starts_with('-') && w.len() > 1 && w.parse::<f64>().is_err() {
+                match w.split_once('=') {
+                    Some((k, v)) => out.flags.push((k, vec![v])),
+                    None => out.flags.push((w, Vec::new())),
+                }
+            } else if let Some((_, values)) = out.flags.last_mut() {
+                values.push(w);
+            } else {
+                out.positional.push(w);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The values of the last occurrence of `flag` (argparse: the last one wins).
+    fn values(&self, flag: &str) -> Vec<&'a str> {
+        self.flags
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == flag)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    }
+
+    fn last(&self, flag: &str) -> Option<&'a str> {
+        self.values(flag).last().copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sim: SimArgs,
+    }
+
+    fn base() -> SimArgs {
+        Cli::try_parse_from(["sim", "--itl", "2ms"]).unwrap().sim
+    }
+
+    fn words(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn a_vllm_worker_serves_its_served_name_on_its_port() {
+        let a = stand_in(
+            base(),
+            &words(
+                r#"vllm serve meta-llama/L --served-model-name llama --host 0.0.0.0 --port 8100 --tensor-parallel-size 2 --enforce-eager --kv-transfer-config {"kv_connector":"NixlConnector","kv_role":"kv_both"} --data-parallel-size 2"#,
+            ),
+        )
+        .unwrap();
+        assert_eq!(a.dialect, Dialect::Vllm);
+        assert_eq!(a.role, SimRole::Both);
+        assert_eq!((a.host.as_str(), a.port), ("0.0.0.0", 8100));
+        assert_eq!(a.model, "llama");
+        assert_eq!(a.model_path.as_deref(), Some("meta-llama/L"));
+        assert_eq!(a.data_parallel_size, 2);
+        assert_eq!(
+            a.timing.itl,
+            std::time::Duration::from_millis(2),
+            "own flags kept"
+        );
+        let plain = stand_in(
+            base(),
+            &words(r#"vllm serve m --kv-transfer-config {"kv_connector":"NixlConnector"}"#),
+        )
+        .unwrap();
+        assert_eq!(
+            (plain.model.as_str(), plain.port),
+            ("m", 8000),
+            "vLLM's defaults"
+        );
+    }
+
+    #[test]
+    fn an_sglang_prefill_opens_its_bootstrap_port() {
+        let a = stand_in(
+            base(),
+            &words(
+                "python3 -m sglang.launch_server --model-path Q/Q --served-model-name q --host 0.0.0.0 --port 31000 --disaggregation-mode prefill --disaggregation-bootstrap-port 9100 --mem-fraction-static 0.8",
+            ),
+        )
+        .unwrap();
+        assert_eq!((a.dialect, a.role), (Dialect::Sglang, SimRole::Context));
+        assert_eq!((a.port, a.bootstrap_port), (31000, 9100));
+        assert_eq!(a.model, "q");
+        let d = stand_in(
+            base(),
+            &words("python3 -m sglang.launch_server --model-path Q/Q --disaggregation-mode decode"),
+        )
+        .unwrap();
+        assert_eq!(
+            (d.role, d.port, d.model.as_str()),
+            (SimRole::Generation, 30000, "Q/Q")
+        );
+    }
+
+    #[test]
+    fn what_the_sim_cannot_stand_in_for_is_an_error() {
+        for (argv, want) in [
+            ("tgi --port 1", "cannot stand in"),
+            ("vllm serve m --port 1", "not a disaggregated worker"),
+            (
+                "vllm serve m --port {port} --kv-transfer-config {}",
+                "unfilled placeholder",
+            ),
+            (
+                "python3 -m sglang.launch_server --model-path m --disaggregation-mode both",
+                "not prefill, decode or null",
+            ),
+        ] {
+            let e = stand_in(base(), &words(argv)).unwrap_err();
+            assert!(e.contains(want), "{argv}: {e}");
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! The shipped vLLM and SGLang examples, run end to end with `disagg sim` standing in for the
+//! engine at exactly the argv and env their plans give: `vllm` and `python3` on the PATH are
+//! stand-ins that exec `disagg sim -- <the engine's argv>`. The sim binds what the engine binds
+//! (SGLang's bootstrap port, vLLM's NIXL side channel from its variables) and serves only the
+//! name the engine would serve, so a port or a name that does not fit fails here.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use support::{DISAGG, TempDir, json, only_run, read, run};
+
+fn example(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(file)
+}
+
+/// A folder of engine stand-ins; its path goes first on the PATH of the run.
+fn stand_ins(dir: &Path) -> String {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for program in ["vllm", "python3"] {
+        let path = bin.join(program);
+        std::fs::write(
+            &path,
+            format!("#!/bin/sh\nexec '{DISAGG}' sim --itl 1ms -- {program} \"$@\"\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+#[test]
+fn the_vllm_example_runs_at_its_plans_argv_and_env() {
+    let ws = TempDir::new("vllm-example");
+    let path = stand_ins(ws.path());
+    let r = run(&example("vllm.yaml"), ws.path(), &[], &[("PATH", &path)]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let dir = only_run(ws.path(), "vllm-1p1d");
+    let plan = json(&dir.join("plan.json"));
+    assert_eq!(
+        plan["router"]["dialect"], "vllm",
+        "routed in its own dialect"
+    );
+    // Every request of both points was served: the served name is the one the benchmark sends
+    // (the sim answers any other with vLLM's 404), and decode pulled every KV cache through the
+    // prefill's side channel.
+    let points = json(&dir.join("results.json"))["points"].clone();
+    let completed: Vec<u64> = points
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["completed"].as_u64().unwrap())
+        .collect();
+    assert_eq!(completed, [16 * 4, 64 * 4], "{points}");
+    // Two workers on one node, a side-channel port each, handed to the engine in the variables
+    // vLLM reads, with the host the role published.
+    let mut ports = Vec::new();
+    for role in ["CTX_0", "GEN_0"] {
+        let ep = json(&dir.join(format!("rendezvous/{role}.json")));
+        let port = ep["side_channel_port"].as_u64().expect("published");
+        let host = ep["host"].as_str().unwrap();
+        let log = read(&dir.join(if role == "CTX_0" {
+            "ctx_server_0.log"
+        } else {
+            "gen_server_0.log"
+        }));
+        assert!(
+            log.contains(&format!("VLLM_NIXL_SIDE_CHANNEL_PORT={port} "))
+                && log.contains(&format!("VLLM_NIXL_SIDE_CHANNEL_HOST={host} ")),
+            "{role}: {log}"
+        );
+        assert!(
+            log.contains(&format!("kv_port={host}:{port}")) && log.contains("model=llama-3.1-8b"),
+            "{role}: the stand-in bound it and serves the benchmark's name: {log}"
+        );
+        ports.push(port);
+    }
+    assert_ne!(ports[0], ports[1]);
+}
+
+#[test]
+fn the_sglang_example_runs_at_its_plans_argv_and_env() {
+    let ws = TempDir::new("sglang-example");
+    let path = stand_ins(ws.path());
+    let r = run(&example("sglang.yaml"), ws.path(), &[], &[("PATH", &path)]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let dir = only_run(ws.path(), "sglang-2p1d");
+    let plan = json(&dir.join("plan.json"));
+    assert_eq!(
+        plan["router"]["dialect"], "sglang",
+        "routed in its own dialect"
+    );
+    let completed = json(&dir.join("results.json"))["points"][0]["completed"].as_u64();
+    assert_eq!(completed, Some(32 * 4));
+    // Both prefills: the router names the bootstrap port each was started with, not its HTTP
+    // port.
+    let cfg = read(&dir.join("server_config.yaml"));
+    for i in 0..2 {
+        let ep = json(&dir.join(format!("rendezvous/CTX_{i}.json")));
+        let bootstrap = ep["bootstrap_port"].as_u64().expect("published");
+        assert_ne!(Some(bootstrap), ep["port"].as_u64());
+        let named = format!(
+            "{}:{}@{bootstrap}",
+            ep["host"].as_str().unwrap(),
+            ep["port"]
+        );
+        assert!(cfg.contains(&named), "CTX_{i} is {named}: {cfg}");
+        let log = read(&dir.join(format!("ctx_server_{i}.log")));
+        assert!(
+            log.contains(&format!("--disaggregation-bootstrap-port {bootstrap} "))
+                && log.contains(&format!("kv_port=0.0.0.0:{bootstrap}")),
+            "CTX_{i} was started with it and bound it: {log}"
+        );
+    }
+}
+
+/// A vLLM worker left at its defaults: the model's path as its served name. The benchmark
+/// sends `model.name`, so vLLM (and the sim in its place) answers 404 and the run fails at its
+/// canary instead of reporting numbers.
+#[test]
+fn a_vllm_worker_that_serves_another_name_fails_the_run() {
+    let ws = TempDir::new("vllm-name");
+    let case = ws.path().join("c.yaml");
+    let argv = |extra: &str| {
+        format!(
+            r#"{{argv: ["{{disagg}}", sim, --itl, 1ms, --side-channel-port, "{{side_channel_port}}", --, vllm, serve, "{{model}}", --host, "{{host}}", --port, "{{port}}", --kv-transfer-config, '{{"kv_connector":"NixlConnector","kv_role":"kv_both"}}'{extra}]}}"#
+        )
+    };
+    std::fs::write(
+        &case,
+        format!(
+            "name: vllm-name\nmodel: {{name: llama, path: meta-llama/Llama}}\nengine: command\nrouter: {{dialect: vllm}}\nhardware: {{gpus_per_node: 2}}\nctx: {{count: 1, engine_args: {}}}\ngen: {{count: 1, engine_args: {}}}\nbenchmark: {{isl: 16, osl: 4, concurrency: [1], rounds: 1}}\ntimeouts: {{worker_startup: 30s, request: 10s, benchmark: 1m, job: 2m}}\n",
+            argv(""),
+            argv(""),
+        ),
+    )
+    .unwrap();
+    let r = run(&case, ws.path(), &[], &[]);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let dir = only_run(ws.path(), "vllm-name");
+    let bench = read(&dir.join("benchmark.log"));
+    assert!(bench.contains("canary") && bench.contains("404"), "{bench}");
+    let ctx = read(&dir.join("ctx_server_0.log"));
+    assert!(
+        ctx.contains("404: The model `llama` does not exist. Valid aliases: meta-llama/Llama."),
+        "the engine says why: {ctx}"
+    );
+}
+
+/// Two vLLM workers on one node left on one side-channel port (as vLLM's default does to every
+/// worker): the second cannot bind it, and a retry on new HTTP ports does not help, since the
+/// side channel stays where the variables put it. The plan of `engine: vllm` gives each worker
+/// its own port (the test above).
+#[test]
+fn two_vllm_workers_on_one_side_channel_port_fail_the_run() {
+    let ws = TempDir::new("vllm-side");
+    let case = ws.path().join("c.yaml");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let argv = r#"{argv: ["{disagg}", sim, --itl, 1ms, --, vllm, serve, "{model}", --host, "{host}", --port, "{port}", --kv-transfer-config, '{"kv_connector":"NixlConnector","kv_role":"kv_both"}']}"#;
+    std::fs::write(
+        &case,
+        format!(
+            "name: vllm-side\nmodel: {{name: llama}}\nengine: command\nrouter: {{dialect: vllm}}\nhardware: {{gpus_per_node: 2}}\nctx: {{count: 1, engine_args: {argv}}}\ngen: {{count: 1, engine_args: {argv}}}\nenv: {{worker: {{VLLM_NIXL_SIDE_CHANNEL_HOST: 127.0.0.1, VLLM_NIXL_SIDE_CHANNEL_PORT: {port}}}}}\nbenchmark: {{isl: 16, osl: 4, concurrency: [1], rounds: 1}}\ntimeouts: {{worker_startup: 30s, request: 10s, benchmark: 1m, job: 2m}}\n"
+        ),
+    )
+    .unwrap();
+    let r = run(&case, ws.path(), &[], &[]);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let dir = only_run(ws.path(), "vllm-side");
+    let logs = read(&dir.join("ctx_server_0.log")) + &read(&dir.join("gen_server_0.log"));
+    assert!(
+        logs.contains(&format!(
+            "cannot bind the NIXL side channel (VLLM_NIXL_SIDE_CHANNEL_HOST/PORT"
+        )) && logs.contains(&format!("127.0.0.1:{port}"))
+            && logs.contains("retrying once"),
+        "{logs}"
+    );
+}
