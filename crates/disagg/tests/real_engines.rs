@@ -181,9 +181,8 @@ fn two_vllm_workers_on_one_side_channel_port_fail_the_run() {
     let dir = only_run(ws.path(), "vllm-side");
     let logs = read(&dir.join("ctx_server_0.log")) + &read(&dir.join("gen_server_0.log"));
     assert!(
-        logs.contains(&format!(
-            "cannot bind the NIXL side channel (VLLM_NIXL_SIDE_CHANNEL_HOST/PORT"
-        )) && logs.contains(&format!("127.0.0.1:{port}"))
+        logs.contains("cannot bind the NIXL side channel (VLLM_NIXL_SIDE_CHANNEL_HOST/PORT")
+            && logs.contains(&format!("127.0.0.1:{port}"))
             && logs.contains("retrying once"),
         "{logs}"
     );
