@@ -14,7 +14,10 @@ pub use crate::slurm::{Container, SlurmSpec};
 /// A whole case, generic over the engine-specific `engine_args` of the worker groups so the
 /// same schema is first read with untyped args (to learn the engine) and then with typed ones.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    bound(deserialize = "EA: Deserialize<'de> + Default")
+)]
 pub struct RawCase<EA> {
     /// The config name; derived from the case when absent (PROTOCOLS.md §6).
     #[serde(default)]
@@ -182,11 +185,16 @@ pub enum CacheTransceiver {
 
 /// CTX or GEN workers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    bound(deserialize = "EA: Deserialize<'de> + Default")
+)]
 pub struct WorkerGroup<EA> {
     pub count: u32,
     #[serde(default)]
     pub parallel: Parallel,
+    /// The engine's own settings; none when absent (a `command` engine still needs its argv).
+    #[serde(default)]
     pub engine_args: EA,
     #[serde(default)]
     pub env: BTreeMap<String, EnvValue>,

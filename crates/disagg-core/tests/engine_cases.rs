@@ -296,3 +296,17 @@ fn the_transfer_backend_reaches_every_engine_and_the_served_name_is_the_benchmar
         );
     }
 }
+
+#[test]
+fn engine_args_may_be_left_out_unless_the_engine_needs_them() {
+    for engine in ["sim", "vllm", "sglang", "trtllm"] {
+        let text = format!(
+            "model: {{name: m}}\nengine: {engine}\nctx: {{count: 1}}\ngen: {{count: 1}}\nbenchmark: {{isl: 8, osl: 8}}\n"
+        );
+        parse_case(&text, Path::new("t.yaml")).unwrap_or_else(|e| panic!("{engine}: {e}"));
+    }
+    let text = "model: {name: m}\nengine: command\nctx: {count: 1}\ngen: {count: 1}\nbenchmark: {isl: 8, osl: 8}\n";
+    let err = parse_case(text, Path::new("t.yaml")).unwrap_err();
+    assert_eq!(err.key, "ctx.engine_args.argv", "{err}");
+    assert!(err.message.contains("empty"), "{err}");
+}

@@ -20,6 +20,17 @@ pub struct CommandArgs {
     pub ranks: u32,
 }
 
+/// No argv: `check` refuses it, naming `engine_args.argv`.
+impl Default for CommandArgs {
+    fn default() -> Self {
+        Self {
+            argv: Vec::new(),
+            host: loopback(),
+            ranks: one(),
+        }
+    }
+}
+
 fn loopback() -> String {
     "127.0.0.1".into()
 }
