@@ -592,6 +592,8 @@ fn every_dialect_runs_end_to_end_through_the_kv_hand_off() {
         let case = CaseSpec {
             name: dialect,
             concurrency: "[2]",
+            ctx_args: "{request_log: true}",
+            gen_args: "{request_log: true}",
             extra: &format!("router: {{kind: builtin, dialect: {dialect}}}\n"),
             ..Default::default()
         }
@@ -634,6 +636,20 @@ fn every_dialect_runs_end_to_end_through_the_kv_hand_off() {
                 log.contains(&format!("--bootstrap-port {bootstrap}")),
                 "the prefill was started with it: {log}"
             );
+            // Both legs of every completion carried it.
+            for leg in ["ctx_server_0", "gen_server_0"] {
+                let lines = read(&dir.join(format!("{leg}.requests.jsonl")));
+                let bodies: Vec<serde_json::Value> = lines
+                    .lines()
+                    .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                    .filter(|l| l["path"] == "/v1/completions")
+                    .map(|l| l["body"].clone())
+                    .collect();
+                assert!(!bodies.is_empty(), "{leg}: {lines}");
+                for b in bodies {
+                    assert_eq!(b["bootstrap_port"].as_u64(), Some(bootstrap), "{leg}: {b}");
+                }
+            }
         } else {
             // Each vLLM worker got a side-channel port of its own.
             let generation = json(&dir.join("rendezvous/GEN_0.json"));
