@@ -2,8 +2,12 @@
 //! - ShareGPT JSON (`[` first): an array of `{"conversations": [{"from", "value"}, ...]}`; the
 //!   first turn is the prompt and the second's length is the output length. Conversations with
 //!   fewer than two turns are left out and counted, as benchmark_serving leaves them out.
-//! - JSONL (TensorRT-LLM's custom format): one object per line with `input_ids` (token ids) or
-//!   `prompt` (text), plus `output_tokens`.
+//! - JSONL, one request per line, in either of two shapes (a file may mix them):
+//!   - TensorRT-LLM's custom dataset (`--dataset-name trtllm_custom`, perf-sanity's
+//!     `dataset_file`): `{"input": {"messages": [{"role": "system", ...}, {"role": "user",
+//!     "content": PROMPT}], "max_tokens": N}}`; the prompt is the user message, the output length
+//!     `max_tokens`;
+//!   - ours: `input_ids` (token ids) or `prompt` (text), plus `output_tokens`.
 //!
 //! A malformed entry is an error naming its line: a silently shortened dataset would change the
 //! workload without anyone knowing.
@@ -98,6 +102,46 @@ fn sharegpt(contents: &str, text: &TextModel) -> Result<Dataset, (Option<usize>,
     Ok(out)
 }
 
+/// A line of TensorRT-LLM's custom dataset.
+#[derive(Deserialize)]
+struct TrtllmCustom {
+    input: TrtllmInput,
+}
+
+#[derive(Deserialize)]
+struct TrtllmInput {
+    messages: Vec<Message>,
+    max_tokens: u32,
+}
+
+#[derive(Deserialize)]
+struct Message {
+    role: String,
+    content: String,
+}
+
+impl TrtllmCustom {
+    /// The user message and `max_tokens`; `Err` says what the line lacks.
+    fn prompt(self) -> Result<(String, u32), String> {
+        let TrtllmInput {
+            messages,
+            max_tokens,
+        } = self.input;
+        if max_tokens == 0 {
+            return Err("input.max_tokens must be at least 1".into());
+        }
+        let user = messages
+            .into_iter()
+            .rev()
+            .find(|m| m.role == "user")
+            .ok_or("input.messages has no message with role \"user\" (the prompt)")?;
+        if user.content.is_empty() {
+            return Err("the user message is empty".into());
+        }
+        Ok((user.content, max_tokens))
+    }
+}
+
 #[derive(Deserialize)]
 struct JsonlEntry {
     #[serde(default)]
@@ -115,7 +159,27 @@ fn jsonl(contents: &str, text: &TextModel) -> Result<Dataset, (Option<usize>, St
         if line.trim().is_empty() {
             continue;
         }
-        let e: JsonlEntry = serde_json::from_str(line).map_err(|e| (n, e.to_string()))?;
+        let value: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| (n, e.to_string()))?;
+        if value.get("input").is_some() {
+            let custom: TrtllmCustom = serde_json::from_value(value).map_err(|e| {
+                (
+                    n,
+                    format!(
+                        "not TensorRT-LLM's custom format ({{\"input\": {{\"messages\": \
+                         [...], \"max_tokens\": N}}}}): {e}"
+                    ),
+                )
+            })?;
+            let (prompt, output_len) = custom.prompt().map_err(|why| (n, why))?;
+            entries.push(Entry {
+                input_len: text.estimate_tokens(&prompt).max(1),
+                prompt: Prompt::Text(prompt),
+                output_len,
+            });
+            continue;
+        }
+        let e: JsonlEntry = serde_json::from_value(value).map_err(|e| (n, e.to_string()))?;
         if e.output_tokens == 0 {
             return Err((n, "output_tokens must be at least 1".into()));
         }
@@ -175,6 +239,42 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn trtllm_custom_lines_take_the_user_message_and_max_tokens() {
+        let data = "\
+{\"input\": {\"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"}, {\"role\": \"user\", \"content\": \"the cat sat on the mat\"}], \"max_tokens\": 12}}
+{\"prompt\": \"the dog\", \"output_tokens\": 2}
+";
+        let d = parse(data, &words()).unwrap();
+        assert_eq!(
+            d.entries[0],
+            Entry {
+                prompt: Prompt::Text("the cat sat on the mat".into()),
+                input_len: 6,
+                output_len: 12
+            }
+        );
+        assert_eq!(d.entries[1].output_len, 2);
+        for (bad, says) in [
+            (
+                "{\"input\": {\"messages\": [{\"role\": \"system\", \"content\": \"x\"}], \"max_tokens\": 3}}",
+                "no message with role \"user\"",
+            ),
+            (
+                "{\"input\": {\"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}}",
+                "missing field `max_tokens`",
+            ),
+            (
+                "{\"input\": {\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"max_tokens\": 0}}",
+                "at least 1",
+            ),
+        ] {
+            let (line, reason) = parse(&format!("{bad}\n"), &words()).unwrap_err();
+            assert_eq!(line, Some(1));
+            assert!(reason.contains(says), "{bad}: {reason}");
+        }
     }
 
     #[test]

@@ -100,8 +100,9 @@ pub struct BenchConfig {
     pub goodput: Option<Slo>,
     /// GPUs serving the model, for tok/s per GPU; `None` leaves those numbers out.
     pub gpus: Option<NonZeroU32>,
-    /// A ShareGPT JSON or JSONL (`input_ids` or `prompt`, plus `output_tokens`) file to take
-    /// prompts and output lengths from instead of random ones.
+    /// A ShareGPT JSON or a JSONL file (TensorRT-LLM's custom `{"input": {"messages": [...],
+    /// "max_tokens": N}}`, or `input_ids`/`prompt` plus `output_tokens`) to take prompts and
+    /// output lengths from instead of random ones.
     pub dataset: Option<PathBuf>,
     /// A local HuggingFace `tokenizer.json` to size text prompts and estimate text lengths.
     pub tokenizer: Option<PathBuf>,
@@ -205,8 +206,9 @@ pub struct BenchArgs {
     /// GPUs serving the model, to report tok/s per GPU.
     #[arg(long)]
     pub gpus: Option<NonZeroU32>,
-    /// Prompts from a ShareGPT JSON or a JSONL file (`input_ids` or `prompt`, plus
-    /// `output_tokens`), used in file order.
+    /// Prompts from a ShareGPT JSON, or a JSONL file of TensorRT-LLM's custom dataset
+    /// (`{"input": {"messages": [...], "max_tokens": N}}`: the user message, max_tokens) or of
+    /// `input_ids`/`prompt` plus `output_tokens`; used in file order.
     #[arg(long)]
     pub dataset: Option<PathBuf>,
     /// Local HuggingFace tokenizer.json to size text prompts (read offline).

@@ -269,3 +269,83 @@ fn a_server_reporting_decoded_tokens_per_iteration_gets_the_spec_decoding_lines(
     );
     assert_jenkins_valid(&dir.join("results.xml"));
 }
+
+/// What the context sim received (its request log), without the canary.
+fn context_requests(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    let log = read(&dir.join("ctx_server_0.requests.jsonl"));
+    log.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["body"].clone())
+        .filter(|b| b["max_tokens"] != 2)
+        .collect()
+}
+
+#[test]
+fn trtllm_custom_jsonl_and_sharegpt_datasets_drive_a_run() {
+    let ws = TempDir::new("datasets");
+    let prompts = [
+        ("the cat sat on the mat", 5),
+        ("a dog ran far away from the house", 7),
+        ("three small birds", 3),
+    ];
+    let custom: String = prompts
+        .iter()
+        .map(|(p, n)| {
+            format!(
+                "{}\n",
+                serde_json::json!({"input": {"messages": [
+                    {"role": "system", "content": "You are terse."},
+                    {"role": "user", "content": p}], "max_tokens": n}})
+            )
+        })
+        .collect();
+    std::fs::write(ws.path().join("custom.jsonl"), custom).unwrap();
+    let sharegpt = serde_json::json!(
+        prompts
+            .iter()
+            .map(|(p, _)| serde_json::json!({"id": "x", "conversations": [
+            {"from": "human", "value": p},
+            {"from": "gpt", "value": "one two three four"}]}))
+            .collect::<Vec<_>>()
+    );
+    std::fs::write(ws.path().join("sharegpt.json"), sharegpt.to_string()).unwrap();
+
+    for (name, file) in [("custom", "custom.jsonl"), ("sharegpt", "sharegpt.json")] {
+        let case = CaseSpec {
+            name,
+            concurrency: "[2]",
+            rounds: 3,
+            ctx_args: "{request_log: true}",
+            ..Default::default()
+        }
+        .yaml()
+        .replace(
+            "  warmup: 1\n",
+            &format!("  warmup: 1\n  dataset: {file}\n"),
+        );
+        let path = ws.path().join(format!("{name}.yaml"));
+        std::fs::write(&path, case).unwrap();
+        let r = run(&path, ws.path(), &[], &[]);
+        assert_eq!(r.code(), 0, "{name}: {}", r.show());
+        let dir = only_run(ws.path(), name);
+        let bodies = context_requests(&dir);
+        // The warmup request and the 6 measured ones.
+        assert_eq!(bodies.len(), 7, "{name}: {bodies:?}");
+        for b in &bodies {
+            let prompt = b["prompt"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name}: {b}"));
+            let (_, n) = prompts
+                .iter()
+                .find(|(p, _)| *p == prompt)
+                .unwrap_or_else(|| panic!("{name}: prompt {prompt:?} is not the dataset's"));
+            // ShareGPT: the reply's estimated length (18 characters, 4 words: 5 tokens).
+            let want = if name == "custom" { *n } else { 5 };
+            assert_eq!(b["max_tokens"], want, "{name}: {b}");
+        }
+        let seen: std::collections::BTreeSet<&str> = bodies
+            .iter()
+            .map(|b| b["prompt"].as_str().unwrap())
+            .collect();
+        assert_eq!(seen.len(), 3, "{name}: every entry is used");
+    }
+}
