@@ -43,6 +43,6 @@ async fn canary_one(
         Err(Failure::ZeroTokens) => {
             Err(fail("the server answered but generated zero tokens".into()))
         }
-        Err(failure) => Err(fail(failure.kind())),
+        Err(failure) => Err(fail(failure.describe())),
     }
 }

@@ -88,7 +88,8 @@ impl Outcome {
 pub(crate) enum Failure {
     Connect,
     Timeout,
-    Status(u16),
+    /// A non-2xx answer, with the message of its OpenAI-style error body when it had one.
+    Status(u16, Option<String>),
     /// The stream ended before `data: [DONE]`.
     StreamCut,
     /// A body or frame that is not the JSON we expect, or an in-band `error` object.
@@ -101,11 +102,19 @@ pub(crate) enum Failure {
 }
 
 impl Failure {
+    /// The kind, and the server's message when it gave one: `http_401: invalid ...`.
+    pub fn describe(&self) -> String {
+        match self {
+            Failure::Status(_, Some(message)) => format!("{}: {message}", self.kind()),
+            _ => self.kind(),
+        }
+    }
+
     pub fn kind(&self) -> String {
         match self {
             Failure::Connect => "connect".into(),
             Failure::Timeout => "timeout".into(),
-            Failure::Status(code) => format!("http_{code}"),
+            Failure::Status(code, _) => format!("http_{code}"),
             Failure::StreamCut => "stream_cut".into(),
             Failure::BadBody => "bad_body".into(),
             Failure::Transport => "transport".into(),
@@ -180,9 +189,11 @@ async fn exchange(
         .map_err(|e| send_failure(&e))?;
     let status = resp.status();
     if !status.is_success() {
-        // Reading the (small) error body lets the connection go back to the pool.
-        let _ = resp.bytes().await;
-        return Err(Failure::Status(status.as_u16()));
+        // Reading the (small) error body lets the connection go back to the pool, and its
+        // message says why.
+        let body = resp.bytes().await.unwrap_or_default();
+        let message = disagg_proto::ApiError::from_body(status.as_u16(), &body).map(|e| e.message);
+        return Err(Failure::Status(status.as_u16(), message));
     }
     if target.streaming {
         read_stream(resp).await
@@ -325,7 +336,11 @@ mod tests {
 
     #[test]
     fn failure_kinds_are_the_counted_keys() {
-        assert_eq!(Failure::Status(500).kind(), "http_500");
+        assert_eq!(Failure::Status(500, None).kind(), "http_500");
+        assert_eq!(
+            Failure::Status(401, Some("bad key".into())).describe(),
+            "http_401: bad key"
+        );
         assert_eq!(Failure::Timeout.kind(), "timeout");
         assert_eq!(Failure::Connect.kind(), "connect");
         assert_eq!(Failure::StreamCut.kind(), "stream_cut");

@@ -444,8 +444,8 @@ mod tests {
         };
         let outcomes = [
             streamed(t0, 0, &[10, 20], 20, 2),
-            failed(0, 5, Failure::Status(500)),
-            failed(1, 6, Failure::Status(500)),
+            failed(0, 5, Failure::Status(500, None)),
+            failed(1, 6, Failure::Status(500, None)),
             failed(2, 40, Failure::Timeout),
         ];
         let Computed {
@@ -477,7 +477,7 @@ mod tests {
             streamed(t0, 0, &[40], 40, 1),
             // Still within goodput's span (0 to 100 ms), but a failure never counts.
             Outcome {
-                result: Err(Failure::Status(500)),
+                result: Err(Failure::Status(500, None)),
                 ..streamed(t0, 0, &[], 100, 0)
             },
         ];

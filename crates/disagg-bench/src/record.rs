@@ -73,7 +73,7 @@ mod tests {
             end: ms(12),
             promised_output: None,
             url_index: 0,
-            result: Err(Failure::Status(503)),
+            result: Err(Failure::Status(503, None)),
             ..ok.clone()
         };
         let r = records(&[ok, failed]);

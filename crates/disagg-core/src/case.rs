@@ -437,6 +437,11 @@ pub struct RouterSpec {
     /// `{disagg}` are filled in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub argv: Option<Vec<String>>,
+    /// TensorRT-LLM's `internal_request_auth_key`: written into `server_config.yaml`, given to
+    /// every worker (the sim's `--internal-request-auth-key` through its environment, trtllm's
+    /// extra-options YAML), and used by the router to sign generation requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal_request_auth_key: Option<String>,
 }
 
 impl RouterSpec {

@@ -449,6 +449,25 @@ fn check_router(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
             );
         }
     }
+    if let Some(key) = &r.internal_request_auth_key {
+        if r.dialect() != crate::case::Dialect::Trtllm {
+            return err(
+                "router.internal_request_auth_key",
+                &format!(
+                    "only TensorRT-LLM's dialect signs hand-offs; the {} dialect has no such key",
+                    r.dialect().as_str()
+                ),
+                "remove the key, or use the trtllm dialect",
+            );
+        }
+        if key.trim().is_empty() {
+            return err(
+                "router.internal_request_auth_key",
+                "the key is empty",
+                "give a secret string (e.g. from `openssl rand -hex 32`), or remove the key",
+            );
+        }
+    }
     match (r.kind, &r.argv) {
         (RouterKind::Engine, _) if case.engine != Engine::Trtllm => err(
             "router.kind",

@@ -287,8 +287,17 @@ pub fn build(case: &LoadedCase, run_id: &str, run_dir: &Path, exe: &Path) -> Pla
                     ready_file: rendezvous_dir(run_dir).join(format!("{role}.engine")),
                     cache_transceiver: c.hardware.cache_transceiver,
                     dialect: c.router.dialect(),
+                    auth_key: c.router.internal_request_auth_key.as_deref(),
                 },
             );
+            // The sim reads its key from the environment, so it stays out of the process list.
+            if let (crate::case::Engine::Sim, Some(key)) =
+                (c.engine, &c.router.internal_request_auth_key)
+            {
+                // A group's own env may set another (to test a mismatched key).
+                env.entry("DISAGG_INTERNAL_REQUEST_AUTH_KEY".into())
+                    .or_insert_with(|| key.clone());
+            }
             if let Some((name, text)) = built.file {
                 files.insert(name, text);
             }

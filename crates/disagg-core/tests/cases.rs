@@ -54,6 +54,28 @@ struct Bad {
 fn bad_cases_name_the_key_line_and_fix() {
     let table = vec![
         Bad {
+            what: "an auth key for a dialect that signs nothing",
+            text: edit(
+                "router: {kind: builtin, policy: round_robin}",
+                "router: {kind: builtin, policy: round_robin, dialect: vllm, internal_request_auth_key: k}",
+            ),
+            key: "router.internal_request_auth_key",
+            line: None,
+            message_has: "only TensorRT-LLM's dialect signs hand-offs",
+            hint_has: "remove the key",
+        },
+        Bad {
+            what: "an empty auth key",
+            text: edit(
+                "router: {kind: builtin, policy: round_robin}",
+                "router: {kind: builtin, policy: round_robin, internal_request_auth_key: \" \"}",
+            ),
+            key: "router.internal_request_auth_key",
+            line: None,
+            message_has: "the key is empty",
+            hint_has: "openssl rand",
+        },
+        Bad {
             what: "unknown key, close to a known one",
             text: edit("  rounds: 4", "  roundz: 4"),
             key: "benchmark.roundz",

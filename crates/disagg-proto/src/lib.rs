@@ -4,6 +4,7 @@
 //! cross the wire between an OpenAI-style client, a PD router and context/generation engines.
 //! See `shared/design/PROTOCOLS.md` for the facts each type encodes.
 
+pub mod auth;
 pub mod error;
 pub mod openai;
 pub mod ready;

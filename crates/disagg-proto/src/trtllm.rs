@@ -81,6 +81,9 @@ pub struct ServerConfig {
     pub port: u16,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<String>,
+    /// The key the server signs protected hand-off fields with (see [`crate::auth`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal_request_auth_key: Option<String>,
     pub context_servers: ServerGroup,
     pub generation_servers: ServerGroup,
     #[serde(flatten)]

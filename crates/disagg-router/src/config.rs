@@ -172,6 +172,12 @@ pub struct RouterArgs {
     /// before 2026-11-28).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// TensorRT-LLM dialect: sign each generation request's protected hand-off fields with this
+    /// key (`x-trtllm-disagg-auth`), as `trtllm-serve disaggregated` does with
+    /// `internal_request_auth_key`; the workers must have the same key. Also read from
+    /// server_config.yaml, and from the environment (so it stays out of the process list).
+    #[arg(long, env = "DISAGG_INTERNAL_REQUEST_AUTH_KEY", hide_env_values = true)]
+    pub internal_request_auth_key: Option<String>,
 }
 
 /// Everything the router needs to serve.
@@ -207,6 +213,9 @@ pub struct RouterConfig {
     /// Serving threads, each a single-threaded runtime; 0: the runtime that calls `serve`
     /// serves. [`default_threads`] unless set.
     pub threads: usize,
+    /// TensorRT-LLM's `internal_request_auth_key`: generation requests carrying protected
+    /// hand-off fields are signed with it.
+    pub internal_request_auth_key: Option<String>,
 }
 
 impl RouterConfig {
@@ -229,6 +238,7 @@ impl RouterConfig {
         out.port = cfg.port;
         out.prefill_policy = policy_for("context_servers", &cfg.context_servers);
         out.decode_policy = policy_for("generation_servers", &cfg.generation_servers);
+        out.internal_request_auth_key = cfg.internal_request_auth_key.clone();
         out
     }
 
@@ -252,6 +262,7 @@ impl RouterConfig {
             health_interval: DEFAULT_HEALTH_INTERVAL,
             eject_after: DEFAULT_EJECT_AFTER,
             threads: default_threads(),
+            internal_request_auth_key: None,
         }
     }
 
@@ -324,6 +335,9 @@ impl RouterArgs {
         cfg.eject_after = self.eject_after;
         if let Some(n) = self.threads {
             cfg.threads = n;
+        }
+        if let Some(key) = self.internal_request_auth_key {
+            cfg.internal_request_auth_key = Some(key);
         }
         Ok(cfg)
     }

@@ -87,8 +87,17 @@ async fn trtllm_flow(
     drop(ctx_lease);
 
     let gen_body = Bytes::from(trtllm::generation_body(req, &handoff));
+    // With a key, the hand-off's protected fields are signed as TensorRT-LLM's server does.
+    let auth = state
+        .cfg
+        .internal_request_auth_key
+        .as_deref()
+        .zip(handoff.auth_payload.as_deref())
+        .and_then(|(key, payload)| {
+            HeaderValue::from_str(&disagg_proto::auth::sign(key, payload)).ok()
+        });
     drop(handoff);
-    generation(state, req, clock, gen_body, None).await
+    generation(state, req, clock, gen_body, None, auth.as_ref()).await
 }
 
 async fn vllm_flow(
@@ -114,7 +123,7 @@ async fn vllm_flow(
     })?;
     drop(ctx_lease);
     let decode_body = Bytes::from(vllm::decode_body(req, &params));
-    generation(state, req, clock, decode_body, Some(id)).await
+    generation(state, req, clock, decode_body, Some(id), None).await
 }
 
 /// The generation leg of a sequential flow, relayed once its first byte is in.
@@ -124,11 +133,12 @@ async fn generation(
     clock: Clock,
     body: Bytes,
     request_id: Option<&HeaderValue>,
+    auth: Option<&HeaderValue>,
 ) -> Result<Response, ProxyError> {
     let path = req.endpoint.path();
     let (lease, opened) = with_retries(state, &state.decode, req.pick_input(), |worker| {
         let body = body.clone();
-        async move { generation_call(state, clock, &worker, path, body, request_id).await }
+        async move { generation_call(state, clock, &worker, path, body, request_id, auth).await }
     })
     .await?;
     let worker = lease.url().to_string();

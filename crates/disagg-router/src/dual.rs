@@ -88,7 +88,15 @@ async fn race(
     body: Bytes,
     mut prefill: BoxFuture<'static, Result<(), ProxyError>>,
 ) -> Result<(Opened, Companion), (bool, ProxyError)> {
-    let decode = generation_call(state, clock, d_lease.url(), req.endpoint.path(), body, None);
+    let decode = generation_call(
+        state,
+        clock,
+        d_lease.url(),
+        req.endpoint.path(),
+        body,
+        None,
+        None,
+    );
     tokio::pin!(decode);
     let mut prefill_done = false;
     loop {

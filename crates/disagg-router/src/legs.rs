@@ -131,7 +131,7 @@ pub(crate) async fn context_call(
     let t = state.target(Leg::Context, worker, clock);
     let started = Instant::now();
     let out = bounded(state, t, leg_deadline, async {
-        let resp = upstream::post_json(&state.client, t, path, body, request_id).await?;
+        let resp = upstream::post_json(&state.client, t, path, body, request_id, None).await?;
         upstream::read_body(t, resp).await
     })
     .await;
@@ -148,12 +148,13 @@ pub(crate) async fn generation_call(
     path: &str,
     body: Bytes,
     request_id: Option<&HeaderValue>,
+    auth: Option<&HeaderValue>,
 ) -> Result<Opened, ProxyError> {
     let t = state.target(Leg::Generation, worker, clock);
     let started = Instant::now();
     let deadline = clock.leg(state.cfg.first_byte_timeout, Deadline::FirstByte);
     let out = bounded(state, t, deadline, async {
-        let resp = upstream::post_json(&state.client, t, path, body, request_id).await?;
+        let resp = upstream::post_json(&state.client, t, path, body, request_id, auth).await?;
         relay::open(t, resp).await
     })
     .await;

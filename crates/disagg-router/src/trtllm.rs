@@ -43,6 +43,9 @@ pub(crate) struct Handoff {
     /// Top-level `prompt_token_ids`, raw and uncopied. When a context server omits them, the
     /// original prompt is sent instead and the generation server tokenises it again.
     pub prompt_token_ids: Option<Bytes>,
+    /// What `internal_request_auth_key` signs: the canonical JSON of the protected fields
+    /// (`encoded_opaque_state`, `ctx_info_endpoint`); `None` when the hand-off has neither.
+    pub auth_payload: Option<String>,
 }
 
 /// A context response that already is the final answer.
@@ -101,6 +104,7 @@ pub(crate) fn read_context_response(bytes: Bytes) -> Result<ContextOutcome, Stri
     }
     params.insert("request_type".into(), Value::from("generation_only"));
     Ok(ContextOutcome::Continue(Handoff {
+        auth_payload: disagg_proto::auth::payload(&params),
         params: to_vec(&params),
         prompt_token_ids: resp.get_bytes("prompt_token_ids"),
     }))

@@ -50,6 +50,7 @@ pub(crate) async fn post_json(
     path: &str,
     body: Bytes,
     request_id: Option<&HeaderValue>,
+    auth: Option<&HeaderValue>,
 ) -> Result<reqwest::Response, ProxyError> {
     let mut request = client
         .post(format!("{}{path}", t.worker))
@@ -57,6 +58,9 @@ pub(crate) async fn post_json(
         .body(body);
     if let Some(id) = request_id {
         request = request.header(REQUEST_ID, id);
+    }
+    if let Some(sig) = auth {
+        request = request.header(disagg_proto::auth::HEADER, sig);
     }
     send(request, t).await
 }

@@ -420,3 +420,59 @@ generation_servers: {num_instances: 1, urls: ["node-c:45678"], router: {type: lo
     assert_eq!(cfg.decode_policy, Policy::LeastRequests);
     assert_eq!(cfg.request_timeout, disagg_router::DEFAULT_REQUEST_TIMEOUT);
 }
+
+#[tokio::test]
+async fn with_a_key_every_generation_request_is_signed_as_trtllm_does() {
+    let ctx = fake("ctx").start().await;
+    let generation = fake("gen").start().await;
+    let mut cfg = config(&[&ctx], &[&generation]);
+    cfg.internal_request_auth_key = Some("k-123".into());
+    let url = router(cfg).await;
+    for stream in [false, true] {
+        let resp = post(&url, "/v1/completions", completion(stream)).await;
+        assert_eq!(resp.status(), 200);
+        let _ = resp.bytes().await;
+    }
+    let seen = generation.seen();
+    assert_eq!(seen.len(), 2);
+    for s in &seen {
+        let params = s.body["disaggregated_params"].as_object().unwrap();
+        // The protected field the fake context server sent, signed over its canonical JSON.
+        assert_eq!(params["encoded_opaque_state"], "b3BhcXVl");
+        let want = disagg_proto::auth::sign(
+            "k-123",
+            r#"{"ctx_info_endpoint":null,"encoded_opaque_state":"b3BhcXVl"}"#,
+        );
+        assert_eq!(s.auth.as_deref(), Some(want.as_str()));
+        assert_eq!(
+            disagg_proto::auth::verify("k-123", params, s.auth.as_deref()),
+            Ok(())
+        );
+    }
+    assert!(
+        ctx.seen().iter().all(|s| s.auth.is_none()),
+        "context requests carry nothing to sign"
+    );
+
+    // Without a key nothing is signed.
+    let unsigned = fake("gen").start().await;
+    let url = router(config(&[&ctx], &[&unsigned])).await;
+    let _ = post(&url, "/v1/completions", completion(false))
+        .await
+        .bytes()
+        .await;
+    assert_eq!(unsigned.seen()[0].auth, None);
+}
+
+#[test]
+fn server_config_carries_the_key_to_the_router() {
+    let cfg = ServerConfig::from_yaml(
+        "hostname: h\nport: 1\nbackend: pytorch\ninternal_request_auth_key: s3cret\n\
+         context_servers: {num_instances: 1, urls: [\"a:1\"]}\n\
+         generation_servers: {num_instances: 1, urls: [\"b:1\"]}\n",
+    )
+    .unwrap();
+    let rc = RouterConfig::from_server_config(&cfg);
+    assert_eq!(rc.internal_request_auth_key.as_deref(), Some("s3cret"));
+    assert!(cfg.to_yaml().contains("internal_request_auth_key: s3cret"));
+}

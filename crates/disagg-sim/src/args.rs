@@ -133,11 +133,25 @@ pub struct SimArgs {
     /// step (e.g. 2.4 with MTP).
     #[arg(long, value_parser = parse_decoded_per_iter)]
     pub decoded_tokens_per_iter: Option<f64>,
+
+    /// TensorRT-LLM dialect: TensorRT-LLM's `internal_request_auth_key`. A request whose
+    /// `disaggregated_params` carry protected fields (`encoded_opaque_state`,
+    /// `ctx_info_endpoint`) must then be signed with it (`x-trtllm-disagg-auth`), else it is
+    /// refused with 401. Read from the environment too, so it stays out of the process list.
+    #[arg(long, env = "DISAGG_INTERNAL_REQUEST_AUTH_KEY", hide_env_values = true)]
+    pub internal_request_auth_key: Option<String>,
 }
 
 impl SimArgs {
     /// Flags that only the TensorRT-LLM dialect has.
     pub(crate) fn check_dialect(&self) -> Result<(), crate::SimError> {
+        if self.dialect != Dialect::Trtllm && self.internal_request_auth_key.is_some() {
+            return Err(crate::SimError::Flags(format!(
+                "--internal-request-auth-key (DISAGG_INTERNAL_REQUEST_AUTH_KEY) is TensorRT-LLM's; \
+                 the {} dialect signs nothing (use --dialect trtllm or drop the key)",
+                self.dialect.name()
+            )));
+        }
         if self.dialect != Dialect::Trtllm && self.decoded_tokens_per_iter.is_some() {
             return Err(crate::SimError::Flags(format!(
                 "--decoded-tokens-per-iter is TensorRT-LLM's avg_decoded_tokens_per_iter; the {} \

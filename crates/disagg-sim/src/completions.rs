@@ -59,6 +59,14 @@ async fn handle(
     if let (Some(log), Ok(bytes)) = (sim.request_log(), &body) {
         log.record(endpoint.path(), request_id.as_deref(), bytes);
     }
+    if let (Some(key), Ok(bytes)) = (sim.auth_key(), &body) {
+        if let Err(e) = check_signature(key, &headers, bytes) {
+            eprintln!("disagg-sim: POST {} -> 401: {e}", endpoint.path());
+            sim.metrics().outcome(Outcome::Rejected);
+            return HttpError(ApiError::new(401, "authentication_error", e.to_string()))
+                .into_response();
+        }
+    }
     let verdict = sim.faults().arrive();
     match serve(&sim, endpoint, start, request_id, body, verdict).await {
         Ok(r) => r,
@@ -78,6 +86,30 @@ async fn handle(
             HttpError(e).into_response()
         }
     }
+}
+
+/// TensorRT-LLM's worker check: a request whose `disaggregated_params` carry protected fields
+/// must be signed with the key. A body that is not JSON is left to the parser's own error.
+fn check_signature(
+    key: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), disagg_proto::auth::AuthError> {
+    #[derive(serde::Deserialize)]
+    struct Params {
+        #[serde(default)]
+        disaggregated_params: Option<serde_json::Map<String, serde_json::Value>>,
+    }
+    let Ok(Params {
+        disaggregated_params: Some(params),
+    }) = serde_json::from_slice::<Params>(body)
+    else {
+        return Ok(());
+    };
+    let provided = headers
+        .get(disagg_proto::auth::HEADER)
+        .and_then(|v| v.to_str().ok());
+    disagg_proto::auth::verify(key, &params, provided)
 }
 
 async fn serve(

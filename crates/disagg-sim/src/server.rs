@@ -63,6 +63,8 @@ struct Inner {
     /// TensorRT-LLM's `avg_decoded_tokens_per_iter` to report (`--decoded-tokens-per-iter`).
     decoded_per_iter: Option<f64>,
     kv_ttl: Duration,
+    /// TensorRT-LLM's `internal_request_auth_key`: protected hand-offs must be signed with it.
+    auth_key: Option<String>,
     /// Source of response ids and `ctx_request_id`s, unique within this server.
     next_id: AtomicU64,
     /// Source of vLLM block ids, unique within this server.
@@ -129,6 +131,7 @@ impl SimState {
             eos_at: args.eos_at,
             decoded_per_iter: args.decoded_tokens_per_iter,
             kv_ttl: args.kv.kv_ttl,
+            auth_key: args.internal_request_auth_key.clone(),
             next_id: AtomicU64::new(1),
             next_block: AtomicU64::new(1),
         })))
@@ -243,6 +246,11 @@ impl SimState {
         let n = n.max(1) as u64;
         let first = self.0.next_block.fetch_add(n, Ordering::Relaxed);
         (first..first + n).collect()
+    }
+
+    /// The key protected hand-offs must be signed with (`--internal-request-auth-key`).
+    pub(crate) fn auth_key(&self) -> Option<&str> {
+        self.0.auth_key.as_deref()
     }
 
     /// Identity fields for a new response.

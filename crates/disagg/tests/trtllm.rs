@@ -349,3 +349,56 @@ fn trtllm_custom_jsonl_and_sharegpt_datasets_drive_a_run() {
         assert_eq!(seen.len(), 3, "{name}: every entry is used");
     }
 }
+
+#[test]
+fn with_a_key_the_router_signs_and_a_worker_with_another_key_fails_the_run_with_401() {
+    let ws = TempDir::new("auth");
+    // Same key everywhere: every generation request is checked by the sim, and all pass.
+    let good = CaseSpec {
+        name: "auth",
+        concurrency: "[2]",
+        extra: "router: {internal_request_auth_key: s3cret-key}\n",
+        ..Default::default()
+    }
+    .write(ws.path(), "auth.yaml");
+    let r = run(&good, ws.path(), &[], &[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let dir = only_run(ws.path(), "auth");
+    let cfg = read(&dir.join("server_config.yaml"));
+    assert!(
+        cfg.contains("internal_request_auth_key: s3cret-key") && cfg.contains("backend: pytorch"),
+        "{cfg}"
+    );
+    let results = json(&dir.join("results.json"));
+    assert_eq!(results["points"][0]["completed"], 4);
+
+    // The generation sim has another key: it answers 401, and the run fails saying so.
+    let bad = CaseSpec {
+        name: "authbad",
+        concurrency: "[2]",
+        extra: "router: {internal_request_auth_key: s3cret-key}\n",
+        ..Default::default()
+    }
+    .yaml()
+    .replace(
+        "gen:\n  count: 1\n  engine_args: {}\n",
+        "gen:\n  count: 1\n  engine_args: {}\n  env: {DISAGG_INTERNAL_REQUEST_AUTH_KEY: other-key}\n",
+    );
+    let path = ws.path().join("authbad.yaml");
+    std::fs::write(&path, bad).unwrap();
+    let r = run(&path, ws.path(), &[], &[]);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let dir = only_run(ws.path(), "authbad");
+    let status = json(&dir.join("rendezvous/status.json"));
+    let reason = status["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("http_401")
+            && reason.contains("different internal_request_auth_key values"),
+        "{reason}"
+    );
+    let gen_log = read(&dir.join("gen_server_0.log"));
+    assert!(
+        gen_log.contains("401") && gen_log.contains("internal_request_auth_key"),
+        "{gen_log}"
+    );
+}

@@ -60,6 +60,8 @@ pub struct WorkerSpec<'a> {
     pub cache_transceiver: Option<CacheTransceiver>,
     /// The router's dialect, which the sim speaks too.
     pub dialect: Dialect,
+    /// `router.internal_request_auth_key`, which workers check signatures with.
+    pub auth_key: Option<&'a str>,
 }
 
 impl WorkerSpec<'_> {

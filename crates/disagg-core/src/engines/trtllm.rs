@@ -28,6 +28,12 @@ pub fn build(m: &Mapping, w: &WorkerSpec<'_>) -> Built {
         c.insert("backend".into(), backend.into());
         set("cache_transceiver_config", Value::Mapping(c));
     }
+    // TensorRT-LLM's harness gives every worker the server's key in this file.
+    if let Some(key) = w.auth_key {
+        if !m.contains_key("internal_request_auth_key") {
+            set("internal_request_auth_key", key.into());
+        }
+    }
     let text = serde_yaml_ng::to_string(&config).unwrap_or_default();
     let ranks = p.gpus_per_server();
     let mut argv: Vec<String> = Vec::new();

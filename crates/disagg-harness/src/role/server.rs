@@ -95,7 +95,9 @@ fn write_config(
     let config = ServerConfig {
         hostname: host.to_string(),
         port,
-        backend: None,
+        // TensorRT-LLM's harness always writes it; its disaggregated server reads it.
+        backend: Some("pytorch".into()),
+        internal_request_auth_key: plan.router.internal_request_auth_key.clone(),
         context_servers: group(ctx, plan.router.ctx_policy()),
         generation_servers: group(gen_urls, plan.router.gen_policy()),
         other: Default::default(),
@@ -217,6 +219,7 @@ mod tests {
                 hostname: "127.0.0.1".into(),
                 port: 1,
                 backend: None,
+                internal_request_auth_key: None,
                 context_servers: group("127.0.0.1:2"),
                 generation_servers: group("127.0.0.1:3"),
                 other: Default::default(),

@@ -78,6 +78,8 @@ pub struct Seen {
     pub path: String,
     pub body: Value,
     pub request_id: Option<String>,
+    /// The `x-trtllm-disagg-auth` signature, when sent.
+    pub auth: Option<String>,
 }
 
 pub struct Fake {
@@ -260,6 +262,9 @@ async fn infer(
             body: body.clone(),
             request_id: headers
                 .get("x-request-id")
+                .map(|v| v.to_str().unwrap().to_string()),
+            auth: headers
+                .get(disagg_proto::auth::HEADER)
                 .map(|v| v.to_str().unwrap().to_string()),
         });
     }

@@ -59,3 +59,35 @@ fn the_figure_is_the_trtllm_dialects_and_at_least_one() {
     let why = disagg_sim::check_argv(&argv).unwrap_err();
     assert!(why.contains("avg_decoded_tokens_per_iter"), "{why}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_key_protected_hand_offs_must_be_signed_or_get_401() {
+    let sim = start(&["--role", "generation", "--internal-request-auth-key", "k1"]).await;
+    let body = json!({"prompt": [1, 2, 3], "max_tokens": 2, "disaggregated_params": {
+        "request_type": "generation_only", "first_gen_tokens": [1], "ctx_request_id": 1,
+        "encoded_opaque_state": "bm90LWEtcGVlcg=="}});
+    let params = body["disaggregated_params"].as_object().unwrap().clone();
+    let post = |sig: Option<String>| {
+        let mut req = sim.client.post(sim.url("/v1/completions")).json(&body);
+        if let Some(sig) = sig {
+            req = req.header(disagg_proto::auth::HEADER, sig);
+        }
+        req.send()
+    };
+    for sig in [None, disagg_proto::auth::signature("another key", &params)] {
+        let resp = post(sig).await.unwrap();
+        assert_eq!(resp.status(), 401);
+        let text = resp.text().await.unwrap();
+        assert!(text.contains("internal_request_auth_key"), "{text}");
+    }
+    // Signed with the key, the request gets past the check (and fails on its made-up state).
+    let resp = post(disagg_proto::auth::signature("k1", &params))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400, "{}", resp.text().await.unwrap());
+    // Nothing protected, nothing to sign.
+    let (status, _) = sim
+        .complete(&json!({"prompt": [1, 2, 3], "max_tokens": 2}))
+        .await;
+    assert_ne!(status, 401);
+}
