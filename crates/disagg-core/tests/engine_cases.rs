@@ -310,3 +310,23 @@ fn engine_args_may_be_left_out_unless_the_engine_needs_them() {
     assert_eq!(err.key, "ctx.engine_args.argv", "{err}");
     assert!(err.message.contains("empty"), "{err}");
 }
+
+#[test]
+fn trtllm_options_that_pyyaml_would_retype_are_quoted() {
+    // A string `'on'` in the case (YAML 1.2 would also read a plain `on` as a string, but
+    // PyYAML, which trtllm-serve uses, reads it as True).
+    let p = plan_of(&case(
+        "trtllm",
+        r#"{kv_cache_config: {dtype: auto, mode: "on"}, stream_interval: 10, tag: "1_000"}"#,
+        "",
+    ));
+    let file = &p.files["ctx_config.yaml"];
+    for line in [
+        "  mode: 'on'",
+        "tag: '1_000'",
+        "stream_interval: 10",
+        "  dtype: auto",
+    ] {
+        assert!(file.lines().any(|l| l == line), "{line:?} not in\n{file}");
+    }
+}

@@ -13,7 +13,14 @@ fn import(file: &str) -> (String, Vec<String>, Plan) {
         .join(file);
     let text = std::fs::read_to_string(&path).unwrap();
     let stem = file.trim_end_matches(".yaml");
-    let imported = convert(&text, stem).unwrap();
+    // Deterministic whatever the machine: no $LLM_MODELS_ROOT, no dataset file.
+    let nowhere = |_: &Path| false;
+    let opts = disagg_core::import::trtllm::Options {
+        gen_only: false,
+        models_root: None,
+        exists: &nowhere,
+    };
+    let imported = disagg_core::import::trtllm::convert_with(&text, stem, &opts).unwrap();
     let case = parse_case(&imported.case_yaml, Path::new(file)).unwrap();
     let plan = disagg_core::plan::build(
         &case,
@@ -63,11 +70,14 @@ fn a_multi_node_generation_server() {
     assert_eq!(ranks(&plan, RoleName::Ctx(1)), (4, vec![1]));
     assert_eq!(ranks(&plan, RoleName::Gen(0)), (16, vec![2, 3, 4, 5]));
     assert_eq!(plan.nodes, 6);
-    for must in [
-        "profiling.nsys_on",
-        "environment.model_path",
-        "benchmark.benchmark_ratio",
-    ] {
+    // TensorRT-LLM's own client reads benchmark_ratio as we do: imported exactly, no note.
+    assert!(yaml.contains("range_ratio: 0.8"), "{yaml}");
+    assert!(
+        !notes
+            .iter()
+            .any(|n| n.starts_with("benchmark.benchmark_ratio"))
+    );
+    for must in ["profiling.nsys_on", "environment.model_path"] {
         assert!(
             notes.iter().any(|n| n.starts_with(must)),
             "{must} not reported: {notes:?}"
@@ -110,4 +120,169 @@ fn what_cannot_be_read_is_an_error_naming_the_key() {
     assert!(err.to_string().contains("benchmark.output_length"), "{err}");
     let err = convert("- a list", "x").unwrap_err();
     assert!(err.to_string().contains("not a mapping"), "{err}");
+}
+
+/// The multinode sample with its benchmark section edited.
+fn with_benchmark(edit: &[(&str, &str)]) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/import/trtllm/gb200_ctx2_dep4_gen1_dep16_multinode.yaml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    for (from, to) in edit {
+        assert_eq!(text.matches(from).count(), 1, "{from}");
+        text = text.replace(from, to);
+    }
+    text
+}
+
+/// `benchmark.dataset` as written (the file it names need not exist here).
+fn dataset_of(yaml: &str) -> Option<String> {
+    let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(yaml).unwrap();
+    v["benchmark"]["dataset"].as_str().map(String::from)
+}
+
+fn bench_of(yaml: &str) -> disagg_core::case::Benchmark {
+    parse_case(yaml, Path::new("t.yaml"))
+        .unwrap()
+        .case
+        .benchmark
+}
+
+#[test]
+fn the_sa_clients_ratio_is_converted_to_the_same_range() {
+    // [0.8·L, L] is L' = 0.9·L with ratio (1 − 0.8)/(1 + 0.8) = 1/9.
+    let text = with_benchmark(&[("use_nv_sa_benchmark: false", "use_nv_sa_benchmark: true")]);
+    let imported = convert(&text, "sa").unwrap();
+    let b = bench_of(&imported.case_yaml);
+    assert_eq!(
+        (b.isl, b.osl),
+        (7373, 922),
+        "8192·0.9 = 7372.8, 1024·0.9 = 921.6"
+    );
+    assert!(
+        (b.range_ratio - 1.0 / 9.0).abs() < 1e-12,
+        "{}",
+        b.range_ratio
+    );
+    // The same range: [L'(1−r'), L'(1+r')] ≈ [0.8·L, L].
+    let (lo, hi) = (
+        b.isl as f64 * (1.0 - b.range_ratio),
+        b.isl as f64 * (1.0 + b.range_ratio),
+    );
+    assert!(
+        (lo - 0.8 * 8192.0).abs() < 1.0 && (hi - 8192.0).abs() < 1.0,
+        "{lo} {hi}"
+    );
+    let notes: Vec<String> = imported.notes.iter().map(|n| n.to_string()).collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("benchmark.benchmark_ratio") && n.contains("[0.8·L, L]")),
+        "{notes:?}"
+    );
+    // Without the SA client the ratio is TensorRT-LLM's (and ours) as is.
+    let b = bench_of(&convert(&with_benchmark(&[]), "own").unwrap().case_yaml);
+    assert_eq!((b.isl, b.osl, b.range_ratio), (8192, 1024, 0.8));
+}
+
+#[test]
+fn dataset_file_follows_trtllms_resolution_rule() {
+    use disagg_core::import::trtllm::{Options, convert_with};
+    let tmp = std::env::temp_dir().join(format!("disagg-import-ds-{}", std::process::id()));
+    let root = tmp.join("models");
+    std::fs::create_dir_all(root.join("datasets")).unwrap();
+    let under_root = root.join("datasets/aa.jsonl");
+    std::fs::write(&under_root, "{}\n").unwrap();
+    let elsewhere = tmp.join("elsewhere.jsonl");
+    std::fs::write(&elsewhere, "{}\n").unwrap();
+    let exists = |p: &Path| p.is_file();
+    let text_for = |file: &str| {
+        with_benchmark(&[(
+            "dataset_file: <dataset_file>",
+            &format!("dataset_file: {file}"),
+        )])
+    };
+    let opts = Options {
+        gen_only: false,
+        models_root: Some(root.clone()),
+        exists: &exists,
+    };
+    // Under $LLM_MODELS_ROOT first.
+    let d = dataset_of(
+        &convert_with(&text_for("datasets/aa.jsonl"), "d", &opts)
+            .unwrap()
+            .case_yaml,
+    );
+    assert_eq!(d.as_deref(), Some(under_root.to_str().unwrap()));
+    // Else as given.
+    let d = dataset_of(
+        &convert_with(&text_for(elsewhere.to_str().unwrap()), "d", &opts)
+            .unwrap()
+            .case_yaml,
+    );
+    assert_eq!(d.as_deref(), Some(elsewhere.to_str().unwrap()));
+    // Else random prompts, and the note says where it looked.
+    let imported = convert_with(&text_for("datasets/missing.jsonl"), "d", &opts).unwrap();
+    assert_eq!(dataset_of(&imported.case_yaml), None);
+    let note = imported
+        .notes
+        .iter()
+        .map(|n| n.to_string())
+        .find(|n| n.starts_with("benchmark.dataset_file"))
+        .unwrap();
+    assert!(
+        note.contains(root.join("datasets/missing.jsonl").to_str().unwrap())
+            && note.contains("random prompts"),
+        "{note}"
+    );
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+#[test]
+fn gen_only_runs_the_first_concurrency_once_after_one_warm_up_request() {
+    use disagg_core::import::trtllm::{Options, convert_with};
+    let text = with_benchmark(&[("concurrency_list: '2048'", "concurrency_list: '1 8 64'")]);
+    let opts = Options {
+        gen_only: true,
+        ..Options::from_env()
+    };
+    let b = bench_of(&convert_with(&text, "g", &opts).unwrap().case_yaml);
+    assert_eq!((b.concurrency(), b.rounds, b.warmup), (vec![1], 1, 1));
+    let text = with_benchmark(&[("concurrency_list: '2048'", "concurrency_list: '8 64'")]);
+    let b = bench_of(&convert_with(&text, "g", &opts).unwrap().case_yaml);
+    assert_eq!((b.concurrency(), b.rounds, b.warmup), (vec![8], 1, 0));
+    // Without it, the whole list and multi_round.
+    let b = bench_of(&convert(&text, "e").unwrap().case_yaml);
+    assert_eq!((b.concurrency(), b.rounds), (vec![8, 64], 3));
+}
+
+#[test]
+fn the_auth_key_goes_to_the_router() {
+    let text = format!(
+        "{}internal_request_auth_key: 0123abcd\n",
+        with_benchmark(&[])
+    );
+    let imported = convert(&text, "k").unwrap();
+    let case = parse_case(&imported.case_yaml, Path::new("t.yaml")).unwrap();
+    assert_eq!(
+        case.case.router.internal_request_auth_key.as_deref(),
+        Some("0123abcd")
+    );
+    assert!(
+        !imported
+            .notes
+            .iter()
+            .any(|n| n.to_string().starts_with("internal_request_auth_key")),
+        "carried over, so not a note"
+    );
+    let plan = disagg_core::plan::build(
+        &case,
+        "RUN1",
+        Path::new("/ws/disagg_logs/x/RUN1"),
+        Path::new("/opt/disagg/bin/disagg"),
+    );
+    assert!(
+        plan.files["gen_config.yaml"].contains("internal_request_auth_key: 0123abcd"),
+        "{}",
+        plan.files["gen_config.yaml"]
+    );
 }

@@ -17,6 +17,7 @@ pub mod sglang;
 mod sim;
 mod trtllm;
 pub mod vllm;
+pub mod yaml11;
 
 use std::path::{Path, PathBuf};
 

@@ -34,7 +34,8 @@ pub fn build(m: &Mapping, w: &WorkerSpec<'_>) -> Built {
             set("internal_request_auth_key", key.into());
         }
     }
-    let text = serde_yaml_ng::to_string(&config).unwrap_or_default();
+    // trtllm-serve reads this with PyYAML (YAML 1.1): `yes`/`on` strings must stay strings.
+    let text = super::yaml11::to_string(&Value::Mapping(config));
     let ranks = p.gpus_per_server();
     let mut argv: Vec<String> = Vec::new();
     if ranks > 1 {

@@ -33,8 +33,35 @@ impl Ctx {
     }
 }
 
+/// How to import, beyond the file itself.
+pub struct Options<'a> {
+    /// `--gen-only`: run the config as TensorRT-LLM's `gen_only` test does (also when the
+    /// config's `benchmark.mode` says `gen_only`).
+    pub gen_only: bool,
+    /// `$LLM_MODELS_ROOT`, under which TensorRT-LLM looks for `dataset_file` first.
+    pub models_root: Option<std::path::PathBuf>,
+    /// Whether a path names a file (the real file system, or a test's).
+    pub exists: &'a dyn Fn(&Path) -> bool,
+}
+
+impl Options<'_> {
+    /// No `--gen-only`; `$LLM_MODELS_ROOT` and files as they are on this machine.
+    pub fn from_env() -> Options<'static> {
+        Options {
+            gen_only: false,
+            models_root: std::env::var_os("LLM_MODELS_ROOT").map(Into::into),
+            exists: &|p: &Path| p.is_file(),
+        }
+    }
+}
+
 /// Converts `text`; `name` (usually the file stem) becomes the case's name.
 pub fn convert(text: &str, name: &str) -> Result<Imported, ImportError> {
+    convert_with(text, name, &Options::from_env())
+}
+
+/// [`convert`] with explicit [`Options`].
+pub fn convert_with(text: &str, name: &str, opts: &Options<'_>) -> Result<Imported, ImportError> {
     let root: Value =
         serde_yaml_ng::from_str(text).map_err(|e| ImportError::Yaml(e.to_string()))?;
     let root = root
@@ -59,6 +86,7 @@ pub fn convert(text: &str, name: &str) -> Result<Imported, ImportError> {
             "environment",
             "worker_config",
             "profiling",
+            "internal_request_auth_key",
         ]
         .contains(&k)
         {
@@ -89,7 +117,7 @@ pub fn convert(text: &str, name: &str) -> Result<Imported, ImportError> {
     let model = model_section(&mut cx, &src)?;
     let hw = hardware_section(&mut cx, &src);
     let (ctx, generation) = groups_section(&mut cx, &src);
-    let (bench, env) = benchmark_section(&mut cx, &src)?;
+    let (bench, env) = benchmark_section(&mut cx, &src, opts)?;
     let slurm = slurm_section(&mut cx, &src);
 
     let mut case = Mapping::new();
@@ -99,6 +127,23 @@ pub fn convert(text: &str, name: &str) -> Result<Imported, ImportError> {
     put(&mut case, "hardware", Value::Mapping(hw));
     put(&mut case, "ctx", Value::Mapping(ctx));
     put(&mut case, "gen", Value::Mapping(generation));
+    // TensorRT-LLM's harness gives the disaggregated server and every worker this key.
+    match root.get("internal_request_auth_key") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(k)) if placeholder(k) => cx.note(
+            "internal_request_auth_key",
+            format!("placeholder `{k}` left unset; give `router.internal_request_auth_key`"),
+        ),
+        Some(Value::String(k)) if !k.trim().is_empty() => {
+            let mut router = Mapping::new();
+            put(&mut router, "internal_request_auth_key", k.as_str());
+            put(&mut case, "router", Value::Mapping(router));
+        }
+        Some(v) => cx.note(
+            "internal_request_auth_key",
+            format!("{} is not a key; not imported", show(v)),
+        ),
+    }
     put(&mut case, "benchmark", Value::Mapping(bench));
     if !env.is_empty() {
         put(&mut case, "env", Value::Mapping(env));
@@ -240,14 +285,74 @@ fn groups_section(cx: &mut Ctx, src: &Src) -> (Mapping, Mapping) {
 }
 
 /// `benchmark:` and `env:` (the benchmark mode adds a worker variable).
-fn benchmark_section(cx: &mut Ctx, src: &Src) -> Result<(Mapping, Mapping), ImportError> {
+fn benchmark_section(
+    cx: &mut Ctx,
+    src: &Src,
+    opts: &Options<'_>,
+) -> Result<(Mapping, Mapping), ImportError> {
     // benchmark
     let mut bench = Mapping::new();
     let need = |k: &str| {
         u64_of(&src.bench, k).ok_or_else(|| shape(&format!("benchmark.{k}"), "is missing"))
     };
-    put(&mut bench, "isl", need("input_length")?);
-    put(&mut bench, "osl", need("output_length")?);
+    let (isl, osl) = (need("input_length")?, need("output_length")?);
+    let ratio = src
+        .bench
+        .get("benchmark_ratio")
+        .map(|v| v.as_f64().ok_or(v))
+        .transpose();
+    let sa_client = src
+        .bench
+        .get("use_nv_sa_benchmark")
+        .and_then(Value::as_bool)
+        == Some(true);
+    match ratio {
+        Ok(None) | Ok(Some(0.0)) => {
+            put(&mut bench, "isl", isl);
+            put(&mut bench, "osl", osl);
+        }
+        // TensorRT-LLM's own client: lengths uniform in [L(1−r), L(1+r)], our meaning.
+        Ok(Some(r)) if !sa_client && r > 0.0 && r < 1.0 => {
+            put(&mut bench, "isl", isl);
+            put(&mut bench, "osl", osl);
+            put(&mut bench, "range_ratio", r);
+        }
+        // The SA client (bench_serving) draws from [r·L, L]: the same range is
+        // L' = L(1+r)/2 with ratio r' = (1−r)/(1+r).
+        Ok(Some(r)) if sa_client && r > 0.0 && r <= 1.0 => {
+            let convert = |l: u64| (l as f64 * (1.0 + r) / 2.0).round() as u64;
+            let r2 = (1.0 - r) / (1.0 + r);
+            put(&mut bench, "isl", convert(isl));
+            put(&mut bench, "osl", convert(osl));
+            if r2 > 0.0 {
+                put(&mut bench, "range_ratio", r2);
+            }
+            cx.note(
+                "benchmark.benchmark_ratio",
+                format!(
+                    "{r} with use_nv_sa_benchmark: the SA client draws lengths from [{r}·L, L]; \
+                     imported as the same range in our L·(1±r) form: isl {isl}→{}, osl \
+                     {osl}→{}, range_ratio {r2}",
+                    convert(isl),
+                    convert(osl)
+                ),
+            );
+        }
+        Ok(Some(_)) | Err(_) => {
+            put(&mut bench, "isl", isl);
+            put(&mut bench, "osl", osl);
+            cx.note(
+                "benchmark.benchmark_ratio",
+                format!(
+                    "{} is not a ratio in (0, 1); lengths are exact",
+                    src.bench
+                        .get("benchmark_ratio")
+                        .map(show)
+                        .unwrap_or_default()
+                ),
+            );
+        }
+    }
     let conc: Vec<u64> = match src.bench.get("concurrency_list") {
         Some(Value::Sequence(s)) => s.iter().filter_map(Value::as_u64).collect(),
         Some(Value::Number(n)) => n.as_u64().into_iter().collect(),
@@ -259,13 +364,40 @@ fn benchmark_section(cx: &mut Ctx, src: &Src) -> Result<(Mapping, Mapping), Impo
             .map_err(|_| shape("benchmark.concurrency_list", "is not a list of numbers"))?,
         _ => return Err(shape("benchmark.concurrency_list", "is missing")),
     };
-    put(
-        &mut bench,
-        "concurrency",
-        Value::Sequence(conc.into_iter().map(Value::from).collect()),
-    );
-    if let Some(r) = u64_of(&src.bench, "multi_round") {
-        put(&mut bench, "rounds", r);
+    let config_gen_only = src
+        .bench
+        .get("mode")
+        .and_then(Value::as_str)
+        .is_some_and(|m| m.starts_with("gen_only"));
+    let gen_only = opts.gen_only || config_gen_only;
+    if gen_only {
+        // TensorRT-LLM's gen_only test: the first concurrency only, one round, and a single
+        // warm-up request (its test input) at concurrency 1 only.
+        let first = *conc
+            .first()
+            .ok_or_else(|| shape("benchmark.concurrency_list", "is empty"))?;
+        put(
+            &mut bench,
+            "concurrency",
+            Value::Sequence(vec![first.into()]),
+        );
+        put(&mut bench, "rounds", 1u64);
+        put(&mut bench, "warmup", u64::from(first == 1));
+        if conc.len() > 1 {
+            cx.note(
+                "benchmark.concurrency_list",
+                format!("gen-only runs its first concurrency only ({first}); {conc:?} given"),
+            );
+        }
+    } else {
+        put(
+            &mut bench,
+            "concurrency",
+            Value::Sequence(conc.into_iter().map(Value::from).collect()),
+        );
+        if let Some(r) = u64_of(&src.bench, "multi_round") {
+            put(&mut bench, "rounds", r);
+        }
     }
     if let Some(s) = src.bench.get("streaming").and_then(Value::as_bool) {
         put(&mut bench, "streaming", s);
@@ -276,22 +408,20 @@ fn benchmark_section(cx: &mut Ctx, src: &Src) -> Result<(Mapping, Mapping), Impo
     for (k, v) in &src.bench {
         let key = format!("benchmark.{}", k.as_str().unwrap_or("?"));
         match k.as_str().unwrap_or("") {
-            "input_length" | "output_length" | "concurrency_list" | "multi_round" | "streaming" => {
-            }
-            "benchmark_ratio" => match v.as_f64() {
-                Some(0.0) => {}
-                Some(r) if (0.0..1.0).contains(&r) => {
-                    put(&mut bench, "range_ratio", r);
-                    cx.note(&key, format!("{r} imported as `range_ratio` (input/output lengths uniform in L·(1±r)); check that is the meaning you use"));
-                }
-                _ => cx.note(&key, format!("{} has no equivalent", show(v))),
-            },
+            "input_length" | "output_length" | "concurrency_list" | "multi_round" | "streaming"
+            | "benchmark_ratio" => {}
             "mode" => match v.as_str().unwrap_or("") {
                 "e2e" => {}
                 m @ ("gen_only" | "gen_only_no_context") => {
                     // How TensorRT-LLM runs a generation-only benchmark: its workers read this.
                     env_worker.insert("TRTLLM_DISAGG_BENCHMARK_GEN_ONLY".into(), "1".into());
                     cx.note(&key, format!("`{m}`: workers get TRTLLM_DISAGG_BENCHMARK_GEN_ONLY=1; our benchmark still sends full requests"));
+                    if m == "gen_only_no_context" {
+                        cx.note(
+                            &key,
+                            "no context servers: not supported; the ctx group still runs",
+                        );
+                    }
                 }
                 other => cx.note(
                     &key,
@@ -299,13 +429,22 @@ fn benchmark_section(cx: &mut Ctx, src: &Src) -> Result<(Mapping, Mapping), Impo
                 ),
             },
             "use_nv_sa_benchmark" if v.as_bool() == Some(false) => {}
-            "dataset_file" => cx.note(
+            "use_nv_sa_benchmark" if v.as_bool() == Some(true) => cx.note(
                 &key,
-                format!(
-                    "{}: we generate random prompts of isl/osl tokens instead",
-                    show(v)
-                ),
+                "the SA client (bench_serving) is replaced by disagg bench, with the same \
+                 length range (see benchmark_ratio)",
             ),
+            "dataset_file" => match dataset_path(v, opts) {
+                DatasetFile::None => {}
+                DatasetFile::Found(path) => put(&mut bench, "dataset", path),
+                DatasetFile::Missing(tried) => cx.note(
+                    &key,
+                    format!(
+                        "{} not found ({tried}); random prompts of isl/osl tokens instead",
+                        show(v)
+                    ),
+                ),
+            },
             "script_file" => {}
             _ => cx.note(&key, format!("{} has no equivalent", show(v))),
         }
@@ -324,6 +463,43 @@ fn benchmark_section(cx: &mut Ctx, src: &Src) -> Result<(Mapping, Mapping), Impo
     }
 
     Ok((bench, env))
+}
+
+/// What `dataset_file` resolves to.
+enum DatasetFile {
+    /// Unset, empty or the template's `<dataset_file>`.
+    None,
+    Found(String),
+    /// Not found; where it was looked for.
+    Missing(String),
+}
+
+/// TensorRT-LLM's rule: `$LLM_MODELS_ROOT/<dataset_file>` when that exists, else the path as
+/// given when that exists, else none (random prompts).
+fn dataset_path(v: &Value, opts: &Options<'_>) -> DatasetFile {
+    let Some(file) = v
+        .as_str()
+        .filter(|f| !f.trim().is_empty() && !placeholder(f))
+    else {
+        return DatasetFile::None;
+    };
+    let mut tried = Vec::new();
+    if let Some(root) = &opts.models_root {
+        let under = root.join(file);
+        if (opts.exists)(&under) {
+            return DatasetFile::Found(under.display().to_string());
+        }
+        tried.push(under.display().to_string());
+    } else {
+        tried.push("$LLM_MODELS_ROOT is not set".to_string());
+    }
+    let given = Path::new(file);
+    if (opts.exists)(given) {
+        let absolute = std::path::absolute(given).unwrap_or_else(|_| given.to_path_buf());
+        return DatasetFile::Found(absolute.display().to_string());
+    }
+    tried.push(file.to_string());
+    DatasetFile::Missing(tried.join(", "))
 }
 
 /// `slurm:` from `slurm` and the container settings of `environment`, and notes on the rest of

@@ -16,6 +16,11 @@ pub struct Args {
     /// Write the case here instead of stdout.
     #[arg(long, short)]
     output: Option<PathBuf>,
+    /// Import it as TensorRT-LLM's gen_only test runs it: the first concurrency only, one
+    /// round, one warm-up request at concurrency 1 (also when the config's benchmark.mode is
+    /// gen_only).
+    #[arg(long)]
+    gen_only: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -38,7 +43,13 @@ pub fn main(a: Args) -> i32 {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "imported".into());
     let imported = match a.format {
-        Format::Trtllm => disagg_core::import::trtllm::convert(&text, &name),
+        Format::Trtllm => {
+            let opts = disagg_core::import::trtllm::Options {
+                gen_only: a.gen_only,
+                ..disagg_core::import::trtllm::Options::from_env()
+            };
+            disagg_core::import::trtllm::convert_with(&text, &name, &opts)
+        }
     };
     let imported = match imported {
         Ok(i) => i,
