@@ -5,12 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::census::census;
@@ -44,12 +46,16 @@ pub(crate) struct Inner {
     pub decode: Arc<WorkerGroup>,
     pub metrics: Arc<Metrics>,
     pub ids: Arc<Ids>,
+    /// One permit per byte of request body held, up to `max_inflight_body_bytes`: the bound
+    /// on what all connections together may make the router buffer.
+    pub bodies: Arc<Semaphore>,
 }
 
 impl AppState {
     pub fn new(cfg: RouterConfig) -> Result<Self, RouterError> {
         let client = upstream::client(&cfg)?;
         let eject_after = cfg.eject_after.get();
+        let cfg_inflight = cfg.max_inflight_body_bytes;
         let prefill_workers = (cfg.prefill.iter().enumerate())
             .map(|(i, url)| Worker::new(url.clone(), cfg.bootstrap_port(i)))
             .collect();
@@ -77,6 +83,7 @@ impl AppState {
             decode: Arc::new(decode),
             metrics: Arc::default(),
             ids: Arc::new(Ids::new()),
+            bodies: Arc::new(Semaphore::new(cfg_inflight.min(Semaphore::MAX_PERMITS))),
         })))
     }
 
@@ -90,6 +97,7 @@ impl AppState {
             decode: s.decode.clone(),
             metrics: s.metrics.clone(),
             ids: s.ids.clone(),
+            bodies: s.bodies.clone(),
         })))
     }
 
@@ -105,7 +113,6 @@ impl AppState {
 
 /// The router's HTTP app.
 pub fn app(state: AppState) -> Router {
-    let limit = state.0.cfg.max_body_bytes;
     Router::new()
         .route("/v1/completions", post(completions))
         .route("/v1/chat/completions", post(chat_completions))
@@ -115,35 +122,29 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics_text))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        // The body is buffered once to be parsed; the limit bounds that buffer.
-        .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
 
-async fn completions(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn completions(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     generate(state, Endpoint::Completions, headers, body).await
 }
 
 async fn chat_completions(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     generate(state, Endpoint::ChatCompletions, headers, body).await
 }
 
-async fn generate(
-    state: AppState,
-    endpoint: Endpoint,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let out = match body_or_error(&state, body) {
-        Ok(body) => dispatch::handle(&state.0, endpoint, &headers, body).await,
+async fn generate(state: AppState, endpoint: Endpoint, headers: HeaderMap, body: Body) -> Response {
+    let out = match read_body(&state.0, &headers, body).await {
+        Ok((body, held)) => {
+            let out = dispatch::handle(&state.0, endpoint, &headers, body).await;
+            // The body and its copies in the legs' requests live until here.
+            drop(held);
+            out
+        }
         Err(e) => Err(e),
     };
     finish(&state, endpoint.path(), out)
@@ -156,22 +157,65 @@ fn finish(state: &AppState, route: &'static str, out: Result<Response, ProxyErro
     resp
 }
 
-fn body_or_error(
-    state: &AppState,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Bytes, ProxyError> {
-    body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ProxyError::BodyTooLarge {
-                limit: state.0.cfg.max_body_bytes,
+/// Reads a request body, once, within the body deadline and the size limit, holding a permit of
+/// the in-flight budget for every byte. A body that declares its length is refused before a byte
+/// of it is read when it is too large or the budget cannot take it; one that does not is
+/// counted as it arrives.
+async fn read_body(
+    state: &Inner,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Bytes, OwnedSemaphorePermit), ProxyError> {
+    let cfg = &state.cfg;
+    let limit = cfg.max_body_bytes;
+    let too_large = ProxyError::BodyTooLarge { limit };
+    let busy = || ProxyError::Busy {
+        limit: cfg.max_inflight_body_bytes,
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large);
+    }
+    let take = |n: usize| {
+        // `validate` keeps the body limit within u32, and `n` within the body limit.
+        state
+            .bodies
+            .clone()
+            .try_acquire_many_owned(u32::try_from(n).unwrap_or(u32::MAX))
+            .map_err(|_| busy())
+    };
+    let mut held = take(declared.unwrap_or(0) as usize)?;
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0) as usize);
+    let deadline = Instant::now() + cfg.body_timeout;
+    let mut stream = body.into_data_stream();
+    loop {
+        let chunk = match tokio::time::timeout_at(deadline, stream.next()).await {
+            Err(_) => {
+                return Err(ProxyError::BodyTimeout {
+                    after: cfg.body_timeout,
+                });
             }
-        } else {
-            ProxyError::BadRequest(format!(
-                "cannot read request body: {}",
-                rejection.body_text()
-            ))
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                return Err(ProxyError::BadRequest(format!(
+                    "cannot read request body: {e}"
+                )));
+            }
+            Ok(Some(Ok(chunk))) => chunk,
+        };
+        let len = buf.len() + chunk.len();
+        if len > limit {
+            return Err(too_large);
         }
-    })
+        if len > held.num_permits() {
+            held.merge(take(len - held.num_permits())?);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok((buf.freeze(), held))
 }
 
 /// Model metadata comes from a healthy generation worker, which is what clients talk to in

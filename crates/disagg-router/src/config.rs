@@ -17,6 +17,18 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 /// exists so one bad client cannot make the router buffer without bound.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
+/// Request bodies being read or served at once, in bytes, across all connections: past it a
+/// request gets 503 at once (before its body is read, when it declares its length). Four of the
+/// largest bodies; bounds the router's memory whatever clients send (see the README).
+pub const DEFAULT_MAX_INFLIGHT_BODY_BYTES: usize = 4 * DEFAULT_MAX_BODY_BYTES;
+
+/// A client connection that has not sent a whole request head this long after it opened (or
+/// after its previous request) is closed: slow or idle-forever connections cannot pile up.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reading one request body may take this long; past it the request gets 408.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A worker that does not accept a TCP connection in this long is down, whatever the request
 /// deadline says; the request moves on to another worker.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -141,6 +153,17 @@ pub struct RouterArgs {
     /// Largest request body accepted, in bytes; larger ones get 413.
     #[arg(long, default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
+    /// Bytes of request bodies held at once across all requests; past it requests get 503.
+    /// At least --max-body-bytes.
+    #[arg(long, default_value_t = DEFAULT_MAX_INFLIGHT_BODY_BYTES)]
+    pub max_inflight_body_bytes: usize,
+    /// A client connection that has not sent a whole request head this long after it opened
+    /// (or since its previous request) is closed.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    pub header_timeout: Duration,
+    /// Deadline for reading one request body; past it the request gets 408.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    pub body_timeout: Duration,
     /// Policy of the context (prefill) group (overrides the config's `router.type`).
     #[arg(long, value_enum)]
     pub prefill_policy: Option<Policy>,
@@ -195,6 +218,12 @@ pub struct RouterConfig {
     pub request_timeout: Duration,
     /// Largest request body accepted ([`DEFAULT_MAX_BODY_BYTES`] unless set).
     pub max_body_bytes: usize,
+    /// See [`DEFAULT_MAX_INFLIGHT_BODY_BYTES`].
+    pub max_inflight_body_bytes: usize,
+    /// See [`DEFAULT_HEADER_TIMEOUT`].
+    pub header_timeout: Duration,
+    /// See [`DEFAULT_BODY_TIMEOUT`].
+    pub body_timeout: Duration,
     /// SGLang bootstrap port of `prefill[i]` at index `i`; missing or `None` is sent as null.
     pub bootstrap_ports: Vec<Option<u16>>,
     /// See [`DEFAULT_CONNECT_TIMEOUT`].
@@ -254,6 +283,9 @@ impl RouterConfig {
             decode_policy: Policy::RoundRobin,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_inflight_body_bytes: DEFAULT_MAX_INFLIGHT_BODY_BYTES,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
             bootstrap_ports: Vec::new(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             context_timeout: None,
@@ -270,6 +302,86 @@ impl RouterConfig {
     pub fn bootstrap_port(&self, i: usize) -> Option<u16> {
         self.bootstrap_ports.get(i).copied().flatten()
     }
+
+    /// Refuses what the router could start with but never serve: worker URLs other than
+    /// `http://host:port`, bootstrap ports outside SGLang, and limits that contradict each
+    /// other. Every request would otherwise fail with a 502 or 503 that hides the cause.
+    pub fn validate(&self) -> Result<(), RouterError> {
+        for (flag, urls) in [("prefill", &self.prefill), ("decode", &self.decode)] {
+            for url in urls {
+                check_worker_url(url).map_err(|why| RouterError::WorkerUrl {
+                    flag,
+                    url: url.clone(),
+                    why,
+                })?;
+            }
+        }
+        if self.dialect != Dialect::Sglang {
+            if let Some(i) = self.bootstrap_ports.iter().position(Option::is_some) {
+                return Err(RouterError::BootstrapNotSglang {
+                    dialect: self.dialect.as_str(),
+                    url: self.prefill.get(i).cloned().unwrap_or_default(),
+                });
+            }
+        }
+        if self.max_inflight_body_bytes < self.max_body_bytes {
+            return Err(RouterError::Limits(format!(
+                "--max-inflight-body-bytes ({}) is smaller than --max-body-bytes ({}): the largest allowed request could never be read",
+                self.max_inflight_body_bytes, self.max_body_bytes
+            )));
+        }
+        if self.max_body_bytes > u32::MAX as usize {
+            return Err(RouterError::Limits(format!(
+                "--max-body-bytes ({}) is above 4 GiB",
+                self.max_body_bytes
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// `http://host:port` with an explicit port, and nothing else: no user info, path, query or
+/// fragment, and no TLS (the router's client speaks plain HTTP to workers).
+fn check_worker_url(url: &str) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("not a URL ({e})"))?;
+    match parsed.scheme() {
+        "http" => {}
+        "https" => {
+            return Err(
+                "https is not supported: the router speaks plain HTTP to its workers".into(),
+            );
+        }
+        other => return Err(format!("the scheme is `{other}`, not http")),
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(
+            "it carries user info (`...@`); a trailing `@PORT` is an SGLang bootstrap port, which must be digits in 0..=65535"
+                .into(),
+        );
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err("it has no host".into());
+    }
+    // `Url` drops a port equal to the scheme's default, so look at what was written.
+    let authority = url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest.split('/').next().unwrap_or(rest));
+    let explicit_port = authority.rsplit_once(':').is_some_and(|(host, port)| {
+        !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && !host.ends_with(':')
+    });
+    if !explicit_port || parsed.port_or_known_default().is_none() {
+        return Err("it has no port (write host:port)".into());
+    }
+    if parsed.path() != "/" && !parsed.path().is_empty() {
+        return Err(format!(
+            "it has a path (`{}`); give the server's base URL",
+            parsed.path()
+        ));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err("it has a query or fragment".into());
+    }
+    Ok(())
 }
 
 impl RouterArgs {
@@ -327,6 +439,9 @@ impl RouterArgs {
         cfg.dialect = self.dialect;
         cfg.request_timeout = self.request_timeout;
         cfg.max_body_bytes = self.max_body_bytes;
+        cfg.max_inflight_body_bytes = self.max_inflight_body_bytes;
+        cfg.header_timeout = self.header_timeout;
+        cfg.body_timeout = self.body_timeout;
         cfg.connect_timeout = self.connect_timeout;
         cfg.context_timeout = self.context_timeout;
         cfg.first_byte_timeout = self.first_byte_timeout;
@@ -339,6 +454,7 @@ impl RouterArgs {
         if let Some(key) = self.internal_request_auth_key {
             cfg.internal_request_auth_key = Some(key);
         }
+        cfg.validate()?;
         Ok(cfg)
     }
 }
@@ -478,12 +594,100 @@ mod args_tests {
             .into_config()
             .unwrap_err();
         assert!(matches!(err, RouterError::BootstrapPort { .. }), "{err}");
-        let cfg = args(&["--prefill", "http://u@a:1", "--decode", "c:3"])
+        let err = args(&["--prefill", "http://u@a:1", "--decode", "c:3"])
             .unwrap()
             .into_config()
-            .unwrap();
-        assert_eq!(cfg.prefill, ["http://u@a:1"]);
-        assert_eq!(cfg.bootstrap_ports, [None]);
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("--prefill http://u@a:1: it carries user info"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn worker_urls_it_cannot_use_stop_it_at_start() {
+        for (dialect, prefill, decode, says) in [
+            (
+                "sglang",
+                "http://h:1@8998x",
+                "c:3",
+                "--prefill http://h:1@8998x: it carries user info",
+            ),
+            (
+                "trtllm",
+                "ftp://x:1",
+                "c:3",
+                "--prefill ftp://x:1: the scheme is `ftp`, not http",
+            ),
+            ("trtllm", "a:1", "::::", "--decode http://::::: not a URL"),
+            (
+                "trtllm",
+                "a:1",
+                "http://c",
+                "--decode http://c: it has no port",
+            ),
+            (
+                "trtllm",
+                "a:1",
+                "https://c:443",
+                "--decode https://c:443: https is not supported",
+            ),
+            (
+                "trtllm",
+                "a:1",
+                "http://c:3/v1",
+                "--decode http://c:3/v1: it has a path (`/v1`)",
+            ),
+            (
+                "trtllm",
+                "a:1@8998",
+                "c:3",
+                "--prefill http://a:1 has a bootstrap port (`@PORT`), but the trtllm dialect has none",
+            ),
+            ("vllm", "a:1@8998", "c:3", "but the vllm dialect has none"),
+        ] {
+            let err = args(&[
+                "--dialect",
+                dialect,
+                "--prefill",
+                prefill,
+                "--decode",
+                decode,
+            ])
+            .unwrap()
+            .into_config()
+            .unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains(says), "{prefill} {decode}: {text}");
+            assert!(text.contains("\nhint: "), "{text}");
+        }
+        // What is fine stays fine: IPv6, names, default-looking ports written out.
+        let cfg = args(&[
+            "--prefill",
+            "[::1]:80",
+            "--decode",
+            "http://node-7.cluster:8000/",
+        ])
+        .unwrap()
+        .into_config()
+        .unwrap();
+        assert_eq!(cfg.prefill, ["http://[::1]:80"]);
+        let err = args(&[
+            "--prefill",
+            "a:1",
+            "--decode",
+            "c:3",
+            "--max-inflight-body-bytes",
+            "10",
+        ])
+        .unwrap()
+        .into_config()
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("smaller than --max-body-bytes"),
+            "{err}"
+        );
     }
 
     #[test]

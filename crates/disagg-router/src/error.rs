@@ -26,6 +26,20 @@ pub enum RouterError {
     NoWorkers { flag: &'static str },
     #[error("bad bootstrap port in --prefill {spec}\nhint: write URL@PORT with PORT in 0..=65535")]
     BootstrapPort { spec: String },
+    #[error(
+        "--{flag} {url}: {why}\nhint: give each worker as host:port or http://host:port (SGLang prefill: http://host:port@BOOTSTRAP_PORT with --dialect sglang)"
+    )]
+    WorkerUrl {
+        flag: &'static str,
+        url: String,
+        why: String,
+    },
+    #[error(
+        "--prefill {url} has a bootstrap port (`@PORT`), but the {dialect} dialect has none\nhint: bootstrap ports are SGLang's; drop `@PORT` and --bootstrap-port, or use --dialect sglang"
+    )]
+    BootstrapNotSglang { dialect: &'static str, url: String },
+    #[error("{0}")]
+    Limits(String),
     #[error("cannot build the HTTP client: {0}")]
     Client(reqwest::Error),
     #[error("cannot bind {addr}: {source}")]
@@ -40,6 +54,22 @@ pub enum RouterError {
     },
     #[error("server error: {0}")]
     Serve(std::io::Error),
+}
+
+impl RouterError {
+    /// A mistake in the flags or the config file (exit 2), not a failure while serving.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            RouterError::Read { .. }
+                | RouterError::Config { .. }
+                | RouterError::NoWorkers { .. }
+                | RouterError::BootstrapPort { .. }
+                | RouterError::WorkerUrl { .. }
+                | RouterError::BootstrapNotSglang { .. }
+                | RouterError::Limits(_)
+        )
+    }
 }
 
 /// Which half of a disaggregated request a worker was doing; every upstream error names it.
@@ -86,6 +116,13 @@ pub enum ProxyError {
     BadRequest(String),
     #[error("request body is larger than the {limit}-byte limit")]
     BodyTooLarge { limit: usize },
+    /// The request bodies held at once would pass `--max-inflight-body-bytes`.
+    #[error(
+        "the router is busy: request bodies in flight would pass its {limit}-byte limit (--max-inflight-body-bytes); retry shortly"
+    )]
+    Busy { limit: usize },
+    #[error("the request body was not received within {after:?} (--body-timeout)")]
+    BodyTimeout { after: Duration },
     #[error("no route for {method} {path}")]
     NotFound { method: String, path: String },
     #[error("{method} is not allowed on {path}")]
@@ -178,6 +215,8 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest(_) => ApiError::bad_request(msg),
             ProxyError::BodyTooLarge { .. } => ApiError::new(413, "invalid_request_error", msg),
+            ProxyError::Busy { .. } => ApiError::unavailable(msg),
+            ProxyError::BodyTimeout { .. } => ApiError::new(408, "invalid_request_error", msg),
             ProxyError::NotFound { .. } => ApiError::not_found(msg),
             ProxyError::MethodNotAllowed { .. } => ApiError::new(405, "invalid_request_error", msg),
             ProxyError::Connect { .. }

@@ -39,6 +39,7 @@
 mod app;
 mod census;
 mod config;
+mod conn;
 mod dispatch;
 mod dual;
 mod error;
@@ -60,7 +61,8 @@ mod worker;
 
 pub use app::{AppState, app};
 pub use config::{
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_EJECT_AFTER, DEFAULT_HEALTH_INTERVAL, DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_BODY_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_EJECT_AFTER, DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_HEALTH_INTERVAL, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INFLIGHT_BODY_BYTES,
     DEFAULT_MAX_RETRIES, DEFAULT_REQUEST_TIMEOUT, Dialect, MAX_DEFAULT_THREADS, Policy, RouterArgs,
     RouterConfig, default_threads, normalise_url,
 };

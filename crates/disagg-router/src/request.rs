@@ -63,6 +63,14 @@ impl ClientRequest {
         }
         let stream = field::<Option<bool>>(&body, "stream", "a boolean")?.unwrap_or(false);
         let max_tokens = field::<Option<u64>>(&body, "max_tokens", "a non-negative integer")?;
+        // Each leg, the hand-off and the relay carry one choice; more would be silently lost.
+        if let Some(n) = field::<Option<u64>>(&body, "n", "a positive integer")? {
+            if n != 1 {
+                return Err(format!(
+                    "`n` is {n}: this router serves one choice per request; send n: 1 (or leave it out) and repeat the request"
+                ));
+            }
+        }
         let options = field::<Option<StreamOptions>>(&body, "stream_options", "an object")?;
         Ok(Self {
             endpoint,
@@ -155,6 +163,17 @@ mod tests {
                 "`stream_options` must be an object",
             ),
             (Completions, r#"[]"#, "not an array"),
+            (
+                Completions,
+                r#"{"prompt": "p", "n": 2}"#,
+                "`n` is 2: this router serves one choice per request",
+            ),
+            (ChatCompletions, r#"{"messages": [], "n": 0}"#, "`n` is 0"),
+            (
+                Completions,
+                r#"{"prompt": "p", "n": "2"}"#,
+                "`n` must be a positive integer",
+            ),
         ] {
             let err = parse(endpoint, text).unwrap_err();
             assert!(err.contains(want), "{text}: {err}");
@@ -178,5 +197,12 @@ mod tests {
         )
         .unwrap();
         assert!(!r.stream() && !r.include_usage());
+        for n in ["1", "null"] {
+            parse(
+                Endpoint::Completions,
+                &format!(r#"{{"prompt": "p", "n": {n}}}"#),
+            )
+            .unwrap();
+        }
     }
 }

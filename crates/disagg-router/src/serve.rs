@@ -22,6 +22,7 @@ pub async fn serve(
     cfg: RouterConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RouterError> {
+    cfg.validate()?;
     let threads = cfg.threads;
     log_startup(&listener, &cfg);
     let state = AppState::new(cfg)?;
@@ -53,16 +54,16 @@ async fn serve_here(
             tracing::debug!("cannot set TCP_NODELAY on a client connection: {e}");
         }
     });
-    let server = axum::serve(listener, app(state)).with_graceful_shutdown(signal);
-    let server = std::future::IntoFuture::into_future(server);
+    let header_timeout = state.config().header_timeout;
+    let server = crate::conn::serve(listener, app(state), header_timeout, signal);
     tokio::pin!(server);
     tokio::select! {
-        res = &mut server => return res.map_err(RouterError::Serve),
+        () = &mut server => return Ok(()),
         // Only fires once the server itself has seen the shutdown signal.
         _ = stopping_rx.wait_for(|stopping| *stopping) => {}
     }
     match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
-        Ok(res) => res.map_err(RouterError::Serve),
+        Ok(()) => Ok(()),
         Err(_) => {
             tracing::warn!(
                 "requests still in flight after {SHUTDOWN_GRACE:?} of shutdown grace; dropping them"

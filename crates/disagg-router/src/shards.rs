@@ -18,7 +18,7 @@
 //! health and load, metrics, ids), so routing decisions and `/workers`, `/metrics` see every
 //! request whichever thread served it. The health checker stays on the caller's runtime.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 
@@ -87,6 +87,7 @@ impl Shards {
         stop: &watch::Receiver<bool>,
     ) -> Result<Self, RouterError> {
         let threads = threads.max(1);
+        let header_timeout = state.config().header_timeout;
         let mut shards = Self {
             handoff: Vec::with_capacity(threads),
             done: Vec::with_capacity(threads),
@@ -107,11 +108,10 @@ impl Shards {
                 // A dropped sender (the acceptor is gone) stops this thread too.
                 let _ = stop.wait_for(|stopping| *stopping).await;
             };
-            let serve = axum::serve(Handed { rx, local }, app)
-                .with_graceful_shutdown(graceful)
-                .into_future();
+            let serve = crate::conn::serve(Handed { rx, local }, app, header_timeout, graceful);
             runtime.spawn(async move {
-                let _ = done_tx.send(serve.await);
+                serve.await;
+                let _ = done_tx.send(Ok(()));
             });
             shards.handoff.push(tx);
             shards.done.push(done_rx);

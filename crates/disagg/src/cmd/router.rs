@@ -15,7 +15,11 @@ pub fn main(a: Args) -> i32 {
         Ok(()) => exit::PASS,
         Err(e) => {
             eprintln!("error: {e}");
-            exit::TEST_FAILED
+            if e.is_usage() {
+                exit::USAGE
+            } else {
+                exit::TEST_FAILED
+            }
         }
     }
 }
