@@ -3,8 +3,9 @@
 
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub const DISAGG: &str = env!("CARGO_BIN_EXE_disagg");
@@ -349,4 +350,40 @@ pub fn assert_jenkins_valid(xml: &Path) {
         String::from_utf8_lossy(&out.stderr),
         std::fs::read_to_string(xml).unwrap_or_default()
     );
+}
+
+/// A running `disagg` server process, killed and reaped on drop.
+pub struct Server {
+    pub child: std::process::Child,
+    pub addr: String,
+}
+
+impl Server {
+    /// Starts `disagg args...` and reads the `host:port` it prints once bound (an event, not a wait).
+    pub fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(DISAGG)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line.trim().to_string();
+        assert!(addr.contains(':'), "{args:?} printed {line:?}");
+        Self { child, addr }
+    }
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

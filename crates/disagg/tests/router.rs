@@ -1,0 +1,301 @@
+//! `disagg router` as a process: what it logs, what it refuses at start, and the limits that
+//! keep its memory and connections bounded whatever clients send. Apart from `parts.rs`, whose
+//! timing checks must not share the CPU with these loads.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use support::*;
+
+/// A port nothing listens on (bound, then closed).
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn the_router_logs_its_startup_and_names_the_worker_it_ejects() {
+    let ctx = Server::start(&["sim", "--role", "context", "--itl", "1ms"]);
+    let dead = format!("127.0.0.1:{}", closed_port());
+    let dir = TempDir::new("router-log");
+    let log_path = dir.path().join("disagg_server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = Command::new(DISAGG)
+        .args([
+            "router",
+            "--prefill",
+            &ctx.addr,
+            "--decode",
+            &dead,
+            "--port",
+            "0",
+            "--health-interval",
+            "100ms",
+        ])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut addr = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut addr)
+        .unwrap();
+    let addr = addr.trim().to_string();
+    // Wait (bounded) for the checker to eject the dead worker: 2 failed probes 100 ms apart.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let text = loop {
+        let text = read(&log_path);
+        if text.contains(" ejected after") || std::time::Instant::now() >= until {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let startup = text
+        .lines()
+        .find(|l| l.contains(&format!("router on {addr}: dialect trtllm;")))
+        .unwrap_or_else(|| panic!("no startup line naming {addr}:\n{text}"));
+    assert!(
+        startup.contains(" INFO ")
+            && startup.contains(&format!(
+                "context workers [http://{}] by round_robin",
+                ctx.addr
+            ))
+            && startup.contains(&format!(
+                "generation workers [http://{dead}] by round_robin"
+            )),
+        "{startup}"
+    );
+    let ejected = text
+        .lines()
+        .find(|l| l.contains(" ejected after"))
+        .unwrap_or_else(|| panic!("no ejection line:\n{text}"));
+    assert!(
+        ejected.contains(" WARN ")
+            && ejected.contains(&format!("generation worker http://{dead} ejected after 2 failure(s) in a row: /health failed")),
+        "{ejected}"
+    );
+    assert!(
+        !text.contains(&format!("context worker http://{} ejected", ctx.addr)),
+        "the live worker stays in: {text}"
+    );
+}
+
+/// The peak resident memory of a process, in MiB (`VmHWM`).
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    kb / 1024.0
+}
+
+/// Sends one POST of `body` over a fresh connection; the status line's code, or `None` when
+/// the router closed the connection before answering (it refused the body part way).
+fn post_raw(addr: &str, body: &[u8]) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    let head = format!(
+        "POST /v1/completions HTTP/1.1\r\nhost: r\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = s.write_all(head.as_bytes());
+    for chunk in body.chunks(1 << 20) {
+        if s.write_all(chunk).is_err() {
+            break;
+        }
+    }
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    text.strip_prefix("HTTP/1.1 ")
+        .and_then(|t| t.get(..3))
+        .and_then(|c| c.parse().ok())
+}
+
+/// The documented bound (crates/disagg-router/README.md, "Limits"): peak RSS under
+/// 1.5 × `--max-inflight-body-bytes` + 64 MiB, so 448 MiB with the defaults. Without the budget
+/// the same eight bodies took it to 573 MiB on the test VM (2026-12-05), 1.26 GB in an earlier run.
+const MAX_RSS_MIB_FOR_BIG_BODIES: f64 = 1.5 * 256.0 + 64.0;
+
+#[test]
+fn eight_parallel_60mb_bodies_keep_the_router_under_its_memory_bound() {
+    let dead = format!("127.0.0.1:{}", closed_port());
+    let router = Server::start(&[
+        "router",
+        "--prefill",
+        &dead,
+        "--decode",
+        &dead,
+        "--port",
+        "0",
+        "--threads",
+        "2",
+        // The dead workers stay in rotation, so every accepted body goes all the way to a leg.
+        "--eject-after",
+        "1000",
+    ]);
+    let before = peak_rss_mib(router.child.id());
+    let prompt = "a".repeat(60_000_000);
+    let body =
+        std::sync::Arc::new(format!(r#"{{"prompt":"{prompt}","max_tokens":4}}"#).into_bytes());
+    let codes: Vec<Option<u16>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let body = body.clone();
+                let addr = router.addr.clone();
+                s.spawn(move || post_raw(&addr, &body))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let peak = peak_rss_mib(router.child.id());
+    println!(
+        "router peak RSS: {before:.0} MiB idle, {peak:.0} MiB after 8 x 60 MB bodies; answers {codes:?}"
+    );
+    // Bodies within the budget reach the (dead) workers: 502; the others are refused: 503, or a
+    // connection closed before the whole body was sent.
+    assert!(codes.contains(&Some(502)), "{codes:?}");
+    assert!(
+        codes.iter().any(|c| *c == Some(503) || c.is_none()),
+        "some bodies are refused: {codes:?}"
+    );
+    assert!(
+        peak < MAX_RSS_MIB_FOR_BIG_BODIES,
+        "peak RSS {peak:.0} MiB, bound {MAX_RSS_MIB_FOR_BIG_BODIES} MiB"
+    );
+    // And it still serves.
+    let small = br#"{"prompt":"hi","max_tokens":4}"#;
+    assert_eq!(post_raw(&router.addr, small), Some(502));
+}
+
+#[test]
+fn slow_header_connections_are_closed_after_the_header_timeout() {
+    use std::io::{Read, Write};
+    let dead = format!("127.0.0.1:{}", closed_port());
+    let router = Server::start(&[
+        "router",
+        "--prefill",
+        &dead,
+        "--decode",
+        &dead,
+        "--port",
+        "0",
+        "--header-timeout",
+        "1s",
+    ]);
+    // Each connection: (socket, when it opened, how long it lived). Opened 50 at a time between
+    // polls, so each close is seen within a poll of when it happened.
+    let mut conns: Vec<(
+        std::net::TcpStream,
+        std::time::Instant,
+        Option<std::time::Duration>,
+    )> = Vec::new();
+    let start = std::time::Instant::now();
+    let until = start + std::time::Duration::from_secs(15);
+    let mut next_byte = start;
+    while (conns.len() < 500 || conns.iter().any(|c| c.2.is_none()))
+        && std::time::Instant::now() < until
+    {
+        for _ in 0..50.min(500 - conns.len()) {
+            let mut s = std::net::TcpStream::connect(&router.addr).unwrap();
+            s.write_all(b"POST /v1/completions HTTP/1.1\r\nhost: r\r\n")
+                .unwrap();
+            s.set_nonblocking(true).unwrap();
+            conns.push((s, std::time::Instant::now(), None));
+        }
+        // A slowloris: one more header byte per connection every 200 ms, until each is closed.
+        let trickle = std::time::Instant::now() >= next_byte;
+        if trickle {
+            next_byte += std::time::Duration::from_millis(200);
+        }
+        for (s, opened, lived) in conns.iter_mut().filter(|c| c.2.is_none()) {
+            let mut buf = [0u8; 256];
+            match s.read(&mut buf) {
+                Ok(0) => *lived = Some(opened.elapsed()),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if trickle {
+                        let _ = s.write_all(b"x");
+                    }
+                }
+                Err(_) => *lived = Some(opened.elapsed()),
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let open = conns.iter().filter(|c| c.2.is_none()).count();
+    assert_eq!(conns.len(), 500);
+    assert_eq!(
+        open, 0,
+        "{open} of 500 slow-header connections are still open after 15 s"
+    );
+    let first = conns.iter().filter_map(|c| c.2).min().unwrap();
+    let last = conns.iter().filter_map(|c| c.2).max().unwrap();
+    println!("500 slow-header connections closed {first:?} to {last:?} after they opened");
+    assert!(
+        first >= std::time::Duration::from_millis(950),
+        "closed by the header timeout (1s), not before: {first:?}"
+    );
+    assert!(
+        last < std::time::Duration::from_millis(2500),
+        "every one closed soon after the timeout: {last:?}"
+    );
+}
+
+#[test]
+fn a_worker_url_the_router_cannot_use_stops_it_at_start() {
+    for (dialect, prefill, says) in [
+        (
+            "sglang",
+            "http://h:1@8998x",
+            "--prefill http://h:1@8998x: it carries user info",
+        ),
+        (
+            "trtllm",
+            "ftp://x:1",
+            "--prefill ftp://x:1: the scheme is `ftp`, not http",
+        ),
+        ("trtllm", "127.0.0.1:1@8998", "the trtllm dialect has none"),
+    ] {
+        let r = disagg(
+            &[
+                "router",
+                "--dialect",
+                dialect,
+                "--prefill",
+                prefill,
+                "--decode",
+                "127.0.0.1:2",
+                "--port",
+                "0",
+            ],
+            &[],
+        );
+        assert_eq!(r.code(), 2, "{}", r.show());
+        assert!(
+            r.stdout().is_empty(),
+            "no address is published: {}",
+            r.show()
+        );
+        assert!(
+            r.stderr().contains(says) && r.stderr().contains("hint: "),
+            "{}",
+            r.show()
+        );
+    }
+}
