@@ -132,7 +132,9 @@ fn finish(
         role: failure.as_ref().map(|_| "BENCHMARK".to_string()),
         reason: failure.clone(),
     };
-    crate::atomic::write_json(&plan.status_file(), &status)
+    // Only if the run is not over already: the supervisor's final word (a worker's death, a
+    // hung role) must never be overwritten by this role finishing a moment later.
+    crate::atomic::write_json_new(&plan.status_file(), &status)
         .map_err(|e| format!("cannot write status.json: {e}"))?;
     match failure {
         None => Ok(()),

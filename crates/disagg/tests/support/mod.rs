@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 pub const DISAGG: &str = env!("CARGO_BIN_EXE_disagg");
 
-/// A temp folder removed on drop.
+/// A temp folder removed on drop (kept with `DISAGG_KEEP_TMP=1`).
 pub struct TempDir(pub PathBuf);
 
 impl TempDir {
@@ -33,6 +33,10 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        // DISAGG_KEEP_TMP=1 keeps the folder, to look at a failed run's files.
+        if std::env::var_os("DISAGG_KEEP_TMP").is_some() {
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
