@@ -20,6 +20,7 @@
 
 pub mod atomic;
 pub mod executor;
+pub mod gen_steps;
 pub mod liveness;
 pub mod logs;
 pub mod outcome;

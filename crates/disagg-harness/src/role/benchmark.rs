@@ -25,7 +25,19 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
     // Each point's log goes to this role's log (benchmark.log) and, with its result file, into
     // files of its own as soon as it is measured.
     let mut unwritten = Vec::new();
+    // Generation workers that log their iterations (TensorRT-LLM's print_iter_log) give each
+    // point its mean device step time, TensorRT-LLM's gen-only figure.
+    let gen_logs: Vec<std::path::PathBuf> = plan
+        .workers()
+        .filter(|w| !w.role.is_ctx())
+        .map(|w| plan.run_dir.join(&w.log))
+        .collect();
+    let mut since = crate::gen_steps::ends(&gen_logs);
     let sweep = disagg_bench::run_sweep_with(&cfg, |p| {
+        if let Some(ms) = crate::gen_steps::mean_since(&gen_logs, &since) {
+            p.report.metrics.gen_device_step_time_ms = Some(ms);
+        }
+        since = crate::gen_steps::ends(&gen_logs);
         print!("{}", disagg_bench::point_files::log_text(&cfg, &p.report));
         if let Err(e) = disagg_bench::point_files::write(&plan.run_dir, &cfg, p) {
             unwritten.push(e.to_string());
