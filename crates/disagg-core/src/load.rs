@@ -421,7 +421,49 @@ fn check(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
     check_engine_args(case, text, path)?;
     check_router(case, text, path)?;
     check_dialect_needs(case, text, path)?;
+    check_addresses(case, text, path)?;
     check_slurm(case, text, path)
+}
+
+/// On several nodes, every worker must publish an address the other nodes can reach: a loopback
+/// one would send the router (on the first node) to itself.
+fn check_addresses(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
+    let placed = crate::plan::place_workers(case);
+    let nodes = crate::plan::span(&placed);
+    if nodes < 2 {
+        return Ok(());
+    }
+    for (group, g, is_ctx) in [("ctx", &case.ctx, true), ("gen", &case.generation, false)] {
+        let EngineArgs::Command(c) = &g.engine_args else {
+            continue;
+        };
+        let Some(host) = c.host.as_deref().filter(|h| crate::plan::is_loopback(h)) else {
+            continue;
+        };
+        let workers: Vec<String> = placed
+            .iter()
+            .filter(|(r, _)| r.is_ctx() == is_ctx)
+            .map(|(r, gpus)| {
+                let mut on: Vec<u32> = gpus.iter().map(|s| s.node).collect();
+                on.dedup();
+                let on: Vec<String> = on.iter().map(|n| n.to_string()).collect();
+                format!("{r} (node {})", on.join(", "))
+            })
+            .collect();
+        let key = format!("{group}.engine_args.host");
+        return Err(CaseError::new(
+            path,
+            key.clone(),
+            format!(
+                "{} would bind and publish the loopback address `{host}`, but with hardware.gpus_per_node {} the workers span {nodes} nodes, and the router on node 0 cannot reach a loopback address on another node",
+                workers.join(", "),
+                case.hardware.gpus_per_node
+            ),
+        )
+        .at_line(line_of(text, &key))
+        .hint("remove `host`: on several nodes a worker binds 0.0.0.0 and publishes its node's hostname (also `{hostname}` in the argv)"));
+    }
+    Ok(())
 }
 
 /// `router.kind: engine` is TensorRT-LLM's own router; `kind: command` needs its `argv`.

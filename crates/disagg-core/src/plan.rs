@@ -198,6 +198,11 @@ fn eight() -> u32 {
 }
 
 impl Plan {
+    /// Whether the workers span more than one node, so that roles reach each other by hostname.
+    pub fn multi_node(&self) -> bool {
+        self.nodes > 1
+    }
+
     pub fn role(&self, name: RoleName) -> Option<&RolePlan> {
         self.roles.iter().find(|r| r.role == name)
     }
@@ -246,6 +251,10 @@ pub fn build(case: &LoadedCase, run_id: &str, run_dir: &Path, exe: &Path) -> Pla
         env
     };
     let gpus_per_node = c.hardware.gpus_per_node;
+    // A worker that another node must reach binds every interface and publishes its node's
+    // hostname; on one node everything stays on loopback.
+    let nodes = span(&place_workers(c));
+    let bind_host = if nodes > 1 { ANY_HOST } else { LOOPBACK };
     let mut next_gpu = 0u32;
     let mut roles = Vec::new();
     let mut files = BTreeMap::new();
@@ -288,6 +297,7 @@ pub fn build(case: &LoadedCase, run_id: &str, run_dir: &Path, exe: &Path) -> Pla
                     cache_transceiver: c.hardware.cache_transceiver,
                     dialect: c.router.dialect(),
                     auth_key: c.router.internal_request_auth_key.as_deref(),
+                    bind_host,
                 },
             );
             // The sim reads its key from the environment, so it stays out of the process list.
@@ -320,7 +330,7 @@ pub fn build(case: &LoadedCase, run_id: &str, run_dir: &Path, exe: &Path) -> Pla
         let mut env = common_env(role);
         extend(&mut env, vars);
         let engine = match role {
-            RoleName::DisaggServer => router_launch(&c.router, run_dir, &exe_s),
+            RoleName::DisaggServer => router_launch(&c.router, run_dir, &exe_s, bind_host),
             _ => None,
         };
         roles.push(RolePlan {
@@ -334,11 +344,6 @@ pub fn build(case: &LoadedCase, run_id: &str, run_dir: &Path, exe: &Path) -> Pla
             ranks: 1,
         });
     }
-    let nodes = roles
-        .iter()
-        .flat_map(|r| r.gpus.iter().map(|g| g.node + 1))
-        .max()
-        .unwrap_or(1);
     Plan {
         version: PLAN_VERSION,
         config_name: case.config_name.clone(),
@@ -359,9 +364,59 @@ pub fn build(case: &LoadedCase, run_id: &str, run_dir: &Path, exe: &Path) -> Pla
     }
 }
 
+/// Where a worker on one node binds, and what it publishes.
+pub const LOOPBACK: &str = "127.0.0.1";
+/// Where a server that other nodes must reach binds; it publishes its node's hostname.
+pub const ANY_HOST: &str = "0.0.0.0";
+
+/// Whether an address is a loopback one, which no other node can reach.
+pub fn is_loopback(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Every worker with its GPU slots, in plan order (CTX_0.., then GEN_0..), as [`build`] places
+/// them.
+pub fn place_workers(c: &crate::case::Case) -> Vec<(RoleName, Vec<GpuSlot>)> {
+    let mut next = 0u32;
+    let mut out = Vec::new();
+    for (is_ctx, group) in [(true, &c.ctx), (false, &c.generation)] {
+        for i in 0..group.count {
+            let role = if is_ctx {
+                RoleName::Ctx(i)
+            } else {
+                RoleName::Gen(i)
+            };
+            let gpus = allocate(
+                &mut next,
+                group.parallel.gpus_per_server(),
+                c.hardware.gpus_per_node,
+            );
+            out.push((role, gpus));
+        }
+    }
+    out
+}
+
+/// Nodes the workers span; 1 at least.
+pub fn span(placed: &[(RoleName, Vec<GpuSlot>)]) -> u32 {
+    placed
+        .iter()
+        .flat_map(|(_, g)| g.iter().map(|g| g.node + 1))
+        .max()
+        .unwrap_or(1)
+}
+
 /// The router DISAGG_SERVER starts instead of serving ours in-process, if any. It reads the
 /// `server_config.yaml` the role writes, with the host and port the role picked.
-fn router_launch(r: &RouterSpec, run_dir: &Path, exe: &str) -> Option<EngineLaunch> {
+fn router_launch(
+    r: &RouterSpec,
+    run_dir: &Path,
+    exe: &str,
+    bind_host: &str,
+) -> Option<EngineLaunch> {
     let config = run_dir.join("server_config.yaml").display().to_string();
     let (argv, host): (Vec<String>, &str) = match r.kind {
         RouterKind::Builtin => return None,
@@ -383,7 +438,7 @@ fn router_launch(r: &RouterSpec, run_dir: &Path, exe: &str) -> Option<EngineLaun
                         .replace("{disagg}", exe)
                 })
                 .collect(),
-            "127.0.0.1",
+            bind_host,
         ),
     };
     Some(EngineLaunch {

@@ -152,6 +152,28 @@ fn bad_engine_and_router_settings_name_the_key_and_fix() {
             "{bootstrap_port}",
         ),
         (
+            "command on loopback across nodes",
+            case(
+                "command",
+                r#"{argv: [srv, --port, "{port}"], host: 127.0.0.1}"#,
+                "hardware: {gpus_per_node: 2}\n",
+            ),
+            "ctx.engine_args.host",
+            "CTX_0 (node 0) would bind and publish the loopback address `127.0.0.1`, but with hardware.gpus_per_node 2 the workers span 2 nodes",
+            "remove `host`",
+        ),
+        (
+            "command on localhost across nodes",
+            case(
+                "command",
+                r#"{argv: [srv, --port, "{port}"], host: localhost}"#,
+                "hardware: {gpus_per_node: 2}\n",
+            ),
+            "ctx.engine_args.host",
+            "loopback address `localhost`",
+            "{hostname}",
+        ),
+        (
             "unknown engine",
             case("tgi", "{}", ""),
             "engine",
@@ -328,5 +350,51 @@ fn trtllm_options_that_pyyaml_would_retype_are_quoted() {
         "  dtype: auto",
     ] {
         assert!(file.lines().any(|l| l == line), "{line:?} not in\n{file}");
+    }
+}
+
+#[test]
+fn on_one_node_loopback_is_fine_and_across_nodes_workers_bind_every_interface() {
+    let plan = |text: &str| {
+        let c = parse_case(text, Path::new("t.yaml")).unwrap();
+        disagg_core::plan::build(&c, "r", Path::new("/ws/r"), Path::new("/bin/disagg"))
+    };
+    let loopback = r#"{argv: [srv, --port, "{port}"], host: 127.0.0.1}"#;
+    // One node (2 GPUs for CTX_0, 1 for GEN_0 on 8): loopback is accepted and kept.
+    let one = plan(&case("command", loopback, ""));
+    assert!(!one.multi_node());
+    assert_eq!(one.roles[0].engine.as_ref().unwrap().host, "127.0.0.1");
+    // Several nodes: the default binds 0.0.0.0 (the role publishes the hostname), sims too.
+    let cmd = plan(&case("command", CMD, "hardware: {gpus_per_node: 2}\n"));
+    assert!(cmd.multi_node());
+    for r in cmd.workers() {
+        assert_eq!(r.engine.as_ref().unwrap().host, "0.0.0.0", "{}", r.role);
+    }
+    let sim = plan(&case("sim", "{}", "hardware: {gpus_per_node: 2}\n"));
+    for r in sim.workers() {
+        let e = r.engine.as_ref().unwrap();
+        assert_eq!(e.host, "0.0.0.0");
+        let at = e.argv.iter().position(|a| a == "--host").unwrap();
+        assert_eq!(e.argv[at + 1], "0.0.0.0", "{:?}", e.argv);
+    }
+    let local = plan(&case("sim", "{}", ""));
+    assert_eq!(local.roles[0].engine.as_ref().unwrap().host, "127.0.0.1");
+}
+
+#[test]
+fn loopback_addresses_are_told_apart() {
+    use disagg_core::plan::is_loopback;
+    for h in [
+        "127.0.0.1",
+        "127.0.1.1",
+        "localhost",
+        "LocalHost",
+        "::1",
+        "[::1]",
+    ] {
+        assert!(is_loopback(h), "{h}");
+    }
+    for h in ["0.0.0.0", "::", "10.0.0.1", "node-a", "dgn1"] {
+        assert!(!is_loopback(h), "{h}");
     }
 }

@@ -63,6 +63,10 @@ pub struct ExitNote {
     pub run_id: String,
     pub role: RoleName,
     pub reason: String,
+    /// The role the failure is about, when it is another one: DISAGG_SERVER failing because a
+    /// worker's published address cannot be reached blames that worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blame: Option<RoleName>,
 }
 
 /// Reads a JSON file of this run; `None` when absent, unreadable, half-written or from another run.

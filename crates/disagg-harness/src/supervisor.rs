@@ -220,6 +220,9 @@ fn drive(
                 .find(|p| p.plan.role == role)
                 .expect("died role is one of ours");
             let reason = death_reason(plan, p);
+            if let Some(blamed) = blamed_role(plan, role, procs) {
+                return blame(procs, role, reason, blamed);
+            }
             return root_cause(plan, procs, &liveness, role, reason);
         }
         // A hung role: alive, but not answering.
@@ -334,6 +337,34 @@ fn death_reason(plan: &Plan, p: &Proc) -> String {
         Some(n) => format!("{} {exit}: {}", p.plan.role, n.reason),
         None => format!("{} {exit} (see {})", p.plan.role, p.plan.log),
     }
+}
+
+/// The role a dead role's exit note blames (DISAGG_SERVER cannot reach GEN_0's address), with
+/// the note's reason, when it is one of ours.
+fn blamed_role(plan: &Plan, role: RoleName, procs: &[Proc]) -> Option<(RoleName, String)> {
+    let note = rendezvous::read::<ExitNote>(&exit_note_path(plan, role), &plan.run_id)?;
+    let b = note.blame?;
+    procs
+        .iter()
+        .any(|p| p.plan.role == b)
+        .then_some((b, note.reason))
+}
+
+/// The run fails on `blamed`'s account; `role`, which found out and exited, keeps its own reason.
+fn blame(
+    procs: &mut [Proc],
+    role: RoleName,
+    reason: String,
+    (blamed, why): (RoleName, String),
+) -> RunResult {
+    for p in procs.iter_mut() {
+        if p.plan.role == role {
+            p.failure = Some(reason.clone());
+        } else if p.plan.role == blamed {
+            p.failure = Some(why.clone());
+        }
+    }
+    fail(Some(blamed), why, false)
 }
 
 pub fn exit_note_path(plan: &Plan, role: RoleName) -> std::path::PathBuf {

@@ -63,7 +63,8 @@ pub struct SimArgs {
     #[arg(long, default_value_t = 0)]
     pub port: u16,
     /// Host a generation sim should use to fetch KV records from this one (put into the
-    /// hand-off params). Defaults to --host, or 127.0.0.1 when --host is a wildcard address.
+    /// hand-off params). Defaults to --host, or this machine's hostname when --host is a
+    /// wildcard address (0.0.0.0, ::), so that sims on other nodes can reach it.
     #[arg(long)]
     pub advertise_host: Option<String>,
     /// Threads serving connections, each with its own event loop and token clock; new

@@ -123,7 +123,12 @@ pub async fn run(args: SimArgs) -> Result<(), SimError> {
     // The serving threads start (and get --realtime) before anyone is told the sim is up.
     let shards = shards::Shards::start(&state, local, args.threads, args.realtime)?;
     state.serve_side_channel()?;
-    eprintln!("disagg-sim: listening on {bound}");
+    state.set_port(local.port());
+    let (adv_host, adv_port) = state.advertised();
+    eprintln!(
+        "disagg-sim: listening on {bound}; KV hand-offs name {}",
+        ready::authority(&adv_host, adv_port)
+    );
     eprintln!(
         "disagg-sim: role={:?} dialect={} model={} preset={:?} prefill_per_token={:?} itl={:?} \
          clock_step={} startup_delay={:?} threads={} realtime={}{}",

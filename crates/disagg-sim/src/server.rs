@@ -93,13 +93,10 @@ impl SimState {
             .no_proxy()
             .build()
             .map_err(|e| SimError::Client(e.to_string()))?;
-        let advertise_host = args.advertise_host.clone().unwrap_or_else(|| match args
-            .host
-            .parse::<std::net::IpAddr>(
-        ) {
-            Ok(ip) if ip.is_unspecified() => "127.0.0.1".to_string(),
-            _ => args.host.clone(),
-        });
+        let advertise_host = args
+            .advertise_host
+            .clone()
+            .unwrap_or_else(|| default_advertise_host(&args.host));
         let side = SideChannel::bind(args)?;
         Ok(Self(Arc::new(Inner {
             role: args.role,
@@ -439,4 +436,38 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
         "invalid_request_error",
         format!("{method} is not allowed on {}", uri.path()),
     ))
+}
+
+/// Where generation sims fetch KV from when `--advertise-host` is not given: the bound address,
+/// or, for a wildcard bind (a sim other nodes must reach), this machine's hostname, which
+/// resolves on the other nodes as it does for any server there.
+pub(crate) fn default_advertise_host(bound: &str) -> String {
+    let wildcard = bound
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_unspecified());
+    if !wildcard {
+        return bound.to_string();
+    }
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "127.0.0.1".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_advertise_host;
+
+    #[test]
+    fn a_wildcard_bind_advertises_the_hostname_not_loopback() {
+        let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
+        assert_eq!(default_advertise_host("0.0.0.0"), host);
+        assert_eq!(default_advertise_host("::"), host);
+        assert_eq!(default_advertise_host("[::]"), host);
+        assert_eq!(default_advertise_host("127.0.0.1"), "127.0.0.1");
+        assert_eq!(default_advertise_host("node-a"), "node-a");
+    }
 }

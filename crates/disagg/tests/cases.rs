@@ -198,3 +198,39 @@ fn plan_prints_every_role_without_running_anything() {
         assert_eq!(env["DISAGG_SERVING_TYPE"], name);
     }
 }
+
+#[test]
+fn validate_refuses_a_multi_node_case_whose_worker_would_publish_loopback() {
+    // One GPU per node: CTX_0 on node 0, GEN_0 on node 1; GEN_0's command binds loopback,
+    // which the router on node 0 could never reach.
+    let text = r#"name: mn-loopback
+model: {name: tiny}
+engine: command
+hardware: {gpus_per_node: 1}
+ctx: {count: 1, engine_args: {argv: ["{disagg}", sim, --role, context, --host, "{host}", --port, "{port}"]}}
+gen:
+  count: 1
+  engine_args:
+    argv: ["{disagg}", sim, --role, generation, --host, "{host}", --port, "{port}"]
+    host: 127.0.0.1
+benchmark: {isl: 8, osl: 8}
+"#;
+    let ws = TempDir::new("loopback");
+    let case = ws.path().join("case.yaml");
+    std::fs::write(&case, text).unwrap();
+    let r = disagg(&["validate", case.to_str().unwrap()], &[]);
+    assert_eq!(r.code(), 2, "{}", r.show());
+    let err = r.stderr();
+    assert!(err.contains("gen.engine_args.host"), "{err}");
+    assert!(err.contains("case.yaml:10:"), "names the line: {err}");
+    assert!(
+        err.contains("GEN_0 (node 1) would bind and publish the loopback address `127.0.0.1`"),
+        "{err}"
+    );
+    assert!(err.contains("span 2 nodes"), "{err}");
+    assert!(err.contains("hint: remove `host`"), "{err}");
+    // Without the loopback host it is a valid multi-node case.
+    std::fs::write(&case, text.replace("    host: 127.0.0.1\n", "")).unwrap();
+    let ok = disagg(&["validate", case.to_str().unwrap()], &[]);
+    assert_eq!(ok.code(), 0, "{}", ok.show());
+}

@@ -9,12 +9,13 @@ use super::{Built, WorkerSpec, fill, port_launch};
 #[serde(deny_unknown_fields)]
 pub struct CommandArgs {
     /// The engine's argv; `{host}`, `{port}`, `{bootstrap_port}`, `{side_channel_port}`,
-    /// `{publish_host}`, `{gpus}`, `{role}`, `{model}`, `{served_model}` and `{disagg}` (this
-    /// binary) are filled in.
+    /// `{publish_host}`, `{hostname}` (the node the rank runs on), `{gpus}`, `{role}`, `{model}`,
+    /// `{served_model}` and `{disagg}` (this binary) are filled in.
     pub argv: Vec<String>,
-    /// The address it binds, as `{host}`.
-    #[serde(default = "loopback")]
-    pub host: String,
+    /// The address it binds, as `{host}`. Default: `127.0.0.1` when the workers fit on one
+    /// node, `0.0.0.0` (publishing the node's hostname) when they span several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     /// MPI ranks of one server's step (1 unless the command is an MPI program).
     #[serde(default = "one")]
     pub ranks: u32,
@@ -25,22 +26,22 @@ impl Default for CommandArgs {
     fn default() -> Self {
         Self {
             argv: Vec::new(),
-            host: loopback(),
+            host: None,
             ranks: one(),
         }
     }
 }
 
-fn loopback() -> String {
-    "127.0.0.1".into()
-}
 fn one() -> u32 {
     1
 }
 
 pub fn build(a: &CommandArgs, w: &WorkerSpec<'_>) -> Built {
     Built {
-        launch: port_launch(a.argv.iter().map(|x| fill(x, w)).collect(), &a.host),
+        launch: port_launch(
+            a.argv.iter().map(|x| fill(x, w)).collect(),
+            a.host.as_deref().unwrap_or(w.bind_host),
+        ),
         ranks: a.ranks.max(1),
         file: None,
     }

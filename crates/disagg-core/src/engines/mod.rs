@@ -3,10 +3,10 @@
 //! wrap multi-rank workers.
 //!
 //! Placeholders the worker role fills in when it starts the engine: `{host}`, `{port}`,
-//! `{bootstrap_port}`, `{side_channel_port}` (ports it picks, all covered by its retry), and
-//! `{publish_host}` (the host it publishes for the worker, which other nodes can reach), in the
-//! argv and in the engine's own env; filled in by the plan: `{gpus}`, `{role}`, `{model}`,
-//! `{served_model}`, `{disagg}`.
+//! `{bootstrap_port}`, `{side_channel_port}` (ports it picks, all covered by its retry),
+//! `{publish_host}` (the host it publishes for the worker, which other nodes can reach) and
+//! `{hostname}` (the node the rank runs on), in the argv and in the engine's own env; filled in
+//! by the plan: `{gpus}`, `{role}`, `{model}`, `{served_model}`, `{disagg}`.
 //!
 //! To add an engine: a variant of [`crate::case::Engine`], its args type and a file here with
 //! one `launch` function, then a snapshot case in `tests/engines.rs`.
@@ -63,6 +63,9 @@ pub struct WorkerSpec<'a> {
     pub dialect: Dialect,
     /// `router.internal_request_auth_key`, which workers check signatures with.
     pub auth_key: Option<&'a str>,
+    /// Where servers bind by default: loopback on one node, every interface (publishing the
+    /// node's hostname) when the workers span several.
+    pub bind_host: &'a str,
 }
 
 impl WorkerSpec<'_> {
@@ -107,7 +110,7 @@ fn port_launch(argv: Vec<String>, host: &str) -> EngineLaunch {
 
 /// Where real engines listen: every interface, so workers on other nodes are reachable; the
 /// role publishes the node's hostname.
-const ANY_HOST: &str = "0.0.0.0";
+const ANY_HOST: &str = crate::plan::ANY_HOST;
 
 /// Fills the plan-time placeholders of one argument.
 fn fill(arg: &str, w: &WorkerSpec<'_>) -> String {

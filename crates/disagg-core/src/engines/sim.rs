@@ -17,7 +17,7 @@ pub fn build(a: &SimEngineArgs, w: &WorkerSpec<'_>) -> Built {
         if w.is_ctx { "context" } else { "generation" }.into(),
     );
     flag("dialect", w.dialect.as_str().into());
-    flag("host", "127.0.0.1".into());
+    flag("host", w.bind_host.into());
     flag("port", "0".into());
     flag("ready-file", w.ready_file.display().to_string());
     flag("model", w.served_model.into());
@@ -102,7 +102,7 @@ pub fn build(a: &SimEngineArgs, w: &WorkerSpec<'_>) -> Built {
         launch: EngineLaunch {
             argv,
             ready_file: Some(w.ready_file.clone()),
-            host: "127.0.0.1".into(),
+            host: w.bind_host.into(),
             env: Default::default(),
             side_channel_span: 1,
         },

@@ -66,11 +66,14 @@ pub fn run_role(role: RoleName, run_dir: &Path) -> i32 {
     crate::procs::become_subreaper();
     let result = rt.block_on(async {
         let work = async {
-            match role {
-                RoleName::Ctx(_) | RoleName::Gen(_) => worker::run(&plan, role).await,
+            let r: Result<(), shared::Failed> = match role {
+                RoleName::Ctx(_) | RoleName::Gen(_) => {
+                    worker::run(&plan, role).await.map_err(Into::into)
+                }
                 RoleName::DisaggServer => server::run(&plan).await,
-                RoleName::Benchmark => benchmark::run(&plan).await,
-            }
+                RoleName::Benchmark => benchmark::run(&plan).await.map_err(Into::into),
+            };
+            r
         };
         tokio::select! {
             r = work => Ok(r),
@@ -88,9 +91,9 @@ pub fn run_role(role: RoleName, run_dir: &Path) -> i32 {
     }
     match result {
         Ok(Ok(())) => exit::PASS,
-        Ok(Err(reason)) => {
-            eprintln!("disagg role {role}: FAILED: {reason}");
-            shared::write_exit_note(&plan, role, &reason);
+        Ok(Err(failed)) => {
+            eprintln!("disagg role {role}: FAILED: {}", failed.reason);
+            shared::write_exit_note(&plan, role, &failed);
             exit::TEST_FAILED
         }
         Err(sig) => {

@@ -5,17 +5,29 @@ use disagg_core::case::{Dialect, Policy};
 use disagg_core::{Plan, RoleName};
 use disagg_proto::trtllm::{GroupRouter, RouterType, ServerConfig, ServerGroup};
 
-use super::shared::{POLL, healthy, http_client, publish, wait_for_endpoint, wait_for_status};
+use std::time::{Duration, Instant};
 
-pub async fn run(plan: &Plan) -> Result<(), String> {
+use super::shared::{
+    Failed, POLL, healthy, hostname, http_client, publish, wait_for_endpoint, wait_for_status,
+};
+use crate::rendezvous::Endpoint;
+
+/// How long a worker's published address may refuse the router before the run fails. The
+/// worker has already seen its engine healthy, so a working address answers at once; this only
+/// rides out a slow first connection.
+const REACH_WITHIN: Duration = Duration::from_secs(10);
+
+pub async fn run(plan: &Plan) -> Result<(), Failed> {
     let mut ctx = Vec::new();
     let mut gen_urls = Vec::new();
+    let client = http_client();
     for w in plan.workers() {
         let ep = tokio::select! {
             ep = wait_for_endpoint(plan, w.role) => ep,
             _ = wait_for_status(plan) => return Ok(()),
         };
         eprintln!("disagg role DISAGG_SERVER: {} is at {}", w.role, ep.url());
+        reach(&client, &ep).await?;
         match w.role {
             // SGLang's decode pulls KV through the prefill's bootstrap server, on the port the
             // prefill was started with: the router must name it (`host:port@bootstrap`).
@@ -37,14 +49,25 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
         .role(RoleName::DisaggServer)
         .ok_or("the plan has no DISAGG_SERVER")?;
     if let Some(launch) = &me.engine {
-        return external(plan, launch, ctx, gen_urls).await;
+        return Ok(external(plan, launch, ctx, gen_urls).await?);
     }
-    let host = "127.0.0.1";
+    // On several nodes the router binds every interface and publishes its node's hostname, so
+    // that nothing crossing nodes carries a loopback address.
+    let host = if plan.multi_node() {
+        disagg_core::plan::ANY_HOST
+    } else {
+        disagg_core::plan::LOOPBACK
+    };
     let listener = tokio::net::TcpListener::bind((host, 0))
         .await
         .map_err(|e| format!("cannot bind {host}:0: {e}"))?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-    let config = write_config(plan, host, port, ctx, gen_urls)?;
+    let published = if plan.multi_node() {
+        hostname()
+    } else {
+        host.to_string()
+    };
+    let config = write_config(plan, &published, port, ctx, gen_urls)?;
 
     let mut router_cfg = disagg_router::RouterConfig::from_server_config(&config);
     router_cfg.request_timeout = plan.deadlines.request;
@@ -60,23 +83,76 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
         }
     };
     let mut server = tokio::spawn(disagg_router::serve(listener, router_cfg, released));
-    let client = http_client();
-    let base = format!("http://{host}:{port}");
+    let base = format!("http://{}:{port}", super::worker::probe_host(host));
     loop {
         if server.is_finished() {
             break;
         }
         if healthy(&client, &base).await {
-            publish(plan, RoleName::DisaggServer, host, port, std::process::id())?;
+            publish(
+                plan,
+                RoleName::DisaggServer,
+                &published,
+                port,
+                std::process::id(),
+            )?;
             break;
         }
         tokio::time::sleep(POLL).await;
     }
     match (&mut server).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(format!("the router stopped: {e}")),
-        Err(e) => Err(format!("the router task failed: {e}")),
+        Ok(Err(e)) => Err(format!("the router stopped: {e}").into()),
+        Err(e) => Err(format!("the router task failed: {e}").into()),
     }
+}
+
+/// Checks that a worker's published address answers from here. A worker on another node that
+/// published an address only its own node can reach (loopback, or a name that resolves to one)
+/// fails the run now, naming that worker and its address, instead of a router that never gets
+/// ready.
+async fn reach(client: &reqwest::Client, ep: &Endpoint) -> Result<(), Failed> {
+    let until = Instant::now() + REACH_WITHIN;
+    let url = format!("{}/health", ep.url());
+    loop {
+        let why = match client
+            .get(&url)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) => error_chain(&e),
+        };
+        if Instant::now() >= until {
+            return Err(Failed {
+                reason: format!(
+                    "{} published {}, which cannot be reached from {} (DISAGG_SERVER's node) within {}s: {why}; a worker other nodes must reach binds 0.0.0.0 and publishes its node's hostname, which must resolve to an address of that node everywhere",
+                    ep.role,
+                    ep.host_port(),
+                    hostname(),
+                    REACH_WITHIN.as_secs()
+                ),
+                blame: Some(ep.role),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// An error with its causes ("error sending request: ... : Connection refused").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(cause) = src {
+        let c = cause.to_string();
+        if !s.contains(&c) {
+            s.push_str(": ");
+            s.push_str(&c);
+        }
+        src = cause.source();
+    }
+    s
 }
 
 /// Writes `server_config.yaml` (TensorRT-LLM's format) for a router at `host:port`.

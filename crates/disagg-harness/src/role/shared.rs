@@ -34,13 +34,45 @@ pub fn publish_endpoint(plan: &Plan, ep: Endpoint) -> Result<(), String> {
     Ok(())
 }
 
-pub fn write_exit_note(plan: &Plan, role: RoleName, reason: &str) {
+/// Why a role failed, and which role the failure is about when it is another one.
+#[derive(Debug)]
+pub struct Failed {
+    pub reason: String,
+    pub blame: Option<RoleName>,
+}
+
+impl From<String> for Failed {
+    fn from(reason: String) -> Self {
+        Self {
+            reason,
+            blame: None,
+        }
+    }
+}
+
+impl From<&str> for Failed {
+    fn from(reason: &str) -> Self {
+        reason.to_string().into()
+    }
+}
+
+pub fn write_exit_note(plan: &Plan, role: RoleName, failed: &Failed) {
     let note = ExitNote {
         run_id: plan.run_id.clone(),
         role,
-        reason: reason.to_string(),
+        reason: failed.reason.clone(),
+        blame: failed.blame,
     };
     let _ = crate::atomic::write_json(&crate::supervisor::exit_note_path(plan, role), &note);
+}
+
+/// This machine's (this node's) hostname, what a server bound to every interface publishes.
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "127.0.0.1".into())
 }
 
 /// Resolves once `status.json` of this run exists.

@@ -136,11 +136,13 @@ struct Start {
 impl Start {
     fn new(launch: &EngineLaunch, ports: &Ports) -> Self {
         let publish = advertised_host(&launch.host);
+        let node = super::shared::hostname();
         let fill = |s: &str| {
             ports
                 .fill(s)
                 .replace("{host}", &launch.host)
                 .replace("{publish_host}", &publish)
+                .replace("{hostname}", &node)
         };
         Self {
             argv: launch.argv.iter().map(|a| fill(a)).collect(),
@@ -232,10 +234,14 @@ async fn serve(
                 if let Ok(text) = std::fs::read_to_string(f) {
                     if let Some(line) = text.lines().next().filter(|l| !l.trim().is_empty()) {
                         let addr = line.trim().to_string();
-                        let (_, port) = split_host_port(&addr).ok_or_else(|| {
+                        let (host, port) = split_host_port(&addr).ok_or_else(|| {
                             late(format!("the engine published `{addr}`, not host:port"))
                         })?;
-                        break (addr, port);
+                        // A wildcard bind is probed on loopback, from this node.
+                        break (
+                            disagg_proto::ready::authority(probe_host(&host), port),
+                            port,
+                        );
                     }
                 }
             }
@@ -316,15 +322,16 @@ async fn follow(plan: &Plan, role: RoleName, start: &Start) -> Result<(), StartF
 /// Where to probe an engine bound to `host`.
 pub(super) fn probe_host(host: &str) -> &str {
     match host {
-        "0.0.0.0" | "::" => "127.0.0.1",
+        "0.0.0.0" | "::" | "[::]" => "127.0.0.1",
         h => h,
     }
 }
 
-/// What other roles, maybe on other nodes, should connect to.
+/// What other roles, maybe on other nodes, should connect to: the node's hostname for a
+/// wildcard bind, else the address probed.
 pub(super) fn publish_host(bound: &str, probe: &str) -> String {
     match bound {
-        "0.0.0.0" | "::" => advertised_host(bound),
+        "0.0.0.0" | "::" | "[::]" => advertised_host(bound),
         _ => split_host_port(probe)
             .map(|(h, _)| h)
             .unwrap_or_else(|| bound.to_string()),
@@ -335,10 +342,7 @@ pub(super) fn publish_host(bound: &str, probe: &str) -> String {
 /// the node's hostname for a wildcard bind, else the bound address itself.
 fn advertised_host(bound: &str) -> String {
     match bound {
-        "0.0.0.0" | "::" => nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .unwrap_or_else(|| "127.0.0.1".into()),
+        "0.0.0.0" | "::" | "[::]" => super::shared::hostname(),
         _ => bound.to_string(),
     }
 }
