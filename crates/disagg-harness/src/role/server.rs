@@ -14,8 +14,9 @@ use crate::rendezvous::Endpoint;
 
 /// How long a worker's published address may refuse the router before the run fails. The
 /// worker has already seen its engine healthy, so a working address answers at once; this only
-/// rides out a slow first connection.
-const REACH_WITHIN: Duration = Duration::from_secs(10);
+/// rides out a slow first connection. At most half the supervisor's liveness limit
+/// (`timeouts.unresponsive`), so that the cause is named as such.
+const REACH_WITHIN: Duration = Duration::from_secs(5);
 
 pub async fn run(plan: &Plan) -> Result<(), Failed> {
     let mut ctx = Vec::new();
@@ -27,7 +28,12 @@ pub async fn run(plan: &Plan) -> Result<(), Failed> {
             _ = wait_for_status(plan) => return Ok(()),
         };
         eprintln!("disagg role DISAGG_SERVER: {} is at {}", w.role, ep.url());
-        reach(&client, &ep).await?;
+        reach(
+            &client,
+            &ep,
+            REACH_WITHIN.min(plan.deadlines.unresponsive / 2),
+        )
+        .await?;
         match w.role {
             // SGLang's decode pulls KV through the prefill's bootstrap server, on the port the
             // prefill was started with: the router must name it (`host:port@bootstrap`).
@@ -111,8 +117,8 @@ pub async fn run(plan: &Plan) -> Result<(), Failed> {
 /// published an address only its own node can reach (loopback, or a name that resolves to one)
 /// fails the run now, naming that worker and its address, instead of a router that never gets
 /// ready.
-async fn reach(client: &reqwest::Client, ep: &Endpoint) -> Result<(), Failed> {
-    let until = Instant::now() + REACH_WITHIN;
+async fn reach(client: &reqwest::Client, ep: &Endpoint, within: Duration) -> Result<(), Failed> {
+    let until = Instant::now() + within;
     let url = format!("{}/health", ep.url());
     loop {
         let why = match client
@@ -127,11 +133,11 @@ async fn reach(client: &reqwest::Client, ep: &Endpoint) -> Result<(), Failed> {
         if Instant::now() >= until {
             return Err(Failed {
                 reason: format!(
-                    "{} published {}, which cannot be reached from {} (DISAGG_SERVER's node) within {}s: {why}; a worker other nodes must reach binds 0.0.0.0 and publishes its node's hostname, which must resolve to an address of that node everywhere",
+                    "{} published {}, which cannot be reached from {} (DISAGG_SERVER's node) within {}: {why}; a worker other nodes must reach binds 0.0.0.0 and publishes its node's hostname, which must resolve to an address of that node everywhere",
                     ep.role,
                     ep.host_port(),
                     hostname(),
-                    REACH_WITHIN.as_secs()
+                    humantime::format_duration(within)
                 ),
                 blame: Some(ep.role),
             });
