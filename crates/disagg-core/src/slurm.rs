@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SlurmSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -28,6 +28,48 @@ pub struct SlurmSpec {
     /// `srun --mpi=` for worker steps only (e.g. `pmix`); the router and benchmark never get MPI.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mpi: Option<String>,
+    /// Whether the cluster hands out GPUs as gres (`gpu`), as GPU clusters do. Then the job asks
+    /// for `hardware.gpus_per_node` GPUs per node (unless `extra_args` already asks for GPUs),
+    /// each worker step for its own (`--gres=gpu:k`), and the router and benchmark steps for
+    /// none. `false` for a cluster without GPU gres: nothing is asked, and each worker sets
+    /// `CUDA_VISIBLE_DEVICES` inside its step, where Slurm no longer touches it.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub gpu_gres: bool,
+}
+
+impl Default for SlurmSpec {
+    fn default() -> Self {
+        Self {
+            partition: None,
+            account: None,
+            time: None,
+            job_name: None,
+            extra_args: Vec::new(),
+            container: None,
+            mpi: None,
+            gpu_gres: true,
+        }
+    }
+}
+
+impl SlurmSpec {
+    /// Whether `extra_args` already asks Slurm for GPUs (`--gres=gpu:N`, `--gpus*`, `-G`).
+    pub fn asks_for_gpus(&self) -> bool {
+        self.extra_args.iter().any(|a| {
+            a.strip_prefix("--gres=")
+                .is_some_and(|g| g.split(',').any(|r| r == "gpu" || r.starts_with("gpu:")))
+                || a.starts_with("--gpus")
+                || a.starts_with("-G")
+        })
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

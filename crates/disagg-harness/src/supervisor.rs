@@ -335,8 +335,31 @@ fn death_reason(plan: &Plan, p: &Proc) -> String {
     let note = rendezvous::read::<ExitNote>(&exit_note_path(plan, p.plan.role), &plan.run_id);
     match note {
         Some(n) => format!("{} {exit}: {}", p.plan.role, n.reason),
-        None => format!("{} {exit} (see {})", p.plan.role, p.plan.log),
+        None => match srun_errors(&plan.run_dir.join(&p.plan.log)) {
+            // The role never ran: Slurm could not create its step. srun says why.
+            Some(why) => format!("{} {exit}: {why} (see {})", p.plan.role, p.plan.log),
+            None => format!("{} {exit} (see {})", p.plan.role, p.plan.log),
+        },
     }
+}
+
+/// srun's own error lines at the end of a role's log (`srun: error: Unable to create step for
+/// job 7: Requested nodes are busy`), joined; `None` when srun said nothing.
+fn srun_errors(log: &std::path::Path) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(log).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)))
+        .ok()?;
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
+    let errors: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("srun: error: "))
+        .collect();
+    let last: Vec<&str> = errors.iter().rev().take(3).rev().copied().collect();
+    (!last.is_empty()).then(|| last.join("; "))
 }
 
 /// The role a dead role's exit note blames (DISAGG_SERVER cannot reach GEN_0's address), with

@@ -234,3 +234,71 @@ benchmark: {isl: 8, osl: 8}
     let ok = disagg(&["validate", case.to_str().unwrap()], &[]);
     assert_eq!(ok.code(), 0, "{}", ok.show());
 }
+
+#[test]
+fn plan_for_slurm_shows_each_steps_gpus_and_the_engine_it_runs() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/trtllm-multinode.yaml");
+    let ws = TempDir::new("plan-slurm");
+    let r = disagg(
+        &[
+            "plan",
+            example.to_str().unwrap(),
+            "--launcher",
+            "slurm",
+            "--workspace",
+            ws.path().to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let out = r.stdout();
+    // Each step's line, then its engine right under it.
+    let step = |role: &str| -> Vec<&str> {
+        let mut lines = out
+            .lines()
+            .skip_while(|l| !l.starts_with(&format!("# {role}: srun ")));
+        let first = lines
+            .next()
+            .unwrap_or_else(|| panic!("no {role} step in\n{out}"));
+        std::iter::once(first)
+            .chain(lines.take_while(|l| l.starts_with("#   ")))
+            .collect()
+    };
+    let ctx = step("CTX_0");
+    assert!(ctx[0].contains(" --gres=gpu:4 "), "{ctx:?}");
+    assert!(ctx[0].contains(" --immediate=5 "), "{ctx:?}");
+    assert!(
+        ctx.iter().any(|l| l.starts_with(
+            "#   engine (on each of 4 ranks): trtllm-llmapi-launch trtllm-serve /models/DeepSeek-R1-FP4 --host '{host}' --port '{port}' --config "
+        )),
+        "{ctx:?}"
+    );
+    let gen_ = step("GEN_0");
+    assert!(
+        gen_[0].contains(" --nodes=2 ") && gen_[0].contains(" --gres=gpu:8 "),
+        "{gen_:?}"
+    );
+    assert!(
+        gen_.iter()
+            .any(|l| l.starts_with("#   engine (on each of 16 ranks): ")),
+        "{gen_:?}"
+    );
+    // The job asks for GPUs once: the case's own `--gres=gpu:8` (no second request).
+    assert_eq!(out.matches("#SBATCH --gres").count(), 1, "{out}");
+    // The router and benchmark hold no GPU; the router step shows trtllm's own router.
+    let server = step("DISAGG_SERVER");
+    assert!(
+        server[0].contains(" --overlap ") && server[0].contains(" --gres=gpu:0 "),
+        "{server:?}"
+    );
+    assert!(
+        server
+            .iter()
+            .any(|l| l.starts_with("#   engine: trtllm-serve disaggregated -c ")),
+        "{server:?}"
+    );
+    assert!(step("BENCHMARK")[0].contains(" --gres=gpu:0 "));
+    // Workers get their GPUs from Slurm, not from a CUDA_VISIBLE_DEVICES Slurm would overwrite.
+    assert!(!out.contains("CUDA_VISIBLE_DEVICES"), "{out}");
+}

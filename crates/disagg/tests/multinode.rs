@@ -20,6 +20,9 @@ fn slurm_conf() -> String {
 
 const UP: &str = "bash scripts/dev-slurm.sh up --nodes 3 --gpus-per-node 8 --constrain-devices";
 
+/// The fake GPUs of every node (`gres.conf` `File=/dev/dggpu[0-7]`).
+const GPU_DEVICES: &str = "/dev/dggpu";
+
 /// A Slurm command against the multi-node cluster.
 fn slurm(program: &str, args: &[&str]) -> Output {
     Command::new(program)
@@ -97,6 +100,8 @@ impl Ws {
             .arg(&self.dir)
             .env("SLURM_CONF", slurm_conf())
             .env("SKIP_PERF_CHECK", "true")
+            // Every role logs which of the cluster's fake GPUs its cgroup lets it open.
+            .env("DISAGG_GPU_DEVICES", GPU_DEVICES)
             .output()
             .expect("disagg runs")
     }
@@ -340,4 +345,152 @@ fn a_published_address_other_nodes_cannot_reach_fails_the_run_naming_the_worker_
     let id = read(&dir.join("slurm_job_id"));
     assert_eq!(job_state(id.trim()).as_deref(), Some("CANCELLED"));
     assert_no_process_left(&dir);
+}
+
+/// What a role's log says about its GPUs: (CUDA_VISIBLE_DEVICES or "unset", devices it may open,
+/// devices it is denied).
+fn gpus_of(dir: &Path, log: &str) -> (String, Vec<String>, Vec<String>) {
+    let text = read(&dir.join(log));
+    let line = text
+        .lines()
+        .find(|l| l.contains(": GPUs: "))
+        .unwrap_or_else(|| panic!("{log} has no GPUs line:\n{text}"));
+    let after = line.split(": GPUs: ").nth(1).unwrap();
+    let cvd = match after.split(';').next().unwrap().trim() {
+        "CUDA_VISIBLE_DEVICES unset" => "unset".to_string(),
+        v => v.trim_start_matches("CUDA_VISIBLE_DEVICES=").to_string(),
+    };
+    let list = |key: &str| -> Vec<String> {
+        let part = after
+            .split(';')
+            .find_map(|p| {
+                p.trim()
+                    .split_once(key)
+                    .map(|(_, rest)| rest.trim().to_string())
+            })
+            .unwrap_or_else(|| panic!("no `{key}` in {line}"));
+        if part == "none" {
+            Vec::new()
+        } else {
+            part.split_whitespace().map(str::to_string).collect()
+        }
+    };
+    (cvd, list("may open "), list("denied "))
+}
+
+#[test]
+fn every_worker_gets_exactly_its_own_gpus_under_device_cgroups_and_the_router_and_benchmark_none() {
+    if !cluster_up("gpu_binding") {
+        return;
+    }
+    let ws = Ws::new("gpus");
+    // One 4-GPU node: CTX_0 on two GPUs, GEN_0 and GEN_1 on one each; all three at once.
+    let yaml = "name: mn-gpus\nmodel: {name: tiny}\nhardware: {gpus_per_node: 4}\nctx: {count: 1, parallel: {tp: 2}, engine_args: {}}\ngen: {count: 2, engine_args: {}}\nbenchmark: {isl: 32, osl: 4, concurrency: [2], rounds: 2}\ntimeouts: {worker_startup: 30s, request: 10s, benchmark: 60s, job: 2m}\n";
+    let out = ws.run("mn-gpus", yaml);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let dir = ws.run_dir("mn-gpus");
+    let script = read(&dir.join("job.sbatch"));
+    assert!(
+        script.contains("#SBATCH --gres=gpu:4"),
+        "the job asks for the GPUs:\n{script}"
+    );
+
+    let mut taken: Vec<String> = Vec::new();
+    for (log, want) in [
+        ("ctx_server_0.log", 2),
+        ("gen_server_0.log", 1),
+        ("gen_server_1.log", 1),
+    ] {
+        let (cvd, open, denied) = gpus_of(&dir, log);
+        assert_eq!(open.len(), want, "{log}: may open {open:?}");
+        assert_eq!(open.len() + denied.len(), 8, "{log}: {open:?} {denied:?}");
+        // The engine sees its own GPUs, numbered from 0 inside its cgroup.
+        let expect: Vec<String> = (0..want).map(|i| i.to_string()).collect();
+        assert_eq!(cvd, expect.join(","), "{log}");
+        for d in &open {
+            assert!(
+                !taken.contains(d),
+                "{log} shares {d} with another worker: {taken:?}"
+            );
+        }
+        taken.extend(open);
+    }
+    assert_eq!(
+        taken.len(),
+        4,
+        "the workers hold 4 distinct GPUs: {taken:?}"
+    );
+    for log in ["disagg_server.log", "benchmark.log"] {
+        let (cvd, open, denied) = gpus_of(&dir, log);
+        assert_eq!(cvd, "unset", "{log}");
+        assert!(open.is_empty(), "{log} may open {open:?}");
+        assert_eq!(denied.len(), 8, "{log}");
+    }
+    // No step waited for another's GPUs.
+    for log in ["ctx_server_0.log", "gen_server_0.log", "gen_server_1.log"] {
+        let t = read(&dir.join(log));
+        assert!(
+            !t.contains("step creation temporarily disabled"),
+            "{log}:\n{t}"
+        );
+    }
+    assert_no_process_left(&dir);
+}
+
+#[test]
+fn without_gpu_gres_each_worker_still_sees_its_planned_gpus() {
+    if !cluster_up("no_gpu_gres") {
+        return;
+    }
+    let ws = Ws::new("nogres");
+    let yaml = "name: mn-nogres\nmodel: {name: tiny}\nhardware: {gpus_per_node: 2}\nctx: {count: 1, engine_args: {}}\ngen: {count: 1, engine_args: {}}\nbenchmark: {isl: 32, osl: 4, concurrency: [2], rounds: 2}\ntimeouts: {worker_startup: 30s, request: 10s, benchmark: 60s, job: 2m}\nslurm: {gpu_gres: false}\n";
+    let out = ws.run("mn-nogres", yaml);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let dir = ws.run_dir("mn-nogres");
+    assert!(!read(&dir.join("job.sbatch")).contains("--gres"));
+    // Slurm removes a CUDA_VISIBLE_DEVICES it did not set; the role sets the plan's inside.
+    assert_eq!(gpus_of(&dir, "ctx_server_0.log").0, "0");
+    assert_eq!(gpus_of(&dir, "gen_server_0.log").0, "1");
+    assert_eq!(gpus_of(&dir, "disagg_server.log").0, "unset");
+}
+
+#[test]
+fn a_step_slurm_cannot_create_fails_the_run_in_seconds_quoting_srun() {
+    if !cluster_up("a_step_slurm_cannot_create") {
+        return;
+    }
+    let ws = Ws::new("nostep");
+    // The job asks for 2 GPUs per node in extra_args, but the plan puts 2 + 2 on node 0: the
+    // second worker step can never be created ("busy"); a 4-GPU worker is a bad request.
+    for (config, ctx_tp, said) in [
+        ("mn-busy", 2, "Requested nodes are busy"),
+        ("mn-bad", 4, "Invalid generic resource (gres) specification"),
+    ] {
+        let yaml = format!(
+            "name: {config}\nmodel: {{name: tiny}}\nhardware: {{gpus_per_node: 4}}\nctx: {{count: 1, parallel: {{tp: {ctx_tp}}}, engine_args: {{}}}}\ngen: {{count: 1, parallel: {{tp: 2}}, engine_args: {{}}}}\nbenchmark: {{isl: 32, osl: 4, concurrency: [2], rounds: 2}}\ntimeouts: {{worker_startup: 60s, request: 10s, benchmark: 60s, job: 3m}}\nslurm: {{extra_args: [\"--gres=gpu:2\"]}}\n"
+        );
+        let t0 = Instant::now();
+        let out = ws.run(config, &yaml);
+        let took = t0.elapsed();
+        assert_eq!(out.status.code(), Some(1), "{config}: {}", text(&out));
+        assert!(took < Duration::from_secs(30), "{config}: took {took:?}");
+        let dir = ws.run_dir(config);
+        let summary = read(&dir.join("summary.md"));
+        let failed = summary
+            .lines()
+            .find(|l| l.starts_with("FAILED: "))
+            .unwrap_or_else(|| panic!("{config}: {summary}"));
+        assert!(
+            failed.starts_with("FAILED: CTX_0 exited with status 1: srun: error: ")
+                || failed.starts_with("FAILED: GEN_0 exited with status 1: srun: error: "),
+            "{config}: {failed}"
+        );
+        assert!(
+            failed.contains("Unable to create step"),
+            "{config}: {failed}"
+        );
+        assert!(failed.contains(said), "{config}: {failed}");
+        assert!(!summary.contains("worker_startup"), "{config}: {summary}");
+        assert_no_process_left(&dir);
+    }
 }

@@ -49,7 +49,14 @@ impl Ws {
         Self { dir }
     }
 
+    /// Writes a case, marked as being for a cluster without GPU gres: the single-node Slurm of
+    /// `scripts/dev-slurm.sh up` has none (the multi-node tests cover GPU binding).
     fn case(&self, file: &str, text: &str) -> PathBuf {
+        let text = if text.contains("\nslurm: {") {
+            text.replace("\nslurm: {", "\nslurm: {gpu_gres: false, ")
+        } else {
+            format!("{text}slurm: {{gpu_gres: false}}\n")
+        };
         let p = self.dir.join(file);
         std::fs::write(&p, text).unwrap();
         p

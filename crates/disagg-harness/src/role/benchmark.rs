@@ -42,8 +42,19 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
         if let Err(e) = disagg_bench::point_files::write(&plan.run_dir, &cfg, p) {
             unwritten.push(e.to_string());
         }
-    })
-    .await;
+    });
+    // The run can end under the sweep: a worker died and the supervisor wrote its verdict. Stop
+    // at once, so that no further point starts and no request is sent to a run that is over.
+    let sweep = tokio::select! {
+        s = sweep => s,
+        status = wait_for_status(plan) => {
+            eprintln!(
+                "disagg role BENCHMARK: the run ended under the sweep ({}); stopping",
+                status.reason.as_deref().unwrap_or("no reason given")
+            );
+            return Ok(());
+        }
+    };
     if let Some(e) = unwritten.first() {
         return finish(
             plan,

@@ -2,6 +2,7 @@
 //! `plan.json`, does its part, and leaves as soon as `rendezvous/status.json` appears.
 
 mod benchmark;
+mod gpus;
 mod server;
 mod shared;
 mod worker;
@@ -32,6 +33,9 @@ pub fn run_role(role: RoleName, run_dir: &Path) -> i32 {
             "disagg role {role}: cleared {n} variables starting with {prefixes}; {left} left"
         );
     }
+    // SAFETY: no thread has been started yet; the async runtime is built below.
+    unsafe { gpus::take_planned_gpus() };
+    eprintln!("disagg role {role}: {}", gpus::report());
     let plan = match load_plan(run_dir) {
         Ok(p) => p,
         Err(e) => {

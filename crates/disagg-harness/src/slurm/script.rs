@@ -45,6 +45,10 @@ pub fn render(plan: &Plan, exe: &Path, skip_perf_check: bool) -> Result<String, 
         // One task per GPU: the shape multi-rank worker steps take.
         ("--ntasks-per-node", plan.gpus_per_node.to_string()),
     ];
+    // GPUs are Slurm's to give: the job asks for them, and each worker step for its own.
+    if s.gpu_gres && !s.asks_for_gpus() {
+        header.push(("--gres", format!("gpu:{}", plan.gpus_per_node)));
+    }
     if let Some(t) = &s.time {
         header.push(("--time", t.clone()));
     }

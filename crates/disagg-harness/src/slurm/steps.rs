@@ -13,6 +13,19 @@ pub const MPI_ENV_PREFIXES: &[&str] = &["PMI", "PMIX", "OMPI", "SLURM_"];
 /// The variable through which a role process learns which prefixes to clear.
 pub const CLEAR_ENV_VAR: &str = "DISAGG_CLEAR_ENV_PREFIXES";
 
+/// On a cluster without GPU gres, a worker's GPUs travel under this name and the role sets
+/// `CUDA_VISIBLE_DEVICES` from it inside the step: Slurm removes a `CUDA_VISIBLE_DEVICES` it did
+/// not set itself from a step's environment.
+pub const GPUS_ENV_VAR: &str = "DISAGG_CUDA_VISIBLE_DEVICES";
+
+/// How long a worker step may wait for its resources before srun gives up (`--immediate`).
+/// Within our own allocation every step fits by construction, so waiting means the plan and the
+/// job disagree (GPUs asked in `extra_args` too few for the plan): fail in seconds with srun's
+/// reason, instead of a step that never starts and a worker_startup timeout.
+pub const STEP_WAIT_S: u32 = 5;
+
+const CUDA_VISIBLE_DEVICES: &str = "CUDA_VISIBLE_DEVICES";
+
 /// A process to start: argv plus environment changes, never a shell string.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
@@ -56,7 +69,24 @@ pub fn step(plan: &Plan, role: &RolePlan, hosts: &[String]) -> Step {
             // next server's step on the same node waits ("Requested nodes are busy").
             "--exact".into(),
             "--kill-on-bad-exit=1".into(),
+            format!("--immediate={STEP_WAIT_S}"),
         ]);
+        // Slurm sets CUDA_VISIBLE_DEVICES in every step of a job with GPUs (to the step's own,
+        // or all of the node's for a step without --gres) and removes it from the steps of a
+        // job without: the plan's value cannot survive as an ordinary variable.
+        let visible = env_set.remove(CUDA_VISIBLE_DEVICES);
+        if plan.slurm.gpu_gres {
+            // Exactly this worker's GPUs, per node; with device cgroups the others cannot even
+            // be opened. A step spanning nodes asks for its largest share on every node.
+            let most = nodes
+                .iter()
+                .map(|n| role.gpus.iter().filter(|g| g.node == *n).count())
+                .max()
+                .unwrap_or(0);
+            argv.push(format!("--gres=gpu:{most}"));
+        } else if let Some(v) = visible {
+            env_set.insert(GPUS_ENV_VAR.into(), v);
+        }
         if let Some(mpi) = &plan.slurm.mpi {
             argv.push(format!("--mpi={mpi}"));
         }
@@ -69,6 +99,10 @@ pub fn step(plan: &Plan, role: &RolePlan, hosts: &[String]) -> Step {
             format!("--nodelist={}", host(0)),
             "--mpi=none".into(),
         ]);
+        // Without it an --overlap step is given every GPU of the job on its node.
+        if plan.slurm.gpu_gres {
+            argv.push("--gres=gpu:0".into());
+        }
         env_set.insert(CLEAR_ENV_VAR.into(), MPI_ENV_PREFIXES.join(","));
     }
     argv.extend(container_args(plan));
@@ -131,6 +165,14 @@ pub fn render_steps(plan: &Plan) -> String {
         }
         for k in &st.env_unset {
             let _ = writeln!(s, "#   env unset: {k}");
+        }
+        if let Some(e) = &r.engine {
+            let ranks = if r.ranks > 1 {
+                format!(" (on each of {} ranks)", r.ranks)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(s, "#   engine{ranks}: {}", super::quote::sh_join(&e.argv));
         }
     }
     s

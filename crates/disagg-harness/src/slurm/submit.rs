@@ -106,6 +106,9 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions, slurm: &SlurmOptions) -> 
                 }
                 Err(e) => {
                     eprintln!("error: {}: {e}", p.ready.case.config_name);
+                    if let Some(hint) = submit_hint(&e, &p.ready.case.case.slurm) {
+                        eprintln!("hint: {hint}");
+                    }
                     codes.push(exit::TEST_FAILED);
                 }
             }
@@ -138,6 +141,18 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions, slurm: &SlurmOptions) -> 
             return run::combine(&codes);
         }
         std::thread::sleep(FOLLOW_EVERY);
+    }
+}
+
+/// What to do about an sbatch refusal we can explain.
+fn submit_hint(error: &str, s: &disagg_core::slurm::SlurmSpec) -> Option<&'static str> {
+    let gres = error.contains("Invalid generic resource") || error.contains("gres");
+    if gres && s.gpu_gres && !s.asks_for_gpus() {
+        Some(
+            "the job asks for `--gres=gpu:<hardware.gpus_per_node>`; on a cluster without GPU gres set `slurm.gpu_gres: false` (see docs/slurm.md)",
+        )
+    } else {
+        None
     }
 }
 
