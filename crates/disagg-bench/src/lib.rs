@@ -352,7 +352,7 @@ pub async fn canary(cfg: &BenchConfig) -> Result<(), BenchError> {
 
 /// Runs warmup and every concurrency point, in order.
 pub async fn run_sweep(cfg: &BenchConfig) -> Result<Sweep, BenchError> {
-    sweep::run_sweep(cfg, &mut |_| {}).await
+    sweep::run_sweep(cfg, &mut |_| std::ops::ControlFlow::Continue(())).await
 }
 
 /// [`run_sweep`], calling `on_point` with each point as soon as it is measured, before the next
@@ -360,6 +360,20 @@ pub async fn run_sweep(cfg: &BenchConfig) -> Result<Sweep, BenchError> {
 pub async fn run_sweep_with(
     cfg: &BenchConfig,
     mut on_point: impl FnMut(&mut PointResult),
+) -> Result<Sweep, BenchError> {
+    sweep::run_sweep(cfg, &mut |p| {
+        on_point(p);
+        std::ops::ControlFlow::Continue(())
+    })
+    .await
+}
+
+/// [`run_sweep_with`], where `on_point` also decides whether the sweep goes on: `Break` ends it
+/// after that point (a harness whose run is over, for one), and the points measured so far are
+/// the sweep.
+pub async fn run_sweep_until(
+    cfg: &BenchConfig,
+    mut on_point: impl FnMut(&mut PointResult) -> std::ops::ControlFlow<()>,
 ) -> Result<Sweep, BenchError> {
     sweep::run_sweep(cfg, &mut on_point).await
 }

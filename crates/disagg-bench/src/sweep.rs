@@ -25,7 +25,7 @@ enum Plan {
 
 pub(crate) async fn run_sweep(
     cfg: &BenchConfig,
-    on_point: &mut dyn FnMut(&mut PointResult),
+    on_point: &mut dyn FnMut(&mut PointResult) -> std::ops::ControlFlow<()>,
 ) -> Result<Sweep, BenchError> {
     cfg.validate()?;
     let plans: Vec<Plan> = if cfg.is_open_loop() {
@@ -158,8 +158,11 @@ pub(crate) async fn run_sweep(
             requests: record::records(&outcomes),
             histograms,
         };
-        on_point(&mut result);
+        let next = on_point(&mut result);
         points.push(result);
+        if next.is_break() {
+            break;
+        }
     }
     Ok(Sweep { points })
 }

@@ -494,3 +494,159 @@ fn a_step_slurm_cannot_create_fails_the_run_in_seconds_quoting_srun() {
         assert_no_process_left(&dir);
     }
 }
+
+/// Lines of a sim's request log (one per completion request received).
+fn requests_in(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn gen_0_dying_on_another_node_mid_stream_fails_the_run_within_5s_and_leaves_nothing() {
+    if !cluster_up("gen_0_dying_mid_stream") {
+        return;
+    }
+    let ws = Ws::new("death");
+    // CTX_0 on dgn1, GEN_0 on dgn2; streams of 200 tokens at 20 ms (4 s each), two points.
+    let yaml = "name: mn-death\nmodel: {name: tiny}\nhardware: {gpus_per_node: 1}\nctx: {count: 1, engine_args: {request_log: true}}\ngen: {count: 1, engine_args: {itl: 20ms, request_log: true}}\nbenchmark: {isl: 32, osl: 200, concurrency: [4, 8], rounds: 2}\ntimeouts: {worker_startup: 30s, request: 30s, benchmark: 2m, job: 3m}\n";
+    let case = ws.case("mn-death.yaml", yaml);
+    let mut child = Command::new(DISAGG)
+        .args([
+            "run",
+            case.to_str().unwrap(),
+            "--launcher",
+            "slurm",
+            "--workspace",
+        ])
+        .arg(&ws.dir)
+        .env("SLURM_CONF", slurm_conf())
+        .env("SKIP_PERF_CHECK", "true")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the first point's streams are in flight on GEN_0: the canary and then 4 more.
+    let config = ws.dir.join("disagg_logs/mn-death");
+    let until = Instant::now() + Duration::from_secs(90);
+    let (dir, engine_pid) = loop {
+        let dir = std::fs::canonicalize(config.join("latest")).ok();
+        if let Some(d) = &dir {
+            if requests_in(&d.join("gen_server_0.requests.jsonl")) >= 5 {
+                let pid = json(&d.join("rendezvous/GEN_0.json"))["pid"]
+                    .as_u64()
+                    .unwrap();
+                break (d.clone(), pid as i32);
+            }
+        }
+        if Instant::now() > until || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("the streams never started: {}", text(&out));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        published(&dir, "GEN_0").0,
+        "dgn2",
+        "GEN_0 runs on another node"
+    );
+    // GEN_0's engine dies (its pid is in this machine's process table, like every node's).
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(engine_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let died = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            died.elapsed() < Duration::from_secs(60),
+            "disagg run did not end"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = died.elapsed();
+    eprintln!("disagg run exited {took:?} after GEN_0's engine was killed");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(status.code(), Some(1), "{}", text(&out));
+    assert!(
+        took < Duration::from_secs(5),
+        "exit {took:?} after GEN_0's death\n{}",
+        text(&out)
+    );
+    let summary = read(&dir.join("summary.md"));
+    assert!(summary.contains("FAILED: GEN_0"), "{summary}");
+    // No further point started: CTX_0 saw the canary and at most the first point's 8 requests.
+    let ctx_requests = requests_in(&dir.join("ctx_server_0.requests.jsonl"));
+    assert!(
+        ctx_requests <= 9,
+        "{ctx_requests} requests reached CTX_0: a second point started"
+    );
+    assert!(
+        !dir.join("benchmark.con8.log").exists(),
+        "the second point ran"
+    );
+    // Nothing queued, nothing left on any node.
+    let id = read(&dir.join("slurm_job_id"));
+    let id = id.trim();
+    assert!(
+        job_state(id).is_some_and(|s| terminal(&s)),
+        "{:?}",
+        job_state(id)
+    );
+    let queued = slurm("squeue", &["-h", "-j", id]);
+    assert!(
+        String::from_utf8_lossy(&queued.stdout).trim().is_empty(),
+        "still queued"
+    );
+    let left = processes_mentioning(dir.to_str().unwrap());
+    assert!(left.is_empty(), "left on the nodes at exit: {left:?}");
+}
+
+#[test]
+fn a_tp2_gen_spanning_two_nodes_serves_and_its_log_tells_the_ranks_apart() {
+    if !cluster_up("a_tp2_gen_across_nodes") {
+        return;
+    }
+    let ws = Ws::new("tp2");
+    // One GPU per node: CTX_0 on dgn1, GEN_0 (tp=2, two ranks) on dgn2 and dgn3. Rank 0
+    // serves; rank 1 runs the same command as a follower, as an MPI engine's other ranks do.
+    let yaml = format!(
+        "name: mn-tp2\nmodel: {{name: tiny}}\nengine: command\nhardware: {{gpus_per_node: 1}}\nctx: {{count: 1, engine_args: {{argv: {}}}}}\ngen: {{count: 1, parallel: {{tp: 2}}, engine_args: {{ranks: 2, argv: {}}}}}\nbenchmark: {{isl: 32, osl: 8, concurrency: [2], rounds: 2}}\ntimeouts: {{worker_startup: 30s, request: 10s, benchmark: 60s, job: 2m}}\n",
+        r#"["{disagg}", sim, --role, context, --model, "{model}", --host, "{host}", --port, "{port}", --advertise-host, "{hostname}"]"#,
+        r#"["{disagg}", sim, --role, generation, --model, "{model}", --host, "{host}", --port, "{port}"]"#,
+    );
+    let out = ws.run("mn-tp2", &yaml);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let dir = ws.run_dir("mn-tp2");
+    assert!(read(&dir.join("job.sbatch")).contains("#SBATCH --nodes=3"));
+    assert_eq!(published(&dir, "GEN_0").0, "dgn2", "rank 0 serves");
+    let log = read(&dir.join("gen_server_0.log"));
+    for (rank, host) in [(0, "dgn2"), (1, "dgn3")] {
+        let tag = format!("[rank {rank} @ {host}] ");
+        for what in [
+            "disagg role GEN_0: starting engine: ",
+            "disagg-sim: listening on 0.0.0.0:",
+        ] {
+            assert!(
+                log.lines().any(|l| l.starts_with(&tag) && l.contains(what)),
+                "no `{tag}...{what}` line in\n{log}"
+            );
+        }
+    }
+    // Every line of the shared log says which rank wrote it.
+    for l in log.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(
+            l.starts_with("[rank "),
+            "a line without its rank: {l:?}\n{log}"
+        );
+    }
+    // `{hostname}` is the node the rank runs on: CTX_0's hand-offs name dgn1.
+    let ctx = read(&dir.join("ctx_server_0.log"));
+    assert!(ctx.contains("--advertise-host dgn1"), "{ctx}");
+    assert!(ctx.contains("KV hand-offs name dgn1:"), "{ctx}");
+    assert_no_process_left(&dir);
+}

@@ -3,10 +3,13 @@
 //! (`benchmark.<label>.json`) as the point ends, then `results.json` and the status that releases
 //! everyone.
 
+use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
+
 use disagg_core::{Plan, RoleName};
 
 use super::shared::{POLL, healthy, http_client, wait_for_endpoint, wait_for_status};
-use crate::rendezvous::{State, Status};
+use crate::rendezvous::{ExitNote, State, Status};
 
 pub async fn run(plan: &Plan) -> Result<(), String> {
     let ep = tokio::select! {
@@ -33,7 +36,7 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
         .map(|w| plan.run_dir.join(&w.log))
         .collect();
     let mut since = crate::gen_steps::ends(&gen_logs);
-    let sweep = disagg_bench::run_sweep_with(&cfg, |p| {
+    let sweep = disagg_bench::run_sweep_until(&cfg, |p| {
         if let Some(ms) = crate::gen_steps::mean_since(&gen_logs, &since) {
             p.report.metrics.gen_device_step_time_ms = Some(ms);
         }
@@ -41,6 +44,21 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
         print!("{}", disagg_bench::point_files::log_text(&cfg, &p.report));
         if let Err(e) = disagg_bench::point_files::write(&plan.run_dir, &cfg, p) {
             unwritten.push(e.to_string());
+        }
+        // No further point once the run is over. A dead worker fails the rest of a point's
+        // requests in milliseconds, faster than its death is seen: a point with failures waits
+        // a moment for a role's account of them before the next one starts.
+        let wait = if p.report.metrics.failed > 0 {
+            EXPLAIN_FAILURES
+        } else {
+            Duration::ZERO
+        };
+        match tokio::task::block_in_place(|| run_over(plan, wait)) {
+            Some(why) => {
+                eprintln!("disagg role BENCHMARK: no further point: {why}");
+                ControlFlow::Break(())
+            }
+            None => ControlFlow::Continue(()),
         }
     });
     // The run can end under the sweep: a worker died and the supervisor wrote its verdict. Stop
@@ -81,6 +99,33 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
     }
     let invalid = sweep.invalid_reason();
     finish(plan, invalid, Some(&sweep))
+}
+
+/// How long a point with failed requests waits for a role to account for them (a worker's exit
+/// note, the supervisor's verdict) before the next point starts.
+const EXPLAIN_FAILURES: Duration = Duration::from_secs(1);
+
+/// Whether the run is over or a role has failed, waiting up to `within` for it: the reason.
+fn run_over(plan: &Plan, within: Duration) -> Option<String> {
+    let until = Instant::now() + within;
+    loop {
+        if let Some(s) = crate::rendezvous::read::<Status>(&plan.status_file(), &plan.run_id) {
+            return Some(format!(
+                "the run is over ({})",
+                s.reason.as_deref().unwrap_or("done")
+            ));
+        }
+        for r in &plan.roles {
+            let note = crate::supervisor::exit_note_path(plan, r.role);
+            if let Some(n) = crate::rendezvous::read::<ExitNote>(&note, &plan.run_id) {
+                return Some(format!("{} failed: {}", n.role, n.reason));
+            }
+        }
+        if Instant::now() >= until {
+            return None;
+        }
+        std::thread::sleep(POLL);
+    }
 }
 
 /// The case's `benchmark` section as `disagg bench` settings.

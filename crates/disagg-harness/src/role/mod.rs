@@ -1,6 +1,14 @@
 //! Role runtimes: what `disagg role <ROLE> --run-dir DIR` does. Each role reads its entry of
 //! `plan.json`, does its part, and leaves as soon as `rendezvous/status.json` appears.
 
+/// `eprintln!` for role messages: on a multi-rank step every line starts with the rank and the
+/// host it runs on (`[rank 1 @ node-b] `), so one log of all ranks tells them apart.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        eprintln!("{}{}", $crate::role::shared::line_prefix(), format_args!($($arg)*))
+    };
+}
+
 mod benchmark;
 mod gpus;
 mod server;
@@ -16,6 +24,7 @@ pub use shared::wait_for_status;
 
 /// Runs one role to its end; returns the process exit code.
 pub fn run_role(role: RoleName, run_dir: &Path) -> i32 {
+    shared::init_line_prefix();
     // Under Slurm the router and benchmark steps are asked to drop MPI variables, which srun
     // adds after the supervisor hands over the environment, so only the role itself can.
     if let Ok(prefixes) = std::env::var(crate::slurm::steps::CLEAR_ENV_VAR) {
@@ -29,22 +38,20 @@ pub fn run_role(role: RoleName, run_dir: &Path) -> i32 {
                     .any(|p| !p.is_empty() && k.starts_with(p))
             })
             .count();
-        eprintln!(
-            "disagg role {role}: cleared {n} variables starting with {prefixes}; {left} left"
-        );
+        say!("disagg role {role}: cleared {n} variables starting with {prefixes}; {left} left");
     }
     // SAFETY: no thread has been started yet; the async runtime is built below.
     unsafe { gpus::take_planned_gpus() };
-    eprintln!("disagg role {role}: {}", gpus::report());
+    say!("disagg role {role}: {}", gpus::report());
     let plan = match load_plan(run_dir) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("disagg role {role}: {e}");
+            say!("disagg role {role}: {e}");
             return exit::USAGE;
         }
     };
     if plan.role(role).is_none() {
-        eprintln!(
+        say!(
             "disagg role {role}: the plan in {} has no role {role}",
             run_dir.display()
         );
@@ -57,11 +64,11 @@ pub fn run_role(role: RoleName, run_dir: &Path) -> i32 {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("disagg role {role}: cannot start the async runtime: {e}");
+            say!("disagg role {role}: cannot start the async runtime: {e}");
             return exit::TEST_FAILED;
         }
     };
-    eprintln!(
+    say!(
         "disagg role {role}: run {} in {}",
         plan.run_id,
         plan.run_dir.display()
@@ -91,17 +98,17 @@ pub fn run_role(role: RoleName, run_dir: &Path) -> i32 {
     let grace = plan.deadlines.grace;
     let left = crate::procs::sweep(grace.saturating_sub(grace / 4));
     if !left.is_empty() {
-        eprintln!("disagg role {role}: warning: left running after SIGKILL: {left:?}");
+        say!("disagg role {role}: warning: left running after SIGKILL: {left:?}");
     }
     match result {
         Ok(Ok(())) => exit::PASS,
         Ok(Err(failed)) => {
-            eprintln!("disagg role {role}: FAILED: {}", failed.reason);
+            say!("disagg role {role}: FAILED: {}", failed.reason);
             shared::write_exit_note(&plan, role, &failed);
             exit::TEST_FAILED
         }
         Err(sig) => {
-            eprintln!(
+            say!(
                 "disagg role {role}: stopped by {}; everything it started is stopped",
                 sig.as_str()
             );

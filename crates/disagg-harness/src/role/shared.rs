@@ -30,7 +30,7 @@ pub fn publish_endpoint(plan: &Plan, ep: Endpoint) -> Result<(), String> {
     let path = plan.rendezvous_file(role);
     crate::atomic::write_json(&path, &ep)
         .map_err(|e| format!("cannot publish {}: {e}", path.display()))?;
-    eprintln!("disagg role {role}: ready at {}", ep.url());
+    say!("disagg role {role}: ready at {}", ep.url());
     Ok(())
 }
 
@@ -64,6 +64,53 @@ pub fn write_exit_note(plan: &Plan, role: RoleName, failed: &Failed) {
         blame: failed.blame,
     };
     let _ = crate::atomic::write_json(&crate::supervisor::exit_note_path(plan, role), &note);
+}
+
+static LINE_PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Decides the line prefix of this process: `[rank R @ host] ` in a step of several tasks (a
+/// multi-rank worker, whose ranks share one log), empty otherwise. Reads Slurm's variables, so
+/// it runs before the role clears any.
+pub fn init_line_prefix() {
+    let var = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u32>().ok());
+    let tasks = var("SLURM_STEP_NUM_TASKS").or_else(|| var("SLURM_NTASKS"));
+    let prefix = match (tasks, var("SLURM_PROCID")) {
+        (Some(n), Some(rank)) if n > 1 => format!("[rank {rank} @ {}] ", hostname()),
+        _ => String::new(),
+    };
+    let _ = LINE_PREFIX.set(prefix);
+}
+
+/// See [`init_line_prefix`].
+pub fn line_prefix() -> &'static str {
+    LINE_PREFIX.get().map(String::as_str).unwrap_or("")
+}
+
+/// Copies an engine's output to this role's stderr (its log), each line behind the line prefix.
+pub fn relay_lines<R>(from: R)
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        use std::io::Write as _;
+        use tokio::io::AsyncBufReadExt as _;
+        let mut reader = tokio::io::BufReader::new(from);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    if !line.ends_with(b"\n") {
+                        line.push(b'\n');
+                    }
+                    let mut err = std::io::stderr().lock();
+                    let _ = err.write_all(line_prefix().as_bytes());
+                    let _ = err.write_all(&line);
+                }
+            }
+        }
+    });
 }
 
 /// This machine's (this node's) hostname, what a server bound to every interface publishes.

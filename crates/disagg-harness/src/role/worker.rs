@@ -50,7 +50,7 @@ pub async fn run(plan: &Plan, role: RoleName) -> Result<(), String> {
         match result {
             Ok(()) => return Ok(()),
             Err(f) if f.early && attempt == 0 && ports.picked() && address_in_use(&log, offset) => {
-                eprintln!(
+                say!(
                     "disagg role {role}: the engine found its port taken ({}); retrying once on another",
                     f.reason
                 );
@@ -171,24 +171,42 @@ fn spawn(role: RoleName, start: &Start) -> Result<tokio::process::Child, StartFa
         early: false,
     })?;
     let env: Vec<String> = start.env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
-    eprintln!(
+    say!(
         "disagg role {role}: starting engine: {}{}",
         env.concat(),
         argv.join(" ")
     );
     // The engine inherits our stdout/stderr (the role's log) and our process group, so the
-    // supervisor's group signals reach it even if this wrapper is gone.
-    Command::new(program)
+    // supervisor's group signals reach it even if this wrapper is gone. On a multi-rank step
+    // its lines go through us instead, to carry the rank and host.
+    let ranks_share_the_log = !super::shared::line_prefix().is_empty();
+    let out = || {
+        if ranks_share_the_log {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        }
+    };
+    let mut child = Command::new(program)
         .args(args)
         .envs(&start.env)
         .stdin(Stdio::null())
+        .stdout(out())
+        .stderr(out())
         // No kill_on_drop: the role stops its engine with TERM and a grace period, and sweeps
         // every descendant when it ends (see `run_role`), however it ends.
         .spawn()
         .map_err(|e| StartFailure {
             reason: format!("cannot start the engine `{program}`: {e}"),
             early: false,
-        })
+        })?;
+    if let Some(o) = child.stdout.take() {
+        super::shared::relay_lines(o);
+    }
+    if let Some(e) = child.stderr.take() {
+        super::shared::relay_lines(e);
+    }
+    Ok(child)
 }
 
 fn early(reason: String) -> StartFailure {
@@ -258,7 +276,7 @@ async fn serve(
         tokio::time::sleep(POLL).await;
     };
     let base = format!("http://{probe}");
-    eprintln!("disagg role {role}: engine (pid {pid}) at {probe}; waiting for {base}/health");
+    say!("disagg role {role}: engine (pid {pid}) at {probe}; waiting for {base}/health");
     loop {
         if let Some(status) = engine.try_wait().map_err(exited)? {
             return Err(early(format!(

@@ -1,0 +1,102 @@
+//! A worker dying mid-run, with long streams in flight, fails a local run within 5 s of its
+//! death, and no further concurrency point starts. (The same on Slurm, across nodes: see
+//! `multinode.rs`.)
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+fn requests_in(path: &std::path::Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn gen_0_dying_mid_stream_fails_a_local_run_within_5s_and_no_further_point_starts() {
+    let ws = TempDir::new("fail-fast");
+    let case = CaseSpec {
+        name: "fail-fast",
+        ctx_args: "{request_log: true}",
+        gen_args: "{itl: 20ms, request_log: true}",
+        concurrency: "[4, 8]",
+        rounds: 2,
+        osl: 200,
+        timeouts: "{worker_startup: 20s, request: 30s, benchmark: 2m, job: 3m, grace: 5s}",
+        ..Default::default()
+    }
+    .write(ws.path(), "c.yaml");
+    let mut child = Command::new(DISAGG)
+        .args(["run", case.to_str().unwrap(), "--workspace"])
+        .arg(ws.path())
+        .env_remove("WORKSPACE")
+        .env("SKIP_PERF_CHECK", "true")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the first point's streams are in flight on GEN_0 (warmup, canary, then 4 more).
+    let until = Instant::now() + Duration::from_secs(60);
+    let (dir, pid) = loop {
+        if let Some(dir) = runs(ws.path(), "fail-fast").pop() {
+            if requests_in(&dir.join("gen_server_0.requests.jsonl")) >= 6 {
+                let pid = json(&dir.join("rendezvous/GEN_0.json"))["pid"]
+                    .as_u64()
+                    .unwrap();
+                break (dir, pid as i32);
+            }
+        }
+        if Instant::now() > until || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "the streams never started\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let died = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            died.elapsed() < Duration::from_secs(60),
+            "disagg run did not end"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = died.elapsed();
+    let out = child.wait_with_output().unwrap();
+    let shown = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(status.code(), Some(1), "{shown}");
+    assert!(
+        took < Duration::from_secs(5),
+        "exit {took:?} after the death\n{shown}"
+    );
+    assert!(read(&dir.join("summary.md")).contains("FAILED: GEN_0"));
+    // CTX_0 saw the warmup, the canary and at most the first point's 8 requests.
+    let ctx = requests_in(&dir.join("ctx_server_0.requests.jsonl"));
+    assert!(
+        ctx <= 10,
+        "{ctx} requests reached CTX_0: a second point started"
+    );
+    assert!(
+        !dir.join("benchmark.con8.log").exists(),
+        "the second point ran"
+    );
+    assert_nothing_left(&dir);
+}
