@@ -470,41 +470,7 @@ pub enum RouterKind {
     Command,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Dialect {
-    /// TensorRT-LLM: context_only, then generation_only.
-    #[default]
-    Trtllm,
-    /// vLLM with a KV connector (kv_transfer_params).
-    Vllm,
-    /// SGLang: both legs at once with bootstrap fields.
-    Sglang,
-}
-
-impl Dialect {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Dialect::Trtllm => "trtllm",
-            Dialect::Vllm => "vllm",
-            Dialect::Sglang => "sglang",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Policy {
-    /// Each healthy worker in turn.
-    #[default]
-    RoundRobin,
-    /// Least in-flight requests (TRT-LLM's `load_balancing`).
-    LeastRequests,
-    /// Least in-flight tokens (`load_balancing` with `use_tokens: true`).
-    LeastTokens,
-    /// Shared prefixes go to the same worker, bounded by load (`kv_cache_aware`).
-    PrefixAffinity,
-}
+pub use disagg_proto::{Dialect, Policy};
 
 /// The BENCHMARK role's load: `disagg bench`'s options, as case keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -5,10 +5,12 @@
 //! See `shared/design/PROTOCOLS.md` for the facts each type encodes.
 
 pub mod auth;
+pub mod dialect;
 pub mod error;
 pub mod openai;
 pub mod ready;
 pub mod sse;
 pub mod trtllm;
 
+pub use dialect::{Dialect, Policy};
 pub use error::ApiError;

@@ -64,59 +64,7 @@ pub fn default_threads() -> usize {
 const DEFAULT_HOST: &str = "127.0.0.1";
 const DEFAULT_PORT: u16 = 8000;
 
-/// Wire dialect spoken to the workers.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Dialect {
-    /// TensorRT-LLM: `context_only` then `generation_only` (PROTOCOLS.md §1).
-    Trtllm,
-    /// vLLM with a KV connector: prefill with `max_tokens: 1`, then decode with the returned
-    /// `kv_transfer_params` (PROTOCOLS.md §2).
-    Vllm,
-    /// SGLang: one body with bootstrap fields to prefill and decode at once (PROTOCOLS.md §3).
-    Sglang,
-}
-
-impl Dialect {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Dialect::Trtllm => "trtllm",
-            Dialect::Vllm => "vllm",
-            Dialect::Sglang => "sglang",
-        }
-    }
-}
-
-/// How a worker is picked within one group.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Policy {
-    /// Each healthy worker in turn.
-    RoundRobin,
-    /// Least loaded by in-flight requests (TensorRT-LLM's `load_balancing`).
-    LeastRequests,
-    /// Least loaded by in-flight tokens, estimated from the prompt's size plus `max_tokens`
-    /// (TensorRT-LLM's `load_balancing` with `use_tokens: true`).
-    LeastTokens,
-    /// Requests whose prompts start alike go to the same worker, so its prefix cache is reused,
-    /// unless that worker is clearly busier than the least loaded one.
-    PrefixAffinity,
-}
-
-impl Policy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Policy::RoundRobin => "round_robin",
-            Policy::LeastRequests => "least_requests",
-            Policy::LeastTokens => "least_tokens",
-            Policy::PrefixAffinity => "prefix_affinity",
-        }
-    }
-}
+pub use disagg_proto::{Dialect, Policy};
 
 /// `disagg router` flags.
 #[derive(Debug, Clone, clap::Args)]

@@ -12,26 +12,7 @@ pub enum SimRole {
     Both,
 }
 
-/// The wire dialect the sim speaks (PROTOCOLS.md §1–3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Dialect {
-    /// TensorRT-LLM: `disaggregated_params` with `context_only` / `generation_only`.
-    Trtllm,
-    /// vLLM with a NIXL-style connector: `kv_transfer_params`.
-    Vllm,
-    /// SGLang: `bootstrap_host` / `bootstrap_port` / `bootstrap_room` on both legs.
-    Sglang,
-}
-
-impl Dialect {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Dialect::Trtllm => "trtllm",
-            Dialect::Vllm => "vllm",
-            Dialect::Sglang => "sglang",
-        }
-    }
-}
+pub use disagg_proto::Dialect;
 
 /// Named timing models; explicit `--prefill-*` / `--decode-*` / limit flags override a batched
 /// preset's values (see `engine/cost.rs` for the numbers and where they come from).
@@ -150,14 +131,14 @@ impl SimArgs {
             return Err(crate::SimError::Flags(format!(
                 "--internal-request-auth-key (DISAGG_INTERNAL_REQUEST_AUTH_KEY) is TensorRT-LLM's; \
                  the {} dialect signs nothing (use --dialect trtllm or drop the key)",
-                self.dialect.name()
+                self.dialect.as_str()
             )));
         }
         if self.dialect != Dialect::Trtllm && self.decoded_tokens_per_iter.is_some() {
             return Err(crate::SimError::Flags(format!(
                 "--decoded-tokens-per-iter is TensorRT-LLM's avg_decoded_tokens_per_iter; the {} \
                  dialect has no such field (use --dialect trtllm or drop the flag)",
-                self.dialect.name()
+                self.dialect.as_str()
             )));
         }
         Ok(())

@@ -133,7 +133,7 @@ pub async fn run(args: SimArgs) -> Result<(), SimError> {
         "disagg-sim: role={:?} dialect={} model={} preset={:?} prefill_per_token={:?} itl={:?} \
          clock_step={} startup_delay={:?} threads={} realtime={}{}",
         args.role,
-        args.dialect.name(),
+        args.dialect.as_str(),
         args.model,
         args.timing.preset,
         args.timing.prefill_per_token,

@@ -373,7 +373,7 @@ async fn version(State(sim): State<SimState>) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "engine": "disagg-sim",
-        "dialect": sim.dialect().name(),
+        "dialect": sim.dialect().as_str(),
     }))
 }
 

@@ -77,11 +77,7 @@ pub async fn run(plan: &Plan) -> Result<(), Failed> {
 
     let mut router_cfg = disagg_router::RouterConfig::from_server_config(&config);
     router_cfg.request_timeout = plan.deadlines.request;
-    router_cfg.dialect = match plan.router.dialect() {
-        Dialect::Trtllm => disagg_router::Dialect::Trtllm,
-        Dialect::Vllm => disagg_router::Dialect::Vllm,
-        Dialect::Sglang => disagg_router::Dialect::Sglang,
-    };
+    router_cfg.dialect = plan.router.dialect();
     let released = {
         let plan = plan.clone();
         async move {
@@ -283,15 +279,7 @@ mod tests {
 
     #[test]
     fn every_case_policy_reaches_the_router_unchanged() {
-        for (policy, want) in [
-            (Policy::RoundRobin, disagg_router::Policy::RoundRobin),
-            (Policy::LeastRequests, disagg_router::Policy::LeastRequests),
-            (Policy::LeastTokens, disagg_router::Policy::LeastTokens),
-            (
-                Policy::PrefixAffinity,
-                disagg_router::Policy::PrefixAffinity,
-            ),
-        ] {
+        for policy in Policy::ALL {
             let group = |u: &str| ServerGroup {
                 num_instances: 1,
                 urls: vec![u.into()],
@@ -310,7 +298,7 @@ mod tests {
             let rc = disagg_router::RouterConfig::from_server_config(&back);
             assert_eq!(
                 (rc.prefill_policy, rc.decode_policy),
-                (want, want),
+                (policy, policy),
                 "{policy:?}"
             );
         }
