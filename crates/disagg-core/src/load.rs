@@ -26,17 +26,55 @@ impl LoadedCase {
     }
 }
 
+/// The most values in one of a case's lists (concurrencies, request rates, percentiles): each
+/// point is a measurement of its own, so hundreds are a mistake, not a study.
+pub const MAX_LIST: usize = 256;
+
+/// The largest case file read. A case is a page of YAML (a few KiB, a sweep a little more); a
+/// file a hundred times that is a mistake (or an attack), and is refused before it is read.
+pub const MAX_CASE_BYTES: u64 = 256 << 10;
+
+/// The deepest nesting of flow collections (`[...]`, `{...}`) accepted. The YAML parser's time
+/// grows with the square of that depth (20k levels took 2.4 s), and no case needs more than a
+/// few levels; deeper is refused by a linear scan before the parser sees it.
+pub const MAX_FLOW_DEPTH: usize = 64;
+
 /// Reads and checks a case file.
 pub fn load_case(path: &Path) -> Result<LoadedCase, CaseError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    parse_case(&read_case_text(path)?, path)
+}
+
+/// Reads a case file's text, refusing one larger than [`MAX_CASE_BYTES`] before reading more.
+pub fn read_case_text(path: &Path) -> Result<String, CaseError> {
+    use std::io::Read;
+    let cannot = |e: std::io::Error| {
         CaseError::new(path, "", format!("cannot read the case file: {e}"))
             .hint("check the path; `disagg validate FILE` checks a case without running it")
-    })?;
-    parse_case(&text, path)
+    };
+    let mut bytes = Vec::new();
+    // Bounded even for files that lie about their size (a FIFO, /dev/zero).
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CASE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_CASE_BYTES {
+        return Err(CaseError::new(
+            path,
+            "",
+            format!("the case file is larger than {} KiB", MAX_CASE_BYTES / 1024),
+        )
+        .hint(
+            "a case is a page of YAML; long lists (a sweep, a dataset) belong in files it names",
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        CaseError::new(path, "", format!("the case file is not UTF-8: {e}"))
+            .hint("save it as UTF-8 text")
+    })
 }
 
 /// Checks a case given as text; `path` is used in messages and to resolve relative paths.
 pub fn parse_case(text: &str, path: &Path) -> Result<LoadedCase, CaseError> {
+    check_shape(text, path)?;
     // First pass with untyped engine_args: learn which engine the case is for.
     let raw: RawCase<serde_yaml_ng::Value> = deserialize(text, path)?;
     let mut case: Case = match raw.engine {
@@ -61,13 +99,100 @@ pub fn parse_case(text: &str, path: &Path) -> Result<LoadedCase, CaseError> {
                 .at_line(line_of(text, "name"))
                 .hint("use only letters, digits and . _ + - (no `/`, no `..`), or drop `name` to derive one")
         })?,
-        None => ConfigName::derive(&case),
+        None => ConfigName::derive(&case).map_err(|why| {
+            CaseError::new(path, "name", format!("the config name derived from this case {why}"))
+                .hint("set `name:` to a folder name of your own (letters, digits and . _ + -, at most 200 characters)")
+        })?,
     };
     Ok(LoadedCase {
         case,
         config_name,
         path: path.to_path_buf(),
     })
+}
+
+/// What the YAML parser must never see: flow collections nested deeper than
+/// [`MAX_FLOW_DEPTH`] (its time is quadratic in that depth), and more than one document (the
+/// rest would be ignored). One linear pass; brackets inside quotes and comments do not count.
+pub fn check_shape(text: &str, path: &Path) -> Result<(), CaseError> {
+    let mut depth = 0usize;
+    let mut quote: Option<u8> = None;
+    let mut comment = false;
+    let mut line = 1usize;
+    let mut prev = b'\n';
+    // The last byte on this line that was not a space: a quote opens a scalar only where a
+    // scalar can start (`key: '`, `- '`, `['`, `{'`, `, '`), not inside a plain one (`it's`).
+    let mut last_sig = b'\n';
+    let bytes = text.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'\n' {
+            line += 1;
+            comment = false;
+            prev = b;
+            last_sig = b;
+            continue;
+        }
+        if comment {
+            continue;
+        }
+        match quote {
+            Some(b'\'') if b == b'\'' => quote = None,
+            Some(b'"') if b == b'"' && prev != b'\\' => quote = None,
+            Some(_) => {}
+            None => match b {
+                b'#' if prev.is_ascii_whitespace() => comment = true,
+                b'\'' | b'"'
+                    if matches!(prev, b'\n' | b'[' | b'{' | b',')
+                        || (matches!(prev, b' ' | b'\t')
+                            && matches!(
+                                last_sig,
+                                b'\n' | b':' | b'-' | b'?' | b',' | b'[' | b'{'
+                            )) =>
+                {
+                    quote = Some(b)
+                }
+                b'[' | b'{' => {
+                    depth += 1;
+                    if depth > MAX_FLOW_DEPTH {
+                        return Err(CaseError::new(
+                            path,
+                            "",
+                            format!("`[`/`{{` nested more than {MAX_FLOW_DEPTH} deep"),
+                        )
+                        .at_line(Some(line))
+                        .hint("a case needs a few levels at most; check for a runaway or generated file"));
+                    }
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                b'-' if prev == b'\n'
+                    && bytes.get(i..i + 3) == Some(b"---")
+                    && bytes.get(i + 3).is_none_or(|c| c.is_ascii_whitespace())
+                    && line > 1
+                    && text[..i].lines().any(|l| {
+                        let l = l.trim();
+                        !l.is_empty() && !l.starts_with('#') && l != "---" && !l.starts_with("%")
+                    }) =>
+                {
+                    let rest = &text[i + 3..];
+                    let more = rest.lines().any(|l| {
+                        let l = l.trim();
+                        !l.is_empty() && !l.starts_with('#') && l != "..."
+                    });
+                    if more {
+                        return Err(CaseError::new(path, "", "a second YAML document (after `---`)")
+                            .at_line(Some(line))
+                            .hint("a case file holds one case; put each case in a file of its own (`disagg run A.yaml B.yaml`)"));
+                    }
+                }
+                _ => {}
+            },
+        }
+        if !b.is_ascii_whitespace() {
+            last_sig = b;
+        }
+        prev = b;
+    }
+    Ok(())
 }
 
 fn deserialize<T: serde::de::DeserializeOwned>(text: &str, path: &Path) -> Result<T, CaseError> {
@@ -274,6 +399,25 @@ fn check(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
             "e.g. `isl: 1024`, `osl: 128`",
         );
     }
+    for (key, n) in [
+        (
+            "benchmark.concurrency",
+            b.concurrency.as_ref().map_or(0, Vec::len),
+        ),
+        (
+            "benchmark.request_rate",
+            b.request_rate.as_ref().map_or(0, Vec::len),
+        ),
+        ("benchmark.percentiles", b.percentiles.len()),
+    ] {
+        if n > MAX_LIST {
+            return err(
+                key,
+                format!("lists {n} values; at most {MAX_LIST}"),
+                "a run measures each point in turn; split a longer study into several cases",
+            );
+        }
+    }
     let concurrency = b.concurrency();
     if concurrency.is_empty() || concurrency.contains(&0) {
         return err(
@@ -414,6 +558,17 @@ fn check(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
                 key,
                 format!("`{bad}` is not a valid environment variable name"),
                 "use letters, digits and `_`, not starting with a digit",
+            );
+        }
+        // A newline would split the `export` line of a Slurm script and the plan's listing.
+        if let Some((k, _)) = vars
+            .iter()
+            .find(|(_, v)| v.as_string().contains(['\n', '\r', '\0']))
+        {
+            return err(
+                &format!("{key}.{k}"),
+                format!("the value of `{k}` holds a newline (or a NUL)"),
+                "environment values are one line; pass multi-line settings through a file the engine reads",
             );
         }
     }

@@ -40,8 +40,10 @@ impl ConfigName {
 
     /// The name the pattern gives a case:
     /// `[<gpu>_]<model>-<precision>_<ISL>k<OSL>k[_con<C>]_ctx<N>[_<ctx-par>]_gen<M>_<gen-par>_eplb<E>_mtp<T>_ccb-<UCX|NIXL>`.
-    /// Characters outside the safe set are replaced by `-`.
-    pub fn derive(case: &Case) -> Self {
+    /// Characters outside the safe set are replaced by `-`. The error (a name too long, or
+    /// nothing left of it) says why no folder name could be derived; the case must then set
+    /// `name`, since a fallback shared by several cases would mix their runs and baselines.
+    pub fn derive(case: &Case) -> Result<Self, String> {
         let mut s = String::new();
         if let Some(gpu) = &case.hardware.gpu {
             s.push_str(gpu);
@@ -88,7 +90,10 @@ impl ConfigName {
             .replace("..", "-")
             .trim_start_matches(['-', '.'])
             .to_string();
-        Self::new(&safe).unwrap_or_else(|_| Self("case".into()))
+        Self::new(&safe).map_err(|why| {
+            let shown: String = safe.chars().take(60).collect();
+            format!("(`{shown}...`) cannot be a folder name: {why}")
+        })
     }
 
     pub fn as_str(&self) -> &str {

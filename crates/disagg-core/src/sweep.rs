@@ -98,17 +98,14 @@ pub fn gpu_count(case: &crate::Case) -> u32 {
 /// Reads a case file: a single case, or a sweep expanded into points, every point checked.
 /// All the points' errors are returned, not only the first.
 pub fn load_file(path: &Path) -> Result<CaseFile, Vec<CaseError>> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        vec![
-            CaseError::new(path, "", format!("cannot read the case file: {e}"))
-                .hint("check the path; `disagg validate FILE` checks a case without running it"),
-        ]
-    })?;
+    let text = crate::load::read_case_text(path).map_err(|e| vec![e])?;
     parse_file(&text, path)
 }
 
 /// [`load_file`] on text.
 pub fn parse_file(text: &str, path: &Path) -> Result<CaseFile, Vec<CaseError>> {
+    // Before any YAML parsing: what would make the parser slow or read only part of the file.
+    crate::load::check_shape(text, path).map_err(|e| vec![e])?;
     let doc: Option<Mapping> = serde_yaml_ng::from_str(text).ok();
     let has_sweep = doc.as_ref().is_some_and(|m| m.contains_key("sweep"));
     if !has_sweep {

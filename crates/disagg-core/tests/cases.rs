@@ -264,3 +264,33 @@ fn bad_cases_name_the_key_line_and_fix() {
         assert!(shown.contains("\nhint: "), "{}: {shown}", b.what);
     }
 }
+
+#[test]
+fn the_shape_check_counts_only_real_nesting() {
+    // Brackets in quotes, comments and plain scalars are text, not nesting.
+    let deep_text = "[".repeat(100);
+    for (what, setup) in [
+        ("double quotes", format!("setup: \"echo {deep_text}\"")),
+        ("single quotes", format!("setup: 'echo {deep_text}'")),
+        ("a comment", format!("setup: null  # {deep_text}")),
+        (
+            "a plain scalar with an apostrophe",
+            "setup: echo it's".to_string(),
+        ),
+    ] {
+        let text = QUICKSTART.replacen("setup: null", &setup, 1);
+        parse(&text).unwrap_or_else(|e| panic!("{what}: {e}"));
+    }
+    // An apostrophe inside a plain scalar does not hide real nesting after it.
+    let text = QUICKSTART.replacen(
+        "setup: null",
+        &format!(
+            "setup: echo it's\nextra: {}1{}",
+            "[".repeat(65),
+            "]".repeat(65)
+        ),
+        1,
+    );
+    let e = parse(&text).unwrap_err();
+    assert!(e.to_string().contains("nested more than 64 deep"), "{e}");
+}

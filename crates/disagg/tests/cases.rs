@@ -302,3 +302,103 @@ fn plan_for_slurm_shows_each_steps_gpus_and_the_engine_it_runs() {
     // Workers get their GPUs from Slurm, not from a CUDA_VISIBLE_DEVICES Slurm would overwrite.
     assert!(!out.contains("CUDA_VISIBLE_DEVICES"), "{out}");
 }
+
+/// `disagg validate FILE`: its result and how long it took.
+fn validate(ws: &TempDir, file: &str, text: &[u8]) -> (Ran, std::time::Duration) {
+    let p = ws.path().join(file);
+    std::fs::write(&p, text).unwrap();
+    let r = disagg(&["validate", p.to_str().unwrap()], &[]);
+    let took = r.elapsed;
+    (r, took)
+}
+
+#[test]
+fn hostile_case_files_are_refused_fast_and_say_why() {
+    let ws = TempDir::new("hostile");
+    let good = CaseSpec::default().yaml();
+    let deep_flow = good.replace(
+        "  concurrency: [1, 4]",
+        &format!(
+            "  concurrency: {}1{}",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        ),
+    );
+    let deep_block = good.replace(
+        "  concurrency: [1, 4]",
+        &format!("  concurrency:\n    {}1", "- ".repeat(100_000)),
+    );
+    let mut huge_list = good.replace("  concurrency: [1, 4]\n", "").into_bytes();
+    huge_list.extend_from_slice(b"benchmark_more: {concurrency: [");
+    huge_list.extend(std::iter::repeat_n(b"1,".as_slice(), 20_000_000).flatten());
+    huge_list.extend_from_slice(b"1]}\n");
+    let long_list = good.replace(
+        "  concurrency: [1, 4]",
+        &format!("  concurrency: [{}1]", "1,".repeat(100_000)),
+    );
+    for (what, text, says) in [
+        (
+            "100k-deep flow nesting",
+            deep_flow.into_bytes(),
+            "nested more than 64 deep",
+        ),
+        (
+            "100k-deep block nesting",
+            deep_block.into_bytes(),
+            "benchmark.concurrency",
+        ),
+        ("a 20-million-entry list", huge_list, "larger than 256 KiB"),
+        (
+            "a 100k-entry list",
+            long_list.into_bytes(),
+            "lists 100001 values; at most 256",
+        ),
+    ] {
+        let (r, took) = validate(&ws, "hostile.yaml", &text);
+        assert_eq!(r.code(), 2, "{what}: {}", r.show());
+        assert!(r.stderr().contains(says), "{what}: {}", r.stderr());
+        assert!(r.stderr().contains("hint: "), "{what}: {}", r.stderr());
+        assert!(
+            took < std::time::Duration::from_secs(1),
+            "{what}: refused after {took:?}"
+        );
+    }
+}
+
+#[test]
+fn a_second_document_a_newline_in_env_and_an_underivable_name_are_errors() {
+    let ws = TempDir::new("shape");
+    let good = CaseSpec::default().yaml();
+    let unnamed = good.replace("name: e2e\n", "");
+    for (what, text, says) in [
+        (
+            "a second document",
+            format!("{good}---\nname: other\n"),
+            "a second YAML document (after `---`)",
+        ),
+        (
+            "a newline in an env value",
+            format!("{good}env: {{worker: {{NCCL_DEBUG: \"INFO\\necho pwned\"}}}}\n"),
+            "key `env.worker.NCCL_DEBUG`",
+        ),
+        (
+            "a derived name over 200 characters",
+            unnamed.replace("llama-3.1-8b", &"m".repeat(220)),
+            "the config name derived from this case",
+        ),
+    ] {
+        let (r, _) = validate(&ws, "c.yaml", text.as_bytes());
+        assert_eq!(r.code(), 2, "{what}: {}", r.show());
+        assert!(r.stderr().contains(says), "{what}: {}", r.stderr());
+    }
+    // The same name too long, written out: the hint says to set `name`.
+    let (r, _) = validate(
+        &ws,
+        "c.yaml",
+        unnamed.replace("llama-3.1-8b", &"m".repeat(220)).as_bytes(),
+    );
+    assert!(r.stderr().contains("set `name:`"), "{}", r.show());
+    // A leading `---` and a trailing `...` are one document still.
+    let (r, _) = validate(&ws, "c.yaml", format!("---\n{good}...\n").as_bytes());
+    assert_eq!(r.code(), 0, "{}", r.show());
+}
