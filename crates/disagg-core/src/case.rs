@@ -681,12 +681,80 @@ fn d30m() -> Duration {
     Duration::from_secs(1800)
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Perf {
-    /// Baseline CSV, relative to the case file.
+    /// Baseline CSV, relative to the case file, or [`HISTORY_BASELINE`] to gate on the results
+    /// store's history of this case.
     #[serde(default)]
     pub baseline: Option<String>,
+    /// How `baseline: history` gates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<HistoryGate>,
+}
+
+/// `perf.baseline: history`.
+pub const HISTORY_BASELINE: &str = "history";
+
+impl Perf {
+    /// The history gate's settings when the case gates on history.
+    pub fn history_gate(&self) -> Option<HistoryGate> {
+        (self.baseline.as_deref() == Some(HISTORY_BASELINE))
+            .then(|| self.history.clone().unwrap_or_default())
+    }
+}
+
+/// The history gate: each gated metric against the last `runs` passed runs of the same case
+/// hash within `window`, with a band of the larger of `threshold` and `noise` times those runs'
+/// relative spread. Fewer than `min_runs` runs: the check is skipped, with the reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryGate {
+    #[serde(default = "ten")]
+    pub runs: u32,
+    #[serde(default = "d30d", with = "humantime_serde")]
+    pub window: Duration,
+    #[serde(default = "three")]
+    pub min_runs: u32,
+    /// The relative threshold (a fraction): `0.05` is 5 %.
+    #[serde(default = "five_percent")]
+    pub threshold: f64,
+    /// How many standard deviations of the history a change must exceed.
+    #[serde(default = "three_f")]
+    pub noise: f64,
+    /// The metrics that gate (`TOKEN_THROUGHPUT`, `MEDIAN_TTFT`, ...); by default the
+    /// throughputs, as PROTOCOLS.md §5 gates.
+    #[serde(default)]
+    pub metrics: Vec<String>,
+}
+
+impl Default for HistoryGate {
+    fn default() -> Self {
+        Self {
+            runs: ten(),
+            window: d30d(),
+            min_runs: three(),
+            threshold: five_percent(),
+            noise: three_f(),
+            metrics: Vec::new(),
+        }
+    }
+}
+
+fn ten() -> u32 {
+    10
+}
+fn three() -> u32 {
+    3
+}
+fn d30d() -> Duration {
+    Duration::from_secs(30 * 24 * 3600)
+}
+fn five_percent() -> f64 {
+    0.05
+}
+fn three_f() -> f64 {
+    3.0
 }
 
 /// `setup:` either a shell snippet (run with `sh -c`, as the user wrote it) or an argv list.

@@ -21,6 +21,9 @@ impl LoadedCase {
     /// The baseline CSV path, resolved against the case file's folder.
     pub fn baseline_path(&self) -> Option<PathBuf> {
         let rel = self.case.perf.baseline.as_ref()?;
+        if rel == crate::case::HISTORY_BASELINE {
+            return None;
+        }
         let dir = self.path.parent().unwrap_or(Path::new("."));
         Some(dir.join(rel))
     }
@@ -510,6 +513,39 @@ fn check(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
                     "paths are relative to the case file",
                 );
             }
+        }
+    }
+    if let Some(h) = &case.perf.history {
+        if case.perf.baseline.as_deref() != Some(crate::case::HISTORY_BASELINE) {
+            return err(
+                "perf.history",
+                "`perf.history` is set, but `perf.baseline` is not `history`".into(),
+                "set `perf.baseline: history` to gate on the results store, or drop `perf.history`",
+            );
+        }
+        if h.runs == 0 || h.min_runs == 0 || h.min_runs > h.runs {
+            return err(
+                "perf.history.min_runs",
+                format!(
+                    "min_runs {} must be at least 1 and at most runs {}",
+                    h.min_runs, h.runs
+                ),
+                "e.g. `{runs: 10, min_runs: 3}`",
+            );
+        }
+        if !(h.threshold.is_finite() && h.threshold >= 0.0) {
+            return err(
+                "perf.history.threshold",
+                format!("{} is not a fraction of at least 0", h.threshold),
+                "e.g. `threshold: 0.05` for 5%",
+            );
+        }
+        if !(h.noise.is_finite() && h.noise >= 0.0) {
+            return err(
+                "perf.history.noise",
+                format!("{} is not a number of standard deviations", h.noise),
+                "e.g. `noise: 3`",
+            );
         }
     }
     if let Some(d) = b.duration {

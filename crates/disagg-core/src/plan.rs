@@ -173,6 +173,9 @@ pub struct Plan {
     pub benchmark: Benchmark,
     /// Baseline CSV, resolved; `None` when the case has none.
     pub perf_baseline: Option<PathBuf>,
+    /// `perf.baseline: history`: the history gate's settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub perf_history: Option<crate::case::HistoryGate>,
     /// `setup` argv, run once before the workers into `install.log`.
     pub setup: Option<Vec<String>>,
     /// Nodes the workers span (GPU slots packed in order); 1 at least.
@@ -356,6 +359,7 @@ pub fn build(case: &LoadedCase, run_id: &str, run_dir: &Path, exe: &Path) -> Pla
         router: c.router.clone(),
         benchmark: resolve_benchmark_paths(&c.benchmark, &case.path),
         perf_baseline: case.baseline_path(),
+        perf_history: c.perf.history_gate(),
         setup: c.setup.as_ref().map(|s| s.argv()),
         nodes,
         gpus_per_node,

@@ -21,11 +21,14 @@
 pub mod atomic;
 pub mod executor;
 pub mod gen_steps;
+pub mod history;
+pub mod history_gate;
 pub mod liveness;
 pub mod logs;
 pub mod outcome;
 pub mod perf;
 pub mod procs;
+pub mod record;
 pub mod rendezvous;
 pub mod report;
 pub mod role;

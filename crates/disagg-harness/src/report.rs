@@ -31,6 +31,32 @@ pub enum PerfOutcome {
     /// The run failed, so there was nothing trustworthy to compare.
     NotRun,
     Checked(PerfReport),
+    /// `perf.baseline: history`: compared with the store's history, or skipped with the reason.
+    History(crate::history_gate::HistoryReport),
+}
+
+impl PerfOutcome {
+    /// A gate said the run regressed.
+    pub fn regressed(&self) -> bool {
+        match self {
+            PerfOutcome::Checked(r) => r.regressed(),
+            PerfOutcome::History(h) => h.regressed(),
+            _ => false,
+        }
+    }
+
+    /// `perf_check.txt`.
+    pub fn render(&self) -> String {
+        match self {
+            PerfOutcome::Skipped => "perf check: skipped (SKIP_PERF_CHECK)\n".to_string(),
+            PerfOutcome::NoBaseline => {
+                "perf check: no baseline (perf.baseline is not set)\n".to_string()
+            }
+            PerfOutcome::NotRun => "perf check: not run, because the test failed\n".to_string(),
+            PerfOutcome::Checked(rep) => rep.render(),
+            PerfOutcome::History(h) => h.render(),
+        }
+    }
 }
 
 /// The last `n` lines of a file (empty when it cannot be read).
@@ -219,6 +245,32 @@ pub fn junit(
         PerfOutcome::Skipped => skipped("perf check skipped (SKIP_PERF_CHECK)"),
         PerfOutcome::NoBaseline => skipped("no baseline (perf.baseline is not set)"),
         PerfOutcome::NotRun => skipped("not run: the test failed"),
+        PerfOutcome::History(h) if h.skipped.is_some() => skipped(&format!(
+            "perf check skipped: {}",
+            h.skipped.as_deref().unwrap_or("")
+        )),
+        PerfOutcome::History(h) if h.regressed() => {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            if let TestCaseStatus::NonSuccess {
+                message,
+                ty,
+                description,
+                ..
+            } = &mut s
+            {
+                *message = Some("performance regression against the history".into());
+                *ty = Some("PERF_REGRESSION".into());
+                *description = Some(h.render().into());
+            }
+            s
+        }
+        PerfOutcome::History(h) => {
+            let mut tc_out = TestCase::new("perf check", TestCaseStatus::success());
+            tc_out.set_classname(classname.clone());
+            tc_out.set_system_out(h.render());
+            suite.add_test_case(tc_out);
+            return finish(suite);
+        }
         PerfOutcome::Checked(r) if r.regressed() => {
             let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
             if let TestCaseStatus::NonSuccess {

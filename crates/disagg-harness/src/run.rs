@@ -114,6 +114,23 @@ pub(crate) fn check_all(paths: &[PathBuf], skip_perf: bool) -> Option<Vec<Ready>
     for (case, point) in cases {
         match check_engine_args(&case).map(|()| case) {
             Ok(case) => {
+                if let Some(gate) = case.case.perf.history_gate() {
+                    if let Err(why) = crate::history_gate::gated_metrics(&gate) {
+                        let text = std::fs::read_to_string(&case.path).unwrap_or_default();
+                        let e = disagg_core::CaseError::new(
+                            &case.path,
+                            "perf.history.metrics",
+                            why,
+                        )
+                        .at_line(disagg_core::locate::line_of(&text, "perf.history.metrics"))
+                        .hint(
+                            "metric names are those of perf_script_test_results.csv's metric_type",
+                        );
+                        eprintln!("error: {e}");
+                        bad = true;
+                        continue;
+                    }
+                }
                 let baseline = match case.baseline_path() {
                     Some(b) if !skip_perf => match perf::read_baseline(&b) {
                         Ok(rows) => Some((b, rows)),
@@ -296,6 +313,8 @@ pub fn case_hash(case: &LoadedCase) -> String {
 
 /// The file in the run folder holding the resolved case's [`case_hash`].
 pub const CASE_HASH_FILE: &str = "case_hash";
+/// The file in the run folder naming the sweep the run is a point of.
+pub const SWEEP_NAME_FILE: &str = "sweep_name";
 
 /// Creates the run folder of a checked case and writes `case.yaml` and `plan.json` into it.
 pub(crate) fn prepare(r: &Ready, workspace: &Path, exe: &Path) -> Result<Plan, i32> {
@@ -330,6 +349,13 @@ pub(crate) fn prepare_as(
         resolved_case_yaml(&r.case).as_bytes(),
     )
     .and_then(|_| crate::atomic::write_json(&run_dir.join("plan.json"), &plan))
+    .and_then(|_| match &r.point {
+        Some(p) => crate::atomic::write(
+            &run_dir.join(SWEEP_NAME_FILE),
+            format!("{}\n", p.sweep.name).as_bytes(),
+        ),
+        None => Ok(()),
+    })
     .and_then(|_| {
         crate::atomic::write(
             &run_dir.join(CASE_HASH_FILE),
@@ -451,6 +477,8 @@ pub fn finish(
         PerfOutcome::Skipped
     } else if !passed {
         PerfOutcome::NotRun
+    } else if let Some(gate) = &plan.perf_history {
+        PerfOutcome::History(crate::record::history_check(plan, gate, &points))
     } else {
         match baseline {
             None => PerfOutcome::NoBaseline,
@@ -470,20 +498,13 @@ pub fn finish(
             notes.push(format!("cannot write perf_script_test_results.csv: {e}"));
         }
     }
-    let perf_text = match &perf_outcome {
-        PerfOutcome::Skipped => "perf check: skipped (SKIP_PERF_CHECK)\n".to_string(),
-        PerfOutcome::NoBaseline => {
-            "perf check: no baseline (perf.baseline is not set)\n".to_string()
-        }
-        PerfOutcome::NotRun => "perf check: not run, because the test failed\n".to_string(),
-        PerfOutcome::Checked(rep) => rep.render(),
-    };
+    let perf_text = perf_outcome.render();
     let junit = report::junit(name.as_str(), run_dir, outcome, &points, &perf_outcome);
     let table = report::summary_table(&points);
     let code = match (&outcome.result, &perf_outcome) {
         (RunResult::Interrupted, _) => interrupted_code(),
         (RunResult::Failed(_), _) => exit::TEST_FAILED,
-        (RunResult::Passed, PerfOutcome::Checked(rep)) if rep.regressed() => exit::PERF_REGRESSION,
+        (RunResult::Passed, p) if p.regressed() => exit::PERF_REGRESSION,
         (RunResult::Passed, _) => exit::PASS,
     };
     let verdict = match &outcome.result {
@@ -526,6 +547,10 @@ pub fn finish(
                 report::tail(&run_dir.join(&role.log), 20)
             );
         }
+    }
+    // Into the results store, before the exit code marks the run as over.
+    if let Err(e) = crate::record::record_run(plan, outcome, &points, &perf_outcome, code) {
+        notes.push(format!("the run is not in the results store: {e}"));
     }
     if let Err(e) = crate::atomic::write(
         &run_dir.join(EXIT_CODE_FILE),

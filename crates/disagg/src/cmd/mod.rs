@@ -1,6 +1,7 @@
 //! The subcommands, one module each.
 
 mod bench;
+mod history;
 mod import;
 mod logs;
 mod plan;
@@ -38,6 +39,7 @@ enum Command {
     Bench(Box<bench::Args>),
     Logs(logs::Args),
     Triage(triage::Args),
+    History(history::Args),
     Import(import::Args),
 }
 
@@ -54,6 +56,7 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Bench(a) => bench::main(*a),
         Command::Logs(a) => logs::main(a),
         Command::Triage(a) => triage::main(a),
+        Command::History(a) => history::main(a),
         Command::Import(a) => import::main(a),
     }
 }

@@ -121,7 +121,8 @@ pub fn disagg(args: &[&str], env: &[(&str, &str)]) -> Ran {
     let mut cmd = Command::new(DISAGG);
     cmd.args(args)
         .env_remove("WORKSPACE")
-        .env_remove("SKIP_PERF_CHECK");
+        .env_remove("SKIP_PERF_CHECK")
+        .env_remove("DISAGG_STORE");
     for (k, v) in env {
         cmd.env(k, v);
     }

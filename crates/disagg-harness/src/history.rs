@@ -1,0 +1,85 @@
+//! `disagg history CONFIG`: a config's runs over time, from the results store.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use disagg_store::Store;
+
+/// The runs of `config`, oldest first, with `metric` of each point; `Err` names the store and
+/// what went wrong.
+pub fn render(store: &mut Store, config: &str, metric: &str) -> Result<String, String> {
+    let runs = store.runs_of(config).map_err(|e| e.to_string())?;
+    let mut s = String::new();
+    if runs.is_empty() {
+        return Err(format!(
+            "{}: no run of `{config}` is recorded\nhint: `disagg logs` lists the config names with runs; runs are recorded when they end",
+            store.name()
+        ));
+    }
+    // Each run's points: label → value of the metric.
+    let mut rows = Vec::new();
+    let mut labels: Vec<String> = Vec::new();
+    for r in &runs {
+        let points = store.points_of(r.id).map_err(|e| e.to_string())?;
+        let mut values = BTreeMap::new();
+        for p in points {
+            if !labels.contains(&p.label) {
+                labels.push(p.label.clone());
+            }
+            if let Some((_, v)) = p.metrics.iter().find(|(n, _)| n == metric) {
+                values.insert(p.label.clone(), *v);
+            }
+        }
+        rows.push((r, values));
+    }
+    let _ = writeln!(
+        s,
+        "{config}: {} run(s) in {}; {metric} per point",
+        runs.len(),
+        store.name()
+    );
+    let _ = write!(
+        s,
+        "{:<24} {:<22} {:<11} {:>4} {:<12} {:>4}  {:<22}",
+        "recorded_at", "run_id", "verdict", "exit", "case", "GPUs", "topology"
+    );
+    for l in &labels {
+        let _ = write!(s, " {l:>12}");
+    }
+    let _ = writeln!(s, "  perf check");
+    for (r, values) in rows {
+        let _ = write!(
+            s,
+            "{:<24} {:<22} {:<11} {:>4} {:<12} {:>4}  {:<22}",
+            r.recorded_at,
+            r.run_id,
+            r.verdict,
+            r.exit_code,
+            &r.case_hash[..r.case_hash.len().min(12)],
+            r.gpus(),
+            r.topology
+        );
+        for l in &labels {
+            match values.get(l) {
+                Some(v) => {
+                    let _ = write!(s, " {v:>12.3}");
+                }
+                None => {
+                    let _ = write!(s, " {:>12}", "-");
+                }
+            }
+        }
+        let _ = writeln!(s, "  {}", r.perf_verdict);
+    }
+    Ok(s)
+}
+
+/// The metric names `disagg history --metric` accepts.
+pub fn metric_names() -> Vec<String> {
+    let mut v: Vec<String> = crate::perf::MetricType::all()
+        .iter()
+        .map(crate::perf::MetricType::name)
+        .collect();
+    v.push(crate::record::OUTPUT_THROUGHPUT_PER_GPU.into());
+    v
+}

@@ -1,0 +1,251 @@
+//! Every finished run goes into the results store ([`disagg_store`]): the run, its points, every
+//! metric, the perf verdicts, the versions known and the GPUs per role. The history gate reads
+//! it back.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use disagg_bench::PointReport;
+use disagg_core::Plan;
+use disagg_core::case::HistoryGate;
+use disagg_store::{CheckRecord, Group, PointRecord, RunRecord, Store, Versions};
+
+use crate::history_gate::{self, HistoryReport};
+use crate::outcome::{Outcome, RunResult};
+use crate::perf::MetricType;
+use crate::report::PerfOutcome;
+
+/// The workspace a run folder belongs to: `<ws>/disagg_logs/<config>/<run>`.
+pub fn workspace_of(run_dir: &Path) -> PathBuf {
+    run_dir
+        .ancestors()
+        .nth(3)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Tok/s per GPU: the output throughput over every worker GPU.
+pub const OUTPUT_THROUGHPUT_PER_GPU: &str = "OUTPUT_THROUGHPUT_PER_GPU";
+
+/// Every metric of a point, by name: [`MetricType::all`], and tok/s per GPU.
+pub fn point_metrics(p: &PointReport, gpus: u32) -> Vec<(String, f64)> {
+    let mut out: Vec<(String, f64)> = MetricType::all()
+        .into_iter()
+        .map(|m| (m.name(), m.value(&p.metrics)))
+        .collect();
+    if gpus > 0 {
+        out.push((
+            OUTPUT_THROUGHPUT_PER_GPU.into(),
+            p.metrics.output_throughput / gpus as f64,
+        ));
+    }
+    out
+}
+
+fn read_trimmed(p: &Path) -> Option<String> {
+    std::fs::read_to_string(p)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// The GPU model, when `nvidia-smi` answers within a few seconds.
+fn gpu_model() -> Option<String> {
+    let mut child = std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=name", "--format=csv,noheader"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match child.try_wait() {
+            Ok(Some(st)) if st.success() => break,
+            Ok(Some(_)) | Err(_) => return None,
+            Ok(None) if std::time::Instant::now() > until => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    let mut out = String::new();
+    use std::io::Read;
+    child.stdout.take()?.read_to_string(&mut out).ok()?;
+    out.lines()
+        .next()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+}
+
+/// The version the engine reported, when a worker published one (`engine_version` in its
+/// rendezvous file).
+fn engine_version(plan: &Plan) -> Option<String> {
+    plan.workers().find_map(|w| {
+        let bytes = std::fs::read(plan.rendezvous_file(w.role)).ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        v.get("engine_version")?.as_str().map(str::to_string)
+    })
+}
+
+/// GPUs per role group, from the plan.
+fn groups(plan: &Plan) -> (Group, Group) {
+    let mut ctx = Group::default();
+    let mut generation = Group::default();
+    for w in plan.workers() {
+        let g = if w.role.is_ctx() {
+            &mut ctx
+        } else {
+            &mut generation
+        };
+        g.servers += 1;
+        g.gpus_per_server = g.gpus_per_server.max(w.gpus.len() as u32);
+    }
+    (ctx, generation)
+}
+
+/// `ctx2×1gpu gen1×2gpu`: what a point of a Pareto plot is labelled with.
+pub fn topology(ctx: Group, generation: Group) -> String {
+    format!(
+        "ctx{}×{}gpu gen{}×{}gpu",
+        ctx.servers, ctx.gpus_per_server, generation.servers, generation.gpus_per_server
+    )
+}
+
+/// The engine named in the run folder's resolved case.
+fn engine_of(run_dir: &Path) -> String {
+    disagg_core::load_case(&run_dir.join("case.yaml"))
+        .map(|c| c.case.engine.as_str().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// `perf.baseline: history`: the check against the workspace's store.
+pub fn history_check(plan: &Plan, gate: &HistoryGate, points: &[PointReport]) -> HistoryReport {
+    let hash = read_trimmed(&plan.run_dir.join(crate::run::CASE_HASH_FILE)).unwrap_or_default();
+    if hash.is_empty() {
+        return HistoryReport::skipped(
+            &hash,
+            gate,
+            0,
+            format!(
+                "the run folder has no {} to find the history by",
+                crate::run::CASE_HASH_FILE
+            ),
+        );
+    }
+    match Store::open_default(&workspace_of(&plan.run_dir)) {
+        Ok(mut store) => history_gate::check(
+            &mut store,
+            gate,
+            &hash,
+            &plan.run_dir.display().to_string(),
+            points,
+        ),
+        Err(e) => HistoryReport::skipped(&hash, gate, 0, format!("no history: {e}")),
+    }
+}
+
+/// The perf verdicts as store rows.
+fn checks(perf: &PerfOutcome) -> (String, Vec<CheckRecord>) {
+    match perf {
+        PerfOutcome::Skipped => ("skipped (SKIP_PERF_CHECK)".into(), Vec::new()),
+        PerfOutcome::NoBaseline => ("no baseline".into(), Vec::new()),
+        PerfOutcome::NotRun => ("not run".into(), Vec::new()),
+        PerfOutcome::Checked(r) => (
+            if r.regressed() { "regressed" } else { "passed" }.into(),
+            r.rows
+                .iter()
+                .map(|c| CheckRecord {
+                    point: c
+                        .perf_case_name
+                        .rsplit_once('-')
+                        .map(|(_, l)| l.to_string())
+                        .unwrap_or_else(|| c.perf_case_name.clone()),
+                    metric: c.metric_type.clone(),
+                    baseline: Some(c.baseline),
+                    band: Some(c.threshold.abs()),
+                    measured: c.measured,
+                    verdict: format!("{:?}", c.verdict).to_lowercase(),
+                    source: "csv".into(),
+                })
+                .collect(),
+        ),
+        PerfOutcome::History(h) => match &h.skipped {
+            Some(why) => (format!("skipped: {why}"), Vec::new()),
+            None => (
+                if h.regressed() { "regressed" } else { "passed" }.into(),
+                h.rows
+                    .iter()
+                    .map(|r| CheckRecord {
+                        point: r.point.clone(),
+                        metric: r.metric.clone(),
+                        baseline: r.baseline,
+                        band: r.band,
+                        measured: r.measured,
+                        verdict: r
+                            .verdict
+                            .map(|v| history_gate::verdict_word(v).to_lowercase())
+                            .unwrap_or_else(|| "skipped".into()),
+                        source: "history".into(),
+                    })
+                    .collect(),
+            ),
+        },
+    }
+}
+
+/// Records a finished run into the workspace's store (or `DISAGG_STORE`).
+pub fn record_run(
+    plan: &Plan,
+    outcome: &Outcome,
+    points: &[PointReport],
+    perf: &PerfOutcome,
+    code: i32,
+) -> Result<(), String> {
+    let run_dir = &plan.run_dir;
+    let (ctx, generation) = groups(plan);
+    let gpus = ctx.gpus() + generation.gpus();
+    let verdict = match &outcome.result {
+        RunResult::Interrupted => "interrupted",
+        RunResult::Failed(_) => "failed",
+        RunResult::Passed if code == disagg_core::exit::PERF_REGRESSION => "regressed",
+        RunResult::Passed => "passed",
+    };
+    let (perf_verdict, checks) = checks(perf);
+    let record = RunRecord {
+        run_id: plan.run_id.clone(),
+        config_name: plan.config_name.to_string(),
+        case_hash: read_trimmed(&run_dir.join(crate::run::CASE_HASH_FILE)).unwrap_or_default(),
+        run_dir: run_dir.display().to_string(),
+        sweep: read_trimmed(&run_dir.join(crate::run::SWEEP_NAME_FILE)),
+        recorded_at: SystemTime::now(),
+        verdict: verdict.into(),
+        exit_code: code,
+        engine: engine_of(run_dir),
+        versions: Versions {
+            disagg: env!("CARGO_PKG_VERSION").into(),
+            engine: engine_version(plan),
+            gpu_model: gpu_model(),
+        },
+        ctx,
+        generation,
+        topology: topology(ctx, generation),
+        perf_verdict,
+        points: points
+            .iter()
+            .map(|p| PointRecord {
+                label: p.point.label(),
+                concurrency: p.point.concurrency,
+                request_rate: p.point.request_rate.map(|r| r.0),
+                valid: p.validity.is_valid(),
+                metrics: point_metrics(p, gpus),
+                json: serde_json::to_string(p).unwrap_or_default(),
+            })
+            .collect(),
+        checks,
+    };
+    let mut store = Store::open_default(&workspace_of(run_dir)).map_err(|e| e.to_string())?;
+    store.record(&record).map_err(|e| e.to_string())?;
+    Ok(())
+}

@@ -1,0 +1,373 @@
+//! One connection, SQLite or PostgreSQL, behind the few calls the store makes: statements are
+//! written with `?` parameters and typed values, rows come back as [`Val`]s.
+
+use std::path::Path;
+use std::time::Duration;
+
+/// A parameter or a column: typed, possibly null (PostgreSQL checks a null's type too).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Val {
+    I(Option<i64>),
+    F(Option<f64>),
+    T(Option<String>),
+}
+
+impl Val {
+    pub fn int(v: i64) -> Self {
+        Val::I(Some(v))
+    }
+    pub fn text(v: &str) -> Self {
+        Val::T(Some(v.to_string()))
+    }
+}
+
+pub(crate) fn get_i(row: &[Val], i: usize) -> Result<i64, String> {
+    opt_i(row, i)?.ok_or_else(|| format!("column {i} is null"))
+}
+pub(crate) fn get_f(row: &[Val], i: usize) -> Result<f64, String> {
+    opt_f(row, i)?.ok_or_else(|| format!("column {i} is null"))
+}
+pub(crate) fn get_t(row: &[Val], i: usize) -> Result<String, String> {
+    opt_t(row, i)?.ok_or_else(|| format!("column {i} is null"))
+}
+pub(crate) fn opt_i(row: &[Val], i: usize) -> Result<Option<i64>, String> {
+    match row.get(i) {
+        Some(Val::I(v)) => Ok(*v),
+        Some(Val::F(None)) | Some(Val::T(None)) => Ok(None),
+        other => Err(format!("column {i}: expected an integer, got {other:?}")),
+    }
+}
+pub(crate) fn opt_f(row: &[Val], i: usize) -> Result<Option<f64>, String> {
+    match row.get(i) {
+        Some(Val::F(v)) => Ok(*v),
+        // SQLite keeps a whole REAL as an integer when it can.
+        Some(Val::I(v)) => Ok(v.map(|x| x as f64)),
+        Some(Val::T(None)) => Ok(None),
+        other => Err(format!("column {i}: expected a number, got {other:?}")),
+    }
+}
+pub(crate) fn opt_t(row: &[Val], i: usize) -> Result<Option<String>, String> {
+    match row.get(i) {
+        Some(Val::T(v)) => Ok(v.clone()),
+        Some(Val::I(None)) | Some(Val::F(None)) => Ok(None),
+        other => Err(format!("column {i}: expected text, got {other:?}")),
+    }
+}
+
+/// The schema, per backend: the same tables, columns and indexes.
+const SQLITE_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS runs (
+  id INTEGER PRIMARY KEY,
+  run_dir TEXT NOT NULL UNIQUE,
+  run_id TEXT NOT NULL,
+  config_name TEXT NOT NULL,
+  case_hash TEXT NOT NULL,
+  sweep TEXT,
+  recorded_at TEXT NOT NULL,
+  verdict TEXT NOT NULL,
+  exit_code INTEGER NOT NULL,
+  disagg_version TEXT NOT NULL,
+  engine TEXT NOT NULL,
+  engine_version TEXT,
+  gpu_model TEXT,
+  ctx_servers INTEGER NOT NULL,
+  ctx_gpus_per_server INTEGER NOT NULL,
+  gen_servers INTEGER NOT NULL,
+  gen_gpus_per_server INTEGER NOT NULL,
+  gpus INTEGER NOT NULL,
+  topology TEXT NOT NULL,
+  perf_verdict TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_by_config ON runs (config_name, recorded_at);
+CREATE INDEX IF NOT EXISTS runs_by_hash ON runs (case_hash, recorded_at);
+CREATE TABLE IF NOT EXISTS points (
+  id INTEGER PRIMARY KEY,
+  run INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+  label TEXT NOT NULL,
+  concurrency INTEGER,
+  request_rate REAL,
+  valid INTEGER NOT NULL,
+  point_json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS points_by_run ON points (run);
+CREATE TABLE IF NOT EXISTS metrics (
+  point INTEGER NOT NULL REFERENCES points (id) ON DELETE CASCADE,
+  name TEXT NOT NULL,
+  value REAL NOT NULL,
+  PRIMARY KEY (point, name)
+);
+CREATE TABLE IF NOT EXISTS checks (
+  id INTEGER PRIMARY KEY,
+  run INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+  point_label TEXT NOT NULL,
+  metric TEXT NOT NULL,
+  baseline REAL,
+  band REAL,
+  measured REAL,
+  verdict TEXT NOT NULL,
+  source TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS checks_by_run ON checks (run);
+";
+
+fn postgres_schema() -> String {
+    SQLITE_SCHEMA
+        .replace("id INTEGER PRIMARY KEY", "id BIGSERIAL PRIMARY KEY")
+        .replace(" INTEGER", " BIGINT")
+        .replace(" REAL", " DOUBLE PRECISION")
+}
+
+pub(crate) enum Conn {
+    Sqlite(Box<rusqlite::Connection>),
+    Postgres(Box<postgres::Client>),
+}
+
+/// `?` → `$1, $2, ...` (no statement of ours has a `?` inside a string).
+fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push_str(&format!("${n}"));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl Conn {
+    pub(crate) fn sqlite(path: &Path) -> Result<Self, String> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let c = rusqlite::Connection::open(path).map_err(|e| e.to_string())?;
+        c.busy_timeout(crate::BUSY_TIMEOUT)
+            .map_err(|e| e.to_string())?;
+        // Switching to WAL takes a lock for a moment; another process opening at the same
+        // instant may be told "busy" without the busy handler, so try again, bounded.
+        let until = std::time::Instant::now() + crate::BUSY_TIMEOUT;
+        loop {
+            let mode = c.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0));
+            match mode {
+                Ok(m) if m.eq_ignore_ascii_case("wal") => break,
+                Ok(m) => return Err(format!("cannot use WAL mode (the file stays in {m} mode)")),
+                Err(e) if std::time::Instant::now() < until && is_busy(&e) => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        c.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
+            .map_err(|e| e.to_string())?;
+        Ok(Conn::Sqlite(Box::new(c)))
+    }
+
+    pub(crate) fn postgres(url: &str) -> Result<Self, String> {
+        let mut cfg: postgres::Config = url.parse().map_err(|e| format!("{e}"))?;
+        if cfg.get_connect_timeout().is_none() {
+            cfg.connect_timeout(Duration::from_secs(10));
+        }
+        let client = cfg
+            .connect(postgres::NoTls)
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        Ok(Conn::Postgres(Box::new(client)))
+    }
+
+    pub(crate) fn create_schema(&mut self) -> Result<(), String> {
+        match self {
+            Conn::Sqlite(c) => {
+                let go = |c: &rusqlite::Connection| {
+                    c.execute_batch(&format!("BEGIN IMMEDIATE;{SQLITE_SCHEMA}COMMIT;"))
+                };
+                go(c).map_err(|e| {
+                    let _ = c.execute_batch("ROLLBACK");
+                    e.to_string()
+                })
+            }
+            // Concurrent CREATE ... IF NOT EXISTS can collide in PostgreSQL's catalog: one
+            // creator at a time, under a transaction-scoped advisory lock.
+            Conn::Postgres(c) => c
+                .batch_execute(&format!(
+                    "BEGIN; SELECT pg_advisory_xact_lock(7226512); {} COMMIT;",
+                    postgres_schema()
+                ))
+                .map_err(|e| {
+                    let _ = c.batch_execute("ROLLBACK");
+                    e.to_string()
+                }),
+        }
+    }
+
+    /// Runs `f` in one transaction (SQLite: `BEGIN IMMEDIATE`, so writers queue up front rather
+    /// than fail on upgrading a read lock), rolled back on error.
+    pub(crate) fn transaction<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, String>,
+    ) -> Result<T, String> {
+        let begin = match self {
+            Conn::Sqlite(_) => "BEGIN IMMEDIATE",
+            Conn::Postgres(_) => "BEGIN",
+        };
+        self.batch(begin)?;
+        match f(self) {
+            Ok(v) => {
+                self.batch("COMMIT")?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<(), String> {
+        match self {
+            Conn::Sqlite(c) => c.execute_batch(sql).map_err(|e| e.to_string()),
+            Conn::Postgres(c) => c.batch_execute(sql).map_err(|e| e.to_string()),
+        }
+    }
+
+    pub(crate) fn exec(&mut self, sql: &str, params: &[Val]) -> Result<u64, String> {
+        match self {
+            Conn::Sqlite(c) => c
+                .execute(
+                    sql,
+                    rusqlite::params_from_iter(params.iter().map(SqliteVal)),
+                )
+                .map(|n| n as u64)
+                .map_err(|e| format!("{e} (in `{sql}`)")),
+            Conn::Postgres(c) => {
+                let ps = pg_params(params);
+                let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
+                    ps.iter().map(|p| p.as_ref()).collect();
+                c.execute(numbered(sql).as_str(), &refs)
+                    .map_err(|e| format!("{e} (in `{sql}`)"))
+            }
+        }
+    }
+
+    pub(crate) fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Vec<Val>>, String> {
+        match self {
+            Conn::Sqlite(c) => {
+                let mut st = c.prepare(sql).map_err(|e| format!("{e} (in `{sql}`)"))?;
+                let n = st.column_count();
+                let rows = st
+                    .query_map(
+                        rusqlite::params_from_iter(params.iter().map(SqliteVal)),
+                        |r| {
+                            (0..n)
+                                .map(|i| {
+                                    use rusqlite::types::ValueRef;
+                                    Ok(match r.get_ref(i)? {
+                                        ValueRef::Null => Val::T(None),
+                                        ValueRef::Integer(v) => Val::I(Some(v)),
+                                        ValueRef::Real(v) => Val::F(Some(v)),
+                                        ValueRef::Text(t) => {
+                                            Val::T(Some(String::from_utf8_lossy(t).into_owned()))
+                                        }
+                                        ValueRef::Blob(_) => Val::T(None),
+                                    })
+                                })
+                                .collect::<Result<Vec<Val>, rusqlite::Error>>()
+                        },
+                    )
+                    .map_err(|e| format!("{e} (in `{sql}`)"))?;
+                rows.collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("{e} (in `{sql}`)"))
+            }
+            Conn::Postgres(c) => {
+                use postgres::types::Type;
+                let ps = pg_params(params);
+                let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
+                    ps.iter().map(|p| p.as_ref()).collect();
+                let rows = c
+                    .query(numbered(sql).as_str(), &refs)
+                    .map_err(|e| format!("{e} (in `{sql}`)"))?;
+                rows.iter()
+                    .map(|r| {
+                        (0..r.len())
+                            .map(|i| {
+                                let t = r.columns()[i].type_().clone();
+                                let v = if t == Type::INT8 {
+                                    Val::I(r.try_get(i).map_err(|e| e.to_string())?)
+                                } else if t == Type::INT4 {
+                                    Val::I(
+                                        r.try_get::<_, Option<i32>>(i)
+                                            .map_err(|e| e.to_string())?
+                                            .map(i64::from),
+                                    )
+                                } else if t == Type::FLOAT8 {
+                                    Val::F(r.try_get(i).map_err(|e| e.to_string())?)
+                                } else {
+                                    Val::T(r.try_get(i).map_err(|e| e.to_string())?)
+                                };
+                                Ok(v)
+                            })
+                            .collect::<Result<Vec<Val>, String>>()
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    pub(crate) fn integrity(&mut self) -> Result<String, String> {
+        match self {
+            Conn::Sqlite(c) => c
+                .query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0))
+                .map_err(|e| e.to_string()),
+            Conn::Postgres(_) => Ok("ok".into()),
+        }
+    }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+struct SqliteVal<'a>(&'a Val);
+
+impl rusqlite::ToSql for SqliteVal<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self.0 {
+            Val::I(v) => v.to_sql(),
+            Val::F(v) => v.to_sql(),
+            Val::T(v) => v.to_sql(),
+        }
+    }
+}
+
+fn pg_params(params: &[Val]) -> Vec<Box<dyn postgres::types::ToSql + Sync>> {
+    params
+        .iter()
+        .map(|v| -> Box<dyn postgres::types::ToSql + Sync> {
+            match v {
+                Val::I(x) => Box::new(*x),
+                Val::F(x) => Box::new(*x),
+                Val::T(x) => Box::new(x.clone()),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn postgres_gets_its_own_types_and_numbered_parameters() {
+        let s = super::postgres_schema();
+        assert!(s.contains("id BIGSERIAL PRIMARY KEY"), "{s}");
+        assert!(s.contains("exit_code BIGINT NOT NULL"), "{s}");
+        assert!(s.contains("value DOUBLE PRECISION NOT NULL"), "{s}");
+        assert!(!s.contains(" INTEGER") && !s.contains(" REAL"), "{s}");
+        assert_eq!(
+            super::numbered("SELECT a FROM t WHERE b = ? AND c = ?"),
+            "SELECT a FROM t WHERE b = $1 AND c = $2"
+        );
+    }
+}

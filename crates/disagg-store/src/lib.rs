@@ -1,0 +1,501 @@
+//! The results store: every run, point, metric and perf check, in SQLite or PostgreSQL.
+//!
+//! ```text
+//! runs    one row per run folder: config name, case hash, run id, verdict, exit code,
+//!         versions (disagg, engine, GPU model), GPUs per role, topology
+//!  └ points   one row per measured point (label, concurrency, rate, valid, the point's JSON)
+//!     └ metrics  one row per metric of a point (TOKEN_THROUGHPUT, MEDIAN_TTFT, ...)
+//!  └ checks   one row per perf-check verdict (point, metric, baseline, band, measured, verdict)
+//! ```
+//!
+//! The embedded default is one SQLite file in the workspace (`disagg_results.sqlite`, built in:
+//! no system library), opened in WAL mode with a busy timeout, each run recorded in one
+//! `BEGIN IMMEDIATE` transaction, so many processes on one machine may record at once. For a
+//! team, or runs finishing on several nodes, `DISAGG_STORE=postgresql://...` names a PostgreSQL
+//! database with the same schema (SQLite's WAL needs one machine's shared memory; a network
+//! filesystem is no place for it).
+//!
+//! Every SQL statement is written once, with `?` parameters; [`Conn`] adapts it to each
+//! backend.
+
+mod conn;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+pub use conn::Val;
+use conn::{Conn, get_f, get_i, get_t};
+
+/// The SQLite file of a workspace.
+pub const SQLITE_FILE: &str = "disagg_results.sqlite";
+/// The environment variable naming a store.
+pub const STORE_ENV: &str = "DISAGG_STORE";
+
+/// A store that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("results store {store}: {message}")]
+    Open { store: String, message: String },
+    #[error("results store {store}: {message}")]
+    Query { store: String, message: String },
+}
+
+/// How many GPUs a role group has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Group {
+    pub servers: u32,
+    pub gpus_per_server: u32,
+}
+
+impl Group {
+    pub fn gpus(&self) -> u32 {
+        self.servers * self.gpus_per_server
+    }
+}
+
+/// What is known of the software and hardware a run used.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Versions {
+    pub disagg: String,
+    /// As the engine reported it, when it did.
+    pub engine: Option<String>,
+    /// The GPU model, when `nvidia-smi` answered.
+    pub gpu_model: Option<String>,
+}
+
+/// One run, as recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub config_name: String,
+    pub case_hash: String,
+    /// The run folder: unique; recording it again replaces the earlier record.
+    pub run_dir: String,
+    /// The sweep it was a point of.
+    pub sweep: Option<String>,
+    pub recorded_at: SystemTime,
+    /// `passed`, `regressed`, `failed` or `interrupted`.
+    pub verdict: String,
+    pub exit_code: i32,
+    pub engine: String,
+    pub versions: Versions,
+    pub ctx: Group,
+    pub generation: Group,
+    /// e.g. `ctx2×tp1 gen1×tp2`.
+    pub topology: String,
+    /// The perf check's verdict: `passed`, `regressed`, `skipped: ...`, `no baseline`, ...
+    pub perf_verdict: String,
+    pub points: Vec<PointRecord>,
+    pub checks: Vec<CheckRecord>,
+}
+
+/// One measured point of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PointRecord {
+    /// `con8`, `rate2.5`.
+    pub label: String,
+    pub concurrency: Option<u32>,
+    pub request_rate: Option<f64>,
+    pub valid: bool,
+    /// Metric name → value.
+    pub metrics: Vec<(String, f64)>,
+    /// The point as `results.json` has it, for reports.
+    pub json: String,
+}
+
+/// One verdict of a perf check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckRecord {
+    pub point: String,
+    pub metric: String,
+    pub baseline: Option<f64>,
+    /// The relative band a change must leave to count (a fraction).
+    pub band: Option<f64>,
+    pub measured: Option<f64>,
+    pub verdict: String,
+    /// `csv` or `history`.
+    pub source: String,
+}
+
+/// A run read back (without its points).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRun {
+    pub id: i64,
+    pub run_id: String,
+    pub config_name: String,
+    pub case_hash: String,
+    pub run_dir: String,
+    pub sweep: Option<String>,
+    pub recorded_at: String,
+    pub verdict: String,
+    pub exit_code: i32,
+    pub engine: String,
+    pub versions: Versions,
+    pub ctx: Group,
+    pub generation: Group,
+    pub topology: String,
+    pub perf_verdict: String,
+}
+
+impl StoredRun {
+    pub fn gpus(&self) -> u32 {
+        self.ctx.gpus() + self.generation.gpus()
+    }
+}
+
+/// A stored point with its metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredPoint {
+    pub run: i64,
+    pub label: String,
+    pub concurrency: Option<u32>,
+    pub request_rate: Option<f64>,
+    pub valid: bool,
+    pub metrics: Vec<(String, f64)>,
+    pub json: String,
+}
+
+/// An open store.
+pub struct Store {
+    conn: Conn,
+    name: String,
+}
+
+/// RFC 3339 UTC with milliseconds: sorts as text in both backends.
+pub fn timestamp(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// Where a workspace's runs are recorded: `DISAGG_STORE` when set, else the workspace's SQLite
+/// file.
+pub fn default_location(workspace: &Path) -> String {
+    match std::env::var(STORE_ENV) {
+        Ok(s) if !s.trim().is_empty() => s,
+        _ => workspace.join(SQLITE_FILE).display().to_string(),
+    }
+}
+
+impl Store {
+    /// Opens (and creates, for SQLite) the store `location`: a `postgres://` or
+    /// `postgresql://` URL, or a SQLite file path (`sqlite://` optional).
+    pub fn open(location: &str) -> Result<Self, StoreError> {
+        let conn =
+            if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+                Conn::postgres(location)
+            } else {
+                let path = PathBuf::from(location.strip_prefix("sqlite://").unwrap_or(location));
+                Conn::sqlite(&path)
+            }
+            .map_err(|message| StoreError::Open {
+                store: redact(location),
+                message,
+            })?;
+        let mut store = Store {
+            conn,
+            name: redact(location),
+        };
+        store.conn.create_schema().map_err(|m| store.query_err(m))?;
+        Ok(store)
+    }
+
+    /// The workspace's store ([`default_location`]).
+    pub fn open_default(workspace: &Path) -> Result<Self, StoreError> {
+        Self::open(&default_location(workspace))
+    }
+
+    /// The store's name for messages (passwords removed).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn query_err(&self, message: String) -> StoreError {
+        StoreError::Query {
+            store: self.name.clone(),
+            message,
+        }
+    }
+
+    /// Records a run, its points, their metrics and its checks, in one transaction; a run folder
+    /// recorded before is replaced. Returns the run's row id.
+    pub fn record(&mut self, r: &RunRecord) -> Result<i64, StoreError> {
+        let res = self.conn.transaction(|c| {
+            c.exec(
+                "DELETE FROM runs WHERE run_dir = ?",
+                &[Val::text(&r.run_dir)],
+            )?;
+            let rows = c.query(
+                "INSERT INTO runs (run_dir, run_id, config_name, case_hash, sweep, recorded_at, \
+                 verdict, exit_code, disagg_version, engine, engine_version, gpu_model, \
+                 ctx_servers, ctx_gpus_per_server, gen_servers, gen_gpus_per_server, gpus, \
+                 topology, perf_verdict) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                &[
+                    Val::text(&r.run_dir),
+                    Val::text(&r.run_id),
+                    Val::text(&r.config_name),
+                    Val::text(&r.case_hash),
+                    Val::T(r.sweep.clone()),
+                    Val::text(&timestamp(r.recorded_at)),
+                    Val::text(&r.verdict),
+                    Val::int(r.exit_code as i64),
+                    Val::text(&r.versions.disagg),
+                    Val::text(&r.engine),
+                    Val::T(r.versions.engine.clone()),
+                    Val::T(r.versions.gpu_model.clone()),
+                    Val::int(r.ctx.servers as i64),
+                    Val::int(r.ctx.gpus_per_server as i64),
+                    Val::int(r.generation.servers as i64),
+                    Val::int(r.generation.gpus_per_server as i64),
+                    Val::int((r.ctx.gpus() + r.generation.gpus()) as i64),
+                    Val::text(&r.topology),
+                    Val::text(&r.perf_verdict),
+                ],
+            )?;
+            let run = get_i(&rows[0], 0)?;
+            for p in &r.points {
+                let rows = c.query(
+                    "INSERT INTO points (run, label, concurrency, request_rate, valid, point_json) \
+                     VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                    &[
+                        Val::int(run),
+                        Val::text(&p.label),
+                        Val::I(p.concurrency.map(i64::from)),
+                        Val::F(p.request_rate.filter(|r| r.is_finite())),
+                        Val::int(p.valid as i64),
+                        Val::text(&p.json),
+                    ],
+                )?;
+                let point = get_i(&rows[0], 0)?;
+                for (name, value) in &p.metrics {
+                    c.exec(
+                        "INSERT INTO metrics (point, name, value) VALUES (?, ?, ?)",
+                        &[Val::int(point), Val::text(name), Val::F(Some(*value))],
+                    )?;
+                }
+            }
+            for k in &r.checks {
+                c.exec(
+                    "INSERT INTO checks (run, point_label, metric, baseline, band, measured, \
+                     verdict, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    &[
+                        Val::int(run),
+                        Val::text(&k.point),
+                        Val::text(&k.metric),
+                        Val::F(k.baseline),
+                        Val::F(k.band),
+                        Val::F(k.measured),
+                        Val::text(&k.verdict),
+                        Val::text(&k.source),
+                    ],
+                )?;
+            }
+            Ok(run)
+        });
+        res.map_err(|m| self.query_err(m))
+    }
+
+    const RUN_COLUMNS: &'static str = "id, run_id, config_name, case_hash, run_dir, sweep, \
+        recorded_at, verdict, exit_code, engine, disagg_version, engine_version, gpu_model, \
+        ctx_servers, ctx_gpus_per_server, gen_servers, gen_gpus_per_server, topology, perf_verdict";
+
+    fn run_from(row: &[Val]) -> Result<StoredRun, String> {
+        Ok(StoredRun {
+            id: get_i(row, 0)?,
+            run_id: get_t(row, 1)?,
+            config_name: get_t(row, 2)?,
+            case_hash: get_t(row, 3)?,
+            run_dir: get_t(row, 4)?,
+            sweep: conn::opt_t(row, 5)?,
+            recorded_at: get_t(row, 6)?,
+            verdict: get_t(row, 7)?,
+            exit_code: get_i(row, 8)? as i32,
+            engine: get_t(row, 9)?,
+            versions: Versions {
+                disagg: get_t(row, 10)?,
+                engine: conn::opt_t(row, 11)?,
+                gpu_model: conn::opt_t(row, 12)?,
+            },
+            ctx: Group {
+                servers: get_i(row, 13)? as u32,
+                gpus_per_server: get_i(row, 14)? as u32,
+            },
+            generation: Group {
+                servers: get_i(row, 15)? as u32,
+                gpus_per_server: get_i(row, 16)? as u32,
+            },
+            topology: get_t(row, 17)?,
+            perf_verdict: get_t(row, 18)?,
+        })
+    }
+
+    fn select_runs(&mut self, filter: &str, params: &[Val]) -> Result<Vec<StoredRun>, StoreError> {
+        let sql = format!("SELECT {} FROM runs {filter}", Self::RUN_COLUMNS);
+        let rows = self
+            .conn
+            .query(&sql, params)
+            .map_err(|m| self.query_err(m))?;
+        rows.iter()
+            .map(|r| Self::run_from(r))
+            .collect::<Result<_, _>>()
+            .map_err(|m| self.query_err(m))
+    }
+
+    /// Every run of a config, oldest first.
+    pub fn runs_of(&mut self, config: &str) -> Result<Vec<StoredRun>, StoreError> {
+        self.select_runs(
+            "WHERE config_name = ? ORDER BY recorded_at, id",
+            &[Val::text(config)],
+        )
+    }
+
+    /// The run recorded for a run folder.
+    pub fn run_at(&mut self, run_dir: &str) -> Result<Option<StoredRun>, StoreError> {
+        Ok(self
+            .select_runs("WHERE run_dir = ?", &[Val::text(run_dir)])?
+            .into_iter()
+            .next())
+    }
+
+    /// The last `limit` passed runs (exit code 0) of a case hash recorded at or after `since`,
+    /// newest first, leaving out the run folder `except`.
+    pub fn passed_runs(
+        &mut self,
+        case_hash: &str,
+        since: SystemTime,
+        except: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredRun>, StoreError> {
+        self.select_runs(
+            "WHERE case_hash = ? AND exit_code = 0 AND recorded_at >= ? AND run_dir <> ? \
+             ORDER BY recorded_at DESC, id DESC LIMIT ?",
+            &[
+                Val::text(case_hash),
+                Val::text(&timestamp(since)),
+                Val::text(except),
+                Val::int(limit as i64),
+            ],
+        )
+    }
+
+    /// Every run recorded, oldest first.
+    pub fn all_runs(&mut self) -> Result<Vec<StoredRun>, StoreError> {
+        self.select_runs("ORDER BY recorded_at, id", &[])
+    }
+
+    /// A run's points with their metrics, in the order recorded.
+    pub fn points_of(&mut self, run: i64) -> Result<Vec<StoredPoint>, StoreError> {
+        let rows = self
+            .conn
+            .query(
+                "SELECT id, label, concurrency, request_rate, valid, point_json FROM points \
+                 WHERE run = ? ORDER BY id",
+                &[Val::int(run)],
+            )
+            .map_err(|m| self.query_err(m))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let id = get_i(&row, 0).map_err(|m| self.query_err(m))?;
+            let metrics = self
+                .conn
+                .query(
+                    "SELECT name, value FROM metrics WHERE point = ? ORDER BY name",
+                    &[Val::int(id)],
+                )
+                .map_err(|m| self.query_err(m))?
+                .iter()
+                .map(|m| Ok((get_t(m, 0)?, get_f(m, 1)?)))
+                .collect::<Result<Vec<_>, String>>()
+                .map_err(|m| self.query_err(m))?;
+            let p = (|| {
+                Ok::<_, String>(StoredPoint {
+                    run,
+                    label: get_t(&row, 1)?,
+                    concurrency: conn::opt_i(&row, 2)?.map(|c| c as u32),
+                    request_rate: conn::opt_f(&row, 3)?,
+                    valid: get_i(&row, 4)? != 0,
+                    metrics,
+                    json: get_t(&row, 5)?,
+                })
+            })()
+            .map_err(|m| self.query_err(m))?;
+            out.push(p);
+        }
+        Ok(out)
+    }
+
+    /// A run's perf-check verdicts.
+    pub fn checks_of(&mut self, run: i64) -> Result<Vec<CheckRecord>, StoreError> {
+        let rows = self
+            .conn
+            .query(
+                "SELECT point_label, metric, baseline, band, measured, verdict, source FROM checks \
+                 WHERE run = ? ORDER BY id",
+                &[Val::int(run)],
+            )
+            .map_err(|m| self.query_err(m))?;
+        rows.iter()
+            .map(|r| {
+                Ok(CheckRecord {
+                    point: get_t(r, 0)?,
+                    metric: get_t(r, 1)?,
+                    baseline: conn::opt_f(r, 2)?,
+                    band: conn::opt_f(r, 3)?,
+                    measured: conn::opt_f(r, 4)?,
+                    verdict: get_t(r, 5)?,
+                    source: get_t(r, 6)?,
+                })
+            })
+            .collect::<Result<_, String>>()
+            .map_err(|m| self.query_err(m))
+    }
+
+    /// Row counts of (runs, points, metrics, checks).
+    pub fn counts(&mut self) -> Result<[i64; 4], StoreError> {
+        let mut out = [0; 4];
+        for (i, t) in ["runs", "points", "metrics", "checks"].iter().enumerate() {
+            let rows = self
+                .conn
+                .query(&format!("SELECT COUNT(*) FROM {t}"), &[])
+                .map_err(|m| self.query_err(m))?;
+            out[i] = get_i(&rows[0], 0).map_err(|m| self.query_err(m))?;
+        }
+        Ok(out)
+    }
+
+    /// SQLite's `PRAGMA integrity_check` (`ok` when sound); PostgreSQL answers `ok`.
+    pub fn integrity(&mut self) -> Result<String, StoreError> {
+        self.conn.integrity().map_err(|m| self.query_err(m))
+    }
+}
+
+/// `postgresql://user:secret@host/db` → `postgresql://user:***@host/db`.
+fn redact(location: &str) -> String {
+    if let Some((scheme, rest)) = location.split_once("://") {
+        if let Some((cred, host)) = rest.split_once('@') {
+            if let Some((user, _)) = cred.split_once(':') {
+                return format!("{scheme}://{user}:***@{host}");
+            }
+        }
+    }
+    location.to_string()
+}
+
+/// How long a writer waits for another to finish before giving up.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redact("postgresql://u:pw@127.0.0.1:5432/db"),
+            "postgresql://u:***@127.0.0.1:5432/db"
+        );
+        assert_eq!(
+            redact("/ws/disagg_results.sqlite"),
+            "/ws/disagg_results.sqlite"
+        );
+    }
+}

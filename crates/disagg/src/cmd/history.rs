@@ -1,0 +1,51 @@
+use std::path::PathBuf;
+
+use disagg_core::exit;
+
+/// Print a config's runs over time from the results store: when, run id, verdict, exit code,
+/// case hash, GPUs, topology, the metric of each point and the perf check's verdict.
+///
+/// The store is DISAGG_STORE (a postgresql:// URL or a SQLite file) when set, else
+/// WORKSPACE/disagg_results.sqlite.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The config name (the run folder's parent).
+    config: String,
+    /// The metric shown per point: TOKEN_THROUGHPUT, SEQ_THROUGHPUT, TOTAL_TOKEN_THROUGHPUT,
+    /// USER_THROUGHPUT, OUTPUT_THROUGHPUT_PER_GPU, or MEAN_|MEDIAN_|P99_ + TTFT|TPOT|ITL|E2EL.
+    #[arg(long, default_value = "TOKEN_THROUGHPUT")]
+    metric: String,
+    /// Workspace folder [default: $WORKSPACE, else ./workspace].
+    #[arg(long)]
+    workspace: Option<PathBuf>,
+}
+
+pub fn main(a: Args) -> i32 {
+    let names = disagg_harness::history::metric_names();
+    if !names.contains(&a.metric) {
+        eprintln!(
+            "error: --metric {}: not a metric\nhint: use one of {}",
+            a.metric,
+            names.join(", ")
+        );
+        return exit::USAGE;
+    }
+    let ws = disagg_harness::rundir::resolve_workspace(a.workspace.as_deref());
+    let mut store = match disagg_store::Store::open_default(&ws) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    match disagg_harness::history::render(&mut store, &a.config, &a.metric) {
+        Ok(text) => {
+            print!("{text}");
+            exit::PASS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::USAGE
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! The results store and the history gate end to end: runs of one case are recorded; the gate
+//! skips (and says so) without enough history, passes on steady runs, and fails a run whose
+//! engine got 30 % slower with exit code 3. The case stays the same (same hash): only the engine
+//! script it runs changes, as a new engine build would.
+
+mod support;
+
+use std::path::Path;
+
+use support::*;
+
+/// A case whose generation engine is `engine.sh`, a wrapper around `disagg sim` that sets the
+/// inter-token latency.
+fn write_case(dir: &Path, name: &str) -> std::path::PathBuf {
+    let script = dir.join("engine.sh");
+    set_itl(&script, "5ms");
+    let case = format!(
+        r#"name: {name}
+model: {{name: llama-3.1-8b}}
+engine: command
+ctx:
+  count: 1
+  engine_args:
+    argv: ["{{disagg}}", sim, --role, context, --host, "{{host}}", --port, "{{port}}", --model, "{{model}}"]
+gen:
+  count: 1
+  engine_args:
+    argv: ["{script}", "{{disagg}}", sim, --role, generation, --host, "{{host}}", --port, "{{port}}", --model, "{{model}}"]
+benchmark: {{isl: 64, osl: 16, concurrency: [4], rounds: 4, warmup: 1}}
+timeouts: {{worker_startup: 30s, request: 20s, benchmark: 60s, job: 120s, grace: 2s}}
+perf:
+  baseline: history
+  history: {{runs: 5, min_runs: 3, threshold: 0.15, metrics: [TOKEN_THROUGHPUT, MEDIAN_TPOT]}}
+"#,
+        script = script.display()
+    );
+    let p = dir.join("case.yaml");
+    std::fs::write(&p, case).unwrap();
+    p
+}
+
+fn set_itl(script: &Path, itl: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = script.with_extension("tmp");
+    std::fs::write(&tmp, format!("#!/bin/sh\nexec \"$@\" --itl {itl}\n")).unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&tmp, script).unwrap();
+}
+
+fn gate_on_history(store: Option<&str>) {
+    let dir = TempDir::new("history");
+    let ws = dir.path().join("ws");
+    let name = format!(
+        "hist-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    );
+    let case = write_case(dir.path(), &name);
+    let env: Vec<(&str, &str)> = store.map(|s| vec![("DISAGG_STORE", s)]).unwrap_or_default();
+    let perf_check = |ws: &Path| {
+        let run = runs(ws, &name).pop().unwrap();
+        (read(&run.join("perf_check.txt")), run)
+    };
+    for i in 0..5 {
+        let r = run(&case, &ws, &[], &env);
+        assert_eq!(r.code(), 0, "run {}: {}", i + 1, r.show());
+        let (text, dir) = perf_check(&ws);
+        if i < 3 {
+            // Too little history: skipped, with the reason, never "passed".
+            assert!(
+                text.starts_with("perf check: skipped: only ")
+                    && text.contains(&format!("only {i} earlier passed run(s)"))
+                    && text.contains("needs at least 3"),
+                "run {}: {text}",
+                i + 1
+            );
+            let cases = junit_cases(&dir.join("results.xml"));
+            let perf = cases.iter().find(|c| c.0 == "perf check").unwrap();
+            assert!(perf.3, "the JUnit perf check is skipped: {cases:?}");
+        } else {
+            assert!(
+                text.starts_with("perf check: passed (0 of 2 metrics regressed)"),
+                "run {}: {text}",
+                i + 1
+            );
+            assert!(
+                text.contains(&format!("the last {i} passed runs")),
+                "{text}"
+            );
+        }
+    }
+    // A new engine build, 30 % slower per token: same case, same hash.
+    set_itl(&dir.path().join("engine.sh"), "6500us");
+    let r = run(&case, &ws, &[], &env);
+    assert_eq!(r.code(), 3, "the slower run regresses: {}", r.show());
+    let (text, _) = perf_check(&ws);
+    assert!(text.starts_with("perf check: REGRESSED"), "{text}");
+    assert!(text.contains("the last 5 passed runs"), "{text}");
+    // Every verdict shows the baseline, the band and the measured value.
+    let tpot = text
+        .lines()
+        .find(|l| l.contains("MEDIAN_TPOT"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let cols: Vec<&str> = tpot.split_whitespace().collect();
+    let baseline: f64 = cols[2].parse().unwrap();
+    let measured: f64 = cols[4].parse().unwrap();
+    assert!(cols[3].starts_with('±'), "{tpot}");
+    assert!(
+        (4.5..5.6).contains(&baseline) && measured > baseline * 1.2,
+        "{tpot}"
+    );
+    assert!(tpot.ends_with("REGRESSED"), "{tpot}");
+
+    // The store has every run; `disagg history` prints them in order.
+    let mut args = vec![
+        "history",
+        name.as_str(),
+        "--metric",
+        "MEDIAN_TPOT",
+        "--workspace",
+    ];
+    args.push(ws.to_str().unwrap());
+    let h = disagg(&args, &env);
+    assert_eq!(h.code(), 0, "{}", h.show());
+    let out = h.stdout();
+    assert!(out.contains("6 run(s)"), "{out}");
+    let rows: Vec<&str> = out.lines().skip(2).collect();
+    assert_eq!(rows.len(), 6, "{out}");
+    assert!(rows[..5].iter().all(|r| r.contains(" passed ")), "{out}");
+    assert!(
+        rows[5].contains(" regressed ") && rows[5].contains("  regressed"),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_history_gate_skips_without_history_and_fails_a_30_percent_slower_engine() {
+    gate_on_history(None);
+}
+
+/// The same against PostgreSQL (`DISAGG_TEST_POSTGRES`, which CI starts).
+#[test]
+fn the_history_gate_works_the_same_on_postgres() {
+    match std::env::var("DISAGG_TEST_POSTGRES") {
+        Ok(url) if !url.is_empty() => gate_on_history(Some(&url)),
+        _ => {
+            assert!(
+                std::env::var("DISAGG_REQUIRE_SLURM").as_deref() != Ok("1"),
+                "DISAGG_REQUIRE_SLURM=1 but DISAGG_TEST_POSTGRES is not set (scripts/dev-postgres.sh up)"
+            );
+            eprintln!("POSTGRES TEST DID NOT RUN: set DISAGG_TEST_POSTGRES");
+        }
+    }
+}
