@@ -35,6 +35,7 @@ pub mod role;
 pub mod run;
 pub mod rundir;
 pub mod slurm;
+pub mod study;
 pub mod supervisor;
 pub mod sweep;
 pub mod triage;

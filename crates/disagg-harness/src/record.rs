@@ -90,7 +90,7 @@ fn engine_version(plan: &Plan) -> Option<String> {
 }
 
 /// GPUs per role group, from the plan.
-fn groups(plan: &Plan) -> (Group, Group) {
+pub(crate) fn groups(plan: &Plan) -> (Group, Group) {
     let mut ctx = Group::default();
     let mut generation = Group::default();
     for w in plan.workers() {

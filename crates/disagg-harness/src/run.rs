@@ -548,6 +548,7 @@ pub fn finish(
             );
         }
     }
+    crate::study::write_run_report(run_dir);
     // Into the results store, before the exit code marks the run as over.
     if let Err(e) = crate::record::record_run(plan, outcome, &points, &perf_outcome, code) {
         notes.push(format!("the run is not in the results store: {e}"));

@@ -357,8 +357,9 @@ impl Book {
             }
             self.save(slot);
             let o = &self.open[slot];
+            crate::study::write_sweep_report(&o.dir);
             println!(
-                "disagg: sweep {}: summary in {}",
+                "disagg: sweep {}: summary.md and report.html in {}",
                 o.record.sweep,
                 o.dir.display()
             );

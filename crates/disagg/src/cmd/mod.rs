@@ -1,10 +1,12 @@
 //! The subcommands, one module each.
 
 mod bench;
+mod compare;
 mod history;
 mod import;
 mod logs;
 mod plan;
+mod report;
 mod role;
 mod router;
 mod run;
@@ -40,6 +42,8 @@ enum Command {
     Logs(logs::Args),
     Triage(triage::Args),
     History(history::Args),
+    Report(report::Args),
+    Compare(compare::Args),
     Import(import::Args),
 }
 
@@ -57,6 +61,8 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Logs(a) => logs::main(a),
         Command::Triage(a) => triage::main(a),
         Command::History(a) => history::main(a),
+        Command::Report(a) => report::main(a),
+        Command::Compare(a) => compare::main(a),
         Command::Import(a) => import::main(a),
     }
 }

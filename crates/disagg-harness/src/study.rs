@@ -1,0 +1,294 @@
+//! From folders and the store to a [`disagg_report::Report`] (`disagg report`, and the
+//! `report.html` every run and sweep writes), and `disagg compare`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use disagg_bench::{PointReport, ResultsFile};
+use disagg_core::Plan;
+use disagg_report::{HistoryRow, HistorySeries, Report, Run};
+
+use crate::perf::MetricType;
+use crate::sweep::SweepRecord;
+
+/// The report's file name in a run or sweep folder.
+pub const REPORT_FILE: &str = "report.html";
+
+/// A run folder's plan and points, as the report shows it.
+pub fn load_run(run_dir: &Path) -> Result<Run, String> {
+    let plan_path = run_dir.join("plan.json");
+    let plan: Plan = std::fs::read(&plan_path)
+        .map_err(|e| format!("{}: {e}", plan_path.display()))
+        .and_then(|b| {
+            serde_json::from_slice(&b).map_err(|e| format!("{}: {e}", plan_path.display()))
+        })?;
+    let results = run_dir.join("results.json");
+    let points = if results.exists() {
+        ResultsFile::read(&results)?.points
+    } else {
+        Vec::new()
+    };
+    let (ctx, generation) = crate::record::groups(&plan);
+    let verdict = match std::fs::read_to_string(run_dir.join(crate::run::EXIT_CODE_FILE)) {
+        Ok(c) => match c.trim().parse::<i32>() {
+            Ok(code) => crate::sweep::PointStatus::from_code(code)
+                .as_str()
+                .to_string(),
+            Err(_) => "unknown".into(),
+        },
+        Err(_) => "unfinished".into(),
+    };
+    Ok(Run {
+        config_name: plan.config_name.to_string(),
+        topology: crate::record::topology(ctx, generation),
+        gpus: ctx.gpus() + generation.gpus(),
+        run_dir: run_dir.display().to_string(),
+        verdict,
+        points,
+    })
+}
+
+/// A sweep folder's points that have a run folder.
+pub fn load_sweep(dir: &Path) -> Result<Report, String> {
+    let rec = SweepRecord::read(dir)?;
+    let mut runs = Vec::new();
+    for p in &rec.points {
+        let Some(run_dir) = &p.run_dir else { continue };
+        match load_run(run_dir) {
+            Ok(r) => runs.push(r),
+            Err(e) => eprintln!("warning: sweep point {}: {e}", p.index),
+        }
+    }
+    Ok(Report {
+        title: format!("sweep {} — {}", rec.sweep, rec.sweep_id),
+        subtitle: format!(
+            "{} points from {}; {} with results",
+            rec.points.len(),
+            rec.file.display(),
+            runs.len()
+        ),
+        runs,
+        history: Vec::new(),
+    })
+}
+
+/// A config's history from the store: every run, and each gated metric over time.
+pub fn load_history(store: &mut disagg_store::Store, config: &str) -> Result<Report, String> {
+    let stored = store.runs_of(config).map_err(|e| e.to_string())?;
+    if stored.is_empty() {
+        return Err(format!(
+            "{}: no run of `{config}` is recorded\nhint: PATH is a run folder, a sweep folder or a config name with runs in the store",
+            store.name()
+        ));
+    }
+    let mut runs = Vec::new();
+    let mut per_run = Vec::new();
+    for s in &stored {
+        let points = store.points_of(s.id).map_err(|e| e.to_string())?;
+        let checks = store.checks_of(s.id).map_err(|e| e.to_string())?;
+        let reports: Vec<PointReport> = points
+            .iter()
+            .filter_map(|p| serde_json::from_str(&p.json).ok())
+            .collect();
+        runs.push(Run {
+            config_name: s.config_name.clone(),
+            topology: format!("{} run {}", s.topology, s.run_id),
+            gpus: s.gpus(),
+            run_dir: s.run_dir.clone(),
+            verdict: s.verdict.clone(),
+            points: reports,
+        });
+        per_run.push((s, points, checks));
+    }
+    // The gated (point, metric) pairs; without any gate, each point's token throughput.
+    let mut gated: Vec<(String, String)> = Vec::new();
+    for (_, _, checks) in &per_run {
+        for c in checks {
+            let k = (c.point.clone(), c.metric.clone());
+            if !gated.contains(&k) {
+                gated.push(k);
+            }
+        }
+    }
+    if gated.is_empty() {
+        for (_, points, _) in &per_run {
+            for p in points {
+                let k = (p.label.clone(), MetricType::TokenThroughput.name());
+                if !gated.contains(&k) {
+                    gated.push(k);
+                }
+            }
+        }
+    }
+    let history = gated
+        .into_iter()
+        .map(|(point, metric)| HistorySeries {
+            rows: per_run
+                .iter()
+                .map(|(s, points, checks)| {
+                    let check = checks
+                        .iter()
+                        .find(|c| c.point == point && c.metric == metric);
+                    HistoryRow {
+                        recorded_at: s.recorded_at.clone(),
+                        run_id: s.run_id.clone(),
+                        measured: points
+                            .iter()
+                            .find(|p| p.label == point)
+                            .and_then(|p| p.metrics.iter().find(|(n, _)| *n == metric))
+                            .map(|(_, v)| *v),
+                        baseline: check.and_then(|c| c.baseline),
+                        band: check.and_then(|c| c.band),
+                        verdict: check.map(|c| c.verdict.clone()),
+                    }
+                })
+                .collect(),
+            point,
+            metric,
+        })
+        .collect();
+    Ok(Report {
+        title: format!("history of {config}"),
+        subtitle: format!("{} runs in {}", stored.len(), store.name()),
+        runs,
+        history,
+    })
+}
+
+/// `disagg report PATH`: a run folder, a sweep folder, or a config name (its history).
+pub fn load_any(path: &Path, workspace: &Path) -> Result<Report, String> {
+    if path.join(crate::sweep::SWEEP_FILE).is_file() {
+        return load_sweep(path);
+    }
+    if path.join("plan.json").is_file() {
+        let run = load_run(path)?;
+        return Ok(Report {
+            title: format!("{} — run {}", run.config_name, run_id_of(path)),
+            subtitle: path.display().to_string(),
+            runs: vec![run],
+            history: Vec::new(),
+        });
+    }
+    if path.exists() {
+        return Err(format!(
+            "{}: neither a run folder (plan.json) nor a sweep folder (sweep.json)",
+            path.display()
+        ));
+    }
+    let config = path.display().to_string();
+    let mut store = disagg_store::Store::open_default(workspace).map_err(|e| e.to_string())?;
+    load_history(&mut store, &config)
+}
+
+fn run_id_of(dir: &Path) -> String {
+    dir.file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Renders and writes a report.
+pub fn write(report: &Report, to: &Path) -> Result<(), String> {
+    let html = disagg_report::render(report)?;
+    crate::atomic::write(to, html.as_bytes()).map_err(|e| format!("{}: {e}", to.display()))
+}
+
+/// Writes `report.html` into a run folder; a failure is a warning, never the run's verdict.
+pub fn write_run_report(run_dir: &Path) {
+    let done =
+        load_any(run_dir, Path::new(".")).and_then(|r| write(&r, &run_dir.join(REPORT_FILE)));
+    if let Err(e) = done {
+        eprintln!("warning: no {REPORT_FILE}: {e}");
+    }
+}
+
+/// Writes `report.html` into a sweep folder.
+pub fn write_sweep_report(dir: &Path) -> Option<PathBuf> {
+    let to = dir.join(REPORT_FILE);
+    match load_sweep(dir).and_then(|r| write(&r, &to)) {
+        Ok(()) => Some(to),
+        Err(e) => {
+            eprintln!("warning: no sweep {REPORT_FILE}: {e}");
+            None
+        }
+    }
+}
+
+/// `disagg compare A B`: every metric of every point side by side, with the change.
+pub fn compare(a: &Path, b: &Path) -> Result<String, String> {
+    let read = |p: &Path| -> Result<Vec<PointReport>, String> {
+        let f = if p.is_dir() {
+            p.join("results.json")
+        } else {
+            p.to_path_buf()
+        };
+        Ok(ResultsFile::read(&f)?.points)
+    };
+    let (pa, pb) = (read(a)?, read(b)?);
+    let mut labels: Vec<String> = pa.iter().map(|p| p.point.label()).collect();
+    for p in &pb {
+        if !labels.contains(&p.point.label()) {
+            labels.push(p.point.label());
+        }
+    }
+    let mut s = String::new();
+    let _ = writeln!(s, "A: {}\nB: {}", a.display(), b.display());
+    for label in labels {
+        let find = |v: &[PointReport]| v.iter().find(|p| p.point.label() == label).cloned();
+        let (x, y) = (find(&pa), find(&pb));
+        let _ = writeln!(
+            s,
+            "\n{label}{}\n{:<24} {:>14} {:>14} {:>14} {:>9}",
+            match (&x, &y) {
+                (Some(_), None) => " (only in A)",
+                (None, Some(_)) => " (only in B)",
+                _ => "",
+            },
+            "metric",
+            "A",
+            "B",
+            "B - A",
+            "change"
+        );
+        for m in MetricType::all() {
+            let va = x.as_ref().map(|p| m.value(&p.metrics));
+            let vb = y.as_ref().map(|p| m.value(&p.metrics));
+            let f = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+            let (delta, pct) = match (va, vb) {
+                (Some(a), Some(b)) => (
+                    format!("{:+.3}", b - a),
+                    if a != 0.0 {
+                        let pct = (b - a) / a.abs() * 100.0;
+                        let better = if m.higher_is_better() {
+                            pct > 0.0
+                        } else {
+                            pct < 0.0
+                        };
+                        format!(
+                            "{pct:+.1}%{}",
+                            if pct.abs() < 0.05 {
+                                ""
+                            } else if better {
+                                " better"
+                            } else {
+                                " worse"
+                            }
+                        )
+                    } else {
+                        "-".into()
+                    },
+                ),
+                _ => ("-".into(), "-".into()),
+            };
+            let _ = writeln!(
+                s,
+                "{:<24} {:>14} {:>14} {:>14} {:>9}",
+                m.name(),
+                f(va),
+                f(vb),
+                delta,
+                pct
+            );
+        }
+    }
+    Ok(s)
+}

@@ -1,0 +1,305 @@
+//! `report.html`: one self-contained HTML file (inline SVG plots drawn with `plotters`, inline
+//! CSS, no script, nothing fetched) for a run, a sweep or a config's history.
+//!
+//! ```text
+//! Report { runs, history } ──render──▶ <html>
+//!   Pareto frontier: tok/s/GPU against tok/s/user, a mark per run and point, the frontier
+//!                    drawn and filled, each mark labelled with its topology and point
+//!   TTFT, TPOT, ITL against concurrency, p50 and p99, a line pair per run
+//!   per run: the latency distributions of its HDR histograms (percentile → ms)
+//!   history: each gated metric over time, the band around the baseline, regressions marked
+//!   and under every plot, the table it was drawn from
+//! ```
+//!
+//! Every Pareto mark is an SVG `<circle data-pareto-mark="...">`, so a test (or a reader's
+//! browser) can count them in the DOM.
+
+mod plots;
+
+use std::fmt::Write as _;
+
+use disagg_bench::PointReport;
+
+/// One run: what it was and what it measured.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub config_name: String,
+    /// e.g. `ctx2×1gpu gen1×2gpu`.
+    pub topology: String,
+    /// Every worker GPU.
+    pub gpus: u32,
+    pub run_dir: String,
+    pub verdict: String,
+    pub points: Vec<PointReport>,
+}
+
+/// One gated metric of one point over time.
+#[derive(Debug, Clone)]
+pub struct HistorySeries {
+    pub point: String,
+    pub metric: String,
+    pub rows: Vec<HistoryRow>,
+}
+
+/// One run in a [`HistorySeries`].
+#[derive(Debug, Clone)]
+pub struct HistoryRow {
+    pub recorded_at: String,
+    pub run_id: String,
+    pub measured: Option<f64>,
+    /// The gate's baseline and band (a fraction of it), when the run was gated.
+    pub baseline: Option<f64>,
+    pub band: Option<f64>,
+    /// The gate's verdict (`ok`, `regressed`, ...), when the run was gated.
+    pub verdict: Option<String>,
+}
+
+impl HistoryRow {
+    pub fn regressed(&self) -> bool {
+        self.verdict.as_deref() == Some("regressed")
+    }
+}
+
+/// What a report shows.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub title: String,
+    /// A line under the title (where it came from).
+    pub subtitle: String,
+    pub runs: Vec<Run>,
+    pub history: Vec<HistorySeries>,
+}
+
+/// One mark of the Pareto plot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParetoMark {
+    pub run: usize,
+    pub label: String,
+    /// tok/s/user
+    pub x: f64,
+    /// tok/s/GPU
+    pub y: f64,
+    pub frontier: bool,
+}
+
+/// Every run's every point as a mark, the non-dominated ones (higher is better on both axes)
+/// on the frontier.
+pub fn pareto(runs: &[Run]) -> Vec<ParetoMark> {
+    let mut marks: Vec<ParetoMark> = runs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, r)| {
+            r.points.iter().map(move |p| ParetoMark {
+                run: i,
+                label: format!("{} {}", r.topology, p.point.label()),
+                x: p.metrics.user_throughput,
+                y: p.metrics.output_throughput / r.gpus.max(1) as f64,
+                frontier: false,
+            })
+        })
+        .filter(|m| m.x.is_finite() && m.y.is_finite())
+        .collect();
+    let snapshot = marks.clone();
+    for m in &mut marks {
+        m.frontier = !snapshot
+            .iter()
+            .any(|q| q.x >= m.x && q.y >= m.y && (q.x > m.x || q.y > m.y));
+    }
+    marks
+}
+
+/// Escapes text for HTML.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "body{font-family:sans-serif;margin:2em;color:#222}\
+table{border-collapse:collapse;margin:0.5em 0 2em}\
+td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}\
+th{background:#f0f0f0}td.l,th.l{text-align:left}\
+figure{margin:1em 0}svg{max-width:100%;height:auto}\
+.regressed{color:#b00;font-weight:bold}";
+
+fn num(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.3}")
+    } else {
+        "-".into()
+    }
+}
+
+/// The whole page.
+pub fn render(r: &Report) -> Result<String, String> {
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <link rel=\"icon\" href=\"data:,\"><title>{}</title><style>{STYLE}</style></head><body>\n\
+         <h1>{}</h1><p>{}</p>\n",
+        esc(&r.title),
+        esc(&r.title),
+        esc(&r.subtitle)
+    );
+    if !r.runs.is_empty() {
+        runs_table(&mut h, &r.runs);
+        let marks = pareto(&r.runs);
+        let _ = writeln!(
+            h,
+            "<h2>Pareto frontier</h2><p>{} marks, {} on the frontier (filled): output tok/s per GPU against tok/s per user.</p>",
+            marks.len(),
+            marks.iter().filter(|m| m.frontier).count()
+        );
+        let _ = writeln!(
+            h,
+            "<figure id=\"pareto\">{}</figure>",
+            plots::pareto(&marks)?
+        );
+        h.push_str("<table><tr><th class=\"l\">mark</th><th>tok/s/user</th><th>tok/s/GPU</th><th>frontier</th></tr>\n");
+        for m in &marks {
+            let _ = writeln!(
+                h,
+                "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&m.label),
+                num(m.x),
+                num(m.y),
+                if m.frontier { "yes" } else { "" }
+            );
+        }
+        h.push_str("</table>\n<h2>Latency against concurrency</h2>\n");
+        for (name, pick) in plots::LATENCIES {
+            let _ = writeln!(
+                h,
+                "<figure id=\"{name}\">{}</figure>",
+                plots::latency_vs_concurrency(name, pick, &r.runs)?
+            );
+            let _ = writeln!(
+                h,
+                "<table><tr><th class=\"l\">run</th><th>concurrency</th><th>{0} p50 (ms)</th><th>{0} p99 (ms)</th></tr>",
+                name.to_uppercase()
+            );
+            for run in &r.runs {
+                for p in &run.points {
+                    let s = pick(&p.metrics);
+                    let _ = writeln!(
+                        h,
+                        "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                        esc(&run.topology),
+                        p.point
+                            .concurrency
+                            .map(|c| c.to_string())
+                            .unwrap_or_default(),
+                        num(s.median_ms),
+                        num(s.p99_ms)
+                    );
+                }
+            }
+            h.push_str("</table>\n");
+        }
+        h.push_str("<h2>Latency distributions (HDR histograms)</h2>\n");
+        for run in &r.runs {
+            let _ = writeln!(
+                h,
+                "<h3>{} — {}</h3>",
+                esc(&run.config_name),
+                esc(&run.topology)
+            );
+            for metric in ["ttft", "tpot", "itl", "e2el"] {
+                let Some(svg) = plots::distribution(run, metric)? else {
+                    continue;
+                };
+                let _ = writeln!(h, "<figure>{svg}</figure>");
+                distribution_table(&mut h, run, metric);
+            }
+        }
+    }
+    if !r.history.is_empty() {
+        h.push_str("<h2>History of the gated metrics</h2>\n");
+        for s in &r.history {
+            let _ = writeln!(h, "<figure>{}</figure>", plots::history(s)?);
+            let _ = writeln!(
+                h,
+                "<table><tr><th class=\"l\">recorded</th><th class=\"l\">run</th><th>{} {}</th><th>baseline</th><th>band</th><th class=\"l\">verdict</th></tr>",
+                esc(&s.point),
+                esc(&s.metric)
+            );
+            for row in &s.rows {
+                let _ = writeln!(
+                    h,
+                    "<tr{}><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td></tr>",
+                    if row.regressed() {
+                        " class=\"regressed\""
+                    } else {
+                        ""
+                    },
+                    esc(&row.recorded_at),
+                    esc(&row.run_id),
+                    row.measured.map(num).unwrap_or_else(|| "-".into()),
+                    row.baseline.map(num).unwrap_or_else(|| "-".into()),
+                    row.band
+                        .map(|b| format!("±{:.1}%", b * 100.0))
+                        .unwrap_or_else(|| "-".into()),
+                    esc(row.verdict.as_deref().unwrap_or("not gated"))
+                );
+            }
+            h.push_str("</table>\n");
+        }
+    }
+    h.push_str("</body></html>\n");
+    Ok(h)
+}
+
+fn runs_table(h: &mut String, runs: &[Run]) {
+    h.push_str("<h2>Runs</h2><table><tr><th class=\"l\">config</th><th class=\"l\">topology</th><th>GPUs</th><th class=\"l\">verdict</th><th class=\"l\">run folder</th></tr>\n");
+    for r in runs {
+        let _ = writeln!(
+            h,
+            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td></tr>",
+            esc(&r.config_name),
+            esc(&r.topology),
+            r.gpus,
+            esc(&r.verdict),
+            esc(&r.run_dir)
+        );
+    }
+    h.push_str("</table>\n");
+}
+
+fn distribution_table(h: &mut String, run: &Run, metric: &str) {
+    let _ = writeln!(
+        h,
+        "<table><tr><th class=\"l\">point</th><th class=\"l\">{} percentiles (ms)</th></tr>",
+        metric.to_uppercase()
+    );
+    for p in &run.points {
+        let Some(ps) = p.hdr_percentiles_ms.get(metric) else {
+            continue;
+        };
+        let mut cells: Vec<(f64, String, f64)> = ps
+            .iter()
+            .filter_map(|(k, v)| Some((plots::percentile_of(k)?, k.clone(), *v)))
+            .collect();
+        cells.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let text: Vec<String> = cells
+            .iter()
+            .map(|(_, k, v)| format!("{k}: {}", num(*v)))
+            .collect();
+        let _ = writeln!(
+            h,
+            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td></tr>",
+            esc(&p.point.label()),
+            esc(&text.join(", "))
+        );
+    }
+    h.push_str("</table>\n");
+}

@@ -1,0 +1,49 @@
+use std::path::PathBuf;
+
+use disagg_core::exit;
+
+/// Write one self-contained HTML report (no network needed to open it) for a run folder, a
+/// sweep folder, or a config's history in the results store: the Pareto frontier of tok/s/GPU
+/// against tok/s/user, TTFT/TPOT/ITL against concurrency (p50 and p99), each point's latency
+/// distributions, the gated metrics over time with their band and regressions, and the tables
+/// behind every plot. `disagg run` writes one into every run and sweep folder.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A run folder, a sweep folder, or a config name (its history).
+    path: PathBuf,
+    /// Where to write [default: PATH/report.html for a folder, ./<CONFIG>.report.html for a
+    /// history].
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Workspace folder, for a history [default: $WORKSPACE, else ./workspace].
+    #[arg(long)]
+    workspace: Option<PathBuf>,
+}
+
+pub fn main(a: Args) -> i32 {
+    let ws = disagg_harness::rundir::resolve_workspace(a.workspace.as_deref());
+    let report = match disagg_harness::study::load_any(&a.path, &ws) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let out = a.output.unwrap_or_else(|| {
+        if a.path.is_dir() {
+            a.path.join(disagg_harness::study::REPORT_FILE)
+        } else {
+            PathBuf::from(format!("{}.report.html", a.path.display()))
+        }
+    });
+    match disagg_harness::study::write(&report, &out) {
+        Ok(()) => {
+            println!("disagg: report written to {}", out.display());
+            exit::PASS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::TEST_FAILED
+        }
+    }
+}
