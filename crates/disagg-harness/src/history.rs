@@ -74,7 +74,8 @@ pub fn render(store: &mut Store, config: &str, metric: &str) -> Result<String, S
     Ok(s)
 }
 
-/// The metric names `disagg history --metric` accepts.
+/// The metric names the store records: those of `perf_script_test_results.csv`, and
+/// `OUTPUT_THROUGHPUT_PER_GPU`.
 pub fn metric_names() -> Vec<String> {
     let mut v: Vec<String> = crate::perf::MetricType::all()
         .iter()
@@ -82,4 +83,12 @@ pub fn metric_names() -> Vec<String> {
         .collect();
     v.push(crate::record::OUTPUT_THROUGHPUT_PER_GPU.into());
     v
+}
+
+/// The stored name of a metric given by its name or its older alias (`MEDIAN_TPOT`).
+pub fn metric_name(given: &str) -> Option<String> {
+    if given == crate::record::OUTPUT_THROUGHPUT_PER_GPU {
+        return Some(given.to_string());
+    }
+    crate::perf::MetricType::parse(given).map(|m| m.name())
 }

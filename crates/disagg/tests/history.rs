@@ -102,7 +102,7 @@ fn gate_on_history(store: Option<&str>) {
     // Every verdict shows the baseline, the band and the measured value.
     let tpot = text
         .lines()
-        .find(|l| l.contains("MEDIAN_TPOT"))
+        .find(|l| l.contains("MEDIAN_OUTPUT_TOKEN_TIME"))
         .unwrap_or_else(|| panic!("{text}"));
     let cols: Vec<&str> = tpot.split_whitespace().collect();
     let baseline: f64 = cols[2].parse().unwrap();

@@ -513,3 +513,48 @@ fn without_slurm_nothing_is_submitted_and_the_exit_code_is_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("hint: "));
     assert!(!ws.dir.join("disagg_logs").exists(), "nothing was prepared");
 }
+
+#[test]
+fn a_sweep_becomes_one_job_per_point_with_its_sweep_folder() {
+    if !slurm_up("a_sweep") {
+        return;
+    }
+    let ws = Ws::new("sweep");
+    let yaml = case(
+        "sl-sweep",
+        &format!(
+            "{GEN_OK}{TIMEOUTS}slurm: {{time: \"5\"}}\nsweep:\n  ctx.count: [1, 2]\n  gen.parallel.tp: [1, 2]\n"
+        ),
+    )
+    .replace("gpus_per_node: 2", "gpus_per_node: 4");
+    let c = ws.case("sweep.yaml", &yaml);
+    let out = ws.run(&[
+        "run",
+        c.to_str().unwrap(),
+        "--launcher",
+        "slurm",
+        "--max-jobs",
+        "2",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // Four points, four jobs, four run folders named by their job ids.
+    // (job_ids sees each config's `latest` link too, hence the dedup.)
+    let mut ids = ws.job_ids();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 4, "one job per point: {ids:?}\n{}", text(&out));
+    let sweep = std::fs::canonicalize(ws.dir.join("disagg_sweeps/sl-sweep/latest")).unwrap();
+    let record: serde_json::Value = serde_json::from_str(&read(&sweep.join("sweep.json"))).unwrap();
+    let points = record["points"].as_array().unwrap();
+    assert_eq!(points.len(), 4);
+    for p in points {
+        assert_eq!(p["status"], "passed", "{record}");
+        let dir = PathBuf::from(p["run_dir"].as_str().unwrap());
+        let id = read(&dir.join("slurm_job_id"));
+        assert_eq!(dir.file_name().unwrap().to_string_lossy(), id.trim());
+        assert!(read(&dir.join("summary.md")).contains("PASSED"));
+    }
+    assert_eq!(std::fs::read_dir(sweep.join("points")).unwrap().count(), 4);
+    assert!(sweep.join("report.html").is_file());
+    assert!(read(&sweep.join("summary.md")).contains("4 points: 4 passed"));
+}

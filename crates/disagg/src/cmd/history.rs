@@ -11,8 +11,9 @@ use disagg_core::exit;
 pub struct Args {
     /// The config name (the run folder's parent).
     config: String,
-    /// The metric shown per point: TOKEN_THROUGHPUT, SEQ_THROUGHPUT, TOTAL_TOKEN_THROUGHPUT,
-    /// USER_THROUGHPUT, OUTPUT_THROUGHPUT_PER_GPU, or MEAN_|MEDIAN_|P99_ + TTFT|TPOT|ITL|E2EL.
+    /// The metric shown per point: a metric_type of perf_script_test_results.csv (e.g.
+    /// TOKEN_THROUGHPUT, MEDIAN_FIRST_TOKEN_TIME, or the older MEDIAN_TTFT), or
+    /// OUTPUT_THROUGHPUT_PER_GPU.
     #[arg(long, default_value = "TOKEN_THROUGHPUT")]
     metric: String,
     /// Workspace folder [default: $WORKSPACE, else ./workspace].
@@ -21,15 +22,14 @@ pub struct Args {
 }
 
 pub fn main(a: Args) -> i32 {
-    let names = disagg_harness::history::metric_names();
-    if !names.contains(&a.metric) {
+    let Some(metric) = disagg_harness::history::metric_name(&a.metric) else {
         eprintln!(
             "error: --metric {}: not a metric\nhint: use one of {}",
             a.metric,
-            names.join(", ")
+            disagg_harness::history::metric_names().join(", ")
         );
         return exit::USAGE;
-    }
+    };
     let ws = disagg_harness::rundir::resolve_workspace(a.workspace.as_deref());
     let mut store = match disagg_store::Store::open_default(&ws) {
         Ok(s) => s,
@@ -38,7 +38,7 @@ pub fn main(a: Args) -> i32 {
             return exit::USAGE;
         }
     };
-    match disagg_harness::history::render(&mut store, &a.config, &a.metric) {
+    match disagg_harness::history::render(&mut store, &a.config, &metric) {
         Ok(text) => {
             print!("{text}");
             exit::PASS
