@@ -10,7 +10,8 @@ use std::path::Path;
 use support::*;
 
 /// A case whose generation engine is `engine.sh`, a wrapper around `disagg sim` that sets the
-/// inter-token latency.
+/// inter-token latency. It gates on the median TPOT, which the sim paces on its token clock;
+/// throughput on this shared 2-core machine moves by 15-20 % between identical runs.
 fn write_case(dir: &Path, name: &str) -> std::path::PathBuf {
     let script = dir.join("engine.sh");
     set_itl(&script, "5ms");
@@ -30,7 +31,7 @@ benchmark: {{isl: 64, osl: 16, concurrency: [4], rounds: 4, warmup: 1}}
 timeouts: {{worker_startup: 30s, request: 20s, benchmark: 60s, job: 120s, grace: 2s}}
 perf:
   baseline: history
-  history: {{runs: 5, min_runs: 3, threshold: 0.15, metrics: [TOKEN_THROUGHPUT, MEDIAN_TPOT]}}
+  history: {{runs: 5, min_runs: 3, threshold: 0.15, metrics: [MEDIAN_TPOT]}}
 "#,
         script = script.display()
     );
@@ -82,7 +83,7 @@ fn gate_on_history(store: Option<&str>) {
             assert!(perf.3, "the JUnit perf check is skipped: {cases:?}");
         } else {
             assert!(
-                text.starts_with("perf check: passed (0 of 2 metrics regressed)"),
+                text.starts_with("perf check: passed (0 of 1 metrics regressed)"),
                 "run {}: {text}",
                 i + 1
             );
