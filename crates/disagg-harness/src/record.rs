@@ -15,13 +15,21 @@ use crate::outcome::{Outcome, RunResult};
 use crate::perf::MetricType;
 use crate::report::PerfOutcome;
 
-/// The workspace a run folder belongs to: `<ws>/disagg_logs/<config>/<run>`.
-pub fn workspace_of(run_dir: &Path) -> PathBuf {
-    run_dir
-        .ancestors()
-        .nth(3)
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
+/// The workspace a run folder belongs to: `<ws>/disagg_logs/<config>/<run>`; `None` for a
+/// folder laid out otherwise (whose runs are not recorded).
+pub fn workspace_of(run_dir: &Path) -> Option<PathBuf> {
+    let logs = run_dir.parent()?.parent()?;
+    (logs.file_name()? == "disagg_logs").then(|| logs.parent().map(Path::to_path_buf))?
+}
+
+fn open_store(run_dir: &Path) -> Result<Store, String> {
+    let ws = workspace_of(run_dir).ok_or_else(|| {
+        format!(
+            "{} is not in a workspace's disagg_logs/<config>/ folder",
+            run_dir.display()
+        )
+    })?;
+    Store::open_default(&ws).map_err(|e| e.to_string())
 }
 
 /// Tok/s per GPU: the output throughput over every worker GPU.
@@ -134,7 +142,7 @@ pub fn history_check(plan: &Plan, gate: &HistoryGate, points: &[PointReport]) ->
             ),
         );
     }
-    match Store::open_default(&workspace_of(&plan.run_dir)) {
+    match open_store(&plan.run_dir) {
         Ok(mut store) => history_gate::check(
             &mut store,
             gate,
@@ -245,7 +253,22 @@ pub fn record_run(
             .collect(),
         checks,
     };
-    let mut store = Store::open_default(&workspace_of(run_dir)).map_err(|e| e.to_string())?;
+    let mut store = open_store(run_dir)?;
     store.record(&record).map_err(|e| e.to_string())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_run_folder_in_a_workspace_has_a_store() {
+        assert_eq!(
+            workspace_of(Path::new("/ws/disagg_logs/cfg/20261205T000000Z")),
+            Some(PathBuf::from("/ws"))
+        );
+        assert_eq!(workspace_of(Path::new("/tmp/some-run")), None);
+        assert_eq!(workspace_of(Path::new("/a/b/c/d")), None);
+    }
 }
