@@ -40,8 +40,8 @@ pub fn render(store: &mut Store, config: &str, metric: &str) -> Result<String, S
     );
     let _ = write!(
         s,
-        "{:<24} {:<22} {:<11} {:>4} {:<12} {:>4}  {:<22}",
-        "recorded_at", "run_id", "verdict", "exit", "case", "GPUs", "topology"
+        "{:<24} {:<22} {:<11} {:>4} {:<12} {:>4}  {:<22} {:<20}",
+        "recorded_at", "run_id", "verdict", "exit", "case", "GPUs", "topology", "engine"
     );
     for l in &labels {
         let _ = write!(s, " {l:>12}");
@@ -50,14 +50,19 @@ pub fn render(store: &mut Store, config: &str, metric: &str) -> Result<String, S
     for (r, values) in rows {
         let _ = write!(
             s,
-            "{:<24} {:<22} {:<11} {:>4} {:<12} {:>4}  {:<22}",
+            "{:<24} {:<22} {:<11} {:>4} {:<12} {:>4}  {:<22} {:<20}",
             r.recorded_at,
             r.run_id,
             r.verdict,
             r.exit_code,
             &r.case_hash[..r.case_hash.len().min(12)],
             r.gpus(),
-            r.topology
+            r.topology,
+            format!(
+                "{} {}",
+                r.engine,
+                r.versions.engine.as_deref().unwrap_or("(no version)")
+            )
         );
         for l in &labels {
             match values.get(l) {

@@ -25,6 +25,10 @@ pub struct Endpoint {
     /// from there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub side_channel_port: Option<u16>,
+    /// What the engine's `/version` reported (`disagg-sim 0.1.0`, vLLM's `0.9.1`), when it
+    /// answered; the results store keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_version: Option<String>,
 }
 
 impl Endpoint {

@@ -132,9 +132,26 @@ fn gate_on_history(store: Option<&str>) {
     assert_eq!(rows.len(), 6, "{out}");
     assert!(rows[..5].iter().all(|r| r.contains(" passed ")), "{out}");
     assert!(
-        rows[5].contains(" regressed ") && rows[5].contains("  regressed"),
+        rows[5].contains(" regressed ") && rows[5].ends_with("  regressed"),
         "{out}"
     );
+    // The engine's version as its /version reported it.
+    let version = format!("command disagg-sim {}", env!("CARGO_PKG_VERSION"));
+    assert!(rows.iter().all(|r| r.contains(&version)), "{out}");
+
+    // The config's history as a report: the gated metric over time, the regression marked.
+    let html = dir.path().join("history.html");
+    let mut args = vec!["report", name.as_str(), "-o", html.to_str().unwrap()];
+    args.extend(["--workspace", ws.to_str().unwrap()]);
+    let r = disagg(&args, &env);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let page = read(&html);
+    assert!(
+        page.contains("History of the gated metrics"),
+        "no history section"
+    );
+    assert!(page.contains("con4 MEDIAN_OUTPUT_TOKEN_TIME over time"));
+    assert_eq!(page.matches("<tr class=\"regressed\">").count(), 1);
 }
 
 #[test]

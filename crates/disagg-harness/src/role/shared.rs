@@ -20,6 +20,7 @@ pub fn publish(plan: &Plan, role: RoleName, host: &str, port: u16, pid: u32) -> 
             pid,
             bootstrap_port: None,
             side_channel_port: None,
+            engine_version: None,
         },
     )
 }
@@ -143,6 +144,26 @@ pub async fn wait_for_endpoint(plan: &Plan, role: RoleName) -> Endpoint {
 }
 
 /// One `/health` probe: true on 200.
+/// The engine's version from its `/version` (`{"version": ..., "engine": ...}`), when it
+/// answers within 2 s; engines without one give `None`.
+pub async fn engine_version(client: &reqwest::Client, base: &str) -> Option<String> {
+    let r = client
+        .get(format!("{base}/version"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    let v: serde_json::Value = r.json().await.ok()?;
+    let version = v.get("version")?.as_str()?;
+    Some(match v.get("engine").and_then(|e| e.as_str()) {
+        Some(engine) => format!("{engine} {version}"),
+        None => version.to_string(),
+    })
+}
+
 pub async fn healthy(client: &reqwest::Client, base: &str) -> bool {
     match client
         .get(format!("{base}/health"))

@@ -302,6 +302,7 @@ async fn serve(
         pid,
         bootstrap_port: given(ports.bootstrap),
         side_channel_port: given(ports.side_channel),
+        engine_version: super::shared::engine_version(&client, &base).await,
     };
     publish_endpoint(plan, ep).map_err(late)?;
 
