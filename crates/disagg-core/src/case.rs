@@ -417,7 +417,7 @@ impl EnvValue {
 }
 
 /// DISAGG_SERVER: which router, which dialect it speaks to the workers, and how it picks them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouterSpec {
     #[serde(default)]
@@ -442,6 +442,37 @@ pub struct RouterSpec {
     /// extra-options YAML), and used by the router to sign generation requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub internal_request_auth_key: Option<String>,
+    /// Router processes (DISAGG_SERVER_0.. when more than one), each serving every worker; the
+    /// benchmark spreads its requests over all of them. For loads one router cannot carry.
+    #[serde(default = "one_replica", skip_serializing_if = "is_one_replica")]
+    pub replicas: u32,
+}
+
+/// Most router replicas a case may ask for: far more than any one client can need, few enough
+/// that a typo (`replicas: 1000`) is caught before it starts a thousand processes.
+pub const MAX_ROUTER_REPLICAS: u32 = 64;
+
+fn one_replica() -> u32 {
+    1
+}
+
+fn is_one_replica(n: &u32) -> bool {
+    *n == 1
+}
+
+impl Default for RouterSpec {
+    fn default() -> Self {
+        Self {
+            kind: RouterKind::default(),
+            dialect: None,
+            policy: Policy::default(),
+            ctx_policy: None,
+            gen_policy: None,
+            argv: None,
+            internal_request_auth_key: None,
+            replicas: 1,
+        }
+    }
 }
 
 impl RouterSpec {

@@ -701,6 +701,18 @@ fn check_router(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
             );
         }
     }
+    if r.replicas == 0 || r.replicas > crate::case::MAX_ROUTER_REPLICAS {
+        return err(
+            "router.replicas",
+            &format!(
+                "{} router replicas: a run has 1 to {}",
+                r.replicas,
+                crate::case::MAX_ROUTER_REPLICAS
+            ),
+            "leave it out for one router, or give the number of router processes to spread the \
+             load over",
+        );
+    }
     match (r.kind, &r.argv) {
         (RouterKind::Engine, _) if case.engine != Engine::Trtllm => err(
             "router.kind",

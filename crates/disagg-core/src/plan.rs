@@ -21,11 +21,16 @@ pub const PLAN_VERSION: u32 = 1;
 pub enum RoleName {
     Ctx(u32),
     Gen(u32),
-    DisaggServer,
+    /// A router: the only one (`DISAGG_SERVER`, `None`), or replica `i` of several
+    /// (`DISAGG_SERVER_i`, `router.replicas` > 1).
+    DisaggServer(Option<u32>),
     Benchmark,
 }
 
 impl RoleName {
+    /// The router of a run with one.
+    pub const DISAGG_SERVER: RoleName = RoleName::DisaggServer(None);
+
     pub fn is_ctx(&self) -> bool {
         matches!(self, RoleName::Ctx(_))
     }
@@ -34,12 +39,25 @@ impl RoleName {
         matches!(self, RoleName::Ctx(_) | RoleName::Gen(_))
     }
 
+    pub fn is_router(&self) -> bool {
+        matches!(self, RoleName::DisaggServer(_))
+    }
+
+    /// The `server_config.yaml` a router role writes (one per replica).
+    pub fn server_config_file(&self) -> String {
+        match self {
+            RoleName::DisaggServer(Some(i)) => format!("server_config_{i}.yaml"),
+            _ => "server_config.yaml".into(),
+        }
+    }
+
     /// The role's log file name in the run folder (ARCHITECTURE.md).
     pub fn log_file(&self) -> String {
         match self {
             RoleName::Ctx(i) => format!("ctx_server_{i}.log"),
             RoleName::Gen(i) => format!("gen_server_{i}.log"),
-            RoleName::DisaggServer => "disagg_server.log".into(),
+            RoleName::DisaggServer(None) => "disagg_server.log".into(),
+            RoleName::DisaggServer(Some(i)) => format!("disagg_server_{i}.log"),
             RoleName::Benchmark => "benchmark.log".into(),
         }
     }
@@ -50,7 +68,8 @@ impl fmt::Display for RoleName {
         match self {
             RoleName::Ctx(i) => write!(f, "CTX_{i}"),
             RoleName::Gen(i) => write!(f, "GEN_{i}"),
-            RoleName::DisaggServer => f.write_str("DISAGG_SERVER"),
+            RoleName::DisaggServer(None) => f.write_str("DISAGG_SERVER"),
+            RoleName::DisaggServer(Some(i)) => write!(f, "DISAGG_SERVER_{i}"),
             RoleName::Benchmark => f.write_str("BENCHMARK"),
         }
     }
@@ -64,16 +83,19 @@ impl FromStr for RoleName {
                 .map_err(|_| format!("`{s}`: the index after `_` must be a number"))
         };
         match s {
-            "DISAGG_SERVER" => Ok(RoleName::DisaggServer),
+            "DISAGG_SERVER" => Ok(RoleName::DISAGG_SERVER),
             "BENCHMARK" => Ok(RoleName::Benchmark),
             _ => {
-                if let Some(rest) = s.strip_prefix("CTX_") {
+                if let Some(rest) = s.strip_prefix("DISAGG_SERVER_") {
+                    Ok(RoleName::DisaggServer(Some(index(rest)?)))
+                } else if let Some(rest) = s.strip_prefix("CTX_") {
                     Ok(RoleName::Ctx(index(rest)?))
                 } else if let Some(rest) = s.strip_prefix("GEN_") {
                     Ok(RoleName::Gen(index(rest)?))
                 } else {
                     Err(format!(
-                        "`{s}` is not a role; roles are CTX_<i>, GEN_<i>, DISAGG_SERVER, BENCHMARK"
+                        "`{s}` is not a role; roles are CTX_<i>, GEN_<i>, DISAGG_SERVER (or \
+                         DISAGG_SERVER_<i> of several), BENCHMARK"
                     ))
                 }
             }
@@ -214,6 +236,21 @@ impl Plan {
         self.roles.iter().filter(|r| r.role.is_worker())
     }
 
+    /// The router roles: DISAGG_SERVER, or DISAGG_SERVER_0.. with `router.replicas` > 1.
+    pub fn routers(&self) -> impl Iterator<Item = &RolePlan> {
+        self.roles.iter().filter(|r| r.role.is_router())
+    }
+
+    /// The node (0-based within the job) a router role runs on: replica `i` on node `i` of the
+    /// job's nodes (wrapping around when there are more replicas than nodes); everything else
+    /// that is not a worker runs on the first node.
+    pub fn router_node(&self, role: RoleName) -> u32 {
+        match role {
+            RoleName::DisaggServer(Some(i)) => i % self.nodes.max(1),
+            _ => 0,
+        }
+    }
+
     /// GPUs of all workers together (for tok/s per GPU).
     pub fn worker_gpus(&self) -> usize {
         self.workers().map(|r| r.gpus.len()).sum()
@@ -326,14 +363,19 @@ pub fn build(case: &LoadedCase, run_id: &str, run_dir: &Path, exe: &Path) -> Pla
             });
         }
     }
-    for (role, vars) in [
-        (RoleName::DisaggServer, &c.env.server),
-        (RoleName::Benchmark, &c.env.benchmark),
-    ] {
+    let routers: Vec<RoleName> = match c.router.replicas {
+        0 | 1 => vec![RoleName::DISAGG_SERVER],
+        n => (0..n).map(|i| RoleName::DisaggServer(Some(i))).collect(),
+    };
+    let others = routers
+        .into_iter()
+        .map(|r| (r, &c.env.server))
+        .chain([(RoleName::Benchmark, &c.env.benchmark)]);
+    for (role, vars) in others {
         let mut env = common_env(role);
         extend(&mut env, vars);
         let engine = match role {
-            RoleName::DisaggServer => router_launch(&c.router, run_dir, &exe_s, bind_host),
+            RoleName::DisaggServer(_) => router_launch(&c.router, role, run_dir, &exe_s, bind_host),
             _ => None,
         };
         roles.push(RolePlan {
@@ -414,14 +456,19 @@ pub fn span(placed: &[(RoleName, Vec<GpuSlot>)]) -> u32 {
 }
 
 /// The router DISAGG_SERVER starts instead of serving ours in-process, if any. It reads the
-/// `server_config.yaml` the role writes, with the host and port the role picked.
+/// `server_config.yaml` the role writes (`server_config_<i>.yaml` for replica `i`), with the
+/// host and port the role picked.
 fn router_launch(
     r: &RouterSpec,
+    role: RoleName,
     run_dir: &Path,
     exe: &str,
     bind_host: &str,
 ) -> Option<EngineLaunch> {
-    let config = run_dir.join("server_config.yaml").display().to_string();
+    let config = run_dir
+        .join(role.server_config_file())
+        .display()
+        .to_string();
     let (argv, host): (Vec<String>, &str) = match r.kind {
         RouterKind::Builtin => return None,
         RouterKind::Engine => (
@@ -564,11 +611,22 @@ mod tests {
         for r in [
             RoleName::Ctx(0),
             RoleName::Gen(12),
-            RoleName::DisaggServer,
+            RoleName::DISAGG_SERVER,
+            RoleName::DisaggServer(Some(0)),
+            RoleName::DisaggServer(Some(3)),
             RoleName::Benchmark,
         ] {
             assert_eq!(r.to_string().parse::<RoleName>().unwrap(), r);
         }
+        assert_eq!(
+            RoleName::DisaggServer(Some(2)).to_string(),
+            "DISAGG_SERVER_2"
+        );
+        assert_eq!(
+            RoleName::DisaggServer(Some(2)).log_file(),
+            "disagg_server_2.log"
+        );
+        assert!("DISAGG_SERVER_x".parse::<RoleName>().is_err());
         assert!("CTX_x".parse::<RoleName>().is_err());
         assert!("WORKER".parse::<RoleName>().is_err());
     }

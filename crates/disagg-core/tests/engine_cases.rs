@@ -85,6 +85,20 @@ fn bad_engine_and_router_settings_name_the_key_and_fix() {
             "server_config",
         ),
         (
+            "no router at all",
+            case("sim", "{}", "router: {replicas: 0}\n"),
+            "router.replicas",
+            "0 router replicas: a run has 1 to 64",
+            "leave it out for one router",
+        ),
+        (
+            "a thousand routers",
+            case("sim", "{}", "router: {replicas: 1000}\n"),
+            "router.replicas",
+            "1000 router replicas",
+            "router processes",
+        ),
+        (
             "argv for the builtin router",
             case("sim", "{}", "router: {argv: [x]}\n"),
             "router.argv",

@@ -246,19 +246,33 @@ fn drive(
                 );
             }
         }
-        let server = procs.iter().find(|p| p.plan.role == RoleName::DisaggServer);
-        if let (Some(w), Some(s)) = (workers_ready_at, server) {
-            if s.ready_at.is_none() && now >= w + d.worker_startup {
-                return timeout(
-                    RoleName::DisaggServer,
-                    format!(
-                        "DISAGG_SERVER was not ready within worker_startup ({}) after the workers (see {})",
-                        humantime::format_duration(d.worker_startup),
-                        s.plan.log
-                    ),
-                );
+        // Every router (one, or each replica) gets worker_startup from the workers being ready;
+        // the benchmark deadline runs from the last of them, when the benchmark can start.
+        if let Some(w) = workers_ready_at {
+            let mut routers = procs.iter().filter(|p| p.plan.role.is_router()).peekable();
+            let any = routers.peek().is_some();
+            let mut all_ready: Option<Instant> = None;
+            for s in routers {
+                match s.ready_at {
+                    None if now >= w + d.worker_startup => {
+                        return timeout(
+                            s.plan.role,
+                            format!(
+                                "{} was not ready within worker_startup ({}) after the workers (see {})",
+                                s.plan.role,
+                                humantime::format_duration(d.worker_startup),
+                                s.plan.log
+                            ),
+                        );
+                    }
+                    None => {
+                        all_ready = None;
+                        break;
+                    }
+                    Some(t) => all_ready = Some(all_ready.map_or(t, |a| a.max(t))),
+                }
             }
-            if let Some(ready) = s.ready_at {
+            if let (true, Some(ready)) = (any, all_ready) {
                 if now >= ready + d.benchmark {
                     return timeout(
                         RoleName::Benchmark,
@@ -496,7 +510,7 @@ fn died_badly(p: &Proc) -> bool {
 fn rank(role: RoleName) -> u8 {
     match role {
         RoleName::Ctx(_) | RoleName::Gen(_) => 0,
-        RoleName::DisaggServer => 1,
+        RoleName::DisaggServer(_) => 1,
         RoleName::Benchmark => 2,
     }
 }

@@ -66,6 +66,24 @@ pub fn ordered_logs(run_dir: &Path) -> Vec<PathBuf> {
     });
     names.extend(workers);
     names.push("disagg_server.log".into());
+    // Router replicas (`router.replicas` > 1), by index.
+    let mut routers: Vec<(u32, String)> = std::fs::read_dir(run_dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    let i = n
+                        .strip_prefix("disagg_server_")?
+                        .strip_suffix(".log")?
+                        .parse()
+                        .ok()?;
+                    Some((i, n))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    routers.sort();
+    names.extend(routers.into_iter().map(|(_, n)| n));
     names.push("benchmark.log".into());
     let mut slurm: Vec<String> = std::fs::read_dir(run_dir)
         .map(|rd| {

@@ -98,3 +98,66 @@ fn mpi_goes_to_worker_steps_only() {
         }
     }
 }
+
+#[test]
+fn router_replicas_run_on_the_first_nodes_each_with_its_own_config() {
+    // Three workers of one GPU on nodes of one GPU: a 3-node job, and 4 router replicas.
+    let text = "model: {name: m}\nengine: command\nhardware: {gpus_per_node: 1}\n\
+                ctx: {count: 1, engine_args: {argv: [e, '{port}']}}\n\
+                gen: {count: 2, engine_args: {argv: [e, '{port}']}}\n\
+                router: {kind: command, argv: [r, -c, '{server_config}'], replicas: 4}\n\
+                benchmark: {isl: 8, osl: 8}\n";
+    let case = parse_case(text, Path::new("r.yaml")).unwrap();
+    let plan = disagg_core::plan::build(
+        &case,
+        "RUN1",
+        Path::new("/ws/disagg_logs/x/RUN1"),
+        Path::new("/opt/disagg/bin/disagg"),
+    );
+    assert_eq!(plan.nodes, 3);
+    let hosts: Vec<String> = HOSTS.iter().map(|h| h.to_string()).collect();
+    let placed: Vec<(String, String, String, String)> = plan
+        .roles
+        .iter()
+        .filter(|r| !r.role.is_worker())
+        .map(|r| {
+            let st = steps::step(&plan, r, &hosts);
+            let node = st
+                .argv
+                .iter()
+                .find_map(|a| a.strip_prefix("--nodelist="))
+                .unwrap()
+                .to_string();
+            let config = r
+                .engine
+                .as_ref()
+                .map(|e| e.argv.last().unwrap().clone())
+                .unwrap_or_default();
+            (r.role.to_string(), r.log.clone(), node, config)
+        })
+        .collect();
+    let want = |i: usize, node: &str| {
+        (
+            format!("DISAGG_SERVER_{i}"),
+            format!("disagg_server_{i}.log"),
+            node.to_string(),
+            format!("/ws/disagg_logs/x/RUN1/server_config_{i}.yaml"),
+        )
+    };
+    assert_eq!(
+        placed,
+        vec![
+            want(0, "node-a"),
+            want(1, "node-b"),
+            want(2, "node-c"),
+            // More replicas than nodes: around again.
+            want(3, "node-a"),
+            (
+                "BENCHMARK".into(),
+                "benchmark.log".into(),
+                "node-a".into(),
+                String::new()
+            ),
+        ]
+    );
+}

@@ -6,25 +6,37 @@
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
-use disagg_core::{Plan, RoleName};
+use disagg_core::Plan;
 
 use super::shared::{POLL, healthy, http_client, wait_for_endpoint, wait_for_status};
 use crate::rendezvous::{ExitNote, State, Status};
 
 pub async fn run(plan: &Plan) -> Result<(), String> {
-    let ep = tokio::select! {
-        ep = wait_for_endpoint(plan, RoleName::DisaggServer) => ep,
-        _ = wait_for_status(plan) => return Ok(()),
-    };
+    // Every router (one, or each replica): the requests are spread over all of them.
+    let mut urls = Vec::new();
     let client = http_client();
-    while !healthy(&client, &ep.url()).await {
-        tokio::time::sleep(POLL).await;
+    for r in plan.routers() {
+        let ep = tokio::select! {
+            ep = wait_for_endpoint(plan, r.role) => ep,
+            _ = wait_for_status(plan) => return Ok(()),
+        };
+        while !healthy(&client, &ep.url()).await {
+            tokio::time::sleep(POLL).await;
+        }
+        urls.push(ep.url());
     }
-    let cfg = bench_config(plan, ep.url());
-    eprintln!("disagg role BENCHMARK: router at {}; canary", ep.url());
+    let (first, more) = urls.split_first().ok_or("the plan has no router")?;
+    let mut cfg = bench_config(plan, first.clone());
+    cfg.extra_urls = more.to_vec();
+    eprintln!(
+        "disagg role BENCHMARK: {} at {}; canary",
+        if more.is_empty() { "router" } else { "routers" },
+        urls.join(", ")
+    );
     if let Err(e) = disagg_bench::canary(&cfg).await {
         return finish(plan, Some(format!("the canary request failed: {e}")), None);
     }
+    eprintln!("disagg role BENCHMARK: canary passed; sweep");
     // Each point's log goes to this role's log (benchmark.log) and, with its result file, into
     // files of its own as soon as it is measured.
     let mut unwritten = Vec::new();

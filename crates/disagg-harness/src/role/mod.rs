@@ -81,7 +81,7 @@ pub fn run_role(role: RoleName, run_dir: &Path) -> i32 {
                 RoleName::Ctx(_) | RoleName::Gen(_) => {
                     worker::run(&plan, role).await.map_err(Into::into)
                 }
-                RoleName::DisaggServer => server::run(&plan).await,
+                RoleName::DisaggServer(_) => server::run(&plan, role).await,
                 RoleName::Benchmark => benchmark::run(&plan).await.map_err(Into::into),
             };
             r

@@ -1,5 +1,7 @@
 //! DISAGG_SERVER: wait for every worker, write `server_config.yaml` (TensorRT-LLM's format) with
 //! their addresses, serve our router on it, and publish its address once its `/health` passes.
+//! With `router.replicas` > 1, each of DISAGG_SERVER_0.. does the same on its own port, config
+//! file (`server_config_<i>.yaml`) and log.
 
 use disagg_core::case::{Dialect, Policy};
 use disagg_core::{Plan, RoleName};
@@ -18,7 +20,7 @@ use crate::rendezvous::Endpoint;
 /// (`timeouts.unresponsive`), so that the cause is named as such.
 const REACH_WITHIN: Duration = Duration::from_secs(5);
 
-pub async fn run(plan: &Plan) -> Result<(), Failed> {
+pub async fn run(plan: &Plan, me: RoleName) -> Result<(), Failed> {
     let mut ctx = Vec::new();
     let mut gen_urls = Vec::new();
     let client = http_client();
@@ -27,7 +29,7 @@ pub async fn run(plan: &Plan) -> Result<(), Failed> {
             ep = wait_for_endpoint(plan, w.role) => ep,
             _ = wait_for_status(plan) => return Ok(()),
         };
-        eprintln!("disagg role DISAGG_SERVER: {} is at {}", w.role, ep.url());
+        eprintln!("disagg role {me}: {} is at {}", w.role, ep.url());
         reach(
             &client,
             &ep,
@@ -51,11 +53,11 @@ pub async fn run(plan: &Plan) -> Result<(), Failed> {
             _ => gen_urls.push(ep.host_port()),
         }
     }
-    let me = plan
-        .role(RoleName::DisaggServer)
-        .ok_or("the plan has no DISAGG_SERVER")?;
-    if let Some(launch) = &me.engine {
-        return Ok(external(plan, launch, ctx, gen_urls).await?);
+    let my_plan = plan
+        .role(me)
+        .ok_or_else(|| format!("the plan has no {me}"))?;
+    if let Some(launch) = &my_plan.engine {
+        return Ok(external(plan, me, launch, ctx, gen_urls).await?);
     }
     // On several nodes the router binds every interface and publishes its node's hostname, so
     // that nothing crossing nodes carries a loopback address.
@@ -73,31 +75,31 @@ pub async fn run(plan: &Plan) -> Result<(), Failed> {
     } else {
         host.to_string()
     };
-    let config = write_config(plan, &published, port, ctx, gen_urls)?;
+    let config = write_config(plan, me, &published, port, ctx, gen_urls)?;
 
     let mut router_cfg = disagg_router::RouterConfig::from_server_config(&config);
     router_cfg.request_timeout = plan.deadlines.request;
     router_cfg.dialect = plan.router.dialect();
+    let base = format!("http://{}:{port}", super::worker::probe_host(host));
     let released = {
         let plan = plan.clone();
+        let (client, base) = (client.clone(), base.clone());
         async move {
             wait_for_status(&plan).await;
+            // Still serving: say what this router carried (with several, each its share).
+            match served(&client, &base).await {
+                Ok(s) => eprintln!("disagg role {me}: {s}"),
+                Err(e) => eprintln!("disagg role {me}: cannot read its own /metrics: {e}"),
+            }
         }
     };
     let mut server = tokio::spawn(disagg_router::serve(listener, router_cfg, released));
-    let base = format!("http://{}:{port}", super::worker::probe_host(host));
     loop {
         if server.is_finished() {
             break;
         }
         if healthy(&client, &base).await {
-            publish(
-                plan,
-                RoleName::DisaggServer,
-                &published,
-                port,
-                std::process::id(),
-            )?;
+            publish(plan, me, &published, port, std::process::id())?;
             break;
         }
         tokio::time::sleep(POLL).await;
@@ -129,7 +131,7 @@ async fn reach(client: &reqwest::Client, ep: &Endpoint, within: Duration) -> Res
         if Instant::now() >= until {
             return Err(Failed {
                 reason: format!(
-                    "{} published {}, which cannot be reached from {} (DISAGG_SERVER's node) within {}: {why}; a worker other nodes must reach binds 0.0.0.0 and publishes its node's hostname, which must resolve to an address of that node everywhere",
+                    "{} published {}, which cannot be reached from {} (the router's node) within {}: {why}; a worker other nodes must reach binds 0.0.0.0 and publishes its node's hostname, which must resolve to an address of that node everywhere",
                     ep.role,
                     ep.host_port(),
                     hostname(),
@@ -157,9 +159,56 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// Writes `server_config.yaml` (TensorRT-LLM's format) for a router at `host:port`.
+/// "served 14 client requests (/v1/completions 200: 14)", from the router's own `/metrics`.
+async fn served(client: &reqwest::Client, base: &str) -> Result<String, String> {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| e.to_string())?
+        .text()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(served_line(&text))
+}
+
+/// The requests counter of a `/metrics` text, summed and by route and status.
+fn served_line(metrics: &str) -> String {
+    let label = |labels: &str, key: &str| {
+        labels
+            .split(',')
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix("=\"")?.strip_suffix('"'))
+            .unwrap_or("?")
+            .to_string()
+    };
+    let mut total = 0u64;
+    let mut parts = Vec::new();
+    for line in metrics.lines() {
+        let Some(rest) = line.strip_prefix("disagg_router_requests_total{") else {
+            continue;
+        };
+        let Some((labels, n)) = rest.split_once("} ") else {
+            continue;
+        };
+        let Ok(n) = n.trim().parse::<u64>() else {
+            continue;
+        };
+        total += n;
+        parts.push(format!(
+            "{} {}: {n}",
+            label(labels, "route"),
+            label(labels, "status")
+        ));
+    }
+    format!("served {total} client requests ({})", parts.join(", "))
+}
+
+/// Writes `me`'s `server_config.yaml` (TensorRT-LLM's format) for a router at `host:port`.
 fn write_config(
     plan: &Plan,
+    me: RoleName,
     host: &str,
     port: u16,
     ctx: Vec<String>,
@@ -180,10 +229,10 @@ fn write_config(
         generation_servers: group(gen_urls, plan.router.gen_policy()),
         other: Default::default(),
     };
-    let path = plan.run_dir.join("server_config.yaml");
+    let path = plan.run_dir.join(me.server_config_file());
     crate::atomic::write(&path, config.to_yaml().as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    eprintln!("disagg role DISAGG_SERVER: wrote {}", path.display());
+    eprintln!("disagg role {me}: wrote {}", path.display());
     Ok(config)
 }
 
@@ -191,6 +240,7 @@ fn write_config(
 /// here, with a port picked here, and is watched like an engine.
 async fn external(
     plan: &Plan,
+    me: RoleName,
     launch: &disagg_core::plan::EngineLaunch,
     ctx: Vec<String>,
     gen_urls: Vec<String>,
@@ -200,7 +250,7 @@ async fn external(
         .and_then(|l| l.local_addr())
         .map_err(|e| format!("cannot find a free port on {}: {e}", launch.host))?
         .port();
-    write_config(plan, &launch.host, port, ctx, gen_urls)?;
+    write_config(plan, me, &launch.host, port, ctx, gen_urls)?;
     let argv: Vec<String> = launch
         .argv
         .iter()
@@ -210,10 +260,7 @@ async fn external(
         })
         .collect();
     let (program, args) = argv.split_first().ok_or("the router command is empty")?;
-    eprintln!(
-        "disagg role DISAGG_SERVER: starting router: {}",
-        argv.join(" ")
-    );
+    eprintln!("disagg role {me}: starting router: {}", argv.join(" "));
     let mut router = tokio::process::Command::new(program)
         .args(args)
         .stdin(std::process::Stdio::null())
@@ -243,7 +290,7 @@ async fn external(
         }
         if !published && healthy(&client, &base).await {
             let host = publish_host(&launch.host, &probe);
-            publish(plan, RoleName::DisaggServer, &host, port, pid)?;
+            publish(plan, me, &host, port, pid)?;
             published = true;
         }
         tokio::time::sleep(POLL).await;
@@ -276,6 +323,19 @@ fn group_router(policy: Policy) -> GroupRouter {
 mod tests {
     use super::*;
     use disagg_proto::trtllm::ServerConfig;
+
+    #[test]
+    fn the_served_line_sums_the_requests_counter() {
+        let m = "# TYPE disagg_router_requests_total counter\n\
+                 disagg_router_requests_total{route=\"/v1/completions\",status=\"200\"} 12\n\
+                 disagg_router_requests_total{route=\"/v1/completions\",status=\"503\"} 2\n\
+                 disagg_router_leg_seconds_count{leg=\"context\"} 14\n";
+        assert_eq!(
+            served_line(m),
+            "served 14 client requests (/v1/completions 200: 12, /v1/completions 503: 2)"
+        );
+        assert_eq!(served_line(""), "served 0 client requests ()");
+    }
 
     #[test]
     fn every_case_policy_reaches_the_router_unchanged() {

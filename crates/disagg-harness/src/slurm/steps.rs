@@ -96,7 +96,8 @@ pub fn step(plan: &Plan, role: &RolePlan, hosts: &[String]) -> Step {
             "--nodes=1".into(),
             "--ntasks=1".into(),
             "--ntasks-per-node=1".into(),
-            format!("--nodelist={}", host(0)),
+            // Router replica i on the job's node i (wrapping around); the benchmark on the first.
+            format!("--nodelist={}", host(plan.router_node(role.role))),
             "--mpi=none".into(),
         ]);
         // Without it an --overlap step is given every GPU of the job on its node.

@@ -7,7 +7,7 @@ use disagg_core::{RoleName, exit};
 /// The role comes from the argument or from DISAGG_SERVING_TYPE, as in the seed harness.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// CTX_<i>, GEN_<i>, DISAGG_SERVER or BENCHMARK.
+    /// CTX_<i>, GEN_<i>, DISAGG_SERVER (DISAGG_SERVER_<i> with router.replicas > 1) or BENCHMARK.
     #[arg(env = "DISAGG_SERVING_TYPE")]
     role: String,
     /// The run folder holding plan.json.

@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub const DISAGG: &str = env!("CARGO_BIN_EXE_disagg");
@@ -391,4 +391,85 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A `disagg run` in the background, killed and reaped if the test ends early.
+pub struct Background {
+    child: Option<Child>,
+}
+
+impl Background {
+    pub fn start(case: &Path, ws: &Path) -> Self {
+        let child = Command::new(DISAGG)
+            .args([
+                "run",
+                case.to_str().unwrap(),
+                "--workspace",
+                ws.to_str().unwrap(),
+            ])
+            .env_remove("SKIP_PERF_CHECK")
+            .env_remove("WORKSPACE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Self { child: Some(child) }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Waits for the run to end (bounded): (exit code, stdout, stderr).
+    pub fn wait(mut self, limit: Duration) -> (i32, String, String) {
+        let mut child = self.child.take().unwrap();
+        let until = Instant::now() + limit;
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > until {
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                panic!(
+                    "disagg run did not end within {limit:?}\n{}\n{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Waits (bounded) until `ready(run_dir)` holds for the config's run; returns the run folder.
+pub fn wait_for(ws: &Path, config: &str, what: &str, ready: impl Fn(&Path) -> bool) -> PathBuf {
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(dir) = runs(ws, config).pop() {
+            if ready(&dir) {
+                return dir;
+            }
+        }
+        assert!(Instant::now() < until, "{config}: {what} never happened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The benchmark is past its canary, so the sweep is running.
+pub fn sweeping(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("benchmark.log")).is_ok_and(|l| l.contains("canary"))
 }
