@@ -56,8 +56,8 @@ fn bad_cases_name_the_key_line_and_fix() {
         Bad {
             what: "an auth key for a dialect that signs nothing",
             text: edit(
-                "router: {kind: builtin, policy: round_robin}",
-                "router: {kind: builtin, policy: round_robin, dialect: vllm, internal_request_auth_key: k}",
+                "router: {kind: builtin, policy: round_robin, replicas: 1}",
+                "router: {kind: builtin, policy: round_robin, replicas: 1, dialect: vllm, internal_request_auth_key: k}",
             ),
             key: "router.internal_request_auth_key",
             line: None,
@@ -67,8 +67,8 @@ fn bad_cases_name_the_key_line_and_fix() {
         Bad {
             what: "an empty auth key",
             text: edit(
-                "router: {kind: builtin, policy: round_robin}",
-                "router: {kind: builtin, policy: round_robin, internal_request_auth_key: \" \"}",
+                "router: {kind: builtin, policy: round_robin, replicas: 1}",
+                "router: {kind: builtin, policy: round_robin, replicas: 1, internal_request_auth_key: \" \"}",
             ),
             key: "router.internal_request_auth_key",
             line: None,
@@ -217,7 +217,7 @@ fn bad_cases_name_the_key_line_and_fix() {
         },
         Bad {
             what: "unknown policy",
-            text: edit("policy: round_robin}", "policy: least_loaded}"),
+            text: edit("policy: round_robin,", "policy: least_loaded,"),
             key: "router.policy",
             line: Some(18),
             message_has: "`least_loaded` is not one of: round_robin, least_requests, least_tokens, prefix_affinity",
