@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use support::{DISAGG, json, processes_mentioning, read};
+use support::{DISAGG, json, junit_cases, processes_mentioning, read};
 
 /// The multi-node Slurm's config, as `scripts/dev-slurm.sh up --nodes N` writes it.
 fn slurm_conf() -> String {
@@ -648,5 +648,147 @@ fn a_tp2_gen_spanning_two_nodes_serves_and_its_log_tells_the_ranks_apart() {
     let ctx = read(&dir.join("ctx_server_0.log"));
     assert!(ctx.contains("--advertise-host dgn1"), "{ctx}");
     assert!(ctx.contains("KV hand-offs name dgn1:"), "{ctx}");
+    assert_no_process_left(&dir);
+}
+
+/// "served 14 client requests (...)" in a router replica's log: what it carried.
+fn served(log: &str) -> Option<u64> {
+    let at = log.rfind(": served ")?;
+    log[at + ": served ".len()..]
+        .split(' ')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Three nodes (one GPU each: CTX_0, GEN_0, GEN_1) and three router replicas.
+const REPLICAS_CASE: &str = "model: {name: tiny}\nhardware: {gpus_per_node: 1}\nctx: {count: 1, engine_args: {}}\ngen: {count: 2, engine_args: {}}\nrouter: {replicas: 3}\n";
+
+#[test]
+fn three_router_replicas_run_one_per_node_and_share_the_load() {
+    if !cluster_up("three_router_replicas_one_per_node") {
+        return;
+    }
+    let ws = Ws::new("replicas");
+    let yaml = format!(
+        "name: mn-replicas\n{REPLICAS_CASE}benchmark: {{isl: 32, osl: 8, concurrency: [3], rounds: 4}}\n"
+    );
+    let out = ws.run("mn-replicas", &yaml);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let dir = ws.run_dir("mn-replicas");
+    let mut total = 0;
+    for (i, node) in ["dgn1", "dgn2", "dgn3"].iter().enumerate() {
+        let role = format!("DISAGG_SERVER_{i}");
+        assert_eq!(published(&dir, &role).0, *node, "{role} runs on {node}");
+        let config = read(&dir.join(format!("server_config_{i}.yaml")));
+        assert!(
+            !config.contains("127.0.0.1"),
+            "a loopback address crossed nodes:\n{config}"
+        );
+        let log = read(&dir.join(format!("disagg_server_{i}.log")));
+        let n = served(&log).unwrap_or_else(|| panic!("{role} says what it served: {log}"));
+        // Its canary and its 4 of the 12 measured requests, whichever node it is on.
+        assert!(n >= 5, "{role} served {n}: {log}");
+        total += n;
+    }
+    // 3 canaries and 12 measured requests, each through exactly one router.
+    assert_eq!(total, 15);
+    let junit = read(&dir.join("results.xml"));
+    for i in 0..3 {
+        assert!(
+            junit.contains(&format!("name=\"DISAGG_SERVER_{i} stayed up\"")),
+            "{junit}"
+        );
+    }
+    assert_no_process_left(&dir);
+}
+
+#[test]
+fn killing_a_router_replica_on_another_node_fails_the_run_within_5s_naming_it() {
+    if !cluster_up("killing_a_router_replica") {
+        return;
+    }
+    let ws = Ws::new("replica-death");
+    let yaml = format!(
+        "name: mn-replica-death\n{REPLICAS_CASE}benchmark: {{isl: 32, osl: 200, concurrency: [3], rounds: 50}}\ntimeouts: {{worker_startup: 30s, request: 30s, benchmark: 2m, job: 3m}}\n"
+    )
+    .replace("gen: {count: 2, engine_args: {}}", "gen: {count: 2, engine_args: {itl: 20ms}}");
+    let case = ws.case("mn-replica-death.yaml", &yaml);
+    let mut child = Command::new(DISAGG)
+        .args([
+            "run",
+            case.to_str().unwrap(),
+            "--launcher",
+            "slurm",
+            "--workspace",
+        ])
+        .arg(&ws.dir)
+        .env("SLURM_CONF", slurm_conf())
+        .env("SKIP_PERF_CHECK", "true")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the sweep runs (every replica answered its canary).
+    let config = ws.dir.join("disagg_logs/mn-replica-death");
+    let until = Instant::now() + Duration::from_secs(90);
+    let (dir, pid) = loop {
+        let dir = std::fs::canonicalize(config.join("latest")).ok();
+        if let Some(d) = &dir {
+            if std::fs::read_to_string(d.join("benchmark.log"))
+                .is_ok_and(|l| l.contains("canary passed"))
+            {
+                let pid = json(&d.join("rendezvous/DISAGG_SERVER_1.json"))["pid"]
+                    .as_u64()
+                    .unwrap();
+                break (d.clone(), pid as i32);
+            }
+        }
+        if Instant::now() > until || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("the sweep never started: {}", text(&out));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(published(&dir, "DISAGG_SERVER_1").0, "dgn2");
+    // The replica's role process (it serves the router in-process), in this machine's table.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let killed = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(60),
+            "disagg run did not end"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = killed.elapsed();
+    eprintln!("disagg run exited {took:?} after DISAGG_SERVER_1 was killed");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(status.code(), Some(1), "{}", text(&out));
+    assert!(
+        took < Duration::from_secs(5),
+        "exit {took:?} after the kill\n{}",
+        text(&out)
+    );
+    let st = json(&dir.join("rendezvous/status.json"));
+    assert_eq!(st["role"], "DISAGG_SERVER_1", "{st}");
+    let summary = read(&dir.join("summary.md"));
+    assert!(summary.contains("FAILED: DISAGG_SERVER_1"), "{summary}");
+    let cases = junit_cases(&dir.join("results.xml"));
+    for i in 0..3 {
+        let c = cases
+            .iter()
+            .find(|c| c.0 == format!("DISAGG_SERVER_{i} stayed up"))
+            .unwrap_or_else(|| panic!("no testcase for DISAGG_SERVER_{i}: {cases:?}"));
+        assert_eq!(c.1.is_some(), i == 1, "only replica 1 fails: {cases:?}");
+    }
     assert_no_process_left(&dir);
 }
