@@ -303,3 +303,72 @@ fn distribution_table(h: &mut String, run: &Run, metric: &str) {
     }
     h.push_str("</table>\n");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(c: u32, user: f64, output: f64) -> PointReport {
+        PointReport {
+            point: disagg_bench::PointId::closed(c),
+            started_at: std::time::SystemTime::UNIX_EPOCH,
+            ended_at: std::time::SystemTime::UNIX_EPOCH,
+            num_prompts: 1,
+            metrics: disagg_bench::Metrics {
+                user_throughput: user,
+                output_throughput: output,
+                ..Default::default()
+            },
+            error_counts: Default::default(),
+            hdr_percentiles_ms: Default::default(),
+            validity: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_frontier_holds_the_marks_no_other_beats_on_both_axes() {
+        let runs = vec![
+            Run {
+                config_name: "a".into(),
+                topology: "A".into(),
+                gpus: 2,
+                run_dir: String::new(),
+                verdict: "passed".into(),
+                // (user tok/s, tok/s/GPU): (100, 50), (50, 200)
+                points: vec![point(1, 100.0, 100.0), point(8, 50.0, 400.0)],
+            },
+            Run {
+                config_name: "b".into(),
+                topology: "B".into(),
+                gpus: 4,
+                run_dir: String::new(),
+                verdict: "passed".into(),
+                // (90, 25): beaten by A con1 on both; (40, 250): on the frontier.
+                points: vec![point(1, 90.0, 100.0), point(8, 40.0, 1000.0)],
+            },
+        ];
+        let marks = pareto(&runs);
+        let on: Vec<(&str, bool)> = marks
+            .iter()
+            .map(|m| (m.label.as_str(), m.frontier))
+            .collect();
+        assert_eq!(
+            on,
+            [
+                ("A con1", true),
+                ("A con8", true),
+                ("B con1", false),
+                ("B con8", true)
+            ]
+        );
+        let html = render(&Report {
+            title: "t <x>".into(),
+            runs,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(html.matches("data-pareto-mark=").count(), 4);
+        assert_eq!(html.matches("data-frontier=\"true\"").count(), 3);
+        assert!(html.contains("<title>t &lt;x&gt;</title>"));
+    }
+}

@@ -219,6 +219,21 @@ pub(crate) fn percentile_of(key: &str) -> Option<f64> {
     key.strip_prefix('p')?.parse().ok()
 }
 
+/// A percentile on HdrHistogram's tail scale, in "nines": p90 → 1, p99 → 2, p99.9 → 3; `None`
+/// for p100 and beyond, which this scale cannot place.
+pub(crate) fn nines(p: f64) -> Option<f64> {
+    (0.0..100.0)
+        .contains(&p)
+        .then(|| -(1.0 - p / 100.0).log10())
+}
+
+/// The percentile at `x` nines, rounded for an axis label: 1 → 90, 2 → 99.
+fn percentile_at(x: f64) -> String {
+    let p = 100.0 * (1.0 - 10f64.powf(-x));
+    let text = format!("{p:.3}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
 /// One run's HDR percentiles of a metric, a line per point; `None` when it has none.
 pub(crate) fn distribution(run: &Run, metric: &str) -> Result<Option<String>, String> {
     let series: Vec<(String, Vec<(f64, f64)>)> = run
@@ -228,7 +243,7 @@ pub(crate) fn distribution(run: &Run, metric: &str) -> Result<Option<String>, St
             let ps = p.hdr_percentiles_ms.get(metric)?;
             let mut v: Vec<(f64, f64)> = ps
                 .iter()
-                .filter_map(|(k, v)| Some((percentile_of(k)?, *v)))
+                .filter_map(|(k, v)| Some((nines(percentile_of(k)?)?, *v)))
                 .collect();
             v.sort_by(|a, b| a.0.total_cmp(&b.0));
             (!v.is_empty()).then(|| (p.point.label(), v))
@@ -238,6 +253,8 @@ pub(crate) fn distribution(run: &Run, metric: &str) -> Result<Option<String>, St
         return Ok(None);
     }
     let all = || series.iter().flat_map(|(_, v)| v.iter());
+    // (Less a hair: p99.9 is 3.0000000000000004 nines in floating point.)
+    let top_nines = (all().map(|p| p.0).fold(1.0f64, f64::max) - 1e-9).ceil();
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (SIZE.0, 360)).into_drawing_area();
@@ -250,14 +267,14 @@ pub(crate) fn distribution(run: &Run, metric: &str) -> Result<Option<String>, St
             .margin(15)
             .x_label_area_size(40)
             .y_label_area_size(70)
-            .build_cartesian_2d(
-                span(all().map(|p| p.0), false),
-                span(all().map(|p| p.1), true),
-            )
+            .build_cartesian_2d(0.0..top_nines, span(all().map(|p| p.1), true))
             .map_err(err)?;
         chart
             .configure_mesh()
-            .x_desc("percentile")
+            // A tick per nine: p0, p90, p99, p99.9, ...
+            .x_labels(top_nines as usize + 1)
+            .x_desc("percentile (log scale of the tail)")
+            .x_label_formatter(&|x| format!("p{}", percentile_at(*x)))
             .y_desc("ms")
             .draw()
             .map_err(err)?;
@@ -356,4 +373,18 @@ pub(crate) fn history(s: &HistorySeries) -> Result<String, String> {
         root.present().map_err(err)?;
     }
     Ok(svg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tail_scale_counts_nines() {
+        assert!((nines(90.0).unwrap() - 1.0).abs() < 1e-9);
+        assert!((nines(99.9).unwrap() - 3.0).abs() < 1e-9);
+        assert_eq!(nines(100.0), None);
+        assert_eq!(percentile_at(2.0), "99");
+        assert_eq!(percentile_at(nines(50.0).unwrap()), "50");
+    }
 }
