@@ -14,6 +14,14 @@
 //! requests. The client, the backends and the router share the machine, so absolute figures
 //! are only comparable within one run. `BENCH_QUICK=1` runs a tenth of the requests;
 //! `BENCH_ISL=1024` only that prompt length.
+//!
+//! `perf/compare.sh` runs it repeatedly, interleaved, with:
+//! - `BENCH_BACKENDS=ctx1024=URL,ctx32768=URL,gen=URL`: external backends (nginx) instead of
+//!   the in-process canned ones;
+//! - `BENCH_DISAGG=PATH`: our router as a `disagg router` process (measured by pid, like the
+//!   peers) instead of in this process;
+//! - `BENCH_OUT=FILE`: every row appended as tab-separated values, for the summary;
+//! - `BENCH_CONCURRENCY=1,64`: only those concurrencies.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -33,14 +41,33 @@ const ISL: [usize; 2] = [1024, 32768];
 const RUN_LIMIT: Duration = Duration::from_secs(20);
 /// Waiting for a peer router to accept requests.
 const PEER_STARTUP: Duration = Duration::from_secs(60);
-/// USER_HZ: /proc CPU times are in these ticks on Linux.
-const TICKS_PER_SEC: f64 = 100.0;
+/// CPU time is read in nanoseconds (`/proc/.../schedstat`): at 100 Hz ticks a run of 2000
+/// requests at 0.07 ms each would be 14 ticks, too coarse to compare routers.
+const NS_PER_MS: f64 = 1e6;
 
 fn main() {
     let quick = std::env::var_os("BENCH_QUICK").is_some();
     // `BENCH_ISL=1024` runs only that prompt length.
     let only_isl: Option<usize> = std::env::var("BENCH_ISL").ok().and_then(|v| v.parse().ok());
-    let backends = start_backends();
+    let concurrency: Vec<usize> = match std::env::var("BENCH_CONCURRENCY") {
+        Ok(v) => v
+            .split(',')
+            .map(|c| c.trim().parse().expect("BENCH_CONCURRENCY: numbers"))
+            .collect(),
+        Err(_) => CONCURRENCY.to_vec(),
+    };
+    let backends = match std::env::var("BENCH_BACKENDS") {
+        Ok(spec) => external_backends(&spec),
+        Err(_) => start_backends(),
+    };
+    let disagg_bin = std::env::var_os("BENCH_DISAGG").map(PathBuf::from);
+    let mut out = std::env::var_os("BENCH_OUT").map(|p| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p)
+            .unwrap_or_else(|e| panic!("BENCH_OUT {}: {e}", Path::new(&p).display()))
+    });
     let venv = std::env::var_os("PEER_VENV")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/tmp/peer-venv"));
@@ -55,7 +82,13 @@ fn main() {
         let gen_url = &backends.generation;
         let mut targets: Vec<Target> = vec![Target::direct(gen_url)];
         for dialect in [Dialect::Trtllm, Dialect::Vllm, Dialect::Sglang] {
-            targets.push(Target::ours(dialect, ctx, gen_url));
+            match &disagg_bin {
+                Some(bin) => match Target::ours_process(bin, dialect, ctx, gen_url) {
+                    Ok(t) => targets.push(t),
+                    Err(e) => panic!("disagg router ({}): {e}", dialect.as_str()),
+                },
+                None => targets.push(Target::ours(dialect, ctx, gen_url)),
+            }
         }
         for peer in [Peer::Sglang, Peer::Vllm] {
             match Target::peer(peer, &venv, ctx, gen_url, &client_rt, &body) {
@@ -65,16 +98,16 @@ fn main() {
         }
         let mut direct = Vec::new();
         for target in &targets {
-            for (k, c) in CONCURRENCY.iter().enumerate() {
+            for (k, c) in concurrency.iter().enumerate() {
                 let n = requests(isl, *c, quick);
                 let client = client();
                 let url = format!("{}/v1/completions", target.url);
                 // Warm the pools so connection set-up is neither timed nor counted as CPU.
                 client_rt.block_on(warm(&client, &url, &body, *c));
-                let cpu0 = target.cpu_ticks();
+                let cpu0 = target.cpu_ns();
                 let cs0 = target.switches();
                 let run = client_rt.block_on(load(&client, &url, &body, *c, n));
-                let cpu = target.cpu_ticks().zip(cpu0).map(|(a, b)| a - b);
+                let cpu = target.cpu_ns().zip(cpu0).map(|(a, b)| a - b);
                 let switches = target.switches().zip(cs0).map(|(a, b)| a - b);
                 if target.name == "direct" {
                     direct.push((run.p50, run.p99));
@@ -91,6 +124,10 @@ fn main() {
                     switches,
                 });
                 print_row(rows.last().unwrap());
+                if let Some(f) = out.as_mut() {
+                    use std::io::Write as _;
+                    writeln!(f, "{}", tsv_row(rows.last().unwrap())).expect("BENCH_OUT write");
+                }
             }
         }
     }
@@ -113,6 +150,32 @@ fn requests(isl: usize, c: usize, quick: bool) -> usize {
 struct Backends {
     ctx: std::collections::HashMap<usize, String>,
     generation: String,
+}
+
+/// `ctx1024=URL,ctx32768=URL,gen=URL`: backends someone else serves (nginx, in compare.sh).
+fn external_backends(spec: &str) -> Backends {
+    let mut ctx = std::collections::HashMap::new();
+    let mut generation = None;
+    for part in spec.split(',') {
+        let (k, url) = part
+            .split_once('=')
+            .unwrap_or_else(|| panic!("BENCH_BACKENDS: `{part}` is not NAME=URL"));
+        match k.strip_prefix("ctx") {
+            Some(isl) => {
+                let isl: usize = isl.parse().expect("BENCH_BACKENDS: ctx<ISL>");
+                ctx.insert(isl, url.to_string());
+            }
+            None if k == "gen" => generation = Some(url.to_string()),
+            None => panic!("BENCH_BACKENDS: unknown backend `{k}`"),
+        }
+    }
+    for isl in ISL {
+        assert!(ctx.contains_key(&isl), "BENCH_BACKENDS: no ctx{isl}");
+    }
+    Backends {
+        ctx,
+        generation: generation.expect("BENCH_BACKENDS: no gen"),
+    }
 }
 
 fn start_backends() -> Backends {
@@ -287,6 +350,55 @@ impl Target {
         }
     }
 
+    /// Ours as `disagg router`, a process of its own like the peers (`BENCH_DISAGG`).
+    fn ours_process(
+        bin: &Path,
+        dialect: Dialect,
+        ctx: &str,
+        generation: &str,
+    ) -> Result<Self, String> {
+        let ready = std::env::temp_dir().join(format!(
+            "disagg-router-bench-{}-{}.addr",
+            std::process::id(),
+            dialect.as_str()
+        ));
+        let _ = std::fs::remove_file(&ready);
+        let mut cmd = Command::new(bin);
+        cmd.args(["router", "--dialect", dialect.as_str(), "--prefill", ctx])
+            .args(["--decode", generation, "--host", "127.0.0.1", "--port", "0"])
+            .arg("--ready-file")
+            .arg(&ready)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Ok(n) = std::env::var("BENCH_THREADS") {
+            cmd.args(["--threads", &n]);
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+        let pid = child.id();
+        let guard = KillOnDrop(child);
+        let end = Instant::now() + PEER_STARTUP;
+        let addr = loop {
+            if let Ok(a) = std::fs::read_to_string(&ready) {
+                if !a.trim().is_empty() {
+                    break a.trim().to_string();
+                }
+            }
+            if Instant::now() > end {
+                return Err(format!("no address in {} in time", ready.display()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let _ = std::fs::remove_file(&ready);
+        Ok(Self {
+            name: format!("disagg {}", dialect.as_str()),
+            url: format!("http://{addr}"),
+            cpu: Cpu::Process(pid),
+            _child: Some(guard),
+        })
+    }
+
     fn peer(
         peer: Peer,
         venv: &Path,
@@ -402,10 +514,10 @@ impl Target {
         Some(out)
     }
 
-    fn cpu_ticks(&self) -> Option<u64> {
+    fn cpu_ns(&self) -> Option<u64> {
         let mut sum = 0;
         for dir in self.tasks()? {
-            sum += stat_ticks(&dir.join("stat").to_string_lossy())?;
+            sum += run_ns(&dir.join("schedstat").to_string_lossy())?;
         }
         Some(sum)
     }
@@ -429,13 +541,14 @@ impl Target {
     }
 }
 
-/// utime + stime from a /proc stat file.
-fn stat_ticks(path: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(path).ok()?;
-    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
-    let rest = text.rsplit_once(')')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+/// Nanoseconds a task has run on a CPU: the first field of its `/proc/.../schedstat`.
+fn run_ns(path: &str) -> Option<u64> {
+    std::fs::read_to_string(path)
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Peers' output goes to /tmp, to read when one does not come up.
@@ -584,6 +697,32 @@ fn print_row(r: &Row) {
     );
 }
 
+/// One row for `BENCH_OUT`: isl, router, conc, ok, failed, p50, p99, added p50, added p99,
+/// req/s, router CPU ms per request, switches per request ("-" where not measured).
+fn tsv_row(r: &Row) -> String {
+    let direct = r.name == "direct";
+    let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+    let per_req = |v: Option<u64>| {
+        v.filter(|_| r.run.ok > 0)
+            .map(|v| v as f64 / r.run.ok as f64)
+    };
+    [
+        r.isl.to_string(),
+        r.name.clone(),
+        r.c.to_string(),
+        r.run.ok.to_string(),
+        r.run.failed.to_string(),
+        format!("{:.4}", r.run.p50),
+        format!("{:.4}", r.run.p99),
+        opt((!direct).then(|| r.run.p50 - r.d50)),
+        opt((!direct).then(|| r.run.p99 - r.d99)),
+        format!("{:.1}", r.run.ok as f64 / r.run.secs),
+        opt(per_req(r.cpu).map(|t| t / NS_PER_MS)),
+        opt(per_req(r.switches)),
+    ]
+    .join("\t")
+}
+
 fn print_table(rows: &[Row]) {
     println!(
         "| ISL | router | conc | ok | failed | p50 ms | p99 ms | added p50 ms | added p99 ms | req/s | router CPU ms/req | router switches/req |"
@@ -598,7 +737,7 @@ fn print_table(rows: &[Row]) {
             }
         };
         let cpu = r.cpu.filter(|_| r.run.ok > 0).map_or("-".to_string(), |t| {
-            format!("{:.3}", t as f64 / TICKS_PER_SEC * 1e3 / r.run.ok as f64)
+            format!("{:.3}", t as f64 / NS_PER_MS / r.run.ok as f64)
         });
         let switches = (r.switches.filter(|_| r.run.ok > 0)).map_or("-".to_string(), |n| {
             format!("{:.2}", n as f64 / r.run.ok as f64)

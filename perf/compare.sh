@@ -1,0 +1,276 @@
+#!/usr/bin/env bash
+# Our router and load generator side by side with their peers, against nginx (Debian's package)
+# as the backend, in one go; prints medians with their spread, the ratios the README quotes,
+# and the machine, the date, the commit and the load.
+#
+#   routers   disagg router (trtllm, vllm and sglang dialects, each a `disagg router` process)
+#             vs sglang-router 0.3.2 and vllm-router 0.1.17 in PD mode: added latency over a
+#             direct nginx exchange (p50, p99) at 1 connection, router CPU per request (its
+#             process, from /proc schedstat) and req/s at 64 connections, 1k- and 32k-token
+#             prompts (crates/disagg-router/benches/router.rs does the measuring);
+#   clients   disagg bench vs sglang 0.5.23's Rust client (`sglang.benchmark.rust_client`), and
+#             `vllm bench serve` / sglang bench_serving when installed (`perf/peers.sh install
+#             python`): req/s at concurrency 256, 128 tokens in, 32 out (streamed), and client
+#             CPU per request, marginal between a small and a big run (start-up not charged);
+#   replicas  `disagg run perf/replicas.yaml`: req/s of a router-bound sim case with
+#             router.replicas 1, 2 and 4.
+#
+# Each repetition runs every contender once, in turn (interleaved), so drift hits all alike;
+# the summary gives the median and [min-max] over repetitions. Figures taken while the machine
+# was busy are labelled so: the script records the load before every repetition, and says
+# LOADED when the 1-minute load was above $MAX_LOAD.
+#
+# Usage: perf/compare.sh [routers] [clients] [replicas]      (default: all three)
+# Knobs: REPS (5), QUICK=1 (a tenth of the requests, for trying the script), OUT (results
+#        folder; default /tmp/disagg-perf.<UTC time>), PEERS (/tmp/disagg-peers),
+#        KEEP_PEERS=1 (keep the installed peers; by default they are removed at the end: the
+#        disk is small), MAX_LOAD (1.0), CARGO_TARGET_DIR.
+# Needs: cargo, python3 and python3.11 (the sglang Rust client's module), nginx (installed
+# with apt-get when missing and running as root), /usr/bin/time.
+# Everything runs on 127.0.0.1; every run is bounded by a request count and by `timeout`.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+HERE=$ROOT/perf
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+REPS=${REPS:-5}
+QUICK=${QUICK:-}
+MAX_LOAD=${MAX_LOAD:-1.0}
+export PEERS=${PEERS:-/tmp/disagg-peers}
+OUT=${OUT:-/tmp/disagg-perf.$(date -u +%Y%m%dT%H%M%SZ)}
+PARTS=("$@")
+[ ${#PARTS[@]} -eq 0 ] && PARTS=(routers clients replicas)
+for p in "${PARTS[@]}"; do
+    case $p in routers | clients | replicas) ;; *)
+        echo "unknown part $p: routers, clients or replicas" >&2
+        exit 2
+        ;;
+    esac
+done
+wants() { [[ " ${PARTS[*]} " == *" $1 "* ]]; }
+mkdir -p "$OUT"
+# Peers try model hubs and telemetry; this stays on loopback: any such attempt meets a closed
+# local port and fails at once.
+export HTTP_PROXY=http://127.0.0.1:9 HTTPS_PROXY=http://127.0.0.1:9 ALL_PROXY=http://127.0.0.1:9
+export http_proxy=$HTTP_PROXY https_proxy=$HTTPS_PROXY
+export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
+export HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 DO_NOT_TRACK=1
+
+log() { echo "compare: $*" >&2; }
+load1() { cut -d' ' -f1 /proc/loadavg; }
+
+# ---- what ran where ----
+{
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sr)"
+    echo "commit: $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet || echo ' (with uncommitted changes)')"
+    echo "reps: $REPS${QUICK:+ (QUICK: a tenth of the requests)}"
+    echo "load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+} | tee "$OUT/machine.txt" >&2
+
+# ---- build ----
+log "building (release)"
+(cd "$ROOT" && cargo build --release -q -p disagg --bin disagg)
+DISAGG=$TARGET/release/disagg
+ROUTER_BENCH=
+if wants routers; then
+    ROUTER_BENCH=$(cd "$ROOT" && cargo bench -q -p disagg-router --bench router --no-run \
+        --message-format=json 2>/dev/null | python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "router" and m.get("executable"):
+        print(m["executable"])')
+    [ -x "$ROUTER_BENCH" ] || { log "no router bench executable"; exit 1; }
+fi
+
+# ---- peers and nginx ----
+"$HERE/peers.sh" install
+cleanup() {
+    stop_nginx
+    if [ -z "${KEEP_PEERS:-}" ]; then "$HERE/peers.sh" remove; fi
+}
+NGINX_PID=
+stop_nginx() {
+    if [ -n "$NGINX_PID" ]; then
+        kill "$NGINX_PID" 2>/dev/null || true
+        wait "$NGINX_PID" 2>/dev/null || true
+        NGINX_PID=
+    fi
+}
+trap cleanup EXIT
+if ! command -v nginx >/dev/null; then
+    [ "$(id -u)" = 0 ] || { log "nginx is missing: apt-get install nginx"; exit 1; }
+    log "installing nginx (Debian's package)"
+    apt-get install -y -q --no-install-recommends nginx >/dev/null
+fi
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+P_CTX1K=$(free_port) P_CTX32K=$(free_port) P_GEN=$(free_port) P_SSE=$(free_port)
+python3 "$HERE/nginx_backends.py" "$OUT/nginx" "$P_CTX1K" "$P_CTX32K" "$P_GEN" "$P_SSE"
+nginx -p "$OUT/nginx" -c "$OUT/nginx/nginx.conf" &
+NGINX_PID=$!
+for _ in $(seq 100); do
+    curl -sf -o /dev/null "http://127.0.0.1:$P_SSE/health" && break
+    sleep 0.05
+done
+curl -sf -o /dev/null "http://127.0.0.1:$P_SSE/health" || { log "nginx did not start"; cat "$OUT/nginx/error.log" >&2; exit 1; }
+log "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///') on 127.0.0.1 ports $P_CTX1K $P_CTX32K $P_GEN $P_SSE"
+echo "nginx: $(nginx -v 2>&1 | sed 's/.*nginx\///'), 1 worker process" >>"$OUT/machine.txt"
+
+# ---- clients ----
+CONC=256 ISL=128 OSL=32
+if [ -n "$QUICK" ]; then N_BIG=4000 N_SMALL=1000 PY_N_BIG=1200 PY_N_SMALL=400; else
+    N_BIG=${N_BIG:-40000} N_SMALL=${N_SMALL:-10000} PY_N_BIG=${PY_N_BIG:-6000} PY_N_SMALL=${PY_N_SMALL:-2000}; fi
+SSE_URL=http://127.0.0.1:$P_SSE
+PY311=${PY311:-python3.11}
+
+client_available() {
+    case $1 in
+    disagg-bench) true ;;
+    sglang-rust) ls "$PEERS"/sglang-rc/_bench.*.so >/dev/null 2>&1 ;;
+    vllm) [ -x "$PEERS/python/vllm/bin/vllm" ] ;;
+    sglang-python) [ -x "$PEERS/python/sglang/bin/python" ] ;;
+    esac
+}
+
+# client_cmd CLIENT N OUTDIR: the client's argv, one word per line.
+client_cmd() {
+    local n=$2 out=$3
+    case $1 in
+    disagg-bench)
+        printf '%s\n' "$DISAGG" bench --url "$SSE_URL" --model m --isl $ISL --osl $OSL \
+            --concurrency $CONC --num-prompts "$n" --output-dir "$out"
+        ;;
+    sglang-rust)
+        # --random-range-ratio 1: exact lengths in sglang's reading ([r·L, L]).
+        printf '%s\n' "$PY311" "$PEERS/sglang-rc/run.py" --backend vllm --base-url "$SSE_URL" \
+            --model m --tokenizer "$PEERS/tok" --dataset-name random-ids \
+            --random-input-len $ISL --random-output-len $OSL --random-range-ratio 1 \
+            --num-prompts "$n" --max-concurrency $CONC --disable-tqdm --warmup-requests 1 \
+            --output-file "$out/result.jsonl"
+        ;;
+    vllm)
+        printf '%s\n' "$PEERS/python/vllm/bin/vllm" bench serve --backend vllm \
+            --base-url "$SSE_URL" --model m --tokenizer "$PEERS/tok" --dataset-name random \
+            --random-input-len $ISL --random-output-len $OSL --num-prompts "$n" \
+            --max-concurrency $CONC --ignore-eos --disable-tqdm --save-result \
+            --result-dir "$out" --result-filename result.json
+        ;;
+    sglang-python)
+        printf '%s\n' "$PEERS/python/sglang/bin/python" -m sglang.bench_serving --backend vllm \
+            --base-url "$SSE_URL" --model m --tokenizer "$PEERS/tok" --dataset-name random-ids \
+            --random-input-len $ISL --random-output-len $OSL --random-range-ratio 1 \
+            --num-prompts "$n" --max-concurrency $CONC --disable-tqdm --warmup-requests 1 \
+            --output-file "$out/result.jsonl"
+        ;;
+    esac
+}
+
+# req/s as the client itself reports it.
+client_rps() {
+    python3 - "$1" "$2" <<'PY'
+import json, sys
+client, out = sys.argv[1], sys.argv[2]
+try:
+    if client == "disagg-bench":
+        p = json.load(open(f"{out}/results.json"))["points"][0]
+    elif client == "vllm":
+        p = json.load(open(f"{out}/result.json"))
+    else:
+        p = json.loads(open(f"{out}/result.jsonl").read().strip().splitlines()[-1])
+    print(f'{p["request_throughput"]:.1f}')
+except Exception:
+    print("-")
+PY
+}
+
+# run_client CLIENT N DIR: runs it under /usr/bin/time; prints "cpu_seconds wall_seconds".
+run_client() {
+    local c=$1 n=$2 dir=$3
+    mkdir -p "$dir"
+    local -a argv
+    mapfile -t argv < <(client_cmd "$c" "$n" "$dir")
+    /usr/bin/time -f "%U %S %e" -o "$dir/time" timeout 600 "${argv[@]}" >"$dir/log" 2>&1 ||
+        log "$c exited non-zero; see $dir/log"
+    awk '{ printf "%.3f %.3f\n", $1 + $2, $3 }' "$dir/time"
+}
+
+clients() {
+    local rows=$OUT/clients.tsv
+    printf 'rep\tload\tclient\treq_per_s\tcpu_ms_per_req_marginal\tcpu_ms_per_req_total\n' >"$rows"
+    for rep in $(seq "$REPS"); do
+        local load
+        load=$(load1)
+        for c in disagg-bench sglang-rust vllm sglang-python; do
+            if ! client_available "$c"; then
+                [ "$rep" = 1 ] && log "clients: $c is not installed under $PEERS (skipped)"
+                continue
+            fi
+            local big=$N_BIG small=$N_SMALL
+            case $c in vllm | sglang-python) big=$PY_N_BIG small=$PY_N_SMALL ;; esac
+            local d=$OUT/clients/$rep/$c
+            read -r cpu_small _ < <(run_client "$c" "$small" "$d/small")
+            read -r cpu_big _ < <(run_client "$c" "$big" "$d/big")
+            local rps
+            rps=$(client_rps "$c" "$d/big")
+            awk -v rep="$rep" -v load="$load" -v c="$c" -v rps="$rps" -v cb="$cpu_big" \
+                -v cs="$cpu_small" -v nb="$big" -v ns="$small" 'BEGIN {
+                printf "%s\t%s\t%s\t%s\t%.4f\t%.4f\n", rep, load, c, rps,
+                    (cb - cs) * 1000 / (nb - ns), cb * 1000 / nb }' >>"$rows"
+            log "clients rep $rep: $(tail -1 "$rows")"
+        done
+    done
+}
+
+# ---- routers ----
+routers() {
+    local rows=$OUT/routers.tsv
+    printf 'rep\tload\tisl\trouter\tconc\tok\tfailed\tp50_ms\tp99_ms\tadded_p50_ms\tadded_p99_ms\treq_per_s\tcpu_ms_per_req\tswitches_per_req\n' >"$rows"
+    for rep in $(seq "$REPS"); do
+        local load
+        load=$(load1)
+        log "routers rep $rep (load $load)"
+        BENCH_BACKENDS="ctx1024=http://127.0.0.1:$P_CTX1K,ctx32768=http://127.0.0.1:$P_CTX32K,gen=http://127.0.0.1:$P_GEN" \
+            BENCH_DISAGG=$DISAGG PEER_VENV=$PEERS/routers BENCH_OUT=$OUT/routers.$rep.raw \
+            BENCH_CONCURRENCY=1,64 BENCH_QUICK=$QUICK \
+            timeout 1800 "$ROUTER_BENCH" >"$OUT/routers.$rep.md" 2>"$OUT/routers.$rep.log" ||
+            log "router bench rep $rep exited non-zero; see $OUT/routers.$rep.log"
+        sed "s/^/$rep\t$load\t/" "$OUT/routers.$rep.raw" >>"$rows" 2>/dev/null || true
+    done
+}
+
+# ---- replicas ----
+replicas() {
+    local rows=$OUT/replicas.tsv
+    printf 'rep\tload\treplicas\treq_per_s\n' >"$rows"
+    local case_file=$HERE/replicas.yaml
+    for rep in $(seq "$REPS"); do
+        local load
+        load=$(load1)
+        for n in 1 2 4; do
+            local ws=$OUT/replicas/$rep/r$n
+            mkdir -p "$ws"
+            local rounds=8
+            [ -n "$QUICK" ] && rounds=2
+            sed -e "s/^\(  *replicas:\) .*/\1 $n/" -e "s/^\(  *rounds:\) .*/\1 $rounds/" \
+                "$case_file" >"$ws/case.yaml"
+            SKIP_PERF_CHECK=true timeout 900 "$DISAGG" run "$ws/case.yaml" --workspace "$ws" \
+                >"$ws/out.log" 2>&1 || log "replicas $n exited non-zero; see $ws/out.log"
+            local rps
+            rps=$(python3 -c '
+import json, sys
+try:
+    p = json.load(open(sys.argv[1]))["points"][0]
+    print("%.1f" % p["request_throughput"])
+except Exception:
+    print("-")' "$ws/disagg_logs/perf-replicas/latest/results.json")
+            printf '%s\t%s\t%s\t%s\n' "$rep" "$load" "$n" "$rps" >>"$rows"
+            log "replicas rep $rep: $n router(s): $rps req/s"
+        done
+    done
+}
+
+for p in "${PARTS[@]}"; do "$p"; done
+echo "load at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/machine.txt"
+python3 "$HERE/summarize.py" "$OUT" "$MAX_LOAD" | tee "$OUT/report.md"
+log "raw results in $OUT"
