@@ -318,7 +318,8 @@ pub struct SimEngineArgs {
     /// Log every request received, with its body, to `<role log>.requests.jsonl`.
     #[serde(default)]
     pub request_log: bool,
-    /// Serving threads (`--threads`); unset: one per CPU, at most 8.
+    /// Serving threads (the sim's `--threads`, defined in `disagg-shards`); unset: one per CPU,
+    /// at most 8; 0: none, everything on the sim's main runtime.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threads: Option<u64>,
     /// Serve under SCHED_FIFO (`--realtime`; needs root or CAP_SYS_NICE).

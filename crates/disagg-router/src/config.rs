@@ -45,19 +45,7 @@ pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 /// probe does not take a worker out of rotation.
 pub const DEFAULT_EJECT_AFTER: NonZeroU32 = NonZeroU32::new(2).expect("2 is not zero");
 
-/// The most serving threads the default starts, whatever the CPU count: a router on a 128-core
-/// GPU node needs no 128 event loops.
-pub const MAX_DEFAULT_THREADS: usize = 8;
-
-/// Serving threads when `--threads` is not given: one per CPU this process may run on, at most
-/// [`MAX_DEFAULT_THREADS`]. Each is a single-threaded runtime with its own client toward the
-/// workers; on one work-stealing runtime the threads woke each other twice as often (see the
-/// README's "Measured").
-pub fn default_threads() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(MAX_DEFAULT_THREADS)
-}
+pub use disagg_shards::{MAX_DEFAULT_THREADS, default_threads};
 
 /// Where the router listens when neither `--config` nor `--host`/`--port` say otherwise
 /// (the same port `trtllm-serve disaggregated` uses).
@@ -137,12 +125,8 @@ pub struct RouterArgs {
     /// Consecutive failures (probes or connections) that eject a worker until a probe passes.
     #[arg(long, default_value_t = DEFAULT_EJECT_AFTER)]
     pub eject_after: NonZeroU32,
-    /// Serving threads, each a single-threaded event loop with its own connections to the
-    /// workers; accepted client connections are handed to them in turn. Default: one per CPU,
-    /// at most 8. 0: serve on the process's shared 2-thread async runtime instead (the only way
-    /// before 2026-11-28).
-    #[arg(long)]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub serving: disagg_shards::ServingThreads,
     /// TensorRT-LLM dialect: sign each generation request's protected hand-off fields with this
     /// key (`x-trtllm-disagg-auth`), as `trtllm-serve disaggregated` does with
     /// `internal_request_auth_key`; the workers must have the same key. Also read from
@@ -187,8 +171,8 @@ pub struct RouterConfig {
     pub health_interval: Duration,
     /// See [`DEFAULT_EJECT_AFTER`].
     pub eject_after: NonZeroU32,
-    /// Serving threads, each a single-threaded runtime; 0: the runtime that calls `serve`
-    /// serves. [`default_threads`] unless set.
+    /// Serving threads (`--threads`: see [`disagg_shards::ServingThreads`]); 0: the runtime
+    /// that calls `serve` serves. [`default_threads`] unless set.
     pub threads: usize,
     /// TensorRT-LLM's `internal_request_auth_key`: generation requests carrying protected
     /// hand-off fields are signed with it.
@@ -396,7 +380,7 @@ impl RouterArgs {
         cfg.max_retries = self.max_retries;
         cfg.health_interval = self.health_interval;
         cfg.eject_after = self.eject_after;
-        if let Some(n) = self.threads {
+        if let Some(n) = self.serving.threads {
             cfg.threads = n;
         }
         if let Some(key) = self.internal_request_auth_key {

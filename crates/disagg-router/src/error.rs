@@ -54,6 +54,8 @@ pub enum RouterError {
     },
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    #[error(transparent)]
+    Threads(#[from] disagg_shards::Error),
 }
 
 impl RouterError {

@@ -4,7 +4,7 @@
 //! - [`RouterArgs`]: the `disagg router` flags (clap).
 //! - [`RouterConfig`]: what the router needs, from flags or from a TRT-LLM `server_config.yaml`.
 //! - [`serve`]: serves on a bound listener until `shutdown` resolves, from `threads` serving
-//!   threads of its own (single-threaded runtimes; 0: on the caller's runtime).
+//!   threads of its own (`disagg-shards`: one-worker runtimes; 0: on the caller's runtime).
 //! - [`run`]: the standalone command: binds, publishes its address, serves until SIGTERM/Ctrl-C.
 //! - [`app`]: the same HTTP app without a socket, for tests and embedding.
 //!
@@ -23,8 +23,8 @@
 //! every upstream connection of its request.
 //!
 //! Modules:
-//! - HTTP: `app` (routes, state), `serve` (listener, shutdown, ready file), `shards` (serving
-//!   threads, one client each, the rest of the state shared), `census`
+//! - HTTP: `app` (routes, state), `serve` (listener, serving threads with one client each and
+//!   the rest of the state shared, shutdown, ready file), `conn` (one connection), `census`
 //!   (`/workers`), `metrics` (`/metrics`), `health` (`/health` and the active checker);
 //! - flows: `dispatch` (entry, TRT-LLM and vLLM flows), `dual` (SGLang's parallel legs),
 //!   `legs` (retrying, deadline-bounded calls), `relay` (streaming to the client);
@@ -53,7 +53,6 @@ mod relay;
 mod request;
 mod serve;
 mod sglang;
-mod shards;
 mod trtllm;
 mod upstream;
 mod vllm;

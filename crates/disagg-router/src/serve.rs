@@ -3,8 +3,6 @@
 use std::future::Future;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
-
 use crate::app::{AppState, app};
 use crate::config::{RouterArgs, RouterConfig};
 use crate::error::RouterError;
@@ -13,64 +11,45 @@ use crate::error::RouterError;
 /// typical streamed answer, short enough that a supervisor's TERM→KILL grace is not exceeded.
 pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Serves on `listener` until `shutdown` resolves, then drains in-flight requests (bounded).
-/// With `cfg.threads` ≥ 1 the requests are served on that many threads of its own, each a
-/// single-threaded runtime, and this call's runtime only accepts and runs the health checker;
-/// with 0 everything runs on the caller's runtime.
+/// Serves on `listener` until `shutdown` resolves, then drains in-flight requests (bounded by
+/// [`SHUTDOWN_GRACE`]). With `cfg.threads` ≥ 1 the requests are served on that many serving
+/// threads of its own (`disagg-shards`, each a one-worker runtime with its own upstream client),
+/// and this call's runtime only accepts and runs the health checker; with 0 everything runs on
+/// the caller's runtime.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     cfg: RouterConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RouterError> {
     cfg.validate()?;
-    let threads = cfg.threads;
     log_startup(&listener, &cfg);
+    let local = listener.local_addr().map_err(RouterError::Serve)?;
+    let (threads, header_timeout) = (cfg.threads, cfg.header_timeout);
     let state = AppState::new(cfg)?;
     // The checker lives exactly as long as this call: aborted however `serve` returns.
     let checker = AbortOnDrop(tokio::spawn(state.health_checker()));
-    let out = if threads == 0 {
-        serve_here(listener, state, shutdown).await
+    // One app per serving thread, each with its own upstream client: reqwest drives a pooled
+    // connection on the runtime that opened it, so a shared client would wake other threads.
+    // Everything else is the one state all threads share.
+    let apps = if threads == 0 {
+        vec![app(state.clone())]
     } else {
-        crate::shards::serve(listener, &state, threads, shutdown).await
+        (0..threads)
+            .map(|_| state.shard().map(app))
+            .collect::<Result<Vec<_>, _>>()?
     };
+    let opts = disagg_shards::Options {
+        name: "router-shard",
+        threads,
+        scheduler: disagg_shards::Scheduler::OneWorker,
+        realtime: false,
+    };
+    let shards = disagg_shards::Shards::start(&opts, local, |i, connections, stop| {
+        crate::conn::serve(connections, apps[i].clone(), header_timeout, stop)
+    })?;
+    let out = shards.serve(listener, shutdown, SHUTDOWN_GRACE).await;
     drop(checker);
-    out
-}
-
-/// Serves on the caller's runtime (`threads` 0).
-async fn serve_here(
-    listener: tokio::net::TcpListener,
-    state: AppState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), RouterError> {
-    let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
-    let signal = async move {
-        shutdown.await;
-        let _ = stopping_tx.send(true);
-    };
-    // Small SSE frames to clients must not wait on Nagle: that would show up as TTFT/ITL noise.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY on a client connection: {e}");
-        }
-    });
-    let header_timeout = state.config().header_timeout;
-    let server = crate::conn::serve(listener, app(state), header_timeout, signal);
-    tokio::pin!(server);
-    tokio::select! {
-        () = &mut server => return Ok(()),
-        // Only fires once the server itself has seen the shutdown signal.
-        _ = stopping_rx.wait_for(|stopping| *stopping) => {}
-    }
-    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
-        Ok(()) => Ok(()),
-        Err(_) => {
-            tracing::warn!(
-                "requests still in flight after {SHUTDOWN_GRACE:?} of shutdown grace; dropping them"
-            );
-            Ok(())
-        }
-    }
+    Ok(out?)
 }
 
 /// The one line that says what this router is: where, which dialect, which workers, which

@@ -87,7 +87,7 @@ fn start_sim(cli: &Cli) -> (tokio::runtime::Runtime, SimState, std::net::SocketA
     });
     let addr = listener.local_addr().expect("addr");
     let served = state.clone();
-    let (threads, realtime) = (cli.sim.threads, cli.sim.realtime);
+    let (threads, realtime) = (cli.sim.serving.count(), cli.sim.realtime);
     sim_rt.spawn(async move {
         if let Err(e) = serve_sharded(listener, served, threads, realtime).await {
             eprintln!("sim: {e}");

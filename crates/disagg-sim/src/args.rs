@@ -48,11 +48,8 @@ pub struct SimArgs {
     /// wildcard address (0.0.0.0, ::), so that sims on other nodes can reach it.
     #[arg(long)]
     pub advertise_host: Option<String>,
-    /// Threads serving connections, each with its own event loop and token clock; new
-    /// connections go to them in turn. 0 means one per CPU this process may use, at most 8
-    /// (8 threads carry far more than the 100k tokens/s that take 0.7 of a core).
-    #[arg(long, default_value_t = 0)]
-    pub threads: usize,
+    #[command(flatten)]
+    pub serving: disagg_shards::ServingThreads,
     /// Run the serving threads under the real-time policy SCHED_FIFO (priority 1), so that other
     /// processes on the machine, a load generator for one, cannot delay a token. Needs root or
     /// CAP_SYS_NICE (or an RLIMIT_RTPRIO of at least 1); the sim refuses to start without it.

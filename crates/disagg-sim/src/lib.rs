@@ -35,7 +35,6 @@ mod request;
 mod request_log;
 mod response;
 mod server;
-mod shards;
 mod side;
 mod standin;
 mod tokens;
@@ -43,8 +42,7 @@ mod tokens;
 pub use args::{Dialect, FaultArgs, KvArgs, Preset, SimArgs, SimRole, TimingArgs};
 pub use engine::cost::TimingError;
 pub use faults::ExitHook;
-pub use server::{SimState, app, serve};
-pub use shards::serve_sharded;
+pub use server::{SimState, app, serve, serve_sharded};
 pub use standin::stand_in;
 
 /// Why the sim could not run.
@@ -62,11 +60,9 @@ pub enum SimError {
     },
     #[error("server error: {0}")]
     Serve(std::io::Error),
-    #[error(
-        "--realtime: cannot switch the serving threads to SCHED_FIFO: {0}; run as root, grant \
-         CAP_SYS_NICE (setcap cap_sys_nice+ep), raise RLIMIT_RTPRIO to 1, or drop --realtime"
-    )]
-    Realtime(std::io::Error),
+    /// The serving threads (`--threads`, `--realtime`).
+    #[error(transparent)]
+    Threads(#[from] disagg_shards::Error),
     #[error("invalid timing flags: {0}")]
     Timing(#[from] TimingError),
     #[error("cannot open request log {path}: {source}")]
@@ -121,7 +117,7 @@ pub async fn run(args: SimArgs) -> Result<(), SimError> {
     })?;
     let bound = ready::authority(&args.host, local.port());
     // The serving threads start (and get --realtime) before anyone is told the sim is up.
-    let shards = shards::Shards::start(&state, local, args.threads, args.realtime)?;
+    let shards = server::serving_threads(&state, local, args.serving.count(), args.realtime)?;
     state.serve_side_channel()?;
     state.set_port(local.port());
     let (adv_host, adv_port) = state.advertised();
@@ -150,5 +146,5 @@ pub async fn run(args: SimArgs) -> Result<(), SimError> {
         ))
     );
     ready::publish(args.ready_file.as_deref(), &bound)?;
-    shards.accept(listener).await
+    server::serve_until_killed(shards, listener).await
 }
