@@ -76,7 +76,7 @@ pub struct SimArgs {
     pub side_channel_host: String,
     /// vLLM: the NIXL side-channel port, which decode sims pull KV through; each
     /// data-parallel rank binds this plus its rank, as vLLM does. Two vLLM workers on one node
-    /// collide unless each gets its own; 0 picks a free one.
+    /// collide unless each gets its own; 0 picks free ones (consecutive, one per rank).
     #[arg(long, env = "VLLM_NIXL_SIDE_CHANNEL_PORT", default_value_t = 5600)]
     pub side_channel_port: u16,
     /// vLLM: data-parallel ranks, each binding its own side-channel port.

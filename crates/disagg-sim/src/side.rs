@@ -57,15 +57,31 @@ impl SideChannel {
             source,
             hint: kind.hint(),
         };
-        let first =
-            std::net::TcpListener::bind((host.as_str(), port)).map_err(|e| fail(port, e))?;
-        let base = first.local_addr().map_err(|e| fail(port, e))?.port();
-        let mut listeners = vec![first];
-        for rank in 1..ranks {
-            let p = base.saturating_add(rank);
-            listeners
-                .push(std::net::TcpListener::bind((host.as_str(), p)).map_err(|e| fail(p, e))?);
-        }
+        let bind_run = || -> Result<Vec<std::net::TcpListener>, SimError> {
+            let first =
+                std::net::TcpListener::bind((host.as_str(), port)).map_err(|e| fail(port, e))?;
+            let base = first.local_addr().map_err(|e| fail(port, e))?.port();
+            let mut listeners = vec![first];
+            for rank in 1..ranks {
+                let p = base.saturating_add(rank);
+                listeners
+                    .push(std::net::TcpListener::bind((host.as_str(), p)).map_err(|e| fail(p, e))?);
+            }
+            Ok(listeners)
+        };
+        // Port 0 means "any": the kernel picks rank 0's port, and the ranks above need the ports
+        // after it, which another process may hold. Then another base is tried, a bounded number
+        // of times; a port given explicitly fails at once, as vLLM does.
+        let mut attempts = if port == 0 && ranks > 1 { 32 } else { 1 };
+        let listeners = loop {
+            attempts -= 1;
+            match bind_run() {
+                Ok(l) => break l,
+                Err(e) if attempts == 0 => return Err(e),
+                Err(_) => {}
+            }
+        };
+        let base = listeners[0].local_addr().map_err(|e| fail(port, e))?.port();
         for l in &listeners {
             l.set_nonblocking(true).map_err(|e| fail(base, e))?;
         }
