@@ -22,6 +22,25 @@ impl BenchConfig {
         !self.request_rates.is_empty()
     }
 
+    /// The points the sweep measures, in order: what a report of an unfinished sweep names as
+    /// not measured.
+    pub fn point_ids(&self) -> Vec<crate::PointId> {
+        if self.is_open_loop() {
+            self.request_rates
+                .iter()
+                .map(|&r| crate::PointId {
+                    concurrency: self.max_concurrency,
+                    request_rate: Some(crate::RequestRate(r)),
+                })
+                .collect()
+        } else {
+            self.concurrency
+                .iter()
+                .map(|&c| crate::PointId::closed(c))
+                .collect()
+        }
+    }
+
     pub(crate) fn validate(&self) -> Result<(), BenchError> {
         let bad = |msg: String| Err(BenchError::Config(msg));
         for url in std::iter::once(&self.url).chain(&self.extra_urls) {

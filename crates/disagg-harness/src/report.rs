@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use disagg_bench::PointReport;
+use disagg_bench::{PointId, PointReport};
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 use crate::outcome::{Outcome, RunResult};
@@ -69,12 +69,47 @@ pub fn tail(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// Builds `results.xml`.
+/// Why the run ended before measuring everything: "interrupted", or the failure's reason.
+fn cause(outcome: &Outcome) -> String {
+    match &outcome.result {
+        RunResult::Failed(f) => f.reason.clone(),
+        RunResult::Interrupted => "the run was interrupted".into(),
+        RunResult::Passed => "the benchmark reported no result for it".into(),
+    }
+}
+
+/// The planned points with no result, in order, each with why: the first is the point the run
+/// ended in (`unfinished: ...`), the others never started.
+pub fn unmeasured(
+    planned: &[PointId],
+    points: &[PointReport],
+    outcome: &Outcome,
+) -> Vec<(String, String)> {
+    let cause = cause(outcome);
+    planned
+        .iter()
+        .map(PointId::label)
+        .filter(|l| !points.iter().any(|p| p.point.label() == *l))
+        .enumerate()
+        .map(|(i, label)| {
+            let why = if i == 0 {
+                format!("unfinished: {cause}")
+            } else {
+                format!("not started: {cause}")
+            };
+            (label, why)
+        })
+        .collect()
+}
+
+/// Builds `results.xml`. `planned` are the points the case asked for; those without a result
+/// are reported as not measured.
 pub fn junit(
     config: &str,
     run_dir: &Path,
     outcome: &Outcome,
     points: &[PointReport],
+    planned: &[PointId],
     perf: &PerfOutcome,
 ) -> Report {
     let mut suite = TestSuite::new(config.to_string());
@@ -142,17 +177,24 @@ pub fn junit(
         tc.set_time(Duration::from_secs_f64(p.metrics.duration_s.max(0.0)));
         suite.add_test_case(tc);
     }
-    // A run that ended before the benchmark reported: each planned point is a failure (or an error
-    // for interruptions) so CI shows what was not measured.
-    if points.is_empty() {
-        let why = match &outcome.result {
-            RunResult::Failed(f) => format!("not measured: {}", f.reason),
-            RunResult::Interrupted => "not measured: interrupted".into(),
-            RunResult::Passed => "not measured: no results".into(),
-        };
+    // Points the run ended before measuring (interrupted, timed out, a role failed): a failure
+    // each, the first one marked unfinished, so CI shows what was not measured.
+    let missing = unmeasured(planned, points, outcome);
+    for (label, why) in &missing {
         let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-        if let TestCaseStatus::NonSuccess { message, .. } = &mut s {
-            *message = Some(why.into());
+        if let TestCaseStatus::NonSuccess { message, ty, .. } = &mut s {
+            *message = Some(why.clone().into());
+            *ty = Some("NOT_MEASURED".into());
+        }
+        let mut tc = TestCase::new(label.clone(), s);
+        tc.set_classname(classname.clone());
+        suite.add_test_case(tc);
+    }
+    if points.is_empty() && missing.is_empty() {
+        let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+        if let TestCaseStatus::NonSuccess { message, ty, .. } = &mut s {
+            *message = Some(format!("not measured: {}", cause(outcome)).into());
+            *ty = Some("NOT_MEASURED".into());
         }
         let mut tc = TestCase::new("benchmark", s);
         tc.set_classname(classname.clone());
@@ -347,7 +389,9 @@ fn skipped(why: &str) -> TestCaseStatus {
 }
 
 /// The summary table printed at the end of a run and kept in `summary.md`.
-pub fn summary_table(points: &[PointReport]) -> String {
+/// The summary table: a row per measured point, then one per point not measured (`missing`,
+/// from [`unmeasured`]).
+pub fn summary_table(points: &[PointReport], missing: &[(String, String)]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -370,6 +414,13 @@ pub fn summary_table(points: &[PointReport]) -> String {
             m.itl.median_ms,
             m.itl.p99_ms,
             m.failed,
+        );
+    }
+    for (label, why) in missing {
+        let _ = writeln!(
+            s,
+            "| {} | — | — | — | — | — | {why} |",
+            label.trim_start_matches("con")
         );
     }
     s

@@ -499,8 +499,17 @@ pub fn finish(
         }
     }
     let perf_text = perf_outcome.render();
-    let junit = report::junit(name.as_str(), run_dir, outcome, &points, &perf_outcome);
-    let table = report::summary_table(&points);
+    let planned = crate::role::bench_config(plan, String::new()).point_ids();
+    let junit = report::junit(
+        name.as_str(),
+        run_dir,
+        outcome,
+        &points,
+        &planned,
+        &perf_outcome,
+    );
+    let missing = report::unmeasured(&planned, &points, outcome);
+    let table = report::summary_table(&points, &missing);
     let code = match (&outcome.result, &perf_outcome) {
         (RunResult::Interrupted, _) => interrupted_code(),
         (RunResult::Failed(_), _) => exit::TEST_FAILED,
@@ -531,7 +540,7 @@ pub fn finish(
             notes.push(format!("cannot write a report: {e}"));
         }
     }
-    if !points.is_empty() {
+    if !points.is_empty() || !missing.is_empty() {
         print!("{table}");
     }
     print!("{perf_text}");

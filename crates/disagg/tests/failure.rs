@@ -210,3 +210,114 @@ fn sigkill_of_disagg_run_leaves_no_process_of_the_run_within_5s() {
         t.show()
     );
 }
+
+#[test]
+fn sigint_or_sigterm_in_the_second_point_keeps_the_first_and_exits_130_or_143() {
+    for (sig, code) in [(Signal::SIGINT, 130), (Signal::SIGTERM, 143)] {
+        let ws = TempDir::new("second-point");
+        let config = format!("second-{}", sig.as_str().to_ascii_lowercase());
+        let case = CaseSpec {
+            name: &config,
+            gen_args: "{itl: 20ms}",
+            concurrency: "[1, 2]",
+            rounds: 10,
+            osl: 16,
+            ..Default::default()
+        }
+        .write(ws.path(), "c.yaml");
+        let run = Background::start(&case, ws.path());
+        // results.json appears once the first point has ended: the second is running.
+        let dir = wait_for(ws.path(), &config, "the first point", |d| {
+            d.join("results.json").is_file()
+        });
+        kill(Pid::from_raw(run.pid() as i32), sig).unwrap();
+        let (got, stdout, stderr) = run.wait(Duration::from_secs(30));
+        let show = format!("{sig}: exit {got}\n{stdout}\n{stderr}");
+        assert_eq!(got, code, "{show}");
+        // The first point, everywhere.
+        let results = json(&dir.join("results.json"));
+        let points = results["points"].as_array().unwrap();
+        assert_eq!(points.len(), 1, "{show}");
+        assert_eq!(points[0]["max_concurrency"].as_u64(), Some(1));
+        assert_eq!(points[0]["completed"].as_u64(), Some(10));
+        let csv = read(&dir.join("perf_script_test_results.csv"));
+        assert!(csv.lines().count() > 1, "{csv}");
+        assert!(
+            csv.lines()
+                .skip(1)
+                .all(|l| l.contains("con1") && !l.contains("con2")),
+            "rows of the first point only:\n{csv}"
+        );
+        let cases = junit_cases(&dir.join("results.xml"));
+        let con1 = cases
+            .iter()
+            .find(|c| c.0 == "con1")
+            .expect("a con1 testcase");
+        assert!(con1.1.is_none(), "{cases:?}");
+        let con2 = cases
+            .iter()
+            .find(|c| c.0 == "con2")
+            .expect("a con2 testcase");
+        assert_eq!(con2.2.as_deref(), Some("NOT_MEASURED"), "{cases:?}");
+        assert!(
+            con2.1
+                .as_deref()
+                .unwrap()
+                .starts_with("unfinished: the run was interrupted"),
+            "{cases:?}"
+        );
+        let summary = read(&dir.join("summary.md"));
+        assert!(summary.contains("\n| 1 | "), "{summary}");
+        assert!(
+            summary.contains("| 2 | — | — | — | — | — | unfinished: the run was interrupted |"),
+            "{summary}"
+        );
+        assert!(stdout.contains("INTERRUPTED"), "{show}");
+        assert_nothing_left(&dir);
+    }
+}
+
+#[test]
+fn a_benchmark_timing_out_in_its_second_point_keeps_the_first() {
+    let ws = TempDir::new("timeout-second");
+    let case = CaseSpec {
+        name: "timeout-second",
+        gen_args: "{itl: 20ms}",
+        concurrency: "[1, 2]",
+        rounds: 10,
+        osl: 16,
+        timeouts: "{worker_startup: 20s, request: 5s, benchmark: 5500ms, job: 60s, grace: 2s}",
+        ..Default::default()
+    }
+    .write(ws.path(), "c.yaml");
+    let r = run(&case, ws.path(), &[], &[]);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let dir = only_run(ws.path(), "timeout-second");
+    let status = json(&dir.join("rendezvous/status.json"));
+    assert!(
+        status["reason"]
+            .as_str()
+            .unwrap()
+            .contains("benchmark deadline"),
+        "{status}"
+    );
+    let points = json(&dir.join("results.json"))["points"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(points.len(), 1, "{}", r.show());
+    assert!(read(&dir.join("perf_script_test_results.csv")).contains("con1"));
+    let cases = junit_cases(&dir.join("results.xml"));
+    assert!(
+        cases.iter().any(|c| c.0 == "con1" && c.1.is_none()),
+        "{cases:?}"
+    );
+    let con2 = cases.iter().find(|c| c.0 == "con2").unwrap();
+    assert!(
+        con2.1
+            .as_deref()
+            .unwrap()
+            .starts_with("unfinished: BENCHMARK did not finish"),
+        "{cases:?}"
+    );
+}

@@ -48,6 +48,8 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
         .map(|w| plan.run_dir.join(&w.log))
         .collect();
     let mut since = crate::gen_steps::ends(&gen_logs);
+    let mut measured: Vec<disagg_bench::PointReport> = Vec::new();
+    let planned = cfg.point_ids().len();
     let sweep = disagg_bench::run_sweep_until(&cfg, |p| {
         if let Some(ms) = crate::gen_steps::mean_since(&gen_logs, &since) {
             p.report.metrics.gen_device_step_time_ms = Some(ms);
@@ -56,6 +58,12 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
         print!("{}", disagg_bench::point_files::log_text(&cfg, &p.report));
         if let Err(e) = disagg_bench::point_files::write(&plan.run_dir, &cfg, p) {
             unwritten.push(e.to_string());
+        }
+        // results.json with every point so far: a run interrupted or timed out in a later point
+        // still reports this one (the final write at the end replaces it).
+        measured.push(p.report.clone());
+        if let Err(e) = write_partial(plan, &measured, planned) {
+            unwritten.push(e);
         }
         // No further point once the run is over. A dead worker fails the rest of a point's
         // requests in milliseconds, faster than its death is seen: a point with failures waits
@@ -111,6 +119,29 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
     }
     let invalid = sweep.invalid_reason();
     finish(plan, invalid, Some(&sweep))
+}
+
+/// `results.json` with the points measured so far, while the sweep goes on.
+fn write_partial(
+    plan: &Plan,
+    points: &[disagg_bench::PointReport],
+    planned: usize,
+) -> Result<(), String> {
+    let reasons: Vec<String> = points.iter().filter_map(|p| p.validity.reason()).collect();
+    let results = disagg_bench::ResultsFile {
+        run_id: Some(plan.run_id.clone()),
+        config_name: Some(plan.config_name.to_string()),
+        valid: reasons.is_empty(),
+        invalid_reason: (!reasons.is_empty()).then(|| reasons.join("; ")),
+        warnings: vec![format!(
+            "partial: {} of {planned} point(s) measured so far; the sweep had not finished when this was written",
+            points.len()
+        )],
+        points: points.to_vec(),
+    };
+    let path = plan.run_dir.join("results.json");
+    crate::atomic::write_json(&path, &results)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// How long a point with failed requests waits for a role to account for them (a worker's exit

@@ -19,6 +19,7 @@ use std::path::Path;
 
 use disagg_core::{Plan, RoleName, exit};
 
+pub use benchmark::bench_config;
 pub(crate) use shared::http_client;
 pub use shared::wait_for_status;
 
