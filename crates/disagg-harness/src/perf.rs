@@ -228,49 +228,115 @@ pub enum BaselineError {
         line: u64,
         message: String,
     },
+    #[error(
+        "{path}: no row this case can measure: of its {rows} row(s), none is for {expected}{example}\nhint: was the case renamed, or its concurrencies changed? set `name:` to the baseline's config name, or make a new baseline from a run's perf_script_test_results.csv"
+    )]
+    NoRow {
+        path: PathBuf,
+        rows: usize,
+        expected: String,
+        example: String,
+    },
 }
 
-/// Reads a baseline CSV; every row must parse and name a known metric.
+/// Reads a baseline CSV; every row must parse, name a known metric, and carry finite numbers.
+/// A path that is not a regular file, and a file with no row at all, are refused too: a
+/// baseline that compares nothing would pass every run.
 pub fn read_baseline(path: &Path) -> Result<Vec<BaselineRow>, BaselineError> {
+    let read_err = |e: std::io::Error| BaselineError::Read {
+        path: path.into(),
+        source: e,
+    };
+    let meta = std::fs::metadata(path).map_err(read_err)?;
+    if !meta.is_file() {
+        return Err(read_err(std::io::Error::other(
+            "it is not a regular file (a directory?)",
+        )));
+    }
     let mut rdr = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .from_path(path)
-        .map_err(|e| BaselineError::Read {
-            path: path.into(),
-            source: std::io::Error::other(e),
-        })?;
+        .map_err(|e| read_err(std::io::Error::other(e)))?;
+    let row_err = |line: u64, message: String| BaselineError::Row {
+        path: path.into(),
+        line,
+        message,
+    };
+    let headers = rdr
+        .headers()
+        .map_err(|e| row_err(1, e.to_string()))?
+        .clone();
     let mut rows = Vec::new();
-    for rec in rdr.deserialize::<BaselineRow>() {
-        let row_err = |line: u64, message: String| BaselineError::Row {
-            path: path.into(),
-            line,
-            message,
-        };
-        match rec {
-            Ok(row) => {
-                if MetricType::parse(&row.metric_type).is_none() {
-                    return Err(row_err(
-                        rows.len() as u64 + 2,
-                        format!(
-                            "unknown metric_type `{}`; known: {}",
-                            row.metric_type,
-                            MetricType::all()
-                                .iter()
-                                .map(|m| m.name())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    ));
-                }
-                rows.push(row);
-            }
-            Err(e) => {
-                let line = e.position().map(|p| p.line()).unwrap_or(0);
-                return Err(row_err(line, e.to_string()));
+    for rec in rdr.records() {
+        let rec = rec.map_err(|e| row_err(e.position().map_or(0, |p| p.line()), e.to_string()))?;
+        let line = rec.position().map_or(0, |p| p.line());
+        let row: BaselineRow = rec
+            .deserialize(Some(&headers))
+            .map_err(|e| row_err(line, e.to_string()))?;
+        if MetricType::parse(&row.metric_type).is_none() {
+            return Err(row_err(
+                line,
+                format!(
+                    "unknown metric_type `{}`; known: {}",
+                    row.metric_type,
+                    MetricType::all()
+                        .iter()
+                        .map(|m| m.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        for (column, v) in [
+            ("perf_metric", row.perf_metric),
+            ("threshold", row.threshold),
+            ("absolute_threshold", row.absolute_threshold),
+        ] {
+            if !v.is_finite() {
+                return Err(row_err(
+                    line,
+                    format!(
+                        "{column} is {v}; a baseline compares finite numbers only (a NaN or infinite value would pass or fail every run)"
+                    ),
+                ));
             }
         }
+        rows.push(row);
     }
     Ok(rows)
+}
+
+/// The `perf_case_name` points a case measures: `<config>-con8` for each planned point label.
+pub fn expected_points(config: &str, labels: &[String]) -> Vec<String> {
+    labels.iter().map(|l| format!("{config}-{l}")).collect()
+}
+
+/// Refuses a baseline with no row this case can measure (renamed case, other concurrencies, a
+/// header only): it would compare nothing and pass every run, turning the gate off unseen.
+pub fn check_covers(
+    path: &Path,
+    rows: &[BaselineRow],
+    config: &str,
+    labels: &[String],
+) -> Result<(), BaselineError> {
+    let expected = expected_points(config, labels);
+    if rows
+        .iter()
+        .any(|r| expected.iter().any(|e| e == point_key(&r.perf_case_name)))
+    {
+        return Ok(());
+    }
+    let example = labels.first().map_or_else(String::new, |l| {
+        format!(
+            " (e.g. `disagg::test_perf_metric_token_throughput[{config}-{l}]`, or `{config}-{l}` in the older layout)"
+        )
+    });
+    Err(BaselineError::NoRow {
+        path: path.into(),
+        rows: rows.len(),
+        expected: expected.join(", "),
+        example,
+    })
 }
 
 /// How one metric compares.
@@ -308,6 +374,11 @@ pub struct PerfReport {
 }
 
 impl PerfReport {
+    /// How many metrics were compared: the rows of this config with a measured value.
+    pub fn compared(&self) -> usize {
+        self.rows.iter().filter(|r| r.measured.is_some()).count()
+    }
+
     pub fn regressed(&self) -> bool {
         self.rows.iter().any(|r| r.verdict == Verdict::Regressed)
     }
@@ -351,6 +422,12 @@ impl PerfReport {
             regressed,
             self.rows.len(),
             self.baseline.display()
+        );
+        let _ = writeln!(
+            s,
+            "compared {} metric(s); {} baseline row(s) of this config had no value in this run",
+            self.compared(),
+            self.rows.len() - self.compared()
         );
         if self.rows.is_empty() {
             let _ = writeln!(
@@ -433,7 +510,10 @@ pub fn compare(
         let point = points
             .iter()
             .find(|p| network_name(config, p) == point_key(&row.perf_case_name));
-        let measured = point.map(|p| metric.value(&p.metrics));
+        // A value that cannot be compared (no point, or NaN) is reported, never judged.
+        let measured = point
+            .map(|p| metric.value(&p.metrics))
+            .filter(|v| v.is_finite());
         let verdict = match measured {
             None => Verdict::NotMeasured,
             Some(m) => judge(

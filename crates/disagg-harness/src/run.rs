@@ -132,7 +132,11 @@ pub(crate) fn check_all(paths: &[PathBuf], skip_perf: bool) -> Option<Vec<Ready>
                     }
                 }
                 let baseline = match case.baseline_path() {
-                    Some(b) if !skip_perf => match perf::read_baseline(&b) {
+                    Some(b) if !skip_perf => match perf::read_baseline(&b).and_then(|rows| {
+                        let labels = planned_labels(&case);
+                        perf::check_covers(&b, &rows, case.config_name.as_str(), &labels)
+                            .map(|()| rows)
+                    }) {
                         Ok(rows) => Some((b, rows)),
                         Err(e) => {
                             eprintln!("error: {e}");
@@ -155,6 +159,28 @@ pub(crate) fn check_all(paths: &[PathBuf], skip_perf: bool) -> Option<Vec<Ready>
         }
     }
     (!bad).then_some(ready)
+}
+
+/// The labels of the points a case measures (`con8`, `rate2.5`), as its results will name them.
+fn planned_labels(case: &LoadedCase) -> Vec<String> {
+    let b = &case.case.benchmark;
+    match &b.request_rate {
+        Some(rates) if !rates.is_empty() => rates
+            .iter()
+            .map(|&r| {
+                disagg_bench::PointId {
+                    concurrency: b.max_concurrency,
+                    request_rate: Some(disagg_bench::RequestRate(r)),
+                }
+                .label()
+            })
+            .collect(),
+        _ => b
+            .concurrency()
+            .iter()
+            .map(|&c| disagg_bench::PointId::closed(c).label())
+            .collect(),
+    }
 }
 
 /// The sim checks its own flags: a case's `engine_args` that the sim would reject at start-up

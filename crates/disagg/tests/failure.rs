@@ -321,3 +321,82 @@ fn a_benchmark_timing_out_in_its_second_point_keeps_the_first() {
         "{cases:?}"
     );
 }
+
+#[test]
+fn every_baseline_that_would_pass_by_accident_exits_2_before_launch() {
+    let ws = TempDir::new("badbase");
+    let header = "network_name,perf_case_name,test_name,perf_metric,metric_type,threshold,absolute_threshold\n";
+    let row = |case: &str, value: &str, threshold: &str| {
+        format!("gate,{case},t,{value},SEQ_THROUGHPUT,{threshold},0\n")
+    };
+    std::fs::create_dir_all(ws.path().join("a-dir.csv")).unwrap();
+    for (what, file, text, says) in [
+        (
+            "a NaN value",
+            "nan.csv",
+            Some(format!(
+                "{header}{}{}",
+                row("gate-con2", "100", "-0.1"),
+                row("gate-con2", "NaN", "-0.1")
+            )),
+            "nan.csv: line 3: perf_metric is NaN",
+        ),
+        (
+            "an infinite threshold",
+            "inf.csv",
+            Some(format!("{header}{}", row("gate-con2", "100", "inf"))),
+            "inf.csv: line 2: threshold is inf",
+        ),
+        (
+            "a directory",
+            "a-dir.csv",
+            None,
+            "a-dir.csv: cannot read the baseline: it is not a regular file",
+        ),
+        (
+            "a renamed case",
+            "renamed.csv",
+            Some(format!("{header}{}", row("old-name-con2", "100", "-0.1"))),
+            "renamed.csv: no row this case can measure: of its 1 row(s), none is for gate-con2",
+        ),
+        (
+            "other concurrencies",
+            "other.csv",
+            Some(format!("{header}{}", row("gate-con64", "100", "-0.1"))),
+            "none is for gate-con2",
+        ),
+        (
+            "a header only",
+            "header.csv",
+            Some(header.to_string()),
+            "of its 0 row(s), none is for gate-con2",
+        ),
+        (
+            "an empty file",
+            "empty.csv",
+            Some(String::new()),
+            "of its 0 row(s), none is for gate-con2",
+        ),
+    ] {
+        if let Some(text) = &text {
+            std::fs::write(ws.path().join(file), text).unwrap();
+        }
+        let case = CaseSpec {
+            name: "gate",
+            concurrency: "[2]",
+            extra: &format!("perf: {{baseline: {file}}}\n"),
+            ..Default::default()
+        }
+        .write(ws.path(), "gate.yaml");
+        let workspace = ws.path().join("ws");
+        let r = run(&case, &workspace, &[], &[]);
+        assert_eq!(r.code(), 2, "{what}: {}", r.show());
+        assert!(r.stderr().contains(says), "{what}: {}", r.stderr());
+        assert!(r.stderr().contains("hint: "), "{what}: {}", r.stderr());
+        assert!(!workspace.exists(), "{what}: nothing is launched");
+    }
+    // The check is skipped with the perf check: no baseline is read then.
+    let case = ws.path().join("gate.yaml");
+    let r = run(&case, &ws.path().join("ws"), &["--skip-perf-check"], &[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+}

@@ -330,6 +330,10 @@ fn a_baseline_the_run_cannot_meet_exits_3_unless_skipped() {
         check.starts_with("perf check: REGRESSED (2 of 2 metrics regressed)"),
         "{check}"
     );
+    assert!(
+        check.contains("\ncompared 2 metric(s); 0 baseline row(s) of this config had no value"),
+        "every check says how many metrics it compared: {check}"
+    );
     assert_jenkins_valid(&dir.join("results.xml"));
     let cases = junit_cases(&dir.join("results.xml"));
     let perf = cases.iter().find(|c| c.0 == "perf check").unwrap();
