@@ -58,9 +58,6 @@ pub(crate) async fn run(args: BenchArgs) -> Result<bool, BenchError> {
     if let Some(dir) = &args.output_dir {
         sweep.write_outputs(dir)?;
     }
-    for warning in sweep.warnings() {
-        eprintln!("warning: {warning}");
-    }
     match sweep.invalid_reason() {
         Some(reason) => {
             eprintln!("invalid results: {reason}");

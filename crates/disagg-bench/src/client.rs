@@ -50,6 +50,8 @@ pub(crate) struct Success {
     pub output_tokens: u64,
     /// `usage.prompt_tokens`, when the server reported it.
     pub prompt_tokens: Option<u64>,
+    /// Whether `output_tokens` is the server's `usage.completion_tokens` (else a chunk count).
+    pub usage_reported: bool,
     pub streamed: bool,
     /// TensorRT-LLM's `choices[0].avg_decoded_tokens_per_iter`, the last one the server sent.
     pub avg_decoded_tokens_per_iter: Option<f64>,
@@ -73,14 +75,6 @@ impl Outcome {
             Some(self.e2e())
         }
     }
-
-    /// Completed, but with fewer tokens than the server was held to.
-    pub fn is_short(&self) -> bool {
-        match (&self.result, self.promised_output) {
-            (Ok(ok), Some(promised)) => ok.output_tokens < u64::from(promised),
-            _ => false,
-        }
-    }
 }
 
 /// Why a request failed; `kind()` is the key it is counted under.
@@ -96,6 +90,13 @@ pub(crate) enum Failure {
     BadBody,
     /// Any other transport error while sending.
     Transport,
+    /// With `ignore_eos`, an answer whose output length is not the `max_tokens` asked for (a
+    /// server that stopped early or ran on). Never a success: its TPOT and tok/s would be
+    /// measured on another workload than the one asked for.
+    WrongLength {
+        got: u64,
+        want: u32,
+    },
     /// A well-formed answer with no generated tokens. Never a success: a server that answers
     /// instantly with nothing would otherwise post the best numbers of the sweep.
     ZeroTokens,
@@ -106,6 +107,10 @@ impl Failure {
     pub fn describe(&self) -> String {
         match self {
             Failure::Status(_, Some(message)) => format!("{}: {message}", self.kind()),
+            Failure::WrongLength { got, want } => format!(
+                "{}: {got} output tokens where ignore_eos asked for {want}",
+                self.kind()
+            ),
             _ => self.kind(),
         }
     }
@@ -119,6 +124,7 @@ impl Failure {
             Failure::BadBody => "bad_body".into(),
             Failure::Transport => "transport".into(),
             Failure::ZeroTokens => "zero_tokens".into(),
+            Failure::WrongLength { .. } => "wrong_output_length".into(),
         }
     }
 }
@@ -149,6 +155,12 @@ pub(crate) async fn send(
     let exchange = exchange(client, target, &target.urls[url_index], req.body.clone());
     let result = match tokio::time::timeout(target.timeout, exchange).await {
         Ok(Ok(ok)) if ok.output_tokens == 0 => Err(Failure::ZeroTokens),
+        Ok(Ok(ok)) if target.ignore_eos && wrong_length(&ok, req.output_len) => {
+            Err(Failure::WrongLength {
+                got: ok.output_tokens,
+                want: req.output_len,
+            })
+        }
         Ok(result) => result,
         Err(_) => Err(Failure::Timeout),
     };
@@ -171,6 +183,18 @@ pub(crate) async fn send(
         url_index,
         promised_output: target.ignore_eos.then_some(req.output_len),
         result,
+    }
+}
+
+/// Whether an answer held to `want` tokens by `ignore_eos` has another length. With the
+/// server's `usage` the count is exact; without it the bench counted content chunks, which can
+/// carry several tokens each (speculative decoding), so only more chunks than `want` is proof.
+fn wrong_length(ok: &Success, want: u32) -> bool {
+    let want = u64::from(want);
+    if ok.usage_reported {
+        ok.output_tokens != want
+    } else {
+        ok.output_tokens > want
     }
 }
 
@@ -231,6 +255,7 @@ async fn read_stream(resp: reqwest::Response) -> Result<Success, Failure> {
                         chunks,
                         output_tokens,
                         prompt_tokens: usage.map(|u| u.prompt_tokens),
+                        usage_reported: usage.is_some(),
                         streamed: true,
                         avg_decoded_tokens_per_iter: decoded_per_iter,
                     });
@@ -266,6 +291,7 @@ async fn read_whole(resp: reqwest::Response) -> Result<Success, Failure> {
         chunks: if has_text { vec![arrived] } else { vec![] },
         output_tokens,
         prompt_tokens: chunk.usage.map(|u| u.prompt_tokens),
+        usage_reported: chunk.usage.is_some(),
         streamed: false,
         avg_decoded_tokens_per_iter: chunk.decoded_per_iter(),
     })

@@ -314,12 +314,6 @@ impl Sweep {
     pub fn write_outputs(&self, dir: &Path) -> Result<(), BenchError> {
         outputs::write(dir, self)
     }
-
-    /// Problems that do not invalidate the results but must be seen (outputs shorter than
-    /// requested despite `ignore_eos`).
-    pub fn warnings(&self) -> Vec<String> {
-        sweep::warnings(self)
-    }
 }
 
 /// Why the bench could not run at all.
@@ -383,8 +377,8 @@ pub fn text_summary(point: &PointReport) -> String {
     summary::text_summary(point)
 }
 
-/// What benchmark_serving's block has no line for, printed after it: failures by type and
-/// short outputs. Empty when there is nothing to say.
+/// What benchmark_serving's block has no line for, printed after it: failures by type. Empty
+/// when there is nothing to say.
 pub fn details_summary(point: &PointReport) -> String {
     summary::details_summary(point)
 }

@@ -49,10 +49,9 @@ pub(crate) fn compute(outcomes: &[Outcome], scales: Scales<'_>) -> Computed {
     let mut e2el = Vec::new();
     let mut user_tput = Vec::new();
     let mut decoded_per_iter = Vec::new();
-    let (mut completed, mut input, mut output, mut short) = (0u64, 0u64, 0u64, 0u64);
+    let (mut completed, mut input, mut output) = (0u64, 0u64, 0u64);
 
     for o in outcomes {
-        short += u64::from(o.is_short());
         let ok = match &o.result {
             Ok(ok) => ok,
             Err(failure) => {
@@ -122,7 +121,6 @@ pub(crate) fn compute(outcomes: &[Outcome], scales: Scales<'_>) -> Computed {
             .get(&Failure::ZeroTokens.kind())
             .copied()
             .unwrap_or(0),
-        short_outputs: short,
         total_input_tokens: input,
         total_output_tokens: output,
         request_throughput: per_s(completed as f64),
@@ -324,6 +322,7 @@ mod tests {
                     .collect(),
                 output_tokens: tokens,
                 prompt_tokens: None,
+                usage_reported: true,
                 streamed: true,
                 avg_decoded_tokens_per_iter: None,
             }),
@@ -527,23 +526,34 @@ mod tests {
     }
 
     #[test]
-    fn zero_token_and_short_requests_are_counted() {
+    fn zero_token_and_wrong_length_requests_are_failures_of_their_own_kind() {
         let t0 = Instant::now();
-        let mut short = streamed(t0, 0, &[10, 20], 20, 2);
-        short.promised_output = Some(8);
         let mut exact = streamed(t0, 0, &[10, 20], 20, 2);
         exact.promised_output = Some(2);
+        let wrong = Outcome {
+            result: Err(Failure::WrongLength { got: 1, want: 8 }),
+            ..streamed(t0, 0, &[10], 20, 1)
+        };
         let zero = Outcome {
             result: Err(Failure::ZeroTokens),
             ..streamed(t0, 0, &[], 5, 0)
         };
         let Computed {
             metrics: m, errors, ..
-        } = compute(&[short, exact, zero], Scales::default());
-        assert_eq!((m.completed, m.failed), (2, 1));
+        } = compute(&[exact, wrong, zero], Scales::default());
+        assert_eq!((m.completed, m.failed), (1, 2));
         assert_eq!(m.zero_token_requests, 1);
-        assert_eq!(m.short_outputs, 1);
-        assert_eq!(errors, BTreeMap::from([("zero_tokens".to_string(), 1)]));
+        assert_eq!(
+            m.total_output_tokens, 2,
+            "only the right-length answer counts"
+        );
+        assert_eq!(
+            errors,
+            BTreeMap::from([
+                ("wrong_output_length".to_string(), 1),
+                ("zero_tokens".to_string(), 1)
+            ])
+        );
     }
 
     #[test]
@@ -562,6 +572,7 @@ mod tests {
                 chunks: vec![end],
                 output_tokens: 5,
                 prompt_tokens: None,
+                usage_reported: true,
                 streamed: false,
                 avg_decoded_tokens_per_iter: None,
             }),

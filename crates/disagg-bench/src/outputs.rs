@@ -58,7 +58,7 @@ pub(crate) fn results_file(sweep: &Sweep) -> ResultsFile {
         config_name: None,
         valid: sweep.invalid_reason().is_none(),
         invalid_reason: sweep.invalid_reason(),
-        warnings: sweep.warnings(),
+        warnings: Vec::new(),
         points: sweep.reports(),
     }
 }

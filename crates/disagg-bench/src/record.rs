@@ -21,6 +21,12 @@ pub(crate) fn records(outcomes: &[Outcome]) -> Vec<RequestRecord> {
                     Some(ok.output_tokens),
                     None,
                 ),
+                // What a wrong-length answer carried is what the record must show.
+                Err(crate::client::Failure::WrongLength { got, .. }) => (
+                    Vec::new(),
+                    Some(*got),
+                    Some(o.result.as_ref().unwrap_err().kind()),
+                ),
                 Err(f) => (Vec::new(), None, Some(f.kind())),
             };
             RequestRecord {
@@ -62,6 +68,7 @@ mod tests {
                 chunks: vec![ms(20), ms(30)],
                 output_tokens: 2,
                 prompt_tokens: None,
+                usage_reported: true,
                 streamed: true,
                 avg_decoded_tokens_per_iter: None,
             }),

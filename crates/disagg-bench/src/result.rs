@@ -62,8 +62,6 @@ pub struct Metrics {
     pub failed: u64,
     /// Requests that completed with zero generated tokens (also counted in `failed`).
     pub zero_token_requests: u64,
-    /// With `ignore_eos`, completed requests that generated fewer tokens than requested.
-    pub short_outputs: u64,
     pub total_input_tokens: u64,
     pub total_output_tokens: u64,
     pub request_throughput: f64,
@@ -234,10 +232,16 @@ impl Validity {
                 .iter()
                 .map(|(kind, n)| format!("{kind}: {n}"))
                 .collect();
+            // A kind whose name does not say enough on its own gets its sentence.
+            let why = if error_counts.contains_key("wrong_output_length") {
+                "; wrong_output_length: with ignore_eos every answer must have max_tokens output tokens, and these had fewer or more (see requests.jsonl)"
+            } else {
+                ""
+            };
             problems.push(Problem {
                 kind: ProblemKind::FailedRequests,
                 message: format!(
-                    "{point}: {} of {attempted} requests failed ({:.1}% > limit {:.1}%; {})",
+                    "{point}: {} of {attempted} requests failed ({:.1}% > limit {:.1}%; {}){why}",
                     m.failed,
                     rate * 100.0,
                     max_failure_rate * 100.0,
@@ -341,7 +345,6 @@ impl PointReport {
         put("completed", m.completed.into());
         put("failed", m.failed.into());
         put("zero_token_requests", m.zero_token_requests.into());
-        put("short_outputs", m.short_outputs.into());
         put("total_input_tokens", m.total_input_tokens.into());
         put("total_output_tokens", m.total_output_tokens.into());
         put("request_throughput", m.request_throughput.into());
@@ -465,7 +468,6 @@ impl PointReport {
             completed: take(&mut o, "completed")?,
             failed: take(&mut o, "failed")?,
             zero_token_requests: take(&mut o, "zero_token_requests")?,
-            short_outputs: take(&mut o, "short_outputs")?,
             total_input_tokens: take(&mut o, "total_input_tokens")?,
             total_output_tokens: take(&mut o, "total_output_tokens")?,
             request_throughput: take(&mut o, "request_throughput")?,
@@ -590,7 +592,6 @@ mod tests {
             completed: 30,
             failed: 2,
             zero_token_requests: 1,
-            short_outputs: 3,
             total_input_tokens: 3000,
             total_output_tokens: 900,
             request_throughput: 2.4,

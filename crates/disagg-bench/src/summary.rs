@@ -182,13 +182,6 @@ pub(crate) fn details_summary(point: &PointReport) -> String {
             let _ = writeln!(out, "{label:<40} {v:<10.2}");
         }
     }
-    if m.short_outputs > 0 {
-        let _ = writeln!(
-            out,
-            "{:<40} {:<10}",
-            "Short outputs (despite ignore_eos):", m.short_outputs
-        );
-    }
     if !out.is_empty() {
         let _ = writeln!(out, "{}", "=".repeat(WIDTH));
     }
@@ -223,7 +216,6 @@ mod tests {
                 completed: 64,
                 failed: 0,
                 zero_token_requests: 0,
-                short_outputs: 0,
                 total_input_tokens: 65536,
                 total_output_tokens: 8192,
                 request_throughput: 5.184,
@@ -335,17 +327,15 @@ P99 E2EL (ms):                           2600.00
     }
 
     #[test]
-    fn details_list_failures_by_type_and_short_outputs() {
+    fn details_list_failures_by_type() {
         let mut p = point();
         assert_eq!(details_summary(&p), "");
         p.error_counts.insert("http_500".into(), 2);
         p.error_counts.insert("timeout".into(), 1);
-        p.metrics.short_outputs = 3;
         let expected = "\
 -------------Failed Requests by Type--------------
 http_500:                                2         
 timeout:                                 1         
-Short outputs (despite ignore_eos):      3         
 ==================================================
 ";
         assert_eq!(details_summary(&p), expected);

@@ -204,22 +204,6 @@ pub(crate) fn invalid_reason(sweep: &Sweep) -> Option<String> {
     (!reasons.is_empty()).then(|| reasons.join("; "))
 }
 
-pub(crate) fn warnings(sweep: &Sweep) -> Vec<String> {
-    sweep
-        .points
-        .iter()
-        .map(|p| &p.report)
-        .filter(|r| r.metrics.short_outputs > 0)
-        .map(|r| {
-            format!(
-                "{}: {} of {} completed request(s) generated fewer tokens than requested \
-                 despite ignore_eos",
-                r.point, r.metrics.short_outputs, r.metrics.completed
-            )
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,7 +245,6 @@ mod tests {
             points: vec![point(1, 0, 10, &[], 0.0), point(2, 0, 20, &[], 0.0)],
         };
         assert_eq!(invalid_reason(&s), None);
-        assert!(warnings(&s).is_empty());
         assert_eq!(
             invalid_reason(&Sweep { points: vec![] }).unwrap(),
             "no points were run"
@@ -295,21 +278,6 @@ mod tests {
         assert_eq!(
             invalid_reason(&zero).unwrap(),
             "concurrency 1: 1 request(s) generated zero tokens"
-        );
-    }
-
-    #[test]
-    fn short_outputs_are_warnings() {
-        let mut p = point(1, 0, 10, &[], 0.0);
-        p.report.metrics.short_outputs = 2;
-        let s = Sweep { points: vec![p] };
-        assert_eq!(invalid_reason(&s), None);
-        assert_eq!(
-            warnings(&s),
-            vec![
-                "concurrency 1: 2 of 4 completed request(s) generated fewer tokens than \
-                 requested despite ignore_eos"
-            ]
         );
     }
 }

@@ -350,25 +350,42 @@ async fn standalone_run_fails_above_the_failure_limit_and_passes_within_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn outputs_shorter_than_requested_are_flagged() {
+async fn outputs_of_another_length_than_ignore_eos_asked_for_are_failed_requests() {
     let (url, _) = serve(Script {
         short_by: 3,
         ..Default::default()
     })
     .await;
     let sweep = run_sweep(&config(&url)).await.unwrap();
-    let m = &sweep.points[0].report.metrics;
-    assert_eq!((m.completed, m.short_outputs), (12, 12));
-    assert_eq!(m.total_output_tokens, 12 * 5);
-    assert_eq!(sweep.invalid_reason(), None);
-    assert_eq!(sweep.warnings().len(), 1, "{:?}", sweep.warnings());
+    let p = &sweep.points[0].report;
+    assert_eq!((p.metrics.completed, p.metrics.failed), (0, 12));
+    assert_eq!(
+        p.error_counts,
+        std::collections::BTreeMap::from([("wrong_output_length".to_string(), 12)])
+    );
+    let why = sweep.invalid_reason().expect("the point is invalid");
+    assert!(
+        why.contains("12 of 12 requests failed") && why.contains("wrong_output_length: 12"),
+        "{why}"
+    );
+    assert!(
+        why.contains("with ignore_eos every answer must have max_tokens output tokens"),
+        "says why: {why}"
+    );
+    // Each request's record says what it got.
+    let r = &sweep.points[0].requests[0];
+    assert_eq!(r.error.as_deref(), Some("wrong_output_length"), "{r:?}");
+    assert_eq!(
+        (r.output_tokens, r.requested_output_tokens),
+        (Some(5), Some(8))
+    );
 
     // Without ignore_eos, a model stopping early is its right, not a finding.
     let mut cfg = config(&url);
     cfg.ignore_eos = false;
     let sweep = run_sweep(&cfg).await.unwrap();
-    assert_eq!(sweep.points[0].report.metrics.short_outputs, 0);
-    assert!(sweep.warnings().is_empty());
+    assert_eq!(sweep.points[0].report.metrics.completed, 12);
+    assert_eq!(sweep.invalid_reason(), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -315,6 +315,9 @@ pub struct SimEngineArgs {
     /// These KV fetches (1-based) fail.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kv_transfer_fail_on: Vec<u64>,
+    /// A server that does not honour `ignore_eos`: with `eos_at`, answers end at the EOS.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disregard_ignore_eos: bool,
     /// Log every request received, with its body, to `<role log>.requests.jsonl`.
     #[serde(default)]
     pub request_log: bool,
@@ -383,6 +386,7 @@ impl Default for SimEngineArgs {
             drop_after_tokens: None,
             kv_transfer_delay: None,
             kv_transfer_fail_on: Vec::new(),
+            disregard_ignore_eos: false,
             request_log: false,
             threads: None,
             realtime: false,

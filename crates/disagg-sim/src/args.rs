@@ -243,6 +243,10 @@ pub struct FaultArgs {
     /// Generation side: the N-th KV hand-off fails (repeatable).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub kv_transfer_fail_on: Vec<u64>,
+    /// Act as a server that does not honour `ignore_eos` (nor `min_tokens`): with --eos-at,
+    /// every answer ends at the scripted EOS whatever the request asks.
+    #[arg(long)]
+    pub disregard_ignore_eos: bool,
 }
 
 /// A finite number above zero: a bandwidth of 0, a negative one or NaN has no meaning.

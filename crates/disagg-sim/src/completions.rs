@@ -127,7 +127,7 @@ async fn serve(
     }
     let body = body
         .map_err(|r| ApiError::new(r.status().as_u16(), "invalid_request_error", r.body_text()))?;
-    let job = request::parse(
+    let mut job = request::parse(
         &body,
         endpoint,
         sim.role(),
@@ -135,6 +135,9 @@ async fn serve(
         sim.eos_at(),
         sim.checked_model(),
     )?;
+    if sim.faults().disregards_ignore_eos() {
+        job.end_at_eos(sim.eos_at());
+    }
     eprintln!(
         "disagg-sim: POST {} {} prompt_tokens={} max_tokens={} stream={}",
         endpoint.path(),

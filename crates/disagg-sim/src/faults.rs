@@ -56,6 +56,7 @@ pub(crate) struct Faults {
     drop_stream_on_request: Vec<u64>,
     drop_after_tokens: u64,
     kv_transfer_fail_on: Vec<u64>,
+    disregard_ignore_eos: bool,
     served: AtomicU64,
     arrived: AtomicU64,
     transfers: AtomicU64,
@@ -78,6 +79,7 @@ impl Faults {
         Self {
             fail_after_requests: args.fail_after_requests,
             hang_after_requests: args.hang_after_requests,
+            disregard_ignore_eos: args.disregard_ignore_eos,
             error_on_request: args.error_on_request.clone(),
             drop_stream_on_request: args.drop_stream_on_request.clone(),
             drop_after_tokens: args.drop_after_tokens,
@@ -110,6 +112,11 @@ impl Faults {
     }
 
     /// The sim is hung (`--hang-after-requests` reached): nothing answers any more.
+    /// `--disregard-ignore-eos`: answers end at the scripted EOS whatever the request asks.
+    pub(crate) fn disregards_ignore_eos(&self) -> bool {
+        self.disregard_ignore_eos
+    }
+
     pub(crate) fn hung(&self) -> bool {
         self.hung.load(Ordering::Acquire)
     }
@@ -143,6 +150,7 @@ mod tests {
             drop_after_tokens: 1,
             kv_transfer_delay: Duration::ZERO,
             kv_transfer_fail_on: Vec::new(),
+            disregard_ignore_eos: false,
         }
     }
 

@@ -115,6 +115,15 @@ pub(crate) struct Job {
 }
 
 impl Job {
+    /// `--disregard-ignore-eos`: the output ends at the scripted EOS (position `eos_at`), as if
+    /// the request had asked for neither `ignore_eos` nor `min_tokens`.
+    pub(crate) fn end_at_eos(&mut self, eos_at: Option<u64>) {
+        if let Some(p) = eos_at.filter(|p| p + 1 < self.max_tokens) {
+            self.max_tokens = p + 1;
+            self.finish = Finish::Stop;
+        }
+    }
+
     /// The text of output position `i`: EOS renders as nothing, like a special token.
     pub(crate) fn text_at(&self, i: u64) -> String {
         if self.finish == Finish::Stop && i + 1 == self.max_tokens {

