@@ -26,6 +26,11 @@ use crate::request::Endpoint;
 use crate::worker::Worker;
 use crate::{dispatch, health, upstream};
 
+/// Copies of a request body the router holds at once, at most: the body itself and the leg
+/// request written from it (legs are written one after the other, and a leg sent to several
+/// workers shares one buffer). The in-flight budget counts each body this many times.
+pub(crate) const COPIES: usize = 2;
+
 /// `/v1/models` is metadata; it should never wait as long as a generation may.
 const MODELS_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -157,10 +162,11 @@ fn finish(state: &AppState, route: &'static str, out: Result<Response, ProxyErro
     resp
 }
 
-/// Reads a request body, once, within the body deadline and the size limit, holding a permit of
-/// the in-flight budget for every byte. A body that declares its length is refused before a byte
-/// of it is read when it is too large or the budget cannot take it; one that does not is
-/// counted as it arrives.
+/// Reads a request body, once, within the body deadline and the size limit, holding permits of
+/// the in-flight budget for it: [`COPIES`] per byte, since while a leg is sent the request that
+/// leg is written from the body lives beside it. A body that declares its length is refused
+/// before a byte of it is read when it is too large or the budget cannot take it; one that does
+/// not is counted as it arrives.
 async fn read_body(
     state: &Inner,
     headers: &HeaderMap,
@@ -179,12 +185,12 @@ async fn read_body(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large);
     }
-    let take = |n: usize| {
-        // `validate` keeps the body limit within u32, and `n` within the body limit.
+    let take = |bytes: usize| {
+        // `validate` keeps COPIES × the body limit within u32, and `bytes` within the limit.
         state
             .bodies
             .clone()
-            .try_acquire_many_owned(u32::try_from(n).unwrap_or(u32::MAX))
+            .try_acquire_many_owned(u32::try_from(bytes * COPIES).unwrap_or(u32::MAX))
             .map_err(|_| busy())
     };
     let mut held = take(declared.unwrap_or(0) as usize)?;
@@ -210,8 +216,9 @@ async fn read_body(
         if len > limit {
             return Err(too_large);
         }
-        if len > held.num_permits() {
-            held.merge(take(len - held.num_permits())?);
+        let counted = held.num_permits() / COPIES;
+        if len > counted {
+            held.merge(take(len - counted)?);
         }
         buf.extend_from_slice(&chunk);
     }

@@ -17,9 +17,10 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 /// exists so one bad client cannot make the router buffer without bound.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
-/// Request bodies being read or served at once, in bytes, across all connections: past it a
-/// request gets 503 at once (before its body is read, when it declares its length). Four of the
-/// largest bodies; bounds the router's memory whatever clients send (see the README).
+/// Request bodies being read or served at once, in bytes, across all connections, each counted
+/// with the copy its leg request makes: past it a request gets 503 at once (before its body is
+/// read, when it declares its length). Two of the largest bodies with their copies; bounds the
+/// router's memory whatever clients send (see the README).
 pub const DEFAULT_MAX_INFLIGHT_BODY_BYTES: usize = 4 * DEFAULT_MAX_BODY_BYTES;
 
 /// A client connection that has not sent a whole request head this long after it opened (or
@@ -89,8 +90,9 @@ pub struct RouterArgs {
     /// Largest request body accepted, in bytes; larger ones get 413.
     #[arg(long, default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
-    /// Bytes of request bodies held at once across all requests; past it requests get 503.
-    /// At least --max-body-bytes.
+    /// Bytes of request bodies held at once across all requests, each counted twice (the body
+    /// and the leg request written from it); past it requests get 503. At least twice
+    /// --max-body-bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_INFLIGHT_BODY_BYTES)]
     pub max_inflight_body_bytes: usize,
     /// A client connection that has not sent a whole request head this long after it opened
@@ -256,15 +258,16 @@ impl RouterConfig {
                 });
             }
         }
-        if self.max_inflight_body_bytes < self.max_body_bytes {
+        let copies = crate::app::COPIES;
+        if self.max_inflight_body_bytes / copies < self.max_body_bytes {
             return Err(RouterError::Limits(format!(
-                "--max-inflight-body-bytes ({}) is smaller than --max-body-bytes ({}): the largest allowed request could never be read",
+                "--max-inflight-body-bytes ({}) is smaller than {copies} × --max-body-bytes ({}): the largest allowed request (counted with its leg's copy) could never be read",
                 self.max_inflight_body_bytes, self.max_body_bytes
             )));
         }
-        if self.max_body_bytes > u32::MAX as usize {
+        if self.max_body_bytes > u32::MAX as usize / copies {
             return Err(RouterError::Limits(format!(
-                "--max-body-bytes ({}) is above 4 GiB",
+                "--max-body-bytes ({}) is above 2 GiB",
                 self.max_body_bytes
             )));
         }
@@ -617,7 +620,8 @@ mod args_tests {
         .into_config()
         .unwrap_err();
         assert!(
-            err.to_string().contains("smaller than --max-body-bytes"),
+            err.to_string()
+                .contains("smaller than 2 × --max-body-bytes"),
             "{err}"
         );
     }
