@@ -190,29 +190,25 @@ fn check_engine_args(case: &LoadedCase) -> Result<(), disagg_core::CaseError> {
     if case.case.engine != disagg_core::case::Engine::Sim {
         return Ok(());
     }
-    let dir = std::path::Path::new("/nonexistent-run-dir");
-    let plan = disagg_core::plan::build(case, "check", dir, std::path::Path::new("disagg"));
-    for w in plan.workers() {
-        let Some(engine) = &w.engine else { continue };
-        // The ports and host the role fills in at start, as any valid values.
-        let argv: Vec<String> = engine
-            .argv
-            .iter()
-            .map(|a| {
-                a.replace("{bootstrap_port}", "0")
-                    .replace("{side_channel_port}", "0")
-                    .replace("{publish_host}", "127.0.0.1")
-            })
-            .collect();
+    let groups = [("ctx", &case.case.ctx), ("gen", &case.case.generation)];
+    for (group, g) in groups {
+        let disagg_core::engines::EngineArgs::Sim(args) = &g.engine_args else {
+            continue;
+        };
+        // What the plan gives every sim besides the group's own flags: its dialect matters
+        // (some flags are one dialect's), its address and files do not.
+        let mut argv: Vec<String> = ["disagg", "sim", "--dialect"].map(String::from).into();
+        argv.push(case.case.router.dialect().as_str().into());
+        argv.extend(disagg_core::engines::sim::flags(
+            args,
+            std::path::Path::new("requests.jsonl"),
+        ));
         if let Err(why) = disagg_sim::check_argv(&argv) {
-            let key = if w.role.is_ctx() {
-                "ctx.engine_args"
-            } else {
-                "gen.engine_args"
-            };
+            let key = format!("{group}.engine_args");
             let text = std::fs::read_to_string(&case.path).unwrap_or_default();
+            let line = disagg_core::locate::line_of(&text, &key);
             return Err(disagg_core::CaseError::new(&case.path, key, format!("the sim rejects these settings: {why}"))
-                .at_line(disagg_core::locate::line_of(&text, key))
+                .at_line(line)
                 .hint("each engine_args key is the `disagg sim` flag of the same name; see `disagg sim --help`"));
         }
     }

@@ -83,24 +83,30 @@ pub enum SimError {
     },
 }
 
-/// Runs the sim until the process is killed (or a scripted crash exits it).
-/// Checks `disagg sim` argv (as a launcher would pass it) without starting anything: the flags
-/// parse and the timing settings are consistent. The error is the sim's own message.
-pub fn check_argv(argv: &[String]) -> Result<(), String> {
+/// Parses `disagg sim` argv (as a launcher would pass it: `[exe, "sim", flags...]`) into the
+/// sim's flags, as `disagg sim` itself would. The error is clap's own message.
+pub fn parse_argv(argv: &[String]) -> Result<SimArgs, String> {
     #[derive(clap::Parser)]
     struct Cli {
         #[command(flatten)]
         sim: SimArgs,
     }
-    let args = <Cli as clap::Parser>::try_parse_from(argv.iter().skip(1))
-        .map_err(|e| e.render().to_string().trim().to_string())?
-        .sim;
+    <Cli as clap::Parser>::try_parse_from(argv.iter().skip(1))
+        .map(|cli| cli.sim)
+        .map_err(|e| e.render().to_string().trim().to_string())
+}
+
+/// Checks `disagg sim` argv (as a launcher would pass it) without starting anything: the flags
+/// parse and the timing settings are consistent. The error is the sim's own message.
+pub fn check_argv(argv: &[String]) -> Result<(), String> {
+    let args = parse_argv(argv)?;
     engine::cost::TimingModel::from_args(&args.timing)
         .map(drop)
         .map_err(|e| e.to_string())?;
     args.check_dialect().map_err(|e| e.to_string())
 }
 
+/// Runs the sim until the process is killed (or a scripted crash exits it).
 pub async fn run(args: SimArgs) -> Result<(), SimError> {
     // Created before binding, so the startup delay counts from process start, as an engine's
     // model loading would.

@@ -14,7 +14,7 @@
 mod command;
 mod flags;
 pub mod sglang;
-mod sim;
+pub mod sim;
 mod trtllm;
 pub mod vllm;
 pub mod yaml11;

@@ -1,12 +1,13 @@
 //! `engine: sim`: `disagg sim`, binding port 0 and writing its address to a ready file. Each
 //! `engine_args` key is the `disagg sim` flag of the same name.
 
+use std::path::Path;
+
 use super::{Built, WorkerSpec};
 use crate::case::{Dialect, SimEngineArgs};
 use crate::plan::EngineLaunch;
 
 pub fn build(a: &SimEngineArgs, w: &WorkerSpec<'_>) -> Built {
-    let d = |v| humantime::format_duration(v).to_string();
     let mut argv: Vec<String> = vec![w.exe.into(), "sim".into()];
     let mut flag = |name: &str, value: String| {
         argv.push(format!("--{name}"));
@@ -31,6 +32,35 @@ pub fn build(a: &SimEngineArgs, w: &WorkerSpec<'_>) -> Built {
         }
         _ => {}
     }
+    let request_log = w.run_dir.join(format!(
+        "{}.requests.jsonl",
+        w.role.log_file().trim_end_matches(".log")
+    ));
+    argv.extend(flags(a, &request_log));
+    Built {
+        launch: EngineLaunch {
+            argv,
+            ready_file: Some(w.ready_file.clone()),
+            host: w.bind_host.into(),
+            env: Default::default(),
+            side_channel_span: 1,
+        },
+        ranks: 1,
+        file: None,
+    }
+}
+
+/// The `disagg sim` flags a group's `engine_args` set, in the order the plan writes them. Each
+/// case key is the sim flag of the same name (`kv_ttl` → `--kv-ttl`); this is the one place
+/// that says so, and `disagg-harness/tests/sim_flags.rs` checks every key against the sim's own
+/// parser and defaults. `request_log` is the file `request_log: true` names.
+pub fn flags(a: &SimEngineArgs, request_log: &Path) -> Vec<String> {
+    let d = |v| humantime::format_duration(v).to_string();
+    let mut argv: Vec<String> = Vec::new();
+    let mut flag = |name: &str, value: String| {
+        argv.push(format!("--{name}"));
+        argv.push(value);
+    };
     flag("startup-delay", d(a.startup_delay));
     flag("prefill-per-token", d(a.prefill_per_token));
     flag("itl", d(a.itl));
@@ -86,11 +116,7 @@ pub fn build(a: &SimEngineArgs, w: &WorkerSpec<'_>) -> Built {
         }
     }
     if a.request_log {
-        let log = w.run_dir.join(format!(
-            "{}.requests.jsonl",
-            w.role.log_file().trim_end_matches(".log")
-        ));
-        flag("request-log", log.display().to_string());
+        flag("request-log", request_log.display().to_string());
     }
     if a.never_ready {
         argv.push("--never-ready".into());
@@ -101,15 +127,5 @@ pub fn build(a: &SimEngineArgs, w: &WorkerSpec<'_>) -> Built {
     if a.realtime {
         argv.push("--realtime".into());
     }
-    Built {
-        launch: EngineLaunch {
-            argv,
-            ready_file: Some(w.ready_file.clone()),
-            host: w.bind_host.into(),
-            env: Default::default(),
-            side_channel_span: 1,
-        },
-        ranks: 1,
-        file: None,
-    }
+    argv
 }
