@@ -12,9 +12,12 @@ use disagg_core::case::SimEngineArgs;
 use disagg_core::engines::EngineArgs;
 use disagg_sim::SimArgs;
 
+/// What the sim holds for one key, as its `Debug`.
+type Held = fn(&SimArgs) -> String;
+
 /// Every sim `engine_args` key, a value other than its default, and what the sim holds once
-/// the plan's argv is parsed (its `Debug`).
-const KEYS: &[(&str, &str, fn(&SimArgs) -> String, &str)] = &[
+/// the plan's argv is parsed.
+const KEYS: &[(&str, &str, Held, &str)] = &[
     (
         "startup_delay",
         "3s",
