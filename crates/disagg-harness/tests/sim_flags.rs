@@ -130,6 +130,12 @@ const KEYS: &[(&str, &str, Held, &str)] = &[
     ),
     ("eos_at", "15", |a| format!("{:?}", a.eos_at), "Some(15)"),
     (
+        "disregard_ignore_eos",
+        "true",
+        |a| format!("{:?}", a.faults.disregard_ignore_eos),
+        "true",
+    ),
+    (
         "hang_after_requests",
         "16",
         |a| format!("{:?}", a.faults.hang_after_requests),
