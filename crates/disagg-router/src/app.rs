@@ -26,9 +26,10 @@ use crate::request::Endpoint;
 use crate::worker::Worker;
 use crate::{dispatch, health, upstream};
 
-/// Copies of a request body the router holds at once, at most: the body itself and the leg
-/// request written from it (legs are written one after the other, and a leg sent to several
-/// workers shares one buffer). The in-flight budget counts each body this many times.
+/// Copies of a request body the router holds at once, at most: the body itself and one more of
+/// about its size (legs share the body's large values rather than copy them, but TensorRT-LLM's
+/// context answer brings the prompt back as `prompt_token_ids`, which its generation leg then
+/// shares). The in-flight budget counts each body this many times.
 pub(crate) const COPIES: usize = 2;
 
 /// `/v1/models` is metadata; it should never wait as long as a generation may.
@@ -194,7 +195,10 @@ async fn read_body(
             .map_err(|_| busy())
     };
     let mut held = take(declared.unwrap_or(0) as usize)?;
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0) as usize);
+    // A body that arrives as one chunk is used as it is; only one of several is gathered (a
+    // copy) into one buffer, which the JSON scanner needs.
+    let mut one: Option<Bytes> = None;
+    let mut buf = BytesMut::new();
     let deadline = Instant::now() + cfg.body_timeout;
     let mut stream = body.into_data_stream();
     loop {
@@ -212,7 +216,7 @@ async fn read_body(
             }
             Ok(Some(Ok(chunk))) => chunk,
         };
-        let len = buf.len() + chunk.len();
+        let len = buf.len() + one.as_ref().map_or(0, Bytes::len) + chunk.len();
         if len > limit {
             return Err(too_large);
         }
@@ -220,9 +224,17 @@ async fn read_body(
         if len > counted {
             held.merge(take(len - counted)?);
         }
-        buf.extend_from_slice(&chunk);
+        match one.take() {
+            Some(first) => {
+                buf.reserve((declared.unwrap_or(0) as usize).max(len));
+                buf.extend_from_slice(&first);
+                buf.extend_from_slice(&chunk);
+            }
+            None if buf.is_empty() => one = Some(chunk),
+            None => buf.extend_from_slice(&chunk),
+        }
     }
-    Ok((buf.freeze(), held))
+    Ok((one.unwrap_or_else(|| buf.freeze()), held))
 }
 
 /// Model metadata comes from a healthy generation worker, which is what clients talk to in

@@ -19,6 +19,7 @@ use crate::config::Dialect;
 use crate::error::{Deadline, Leg, ProxyError};
 use crate::legs::{Clock, context_call, generation_call, with_retries};
 use crate::policy::PickInput;
+use crate::raw::Pieces;
 use crate::relay::{self, Keep};
 use crate::request::{ClientRequest, Endpoint};
 use crate::trtllm::{self, ContextOutcome};
@@ -56,7 +57,7 @@ async fn trtllm_flow(
 ) -> Result<Response, ProxyError> {
     let path = req.endpoint.path();
     let input = req.pick_input();
-    let ctx_body = Bytes::from(trtllm::context_body(req));
+    let ctx_body = trtllm::context_body(req);
     let leg_deadline = clock.leg(state.cfg.context_timeout, Deadline::Context);
     let (ctx_lease, answer) = with_retries(state, &state.prefill, input, |worker| {
         let body = ctx_body.clone();
@@ -86,7 +87,7 @@ async fn trtllm_flow(
     };
     drop(ctx_lease);
 
-    let gen_body = Bytes::from(trtllm::generation_body(req, &handoff));
+    let gen_body = trtllm::generation_body(req, &handoff);
     // With a key, the hand-off's protected fields are signed as TensorRT-LLM's server does.
     let auth = state
         .cfg
@@ -108,7 +109,7 @@ async fn vllm_flow(
 ) -> Result<Response, ProxyError> {
     let path = req.endpoint.path();
     let input = req.pick_input();
-    let prefill_body = Bytes::from(vllm::prefill_body(req));
+    let prefill_body = vllm::prefill_body(req);
     let leg_deadline = clock.leg(state.cfg.context_timeout, Deadline::Context);
     let id = &request_id;
     let (ctx_lease, answer) = with_retries(state, &state.prefill, input, |worker| {
@@ -122,7 +123,7 @@ async fn vllm_flow(
         reason,
     })?;
     drop(ctx_lease);
-    let decode_body = Bytes::from(vllm::decode_body(req, &params));
+    let decode_body = vllm::decode_body(req, &params);
     generation(state, req, clock, decode_body, Some(id), None).await
 }
 
@@ -131,7 +132,7 @@ async fn generation(
     state: &Inner,
     req: &ClientRequest,
     clock: Clock,
-    body: Bytes,
+    body: Pieces,
     request_id: Option<&HeaderValue>,
     auth: Option<&HeaderValue>,
 ) -> Result<Response, ProxyError> {

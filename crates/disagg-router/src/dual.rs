@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
+use crate::raw::Pieces;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
@@ -35,12 +35,12 @@ pub(crate) async fn sglang_flow(
             Ok(pair) => pair,
             Err(unhealthy) => return Err(last.unwrap_or(unhealthy)),
         };
-        let body = Bytes::from(sglang::body(
+        let body = sglang::body(
             req,
             sglang::host_of(p_lease.url()),
             p_lease.worker.bootstrap_port,
             state.ids.next() >> 1,
-        ));
+        );
         let prefill = prefill_leg(state.clone(), clock, p_lease, req, body.clone());
         match race(state, req, clock, &d_lease, body, prefill).await {
             Ok((opened, companion)) => {
@@ -85,7 +85,7 @@ async fn race(
     req: &ClientRequest,
     clock: Clock,
     d_lease: &Lease,
-    body: Bytes,
+    body: Pieces,
     mut prefill: BoxFuture<'static, Result<(), ProxyError>>,
 ) -> Result<(Opened, Companion), (bool, ProxyError)> {
     let decode = generation_call(
@@ -120,7 +120,7 @@ fn prefill_leg(
     clock: Clock,
     lease: Lease,
     req: &ClientRequest,
-    body: Bytes,
+    body: Pieces,
 ) -> BoxFuture<'static, Result<(), ProxyError>> {
     let path = req.endpoint.path();
     async move {

@@ -5,6 +5,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
+
+use crate::raw::Pieces;
 use reqwest::header::HeaderValue;
 use tokio::time::Instant;
 
@@ -125,7 +127,7 @@ pub(crate) async fn context_call(
     leg_deadline: (Instant, Deadline),
     worker: &str,
     path: &str,
-    body: Bytes,
+    body: Pieces,
     request_id: Option<&HeaderValue>,
 ) -> Result<Bytes, ProxyError> {
     let t = state.target(Leg::Context, worker, clock);
@@ -146,7 +148,7 @@ pub(crate) async fn generation_call(
     clock: Clock,
     worker: &str,
     path: &str,
-    body: Bytes,
+    body: Pieces,
     request_id: Option<&HeaderValue>,
     auth: Option<&HeaderValue>,
 ) -> Result<Opened, ProxyError> {

@@ -66,36 +66,104 @@ impl RawObject {
     }
 
     /// Writes this object without the keys in `drop`, with `set` replacing or adding keys (values
-    /// are raw JSON). Keys keep their order; new ones go last.
-    pub fn write(&self, drop: &[&str], set: &[(&str, &[u8])]) -> Vec<u8> {
-        let extra: usize = set.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
-        let mut out = Vec::with_capacity(self.bytes.len() + extra);
-        out.push(b'{');
+    /// are raw JSON). Keys keep their order; new ones go last. Values of [`SHARE_FROM`] bytes or
+    /// more (the prompt, `prompt_token_ids`) are shared into the result, not copied.
+    pub fn write(&self, drop: &[&str], set: &[(&str, Bytes)]) -> Pieces {
+        let mut out = Pieces::with_capacity(256);
+        out.small.push(b'{');
         let mut first = true;
-        let mut put = |out: &mut Vec<u8>, k: &str, v: &[u8]| {
+        let mut put = |out: &mut Pieces, k: &str, v: Bytes| {
             if !first {
-                out.push(b',');
+                out.small.push(b',');
             }
             first = false;
-            write_key(out, k);
-            out.extend_from_slice(v);
+            write_key(&mut out.small, k);
+            out.value(v);
         };
         for (k, r) in &self.fields {
             if drop.contains(&k.as_str()) {
                 continue;
             }
             match set.iter().find(|(sk, _)| sk == k) {
-                Some((_, v)) => put(&mut out, k, v),
-                None => put(&mut out, k, &self.bytes[r.clone()]),
+                Some((_, v)) => put(&mut out, k, v.clone()),
+                None => put(&mut out, k, self.bytes.slice(r.clone())),
             }
         }
         for (k, v) in set {
             if !self.fields.iter().any(|(fk, _)| fk == k) {
-                put(&mut out, k, v);
+                put(&mut out, k, v.clone());
             }
         }
-        out.push(b'}');
-        out
+        out.small.push(b'}');
+        out.finish()
+    }
+}
+
+/// Values at least this long are shared into an outgoing body rather than copied: below it a
+/// copy costs less than one more buffer to write.
+pub(crate) const SHARE_FROM: usize = 4096;
+
+/// An outgoing JSON body as a few buffers: what the router writes itself (keys, small values),
+/// and the large values it relays (the prompt, `prompt_token_ids`) shared with the buffer they
+/// arrived in. hyper sends the buffers with one `writev`, so a long prompt is copied in user
+/// space once, on its way in, not again for each leg.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Pieces {
+    parts: Vec<Bytes>,
+    /// What is being written, not yet in `parts`.
+    small: Vec<u8>,
+    len: usize,
+}
+
+impl Pieces {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            small: Vec::with_capacity(n),
+            ..Self::default()
+        }
+    }
+
+    fn value(&mut self, v: Bytes) {
+        if v.len() < SHARE_FROM {
+            self.small.extend_from_slice(&v);
+        } else {
+            self.flush();
+            self.len += v.len();
+            self.parts.push(v);
+        }
+    }
+
+    fn flush(&mut self) {
+        if !self.small.is_empty() {
+            self.len += self.small.len();
+            self.parts
+                .push(Bytes::from(std::mem::take(&mut self.small)));
+        }
+    }
+
+    fn finish(mut self) -> Self {
+        self.flush();
+        self
+    }
+
+    /// Bytes in all.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The buffers, in order.
+    pub fn parts(&self) -> &[Bytes] {
+        &self.parts
+    }
+
+    /// The whole body in one buffer (a copy): for answers built from a context response, and
+    /// for tests.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.len);
+        for p in &self.parts {
+            v.extend_from_slice(p);
+        }
+        v
     }
 }
 
@@ -259,12 +327,12 @@ mod tests {
     fn rewrites_only_the_named_keys() {
         let o = obj(r#" {"a": [1, 2], "b": "x\"y", "c": {"d": null}, "a": [3]} "#);
         assert_eq!(o.get("a"), Some(&b"[3]"[..]), "last duplicate wins");
-        let out = o.write(&["b"], &[("c", b"false"), ("e", b"1")]);
+        let out = o.write(&["b"], &[("c", "false".into()), ("e", "1".into())]);
         assert_eq!(
-            std::str::from_utf8(&out).unwrap(),
+            std::str::from_utf8(&out.to_vec()).unwrap(),
             r#"{"a":[3],"c":false,"e":1}"#
         );
-        let v: Value = serde_json::from_slice(&o.write(&[], &[])).unwrap();
+        let v: Value = serde_json::from_slice(&o.write(&[], &[]).to_vec()).unwrap();
         assert_eq!(v, json!({"a": [3], "b": "x\"y", "c": {"d": null}}));
     }
 
@@ -272,7 +340,7 @@ mod tests {
     fn escaped_keys_are_compared_decoded_and_written_escaped() {
         let o = obj(r#"{"str\u0065am": true, "q\"k": 1}"#);
         assert_eq!(o.get("stream"), Some(&b"true"[..]));
-        let v: Value = serde_json::from_slice(&o.write(&[], &[])).unwrap();
+        let v: Value = serde_json::from_slice(&o.write(&[], &[]).to_vec()).unwrap();
         assert_eq!(v, json!({"stream": true, "q\"k": 1}));
     }
 
@@ -293,6 +361,34 @@ mod tests {
         assert!(RawObject::parse(Bytes::from_static(br#"{"p":[1x]}"#)).is_err());
         let unclosed = format!(r#"{{"p":[{}"#, "1,".repeat(VALIDATE_BELOW));
         assert!(RawObject::parse(Bytes::from(unclosed)).is_err());
+    }
+
+    #[test]
+    fn large_values_are_shared_not_copied() {
+        let prompt = format!("\"{}\"", "abcde ".repeat(SHARE_FROM));
+        let body = format!(r#"{{"model":"m","prompt":{prompt},"stream":true}}"#);
+        let o = obj(&body);
+        let ids = Bytes::from(format!("[{}]", vec!["7"; SHARE_FROM].join(",")));
+        let out = o.write(
+            &["stream"],
+            &[("prompt_token_ids", ids.clone()), ("x", "1".into())],
+        );
+        let shared: Vec<*const u8> = (out.parts().iter())
+            .filter(|p| p.len() >= SHARE_FROM)
+            .map(|p| p.as_ptr())
+            .collect();
+        assert_eq!(
+            shared,
+            vec![o.get("prompt").unwrap().as_ptr(), ids.as_ptr()]
+        );
+        // `{"model":"m","prompt":`, the prompt, `,"prompt_token_ids":`, the ids, `,"x":1}`.
+        assert_eq!(out.parts().len(), 5);
+        let whole = out.to_vec();
+        assert_eq!(out.len(), whole.len());
+        let v: Value = serde_json::from_slice(&whole).unwrap();
+        assert_eq!(v["prompt"].as_str().unwrap().len(), 6 * SHARE_FROM);
+        assert_eq!(v["prompt_token_ids"].as_array().unwrap().len(), SHARE_FROM);
+        assert_eq!((v.get("stream"), &v["x"]), (None, &json!(1)));
     }
 
     #[test]
@@ -352,7 +448,7 @@ mod tests {
             }
             let bytes = Bytes::from(text);
             if let Ok(o) = RawObject::parse(bytes.clone()) {
-                let out = o.write(&["stream"], &[("x", b"1")]);
+                let out = o.write(&["stream"], &[("x", "1".into())]).to_vec();
                 assert!(
                     serde_json::from_slice::<serde_json::Value>(&out).is_ok(),
                     "{bytes:?} -> {out:?}"
@@ -387,7 +483,7 @@ mod tests {
             let o = RawObject::parse(body.clone()).unwrap();
             let t = std::time::Instant::now();
             for _ in 0..n {
-                std::hint::black_box(o.write(&["stream"], &[("x", b"1")]));
+                std::hint::black_box(o.write(&["stream"], &[("x", "1".into())]));
             }
             let write = t.elapsed() / n;
             println!(

@@ -2,6 +2,7 @@
 //! bootstrap address and a fresh rendezvous room, sent to prefill and decode at once. Decode
 //! connects to the prefill worker's bootstrap server and meets it in that room.
 
+use crate::raw::Pieces;
 use crate::request::ClientRequest;
 
 /// The body for both legs.
@@ -10,7 +11,7 @@ pub(crate) fn body(
     bootstrap_host: &str,
     bootstrap_port: Option<u16>,
     room: u64,
-) -> Vec<u8> {
+) -> Pieces {
     let host = serde_json::to_vec(bootstrap_host).unwrap_or_else(|_| b"null".to_vec());
     let port = match bootstrap_port {
         Some(p) => p.to_string().into_bytes(),
@@ -20,9 +21,9 @@ pub(crate) fn body(
     req.body.write(
         &[],
         &[
-            ("bootstrap_host", &host),
-            ("bootstrap_port", &port),
-            ("bootstrap_room", &room),
+            ("bootstrap_host", host.into()),
+            ("bootstrap_port", port.into()),
+            ("bootstrap_room", room.into()),
         ],
     )
 }
@@ -52,13 +53,14 @@ mod tests {
             br#"{"prompt": "p", "stream": true, "bootstrap_room": 1}"#[..].into(),
         )
         .unwrap();
-        let b: Value = serde_json::from_slice(&body(&r, "10.0.0.2", Some(8998), 77)).unwrap();
+        let b: Value =
+            serde_json::from_slice(&body(&r, "10.0.0.2", Some(8998), 77).to_vec()).unwrap();
         assert_eq!(
             b,
             json!({"prompt": "p", "stream": true, "bootstrap_room": 77,
                    "bootstrap_host": "10.0.0.2", "bootstrap_port": 8998})
         );
-        let b: Value = serde_json::from_slice(&body(&r, "h", None, 1)).unwrap();
+        let b: Value = serde_json::from_slice(&body(&r, "h", None, 1).to_vec()).unwrap();
         assert_eq!(b["bootstrap_port"], Value::Null);
     }
 

@@ -8,27 +8,30 @@ use disagg_proto::sse;
 use disagg_proto::trtllm::DisaggregatedParams;
 use serde_json::{Map, Value, json};
 
-use crate::raw::RawObject;
+use crate::raw::{Pieces, RawObject};
 use crate::request::{ClientRequest, Endpoint};
 
 /// The body for the context leg: the client's request as context-only, never streamed.
-pub(crate) fn context_body(req: &ClientRequest) -> Vec<u8> {
+pub(crate) fn context_body(req: &ClientRequest) -> Pieces {
     let params = serde_json::to_vec(&DisaggregatedParams::context_only())
         .unwrap_or_else(|_| br#"{"request_type":"context_only"}"#.to_vec());
     req.body.write(
         &["stream_options"],
-        &[("disaggregated_params", &params), ("stream", b"false")],
+        &[
+            ("disaggregated_params", params.into()),
+            ("stream", "false".into()),
+        ],
     )
 }
 
 /// The body for the generation leg: the original request plus the context's hand-off.
-pub(crate) fn generation_body(req: &ClientRequest, handoff: &Handoff) -> Vec<u8> {
-    let mut set: Vec<(&str, &[u8])> = vec![("disaggregated_params", &handoff.params)];
+pub(crate) fn generation_body(req: &ClientRequest, handoff: &Handoff) -> Pieces {
+    let mut set = vec![("disaggregated_params", handoff.params.clone())];
     if let Some(ids) = &handoff.prompt_token_ids {
         match req.endpoint {
             // The context server already tokenised the prompt; reuse its ids verbatim.
-            Endpoint::Completions => set.push(("prompt", ids)),
-            Endpoint::ChatCompletions => set.push(("prompt_token_ids", ids)),
+            Endpoint::Completions => set.push(("prompt", ids.clone())),
+            Endpoint::ChatCompletions => set.push(("prompt_token_ids", ids.clone())),
         }
     }
     req.body.write(&[], &set)
@@ -39,7 +42,7 @@ pub(crate) fn generation_body(req: &ClientRequest, handoff: &Handoff) -> Vec<u8>
 pub(crate) struct Handoff {
     /// `choices[0].disaggregated_params` as JSON, with `request_type: generation_only`. Kept
     /// whole so fields newer than our types (e.g. `disagg_request_id`) still reach the worker.
-    pub params: Vec<u8>,
+    pub params: Bytes,
     /// Top-level `prompt_token_ids`, raw and uncopied. When a context server omits them, the
     /// original prompt is sent instead and the generation server tokenises it again.
     pub prompt_token_ids: Option<Bytes>,
@@ -105,7 +108,7 @@ pub(crate) fn read_context_response(bytes: Bytes) -> Result<ContextOutcome, Stri
     params.insert("request_type".into(), Value::from("generation_only"));
     Ok(ContextOutcome::Continue(Handoff {
         auth_payload: disagg_proto::auth::payload(&params),
-        params: to_vec(&params),
+        params: to_vec(&params).into(),
         prompt_token_ids: resp.get_bytes("prompt_token_ids"),
     }))
 }
@@ -115,7 +118,8 @@ impl Finished {
     pub fn json(&self) -> Vec<u8> {
         let choices = to_vec(&[&self.choice]);
         self.resp
-            .write(&["prompt_token_ids"], &[("choices", &choices)])
+            .write(&["prompt_token_ids"], &[("choices", choices.into())])
+            .to_vec()
     }
 
     /// The streamed answer: one chunk with the whole answer, then `[DONE]`.
@@ -214,7 +218,7 @@ mod tests {
             json!({"prompt": "p", "stream": true, "stream_options": {"include_usage": true},
                    "disaggregated_params": {"request_type": "generation_only"}}),
         );
-        let body: Value = serde_json::from_slice(&context_body(&req)).unwrap();
+        let body: Value = serde_json::from_slice(&context_body(&req).to_vec()).unwrap();
         assert_eq!(
             body,
             json!({"prompt": "p", "stream": false, "disaggregated_params":
@@ -237,7 +241,8 @@ mod tests {
             Endpoint::Completions,
             json!({"prompt": "p", "stream": true}),
         );
-        let body: Value = serde_json::from_slice(&generation_body(&completions, &handoff)).unwrap();
+        let body: Value =
+            serde_json::from_slice(&generation_body(&completions, &handoff).to_vec()).unwrap();
         assert_eq!(body["prompt"], json!([5, 6]));
         assert_eq!(body["stream"], true);
         let p = &body["disaggregated_params"];
@@ -246,7 +251,8 @@ mod tests {
         assert_eq!(p["future_field"], "kept");
 
         let chat = parse(Endpoint::ChatCompletions, json!({"messages": []}));
-        let body: Value = serde_json::from_slice(&generation_body(&chat, &handoff)).unwrap();
+        let body: Value =
+            serde_json::from_slice(&generation_body(&chat, &handoff).to_vec()).unwrap();
         assert_eq!(body["prompt_token_ids"], json!([5, 6]));
         assert!(body.get("prompt").is_none());
     }

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use crate::config::RouterConfig;
 use crate::error::{Deadline, Leg, ProxyError, RouterError, error_chain};
+use crate::raw::Pieces;
 
 /// How much of a worker's error body is quoted back to the client.
 const ERROR_BODY_QUOTE: usize = 2048;
@@ -48,14 +49,15 @@ pub(crate) async fn post_json(
     client: &reqwest::Client,
     t: Target<'_>,
     path: &str,
-    body: Bytes,
+    body: Pieces,
     request_id: Option<&HeaderValue>,
     auth: Option<&HeaderValue>,
 ) -> Result<reqwest::Response, ProxyError> {
     let mut request = client
         .post(format!("{}{path}", t.worker))
         .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body);
+        .header(reqwest::header::CONTENT_LENGTH, body.len())
+        .body(request_body(body));
     if let Some(id) = request_id {
         request = request.header(REQUEST_ID, id);
     }
@@ -63,6 +65,48 @@ pub(crate) async fn post_json(
         request = request.header(disagg_proto::auth::HEADER, sig);
     }
     send(request, t).await
+}
+
+/// One buffer as it is; several as a body of that many frames of known total length, which
+/// hyper queues and writes with one `writev` (its queue strategy), without copying them.
+fn request_body(body: Pieces) -> reqwest::Body {
+    match body.parts() {
+        [one] => reqwest::Body::from(one.clone()),
+        _ => reqwest::Body::wrap(Frames {
+            left: body.len() as u64,
+            parts: body.parts().to_vec().into(),
+        }),
+    }
+}
+
+/// A request body of ready buffers, sent in order.
+struct Frames {
+    parts: std::collections::VecDeque<Bytes>,
+    left: u64,
+}
+
+impl hyper::body::Body for Frames {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let next = self.parts.pop_front().map(|b| {
+            self.left -= b.len() as u64;
+            Ok(hyper::body::Frame::data(b))
+        });
+        std::task::Poll::Ready(next)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.left)
+    }
 }
 
 /// GETs `worker` + `path`; non-2xx answers become errors.

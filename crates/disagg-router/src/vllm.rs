@@ -5,23 +5,23 @@
 
 use bytes::Bytes;
 
-use crate::raw::{RawObject, first_byte, kind_of};
+use crate::raw::{Pieces, RawObject, first_byte, kind_of};
 use crate::request::ClientRequest;
 
 /// What the prefill leg asks of its connector: "keep this KV for a remote decode".
 const PREFILL_KV_REQUEST: &[u8] = br#"{"do_remote_decode":true,"do_remote_prefill":false,"remote_engine_id":null,"remote_block_ids":null,"remote_host":null,"remote_port":null}"#;
 
 /// The prefill request: one token, unstreamed, no minimum length, plus the KV request.
-pub(crate) fn prefill_body(req: &ClientRequest) -> Vec<u8> {
-    let mut set: Vec<(&str, &[u8])> = vec![
-        ("max_tokens", b"1"),
-        ("stream", b"false"),
-        ("kv_transfer_params", PREFILL_KV_REQUEST),
+pub(crate) fn prefill_body(req: &ClientRequest) -> Pieces {
+    let mut set = vec![
+        ("max_tokens", Bytes::from_static(b"1")),
+        ("stream", Bytes::from_static(b"false")),
+        ("kv_transfer_params", Bytes::from_static(PREFILL_KV_REQUEST)),
     ];
     // Chat clients may bound the length with the newer name instead; it must not let the
     // prefill worker generate more than the one token either.
     if req.body.get("max_completion_tokens").is_some() {
-        set.push(("max_completion_tokens", b"1"));
+        set.push(("max_completion_tokens", Bytes::from_static(b"1")));
     }
     req.body.write(&["min_tokens", "stream_options"], &set)
 }
@@ -41,9 +41,9 @@ pub(crate) fn read_prefill_response(bytes: Bytes) -> Result<Bytes, String> {
 }
 
 /// The decode request: the client's request as sent, plus the prefill's `kv_transfer_params`.
-pub(crate) fn decode_body(req: &ClientRequest, kv_transfer_params: &[u8]) -> Vec<u8> {
+pub(crate) fn decode_body(req: &ClientRequest, kv_transfer_params: &Bytes) -> Pieces {
     req.body
-        .write(&[], &[("kv_transfer_params", kv_transfer_params)])
+        .write(&[], &[("kv_transfer_params", kv_transfer_params.clone())])
 }
 
 #[cfg(test)]
@@ -67,7 +67,7 @@ mod tests {
             json!({"messages": [], "max_tokens": 50, "min_tokens": 10, "stream": true,
                            "stream_options": {"include_usage": true}, "max_completion_tokens": 50}),
         );
-        let body: Value = serde_json::from_slice(&prefill_body(&r)).unwrap();
+        let body: Value = serde_json::from_slice(&prefill_body(&r).to_vec()).unwrap();
         assert_eq!(
             body,
             json!({"messages": [], "max_tokens": 1, "stream": false, "max_completion_tokens": 1,
@@ -88,7 +88,7 @@ mod tests {
             .into(),
         )
         .unwrap();
-        let body: Value = serde_json::from_slice(&decode_body(&r, &params)).unwrap();
+        let body: Value = serde_json::from_slice(&decode_body(&r, &params).to_vec()).unwrap();
         assert_eq!(body["max_tokens"], 50);
         assert_eq!(body["stream"], true);
         assert_eq!(

@@ -359,3 +359,38 @@ async fn vllm_client_hang_up_cancels_the_leg_in_progress() {
         .expect("the decode worker sees the router hang up")
         .unwrap();
 }
+
+/// A 32k-word prompt (~190 kB) is relayed in pieces, shared rather than copied: every leg that
+/// carries it gets it whole, in a body that declares its length (not chunked).
+#[tokio::test]
+async fn a_long_prompt_reaches_every_leg_whole_with_its_length_declared() {
+    let prompt: String = (0..32_768).map(|i| format!("w{} ", i % 997)).collect();
+    for dialect in [Dialect::Trtllm, Dialect::Vllm, Dialect::Sglang] {
+        let prefill = if dialect == Dialect::Sglang {
+            fake("prefill").sglang_prefill().start().await
+        } else {
+            fake("prefill").start().await
+        };
+        let decode = fake("decode").start().await;
+        let url = router(config_dialect(dialect, &[&prefill], &[&decode])).await;
+        let req = json!({"model": "m", "prompt": prompt, "max_tokens": 4, "stream": false});
+        let resp = post(&url, "/v1/completions", &req, None).await;
+        assert_eq!(resp.status(), 200, "{dialect:?}");
+        let mut legs = prefill.seen();
+        legs.extend(decode.seen());
+        assert_eq!(legs.len(), 2, "{dialect:?}");
+        for (i, leg) in legs.iter().enumerate() {
+            assert_eq!(leg.transfer_encoding, None, "{dialect:?} leg {i}");
+            assert!(leg.content_length.is_some(), "{dialect:?} leg {i}");
+        }
+        // TensorRT-LLM's generation leg carries the context's prompt_token_ids instead.
+        let carry = match dialect {
+            Dialect::Trtllm => &legs[..1],
+            _ => &legs[..],
+        };
+        for leg in carry {
+            assert_eq!(leg.body["prompt"], prompt.as_str(), "{dialect:?}");
+            assert!(leg.content_length.unwrap() > prompt.len() as u64);
+        }
+    }
+}

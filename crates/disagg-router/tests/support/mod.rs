@@ -80,6 +80,9 @@ pub struct Seen {
     pub request_id: Option<String>,
     /// The `x-trtllm-disagg-auth` signature, when sent.
     pub auth: Option<String>,
+    /// `content-length` as sent (none for a chunked body).
+    pub content_length: Option<u64>,
+    pub transfer_encoding: Option<String>,
 }
 
 pub struct Fake {
@@ -265,6 +268,12 @@ async fn infer(
                 .map(|v| v.to_str().unwrap().to_string()),
             auth: headers
                 .get(disagg_proto::auth::HEADER)
+                .map(|v| v.to_str().unwrap().to_string()),
+            content_length: headers
+                .get("content-length")
+                .map(|v| v.to_str().unwrap().parse().unwrap()),
+            transfer_encoding: headers
+                .get("transfer-encoding")
                 .map(|v| v.to_str().unwrap().to_string()),
         });
     }
