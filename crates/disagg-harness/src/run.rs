@@ -517,7 +517,10 @@ pub fn finish(
             &points,
             &|p| bench_command(plan, p),
         ) {
-            notes.push(format!("cannot write perf_script_test_results.csv: {e}"));
+            notes.push(format!(
+                "cannot write {}: {e}",
+                run_dir.join("perf_script_test_results.csv").display()
+            ));
         }
     }
     let perf_text = perf_outcome.render();
@@ -551,15 +554,30 @@ pub fn finish(
         outcome.duration_s
     );
     let writes = [
-        crate::atomic::write(&run_dir.join("perf_check.txt"), perf_text.as_bytes()),
-        report::to_xml(&junit)
-            .and_then(|x| crate::atomic::write(&run_dir.join("results.xml"), x.as_bytes())),
-        crate::atomic::write(&run_dir.join("summary.md"), summary.as_bytes()),
-        crate::atomic::write_json(&run_dir.join("outcome.json"), &outcome),
+        (
+            "perf_check.txt",
+            crate::atomic::write(&run_dir.join("perf_check.txt"), perf_text.as_bytes()),
+        ),
+        (
+            "results.xml",
+            report::to_xml(&junit)
+                .and_then(|x| crate::atomic::write(&run_dir.join("results.xml"), x.as_bytes())),
+        ),
+        (
+            "summary.md",
+            crate::atomic::write(&run_dir.join("summary.md"), summary.as_bytes()),
+        ),
+        (
+            "outcome.json",
+            crate::atomic::write_json(&run_dir.join("outcome.json"), &outcome),
+        ),
     ];
-    for w in writes {
+    for (file, w) in writes {
         if let Err(e) = w {
-            notes.push(format!("cannot write a report: {e}"));
+            notes.push(format!(
+                "cannot write {}: {e}",
+                run_dir.join(file).display()
+            ));
         }
     }
     if !points.is_empty() || !missing.is_empty() {
@@ -588,7 +606,10 @@ pub fn finish(
         &run_dir.join(EXIT_CODE_FILE),
         format!("{code}\n").as_bytes(),
     ) {
-        notes.push(format!("cannot write {EXIT_CODE_FILE}: {e}"));
+        notes.push(format!(
+            "cannot write {}: {e}",
+            run_dir.join(EXIT_CODE_FILE).display()
+        ));
     }
     for n in notes {
         eprintln!("warning: {n}");

@@ -30,20 +30,41 @@ pub fn timestamp_run_id() -> String {
     rfc.replace(['-', ':'], "")
 }
 
-/// Creates a fresh run folder; returns (run id, path).
+/// Creates a fresh run folder; returns (run id, path). `latest` is left alone until the run is
+/// launched ([`point_latest_at`]): a run folder that never ran (a full disk, a bad plan) must
+/// not hide the last real run.
 pub fn create(
     workspace: &Path,
     name: &ConfigName,
     run_id: &str,
 ) -> std::io::Result<(String, PathBuf)> {
-    let (id, dir) = create_in(&config_dir(workspace, name), run_id)?;
+    let (id, dir) = make_unique(&config_dir(workspace, name), run_id)?;
     std::fs::create_dir(dir.join("rendezvous"))?;
     Ok((id, dir))
 }
 
+/// Points `latest` beside a run folder at it: the run has been launched.
+pub fn point_latest_at(run_dir: &Path) -> std::io::Result<()> {
+    let (Some(parent), Some(id)) = (run_dir.parent(), run_dir.file_name()) else {
+        return Err(std::io::Error::other(format!(
+            "{} is not a run folder",
+            run_dir.display()
+        )));
+    };
+    point_latest(parent, &id.to_string_lossy())
+}
+
 /// Creates a fresh folder `<parent>/<run_id>` (or the next free suffix) and points
-/// `<parent>/latest` at it; returns (id, canonical path). Run and sweep folders alike.
+/// `<parent>/latest` at it; returns (id, canonical path). Sweep folders.
 pub fn create_in(parent: &Path, run_id: &str) -> std::io::Result<(String, PathBuf)> {
+    let (id, dir) = make_unique(parent, run_id)?;
+    point_latest(parent, &id)?;
+    Ok((id, dir))
+}
+
+/// Creates a fresh folder `<parent>/<run_id>` (or the next free suffix); returns (id, canonical
+/// path).
+fn make_unique(parent: &Path, run_id: &str) -> std::io::Result<(String, PathBuf)> {
     std::fs::create_dir_all(parent)?;
     for attempt in 0..1000u32 {
         let id = if attempt == 0 {
@@ -55,7 +76,6 @@ pub fn create_in(parent: &Path, run_id: &str) -> std::io::Result<(String, PathBu
         match std::fs::create_dir(&dir) {
             Ok(()) => {
                 let dir = std::fs::canonicalize(&dir)?;
-                point_latest(parent, &id)?;
                 return Ok((id, dir));
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
@@ -81,12 +101,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn same_id_twice_gives_two_folders_and_latest_moves() {
+    fn same_id_twice_gives_two_folders_and_latest_moves_once_launched() {
         let ws = std::env::temp_dir().join(format!("disagg-rundir-{}", std::process::id()));
         let name = ConfigName::new("c").unwrap();
         let (a, da) = create(&ws, &name, "X").unwrap();
+        point_latest_at(&da).unwrap();
         std::fs::write(da.join("f"), "first").unwrap();
         let (b, db) = create(&ws, &name, "X").unwrap();
+        assert_eq!(
+            std::fs::read_link(config_dir(&ws, &name).join("latest")).unwrap(),
+            PathBuf::from("X"),
+            "a run folder not launched yet does not move latest"
+        );
+        point_latest_at(&db).unwrap();
         assert_eq!((a.as_str(), b.as_str()), ("X", "X-1"));
         assert_ne!(da, db);
         assert_eq!(

@@ -44,6 +44,13 @@ struct Proc {
 /// Runs `plan` to its end with `exec`; `interrupted` is set by the signal handler.
 pub fn supervise(plan: &Plan, exec: &mut dyn Executor, interrupted: &AtomicBool) -> Outcome {
     let start = Instant::now();
+    // The run is launched: from now on it is the config's latest, whatever happens to it.
+    if let Err(e) = crate::rundir::point_latest_at(&plan.run_dir) {
+        eprintln!(
+            "disagg: warning: cannot point latest at {}: {e}",
+            plan.run_dir.display()
+        );
+    }
     let mut procs: Vec<Proc> = Vec::new();
     let result = drive(plan, exec, interrupted, start, &mut procs);
     // The final word, which also releases every role still waiting on it.

@@ -214,6 +214,13 @@ fn submit(p: &Pending, workspace: &Path, exe: &Path) -> Result<Submitted, String
     if let Err(e) = job::release(&id) {
         return abandon(e.to_string());
     }
+    // Launched: the job is Slurm's now, so it is the config's latest run.
+    if let Err(e) = crate::rundir::point_latest_at(&plan.run_dir) {
+        eprintln!(
+            "warning: cannot point latest at {}: {e}",
+            plan.run_dir.display()
+        );
+    }
     Ok(Submitted {
         plan,
         job: id,
