@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crate::client::{self, Outcome, Target};
-use crate::progress::{Progress, Reporter};
+use crate::progress::{Reporter, Watched};
 use crate::workload::PreparedRequest;
 
 /// Sends the requests with at most `concurrency` in flight and returns the outcomes in request
@@ -18,12 +18,12 @@ pub(crate) async fn run(
     requests: Vec<PreparedRequest>,
     concurrency: u32,
     deadline: Option<Instant>,
-    label: &str,
+    watched: Watched<'_>,
 ) -> Vec<Outcome> {
+    let Watched { label, progress } = watched;
     let total = requests.len();
     let requests: Arc<[PreparedRequest]> = requests.into();
     let next = Arc::new(AtomicUsize::new(0));
-    let progress = Arc::new(Progress::default());
     let workers = (concurrency as usize).clamp(1, total.max(1));
     let _reporter = Reporter::start(&progress, label, total);
 

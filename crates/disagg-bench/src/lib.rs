@@ -37,6 +37,7 @@ mod open_loop;
 mod outputs;
 pub mod point_files;
 mod progress;
+pub use progress::{Live, LiveSnapshot};
 mod record;
 pub mod result;
 mod slo;
@@ -346,7 +347,7 @@ pub async fn canary(cfg: &BenchConfig) -> Result<(), BenchError> {
 
 /// Runs warmup and every concurrency point, in order.
 pub async fn run_sweep(cfg: &BenchConfig) -> Result<Sweep, BenchError> {
-    sweep::run_sweep(cfg, &mut |_| std::ops::ControlFlow::Continue(())).await
+    sweep::run_sweep(cfg, None, &mut |_| std::ops::ControlFlow::Continue(())).await
 }
 
 /// [`run_sweep`], calling `on_point` with each point as soon as it is measured, before the next
@@ -355,7 +356,7 @@ pub async fn run_sweep_with(
     cfg: &BenchConfig,
     mut on_point: impl FnMut(&mut PointResult),
 ) -> Result<Sweep, BenchError> {
-    sweep::run_sweep(cfg, &mut |p| {
+    sweep::run_sweep(cfg, None, &mut |p| {
         on_point(p);
         std::ops::ControlFlow::Continue(())
     })
@@ -369,7 +370,17 @@ pub async fn run_sweep_until(
     cfg: &BenchConfig,
     mut on_point: impl FnMut(&mut PointResult) -> std::ops::ControlFlow<()>,
 ) -> Result<Sweep, BenchError> {
-    sweep::run_sweep(cfg, &mut on_point).await
+    sweep::run_sweep(cfg, None, &mut on_point).await
+}
+
+/// [`run_sweep_until`], keeping `live` up to date with the point being measured, so another
+/// task can show how far the sweep is ([`Live::snapshot`]).
+pub async fn run_sweep_live(
+    cfg: &BenchConfig,
+    live: &Live,
+    mut on_point: impl FnMut(&mut PointResult) -> std::ops::ControlFlow<()>,
+) -> Result<Sweep, BenchError> {
+    sweep::run_sweep(cfg, Some(live), &mut on_point).await
 }
 
 /// benchmark_serving's text block for one point.

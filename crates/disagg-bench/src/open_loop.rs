@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 use crate::client::{self, Outcome, Target};
-use crate::progress::{Progress, Reporter};
+use crate::progress::{Reporter, Watched};
 use crate::workload::PreparedRequest;
 
 /// Sends request `i` at `start + offsets[i]` (or as soon after as a concurrency slot frees) and
@@ -22,11 +22,11 @@ pub(crate) async fn run(
     offsets: &[Duration],
     max_concurrency: Option<u32>,
     deadline: Option<Instant>,
-    label: &str,
+    watched: Watched<'_>,
 ) -> Vec<Outcome> {
+    let Watched { label, progress } = watched;
     debug_assert_eq!(requests.len(), offsets.len());
     let total = requests.len();
-    let progress = Arc::new(Progress::default());
     let _reporter = Reporter::start(&progress, label, total);
     let slots = max_concurrency.map(|c| Arc::new(Semaphore::new(c as usize)));
     let rt = tokio::runtime::Handle::current();

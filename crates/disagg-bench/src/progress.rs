@@ -38,6 +38,104 @@ impl Progress {
     }
 }
 
+/// A point's name and the counters its requests bump.
+pub(crate) struct Watched<'a> {
+    pub label: &'a str,
+    pub progress: Arc<Progress>,
+}
+
+/// What a sweep is doing right now, for a watcher outside it (the harness shows it while
+/// `disagg run` waits): the point being measured and its counters. Cheap to read at any time.
+#[derive(Debug, Default)]
+pub struct Live {
+    now: std::sync::Mutex<Option<LivePoint>>,
+}
+
+#[derive(Debug)]
+struct LivePoint {
+    index: usize,
+    points: usize,
+    label: String,
+    total: u64,
+    started: Instant,
+    progress: Arc<Progress>,
+}
+
+/// One look at a running sweep.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LiveSnapshot {
+    /// The point's label (`con8`, `rate2.5`).
+    pub point: String,
+    /// 1-based position of the point, and how many the sweep has.
+    pub index: usize,
+    pub points: usize,
+    /// Requests ended (completed or failed) of the point's total.
+    pub done: u64,
+    pub total: u64,
+    pub failed: u64,
+    pub in_flight: u64,
+    /// Since the point's requests started (warmup excluded).
+    pub elapsed_s: f64,
+}
+
+impl LiveSnapshot {
+    /// Requests ended per second so far in this point.
+    pub fn rate(&self) -> f64 {
+        if self.elapsed_s > 0.0 {
+            self.done as f64 / self.elapsed_s
+        } else {
+            0.0
+        }
+    }
+
+    /// Time left in this point at the rate so far; `None` before anything ended.
+    pub fn eta(&self) -> Option<Duration> {
+        let rate = self.rate();
+        (rate > 0.0)
+            .then(|| Duration::from_secs_f64(self.total.saturating_sub(self.done) as f64 / rate))
+    }
+}
+
+impl Live {
+    pub(crate) fn begin(
+        &self,
+        index: usize,
+        points: usize,
+        label: &str,
+        total: u64,
+        progress: &Arc<Progress>,
+    ) {
+        *self.now.lock().unwrap_or_else(|e| e.into_inner()) = Some(LivePoint {
+            index,
+            points,
+            label: label.to_string(),
+            total,
+            started: Instant::now(),
+            progress: Arc::clone(progress),
+        });
+    }
+
+    pub(crate) fn end(&self) {
+        *self.now.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// The point being measured, if one is.
+    pub fn snapshot(&self) -> Option<LiveSnapshot> {
+        let now = self.now.lock().unwrap_or_else(|e| e.into_inner());
+        let p = now.as_ref()?;
+        Some(LiveSnapshot {
+            point: p.label.clone(),
+            index: p.index,
+            points: p.points,
+            done: p.progress.done.load(Ordering::Relaxed),
+            total: p.total,
+            failed: p.progress.failed.load(Ordering::Relaxed),
+            in_flight: p.progress.in_flight.load(Ordering::Relaxed),
+            elapsed_s: p.started.elapsed().as_secs_f64(),
+        })
+    }
+}
+
 /// Shows progress until dropped: a live bar when stderr is a terminal, plain periodic lines
 /// otherwise (logs and CI keep a readable record instead of carriage-return noise).
 pub(crate) struct Reporter {

@@ -7,6 +7,7 @@ use std::time::{Instant, SystemTime};
 
 use crate::client::{self, Target};
 use crate::metrics::{Arrival, Computed, Scales};
+use crate::progress::{Live, Progress, Watched};
 use crate::workload::Workload;
 use crate::{
     BenchConfig, BenchError, LatencyHistograms, PointId, PointReport, PointResult, RequestRate,
@@ -25,6 +26,7 @@ enum Plan {
 
 pub(crate) async fn run_sweep(
     cfg: &BenchConfig,
+    live: Option<&Live>,
     on_point: &mut dyn FnMut(&mut PointResult) -> std::ops::ControlFlow<()>,
 ) -> Result<Sweep, BenchError> {
     cfg.validate()?;
@@ -54,6 +56,7 @@ pub(crate) async fn run_sweep(
         ignore_eos: cfg.ignore_eos,
     });
     let mut workload = Workload::new(cfg)?;
+    let plan_count = plans.len();
     let mut points = Vec::with_capacity(plans.len());
     for (point_index, plan) in plans.into_iter().enumerate() {
         let (label, cap) = match plan {
@@ -70,7 +73,10 @@ pub(crate) async fn run_sweep(
                 warmup,
                 c,
                 None,
-                &format!("{label} warmup"),
+                Watched {
+                    label: &format!("{label} warmup"),
+                    progress: Arc::default(),
+                },
             )
             .await;
             let errors = metrics::compute(&outcomes, Scales::default()).errors;
@@ -87,11 +93,33 @@ pub(crate) async fn run_sweep(
             Plan::Open { .. } => 0,
         });
         let requests = workload.requests(cfg, n);
+        let progress = Arc::new(Progress::default());
+        if let Some(live) = live {
+            let id = PointId {
+                concurrency: cap,
+                request_rate: match plan {
+                    Plan::Open { rate } => Some(RequestRate(rate)),
+                    Plan::Closed { .. } => None,
+                },
+            };
+            live.begin(point_index + 1, plan_count, &id.label(), n, &progress);
+        }
         let started_at = SystemTime::now();
         let deadline = cfg.duration_limit.map(|d| Instant::now() + d);
         let outcomes = match plan {
             Plan::Closed { concurrency } => {
-                closed_loop::run(&client, &target, requests, concurrency, deadline, &label).await
+                closed_loop::run(
+                    &client,
+                    &target,
+                    requests,
+                    concurrency,
+                    deadline,
+                    Watched {
+                        label: &label,
+                        progress,
+                    },
+                )
+                .await
             }
             Plan::Open { rate } => {
                 // Each point its own arrival stream, derived from the seed and the point.
@@ -104,11 +132,17 @@ pub(crate) async fn run_sweep(
                     &offsets,
                     cfg.max_concurrency,
                     deadline,
-                    &label,
+                    Watched {
+                        label: &label,
+                        progress,
+                    },
                 )
                 .await
             }
         };
+        if let Some(live) = live {
+            live.end();
+        }
         let ended_at = SystemTime::now();
         let scales = Scales {
             extra_percentiles: &cfg.percentiles,

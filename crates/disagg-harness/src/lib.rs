@@ -23,6 +23,7 @@ pub mod executor;
 pub mod gen_steps;
 pub mod history;
 pub mod history_gate;
+pub mod live;
 pub mod liveness;
 pub mod logs;
 pub mod outcome;

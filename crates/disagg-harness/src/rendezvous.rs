@@ -73,6 +73,18 @@ pub struct ExitNote {
     pub blame: Option<RoleName>,
 }
 
+/// The file name of [`Progress`] in the rendezvous folder.
+pub const PROGRESS_FILE: &str = "progress.json";
+
+/// `rendezvous/progress.json`: BENCHMARK's sweep as it goes, rewritten every second while a
+/// point runs; `disagg run` shows it live.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    pub run_id: String,
+    #[serde(flatten)]
+    pub now: disagg_bench::LiveSnapshot,
+}
+
 /// Reads a JSON file of this run; `None` when absent, unreadable, half-written or from another run.
 pub fn read<T: for<'de> Deserialize<'de> + HasRunId>(path: &Path, run_id: &str) -> Option<T> {
     let bytes = std::fs::read(path).ok()?;
@@ -91,6 +103,11 @@ impl HasRunId for Endpoint {
     }
 }
 impl HasRunId for Status {
+    fn run_id(&self) -> &str {
+        &self.run_id
+    }
+}
+impl HasRunId for Progress {
     fn run_id(&self) -> &str {
         &self.run_id
     }

@@ -21,6 +21,9 @@ use crate::rendezvous::{self, Endpoint, ExitNote, State, Status};
 /// How often the supervisor looks at processes, files and deadlines.
 pub const TICK: Duration = Duration::from_millis(50);
 
+/// How often the benchmark's live progress is read.
+const PROGRESS_READ: Duration = Duration::from_millis(500);
+
 /// How often a long run says it is alive (CI systems kill jobs that print nothing).
 const HEARTBEAT: Duration = Duration::from_secs(30);
 
@@ -144,6 +147,10 @@ fn drive(
     }
     let mut workers_ready_at: Option<Instant> = None;
     let mut next_heartbeat = start + HEARTBEAT;
+    let mut view = crate::live::LiveView::default();
+    let mut next_progress = start;
+    let progress_file =
+        disagg_core::plan::rendezvous_dir(&plan.run_dir).join(rendezvous::PROGRESS_FILE);
     let liveness = match Liveness::start() {
         Ok(l) => l,
         Err(e) => {
@@ -176,9 +183,19 @@ fn drive(
                 );
             }
         }
+        if now >= next_progress {
+            next_progress = now + PROGRESS_READ;
+            if let Some(p) = rendezvous::read::<rendezvous::Progress>(&progress_file, &plan.run_id)
+            {
+                view.show(&p);
+            }
+        }
         if now >= next_heartbeat {
             next_heartbeat = now + HEARTBEAT;
-            heartbeat(plan, start, procs);
+            // While progress is shown, it says more than the heartbeat would.
+            if !view.showing(HEARTBEAT) {
+                heartbeat(plan, start, procs);
+            }
         }
         if workers_ready_at.is_none()
             && procs

@@ -433,3 +433,33 @@ fn a_server_that_stops_at_one_token_despite_ignore_eos_fails_the_run_and_says_wh
         "{cases:?}"
     );
 }
+
+#[test]
+fn disagg_run_shows_the_benchmark_as_it_goes() {
+    let ws = TempDir::new("progress");
+    let case = CaseSpec {
+        name: "progress",
+        gen_args: "{itl: 20ms}",
+        concurrency: "[2]",
+        rounds: 20,
+        osl: 16,
+        ..Default::default()
+    }
+    .write(ws.path(), "c.yaml");
+    let r = run(&case, ws.path(), &[], &[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    // Not a terminal: a line every few seconds, with the point, the counts, req/s and an ETA.
+    let lines: Vec<&str> = r
+        .out
+        .stdout
+        .split(|b| *b == b'\n')
+        .filter_map(|l| std::str::from_utf8(l).ok())
+        .filter(|l| l.starts_with("disagg: con2 (point 1 of 1): "))
+        .collect();
+    assert!(!lines.is_empty(), "{}", r.show());
+    let l = lines[0];
+    assert!(
+        l.contains(" of 40 requests, ") && l.contains(" failed, ") && l.contains(" req/s, ETA "),
+        "{l}"
+    );
+}

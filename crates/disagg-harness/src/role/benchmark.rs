@@ -50,7 +50,10 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
     let mut since = crate::gen_steps::ends(&gen_logs);
     let mut measured: Vec<disagg_bench::PointReport> = Vec::new();
     let planned = cfg.point_ids().len();
-    let sweep = disagg_bench::run_sweep_until(&cfg, |p| {
+    // The point being measured, published every second for `disagg run` to show.
+    let live = std::sync::Arc::new(disagg_bench::Live::default());
+    let _publisher = AbortOnDrop(tokio::spawn(publish_progress(plan.clone(), live.clone())));
+    let sweep = disagg_bench::run_sweep_live(&cfg, &live, |p| {
         if let Some(ms) = crate::gen_steps::mean_since(&gen_logs, &since) {
             p.report.metrics.gen_device_step_time_ms = Some(ms);
         }
@@ -116,6 +119,36 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
     }
     let invalid = sweep.invalid_reason();
     finish(plan, invalid, Some(&sweep))
+}
+
+/// How often `rendezvous/progress.json` is rewritten while a point runs.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// Writes the sweep's live snapshot to `rendezvous/progress.json` every [`PROGRESS_EVERY`].
+async fn publish_progress(plan: Plan, live: std::sync::Arc<disagg_bench::Live>) {
+    let path =
+        disagg_core::plan::rendezvous_dir(&plan.run_dir).join(crate::rendezvous::PROGRESS_FILE);
+    let mut tick = tokio::time::interval(PROGRESS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Some(now) = live.snapshot() {
+            let p = crate::rendezvous::Progress {
+                run_id: plan.run_id.clone(),
+                now,
+            };
+            // Progress is for people; a missed update is not worth failing a run for.
+            let _ = crate::atomic::write_json(&path, &p);
+        }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// `results.json` with the points measured so far, while the sweep goes on.
