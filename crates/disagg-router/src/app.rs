@@ -17,14 +17,16 @@ use tokio::time::Instant;
 
 use crate::census::census;
 use crate::config::RouterConfig;
-use crate::error::{Leg, ProxyError, RouterError};
+use crate::error::{Deadline, Leg, ProxyError, RouterError};
 use crate::ids::Ids;
+use crate::legs::RequestDeadline;
 use crate::metrics::{self, Metrics};
 use crate::policy::WorkerGroup;
 use crate::relay::{self, Keep};
 use crate::request::Endpoint;
+use crate::upstream::Target;
 use crate::worker::Worker;
-use crate::{dispatch, health, upstream};
+use crate::{flow, health, upstream};
 
 /// Copies of a request body the router holds at once, at most: the body itself and one more of
 /// about its size (legs share the body's large values rather than copy them, but TensorRT-LLM's
@@ -55,6 +57,38 @@ pub(crate) struct Inner {
     /// One permit per byte of request body held, up to `max_inflight_body_bytes`: the bound
     /// on what all connections together may make the router buffer.
     pub bodies: Arc<Semaphore>,
+}
+
+impl Inner {
+    /// The group that does `leg`.
+    pub fn group(&self, leg: Leg) -> &WorkerGroup {
+        match leg {
+            Leg::Context => &self.prefill,
+            Leg::Generation => &self.decode,
+        }
+    }
+
+    /// Where and how one call of a leg goes, bounded by the request's deadline.
+    pub fn target<'a>(&self, leg: Leg, worker: &'a str, deadline: RequestDeadline) -> Target<'a> {
+        Target {
+            leg,
+            worker,
+            deadline: deadline.at,
+            request_timeout: self.cfg.request_timeout,
+            connect_timeout: self.cfg.connect_timeout,
+        }
+    }
+
+    /// How long a deadline of `kind` was configured to be, for the 504's message.
+    pub fn limit_of(&self, kind: Deadline) -> Duration {
+        let cfg = &self.cfg;
+        match kind {
+            Deadline::Connect => cfg.connect_timeout,
+            Deadline::Context => cfg.context_timeout.unwrap_or(cfg.request_timeout),
+            Deadline::FirstByte => cfg.first_byte_timeout.unwrap_or(cfg.request_timeout),
+            Deadline::Request => cfg.request_timeout,
+        }
+    }
 }
 
 impl AppState {
@@ -146,7 +180,7 @@ async fn chat_completions(
 async fn generate(state: AppState, endpoint: Endpoint, headers: HeaderMap, body: Body) -> Response {
     let out = match read_body(&state.0, &headers, body).await {
         Ok((body, held)) => {
-            let out = dispatch::handle(&state.0, endpoint, &headers, body).await;
+            let out = flow::handle(&state.0, endpoint, &headers, body).await;
             // The body and its copies in the legs' requests live until here.
             drop(held);
             out
@@ -250,10 +284,10 @@ async fn models(State(state): State<AppState>) -> Response {
                     total: inner.decode.workers.len(),
                 },
             )?;
-            let clock = crate::legs::Clock {
-                request: Instant::now() + MODELS_TIMEOUT.min(inner.cfg.request_timeout),
+            let deadline = RequestDeadline {
+                at: Instant::now() + MODELS_TIMEOUT.min(inner.cfg.request_timeout),
             };
-            let t = inner.target(Leg::Generation, &worker.url, clock);
+            let t = inner.target(Leg::Generation, &worker.url, deadline);
             let resp = upstream::get(&inner.client, t, "/v1/models").await?;
             let opened = relay::open(t, resp).await?;
             let keep = Keep {

@@ -1,5 +1,5 @@
-//! The two legs as retrying, deadline-bounded calls. Both dialect flows ([`crate::dispatch`])
-//! are built from these.
+//! The legs as deadline-bounded calls, and the one retry loop every dialect's flow
+//! ([`crate::flow`]) runs them in.
 
 use std::future::Future;
 use std::time::Duration;
@@ -17,56 +17,107 @@ use crate::relay::{self, Opened};
 use crate::upstream::{self, Target};
 use crate::worker::Lease;
 
-/// One client request's clock.
+/// When one client request must be done by, whatever its legs and retries.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Clock {
-    /// The whole-request deadline.
-    pub request: Instant,
+pub(crate) struct RequestDeadline {
+    pub at: Instant,
 }
 
-impl Clock {
+impl RequestDeadline {
     pub fn start(state: &Inner) -> Self {
         Self {
-            request: Instant::now() + state.cfg.request_timeout,
+            at: Instant::now() + state.cfg.request_timeout,
         }
     }
 
-    /// The earlier of `now + limit` and the request deadline, and which of the two it is.
-    pub fn leg(&self, limit: Option<Duration>, kind: Deadline) -> (Instant, Deadline) {
+    /// A leg's deadline: the earlier of `now + limit` and the request's, and which one it is.
+    pub fn for_leg(&self, limit: Option<Duration>, kind: Deadline) -> (Instant, Deadline) {
         match limit.map(|l| Instant::now() + l) {
-            Some(at) if at < self.request => (at, kind),
-            _ => (self.request, Deadline::Request),
+            Some(at) if at < self.at => (at, kind),
+            _ => (self.at, Deadline::Request),
         }
     }
 }
 
-impl Inner {
-    pub fn target<'a>(&self, leg: Leg, worker: &'a str, clock: Clock) -> Target<'a> {
-        Target {
-            leg,
-            worker,
-            deadline: clock.request,
-            request_timeout: self.cfg.request_timeout,
-            connect_timeout: self.cfg.connect_timeout,
+/// The workers a request has tried, by leg, so that a retry goes to others.
+#[derive(Debug, Default)]
+pub(crate) struct Tried {
+    context: Vec<usize>,
+    generation: Vec<usize>,
+}
+
+impl Tried {
+    /// Indices into that leg's [`WorkerGroup`].
+    pub fn of(&self, leg: Leg) -> &[usize] {
+        match leg {
+            Leg::Context => &self.context,
+            Leg::Generation => &self.generation,
         }
     }
 
-    /// How long a deadline of `kind` was configured to be, for the 504's message.
-    pub fn limit_of(&self, kind: Deadline) -> Duration {
-        let cfg = &self.cfg;
-        match kind {
-            Deadline::Connect => cfg.connect_timeout,
-            Deadline::Context => cfg.context_timeout.unwrap_or(cfg.request_timeout),
-            Deadline::FirstByte => cfg.first_byte_timeout.unwrap_or(cfg.request_timeout),
-            Deadline::Request => cfg.request_timeout,
+    fn add(&mut self, leg: Leg, worker: usize) {
+        match leg {
+            Leg::Context => self.context.push(worker),
+            Leg::Generation => self.generation.push(worker),
         }
+    }
+
+    fn count(&self) -> usize {
+        self.context.len() + self.generation.len()
     }
 }
 
-/// Runs `call` on a worker of `group`; on a retryable failure, again on a worker not yet tried,
-/// up to `max_retries` times. Every attempt happens before any byte reaches the client, so a
-/// retry is never visible to it except as latency.
-pub(crate) async fn with_retries<T, F, Fut>(
+/// A failed attempt: the worker (an index into its leg's group) and why.
+pub(crate) struct Failed {
+    pub leg: Leg,
+    pub worker: usize,
+    pub error: ProxyError,
+}
+
+/// The one retry loop. Runs `attempt` on what `pick` chooses (a worker, or SGLang's pair); on
+/// a retryable failure, again on a new pick that avoids every worker that has failed, up to
+/// `max_retries` times. A worker that could not be reached counts towards its ejection. Every
+/// attempt happens before any byte reaches the client, so a retry is never visible to it
+/// except as latency. `attempt` records its workers' success itself.
+pub(crate) async fn with_retries<P, T, Fut>(
+    state: &Inner,
+    mut pick: impl FnMut(&Tried) -> Result<P, ProxyError>,
+    mut attempt: impl FnMut(P) -> Fut,
+) -> Result<T, ProxyError>
+where
+    Fut: Future<Output = Result<T, Failed>>,
+{
+    let mut tried = Tried::default();
+    let mut last: Option<ProxyError> = None;
+    loop {
+        let picked = match pick(&tried) {
+            Ok(picked) => picked,
+            // Out of untried workers: the failure that got us here is the honest answer.
+            Err(unhealthy) => return Err(last.unwrap_or(unhealthy)),
+        };
+        let Failed { leg, worker, error } = match attempt(picked).await {
+            Ok(v) => return Ok(v),
+            Err(failed) => failed,
+        };
+        let group = state.group(leg);
+        if error.is_unreachable() {
+            group.record_failure(worker, &error);
+        }
+        if !error.is_retryable() || tried.count() >= state.cfg.max_retries as usize {
+            return Err(error);
+        }
+        tracing::info!("{error}; retrying on another {leg} worker");
+        group
+            .retries
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tried.add(leg, worker);
+        last = Some(error);
+    }
+}
+
+/// [`with_retries`] on one worker of `group` at a time: `call` gets the worker's URL; the
+/// answer comes back with the worker's lease, which the caller holds while it uses the answer.
+pub(crate) async fn on_one_worker<T, F, Fut>(
     state: &Inner,
     group: &WorkerGroup,
     input: PickInput<'_>,
@@ -76,35 +127,24 @@ where
     F: FnMut(String) -> Fut,
     Fut: Future<Output = Result<T, ProxyError>>,
 {
-    let mut tried = Vec::new();
-    let mut last: Option<ProxyError> = None;
-    loop {
-        let (i, lease) = match group.pick(input, &tried) {
-            Ok(picked) => picked,
-            // Out of untried workers: the failure that got us here is the honest answer.
-            Err(unhealthy) => return Err(last.unwrap_or(unhealthy)),
-        };
-        match call(lease.url().to_string()).await {
-            Ok(v) => {
-                group.record_success(i, "it answered a request");
-                return Ok((lease, v));
-            }
-            Err(e) => {
-                if e.is_unreachable() {
-                    group.record_failure(i, &e);
+    let pick = |tried: &Tried| group.pick(input, tried.of(group.leg));
+    with_retries(state, pick, |(i, lease): (usize, Lease)| {
+        let answer = call(lease.url().to_string());
+        async move {
+            match answer.await {
+                Ok(v) => {
+                    group.record_success(i, "it answered a request");
+                    Ok((lease, v))
                 }
-                if !e.is_retryable() || tried.len() >= state.cfg.max_retries as usize {
-                    return Err(e);
-                }
-                tracing::info!("{e}; retrying on another {} worker", group.leg);
-                group
-                    .retries
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tried.push(i);
-                last = Some(e);
+                Err(error) => Err(Failed {
+                    leg: group.leg,
+                    worker: i,
+                    error,
+                }),
             }
         }
-    }
+    })
+    .await
 }
 
 /// Bounds `fut` by `at`; past it, a 504 naming `kind`.
@@ -123,14 +163,14 @@ pub(crate) async fn bounded<T>(
 /// A whole non-streamed context answer from one worker, within the context-leg deadline.
 pub(crate) async fn context_call(
     state: &Inner,
-    clock: Clock,
+    deadline: RequestDeadline,
     leg_deadline: (Instant, Deadline),
     worker: &str,
     path: &str,
     body: Pieces,
     request_id: Option<&HeaderValue>,
 ) -> Result<Bytes, ProxyError> {
-    let t = state.target(Leg::Context, worker, clock);
+    let t = state.target(Leg::Context, worker, deadline);
     let started = Instant::now();
     let out = bounded(state, t, leg_deadline, async {
         let resp = upstream::post_json(&state.client, t, path, body, request_id, None).await?;
@@ -145,17 +185,17 @@ pub(crate) async fn context_call(
 /// deadline.
 pub(crate) async fn generation_call(
     state: &Inner,
-    clock: Clock,
+    deadline: RequestDeadline,
     worker: &str,
     path: &str,
     body: Pieces,
     request_id: Option<&HeaderValue>,
     auth: Option<&HeaderValue>,
 ) -> Result<Opened, ProxyError> {
-    let t = state.target(Leg::Generation, worker, clock);
+    let t = state.target(Leg::Generation, worker, deadline);
     let started = Instant::now();
-    let deadline = clock.leg(state.cfg.first_byte_timeout, Deadline::FirstByte);
-    let out = bounded(state, t, deadline, async {
+    let first_byte = deadline.for_leg(state.cfg.first_byte_timeout, Deadline::FirstByte);
+    let out = bounded(state, t, first_byte, async {
         let resp = upstream::post_json(&state.client, t, path, body, request_id, auth).await?;
         relay::open(t, resp).await
     })

@@ -9,7 +9,7 @@
 //! - [`app`]: the same HTTP app without a socket, for tests and embedding.
 //!
 //! ```text
-//! client ──POST /v1/(chat/)completions──▶ app ──▶ dispatch (request parsed once, raw JSON)
+//! client ──POST /v1/(chat/)completions──▶ app ──▶ flow (request parsed once, raw JSON)
 //!   trtllm: context leg (context_only, stream=false) → early finish? → generation leg
 //!   vllm:   prefill (max_tokens=1, kv_transfer_params request) → decode (+ returned params),
 //!           one X-Request-Id on both
@@ -26,23 +26,23 @@
 //! - HTTP: `app` (routes, state), `serve` (listener, serving threads with one client each and
 //!   the rest of the state shared, shutdown, ready file), `conn` (one connection), `census`
 //!   (`/workers`), `metrics` (`/metrics`), `health` (`/health` and the active checker);
-//! - flows: `dispatch` (entry, TRT-LLM and vLLM flows), `dual` (SGLang's parallel legs),
-//!   `legs` (retrying, deadline-bounded calls), `relay` (streaming to the client);
+//! - flows: `flow` (entry, and one file per dialect: `flow/trtllm`, `flow/vllm`,
+//!   `flow/sglang`), `legs` (deadline-bounded calls and the one retry loop), `relay`
+//!   (streaming to the client);
 //! - wire rules, no I/O: `request` and `raw` (the client body), `trtllm`, `vllm`, `sglang`;
 //! - workers: `worker` (load and health of one), `policy` (+ one file per policy), `ids`;
 //! - `upstream` (the pooled client), `error` (every failure → one HTTP response), `config`.
 //!
 //! Adding a policy: a [`Policy`] variant, a file under `policy/`, an arm in
 //! `WorkerGroup::pick`. Adding a dialect: a [`Dialect`] variant, a wire-rules module beside
-//! `trtllm`, and a flow in `dispatch`.
+//! `trtllm`, a file under `flow/` and an arm in `flow::handle`.
 
 mod app;
 mod census;
 mod config;
 mod conn;
-mod dispatch;
-mod dual;
 mod error;
+mod flow;
 mod health;
 mod ids;
 mod legs;

@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 
+use crate::policy::PickInput;
 use crate::raw::{RawObject, first_byte, kind_of};
 
 /// The two OpenAI endpoints that are split into context and generation.
@@ -100,6 +101,14 @@ impl ClientRequest {
     /// A rough size of the work: prompt tokens (estimated from bytes) plus `max_tokens`.
     pub fn token_estimate(&self) -> u64 {
         (self.prompt().len() / BYTES_PER_TOKEN) as u64 + self.max_tokens.unwrap_or(0)
+    }
+
+    /// What a worker-picking policy looks at in this request.
+    pub fn pick_input(&self) -> PickInput<'_> {
+        PickInput {
+            prompt: self.prompt(),
+            tokens: self.token_estimate(),
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use crate::error::RouterError;
 pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Serves on `listener` until `shutdown` resolves, then drains in-flight requests (bounded by
-/// [`SHUTDOWN_GRACE`]). With `cfg.threads` ≥ 1 the requests are served on that many serving
+/// `SHUTDOWN_GRACE`, 10 s). With `cfg.threads` ≥ 1 the requests are served on that many serving
 /// threads of its own (`disagg-shards`, each a one-worker runtime with its own upstream client),
 /// and this call's runtime only accepts and runs the health checker; with 0 everything runs on
 /// the caller's runtime.

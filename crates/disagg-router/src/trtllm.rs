@@ -1,7 +1,7 @@
 //! TensorRT-LLM's disaggregated dialect (PROTOCOLS.md §1), as pure transformations of JSON:
 //! the client request → the context request, the context response → either an early finish or
 //! the hand-off, and the hand-off → the generation request. No I/O here, so the rules are unit
-//! tested on their own; [`crate::dispatch`] does the sending.
+//! tested on their own; `flow/trtllm.rs` does the sending.
 
 use bytes::Bytes;
 use disagg_proto::sse;

@@ -1,7 +1,7 @@
 //! vLLM's disaggregated dialect with a KV connector such as NixlConnector (PROTOCOLS.md §2), as
 //! pure transformations of JSON. The prefill leg computes the KV cache and returns where it
 //! lives (`kv_transfer_params`); the decode leg pulls it from there. Both legs carry the same
-//! `X-Request-Id` header, which [`crate::dispatch`] sets.
+//! `X-Request-Id` header, which `flow/vllm.rs` sets.
 
 use bytes::Bytes;
 
