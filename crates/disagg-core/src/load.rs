@@ -934,6 +934,7 @@ fn check_slurm(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
             );
         }
     }
+    let (b_dataset, b_tokenizer) = (&case.benchmark.dataset, &case.benchmark.tokenizer);
     if let Some(c) = &s.container {
         if c.image.trim().is_empty() {
             return err(
@@ -948,6 +949,23 @@ fn check_slurm(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
                 format!("`{m}` must be one non-empty mount without commas"),
                 "give each mount as its own item, e.g. `[\"/lustre:/lustre\"]`",
             );
+        }
+        // What the container steps read is mounted at the same path (docs/slurm.md); a path
+        // that `--container-mounts` cannot express is refused here, naming it.
+        for (key, p) in [
+            ("model.path", &case.model.path),
+            ("benchmark.dataset", b_dataset),
+            ("benchmark.tokenizer", b_tokenizer),
+        ] {
+            if let Some(p) = p.as_deref().filter(|p| p.contains(',') || p.contains(':')) {
+                return err(
+                    key,
+                    format!(
+                        "`{p}` cannot be mounted into the container: `--container-mounts` separates mounts with `,` and its fields with `:`"
+                    ),
+                    "use a path without `,` and `:`",
+                );
+            }
         }
     }
     Ok(())

@@ -189,6 +189,9 @@ pub struct Plan {
     /// The case file as given.
     pub case_file: PathBuf,
     pub model: String,
+    /// `model.path`, where real engines load the model from (a container must see it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_path: Option<String>,
     pub roles: Vec<RolePlan>,
     pub deadlines: Timeouts,
     pub router: RouterSpec,
@@ -396,6 +399,7 @@ pub fn build(case: &LoadedCase, run_id: &str, run_dir: &Path, exe: &Path) -> Pla
         run_dir: run_dir.to_path_buf(),
         case_file: case.path.clone(),
         model: c.model.name.clone(),
+        model_path: c.model.path.clone(),
         roles,
         deadlines: c.timeouts,
         router: c.router.clone(),

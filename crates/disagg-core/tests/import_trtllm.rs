@@ -45,6 +45,8 @@ fn one_context_server_dep4_and_one_generation_server_dep8() {
     assert_eq!(ranks(&plan, RoleName::Ctx(0)), (4, vec![0]));
     assert_eq!(ranks(&plan, RoleName::Gen(0)), (8, vec![1]));
     assert_eq!(plan.nodes, 2);
+    // TensorRT-LLM's Slurm script runs its workers under PMIx; the imported case says so.
+    assert_eq!(plan.slurm.mpi.as_deref(), Some("pmix"), "{yaml}");
     let gen_engine = plan
         .role(RoleName::Gen(0))
         .unwrap()

@@ -135,3 +135,25 @@ fn bad_slurm_sections_name_the_key_line_and_fix() {
         );
     }
 }
+
+#[test]
+fn a_container_case_refuses_a_path_its_mounts_cannot_hold_naming_it() {
+    let text = with_slurm("  container: {image: x}\n").replace(
+        "model: {name: llama-3.1-8b, precision: bf16}",
+        "model: {name: llama-3.1-8b, precision: bf16, path: \"/models/a:b\"}",
+    );
+    let err = parse_case(&text, Path::new("t.yaml")).unwrap_err();
+    assert_eq!(err.key, "model.path", "{err}");
+    assert!(
+        err.message
+            .contains("`/models/a:b` cannot be mounted into the container"),
+        "{err}"
+    );
+    assert!(err.line.is_some(), "{err}");
+    // Without a container the same path is fine.
+    let plain = QUICKSTART.replace(
+        "model: {name: llama-3.1-8b, precision: bf16}",
+        "model: {name: llama-3.1-8b, precision: bf16, path: \"/models/a:b\"}",
+    );
+    parse_case(&plain, Path::new("t.yaml")).unwrap();
+}

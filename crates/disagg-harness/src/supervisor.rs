@@ -392,9 +392,11 @@ fn srun_errors(log: &std::path::Path) -> Option<String> {
     let mut bytes = Vec::new();
     f.read_to_end(&mut bytes).ok()?;
     let text = String::from_utf8_lossy(&bytes);
+    // Not srun's account of a task's own exit ("task 0: Exited with exit code 2"): the role's
+    // log says more about that than srun does.
     let errors: Vec<&str> = text
         .lines()
-        .filter(|l| l.starts_with("srun: error: "))
+        .filter(|l| l.starts_with("srun: error: ") && !l.contains(": task "))
         .collect();
     let last: Vec<&str> = errors.iter().rev().take(3).rev().copied().collect();
     (!last.is_empty()).then(|| last.join("; "))

@@ -169,6 +169,22 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// The nodes of the run's job, in order (node 0 first): the plan's node indices map onto them.
+fn job_hosts(dir: &Path) -> Vec<String> {
+    let id = read(&dir.join("slurm_job_id"));
+    let shown = slurm("scontrol", &["show", "job", "-o", id.trim()]);
+    let shown = String::from_utf8_lossy(&shown.stdout).into_owned();
+    let list = shown
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("NodeList="))
+        .unwrap_or_else(|| panic!("no NodeList in {shown}"));
+    let out = slurm("scontrol", &["show", "hostnames", list]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
 /// The published address of `role` in a run folder: (host, port).
 fn published(dir: &Path, role: &str) -> (String, u16) {
     let v = json(&dir.join("rendezvous").join(format!("{role}.json")));
@@ -248,15 +264,17 @@ fn the_quickstart_on_one_gpu_per_node_runs_ctx_and_gen_on_two_nodes_and_hands_kv
     let (ctx_host, ctx_port) = published(&dir, "CTX_0");
     let (gen_host, _) = published(&dir, "GEN_0");
     let (router_host, _) = published(&dir, "DISAGG_SERVER");
-    assert_eq!(ctx_host, "dgn1");
-    assert_eq!(gen_host, "dgn2");
+    let hosts = job_hosts(&dir);
+    let (node0, node1) = (hosts[0].as_str(), hosts[1].as_str());
+    assert_eq!(ctx_host, node0);
+    assert_eq!(gen_host, node1);
     assert_eq!(
-        router_host, "dgn1",
+        router_host, node0,
         "the router publishes its node's name too"
     );
     let config = read(&dir.join("server_config.yaml"));
     assert!(
-        config.contains(&format!("dgn1:{ctx_port}")) && config.contains("dgn2:"),
+        config.contains(&format!("{node0}:{ctx_port}")) && config.contains(&format!("{node1}:")),
         "{config}"
     );
     assert!(
@@ -268,7 +286,7 @@ fn the_quickstart_on_one_gpu_per_node_runs_ctx_and_gen_on_two_nodes_and_hands_kv
     // fetched from there: across nodes.
     let ctx_log = read(&dir.join("ctx_server_0.log"));
     assert!(
-        ctx_log.contains(&format!("KV hand-offs name dgn1:{ctx_port}")),
+        ctx_log.contains(&format!("KV hand-offs name {node0}:{ctx_port}")),
         "{ctx_log}"
     );
     let requests = read(&dir.join("gen_server_0.requests.jsonl"));
@@ -280,7 +298,7 @@ fn the_quickstart_on_one_gpu_per_node_runs_ctx_and_gen_on_two_nodes_and_hands_kv
             continue;
         };
         let peer = String::from_utf8(base64(state)).unwrap();
-        assert_eq!(peer, format!("disagg-sim/1 dgn1:{ctx_port}"), "{line}");
+        assert_eq!(peer, format!("disagg-sim/1 {node0}:{ctx_port}"), "{line}");
         handed += 1;
     }
     // Warmup 2 + concurrency [1, 8] × rounds 4, plus the canary.
@@ -330,12 +348,14 @@ fn a_published_address_other_nodes_cannot_reach_fails_the_run_naming_the_worker_
     assert!(took < Duration::from_secs(45), "took {took:?}");
     let dir = ws.run_dir("mn-unreachable");
     let (gen_host, gen_port) = published(&dir, "GEN_0");
-    assert_eq!(gen_host, "dgn2");
+    let hosts = job_hosts(&dir);
+    assert_eq!(gen_host, hosts[1]);
     let summary = read(&dir.join("summary.md"));
     assert!(summary.contains("FAILED: GEN_0"), "{summary}");
     assert!(
         summary.contains(&format!(
-            "GEN_0 published dgn2:{gen_port}, which cannot be reached from dgn1"
+            "GEN_0 published {gen_host}:{gen_port}, which cannot be reached from {}",
+            hosts[0]
         )),
         "{summary}"
     );
@@ -508,7 +528,7 @@ fn gen_0_dying_on_another_node_mid_stream_fails_the_run_within_5s_and_leaves_not
         return;
     }
     let ws = Ws::new("death");
-    // CTX_0 on dgn1, GEN_0 on dgn2; streams of 200 tokens at 20 ms (4 s each), two points.
+    // CTX_0 on the job's first node, GEN_0 on its second; streams of 200 tokens at 20 ms (4 s each), two points.
     let yaml = "name: mn-death\nmodel: {name: tiny}\nhardware: {gpus_per_node: 1}\nctx: {count: 1, engine_args: {request_log: true}}\ngen: {count: 1, engine_args: {itl: 20ms, request_log: true}}\nbenchmark: {isl: 32, osl: 200, concurrency: [4, 8], rounds: 2}\ntimeouts: {worker_startup: 30s, request: 30s, benchmark: 2m, job: 3m}\n";
     let case = ws.case("mn-death.yaml", yaml);
     let mut child = Command::new(DISAGG)
@@ -548,7 +568,7 @@ fn gen_0_dying_on_another_node_mid_stream_fails_the_run_within_5s_and_leaves_not
     };
     assert_eq!(
         published(&dir, "GEN_0").0,
-        "dgn2",
+        job_hosts(&dir)[1],
         "GEN_0 runs on another node"
     );
     // GEN_0's engine dies (its pid is in this machine's process table, like every node's).
@@ -612,7 +632,7 @@ fn a_tp2_gen_spanning_two_nodes_serves_and_its_log_tells_the_ranks_apart() {
         return;
     }
     let ws = Ws::new("tp2");
-    // One GPU per node: CTX_0 on dgn1, GEN_0 (tp=2, two ranks) on dgn2 and dgn3. Rank 0
+    // One GPU per node: CTX_0 on the first node, GEN_0 (tp=2, two ranks) on the others. Rank 0
     // serves; rank 1 runs the same command as a follower, as an MPI engine's other ranks do.
     let yaml = format!(
         "name: mn-tp2\nmodel: {{name: tiny}}\nengine: command\nhardware: {{gpus_per_node: 1}}\nctx: {{count: 1, engine_args: {{argv: {}}}}}\ngen: {{count: 1, parallel: {{tp: 2}}, engine_args: {{ranks: 2, argv: {}}}}}\nbenchmark: {{isl: 32, osl: 8, concurrency: [2], rounds: 2}}\ntimeouts: {{worker_startup: 30s, request: 10s, benchmark: 60s, job: 2m}}\n",
@@ -623,9 +643,10 @@ fn a_tp2_gen_spanning_two_nodes_serves_and_its_log_tells_the_ranks_apart() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let dir = ws.run_dir("mn-tp2");
     assert!(read(&dir.join("job.sbatch")).contains("#SBATCH --nodes=3"));
-    assert_eq!(published(&dir, "GEN_0").0, "dgn2", "rank 0 serves");
+    let hosts = job_hosts(&dir);
+    assert_eq!(published(&dir, "GEN_0").0, hosts[1], "rank 0 serves");
     let log = read(&dir.join("gen_server_0.log"));
-    for (rank, host) in [(0, "dgn2"), (1, "dgn3")] {
+    for (rank, host) in [(0, &hosts[1]), (1, &hosts[2])] {
         let tag = format!("[rank {rank} @ {host}] ");
         for what in [
             "disagg role GEN_0: starting engine: ",
@@ -644,10 +665,222 @@ fn a_tp2_gen_spanning_two_nodes_serves_and_its_log_tells_the_ranks_apart() {
             "a line without its rank: {l:?}\n{log}"
         );
     }
-    // `{hostname}` is the node the rank runs on: CTX_0's hand-offs name dgn1.
+    // `{hostname}` is the node the rank runs on: CTX_0's hand-offs name the first node.
     let ctx = read(&dir.join("ctx_server_0.log"));
-    assert!(ctx.contains("--advertise-host dgn1"), "{ctx}");
-    assert!(ctx.contains("KV hand-offs name dgn1:"), "{ctx}");
+    assert!(
+        ctx.contains(&format!("--advertise-host {}", hosts[0])),
+        "{ctx}"
+    );
+    assert!(
+        ctx.contains(&format!("KV hand-offs name {}:", hosts[0])),
+        "{ctx}"
+    );
+    assert_no_process_left(&dir);
+}
+
+/// The pyxis stand-in and its "image" (`tests/fixtures/pyxis`).
+fn pyxis() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pyxis")
+}
+
+/// True when bubblewrap runs here; otherwise reports that the test did not run (or fails, in CI).
+fn bwrap_up(test: &str) -> bool {
+    let ok = Command::new("bwrap")
+        .args([
+            "--ro-bind",
+            "/usr",
+            "/usr",
+            "--symlink",
+            "usr/bin",
+            "/bin",
+            "--symlink",
+            "usr/lib",
+            "/lib",
+            "--symlink",
+            "usr/lib64",
+            "/lib64",
+            "--",
+            "/usr/bin/true",
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        let why = "bubblewrap (`bwrap`, Debian's bubblewrap) does not run here";
+        if std::env::var("DISAGG_REQUIRE_SLURM").is_ok_and(|v| v == "1") {
+            panic!("DISAGG_REQUIRE_SLURM=1 but {why}");
+        }
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "SLURM TEST DID NOT RUN: {test}: {why}");
+    }
+    ok
+}
+
+/// Runs `yaml` on the cluster with pyxis played by bubblewrap: every container step's command
+/// runs where only its mounts and the system folders are visible. Returns the run folder and the
+/// container steps the stand-in saw.
+fn run_in_containers(ws: &Ws, config: &str, yaml: &str) -> (PathBuf, Vec<String>) {
+    let case = ws.case(&format!("{config}.yaml"), yaml);
+    let steps_log = ws.dir.join("container-steps.log");
+    // Outside every mount: the sandbox must not show it.
+    let hidden = ws.dir.join("not-mounted");
+    std::fs::write(&hidden, "").unwrap();
+    let path = format!(
+        "{}:{}",
+        pyxis().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new(DISAGG)
+        .args([
+            "run",
+            case.to_str().unwrap(),
+            "--launcher",
+            "slurm",
+            "--workspace",
+        ])
+        .arg(&ws.dir)
+        .env("SLURM_CONF", slurm_conf())
+        .env("SKIP_PERF_CHECK", "true")
+        .env("PATH", path)
+        .env("PYXIS_STANDIN_LOG", &steps_log)
+        .env("DISAGG_STANDIN_EXE", DISAGG)
+        .env("DISAGG_STANDIN_HIDDEN", &hidden)
+        .output()
+        .unwrap();
+    let dir = ws.run_dir(config);
+    let logs: String = [
+        "ctx_server_0.log",
+        "gen_server_0.log",
+        "disagg_server.log",
+        "install.log",
+    ]
+    .iter()
+    .map(|f| {
+        format!(
+            "--- {f}\n{}\n",
+            std::fs::read_to_string(dir.join(f)).unwrap_or_default()
+        )
+    })
+    .collect();
+    assert_eq!(out.status.code(), Some(0), "{}\n{logs}", text(&out));
+    let steps = read(&steps_log).lines().map(str::to_string).collect();
+    (dir, steps)
+}
+
+/// What every container run must show: the job's named container made first on every node and
+/// reused by every step, and the disagg binary and the run folder mounted at their own paths.
+fn assert_one_named_container_per_node(dir: &Path, steps: &[String], nodes: usize, roles: usize) {
+    let id = read(&dir.join("slurm_job_id"));
+    let name = format!("name=disagg-{}", id.trim());
+    assert!(
+        steps[0].contains("--job-name=CONTAINER")
+            && steps[0].contains(&format!("--ntasks={nodes}")),
+        "the first step makes the container on each node: {steps:?}"
+    );
+    assert_eq!(steps.len(), 1 + roles, "{steps:?}");
+    let config_dir = dir.parent().unwrap().display().to_string();
+    for s in steps {
+        assert!(s.starts_with(&format!("{name} ")), "{s}");
+        assert!(
+            s.contains(&format!("{DISAGG}:{DISAGG}")),
+            "the binary is not mounted: {s}"
+        );
+        assert!(
+            s.contains(&format!("{config_dir}:{config_dir}")),
+            "the run folder is not mounted: {s}"
+        );
+    }
+}
+
+/// Worker steps run under PMIx (`slurm.mpi`), the router and the benchmark never.
+fn assert_mpi_on_workers_only(steps: &[String]) {
+    for (role, want) in [
+        ("CTX_0", "--mpi=pmix"),
+        ("GEN_0", "--mpi=pmix"),
+        ("DISAGG_SERVER", "--mpi=none"),
+        ("BENCHMARK", "--mpi=none"),
+    ] {
+        let s = steps
+            .iter()
+            .find(|s| s.contains(&format!("--job-name={role} ")))
+            .unwrap_or_else(|| panic!("no {role} step: {steps:?}"));
+        assert!(s.contains(want), "{role}: {s}");
+    }
+}
+
+#[test]
+fn the_trtllm_multinode_example_runs_each_container_step_in_a_sandbox_of_its_mounts() {
+    if !cluster_up("trtllm_multinode_in_containers") || !bwrap_up("trtllm_multinode_in_containers")
+    {
+        return;
+    }
+    let ws = Ws::new("containers");
+    // The example as it is, but for the site: its /lustre and /models are folders here, and
+    // its partition, account and workload are the dev cluster's.
+    let root = ws.dir.join("site");
+    std::fs::create_dir_all(root.join("models/DeepSeek-R1-FP4")).unwrap();
+    std::fs::create_dir_all(root.join("lustre")).unwrap();
+    let site = root.display().to_string();
+    let example = example("trtllm-multinode.yaml");
+    let yaml = example
+        .replace("/models", &format!("{site}/models"))
+        .replace("/lustre", &format!("{site}/lustre"))
+        .replace("  partition: batch\n", "")
+        .replace("  account: myteam\n", "")
+        .replace(
+            "benchmark: {isl: 1024, osl: 1024, concurrency: [1024], rounds: 4}",
+            "benchmark: {isl: 64, osl: 8, concurrency: [4], rounds: 2}",
+        );
+    assert!(
+        !yaml.contains("partition") && yaml.contains("concurrency: [4]"),
+        "{yaml}"
+    );
+    let (dir, steps) = run_in_containers(&ws, "trtllm-dep4-dep16", &yaml);
+    // CTX_0 dep4 on one node, GEN_0 dep16 across two: three nodes, four role steps.
+    assert_one_named_container_per_node(&dir, &steps, 3, 4);
+    assert_mpi_on_workers_only(&steps);
+    let gen_log = read(&dir.join("gen_server_0.log"));
+    assert!(
+        gen_log.contains(&format!("[rank 15 @ {}] ", job_hosts(&dir)[2])),
+        "all 16 ranks ran:\n{gen_log}"
+    );
+    assert_no_process_left(&dir);
+}
+
+#[test]
+fn an_imported_trtllm_case_runs_each_container_step_in_a_sandbox_of_its_mounts() {
+    if !cluster_up("imported_trtllm_in_containers") || !bwrap_up("imported_trtllm_in_containers") {
+        return;
+    }
+    let ws = Ws::new("imported");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/import/trtllm/b200_ctx1_dep4_gen1_dep8.yaml");
+    let imported = Command::new(DISAGG)
+        .args(["import", "trtllm"])
+        .arg(&source)
+        .output()
+        .unwrap();
+    assert_eq!(imported.status.code(), Some(0), "{}", text(&imported));
+    let site = ws.dir.join("site");
+    std::fs::create_dir_all(site.join("lustre/models/DeepSeek-R1-FP4")).unwrap();
+    let text_case = String::from_utf8_lossy(&imported.stdout)
+        .replace("/lustre", &format!("{}/lustre", site.display()));
+    // The cluster's workload, not a GB200's.
+    let mut case: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text_case).unwrap();
+    case["benchmark"] =
+        serde_yaml_ng::from_str("{isl: 64, osl: 8, concurrency: [4], rounds: 2}").unwrap();
+    assert_eq!(
+        case["slurm"]["mpi"].as_str(),
+        Some("pmix"),
+        "slurm.mpi survives the import"
+    );
+    let yaml = serde_yaml_ng::to_string(&case).unwrap();
+    let config = case["name"].as_str().unwrap().to_string();
+    let (dir, steps) = run_in_containers(&ws, &config, &yaml);
+    // CTX_0 dep4 on one node, GEN_0 dep8 on another.
+    assert_one_named_container_per_node(&dir, &steps, 2, 4);
+    assert_mpi_on_workers_only(&steps);
+    let gen_node = &job_hosts(&dir)[1];
+    assert!(read(&dir.join("gen_server_0.log")).contains(&format!("[rank 7 @ {gen_node}] ")));
     assert_no_process_left(&dir);
 }
 

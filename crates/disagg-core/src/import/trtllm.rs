@@ -528,6 +528,9 @@ fn slurm_section(cx: &mut Ctx, src: &Src) -> Mapping {
             put(&mut slurm, "extra_args", Value::Sequence(args));
         }
     }
+    // TensorRT-LLM's disaggregated Slurm script starts every worker step with `--mpi=pmix`
+    // (its multi-rank servers need PMIx); the router and benchmark steps never get MPI here.
+    put(&mut slurm, "mpi", "pmix");
     for (k, v) in &src.slurm {
         let k = k.as_str().unwrap_or("?");
         match k {

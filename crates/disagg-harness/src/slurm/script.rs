@@ -8,18 +8,28 @@ use disagg_core::Plan;
 use disagg_core::slurm::header_value_problem;
 
 use super::quote::{sh_join, sh_quote};
-use super::steps::container_args;
+use super::steps::{container_args, container_mounts, container_name};
 
 /// The script's file name in the run folder.
 pub const SCRIPT_FILE: &str = "job.sbatch";
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot put {what} {value:?} into a #SBATCH line: it {why}")]
-pub struct ScriptError {
-    pub what: &'static str,
-    pub value: String,
-    pub why: &'static str,
+pub enum ScriptError {
+    #[error("cannot put {what} {value:?} into a #SBATCH line: it {why}")]
+    Header {
+        what: &'static str,
+        value: String,
+        why: &'static str,
+    },
+    #[error(
+        "{0}; hint: move it to a path without `,` and `:`, or mount a folder holding it yourself in `slurm.container.mounts`"
+    )]
+    Mount(#[from] super::steps::MountError),
 }
+
+/// The container name in the script, which knows the job id only as `$SLURM_JOB_ID`: a plain
+/// word, so it survives quoting, replaced by the shell expansion afterwards.
+const JOB_ID_WORD: &str = "JOBID_IN_SCRIPT";
 
 /// Renders the batch script of `plan`; `exe` is the `disagg` binary the job runs.
 ///
@@ -68,6 +78,8 @@ pub fn render(plan: &Plan, exe: &Path, skip_perf_check: bool) -> Result<String, 
         "--export",
         format!("ALL,DISAGG_CONFIG_NAME={}", plan.config_name),
     ));
+    // Every path a container step needs must be expressible as a mount.
+    container_mounts(plan)?;
     let mut out = String::new();
     let _ = writeln!(out, "#!/bin/bash");
     let _ = writeln!(
@@ -88,27 +100,42 @@ pub fn render(plan: &Plan, exe: &Path, skip_perf_check: bool) -> Result<String, 
     let _ = writeln!(out, "run_dir={}/\"$SLURM_JOB_ID\"", sh_quote(&config_dir));
     let _ = writeln!(out, "cd \"$run_dir\" || exit 1");
     let _ = writeln!(out, "setup_status=0");
-    if let Some(setup) = &plan.setup {
-        let _ = writeln!(
-            out,
-            "# The setup, once per node as one step, into install.log."
-        );
+    // In a container, the first step on each node makes the job's named container there (the
+    // setup, or a step of its own when there is none); every later step reuses it.
+    let first = match (&plan.setup, &plan.slurm.container) {
+        (Some(setup), _) => Some((
+            "SETUP",
+            "# The setup, once per node as one step, into install.log.",
+            setup.clone(),
+        )),
+        (None, Some(_)) => Some((
+            "CONTAINER",
+            "# The job's container, made once per node from the image; every step reuses it.",
+            vec!["true".to_string()],
+        )),
+        (None, None) => None,
+    };
+    if let Some((name, comment, command)) = first {
+        let _ = writeln!(out, "{comment}");
         let mut argv: Vec<String> = vec![
             "srun".into(),
-            "--job-name=SETUP".into(),
+            format!("--job-name={name}"),
             "--export=ALL".into(),
             format!("--nodes={}", plan.nodes),
             format!("--ntasks={}", plan.nodes),
             "--ntasks-per-node=1".into(),
             "--kill-on-bad-exit=1".into(),
         ];
-        argv.extend(container_args(plan));
+        argv.extend(container_args(plan, &container_name(JOB_ID_WORD)));
         argv.push("--".into());
-        argv.extend(setup.iter().cloned());
+        argv.extend(command);
+        let line = sh_join(&argv).replace(
+            &format!("--container-name={}", container_name(JOB_ID_WORD)),
+            &format!("--container-name={}", container_name("\"$SLURM_JOB_ID\"")),
+        );
         let _ = writeln!(
             out,
-            "{} >>\"$run_dir/install.log\" 2>&1 || setup_status=$?",
-            sh_join(&argv),
+            "{line} >>\"$run_dir/install.log\" 2>&1 || setup_status=$?",
         );
     }
     let _ = writeln!(
@@ -134,7 +161,7 @@ pub fn render(plan: &Plan, exe: &Path, skip_perf_check: bool) -> Result<String, 
 
 fn check(what: &'static str, value: &str) -> Result<(), ScriptError> {
     match header_value_problem(value) {
-        Some(why) => Err(ScriptError {
+        Some(why) => Err(ScriptError::Header {
             what,
             value: value.to_string(),
             why,

@@ -106,7 +106,7 @@ pub fn step(plan: &Plan, role: &RolePlan, hosts: &[String]) -> Step {
         }
         env_set.insert(CLEAR_ENV_VAR.into(), MPI_ENV_PREFIXES.join(","));
     }
-    argv.extend(container_args(plan));
+    argv.extend(container_args(plan, &container_name(&plan.run_id)));
     argv.push("--".into());
     argv.extend(role.argv.iter().cloned());
     Step {
@@ -116,19 +116,96 @@ pub fn step(plan: &Plan, role: &RolePlan, hosts: &[String]) -> Step {
     }
 }
 
-/// pyxis/enroot flags, for every step that runs our binary.
-pub fn container_args(plan: &Plan) -> Vec<String> {
+/// The job's container on every node: one per node, made by the first step there (the setup
+/// step, or one of its own) and reused by every later step, so what the setup installs is there
+/// for the workers and no step imports the image again. Named by the job (the run id), so a
+/// cluster keeping named containers across jobs never hands a job another's.
+pub fn container_name(run_id: &str) -> String {
+    format!("disagg-{run_id}")
+}
+
+/// pyxis/enroot flags, for every step that runs our binary: the image, the job's named
+/// container, every mount the step needs (see [`container_mounts`]) and the workdir.
+pub fn container_args(plan: &Plan, name: &str) -> Vec<String> {
     let Some(c) = &plan.slurm.container else {
         return Vec::new();
     };
-    let mut v = vec![format!("--container-image={}", c.image)];
-    if !c.mounts.is_empty() {
-        v.push(format!("--container-mounts={}", c.mounts.join(",")));
+    let mut v = vec![
+        format!("--container-image={}", c.image),
+        format!("--container-name={name}"),
+    ];
+    // A path that cannot be written in the list was refused before submission.
+    let mounts = container_mounts(plan).unwrap_or_else(|_| c.mounts.clone());
+    if !mounts.is_empty() {
+        v.push(format!("--container-mounts={}", mounts.join(",")));
     }
     if let Some(w) = &c.workdir {
         v.push(format!("--container-workdir={w}"));
     }
     v
+}
+
+/// A path a container step needs that cannot be mounted.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{what} {path} cannot be mounted into the container: `--container-mounts` separates mounts with `,` and its fields with `:`"
+)]
+pub struct MountError {
+    pub what: &'static str,
+    pub path: String,
+}
+
+/// The case's mounts, plus each path a container step needs that they do not already show at
+/// the same path: the `disagg` binary (every step runs it), the config folder holding the run
+/// folder (plan, logs, rendezvous, engine config files), the benchmark's dataset and tokenizer,
+/// and `model.path` when it exists here (a path that does not is taken to be inside the image).
+pub fn container_mounts(plan: &Plan) -> Result<Vec<String>, MountError> {
+    let Some(c) = &plan.slurm.container else {
+        return Ok(Vec::new());
+    };
+    let mut mounts = c.mounts.clone();
+    let mut needed: Vec<(&'static str, String)> = Vec::new();
+    if let Some(exe) = plan.roles.first().and_then(|r| r.argv.first()) {
+        needed.push(("the disagg binary", exe.clone()));
+    }
+    if let Some(config_dir) = plan.run_dir.parent() {
+        needed.push(("the run folder's parent", config_dir.display().to_string()));
+    }
+    for (what, p) in [
+        ("benchmark.dataset", &plan.benchmark.dataset),
+        ("benchmark.tokenizer", &plan.benchmark.tokenizer),
+    ] {
+        if let Some(p) = p {
+            needed.push((what, p.clone()));
+        }
+    }
+    if let Some(m) = &plan.model_path {
+        if m.starts_with('/') && std::path::Path::new(m).exists() {
+            needed.push(("model.path", m.clone()));
+        }
+    }
+    for (what, path) in needed {
+        if path.contains(',') || path.contains(':') {
+            return Err(MountError { what, path });
+        }
+        if !shown_at_same_path(&mounts, &path) {
+            mounts.push(format!("{path}:{path}"));
+        }
+    }
+    Ok(mounts)
+}
+
+/// Whether a mount `SRC:DST[:FLAGS]` with `SRC == DST` contains `path` (a mount elsewhere would
+/// show it inside the container at another path, which our argv would not find).
+fn shown_at_same_path(mounts: &[String], path: &str) -> bool {
+    let path = std::path::Path::new(path);
+    mounts.iter().any(|m| {
+        let mut fields = m.split(':');
+        match (fields.next(), fields.next()) {
+            (Some(src), Some(dst)) => src == dst && path.starts_with(src),
+            _ => false,
+        }
+    })
 }
 
 /// Removes every variable whose name starts with one of `prefixes` (comma-separated) from this
@@ -177,4 +254,66 @@ pub fn render_steps(plan: &Plan) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(container: &str, model_path: &str, run_dir: &str) -> Plan {
+        let text = format!(
+            "model: {{name: m, path: {model_path}}}\nctx: {{count: 1}}\ngen: {{count: 1}}\nbenchmark: {{isl: 8, osl: 8}}\nslurm: {{container: {container}}}\n"
+        );
+        let case = disagg_core::parse_case(&text, std::path::Path::new("c.yaml")).unwrap();
+        disagg_core::plan::build(
+            &case,
+            "7",
+            std::path::Path::new(run_dir),
+            std::path::Path::new("/opt/disagg/bin/disagg"),
+        )
+    }
+
+    #[test]
+    fn what_a_container_step_needs_is_mounted_at_its_own_path_unless_a_mount_shows_it() {
+        // `/` exists here (a model path that does not is taken to be inside the image).
+        let p = plan(
+            "{image: img, mounts: [\"/ws:/ws\", \"/opt:/elsewhere\"]}",
+            "/",
+            "/ws/disagg_logs/x/7",
+        );
+        let m = container_mounts(&p).unwrap();
+        assert_eq!(
+            m,
+            [
+                "/ws:/ws",
+                "/opt:/elsewhere",
+                // Under /opt, but shown at /elsewhere inside: mounted again at its own path.
+                "/opt/disagg/bin/disagg:/opt/disagg/bin/disagg",
+                // The run folder is under /ws, shown at /ws: nothing to add. The model is at /.
+                "/:/",
+            ]
+        );
+        let args = container_args(&p, &container_name("7")).join(" ");
+        assert!(args.contains("--container-name=disagg-7"), "{args}");
+        let inside = plan("{image: img}", "/nowhere/model", "/ws/disagg_logs/x/7");
+        assert!(
+            !container_mounts(&inside)
+                .unwrap()
+                .iter()
+                .any(|m| m.starts_with("/nowhere")),
+            "a model path that is not here is left to the image"
+        );
+    }
+
+    #[test]
+    fn a_path_the_mount_list_cannot_hold_is_refused_with_its_name() {
+        let p = plan("{image: img}", "/m", "/ws/a,b/disagg_logs/x/7");
+        let e = container_mounts(&p).unwrap_err();
+        assert_eq!(e.path, "/ws/a,b/disagg_logs/x");
+        assert!(
+            e.to_string()
+                .contains("/ws/a,b/disagg_logs/x cannot be mounted"),
+            "{e}"
+        );
+    }
 }

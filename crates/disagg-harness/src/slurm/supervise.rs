@@ -61,7 +61,13 @@ pub fn supervise_run_dir(
         ExecutorKind::Slurm if setup_status != 0 => fail_now(
             &plan,
             "SETUP",
-            format!("setup exited with status {setup_status} on a node (see install.log)"),
+            match (&plan.setup, &plan.slurm.container) {
+                (None, Some(c)) => format!(
+                    "the job's container could not be made from {} on a node: srun exited with status {setup_status} (see install.log)",
+                    c.image
+                ),
+                _ => format!("setup exited with status {setup_status} on a node (see install.log)"),
+            },
         ),
         ExecutorKind::Slurm => {
             // The batch script already ran the setup on every node.
