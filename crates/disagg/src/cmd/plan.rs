@@ -21,7 +21,7 @@ pub struct Args {
     #[arg(long)]
     workspace: Option<PathBuf>,
     /// With `slurm`: print the exact batch script `disagg run --launcher slurm` would submit,
-    /// then the srun step of every role.
+    /// then the srun step of every role, each with the engine command it runs.
     #[arg(long, value_enum, default_value_t = super::Launcher::Local)]
     launcher: super::Launcher,
 }
