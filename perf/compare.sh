@@ -138,8 +138,10 @@ client_cmd() {
     local n=$2 out=$3
     case $1 in
     disagg-bench)
+        # nginx's canned stream is 32 chunks whatever max_tokens says, so the output length
+        # is not held to max_tokens here (the canary asks for 2).
         printf '%s\n' "$DISAGG" bench --url "$SSE_URL" --model m --isl $ISL --osl $OSL \
-            --concurrency $CONC --num-prompts "$n" --output-dir "$out"
+            --concurrency $CONC --num-prompts "$n" --ignore-eos false --output-dir "$out"
         ;;
     sglang-rust)
         # --random-range-ratio 1: exact lengths in sglang's reading ([r·L, L]).
@@ -213,8 +215,10 @@ clients() {
             read -r cpu_big _ < <(run_client "$c" "$big" "$d/big")
             local rps
             rps=$(client_rps "$c" "$d/big")
+            # A run that gave no figures (it failed) has no CPU per request either.
             awk -v rep="$rep" -v load="$load" -v c="$c" -v rps="$rps" -v cb="$cpu_big" \
                 -v cs="$cpu_small" -v nb="$big" -v ns="$small" 'BEGIN {
+                if (rps == "-") { printf "%s\t%s\t%s\t-\t-\t-\n", rep, load, c; exit }
                 printf "%s\t%s\t%s\t%s\t%.4f\t%.4f\n", rep, load, c, rps,
                     (cb - cs) * 1000 / (nb - ns), cb * 1000 / nb }' >>"$rows"
             log "clients rep $rep: $(tail -1 "$rows")"

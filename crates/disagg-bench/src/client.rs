@@ -1,5 +1,6 @@
 //! One request and its timestamps: sent, each content chunk, end.
 
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -152,7 +153,16 @@ pub(crate) async fn send(
 ) -> Outcome {
     let url_index = index % target.urls.len();
     let sent = Instant::now();
-    let exchange = exchange(client, target, &target.urls[url_index], req.body.clone());
+    // Room for a chunk per output token from the start: growing the list as chunks arrive
+    // reallocated it several times per request.
+    let expected = (req.output_len as usize).min(MAX_PRESIZED_CHUNKS);
+    let exchange = exchange(
+        client,
+        target,
+        &target.urls[url_index],
+        req.body.clone(),
+        expected,
+    );
     let result = match tokio::time::timeout(target.timeout, exchange).await {
         Ok(Ok(ok)) if ok.output_tokens == 0 => Err(Failure::ZeroTokens),
         Ok(Ok(ok)) if target.ignore_eos && wrong_length(&ok, req.output_len) => {
@@ -203,6 +213,7 @@ async fn exchange(
     target: &Target,
     url: &str,
     body: Bytes,
+    expected_chunks: usize,
 ) -> Result<Success, Failure> {
     let resp = client
         .post(url)
@@ -220,7 +231,7 @@ async fn exchange(
         return Err(Failure::Status(status.as_u16(), message));
     }
     if target.streaming {
-        read_stream(resp).await
+        read_stream(resp, expected_chunks).await
     } else {
         read_whole(resp).await
     }
@@ -236,10 +247,13 @@ fn send_failure(e: &reqwest::Error) -> Failure {
     }
 }
 
-async fn read_stream(resp: reqwest::Response) -> Result<Success, Failure> {
+/// The most chunk timestamps reserved up front per request (a 16k-token answer: 128 KiB).
+const MAX_PRESIZED_CHUNKS: usize = 16 * 1024;
+
+async fn read_stream(resp: reqwest::Response, expected: usize) -> Result<Success, Failure> {
     let mut stream = resp.bytes_stream();
     let mut parser = Parser::new();
-    let mut chunks = Vec::new();
+    let mut chunks = Vec::with_capacity(expected);
     let mut usage = None;
     let mut decoded_per_iter = None;
     // Ends when the server sends [DONE] or closes the stream; the caller's timeout bounds both.
@@ -297,39 +311,41 @@ async fn read_whole(resp: reqwest::Response) -> Result<Success, Failure> {
     })
 }
 
-/// The parts of a completion (or chunk) the bench reads.
+/// The parts of a completion (or chunk) the bench reads. Text is borrowed from the frame, not
+/// copied: this runs for every chunk of every stream, and only its presence matters.
 #[derive(Debug, Deserialize)]
-struct Chunk {
-    #[serde(default)]
-    choices: Vec<Choice>,
+struct Chunk<'a> {
+    #[serde(default, borrow)]
+    choices: Vec<Choice<'a>>,
     #[serde(default)]
     usage: Option<Usage>,
+    /// Any error object (`null` reads as none).
     #[serde(default)]
-    error: Option<serde_json::Value>,
+    error: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Debug, Deserialize)]
-struct Choice {
-    #[serde(default)]
-    text: Option<String>,
+struct Choice<'a> {
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
     /// Chat-shaped servers put streamed text here.
-    #[serde(default)]
-    delta: Option<Delta>,
+    #[serde(default, borrow)]
+    delta: Option<Delta<'a>>,
     /// And whole chat answers here.
-    #[serde(default)]
-    message: Option<Delta>,
+    #[serde(default, borrow)]
+    message: Option<Delta<'a>>,
     /// TensorRT-LLM's speculative-decoding figure, per choice.
     #[serde(default)]
     avg_decoded_tokens_per_iter: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
-struct Delta {
-    #[serde(default)]
-    content: Option<String>,
+struct Delta<'a> {
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
 }
 
-impl Chunk {
+impl Chunk<'_> {
     fn decoded_per_iter(&self) -> Option<f64> {
         self.choices.first()?.avg_decoded_tokens_per_iter
     }
@@ -347,10 +363,10 @@ impl Chunk {
     }
 }
 
-fn parse_chunk(data: &[u8]) -> Result<Chunk, Failure> {
+fn parse_chunk(data: &[u8]) -> Result<Chunk<'_>, Failure> {
     let chunk: Chunk = serde_json::from_slice(data).map_err(|_| Failure::BadBody)?;
     // Servers that fail mid-stream often send an error object with status 200 already gone.
-    if chunk.error.as_ref().is_some_and(|e| !e.is_null()) {
+    if chunk.error.is_some() {
         return Err(Failure::BadBody);
     }
     Ok(chunk)
@@ -402,6 +418,13 @@ mod tests {
         assert_eq!(
             parse_chunk(br#"{"error":{"message":"boom"}}"#).unwrap_err(),
             Failure::BadBody
+        );
+        assert!(parse_chunk(br#"{"choices":[{"text":"a"}],"error":null}"#).is_ok());
+        // Escaped text is decoded (owned), plain text borrowed; both count as content.
+        assert!(
+            parse_chunk(br#"{"choices":[{"text":"\u0041"}]}"#)
+                .unwrap()
+                .has_text()
         );
     }
 }

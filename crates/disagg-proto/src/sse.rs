@@ -45,25 +45,34 @@ impl Parser {
             let (len, sep) = end;
             let raw = self.buf.split_to(len + sep).freeze();
             let body = raw.slice(..len);
-            let mut data: Option<BytesMut> = None;
+            // One `data:` line (what OpenAI servers send) is a slice of what arrived; only an
+            // event of several is joined into a buffer of its own.
+            let mut data: Option<Bytes> = None;
+            let mut joined: Option<BytesMut> = None;
             for line in body.split(|&b| b == b'\n') {
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
                 if let Some(rest) = line.strip_prefix(b"data:") {
                     let rest = rest.strip_prefix(b" ").unwrap_or(rest);
-                    match data.as_mut() {
-                        Some(d) => {
-                            d.extend_from_slice(b"\n");
-                            d.extend_from_slice(rest);
+                    match (data.take(), joined.as_mut()) {
+                        (None, None) => data = Some(body.slice_ref(rest)),
+                        (Some(first), _) => {
+                            let mut j = BytesMut::from(&first[..]);
+                            j.extend_from_slice(b"\n");
+                            j.extend_from_slice(rest);
+                            joined = Some(j);
                         }
-                        None => data = Some(BytesMut::from(rest)),
+                        (None, Some(j)) => {
+                            j.extend_from_slice(b"\n");
+                            j.extend_from_slice(rest);
+                        }
                     }
                 }
             }
-            if let Some(d) = data {
+            if let Some(d) = data.or_else(|| joined.map(BytesMut::freeze)) {
                 if &d[..] == b"[DONE]" {
                     events.push(Event::Done);
                 } else {
-                    events.push(Event::Data(d.freeze()));
+                    events.push(Event::Data(d));
                 }
             }
         }
@@ -77,18 +86,14 @@ impl Parser {
 }
 
 /// Finds the first blank line (`\n\n` or `\r\n\r\n`): returns (event length, separator length).
+/// Only newlines are looked at (found with SIMD): every byte of every stream passes here.
 fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let mut i = 0;
-    while i + 1 < buf.len() {
-        if buf[i] == b'\n' {
-            if buf[i + 1] == b'\n' {
-                return Some((i, 2));
-            }
-            if buf[i + 1] == b'\r' && buf.get(i + 2) == Some(&b'\n') {
-                return Some((i, 3));
-            }
+    for i in memchr::memchr_iter(b'\n', buf) {
+        match buf.get(i + 1) {
+            Some(b'\n') => return Some((i, 2)),
+            Some(b'\r') if buf.get(i + 2) == Some(&b'\n') => return Some((i, 3)),
+            _ => {}
         }
-        i += 1;
     }
     None
 }
@@ -119,6 +124,19 @@ mod tests {
             );
             assert_eq!(p.pending(), 0);
         }
+    }
+
+    #[test]
+    fn an_event_of_several_data_lines_is_joined_with_newlines() {
+        let mut p = Parser::new();
+        let got = p.push(b"data: {\"a\":\ndata: 1}\ndata:x\n\ndata: [DONE]\n\n");
+        assert_eq!(
+            got,
+            vec![
+                Event::Data(Bytes::from_static(b"{\"a\":\n1}\nx")),
+                Event::Done
+            ]
+        );
     }
 
     #[test]
