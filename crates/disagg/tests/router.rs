@@ -299,3 +299,38 @@ fn a_worker_url_the_router_cannot_use_stops_it_at_start() {
         );
     }
 }
+
+#[test]
+fn a_body_that_stops_arriving_gets_408_after_the_body_timeout() {
+    use std::io::{Read, Write};
+    let dead = format!("127.0.0.1:{}", closed_port());
+    let router = Server::start(&[
+        "router",
+        "--prefill",
+        &dead,
+        "--decode",
+        &dead,
+        "--port",
+        "0",
+        "--body-timeout",
+        "1s",
+    ]);
+    let mut s = std::net::TcpStream::connect(&router.addr).unwrap();
+    s.write_all(
+        b"POST /v1/completions HTTP/1.1\r\nhost: r\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"prompt\": \"",
+    )
+    .unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let sent = std::time::Instant::now();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let took = sent.elapsed();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
+    assert!(text.contains("--body-timeout"), "{text}");
+    assert!(
+        took >= std::time::Duration::from_millis(900) && took < std::time::Duration::from_secs(5),
+        "answered after {took:?}"
+    );
+}
