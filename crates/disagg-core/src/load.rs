@@ -620,7 +620,7 @@ fn check(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
 /// one would send the router (on the first node) to itself.
 fn check_addresses(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
     let placed = crate::plan::place_workers(case);
-    let nodes = crate::plan::span(&placed);
+    let nodes = crate::plan::span(&placed) + case.slurm.front_nodes;
     if nodes < 2 {
         return Ok(());
     }
@@ -646,9 +646,14 @@ fn check_addresses(case: &Case, text: &str, path: &Path) -> Result<(), CaseError
             path,
             key.clone(),
             format!(
-                "{} would bind and publish the loopback address `{host}`, but with hardware.gpus_per_node {} the workers span {nodes} nodes, and the router on node 0 cannot reach a loopback address on another node",
+                "{} would bind and publish the loopback address `{host}`, but with hardware.gpus_per_node {} the workers span {} nodes{}, and a router on another node cannot reach a loopback address",
                 workers.join(", "),
-                case.hardware.gpus_per_node
+                case.hardware.gpus_per_node,
+                crate::plan::span(&placed),
+                match case.slurm.front_nodes {
+                    0 => String::new(),
+                    n => format!(" and the routers {n} more (slurm.front_nodes)"),
+                }
             ),
         )
         .at_line(line_of(text, &key))
@@ -933,6 +938,17 @@ fn check_slurm(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
                 "e.g. `mpi: pmix` (see `srun --mpi=list`)",
             );
         }
+    }
+    let routers = case.router.replicas.max(1);
+    if s.front_nodes > routers {
+        return err(
+            "slurm.front_nodes",
+            format!(
+                "{} front nodes for {routers} router(s): the nodes past the routers' would sit idle",
+                s.front_nodes
+            ),
+            "at most one front node per router replica (router.replicas)",
+        );
     }
     let (b_dataset, b_tokenizer) = (&case.benchmark.dataset, &case.benchmark.tokenizer);
     if let Some(c) = &s.container {

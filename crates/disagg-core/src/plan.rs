@@ -203,9 +203,14 @@ pub struct Plan {
     pub perf_history: Option<crate::case::HistoryGate>,
     /// `setup` argv, run once before the workers into `install.log`.
     pub setup: Option<Vec<String>>,
-    /// Nodes the workers span (GPU slots packed in order); 1 at least.
+    /// Nodes of the job: those the workers span (GPU slots packed in order), then
+    /// `front_nodes` for the routers and the benchmark; 1 at least.
     #[serde(default = "one_node")]
     pub nodes: u32,
+    /// Nodes of their own for the routers and the benchmark (`slurm.front_nodes`), the last
+    /// ones of the job.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub front_nodes: u32,
     /// GPUs per node, for the Slurm tasks per node.
     #[serde(default = "eight")]
     pub gpus_per_node: u32,
@@ -220,6 +225,9 @@ pub struct Plan {
 
 fn one_node() -> u32 {
     1
+}
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 fn eight() -> u32 {
     8
@@ -244,13 +252,18 @@ impl Plan {
         self.roles.iter().filter(|r| r.role.is_router())
     }
 
-    /// The node (0-based within the job) a router role runs on: replica `i` on node `i` of the
-    /// job's nodes (wrapping around when there are more replicas than nodes); everything else
-    /// that is not a worker runs on the first node.
+    /// The node (0-based within the job) a router or the benchmark runs on. Without front
+    /// nodes: router replica `i` on node `i` of the job (wrapping around when there are more
+    /// replicas than nodes), the benchmark on the first node. With them: replica `i` on front
+    /// node `i % front_nodes`, the benchmark on the first front node.
     pub fn router_node(&self, role: RoleName) -> u32 {
+        let (first, count) = match self.front_nodes {
+            0 => (0, self.nodes.max(1)),
+            n => (self.nodes.saturating_sub(n), n),
+        };
         match role {
-            RoleName::DisaggServer(Some(i)) => i % self.nodes.max(1),
-            _ => 0,
+            RoleName::DisaggServer(Some(i)) => first + i % count,
+            _ => first,
         }
     }
 
@@ -296,7 +309,8 @@ pub fn build(case: &LoadedCase, run_id: &str, run_dir: &Path, exe: &Path) -> Pla
     let gpus_per_node = c.hardware.gpus_per_node;
     // A worker that another node must reach binds every interface and publishes its node's
     // hostname; on one node everything stays on loopback.
-    let nodes = span(&place_workers(c));
+    let front_nodes = c.slurm.front_nodes;
+    let nodes = span(&place_workers(c)) + front_nodes;
     let bind_host = if nodes > 1 { ANY_HOST } else { LOOPBACK };
     let mut next_gpu = 0u32;
     let mut roles = Vec::new();
@@ -408,6 +422,7 @@ pub fn build(case: &LoadedCase, run_id: &str, run_dir: &Path, exe: &Path) -> Pla
         perf_history: c.perf.history_gate(),
         setup: c.setup.as_ref().map(|s| s.argv()),
         nodes,
+        front_nodes,
         gpus_per_node,
         slurm: c.slurm.clone(),
         files,

@@ -35,6 +35,12 @@ pub struct SlurmSpec {
     /// `CUDA_VISIBLE_DEVICES` inside its step, where Slurm no longer touches it.
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub gpu_gres: bool,
+    /// Nodes of their own for the routers and the benchmark, after the workers' nodes: router
+    /// replica `i` on front node `i % front_nodes`, the benchmark on the first. 0 (the default):
+    /// they run on the workers' nodes (replica `i` on node `i`, the benchmark on node 0). Slurm
+    /// asks the same of every node of a job, so with `gpu_gres` the front nodes are GPU nodes too.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub front_nodes: u32,
 }
 
 impl Default for SlurmSpec {
@@ -48,6 +54,7 @@ impl Default for SlurmSpec {
             container: None,
             mpi: None,
             gpu_gres: true,
+            front_nodes: 0,
         }
     }
 }
@@ -70,6 +77,10 @@ fn yes() -> bool {
 
 fn is_true(b: &bool) -> bool {
     *b
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

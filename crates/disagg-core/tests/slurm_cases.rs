@@ -95,6 +95,13 @@ fn bad_slurm_sections_name_the_key_line_and_fix() {
             "pmix",
         ),
         (
+            "more front nodes than routers",
+            "  front_nodes: 2\n",
+            "slurm.front_nodes",
+            "2 front nodes for 1 router(s)",
+            "router.replicas",
+        ),
+        (
             "container without image",
             "  container: {image: \"\"}\n",
             "slurm.container.image",

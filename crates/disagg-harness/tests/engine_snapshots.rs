@@ -161,3 +161,67 @@ fn router_replicas_run_on_the_first_nodes_each_with_its_own_config() {
         ]
     );
 }
+
+/// Where each non-worker step runs, by its `--nodelist`, with the job's node count.
+fn front_placement(text: &str, hosts: &[&str]) -> (u32, Vec<(String, String)>) {
+    let case = parse_case(text, Path::new("f.yaml")).unwrap();
+    let plan = disagg_core::plan::build(
+        &case,
+        "RUN1",
+        Path::new("/ws/disagg_logs/x/RUN1"),
+        Path::new("/opt/disagg/bin/disagg"),
+    );
+    let hosts: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
+    let placed = plan
+        .roles
+        .iter()
+        .map(|r| {
+            let st = steps::step(&plan, r, &hosts);
+            let node = st
+                .argv
+                .iter()
+                .find_map(|a| a.strip_prefix("--nodelist="))
+                .unwrap()
+                .to_string();
+            (r.role.to_string(), node)
+        })
+        .collect();
+    (plan.nodes, placed)
+}
+
+#[test]
+fn front_nodes_give_the_routers_and_the_benchmark_nodes_of_their_own() {
+    let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+    // CTX_0 and GEN_0 on a node each, the router and the benchmark on a third.
+    let one = "model: {name: m}\nhardware: {gpus_per_node: 1}\n\
+               ctx: {count: 1}\ngen: {count: 1}\nbenchmark: {isl: 8, osl: 8}\n\
+               slurm: {front_nodes: 1}\n";
+    let (nodes, placed) = front_placement(one, &["n0", "n1", "n2"]);
+    assert_eq!(nodes, 3, "two worker nodes and one front node");
+    assert_eq!(
+        placed,
+        vec![
+            pair("CTX_0", "n0"),
+            pair("GEN_0", "n1"),
+            pair("DISAGG_SERVER", "n2"),
+            pair("BENCHMARK", "n2"),
+        ]
+    );
+    // Three replicas on two front nodes: around the front nodes only, never onto a worker's.
+    let three = "model: {name: m}\nhardware: {gpus_per_node: 2}\n\
+                 ctx: {count: 1}\ngen: {count: 1}\nrouter: {replicas: 3}\n\
+                 benchmark: {isl: 8, osl: 8}\nslurm: {front_nodes: 2}\n";
+    let (nodes, placed) = front_placement(three, &["n0", "f0", "f1"]);
+    assert_eq!(nodes, 3, "both workers share a node; two front nodes");
+    assert_eq!(
+        placed,
+        vec![
+            pair("CTX_0", "n0"),
+            pair("GEN_0", "n0"),
+            pair("DISAGG_SERVER_0", "f0"),
+            pair("DISAGG_SERVER_1", "f1"),
+            pair("DISAGG_SERVER_2", "f0"),
+            pair("BENCHMARK", "f0"),
+        ]
+    );
+}

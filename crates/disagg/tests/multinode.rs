@@ -240,7 +240,7 @@ fn base64(text: &str) -> Vec<u8> {
 }
 
 #[test]
-fn the_quickstart_on_one_gpu_per_node_runs_ctx_and_gen_on_two_nodes_and_hands_kv_across() {
+fn the_quickstart_on_one_gpu_per_node_runs_ctx_gen_and_router_on_three_nodes_and_hands_kv_across() {
     if !cluster_up("the_quickstart_across_nodes") {
         return;
     }
@@ -256,21 +256,30 @@ fn the_quickstart_on_one_gpu_per_node_runs_ctx_and_gen_on_two_nodes_and_hands_kv
             gen_with_log,
         );
     assert!(yaml.contains("gpus_per_node: 1") && yaml.contains(gen_with_log));
+    // The router and the benchmark on a node of their own.
+    let yaml = format!("{yaml}\nslurm: {{front_nodes: 1}}\n");
     let out = ws.run("quickstart", &yaml);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let dir = ws.run_dir("quickstart");
 
-    // CTX_0 on the first node, GEN_0 on the second, each published under its node's name.
+    // CTX_0 on the first node, GEN_0 on the second, the router on the third, each published
+    // under its node's name; the benchmark beside the router.
     let (ctx_host, ctx_port) = published(&dir, "CTX_0");
     let (gen_host, _) = published(&dir, "GEN_0");
     let (router_host, _) = published(&dir, "DISAGG_SERVER");
     let hosts = job_hosts(&dir);
-    let (node0, node1) = (hosts[0].as_str(), hosts[1].as_str());
+    assert_eq!(hosts.len(), 3, "{hosts:?}");
+    let (node0, node1, node2) = (hosts[0].as_str(), hosts[1].as_str(), hosts[2].as_str());
     assert_eq!(ctx_host, node0);
     assert_eq!(gen_host, node1);
     assert_eq!(
-        router_host, node0,
-        "the router publishes its node's name too"
+        router_host, node2,
+        "the router runs on its own node and publishes its name"
+    );
+    let bench_log = read(&dir.join("benchmark.log"));
+    assert!(
+        bench_log.contains(&format!("disagg role BENCHMARK on {node2}: ")),
+        "{bench_log}"
     );
     let config = read(&dir.join("server_config.yaml"));
     assert!(

@@ -43,7 +43,11 @@ pub fn run_role(role: RoleName, run_dir: &Path) -> i32 {
     }
     // SAFETY: no thread has been started yet; the async runtime is built below.
     unsafe { gpus::take_planned_gpus() };
-    say!("disagg role {role}: {}", gpus::report());
+    say!(
+        "disagg role {role} on {}: {}",
+        shared::hostname(),
+        gpus::report()
+    );
     let plan = match load_plan(run_dir) {
         Ok(p) => p,
         Err(e) => {
