@@ -1,8 +1,8 @@
 //! `disagg run --launcher slurm` on a real multi-node Slurm: three nodes, each its own network
 //! namespace, hostname and slurmd, with fake GPUs through gres and device cgroups
 //! (`bash scripts/dev-slurm.sh up --nodes 3 --gpus-per-node 8 --constrain-devices`). Where that
-//! cluster does not answer, each test says so on stderr and returns; with
-//! `DISAGG_REQUIRE_SLURM=1` (CI) it fails instead.
+//! cluster does not answer, the tests are reported as ignored, with the reason; with
+//! `DISAGG_REQUIRE_SLURM=1` (CI) they fail instead (`needs/mod.rs`, the harness of this file).
 
 mod support;
 
@@ -32,9 +32,30 @@ fn slurm(program: &str, args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
 }
 
-/// True when the three-node cluster answers; otherwise reports that the test did not run (or
-/// fails, under `DISAGG_REQUIRE_SLURM=1`).
-fn cluster_up(test: &str) -> bool {
+mod needs;
+
+fn main() {
+    needs::main(
+        "the three-node Slurm",
+        multinode_cluster,
+        include_str!("multinode.rs"),
+        tests![
+            the_quickstart_on_one_gpu_per_node_runs_ctx_gen_and_router_on_three_nodes_and_hands_kv_across,
+            a_published_address_other_nodes_cannot_reach_fails_the_run_naming_the_worker_and_address,
+            every_worker_gets_exactly_its_own_gpus_under_device_cgroups_and_the_router_and_benchmark_none,
+            without_gpu_gres_each_worker_still_sees_its_planned_gpus,
+            a_step_slurm_cannot_create_fails_the_run_in_seconds_quoting_srun,
+            gen_0_dying_on_another_node_mid_stream_fails_the_run_within_5s_and_leaves_nothing,
+            a_tp2_gen_spanning_two_nodes_serves_and_its_log_tells_the_ranks_apart,
+            three_router_replicas_run_one_per_node_and_share_the_load,
+            killing_a_router_replica_on_another_node_fails_the_run_within_5s_naming_it,
+        ],
+        Vec::new(),
+    )
+}
+
+/// Whether the three-node cluster answers with three usable nodes.
+fn multinode_cluster() -> Result<(), String> {
     let nodes = Command::new("sinfo")
         .args(["-h", "-N", "-o", "%N %T"])
         .env("SLURM_CONF", slurm_conf())
@@ -53,19 +74,13 @@ fn cluster_up(test: &str) -> bool {
         })
         .count();
     if usable >= 3 {
-        return true;
+        return Ok(());
     }
-    let why = format!(
+    Err(format!(
         "the multi-node Slurm ({}) does not answer with 3 usable nodes (sinfo: {:?}); bring it up with `{UP}`",
         slurm_conf(),
         nodes.trim()
-    );
-    if std::env::var("DISAGG_REQUIRE_SLURM").is_ok_and(|v| v == "1") {
-        panic!("DISAGG_REQUIRE_SLURM=1 but {why}");
-    }
-    use std::io::Write as _;
-    let _ = writeln!(std::io::stderr(), "SLURM TEST DID NOT RUN: {test}: {why}");
-    false
+    ))
 }
 
 /// A workspace of one test, in /tmp (which every node shares); on drop it cancels any job of
@@ -239,11 +254,7 @@ fn base64(text: &str) -> Vec<u8> {
     out
 }
 
-#[test]
 fn the_quickstart_on_one_gpu_per_node_runs_ctx_gen_and_router_on_three_nodes_and_hands_kv_across() {
-    if !cluster_up("the_quickstart_across_nodes") {
-        return;
-    }
     let ws = Ws::new("quickstart");
     let gen_with_log = "gen:\n  count: 1\n  parallel: {tp: 1}\n  engine_args: {request_log: true}";
     let yaml = example("quickstart.yaml")
@@ -334,11 +345,7 @@ fn command_case(name: &str, gpus_per_node: u32, ctx: &str, gen_: &str, extra: &s
 
 const ON_HOST: &str = r#"--host, "{host}", --port, "{port}""#;
 
-#[test]
 fn a_published_address_other_nodes_cannot_reach_fails_the_run_naming_the_worker_and_address() {
-    if !cluster_up("an_unreachable_published_address") {
-        return;
-    }
     let ws = Ws::new("unreachable");
     // GEN_0's command ignores `{host}` (0.0.0.0 on several nodes) and binds loopback: its own
     // node sees it healthy, the router on the first node cannot connect to it.
@@ -407,11 +414,7 @@ fn gpus_of(dir: &Path, log: &str) -> (String, Vec<String>, Vec<String>) {
     (cvd, list("may open "), list("denied "))
 }
 
-#[test]
 fn every_worker_gets_exactly_its_own_gpus_under_device_cgroups_and_the_router_and_benchmark_none() {
-    if !cluster_up("gpu_binding") {
-        return;
-    }
     let ws = Ws::new("gpus");
     // One 4-GPU node: CTX_0 on two GPUs, GEN_0 and GEN_1 on one each; all three at once.
     let yaml = "name: mn-gpus\nmodel: {name: tiny}\nhardware: {gpus_per_node: 4}\nctx: {count: 1, parallel: {tp: 2}, engine_args: {}}\ngen: {count: 2, engine_args: {}}\nbenchmark: {isl: 32, osl: 4, concurrency: [2], rounds: 2}\ntimeouts: {worker_startup: 30s, request: 10s, benchmark: 60s, job: 2m}\n";
@@ -466,11 +469,7 @@ fn every_worker_gets_exactly_its_own_gpus_under_device_cgroups_and_the_router_an
     assert_no_process_left(&dir);
 }
 
-#[test]
 fn without_gpu_gres_each_worker_still_sees_its_planned_gpus() {
-    if !cluster_up("no_gpu_gres") {
-        return;
-    }
     let ws = Ws::new("nogres");
     let yaml = "name: mn-nogres\nmodel: {name: tiny}\nhardware: {gpus_per_node: 2}\nctx: {count: 1, engine_args: {}}\ngen: {count: 1, engine_args: {}}\nbenchmark: {isl: 32, osl: 4, concurrency: [2], rounds: 2}\ntimeouts: {worker_startup: 30s, request: 10s, benchmark: 60s, job: 2m}\nslurm: {gpu_gres: false}\n";
     let out = ws.run("mn-nogres", yaml);
@@ -483,11 +482,7 @@ fn without_gpu_gres_each_worker_still_sees_its_planned_gpus() {
     assert_eq!(gpus_of(&dir, "disagg_server.log").0, "unset");
 }
 
-#[test]
 fn a_step_slurm_cannot_create_fails_the_run_in_seconds_quoting_srun() {
-    if !cluster_up("a_step_slurm_cannot_create") {
-        return;
-    }
     let ws = Ws::new("nostep");
     // The job asks for 2 GPUs per node in extra_args, but the plan puts 2 + 2 on node 0: the
     // second worker step can never be created ("busy"); a 4-GPU worker is a bad request.
@@ -531,11 +526,7 @@ fn requests_in(path: &Path) -> usize {
         .unwrap_or(0)
 }
 
-#[test]
 fn gen_0_dying_on_another_node_mid_stream_fails_the_run_within_5s_and_leaves_nothing() {
-    if !cluster_up("gen_0_dying_mid_stream") {
-        return;
-    }
     let ws = Ws::new("death");
     // CTX_0 on the job's first node, GEN_0 on its second; streams of 200 tokens at 20 ms (4 s each), two points.
     let yaml = "name: mn-death\nmodel: {name: tiny}\nhardware: {gpus_per_node: 1}\nctx: {count: 1, engine_args: {request_log: true}}\ngen: {count: 1, engine_args: {itl: 20ms, request_log: true}}\nbenchmark: {isl: 32, osl: 200, concurrency: [4, 8], rounds: 2}\ntimeouts: {worker_startup: 30s, request: 30s, benchmark: 2m, job: 3m}\n";
@@ -635,11 +626,7 @@ fn gen_0_dying_on_another_node_mid_stream_fails_the_run_within_5s_and_leaves_not
     assert!(left.is_empty(), "left on the nodes at exit: {left:?}");
 }
 
-#[test]
 fn a_tp2_gen_spanning_two_nodes_serves_and_its_log_tells_the_ranks_apart() {
-    if !cluster_up("a_tp2_gen_across_nodes") {
-        return;
-    }
     let ws = Ws::new("tp2");
     // One GPU per node: CTX_0 on the first node, GEN_0 (tp=2, two ranks) on the others. Rank 0
     // serves; rank 1 runs the same command as a follower, as an MPI engine's other ranks do.
@@ -906,11 +893,7 @@ fn served(log: &str) -> Option<u64> {
 /// Three nodes (one GPU each: CTX_0, GEN_0, GEN_1) and three router replicas.
 const REPLICAS_CASE: &str = "model: {name: tiny}\nhardware: {gpus_per_node: 1}\nctx: {count: 1, engine_args: {}}\ngen: {count: 2, engine_args: {}}\nrouter: {replicas: 3}\n";
 
-#[test]
 fn three_router_replicas_run_one_per_node_and_share_the_load() {
-    if !cluster_up("three_router_replicas_one_per_node") {
-        return;
-    }
     let ws = Ws::new("replicas");
     let yaml = format!(
         "name: mn-replicas\n{REPLICAS_CASE}benchmark: {{isl: 32, osl: 8, concurrency: [3], rounds: 4}}\n"
@@ -945,11 +928,7 @@ fn three_router_replicas_run_one_per_node_and_share_the_load() {
     assert_no_process_left(&dir);
 }
 
-#[test]
 fn killing_a_router_replica_on_another_node_fails_the_run_within_5s_naming_it() {
-    if !cluster_up("killing_a_router_replica") {
-        return;
-    }
     let ws = Ws::new("replica-death");
     let yaml = format!(
         "name: mn-replica-death\n{REPLICAS_CASE}benchmark: {{isl: 32, osl: 200, concurrency: [3], rounds: 50}}\ntimeouts: {{worker_startup: 30s, request: 30s, benchmark: 2m, job: 3m}}\n"
