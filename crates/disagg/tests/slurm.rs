@@ -12,22 +12,30 @@ mod needs;
 
 fn main() {
     needs::main(
-        "a Slurm",
-        slurm,
         include_str!("slurm.rs"),
-        tests![
-            a_passing_case_runs_as_a_job_and_its_hostile_job_name_arrives_literally,
-            two_cases_become_two_jobs_in_two_folders,
-            gen_0_crashing_fails_the_job_within_seconds_and_names_gen_0,
-            a_too_short_slurm_time_limit_is_a_timeout,
-            no_wait_prints_the_job_and_folder_then_logs_shows_the_run,
-            the_command_engine_runs_disagg_sim_under_slurm,
-            ctrl_c_cancels_the_job,
-            a_no_wait_job_ended_at_its_time_limit_reports_timeout_from_inside_the_job,
-            a_failing_setup_fails_the_job_as_setup,
-            a_sweep_becomes_one_job_per_point_with_its_sweep_folder,
+        vec![
+            needs::Needs {
+                service: "a Slurm",
+                check: Some(slurm),
+                tests: tests![
+                    a_passing_case_runs_as_a_job_and_its_hostile_job_name_arrives_literally,
+                    two_cases_become_two_jobs_in_two_folders,
+                    gen_0_crashing_fails_the_job_within_seconds_and_names_gen_0,
+                    a_too_short_slurm_time_limit_is_a_timeout,
+                    no_wait_prints_the_job_and_folder_then_logs_shows_the_run,
+                    the_command_engine_runs_disagg_sim_under_slurm,
+                    ctrl_c_cancels_the_job,
+                    a_no_wait_job_ended_at_its_time_limit_reports_timeout_from_inside_the_job,
+                    a_failing_setup_fails_the_job_as_setup,
+                    a_sweep_becomes_one_job_per_point_with_its_sweep_folder,
+                ],
+            },
+            needs::Needs {
+                service: "nothing",
+                check: None,
+                tests: tests![without_slurm_nothing_is_submitted_and_the_exit_code_is_2],
+            },
         ],
-        tests![without_slurm_nothing_is_submitted_and_the_exit_code_is_2],
     )
 }
 

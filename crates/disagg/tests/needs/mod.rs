@@ -13,7 +13,7 @@
 //!   line with the reason (`cargo nextest` lists them as skipped, for the same reason).
 //!   `--include-ignored` runs them anyway, and they fail with the reason.
 //!
-//! Tests in such a file that need no service are listed apart and always run.
+//! Tests in such a file that need no service are in a group without a check, and always run.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -35,40 +35,56 @@ macro_rules! tests {
 /// Whether the service answers; `Err` says why not and how to bring it up.
 pub type Check = fn() -> Result<(), String>;
 
-/// Runs `needing` (which need the service `check` looks for) and `plain` (which do not) as
-/// described in the module docs, then exits with libtest's exit code. `source` is the test
-/// file's text: a `#[test]` function in it would never run (this harness is not libtest), so
-/// one is a failing test of its own.
-pub fn main(
-    service: &str,
-    check: Check,
-    source: &'static str,
-    needing: Vec<Test>,
-    plain: Vec<Test>,
-) -> ! {
+/// Tests that need one service (`check` looks for it), or none (`check: None`).
+pub struct Needs {
+    /// What they need, for the reason printed when they are ignored ("a Slurm").
+    pub service: &'static str,
+    pub check: Option<Check>,
+    pub tests: Vec<Test>,
+}
+
+/// Runs every group of tests as described in the module docs, then exits with libtest's exit
+/// code. `source` is the test file's text: a `#[test]` function in it would never run (this
+/// harness is not libtest), so one is a failing test of its own.
+pub fn main(source: &'static str, groups: Vec<Needs>) -> ! {
     let args = libtest_mimic::Arguments::from_args();
     let required = std::env::var("DISAGG_REQUIRE_SLURM").is_ok_and(|v| v == "1");
-    let missing: Option<Arc<str>> = check().err().map(Arc::from);
-    let ignore = missing.is_some() && !required;
     let mut trials = Vec::new();
-    for (name, body) in needing {
-        let missing = missing.clone();
-        let trial = libtest_mimic::Trial::test(name, move || match missing {
-            Some(why) if required => Err(format!("DISAGG_REQUIRE_SLURM=1 but {why}").into()),
-            Some(why) => Err(format!("run with --include-ignored, but {why}").into()),
-            None => {
-                body();
-                Ok(())
-            }
-        });
-        trials.push(trial.with_ignored_flag(ignore));
-    }
-    let plain_count = plain.len();
-    for (name, body) in plain {
-        trials.push(libtest_mimic::Trial::test(name, move || {
-            body();
-            Ok(())
-        }));
+    let mut notes = Vec::new();
+    let mut needing = 0;
+    // What the self-test must find: each group's note, when its service is out of reach.
+    let mut expected_notes = Vec::new();
+    for group in groups {
+        let missing: Option<Arc<str>> = group.check.and_then(|c| c().err()).map(Arc::from);
+        let ignore = missing.is_some() && !required;
+        if group.check.is_some() {
+            needing += group.tests.len();
+            expected_notes.push(format!(
+                "note: {} test(s) ignored: they need {}, and ",
+                group.tests.len(),
+                group.service
+            ));
+        }
+        if let (true, Some(why)) = (ignore, &missing) {
+            notes.push(format!(
+                "note: {} test(s) ignored: they need {}, and {why}; DISAGG_REQUIRE_SLURM=1 \
+                 makes them run (and fail without it)",
+                group.tests.len(),
+                group.service
+            ));
+        }
+        for (name, body) in group.tests {
+            let missing = missing.clone();
+            let trial = libtest_mimic::Trial::test(name, move || match missing {
+                Some(why) if required => Err(format!("DISAGG_REQUIRE_SLURM=1 but {why}").into()),
+                Some(why) => Err(format!("run with --include-ignored, but {why}").into()),
+                None => {
+                    body();
+                    Ok(())
+                }
+            });
+            trials.push(trial.with_ignored_flag(ignore));
+        }
     }
     trials.push(libtest_mimic::Trial::test(
         "every_test_here_is_listed_in_main",
@@ -82,21 +98,16 @@ pub fn main(
             None => Ok(()),
         },
     ));
-    let count = trials.len() - plain_count - 1;
-    let service_name = service.to_string();
     trials.push(libtest_mimic::Trial::test(SELF_TEST, move || {
-        self_test(&service_name, count)
+        self_test(needing, &expected_notes)
     }));
     let listing = args.list;
     let conclusion = libtest_mimic::run(&args, trials);
-    if let (Some(why), false, false) = (&missing, required, listing) {
-        if conclusion.num_ignored > 0 {
-            println!(
-                "note: {} test(s) ignored: they need {service}, and {why}; \
-                 DISAGG_REQUIRE_SLURM=1 makes them run (and fail without it)\n",
-                conclusion.num_ignored
-            );
+    if !listing && conclusion.num_ignored > 0 {
+        for note in notes {
+            println!("{note}");
         }
+        println!();
     }
     conclusion.exit()
 }
@@ -104,7 +115,7 @@ pub fn main(
 /// Runs this test binary again (all but this test) with `sinfo` out of reach (an empty PATH):
 /// the tests that need the service must be reported as ignored, with the reason, and under
 /// `DISAGG_REQUIRE_SLURM=1` they must fail, saying why.
-fn self_test(service: &str, needing: usize) -> Result<(), libtest_mimic::Failed> {
+fn self_test(needing: usize, notes: &[String]) -> Result<(), libtest_mimic::Failed> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let run = |required: &str| {
         Command::new(&exe)
@@ -125,10 +136,12 @@ fn self_test(service: &str, needing: usize) -> Result<(), libtest_mimic::Failed>
     let absent = run("0")?;
     let out = String::from_utf8_lossy(&absent.stdout);
     let summary = format!("0 failed; {needing} ignored;");
-    let note = format!("note: {needing} test(s) ignored: they need {service}, and ");
-    if absent.status.code() != Some(0) || !out.contains(&summary) || !out.contains(&note) {
+    if absent.status.code() != Some(0)
+        || !out.contains(&summary)
+        || !notes.iter().all(|n| out.contains(n.as_str()))
+    {
         return Err(format!(
-            "without {service}: want `{summary}` and `{note}`:\n{}",
+            "without sinfo: want `{summary}` and {notes:?}:\n{}",
             show(&absent)
         )
         .into());
@@ -141,7 +154,7 @@ fn self_test(service: &str, needing: usize) -> Result<(), libtest_mimic::Failed>
         || !out.contains("DISAGG_REQUIRE_SLURM=1 but ")
     {
         return Err(format!(
-            "required, without {service}: want `{summary}`:\n{}",
+            "required, without sinfo: want `{summary}`:\n{}",
             show(&required)
         )
         .into());
