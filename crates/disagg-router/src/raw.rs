@@ -1,14 +1,16 @@
 //! A JSON object kept as its original bytes plus the byte range of each top-level value.
 //!
 //! Every dialect only adds, drops or replaces a few top-level keys, so the prompt (often most of
-//! the body: 32k token ids are ~200 kB) is located once and then copied as bytes into each
-//! outgoing body. It is never turned into `serde_json::Value`s.
+//! the body: 32k token ids are ~200 kB) is located once and then shared, not copied, into each
+//! outgoing body ([`Pieces`]). It is never turned into `serde_json::Value`s.
 //!
 //! The top level is read by a small scanner. Values under [`VALIDATE_BELOW`] bytes are then
-//! validated by serde_json; larger ones (in practice: the prompt, or `prompt_token_ids`) are only
-//! checked for structure (strings end, brackets balance) with SIMD byte searches, because full
-//! validation would cost the router more than everything else it does for a long prompt. The
-//! worker parses them anyway and answers a malformed one with its own 4xx, which is relayed.
+//! validated by serde_json; larger ones (in practice: the prompt, `messages` or
+//! `prompt_token_ids`) are only checked for structure (strings end, brackets balance) with SIMD
+//! byte searches, because full validation would cost the router more than everything else it
+//! does: 1k token ids took ~15 µs to validate, about a fifth of a request's whole cost (the
+//! `stage_costs` figures). The worker parses them anyway and answers a malformed one with its
+//! own 4xx, which is relayed.
 
 use std::ops::Range;
 
@@ -190,8 +192,9 @@ pub(crate) fn first_byte(raw: &[u8]) -> u8 {
     raw.first().copied().unwrap_or(b' ')
 }
 
-/// Values at least this long are checked for structure only; see the module docs.
-pub(crate) const VALIDATE_BELOW: usize = 16 * 1024;
+/// Values at least this long are checked for structure only; see the module docs. Every field
+/// the router itself reads (`stream`, `max_tokens`, `n`, ...) is far shorter, and parsed anyway.
+pub(crate) const VALIDATE_BELOW: usize = 1024;
 
 type Fields = Vec<(String, Range<usize>)>;
 
@@ -461,33 +464,55 @@ mod tests {
         }
     }
 
-    /// What parsing costs on the bench's bodies. Not a check; run with
-    /// `cargo test --release -p disagg-router --lib -- --ignored parse_cost --nocapture`.
+    /// What each stage of a request costs the router in user space, per dialect, on the router
+    /// bench's bodies (1k and 32k text prompts; TensorRT-LLM's context answer with as many
+    /// `prompt_token_ids`). Prints figures; not a check. Run with
+    /// `cargo test --release -p disagg-router --lib -- --ignored stage_costs --nocapture`.
     #[test]
     #[ignore]
-    fn parse_cost() {
-        for (name, prompt) in [
-            ("32k ids", format!("[{}]", vec!["12345"; 32768].join(","))),
-            ("32k text", format!("\"{}\"", "abcde ".repeat(32768))),
-        ] {
+    fn stage_costs() {
+        use crate::request::{ClientRequest, Endpoint};
+        use crate::{sglang, trtllm, vllm};
+        fn time<T>(n: u32, mut f: impl FnMut() -> T) -> std::time::Duration {
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                std::hint::black_box(f());
+            }
+            t.elapsed() / n
+        }
+        for isl in [1024usize, 32768] {
+            let n = if isl > 4096 { 200 } else { 2000 };
             let body = Bytes::from(format!(
-                r#"{{"model":"m","prompt":{prompt},"max_tokens":16}}"#
+                r#"{{"model":"m","prompt":"{}","max_tokens":16,"stream":false}}"#,
+                "abcde ".repeat(isl)
             ));
-            let n = 200;
-            let t = std::time::Instant::now();
-            for _ in 0..n {
-                let o = RawObject::parse(body.clone()).unwrap();
-                std::hint::black_box(&o);
-            }
-            let parse = t.elapsed() / n;
-            let o = RawObject::parse(body.clone()).unwrap();
-            let t = std::time::Instant::now();
-            for _ in 0..n {
-                std::hint::black_box(o.write(&["stream"], &[("x", "1".into())]));
-            }
-            let write = t.elapsed() / n;
+            let ids = format!("[{}]", vec!["12345"; isl].join(","));
+            let ctx_answer = Bytes::from(format!(
+                r#"{{"id":"c","choices":[{{"index":0,"text":"x","finish_reason":"length","disaggregated_params":{{"request_type":"context_only","first_gen_tokens":[7],"ctx_request_id":1,"encoded_opaque_state":null,"draft_tokens":null}}}}],"prompt_token_ids":{ids},"kv_transfer_params":{{"remote_engine_id":"e","remote_block_ids":[1,2]}}}}"#
+            ));
+            let parse = time(n, || {
+                ClientRequest::parse(Endpoint::Completions, body.clone())
+            });
+            let req = ClientRequest::parse(Endpoint::Completions, body.clone()).unwrap();
+            let ctx = time(n, || trtllm::context_body(&req));
+            let read = time(n, || trtllm::read_context_response(ctx_answer.clone()));
+            let Ok(trtllm::ContextOutcome::Continue(handoff)) =
+                trtllm::read_context_response(ctx_answer.clone())
+            else {
+                panic!("the context answer hands off");
+            };
+            let generation = time(n, || trtllm::generation_body(&req, &handoff));
+            let prefill = time(n, || vllm::prefill_body(&req));
+            let kv = time(n, || vllm::read_prefill_response(ctx_answer.clone()));
+            let params = vllm::read_prefill_response(ctx_answer.clone()).unwrap();
+            let decode = time(n, || vllm::decode_body(&req, &params));
+            let both = time(n, || sglang::body(&req, "10.0.0.2", Some(8998), 7));
             println!(
-                "{name}: {} bytes, parse {parse:?}, write {write:?}",
+                "{}k ({} bytes): client body parsed {parse:?}; trtllm: context body {ctx:?}, \
+                 context answer read {read:?}, generation body {generation:?}; vllm: prefill body \
+                 {prefill:?}, prefill answer read {kv:?}, decode body {decode:?}; sglang: body \
+                 {both:?}",
+                isl / 1024,
                 body.len()
             );
         }
