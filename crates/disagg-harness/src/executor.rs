@@ -6,6 +6,7 @@ use std::fs::File;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
 
 use disagg_core::RolePlan;
 use nix::sys::signal::{Signal, killpg};
@@ -65,6 +66,16 @@ pub trait Running: Send {
 /// Starts roles.
 pub trait Executor {
     fn launch(&mut self, role: &RolePlan, log: File) -> std::io::Result<Box<dyn Running>>;
+
+    /// Once every role is reaped: stops what the roles left behind outside their process groups
+    /// (`setsid`, daemons, MPI launchers), and returns the pids that would not end. By default
+    /// every descendant of this process (see `procs`), which the roles' launchers are.
+    fn stop_leftovers(&mut self, grace: Duration) -> Vec<u32> {
+        crate::procs::sweep(grace)
+            .into_iter()
+            .map(|p| p.as_raw() as u32)
+            .collect()
+    }
 }
 
 /// Spawns each role as a local process in its own process group, with the role's env, and its

@@ -82,6 +82,7 @@ pub fn supervise(plan: &Plan, exec: &mut dyn Executor, interrupted: &AtomicBool)
     }
     teardown(
         &mut procs,
+        exec,
         plan.deadlines.grace,
         matches!(result, RunResult::Passed),
     );
@@ -605,7 +606,7 @@ fn fail_setup(reason: String, timeout: bool) -> RunResult {
 
 /// Stops every role: on success they leave by themselves once status.json is written, so they get
 /// a grace period first; on failure they are sent TERM at once. Then KILL, then reap.
-fn teardown(procs: &mut [Proc], grace: Duration, passed: bool) {
+fn teardown(procs: &mut [Proc], exec: &mut dyn Executor, grace: Duration, passed: bool) {
     let all_exited = |procs: &mut [Proc]| {
         let mut all = true;
         for p in procs.iter_mut().filter(|p| p.exit.is_none()) {
@@ -635,7 +636,7 @@ fn teardown(procs: &mut [Proc], grace: Duration, passed: bool) {
     }
     // What left its role's process group (`setsid`, daemons, MPI launchers) was re-parented to
     // us when its parent ended: stop it the same way, and return only once all is reaped.
-    let left = crate::procs::sweep(grace);
+    let left = exec.stop_leftovers(grace);
     if !left.is_empty() {
         eprintln!(
             "disagg: warning: {} process(es) of the run did not end after SIGKILL and {}: {left:?}",
@@ -644,6 +645,9 @@ fn teardown(procs: &mut [Proc], grace: Duration, passed: bool) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests;
 
 /// Index of role outcomes by role, for reports.
 pub fn failures_by_role(outcome: &Outcome) -> HashMap<RoleName, String> {

@@ -1,0 +1,515 @@
+//! The supervisor's decisions on a fake executor: no process is started. Each fake role follows
+//! a script (when it publishes its address, when it exits and how, whether it obeys TERM, what
+//! BENCHMARK writes to `status.json`) and logs every call the supervisor makes on it, so the
+//! tests see what was decided and in which order: fail fast, the root cause, each deadline, and
+//! the teardown.
+//!
+//! Their run folder is real (rendezvous files are how roles talk to the supervisor), and so is
+//! the liveness prober: every published address is a tiny HTTP server that answers 200.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use disagg_core::{Plan, RoleName, RolePlan};
+
+use super::supervise;
+use crate::executor::{Executor, Exit, Running};
+use crate::outcome::{Failure, Outcome, RunResult};
+use crate::rendezvous::{State, Status};
+
+/// What the supervisor did to a role, or what the role did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Event {
+    Launched,
+    Exited(Exit),
+    Term,
+    Kill,
+    Reaped,
+}
+
+/// One fake role's script; all times count from its launch.
+#[derive(Debug, Clone, Default)]
+struct Script {
+    /// Publishes its address (never, if `None`).
+    ready: Option<Duration>,
+    /// Exits by itself, with this status.
+    exit: Option<(Duration, Exit)>,
+    /// BENCHMARK: writes `status.json` with this state and reason.
+    status: Option<(Duration, State, &'static str)>,
+    /// Leaves with status 0 once `status.json` is there, as every role does.
+    leaves_when_over: bool,
+    /// Ends on TERM; otherwise only KILL ends it.
+    obeys_term: bool,
+}
+
+type Log = Arc<Mutex<Vec<(Instant, RoleName, Event)>>>;
+
+struct FakeExecutor {
+    scripts: HashMap<RoleName, Script>,
+    log: Log,
+    run_id: String,
+    run_dir: PathBuf,
+}
+
+impl Executor for FakeExecutor {
+    fn launch(
+        &mut self,
+        role: &RolePlan,
+        _log: std::fs::File,
+    ) -> std::io::Result<Box<dyn Running>> {
+        let script = self.scripts.get(&role.role).cloned().unwrap_or_default();
+        self.log
+            .lock()
+            .unwrap()
+            .push((Instant::now(), role.role, Event::Launched));
+        Ok(Box::new(FakeRole {
+            role: role.role,
+            script,
+            started: Instant::now(),
+            exit: None,
+            published: false,
+            wrote_status: false,
+            saw_the_end: false,
+            log: self.log.clone(),
+            run_id: self.run_id.clone(),
+            run_dir: self.run_dir.clone(),
+        }))
+    }
+
+    /// Nothing of a fake is left outside its group; the real sweep would stop every child of
+    /// the test binary.
+    fn stop_leftovers(&mut self, _grace: Duration) -> Vec<u32> {
+        Vec::new()
+    }
+}
+
+struct FakeRole {
+    role: RoleName,
+    script: Script,
+    started: Instant,
+    exit: Option<Exit>,
+    published: bool,
+    wrote_status: bool,
+    /// `status.json` was there at an earlier poll: the role has noticed, and leaves now.
+    saw_the_end: bool,
+    log: Log,
+    run_id: String,
+    run_dir: PathBuf,
+}
+
+impl FakeRole {
+    fn record(&self, e: Event) {
+        self.log
+            .lock()
+            .unwrap()
+            .push((Instant::now(), self.role, e));
+    }
+
+    fn end(&mut self, exit: Exit) {
+        if self.exit.is_none() {
+            self.exit = Some(exit);
+            self.record(Event::Exited(exit));
+        }
+    }
+
+    fn rendezvous(&self) -> PathBuf {
+        disagg_core::plan::rendezvous_dir(&self.run_dir)
+    }
+}
+
+impl Running for FakeRole {
+    fn pid(&self) -> u32 {
+        4_000_000
+    }
+
+    /// Plays the script up to now; the supervisor calls this every tick.
+    fn try_wait(&mut self) -> std::io::Result<Option<Exit>> {
+        let t = self.started.elapsed();
+        if self.exit.is_none() && !self.published && self.script.ready.is_some_and(|r| t >= r) {
+            self.published = true;
+            let addr = health_server();
+            let ep = serde_json::json!({
+                "run_id": self.run_id, "role": self.role, "host": addr.ip().to_string(),
+                "port": addr.port(), "pid": self.pid(),
+            });
+            let file = self.rendezvous().join(format!("{}.json", self.role));
+            crate::atomic::write_json(&file, &ep)?;
+        }
+        if let Some((at, state, reason)) = self.script.status {
+            if self.exit.is_none() && !self.wrote_status && t >= at {
+                self.wrote_status = true;
+                let status = Status {
+                    run_id: self.run_id.clone(),
+                    state,
+                    role: None,
+                    reason: Some(reason.into()),
+                };
+                crate::atomic::write_json(&self.rendezvous().join("status.json"), &status)?;
+            }
+        }
+        if let Some((at, exit)) = self.script.exit {
+            if t >= at {
+                self.end(exit);
+            }
+        }
+        // A role leaves a moment after status.json appears, not in the same instant: BENCHMARK
+        // writes it, then exits.
+        if self.script.leaves_when_over && self.saw_the_end {
+            self.end(Exit::Code(0));
+        }
+        self.saw_the_end = self.rendezvous().join("status.json").exists();
+        Ok(self.exit)
+    }
+
+    fn terminate(&mut self) {
+        self.record(Event::Term);
+        if self.script.obeys_term {
+            self.end(Exit::Signal(15));
+        }
+    }
+
+    fn kill(&mut self) {
+        self.record(Event::Kill);
+        self.end(Exit::Signal(9));
+    }
+
+    fn reap(&mut self) {
+        self.record(Event::Reaped);
+    }
+}
+
+/// An HTTP server answering 200 to anything: the address every fake role publishes, so the
+/// liveness prober sees each as alive.
+fn health_server() -> SocketAddr {
+    static ADDR: OnceLock<SocketAddr> = OnceLock::new();
+    *ADDR.get_or_init(|| {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for mut conn in listener.incoming().flatten() {
+                let mut buf = [0u8; 1024];
+                let _ = conn.read(&mut buf);
+                let _ = conn.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                );
+            }
+        });
+        addr
+    })
+}
+
+/// A plan of one context and one generation worker, the built-in router and the benchmark, in
+/// a run folder of its own, with generous deadlines unless a test shortens them.
+fn plan(dir: &Path) -> Plan {
+    let text = "model: {name: m}\nengine: sim\nctx: {count: 1}\ngen: {count: 1}\n\
+                benchmark: {isl: 8, osl: 4}\n";
+    let case = disagg_core::parse_case(text, Path::new("case.yaml")).unwrap();
+    let run_dir = dir.join("cfg").join("RUN1");
+    std::fs::create_dir_all(disagg_core::plan::rendezvous_dir(&run_dir)).unwrap();
+    let mut plan = disagg_core::plan::build(&case, "RUN1", &run_dir, Path::new("disagg"));
+    let d = &mut plan.deadlines;
+    d.worker_startup = Duration::from_secs(20);
+    d.benchmark = Duration::from_secs(30);
+    d.job = Duration::from_secs(40);
+    d.grace = Duration::from_millis(300);
+    d.unresponsive = Duration::from_secs(30);
+    plan
+}
+
+/// Every role's script: ready at 50 ms, obeys TERM, leaves when the run is over. `f` adjusts
+/// them per role.
+fn scripts(plan: &Plan, f: impl Fn(RoleName, &mut Script)) -> HashMap<RoleName, Script> {
+    (plan.roles.iter())
+        .map(|r| {
+            let mut s = Script {
+                ready: (r.role != RoleName::Benchmark).then_some(Duration::from_millis(50)),
+                leaves_when_over: true,
+                obeys_term: true,
+                ..Script::default()
+            };
+            f(r.role, &mut s);
+            (r.role, s)
+        })
+        .collect()
+}
+
+/// Runs the supervisor on fakes; the outcome, the event log, and how long it took.
+fn run(
+    plan: &Plan,
+    scripts: HashMap<RoleName, Script>,
+    interrupted: bool,
+) -> (Outcome, Vec<(Instant, RoleName, Event)>, Duration) {
+    let log: Log = Arc::default();
+    let mut exec = FakeExecutor {
+        scripts,
+        log: log.clone(),
+        run_id: plan.run_id.clone(),
+        run_dir: plan.run_dir.clone(),
+    };
+    let started = Instant::now();
+    let outcome = supervise(plan, &mut exec, &AtomicBool::new(interrupted));
+    let took = started.elapsed();
+    let events = log.lock().unwrap().clone();
+    (outcome, events, took)
+}
+
+fn failure(o: &Outcome) -> &Failure {
+    match &o.result {
+        RunResult::Failed(f) => f,
+        other => panic!("not a failure: {other:?}"),
+    }
+}
+
+fn gen0() -> RoleName {
+    RoleName::Gen(0)
+}
+
+fn ctx0() -> RoleName {
+    RoleName::Ctx(0)
+}
+
+/// When `role` first had `event`.
+fn first(events: &[(Instant, RoleName, Event)], role: RoleName, event: Event) -> Option<Instant> {
+    (events.iter())
+        .find(|(_, r, e)| *r == role && *e == event)
+        .map(|(t, ..)| *t)
+}
+
+#[test]
+fn fail_fast_a_worker_that_dies_ends_the_run_at_once_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan(dir.path());
+    let scripts = scripts(&plan, |role, s| {
+        if role == gen0() {
+            s.exit = Some((Duration::from_millis(300), Exit::Code(1)));
+        }
+    });
+    let (outcome, _, took) = run(&plan, scripts, false);
+    let f = failure(&outcome);
+    assert_eq!(f.role.as_deref(), Some("GEN_0"), "{f:?}");
+    assert!(f.reason.starts_with("GEN_0 exited with status 1"), "{f:?}");
+    assert!(!f.timeout);
+    // Within a few ticks of the death (plus the teardown's TERM), not at any deadline (20 s+).
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    let gen_failure = outcome.roles.iter().find(|r| r.role == gen0()).unwrap();
+    assert!(gen_failure.failure.is_some());
+}
+
+#[test]
+fn root_cause_the_benchmarks_failure_is_blamed_on_the_worker_that_died_under_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan(dir.path());
+    let scripts = scripts(&plan, |role, s| {
+        if role == RoleName::Benchmark {
+            s.status = Some((
+                Duration::from_millis(300),
+                State::Failed,
+                "concurrency 2: 34 of 40 requests failed",
+            ));
+            s.leaves_when_over = false;
+        }
+        if role == gen0() {
+            // Seen dead a moment after the benchmark's verdict, and so not leaving cleanly.
+            s.exit = Some((Duration::from_millis(500), Exit::Code(1)));
+            s.leaves_when_over = false;
+        }
+    });
+    let (outcome, _, _) = run(&plan, scripts, false);
+    let f = failure(&outcome);
+    assert_eq!(f.role.as_deref(), Some("GEN_0"), "{f:?}");
+    assert!(f.reason.starts_with("GEN_0 exited with status 1"), "{f:?}");
+    assert!(
+        f.reason
+            .ends_with("; then concurrency 2: 34 of 40 requests failed"),
+        "{f:?}"
+    );
+    // Both keep their own account in the report.
+    for role in [gen0(), RoleName::Benchmark] {
+        let r = outcome.roles.iter().find(|r| r.role == role).unwrap();
+        assert!(r.failure.is_some(), "{role}: {outcome:?}");
+    }
+}
+
+#[test]
+fn root_cause_a_worker_that_leaves_cleanly_after_the_benchmark_failed_is_not_blamed() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan(dir.path());
+    let scripts = scripts(&plan, |role, s| {
+        if role == RoleName::Benchmark {
+            s.status = Some((
+                Duration::from_millis(300),
+                State::Failed,
+                "TTFT gate failed",
+            ));
+        }
+    });
+    let (outcome, _, _) = run(&plan, scripts, false);
+    let f = failure(&outcome);
+    assert_eq!(f.role.as_deref(), Some("BENCHMARK"), "{f:?}");
+    assert_eq!(f.reason, "TTFT gate failed");
+    let workers_blamed: Vec<_> = (outcome.roles.iter())
+        .filter(|r| r.role.is_worker() && r.failure.is_some())
+        .collect();
+    assert!(workers_blamed.is_empty(), "{workers_blamed:?}");
+}
+
+#[test]
+fn deadline_a_worker_never_ready_fails_at_worker_startup_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plan = plan(dir.path());
+    plan.deadlines.worker_startup = Duration::from_millis(400);
+    let scripts = scripts(&plan, |role, s| {
+        if role == ctx0() {
+            s.ready = None;
+        }
+    });
+    let (outcome, _, took) = run(&plan, scripts, false);
+    let f = failure(&outcome);
+    assert_eq!(f.role.as_deref(), Some("CTX_0"), "{f:?}");
+    assert!(f.timeout, "{f:?}");
+    assert!(
+        f.reason
+            .starts_with("CTX_0 was not ready within worker_startup (400ms)"),
+        "{f:?}"
+    );
+    assert!(took >= Duration::from_millis(400), "{took:?}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+}
+
+#[test]
+fn deadline_the_benchmark_gets_its_deadline_from_the_router_being_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plan = plan(dir.path());
+    plan.deadlines.benchmark = Duration::from_millis(500);
+    let router_ready = Duration::from_millis(300);
+    let scripts = scripts(&plan, |role, s| {
+        if role.is_router() {
+            s.ready = Some(router_ready);
+        }
+    });
+    let (outcome, events, _) = run(&plan, scripts, false);
+    let f = failure(&outcome);
+    assert_eq!(f.role.as_deref(), Some("BENCHMARK"), "{f:?}");
+    assert!(f.timeout, "{f:?}");
+    assert_eq!(
+        f.reason,
+        "BENCHMARK did not finish within the benchmark deadline (500ms)"
+    );
+    // Counted from the router's readiness, not from the start.
+    let launched = events[0].0;
+    let ended = first(&events, RoleName::Benchmark, Event::Term).unwrap();
+    assert!(
+        ended - launched >= router_ready + Duration::from_millis(500),
+        "{:?}",
+        ended - launched
+    );
+}
+
+#[test]
+fn deadline_the_job_deadline_ends_a_run_that_never_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plan = plan(dir.path());
+    plan.deadlines.job = Duration::from_millis(600);
+    let (outcome, _, took) = run(&plan, scripts(&plan, |_, _| {}), false);
+    let f = failure(&outcome);
+    assert_eq!(f.role, None);
+    assert!(f.timeout);
+    assert_eq!(f.reason, "the job deadline (600ms) passed");
+    assert!(took >= Duration::from_millis(600), "{took:?}");
+}
+
+#[test]
+fn teardown_on_a_failure_every_role_gets_term_before_any_kill_then_each_is_reaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan(dir.path());
+    let grace = plan.deadlines.grace;
+    let scripts = scripts(&plan, |role, s| {
+        if role == gen0() {
+            s.exit = Some((Duration::from_millis(200), Exit::Code(1)));
+        }
+        // One role that ignores TERM: only KILL, after the grace, ends it.
+        if role == ctx0() {
+            s.obeys_term = false;
+            s.leaves_when_over = false;
+        }
+    });
+    let (_, events, _) = run(&plan, scripts, false);
+    let last_term = (events.iter())
+        .filter(|(_, _, e)| *e == Event::Term)
+        .map(|(t, ..)| *t)
+        .max()
+        .unwrap();
+    let first_kill = (events.iter())
+        .filter(|(_, _, e)| *e == Event::Kill)
+        .map(|(t, ..)| *t)
+        .min()
+        .unwrap();
+    assert!(last_term <= first_kill, "{events:#?}");
+    for r in &plan.roles {
+        let term = first(&events, r.role, Event::Term).expect("TERM");
+        let kill = first(&events, r.role, Event::Kill).expect("KILL");
+        let reaped = first(&events, r.role, Event::Reaped).expect("reaped");
+        assert!(term <= kill && kill <= reaped, "{}: {events:#?}", r.role);
+        let after_reap = (events.iter()).filter(|(t, role, _)| *role == r.role && *t > reaped);
+        assert_eq!(after_reap.count(), 0, "{}: nothing after the reap", r.role);
+    }
+    // CTX_0 ignored TERM, so it was killed, and only after the grace.
+    let ctx_term = first(&events, ctx0(), Event::Term).unwrap();
+    let ctx_kill = first(&events, ctx0(), Event::Kill).unwrap();
+    assert!(ctx_kill - ctx_term >= grace, "{:?}", ctx_kill - ctx_term);
+    let killed = (events.iter())
+        .position(|(_, r, e)| *r == ctx0() && *e == Event::Kill)
+        .unwrap();
+    assert_eq!(events[killed + 1].1, ctx0());
+    assert_eq!(events[killed + 1].2, Event::Exited(Exit::Signal(9)));
+}
+
+#[test]
+fn teardown_on_a_pass_roles_get_the_grace_to_leave_before_any_term() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan(dir.path());
+    let scripts = scripts(&plan, |role, s| {
+        if role == RoleName::Benchmark {
+            s.status = Some((Duration::from_millis(300), State::Done, "done"));
+        }
+    });
+    let (outcome, events, _) = run(&plan, scripts, false);
+    assert_eq!(outcome.result, RunResult::Passed);
+    for r in &plan.roles {
+        let left = first(&events, r.role, Event::Exited(Exit::Code(0)))
+            .unwrap_or_else(|| panic!("{} left by itself: {events:#?}", r.role));
+        let term = first(&events, r.role, Event::Term).unwrap();
+        assert!(left <= term, "{}: {events:#?}", r.role);
+        assert!(first(&events, r.role, Event::Reaped).is_some());
+    }
+    assert!(outcome.roles.iter().all(|r| r.failure.is_none()));
+}
+
+#[test]
+fn an_interrupt_ends_the_run_as_interrupted_and_tears_everything_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan(dir.path());
+    let (outcome, events, took) = run(&plan, scripts(&plan, |_, _| {}), true);
+    assert_eq!(outcome.result, RunResult::Interrupted);
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    for r in &plan.roles {
+        assert!(first(&events, r.role, Event::Term).is_some(), "{}", r.role);
+        assert!(
+            first(&events, r.role, Event::Reaped).is_some(),
+            "{}",
+            r.role
+        );
+    }
+    // The final word is the supervisor's.
+    let status: Status =
+        serde_json::from_slice(&std::fs::read(plan.status_file()).unwrap()).unwrap();
+    assert_eq!(
+        (status.state, status.reason.as_deref()),
+        (State::Failed, Some("interrupted"))
+    );
+}
