@@ -157,8 +157,8 @@ async fn a_hang_freezes_requests_already_in_flight() {
         .send();
     let quick_body = json!({"prompt": [2], "max_tokens": 1});
     let quick = async {
-        // Ordering, not readiness: let the slow one be in flight first.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // The slow one is in flight (the simple preset counts it as running) before this goes.
+        sim.until_metric("sim_running_requests", 1.0).await;
         sim.complete(&quick_body).await
     };
     let (slow, (status, _)) = tokio::join!(slow, quick);

@@ -87,7 +87,10 @@ async fn unfetched_records_expire_and_are_counted() {
     let gen_sim = sim("generation", &[]).await;
     let ctx = context(&ctx_sim, json!([7, 8])).await;
     assert_eq!(metric(&ctx_sim.metrics().await, "sim_kv_records"), 1.0);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Expiry is swept at every scrape: wait for it there, not for a length of time.
+    ctx_sim
+        .until_metric("sim_kv_records_expired_total", 1.0)
+        .await;
     let (status, body) = gen_sim.complete(&generation(&ctx)).await;
     assert_eq!(status, 400, "{body}");
     assert!(error_message(&body).contains("expired"), "{body}");

@@ -3,7 +3,7 @@
 //! The listener is bound before the server task starts, so the kernel queues connections and
 //! tests never wait for readiness.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use disagg_proto::sse::{Event, Parser as SseParser};
@@ -199,6 +199,23 @@ impl Sim {
         let (status, body) = self.get("/metrics").await;
         assert_eq!(status, 200);
         String::from_utf8(body).expect("UTF-8 metrics")
+    }
+
+    /// Scrapes `/metrics` until `series` reads `value`, and returns that scrape: a wait on what
+    /// the sim reports rather than on time. Fails after 5 s.
+    pub async fn until_metric(&self, series: &str, value: f64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = self.metrics().await;
+            if metric(&text, series) == value {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{series} never read {value}:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// POSTs a streaming request and records every SSE event with its arrival time.
