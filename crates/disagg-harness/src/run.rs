@@ -447,15 +447,27 @@ fn bench_command(plan: &Plan, p: &disagg_bench::PointReport) -> String {
 pub const EXIT_CODE_FILE: &str = "exit_code";
 
 /// Reads the plan's baseline for [`finish`] when the case has one and the check is not skipped.
-pub fn read_plan_baseline(plan: &Plan, skip_perf: bool) -> Option<(PathBuf, Vec<BaselineRow>)> {
-    let b = plan.perf_baseline.as_ref().filter(|_| !skip_perf)?;
-    match perf::read_baseline(b) {
-        Ok(rows) => Some((b.clone(), rows)),
-        Err(e) => {
-            eprintln!("warning: {e}");
-            None
-        }
-    }
+/// An error means the case asked for a gate that can no longer be applied (the file was checked
+/// before launch, so it changed since): never a silent "no baseline", nor a gate that compares
+/// nothing.
+pub fn read_plan_baseline(
+    plan: &Plan,
+    skip_perf: bool,
+) -> Result<Option<(PathBuf, Vec<BaselineRow>)>, String> {
+    let Some(b) = plan.perf_baseline.as_ref().filter(|_| !skip_perf) else {
+        return Ok(None);
+    };
+    let labels: Vec<String> = crate::role::bench_config(plan, String::new())
+        .point_ids()
+        .iter()
+        .map(|p| p.label())
+        .collect();
+    perf::read_baseline(b)
+        .and_then(|rows| {
+            perf::check_covers(b, &rows, plan.config_name.as_str(), &labels).map(|()| rows)
+        })
+        .map(|rows| Some((b.clone(), rows)))
+        .map_err(|e| e.to_string())
 }
 
 /// After a run: the perf check and every report, written from the run folder; returns the exit

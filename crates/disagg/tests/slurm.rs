@@ -27,6 +27,7 @@ fn main() {
                     ctrl_c_cancels_the_job,
                     a_no_wait_job_ended_at_its_time_limit_reports_timeout_from_inside_the_job,
                     a_failing_setup_fails_the_job_as_setup,
+                    a_baseline_that_breaks_while_the_job_waits_fails_the_run_not_the_gate_silently,
                     a_sweep_becomes_one_job_per_point_with_its_sweep_folder,
                 ],
             },
@@ -457,6 +458,64 @@ fn a_no_wait_job_ended_at_its_time_limit_reports_timeout_from_inside_the_job() {
     assert!(xml.contains("TIMEOUT"), "{xml}");
     assert!(xml.contains("time limit"), "{xml}");
     assert_eq!(read(&dir.join("exit_code")).trim(), "1");
+}
+
+fn a_baseline_that_breaks_while_the_job_waits_fails_the_run_not_the_gate_silently() {
+    let ws = Ws::new("baseline-gone");
+    // A first run gives a baseline this case can measure (the submitter refuses any other).
+    let first = ws.run_on_slurm(
+        "sl-base",
+        &case(
+            "sl-base",
+            &format!("{GEN_OK}{TIMEOUTS}slurm: {{time: \"5\"}}\n"),
+        ),
+    );
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    let base = ws.dir.join("base.csv");
+    std::fs::copy(
+        ws.run_dir("sl-base").join("perf_script_test_results.csv"),
+        &base,
+    )
+    .unwrap();
+    // The second run gates on it; the setup holds the supervisor back while the file goes away.
+    let c = ws.case(
+        "sl-base.yaml",
+        &case(
+            "sl-base",
+            &format!(
+                "{GEN_OK}{TIMEOUTS}perf: {{baseline: base.csv}}\nsetup: [sleep, \"2\"]\nslurm: {{time: \"5\"}}\n"
+            ),
+        ),
+    );
+    let out = Command::new(DISAGG)
+        .args([
+            "run",
+            c.to_str().unwrap(),
+            "--launcher",
+            "slurm",
+            "--no-wait",
+        ])
+        .arg("--workspace")
+        .arg(&ws.dir)
+        .env_remove("SKIP_PERF_CHECK")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    std::fs::write(&base, "not,a,baseline\n").unwrap();
+    let dir = ws.run_dir("sl-base");
+    let id = read(&dir.join("slurm_job_id"));
+    let until = Instant::now() + Duration::from_secs(120);
+    while job_state(&id).is_none_or(|s| !terminal(&s)) {
+        assert!(Instant::now() < until, "job {id} did not end");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(read(&dir.join("exit_code")).trim(), "1");
+    let summary = read(&dir.join("summary.md"));
+    assert!(
+        summary.contains("the perf gate cannot run") && summary.contains("base.csv"),
+        "{summary}"
+    );
+    assert!(read(&dir.join("results.xml")).contains("the perf gate cannot run"));
 }
 
 fn a_failing_setup_fails_the_job_as_setup() {

@@ -97,7 +97,28 @@ pub fn supervise_run_dir(
         }
         _ => outcome,
     };
-    let baseline = run::read_plan_baseline(&plan, skip_perf);
+    // Checked when the job was submitted; a baseline that broke while the job queued or ran
+    // would otherwise turn the gate off without a word.
+    let (outcome, baseline) = match run::read_plan_baseline(&plan, skip_perf) {
+        Ok(b) => (outcome, b),
+        Err(e) => {
+            eprintln!("disagg supervise: {e}");
+            let outcome = match outcome.result {
+                RunResult::Passed => Outcome {
+                    result: RunResult::Failed(Failure {
+                        role: None,
+                        reason: format!(
+                            "the perf gate cannot run: {e} (it was read when the job was submitted); fix the baseline or set SKIP_PERF_CHECK=true"
+                        ),
+                        timeout: false,
+                    }),
+                    ..outcome
+                },
+                _ => outcome,
+            };
+            (outcome, None)
+        }
+    };
     let code = run::finish(&plan, &outcome, baseline.as_ref(), skip_perf);
     if kind == ExecutorKind::Slurm && code == exit::TEST_FAILED {
         if let Some(id) = &job_id {
