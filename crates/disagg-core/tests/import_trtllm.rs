@@ -189,7 +189,8 @@ fn the_sa_clients_ratio_is_converted_to_the_same_range() {
 #[test]
 fn dataset_file_follows_trtllms_resolution_rule() {
     use disagg_core::import::trtllm::{Options, convert_with};
-    let tmp = std::env::temp_dir().join(format!("disagg-import-ds-{}", std::process::id()));
+    let tmp_tmp = tempfile::tempdir().unwrap();
+    let tmp = tmp_tmp.path().to_path_buf();
     let root = tmp.join("models");
     std::fs::create_dir_all(root.join("datasets")).unwrap();
     let under_root = root.join("datasets/aa.jsonl");
@@ -236,7 +237,6 @@ fn dataset_file_follows_trtllms_resolution_rule() {
             && note.contains("random prompts"),
         "{note}"
     );
-    std::fs::remove_dir_all(&tmp).unwrap();
 }
 
 #[test]

@@ -41,8 +41,8 @@ pub fn write_json_new<T: serde::Serialize>(path: &Path, value: &T) -> std::io::R
 mod tests {
     #[test]
     fn a_new_file_is_written_once_and_never_over_another() {
-        let dir = std::env::temp_dir().join(format!("disagg-atomic-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir_tmp = tempfile::tempdir().unwrap();
+        let dir = dir_tmp.path().to_path_buf();
         let p = dir.join("status.json");
         assert!(super::write_json_new(&p, &"first").unwrap());
         assert!(!super::write_json_new(&p, &"second").unwrap());
@@ -54,6 +54,5 @@ mod tests {
             1,
             "no temp file is left"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -155,8 +155,8 @@ mod tests {
 
     #[test]
     fn only_what_a_point_added_counts_and_workers_are_averaged() {
-        let dir = std::env::temp_dir().join(format!("disagg-gen-steps-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir_tmp = tempfile::tempdir().unwrap();
+        let dir = dir_tmp.path().to_path_buf();
         let logs = [dir.join("gen_server_0.log"), dir.join("gen_server_1.log")];
         std::fs::write(&logs[0], line(5, "50.0ms", Some(8))).unwrap();
         std::fs::write(&logs[1], "starting\n").unwrap();
@@ -174,6 +174,5 @@ mod tests {
         append(&logs[0], &line(6, "4.0ms", Some(8)));
         append(&logs[1], &line(6, "6.0ms", Some(8)));
         assert_eq!(mean_since(&logs, &before), Some(5.0));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -124,8 +124,8 @@ mod tests {
 
     #[test]
     fn stale_files_are_ignored() {
-        let dir = std::env::temp_dir().join(format!("disagg-rdv-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir_tmp = tempfile::tempdir().unwrap();
+        let dir = dir_tmp.path().to_path_buf();
         let p = dir.join("status.json");
         let s = Status {
             run_id: "old".into(),
@@ -138,6 +138,5 @@ mod tests {
         assert_eq!(read::<Status>(&p, "old"), Some(s));
         std::fs::write(&p, b"{\"run_id\": \"new\", \"sta").unwrap();
         assert_eq!(read::<Status>(&p, "new"), None, "half-written");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

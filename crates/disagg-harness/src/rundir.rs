@@ -102,7 +102,8 @@ mod tests {
 
     #[test]
     fn same_id_twice_gives_two_folders_and_latest_moves_once_launched() {
-        let ws = std::env::temp_dir().join(format!("disagg-rundir-{}", std::process::id()));
+        let ws_tmp = tempfile::tempdir().unwrap();
+        let ws = ws_tmp.path().to_path_buf();
         let name = ConfigName::new("c").unwrap();
         let (a, da) = create(&ws, &name, "X").unwrap();
         point_latest_at(&da).unwrap();
@@ -121,7 +122,6 @@ mod tests {
             PathBuf::from("X-1")
         );
         assert_eq!(std::fs::read_to_string(da.join("f")).unwrap(), "first");
-        std::fs::remove_dir_all(&ws).unwrap();
     }
 
     #[test]

@@ -226,7 +226,8 @@ mod tests {
 
     #[test]
     fn finds_the_first_failure_in_run_order() {
-        let dir = std::env::temp_dir().join(format!("disagg-triage-{}", std::process::id()));
+        let dir_tmp = tempfile::tempdir().unwrap();
+        let dir = dir_tmp.path().to_path_buf();
         std::fs::create_dir_all(dir.join("rendezvous")).unwrap();
         std::fs::write(dir.join("plan.json"), "{}").unwrap();
         std::fs::write(
@@ -251,12 +252,12 @@ mod tests {
             "out of memory",
             "setup comes first"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn starts_from_the_root_cause_in_the_status_and_says_when_a_run_is_unfinished() {
-        let dir = std::env::temp_dir().join(format!("disagg-triage-st-{}", std::process::id()));
+        let dir_tmp = tempfile::tempdir().unwrap();
+        let dir = dir_tmp.path().to_path_buf();
         std::fs::create_dir_all(dir.join("rendezvous")).unwrap();
         std::fs::write(dir.join("rendezvous/status.json"), r#"{"run_id":"x","state":"failed","role":"DISAGG_SERVER","reason":"DISAGG_SERVER was killed by signal 9 (SIGKILL)"}"#).unwrap();
         std::fs::write(
@@ -299,6 +300,5 @@ mod tests {
         );
         assert!(text.contains("status.json says done"), "{text}");
         assert!(!text.contains("no failure found"), "{text}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -55,15 +55,14 @@ mod tests {
 
     #[test]
     fn the_file_is_replaced_whole_and_no_temp_file_is_left() {
-        let dir = std::env::temp_dir().join(format!("disagg-ready-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir_tmp = tempfile::tempdir().unwrap();
+        let dir = dir_tmp.path().to_path_buf();
         let path = dir.join("addr");
         publish(Some(&path), "old:1").unwrap();
         publish(Some(&path), &authority("::1", 8000)).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "[::1]:8000\n");
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
         assert!(write_atomically(Path::new("/"), b"x").is_err());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

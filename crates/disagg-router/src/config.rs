@@ -649,8 +649,8 @@ mod args_tests {
 
     #[test]
     fn config_file_with_host_override() {
-        let dir = std::env::temp_dir().join(format!("disagg-router-cfg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir_tmp = tempfile::tempdir().unwrap();
+        let dir = dir_tmp.path().to_path_buf();
         let path = dir.join("server_config.yaml");
         std::fs::write(
             &path,

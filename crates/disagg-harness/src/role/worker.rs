@@ -411,13 +411,12 @@ mod tests {
 
     #[test]
     fn address_in_use_is_found_only_after_the_offset() {
-        let dir = std::env::temp_dir().join(format!("disagg-aiu-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir_tmp = tempfile::tempdir().unwrap();
+        let dir = dir_tmp.path().to_path_buf();
         let log = dir.join("w.log");
         std::fs::write(&log, "old: Address already in use\nnew: started\n").unwrap();
         assert!(address_in_use(&log, 0));
         assert!(!address_in_use(&log, 28));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     fn launch(argv: &[&str], env: &[(&str, &str)], span: u32) -> EngineLaunch {

@@ -67,8 +67,8 @@ async fn models_and_version_describe_the_sim() {
 
 #[tokio::test]
 async fn the_request_log_has_one_line_per_request_with_its_body() {
-    let dir = std::env::temp_dir().join(format!("disagg-sim-log-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir_tmp = tempfile::tempdir().unwrap();
+    let dir = dir_tmp.path().to_path_buf();
     let path = dir.join("requests.jsonl");
     let _ = std::fs::remove_file(&path);
     let path_str = path.to_str().expect("UTF-8 path");
@@ -99,5 +99,4 @@ async fn the_request_log_has_one_line_per_request_with_its_body() {
     let (_, v) = sim.get("/version").await;
     let v: serde_json::Value = serde_json::from_slice(&v).expect("JSON");
     assert_eq!(v["dialect"], "vllm");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -10,34 +10,30 @@ use std::time::{Duration, Instant};
 
 pub const DISAGG: &str = env!("CARGO_BIN_EXE_disagg");
 
-/// A temp folder removed on drop (kept with `DISAGG_KEEP_TMP=1`).
-pub struct TempDir(pub PathBuf);
+/// A temp folder (the `tempfile` crate's), removed on drop; kept with `DISAGG_KEEP_TMP=1`, to
+/// look at a failed run's files.
+pub struct TempDir(Option<tempfile::TempDir>);
 
 impl TempDir {
     pub fn new(tag: &str) -> Self {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static N: AtomicU32 = AtomicU32::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "disagg-e2e-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Self(p)
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("disagg-e2e-{tag}-"))
+            .tempdir()
+            .unwrap();
+        Self(Some(dir))
     }
     pub fn path(&self) -> &Path {
-        &self.0
+        self.0.as_ref().expect("a live TempDir").path()
     }
 }
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        // DISAGG_KEEP_TMP=1 keeps the folder, to look at a failed run's files.
         if std::env::var_os("DISAGG_KEEP_TMP").is_some() {
-            return;
+            if let Some(dir) = self.0.take() {
+                let _ = dir.keep();
+            }
         }
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
