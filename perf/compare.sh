@@ -139,9 +139,11 @@ client_cmd() {
     case $1 in
     disagg-bench)
         # nginx's canned stream is 32 chunks whatever max_tokens says, so the output length
-        # is not held to max_tokens here (the canary asks for 2).
+        # is not held to max_tokens here (the canary asks for 2). No --output-dir: its
+        # per-request timelines are extra work the other clients are not asked for; the
+        # figures come from the printed summary, like theirs.
         printf '%s\n' "$DISAGG" bench --url "$SSE_URL" --model m --isl $ISL --osl $OSL \
-            --concurrency $CONC --num-prompts "$n" --ignore-eos false --output-dir "$out"
+            --concurrency $CONC --num-prompts "$n" --ignore-eos false
         ;;
     sglang-rust)
         # --random-range-ratio 1: exact lengths in sglang's reading ([r·L, L]).
@@ -175,7 +177,9 @@ import json, sys
 client, out = sys.argv[1], sys.argv[2]
 try:
     if client == "disagg-bench":
-        p = json.load(open(f"{out}/results.json"))["points"][0]
+        # benchmark_serving's summary layout (PROTOCOLS.md §4), printed to stdout.
+        line = next(l for l in open(f"{out}/log") if l.startswith("Request throughput (req/s):"))
+        p = {"request_throughput": float(line.split(":")[1])}
     elif client == "vllm":
         p = json.load(open(f"{out}/result.json"))
     else:
