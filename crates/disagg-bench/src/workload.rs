@@ -395,10 +395,8 @@ mod tests {
 
     #[test]
     fn datasets_are_used_in_order_and_cycled() {
-        let path = std::env::temp_dir().join(format!(
-            "disagg-bench-workload-{}.jsonl",
-            std::process::id()
-        ));
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("workload.jsonl");
         std::fs::write(
             &path,
             "{\"input_ids\": [1, 2], \"output_tokens\": 5}\n\
@@ -426,6 +424,5 @@ mod tests {
         };
         let err = Workload::new(&chat).err().unwrap().to_string();
         assert!(err.contains("need /v1/completions"), "{err}");
-        std::fs::remove_file(&path).unwrap();
     }
 }

@@ -602,20 +602,15 @@ async fn several_urls_share_the_load() {
     assert_eq!(on_b, 6);
 }
 
-/// A file in the temp dir, named for the test and process, removed when dropped.
-struct TempFile(std::path::PathBuf);
+/// A file in a temp folder of its own (the `tempfile` crate's), removed when dropped.
+struct TempFile(std::path::PathBuf, #[allow(dead_code)] tempfile::TempDir);
 
 impl TempFile {
     fn new(name: &str, contents: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("disagg-bench-{}-{name}", std::process::id()));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
         std::fs::write(&path, contents).unwrap();
-        Self(path)
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        Self(path, dir)
     }
 }
 
@@ -865,11 +860,8 @@ fn open_loop_flags_become_a_config() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standalone_run_writes_results_and_summary() {
     let (url, _) = serve(timed()).await;
-    let dir = std::env::temp_dir().join(format!(
-        "disagg-bench-e2e-{}-{}",
-        std::process::id(),
-        url.rsplit(':').next().unwrap()
-    ));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("out");
     let cli = Cli::try_parse_from([
         "bench",
         "--url",
@@ -931,5 +923,4 @@ async fn standalone_run_writes_results_and_summary() {
         let hgrm = std::fs::read_to_string(dir.join(format!("hdr/point1_{metric}.hgrm"))).unwrap();
         assert!(hgrm.contains("Total count"), "{hgrm}");
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }

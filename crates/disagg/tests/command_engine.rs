@@ -6,11 +6,12 @@ use std::process::Command;
 
 const DISAGG: &str = env!("CARGO_BIN_EXE_disagg");
 
-fn workspace(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("disagg-cmd-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A workspace of its own, removed when the test ends.
+fn workspace(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("disagg-cmd-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 fn case(name: &str, ctx_argv: &str) -> String {
@@ -48,7 +49,7 @@ fn show(o: &std::process::Output) -> String {
 fn the_command_engine_runs_disagg_sim_through_the_generic_path() {
     let ws = workspace("plain");
     let (out, ws) = run(
-        &ws,
+        ws.path(),
         &case(
             "cmd-plain",
             r#"["{disagg}", sim, --role, context, --host, "{host}", --port, "{port}", --model, "{model}"]"#,
@@ -62,40 +63,37 @@ fn the_command_engine_runs_disagg_sim_through_the_generic_path() {
         "{log}"
     );
     assert!(!log.contains("{port}"), "placeholders are filled in: {log}");
-    std::fs::remove_dir_all(&ws).unwrap();
 }
 
 #[test]
 fn an_engine_whose_port_was_taken_is_retried_once_on_another() {
     let ws = workspace("retry");
-    let marker = ws.join("first-start-done");
+    let marker = ws.path().join("first-start-done");
     // The first start says what a real engine says when its port is taken, and dies.
     let argv = format!(
         r#"[sh, -c, "if [ ! -e '{}' ]; then touch '{}'; echo 'OSError: [Errno 98] Address already in use' >&2; exit 1; fi; exec \"$0\" sim --role context --host \"$1\" --port \"$2\"", "{{disagg}}", "{{host}}", "{{port}}"]"#,
         marker.display(),
         marker.display()
     );
-    let (out, ws) = run(&ws, &case("cmd-retry", &argv));
+    let (out, ws) = run(ws.path(), &case("cmd-retry", &argv));
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let log =
         std::fs::read_to_string(ws.join("disagg_logs/cmd-retry/latest/ctx_server_0.log")).unwrap();
     assert!(log.contains("retrying once on another"), "{log}");
     assert_eq!(log.matches("starting engine").count(), 2, "{log}");
-    std::fs::remove_dir_all(&ws).unwrap();
 }
 
 #[test]
 fn an_engine_that_dies_for_another_reason_is_not_retried() {
     let ws = workspace("noretry");
     let (out, ws) = run(
-        &ws,
+        ws.path(),
         &case("cmd-noretry", r#"[sh, -c, "echo boom; exit 3", "{port}"]"#),
     );
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let log = std::fs::read_to_string(ws.join("disagg_logs/cmd-noretry/latest/ctx_server_0.log"))
         .unwrap();
     assert_eq!(log.matches("starting engine").count(), 1, "{log}");
-    std::fs::remove_dir_all(&ws).unwrap();
 }
 
 #[test]
@@ -110,11 +108,10 @@ fn a_command_router_reads_the_server_config_the_role_writes() {
         "\nrouter: {kind: command, argv: [\"{disagg}\", router, --config, \"{server_config}\"]}\nbenchmark:",
         1,
     );
-    let (out, ws) = run(&ws, &text);
+    let (out, ws) = run(ws.path(), &text);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let log = std::fs::read_to_string(ws.join("disagg_logs/cmd-router/latest/disagg_server.log"))
         .unwrap();
     assert!(log.contains("starting router: "), "{log}");
     assert!(log.contains("server_config.yaml"), "{log}");
-    std::fs::remove_dir_all(&ws).unwrap();
 }

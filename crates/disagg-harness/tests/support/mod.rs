@@ -13,25 +13,27 @@ use disagg_harness::perf::BaselineRow;
 pub struct RunDir {
     dir: PathBuf,
     pub plan: Plan,
+    /// Removes the folder when the test ends, passed or failed.
+    _tmp: tempfile::TempDir,
 }
 
 impl RunDir {
     pub fn new(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "disagg-reports-{tag}-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("disagg-reports-{tag}-"))
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path().to_path_buf();
         let case_path =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart.yaml");
         let text = std::fs::read_to_string(&case_path).unwrap();
         let case = disagg_core::parse_case(&text, &case_path).unwrap();
         let plan = disagg_core::plan::build(&case, "RUN1", &dir, Path::new("disagg"));
-        Self { dir, plan }
+        Self {
+            dir,
+            plan,
+            _tmp: tmp,
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -69,12 +71,6 @@ impl RunDir {
             )
         });
         disagg_harness::run::finish(&self.plan, outcome, rows.as_ref(), baseline.is_none())
-    }
-}
-
-impl Drop for RunDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
