@@ -203,8 +203,11 @@ fn unique_tag() -> String {
 
 #[test]
 fn eight_processes_record_into_one_sqlite_store_at_once() {
-    let dir = std::env::temp_dir().join(format!("disagg-store-{}", unique_tag()));
-    let path = dir.join("disagg_results.sqlite");
+    let dir = tempfile::Builder::new()
+        .prefix("disagg-store-")
+        .tempdir()
+        .unwrap();
+    let path = dir.path().join("disagg_results.sqlite");
     eight_writers(path.to_str().unwrap(), "sq");
     let mut store = Store::open(path.to_str().unwrap()).unwrap();
     let [runs, points, metrics, checks] = store.counts().unwrap();
@@ -217,7 +220,6 @@ fn eight_processes_record_into_one_sqlite_store_at_once() {
     store.record(&record("sq", 0, 0)).unwrap();
     assert_eq!(store.counts().unwrap(), [runs, points, metrics, checks]);
     drop(store);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The PostgreSQL URL of the tests, or `None` (and a loud line) when there is none and CI does

@@ -56,20 +56,25 @@ fn slurm() -> Result<(), String> {
 /// A workspace of one test; on drop it cancels any job of its own still queued or running.
 struct Ws {
     dir: PathBuf,
+    tmp: Option<tempfile::TempDir>,
 }
 
 impl Ws {
     fn new(name: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "disagg-slurm-{name}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self { dir }
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("disagg-slurm-{name}-"))
+            .tempdir()
+            .unwrap();
+        // Job steps may run as another user than the test (SlurmUser); let them read the case.
+        std::fs::set_permissions(
+            tmp.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        Self {
+            dir: tmp.path().to_path_buf(),
+            tmp: Some(tmp),
+        }
     }
 
     /// Writes a case, marked as being for a cluster without GPU gres: the single-node Slurm of
@@ -129,9 +134,11 @@ impl Drop for Ws {
                 let _ = Command::new("scancel").arg(&id).status();
             }
         }
-        // Keep the folder of a failed test for inspection.
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
+        // Keep the folder of a failed test for inspection (the TempDir removes it otherwise).
+        if std::thread::panicking() {
+            if let Some(tmp) = self.tmp.take() {
+                eprintln!("kept {}", tmp.keep().display());
+            }
         }
     }
 }
