@@ -813,8 +813,11 @@ mod tests {
 
     #[test]
     fn results_csv_has_trtllms_columns_unique_case_names_and_serves_as_the_next_baseline() {
-        let dir = std::env::temp_dir().join(format!("disagg-perf-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("disagg-perf-")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path();
         let csv_path = dir.join("perf_script_test_results.csv");
         let points = [point(1), point(8)];
         write_results_csv(&csv_path, "cfg", &points, &command).unwrap();
@@ -886,13 +889,15 @@ mod tests {
             con8[1].starts_with("TOKEN_THROUGHPUT 320.000 against baseline 640.000 (-50.0%)"),
             "{con8:?}"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn the_old_layout_and_trtllms_base_file_are_read() {
-        let dir = std::env::temp_dir().join(format!("disagg-perf-old-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("disagg-perf-old-")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path();
         // Our earlier layout: one case name per point, our metric names, a gate column.
         let old = dir.join("old.csv");
         std::fs::write(
@@ -934,13 +939,15 @@ mod tests {
         let report = compare(&base, &rows, "cfg", &[point(8)]);
         assert_eq!(report.rows[0].verdict, Verdict::Regressed);
         assert_eq!(report.rows[1].verdict, Verdict::WorseNotGated);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn bad_baselines_name_the_line() {
-        let dir = std::env::temp_dir().join(format!("disagg-perf-bad-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("disagg-perf-bad-")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path();
         let p = dir.join("b.csv");
         std::fs::write(&p, "perf_case_name,metric_type,perf_metric,threshold,absolute_threshold\nx-con1,SEQ_THROUGHPUT,1.0,-0.1,0\nx-con1,BOGUS,1,0.1,0\n").unwrap();
         let e = read_baseline(&p).unwrap_err().to_string();
@@ -948,6 +955,5 @@ mod tests {
         std::fs::write(&p, "perf_case_name,metric_type,perf_metric,threshold,absolute_threshold\nx-con1,SEQ_THROUGHPUT,fast,-0.1,0\n").unwrap();
         let e = read_baseline(&p).unwrap_err().to_string();
         assert!(e.contains("line 2"), "{e}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
