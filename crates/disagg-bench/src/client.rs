@@ -227,8 +227,10 @@ async fn exchange(
         // Reading the (small) error body lets the connection go back to the pool, and its
         // message says why.
         let body = resp.bytes().await.unwrap_or_default();
-        let message = disagg_proto::ApiError::from_body(status.as_u16(), &body).map(|e| e.message);
-        return Err(Failure::Status(status.as_u16(), message));
+        // Whatever its shape (OpenAI's, vLLM's, FastAPI's, an nginx page), so a failure's
+        // description says `http_404: <the server's own words>`.
+        let message = disagg_proto::error_message(&body);
+        return Err(Failure::Status(status.as_u16(), Some(message)));
     }
     if target.streaming {
         read_stream(resp, expected_chunks).await

@@ -290,6 +290,10 @@ pub struct RequestRecord {
     pub requested_output_tokens: Option<u32>,
     /// The failure kind (`http_500`, `timeout`, `zero_tokens`, ...) of a failed request.
     pub error: Option<String>,
+    /// What the server said when it refused or failed the request (`http_*`): the message of
+    /// its error body, whatever its shape. Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
 }
 
 /// A whole sweep.

@@ -147,6 +147,7 @@ mod tests {
                 output_tokens: Some(2),
                 requested_output_tokens: Some(2),
                 error: None,
+                error_message: None,
             }],
             histograms: Default::default(),
         }

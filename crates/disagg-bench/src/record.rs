@@ -40,6 +40,10 @@ pub(crate) fn records(outcomes: &[Outcome]) -> Vec<RequestRecord> {
                 output_tokens,
                 requested_output_tokens: o.promised_output,
                 error,
+                error_message: match &o.result {
+                    Err(crate::client::Failure::Status(_, message)) => message.clone(),
+                    _ => None,
+                },
             }
         })
         .collect()
@@ -80,7 +84,7 @@ mod tests {
             end: ms(12),
             promised_output: None,
             url_index: 0,
-            result: Err(Failure::Status(503, None)),
+            result: Err(Failure::Status(503, Some("KV cache is full".into()))),
             ..ok.clone()
         };
         let r = records(&[ok, failed]);
@@ -94,6 +98,19 @@ mod tests {
             (Some(2), Some(2))
         );
         assert_eq!(r[1].error.as_deref(), Some("http_503"));
+        assert_eq!(r[1].error_message.as_deref(), Some("KV cache is full"));
+        assert_eq!(r[0].error_message, None);
+        // The server's words reach requests.jsonl; a success carries no such key.
+        let line = serde_json::to_string(&r[1]).unwrap();
+        assert!(
+            line.contains(r#""error_message":"KV cache is full""#),
+            "{line}"
+        );
+        assert!(
+            !serde_json::to_string(&r[0])
+                .unwrap()
+                .contains("error_message")
+        );
         assert_eq!((r[1].index, r[1].scheduled_ns), (1, 5_000_000));
         assert!(r[1].chunk_ns.is_empty() && r[1].output_tokens.is_none());
     }

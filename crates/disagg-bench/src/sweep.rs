@@ -171,6 +171,9 @@ pub(crate) async fn run_sweep(
             metrics.completed,
             metrics.failed
         );
+        for line in first_words_per_failure(&outcomes) {
+            eprintln!("{label}: {line}");
+        }
         let point = PointId {
             concurrency: cap,
             request_rate: match plan {
@@ -236,6 +239,20 @@ pub(crate) fn invalid_reason(sweep: &Sweep) -> Option<String> {
         .filter_map(|p| p.report.validity.reason())
         .collect();
     (!reasons.is_empty()).then(|| reasons.join("; "))
+}
+
+/// For each kind of failure that came with the server's words, the first request's: what
+/// `http_500: 12` alone would not say (all of them are in requests.jsonl).
+fn first_words_per_failure(outcomes: &[client::Outcome]) -> Vec<String> {
+    let mut seen = BTreeMap::new();
+    for o in outcomes {
+        if let Err(f @ client::Failure::Status(_, Some(_))) = &o.result {
+            seen.entry(f.kind()).or_insert_with(|| f.describe());
+        }
+    }
+    seen.into_values()
+        .map(|words| format!("first failure said {words}"))
+        .collect()
 }
 
 #[cfg(test)]

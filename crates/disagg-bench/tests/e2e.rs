@@ -469,6 +469,54 @@ async fn canary_fails_on_a_refusing_port() {
     }
 }
 
+/// A server that answers every path with `status` and `body` as `content_type`.
+async fn serve_error(status: u16, content_type: &'static str, body: &'static str) -> String {
+    let app = axum::Router::new().fallback(move || async move {
+        (
+            StatusCode::from_u16(status).unwrap(),
+            [(header::CONTENT_TYPE, content_type)],
+            body,
+        )
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_canary_quotes_the_servers_words_whatever_their_shape() {
+    let nginx = "<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n\
+                 <center><h1>404 Not Found</h1></center>\r\n<hr><center>nginx/1.22.1</center>\r\n\
+                 </body>\r\n</html>\r\n";
+    let cases = [
+        // A router or proxy in front of nothing at that path.
+        (404, "text/html", nginx, "http_404: 404 Not Found"),
+        // FastAPI (vLLM, SGLang) at a path it does not serve.
+        (
+            404,
+            "application/json",
+            r#"{"detail":"Not Found"}"#,
+            "http_404: Not Found",
+        ),
+        // vLLM's and SGLang's flat error object.
+        (
+            400,
+            "application/json",
+            r#"{"object":"error","message":"This model's maximum context length is 8 tokens","type":"BadRequestError","param":null,"code":400}"#,
+            "http_400: This model's maximum context length is 8 tokens",
+        ),
+        (503, "text/plain", "", "http_503: (empty body)"),
+    ];
+    for (status, content_type, body, want) in cases {
+        let url = serve_error(status, content_type, body).await;
+        match canary(&config(&url)).await {
+            Err(BenchError::Canary { reason, .. }) => assert_eq!(reason, want),
+            other => panic!("expected a canary error for {body:?}, got {other:?}"),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_settings_are_config_errors() {
     let mut cfg = config("http://127.0.0.1:1");

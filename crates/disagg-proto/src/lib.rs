@@ -13,4 +13,4 @@ pub mod sse;
 pub mod trtllm;
 
 pub use dialect::{Dialect, Policy};
-pub use error::ApiError;
+pub use error::{ApiError, error_message};

@@ -4,16 +4,12 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use disagg_proto::ApiError;
 use reqwest::header::HeaderValue;
 use tokio::time::Instant;
 
 use crate::config::RouterConfig;
 use crate::error::{Deadline, Leg, ProxyError, RouterError, error_chain};
 use crate::raw::Pieces;
-
-/// How much of a worker's error body is quoted back to the client.
-const ERROR_BODY_QUOTE: usize = 2048;
 
 /// The header that ties vLLM's two legs together.
 pub(crate) const REQUEST_ID: &str = "x-request-id";
@@ -146,10 +142,7 @@ pub(crate) async fn read_body(t: Target<'_>, resp: reqwest::Response) -> Result<
 async fn status_error(t: Target<'_>, resp: reqwest::Response) -> ProxyError {
     let status = resp.status();
     let body = read_body(t, resp).await.unwrap_or_default();
-    let message = match ApiError::from_body(status.as_u16(), &body) {
-        Some(api) if !api.message.is_empty() => api.message,
-        _ => quote(&body),
-    };
+    let message = disagg_proto::error_message(&body);
     let worker = t.worker.to_string();
     let leg = t.leg;
     if status.is_client_error() {
@@ -203,15 +196,5 @@ pub(crate) fn classify(t: Target<'_>, err: &reqwest::Error) -> ProxyError {
             worker: t.worker.to_string(),
             detail: error_chain(err),
         }
-    }
-}
-
-fn quote(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(ERROR_BODY_QUOTE)]);
-    let text = text.trim();
-    if text.is_empty() {
-        "(empty body)".to_string()
-    } else {
-        text.to_string()
     }
 }

@@ -147,7 +147,13 @@ fn a_vllm_worker_that_serves_another_name_fails_the_run() {
     assert_eq!(r.code(), 1, "{}", r.show());
     let dir = only_run(ws.path(), "vllm-name");
     let bench = read(&dir.join("benchmark.log"));
-    assert!(bench.contains("canary") && bench.contains("404"), "{bench}");
+    // The benchmark quotes the engine's words as they came through the router.
+    assert!(
+        bench.contains("canary")
+            && bench.contains("http_404")
+            && bench.contains("`llama` does not exist"),
+        "{bench}"
+    );
     let ctx = read(&dir.join("ctx_server_0.log"));
     assert!(
         ctx.contains("404: The model `llama` does not exist. Valid aliases: meta-llama/Llama."),
