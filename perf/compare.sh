@@ -17,14 +17,15 @@
 #
 # Each repetition runs every contender once, in turn (interleaved), so drift hits all alike;
 # the summary gives the median and [min-max] over repetitions. Figures taken while the machine
-# was busy are labelled so: the script records the load before every repetition, and says
-# LOADED when the 1-minute load was above $MAX_LOAD.
+# was busy are labelled so: before every repetition the script idles 3 s and records how many
+# cores other work kept busy meanwhile (from /proc/stat; the load average would also count this
+# script's previous repetition), and says LOADED when that was above $MAX_LOAD.
 #
 # Usage: perf/compare.sh [routers] [clients] [replicas]      (default: all three)
 # Knobs: REPS (5), QUICK=1 (a tenth of the requests, for trying the script), OUT (results
 #        folder; default /tmp/disagg-perf.<UTC time>), PEERS (/tmp/disagg-peers),
 #        KEEP_PEERS=1 (keep the installed peers; by default they are removed at the end: the
-#        disk is small), MAX_LOAD (1.0), CARGO_TARGET_DIR.
+#        disk is small), MAX_LOAD (0.25 cores), CARGO_TARGET_DIR.
 # Needs: cargo, python3 and python3.11 (the sglang Rust client's module), nginx (installed
 # with apt-get when missing and running as root), /usr/bin/time.
 # Everything runs on 127.0.0.1; every run is bounded by a request count and by `timeout`.
@@ -35,7 +36,7 @@ HERE=$ROOT/perf
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 REPS=${REPS:-5}
 QUICK=${QUICK:-}
-MAX_LOAD=${MAX_LOAD:-1.0}
+MAX_LOAD=${MAX_LOAD:-0.25}
 export PEERS=${PEERS:-/tmp/disagg-peers}
 OUT=${OUT:-/tmp/disagg-perf.$(date -u +%Y%m%dT%H%M%SZ)}
 PARTS=("$@")
@@ -57,7 +58,20 @@ export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
 export HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 DO_NOT_TRACK=1
 
 log() { echo "compare: $*" >&2; }
-load1() { cut -d' ' -f1 /proc/loadavg; }
+# Cores kept busy over the next 3 s, in which this script runs nothing: other work's share of
+# the machine as a repetition starts.
+busy_cores() {
+    local a b
+    a=$(head -1 /proc/stat)
+    sleep 3
+    b=$(head -1 /proc/stat)
+    awk -v a="$a" -v b="$b" -v n="$(nproc)" 'BEGIN {
+        split(a, x); split(b, y)
+        # user nice system idle iowait irq softirq steal
+        busy = (y[2]-x[2]) + (y[3]-x[3]) + (y[4]-x[4]) + (y[7]-x[7]) + (y[8]-x[8]) + (y[9]-x[9])
+        total = busy + (y[5]-x[5]) + (y[6]-x[6])
+        printf "%.2f\n", (total > 0 ? busy / total * n : 0) }'
+}
 
 # ---- what ran where ----
 {
@@ -206,7 +220,7 @@ clients() {
     printf 'rep\tload\tclient\treq_per_s\tcpu_ms_per_req_marginal\tcpu_ms_per_req_total\n' >"$rows"
     for rep in $(seq "$REPS"); do
         local load
-        load=$(load1)
+        load=$(busy_cores)
         for c in disagg-bench sglang-rust vllm sglang-python; do
             if ! client_available "$c"; then
                 [ "$rep" = 1 ] && log "clients: $c is not installed under $PEERS (skipped)"
@@ -236,7 +250,7 @@ routers() {
     printf 'rep\tload\tisl\trouter\tconc\tok\tfailed\tp50_ms\tp99_ms\tadded_p50_ms\tadded_p99_ms\treq_per_s\tcpu_ms_per_req\tswitches_per_req\n' >"$rows"
     for rep in $(seq "$REPS"); do
         local load
-        load=$(load1)
+        load=$(busy_cores)
         log "routers rep $rep (load $load)"
         BENCH_BACKENDS="ctx1024=http://127.0.0.1:$P_CTX1K,ctx32768=http://127.0.0.1:$P_CTX32K,gen=http://127.0.0.1:$P_GEN" \
             BENCH_DISAGG=$DISAGG PEER_VENV=$PEERS/routers BENCH_OUT=$OUT/routers.$rep.raw \
@@ -254,7 +268,7 @@ replicas() {
     local case_file=$HERE/replicas.yaml
     for rep in $(seq "$REPS"); do
         local load
-        load=$(load1)
+        load=$(busy_cores)
         for n in 1 2 4; do
             local ws=$OUT/replicas/$rep/r$n
             mkdir -p "$ws"

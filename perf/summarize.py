@@ -5,8 +5,9 @@ the ratios against the peers, the issue's goals, and the machine, date and load 
     summarize.py OUT_DIR [MAX_LOAD]
 
 Reads OUT_DIR/machine.txt, routers.tsv, clients.tsv and replicas.tsv (whichever exist) and
-prints Markdown. Repetitions that started with the 1-minute load above MAX_LOAD (1.0) make the
-section say LOADED: its figures were taken on a busy machine and are not clean.
+prints Markdown. Each repetition's `load` is how many cores other work kept busy in the 3 s
+before it started, while the script ran nothing (compare.sh's busy_cores); one above MAX_LOAD
+(0.25) makes the section say LOADED: its figures were taken on a busy machine and are not clean.
 """
 
 import csv
@@ -50,7 +51,10 @@ def loaded(rs, max_load):
     if not loads:
         return ""
     busy = [x for x in loads if x > max_load]
-    span = f"1-min load at the start of each repetition: {loads[0]:.2f}–{loads[-1]:.2f}"
+    span = (
+        "cores busy with other work in the 3 s before each repetition: "
+        f"{loads[0]:.2f}–{loads[-1]:.2f}"
+    )
     if busy:
         return (
             f"**LOADED**: {span} (above {max_load}): these figures were taken on a busy "
@@ -226,7 +230,7 @@ def replicas(out, max_load):
 
 def main():
     out = sys.argv[1]
-    max_load = float(sys.argv[2]) if len(sys.argv) > 2 else 1.0
+    max_load = float(sys.argv[2]) if len(sys.argv) > 2 else 0.25
     print("# perf/compare.sh\n")
     with open(os.path.join(out, "machine.txt")) as f:
         for line in f:
