@@ -46,7 +46,9 @@ const PEER_STARTUP: Duration = Duration::from_secs(60);
 const NS_PER_MS: f64 = 1e6;
 
 fn main() {
-    let quick = std::env::var_os("BENCH_QUICK").is_some();
+    // Set and not empty or 0: perf/compare.sh passes `BENCH_QUICK=$QUICK`, empty when not
+    // asked, and an empty value once ran every "full" comparison at a tenth of its requests.
+    let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
     // `BENCH_ISL=1024` runs only that prompt length.
     let only_isl: Option<usize> = std::env::var("BENCH_ISL").ok().and_then(|v| v.parse().ok());
     let concurrency: Vec<usize> = match std::env::var("BENCH_CONCURRENCY") {
