@@ -15,7 +15,7 @@ const MAX_TOKENS: u32 = 2;
 pub(crate) async fn canary(cfg: &BenchConfig) -> Result<(), BenchError> {
     cfg.validate()?;
     let client = client::build_client(1)?;
-    for url in cfg.request_urls() {
+    for url in cfg.parsed_request_urls()? {
         canary_one(cfg, &client, url).await?;
     }
     Ok(())
@@ -24,10 +24,10 @@ pub(crate) async fn canary(cfg: &BenchConfig) -> Result<(), BenchError> {
 async fn canary_one(
     cfg: &BenchConfig,
     client: &reqwest::Client,
-    url: String,
+    url: reqwest::Url,
 ) -> Result<(), BenchError> {
     let fail = |reason: String| BenchError::Canary {
-        url: url.clone(),
+        url: url.to_string(),
         reason,
     };
     let target = Target {

@@ -17,7 +17,7 @@ use crate::workload::PreparedRequest;
 pub(crate) struct Target {
     /// `{url}{endpoint}` for every router; request `i` goes to `urls[i % len]`, so load spreads
     /// evenly and the same seed sends the same request to the same router.
-    pub urls: Vec<String>,
+    pub urls: Vec<reqwest::Url>,
     pub streaming: bool,
     pub timeout: Duration,
     /// The server was asked to ignore EOS, so each output length is a promise to check.
@@ -211,12 +211,12 @@ fn wrong_length(ok: &Success, want: u32) -> bool {
 async fn exchange(
     client: &reqwest::Client,
     target: &Target,
-    url: &str,
+    url: &reqwest::Url,
     body: Bytes,
     expected_chunks: usize,
 ) -> Result<Success, Failure> {
     let resp = client
-        .post(url)
+        .post(url.clone())
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(body)
         .send()
@@ -258,11 +258,15 @@ async fn read_stream(resp: reqwest::Response, expected: usize) -> Result<Success
     let mut chunks = Vec::with_capacity(expected);
     let mut usage = None;
     let mut decoded_per_iter = None;
+    // Reused from chunk to chunk; its events are slices of the chunk they came in.
+    let mut events = Vec::new();
     // Ends when the server sends [DONE] or closes the stream; the caller's timeout bounds both.
     while let Some(read) = stream.next().await {
         let bytes = read.map_err(|_| Failure::StreamCut)?;
         let arrived = Instant::now();
-        for event in parser.push(&bytes) {
+        events.clear();
+        parser.push_into(bytes, &mut events);
+        for event in events.drain(..) {
             match event {
                 Event::Done => {
                     let output_tokens =
@@ -318,12 +322,44 @@ async fn read_whole(resp: reqwest::Response) -> Result<Success, Failure> {
 #[derive(Debug, Deserialize)]
 struct Chunk<'a> {
     #[serde(default, borrow)]
-    choices: Vec<Choice<'a>>,
+    choices: First<Choice<'a>>,
     #[serde(default)]
     usage: Option<Usage>,
     /// Any error object (`null` reads as none).
     #[serde(default)]
     error: Option<serde::de::IgnoredAny>,
+}
+
+/// The first element of a JSON array, the rest skipped unread: a chunk's `choices` has one,
+/// and collecting it into a `Vec` cost an allocation per chunk of every stream.
+#[derive(Debug)]
+struct First<T>(Option<T>);
+
+impl<T> Default for First<T> {
+    fn default() -> Self {
+        Self(None)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for First<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Visitor<T> {
+            type Value = First<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<First<T>, A::Error> {
+                let first = seq.next_element::<T>()?;
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(First(first))
+            }
+        }
+        d.deserialize_seq(Visitor(std::marker::PhantomData))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -349,11 +385,11 @@ struct Delta<'a> {
 
 impl Chunk<'_> {
     fn decoded_per_iter(&self) -> Option<f64> {
-        self.choices.first()?.avg_decoded_tokens_per_iter
+        self.choices.0.as_ref()?.avg_decoded_tokens_per_iter
     }
 
     fn has_text(&self) -> bool {
-        self.choices.first().is_some_and(|c| {
+        self.choices.0.as_ref().is_some_and(|c| {
             let text = c.text.as_deref().unwrap_or_default();
             let content = |d: &Option<Delta>| {
                 d.as_ref()
@@ -401,6 +437,14 @@ mod tests {
         assert!(c.has_text());
         let c = parse_chunk(br#"{"choices":[{"delta":{"content":"b"}}]}"#).unwrap();
         assert!(c.has_text());
+        // Only the first choice is read; the rest are skipped, whatever they hold.
+        let c =
+            parse_chunk(br#"{"choices":[{"text":"a"},{"text":"","x":[1,{"y":null}]}]}"#).unwrap();
+        assert!(c.has_text());
+        let c = parse_chunk(br#"{"choices":[{"text":""},{"text":"b"}]}"#).unwrap();
+        assert!(!c.has_text());
+        assert!(parse_chunk(br#"{"choices":null}"#).is_err());
+        assert!(parse_chunk(br#"{"choices":[{"text":"a"},]}"#).is_err());
         let c = parse_chunk(br#"{"choices":[{"message":{"content":"c"}}]}"#).unwrap();
         assert!(c.has_text());
         assert_eq!(c.decoded_per_iter(), None);

@@ -50,7 +50,7 @@ pub(crate) async fn run_sweep(
         .unwrap_or(1);
     let client = client::build_client(widest)?;
     let target = Arc::new(Target {
-        urls: cfg.request_urls(),
+        urls: cfg.parsed_request_urls()?,
         streaming: cfg.streaming,
         timeout: cfg.request_timeout,
         ignore_eos: cfg.ignore_eos,

@@ -39,50 +39,71 @@ impl Parser {
 
     /// Adds bytes and returns every event that is now complete.
     pub fn push(&mut self, chunk: &[u8]) -> Vec<Event> {
-        self.buf.extend_from_slice(chunk);
         let mut events = Vec::new();
-        while let Some(end) = find_event_end(&self.buf) {
-            let (len, sep) = end;
-            let raw = self.buf.split_to(len + sep).freeze();
-            let body = raw.slice(..len);
-            // One `data:` line (what OpenAI servers send) is a slice of what arrived; only an
-            // event of several is joined into a buffer of its own.
-            let mut data: Option<Bytes> = None;
-            let mut joined: Option<BytesMut> = None;
-            for line in body.split(|&b| b == b'\n') {
-                let line = line.strip_suffix(b"\r").unwrap_or(line);
-                if let Some(rest) = line.strip_prefix(b"data:") {
-                    let rest = rest.strip_prefix(b" ").unwrap_or(rest);
-                    match (data.take(), joined.as_mut()) {
-                        (None, None) => data = Some(body.slice_ref(rest)),
-                        (Some(first), _) => {
-                            let mut j = BytesMut::from(&first[..]);
-                            j.extend_from_slice(b"\n");
-                            j.extend_from_slice(rest);
-                            joined = Some(j);
-                        }
-                        (None, Some(j)) => {
-                            j.extend_from_slice(b"\n");
-                            j.extend_from_slice(rest);
-                        }
-                    }
-                }
-            }
-            if let Some(d) = data.or_else(|| joined.map(BytesMut::freeze)) {
-                if &d[..] == b"[DONE]" {
-                    events.push(Event::Done);
-                } else {
-                    events.push(Event::Data(d));
-                }
-            }
-        }
+        self.push_into(Bytes::copy_from_slice(chunk), &mut events);
         events
+    }
+
+    /// Adds a chunk as it came off the socket and appends every event now complete to
+    /// `events`. Events are slices of the chunk itself when it holds them whole (what a server
+    /// that writes an event per frame sends): no copy, and `events` can be reused from chunk to
+    /// chunk; only an event split across chunks is gathered.
+    pub fn push_into(&mut self, chunk: Bytes, events: &mut Vec<Event>) {
+        let data = if self.buf.is_empty() {
+            chunk
+        } else {
+            self.buf.extend_from_slice(&chunk);
+            self.buf.split().freeze()
+        };
+        let mut start = 0;
+        while let Some((len, sep)) = find_event_end(&data[start..]) {
+            if let Some(event) = event(data.slice(start..start + len)) {
+                events.push(event);
+            }
+            start += len + sep;
+        }
+        if start < data.len() {
+            self.buf.extend_from_slice(&data[start..]);
+        }
     }
 
     /// Bytes received that do not yet form a whole event.
     pub fn pending(&self) -> usize {
         self.buf.len()
     }
+}
+
+/// The event of one block of lines (without its blank line), if it has `data:`.
+fn event(body: Bytes) -> Option<Event> {
+    // One `data:` line (what OpenAI servers send) is a slice of what arrived; only an event of
+    // several is joined into a buffer of its own.
+    let mut data: Option<Bytes> = None;
+    let mut joined: Option<BytesMut> = None;
+    for line in body.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if let Some(rest) = line.strip_prefix(b"data:") {
+            let rest = rest.strip_prefix(b" ").unwrap_or(rest);
+            match (data.take(), joined.as_mut()) {
+                (None, None) => data = Some(body.slice_ref(rest)),
+                (Some(first), _) => {
+                    let mut j = BytesMut::from(&first[..]);
+                    j.extend_from_slice(b"\n");
+                    j.extend_from_slice(rest);
+                    joined = Some(j);
+                }
+                (None, Some(j)) => {
+                    j.extend_from_slice(b"\n");
+                    j.extend_from_slice(rest);
+                }
+            }
+        }
+    }
+    let d = data.or_else(|| joined.map(BytesMut::freeze))?;
+    Some(if &d[..] == b"[DONE]" {
+        Event::Done
+    } else {
+        Event::Data(d)
+    })
 }
 
 /// Finds the first blank line (`\n\n` or `\r\n\r\n`): returns (event length, separator length).
@@ -124,6 +145,27 @@ mod tests {
             );
             assert_eq!(p.pending(), 0);
         }
+    }
+
+    #[test]
+    fn whole_events_are_slices_of_the_chunk_and_a_split_one_is_gathered() {
+        let chunk = Bytes::from_static(b"data: {\"a\":1}\n\ndata: {\"b\"");
+        let mut p = Parser::new();
+        let mut events = Vec::new();
+        p.push_into(chunk.clone(), &mut events);
+        match &events[..] {
+            // The same memory as the chunk's: nothing was copied.
+            [Event::Data(d)] => assert_eq!(d.as_ptr(), chunk[6..].as_ptr()),
+            other => panic!("one event, got {other:?}"),
+        }
+        assert_eq!(p.pending(), 10);
+        events.clear();
+        p.push_into(Bytes::from_static(b":2}\n\ndata: [DONE]\n\n"), &mut events);
+        assert_eq!(
+            events,
+            vec![Event::Data(Bytes::from_static(br#"{"b":2}"#)), Event::Done]
+        );
+        assert_eq!(p.pending(), 0);
     }
 
     #[test]
