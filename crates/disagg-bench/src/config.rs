@@ -56,8 +56,14 @@ impl BenchConfig {
     pub(crate) fn validate(&self) -> Result<(), BenchError> {
         let bad = |msg: String| Err(BenchError::Config(msg));
         for url in std::iter::once(&self.url).chain(&self.extra_urls) {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return bad(format!("url {url:?} must start with http:// or https://"));
+            if url.starts_with("https://") {
+                return bad(format!(
+                    "url {url:?}: https is not supported (this build speaks plain HTTP, as the \
+                     router does to its workers); use the server's http:// address"
+                ));
+            }
+            if !url.starts_with("http://") {
+                return bad(format!("url {url:?} must start with http://"));
             }
         }
         if self.is_open_loop() {

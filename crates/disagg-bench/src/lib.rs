@@ -165,7 +165,7 @@ impl Default for BenchConfig {
 /// `disagg bench` flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// Base URL of the server under test; repeat to spread the load over several routers.
+    /// Base URL (http://) of the server under test; repeat to spread the load over several routers.
     #[arg(long, required = true)]
     pub url: Vec<String>,
     /// Path of the completions endpoint, appended to the URL.

@@ -534,6 +534,16 @@ async fn bad_settings_are_config_errors() {
         }
         other => panic!("{other:?}"),
     }
+    // https would fail every request as a transport error: refused up front, saying why.
+    for (url, says) in [
+        ("https://127.0.0.1:1", "https is not supported"),
+        ("127.0.0.1:1", "must start with http://"),
+    ] {
+        match canary(&config(url)).await {
+            Err(BenchError::Config(why)) => assert!(why.contains(says), "{why}"),
+            other => panic!("{url}: {other:?}"),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
