@@ -251,8 +251,11 @@ fn slow_header_connections_are_closed_after_the_header_timeout() {
         first >= std::time::Duration::from_millis(950),
         "closed by the header timeout (1s), not before: {first:?}"
     );
+    // A close is seen when this thread next polls its 500 sockets, which under the parallel
+    // suite on 2 cores can lag by a second or more; a router without the timeout would keep
+    // them open to the end (15 s), so 4 s still tells the two apart.
     assert!(
-        last < std::time::Duration::from_millis(2500),
+        last < std::time::Duration::from_secs(4),
         "every one closed soon after the timeout: {last:?}"
     );
 }
