@@ -14,7 +14,7 @@ const MAX_TOKENS: u32 = 2;
 /// One canary per router, so a dead one among several is named.
 pub(crate) async fn canary(cfg: &BenchConfig) -> Result<(), BenchError> {
     cfg.validate()?;
-    let client = client::build_client(1)?;
+    let client = client::build_client(1);
     for url in cfg.parsed_request_urls()? {
         canary_one(cfg, &client, url).await?;
     }
@@ -23,8 +23,8 @@ pub(crate) async fn canary(cfg: &BenchConfig) -> Result<(), BenchError> {
 
 async fn canary_one(
     cfg: &BenchConfig,
-    client: &reqwest::Client,
-    url: reqwest::Url,
+    client: &client::HttpClient,
+    url: http::Uri,
 ) -> Result<(), BenchError> {
     let fail = |reason: String| BenchError::Canary {
         url: url.to_string(),

@@ -6,10 +6,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use disagg_proto::openai::Usage;
 use disagg_proto::sse::{Event, Parser};
-use futures_util::StreamExt;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use serde::Deserialize;
 
-use crate::BenchError;
 use crate::workload::PreparedRequest;
 
 /// Where and how requests go.
@@ -17,7 +19,7 @@ use crate::workload::PreparedRequest;
 pub(crate) struct Target {
     /// `{url}{endpoint}` for every router; request `i` goes to `urls[i % len]`, so load spreads
     /// evenly and the same seed sends the same request to the same router.
-    pub urls: Vec<reqwest::Url>,
+    pub urls: Vec<http::Uri>,
     pub streaming: bool,
     pub timeout: Duration,
     /// The server was asked to ignore EOS, so each output length is a promise to check.
@@ -130,22 +132,24 @@ impl Failure {
     }
 }
 
-/// One HTTP client for the whole sweep, so connections are reused across requests.
-pub(crate) fn build_client(max_concurrency: u32) -> Result<reqwest::Client, BenchError> {
-    reqwest::Client::builder()
-        // Small SSE frames must not wait for Nagle's algorithm, or ITL measures the client.
-        .tcp_nodelay(true)
+/// The bench's HTTP client: hyper's pooled HTTP/1 client, request bodies sent whole.
+pub(crate) type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// One HTTP client for the whole sweep, so connections are reused across requests. Plain HTTP
+/// only, and no proxy from the environment (it would be measured along with the server).
+pub(crate) fn build_client(max_concurrency: u32) -> HttpClient {
+    let mut connector = HttpConnector::new();
+    // Small SSE frames must not wait for Nagle's algorithm, or ITL measures the client.
+    connector.set_nodelay(true);
+    Client::builder(hyper_util::rt::TokioExecutor::new())
         // Keep one idle connection per worker so closed-loop requests never reconnect.
         .pool_max_idle_per_host(max_concurrency as usize)
-        // A proxy from the environment would be measured along with the server.
-        .no_proxy()
-        .build()
-        .map_err(|e| BenchError::Config(format!("cannot build the HTTP client: {e}")))
+        .build(connector)
 }
 
 /// Sends one request and records its timeline; the whole exchange is bounded by the timeout.
 pub(crate) async fn send(
-    client: &reqwest::Client,
+    client: &HttpClient,
     target: &Target,
     index: usize,
     req: &PreparedRequest,
@@ -209,51 +213,48 @@ fn wrong_length(ok: &Success, want: u32) -> bool {
 }
 
 async fn exchange(
-    client: &reqwest::Client,
+    client: &HttpClient,
     target: &Target,
-    url: &reqwest::Url,
+    url: &http::Uri,
     body: Bytes,
     expected_chunks: usize,
 ) -> Result<Success, Failure> {
-    let resp = client
-        .post(url.clone())
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| send_failure(&e))?;
+    let request = http::Request::post(url.clone())
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(body))
+        .map_err(|_| Failure::Transport)?;
+    let resp = client.request(request).await.map_err(|e| {
+        if e.is_connect() {
+            Failure::Connect
+        } else {
+            Failure::Transport
+        }
+    })?;
     let status = resp.status();
     if !status.is_success() {
         // Reading the (small) error body lets the connection go back to the pool, and its
-        // message says why.
-        let body = resp.bytes().await.unwrap_or_default();
-        // Whatever its shape (OpenAI's, vLLM's, FastAPI's, an nginx page), so a failure's
-        // description says `http_404: <the server's own words>`.
+        // message says why. Whatever its shape (OpenAI's, vLLM's, FastAPI's, an nginx page), so a
+        // failure's description says `http_404: <the server's own words>`.
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
         let message = disagg_proto::error_message(&body);
         return Err(Failure::Status(status.as_u16(), Some(message)));
     }
     if target.streaming {
-        read_stream(resp, expected_chunks).await
+        read_stream(resp.into_body(), expected_chunks).await
     } else {
-        read_whole(resp).await
-    }
-}
-
-fn send_failure(e: &reqwest::Error) -> Failure {
-    if e.is_connect() {
-        Failure::Connect
-    } else if e.is_timeout() {
-        Failure::Timeout
-    } else {
-        Failure::Transport
+        read_whole(resp.into_body()).await
     }
 }
 
 /// The most chunk timestamps reserved up front per request (a 16k-token answer: 128 KiB).
 const MAX_PRESIZED_CHUNKS: usize = 16 * 1024;
 
-async fn read_stream(resp: reqwest::Response, expected: usize) -> Result<Success, Failure> {
-    let mut stream = resp.bytes_stream();
+async fn read_stream(mut body: Incoming, expected: usize) -> Result<Success, Failure> {
     let mut parser = Parser::new();
     let mut chunks = Vec::with_capacity(expected);
     let mut usage = None;
@@ -261,9 +262,13 @@ async fn read_stream(resp: reqwest::Response, expected: usize) -> Result<Success
     // Reused from chunk to chunk; its events are slices of the chunk they came in.
     let mut events = Vec::new();
     // Ends when the server sends [DONE] or closes the stream; the caller's timeout bounds both.
-    while let Some(read) = stream.next().await {
-        let bytes = read.map_err(|_| Failure::StreamCut)?;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| Failure::StreamCut)?;
         let arrived = Instant::now();
+        // Trailers carry no events.
+        let Ok(bytes) = frame.into_data() else {
+            continue;
+        };
         events.clear();
         parser.push_into(bytes, &mut events);
         for event in events.drain(..) {
@@ -298,8 +303,12 @@ async fn read_stream(resp: reqwest::Response, expected: usize) -> Result<Success
     Err(Failure::StreamCut)
 }
 
-async fn read_whole(resp: reqwest::Response) -> Result<Success, Failure> {
-    let body = resp.bytes().await.map_err(|_| Failure::StreamCut)?;
+async fn read_whole(body: Incoming) -> Result<Success, Failure> {
+    let body = body
+        .collect()
+        .await
+        .map_err(|_| Failure::StreamCut)?
+        .to_bytes();
     let arrived = Instant::now();
     let chunk = parse_chunk(&body)?;
     let has_text = chunk.has_text();

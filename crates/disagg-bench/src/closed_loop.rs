@@ -13,7 +13,7 @@ use crate::workload::PreparedRequest;
 /// order. Bounded: each worker takes requests from a shared counter until none are left or the
 /// deadline has passed, and each request is bounded by the target's timeout.
 pub(crate) async fn run(
-    client: &reqwest::Client,
+    client: &client::HttpClient,
     target: &Arc<Target>,
     requests: Vec<PreparedRequest>,
     concurrency: u32,

@@ -13,12 +13,13 @@ impl BenchConfig {
 
     /// [`Self::request_urls`], parsed once: a request then clones a parsed URL, where parsing
     /// its string each time cost about 4% of the bench's CPU.
-    pub(crate) fn parsed_request_urls(&self) -> Result<Vec<reqwest::Url>, BenchError> {
+    pub(crate) fn parsed_request_urls(&self) -> Result<Vec<http::Uri>, BenchError> {
         self.request_urls()
             .into_iter()
-            .map(|u| {
-                reqwest::Url::parse(&u)
-                    .map_err(|e| BenchError::Config(format!("url {u:?} is not a URL: {e}")))
+            .map(|u| match u.parse::<http::Uri>() {
+                Ok(uri) if uri.host().is_some_and(|h| !h.is_empty()) => Ok(uri),
+                Ok(_) => Err(BenchError::Config(format!("url {u:?} has no host"))),
+                Err(e) => Err(BenchError::Config(format!("url {u:?} is not a URL: {e}"))),
             })
             .collect()
     }

@@ -16,7 +16,7 @@ use crate::workload::PreparedRequest;
 /// returns the outcomes of the requests sent, in request order. Bounded: the schedule is finite,
 /// nothing new leaves after the deadline, and each request is bounded by the target's timeout.
 pub(crate) async fn run(
-    client: &reqwest::Client,
+    client: &client::HttpClient,
     target: &Arc<Target>,
     requests: Vec<PreparedRequest>,
     offsets: &[Duration],

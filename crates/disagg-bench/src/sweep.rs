@@ -48,7 +48,7 @@ pub(crate) async fn run_sweep(
         .chain(cfg.max_concurrency)
         .max()
         .unwrap_or(1);
-    let client = client::build_client(widest)?;
+    let client = client::build_client(widest);
     let target = Arc::new(Target {
         urls: cfg.parsed_request_urls()?,
         streaming: cfg.streaming,
