@@ -74,7 +74,9 @@ client_cmd() {
     local client=$1 n=$2 url=$3 out=$4
     case $client in
     disagg-bench)
-        echo "$BIN/bench_cli --url $url --isl $ISL --osl $OSL --concurrency $CONC" \
+        # The canned server streams its fixed 32 chunks whatever max_tokens says, so lengths are
+        # not held to max_tokens here (the canary asks for 2).
+        echo "$BIN/bench_cli --url $url --isl $ISL --osl $OSL --concurrency $CONC --ignore-eos false" \
             "--num-prompts $n --percentiles 50 --output-dir $out"
         ;;
     sglang)
