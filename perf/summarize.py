@@ -91,6 +91,20 @@ def routers(out, max_load):
         "request to the nginx generation backend at the same concurrency. CPU = the router "
         "process's own CPU time (schedstat) per request.\n"
     )
+    # How many requests each run sent, so a run at a fraction of its size (QUICK) shows.
+    sizes = {}
+    for r in rs:
+        n = (num(r.get("ok")) or 0) + (num(r.get("failed")) or 0)
+        key = (int(r["isl"]), r["conc"])
+        sizes.setdefault(key, set()).add(int(n))
+    print(
+        "Requests per run: "
+        + ", ".join(
+            f"{isl // 1024}k c={conc}: " + "/".join(str(n) for n in sorted(ns))
+            for (isl, conc), ns in sorted(sizes.items(), key=lambda kv: (kv[0][0], int(kv[0][1])))
+        )
+        + ".\n"
+    )
     print(
         "| prompt | router | added p50 ms (c=1) | added p99 ms (c=1) | CPU ms/req (c=1) "
         "| req/s (c=64) | CPU ms/req (c=64) |"
