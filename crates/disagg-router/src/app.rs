@@ -46,10 +46,10 @@ pub struct AppState(pub(crate) Arc<Inner>);
 /// metrics, the census and ids see all requests.
 pub(crate) struct Inner {
     pub cfg: Arc<RouterConfig>,
-    /// This serving thread's own: a reqwest client drives its pooled connections on the
+    /// This serving thread's own: an HTTP client drives its pooled connections on the
     /// runtime that opened them, so one client shared by threads would wake another thread
     /// for every upstream read.
-    pub client: reqwest::Client,
+    pub client: crate::upstream::HttpClient,
     pub prefill: Arc<WorkerGroup>,
     pub decode: Arc<WorkerGroup>,
     pub metrics: Arc<Metrics>,
@@ -93,7 +93,7 @@ impl Inner {
 
 impl AppState {
     pub fn new(cfg: RouterConfig) -> Result<Self, RouterError> {
-        let client = upstream::client(&cfg)?;
+        let client = upstream::client(&cfg);
         let eject_after = cfg.eject_after.get();
         let cfg_inflight = cfg.max_inflight_body_bytes;
         let prefill_workers = (cfg.prefill.iter().enumerate())
@@ -132,7 +132,7 @@ impl AppState {
         let s = &self.0;
         Ok(Self(Arc::new(Inner {
             cfg: s.cfg.clone(),
-            client: upstream::client(&s.cfg)?,
+            client: upstream::client(&s.cfg),
             prefill: s.prefill.clone(),
             decode: s.decode.clone(),
             metrics: s.metrics.clone(),

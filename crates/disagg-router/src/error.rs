@@ -40,8 +40,6 @@ pub enum RouterError {
     BootstrapNotSglang { dialect: &'static str, url: String },
     #[error("{0}")]
     Limits(String),
-    #[error("cannot build the HTTP client: {0}")]
-    Client(reqwest::Error),
     #[error("cannot bind {addr}: {source}")]
     Bind {
         addr: String,
@@ -248,7 +246,7 @@ impl IntoResponse for ProxyError {
     }
 }
 
-/// `reqwest` hides the useful part (refused, reset, ...) in the source chain.
+/// HTTP clients hide the useful part (refused, reset, ...) in the source chain.
 pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut out = err.to_string();
     let mut next = err.source();

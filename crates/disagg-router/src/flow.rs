@@ -21,7 +21,7 @@ use axum::body::Body;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
-use reqwest::header::HeaderValue;
+use http::header::HeaderValue;
 
 use crate::app::Inner;
 use crate::config::Dialect;

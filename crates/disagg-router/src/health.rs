@@ -61,18 +61,16 @@ pub(crate) async fn watch(state: Arc<Inner>) {
 }
 
 /// Probes every worker of `group` at once, records the results, and counts the healthy.
-async fn probe_group(client: &reqwest::Client, group: &WorkerGroup, timeout: Duration) -> usize {
+async fn probe_group(
+    client: &crate::upstream::HttpClient,
+    group: &WorkerGroup,
+    timeout: Duration,
+) -> usize {
     let probes = group.workers.iter().enumerate().map(|(i, w)| async move {
-        let failed = match client
-            .get(format!("{}/health", w.url))
-            .timeout(timeout)
-            .send()
-            .await
-        {
-            Ok(resp) if resp.status() == reqwest::StatusCode::OK => None,
-            Ok(resp) => Some(format!("/health answered {}", resp.status())),
-            Err(e) if e.is_timeout() => Some(format!("/health did not answer within {timeout:?}")),
-            Err(e) => Some(format!("/health failed: {}", crate::error::error_chain(&e))),
+        let failed = match probe(client, &w.url, timeout).await {
+            Ok(status) if status == http::StatusCode::OK => None,
+            Ok(status) => Some(format!("/health answered {status}")),
+            Err(why) => Some(why),
         };
         match &failed {
             None => group.record_success(i, "/health answered 200"),
@@ -84,4 +82,33 @@ async fn probe_group(client: &reqwest::Client, group: &WorkerGroup, timeout: Dur
         failed.is_none()
     });
     join_all(probes).await.into_iter().filter(|ok| *ok).count()
+}
+
+/// One `GET /health` within `timeout`: its status (the body is read and dropped, so the
+/// connection goes back to the pool), or why there was none.
+async fn probe(
+    client: &crate::upstream::HttpClient,
+    worker: &str,
+    timeout: Duration,
+) -> Result<http::StatusCode, String> {
+    let uri: http::Uri = format!("{worker}/health")
+        .parse()
+        .map_err(|e| format!("/health: {worker} is not a URL: {e}"))?;
+    let request = http::Request::get(uri)
+        .body(crate::upstream::Frames::empty())
+        .map_err(|e| format!("/health: {e}"))?;
+    let exchange = async {
+        let resp = client
+            .request(request)
+            .await
+            .map_err(|e| format!("/health failed: {}", crate::error::error_chain(&e)))?;
+        let status = resp.status();
+        http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .map_err(|e| format!("/health failed: {}", crate::error::error_chain(&e)))?;
+        Ok(status)
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .unwrap_or_else(|_| Err(format!("/health did not answer within {timeout:?}")))
 }

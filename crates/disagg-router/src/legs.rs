@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::raw::Pieces;
-use reqwest::header::HeaderValue;
+use http::header::HeaderValue;
 use tokio::time::Instant;
 
 use crate::app::Inner;

@@ -14,7 +14,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
-use futures_util::{FutureExt, Stream, StreamExt};
+use futures_util::{Future, FutureExt, Stream, StreamExt};
 
 use crate::error::{Leg, ProxyError, error_chain};
 use crate::upstream::{self, Target};
@@ -26,19 +26,28 @@ pub(crate) struct Opened {
     content_type: Option<HeaderValue>,
     content_length: Option<u64>,
     first: Option<Bytes>,
-    rest: BoxStream<'static, reqwest::Result<Bytes>>,
+    rest: BoxStream<'static, Result<Bytes, hyper::Error>>,
+    /// The request's deadline, which also bounds the relayed body, and how long it was.
+    deadline: tokio::time::Instant,
+    request_timeout: Duration,
 }
 
 /// Waits for `resp`'s first body chunk (or its end).
-pub(crate) async fn open(t: Target<'_>, resp: reqwest::Response) -> Result<Opened, ProxyError> {
+pub(crate) async fn open(
+    t: Target<'_>,
+    resp: upstream::WorkerResponse,
+) -> Result<Opened, ProxyError> {
     let status = resp.status();
     let content_type = resp.headers().get(header::CONTENT_TYPE).cloned();
-    let content_length = resp.content_length();
-    let mut rest = resp.bytes_stream().boxed();
+    let content_length = resp
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    let mut rest = http_body_util::BodyDataStream::new(resp.into_body()).boxed();
     let first = match rest.next().await {
         None => None,
         Some(Ok(b)) => Some(b),
-        Some(Err(e)) => return Err(upstream::classify(t, &e)),
+        Some(Err(e)) => return Err(upstream::body_error(t, &e)),
     };
     Ok(Opened {
         status,
@@ -46,6 +55,8 @@ pub(crate) async fn open(t: Target<'_>, resp: reqwest::Response) -> Result<Opene
         content_length,
         first,
         rest,
+        deadline: t.deadline,
+        request_timeout: t.request_timeout,
     })
 }
 
@@ -64,6 +75,8 @@ pub(crate) fn respond(opened: Opened, worker: &str, stream: bool, keep: Keep) ->
         content_length,
         first,
         rest,
+        deadline,
+        request_timeout,
     } = opened;
     let whole = first
         .as_ref()
@@ -84,6 +97,8 @@ pub(crate) fn respond(opened: Opened, worker: &str, stream: bool, keep: Keep) ->
             companion: keep.companion,
             _leases: keep.leases,
             worker: worker.to_string(),
+            deadline: Box::pin(tokio::time::sleep_until(deadline)),
+            request_timeout,
         })
     };
     let mut out = if stream {
@@ -134,10 +149,13 @@ fn finish_in_background(companion: BoxFuture<'static, Result<(), ProxyError>>) {
 
 struct Relay {
     first: Option<Bytes>,
-    rest: BoxStream<'static, reqwest::Result<Bytes>>,
+    rest: BoxStream<'static, Result<Bytes, hyper::Error>>,
     companion: Option<BoxFuture<'static, Result<(), ProxyError>>>,
     _leases: Vec<Lease>,
     worker: String,
+    /// The request's deadline: a stream still running then is cut, as a hung worker's would be.
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    request_timeout: Duration,
 }
 
 impl Stream for Relay {
@@ -159,6 +177,18 @@ impl Stream for Relay {
         }
         if let Some(b) = this.first.take() {
             return Poll::Ready(Some(Ok(b)));
+        }
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            let msg = format!(
+                "{} worker {} had not finished its answer at the request deadline ({:?}); \
+                 aborting the relayed response",
+                Leg::Generation,
+                this.worker,
+                this.request_timeout
+            );
+            tracing::warn!("{msg}");
+            this.rest = futures_util::stream::empty().boxed();
+            return Poll::Ready(Some(Err(std::io::Error::other(msg))));
         }
         match this.rest.poll_next_unpin(cx) {
             Poll::Ready(None) => {

@@ -28,7 +28,7 @@ pub async fn serve(
     let state = AppState::new(cfg)?;
     // The checker lives exactly as long as this call: aborted however `serve` returns.
     let checker = AbortOnDrop(tokio::spawn(state.health_checker()));
-    // One app per serving thread, each with its own upstream client: reqwest drives a pooled
+    // One app per serving thread, each with its own upstream client: hyper drives a pooled
     // connection on the runtime that opened it, so a shared client would wake other threads.
     // Everything else is the one state all threads share.
     let apps = if threads == 0 {

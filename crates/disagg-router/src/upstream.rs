@@ -1,31 +1,42 @@
-//! Talking to workers: one pooled HTTP client, and the mapping of its failures to
+//! Talking to workers: one pooled HTTP client (hyper's), and the mapping of its failures to
 //! [`ProxyError`]s that name the worker and the leg.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use reqwest::header::HeaderValue;
+use http::header::HeaderValue;
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::time::Instant;
 
 use crate::config::RouterConfig;
-use crate::error::{Deadline, Leg, ProxyError, RouterError, error_chain};
+use crate::error::{Deadline, Leg, ProxyError, error_chain};
 use crate::raw::Pieces;
 
 /// The header that ties vLLM's two legs together.
 pub(crate) const REQUEST_ID: &str = "x-request-id";
 
+/// The client every leg of a serving thread shares: hyper's pooled HTTP/1 client. reqwest's
+/// per-request layers (redirect and retry policies, request building, its response wrapper)
+/// cost the load generator a fifth of its CPU; the router sends the same kind of requests.
+pub(crate) type HttpClient = Client<HttpConnector, Frames>;
+
+/// A worker's answer, its body still to be read.
+pub(crate) type WorkerResponse = http::Response<hyper::body::Incoming>;
+
 /// Builds the one client every request shares. Pooled keep-alive connections avoid
 /// TensorRT-LLM's connection-per-request cost; `tcp_nodelay` keeps small requests and SSE frames
-/// from waiting on Nagle plus delayed ACK (a 40 ms stall on reused connections).
-pub(crate) fn client(cfg: &RouterConfig) -> Result<reqwest::Client, RouterError> {
-    reqwest::Client::builder()
-        .tcp_nodelay(true)
-        .connect_timeout(cfg.connect_timeout)
+/// from waiting on Nagle plus delayed ACK (a 40 ms stall on reused connections). No proxy is
+/// taken from the environment: workers sit on the cluster network.
+pub(crate) fn client(cfg: &RouterConfig) -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(cfg.connect_timeout));
+    Client::builder(hyper_util::rt::TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
-        // Workers sit on the cluster network; an inherited HTTP(S)_PROXY must not capture them.
-        .no_proxy()
-        .build()
-        .map_err(RouterError::Client)
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .build(connector)
 }
 
 /// One upstream request's identity and budget: who, which leg, and the whole-request deadline
@@ -42,40 +53,36 @@ pub(crate) struct Target<'a> {
 
 /// POSTs a JSON body; any non-2xx answer becomes an error here.
 pub(crate) async fn post_json(
-    client: &reqwest::Client,
+    client: &HttpClient,
     t: Target<'_>,
     path: &str,
     body: Pieces,
     request_id: Option<&HeaderValue>,
     auth: Option<&HeaderValue>,
-) -> Result<reqwest::Response, ProxyError> {
-    let mut request = to_worker(client, reqwest::Method::POST, t.worker, path)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .header(reqwest::header::CONTENT_LENGTH, body.len())
-        .body(request_body(body));
+) -> Result<WorkerResponse, ProxyError> {
+    let mut request = http::Request::post(worker_uri(t, path)?)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::CONTENT_LENGTH, body.len());
     if let Some(id) = request_id {
         request = request.header(REQUEST_ID, id);
     }
     if let Some(sig) = auth {
         request = request.header(disagg_proto::auth::HEADER, sig);
     }
-    send(request, t).await
+    send(client, request, request_body(body), t).await
 }
 
-/// One buffer as it is; several as a body of that many frames of known total length, which
-/// hyper queues and writes with one `writev` (its queue strategy), without copying them.
-fn request_body(body: Pieces) -> reqwest::Body {
-    match body.parts() {
-        [one] => reqwest::Body::from(one.clone()),
-        _ => reqwest::Body::wrap(Frames {
-            left: body.len() as u64,
-            parts: body.parts().to_vec().into(),
-        }),
+/// A body of that many frames of known total length, which hyper queues and writes with one
+/// `writev` (its queue strategy), without copying them.
+fn request_body(body: Pieces) -> Frames {
+    Frames {
+        left: body.len() as u64,
+        parts: body.parts().to_vec().into(),
     }
 }
 
-/// A request body of ready buffers, sent in order.
-struct Frames {
+/// A request body of ready buffers, sent in order (none for a GET).
+pub(crate) struct Frames {
     parts: std::collections::VecDeque<Bytes>,
     left: u64,
 }
@@ -104,13 +111,23 @@ impl hyper::body::Body for Frames {
     }
 }
 
+impl Frames {
+    pub(crate) fn empty() -> Self {
+        Self {
+            parts: Default::default(),
+            left: 0,
+        }
+    }
+}
+
 /// GETs `worker` + `path`; non-2xx answers become errors.
 pub(crate) async fn get(
-    client: &reqwest::Client,
+    client: &HttpClient,
     t: Target<'_>,
     path: &str,
-) -> Result<reqwest::Response, ProxyError> {
-    send(to_worker(client, reqwest::Method::GET, t.worker, path), t).await
+) -> Result<WorkerResponse, ProxyError> {
+    let request = http::Request::get(worker_uri(t, path)?);
+    send(client, request, Frames::empty(), t).await
 }
 
 /// How many workers' parsed URLs a serving thread keeps (far more than any deployment has; a
@@ -119,21 +136,24 @@ const URL_CACHE_WORKERS: usize = 1024;
 
 thread_local! {
     /// Worker URLs parsed once per serving thread, by worker then path: formatting and parsing
-    /// `worker + path` for every leg cost about 4% of the router's CPU per request (url's host
-    /// and IDNA parsing).
-    static URLS: std::cell::RefCell<std::collections::HashMap<String, Vec<(String, reqwest::Url)>>> =
+    /// `worker + path` for every leg cost about 4% of the router's CPU per request.
+    static URLS: std::cell::RefCell<std::collections::HashMap<String, Vec<(String, http::Uri)>>> =
         Default::default();
 }
 
-/// A request to `worker` + `path`. A worker that is not a URL goes to reqwest as text, so the
-/// request fails with reqwest's error naming it, as it did before the cache.
-fn to_worker(
-    client: &reqwest::Client,
-    method: reqwest::Method,
-    worker: &str,
-    path: &str,
-) -> reqwest::RequestBuilder {
-    let cached: Result<reqwest::Url, String> = URLS.with(|cache| {
+/// `worker` + `path` as a URI, parsed once per serving thread. A worker that is not one fails
+/// the leg as a connect failure naming it (the router checks its workers at start, so this is
+/// a worker added later).
+fn worker_uri(t: Target<'_>, path: &str) -> Result<http::Uri, ProxyError> {
+    uri_of(t.worker, path).map_err(|why| ProxyError::Connect {
+        leg: t.leg,
+        worker: t.worker.to_string(),
+        detail: why,
+    })
+}
+
+fn uri_of(worker: &str, path: &str) -> Result<http::Uri, String> {
+    URLS.with(|cache| {
         let mut cache = cache.borrow_mut();
         if let Some(u) = cache
             .get(worker)
@@ -142,7 +162,11 @@ fn to_worker(
             return Ok(u.1.clone());
         }
         let text = format!("{worker}{path}");
-        let u = reqwest::Url::parse(&text).map_err(|_| text)?;
+        let u = match text.parse::<http::Uri>() {
+            Ok(u) if u.scheme_str() == Some("http") && u.host().is_some() => u,
+            Ok(_) => return Err(format!("{text} is not an http:// URL")),
+            Err(e) => return Err(format!("{text} is not a URL: {e}")),
+        };
         if cache.len() >= URL_CACHE_WORKERS && !cache.contains_key(worker) {
             cache.clear();
         }
@@ -151,39 +175,43 @@ fn to_worker(
             .or_default()
             .push((path.to_string(), u.clone()));
         Ok(u)
-    });
-    match cached {
-        Ok(u) => client.request(method, u),
-        Err(text) => client.request(method, text),
-    }
+    })
 }
 
+/// Sends within what is left of the request's deadline; the answer's body is bounded by the
+/// same deadline where it is read ([`read_body`], the relay).
 async fn send(
-    request: reqwest::RequestBuilder,
+    client: &HttpClient,
+    request: http::request::Builder,
+    body: Frames,
     t: Target<'_>,
-) -> Result<reqwest::Response, ProxyError> {
-    let remaining = t.deadline.saturating_duration_since(Instant::now());
-    if remaining.is_zero() {
-        return Err(timeout(t, Deadline::Request, t.request_timeout));
-    }
-    let resp = request
-        .timeout(remaining)
-        .send()
-        .await
-        .map_err(|e| classify(t, &e))?;
+) -> Result<WorkerResponse, ProxyError> {
+    let request = request.body(body).map_err(|e| ProxyError::Transport {
+        leg: t.leg,
+        worker: t.worker.to_string(),
+        detail: format!("cannot build the request: {e}"),
+    })?;
+    let resp = match tokio::time::timeout_at(t.deadline, client.request(request)).await {
+        Err(_) => return Err(timeout(t, Deadline::Request, t.request_timeout)),
+        Ok(r) => r.map_err(|e| classify(t, &e))?,
+    };
     if resp.status().is_success() {
         return Ok(resp);
     }
     Err(status_error(t, resp).await)
 }
 
-/// Reads a whole (small, non-streamed) response body.
-pub(crate) async fn read_body(t: Target<'_>, resp: reqwest::Response) -> Result<Bytes, ProxyError> {
-    resp.bytes().await.map_err(|e| classify(t, &e))
+/// Reads a whole (small, non-streamed) response body, within the request's deadline.
+pub(crate) async fn read_body(t: Target<'_>, resp: WorkerResponse) -> Result<Bytes, ProxyError> {
+    match tokio::time::timeout_at(t.deadline, resp.into_body().collect()).await {
+        Err(_) => Err(timeout(t, Deadline::Request, t.request_timeout)),
+        Ok(Ok(body)) => Ok(body.to_bytes()),
+        Ok(Err(e)) => Err(body_error(t, &e)),
+    }
 }
 
 /// 4xx is the request's fault and keeps its status; anything else means the worker is broken.
-async fn status_error(t: Target<'_>, resp: reqwest::Response) -> ProxyError {
+async fn status_error(t: Target<'_>, resp: WorkerResponse) -> ProxyError {
     let status = resp.status();
     let body = read_body(t, resp).await.unwrap_or_default();
     let message = disagg_proto::error_message(&body);
@@ -221,13 +249,11 @@ pub(crate) fn timeout(t: Target<'_>, deadline: Deadline, after: Duration) -> Pro
     }
 }
 
-/// reqwest's own timeouts are the connect timeout and the whole-request deadline; which one it
-/// was decides between "worker down, try another" and 504.
-pub(crate) fn classify(t: Target<'_>, err: &reqwest::Error) -> ProxyError {
-    if err.is_connect() && err.is_timeout() {
+/// A failure before the answer's head: the connect timeout means "worker down, try another";
+/// a refused or failed connect too; anything else is a transport failure.
+pub(crate) fn classify(t: Target<'_>, err: &hyper_util::client::legacy::Error) -> ProxyError {
+    if err.is_connect() && timed_out(err) {
         timeout(t, Deadline::Connect, t.connect_timeout)
-    } else if err.is_timeout() {
-        timeout(t, Deadline::Request, t.request_timeout)
     } else if err.is_connect() {
         ProxyError::Connect {
             leg: t.leg,
@@ -243,29 +269,50 @@ pub(crate) fn classify(t: Target<'_>, err: &reqwest::Error) -> ProxyError {
     }
 }
 
+/// A failure while reading an answer's body (reset, cut short).
+pub(crate) fn body_error(t: Target<'_>, err: &hyper::Error) -> ProxyError {
+    ProxyError::Transport {
+        leg: t.leg,
+        worker: t.worker.to_string(),
+        detail: error_chain(err),
+    }
+}
+
+/// Whether an I/O timeout (the connector's connect timeout) is in the error's chain.
+fn timed_out(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return true;
+            }
+            // An io::Error's `source` skips the error it wraps; look inside it too.
+            if io.get_ref().is_some_and(|inner| timed_out(inner)) {
+                return true;
+            }
+        }
+        next = e.source();
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn worker_urls_are_parsed_once_per_thread_and_a_bad_worker_still_fails_naming_it() {
-        let client = reqwest::Client::new();
-        let url = |worker: &str, path: &str| {
-            to_worker(&client, reqwest::Method::POST, worker, path)
-                .build()
-                .map(|r| r.url().to_string())
-        };
         for _ in 0..2 {
             assert_eq!(
-                url("http://127.0.0.1:8001", "/v1/completions").unwrap(),
+                uri_of("http://127.0.0.1:8001", "/v1/completions").unwrap(),
                 "http://127.0.0.1:8001/v1/completions"
             );
             assert_eq!(
-                url("http://127.0.0.1:8001", "/generate").unwrap(),
+                uri_of("http://127.0.0.1:8001", "/generate").unwrap(),
                 "http://127.0.0.1:8001/generate"
             );
             assert_eq!(
-                url("http://[::1]:8002", "/v1/completions").unwrap(),
+                uri_of("http://[::1]:8002", "/v1/completions").unwrap(),
                 "http://[::1]:8002/v1/completions"
             );
         }
@@ -274,8 +321,19 @@ mod tests {
             assert_eq!(c.len(), 2, "one entry per worker");
             assert_eq!(c["http://127.0.0.1:8001"].len(), 2, "one URL per path");
         });
-        let e = url("not a worker", "/v1/completions").unwrap_err();
-        assert!(e.is_builder(), "{e}");
+        let e = uri_of("not a worker", "/v1/completions").unwrap_err();
+        assert!(e.contains("not a worker/v1/completions"), "{e}");
+        let e = uri_of("https://c:443", "/v1/completions").unwrap_err();
+        assert!(e.contains("not an http:// URL"), "{e}");
         URLS.with(|c| assert!(!c.borrow().contains_key("not a worker")));
+    }
+
+    #[test]
+    fn a_connect_timeout_is_told_from_a_refusal() {
+        let timed = std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out");
+        let wrapped = std::io::Error::other(timed);
+        assert!(timed_out(&wrapped));
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(!timed_out(&refused));
     }
 }

@@ -388,3 +388,40 @@ async fn a_worker_that_never_accepts_hits_the_connect_deadline() {
     assert!(started.elapsed() < Duration::from_secs(5));
     drop((fillers, listener));
 }
+
+#[tokio::test]
+async fn a_stream_still_running_at_the_request_deadline_is_cut_and_the_worker_released() {
+    let (dropped, gen_dropped) = drop_signal();
+    let ctx = fake("ctx").start().await;
+    // One chunk, then nothing until released (never).
+    let generation = fake("gen")
+        .generation(Gen::Gated {
+            release: Arc::new(Notify::new()),
+            dropped,
+        })
+        .start()
+        .await;
+    let mut cfg = config(&[&ctx], &[&generation]);
+    cfg.request_timeout = Duration::from_millis(500);
+    let url = router(cfg).await;
+    let started = Instant::now();
+    let mut resp = post(&url, &completion(true)).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let first = tokio::time::timeout(LIMIT, resp.chunk()).await.unwrap();
+    assert_eq!(first.unwrap().unwrap(), CHUNK_1.as_bytes());
+    // The rest never comes: at the request deadline the router cuts the stream short (an
+    // error, not a clean end that would pass for a finished answer) and hangs up on the worker.
+    let rest = tokio::time::timeout(LIMIT, resp.chunk())
+        .await
+        .expect("cut at the deadline, not left hanging");
+    assert!(rest.is_err(), "aborted, not ended cleanly: {rest:?}");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_secs(5),
+        "cut at the 500 ms deadline: {took:?}"
+    );
+    tokio::time::timeout(LIMIT, gen_dropped)
+        .await
+        .expect("the generation worker sees the router hang up")
+        .unwrap();
+}

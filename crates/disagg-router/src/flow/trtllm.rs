@@ -4,7 +4,7 @@
 
 use axum::body::Body;
 use axum::response::Response;
-use reqwest::header::HeaderValue;
+use http::header::HeaderValue;
 
 use crate::app::Inner;
 use crate::error::{Deadline, Leg, ProxyError};

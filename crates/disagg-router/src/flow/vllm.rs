@@ -3,7 +3,7 @@
 //! both legs carry one `X-Request-Id` (PROTOCOLS.md §2).
 
 use axum::response::Response;
-use reqwest::header::HeaderValue;
+use http::header::HeaderValue;
 
 use crate::app::Inner;
 use crate::error::{Deadline, Leg, ProxyError};
