@@ -98,24 +98,16 @@ fn multinode_cluster() -> Result<(), String> {
 /// its own still queued or running, and keeps the folder of a failed test.
 struct Ws {
     dir: PathBuf,
-    tmp: Option<tempfile::TempDir>,
+    /// Dropped after `Ws::drop` has cancelled the jobs.
+    tmp: support::JobDir,
 }
 
 impl Ws {
     fn new(name: &str) -> Self {
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!("disagg-mn-{name}-"))
-            .tempdir()
-            .unwrap();
-        // Job steps may run as another user than the test (SlurmUser); let them read the case.
-        std::fs::set_permissions(
-            tmp.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
+        let tmp = support::JobDir::new(&format!("disagg-mn-{name}-"));
         Self {
             dir: tmp.path().to_path_buf(),
-            tmp: Some(tmp),
+            tmp,
         }
     }
 
@@ -148,35 +140,13 @@ impl Ws {
     fn run_dir(&self, config: &str) -> PathBuf {
         std::fs::canonicalize(self.dir.join("disagg_logs").join(config).join("latest")).unwrap()
     }
-
-    fn job_ids(&self) -> Vec<String> {
-        let mut ids = Vec::new();
-        for c in std::fs::read_dir(self.dir.join("disagg_logs"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            for r in std::fs::read_dir(c.path()).into_iter().flatten().flatten() {
-                if let Ok(id) = std::fs::read_to_string(r.path().join("slurm_job_id")) {
-                    ids.push(id.trim().to_string());
-                }
-            }
-        }
-        ids
-    }
 }
 
 impl Drop for Ws {
     fn drop(&mut self) {
-        for id in self.job_ids() {
+        for id in self.tmp.job_ids() {
             if job_state(&id).is_some_and(|s| !terminal(&s)) {
                 let _ = slurm("scancel", &[&id]);
-            }
-        }
-        // Keep the folder of a failed test for inspection (the TempDir removes it otherwise).
-        if std::thread::panicking() {
-            if let Some(tmp) = self.tmp.take() {
-                eprintln!("kept {}", tmp.keep().display());
             }
         }
     }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 const DISAGG: &str = env!("CARGO_BIN_EXE_disagg");
 
 mod needs;
+mod support;
 
 fn main() {
     needs::main(
@@ -56,24 +57,16 @@ fn slurm() -> Result<(), String> {
 /// A workspace of one test; on drop it cancels any job of its own still queued or running.
 struct Ws {
     dir: PathBuf,
-    tmp: Option<tempfile::TempDir>,
+    /// Dropped after `Ws::drop` has cancelled the jobs.
+    tmp: support::JobDir,
 }
 
 impl Ws {
     fn new(name: &str) -> Self {
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!("disagg-slurm-{name}-"))
-            .tempdir()
-            .unwrap();
-        // Job steps may run as another user than the test (SlurmUser); let them read the case.
-        std::fs::set_permissions(
-            tmp.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
+        let tmp = support::JobDir::new(&format!("disagg-slurm-{name}-"));
         Self {
             dir: tmp.path().to_path_buf(),
-            tmp: Some(tmp),
+            tmp,
         }
     }
 
@@ -110,34 +103,13 @@ impl Ws {
     fn run_dir(&self, config: &str) -> PathBuf {
         std::fs::canonicalize(self.dir.join("disagg_logs").join(config).join("latest")).unwrap()
     }
-
-    fn job_ids(&self) -> Vec<String> {
-        let mut ids = Vec::new();
-        let Ok(configs) = std::fs::read_dir(self.dir.join("disagg_logs")) else {
-            return ids;
-        };
-        for c in configs.flatten() {
-            for r in std::fs::read_dir(c.path()).into_iter().flatten().flatten() {
-                if let Ok(id) = std::fs::read_to_string(r.path().join("slurm_job_id")) {
-                    ids.push(id.trim().to_string());
-                }
-            }
-        }
-        ids
-    }
 }
 
 impl Drop for Ws {
     fn drop(&mut self) {
-        for id in self.job_ids() {
+        for id in self.tmp.job_ids() {
             if job_state(&id).is_some_and(|s| !terminal(&s)) {
                 let _ = Command::new("scancel").arg(&id).status();
-            }
-        }
-        // Keep the folder of a failed test for inspection (the TempDir removes it otherwise).
-        if std::thread::panicking() {
-            if let Some(tmp) = self.tmp.take() {
-                eprintln!("kept {}", tmp.keep().display());
             }
         }
     }
@@ -399,6 +371,7 @@ fn ctrl_c_cancels_the_job() {
     let until = Instant::now() + Duration::from_secs(60);
     let id = loop {
         let running = ws
+            .tmp
             .job_ids()
             .into_iter()
             .find(|id| job_state(id).as_deref() == Some("RUNNING"));
@@ -586,7 +559,7 @@ fn a_sweep_becomes_one_job_per_point_with_its_sweep_folder() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     // Four points, four jobs, four run folders named by their job ids.
     // (job_ids sees each config's `latest` link too, hence the dedup.)
-    let mut ids = ws.job_ids();
+    let mut ids = ws.tmp.job_ids();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 4, "one job per point: {ids:?}\n{}", text(&out));

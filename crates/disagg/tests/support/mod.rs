@@ -37,6 +37,51 @@ impl Drop for TempDir {
     }
 }
 
+/// A Slurm test's workspace: a temp folder in /tmp (which every node of the dev Slurm shares),
+/// readable by job steps that run as another user (SlurmUser). Removed on drop, unless the test
+/// failed: then it is kept, and its path printed.
+pub struct JobDir(Option<tempfile::TempDir>);
+
+impl JobDir {
+    pub fn new(prefix: &str) -> Self {
+        let tmp = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
+        std::fs::set_permissions(
+            tmp.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        Self(Some(tmp))
+    }
+
+    pub fn path(&self) -> &Path {
+        self.0.as_ref().expect("a live JobDir").path()
+    }
+
+    /// The ids of the jobs its runs submitted (each run folder's `slurm_job_id`).
+    pub fn job_ids(&self) -> Vec<String> {
+        let mut ids = Vec::new();
+        let configs = std::fs::read_dir(self.path().join("disagg_logs"));
+        for c in configs.into_iter().flatten().flatten() {
+            for r in std::fs::read_dir(c.path()).into_iter().flatten().flatten() {
+                if let Ok(id) = std::fs::read_to_string(r.path().join("slurm_job_id")) {
+                    ids.push(id.trim().to_string());
+                }
+            }
+        }
+        ids
+    }
+}
+
+impl Drop for JobDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(tmp) = self.0.take() {
+                eprintln!("kept {}", tmp.keep().display());
+            }
+        }
+    }
+}
+
 /// A small, fast case. `gen_args` and `ctx_args` are YAML flow maps of sim engine_args.
 pub struct CaseSpec<'a> {
     pub name: &'a str,
