@@ -91,9 +91,8 @@ async fn probe(
     worker: &str,
     timeout: Duration,
 ) -> Result<http::StatusCode, String> {
-    let uri: http::Uri = format!("{worker}/health")
-        .parse()
-        .map_err(|e| format!("/health: {worker} is not a URL: {e}"))?;
+    let uri =
+        crate::upstream::uri_of(worker, "/health").map_err(|why| format!("/health: {why}"))?;
     let request = http::Request::get(uri)
         .body(crate::upstream::Frames::empty())
         .map_err(|e| format!("/health: {e}"))?;

@@ -152,7 +152,9 @@ fn worker_uri(t: Target<'_>, path: &str) -> Result<http::Uri, ProxyError> {
     })
 }
 
-fn uri_of(worker: &str, path: &str) -> Result<http::Uri, String> {
+/// `worker` + `path`, from this thread's cache: the one place worker URIs are parsed (legs and
+/// health probes alike).
+pub(crate) fn uri_of(worker: &str, path: &str) -> Result<http::Uri, String> {
     URLS.with(|cache| {
         let mut cache = cache.borrow_mut();
         if let Some(u) = cache
