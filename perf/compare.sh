@@ -50,12 +50,6 @@ for p in "${PARTS[@]}"; do
 done
 wants() { [[ " ${PARTS[*]} " == *" $1 "* ]]; }
 mkdir -p "$OUT"
-# Peers try model hubs and telemetry; this stays on loopback: any such attempt meets a closed
-# local port and fails at once.
-export HTTP_PROXY=http://127.0.0.1:9 HTTPS_PROXY=http://127.0.0.1:9 ALL_PROXY=http://127.0.0.1:9
-export http_proxy=$HTTP_PROXY https_proxy=$HTTPS_PROXY
-export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
-export HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 DO_NOT_TRACK=1
 
 log() { echo "compare: $*" >&2; }
 # Cores kept busy over the next 3 s, in which this script runs nothing: other work's share of
@@ -100,6 +94,12 @@ fi
 
 # ---- peers and nginx ----
 "$HERE/peers.sh" install
+# From here on, only loopback. Peers try model hubs and telemetry: any such attempt meets a
+# closed local port and fails at once. (Set after the install above, which needs the registries.)
+export HTTP_PROXY=http://127.0.0.1:9 HTTPS_PROXY=http://127.0.0.1:9 ALL_PROXY=http://127.0.0.1:9
+export http_proxy=$HTTP_PROXY https_proxy=$HTTPS_PROXY
+export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
+export HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 DO_NOT_TRACK=1
 cleanup() {
     stop_nginx
     if [ -z "${KEEP_PEERS:-}" ]; then "$HERE/peers.sh" remove; fi
