@@ -9,10 +9,10 @@ use clap::Parser;
 /// mimalloc instead of glibc's malloc. The router's per-request work is mostly short-lived
 /// buffers freed on other paths than they were made on; glibc spent about a tenth of the router's
 /// CPU in malloc/free and their consolidation, and more faulting in fresh pages for the large
-/// bodies of long prompts. `perf/ab.sh` against nginx (2026-12-05, 3 interleaved pairs, 64
+/// bodies of long prompts. `perf/ab.sh router` against nginx (2026-12-05, 3 interleaved pairs, 64
 /// connections): router CPU per request 0.91-0.93x glibc's at 1k prompts and 0.86-0.89x at 32k,
-/// in every dialect (SGLang at 1k: 0.054 -> 0.049 ms). `disagg bench` against nginx, 256
-/// connections, 40k requests, 2 pairs: 1.81-2.06 -> 1.43-1.59 s of CPU, 35k-37k -> 41k-42k req/s.
+/// in every dialect (SGLang at 1k: 0.054 -> 0.049 ms). `perf/ab.sh bench`, 5 pairs: the load
+/// generator's CPU per request 0.91x, req/s 40.5k -> 43.3k.
 /// mimalloc's v3 was worse than glibc at 32k (it returned the pages of large bodies to the OS and
 /// faulted them in again), hence v2.
 #[global_allocator]
