@@ -5,13 +5,15 @@
 #                                                       print `export DISAGG_TEST_POSTGRES=...`
 #   scripts/dev-postgres.sh down [DIR]                  stop the server started in DIR (by its pid)
 #
-# DIR defaults to /tmp/disagg-postgres, PORT to 55432. The server listens on 127.0.0.1 only and
+# DIR defaults to /tmp/disagg-postgres, PORT to 25432: below Linux's ephemeral range (32768-60999),
+# so no outgoing connection of a test or benchmark running meanwhile can be holding it (55432 once
+# was, and the server could not bind). The server listens on 127.0.0.1 only and
 # runs as the `postgres` user (PostgreSQL refuses root). It never touches the package's own
 # cluster. `up` twice is `up` once.
 set -euo pipefail
 
 DIR=${2:-/tmp/disagg-postgres}
-PORT=${3:-55432}
+PORT=${3:-25432}
 DB=disagg
 ROLE=disagg
 PASSWORD=disagg
@@ -55,8 +57,13 @@ up() {
   if ! as_pg "$bin/pg_ctl" -D "$DIR" status >/dev/null 2>&1; then
     say "starting on 127.0.0.1:$PORT"
     as_pg "$bin/pg_ctl" -D "$DIR" -l "$DIR/server.log" -w -t 60 \
-      -o "-c listen_addresses=127.0.0.1 -p $PORT -k $DIR -c max_connections=100" start >&2
+      -o "-c listen_addresses=127.0.0.1 -p $PORT -k $DIR -c max_connections=100" start >&2 ||
+      { tail -n 8 "$DIR/server.log" >&2; die "PostgreSQL did not start in $DIR on 127.0.0.1:$PORT (its log's end is above; another port: $0 up DIR PORT)"; }
   fi
+  # A server already running in DIR (an earlier `up`) keeps its port: take it from its pid file
+  # (line 4), so the URL printed is the one it listens on.
+  local running; running=$(sed -n 4p "$DIR/postmaster.pid" 2>/dev/null || true)
+  [[ $running =~ ^[0-9]+$ ]] && PORT=$running
   export PGPASSWORD=$PASSWORD
   local psql=("$bin/psql" -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -qtA)
   if [[ -z $("${psql[@]}" -c "SELECT 1 FROM pg_roles WHERE rolname = '$ROLE'") ]]; then
