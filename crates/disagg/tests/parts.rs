@@ -151,6 +151,89 @@ fn sim_router_and_bench_compose_as_standalone_processes() {
     }
 }
 
+/// A process's open file descriptors and resident memory (KiB), from /proc.
+fn fds_and_rss(pid: u32) -> (usize, u64) {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    (fds, rss)
+}
+
+/// The shipped router process (its own allocator, mimalloc, not the test harness's) keeps its
+/// file descriptors and memory flat over many streamed requests through sims. The suite sends
+/// 3k after a warm-up; `.ci/run` sends 30k (`DISAGG_LEAK_ROUNDS`). The in-process leak test
+/// (disagg-router's `tests/leaks.rs`) covers errors and hang-ups on the test's allocator.
+#[test]
+fn the_router_process_keeps_fds_and_memory_flat_over_many_requests() {
+    let rounds: usize = std::env::var("DISAGG_LEAK_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
+    let sim = |role| {
+        Server::start(&[
+            "sim",
+            "--role",
+            role,
+            "--itl",
+            "0ms",
+            "--prefill-per-token",
+            "0us",
+        ])
+    };
+    let ctx = sim("context");
+    let generation = sim("generation");
+    let router = Server::start(&[
+        "router",
+        "--prefill",
+        &ctx.addr,
+        "--decode",
+        &generation.addr,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+    ]);
+    let load = |n: usize| {
+        let n = n.to_string();
+        let r = disagg(
+            &[
+                "bench",
+                "--url",
+                &router.url(),
+                "--isl",
+                "64",
+                "--osl",
+                "8",
+                "--concurrency",
+                "16",
+                "--num-prompts",
+                &n,
+            ],
+            &[],
+        );
+        assert_eq!(r.code(), 0, "{}", r.show());
+    };
+    load(500);
+    let (fds0, rss0) = fds_and_rss(router.child.id());
+    load(rounds);
+    let (fds, rss) = fds_and_rss(router.child.id());
+    eprintln!("{rounds} requests: router fds {fds0} -> {fds}, RSS {rss0} KiB -> {rss} KiB");
+    // Pools may hold a few more idle connections than at the baseline; a leak would be one per
+    // request.
+    assert!(
+        fds <= fds0 + 32,
+        "fds {fds0} -> {fds} over {rounds} requests"
+    );
+    assert!(
+        rss <= rss0 + 32 * 1024,
+        "RSS {rss0} KiB -> {rss} KiB over {rounds} requests"
+    );
+}
+
 /// The sim's threads, by name, with their scheduling policy (0 SCHED_OTHER, 1 SCHED_FIFO),
 /// from `/proc/PID/task/*`.
 fn threads_of(pid: u32) -> Vec<(String, u32)> {
