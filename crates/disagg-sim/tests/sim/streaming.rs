@@ -57,8 +57,10 @@ async fn an_itl_off_the_millisecond_grid_keeps_its_gaps() {
     let (gaps, median, _) = state.token_gap_error(&[0.5]);
     assert_eq!(gaps, 59);
     let median = median[0].expect("gaps were measured");
+    // The 1 ms grid puts every gap 500 µs off, so 400 µs still tells the two apart while leaving
+    // room for a loaded machine's late wake-ups (the median was 250 µs-bound before).
     assert!(
-        median < Duration::from_micros(250),
+        median < Duration::from_micros(400),
         "median gap error {median:?} (the sim's own release times)"
     );
 }
