@@ -1,8 +1,12 @@
 //! The standalone bench without building the whole `disagg` binary: the same flags and the same
 //! library call as `disagg bench`. Exits 0 when the results are valid, 1 when not, 2 on bad
-//! settings.
+//! settings. It uses the binary's allocator (mimalloc; see `crates/disagg/src/main.rs`), so what
+//! it measures is what `disagg bench` does.
 
 use clap::Parser as _;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, clap::Parser)]
 struct Cli {
