@@ -31,6 +31,8 @@ for bin in "$A" "$B"; do
     [ -x "$bin" ] || { echo "ab: $bin is not an executable" >&2; exit 2; }
 done
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=perf/lib.sh
+. "$ROOT/perf/lib.sh"
 PAIRS=${PAIRS:-3}
 CONC=${CONC:-64}
 BENCH_N=${BENCH_N:-40000}
@@ -38,42 +40,26 @@ command -v nginx >/dev/null || { echo "ab: nginx is missing: apt-get install ngi
 
 OUT=$(mktemp -d /tmp/disagg-ab.XXXXXX)
 chmod 755 "$OUT" # nginx's worker process reads the canned answers as another user
-NGINX_PID=
 cleanup() {
-    if [ -n "$NGINX_PID" ]; then kill "$NGINX_PID" 2>/dev/null || true; wait "$NGINX_PID" 2>/dev/null || true; fi
+    stop_nginx
     rm -rf "$OUT"
 }
 trap cleanup EXIT
 
 ROUTER_BENCH=
 if [ "$MODE" = router ]; then
-    ROUTER_BENCH=$(cd "$ROOT" && cargo bench -q -p disagg-router --bench router --no-run \
-        --message-format=json 2>/dev/null | python3 -c '
-import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "router" and m.get("executable"):
-        print(m["executable"])')
+    ROUTER_BENCH=$(router_bench_exe "$ROOT")
     [ -x "$ROUTER_BENCH" ] || { echo "ab: no router bench executable" >&2; exit 1; }
 fi
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-P1=$(free_port) P2=$(free_port) P3=$(free_port) P4=$(free_port)
-python3 "$ROOT/perf/nginx_backends.py" "$OUT/nginx" "$P1" "$P2" "$P3" "$P4"
-nginx -p "$OUT/nginx" -c "$OUT/nginx/nginx.conf" &
-NGINX_PID=$!
-for _ in $(seq 100); do
-    curl -sf -o /dev/null "http://127.0.0.1:$P4/health" && break
-    sleep 0.05
-done
-curl -sf -o /dev/null "http://127.0.0.1:$P4/health" || { echo "ab: nginx did not start" >&2; exit 1; }
+start_nginx "$OUT/nginx" || exit 1
 
 # run LABEL BIN: one run, its rows appended to $OUT/LABEL.tsv: ISL, name, concurrency, req/s,
 # and CPU (router: ms per request; bench: the process's ms in all).
 run() {
     echo "== $1 ($2)"
     if [ "$MODE" = router ]; then
-        env BENCH_BACKENDS="ctx1024=http://127.0.0.1:$P1,ctx32768=http://127.0.0.1:$P2,gen=http://127.0.0.1:$P3" \
+        env BENCH_BACKENDS="ctx1024=http://127.0.0.1:$P_CTX1K,ctx32768=http://127.0.0.1:$P_CTX32K,gen=http://127.0.0.1:$P_GEN" \
             BENCH_DISAGG="$2" PEER_VENV=/nonexistent BENCH_CONCURRENCY="$CONC" BENCH_ISL="${ISL:-}" \
             BENCH_OUT="$OUT/$1.raw" timeout 600 "$ROUTER_BENCH" 2>"$OUT/$1.err" | grep '^| .* | disagg ' ||
             { echo "ab: the router bench failed:" >&2; tail -5 "$OUT/$1.err" >&2; exit 1; }
@@ -82,7 +68,7 @@ run() {
         : >"$OUT/$1.raw"
     else
         /usr/bin/time -f "%U %S" -o "$OUT/$1.time" timeout 300 "$2" bench \
-            --url "http://127.0.0.1:$P4" --model m --isl 128 --osl 32 --concurrency 256 \
+            --url "http://127.0.0.1:$P_SSE" --model m --isl 128 --osl 32 --concurrency 256 \
             --num-prompts "$BENCH_N" --ignore-eos false >"$OUT/$1.log" 2>&1 ||
             { echo "ab: the bench failed:" >&2; tail -5 "$OUT/$1.log" >&2; exit 1; }
         rps=$(awk -F: '/^Request throughput \(req\/s\):/ { gsub(/ /, "", $2); print $2 }' "$OUT/$1.log")

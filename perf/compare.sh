@@ -33,6 +33,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 HERE=$ROOT/perf
+# shellcheck source=perf/lib.sh
+. "$HERE/lib.sh"
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 REPS=${REPS:-5}
 QUICK=${QUICK:-}
@@ -82,13 +84,7 @@ log "building (release)"
 DISAGG=$TARGET/release/disagg
 ROUTER_BENCH=
 if wants routers; then
-    ROUTER_BENCH=$(cd "$ROOT" && cargo bench -q -p disagg-router --bench router --no-run \
-        --message-format=json 2>/dev/null | python3 -c '
-import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "router" and m.get("executable"):
-        print(m["executable"])')
+    ROUTER_BENCH=$(router_bench_exe "$ROOT")
     [ -x "$ROUTER_BENCH" ] || { log "no router bench executable"; exit 1; }
 fi
 
@@ -104,30 +100,13 @@ cleanup() {
     stop_nginx
     if [ -z "${KEEP_PEERS:-}" ]; then "$HERE/peers.sh" remove; fi
 }
-NGINX_PID=
-stop_nginx() {
-    if [ -n "$NGINX_PID" ]; then
-        kill "$NGINX_PID" 2>/dev/null || true
-        wait "$NGINX_PID" 2>/dev/null || true
-        NGINX_PID=
-    fi
-}
 trap cleanup EXIT
 if ! command -v nginx >/dev/null; then
     [ "$(id -u)" = 0 ] || { log "nginx is missing: apt-get install nginx"; exit 1; }
     log "installing nginx (Debian's package)"
     apt-get install -y -q --no-install-recommends nginx >/dev/null
 fi
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-P_CTX1K=$(free_port) P_CTX32K=$(free_port) P_GEN=$(free_port) P_SSE=$(free_port)
-python3 "$HERE/nginx_backends.py" "$OUT/nginx" "$P_CTX1K" "$P_CTX32K" "$P_GEN" "$P_SSE"
-nginx -p "$OUT/nginx" -c "$OUT/nginx/nginx.conf" &
-NGINX_PID=$!
-for _ in $(seq 100); do
-    curl -sf -o /dev/null "http://127.0.0.1:$P_SSE/health" && break
-    sleep 0.05
-done
-curl -sf -o /dev/null "http://127.0.0.1:$P_SSE/health" || { log "nginx did not start"; cat "$OUT/nginx/error.log" >&2; exit 1; }
+start_nginx "$OUT/nginx" || exit 1
 log "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///') on 127.0.0.1 ports $P_CTX1K $P_CTX32K $P_GEN $P_SSE"
 echo "nginx: $(nginx -v 2>&1 | sed 's/.*nginx\///'), 1 worker process" >>"$OUT/machine.txt"
 
