@@ -9,7 +9,7 @@
 //! as `null`, a list-valued `ctx_info_endpoint` as its first element, non-ASCII escaped as
 //! Python's `json.dumps` does), sent as `x-trtllm-disagg-auth: sha256=<hex>`.
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
