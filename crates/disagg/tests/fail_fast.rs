@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::*;
@@ -29,15 +29,12 @@ fn gen_0_dying_mid_stream_fails_a_local_run_within_5s_and_no_further_point_start
         ..Default::default()
     }
     .write(ws.path(), "c.yaml");
-    let mut child = Command::new(DISAGG)
-        .args(["run", case.to_str().unwrap(), "--workspace"])
+    let mut cmd = Command::new(DISAGG);
+    cmd.args(["run", case.to_str().unwrap(), "--workspace"])
         .arg(ws.path())
         .env_remove("WORKSPACE")
-        .env("SKIP_PERF_CHECK", "true")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .env("SKIP_PERF_CHECK", "true");
+    let mut run = Background::spawn(cmd);
     // Once the first point's streams are in flight on GEN_0 (warmup, canary, then 4 more).
     let until = Instant::now() + Duration::from_secs(60);
     let (dir, pid) = loop {
@@ -46,43 +43,17 @@ fn gen_0_dying_mid_stream_fails_a_local_run_within_5s_and_no_further_point_start
                 let pid = json(&dir.join("rendezvous/GEN_0.json"))["pid"]
                     .as_u64()
                     .unwrap();
-                break (dir, pid as i32);
+                break (dir, pid as u32);
             }
         }
-        if Instant::now() > until || child.try_wait().unwrap().is_some() {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "the streams never started\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+        if Instant::now() > until || run.ended() {
+            run.abandon("the streams never started");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    let died = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            died.elapsed() < Duration::from_secs(60),
-            "disagg run did not end"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let took = died.elapsed();
-    let out = child.wait_with_output().unwrap();
-    let shown = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(status.code(), Some(1), "{shown}");
+    let (code, took, stdout, stderr) = kill_and_wait(pid, run);
+    let shown = format!("{stdout}\n{stderr}");
+    assert_eq!(code, 1, "{shown}");
     assert!(
         took < Duration::from_secs(5),
         "exit {took:?} after the death\n{shown}"

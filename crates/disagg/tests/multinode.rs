@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use support::{DISAGG, json, junit_cases, processes_mentioning, read};
+use support::{Background, DISAGG, json, junit_cases, kill_and_wait, processes_mentioning, read};
 
 /// The multi-node Slurm's config, as `scripts/dev-slurm.sh up --nodes N` writes it.
 fn slurm_conf() -> String {
@@ -118,6 +118,22 @@ impl Ws {
     }
 
     /// `disagg ARGS --workspace DIR` against the multi-node cluster.
+    /// `disagg run CASE --launcher slurm` on this workspace, in the background.
+    fn background(&self, case: &Path) -> Background {
+        let mut cmd = Command::new(DISAGG);
+        cmd.args([
+            "run",
+            case.to_str().unwrap(),
+            "--launcher",
+            "slurm",
+            "--workspace",
+        ])
+        .arg(&self.dir)
+        .env("SLURM_CONF", slurm_conf())
+        .env("SKIP_PERF_CHECK", "true");
+        Background::spawn(cmd)
+    }
+
     fn disagg(&self, args: &[&str]) -> Output {
         Command::new(DISAGG)
             .args(args)
@@ -522,21 +538,7 @@ fn gen_0_dying_on_another_node_mid_stream_fails_the_run_within_5s_and_leaves_not
     // CTX_0 on the job's first node, GEN_0 on its second; streams of 200 tokens at 20 ms (4 s each), two points.
     let yaml = "name: mn-death\nmodel: {name: tiny}\nhardware: {gpus_per_node: 1}\nctx: {count: 1, engine_args: {request_log: true}}\ngen: {count: 1, engine_args: {itl: 20ms, request_log: true}}\nbenchmark: {isl: 32, osl: 200, concurrency: [4, 8], rounds: 2}\ntimeouts: {worker_startup: 30s, request: 30s, benchmark: 2m, job: 3m}\n";
     let case = ws.case("mn-death.yaml", yaml);
-    let mut child = Command::new(DISAGG)
-        .args([
-            "run",
-            case.to_str().unwrap(),
-            "--launcher",
-            "slurm",
-            "--workspace",
-        ])
-        .arg(&ws.dir)
-        .env("SLURM_CONF", slurm_conf())
-        .env("SKIP_PERF_CHECK", "true")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut run = ws.background(&case);
     // Wait until the first point's streams are in flight on GEN_0: the canary and then 4 more.
     let config = ws.dir.join("disagg_logs/mn-death");
     let until = Instant::now() + Duration::from_secs(90);
@@ -547,13 +549,11 @@ fn gen_0_dying_on_another_node_mid_stream_fails_the_run_within_5s_and_leaves_not
                 let pid = json(&d.join("rendezvous/GEN_0.json"))["pid"]
                     .as_u64()
                     .unwrap();
-                break (d.clone(), pid as i32);
+                break (d.clone(), pid as u32);
             }
         }
-        if Instant::now() > until || child.try_wait().unwrap().is_some() {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!("the streams never started: {}", text(&out));
+        if Instant::now() > until || run.ended() {
+            run.abandon("the streams never started");
         }
         std::thread::sleep(Duration::from_millis(50));
     };
@@ -563,30 +563,13 @@ fn gen_0_dying_on_another_node_mid_stream_fails_the_run_within_5s_and_leaves_not
         "GEN_0 runs on another node"
     );
     // GEN_0's engine dies (its pid is in this machine's process table, like every node's).
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(engine_pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    let died = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            died.elapsed() < Duration::from_secs(60),
-            "disagg run did not end"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let took = died.elapsed();
+    let (code, took, stdout, stderr) = kill_and_wait(engine_pid, run);
     eprintln!("disagg run exited {took:?} after GEN_0's engine was killed");
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(status.code(), Some(1), "{}", text(&out));
+    let shown = format!("--- stdout\n{stdout}\n--- stderr\n{stderr}");
+    assert_eq!(code, 1, "{shown}");
     assert!(
         took < Duration::from_secs(5),
-        "exit {took:?} after GEN_0's death\n{}",
-        text(&out)
+        "exit {took:?} after GEN_0's death\n{shown}"
     );
     let summary = read(&dir.join("summary.md"));
     assert!(summary.contains("FAILED: GEN_0"), "{summary}");
@@ -919,21 +902,7 @@ fn killing_a_router_replica_on_another_node_fails_the_run_within_5s_naming_it() 
     )
     .replace("gen: {count: 2, engine_args: {}}", "gen: {count: 2, engine_args: {itl: 20ms}}");
     let case = ws.case("mn-replica-death.yaml", &yaml);
-    let mut child = Command::new(DISAGG)
-        .args([
-            "run",
-            case.to_str().unwrap(),
-            "--launcher",
-            "slurm",
-            "--workspace",
-        ])
-        .arg(&ws.dir)
-        .env("SLURM_CONF", slurm_conf())
-        .env("SKIP_PERF_CHECK", "true")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut run = ws.background(&case);
     // Wait until the sweep runs (every replica answered its canary).
     let config = ws.dir.join("disagg_logs/mn-replica-death");
     let until = Instant::now() + Duration::from_secs(90);
@@ -946,42 +915,23 @@ fn killing_a_router_replica_on_another_node_fails_the_run_within_5s_naming_it() 
                 let pid = json(&d.join("rendezvous/DISAGG_SERVER_1.json"))["pid"]
                     .as_u64()
                     .unwrap();
-                break (d.clone(), pid as i32);
+                break (d.clone(), pid as u32);
             }
         }
-        if Instant::now() > until || child.try_wait().unwrap().is_some() {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!("the sweep never started: {}", text(&out));
+        if Instant::now() > until || run.ended() {
+            run.abandon("the sweep never started");
         }
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(published(&dir, "DISAGG_SERVER_1").0, "dgn2");
     // The replica's role process (it serves the router in-process), in this machine's table.
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    let killed = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            killed.elapsed() < Duration::from_secs(60),
-            "disagg run did not end"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let took = killed.elapsed();
+    let (code, took, stdout, stderr) = kill_and_wait(pid, run);
     eprintln!("disagg run exited {took:?} after DISAGG_SERVER_1 was killed");
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(status.code(), Some(1), "{}", text(&out));
+    let shown = format!("--- stdout\n{stdout}\n--- stderr\n{stderr}");
+    assert_eq!(code, 1, "{shown}");
     assert!(
         took < Duration::from_secs(5),
-        "exit {took:?} after the kill\n{}",
-        text(&out)
+        "exit {took:?} after the kill\n{shown}"
     );
     let st = json(&dir.join("rendezvous/status.json"));
     assert_eq!(st["role"], "DISAGG_SERVER_1", "{st}");

@@ -4,10 +4,8 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use support::*;
 
 const REPLICAS: u32 = 3;
@@ -100,10 +98,7 @@ fn killing_one_replica_fails_the_run_within_5s_naming_it() {
     let pid = json(&dir.join("rendezvous/DISAGG_SERVER_1.json"))["pid"]
         .as_i64()
         .unwrap();
-    kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
-    let killed = Instant::now();
-    let (code, stdout, stderr) = run.wait(Duration::from_secs(60));
-    let took = killed.elapsed();
+    let (code, took, stdout, stderr) = kill_and_wait(pid as u32, run);
     let show = format!("exit {code} after {took:?}\n{stdout}\n{stderr}");
     assert_eq!(code, 1, "{show}");
     assert!(took < Duration::from_secs(5), "{show}");

@@ -441,15 +441,21 @@ pub struct Background {
 
 impl Background {
     pub fn start(case: &Path, ws: &Path) -> Self {
-        let child = Command::new(DISAGG)
-            .args([
-                "run",
-                case.to_str().unwrap(),
-                "--workspace",
-                ws.to_str().unwrap(),
-            ])
-            .env_remove("SKIP_PERF_CHECK")
-            .env_remove("WORKSPACE")
+        let mut cmd = Command::new(DISAGG);
+        cmd.args([
+            "run",
+            case.to_str().unwrap(),
+            "--workspace",
+            ws.to_str().unwrap(),
+        ])
+        .env_remove("SKIP_PERF_CHECK")
+        .env_remove("WORKSPACE");
+        Self::spawn(cmd)
+    }
+
+    /// Any `disagg` command line (a launcher, environment of its own), its output captured.
+    pub fn spawn(mut cmd: Command) -> Self {
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -460,6 +466,24 @@ impl Background {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
+    }
+
+    /// Whether the run has already ended.
+    pub fn ended(&mut self) -> bool {
+        self.child.as_mut().unwrap().try_wait().unwrap().is_some()
+    }
+
+    /// Ends the run and fails the test with `why` and the run's output: for a run that never
+    /// got where the test waits for it.
+    pub fn abandon(mut self, why: &str) -> ! {
+        let mut child = self.child.take().unwrap();
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "{why}\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Waits for the run to end (bounded): (exit code, stdout, stderr).
@@ -485,6 +509,19 @@ impl Background {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     }
+}
+
+/// Kills `pid` (one of the run's processes: an engine, a router replica) with SIGKILL and waits,
+/// up to 60 s, for the run to end: (exit code, how long after the kill it ended, stdout, stderr).
+pub fn kill_and_wait(pid: u32, run: Background) -> (i32, Duration, String, String) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let killed = Instant::now();
+    let (code, stdout, stderr) = run.wait(Duration::from_secs(60));
+    (code, killed.elapsed(), stdout, stderr)
 }
 
 impl Drop for Background {
