@@ -11,7 +11,8 @@
 #   clients   disagg bench vs sglang 0.5.23's Rust client (`sglang.benchmark.rust_client`), and
 #             `vllm bench serve` / sglang bench_serving when installed (`perf/peers.sh install
 #             python`): req/s at concurrency 256, 128 tokens in, 32 out (streamed), and client
-#             CPU per request, marginal between a small and a big run (start-up not charged);
+#             CPU per request, marginal between a small and a big run (start-up not charged),
+#             and nginx's own CPU per request in the big run (what the 2 cores leave a client);
 #   replicas  `disagg run perf/replicas.yaml`: req/s of a router-bound sim case with
 #             router.replicas 1, 2 and 4.
 #
@@ -194,9 +195,18 @@ run_client() {
     awk '{ printf "%.3f %.3f\n", $1 + $2, $3 }' "$dir/time"
 }
 
+# nginx's CPU time so far, in ns: its worker processes' /proc schedstat.
+nginx_ns() {
+    local t=0 p
+    for p in $(pgrep -P "$NGINX_PID"); do
+        t=$((t + $(cut -d' ' -f1 "/proc/$p/schedstat" 2>/dev/null || echo 0)))
+    done
+    echo "$t"
+}
+
 clients() {
     local rows=$OUT/clients.tsv
-    printf 'rep\tload\tclient\treq_per_s\tcpu_ms_per_req_marginal\tcpu_ms_per_req_total\n' >"$rows"
+    printf 'rep\tload\tclient\treq_per_s\tcpu_ms_per_req_marginal\tcpu_ms_per_req_total\tnginx_ms_per_req\n' >"$rows"
     for rep in $(seq "$REPS"); do
         local load
         load=$(busy_cores)
@@ -209,15 +219,18 @@ clients() {
             case $c in vllm | sglang-python) big=$PY_N_BIG small=$PY_N_SMALL ;; esac
             local d=$OUT/clients/$rep/$c
             read -r cpu_small _ < <(run_client "$c" "$small" "$d/small")
+            local n0 n1
+            n0=$(nginx_ns)
             read -r cpu_big _ < <(run_client "$c" "$big" "$d/big")
+            n1=$(nginx_ns)
             local rps
             rps=$(client_rps "$c" "$d/big")
             # A run that gave no figures (it failed) has no CPU per request either.
             awk -v rep="$rep" -v load="$load" -v c="$c" -v rps="$rps" -v cb="$cpu_big" \
-                -v cs="$cpu_small" -v nb="$big" -v ns="$small" 'BEGIN {
-                if (rps == "-") { printf "%s\t%s\t%s\t-\t-\t-\n", rep, load, c; exit }
-                printf "%s\t%s\t%s\t%s\t%.4f\t%.4f\n", rep, load, c, rps,
-                    (cb - cs) * 1000 / (nb - ns), cb * 1000 / nb }' >>"$rows"
+                -v cs="$cpu_small" -v nb="$big" -v ns="$small" -v ng="$((n1 - n0))" 'BEGIN {
+                if (rps == "-") { printf "%s\t%s\t%s\t-\t-\t-\t-\n", rep, load, c; exit }
+                printf "%s\t%s\t%s\t%s\t%.4f\t%.4f\t%.4f\n", rep, load, c, rps,
+                    (cb - cs) * 1000 / (nb - ns), cb * 1000 / nb, ng / 1e6 / nb }' >>"$rows"
             log "clients rep $rep: $(tail -1 "$rows")"
         done
     done

@@ -183,10 +183,12 @@ def clients(out, max_load):
     print(
         "Medians over repetitions, [min–max]. req/s as each client reports it. CPU = the "
         "client's user+sys time per request, marginal between a small and a big run (so "
-        "start-up and imports are not charged per request), and in total for the big run.\n"
+        "start-up and imports are not charged per request), and in total for the big run. "
+        "nginx = nginx's own CPU per request during the big run: on 2 cores, what it uses "
+        "is not left to the client.\n"
     )
-    print("| client | req/s | CPU ms/req (marginal) | CPU ms/req (total) |")
-    print("|---|---|---|---|")
+    print("| client | req/s | CPU ms/req (marginal) | CPU ms/req (total) | nginx CPU ms/req |")
+    print("|---|---|---|---|---|")
     table = {}
     for c in dict.fromkeys(r["client"] for r in rs):
         sel = [r for r in rs if r["client"] == c]
@@ -194,9 +196,14 @@ def clients(out, max_load):
             "rps": stats([r["req_per_s"] for r in sel]),
             "cpu": stats([r["cpu_ms_per_req_marginal"] for r in sel]),
             "tot": stats([r["cpu_ms_per_req_total"] for r in sel]),
+            # Absent in runs from before the column existed.
+            "nginx": stats([r.get("nginx_ms_per_req") for r in sel]),
         }
         table[c] = t
-        print(f"| {c} | {fmt(t['rps'], 0)} | {fmt(t['cpu'])} | {fmt(t['tot'])} |")
+        print(
+            f"| {c} | {fmt(t['rps'], 0)} | {fmt(t['cpu'])} | {fmt(t['tot'])} "
+            f"| {fmt(t['nginx'])} |"
+        )
     print()
     def versus(other):
         """(req/s ratio, CPU ratio) of disagg bench over `other`, or None."""
