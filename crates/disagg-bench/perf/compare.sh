@@ -17,7 +17,8 @@
 # Usage: CARGO_TARGET_DIR=... crates/disagg-bench/perf/compare.sh
 # Knobs: N_BIG / N_SMALL (requests per capacity run, ours), PY_N_BIG / PY_N_SMALL (Python),
 #        ACC_N (requests per accuracy run), PYCLIENTS (venv root), TOKENIZER_DIR (an HF
-#        tokenizer directory the Python clients need; made with `tokenizers` if absent).
+#        tokenizer directory the Python clients need; made with `tokenizers` if absent),
+#        KEEP_WORK=1 (keep the work folder, which is removed at the end unless a client failed).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
@@ -58,14 +59,21 @@ stop_server() {
         SERVER_PID=
     fi
 }
-trap stop_server EXIT
+# The work folder (~50 MB of per-request timelines) goes at the end, unless KEEP_WORK=1 or a
+# client failed: then its logs are what to read.
+KEPT=${KEEP_WORK:-}
+finish() {
+    stop_server
+    if [ -z "$KEPT" ]; then rm -rf "$WORK"; else echo "work dir kept: $WORK" >&2; fi
+}
+trap finish EXIT
 
 # run NAME CMD...: runs one client under /usr/bin/time; leaves $WORK/NAME.{log,time}.
 run() {
     local name=$1
     shift
     /usr/bin/time -f "%U %S %e" -o "$WORK/$name.time" timeout 600 "$@" >"$WORK/$name.log" 2>&1 ||
-        echo "  ($name exited non-zero; see $WORK/$name.log)" >&2
+        { echo "  ($name exited non-zero; see $WORK/$name.log)" >&2; KEPT=1; }
 }
 cpu_s() { awk '{print $1 + $2}' "$WORK/$1.time"; }
 
