@@ -1,9 +1,15 @@
 //! Nothing leaks over many requests: file descriptors, memory and in-flight counts stay flat
 //! through successes, worker errors and client hang-ups mid-stream. The suite runs 3k requests
 //! after a warm-up; `.ci/run` also runs it over 100k in a release build
-//! (`DISAGG_LEAK_ROUNDS=100000 cargo test --release -p disagg-router --test leaks`).
+//! (`DISAGG_LEAK_ROUNDS=100000 cargo test --release -p disagg-router --test leaks`). It uses the
+//! binary's allocator, mimalloc.
 
 mod support;
+
+/// The `disagg` binary's allocator (crates/disagg/src/main.rs), so that what is measured here
+/// (RSS through successes, errors and hang-ups) is what the shipped router does.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::sync::Arc;
 use std::time::Duration;

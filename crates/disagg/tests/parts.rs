@@ -163,10 +163,10 @@ fn fds_and_rss(pid: u32) -> (usize, u64) {
     (fds, rss)
 }
 
-/// The shipped router process (its own allocator, mimalloc, not the test harness's) keeps its
+/// The shipped router process (the `disagg` binary as users run it) keeps its
 /// file descriptors and memory flat over many streamed requests through sims. The suite sends
 /// 3k after a warm-up; `.ci/run` sends 30k (`DISAGG_LEAK_ROUNDS`). The in-process leak test
-/// (disagg-router's `tests/leaks.rs`) covers errors and hang-ups on the test's allocator.
+/// (disagg-router's `tests/leaks.rs`, on the same allocator) covers errors and hang-ups.
 #[test]
 fn the_router_process_keeps_fds_and_memory_flat_over_many_requests() {
     let rounds: usize = std::env::var("DISAGG_LEAK_ROUNDS")
