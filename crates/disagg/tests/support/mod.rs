@@ -488,21 +488,14 @@ impl Background {
 
     /// Waits for the run to end (bounded): (exit code, stdout, stderr).
     pub fn wait(mut self, limit: Duration) -> (i32, String, String) {
-        let mut child = self.child.take().unwrap();
         let until = Instant::now() + limit;
-        while child.try_wait().unwrap().is_none() {
+        while !self.ended() {
             if Instant::now() > until {
-                let _ = child.kill();
-                let out = child.wait_with_output().unwrap();
-                panic!(
-                    "disagg run did not end within {limit:?}\n{}\n{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                );
+                self.abandon(&format!("disagg run did not end within {limit:?}"));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let out = child.wait_with_output().unwrap();
+        let out = self.child.take().unwrap().wait_with_output().unwrap();
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).into_owned(),
