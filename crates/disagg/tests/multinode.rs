@@ -117,30 +117,25 @@ impl Ws {
         p
     }
 
-    /// `disagg ARGS --workspace DIR` against the multi-node cluster.
-    /// `disagg run CASE --launcher slurm` on this workspace, in the background.
-    fn background(&self, case: &Path) -> Background {
+    /// `disagg ARGS --workspace DIR` against the multi-node cluster, not yet run.
+    fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(DISAGG);
-        cmd.args([
-            "run",
-            case.to_str().unwrap(),
-            "--launcher",
-            "slurm",
-            "--workspace",
-        ])
-        .arg(&self.dir)
-        .env("SLURM_CONF", slurm_conf())
-        .env("SKIP_PERF_CHECK", "true");
-        Background::spawn(cmd)
-    }
-
-    fn disagg(&self, args: &[&str]) -> Output {
-        Command::new(DISAGG)
-            .args(args)
+        cmd.args(args)
             .arg("--workspace")
             .arg(&self.dir)
             .env("SLURM_CONF", slurm_conf())
-            .env("SKIP_PERF_CHECK", "true")
+            .env("SKIP_PERF_CHECK", "true");
+        cmd
+    }
+
+    /// `disagg run CASE --launcher slurm` on this workspace, in the background.
+    fn background(&self, case: &Path) -> Background {
+        Background::spawn(self.command(&["run", case.to_str().unwrap(), "--launcher", "slurm"]))
+    }
+
+    /// `disagg ARGS --workspace DIR` against the multi-node cluster, waited for.
+    fn disagg(&self, args: &[&str]) -> Output {
+        self.command(args)
             // Every role logs which of the cluster's fake GPUs its cgroup lets it open.
             .env("DISAGG_GPU_DEVICES", GPU_DEVICES)
             .output()
