@@ -228,17 +228,27 @@ async fn sglang_decode_failure_cancels_the_prefill_leg_at_once() {
         .ctx(Ctx::Hang(dropped))
         .start()
         .await;
+    let release = Arc::new(Notify::new());
     let decode = fake("decode")
-        .generation(Gen::Status(StatusCode::INTERNAL_SERVER_ERROR))
+        .generation(Gen::StatusWhen(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            release.clone(),
+        ))
         .start()
         .await;
     let url = router(config_dialect(Dialect::Sglang, &[&prefill], &[&decode])).await;
-    let started = Instant::now();
-    let msg = api_error(
-        post(&url, "/v1/completions", &chat_prompt(), None).await,
-        502,
-    )
+    let call =
+        tokio::spawn(async move { post(&url, "/v1/completions", &chat_prompt(), None).await });
+    // The decode leg fails only once the prefill worker holds its request (see the test below:
+    // a leg cancelled before its request was written never reaches the worker).
+    support::eventually(LIMIT, "the prefill worker has its request", || {
+        let prefill = prefill.clone();
+        async move { !prefill.seen().is_empty() }
+    })
     .await;
+    let started = Instant::now();
+    release.notify_one();
+    let msg = api_error(call.await.unwrap(), 502).await;
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "502 promptly, not after the prefill"
@@ -256,9 +266,10 @@ async fn sglang_decode_failure_cancels_the_prefill_leg_at_once() {
 #[tokio::test]
 async fn sglang_prefill_failure_cancels_the_decode_leg_at_once() {
     let (dropped, decode_dropped) = drop_signal();
+    let release = Arc::new(Notify::new());
     let prefill = fake("prefill")
         .sglang_prefill()
-        .ctx(Ctx::Fail)
+        .ctx(Ctx::FailWhen(release.clone()))
         .start()
         .await;
     let decode = fake("decode")
@@ -266,11 +277,18 @@ async fn sglang_prefill_failure_cancels_the_decode_leg_at_once() {
         .start()
         .await;
     let url = router(config_dialect(Dialect::Sglang, &[&prefill], &[&decode])).await;
-    let msg = api_error(
-        post(&url, "/v1/completions", &chat_prompt(), None).await,
-        502,
-    )
+    let call =
+        tokio::spawn(async move { post(&url, "/v1/completions", &chat_prompt(), None).await });
+    // The prefill leg fails only once the decode worker holds its request. Failing at once
+    // raced the decode leg's connection: a leg cancelled before its request was written never
+    // reaches the worker, and there is nothing for it to see hang up (a CI run met that).
+    support::eventually(LIMIT, "the decode worker has its request", || {
+        let decode = decode.clone();
+        async move { !decode.seen().is_empty() }
+    })
     .await;
+    release.notify_one();
+    let msg = api_error(call.await.unwrap(), 502).await;
     assert!(
         msg.contains("context") && msg.contains("prefill broke"),
         "{msg}"

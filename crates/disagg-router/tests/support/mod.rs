@@ -43,6 +43,8 @@ pub enum Ctx {
     Reject,
     /// Answers 500.
     Fail,
+    /// Answers 500 once `release` is notified.
+    FailWhen(Arc<Notify>),
     /// Never answers; `dropped` fires when the router hangs up.
     Hang(Dropped),
     /// Answers once `release` is notified; `dropped` fires if the router hangs up first.
@@ -57,6 +59,8 @@ pub enum Ctx {
 pub enum Gen {
     Ok,
     Status(StatusCode),
+    /// Answers with that status once `release` is notified.
+    StatusWhen(StatusCode, Arc<Notify>),
     /// Never answers.
     Hang,
     /// Never answers; `dropped` fires when the router hangs up.
@@ -292,11 +296,11 @@ async fn infer(
             "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
         }))
         .into_response(),
-        Gen::Status(status) => (
-            *status,
-            axum::Json(json!({"error": {"message": format!("{} says no", fake.name), "type": "x", "code": status.as_u16()}})),
-        )
-            .into_response(),
+        Gen::Status(status) => says_no(&fake, *status),
+        Gen::StatusWhen(status, release) => {
+            release.notified().await;
+            says_no(&fake, *status)
+        }
         Gen::Hang => std::future::pending().await,
         Gen::HangSignal(dropped) => {
             let _guard = DropSignal(dropped.lock().unwrap().take());
@@ -305,7 +309,8 @@ async fn infer(
         Gen::Gated { release, dropped } => {
             let release = release.clone();
             let guard = DropSignal(dropped.lock().unwrap().take());
-            let first = futures_util::stream::once(async { Ok::<_, std::io::Error>(Bytes::from(CHUNK_1)) });
+            let first =
+                futures_util::stream::once(async { Ok::<_, std::io::Error>(Bytes::from(CHUNK_1)) });
             let rest = futures_util::stream::once(async move {
                 release.notified().await;
                 let _keep = &guard;
@@ -331,9 +336,10 @@ async fn prefill(ctx: &Ctx, chat: bool, vllm: bool) -> Response {
             let err = json!({"error": {"message": "prompt too long", "type": "x", "code": 422}});
             (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(err)).into_response()
         }
-        Ctx::Fail => {
-            let err = json!({"error": {"message": "prefill broke", "type": "x", "code": 500}});
-            (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(err)).into_response()
+        Ctx::Fail => prefill_broke(),
+        Ctx::FailWhen(release) => {
+            release.notified().await;
+            prefill_broke()
         }
         Ctx::Hang(dropped) => {
             let _guard = DropSignal(dropped.lock().unwrap().take());
@@ -347,6 +353,21 @@ async fn prefill(ctx: &Ctx, chat: bool, vllm: bool) -> Response {
         }
         other => answer(other),
     }
+}
+
+/// A generation worker's refusal, in its own words.
+fn says_no(fake: &Fake, status: StatusCode) -> Response {
+    (
+        status,
+        axum::Json(json!({"error": {"message": format!("{} says no", fake.name), "type": "x", "code": status.as_u16()}})),
+    )
+        .into_response()
+}
+
+/// A context worker's 500.
+fn prefill_broke() -> Response {
+    let err = json!({"error": {"message": "prefill broke", "type": "x", "code": 500}});
+    (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(err)).into_response()
 }
 
 /// Fires its sender when dropped, i.e. when the response stream holding it is dropped.
