@@ -14,7 +14,14 @@
 #             CPU per request, marginal between a small and a big run (start-up not charged),
 #             and nginx's own CPU per request in the big run (what the 2 cores leave a client);
 #   replicas  `disagg run perf/replicas.yaml`: req/s of a router-bound sim case with
-#             router.replicas 1, 2 and 4.
+#             router.replicas 1, 2 and 4, twice: as it is ("free": on a machine with few cores
+#             the routers share them with the sims and the benchmark, so replicas have no cores
+#             to add), and with every router process held to $REPLICA_CAP% of one core in a CPU
+#             cgroup of its own (perf/cpu-cap.sh; a `kind: command` router running `disagg
+#             router`), which makes the routers the bottleneck by construction and gives N
+#             replicas N times the router CPU; its rows also give the routers' CPU per request
+#             (their cgroups' whole usage, start-up included, over every request they
+#             carried, warm-up included).
 #
 # Each repetition runs every contender once, in turn (interleaved), so drift hits all alike;
 # the summary gives the median and [min-max] over repetitions. Figures taken while the machine
@@ -26,7 +33,9 @@
 # Knobs: REPS (5), QUICK=1 (a tenth of the requests, for trying the script), OUT (results
 #        folder; default /tmp/disagg-perf.<UTC time>), PEERS (/tmp/disagg-peers),
 #        KEEP_PEERS=1 (keep the installed peers; by default they are removed at the end: the
-#        disk is small), MAX_LOAD (0.25 cores), CARGO_TARGET_DIR.
+#        disk is small), MAX_LOAD (0.25 cores), REPLICA_CAP (5, percent of a core; 0: no
+#        capped variant, which also needs root and a writable cgroup CPU controller),
+#        CARGO_TARGET_DIR.
 # Needs: cargo, python3 and python3.11 (the sglang Rust client's module), nginx (installed
 # with apt-get when missing and running as root), /usr/bin/time.
 # Everything runs on 127.0.0.1; every run is bounded by a request count and by `timeout`.
@@ -40,6 +49,7 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 REPS=${REPS:-5}
 QUICK=${QUICK:-}
 MAX_LOAD=${MAX_LOAD:-0.25}
+REPLICA_CAP=${REPLICA_CAP:-5}
 export PEERS=${PEERS:-/tmp/disagg-peers}
 OUT=${OUT:-/tmp/disagg-perf.$(date -u +%Y%m%dT%H%M%SZ)}
 PARTS=("$@")
@@ -89,33 +99,37 @@ if wants routers; then
     [ -x "$ROUTER_BENCH" ] || { log "no router bench executable"; exit 1; }
 fi
 
-# ---- peers and nginx ----
-"$HERE/peers.sh" install
+# ---- peers and nginx (the routers and clients parts; replicas needs neither) ----
+cleanup() {
+    stop_nginx
+    if [ -z "${KEEP_PEERS:-}" ] && { wants routers || wants clients; }; then
+        "$HERE/peers.sh" remove
+    fi
+}
+trap cleanup EXIT
+if wants routers || wants clients; then
+    "$HERE/peers.sh" install
+    if ! command -v nginx >/dev/null; then
+        [ "$(id -u)" = 0 ] || { log "nginx is missing: apt-get install nginx"; exit 1; }
+        log "installing nginx (Debian's package)"
+        apt-get install -y -q --no-install-recommends nginx >/dev/null
+    fi
+    start_nginx "$OUT/nginx" || exit 1
+    log "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///') on 127.0.0.1 ports $P_CTX1K $P_CTX32K $P_GEN $P_SSE"
+    echo "nginx: $(nginx -v 2>&1 | sed 's/.*nginx\///'), 1 worker process" >>"$OUT/machine.txt"
+fi
 # From here on, only loopback. Peers try model hubs and telemetry: any such attempt meets a
 # closed local port and fails at once. (Set after the install above, which needs the registries.)
 export HTTP_PROXY=http://127.0.0.1:9 HTTPS_PROXY=http://127.0.0.1:9 ALL_PROXY=http://127.0.0.1:9
 export http_proxy=$HTTP_PROXY https_proxy=$HTTPS_PROXY
 export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
 export HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 DO_NOT_TRACK=1
-cleanup() {
-    stop_nginx
-    if [ -z "${KEEP_PEERS:-}" ]; then "$HERE/peers.sh" remove; fi
-}
-trap cleanup EXIT
-if ! command -v nginx >/dev/null; then
-    [ "$(id -u)" = 0 ] || { log "nginx is missing: apt-get install nginx"; exit 1; }
-    log "installing nginx (Debian's package)"
-    apt-get install -y -q --no-install-recommends nginx >/dev/null
-fi
-start_nginx "$OUT/nginx" || exit 1
-log "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///') on 127.0.0.1 ports $P_CTX1K $P_CTX32K $P_GEN $P_SSE"
-echo "nginx: $(nginx -v 2>&1 | sed 's/.*nginx\///'), 1 worker process" >>"$OUT/machine.txt"
 
 # ---- clients ----
 CONC=256 ISL=128 OSL=32
 if [ -n "$QUICK" ]; then N_BIG=4000 N_SMALL=1000 PY_N_BIG=1200 PY_N_SMALL=400; else
     N_BIG=${N_BIG:-40000} N_SMALL=${N_SMALL:-10000} PY_N_BIG=${PY_N_BIG:-6000} PY_N_SMALL=${PY_N_SMALL:-2000}; fi
-SSE_URL=http://127.0.0.1:$P_SSE
+SSE_URL=http://127.0.0.1:${P_SSE:-} # set by start_nginx (routers and clients only)
 PY311=${PY311:-python3.11}
 
 client_available() {
@@ -254,32 +268,82 @@ routers() {
 }
 
 # ---- replicas ----
+# The capped variant's cgroups: PREFIX-<router pid> (perf/cpu-cap.sh). cap_usage_ms prints the
+# CPU the routers of the run that just ended used, in ms, and removes their (empty) cgroups.
+CAP_PREFIX=disagg-perf-$$
+cap_possible() {
+    [ "$(id -u)" = 0 ] &&
+        { grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null ||
+            { [ -w /sys/fs/cgroup/cpu ] && [ -w /sys/fs/cgroup/cpuacct ]; }; }
+}
+cap_usage_ms() {
+    local us=0 d
+    for d in /sys/fs/cgroup/"$CAP_PREFIX"-* /sys/fs/cgroup/cpuacct/"$CAP_PREFIX"-*; do
+        [ -d "$d" ] || continue
+        if [ -f "$d/cpuacct.usage" ]; then
+            us=$((us + $(cat "$d/cpuacct.usage") / 1000))
+        else
+            us=$((us + $(awk '$1 == "usage_usec" {print $2}' "$d/cpu.stat")))
+        fi
+    done
+    cap_remove
+    echo $((us / 1000))
+}
+cap_remove() {
+    local d
+    for d in /sys/fs/cgroup/"$CAP_PREFIX"-* /sys/fs/cgroup/cpu/"$CAP_PREFIX"-* \
+        /sys/fs/cgroup/cpuacct/"$CAP_PREFIX"-*; do
+        [ -d "$d" ] && { rmdir "$d" || log "could not remove cgroup $d (still in use?)"; }
+    done
+    return 0
+}
+
 replicas() {
     local rows=$OUT/replicas.tsv
-    printf 'rep\tload\treplicas\treq_per_s\n' >"$rows"
+    printf 'rep\tload\tvariant\treplicas\treq_per_s\trouter_cpu_ms\n' >"$rows"
     local case_file=$HERE/replicas.yaml
+    local variants=(free)
+    if [ "$REPLICA_CAP" != 0 ]; then
+        if cap_possible; then
+            variants+=("cap$REPLICA_CAP")
+            trap 'cleanup; cap_remove' EXIT
+        else
+            log "replicas: no capped variant (needs root and a writable cgroup CPU controller)"
+        fi
+    fi
+    local rounds=8 warmup
+    [ -n "$QUICK" ] && rounds=2
+    warmup=$(sed -n 's/^ *warmup: *\([0-9]*\).*/\1/p' "$case_file")
     for rep in $(seq "$REPS"); do
         local load
         load=$(busy_cores)
-        for n in 1 2 4; do
-            local ws=$OUT/replicas/$rep/r$n
-            mkdir -p "$ws"
-            local rounds=8
-            [ -n "$QUICK" ] && rounds=2
-            sed -e "s/^\(  *replicas:\) .*/\1 $n/" -e "s/^\(  *rounds:\) .*/\1 $rounds/" \
-                "$case_file" >"$ws/case.yaml"
-            SKIP_PERF_CHECK=true timeout 900 "$DISAGG" run "$ws/case.yaml" --workspace "$ws" \
-                >"$ws/out.log" 2>&1 || log "replicas $n exited non-zero; see $ws/out.log"
-            local rps
-            rps=$(python3 -c '
+        for variant in "${variants[@]}"; do
+            for n in 1 2 4; do
+                local ws=$OUT/replicas/$rep/$variant-r$n
+                mkdir -p "$ws"
+                local router=()
+                [ "$variant" != free ] && router=(-e "/^router:/a\\  kind: command\\n  argv: [$HERE/cpu-cap.sh, \"$REPLICA_CAP\", $CAP_PREFIX, \"{disagg}\", router, --config, \"{server_config}\"]")
+                sed -e "s/^\(  *replicas:\) .*/\1 $n/" -e "s/^\(  *rounds:\) .*/\1 $rounds/" \
+                    "${router[@]}" "$case_file" >"$ws/case.yaml"
+                SKIP_PERF_CHECK=true timeout 900 "$DISAGG" run "$ws/case.yaml" --workspace "$ws" \
+                    >"$ws/out.log" 2>&1 || log "replicas $variant $n exited non-zero; see $ws/out.log"
+                local cpu_ms=-
+                [ "$variant" != free ] && cpu_ms=$(cap_usage_ms)
+                local figures
+                figures=$(python3 -c '
 import json, sys
 try:
     p = json.load(open(sys.argv[1]))["points"][0]
-    print("%.1f" % p["request_throughput"])
+    cpu = sys.argv[2]
+    # every request the routers carried: the measured ones and the warm-up
+    n = p["completed"] + p["failed"] + int(sys.argv[3])
+    per = "%.3f" % (float(cpu) / n) if cpu != "-" else "-"
+    print("%.1f\t%s" % (p["request_throughput"], per))
 except Exception:
-    print("-")' "$ws/disagg_logs/perf-replicas/latest/results.json")
-            printf '%s\t%s\t%s\t%s\n' "$rep" "$load" "$n" "$rps" >>"$rows"
-            log "replicas rep $rep: $n router(s): $rps req/s"
+    print("-\t-")' "$ws/disagg_logs/perf-replicas/latest/results.json" "$cpu_ms" "$warmup")
+                printf '%s\t%s\t%s\t%s\t%s\n' "$rep" "$load" "$variant" "$n" "$figures" >>"$rows"
+                log "replicas rep $rep: $variant, $n router(s): $(echo "$figures" | tr '\t' ' ') (req/s, router CPU-ms per request)"
+            done
         done
     done
 }

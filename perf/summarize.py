@@ -234,19 +234,44 @@ def replicas(out, max_load):
     rs = rows(os.path.join(out, "replicas.tsv"))
     if not rs:
         return
+    for r in rs:
+        r.setdefault("variant", "free")  # runs before the capped variant had one kind only
     print("## N routers: `disagg run perf/replicas.yaml` with router.replicas N\n")
     print(loaded(rs, max_load))
-    print(
-        f"The routers, four sims and the benchmark share this machine's {os.cpu_count()} "
-        "cores: replicas add throughput only where cores are left for them.\n"
-    )
-    print("| replicas | req/s | × one router |")
-    print("|---|---|---|")
-    one = med(stats([r["req_per_s"] for r in rs if r["replicas"] == "1"]))
-    for n in sorted({int(r["replicas"]) for r in rs}):
-        s = stats([r["req_per_s"] for r in rs if r["replicas"] == str(n)])
-        print(f"| {n} | {fmt(s, 1)} | {ratio(med(s), one, 2)} |")
-    print()
+    for variant in sorted({r["variant"] for r in rs}, key=lambda v: (v != "free", v)):
+        vs = [r for r in rs if r["variant"] == variant]
+        if variant == "free":
+            print(
+                f"As it is: the routers, four sims and the benchmark share this machine's "
+                f"{os.cpu_count()} cores, so replicas add throughput only where cores are left "
+                "for them.\n"
+            )
+        else:
+            print(
+                f"Router-bound by construction ({variant}): every router process held to "
+                f"{variant[3:]}% of one core in a CPU cgroup of its own (perf/cpu-cap.sh), so N "
+                "replicas have N times the router CPU. A special setup: a throttled router "
+                "serves its queue in bursts, whose size, and so its CPU per request, changes "
+                "with the load each replica gets. Router CPU per request: the router processes' "
+                "whole CPU time (start-up and health checks included) over every request they "
+                "carried, warm-up included.\n"
+            )
+        print("| replicas | req/s | × one router (per repetition) | router CPU-ms per request |")
+        print("|---|---|---|---|")
+        one = {r["rep"]: num(r["req_per_s"]) for r in vs if r["replicas"] == "1"}
+        for n in sorted({int(r["replicas"]) for r in vs}):
+            at = [r for r in vs if r["replicas"] == str(n)]
+            s = stats([r["req_per_s"] for r in at])
+            paired = stats(
+                [
+                    num(r["req_per_s"]) / one[r["rep"]]
+                    for r in at
+                    if num(r["req_per_s"]) and one.get(r["rep"])
+                ]
+            )
+            cpu = stats([r.get("router_cpu_ms") for r in at])
+            print(f"| {n} | {fmt(s, 1)} | {fmt(paired, 2)} | {fmt(cpu)} |")
+        print()
 
 
 def main():
