@@ -21,7 +21,10 @@ pub fn stem(p: &PointReport) -> String {
 }
 
 /// The point's log: a line saying what ran, benchmark_serving's preamble (load, failures by
-/// type), its result block, then what the block has no line for.
+/// type), its result block, what the block has no line for, then the line TensorRT-LLM's
+/// disaggregated benchmark script prints after each concurrency (`Benchmark with concurrency N
+/// done`), which its disagg log parser needs to close a point's block (an open-loop point says
+/// `Benchmark with request rate R done`).
 pub fn log_text(cfg: &BenchConfig, p: &PointReport) -> String {
     let header = format!(
         "disagg bench: point {} ({}): {} prompt(s), isl {}, osl {}, model {}, started {}\n",
@@ -33,10 +36,16 @@ pub fn log_text(cfg: &BenchConfig, p: &PointReport) -> String {
         cfg.model,
         humantime::format_rfc3339_millis(p.started_at),
     );
+    let done = match (p.point.request_rate, p.point.concurrency) {
+        (None, Some(c)) => format!("Benchmark with concurrency {c} done\n"),
+        (Some(r), _) => format!("Benchmark with request rate {} done\n", r.0),
+        (None, None) => "Benchmark done\n".to_string(),
+    };
     header
         + &summary::preamble(p, cfg.burstiness)
         + &summary::text_summary(p)
         + &summary::details_summary(p)
+        + &done
 }
 
 /// benchmark_serving's `backend`: the OpenAI completions or chat API.

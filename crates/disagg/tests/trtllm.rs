@@ -62,6 +62,38 @@ fn trtllm_parse(log: &str) -> BTreeMap<&'static str, f64> {
     found
 }
 
+/// TensorRT-LLM's disagg log parser (`DEFAULT_METRICS_CONFIG[("disagg", "perf")]` of its
+/// perf tests' config loader): a multi-line regex whose every match runs from a `Median TTFT
+/// (ms):` line, lazily, through a `Median E2EL (ms):` line, to the next `Benchmark with
+/// concurrency N done` line. What it reads: (N, median TTFT, median E2EL) per match.
+fn trtllm_disagg_parse(log: &str) -> Vec<(u64, f64, f64)> {
+    let value = |line: &str, label: &str| -> Option<f64> {
+        let rest = &line[line.find(label)? + label.len()..];
+        let v: String = rest
+            .trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
+        v.parse().ok()
+    };
+    let mut found = Vec::new();
+    let (mut ttft, mut e2el) = (None, None);
+    for line in log.lines() {
+        if ttft.is_none() {
+            ttft = value(line, "Median TTFT (ms):");
+        } else if e2el.is_none() {
+            e2el = value(line, "Median E2EL (ms):");
+        } else if let Some(n) = line
+            .split_once("Benchmark with concurrency ")
+            .and_then(|(_, rest)| rest.strip_suffix(" done"))
+            .and_then(|n| n.parse().ok())
+        {
+            found.push((n, ttft.take().unwrap(), e2el.take().unwrap()));
+        }
+    }
+    found
+}
+
 /// TensorRT-LLM's benchmark error check: the first `Failed requests: N`, and the markers.
 fn trtllm_failed(log: &str) -> (Option<u64>, bool) {
     let failed = log.lines().find_map(|l| {
@@ -229,9 +261,29 @@ fn each_point_has_its_own_log_and_result_file_and_failures_stay_with_their_point
         2,
         "{errors:?}"
     );
-    // benchmark.log keeps every point, for people.
+    // benchmark.log keeps every point, for people and for TensorRT-LLM's disagg log parser,
+    // which finds each point's block by the line that closes it; each point's own log too.
     let all = read(&dir.join("benchmark.log"));
     assert!(all.contains(&first) && all.contains(&second));
+    let medians = |label: &str| {
+        let r = json(&dir.join(format!("benchmark.{label}.json")));
+        (
+            r["median_ttft_ms"].as_f64().unwrap(),
+            r["median_e2el_ms"].as_f64().unwrap(),
+        )
+    };
+    let parsed = trtllm_disagg_parse(&all);
+    assert_eq!(
+        parsed.iter().map(|p| p.0).collect::<Vec<_>>(),
+        [1, 2],
+        "{all}"
+    );
+    for ((_, ttft, e2el), label) in parsed.iter().zip(["con1", "con2"]) {
+        let (t, e) = medians(label);
+        assert!((ttft - t).abs() <= 0.005 + 1e-9 && (e2el - e).abs() <= 0.005 + 1e-9);
+    }
+    assert_eq!(trtllm_disagg_parse(&first).len(), 1, "{first}");
+    assert_eq!(trtllm_disagg_parse(&second)[0].0, 2, "{second}");
     // JUnit: the point with failures fails, with its problem as the type; Jenkins accepts it.
     assert_jenkins_valid(&dir.join("results.xml"));
     let cases = junit_cases(&dir.join("results.xml"));
