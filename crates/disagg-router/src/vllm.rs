@@ -23,7 +23,12 @@ pub(crate) fn prefill_body(req: &ClientRequest) -> Pieces {
     if req.body.get("max_completion_tokens").is_some() {
         set.push(("max_completion_tokens", Bytes::from_static(b"1")));
     }
-    req.body.write(&["min_tokens", "stream_options"], &set)
+    // vLLM's own disaggregated proxy (its NIXL integration test's toy proxy) drops both names of
+    // the minimum: a minimum above one would contradict the one token.
+    req.body.write(
+        &["min_tokens", "min_completion_tokens", "stream_options"],
+        &set,
+    )
 }
 
 /// The `kv_transfer_params` of a prefill response. Without them decode would silently redo the
@@ -65,7 +70,8 @@ mod tests {
     fn prefill_is_one_unstreamed_token_asking_for_remote_decode() {
         let r = req(
             json!({"messages": [], "max_tokens": 50, "min_tokens": 10, "stream": true,
-                           "stream_options": {"include_usage": true}, "max_completion_tokens": 50}),
+                           "stream_options": {"include_usage": true}, "max_completion_tokens": 50,
+                           "min_completion_tokens": 10}),
         );
         let body: Value = serde_json::from_slice(&prefill_body(&r).to_vec()).unwrap();
         assert_eq!(
