@@ -270,7 +270,7 @@ fn plan_for_slurm_shows_each_steps_gpus_and_the_engine_it_runs() {
     assert!(ctx[0].contains(" --immediate=5 "), "{ctx:?}");
     assert!(
         ctx.iter().any(|l| l.starts_with(
-            "#   engine (on each of 4 ranks): trtllm-llmapi-launch trtllm-serve /models/DeepSeek-R1-FP4 --host '{host}' --port '{port}' --config "
+            "#   engine (on each of 4 ranks): trtllm-llmapi-launch trtllm-serve /models/DeepSeek-R1-FP4 --host '{host}' --port '{port}' --extra_llm_api_options "
         )),
         "{ctx:?}"
     );

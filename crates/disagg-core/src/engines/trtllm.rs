@@ -48,7 +48,8 @@ pub fn build(m: &Mapping, w: &WorkerSpec<'_>) -> Built {
         "{host}".into(),
         "--port".into(),
         "{port}".into(),
-        "--config".into(),
+        // The name every TensorRT-LLM release accepts; `--config` is a later alias (2025-11).
+        "--extra_llm_api_options".into(),
         w.run_dir.join(&file).display().to_string(),
     ]);
     Built {
