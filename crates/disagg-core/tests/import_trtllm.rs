@@ -17,6 +17,7 @@ fn import(file: &str) -> (String, Vec<String>, Plan) {
     let nowhere = |_: &Path| false;
     let opts = disagg_core::import::trtllm::Options {
         gen_only: false,
+        per_gen_server_concurrency: false,
         models_root: None,
         exists: &nowhere,
     };
@@ -206,6 +207,7 @@ fn dataset_file_follows_trtllms_resolution_rule() {
     };
     let opts = Options {
         gen_only: false,
+        per_gen_server_concurrency: false,
         models_root: Some(root.clone()),
         exists: &exists,
     };
@@ -287,4 +289,49 @@ fn the_auth_key_goes_to_the_router() {
         "{}",
         plan.files["gen_config.yaml"]
     );
+}
+
+#[test]
+fn concurrency_is_the_deployments_unless_said_to_be_per_generation_server() {
+    use disagg_core::import::trtllm::{Options, convert_with};
+    let text = with_benchmark(&[("concurrency_list: '2048'", "concurrency_list: '8 64'")])
+        .replace("num_gen_servers: 1", "num_gen_servers: 2");
+    // As perf-sanity runs it: the list as given, with a note saying so and how to change it.
+    let imported = convert(&text, "c").unwrap();
+    assert_eq!(bench_of(&imported.case_yaml).concurrency(), vec![8, 64]);
+    let note = imported
+        .notes
+        .iter()
+        .map(|n| n.to_string())
+        .find(|n| n.starts_with("benchmark.concurrency_list"))
+        .expect("a note on the concurrency");
+    assert!(note.contains("--per-gen-server-concurrency"), "{note}");
+    // As TensorRT-LLM's Slurm scripts run it: each value times num_gen_servers.
+    let opts = Options {
+        per_gen_server_concurrency: true,
+        ..Options::from_env()
+    };
+    let b = bench_of(&convert_with(&text, "c", &opts).unwrap().case_yaml);
+    assert_eq!((b.concurrency(), b.rounds), (vec![16, 128], 3));
+    // One generation server: nothing to say either way.
+    let one = with_benchmark(&[]);
+    assert!(
+        !convert(&one, "c")
+            .unwrap()
+            .notes
+            .iter()
+            .any(|n| n.to_string().starts_with("benchmark.concurrency_list"))
+    );
+}
+
+#[test]
+fn the_router_is_tensorrt_llms_own_disaggregated_server() {
+    let (yaml, _, plan) = import("b200_ctx1_dep4_gen1_dep8.yaml");
+    let case = parse_case(&yaml, Path::new("t.yaml")).unwrap();
+    assert_eq!(case.case.router.kind, disagg_core::case::RouterKind::Engine);
+    let server = plan
+        .role(RoleName::DISAGG_SERVER)
+        .and_then(|r| r.engine.as_ref())
+        .expect("the router runs a command");
+    assert_eq!(server.argv[..2], ["trtllm-serve", "disaggregated"]);
 }

@@ -38,6 +38,11 @@ pub struct Options<'a> {
     /// `--gen-only`: run the config as TensorRT-LLM's `gen_only` test does (also when the
     /// config's `benchmark.mode` says `gen_only`).
     pub gen_only: bool,
+    /// `--per-gen-server-concurrency`: `concurrency_list` gives each generation server's
+    /// concurrency, as TensorRT-LLM's Slurm benchmark scripts read it (`run_benchmark.sh`
+    /// multiplies every value by `num_gen_servers`); without it the list is the whole
+    /// deployment's, as its perf-sanity harness reads it (straight to `--max-concurrency`).
+    pub per_gen_server_concurrency: bool,
     /// `$LLM_MODELS_ROOT`, under which TensorRT-LLM looks for `dataset_file` first.
     pub models_root: Option<std::path::PathBuf>,
     /// Whether a path names a file (the real file system, or a test's).
@@ -49,6 +54,7 @@ impl Options<'_> {
     pub fn from_env() -> Options<'static> {
         Options {
             gen_only: false,
+            per_gen_server_concurrency: false,
             models_root: std::env::var_os("LLM_MODELS_ROOT").map(Into::into),
             exists: &|p: &Path| p.is_file(),
         }
@@ -127,6 +133,11 @@ pub fn convert_with(text: &str, name: &str, opts: &Options<'_>) -> Result<Import
     put(&mut case, "hardware", Value::Mapping(hw));
     put(&mut case, "ctx", Value::Mapping(ctx));
     put(&mut case, "gen", Value::Mapping(generation));
+    // The router TensorRT-LLM's harness runs: its own disaggregated server
+    // (`trtllm-serve disaggregated -c server_config.yaml`), so that the imported test measures
+    // what the source measures. `kind: builtin` puts disagg's router in its place.
+    let mut router = Mapping::new();
+    put(&mut router, "kind", "engine");
     // TensorRT-LLM's harness gives the disaggregated server and every worker this key.
     match root.get("internal_request_auth_key") {
         None | Some(Value::Null) => {}
@@ -135,15 +146,14 @@ pub fn convert_with(text: &str, name: &str, opts: &Options<'_>) -> Result<Import
             format!("placeholder `{k}` left unset; give `router.internal_request_auth_key`"),
         ),
         Some(Value::String(k)) if !k.trim().is_empty() => {
-            let mut router = Mapping::new();
             put(&mut router, "internal_request_auth_key", k.as_str());
-            put(&mut case, "router", Value::Mapping(router));
         }
         Some(v) => cx.note(
             "internal_request_auth_key",
             format!("{} is not a key; not imported", show(v)),
         ),
     }
+    put(&mut case, "router", Value::Mapping(router));
     put(&mut case, "benchmark", Value::Mapping(bench));
     if !env.is_empty() {
         put(&mut case, "env", Value::Mapping(env));
@@ -363,6 +373,35 @@ fn benchmark_section(
             .collect::<Result<_, _>>()
             .map_err(|_| shape("benchmark.concurrency_list", "is not a list of numbers"))?,
         _ => return Err(shape("benchmark.concurrency_list", "is missing")),
+    };
+    // TensorRT-LLM reads this list two ways: its perf-sanity harness as the deployment's
+    // concurrency, its Slurm benchmark scripts (examples/disaggregated/slurm, run_benchmark.sh)
+    // as each generation server's, multiplied by num_gen_servers. The user says which.
+    let gen_servers = u64_of(&src.hw, "num_gen_servers").unwrap_or(1).max(1);
+    let conc: Vec<u64> = if opts.per_gen_server_concurrency {
+        if gen_servers > 1 {
+            cx.note(
+                "benchmark.concurrency_list",
+                format!(
+                    "{conc:?} per generation server (--per-gen-server-concurrency), times \
+                     num_gen_servers {gen_servers}, as TensorRT-LLM's Slurm scripts run it"
+                ),
+            );
+        }
+        conc.into_iter().map(|c| c * gen_servers).collect()
+    } else {
+        if gen_servers > 1 {
+            cx.note(
+                "benchmark.concurrency_list",
+                format!(
+                    "{conc:?} taken as the whole deployment's concurrency, as TensorRT-LLM's \
+                     perf-sanity harness runs it; its Slurm scripts (run_benchmark.sh) multiply \
+                     it by num_gen_servers ({gen_servers}): import with \
+                     --per-gen-server-concurrency for that"
+                ),
+            );
+        }
+        conc
     };
     let config_gen_only = src
         .bench

@@ -21,6 +21,12 @@ pub struct Args {
     /// gen_only).
     #[arg(long)]
     gen_only: bool,
+    /// Read `benchmark.concurrency_list` as each generation server's concurrency, as
+    /// TensorRT-LLM's Slurm benchmark scripts do (examples/disaggregated/slurm's
+    /// run_benchmark.sh multiplies every value by `hardware.num_gen_servers`). Without it the
+    /// list is the whole deployment's, as TensorRT-LLM's perf-sanity harness reads it.
+    #[arg(long)]
+    per_gen_server_concurrency: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -46,6 +52,7 @@ pub fn main(a: Args) -> i32 {
         Format::Trtllm => {
             let opts = disagg_core::import::trtllm::Options {
                 gen_only: a.gen_only,
+                per_gen_server_concurrency: a.per_gen_server_concurrency,
                 ..disagg_core::import::trtllm::Options::from_env()
             };
             disagg_core::import::trtllm::convert_with(&text, &name, &opts)
