@@ -96,3 +96,35 @@ fn the_role_can_come_from_disagg_serving_type() {
         r.show()
     );
 }
+
+/// `disagg plan --json | head -c1`: the reader leaves early; disagg ends as a Unix filter does
+/// (by SIGPIPE), without a panic and a backtrace on stderr.
+#[test]
+fn a_printing_command_whose_reader_leaves_ends_quietly() {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    // 128 workers: a plan far larger than a pipe's buffer, so disagg is still writing when
+    // its reader leaves.
+    let ws = TempDir::new("sigpipe");
+    let case = ws.path().join("big.yaml");
+    std::fs::write(
+        &case,
+        "name: big\nmodel: {name: m}\nengine: sim\nctx: {count: 64, engine_args: {}}\n\
+         gen: {count: 64, engine_args: {}}\nbenchmark: {isl: 8, osl: 8, concurrency: [1]}\n",
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_disagg"))
+        .args(["plan", case.to_str().unwrap(), "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut one = [0u8; 1];
+    stdout.read_exact(&mut one).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.signal(), Some(13), "{:?} {stderr}", out.status);
+}

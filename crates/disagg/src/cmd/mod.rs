@@ -49,6 +49,9 @@ enum Command {
 
 /// Runs the chosen subcommand; returns the process exit code.
 pub fn dispatch(cli: Cli) -> i32 {
+    if prints_for_a_pipe(&cli.command) {
+        stop_quietly_when_the_reader_leaves();
+    }
     match cli.command {
         Command::Run(a) => run::main(a),
         Command::Supervise(a) => supervise::main(a),
@@ -64,6 +67,33 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Report(a) => report::main(a),
         Command::Compare(a) => compare::main(a),
         Command::Import(a) => import::main(a),
+    }
+}
+
+/// Commands whose job is printing, whose output people pipe into `head`, `less` or `grep -q`;
+/// they hold no sockets, so the default SIGPIPE action cannot end a connection's peer.
+fn prints_for_a_pipe(c: &Command) -> bool {
+    matches!(
+        c,
+        Command::Plan(_)
+            | Command::Validate(_)
+            | Command::Logs(_)
+            | Command::Triage(_)
+            | Command::Compare(_)
+            | Command::Import(_)
+    )
+}
+
+/// Restores SIGPIPE's default action (Rust ignores it), so that `disagg plan --json | head`
+/// ends as any Unix filter does when its reader goes away, instead of panicking in `print!`
+/// with "failed printing to stdout: Broken pipe" and a backtrace. Network commands keep it
+/// ignored: a peer that hangs up must be an error on that connection, not the end of the
+/// process.
+fn stop_quietly_when_the_reader_leaves() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: SIG_DFL installs no handler of ours; this runs before any thread is started.
+    unsafe {
+        let _ = signal(Signal::SIGPIPE, SigHandler::SigDfl);
     }
 }
 
