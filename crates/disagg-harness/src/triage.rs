@@ -1,10 +1,13 @@
 //! `disagg triage`: find the first failure in a run's logs and show it in context.
 //!
-//! It starts from the root cause the supervisor recorded in `rendezvous/status.json`: that role's
-//! log, its first failure line or else its last lines. Without one, logs are read in the order
-//! things happen (setup, workers, router, benchmark, then the Slurm log) and the first line that
-//! matches a known failure pattern is reported with the lines around it. A run with no exit code
-//! is said to be unfinished, whatever its logs hold.
+//! It starts from the root cause the supervisor recorded in `rendezvous/status.json`, or else
+//! the verdict of `outcome.json` (which a run also has when it failed before any role could
+//! write a status: a failed setup, a Slurm time limit, a job cancelled or a container not
+//! made): that role's log, its first failure line or else its last lines. Without a role to
+//! start from, logs are read in the order things happen (setup, workers, router, benchmark, then
+//! the Slurm log) and the first line that matches a known failure pattern, srun's and
+//! slurmstepd's errors among them, is reported with the lines around it. A run with no exit
+//! code is said to be unfinished, whatever its logs hold.
 
 use std::path::{Path, PathBuf};
 
@@ -38,6 +41,11 @@ const PATTERNS: &[(&str, Matcher)] = &[
         l.to_ascii_lowercase().contains("address already in use")
     }),
     ("role failure", |l| l.contains(": FAILED: ")),
+    // Slurm's own words in the job's log and the steps' output.
+    ("Slurm time limit", |l| l.contains("DUE TO TIME LIMIT")),
+    ("Slurm step error", |l| {
+        l.starts_with("srun: error:") || (l.contains("slurmstepd") && l.contains("error:"))
+    }),
 ];
 
 /// The logs of a run, in triage order.
@@ -168,20 +176,37 @@ pub fn triage(run_dir: &Path) -> Result<(bool, String), String> {
         out.push_str(&format!("the run did not finish: {}\n", state.describe()));
         found = true;
     }
+    // The root cause: as the supervisor recorded it while the run went on, else the verdict.
     let recorded = state
         .status
         .as_ref()
-        .filter(|s| s.state == crate::rendezvous::State::Failed);
-    if let Some(st) = recorded {
+        .filter(|s| s.state == crate::rendezvous::State::Failed)
+        .map(|st| {
+            (
+                run_dir.join("rendezvous/status.json"),
+                st.role.clone(),
+                st.reason.clone(),
+            )
+        })
+        .or_else(|| {
+            let path = run_dir.join("outcome.json");
+            let o: crate::outcome::Outcome =
+                serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+            match o.result {
+                crate::outcome::RunResult::Failed(f) => Some((path, f.role, Some(f.reason))),
+                _ => None,
+            }
+        });
+    if let Some((file, role, reason)) = recorded {
         found = true;
-        let role = st.role.as_deref();
         out.push_str(&format!(
             "root cause recorded in {}: {} failed: {}\n",
-            run_dir.join("rendezvous/status.json").display(),
-            role.unwrap_or("the job"),
-            st.reason.as_deref().unwrap_or("no reason given")
+            file.display(),
+            role.as_deref().unwrap_or("the job"),
+            reason.as_deref().unwrap_or("no reason given")
         ));
         if let Some(log) = role
+            .as_deref()
             .and_then(|r| log_of(run_dir, r))
             .filter(|l| l.is_file())
         {
@@ -200,6 +225,20 @@ pub fn triage(run_dir: &Path) -> Result<(bool, String), String> {
         Some(f) => {
             found = true;
             out.push_str(&render(&f));
+        }
+        // A run that says it failed did fail, whatever its logs hold.
+        None if !found
+            && state
+                .exit_code
+                .is_some_and(|c| c != disagg_core::exit::PASS) =>
+        {
+            found = true;
+            out.push_str(&format!(
+                "the run {}, with no root cause recorded and no known failure line in the logs \
+                 of {}; see summary.md\n",
+                state.describe(),
+                run_dir.display()
+            ));
         }
         None if !found => out.push_str(&format!(
             "no failure found in the logs of {}\n",
@@ -299,6 +338,68 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("status.json says done"), "{text}");
+        assert!(!text.contains("no failure found"), "{text}");
+    }
+
+    /// Under Slurm a run can fail before any role writes a status: the verdict is in
+    /// outcome.json, the evidence in install.log or the job's log.
+    #[test]
+    fn without_a_status_the_verdict_names_the_root_cause_and_slurms_words_are_failures() {
+        let dir_tmp = tempfile::tempdir().unwrap();
+        let dir = dir_tmp.path().to_path_buf();
+        std::fs::write(dir.join("plan.json"), "{}").unwrap();
+        std::fs::write(dir.join("exit_code"), "1\n").unwrap();
+        std::fs::write(
+            dir.join("install.log"),
+            "setting up on dgn1\nsetting up on dgn2\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("slurm-677.log"),
+            "FAILED: setup exited with status 3 on a node (see install.log)\n\
+             srun: error: dgn1: task 0: Exited with exit code 3\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("outcome.json"), r#"{"result":{"result":"failed","role":"SETUP","reason":"setup exited with status 3 on a node (see install.log)","timeout":false},"roles":[],"duration_s":0.0}"#).unwrap();
+        let (found, text) = triage(&dir).unwrap();
+        assert!(found, "{text}");
+        assert!(
+            text.contains("outcome.json: SETUP failed: setup exited with status 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("install.log; its last 20 lines:\nsetting up"),
+            "{text}"
+        );
+
+        // The job as a whole (no role): Slurm's own lines are the evidence.
+        std::fs::write(dir.join("outcome.json"), r#"{"result":{"result":"failed","role":null,"reason":"the job ended at its time limit","timeout":true},"roles":[],"duration_s":60.0}"#).unwrap();
+        std::fs::write(
+            dir.join("slurm-677.log"),
+            "benchmark running\nslurmstepd-dgn1: error: *** JOB 677 ON dgn1 CANCELLED AT 2026-12-05T21:55:21 DUE TO TIME LIMIT ***\n",
+        )
+        .unwrap();
+        let (found, text) = triage(&dir).unwrap();
+        assert!(found, "{text}");
+        assert!(
+            text.contains("the job failed: the job ended at its time limit"),
+            "{text}"
+        );
+        assert!(
+            text.contains("first failure: Slurm time limit in"),
+            "{text}"
+        );
+
+        // Nothing recorded and nothing matched, but the exit code says failed: never "no
+        // failure found".
+        std::fs::remove_file(dir.join("outcome.json")).unwrap();
+        std::fs::write(dir.join("slurm-677.log"), "quiet\n").unwrap();
+        let (found, text) = triage(&dir).unwrap();
+        assert!(found, "{text}");
+        assert!(
+            text.contains("the run failed (exit 1), with no root cause recorded"),
+            "{text}"
+        );
         assert!(!text.contains("no failure found"), "{text}");
     }
 }
