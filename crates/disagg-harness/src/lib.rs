@@ -26,6 +26,7 @@ pub mod history_gate;
 pub mod live;
 pub mod liveness;
 pub mod logs;
+pub mod logtext;
 pub mod outcome;
 pub mod perf;
 pub mod procs;

@@ -59,15 +59,7 @@ impl PerfOutcome {
     }
 }
 
-/// The last `n` lines of a file (empty when it cannot be read).
-pub fn tail(path: &Path, n: usize) -> String {
-    let text = match std::fs::read(path) {
-        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
-        Err(_) => return String::new(),
-    };
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
+pub use crate::logtext::tail;
 
 /// Why the run ended before measuring everything: "interrupted", or the failure's reason.
 fn cause(outcome: &Outcome) -> String {

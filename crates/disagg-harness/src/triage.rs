@@ -117,35 +117,45 @@ pub fn first_failure(run_dir: &Path) -> Option<Finding> {
         .find_map(|f| first_failure_in(&f))
 }
 
-/// The first line of `file` that matches a failure pattern, with its context.
+/// The first line of `file` that matches a failure pattern, with its context. The file is read
+/// as a stream and long lines are quoted cut (crate::logtext), whatever the engine wrote.
 pub fn first_failure_in(file: &Path) -> Option<Finding> {
-    let bytes = std::fs::read(file).ok()?;
-    let text = String::from_utf8_lossy(&bytes);
-    let lines: Vec<&str> = text.lines().collect();
-    for (i, line) in lines.iter().enumerate() {
-        if let Some((name, _)) = PATTERNS.iter().find(|(_, m)| m(line)) {
-            let from = i.saturating_sub(CONTEXT);
-            let to = (i + CONTEXT + 1).min(lines.len());
-            let excerpt = (from..to)
-                .map(|k| {
-                    format!(
-                        "{}{:>6} | {}",
-                        if k == i { ">" } else { " " },
-                        k + 1,
-                        lines[k]
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("\n");
-            return Some(Finding {
-                file: file.to_path_buf(),
-                line: i + 1,
-                pattern: name,
-                excerpt,
-            });
+    let mut before = crate::logtext::Context::new(CONTEXT);
+    let mut hit: Option<(usize, &'static str, String)> = None;
+    let mut after: Vec<(usize, String)> = Vec::new();
+    crate::logtext::each_line(file, |n, line| {
+        if hit.is_some() {
+            after.push((n, line));
+            return after.len() == CONTEXT;
         }
-    }
-    None
+        match PATTERNS.iter().find(|(_, m)| m(&line)) {
+            Some((name, _)) => {
+                hit = Some((n, name, line));
+                false
+            }
+            None => {
+                before.push(n, line);
+                false
+            }
+        }
+    });
+    let (at, pattern, line) = hit?;
+    let quote =
+        |(k, l): (usize, String)| format!("{}{:>6} | {}", if k == at { ">" } else { " " }, k, l);
+    let excerpt = before
+        .into_lines()
+        .into_iter()
+        .chain(std::iter::once((at, line)))
+        .chain(after)
+        .map(quote)
+        .collect::<Vec<_>>()
+        .join("\n");
+    Some(Finding {
+        file: file.to_path_buf(),
+        line: at,
+        pattern,
+        excerpt,
+    })
 }
 
 /// The log of a role named in `status.json` (`SETUP` is the setup step's).
