@@ -196,6 +196,13 @@ pub struct BaselineRow {
     /// ([`MetricType::gates_by_default`]).
     #[serde(default)]
     pub gate: Option<bool>,
+    /// TensorRT-LLM's `state` column: `valid`, or `failed` for a point whose measurement was
+    /// not valid (failed requests, ...); absent in hand-written baselines.
+    #[serde(default)]
+    pub state: Option<String>,
+    /// Its line in the file, for messages.
+    #[serde(skip)]
+    pub line: u64,
 }
 
 impl BaselineRow {
@@ -237,6 +244,15 @@ pub enum BaselineError {
         expected: String,
         example: String,
     },
+    #[error(
+        "{path}: line {line}: `{case}` was recorded by a point whose measurement failed (state `{state}`): a failed measurement is no reference, and comparing against it would judge this run by numbers that never held\nhint: make the baseline from a passed run's perf_script_test_results.csv, or delete that point's rows"
+    )]
+    FailedRow {
+        path: PathBuf,
+        line: u64,
+        case: String,
+        state: String,
+    },
 }
 
 /// Reads a baseline CSV; every row must parse, name a known metric, and carry finite numbers.
@@ -270,9 +286,10 @@ pub fn read_baseline(path: &Path) -> Result<Vec<BaselineRow>, BaselineError> {
     for rec in rdr.records() {
         let rec = rec.map_err(|e| row_err(e.position().map_or(0, |p| p.line()), e.to_string()))?;
         let line = rec.position().map_or(0, |p| p.line());
-        let row: BaselineRow = rec
+        let mut row: BaselineRow = rec
             .deserialize(Some(&headers))
             .map_err(|e| row_err(line, e.to_string()))?;
+        row.line = line;
         if MetricType::parse(&row.metric_type).is_none() {
             return Err(row_err(
                 line,
@@ -320,10 +337,20 @@ pub fn check_covers(
     labels: &[String],
 ) -> Result<(), BaselineError> {
     let expected = expected_points(config, labels);
-    if rows
+    let ours = |r: &&BaselineRow| expected.iter().any(|e| e == point_key(&r.perf_case_name));
+    if let Some(r) = rows
         .iter()
-        .any(|r| expected.iter().any(|e| e == point_key(&r.perf_case_name)))
+        .filter(ours)
+        .find(|r| r.state.as_deref().is_some_and(|s| s != "valid"))
     {
+        return Err(BaselineError::FailedRow {
+            path: path.into(),
+            line: r.line,
+            case: r.perf_case_name.clone(),
+            state: r.state.clone().unwrap_or_default(),
+        });
+    }
+    if rows.iter().any(|r| ours(&r)) {
         return Ok(());
     }
     let example = labels.first().map_or_else(String::new, |l| {
@@ -371,6 +398,8 @@ pub struct Comparison {
 pub struct PerfReport {
     pub baseline: PathBuf,
     pub rows: Vec<Comparison>,
+    /// Points this run measured that the baseline has no row for: not checked, and said so.
+    pub unchecked_points: Vec<String>,
 }
 
 impl PerfReport {
@@ -433,6 +462,13 @@ impl PerfReport {
             let _ = writeln!(
                 s,
                 "note: the baseline has no row for this config name, so nothing was compared"
+            );
+        }
+        if !self.unchecked_points.is_empty() {
+            let _ = writeln!(
+                s,
+                "note: the baseline has no row for point(s) {} of this run: not checked",
+                self.unchecked_points.join(", ")
             );
         }
         let _ = writeln!(
@@ -538,9 +574,18 @@ pub fn compare(
             verdict,
         });
     }
+    let unchecked_points = points
+        .iter()
+        .filter(|p| {
+            let key = network_name(config, p);
+            !rows.iter().any(|r| point_key(&r.perf_case_name) == key)
+        })
+        .map(|p| p.point.label())
+        .collect();
     PerfReport {
         baseline: baseline_path.to_path_buf(),
         rows: out,
+        unchecked_points,
     }
 }
 
@@ -955,5 +1000,55 @@ mod tests {
         std::fs::write(&p, "perf_case_name,metric_type,perf_metric,threshold,absolute_threshold\nx-con1,SEQ_THROUGHPUT,fast,-0.1,0\n").unwrap();
         let e = read_baseline(&p).unwrap_err().to_string();
         assert!(e.contains("line 2"), "{e}");
+    }
+
+    /// A previous run's CSV whose point failed is refused as a baseline for that point; a
+    /// point this run measured with no baseline row is reported as not checked.
+    #[test]
+    fn a_failed_points_rows_are_no_baseline_and_points_without_rows_are_named() {
+        let tmp = tempfile::Builder::new()
+            .prefix("disagg-perf-failed-")
+            .tempdir()
+            .unwrap();
+        let csv_path = tmp.path().join("perf_script_test_results.csv");
+        let mut failed = point(2);
+        failed.validity.problems.push(disagg_bench::Problem {
+            kind: disagg_bench::ProblemKind::FailedRequests,
+            message: "concurrency 2: 4 of 6 requests failed".into(),
+        });
+        write_results_csv(&csv_path, "cfg", &[point(1), failed], &command).unwrap();
+        let rows = read_baseline(&csv_path).unwrap();
+        let labels = ["con1".to_string(), "con2".to_string()];
+        let e = check_covers(&csv_path, &rows, "cfg", &labels)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 18: `disagg::test_perf_metric_seq_throughput[cfg-con2]` was recorded by a point whose measurement failed (state `failed`)"),
+            "{e}"
+        );
+        assert!(
+            e.contains("hint: make the baseline from a passed run's"),
+            "{e}"
+        );
+        // Another config's failed rows are none of this case's business.
+        assert!(
+            check_covers(&csv_path, &rows, "other", &labels)
+                .is_err_and(|e| matches!(e, BaselineError::NoRow { .. }))
+        );
+        // Only con1 in the baseline: con1 is compared, con4 is named as not checked.
+        let con1: Vec<BaselineRow> = rows
+            .into_iter()
+            .filter(|r| point_key(&r.perf_case_name) == "cfg-con1")
+            .collect();
+        assert!(check_covers(&csv_path, &con1, "cfg", &labels).is_ok());
+        let report = compare(&csv_path, &con1, "cfg", &[point(1), point(4)]);
+        assert_eq!(report.unchecked_points, ["con4"]);
+        assert!(
+            report.render().contains(
+                "note: the baseline has no row for point(s) con4 of this run: not checked"
+            ),
+            "{}",
+            report.render()
+        );
     }
 }
