@@ -354,11 +354,15 @@ pub(crate) fn prepare_as(
     let (run_id, run_dir) = match rundir::create(workspace, name, run_id) {
         Ok(x) => x,
         Err(e) => {
+            // Nothing was launched, and the workspace is the user's to fix: a usage error.
             eprintln!(
-                "error: cannot create a run folder under {}: {e}",
-                rundir::config_dir(workspace, name).display()
+                "error: cannot create a run folder under {}: {e}\nhint: the workspace ({}: \
+                 --workspace, else $WORKSPACE, else ./workspace) must be a folder this user can \
+                 create folders in",
+                rundir::config_dir(workspace, name).display(),
+                workspace.display()
             );
-            return Err(exit::TEST_FAILED);
+            return Err(exit::USAGE);
         }
     };
     let mut plan = disagg_core::plan::build(&r.case, &run_id, &run_dir, exe);

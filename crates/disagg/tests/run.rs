@@ -688,6 +688,23 @@ fn sim_settings_the_sim_would_reject_are_a_case_error() {
 }
 
 #[test]
+fn a_workspace_that_cannot_hold_a_run_folder_is_a_usage_error() {
+    let ws = TempDir::new("badws");
+    let case = CaseSpec::default().write(ws.path(), "c.yaml");
+    // A file where the workspace should be: nothing can be created under it.
+    let workspace = ws.path().join("a-file");
+    std::fs::write(&workspace, "not a folder").unwrap();
+    let r = run(&case, &workspace, &[], &[]);
+    assert_eq!(r.code(), 2, "{}", r.show());
+    assert!(
+        r.stderr().contains("error: cannot create a run folder under"),
+        "{}",
+        r.show()
+    );
+    assert!(r.stderr().contains("hint: the workspace"), "{}", r.show());
+}
+
+#[test]
 fn serving_settings_in_engine_args_reach_the_sim() {
     let ws = TempDir::new("simserve");
     let case = CaseSpec {
