@@ -156,6 +156,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/v1/completions", post(completions))
         .route("/v1/chat/completions", post(chat_completions))
+        .route("/generate", post(sglang_generate))
         .route("/v1/models", get(models))
         .route("/health", get(health_check))
         .route("/workers", get(workers))
@@ -175,6 +176,25 @@ async fn chat_completions(
     body: Body,
 ) -> Response {
     generate(state, Endpoint::ChatCompletions, headers, body).await
+}
+
+/// SGLang's native API: SGLang's PD routers serve it (mini_lb's `/generate` in
+/// `python/sglang/srt/disaggregation/mini_lb.py`; sgl-router's
+/// `sgl-router/src/routers/http/pd_router.rs`), and SGLang's `bench_serving --backend sglang`
+/// sends every request there. Other dialects' workers have no such route.
+async fn sglang_generate(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let dialect = state.0.cfg.dialect;
+    if dialect != crate::config::Dialect::Sglang {
+        let refused = Err(ProxyError::NativeOnly {
+            dialect: dialect.as_str(),
+        });
+        return finish(&state, Endpoint::Generate.path(), refused);
+    }
+    generate(state, Endpoint::Generate, headers, body).await
 }
 
 async fn generate(state: AppState, endpoint: Endpoint, headers: HeaderMap, body: Body) -> Response {

@@ -127,6 +127,12 @@ pub enum ProxyError {
     NotFound { method: String, path: String },
     #[error("{method} is not allowed on {path}")]
     MethodNotAllowed { method: String, path: String },
+    /// SGLang's native `/generate` sent to a router speaking another dialect, whose workers
+    /// have no such route (vLLM's and TensorRT-LLM's routers do not serve it either).
+    #[error(
+        "no route for POST /generate in the {dialect} dialect: /generate is SGLang's native API, served only with --dialect sglang; send /v1/completions or /v1/chat/completions"
+    )]
+    NativeOnly { dialect: &'static str },
     /// No connection could be opened: the worker is down (counts toward ejecting it).
     #[error("{leg} worker {worker} refused the connection: {detail}")]
     Connect {
@@ -217,7 +223,7 @@ impl ProxyError {
             ProxyError::BodyTooLarge { .. } => ApiError::new(413, "invalid_request_error", msg),
             ProxyError::Busy { .. } => ApiError::unavailable(msg),
             ProxyError::BodyTimeout { .. } => ApiError::new(408, "invalid_request_error", msg),
-            ProxyError::NotFound { .. } => ApiError::not_found(msg),
+            ProxyError::NotFound { .. } | ProxyError::NativeOnly { .. } => ApiError::not_found(msg),
             ProxyError::MethodNotAllowed { .. } => ApiError::new(405, "invalid_request_error", msg),
             ProxyError::Connect { .. }
             | ProxyError::Transport { .. }

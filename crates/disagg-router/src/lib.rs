@@ -13,7 +13,8 @@
 //!   trtllm: context leg (context_only, stream=false) → early finish? → generation leg
 //!   vllm:   prefill (max_tokens=1, kv_transfer_params request) → decode (+ returned params),
 //!           one X-Request-Id on both
-//!   sglang: prefill ∥ decode, same body + bootstrap_host/port/room; first failure cancels both
+//!   sglang: prefill ∥ decode, same body + bootstrap_host/port/room (lists for a batch); first
+//!           failure cancels both; also serves SGLang's native POST /generate
 //!        ◀────── generation answer relayed byte for byte once its first byte is in ───────
 //! ```
 //!

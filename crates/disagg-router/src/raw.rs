@@ -192,6 +192,32 @@ pub(crate) fn first_byte(raw: &[u8]) -> u8 {
     raw.first().copied().unwrap_or(b' ')
 }
 
+/// The first byte of the first item of the JSON array `raw` (`None` when it is empty).
+pub(crate) fn first_item_byte(raw: &[u8]) -> Option<u8> {
+    let i = ws(raw, 1);
+    raw.get(i).copied().filter(|b| *b != b']')
+}
+
+/// How many items the JSON array `raw` holds, found by walking its top level only (strings and
+/// nested lists are skipped whole, by structure, as [`RawObject::parse`] located them).
+pub(crate) fn array_len(raw: &[u8]) -> Result<usize, String> {
+    expect(raw, 0, b'[')?;
+    let mut i = ws(raw, 1);
+    if raw.get(i) == Some(&b']') {
+        return Ok(0);
+    }
+    let mut n = 0;
+    loop {
+        i = ws(raw, value_end(raw, i)?);
+        n += 1;
+        match raw.get(i) {
+            Some(b',') => i = ws(raw, i + 1),
+            Some(b']') => return Ok(n),
+            _ => return Err(format!("expected `,` or `]` at byte {i} of a list")),
+        }
+    }
+}
+
 /// Values at least this long are checked for structure only; see the module docs. Every field
 /// the router itself reads (`stream`, `max_tokens`, `n`, ...) is far shorter, and parsed anyway.
 pub(crate) const VALIDATE_BELOW: usize = 1024;
@@ -367,6 +393,21 @@ mod tests {
     }
 
     #[test]
+    fn arrays_are_counted_by_their_top_level() {
+        for (text, len, first) in [
+            ("[]", 0, None),
+            ("[ ]", 0, None),
+            (r#"["a", "b,]", "c\"]"]"#, 3, Some(b'"')),
+            ("[[1, 2], [3], []]", 3, Some(b'[')),
+            ("[1,2,3,4]", 4, Some(b'1')),
+            (r#"[ {"a": [1, 2]}, 2 ]"#, 2, Some(b'{')),
+        ] {
+            assert_eq!(array_len(text.as_bytes()), Ok(len), "{text}");
+            assert_eq!(first_item_byte(text.as_bytes()), first, "{text}");
+        }
+    }
+
+    #[test]
     fn large_values_are_shared_not_copied() {
         let prompt = format!("\"{}\"", "abcde ".repeat(SHARE_FROM));
         let body = format!(r#"{{"model":"m","prompt":{prompt},"stream":true}}"#);
@@ -506,7 +547,7 @@ mod tests {
             let kv = time(n, || vllm::read_prefill_response(ctx_answer.clone()));
             let params = vllm::read_prefill_response(ctx_answer.clone()).unwrap();
             let decode = time(n, || vllm::decode_body(&req, &params));
-            let both = time(n, || sglang::body(&req, "10.0.0.2", Some(8998), 7));
+            let both = time(n, || sglang::body(&req, "10.0.0.2", Some(8998), || 7));
             println!(
                 "{}k ({} bytes): client body parsed {parse:?}; trtllm: context body {ctx:?}, \
                  context answer read {read:?}, generation body {generation:?}; vllm: prefill body \

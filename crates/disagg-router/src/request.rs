@@ -1,16 +1,25 @@
 //! The client's request, parsed once and checked for the few fields the router relies on. Each
 //! dialect builds its outgoing bodies from it with [`RawObject::write`].
+//!
+//! Besides OpenAI's two endpoints there is SGLang's native `/generate` (SGLang dialect only):
+//! its prompt is `text`, `input_ids` or `input_embeds`, its limits sit in `sampling_params`,
+//! and either of the first two may be a batch (a list of prompts), as may an OpenAI completions
+//! `prompt` (a list of strings or of token-id lists). SGLang's PD routers give a batch one
+//! bootstrap room per item, so the batch size is read here.
 
 use bytes::Bytes;
 
 use crate::policy::PickInput;
-use crate::raw::{RawObject, first_byte, kind_of};
+use crate::raw::{self, RawObject, first_byte, kind_of};
 
-/// The two OpenAI endpoints that are split into context and generation.
+/// The endpoints that are split into context and generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Endpoint {
     Completions,
     ChatCompletions,
+    /// SGLang's native API (`python/sglang/srt/entrypoints/http_server.py`), served in the
+    /// SGLang dialect only.
+    Generate,
 }
 
 impl Endpoint {
@@ -18,17 +27,14 @@ impl Endpoint {
         match self {
             Endpoint::Completions => "/v1/completions",
             Endpoint::ChatCompletions => "/v1/chat/completions",
-        }
-    }
-
-    /// The field holding the prompt: what prefix affinity hashes and token estimates measure.
-    fn prompt_key(self) -> &'static str {
-        match self {
-            Endpoint::Completions => "prompt",
-            Endpoint::ChatCompletions => "messages",
+            Endpoint::Generate => "/generate",
         }
     }
 }
+
+/// The inputs of SGLang's `/generate`, in the order SGLang reads them
+/// (`GenerateReqInput._determine_batch_size` in `python/sglang/srt/managers/io_struct.py`).
+const GENERATE_INPUTS: [&str; 3] = ["text", "input_ids", "input_embeds"];
 
 /// Bytes per token when estimating a prompt's size without tokenising it. Text averages about
 /// four bytes a token; token-id arrays spend about five to seven per id. Only relative sizes
@@ -40,6 +46,10 @@ const BYTES_PER_TOKEN: usize = 4;
 pub(crate) struct ClientRequest {
     pub endpoint: Endpoint,
     pub body: RawObject,
+    /// The field holding the prompt: what prefix affinity hashes and token estimates measure.
+    prompt_key: &'static str,
+    /// `Some(n)` for a batch of `n` prompts in one request.
+    batch: Option<usize>,
     stream: bool,
     include_usage: bool,
     max_tokens: Option<u64>,
@@ -49,37 +59,56 @@ impl ClientRequest {
     /// Parses and checks a client body; the `Err` is the message of a 400.
     pub fn parse(endpoint: Endpoint, bytes: Bytes) -> Result<Self, String> {
         let body = RawObject::parse(bytes).map_err(|e| format!("request body: {e}"))?;
-        let prompt_key = endpoint.prompt_key();
-        match body.get(prompt_key).map(first_byte) {
-            None => return Err(format!("`{prompt_key}` is required")),
-            Some(b'"') if endpoint == Endpoint::Completions => {}
-            Some(b'[') => {}
-            Some(b) => {
-                let want = match endpoint {
-                    Endpoint::Completions => "a string or an array",
-                    Endpoint::ChatCompletions => "an array",
-                };
-                return Err(format!("`{prompt_key}` must be {want}, not {}", kind_of(b)));
+        let (prompt_key, batch) = match endpoint {
+            Endpoint::Completions => ("prompt", completions_batch(&body)?),
+            Endpoint::ChatCompletions => {
+                match body.get("messages").map(first_byte) {
+                    None => return Err("`messages` is required".into()),
+                    Some(b'[') => {}
+                    Some(b) => {
+                        return Err(format!("`messages` must be an array, not {}", kind_of(b)));
+                    }
+                }
+                ("messages", None)
             }
-        }
+            Endpoint::Generate => generate_input(&body)?,
+        };
         let stream = field::<Option<bool>>(&body, "stream", "a boolean")?.unwrap_or(false);
-        let max_tokens = field::<Option<u64>>(&body, "max_tokens", "a non-negative integer")?;
+        let max_tokens = match endpoint {
+            Endpoint::Generate => field::<Option<SamplingParams>>(
+                &body,
+                "sampling_params",
+                "an object or an array of objects",
+            )?
+            .and_then(SamplingParams::max_new_tokens),
+            _ => field::<Option<u64>>(&body, "max_tokens", "a non-negative integer")?,
+        };
         // Each leg, the hand-off and the relay carry one choice; more would be silently lost.
-        if let Some(n) = field::<Option<u64>>(&body, "n", "a positive integer")? {
-            if n != 1 {
-                return Err(format!(
-                    "`n` is {n}: this router serves one choice per request; send n: 1 (or leave it out) and repeat the request"
-                ));
+        // (`/generate` asks for more in `sampling_params.n`, which both SGLang legs read alike.)
+        if endpoint != Endpoint::Generate {
+            if let Some(n) = field::<Option<u64>>(&body, "n", "a positive integer")? {
+                if n != 1 {
+                    return Err(format!(
+                        "`n` is {n}: this router serves one choice per request; send n: 1 (or leave it out) and repeat the request"
+                    ));
+                }
             }
         }
         let options = field::<Option<StreamOptions>>(&body, "stream_options", "an object")?;
         Ok(Self {
             endpoint,
             body,
+            prompt_key,
+            batch,
             stream,
             include_usage: options.and_then(|o| o.include_usage).unwrap_or(false),
             max_tokens,
         })
+    }
+
+    /// `Some(n)` when the request carries a batch of `n` prompts.
+    pub fn batch(&self) -> Option<usize> {
+        self.batch
     }
 
     /// Whether the client asked for SSE.
@@ -93,9 +122,7 @@ impl ClientRequest {
 
     /// The prompt's raw JSON (`prompt`, or `messages` for chat).
     pub fn prompt(&self) -> &[u8] {
-        self.body
-            .get(self.endpoint.prompt_key())
-            .unwrap_or_default()
+        self.body.get(self.prompt_key).unwrap_or_default()
     }
 
     /// A rough size of the work: prompt tokens (estimated from bytes) plus `max_tokens`.
@@ -115,6 +142,90 @@ impl ClientRequest {
 #[derive(serde::Deserialize)]
 struct StreamOptions {
     include_usage: Option<bool>,
+}
+
+/// `/generate`'s `sampling_params`: one object, or one per item of a batch.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum SamplingParams {
+    One(MaxNewTokens),
+    Each(Vec<MaxNewTokens>),
+}
+
+#[derive(serde::Deserialize)]
+struct MaxNewTokens {
+    max_new_tokens: Option<u64>,
+}
+
+impl SamplingParams {
+    /// The output tokens asked for, summed over a batch.
+    fn max_new_tokens(self) -> Option<u64> {
+        match self {
+            SamplingParams::One(p) => p.max_new_tokens,
+            SamplingParams::Each(v) => v.iter().map(|p| p.max_new_tokens).sum(),
+        }
+    }
+}
+
+/// A completions `prompt` and its batch size: a list of strings or of token-id lists is a
+/// batch (SGLang's own completions server makes it a `text` or `input_ids` batch); a string or a
+/// flat list of ids is one prompt. sgl-router counts the same way
+/// (`get_completion_batch_size` in `sgl-router/src/routers/http/pd_router.rs`).
+fn completions_batch(body: &RawObject) -> Result<Option<usize>, String> {
+    match body.get("prompt") {
+        None => Err("`prompt` is required".into()),
+        Some(raw) => match first_byte(raw) {
+            b'"' => Ok(None),
+            b'[' => Ok(list_batch(raw)),
+            b => Err(format!(
+                "`prompt` must be a string or an array, not {}",
+                kind_of(b)
+            )),
+        },
+    }
+}
+
+/// `/generate`'s input field and batch size, as SGLang decides them: `text` as a list, or
+/// `input_ids` as a list of lists, is a batch; `input_embeds` is passed on as one prompt, as
+/// SGLang's mini_lb does (`_get_request_batch_size` in
+/// `python/sglang/srt/disaggregation/mini_lb.py`).
+fn generate_input(body: &RawObject) -> Result<(&'static str, Option<usize>), String> {
+    let Some((key, raw)) = GENERATE_INPUTS
+        .iter()
+        .find_map(|k| body.get(k).filter(|v| *v != b"null").map(|v| (*k, v)))
+    else {
+        return Err("one of `text`, `input_ids` or `input_embeds` is required".into());
+    };
+    let batch = match (key, first_byte(raw)) {
+        ("text", b'"') => None,
+        ("text", b'[') => Some(raw::array_len(raw)?),
+        ("text", b) => {
+            return Err(format!(
+                "`text` must be a string or an array of strings, not {}",
+                kind_of(b)
+            ));
+        }
+        (_, b'[') => {
+            if raw::array_len(raw)? == 0 {
+                return Err(format!("`{key}` cannot be empty"));
+            }
+            if key == "input_ids" {
+                list_batch(raw)
+            } else {
+                None
+            }
+        }
+        (_, b) => return Err(format!("`{key}` must be an array, not {}", kind_of(b))),
+    };
+    Ok((key, batch))
+}
+
+/// The batch size of a prompt list: its length when its items are strings or lists.
+fn list_batch(raw: &[u8]) -> Option<usize> {
+    match raw::first_item_byte(raw) {
+        Some(b'"' | b'[') => raw::array_len(raw).ok(),
+        _ => None,
+    }
 }
 
 /// Reads a small optional field, naming it and the expected type when it is wrong.

@@ -30,7 +30,8 @@ pub(crate) fn generation_body(req: &ClientRequest, handoff: &Handoff) -> Pieces 
     if let Some(ids) = &handoff.prompt_token_ids {
         match req.endpoint {
             // The context server already tokenised the prompt; reuse its ids verbatim.
-            Endpoint::Completions => set.push(("prompt", ids.clone())),
+            // (`/generate` never gets here: only the SGLang dialect serves it.)
+            Endpoint::Completions | Endpoint::Generate => set.push(("prompt", ids.clone())),
             Endpoint::ChatCompletions => set.push(("prompt_token_ids", ids.clone())),
         }
     }
@@ -127,7 +128,7 @@ impl Finished {
         let choice = &self.choice;
         let finish_reason = choice.get("finish_reason").cloned().unwrap_or(Value::Null);
         let (object, out_choice) = match req.endpoint {
-            Endpoint::Completions => (
+            Endpoint::Completions | Endpoint::Generate => (
                 "text_completion",
                 json!({
                     "index": 0,

@@ -412,3 +412,164 @@ async fn a_long_prompt_reaches_every_leg_whole_with_its_length_declared() {
         }
     }
 }
+
+/// SGLang's native `/generate` (what `bench_serving --backend sglang` sends): both legs get the
+/// client's body plus the bootstrap fields, on `/generate`, as SGLang's mini_lb sends it
+/// (`python/sglang/srt/disaggregation/mini_lb.py`); decode's answer comes back untouched, its
+/// `data:` stream included. A batch (`text` as a list, `input_ids` as a list of lists) gets
+/// the three fields as lists of its size with a room per item.
+#[tokio::test]
+async fn sglang_generate_gets_bootstrap_fields_single_and_batched() {
+    let prefill = fake("prefill").sglang_prefill().start().await;
+    let decode = fake("decode").start().await;
+    let mut cfg = config_dialect(Dialect::Sglang, &[&prefill], &[&decode]);
+    cfg.bootstrap_ports = vec![Some(8998)];
+    let url = router(cfg).await;
+    let params = json!({"temperature": 0.0, "max_new_tokens": 8, "ignore_eos": true});
+    let cases = [
+        (
+            json!({"text": "hello", "sampling_params": params, "stream": false}),
+            None,
+        ),
+        (
+            json!({"input_ids": [1, 2, 3], "sampling_params": params}),
+            None,
+        ),
+        (
+            json!({"text": ["a", "b", "c"], "sampling_params": params}),
+            Some(3),
+        ),
+        (
+            json!({"input_ids": [[1, 2], [3]], "sampling_params": [params, params]}),
+            Some(2),
+        ),
+    ];
+    for (i, (req, batch)) in cases.iter().enumerate() {
+        let resp = post(&url, "/generate", req, None).await;
+        assert_eq!(resp.status(), 200, "{req}");
+        let answer: Value = resp.json().await.unwrap();
+        assert_eq!(answer["id"], "gen-1", "decode's answer is relayed");
+        let (p, d) = (&prefill.seen()[i], &decode.seen()[i]);
+        assert_eq!(
+            (p.path.as_str(), d.path.as_str()),
+            ("/generate", "/generate")
+        );
+        assert_eq!(p.body, d.body, "both legs get the same body");
+        let mut want = req.clone();
+        match batch {
+            None => {
+                let room = d.body["bootstrap_room"].as_u64().expect("an integer room");
+                assert!(room < 1 << 63);
+                want["bootstrap_host"] = json!("127.0.0.1");
+                want["bootstrap_port"] = json!(8998);
+                want["bootstrap_room"] = json!(room);
+            }
+            Some(n) => {
+                let rooms: Vec<u64> = (d.body["bootstrap_room"].as_array())
+                    .expect("a list of rooms")
+                    .iter()
+                    .map(|r| r.as_u64().expect("integer rooms"))
+                    .collect();
+                assert_eq!(rooms.len(), *n, "{req}");
+                let mut distinct = rooms.clone();
+                distinct.sort_unstable();
+                distinct.dedup();
+                assert_eq!(distinct.len(), *n, "one room per item: {rooms:?}");
+                want["bootstrap_host"] = json!(vec!["127.0.0.1"; *n]);
+                want["bootstrap_port"] = json!(vec![8998; *n]);
+                want["bootstrap_room"] = json!(rooms);
+            }
+        }
+        assert_eq!(d.body, want, "{req}");
+    }
+
+    // Streamed: decode's SSE bytes are relayed as they are (mini_lb relays decode's chunks).
+    let req = json!({"text": "hello", "sampling_params": params, "stream": true});
+    let resp = post(&url, "/generate", &req, None).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let body = tokio::time::timeout(LIMIT, resp.bytes())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(body, format!("{CHUNK_1}{}", support::CHUNK_REST).as_bytes());
+}
+
+/// A completions `prompt` that is a list of prompts (strings or token-id lists) is a batch for
+/// SGLang (sgl-router's `get_completion_batch_size`); a flat list of token ids is one prompt.
+#[tokio::test]
+async fn sglang_batched_completions_get_one_room_per_prompt() {
+    let prefill = fake("prefill").sglang_prefill().start().await;
+    let decode = fake("decode").start().await;
+    let url = router(config_dialect(Dialect::Sglang, &[&prefill], &[&decode])).await;
+    for (prompt, batch) in [
+        (json!(["one", "two"]), Some(2)),
+        (json!([[1, 2], [3, 4], [5]]), Some(3)),
+        (json!([1, 2, 3]), None),
+    ] {
+        let req = json!({"model": "m", "prompt": prompt, "max_tokens": 4});
+        assert_eq!(
+            post(&url, "/v1/completions", &req, None).await.status(),
+            200
+        );
+        let d = decode.bodies().pop().unwrap();
+        assert_eq!(prefill.bodies().pop().unwrap(), d);
+        match batch {
+            Some(n) => {
+                assert_eq!(d["bootstrap_host"], json!(vec!["127.0.0.1"; n]), "{prompt}");
+                assert_eq!(d["bootstrap_port"], json!(vec![Value::Null; n]), "{prompt}");
+                assert_eq!(d["bootstrap_room"].as_array().unwrap().len(), n, "{prompt}");
+            }
+            None => assert!(d["bootstrap_room"].is_u64(), "{prompt}: {d}"),
+        }
+    }
+}
+
+/// `/generate` is SGLang's own API: vLLM's and TensorRT-LLM's routers do not serve it, and
+/// their workers have no such route. Our router says so with a 404 that names the fix, and
+/// sends nothing to any worker.
+#[tokio::test]
+async fn generate_is_a_404_naming_the_fix_outside_the_sglang_dialect() {
+    for dialect in [Dialect::Trtllm, Dialect::Vllm] {
+        let prefill = fake("prefill").start().await;
+        let decode = fake("decode").start().await;
+        let url = router(config_dialect(dialect, &[&prefill], &[&decode])).await;
+        let req = json!({"text": "hello", "sampling_params": {"max_new_tokens": 4}});
+        let msg = api_error(post(&url, "/generate", &req, None).await, 404).await;
+        assert!(msg.contains(dialect.as_str()), "{msg}");
+        assert!(msg.contains("--dialect sglang"), "{msg}");
+        assert!(msg.contains("/v1/completions"), "{msg}");
+        assert!(prefill.seen().is_empty() && decode.seen().is_empty());
+        // Other unknown routes keep the plain 404.
+        let msg = api_error(post(&url, "/v2/generate", &req, None).await, 404).await;
+        assert_eq!(msg, "no route for POST /v2/generate");
+    }
+}
+
+/// What `/generate` bodies the router refuses itself, naming the field.
+#[tokio::test]
+async fn sglang_generate_without_an_input_is_a_400_naming_the_fields() {
+    let prefill = fake("prefill").sglang_prefill().start().await;
+    let decode = fake("decode").start().await;
+    let url = router(config_dialect(Dialect::Sglang, &[&prefill], &[&decode])).await;
+    for (req, want) in [
+        (
+            json!({"sampling_params": {}}),
+            "one of `text`, `input_ids` or `input_embeds`",
+        ),
+        (json!({"text": 5}), "`text` must be a string or an array"),
+        (json!({"input_ids": []}), "`input_ids` cannot be empty"),
+        (
+            json!({"text": "a", "sampling_params": 3}),
+            "`sampling_params` must be",
+        ),
+        (
+            json!({"text": "a", "stream": "yes"}),
+            "`stream` must be a boolean",
+        ),
+    ] {
+        let msg = api_error(post(&url, "/generate", &req, None).await, 400).await;
+        assert!(msg.contains(want), "{req}: {msg}");
+    }
+    assert!(prefill.seen().is_empty() && decode.seen().is_empty());
+}

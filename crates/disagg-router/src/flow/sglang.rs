@@ -36,7 +36,8 @@ pub(super) async fn flow(
             req,
             sglang::host_of(p_lease.url()),
             p_lease.worker.bootstrap_port,
-            state.ids.next() >> 1,
+            // A 63-bit room, as SGLang's routers draw it (mini_lb: randint(0, 2**63 - 1)).
+            || state.ids.next() >> 1,
         );
         let prefill = prefill_leg(state.clone(), deadline, p_lease, req, body.clone());
         let (opened, companion) = race(state, req, deadline, &d_lease, body, prefill)

@@ -169,6 +169,7 @@ impl FakeBuilder {
         let app = Router::new()
             .route("/v1/completions", post(infer))
             .route("/v1/chat/completions", post(infer))
+            .route("/generate", post(infer))
             .route("/health", get(health))
             .route("/v1/models", get(models))
             .with_state(fake.clone());
