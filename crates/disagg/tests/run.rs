@@ -697,7 +697,8 @@ fn a_workspace_that_cannot_hold_a_run_folder_is_a_usage_error() {
     let r = run(&case, &workspace, &[], &[]);
     assert_eq!(r.code(), 2, "{}", r.show());
     assert!(
-        r.stderr().contains("error: cannot create a run folder under"),
+        r.stderr()
+            .contains("error: cannot create a run folder under"),
         "{}",
         r.show()
     );
