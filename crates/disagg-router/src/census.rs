@@ -4,14 +4,36 @@
 use serde_json::{Value, json};
 
 use crate::app::Inner;
+use crate::config::{Dialect, DisaggRequestIds};
 use crate::policy::WorkerGroup;
 
 pub(crate) fn census(state: &Inner) -> Value {
+    let mut prefill = group(&state.prefill);
+    if state.cfg.dialect == Dialect::Trtllm {
+        // Whether context requests to each worker carry a `disagg_request_id`, and why not.
+        let mode = state.cfg.disagg_request_id;
+        for (w, v) in state.prefill.workers.iter().zip(workers_mut(&mut prefill)) {
+            v["disagg_request_id"] = json!(match (mode, w.takes_disagg_ids()) {
+                (DisaggRequestIds::Always, _) => "sent",
+                (DisaggRequestIds::Never, _) => "omitted",
+                (DisaggRequestIds::Auto, Some(true)) => "sent",
+                (DisaggRequestIds::Auto, Some(false)) => "omitted (version below 1.3)",
+                (DisaggRequestIds::Auto, None) => "omitted (version not known yet)",
+            });
+        }
+    }
     json!({
         "dialect": state.cfg.dialect.as_str(),
-        "prefill": group(&state.prefill),
+        "prefill": prefill,
         "decode": group(&state.decode),
     })
+}
+
+fn workers_mut(group: &mut Value) -> impl Iterator<Item = &mut Value> {
+    group["workers"]
+        .as_array_mut()
+        .into_iter()
+        .flat_map(|a| a.iter_mut())
 }
 
 fn group(g: &WorkerGroup) -> Value {

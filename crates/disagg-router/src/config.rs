@@ -135,6 +135,25 @@ pub struct RouterArgs {
     /// server_config.yaml, and from the environment (so it stays out of the process list).
     #[arg(long, env = "DISAGG_INTERNAL_REQUEST_AUTH_KEY", hide_env_values = true)]
     pub internal_request_auth_key: Option<String>,
+    /// TensorRT-LLM dialect: whether the context leg carries a fresh
+    /// `disaggregated_params.disagg_request_id` (a new one per attempt). `auto` sends it to
+    /// context workers whose `/version` is TensorRT-LLM 1.3 or newer, whose own disaggregated
+    /// server sends it; older workers (1.0.x) reject the field with HTTP 400, so they, and
+    /// workers whose version is not known yet, get the request without it.
+    #[arg(long, value_enum, default_value_t = DisaggRequestIds::Auto)]
+    pub disagg_request_id: DisaggRequestIds,
+}
+
+/// Whether the TensorRT-LLM context leg carries a `disagg_request_id` (see the README).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum DisaggRequestIds {
+    /// To context workers that report TensorRT-LLM 1.3 or newer on `/version`.
+    #[default]
+    Auto,
+    /// To every context worker (all must be TensorRT-LLM 1.3 or newer).
+    Always,
+    /// Never (older TensorRT-LLM workers, 1.0.x among them, reject the field).
+    Never,
 }
 
 /// Everything the router needs to serve.
@@ -179,6 +198,8 @@ pub struct RouterConfig {
     /// TensorRT-LLM's `internal_request_auth_key`: generation requests carrying protected
     /// hand-off fields are signed with it.
     pub internal_request_auth_key: Option<String>,
+    /// TensorRT-LLM: which context requests carry a `disagg_request_id`.
+    pub disagg_request_id: DisaggRequestIds,
 }
 
 impl RouterConfig {
@@ -229,6 +250,7 @@ impl RouterConfig {
             eject_after: DEFAULT_EJECT_AFTER,
             threads: default_threads(),
             internal_request_auth_key: None,
+            disagg_request_id: DisaggRequestIds::Auto,
         }
     }
 
@@ -389,6 +411,7 @@ impl RouterArgs {
         if let Some(key) = self.internal_request_auth_key {
             cfg.internal_request_auth_key = Some(key);
         }
+        cfg.disagg_request_id = self.disagg_request_id;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -495,6 +518,24 @@ mod args_tests {
         assert_eq!(cfg.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
         assert_eq!(cfg.context_timeout, None);
         assert_eq!(cfg.max_retries, DEFAULT_MAX_RETRIES);
+        assert_eq!(cfg.disagg_request_id, DisaggRequestIds::Auto);
+        for (flag, want) in [
+            ("always", DisaggRequestIds::Always),
+            ("never", DisaggRequestIds::Never),
+        ] {
+            let cfg = args(&[
+                "--prefill",
+                "a:1",
+                "--decode",
+                "c:3",
+                "--disagg-request-id",
+                flag,
+            ])
+            .unwrap()
+            .into_config()
+            .unwrap();
+            assert_eq!(cfg.disagg_request_id, want);
+        }
     }
 
     #[test]

@@ -57,11 +57,14 @@ async fn generation(
     auth: Option<&HeaderValue>,
 ) -> Result<Response, ProxyError> {
     let path = req.endpoint.path();
-    let (lease, opened) = on_one_worker(state, &state.decode, req.pick_input(), |worker| {
-        let body = body.clone();
-        async move { generation_call(state, deadline, &worker, path, body, request_id, auth).await }
-    })
-    .await?;
+    let (lease, opened) =
+        on_one_worker(state, &state.decode, req.pick_input(), |worker| {
+            let body = body.clone();
+            async move {
+                generation_call(state, deadline, &worker.url, path, body, request_id, auth).await
+            }
+        })
+        .await?;
     let worker = lease.url().to_string();
     let keep = Keep {
         leases: vec![lease],

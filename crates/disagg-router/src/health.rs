@@ -6,6 +6,10 @@
 //! - `GET /health` ([`check`]): the router is healthy when every group has a worker answering
 //!   its own `/health` with 200 right now. Probed on demand rather than read from the census, so
 //!   start-up waits never see a worker that died a second ago; its results feed the census too.
+//!
+//! With the TensorRT-LLM dialect and `--disagg-request-id auto`, the checker also reads each
+//! context worker's `/version` until it knows whether the worker takes a `disagg_request_id`
+//! ([`takes_disagg_ids`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +19,7 @@ use futures_util::future::join_all;
 use serde_json::{Value, json};
 
 use crate::app::Inner;
+use crate::config::{Dialect, DisaggRequestIds};
 use crate::error::ProxyError;
 use crate::policy::WorkerGroup;
 
@@ -52,11 +57,65 @@ pub(crate) async fn watch(state: Arc<Inner>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        futures_util::future::join(
+        futures_util::future::join3(
             probe_group(&state.client, &state.prefill, timeout),
             probe_group(&state.client, &state.decode, timeout),
+            learn_versions(&state, timeout),
         )
         .await;
+    }
+}
+
+/// Reads `/version` of every context worker whose take on `disagg_request_id` is not known yet
+/// (only for TensorRT-LLM with `--disagg-request-id auto`). A worker that answers without a
+/// usable version is taken as an old one; one that does not answer is asked again next round.
+async fn learn_versions(state: &Inner, timeout: Duration) {
+    if state.cfg.dialect != Dialect::Trtllm || state.cfg.disagg_request_id != DisaggRequestIds::Auto
+    {
+        return;
+    }
+    let asks = state
+        .prefill
+        .workers
+        .iter()
+        .filter(|w| w.takes_disagg_ids().is_none())
+        .map(|w| async move {
+            let Ok((status, body)) = get(&state.client, &w.url, "/version", timeout).await else {
+                return;
+            };
+            let version = (status == http::StatusCode::OK)
+                .then(|| serde_json::from_slice::<Value>(&body).ok())
+                .flatten();
+            let takes = version.as_ref().is_some_and(takes_disagg_ids);
+            tracing::info!(
+                "context worker {}: /version {} → {} disagg_request_id",
+                w.url,
+                version.map_or_else(|| format!("answered {status}"), |v| v.to_string()),
+                if takes { "sending" } else { "not sending" },
+            );
+            w.set_takes_disagg_ids(takes);
+        });
+    join_all(asks).await;
+}
+
+/// Whether a worker whose `/version` says `v` takes `disaggregated_params.disagg_request_id`:
+/// TensorRT-LLM 1.3 and newer do (their own disaggregated server sends it); older ones declare
+/// no such field and refuse unknown ones. TensorRT-LLM answers `{"version": "1.3.0rc5"}`; the
+/// sim, which names its own engine, says which TensorRT-LLM it plays as `tensorrt_llm`.
+pub(crate) fn takes_disagg_ids(v: &Value) -> bool {
+    let version = match (v.get("tensorrt_llm"), v.get("engine")) {
+        (Some(t), _) => t.as_str(),
+        (None, Some(_)) => None,
+        (None, None) => v.get("version").and_then(Value::as_str),
+    };
+    let Some(version) = version else {
+        return false;
+    };
+    let mut parts = version.split(|c: char| !c.is_ascii_digit());
+    let mut number = || parts.next().and_then(|p| p.parse::<u32>().ok());
+    match (number(), number()) {
+        (Some(major), Some(minor)) => (major, minor) >= (1, 3),
+        _ => false,
     }
 }
 
@@ -91,23 +150,66 @@ async fn probe(
     worker: &str,
     timeout: Duration,
 ) -> Result<http::StatusCode, String> {
-    let uri =
-        crate::upstream::uri_of(worker, "/health").map_err(|why| format!("/health: {why}"))?;
+    get(client, worker, "/health", timeout)
+        .await
+        .map(|(status, _)| status)
+}
+
+/// One `GET path` within `timeout`: its status and whole body, or why there was none.
+async fn get(
+    client: &crate::upstream::HttpClient,
+    worker: &str,
+    path: &str,
+    timeout: Duration,
+) -> Result<(http::StatusCode, bytes::Bytes), String> {
+    let uri = crate::upstream::uri_of(worker, path).map_err(|why| format!("{path}: {why}"))?;
     let request = http::Request::get(uri)
         .body(crate::upstream::Frames::empty())
-        .map_err(|e| format!("/health: {e}"))?;
+        .map_err(|e| format!("{path}: {e}"))?;
     let exchange = async {
         let resp = client
             .request(request)
             .await
-            .map_err(|e| format!("/health failed: {}", crate::error::error_chain(&e)))?;
+            .map_err(|e| format!("{path} failed: {}", crate::error::error_chain(&e)))?;
         let status = resp.status();
-        http_body_util::BodyExt::collect(resp.into_body())
+        let body = http_body_util::BodyExt::collect(resp.into_body())
             .await
-            .map_err(|e| format!("/health failed: {}", crate::error::error_chain(&e)))?;
-        Ok(status)
+            .map_err(|e| format!("{path} failed: {}", crate::error::error_chain(&e)))?;
+        Ok((status, body.to_bytes()))
     };
     tokio::time::timeout(timeout, exchange)
         .await
-        .unwrap_or_else(|_| Err(format!("/health did not answer within {timeout:?}")))
+        .unwrap_or_else(|_| Err(format!("{path} did not answer within {timeout:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tensorrt_llm_1_3_and_newer_take_disagg_request_ids() {
+        for (v, takes) in [
+            (json!({"version": "1.3.0rc5"}), true),
+            (json!({"version": "1.3.0"}), true),
+            (json!({"version": "1.4.0rc4"}), true),
+            (json!({"version": "2.0.0"}), true),
+            (json!({"version": "1.2.0"}), false),
+            (json!({"version": "1.0.0"}), false),
+            (json!({"version": "0.21.0"}), false),
+            (json!({"version": "1"}), false),
+            (json!({"version": 13}), false),
+            (json!({}), false),
+            (json!({"version": "9.9.9", "engine": "other"}), false),
+            (
+                json!({"version": "0.1.0", "engine": "disagg-sim", "tensorrt_llm": "1.3.0"}),
+                true,
+            ),
+            (
+                json!({"version": "0.1.0", "engine": "disagg-sim", "tensorrt_llm": "1.0.0"}),
+                false,
+            ),
+        ] {
+            assert_eq!(takes_disagg_ids(&v), takes, "{v}");
+        }
+    }
 }

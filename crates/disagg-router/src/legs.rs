@@ -2,6 +2,7 @@
 //! ([`crate::flow`]) runs them in.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,7 +16,7 @@ use crate::error::{Deadline, Leg, ProxyError};
 use crate::policy::{PickInput, WorkerGroup};
 use crate::relay::{self, Opened};
 use crate::upstream::{self, Target};
-use crate::worker::Lease;
+use crate::worker::{Lease, Worker};
 
 /// When one client request must be done by, whatever its legs and retries.
 #[derive(Debug, Clone, Copy)]
@@ -115,8 +116,8 @@ where
     }
 }
 
-/// [`with_retries`] on one worker of `group` at a time: `call` gets the worker's URL; the
-/// answer comes back with the worker's lease, which the caller holds while it uses the answer.
+/// [`with_retries`] on one worker of `group` at a time: `call` gets the worker; the answer
+/// comes back with the worker's lease, which the caller holds while it uses the answer.
 pub(crate) async fn on_one_worker<T, F, Fut>(
     state: &Inner,
     group: &WorkerGroup,
@@ -124,12 +125,12 @@ pub(crate) async fn on_one_worker<T, F, Fut>(
     mut call: F,
 ) -> Result<(Lease, T), ProxyError>
 where
-    F: FnMut(String) -> Fut,
+    F: FnMut(Arc<Worker>) -> Fut,
     Fut: Future<Output = Result<T, ProxyError>>,
 {
     let pick = |tried: &Tried| group.pick(input, tried.of(group.leg));
     with_retries(state, pick, |(i, lease): (usize, Lease)| {
-        let answer = call(lease.url().to_string());
+        let answer = call(lease.worker.clone());
         async move {
             match answer.await {
                 Ok(v) => {

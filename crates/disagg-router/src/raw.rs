@@ -500,7 +500,7 @@ mod tests {
             }
             let _ = ClientRequest::parse(Endpoint::Completions, bytes.clone());
             let _ = ClientRequest::parse(Endpoint::ChatCompletions, bytes.clone());
-            let _ = crate::trtllm::read_context_response(bytes.clone());
+            let _ = crate::trtllm::read_context_response(bytes.clone(), None);
             let _ = crate::vllm::read_prefill_response(bytes);
         }
     }
@@ -535,10 +535,12 @@ mod tests {
                 ClientRequest::parse(Endpoint::Completions, body.clone())
             });
             let req = ClientRequest::parse(Endpoint::Completions, body.clone()).unwrap();
-            let ctx = time(n, || trtllm::context_body(&req));
-            let read = time(n, || trtllm::read_context_response(ctx_answer.clone()));
+            let ctx = time(n, || trtllm::context_body(&req, Some(1 << 50)));
+            let read = time(n, || {
+                trtllm::read_context_response(ctx_answer.clone(), Some(1 << 50))
+            });
             let Ok(trtllm::ContextOutcome::Continue(handoff)) =
-                trtllm::read_context_response(ctx_answer.clone())
+                trtllm::read_context_response(ctx_answer.clone(), None)
             else {
                 panic!("the context answer hands off");
             };

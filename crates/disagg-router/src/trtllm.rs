@@ -11,9 +11,13 @@ use serde_json::{Map, Value, json};
 use crate::raw::{Pieces, RawObject};
 use crate::request::{ClientRequest, Endpoint};
 
-/// The body for the context leg: the client's request as context-only, never streamed.
-pub(crate) fn context_body(req: &ClientRequest) -> Pieces {
-    let params = serde_json::to_vec(&DisaggregatedParams::context_only())
+/// The body for the context leg: the client's request as context-only, never streamed, with
+/// `disagg_request_id` when one is given (a fresh one per attempt, as TensorRT-LLM's own server
+/// does: a worker keys the request, and its KV transfer, on it).
+pub(crate) fn context_body(req: &ClientRequest, disagg_request_id: Option<u64>) -> Pieces {
+    let mut params = DisaggregatedParams::context_only();
+    params.disagg_request_id = disagg_request_id;
+    let params = serde_json::to_vec(&params)
         .unwrap_or_else(|_| br#"{"request_type":"context_only"}"#.to_vec());
     req.body.write(
         &["stream_options"],
@@ -70,8 +74,13 @@ pub(crate) enum ContextOutcome {
 }
 
 /// Validates a context response and splits it into the hand-off or the final answer. The `Err`
-/// is the reason the response is unusable.
-pub(crate) fn read_context_response(bytes: Bytes) -> Result<ContextOutcome, String> {
+/// is the reason the response is unusable. `sent` is the `disagg_request_id` the context request
+/// carried: the generation request must carry it too, so a worker that did not echo it gets it
+/// filled in; one it echoed is kept, as TensorRT-LLM's server keeps the context worker's.
+pub(crate) fn read_context_response(
+    bytes: Bytes,
+    sent: Option<u64>,
+) -> Result<ContextOutcome, String> {
     let resp = RawObject::parse(bytes)?;
     let mut choices: Vec<Value> = match resp.parse_field("choices") {
         Some(Ok(c)) => c,
@@ -107,6 +116,9 @@ pub(crate) fn read_context_response(bytes: Bytes) -> Result<ContextOutcome, Stri
         return Ok(ContextOutcome::Finished(Finished { resp, choice }));
     }
     params.insert("request_type".into(), Value::from("generation_only"));
+    if let (Some(id), None) = (sent, typed.disagg_request_id) {
+        params.insert("disagg_request_id".into(), Value::from(id));
+    }
     Ok(ContextOutcome::Continue(Handoff {
         auth_payload: disagg_proto::auth::payload(&params),
         params: to_vec(&params).into(),
@@ -219,11 +231,18 @@ mod tests {
             json!({"prompt": "p", "stream": true, "stream_options": {"include_usage": true},
                    "disaggregated_params": {"request_type": "generation_only"}}),
         );
-        let body: Value = serde_json::from_slice(&context_body(&req).to_vec()).unwrap();
+        let body: Value = serde_json::from_slice(&context_body(&req, None).to_vec()).unwrap();
         assert_eq!(
             body,
             json!({"prompt": "p", "stream": false, "disaggregated_params":
                    {"request_type": "context_only", "encoded_opaque_state": null, "draft_tokens": null}})
+        );
+        let body: Value =
+            serde_json::from_slice(&context_body(&req, Some(1 << 50)).to_vec()).unwrap();
+        assert_eq!(
+            body["disaggregated_params"],
+            json!({"request_type": "context_only", "encoded_opaque_state": null,
+                   "draft_tokens": null, "disagg_request_id": 1u64 << 50})
         );
         assert!(
             req.stream(),
@@ -234,7 +253,7 @@ mod tests {
     #[test]
     fn generation_body_carries_the_handoff() {
         let ContextOutcome::Continue(handoff) =
-            read_context_response(ctx_response("length", good_params())).unwrap()
+            read_context_response(ctx_response("length", good_params()), None).unwrap()
         else {
             panic!("expected a hand-off");
         };
@@ -259,8 +278,38 @@ mod tests {
     }
 
     #[test]
+    fn the_sent_disagg_request_id_reaches_generation_unless_echoed() {
+        let handoff_of = |params: Value, sent| {
+            let Ok(ContextOutcome::Continue(h)) =
+                read_context_response(ctx_response("length", params), sent)
+            else {
+                panic!("expected a hand-off");
+            };
+            serde_json::from_slice::<Value>(&h.params).unwrap()
+        };
+        let without = json!({"request_type": "context_only", "first_gen_tokens": [9],
+                             "ctx_request_id": 1});
+        let p = handoff_of(without.clone(), Some(1 << 41));
+        assert_eq!(p["disagg_request_id"], 1u64 << 41, "filled in: {p}");
+        let mut null = without.clone();
+        null["disagg_request_id"] = Value::Null;
+        assert_eq!(
+            handoff_of(null, Some(7 << 40))["disagg_request_id"],
+            7u64 << 40
+        );
+        let mut echoed = without.clone();
+        echoed["disagg_request_id"] = json!(5u64 << 40);
+        assert_eq!(
+            handoff_of(echoed, Some(1 << 41))["disagg_request_id"],
+            5u64 << 40,
+            "the context worker's id is the one its KV is sent under"
+        );
+        assert!(handoff_of(without, None).get("disagg_request_id").is_none());
+    }
+
+    #[test]
     fn not_finished_also_continues() {
-        let out = read_context_response(ctx_response("not_finished", good_params())).unwrap();
+        let out = read_context_response(ctx_response("not_finished", good_params()), None).unwrap();
         assert!(matches!(out, ContextOutcome::Continue(_)));
     }
 
@@ -268,7 +317,7 @@ mod tests {
     fn other_finish_reasons_finish_early_without_handoff_fields() {
         for reason in ["stop", "abort"] {
             let ContextOutcome::Finished(done) =
-                read_context_response(ctx_response(reason, good_params())).unwrap()
+                read_context_response(ctx_response(reason, good_params()), None).unwrap()
             else {
                 panic!("{reason} should finish early");
             };
@@ -303,7 +352,7 @@ mod tests {
             (no_id, "ctx_request_id is null"),
             (bad_type, "disaggregated_params"),
         ] {
-            let err = read_context_response(body).unwrap_err();
+            let err = read_context_response(body, None).unwrap_err();
             assert!(err.contains(want), "{err} should contain {want}");
         }
     }

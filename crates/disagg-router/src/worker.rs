@@ -3,7 +3,7 @@
 //! (finished, failed, or cancelled by a client hang-up), so the census never leaks load.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// A worker and its live counters. Relaxed atomics throughout: each counter is read on its own,
 /// for load balancing and reporting, and orders nothing else.
@@ -17,7 +17,14 @@ pub(crate) struct Worker {
     healthy: AtomicBool,
     /// Consecutive failed probes or connections; reset by any success.
     failures: AtomicU32,
+    /// TensorRT-LLM: whether this (context) worker takes a `disagg_request_id`, as learnt from
+    /// its `/version`: [`UNKNOWN`], [`TAKES`] or [`REFUSES`].
+    disagg_ids: AtomicU8,
 }
+
+const UNKNOWN: u8 = 0;
+const TAKES: u8 = 1;
+const REFUSES: u8 = 2;
 
 /// What a health observation did to a worker's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +44,22 @@ impl Worker {
             // Optimistic: the first probe runs at once, and until then requests are the probe.
             healthy: AtomicBool::new(true),
             failures: AtomicU32::new(0),
+            disagg_ids: AtomicU8::new(UNKNOWN),
         }
+    }
+
+    /// Whether this worker takes a `disagg_request_id`; `None` until its version is known.
+    pub fn takes_disagg_ids(&self) -> Option<bool> {
+        match self.disagg_ids.load(Ordering::Relaxed) {
+            TAKES => Some(true),
+            REFUSES => Some(false),
+            _ => None,
+        }
+    }
+
+    pub fn set_takes_disagg_ids(&self, takes: bool) {
+        let v = if takes { TAKES } else { REFUSES };
+        self.disagg_ids.store(v, Ordering::Relaxed);
     }
 
     pub fn in_flight(&self) -> usize {

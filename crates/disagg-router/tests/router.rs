@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use disagg_proto::ApiError;
 use disagg_proto::trtllm::ServerConfig;
-use disagg_router::{Policy, RouterConfig};
+use disagg_router::{DisaggRequestIds, Policy, RouterConfig};
 use serde_json::{Value, json};
 use support::{CHUNK_1, CHUNK_REST, Ctx, Gen, config, fake, router};
 use tokio::sync::{Notify, oneshot};
@@ -80,7 +80,11 @@ async fn completion_goes_context_only_then_generation_only() {
     assert_eq!(p["first_gen_tokens"], json!([7]));
     assert_eq!(p["ctx_request_id"], 42);
     assert_eq!(p["encoded_opaque_state"], "b3BhcXVl");
-    assert_eq!(p["disagg_request_id"], 99, "newer fields are forwarded too");
+    assert_eq!(p["ctx_dp_rank"], 0, "newer fields are forwarded too");
+    assert!(
+        c["disaggregated_params"].get("disagg_request_id").is_none(),
+        "a worker of unknown version gets no disagg_request_id: {c}"
+    );
     assert_eq!(
         g["prompt"],
         json!([1, 2, 3]),
@@ -475,4 +479,130 @@ fn server_config_carries_the_key_to_the_router() {
     let rc = RouterConfig::from_server_config(&cfg);
     assert_eq!(rc.internal_request_auth_key.as_deref(), Some("s3cret"));
     assert!(cfg.to_yaml().contains("internal_request_auth_key: s3cret"));
+}
+
+/// The `disagg_request_id` a context body carried, if any.
+fn sent_id(body: &Value) -> Option<u64> {
+    let id = &body["disaggregated_params"]["disagg_request_id"];
+    (!id.is_null()).then(|| id.as_u64().unwrap_or_else(|| panic!("not a u64: {id}")))
+}
+
+#[tokio::test]
+async fn always_sends_a_fresh_disagg_request_id_that_generation_carries() {
+    let ctx = fake("ctx").start().await;
+    let generation = fake("gen").start().await;
+    let mut cfg = config(&[&ctx], &[&generation]);
+    cfg.disagg_request_id = DisaggRequestIds::Always;
+    let url = router(cfg).await;
+
+    for _ in 0..2 {
+        let resp = post(&url, "/v1/completions", completion(false)).await;
+        assert_eq!(resp.status(), 200);
+    }
+    let ctx_ids: Vec<u64> = ctx.bodies().iter().map(|b| sent_id(b).unwrap()).collect();
+    let gen_ids: Vec<u64> = generation
+        .bodies()
+        .iter()
+        .map(|b| sent_id(b).unwrap())
+        .collect();
+    assert_eq!(ctx_ids.len(), 2);
+    assert_ne!(ctx_ids[0], ctx_ids[1], "one id per request");
+    for id in &ctx_ids {
+        // TensorRT-LLM's global id range: positive int64, above the workers' local ids.
+        assert!((1u64 << 40..=i64::MAX as u64).contains(id), "{id}");
+    }
+    assert_eq!(
+        gen_ids, ctx_ids,
+        "the generation leg carries the context leg's id"
+    );
+}
+
+#[tokio::test]
+async fn a_retried_context_attempt_gets_a_new_disagg_request_id() {
+    let broken = fake("broken").ctx(Ctx::Fail).start().await;
+    let good = fake("good").start().await;
+    let generation = fake("gen").start().await;
+    let mut cfg = config(&[&broken, &good], &[&generation]);
+    cfg.disagg_request_id = DisaggRequestIds::Always;
+    let url = router(cfg).await;
+
+    let resp = post(&url, "/v1/completions", completion(false)).await;
+    assert_eq!(resp.status(), 200);
+    let failed = sent_id(&broken.bodies()[0]).unwrap();
+    let served = sent_id(&good.bodies()[0]).unwrap();
+    assert_ne!(
+        failed, served,
+        "a retry must not reuse the failed attempt's id"
+    );
+    assert_eq!(sent_id(&generation.bodies()[0]), Some(served));
+}
+
+#[tokio::test]
+async fn auto_sends_disagg_request_ids_only_to_workers_that_take_them() {
+    let old = fake("old").version("1.0.0").start().await;
+    let new = fake("new").version("1.3.0rc5").start().await;
+    let unknown = fake("unknown").start().await;
+    let generation = fake("gen").start().await;
+    let url = router(config(&[&old, &new, &unknown], &[&generation])).await;
+
+    // The health checker reads each context worker's /version at start; the census says what
+    // it learnt.
+    support::eventually(Duration::from_secs(5), "versions learnt", || async {
+        let census: Value = reqwest::get(format!("{url}/workers"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let states: Vec<String> = census["prefill"]["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["disagg_request_id"].as_str().unwrap().to_string())
+            .collect();
+        states
+            == [
+                "omitted (version below 1.3)",
+                "sent",
+                "omitted (version below 1.3)",
+            ]
+    })
+    .await;
+    for _ in 0..3 {
+        let resp = post(&url, "/v1/completions", completion(false)).await;
+        assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    }
+    assert_eq!(sent_id(&old.bodies()[0]), None, "1.0 refuses the field");
+    assert_eq!(sent_id(&unknown.bodies()[0]), None, "no /version: omitted");
+    let id = sent_id(&new.bodies()[0]).expect("1.3 gets one");
+    assert!(
+        generation.bodies().iter().any(|b| sent_id(b) == Some(id)),
+        "its generation leg carries it"
+    );
+}
+
+#[tokio::test]
+async fn always_against_an_old_worker_says_what_it_refused() {
+    let old = fake("old").version("1.0.0").start().await;
+    let generation = fake("gen").start().await;
+    let mut cfg = config(&[&old], &[&generation]);
+    cfg.disagg_request_id = DisaggRequestIds::Always;
+    let url = router(cfg).await;
+    let resp = post(&url, "/v1/completions", completion(false)).await;
+    let msg = api_error(resp, 400).await;
+    assert!(msg.contains("disagg_request_id"), "{msg}");
+    assert!(generation.bodies().is_empty());
+}
+
+#[tokio::test]
+async fn never_sends_no_disagg_request_id() {
+    let new = fake("new").version("1.3.0").start().await;
+    let generation = fake("gen").start().await;
+    let mut cfg = config(&[&new], &[&generation]);
+    cfg.disagg_request_id = DisaggRequestIds::Never;
+    let url = router(cfg).await;
+    let resp = post(&url, "/v1/completions", completion(false)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(sent_id(&new.bodies()[0]), None);
+    assert_eq!(sent_id(&generation.bodies()[0]), None);
 }

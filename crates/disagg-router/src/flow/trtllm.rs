@@ -7,11 +7,13 @@ use axum::response::Response;
 use http::header::HeaderValue;
 
 use crate::app::Inner;
+use crate::config::DisaggRequestIds;
 use crate::error::{Deadline, Leg, ProxyError};
 use crate::legs::{RequestDeadline, context_call, on_one_worker};
 use crate::relay;
 use crate::request::ClientRequest;
 use crate::trtllm::{self, ContextOutcome};
+use crate::worker::Worker;
 
 pub(super) async fn flow(
     state: &Inner,
@@ -19,14 +21,21 @@ pub(super) async fn flow(
     deadline: RequestDeadline,
 ) -> Result<Response, ProxyError> {
     let path = req.endpoint.path();
-    let ctx_body = trtllm::context_body(req);
     let leg_deadline = deadline.for_leg(state.cfg.context_timeout, Deadline::Context);
-    let (ctx_lease, answer) = on_one_worker(state, &state.prefill, req.pick_input(), |worker| {
-        let body = ctx_body.clone();
-        async move { context_call(state, deadline, leg_deadline, &worker, path, body, None).await }
-    })
-    .await?;
-    let handoff = match trtllm::read_context_response(answer) {
+    let (ctx_lease, (answer, sent)) =
+        on_one_worker(state, &state.prefill, req.pick_input(), |worker| {
+            // A fresh id per attempt: a retried id could collide on a worker with the
+            // attempt that failed (TensorRT-LLM's server regenerates it on retry too).
+            let id = takes_disagg_ids(state, &worker).then(|| state.ids.disagg_request_id());
+            let body = trtllm::context_body(req, id);
+            async move {
+                context_call(state, deadline, leg_deadline, &worker.url, path, body, None)
+                    .await
+                    .map(|answer| (answer, id))
+            }
+        })
+        .await?;
+    let handoff = match trtllm::read_context_response(answer, sent) {
         Ok(ContextOutcome::Continue(handoff)) => handoff,
         Ok(ContextOutcome::Finished(done)) => {
             tracing::debug!(
@@ -61,4 +70,14 @@ pub(super) async fn flow(
         });
     drop(handoff);
     super::generation(state, req, deadline, gen_body, None, auth.as_ref()).await
+}
+
+/// Whether the context request to `worker` carries a `disagg_request_id`
+/// (`--disagg-request-id`; `auto` goes by the worker's `/version`, see `health.rs`).
+fn takes_disagg_ids(state: &Inner, worker: &Worker) -> bool {
+    match state.cfg.disagg_request_id {
+        DisaggRequestIds::Always => true,
+        DisaggRequestIds::Never => false,
+        DisaggRequestIds::Auto => worker.takes_disagg_ids() == Some(true),
+    }
 }

@@ -21,14 +21,22 @@ pub(super) async fn flow(
     let prefill_body = vllm::prefill_body(req);
     let leg_deadline = deadline.for_leg(state.cfg.context_timeout, Deadline::Context);
     let id = &request_id;
-    let (ctx_lease, answer) =
-        on_one_worker(state, &state.prefill, req.pick_input(), |worker| {
-            let body = prefill_body.clone();
-            async move {
-                context_call(state, deadline, leg_deadline, &worker, path, body, Some(id)).await
-            }
-        })
-        .await?;
+    let (ctx_lease, answer) = on_one_worker(state, &state.prefill, req.pick_input(), |worker| {
+        let body = prefill_body.clone();
+        async move {
+            context_call(
+                state,
+                deadline,
+                leg_deadline,
+                &worker.url,
+                path,
+                body,
+                Some(id),
+            )
+            .await
+        }
+    })
+    .await?;
     let params = vllm::read_prefill_response(answer).map_err(|reason| ProxyError::BadResponse {
         leg: Leg::Context,
         worker: ctx_lease.url().to_string(),

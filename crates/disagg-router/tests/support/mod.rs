@@ -98,6 +98,10 @@ pub struct Fake {
     health: StatusCode,
     /// Keep a record of each body (off for long runs, where the record itself would grow).
     record: bool,
+    /// What `/version` reports as TensorRT-LLM's `{"version": ...}`; `None`: 404. Below 1.3,
+    /// a context request carrying `disagg_request_id` is refused with 400, as those versions'
+    /// request models (pydantic, `extra="forbid"`) do.
+    version: Option<&'static str>,
     pub seen: Mutex<Vec<Seen>>,
 }
 
@@ -132,6 +136,7 @@ pub fn fake(name: &'static str) -> FakeBuilder {
             generation: Gen::Ok,
             health: StatusCode::OK,
             record: true,
+            version: None,
             seen: Mutex::new(Vec::new()),
         },
     }
@@ -155,6 +160,11 @@ impl FakeBuilder {
         self.fake.health = status;
         self
     }
+    /// Reports this TensorRT-LLM version on `/version` (see [`Fake::version`]).
+    pub fn version(mut self, v: &'static str) -> Self {
+        self.fake.version = Some(v);
+        self
+    }
     pub fn sglang_prefill(mut self) -> Self {
         self.fake.sglang_prefill = true;
         self
@@ -172,6 +182,7 @@ impl FakeBuilder {
             .route("/generate", post(infer))
             .route("/health", get(health))
             .route("/v1/models", get(models))
+            .route("/version", get(version))
             .with_state(fake.clone());
         Worker {
             url: serve_on(listener, app),
@@ -253,6 +264,20 @@ async fn health(State(fake): State<Arc<Fake>>) -> StatusCode {
     fake.health
 }
 
+async fn version(State(fake): State<Arc<Fake>>) -> Response {
+    match fake.version {
+        Some(v) => axum::Json(json!({"version": v})).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// Whether a fake of this version refuses `disaggregated_params.disagg_request_id`.
+fn refuses_disagg_ids(version: Option<&str>) -> bool {
+    let Some(v) = version else { return false };
+    let mut n = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    (n.next().unwrap_or(0), n.next().unwrap_or(0)) < (1, 3)
+}
+
 async fn models() -> axum::Json<Value> {
     axum::Json(json!({"object": "list", "data": [{"id": "fake-model", "object": "model"}]}))
 }
@@ -285,8 +310,27 @@ async fn infer(
     let chat = uri.path() == "/v1/chat/completions";
     let trtllm_ctx = body["disaggregated_params"]["request_type"] == "context_only";
     let vllm_prefill = body["kv_transfer_params"]["do_remote_decode"] == true;
+    let sent_id = &body["disaggregated_params"]["disagg_request_id"];
+    if trtllm_ctx && !sent_id.is_null() && refuses_disagg_ids(fake.version) {
+        let msg = "1 validation error for CompletionRequest\ndisaggregated_params.disagg_request_id\n  Extra inputs are not permitted";
+        let err =
+            json!({"object": "error", "message": msg, "type": "BadRequestError", "code": 400});
+        return (StatusCode::BAD_REQUEST, axum::Json(err)).into_response();
+    }
     if trtllm_ctx || vllm_prefill || fake.sglang_prefill {
-        return prefill(&fake.ctx, chat, vllm_prefill).await;
+        let mut answer = prefill(&fake.ctx, chat, vllm_prefill).await;
+        // A TensorRT-LLM context worker echoes the id it was given.
+        if trtllm_ctx && !sent_id.is_null() && answer.status() == StatusCode::OK {
+            let bytes = axum::body::to_bytes(answer.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let mut v: Value = serde_json::from_slice(&bytes).unwrap();
+            if v["choices"][0]["disaggregated_params"].is_object() {
+                v["choices"][0]["disaggregated_params"]["disagg_request_id"] = sent_id.clone();
+            }
+            answer = axum::Json(v).into_response();
+        }
+        return answer;
     }
     let stream = body["stream"] == json!(true);
     match &fake.generation {
@@ -405,7 +449,7 @@ pub fn context_response(ctx: &Ctx, chat: bool) -> Value {
             "ctx_request_id": 42,
             "encoded_opaque_state": "b3BhcXVl",
             "draft_tokens": null,
-            "disagg_request_id": 99,
+            "ctx_dp_rank": 0,
         });
     }
     json!({
