@@ -482,6 +482,18 @@ pub fn finish(
     baseline: Option<&(PathBuf, Vec<BaselineRow>)>,
     skip_perf: bool,
 ) -> i32 {
+    finish_as(plan, outcome, baseline, skip_perf, None)
+}
+
+/// [`finish`] with the exit code given, when the outcome alone does not say it (a job Slurm can
+/// never start fails on the case's account: 2).
+pub(crate) fn finish_as(
+    plan: &Plan,
+    outcome: &Outcome,
+    baseline: Option<&(PathBuf, Vec<BaselineRow>)>,
+    skip_perf: bool,
+    code: Option<i32>,
+) -> i32 {
     let run_dir = &plan.run_dir;
     let run_id = &plan.run_id;
     let name = &plan.config_name;
@@ -552,6 +564,7 @@ pub fn finish(
     let missing = report::unmeasured(&planned, &points, outcome);
     let table = report::summary_table(&points, &missing);
     let code = match (&outcome.result, &perf_outcome) {
+        _ if code.is_some() => code.unwrap_or_default(),
         (RunResult::Interrupted, _) => interrupted_code(),
         (RunResult::Failed(_), _) => exit::TEST_FAILED,
         (RunResult::Passed, p) if p.regressed() => exit::PERF_REGRESSION,

@@ -51,6 +51,7 @@ fn main() {
                     a_tp2_gen_spanning_two_nodes_serves_and_its_log_tells_the_ranks_apart,
                     three_router_replicas_run_one_per_node_and_share_the_load,
                     killing_a_router_replica_on_another_node_fails_the_run_within_5s_naming_it,
+                    asking_more_gpus_per_node_than_a_node_has_fails_at_once_with_slurms_reason,
                 ],
             },
             needs::Needs {
@@ -941,4 +942,32 @@ fn killing_a_router_replica_on_another_node_fails_the_run_within_5s_naming_it() 
         assert_eq!(c.1.is_some(), i == 1, "only replica 1 fails: {cases:?}");
     }
     assert_no_process_left(&dir);
+}
+
+fn asking_more_gpus_per_node_than_a_node_has_fails_at_once_with_slurms_reason() {
+    // Nodes have 8 GPUs; Slurm queues the held job and then says BadConstraints forever.
+    let ws = Ws::new("badconstraints");
+    let c = ws.case(
+        "mn-big.yaml",
+        "name: mn-big\nmodel: {name: tiny}\nhardware: {gpus_per_node: 16}\nctx: {count: 1, parallel: {tp: 12}}\ngen: {count: 1}\nbenchmark: {isl: 32, osl: 8, concurrency: [2], rounds: 2}\ntimeouts: {worker_startup: 10s, request: 30s, benchmark: 3m, job: 5m}\nslurm: {time: \"10\"}\n",
+    );
+    let t0 = Instant::now();
+    let (code, stdout, stderr) = ws.background(&c).wait(Duration::from_secs(60));
+    let all = format!("exit {code}\n{stdout}\n{stderr}");
+    assert_eq!(code, 2, "{all}");
+    assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", t0.elapsed());
+    let dir = ws.run_dir("mn-big");
+    let id = read(&dir.join("slurm_job_id"));
+    let id = id.trim();
+    for want in [
+        format!("Slurm job {id} can never start"),
+        "BadConstraints".into(),
+        "hardware.gpus_per_node: 16".into(),
+        "--gres=gpu:16".into(),
+        "hint: ".into(),
+    ] {
+        assert!(stderr.contains(&want), "want {want:?}:\n{all}");
+    }
+    assert_eq!(job_state(id).as_deref(), Some("CANCELLED"));
+    assert_eq!(read(&dir.join("exit_code")).trim(), "2");
 }

@@ -30,6 +30,8 @@ fn main() {
                     a_failing_setup_fails_the_job_as_setup,
                     a_baseline_that_breaks_while_the_job_waits_fails_the_run_not_the_gate_silently,
                     a_sweep_becomes_one_job_per_point_with_its_sweep_folder,
+                    a_job_slurm_can_never_start_is_cancelled_at_once_and_fails_the_case_with_2,
+                    a_pending_job_is_said_with_slurms_reason_then_runs,
                 ],
             },
             needs::Needs {
@@ -404,6 +406,15 @@ fn ctrl_c_cancels_the_job() {
     };
     assert_eq!(status.code(), Some(130));
     assert_eq!(job_state(&id).as_deref(), Some("CANCELLED"));
+    // The run folder says what `disagg run` said: interrupted by SIGINT, not the SIGTERM that
+    // scancel gave the supervisor.
+    let dir = ws.run_dir("sl-ctrlc");
+    assert_eq!(read(&dir.join("exit_code")).trim(), "130");
+    let summary = read(&dir.join("summary.md"));
+    assert!(
+        summary.contains("INTERRUPTED") && summary.contains("exit code 130"),
+        "{summary}"
+    );
 }
 
 fn a_no_wait_job_ended_at_its_time_limit_reports_timeout_from_inside_the_job() {
@@ -577,4 +588,124 @@ fn a_sweep_becomes_one_job_per_point_with_its_sweep_folder() {
     assert_eq!(std::fs::read_dir(sweep.join("points")).unwrap().count(), 4);
     assert!(sweep.join("report.html").is_file());
     assert!(read(&sweep.join("summary.md")).contains("4 points: 4 passed"));
+}
+
+fn a_job_slurm_can_never_start_is_cancelled_at_once_and_fails_the_case_with_2() {
+    // Routers and benchmark on a node of their own: two nodes, on a one-node partition.
+    let ws = Ws::new("never");
+    let c = ws.case(
+        "sl-never.yaml",
+        &case(
+            "sl-never",
+            &format!("{GEN_OK}{TIMEOUTS}slurm: {{time: \"5\", front_nodes: 1}}\n"),
+        ),
+    );
+    // Bounded: it used to wait forever.
+    let ran = support::run(
+        &c,
+        &ws.dir,
+        &["--launcher", "slurm"],
+        &[("SKIP_PERF_CHECK", "true")],
+    );
+    let out = ran.out;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(ran.elapsed < Duration::from_secs(30), "{:?}", ran.elapsed);
+    let dir = ws.run_dir("sl-never");
+    let id = read(&dir.join("slurm_job_id"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        format!("Slurm job {id} can never start"),
+        "PartitionNodeLimit".into(),
+        "slurm.front_nodes: 1".into(),
+        "hint: ".into(),
+    ] {
+        assert!(stderr.contains(&want), "want {want:?}:\n{}", text(&out));
+    }
+    assert_eq!(job_state(&id).as_deref(), Some("CANCELLED"));
+    assert_eq!(read(&dir.join("exit_code")).trim(), "2");
+    let summary = read(&dir.join("summary.md"));
+    assert!(summary.contains("PartitionNodeLimit"), "{summary}");
+    // The job never ran: no log of it exists, and none is pointed at.
+    assert!(!dir.join(format!("slurm-{id}.log")).exists());
+    assert!(!summary.contains("slurm-"), "{summary}");
+    assert!(read(&dir.join("results.xml")).contains("can never start"));
+}
+
+fn a_pending_job_is_said_with_slurms_reason_then_runs() {
+    use std::io::BufRead as _;
+    let ws = Ws::new("pending");
+    // A job of the test holds the node; ours waits for it (Slurm's reason: Resources).
+    let blocker = Command::new("sbatch")
+        .args([
+            "--parsable",
+            "--exclusive",
+            "--time=2",
+            "--output=/dev/null",
+        ])
+        .arg(format!("--chdir={}", ws.dir.display()))
+        .args(["--wrap", "sleep 100"])
+        .output()
+        .unwrap();
+    assert!(blocker.status.success(), "{}", text(&blocker));
+    let blocker = String::from_utf8_lossy(&blocker.stdout)
+        .trim()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    struct Cancel(String);
+    impl Drop for Cancel {
+        fn drop(&mut self) {
+            let _ = Command::new("scancel").arg(&self.0).status();
+        }
+    }
+    let blocker = Cancel(blocker);
+    let c = ws.case(
+        "p.yaml",
+        &case(
+            "sl-pending",
+            &format!("{GEN_OK}{TIMEOUTS}slurm: {{time: \"5\"}}\n"),
+        ),
+    );
+    let mut child = Command::new(DISAGG)
+        .args([
+            "run",
+            c.to_str().unwrap(),
+            "--launcher",
+            "slurm",
+            "--workspace",
+        ])
+        .arg(&ws.dir)
+        .env("SKIP_PERF_CHECK", "true")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let said = loop {
+        match lines.next() {
+            Some(Ok(l)) => {
+                seen.push(l.clone());
+                if l.contains("pending for") {
+                    break l;
+                }
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("no pending line:\n{}", seen.join("\n"));
+            }
+        }
+    };
+    assert!(
+        said.contains("Slurm's reason: Resources") || said.contains("Slurm's reason: Priority"),
+        "{said}"
+    );
+    drop(blocker);
+    seen.extend(lines.map_while(Result::ok));
+    let status = child.wait().unwrap();
+    let all = seen.join("\n");
+    assert_eq!(status.code(), Some(0), "{all}");
+    assert!(all.contains("started after"), "{all}");
 }

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SlurmError {
@@ -39,10 +40,15 @@ pub fn available() -> bool {
     run("sinfo", &["-h", "-o", "%P"], None).is_ok()
 }
 
-/// `sbatch --parsable --hold SCRIPT` from `cwd`: the job waits for [`release`].
-pub fn submit_held(script: &Path, cwd: &Path) -> Result<String, SlurmError> {
+/// `sbatch --parsable --hold SCRIPT` from `cwd`: the job waits for [`release`]. With `after`,
+/// it also waits for that job to end (`--dependency=afterany:ID`), whatever its fate.
+pub fn submit_held(script: &Path, cwd: &Path, after: Option<&str>) -> Result<String, SlurmError> {
     let s = script.display().to_string();
-    let out = run("sbatch", &["--parsable", "--hold", &s], Some(cwd))?;
+    let dependency = after.map(|id| format!("--dependency=afterany:{id}"));
+    let mut args = vec!["--parsable", "--hold"];
+    args.extend(dependency.as_deref());
+    args.push(&s);
+    let out = run("sbatch", &args, Some(cwd))?;
     parse_job_id(&out).ok_or_else(|| SlurmError::BadJobId(out.trim().to_string()))
 }
 
@@ -85,17 +91,108 @@ impl JobState {
     }
 }
 
+/// What Slurm says of a job: its state, why it waits (or ended), how long it has run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobInfo {
+    pub state: JobState,
+    /// `Reason=`: `None`, `Resources`, `BadConstraints`, `ReqNodeNotAvail,_UnavailableNodes:n2`…
+    pub reason: Option<String>,
+    /// `RunTime=`: zero for a job that never started.
+    pub run_time: Option<Duration>,
+}
+
+impl JobInfo {
+    pub fn is_pending(&self) -> bool {
+        self.state.0 == "PENDING"
+    }
+}
+
 /// The job's state: `scontrol show job` first (it keeps finished jobs for `MinJobAge`), then
 /// `sacct` where accounting exists. `None` when neither knows the job any more.
 pub fn state(job: &str) -> Option<JobState> {
+    info(job).map(|i| i.state)
+}
+
+/// [`state`] with the reason and run time, where `scontrol` still knows the job.
+pub fn info(job: &str) -> Option<JobInfo> {
     if let Ok(out) = run("scontrol", &["show", "job", "-o", job], None) {
-        if let Some(s) = parse_scontrol_state(&out) {
-            return Some(s);
+        if let Some(i) = parse_scontrol(&out) {
+            return Some(i);
         }
     }
-    let out = run("sacct", &["-n", "-X", "-P", "-o", "State", "-j", job], None).ok()?;
-    let first = out.lines().next()?.split_whitespace().next()?.to_string();
-    (!first.is_empty()).then_some(JobState(first))
+    let out = run(
+        "sacct",
+        &["-n", "-X", "-P", "-o", "State,Reason,Elapsed", "-j", job],
+        None,
+    )
+    .ok()?;
+    let mut fields = out.lines().next()?.split('|');
+    // sacct says `CANCELLED by 0`.
+    let first = fields.next()?.split_whitespace().next()?.to_string();
+    let reason = fields.next().map(str::trim).filter(|r| !r.is_empty());
+    let elapsed = fields.next().and_then(parse_run_time);
+    (!first.is_empty()).then(|| JobInfo {
+        state: JobState(first),
+        reason: reason.map(str::to_string),
+        run_time: elapsed,
+    })
+}
+
+/// `scontrol show job -o` of one job.
+pub fn parse_scontrol(out: &str) -> Option<JobInfo> {
+    let field = |name: &str| {
+        out.split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .map(str::to_string)
+    };
+    Some(JobInfo {
+        state: JobState(field("JobState=")?),
+        reason: field("Reason="),
+        run_time: field("RunTime=").and_then(|t| parse_run_time(&t)),
+    })
+}
+
+/// Slurm's elapsed time: `[D-]HH:MM:SS` (also `MM:SS`).
+pub fn parse_run_time(t: &str) -> Option<Duration> {
+    let t = t.trim();
+    let (days, rest) = match t.split_once('-') {
+        Some((d, r)) => (d.parse::<u64>().ok()?, r),
+        None => (0, t),
+    };
+    let mut secs = 0u64;
+    for part in rest.split(':') {
+        secs = secs * 60 + part.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_secs(days * 86_400 + secs))
+}
+
+/// Why a pending job can never start by itself, when Slurm's reason says so: what it means
+/// (from Slurm's job reason codes). Only reasons that need a change of the job's request or of
+/// the cluster's configuration (an administrator) to clear; a busy cluster (`Resources`,
+/// `Priority`, `QOSGrp*`, `*PerUser*` limits), a held or down partition, or unavailable nodes
+/// (`ReqNodeNotAvail`: a node may come back) are waited for.
+pub fn never_starts(reason: &str) -> Option<&'static str> {
+    // `ReqNodeNotAvail,_UnavailableNodes:…`: the code is the first word.
+    let code = reason.split([',', ' ']).next().unwrap_or(reason);
+    let meaning = match code {
+        "BadConstraints" => "the job's constraints can not be satisfied",
+        "PartitionNodeLimit" => {
+            "the number of nodes required by this job is outside of its partition's limits (or its nodes are down or drained)"
+        }
+        "PartitionTimeLimit" => "the job's time limit exceeds its partition's time limit",
+        "InvalidAccount" => "the job's account is invalid",
+        "AccountNotAllowed" => "the job's account is not allowed in its partition",
+        "InvalidQOS" => "the job's QOS is invalid",
+        "QOSNotAllowed" => "the job's QOS is not allowed in its partition",
+        c if (c.starts_with("QOSMax") || c.starts_with("AssocMax"))
+            && (c.contains("PerJob") || c.contains("PerNode")) =>
+        {
+            "the job requests more than a per-job limit of its QOS or association allows"
+        }
+        c if c.starts_with("QOSMin") => "the job requests less than its QOS requires",
+        _ => return None,
+    };
+    Some(meaning)
 }
 
 /// Whether Slurm is ending (or ended) the job at its time limit. While it signals the job the
@@ -113,9 +210,7 @@ pub fn parse_timed_out(out: &str) -> bool {
 }
 
 pub fn parse_scontrol_state(out: &str) -> Option<JobState> {
-    out.split_whitespace()
-        .find_map(|w| w.strip_prefix("JobState="))
-        .map(|s| JobState(s.to_string()))
+    parse_scontrol(out).map(|i| i.state)
 }
 
 /// `scancel JOB`; errors are reported, not fatal: the job may already be gone.
@@ -142,5 +237,55 @@ mod tests {
         ));
         assert!(parse_timed_out("JobId=5 JobState=TIMEOUT Reason=None"));
         assert!(!parse_timed_out("JobId=5 JobState=CANCELLED Reason=None"));
+    }
+
+    #[test]
+    fn reads_the_reason_and_the_run_time() {
+        let i = parse_scontrol(
+            "JobId=9 JobName=a JobState=PENDING Reason=BadConstraints Dependency=(null) RunTime=00:00:00",
+        )
+        .unwrap();
+        assert!(i.is_pending());
+        assert_eq!(i.reason.as_deref(), Some("BadConstraints"));
+        assert_eq!(i.run_time, Some(Duration::ZERO));
+        assert_eq!(parse_run_time("01:02:03"), Some(Duration::from_secs(3723)));
+        assert_eq!(
+            parse_run_time("2-00:00:05"),
+            Some(Duration::from_secs(172_805))
+        );
+        assert_eq!(parse_run_time("Unknown"), None);
+    }
+
+    #[test]
+    fn only_reasons_that_cannot_clear_by_themselves_are_fatal() {
+        for r in [
+            "BadConstraints",
+            "PartitionNodeLimit",
+            "PartitionTimeLimit",
+            "InvalidAccount",
+            "InvalidQOS",
+            "QOSMaxNodePerJobLimit",
+            "AssocMaxWallDurationPerJobLimit",
+            "QOSMaxGRESPerNode",
+        ] {
+            assert!(never_starts(r).is_some(), "{r}");
+        }
+        for r in [
+            "None",
+            "Resources",
+            "Priority",
+            "Dependency",
+            "JobHeldUser",
+            "JobHeldAdmin",
+            "BeginTime",
+            "PartitionDown",
+            "ReqNodeNotAvail,_UnavailableNodes:dgn2",
+            "QOSGrpGRES",
+            "QOSMaxJobsPerUserLimit",
+            "QOSMaxSubmitJobPerUserLimit",
+            "AssocGrpCpuLimit",
+        ] {
+            assert!(never_starts(r).is_none(), "{r}");
+        }
     }
 }

@@ -17,6 +17,8 @@ use crate::run::{self, INTERRUPTED, RunOptions};
 const FOLLOW_EVERY: Duration = Duration::from_millis(500);
 /// After Ctrl-C, how long to wait for cancelled jobs to end before giving up on them.
 const CANCEL_WAIT: Duration = Duration::from_secs(30);
+/// While a job pends, how often it is said again (a new reason is said at once).
+const PENDING_SAY_EVERY: Duration = Duration::from_secs(30);
 
 /// The job id's file in the run folder.
 pub const JOB_ID_FILE: &str = "slurm_job_id";
@@ -34,6 +36,52 @@ struct Submitted {
     job: String,
     /// Index of the case among those given.
     case: usize,
+    /// While the job pends: since when, and what was said of it.
+    waiting: Option<Waiting>,
+}
+
+/// What `disagg run` last said of a pending job.
+struct Waiting {
+    since: Instant,
+    reason: String,
+    said: Option<Instant>,
+}
+
+impl Submitted {
+    /// The job is pending for `reason`: say so when the reason changes (a real one, not `None`,
+    /// which a just-released job shows for a moment) and every [`PENDING_SAY_EVERY`].
+    fn pending(&mut self, reason: &str) {
+        let now = Instant::now();
+        let w = self.waiting.get_or_insert_with(|| Waiting {
+            since: now,
+            reason: "None".into(),
+            said: None,
+        });
+        let changed = reason != w.reason && reason != "None";
+        let due = now - w.said.unwrap_or(w.since) >= PENDING_SAY_EVERY;
+        if changed || due {
+            println!(
+                "disagg: {}: job {} pending for {} (Slurm's reason: {reason})",
+                self.plan.config_name,
+                self.job,
+                humantime::format_duration(Duration::from_secs((now - w.since).as_secs()))
+            );
+            w.said = Some(now);
+        }
+        w.reason = reason.to_string();
+    }
+
+    /// The job is past pending: say it started if we said it was waiting.
+    fn started(&mut self) {
+        if let Some(w) = self.waiting.take().filter(|w| w.said.is_some()) {
+            println!(
+                "disagg: {}: job {} started after {} pending",
+                self.plan.config_name,
+                self.job,
+                humantime::format_duration(Duration::from_secs(w.since.elapsed().as_secs()))
+            );
+        }
+    }
 }
 
 /// A checked case with its batch script, waiting to be submitted.
@@ -125,11 +173,29 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions, slurm: &SlurmOptions) -> 
             return code;
         }
         let mut still = Vec::new();
-        for s in running {
-            match job::state(&s.job) {
-                Some(st) if !st.is_terminal() => still.push(s),
-                st => {
-                    let code = collect(&s, st, skip_perf);
+        for mut s in running {
+            let info = job::info(&s.job);
+            match info {
+                Some(i) if i.is_pending() => {
+                    let reason = i.reason.as_deref().unwrap_or("None");
+                    match job::never_starts(reason) {
+                        Some(meaning) => {
+                            let code = cannot_start(&s, reason, meaning, skip_perf);
+                            book.finished(s.case, code);
+                            codes.push(code);
+                        }
+                        None => {
+                            s.pending(reason);
+                            still.push(s);
+                        }
+                    }
+                }
+                Some(i) if !i.state.is_terminal() => {
+                    s.started();
+                    still.push(s);
+                }
+                i => {
+                    let code = collect(&s, i, skip_perf);
                     book.finished(s.case, code);
                     codes.push(code);
                 }
@@ -185,7 +251,7 @@ fn write_script(
 /// start, then releases it. Any failure cancels the held job.
 fn submit(p: &Pending, workspace: &Path, exe: &Path) -> Result<Submitted, String> {
     let config_dir = crate::rundir::config_dir(workspace, &p.ready.case.config_name);
-    let id = job::submit_held(&p.script, &config_dir).map_err(|e| {
+    let id = job::submit_held(&p.script, &config_dir, None).map_err(|e| {
         let _ = std::fs::remove_file(&p.script);
         e.to_string()
     })?;
@@ -225,7 +291,117 @@ fn submit(p: &Pending, workspace: &Path, exe: &Path) -> Result<Submitted, String
         plan,
         job: id,
         case: p.case,
+        waiting: None,
     })
+}
+
+/// A pending job Slurm says can never start: cancel it and fail its run on the case's account
+/// (exit 2: nothing ran), naming the job, Slurm's reason, what in the case asks for it and the fix.
+fn cannot_start(s: &Submitted, reason: &str, meaning: &str, skip_perf: bool) -> i32 {
+    let plan = &s.plan;
+    let (asks, fix) = what_asks(plan, reason);
+    let why = format!(
+        "Slurm job {} can never start: it is pending with reason {reason} ({meaning}); {asks}",
+        s.job
+    );
+    eprintln!(
+        "error: {}: {why}; the job is cancelled\nhint: {fix}",
+        plan.config_name
+    );
+    if let Err(e) = job::cancel(&s.job) {
+        eprintln!("warning: {e}");
+    }
+    let until = Instant::now() + CANCEL_WAIT;
+    while job::state(&s.job).is_some_and(|st| !st.is_terminal()) && Instant::now() < until {
+        std::thread::sleep(FOLLOW_EVERY);
+    }
+    let outcome = ended_by_slurm(plan, format!("{why}; hint: {fix}"), false, None);
+    let code = run::finish_as(plan, &outcome, None, skip_perf, Some(exit::USAGE));
+    println!(
+        "disagg: {}: job {} cancelled before it started; reports in {}",
+        plan.config_name,
+        s.job,
+        plan.run_dir.display()
+    );
+    code
+}
+
+/// What in the case makes the job ask for what Slurm refuses (`reason`), and how to fix it.
+fn what_asks(plan: &Plan, reason: &str) -> (String, String) {
+    let sl = &plan.slurm;
+    let code = reason.split([',', ' ']).next().unwrap_or(reason);
+    let partition = match &sl.partition {
+        Some(p) => format!("partition {p} (slurm.partition)"),
+        None => "the default partition".to_string(),
+    };
+    let g = plan.gpus_per_node;
+    let workers = plan.nodes - plan.front_nodes;
+    let nodes = if plan.front_nodes > 0 {
+        format!(
+            "{} nodes ({workers} for the workers, slurm.front_nodes: {} for the routers and the benchmark)",
+            plan.nodes, plan.front_nodes
+        )
+    } else {
+        format!("{} node(s) for the workers", plan.nodes)
+    };
+    let extra = if sl.extra_args.is_empty() {
+        String::new()
+    } else {
+        format!(", with slurm.extra_args {:?}", sl.extra_args)
+    };
+    match code {
+        "BadConstraints" => {
+            let gres = if sl.gpu_gres && !sl.asks_for_gpus() {
+                format!(" and {g} GPUs (--gres=gpu:{g})")
+            } else {
+                String::new()
+            };
+            (
+                format!(
+                    "the case asks each of its {} node(s) for {g} tasks{gres} (hardware.gpus_per_node: {g}){extra}",
+                    plan.nodes
+                ),
+                format!(
+                    "no node of {partition} has that: set hardware.gpus_per_node to what one node has (`sinfo -o '%P %D %c %G'` shows CPUs and GPUs per node), or choose a partition whose nodes do"
+                ),
+            )
+        }
+        "PartitionNodeLimit" => (
+            format!("the case asks for {nodes}{extra}"),
+            format!(
+                "{partition} allows or has fewer nodes (`sinfo -o '%P %D %a'`; MaxNodes in `scontrol show partition`), or some are down: lower slurm.front_nodes or the nodes the workers span (counts, parallelism, hardware.gpus_per_node), or choose a bigger partition"
+            ),
+        ),
+        "PartitionTimeLimit" => (
+            match &sl.time {
+                Some(t) => format!("the case asks for slurm.time: {t}"),
+                None => "the case sets no slurm.time (so the partition's default)".into(),
+            },
+            format!("lower slurm.time to the time limit of {partition} (`sinfo -o '%P %l'`)"),
+        ),
+        "InvalidAccount" | "AccountNotAllowed" => (
+            match &sl.account {
+                Some(a) => format!("the case sets slurm.account: {a}"),
+                None => "the case sets no slurm.account, so the job runs under your default account".into(),
+            },
+            format!(
+                "set slurm.account to an account you may use in {partition} (`sacctmgr show associations user=$USER`)"
+            ),
+        ),
+        "InvalidQOS" | "QOSNotAllowed" => (
+            format!("the job's QOS is your default one, or set in slurm.extra_args{extra}"),
+            format!(
+                "ask for a QOS you may use in {partition} with `--qos=NAME` in slurm.extra_args (`sacctmgr show associations user=$USER format=qos`)"
+            ),
+        ),
+        _ => (
+            format!(
+                "the case asks for {nodes}, {g} tasks per node (hardware.gpus_per_node), time {}{extra}",
+                time_limit(plan)
+            ),
+            "ask for less, or use a QOS or account whose per-job limits allow it (`sacctmgr show qos`)".into(),
+        ),
+    }
 }
 
 /// Ctrl-C: cancel every job we submitted, wait (bounded) for them to end, report them.
@@ -243,12 +419,36 @@ fn interrupt(
     }
     let until = Instant::now() + CANCEL_WAIT;
     for s in &running {
-        let mut st = job::state(&s.job);
-        while st.as_ref().is_some_and(|x| !x.is_terminal()) && Instant::now() < until {
+        let mut st = job::info(&s.job);
+        while st.as_ref().is_some_and(|x| !x.state.is_terminal()) && Instant::now() < until {
             std::thread::sleep(FOLLOW_EVERY);
-            st = job::state(&s.job);
+            st = job::info(&s.job);
         }
-        let code = collect(s, st, skip_perf);
+        let written = written_code(&s.plan);
+        // The supervisor saw our scancel as a SIGTERM (143), or never started: the run was
+        // interrupted here, by this process's signal, and its reports say so.
+        let code = if written.is_none_or(exit::is_interruption) {
+            let plan = &s.plan;
+            let earlier = earlier_outcome(plan);
+            let outcome = Outcome {
+                result: RunResult::Interrupted,
+                roles: earlier
+                    .as_ref()
+                    .map(|o| o.roles.clone())
+                    .unwrap_or_else(|| fresh_roles(plan)),
+                duration_s: run_duration(earlier.as_ref(), st.as_ref()),
+            };
+            let code = run::finish(plan, &outcome, None, skip_perf);
+            println!(
+                "disagg: {}: job {} cancelled; reports in {}",
+                plan.config_name,
+                s.job,
+                plan.run_dir.display()
+            );
+            code
+        } else {
+            collect(s, st, skip_perf)
+        };
         book.finished(s.case, code);
     }
     codes.push(run::interrupted_code());
@@ -257,17 +457,28 @@ fn interrupt(
 
 /// A job has ended: use the reports its supervisor wrote, unless Slurm ended it first (time
 /// limit, cancel, node failure), in which case write them here from the run folder.
-fn collect(s: &Submitted, state: Option<JobState>, skip_perf: bool) -> i32 {
+fn collect(s: &Submitted, info: Option<job::JobInfo>, skip_perf: bool) -> i32 {
     let plan = &s.plan;
+    let state = info.as_ref().map(|i| i.state.clone());
     let state_name = state
         .as_ref()
         .map(|x| x.0.clone())
         .unwrap_or_else(|| "UNKNOWN (no longer known to Slurm)".into());
-    let log = format!("slurm-{}.log", s.job);
-    let written = std::fs::read_to_string(plan.run_dir.join(run::EXIT_CODE_FILE))
-        .ok()
-        .and_then(|t| t.trim().parse::<i32>().ok());
-    let code = match (state.as_ref().is_some_and(JobState::is_timeout), written) {
+    let log_name = format!("slurm-{}.log", s.job);
+    // Only a log that exists is pointed at: a job that never started has none.
+    let see_log = if plan.run_dir.join(&log_name).exists() {
+        format!(" (see {log_name})")
+    } else {
+        String::new()
+    };
+    let never_ran = see_log.is_empty()
+        && info
+            .as_ref()
+            .is_some_and(|i| i.run_time == Some(Duration::ZERO));
+    let code = match (
+        state.as_ref().is_some_and(JobState::is_timeout),
+        written_code(plan),
+    ) {
         (false, Some(code)) => {
             print_summary(plan);
             code
@@ -276,17 +487,22 @@ fn collect(s: &Submitted, state: Option<JobState>, skip_perf: bool) -> i32 {
             let limit = time_limit(plan);
             let reason = if timeout {
                 format!(
-                    "Slurm ended job {} at its time limit ({limit}) (see {log})",
+                    "Slurm ended job {} at its time limit ({limit}){see_log}",
+                    s.job
+                )
+            } else if never_ran {
+                format!(
+                    "Slurm job {} ended in state {state_name} before it started",
                     s.job
                 )
             } else {
                 format!(
-                    "Slurm job {} ended in state {state_name} before its supervisor wrote a report (see {log})",
+                    "Slurm job {} ended in state {state_name} before its supervisor wrote a report{see_log}",
                     s.job
                 )
             };
             eprintln!("disagg: {}: {reason}", plan.config_name);
-            let outcome = ended_by_slurm(plan, reason, timeout);
+            let outcome = ended_by_slurm(plan, reason, timeout, info.as_ref());
             run::finish(plan, &outcome, None, skip_perf)
         }
     };
@@ -299,33 +515,59 @@ fn collect(s: &Submitted, state: Option<JobState>, skip_perf: bool) -> i32 {
     code
 }
 
+/// The exit code the run folder holds, once its reports are written.
+fn written_code(plan: &Plan) -> Option<i32> {
+    std::fs::read_to_string(plan.run_dir.join(run::EXIT_CODE_FILE))
+        .ok()
+        .and_then(|t| t.trim().parse::<i32>().ok())
+}
+
+/// The supervisor's own outcome, if it wrote one.
+fn earlier_outcome(plan: &Plan) -> Option<Outcome> {
+    std::fs::read(plan.run_dir.join("outcome.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+fn fresh_roles(plan: &Plan) -> Vec<RoleOutcome> {
+    plan.roles
+        .iter()
+        .map(|r| RoleOutcome {
+            role: r.role,
+            log: r.log.clone(),
+            failure: None,
+        })
+        .collect()
+}
+
+/// How long the run lasted: the supervisor's count, else how long Slurm ran the job.
+fn run_duration(earlier: Option<&Outcome>, info: Option<&job::JobInfo>) -> f64 {
+    earlier
+        .map(|o| o.duration_s)
+        .or_else(|| info.and_then(|i| i.run_time).map(|d| d.as_secs_f64()))
+        .unwrap_or(0.0)
+}
+
 /// The outcome when Slurm, not the supervisor, ended the run: the supervisor's own (if it wrote
 /// one) with the job's fate as the verdict.
-fn ended_by_slurm(plan: &Plan, reason: String, timeout: bool) -> Outcome {
-    let earlier: Option<Outcome> = std::fs::read(plan.run_dir.join("outcome.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
-    let roles = earlier
-        .as_ref()
-        .map(|o| o.roles.clone())
-        .unwrap_or_else(|| {
-            plan.roles
-                .iter()
-                .map(|r| RoleOutcome {
-                    role: r.role,
-                    log: r.log.clone(),
-                    failure: None,
-                })
-                .collect()
-        });
+fn ended_by_slurm(
+    plan: &Plan,
+    reason: String,
+    timeout: bool,
+    info: Option<&job::JobInfo>,
+) -> Outcome {
+    let earlier = earlier_outcome(plan);
     Outcome {
         result: RunResult::Failed(Failure {
             role: None,
             reason,
             timeout,
         }),
-        roles,
-        duration_s: earlier.map(|o| o.duration_s).unwrap_or(0.0),
+        roles: earlier
+            .as_ref()
+            .map(|o| o.roles.clone())
+            .unwrap_or_else(|| fresh_roles(plan)),
+        duration_s: run_duration(earlier.as_ref(), info),
     }
 }
 
