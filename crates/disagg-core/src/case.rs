@@ -295,6 +295,10 @@ pub struct SimEngineArgs {
     /// Scripted EOS at this output position (context and generation sims alike).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eos_at: Option<u64>,
+    /// The engine's maximum context length in tokens (`--max-model-len`): requests that do not
+    /// fit are refused (or cut) as the dialect's engine does. Unset: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_model_len: Option<u64>,
     /// Stops answering after this many requests, keeping its socket open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hang_after_requests: Option<u64>,
@@ -380,6 +384,7 @@ impl Default for SimEngineArgs {
             kv_ttl: None,
             kv_wait_timeout: None,
             eos_at: None,
+            max_model_len: None,
             hang_after_requests: None,
             error_on_request: Vec::new(),
             drop_stream_on_request: Vec::new(),

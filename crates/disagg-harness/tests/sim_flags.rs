@@ -130,6 +130,12 @@ const KEYS: &[(&str, &str, Held, &str)] = &[
     ),
     ("eos_at", "15", |a| format!("{:?}", a.eos_at), "Some(15)"),
     (
+        "max_model_len",
+        "4096",
+        |a| format!("{:?}", a.max_model_len),
+        "Some(4096)",
+    ),
+    (
         "disregard_ignore_eos",
         "true",
         |a| format!("{:?}", a.faults.disregard_ignore_eos),

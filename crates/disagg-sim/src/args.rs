@@ -93,6 +93,12 @@ pub struct SimArgs {
     /// Give context and generation sims the same value.
     #[arg(long)]
     pub eos_at: Option<u64>,
+    /// The maximum context length in tokens (prompt plus output), refused or cut as the
+    /// dialect's engine does: vLLM's --max-model-len, SGLang's --context-length, TensorRT-LLM's
+    /// max_seq_len. Takes vLLM's forms too (8192, 8k = 8000, 8K = 8192). Default: no limit.
+    /// Give context and generation sims the same value.
+    #[arg(long, value_parser = crate::context_len::parse_flag)]
+    pub max_model_len: Option<u64>,
 
     #[command(flatten)]
     pub timing: TimingArgs,

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use crate::dialect::vllm::{BLOCK_TOKENS, Handed, KvTransferParams};
 use crate::dialect::{HandOff, Produce};
 use crate::engine::{Feed, KvHold, Seq};
-use crate::error::HttpError;
+use crate::error::{HttpError, Refusal};
 use crate::faults::Verdict;
 use crate::handoff::{KvRecord, fetch, opaque};
 use crate::metrics::Outcome;
@@ -74,16 +74,16 @@ async fn handle(
             eprintln!(
                 "disagg-sim: POST {} -> {}: {}",
                 endpoint.path(),
-                e.status,
-                e.message
+                e.api.status,
+                e.api.message
             );
-            let outcome = if e.status < 500 {
+            let outcome = if e.api.status < 500 {
                 Outcome::Rejected
             } else {
                 Outcome::Failed
             };
             sim.metrics().outcome(outcome);
-            HttpError(e).into_response()
+            e.into_response()
         }
     }
 }
@@ -119,11 +119,12 @@ async fn serve(
     request_id: Option<String>,
     body: Result<Bytes, BytesRejection>,
     verdict: Verdict,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Refusal> {
     if let Verdict::Error(n) = verdict {
         return Err(ApiError::internal(format!(
             "scripted failure: this is request {n} (--error-on-request {n})"
-        )));
+        ))
+        .into());
     }
     let body = body
         .map_err(|r| ApiError::new(r.status().as_u16(), "invalid_request_error", r.body_text()))?;
@@ -134,6 +135,7 @@ async fn serve(
         sim.dialect(),
         sim.eos_at(),
         sim.checked_model(),
+        sim.max_model_len(),
     )?;
     if sim.faults().disregards_ignore_eos() {
         job.end_at_eos(sim.eos_at());

@@ -22,3 +22,61 @@ impl IntoResponse for HttpError {
         (status, axum::Json(self.0.body())).into_response()
     }
 }
+
+/// A refusal on its way to the client: an [`ApiError`] in the body shape of whoever refuses.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    pub(crate) api: ApiError,
+    pub(crate) shape: Shape,
+}
+
+/// How a refusal's body looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// The sim's own: `{"error": {"message", "type", "code"}}`.
+    Sim,
+    /// vLLM's and SGLang's OpenAI envelope, `param` included (null when absent):
+    /// `{"error": {"message", "type", "param", "code"}}`.
+    Envelope { param: Option<&'static str> },
+    /// TensorRT-LLM's `ErrorResponse`, not wrapped:
+    /// `{"object": "error", "message", "type", "param": null, "code"}`.
+    Flat,
+}
+
+impl Refusal {
+    /// A refusal in an engine's own shape.
+    pub(crate) fn shaped(api: ApiError, shape: Shape) -> Self {
+        Self { api, shape }
+    }
+
+    pub(crate) fn body(&self) -> serde_json::Value {
+        let e = &self.api;
+        match self.shape {
+            Shape::Sim => e.body(),
+            Shape::Envelope { param } => serde_json::json!({
+                "error": {"message": e.message, "type": e.kind, "param": param, "code": e.status}
+            }),
+            Shape::Flat => serde_json::json!({
+                "object": "error", "message": e.message, "type": e.kind, "param": null,
+                "code": e.status
+            }),
+        }
+    }
+}
+
+impl From<ApiError> for Refusal {
+    fn from(api: ApiError) -> Self {
+        Self {
+            api,
+            shape: Shape::Sim,
+        }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.api.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, axum::Json(self.body())).into_response()
+    }
+}

@@ -10,7 +10,8 @@
 //!
 //! How it works (DESIGN.md has the diagram):
 //! - `request` + `dialect/` validate a `/v1/completions` body into a job: aggregated,
-//!   context (prefill) or generation (decode), checked against `--role`.
+//!   context (prefill) or generation (decode), checked against `--role`; `context_len` refuses
+//!   (or cuts) what does not fit `--max-model-len`, as the dialect's engine does.
 //! - `handoff/`: a context sim keeps a KV record per prefill; a generation sim fetches it over
 //!   HTTP (`GET /kv/{key}`), verifies it against its request and charges the transfer time.
 //! - `tokens` is the "model": outputs are a pure function of the prompt's token ids and the
@@ -24,6 +25,7 @@ use std::path::PathBuf;
 
 mod args;
 mod completions;
+mod context_len;
 mod dialect;
 mod engine;
 mod error;

@@ -10,8 +10,10 @@ use disagg_proto::trtllm::DisaggregatedParams;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::context_len::{self, Asked};
 use crate::dialect::vllm::KvTransferParams;
 use crate::dialect::{HandOff, sglang, trtllm, vllm};
+use crate::error::Refusal;
 use crate::response::Finish;
 use crate::tokens::{self, PromptDigest};
 use crate::{Dialect, SimRole};
@@ -154,7 +156,8 @@ fn output_length(
 }
 
 /// Parses and validates a completions body for a sim running as `role` in `dialect`;
-/// `eos_at` is the sim's `--eos-at`.
+/// `eos_at` is the sim's `--eos-at`, `max_model_len` its maximum context length, checked as the
+/// dialect's engine checks it (`context_len`).
 pub(crate) fn parse(
     body: &[u8],
     endpoint: Endpoint,
@@ -162,7 +165,8 @@ pub(crate) fn parse(
     dialect: Dialect,
     eos_at: Option<u64>,
     served_model: Option<&str>,
-) -> Result<Job, ApiError> {
+    max_model_len: Option<u64>,
+) -> Result<Job, Refusal> {
     let raw: RawRequest = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid completions request body: {e}")))?;
     // vLLM checks the name first, and answers any name it does not serve with a 404.
@@ -172,7 +176,8 @@ pub(crate) fn parse(
                 404,
                 "NotFoundError",
                 format!("The model `{asked}` does not exist. Valid aliases: {served}."),
-            ));
+            )
+            .into());
         }
     }
     let prompt = match endpoint {
@@ -185,19 +190,16 @@ pub(crate) fn parse(
         }
         Endpoint::Chat => chat_prompt(&raw)?,
     };
-    let max_tokens = raw
-        .max_tokens
-        .or(raw.max_completion_tokens)
-        .unwrap_or(DEFAULT_MAX_TOKENS);
+    let asked = raw.max_tokens.or(raw.max_completion_tokens);
+    let mut max_tokens = asked.unwrap_or(DEFAULT_MAX_TOKENS);
     if max_tokens == 0 {
-        return Err(ApiError::bad_request("max_tokens must be at least 1"));
+        return Err(ApiError::bad_request("max_tokens must be at least 1").into());
     }
     // Far beyond any context length, and it keeps every token count safe from overflow.
     if max_tokens > u64::from(u32::MAX) {
-        return Err(ApiError::bad_request(format!(
-            "max_tokens must be at most {}",
-            u32::MAX
-        )));
+        return Err(
+            ApiError::bad_request(format!("max_tokens must be at most {}", u32::MAX)).into(),
+        );
     }
     let kind = match dialect {
         Dialect::Trtllm => trtllm::kind(raw.disaggregated_params.as_ref()),
@@ -205,6 +207,15 @@ pub(crate) fn parse(
         Dialect::Sglang => sglang::kind(role),
     };
     check_role(kind, role)?;
+    if let Some(limit) = max_model_len {
+        let a = Asked {
+            prompt: prompt.ids().len() as u64,
+            text: matches!(prompt, ParsedPrompt::Text(_)),
+            // All three default max_tokens to 16 on /v1/completions; chat has no default.
+            max_tokens: asked.or((endpoint == Endpoint::Completions).then_some(DEFAULT_MAX_TOKENS)),
+        };
+        max_tokens = context_len::fit(dialect, limit, a, DEFAULT_MAX_TOKENS)?;
+    }
     let digest = PromptDigest::of(prompt.ids());
     let hand_off = match dialect {
         Dialect::Trtllm => {
@@ -382,11 +393,12 @@ mod tests {
             Dialect::Trtllm,
             None,
             None,
+            None,
         ) {
             Ok(job) => panic!("accepted {body}: {job:?}"),
             Err(e) => {
-                assert_eq!(e.status, 400);
-                e.message
+                assert_eq!(e.api.status, 400);
+                e.api.message
             }
         }
     }
@@ -414,6 +426,7 @@ mod tests {
                 Dialect::Trtllm,
                 None,
                 None,
+                None,
             )
         };
         let job = chat(
@@ -430,7 +443,7 @@ mod tests {
             .expect("valid");
         assert_eq!(ids.prompt, vec![5, 6]);
         let err = chat(r#"{"prompt":"a"}"#).expect_err("no messages");
-        assert!(err.message.contains("messages"), "{}", err.message);
+        assert!(err.api.message.contains("messages"), "{}", err.api.message);
     }
 
     #[test]
@@ -440,6 +453,7 @@ mod tests {
             Endpoint::Completions,
             SimRole::Both,
             Dialect::Trtllm,
+            None,
             None,
             None,
         )
@@ -457,6 +471,7 @@ mod tests {
             Endpoint::Completions,
             SimRole::Context,
             Dialect::Trtllm,
+            None,
             None,
             None,
         )
@@ -549,6 +564,7 @@ mod tests {
             Dialect::Trtllm,
             None,
             None,
+            None,
         )
         .expect("valid");
         assert_eq!(job.kind, Kind::GenerationOnly);
@@ -574,13 +590,14 @@ mod model_names {
                 Dialect::Vllm,
                 None,
                 served,
+                None,
             )
         };
         let e = parse_as(r#"{"prompt":"a","model":"meta-llama/X"}"#, Some("llama"))
             .expect_err("another name");
-        assert_eq!(e.status, 404);
+        assert_eq!(e.api.status, 404);
         assert_eq!(
-            e.message,
+            e.api.message,
             "The model `meta-llama/X` does not exist. Valid aliases: llama."
         );
         for ok in [r#"{"prompt":"a","model":"llama"}"#, r#"{"prompt":"a"}"#] {

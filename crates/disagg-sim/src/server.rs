@@ -59,6 +59,8 @@ struct Inner {
     port: OnceLock<u16>,
     request_log: Option<RequestLog>,
     eos_at: Option<u64>,
+    /// The maximum context length (`--max-model-len`), if any.
+    max_model_len: Option<u64>,
     /// TensorRT-LLM's `avg_decoded_tokens_per_iter` to report (`--decoded-tokens-per-iter`).
     decoded_per_iter: Option<f64>,
     kv_ttl: Duration,
@@ -125,6 +127,7 @@ impl SimState {
             port: OnceLock::new(),
             request_log,
             eos_at: args.eos_at,
+            max_model_len: args.max_model_len,
             decoded_per_iter: args.decoded_tokens_per_iter,
             kv_ttl: args.kv.kv_ttl,
             auth_key: args.internal_request_auth_key.clone(),
@@ -219,6 +222,10 @@ impl SimState {
 
     pub(crate) fn eos_at(&self) -> Option<u64> {
         self.0.eos_at
+    }
+
+    pub(crate) fn max_model_len(&self) -> Option<u64> {
+        self.0.max_model_len
     }
 
     pub(crate) fn request_log(&self) -> Option<&RequestLog> {

@@ -4,8 +4,14 @@
 //! port; vLLM's NIXL side channel comes from the same variables, read as the sim's own flags),
 //! and ignores flags it has no use for (the real parsers are checked by
 //! `scripts/check-engine-argv.py`). A plan whose ports or names do not fit together then fails
-//! here as it would on GPUs.
+//! here as it would on GPUs. The engine's context limit (vLLM's `--max-model-len`, SGLang's
+//! `--context-length`, trtllm-serve's `--max_seq_len` or its extra-options YAML's
+//! `max_seq_len`) becomes the sim's `--max-model-len`, so a request that would not fit is
+//! refused here as there.
 
+use std::path::Path;
+
+use crate::context_len::parse_len;
 use crate::{Dialect, SimArgs, SimRole};
 
 /// `args` (the sim's own flags, timing and faults) set up to stand in for `argv`.
@@ -69,6 +75,10 @@ fn vllm(args: &mut SimArgs, f: Flags<'_>) -> Result<(), String> {
             .parse()
             .map_err(|_| format!("--data-parallel-size {dp} is not a number"))?;
     }
+    // vLLM's parser takes `--max_model_len` for `--max-model-len` too.
+    if let Some(v) = f.last_of(&["--max-model-len", "--max_model_len"]) {
+        args.max_model_len = limit(v, "--max-model-len")?;
+    }
     Ok(())
 }
 
@@ -98,10 +108,15 @@ fn sglang(args: &mut SimArgs, f: Flags<'_>) -> Result<(), String> {
     )?;
     args.model_path = Some(model.to_string());
     args.model = f.last("--served-model-name").unwrap_or(model).to_string();
+    if let Some(v) = f.last("--context-length") {
+        args.max_model_len = limit(v, "--context-length")?;
+    }
     Ok(())
 }
 
-/// `trtllm-serve MODEL`: disaggregated_params decide the half.
+/// `trtllm-serve MODEL`: disaggregated_params decide the half. `max_seq_len` comes from the
+/// extra-options YAML (`--extra_llm_api_options`, or its newer alias `--config`), which
+/// trtllm-serve applies over its flags, else from `--max_seq_len`.
 fn trtllm(args: &mut SimArgs, f: Flags<'_>) -> Result<(), String> {
     let model = f
         .positional
@@ -114,7 +129,42 @@ fn trtllm(args: &mut SimArgs, f: Flags<'_>) -> Result<(), String> {
     args.port = port(f.last("--port").unwrap_or("8000"), "--port")?;
     args.model_path = Some(model.to_string());
     args.model = model.to_string();
+    if let Some(v) = f.last("--max_seq_len") {
+        args.max_model_len = limit(v, "--max_seq_len")?;
+    }
+    if let Some((flag, path)) = ["--extra_llm_api_options", "--config"]
+        .into_iter()
+        .find_map(|flag| f.last(flag).map(|p| (flag, p)))
+    {
+        if let Some(n) = yaml_max_seq_len(Path::new(path), flag)? {
+            args.max_model_len = Some(n);
+        }
+    }
     Ok(())
+}
+
+/// The `max_seq_len` of a trtllm-serve extra-options YAML, if it sets one. trtllm-serve cannot
+/// start without the file, and neither can its stand-in.
+fn yaml_max_seq_len(path: &Path, flag: &str) -> Result<Option<u64>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{flag} {}: cannot read it: {e}", path.display()))?;
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text)
+        .map_err(|e| format!("{flag} {}: not YAML: {e}", path.display()))?;
+    match doc.get("max_seq_len") {
+        None | Some(serde_yaml_ng::Value::Null) => Ok(None),
+        Some(v) => v.as_u64().filter(|&n| n > 0).map(Some).ok_or_else(|| {
+            format!(
+                "{flag} {}: max_seq_len must be a token count, not {}",
+                path.display(),
+                serde_yaml_ng::to_string(v).unwrap_or_default().trim()
+            )
+        }),
+    }
+}
+
+/// A context-length flag's value as the sim's limit (`None`: the engine sizes it itself).
+fn limit(v: &str, flag: &str) -> Result<Option<u64>, String> {
+    parse_len(v).map_err(|e| format!("{flag}: {e}"))
 }
 
 fn port(v: &str, flag: &str) -> Result<u16, String> {
@@ -162,6 +212,15 @@ impl<'a> Flags<'a> {
 
     fn last(&self, flag: &str) -> Option<&'a str> {
         self.values(flag).last().copied()
+    }
+
+    /// The last value given under any of `names` (one flag's spellings).
+    fn last_of(&self, names: &[&str]) -> Option<&'a str> {
+        self.flags
+            .iter()
+            .rev()
+            .find(|(k, _)| names.contains(k))
+            .and_then(|(_, v)| v.last().copied())
     }
 }
 
@@ -238,6 +297,80 @@ mod tests {
             (d.role, d.port, d.model.as_str()),
             (SimRole::Generation, 30000, "Q/Q")
         );
+    }
+
+    #[test]
+    fn each_engines_context_flag_becomes_the_limit() {
+        let nixl = r#"--kv-transfer-config {"kv_connector":"NixlConnector"}"#;
+        for (argv, want) in [
+            (format!("vllm serve m {nixl}"), None),
+            (format!("vllm serve m --max-model-len 16 {nixl}"), Some(16)),
+            (
+                format!("vllm serve m --max_model_len=32k {nixl}"),
+                Some(32_000),
+            ),
+            (
+                format!("vllm serve m --max-model-len 4K {nixl}"),
+                Some(4096),
+            ),
+            (format!("vllm serve m --max-model-len auto {nixl}"), None),
+            (
+                "python3 -m sglang.launch_server --model-path m --context-length 2048".into(),
+                Some(2048),
+            ),
+            ("trtllm-serve m --max_seq_len 1024".into(), Some(1024)),
+        ] {
+            let a = stand_in(base(), &words(&argv)).unwrap();
+            assert_eq!(a.max_model_len, want, "{argv}");
+        }
+        // The sim's own flag holds unless the engine's argv sets one.
+        let mut own = base();
+        own.max_model_len = Some(99);
+        let a = stand_in(own.clone(), &words(&format!("vllm serve m {nixl}"))).unwrap();
+        assert_eq!(a.max_model_len, Some(99));
+        let e = stand_in(
+            base(),
+            &words(&format!("vllm serve m --max-model-len 8x {nixl}")),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("--max-model-len") && e.contains("not a token count"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn trtllm_serve_takes_max_seq_len_from_its_yaml_over_its_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = dir.path().join("extra.yaml");
+        std::fs::write(&yaml, "max_batch_size: 8\nmax_seq_len: 512\n").unwrap();
+        for flag in ["--extra_llm_api_options", "--config"] {
+            let argv = format!(
+                "trtllm-serve m --max_seq_len 1024 {flag} {}",
+                yaml.display()
+            );
+            let a = stand_in(base(), &words(&argv)).unwrap();
+            assert_eq!(a.max_model_len, Some(512), "{argv}");
+        }
+        std::fs::write(&yaml, "max_batch_size: 8\n").unwrap();
+        let argv = format!(
+            "trtllm-serve m --max_seq_len 1024 --extra_llm_api_options {}",
+            yaml.display()
+        );
+        assert_eq!(
+            stand_in(base(), &words(&argv)).unwrap().max_model_len,
+            Some(1024),
+            "no max_seq_len in the YAML: the flag's"
+        );
+        std::fs::write(&yaml, "max_seq_len: lots\n").unwrap();
+        let e = stand_in(base(), &words(&argv)).unwrap_err();
+        assert!(e.contains("max_seq_len must be a token count"), "{e}");
+        let missing = format!(
+            "trtllm-serve m --extra_llm_api_options {}",
+            dir.path().join("nope.yaml").display()
+        );
+        let e = stand_in(base(), &words(&missing)).unwrap_err();
+        assert!(e.contains("cannot read it"), "{e}");
     }
 
     #[test]

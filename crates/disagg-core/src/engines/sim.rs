@@ -74,6 +74,7 @@ pub fn flags(a: &SimEngineArgs, request_log: &Path) -> Vec<String> {
         ("kv-capacity-tokens", a.kv_capacity_tokens),
         ("kv-bytes-per-token", a.kv_bytes_per_token),
         ("eos-at", a.eos_at),
+        ("max-model-len", a.max_model_len),
         ("hang-after-requests", a.hang_after_requests),
         ("drop-after-tokens", a.drop_after_tokens),
         ("threads", a.threads),

@@ -3,6 +3,7 @@
 //! One test binary with one module per concern, to keep link time low.
 
 mod batching;
+mod context_len;
 mod disaggregated;
 mod errors;
 mod faults;

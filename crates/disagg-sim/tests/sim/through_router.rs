@@ -18,7 +18,11 @@ struct Cli {
 }
 
 /// A router on 127.0.0.1:0 in front of `ctx` and `generation`, as a [`Sim`]-shaped client.
-async fn router(dialect: &str, ctx: &Sim, generation: &Sim) -> (Sim, tokio::task::JoinHandle<()>) {
+pub(crate) async fn router(
+    dialect: &str,
+    ctx: &Sim,
+    generation: &Sim,
+) -> (Sim, tokio::task::JoinHandle<()>) {
     let prefill = if dialect == "sglang" {
         format!("{}@{}", ctx.authority(), ctx.bootstrap_port())
     } else {

@@ -1,0 +1,332 @@
+//! The maximum context length (`--max-model-len`, or the stand-in engine's own flag): what each
+//! real engine does with a request whose prompt and output do not fit, so that a case that
+//! would fail on GPUs fails on the sim too, with the engine's status and words.
+//!
+//! Every worker checks the request it gets, context and generation alike, as the engines do: the
+//! prefill leg of vLLM and TensorRT-LLM carries `max_tokens: 1` (their routers set it), so it
+//! only refuses a prompt that leaves no room at all; the decode leg carries the client's
+//! `max_tokens` and checks prompt plus output. SGLang's router sends both legs the client's body.
+//!
+//! What the engines do (upstream sources, read 2026-12):
+//! - vLLM: the OpenAI layer refuses `prompt + max_tokens > max_model_len` with 400
+//!   `BadRequestError`, `param: input_tokens` (`vllm/renderers/params.py`,
+//!   `TokenizeParams._token_len_check`; the wording "This model's maximum context length is ..."
+//!   is that of releases from 0.25 on; a text prompt is tokenized with truncation at one token
+//!   past the room left, hence "at least"). A request without `max_tokens` (chat) counts 0 output
+//!   tokens there, and the engine's own check then refuses a prompt of exactly `max_model_len`
+//!   (`vllm/v1/engine/input_processor.py`, `_validate_prompt_len`).
+//! - SGLang: the tokenizer manager refuses `input >= context_len` and, when `max_new_tokens` is
+//!   set, `input + max_new_tokens > context_len` (`python/sglang/srt/managers/
+//!   tokenizer_manager.py`, `_validate_one_request`; it truncates instead only under
+//!   `--allow-auto-truncate`); the OpenAI layer turns the ValueError into 400 `BadRequestError`,
+//!   even for a stream (`serving_completions.py` starts the generator before answering 200).
+//! - TensorRT-LLM (PyTorch backend, what trtllm-serve runs): the worker refuses a prompt that
+//!   leaves no room under `max_seq_len` and cuts a larger `max_tokens` down to the room left,
+//!   with a warning (`tensorrt_llm/executor/base_worker.py`, `_deduce_max_tokens`); the OpenAI
+//!   server answers the error with its flat `ErrorResponse` (`object: error`), 400
+//!   `BadRequestError`.
+
+use disagg_proto::ApiError;
+
+use crate::Dialect;
+use crate::error::{Refusal, Shape};
+
+/// What a request asks, as the length check sees it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Asked {
+    /// Prompt tokens.
+    pub(crate) prompt: u64,
+    /// The prompt came as text (the engine tokenized it), not as token ids.
+    pub(crate) text: bool,
+    /// `max_tokens` as the engine reads it: given, or the endpoint's default (16 on
+    /// `/v1/completions` in all three); `None` on chat without one.
+    pub(crate) max_tokens: Option<u64>,
+}
+
+/// The output tokens a request may produce under `limit`, or the engine's refusal. `default` is
+/// what the sim produces when the request names no `max_tokens`.
+pub(crate) fn fit(dialect: Dialect, limit: u64, a: Asked, default: u64) -> Result<u64, Refusal> {
+    let room = limit.saturating_sub(a.prompt);
+    match dialect {
+        Dialect::Vllm => vllm(limit, a)?,
+        Dialect::Sglang => sglang(limit, a)?,
+        Dialect::Trtllm => {
+            if room == 0 {
+                return Err(trtllm(limit, a.prompt));
+            }
+            // TensorRT-LLM cuts max_tokens down to the room left rather than refusing.
+            if let Some(m) = a.max_tokens.filter(|&m| m > room) {
+                eprintln!(
+                    "disagg-sim: max_tokens {m} is more than the {room} tokens max_seq_len \
+                     {limit} leaves after a {}-token prompt; producing {room}, as TensorRT-LLM \
+                     does",
+                    a.prompt
+                );
+            }
+        }
+    }
+    Ok(a.max_tokens.unwrap_or(default).min(room))
+}
+
+fn vllm(limit: u64, a: Asked) -> Result<(), Refusal> {
+    let out = a.max_tokens.unwrap_or(0);
+    if a.prompt.saturating_add(out) > limit {
+        let room = limit.saturating_sub(out);
+        // A text prompt is tokenized only up to one token past the room: vLLM knows no more.
+        let (n, at_least) = if a.text {
+            (room + 1, "at least ")
+        } else {
+            (a.prompt, "")
+        };
+        return Err(Refusal::shaped(
+            ApiError::new(
+                400,
+                "BadRequestError",
+                format!(
+                    "This model's maximum context length is {limit} tokens. However, you \
+                     requested {out} output tokens and your prompt contains {at_least}{n} input \
+                     tokens, for a total of {at_least}{} tokens. Please reduce the length of the \
+                     input prompt or the number of requested output tokens. \
+                     (parameter=input_tokens, value={n})",
+                    n + out
+                ),
+            ),
+            Shape::Envelope {
+                param: Some("input_tokens"),
+            },
+        ));
+    }
+    if a.max_tokens.is_none() && a.prompt == limit {
+        return Err(Refusal::shaped(
+            ApiError::new(
+                400,
+                "BadRequestError",
+                format!(
+                    "The decoder prompt (length {limit}) plus the number of requested output \
+                     tokens (at least 1) is longer than the maximum model length of {limit}. \
+                     Make sure that `max_model_len` is no smaller than the number of text \
+                     tokens (prompt + requested output tokens)."
+                ),
+            ),
+            Shape::Envelope { param: None },
+        ));
+    }
+    Ok(())
+}
+
+fn sglang(limit: u64, a: Asked) -> Result<(), Refusal> {
+    let refuse = |message: String| {
+        Refusal::shaped(
+            ApiError::new(400, "BadRequestError", message),
+            Shape::Envelope { param: None },
+        )
+    };
+    if a.prompt >= limit {
+        return Err(refuse(format!(
+            "The input ({} tokens) is longer than the model's context length ({limit} tokens).",
+            a.prompt
+        )));
+    }
+    if let Some(m) = a.max_tokens.filter(|&m| a.prompt + m > limit) {
+        return Err(refuse(format!(
+            "Requested token count exceeds the model's maximum context length of {limit} \
+             tokens. You requested a total of {} tokens: {} tokens from the input messages and \
+             {m} tokens for the completion. Please reduce the number of tokens in the input \
+             messages or the completion to fit within the limit.",
+            a.prompt + m,
+            a.prompt
+        )));
+    }
+    Ok(())
+}
+
+fn trtllm(limit: u64, prompt: u64) -> Refusal {
+    // Signed: TensorRT-LLM prints the negative room.
+    let room = i128::from(limit) - i128::from(prompt);
+    Refusal::shaped(
+        ApiError::new(
+            400,
+            "BadRequestError",
+            format!(
+                "`default_max_tokens` ({room}) must be greater than 0, `default_max_tokens` \
+                 ({room}) = max_seq_len ({limit}) - `splited_prompt_len` ({prompt}) - \
+                 `query_token_len` (0)"
+            ),
+        ),
+        Shape::Flat,
+    )
+}
+
+/// A token count as the engines' flags take it: a whole number, or vLLM's human-readable form
+/// (`32k` = 32000, `32K` = 32768; `1.5k` too). `None` for "no limit the sim can know": vLLM's
+/// `auto` and `-1` size it to the GPU's memory.
+pub(crate) fn parse_len(s: &str) -> Result<Option<u64>, String> {
+    let t = s.trim();
+    if t == "auto" || t == "-1" {
+        return Ok(None);
+    }
+    let bad = || format!("{s:?} is not a token count (e.g. 8192, 8k or 8K)");
+    let (digits, scale) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let scale: f64 = match c {
+                'k' => 1e3,
+                'm' => 1e6,
+                'g' => 1e9,
+                'K' => 1024.0,
+                'M' => 1024.0 * 1024.0,
+                'G' => 1024.0 * 1024.0 * 1024.0,
+                _ => return Err(bad()),
+            };
+            (&t[..i], scale)
+        }
+        _ => (t, 1.0),
+    };
+    let n = if scale == 1.0 {
+        digits.parse::<u64>().map_err(|_| bad())?
+    } else {
+        let v: f64 = digits.parse().map_err(|_| bad())?;
+        let n = v * scale;
+        if !n.is_finite() || n < 0.0 || n.fract() != 0.0 {
+            return Err(bad());
+        }
+        n as u64
+    };
+    if n == 0 {
+        return Err(format!("{s:?}: a context length must be at least 1"));
+    }
+    Ok(Some(n))
+}
+
+/// `--max-model-len`: a token count, or nothing (`auto`).
+pub(crate) fn parse_flag(s: &str) -> Result<u64, String> {
+    parse_len(s)?.ok_or_else(|| {
+        format!("{s:?}: the sim cannot size a context to GPU memory; give a token count")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(prompt: u64, max_tokens: Option<u64>) -> Asked {
+        Asked {
+            prompt,
+            text: false,
+            max_tokens,
+        }
+    }
+
+    fn refused(d: Dialect, limit: u64, a: Asked) -> (u16, serde_json::Value) {
+        let r = fit(d, limit, a, 16).expect_err("does not fit");
+        (r.api.status, r.body())
+    }
+
+    #[test]
+    fn vllm_refuses_prompt_plus_max_tokens_over_the_limit_with_its_words() {
+        assert_eq!(fit(Dialect::Vllm, 16, ids(10, Some(6)), 16).unwrap(), 6);
+        let (status, body) = refused(Dialect::Vllm, 16, ids(30, Some(4)));
+        assert_eq!(status, 400);
+        assert_eq!(
+            body,
+            serde_json::json!({"error": {
+                "message": "This model's maximum context length is 16 tokens. However, you \
+                    requested 4 output tokens and your prompt contains 30 input tokens, for a \
+                    total of 34 tokens. Please reduce the length of the input prompt or the \
+                    number of requested output tokens. (parameter=input_tokens, value=30)",
+                "type": "BadRequestError", "param": "input_tokens", "code": 400}})
+        );
+        // A text prompt: vLLM stops tokenizing one token past the room.
+        let text = Asked {
+            text: true,
+            ..ids(30, Some(4))
+        };
+        let (_, body) = refused(Dialect::Vllm, 16, text);
+        let msg = body["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains(
+                "your prompt contains at least 13 input tokens, for a total of at least 17 tokens"
+            ),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn vllm_without_max_tokens_refuses_a_prompt_that_fills_the_context() {
+        let (status, body) = refused(Dialect::Vllm, 16, ids(16, None));
+        assert_eq!(status, 400);
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("The decoder prompt (length 16) plus the number of requested output tokens (at least 1) is longer than the maximum model length of 16."),
+            "{body}"
+        );
+        let (_, body) = refused(Dialect::Vllm, 16, ids(17, None));
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("you requested 0 output tokens"),
+            "{body}"
+        );
+        // What the sim produces then: its default, within the room left.
+        assert_eq!(fit(Dialect::Vllm, 16, ids(10, None), 16).unwrap(), 6);
+    }
+
+    #[test]
+    fn sglang_refuses_an_input_at_the_limit_and_a_total_over_it() {
+        let (status, body) = refused(Dialect::Sglang, 16, ids(16, None));
+        assert_eq!(status, 400);
+        assert_eq!(
+            body,
+            serde_json::json!({"error": {
+                "message": "The input (16 tokens) is longer than the model's context length (16 tokens).",
+                "type": "BadRequestError", "param": null, "code": 400}})
+        );
+        let (_, body) = refused(Dialect::Sglang, 16, ids(10, Some(7)));
+        assert_eq!(
+            body["error"]["message"],
+            "Requested token count exceeds the model's maximum context length of 16 tokens. \
+             You requested a total of 17 tokens: 10 tokens from the input messages and 7 \
+             tokens for the completion. Please reduce the number of tokens in the input \
+             messages or the completion to fit within the limit."
+        );
+        assert_eq!(fit(Dialect::Sglang, 16, ids(10, Some(6)), 16).unwrap(), 6);
+    }
+
+    #[test]
+    fn trtllm_refuses_a_prompt_without_room_and_cuts_max_tokens_to_the_room() {
+        let (status, body) = refused(Dialect::Trtllm, 16, ids(30, Some(4)));
+        assert_eq!(status, 400);
+        assert_eq!(
+            body,
+            serde_json::json!({"object": "error",
+                "message": "`default_max_tokens` (-14) must be greater than 0, \
+                    `default_max_tokens` (-14) = max_seq_len (16) - `splited_prompt_len` (30) \
+                    - `query_token_len` (0)",
+                "type": "BadRequestError", "param": null, "code": 400})
+        );
+        refused(Dialect::Trtllm, 16, ids(16, Some(1)));
+        assert_eq!(fit(Dialect::Trtllm, 16, ids(10, Some(100)), 16).unwrap(), 6);
+        assert_eq!(fit(Dialect::Trtllm, 16, ids(15, Some(1)), 16).unwrap(), 1);
+    }
+
+    #[test]
+    fn token_counts_read_as_the_engines_read_them() {
+        for (s, want) in [
+            ("8192", Some(8192)),
+            ("8k", Some(8000)),
+            ("8K", Some(8192)),
+            ("1.5k", Some(1500)),
+            ("1m", Some(1_000_000)),
+            ("auto", None),
+            ("-1", None),
+        ] {
+            assert_eq!(parse_len(s), Ok(want), "{s}");
+        }
+        for s in ["", "0", "8x", "k", "1.5", "-2", "{max_model_len}"] {
+            assert!(parse_len(s).is_err(), "{s}");
+        }
+        assert!(parse_flag("auto").is_err());
+    }
+}
