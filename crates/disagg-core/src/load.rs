@@ -609,11 +609,69 @@ fn check(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
         }
     }
     check_deadlines(case, text, path)?;
+    check_spans(case, text, path)?;
     check_engine_args(case, text, path)?;
     check_router(case, text, path)?;
     check_dialect_needs(case, text, path)?;
     check_addresses(case, text, path)?;
     check_slurm(case, text, path)
+}
+
+/// A server larger than a node spans nodes, one rank per GPU: an engine that runs as one process
+/// (sim, vllm, sglang, a command of one rank) lives on one node and would get that node's GPUs
+/// only. vLLM's and SGLang's own multi-node modes (Ray, `--nnodes`/`--node-rank`) are not
+/// launched.
+fn check_spans(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
+    let per_node = case.hardware.gpus_per_node;
+    for (group, g) in [("ctx", &case.ctx), ("gen", &case.generation)] {
+        let gpus = g.parallel.gpus_per_server();
+        if gpus <= per_node {
+            continue;
+        }
+        let ranks = crate::engines::ranks(case.engine, &g.engine_args, g.parallel);
+        if ranks == gpus {
+            continue;
+        }
+        let nodes = gpus.div_ceil(per_node);
+        let engine = case.engine.as_str();
+        let what = if ranks == 1 {
+            format!(
+                "a `{engine}` server is one process, which runs on one node and would get that \
+                 node's {per_node} GPUs only"
+            )
+        } else {
+            format!("its {ranks} ranks do not run one per GPU, as a server spanning nodes must")
+        };
+        let key = format!("{group}.parallel");
+        let fix = match case.engine {
+            Engine::Command => format!(
+                "if the command is an MPI program running one rank per GPU, set \
+                 `{group}.engine_args.ranks: {gpus}`; else keep tp×pp within {per_node}"
+            ),
+            Engine::Vllm | Engine::Sglang => format!(
+                "keep tp×pp within {per_node}: disagg does not launch {engine}'s own multi-node \
+                 mode (docs/engines.md)"
+            ),
+            _ => format!(
+                "keep tp×pp within {per_node}, or raise hardware.gpus_per_node if a node has \
+                 that many"
+            ),
+        };
+        return Err(CaseError::new(
+            path,
+            key.clone(),
+            format!(
+                "tp×pp is {gpus} GPUs per server, more than hardware.gpus_per_node ({per_node}), \
+                 so each {group} server would span {nodes} nodes; but {what}"
+            ),
+        )
+        .at_line(line_of(text, &key))
+        .hint(format!(
+            "{fix}; or run more servers of fewer GPUs (`{group}.count`). Only engines that run \
+             one rank per GPU span nodes: trtllm, and a command whose `ranks` equal tp×pp"
+        )));
+    }
+    Ok(())
 }
 
 /// On several nodes, every worker must publish an address the other nodes can reach: a loopback
@@ -769,21 +827,6 @@ fn check_engine_args(case: &Case, text: &str, path: &Path) -> Result<(), CaseErr
                         "pass the port the role picks, e.g. `--port, \"{port}\"`",
                     );
                 }
-            }
-            EngineArgs::Options(_)
-                if matches!(case.engine, Engine::Vllm | Engine::Sglang)
-                    && g.parallel.gpus_per_server() > case.hardware.gpus_per_node =>
-            {
-                return err(
-                    format!("{group}.parallel"),
-                    format!(
-                        "a {:?} server of {} GPUs spans nodes ({} per node), which disagg does not launch yet",
-                        case.engine,
-                        g.parallel.gpus_per_server(),
-                        case.hardware.gpus_per_node
-                    ),
-                    "keep tp×pp within one node for vllm and sglang; trtllm servers may span nodes",
-                );
             }
             EngineArgs::Options(m) if matches!(case.engine, Engine::Vllm | Engine::Sglang) => {
                 let owned = if case.engine == Engine::Vllm {

@@ -544,10 +544,14 @@ fn extend(env: &mut BTreeMap<String, String>, vars: &BTreeMap<String, EnvValue>)
 }
 
 /// Packs servers onto nodes in order; a server never straddles a node unless it is larger than one.
+///
+/// A server larger than a node takes whole nodes: it starts on a node of its own, fills each
+/// node in turn (its ranks block-wise, `gpus_per_node` per node, the remainder on the last, as
+/// TensorRT-LLM's Slurm scripts place them), and nothing else is placed on its last node. Slurm
+/// asks the same GPU count of every node of a step (`--gres=gpu:N`), so the step holds all of
+/// its last node's GPUs anyway; those it does not use stay idle ([`idle_gpus`]).
 fn allocate(next: &mut u32, count: u32, per_node: u32) -> Vec<GpuSlot> {
     let offset = *next % per_node;
-    // A server that fits a node stays on one; a larger one starts on a node of its own, so it
-    // spans as few nodes as it can.
     if offset != 0 && (count > per_node || offset + count > per_node) {
         *next += per_node - offset;
     }
@@ -558,7 +562,62 @@ fn allocate(next: &mut u32, count: u32, per_node: u32) -> Vec<GpuSlot> {
         })
         .collect();
     *next += count;
+    if count > per_node {
+        *next = next.div_ceil(per_node) * per_node;
+    }
     slots
+}
+
+/// For a server spanning nodes whose last node it does not fill: that node and the GPU indices
+/// there which it holds but does not use (see [`allocate`]).
+pub fn idle_gpus(gpus: &[GpuSlot], per_node: u32) -> Option<(u32, Vec<u32>)> {
+    let first = gpus.first()?.node;
+    let last = gpus.last()?.node;
+    if first == last {
+        return None;
+    }
+    let used = gpus.iter().filter(|g| g.node == last).count() as u32;
+    (used < per_node).then(|| (last, (used..per_node).collect()))
+}
+
+/// `a-b` for a run of consecutive indices, else the list.
+fn index_range(v: &[u32]) -> String {
+    match (v.first(), v.last()) {
+        (Some(a), Some(b)) if v.len() > 1 && b - a + 1 == v.len() as u32 => format!("{a}-{b}"),
+        _ => v
+            .iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+    }
+}
+
+/// What `disagg validate` and `disagg plan` say about where the workers go: one line per server
+/// that spans nodes without filling its last one.
+pub fn placement_notes(c: &crate::case::Case) -> Vec<String> {
+    let per_node = c.hardware.gpus_per_node;
+    place_workers(c)
+        .iter()
+        .filter_map(|(role, gpus)| {
+            let (node, idle) = idle_gpus(gpus, per_node)?;
+            Some(idle_note(*role, gpus, node, &idle))
+        })
+        .collect()
+}
+
+fn idle_note(role: RoleName, gpus: &[GpuSlot], node: u32, idle: &[u32]) -> String {
+    let first = gpus.first().map_or(0, |g| g.node);
+    let shares: Vec<String> = (first..=node)
+        .map(|n| gpus.iter().filter(|g| g.node == n).count().to_string())
+        .collect();
+    format!(
+        "{role} spans {} nodes with {} GPUs ({}) and has node{node} to itself: GPUs {} there stay \
+         idle (a Slurm step gets the same GPU count on every node)",
+        shares.len(),
+        gpus.len(),
+        shares.join(" + "),
+        index_range(idle)
+    )
 }
 
 /// The human-readable plan `disagg plan` prints.
@@ -603,6 +662,13 @@ pub fn render(plan: &Plan) -> String {
                 .map(|g| format!("node{}:{}", g.node, g.index))
                 .collect();
             let _ = writeln!(s, "  gpus:      {}", gpus.join(" "));
+            if let Some((node, idle)) = idle_gpus(&r.gpus, plan.gpus_per_node) {
+                let _ = writeln!(
+                    s,
+                    "  note:      {}",
+                    idle_note(r.role, &r.gpus, node, &idle)
+                );
+            }
         }
         let _ = writeln!(s, "  argv:      {}", r.argv.join(" "));
         if let Some(e) = &r.engine {
@@ -665,5 +731,30 @@ mod tests {
         let c = allocate(&mut next, 16, 8);
         assert_eq!(c[0], GpuSlot { node: 1, index: 0 });
         assert_eq!(c[15], GpuSlot { node: 2, index: 7 });
+    }
+
+    #[test]
+    fn a_server_spanning_nodes_has_its_last_node_to_itself() {
+        // TensorRT-LLM ctx tp 12 and gen tp 4 on 8-GPU nodes: 8 + 4 for CTX_0, whose step
+        // holds all 8 GPUs of its second node; GEN_0 goes to the third.
+        let mut next = 0;
+        let ctx = allocate(&mut next, 12, 8);
+        let gen_ = allocate(&mut next, 4, 8);
+        let at = |v: &[GpuSlot]| v.iter().map(|g| (g.node, g.index)).collect::<Vec<_>>();
+        assert_eq!(at(&ctx[..8]), (0..8).map(|i| (0, i)).collect::<Vec<_>>());
+        assert_eq!(at(&ctx[8..]), vec![(1, 0), (1, 1), (1, 2), (1, 3)]);
+        assert_eq!(at(&gen_), vec![(2, 0), (2, 1), (2, 2), (2, 3)]);
+        assert_eq!(idle_gpus(&ctx, 8), Some((1, vec![4, 5, 6, 7])));
+        assert_eq!(idle_gpus(&gen_, 8), None);
+        assert_eq!(
+            idle_note(RoleName::Ctx(0), &ctx, 1, &[4, 5, 6, 7]),
+            "CTX_0 spans 2 nodes with 12 GPUs (8 + 4) and has node1 to itself: GPUs 4-7 there \
+             stay idle (a Slurm step gets the same GPU count on every node)"
+        );
+        // Whole nodes leave nothing idle, and the next server starts right after.
+        let mut next = 0;
+        let a = allocate(&mut next, 16, 8);
+        assert_eq!(idle_gpus(&a, 8), None);
+        assert_eq!(allocate(&mut next, 1, 8)[0], GpuSlot { node: 2, index: 0 });
     }
 }

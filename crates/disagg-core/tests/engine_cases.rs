@@ -33,6 +33,17 @@ fn each_engine_takes_its_own_args() {
 }
 
 #[test]
+fn servers_of_one_rank_per_gpu_may_span_nodes() {
+    for (engine, args) in [
+        ("trtllm", "{}"),
+        ("command", r#"{ranks: 2, argv: [srv, --port, "{port}"]}"#),
+    ] {
+        let text = case(engine, args, "hardware: {gpus_per_node: 1}\n");
+        parse_case(&text, Path::new("t.yaml")).unwrap_or_else(|e| panic!("{engine}: {e}"));
+    }
+}
+
+#[test]
 fn bad_engine_and_router_settings_name_the_key_and_fix() {
     let table = [
         (
@@ -109,8 +120,40 @@ fn bad_engine_and_router_settings_name_the_key_and_fix() {
             "vllm server across nodes",
             case("vllm", "{}", "hardware: {gpus_per_node: 1}\n"),
             "ctx.parallel",
-            "spans nodes",
-            "within one node",
+            "would span 2 nodes; but a `vllm` server is one process",
+            "does not launch vllm's own multi-node mode",
+        ),
+        (
+            "sglang server across nodes",
+            case("sglang", "{}", "hardware: {gpus_per_node: 1}\n"),
+            "ctx.parallel",
+            "a `sglang` server is one process, which runs on one node",
+            "keep tp×pp within 1",
+        ),
+        (
+            "sim server across nodes",
+            case("sim", "{}", "hardware: {gpus_per_node: 1}\n"),
+            "ctx.parallel",
+            "tp×pp is 2 GPUs per server, more than hardware.gpus_per_node (1)",
+            "more servers of fewer GPUs (`ctx.count`)",
+        ),
+        (
+            "one-rank command across nodes",
+            case("command", CMD, "hardware: {gpus_per_node: 1}\n"),
+            "ctx.parallel",
+            "would get that node's 1 GPUs only",
+            "set `ctx.engine_args.ranks: 2`",
+        ),
+        (
+            "command of too few ranks across nodes",
+            case(
+                "command",
+                r#"{ranks: 3, argv: [srv, --port, "{port}"]}"#,
+                "hardware: {gpus_per_node: 1}\n",
+            ),
+            "ctx.parallel",
+            "its 3 ranks do not run one per GPU",
+            "set `ctx.engine_args.ranks: 2`",
         ),
         (
             "a vllm case routed in the trtllm dialect",

@@ -230,6 +230,9 @@ pub fn validate(paths: &[PathBuf]) -> i32 {
                     ),
                     None => println!("ok: {} ({})", r.case.path.display(), r.case.config_name),
                 }
+                for n in disagg_core::plan::placement_notes(&r.case.case) {
+                    println!("  note: {n}");
+                }
             }
             exit::PASS
         }

@@ -47,6 +47,7 @@ fn main() {
                     every_worker_gets_exactly_its_own_gpus_under_device_cgroups_and_the_router_and_benchmark_none,
                     without_gpu_gres_each_worker_still_sees_its_planned_gpus,
                     a_step_slurm_cannot_create_fails_the_run_in_seconds_quoting_srun,
+                    a_trtllm_server_spanning_nodes_unevenly_gets_its_gpus_block_wise_and_its_last_node_alone,
                     gen_0_dying_on_another_node_mid_stream_fails_the_run_within_5s_and_leaves_nothing,
                     a_tp2_gen_spanning_two_nodes_serves_and_its_log_tells_the_ranks_apart,
                     three_router_replicas_run_one_per_node_and_share_the_load,
@@ -394,6 +395,38 @@ fn gpus_of(dir: &Path, log: &str) -> (String, Vec<String>, Vec<String>) {
         .lines()
         .find(|l| l.contains(": GPUs: "))
         .unwrap_or_else(|| panic!("{log} has no GPUs line:\n{text}"));
+    gpus_in(line)
+}
+
+/// What each rank of a multi-rank worker's log says about its GPUs, by rank: (host,
+/// CUDA_VISIBLE_DEVICES, devices it may open, devices it is denied).
+fn gpus_by_rank(dir: &Path, log: &str) -> Vec<(String, String, Vec<String>, Vec<String>)> {
+    let text = read(&dir.join(log));
+    let mut ranks: Vec<(u32, (String, String, Vec<String>, Vec<String>))> = text
+        .lines()
+        .filter(|l| l.contains(": GPUs: "))
+        .map(|l| {
+            let tag = l
+                .strip_prefix("[rank ")
+                .unwrap_or_else(|| panic!("{log}: {l}"));
+            let (rank, rest) = tag.split_once(" @ ").unwrap();
+            let host = rest.split(']').next().unwrap().to_string();
+            let (cvd, open, denied) = gpus_in(l);
+            (rank.parse().unwrap(), (host, cvd, open, denied))
+        })
+        .collect();
+    ranks.sort_by_key(|r| r.0);
+    let numbers: Vec<u32> = ranks.iter().map(|r| r.0).collect();
+    assert_eq!(
+        numbers,
+        (0..ranks.len() as u32).collect::<Vec<_>>(),
+        "{log}: every rank once:\n{text}"
+    );
+    ranks.into_iter().map(|r| r.1).collect()
+}
+
+/// Parses a role's `GPUs: ...` line (see [`gpus_of`]).
+fn gpus_in(line: &str) -> (String, Vec<String>, Vec<String>) {
     let after = line.split(": GPUs: ").nth(1).unwrap();
     let cvd = match after.split(';').next().unwrap().trim() {
         "CUDA_VISIBLE_DEVICES unset" => "unset".to_string(),
@@ -483,6 +516,146 @@ fn without_gpu_gres_each_worker_still_sees_its_planned_gpus() {
     assert_eq!(gpus_of(&dir, "ctx_server_0.log").0, "0");
     assert_eq!(gpus_of(&dir, "gen_server_0.log").0, "1");
     assert_eq!(gpus_of(&dir, "disagg_server.log").0, "unset");
+}
+
+fn a_trtllm_server_spanning_nodes_unevenly_gets_its_gpus_block_wise_and_its_last_node_alone() {
+    // 4-GPU nodes: CTX_0 of tp 6 over two nodes (4 + 2 ranks), GEN_0 of tp 2. Before, srun spread
+    // CTX_0's ranks 3 + 3 and took the second node's GPUs, so GEN_0 there never started.
+    let ws = Ws::new("uneven");
+    let model = ws.dir.join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    for (config, gres) in [("mn-uneven", true), ("mn-uneven-nogres", false)] {
+        let yaml = format!(
+            "name: {config}\nmodel: {{name: tiny, path: {}}}\nengine: trtllm\nhardware: {{gpus_per_node: 4}}\nctx: {{count: 1, parallel: {{tp: 6}}}}\ngen: {{count: 1, parallel: {{tp: 2}}}}\nrouter: {{kind: builtin}}\nbenchmark: {{isl: 32, osl: 8, concurrency: [2], rounds: 2}}\ntimeouts: {{worker_startup: 60s, request: 30s, benchmark: 2m, job: 3m}}\nslurm: {{gpu_gres: {gres}}}\n",
+            model.display()
+        );
+        let case = ws.case(&format!("{config}.yaml"), &yaml);
+        // `disagg validate` says what the plan leaves idle.
+        let checked = Command::new(DISAGG)
+            .args(["validate", case.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(checked.status.code(), Some(0), "{}", text(&checked));
+        assert!(
+            String::from_utf8_lossy(&checked.stdout).contains(
+                "note: CTX_0 spans 2 nodes with 6 GPUs (4 + 2) and has node1 to itself: GPUs 2-3 there stay idle"
+            ),
+            "{}",
+            text(&checked)
+        );
+        // TensorRT-LLM played by the stand-ins of the pyxis fixture's image: rank 0 serves.
+        let path = format!(
+            "{}:{}",
+            pyxis().join("image/bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let out = ws
+            .command(&["run", case.to_str().unwrap(), "--launcher", "slurm"])
+            .env("DISAGG_GPU_DEVICES", GPU_DEVICES)
+            .env("DISAGG_STANDIN_EXE", DISAGG)
+            .env("PATH", path)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{config}: {}", text(&out));
+        let dir = ws.run_dir(config);
+        let hosts = job_hosts(&dir);
+        assert_eq!(hosts.len(), 3, "{config}: {hosts:?}");
+        let plan = json(&dir.join("plan.json"));
+        let planned = |role: &str| -> Vec<(usize, u64)> {
+            let r = plan["roles"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["role"] == role)
+                .unwrap();
+            r["gpus"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|g| {
+                    (
+                        g["node"].as_u64().unwrap() as usize,
+                        g["index"].as_u64().unwrap(),
+                    )
+                })
+                .collect()
+        };
+        // Per host: the devices each worker may open there, to show no two share one.
+        let mut held: Vec<(String, &str, Vec<String>)> = Vec::new();
+        for (role, log, cvd_want) in [
+            ("CTX_0", "ctx_server_0.log", "0,1,2,3"),
+            ("GEN_0", "gen_server_0.log", "0,1"),
+        ] {
+            let ranks = gpus_by_rank(&dir, log);
+            let gpus = planned(role);
+            assert_eq!(ranks.len(), gpus.len(), "{config} {role}: one rank per GPU");
+            for (rank, ((host, cvd, open, denied), (node, index))) in
+                ranks.iter().zip(&gpus).enumerate()
+            {
+                // The rank runs on its planned GPU's node, and that GPU is the one its local
+                // rank picks (as TensorRT-LLM's do) among those it sees.
+                assert_eq!(host, &hosts[*node], "{config} {role} rank {rank}");
+                let local = ranks[..rank].iter().filter(|r| &r.0 == host).count() as u64;
+                assert_eq!(local, *index, "{config} {role} rank {rank}");
+                assert_eq!(cvd, cvd_want, "{config} {role} rank {rank}");
+                assert!((*index as usize) < cvd.split(',').count());
+                if gres {
+                    // The step holds as many GPUs as it sees, its last node's whole 4 included.
+                    assert_eq!(
+                        open.len(),
+                        cvd.split(',').count(),
+                        "{config} {role} rank {rank}: {open:?}"
+                    );
+                    assert_eq!(open.len() + denied.len(), 8);
+                    if let Some(h) = held.iter_mut().find(|h| h.0 == *host && h.1 == role) {
+                        assert_eq!(&h.2, open, "{config} {role}: ranks on {host} differ");
+                    } else {
+                        held.push((host.clone(), role, open.clone()));
+                    }
+                }
+            }
+        }
+        let on = |role: &str| -> Vec<String> {
+            let mut v: Vec<String> = gpus_by_rank(
+                &dir,
+                &format!(
+                    "{}_server_0.log",
+                    if role == "CTX_0" { "ctx" } else { "gen" }
+                ),
+            )
+            .into_iter()
+            .map(|r| r.0)
+            .collect();
+            v.dedup();
+            v
+        };
+        assert_eq!(
+            on("CTX_0"),
+            [hosts[0].clone(), hosts[1].clone()],
+            "{config}"
+        );
+        assert_eq!(
+            on("GEN_0"),
+            [hosts[2].clone()],
+            "{config}: GEN_0 is not on CTX_0's last node"
+        );
+        for (i, a) in held.iter().enumerate() {
+            for b in &held[i + 1..] {
+                if a.0 == b.0 {
+                    assert!(
+                        a.2.iter().all(|d| !b.2.contains(d)),
+                        "{config}: {} and {} share a GPU on {}: {:?} {:?}",
+                        a.1,
+                        b.1,
+                        a.0,
+                        a.2,
+                        b.2
+                    );
+                }
+            }
+        }
+        assert_no_process_left(&dir);
+    }
 }
 
 fn a_step_slurm_cannot_create_fails_the_run_in_seconds_quoting_srun() {

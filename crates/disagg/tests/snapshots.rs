@@ -87,6 +87,13 @@ fn one_case_error_of_each_kind() {
             Some(GOOD.replace("engine: sim", "engine: vllm\nrouter: {dialect: sglang}")),
         ),
         (
+            "server_spans_nodes_as_one_process",
+            Some(GOOD.replace(
+                "gen: {count: 1}",
+                "hardware: {gpus_per_node: 8}\ngen: {count: 1, parallel: {tp: 16}}",
+            )),
+        ),
+        (
             "sim_rejects_settings",
             Some(GOOD.replace(
                 "gen: {count: 1}",

@@ -97,6 +97,16 @@ pub fn build(engine: Engine, args: &EngineArgs, w: &WorkerSpec<'_>) -> Built {
     }
 }
 
+/// Processes (MPI ranks) of one server of a group: one per GPU for trtllm, `engine_args.ranks`
+/// for a command, one for the others (a single process that drives all its GPUs, on one node).
+pub fn ranks(engine: Engine, args: &EngineArgs, parallel: Parallel) -> u32 {
+    match (engine, args) {
+        (Engine::Trtllm, _) => trtllm::ranks(parallel),
+        (Engine::Command, EngineArgs::Command(a)) => a.ranks.max(1),
+        _ => 1,
+    }
+}
+
 /// An engine that binds the port it is given: the role picks free ports and fills them in.
 fn port_launch(argv: Vec<String>, host: &str) -> EngineLaunch {
     EngineLaunch {

@@ -6,6 +6,11 @@ use serde_yaml_ng::{Mapping, Value};
 use super::{ANY_HOST, Built, WorkerSpec, port_launch};
 use crate::case::CacheTransceiver;
 
+/// One MPI rank per GPU, each on its node's GPU of its local rank.
+pub fn ranks(p: crate::case::Parallel) -> u32 {
+    p.gpus_per_server()
+}
+
 pub fn build(m: &Mapping, w: &WorkerSpec<'_>) -> Built {
     let p = w.parallel;
     let file = format!("{}_config.yaml", if w.is_ctx { "ctx" } else { "gen" });
@@ -36,7 +41,7 @@ pub fn build(m: &Mapping, w: &WorkerSpec<'_>) -> Built {
     }
     // trtllm-serve reads this with PyYAML (YAML 1.1): `yes`/`on` strings must stay strings.
     let text = super::yaml11::to_string(&Value::Mapping(config));
-    let ranks = p.gpus_per_server();
+    let ranks = ranks(p);
     let mut argv: Vec<String> = Vec::new();
     if ranks > 1 {
         argv.push("trtllm-llmapi-launch".into());

@@ -26,6 +26,9 @@ pub const STEP_WAIT_S: u32 = 5;
 
 const CUDA_VISIBLE_DEVICES: &str = "CUDA_VISIBLE_DEVICES";
 
+/// The job's tasks per node, which srun takes as its `--ntasks-per-node` when inherited.
+const NTASKS_PER_NODE: &str = "SLURM_NTASKS_PER_NODE";
+
 /// A process to start: argv plus environment changes, never a shell string.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
@@ -49,6 +52,7 @@ pub fn step(plan: &Plan, role: &RolePlan, hosts: &[String]) -> Step {
         "--export=ALL".into(),
     ];
     let mut env_set = role.env_set.clone();
+    let mut env_unset = role.env_unset.clone();
     if role.role.is_worker() {
         let mut nodes: Vec<u32> = role.gpus.iter().map(|g| g.node).collect();
         nodes.dedup();
@@ -56,15 +60,46 @@ pub fn step(plan: &Plan, role: &RolePlan, hosts: &[String]) -> Step {
             nodes.push(0);
         }
         let ranks = role.ranks.max(1);
-        let per_node = ranks.div_ceil(nodes.len() as u32);
+        // GPUs of the worker on each of its nodes.
+        let shares: Vec<u32> = nodes
+            .iter()
+            .map(|n| role.gpus.iter().filter(|g| g.node == *n).count() as u32)
+            .collect();
         argv.extend([
             format!("--nodes={}", nodes.len()),
             format!("--ntasks={ranks}"),
-            format!("--ntasks-per-node={per_node}"),
-            format!(
-                "--nodelist={}",
-                nodes.iter().map(|n| host(*n)).collect::<Vec<_>>().join(",")
-            ),
+        ]);
+        if nodes.len() > 1
+            && ranks as usize == role.gpus.len()
+            && shares.windows(2).any(|w| w[0] != w[1])
+        {
+            // One rank per GPU over nodes it does not fill alike (8 + 4): srun would spread the
+            // ranks evenly (6 + 6) and ignore `--ntasks-per-node`, so each rank is put on its
+            // node by name, block-wise as the plan's GPUs are. The job's own
+            // SLURM_NTASKS_PER_NODE, which srun reads as that option, is dropped.
+            argv.push("--distribution=arbitrary".into());
+            let per_rank: Vec<String> = nodes
+                .iter()
+                .zip(&shares)
+                .flat_map(|(n, k)| std::iter::repeat_n(host(*n), *k as usize))
+                .collect();
+            argv.push(format!("--nodelist={}", per_rank.join(",")));
+            env_unset.push(NTASKS_PER_NODE.into());
+        } else {
+            let per_node = if ranks as usize == role.gpus.len() {
+                shares.iter().copied().max().unwrap_or(1)
+            } else {
+                ranks.div_ceil(nodes.len() as u32)
+            };
+            argv.extend([
+                format!("--ntasks-per-node={per_node}"),
+                format!(
+                    "--nodelist={}",
+                    nodes.iter().map(|n| host(*n)).collect::<Vec<_>>().join(",")
+                ),
+            ]);
+        }
+        argv.extend([
             // Only the CPUs asked for: without it a step takes every CPU of its nodes, and the
             // next server's step on the same node waits ("Requested nodes are busy").
             "--exact".into(),
@@ -77,12 +112,10 @@ pub fn step(plan: &Plan, role: &RolePlan, hosts: &[String]) -> Step {
         let visible = env_set.remove(CUDA_VISIBLE_DEVICES);
         if plan.slurm.gpu_gres {
             // Exactly this worker's GPUs, per node; with device cgroups the others cannot even
-            // be opened. A step spanning nodes asks for its largest share on every node.
-            let most = nodes
-                .iter()
-                .map(|n| role.gpus.iter().filter(|g| g.node == *n).count())
-                .max()
-                .unwrap_or(0);
+            // be opened. A step spanning nodes asks for its largest share on every node: the
+            // plan gives such a worker its last node to itself, so the GPUs it holds there
+            // beyond its share stay idle rather than taken from another worker.
+            let most = shares.iter().copied().max().unwrap_or(0);
             argv.push(format!("--gres=gpu:{most}"));
         } else if let Some(v) = visible {
             env_set.insert(GPUS_ENV_VAR.into(), v);
@@ -112,7 +145,7 @@ pub fn step(plan: &Plan, role: &RolePlan, hosts: &[String]) -> Step {
     Step {
         argv,
         env_set,
-        env_unset: role.env_unset.clone(),
+        env_unset,
     }
 }
 
@@ -315,5 +348,96 @@ mod tests {
                 .contains("/ws/a,b/disagg_logs/x cannot be mounted"),
             "{e}"
         );
+    }
+
+    fn built(text: &str) -> Plan {
+        let case = disagg_core::parse_case(text, std::path::Path::new("c.yaml")).unwrap();
+        disagg_core::plan::build(
+            &case,
+            "7",
+            std::path::Path::new("/ws/disagg_logs/x/7"),
+            std::path::Path::new("/opt/disagg/bin/disagg"),
+        )
+    }
+
+    fn worker_step(plan: &Plan, role: &str, hosts: &[String]) -> Step {
+        let r = plan.role(role.parse().unwrap()).unwrap();
+        step(plan, r, hosts)
+    }
+
+    fn has(st: &Step, arg: &str) -> bool {
+        st.argv.iter().any(|a| a == arg)
+    }
+
+    const TRT12: &str = "model: {name: m}\nengine: trtllm\nhardware: {gpus_per_node: 8}\nctx: {count: 1, parallel: {tp: 12}}\ngen: {count: 1, parallel: {tp: 4}}\nbenchmark: {isl: 8, osl: 8}\n";
+
+    #[test]
+    fn a_worker_spanning_nodes_unevenly_puts_each_rank_on_its_node_and_holds_the_last_whole() {
+        let hosts: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let p = built(TRT12);
+        assert_eq!(p.nodes, 3);
+        let ctx = worker_step(&p, "CTX_0", &hosts);
+        // 8 ranks on the first node, 4 on the second, named one by one; the second node's 8
+        // GPUs all held (nothing else is placed there).
+        let nodelist = format!("--nodelist={},b,b,b,b", ["a"; 8].join(","));
+        for arg in [
+            "--nodes=2",
+            "--ntasks=12",
+            "--distribution=arbitrary",
+            nodelist.as_str(),
+            "--gres=gpu:8",
+        ] {
+            assert!(has(&ctx, arg), "{arg} missing: {:?}", ctx.argv);
+        }
+        assert!(
+            !ctx.argv.iter().any(|a| a.starts_with("--ntasks-per-node")),
+            "{:?}",
+            ctx.argv
+        );
+        assert!(ctx.env_unset.iter().any(|k| k == "SLURM_NTASKS_PER_NODE"));
+        // GEN_0 on a node of its own, with just its 4 GPUs.
+        let gen_ = worker_step(&p, "GEN_0", &hosts);
+        for arg in [
+            "--nodes=1",
+            "--ntasks=4",
+            "--ntasks-per-node=4",
+            "--nodelist=c",
+            "--gres=gpu:4",
+        ] {
+            assert!(has(&gen_, arg), "{arg} missing: {:?}", gen_.argv);
+        }
+        assert!(!has(&gen_, "--distribution=arbitrary"));
+        // Without gres: every rank sees its node's first 8 indices (the last node is its own).
+        let p = built(&format!("{TRT12}slurm: {{gpu_gres: false}}\n"));
+        let ctx = worker_step(&p, "CTX_0", &hosts);
+        assert_eq!(
+            ctx.env_set.get(GPUS_ENV_VAR).map(String::as_str),
+            Some("0,1,2,3,4,5,6,7")
+        );
+        assert!(!ctx.argv.iter().any(|a| a.starts_with("--gres")));
+        let gen_ = worker_step(&p, "GEN_0", &hosts);
+        assert_eq!(
+            gen_.env_set.get(GPUS_ENV_VAR).map(String::as_str),
+            Some("0,1,2,3")
+        );
+        assert!(has(&gen_, "--nodelist=c"));
+    }
+
+    #[test]
+    fn a_worker_filling_its_nodes_runs_gpus_per_node_ranks_on_each() {
+        let hosts: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let p = built(&TRT12.replace("tp: 12", "tp: 16"));
+        let ctx = worker_step(&p, "CTX_0", &hosts);
+        for arg in [
+            "--nodes=2",
+            "--ntasks=16",
+            "--ntasks-per-node=8",
+            "--nodelist=a,b",
+            "--gres=gpu:8",
+        ] {
+            assert!(has(&ctx, arg), "{arg} missing: {:?}", ctx.argv);
+        }
+        assert!(!has(&ctx, "--distribution=arbitrary"));
+        assert!(!ctx.env_unset.iter().any(|k| k == "SLURM_NTASKS_PER_NODE"));
     }
 }
