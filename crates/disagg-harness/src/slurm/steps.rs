@@ -218,12 +218,15 @@ pub fn container_mounts(plan: &Plan) -> Result<Vec<String>, MountError> {
         }
     }
     for (what, path) in needed {
+        // A case's own mount showing it needs nothing written; only a path we must add has to
+        // fit the list.
+        if shown_at_same_path(&mounts, &path) {
+            continue;
+        }
         if path.contains(',') || path.contains(':') {
             return Err(MountError { what, path });
         }
-        if !shown_at_same_path(&mounts, &path) {
-            mounts.push(format!("{path}:{path}"));
-        }
+        mounts.push(format!("{path}:{path}"));
     }
     Ok(mounts)
 }
@@ -439,5 +442,30 @@ mod tests {
         }
         assert!(!has(&ctx, "--distribution=arbitrary"));
         assert!(!ctx.env_unset.iter().any(|k| k == "SLURM_NTASKS_PER_NODE"));
+    }
+
+    #[test]
+    fn a_case_mount_showing_a_path_the_list_cannot_hold_is_enough() {
+        // The refusal's own hint: mount a folder holding it yourself.
+        let p = plan(
+            "{image: img, mounts: [\"/ws:/ws\"]}",
+            "/nowhere/m",
+            "/ws/a,b/disagg_logs/x/7",
+        );
+        let m = container_mounts(&p).unwrap();
+        assert_eq!(
+            m,
+            ["/ws:/ws", "/opt/disagg/bin/disagg:/opt/disagg/bin/disagg"]
+        );
+        // A mount elsewhere does not show it at its own path: still refused.
+        let p = plan(
+            "{image: img, mounts: [\"/ws:/inside\"]}",
+            "/nowhere/m",
+            "/ws/a,b/disagg_logs/x/7",
+        );
+        assert_eq!(
+            container_mounts(&p).unwrap_err().path,
+            "/ws/a,b/disagg_logs/x"
+        );
     }
 }
