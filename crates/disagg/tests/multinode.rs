@@ -398,11 +398,13 @@ fn gpus_of(dir: &Path, log: &str) -> (String, Vec<String>, Vec<String>) {
     gpus_in(line)
 }
 
-/// What each rank of a multi-rank worker's log says about its GPUs, by rank: (host,
-/// CUDA_VISIBLE_DEVICES, devices it may open, devices it is denied).
-fn gpus_by_rank(dir: &Path, log: &str) -> Vec<(String, String, Vec<String>, Vec<String>)> {
+/// A rank's GPUs: (host, CUDA_VISIBLE_DEVICES, devices it may open, devices it is denied).
+type RankGpus = (String, String, Vec<String>, Vec<String>);
+
+/// What each rank of a multi-rank worker's log says about its GPUs, by rank.
+fn gpus_by_rank(dir: &Path, log: &str) -> Vec<RankGpus> {
     let text = read(&dir.join(log));
-    let mut ranks: Vec<(u32, (String, String, Vec<String>, Vec<String>))> = text
+    let mut ranks: Vec<(u32, RankGpus)> = text
         .lines()
         .filter(|l| l.contains(": GPUs: "))
         .map(|l| {
