@@ -32,6 +32,11 @@ const HEARTBEAT: Duration = Duration::from_secs(30);
 /// is what the report must name.
 const SETTLE: Duration = Duration::from_millis(1500);
 
+/// After a worker dies, how long to look for others that died with it (a node lost, a shared
+/// filesystem gone): each gets its own failure in the report. Roles notice their engine's death
+/// within their poll (50 ms) and leave at once, so this is ample, and still fails fast.
+const CO_DEATHS: Duration = Duration::from_millis(500);
+
 /// When another role fails, an upstream role silent for this long is taken as the cause, well
 /// before `timeouts.unresponsive` would have named it by itself: three missed probes.
 const SUSPECT_AFTER: Duration = Duration::from_secs(3);
@@ -80,12 +85,7 @@ pub fn supervise(plan: &Plan, exec: &mut dyn Executor, interrupted: &AtomicBool)
     if let Err(e) = crate::atomic::write_json(&plan.status_file(), &status) {
         eprintln!("disagg: cannot write {}: {e}", plan.status_file().display());
     }
-    teardown(
-        &mut procs,
-        exec,
-        plan.deadlines.grace,
-        matches!(result, RunResult::Passed),
-    );
+    teardown(&mut procs, exec, plan.deadlines.grace);
     Outcome {
         roles: procs
             .iter()
@@ -208,7 +208,7 @@ fn drive(
         }
         if let Some(status) = bench_status(plan) {
             return match status.state {
-                State::Done => RunResult::Passed,
+                State::Done => after_done(plan, procs, interrupted),
                 State::Failed => {
                     let reason = status.reason.unwrap_or_else(|| "BENCHMARK failed".into());
                     root_cause(plan, procs, &liveness, RoleName::Benchmark, reason)
@@ -234,10 +234,11 @@ fn drive(
             }
         }
         if let Some(role) = died {
-            // BENCHMARK writes its status just before it exits; a status found now explains the exit.
+            // BENCHMARK writes its status just before it exits; a status found now explains its
+            // exit, and every other role is judged as the run ends.
             if let Some(status) = bench_status(plan) {
                 if status.state == State::Done {
-                    return RunResult::Passed;
+                    return after_done(plan, procs, interrupted);
                 }
             }
             let p = procs
@@ -437,7 +438,9 @@ pub fn exit_note_path(plan: &Plan, role: RoleName) -> std::path::PathBuf {
 
 /// A failure seen at `role` may be the echo of an earlier death elsewhere: the benchmark fails
 /// because a worker crashed. Give other roles a moment to be seen dead, then blame the most
-/// upstream one: workers, then the router, then the benchmark.
+/// upstream one: workers, then the router, then the benchmark. A worker's death is the root
+/// cause itself; the moment is spent finding the roles that died with it. Every role found dead
+/// keeps its own account in the report.
 fn root_cause(
     plan: &Plan,
     procs: &mut [Proc],
@@ -446,33 +449,37 @@ fn root_cause(
     reason: String,
 ) -> RunResult {
     let mut failures: Vec<(RoleName, String)> = vec![(role, reason)];
-    if !role.is_worker() {
-        let until = Instant::now() + SETTLE;
-        loop {
-            for p in procs
-                .iter_mut()
-                .filter(|p| p.exit.is_none() && p.plan.role != role)
-            {
-                if let Ok(Some(exit)) = p.run.try_wait() {
-                    p.exit = Some((exit, Instant::now()));
-                }
-            }
-            let upstream_dead = procs
-                .iter()
-                .any(|p| died_badly(p) && rank(p.plan.role) < rank(role));
-            if upstream_dead || Instant::now() >= until {
-                break;
-            }
-            std::thread::sleep(TICK);
-        }
+    let (window, stop_early) = if role.is_worker() {
+        (CO_DEATHS, false)
+    } else {
+        (SETTLE, true)
+    };
+    let until = Instant::now() + window;
+    loop {
         for p in procs
-            .iter()
-            .filter(|p| died_badly(p) && p.plan.role != role)
+            .iter_mut()
+            .filter(|p| p.exit.is_none() && p.plan.role != role)
         {
-            failures.push((p.plan.role, death_reason(plan, p)));
+            if let Ok(Some(exit)) = p.run.try_wait() {
+                p.exit = Some((exit, Instant::now()));
+            }
         }
-        // A hung role upstream explains the failure too: the router ejected it (503s), or
-        // requests to it timed out, before it had been silent for `timeouts.unresponsive`.
+        let upstream_dead = procs
+            .iter()
+            .any(|p| died_badly(p) && rank(p.plan.role) < rank(role));
+        if (stop_early && upstream_dead) || Instant::now() >= until {
+            break;
+        }
+        std::thread::sleep(TICK);
+    }
+    for p in procs.iter().filter(|p| p.plan.role != role) {
+        if let Some(why) = own_failure(plan, p) {
+            failures.push((p.plan.role, why));
+        }
+    }
+    // A hung role upstream explains the failure too: the router ejected it (503s), or
+    // requests to it timed out, before it had been silent for `timeouts.unresponsive`.
+    if !role.is_worker() {
         for s in liveness.silent(SUSPECT_AFTER) {
             if rank(s.role) < rank(role) && !failures.iter().any(|(r, _)| *r == s.role) {
                 failures.push((s.role, s.reason));
@@ -496,6 +503,71 @@ fn root_cause(
         reason = format!("{reason}; then {echo}");
     }
     fail(Some(root), reason, false)
+}
+
+/// How a role failed by itself, if it did: it wrote its exit note (a role writes one only when
+/// it fails on its own, never when it is stopped), or it ended with a failure. Called before the
+/// teardown's first signal, so nothing here is the teardown's doing.
+fn own_failure(plan: &Plan, p: &Proc) -> Option<String> {
+    let note = rendezvous::read::<ExitNote>(&exit_note_path(plan, p.plan.role), &plan.run_id);
+    match (&note, p.exit) {
+        (Some(_), Some(_)) => Some(death_reason(plan, p)),
+        // Written, and leaving: the note is its account.
+        (Some(n), None) => Some(format!("{} failed: {}", p.plan.role, n.reason)),
+        (None, Some((e, _))) if !e.success() => Some(death_reason(plan, p)),
+        (None, _) => None,
+    }
+}
+
+/// BENCHMARK finished and wrote `done`, which releases every role: each leaves by itself, and
+/// gets the grace period to do so. The run passes only if none of them had died on its own: a
+/// worker whose engine exits (or is killed) as the benchmark ends, or in the moment between its
+/// end and the teardown, still fails the run, named, with its reason. Waiting for the roles to
+/// leave (rather than deciding at `done`) makes the verdict deterministic: a role writes its
+/// exit note before it exits, and none is signalled before this returns.
+fn after_done(plan: &Plan, procs: &mut [Proc], interrupted: &AtomicBool) -> RunResult {
+    let until = Instant::now() + plan.deadlines.grace;
+    loop {
+        let mut all = true;
+        for p in procs.iter_mut().filter(|p| p.exit.is_none()) {
+            match p.run.try_wait() {
+                Ok(Some(exit)) => p.exit = Some((exit, Instant::now())),
+                _ => all = false,
+            }
+        }
+        if all || Instant::now() >= until || interrupted.load(Ordering::SeqCst) {
+            break;
+        }
+        std::thread::sleep(TICK / 2);
+    }
+    let mut failures: Vec<(RoleName, String)> = Vec::new();
+    for p in procs.iter() {
+        let Some(why) = own_failure(plan, p) else {
+            continue;
+        };
+        failures.push((p.plan.role, why));
+        // DISAGG_SERVER failing on a worker's account names that worker.
+        if let Some((blamed, why)) = blamed_role(plan, p.plan.role, procs) {
+            if !failures.iter().any(|(r, _)| *r == blamed) {
+                failures.push((blamed, why));
+            }
+        }
+    }
+    if failures.is_empty() {
+        return RunResult::Passed;
+    }
+    failures.sort_by_key(|(r, _)| rank(*r));
+    for (r, why) in &failures {
+        if let Some(p) = procs.iter_mut().find(|p| p.plan.role == *r) {
+            p.failure = Some(why.clone());
+        }
+    }
+    let (root, why) = failures[0].clone();
+    fail(
+        Some(root),
+        format!("{why} (BENCHMARK had finished; a dead role fails the run)"),
+        false,
+    )
 }
 
 /// A role found hung by the liveness probes fails the run as the root cause; another role hung
@@ -604,9 +676,9 @@ fn fail_setup(reason: String, timeout: bool) -> RunResult {
     })
 }
 
-/// Stops every role: on success they leave by themselves once status.json is written, so they get
-/// a grace period first; on failure they are sent TERM at once. Then KILL, then reap.
-fn teardown(procs: &mut [Proc], exec: &mut dyn Executor, grace: Duration, passed: bool) {
+/// Stops every role: TERM, a grace period, KILL, then reap. (On success the roles have had their
+/// grace to leave by themselves already: see [`after_done`].)
+fn teardown(procs: &mut [Proc], exec: &mut dyn Executor, grace: Duration) {
     let all_exited = |procs: &mut [Proc]| {
         let mut all = true;
         for p in procs.iter_mut().filter(|p| p.exit.is_none()) {
@@ -622,9 +694,6 @@ fn teardown(procs: &mut [Proc], exec: &mut dyn Executor, grace: Duration, passed
             std::thread::sleep(TICK / 2);
         }
     };
-    if passed {
-        wait_until(procs, Instant::now() + grace);
-    }
     for p in procs.iter_mut() {
         // Also when the leader has exited: an engine may be left in its group.
         p.run.terminate();

@@ -463,3 +463,138 @@ fn disagg_run_shows_the_benchmark_as_it_goes() {
         "{l}"
     );
 }
+
+/// The generation engine exits by itself (`--fail-after-requests`) as the last point ends: the
+/// canary, the warmup and 4 measured requests; the 5th served ends it while the 6th streams. Its
+/// role then takes a while to leave (the engine left a child that ignores TERM, which the role
+/// sweeps), so BENCHMARK, which tolerates the one failed request, writes `done` before the
+/// supervisor sees the role exit. The run must still fail on GEN_0's account, and not pass on
+/// a perf verdict.
+#[test]
+fn a_worker_dying_as_the_benchmark_ends_fails_the_run_named_and_no_perf_verdict_hides_it() {
+    let ws = TempDir::new("dieatend");
+    let header = "network_name,perf_case_name,test_name,perf_metric,metric_type,threshold,absolute_threshold\n";
+    // A baseline any run beats: the perf check alone would say PASSED.
+    std::fs::write(
+        ws.path().join("base.csv"),
+        format!("{header}dieatend,dieatend-con1,t,0.001,SEQ_THROUGHPUT,-0.1,0\n"),
+    )
+    .unwrap();
+    let case = ws.path().join("c.yaml");
+    std::fs::write(
+        &case,
+        r#"name: dieatend
+model: {name: m}
+engine: command
+hardware: {gpus_per_node: 2}
+ctx: {count: 1, engine_args: {argv: ["{disagg}", sim, --role, context, --host, "{host}", --port, "{port}"]}}
+gen: {count: 1, engine_args: {argv: [sh, -c, "(trap '' TERM; exec sleep 30) & exec \"$0\" sim --role generation --host \"$1\" --port \"$2\" --itl 5ms --fail-after-requests 5", "{disagg}", "{host}", "{port}"]}}
+benchmark: {isl: 32, osl: 100, concurrency: [1], rounds: 4, warmup: 1, max_failure_rate: 0.5}
+timeouts: {worker_startup: 20s, request: 20s, benchmark: 60s, job: 120s, grace: 4s}
+perf: {baseline: base.csv}
+"#,
+    )
+    .unwrap();
+    let r = run(&case, ws.path(), &[], &[]);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let dir = only_run(ws.path(), "dieatend");
+    let status = json(&dir.join("rendezvous/status.json"));
+    assert_eq!(status["state"], "failed", "{status}");
+    assert_eq!(status["role"], "GEN_0", "{status}");
+    let reason = status["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("GEN_0 exited with status 1: its engine exited with status 1"),
+        "{status}"
+    );
+    // Found after BENCHMARK's `done`, which the supervisor's verdict replaces.
+    assert!(reason.contains("BENCHMARK had finished"), "{status}");
+    let outcome = json(&dir.join("outcome.json"));
+    assert_eq!(outcome["result"]["role"], "GEN_0", "{outcome}");
+    let g0 = outcome["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["role"] == "GEN_0")
+        .unwrap();
+    assert!(g0["failure"].is_string(), "{outcome}");
+    let cases = junit_cases(&dir.join("results.xml"));
+    let stayed_up = cases.iter().find(|c| c.0 == "GEN_0 stayed up").unwrap();
+    assert!(
+        stayed_up
+            .1
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("GEN_0 exited"),
+        "{cases:?}"
+    );
+    assert!(
+        read(&dir.join("perf_check.txt")).contains("not run"),
+        "the perf check does not speak for a failed run"
+    );
+    assert_eq!(read(&dir.join("exit_code")).trim(), "1");
+    assert!(r.stdout().contains("FAILED: GEN_0 exited"), "{}", r.show());
+    // A failed run is not a passed one for --resume.
+    let again = run(&case, ws.path(), &["--resume"], &[]);
+    assert_eq!(again.code(), 1, "{}", again.show());
+    assert_eq!(
+        runs(ws.path(), "dieatend").len(),
+        2,
+        "--resume ran it again"
+    );
+    assert_nothing_left(&dir);
+}
+
+/// Both generation engines crash at the same moment (once the router is up): each gets its
+/// failure in outcome.json and results.xml, and the first seen stays the root cause.
+#[test]
+fn two_workers_dying_at_once_are_both_reported_the_first_is_the_root_cause() {
+    let ws = TempDir::new("twodie");
+    let case = ws.path().join("c.yaml");
+    let crash = r#"\"$0\" sim --role generation --host \"$1\" --port \"$2\" & until [ -e \"$DISAGG_RUN_DIR/rendezvous/DISAGG_SERVER.json\" ]; do sleep 0.02; done; kill -SEGV $$"#;
+    std::fs::write(
+        &case,
+        format!(
+            "name: twodie\nmodel: {{name: m}}\nengine: command\nhardware: {{gpus_per_node: 4}}\n\
+             ctx: {{count: 1, engine_args: {{argv: [\"{{disagg}}\", sim, --role, context, --host, \"{{host}}\", --port, \"{{port}}\"]}}}}\n\
+             gen: {{count: 2, engine_args: {{argv: [sh, -c, \"{crash}\", \"{{disagg}}\", \"{{host}}\", \"{{port}}\"]}}}}\n\
+             benchmark: {{isl: 32, osl: 16, concurrency: [1], rounds: 50}}\n\
+             timeouts: {{worker_startup: 20s, request: 10s, benchmark: 60s, job: 2m, grace: 2s}}\n"
+        ),
+    )
+    .unwrap();
+    let r = run(&case, ws.path(), &[], &[("SKIP_PERF_CHECK", "true")]);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let dir = only_run(ws.path(), "twodie");
+    let outcome = json(&dir.join("outcome.json"));
+    let root = outcome["result"]["role"].as_str().unwrap().to_string();
+    assert!(root == "GEN_0" || root == "GEN_1", "{outcome}");
+    for g in ["GEN_0", "GEN_1"] {
+        let role = outcome["roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["role"] == g)
+            .unwrap();
+        let why = role["failure"].as_str().unwrap_or_default();
+        assert!(
+            why.starts_with(&format!(
+                "{g} exited with status 1: its engine was killed by signal 11 (SIGSEGV)"
+            )),
+            "{g}: {outcome}"
+        );
+    }
+    let cases = junit_cases(&dir.join("results.xml"));
+    for g in ["GEN_0", "GEN_1"] {
+        let c = cases
+            .iter()
+            .find(|c| c.0 == format!("{g} stayed up"))
+            .unwrap();
+        assert!(c.1.is_some(), "{g}: {cases:?}");
+    }
+    let ctx = cases.iter().find(|c| c.0 == "CTX_0 stayed up").unwrap();
+    assert!(ctx.1.is_none(), "{cases:?}");
+    let status = json(&dir.join("rendezvous/status.json"));
+    assert_eq!(status["role"], root.as_str(), "{status}");
+    assert!(r.elapsed < Duration::from_secs(30), "{}", r.show());
+    assert_nothing_left(&dir);
+}

@@ -39,6 +39,8 @@ struct Script {
     ready: Option<Duration>,
     /// Exits by itself, with this status.
     exit: Option<(Duration, Exit)>,
+    /// Writes this exit note as it exits by itself (as a role failing on its own does).
+    note: Option<&'static str>,
     /// BENCHMARK: writes `status.json` with this state and reason.
     status: Option<(Duration, State, &'static str)>,
     /// Leaves with status 0 once `status.json` is there, as every role does.
@@ -153,7 +155,14 @@ impl Running for FakeRole {
             }
         }
         if let Some((at, exit)) = self.script.exit {
-            if t >= at {
+            if t >= at && self.exit.is_none() {
+                if let Some(reason) = self.script.note {
+                    let note = serde_json::json!({
+                        "run_id": self.run_id, "role": self.role, "reason": reason,
+                    });
+                    let file = self.rendezvous().join(format!("{}.exit.json", self.role));
+                    crate::atomic::write_json(&file, &note)?;
+                }
                 self.end(exit);
             }
         }
@@ -512,4 +521,93 @@ fn an_interrupt_ends_the_run_as_interrupted_and_tears_everything_down() {
         (status.state, status.reason.as_deref()),
         (State::Failed, Some("interrupted"))
     );
+}
+
+#[test]
+fn after_done_a_worker_that_died_as_the_benchmark_ended_fails_the_run_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan(dir.path());
+    let scripts = scripts(&plan, |role, s| {
+        if role == RoleName::Benchmark {
+            s.status = Some((Duration::from_millis(300), State::Done, "done"));
+        }
+        if role == gen0() {
+            // Its engine died a moment after the benchmark's `done`, before anyone stopped it.
+            s.exit = Some((Duration::from_millis(320), Exit::Code(1)));
+            s.note = Some("its engine exited with status 1 while serving");
+            s.leaves_when_over = false;
+        }
+    });
+    let (outcome, events, _) = run(&plan, scripts, false);
+    let f = failure(&outcome);
+    assert_eq!(f.role.as_deref(), Some("GEN_0"), "{f:?}");
+    assert!(
+        f.reason.starts_with(
+            "GEN_0 exited with status 1: its engine exited with status 1 while serving"
+        ),
+        "{f:?}"
+    );
+    assert!(f.reason.contains("BENCHMARK had finished"), "{f:?}");
+    let g0 = outcome.roles.iter().find(|r| r.role == gen0()).unwrap();
+    assert!(g0.failure.is_some(), "{outcome:?}");
+    // Found before the teardown's first signal: it died on its own.
+    let died = first(&events, gen0(), Event::Exited(Exit::Code(1))).unwrap();
+    let term = first(&events, gen0(), Event::Term).unwrap();
+    assert!(died <= term, "{events:#?}");
+    // The final word says so, over the benchmark's `done`.
+    let status: Status =
+        serde_json::from_slice(&std::fs::read(plan.status_file()).unwrap()).unwrap();
+    assert_eq!(status.state, State::Failed);
+    assert_eq!(status.role.as_deref(), Some("GEN_0"));
+}
+
+#[test]
+fn after_done_a_role_that_leaves_only_on_the_teardowns_term_is_not_blamed() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan(dir.path());
+    let scripts = scripts(&plan, |role, s| {
+        if role == RoleName::Benchmark {
+            s.status = Some((Duration::from_millis(300), State::Done, "done"));
+        }
+        if role == gen0() {
+            s.leaves_when_over = false;
+        }
+    });
+    let (outcome, events, _) = run(&plan, scripts, false);
+    assert_eq!(outcome.result, RunResult::Passed, "{outcome:?}");
+    assert!(first(&events, gen0(), Event::Exited(Exit::Signal(15))).is_some());
+    assert!(outcome.roles.iter().all(|r| r.failure.is_none()));
+}
+
+#[test]
+fn root_cause_workers_dying_together_each_get_their_failure_the_first_is_the_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan(dir.path());
+    let scripts = scripts(&plan, |role, s| {
+        if role == ctx0() {
+            s.exit = Some((Duration::from_millis(300), Exit::Signal(11)));
+            s.leaves_when_over = false;
+        }
+        if role == gen0() {
+            s.exit = Some((Duration::from_millis(400), Exit::Code(1)));
+            s.note = Some("its engine was killed by signal 11 (SIGSEGV) while serving");
+            s.leaves_when_over = false;
+        }
+    });
+    let (outcome, _, took) = run(&plan, scripts, false);
+    let f = failure(&outcome);
+    assert_eq!(f.role.as_deref(), Some("CTX_0"), "{f:?}");
+    assert!(
+        f.reason.starts_with("CTX_0 was killed by signal 11"),
+        "{f:?}"
+    );
+    let g0 = outcome.roles.iter().find(|r| r.role == gen0()).unwrap();
+    assert_eq!(
+        g0.failure.as_deref(),
+        Some(
+            "GEN_0 exited with status 1: its engine was killed by signal 11 (SIGSEGV) while serving"
+        ),
+        "{outcome:?}"
+    );
+    assert!(took < Duration::from_secs(3), "{took:?}");
 }
