@@ -3,7 +3,8 @@
 //! ```text
 //! $WORKSPACE/disagg_sweeps/<SWEEP>/<SWEEP_RUN_ID>/
 //!   sweep.yaml            the sweep file as given
-//!   sweep.json            every point: values, GPUs, case hash, status, run folder, exit code
+//!   sweep.json            every point: values, GPUs, case hash, status, run folder, exit code,
+//!                         Slurm job (`--no-wait` points stay `submitted` until [`refresh`])
 //!   summary.md            the same as a table, and the sweep's verdict
 //!   points/NN-<CONFIG>    a link to each point's run folder
 //! $WORKSPACE/disagg_sweeps/<SWEEP>/latest → the newest
@@ -70,13 +71,23 @@ pub struct PointRecord {
     pub reused: bool,
     pub run_dir: Option<PathBuf>,
     pub exit_code: Option<i32>,
+    /// The Slurm job running it, once submitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
 }
+
+/// In the run folder of a point submitted with `--no-wait`: the sweep folder, absolute, whose
+/// record the job's supervisor brings up to date when the run ends ([`refresh`]).
+pub const SWEEP_DIR_FILE: &str = "sweep_dir";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PointStatus {
     Pending,
     Running,
+    /// Submitted to Slurm by `disagg run --no-wait`, which did not wait for it: its job is
+    /// queued, running, or ended without telling (see [`refresh`]).
+    Submitted,
     Passed,
     Regressed,
     Failed,
@@ -99,6 +110,7 @@ impl PointStatus {
         match self {
             Self::Pending => "pending",
             Self::Running => "running",
+            Self::Submitted => "submitted",
             Self::Passed => "passed",
             Self::Regressed => "REGRESSED",
             Self::Failed => "FAILED",
@@ -251,6 +263,7 @@ impl Book {
                     reused: self.reused[i].is_some(),
                     run_dir,
                     exit_code,
+                    job: None,
                 }
             })
             .collect();
@@ -338,6 +351,51 @@ impl Book {
         }
     }
 
+    /// Case `i` was submitted as Slurm job `job` into `run_dir`, and `disagg run` does not wait
+    /// for it (`--no-wait`): the point says so, and its run folder names the sweep folder, so
+    /// that the job's supervisor brings the sweep up to date when it ends.
+    pub(crate) fn submitted(&mut self, i: usize, run_dir: &Path, job: &str) {
+        if let Some((slot, p)) = self.point_mut(i) {
+            p.status = PointStatus::Submitted;
+            p.run_dir = Some(run_dir.to_path_buf());
+            p.job = Some(job.to_string());
+            let dir = self.open[slot].dir.clone();
+            let _ = crate::atomic::write(
+                &run_dir.join(SWEEP_DIR_FILE),
+                dir.display().to_string().as_bytes(),
+            );
+            self.save(slot);
+        }
+    }
+
+    /// `disagg run --no-wait` is done: every point not submitted is marked not run, and the
+    /// summaries say which jobs are still out (no report.html yet: the last job writes it).
+    pub(crate) fn close_submitted(&mut self) {
+        for slot in 0..self.open.len() {
+            for p in &mut self.open[slot].record.points {
+                if matches!(p.status, PointStatus::Pending | PointStatus::Running) {
+                    p.status = PointStatus::NotRun;
+                }
+            }
+            self.save(slot);
+            let o = &self.open[slot];
+            let out = o
+                .record
+                .points
+                .iter()
+                .filter(|p| p.status == PointStatus::Submitted)
+                .count();
+            if complete(&o.record) {
+                crate::study::write_sweep_report(&o.dir);
+            }
+            println!(
+                "disagg: sweep {}: {out} point(s) submitted, not waited for; the last of their jobs to end writes the sweep's summary.md and report.html in {}",
+                o.record.sweep,
+                o.dir.display()
+            );
+        }
+    }
+
     /// Case `i` ended with `code`.
     pub(crate) fn finished(&mut self, i: usize, code: i32) {
         if let Some((slot, p)) = self.point_mut(i) {
@@ -367,11 +425,95 @@ impl Book {
     }
 
     /// Writes `sweep.json`, `summary.md` and the point links of one sweep folder.
-    fn save(&self, slot: usize) {
-        let o = &self.open[slot];
-        let links = o.dir.join("points");
+    fn save(&mut self, slot: usize) {
+        let o = &mut self.open[slot];
+        let _lock = lock(&o.dir);
+        // A job of a `--no-wait` point may have ended (and written its exit code) already.
+        settle(&mut o.record);
+        write_folder(&o.dir, &o.record);
+    }
+}
+
+/// Points submitted without waiting take their status from their run folder's exit code, once
+/// it is there.
+fn settle(record: &mut SweepRecord) {
+    for p in &mut record.points {
+        if p.status != PointStatus::Submitted {
+            continue;
+        }
+        let code = p.run_dir.as_ref().and_then(|d| {
+            std::fs::read_to_string(d.join(crate::run::EXIT_CODE_FILE))
+                .ok()
+                .and_then(|t| t.trim().parse::<i32>().ok())
+        });
+        if let Some(code) = code {
+            p.status = PointStatus::from_code(code);
+            p.exit_code = Some(code);
+        }
+    }
+}
+
+/// Whether every point of the sweep is over (none to run, none out).
+fn complete(record: &SweepRecord) -> bool {
+    record.points.iter().all(|p| {
+        !matches!(
+            p.status,
+            PointStatus::Pending | PointStatus::Running | PointStatus::Submitted
+        )
+    })
+}
+
+/// Holds the sweep folder's lock (`.lock`) while alive: the jobs of a `--no-wait` sweep end
+/// in any order and each rewrites the folder.
+fn lock(dir: &Path) -> Option<std::fs::File> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(".lock"))
+        .ok()?;
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: flock on a descriptor this function owns; released when `f` is closed.
+    let locked = unsafe { nix::libc::flock(f.as_raw_fd(), nix::libc::LOCK_EX) } == 0;
+    locked.then_some(f)
+}
+
+/// The run of a `--no-wait` sweep point in `run_dir` has ended: brings its sweep folder up to
+/// date from the run folders' exit codes, and, once no point is still out, writes the sweep's
+/// report. Returns the sweep folder and whether the sweep is complete; `None` when `run_dir`
+/// is no such point.
+pub fn refresh(run_dir: &Path) -> Option<(PathBuf, bool)> {
+    let dir = PathBuf::from(
+        std::fs::read_to_string(run_dir.join(SWEEP_DIR_FILE))
+            .ok()?
+            .trim(),
+    );
+    let _lock = lock(&dir);
+    let mut record = match SweepRecord::read(&dir) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!(
+                "warning: the sweep of {} is not updated: {e}",
+                run_dir.display()
+            );
+            return None;
+        }
+    };
+    settle(&mut record);
+    write_folder(&dir, &record);
+    let complete = complete(&record);
+    if complete {
+        crate::study::write_sweep_report(&dir);
+    }
+    Some((dir, complete))
+}
+
+/// Writes `sweep.json`, `summary.md` and the point links of a sweep folder.
+fn write_folder(dir: &Path, record: &SweepRecord) {
+    {
+        let links = dir.join("points");
         let _ = std::fs::create_dir_all(&links);
-        for p in &o.record.points {
+        for p in &record.points {
             let Some(run) = &p.run_dir else { continue };
             let link = links.join(format!("{:02}-{}", p.index, p.config_name));
             let target = relative_to(run, &links);
@@ -386,12 +528,12 @@ impl Book {
             }
         }
         let writes = [
-            crate::atomic::write_json(&o.dir.join(SWEEP_FILE), &o.record),
-            crate::atomic::write(&o.dir.join("summary.md"), summary(&o.record).as_bytes()),
+            crate::atomic::write_json(&dir.join(SWEEP_FILE), record),
+            crate::atomic::write(&dir.join("summary.md"), summary(record).as_bytes()),
         ];
         for w in writes {
             if let Err(e) = w {
-                eprintln!("warning: cannot write into {}: {e}", o.dir.display());
+                eprintln!("warning: cannot write into {}: {e}", dir.display());
             }
         }
     }
@@ -429,6 +571,19 @@ pub fn summary(r: &SweepRecord) -> String {
         count(PointStatus::Interrupted),
         count(PointStatus::NotRun) + count(PointStatus::Pending) + count(PointStatus::Running),
     ));
+    let out: Vec<&str> = r
+        .points
+        .iter()
+        .filter(|p| p.status == PointStatus::Submitted)
+        .filter_map(|p| p.job.as_deref())
+        .collect();
+    if !out.is_empty() {
+        s.push_str(&format!(
+            "Not over: {} point(s) submitted to Slurm without waiting (--no-wait), job(s) {}; the last of them to end rewrites this summary.\n\n",
+            out.len(),
+            out.join(", ")
+        ));
+    }
     s.push_str("| # | config | GPUs | values | status | run folder |\n|---|---|---|---|---|---|\n");
     for p in &r.points {
         let values: Vec<String> = p.values.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -439,7 +594,11 @@ pub fn summary(r: &SweepRecord) -> String {
             p.gpus,
             values.join(" "),
             p.status.as_str(),
-            if p.reused { " (reused)" } else { "" },
+            match (&p.job, p.reused) {
+                (_, true) => " (reused)".to_string(),
+                (Some(j), false) => format!(" (job {j})"),
+                (None, false) => String::new(),
+            },
             p.run_dir
                 .as_ref()
                 .map(|d| d.display().to_string())
@@ -452,6 +611,51 @@ pub fn summary(r: &SweepRecord) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_no_wait_point_to_end_completes_the_sweep_folder() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("sweep");
+        std::fs::create_dir_all(&dir).unwrap();
+        let point = |i: usize| {
+            let run = tmp.path().join(format!("run{i}"));
+            std::fs::create_dir_all(&run).unwrap();
+            std::fs::write(run.join(SWEEP_DIR_FILE), dir.display().to_string()).unwrap();
+            PointRecord {
+                index: i,
+                config_name: format!("c{i}"),
+                values: BTreeMap::new(),
+                gpus: 2,
+                case_hash: "h".into(),
+                status: PointStatus::Submitted,
+                reused: false,
+                run_dir: Some(run),
+                exit_code: None,
+                job: Some(format!("{}", 40 + i)),
+            }
+        };
+        let record = SweepRecord {
+            sweep: "s".into(),
+            file: "s.yaml".into(),
+            sweep_id: "1".into(),
+            names: vec![],
+            points: vec![point(1), point(2)],
+        };
+        write_folder(&dir, &record);
+        let run = |i: usize| tmp.path().join(format!("run{i}"));
+        std::fs::write(run(2).join(crate::run::EXIT_CODE_FILE), "1\n").unwrap();
+        assert_eq!(refresh(&run(2)), Some((dir.clone(), false)));
+        let now = SweepRecord::read(&dir).unwrap();
+        assert_eq!(now.points[0].status, PointStatus::Submitted);
+        assert_eq!(now.points[1].status, PointStatus::Failed);
+        assert!(summary(&now).contains("job(s) 41;"), "{}", summary(&now));
+        std::fs::write(run(1).join(crate::run::EXIT_CODE_FILE), "0\n").unwrap();
+        assert_eq!(refresh(&run(1)), Some((dir.clone(), true)));
+        let now = SweepRecord::read(&dir).unwrap();
+        assert_eq!(now.points[0].status, PointStatus::Passed);
+        assert!(!summary(&now).contains("Not over"));
+        assert_eq!(refresh(tmp.path()), None, "not a sweep point");
+    }
 
     #[test]
     fn links_are_relative_inside_one_tree() {

@@ -32,6 +32,7 @@ fn main() {
                     a_sweep_becomes_one_job_per_point_with_its_sweep_folder,
                     a_job_slurm_can_never_start_is_cancelled_at_once_and_fails_the_case_with_2,
                     a_pending_job_is_said_with_slurms_reason_then_runs,
+                    no_wait_keeps_max_jobs_by_chaining_jobs_and_the_last_job_finishes_the_sweep,
                 ],
             },
             needs::Needs {
@@ -708,4 +709,94 @@ fn a_pending_job_is_said_with_slurms_reason_then_runs() {
     let all = seen.join("\n");
     assert_eq!(status.code(), Some(0), "{all}");
     assert!(all.contains("started after"), "{all}");
+}
+
+/// `scontrol show job` field of a job (`StartTime`, `EndTime`, ...).
+fn job_field(id: &str, field: &str) -> String {
+    let out = Command::new("scontrol")
+        .args(["show", "job", "-o", id])
+        .output()
+        .unwrap();
+    let prefix = format!("{field}=");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(prefix.as_str()).map(str::to_string))
+        .unwrap_or_else(|| panic!("no {field} for job {id}"))
+}
+
+fn no_wait_keeps_max_jobs_by_chaining_jobs_and_the_last_job_finishes_the_sweep() {
+    let ws = Ws::new("nowait-sweep");
+    let yaml = case(
+        "sl-nws",
+        &format!("{GEN_OK}{TIMEOUTS}slurm: {{time: \"5\"}}\nsweep:\n  ctx.count: [1, 1, 1]\n"),
+    );
+    // Three identical points would share a config name; the benchmark rounds tell them apart.
+    let yaml = yaml.replace("ctx.count: [1, 1, 1]", "benchmark.rounds: [1, 2, 3]");
+    let c = ws.case("nws.yaml", &yaml);
+    let out = ws.run(&[
+        "run",
+        c.to_str().unwrap(),
+        "--launcher",
+        "slurm",
+        "--no-wait",
+        "--max-jobs",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let sweep = std::fs::canonicalize(ws.dir.join("disagg_sweeps/sl-nws/latest")).unwrap();
+    let record: serde_json::Value = serde_json::from_str(&read(&sweep.join("sweep.json"))).unwrap();
+    let points = record["points"].as_array().unwrap().clone();
+    assert_eq!(points.len(), 3, "{record}");
+    let ids: Vec<String> = points
+        .iter()
+        .map(|p| p["job"].as_str().expect("a job id per point").to_string())
+        .collect();
+    // Job k waits for job k-1 to end: at most one of ours at a time.
+    for k in 1..3 {
+        let want = format!("job {}, run folder", ids[k]);
+        let line = stdout
+            .lines()
+            .find(|l| l.contains(&want))
+            .unwrap_or_else(|| panic!("no line for job {}:\n{stdout}", ids[k]));
+        assert!(
+            line.contains(&format!("starts once job {} has ended", ids[k - 1])),
+            "{line}"
+        );
+    }
+    // Not over yet, and the sweep folder says so rather than "running" forever.
+    assert_eq!(points[2]["status"], "submitted", "{record}");
+    let summary = read(&sweep.join("summary.md"));
+    assert!(
+        summary.contains("Not over") && summary.contains(&ids[2]),
+        "{summary}"
+    );
+    assert!(!sweep.join("report.html").exists());
+    let until = Instant::now() + Duration::from_secs(180);
+    for id in &ids {
+        while job_state(id).is_none_or(|s| !terminal(&s)) {
+            assert!(Instant::now() < until, "job {id} did not end");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        assert_eq!(job_state(id).as_deref(), Some("COMPLETED"));
+    }
+    for k in 1..3 {
+        let (end, start) = (
+            job_field(&ids[k - 1], "EndTime"),
+            job_field(&ids[k], "StartTime"),
+        );
+        assert!(
+            start >= end,
+            "job {} started {start}, before job {} ended {end}",
+            ids[k],
+            ids[k - 1]
+        );
+    }
+    // The last job to end brought the sweep folder up to date and wrote its report.
+    let record: serde_json::Value = serde_json::from_str(&read(&sweep.join("sweep.json"))).unwrap();
+    for p in record["points"].as_array().unwrap() {
+        assert_eq!(p["status"], "passed", "{record}");
+    }
+    assert!(read(&sweep.join("summary.md")).contains("3 points: 3 passed"));
+    assert!(sweep.join("report.html").is_file());
 }

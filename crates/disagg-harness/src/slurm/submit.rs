@@ -17,6 +17,8 @@ use crate::run::{self, INTERRUPTED, RunOptions};
 const FOLLOW_EVERY: Duration = Duration::from_millis(500);
 /// After Ctrl-C, how long to wait for cancelled jobs to end before giving up on them.
 const CANCEL_WAIT: Duration = Duration::from_secs(30);
+/// With `--no-wait`, how long to look for jobs Slurm refuses at once.
+const NO_WAIT_LOOK: Duration = Duration::from_secs(3);
 /// While a job pends, how often it is said again (a new reason is said at once).
 const PENDING_SAY_EVERY: Duration = Duration::from_secs(30);
 
@@ -27,7 +29,8 @@ pub const JOB_ID_FILE: &str = "slurm_job_id";
 pub struct SlurmOptions {
     /// Print job id and run folder, and return once submitted.
     pub no_wait: bool,
-    /// Jobs in the queue at once (with `no_wait`, every job is submitted).
+    /// Jobs of ours in the queue at once. With `no_wait` every job is submitted at once, job
+    /// k depending on job k − max_jobs (`--dependency=afterany`), so at most this many run.
     pub max_jobs: usize,
 }
 
@@ -132,24 +135,36 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions, slurm: &SlurmOptions) -> 
         }
     }
     run::install_signal_handlers();
-    let max = if slurm.no_wait {
-        usize::MAX
-    } else {
-        slurm.max_jobs.max(1)
-    };
+    let max = slurm.max_jobs.max(1);
     let mut running: Vec<Submitted> = Vec::new();
+    // With --no-wait, every job submitted so far, in order: job k waits for job k − max.
+    let mut chain: Vec<String> = Vec::new();
     loop {
-        while running.len() < max && !INTERRUPTED.load(Ordering::SeqCst) {
+        while (slurm.no_wait || running.len() < max) && !INTERRUPTED.load(Ordering::SeqCst) {
             let Some(p) = queue.pop_front() else { break };
-            match submit(&p, &workspace, &opts.exe) {
+            let after = if slurm.no_wait {
+                chain.len().checked_sub(max).map(|k| chain[k].clone())
+            } else {
+                None
+            };
+            match submit(&p, &workspace, &opts.exe, after.as_deref()) {
                 Ok(s) => {
+                    let waits = match &after {
+                        Some(a) => format!(" (starts once job {a} has ended: --max-jobs {max})"),
+                        None => String::new(),
+                    };
                     println!(
-                        "disagg: {}: job {}, run folder {}",
+                        "disagg: {}: job {}, run folder {}{waits}",
                         s.plan.config_name,
                         s.job,
                         s.plan.run_dir.display()
                     );
-                    book.started(s.case, &s.plan.run_dir);
+                    if slurm.no_wait {
+                        chain.push(s.job.clone());
+                        book.submitted(s.case, &s.plan.run_dir, &s.job);
+                    } else {
+                        book.started(s.case, &s.plan.run_dir);
+                    }
                     running.push(s);
                 }
                 Err(e) => {
@@ -162,6 +177,8 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions, slurm: &SlurmOptions) -> 
             }
         }
         if slurm.no_wait {
+            codes.extend(refused_at_once(running, skip_perf, &mut book));
+            book.close_submitted();
             return run::combine(&codes);
         }
         if INTERRUPTED.load(Ordering::SeqCst) {
@@ -249,9 +266,14 @@ fn write_script(
 
 /// Submits held, so the run folder (named by the job id) and its plan exist before the job can
 /// start, then releases it. Any failure cancels the held job.
-fn submit(p: &Pending, workspace: &Path, exe: &Path) -> Result<Submitted, String> {
+fn submit(
+    p: &Pending,
+    workspace: &Path,
+    exe: &Path,
+    after: Option<&str>,
+) -> Result<Submitted, String> {
     let config_dir = crate::rundir::config_dir(workspace, &p.ready.case.config_name);
-    let id = job::submit_held(&p.script, &config_dir, None).map_err(|e| {
+    let id = job::submit_held(&p.script, &config_dir, after).map_err(|e| {
         let _ = std::fs::remove_file(&p.script);
         e.to_string()
     })?;
@@ -293,6 +315,39 @@ fn submit(p: &Pending, workspace: &Path, exe: &Path) -> Result<Submitted, String
         case: p.case,
         waiting: None,
     })
+}
+
+/// `--no-wait`: Slurm judges a released job within moments; one it says can never start is
+/// cancelled now (with no one waiting, it would pend forever and hold back the jobs that depend
+/// on it). Waits until every job has a reason or runs, at most [`NO_WAIT_LOOK`].
+fn refused_at_once(
+    mut jobs: Vec<Submitted>,
+    skip_perf: bool,
+    book: &mut crate::sweep::Book,
+) -> Vec<i32> {
+    let until = Instant::now() + NO_WAIT_LOOK;
+    let mut codes = Vec::new();
+    while !jobs.is_empty() && Instant::now() < until {
+        let mut undecided = Vec::new();
+        for s in jobs {
+            let Some(i) = job::info(&s.job).filter(|i| i.is_pending()) else {
+                continue;
+            };
+            let reason = i.reason.as_deref().unwrap_or("None");
+            if let Some(meaning) = job::never_starts(reason) {
+                let code = cannot_start(&s, reason, meaning, skip_perf);
+                book.finished(s.case, code);
+                codes.push(code);
+            } else if reason == "None" {
+                undecided.push(s);
+            }
+        }
+        jobs = undecided;
+        if !jobs.is_empty() {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    codes
 }
 
 /// A pending job Slurm says can never start: cancel it and fail its run on the case's account

@@ -120,6 +120,19 @@ pub fn supervise_run_dir(
         }
     };
     let code = run::finish(&plan, &outcome, baseline.as_ref(), skip_perf);
+    // A sweep point submitted with --no-wait: nobody waits for the sweep, so its jobs keep
+    // its folder up to date, and the last one to end writes its report.
+    if let Some((dir, complete)) = crate::sweep::refresh(run_dir) {
+        println!(
+            "disagg: sweep folder {} {}",
+            dir.display(),
+            if complete {
+                "is complete: summary.md and report.html written"
+            } else {
+                "updated"
+            }
+        );
+    }
     if kind == ExecutorKind::Slurm && code == exit::TEST_FAILED {
         if let Some(id) = &job_id {
             eprintln!("disagg supervise: the run failed; cancelling job {id}");

@@ -28,10 +28,15 @@ pub struct Args {
     /// Where the roles run: processes here, or srun steps of one Slurm job per case.
     #[arg(long, value_enum, default_value_t = super::Launcher::Local)]
     launcher: super::Launcher,
-    /// With --launcher slurm: print each job id and run folder, then return.
+    /// With --launcher slurm: submit every job, print each job id and run folder, then return
+    /// (a job Slurm refuses at once, e.g. BadConstraints, is cancelled first). A sweep's folder
+    /// says its points are `submitted`; the last of its jobs to end writes its summary.md and
+    /// report.html.
     #[arg(long)]
     no_wait: bool,
-    /// With --launcher slurm: at most this many of our jobs in the queue at once.
+    /// With --launcher slurm: at most this many of our jobs running at once. Waiting, the next
+    /// job is submitted when one ends; with --no-wait all are submitted, job k starting only
+    /// once job k-N has ended (--dependency=afterany).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
     max_jobs: u32,
 }
