@@ -23,7 +23,7 @@ use crate::error::{HttpError, Refusal};
 use crate::faults::Verdict;
 use crate::handoff::{KvRecord, fetch, opaque};
 use crate::metrics::Outcome;
-use crate::request::{self, Endpoint, Job};
+use crate::request::{self, Endpoint, Job, Parsed};
 use crate::response::{self, Finish, Header};
 use crate::server::SimState;
 use crate::tokens;
@@ -42,6 +42,15 @@ pub(crate) async fn chat_completions(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     handle(sim, Endpoint::Chat, headers, body).await
+}
+
+/// SGLang's native API (SGLang dialect only; `crate::generate` shapes its answers).
+pub(crate) async fn generate(
+    State(sim): State<SimState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    handle(sim, Endpoint::Generate, headers, body).await
 }
 
 async fn handle(
@@ -128,7 +137,7 @@ async fn serve(
     }
     let body = body
         .map_err(|r| ApiError::new(r.status().as_u16(), "invalid_request_error", r.body_text()))?;
-    let mut job = request::parse(
+    let Parsed { mut jobs, batch } = request::parse_request(
         &body,
         endpoint,
         sim.role(),
@@ -137,17 +146,68 @@ async fn serve(
         sim.checked_model(),
         sim.max_model_len(),
     )?;
-    if sim.faults().disregards_ignore_eos() {
-        job.end_at_eos(sim.eos_at());
+    for job in &mut jobs {
+        if sim.faults().disregards_ignore_eos() {
+            job.end_at_eos(sim.eos_at());
+        }
+        eprintln!(
+            "disagg-sim: POST {} {} prompt_tokens={} max_tokens={} stream={}{}",
+            endpoint.path(),
+            job.kind.name(),
+            job.prompt.len(),
+            job.max_tokens,
+            job.stream,
+            if batch { " (batch item)" } else { "" }
+        );
     }
-    eprintln!(
-        "disagg-sim: POST {} {} prompt_tokens={} max_tokens={} stream={}",
-        endpoint.path(),
-        job.kind.name(),
-        job.prompt.len(),
-        job.max_tokens,
-        job.stream
-    );
+    let drop_after = match verdict {
+        Verdict::DropAfter(k) => Some(k),
+        _ => None,
+    };
+    if endpoint == Endpoint::Generate {
+        return Ok(crate::generate::serve(sim, jobs, batch, start, request_id, drop_after).await?);
+    }
+    if batch {
+        return Ok(batched(sim, jobs, start, request_id, drop_after).await?);
+    }
+    let Some(job) = jobs.pop() else {
+        return Err(ApiError::bad_request("no prompt").into());
+    };
+    let header = sim.header(endpoint == Endpoint::Chat);
+    let Started {
+        mut feed,
+        ready,
+        context,
+    } = start_job(sim, &job, start, request_id).await?;
+    if let Some(body) = context.and_then(|c| c.answer(&header, &job)) {
+        finish_whole(sim).await;
+        return Ok(json_response(body));
+    }
+    if job.stream {
+        // Counted as served when the stream ends, not here.
+        return Ok(streamed(sim.clone(), job, header, feed, ready, drop_after));
+    }
+    let body = whole(&job, &header, &mut feed, ready).await?;
+    finish_whole(sim).await;
+    Ok(json_response(body))
+}
+
+/// A job under way: its token feed, how many tokens were already awaited (a prefill waits for
+/// token 0 to store its KV record) and, for a context server, what its answer carries.
+pub(crate) struct Started {
+    pub(crate) feed: Feed,
+    pub(crate) ready: u64,
+    context: Option<Context>,
+}
+
+/// Fetches a job's hand-off (decode), submits it to the engine, and keeps its KV record
+/// (prefill).
+pub(crate) async fn start_job(
+    sim: &SimState,
+    job: &Job,
+    start: Instant,
+    request_id: Option<String>,
+) -> Result<Started, ApiError> {
     let mut engine_start = start;
     if let HandOff::Consume(c) = &job.hand_off {
         fetch::receive(sim, c, &job.prompt, request_id.as_deref(), start).await?;
@@ -165,34 +225,94 @@ async fn serve(
     };
     let producing = matches!(job.hand_off, HandOff::Produce(_));
     let (mut feed, kv_hold) = sim.engine().submit(seq, engine_start, producing)?;
-    let header = sim.header(endpoint == Endpoint::Chat);
-    let drop_after = match verdict {
-        Verdict::DropAfter(k) => Some(k),
-        _ => None,
-    };
     let mut ready = 0;
+    let mut context = None;
     if let HandOff::Produce(p) = job.hand_off {
         feed.next().await?;
         ready = 1;
-        let context = store_record(sim, &job, p, request_id, kv_hold)?;
-        if let Some(body) = context.answer(&header, &job) {
-            finish_whole(sim).await;
-            return Ok(json_response(body));
+        context = Some(store_record(sim, job, p, request_id, kv_hold)?);
+    }
+    Ok(Started {
+        feed,
+        ready,
+        context,
+    })
+}
+
+/// Starts every job of a batch at once (the engine batches them as it would separate
+/// requests); the first failure fails the request, and dropping the others cancels them.
+pub(crate) async fn start_all(
+    sim: &SimState,
+    jobs: &[Job],
+    start: Instant,
+    request_id: Option<String>,
+) -> Result<Vec<Started>, ApiError> {
+    futures_util::future::try_join_all(
+        jobs.iter()
+            .map(|job| start_job(sim, job, start, request_id.clone())),
+    )
+    .await
+}
+
+/// A batched completions request (SGLang's completions server takes a list of prompts): one
+/// choice per prompt, `index` its place in the list, usage summed over them. Streamed, the
+/// prompts' chunks interleave as their tokens come, then one `[DONE]`.
+async fn batched(
+    sim: &SimState,
+    jobs: Vec<Job>,
+    start: Instant,
+    request_id: Option<String>,
+    drop_after: Option<u64>,
+) -> Result<Response, ApiError> {
+    let header = sim.header(false);
+    let started = start_all(sim, &jobs, start, request_id).await?;
+    let usage = Usage::new(
+        jobs.iter().map(|j| j.prompt.len() as u64).sum(),
+        jobs.iter().map(|j| j.max_tokens).sum(),
+    );
+    if jobs.first().is_some_and(|j| j.stream) {
+        let include_usage = jobs[0].include_usage;
+        let items = jobs
+            .into_iter()
+            .zip(started)
+            .enumerate()
+            .map(|(i, (job, s))| {
+                let mut h = header.clone();
+                h.index = i as u32;
+                // The request is counted (served, failed, cut) by its first prompt's stream.
+                let mut e = Emitter::new(
+                    sim.clone(),
+                    job,
+                    h,
+                    s.feed,
+                    s.ready,
+                    drop_after.filter(|_| i == 0),
+                );
+                e.tail = false;
+                e.counted = i == 0;
+                e.into_stream()
+            });
+        let mut tail = Vec::new();
+        if include_usage {
+            tail.push(Ok(sse::frame(&response::usage_chunk(&header, usage))));
         }
+        tail.push(Ok(Bytes::from_static(sse::DONE_FRAME)));
+        let frames =
+            futures_util::stream::select_all(items).chain(futures_util::stream::iter(tail));
+        return Ok(sse_response(Body::from_stream(frames)));
     }
-    if job.stream {
-        // Counted as served when the stream ends, not here.
-        return Ok(streamed(sim.clone(), job, header, feed, ready, drop_after));
+    let mut answers = Vec::with_capacity(jobs.len());
+    for (job, mut s) in jobs.iter().zip(started) {
+        answers.push((whole_text(job, &mut s.feed, s.ready).await?, job.finish));
     }
-    let body = whole(&job, &header, &mut feed, ready).await?;
     finish_whole(sim).await;
-    Ok(json_response(body))
+    Ok(json_response(response::full_many(&header, &answers, usage)))
 }
 
 /// A whole answer is ready: count it, and send it, unless the sim hung meanwhile (then it
 /// freezes like everything else). The answer that makes it hang is still sent: the script says
 /// "after N requests".
-async fn finish_whole(sim: &SimState) {
+pub(crate) async fn finish_whole(sim: &SimState) {
     if sim.faults().hung() {
         std::future::pending::<()>().await;
     }
@@ -289,6 +409,13 @@ fn store_record(
 
 /// A non-streaming answer arrives when its last token would have.
 async fn whole(job: &Job, header: &Header, feed: &mut Feed, ready: u64) -> Result<Bytes, ApiError> {
+    let text = whole_text(job, feed, ready).await?;
+    let usage = Usage::new(job.prompt.len() as u64, job.max_tokens);
+    Ok(response::full(header, &text, usage, job.finish))
+}
+
+/// A job's whole output text, once its last token is due.
+pub(crate) async fn whole_text(job: &Job, feed: &mut Feed, ready: u64) -> Result<String, ApiError> {
     feed.skip(job.max_tokens - ready).await?;
     // A guess (about 7 bytes a token), capped: max_tokens comes from the client.
     let mut text = String::with_capacity((job.max_tokens as usize).saturating_mul(7).min(1 << 20));
@@ -298,11 +425,10 @@ async fn whole(job: &Job, header: &Header, feed: &mut Feed, ready: u64) -> Resul
             tokens::push_token_text(&mut text, tokens::token_at(job.digest, position));
         }
     }
-    let usage = Usage::new(job.prompt.len() as u64, job.max_tokens);
-    Ok(response::full(header, &text, usage, job.finish))
+    Ok(text)
 }
 
-fn json_response(body: Bytes) -> Response {
+pub(crate) fn json_response(body: Bytes) -> Response {
     let mut r = Response::new(Body::from(body));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -319,21 +445,12 @@ fn streamed(
     ready: u64,
     drop_after: Option<u64>,
 ) -> Response {
-    let emitter = Emitter {
-        sim,
-        template: response::ChunkTemplate::new(&header),
-        usage: Usage::new(job.prompt.len() as u64, job.max_tokens),
-        job,
-        header,
-        feed,
-        ready,
-        drop_after,
-        next: Phase::Token(0),
-        ended: false,
-        last_late: None,
-    };
-    let frames = futures_util::stream::unfold(emitter, Emitter::step);
-    let mut r = Response::new(Body::from_stream(frames.boxed()));
+    let frames = Emitter::new(sim, job, header, feed, ready, drop_after).into_stream();
+    sse_response(Body::from_stream(frames))
+}
+
+pub(crate) fn sse_response(body: Body) -> Response {
+    let mut r = Response::new(body);
     let headers = r.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -353,12 +470,26 @@ enum Phase {
     End,
 }
 
+/// How a stream renders each token.
+pub(crate) enum Format {
+    /// OpenAI chunks, pre-rendered around the text.
+    OpenAi(response::ChunkTemplate),
+    /// SGLang's native `/generate` objects, cumulative.
+    Native(Box<crate::generate::Native>),
+}
+
 /// The state of one response stream, advanced one frame per poll.
-struct Emitter {
+pub(crate) struct Emitter {
     sim: SimState,
     job: Job,
     header: Header,
-    template: response::ChunkTemplate,
+    pub(crate) format: Format,
+    /// Ends with the usage chunk (if asked) and `[DONE]`; off for the prompts of a batch,
+    /// whose merged stream ends once.
+    pub(crate) tail: bool,
+    /// Counts the request in the metrics and fault script; off for all but one prompt of a
+    /// batch.
+    pub(crate) counted: bool,
     feed: Feed,
     /// Tokens whose wait already happened (an SGLang prefill waited for token 0 to store it).
     ready: u64,
@@ -375,6 +506,35 @@ struct Emitter {
 type Frame = Result<Bytes, std::io::Error>;
 
 impl Emitter {
+    pub(crate) fn new(
+        sim: SimState,
+        job: Job,
+        header: Header,
+        feed: Feed,
+        ready: u64,
+        drop_after: Option<u64>,
+    ) -> Self {
+        Self {
+            sim,
+            format: Format::OpenAi(response::ChunkTemplate::new(&header)),
+            tail: true,
+            counted: true,
+            usage: Usage::new(job.prompt.len() as u64, job.max_tokens),
+            job,
+            header,
+            feed,
+            ready,
+            drop_after,
+            next: Phase::Token(0),
+            ended: false,
+            last_late: None,
+        }
+    }
+
+    pub(crate) fn into_stream(self) -> futures_util::stream::BoxStream<'static, Frame> {
+        futures_util::stream::unfold(self, Emitter::step).boxed()
+    }
+
     async fn step(mut self) -> Option<(Frame, Self)> {
         if self.ended {
             return None;
@@ -413,13 +573,18 @@ impl Emitter {
                     }
                 }
                 let last = i + 1 == self.job.max_tokens;
-                self.next = match (last, self.job.include_usage) {
-                    (false, _) => Phase::Token(i + 1),
-                    (true, true) => Phase::Usage,
-                    (true, false) => Phase::Done,
+                self.next = match (last, self.tail, self.job.include_usage) {
+                    (false, _, _) => Phase::Token(i + 1),
+                    (true, false, _) => Phase::End,
+                    (true, true, true) => Phase::Usage,
+                    (true, true, false) => Phase::Done,
                 };
-                self.template
-                    .frame(&self.job.text_at(i), self.job.finish_at(i), i == 0)
+                match &mut self.format {
+                    Format::OpenAi(t) => {
+                        t.frame(&self.job.text_at(i), self.job.finish_at(i), i == 0)
+                    }
+                    Format::Native(n) => n.frame(&self.job, i),
+                }
             }
             Phase::Usage => {
                 self.next = Phase::Done;
@@ -431,7 +596,9 @@ impl Emitter {
             }
             Phase::End => {
                 self.end(Outcome::Ok);
-                self.sim.faults().served();
+                if self.counted {
+                    self.sim.faults().served();
+                }
                 return None;
             }
         };
@@ -440,13 +607,15 @@ impl Emitter {
 
     fn end(&mut self, outcome: Outcome) {
         self.ended = true;
-        self.sim.metrics().outcome(outcome);
+        if self.counted {
+            self.sim.metrics().outcome(outcome);
+        }
     }
 }
 
 impl Drop for Emitter {
     fn drop(&mut self) {
-        if !self.ended {
+        if !self.ended && self.counted {
             self.sim.metrics().outcome(Outcome::Cancelled);
         }
     }

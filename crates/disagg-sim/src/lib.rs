@@ -9,16 +9,17 @@
 //!   embedding; an [`ExitHook`] decides what a scripted crash does.
 //!
 //! How it works (DESIGN.md has the diagram):
-//! - `request` + `dialect/` validate a `/v1/completions` body into a job: aggregated,
-//!   context (prefill) or generation (decode), checked against `--role`; `context_len` refuses
-//!   (or cuts) what does not fit `--max-model-len`, as the dialect's engine does.
+//! - `request` + `dialect/` validate a `/v1/completions` (or chat, or SGLang `/generate`) body
+//!   into a job per prompt: aggregated, context (prefill) or generation (decode), checked
+//!   against `--role`; `context_len` refuses (or cuts) what does not fit `--max-model-len`, as
+//!   the dialect's engine does.
 //! - `handoff/`: a context sim keeps a KV record per prefill; a generation sim fetches it over
 //!   HTTP (`GET /kv/{key}`), verifies it against its request and charges the transfer time.
 //! - `tokens` is the "model": outputs are a pure function of the prompt's token ids and the
 //!   position, so aggregated and disaggregated runs produce the same text.
 //! - `engine/` decides when each token is due: per-request clocks (`--preset simple`) or a
 //!   continuous-batching scheduler with a step cost model (`batched`, `h100-llama8b-eager`).
-//! - `completions` serves the job; `faults` scripts crashes, hangs, 500s, cut streams and
+//! - `completions` serves the job (`generate`: in SGLang's native shapes); `faults` scripts crashes, hangs, 500s, cut streams and
 //!   failed hand-offs; `metrics` and `request_log` make it observable.
 
 use std::path::PathBuf;
@@ -30,6 +31,7 @@ mod dialect;
 mod engine;
 mod error;
 mod faults;
+mod generate;
 mod handoff;
 mod metrics;
 mod ready;

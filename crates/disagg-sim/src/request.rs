@@ -1,9 +1,13 @@
-//! Turning a `/v1/completions` body into a validated [`Job`], or a 400 that says what is wrong.
-//! The dialect decides which half a request is and what it hands off (`dialect/`).
+//! Turning a request body into validated [`Job`]s (one per prompt), or a 400 that says what is
+//! wrong. The dialect decides which half a request is and what it hands off (`dialect/`).
 //!
 //! The body is parsed by hand from bytes (not axum's `Json` extractor) so that every parse
 //! failure becomes an OpenAI error body with serde's precise message, and so that batch prompts
 //! get their own explanation instead of "did not match any variant".
+//!
+//! Batches (a list of prompts in one request) are SGLang's: its completions server and its
+//! native `/generate` serve them, each prompt with its own bootstrap room. The other dialects'
+//! sims refuse them, as before.
 
 use disagg_proto::ApiError;
 use disagg_proto::trtllm::DisaggregatedParams;
@@ -44,10 +48,37 @@ struct RawRequest {
     /// vllm.
     kv_transfer_params: Option<KvTransferParams>,
     /// sglang.
-    bootstrap_host: Option<String>,
-    bootstrap_port: Option<u16>,
-    bootstrap_room: Option<u64>,
+    bootstrap_host: Option<sglang::OneOrMany<String>>,
+    bootstrap_port: Option<sglang::OneOrMany<u16>>,
+    bootstrap_room: Option<sglang::OneOrMany<u64>>,
 }
+
+/// SGLang's native `/generate` body (`GenerateReqInput` in
+/// `python/sglang/srt/managers/io_struct.py`): the fields the sim reads.
+#[derive(Debug, Deserialize)]
+struct RawGenerate {
+    text: Option<Value>,
+    input_ids: Option<Value>,
+    input_embeds: Option<Value>,
+    sampling_params: Option<sglang::OneOrMany<SamplingParams>>,
+    stream: Option<bool>,
+    bootstrap_host: Option<sglang::OneOrMany<String>>,
+    bootstrap_port: Option<sglang::OneOrMany<u16>>,
+    bootstrap_room: Option<sglang::OneOrMany<u64>>,
+}
+
+/// `/generate`'s `sampling_params` (`python/sglang/srt/sampling/sampling_params.py`).
+#[derive(Debug, Clone, Default, Deserialize)]
+struct SamplingParams {
+    /// SGLang's default is 128.
+    max_new_tokens: Option<u64>,
+    min_new_tokens: Option<u64>,
+    ignore_eos: Option<bool>,
+    n: Option<u64>,
+}
+
+/// SGLang's `max_new_tokens` when a `/generate` request gives none.
+const SGLANG_DEFAULT_MAX_NEW_TOKENS: u64 = 128;
 
 #[derive(Debug, Deserialize)]
 struct ChatMessage {
@@ -62,6 +93,8 @@ struct ChatMessage {
 pub(crate) enum Endpoint {
     Completions,
     Chat,
+    /// SGLang's native API (SGLang dialect only).
+    Generate,
 }
 
 impl Endpoint {
@@ -69,8 +102,17 @@ impl Endpoint {
         match self {
             Endpoint::Completions => "/v1/completions",
             Endpoint::Chat => "/v1/chat/completions",
+            Endpoint::Generate => "/generate",
         }
     }
+}
+
+/// A request the sim has agreed to serve: one job per prompt.
+#[derive(Debug)]
+pub(crate) struct Parsed {
+    pub(crate) jobs: Vec<Job>,
+    /// The prompts came as a list (even of one): the answer is shaped per prompt.
+    pub(crate) batch: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -155,9 +197,9 @@ fn output_length(
     }
 }
 
-/// Parses and validates a completions body for a sim running as `role` in `dialect`;
-/// `eos_at` is the sim's `--eos-at`, `max_model_len` its maximum context length, checked as the
-/// dialect's engine checks it (`context_len`).
+/// Parses and validates a one-prompt completions body (tests; the server takes batches too:
+/// [`parse_request`]).
+#[cfg(test)]
 pub(crate) fn parse(
     body: &[u8],
     endpoint: Endpoint,
@@ -167,6 +209,34 @@ pub(crate) fn parse(
     served_model: Option<&str>,
     max_model_len: Option<u64>,
 ) -> Result<Job, Refusal> {
+    let mut parsed = parse_request(
+        body,
+        endpoint,
+        role,
+        dialect,
+        eos_at,
+        served_model,
+        max_model_len,
+    )?;
+    assert!(!parsed.batch, "a batch");
+    Ok(parsed.jobs.remove(0))
+}
+
+/// Parses and validates a request body for a sim running as `role` in `dialect`; `eos_at` is
+/// the sim's `--eos-at`, `max_model_len` its maximum context length, checked for each prompt
+/// as the dialect's engine checks it (`context_len`).
+pub(crate) fn parse_request(
+    body: &[u8],
+    endpoint: Endpoint,
+    role: SimRole,
+    dialect: Dialect,
+    eos_at: Option<u64>,
+    served_model: Option<&str>,
+    max_model_len: Option<u64>,
+) -> Result<Parsed, Refusal> {
+    if endpoint == Endpoint::Generate {
+        return parse_generate(body, role, eos_at, max_model_len);
+    }
     let raw: RawRequest = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid completions request body: {e}")))?;
     // vLLM checks the name first, and answers any name it does not serve with a 404.
@@ -180,57 +250,33 @@ pub(crate) fn parse(
             .into());
         }
     }
-    let prompt = match endpoint {
-        Endpoint::Completions => {
+    let (prompts, batch) = match endpoint {
+        Endpoint::Chat => (vec![chat_prompt(&raw)?], false),
+        _ => {
             let value = raw
                 .prompt
                 .as_ref()
                 .ok_or_else(|| ApiError::bad_request("missing field `prompt`"))?;
-            parse_prompt(value)?
+            let (prompts, batch) = parse_prompts(value)?;
+            if batch && dialect != Dialect::Sglang {
+                return Err(ApiError::bad_request(
+                    "batched prompts are not supported: send one prompt (a string or a list of \
+                     token ids) per request",
+                )
+                .into());
+            }
+            (prompts, batch)
         }
-        Endpoint::Chat => chat_prompt(&raw)?,
     };
     let asked = raw.max_tokens.or(raw.max_completion_tokens);
-    let mut max_tokens = asked.unwrap_or(DEFAULT_MAX_TOKENS);
-    if max_tokens == 0 {
-        return Err(ApiError::bad_request("max_tokens must be at least 1").into());
-    }
-    // Far beyond any context length, and it keeps every token count safe from overflow.
-    if max_tokens > u64::from(u32::MAX) {
-        return Err(
-            ApiError::bad_request(format!("max_tokens must be at most {}", u32::MAX)).into(),
-        );
-    }
+    let max_tokens = asked.unwrap_or(DEFAULT_MAX_TOKENS);
+    check_max_tokens(max_tokens, "max_tokens")?;
     let kind = match dialect {
         Dialect::Trtllm => trtllm::kind(raw.disaggregated_params.as_ref()),
         Dialect::Vllm => vllm::kind(raw.kv_transfer_params.as_ref(), role)?,
         Dialect::Sglang => sglang::kind(role),
     };
     check_role(kind, role)?;
-    if let Some(limit) = max_model_len {
-        let a = Asked {
-            prompt: prompt.ids().len() as u64,
-            text: matches!(prompt, ParsedPrompt::Text(_)),
-            // All three default max_tokens to 16 on /v1/completions; chat has no default.
-            max_tokens: asked.or((endpoint == Endpoint::Completions).then_some(DEFAULT_MAX_TOKENS)),
-        };
-        max_tokens = context_len::fit(dialect, limit, a, DEFAULT_MAX_TOKENS)?;
-    }
-    let digest = PromptDigest::of(prompt.ids());
-    let hand_off = match dialect {
-        Dialect::Trtllm => {
-            trtllm::hand_off(kind, &prompt, digest, raw.disaggregated_params.as_ref())?
-        }
-        Dialect::Vllm => vllm::hand_off(kind, raw.kv_transfer_params.as_ref())?,
-        Dialect::Sglang => sglang::hand_off(
-            kind,
-            &sglang::Bootstrap {
-                host: raw.bootstrap_host,
-                port: raw.bootstrap_port,
-                room: raw.bootstrap_room,
-            },
-        )?,
-    };
     let stream = raw.stream.unwrap_or(false);
     let include_usage = raw
         .stream_options
@@ -240,30 +286,242 @@ pub(crate) fn parse(
     // response (PROTOCOLS.md §1 step 3, §2 step 2). SGLang's prefill leg gets the client's own
     // body, so it answers the way that body asks.
     let whole_context = kind == Kind::ContextOnly && dialect != Dialect::Sglang;
+    let bootstraps = match dialect {
+        Dialect::Sglang => sglang::per_item(
+            sglang::Fields {
+                bootstrap_host: raw.bootstrap_host.clone(),
+                bootstrap_port: raw.bootstrap_port.clone(),
+                bootstrap_room: raw.bootstrap_room.clone(),
+            },
+            batch.then_some(prompts.len()),
+        )?,
+        _ => Vec::new(),
+    };
+    let mut jobs = Vec::with_capacity(prompts.len());
+    for (i, prompt) in prompts.into_iter().enumerate() {
+        let mut max_tokens = max_tokens;
+        if let Some(limit) = max_model_len {
+            let a = Asked {
+                prompt: prompt.ids().len() as u64,
+                text: matches!(prompt, ParsedPrompt::Text(_)),
+                // All three default max_tokens to 16 on /v1/completions; chat has no default.
+                max_tokens: asked
+                    .or((endpoint == Endpoint::Completions).then_some(DEFAULT_MAX_TOKENS)),
+            };
+            max_tokens = context_len::fit(dialect, limit, a, DEFAULT_MAX_TOKENS)?;
+        }
+        let digest = PromptDigest::of(prompt.ids());
+        let hand_off = match dialect {
+            Dialect::Trtllm => {
+                trtllm::hand_off(kind, &prompt, digest, raw.disaggregated_params.as_ref())?
+            }
+            Dialect::Vllm => vllm::hand_off(kind, raw.kv_transfer_params.as_ref())?,
+            Dialect::Sglang => sglang::hand_off(kind, &bootstraps[i])?,
+        };
+        jobs.push(job(
+            kind,
+            prompt.into_ids(),
+            Limits {
+                max_tokens,
+                eos_at,
+                ignore_eos: raw.ignore_eos.unwrap_or(false),
+                min_tokens: raw.min_tokens.unwrap_or(0),
+            },
+            stream && !whole_context,
+            include_usage,
+            raw.disaggregated_params
+                .as_ref()
+                .and_then(|p| p.disagg_request_id),
+            hand_off,
+        ));
+    }
+    Ok(Parsed { jobs, batch })
+}
+
+/// A `/generate` body: `text` (a string, or a list for a batch) or `input_ids` (ids, or a list
+/// of lists), as SGLang reads them (`GenerateReqInput._determine_batch_size`).
+fn parse_generate(
+    body: &[u8],
+    role: SimRole,
+    eos_at: Option<u64>,
+    max_model_len: Option<u64>,
+) -> Result<Parsed, Refusal> {
+    let raw: RawGenerate = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid generate request body: {e}")))?;
+    let (prompts, batch) = match (&raw.text, &raw.input_ids) {
+        (Some(Value::String(text)), _) => (vec![text_prompt(text, "text")?], false),
+        (Some(Value::Array(texts)), _) => {
+            if texts.is_empty() {
+                return Err(ApiError::bad_request("text is an empty list").into());
+            }
+            let prompts = texts
+                .iter()
+                .enumerate()
+                .map(|(i, t)| match t {
+                    Value::String(text) => text_prompt(text, &format!("text[{i}]")),
+                    _ => Err(ApiError::bad_request(format!("text[{i}] must be a string"))),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            (prompts, true)
+        }
+        (Some(_), _) => {
+            return Err(ApiError::bad_request("text must be a string or a list of strings").into());
+        }
+        (None, Some(Value::Array(items))) => {
+            // SGLang's own message for this one.
+            if items.is_empty() {
+                return Err(ApiError::bad_request("input_ids cannot be empty.").into());
+            }
+            if items[0].is_array() {
+                let prompts = items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| match v {
+                        Value::Array(ids) => token_ids(ids, &format!("input_ids[{i}]")),
+                        _ => Err(ApiError::bad_request(format!(
+                            "input_ids[{i}] must be a list of token ids"
+                        ))),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                (prompts, true)
+            } else {
+                (vec![token_ids(items, "input_ids")?], false)
+            }
+        }
+        (None, Some(_)) => {
+            return Err(ApiError::bad_request(
+                "input_ids must be a list of token ids or a list of such lists",
+            )
+            .into());
+        }
+        (None, None) if raw.input_embeds.is_some() => {
+            return Err(ApiError::bad_request(
+                "input_embeds is not supported by the sim: send text or input_ids",
+            )
+            .into());
+        }
+        (None, None) => {
+            // SGLang's own message.
+            return Err(ApiError::bad_request(
+                "Either text, input_ids or input_embeds should be provided.",
+            )
+            .into());
+        }
+    };
+    let n = prompts.len();
+    let params: Vec<SamplingParams> = match raw.sampling_params {
+        None => vec![SamplingParams::default(); n],
+        Some(sglang::OneOrMany::One(p)) => vec![p; n],
+        Some(sglang::OneOrMany::Many(list)) if batch && list.len() == n => {
+            list.into_iter().map(Option::unwrap_or_default).collect()
+        }
+        Some(sglang::OneOrMany::Many(list)) => {
+            return Err(ApiError::bad_request(format!(
+                "sampling_params has {} entries for {n} prompt(s): send one object, or one per prompt of a batch",
+                list.len()
+            )).into());
+        }
+    };
+    let kind = sglang::kind(role);
+    check_role(kind, role)?;
+    let bootstraps = sglang::per_item(
+        sglang::Fields {
+            bootstrap_host: raw.bootstrap_host,
+            bootstrap_port: raw.bootstrap_port,
+            bootstrap_room: raw.bootstrap_room,
+        },
+        batch.then_some(n),
+    )?;
+    let stream = raw.stream.unwrap_or(false);
+    let mut jobs = Vec::with_capacity(n);
+    for (i, (prompt, p)) in prompts.into_iter().zip(params).enumerate() {
+        if p.n.is_some_and(|n| n != 1) {
+            return Err(ApiError::bad_request(
+                "sampling_params.n other than 1 is not supported by the sim",
+            )
+            .into());
+        }
+        let mut max_tokens = p.max_new_tokens.unwrap_or(SGLANG_DEFAULT_MAX_NEW_TOKENS);
+        check_max_tokens(max_tokens, "max_new_tokens")?;
+        if let Some(limit) = max_model_len {
+            let a = Asked {
+                prompt: prompt.ids().len() as u64,
+                text: matches!(prompt, ParsedPrompt::Text(_)),
+                max_tokens: Some(max_tokens),
+            };
+            max_tokens = context_len::fit(Dialect::Sglang, limit, a, max_tokens)?;
+        }
+        let hand_off = sglang::hand_off(kind, &bootstraps[i])?;
+        jobs.push(job(
+            kind,
+            prompt.into_ids(),
+            Limits {
+                max_tokens,
+                eos_at,
+                ignore_eos: p.ignore_eos.unwrap_or(false),
+                min_tokens: p.min_new_tokens.unwrap_or(0),
+            },
+            stream,
+            false,
+            None,
+            hand_off,
+        ));
+    }
+    Ok(Parsed { jobs, batch })
+}
+
+fn check_max_tokens(max_tokens: u64, name: &str) -> Result<(), ApiError> {
+    if max_tokens == 0 {
+        return Err(ApiError::bad_request(format!("{name} must be at least 1")));
+    }
+    // Far beyond any context length, and it keeps every token count safe from overflow.
+    if max_tokens > u64::from(u32::MAX) {
+        return Err(ApiError::bad_request(format!(
+            "{name} must be at most {}",
+            u32::MAX
+        )));
+    }
+    Ok(())
+}
+
+/// What bounds a job's output.
+struct Limits {
+    max_tokens: u64,
+    eos_at: Option<u64>,
+    ignore_eos: bool,
+    min_tokens: u64,
+}
+
+fn job(
+    kind: Kind,
+    prompt: Vec<u32>,
+    limits: Limits,
+    stream: bool,
+    include_usage: bool,
+    disagg_request_id: Option<u64>,
+    hand_off: HandOff,
+) -> Job {
     let (max_tokens, finish) = output_length(
         if kind == Kind::ContextOnly {
             1
         } else {
-            max_tokens
+            limits.max_tokens
         },
-        eos_at,
-        raw.ignore_eos.unwrap_or(false),
-        raw.min_tokens.unwrap_or(0),
+        limits.eos_at,
+        limits.ignore_eos,
+        limits.min_tokens,
     );
-    Ok(Job {
+    Job {
         kind,
-        prompt: prompt.into_ids(),
-        digest,
+        digest: PromptDigest::of(&prompt),
+        prompt,
         max_tokens,
         finish,
-        stream: stream && !whole_context,
+        stream,
         include_usage,
-        disagg_request_id: raw
-            .disaggregated_params
-            .as_ref()
-            .and_then(|p| p.disagg_request_id),
+        disagg_request_id,
         hand_off,
-    })
+    }
 }
 
 /// A prompt as received: the sim needs to know whether it arrived as ids.
@@ -325,35 +583,56 @@ fn chat_prompt(raw: &RawRequest) -> Result<ParsedPrompt, ApiError> {
     Ok(ParsedPrompt::Text(ids))
 }
 
-fn parse_prompt(value: &Value) -> Result<ParsedPrompt, ApiError> {
-    let prompt = match value {
-        Value::String(text) => ParsedPrompt::Text(tokens::tokenize(text)),
-        Value::Array(items) => {
-            if items.iter().any(|v| v.is_string() || v.is_array()) {
-                return Err(ApiError::bad_request(
-                    "batched prompts are not supported: send one prompt (a string or a list of \
-                     token ids) per request",
-                ));
-            }
-            let ids = items
+/// A completions `prompt`: a string or a list of token ids, or (a batch) a list of those.
+fn parse_prompts(value: &Value) -> Result<(Vec<ParsedPrompt>, bool), ApiError> {
+    match value {
+        Value::String(text) => Ok((vec![text_prompt(text, "prompt")?], false)),
+        Value::Array(items) if items.first().is_some_and(|v| v.is_string() || v.is_array()) => {
+            let prompts = items
                 .iter()
-                .map(|v| v.as_u64().and_then(|id| u32::try_from(id).ok()))
-                .collect::<Option<Vec<u32>>>()
-                .ok_or_else(|| {
-                    ApiError::bad_request("prompt token ids must be integers in 0..=4294967295")
-                })?;
-            ParsedPrompt::Ids(ids)
+                .enumerate()
+                .map(|(i, v)| {
+                    let name = format!("prompt[{i}]");
+                    match v {
+                        Value::String(text) => text_prompt(text, &name),
+                        Value::Array(ids) => token_ids(ids, &name),
+                        _ => Err(ApiError::bad_request(format!(
+                            "{name} must be a string or a list of token ids"
+                        ))),
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((prompts, true))
         }
-        _ => {
-            return Err(ApiError::bad_request(
-                "prompt must be a string or a list of token ids",
-            ));
-        }
-    };
-    if prompt.ids().is_empty() {
-        return Err(ApiError::bad_request("prompt is empty"));
+        Value::Array(ids) => Ok((vec![token_ids(ids, "prompt")?], false)),
+        _ => Err(ApiError::bad_request(
+            "prompt must be a string or a list of token ids",
+        )),
     }
-    Ok(prompt)
+}
+
+fn text_prompt(text: &str, name: &str) -> Result<ParsedPrompt, ApiError> {
+    let ids = tokens::tokenize(text);
+    if ids.is_empty() {
+        return Err(ApiError::bad_request(format!("{name} is empty")));
+    }
+    Ok(ParsedPrompt::Text(ids))
+}
+
+fn token_ids(items: &[Value], name: &str) -> Result<ParsedPrompt, ApiError> {
+    let ids = items
+        .iter()
+        .map(|v| v.as_u64().and_then(|id| u32::try_from(id).ok()))
+        .collect::<Option<Vec<u32>>>()
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "{name}: token ids must be integers in 0..=4294967295"
+            ))
+        })?;
+    if ids.is_empty() {
+        return Err(ApiError::bad_request(format!("{name} is empty")));
+    }
+    Ok(ParsedPrompt::Ids(ids))
 }
 
 fn check_role(kind: Kind, role: SimRole) -> Result<(), ApiError> {

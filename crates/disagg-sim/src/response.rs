@@ -18,6 +18,8 @@ pub(crate) struct Header {
     pub(crate) chat: bool,
     /// TensorRT-LLM's `avg_decoded_tokens_per_iter`, put in every choice when set.
     pub(crate) decoded_per_iter: Option<f64>,
+    /// The `index` of the choices: the prompt's place in a batch (else 0).
+    pub(crate) index: u32,
 }
 
 /// A completion object (text or chat), whole or as one streamed chunk.
@@ -78,7 +80,7 @@ impl<'a> Choice<'a> {
     /// The choice of one streamed chunk; a chat stream names the role in its first delta.
     fn streamed(h: &Header, text: &'a str, finish: Option<Finish>, first: bool) -> Self {
         Self {
-            index: 0,
+            index: h.index,
             text: (!h.chat).then_some(text),
             message: None,
             delta: h.chat.then_some(Message {
@@ -102,7 +104,7 @@ pub(crate) enum Finish {
 }
 
 impl Finish {
-    fn reason(self) -> Option<&'static str> {
+    pub(crate) fn reason(self) -> Option<&'static str> {
         Some(match self {
             Finish::Length => "length",
             Finish::Stop => "stop",
@@ -207,6 +209,20 @@ pub(crate) fn full(h: &Header, text: &str, usage: Usage, finish: Finish) -> Byte
     c.to_bytes()
 }
 
+/// A whole batched completion: one choice per prompt, `index` its place in the batch.
+pub(crate) fn full_many(h: &Header, answers: &[(String, Finish)], usage: Usage) -> Bytes {
+    let choices = (answers.iter().enumerate())
+        .map(|(i, (text, finish))| {
+            let mut c = Choice::whole(h, text, *finish);
+            c.index = i as u32;
+            c
+        })
+        .collect();
+    let mut c = Completion::new(h, choices, false);
+    c.usage = Some(usage);
+    c.to_bytes()
+}
+
 /// A context server's answer: token 0, the hand-off parameters and the prompt's token ids.
 pub(crate) fn context(
     h: &Header,
@@ -255,6 +271,7 @@ mod tests {
                 model: model.into(),
                 chat,
                 decoded_per_iter,
+                index: 0,
             };
             let t = ChunkTemplate::new(&h);
             for (text, finish, first) in [
@@ -277,6 +294,7 @@ mod tests {
             model: "m".into(),
             chat: true,
             decoded_per_iter: None,
+            index: 0,
         };
         let whole: serde_json::Value =
             serde_json::from_slice(&full(&h, " t1", Usage::new(1, 1), Finish::Length))

@@ -265,6 +265,7 @@ impl SimState {
             model: self.0.model.clone(),
             chat,
             decoded_per_iter: self.0.decoded_per_iter,
+            index: 0,
         }
     }
 
@@ -305,6 +306,7 @@ pub fn app(state: SimState) -> Router {
         // What routers read of an SGLang worker (`/get_*` are its deprecated names).
         Dialect::Sglang => {
             router = router
+                .route("/generate", post(completions::generate))
                 .route("/server_info", get(server_info))
                 .route("/get_server_info", get(server_info))
                 .route("/model_info", get(model_info))

@@ -3,8 +3,14 @@
 //!
 //! The sim's bootstrap port is its HTTP port: a decode sim fetches the record from
 //! `http://bootstrap_host:bootstrap_port/kv/{room}`, waiting for the prefill to finish.
+//!
+//! A batch (several prompts in one request) hands off each prompt in its own room. SGLang
+//! takes the three fields as lists, one entry per prompt, or as one value for all: one host and
+//! port for every prompt, and rooms `room + i` (`GenerateReqInput._normalize_bootstrap_params`
+//! in `python/sglang/srt/managers/io_struct.py`).
 
 use disagg_proto::ApiError;
+use serde::Deserialize;
 
 use super::{HandOff, Produce};
 use crate::SimRole;
@@ -17,6 +23,79 @@ pub(crate) struct Bootstrap {
     pub(crate) host: Option<String>,
     pub(crate) port: Option<u16>,
     pub(crate) room: Option<u64>,
+}
+
+/// A bootstrap field as sent: one value, or one per prompt of a batch.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum OneOrMany<T> {
+    One(T),
+    Many(Vec<Option<T>>),
+}
+
+/// The bootstrap fields of a request body, as sent.
+#[derive(Debug, Clone, Default)]
+#[cfg_attr(test, derive(Deserialize))]
+pub(crate) struct Fields {
+    pub(crate) bootstrap_host: Option<OneOrMany<String>>,
+    pub(crate) bootstrap_port: Option<OneOrMany<u16>>,
+    pub(crate) bootstrap_room: Option<OneOrMany<u64>>,
+}
+
+/// Each prompt's bootstrap fields: one for a single prompt, `n` for a batch of `n`.
+///
+/// A list is refused unless it has one entry per prompt of a batch. SGLang is laxer: it
+/// indexes the lists per prompt, so a shorter one fails there with an IndexError and a longer
+/// one has its extra entries ignored; a router that sends either has miscounted the batch.
+pub(crate) fn per_item(f: Fields, batch: Option<usize>) -> Result<Vec<Bootstrap>, ApiError> {
+    let hosts = spread("bootstrap_host", f.bootstrap_host, batch, |h, _| {
+        Some(h.clone())
+    })?;
+    let ports = spread("bootstrap_port", f.bootstrap_port, batch, |p, _| Some(*p))?;
+    let rooms = spread("bootstrap_room", f.bootstrap_room, batch, |r, i| {
+        r.checked_add(i as u64)
+    })?;
+    Ok(hosts
+        .into_iter()
+        .zip(ports)
+        .zip(rooms)
+        .map(|((host, port), room)| Bootstrap { host, port, room })
+        .collect())
+}
+
+/// One field's value for each prompt; `one(v, i)` is prompt `i`'s value when one `v` was sent
+/// for the whole batch (`None`: out of range).
+fn spread<T: Clone>(
+    name: &str,
+    sent: Option<OneOrMany<T>>,
+    batch: Option<usize>,
+    one: impl Fn(&T, usize) -> Option<T>,
+) -> Result<Vec<Option<T>>, ApiError> {
+    let n = batch.unwrap_or(1);
+    match (sent, batch) {
+        (None, _) => Ok(vec![None; n]),
+        (Some(OneOrMany::One(v)), _) => (0..n)
+            .map(|i| {
+                one(&v, i).map(Some).ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "{name} + {i} (prompt {i} of the batch) is out of range"
+                    ))
+                })
+            })
+            .collect(),
+        (Some(OneOrMany::Many(_)), None) => Err(ApiError::bad_request(format!(
+            "{name} is a list, but the request holds one prompt: a list gives one value per \
+             prompt of a batch; send one value"
+        ))),
+        (Some(OneOrMany::Many(list)), Some(n)) if list.len() != n => {
+            Err(ApiError::bad_request(format!(
+                "{name} has {} entries for a batch of {n} prompts: a PD router must send one \
+                 per prompt (SGLang reads prompt i's at index i)",
+                list.len()
+            )))
+        }
+        (Some(OneOrMany::Many(list)), Some(_)) => Ok(list),
+    }
 }
 
 pub(crate) fn kind(role: SimRole) -> Kind {
@@ -53,4 +132,79 @@ pub(crate) fn hand_off(kind: Kind, b: &Bootstrap) -> Result<HandOff, ApiError> {
         what: format!("bootstrap_room {room}"),
         expect: Expect::default(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(json: &str) -> Fields {
+        serde_json::from_str(json).expect("fields")
+    }
+
+    #[test]
+    fn a_batch_takes_lists_of_its_size_or_one_value_for_all() {
+        let b = per_item(
+            fields(
+                r#"{"bootstrap_host":["h","g"],"bootstrap_port":[1,null],"bootstrap_room":[7,9]}"#,
+            ),
+            Some(2),
+        )
+        .expect("lists of the batch's size");
+        let got: Vec<_> = b
+            .iter()
+            .map(|b| (b.host.as_deref(), b.port, b.room))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(Some("h"), Some(1), Some(7)), (Some("g"), None, Some(9))]
+        );
+        // One value for all: SGLang repeats host and port and numbers the rooms from it.
+        let b = per_item(
+            fields(r#"{"bootstrap_host":"h","bootstrap_port":8998,"bootstrap_room":40}"#),
+            Some(3),
+        )
+        .expect("scalars");
+        let rooms: Vec<_> = b.iter().map(|b| b.room).collect();
+        assert_eq!(rooms, vec![Some(40), Some(41), Some(42)]);
+        assert!(
+            b.iter()
+                .all(|b| b.host.as_deref() == Some("h") && b.port == Some(8998))
+        );
+        let single = per_item(fields(r#"{"bootstrap_room":5}"#), None).expect("one prompt");
+        assert_eq!(
+            (single.len(), single[0].room, single[0].host.clone()),
+            (1, Some(5), None)
+        );
+    }
+
+    #[test]
+    fn lists_of_the_wrong_size_are_refused_by_name() {
+        for (json, batch, want) in [
+            (
+                r#"{"bootstrap_room":[1,2]}"#,
+                Some(3),
+                "bootstrap_room has 2 entries for a batch of 3",
+            ),
+            (
+                r#"{"bootstrap_host":["a","b","c"]}"#,
+                Some(2),
+                "bootstrap_host has 3 entries for a batch of 2",
+            ),
+            (
+                r#"{"bootstrap_port":[1]}"#,
+                None,
+                "bootstrap_port is a list, but the request holds one prompt",
+            ),
+            (
+                r#"{"bootstrap_room":18446744073709551615}"#,
+                Some(2),
+                "out of range",
+            ),
+        ] {
+            let e = per_item(fields(json), batch).expect_err(json);
+            assert_eq!(e.status, 400);
+            assert!(e.message.contains(want), "{json}: {}", e.message);
+        }
+    }
 }

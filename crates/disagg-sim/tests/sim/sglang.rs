@@ -3,7 +3,8 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{Sim, error_message, start, streamed_text};
+use crate::support::{Arrival, Sim, error_message, start, streamed_text};
+use disagg_proto::sse::Event;
 
 async fn sim(role: &str, extra: &[&str]) -> Sim {
     let mut f = vec![
@@ -140,4 +141,286 @@ async fn server_info_and_model_info_answer_as_sglangs_do() {
     let (_, body) = decode.get("/model_info").await;
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["disaggregation_mode"], "decode");
+}
+
+/// Bootstrap fields for each prompt of a batch: lists of the batch's size, one room per prompt,
+/// as SGLang's PD routers send them.
+fn with_bootstrap_lists(client: &Value, prefill: &Sim, rooms: &[u64]) -> Value {
+    let (host, _) = prefill.authority().split_once(':').expect("host:port");
+    let mut req = client.clone();
+    req["bootstrap_host"] = json!(vec![host; rooms.len()]);
+    req["bootstrap_port"] = json!(vec![prefill.bootstrap_port(); rooms.len()]);
+    req["bootstrap_room"] = json!(rooms);
+    req
+}
+
+/// The data objects of a stream, in order.
+fn objects(events: &[Arrival]) -> Vec<Value> {
+    assert_eq!(
+        events.last().map(|a| &a.event),
+        Some(&Event::Done),
+        "ends with [DONE]"
+    );
+    let data = &events[..events.len() - 1];
+    data.iter().map(Arrival::json).collect()
+}
+
+/// Checks one prompt's streamed objects against its whole answer: `text` and `output_ids` grow
+/// cumulatively, one token per object, and only the last one is finished.
+fn check_cumulative(stream: &[Value], whole: &Value) {
+    assert_eq!(
+        stream.len() as u64,
+        whole["meta_info"]["completion_tokens"].as_u64().unwrap()
+    );
+    let mut text = String::new();
+    for (i, o) in stream.iter().enumerate() {
+        let t = o["text"].as_str().expect("text");
+        assert!(
+            t.starts_with(&text),
+            "cumulative text: {t:?} after {text:?}"
+        );
+        text = t.to_string();
+        assert_eq!(o["output_ids"].as_array().unwrap().len(), i + 1, "{o}");
+        assert_eq!(o["meta_info"]["completion_tokens"], i + 1, "{o}");
+        let last = i + 1 == stream.len();
+        assert_eq!(o["meta_info"]["finish_reason"].is_null(), !last, "{o}");
+        assert_eq!(o["meta_info"]["e2e_latency"].is_number(), last, "{o}");
+    }
+    let last = stream.last().unwrap();
+    assert_eq!(last["text"], whole["text"]);
+    assert_eq!(last["output_ids"], whole["output_ids"]);
+    assert_eq!(
+        last["meta_info"]["finish_reason"],
+        whole["meta_info"]["finish_reason"]
+    );
+}
+
+/// SGLang's native `/generate` (what `bench_serving --backend sglang` sends): answered in
+/// SGLang's shape (`text`, `output_ids`, `meta_info`), through prefill and decode with the
+/// bootstrap fields exactly as aggregated, one prompt or a batch, whole or streamed.
+#[tokio::test]
+async fn generate_through_both_legs_equals_aggregated_single_and_batched() {
+    let (prefill, decode, both) = (
+        sim("context", &[]).await,
+        sim("generation", &[]).await,
+        sim("both", &[]).await,
+    );
+    let params = json!({"temperature": 0.0, "max_new_tokens": 5, "ignore_eos": true});
+
+    // One prompt, whole.
+    let client = json!({"text": "a b c d", "sampling_params": params});
+    let (status, agg) = both.post_raw("/generate", &client.to_string()).await;
+    assert_eq!(status, 200, "{agg}");
+    let meta = &agg["meta_info"];
+    assert_eq!(
+        (&meta["prompt_tokens"], &meta["completion_tokens"]),
+        (&json!(4), &json!(5))
+    );
+    assert_eq!(
+        meta["finish_reason"],
+        json!({"type": "length", "length": 5})
+    );
+    assert_eq!(meta["cached_tokens"], 0);
+    assert!(meta["e2e_latency"].as_f64().unwrap() > 0.0, "{agg}");
+    assert!(meta["id"].is_string(), "{agg}");
+    assert_eq!(agg["output_ids"].as_array().unwrap().len(), 5);
+    let (_, completion) = both
+        .complete(&json!({"prompt": "a b c d", "max_tokens": 5}))
+        .await;
+    assert_eq!(
+        agg["text"], completion["choices"][0]["text"],
+        "the same model"
+    );
+    let req = with_bootstrap(&client, &prefill, 1001);
+    let body = req.to_string();
+    let ((ps, pb), (ds, db)) = tokio::join!(
+        prefill.post_raw("/generate", &body),
+        decode.post_raw("/generate", &body)
+    );
+    assert_eq!(ps, 200, "{pb}");
+    assert_eq!(pb["meta_info"]["completion_tokens"], 1, "the prefill leg");
+    assert_eq!(ds, 200, "{db}");
+    assert_eq!(
+        (&db["text"], &db["output_ids"]),
+        (&agg["text"], &agg["output_ids"])
+    );
+    assert_eq!(
+        db["meta_info"]["finish_reason"],
+        agg["meta_info"]["finish_reason"]
+    );
+
+    // A batch, whole: a list, one object per prompt, each prompt in its own room.
+    let batch = json!({"text": ["a b", "c d e"], "sampling_params": params});
+    let (_, agg_batch) = both.post_raw("/generate", &batch.to_string()).await;
+    let agg_batch = agg_batch.as_array().expect("a list for a batch").clone();
+    assert_eq!(agg_batch.len(), 2);
+    assert_ne!(agg_batch[0]["text"], agg_batch[1]["text"]);
+    let body = with_bootstrap_lists(&batch, &prefill, &[2001, 2002]).to_string();
+    let ((ps, pb), (ds, db)) = tokio::join!(
+        prefill.post_raw("/generate", &body),
+        decode.post_raw("/generate", &body)
+    );
+    assert_eq!(ps, 200, "{pb}");
+    assert_eq!(ds, 200, "{db}");
+    for (i, want) in agg_batch.iter().enumerate() {
+        assert_eq!(
+            (&db[i]["text"], &db[i]["output_ids"]),
+            (&want["text"], &want["output_ids"]),
+            "{i}"
+        );
+        assert_eq!(
+            db[i]["meta_info"]["prompt_tokens"],
+            want["meta_info"]["prompt_tokens"]
+        );
+    }
+
+    // One prompt, streamed: cumulative objects, then [DONE].
+    let mut streaming = client.clone();
+    streaming["stream"] = json!(true);
+    let req = with_bootstrap(&streaming, &prefill, 3001);
+    let ((_, p_events), (_, d_events)) = tokio::join!(
+        prefill.stream_at("/generate", &req),
+        decode.stream_at("/generate", &req)
+    );
+    assert_eq!(
+        objects(&p_events).len(),
+        1,
+        "the prefill leg streams its one token"
+    );
+    let d = objects(&d_events);
+    assert!(
+        d.iter().all(|o| o.get("index").is_none()),
+        "no index outside a batch"
+    );
+    check_cumulative(&d, &agg);
+
+    // A batch, streamed: the prompts' objects interleave, each with its `index`.
+    let mut streaming = batch.clone();
+    streaming["stream"] = json!(true);
+    let req = with_bootstrap_lists(&streaming, &prefill, &[4001, 4002]);
+    let ((_, _), (_, d_events)) = tokio::join!(
+        prefill.stream_at("/generate", &req),
+        decode.stream_at("/generate", &req)
+    );
+    let d = objects(&d_events);
+    for (i, want) in agg_batch.iter().enumerate() {
+        let mine: Vec<Value> = d.iter().filter(|o| o["index"] == i).cloned().collect();
+        check_cumulative(&mine, want);
+    }
+    assert_eq!(d.len(), 10, "5 tokens for each of 2 prompts");
+}
+
+/// SGLang's completions server takes a list of prompts as a batch; a PD router sends the
+/// bootstrap fields as lists of the batch's size (or one value for all: SGLang then numbers
+/// the rooms `room + i`). Lists of another size are refused, naming the field.
+#[tokio::test]
+async fn batched_completions_hand_off_each_prompt_in_its_own_room() {
+    let (prefill, decode, both) = (
+        sim("context", &[]).await,
+        sim("generation", &[]).await,
+        sim("both", &[]).await,
+    );
+    let client = json!({"prompt": ["a b c", [7, 8, 9, 10]], "max_tokens": 4});
+    let (status, agg) = both.complete(&client).await;
+    assert_eq!(status, 200, "{agg}");
+    assert_eq!(agg["choices"].as_array().unwrap().len(), 2);
+    assert_eq!(agg["usage"]["prompt_tokens"], 3 + 4);
+    assert_eq!(agg["usage"]["completion_tokens"], 8);
+    for req in [
+        with_bootstrap_lists(&client, &prefill, &[5001, 5002]),
+        with_bootstrap(&client, &prefill, 6001),
+    ] {
+        let ((ps, pb), (ds, db)) = tokio::join!(prefill.complete(&req), decode.complete(&req));
+        assert_eq!(ps, 200, "{pb}");
+        assert_eq!(ds, 200, "{db}");
+        for i in 0..2 {
+            assert_eq!(db["choices"][i]["index"], i);
+            assert_eq!(db["choices"][i]["text"], agg["choices"][i]["text"], "{req}");
+        }
+        assert_eq!(db["usage"], agg["usage"]);
+    }
+    // Streamed: each prompt's chunks carry its index.
+    let mut streaming = client.clone();
+    streaming["stream"] = json!(true);
+    let req = with_bootstrap_lists(&streaming, &prefill, &[7001, 7002]);
+    let ((_, _), (_, d_events)) = tokio::join!(prefill.stream(&req), decode.stream(&req));
+    for i in 0..2 {
+        let text: String = objects(&d_events)
+            .iter()
+            .filter(|o| o["choices"][0]["index"] == i)
+            .map(|o| o["choices"][0]["text"].as_str().unwrap_or("").to_string())
+            .collect();
+        assert_eq!(
+            text,
+            agg["choices"][i]["text"].as_str().unwrap(),
+            "prompt {i}"
+        );
+    }
+
+    for (room, want) in [
+        (
+            json!([1, 2, 3]),
+            "bootstrap_room has 3 entries for a batch of 2 prompts",
+        ),
+        (
+            json!([1]),
+            "bootstrap_room has 1 entries for a batch of 2 prompts",
+        ),
+    ] {
+        let mut req = with_bootstrap_lists(&client, &prefill, &[1, 2]);
+        req["bootstrap_room"] = room;
+        let (status, body) = decode.complete(&req).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(error_message(&body).contains(want), "{body}");
+    }
+    let mut one = with_bootstrap(&json!({"prompt": "a", "max_tokens": 2}), &prefill, 1);
+    one["bootstrap_room"] = json!([1]);
+    let (status, body) = decode.complete(&one).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        error_message(&body).contains("the request holds one prompt"),
+        "{body}"
+    );
+}
+
+/// `/generate` is SGLang's alone: the other dialects' sims answer 404, as vLLM and TensorRT-LLM
+/// servers do; what a `/generate` body lacks is named.
+#[tokio::test]
+async fn generate_is_sglangs_and_names_what_is_missing() {
+    for dialect in ["trtllm", "vllm"] {
+        let s = start(&["--dialect", dialect, "--itl", "1ms"]).await;
+        let (status, body) = s.post_raw("/generate", r#"{"text": "a"}"#).await;
+        assert_eq!(status, 404, "{dialect}: {body}");
+    }
+    let both = sim("both", &[]).await;
+    for (body, want) in [
+        (
+            r#"{"sampling_params": {}}"#,
+            "Either text, input_ids or input_embeds",
+        ),
+        (r#"{"input_ids": []}"#, "input_ids cannot be empty"),
+        (r#"{"text": ["a", 3]}"#, "text[1] must be a string"),
+        (
+            r#"{"text": "a", "sampling_params": {"max_new_tokens": 0}}"#,
+            "max_new_tokens must be at least 1",
+        ),
+        (
+            r#"{"text": ["a", "b"], "sampling_params": [{}, {}, {}]}"#,
+            "sampling_params has 3 entries",
+        ),
+    ] {
+        let (status, reply) = both.post_raw("/generate", body).await;
+        assert_eq!(status, 400, "{body}: {reply}");
+        assert!(error_message(&reply).contains(want), "{body}: {reply}");
+    }
+    // SGLang's default max_new_tokens is 128.
+    let (_, reply) = both.post_raw("/generate", r#"{"input_ids": [1, 2]}"#).await;
+    assert_eq!(reply["meta_info"]["completion_tokens"], 128, "{reply}");
+    // --max-model-len holds for every prompt of a /generate batch, as for completions.
+    let small = sim("both", &["--max-model-len", "8"]).await;
+    let body = r#"{"text": ["a b", "a b c d e f"], "sampling_params": {"max_new_tokens": 4}}"#;
+    let (status, reply) = small.post_raw("/generate", body).await;
+    assert_eq!(status, 400, "{reply}");
+    let msg = reply["error"]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("maximum context length of 8"), "{reply}");
 }

@@ -226,11 +226,27 @@ impl Sim {
         (sent, events)
     }
 
+    /// [`Sim::stream`] on another path (SGLang's `/generate`).
+    pub async fn stream_at(&self, path: &str, body: &Value) -> (Instant, Vec<Arrival>) {
+        let sent = Instant::now();
+        let (events, cut) = self.stream_until_cut_at(path, body).await;
+        assert!(cut.is_none(), "stream failed: {cut:?}");
+        (sent, events)
+    }
+
     /// Like [`Sim::stream`], but a cut connection is returned instead of failing the test.
     pub async fn stream_until_cut(&self, body: &Value) -> (Vec<Arrival>, Option<String>) {
+        self.stream_until_cut_at("/v1/completions", body).await
+    }
+
+    async fn stream_until_cut_at(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> (Vec<Arrival>, Option<String>) {
         let mut r = self
             .client
-            .post(self.url("/v1/completions"))
+            .post(self.url(path))
             .json(body)
             .send()
             .await

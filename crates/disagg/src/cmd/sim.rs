@@ -1,8 +1,9 @@
 use disagg_core::exit;
 
 /// The simulated engine: an OpenAI-compatible context, generation or aggregated server speaking
-/// the TensorRT-LLM, vLLM or SGLang dialect, with a real KV hand-off between sims, a timing model
-/// (simple, continuous batching, or fitted to H100 data) and scripted faults.
+/// the TensorRT-LLM, vLLM or SGLang dialect (SGLang's also with its native /generate and
+/// batched prompts), with a real KV hand-off between sims, a timing model (simple, continuous
+/// batching, or fitted to H100 data) and scripted faults.
 ///
 /// After `--`, a real engine's argv (`vllm serve ...`, `python3 -m sglang.launch_server ...`,
 /// `trtllm-serve ...`): the sim stands in for that engine, taking its role, dialect, address,
