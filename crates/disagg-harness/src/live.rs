@@ -5,7 +5,7 @@
 use std::io::IsTerminal as _;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::rendezvous::Progress;
 
@@ -21,6 +21,10 @@ pub struct LiveView {
     last_line: Option<(String, u64)>,
     /// When progress was last shown: the run's heartbeat stays quiet meanwhile.
     shown: Option<Instant>,
+    /// The run's name, when several runs are shown at once (Slurm jobs), and the bars they
+    /// share.
+    label: Option<String>,
+    multi: Option<MultiProgress>,
 }
 
 impl Default for LiveView {
@@ -31,26 +35,44 @@ impl Default for LiveView {
             next_line: Instant::now(),
             last_line: None,
             shown: None,
+            label: None,
+            multi: None,
         }
     }
 }
 
 impl LiveView {
+    /// The view of one of several runs shown at once: its lines and its bar (one of `bars`)
+    /// start with `label`.
+    pub fn labelled(label: String, bars: &MultiProgress) -> Self {
+        let mut v = Self::default();
+        v.label = Some(label);
+        v.multi = Some(bars.clone());
+        v
+    }
+
     /// Shows `p` (as a bar, or as a line when one is due).
     pub fn show(&mut self, p: &Progress) {
         let now = Instant::now();
         let s = &p.now;
         let point = format!("{} ({}/{})", s.point, s.index, s.points);
+        let name = match &self.label {
+            Some(l) => format!("{l}: "),
+            None => String::new(),
+        };
         if self.terminal {
             if self.bar.as_ref().is_none_or(|(label, _)| *label != point) {
                 self.finish();
-                let bar = ProgressBar::new(s.total);
+                let bar = match &self.multi {
+                    Some(m) => m.add(ProgressBar::new(s.total)),
+                    None => ProgressBar::new(s.total),
+                };
                 bar.set_style(
                     ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
                         .expect("the template is valid")
                         .progress_chars("=> "),
                 );
-                bar.set_prefix(point.clone());
+                bar.set_prefix(format!("{name}{point}"));
                 self.bar = Some((point, bar));
             }
             if let Some((_, bar)) = &self.bar {
@@ -61,7 +83,7 @@ impl LiveView {
             self.next_line = now + LINE_EVERY;
             self.last_line = Some((point, s.done));
             println!(
-                "disagg: {} (point {} of {}): {} of {} requests, {}",
+                "disagg: {name}{} (point {} of {}): {} of {} requests, {}",
                 s.point,
                 s.index,
                 s.points,

@@ -33,6 +33,7 @@ fn main() {
                     a_job_slurm_can_never_start_is_cancelled_at_once_and_fails_the_case_with_2,
                     a_pending_job_is_said_with_slurms_reason_then_runs,
                     no_wait_keeps_max_jobs_by_chaining_jobs_and_the_last_job_finishes_the_sweep,
+                    the_benchmarks_progress_is_shown_live_while_the_job_runs,
                 ],
             },
             needs::Needs {
@@ -799,4 +800,29 @@ fn no_wait_keeps_max_jobs_by_chaining_jobs_and_the_last_job_finishes_the_sweep()
     }
     assert!(read(&sweep.join("summary.md")).contains("3 points: 3 passed"));
     assert!(sweep.join("report.html").is_file());
+}
+
+fn the_benchmarks_progress_is_shown_live_while_the_job_runs() {
+    let ws = Ws::new("live");
+    // About 4 s of benchmark (8 requests of 50 tokens at 20 ms, 2 at a time): the supervisor
+    // in the job rewrites progress.json every second, and `disagg run` shows it.
+    let yaml = case(
+        "sl-live",
+        &format!(
+            "gen: {{count: 1, engine_args: {{itl: 20ms}}}}\n{TIMEOUTS}slurm: {{time: \"5\"}}\n"
+        ),
+    )
+    .replace(
+        "osl: 4, concurrency: [2], rounds: 2",
+        "osl: 50, concurrency: [2], rounds: 4",
+    );
+    let out = ws.run_on_slurm("sl-live", &yaml);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("disagg: sl-live: con2 (point 1 of 1): "))
+        .unwrap_or_else(|| panic!("no progress line:\n{}", text(&out)));
+    assert!(line.contains(" of 8 requests, "), "{line}");
+    assert!(line.contains("req/s, ETA "), "{line}");
 }

@@ -17,6 +17,8 @@ use crate::run::{self, INTERRUPTED, RunOptions};
 const FOLLOW_EVERY: Duration = Duration::from_millis(500);
 /// After Ctrl-C, how long to wait for cancelled jobs to end before giving up on them.
 const CANCEL_WAIT: Duration = Duration::from_secs(30);
+/// How often a running job's benchmark progress is read (as the supervisor reads it).
+const PROGRESS_READ: Duration = Duration::from_millis(500);
 /// With `--no-wait`, how long to look for jobs Slurm refuses at once.
 const NO_WAIT_LOOK: Duration = Duration::from_secs(3);
 /// While a job pends, how often it is said again (a new reason is said at once).
@@ -41,6 +43,10 @@ struct Submitted {
     case: usize,
     /// While the job pends: since when, and what was said of it.
     waiting: Option<Waiting>,
+    /// The benchmark's live progress, from the run folder (the supervisor in the job writes
+    /// `rendezvous/progress.json` there), shown as the local launcher shows it.
+    view: crate::live::LiveView,
+    next_progress: Instant,
 }
 
 /// What `disagg run` last said of a pending job.
@@ -72,6 +78,23 @@ impl Submitted {
             w.said = Some(now);
         }
         w.reason = reason.to_string();
+    }
+
+    /// The job runs: show its benchmark's progress.
+    fn follow(&mut self) {
+        self.started();
+        let now = Instant::now();
+        if now < self.next_progress {
+            return;
+        }
+        self.next_progress = now + PROGRESS_READ;
+        let file = disagg_core::plan::rendezvous_dir(&self.plan.run_dir)
+            .join(crate::rendezvous::PROGRESS_FILE);
+        if let Some(p) =
+            crate::rendezvous::read::<crate::rendezvous::Progress>(&file, &self.plan.run_id)
+        {
+            self.view.show(&p);
+        }
     }
 
     /// The job is past pending: say it started if we said it was waiting.
@@ -137,6 +160,8 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions, slurm: &SlurmOptions) -> 
     run::install_signal_handlers();
     let max = slurm.max_jobs.max(1);
     let mut running: Vec<Submitted> = Vec::new();
+    // Every running job's progress bar (on a terminal), one below the other.
+    let bars = indicatif::MultiProgress::new();
     // With --no-wait, every job submitted so far, in order: job k waits for job k − max.
     let mut chain: Vec<String> = Vec::new();
     loop {
@@ -147,7 +172,7 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions, slurm: &SlurmOptions) -> 
             } else {
                 None
             };
-            match submit(&p, &workspace, &opts.exe, after.as_deref()) {
+            match submit(&p, &workspace, &opts.exe, after.as_deref(), &bars) {
                 Ok(s) => {
                     let waits = match &after {
                         Some(a) => format!(" (starts once job {a} has ended: --max-jobs {max})"),
@@ -208,7 +233,7 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions, slurm: &SlurmOptions) -> 
                     }
                 }
                 Some(i) if !i.state.is_terminal() => {
-                    s.started();
+                    s.follow();
                     still.push(s);
                 }
                 i => {
@@ -271,6 +296,7 @@ fn submit(
     workspace: &Path,
     exe: &Path,
     after: Option<&str>,
+    bars: &indicatif::MultiProgress,
 ) -> Result<Submitted, String> {
     let config_dir = crate::rundir::config_dir(workspace, &p.ready.case.config_name);
     let id = job::submit_held(&p.script, &config_dir, after).map_err(|e| {
@@ -310,10 +336,12 @@ fn submit(
         );
     }
     Ok(Submitted {
+        view: crate::live::LiveView::labelled(plan.config_name.to_string(), bars),
         plan,
         job: id,
         case: p.case,
         waiting: None,
+        next_progress: Instant::now(),
     })
 }
 
