@@ -1,5 +1,8 @@
-//! The canary: one tiny generation before the sweep, so a dead or misconfigured server fails in
-//! seconds with its reason instead of after a whole sweep of failures.
+//! The canary: one generation before the sweep, so a dead or misconfigured server fails in
+//! seconds with its reason instead of after a whole sweep of failures. It is the size of the
+//! sweep's largest request (input and output), so that a context too small for the workload
+//! (vLLM's `--max-model-len`, SGLang's `--context-length`, TensorRT-LLM's `max_seq_len`) fails
+//! here, quoting the server's refusal, and not as a sweep of 400s.
 
 use std::time::Instant;
 
@@ -7,9 +10,21 @@ use crate::client::{self, Failure, Target};
 use crate::workload;
 use crate::{BenchConfig, BenchError};
 
-/// Short enough to cost the server nothing, long enough to be a real prompt.
+/// With a dataset, whose longest entry is known only once loaded: short enough to cost the
+/// server nothing, long enough to be a real prompt.
 const PROMPT_TOKENS: u32 = 8;
 const MAX_TOKENS: u32 = 2;
+
+/// The canary's input and output lengths: the largest the sweep's generated requests can have
+/// (`isl`/`osl` at the top of `range_ratio`), or the tiny pair for a dataset.
+fn lengths(cfg: &BenchConfig) -> (u32, u32) {
+    if cfg.dataset.is_some() {
+        return (PROMPT_TOKENS, MAX_TOKENS);
+    }
+    let (_, isl) = workload::length_bounds(cfg.isl, cfg.range_ratio);
+    let (_, osl) = workload::length_bounds(cfg.osl, cfg.range_ratio);
+    (isl, osl)
+}
 
 /// One canary per router, so a dead one among several is named.
 pub(crate) async fn canary(cfg: &BenchConfig) -> Result<(), BenchError> {
@@ -36,7 +51,8 @@ async fn canary_one(
         timeout: cfg.request_timeout,
         ignore_eos: cfg.ignore_eos,
     };
-    let req = workload::canary_request(cfg, PROMPT_TOKENS, MAX_TOKENS);
+    let (input_len, output_len) = lengths(cfg);
+    let req = workload::canary_request(cfg, input_len, output_len);
     let outcome = client::send(client, &target, 0, &req, Instant::now()).await;
     match outcome.result {
         Ok(_) => Ok(()),
@@ -44,5 +60,24 @@ async fn canary_one(
             Err(fail("the server answered but generated zero tokens".into()))
         }
         Err(failure) => Err(fail(failure.describe())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_canary_is_as_long_as_the_sweeps_longest_request() {
+        let cfg = |isl, osl, range_ratio, dataset: Option<&str>| BenchConfig {
+            isl,
+            osl,
+            range_ratio,
+            dataset: dataset.map(Into::into),
+            ..BenchConfig::default()
+        };
+        assert_eq!(lengths(&cfg(1024, 128, 0.0, None)), (1024, 128));
+        assert_eq!(lengths(&cfg(1000, 100, 0.5, None)), (1500, 150));
+        assert_eq!(lengths(&cfg(1000, 100, 0.0, Some("d.jsonl"))), (8, 2));
     }
 }

@@ -153,7 +153,7 @@ impl Workload {
     }
 }
 
-/// A tiny request for the canary: a random prompt of `input_len` in the endpoint's form, drawn
+/// The canary's request: a random prompt of `input_len` in the endpoint's form, drawn
 /// from its own seed stream so the canary never shifts the sweep's prompts.
 pub(crate) fn canary_request(
     cfg: &BenchConfig,

@@ -417,7 +417,7 @@ fn a_server_that_stops_at_one_token_despite_ignore_eos_fails_the_run_and_says_wh
     let status = json(&dir.join("rendezvous/status.json"));
     let reason = status["reason"].as_str().unwrap();
     assert!(
-        reason.contains("wrong_output_length: 1 output tokens where ignore_eos asked for 2"),
+        reason.contains("wrong_output_length: 1 output tokens where ignore_eos asked for 8"),
         "{status}"
     );
     assert!(
@@ -432,6 +432,53 @@ fn a_server_that_stops_at_one_token_despite_ignore_eos_fails_the_run_and_says_wh
         bench.1.as_deref().unwrap().contains("wrong_output_length"),
         "{cases:?}"
     );
+}
+
+/// ISL 64 + OSL 8 in a 68-token context, vLLM dialect: the prefill leg (max_tokens 1) fits,
+/// the decode leg refuses as vLLM's does, and the run fails at the canary (the sweep's largest
+/// request) with the worker's own words, before any point is measured.
+#[test]
+fn a_case_whose_isl_plus_osl_does_not_fit_the_context_fails_at_the_canary_naming_the_worker() {
+    let ws = TempDir::new("ctxlen");
+    let case = CaseSpec {
+        name: "ctxlen",
+        ctx_args: "{max_model_len: 68, request_log: true}",
+        gen_args: "{max_model_len: 68, request_log: true}",
+        concurrency: "[1, 4]",
+        extra: "router: {dialect: vllm}\n",
+        ..Default::default()
+    }
+    .write(ws.path(), "c.yaml");
+    let r = run(&case, ws.path(), &[], &[]);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let dir = only_run(ws.path(), "ctxlen");
+    let status = json(&dir.join("rendezvous/status.json"));
+    let reason = status["reason"].as_str().unwrap();
+    let refusal = "This model's maximum context length is 68 tokens. However, you requested 8 \
+                   output tokens and your prompt contains 64 input tokens";
+    assert!(
+        reason.starts_with("the canary request failed")
+            && reason.contains("http_400: generation worker")
+            && reason.contains(refusal),
+        "{status}"
+    );
+    assert!(
+        r.stdout().contains(refusal),
+        "the console says why: {}",
+        r.show()
+    );
+    let requests = |file: &str| read(&dir.join(file)).lines().count();
+    assert_eq!(
+        requests("ctx_server_0.requests.jsonl"),
+        1,
+        "only the canary"
+    );
+    assert_eq!(
+        requests("gen_server_0.requests.jsonl"),
+        1,
+        "only the canary"
+    );
+    assert!(!dir.join("benchmark.con1.log").exists(), "no point ran");
 }
 
 #[test]

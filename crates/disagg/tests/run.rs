@@ -521,7 +521,8 @@ fn a_benchmark_past_its_deadline_is_a_timeout() {
         gen_args: "{itl: 100ms}",
         concurrency: "[1]",
         rounds: 50,
-        osl: 32,
+        // Each request takes 1.6 s, within the request timeout (the canary is one of them).
+        osl: 16,
         timeouts: "{worker_startup: 20s, request: 2s, benchmark: 3s, job: 60s, grace: 2s}",
         ..Default::default()
     }
