@@ -486,6 +486,19 @@ fn root_cause(
             }
         }
     }
+    // Nobody died or went silent: the requests may still have failed at a worker that answers
+    // /health (hangs, 500s, cut streams). Our routers know which; another router cannot say.
+    if role == RoleName::Benchmark && failures.len() == 1 {
+        if stuck::has_own_router(plan) {
+            failures.extend(stuck::suspects(plan));
+        } else {
+            failures[0].1 = format!(
+                "{} (the benchmark's account: the router is not disagg's own, so which worker \
+                 the requests failed at is not known)",
+                failures[0].1
+            );
+        }
+    }
     failures.sort_by_key(|(r, _)| rank(*r));
     for (r, why) in &failures {
         if let Some(p) = procs.iter_mut().find(|p| p.plan.role == *r) {
@@ -715,6 +728,7 @@ fn teardown(procs: &mut [Proc], exec: &mut dyn Executor, grace: Duration) {
     }
 }
 
+pub(crate) mod stuck;
 #[cfg(test)]
 mod tests;
 

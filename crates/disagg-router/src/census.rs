@@ -47,7 +47,13 @@ fn group(g: &WorkerGroup) -> Value {
                 "in_flight": w.in_flight(),
                 "in_flight_tokens": w.in_flight_tokens(),
                 "consecutive_failures": w.failures(),
+                "requests": w.requests(),
+                "errors": w.errors(),
+                "stalled_ms": w.stalled_for().as_millis() as u64,
             });
+            if let Some(e) = w.last_error() {
+                v["last_error"] = json!(e);
+            }
             if let Some(p) = w.bootstrap_port {
                 v["bootstrap_port"] = json!(p);
             }

@@ -101,6 +101,7 @@ where
             Err(failed) => failed,
         };
         let group = state.group(leg);
+        group.record_error(worker, &error);
         if error.is_unreachable() {
             group.record_failure(worker, &error);
         }

@@ -101,6 +101,11 @@ impl WorkerGroup {
         }
     }
 
+    /// A request sent to worker `i` failed at it.
+    pub fn record_error(&self, i: usize, why: &dyn std::fmt::Display) {
+        self.workers[i].record_error(why);
+    }
+
     /// A passed probe or an answered request of worker `i`; `how` is logged if it readmits it.
     pub fn record_success(&self, i: usize, how: &str) {
         if self.workers[i].record_success() == Transition::Readmitted {

@@ -158,6 +158,15 @@ struct Relay {
     request_timeout: Duration,
 }
 
+impl Relay {
+    /// Counts a failure of the relayed answer against the generation worker giving it.
+    fn blame(&self, why: &str) {
+        if let Some(l) = self._leases.iter().find(|l| l.url() == self.worker) {
+            l.worker.record_error(&why);
+        }
+    }
+}
+
 impl Stream for Relay {
     type Item = Result<Bytes, std::io::Error>;
 
@@ -187,6 +196,7 @@ impl Stream for Relay {
                 this.request_timeout
             );
             tracing::warn!("{msg}");
+            this.blame(&msg);
             this.rest = futures_util::stream::empty().boxed();
             return Poll::Ready(Some(Err(std::io::Error::other(msg))));
         }
@@ -207,6 +217,7 @@ impl Stream for Relay {
                     error_chain(&e)
                 );
                 tracing::warn!("{msg}");
+                this.blame(&msg);
                 Poll::Ready(Some(Err(std::io::Error::other(msg))))
             }
             other => other.map(|o| o.map(|r| r.map_err(std::io::Error::other))),

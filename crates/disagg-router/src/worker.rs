@@ -2,8 +2,15 @@
 //! request against a worker for exactly as long as the request holds it, however it ends
 //! (finished, failed, or cancelled by a client hang-up), so the census never leaks load.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Milliseconds since the first call in this process: a cheap, monotonic stamp an atomic holds.
+fn now_ms() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
 
 /// A worker and its live counters. Relaxed atomics throughout: each counter is read on its own,
 /// for load balancing and reporting, and orders nothing else.
@@ -20,6 +27,14 @@ pub(crate) struct Worker {
     /// TensorRT-LLM: whether this (context) worker takes a `disagg_request_id`, as learnt from
     /// its `/version`: [`UNKNOWN`], [`TAKES`] or [`REFUSES`].
     disagg_ids: AtomicU8,
+    /// Requests sent to it (leases taken), and how many of them failed at it.
+    requests: AtomicU64,
+    errors: AtomicU64,
+    /// The last failure's account; written only when a request fails.
+    last_error: Mutex<Option<String>>,
+    /// [`now_ms`] when a request on it last ended, or when it last went from idle to busy: with
+    /// requests in flight, how long it has finished none of them.
+    last_progress_ms: AtomicU64,
 }
 
 const UNKNOWN: u8 = 0;
@@ -45,7 +60,44 @@ impl Worker {
             healthy: AtomicBool::new(true),
             failures: AtomicU32::new(0),
             disagg_ids: AtomicU8::new(UNKNOWN),
+            requests: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+            last_progress_ms: AtomicU64::new(now_ms()),
         }
+    }
+
+    /// A request sent to this worker failed at it (an error answer, a timeout, a cut stream):
+    /// counted, and `why` kept as the last account.
+    pub fn record_error(&self, why: &dyn std::fmt::Display) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
+        *last = Some(why.to_string());
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// With requests in flight, how long since it last finished one (or took one while idle):
+    /// at least the age of its oldest request when it finishes none. Zero when idle.
+    pub fn stalled_for(&self) -> Duration {
+        if self.in_flight() == 0 {
+            return Duration::ZERO;
+        }
+        let since = self.last_progress_ms.load(Ordering::Relaxed);
+        Duration::from_millis(now_ms().saturating_sub(since))
     }
 
     /// Whether this worker takes a `disagg_request_id`; `None` until its version is known.
@@ -111,7 +163,10 @@ pub(crate) struct Lease {
 
 impl Lease {
     pub fn new(worker: Arc<Worker>, tokens: u64) -> Self {
-        worker.in_flight.fetch_add(1, Ordering::Relaxed);
+        if worker.in_flight.fetch_add(1, Ordering::Relaxed) == 0 {
+            worker.last_progress_ms.store(now_ms(), Ordering::Relaxed);
+        }
+        worker.requests.fetch_add(1, Ordering::Relaxed);
         worker.in_flight_tokens.fetch_add(tokens, Ordering::Relaxed);
         Self { worker, tokens }
     }
@@ -123,6 +178,9 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
+        self.worker
+            .last_progress_ms
+            .store(now_ms(), Ordering::Relaxed);
         self.worker.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.worker
             .in_flight_tokens
@@ -144,6 +202,28 @@ mod tests {
         assert_eq!((w.in_flight(), w.in_flight_tokens()), (1, 5));
         drop(b);
         assert_eq!((w.in_flight(), w.in_flight_tokens()), (0, 0));
+        assert_eq!(w.requests(), 2);
+    }
+
+    #[test]
+    fn errors_are_counted_with_the_last_account_and_a_stall_is_measured_while_busy() {
+        let w = Arc::new(Worker::new("a".into(), None));
+        assert_eq!(w.stalled_for(), Duration::ZERO);
+        let held = Lease::new(w.clone(), 1);
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(
+            w.stalled_for() >= Duration::from_millis(25),
+            "{:?}",
+            w.stalled_for()
+        );
+        w.record_error(&"first");
+        w.record_error(&"HTTP 500: boom");
+        assert_eq!(
+            (w.errors(), w.last_error().as_deref()),
+            (2, Some("HTTP 500: boom"))
+        );
+        drop(held);
+        assert_eq!(w.stalled_for(), Duration::ZERO, "idle");
     }
 
     #[test]

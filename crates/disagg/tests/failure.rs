@@ -645,3 +645,117 @@ fn two_workers_dying_at_once_are_both_reported_the_first_is_the_root_cause() {
     assert!(r.elapsed < Duration::from_secs(30), "{}", r.show());
     assert_nothing_left(&dir);
 }
+
+/// A generation worker that answers /health but fails its requests (they hang, it answers 500,
+/// its stream is cut) is named as the root cause with what happened, not BENCHMARK: the router
+/// knows which worker each request failed at (its /workers census, kept by BENCHMARK in
+/// rendezvous/census.json as it fails), and its own request deadline, shorter than the
+/// benchmark's, ends a stuck request first with an answer naming the worker.
+#[test]
+fn a_worker_answering_health_but_failing_its_requests_is_named_not_the_benchmark() {
+    for (what, gen_args, says) in [
+        (
+            "hangs",
+            "{kv_transfer_delay: 10m}",
+            "did not answer within the request deadline (3.5s)",
+        ),
+        (
+            "answers 500",
+            "{error_on_request: [1, 2, 3, 4, 5, 6, 7, 8]}",
+            "failed with HTTP 500 Internal Server Error: scripted failure",
+        ),
+        (
+            "cuts its stream",
+            "{drop_stream_on_request: [4], drop_after_tokens: 2}",
+            "failed mid-response",
+        ),
+    ] {
+        let ws = TempDir::new("stuck");
+        let case = CaseSpec {
+            name: "stuck",
+            gen_args,
+            concurrency: "[2]",
+            rounds: 2,
+            osl: 16,
+            timeouts: "{worker_startup: 20s, request: 4s, benchmark: 60s, job: 120s, grace: 2s}",
+            ..Default::default()
+        }
+        .write(ws.path(), "c.yaml");
+        let r = run(&case, ws.path(), &[], &[("SKIP_PERF_CHECK", "true")]);
+        let show = format!("{what}: {}", r.show());
+        assert_eq!(r.code(), 1, "{show}");
+        // Within the benchmark's own request timeout and the time to report, not at a deadline.
+        assert!(r.elapsed < Duration::from_secs(20), "{show}");
+        let dir = only_run(ws.path(), "stuck");
+        let status = json(&dir.join("rendezvous/status.json"));
+        assert_eq!(status["role"], "GEN_0", "{what}: {status}");
+        let reason = status["reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with("GEN_0 (http://127.0.0.1:")
+                && reason.contains(") answers /health, but failed "),
+            "{what}: {reason}"
+        );
+        assert!(
+            reason.contains(
+                "request(s) DISAGG_SERVER sent it; the last: generation worker http://127.0.0.1:"
+            ),
+            "{what}: {reason}"
+        );
+        assert!(reason.contains(says), "{what}: {reason}");
+        // The benchmark's own account follows, as what came of it.
+        assert!(reason.contains("; then "), "{what}: {reason}");
+        let cases = junit_cases(&dir.join("results.xml"));
+        let g0 = cases.iter().find(|c| c.0 == "GEN_0 stayed up").unwrap();
+        assert!(
+            g0.1.as_deref().unwrap_or("").starts_with("GEN_0 (http://"),
+            "{what}: {cases:?}"
+        );
+        assert!(r.stdout().contains("FAILED: GEN_0 (http://"), "{show}");
+        // The census BENCHMARK kept, with the router's per-worker facts.
+        let census = json(&dir.join("rendezvous/census.json"));
+        let decode = &census["routers"][0][1]["decode"]["workers"][0];
+        assert!(decode["errors"].as_u64().unwrap() >= 1, "{what}: {census}");
+        assert!(
+            decode["last_error"].as_str().unwrap().contains(says),
+            "{what}: {census}"
+        );
+        // triage starts from the same root cause.
+        let t = disagg(&["triage", dir.to_str().unwrap()], &[]);
+        assert!(
+            t.stdout().contains("GEN_0 failed: GEN_0 (http://"),
+            "{what}: {}",
+            t.show()
+        );
+        assert_nothing_left(&dir);
+    }
+}
+
+/// With a router that is not ours (`router.kind: command`), nobody can say which worker the
+/// failing requests were on: BENCHMARK stays the root cause, and the reason says whose account
+/// it is.
+#[test]
+fn with_a_router_not_ours_a_failing_worker_is_the_benchmarks_account_and_says_so() {
+    let ws = TempDir::new("stuck-cmd");
+    let case = CaseSpec {
+        name: "stuck-cmd",
+        gen_args: "{error_on_request: [1, 2, 3, 4, 5, 6, 7, 8]}",
+        concurrency: "[2]",
+        extra: "router: {kind: command, argv: [\"{disagg}\", router, --config, \"{server_config}\"]}\n",
+        ..Default::default()
+    }
+    .write(ws.path(), "c.yaml");
+    let r = run(&case, ws.path(), &[], &[("SKIP_PERF_CHECK", "true")]);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let dir = only_run(ws.path(), "stuck-cmd");
+    let status = json(&dir.join("rendezvous/status.json"));
+    assert_eq!(status["role"], "BENCHMARK", "{status}");
+    assert!(
+        status["reason"].as_str().unwrap().ends_with(
+            "(the benchmark's account: the router is not disagg's own, so which worker the \
+             requests failed at is not known)"
+        ),
+        "{status}"
+    );
+    assert!(!dir.join("rendezvous/census.json").exists());
+    assert_nothing_left(&dir);
+}

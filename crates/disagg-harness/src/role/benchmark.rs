@@ -34,7 +34,7 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
         urls.join(", ")
     );
     if let Err(e) = disagg_bench::canary(&cfg).await {
-        return finish(plan, Some(format!("the canary request failed: {e}")), None);
+        return finish(plan, Some(format!("the canary request failed: {e}")), None).await;
     }
     eprintln!("disagg role BENCHMARK: canary passed; sweep");
     // Each point's log goes to this role's log (benchmark.log) and, with its result file, into
@@ -101,7 +101,8 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
             plan,
             Some(format!("cannot write a point's files: {e}")),
             None,
-        );
+        )
+        .await;
     }
     let sweep = match sweep {
         Ok(s) => s,
@@ -110,7 +111,8 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
                 plan,
                 Some(format!("the benchmark could not run: {e}")),
                 None,
-            );
+            )
+            .await;
         }
     };
     // Per-request timelines, the CSV and the HDR distributions, beside our own results.json.
@@ -118,7 +120,7 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
         eprintln!("disagg role BENCHMARK: warning: {e}");
     }
     let invalid = sweep.invalid_reason();
-    finish(plan, invalid, Some(&sweep))
+    finish(plan, invalid, Some(&sweep)).await
 }
 
 /// How often `rendezvous/progress.json` is rewritten while a point runs.
@@ -245,11 +247,16 @@ pub fn bench_config(plan: &Plan, url: String) -> disagg_bench::BenchConfig {
 }
 
 /// Writes results.json (when there are results) and status.json; the error is the role's failure.
-fn finish(
+/// A failure first has the routers' census kept (see [`crate::supervisor::stuck`]): they leave
+/// once status.json is written, and they know which worker the failing requests were on.
+async fn finish(
     plan: &Plan,
     failure: Option<String>,
     sweep: Option<&disagg_bench::Sweep>,
 ) -> Result<(), String> {
+    if failure.is_some() {
+        crate::supervisor::stuck::snapshot(plan).await;
+    }
     if let Some(sweep) = sweep {
         let results = disagg_bench::ResultsFile {
             run_id: Some(plan.run_id.clone()),

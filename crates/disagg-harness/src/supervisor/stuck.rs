@@ -1,0 +1,275 @@
+//! Which worker the benchmark's failing requests were on. When BENCHMARK fails and no role died
+//! or went silent, a worker may still be at fault: it answers `/health` but every request to it
+//! hangs, errs (500s), or is cut. Our router knows which worker each leg went to and what came
+//! back: its `/workers` census counts, per worker, the requests sent, those that failed there
+//! (with the last failure's account), and how long the ones in flight have gone unfinished.
+//! The supervisor names the worker, mapped to its role by the address it published.
+//!
+//! Routers leave as soon as `status.json` is written, so BENCHMARK, before it writes its
+//! failure, asks them and keeps their answers in `rendezvous/census.json` ([`snapshot`]); the
+//! supervisor reads that, or asks the routers itself when there is none.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use disagg_core::{Plan, RoleName};
+use serde::{Deserialize, Serialize};
+
+use crate::rendezvous::{self, Endpoint};
+
+/// How long one router gets to answer.
+const ASK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Requests in flight on a worker that has finished none for this long are stuck there.
+const STALLED: Duration = Duration::from_secs(2);
+
+/// What the routers say of one worker, summed over them.
+#[derive(Debug, Default)]
+struct Seen {
+    url: String,
+    requests: u64,
+    errors: u64,
+    in_flight: u64,
+    stalled: Duration,
+    last_error: Option<String>,
+    routers: Vec<RoleName>,
+}
+
+/// Whether any router of the plan is ours (one whose census can be asked).
+pub(super) fn has_own_router(plan: &Plan) -> bool {
+    plan.routers().any(|r| r.engine.is_none())
+}
+
+/// The file in the rendezvous folder holding the routers' census as BENCHMARK failed.
+pub const CENSUS_FILE: &str = "census.json";
+
+/// Every router's census at one moment.
+#[derive(Debug, Serialize, Deserialize)]
+struct Census {
+    run_id: String,
+    routers: Vec<(RoleName, serde_json::Value)>,
+}
+
+impl rendezvous::HasRunId for Census {
+    fn run_id(&self) -> &str {
+        &self.run_id
+    }
+}
+
+/// Asks every router of ours for its census and writes it to [`CENSUS_FILE`]: what BENCHMARK
+/// does before it writes its failure, while the routers are still up.
+pub async fn snapshot(plan: &Plan) {
+    let routers = ask(&own_routers(plan)).await;
+    if routers.is_empty() {
+        return;
+    }
+    let census = Census {
+        run_id: plan.run_id.clone(),
+        routers,
+    };
+    let path = disagg_core::plan::rendezvous_dir(&plan.run_dir).join(CENSUS_FILE);
+    if let Err(e) = crate::atomic::write_json(&path, &census) {
+        eprintln!(
+            "disagg role BENCHMARK: cannot write {}: {e}",
+            path.display()
+        );
+    }
+}
+
+/// Our routers that published an address, with their census URL.
+fn own_routers(plan: &Plan) -> Vec<(RoleName, String)> {
+    let mut out = Vec::new();
+    for r in plan.routers().filter(|r| r.engine.is_none()) {
+        if let Some(ep) = rendezvous::read::<Endpoint>(&plan.rendezvous_file(r.role), &plan.run_id)
+        {
+            out.push((r.role, format!("{}/workers", ep.url())));
+        }
+    }
+    out
+}
+
+/// The workers our routers saw fail or hang requests, each with its account, the worst first.
+/// Empty when the routers saw nothing wrong, or none could be asked.
+pub(super) fn suspects(plan: &Plan) -> Vec<(RoleName, String)> {
+    let path = disagg_core::plan::rendezvous_dir(&plan.run_dir).join(CENSUS_FILE);
+    let censuses = match rendezvous::read::<Census>(&path, &plan.run_id) {
+        Some(c) => c.routers,
+        None => ask_now(&own_routers(plan)),
+    };
+    // A worker as the router knows it (`http://host:port`, SGLang's `host:port@bootstrap`) is
+    // the address its role published.
+    let mut roles: BTreeMap<String, RoleName> = BTreeMap::new();
+    for w in plan.workers() {
+        if let Some(ep) = rendezvous::read::<Endpoint>(&plan.rendezvous_file(w.role), &plan.run_id)
+        {
+            roles.insert(ep.host_port(), w.role);
+        }
+    }
+    let mut seen: BTreeMap<RoleName, Seen> = BTreeMap::new();
+    for (router, census) in censuses {
+        for group in ["prefill", "decode"] {
+            let Some(workers) = census[group]["workers"].as_array() else {
+                continue;
+            };
+            for w in workers {
+                let url = w["url"].as_str().unwrap_or_default();
+                let Some(role) = roles.get(authority(url)) else {
+                    continue;
+                };
+                let n = |k: &str| w[k].as_u64().unwrap_or(0);
+                let s = seen.entry(*role).or_default();
+                s.url = url.to_string();
+                s.requests += n("requests");
+                s.errors += n("errors");
+                s.in_flight += n("in_flight");
+                s.stalled = s.stalled.max(Duration::from_millis(n("stalled_ms")));
+                if let Some(e) = w["last_error"].as_str() {
+                    s.last_error = Some(e.to_string());
+                }
+                if !s.routers.contains(&router) {
+                    s.routers.push(router);
+                }
+            }
+        }
+    }
+    let mut out: Vec<(u64, Duration, RoleName, String)> = seen
+        .into_iter()
+        .filter(|(_, s)| s.errors > 0 || (s.in_flight > 0 && s.stalled >= STALLED))
+        .map(|(role, s)| (s.errors, s.stalled, role, account(role, &s)))
+        .collect();
+    out.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+    out.into_iter().map(|(_, _, r, why)| (r, why)).collect()
+}
+
+/// "GEN_0 (http://127.0.0.1:4001) answers /health, but failed 8 of 8 request(s) DISAGG_SERVER
+/// sent it; the last: ..." / "... but finished none of the 4 request(s) DISAGG_SERVER has in
+/// flight on it for 6s 100ms".
+fn account(role: RoleName, s: &Seen) -> String {
+    let by = s
+        .routers
+        .iter()
+        .map(|r| r.to_string())
+        .collect::<Vec<_>>()
+        .join(" and ");
+    let mut parts = Vec::new();
+    if s.errors > 0 {
+        let last = s
+            .last_error
+            .as_deref()
+            .map(|e| format!("; the last: {}", excerpt(e)))
+            .unwrap_or_default();
+        parts.push(format!(
+            "failed {} of {} request(s) {by} sent it{last}",
+            s.errors, s.requests
+        ));
+    }
+    if s.in_flight > 0 && s.stalled >= STALLED {
+        let secs = Duration::from_millis(s.stalled.as_millis() as u64 / 100 * 100);
+        parts.push(format!(
+            "finished none of the {} request(s) {by} has in flight on it for {}",
+            s.in_flight,
+            humantime::format_duration(secs)
+        ));
+    }
+    format!(
+        "{role} ({}) answers /health, but {}",
+        s.url,
+        parts.join("; and it ")
+    )
+}
+
+/// At most 300 characters of a failure's account: a worker's error body can be long.
+fn excerpt(s: &str) -> String {
+    const MAX: usize = 300;
+    if s.len() <= MAX {
+        return s.to_string();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// `host:port` of a worker URL as the router names it.
+fn authority(url: &str) -> &str {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .unwrap_or(url);
+    let rest = rest.split('@').next().unwrap_or(rest);
+    rest.trim_end_matches('/')
+}
+
+/// [`ask`], from outside any async runtime.
+fn ask_now(routers: &[(RoleName, String)]) -> Vec<(RoleName, serde_json::Value)> {
+    if routers.is_empty() {
+        return Vec::new();
+    }
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(ask(routers)),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Every router's census, asked at once, each bounded by [`ASK_TIMEOUT`]; those that did not
+/// answer are left out.
+async fn ask(routers: &[(RoleName, String)]) -> Vec<(RoleName, serde_json::Value)> {
+    {
+        let client = crate::role::http_client();
+        let asks: Vec<_> = routers
+            .iter()
+            .map(|(role, url)| {
+                let (client, role, url) = (client.clone(), *role, url.clone());
+                tokio::spawn(async move {
+                    let r = client.get(&url).timeout(ASK_TIMEOUT).send().await.ok()?;
+                    let body = r.bytes().await.ok()?;
+                    let v = serde_json::from_slice::<serde_json::Value>(&body).ok()?;
+                    Some((role, v))
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for a in asks {
+            if let Ok(Some(v)) = a.await {
+                out.push(v);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_url_is_matched_by_its_authority() {
+        assert_eq!(authority("http://127.0.0.1:4001"), "127.0.0.1:4001");
+        assert_eq!(authority("127.0.0.1:4001@9000"), "127.0.0.1:4001");
+        assert_eq!(authority("http://node-1:80/"), "node-1:80");
+    }
+
+    #[test]
+    fn the_account_says_what_failed_and_what_hangs() {
+        let s = Seen {
+            url: "http://127.0.0.1:4001".into(),
+            requests: 8,
+            errors: 8,
+            in_flight: 2,
+            stalled: Duration::from_millis(6150),
+            last_error: Some("generation worker http://127.0.0.1:4001 failed with HTTP 500".into()),
+            routers: vec![RoleName::DisaggServer(None)],
+        };
+        assert_eq!(
+            account(RoleName::Gen(0), &s),
+            "GEN_0 (http://127.0.0.1:4001) answers /health, but failed 8 of 8 request(s) \
+             DISAGG_SERVER sent it; the last: generation worker http://127.0.0.1:4001 failed \
+             with HTTP 500; and it finished none of the 2 request(s) DISAGG_SERVER has in \
+             flight on it for 6s 100ms"
+        );
+    }
+}
