@@ -137,7 +137,7 @@ pub(super) fn suspects(plan: &Plan) -> Vec<(RoleName, String)> {
         .filter(|(_, s)| s.errors > 0 || (s.in_flight > 0 && s.stalled >= STALLED))
         .map(|(role, s)| (s.errors, s.stalled, role, account(role, &s)))
         .collect();
-    out.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+    out.sort_by_key(|s| std::cmp::Reverse((s.0, s.1)));
     out.into_iter().map(|(_, _, r, why)| (r, why)).collect()
 }
 
