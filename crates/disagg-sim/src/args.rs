@@ -14,6 +14,8 @@ pub enum SimRole {
 
 pub use disagg_proto::Dialect;
 
+use crate::dialect::trtllm::TrtllmVersion;
+
 /// Named timing models; explicit `--prefill-*` / `--decode-*` / limit flags override a batched
 /// preset's values (see `engine/cost.rs` for the numbers and where they come from).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -125,6 +127,14 @@ pub struct SimArgs {
     /// refused with 401. Read from the environment too, so it stays out of the process list.
     #[arg(long, env = "DISAGG_INTERNAL_REQUEST_AUTH_KEY", hide_env_values = true)]
     pub internal_request_auth_key: Option<String>,
+
+    /// TensorRT-LLM dialect: the TensorRT-LLM version the sim plays (default 1.3.0), reported
+    /// as `tensorrt_llm` on /version. From 1.3 a `disaggregated_params.disagg_request_id` is
+    /// taken: the context answer echoes it (as its `ctx_request_id` too) and the KV hand-off is
+    /// keyed on it. Older versions refuse it, like any field their request model lacks, with
+    /// 400 (pydantic's `extra="forbid"`).
+    #[arg(long, value_parser = TrtllmVersion::parse)]
+    pub trtllm_version: Option<TrtllmVersion>,
 }
 
 impl SimArgs {
@@ -134,6 +144,13 @@ impl SimArgs {
             return Err(crate::SimError::Flags(format!(
                 "--internal-request-auth-key (DISAGG_INTERNAL_REQUEST_AUTH_KEY) is TensorRT-LLM's; \
                  the {} dialect signs nothing (use --dialect trtllm or drop the key)",
+                self.dialect.as_str()
+            )));
+        }
+        if self.dialect != Dialect::Trtllm && self.trtllm_version.is_some() {
+            return Err(crate::SimError::Flags(format!(
+                "--trtllm-version is the TensorRT-LLM version the sim plays; the {} dialect \
+                 has none (use --dialect trtllm or drop the flag)",
                 self.dialect.as_str()
             )));
         }

@@ -137,6 +137,9 @@ async fn serve(
     }
     let body = body
         .map_err(|r| ApiError::new(r.status().as_u16(), "invalid_request_error", r.body_text()))?;
+    if sim.dialect() == crate::Dialect::Trtllm && !sim.trtllm_version().takes_disagg_ids() {
+        crate::dialect::trtllm::refuse_newer_fields(&body, sim.trtllm_version())?;
+    }
     let Parsed { mut jobs, batch } = request::parse_request(
         &body,
         endpoint,
@@ -368,7 +371,9 @@ fn store_record(
     let (host, port) = sim.advertised();
     let (key, context) = match produce {
         Produce::Trtllm => {
-            let id = sim.next_id();
+            // A worker that is given a `disagg_request_id` uses it as the request's id (its
+            // `ctx_request_id` too), and keys the KV hand-off on it.
+            let id = job.disagg_request_id.unwrap_or_else(|| sim.next_id());
             let params = DisaggregatedParams {
                 request_type: RequestType::ContextOnly,
                 first_gen_tokens: Some(vec![first]),

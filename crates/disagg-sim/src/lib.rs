@@ -44,6 +44,7 @@ mod standin;
 mod tokens;
 
 pub use args::{Dialect, FaultArgs, KvArgs, Preset, SimArgs, SimRole, TimingArgs};
+pub use dialect::trtllm::TrtllmVersion;
 pub use engine::cost::TimingError;
 pub use faults::ExitHook;
 pub use server::{SimState, app, serve, serve_sharded};

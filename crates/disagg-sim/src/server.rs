@@ -14,6 +14,7 @@ use disagg_proto::ApiError;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
+use crate::dialect::trtllm::TrtllmVersion;
 use crate::engine::Engine;
 use crate::engine::cost::TimingModel;
 use crate::error::HttpError;
@@ -66,7 +67,11 @@ struct Inner {
     kv_ttl: Duration,
     /// TensorRT-LLM's `internal_request_auth_key`: protected hand-offs must be signed with it.
     auth_key: Option<String>,
-    /// Source of response ids and `ctx_request_id`s, unique within this server.
+    /// TensorRT-LLM dialect: the version played (`--trtllm-version`).
+    trtllm_version: TrtllmVersion,
+    /// Source of response ids and `ctx_request_id`s, unique within this server. They stay far
+    /// below 2^40, where TensorRT-LLM's global `disagg_request_id`s start, so the two never
+    /// share a hand-off key.
     next_id: AtomicU64,
     /// Source of vLLM block ids, unique within this server.
     next_block: AtomicU64,
@@ -131,6 +136,10 @@ impl SimState {
             decoded_per_iter: args.decoded_tokens_per_iter,
             kv_ttl: args.kv.kv_ttl,
             auth_key: args.internal_request_auth_key.clone(),
+            trtllm_version: args
+                .trtllm_version
+                .clone()
+                .unwrap_or_else(TrtllmVersion::current),
             next_id: AtomicU64::new(1),
             next_block: AtomicU64::new(1),
         })))
@@ -238,6 +247,10 @@ impl SimState {
             self.0.advertise_host.clone(),
             self.0.port.get().copied().unwrap_or(0),
         )
+    }
+
+    pub(crate) fn trtllm_version(&self) -> &TrtllmVersion {
+        &self.0.trtllm_version
     }
 
     pub(crate) fn next_id(&self) -> u64 {
@@ -427,11 +440,16 @@ async fn models(State(sim): State<SimState>) -> Json<serde_json::Value> {
 }
 
 async fn version(State(sim): State<SimState>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({
+    let mut v = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "engine": "disagg-sim",
         "dialect": sim.dialect().as_str(),
-    }))
+    });
+    // The TensorRT-LLM version played: what a router reads to know the fields it takes.
+    if sim.dialect() == Dialect::Trtllm {
+        v["tensorrt_llm"] = serde_json::json!(sim.trtllm_version().as_str());
+    }
+    Json(v)
 }
 
 /// SGLang's `/model_info`: what a client reads to learn the served model.

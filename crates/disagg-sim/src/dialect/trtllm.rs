@@ -2,11 +2,87 @@
 
 use disagg_proto::ApiError;
 use disagg_proto::trtllm::{DisaggregatedParams, RequestType};
+use serde_json::{Map, Value};
 
 use super::{HandOff, Produce};
 use crate::handoff::{Consume, Expect, opaque};
 use crate::request::{Kind, ParsedPrompt};
 use crate::tokens::{self, PromptDigest};
+
+/// The TensorRT-LLM version the sim plays (`--trtllm-version`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrtllmVersion {
+    text: String,
+    major_minor: (u32, u32),
+}
+
+impl TrtllmVersion {
+    /// What the sim plays unless told otherwise: a worker of the current protocol.
+    pub const CURRENT: &'static str = "1.3.0";
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut parts = text.split(|c: char| !c.is_ascii_digit());
+        let mut number = || parts.next().and_then(|p| p.parse::<u32>().ok());
+        match (number(), number()) {
+            (Some(major), Some(minor)) => Ok(Self {
+                text: text.to_string(),
+                major_minor: (major, minor),
+            }),
+            _ => Err(format!(
+                "{text:?} is not a TensorRT-LLM version (MAJOR.MINOR[.PATCH[rcN]], e.g. 1.0.0 or 1.3.0rc5)"
+            )),
+        }
+    }
+
+    pub fn current() -> Self {
+        Self::parse(Self::CURRENT).expect("the current version parses")
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// 1.3 and newer take `disaggregated_params.disagg_request_id` (their disaggregated server
+    /// sends it); older request models have no such field.
+    pub fn takes_disagg_ids(&self) -> bool {
+        self.major_minor >= (1, 3)
+    }
+}
+
+/// `disaggregated_params` fields that workers before `disagg_request_id` declare.
+const LEGACY_FIELDS: &[&str] = &[
+    "request_type",
+    "first_gen_tokens",
+    "ctx_request_id",
+    "encoded_opaque_state",
+    "draft_tokens",
+];
+
+/// An older worker's request model forbids unknown fields (pydantic `extra="forbid"`), so a
+/// `disaggregated_params` carrying a newer one (`disagg_request_id`, `ctx_dp_rank`, ...) is
+/// refused with 400, naming the field as pydantic does.
+pub(crate) fn refuse_newer_fields(body: &[u8], version: &TrtllmVersion) -> Result<(), ApiError> {
+    #[derive(serde::Deserialize)]
+    struct Params {
+        disaggregated_params: Option<Map<String, Value>>,
+    }
+    // A body that is not JSON is left to the request parser's own error.
+    let Ok(Params {
+        disaggregated_params: Some(params),
+    }) = serde_json::from_slice::<Params>(body)
+    else {
+        return Ok(());
+    };
+    match params.keys().find(|k| !LEGACY_FIELDS.contains(&k.as_str())) {
+        None => Ok(()),
+        Some(field) => Err(ApiError::bad_request(format!(
+            "1 validation error for CompletionRequest\ndisaggregated_params.{field}\n  Extra \
+             inputs are not permitted (this sim plays TensorRT-LLM {}, whose \
+             DisaggregatedParams has no `{field}`)",
+            version.as_str()
+        ))),
+    }
+}
 
 pub(crate) fn kind(params: Option<&DisaggregatedParams>) -> Kind {
     match params.map(|p| p.request_type) {
@@ -80,11 +156,17 @@ fn consume(
              context response's value unchanged"
         ))
     })?;
+    // Workers that take a `disagg_request_id` key the KV transfer on it, before
+    // `ctx_request_id` (`DisaggregatedParams.get_context_phase_params`).
+    let (key, what) = match params.disagg_request_id {
+        Some(id) => (id, format!("disagg_request_id {id}")),
+        None => (ctx_request_id, format!("ctx_request_id {ctx_request_id}")),
+    };
     Ok(Consume {
         peer,
-        key: ctx_request_id,
+        key,
         wait: false,
-        what: format!("ctx_request_id {ctx_request_id}"),
+        what,
         expect: Expect {
             first_token: Some(first),
             block_ids: None,

@@ -80,7 +80,7 @@ impl KvStore {
                 inner.slots.insert(key, old);
                 return Err(ApiError::bad_request(format!(
                     "key {key} already holds a KV record that was not fetched yet; hand-off \
-                     keys (bootstrap_room) must be unique per request"
+                     keys (bootstrap_room, disagg_request_id) must be unique per request"
                 )));
             }
             Some(Slot::Waiting(w)) => w,

@@ -171,3 +171,64 @@ async fn sglang_generate_and_batches_through_the_router_match_aggregated_output(
     assert_eq!(fetched, 10.0, "a hand-off per prompt");
     task.abort();
 }
+
+/// The bodies a sim logged (`--request-log`).
+fn logged_bodies(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .expect("request log written")
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON line")["body"].clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_router_sends_disagg_request_ids_to_sims_that_play_a_version_taking_them() {
+    for (version, state) in [("1.3.0", "sent"), ("1.0.0", "omitted (version below 1.3)")] {
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx_log, gen_log) = (dir.path().join("ctx.jsonl"), dir.path().join("gen.jsonl"));
+        let flags = |role, log: &std::path::Path| {
+            let log = log.to_str().expect("UTF-8 path").to_string();
+            vec![
+                "--role".to_string(),
+                role,
+                "--itl".into(),
+                "1ms".into(),
+                "--trtllm-version".into(),
+                version.to_string(),
+                "--request-log".into(),
+                log,
+            ]
+        };
+        let ctx_flags = flags("context".to_string(), &ctx_log);
+        let gen_flags = flags("generation".to_string(), &gen_log);
+        let ctx = start(&ctx_flags.iter().map(String::as_str).collect::<Vec<_>>()).await;
+        let generation = start(&gen_flags.iter().map(String::as_str).collect::<Vec<_>>()).await;
+        let (via_router, task) = router("trtllm", &ctx, &generation).await;
+
+        // The router learns the context sim's version from its /version at start.
+        let end = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let (_, census) = via_router.get("/workers").await;
+            let census: serde_json::Value = serde_json::from_slice(&census).expect("census");
+            if census["prefill"]["workers"][0]["disagg_request_id"] == state {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < end, "{version}: {census}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let (status, routed) = via_router
+            .complete(&json!({"prompt": "a b c d", "max_tokens": 5}))
+            .await;
+        assert_eq!(status, 200, "{version}: {routed}");
+
+        let ctx_id = &logged_bodies(&ctx_log)[0]["disaggregated_params"]["disagg_request_id"];
+        let gen_id = &logged_bodies(&gen_log)[0]["disaggregated_params"]["disagg_request_id"];
+        if version == "1.3.0" {
+            assert!(ctx_id.as_u64().is_some_and(|id| id >= 1 << 40), "{ctx_id}");
+            assert_eq!(gen_id, ctx_id, "both legs carry one id");
+        } else {
+            assert!(ctx_id.is_null() && gen_id.is_null(), "{ctx_id} {gen_id}");
+        }
+        task.abort();
+    }
+}
