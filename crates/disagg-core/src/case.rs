@@ -280,6 +280,10 @@ pub struct SimEngineArgs {
     /// (`--decoded-tokens-per-iter`), as with speculative decoding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decoded_tokens_per_iter: Option<f64>,
+    /// TensorRT-LLM dialect: the TensorRT-LLM version the sim plays (`--trtllm-version`;
+    /// 1.3.0 unless set): below 1.3 it refuses `disaggregated_params.disagg_request_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trtllm_version: Option<String>,
     #[serde(
         default,
         with = "humantime_serde",
@@ -381,6 +385,7 @@ impl Default for SimEngineArgs {
             kv_bytes_per_token: None,
             kv_bandwidth_gbs: None,
             decoded_tokens_per_iter: None,
+            trtllm_version: None,
             kv_ttl: None,
             kv_wait_timeout: None,
             eos_at: None,

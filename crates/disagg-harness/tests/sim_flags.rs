@@ -121,6 +121,12 @@ const KEYS: &[(&str, &str, Held, &str)] = &[
         |a| format!("{:?}", a.decoded_tokens_per_iter),
         "Some(2.4)",
     ),
+    (
+        "trtllm_version",
+        "\"1.0.0\"",
+        |a| format!("{:?}", a.trtllm_version.as_ref().map(|v| v.as_str())),
+        "Some(\"1.0.0\")",
+    ),
     ("kv_ttl", "90s", |a| format!("{:?}", a.kv.kv_ttl), "90s"),
     (
         "kv_wait_timeout",

@@ -67,6 +67,9 @@ pub fn flags(a: &SimEngineArgs, request_log: &Path) -> Vec<String> {
     if let Some(p) = a.preset {
         flag("preset", p.as_str().into());
     }
+    if let Some(v) = &a.trtllm_version {
+        flag("trtllm-version", v.clone());
+    }
     for (name, v) in [
         ("fail-after-requests", a.fail_after_requests),
         ("max-batch-size", a.max_batch_size),
