@@ -60,6 +60,42 @@ pub(crate) async fn open(
     })
 }
 
+impl Opened {
+    /// The whole answer, read to its end within the request's deadline, with its status: for
+    /// the one case where the router rewrites an answer (SGLang's `return_logprob` merge).
+    pub(crate) async fn read_all(
+        mut self,
+        t: Target<'_>,
+        limit: usize,
+    ) -> Result<(StatusCode, Bytes), ProxyError> {
+        let mut out = bytes::BytesMut::from(self.first.take().unwrap_or_default().as_ref());
+        let read = async {
+            while let Some(chunk) = self.rest.next().await {
+                out.extend_from_slice(&chunk.map_err(|e| upstream::body_error(t, &e))?);
+                if out.len() > limit {
+                    return Err(ProxyError::BadResponse {
+                        leg: t.leg,
+                        worker: t.worker.to_string(),
+                        reason: format!("its answer is larger than {limit} bytes"),
+                    });
+                }
+            }
+            Ok(())
+        };
+        match tokio::time::timeout_at(self.deadline, read).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(upstream::timeout(
+                    t,
+                    crate::error::Deadline::Request,
+                    self.request_timeout,
+                ));
+            }
+        }
+        Ok((self.status, out.freeze()))
+    }
+}
+
 /// What the relayed body keeps alive until it ends: the leases (so in-flight counts stay true
 /// while the stream runs) and, for SGLang, the prefill leg still running beside decode.
 pub(crate) struct Keep {

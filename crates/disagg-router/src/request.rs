@@ -53,6 +53,8 @@ pub(crate) struct ClientRequest {
     stream: bool,
     include_usage: bool,
     max_tokens: Option<u64>,
+    /// `/generate` asks for logprobs (`return_logprob` true, or true for a prompt of a batch).
+    return_logprob: bool,
 }
 
 impl ClientRequest {
@@ -95,6 +97,16 @@ impl ClientRequest {
             }
         }
         let options = field::<Option<StreamOptions>>(&body, "stream_options", "an object")?;
+        let return_logprob = endpoint == Endpoint::Generate
+            && match field::<Option<ReturnLogprob>>(
+                &body,
+                "return_logprob",
+                "a boolean or an array of booleans",
+            )? {
+                Some(ReturnLogprob::One(b)) => b,
+                Some(ReturnLogprob::Each(v)) => v.contains(&Some(true)),
+                None => false,
+            };
         Ok(Self {
             endpoint,
             body,
@@ -103,7 +115,14 @@ impl ClientRequest {
             stream,
             include_usage: options.and_then(|o| o.include_usage).unwrap_or(false),
             max_tokens,
+            return_logprob,
         })
+    }
+
+    /// Whether a `/generate` request asks for logprobs, which SGLang's routers merge from both
+    /// legs' answers.
+    pub fn return_logprob(&self) -> bool {
+        self.return_logprob
     }
 
     /// `Some(n)` when the request carries a batch of `n` prompts.
@@ -142,6 +161,14 @@ impl ClientRequest {
 #[derive(serde::Deserialize)]
 struct StreamOptions {
     include_usage: Option<bool>,
+}
+
+/// `/generate`'s `return_logprob`: one flag, or one per prompt of a batch.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum ReturnLogprob {
+    One(bool),
+    Each(Vec<Option<bool>>),
 }
 
 /// `/generate`'s `sampling_params`: one object, or one per item of a batch.

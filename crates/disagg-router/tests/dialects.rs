@@ -573,3 +573,64 @@ async fn sglang_generate_without_an_input_is_a_400_naming_the_fields() {
     }
     assert!(prefill.seen().is_empty() && decode.seen().is_empty());
 }
+
+/// A `/generate` worker that answers as SGLang does with `return_logprob`: each prompt's
+/// `meta_info.input_token_logprobs` holds the `[logprob, id, null]` rows this leg computed.
+async fn logprob_worker(rows: Value, text: &'static str) -> String {
+    use axum::routing::post;
+    let answer = move |body: axum::Json<Value>| {
+        let rows = rows.clone();
+        async move {
+            let one = json!({"text": text, "meta_info": {"id": "r", "input_token_logprobs": rows}});
+            axum::Json(match body.0["text"].as_array() {
+                Some(batch) => json!(vec![one; batch.len()]),
+                None => one,
+            })
+        }
+    };
+    support::serve(axum::Router::new().route("/generate", post(answer))).await
+}
+
+/// With `return_logprob`, a whole `/generate` answer carries prefill's input logprobs before
+/// decode's, as SGLang's mini_lb and sgl-router merge them (`meta_info.input_token_logprobs`);
+/// without it, decode's answer is relayed untouched.
+#[tokio::test]
+async fn sglang_generate_merges_the_prefill_legs_input_logprobs() {
+    let prefill = logprob_worker(json!([[-1.0, 1, null], [-2.0, 2, null]]), "").await;
+    let decode = logprob_worker(json!([[-3.0, 3, null]]), " out").await;
+    let mut cfg = support::config_urls(vec![prefill], vec![decode]);
+    cfg.dialect = Dialect::Sglang;
+    let url = router(cfg).await;
+    let merged = json!([[-1.0, 1, null], [-2.0, 2, null], [-3.0, 3, null]]);
+    let req =
+        json!({"text": "a b", "return_logprob": true, "sampling_params": {"max_new_tokens": 2}});
+    let resp = post(&url, "/generate", &req, None).await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["meta_info"]["input_token_logprobs"], merged, "{body}");
+    assert_eq!(body["text"], " out", "decode's answer otherwise");
+
+    let mut batch = req.clone();
+    batch["text"] = json!(["a", "b"]);
+    batch["return_logprob"] = json!([false, true]);
+    let body: Value = post(&url, "/generate", &batch, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    for item in body.as_array().expect("a list") {
+        assert_eq!(item["meta_info"]["input_token_logprobs"], merged, "{body}");
+    }
+
+    let mut plain = req.clone();
+    plain["return_logprob"] = json!(false);
+    let body: Value = post(&url, "/generate", &plain, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        body["meta_info"]["input_token_logprobs"],
+        json!([[-3.0, 3, null]])
+    );
+}
