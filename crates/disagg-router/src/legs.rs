@@ -101,7 +101,11 @@ where
             Err(failed) => failed,
         };
         let group = state.group(leg);
-        group.record_error(worker, &error);
+        // A refusal of the request itself (4xx: too long for its context, a bad parameter) is
+        // the request's fault, not the worker's.
+        if !matches!(error, ProxyError::Rejected { .. }) {
+            group.record_error(worker, &error);
+        }
         if error.is_unreachable() {
             group.record_failure(worker, &error);
         }
