@@ -34,6 +34,8 @@ fn main() {
                     a_pending_job_is_said_with_slurms_reason_then_runs,
                     no_wait_keeps_max_jobs_by_chaining_jobs_and_the_last_job_finishes_the_sweep,
                     the_benchmarks_progress_is_shown_live_while_the_job_runs,
+                    sbatch_refusing_what_the_case_asks_exits_2_with_a_hint,
+                    a_killed_supervisor_is_reported_with_the_time_the_job_ran,
                 ],
             },
             needs::Needs {
@@ -825,4 +827,118 @@ fn the_benchmarks_progress_is_shown_live_while_the_job_runs() {
         .unwrap_or_else(|| panic!("no progress line:\n{}", text(&out)));
     assert!(line.contains(" of 8 requests, "), "{line}");
     assert!(line.contains("req/s, ETA "), "{line}");
+}
+
+fn sbatch_refusing_what_the_case_asks_exits_2_with_a_hint() {
+    let ws = Ws::new("refused");
+    // A partition this cluster does not have.
+    let bad_part = ws.case(
+        "part.yaml",
+        &case(
+            "sl-part",
+            &format!("{GEN_OK}{TIMEOUTS}slurm: {{partition: nosuchpart}}\n"),
+        ),
+    );
+    // GPUs asked from a cluster without GPU gres (the case is written as is).
+    let gres = ws.dir.join("gres.yaml");
+    std::fs::write(&gres, case("sl-gres", &format!("{GEN_OK}{TIMEOUTS}"))).unwrap();
+    for (c, config, want, hint) in [
+        (
+            &bad_part,
+            "sl-part",
+            "Invalid partition name",
+            "slurm.partition: nosuchpart",
+        ),
+        (
+            &gres,
+            "sl-gres",
+            "Invalid generic resource",
+            "slurm.gpu_gres: false",
+        ),
+    ] {
+        let out = ws.run(&["run", c.to_str().unwrap(), "--launcher", "slurm"]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(want), "{}", text(&out));
+        assert!(
+            stderr.contains("hint: ") && stderr.contains(hint),
+            "{}",
+            text(&out)
+        );
+        assert!(
+            !ws.dir
+                .join("disagg_logs")
+                .join(config)
+                .join("latest")
+                .exists(),
+            "no run folder for a job that was never queued"
+        );
+    }
+    assert!(ws.tmp.job_ids().is_empty(), "nothing was queued");
+}
+
+fn a_killed_supervisor_is_reported_with_the_time_the_job_ran() {
+    let ws = Ws::new("supkill");
+    let yaml = case(
+        "sl-supkill",
+        &format!(
+            "gen: {{count: 1, engine_args: {{itl: 20ms}}}}\n{TIMEOUTS}slurm: {{time: \"5\"}}\n"
+        ),
+    )
+    .replace(
+        "osl: 4, concurrency: [2], rounds: 2",
+        "osl: 200, concurrency: [2], rounds: 20",
+    );
+    let c = ws.case("supkill.yaml", &yaml);
+    let mut cmd = Command::new(DISAGG);
+    cmd.args([
+        "run",
+        c.to_str().unwrap(),
+        "--launcher",
+        "slurm",
+        "--workspace",
+    ])
+    .arg(&ws.dir)
+    .env("SKIP_PERF_CHECK", "true");
+    let run = support::Background::spawn(cmd);
+    // The job's supervisor, once it has run a few seconds.
+    let until = Instant::now() + Duration::from_secs(60);
+    let mut first_seen: Option<Instant> = None;
+    let pid = loop {
+        let found = support::processes_mentioning(&ws.dir.display().to_string())
+            .into_iter()
+            .find(|(_, cmd)| cmd.contains(" supervise "));
+        match (found, first_seen) {
+            (Some((pid, _)), Some(t)) if t.elapsed() > Duration::from_secs(3) => break pid,
+            (Some(_), None) => first_seen = Some(Instant::now()),
+            _ => {}
+        }
+        if Instant::now() > until {
+            run.abandon("the job's supervisor never ran for 3 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run.wait(Duration::from_secs(90));
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    let dir = ws.run_dir("sl-supkill");
+    let summary = read(&dir.join("summary.md"));
+    assert!(
+        summary.contains("before its supervisor wrote a report"),
+        "{summary}"
+    );
+    let secs: f64 = summary
+        .split("duration: ")
+        .nth(1)
+        .and_then(|r| r.split('s').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no duration in {summary}"));
+    assert!(
+        secs >= 3.0,
+        "the job ran 3 s at least, the report says {secs}s"
+    );
 }

@@ -15,6 +15,30 @@ pub enum SlurmError {
     BadJobId(String),
 }
 
+impl SlurmError {
+    /// Whether Slurm refused the job for what it asks (partition, gres, account, QOS, time,
+    /// nodes: Slurm's own "Invalid …" and policy messages), not because Slurm could not be
+    /// reached or was busy.
+    pub fn refuses_the_request(&self) -> bool {
+        let SlurmError::Failed { stderr, .. } = self else {
+            return false;
+        };
+        [
+            "Invalid ",
+            "Requested node configuration is not available",
+            "Requested time limit is invalid",
+            "Requested partition configuration not available",
+            "Node count specification invalid",
+            "More processors requested than permitted",
+            "Memory required by task is not available",
+            "violates accounting/QOS policy",
+            "Access/permission denied",
+        ]
+        .iter()
+        .any(|m| stderr.contains(m))
+    }
+}
+
 fn run(program: &str, args: &[&str], cwd: Option<&Path>) -> Result<String, SlurmError> {
     let cmd = format!("{program} {}", args.join(" "));
     let mut c = Command::new(program);
@@ -237,6 +261,27 @@ mod tests {
         ));
         assert!(parse_timed_out("JobId=5 JobState=TIMEOUT Reason=None"));
         assert!(!parse_timed_out("JobId=5 JobState=CANCELLED Reason=None"));
+    }
+
+    #[test]
+    fn refusals_of_the_request_are_told_from_an_unreachable_slurm() {
+        let failed = |stderr: &str| SlurmError::Failed {
+            cmd: "sbatch".into(),
+            stderr: stderr.into(),
+        };
+        assert!(
+            failed("sbatch: error: Batch job submission failed: Invalid partition name specified")
+                .refuses_the_request()
+        );
+        assert!(
+            failed("sbatch: error: Batch job submission failed: Invalid generic resource (gres) specification")
+                .refuses_the_request()
+        );
+        assert!(
+            !failed("sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)")
+                .refuses_the_request()
+        );
+        assert!(!SlurmError::BadJobId("x".into()).refuses_the_request());
     }
 
     #[test]

@@ -192,12 +192,13 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions, slurm: &SlurmOptions) -> 
                     }
                     running.push(s);
                 }
-                Err(e) => {
+                Err((e, code)) => {
                     eprintln!("error: {}: {e}", p.ready.case.config_name);
                     if let Some(hint) = submit_hint(&e, &p.ready.case.case.slurm) {
                         eprintln!("hint: {hint}");
                     }
-                    codes.push(exit::TEST_FAILED);
+                    book.finished(p.case, code);
+                    codes.push(code);
                 }
             }
         }
@@ -253,12 +254,28 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions, slurm: &SlurmOptions) -> 
 }
 
 /// What to do about an sbatch refusal we can explain.
-fn submit_hint(error: &str, s: &disagg_core::slurm::SlurmSpec) -> Option<&'static str> {
+fn submit_hint(error: &str, s: &disagg_core::slurm::SlurmSpec) -> Option<String> {
     let gres = error.contains("Invalid generic resource") || error.contains("gres");
     if gres && s.gpu_gres && !s.asks_for_gpus() {
         Some(
-            "the job asks for `--gres=gpu:<hardware.gpus_per_node>`; on a cluster without GPU gres set `slurm.gpu_gres: false` (see docs/slurm.md)",
+            "the job asks for `--gres=gpu:<hardware.gpus_per_node>`; on a cluster without GPU gres set `slurm.gpu_gres: false` (see docs/slurm.md)".into(),
         )
+    } else if error.contains("Invalid partition name") {
+        Some(match &s.partition {
+            Some(p) => format!(
+                "slurm.partition: {p} is not a partition of this cluster; `sinfo -s` lists them"
+            ),
+            None => {
+                "the cluster has no default partition: set slurm.partition (`sinfo -s` lists them)"
+                    .into()
+            }
+        })
+    } else if error.contains("Invalid account") {
+        Some("set slurm.account to an account you may use in this partition (`sacctmgr show associations user=$USER`)".into())
+    } else if error.contains("time limit is invalid") {
+        Some("lower slurm.time to the partition's limit (`sinfo -o '%P %l'`)".into())
+    } else if error.contains("Requested node configuration is not available") {
+        Some("no node of the partition has what the job asks per node: check hardware.gpus_per_node against `sinfo -o '%P %D %c %G'`".into())
     } else {
         None
     }
@@ -297,16 +314,25 @@ fn submit(
     exe: &Path,
     after: Option<&str>,
     bars: &indicatif::MultiProgress,
-) -> Result<Submitted, String> {
+) -> Result<Submitted, (String, i32)> {
     let config_dir = crate::rundir::config_dir(workspace, &p.ready.case.config_name);
     let id = job::submit_held(&p.script, &config_dir, after).map_err(|e| {
         let _ = std::fs::remove_file(&p.script);
-        e.to_string()
+        // Refused for what the case asks: nothing was launched, the case is at fault.
+        let code = if e.refuses_the_request() {
+            exit::USAGE
+        } else {
+            exit::TEST_FAILED
+        };
+        (e.to_string(), code)
     })?;
     let abandon = |why: String| {
         let _ = job::cancel(&id);
         let _ = std::fs::remove_file(&p.script);
-        Err(format!("job {id} cancelled before it started: {why}"))
+        Err((
+            format!("job {id} cancelled before it started: {why}"),
+            exit::TEST_FAILED,
+        ))
     };
     let plan = match run::prepare_as(p.ready, workspace, exe, &id) {
         Ok(plan) if plan.run_id == id => plan,
