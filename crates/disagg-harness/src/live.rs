@@ -82,7 +82,7 @@ impl LiveView {
         } else if now >= self.next_line && self.last_line != Some((point.clone(), s.done)) {
             self.next_line = now + LINE_EVERY;
             self.last_line = Some((point, s.done));
-            println!(
+            say!(
                 "disagg: {name}{} (point {} of {}): {} of {} requests, {}",
                 s.point,
                 s.index,

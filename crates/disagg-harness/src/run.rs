@@ -94,7 +94,7 @@ fn expand_files(paths: &[PathBuf]) -> Result<Vec<(LoadedCase, Option<crate::swee
             }
             Err(errors) => {
                 for e in errors {
-                    eprintln!("error: {e}");
+                    say_err!("error: {e}");
                 }
                 bad = true;
             }
@@ -126,7 +126,7 @@ pub(crate) fn check_all(paths: &[PathBuf], skip_perf: bool) -> Option<Vec<Ready>
                         .hint(
                             "metric names are those of perf_script_test_results.csv's metric_type",
                         );
-                        eprintln!("error: {e}");
+                        say_err!("error: {e}");
                         bad = true;
                         continue;
                     }
@@ -139,7 +139,7 @@ pub(crate) fn check_all(paths: &[PathBuf], skip_perf: bool) -> Option<Vec<Ready>
                     }) {
                         Ok(rows) => Some((b, rows)),
                         Err(e) => {
-                            eprintln!("error: {e}");
+                            say_err!("error: {e}");
                             bad = true;
                             None
                         }
@@ -153,7 +153,7 @@ pub(crate) fn check_all(paths: &[PathBuf], skip_perf: bool) -> Option<Vec<Ready>
                 });
             }
             Err(e) => {
-                eprintln!("error: {e}");
+                say_err!("error: {e}");
                 bad = true;
             }
         }
@@ -221,17 +221,17 @@ pub fn validate(paths: &[PathBuf]) -> i32 {
         Some(ready) => {
             for r in ready {
                 match &r.point {
-                    Some(p) => println!(
+                    Some(p) => say!(
                         "ok: {} point {} ({}): {}",
                         r.case.path.display(),
                         p.index + 1,
                         p.point().label(),
                         r.case.config_name
                     ),
-                    None => println!("ok: {} ({})", r.case.path.display(), r.case.config_name),
+                    None => say!("ok: {} ({})", r.case.path.display(), r.case.config_name),
                 }
                 for n in disagg_core::plan::placement_notes(&r.case.case) {
-                    println!("  note: {n}");
+                    say!("  note: {n}");
                 }
             }
             exit::PASS
@@ -257,7 +257,7 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions) -> i32 {
     let mut book = match crate::sweep::Book::open(&ready, &workspace, opts.resume) {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("error: {e}");
+            say_err!("error: {e}");
             return exit::TEST_FAILED;
         }
     };
@@ -358,7 +358,7 @@ pub(crate) fn prepare_as(
         Ok(x) => x,
         Err(e) => {
             // Nothing was launched, and the workspace is the user's to fix: a usage error.
-            eprintln!(
+            say_err!(
                 "error: cannot create a run folder under {}: {e}\nhint: the workspace ({}: \
                  --workspace, else $WORKSPACE, else ./workspace) must be a folder this user can \
                  create folders in",
@@ -397,7 +397,7 @@ pub(crate) fn prepare_as(
             .try_for_each(|(name, text)| crate::atomic::write(&run_dir.join(name), text.as_bytes()))
     });
     if let Err(e) = written {
-        eprintln!(
+        say_err!(
             "error: cannot write the plan into {}: {e}",
             run_dir.display()
         );
@@ -407,7 +407,7 @@ pub(crate) fn prepare_as(
 }
 
 fn run_planned(r: &Ready, plan: &Plan, skip_perf: bool) -> i32 {
-    println!(
+    say!(
         "disagg: {}: run {} in {}",
         plan.config_name,
         plan.run_id,
@@ -613,16 +613,16 @@ pub(crate) fn finish_as(
         }
     }
     if !points.is_empty() || !missing.is_empty() {
-        print!("{table}");
+        say_raw!("{table}");
     }
-    print!("{perf_text}");
+    say_raw!("{perf_text}");
     if let RunResult::Failed(f) = &outcome.result {
         if let Some(role) = outcome
             .roles
             .iter()
             .find(|r| f.role.as_deref() == Some(r.role.to_string().as_str()))
         {
-            eprintln!(
+            say_err!(
                 "--- last 20 lines of {} ---\n{}\n---",
                 role.log,
                 report::tail(&run_dir.join(&role.log), 20)
@@ -644,9 +644,9 @@ pub(crate) fn finish_as(
         ));
     }
     for n in notes {
-        eprintln!("warning: {n}");
+        say_err!("warning: {n}");
     }
-    println!(
+    say!(
         "{verdict}\ndisagg: {name}: {:.1}s, reports in {}",
         outcome.duration_s,
         run_dir.display()

@@ -56,7 +56,7 @@ pub fn load_sweep(dir: &Path) -> Result<Report, String> {
         let Some(run_dir) = &p.run_dir else { continue };
         match load_run(run_dir) {
             Ok(r) => runs.push(r),
-            Err(e) => eprintln!("warning: sweep point {}: {e}", p.index),
+            Err(e) => say_err!("warning: sweep point {}: {e}", p.index),
         }
     }
     Ok(Report {
@@ -197,7 +197,7 @@ pub fn write_run_report(run_dir: &Path) {
     let done =
         load_any(run_dir, Path::new(".")).and_then(|r| write(&r, &run_dir.join(REPORT_FILE)));
     if let Err(e) = done {
-        eprintln!("warning: no {REPORT_FILE}: {e}");
+        say_err!("warning: no {REPORT_FILE}: {e}");
     }
 }
 
@@ -207,7 +207,7 @@ pub fn write_sweep_report(dir: &Path) -> Option<PathBuf> {
     match load_sweep(dir).and_then(|r| write(&r, &to)) {
         Ok(()) => Some(to),
         Err(e) => {
-            eprintln!("warning: no sweep {REPORT_FILE}: {e}");
+            say_err!("warning: no sweep {REPORT_FILE}: {e}");
             None
         }
     }

@@ -54,7 +54,7 @@ pub fn supervise(plan: &Plan, exec: &mut dyn Executor, interrupted: &AtomicBool)
     let start = Instant::now();
     // The run is launched: from now on it is the config's latest, whatever happens to it.
     if let Err(e) = crate::rundir::point_latest_at(&plan.run_dir) {
-        eprintln!(
+        say_err!(
             "disagg: warning: cannot point latest at {}: {e}",
             plan.run_dir.display()
         );
@@ -83,7 +83,7 @@ pub fn supervise(plan: &Plan, exec: &mut dyn Executor, interrupted: &AtomicBool)
         },
     };
     if let Err(e) = crate::atomic::write_json(&plan.status_file(), &status) {
-        eprintln!("disagg: cannot write {}: {e}", plan.status_file().display());
+        say_err!("disagg: cannot write {}: {e}", plan.status_file().display());
     }
     teardown(&mut procs, exec, plan.deadlines.grace);
     Outcome {
@@ -176,7 +176,7 @@ fn drive(
                 if p.plan.role != RoleName::Benchmark {
                     liveness.watch(p.plan.role, ep.url());
                 }
-                println!(
+                say!(
                     "disagg: {} ready at {} after {:.1}s",
                     p.plan.role,
                     ep.url(),
@@ -346,7 +346,7 @@ fn heartbeat(plan: &Plan, start: Instant, procs: &[Proc]) {
     } else {
         format!("waiting for {}", waiting.join(", "))
     };
-    println!(
+    say!(
         "disagg: {} elapsed; {state}",
         humantime::format_duration(Duration::from_secs(start.elapsed().as_secs()))
     );
@@ -720,7 +720,7 @@ fn teardown(procs: &mut [Proc], exec: &mut dyn Executor, grace: Duration) {
     // us when its parent ended: stop it the same way, and return only once all is reaped.
     let left = exec.stop_leftovers(grace);
     if !left.is_empty() {
-        eprintln!(
+        say_err!(
             "disagg: warning: {} process(es) of the run did not end after SIGKILL and {}: {left:?}",
             left.len(),
             humantime::format_duration(grace)

@@ -190,7 +190,7 @@ impl Book {
             .collect();
         for (r, prior) in ready.iter().zip(&reused) {
             if let Some(p) = prior {
-                println!(
+                say!(
                     "disagg: {}: already passed in {}; not run again (--resume)",
                     r.case.config_name,
                     p.display()
@@ -280,7 +280,7 @@ impl Book {
                 if same {
                     let dir = std::fs::canonicalize(&latest)
                         .map_err(|e| format!("cannot open {}: {e}", latest.display()))?;
-                    println!(
+                    say!(
                         "disagg: sweep {}: resuming in {}",
                         sweep.name,
                         dir.display()
@@ -308,7 +308,7 @@ impl Book {
                 dir.display()
             )
         })?;
-        println!(
+        say!(
             "disagg: sweep {}: {} points, folder {}",
             sweep.name,
             points.len(),
@@ -388,7 +388,7 @@ impl Book {
             if complete(&o.record) {
                 crate::study::write_sweep_report(&o.dir);
             }
-            println!(
+            say!(
                 "disagg: sweep {}: {out} point(s) submitted, not waited for; the last of their jobs to end writes the sweep's summary.md and report.html in {}",
                 o.record.sweep,
                 o.dir.display()
@@ -416,7 +416,7 @@ impl Book {
             self.save(slot);
             let o = &self.open[slot];
             crate::study::write_sweep_report(&o.dir);
-            println!(
+            say!(
                 "disagg: sweep {}: summary.md and report.html in {}",
                 o.record.sweep,
                 o.dir.display()
@@ -492,7 +492,7 @@ pub fn refresh(run_dir: &Path) -> Option<(PathBuf, bool)> {
     let mut record = match SweepRecord::read(&dir) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!(
+            say_err!(
                 "warning: the sweep of {} is not updated: {e}",
                 run_dir.display()
             );
@@ -523,7 +523,7 @@ fn write_folder(dir: &Path, record: &SweepRecord) {
                 let linked = std::os::unix::fs::symlink(&target, &tmp)
                     .and_then(|_| std::fs::rename(&tmp, &link));
                 if let Err(e) = linked {
-                    eprintln!("warning: cannot link {}: {e}", link.display());
+                    say_err!("warning: cannot link {}: {e}", link.display());
                 }
             }
         }
@@ -533,7 +533,7 @@ fn write_folder(dir: &Path, record: &SweepRecord) {
         ];
         for w in writes {
             if let Err(e) = w {
-                eprintln!("warning: cannot write into {}: {e}", dir.display());
+                say_err!("warning: cannot write into {}: {e}", dir.display());
             }
         }
     }

@@ -521,8 +521,10 @@ fn a_benchmark_past_its_deadline_is_a_timeout() {
         gen_args: "{itl: 100ms}",
         concurrency: "[1]",
         rounds: 50,
-        // Each request takes 1.6 s, within the request timeout (the canary is one of them).
-        osl: 16,
+        // Each request takes 0.8 s, within the router's own deadline for a request (the 2 s
+        // request timeout less a margin: 1.5 s), so only the benchmark's 3 s can end the run;
+        // the canary is one of them, as long as the longest request.
+        osl: 8,
         timeouts: "{worker_startup: 20s, request: 2s, benchmark: 3s, job: 60s, grace: 2s}",
         ..Default::default()
     }
@@ -704,6 +706,48 @@ fn a_workspace_that_cannot_hold_a_run_folder_is_a_usage_error() {
         r.show()
     );
     assert!(r.stderr().contains("hint: the workspace"), "{}", r.show());
+}
+
+/// `disagg run ... 2>&1 | head -c1`: the console's reader goes away at once; the run goes on,
+/// writes its reports and exits as it would have (it used to panic in `println!` with exit 101,
+/// leaving no results.xml and no exit_code).
+#[test]
+fn a_run_whose_console_reader_leaves_still_finishes_and_reports() {
+    use std::io::Read;
+    let ws = TempDir::new("noreader");
+    let case = CaseSpec::default().write(ws.path(), "c.yaml");
+    let mut child = std::process::Command::new(DISAGG)
+        .args(["run", case.to_str().unwrap(), "--workspace"])
+        .arg(ws.path())
+        .env_remove("WORKSPACE")
+        .env_remove("SKIP_PERF_CHECK")
+        .env_remove("DISAGG_STORE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut one = [0u8; 1];
+    out.read_exact(&mut one).unwrap();
+    drop(out);
+    drop(child.stderr.take());
+    // Bounded: a run that hangs is killed and reaped, then fails the test.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > until {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("disagg run did not end within 120 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    let dir = only_run(ws.path(), "e2e");
+    assert_eq!(read(&dir.join("exit_code")).trim(), "0");
+    assert!(read(&dir.join("results.xml")).contains("<testsuites"));
 }
 
 #[test]

@@ -69,7 +69,7 @@ impl Submitted {
         let changed = reason != w.reason && reason != "None";
         let due = now - w.said.unwrap_or(w.since) >= PENDING_SAY_EVERY;
         if changed || due {
-            println!(
+            say!(
                 "disagg: {}: job {} pending for {} (Slurm's reason: {reason})",
                 self.plan.config_name,
                 self.job,
@@ -100,7 +100,7 @@ impl Submitted {
     /// The job is past pending: say it started if we said it was waiting.
     fn started(&mut self) {
         if let Some(w) = self.waiting.take().filter(|w| w.said.is_some()) {
-            println!(
+            say!(
                 "disagg: {}: job {} started after {} pending",
                 self.plan.config_name,
                 self.job,
@@ -124,7 +124,7 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions, slurm: &SlurmOptions) -> 
         return exit::USAGE;
     };
     if !job::available() {
-        eprintln!(
+        say_err!(
             "error: no Slurm answers here (`sinfo` failed), so nothing was submitted\nhint: run on a Slurm login node; on a Debian machine `bash scripts/dev-slurm.sh up` starts a single-node Slurm"
         );
         return exit::USAGE;
@@ -135,7 +135,7 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions, slurm: &SlurmOptions) -> 
     let mut book = match crate::sweep::Book::open(&ready, &workspace, opts.resume) {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("error: {e}");
+            say_err!("error: {e}");
             return exit::TEST_FAILED;
         }
     };
@@ -152,7 +152,7 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions, slurm: &SlurmOptions) -> 
                 case: i,
             }),
             Err(e) => {
-                eprintln!("error: {}: {e}", r.case.config_name);
+                say_err!("error: {}: {e}", r.case.config_name);
                 codes.push(exit::USAGE);
             }
         }
@@ -178,7 +178,7 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions, slurm: &SlurmOptions) -> 
                         Some(a) => format!(" (starts once job {a} has ended: --max-jobs {max})"),
                         None => String::new(),
                     };
-                    println!(
+                    say!(
                         "disagg: {}: job {}, run folder {}{waits}",
                         s.plan.config_name,
                         s.job,
@@ -193,9 +193,9 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions, slurm: &SlurmOptions) -> 
                     running.push(s);
                 }
                 Err((e, code)) => {
-                    eprintln!("error: {}: {e}", p.ready.case.config_name);
+                    say_err!("error: {}: {e}", p.ready.case.config_name);
                     if let Some(hint) = submit_hint(&e, &p.ready.case.case.slurm) {
-                        eprintln!("hint: {hint}");
+                        say_err!("hint: {hint}");
                     }
                     book.finished(p.case, code);
                     codes.push(code);
@@ -356,7 +356,7 @@ fn submit(
     }
     // Launched: the job is Slurm's now, so it is the config's latest run.
     if let Err(e) = crate::rundir::point_latest_at(&plan.run_dir) {
-        eprintln!(
+        say_err!(
             "warning: cannot point latest at {}: {e}",
             plan.run_dir.display()
         );
@@ -413,12 +413,12 @@ fn cannot_start(s: &Submitted, reason: &str, meaning: &str, skip_perf: bool) -> 
         "Slurm job {} can never start: it is pending with reason {reason} ({meaning}); {asks}",
         s.job
     );
-    eprintln!(
+    say_err!(
         "error: {}: {why}; the job is cancelled\nhint: {fix}",
         plan.config_name
     );
     if let Err(e) = job::cancel(&s.job) {
-        eprintln!("warning: {e}");
+        say_err!("warning: {e}");
     }
     let until = Instant::now() + CANCEL_WAIT;
     while job::state(&s.job).is_some_and(|st| !st.is_terminal()) && Instant::now() < until {
@@ -426,7 +426,7 @@ fn cannot_start(s: &Submitted, reason: &str, meaning: &str, skip_perf: bool) -> 
     }
     let outcome = ended_by_slurm(plan, format!("{why}; hint: {fix}"), false, None);
     let code = run::finish_as(plan, &outcome, None, skip_perf, Some(exit::USAGE));
-    println!(
+    say!(
         "disagg: {}: job {} cancelled before it started; reports in {}",
         plan.config_name,
         s.job,
@@ -521,9 +521,9 @@ fn interrupt(
     book: &mut crate::sweep::Book,
 ) -> i32 {
     for s in &running {
-        eprintln!("disagg: interrupted: cancelling job {}", s.job);
+        say_err!("disagg: interrupted: cancelling job {}", s.job);
         if let Err(e) = job::cancel(&s.job) {
-            eprintln!("warning: {e}");
+            say_err!("warning: {e}");
         }
     }
     let until = Instant::now() + CANCEL_WAIT;
@@ -548,7 +548,7 @@ fn interrupt(
                 duration_s: run_duration(earlier.as_ref(), st.as_ref()),
             };
             let code = run::finish(plan, &outcome, None, skip_perf);
-            println!(
+            say!(
                 "disagg: {}: job {} cancelled; reports in {}",
                 plan.config_name,
                 s.job,
@@ -610,12 +610,12 @@ fn collect(s: &Submitted, info: Option<job::JobInfo>, skip_perf: bool) -> i32 {
                     s.job
                 )
             };
-            eprintln!("disagg: {}: {reason}", plan.config_name);
+            say_err!("disagg: {}: {reason}", plan.config_name);
             let outcome = ended_by_slurm(plan, reason, timeout, info.as_ref());
             run::finish(plan, &outcome, None, skip_perf)
         }
     };
-    println!(
+    say!(
         "disagg: {}: job {} ended {state_name}; reports in {}",
         plan.config_name,
         s.job,
@@ -693,6 +693,6 @@ pub(crate) fn time_limit(plan: &Plan) -> String {
 
 fn print_summary(plan: &Plan) {
     if let Ok(text) = std::fs::read_to_string(plan.run_dir.join("summary.md")) {
-        print!("{text}");
+        say_raw!("{text}");
     }
 }

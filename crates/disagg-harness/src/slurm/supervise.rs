@@ -29,7 +29,7 @@ pub fn supervise_run_dir(
     let mut plan = match crate::role::load_plan(run_dir) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("disagg supervise: {e}");
+            say_err!("disagg supervise: {e}");
             return exit::USAGE;
         }
     };
@@ -102,7 +102,7 @@ pub fn supervise_run_dir(
     let (outcome, baseline) = match run::read_plan_baseline(&plan, skip_perf) {
         Ok(b) => (outcome, b),
         Err(e) => {
-            eprintln!("disagg supervise: {e}");
+            say_err!("disagg supervise: {e}");
             let outcome = match outcome.result {
                 RunResult::Passed => Outcome {
                     result: RunResult::Failed(Failure {
@@ -123,7 +123,7 @@ pub fn supervise_run_dir(
     // A sweep point submitted with --no-wait: nobody waits for the sweep, so its jobs keep
     // its folder up to date, and the last one to end writes its report.
     if let Some((dir, complete)) = crate::sweep::refresh(run_dir) {
-        println!(
+        say!(
             "disagg: sweep folder {} {}",
             dir.display(),
             if complete {
@@ -135,7 +135,7 @@ pub fn supervise_run_dir(
     }
     if kind == ExecutorKind::Slurm && code == exit::TEST_FAILED {
         if let Some(id) = &job_id {
-            eprintln!("disagg supervise: the run failed; cancelling job {id}");
+            say_err!("disagg supervise: the run failed; cancelling job {id}");
             let _ = job::cancel(id);
         }
     }

@@ -69,7 +69,7 @@ pub async fn snapshot(plan: &Plan) {
     };
     let path = disagg_core::plan::rendezvous_dir(&plan.run_dir).join(CENSUS_FILE);
     if let Err(e) = crate::atomic::write_json(&path, &census) {
-        eprintln!(
+        say_err!(
             "disagg role BENCHMARK: cannot write {}: {e}",
             path.display()
         );
