@@ -372,12 +372,7 @@ impl Book {
     /// summaries say which jobs are still out (no report.html yet: the last job writes it).
     pub(crate) fn close_submitted(&mut self) {
         for slot in 0..self.open.len() {
-            for p in &mut self.open[slot].record.points {
-                if matches!(p.status, PointStatus::Pending | PointStatus::Running) {
-                    p.status = PointStatus::NotRun;
-                }
-            }
-            self.save(slot);
+            self.mark_unstarted(slot);
             let o = &self.open[slot];
             let out = o
                 .record
@@ -396,6 +391,17 @@ impl Book {
         }
     }
 
+    /// Marks the points of sweep `slot` that never started (or were cut short before a verdict)
+    /// as not run, and saves it.
+    fn mark_unstarted(&mut self, slot: usize) {
+        for p in &mut self.open[slot].record.points {
+            if matches!(p.status, PointStatus::Pending | PointStatus::Running) {
+                p.status = PointStatus::NotRun;
+            }
+        }
+        self.save(slot);
+    }
+
     /// Case `i` ended with `code`.
     pub(crate) fn finished(&mut self, i: usize, code: i32) {
         if let Some((slot, p)) = self.point_mut(i) {
@@ -408,12 +414,7 @@ impl Book {
     /// The run is over: points never started are marked so, and the summaries written.
     pub(crate) fn close(&mut self) {
         for slot in 0..self.open.len() {
-            for p in &mut self.open[slot].record.points {
-                if matches!(p.status, PointStatus::Pending | PointStatus::Running) {
-                    p.status = PointStatus::NotRun;
-                }
-            }
-            self.save(slot);
+            self.mark_unstarted(slot);
             let o = &self.open[slot];
             crate::study::write_sweep_report(&o.dir);
             say!(
