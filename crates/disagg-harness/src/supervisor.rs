@@ -454,7 +454,8 @@ fn root_cause(
     } else {
         (SETTLE, true)
     };
-    let until = Instant::now() + window;
+    let mut until = Instant::now() + window;
+    let mut cause_seen = false;
     loop {
         for p in procs
             .iter_mut()
@@ -467,7 +468,12 @@ fn root_cause(
         let upstream_dead = procs
             .iter()
             .any(|p| died_badly(p) && rank(p.plan.role) < rank(role));
-        if (stop_early && upstream_dead) || Instant::now() >= until {
+        // The cause is found: from now on, only the moment to find the roles that died with it.
+        if stop_early && upstream_dead && !cause_seen {
+            cause_seen = true;
+            until = Instant::now() + CO_DEATHS;
+        }
+        if Instant::now() >= until {
             break;
         }
         std::thread::sleep(TICK);

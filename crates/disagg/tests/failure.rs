@@ -657,7 +657,7 @@ fn a_worker_answering_health_but_failing_its_requests_is_named_not_the_benchmark
         (
             "hangs",
             "{kv_transfer_delay: 10m}",
-            "did not answer within the request deadline (3.5s)",
+            "did not answer within the request deadline (4s)",
         ),
         (
             "answers 500",

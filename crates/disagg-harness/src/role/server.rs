@@ -78,7 +78,7 @@ pub async fn run(plan: &Plan, me: RoleName) -> Result<(), Failed> {
     let config = write_config(plan, me, &published, port, ctx, gen_urls)?;
 
     let mut router_cfg = disagg_router::RouterConfig::from_server_config(&config);
-    router_cfg.request_timeout = router_request_timeout(plan.deadlines.request);
+    router_cfg.request_timeout = plan.deadlines.request;
     router_cfg.dialect = plan.router.dialect();
     let base = format!("http://{}:{port}", super::worker::probe_host(host));
     let released = {
@@ -109,15 +109,6 @@ pub async fn run(plan: &Plan, me: RoleName) -> Result<(), Failed> {
         Ok(Err(e)) => Err(format!("the router stopped: {e}").into()),
         Err(e) => Err(format!("the router task failed: {e}").into()),
     }
-}
-
-/// The router's own request deadline: a little shorter than the benchmark's (`timeouts.request`),
-/// so that a request stuck on a worker ends at the router first, with an answer naming that
-/// worker, which the router charges with the failure (see its `/workers`): the supervisor can
-/// then name the worker instead of the benchmark.
-pub fn router_request_timeout(request: Duration) -> Duration {
-    let margin = (request / 10).clamp(Duration::from_millis(500), Duration::from_secs(5));
-    request.saturating_sub(margin).max(request / 2)
 }
 
 /// Checks that a worker's published address answers from here. A worker on another node that

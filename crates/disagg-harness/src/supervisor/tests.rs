@@ -611,3 +611,35 @@ fn root_cause_workers_dying_together_each_get_their_failure_the_first_is_the_roo
     );
     assert!(took < Duration::from_secs(3), "{took:?}");
 }
+
+#[test]
+fn root_cause_after_the_benchmark_fails_every_worker_that_died_under_it_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan(dir.path());
+    let scripts = scripts(&plan, |role, s| {
+        if role == RoleName::Benchmark {
+            s.status = Some((
+                Duration::from_millis(300),
+                State::Failed,
+                "the canary request failed: stream_cut",
+            ));
+            s.leaves_when_over = false;
+        }
+        if role == ctx0() {
+            s.exit = Some((Duration::from_millis(350), Exit::Code(1)));
+            s.leaves_when_over = false;
+        }
+        if role == gen0() {
+            // Seen a moment after the first: the cause is found by then, but this one too.
+            s.exit = Some((Duration::from_millis(600), Exit::Code(1)));
+            s.leaves_when_over = false;
+        }
+    });
+    let (outcome, _, _) = run(&plan, scripts, false);
+    let f = failure(&outcome);
+    assert_eq!(f.role.as_deref(), Some("CTX_0"), "{f:?}");
+    for role in [ctx0(), gen0(), RoleName::Benchmark] {
+        let r = outcome.roles.iter().find(|r| r.role == role).unwrap();
+        assert!(r.failure.is_some(), "{role}: {outcome:?}");
+    }
+}
