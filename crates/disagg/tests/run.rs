@@ -521,9 +521,9 @@ fn a_benchmark_past_its_deadline_is_a_timeout() {
         gen_args: "{itl: 100ms}",
         concurrency: "[1]",
         rounds: 50,
-        // Each request takes 0.8 s, within the router's own deadline for a request (the 2 s
-        // request timeout less a margin: 1.5 s), so only the benchmark's 3 s can end the run;
-        // the canary is one of them, as long as the longest request.
+        // Each request takes 0.8 s, well within the 2 s request timeout (the router's deadline
+        // for a request), so only the benchmark's 3 s can end the run; the canary is one of
+        // them, as long as the longest request.
         osl: 8,
         timeouts: "{worker_startup: 20s, request: 2s, benchmark: 3s, job: 60s, grace: 2s}",
         ..Default::default()
