@@ -17,6 +17,30 @@ use futures_util::stream::BoxStream;
 use futures_util::{Future, FutureExt, Stream, StreamExt};
 
 use crate::error::{Leg, ProxyError, error_chain};
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn json_and_event_streams_are_plausible_answers_garbage_is_not() {
+        for ok in [
+            &b"{\"id\":1}"[..],
+            b"  \n[1]",
+            b"data: {}\n\n",
+            b": keep-alive\n",
+            b"event: x\n",
+            b"   ",
+        ] {
+            assert!(super::plausible(ok), "{ok:?}");
+        }
+        for bad in [
+            &b"\x00\xffNOT JSON <html>"[..],
+            b"<html>",
+            b"Internal error",
+        ] {
+            assert!(!super::plausible(bad), "{bad:?}");
+        }
+    }
+}
 use crate::upstream::{self, Target};
 use crate::worker::Lease;
 
@@ -49,6 +73,18 @@ pub(crate) async fn open(
         Some(Ok(b)) => Some(b),
         Some(Err(e)) => return Err(upstream::body_error(t, &e)),
     };
+    if let Some(b) = first.as_ref().filter(|_| status.is_success()) {
+        if !plausible(b) {
+            return Err(ProxyError::BadResponse {
+                leg: t.leg,
+                worker: t.worker.to_string(),
+                reason: format!(
+                    "its answer is neither JSON nor an event stream: {:?}",
+                    String::from_utf8_lossy(&b[..b.len().min(64)])
+                ),
+            });
+        }
+    }
     Ok(Opened {
         status,
         content_type,
@@ -58,6 +94,17 @@ pub(crate) async fn open(
         deadline: t.deadline,
         request_timeout: t.request_timeout,
     })
+}
+
+/// Whether a successful answer's first bytes can begin what every dialect answers: a JSON value
+/// or an SSE stream (a field or a comment). One look at the first byte, nothing parsed: a
+/// worker answering 200 with garbage fails here, named, rather than at the client.
+fn plausible(first: &[u8]) -> bool {
+    match first.iter().find(|b| !b.is_ascii_whitespace()) {
+        // The chunk is all whitespace: what follows decides, and is relayed as it comes.
+        None => true,
+        Some(b) => matches!(b, b'{' | b'[' | b'"' | b':' | b'd' | b'e' | b'i' | b'r'),
+    }
 }
 
 impl Opened {

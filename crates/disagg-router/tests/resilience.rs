@@ -425,3 +425,39 @@ async fn a_stream_still_running_at_the_request_deadline_is_cut_and_the_worker_re
         .expect("the generation worker sees the router hang up")
         .unwrap();
 }
+
+/// Each worker's failures are charged to it in the census (`errors`, `last_error` naming it,
+/// out of `requests`), and a 200 of garbage is a failure of the worker, not a relayed answer.
+#[tokio::test]
+async fn a_worker_failing_or_answering_garbage_is_charged_with_it_in_the_census() {
+    for (g, says) in [
+        (
+            Gen::Status(StatusCode::INTERNAL_SERVER_ERROR),
+            "failed with HTTP 500",
+        ),
+        (
+            Gen::Garbage,
+            "sent an unusable response: its answer is neither JSON nor an event stream",
+        ),
+    ] {
+        let ctx = fake("ctx").start().await;
+        let generation = fake("gen").generation(g).start().await;
+        let url = router(config(&[&ctx], &[&generation])).await;
+        for stream in [false, true] {
+            let msg = api_error(post(&url, &completion(stream)).await, 502).await;
+            assert!(msg.contains(&generation.url) && msg.contains(says), "{msg}");
+        }
+        let w = worker_state(&url, "decode", &generation.url).await;
+        assert_eq!(
+            (w["requests"].as_u64(), w["errors"].as_u64()),
+            (Some(2), Some(2)),
+            "{w}"
+        );
+        let last = w["last_error"].as_str().unwrap();
+        assert!(last.contains(&generation.url) && last.contains(says), "{w}");
+        assert_eq!(w["in_flight"], 0, "{w}");
+        assert_eq!(w["stalled_ms"], 0, "{w}");
+        let c = worker_state(&url, "prefill", &ctx.url).await;
+        assert_eq!(c["errors"], 0, "the context worker answered: {c}");
+    }
+}

@@ -58,6 +58,8 @@ pub enum Ctx {
 #[derive(Clone)]
 pub enum Gen {
     Ok,
+    /// Answers 200 with bytes that are neither JSON nor an event stream.
+    Garbage,
     Status(StatusCode),
     /// Answers with that status once `release` is notified.
     StatusWhen(StatusCode, Arc<Notify>),
@@ -341,6 +343,11 @@ async fn infer(
             "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
         }))
         .into_response(),
+        Gen::Garbage => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            &b"\x00\xffNOT JSON <html>"[..],
+        )
+            .into_response(),
         Gen::Status(status) => says_no(&fake, *status),
         Gen::StatusWhen(status, release) => {
             release.notified().await;
