@@ -18,29 +18,6 @@ use futures_util::{Future, FutureExt, Stream, StreamExt};
 
 use crate::error::{Leg, ProxyError, error_chain};
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn json_and_event_streams_are_plausible_answers_garbage_is_not() {
-        for ok in [
-            &b"{\"id\":1}"[..],
-            b"  \n[1]",
-            b"data: {}\n\n",
-            b": keep-alive\n",
-            b"event: x\n",
-            b"   ",
-        ] {
-            assert!(super::plausible(ok), "{ok:?}");
-        }
-        for bad in [
-            &b"\x00\xffNOT JSON <html>"[..],
-            b"<html>",
-            b"Internal error",
-        ] {
-            assert!(!super::plausible(bad), "{bad:?}");
-        }
-    }
-}
 use crate::upstream::{self, Target};
 use crate::worker::Lease;
 
@@ -304,6 +281,30 @@ impl Stream for Relay {
                 Poll::Ready(Some(Err(std::io::Error::other(msg))))
             }
             other => other.map(|o| o.map(|r| r.map_err(std::io::Error::other))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn json_and_event_streams_are_plausible_answers_garbage_is_not() {
+        for ok in [
+            &b"{\"id\":1}"[..],
+            b"  \n[1]",
+            b"data: {}\n\n",
+            b": keep-alive\n",
+            b"event: x\n",
+            b"   ",
+        ] {
+            assert!(super::plausible(ok), "{ok:?}");
+        }
+        for bad in [
+            &b"\x00\xffNOT JSON <html>"[..],
+            b"<html>",
+            b"Internal error",
+        ] {
+            assert!(!super::plausible(bad), "{bad:?}");
         }
     }
 }
