@@ -280,13 +280,18 @@ fn sigint_or_sigterm_in_the_second_point_keeps_the_first_and_exits_130_or_143() 
 #[test]
 fn a_benchmark_timing_out_in_its_second_point_keeps_the_first() {
     let ws = TempDir::new("timeout-second");
+    // Requests of 0.62 s (31 gaps of 20 ms): the canary and con1's 10 end near 6.8 s, inside the
+    // 8 s deadline; con2's 20 at concurrency 2 would end near 13 s, far past the deadline and
+    // the supervisor's settle time after it (1.5 s, in which the benchmark still runs). With
+    // 0.3 s requests con2 ended 0.9 s after the deadline, and a settle that long let it into
+    // results.json (3 of 5 loaded suite runs).
     let case = CaseSpec {
         name: "timeout-second",
         gen_args: "{itl: 20ms}",
         concurrency: "[1, 2]",
         rounds: 10,
-        osl: 16,
-        timeouts: "{worker_startup: 20s, request: 5s, benchmark: 5500ms, job: 60s, grace: 2s}",
+        osl: 32,
+        timeouts: "{worker_startup: 20s, request: 5s, benchmark: 8s, job: 60s, grace: 2s}",
         ..Default::default()
     }
     .write(ws.path(), "c.yaml");
