@@ -3,7 +3,6 @@
 //! of times on one line. What a report quotes is bounded in bytes and memory; what a person
 //! sees of a redrawn line is its last drawing, as a terminal shows it.
 
-use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
@@ -131,32 +130,6 @@ impl Line {
         self.total += more.len();
         let room = (4 * LINE_BYTES).saturating_sub(self.kept.len());
         self.kept.extend_from_slice(&more[..more.len().min(room)]);
-    }
-}
-
-/// A window of the lines before the current one, for quoting context.
-pub struct Context {
-    lines: VecDeque<(usize, String)>,
-    size: usize,
-}
-
-impl Context {
-    pub fn new(size: usize) -> Self {
-        Self {
-            lines: VecDeque::with_capacity(size + 1),
-            size,
-        }
-    }
-
-    pub fn push(&mut self, number: usize, line: String) {
-        self.lines.push_back((number, line));
-        if self.lines.len() > self.size {
-            self.lines.pop_front();
-        }
-    }
-
-    pub fn into_lines(self) -> Vec<(usize, String)> {
-        self.lines.into()
     }
 }
 

@@ -59,7 +59,7 @@ impl PerfOutcome {
     }
 }
 
-pub use crate::logtext::tail;
+use crate::logtext::tail;
 
 /// Why the run ended before measuring everything: "interrupted", or the failure's reason.
 fn cause(outcome: &Outcome) -> String {

@@ -625,7 +625,7 @@ pub(crate) fn finish_as(
             say_err!(
                 "--- last 20 lines of {} ---\n{}\n---",
                 role.log,
-                report::tail(&run_dir.join(&role.log), 20)
+                crate::logtext::tail(&run_dir.join(&role.log), 20)
             );
         }
     }

@@ -120,7 +120,9 @@ pub fn first_failure(run_dir: &Path) -> Option<Finding> {
 /// The first line of `file` that matches a failure pattern, with its context. The file is read
 /// as a stream and long lines are quoted cut (crate::logtext), whatever the engine wrote.
 pub fn first_failure_in(file: &Path) -> Option<Finding> {
-    let mut before = crate::logtext::Context::new(CONTEXT);
+    // The last CONTEXT lines before the match, a window that slides as lines are read.
+    let mut before: std::collections::VecDeque<(usize, String)> =
+        std::collections::VecDeque::with_capacity(CONTEXT + 1);
     let mut hit: Option<(usize, &'static str, String)> = None;
     let mut after: Vec<(usize, String)> = Vec::new();
     crate::logtext::each_line(file, |n, line| {
@@ -134,7 +136,10 @@ pub fn first_failure_in(file: &Path) -> Option<Finding> {
                 false
             }
             None => {
-                before.push(n, line);
+                before.push_back((n, line));
+                if before.len() > CONTEXT {
+                    before.pop_front();
+                }
                 false
             }
         }
@@ -143,7 +148,6 @@ pub fn first_failure_in(file: &Path) -> Option<Finding> {
     let quote =
         |(k, l): (usize, String)| format!("{}{:>6} | {}", if k == at { ">" } else { " " }, k, l);
     let excerpt = before
-        .into_lines()
         .into_iter()
         .chain(std::iter::once((at, line)))
         .chain(after)
@@ -225,7 +229,7 @@ pub fn triage(run_dir: &Path) -> Result<(bool, String), String> {
                 None => out.push_str(&format!(
                     "no known failure line in {}; its last {TAIL} lines:\n{}\n",
                     log.display(),
-                    crate::report::tail(&log, TAIL)
+                    crate::logtext::tail(&log, TAIL)
                 )),
             }
             return Ok((found, out));
