@@ -11,6 +11,7 @@ macro_rules! say {
 
 mod benchmark;
 mod gpus;
+pub mod ports;
 mod server;
 mod shared;
 mod worker;

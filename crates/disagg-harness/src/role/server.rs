@@ -246,10 +246,9 @@ async fn external(
     gen_urls: Vec<String>,
 ) -> Result<(), String> {
     use super::worker::{probe_host, publish_host, released, terminate};
-    let port = std::net::TcpListener::bind((launch.host.as_str(), 0))
-        .and_then(|l| l.local_addr())
-        .map_err(|e| format!("cannot find a free port on {}: {e}", launch.host))?
-        .port();
+    // Held against other roles' picks until this role ends (see `super::ports`).
+    let held = super::ports::reserve(&launch.host, 1)?;
+    let port = held.first;
     write_config(plan, me, &launch.host, port, ctx, gen_urls)?;
     let argv: Vec<String> = launch
         .argv

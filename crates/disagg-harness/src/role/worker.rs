@@ -3,9 +3,10 @@
 //!
 //! Engines that bind ports they are given get free ports picked here (`{port}`,
 //! `{bootstrap_port}`, `{side_channel_port}` and the span after it), in their argv and in their
-//! own env, with `{publish_host}` (the host this role publishes). Picking is racy, so an engine
-//! that dies before it is ready saying "address in use" is started once more on other ports,
-//! all of them picked anew.
+//! own env, with `{publish_host}` (the host this role publishes). They come from outside the
+//! kernel's ephemeral range and are locked against other roles' picks ([`super::ports`]); a
+//! program outside `disagg` may still bind one first, so an engine that dies before it is ready
+//! saying "address in use" is started once more on other ports, all of them picked anew.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -61,16 +62,15 @@ pub async fn run(plan: &Plan, role: RoleName) -> Result<(), String> {
     unreachable!("the second attempt returns")
 }
 
-/// Ports picked for one start of the engine (0: not wanted).
+/// Ports picked for one start of the engine (0: not wanted), held against other roles'
+/// picks until dropped (see [`super::ports`]).
 struct Ports {
     port: u16,
     bootstrap: u16,
     /// The first of `launch.side_channel_span` consecutive free ports.
     side_channel: u16,
+    _held: Vec<super::ports::Reserved>,
 }
-
-/// How many times to look for a run of consecutive free ports before giving up.
-const SPAN_TRIES: usize = 64;
 
 impl Ports {
     fn pick(launch: &EngineLaunch) -> Result<Self, String> {
@@ -78,17 +78,22 @@ impl Ports {
             launch.argv.iter().any(|a| a.contains(p)) || launch.env.values().any(|v| v.contains(p))
         };
         let host = launch.host.as_str();
-        let pick = |p: &str, span: u32| {
-            if wants(p) {
-                free_run(host, span)
-            } else {
-                Ok(0)
+        let mut held = Vec::new();
+        let mut pick = |p: &str, span: u32| -> Result<u16, String> {
+            if !wants(p) {
+                return Ok(0);
             }
+            let span = u16::try_from(span).map_err(|_| format!("a span of {span} ports"))?;
+            let r = super::ports::reserve(host, span)?;
+            let first = r.first;
+            held.push(r);
+            Ok(first)
         };
         Ok(Self {
             port: pick("{port}", 1)?,
             bootstrap: pick("{bootstrap_port}", 1)?,
             side_channel: pick("{side_channel_port}", launch.side_channel_span.max(1))?,
+            _held: held,
         })
     }
 
@@ -102,29 +107,6 @@ impl Ports {
             .replace("{bootstrap_port}", &self.bootstrap.to_string())
             .replace("{side_channel_port}", &self.side_channel.to_string())
     }
-}
-
-/// `span` consecutive ports free on `host` right now, the first of them returned.
-fn free_run(host: &str, span: u32) -> Result<u16, String> {
-    let bind = |port: u16| std::net::TcpListener::bind((host, port));
-    for _ in 0..SPAN_TRIES {
-        let first = bind(0).map_err(|e| format!("cannot find a free port on {host}: {e}"))?;
-        let base = first.local_addr().map_err(|e| e.to_string())?.port();
-        // Held together, so the run is free as a whole; released when this returns.
-        let rest: Result<Vec<_>, _> = (1..span)
-            .map(|i| {
-                base.checked_add(i as u16)
-                    .ok_or(())
-                    .and_then(|p| bind(p).map_err(drop))
-            })
-            .collect();
-        if rest.is_ok() {
-            return Ok(base);
-        }
-    }
-    Err(format!(
-        "cannot find {span} consecutive free ports on {host} in {SPAN_TRIES} tries"
-    ))
 }
 
 /// One start of the engine: its argv and its own env, every placeholder filled in.
@@ -438,6 +420,7 @@ mod tests {
             port: 8001,
             bootstrap: 9001,
             side_channel: 5601,
+            _held: Vec::new(),
         };
         let l = launch(
             &["--host", "{host}", "--port", "{port}", "b={bootstrap_port}"],
@@ -459,6 +442,9 @@ mod tests {
             std::net::TcpListener::bind(("127.0.0.1", p.side_channel + i))
                 .unwrap_or_else(|e| panic!("side channel port +{i} is taken: {e}"));
         }
+        // Held against other roles' picks while the role lives.
+        let again = Ports::pick(&l).unwrap();
+        assert!(again.port != p.port && again.side_channel != p.side_channel);
         let none = Ports::pick(&launch(&["srv"], &[], 1)).unwrap();
         assert!(!none.picked(), "nothing to pick, nothing to retry for");
     }

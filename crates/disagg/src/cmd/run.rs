@@ -10,6 +10,10 @@ use std::path::PathBuf;
 /// A sweep file (a case with a `sweep:` section) runs every point: one after another here, one
 /// Slurm job per point with --launcher slurm. Its folder WORKSPACE/disagg_sweeps/<SWEEP>/<ID>/
 /// links every point's run folder and holds sweep.json and summary.md.
+///
+/// Ports a worker's role picks for its engine come from below the kernel's ephemeral range and
+/// are locked in /tmp/disagg-ports ($DISAGG_PORT_LOCKS) until the role ends, so parallel runs
+/// on one machine never pick the same one.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Case or sweep files (YAML).
