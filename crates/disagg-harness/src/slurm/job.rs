@@ -129,20 +129,32 @@ impl JobInfo {
     pub fn is_pending(&self) -> bool {
         self.state.0 == "PENDING"
     }
+
+    /// Ended, or being ended, at its time limit.
+    pub fn is_timed_out(&self) -> bool {
+        self.state.is_timeout() || self.reason.as_deref() == Some("TimeLimit")
+    }
 }
 
-/// The job's state: `scontrol show job` first (it keeps finished jobs for `MinJobAge`), then
-/// `sacct` where accounting exists. `None` when neither knows the job any more.
+/// The job's state: `squeue` first (it keeps finished jobs for `MinJobAge`), then `sacct`
+/// where accounting exists. `None` when neither knows the job any more.
 pub fn state(job: &str) -> Option<JobState> {
     info(job).map(|i| i.state)
 }
 
-/// [`state`] with the reason and run time, where `scontrol` still knows the job.
+/// [`state`] with the reason and run time, where `squeue` still knows the job.
+///
+/// Not `scontrol show job -o`: it prints `JobName=` before `JobState=`, unquoted, and a job
+/// name may hold ` JobState=COMPLETED` (`slurm.job_name` is the user's); squeue's fields are
+/// asked for by letter, state first, and the name is not among them.
 pub fn info(job: &str) -> Option<JobInfo> {
-    if let Ok(out) = run("scontrol", &["show", "job", "-o", job], None) {
-        if let Some(i) = parse_scontrol(&out) {
-            return Some(i);
-        }
+    let asked = run(
+        "squeue",
+        &["-h", "-t", "all", "-j", job, "-o", "%T|%r|%M"],
+        None,
+    );
+    if let Some(i) = asked.ok().as_deref().and_then(parse_squeue) {
+        return Some(i);
     }
     let out = run(
         "sacct",
@@ -162,17 +174,18 @@ pub fn info(job: &str) -> Option<JobInfo> {
     })
 }
 
-/// `scontrol show job -o` of one job.
-pub fn parse_scontrol(out: &str) -> Option<JobInfo> {
-    let field = |name: &str| {
-        out.split_whitespace()
-            .find_map(|w| w.strip_prefix(name))
-            .map(str::to_string)
-    };
+/// `squeue -h -o '%T|%r|%M'` of one job: state, reason, time used.
+pub fn parse_squeue(out: &str) -> Option<JobInfo> {
+    let mut f = out.lines().next()?.splitn(3, '|');
+    let state = f.next()?.trim();
+    if state.is_empty() || state.contains(char::is_whitespace) {
+        return None;
+    }
+    let reason = f.next().map(str::trim).filter(|r| !r.is_empty());
     Some(JobInfo {
-        state: JobState(field("JobState=")?),
-        reason: field("Reason="),
-        run_time: field("RunTime=").and_then(|t| parse_run_time(&t)),
+        state: JobState(state.to_string()),
+        reason: reason.map(str::to_string),
+        run_time: f.next().and_then(parse_run_time),
     })
 }
 
@@ -222,19 +235,7 @@ pub fn never_starts(reason: &str) -> Option<&'static str> {
 /// Whether Slurm is ending (or ended) the job at its time limit. While it signals the job the
 /// state is still `COMPLETING`; the reason already says `TimeLimit`.
 pub fn timed_out(job: &str) -> bool {
-    match run("scontrol", &["show", "job", "-o", job], None) {
-        Ok(out) => parse_timed_out(&out),
-        Err(_) => state(job).is_some_and(|s| s.is_timeout()),
-    }
-}
-
-pub fn parse_timed_out(out: &str) -> bool {
-    parse_scontrol_state(out).is_some_and(|s| s.is_timeout())
-        || out.split_whitespace().any(|w| w == "Reason=TimeLimit")
-}
-
-pub fn parse_scontrol_state(out: &str) -> Option<JobState> {
-    parse_scontrol(out).map(|i| i.state)
+    info(job).is_some_and(|i| i.is_timed_out())
 }
 
 /// `scancel JOB`; errors are reported, not fatal: the job may already be gone.
@@ -251,16 +252,20 @@ mod tests {
         assert_eq!(parse_job_id("42\n"), Some("42".into()));
         assert_eq!(parse_job_id("42;cluster\n"), Some("42".into()));
         assert_eq!(parse_job_id("Submitted batch job 42"), None);
-        let s = parse_scontrol_state("JobId=7 JobName=x JobState=TIMEOUT Reason=TimeLimit");
-        assert_eq!(s, Some(JobState("TIMEOUT".into())));
-        assert!(s.unwrap().is_terminal());
+        let s = parse_squeue("TIMEOUT|TimeLimit|5:00\n").unwrap();
+        assert_eq!(s.state, JobState("TIMEOUT".into()));
+        assert!(s.state.is_terminal() && s.is_timed_out());
         assert!(!JobState("RUNNING".into()).is_terminal());
         assert!(!JobState("COMPLETING".into()).is_terminal());
-        assert!(parse_timed_out(
-            "JobId=5 JobState=COMPLETING Reason=TimeLimit Dependency=x"
-        ));
-        assert!(parse_timed_out("JobId=5 JobState=TIMEOUT Reason=None"));
-        assert!(!parse_timed_out("JobId=5 JobState=CANCELLED Reason=None"));
+        assert!(
+            parse_squeue("COMPLETING|TimeLimit|1:00")
+                .unwrap()
+                .is_timed_out()
+        );
+        assert!(!parse_squeue("CANCELLED|None|0:01").unwrap().is_timed_out());
+        // What squeue says of a job it does not know, or nothing at all.
+        assert!(parse_squeue("").is_none());
+        assert!(parse_squeue("slurm_load_jobs error: Invalid job id specified").is_none());
     }
 
     #[test]
@@ -286,10 +291,7 @@ mod tests {
 
     #[test]
     fn reads_the_reason_and_the_run_time() {
-        let i = parse_scontrol(
-            "JobId=9 JobName=a JobState=PENDING Reason=BadConstraints Dependency=(null) RunTime=00:00:00",
-        )
-        .unwrap();
+        let i = parse_squeue("PENDING|BadConstraints|0:00").unwrap();
         assert!(i.is_pending());
         assert_eq!(i.reason.as_deref(), Some("BadConstraints"));
         assert_eq!(i.run_time, Some(Duration::ZERO));

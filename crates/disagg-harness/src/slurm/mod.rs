@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! disagg run --launcher slurm ─▶ run folder, plan.json, job.sbatch ─▶ sbatch --parsable
-//!        │ follows with scontrol (accounting may be absent)          │
+//!        │ follows with squeue, then sacct (accounting may be absent) │
 //!        │                                     batch script: setup step per node → install.log
 //!        │                                     exec disagg supervise --executor slurm
 //!        │                                          │ SlurmExecutor: one srun step per role
