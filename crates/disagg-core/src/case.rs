@@ -306,6 +306,9 @@ pub struct SimEngineArgs {
     /// Stops answering after this many requests, keeping its socket open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hang_after_requests: Option<u64>,
+    /// After this many requests, completions get no answer while `/health` still does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stall_after_requests: Option<u64>,
     /// These requests (1-based) get a 500.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub error_on_request: Vec<u64>,
@@ -391,6 +394,7 @@ impl Default for SimEngineArgs {
             eos_at: None,
             max_model_len: None,
             hang_after_requests: None,
+            stall_after_requests: None,
             error_on_request: Vec::new(),
             drop_stream_on_request: Vec::new(),
             drop_after_tokens: None,

@@ -154,6 +154,12 @@ const KEYS: &[(&str, &str, Held, &str)] = &[
         "Some(16)",
     ),
     (
+        "stall_after_requests",
+        "3",
+        |a| format!("{:?}", a.faults.stall_after_requests),
+        "Some(3)",
+    ),
+    (
         "error_on_request",
         "[2, 5]",
         |a| format!("{:?}", a.faults.error_on_request),

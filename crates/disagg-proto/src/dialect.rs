@@ -33,6 +33,14 @@ impl Dialect {
     }
 }
 
+/// SGLang's fake bootstrap host (`FAKE_BOOTSTRAP_HOST` in SGLang's
+/// `python/sglang/srt/disaggregation/utils.py`). A prefill or decode server given a request with
+/// this `bootstrap_host` skips the KV transfer (`_is_fake_transfer`): the prefill keeps nothing
+/// for a peer and the decode waits for none. SGLang's own launcher sends its PD workers such a
+/// request (with `bootstrap_room: 0` and no port) to warm them up; `disagg run` sends one to
+/// probe a worker directly.
+pub const SGLANG_FAKE_BOOTSTRAP_HOST: &str = "2.2.2.2";
+
 /// How a router picks a worker within one group (context or generation).
 ///
 /// The case and `server_config.yaml` spell these in snake_case (`round_robin`); the router's

@@ -251,6 +251,11 @@ pub struct FaultArgs {
     /// streams freeze too) while keeping every socket open.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub hang_after_requests: Option<u64>,
+    /// Once this many completion requests have been served, completion requests (open streams
+    /// too) get no answer, while /health, /metrics and /version still answer: an engine whose
+    /// scheduler is stuck behind a live HTTP front end.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub stall_after_requests: Option<u64>,
     /// Answer the N-th completion request with a 500 (repeatable).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub error_on_request: Vec<u64>,

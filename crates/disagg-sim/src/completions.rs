@@ -77,6 +77,10 @@ async fn handle(
         }
     }
     let verdict = sim.faults().arrive();
+    // Read, and never answered: the connection stays open.
+    if sim.faults().completions_hang() {
+        std::future::pending::<()>().await;
+    }
     match serve(&sim, endpoint, start, request_id, body, verdict).await {
         Ok(r) => r,
         Err(e) => {
@@ -316,7 +320,7 @@ async fn batched(
 /// freezes like everything else). The answer that makes it hang is still sent: the script says
 /// "after N requests".
 pub(crate) async fn finish_whole(sim: &SimState) {
-    if sim.faults().hung() {
+    if sim.faults().completions_hang() {
         std::future::pending::<()>().await;
     }
     sim.metrics().outcome(Outcome::Ok);
@@ -544,7 +548,7 @@ impl Emitter {
         if self.ended {
             return None;
         }
-        if self.sim.faults().hung() {
+        if self.sim.faults().completions_hang() {
             std::future::pending::<()>().await;
         }
         let frame = match self.next {

@@ -1,5 +1,6 @@
-//! Scripted faults: crash or hang after N served requests, a 500 or a cut stream on the N-th
-//! request, a failed or slow KV transfer.
+//! Scripted faults: crash or hang after N served requests (or stall its completions only, with
+//! `/health` still answering), a 500 or a cut stream on the N-th request, a failed or slow KV
+//! transfer.
 //!
 //! Faults are deterministic by design (STYLE.md: "fail the 3rd request", never random), so a
 //! harness test can predict exactly which request sees the dead engine.
@@ -52,6 +53,7 @@ impl std::fmt::Debug for ExitHook {
 pub(crate) struct Faults {
     fail_after_requests: Option<u64>,
     hang_after_requests: Option<u64>,
+    stall_after_requests: Option<u64>,
     error_on_request: Vec<u64>,
     drop_stream_on_request: Vec<u64>,
     drop_after_tokens: u64,
@@ -61,6 +63,7 @@ pub(crate) struct Faults {
     arrived: AtomicU64,
     transfers: AtomicU64,
     hung: AtomicBool,
+    stalled: AtomicBool,
     exit: ExitHook,
 }
 
@@ -79,6 +82,7 @@ impl Faults {
         Self {
             fail_after_requests: args.fail_after_requests,
             hang_after_requests: args.hang_after_requests,
+            stall_after_requests: args.stall_after_requests,
             disregard_ignore_eos: args.disregard_ignore_eos,
             error_on_request: args.error_on_request.clone(),
             drop_stream_on_request: args.drop_stream_on_request.clone(),
@@ -88,6 +92,7 @@ impl Faults {
             arrived: AtomicU64::new(0),
             transfers: AtomicU64::new(0),
             hung: AtomicBool::new(false),
+            stalled: AtomicBool::new(false),
             exit,
         }
     }
@@ -121,6 +126,12 @@ impl Faults {
         self.hung.load(Ordering::Acquire)
     }
 
+    /// Completion requests get no answer (`--hang-after-requests` or `--stall-after-requests`
+    /// reached); with a stall alone, `/health` and the rest still answer.
+    pub(crate) fn completions_hang(&self) -> bool {
+        self.hung() || self.stalled.load(Ordering::Acquire)
+    }
+
     /// Records one completion request whose whole response has been produced. Only successful
     /// completions count: a rejected request did no engine work.
     pub(crate) fn served(&self) {
@@ -128,6 +139,13 @@ impl Faults {
         if Some(n) == self.hang_after_requests {
             eprintln!("disagg-sim: hang_after_requests={n} reached: no longer answering");
             self.hung.store(true, Ordering::Release);
+        }
+        if Some(n) == self.stall_after_requests {
+            eprintln!(
+                "disagg-sim: stall_after_requests={n} reached: completion requests get no answer \
+                 from now on; /health still answers"
+            );
+            self.stalled.store(true, Ordering::Release);
         }
         // Exactly one caller observes n == limit, so the hook fires once.
         if Some(n) == self.fail_after_requests {
@@ -145,6 +163,7 @@ mod tests {
         FaultArgs {
             fail_after_requests: None,
             hang_after_requests: None,
+            stall_after_requests: None,
             error_on_request: Vec::new(),
             drop_stream_on_request: Vec::new(),
             drop_after_tokens: 1,

@@ -639,7 +639,10 @@ fn check_role(kind: Kind, role: SimRole) -> Result<(), ApiError> {
     let accepted = match role {
         SimRole::Both => true,
         SimRole::Context => kind == Kind::ContextOnly,
-        SimRole::Generation => kind == Kind::GenerationOnly,
+        // A whole request at a generation server: TensorRT-LLM's disaggregated server sends
+        // one when conditional disaggregation skips the context leg; vLLM's kind() let it
+        // through only with explicit kv_transfer_params; SGLang's kind() is the role's.
+        SimRole::Generation => matches!(kind, Kind::GenerationOnly | Kind::Aggregated),
     };
     if accepted {
         return Ok(());
@@ -650,7 +653,9 @@ fn check_role(kind: Kind, role: SimRole) -> Result<(), ApiError> {
         SimRole::Both => "both",
     };
     let hint = match kind {
-        Kind::Aggregated => "requests without disaggregated_params need a sim with --role both",
+        Kind::Aggregated => {
+            "requests without disaggregated_params need a sim with --role generation or both"
+        }
         Kind::ContextOnly => "context_only requests need --role context or both",
         Kind::GenerationOnly => "generation_only requests need --role generation or both",
     };
@@ -793,7 +798,11 @@ mod tests {
                 SimRole::Both,
                 "invalid type",
             ),
-            (r#"{"prompt":"a"}"#, SimRole::Context, "--role both"),
+            (
+                r#"{"prompt":"a"}"#,
+                SimRole::Context,
+                "--role generation or both",
+            ),
             (
                 r#"{"prompt":"a","disaggregated_params":{"request_type":"context_only"}}"#,
                 SimRole::Generation,

@@ -79,6 +79,7 @@ pub fn flags(a: &SimEngineArgs, request_log: &Path) -> Vec<String> {
         ("eos-at", a.eos_at),
         ("max-model-len", a.max_model_len),
         ("hang-after-requests", a.hang_after_requests),
+        ("stall-after-requests", a.stall_after_requests),
         ("drop-after-tokens", a.drop_after_tokens),
         ("threads", a.threads),
     ] {

@@ -120,6 +120,10 @@ pub(crate) fn hand_off(kind: Kind, b: &Bootstrap) -> Result<HandOff, ApiError> {
         ))
     };
     let room = b.room.ok_or_else(|| missing("bootstrap_room"))?;
+    // SGLang's fake transfer: nothing kept for a peer, nothing fetched (and no port needed).
+    if b.host.as_deref() == Some(disagg_proto::dialect::SGLANG_FAKE_BOOTSTRAP_HOST) {
+        return Ok(HandOff::None);
+    }
     if kind == Kind::ContextOnly {
         return Ok(HandOff::Produce(Produce::Sglang { room }));
     }

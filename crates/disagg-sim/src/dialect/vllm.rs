@@ -109,7 +109,13 @@ pub(crate) fn kind(params: Option<&KvTransferParams>, role: SimRole) -> Result<K
     match params {
         Some(p) if p.do_remote_decode => Ok(Kind::ContextOnly),
         Some(p) if p.do_remote_prefill => Ok(Kind::GenerationOnly),
-        _ if role == SimRole::Generation => Err(ApiError::bad_request(
+        // Params that ask for neither: vLLM's connectors load no remote KV for the request
+        // (`get_num_new_matched_tokens` without `do_remote_prefill`) and keep none for a peer
+        // (`request_finished` without `do_remote_decode`), so it runs here whole, on either
+        // side. A client asks for that explicitly; a proxy that lost the prefill's params sends
+        // none at all, which stays refused below.
+        Some(_) => Ok(Kind::Aggregated),
+        None if role == SimRole::Generation => Err(ApiError::bad_request(
             "decode request without kv_transfer_params (do_remote_prefill: true): the proxy \
              did not forward the prefill response's kv_transfer_params, and real vLLM would \
              silently redo the prefill",

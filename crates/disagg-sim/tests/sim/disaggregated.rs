@@ -214,7 +214,10 @@ async fn roles_refuse_the_other_half() {
     let ctx = start(&flags("context")).await;
     let (status, body) = ctx.complete(&json!({"prompt": "hello"})).await;
     assert_eq!(status, 400);
-    assert!(error_message(&body).contains("--role both"), "{body}");
+    assert!(
+        error_message(&body).contains("--role generation or both"),
+        "{body}"
+    );
 
     let generation = start(&flags("generation")).await;
     let (status, body) = generation

@@ -58,6 +58,25 @@ async fn hang_after_requests_stops_answering_but_keeps_the_socket() {
 }
 
 #[tokio::test]
+async fn stall_after_requests_leaves_completions_unanswered_but_health_answering() {
+    let sim = start(&["--stall-after-requests", "1", "--itl", "1ms"]).await;
+    let req = json!({"prompt": [1], "max_tokens": 1});
+    let (status, _) = sim.complete(&req).await;
+    assert_eq!(status, 200);
+    let err = sim
+        .client
+        .post(sim.url("/v1/completions"))
+        .json(&req)
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await
+        .expect_err("a stalled sim does not answer completions");
+    assert!(err.is_timeout(), "{err:?}");
+    let (status, _) = sim.get("/health").await;
+    assert_eq!(status, 200, "/health still answers");
+}
+
+#[tokio::test]
 async fn error_on_request_fails_exactly_the_nth() {
     let sim = start(&["--error-on-request", "2", "--itl", "1ms"]).await;
     let req = json!({"prompt": [1], "max_tokens": 1});

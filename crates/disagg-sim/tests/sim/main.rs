@@ -4,6 +4,7 @@
 
 mod batching;
 mod context_len;
+mod direct;
 mod disaggregated;
 mod errors;
 mod faults;
