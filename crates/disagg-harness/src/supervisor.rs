@@ -300,13 +300,11 @@ fn drive(
             }
             if let (true, Some(ready)) = (any, all_ready) {
                 if now >= ready + d.benchmark {
-                    return timeout(
-                        RoleName::Benchmark,
-                        format!(
-                            "BENCHMARK did not finish within the benchmark deadline ({})",
-                            humantime::format_duration(d.benchmark)
-                        ),
+                    let why = format!(
+                        "BENCHMARK did not finish within the benchmark deadline ({})",
+                        humantime::format_duration(d.benchmark)
                     );
+                    return benchmark_deadline(plan, procs, why);
                 }
             }
         }
@@ -322,6 +320,39 @@ fn drive(
         }
         std::thread::sleep(TICK);
     }
+}
+
+/// The benchmark deadline passed. With a router that is not ours, a worker that answers
+/// /health but hangs its requests is what keeps the benchmark waiting: every worker is asked
+/// directly (they are all still up: the verdict is not written yet), and one found hung or
+/// failing is the root cause, the deadline what came of it.
+fn benchmark_deadline(plan: &Plan, procs: &mut [Proc], why: String) -> RunResult {
+    if !probe::needed(plan) {
+        return timeout(RoleName::Benchmark, why);
+    }
+    say!(
+        "disagg: {why}; the router is not disagg's own: probing each worker directly (one \
+         1-token request, {} at most)",
+        humantime::format_duration(probe::PROBE_TIMEOUT)
+    );
+    let found = probe::suspects_now(plan);
+    let Some((root, account)) = found.first().cloned() else {
+        return timeout(
+            RoleName::Benchmark,
+            format!(
+                "{why} (the router is not disagg's own, and each worker answered a 1-token \
+                 request sent to it directly)"
+            ),
+        );
+    };
+    for p in procs.iter_mut() {
+        if let Some((_, w)) = found.iter().find(|(r, _)| *r == p.plan.role) {
+            p.failure = Some(w.clone());
+        } else if p.plan.role == RoleName::Benchmark {
+            p.failure = Some(why.clone());
+        }
+    }
+    timeout(root, format!("{account}; then {why}"))
 }
 
 /// One line: elapsed time, who is still not ready, and the benchmark's latest progress line.
@@ -493,16 +524,32 @@ fn root_cause(
         }
     }
     // Nobody died or went silent: the requests may still have failed at a worker that answers
-    // /health (hangs, 500s, cut streams). Our routers know which; another router cannot say.
+    // /health (hangs, 500s, cut streams). Our routers know which; with another router, each
+    // worker was asked directly (BENCHMARK did, before the workers left). Probing now, after
+    // status.json released them, would find workers leaving, so only BENCHMARK's probes count.
     if role == RoleName::Benchmark && failures.len() == 1 {
         if stuck::has_own_router(plan) {
             failures.extend(stuck::suspects(plan));
         } else {
-            failures[0].1 = format!(
-                "{} (the benchmark's account: the router is not disagg's own, so which worker \
-                 the requests failed at is not known)",
-                failures[0].1
-            );
+            let found = probe::kept(plan).map(|p| probe::suspects(&p));
+            match found {
+                Some(found) if !found.is_empty() => failures.extend(found),
+                Some(_) => {
+                    failures[0].1 = format!(
+                        "{} (the benchmark's account: the router is not disagg's own, and each \
+                         worker answered a 1-token request sent to it directly, so which worker \
+                         the requests failed at is not known)",
+                        failures[0].1
+                    )
+                }
+                None => {
+                    failures[0].1 = format!(
+                        "{} (the benchmark's account: the router is not disagg's own, so which \
+                         worker the requests failed at is not known)",
+                        failures[0].1
+                    )
+                }
+            }
         }
     }
     failures.sort_by_key(|(r, _)| rank(*r));
@@ -734,6 +781,7 @@ fn teardown(procs: &mut [Proc], exec: &mut dyn Executor, grace: Duration) {
     }
 }
 
+pub(crate) mod probe;
 pub(crate) mod stuck;
 #[cfg(test)]
 mod tests;

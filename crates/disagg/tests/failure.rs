@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -735,32 +736,222 @@ fn a_worker_answering_health_but_failing_its_requests_is_named_not_the_benchmark
     }
 }
 
-/// With a router that is not ours (`router.kind: command`), nobody can say which worker the
-/// failing requests were on: BENCHMARK stays the root cause, and the reason says whose account
-/// it is.
+/// `disagg router` started as `router.kind: command`: a router the harness cannot ask.
+const COMMAND_ROUTER: &str =
+    "router: {kind: command, argv: [\"{disagg}\", router, --config, \"{server_config}\"]}\n";
+
+/// What a run whose router is not ours says of a worker found by probing it, everywhere the
+/// root cause is reported: the console, status.json, outcome.json, results.xml, triage.
+fn assert_probed_worker_is_the_root_cause(r: &Ran, dir: &Path, what: &str, says: &str) {
+    let show = format!("{what}: {}", r.show());
+    let status = json(&dir.join("rendezvous/status.json"));
+    assert_eq!(status["role"], "GEN_0", "{show}\n{status}");
+    let reason = status["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("GEN_0 (http://127.0.0.1:")
+            && reason.contains(") answers /health, but a 1-token request sent to it directly "),
+        "{what}: {reason}"
+    );
+    assert!(reason.contains(says), "{what}: {reason}");
+    assert!(
+        reason.contains("(the router is not disagg's own, so each worker was probed); then "),
+        "{what}: the benchmark's own account follows: {reason}"
+    );
+    let outcome = json(&dir.join("outcome.json"));
+    assert_eq!(outcome["result"]["role"], "GEN_0", "{what}: {outcome}");
+    let role = |name: &str| {
+        outcome["roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["role"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert!(
+        role("GEN_0")["failure"].as_str().unwrap().contains(says),
+        "{what}: {outcome}"
+    );
+    assert!(role("CTX_0")["failure"].is_null(), "{what}: {outcome}");
+    let cases = junit_cases(&dir.join("results.xml"));
+    let stayed_up = |name: &str| {
+        cases
+            .iter()
+            .find(|c| c.0 == format!("{name} stayed up"))
+            .unwrap()
+            .1
+            .clone()
+    };
+    let g0 = stayed_up("GEN_0").unwrap_or_default();
+    assert!(
+        g0.starts_with("GEN_0 (http://") && g0.contains(says),
+        "{what}: {cases:?}"
+    );
+    assert_eq!(stayed_up("CTX_0"), None, "{what}: {cases:?}");
+    assert!(r.stdout().contains("FAILED: GEN_0 (http://"), "{show}");
+    // The probes, kept: the healthy context worker answered its context_only request.
+    let probes = json(&dir.join("rendezvous/probes.json"));
+    let ctx = probes["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["role"] == "CTX_0")
+        .unwrap()
+        .clone();
+    assert_eq!(ctx["answer"], "ok", "{what}: {probes}");
+    assert_eq!(
+        ctx["request"]["disaggregated_params"]["request_type"], "context_only",
+        "{probes}"
+    );
+    assert!(!dir.join("rendezvous/census.json").exists());
+    let t = disagg(&["triage", dir.to_str().unwrap()], &[]);
+    assert!(
+        t.stdout().contains("GEN_0 failed: GEN_0 (http://"),
+        "{what}: {}",
+        t.show()
+    );
+    assert_nothing_left(dir);
+}
+
+/// With a router that is not ours (`router.kind: command` here; TensorRT-LLM's own
+/// `trtllm-serve disaggregated` as `router.kind: engine` alike), nobody can ask it which worker
+/// the failing requests were on: BENCHMARK asks each worker directly, before it writes its
+/// failure, with one 1-token request, and a worker that gives no answer within 5 s, or answers
+/// an error, is the root cause, not BENCHMARK.
 #[test]
-fn with_a_router_not_ours_a_failing_worker_is_the_benchmarks_account_and_says_so() {
-    let ws = TempDir::new("stuck-cmd");
+fn with_a_router_not_ours_a_worker_that_hangs_or_errs_is_found_by_probing_it() {
+    let errors: Vec<String> = (1..=40).map(|n| n.to_string()).collect();
+    let errors = format!("{{error_on_request: [{}]}}", errors.join(", "));
+    for (what, gen_args, says) in [
+        (
+            "hangs",
+            "{stall_after_requests: 2}".to_string(),
+            "got no answer in 5s",
+        ),
+        (
+            "answers 500",
+            errors,
+            "got HTTP 500 Internal Server Error: {",
+        ),
+    ] {
+        let ws = TempDir::new("probe-cmd");
+        let case = CaseSpec {
+            name: "probe-cmd",
+            gen_args: &gen_args,
+            concurrency: "[2]",
+            rounds: 2,
+            timeouts: "{worker_startup: 20s, request: 4s, benchmark: 60s, job: 120s, grace: 2s}",
+            extra: COMMAND_ROUTER,
+            ..Default::default()
+        }
+        .write(ws.path(), "c.yaml");
+        let r = run(&case, ws.path(), &[], &[("SKIP_PERF_CHECK", "true")]);
+        assert_eq!(r.code(), 1, "{what}: {}", r.show());
+        // The requests' own timeout, the probe's 5 s and the time to report: not a deadline.
+        assert!(r.elapsed < Duration::from_secs(45), "{what}: {}", r.show());
+        let dir = only_run(ws.path(), "probe-cmd");
+        assert_probed_worker_is_the_root_cause(&r, &dir, what, says);
+        if what == "answers 500" {
+            let status = json(&dir.join("rendezvous/status.json"));
+            assert!(
+                status["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("scripted failure"),
+                "the first bytes of the worker's answer are quoted: {status}"
+            );
+        }
+    }
+}
+
+/// The benchmark deadline passes while its requests hang on a worker (each waits out its
+/// request timeout, and there are many): the supervisor probes every worker itself, before it
+/// writes the verdict, and names the hung one, the deadline what came of it.
+#[test]
+fn with_a_router_not_ours_a_hung_worker_at_the_benchmark_deadline_is_named() {
+    let ws = TempDir::new("probe-deadline");
     let case = CaseSpec {
-        name: "stuck-cmd",
-        gen_args: "{error_on_request: [1, 2, 3, 4, 5, 6, 7, 8]}",
+        name: "probe-deadline",
+        gen_args: "{stall_after_requests: 2}",
         concurrency: "[2]",
-        extra: "router: {kind: command, argv: [\"{disagg}\", router, --config, \"{server_config}\"]}\n",
+        rounds: 20,
+        timeouts: "{worker_startup: 20s, request: 4s, benchmark: 10s, job: 120s, grace: 2s}",
+        extra: COMMAND_ROUTER,
         ..Default::default()
     }
     .write(ws.path(), "c.yaml");
     let r = run(&case, ws.path(), &[], &[("SKIP_PERF_CHECK", "true")]);
     assert_eq!(r.code(), 1, "{}", r.show());
-    let dir = only_run(ws.path(), "stuck-cmd");
+    let dir = only_run(ws.path(), "probe-deadline");
+    let status = json(&dir.join("rendezvous/status.json"));
+    assert!(
+        status["reason"]
+            .as_str()
+            .unwrap()
+            .ends_with("; then BENCHMARK did not finish within the benchmark deadline (10s)"),
+        "{status}"
+    );
+    assert_probed_worker_is_the_root_cause(&r, &dir, "deadline", "got no answer in 5s");
+}
+
+/// Every worker answers its probe: the benchmark failed for a reason of its own (here the
+/// output is one token despite ignore_eos), and it stays the root cause, saying the workers
+/// were asked. A healthy run behind such a router probes nobody.
+#[test]
+fn with_a_router_not_ours_workers_that_answer_their_probe_are_not_blamed() {
+    let ws = TempDir::new("probe-fine");
+    let case = CaseSpec {
+        name: "probe-fine",
+        gen_args: "{eos_at: 0, disregard_ignore_eos: true}",
+        concurrency: "[2]",
+        extra: COMMAND_ROUTER,
+        ..Default::default()
+    }
+    .write(ws.path(), "c.yaml");
+    let r = run(&case, ws.path(), &[], &[("SKIP_PERF_CHECK", "true")]);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let dir = only_run(ws.path(), "probe-fine");
     let status = json(&dir.join("rendezvous/status.json"));
     assert_eq!(status["role"], "BENCHMARK", "{status}");
     assert!(
         status["reason"].as_str().unwrap().ends_with(
-            "(the benchmark's account: the router is not disagg's own, so which worker the \
-             requests failed at is not known)"
+            "(the benchmark's account: the router is not disagg's own, and each worker \
+             answered a 1-token request sent to it directly, so which worker the requests \
+             failed at is not known)"
         ),
         "{status}"
     );
-    assert!(!dir.join("rendezvous/census.json").exists());
+    let probes = json(&dir.join("rendezvous/probes.json"));
+    assert!(
+        probes["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["answer"] == "ok"),
+        "{probes}"
+    );
+    let cases = junit_cases(&dir.join("results.xml"));
+    assert!(
+        cases
+            .iter()
+            .filter(|c| c.0 == "CTX_0 stayed up" || c.0 == "GEN_0 stayed up")
+            .all(|c| c.1.is_none()),
+        "{cases:?}"
+    );
+    assert_nothing_left(&dir);
+
+    let ws = TempDir::new("probe-healthy");
+    let case = CaseSpec {
+        name: "probe-healthy",
+        concurrency: "[2]",
+        extra: COMMAND_ROUTER,
+        ..Default::default()
+    }
+    .write(ws.path(), "c.yaml");
+    let r = run(&case, ws.path(), &[], &[("SKIP_PERF_CHECK", "true")]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let dir = only_run(ws.path(), "probe-healthy");
+    assert!(!dir.join("rendezvous/probes.json").exists());
+    assert!(!r.stdout().contains("probing"), "{}", r.show());
     assert_nothing_left(&dir);
 }

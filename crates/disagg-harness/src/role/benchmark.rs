@@ -262,7 +262,8 @@ pub fn bench_config(plan: &Plan, url: String) -> disagg_bench::BenchConfig {
 
 /// Writes results.json (when there are results) and status.json; the error is the role's failure.
 /// A failure first has the routers' census kept (see [`crate::supervisor::stuck`]): they leave
-/// once status.json is written, and they know which worker the failing requests were on.
+/// once status.json is written, and they know which worker the failing requests were on. With a
+/// router not ours, each worker is probed directly instead ([`crate::supervisor::probe`]).
 async fn finish(
     plan: &Plan,
     failure: Option<String>,
@@ -270,6 +271,7 @@ async fn finish(
 ) -> Result<(), String> {
     if failure.is_some() {
         crate::supervisor::stuck::snapshot(plan).await;
+        crate::supervisor::probe::snapshot(plan).await;
     }
     if let Some(sweep) = sweep {
         let results = disagg_bench::ResultsFile {
