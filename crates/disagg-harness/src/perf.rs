@@ -90,12 +90,36 @@ impl MetricType {
         v
     }
 
-    /// A `metric_type` in TensorRT-LLM's names (`P99_FIRST_TOKEN_TIME`) or our earlier ones
-    /// (`P99_TTFT`).
+    /// A `metric_type` in TensorRT-LLM's names (`P99_FIRST_TOKEN_TIME`), our earlier ones
+    /// (`P99_TTFT`), or those of TensorRT-LLM's disagg test harness
+    /// (`tests/integration/defs/perf/disagg`): `SERVER_MEDIAN_TTFT` and the other
+    /// `SERVER_<MEAN|MEDIAN|P99>_<TTFT|TPOT|ITL|E2EL>`, and its older `DISAGG_SERVER_TTFT` /
+    /// `DISAGG_SERVER_E2EL` (and `WIDEP_SERVER_*`), which are the medians its log regex reads.
     pub fn parse(s: &str) -> Option<Self> {
         Self::all()
             .into_iter()
-            .find(|m| m.name() == s || m.legacy_name() == s)
+            .find(|m| m.name() == s || m.legacy_name() == s || m.harness_names().any(|n| n == s))
+    }
+
+    /// The names TensorRT-LLM's disagg test harness gives this metric (none for throughputs).
+    fn harness_names(&self) -> impl Iterator<Item = String> {
+        let (current, older) = match self {
+            Self::Latency(stat, metric) => {
+                let (_, short) = metric.names();
+                let current = format!("SERVER_{}_{short}", stat.names().1);
+                let older = (*stat == Stat::Median
+                    && matches!(metric, Latency::Ttft | Latency::E2el))
+                .then(|| {
+                    [
+                        format!("DISAGG_SERVER_{short}"),
+                        format!("WIDEP_SERVER_{short}"),
+                    ]
+                });
+                (Some(current), older)
+            }
+            _ => (None, None),
+        };
+        current.into_iter().chain(older.into_iter().flatten())
     }
 
     /// TensorRT-LLM's `PerfMetricType` name.
@@ -175,12 +199,19 @@ impl MetricType {
     }
 }
 
-/// The point a baseline row is about: `<config>-con8`, from a `perf_case_name` in either layout
-/// (`disagg::test_perf_metric_token_throughput[<config>-con8]` or `<config>-con8`).
-pub fn point_key(perf_case_name: &str) -> &str {
+/// The point a baseline row is about: `<config>-con8`, from a `perf_case_name` in any layout:
+/// `disagg::test_perf_metric_token_throughput[<config>-con8]`, `<config>-con8`, or TensorRT-LLM's
+/// disagg test harness's `<test id>_con:8` (its test id, `disagg_perf_<file stem>`, is then
+/// the config name).
+pub fn point_key(perf_case_name: &str) -> std::borrow::Cow<'_, str> {
+    if let Some((id, n)) = perf_case_name.rsplit_once("_con:") {
+        if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
+            return format!("{id}-con{n}").into();
+        }
+    }
     match (perf_case_name.rfind('['), perf_case_name.strip_suffix(']')) {
-        (Some(open), Some(inner)) => &inner[open + 1..],
-        _ => perf_case_name,
+        (Some(open), Some(inner)) => inner[open + 1..].into(),
+        _ => perf_case_name.into(),
     }
 }
 
@@ -190,8 +221,15 @@ pub struct BaselineRow {
     pub perf_case_name: String,
     pub metric_type: String,
     pub perf_metric: f64,
+    /// Empty in TensorRT-LLM's disagg test harness's CSV: then [`default_threshold`], and
+    /// `threshold_defaulted` says so.
+    #[serde(deserialize_with = "empty_is_nan")]
     pub threshold: f64,
+    #[serde(deserialize_with = "empty_is_nan")]
     pub absolute_threshold: f64,
+    /// Whether the file left the thresholds empty and the defaults stand in.
+    #[serde(skip)]
+    pub threshold_defaulted: bool,
     /// Whether a regression fails the run; when the baseline has no `gate` column, by metric
     /// ([`MetricType::gates_by_default`]).
     #[serde(default)]
@@ -215,6 +253,11 @@ impl BaselineRow {
         self.gate
             .unwrap_or_else(|| self.metric().gates_by_default())
     }
+}
+
+/// An empty cell as "not given" (NaN until the reader fills in the default); a number as is.
+fn empty_is_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// A baseline that cannot be used.
@@ -286,11 +329,21 @@ pub fn read_baseline(path: &Path) -> Result<Vec<BaselineRow>, BaselineError> {
     for rec in rdr.records() {
         let rec = rec.map_err(|e| row_err(e.position().map_or(0, |p| p.line()), e.to_string()))?;
         let line = rec.position().map_or(0, |p| p.line());
-        let mut row: BaselineRow = rec
-            .deserialize(Some(&headers))
-            .map_err(|e| row_err(line, e.to_string()))?;
+        let mut row: BaselineRow = rec.deserialize(Some(&headers)).map_err(|e| {
+            // Name the column, not csv's field number.
+            let message = match e.kind() {
+                csv::ErrorKind::Deserialize { err, .. } => {
+                    match err.field().and_then(|i| headers.get(i as usize)) {
+                        Some(column) => format!("column `{column}`: {}", err.kind()),
+                        None => err.kind().to_string(),
+                    }
+                }
+                _ => e.to_string(),
+            };
+            row_err(line, message)
+        })?;
         row.line = line;
-        if MetricType::parse(&row.metric_type).is_none() {
+        let Some(metric) = MetricType::parse(&row.metric_type) else {
             return Err(row_err(
                 line,
                 format!(
@@ -303,6 +356,13 @@ pub fn read_baseline(path: &Path) -> Result<Vec<BaselineRow>, BaselineError> {
                         .join(", ")
                 ),
             ));
+        };
+        // TensorRT-LLM's disagg test harness writes no thresholds at all: ours stand in, and
+        // perf_check.txt says so. A cell that holds text still fails to parse above.
+        if row.threshold.is_nan() && row.absolute_threshold.is_nan() {
+            row.threshold = default_threshold(metric);
+            row.absolute_threshold = 0.0;
+            row.threshold_defaulted = true;
         }
         for (column, v) in [
             ("perf_metric", row.perf_metric),
@@ -310,10 +370,15 @@ pub fn read_baseline(path: &Path) -> Result<Vec<BaselineRow>, BaselineError> {
             ("absolute_threshold", row.absolute_threshold),
         ] {
             if !v.is_finite() {
+                let v = if v.is_nan() {
+                    "empty or NaN".to_string()
+                } else {
+                    v.to_string()
+                };
                 return Err(row_err(
                     line,
                     format!(
-                        "{column} is {v}; a baseline compares finite numbers only (a NaN or infinite value would pass or fail every run)"
+                        "{column} is {v}; a baseline compares finite numbers only (a NaN or infinite value would pass or fail every run; leave both thresholds empty for the defaults)"
                     ),
                 ));
             }
@@ -337,7 +402,7 @@ pub fn check_covers(
     labels: &[String],
 ) -> Result<(), BaselineError> {
     let expected = expected_points(config, labels);
-    let ours = |r: &&BaselineRow| expected.iter().any(|e| e == point_key(&r.perf_case_name));
+    let ours = |r: &&BaselineRow| expected.iter().any(|e| *e == point_key(&r.perf_case_name));
     if let Some(r) = rows
         .iter()
         .filter(ours)
@@ -390,6 +455,9 @@ pub struct Comparison {
     pub measured: Option<f64>,
     pub threshold: f64,
     pub absolute_threshold: f64,
+    /// The baseline left the thresholds empty; the defaults were used.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub threshold_defaulted: bool,
     pub verdict: Verdict,
 }
 
@@ -462,6 +530,13 @@ impl PerfReport {
             let _ = writeln!(
                 s,
                 "note: the baseline has no row for this config name, so nothing was compared"
+            );
+        }
+        let defaulted = self.rows.iter().filter(|r| r.threshold_defaulted).count();
+        if defaulted > 0 {
+            let _ = writeln!(
+                s,
+                "note: {defaulted} baseline row(s) left threshold and absolute_threshold empty (as TensorRT-LLM's disagg test harness writes them): 10% either way and no absolute threshold were used; fill them in to choose"
             );
         }
         if !self.unchecked_points.is_empty() {
@@ -571,6 +646,7 @@ pub fn compare(
             measured,
             threshold: row.threshold,
             absolute_threshold: row.absolute_threshold,
+            threshold_defaulted: row.threshold_defaulted,
             verdict,
         });
     }
@@ -829,6 +905,10 @@ mod tests {
         );
         assert_eq!(point_key("cfg-con8"), "cfg-con8");
         assert_eq!(point_key("cfg-rate2.5"), "cfg-rate2.5");
+        // TensorRT-LLM's disagg test harness: `<test id>_con:N`.
+        assert_eq!(point_key("disagg_perf_cfg_con:8"), "disagg_perf_cfg-con8");
+        assert_eq!(point_key("cfg_con:"), "cfg_con:");
+        assert_eq!(point_key("cfg_con:8x"), "cfg_con:8x");
     }
 
     #[test]
@@ -999,7 +1079,87 @@ mod tests {
         assert!(e.contains("line 3") && e.contains("BOGUS"), "{e}");
         std::fs::write(&p, "perf_case_name,metric_type,perf_metric,threshold,absolute_threshold\nx-con1,SEQ_THROUGHPUT,fast,-0.1,0\n").unwrap();
         let e = read_baseline(&p).unwrap_err().to_string();
-        assert!(e.contains("line 2"), "{e}");
+        assert!(
+            e.contains("line 2") && e.contains("column `perf_metric`"),
+            "{e}"
+        );
+        // One threshold given and the other left empty is a mistake, not the harness's layout.
+        std::fs::write(&p, "perf_case_name,metric_type,perf_metric,threshold,absolute_threshold\nx-con1,SEQ_THROUGHPUT,1,-0.1,\n").unwrap();
+        let e = read_baseline(&p).unwrap_err().to_string();
+        assert!(e.contains("absolute_threshold is empty or NaN"), "{e}");
+    }
+
+    /// The CSV TensorRT-LLM's disagg test harness (`tests/integration/defs/perf/disagg`) writes:
+    /// its 17 columns, `<test id>_con:N` case names, `SERVER_MEDIAN_*` (and the older
+    /// `DISAGG_SERVER_*`) metric names, and no thresholds.
+    #[test]
+    fn the_disagg_harness_csv_is_a_baseline_with_default_thresholds_said() {
+        let tmp = tempfile::Builder::new()
+            .prefix("disagg-perf-harness-")
+            .tempdir()
+            .unwrap();
+        let p = tmp.path().join("harness.csv");
+        let id = "disagg_perf_r1-fp4_1k1k_ctx1_gen1_dep8_ccb-UCX";
+        let row = |metric: &str, value: f64| {
+            format!(
+                "{id}_con:8,{id}_con:8,,,,{id}_con:8,{id}_con:8,{id}_con:8,{value},703.2,2025-10-31 00:53:53,2025-10-31 01:05:36,valid,disagg_benchmark --concurrency=8,,,{metric}\n"
+            )
+        };
+        let text = format!(
+            "{}\n{}{}{}",
+            TRTLLM_COLUMNS.join(","),
+            // Point 8's median TTFT is 12 and its median E2EL 79 (see `point`).
+            row("SERVER_MEDIAN_TTFT", 10.0),
+            row("SERVER_MEDIAN_E2EL", 79.0),
+            row("DISAGG_SERVER_E2EL", 60.0),
+        );
+        std::fs::write(&p, text).unwrap();
+        let rows = read_baseline(&p).unwrap();
+        assert!(
+            rows.iter().all(|r| r.threshold_defaulted
+                && r.threshold == 0.1
+                && r.absolute_threshold == 0.0)
+        );
+        let metrics: Vec<String> = rows.iter().map(|r| r.metric().name()).collect();
+        assert_eq!(
+            metrics,
+            [
+                "MEDIAN_FIRST_TOKEN_TIME",
+                "MEDIAN_INFERENCE_TIME",
+                "MEDIAN_INFERENCE_TIME"
+            ]
+        );
+        assert_eq!(point_key(&rows[0].perf_case_name), format!("{id}-con8"));
+        check_covers(&p, &rows, id, &["con8".into()]).unwrap();
+        let report = compare(&p, &rows, id, &[point(8)]);
+        let verdicts: Vec<Verdict> = report.rows.iter().map(|r| r.verdict).collect();
+        // 12 against 10 is 20% worse (latencies only report); 79 is 79; 79 against 60 is worse.
+        assert_eq!(
+            verdicts,
+            [Verdict::WorseNotGated, Verdict::Ok, Verdict::WorseNotGated]
+        );
+        let text = report.render();
+        assert!(
+            text.contains("note: 3 baseline row(s) left threshold and absolute_threshold empty"),
+            "{text}"
+        );
+        // A baseline that gives its thresholds gets no such note.
+        let ours = tmp.path().join("ours.csv");
+        std::fs::write(
+            &ours,
+            "perf_case_name,metric_type,perf_metric,threshold,absolute_threshold\ncfg-con8,SERVER_P99_ITL,1,0.1,0\n",
+        )
+        .unwrap();
+        let rows = read_baseline(&ours).unwrap();
+        assert_eq!(
+            rows[0].metric(),
+            MetricType::Latency(Stat::P99, Latency::Itl)
+        );
+        assert!(
+            !compare(&ours, &rows, "cfg", &[point(8)])
+                .render()
+                .contains("note: ")
+        );
     }
 
     /// A previous run's CSV whose point failed is refused as a baseline for that point; a
