@@ -303,6 +303,14 @@ pub struct SimEngineArgs {
     /// fit are refused (or cut) as the dialect's engine does. Unset: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_model_len: Option<u64>,
+    /// TensorRT-LLM dialect: chunked prefill (`--enable-chunked-prefill`), which lifts the
+    /// `max_num_tokens` check of prompts.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub enable_chunked_prefill: bool,
+    /// SGLang dialect: `--allow-auto-truncate`: what does not fit `max_model_len` is cut, not
+    /// refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_auto_truncate: bool,
     /// Stops answering after this many requests, keeping its socket open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hang_after_requests: Option<u64>,
@@ -393,6 +401,8 @@ impl Default for SimEngineArgs {
             kv_wait_timeout: None,
             eos_at: None,
             max_model_len: None,
+            enable_chunked_prefill: false,
+            allow_auto_truncate: false,
             hang_after_requests: None,
             stall_after_requests: None,
             error_on_request: Vec::new(),

@@ -142,6 +142,18 @@ const KEYS: &[(&str, &str, Held, &str)] = &[
         "Some(4096)",
     ),
     (
+        "enable_chunked_prefill",
+        "true",
+        |a| format!("{:?}", a.enable_chunked_prefill),
+        "true",
+    ),
+    (
+        "allow_auto_truncate",
+        "true",
+        |a| format!("{:?}", a.allow_auto_truncate),
+        "true",
+    ),
+    (
         "disregard_ignore_eos",
         "true",
         |a| format!("{:?}", a.faults.disregard_ignore_eos),

@@ -101,6 +101,18 @@ pub struct SimArgs {
     /// Give context and generation sims the same value.
     #[arg(long, value_parser = crate::context_len::parse_flag)]
     pub max_model_len: Option<u64>,
+    /// TensorRT-LLM dialect: the engine prefills long prompts in chunks
+    /// (`enable_chunked_prefill`), so a prompt longer than --max-num-tokens is served instead
+    /// of refused.
+    #[arg(long)]
+    pub enable_chunked_prefill: bool,
+    /// SGLang dialect: SGLang's --allow-auto-truncate. A prompt that does not fit the context
+    /// (--max-model-len) is cut to the context length and its output to the room left (none,
+    /// so it answers with no tokens), and a total over the context gets its max_new_tokens cut
+    /// to the room left, each with SGLang's warning on stderr, where SGLang refuses them
+    /// without it.
+    #[arg(long)]
+    pub allow_auto_truncate: bool,
 
     #[command(flatten)]
     pub timing: TimingArgs,
@@ -154,6 +166,20 @@ impl SimArgs {
                 self.dialect.as_str()
             )));
         }
+        if self.dialect != Dialect::Trtllm && self.enable_chunked_prefill {
+            return Err(crate::SimError::Flags(format!(
+                "--enable-chunked-prefill is TensorRT-LLM's exemption from its max_num_tokens \
+                 check; the {} dialect has none (use --dialect trtllm or drop the flag)",
+                self.dialect.as_str()
+            )));
+        }
+        if self.dialect != Dialect::Sglang && self.allow_auto_truncate {
+            return Err(crate::SimError::Flags(format!(
+                "--allow-auto-truncate is SGLang's; the {} dialect refuses or cuts requests its \
+                 own way (use --dialect sglang or drop the flag)",
+                self.dialect.as_str()
+            )));
+        }
         if self.dialect != Dialect::Trtllm && self.decoded_tokens_per_iter.is_some() {
             return Err(crate::SimError::Flags(format!(
                 "--decoded-tokens-per-iter is TensorRT-LLM's avg_decoded_tokens_per_iter; the {} \
@@ -197,6 +223,9 @@ pub struct TimingArgs {
     #[arg(long)]
     pub max_batch_size: Option<std::num::NonZeroU64>,
     /// Batched: token budget per step (prefill tokens plus one per decoding sequence).
+    /// TensorRT-LLM dialect, any preset: also the engine's max_num_tokens request check: a
+    /// context or plain request whose prompt is longer is refused with TensorRT-LLM's 400
+    /// (generation-only requests are not checked), unless --enable-chunked-prefill.
     #[arg(long)]
     pub max_num_tokens: Option<std::num::NonZeroU64>,
     /// Batched: KV cache capacity in tokens; a request reserves prompt + max_tokens.

@@ -151,7 +151,7 @@ async fn serve(
         sim.dialect(),
         sim.eos_at(),
         sim.checked_model(),
-        sim.max_model_len(),
+        sim.lengths(),
     )?;
     for job in &mut jobs {
         if sim.faults().disregards_ignore_eos() {
@@ -228,7 +228,8 @@ pub(crate) async fn start_job(
             job.prompt.len() as u64
         },
         context_tokens: job.prompt.len() as u64,
-        output_tokens: job.max_tokens,
+        // An answer with no tokens still costs its prefill, as in the engine.
+        output_tokens: job.max_tokens.max(1),
     };
     let producing = matches!(job.hand_off, HandOff::Produce(_));
     let (mut feed, kv_hold) = sim.engine().submit(seq, engine_start, producing)?;
@@ -425,7 +426,9 @@ async fn whole(job: &Job, header: &Header, feed: &mut Feed, ready: u64) -> Resul
 
 /// A job's whole output text, once its last token is due.
 pub(crate) async fn whole_text(job: &Job, feed: &mut Feed, ready: u64) -> Result<String, ApiError> {
-    feed.skip(job.max_tokens - ready).await?;
+    // At least the prefill, even for an answer with no tokens.
+    feed.skip(job.max_tokens.max(1).saturating_sub(ready))
+        .await?;
     // A guess (about 7 bytes a token), capped: max_tokens comes from the client.
     let mut text = String::with_capacity((job.max_tokens as usize).saturating_mul(7).min(1 << 20));
     for position in 0..job.max_tokens {
@@ -581,7 +584,8 @@ impl Emitter {
                         }
                     }
                 }
-                let last = i + 1 == self.job.max_tokens;
+                // An answer with no tokens ends with its first (empty) chunk.
+                let last = i + 1 >= self.job.max_tokens;
                 self.next = match (last, self.tail, self.job.include_usage) {
                     (false, _, _) => Phase::Token(i + 1),
                     (true, false, _) => Phase::End,

@@ -25,11 +25,51 @@
 //!   with a warning (`tensorrt_llm/executor/base_worker.py`, `_deduce_max_tokens`); the OpenAI
 //!   server answers the error with its flat `ErrorResponse` (`object: error`), 400
 //!   `BadRequestError`.
+//! - TensorRT-LLM's `max_num_tokens`: the LLM API (`tensorrt_llm/llmapi/llm.py`,
+//!   `_check_arguments`, called from `generate_async` before the request reaches the worker)
+//!   raises a ValueError for a prompt longer than max_num_tokens on the PyTorch backend unless
+//!   `enable_chunked_prefill`, skipping generation-only requests ("The sum of prompt length
+//!   (P.0), query length (0) should not exceed max_num_tokens (N)", the length a float:
+//!   divided by the context-parallel size); trtllm-serve's answer is the same flat 400 (as seen
+//!   in user reports quoting it). `max_input_len` is not checked on that backend: its executor
+//!   is sized from `get_runtime_sizes()` (beam width, max_num_tokens, max_seq_len, batch size)
+//!   alone, and TensorRT-LLM's perf-sanity disaggregated configs serve 8k prompts without setting it (its default is 1024).
+//! - SGLang's `--allow-auto-truncate` (the same `_validate_one_request`): an input of
+//!   context_len or more is cut to its first context_len tokens, with a warning, and a total over
+//!   the context gets `max_new_tokens` cut to the room left (0 after such a cut: the request
+//!   answers no tokens, sgl-project/sglang#21136).
 
 use disagg_proto::ApiError;
 
-use crate::Dialect;
 use crate::error::{Refusal, Shape};
+use crate::{Dialect, SimArgs};
+
+/// What a sim's requests must fit, from its flags.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct LengthLimits {
+    /// The context length (`--max-model-len`).
+    pub(crate) max_model_len: Option<u64>,
+    /// TensorRT-LLM: the `max_num_tokens` its request check holds prompts to (`--max-num-tokens`
+    /// in the trtllm dialect, unless `--enable-chunked-prefill`).
+    pub(crate) max_num_tokens: Option<u64>,
+    /// SGLang's `--allow-auto-truncate`.
+    pub(crate) auto_truncate: bool,
+}
+
+impl LengthLimits {
+    pub(crate) fn of(args: &SimArgs) -> Self {
+        let trtllm = args.dialect == Dialect::Trtllm;
+        Self {
+            max_model_len: args.max_model_len,
+            max_num_tokens: args
+                .timing
+                .max_num_tokens
+                .filter(|_| trtllm && !args.enable_chunked_prefill)
+                .map(|n| n.get()),
+            auto_truncate: args.allow_auto_truncate && args.dialect == Dialect::Sglang,
+        }
+    }
+}
 
 /// What a request asks, as the length check sees it.
 #[derive(Debug, Clone, Copy)]
@@ -41,16 +81,50 @@ pub(crate) struct Asked {
     /// `max_tokens` as the engine reads it: given, or the endpoint's default (16 on
     /// `/v1/completions` in all three); `None` on chat without one.
     pub(crate) max_tokens: Option<u64>,
+    /// A generation-only request (its KV comes by hand-off): TensorRT-LLM does not hold its
+    /// prompt to max_num_tokens.
+    pub(crate) generation_only: bool,
 }
 
-/// The output tokens a request may produce under `limit`, or the engine's refusal. `default` is
-/// what the sim produces when the request names no `max_tokens`.
-pub(crate) fn fit(dialect: Dialect, limit: u64, a: Asked, default: u64) -> Result<u64, Refusal> {
-    let room = limit.saturating_sub(a.prompt);
+/// What the engine makes of a request that fits (or was cut to fit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fit {
+    /// Prompt tokens kept: all, unless SGLang auto-truncated the prompt.
+    pub(crate) prompt: u64,
+    /// Output tokens it may produce (0 only for an SGLang prompt truncated to the whole
+    /// context).
+    pub(crate) max_tokens: u64,
+}
+
+/// What a request may do under `l`, or the engine's refusal. `default` is what the sim
+/// produces when the request names no `max_tokens`.
+pub(crate) fn fit(
+    dialect: Dialect,
+    l: LengthLimits,
+    a: Asked,
+    default: u64,
+) -> Result<Fit, Refusal> {
+    // TensorRT-LLM checks max_num_tokens (in the LLM API, as the request is submitted) before
+    // its worker checks max_seq_len.
+    if let Some(n) = l.max_num_tokens {
+        if !a.generation_only && a.prompt > n {
+            return Err(trtllm_max_num_tokens(n, a.prompt));
+        }
+    }
+    let wanted = a.max_tokens.unwrap_or(default);
+    let Some(limit) = l.max_model_len else {
+        return Ok(Fit {
+            prompt: a.prompt,
+            max_tokens: wanted,
+        });
+    };
+    let mut prompt = a.prompt;
     match dialect {
         Dialect::Vllm => vllm(limit, a)?,
+        Dialect::Sglang if l.auto_truncate => prompt = sglang_truncate(limit, a),
         Dialect::Sglang => sglang(limit, a)?,
         Dialect::Trtllm => {
+            let room = limit.saturating_sub(a.prompt);
             if room == 0 {
                 return Err(trtllm(limit, a.prompt));
             }
@@ -65,7 +139,10 @@ pub(crate) fn fit(dialect: Dialect, limit: u64, a: Asked, default: u64) -> Resul
             }
         }
     }
-    Ok(a.max_tokens.unwrap_or(default).min(room))
+    Ok(Fit {
+        prompt,
+        max_tokens: wanted.min(limit.saturating_sub(prompt)),
+    })
 }
 
 fn vllm(limit: u64, a: Asked) -> Result<(), Refusal> {
@@ -138,6 +215,45 @@ fn sglang(limit: u64, a: Asked) -> Result<(), Refusal> {
         )));
     }
     Ok(())
+}
+
+/// SGLang with `--allow-auto-truncate`: a prompt of the whole context or more is cut to the
+/// context length (which leaves no room for output), and a total over the context gets its
+/// max_new_tokens cut to the room left (`fit` does that), each with SGLang's warning.
+fn sglang_truncate(limit: u64, a: Asked) -> u64 {
+    let mut prompt = a.prompt;
+    if prompt >= limit {
+        eprintln!(
+            "disagg-sim: The input ({prompt} tokens) is longer than the model's context length \
+             ({limit} tokens). Truncating the input."
+        );
+        prompt = limit;
+    }
+    if let Some(m) = a.max_tokens.filter(|&m| prompt + m > limit) {
+        eprintln!(
+            "disagg-sim: Requested token count ({prompt} input + {m} new) exceeds the model's \
+             context length ({limit} tokens). Truncating max_new_tokens."
+        );
+    }
+    prompt
+}
+
+/// TensorRT-LLM's PyTorch backend refuses a prompt longer than max_num_tokens unless chunked
+/// prefill is on; the LLM API raises it as the request is submitted, so trtllm-serve answers
+/// 400 even to a stream. The prompt length is printed as Python's float division by the
+/// context-parallel size (1 here).
+fn trtllm_max_num_tokens(limit: u64, prompt: u64) -> Refusal {
+    Refusal::shaped(
+        ApiError::new(
+            400,
+            "BadRequestError",
+            format!(
+                "The sum of prompt length ({prompt}.0), query length (0) should not exceed \
+                 max_num_tokens ({limit})"
+            ),
+        ),
+        Shape::Flat,
+    )
 }
 
 fn trtllm(limit: u64, prompt: u64) -> Refusal {
@@ -213,17 +329,34 @@ mod tests {
             prompt,
             text: false,
             max_tokens,
+            generation_only: false,
+        }
+    }
+
+    fn context(limit: u64) -> LengthLimits {
+        LengthLimits {
+            max_model_len: Some(limit),
+            ..LengthLimits::default()
         }
     }
 
     fn refused(d: Dialect, limit: u64, a: Asked) -> (u16, serde_json::Value) {
-        let r = fit(d, limit, a, 16).expect_err("does not fit");
+        refused_by(d, context(limit), a)
+    }
+
+    fn refused_by(d: Dialect, l: LengthLimits, a: Asked) -> (u16, serde_json::Value) {
+        let r = fit(d, l, a, 16).expect_err("does not fit");
         (r.api.status, r.body())
+    }
+
+    /// The output tokens a request that fits gets.
+    fn served(d: Dialect, limit: u64, a: Asked) -> u64 {
+        fit(d, context(limit), a, 16).expect("fits").max_tokens
     }
 
     #[test]
     fn vllm_refuses_prompt_plus_max_tokens_over_the_limit_with_its_words() {
-        assert_eq!(fit(Dialect::Vllm, 16, ids(10, Some(6)), 16).unwrap(), 6);
+        assert_eq!(served(Dialect::Vllm, 16, ids(10, Some(6))), 6);
         let (status, body) = refused(Dialect::Vllm, 16, ids(30, Some(4)));
         assert_eq!(status, 400);
         assert_eq!(
@@ -270,7 +403,7 @@ mod tests {
             "{body}"
         );
         // What the sim produces then: its default, within the room left.
-        assert_eq!(fit(Dialect::Vllm, 16, ids(10, None), 16).unwrap(), 6);
+        assert_eq!(served(Dialect::Vllm, 16, ids(10, None)), 6);
     }
 
     #[test]
@@ -291,7 +424,7 @@ mod tests {
              tokens for the completion. Please reduce the number of tokens in the input \
              messages or the completion to fit within the limit."
         );
-        assert_eq!(fit(Dialect::Sglang, 16, ids(10, Some(6)), 16).unwrap(), 6);
+        assert_eq!(served(Dialect::Sglang, 16, ids(10, Some(6))), 6);
     }
 
     #[test]
@@ -307,8 +440,90 @@ mod tests {
                 "type": "BadRequestError", "param": null, "code": 400})
         );
         refused(Dialect::Trtllm, 16, ids(16, Some(1)));
-        assert_eq!(fit(Dialect::Trtllm, 16, ids(10, Some(100)), 16).unwrap(), 6);
-        assert_eq!(fit(Dialect::Trtllm, 16, ids(15, Some(1)), 16).unwrap(), 1);
+        assert_eq!(served(Dialect::Trtllm, 16, ids(10, Some(100))), 6);
+        assert_eq!(served(Dialect::Trtllm, 16, ids(15, Some(1))), 1);
+    }
+
+    #[test]
+    fn trtllm_refuses_a_prompt_over_max_num_tokens_but_not_on_the_generation_leg() {
+        let l = LengthLimits {
+            max_num_tokens: Some(16),
+            ..LengthLimits::default()
+        };
+        let (status, body) = refused_by(Dialect::Trtllm, l, ids(17, Some(4)));
+        assert_eq!(status, 400);
+        assert_eq!(
+            body,
+            serde_json::json!({"object": "error",
+                "message": "The sum of prompt length (17.0), query length (0) should not \
+                    exceed max_num_tokens (16)",
+                "type": "BadRequestError", "param": null, "code": 400})
+        );
+        // A prompt of exactly max_num_tokens is taken.
+        assert_eq!(
+            fit(Dialect::Trtllm, l, ids(16, Some(4)), 16)
+                .unwrap()
+                .max_tokens,
+            4
+        );
+        // Generation-only requests bring their KV: TensorRT-LLM skips the check for them.
+        let handed = Asked {
+            generation_only: true,
+            ..ids(300, Some(4))
+        };
+        assert_eq!(fit(Dialect::Trtllm, l, handed, 16).unwrap().max_tokens, 4);
+        // Checked before max_seq_len, as the LLM API checks it before its worker does.
+        let both = LengthLimits {
+            max_model_len: Some(20),
+            ..l
+        };
+        let (_, body) = refused_by(Dialect::Trtllm, both, ids(30, Some(4)));
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("max_num_tokens (16)"),
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn sglang_auto_truncate_cuts_the_prompt_then_the_output_instead_of_refusing() {
+        let l = LengthLimits {
+            auto_truncate: true,
+            ..context(16)
+        };
+        let f = |a| fit(Dialect::Sglang, l, a, 16).expect("truncated, not refused");
+        // The prompt is cut to the whole context, which leaves no room for output.
+        assert_eq!(
+            f(ids(30, Some(4))),
+            Fit {
+                prompt: 16,
+                max_tokens: 0
+            }
+        );
+        assert_eq!(
+            f(ids(16, None)),
+            Fit {
+                prompt: 16,
+                max_tokens: 0
+            }
+        );
+        // A total over the context: max_new_tokens cut to the room left.
+        assert_eq!(
+            f(ids(10, Some(10))),
+            Fit {
+                prompt: 10,
+                max_tokens: 6
+            }
+        );
+        assert_eq!(
+            f(ids(10, Some(6))),
+            Fit {
+                prompt: 10,
+                max_tokens: 6
+            }
+        );
     }
 
     #[test]

@@ -51,8 +51,11 @@ impl Native {
 
     /// Adds output position `i` and renders the SSE frame of the answer so far.
     pub(crate) fn frame(&mut self, job: &Job, i: u64) -> Bytes {
-        self.push(job, i);
-        sse::frame(&self.object(job, i + 1))
+        // An answer with no tokens has one object, finished and empty.
+        if i < job.max_tokens {
+            self.push(job, i);
+        }
+        sse::frame(&self.object(job, (i + 1).min(job.max_tokens)))
     }
 
     fn push(&mut self, job: &Job, i: u64) {

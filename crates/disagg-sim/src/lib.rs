@@ -105,7 +105,7 @@ pub fn parse_argv(argv: &[String]) -> Result<SimArgs, String> {
 /// parse and the timing settings are consistent. The error is the sim's own message.
 pub fn check_argv(argv: &[String]) -> Result<(), String> {
     let args = parse_argv(argv)?;
-    engine::cost::TimingModel::from_args(&args.timing)
+    engine::cost::TimingModel::from_args(&args.timing, args.dialect == Dialect::Trtllm)
         .map(drop)
         .map_err(|e| e.to_string())?;
     args.check_dialect().map_err(|e| e.to_string())

@@ -14,7 +14,7 @@ use disagg_proto::trtllm::DisaggregatedParams;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::context_len::{self, Asked};
+use crate::context_len::{self, Asked, LengthLimits};
 use crate::dialect::vllm::KvTransferParams;
 use crate::dialect::{HandOff, sglang, trtllm, vllm};
 use crate::error::Refusal;
@@ -170,16 +170,19 @@ impl Job {
 
     /// The text of output position `i`: EOS renders as nothing, like a special token.
     pub(crate) fn text_at(&self, i: u64) -> String {
-        if self.finish == Finish::Stop && i + 1 == self.max_tokens {
+        // Past the end: the one empty chunk of an answer with no tokens (SGLang, a prompt
+        // auto-truncated to the whole context).
+        if i >= self.max_tokens || (self.finish == Finish::Stop && i + 1 == self.max_tokens) {
             String::new()
         } else {
             tokens::token_text(tokens::token_at(self.digest, i))
         }
     }
 
-    /// `finish_reason` of output position `i`: set on the last one only.
+    /// `finish_reason` of output position `i`: set on the last one only (on the first of an
+    /// answer with no tokens).
     pub(crate) fn finish_at(&self, i: u64) -> Option<Finish> {
-        (i + 1 == self.max_tokens).then_some(self.finish)
+        (i + 1 >= self.max_tokens).then_some(self.finish)
     }
 }
 
@@ -207,24 +210,16 @@ pub(crate) fn parse(
     dialect: Dialect,
     eos_at: Option<u64>,
     served_model: Option<&str>,
-    max_model_len: Option<u64>,
+    lengths: LengthLimits,
 ) -> Result<Job, Refusal> {
-    let mut parsed = parse_request(
-        body,
-        endpoint,
-        role,
-        dialect,
-        eos_at,
-        served_model,
-        max_model_len,
-    )?;
+    let mut parsed = parse_request(body, endpoint, role, dialect, eos_at, served_model, lengths)?;
     assert!(!parsed.batch, "a batch");
     Ok(parsed.jobs.remove(0))
 }
 
 /// Parses and validates a request body for a sim running as `role` in `dialect`; `eos_at` is
-/// the sim's `--eos-at`, `max_model_len` its maximum context length, checked for each prompt
-/// as the dialect's engine checks it (`context_len`).
+/// the sim's `--eos-at`, `lengths` what each prompt must fit (its context length, TensorRT-LLM's
+/// max_num_tokens), checked as the dialect's engine checks it (`context_len`).
 pub(crate) fn parse_request(
     body: &[u8],
     endpoint: Endpoint,
@@ -232,10 +227,10 @@ pub(crate) fn parse_request(
     dialect: Dialect,
     eos_at: Option<u64>,
     served_model: Option<&str>,
-    max_model_len: Option<u64>,
+    lengths: LengthLimits,
 ) -> Result<Parsed, Refusal> {
     if endpoint == Endpoint::Generate {
-        return parse_generate(body, role, eos_at, max_model_len);
+        return parse_generate(body, role, eos_at, lengths);
     }
     let raw: RawRequest = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid completions request body: {e}")))?;
@@ -298,18 +293,17 @@ pub(crate) fn parse_request(
         _ => Vec::new(),
     };
     let mut jobs = Vec::with_capacity(prompts.len());
-    for (i, prompt) in prompts.into_iter().enumerate() {
-        let mut max_tokens = max_tokens;
-        if let Some(limit) = max_model_len {
-            let a = Asked {
-                prompt: prompt.ids().len() as u64,
-                text: matches!(prompt, ParsedPrompt::Text(_)),
-                // All three default max_tokens to 16 on /v1/completions; chat has no default.
-                max_tokens: asked
-                    .or((endpoint == Endpoint::Completions).then_some(DEFAULT_MAX_TOKENS)),
-            };
-            max_tokens = context_len::fit(dialect, limit, a, DEFAULT_MAX_TOKENS)?;
-        }
+    for (i, mut prompt) in prompts.into_iter().enumerate() {
+        let a = Asked {
+            prompt: prompt.ids().len() as u64,
+            text: matches!(prompt, ParsedPrompt::Text(_)),
+            // All three default max_tokens to 16 on /v1/completions; chat has no default.
+            max_tokens: asked.or((endpoint == Endpoint::Completions).then_some(DEFAULT_MAX_TOKENS)),
+            generation_only: kind == Kind::GenerationOnly,
+        };
+        let fit = context_len::fit(dialect, lengths, a, max_tokens)?;
+        prompt.truncate(fit.prompt);
+        let max_tokens = fit.max_tokens;
         let digest = PromptDigest::of(prompt.ids());
         let hand_off = match dialect {
             Dialect::Trtllm => {
@@ -344,7 +338,7 @@ fn parse_generate(
     body: &[u8],
     role: SimRole,
     eos_at: Option<u64>,
-    max_model_len: Option<u64>,
+    lengths: LengthLimits,
 ) -> Result<Parsed, Refusal> {
     let raw: RawGenerate = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid generate request body: {e}")))?;
@@ -441,16 +435,18 @@ fn parse_generate(
             )
             .into());
         }
-        let mut max_tokens = p.max_new_tokens.unwrap_or(SGLANG_DEFAULT_MAX_NEW_TOKENS);
+        let max_tokens = p.max_new_tokens.unwrap_or(SGLANG_DEFAULT_MAX_NEW_TOKENS);
         check_max_tokens(max_tokens, "max_new_tokens")?;
-        if let Some(limit) = max_model_len {
-            let a = Asked {
-                prompt: prompt.ids().len() as u64,
-                text: matches!(prompt, ParsedPrompt::Text(_)),
-                max_tokens: Some(max_tokens),
-            };
-            max_tokens = context_len::fit(Dialect::Sglang, limit, a, max_tokens)?;
-        }
+        let a = Asked {
+            prompt: prompt.ids().len() as u64,
+            text: matches!(prompt, ParsedPrompt::Text(_)),
+            max_tokens: Some(max_tokens),
+            generation_only: kind == Kind::GenerationOnly,
+        };
+        let fit = context_len::fit(Dialect::Sglang, lengths, a, max_tokens)?;
+        let mut prompt = prompt;
+        prompt.truncate(fit.prompt);
+        let max_tokens = fit.max_tokens;
         let hand_off = sglang::hand_off(kind, &bootstraps[i])?;
         jobs.push(job(
             kind,
@@ -539,6 +535,14 @@ impl ParsedPrompt {
     fn into_ids(self) -> Vec<u32> {
         match self {
             ParsedPrompt::Text(ids) | ParsedPrompt::Ids(ids) => ids,
+        }
+    }
+    /// Keeps the first `n` tokens (SGLang's auto-truncation keeps the head of the prompt).
+    fn truncate(&mut self, n: u64) {
+        match self {
+            ParsedPrompt::Text(ids) | ParsedPrompt::Ids(ids) => {
+                ids.truncate(usize::try_from(n).unwrap_or(usize::MAX))
+            }
         }
     }
 }
@@ -677,7 +681,7 @@ mod tests {
             Dialect::Trtllm,
             None,
             None,
-            None,
+            LengthLimits::default(),
         ) {
             Ok(job) => panic!("accepted {body}: {job:?}"),
             Err(e) => {
@@ -710,7 +714,7 @@ mod tests {
                 Dialect::Trtllm,
                 None,
                 None,
-                None,
+                LengthLimits::default(),
             )
         };
         let job = chat(
@@ -739,7 +743,7 @@ mod tests {
             Dialect::Trtllm,
             None,
             None,
-            None,
+            LengthLimits::default(),
         )
         .expect("valid");
         assert_eq!(job.kind, Kind::Aggregated);
@@ -757,7 +761,7 @@ mod tests {
             Dialect::Trtllm,
             None,
             None,
-            None,
+            LengthLimits::default(),
         )
         .expect("valid");
         assert_eq!(job.kind, Kind::ContextOnly);
@@ -852,7 +856,7 @@ mod tests {
             Dialect::Trtllm,
             None,
             None,
-            None,
+            LengthLimits::default(),
         )
         .expect("valid");
         assert_eq!(job.kind, Kind::GenerationOnly);
@@ -878,7 +882,7 @@ mod model_names {
                 Dialect::Vllm,
                 None,
                 served,
-                None,
+                LengthLimits::default(),
             )
         };
         let e = parse_as(r#"{"prompt":"a","model":"meta-llama/X"}"#, Some("llama"))

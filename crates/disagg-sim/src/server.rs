@@ -14,6 +14,7 @@ use disagg_proto::ApiError;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
+use crate::context_len::LengthLimits;
 use crate::dialect::trtllm::TrtllmVersion;
 use crate::engine::Engine;
 use crate::engine::cost::TimingModel;
@@ -60,8 +61,9 @@ struct Inner {
     port: OnceLock<u16>,
     request_log: Option<RequestLog>,
     eos_at: Option<u64>,
-    /// The maximum context length (`--max-model-len`), if any.
-    max_model_len: Option<u64>,
+    /// What requests must fit: the context length, TensorRT-LLM's max_num_tokens check,
+    /// SGLang's auto-truncation.
+    lengths: LengthLimits,
     /// TensorRT-LLM's `avg_decoded_tokens_per_iter` to report (`--decoded-tokens-per-iter`).
     decoded_per_iter: Option<f64>,
     kv_ttl: Duration,
@@ -82,7 +84,7 @@ impl SimState {
     /// when `--fail-after-requests` is reached ([`ExitHook::exit_process`] in production).
     /// Must be called inside a Tokio runtime (the batched engine starts its scheduler task).
     pub fn new(args: &SimArgs, exit: ExitHook) -> Result<Self, SimError> {
-        let timing = TimingModel::from_args(&args.timing)?;
+        let timing = TimingModel::from_args(&args.timing, args.dialect == Dialect::Trtllm)?;
         args.check_dialect()?;
         let metrics = Arc::new(Metrics::default());
         let request_log = args
@@ -132,7 +134,7 @@ impl SimState {
             port: OnceLock::new(),
             request_log,
             eos_at: args.eos_at,
-            max_model_len: args.max_model_len,
+            lengths: LengthLimits::of(args),
             decoded_per_iter: args.decoded_tokens_per_iter,
             kv_ttl: args.kv.kv_ttl,
             auth_key: args.internal_request_auth_key.clone(),
@@ -233,8 +235,8 @@ impl SimState {
         self.0.eos_at
     }
 
-    pub(crate) fn max_model_len(&self) -> Option<u64> {
-        self.0.max_model_len
+    pub(crate) fn lengths(&self) -> LengthLimits {
+        self.0.lengths
     }
 
     pub(crate) fn request_log(&self) -> Option<&RequestLog> {

@@ -7,7 +7,8 @@
 //! here as it would on GPUs. The engine's context limit (vLLM's `--max-model-len`, SGLang's
 //! `--context-length`, trtllm-serve's `--max_seq_len` or its extra-options YAML's
 //! `max_seq_len`) becomes the sim's `--max-model-len`, so a request that would not fit is
-//! refused here as there.
+//! refused here as there; so do trtllm-serve's `max_num_tokens` (its default 8192 when unset)
+//! and `enable_chunked_prefill`, and SGLang's `--allow-auto-truncate`.
 
 use std::path::Path;
 
@@ -111,12 +112,22 @@ fn sglang(args: &mut SimArgs, f: Flags<'_>) -> Result<(), String> {
     if let Some(v) = f.last("--context-length") {
         args.max_model_len = limit(v, "--context-length")?;
     }
+    if f.has("--allow-auto-truncate") {
+        args.allow_auto_truncate = true;
+    }
     Ok(())
 }
 
-/// `trtllm-serve MODEL`: disaggregated_params decide the half. `max_seq_len` comes from the
-/// extra-options YAML (`--extra_llm_api_options`, or its newer alias `--config`), which
-/// trtllm-serve applies over its flags, else from `--max_seq_len`.
+/// trtllm-serve's `--max_num_tokens` default (`BuildConfig.max_num_tokens`), which it passes to
+/// the engine when neither the flag nor the extra-options YAML sets one.
+const TRTLLM_MAX_NUM_TOKENS: u64 = 8192;
+
+/// `trtllm-serve MODEL`: disaggregated_params decide the half. `max_seq_len`,
+/// `max_num_tokens` and `enable_chunked_prefill` come from the extra-options YAML
+/// (`--extra_llm_api_options`, or its newer alias `--config`), which trtllm-serve applies over
+/// its flags, else from its flags (`--max_seq_len`, `--max_num_tokens`,
+/// `--enable_chunked_prefill`). `max_input_len` is not read: the PyTorch backend, which
+/// trtllm-serve runs, does not hold requests to it.
 fn trtllm(args: &mut SimArgs, f: Flags<'_>) -> Result<(), String> {
     let model = f
         .positional
@@ -132,34 +143,91 @@ fn trtllm(args: &mut SimArgs, f: Flags<'_>) -> Result<(), String> {
     if let Some(v) = f.last("--max_seq_len") {
         args.max_model_len = limit(v, "--max_seq_len")?;
     }
+    let mut max_num_tokens = f
+        .last("--max_num_tokens")
+        .map(|v| count(v, "--max_num_tokens"))
+        .transpose()?;
+    if f.has("--enable_chunked_prefill") {
+        args.enable_chunked_prefill = true;
+    }
     if let Some((flag, path)) = ["--extra_llm_api_options", "--config"]
         .into_iter()
         .find_map(|flag| f.last(flag).map(|p| (flag, p)))
     {
-        if let Some(n) = yaml_max_seq_len(Path::new(path), flag)? {
+        let yaml = ExtraOptions::read(Path::new(path), flag)?;
+        if let Some(n) = yaml.count("max_seq_len")? {
             args.max_model_len = Some(n);
         }
+        if let Some(n) = yaml.count("max_num_tokens")? {
+            max_num_tokens = Some(n);
+        }
+        if let Some(on) = yaml.flag("enable_chunked_prefill")? {
+            args.enable_chunked_prefill = on;
+        }
     }
+    // The engine's own value, else the sim's flag, else trtllm-serve's default.
+    let n = max_num_tokens
+        .or(args.timing.max_num_tokens.map(|n| n.get()))
+        .unwrap_or(TRTLLM_MAX_NUM_TOKENS);
+    args.timing.max_num_tokens = std::num::NonZeroU64::new(n);
     Ok(())
 }
 
-/// The `max_seq_len` of a trtllm-serve extra-options YAML, if it sets one. trtllm-serve cannot
-/// start without the file, and neither can its stand-in.
-fn yaml_max_seq_len(path: &Path, flag: &str) -> Result<Option<u64>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{flag} {}: cannot read it: {e}", path.display()))?;
-    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text)
-        .map_err(|e| format!("{flag} {}: not YAML: {e}", path.display()))?;
-    match doc.get("max_seq_len") {
-        None | Some(serde_yaml_ng::Value::Null) => Ok(None),
-        Some(v) => v.as_u64().filter(|&n| n > 0).map(Some).ok_or_else(|| {
-            format!(
-                "{flag} {}: max_seq_len must be a token count, not {}",
-                path.display(),
-                serde_yaml_ng::to_string(v).unwrap_or_default().trim()
-            )
-        }),
+/// A trtllm-serve extra-options YAML. trtllm-serve cannot start without the file, and neither
+/// can its stand-in.
+struct ExtraOptions<'a> {
+    doc: serde_yaml_ng::Value,
+    path: &'a Path,
+    flag: &'a str,
+}
+
+impl<'a> ExtraOptions<'a> {
+    fn read(path: &'a Path, flag: &'a str) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{flag} {}: cannot read it: {e}", path.display()))?;
+        let doc = serde_yaml_ng::from_str(&text)
+            .map_err(|e| format!("{flag} {}: not YAML: {e}", path.display()))?;
+        Ok(Self { doc, path, flag })
     }
+
+    fn bad(&self, key: &str, want: &str, v: &serde_yaml_ng::Value) -> String {
+        format!(
+            "{} {}: {key} must be {want}, not {}",
+            self.flag,
+            self.path.display(),
+            serde_yaml_ng::to_string(v).unwrap_or_default().trim()
+        )
+    }
+
+    /// A token count the file sets (`None`: not set, or null).
+    fn count(&self, key: &str) -> Result<Option<u64>, String> {
+        match self.doc.get(key) {
+            None | Some(serde_yaml_ng::Value::Null) => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .filter(|&n| n > 0)
+                .map(Some)
+                .ok_or_else(|| self.bad(key, "a token count", v)),
+        }
+    }
+
+    fn flag(&self, key: &str) -> Result<Option<bool>, String> {
+        match self.doc.get(key) {
+            None | Some(serde_yaml_ng::Value::Null) => Ok(None),
+            Some(v) => v
+                .as_bool()
+                .map(Some)
+                .ok_or_else(|| self.bad(key, "true or false", v)),
+        }
+    }
+}
+
+/// A whole-number flag, as click's `type=int` takes it.
+fn count(v: &str, flag: &str) -> Result<u64, String> {
+    v.parse::<u64>()
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("{flag} {v} is not a token count"))
 }
 
 /// A context-length flag's value as the sim's limit (`None`: the engine sizes it itself).
@@ -208,6 +276,11 @@ impl<'a> Flags<'a> {
             .find(|(k, _)| *k == flag)
             .map(|(_, v)| v.clone())
             .unwrap_or_default()
+    }
+
+    /// Whether `flag` (a switch) is given.
+    fn has(&self, flag: &str) -> bool {
+        self.flags.iter().any(|(k, _)| *k == flag)
     }
 
     fn last(&self, flag: &str) -> Option<&'a str> {
@@ -371,6 +444,83 @@ mod tests {
         );
         let e = stand_in(base(), &words(&missing)).unwrap_err();
         assert!(e.contains("cannot read it"), "{e}");
+    }
+
+    #[test]
+    fn trtllm_serve_holds_prompts_to_its_max_num_tokens_unless_chunked_prefill() {
+        let held = |argv: &str| {
+            let a = stand_in(base(), &words(argv)).unwrap();
+            (
+                a.timing.max_num_tokens.map(|n| n.get()),
+                a.enable_chunked_prefill,
+            )
+        };
+        // trtllm-serve's own default when nothing sets it.
+        assert_eq!(held("trtllm-serve m"), (Some(8192), false));
+        assert_eq!(
+            held("trtllm-serve m --max_num_tokens 512 --enable_chunked_prefill"),
+            (Some(512), true)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = dir.path().join("extra.yaml");
+        std::fs::write(&yaml, "max_num_tokens: 256\nenable_chunked_prefill: true\n").unwrap();
+        assert_eq!(
+            held(&format!(
+                "trtllm-serve m --max_num_tokens 512 --config {}",
+                yaml.display()
+            )),
+            (Some(256), true),
+            "the YAML over the flags"
+        );
+        std::fs::write(&yaml, "enable_chunked_prefill: false\n").unwrap();
+        assert_eq!(
+            held(&format!(
+                "trtllm-serve m --enable_chunked_prefill --max_num_tokens 512 \
+                 --extra_llm_api_options {}",
+                yaml.display()
+            )),
+            (Some(512), false)
+        );
+        // The sim's own flag holds when the engine's argv sets none.
+        let mut own = base();
+        own.timing.max_num_tokens = std::num::NonZeroU64::new(99);
+        let a = stand_in(own, &words("trtllm-serve m")).unwrap();
+        assert_eq!(a.timing.max_num_tokens.map(|n| n.get()), Some(99));
+        std::fs::write(&yaml, "max_num_tokens: many\n").unwrap();
+        let e = stand_in(
+            base(),
+            &words(&format!("trtllm-serve m --config {}", yaml.display())),
+        )
+        .unwrap_err();
+        assert!(e.contains("max_num_tokens must be a token count"), "{e}");
+        std::fs::write(&yaml, "enable_chunked_prefill: sometimes\n").unwrap();
+        let e = stand_in(
+            base(),
+            &words(&format!("trtllm-serve m --config {}", yaml.display())),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("enable_chunked_prefill must be true or false"),
+            "{e}"
+        );
+        let e = stand_in(base(), &words("trtllm-serve m --max_num_tokens lots")).unwrap_err();
+        assert!(
+            e.contains("--max_num_tokens lots is not a token count"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_sglang_worker_may_auto_truncate() {
+        let sglang = "python3 -m sglang.launch_server --model-path m --context-length 64";
+        assert!(
+            !stand_in(base(), &words(sglang))
+                .unwrap()
+                .allow_auto_truncate
+        );
+        let a = stand_in(base(), &words(&format!("{sglang} --allow-auto-truncate"))).unwrap();
+        assert!(a.allow_auto_truncate);
+        assert_eq!(a.max_model_len, Some(64));
     }
 
     #[test]

@@ -132,5 +132,11 @@ pub fn flags(a: &SimEngineArgs, request_log: &Path) -> Vec<String> {
     if a.realtime {
         argv.push("--realtime".into());
     }
+    if a.enable_chunked_prefill {
+        argv.push("--enable-chunked-prefill".into());
+    }
+    if a.allow_auto_truncate {
+        argv.push("--allow-auto-truncate".into());
+    }
     argv
 }

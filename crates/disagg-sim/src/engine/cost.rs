@@ -137,7 +137,13 @@ pub enum TimingError {
 }
 
 impl TimingModel {
-    pub(crate) fn from_args(a: &TimingArgs) -> Result<Self, TimingError> {
+    /// The model `a` describe. `checks_max_num_tokens`: the dialect (TensorRT-LLM's) also
+    /// checks requests against --max-num-tokens, which then means something under the simple
+    /// preset too.
+    pub(crate) fn from_args(
+        a: &TimingArgs,
+        checks_max_num_tokens: bool,
+    ) -> Result<Self, TimingError> {
         let overrides: [(&'static str, Option<f64>); 6] = [
             ("--prefill-base-ms", a.prefill_base_ms.map(|v| v * 1e-3)),
             (
@@ -166,7 +172,10 @@ impl TimingModel {
             Preset::Simple => {
                 let limit_flags = [
                     ("--max-batch-size", a.max_batch_size.is_some()),
-                    ("--max-num-tokens", a.max_num_tokens.is_some()),
+                    (
+                        "--max-num-tokens",
+                        a.max_num_tokens.is_some() && !checks_max_num_tokens,
+                    ),
                     ("--kv-capacity-tokens", a.kv_capacity_tokens.is_some()),
                 ];
                 let given = overrides
