@@ -200,13 +200,9 @@ fn token_ids_on_chat(path: &Path) -> BenchError {
     }
 }
 
-/// Inclusive bounds of the length range, as integers.
-pub(crate) fn length_bounds(base: u32, range_ratio: f64) -> (u32, u32) {
-    let b = f64::from(base);
-    let lo = (b * (1.0 - range_ratio)).floor().max(1.0) as u32;
-    let hi = ((b * (1.0 + range_ratio)).floor() as u32).max(lo);
-    (lo, hi)
-}
+/// Inclusive bounds of the length range, as integers (shared with the case check that sizes
+/// the sweep's largest request against the engines' context).
+pub(crate) use disagg_proto::lengths::bounds as length_bounds;
 
 /// The request body: `prompt` for completions, one user message for chat. With `ignore_eos`,
 /// `min_tokens` and `ignore_eos` together make the server generate exactly `max_tokens`, so the
@@ -335,12 +331,6 @@ mod tests {
         // Uniform over 501 values: 2000 draws reach close to both ends.
         assert!(*lens.iter().min().unwrap() < 760);
         assert!(*lens.iter().max().unwrap() > 1240);
-    }
-
-    #[test]
-    fn tiny_lengths_never_reach_zero() {
-        assert_eq!(length_bounds(1, 0.9), (1, 1));
-        assert_eq!(length_bounds(10, 0.5), (5, 15));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod dialect;
 pub mod error;
+pub mod lengths;
 pub mod openai;
 pub mod ready;
 pub mod sse;

@@ -273,49 +273,9 @@ fn trtllm(limit: u64, prompt: u64) -> Refusal {
     )
 }
 
-/// A token count as the engines' flags take it: a whole number, or vLLM's human-readable form
-/// (`32k` = 32000, `32K` = 32768; `1.5k` too). `None` for "no limit the sim can know": vLLM's
-/// `auto` and `-1` size it to the GPU's memory.
-pub(crate) fn parse_len(s: &str) -> Result<Option<u64>, String> {
-    let t = s.trim();
-    if t == "auto" || t == "-1" {
-        return Ok(None);
-    }
-    let bad = || format!("{s:?} is not a token count (e.g. 8192, 8k or 8K)");
-    let (digits, scale) = match t.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let scale: f64 = match c {
-                'k' => 1e3,
-                'm' => 1e6,
-                'g' => 1e9,
-                'K' => 1024.0,
-                'M' => 1024.0 * 1024.0,
-                'G' => 1024.0 * 1024.0 * 1024.0,
-                _ => return Err(bad()),
-            };
-            (&t[..i], scale)
-        }
-        _ => (t, 1.0),
-    };
-    let n = if scale == 1.0 {
-        digits.parse::<u64>().map_err(|_| bad())?
-    } else {
-        let v: f64 = digits.parse().map_err(|_| bad())?;
-        let n = v * scale;
-        if !n.is_finite() || n < 0.0 || n.fract() != 0.0 {
-            return Err(bad());
-        }
-        n as u64
-    };
-    if n == 0 {
-        return Err(format!("{s:?}: a context length must be at least 1"));
-    }
-    Ok(Some(n))
-}
-
 /// `--max-model-len`: a token count, or nothing (`auto`).
 pub(crate) fn parse_flag(s: &str) -> Result<u64, String> {
-    parse_len(s)?.ok_or_else(|| {
+    disagg_proto::lengths::parse_count(s)?.ok_or_else(|| {
         format!("{s:?}: the sim cannot size a context to GPU memory; give a token count")
     })
 }
@@ -445,6 +405,16 @@ mod tests {
     }
 
     #[test]
+    fn the_sim_needs_a_count_not_auto() {
+        assert_eq!(parse_flag("8K"), Ok(8192));
+        assert!(
+            parse_flag("auto")
+                .unwrap_err()
+                .contains("give a token count")
+        );
+    }
+
+    #[test]
     fn trtllm_refuses_a_prompt_over_max_num_tokens_but_not_on_the_generation_leg() {
         let l = LengthLimits {
             max_num_tokens: Some(16),
@@ -524,24 +494,5 @@ mod tests {
                 max_tokens: 6
             }
         );
-    }
-
-    #[test]
-    fn token_counts_read_as_the_engines_read_them() {
-        for (s, want) in [
-            ("8192", Some(8192)),
-            ("8k", Some(8000)),
-            ("8K", Some(8192)),
-            ("1.5k", Some(1500)),
-            ("1m", Some(1_000_000)),
-            ("auto", None),
-            ("-1", None),
-        ] {
-            assert_eq!(parse_len(s), Ok(want), "{s}");
-        }
-        for s in ["", "0", "8x", "k", "1.5", "-2", "{max_model_len}"] {
-            assert!(parse_len(s).is_err(), "{s}");
-        }
-        assert!(parse_flag("auto").is_err());
     }
 }

@@ -12,8 +12,8 @@
 
 use std::path::Path;
 
-use crate::context_len::parse_len;
 use crate::{Dialect, SimArgs, SimRole};
+use disagg_proto::lengths::parse_count;
 
 /// `args` (the sim's own flags, timing and faults) set up to stand in for `argv`.
 pub fn stand_in(mut args: SimArgs, argv: &[String]) -> Result<SimArgs, String> {
@@ -232,7 +232,7 @@ fn count(v: &str, flag: &str) -> Result<u64, String> {
 
 /// A context-length flag's value as the sim's limit (`None`: the engine sizes it itself).
 fn limit(v: &str, flag: &str) -> Result<Option<u64>, String> {
-    parse_len(v).map_err(|e| format!("{flag}: {e}"))
+    parse_count(v).map_err(|e| format!("{flag}: {e}"))
 }
 
 fn port(v: &str, flag: &str) -> Result<u16, String> {
