@@ -13,6 +13,7 @@ pub mod case;
 pub mod engines;
 pub mod error;
 pub mod exit;
+pub mod fit;
 pub mod import;
 pub mod load;
 pub mod locate;

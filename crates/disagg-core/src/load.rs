@@ -614,7 +614,9 @@ fn check(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
     check_router(case, text, path)?;
     check_dialect_needs(case, text, path)?;
     check_addresses(case, text, path)?;
-    check_slurm(case, text, path)
+    check_slurm(case, text, path)?;
+    // Last: it reads the dialect, which check_router has vetted.
+    crate::fit::check(case, text, path)
 }
 
 /// A server larger than a node spans nodes, one rank per GPU: an engine that runs as one process

@@ -233,6 +233,9 @@ pub fn validate(paths: &[PathBuf]) -> i32 {
                 for n in disagg_core::plan::placement_notes(&r.case.case) {
                     say!("  note: {n}");
                 }
+                for n in disagg_core::fit::notes(&r.case.case) {
+                    say!("  note: {n}");
+                }
             }
             exit::PASS
         }
@@ -248,6 +251,19 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions) -> i32 {
     let Some(ready) = check_all(paths, skip_perf) else {
         return exit::USAGE;
     };
+    // What the workers will serve cut short: the run goes ahead, but says so first.
+    for r in &ready {
+        for n in disagg_core::fit::notes(&r.case.case) {
+            match &r.point {
+                Some(p) => say_err!(
+                    "warning: {} point {}: {n}",
+                    r.case.path.display(),
+                    p.index + 1
+                ),
+                None => say_err!("warning: {}: {n}", r.case.path.display()),
+            }
+        }
+    }
     install_signal_handlers();
     // Engines orphaned by a dying role wrapper, and anything that left its process group, are
     // re-parented to us rather than to init: the teardown finds, stops and reaps them.

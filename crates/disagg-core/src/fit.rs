@@ -1,0 +1,315 @@
+//! Does the benchmark's largest request fit the workers? When a case states what the engines
+//! hold a request to (their context length, or TensorRT-LLM's `max_num_tokens`), the largest
+//! request the benchmark will send (`isl` and `osl` at the top of `range_ratio`, as the canary
+//! sends it) is checked against each worker group before anything is launched, leg by leg, as
+//! that group's engine checks it:
+//!
+//! | engine (or sim dialect) | context key | refused (a case error) | served cut short (a note) |
+//! |---|---|---|---|
+//! | vLLM | `max_model_len` | prompt + max_tokens over it (the prefill leg asks 1 token) | never |
+//! | SGLang | `context_length` (sim: `max_model_len`) | prompt of it or more, or prompt + max_tokens over it, both legs | the same, with `allow_auto_truncate` (truncated) |
+//! | TensorRT-LLM | `max_seq_len` (sim: `max_model_len`) | prompt of it or more | prompt + max_tokens over it (max_tokens cut to the room left) |
+//! | TensorRT-LLM | `max_num_tokens` (trtllm-serve's default 8192 when unset; sim: only when set) | a prompt longer, on the context leg, unless `enable_chunked_prefill` | never |
+//!
+//! A limit the case does not state (the engine sizes it from the model or the GPU), a dataset
+//! workload (its lengths are the file's) and a `command` engine are not checked. Chat prompts
+//! are counted as `isl` tokens, fewer than a real engine counts after its chat template, so
+//! what is refused here is refused there too.
+
+use std::path::Path;
+
+use serde_yaml_ng::{Mapping, Value};
+
+use crate::case::{Case, Dialect, Engine, WorkerGroup};
+use crate::engines::EngineArgs;
+use crate::error::CaseError;
+use crate::locate::line_of;
+
+/// trtllm-serve's `--max_num_tokens` default (`BuildConfig.max_num_tokens`).
+const TRTLLM_MAX_NUM_TOKENS: u64 = 8192;
+
+/// Refuses a case whose largest request a worker would refuse.
+pub fn check(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
+    match findings(case).into_iter().find(|f| f.refused) {
+        None => Ok(()),
+        Some(f) => Err(CaseError::new(path, f.key.clone(), f.message)
+            .at_line(line_of(text, &f.key))
+            .hint(f.hint)),
+    }
+}
+
+/// What a worker would serve cut short (TensorRT-LLM's cut `max_tokens`, SGLang's
+/// auto-truncation): the run goes ahead, measuring shorter requests than the case asks.
+pub fn notes(case: &Case) -> Vec<String> {
+    findings(case)
+        .into_iter()
+        .filter(|f| !f.refused)
+        .map(|f| format!("{} (`{}`); {}", f.message, f.key, f.hint))
+        .collect()
+}
+
+struct Finding {
+    refused: bool,
+    /// The key the limit comes from.
+    key: String,
+    message: String,
+    hint: String,
+}
+
+/// One limit a group's engine holds requests to, and the key it was read from (`None`: the
+/// engine's own default).
+#[derive(Clone)]
+struct Limit {
+    tokens: u64,
+    key: Option<String>,
+}
+
+/// What one group's engine holds requests to.
+#[derive(Default)]
+struct Limits {
+    context: Option<Limit>,
+    /// TensorRT-LLM's prompt check (absent with chunked prefill).
+    max_num_tokens: Option<Limit>,
+    auto_truncate: bool,
+}
+
+/// The largest request: prompt and output tokens, and how they follow from the case.
+struct Largest {
+    prompt: u64,
+    output: u64,
+    says: String,
+}
+
+fn largest(case: &Case) -> Option<Largest> {
+    let b = &case.benchmark;
+    if b.dataset.is_some() {
+        return None;
+    }
+    let (_, prompt) = disagg_proto::lengths::bounds(b.isl, b.range_ratio);
+    let (_, output) = disagg_proto::lengths::bounds(b.osl, b.range_ratio);
+    let says = if prompt == b.isl && output == b.osl {
+        format!("isl {prompt} + osl {output}")
+    } else {
+        format!(
+            "isl {} and osl {} at range_ratio {} reach {prompt} + {output}",
+            b.isl, b.osl, b.range_ratio
+        )
+    };
+    Some(Largest {
+        prompt: u64::from(prompt),
+        output: u64::from(output),
+        says,
+    })
+}
+
+fn findings(case: &Case) -> Vec<Finding> {
+    let Some(req) = largest(case) else {
+        return Vec::new();
+    };
+    let dialect = match case.engine {
+        Engine::Sim => case.router.dialect(),
+        Engine::Command => return Vec::new(),
+        e => e.native_dialect().unwrap_or_default(),
+    };
+    let mut out = Vec::new();
+    for (group, g, is_ctx) in [("ctx", &case.ctx, true), ("gen", &case.generation, false)] {
+        let l = limits(case.engine, dialect, group, g);
+        // vLLM's and TensorRT-LLM's routers send the prefill leg max_tokens 1; SGLang's sends
+        // both legs the client's body.
+        let asked = if is_ctx && dialect != Dialect::Sglang {
+            1
+        } else {
+            req.output
+        };
+        if let (true, Some(n)) = (is_ctx, &l.max_num_tokens) {
+            if req.prompt > n.tokens {
+                out.push(num_tokens(group, &req, n));
+            }
+        }
+        if let Some(c) = &l.context {
+            if let Some(f) = context(dialect, group, &req, asked, c, l.auto_truncate) {
+                out.push(f);
+            }
+        }
+    }
+    out
+}
+
+/// TensorRT-LLM refuses a prompt over max_num_tokens on the context leg.
+fn num_tokens(group: &str, req: &Largest, n: &Limit) -> Finding {
+    let (key, whose) = match &n.key {
+        Some(k) => (k.clone(), format!("max_num_tokens {}", n.tokens)),
+        None => (
+            format!("{group}.engine_args"),
+            format!("trtllm-serve's default max_num_tokens {}", n.tokens),
+        ),
+    };
+    Finding {
+        refused: true,
+        message: format!(
+            "the benchmark's largest prompt ({}: {} tokens) is longer than {whose} of {} \
+             workers: TensorRT-LLM refuses such a prompt on the context leg with 400 (\"The sum \
+             of prompt length ... should not exceed max_num_tokens\"), so every request would \
+             fail",
+            req.says,
+            req.prompt,
+            group.to_uppercase()
+        ),
+        hint: format!(
+            "set {group}.engine_args.max_num_tokens to at least {}, or \
+             `enable_chunked_prefill: true` in {group}.engine_args, or lower benchmark.isl",
+            req.prompt
+        ),
+        key,
+    }
+}
+
+fn context(
+    dialect: Dialect,
+    group: &str,
+    req: &Largest,
+    asked: u64,
+    c: &Limit,
+    auto_truncate: bool,
+) -> Option<Finding> {
+    let limit = c.tokens;
+    let key = c
+        .key
+        .clone()
+        .unwrap_or_else(|| format!("{group}.engine_args"));
+    let total = req.prompt + asked;
+    let role = group.to_uppercase();
+    let need = req.prompt + req.output;
+    let fix = format!(
+        "raise {key} to at least {need}, or lower benchmark.isl/osl (or range_ratio) so that \
+         isl + osl fit in {limit}"
+    );
+    let intro = format!(
+        "the benchmark's largest request ({}: {} tokens) does not fit {role}'s context of \
+         {limit} tokens",
+        req.says, need
+    );
+    match dialect {
+        Dialect::Vllm if total > limit => Some(Finding {
+            refused: true,
+            message: format!(
+                "{intro}: vLLM refuses prompt + max_tokens ({} + {asked}) over max_model_len \
+                 with 400, so every request would fail",
+                req.prompt
+            ),
+            hint: fix,
+            key,
+        }),
+        Dialect::Sglang if req.prompt >= limit || total > limit => Some(Finding {
+            refused: !auto_truncate,
+            message: if auto_truncate {
+                format!(
+                    "{intro}: with allow_auto_truncate SGLang truncates it (a prompt of the \
+                     whole context gets no output tokens), so the run measures shorter requests \
+                     than the case asks"
+                )
+            } else {
+                format!(
+                    "{intro}: SGLang refuses it with 400 (\"Requested token count exceeds the \
+                     model's maximum context length\"), so every request would fail"
+                )
+            },
+            hint: fix,
+            key,
+        }),
+        Dialect::Trtllm if req.prompt >= limit => Some(Finding {
+            refused: true,
+            message: format!(
+                "{intro}: a {}-token prompt leaves no room under max_seq_len, which TensorRT-LLM \
+                 refuses with 400, so every request would fail",
+                req.prompt
+            ),
+            hint: fix,
+            key,
+        }),
+        Dialect::Trtllm if total > limit => Some(Finding {
+            refused: false,
+            message: format!(
+                "{intro}: TensorRT-LLM cuts max_tokens to the {} tokens left, so the largest \
+                 requests produce fewer tokens than osl",
+                limit - req.prompt
+            ),
+            hint: fix,
+            key,
+        }),
+        _ => None,
+    }
+}
+
+/// What a group's engine holds requests to, from its `engine_args`.
+fn limits(engine: Engine, dialect: Dialect, group: &str, g: &WorkerGroup<EngineArgs>) -> Limits {
+    let key = |k: &str| Some(format!("{group}.engine_args.{k}"));
+    match &g.engine_args {
+        EngineArgs::Sim(a) => Limits {
+            context: a.max_model_len.map(|tokens| Limit {
+                tokens,
+                key: key("max_model_len"),
+            }),
+            max_num_tokens: a
+                .max_num_tokens
+                .filter(|_| dialect == Dialect::Trtllm && !a.enable_chunked_prefill)
+                .map(|tokens| Limit {
+                    tokens,
+                    key: key("max_num_tokens"),
+                }),
+            auto_truncate: a.allow_auto_truncate && dialect == Dialect::Sglang,
+        },
+        EngineArgs::Options(m) => match engine {
+            Engine::Vllm => Limits {
+                context: count(m, "max_model_len").map(|tokens| Limit {
+                    tokens,
+                    key: key("max_model_len"),
+                }),
+                ..Limits::default()
+            },
+            Engine::Sglang => Limits {
+                context: count(m, "context_length").map(|tokens| Limit {
+                    tokens,
+                    key: key("context_length"),
+                }),
+                auto_truncate: switch(m, "allow_auto_truncate"),
+                ..Limits::default()
+            },
+            Engine::Trtllm => Limits {
+                context: count(m, "max_seq_len").map(|tokens| Limit {
+                    tokens,
+                    key: key("max_seq_len"),
+                }),
+                max_num_tokens: (!switch(m, "enable_chunked_prefill")).then(|| {
+                    match count(m, "max_num_tokens") {
+                        Some(tokens) => Limit {
+                            tokens,
+                            key: key("max_num_tokens"),
+                        },
+                        None => Limit {
+                            tokens: TRTLLM_MAX_NUM_TOKENS,
+                            key: None,
+                        },
+                    }
+                }),
+                auto_truncate: false,
+            },
+            _ => Limits::default(),
+        },
+        EngineArgs::Command(_) => Limits::default(),
+    }
+}
+
+/// A token count an engine option sets: a number, or vLLM's forms (`8k`, `8K`). Anything else
+/// (`auto`, a typo) is the engine's to judge.
+fn count(m: &Mapping, k: &str) -> Option<u64> {
+    match m.get(k)? {
+        Value::Number(n) => n.as_u64().filter(|&n| n > 0),
+        Value::String(s) => disagg_proto::lengths::parse_count(s).ok().flatten(),
+        _ => None,
+    }
+}
+
+fn switch(m: &Mapping, k: &str) -> bool {
+    matches!(m.get(k), Some(Value::Bool(true)))
+}
