@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -734,7 +734,7 @@ fn a_worker_answering_health_but_failing_its_requests_is_named_not_the_benchmark
         assert_eq!(status["role"], "GEN_0", "{what}: {status}");
         let reason = status["reason"].as_str().unwrap();
         assert!(
-            reason.starts_with("GEN_0 (http://127.0.0.1:")
+            reason.starts_with("GEN_0 (http://")
                 && reason.contains(") answers /health, but failed "),
             "{what}: {reason}"
         );
@@ -785,7 +785,7 @@ fn assert_probed_worker_is_the_root_cause(r: &Ran, dir: &Path, what: &str, says:
     assert_eq!(status["role"], "GEN_0", "{show}\n{status}");
     let reason = status["reason"].as_str().unwrap();
     assert!(
-        reason.starts_with("GEN_0 (http://127.0.0.1:")
+        reason.starts_with("GEN_0 (http://")
             && reason.contains(") answers /health, but a 1-token request sent to it directly "),
         "{what}: {reason}"
     );
@@ -899,6 +899,77 @@ fn with_a_router_not_ours_a_worker_that_hangs_or_errs_is_found_by_probing_it() {
             );
         }
     }
+}
+
+/// The case `disagg import trtllm` writes: trtllm workers behind TensorRT-LLM's own
+/// disaggregated server (`router.kind: engine`). On the PATH, a `trtllm-serve` stand-in: the
+/// sim at the worker's argv (the generation worker with `gen_faults`), `disagg router` for
+/// `trtllm-serve disaggregated -c FILE`.
+fn trtllm_engine_router_case(dir: &Path, name: &str, gen_faults: &str) -> (PathBuf, String) {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(dir.join("model")).unwrap();
+    let serve = bin.join("trtllm-serve");
+    std::fs::write(
+        &serve,
+        format!(
+            "#!/bin/sh\n\
+             if [ \"$1\" = disaggregated ]; then exec '{DISAGG}' router --config \"$3\"; fi\n\
+             case \"$*\" in *gen_config.yaml*) exec '{DISAGG}' sim --itl 1ms {gen_faults} -- trtllm-serve \"$@\" ;; esac\n\
+             exec '{DISAGG}' sim --itl 1ms -- trtllm-serve \"$@\"\n"
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&serve, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let case = dir.join("c.yaml");
+    std::fs::write(
+        &case,
+        format!(
+            "name: {name}\nmodel: {{name: tiny, path: {model}}}\nengine: trtllm\n\
+             hardware: {{gpus_per_node: 2}}\n\
+             ctx: {{count: 1, engine_args: {{max_batch_size: 8}}}}\n\
+             gen: {{count: 1, engine_args: {{max_batch_size: 8}}}}\n\
+             router: {{kind: engine}}\n\
+             benchmark: {{isl: 32, osl: 8, concurrency: [2], rounds: 2, warmup: 1}}\n\
+             timeouts: {{worker_startup: 20s, request: 4s, benchmark: 60s, job: 120s, grace: 2s}}\n",
+            model = dir.join("model").display()
+        ),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    (case, path)
+}
+
+/// The defect as first seen: a case from `disagg import trtllm` (TensorRT-LLM's own
+/// disaggregated server as the router) whose generation worker hangs was blamed on BENCHMARK.
+#[test]
+fn behind_trtllms_own_disaggregated_server_a_hung_worker_is_named() {
+    let ws = TempDir::new("probe-engine");
+    let (case, path) =
+        trtllm_engine_router_case(ws.path(), "probe-engine", "--stall-after-requests 2");
+    let r = run(
+        &case,
+        ws.path(),
+        &[],
+        &[("SKIP_PERF_CHECK", "true"), ("PATH", &path)],
+    );
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let dir = only_run(ws.path(), "probe-engine");
+    let plan = json(&dir.join("plan.json"));
+    let router = plan["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["role"] == "DISAGG_SERVER")
+        .unwrap()
+        .clone();
+    assert_eq!(router["engine"]["argv"][1], "disaggregated", "{router}");
+    assert_probed_worker_is_the_root_cause(&r, &dir, "engine router", "got no answer in 5s");
 }
 
 /// The benchmark deadline passes while its requests hang on a worker (each waits out its
