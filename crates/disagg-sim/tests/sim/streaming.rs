@@ -48,20 +48,25 @@ async fn prefill_and_itl_set_ttft_and_e2e() {
 async fn an_itl_off_the_millisecond_grid_keeps_its_gaps() {
     // On a 1 ms release grid a 1.5 ms ITL would come out as gaps of 1 and 2 ms, each 0.5 ms
     // off; the default step divides the ITL instead.
-    let sim = start(&["--itl", "1500us", "--prefill-per-token", "0s"]).await;
-    let (_, events) = sim
-        .stream(&json!({"prompt": [1, 2, 3], "max_tokens": 60, "stream": true}))
-        .await;
-    assert_eq!(events.len(), 61);
-    let state = sim.state.as_ref().expect("an in-process sim");
-    let (gaps, median, _) = state.token_gap_error(&[0.5]);
-    assert_eq!(gaps, 59);
-    let median = median[0].expect("gaps were measured");
-    // The 1 ms grid puts every gap 500 µs off, so 400 µs still tells the two apart while leaving
-    // room for a loaded machine's late wake-ups (the median was 250 µs-bound before).
+    // The grid's error is systematic (every gap, every time) and a loaded machine's is not:
+    // the best of up to five streams tells them apart where one stream under load may not.
+    let mut medians = Vec::new();
+    while medians.len() < 5 && !medians.iter().any(|m| *m < Duration::from_micros(400)) {
+        let sim = start(&["--itl", "1500us", "--prefill-per-token", "0s"]).await;
+        let (_, events) = sim
+            .stream(&json!({"prompt": [1, 2, 3], "max_tokens": 60, "stream": true}))
+            .await;
+        assert_eq!(events.len(), 61);
+        let state = sim.state.as_ref().expect("an in-process sim");
+        let (gaps, median, _) = state.token_gap_error(&[0.5]);
+        assert_eq!(gaps, 59);
+        medians.push(median[0].expect("gaps were measured"));
+    }
+    // The 1 ms grid puts every gap 500 µs off (525-530 µs measured with `--clock-step 1ms`), so
+    // 400 µs still tells the two apart while leaving room for a loaded machine's late wake-ups.
     assert!(
-        median < Duration::from_micros(400),
-        "median gap error {median:?} (the sim's own release times)"
+        medians.iter().any(|m| *m < Duration::from_micros(400)),
+        "median gap errors {medians:?} (the sim's own release times)"
     );
 }
 
