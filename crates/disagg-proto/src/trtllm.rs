@@ -44,6 +44,31 @@ impl DisaggregatedParams {
     }
 }
 
+/// Whether a worker whose `/version` says `v` takes `disaggregated_params.disagg_request_id`:
+/// TensorRT-LLM 1.3 and newer do (their own disaggregated server sends it); older ones declare
+/// no such field and refuse unknown ones. TensorRT-LLM answers `{"version": "1.3.0rc5"}`; the
+/// sim, which names its own engine, says which TensorRT-LLM it plays as `tensorrt_llm`.
+pub fn takes_disagg_ids(v: &serde_json::Value) -> bool {
+    let version = match (v.get("tensorrt_llm"), v.get("engine")) {
+        (Some(t), _) => t.as_str(),
+        (None, Some(_)) => None,
+        (None, None) => v.get("version").and_then(serde_json::Value::as_str),
+    };
+    let Some(version) = version else {
+        return false;
+    };
+    let mut parts = version.split(|c: char| !c.is_ascii_digit());
+    let mut number = || parts.next().and_then(|p| p.parse::<u32>().ok());
+    match (number(), number()) {
+        (Some(major), Some(minor)) => (major, minor) >= (1, 3),
+        _ => false,
+    }
+}
+
+/// TensorRT-LLM keeps worker-local request ids below 2^40 and global (`disagg_request_id`) ones
+/// in [2^40, 2^63), so the two never collide on a worker (`llmapi/disagg_utils.py`).
+pub const MIN_DISAGG_REQUEST_ID: u64 = 1 << 40;
+
 /// Router policy names as `server_config.yaml` spells them.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
@@ -179,5 +204,35 @@ generation_servers: {num_instances: 1, urls: ["node-c:45678"], router: {type: lo
             v,
             serde_json::json!({"request_type": "context_only", "encoded_opaque_state": null, "draft_tokens": null})
         );
+    }
+
+    #[test]
+    fn tensorrt_llm_1_3_and_newer_take_disagg_request_ids() {
+        for (v, takes) in [
+            (serde_json::json!({"version": "1.3.0rc5"}), true),
+            (serde_json::json!({"version": "1.3.0"}), true),
+            (serde_json::json!({"version": "1.4.0rc4"}), true),
+            (serde_json::json!({"version": "2.0.0"}), true),
+            (serde_json::json!({"version": "1.2.0"}), false),
+            (serde_json::json!({"version": "1.0.0"}), false),
+            (serde_json::json!({"version": "0.21.0"}), false),
+            (serde_json::json!({"version": "1"}), false),
+            (serde_json::json!({"version": 13}), false),
+            (serde_json::json!({}), false),
+            (
+                serde_json::json!({"version": "9.9.9", "engine": "other"}),
+                false,
+            ),
+            (
+                serde_json::json!({"version": "0.1.0", "engine": "disagg-sim", "tensorrt_llm": "1.3.0"}),
+                true,
+            ),
+            (
+                serde_json::json!({"version": "0.1.0", "engine": "disagg-sim", "tensorrt_llm": "1.0.0"}),
+                false,
+            ),
+        ] {
+            assert_eq!(takes_disagg_ids(&v), takes, "{v}");
+        }
     }
 }

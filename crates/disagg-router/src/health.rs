@@ -22,6 +22,7 @@ use crate::app::Inner;
 use crate::config::{Dialect, DisaggRequestIds};
 use crate::error::ProxyError;
 use crate::policy::WorkerGroup;
+use disagg_proto::trtllm::takes_disagg_ids;
 
 /// A worker that cannot answer `/health` this fast is treated as down for this probe.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
@@ -98,27 +99,6 @@ async fn learn_versions(state: &Inner, timeout: Duration) {
     join_all(asks).await;
 }
 
-/// Whether a worker whose `/version` says `v` takes `disaggregated_params.disagg_request_id`:
-/// TensorRT-LLM 1.3 and newer do (their own disaggregated server sends it); older ones declare
-/// no such field and refuse unknown ones. TensorRT-LLM answers `{"version": "1.3.0rc5"}`; the
-/// sim, which names its own engine, says which TensorRT-LLM it plays as `tensorrt_llm`.
-pub(crate) fn takes_disagg_ids(v: &Value) -> bool {
-    let version = match (v.get("tensorrt_llm"), v.get("engine")) {
-        (Some(t), _) => t.as_str(),
-        (None, Some(_)) => None,
-        (None, None) => v.get("version").and_then(Value::as_str),
-    };
-    let Some(version) = version else {
-        return false;
-    };
-    let mut parts = version.split(|c: char| !c.is_ascii_digit());
-    let mut number = || parts.next().and_then(|p| p.parse::<u32>().ok());
-    match (number(), number()) {
-        (Some(major), Some(minor)) => (major, minor) >= (1, 3),
-        _ => false,
-    }
-}
-
 /// Probes every worker of `group` at once, records the results, and counts the healthy.
 async fn probe_group(
     client: &crate::upstream::HttpClient,
@@ -180,36 +160,4 @@ async fn get(
     tokio::time::timeout(timeout, exchange)
         .await
         .unwrap_or_else(|_| Err(format!("{path} did not answer within {timeout:?}")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tensorrt_llm_1_3_and_newer_take_disagg_request_ids() {
-        for (v, takes) in [
-            (json!({"version": "1.3.0rc5"}), true),
-            (json!({"version": "1.3.0"}), true),
-            (json!({"version": "1.4.0rc4"}), true),
-            (json!({"version": "2.0.0"}), true),
-            (json!({"version": "1.2.0"}), false),
-            (json!({"version": "1.0.0"}), false),
-            (json!({"version": "0.21.0"}), false),
-            (json!({"version": "1"}), false),
-            (json!({"version": 13}), false),
-            (json!({}), false),
-            (json!({"version": "9.9.9", "engine": "other"}), false),
-            (
-                json!({"version": "0.1.0", "engine": "disagg-sim", "tensorrt_llm": "1.3.0"}),
-                true,
-            ),
-            (
-                json!({"version": "0.1.0", "engine": "disagg-sim", "tensorrt_llm": "1.0.0"}),
-                false,
-            ),
-        ] {
-            assert_eq!(takes_disagg_ids(&v), takes, "{v}");
-        }
-    }
 }

@@ -840,6 +840,14 @@ fn assert_probed_worker_is_the_root_cause(r: &Ran, dir: &Path, what: &str, says:
         ctx["request"]["disaggregated_params"]["request_type"], "context_only",
         "{probes}"
     );
+    // The sim plays TensorRT-LLM 1.3 on /version: it gets an id, as that version's own
+    // disaggregated server sends one.
+    assert!(
+        ctx["request"]["disaggregated_params"]["disagg_request_id"]
+            .as_u64()
+            .is_some_and(|id| id >= 1 << 40),
+        "{probes}"
+    );
     assert!(!dir.join("rendezvous/census.json").exists());
     let t = disagg(&["triage", dir.to_str().unwrap()], &[]);
     assert!(
@@ -1010,6 +1018,8 @@ fn with_a_router_not_ours_workers_that_answer_their_probe_are_not_blamed() {
     let ws = TempDir::new("probe-fine");
     let case = CaseSpec {
         name: "probe-fine",
+        // A TensorRT-LLM 1.0 context worker refuses a disagg_request_id: its probe has none.
+        ctx_args: "{trtllm_version: \"1.0.0\"}",
         gen_args: "{eos_at: 0, disregard_ignore_eos: true}",
         concurrency: "[2]",
         extra: COMMAND_ROUTER,
@@ -1036,6 +1046,12 @@ fn with_a_router_not_ours_workers_that_answer_their_probe_are_not_blamed() {
             .unwrap()
             .iter()
             .all(|p| p["answer"] == "ok"),
+        "{probes}"
+    );
+    assert!(
+        probes["workers"][0]["request"]["disaggregated_params"]
+            .get("disagg_request_id")
+            .is_none(),
         "{probes}"
     );
     let cases = junit_cases(&dir.join("results.xml"));

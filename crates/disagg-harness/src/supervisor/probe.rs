@@ -13,9 +13,10 @@
 //! What each worker gets (`/v1/completions`, a prompt of four token ids, `max_tokens: 1`,
 //! `stream: false`):
 //! - TensorRT-LLM: a context server, `disaggregated_params: {request_type: context_only}` (its
-//!   disaggregated server's context leg, without a `disagg_request_id`, which 1.0.x refuse and
-//!   1.3 does without); a generation server, the request alone (what that server sends a
-//!   generation server when conditional disaggregation skips the context leg).
+//!   disaggregated server's context leg), with a fresh `disagg_request_id` when the worker's
+//!   `/version` says 1.3 or newer (their server sends one; older workers refuse the field); a
+//!   generation server, the request alone (what that server sends a generation server when
+//!   conditional disaggregation skips the context leg).
 //! - vLLM: a prefill server, the proxy's prefill leg (`kv_transfer_params` with
 //!   `do_remote_decode: true`); a decode server, `kv_transfer_params` asking for neither remote
 //!   prefill nor remote decode, which its connector runs locally (no params at all is what a
@@ -36,7 +37,8 @@ use serde_json::{Value, json};
 
 use crate::rendezvous::{self, Endpoint};
 
-/// How long a worker gets to answer its probe. A 1-token request on a healthy engine is one
+/// How long a worker gets to answer its probe (a TensorRT-LLM context worker is first asked its
+/// version, for at most [`VERSION_TIMEOUT`] more). A 1-token request on a healthy engine is one
 /// short prefill and no decode step: milliseconds when idle, and still well under a second
 /// behind a full batch (continuous batching admits it at the next iteration, and an iteration
 /// takes tens of milliseconds, a long prefill chunk a few hundred). Five seconds is ten of the
@@ -189,9 +191,15 @@ async fn probe_all(plan: &Plan) -> Vec<Probed> {
         .workers()
         .filter_map(|w| {
             let ep = rendezvous::read::<Endpoint>(&plan.rendezvous_file(w.role), &plan.run_id)?;
-            let body = request(dialect, w.role.is_ctx(), &plan.model);
+            let mut body = request(dialect, w.role.is_ctx(), &plan.model);
             let (client, role) = (client.clone(), w.role);
             Some(tokio::spawn(async move {
+                if dialect == Dialect::Trtllm
+                    && role.is_ctx()
+                    && takes_disagg_ids(&client, &ep.url()).await
+                {
+                    body["disaggregated_params"]["disagg_request_id"] = json!(fresh_disagg_id());
+                }
                 let answer = probe(&client, &ep.url(), &body).await;
                 Probed {
                     role,
@@ -242,6 +250,32 @@ pub fn request(dialect: Dialect, ctx: bool, model: &str) -> Value {
         }
     }
     body
+}
+
+/// How long a TensorRT-LLM context worker gets to say its version before its probe.
+const VERSION_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Whether a TensorRT-LLM context worker takes a `disagg_request_id` (1.3 and newer, whose own
+/// disaggregated server sends one), by its `/version`; a worker that does not say is sent
+/// none, as TensorRT-LLM's server before 1.3 did, and as our router does until it knows.
+async fn takes_disagg_ids(client: &reqwest::Client, base: &str) -> bool {
+    let asked = client
+        .get(format!("{base}/version"))
+        .timeout(VERSION_TIMEOUT)
+        .send();
+    let Ok(Ok(r)) = tokio::time::timeout(VERSION_TIMEOUT, asked).await else {
+        return false;
+    };
+    match tokio::time::timeout(VERSION_TIMEOUT, r.json::<Value>()).await {
+        Ok(Ok(v)) => disagg_proto::trtllm::takes_disagg_ids(&v),
+        _ => false,
+    }
+}
+
+/// A fresh TensorRT-LLM global request id, in the range its workers keep for them.
+fn fresh_disagg_id() -> u64 {
+    use disagg_proto::trtllm::MIN_DISAGG_REQUEST_ID;
+    MIN_DISAGG_REQUEST_ID + fresh_room() % (i64::MAX as u64 - MIN_DISAGG_REQUEST_ID)
 }
 
 /// A room no real request is using (SGLang's routers draw theirs at random from the 63-bit
