@@ -4,12 +4,18 @@
 //! sends it) is checked against each worker group before anything is launched, leg by leg, as
 //! that group's engine checks it:
 //!
-//! | engine (or sim dialect) | context key | refused (a case error) | served cut short (a note) |
+//! | engine (or sim dialect) | context key | refused by the engine | served cut short |
 //! |---|---|---|---|
 //! | vLLM | `max_model_len` | prompt + max_tokens over it (the prefill leg asks 1 token) | never |
-//! | SGLang | `context_length` (sim: `max_model_len`) | prompt of it or more, or prompt + max_tokens over it, both legs | the same, with `allow_auto_truncate` (truncated) |
+//! | SGLang | `context_length` (sim: `max_model_len`) | prompt of it or more, or prompt + max_tokens over it, both legs | the same, with `allow_auto_truncate` |
 //! | TensorRT-LLM | `max_seq_len` (sim: `max_model_len`) | prompt of it or more | prompt + max_tokens over it (max_tokens cut to the room left) |
 //! | TensorRT-LLM | `max_num_tokens` (trtllm-serve's default 8192 when unset; sim: only when set) | a prompt longer, on the context leg, unless `enable_chunked_prefill` | never |
+//!
+//! What the engine refuses is a case error. What it serves cut short is one too when the
+//! benchmark would fail it: with `ignore_eos` (the default) an answer must have `osl` tokens
+//! (wrong_output_length), and an answer with none always fails (SGLang's truncation of a prompt
+//! to the whole context leaves no room). Otherwise (`ignore_eos: false`) it is a note: the run
+//! measures shorter requests than the case asks.
 //!
 //! A limit the case does not state (the engine sizes it from the model or the GPU), a dataset
 //! workload (its lengths are the file's) and a `command` engine are not checked. Chat prompts
@@ -39,7 +45,8 @@ pub fn check(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
 }
 
 /// What a worker would serve cut short (TensorRT-LLM's cut `max_tokens`, SGLang's
-/// auto-truncation): the run goes ahead, measuring shorter requests than the case asks.
+/// auto-truncation) where the benchmark accepts shorter answers (`ignore_eos: false`): the run
+/// goes ahead, measuring shorter requests than the case asks.
 pub fn notes(case: &Case) -> Vec<String> {
     findings(case)
         .into_iter()
@@ -127,7 +134,8 @@ fn findings(case: &Case) -> Vec<Finding> {
             }
         }
         if let Some(c) = &l.context {
-            if let Some(f) = context(dialect, group, &req, asked, c, l.auto_truncate) {
+            let ignore_eos = case.benchmark.ignore_eos;
+            if let Some(f) = context(dialect, group, &req, asked, c, l.auto_truncate, ignore_eos) {
                 out.push(f);
             }
         }
@@ -171,6 +179,7 @@ fn context(
     asked: u64,
     c: &Limit,
     auto_truncate: bool,
+    ignore_eos: bool,
 ) -> Option<Finding> {
     let limit = c.tokens;
     let key = c
@@ -189,6 +198,31 @@ fn context(
          {limit} tokens",
         req.says, need
     );
+    // A shorter answer than asked: with ignore_eos (the default) the benchmark takes it for a
+    // server that stopped early, and fails it (wrong_output_length), the canary first.
+    let cut = |what: String| {
+        if ignore_eos {
+            Finding {
+                refused: true,
+                message: format!(
+                    "{intro}: {what}, and with benchmark.ignore_eos every answer must have osl \
+                     tokens, so the canary and every such request would fail \
+                     (wrong_output_length)"
+                ),
+                hint: format!("{fix}; or `ignore_eos: false` to accept shorter answers"),
+                key: key.clone(),
+            }
+        } else {
+            Finding {
+                refused: false,
+                message: format!(
+                    "{intro}: {what}, so the largest requests produce fewer tokens than osl"
+                ),
+                hint: fix.clone(),
+                key: key.clone(),
+            }
+        }
+    };
     match dialect {
         Dialect::Vllm if total > limit => Some(Finding {
             refused: true,
@@ -200,21 +234,29 @@ fn context(
             hint: fix,
             key,
         }),
-        Dialect::Sglang if req.prompt >= limit || total > limit => Some(Finding {
-            refused: !auto_truncate,
-            message: if auto_truncate {
-                format!(
-                    "{intro}: with allow_auto_truncate SGLang truncates it (a prompt of the \
-                     whole context gets no output tokens), so the run measures shorter requests \
-                     than the case asks"
-                )
-            } else {
-                format!(
-                    "{intro}: SGLang refuses it with 400 (\"Requested token count exceeds the \
-                     model's maximum context length\"), so every request would fail"
-                )
-            },
+        // Truncated to the whole context, the prompt leaves no room: no output at all.
+        Dialect::Sglang if auto_truncate && req.prompt >= limit => Some(Finding {
+            refused: true,
+            message: format!(
+                "{intro}: with allow_auto_truncate SGLang cuts a {}-token prompt to the {limit} \
+                 tokens of the context, which leaves none for output, so every such request \
+                 would fail with no tokens (zero_tokens)",
+                req.prompt
+            ),
             hint: fix,
+            key,
+        }),
+        Dialect::Sglang if auto_truncate && total > limit => Some(cut(format!(
+            "with allow_auto_truncate SGLang cuts max_new_tokens to the {} tokens left",
+            limit - req.prompt
+        ))),
+        Dialect::Sglang if req.prompt >= limit || total > limit => Some(Finding {
+            refused: true,
+            message: format!(
+                "{intro}: SGLang refuses it with 400 (\"Requested token count exceeds the \
+                 model's maximum context length\"), so every request would fail"
+            ),
+            hint: format!("{fix}; or `allow_auto_truncate: true` to have SGLang cut it"),
             key,
         }),
         Dialect::Trtllm if req.prompt >= limit => Some(Finding {
@@ -227,16 +269,10 @@ fn context(
             hint: fix,
             key,
         }),
-        Dialect::Trtllm if total > limit => Some(Finding {
-            refused: false,
-            message: format!(
-                "{intro}: TensorRT-LLM cuts max_tokens to the {} tokens left, so the largest \
-                 requests produce fewer tokens than osl",
-                limit - req.prompt
-            ),
-            hint: fix,
-            key,
-        }),
+        Dialect::Trtllm if total > limit => Some(cut(format!(
+            "TensorRT-LLM cuts max_tokens to the {} tokens left",
+            limit - req.prompt
+        ))),
         _ => None,
     }
 }

@@ -96,19 +96,43 @@ fn sglang_refuses_on_both_legs_unless_it_auto_truncates() {
         B90_20,
     ));
     assert_eq!(e.key, "ctx.engine_args.max_model_len");
-    let n = notes(&sim(
-        "sglang",
-        "{max_model_len: 100, allow_auto_truncate: true}",
-        "{max_model_len: 100, allow_auto_truncate: true}",
-        B90_20,
-    ));
+    has(
+        "refused",
+        &refused(&sim("sglang", "{max_model_len: 100}", "{}", B90_20)).to_string(),
+        &["or `allow_auto_truncate: true`"],
+    );
+    // Truncated, the answer is shorter than osl: the benchmark fails it unless it accepts
+    // shorter answers.
+    let truncating = |bench| {
+        sim(
+            "sglang",
+            "{max_model_len: 100, allow_auto_truncate: true}",
+            "{max_model_len: 100, allow_auto_truncate: true}",
+            bench,
+        )
+    };
+    let e = refused(&truncating(B90_20));
+    has(
+        "ignore_eos",
+        &e.to_string(),
+        &[
+            "SGLang cuts max_new_tokens to the 10 tokens left",
+            "(wrong_output_length)",
+            "or `ignore_eos: false` to accept shorter answers",
+        ],
+    );
+    let n = notes(&truncating("{isl: 90, osl: 20, ignore_eos: false}"));
     assert_eq!(n.len(), 2, "{n:?}");
     has(
         "truncated",
         &n[0],
-        &["SGLang truncates it", "ctx.engine_args.max_model_len"],
+        &[
+            "SGLang cuts max_new_tokens to the 10 tokens left",
+            "(`ctx.engine_args.max_model_len`)",
+        ],
     );
-    // The real engine: its flag names.
+    // The real engine, by its own flag names: a prompt of the whole context, truncated, has no
+    // room for output at all, which the benchmark always fails.
     let e = refused(&case(
         "sglang",
         "",
@@ -117,19 +141,25 @@ fn sglang_refuses_on_both_legs_unless_it_auto_truncates() {
         "{isl: 4096, osl: 8}",
     ));
     assert_eq!(e.key, "ctx.engine_args.context_length");
-    let n = notes(&case(
+    let e = refused(&case(
         "sglang",
         "",
         "{context_length: 4096, allow_auto_truncate: true}",
         "{context_length: 8192}",
-        "{isl: 4096, osl: 8}",
+        "{isl: 4096, osl: 8, ignore_eos: false}",
     ));
-    assert_eq!(n.len(), 1, "{n:?}");
+    assert_eq!(e.key, "ctx.engine_args.context_length");
+    has(
+        "no room",
+        &e.message,
+        &["leaves none for output", "(zero_tokens)"],
+    );
 }
 
 #[test]
 fn trtllm_refuses_a_prompt_without_room_and_notes_a_cut_output() {
-    let n = notes(&sim("trtllm", "{}", "{max_model_len: 100}", B90_20));
+    let shorter = "{isl: 90, osl: 20, ignore_eos: false}";
+    let n = notes(&sim("trtllm", "{}", "{max_model_len: 100}", shorter));
     assert_eq!(n.len(), 1, "{n:?}");
     has(
         "cut",
@@ -140,12 +170,19 @@ fn trtllm_refuses_a_prompt_without_room_and_notes_a_cut_output() {
             "raise gen.engine_args.max_model_len to at least 110",
         ],
     );
-    let e = refused(&sim(
-        "trtllm",
-        "{}",
-        "{max_model_len: 90}",
-        "{isl: 90, osl: 20}",
-    ));
+    // With ignore_eos (the default) the benchmark fails every cut answer.
+    let e = refused(&sim("trtllm", "{}", "{max_model_len: 100}", B90_20));
+    assert_eq!(e.key, "gen.engine_args.max_model_len");
+    has(
+        "exact",
+        &e.to_string(),
+        &[
+            "TensorRT-LLM cuts max_tokens to the 10 tokens left",
+            "with benchmark.ignore_eos every answer must have osl tokens",
+            "(wrong_output_length)",
+        ],
+    );
+    let e = refused(&sim("trtllm", "{}", "{max_model_len: 90}", shorter));
     assert_eq!(e.key, "gen.engine_args.max_model_len");
     has("no room", &e.message, &["leaves no room under max_seq_len"]);
     // The context leg asks one token: a prompt one short of the context fits.
@@ -196,7 +233,7 @@ fn trtllm_holds_the_context_legs_prompt_to_max_num_tokens() {
         "",
         "{max_seq_len: 9100}",
         "{max_seq_len: 9005}",
-        "{isl: 8000, osl: 1024}",
+        "{isl: 8000, osl: 1024, ignore_eos: false}",
     ));
     // The context leg asks one token: only the generation leg is cut.
     assert_eq!(n.len(), 1, "{n:?}");

@@ -481,6 +481,46 @@ fn a_case_whose_isl_plus_osl_does_not_fit_its_stated_context_is_refused_before_l
     assert!(!wsp.exists(), "nothing was launched");
 }
 
+/// TensorRT-LLM cuts max_tokens to the room left instead of refusing: with `ignore_eos: false`
+/// the benchmark takes the shorter answers, so the run goes ahead, after saying so.
+#[test]
+fn a_context_that_only_cuts_the_output_runs_with_a_warning() {
+    let ws = TempDir::new("ctxcut");
+    let spec = CaseSpec {
+        name: "ctxcut",
+        gen_args: "{max_model_len: 70}",
+        concurrency: "[1]",
+        extra: "router: {dialect: trtllm}\n",
+        ..Default::default()
+    };
+    let case = ws.path().join("c.yaml");
+    std::fs::write(
+        &case,
+        spec.yaml()
+            .replace("  warmup: 1\n", "  warmup: 1\n  ignore_eos: false\n"),
+    )
+    .unwrap();
+    let r = disagg(&["validate", case.to_str().unwrap()], &[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let note = "TensorRT-LLM cuts max_tokens to the 6 tokens left";
+    assert!(r.stdout().contains(&format!("  note: the benchmark's largest request (isl 64 + osl 8: 72 tokens) does not fit GEN's context of 70 tokens: {note}")), "{}", r.show());
+    let r = run(&case, ws.path(), &[], &[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    assert!(
+        r.stderr().contains("warning: ") && r.stderr().contains(note),
+        "{}",
+        r.show()
+    );
+    let dir = only_run(ws.path(), "ctxcut");
+    let results = json(&dir.join("results.json"));
+    let point = &results["points"][0];
+    assert_eq!(point["completed"], 2, "{results}");
+    assert_eq!(
+        point["total_output_tokens"], 12,
+        "6 tokens each, not 8: {results}"
+    );
+}
+
 /// A context the case cannot state (a `command` engine's own flags): ISL 64 + OSL 8 in 68
 /// tokens, SGLang dialect, fails the run at the canary (the sweep's largest request) with the
 /// worker's own words, before any point is measured.

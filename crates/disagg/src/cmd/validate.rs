@@ -4,10 +4,12 @@ use std::path::PathBuf;
 ///
 /// Each good case prints `ok:`, with a note under it for each server that spans nodes without
 /// filling its last one (the GPUs it leaves idle there), and for each worker group that would
-/// serve the benchmark's largest request cut short (TensorRT-LLM's max_tokens cut to the room
-/// left under max_seq_len, SGLang's allow_auto_truncate). A request that a worker's stated
-/// limits would refuse (max_model_len, context_length, max_seq_len, TensorRT-LLM's
-/// max_num_tokens) is a case error; docs/engines.md lists what each engine refuses.
+/// serve the benchmark's largest request cut short where the benchmark accepts shorter answers
+/// (`ignore_eos: false`): TensorRT-LLM's max_tokens cut to the room left under max_seq_len,
+/// SGLang's allow_auto_truncate. A request that a worker's stated limits would refuse
+/// (max_model_len, context_length, max_seq_len, TensorRT-LLM's max_num_tokens), or cut short
+/// where the benchmark fails short answers, is a case error; docs/engines.md lists what each
+/// engine does.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[arg(required = true)]
