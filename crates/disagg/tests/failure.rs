@@ -345,7 +345,7 @@ fn every_baseline_that_would_pass_by_accident_exits_2_before_launch() {
                 row("gate-con2", "100", "-0.1"),
                 row("gate-con2", "NaN", "-0.1")
             )),
-            "nan.csv: line 3: perf_metric is NaN",
+            "nan.csv: line 3: perf_metric is empty or NaN",
         ),
         (
             "an infinite threshold",
