@@ -305,3 +305,33 @@ fn what_the_case_does_not_state_is_not_checked() {
     let cmd = r#"{argv: [srv, --port, "{port}"]}"#;
     assert!(notes(&case("command", "", cmd, cmd, "{isl: 100000, osl: 10}")).is_empty());
 }
+
+#[test]
+fn a_sweep_point_that_does_not_fit_is_named_with_its_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sw.yaml");
+    let text = case(
+        "vllm",
+        "",
+        "{max_model_len: 4096}",
+        "{max_model_len: 4096}",
+        "{isl: 1024, osl: 128}",
+    ) + "sweep:\n  zip:\n    - {benchmark.isl: [1024, 4000], benchmark.osl: [128, 256]}\n";
+    std::fs::write(&file, text).unwrap();
+    let errors = match disagg_core::sweep::load_file(&file) {
+        Ok(_) => panic!("the second point does not fit"),
+        Err(e) => e,
+    };
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let e = errors[0].to_string();
+    has(
+        "sweep",
+        &e,
+        &[
+            "key `gen.engine_args.max_model_len`",
+            "sweep point 2 (benchmark.isl=4000 benchmark.osl=256)",
+            "isl 4000 + osl 256: 4256 tokens",
+            "raise gen.engine_args.max_model_len to at least 4256",
+        ],
+    );
+}
