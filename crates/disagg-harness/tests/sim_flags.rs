@@ -250,6 +250,10 @@ const NOT_CASE_KEYS: &[(&str, &str)] = &[
         "internal-request-auth-key",
         "router.internal_request_auth_key, given in the environment",
     ),
+    (
+        "version-delay",
+        "a fault for the router's tests of its /version wait (crates/disagg/tests/router.rs)",
+    ),
 ];
 
 /// The plan's argv for CTX_0 of a sim case whose ctx group has `engine_args`.

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use crate::app::Inner;
 use crate::config::{Dialect, DisaggRequestIds};
 use crate::policy::WorkerGroup;
+use crate::worker::VersionTake;
 
 pub(crate) fn census(state: &Inner) -> Value {
     let mut prefill = group(&state.prefill);
@@ -13,12 +14,13 @@ pub(crate) fn census(state: &Inner) -> Value {
         // Whether context requests to each worker carry a `disagg_request_id`, and why not.
         let mode = state.cfg.disagg_request_id;
         for (w, v) in state.prefill.workers.iter().zip(workers_mut(&mut prefill)) {
-            v["disagg_request_id"] = json!(match (mode, w.takes_disagg_ids()) {
+            v["disagg_request_id"] = json!(match (mode, w.version_take()) {
                 (DisaggRequestIds::Always, _) => "sent",
                 (DisaggRequestIds::Never, _) => "omitted",
-                (DisaggRequestIds::Auto, Some(true)) => "sent",
-                (DisaggRequestIds::Auto, Some(false)) => "omitted (version below 1.3)",
-                (DisaggRequestIds::Auto, None) => "omitted (version not known yet)",
+                (DisaggRequestIds::Auto, VersionTake::Takes) => "sent",
+                (DisaggRequestIds::Auto, VersionTake::Refuses) => "omitted (version below 1.3)",
+                (DisaggRequestIds::Auto, VersionTake::Pending) => "omitted (version not known yet)",
+                (DisaggRequestIds::Auto, VersionTake::Silent) => "omitted (/version not answered)",
             });
         }
     }

@@ -138,8 +138,10 @@ pub struct RouterArgs {
     /// TensorRT-LLM dialect: whether the context leg carries a fresh
     /// `disaggregated_params.disagg_request_id` (a new one per attempt). `auto` sends it to
     /// context workers whose `/version` is TensorRT-LLM 1.3 or newer, whose own disaggregated
-    /// server sends it; older workers (1.0.x) reject the field with HTTP 400, so they, and
-    /// workers whose version is not known yet, get the request without it.
+    /// server sends it; older workers (1.0.x) reject the field with HTTP 400, so they get the
+    /// request without it. A request to a worker whose `/version` has not answered yet waits
+    /// for it (at most 1.5 s); a worker that does not answer in that time gets requests
+    /// without the id until it does.
     #[arg(long, value_enum, default_value_t = DisaggRequestIds::Auto)]
     pub disagg_request_id: DisaggRequestIds,
 }

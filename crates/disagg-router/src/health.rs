@@ -9,7 +9,8 @@
 //!
 //! With the TensorRT-LLM dialect and `--disagg-request-id auto`, the checker also reads each
 //! context worker's `/version` until it knows whether the worker takes a `disagg_request_id`
-//! ([`takes_disagg_ids`]).
+//! ([`takes_disagg_ids`]), and a context request to a worker never yet answered waits for that
+//! answer ([`version_known`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,7 @@ use crate::app::Inner;
 use crate::config::{Dialect, DisaggRequestIds};
 use crate::error::ProxyError;
 use crate::policy::WorkerGroup;
+use crate::worker::{VersionTake, Worker};
 use disagg_proto::trtllm::takes_disagg_ids;
 
 /// A worker that cannot answer `/health` this fast is treated as down for this probe.
@@ -68,35 +70,99 @@ pub(crate) async fn watch(state: Arc<Inner>) {
 }
 
 /// Reads `/version` of every context worker whose take on `disagg_request_id` is not known yet
-/// (only for TensorRT-LLM with `--disagg-request-id auto`). A worker that answers without a
-/// usable version is taken as an old one; one that does not answer is asked again next round.
+/// (only for TensorRT-LLM with `--disagg-request-id auto`): those never answered and those
+/// whose last ask went unanswered ([`VersionTake::Silent`]).
 async fn learn_versions(state: &Inner, timeout: Duration) {
-    if state.cfg.dialect != Dialect::Trtllm || state.cfg.disagg_request_id != DisaggRequestIds::Auto
-    {
+    if !learns_versions(state) {
         return;
     }
-    let asks = state
-        .prefill
-        .workers
-        .iter()
-        .filter(|w| w.takes_disagg_ids().is_none())
-        .map(|w| async move {
-            let Ok((status, body)) = get(&state.client, &w.url, "/version", timeout).await else {
-                return;
-            };
-            let version = (status == http::StatusCode::OK)
-                .then(|| serde_json::from_slice::<Value>(&body).ok())
-                .flatten();
+    let asks = state.prefill.workers.iter().map(|w| async move {
+        if matches!(w.version_take(), VersionTake::Takes | VersionTake::Refuses) {
+            return;
+        }
+        let _turn = w.version_turn.lock().await;
+        // A request may have asked while this waited for its turn.
+        if matches!(w.version_take(), VersionTake::Pending | VersionTake::Silent) {
+            ask_version(&state.client, w, timeout).await;
+        }
+    });
+    join_all(asks).await;
+}
+
+fn learns_versions(state: &Inner) -> bool {
+    state.cfg.dialect == Dialect::Trtllm && state.cfg.disagg_request_id == DisaggRequestIds::Auto
+}
+
+/// Before a context request goes to `w`: while `w`'s `/version` has never been answered
+/// ([`VersionTake::Pending`]), waits until an ask of it ends: the one under way (the health
+/// checker's first round starts with the router), or one of its own if none is. So the first
+/// requests of a router started a moment ago carry the id exactly when the worker takes it.
+/// Bounded by [`PROBE_TIMEOUT`] (1.5 s) per ask: a worker that does not answer in time becomes
+/// [`VersionTake::Silent`], and requests stop waiting for it. An ask that could not connect
+/// leaves `w` pending (its requests cannot reach it either), and the next request asks again.
+/// Once the version is known this is one relaxed atomic load.
+pub(crate) async fn version_known(state: &Inner, w: &Worker) {
+    if w.version_take() != VersionTake::Pending || !learns_versions(state) {
+        return;
+    }
+    let seen = w.version_asks();
+    let _turn = w.version_turn.lock().await;
+    // An ask that ended while this one queued is the answer, whatever it was.
+    if w.version_take() == VersionTake::Pending && w.version_asks() == seen {
+        ask_version(&state.client, w, PROBE_TIMEOUT).await;
+    }
+}
+
+/// One `GET /version` of context worker `w`, and what it says about `disagg_request_id`.
+/// The caller holds `w.version_turn`.
+async fn ask_version(client: &crate::upstream::HttpClient, w: &Worker, timeout: Duration) {
+    let take = match get(client, &w.url, "/version", timeout).await {
+        Ok((status, body)) if status == http::StatusCode::OK => {
+            let version = serde_json::from_slice::<Value>(&body).ok();
             let takes = version.as_ref().is_some_and(takes_disagg_ids);
             tracing::info!(
                 "context worker {}: /version {} → {} disagg_request_id",
                 w.url,
-                version.map_or_else(|| format!("answered {status}"), |v| v.to_string()),
+                version.map_or_else(|| "answered no JSON".to_string(), |v| v.to_string()),
                 if takes { "sending" } else { "not sending" },
             );
-            w.set_takes_disagg_ids(takes);
-        });
-    join_all(asks).await;
+            if takes {
+                VersionTake::Takes
+            } else {
+                VersionTake::Refuses
+            }
+        }
+        // A server that has no `/version` is no TensorRT-LLM that takes the id.
+        Ok((status, _)) if !status.is_server_error() => {
+            tracing::info!(
+                "context worker {}: /version answered {status} → not sending disagg_request_id",
+                w.url
+            );
+            VersionTake::Refuses
+        }
+        Ok((status, _)) => silent(w, &format!("/version answered {status}")),
+        Err(Unanswered::TimedOut(why)) => silent(w, &why),
+        // Not reachable: its requests fail too. Still pending, so the next request asks again.
+        Err(Unanswered::Failed(why)) => {
+            tracing::debug!("context worker {}: {why}", w.url);
+            VersionTake::Pending
+        }
+    };
+    w.version_asked(take);
+}
+
+/// A worker whose `/version` went unanswered: logged when it becomes so.
+fn silent(w: &Worker, why: &str) -> VersionTake {
+    if w.version_take() == VersionTake::Silent {
+        tracing::debug!("context worker {}: {why}", w.url);
+    } else {
+        tracing::warn!(
+            "context worker {}: {why}; its requests go without disagg_request_id (as to a \
+             version below 1.3) until /version answers (asked again every health round)",
+            w.url
+        );
+    }
+    VersionTake::Silent
 }
 
 /// Probes every worker of `group` at once, records the results, and counts the healthy.
@@ -133,6 +199,17 @@ async fn probe(
     get(client, worker, "/health", timeout)
         .await
         .map(|(status, _)| status)
+        .map_err(|e| match e {
+            Unanswered::Failed(why) | Unanswered::TimedOut(why) => why,
+        })
+}
+
+/// Why a `GET` got no answer.
+enum Unanswered {
+    /// The exchange failed (refused, reset, ...).
+    Failed(String),
+    /// No whole answer within the time given.
+    TimedOut(String),
 }
 
 /// One `GET path` within `timeout`: its status and whole body, or why there was none.
@@ -141,11 +218,12 @@ async fn get(
     worker: &str,
     path: &str,
     timeout: Duration,
-) -> Result<(http::StatusCode, bytes::Bytes), String> {
-    let uri = crate::upstream::uri_of(worker, path).map_err(|why| format!("{path}: {why}"))?;
+) -> Result<(http::StatusCode, bytes::Bytes), Unanswered> {
+    let uri = crate::upstream::uri_of(worker, path)
+        .map_err(|why| Unanswered::Failed(format!("{path}: {why}")))?;
     let request = http::Request::get(uri)
         .body(crate::upstream::Frames::empty())
-        .map_err(|e| format!("{path}: {e}"))?;
+        .map_err(|e| Unanswered::Failed(format!("{path}: {e}")))?;
     let exchange = async {
         let resp = client
             .request(request)
@@ -157,7 +235,10 @@ async fn get(
             .map_err(|e| format!("{path} failed: {}", crate::error::error_chain(&e)))?;
         Ok((status, body.to_bytes()))
     };
-    tokio::time::timeout(timeout, exchange)
-        .await
-        .unwrap_or_else(|_| Err(format!("{path} did not answer within {timeout:?}")))
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(answer) => answer.map_err(Unanswered::Failed),
+        Err(_) => Err(Unanswered::TimedOut(format!(
+            "{path} did not answer within {timeout:?}"
+        ))),
+    }
 }

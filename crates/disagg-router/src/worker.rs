@@ -25,8 +25,14 @@ pub(crate) struct Worker {
     /// Consecutive failed probes or connections; reset by any success.
     failures: AtomicU32,
     /// TensorRT-LLM: whether this (context) worker takes a `disagg_request_id`, as learnt from
-    /// its `/version`: [`UNKNOWN`], [`TAKES`] or [`REFUSES`].
+    /// its `/version`: a [`VersionTake`] as a `u8`, read lock-free by every context request.
     disagg_ids: AtomicU8,
+    /// `/version` asks that ended (answered or not), so a request that waited for someone
+    /// else's ask knows it ended rather than asking again.
+    version_asks: AtomicU64,
+    /// One `/version` ask at a time per worker: requests that need the answer and the health
+    /// checker queue here instead of asking in parallel.
+    pub(crate) version_turn: tokio::sync::Mutex<()>,
     /// Requests sent to it (leases taken), and how many of them failed at it.
     requests: AtomicU64,
     errors: AtomicU64,
@@ -37,9 +43,40 @@ pub(crate) struct Worker {
     last_progress_ms: AtomicU64,
 }
 
-const UNKNOWN: u8 = 0;
-const TAKES: u8 = 1;
-const REFUSES: u8 = 2;
+/// What a context worker's `/version` said about `disagg_request_id` (TensorRT-LLM dialect,
+/// `--disagg-request-id auto`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum VersionTake {
+    /// Not answered yet and not known to be silent: a request waits for an ask to end.
+    Pending,
+    /// It answered TensorRT-LLM 1.3 or newer.
+    Takes,
+    /// It answered something else: an older version, no version, or no `/version` (4xx).
+    Refuses,
+    /// Its last ask timed out or got a 5xx: requests go without the id (as to an older
+    /// version) without waiting, and the health checker asks again every round.
+    Silent,
+}
+
+impl VersionTake {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Self::Takes,
+            2 => Self::Refuses,
+            3 => Self::Silent,
+            _ => Self::Pending,
+        }
+    }
+
+    fn as_u8(self) -> u8 {
+        match self {
+            Self::Pending => 0,
+            Self::Takes => 1,
+            Self::Refuses => 2,
+            Self::Silent => 3,
+        }
+    }
+}
 
 /// What a health observation did to a worker's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +96,9 @@ impl Worker {
             // Optimistic: the first probe runs at once, and until then requests are the probe.
             healthy: AtomicBool::new(true),
             failures: AtomicU32::new(0),
-            disagg_ids: AtomicU8::new(UNKNOWN),
+            disagg_ids: AtomicU8::new(VersionTake::Pending.as_u8()),
+            version_asks: AtomicU64::new(0),
+            version_turn: tokio::sync::Mutex::new(()),
             requests: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             last_error: Mutex::new(None),
@@ -100,18 +139,20 @@ impl Worker {
         Duration::from_millis(now_ms().saturating_sub(since))
     }
 
-    /// Whether this worker takes a `disagg_request_id`; `None` until its version is known.
-    pub fn takes_disagg_ids(&self) -> Option<bool> {
-        match self.disagg_ids.load(Ordering::Relaxed) {
-            TAKES => Some(true),
-            REFUSES => Some(false),
-            _ => None,
-        }
+    /// What this worker's `/version` said about `disagg_request_id` (one relaxed load).
+    pub fn version_take(&self) -> VersionTake {
+        VersionTake::from_u8(self.disagg_ids.load(Ordering::Relaxed))
     }
 
-    pub fn set_takes_disagg_ids(&self, takes: bool) {
-        let v = if takes { TAKES } else { REFUSES };
-        self.disagg_ids.store(v, Ordering::Relaxed);
+    /// How many `/version` asks of this worker have ended.
+    pub fn version_asks(&self) -> u64 {
+        self.version_asks.load(Ordering::Relaxed)
+    }
+
+    /// An ask of `/version` ended with `take`; called with [`Self::version_turn`] held.
+    pub fn version_asked(&self, take: VersionTake) {
+        self.disagg_ids.store(take.as_u8(), Ordering::Relaxed);
+        self.version_asks.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn in_flight(&self) -> usize {

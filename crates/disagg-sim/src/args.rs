@@ -90,6 +90,11 @@ pub struct SimArgs {
     /// /health never answers 200.
     #[arg(long)]
     pub never_ready: bool,
+    /// Every /version answer waits this long first: an engine slow to answer it, or (with a
+    /// delay longer than a client waits) one that never does, for testing what a router does
+    /// meanwhile.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    pub version_delay: Duration,
     /// The model emits EOS at this output position (0-based): output ends there with
     /// finish_reason "stop", unless the request sets ignore_eos or min_tokens is larger.
     /// Give context and generation sims the same value.

@@ -49,6 +49,8 @@ struct Inner {
     started: Instant,
     startup_delay: Duration,
     never_ready: bool,
+    /// `--version-delay`.
+    version_delay: Duration,
     faults: Faults,
     engine: Engine,
     metrics: Arc<Metrics>,
@@ -119,6 +121,7 @@ impl SimState {
             started: Instant::now(),
             startup_delay: args.startup_delay,
             never_ready: args.never_ready,
+            version_delay: args.version_delay,
             faults: Faults::new(&args.faults, exit),
             engine: Engine::start(timing, metrics.clone()),
             kv_store: KvStore::new(args.kv.kv_ttl, metrics.clone()),
@@ -442,6 +445,9 @@ async fn models(State(sim): State<SimState>) -> Json<serde_json::Value> {
 }
 
 async fn version(State(sim): State<SimState>) -> Json<serde_json::Value> {
+    if !sim.0.version_delay.is_zero() {
+        tokio::time::sleep(sim.0.version_delay).await;
+    }
     let mut v = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "engine": "disagg-sim",

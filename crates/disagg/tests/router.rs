@@ -337,3 +337,145 @@ fn a_body_that_stops_arriving_gets_408_after_the_body_timeout() {
         "answered after {took:?}"
     );
 }
+
+/// One HTTP/1.1 exchange over a fresh connection (`connection: close`): the status and the
+/// body as text.
+fn exchange(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: r\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|t| t.get(..3))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {text}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+/// The `disaggregated_params` of every request a sim logged (`--request-log`).
+fn logged_params(log: &std::path::Path) -> Vec<serde_json::Value> {
+    read(log)
+        .lines()
+        .map(|l| {
+            let line: serde_json::Value = serde_json::from_str(l).unwrap();
+            line["body"]["disaggregated_params"].clone()
+        })
+        .collect()
+}
+
+/// A context sim playing TensorRT-LLM `version` that logs what it is sent, whose `/version`
+/// answers after `version_delay`, a generation sim, and a `disagg router` in front of them.
+fn trtllm_pair(
+    version: &str,
+    version_delay: &str,
+    log: &std::path::Path,
+) -> (Server, Server, Server) {
+    let ctx = Server::start(&[
+        "sim",
+        "--role",
+        "context",
+        "--itl",
+        "1ms",
+        "--trtllm-version",
+        version,
+        "--version-delay",
+        version_delay,
+        "--request-log",
+        log.to_str().unwrap(),
+    ]);
+    let generation = Server::start(&[
+        "sim",
+        "--role",
+        "generation",
+        "--itl",
+        "1ms",
+        "--trtllm-version",
+        version,
+    ]);
+    let router = Server::start(&[
+        "router",
+        "--prefill",
+        &ctx.addr,
+        "--decode",
+        &generation.addr,
+        "--port",
+        "0",
+    ]);
+    (ctx, generation, router)
+}
+
+const COMPLETION: &str = r#"{"prompt": "a b c d", "max_tokens": 3}"#;
+
+/// Regression: a router's first requests went out before its first `/version` round had
+/// answered, so without `disagg_request_id` whatever the worker's version. Here `/version`
+/// answers 300 ms late and the request is sent the moment the router prints its address; its
+/// very first context request must carry the id to a 1.3 worker, and must not to a 1.0 one
+/// (which refuses it with 400).
+#[test]
+fn a_router_hit_at_once_sends_disagg_request_ids_by_version_from_its_first_request() {
+    for version in ["1.3.0", "1.0.0"] {
+        let dir = TempDir::new("router-first-request");
+        let log = dir.path().join("ctx.jsonl");
+        let (_ctx, _gen, router) = trtllm_pair(version, "300ms", &log);
+        let (status, body) = exchange(&router.addr, "POST", "/v1/completions", COMPLETION);
+        assert_eq!(status, 200, "{version}: {body}");
+        let sent = logged_params(&log);
+        assert_eq!(sent.len(), 1, "{version}: one context request: {sent:?}");
+        let id = &sent[0]["disagg_request_id"];
+        if version == "1.3.0" {
+            assert!(id.as_u64().is_some_and(|id| id >= 1 << 40), "{id}");
+        } else {
+            assert!(id.is_null(), "1.0 gets no id: {}", sent[0]);
+        }
+    }
+}
+
+/// A context worker whose `/version` does not answer (here it would after 60 s) holds a
+/// request up once, for the router's 1.5 s ask, and no request after it: they go without the
+/// id, as to an older version, and the census says why.
+#[test]
+fn a_worker_that_never_answers_version_costs_one_bounded_wait() {
+    let dir = TempDir::new("router-silent-version");
+    let log = dir.path().join("ctx.jsonl");
+    let (_ctx, _gen, router) = trtllm_pair("1.3.0", "60s", &log);
+    let started = std::time::Instant::now();
+    let (status, body) = exchange(&router.addr, "POST", "/v1/completions", COMPLETION);
+    let first = started.elapsed();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        first >= std::time::Duration::from_millis(1400)
+            && first < std::time::Duration::from_secs(6),
+        "the first request waits for the ask, bounded: {first:?}"
+    );
+    let started = std::time::Instant::now();
+    let (status, body) = exchange(&router.addr, "POST", "/v1/completions", COMPLETION);
+    let second = started.elapsed();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        second < std::time::Duration::from_secs(1),
+        "no wait once the ask went unanswered: {second:?}"
+    );
+    for sent in logged_params(&log) {
+        assert!(sent["disagg_request_id"].is_null(), "{sent}");
+    }
+    let (_, census) = exchange(&router.addr, "GET", "/workers", "");
+    let census: serde_json::Value = serde_json::from_str(&census).unwrap();
+    assert_eq!(
+        census["prefill"]["workers"][0]["disagg_request_id"], "omitted (/version not answered)",
+        "{census}"
+    );
+}

@@ -13,7 +13,7 @@ use crate::legs::{RequestDeadline, context_call, on_one_worker};
 use crate::relay;
 use crate::request::ClientRequest;
 use crate::trtllm::{self, ContextOutcome};
-use crate::worker::Worker;
+use crate::worker::{VersionTake, Worker};
 
 pub(super) async fn flow(
     state: &Inner,
@@ -22,19 +22,30 @@ pub(super) async fn flow(
 ) -> Result<Response, ProxyError> {
     let path = req.endpoint.path();
     let leg_deadline = deadline.for_leg(state.cfg.context_timeout, Deadline::Context);
-    let (ctx_lease, (answer, sent)) =
-        on_one_worker(state, &state.prefill, req.pick_input(), |worker| {
+    let (ctx_lease, (answer, sent)) = on_one_worker(
+        state,
+        &state.prefill,
+        req.pick_input(),
+        |worker| async move {
+            // Never sent while the worker's version is unknown and being asked (the first
+            // requests of a fresh router): bounded by the ask, and within the leg's deadline
+            // (past it, `context_call` answers 504 at once). Checked here first so that
+            // requests to a worker whose version is known build no timer.
+            let auto = state.cfg.disagg_request_id == DisaggRequestIds::Auto;
+            if auto && worker.version_take() == VersionTake::Pending {
+                let known = crate::health::version_known(state, &worker);
+                let _ = tokio::time::timeout_at(leg_deadline.0, known).await;
+            }
             // A fresh id per attempt: a retried id could collide on a worker with the
             // attempt that failed (TensorRT-LLM's server regenerates it on retry too).
             let id = takes_disagg_ids(state, &worker).then(|| state.ids.disagg_request_id());
             let body = trtllm::context_body(req, id);
-            async move {
-                context_call(state, deadline, leg_deadline, &worker.url, path, body, None)
-                    .await
-                    .map(|answer| (answer, id))
-            }
-        })
-        .await?;
+            context_call(state, deadline, leg_deadline, &worker.url, path, body, None)
+                .await
+                .map(|answer| (answer, id))
+        },
+    )
+    .await?;
     let handoff = match trtllm::read_context_response(answer, sent) {
         Ok(ContextOutcome::Continue(handoff)) => handoff,
         Ok(ContextOutcome::Finished(done)) => {
@@ -78,6 +89,6 @@ fn takes_disagg_ids(state: &Inner, worker: &Worker) -> bool {
     match state.cfg.disagg_request_id {
         DisaggRequestIds::Always => true,
         DisaggRequestIds::Never => false,
-        DisaggRequestIds::Auto => worker.takes_disagg_ids() == Some(true),
+        DisaggRequestIds::Auto => worker.version_take() == VersionTake::Takes,
     }
 }
