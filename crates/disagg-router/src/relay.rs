@@ -120,6 +120,69 @@ impl Opened {
     }
 }
 
+impl Opened {
+    /// The same answer with each event of its stream rewritten by `rewrite` (a `data:`
+    /// payload in, the payload to send out), re-framed as `data: ...\n\n`; `[DONE]` passes
+    /// through, comments and other fields are dropped, as is a last event the worker never
+    /// ended (an incomplete event is no event). The one stream the router rewrites: SGLang's
+    /// streamed `return_logprob` merge. Only a successful answer is rewritten.
+    pub(crate) fn rewrite_events(
+        mut self,
+        rewrite: impl FnMut(Bytes) -> Bytes + Send + Unpin + 'static,
+    ) -> Self {
+        if !self.status.is_success() {
+            return self;
+        }
+        let chunks = futures_util::stream::iter(self.first.take().map(Ok)).chain(self.rest);
+        self.rest = Rewrite {
+            chunks: chunks.boxed(),
+            parser: disagg_proto::sse::Parser::new(),
+            events: Vec::new(),
+            rewrite,
+        }
+        .boxed();
+        // Its length changes; it goes out as a stream.
+        self.content_length = None;
+        self
+    }
+}
+
+/// [`Opened::rewrite_events`]'s stream.
+struct Rewrite<F> {
+    chunks: BoxStream<'static, Result<Bytes, hyper::Error>>,
+    parser: disagg_proto::sse::Parser,
+    events: Vec<disagg_proto::sse::Event>,
+    rewrite: F,
+}
+
+impl<F: FnMut(Bytes) -> Bytes + Unpin> Stream for Rewrite<F> {
+    type Item = Result<Bytes, hyper::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        use disagg_proto::sse::{self, Event};
+        let this = &mut *self;
+        loop {
+            let chunk = match this.chunks.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(chunk))) => chunk,
+                other => return other,
+            };
+            this.events.clear();
+            this.parser.push_into(chunk, &mut this.events);
+            if this.events.is_empty() {
+                continue;
+            }
+            let mut out = bytes::BytesMut::new();
+            for event in this.events.drain(..) {
+                match event {
+                    Event::Data(data) => out.extend_from_slice(&sse::frame(&(this.rewrite)(data))),
+                    Event::Done => out.extend_from_slice(sse::DONE_FRAME),
+                }
+            }
+            return Poll::Ready(Some(Ok(out.freeze())));
+        }
+    }
+}
+
 /// What the relayed body keeps alive until it ends: the leases (so in-flight counts stay true
 /// while the stream runs) and, for SGLang, the prefill leg still running beside decode.
 pub(crate) struct Keep {

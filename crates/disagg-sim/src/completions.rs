@@ -144,7 +144,11 @@ async fn serve(
     if sim.dialect() == crate::Dialect::Trtllm && !sim.trtllm_version().takes_disagg_ids() {
         crate::dialect::trtllm::refuse_newer_fields(&body, sim.trtllm_version())?;
     }
-    let Parsed { mut jobs, batch } = request::parse_request(
+    let Parsed {
+        mut jobs,
+        batch,
+        logprob_starts,
+    } = request::parse_request(
         &body,
         endpoint,
         sim.role(),
@@ -172,7 +176,12 @@ async fn serve(
         _ => None,
     };
     if endpoint == Endpoint::Generate {
-        return Ok(crate::generate::serve(sim, jobs, batch, start, request_id, drop_after).await?);
+        let asked = crate::generate::Asked {
+            batch,
+            logprob_starts,
+            drop_after,
+        };
+        return Ok(crate::generate::serve(sim, jobs, asked, start, request_id).await?);
     }
     if batch {
         return Ok(batched(sim, jobs, start, request_id, drop_after).await?);

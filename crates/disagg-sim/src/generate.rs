@@ -10,6 +10,13 @@
 //!   (SGLang's default; `--stream-output` makes them incremental), then `data: [DONE]\n\n`; a
 //!   batch interleaves its prompts' objects, each with `index`, its place in the batch.
 //!
+//! With `return_logprob`, `meta_info.input_token_logprobs` holds the prompt's rows from
+//! `logprob_start_len` (SGLang's default: the last prompt token only), `[logprob, token_id,
+//! null]` each, the first with a `null` logprob (nothing precedes it), in every object (streamed
+//! ones too), as SGLang's scheduler and tokenizer manager give them. A decode (generation) sim
+//! ran no prompt forward, so its list is empty, and SGLang's PD routers put prefill's rows before
+//! it; the rows are a pure function of the prompt, so a prefill's equal an aggregated sim's.
+//!
 //! Timing, hand-off and faults are the completions path's (`completions.rs`).
 
 use axum::body::{Body, Bytes};
@@ -22,7 +29,7 @@ use tokio::time::Instant;
 use crate::completions::{
     Emitter, Format, finish_whole, json_response, sse_response, start_all, whole_text,
 };
-use crate::request::Job;
+use crate::request::{Job, Kind};
 use crate::response::Finish;
 use crate::server::SimState;
 use crate::tokens;
@@ -36,16 +43,24 @@ pub(crate) struct Native {
     started: Instant,
     text: String,
     ids: Vec<u32>,
+    /// `return_logprob`: the `input_token_logprobs` rows.
+    input_logprobs: Option<Value>,
 }
 
 impl Native {
-    fn new(rid: String, index: Option<usize>, started: Instant) -> Self {
+    fn new(
+        rid: String,
+        index: Option<usize>,
+        started: Instant,
+        input_logprobs: Option<Value>,
+    ) -> Self {
         Self {
             rid,
             index,
             started,
             text: String::new(),
             ids: Vec::new(),
+            input_logprobs,
         }
     }
 
@@ -82,6 +97,9 @@ impl Native {
         if finished {
             meta["e2e_latency"] = json!(self.started.elapsed().as_secs_f64());
         }
+        if let Some(rows) = &self.input_logprobs {
+            meta["input_token_logprobs"] = rows.clone();
+        }
         let mut out = json!({"text": self.text, "output_ids": self.ids, "meta_info": meta});
         if let Some(i) = self.index {
             out["index"] = json!(i);
@@ -90,15 +108,54 @@ impl Native {
     }
 }
 
+/// `meta_info.input_token_logprobs` of `job` from prompt position `start`: SGLang's rows,
+/// `[logprob, token_id, null]`, the first logprob `null`. Empty on a decode sim, which ran no
+/// prompt forward. The logprobs are made up, but a pure function of the token and its place.
+fn input_logprobs(job: &Job, start: usize) -> Value {
+    if job.kind == Kind::GenerationOnly {
+        return json!([]);
+    }
+    let rows = (job.prompt.iter().enumerate().skip(start))
+        .map(|(pos, &id)| {
+            let logprob = (pos > start).then(|| {
+                let h = u64::from(id).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ pos as u64;
+                -(((h >> 40) % 1000 + 1) as f64) / 100.0
+            });
+            json!([logprob, id, null])
+        })
+        .collect();
+    Value::Array(rows)
+}
+
+/// What a `/generate` request asked beyond its jobs.
+pub(crate) struct Asked {
+    /// The prompts came as a list: the answer is one too.
+    pub(crate) batch: bool,
+    /// Per job, where its `input_token_logprobs` start (`return_logprob`), if asked.
+    pub(crate) logprob_starts: Vec<Option<usize>>,
+    /// `--drop-stream-on-request`: cut the (first) stream after this many chunks.
+    pub(crate) drop_after: Option<u64>,
+}
+
 /// Serves a parsed `/generate` request: one job, or a batch of them.
 pub(crate) async fn serve(
     sim: &SimState,
     jobs: Vec<Job>,
-    batch: bool,
+    asked: Asked,
     start: Instant,
     request_id: Option<String>,
-    drop_after: Option<u64>,
 ) -> Result<Response, ApiError> {
+    let Asked {
+        batch,
+        logprob_starts,
+        drop_after,
+    } = asked;
+    let logprobs: Vec<Option<Value>> = (jobs.iter().enumerate())
+        .map(|(i, job)| {
+            let start = logprob_starts.get(i).copied().flatten()?;
+            Some(input_logprobs(job, start))
+        })
+        .collect();
     let started = start_all(sim, &jobs, start, request_id).await?;
     let rid = |i: usize| format!("sim-{}-{i}", sim.next_id());
     if jobs.first().is_some_and(|j| j.stream) {
@@ -106,7 +163,8 @@ pub(crate) async fn serve(
             .into_iter()
             .zip(started)
             .enumerate()
-            .map(|(i, (job, s))| {
+            .zip(logprobs)
+            .map(|((i, (job, s)), rows)| {
                 let header = sim.header(false);
                 let mut e = Emitter::new(
                     sim.clone(),
@@ -116,7 +174,8 @@ pub(crate) async fn serve(
                     s.ready,
                     drop_after.filter(|_| i == 0),
                 );
-                e.format = Format::Native(Box::new(Native::new(rid(i), batch.then_some(i), start)));
+                let native = Native::new(rid(i), batch.then_some(i), start, rows);
+                e.format = Format::Native(Box::new(native));
                 // A batch's merged stream ends once, below; its first prompt counts the
                 // request (served, failed, cut).
                 e.tail = !batch;
@@ -134,9 +193,9 @@ pub(crate) async fn serve(
         return Ok(sse_response(body));
     }
     let mut objects = Vec::with_capacity(jobs.len());
-    for (i, (job, mut s)) in jobs.iter().zip(started).enumerate() {
+    for (i, ((job, mut s), rows)) in jobs.iter().zip(started).zip(logprobs).enumerate() {
         whole_text(job, &mut s.feed, s.ready).await?;
-        let mut n = Native::new(rid(i), None, start);
+        let mut n = Native::new(rid(i), None, start, rows);
         for position in 0..job.max_tokens {
             n.push(job, position);
         }

@@ -65,6 +65,8 @@ struct RawGenerate {
     bootstrap_host: Option<sglang::OneOrMany<String>>,
     bootstrap_port: Option<sglang::OneOrMany<u16>>,
     bootstrap_room: Option<sglang::OneOrMany<u64>>,
+    return_logprob: Option<sglang::OneOrMany<bool>>,
+    logprob_start_len: Option<sglang::OneOrMany<i64>>,
 }
 
 /// `/generate`'s `sampling_params` (`python/sglang/srt/sampling/sampling_params.py`).
@@ -113,6 +115,9 @@ pub(crate) struct Parsed {
     pub(crate) jobs: Vec<Job>,
     /// The prompts came as a list (even of one): the answer is shaped per prompt.
     pub(crate) batch: bool,
+    /// `/generate` with `return_logprob`: per job, the prompt position its
+    /// `input_token_logprobs` start at (`None`: not asked). Empty for the OpenAI routes.
+    pub(crate) logprob_starts: Vec<Option<usize>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -329,7 +334,11 @@ pub(crate) fn parse_request(
             hand_off,
         ));
     }
-    Ok(Parsed { jobs, batch })
+    Ok(Parsed {
+        jobs,
+        batch,
+        logprob_starts: Vec::new(),
+    })
 }
 
 /// A `/generate` body: `text` (a string, or a list for a batch) or `input_ids` (ids, or a list
@@ -403,6 +412,7 @@ fn parse_generate(
         }
     };
     let n = prompts.len();
+    let logprob_starts = logprob_starts(&raw, &prompts, batch)?;
     let params: Vec<SamplingParams> = match raw.sampling_params {
         None => vec![SamplingParams::default(); n],
         Some(sglang::OneOrMany::One(p)) => vec![p; n],
@@ -463,7 +473,44 @@ fn parse_generate(
             hand_off,
         ));
     }
-    Ok(Parsed { jobs, batch })
+    Ok(Parsed {
+        jobs,
+        batch,
+        logprob_starts,
+    })
+}
+
+/// Per prompt, where its `input_token_logprobs` start when `return_logprob` asks for them, as
+/// SGLang's scheduler reads `logprob_start_len`: -1 (the default) is the last prompt token
+/// only; a start at or past the prompt's end is refused.
+fn logprob_starts(
+    raw: &RawGenerate,
+    prompts: &[ParsedPrompt],
+    batch: bool,
+) -> Result<Vec<Option<usize>>, ApiError> {
+    fn at<T: Copy>(v: &Option<sglang::OneOrMany<T>>, i: usize, batch: bool) -> Option<T> {
+        match v {
+            None => None,
+            Some(sglang::OneOrMany::One(x)) => Some(*x),
+            Some(sglang::OneOrMany::Many(list)) if batch => list.get(i).copied().flatten(),
+            Some(sglang::OneOrMany::Many(_)) => None,
+        }
+    }
+    (prompts.iter().enumerate())
+        .map(|(i, p)| {
+            if !at(&raw.return_logprob, i, batch).unwrap_or(false) {
+                return Ok(None);
+            }
+            let len = p.ids().len();
+            match at(&raw.logprob_start_len, i, batch).unwrap_or(-1) {
+                start if start < 0 => Ok(Some(len.saturating_sub(1))),
+                start if (start as usize) < len => Ok(Some(start as usize)),
+                start => Err(ApiError::bad_request(format!(
+                    "logprob_start_len ({start}) is higher than the number of input tokens ({len})"
+                ))),
+            }
+        })
+        .collect()
 }
 
 fn check_max_tokens(max_tokens: u64, name: &str) -> Result<(), ApiError> {

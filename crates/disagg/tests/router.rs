@@ -479,3 +479,157 @@ fn a_worker_that_never_answers_version_costs_one_bounded_wait() {
         "{census}"
     );
 }
+
+/// The body of an HTTP/1.1 answer, its chunked transfer coding undone.
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16)
+            .unwrap_or_else(|_| panic!("not a chunk size: {size:?}"));
+        if n == 0 {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = &after[n + 2..];
+    }
+    out
+}
+
+/// Every `data:` event of an event stream but `[DONE]`, as JSON.
+fn events(stream: &str) -> Vec<serde_json::Value> {
+    stream
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap_or_else(|e| panic!("{e}: {d}")))
+        .collect()
+}
+
+/// Per prompt (`index`, 0 without), the `input_token_logprobs` of every event for it.
+fn rows_by_index(events: &[serde_json::Value]) -> Vec<Vec<serde_json::Value>> {
+    let mut out: Vec<Vec<serde_json::Value>> = Vec::new();
+    for e in events {
+        let i = e["index"].as_u64().unwrap_or(0) as usize;
+        if out.len() <= i {
+            out.resize(i + 1, Vec::new());
+        }
+        out[i].push(e["meta_info"]["input_token_logprobs"].clone());
+    }
+    out
+}
+
+/// SGLang's `/generate` streamed with `return_logprob`, through `disagg router` to sims: every
+/// decode event carries prefill's `input_token_logprobs` before decode's own (empty: decode ran
+/// no prompt forward), as mini_lb merges them, so each event's rows are the aggregated sim's;
+/// for a batch, per prompt (`index`). The sims give the rows as SGLang does: from
+/// `logprob_start_len` (default: the last prompt token), the first logprob null.
+#[test]
+fn a_streamed_generate_with_return_logprob_carries_prefills_input_logprobs_in_every_event() {
+    let sim = |role: &str| {
+        Server::start(&[
+            "sim",
+            "--dialect",
+            "sglang",
+            "--role",
+            role,
+            "--itl",
+            "1ms",
+            "--bootstrap-port",
+            "0",
+        ])
+    };
+    let (ctx, generation, aggregated) = (sim("context"), sim("generation"), sim("both"));
+    let (_, info) = exchange(&ctx.addr, "GET", "/server_info", "");
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    let bootstrap = info["disaggregation_bootstrap_port"].as_u64().unwrap();
+    let router = Server::start(&[
+        "router",
+        "--dialect",
+        "sglang",
+        "--prefill",
+        &format!("{}@{bootstrap}", ctx.addr),
+        "--decode",
+        &generation.addr,
+        "--port",
+        "0",
+    ]);
+
+    // The sims' rows, whole: SGLang's default start is the prompt's last token.
+    let whole = |addr: &str, body: serde_json::Value| {
+        let (status, answer) = exchange(addr, "POST", "/generate", &body.to_string());
+        assert_eq!(status, 200, "{answer}");
+        let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        answer["meta_info"]["input_token_logprobs"].clone()
+    };
+    let ask = serde_json::json!({"input_ids": [11, 12, 13], "return_logprob": true,
+                                 "sampling_params": {"max_new_tokens": 2}});
+    assert_eq!(
+        whole(&aggregated.addr, ask.clone()),
+        serde_json::json!([[null, 13, null]])
+    );
+    let mut from0 = ask.clone();
+    from0["logprob_start_len"] = serde_json::json!(0);
+    let all = whole(&aggregated.addr, from0.clone());
+    let rows = all.as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{all}");
+    assert!(
+        rows[0][0].is_null() && rows[1][0].as_f64().is_some_and(|l| l < 0.0),
+        "{all}"
+    );
+    assert_eq!(
+        (&rows[0][1], &rows[1][1], &rows[2][1]),
+        (
+            &serde_json::json!(11),
+            &serde_json::json!(12),
+            &serde_json::json!(13)
+        )
+    );
+    let mut too_far = ask.clone();
+    too_far["logprob_start_len"] = serde_json::json!(3);
+    let (status, _) = exchange(&aggregated.addr, "POST", "/generate", &too_far.to_string());
+    assert_eq!(
+        status, 400,
+        "a start past the prompt is refused, as SGLang does"
+    );
+
+    for body in [
+        serde_json::json!({"text": "a b c d e", "stream": true, "return_logprob": true,
+                           "logprob_start_len": 0, "sampling_params": {"max_new_tokens": 4}}),
+        serde_json::json!({"text": ["a b", "c d e"], "stream": true, "return_logprob": true,
+                           "logprob_start_len": 0, "sampling_params": {"max_new_tokens": 3}}),
+    ] {
+        let streamed = |addr: &str| {
+            let (status, answer) = exchange(addr, "POST", "/generate", &body.to_string());
+            assert_eq!(status, 200, "{answer}");
+            events(&dechunk(&answer))
+        };
+        let (via_router, direct) = (streamed(&router.addr), streamed(&aggregated.addr));
+        let (got, want) = (rows_by_index(&via_router), rows_by_index(&direct));
+        assert_eq!(got.len(), want.len(), "{via_router:?}");
+        for (i, (got, want)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(got.len(), want.len(), "prompt {i}: one event per token");
+            assert!(!want[0].as_array().unwrap().is_empty());
+            for g in got {
+                assert_eq!(
+                    g, &want[0],
+                    "prompt {i}: every event carries prefill's rows"
+                );
+            }
+        }
+        // Per prompt: a batch's prompts interleave in no fixed order.
+        let text = |evs: &[serde_json::Value]| {
+            let mut by_index = std::collections::BTreeMap::<u64, Vec<serde_json::Value>>::new();
+            for e in evs {
+                let i = e["index"].as_u64().unwrap_or(0);
+                by_index.entry(i).or_default().push(e["text"].clone());
+            }
+            by_index
+        };
+        assert_eq!(
+            text(&via_router),
+            text(&direct),
+            "the stream itself is decode's"
+        );
+    }
+}

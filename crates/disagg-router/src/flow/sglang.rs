@@ -3,11 +3,13 @@
 //! so whichever fails first cancels the other at once (dropping its future closes its
 //! connection). Routers that awaited both in turn left the survivor hanging for up to 1800 s.
 //!
-//! One answer is rewritten rather than relayed: a whole `/generate` answer asked with
+//! One answer is rewritten rather than relayed: a `/generate` answer asked with
 //! `return_logprob`, whose `meta_info.input_token_logprobs` is prefill's followed by decode's,
-//! as SGLang's routers merge them (mini_lb's `generate` in
-//! `python/sglang/srt/disaggregation/mini_lb.py`; `merge_logprobs_in_json` in sgl-router's
-//! `sgl-router/src/routers/http/pd_router.rs`).
+//! as SGLang's routers merge them (mini_lb's `generate` and `generate_stream` in
+//! `python/sglang/srt/disaggregation/mini_lb.py`; `merge_logprobs_in_json` and
+//! `merge_streaming_logprobs` in sgl-router's `pd_router.rs`). Whole, the answer is merged per
+//! object; streamed, every decode event is, with the rows of prefill's first event (of its
+//! `index`, for a batch), prefill's answer being read before decode's first event goes out.
 
 use std::sync::Arc;
 
@@ -56,14 +58,31 @@ pub(super) async fn flow(
         let (opened, prefill) = race(state, req, deadline, &d_lease, body, prefill)
             .await
             .map_err(failed)?;
-        let merge = req.return_logprob() && !req.stream();
-        if merge {
+        if req.return_logprob() && !req.stream() {
             let resp = merged(state, deadline, &d_lease, opened, prefill)
                 .await
                 .map_err(failed)?;
             state.prefill.record_success(pi, "it answered a request");
             state.decode.record_success(di, "it answered a request");
             return Ok(resp);
+        }
+        if req.return_logprob() {
+            // Streamed: prefill's rows go into every decode event, so prefill's answer is
+            // needed first (decode cannot go past its first token before prefill's KV is in).
+            let prefill = match prefill {
+                Prefill::Done(b) => b,
+                Prefill::Running(f) => f.await.map_err(|e| failed((Leg::Context, e)))?,
+            };
+            state.prefill.record_success(pi, "it answered a request");
+            state.decode.record_success(di, "it answered a request");
+            let rows = first_input_logprobs(&prefill);
+            let opened = opened.rewrite_events(move |event| merge_event(event, &rows));
+            let worker = d_lease.url().to_string();
+            let keep = Keep {
+                leases: vec![d_lease],
+                companion: None,
+            };
+            return Ok(relay::respond(opened, &worker, true, keep));
         }
         state.prefill.record_success(pi, "it answered a request");
         state.decode.record_success(di, "it answered a request");
@@ -182,6 +201,70 @@ fn merge_input_logprobs(decode: &mut Value, prefill: &Value) {
     }
 }
 
+/// From prefill's `/generate` answer, per prompt (`index`, 0 without one), the
+/// `meta_info.input_token_logprobs` of its first object: of its first event when streamed (as
+/// mini_lb takes them), of the answer (or of each of a batch's) when whole.
+fn first_input_logprobs(prefill: &[u8]) -> Vec<Option<Vec<Value>>> {
+    let mut rows: Vec<Option<Vec<Value>>> = Vec::new();
+    let mut take = |object: &Value, fallback: usize| {
+        let i = object["index"].as_u64().map_or(fallback, |i| i as usize);
+        if rows.len() <= i {
+            rows.resize(i + 1, None);
+        }
+        if rows[i].is_none() {
+            rows[i] = object["meta_info"]["input_token_logprobs"]
+                .as_array()
+                .cloned();
+        }
+    };
+    match prefill.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{' | b'[') => match serde_json::from_slice::<Value>(prefill) {
+            Ok(Value::Array(objects)) => {
+                for (i, o) in objects.iter().enumerate() {
+                    take(o, i);
+                }
+            }
+            Ok(object) => take(&object, 0),
+            Err(_) => {}
+        },
+        _ => {
+            let mut events = Vec::new();
+            let mut parser = disagg_proto::sse::Parser::new();
+            parser.push_into(Bytes::copy_from_slice(prefill), &mut events);
+            for event in events {
+                if let disagg_proto::sse::Event::Data(data) = event {
+                    if let Ok(object) = serde_json::from_slice::<Value>(&data) {
+                        take(&object, 0);
+                    }
+                }
+            }
+        }
+    }
+    rows
+}
+
+/// One decode event with its prompt's prefill rows put before its own
+/// `meta_info.input_token_logprobs`; as it came when it has no such list or prefill gave none.
+fn merge_event(event: Bytes, rows: &[Option<Vec<Value>>]) -> Bytes {
+    let Ok(mut object) = serde_json::from_slice::<Value>(&event) else {
+        return event;
+    };
+    let i = object["index"].as_u64().unwrap_or(0) as usize;
+    let Some(Some(prefill)) = rows.get(i) else {
+        return event;
+    };
+    let Some(Value::Array(mine)) = object
+        .get_mut("meta_info")
+        .and_then(|m| m.get_mut("input_token_logprobs"))
+    else {
+        return event;
+    };
+    let decode = std::mem::take(mine);
+    mine.extend(prefill.iter().cloned());
+    mine.extend(decode);
+    serde_json::to_vec(&object).map_or(event, Bytes::from)
+}
+
 /// The prefill leg, owning all it needs so it can outlive the handler inside the relayed body.
 /// Its answer matters as success or failure, and for `return_logprob`'s merge; decode's answer
 /// is the one relayed.
@@ -207,4 +290,56 @@ fn prefill_leg(
         .await
     }
     .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn prefills_first_rows_per_prompt_go_before_each_decode_events_own() {
+        // Streamed: the first event of each index counts (a later one may carry other rows).
+        let sse = concat!(
+            "data: {\"index\":1,\"meta_info\":{\"input_token_logprobs\":[[null,7,null]]}}\n\n",
+            "data: {\"index\":0,\"meta_info\":{\"input_token_logprobs\":[[null,5,null]]}}\n\n",
+            "data: {\"index\":0,\"meta_info\":{\"input_token_logprobs\":[\"later\"]}}\n\n",
+            "data: [DONE]\n\n"
+        );
+        let rows = first_input_logprobs(sse.as_bytes());
+        assert_eq!(
+            rows,
+            vec![
+                Some(vec![json!([null, 5, null])]),
+                Some(vec![json!([null, 7, null])])
+            ]
+        );
+        // Whole: one object, or a batch's list by position.
+        let whole = br#"{"meta_info":{"input_token_logprobs":[[null,1,null],[-0.5,2,null]]}}"#;
+        assert_eq!(
+            first_input_logprobs(whole)[0].as_ref().map(Vec::len),
+            Some(2)
+        );
+        let list = br#"[{"meta_info":{}},{"meta_info":{"input_token_logprobs":[]}}]"#;
+        assert_eq!(first_input_logprobs(list), vec![None, Some(vec![])]);
+
+        let event = Bytes::from_static(
+            br#"{"index":1,"text":"x","meta_info":{"input_token_logprobs":[[-1.0,9,null]]}}"#,
+        );
+        let merged: Value = serde_json::from_slice(&merge_event(event, &rows)).unwrap();
+        assert_eq!(
+            merged["meta_info"]["input_token_logprobs"],
+            json!([[null, 7, null], [-1.0, 9, null]])
+        );
+        assert_eq!(merged["text"], "x");
+        // Passed on as it came: no list of its own, no rows for its prompt, not JSON.
+        for untouched in [
+            &br#"{"meta_info":{"id":"r"}}"#[..],
+            br#"{"index":4,"meta_info":{"input_token_logprobs":[]}}"#,
+            b"not json",
+        ] {
+            let e = Bytes::copy_from_slice(untouched);
+            assert_eq!(merge_event(e.clone(), &rows), e);
+        }
+    }
 }
