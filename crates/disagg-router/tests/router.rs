@@ -581,6 +581,54 @@ async fn auto_sends_disagg_request_ids_only_to_workers_that_take_them() {
     );
 }
 
+/// A context worker whose `/version` answers 503 is not waited for: its requests go at once
+/// without the id, the census says why, and the checker asks again every round, so once it
+/// answers 1.3 the id is sent.
+#[tokio::test]
+async fn a_version_answering_503_is_asked_again_every_round_and_not_waited_for() {
+    let new = fake("new").version("1.3.0").start().await;
+    new.fake
+        .version_down
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let generation = fake("gen").start().await;
+    let mut cfg = config(&[&new], &[&generation]);
+    cfg.health_interval = Duration::from_millis(50);
+    let url = router(cfg).await;
+    let state = |want: &'static str| {
+        let url = url.clone();
+        async move {
+            let census: Value = reqwest::get(format!("{url}/workers"))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            census["prefill"]["workers"][0]["disagg_request_id"] == want
+        }
+    };
+    support::eventually(Duration::from_secs(5), "marked unanswered", || {
+        state("omitted (/version not answered)")
+    })
+    .await;
+    let resp = post(&url, "/v1/completions", completion(false)).await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    assert_eq!(sent_id(&new.bodies()[0]), None, "not known: omitted");
+
+    new.fake
+        .version_down
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    support::eventually(Duration::from_secs(5), "learnt on a later round", || {
+        state("sent")
+    })
+    .await;
+    let resp = post(&url, "/v1/completions", completion(false)).await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    assert!(
+        sent_id(&new.bodies()[1]).is_some(),
+        "1.3 gets one once known"
+    );
+}
+
 #[tokio::test]
 async fn always_against_an_old_worker_says_what_it_refused() {
     let old = fake("old").version("1.0.0").start().await;

@@ -104,6 +104,8 @@ pub struct Fake {
     /// a context request carrying `disagg_request_id` is refused with 400, as those versions'
     /// request models (pydantic, `extra="forbid"`) do.
     version: Option<&'static str>,
+    /// While set, `/version` answers 503 (a server that is up but cannot say yet).
+    pub version_down: std::sync::atomic::AtomicBool,
     pub seen: Mutex<Vec<Seen>>,
 }
 
@@ -139,6 +141,7 @@ pub fn fake(name: &'static str) -> FakeBuilder {
             health: StatusCode::OK,
             record: true,
             version: None,
+            version_down: std::sync::atomic::AtomicBool::new(false),
             seen: Mutex::new(Vec::new()),
         },
     }
@@ -267,6 +270,9 @@ async fn health(State(fake): State<Arc<Fake>>) -> StatusCode {
 }
 
 async fn version(State(fake): State<Arc<Fake>>) -> Response {
+    if fake.version_down.load(std::sync::atomic::Ordering::Relaxed) {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
     match fake.version {
         Some(v) => axum::Json(json!({"version": v})).into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
