@@ -33,6 +33,21 @@ fn import(file: &str) -> (String, Vec<String>, Plan) {
     (imported.case_yaml, notes, plan)
 }
 
+fn env_of(plan: &Plan, role: RoleName) -> std::collections::BTreeMap<String, String> {
+    plan.role(role).unwrap().env_set.clone()
+}
+
+/// The plan of an imported case's text.
+fn plan_of(yaml: &str) -> Plan {
+    let case = parse_case(yaml, Path::new("t.yaml")).unwrap();
+    disagg_core::plan::build(
+        &case,
+        "RUN1",
+        Path::new("/ws/disagg_logs/x/RUN1"),
+        Path::new("/opt/disagg/bin/disagg"),
+    )
+}
+
 fn ranks(plan: &Plan, role: RoleName) -> (u32, Vec<u32>) {
     let r = plan.role(role).unwrap();
     let mut nodes: Vec<u32> = r.gpus.iter().map(|g| g.node).collect();
@@ -93,14 +108,28 @@ fn a_multi_node_generation_server() {
 #[test]
 fn a_generation_only_benchmark() {
     let (yaml, notes, plan) = import("gb200_gen_only_tep8.yaml");
-    let gen_role = plan.role(RoleName::Gen(0)).unwrap();
+    // As TensorRT-LLM's launcher runs `gen_only`: the GEN workers queue the whole batch
+    // (the first concurrency, 1) and transfer KV without overlap; the CTX workers get neither
+    // (on them the flag has hung runs), and nobody fakes the KV cache.
+    let gen_env = env_of(&plan, RoleName::Gen(0));
     assert_eq!(
-        gen_role
-            .env_set
-            .get("TRTLLM_DISAGG_BENCHMARK_GEN_ONLY")
-            .map(String::as_str),
-        Some("1")
+        gen_env.get("TRTLLM_DISABLE_KV_CACHE_TRANSFER_OVERLAP"),
+        Some(&"1".to_string())
     );
+    assert_eq!(
+        gen_env.get("TLLM_BENCHMARK_REQ_QUEUES_SIZE"),
+        Some(&"1".to_string())
+    );
+    let ctx_env = env_of(&plan, RoleName::Ctx(0));
+    assert!(!ctx_env.contains_key("TRTLLM_DISABLE_KV_CACHE_TRANSFER_OVERLAP"));
+    assert!(!ctx_env.contains_key("TLLM_BENCHMARK_REQ_QUEUES_SIZE"));
+    for r in &plan.roles {
+        assert!(
+            !r.env_set.contains_key("TRTLLM_DISAGG_BENCHMARK_GEN_ONLY"),
+            "{}",
+            r.role
+        );
+    }
     assert_eq!(ranks(&plan, RoleName::Gen(0)), (8, vec![1, 2]));
     assert!(notes.iter().any(|n| n.starts_with("benchmark.mode")));
     assert!(notes.iter().any(|n| n.contains("BAD_TOKEN")), "{notes:?}");
@@ -334,4 +363,96 @@ fn the_router_is_tensorrt_llms_own_disaggregated_server() {
         .and_then(|r| r.engine.as_ref())
         .expect("the router runs a command");
     assert_eq!(server.argv[..2], ["trtllm-serve", "disaggregated"]);
+}
+
+#[test]
+fn gen_only_no_context_fakes_the_kv_cache_on_the_gen_workers_and_the_router() {
+    let text = with_benchmark(&[("mode: e2e", "mode: gen_only_no_context")]);
+    let imported = convert(&text, "nc").unwrap();
+    let plan = plan_of(&imported.case_yaml);
+    let one = Some("1".to_string());
+    for role in [RoleName::Gen(0), RoleName::DISAGG_SERVER] {
+        let env = env_of(&plan, role);
+        assert_eq!(
+            env.get("TRTLLM_DISAGG_BENCHMARK_GEN_ONLY"),
+            one.as_ref(),
+            "{role}"
+        );
+        // No KV transfer to overlap or to wait for.
+        assert!(
+            !env.contains_key("TLLM_BENCHMARK_REQ_QUEUES_SIZE"),
+            "{role}"
+        );
+        assert!(
+            !env.contains_key("TRTLLM_DISABLE_KV_CACHE_TRANSFER_OVERLAP"),
+            "{role}"
+        );
+    }
+    for role in [RoleName::Ctx(0), RoleName::Ctx(1), RoleName::Benchmark] {
+        assert!(
+            !env_of(&plan, role).contains_key("TRTLLM_DISAGG_BENCHMARK_GEN_ONLY"),
+            "{role}"
+        );
+    }
+    // The context servers TensorRT-LLM would not start still run here: said so.
+    let note = imported
+        .notes
+        .iter()
+        .map(|n| n.to_string())
+        .find(|n| n.starts_with("benchmark.mode"))
+        .expect("a note on the mode");
+    assert!(note.contains("ctx group still runs"), "{note}");
+    // And it is a gen-only run: first concurrency, one round.
+    let b = bench_of(&imported.case_yaml);
+    assert_eq!((b.concurrency(), b.rounds), (vec![2048], 1));
+}
+
+#[test]
+fn per_role_and_client_environment_reaches_each_role() {
+    let text = with_benchmark(&[
+        (
+            "  benchmark_env_var: HF_HUB_OFFLINE=1\n",
+            "  benchmark_env_var: HF_HUB_OFFLINE=1\n  client_env_var: FOO=bar\n  \
+             ctx_worker_env_var: PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True\n  \
+             gen_worker_env_var: TLLM_GEN_FLAG=1 TLLM_LOG_LEVEL=DEBUG\n",
+        ),
+        (
+            "  streaming: true\n",
+            "  streaming: true\n  env_var:\n    BENCH_X: '7'\n",
+        ),
+    ]);
+    let imported = convert(&text, "e").unwrap();
+    let notes: Vec<String> = imported.notes.iter().map(|n| n.to_string()).collect();
+    for key in [
+        "environment.client_env_var",
+        "environment.ctx_worker_env_var",
+        "environment.gen_worker_env_var",
+        "benchmark.env_var",
+    ] {
+        assert!(
+            !notes.iter().any(|n| n.starts_with(key)),
+            "{key} is carried over, so not a note: {notes:?}"
+        );
+    }
+    let plan = plan_of(&imported.case_yaml);
+    let get = |role, k: &str| env_of(&plan, role).get(k).cloned();
+    for ctx in [RoleName::Ctx(0), RoleName::Ctx(1)] {
+        assert_eq!(
+            get(ctx, "PYTORCH_CUDA_ALLOC_CONF").as_deref(),
+            Some("expandable_segments:True")
+        );
+        assert_eq!(get(ctx, "TLLM_LOG_LEVEL").as_deref(), Some("INFO"));
+        assert_eq!(get(ctx, "TLLM_GEN_FLAG"), None);
+    }
+    // Appended to worker_env_var: the role's own value wins.
+    let g = RoleName::Gen(0);
+    assert_eq!(get(g, "TLLM_GEN_FLAG").as_deref(), Some("1"));
+    assert_eq!(get(g, "TLLM_LOG_LEVEL").as_deref(), Some("DEBUG"));
+    assert_eq!(get(g, "TRTLLM_ENABLE_PDL").as_deref(), Some("1"));
+    assert_eq!(get(g, "PYTORCH_CUDA_ALLOC_CONF"), None);
+    let b = RoleName::Benchmark;
+    assert_eq!(get(b, "HF_HUB_OFFLINE").as_deref(), Some("1"));
+    assert_eq!(get(b, "FOO").as_deref(), Some("bar"));
+    assert_eq!(get(b, "BENCH_X").as_deref(), Some("7"));
+    assert_eq!(get(b, "TLLM_GEN_FLAG"), None);
 }

@@ -1,7 +1,8 @@
 //! `disagg import trtllm`: a TensorRT-LLM perf-sanity disaggregated config → a case.
 //!
 //! The source has `metadata`, `slurm`, `benchmark`, `hardware`, `environment` (with the
-//! `worker_env_var` / `server_env_var` / `benchmark_env_var` strings), `profiling` and
+//! `worker_env_var` / `ctx_worker_env_var` / `gen_worker_env_var` / `server_env_var` /
+//! `benchmark_env_var` / `client_env_var` strings), `profiling` and
 //! `worker_config.ctx` / `.gen` (each an extra-options YAML for `trtllm-serve`). Every key is
 //! either mapped, or named in a note.
 
@@ -122,8 +123,18 @@ pub fn convert_with(text: &str, name: &str, opts: &Options<'_>) -> Result<Import
 
     let model = model_section(&mut cx, &src)?;
     let hw = hardware_section(&mut cx, &src);
-    let (ctx, generation) = groups_section(&mut cx, &src);
-    let (bench, env) = benchmark_section(&mut cx, &src, opts)?;
+    let (mut ctx, mut generation) = groups_section(&mut cx, &src);
+    let BenchOut {
+        bench,
+        env,
+        ctx_env,
+        gen_env,
+    } = benchmark_section(&mut cx, &src, opts)?;
+    for (g, e) in [(&mut ctx, ctx_env), (&mut generation, gen_env)] {
+        if !e.is_empty() {
+            put(g, "env", Value::Mapping(e));
+        }
+    }
     let slurm = slurm_section(&mut cx, &src);
 
     let mut case = Mapping::new();
@@ -294,12 +305,26 @@ fn groups_section(cx: &mut Ctx, src: &Src) -> (Mapping, Mapping) {
     (ctx, generation)
 }
 
-/// `benchmark:` and `env:` (the benchmark mode adds a worker variable).
-fn benchmark_section(
-    cx: &mut Ctx,
-    src: &Src,
-    opts: &Options<'_>,
-) -> Result<(Mapping, Mapping), ImportError> {
+/// How TensorRT-LLM runs the config: end to end, or measuring the generation servers alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GenMode {
+    E2e,
+    /// `gen_only`: context servers still run and transfer KV; GEN workers queue the whole batch.
+    GenOnly,
+    /// `gen_only_no_context`: no context phase at all; GEN workers make up the KV.
+    NoContext,
+}
+
+/// What [`benchmark_section`] makes: `benchmark:`, `env:` and the groups' own `env:`.
+struct BenchOut {
+    bench: Mapping,
+    env: Mapping,
+    ctx_env: Mapping,
+    gen_env: Mapping,
+}
+
+/// `benchmark:`, `env:` and the groups' `env:` (the benchmark mode adds variables).
+fn benchmark_section(cx: &mut Ctx, src: &Src, opts: &Options<'_>) -> Result<BenchOut, ImportError> {
     // benchmark
     let mut bench = Mapping::new();
     let need = |k: &str| {
@@ -378,6 +403,7 @@ fn benchmark_section(
     // concurrency, its Slurm benchmark scripts (examples/disaggregated/slurm, run_benchmark.sh)
     // as each generation server's, multiplied by num_gen_servers. The user says which.
     let gen_servers = u64_of(&src.hw, "num_gen_servers").unwrap_or(1).max(1);
+    let conc_given = conc.clone();
     let conc: Vec<u64> = if opts.per_gen_server_concurrency {
         if gen_servers > 1 {
             cx.note(
@@ -403,13 +429,15 @@ fn benchmark_section(
         }
         conc
     };
-    let config_gen_only = src
-        .bench
-        .get("mode")
-        .and_then(Value::as_str)
-        .is_some_and(|m| m.starts_with("gen_only"));
-    let gen_only = opts.gen_only || config_gen_only;
-    if gen_only {
+    let mode = src.bench.get("mode").and_then(Value::as_str).unwrap_or("");
+    let gen_mode = if mode.contains("gen_only_no_context") {
+        GenMode::NoContext
+    } else if opts.gen_only || mode.starts_with("gen_only") {
+        GenMode::GenOnly
+    } else {
+        GenMode::E2e
+    };
+    if gen_mode != GenMode::E2e {
         // TensorRT-LLM's gen_only test: the first concurrency only, one round, and a single
         // warm-up request (its test input) at concurrency 1 only.
         let first = *conc
@@ -441,27 +469,87 @@ fn benchmark_section(
     if let Some(s) = src.bench.get("streaming").and_then(Value::as_bool) {
         put(&mut bench, "streaming", s);
     }
-    let mut env_worker = env_string(cx, &src.env, "worker_env_var");
-    let env_server = env_string(cx, &src.env, "server_env_var");
-    let env_bench = env_string(cx, &src.env, "benchmark_env_var");
+    let env_worker = env_string(cx, &src.env, "worker_env_var");
+    // TensorRT-LLM appends these to `worker_env_var` for its CTX / GEN workers only.
+    let env_ctx = env_string(cx, &src.env, "ctx_worker_env_var");
+    let mut env_gen = env_string(cx, &src.env, "gen_worker_env_var");
+    let mut env_server = env_string(cx, &src.env, "server_env_var");
+    // The client's: `benchmark_env_var` (its CI launcher), `client_env_var` (its perf-sanity
+    // test) and `benchmark.env_var` (a mapping, its Slurm benchmark scripts).
+    let mut env_bench = env_string(cx, &src.env, "benchmark_env_var");
+    env_bench.extend(env_string(cx, &src.env, "client_env_var"));
+    match src.bench.get("env_var") {
+        None | Some(Value::Null) => {}
+        Some(Value::Mapping(m)) => {
+            for (k, v) in m {
+                match (k.as_str(), v) {
+                    (Some(k), Value::String(_) | Value::Number(_) | Value::Bool(_))
+                        if env_name(k) =>
+                    {
+                        let v = str_of(m, k).unwrap_or_else(|| show(v).trim_matches('`').into());
+                        env_bench.insert(Value::from(k), Value::from(v));
+                    }
+                    _ => cx.note(
+                        "benchmark.env_var",
+                        format!("{}: {} is not NAME: VALUE; left out", show(k), show(v)),
+                    ),
+                }
+            }
+        }
+        Some(v) => cx.note(
+            "benchmark.env_var",
+            format!("{} is not a mapping of NAME: VALUE; left out", show(v)),
+        ),
+    }
+    // How TensorRT-LLM's launchers set up a generation-only run (they read the mode from the
+    // test name, `gen_only`, and `gen_only_no_context` from benchmark.mode).
+    match gen_mode {
+        GenMode::E2e => {}
+        GenMode::GenOnly => {
+            let first = conc_given.first().copied().unwrap_or(1);
+            // GEN only: on CTX workers the same flag has been seen to hang runs with KV blocks
+            // never released. The GEN worker waits for this many queued requests, so the whole
+            // batch starts at once.
+            for (k, v) in [
+                ("TRTLLM_DISABLE_KV_CACHE_TRANSFER_OVERLAP", "1".to_string()),
+                ("TLLM_BENCHMARK_REQ_QUEUES_SIZE", first.to_string()),
+            ] {
+                env_gen.insert(Value::from(k), Value::from(v));
+            }
+            cx.note(
+                "benchmark.mode",
+                format!(
+                    "gen-only: GEN workers get TRTLLM_DISABLE_KV_CACHE_TRANSFER_OVERLAP=1 and \
+                     TLLM_BENCHMARK_REQ_QUEUES_SIZE={first}, as TensorRT-LLM's launcher sets them"
+                ),
+            );
+        }
+        GenMode::NoContext => {
+            // The GEN workers and the disaggregated server skip the context phase and its KV
+            // transfer; TensorRT-LLM starts no CTX workers at all.
+            for m in [&mut env_gen, &mut env_server] {
+                m.insert(
+                    Value::from("TRTLLM_DISAGG_BENCHMARK_GEN_ONLY"),
+                    Value::from("1"),
+                );
+            }
+            cx.note(
+                "benchmark.mode",
+                "`gen_only_no_context`: GEN workers and the router get \
+                 TRTLLM_DISAGG_BENCHMARK_GEN_ONLY=1 (no KV transfer); TensorRT-LLM starts no \
+                 context servers, but a case has at least one, so the ctx group still runs \
+                 (idle); the router's variable only means something to `router.kind: engine`",
+            );
+        }
+    }
     for (k, v) in &src.bench {
         let key = format!("benchmark.{}", k.as_str().unwrap_or("?"));
         match k.as_str().unwrap_or("") {
             "input_length" | "output_length" | "concurrency_list" | "multi_round" | "streaming"
             | "benchmark_ratio" => {}
+            "env_var" => {}
             "mode" => match v.as_str().unwrap_or("") {
-                "e2e" => {}
-                m @ ("gen_only" | "gen_only_no_context") => {
-                    // How TensorRT-LLM runs a generation-only benchmark: its workers read this.
-                    env_worker.insert("TRTLLM_DISAGG_BENCHMARK_GEN_ONLY".into(), "1".into());
-                    cx.note(&key, format!("`{m}`: workers get TRTLLM_DISAGG_BENCHMARK_GEN_ONLY=1; our benchmark still sends full requests"));
-                    if m == "gen_only_no_context" {
-                        cx.note(
-                            &key,
-                            "no context servers: not supported; the ctx group still runs",
-                        );
-                    }
-                }
+                "e2e" | "gen_only" | "gen_only_no_context" => {}
                 other => cx.note(
                     &key,
                     format!("mode `{other}` is not known; imported as e2e"),
@@ -501,7 +589,12 @@ fn benchmark_section(
         }
     }
 
-    Ok((bench, env))
+    Ok(BenchOut {
+        bench,
+        env,
+        ctx_env: env_ctx,
+        gen_env: env_gen,
+    })
 }
 
 /// What `dataset_file` resolves to.
@@ -602,8 +695,9 @@ fn slurm_section(cx: &mut Ctx, src: &Src) -> Mapping {
     for (k, v) in &src.env {
         let k = k.as_str().unwrap_or("?");
         match k {
-            "worker_env_var" | "server_env_var" | "benchmark_env_var" | "model_path"
-            | "container_image" | "container_mount" => {}
+            "worker_env_var" | "server_env_var" | "benchmark_env_var" | "client_env_var"
+            | "ctx_worker_env_var" | "gen_worker_env_var" | "model_path" | "container_image"
+            | "container_mount" => {}
             "work_dir" => cx.note(
                 "environment.work_dir",
                 "use `disagg run --workspace` (or $WORKSPACE) instead",
@@ -702,9 +796,7 @@ fn env_string(cx: &mut Ctx, env: &Mapping, key: &str) -> Mapping {
     };
     for tok in s.split_whitespace() {
         match tok.split_once('=') {
-            Some((k, v))
-                if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
-            {
+            Some((k, v)) if env_name(k) => {
                 out.insert(
                     Value::from(k),
                     Value::from(v.trim_matches(|c| c == '"' || c == '\'')),
@@ -717,6 +809,11 @@ fn env_string(cx: &mut Ctx, env: &Mapping, key: &str) -> Mapping {
         }
     }
     out
+}
+
+/// A name a shell would take for a variable.
+fn env_name(k: &str) -> bool {
+    !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn mtp_of(cfg: &Mapping) -> Option<u64> {
