@@ -524,7 +524,8 @@ pub enum RouterKind {
     /// `disagg router`, in the DISAGG_SERVER role's own process.
     #[default]
     Builtin,
-    /// The engine's own: `trtllm-serve disaggregated -c server_config.yaml` (trtllm only).
+    /// The engine's own: `trtllm-serve disaggregated -c server_config.yaml -t <worker_startup>
+    /// -r <request>` (trtllm only).
     Engine,
     /// Any router that reads `server_config.yaml`, given as `argv`.
     Command,

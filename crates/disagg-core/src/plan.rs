@@ -392,7 +392,9 @@ pub fn build(case: &LoadedCase, run_id: &str, run_dir: &Path, exe: &Path) -> Pla
         let mut env = common_env(role);
         extend(&mut env, vars);
         let engine = match role {
-            RoleName::DisaggServer(_) => router_launch(&c.router, role, run_dir, &exe_s, bind_host),
+            RoleName::DisaggServer(_) => {
+                router_launch(&c.router, &c.timeouts, role, run_dir, &exe_s, bind_host)
+            }
             _ => None,
         };
         roles.push(RolePlan {
@@ -479,6 +481,7 @@ pub fn span(placed: &[(RoleName, Vec<GpuSlot>)]) -> u32 {
 /// host and port the role picked.
 fn router_launch(
     r: &RouterSpec,
+    t: &crate::case::Timeouts,
     role: RoleName,
     run_dir: &Path,
     exe: &str,
@@ -490,12 +493,20 @@ fn router_launch(
         .to_string();
     let (argv, host): (Vec<String>, &str) = match r.kind {
         RouterKind::Builtin => return None,
+        // Its own bounds default to 180 s each: `-t` (--server_start_timeout) how long it waits
+        // for every worker's /health, `-r` (--request_timeout) each request to a worker. A
+        // long-prompt or long-output request outlasts 180 s; the case's deadlines are the ones
+        // to keep (whole seconds, rounded up, as it takes integers).
         RouterKind::Engine => (
             vec![
                 "trtllm-serve".into(),
                 "disaggregated".into(),
                 "-c".into(),
                 config,
+                "-t".into(),
+                whole_seconds(t.worker_startup),
+                "-r".into(),
+                whole_seconds(t.request),
             ],
             "0.0.0.0",
         ),
@@ -518,6 +529,13 @@ fn router_launch(
         env: BTreeMap::new(),
         side_channel_span: 1,
     })
+}
+
+/// A duration as a whole number of seconds, rounded up, at least 1.
+fn whole_seconds(d: std::time::Duration) -> String {
+    (d.as_secs() + u64::from(d.subsec_nanos() > 0))
+        .max(1)
+        .to_string()
 }
 
 /// Dataset and tokenizer paths are relative to the case file; the plan carries them absolute,
@@ -714,6 +732,15 @@ mod tests {
         assert!("DISAGG_SERVER_x".parse::<RoleName>().is_err());
         assert!("CTX_x".parse::<RoleName>().is_err());
         assert!("WORKER".parse::<RoleName>().is_err());
+    }
+
+    #[test]
+    fn whole_seconds_round_up_and_never_reach_zero() {
+        use std::time::Duration;
+        assert_eq!(whole_seconds(Duration::from_secs(1800)), "1800");
+        assert_eq!(whole_seconds(Duration::from_millis(1500)), "2");
+        assert_eq!(whole_seconds(Duration::from_millis(200)), "1");
+        assert_eq!(whole_seconds(Duration::ZERO), "1");
     }
 
     #[test]

@@ -363,6 +363,15 @@ fn the_router_is_tensorrt_llms_own_disaggregated_server() {
         .and_then(|r| r.engine.as_ref())
         .expect("the router runs a command");
     assert_eq!(server.argv[..2], ["trtllm-serve", "disaggregated"]);
+    // Not its 180 s defaults: the case's worker startup (-t) and request (-r) deadlines.
+    let t = case.case.timeouts;
+    let flag = |f: &str| {
+        let i = server.argv.iter().position(|a| a == f).expect(f);
+        server.argv[i + 1].parse::<u64>().unwrap()
+    };
+    assert_eq!(flag("-t"), t.worker_startup.as_secs(), "{:?}", server.argv);
+    assert_eq!(flag("-r"), t.request.as_secs(), "{:?}", server.argv);
+    assert!(flag("-r") > 180, "{:?}", server.argv);
 }
 
 #[test]
