@@ -465,3 +465,62 @@ fn per_role_and_client_environment_reaches_each_role() {
     assert_eq!(get(b, "BENCH_X").as_deref(), Some("7"));
     assert_eq!(get(b, "TLLM_GEN_FLAG"), None);
 }
+
+#[test]
+fn without_multi_round_one_round_is_run_as_tensorrt_llm_does() {
+    let text = with_benchmark(&[("  multi_round: 3\n", "")]);
+    let b = bench_of(&convert(&text, "r").unwrap().case_yaml);
+    assert_eq!((b.concurrency(), b.rounds), (vec![2048], 1));
+}
+
+fn timeouts_of(yaml: &str) -> disagg_core::case::Timeouts {
+    parse_case(yaml, Path::new("t.yaml")).unwrap().case.timeouts
+}
+
+#[test]
+fn workers_get_tensorrt_llms_hour_to_become_ready_when_the_job_leaves_room() {
+    use std::time::Duration;
+    let min = |m: u64| Duration::from_secs(m * 60);
+    // 3 h of Slurm time: the whole hour TensorRT-LLM's perf-sanity test waits, no note.
+    let imported = convert(&with_benchmark(&[]), "t").unwrap();
+    let t = timeouts_of(&imported.case_yaml);
+    assert_eq!(t.worker_startup, min(60));
+    assert!(t.worker_startup + t.benchmark <= t.job && t.job < min(180));
+    assert!(
+        !imported
+            .notes
+            .iter()
+            .any(|n| n.to_string().contains("worker_startup")),
+        "{:?}",
+        imported.notes
+    );
+    // 1 h 30 min: half the job at most, so the benchmark keeps the rest; said so.
+    let text = with_benchmark(&[]).replace("job_time: \"03:00:00\"", "job_time: \"01:30:00\"");
+    let imported = convert(&text, "t").unwrap();
+    let t = timeouts_of(&imported.case_yaml);
+    assert_eq!(t.worker_startup, min(43), "half of the 86m job");
+    assert_eq!(t.worker_startup + t.benchmark, t.job);
+    let note = imported
+        .notes
+        .iter()
+        .map(|n| n.to_string())
+        .find(|n| n.contains("worker_startup"))
+        .expect("a note on the shortened startup");
+    assert!(note.contains("60m"), "{note}");
+    // slurm.timeout is the test's own bound: the job ends within it.
+    let text = with_benchmark(&[]).replace(
+        "  numa_bind: true\n",
+        "  numa_bind: true\n  timeout: 3600\n",
+    );
+    let imported = convert(&text, "t").unwrap();
+    let t = timeouts_of(&imported.case_yaml);
+    assert_eq!((t.job, t.worker_startup), (min(60), min(30)));
+    assert!(
+        !imported
+            .notes
+            .iter()
+            .any(|n| n.to_string().starts_with("slurm.timeout")),
+        "{:?}",
+        imported.notes
+    );
+}

@@ -173,11 +173,9 @@ pub fn convert_with(text: &str, name: &str, opts: &Options<'_>) -> Result<Import
         .get("time")
         .and_then(Value::as_str)
         .and_then(|t| crate::slurm::parse_time(t).ok());
-    put(
-        &mut case,
-        "timeouts",
-        Value::Mapping(timeouts_within(limit)),
-    );
+    let test_timeout = u64_of(&src.slurm, "timeout").filter(|&t| t > 0);
+    let timeouts = timeouts_within(&mut cx, limit, test_timeout);
+    put(&mut case, "timeouts", Value::Mapping(timeouts));
     if !slurm.is_empty() {
         put(&mut case, "slurm", Value::Mapping(slurm));
     }
@@ -462,9 +460,12 @@ fn benchmark_section(cx: &mut Ctx, src: &Src, opts: &Options<'_>) -> Result<Benc
             "concurrency",
             Value::Sequence(conc.into_iter().map(Value::from).collect()),
         );
-        if let Some(r) = u64_of(&src.bench, "multi_round") {
-            put(&mut bench, "rounds", r);
-        }
+        // TensorRT-LLM runs one round (prompts = concurrency) when multi_round is absent.
+        put(
+            &mut bench,
+            "rounds",
+            u64_of(&src.bench, "multi_round").unwrap_or(1),
+        );
     }
     if let Some(s) = src.bench.get("streaming").and_then(Value::as_bool) {
         put(&mut bench, "streaming", s);
@@ -667,6 +668,7 @@ fn slurm_section(cx: &mut Ctx, src: &Src) -> Mapping {
         let k = k.as_str().unwrap_or("?");
         match k {
             "partition" | "account" | "job_time" | "job_name" | "extra_args" | "script_file" => {}
+            "timeout" if u64_of(&src.slurm, "timeout").is_some_and(|t| t > 0) => {}
             "numa_bind" if v.as_bool() == Some(true) => cx.note("slurm.numa_bind", "NUMA binding is not done by disagg; wrap the engine with `numactl` through `engine: command` if needed"),
             "numa_bind" => {}
             _ => cx.note(&format!("slurm.{k}"), format!("{} not imported", show(v))),
@@ -729,12 +731,37 @@ fn slurm_section(cx: &mut Ctx, src: &Src) -> Mapping {
     slurm
 }
 
-/// Deadlines that nest inside the Slurm time limit (2h when unknown): the job ends a little
-/// before Slurm would end it, and model loading gets up to 30 minutes of it.
-fn timeouts_within(limit: Option<std::time::Duration>) -> Mapping {
+/// How long TensorRT-LLM's perf-sanity test waits for its disaggregated server to become ready
+/// (every worker loaded, tuned and warmed up; its `DISAGG_SERVER_READY_TIMEOUT`, 3600 s), in
+/// minutes. The largest models need over half an hour of it.
+const TRTLLM_READY_BOUND_MIN: u64 = 60;
+
+/// Deadlines that nest inside the Slurm time limit (2h when unknown) and within the test's own
+/// `slurm.timeout` (perf-sanity's whole-test bound): the job ends a little before Slurm would
+/// end it; model loading gets TensorRT-LLM's own readiness bound, unless that is more than half
+/// the job (the benchmark needs the rest, as `worker_startup + benchmark ≤ job` says), which a
+/// note reports.
+fn timeouts_within(
+    cx: &mut Ctx,
+    limit: Option<std::time::Duration>,
+    test_timeout: Option<u64>,
+) -> Mapping {
     let limit = limit.map_or(120, |d| d.as_secs() / 60).max(4);
-    let job = limit - (limit / 20).max(2);
-    let startup = (job / 4).clamp(1, 30);
+    let mut job = limit - (limit / 20).max(2);
+    if let Some(t) = test_timeout.map(|s| (s / 60).max(2)) {
+        job = job.min(t);
+    }
+    let startup = TRTLLM_READY_BOUND_MIN.min(job / 2).max(1);
+    if startup < TRTLLM_READY_BOUND_MIN {
+        cx.note(
+            "slurm.job_time",
+            format!(
+                "timeouts.worker_startup is {startup}m, half of the job's {job}m: TensorRT-LLM \
+                 waits up to {TRTLLM_READY_BOUND_MIN}m for its workers to be ready; give a longer \
+                 job_time (or slurm.time and timeouts) if the model loads slower"
+            ),
+        );
+    }
     let benchmark = job - startup;
     let request = (benchmark / 2).clamp(1, 30);
     let mut t = Mapping::new();
