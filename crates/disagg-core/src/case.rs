@@ -211,6 +211,10 @@ pub struct Parallel {
     pub ep: u32,
     #[serde(default)]
     pub attention_dp: bool,
+    /// Context parallelism (TensorRT-LLM's `context_parallel_size`): each server runs tp×pp×cp
+    /// ranks, one per GPU.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub cp: u32,
 }
 
 impl Default for Parallel {
@@ -220,19 +224,24 @@ impl Default for Parallel {
             pp: 1,
             ep: 1,
             attention_dp: false,
+            cp: 1,
         }
     }
 }
 
 impl Parallel {
-    /// GPUs one server of this group uses.
+    /// GPUs one server of this group uses: TensorRT-LLM's world size, tp×pp×cp.
     pub fn gpus_per_server(&self) -> u32 {
-        self.tp * self.pp
+        self.tp * self.pp * self.cp
     }
 }
 
 fn one() -> u32 {
     1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 /// The sim's `engine_args`: each key is the `disagg sim` flag of the same name (see

@@ -372,7 +372,7 @@ fn check(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
             );
         }
         let p = g.parallel;
-        for (k, v) in [("tp", p.tp), ("pp", p.pp), ("ep", p.ep)] {
+        for (k, v) in [("tp", p.tp), ("pp", p.pp), ("ep", p.ep), ("cp", p.cp)] {
             if v == 0 {
                 return err(
                     &format!("{group}.parallel.{k}"),
@@ -380,6 +380,18 @@ fn check(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
                     "use 1 for no parallelism",
                 );
             }
+        }
+        if p.cp > 1 && matches!(case.engine, Engine::Vllm | Engine::Sglang) {
+            return err(
+                &format!("{group}.parallel.cp"),
+                format!(
+                    "cp: {} is TensorRT-LLM's context parallelism (tp×pp×cp ranks per server); \
+                     disagg launches no such mode of {}",
+                    p.cp,
+                    case.engine.as_str()
+                ),
+                "leave `cp` out (1); give the engine's own context-parallel flags in `engine_args` if it has them",
+            );
         }
     }
     if case.hardware.gpus_per_node == 0 {
@@ -648,14 +660,14 @@ fn check_spans(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
         let fix = match case.engine {
             Engine::Command => format!(
                 "if the command is an MPI program running one rank per GPU, set \
-                 `{group}.engine_args.ranks: {gpus}`; else keep tp×pp within {per_node}"
+                 `{group}.engine_args.ranks: {gpus}`; else keep tp×pp×cp within {per_node}"
             ),
             Engine::Vllm | Engine::Sglang => format!(
-                "keep tp×pp within {per_node}: disagg does not launch {engine}'s own multi-node \
+                "keep tp×pp×cp within {per_node}: disagg does not launch {engine}'s own multi-node \
                  mode (docs/engines.md)"
             ),
             _ => format!(
-                "keep tp×pp within {per_node}, or raise hardware.gpus_per_node if a node has \
+                "keep tp×pp×cp within {per_node}, or raise hardware.gpus_per_node if a node has \
                  that many"
             ),
         };
@@ -663,14 +675,14 @@ fn check_spans(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
             path,
             key.clone(),
             format!(
-                "tp×pp is {gpus} GPUs per server, more than hardware.gpus_per_node ({per_node}), \
+                "tp×pp×cp is {gpus} GPUs per server, more than hardware.gpus_per_node ({per_node}), \
                  so each {group} server would span {nodes} nodes; but {what}"
             ),
         )
         .at_line(line_of(text, &key))
         .hint(format!(
             "{fix}; or run more servers of fewer GPUs (`{group}.count`). Only engines that run \
-             one rank per GPU span nodes: trtllm, and a command whose `ranks` equal tp×pp"
+             one rank per GPU span nodes: trtllm, and a command whose `ranks` equal tp×pp×cp"
         )));
     }
     Ok(())
@@ -867,6 +879,7 @@ fn check_engine_args(case: &Case, text: &str, path: &Path) -> Result<(), CaseErr
                     ("tensor_parallel_size", p.tp),
                     ("pipeline_parallel_size", p.pp),
                     ("moe_expert_parallel_size", p.ep),
+                    ("context_parallel_size", p.cp),
                 ] {
                     if let Some(v) = m.get(k).and_then(|v| v.as_u64()) {
                         if v != u64::from(want) {

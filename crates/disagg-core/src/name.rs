@@ -123,6 +123,9 @@ fn par_token(p: &Parallel) -> String {
     if p.pp > 1 {
         t.push_str(&format!("pp{}", p.pp));
     }
+    if p.cp > 1 {
+        t.push_str(&format!("cp{}", p.cp));
+    }
     t
 }
 
@@ -178,9 +181,17 @@ mod tests {
             pp,
             ep,
             attention_dp,
+            cp: 1,
         };
         assert_eq!(par_token(&p(8, 1, 8, true)), "dep8");
         assert_eq!(par_token(&p(4, 1, 4, false)), "tep4");
         assert_eq!(par_token(&p(4, 2, 1, false)), "tp4pp2");
+        assert_eq!(
+            par_token(&Parallel {
+                cp: 2,
+                ..p(2, 1, 1, false)
+            }),
+            "tp2cp2"
+        );
     }
 }

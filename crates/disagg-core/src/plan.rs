@@ -170,7 +170,7 @@ pub struct RolePlan {
     pub env_set: BTreeMap<String, String>,
     /// Variables removed from the role's environment.
     pub env_unset: Vec<String>,
-    /// Processes (MPI ranks) of the role's step: 1, or tp×pp for a multi-rank engine.
+    /// Processes (MPI ranks) of the role's step: 1, or tp×pp×cp for a multi-rank engine.
     #[serde(default = "one")]
     pub ranks: u32,
 }

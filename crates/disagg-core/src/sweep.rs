@@ -87,7 +87,7 @@ impl SweepPoint {
     }
 }
 
-/// GPUs of a case's workers: every server's tp·pp.
+/// GPUs of a case's workers: every server's tp·pp·cp.
 pub fn gpu_count(case: &crate::Case) -> u32 {
     [&case.ctx, &case.generation]
         .iter()

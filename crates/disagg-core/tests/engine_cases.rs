@@ -82,6 +82,27 @@ fn bad_engine_and_router_settings_name_the_key_and_fix() {
             "once",
         ),
         (
+            "trtllm context parallelism contradicting parallel",
+            case("trtllm", "{context_parallel_size: 2}", ""),
+            "ctx.engine_args.context_parallel_size",
+            "contradicts ctx.parallel (1)",
+            "once",
+        ),
+        (
+            "vllm with TensorRT-LLM's context parallelism",
+            case("vllm", "{}", "").replace("parallel: {tp: 2}", "parallel: {tp: 2, cp: 2}"),
+            "ctx.parallel.cp",
+            "cp: 2 is TensorRT-LLM's context parallelism",
+            "leave `cp` out",
+        ),
+        (
+            "sglang with TensorRT-LLM's context parallelism",
+            case("sglang", "{}", "").replace("parallel: {tp: 2}", "parallel: {tp: 2, cp: 2}"),
+            "ctx.parallel.cp",
+            "disagg launches no such mode of sglang",
+            "leave `cp` out",
+        ),
+        (
             "engine router without trtllm",
             case("vllm", "{}", "router: {kind: engine}\n"),
             "router.kind",
@@ -128,13 +149,13 @@ fn bad_engine_and_router_settings_name_the_key_and_fix() {
             case("sglang", "{}", "hardware: {gpus_per_node: 1}\n"),
             "ctx.parallel",
             "a `sglang` server is one process, which runs on one node",
-            "keep tp×pp within 1",
+            "keep tp×pp×cp within 1",
         ),
         (
             "sim server across nodes",
             case("sim", "{}", "hardware: {gpus_per_node: 1}\n"),
             "ctx.parallel",
-            "tp×pp is 2 GPUs per server, more than hardware.gpus_per_node (1)",
+            "tp×pp×cp is 2 GPUs per server, more than hardware.gpus_per_node (1)",
             "more servers of fewer GPUs (`ctx.count`)",
         ),
         (

@@ -524,3 +524,35 @@ fn workers_get_tensorrt_llms_hour_to_become_ready_when_the_job_leaves_room() {
         imported.notes
     );
 }
+
+#[test]
+fn context_parallelism_counts_in_a_servers_gpus() {
+    // TensorRT-LLM's world size is tp×pp×cp: ctx tp 4, cp 2 is 8 GPUs, two 4-GPU nodes each.
+    let text = with_benchmark(&[(
+        "    enable_chunked_prefill: true\n    tensor_parallel_size: 4\n",
+        "    enable_chunked_prefill: true\n    tensor_parallel_size: 4\n    context_parallel_size: 2\n",
+    )]);
+    let imported = convert(&text, "cp").unwrap();
+    let case = parse_case(&imported.case_yaml, Path::new("t.yaml")).unwrap();
+    assert_eq!(
+        (case.case.ctx.parallel.tp, case.case.ctx.parallel.cp),
+        (4, 2)
+    );
+    assert_eq!(case.case.generation.parallel.cp, 1);
+    let plan = plan_of(&imported.case_yaml);
+    assert_eq!(ranks(&plan, RoleName::Ctx(0)), (8, vec![0, 1]));
+    assert_eq!(ranks(&plan, RoleName::Ctx(1)), (8, vec![2, 3]));
+    assert_eq!(ranks(&plan, RoleName::Gen(0)), (16, vec![4, 5, 6, 7]));
+    assert_eq!(plan.nodes, 8);
+    let ctx_config = &plan.files["ctx_config.yaml"];
+    assert!(
+        ctx_config.contains("context_parallel_size: 2"),
+        "{ctx_config}"
+    );
+    assert!(
+        ctx_config.contains("tensor_parallel_size: 4"),
+        "{ctx_config}"
+    );
+    // cp 1 stays out of the engine's file, as before.
+    assert!(!plan.files["gen_config.yaml"].contains("context_parallel_size"));
+}

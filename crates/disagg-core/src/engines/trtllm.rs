@@ -6,7 +6,7 @@ use serde_yaml_ng::{Mapping, Value};
 use super::{ANY_HOST, Built, WorkerSpec, port_launch};
 use crate::case::CacheTransceiver;
 
-/// One MPI rank per GPU, each on its node's GPU of its local rank.
+/// One MPI rank per GPU (tp×pp×cp), each on its node's GPU of its local rank.
 pub fn ranks(p: crate::case::Parallel) -> u32 {
     p.gpus_per_server()
 }
@@ -23,6 +23,9 @@ pub fn build(m: &Mapping, w: &WorkerSpec<'_>) -> Built {
     set("pipeline_parallel_size", p.pp.into());
     set("moe_expert_parallel_size", p.ep.into());
     set("enable_attention_dp", p.attention_dp.into());
+    if p.cp > 1 || m.contains_key("context_parallel_size") {
+        set("context_parallel_size", p.cp.into());
+    }
     if !m.contains_key("cache_transceiver_config") {
         // TensorRT-LLM's own default is UCX, as the config name says.
         let backend = match w.cache_transceiver.unwrap_or_default() {

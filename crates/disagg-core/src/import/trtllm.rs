@@ -14,11 +14,13 @@ use super::yaml::{placeholder, put, show, str_of, u64_of};
 use super::{ImportError, Imported, Note};
 
 /// Keys of a worker config that become the group's `parallel:`.
-const PARALLEL_KEYS: [(&str, &str); 4] = [
+const PARALLEL_KEYS: [(&str, &str); 5] = [
     ("tensor_parallel_size", "tp"),
     ("pipeline_parallel_size", "pp"),
     ("moe_expert_parallel_size", "ep"),
     ("enable_attention_dp", "attention_dp"),
+    // TensorRT-LLM's world size is tp×pp×cp: a server of cp 2 has twice the GPUs.
+    ("context_parallel_size", "cp"),
 ];
 
 struct Ctx {
