@@ -494,11 +494,11 @@ fn workers_get_tensorrt_llms_hour_to_become_ready_when_the_job_leaves_room() {
         "{:?}",
         imported.notes
     );
-    // 1 h 30 min: half the job at most, so the benchmark keeps the rest; said so.
+    // 1 h 30 min: two thirds of the job at most, so the benchmark keeps the rest; said so.
     let text = with_benchmark(&[]).replace("job_time: \"03:00:00\"", "job_time: \"01:30:00\"");
     let imported = convert(&text, "t").unwrap();
     let t = timeouts_of(&imported.case_yaml);
-    assert_eq!(t.worker_startup, min(43), "half of the 86m job");
+    assert_eq!(t.worker_startup, min(58), "86m − 86m/3");
     assert_eq!(t.worker_startup + t.benchmark, t.job);
     let note = imported
         .notes
@@ -514,7 +514,7 @@ fn workers_get_tensorrt_llms_hour_to_become_ready_when_the_job_leaves_room() {
     );
     let imported = convert(&text, "t").unwrap();
     let t = timeouts_of(&imported.case_yaml);
-    assert_eq!((t.job, t.worker_startup), (min(60), min(30)));
+    assert_eq!((t.job, t.worker_startup), (min(60), min(40)));
     assert!(
         !imported
             .notes

@@ -740,9 +740,9 @@ const TRTLLM_READY_BOUND_MIN: u64 = 60;
 
 /// Deadlines that nest inside the Slurm time limit (2h when unknown) and within the test's own
 /// `slurm.timeout` (perf-sanity's whole-test bound): the job ends a little before Slurm would
-/// end it; model loading gets TensorRT-LLM's own readiness bound, unless that is more than half
-/// the job (the benchmark needs the rest, as `worker_startup + benchmark ≤ job` says), which a
-/// note reports.
+/// end it; model loading gets TensorRT-LLM's own readiness bound, unless that is more than two
+/// thirds of the job (the benchmark needs the rest, as `worker_startup + benchmark ≤ job` says),
+/// which a note reports.
 fn timeouts_within(
     cx: &mut Ctx,
     limit: Option<std::time::Duration>,
@@ -753,12 +753,12 @@ fn timeouts_within(
     if let Some(t) = test_timeout.map(|s| (s / 60).max(2)) {
         job = job.min(t);
     }
-    let startup = TRTLLM_READY_BOUND_MIN.min(job / 2).max(1);
+    let startup = TRTLLM_READY_BOUND_MIN.min(job - job / 3).max(1);
     if startup < TRTLLM_READY_BOUND_MIN {
         cx.note(
             "slurm.job_time",
             format!(
-                "timeouts.worker_startup is {startup}m, half of the job's {job}m: TensorRT-LLM \
+                "timeouts.worker_startup is {startup}m, two thirds of the job's {job}m: TensorRT-LLM \
                  waits up to {TRTLLM_READY_BOUND_MIN}m for its workers to be ready; give a longer \
                  job_time (or slurm.time and timeouts) if the model loads slower"
             ),
