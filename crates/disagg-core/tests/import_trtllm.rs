@@ -20,6 +20,7 @@ fn import(file: &str) -> (String, Vec<String>, Plan) {
         per_gen_server_concurrency: false,
         models_root: None,
         exists: &nowhere,
+        read: &|_: &Path| None,
     };
     let imported = disagg_core::import::trtllm::convert_with(&text, stem, &opts).unwrap();
     let case = parse_case(&imported.case_yaml, Path::new(file)).unwrap();
@@ -239,6 +240,7 @@ fn dataset_file_follows_trtllms_resolution_rule() {
         per_gen_server_concurrency: false,
         models_root: Some(root.clone()),
         exists: &exists,
+        read: &|_: &Path| None,
     };
     // Under $LLM_MODELS_ROOT first.
     let d = dataset_of(
@@ -555,4 +557,126 @@ fn context_parallelism_counts_in_a_servers_gpus() {
     );
     // cp 1 stays out of the engine's file, as before.
     assert!(!plan.files["gen_config.yaml"].contains("context_parallel_size"));
+}
+
+/// The multinode sample with an extra options file, an EPLB file and a draft model, all given
+/// the way TensorRT-LLM's configs give them (repo- or model-root relative).
+fn with_paths() -> String {
+    with_benchmark(&[]).replace(
+        "      load_balancer: {num_slots: 288, layer_updates_per_iter: 1}\n",
+        "      load_balancer: lb/eplb.yaml\n",
+    ).replace(
+        "    max_num_tokens: 384\n",
+        "    max_num_tokens: 384\n    extra_llm_api_config_path: cfg/extra.yaml\n    \
+         speculative_config: {decoding_type: Eagle3, max_draft_len: 3, speculative_model: EAGLE3-x}\n",
+    )
+}
+
+fn gen_args(yaml: &str) -> serde_yaml_ng::Value {
+    let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(yaml).unwrap();
+    v["gen"]["engine_args"].clone()
+}
+
+#[test]
+fn paths_tensorrt_llm_resolves_are_resolved_here_when_found() {
+    use disagg_core::import::trtllm::{Options, convert_with};
+    use std::collections::BTreeMap;
+    let abs = |f: &str| std::path::absolute(f).unwrap();
+    let files: BTreeMap<std::path::PathBuf, &str> = [
+        (
+            abs("cfg/extra.yaml"),
+            "max_seq_len: 20000\nmax_batch_size: 999\n",
+        ),
+        (
+            abs("lb/eplb.yaml"),
+            "num_slots: 416\nlayer_updates_per_iter: 1\n",
+        ),
+    ]
+    .into();
+    let exists = |p: &Path| files.contains_key(&abs(p.to_str().unwrap()));
+    let read = |p: &Path| files.get(&abs(p.to_str().unwrap())).map(|t| t.to_string());
+    let opts = Options {
+        gen_only: false,
+        per_gen_server_concurrency: false,
+        models_root: Some("/models".into()),
+        exists: &exists,
+        read: &read,
+    };
+    let imported = convert_with(&with_paths(), "p", &opts).unwrap();
+    let args = gen_args(&imported.case_yaml);
+    // The extra file merged in, the config's own keys winning; its key gone.
+    assert_eq!(args["max_seq_len"].as_u64(), Some(20000));
+    assert_eq!(args["max_batch_size"].as_u64(), Some(128));
+    assert!(args.get("extra_llm_api_config_path").is_none(), "{args:?}");
+    // The EPLB file absolute, its slots in the config name; the draft model under the root.
+    let lb = abs("lb/eplb.yaml").display().to_string();
+    assert_eq!(
+        args["moe_config"]["load_balancer"].as_str(),
+        Some(lb.as_str())
+    );
+    let case = parse_case(&imported.case_yaml, Path::new("t.yaml")).unwrap();
+    assert_eq!(case.case.model.eplb, 416);
+    assert_eq!(
+        args["speculative_config"]["speculative_model"].as_str(),
+        Some("/models/EAGLE3-x")
+    );
+    let notes: Vec<String> = imported.notes.iter().map(|n| n.to_string()).collect();
+    assert!(
+        notes.iter().any(
+            |n| n.starts_with("worker_config.gen.extra_llm_api_config_path")
+                && n.contains("merged")
+        ),
+        "{notes:?}"
+    );
+    for k in ["load_balancer", "speculative_model"] {
+        assert!(!notes.iter().any(|n| n.contains(k)), "{k}: {notes:?}");
+    }
+}
+
+#[test]
+fn paths_that_cannot_be_resolved_are_noted_with_what_to_do() {
+    let (yaml, notes, _) = {
+        let text = with_paths();
+        let nowhere = |_: &Path| false;
+        let opts = disagg_core::import::trtllm::Options {
+            gen_only: false,
+            per_gen_server_concurrency: false,
+            models_root: None,
+            exists: &nowhere,
+            read: &|_: &Path| None,
+        };
+        let i = disagg_core::import::trtllm::convert_with(&text, "p", &opts).unwrap();
+        let notes: Vec<String> = i.notes.iter().map(|n| n.to_string()).collect();
+        (i.case_yaml, notes, ())
+    };
+    let note = |k: &str| {
+        notes
+            .iter()
+            .find(|n| n.starts_with(k))
+            .unwrap_or_else(|| panic!("no note on {k}: {notes:?}"))
+            .clone()
+    };
+    assert!(
+        note("worker_config.gen.extra_llm_api_config_path").contains("repo root"),
+        "{notes:?}"
+    );
+    assert!(
+        note("worker_config.gen.moe_config.load_balancer").contains("absolute path"),
+        "{notes:?}"
+    );
+    assert!(
+        note("worker_config.gen.speculative_config.speculative_model").contains("$LLM_MODELS_ROOT"),
+        "{notes:?}"
+    );
+    // Left as given where trtllm-serve still reads a key; never a key it does not know.
+    let args = gen_args(&yaml);
+    assert_eq!(
+        args["moe_config"]["load_balancer"].as_str(),
+        Some("lb/eplb.yaml")
+    );
+    assert_eq!(
+        args["speculative_config"]["speculative_model"].as_str(),
+        Some("EAGLE3-x")
+    );
+    assert!(args.get("extra_llm_api_config_path").is_none(), "{args:?}");
 }

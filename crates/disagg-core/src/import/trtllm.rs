@@ -50,6 +50,8 @@ pub struct Options<'a> {
     pub models_root: Option<std::path::PathBuf>,
     /// Whether a path names a file (the real file system, or a test's).
     pub exists: &'a dyn Fn(&Path) -> bool,
+    /// A file's text (for `extra_llm_api_config_path` and a `load_balancer` file).
+    pub read: &'a dyn Fn(&Path) -> Option<String>,
 }
 
 impl Options<'_> {
@@ -60,6 +62,7 @@ impl Options<'_> {
             per_gen_server_concurrency: false,
             models_root: std::env::var_os("LLM_MODELS_ROOT").map(Into::into),
             exists: &|p: &Path| p.is_file(),
+            read: &|p: &Path| std::fs::read_to_string(p).ok(),
         }
     }
 }
@@ -113,7 +116,7 @@ pub fn convert_with(text: &str, name: &str, opts: &Options<'_>) -> Result<Import
         }
     }
 
-    let src = Src {
+    let mut src = Src {
         ctx_cfg: worker(&workers, "ctx")?,
         gen_cfg: worker(&workers, "gen")?,
         metadata: section("metadata")?,
@@ -123,7 +126,9 @@ pub fn convert_with(text: &str, name: &str, opts: &Options<'_>) -> Result<Import
         env: section("environment")?,
     };
 
-    let model = model_section(&mut cx, &src)?;
+    resolve_paths(&mut cx, "ctx", &mut src.ctx_cfg, opts);
+    resolve_paths(&mut cx, "gen", &mut src.gen_cfg, opts);
+    let model = model_section(&mut cx, &src, opts)?;
     let hw = hardware_section(&mut cx, &src);
     let (mut ctx, mut generation) = groups_section(&mut cx, &src);
     let BenchOut {
@@ -212,7 +217,7 @@ struct Src {
 }
 
 /// `model:` from `metadata`, `environment.model_path` and the workers' MTP and EPLB settings.
-fn model_section(cx: &mut Ctx, src: &Src) -> Result<Mapping, ImportError> {
+fn model_section(cx: &mut Ctx, src: &Src, opts: &Options<'_>) -> Result<Mapping, ImportError> {
     // model
     let mut model = Mapping::new();
     let model_name = str_of(&src.metadata, "model_name")
@@ -235,7 +240,7 @@ fn model_section(cx: &mut Ctx, src: &Src) -> Result<Mapping, ImportError> {
     if let Some(mtp) = mtp_of(&src.gen_cfg).or_else(|| mtp_of(&src.ctx_cfg)) {
         put(&mut model, "mtp", mtp);
     }
-    if let Some(slots) = eplb_of(&src.gen_cfg) {
+    if let Some(slots) = eplb_of(&src.gen_cfg, opts) {
         put(&mut model, "eplb", slots);
     }
 
@@ -850,13 +855,18 @@ fn mtp_of(cfg: &Mapping) -> Option<u64> {
     (s.get("decoding_type")?.as_str()? == "MTP").then(|| s.get("max_draft_len")?.as_u64())?
 }
 
-fn eplb_of(cfg: &Mapping) -> Option<u64> {
-    cfg.get("moe_config")?
-        .as_mapping()?
-        .get("load_balancer")?
-        .as_mapping()?
-        .get("num_slots")?
-        .as_u64()
+/// The generation servers' EPLB slots: inline, or in the `load_balancer` file (once resolved).
+fn eplb_of(cfg: &Mapping, opts: &Options<'_>) -> Option<u64> {
+    let lb = cfg.get("moe_config")?.as_mapping()?.get("load_balancer")?;
+    let file;
+    let lb = match lb {
+        Value::String(p) => {
+            file = serde_yaml_ng::from_str::<Value>(&(opts.read)(Path::new(p))?).ok()?;
+            &file
+        }
+        other => other,
+    };
+    lb.as_mapping()?.get("num_slots")?.as_u64()
 }
 
 fn backend_of(cfg: &Mapping) -> Option<String> {
@@ -867,4 +877,107 @@ fn backend_of(cfg: &Mapping) -> Option<String> {
             .as_str()?
             .to_ascii_uppercase(),
     )
+}
+
+/// Paths in a worker config that TensorRT-LLM resolves itself before it writes the engine's
+/// options: `extra_llm_api_config_path` (a file merged in, the config's own keys winning),
+/// `speculative_config.speculative_model` (under `$LLM_MODELS_ROOT`) and a
+/// `moe_config.load_balancer` file (under its repo root). What is found is resolved here; what
+/// is not is noted, with what to do.
+fn resolve_paths(cx: &mut Ctx, which: &str, cfg: &mut Mapping, opts: &Options<'_>) {
+    let key = |k: &str| format!("worker_config.{which}.{k}");
+    // A path TensorRT-LLM takes relative to its repo root, which the import cannot know: as
+    // given (absolute, or relative to where the import runs, e.g. a TensorRT-LLM checkout).
+    let found = |f: &str| {
+        let p = Path::new(f);
+        (opts.exists)(p).then(|| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()))
+    };
+    match cfg.remove("extra_llm_api_config_path") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(f)) if f.trim().is_empty() => {}
+        Some(Value::String(f)) => {
+            let k = key("extra_llm_api_config_path");
+            let merged = found(&f).map(|p| {
+                let text = (opts.read)(&p).unwrap_or_default();
+                (p, serde_yaml_ng::from_str::<Value>(&text))
+            });
+            match merged {
+                Some((p, Ok(Value::Mapping(extra)))) => {
+                    for (k, v) in extra {
+                        if !cfg.contains_key(&k) {
+                            cfg.insert(k, v);
+                        }
+                    }
+                    cx.note(
+                        &k,
+                        format!(
+                            "`{}` merged into the engine options (the config's own keys win), as \
+                             TensorRT-LLM does",
+                            p.display()
+                        ),
+                    );
+                }
+                Some((p, _)) => cx.note(
+                    &k,
+                    format!(
+                        "`{}` is not a YAML mapping of engine options; not merged: its options \
+                         are missing from `{which}.engine_args`",
+                        p.display()
+                    ),
+                ),
+                None => cx.note(
+                    &k,
+                    format!(
+                        "`{f}` not found: TensorRT-LLM reads it relative to its repo root; import \
+                         from a TensorRT-LLM checkout, or copy that file's options into \
+                         `{which}.engine_args` (they are missing)"
+                    ),
+                ),
+            }
+        }
+        Some(v) => cx.note(
+            &key("extra_llm_api_config_path"),
+            format!("{} is not a path; left out", show(&v)),
+        ),
+    }
+    if let Some(Value::Mapping(spec)) = cfg.get_mut("speculative_config") {
+        if let Some(Value::String(m)) = spec.get("speculative_model") {
+            if !m.trim().is_empty() && Path::new(m).is_relative() {
+                match &opts.models_root {
+                    Some(root) => {
+                        let p = root.join(m).display().to_string();
+                        spec.insert("speculative_model".into(), p.into());
+                    }
+                    None => cx.note(
+                        &key("speculative_config.speculative_model"),
+                        format!(
+                            "`{m}` is under $LLM_MODELS_ROOT for TensorRT-LLM, which is not set: \
+                             set it and import again, or give `{which}.engine_args.\
+                             speculative_config.speculative_model` as an absolute path"
+                        ),
+                    ),
+                }
+            }
+        }
+    }
+    if let Some(Value::Mapping(moe)) = cfg.get_mut("moe_config") {
+        if let Some(Value::String(lb)) = moe.get("load_balancer") {
+            if !lb.trim().is_empty() && Path::new(lb).is_relative() {
+                match found(lb) {
+                    Some(p) => {
+                        moe.insert("load_balancer".into(), p.display().to_string().into());
+                    }
+                    None => cx.note(
+                        &key("moe_config.load_balancer"),
+                        format!(
+                            "`{lb}` is relative to TensorRT-LLM's repo root, which the import \
+                             cannot know: import from a TensorRT-LLM checkout, or give \
+                             `{which}.engine_args.moe_config.load_balancer` as an absolute path \
+                             (trtllm-serve would read it relative to its working directory)"
+                        ),
+                    ),
+                }
+            }
+        }
+    }
 }
