@@ -680,3 +680,61 @@ fn paths_that_cannot_be_resolved_are_noted_with_what_to_do() {
     );
     assert!(args.get("extra_llm_api_config_path").is_none(), "{args:?}");
 }
+
+#[test]
+fn a_multi_node_job_asks_for_one_segment_of_all_its_nodes() {
+    let segments = |plan: &Plan| -> Vec<String> {
+        plan.slurm
+            .extra_args
+            .iter()
+            .filter(|a| a.starts_with("--segment"))
+            .cloned()
+            .collect()
+    };
+    // As TensorRT-LLM's submit script: --segment=<the job's nodes>, with a note.
+    let (_, notes, plan) = import("gb200_gen_only_tep8.yaml");
+    assert_eq!(plan.nodes, 3);
+    assert_eq!(segments(&plan), ["--segment=3"]);
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("slurm.set_segment") && n.contains("--segment=3")),
+        "{notes:?}"
+    );
+    // A config that gives its own keeps it, once.
+    let plan = plan_of(&convert(&with_benchmark(&[]), "s").unwrap().case_yaml);
+    assert_eq!(segments(&plan), ["--segment=6"]);
+    let text = with_benchmark(&[(
+        "extra_args: --gres=gpu:4 --segment=6",
+        "extra_args: --gres=gpu:4",
+    )]);
+    let plan = plan_of(&convert(&text, "s").unwrap().case_yaml);
+    assert_eq!(segments(&plan), ["--segment=6"]);
+    // set_segment: false, or one node: none.
+    let off = text.replace(
+        "  numa_bind: true\n",
+        "  numa_bind: true\n  set_segment: false\n",
+    );
+    let imported = convert(&off, "s").unwrap();
+    assert!(segments(&plan_of(&imported.case_yaml)).is_empty());
+    assert!(
+        !imported
+            .notes
+            .iter()
+            .any(|n| n.to_string().starts_with("slurm.set_segment")),
+        "{:?}",
+        imported.notes
+    );
+    let one = text.replace("gpus_per_node: 4", "gpus_per_node: 64");
+    let plan = plan_of(&convert(&one, "s").unwrap().case_yaml);
+    assert_eq!((plan.nodes, segments(&plan).len()), (1, 0));
+    // Not on a GPU of no NVL72 rack (a Slurm without segments refuses the job): a note says how.
+    let (_, notes, plan) = import("b200_ctx1_dep4_gen1_dep8.yaml");
+    assert_eq!((plan.nodes, segments(&plan).len()), (2, 0));
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("slurm.set_segment") && n.contains("`--segment=2`")),
+        "{notes:?}"
+    );
+}

@@ -142,7 +142,7 @@ pub fn convert_with(text: &str, name: &str, opts: &Options<'_>) -> Result<Import
             put(g, "env", Value::Mapping(e));
         }
     }
-    let slurm = slurm_section(&mut cx, &src);
+    let mut slurm = slurm_section(&mut cx, &src);
 
     let mut case = Mapping::new();
     put(&mut case, "name", name);
@@ -183,6 +183,7 @@ pub fn convert_with(text: &str, name: &str, opts: &Options<'_>) -> Result<Import
     let test_timeout = u64_of(&src.slurm, "timeout").filter(|&t| t > 0);
     let timeouts = timeouts_within(&mut cx, limit, test_timeout);
     put(&mut case, "timeouts", Value::Mapping(timeouts));
+    segment(&mut cx, &src, &case, &mut slurm, name);
     if !slurm.is_empty() {
         put(&mut case, "slurm", Value::Mapping(slurm));
     }
@@ -203,6 +204,79 @@ pub fn convert_with(text: &str, name: &str, opts: &Options<'_>) -> Result<Import
         case_yaml: out,
         notes: cx.notes,
     })
+}
+
+/// TensorRT-LLM's Slurm submit script asks for all of a job's nodes in one segment
+/// (`--segment=<nodes>`, unless `slurm.set_segment: false`): on GB200/GB300 NVL72 racks
+/// (Slurm's topology/block) that keeps the job in one NVLink domain, which its multi-node
+/// servers need. It is added for those GPUs only: a Slurm without segments (before 23.11, or
+/// another topology) refuses the job, as the B200/H200 clusters' may; for them a note says how
+/// to ask. The count is the plan's, known here; a case whose worker counts change later must
+/// change it too (the note says so). One node is one segment anyway, and an `extra_args` that
+/// has its own `--segment` keeps it.
+fn segment(cx: &mut Ctx, src: &Src, case: &Mapping, slurm: &mut Mapping, name: &str) {
+    if src.slurm.get("set_segment").and_then(Value::as_bool) == Some(false) {
+        return;
+    }
+    let has_own = |slurm: &Mapping| {
+        slurm
+            .get("extra_args")
+            .and_then(Value::as_sequence)
+            .is_some_and(|a| {
+                a.iter()
+                    .any(|a| a.as_str().is_some_and(|a| a.starts_with("--segment")))
+            })
+    };
+    if has_own(slurm) {
+        return;
+    }
+    let Ok(text) = serde_yaml_ng::to_string(&Value::Mapping(case.clone())) else {
+        return;
+    };
+    // Where the case does not load, the final check says why.
+    let Ok(loaded) = crate::parse_case(&text, Path::new(&format!("{name}.yaml"))) else {
+        return;
+    };
+    let nodes = crate::plan::span(&crate::plan::place_workers(&loaded.case));
+    if nodes < 2 {
+        return;
+    }
+    let arg = format!("--segment={nodes}");
+    let nvl72 = src
+        .metadata
+        .get("supported_gpus")
+        .and_then(Value::as_sequence)
+        .and_then(|g| g.first())
+        .and_then(Value::as_str)
+        .is_some_and(|g| g.to_ascii_uppercase().starts_with("GB"));
+    if !nvl72 {
+        cx.note(
+            "slurm.set_segment",
+            format!(
+                "TensorRT-LLM's submit script asks for `{arg}` (all {nodes} nodes in one \
+                 segment, for GB200/GB300 NVL72 racks); not added for this GPU: add it to \
+                 slurm.extra_args if your cluster's Slurm has segments (topology/block)"
+            ),
+        );
+        return;
+    }
+    match slurm.get_mut("extra_args") {
+        Some(Value::Sequence(args)) => args.push(Value::from(arg.as_str())),
+        _ => put(
+            slurm,
+            "extra_args",
+            Value::Sequence(vec![arg.as_str().into()]),
+        ),
+    }
+    cx.note(
+        "slurm.set_segment",
+        format!(
+            "`{arg}` added to slurm.extra_args: all {nodes} nodes in one segment (one NVLink \
+             domain), as TensorRT-LLM's submit script asks; it needs a Slurm with segments \
+             (23.11+, topology/block): change it with the worker counts, or remove it where the \
+             cluster has none"
+        ),
+    );
 }
 
 /// The source's sections, read once.
@@ -674,7 +748,8 @@ fn slurm_section(cx: &mut Ctx, src: &Src) -> Mapping {
     for (k, v) in &src.slurm {
         let k = k.as_str().unwrap_or("?");
         match k {
-            "partition" | "account" | "job_time" | "job_name" | "extra_args" | "script_file" => {}
+            "partition" | "account" | "job_time" | "job_name" | "extra_args" | "script_file"
+            | "set_segment" => {}
             "timeout" if u64_of(&src.slurm, "timeout").is_some_and(|t| t > 0) => {}
             "numa_bind" if v.as_bool() == Some(true) => cx.note("slurm.numa_bind", "NUMA binding is not done by disagg; wrap the engine with `numactl` through `engine: command` if needed"),
             "numa_bind" => {}
