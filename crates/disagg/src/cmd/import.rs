@@ -6,6 +6,11 @@ use disagg_core::exit;
 ///
 /// The case goes to stdout (or --output); each thing not carried over as it was is listed on
 /// stderr and, as comments, at the top of the case.
+///
+/// trtllm: `$LLM_MODELS_ROOT` resolves `dataset_file` and `speculative_model` as TensorRT-LLM
+/// does; the files it reads from its repo root (`extra_llm_api_config_path`, merged into the
+/// engine options, and a `moe_config.load_balancer` file) are looked for relative to the current
+/// directory, so run the import from a TensorRT-LLM checkout to resolve them.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The format of FILE.
