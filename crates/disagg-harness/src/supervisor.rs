@@ -322,21 +322,28 @@ fn drive(
     }
 }
 
-/// The benchmark deadline passed. With a router that is not ours, a worker that answers
-/// /health but hangs its requests is what keeps the benchmark waiting: every worker is asked
-/// directly (they are all still up: the verdict is not written yet), and one found hung or
-/// failing is the root cause, the deadline what came of it.
+/// The benchmark deadline passed. A worker that answers /health but hangs its requests is what
+/// keeps the benchmark waiting: our routers' census names it, and with a router that is not
+/// ours every worker is asked directly (they are all still up: the verdict is not written
+/// yet); one found hung or failing is the root cause, the deadline what came of it.
 fn benchmark_deadline(plan: &Plan, procs: &mut [Proc], why: String) -> RunResult {
-    if !probe::needed(plan) {
-        return timeout(RoleName::Benchmark, why);
-    }
-    say!(
-        "disagg: {why}; the router is not disagg's own: probing each worker directly (one \
-         1-token request, {} at most)",
-        humantime::format_duration(probe::PROBE_TIMEOUT)
-    );
-    let found = probe::suspects_now(plan);
+    let found = if stuck::has_own_router(plan) {
+        // Our routers are still up (the verdict is not written): their census says which
+        // worker the benchmark's requests are stuck or failing at.
+        stuck::suspects(plan)
+    } else {
+        say!(
+            "disagg: {why}; the router is not disagg's own: probing each worker directly (one \
+             1-token request, {} at most)",
+            humantime::format_duration(probe::PROBE_TIMEOUT)
+        );
+        probe::suspects_now(plan)
+    };
     let Some((root, account)) = found.first().cloned() else {
+        // Our routers' silence may be a census that could not be asked: nothing to add.
+        if stuck::has_own_router(plan) {
+            return timeout(RoleName::Benchmark, why);
+        }
         return timeout(
             RoleName::Benchmark,
             format!(

@@ -1050,6 +1050,53 @@ fn with_a_router_not_ours_a_hung_worker_at_the_benchmark_deadline_is_named() {
     assert_probed_worker_is_the_root_cause(&r, &dir, "deadline", "got no answer in 5s");
 }
 
+/// The same behind our own router: the benchmark deadline passes while its requests hang on a
+/// worker (each waits out its request timeout, and there are many). The supervisor asks the
+/// router's census before it writes the verdict (the router is still up), and names the worker
+/// the requests are stuck at, the deadline what came of it.
+#[test]
+fn a_hung_worker_at_the_benchmark_deadline_is_named_from_our_routers_census() {
+    let ws = TempDir::new("census-deadline");
+    let case = CaseSpec {
+        name: "census-deadline",
+        gen_args: "{stall_after_requests: 2}",
+        concurrency: "[2]",
+        rounds: 20,
+        timeouts: "{worker_startup: 20s, request: 4s, benchmark: 10s, job: 120s, grace: 2s}",
+        ..Default::default()
+    }
+    .write(ws.path(), "c.yaml");
+    let r = run(&case, ws.path(), &[], &[("SKIP_PERF_CHECK", "true")]);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    assert!(r.elapsed < Duration::from_secs(40), "{}", r.show());
+    let dir = only_run(ws.path(), "census-deadline");
+    let status = json(&dir.join("rendezvous/status.json"));
+    assert_eq!(status["role"], "GEN_0", "{status}");
+    let reason = status["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("GEN_0 (http://") && reason.contains(") answers /health, but "),
+        "{reason}"
+    );
+    assert!(
+        reason.ends_with("; then BENCHMARK did not finish within the benchmark deadline (10s)"),
+        "{reason}"
+    );
+    let cases = junit_cases(&dir.join("results.xml"));
+    let g0 = cases.iter().find(|c| c.0 == "GEN_0 stayed up").unwrap();
+    assert!(
+        g0.1.as_deref().unwrap_or("").starts_with("GEN_0 (http://"),
+        "{cases:?}"
+    );
+    let ctx = cases.iter().find(|c| c.0 == "CTX_0 stayed up").unwrap();
+    assert_eq!(ctx.1, None, "{cases:?}");
+    assert!(
+        r.stdout().contains("FAILED: GEN_0 (http://"),
+        "{}",
+        r.show()
+    );
+    assert_nothing_left(&dir);
+}
+
 /// Every worker answers its probe: the benchmark failed for a reason of its own (here the
 /// output is one token despite ignore_eos), and it stays the root cause, saying the workers
 /// were asked. A healthy run behind such a router probes nobody.
