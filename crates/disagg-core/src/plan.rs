@@ -304,6 +304,11 @@ pub fn build(case: &LoadedCase, run_id: &str, run_dir: &Path, exe: &Path) -> Pla
         env.insert("DISAGG_SERVING_TYPE".to_string(), role.to_string());
         env.insert("DISAGG_RUN_ID".to_string(), run_id.to_string());
         env.insert("DISAGG_RUN_DIR".to_string(), run_dir.display().to_string());
+        // Python engines (and TensorRT-LLM's own router) write their logs unbuffered: a role's
+        // log is a file, where Python buffers stdout in 8 KiB blocks, so a crash lost the lines
+        // that explain it, and a point's iteration lines (gen-only step times) could reach the
+        // log after the point. The case's env may set it otherwise; `worker_unset` may drop it.
+        env.insert("PYTHONUNBUFFERED".to_string(), "1".to_string());
         env
     };
     let gpus_per_node = c.hardware.gpus_per_node;
@@ -328,6 +333,10 @@ pub fn build(case: &LoadedCase, run_id: &str, run_dir: &Path, exe: &Path) -> Pla
                 gpus_per_node,
             );
             let mut env = common_env(role);
+            // Our default gives way to the case's unset list (its own values do not).
+            if c.env.worker_unset.iter().any(|k| k == "PYTHONUNBUFFERED") {
+                env.remove("PYTHONUNBUFFERED");
+            }
             extend(&mut env, &c.env.worker);
             extend(&mut env, &group.env);
             // Per node: a server spanning nodes sees the same indices on each of them.

@@ -476,3 +476,35 @@ fn loopback_addresses_are_told_apart() {
         assert!(!is_loopback(h), "{h}");
     }
 }
+
+#[test]
+fn every_role_writes_python_output_unbuffered_unless_the_case_says_otherwise() {
+    let plan = plan_of(&case("vllm", "{}", ""));
+    for r in &plan.roles {
+        assert_eq!(
+            r.env_set.get("PYTHONUNBUFFERED").map(String::as_str),
+            Some("1"),
+            "{}",
+            r.role
+        );
+    }
+    // The case's env wins, and worker_unset drops it from the workers.
+    let plan = plan_of(&case(
+        "vllm",
+        "{}",
+        "env: {server: {PYTHONUNBUFFERED: \"0\"}, worker_unset: [UCX_TLS, PYTHONUNBUFFERED]}\n",
+    ));
+    let role = |name: &str| {
+        plan.roles
+            .iter()
+            .find(|r| r.role.to_string() == name)
+            .unwrap()
+    };
+    assert_eq!(role("DISAGG_SERVER").env_set["PYTHONUNBUFFERED"], "0");
+    assert!(
+        role("CTX_0")
+            .env_unset
+            .iter()
+            .any(|k| k == "PYTHONUNBUFFERED")
+    );
+}
