@@ -7,9 +7,11 @@
 //! | engine (or sim dialect) | context key | refused by the engine | served cut short |
 //! |---|---|---|---|
 //! | vLLM | `max_model_len` | prompt + max_tokens over it (the prefill leg asks 1 token) | never |
-//! | SGLang | `context_length` (sim: `max_model_len`) | prompt of it or more, or prompt + max_tokens over it, both legs | the same, with `allow_auto_truncate` |
-//! | TensorRT-LLM | `max_seq_len` (sim: `max_model_len`) | prompt of it or more | prompt + max_tokens over it (max_tokens cut to the room left) |
-//! | TensorRT-LLM | `max_num_tokens` (trtllm-serve's default 8192 when unset; sim: only when set) | a prompt longer, on the context leg, unless `enable_chunked_prefill` | never |
+//! | SGLang | `context_length` (sim: `max_model_len`) | prompt, or prompt + max_tokens, of it or more, both legs | the same, with `allow_auto_truncate` |
+//! | TensorRT-LLM | `max_seq_len` (sim: `max_model_len`) | prompt (its share per rank under `parallel.cp`) of it or more | that share + max_tokens over it (max_tokens cut to the room left) |
+//! | TensorRT-LLM | `max_num_tokens` (trtllm-serve's default 8192 when unset; sim: only when set) | a prompt longer (per rank under `parallel.cp`), on the context leg, unless `enable_chunked_prefill` | never |
+//!
+//! vLLM and SGLang options are read in either spelling (`max_model_len`, `max-model-len`).
 //!
 //! What the engine refuses is a case error. What it serves cut short is one too when the
 //! benchmark would fail it: with `ignore_eos` (the default) an answer must have `osl` tokens
@@ -121,6 +123,17 @@ fn findings(case: &Case) -> Vec<Finding> {
     let mut out = Vec::new();
     for (group, g, is_ctx) in [("ctx", &case.ctx, true), ("gen", &case.generation, false)] {
         let l = limits(case.engine, dialect, group, g);
+        // TensorRT-LLM holds each context-parallel rank to its share of the prompt: the LLM
+        // API checks `prompt / cp` against max_num_tokens (`llm.py`, `_check_arguments`), the
+        // worker leaves `max_seq_len - int(prompt / cp)` for output (`base_worker.py`,
+        // `_deduce_max_tokens`). vLLM and SGLang take no cp (validate refuses it), and the sim
+        // does not model it.
+        let cp = if case.engine == Engine::Trtllm {
+            u64::from(g.parallel.cp.max(1))
+        } else {
+            1
+        };
+        let split = req.prompt / cp;
         // vLLM's and TensorRT-LLM's routers send the prefill leg max_tokens 1; SGLang's sends
         // both legs the client's body.
         let asked = if is_ctx && dialect != Dialect::Sglang {
@@ -129,13 +142,24 @@ fn findings(case: &Case) -> Vec<Finding> {
             req.output
         };
         if let (true, Some(n)) = (is_ctx, &l.max_num_tokens) {
-            if req.prompt > n.tokens {
-                out.push(num_tokens(group, &req, n));
+            // `prompt / cp > max_num_tokens`, in Python's float division.
+            if req.prompt > n.tokens * cp {
+                out.push(num_tokens(group, &req, n, cp));
             }
         }
         if let Some(c) = &l.context {
             let ignore_eos = case.benchmark.ignore_eos;
-            if let Some(f) = context(dialect, group, &req, asked, c, l.auto_truncate, ignore_eos) {
+            let at = Prompt { tokens: split, cp };
+            if let Some(f) = context(
+                dialect,
+                group,
+                &req,
+                at,
+                asked,
+                c,
+                l.auto_truncate,
+                ignore_eos,
+            ) {
                 out.push(f);
             }
         }
@@ -143,8 +167,16 @@ fn findings(case: &Case) -> Vec<Finding> {
     out
 }
 
-/// TensorRT-LLM refuses a prompt over max_num_tokens on the context leg.
-fn num_tokens(group: &str, req: &Largest, n: &Limit) -> Finding {
+/// The prompt as one engine rank holds it: TensorRT-LLM's share of a context-parallel rank.
+#[derive(Clone, Copy)]
+struct Prompt {
+    tokens: u64,
+    cp: u64,
+}
+
+/// TensorRT-LLM refuses a prompt over max_num_tokens on the context leg (per context-parallel
+/// rank: the prompt over `cp`).
+fn num_tokens(group: &str, req: &Largest, n: &Limit, cp: u64) -> Finding {
     let (key, whose) = match &n.key {
         Some(k) => (k.clone(), format!("max_num_tokens {}", n.tokens)),
         None => (
@@ -152,10 +184,21 @@ fn num_tokens(group: &str, req: &Largest, n: &Limit) -> Finding {
             format!("trtllm-serve's default max_num_tokens {}", n.tokens),
         ),
     };
+    let (share, per_rank) = if cp > 1 {
+        (
+            format!(
+                ", {} per rank of its context parallelism {cp}",
+                req.prompt.div_ceil(cp)
+            ),
+            req.prompt.div_ceil(cp),
+        )
+    } else {
+        (String::new(), req.prompt)
+    };
     Finding {
         refused: true,
         message: format!(
-            "the benchmark's largest prompt ({}: {} tokens) is longer than {whose} of {} \
+            "the benchmark's largest prompt ({}: {} tokens{share}) is longer than {whose} of {} \
              workers: TensorRT-LLM refuses such a prompt on the context leg with 400 (\"The sum \
              of prompt length ... should not exceed max_num_tokens\"), so every request would \
              fail",
@@ -164,18 +207,19 @@ fn num_tokens(group: &str, req: &Largest, n: &Limit) -> Finding {
             group.to_uppercase()
         ),
         hint: format!(
-            "set {group}.engine_args.max_num_tokens to at least {}, or \
-             `enable_chunked_prefill: true` in {group}.engine_args, or lower benchmark.isl",
-            req.prompt
+            "set {group}.engine_args.max_num_tokens to at least {per_rank}, or \
+             `enable_chunked_prefill: true` in {group}.engine_args, or lower benchmark.isl"
         ),
         key,
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn context(
     dialect: Dialect,
     group: &str,
     req: &Largest,
+    at: Prompt,
     asked: u64,
     c: &Limit,
     auto_truncate: bool,
@@ -186,17 +230,30 @@ fn context(
         .key
         .clone()
         .unwrap_or_else(|| format!("{group}.engine_args"));
-    let total = req.prompt + asked;
+    // The prompt as the engine counts it against the context (a cp rank's share), and with
+    // what is asked of this leg.
+    let prompt = at.tokens;
+    let total = prompt + asked;
     let role = group.to_uppercase();
-    let need = req.prompt + req.output;
+    // SGLang refuses a total equal to its context length (`>=`); the others only one over it.
+    let need = prompt + req.output + u64::from(dialect == Dialect::Sglang);
     let fix = format!(
         "raise {key} to at least {need}, or lower benchmark.isl/osl (or range_ratio) so that \
          isl + osl fit in {limit}"
     );
+    let share = if at.cp > 1 {
+        format!(
+            " ({prompt} + {} per rank of its context parallelism {})",
+            req.output, at.cp
+        )
+    } else {
+        String::new()
+    };
     let intro = format!(
-        "the benchmark's largest request ({}: {} tokens) does not fit {role}'s context of \
-         {limit} tokens",
-        req.says, need
+        "the benchmark's largest request ({}: {} tokens{share}) does not fit {role}'s context \
+         of {limit} tokens",
+        req.says,
+        req.prompt + req.output
     );
     // A shorter answer than asked: with ignore_eos (the default) the benchmark takes it for a
     // server that stopped early, and fails it (wrong_output_length), the canary first.
@@ -227,30 +284,30 @@ fn context(
         Dialect::Vllm if total > limit => Some(Finding {
             refused: true,
             message: format!(
-                "{intro}: vLLM refuses prompt + max_tokens ({} + {asked}) over max_model_len \
-                 with 400, so every request would fail",
-                req.prompt
+                "{intro}: vLLM refuses prompt + max_tokens ({prompt} + {asked}) over \
+                 max_model_len with 400, so every request would fail"
             ),
             hint: fix,
             key,
         }),
         // Truncated to the whole context, the prompt leaves no room: no output at all.
-        Dialect::Sglang if auto_truncate && req.prompt >= limit => Some(Finding {
+        Dialect::Sglang if auto_truncate && prompt >= limit => Some(Finding {
             refused: true,
             message: format!(
-                "{intro}: with allow_auto_truncate SGLang cuts a {}-token prompt to the {limit} \
-                 tokens of the context, which leaves none for output, so every such request \
-                 would fail with no tokens (zero_tokens)",
-                req.prompt
+                "{intro}: with allow_auto_truncate SGLang cuts a {prompt}-token prompt to the \
+                 {limit} tokens of the context, which leaves none for output, so every such \
+                 request would fail with no tokens (zero_tokens)"
             ),
             hint: fix,
             key,
         }),
+        // A total equal to the context is cut to what it already asks: no change.
         Dialect::Sglang if auto_truncate && total > limit => Some(cut(format!(
             "with allow_auto_truncate SGLang cuts max_new_tokens to the {} tokens left",
-            limit - req.prompt
+            limit - prompt
         ))),
-        Dialect::Sglang if req.prompt >= limit || total > limit => Some(Finding {
+        // `input + max_new_tokens >= context_len` (`_validate_one_request`).
+        Dialect::Sglang if prompt >= limit || total >= limit => Some(Finding {
             refused: true,
             message: format!(
                 "{intro}: SGLang refuses it with 400 (\"Requested token count exceeds the \
@@ -259,19 +316,18 @@ fn context(
             hint: format!("{fix}; or `allow_auto_truncate: true` to have SGLang cut it"),
             key,
         }),
-        Dialect::Trtllm if req.prompt >= limit => Some(Finding {
+        Dialect::Trtllm if prompt >= limit => Some(Finding {
             refused: true,
             message: format!(
-                "{intro}: a {}-token prompt leaves no room under max_seq_len, which TensorRT-LLM \
-                 refuses with 400, so every request would fail",
-                req.prompt
+                "{intro}: a {prompt}-token prompt leaves no room under max_seq_len, which \
+                 TensorRT-LLM refuses with 400, so every request would fail"
             ),
             hint: fix,
             key,
         }),
         Dialect::Trtllm if total > limit => Some(cut(format!(
             "TensorRT-LLM cuts max_tokens to the {} tokens left",
-            limit - req.prompt
+            limit - prompt
         ))),
         _ => None,
     }
@@ -299,14 +355,14 @@ fn limits(engine: Engine, dialect: Dialect, group: &str, g: &WorkerGroup<EngineA
             Engine::Vllm => Limits {
                 context: count(m, "max_model_len").map(|tokens| Limit {
                     tokens,
-                    key: key("max_model_len"),
+                    key: key(&spelled(m, "max_model_len")),
                 }),
                 ..Limits::default()
             },
             Engine::Sglang => Limits {
                 context: count(m, "context_length").map(|tokens| Limit {
                     tokens,
-                    key: key("context_length"),
+                    key: key(&spelled(m, "context_length")),
                 }),
                 auto_truncate: switch(m, "allow_auto_truncate"),
                 ..Limits::default()
@@ -339,7 +395,7 @@ fn limits(engine: Engine, dialect: Dialect, group: &str, g: &WorkerGroup<EngineA
 /// A token count an engine option sets: a number, or vLLM's forms (`8k`, `8K`). Anything else
 /// (`auto`, a typo) is the engine's to judge.
 fn count(m: &Mapping, k: &str) -> Option<u64> {
-    match m.get(k)? {
+    match get(m, k)? {
         Value::Number(n) => n.as_u64().filter(|&n| n > 0),
         Value::String(s) => disagg_proto::lengths::parse_count(s).ok().flatten(),
         _ => None,
@@ -347,5 +403,20 @@ fn count(m: &Mapping, k: &str) -> Option<u64> {
 }
 
 fn switch(m: &Mapping, k: &str) -> bool {
-    matches!(m.get(k), Some(Value::Bool(true)))
+    matches!(get(m, k), Some(Value::Bool(true)))
+}
+
+/// How the case spells `k`: `max_model_len` or `max-model-len`.
+fn spelled<'a>(m: &Mapping, k: &'a str) -> std::borrow::Cow<'a, str> {
+    if m.contains_key(k) {
+        k.into()
+    } else {
+        k.replace('_', "-").into()
+    }
+}
+
+/// `k` as written with `_` or with `-`: vLLM and SGLang options become `--` + the key with `-`,
+/// so `max-model-len` is `max_model_len` (validate refuses a case that has both).
+fn get<'a>(m: &'a Mapping, k: &str) -> Option<&'a Value> {
+    m.get(k).or_else(|| m.get(k.replace('_', "-").as_str()))
 }

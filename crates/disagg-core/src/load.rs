@@ -848,9 +848,24 @@ fn check_engine_args(case: &Case, text: &str, path: &Path) -> Result<(), CaseErr
                 } else {
                     crate::engines::sglang::OWNED
                 };
+                // Flags are `--` + the key with `_` as `-`, so both spellings are one flag.
+                let mut seen: Vec<String> = Vec::new();
                 for (k, _) in m {
                     let Some(k) = k.as_str() else { continue };
-                    if let Some((_, why)) = owned.iter().find(|(o, _)| *o == k) {
+                    let flag = k.replace('-', "_");
+                    if let Some(first) = seen.iter().find(|s| s.replace('-', "_") == flag) {
+                        return err(
+                            format!("{key}.{k}"),
+                            format!(
+                                "`{k}` and `{first}` are the same flag (--{}): the engine would \
+                                 take the last one",
+                                flag.replace('_', "-")
+                            ),
+                            "keep one of them",
+                        );
+                    }
+                    seen.push(k.to_string());
+                    if let Some((_, why)) = owned.iter().find(|(o, _)| *o == flag) {
                         return err(
                             format!("{key}.{k}"),
                             format!(

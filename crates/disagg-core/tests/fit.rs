@@ -335,3 +335,115 @@ fn a_sweep_point_that_does_not_fit_is_named_with_its_values() {
         ],
     );
 }
+
+/// SGLang refuses `input + max_new_tokens >= context_len`: a 1k/1k workload needs a context of
+/// 2049, not 2048 (QA: accepted at 2048, and every request would fail on GPUs).
+#[test]
+fn sglang_refuses_a_total_equal_to_its_context() {
+    let b = "{isl: 1024, osl: 1024}";
+    let e = refused(&case("sglang", "", "{}", "{context_length: 2048}", b));
+    assert_eq!(e.key, "gen.engine_args.context_length");
+    has(
+        "at the limit",
+        &e.to_string(),
+        &["SGLang refuses it", "at least 2049"],
+    );
+    parse_case(
+        &case("sglang", "", "{}", "{context_length: 2049}", b),
+        Path::new("case.yaml"),
+    )
+    .unwrap();
+    // The sim playing SGLang alike.
+    refused(&sim("sglang", "{}", "{max_model_len: 2048}", b));
+}
+
+/// vLLM and SGLang options become `--` + the key with `-`: either spelling is read, and both
+/// at once is an error (the engine would take the last).
+#[test]
+fn hyphenated_options_are_the_same_options() {
+    let b = "{isl: 4000, osl: 1024}";
+    let e = refused(&case("vllm", "", "{}", "{max-model-len: 2048}", b));
+    assert_eq!(e.key, "gen.engine_args.max-model-len");
+    let e = refused(&case("sglang", "", "{context-length: 2048}", "{}", b));
+    assert_eq!(e.key, "ctx.engine_args.context-length");
+    let e = refused(&case(
+        "vllm",
+        "",
+        "{}",
+        "{max_model_len: 8192, max-model-len: 2048}",
+        "{isl: 8, osl: 8}",
+    ));
+    has(
+        "both",
+        &e.to_string(),
+        &["`max-model-len` and `max_model_len` are the same flag (--max-model-len)"],
+    );
+    // What disagg sets is refused in either spelling.
+    let e = refused(&case(
+        "vllm",
+        "",
+        "{}",
+        "{tensor-parallel-size: 2}",
+        "{isl: 8, osl: 8}",
+    ));
+    has(
+        "owned",
+        &e.to_string(),
+        &[
+            "`tensor-parallel-size` is set by disagg",
+            "set `parallel.tp`",
+        ],
+    );
+}
+
+/// TensorRT-LLM holds each context-parallel rank to its share of the prompt (QA: a cp case
+/// built for long prompts was refused on the whole prompt).
+#[test]
+fn trtllm_context_parallelism_splits_the_prompt() {
+    let with_cp = |cp: u32, ctx: &str, generation: &str, bench: &str| {
+        format!(
+            "model: {{name: m}}\nengine: trtllm\nctx:\n  count: 1\n  parallel: {{cp: {cp}}}\n  \
+             engine_args: {ctx}\ngen:\n  count: 1\n  parallel: {{cp: {cp}}}\n  engine_args: \
+             {generation}\nbenchmark: {bench}\n"
+        )
+    };
+    let b = "{isl: 32000, osl: 1000}";
+    // 32000 / 4 = 8000 ≤ 8192.
+    parse_case(
+        &with_cp(4, "{max_num_tokens: 8192}", "{}", b),
+        Path::new("case.yaml"),
+    )
+    .unwrap();
+    // 32000 / 2 = 16000 ≤ 16384, and 16000 + 1000 fit under max_seq_len 20000.
+    parse_case(
+        &with_cp(
+            2,
+            "{max_num_tokens: 16384, max_seq_len: 20000}",
+            "{max_seq_len: 20000}",
+            b,
+        ),
+        Path::new("case.yaml"),
+    )
+    .unwrap();
+    // Not enough ranks: 16000 per rank over 8192.
+    let e = refused(&with_cp(2, "{max_num_tokens: 8192}", "{}", b));
+    has(
+        "cp 2",
+        &e.to_string(),
+        &[
+            "16000 per rank of its context parallelism 2",
+            "max_num_tokens to at least 16000",
+        ],
+    );
+    let e = refused(&with_cp(
+        2,
+        "{enable_chunked_prefill: true}",
+        "{max_seq_len: 16000}",
+        b,
+    ));
+    has(
+        "no room",
+        &e.to_string(),
+        &["a 16000-token prompt leaves no room under max_seq_len"],
+    );
+}

@@ -16,7 +16,7 @@
 //!   tokens there, and the engine's own check then refuses a prompt of exactly `max_model_len`
 //!   (`vllm/v1/engine/input_processor.py`, `_validate_prompt_len`).
 //! - SGLang: the tokenizer manager refuses `input >= context_len` and, when `max_new_tokens` is
-//!   set, `input + max_new_tokens > context_len` (`python/sglang/srt/managers/
+//!   set, `input + max_new_tokens >= context_len` (`python/sglang/srt/managers/
 //!   tokenizer_manager.py`, `_validate_one_request`; it truncates instead only under
 //!   `--allow-auto-truncate`); the OpenAI layer turns the ValueError into 400 `BadRequestError`,
 //!   even for a stream (`serving_completions.py` starts the generator before answering 200).
@@ -204,7 +204,7 @@ fn sglang(limit: u64, a: Asked) -> Result<(), Refusal> {
             a.prompt
         )));
     }
-    if let Some(m) = a.max_tokens.filter(|&m| a.prompt + m > limit) {
+    if let Some(m) = a.max_tokens.filter(|&m| a.prompt + m >= limit) {
         return Err(refuse(format!(
             "Requested token count exceeds the model's maximum context length of {limit} \
              tokens. You requested a total of {} tokens: {} tokens from the input messages and \
@@ -229,7 +229,7 @@ fn sglang_truncate(limit: u64, a: Asked) -> u64 {
         );
         prompt = limit;
     }
-    if let Some(m) = a.max_tokens.filter(|&m| prompt + m > limit) {
+    if let Some(m) = a.max_tokens.filter(|&m| prompt + m >= limit) {
         eprintln!(
             "disagg-sim: Requested token count ({prompt} input + {m} new) exceeds the model's \
              context length ({limit} tokens). Truncating max_new_tokens."
@@ -367,7 +367,7 @@ mod tests {
     }
 
     #[test]
-    fn sglang_refuses_an_input_at_the_limit_and_a_total_over_it() {
+    fn sglang_refuses_an_input_or_a_total_at_the_limit() {
         let (status, body) = refused(Dialect::Sglang, 16, ids(16, None));
         assert_eq!(status, 400);
         assert_eq!(
@@ -376,15 +376,16 @@ mod tests {
                 "message": "The input (16 tokens) is longer than the model's context length (16 tokens).",
                 "type": "BadRequestError", "param": null, "code": 400}})
         );
-        let (_, body) = refused(Dialect::Sglang, 16, ids(10, Some(7)));
+        // A total equal to the context is refused too (`>=`).
+        let (_, body) = refused(Dialect::Sglang, 16, ids(10, Some(6)));
         assert_eq!(
             body["error"]["message"],
             "Requested token count exceeds the model's maximum context length of 16 tokens. \
-             You requested a total of 17 tokens: 10 tokens from the input messages and 7 \
+             You requested a total of 16 tokens: 10 tokens from the input messages and 6 \
              tokens for the completion. Please reduce the number of tokens in the input \
              messages or the completion to fit within the limit."
         );
-        assert_eq!(served(Dialect::Sglang, 16, ids(10, Some(6))), 6);
+        assert_eq!(served(Dialect::Sglang, 16, ids(10, Some(5))), 5);
     }
 
     #[test]

@@ -59,11 +59,14 @@ async fn a_prompt_over_the_limit_gets_each_engines_400_and_body() {
             assert_eq!(status, 400, "{dialect} stream={stream}: {reply}");
             assert_eq!(&reply, body, "{dialect} stream={stream}");
         }
+        // 10 + 6 fills the context: vLLM and TensorRT-LLM serve it, SGLang (`>=`) needs one
+        // token to spare.
+        let fits = if *dialect == "sglang" { 5 } else { 6 };
         let (status, reply) = sim
-            .complete(&json!({"prompt": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], "max_tokens": 6}))
+            .complete(&json!({"prompt": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], "max_tokens": fits}))
             .await;
         assert_eq!(status, 200, "{dialect}: a request that fits: {reply}");
-        assert_eq!(reply["usage"]["completion_tokens"], 6, "{dialect}");
+        assert_eq!(reply["usage"]["completion_tokens"], fits, "{dialect}");
         let text = sim.metrics().await;
         assert_eq!(
             metric(&text, "sim_requests_total{outcome=\"rejected\"}"),
