@@ -120,8 +120,20 @@ fn findings(case: &Case) -> Vec<Finding> {
         Engine::Command => return Vec::new(),
         e => e.native_dialect().unwrap_or_default(),
     };
+    // TensorRT-LLM's gen-only benchmark without a context phase: its disaggregated server
+    // sends no context request (TRTLLM_DISAGG_BENCHMARK_GEN_ONLY=1 on the router, as `disagg
+    // import trtllm` writes `gen_only_no_context`), so the ctx group, idle, holds no request.
+    let no_context = case.engine == Engine::Trtllm
+        && case
+            .env
+            .server
+            .get("TRTLLM_DISAGG_BENCHMARK_GEN_ONLY")
+            .is_some_and(|v| v.as_string() == "1");
     let mut out = Vec::new();
     for (group, g, is_ctx) in [("ctx", &case.ctx, true), ("gen", &case.generation, false)] {
+        if is_ctx && no_context {
+            continue;
+        }
         let l = limits(case.engine, dialect, group, g);
         // TensorRT-LLM holds each context-parallel rank to its share of the prompt: the LLM
         // API checks `prompt / cp` against max_num_tokens (`llm.py`, `_check_arguments`), the

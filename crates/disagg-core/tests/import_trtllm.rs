@@ -738,3 +738,23 @@ fn a_multi_node_job_asks_for_one_segment_of_all_its_nodes() {
         "{notes:?}"
     );
 }
+
+/// A config whose requests do not fit its context servers converts, but fails validation: the
+/// error carries the converted case, so `disagg import` can write it where the error points.
+/// Under `gen_only_no_context` the context servers get no request at all: not checked.
+#[test]
+fn a_converted_case_that_does_not_validate_keeps_its_text_and_idle_context_servers_are_not_checked()
+{
+    // Chunked prefill off: a 14745-token prompt (8192 at ratio 0.8) over max_num_tokens 8448.
+    let no_chunks = ("    enable_chunked_prefill: true\n", "");
+    let text = with_benchmark(&[no_chunks]);
+    match convert(&text, "nofit") {
+        Err(disagg_core::import::ImportError::Invalid { error, case_yaml }) => {
+            assert_eq!(error.key, "ctx.engine_args.max_num_tokens", "{error}");
+            assert!(case_yaml.contains("max_num_tokens: 8448"), "{case_yaml}");
+        }
+        other => panic!("expected Invalid, got {:?}", other.map(|i| i.case_yaml)),
+    }
+    let text = with_benchmark(&[no_chunks, ("mode: e2e", "mode: gen_only_no_context")]);
+    convert(&text, "nc").expect("the idle ctx group holds no request");
+}

@@ -128,3 +128,51 @@ fn a_printing_command_whose_reader_leaves_ends_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.signal(), Some(13), "{:?} {stderr}", out.status);
 }
+
+/// `disagg import trtllm` of a config whose requests its context servers would refuse: the case
+/// is still written, and the error points into it (its file, its line, its key), exit 2.
+#[test]
+fn import_writes_a_case_that_does_not_validate_and_points_into_it() {
+    let ws = TempDir::new("import-nofit");
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/import/trtllm/gb200_ctx2_dep4_gen1_dep16_multinode.yaml");
+    let text = std::fs::read_to_string(sample)
+        .unwrap()
+        .replace("    enable_chunked_prefill: true\n", "");
+    let src = ws.path().join("cfg.yaml");
+    std::fs::write(&src, text).unwrap();
+    let out = ws.path().join("case.yaml");
+    let r = disagg(
+        &[
+            "import",
+            "trtllm",
+            src.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(r.code(), 2, "{}", r.show());
+    let written = std::fs::read_to_string(&out).expect("the case is written");
+    let err = r.stderr();
+    assert!(
+        err.contains(&format!(
+            "was converted, but the case does not validate; it is written to {}",
+            out.display()
+        )),
+        "{err}"
+    );
+    let line = written
+        .lines()
+        .position(|l| l.contains("max_num_tokens: 8448"))
+        .unwrap()
+        + 1;
+    assert!(
+        err.contains(&format!("{}:", out.display())) && err.contains("max_num_tokens"),
+        "{err}"
+    );
+    assert!(line > 1, "{written}");
+    // `validate` says the same of the file.
+    let v = disagg(&["validate", out.to_str().unwrap()], &[]);
+    assert_eq!(v.code(), 2, "{}", v.show());
+}

@@ -31,6 +31,11 @@ pub enum ImportError {
     Yaml(String),
     #[error("`{key}` {problem}")]
     Shape { key: String, problem: String },
-    #[error("the converted case does not load:\n{0}")]
-    Invalid(crate::CaseError),
+    /// The case was converted but does not pass `validate`; `case_yaml` is what was
+    /// converted, so it can be written out and fixed there (the error's lines are its lines).
+    #[error("the converted case does not load:\n{error}")]
+    Invalid {
+        error: Box<crate::CaseError>,
+        case_yaml: String,
+    },
 }

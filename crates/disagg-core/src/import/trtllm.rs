@@ -199,7 +199,12 @@ pub fn convert_with(text: &str, name: &str, opts: &Options<'_>) -> Result<Import
         }
     }
     out.push_str(&body);
-    crate::parse_case(&out, Path::new(&format!("{name}.yaml"))).map_err(ImportError::Invalid)?;
+    if let Err(error) = crate::parse_case(&out, Path::new(&format!("{name}.yaml"))) {
+        return Err(ImportError::Invalid {
+            error: Box::new(error),
+            case_yaml: out,
+        });
+    }
     Ok(Imported {
         case_yaml: out,
         notes: cx.notes,

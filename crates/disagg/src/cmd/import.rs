@@ -5,7 +5,9 @@ use disagg_core::exit;
 /// Convert another harness's config into a case; whatever does not map is reported.
 ///
 /// The case goes to stdout (or --output); each thing not carried over as it was is listed on
-/// stderr and, as comments, at the top of the case.
+/// stderr and, as comments, at the top of the case. A case that converts but does not validate
+/// (say its requests do not fit its engines' limits) is written all the same, and the error
+/// points into it; exit 2.
 ///
 /// trtllm: `$LLM_MODELS_ROOT` resolves `dataset_file` and `speculative_model` as TensorRT-LLM
 /// does; the files it reads from its repo root (`extra_llm_api_config_path`, merged into the
@@ -66,6 +68,36 @@ pub fn main(a: Args) -> i32 {
     };
     let imported = match imported {
         Ok(i) => i,
+        // Converted, but the case does not validate (e.g. its requests do not fit its
+        // engines' limits): write it anyway, so the fix is made where the error points.
+        Err(disagg_core::import::ImportError::Invalid { error, case_yaml }) => {
+            let at = match &a.output {
+                Some(p) => match std::fs::write(p, &case_yaml) {
+                    Ok(()) => p.display().to_string(),
+                    Err(e) => {
+                        eprintln!("error: cannot write {}: {e}", p.display());
+                        return exit::TEST_FAILED;
+                    }
+                },
+                None => {
+                    print!("{case_yaml}");
+                    "the case printed above".to_string()
+                }
+            };
+            let checked = a.output.as_deref().map_or_else(
+                || error.to_string(),
+                |p| match disagg_core::parse_case(&case_yaml, p) {
+                    Err(e) => e.to_string(),
+                    Ok(_) => error.to_string(),
+                },
+            );
+            eprintln!(
+                "error: {} was converted, but the case does not validate; it is written to {at} \
+                 (the lines below are its lines):\n{checked}",
+                a.file.display()
+            );
+            return exit::USAGE;
+        }
         Err(e) => {
             eprintln!("error: {}: {e}", a.file.display());
             return exit::USAGE;
