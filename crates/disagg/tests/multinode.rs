@@ -50,6 +50,7 @@ fn main() {
                     a_trtllm_server_spanning_nodes_unevenly_gets_its_gpus_block_wise_and_its_last_node_alone,
                     gen_0_dying_on_another_node_mid_stream_fails_the_run_within_5s_and_leaves_nothing,
                     a_tp2_gen_spanning_two_nodes_serves_and_its_log_tells_the_ranks_apart,
+                    a_follower_rank_dying_is_named_with_its_rank_and_node,
                     three_router_replicas_run_one_per_node_and_share_the_load,
                     killing_a_router_replica_on_another_node_fails_the_run_within_5s_naming_it,
                     asking_more_gpus_per_node_than_a_node_has_fails_at_once_with_slurms_reason,
@@ -815,6 +816,34 @@ fn a_tp2_gen_spanning_two_nodes_serves_and_its_log_tells_the_ranks_apart() {
     assert!(
         ctx.contains(&format!("KV hand-offs name {}:", hosts[0])),
         "{ctx}"
+    );
+    assert_no_process_left(&dir);
+}
+
+/// A rank above 0 of a worker spanning nodes dies (an MPI engine's follower): the run fails on
+/// that worker's account, naming the rank and the node it ran on (the step's own status is
+/// srun's TERM of the other ranks).
+fn a_follower_rank_dying_is_named_with_its_rank_and_node() {
+    let ws = Ws::new("follower");
+    let yaml = format!(
+        "name: mn-follower\nmodel: {{name: tiny}}\nengine: command\nhardware: {{gpus_per_node: 1}}\nctx: {{count: 1, engine_args: {{argv: {}}}}}\ngen: {{count: 1, parallel: {{tp: 2}}, engine_args: {{ranks: 2, argv: {}}}}}\nbenchmark: {{isl: 32, osl: 8, concurrency: [2], rounds: 200}}\ntimeouts: {{worker_startup: 30s, request: 10s, benchmark: 60s, job: 2m}}\n",
+        r#"["{disagg}", sim, --role, context, --model, "{model}", --host, "{host}", --port, "{port}", --advertise-host, "{hostname}"]"#,
+        r#"[sh, -c, "if [ \"$SLURM_PROCID\" = 1 ]; then sleep 2; exit 3; fi; exec \"$0\" \"$@\"", "{disagg}", sim, --role, generation, --model, "{model}", --host, "{host}", --port, "{port}"]"#,
+    );
+    let out = ws.run("mn-follower", &yaml);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let dir = ws.run_dir("mn-follower");
+    let hosts = job_hosts(&dir);
+    let status = read(&dir.join("rendezvous/status.json"));
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["role"], "GEN_0", "{status}");
+    let reason = status["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!(
+            "its engine's rank 1 (on {}) exited with status 3",
+            hosts[2]
+        )),
+        "{reason}"
     );
     assert_no_process_left(&dir);
 }

@@ -44,7 +44,7 @@ pub async fn run(plan: &Plan, role: RoleName) -> Result<(), String> {
         let start = Start::new(launch, &ports);
         let offset = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
         let result = if rank > 0 {
-            follow(plan, role, &start).await
+            follow(plan, role, &start, rank).await
         } else {
             serve(plan, role, launch, &start, &ports).await
         };
@@ -303,13 +303,15 @@ async fn serve(
     }
 }
 
-/// Ranks above 0: run the engine until the run is over; its death fails the role.
-async fn follow(plan: &Plan, role: RoleName, start: &Start) -> Result<(), StartFailure> {
+/// Ranks above 0: run the engine until the run is over; its death fails the role, naming the
+/// rank and its node (the step's own status is srun's TERM of the others).
+async fn follow(plan: &Plan, role: RoleName, start: &Start, rank: u32) -> Result<(), StartFailure> {
     let mut engine = spawn(role, start)?;
     loop {
         if let Some(status) = engine.try_wait().map_err(|e| late(e.to_string()))? {
             return Err(late(format!(
-                "its engine (a non-zero rank) {}",
+                "its engine's rank {rank} (on {}) {}",
+                super::shared::hostname(),
                 Exit::from(status)
             )));
         }
