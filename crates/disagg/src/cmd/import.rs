@@ -70,7 +70,10 @@ pub fn main(a: Args) -> i32 {
         Ok(i) => i,
         // Converted, but the case does not validate (e.g. its requests do not fit its
         // engines' limits): write it anyway, so the fix is made where the error points.
-        Err(disagg_core::import::ImportError::Invalid { error, case_yaml }) => {
+        Err(disagg_core::import::ImportError::Invalid {
+            mut error,
+            case_yaml,
+        }) => {
             let at = match &a.output {
                 Some(p) => match std::fs::write(p, &case_yaml) {
                     Ok(()) => p.display().to_string(),
@@ -84,16 +87,13 @@ pub fn main(a: Args) -> i32 {
                     "the case printed above".to_string()
                 }
             };
-            let checked = a.output.as_deref().map_or_else(
-                || error.to_string(),
-                |p| match disagg_core::parse_case(&case_yaml, p) {
-                    Err(e) => e.to_string(),
-                    Ok(_) => error.to_string(),
-                },
-            );
+            // Its lines are the written file's: name that file.
+            if let Some(p) = &a.output {
+                error.file = p.clone();
+            }
             eprintln!(
                 "error: {} was converted, but the case does not validate; it is written to {at} \
-                 (the lines below are its lines):\n{checked}",
+                 (the lines below are its lines):\n{error}",
                 a.file.display()
             );
             return exit::USAGE;
