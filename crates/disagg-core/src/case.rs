@@ -720,6 +720,32 @@ pub struct Timeouts {
     /// long fails the run, named as its root cause: a hung process, not a slow benchmark.
     #[serde(default = "d10s", with = "humantime_serde")]
     pub unresponsive: Duration,
+    /// A worker on which our router has requests in flight, and from which it has had neither
+    /// a finished answer nor a byte of a streamed one for this long, fails the run, named as
+    /// its root cause: an engine that hangs its requests while its `/health` answers. In a
+    /// case: unset takes [`DEFAULT_STALL`] when the benchmark streams and that is shorter than
+    /// `request`, else none; `0s` turns it off. In a plan: the limit in force, or none.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub stall: Option<Duration>,
+}
+
+/// `timeouts.stall` when the case leaves it unset and the benchmark streams: long enough for
+/// any one prefill, short next to the request timeouts long-sequence cases carry.
+pub const DEFAULT_STALL: Duration = Duration::from_secs(300);
+
+impl Timeouts {
+    /// The stall limit in force for a case whose benchmark streams or not (see [`Self::stall`]).
+    pub fn stall_in_force(&self, streaming: bool) -> Option<Duration> {
+        match self.stall {
+            Some(d) if d.is_zero() => None,
+            Some(d) => Some(d),
+            None => (streaming && DEFAULT_STALL < self.request).then_some(DEFAULT_STALL),
+        }
+    }
 }
 
 impl Default for Timeouts {
@@ -731,6 +757,7 @@ impl Default for Timeouts {
             job: d30m(),
             grace: d5s(),
             unresponsive: d10s(),
+            stall: None,
         }
     }
 }
@@ -841,5 +868,35 @@ impl Setup {
             Setup::Shell(s) => vec!["sh".into(), "-c".into(), s.clone()],
             Setup::Argv(v) => v.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stall_limit_defaults_to_5m_for_streamed_benchmarks_and_0s_turns_it_off() {
+        let t = |request: u64, stall: Option<u64>| Timeouts {
+            request: Duration::from_secs(request),
+            stall: stall.map(Duration::from_secs),
+            ..Timeouts::default()
+        };
+        assert_eq!(t(1800, None).stall_in_force(true), Some(DEFAULT_STALL));
+        assert_eq!(
+            t(1800, None).stall_in_force(false),
+            None,
+            "no byte until the end"
+        );
+        assert_eq!(
+            t(60, None).stall_in_force(true),
+            None,
+            "requests time out first"
+        );
+        assert_eq!(
+            t(60, Some(30)).stall_in_force(false),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(t(1800, Some(0)).stall_in_force(true), None);
     }
 }

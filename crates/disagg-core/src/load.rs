@@ -1121,6 +1121,19 @@ fn check_deadlines(case: &Case, text: &str, path: &Path) -> Result<(), CaseError
         .at_line(line_of(text, "timeouts.unresponsive"))
         .hint("give it at least 2s; the default is 10s"));
     }
+    if let Some(stall) = t.stall.filter(|d| !d.is_zero() && *d < MIN_UNRESPONSIVE) {
+        return Err(CaseError::new(
+            path,
+            "timeouts.stall",
+            format!(
+                "stall ({}) is shorter than {}: the router's census is read once a second, so a busy but healthy worker could be taken for a hung one",
+                h(stall),
+                h(MIN_UNRESPONSIVE)
+            ),
+        )
+        .at_line(line_of(text, "timeouts.stall"))
+        .hint("give it at least 2s, or 0s to turn it off; unset, it is 5m when the benchmark streams"));
+    }
     if t.worker_startup + t.benchmark > t.job {
         return fail(
             "timeouts.job",

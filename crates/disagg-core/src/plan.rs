@@ -426,7 +426,10 @@ pub fn build(case: &LoadedCase, run_id: &str, run_dir: &Path, exe: &Path) -> Pla
         model: c.model.name.clone(),
         model_path: c.model.path.clone(),
         roles,
-        deadlines: c.timeouts,
+        deadlines: Timeouts {
+            stall: c.timeouts.stall_in_force(c.benchmark.streaming),
+            ..c.timeouts
+        },
         router: c.router.clone(),
         benchmark: resolve_benchmark_paths(&c.benchmark, &case.path),
         perf_baseline: case.baseline_path(),
@@ -657,13 +660,16 @@ pub fn render(plan: &Plan) -> String {
     let d = &plan.deadlines;
     let _ = writeln!(
         s,
-        "deadlines:   worker_startup {}, request {}, benchmark {}, job {}, grace {}, unresponsive {}",
+        "deadlines:   worker_startup {}, request {}, benchmark {}, job {}, grace {}, unresponsive {}{}",
         h(d.worker_startup),
         h(d.request),
         h(d.benchmark),
         h(d.job),
         h(d.grace),
-        h(d.unresponsive)
+        h(d.unresponsive),
+        d.stall
+            .map(|stall| format!(", stall {}", h(stall)))
+            .unwrap_or_default()
     );
     if let Some(b) = &plan.perf_baseline {
         let _ = writeln!(s, "baseline:    {}", b.display());

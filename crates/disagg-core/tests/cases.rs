@@ -135,6 +135,14 @@ fn bad_cases_name_the_key_line_and_fix() {
             hint_has: "at least 2s",
         },
         Bad {
+            what: "a stall limit shorter than two census reads",
+            text: edit("unresponsive: 10s", "unresponsive: 10s, stall: 1s"),
+            key: "timeouts.stall",
+            line: Some(32),
+            message_has: "stall (1s) is shorter than 2s",
+            hint_has: "or 0s to turn it off",
+        },
+        Bad {
             what: "name with ..",
             text: edit("name: quickstart ", "name: ../x "),
             key: "name",

@@ -162,6 +162,9 @@ fn drive(
             );
         }
     };
+    let stall_watch = d
+        .stall
+        .and_then(|limit| Some((stuck::StallWatch::start(plan, limit)?, limit)));
     loop {
         if interrupted.load(Ordering::SeqCst) {
             return RunResult::Interrupted;
@@ -254,6 +257,12 @@ fn drive(
         // A hung role: alive, but not answering.
         if let Some(silent) = liveness.silent(d.unresponsive).into_iter().next() {
             return hung(procs, &liveness, silent, d.unresponsive);
+        }
+        // A worker that answers /health but hangs its requests.
+        if let Some((watch, limit)) = &stall_watch {
+            if let Some(found) = watch.found() {
+                return stalled(procs, found, *limit);
+            }
         }
         // Deadlines.
         for p in procs
@@ -671,6 +680,20 @@ fn hung(procs: &mut [Proc], liveness: &Liveness, silent: Silent, limit: Duration
         .and_then(|p| p.failure.clone())
         .unwrap_or_else(|| root.reason.clone());
     fail(Some(root.role), reason, true)
+}
+
+/// A worker found stalled by the router's census (`timeouts.stall`) fails the run as the root
+/// cause, long before its requests' own timeouts would have failed the benchmark.
+fn stalled(procs: &mut [Proc], found: stuck::Stalled, limit: Duration) -> RunResult {
+    let reason = format!(
+        "{}: its engine hangs its requests; timeouts.stall is {}",
+        found.reason,
+        humantime::format_duration(limit)
+    );
+    if let Some(p) = procs.iter_mut().find(|p| p.plan.role == found.role) {
+        p.failure = Some(reason.clone());
+    }
+    fail(Some(found.role), reason, true)
 }
 
 /// A role that ended with a failure. A clean exit is no cause: once BENCHMARK writes its

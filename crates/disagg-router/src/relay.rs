@@ -214,10 +214,19 @@ pub(crate) fn respond(opened: Opened, worker: &str, stream: bool, keep: Keep) ->
         }
         Body::from(first.unwrap_or_default())
     } else {
+        let gen_worker = keep
+            .leases
+            .iter()
+            .find(|l| l.url() == worker)
+            .map(|l| l.worker.clone());
+        if let Some(w) = &gen_worker {
+            w.progressed();
+        }
         Body::from_stream(Relay {
             first,
             rest,
             companion: keep.companion,
+            gen_worker,
             _leases: keep.leases,
             worker: worker.to_string(),
             deadline: Box::pin(tokio::time::sleep_until(deadline)),
@@ -274,6 +283,9 @@ struct Relay {
     first: Option<Bytes>,
     rest: BoxStream<'static, Result<Bytes, hyper::Error>>,
     companion: Option<BoxFuture<'static, Result<(), ProxyError>>>,
+    /// The generation worker streaming this answer: each chunk is progress (see
+    /// [`Worker::stalled_for`](crate::worker::Worker::stalled_for)).
+    gen_worker: Option<std::sync::Arc<crate::worker::Worker>>,
     _leases: Vec<Lease>,
     worker: String,
     /// The request's deadline: a stream still running then is cut, as a hung worker's would be.
@@ -343,7 +355,13 @@ impl Stream for Relay {
                 this.blame(&msg);
                 Poll::Ready(Some(Err(std::io::Error::other(msg))))
             }
-            other => other.map(|o| o.map(|r| r.map_err(std::io::Error::other))),
+            Poll::Ready(Some(Ok(chunk))) => {
+                if let Some(w) = &this.gen_worker {
+                    w.progressed();
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Pending => Poll::Pending,
         }
     }
 }

@@ -129,14 +129,23 @@ impl Worker {
             .clone()
     }
 
-    /// With requests in flight, how long since it last finished one (or took one while idle):
-    /// at least the age of its oldest request when it finishes none. Zero when idle.
+    /// With requests in flight, how long since it last finished one, sent a byte of a streamed
+    /// answer, or took one while idle: at most the age of its oldest request. Zero when idle.
     pub fn stalled_for(&self) -> Duration {
         if self.in_flight() == 0 {
             return Duration::ZERO;
         }
         let since = self.last_progress_ms.load(Ordering::Relaxed);
         Duration::from_millis(now_ms().saturating_sub(since))
+    }
+
+    /// A byte of an answer came from this worker: it is not stalled, even if it has finished
+    /// nothing yet (a long stream). One relaxed load, and a store at most once a millisecond.
+    pub fn progressed(&self) {
+        let now = now_ms();
+        if self.last_progress_ms.load(Ordering::Relaxed) != now {
+            self.last_progress_ms.store(now, Ordering::Relaxed);
+        }
     }
 
     /// What this worker's `/version` said about `disagg_request_id` (one relaxed load).
@@ -262,6 +271,13 @@ mod tests {
         assert_eq!(
             (w.errors(), w.last_error().as_deref()),
             (2, Some("HTTP 500: boom"))
+        );
+        // A streamed byte is progress, though nothing finished.
+        w.progressed();
+        assert!(
+            w.stalled_for() < Duration::from_millis(25),
+            "{:?}",
+            w.stalled_for()
         );
         drop(held);
         assert_eq!(w.stalled_for(), Duration::ZERO, "idle");

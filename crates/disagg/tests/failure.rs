@@ -1097,6 +1097,68 @@ fn a_hung_worker_at_the_benchmark_deadline_is_named_from_our_routers_census() {
     assert_nothing_left(&dir);
 }
 
+/// `timeouts.stall`: a worker that answers /health but hangs its requests fails the run once
+/// our router's census shows its requests in flight with no byte of an answer for that long,
+/// named as the root cause, long before the requests' own timeout (50 s here).
+#[test]
+fn a_worker_that_hangs_its_requests_fails_the_run_within_timeouts_stall() {
+    let ws = TempDir::new("stall");
+    let case = CaseSpec {
+        name: "stall",
+        gen_args: "{stall_after_requests: 2}",
+        concurrency: "[2]",
+        rounds: 5,
+        timeouts: "{worker_startup: 20s, request: 50s, benchmark: 60s, job: 120s, grace: 2s, \
+                   stall: 3s}",
+        ..Default::default()
+    }
+    .write(ws.path(), "c.yaml");
+    let r = run(&case, ws.path(), &[], &[("SKIP_PERF_CHECK", "true")]);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    assert!(r.elapsed < Duration::from_secs(40), "{}", r.show());
+    let dir = only_run(ws.path(), "stall");
+    let status = json(&dir.join("rendezvous/status.json"));
+    assert_eq!(status["role"], "GEN_0", "{status}");
+    let reason = status["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("GEN_0 (http://")
+            && reason.contains("request(s) DISAGG_SERVER has in flight on it, nor sent a byte")
+            && reason.ends_with(": its engine hangs its requests; timeouts.stall is 3s"),
+        "{reason}"
+    );
+    let cases = junit_cases(&dir.join("results.xml"));
+    let g0 = cases.iter().find(|c| c.0 == "GEN_0 stayed up").unwrap();
+    assert!(
+        g0.1.as_deref().unwrap_or("").starts_with("GEN_0 (http://"),
+        "{cases:?}"
+    );
+    assert_nothing_left(&dir);
+}
+
+/// A stream that is slow but flowing is no stall: each request here takes about 3 s, with a
+/// token every 300 ms, and `timeouts.stall` is 2 s.
+#[test]
+fn a_slow_stream_is_no_stall() {
+    let ws = TempDir::new("slow-stream");
+    let case = CaseSpec {
+        name: "slow-stream",
+        gen_args: "{itl: 300ms}",
+        concurrency: "[1]",
+        rounds: 1,
+        osl: 10,
+        timeouts: "{worker_startup: 20s, request: 50s, benchmark: 60s, job: 120s, grace: 2s, \
+                   stall: 2s}",
+        ..Default::default()
+    }
+    .write(ws.path(), "c.yaml");
+    let r = run(&case, ws.path(), &[], &[("SKIP_PERF_CHECK", "true")]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let dir = only_run(ws.path(), "slow-stream");
+    let plan = json(&dir.join("plan.json"));
+    assert_eq!(plan["deadlines"]["stall"], "2s", "{plan}");
+    assert_nothing_left(&dir);
+}
+
 /// Every worker answers its probe: the benchmark failed for a reason of its own (here the
 /// output is one token despite ignore_eos), and it stays the root cause, saying the workers
 /// were asked. A healthy run behind such a router probes nobody.

@@ -20,7 +20,8 @@ use crate::rendezvous::{self, Endpoint};
 /// How long one router gets to answer.
 const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Requests in flight on a worker that has finished none for this long are stuck there.
+/// Requests in flight on a worker that has finished none (nor streamed a byte) for this long
+/// are stuck there.
 const STALLED: Duration = Duration::from_secs(2);
 
 /// What the routers say of one worker, summed over them.
@@ -96,6 +97,99 @@ pub(super) fn suspects(plan: &Plan) -> Vec<(RoleName, String)> {
         Some(c) => c.routers,
         None => ask_now(&own_routers(plan)),
     };
+    let seen = merge(plan, censuses);
+    let mut out: Vec<(u64, Duration, RoleName, String)> = seen
+        .into_iter()
+        .filter(|(_, s)| s.errors > 0 || (s.in_flight > 0 && s.stalled >= STALLED))
+        .map(|(role, s)| (s.errors, s.stalled, role, account(role, &s)))
+        .collect();
+    out.sort_by_key(|s| std::cmp::Reverse((s.0, s.1)));
+    out.into_iter().map(|(_, _, r, why)| (r, why)).collect()
+}
+
+/// How often [`StallWatch`] reads the routers' census.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
+
+/// A worker found stalled by [`StallWatch`].
+#[derive(Debug, Clone)]
+pub(super) struct Stalled {
+    pub role: RoleName,
+    /// "GEN_0 (http://…) answers /health, but finished none of …", and any other worker
+    /// stalled as long.
+    pub reason: String,
+}
+
+/// `timeouts.stall` at work: from a thread of its own, reads our routers' census every
+/// [`WATCH_EVERY`] and keeps the worker whose requests have gone longest with no byte of an
+/// answer, once that is `limit` or more. Dropping it stops the thread (after its current ask,
+/// bounded by [`ASK_TIMEOUT`]; it is not waited for).
+pub(super) struct StallWatch {
+    found: std::sync::Arc<std::sync::Mutex<Option<Stalled>>>,
+    _stop: std::sync::mpsc::Sender<()>,
+}
+
+impl StallWatch {
+    /// Starts watching; `None` when the plan has no router of ours (no census to read) or the
+    /// thread cannot start.
+    pub(super) fn start(plan: &Plan, limit: Duration) -> Option<Self> {
+        if !has_own_router(plan) {
+            return None;
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        let found: std::sync::Arc<std::sync::Mutex<Option<Stalled>>> = Default::default();
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let (plan, shared) = (plan.clone(), found.clone());
+        std::thread::Builder::new()
+            .name("stall-watch".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(WATCH_EVERY)
+                {
+                    let routers = own_routers(&plan);
+                    if routers.is_empty() {
+                        continue;
+                    }
+                    let seen = merge(&plan, rt.block_on(ask(&routers)));
+                    let now = stalled(&seen, limit);
+                    *shared.lock().unwrap_or_else(|e| e.into_inner()) = now;
+                }
+            })
+            .ok()?;
+        Some(Self { found, _stop: stop })
+    }
+
+    /// The worker stalled for `limit` or more at the last reading, if any.
+    pub(super) fn found(&self) -> Option<Stalled> {
+        self.found.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// The worker of `seen` stalled longest, if that is `limit` or more, with any other worker
+/// stalled that long named after it (SGLang's legs run together, and a hung decode can hold
+/// its prefill, or the other way round).
+fn stalled(seen: &BTreeMap<RoleName, Seen>, limit: Duration) -> Option<Stalled> {
+    let mut over: Vec<(&RoleName, &Seen)> = seen
+        .iter()
+        .filter(|(_, s)| s.in_flight > 0 && s.stalled >= limit)
+        .collect();
+    over.sort_by_key(|(role, s)| (std::cmp::Reverse(s.stalled), **role));
+    let (first, rest) = over.split_first()?;
+    let mut reason = account(*first.0, first.1);
+    for (role, s) in rest {
+        reason.push_str(&format!("; also {}", account(**role, s)));
+    }
+    Some(Stalled {
+        role: *first.0,
+        reason,
+    })
+}
+
+/// What the routers' censuses say of each worker, summed over the routers, keyed by the role
+/// whose published address the router names.
+fn merge(plan: &Plan, censuses: Vec<(RoleName, serde_json::Value)>) -> BTreeMap<RoleName, Seen> {
     // A worker as the router knows it (`http://host:port`, SGLang's `host:port@bootstrap`) is
     // the address its role published.
     let mut roles: BTreeMap<String, RoleName> = BTreeMap::new();
@@ -132,18 +226,12 @@ pub(super) fn suspects(plan: &Plan) -> Vec<(RoleName, String)> {
             }
         }
     }
-    let mut out: Vec<(u64, Duration, RoleName, String)> = seen
-        .into_iter()
-        .filter(|(_, s)| s.errors > 0 || (s.in_flight > 0 && s.stalled >= STALLED))
-        .map(|(role, s)| (s.errors, s.stalled, role, account(role, &s)))
-        .collect();
-    out.sort_by_key(|s| std::cmp::Reverse((s.0, s.1)));
-    out.into_iter().map(|(_, _, r, why)| (r, why)).collect()
+    seen
 }
 
 /// "GEN_0 (http://127.0.0.1:4001) answers /health, but failed 8 of 8 request(s) DISAGG_SERVER
 /// sent it; the last: ..." / "... but finished none of the 4 request(s) DISAGG_SERVER has in
-/// flight on it for 6s 100ms".
+/// flight on it, nor sent a byte of them, for 6s 100ms".
 fn account(role: RoleName, s: &Seen) -> String {
     let by = s
         .routers
@@ -166,7 +254,8 @@ fn account(role: RoleName, s: &Seen) -> String {
     if s.in_flight > 0 && s.stalled >= STALLED {
         let secs = Duration::from_millis(s.stalled.as_millis() as u64 / 100 * 100);
         parts.push(format!(
-            "finished none of the {} request(s) {by} has in flight on it for {}",
+            "finished none of the {} request(s) {by} has in flight on it, nor sent a byte of \
+             them, for {}",
             s.in_flight,
             humantime::format_duration(secs)
         ));
@@ -254,6 +343,38 @@ mod tests {
     }
 
     #[test]
+    fn the_worker_stalled_longest_is_named_first_with_any_other_over_the_limit() {
+        let worker = |url: &str, in_flight, secs| Seen {
+            url: url.into(),
+            requests: 4,
+            in_flight,
+            stalled: Duration::from_secs(secs),
+            routers: vec![RoleName::DisaggServer(None)],
+            ..Default::default()
+        };
+        let mut seen = BTreeMap::new();
+        seen.insert(RoleName::Ctx(0), worker("http://c:1", 2, 6));
+        seen.insert(RoleName::Gen(0), worker("http://g:1", 2, 9));
+        seen.insert(RoleName::Gen(1), worker("http://g:2", 0, 0));
+        seen.insert(RoleName::Gen(2), worker("http://g:3", 1, 4));
+        let limit = Duration::from_secs(5);
+        let found = stalled(&seen, limit).expect("two over the limit");
+        assert_eq!(found.role, RoleName::Gen(0));
+        assert!(
+            found
+                .reason
+                .starts_with("GEN_0 (http://g:1) answers /health, but finished none")
+                && found
+                    .reason
+                    .contains("; also CTX_0 (http://c:1) answers /health")
+                && !found.reason.contains("GEN_2"),
+            "{}",
+            found.reason
+        );
+        assert!(stalled(&seen, Duration::from_secs(10)).is_none());
+    }
+
+    #[test]
     fn the_account_says_what_failed_and_what_hangs() {
         let s = Seen {
             url: "http://127.0.0.1:4001".into(),
@@ -269,7 +390,7 @@ mod tests {
             "GEN_0 (http://127.0.0.1:4001) answers /health, but failed 8 of 8 request(s) \
              DISAGG_SERVER sent it; the last: generation worker http://127.0.0.1:4001 failed \
              with HTTP 500; and it finished none of the 2 request(s) DISAGG_SERVER has in \
-             flight on it for 6s 100ms"
+             flight on it, nor sent a byte of them, for 6s 100ms"
         );
     }
 }
