@@ -49,6 +49,7 @@ async fn canary_one(
         urls: vec![url.clone()],
         streaming: cfg.streaming,
         timeout: cfg.request_timeout,
+        stall: cfg.stall.filter(|_| cfg.streaming),
         ignore_eos: cfg.ignore_eos,
     };
     let (input_len, output_len) = lengths(cfg);

@@ -38,6 +38,8 @@ pub(crate) fn to_config(args: &BenchArgs) -> BenchConfig {
         seed: args.seed,
         percentiles: args.percentiles.clone(),
         max_failure_rate: args.max_failure_rate,
+        keep_going: args.keep_going,
+        stall: args.stall,
         ignore_eos: args.ignore_eos,
     }
 }

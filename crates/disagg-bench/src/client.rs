@@ -22,6 +22,8 @@ pub(crate) struct Target {
     pub urls: Vec<http::Uri>,
     pub streaming: bool,
     pub timeout: Duration,
+    /// Streams only: no byte of an answer for this long fails the request as `stalled`.
+    pub stall: Option<Duration>,
     /// The server was asked to ignore EOS, so each output length is a promise to check.
     pub ignore_eos: bool,
 }
@@ -85,6 +87,8 @@ impl Outcome {
 pub(crate) enum Failure {
     Connect,
     Timeout,
+    /// A stream that had no byte for this long (the bench's `stall`): a hung server.
+    Stalled(Duration),
     /// A non-2xx answer, with the message of its OpenAI-style error body when it had one.
     Status(u16, Option<String>),
     /// The stream ended before `data: [DONE]`.
@@ -106,6 +110,15 @@ pub(crate) enum Failure {
 }
 
 impl Failure {
+    /// A request that got nothing until a limit ran out: the bench's timeout or stall, or a
+    /// router's 504 (its own request deadline). A server that hangs fails this way, slowly.
+    pub fn waited_out_a_limit(&self) -> bool {
+        matches!(
+            self,
+            Failure::Timeout | Failure::Stalled(_) | Failure::Status(504, _)
+        )
+    }
+
     /// The kind, and the server's message when it gave one: `http_401: invalid ...`.
     pub fn describe(&self) -> String {
         match self {
@@ -113,6 +126,11 @@ impl Failure {
             Failure::WrongLength { got, want } => format!(
                 "{}: {got} output tokens where ignore_eos asked for {want}",
                 self.kind()
+            ),
+            Failure::Stalled(after) => format!(
+                "{}: no byte of the answer for {}",
+                self.kind(),
+                humantime::format_duration(*after)
             ),
             _ => self.kind(),
         }
@@ -122,6 +140,7 @@ impl Failure {
         match self {
             Failure::Connect => "connect".into(),
             Failure::Timeout => "timeout".into(),
+            Failure::Stalled(_) => "stalled".into(),
             Failure::Status(code, _) => format!("http_{code}"),
             Failure::StreamCut => "stream_cut".into(),
             Failure::BadBody => "bad_body".into(),
@@ -223,7 +242,16 @@ async fn exchange(
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(Full::new(body))
         .map_err(|_| Failure::Transport)?;
-    let resp = client.request(request).await.map_err(|e| {
+    let stall = target.stall.filter(|_| target.streaming);
+    let pending = client.request(request);
+    // A stream's first byte is due within `stall` (a router sends its headers with it).
+    let resp = match stall {
+        Some(after) => tokio::time::timeout(after, pending)
+            .await
+            .map_err(|_| Failure::Stalled(after))?,
+        None => pending.await,
+    };
+    let resp = resp.map_err(|e| {
         if e.is_connect() {
             Failure::Connect
         } else {
@@ -245,7 +273,7 @@ async fn exchange(
         return Err(Failure::Status(status.as_u16(), Some(message)));
     }
     if target.streaming {
-        read_stream(resp.into_body(), expected_chunks).await
+        read_stream(resp.into_body(), expected_chunks, stall).await
     } else {
         read_whole(resp.into_body()).await
     }
@@ -254,7 +282,17 @@ async fn exchange(
 /// The most chunk timestamps reserved up front per request (a 16k-token answer: 128 KiB).
 const MAX_PRESIZED_CHUNKS: usize = 16 * 1024;
 
-async fn read_stream(mut body: Incoming, expected: usize) -> Result<Success, Failure> {
+/// How far a stream's stall deadline may lag behind its last byte: it is pushed back only when
+/// it is this share of `stall` stale, so a stream costs a few timer updates per `stall`, not
+/// one per chunk, and a stall is found at most `stall / STALL_SLACK` late.
+const STALL_SLACK: u32 = 16;
+
+async fn read_stream(
+    mut body: Incoming,
+    expected: usize,
+    stall: Option<Duration>,
+) -> Result<Success, Failure> {
+    let mut idle = stall.map(|after| (after, Box::pin(tokio::time::sleep(after))));
     let mut parser = Parser::new();
     let mut chunks = Vec::with_capacity(expected);
     let mut usage = None;
@@ -262,9 +300,26 @@ async fn read_stream(mut body: Incoming, expected: usize) -> Result<Success, Fai
     // Reused from chunk to chunk; its events are slices of the chunk they came in.
     let mut events = Vec::new();
     // Ends when the server sends [DONE] or closes the stream; the caller's timeout bounds both.
-    while let Some(frame) = body.frame().await {
+    loop {
+        let frame = match &mut idle {
+            None => body.frame().await,
+            Some((after, sleep)) => {
+                tokio::select! {
+                    biased;
+                    frame = body.frame() => frame,
+                    () = sleep.as_mut() => return Err(Failure::Stalled(*after)),
+                }
+            }
+        };
+        let Some(frame) = frame else { break };
         let frame = frame.map_err(|_| Failure::StreamCut)?;
         let arrived = Instant::now();
+        if let Some((after, sleep)) = &mut idle {
+            let due = tokio::time::Instant::from_std(arrived) + *after;
+            if due.saturating_duration_since(sleep.deadline()) > *after / STALL_SLACK {
+                sleep.as_mut().reset(due);
+            }
+        }
         // Trailers carry no events.
         let Ok(bytes) = frame.into_data() else {
             continue;

@@ -1,5 +1,6 @@
 //! The closed loop: at most C requests in flight, each worker sending its next request as soon as
-//! the previous one ends, until the point's requests (or its time) are used up.
+//! the previous one ends, until the point's requests (or its time, or its failure budget) are
+//! used up.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -40,7 +41,7 @@ pub(crate) async fn run(
         handles.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             loop {
-                if deadline.is_some_and(|d| Instant::now() >= d) {
+                if deadline.is_some_and(|d| Instant::now() >= d) || progress.should_stop() {
                     break;
                 }
                 let i = next.fetch_add(1, Ordering::Relaxed);

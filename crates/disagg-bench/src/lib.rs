@@ -80,6 +80,14 @@ pub struct BenchConfig {
     pub percentiles: Vec<f64>,
     /// Highest share of failed requests (0 to 1) a point may have and still be valid.
     pub max_failure_rate: f64,
+    /// Send every request of a point even once more have failed than `max_failure_rate`
+    /// allows and some waited out a limit (`timeout`, `stalled`, a router's 504). By default
+    /// the point stops sending then (those in flight finish): it has failed whatever follows,
+    /// and against a hung server each further wave would cost a timeout.
+    pub keep_going: bool,
+    /// Streams only: a request that has had no byte of its answer for this long (its first,
+    /// or the next) fails as `stalled`, long before `request_timeout`: a hung server.
+    pub stall: Option<Duration>,
     /// Ask the server to ignore EOS so every output is exactly the requested length; shorter
     /// outputs are then counted and flagged.
     pub ignore_eos: bool,
@@ -146,6 +154,8 @@ impl Default for BenchConfig {
             seed: 0,
             percentiles: Vec::new(),
             max_failure_rate: 0.0,
+            keep_going: false,
+            stall: None,
             ignore_eos: true,
             extra_urls: Vec::new(),
             request_rates: Vec::new(),
@@ -242,6 +252,15 @@ pub struct BenchArgs {
     /// Highest share of failed requests (0 to 1) a point may have and still be valid.
     #[arg(long, default_value_t = 0.0)]
     pub max_failure_rate: f64,
+    /// Send every request of a point even after more have failed than --max-failure-rate
+    /// allows, some by waiting out a limit (by default the point stops sending then: each
+    /// further wave would wait as long; those in flight finish).
+    #[arg(long)]
+    pub keep_going: bool,
+    /// Streams only: fail a request that has had no byte of its answer for this long (the
+    /// first, or the next), e.g. `5m`, as `stalled`, instead of waiting out --request-timeout.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub stall: Option<Duration>,
     /// Ask the server to ignore EOS so outputs have exactly the requested length
     /// (`--ignore-eos=false` lets the model stop early).
     #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true",

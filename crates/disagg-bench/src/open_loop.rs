@@ -14,7 +14,8 @@ use crate::workload::PreparedRequest;
 
 /// Sends request `i` at `start + offsets[i]` (or as soon after as a concurrency slot frees) and
 /// returns the outcomes of the requests sent, in request order. Bounded: the schedule is finite,
-/// nothing new leaves after the deadline, and each request is bounded by the target's timeout.
+/// nothing new leaves after the deadline or once the point's failure budget is spent, and each
+/// request is bounded by the target's timeout.
 pub(crate) async fn run(
     client: &client::HttpClient,
     target: &Arc<Target>,
@@ -52,6 +53,10 @@ pub(crate) async fn run(
                 rt.block_on(Arc::clone(s).acquire_owned())
                     .expect("the semaphore is never closed")
             });
+            // The point has failed whatever follows: nothing more leaves.
+            if progress.should_stop() {
+                break;
+            }
             let (client, target, progress) =
                 (client.clone(), Arc::clone(&target), Arc::clone(&progress));
             handles.push(rt.spawn(async move {

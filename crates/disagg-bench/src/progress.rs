@@ -22,17 +22,47 @@ pub(crate) struct Progress {
     done: AtomicU64,
     failed: AtomicU64,
     in_flight: AtomicU64,
+    /// Failed requests that waited out a limit: `timeout`, `stalled`, or a router's 504.
+    hung: AtomicU64,
+    /// The failures the point may have and still be valid; `None`: no limit (warmup, or
+    /// `keep_going`).
+    budget: Option<u64>,
 }
 
 impl Progress {
+    /// A point's counters; see [`Self::should_stop`].
+    pub fn with_failure_budget(budget: Option<u64>) -> Self {
+        Self {
+            budget,
+            ..Self::default()
+        }
+    }
+
+    /// More requests have failed than the point may have, so it has failed whatever follows,
+    /// and some of them hung until a limit: each further wave would wait as long, so the point
+    /// sends nothing more. Failures that come back at once cost nothing, and all of the point's
+    /// requests still go, for a full count.
+    pub fn should_stop(&self) -> bool {
+        self.budget.is_some_and(|b| {
+            self.failed.load(Ordering::Relaxed) > b && self.hung.load(Ordering::Relaxed) > 0
+        })
+    }
+
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
     pub fn started(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn finished(&self, outcome: &Outcome) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        if outcome.result.is_err() {
+        if let Err(failure) = &outcome.result {
             self.failed.fetch_add(1, Ordering::Relaxed);
+            if failure.waited_out_a_limit() {
+                self.hung.fetch_add(1, Ordering::Relaxed);
+            }
         }
         self.done.fetch_add(1, Ordering::Relaxed);
     }

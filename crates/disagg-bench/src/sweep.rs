@@ -53,6 +53,7 @@ pub(crate) async fn run_sweep(
         urls: cfg.parsed_request_urls()?,
         streaming: cfg.streaming,
         timeout: cfg.request_timeout,
+        stall: cfg.stall.filter(|_| cfg.streaming),
         ignore_eos: cfg.ignore_eos,
     });
     let mut workload = Workload::new(cfg)?;
@@ -93,7 +94,11 @@ pub(crate) async fn run_sweep(
             Plan::Open { .. } => 0,
         });
         let requests = workload.requests(cfg, n);
-        let progress = Arc::new(Progress::default());
+        // A point may have floor(rate × n) failures and still be valid; past that, once one of
+        // them hung until a limit, it stops sending (see `Progress::should_stop`).
+        let budget = (!cfg.keep_going).then(|| (cfg.max_failure_rate * n as f64).floor() as u64);
+        let progress = Arc::new(Progress::with_failure_budget(budget));
+        let stop = Arc::clone(&progress);
         if let Some(live) = live {
             let id = PointId {
                 concurrency: cap,
@@ -158,11 +163,28 @@ pub(crate) async fn run_sweep(
             errors,
             histograms,
         } = metrics::compute(&outcomes, scales);
-        if (outcomes.len() as u64) < n {
-            eprintln!(
-                "{label}: the duration limit stopped the point after {} of {n} requests",
-                outcomes.len()
-            );
+        let budget_stop = (outcomes.len() as u64) < n && stop.should_stop();
+        let stopped = ((outcomes.len() as u64) < n).then(|| {
+            if budget_stop {
+                format!(
+                    "stopped after {} of {n} requests: {} failed, more than max_failure_rate {} \
+                     allows ({}), some waiting out a limit (timeout, stalled or http_504), so \
+                     the point has failed and each further wave would wait as long \
+                     (keep_going sends every request)",
+                    outcomes.len(),
+                    stop.failed(),
+                    cfg.max_failure_rate,
+                    budget.unwrap_or_default()
+                )
+            } else {
+                format!(
+                    "the duration limit stopped the point after {} of {n} requests",
+                    outcomes.len()
+                )
+            }
+        });
+        if let Some(why) = &stopped {
+            eprintln!("{label}: {why}");
         }
         eprintln!(
             "{label} finished {} requests in {:.2}s: completed {} failed {}",
@@ -181,9 +203,19 @@ pub(crate) async fn run_sweep(
                 Plan::Closed { .. } => None,
             },
         };
+        let mut validity = Validity::judge(&point, &metrics, &errors, cfg.max_failure_rate);
+        if let (true, Some(why)) = (budget_stop, &stopped) {
+            let failed = validity
+                .problems
+                .iter_mut()
+                .find(|p| p.kind == crate::ProblemKind::FailedRequests);
+            if let Some(p) = failed {
+                p.message.push_str(&format!("; {why}"));
+            }
+        }
         let mut result = PointResult {
             report: PointReport {
-                validity: Validity::judge(&point, &metrics, &errors, cfg.max_failure_rate),
+                validity,
                 point,
                 started_at,
                 ended_at,

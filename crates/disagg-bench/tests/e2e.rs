@@ -445,6 +445,135 @@ async fn cut_streams_and_timeouts_are_failures() {
     assert_eq!(sweep.points[0].report.error_counts.get("timeout"), Some(&4));
 }
 
+/// Past its failure budget (floor(max_failure_rate × requests) failures) a point has failed
+/// whatever follows; once some of its failures waited out a limit (here the request timeout),
+/// each further wave would wait as long, so it sends nothing more, and says so. Failures that
+/// come back at once cost nothing: every request still goes, for a full count (the tests
+/// above), as it does with `keep_going`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_point_whose_requests_hang_stops_once_its_failure_budget_is_spent() {
+    let hangs = Script {
+        stall: Duration::from_secs(30),
+        ..Default::default()
+    };
+    let (url, fake) = serve(hangs.clone()).await;
+    // 12 requests, 4 at a time, each timing out: no more than the first 4 go.
+    let cfg = BenchConfig {
+        request_timeout: Duration::from_millis(200),
+        ..config(&url)
+    };
+    let sweep = run_sweep(&cfg).await.unwrap();
+    let p = &sweep.points[0].report;
+    let sent = fake.requests.load(Ordering::SeqCst);
+    assert!((1..=4).contains(&sent), "{sent} sent");
+    assert_eq!(p.metrics.failed, sent);
+    let why = sweep.invalid_reason().expect("the point failed");
+    assert!(
+        why.contains(&format!(
+            "; stopped after {sent} of 12 requests: {sent} failed, more than max_failure_rate 0 \
+             allows (0), some waiting out a limit"
+        )),
+        "{why}"
+    );
+
+    // With keep_going, all 12 go.
+    let (url, fake) = serve(hangs.clone()).await;
+    let cfg = BenchConfig {
+        request_timeout: Duration::from_millis(200),
+        keep_going: true,
+        ..config(&url)
+    };
+    run_sweep(&cfg).await.unwrap();
+    assert_eq!(fake.requests.load(Ordering::SeqCst), 12);
+
+    // Within the budget (4 of 4 at 100%), every request goes.
+    let (url, fake) = serve(hangs.clone()).await;
+    let cfg = BenchConfig {
+        request_timeout: Duration::from_millis(200),
+        rounds: 1,
+        max_failure_rate: 1.0,
+        ..config(&url)
+    };
+    run_sweep(&cfg).await.unwrap();
+    assert_eq!(fake.requests.load(Ordering::SeqCst), 4);
+
+    // The open loop stops its schedule the same way.
+    let (url, fake) = serve(hangs).await;
+    let cfg = BenchConfig {
+        request_timeout: Duration::from_millis(200),
+        request_rates: vec![50.0],
+        num_prompts: Some(40),
+        ..config(&url)
+    };
+    let sweep = run_sweep(&cfg).await.unwrap();
+    let sent = fake.requests.load(Ordering::SeqCst);
+    assert!(sent < 40, "{sent} sent");
+    assert!(
+        sweep
+            .invalid_reason()
+            .unwrap()
+            .contains(&format!("stopped after {sent} of 40 requests")),
+        "{:?}",
+        sweep.invalid_reason()
+    );
+}
+
+/// `stall`: a stream with no byte for that long fails as `stalled`, whether its first byte never
+/// comes or the next one; a slow stream whose bytes keep coming is not one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_without_a_byte_for_stall_fails_as_stalled() {
+    let stall = Duration::from_millis(300);
+    for (what, script) in [
+        (
+            "no first byte",
+            Script {
+                stall: Duration::from_secs(30),
+                ..Default::default()
+            },
+        ),
+        (
+            "no next byte",
+            Script {
+                itl: Duration::from_secs(30),
+                ..Default::default()
+            },
+        ),
+    ] {
+        let (url, _) = serve(script).await;
+        let cfg = BenchConfig {
+            rounds: 1,
+            stall: Some(stall),
+            ..config(&url)
+        };
+        let started = std::time::Instant::now();
+        let sweep = run_sweep(&cfg).await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5), "{what}");
+        let p = &sweep.points[0];
+        assert_eq!(p.report.error_counts.get("stalled"), Some(&4), "{what}");
+        assert!(
+            p.requests[0]
+                .error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("stalled")),
+            "{what}: {:?}",
+            p.requests[0]
+        );
+    }
+    // A token every 100 ms for 8 tokens: slower in all than the stall, never silent as long.
+    let (url, _) = serve(Script {
+        itl: Duration::from_millis(100),
+        ..Default::default()
+    })
+    .await;
+    let cfg = BenchConfig {
+        rounds: 1,
+        stall: Some(stall),
+        ..config(&url)
+    };
+    let sweep = run_sweep(&cfg).await.unwrap();
+    assert_eq!(sweep.invalid_reason(), None);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn canary_passes_on_a_healthy_server() {
     let (url, fake) = serve(timed()).await;

@@ -572,6 +572,11 @@ pub struct Benchmark {
     /// Highest share of failed requests (0 to 1) a point may have and still pass.
     #[serde(default)]
     pub max_failure_rate: f64,
+    /// Send every request of a point even once it has more failures than `max_failure_rate`
+    /// allows, some of which waited out a limit (by default it stops sending then; those in
+    /// flight finish).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_going: bool,
     /// Ask for exactly `osl` tokens; shorter outputs are flagged.
     #[serde(default = "yes")]
     pub ignore_eos: bool,

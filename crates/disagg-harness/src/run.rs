@@ -504,6 +504,25 @@ pub fn finish(
     finish_as(plan, outcome, baseline, skip_perf, None)
 }
 
+/// `results.json` for a run in which no point was measured: no points, invalid, and why.
+fn write_empty_results(plan: &Plan, outcome: &Outcome, path: &Path) -> Result<(), String> {
+    let why = match &outcome.result {
+        RunResult::Failed(f) => f.reason.clone(),
+        RunResult::Interrupted => "the run was interrupted".to_string(),
+        RunResult::Passed => "BENCHMARK wrote no results".to_string(),
+    };
+    let results = disagg_bench::ResultsFile {
+        run_id: Some(plan.run_id.clone()),
+        config_name: Some(plan.config_name.to_string()),
+        valid: false,
+        invalid_reason: Some(format!("no point was measured: {why}")),
+        warnings: Vec::new(),
+        points: Vec::new(),
+    };
+    crate::atomic::write_json(path, &results)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
 /// [`finish`] with the exit code given, when the outcome alone does not say it (a job Slurm can
 /// never start fails on the case's account: 2).
 pub(crate) fn finish_as(
@@ -523,8 +542,20 @@ pub(crate) fn finish_as(
             Err(e) => (Vec::new(), Some(e)),
         }
     } else {
-        (Vec::new(), None)
+        (
+            Vec::new(),
+            (outcome.result == RunResult::Passed)
+                .then(|| format!("{}: BENCHMARK never wrote it", results_path.display())),
+        )
     };
+    let mut notes = Vec::new();
+    // Every run folder has its results.json, a run that measured nothing too: the run's reason
+    // stands in for the points it does not have.
+    if !results_path.exists() {
+        if let Err(e) = write_empty_results(plan, outcome, &results_path) {
+            notes.push(e);
+        }
+    }
     // Results that cannot be read are not a pass, whatever the roles said.
     let adjusted;
     let outcome = match (&outcome.result, unreadable) {
@@ -556,8 +587,8 @@ pub(crate) fn finish_as(
             }
         }
     };
-    let mut notes = Vec::new();
-    if !points.is_empty() {
+    // Header only when no point was measured: the file is there, as every run's is.
+    {
         if let Err(e) = perf::write_results_csv(
             &run_dir.join("perf_script_test_results.csv"),
             name.as_str(),

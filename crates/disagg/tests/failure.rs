@@ -281,18 +281,19 @@ fn sigint_or_sigterm_in_the_second_point_keeps_the_first_and_exits_130_or_143() 
 #[test]
 fn a_benchmark_timing_out_in_its_second_point_keeps_the_first() {
     let ws = TempDir::new("timeout-second");
-    // Requests of 0.62 s (31 gaps of 20 ms): the canary and con1's 10 end near 6.8 s, inside the
-    // 8 s deadline; con2's 20 at concurrency 2 would end near 13 s, far past the deadline and
-    // the supervisor's settle time after it (1.5 s, in which the benchmark still runs). With
-    // 0.3 s requests con2 ended 0.9 s after the deadline, and a settle that long let it into
-    // results.json (3 of 5 loaded suite runs).
+    // Requests of 0.62 s (31 gaps of 20 ms). The canary, con1's warmup and its 15 requests end
+    // near 10.5 s, inside the 14 s deadline; con2's warmup and 30 requests at concurrency 2
+    // would end near 20.5 s, past the deadline and the supervisor's settle time after it
+    // (1.5 s, in which the benchmark still runs). About 3.5 s to spare on either side: with
+    // 1.2 s (10 rounds, an 8 s deadline) a loaded machine once ran con1 past the deadline, and
+    // with 0.3 s requests con2 once ended inside the settle time.
     let case = CaseSpec {
         name: "timeout-second",
         gen_args: "{itl: 20ms}",
         concurrency: "[1, 2]",
-        rounds: 10,
+        rounds: 15,
         osl: 32,
-        timeouts: "{worker_startup: 20s, request: 5s, benchmark: 8s, job: 60s, grace: 2s}",
+        timeouts: "{worker_startup: 20s, request: 5s, benchmark: 14s, job: 60s, grace: 2s}",
         ..Default::default()
     }
     .write(ws.path(), "c.yaml");
@@ -562,6 +563,20 @@ fn a_context_the_case_cannot_see_fails_at_the_canary_naming_the_worker() {
         r.show()
     );
     assert!(!dir.join("benchmark.con1.log").exists(), "no point ran");
+    // Nothing measured, and still every report file: results.json says why it has no points,
+    // the CSV has its header.
+    let results = json(&dir.join("results.json"));
+    assert_eq!(results["valid"], false, "{results}");
+    assert_eq!(results["points"], serde_json::json!([]), "{results}");
+    assert_eq!(results["config_name"], "ctxlen-cmd", "{results}");
+    let why = results["invalid_reason"].as_str().unwrap();
+    assert!(
+        why.starts_with("no point was measured: ") && why.contains(refusal),
+        "{results}"
+    );
+    let csv = read(&dir.join("perf_script_test_results.csv"));
+    assert_eq!(csv.lines().count(), 1, "{csv}");
+    assert!(csv.starts_with("network_name,"), "{csv}");
 }
 
 #[test]
@@ -949,6 +964,37 @@ fn with_a_router_not_ours_a_worker_that_hangs_or_errs_is_found_by_probing_it() {
     }
 }
 
+/// `timeouts.stall` with a router not ours: nobody's census to read, but the benchmark itself
+/// fails a stream that has had no byte for that long (`stalled`), the point stops at its
+/// failure budget, and the workers are probed: the hung one is named in seconds, not after the
+/// requests' own timeout (50 s here).
+#[test]
+fn with_a_router_not_ours_a_hung_worker_is_named_within_timeouts_stall() {
+    let ws = TempDir::new("probe-stall");
+    let case = CaseSpec {
+        name: "probe-stall",
+        gen_args: "{stall_after_requests: 2}",
+        concurrency: "[2]",
+        rounds: 5,
+        timeouts: "{worker_startup: 20s, request: 50s, benchmark: 60s, job: 120s, grace: 2s, \
+                   stall: 3s}",
+        extra: COMMAND_ROUTER,
+        ..Default::default()
+    }
+    .write(ws.path(), "c.yaml");
+    let r = run(&case, ws.path(), &[], &[("SKIP_PERF_CHECK", "true")]);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    assert!(r.elapsed < Duration::from_secs(40), "{}", r.show());
+    let dir = only_run(ws.path(), "probe-stall");
+    assert_probed_worker_is_the_root_cause(&r, &dir, "stall", "got no answer in 5s");
+    let status = json(&dir.join("rendezvous/status.json"));
+    let reason = status["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("stalled: 2") && reason.contains("; stopped after 2 of 10 requests"),
+        "{reason}"
+    );
+}
+
 /// The case `disagg import trtllm` writes: trtllm workers behind TensorRT-LLM's own
 /// disaggregated server (`router.kind: engine`). On the PATH, a `trtllm-serve` stand-in: the
 /// sim at the worker's argv (the generation worker with `gen_faults`), `disagg router` for
@@ -1032,6 +1078,8 @@ fn with_a_router_not_ours_a_hung_worker_at_the_benchmark_deadline_is_named() {
         concurrency: "[2]",
         rounds: 20,
         timeouts: "{worker_startup: 20s, request: 4s, benchmark: 10s, job: 120s, grace: 2s}",
+        // Every round goes, each waiting out its timeout: the deadline comes first.
+        benchmark_extra: "  keep_going: true\n",
         extra: COMMAND_ROUTER,
         ..Default::default()
     }
@@ -1063,6 +1111,8 @@ fn a_hung_worker_at_the_benchmark_deadline_is_named_from_our_routers_census() {
         concurrency: "[2]",
         rounds: 20,
         timeouts: "{worker_startup: 20s, request: 4s, benchmark: 10s, job: 120s, grace: 2s}",
+        // Every round goes, each waiting out its timeout: the deadline comes first.
+        benchmark_extra: "  keep_going: true\n",
         ..Default::default()
     }
     .write(ws.path(), "c.yaml");

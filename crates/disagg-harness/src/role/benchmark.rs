@@ -210,11 +210,33 @@ fn run_over(plan: &Plan, within: Duration) -> Option<String> {
 /// the benchmark's limit is `timeouts.request` itself.
 pub fn client_request_timeout(plan: &Plan) -> Duration {
     let request = plan.deadlines.request;
+    behind_own_routers(plan, request, (request / 10).clamp(ms(500), ms(5000)))
+}
+
+/// `timeouts.stall` at the client, for streamed requests. With our routers, a tenth longer
+/// (between 3 s and 30 s): the supervisor reads their census once a second and names the
+/// worker; the client's own limit is the fallback. With another router the client is the only
+/// one to see a stall, and the workers are then probed to name the hung one.
+pub fn client_stall(plan: &Plan) -> Option<Duration> {
+    let stall = plan.deadlines.stall?;
+    Some(behind_own_routers(
+        plan,
+        stall,
+        (stall / 10).clamp(ms(3000), ms(30_000)),
+    ))
+}
+
+/// `limit`, plus `margin` when every router is ours (it acts first, knowing the worker).
+fn behind_own_routers(plan: &Plan, limit: Duration, margin: Duration) -> Duration {
     if plan.routers().all(|r| r.engine.is_none()) {
-        request + (request / 10).clamp(Duration::from_millis(500), Duration::from_secs(5))
+        limit + margin
     } else {
-        request
+        limit
     }
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
 }
 
 /// The case's `benchmark` section as `disagg bench` settings.
@@ -236,6 +258,8 @@ pub fn bench_config(plan: &Plan, url: String) -> disagg_bench::BenchConfig {
         seed: b.seed,
         percentiles: b.percentiles.clone(),
         max_failure_rate: b.max_failure_rate,
+        keep_going: b.keep_going,
+        stall: client_stall(plan),
         ignore_eos: b.ignore_eos,
         extra_urls: Vec::new(),
         request_rates: b.request_rate.clone().unwrap_or_default(),

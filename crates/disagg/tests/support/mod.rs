@@ -91,6 +91,8 @@ pub struct CaseSpec<'a> {
     pub rounds: u32,
     pub osl: u32,
     pub timeouts: &'a str,
+    /// More lines of the `benchmark` map, each `  key: value\n`.
+    pub benchmark_extra: &'a str,
     pub extra: &'a str,
 }
 
@@ -104,6 +106,7 @@ impl Default for CaseSpec<'_> {
             rounds: 2,
             osl: 8,
             timeouts: "{worker_startup: 20s, request: 20s, benchmark: 60s, job: 120s, grace: 2s}",
+            benchmark_extra: "",
             extra: "",
         }
     }
@@ -112,7 +115,7 @@ impl Default for CaseSpec<'_> {
 impl CaseSpec<'_> {
     pub fn yaml(&self) -> String {
         format!(
-            "name: {name}\nmodel: {{name: llama-3.1-8b, precision: bf16}}\nengine: sim\nctx:\n  count: 1\n  engine_args: {ctx}\ngen:\n  count: 1\n  engine_args: {gen}\nbenchmark:\n  isl: 64\n  osl: {osl}\n  concurrency: {con}\n  rounds: {rounds}\n  warmup: 1\ntimeouts: {timeouts}\n{extra}",
+            "name: {name}\nmodel: {{name: llama-3.1-8b, precision: bf16}}\nengine: sim\nctx:\n  count: 1\n  engine_args: {ctx}\ngen:\n  count: 1\n  engine_args: {gen}\nbenchmark:\n  isl: 64\n  osl: {osl}\n  concurrency: {con}\n  rounds: {rounds}\n  warmup: 1\n{bench_extra}timeouts: {timeouts}\n{extra}",
             name = self.name,
             ctx = self.ctx_args,
             gen = self.gen_args,
@@ -120,6 +123,7 @@ impl CaseSpec<'_> {
             con = self.concurrency,
             rounds = self.rounds,
             timeouts = self.timeouts,
+            bench_extra = self.benchmark_extra,
             extra = self.extra,
         )
     }
