@@ -49,6 +49,7 @@ fn main() {
                     a_step_slurm_cannot_create_fails_the_run_in_seconds_quoting_srun,
                     a_trtllm_server_spanning_nodes_unevenly_gets_its_gpus_block_wise_and_its_last_node_alone,
                     gen_0_dying_on_another_node_mid_stream_fails_the_run_within_5s_and_leaves_nothing,
+                    gen_0_hanging_its_requests_on_another_node_is_named_within_timeouts_stall,
                     a_tp2_gen_spanning_two_nodes_serves_and_its_log_tells_the_ranks_apart,
                     a_follower_rank_dying_is_named_with_its_rank_and_node,
                     three_router_replicas_run_one_per_node_and_share_the_load,
@@ -770,6 +771,38 @@ fn gen_0_dying_on_another_node_mid_stream_fails_the_run_within_5s_and_leaves_not
     );
     let left = processes_mentioning(dir.to_str().unwrap());
     assert!(left.is_empty(), "left on the nodes at exit: {left:?}");
+}
+
+/// GEN_0, on the job's second node, answers /health but hangs every request after its second:
+/// the supervisor (in the batch step, on the first node) reads the router's census across the
+/// network and names GEN_0 within `timeouts.stall`, not after the 60 s request timeout.
+fn gen_0_hanging_its_requests_on_another_node_is_named_within_timeouts_stall() {
+    let ws = Ws::new("stall");
+    let yaml = "name: mn-stall\nmodel: {name: tiny}\nhardware: {gpus_per_node: 1}\nctx: {count: 1}\ngen: {count: 1, engine_args: {stall_after_requests: 2}}\nbenchmark: {isl: 32, osl: 8, concurrency: [2], rounds: 4, warmup: 1}\ntimeouts: {worker_startup: 60s, request: 60s, benchmark: 2m, job: 3m, stall: 3s}\n";
+    let t0 = Instant::now();
+    let out = ws.run("mn-stall", yaml);
+    let took = t0.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    // Well before one request timeout (60 s), Slurm's start-up included.
+    assert!(took < Duration::from_secs(50), "took {took:?}");
+    let dir = ws.run_dir("mn-stall");
+    let (gen_host, gen_port) = published(&dir, "GEN_0");
+    assert_eq!(gen_host, job_hosts(&dir)[1], "GEN_0 runs on another node");
+    let summary = read(&dir.join("summary.md"));
+    assert!(
+        summary.contains(&format!(
+            "FAILED: GEN_0 (http://{gen_host}:{gen_port}) answers /health, but finished none"
+        )) && summary.contains("timeouts.stall is 3s"),
+        "{summary}"
+    );
+    let id = read(&dir.join("slurm_job_id"));
+    let id = id.trim();
+    assert!(
+        job_state(id).is_some_and(|s| terminal(&s)),
+        "{:?}",
+        job_state(id)
+    );
+    assert_no_process_left(&dir);
 }
 
 fn a_tp2_gen_spanning_two_nodes_serves_and_its_log_tells_the_ranks_apart() {

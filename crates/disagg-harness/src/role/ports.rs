@@ -136,10 +136,7 @@ fn take(
         match TcpListener::bind((host, port)) {
             Ok(l) => bound.push(l),
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => return Err(None),
-            // Not a taken port: the host itself is wrong (not this machine's), say so.
-            Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => {
-                return Err(Some(format!("cannot bind {host}:{port}: {e}")));
-            }
+            // Not a taken port (the host is not this machine's, say): no other port will do.
             Err(e) => return Err(Some(format!("cannot bind {host}:{port}: {e}"))),
         }
     }
