@@ -247,6 +247,13 @@ impl Plan {
         self.roles.iter().filter(|r| r.role.is_worker())
     }
 
+    /// TensorRT-LLM's gen-only fill gate: the largest `TLLM_BENCHMARK_REQ_QUEUES_SIZE` a GEN
+    /// worker gets, when above 1. Such a worker starts no generation until that many requests
+    /// are in, so a lone request (the canary) would wait for ever.
+    pub fn gen_fill_gate(&self) -> Option<u64> {
+        fill_gate(&self.roles)
+    }
+
     /// The router roles: DISAGG_SERVER, or DISAGG_SERVER_0.. with `router.replicas` > 1.
     pub fn routers(&self) -> impl Iterator<Item = &RolePlan> {
         self.roles.iter().filter(|r| r.role.is_router())
@@ -417,6 +424,7 @@ pub fn build(case: &LoadedCase, run_id: &str, run_dir: &Path, exe: &Path) -> Pla
             ranks: 1,
         });
     }
+    let gate = fill_gate(&roles);
     Plan {
         version: PLAN_VERSION,
         config_name: case.config_name.clone(),
@@ -427,7 +435,12 @@ pub fn build(case: &LoadedCase, run_id: &str, run_dir: &Path, exe: &Path) -> Pla
         model_path: c.model.path.clone(),
         roles,
         deadlines: Timeouts {
-            stall: c.timeouts.stall_in_force(c.benchmark.streaming),
+            // Under a gen-only fill gate, GEN holds its first requests until the whole batch
+            // is in, however long the context servers take: no default stall limit then.
+            stall: match (c.timeouts.stall, gate) {
+                (None, Some(_)) => None,
+                _ => c.timeouts.stall_in_force(c.benchmark.streaming),
+            },
             ..c.timeouts
         },
         router: c.router.clone(),
@@ -648,6 +661,23 @@ fn idle_note(role: RoleName, gpus: &[GpuSlot], node: u32, idle: &[u32]) -> Strin
         shares.join(" + "),
         index_range(idle)
     )
+}
+
+/// The largest `TLLM_BENCHMARK_REQ_QUEUES_SIZE` above 1 among GEN roles (see
+/// [`Plan::gen_fill_gate`]).
+fn fill_gate(roles: &[RolePlan]) -> Option<u64> {
+    const KEY: &str = "TLLM_BENCHMARK_REQ_QUEUES_SIZE";
+    roles
+        .iter()
+        .filter(|r| matches!(r.role, RoleName::Gen(_)))
+        .flat_map(|r| {
+            let launch = r.engine.as_ref().and_then(|e| e.env.get(KEY));
+            [r.env_set.get(KEY), launch]
+        })
+        .flatten()
+        .filter_map(|v| v.trim().parse::<u64>().ok())
+        .filter(|&n| n > 1)
+        .max()
 }
 
 /// The human-readable plan `disagg plan` prints.

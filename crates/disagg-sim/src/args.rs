@@ -138,6 +138,12 @@ pub struct SimArgs {
     #[arg(long, value_parser = parse_decoded_per_iter)]
     pub decoded_tokens_per_iter: Option<f64>,
 
+    /// TensorRT-LLM dialect, generation role: its gen-only benchmark fill gate. No generation
+    /// request starts until this many have arrived (counted since start); then all go, and the
+    /// gate stays open. TensorRT-LLM's GEN workers read it from the environment, as here.
+    #[arg(long, env = "TLLM_BENCHMARK_REQ_QUEUES_SIZE")]
+    pub benchmark_req_queues_size: Option<u64>,
+
     /// TensorRT-LLM dialect: TensorRT-LLM's `internal_request_auth_key`. A request whose
     /// `disaggregated_params` carry protected fields (`encoded_opaque_state`,
     /// `ctx_info_endpoint`) must then be signed with it (`x-trtllm-disagg-auth`), else it is

@@ -229,6 +229,10 @@ pub(crate) async fn start_job(
         fetch::receive(sim, c, &job.prompt, request_id.as_deref(), start).await?;
         engine_start = Instant::now();
     }
+    if let (Some(gate), crate::request::Kind::GenerationOnly) = (sim.fill_gate(), job.kind) {
+        gate.pass().await;
+        engine_start = Instant::now();
+    }
     let handed_off = matches!(job.hand_off, HandOff::Consume(_));
     let seq = Seq {
         prefill_tokens: if handed_off {

@@ -79,6 +79,53 @@ struct Inner {
     next_id: AtomicU64,
     /// Source of vLLM block ids, unique within this server.
     next_block: AtomicU64,
+    /// TensorRT-LLM's gen-only fill gate (`TLLM_BENCHMARK_REQ_QUEUES_SIZE`), generation role.
+    fill_gate: Option<FillGate>,
+}
+
+/// TensorRT-LLM's gen-only benchmark gate (`PyExecutor`, `TLLM_BENCHMARK_REQ_QUEUES_SIZE`):
+/// a disaggregated generation server takes no forward step until that many generation requests
+/// have been fetched, so the whole batch starts at once; once open it stays open. A lone
+/// request before then waits, as on the real engine.
+#[derive(Debug)]
+pub(crate) struct FillGate {
+    need: u64,
+    seen: AtomicU64,
+    open: std::sync::atomic::AtomicBool,
+    opened: tokio::sync::Notify,
+}
+
+impl FillGate {
+    /// Counts one generation request in and waits until the gate is open.
+    pub(crate) async fn pass(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let k = self.seen.fetch_add(1, SeqCst) + 1;
+        if k >= self.need {
+            if !self.open.swap(true, SeqCst) {
+                eprintln!(
+                    "disagg-sim: TLLM_BENCHMARK_REQ_QUEUES_SIZE={}: {k} generation requests in; \
+                     the batch starts",
+                    self.need
+                );
+            }
+            self.opened.notify_waiters();
+            return;
+        }
+        let opened = self.opened.notified();
+        tokio::pin!(opened);
+        opened.as_mut().enable();
+        if self.open.load(SeqCst) {
+            return;
+        }
+        if k == 1 {
+            eprintln!(
+                "disagg-sim: TLLM_BENCHMARK_REQ_QUEUES_SIZE={}: holding generation until that \
+                 many requests are in",
+                self.need
+            );
+        }
+        opened.await;
+    }
 }
 
 impl SimState {
@@ -147,6 +194,17 @@ impl SimState {
                 .unwrap_or_else(TrtllmVersion::current),
             next_id: AtomicU64::new(1),
             next_block: AtomicU64::new(1),
+            fill_gate: args
+                .benchmark_req_queues_size
+                .filter(|&n| {
+                    n > 0 && args.dialect == Dialect::Trtllm && args.role == SimRole::Generation
+                })
+                .map(|need| FillGate {
+                    need,
+                    seen: AtomicU64::new(0),
+                    open: std::sync::atomic::AtomicBool::new(false),
+                    opened: tokio::sync::Notify::new(),
+                }),
         })))
     }
 
@@ -191,6 +249,11 @@ impl SimState {
     /// The token clock's step in effect (`None` for the batched scheduler).
     pub(crate) fn clock_step(&self) -> Option<Duration> {
         self.0.engine.clock_step()
+    }
+
+    /// TensorRT-LLM's gen-only fill gate, when this sim plays a GEN worker under one.
+    pub(crate) fn fill_gate(&self) -> Option<&FillGate> {
+        self.0.fill_gate.as_ref()
     }
 
     pub(crate) fn role(&self) -> SimRole {

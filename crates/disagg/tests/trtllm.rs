@@ -454,3 +454,47 @@ fn with_a_key_the_router_signs_and_a_worker_with_another_key_fails_the_run_with_
         "{gen_log}"
     );
 }
+
+/// TensorRT-LLM's gen-only benchmark: `TLLM_BENCHMARK_REQ_QUEUES_SIZE` on the GEN workers makes
+/// them hold every generation request until that many are in (the sim plays that gate). A lone
+/// canary would wait for ever, so none is sent, as TensorRT-LLM's own gen-only test sends no
+/// test request; the point's 4 requests fill the gate and the run passes.
+#[test]
+fn under_a_gen_only_fill_gate_no_canary_is_sent_and_the_batch_runs() {
+    let ws = TempDir::new("fill-gate");
+    let case = ws.path().join("c.yaml");
+    std::fs::write(
+        &case,
+        "name: fill-gate\nmodel: {name: tiny}\nengine: sim\nctx: {count: 1}\n\
+         gen: {count: 1, engine_args: {itl: 5ms}, env: {TLLM_BENCHMARK_REQ_QUEUES_SIZE: \"4\"}}\n\
+         benchmark: {isl: 32, osl: 8, concurrency: [4], rounds: 1}\n\
+         timeouts: {worker_startup: 20s, request: 10s, benchmark: 30s, job: 60s, grace: 2s}\n",
+    )
+    .unwrap();
+    let r = run(&case, ws.path(), &[], &[("SKIP_PERF_CHECK", "true")]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let dir = only_run(ws.path(), "fill-gate");
+    let bench = read(&dir.join("benchmark.log"));
+    assert!(
+        bench.contains("no canary: the GEN workers' TLLM_BENCHMARK_REQ_QUEUES_SIZE=4"),
+        "{bench}"
+    );
+    let gen_log = read(&dir.join("gen_server_0.log"));
+    assert!(
+        gen_log.contains("holding generation until that many requests are in")
+            && gen_log.contains("4 generation requests in; the batch starts"),
+        "the gate held and opened: {gen_log}"
+    );
+    // The same case with a canary would hang at the gate: a gate of 5 is never filled by the
+    // point's 4 requests, and the requests time out (10 s), named.
+    let stuck = case.with_file_name("stuck.yaml");
+    std::fs::write(
+        &stuck,
+        read(&case)
+            .replace("name: fill-gate", "name: fill-gate-stuck")
+            .replace("\"4\"", "\"5\""),
+    )
+    .unwrap();
+    let r = run(&stuck, ws.path(), &[], &[("SKIP_PERF_CHECK", "true")]);
+    assert_eq!(r.code(), 1, "{}", r.show());
+}

@@ -33,10 +33,19 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
         if more.is_empty() { "router" } else { "routers" },
         urls.join(", ")
     );
-    if let Err(e) = disagg_bench::canary(&cfg).await {
-        return finish(plan, Some(format!("the canary request failed: {e}")), None).await;
+    if let Some(n) = plan.gen_fill_gate() {
+        // TensorRT-LLM's gen-only test sends no test request either, for the same reason.
+        eprintln!(
+            "disagg role BENCHMARK: no canary: the GEN workers' TLLM_BENCHMARK_REQ_QUEUES_SIZE={n} \
+             holds every generation request until {n} are in, so a lone one would wait for ever; \
+             sweep"
+        );
+    } else {
+        if let Err(e) = disagg_bench::canary(&cfg).await {
+            return finish(plan, Some(format!("the canary request failed: {e}")), None).await;
+        }
+        eprintln!("disagg role BENCHMARK: canary passed; sweep");
     }
-    eprintln!("disagg role BENCHMARK: canary passed; sweep");
     // Each point's log goes to this role's log (benchmark.log) and, with its result file, into
     // files of its own as soon as it is measured.
     let mut unwritten = Vec::new();
