@@ -627,6 +627,7 @@ fn check(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
     check_dialect_needs(case, text, path)?;
     check_addresses(case, text, path)?;
     check_slurm(case, text, path)?;
+    check_fill_gate(case, text, path)?;
     // Last: it reads the dialect, which check_router has vetted.
     crate::fit::check(case, text, path)
 }
@@ -1064,6 +1065,70 @@ fn valid_env_name(k: &str) -> bool {
     !k.is_empty()
         && !k.starts_with(|c: char| c.is_ascii_digit())
         && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// TensorRT-LLM's gen-only fill gate (`TLLM_BENCHMARK_REQ_QUEUES_SIZE` on the GEN workers):
+/// each GEN worker starts no generation until that many requests are in. A closed-loop point
+/// or warm-up that never has that many in flight on each GEN worker would wait for ever.
+fn check_fill_gate(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
+    const VAR: &str = "TLLM_BENCHMARK_REQ_QUEUES_SIZE";
+    let (key, value) = match (case.generation.env.get(VAR), case.env.worker.get(VAR)) {
+        (Some(v), _) => (format!("gen.env.{VAR}"), v),
+        (None, Some(v)) => (format!("env.worker.{VAR}"), v),
+        (None, None) => return Ok(()),
+    };
+    let Ok(need) = value.as_string().trim().parse::<u64>() else {
+        return Err(CaseError::new(
+            path,
+            &key,
+            format!("`{}` is not a whole number", value.as_string()),
+        )
+        .at_line(line_of(text, &key))
+        .hint("TensorRT-LLM reads it as an integer: the requests each GEN worker waits for"));
+    };
+    let b = &case.benchmark;
+    if need <= 1 || b.request_rate.is_some() {
+        return Ok(());
+    }
+    let gens = u64::from(case.generation.count.max(1));
+    let first = u64::from(b.concurrency().first().copied().unwrap_or(1));
+    let warmup = u64::from(b.warmup);
+    let short = |what: String, most: u64| {
+        Err(CaseError::new(
+            path,
+            &key,
+            format!(
+                "each GEN worker holds generation until {need} requests are in, but {what}: it \
+                 would wait for ever"
+            ),
+        )
+        .at_line(line_of(text, &key))
+        .hint(format!(
+            "set it to at most {most} (per GEN worker), or send more at once; TensorRT-LLM's \
+             gen-only test sets it to the concurrency, with one GEN worker"
+        )))
+    };
+    if first / gens < need {
+        return short(
+            format!(
+                "the first point sends at most {first} at a time, {} to each of {gens} GEN \
+                 worker(s)",
+                first / gens
+            ),
+            first / gens,
+        );
+    }
+    if warmup > 0 && warmup.min(first) / gens < need {
+        return short(
+            format!(
+                "the {warmup} warm-up request(s) before it reach {} GEN worker(s) {} at most",
+                gens,
+                warmup.min(first) / gens
+            ),
+            warmup.min(first) / gens,
+        );
+    }
+    Ok(())
 }
 
 /// The shortest `timeouts.unresponsive`: two probes' worth (they run once a second).

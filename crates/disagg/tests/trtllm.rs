@@ -485,8 +485,8 @@ fn under_a_gen_only_fill_gate_no_canary_is_sent_and_the_batch_runs() {
             && gen_log.contains("4 generation requests in; the batch starts"),
         "the gate held and opened: {gen_log}"
     );
-    // The same case with a canary would hang at the gate: a gate of 5 is never filled by the
-    // point's 4 requests, and the requests time out (10 s), named.
+    // A gate the first point cannot fill (5, with 4 at a time) would hang every request: the
+    // case is refused before launch, naming the variable.
     let stuck = case.with_file_name("stuck.yaml");
     std::fs::write(
         &stuck,
@@ -496,5 +496,15 @@ fn under_a_gen_only_fill_gate_no_canary_is_sent_and_the_batch_runs() {
     )
     .unwrap();
     let r = run(&stuck, ws.path(), &[], &[("SKIP_PERF_CHECK", "true")]);
-    assert_eq!(r.code(), 1, "{}", r.show());
+    assert_eq!(r.code(), 2, "{}", r.show());
+    assert!(
+        r.stderr()
+            .contains("gen.env.TLLM_BENCHMARK_REQ_QUEUES_SIZE")
+            && r.stderr().contains(
+                "each GEN worker holds generation until 5 requests are in, but the first point \
+                 sends at most 4 at a time, 4 to each of 1 GEN worker(s): it would wait for ever"
+            ),
+        "{}",
+        r.show()
+    );
 }
