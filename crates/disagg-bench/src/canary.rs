@@ -50,6 +50,7 @@ async fn canary_one(
         streaming: cfg.streaming,
         timeout: cfg.request_timeout,
         stall: cfg.stall.filter(|_| cfg.streaming),
+        last_byte: std::sync::Arc::new(client::LastByte::new()),
         ignore_eos: cfg.ignore_eos,
     };
     let (input_len, output_len) = lengths(cfg);

@@ -39,7 +39,8 @@ pub(crate) fn to_config(args: &BenchArgs) -> BenchConfig {
         percentiles: args.percentiles.clone(),
         max_failure_rate: args.max_failure_rate,
         keep_going: args.keep_going,
-        stall: args.stall,
+        // 0s is off, as the case's `timeouts.stall: 0s`.
+        stall: args.stall.filter(|d| !d.is_zero()),
         ignore_eos: args.ignore_eos,
     }
 }

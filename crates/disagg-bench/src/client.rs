@@ -22,8 +22,10 @@ pub(crate) struct Target {
     pub urls: Vec<http::Uri>,
     pub streaming: bool,
     pub timeout: Duration,
-    /// Streams only: no byte of an answer for this long fails the request as `stalled`.
+    /// Streams only: no byte for this long, of this request's answer or of any other (see
+    /// [`LastByte`]), fails the request as `stalled`.
     pub stall: Option<Duration>,
+    pub last_byte: std::sync::Arc<LastByte>,
     /// The server was asked to ignore EOS, so each output length is a promise to check.
     pub ignore_eos: bool,
 }
@@ -242,13 +244,17 @@ async fn exchange(
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(Full::new(body))
         .map_err(|_| Failure::Transport)?;
-    let stall = target.stall.filter(|_| target.streaming);
+    let stall = target
+        .stall
+        .filter(|_| target.streaming)
+        .map(|after| Stall {
+            after,
+            last: &target.last_byte,
+        });
     let pending = client.request(request);
-    // A stream's first byte is due within `stall` (a router sends its headers with it).
-    let resp = match stall {
-        Some(after) => tokio::time::timeout(after, pending)
-            .await
-            .map_err(|_| Failure::Stalled(after))?,
+    // The answer's head (a router sends it with the first byte) is due as any byte is.
+    let resp = match &stall {
+        Some(s) => s.wait(pending, Instant::now()).await?,
         None => pending.await,
     };
     let resp = resp.map_err(|e| {
@@ -282,17 +288,86 @@ async fn exchange(
 /// The most chunk timestamps reserved up front per request (a 16k-token answer: 128 KiB).
 const MAX_PRESIZED_CHUNKS: usize = 16 * 1024;
 
-/// How far a stream's stall deadline may lag behind its last byte: it is pushed back only when
-/// it is this share of `stall` stale, so a stream costs a few timer updates per `stall`, not
-/// one per chunk, and a stall is found at most `stall / STALL_SLACK` late.
-const STALL_SLACK: u32 = 16;
+/// When any answer of the sweep last sent a byte. The bench's stall is a server that sends
+/// nothing to anyone for that long; a request waiting its turn in a busy server's queue, while
+/// others stream, is not one.
+#[derive(Debug)]
+pub(crate) struct LastByte {
+    base: Instant,
+    /// Milliseconds after `base`; raised (never lowered) at most once a millisecond per task.
+    ms: std::sync::atomic::AtomicU64,
+}
+
+impl LastByte {
+    pub fn new() -> Self {
+        Self {
+            base: Instant::now(),
+            ms: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self, now: Instant) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let ms = now.saturating_duration_since(self.base).as_millis() as u64;
+        if self.ms.load(Relaxed) < ms {
+            self.ms.fetch_max(ms, Relaxed);
+        }
+    }
+
+    fn at(&self) -> Instant {
+        self.base + Duration::from_millis(self.ms.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+/// The stall rule for one request: `after` with no byte, neither of its own (since `own`)
+/// nor of any other answer of the sweep.
+struct Stall<'a> {
+    after: Duration,
+    last: &'a LastByte,
+}
+
+impl Stall<'_> {
+    /// When the rule's limit runs out, given this request's last byte at `own`.
+    fn due(&self, own: Instant) -> Instant {
+        own.max(self.last.at()) + self.after
+    }
+
+    /// Awaits `fut` unless the rule's limit runs out first (then `stalled`). One timer, moved
+    /// on only when it fires early, so waiting costs nothing per byte of other answers.
+    async fn wait<F: std::future::Future>(
+        &self,
+        fut: F,
+        own: Instant,
+    ) -> Result<F::Output, Failure> {
+        tokio::pin!(fut);
+        let sleep = tokio::time::sleep_until(self.due(own).into());
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                biased;
+                out = &mut fut => return Ok(out),
+                () = sleep.as_mut() => {
+                    let due = self.due(own);
+                    if due <= Instant::now() {
+                        return Err(Failure::Stalled(self.after));
+                    }
+                    sleep.as_mut().reset(due.into());
+                }
+            }
+        }
+    }
+}
 
 async fn read_stream(
     mut body: Incoming,
     expected: usize,
-    stall: Option<Duration>,
+    stall: Option<Stall<'_>>,
 ) -> Result<Success, Failure> {
-    let mut idle = stall.map(|after| (after, Box::pin(tokio::time::sleep(after))));
+    // The head just came: a byte, for this request and for the sweep.
+    let mut own = Instant::now();
+    if let Some(s) = &stall {
+        s.last.touch(own);
+    }
     let mut parser = Parser::new();
     let mut chunks = Vec::with_capacity(expected);
     let mut usage = None;
@@ -301,24 +376,16 @@ async fn read_stream(
     let mut events = Vec::new();
     // Ends when the server sends [DONE] or closes the stream; the caller's timeout bounds both.
     loop {
-        let frame = match &mut idle {
+        let frame = match &stall {
             None => body.frame().await,
-            Some((after, sleep)) => {
-                tokio::select! {
-                    biased;
-                    frame = body.frame() => frame,
-                    () = sleep.as_mut() => return Err(Failure::Stalled(*after)),
-                }
-            }
+            Some(s) => s.wait(body.frame(), own).await?,
         };
         let Some(frame) = frame else { break };
         let frame = frame.map_err(|_| Failure::StreamCut)?;
         let arrived = Instant::now();
-        if let Some((after, sleep)) = &mut idle {
-            let due = tokio::time::Instant::from_std(arrived) + *after;
-            if due.saturating_duration_since(sleep.deadline()) > *after / STALL_SLACK {
-                sleep.as_mut().reset(due);
-            }
+        if let Some(s) = &stall {
+            own = arrived;
+            s.last.touch(arrived);
         }
         // Trailers carry no events.
         let Ok(bytes) = frame.into_data() else {

@@ -85,8 +85,9 @@ pub struct BenchConfig {
     /// the point stops sending then (those in flight finish): it has failed whatever follows,
     /// and against a hung server each further wave would cost a timeout.
     pub keep_going: bool,
-    /// Streams only: a request that has had no byte of its answer for this long (its first,
-    /// or the next) fails as `stalled`, long before `request_timeout`: a hung server.
+    /// Streams only: a request fails as `stalled` once neither it nor any other answer of the
+    /// sweep has had a byte for this long, long before `request_timeout`: a hung server (one
+    /// queued while others stream is not stalled).
     pub stall: Option<Duration>,
     /// Ask the server to ignore EOS so every output is exactly the requested length; shorter
     /// outputs are then counted and flagged.
@@ -257,8 +258,9 @@ pub struct BenchArgs {
     /// further wave would wait as long; those in flight finish).
     #[arg(long)]
     pub keep_going: bool,
-    /// Streams only: fail a request that has had no byte of its answer for this long (the
-    /// first, or the next), e.g. `5m`, as `stalled`, instead of waiting out --request-timeout.
+    /// Streams only: fail a request as `stalled`, instead of waiting out --request-timeout,
+    /// once neither it nor any other answer has had a byte for this long, e.g. `5m` (a request
+    /// queued in a busy server while others stream is not stalled); `0s` is off.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub stall: Option<Duration>,
     /// Ask the server to ignore EOS so outputs have exactly the requested length

@@ -54,6 +54,7 @@ pub(crate) async fn run_sweep(
         streaming: cfg.streaming,
         timeout: cfg.request_timeout,
         stall: cfg.stall.filter(|_| cfg.streaming),
+        last_byte: std::sync::Arc::new(client::LastByte::new()),
         ignore_eos: cfg.ignore_eos,
     });
     let mut workload = Workload::new(cfg)?;
@@ -96,7 +97,7 @@ pub(crate) async fn run_sweep(
         let requests = workload.requests(cfg, n);
         // A point may have floor(rate × n) failures and still be valid; past that, once one of
         // them hung until a limit, it stops sending (see `Progress::should_stop`).
-        let budget = (!cfg.keep_going).then(|| (cfg.max_failure_rate * n as f64).floor() as u64);
+        let budget = (!cfg.keep_going).then(|| failure_budget(cfg.max_failure_rate, n));
         let progress = Arc::new(Progress::with_failure_budget(budget));
         let stop = Arc::clone(&progress);
         if let Some(live) = live {
@@ -232,8 +233,58 @@ pub(crate) async fn run_sweep(
         if next.is_break() {
             break;
         }
+        // Its requests hung until a limit: the server would keep every further point (and its
+        // warm-up) waiting as long.
+        if budget_stop && points.len() < plan_count {
+            eprintln!(
+                "{label}: no further point: this one's requests hung until a limit, and the next \
+                 would wait as long (keep_going runs them all)"
+            );
+            break;
+        }
     }
     Ok(Sweep { points })
+}
+
+/// The most failures of `n` requests that keep a point valid: the largest k with
+/// k / n ≤ `rate`, compared as [`Validity::judge`] compares (floating point: `0.29 × 100` is
+/// 28.999…, and flooring it would allow one failure fewer than the judge does).
+fn failure_budget(rate: f64, n: u64) -> u64 {
+    if n == 0 {
+        return 0;
+    }
+    let within = |k: u64| (k as f64 / n as f64) <= rate;
+    let mut k = ((rate * n as f64).floor() as u64).min(n);
+    while k < n && within(k + 1) {
+        k += 1;
+    }
+    while k > 0 && !within(k) {
+        k -= 1;
+    }
+    k
+}
+
+#[cfg(test)]
+mod budget_tests {
+    #[test]
+    fn the_budget_is_what_the_judge_allows() {
+        assert_eq!(super::failure_budget(0.29, 100), 29);
+        assert_eq!(super::failure_budget(0.0, 100), 0);
+        assert_eq!(super::failure_budget(1.0, 12), 12);
+        assert_eq!(super::failure_budget(0.05, 20), 1);
+        assert_eq!(super::failure_budget(0.1, 3), 0);
+        for n in 1..200u64 {
+            for pct in 0..=100u64 {
+                let rate = pct as f64 / 100.0;
+                let k = super::failure_budget(rate, n);
+                assert!(k as f64 / n as f64 <= rate, "{rate} {n}: {k}");
+                assert!(
+                    k == n || (k + 1) as f64 / n as f64 > rate,
+                    "{rate} {n}: {k}"
+                );
+            }
+        }
+    }
 }
 
 /// Each histogram's percentiles (the usual four plus the configured ones), in milliseconds.

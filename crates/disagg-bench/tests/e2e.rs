@@ -34,14 +34,31 @@ struct Script {
     stall: Duration,
     /// Generate this many tokens fewer than asked (at least one), as a server that stops at EOS.
     short_by: u64,
+    /// Serve one request at a time; the others wait their turn, headers and all (a busy
+    /// engine's queue).
+    serial: bool,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Fake {
     script: Script,
     requests: AtomicU64,
     in_flight: AtomicU64,
     max_in_flight: AtomicU64,
+    /// One permit: with `serial`, held by the request being answered.
+    turn: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for Fake {
+    fn default() -> Self {
+        Self {
+            script: Script::default(),
+            requests: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            max_in_flight: AtomicU64::new(0),
+            turn: Arc::new(tokio::sync::Semaphore::new(1)),
+        }
+    }
 }
 
 /// Decrements the in-flight count when the response (or its stream) is finished or dropped.
@@ -84,6 +101,11 @@ fn prompt_len(body: &Value, chat: bool) -> u64 {
 async fn generate(fake: Arc<Fake>, body: Value, chat: bool) -> Response {
     let guard = InFlight::enter(&fake);
     let n = fake.requests.fetch_add(1, Ordering::SeqCst) + 1;
+    let turn = if fake.script.serial {
+        Some(Arc::clone(&fake.turn).acquire_owned().await.unwrap())
+    } else {
+        None
+    };
     let s = &fake.script;
     tokio::time::sleep(s.stall).await;
     if s.fail_every.is_some_and(|every| n % every == 0) {
@@ -118,7 +140,7 @@ async fn generate(fake: Arc<Fake>, body: Value, chat: bool) -> Response {
     // State: (chunks sent so far, finished, guard). Bounded: `chunks` content frames, then usage
     // and [DONE].
     let stream = futures_util::stream::unfold(
-        (0u64, false, Some(guard)),
+        (0u64, false, Some((guard, turn))),
         move |(sent, finished, guard)| {
             let script = script.clone();
             async move {
@@ -476,6 +498,17 @@ async fn a_point_whose_requests_hang_stops_once_its_failure_budget_is_spent() {
         "{why}"
     );
 
+    // Nor does the sweep go on: a further point would wait as long.
+    let (url, fake) = serve(hangs.clone()).await;
+    let cfg = BenchConfig {
+        request_timeout: Duration::from_millis(200),
+        concurrency: vec![4, 2],
+        ..config(&url)
+    };
+    let sweep = run_sweep(&cfg).await.unwrap();
+    assert_eq!(sweep.points.len(), 1, "no second point");
+    assert!(fake.requests.load(Ordering::SeqCst) <= 4);
+
     // With keep_going, all 12 go.
     let (url, fake) = serve(hangs.clone()).await;
     let cfg = BenchConfig {
@@ -559,6 +592,22 @@ async fn a_stream_without_a_byte_for_stall_fails_as_stalled() {
             p.requests[0]
         );
     }
+    // A busy server answering one request at a time: the fourth waits about 2.4 s for its first
+    // byte, eight times the stall, while the others stream. Not a stall: the server is not
+    // silent.
+    let (url, _) = serve(Script {
+        itl: Duration::from_millis(100),
+        serial: true,
+        ..Default::default()
+    })
+    .await;
+    let cfg = BenchConfig {
+        rounds: 1,
+        stall: Some(stall),
+        ..config(&url)
+    };
+    let sweep = run_sweep(&cfg).await.unwrap();
+    assert_eq!(sweep.invalid_reason(), None, "queued is not stalled");
     // A token every 100 ms for 8 tokens: slower in all than the stall, never silent as long.
     let (url, _) = serve(Script {
         itl: Duration::from_millis(100),

@@ -261,6 +261,15 @@ fn drive(
         // A worker that answers /health but hangs its requests.
         if let Some((watch, limit)) = &stall_watch {
             if let Some(found) = watch.found() {
+                // One that has also stopped answering /health (two probes missed) is hung as a
+                // whole, and said to be: its account would claim /health answers.
+                if let Some(silent) = liveness
+                    .silent(2 * crate::liveness::PROBE_EVERY)
+                    .into_iter()
+                    .find(|s| s.role == found.role)
+                {
+                    return hung(procs, &liveness, silent, d.unresponsive);
+                }
                 return stalled(procs, found, *limit);
             }
         }

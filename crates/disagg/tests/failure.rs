@@ -1185,6 +1185,64 @@ fn a_worker_that_hangs_its_requests_fails_the_run_within_timeouts_stall() {
     assert_nothing_left(&dir);
 }
 
+/// SGLang's legs run together, and a decode waits for its prefill's KV: a hung prefill stalls
+/// both, and the prefill (CTX_0) is named, the decode after it; QA saw GEN_0 named in 2 of 4
+/// runs when the longest stall decided.
+#[test]
+fn with_sglang_a_hung_prefill_is_named_before_the_decode_waiting_on_it() {
+    let ws = TempDir::new("stall-sgl");
+    let case = CaseSpec {
+        name: "stall-sgl",
+        ctx_args: "{stall_after_requests: 3}",
+        concurrency: "[1, 4]",
+        timeouts: "{worker_startup: 20s, request: 30s, benchmark: 60s, job: 120s, grace: 2s, \
+                   stall: 3s}",
+        extra: "router: {dialect: sglang}\n",
+        ..Default::default()
+    }
+    .write(ws.path(), "c.yaml");
+    let r = run(&case, ws.path(), &[], &[("SKIP_PERF_CHECK", "true")]);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let dir = only_run(ws.path(), "stall-sgl");
+    let status = json(&dir.join("rendezvous/status.json"));
+    assert_eq!(status["role"], "CTX_0", "{status}");
+    assert!(
+        status["reason"]
+            .as_str()
+            .unwrap()
+            .ends_with("timeouts.stall is 3s"),
+        "{status}"
+    );
+}
+
+/// A worker whose requests hang and whose /health stopped answering too is hung as a whole:
+/// named as such, not as one that "answers /health" (the stall limit, 3 s, comes before
+/// `timeouts.unresponsive`, 10 s).
+#[test]
+fn a_stalled_worker_that_stopped_answering_health_is_said_to_have() {
+    let ws = TempDir::new("stall-health");
+    let case = CaseSpec {
+        name: "stall-health",
+        gen_args: "{hang_after_requests: 3}",
+        concurrency: "[2]",
+        timeouts: "{worker_startup: 20s, request: 30s, benchmark: 60s, job: 120s, grace: 2s, \
+                   stall: 3s}",
+        ..Default::default()
+    }
+    .write(ws.path(), "c.yaml");
+    let r = run(&case, ws.path(), &[], &[("SKIP_PERF_CHECK", "true")]);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let dir = only_run(ws.path(), "stall-health");
+    let status = json(&dir.join("rendezvous/status.json"));
+    assert_eq!(status["role"], "GEN_0", "{status}");
+    let reason = status["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("GEN_0 stopped answering /health")
+            && !reason.contains("answers /health"),
+        "{reason}"
+    );
+}
+
 /// A stream that is slow but flowing is no stall: each request here takes about 3 s, with a
 /// token every 300 ms, and `timeouts.stall` is 2 s.
 #[test]

@@ -167,15 +167,23 @@ impl StallWatch {
     }
 }
 
-/// The worker of `seen` stalled longest, if that is `limit` or more, with any other worker
-/// stalled that long named after it (SGLang's legs run together, and a hung decode can hold
-/// its prefill, or the other way round).
+/// The worker of `seen` stalled for `limit` or more, context workers first, then the one
+/// stalled longest, with any other over the limit named after it. SGLang's legs run together:
+/// a decode waits for its prefill's KV, so a hung prefill stalls its decode too, and the
+/// prefill is the likelier cause (with TensorRT-LLM and vLLM the decode leg starts only once
+/// the prefill has answered, and a hung decode leaves its prefill alone).
 fn stalled(seen: &BTreeMap<RoleName, Seen>, limit: Duration) -> Option<Stalled> {
     let mut over: Vec<(&RoleName, &Seen)> = seen
         .iter()
         .filter(|(_, s)| s.in_flight > 0 && s.stalled >= limit)
         .collect();
-    over.sort_by_key(|(role, s)| (std::cmp::Reverse(s.stalled), **role));
+    over.sort_by_key(|(role, s)| {
+        (
+            !matches!(role, RoleName::Ctx(_)),
+            std::cmp::Reverse(s.stalled),
+            **role,
+        )
+    });
     let (first, rest) = over.split_first()?;
     let mut reason = account(*first.0, first.1);
     for (role, s) in rest {
@@ -220,7 +228,8 @@ fn merge(plan: &Plan, censuses: Vec<(RoleName, serde_json::Value)>) -> BTreeMap<
                 if let Some(e) = w["last_error"].as_str() {
                     s.last_error = Some(e.to_string());
                 }
-                if !s.routers.contains(&router) {
+                // The routers the account names: those with something to say of it.
+                if (n("in_flight") > 0 || n("errors") > 0) && !s.routers.contains(&router) {
                     s.routers.push(router);
                 }
             }
@@ -239,6 +248,7 @@ fn account(role: RoleName, s: &Seen) -> String {
         .map(|r| r.to_string())
         .collect::<Vec<_>>()
         .join(" and ");
+    let has = if s.routers.len() > 1 { "have" } else { "has" };
     let mut parts = Vec::new();
     if s.errors > 0 {
         let last = s
@@ -254,7 +264,7 @@ fn account(role: RoleName, s: &Seen) -> String {
     if s.in_flight > 0 && s.stalled >= STALLED {
         let secs = Duration::from_millis(s.stalled.as_millis() as u64 / 100 * 100);
         parts.push(format!(
-            "finished none of the {} request(s) {by} has in flight on it, nor sent a byte of \
+            "finished none of the {} request(s) {by} {has} in flight on it, nor sent a byte of \
              them, for {}",
             s.in_flight,
             humantime::format_duration(secs)
@@ -343,7 +353,7 @@ mod tests {
     }
 
     #[test]
-    fn the_worker_stalled_longest_is_named_first_with_any_other_over_the_limit() {
+    fn a_stalled_context_worker_then_the_longest_stalled_is_named_first_with_the_others() {
         let worker = |url: &str, in_flight, secs| Seen {
             url: url.into(),
             requests: 4,
@@ -359,18 +369,21 @@ mod tests {
         seen.insert(RoleName::Gen(2), worker("http://g:3", 1, 4));
         let limit = Duration::from_secs(5);
         let found = stalled(&seen, limit).expect("two over the limit");
-        assert_eq!(found.role, RoleName::Gen(0));
+        // The context worker first, though the other has waited longer: its decode waits on it.
+        assert_eq!(found.role, RoleName::Ctx(0));
         assert!(
             found
                 .reason
-                .starts_with("GEN_0 (http://g:1) answers /health, but finished none")
+                .starts_with("CTX_0 (http://c:1) answers /health, but finished none")
                 && found
                     .reason
-                    .contains("; also CTX_0 (http://c:1) answers /health")
+                    .contains("; also GEN_0 (http://g:1) answers /health")
                 && !found.reason.contains("GEN_2"),
             "{}",
             found.reason
         );
+        seen.remove(&RoleName::Ctx(0));
+        assert_eq!(stalled(&seen, limit).unwrap().role, RoleName::Gen(0));
         assert!(stalled(&seen, Duration::from_secs(10)).is_none());
     }
 
