@@ -632,10 +632,10 @@ fn check(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
     crate::fit::check(case, text, path)
 }
 
-/// A server larger than a node spans nodes, one rank per GPU: an engine that runs as one process
-/// (sim, vllm, sglang, a command of one rank) lives on one node and would get that node's GPUs
-/// only. vLLM's and SGLang's own multi-node modes (Ray, `--nnodes`/`--node-rank`) are not
-/// launched.
+/// A server larger than a node spans nodes: trtllm and an MPI command run one rank per GPU
+/// there; vLLM and SGLang one process per node, joined through their own `--nnodes`, which
+/// split the server's GPUs evenly over its nodes. An engine that runs as one process (the sim, a
+/// command of one rank) lives on one node and would get that node's GPUs only.
 fn check_spans(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
     let per_node = case.hardware.gpus_per_node;
     for (group, g) in [("ctx", &case.ctx), ("gen", &case.generation)] {
@@ -643,12 +643,51 @@ fn check_spans(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
         if gpus <= per_node {
             continue;
         }
-        let ranks = crate::engines::ranks(case.engine, &g.engine_args, g.parallel);
+        let nodes = gpus.div_ceil(per_node);
+        let engine = case.engine.as_str();
+        let key = format!("{group}.parallel");
+        let refuse = |what: String, fix: String| {
+            Err(CaseError::new(
+                path,
+                key.clone(),
+                format!(
+                    "tp×pp×cp is {gpus} GPUs per server, more than hardware.gpus_per_node \
+                     ({per_node}), so each {group} server would span {nodes} nodes; but {what}"
+                ),
+            )
+            .at_line(line_of(text, &key))
+            .hint(fix))
+        };
+        if matches!(case.engine, Engine::Vllm | Engine::Sglang) {
+            if gpus % per_node != 0 {
+                return refuse(
+                    format!(
+                        "{engine} splits a server's GPUs evenly over its nodes (`--nnodes`), and \
+                         {gpus} is not a multiple of {per_node}"
+                    ),
+                    format!(
+                        "make tp×pp×cp a multiple of {per_node} (whole nodes), or keep it within \
+                         {per_node}"
+                    ),
+                );
+            }
+            let p = g.parallel;
+            if case.engine == Engine::Vllm && p.attention_dp && p.tp % nodes != 0 {
+                return refuse(
+                    format!(
+                        "vLLM spreads its {} data-parallel ranks (parallel.attention_dp) evenly \
+                         over the {nodes} nodes, and {} is not a multiple of {nodes}",
+                        p.tp, p.tp
+                    ),
+                    format!("make tp a multiple of {nodes}, or pp a divisor of {per_node}"),
+                );
+            }
+            continue;
+        }
+        let ranks = crate::engines::ranks(case.engine, &g.engine_args, g.parallel, per_node);
         if ranks == gpus {
             continue;
         }
-        let nodes = gpus.div_ceil(per_node);
-        let engine = case.engine.as_str();
         let what = if ranks == 1 {
             format!(
                 "a `{engine}` server is one process, which runs on one node and would get that \
@@ -657,34 +696,24 @@ fn check_spans(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
         } else {
             format!("its {ranks} ranks do not run one per GPU, as a server spanning nodes must")
         };
-        let key = format!("{group}.parallel");
         let fix = match case.engine {
             Engine::Command => format!(
                 "if the command is an MPI program running one rank per GPU, set \
                  `{group}.engine_args.ranks: {gpus}`; else keep tp×pp×cp within {per_node}"
-            ),
-            Engine::Vllm | Engine::Sglang => format!(
-                "keep tp×pp×cp within {per_node}: disagg does not launch {engine}'s own multi-node \
-                 mode (docs/engines.md)"
             ),
             _ => format!(
                 "keep tp×pp×cp within {per_node}, or raise hardware.gpus_per_node if a node has \
                  that many"
             ),
         };
-        return Err(CaseError::new(
-            path,
-            key.clone(),
+        return refuse(
+            what,
             format!(
-                "tp×pp×cp is {gpus} GPUs per server, more than hardware.gpus_per_node ({per_node}), \
-                 so each {group} server would span {nodes} nodes; but {what}"
+                "{fix}; or run more servers of fewer GPUs (`{group}.count`). Engines that span \
+                 nodes: trtllm and a command whose `ranks` equal tp×pp×cp (one rank per GPU), \
+                 vllm and sglang (one process per node, whole nodes)"
             ),
-        )
-        .at_line(line_of(text, &key))
-        .hint(format!(
-            "{fix}; or run more servers of fewer GPUs (`{group}.count`). Only engines that run \
-             one rank per GPU span nodes: trtllm, and a command whose `ranks` equal tp×pp×cp"
-        )));
+        );
     }
     Ok(())
 }

@@ -144,6 +144,24 @@ pub struct EngineLaunch {
     /// data-parallel rank); the role picks them all free.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub side_channel_span: u32,
+    /// A server that runs one process per node (vLLM, SGLang spanning nodes): the arguments
+    /// node rank `i` adds to `argv` (its `--node-rank`, vLLM's `--headless` above 0). Node rank
+    /// 0 serves; it binds the group's rendezvous port, `{dist_init_port}` on
+    /// `{dist_init_host}`, which the role picks there and hands to the other nodes' ranks.
+    /// Empty for a server on one node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node_args: Vec<Vec<String>>,
+}
+
+impl EngineLaunch {
+    /// The argv node rank `rank` runs: `argv` plus its own `node_args`.
+    pub fn argv_of_node(&self, rank: u32) -> Vec<String> {
+        let mut argv = self.argv.clone();
+        if let Some(extra) = self.node_args.get(rank as usize) {
+            argv.extend(extra.iter().cloned());
+        }
+        argv
+    }
 }
 
 fn is_one(n: &u32) -> bool {
@@ -492,6 +510,23 @@ pub fn place_workers(c: &crate::case::Case) -> Vec<(RoleName, Vec<GpuSlot>)> {
     out
 }
 
+/// A worker group whose servers each run one process on every node they span (vLLM, SGLang
+/// larger than a node, joined through `--nnodes`): its name and the nodes of one server. The
+/// local launcher, on one machine, cannot run it.
+pub fn per_node_servers(c: &crate::case::Case) -> Option<(&'static str, u32)> {
+    if !matches!(
+        c.engine,
+        crate::case::Engine::Vllm | crate::case::Engine::Sglang
+    ) {
+        return None;
+    }
+    let per_node = c.hardware.gpus_per_node.max(1);
+    [("ctx", &c.ctx), ("gen", &c.generation)]
+        .into_iter()
+        .map(|(g, group)| (g, group.parallel.gpus_per_server().div_ceil(per_node)))
+        .find(|&(_, nodes)| nodes > 1)
+}
+
 /// Nodes the workers span; 1 at least.
 pub fn span(placed: &[(RoleName, Vec<GpuSlot>)]) -> u32 {
     placed
@@ -553,6 +588,7 @@ fn router_launch(
         host: host.into(),
         env: BTreeMap::new(),
         side_channel_span: 1,
+        node_args: Vec::new(),
     })
 }
 
@@ -736,6 +772,9 @@ pub fn render(plan: &Plan) -> String {
         let _ = writeln!(s, "  argv:      {}", r.argv.join(" "));
         if let Some(e) = &r.engine {
             let _ = writeln!(s, "  engine:    {}", e.argv.join(" "));
+            for (i, extra) in e.node_args.iter().enumerate() {
+                let _ = writeln!(s, "  node {i} adds: {}", extra.join(" "));
+            }
             for (k, v) in &e.env {
                 let _ = writeln!(s, "  engine env: {k}={v}");
             }

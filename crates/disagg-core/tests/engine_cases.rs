@@ -33,10 +33,12 @@ fn each_engine_takes_its_own_args() {
 }
 
 #[test]
-fn servers_of_one_rank_per_gpu_may_span_nodes() {
+fn servers_of_one_rank_per_gpu_or_per_node_may_span_nodes() {
     for (engine, args) in [
         ("trtllm", "{}"),
         ("command", r#"{ranks: 2, argv: [srv, --port, "{port}"]}"#),
+        ("vllm", "{}"),
+        ("sglang", "{}"),
     ] {
         let text = case(engine, args, "hardware: {gpus_per_node: 1}\n");
         parse_case(&text, Path::new("t.yaml")).unwrap_or_else(|e| panic!("{engine}: {e}"));
@@ -138,18 +140,21 @@ fn bad_engine_and_router_settings_name_the_key_and_fix() {
             "remove it",
         ),
         (
-            "vllm server across nodes",
-            case("vllm", "{}", "hardware: {gpus_per_node: 1}\n"),
+            "vllm server over part of a node",
+            case("vllm", "{}", "hardware: {gpus_per_node: 1}\n")
+                .replace("tp: 2", "tp: 3, pp: 1")
+                .replace("gpus_per_node: 1", "gpus_per_node: 2"),
             "ctx.parallel",
-            "would span 2 nodes; but a `vllm` server is one process",
-            "does not launch vllm's own multi-node mode",
+            "vllm splits a server's GPUs evenly over its nodes (`--nnodes`), and 3 is not a multiple of 2",
+            "make tp×pp×cp a multiple of 2 (whole nodes)",
         ),
         (
-            "sglang server across nodes",
-            case("sglang", "{}", "hardware: {gpus_per_node: 1}\n"),
+            "vllm data-parallel ranks that do not split over the nodes",
+            case("vllm", "{}", "hardware: {gpus_per_node: 4}\n")
+                .replace("tp: 2", "tp: 2, pp: 6, attention_dp: true"),
             "ctx.parallel",
-            "a `sglang` server is one process, which runs on one node",
-            "keep tp×pp×cp within 1",
+            "spreads its 2 data-parallel ranks (parallel.attention_dp) evenly over the 3 nodes",
+            "make tp a multiple of 3",
         ),
         (
             "sim server across nodes",
@@ -507,4 +512,73 @@ fn every_role_writes_python_output_unbuffered_unless_the_case_says_otherwise() {
             .iter()
             .any(|k| k == "PYTHONUNBUFFERED")
     );
+}
+
+/// A vLLM or SGLang server larger than a node runs one process per node: node rank 0 serves and
+/// holds the rendezvous the role fills in; the others join it (vLLM's `--headless`).
+#[test]
+fn vllm_and_sglang_servers_larger_than_a_node_run_one_process_per_node() {
+    let text = |engine: &str, parallel: &str| {
+        format!(
+            "model: {{name: m, path: org/m}}\nengine: {engine}\nhardware: {{gpus_per_node: 4}}\nctx: {{count: 1, engine_args: {{}}}}\ngen: {{count: 1, parallel: {parallel}, engine_args: {{}}}}\nbenchmark: {{isl: 8, osl: 8}}\n"
+        )
+    };
+    let role = |plan: &disagg_core::Plan, name: &str| {
+        plan.roles
+            .iter()
+            .find(|r| r.role.to_string() == name)
+            .cloned()
+            .unwrap()
+    };
+    // SGLang, TP 8 over two nodes of 4.
+    let plan = plan_of(&text("sglang", "{tp: 8}"));
+    let gen_ = role(&plan, "GEN_0");
+    assert_eq!(gen_.ranks, 2, "one process per node");
+    let e = gen_.engine.unwrap();
+    let argv = e.argv.join(" ");
+    assert!(
+        argv.contains("--tp-size 8 ")
+            && argv.contains("--nnodes 2 --dist-init-addr {dist_init_host}:{dist_init_port}"),
+        "{argv}"
+    );
+    assert_eq!(
+        e.argv_of_node(1)[e.argv.len()..],
+        ["--node-rank".to_string(), "1".to_string()]
+    );
+    assert_eq!(gen_.env_set["CUDA_VISIBLE_DEVICES"], "0,1,2,3", "per node");
+    assert_eq!(role(&plan, "CTX_0").ranks, 1, "within a node: one process");
+    // vLLM, TP 4 × PP 2: one world over the nodes, the second headless.
+    let e = role(&plan_of(&text("vllm", "{tp: 4, pp: 2}")), "GEN_0")
+        .engine
+        .unwrap();
+    let argv = e.argv.join(" ");
+    assert!(
+        argv.contains("--nnodes 2 --master-addr {dist_init_host} --master-port {dist_init_port}"),
+        "{argv}"
+    );
+    assert_eq!(e.node_args[0], ["--node-rank", "0"]);
+    assert_eq!(e.node_args[1], ["--node-rank", "1", "--headless"]);
+    // vLLM with attention DP 8: its ranks spread four per node, the second node from rank 4.
+    let e = role(
+        &plan_of(&text("vllm", "{tp: 8, ep: 8, attention_dp: true}")),
+        "GEN_0",
+    )
+    .engine
+    .unwrap();
+    let argv = e.argv.join(" ");
+    assert!(
+        argv.contains("--data-parallel-size 8 ")
+            && argv.contains(
+                "--data-parallel-size-local 4 --data-parallel-address {dist_init_host} \
+                 --data-parallel-rpc-port {dist_init_port}"
+            )
+            && !argv.contains("--nnodes"),
+        "{argv}"
+    );
+    assert!(e.node_args[0].is_empty(), "{:?}", e.node_args);
+    assert_eq!(
+        e.node_args[1],
+        ["--data-parallel-start-rank", "4", "--headless"]
+    );
+    assert_eq!(e.side_channel_span, 8);
 }

@@ -73,6 +73,23 @@ pub struct ExitNote {
     pub blame: Option<RoleName>,
 }
 
+/// `rendezvous/<ROLE>.dist.json`: where node rank 0 of a server spanning nodes (vLLM, SGLang)
+/// has its engine take the group's rendezvous (`--dist-init-addr`, `--master-addr`/`--master-port`),
+/// written before that engine starts; the other nodes' ranks wait for it and join there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DistInit {
+    pub run_id: String,
+    pub role: RoleName,
+    pub host: String,
+    pub port: u16,
+}
+
+impl DistInit {
+    pub fn path(plan: &disagg_core::Plan, role: RoleName) -> std::path::PathBuf {
+        disagg_core::plan::rendezvous_dir(&plan.run_dir).join(format!("{role}.dist.json"))
+    }
+}
+
 /// The file name of [`Progress`] in the rendezvous folder.
 pub const PROGRESS_FILE: &str = "progress.json";
 
@@ -108,6 +125,11 @@ impl HasRunId for Status {
     }
 }
 impl HasRunId for Progress {
+    fn run_id(&self) -> &str {
+        &self.run_id
+    }
+}
+impl HasRunId for DistInit {
     fn run_id(&self) -> &str {
         &self.run_id
     }

@@ -251,6 +251,29 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions) -> i32 {
     let Some(ready) = check_all(paths, skip_perf) else {
         return exit::USAGE;
     };
+    if let Some(bad) = ready.iter().find_map(|r| {
+        let c = &r.case.case;
+        disagg_core::plan::per_node_servers(c).map(|(group, nodes)| (r, c, group, nodes))
+    }) {
+        let (r, c, group, nodes) = bad;
+        say_err!(
+            "error: {}: each {group} server spans {nodes} nodes ({group}.parallel is {} GPUs, \
+             hardware.gpus_per_node {}), where {} runs one process per node; the local launcher \
+             runs on this one machine and cannot start the other nodes' processes\nhint: run it \
+             with `--launcher slurm`, or keep {group}.parallel within hardware.gpus_per_node",
+            r.case.path.display(),
+            if group == "ctx" {
+                &c.ctx
+            } else {
+                &c.generation
+            }
+            .parallel
+            .gpus_per_server(),
+            c.hardware.gpus_per_node,
+            c.engine.as_str()
+        );
+        return exit::USAGE;
+    }
     // What the workers will serve cut short: the run goes ahead, but says so first.
     for r in &ready {
         for n in disagg_core::fit::notes(&r.case.case) {

@@ -251,6 +251,27 @@ const NOT_CASE_KEYS: &[(&str, &str)] = &[
         "a vLLM stand-in's, read from vLLM's argv",
     ),
     (
+        "data-parallel-size-local",
+        "a vLLM stand-in's, read from vLLM's argv when its ranks span nodes",
+    ),
+    (
+        "data-parallel-start-rank",
+        "a vLLM stand-in's, read from vLLM's argv when its ranks span nodes",
+    ),
+    (
+        "nnodes",
+        "a stand-in's, read from the engine's argv when a server spans nodes (the sim engine runs on one node)",
+    ),
+    ("node-rank", "as --nnodes: each node's rank is the plan's"),
+    (
+        "dist-init-addr",
+        "as --nnodes: node rank 0's address, picked by the worker role",
+    ),
+    (
+        "dist-timeout",
+        "as --nnodes: how long the group may take to form (torch.distributed's default)",
+    ),
+    (
         "internal-request-auth-key",
         "router.internal_request_auth_key, given in the environment",
     ),

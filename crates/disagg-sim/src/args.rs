@@ -84,6 +84,14 @@ pub struct SimArgs {
     /// vLLM: data-parallel ranks, each binding its own side-channel port.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub data_parallel_size: u16,
+    /// vLLM, data-parallel ranks spread over nodes: how many run on this node (default: all).
+    /// They bind the side-channel ports of their global ranks, from
+    /// --data-parallel-start-rank.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub data_parallel_size_local: Option<u16>,
+    /// vLLM, data-parallel ranks spread over nodes: the global rank of this node's first.
+    #[arg(long, default_value_t = 0)]
+    pub data_parallel_start_rank: u16,
     /// Time after start before /health answers 200.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
     pub startup_delay: Duration,
@@ -127,6 +135,9 @@ pub struct SimArgs {
 
     #[command(flatten)]
     pub faults: FaultArgs,
+
+    #[command(flatten)]
+    pub dist: DistArgs,
 
     /// Append one JSON line per request received (time, path, X-Request-Id, body) to FILE.
     #[arg(long)]
@@ -260,6 +271,32 @@ pub struct TimingArgs {
     /// Batched: decode cost `f` per KV token read by the step, in ns.
     #[arg(long)]
     pub decode_per_kv_token_ns: Option<f64>,
+}
+
+/// A server spanning nodes: one sim per node, joined as vLLM's and SGLang's processes are
+/// (`--nnodes`, `--node-rank`, `--dist-init-addr`). Node rank 0 binds the rendezvous port on
+/// every interface and serves nothing until every other node has joined with the same world
+/// (nodes, model, parallel sizes); the others serve no HTTP (headless). A node that leaves the
+/// group fails the others, as a lost rank fails a real engine's collectives.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DistArgs {
+    /// Nodes (one sim each) of this server.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub nnodes: u32,
+    /// This node's rank, 0 to --nnodes - 1; 0 serves.
+    #[arg(long, default_value_t = 0)]
+    pub node_rank: u32,
+    /// HOST:PORT of node rank 0's rendezvous (needed with --nnodes above 1).
+    #[arg(long)]
+    pub dist_init_addr: Option<String>,
+    /// How long node rank 0 waits for the others to join, and they for it to answer
+    /// (torch.distributed's default for NCCL groups).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10m")]
+    pub dist_timeout: Duration,
+    /// What every node of the group must agree on; the stand-in sets it from the engine's
+    /// model and parallel flags.
+    #[arg(skip)]
+    pub world: String,
 }
 
 /// KV hand-off flags.

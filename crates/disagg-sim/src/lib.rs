@@ -28,6 +28,7 @@ mod args;
 mod completions;
 mod context_len;
 mod dialect;
+mod dist;
 mod engine;
 mod error;
 mod faults;
@@ -43,7 +44,7 @@ mod side;
 mod standin;
 mod tokens;
 
-pub use args::{Dialect, FaultArgs, KvArgs, Preset, SimArgs, SimRole, TimingArgs};
+pub use args::{Dialect, DistArgs, FaultArgs, KvArgs, Preset, SimArgs, SimRole, TimingArgs};
 pub use dialect::trtllm::TrtllmVersion;
 pub use engine::cost::TimingError;
 pub use faults::ExitHook;
@@ -113,9 +114,20 @@ pub fn check_argv(argv: &[String]) -> Result<(), String> {
 
 /// Runs the sim until the process is killed (or a scripted crash exits it).
 pub async fn run(args: SimArgs) -> Result<(), SimError> {
+    if args.dist.nnodes > 1 {
+        dist::address(&args.dist)?;
+        if args.dist.node_rank > 0 {
+            return run_headless(args).await;
+        }
+    }
     // Created before binding, so the startup delay counts from process start, as an engine's
     // model loading would.
     let state = SimState::new(&args, ExitHook::exit_process())?;
+    // Node rank 0 of a server spanning nodes serves nothing until every other node has joined.
+    if args.dist.nnodes > 1 {
+        let d = args.dist.clone();
+        blocking(move || dist::host(&d)).await?.watch();
+    }
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
         .map_err(|source| SimError::Bind {
@@ -158,4 +170,36 @@ pub async fn run(args: SimArgs) -> Result<(), SimError> {
     );
     ready::publish(args.ready_file.as_deref(), &bound)?;
     server::serve_until_killed(shards, listener).await
+}
+
+/// A node above rank 0 of a server spanning nodes: joins node rank 0 and serves no HTTP
+/// (vLLM's `--headless`, SGLang's other nodes); vLLM's data-parallel ranks on this node bind
+/// their side channels, as their engine cores do. Runs until node rank 0 goes, or a signal.
+async fn run_headless(args: SimArgs) -> Result<(), SimError> {
+    let dp_here = args.dialect == Dialect::Vllm && args.data_parallel_size_local.is_some();
+    let _side = if dp_here {
+        side::SideChannel::bind(&args)?
+    } else {
+        None
+    };
+    let d = args.dist.clone();
+    let (stream, head) = blocking(move || dist::join(&d)).await?;
+    eprintln!(
+        "disagg-sim: node rank {} of {} joined node rank 0 on {head} at {}; headless: no HTTP \
+         here, node rank 0 serves",
+        args.dist.node_rank,
+        args.dist.nnodes,
+        args.dist.dist_init_addr.as_deref().unwrap_or_default()
+    );
+    let d = args.dist.clone();
+    blocking(move || -> Result<(), SimError> { dist::follow(stream, &head, &d) }).await
+}
+
+/// Runs blocking socket work off the runtime's threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, SimError> + Send + 'static,
+) -> Result<T, SimError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| SimError::Flags(format!("the rendezvous thread failed: {e}")))?
 }

@@ -596,6 +596,11 @@ pub(crate) fn default_advertise_host(bound: &str) -> String {
     if !wildcard {
         return bound.to_string();
     }
+    hostname()
+}
+
+/// This machine's hostname (`127.0.0.1` if it has none).
+pub(crate) fn hostname() -> String {
     nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())

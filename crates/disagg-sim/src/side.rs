@@ -43,11 +43,16 @@ impl SideChannel {
             (Dialect::Sglang, SimRole::Context) => {
                 (Kind::SglangBootstrap, &args.host, args.bootstrap_port, 1)
             }
+            // The ranks on this node, each at the base plus its global rank.
             (Dialect::Vllm, _) => (
                 Kind::NixlSideChannel,
                 &args.side_channel_host,
-                args.side_channel_port,
-                args.data_parallel_size,
+                match args.side_channel_port {
+                    0 => 0,
+                    p => p.saturating_add(args.data_parallel_start_rank),
+                },
+                args.data_parallel_size_local
+                    .unwrap_or(args.data_parallel_size),
             ),
             _ => return Ok(None),
         };

@@ -80,7 +80,80 @@ fn vllm(args: &mut SimArgs, f: Flags<'_>) -> Result<(), String> {
     if let Some(v) = f.last_of(&["--max-model-len", "--max_model_len"]) {
         args.max_model_len = limit(v, "--max-model-len")?;
     }
+    vllm_nodes(args, &f)
+}
+
+/// vLLM over several nodes, either way vLLM has: one TP×PP world whose processes on other
+/// nodes run `--headless` (`--nnodes`, `--node-rank`, `--master-addr`/`--master-port`), or
+/// data-parallel ranks spread over nodes (`--data-parallel-size-local` of them here, from
+/// `--data-parallel-start-rank`, joined at `--data-parallel-address`/`--data-parallel-rpc-port`).
+fn vllm_nodes(args: &mut SimArgs, f: &Flags<'_>) -> Result<(), String> {
+    let num = |flag: &str, default: u32| -> Result<u32, String> {
+        f.last(flag).map_or(Ok(default), |v| {
+            v.parse()
+                .map_err(|_| format!("{flag} {v} is not a number (an unfilled placeholder?)"))
+        })
+    };
+    let dp = u32::from(args.data_parallel_size);
+    let nnodes = num("--nnodes", 1)?;
+    let local = num("--data-parallel-size-local", dp)?;
+    let d = &mut args.dist;
+    if nnodes > 1 {
+        d.nnodes = nnodes;
+        d.node_rank = num("--node-rank", 0)?;
+        d.dist_init_addr = Some(format!(
+            "{}:{}",
+            f.last("--master-addr").unwrap_or("127.0.0.1"),
+            f.last("--master-port").unwrap_or("29501")
+        ));
+    } else if local < dp {
+        if local == 0 || dp % local != 0 {
+            return Err(format!(
+                "--data-parallel-size {dp} is not a whole number of nodes of \
+                 --data-parallel-size-local {local}"
+            ));
+        }
+        let start = num("--data-parallel-start-rank", 0)?;
+        d.nnodes = dp / local;
+        d.node_rank = start / local;
+        d.dist_init_addr = Some(format!(
+            "{}:{}",
+            f.last("--data-parallel-address").unwrap_or("127.0.0.1"),
+            f.last("--data-parallel-rpc-port").unwrap_or("29550")
+        ));
+        args.data_parallel_size_local = u16::try_from(local).ok();
+        args.data_parallel_start_rank = u16::try_from(start).unwrap_or(u16::MAX);
+    }
+    if args.dist.nnodes > 1 {
+        if args.dist.node_rank > 0 && !f.has("--headless") {
+            return Err(format!(
+                "node rank {} of a vLLM server spanning nodes runs `--headless`: only the first \
+                 node serves the API",
+                args.dist.node_rank
+            ));
+        }
+        args.dist.world = world(
+            args,
+            f,
+            &["--tensor-parallel-size", "--pipeline-parallel-size"],
+        );
+    }
     Ok(())
+}
+
+/// What every node of a group must agree on: the model, the node count and the engine's
+/// parallel sizes as its flags give them.
+fn world(args: &SimArgs, f: &Flags<'_>, sizes: &[&str]) -> String {
+    let mut w = format!(
+        "{} nnodes={} dp={}",
+        args.model_path.as_deref().unwrap_or(&args.model),
+        args.dist.nnodes,
+        args.data_parallel_size
+    );
+    for flag in sizes {
+        w.push_str(&format!(" {flag}={}", f.last(flag).unwrap_or("1")));
+    }
+    w
 }
 
 /// `python3 -m sglang.launch_server`: `--disaggregation-mode` decides the half; a prefill opens
@@ -114,6 +187,21 @@ fn sglang(args: &mut SimArgs, f: Flags<'_>) -> Result<(), String> {
     }
     if f.has("--allow-auto-truncate") {
         args.allow_auto_truncate = true;
+    }
+    // Over several nodes: `--nnodes` processes, node rank 0 serving, joined at
+    // `--dist-init-addr`.
+    if let Some(n) = f.last("--nnodes") {
+        let d = &mut args.dist;
+        d.nnodes = n
+            .parse()
+            .map_err(|_| format!("--nnodes {n} is not a number"))?;
+        if let Some(r) = f.last("--node-rank") {
+            d.node_rank = r
+                .parse()
+                .map_err(|_| format!("--node-rank {r} is not a number"))?;
+        }
+        d.dist_init_addr = f.last("--dist-init-addr").map(str::to_string);
+        args.dist.world = world(args, &f, &["--tp-size", "--pp-size", "--attn-dp-size"]);
     }
     Ok(())
 }
@@ -540,5 +628,58 @@ mod tests {
             let e = stand_in(base(), &words(argv)).unwrap_err();
             assert!(e.contains(want), "{argv}: {e}");
         }
+    }
+
+    #[test]
+    fn each_engines_multi_node_flags_make_a_group() {
+        let nixl = r#"--kv-transfer-config {"kv_connector":"NixlConnector"}"#;
+        // SGLang: node rank 1 of 2 joins the rendezvous; tp is the world's.
+        let a = stand_in(
+            base(),
+            &words("python3 -m sglang.launch_server --model-path Q --tp-size 8 --nnodes 2 --dist-init-addr sxn1:4000 --node-rank 1"),
+        )
+        .unwrap();
+        assert_eq!((a.dist.nnodes, a.dist.node_rank), (2, 1));
+        assert_eq!(a.dist.dist_init_addr.as_deref(), Some("sxn1:4000"));
+        assert!(a.dist.world.contains("--tp-size=8"), "{}", a.dist.world);
+        // vLLM, one TP×PP world: the other nodes must run headless.
+        let v = stand_in(
+            base(),
+            &words(&format!("vllm serve m --tensor-parallel-size 4 --pipeline-parallel-size 2 --nnodes 2 --master-addr sxn1 --master-port 4001 {nixl} --node-rank 1 --headless")),
+        )
+        .unwrap();
+        assert_eq!((v.dist.nnodes, v.dist.node_rank), (2, 1));
+        assert_eq!(v.dist.dist_init_addr.as_deref(), Some("sxn1:4001"));
+        let e = stand_in(
+            base(),
+            &words(&format!(
+                "vllm serve m --nnodes 2 --master-addr h {nixl} --node-rank 1"
+            )),
+        )
+        .unwrap_err();
+        assert!(e.contains("runs `--headless`"), "{e}");
+        // vLLM, data-parallel ranks over nodes: this node's four from rank 4, on their ports.
+        let d = stand_in(
+            base(),
+            &words(&format!("vllm serve m --data-parallel-size 8 --data-parallel-size-local 4 --data-parallel-address sxn1 --data-parallel-rpc-port 4002 {nixl} --data-parallel-start-rank 4 --headless")),
+        )
+        .unwrap();
+        assert_eq!((d.dist.nnodes, d.dist.node_rank), (2, 1));
+        assert_eq!(d.dist.dist_init_addr.as_deref(), Some("sxn1:4002"));
+        assert_eq!(
+            (d.data_parallel_size_local, d.data_parallel_start_rank),
+            (Some(4), 4)
+        );
+        let e = stand_in(
+            base(),
+            &words(&format!(
+                "vllm serve m --data-parallel-size 8 --data-parallel-size-local 3 {nixl}"
+            )),
+        )
+        .unwrap_err();
+        assert!(e.contains("not a whole number of nodes"), "{e}");
+        // One node: no group.
+        let one = stand_in(base(), &words(&format!("vllm serve m {nixl}"))).unwrap();
+        assert_eq!(one.dist.nnodes, 1);
     }
 }

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use support::{Background, DISAGG, json, junit_cases, kill_and_wait, processes_mentioning, read};
+use support::{
+    Background, DISAGG, json, junit_cases, kill_and_wait, processes_mentioning, read, stand_ins,
+};
 
 /// The multi-node Slurm's config, as `scripts/dev-slurm.sh up --nodes N` writes it.
 fn slurm_conf() -> String {
@@ -52,6 +54,9 @@ fn main() {
                     gen_0_hanging_its_requests_on_another_node_is_named_within_timeouts_stall,
                     a_tp2_gen_spanning_two_nodes_serves_and_its_log_tells_the_ranks_apart,
                     a_follower_rank_dying_is_named_with_its_rank_and_node,
+                    an_sglang_server_spanning_two_nodes_runs_a_process_on_each_joined_at_node_rank_0,
+                    a_vllm_server_with_data_parallel_ranks_over_two_nodes_serves_through_node_rank_0,
+                    a_node_of_an_sglang_server_dying_fails_the_run_naming_its_rank_and_node,
                     three_router_replicas_run_one_per_node_and_share_the_load,
                     killing_a_router_replica_on_another_node_fails_the_run_within_5s_naming_it,
                     asking_more_gpus_per_node_than_a_node_has_fails_at_once_with_slurms_reason,
@@ -876,6 +881,141 @@ fn a_follower_rank_dying_is_named_with_its_rank_and_node() {
             "its engine's rank 1 (on {}) exited with status 3",
             hosts[2]
         )),
+        "{reason}"
+    );
+    assert_no_process_left(&dir);
+}
+
+/// Runs `yaml` (config `config`) on the cluster with `vllm` and `python3` standing in for the
+/// engines (`disagg sim -- <argv>`, support::stand_ins), optionally under another stand-in
+/// folder's PATH.
+fn run_engines(ws: &Ws, config: &str, yaml: &str, path: Option<String>) -> Output {
+    let c = ws.case(&format!("{config}.yaml"), yaml);
+    let path = path.unwrap_or_else(|| stand_ins(&ws.dir));
+    ws.command(&["run", c.to_str().unwrap(), "--launcher", "slurm"])
+        .env("PATH", path)
+        .output()
+        .expect("disagg runs")
+}
+
+/// Requests completed over the run's points.
+fn completed(dir: &Path) -> u64 {
+    json(&dir.join("results.json"))["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["completed"].as_u64().unwrap())
+        .sum()
+}
+
+/// The lines of a shared worker log that rank `rank` wrote on `host`.
+fn rank_lines<'a>(log: &'a str, rank: u32, host: &str) -> Vec<&'a str> {
+    let tag = format!("[rank {rank} @ {host}] ");
+    log.lines().filter(|l| l.starts_with(&tag)).collect()
+}
+
+const SGLANG_TP16: &str = "model: {name: tiny, path: org/tiny}\nengine: sglang\nhardware: {gpus_per_node: 8}\nctx: {count: 1, parallel: {tp: 8}}\ngen: {count: 1, parallel: {tp: 16}}\nbenchmark: {isl: 32, osl: 8, concurrency: [4], rounds: 2}\ntimeouts: {worker_startup: 60s, request: 10s, benchmark: 60s, job: 3m}\n";
+
+/// SGLang's own multi-node mode: GEN_0 (TP 16) runs one process on each of two nodes of 8,
+/// joined at node rank 0's rendezvous (the address its role picked and wrote for the other);
+/// node rank 0 serves, node rank 1 is headless, and every request is served across nodes.
+fn an_sglang_server_spanning_two_nodes_runs_a_process_on_each_joined_at_node_rank_0() {
+    let ws = Ws::new("sglang-tp16");
+    let out = run_engines(
+        &ws,
+        "mn-sglang",
+        &format!("name: mn-sglang\n{SGLANG_TP16}"),
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let dir = ws.run_dir("mn-sglang");
+    let hosts = job_hosts(&dir);
+    let dist = json(&dir.join("rendezvous/GEN_0.dist.json"));
+    assert_eq!(dist["host"], hosts[1].as_str(), "{dist}");
+    let rendezvous = format!("{}:{}", hosts[1], dist["port"]);
+    assert_eq!(published(&dir, "GEN_0").0, hosts[1], "node rank 0 serves");
+    let log = read(&dir.join("gen_server_0.log"));
+    let head = rank_lines(&log, 0, &hosts[1]).join("\n");
+    let member = rank_lines(&log, 1, &hosts[2]).join("\n");
+    assert!(
+        head.contains(&format!(
+            "--tp-size 16 --disaggregation-mode decode --nnodes 2 --dist-init-addr {rendezvous} --node-rank 0"
+        )) && head.contains(&format!("node rank 1 joined from {}", hosts[2])),
+        "{log}"
+    );
+    assert!(
+        member.contains(&format!("--dist-init-addr {rendezvous} --node-rank 1"))
+            && member.contains(&format!(
+                "joined node rank 0 on {} at {rendezvous}",
+                hosts[1]
+            ))
+            && member.contains("CUDA_VISIBLE_DEVICES=0,1,2,3,4,5,6,7"),
+        "{log}"
+    );
+    assert_eq!(completed(&dir), 8);
+    assert_no_process_left(&dir);
+}
+
+/// vLLM's multi-node data parallelism: CTX_0's 8 attention-DP ranks run four on each of two
+/// nodes, the second `--headless` from rank 4 with its own NIXL side channel on its own node;
+/// GEN_0 on the third node pulls every KV cache through node rank 0.
+fn a_vllm_server_with_data_parallel_ranks_over_two_nodes_serves_through_node_rank_0() {
+    let ws = Ws::new("vllm-dp8");
+    let yaml = "name: mn-vllm\nmodel: {name: tiny, path: org/tiny}\nengine: vllm\nhardware: {gpus_per_node: 4}\nctx: {count: 1, parallel: {tp: 8, ep: 8, attention_dp: true}}\ngen: {count: 1, parallel: {tp: 4}}\nbenchmark: {isl: 32, osl: 8, concurrency: [4], rounds: 2}\ntimeouts: {worker_startup: 60s, request: 10s, benchmark: 60s, job: 3m}\n";
+    let out = run_engines(&ws, "mn-vllm", yaml, None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let dir = ws.run_dir("mn-vllm");
+    let hosts = job_hosts(&dir);
+    let dist = json(&dir.join("rendezvous/CTX_0.dist.json"));
+    assert_eq!(dist["host"], hosts[0].as_str(), "{dist}");
+    let log = read(&dir.join("ctx_server_0.log"));
+    let member = rank_lines(&log, 1, &hosts[1]).join("\n");
+    assert!(
+        member.contains(&format!("VLLM_NIXL_SIDE_CHANNEL_HOST={} ", hosts[1]))
+            && member.contains(&format!(
+                "--data-parallel-size-local 4 --data-parallel-address {} --data-parallel-rpc-port {} --data-parallel-start-rank 4 --headless",
+                hosts[0], dist["port"]
+            ))
+            && member.contains("headless: no HTTP here"),
+        "{log}"
+    );
+    assert_eq!(published(&dir, "CTX_0").0, hosts[0]);
+    assert_eq!(completed(&dir), 8);
+    assert_no_process_left(&dir);
+}
+
+/// Node rank 1 of an SGLang server spanning nodes dies mid-run: the run fails on GEN_0's
+/// account, naming the rank and its node, and nothing is left on any node.
+fn a_node_of_an_sglang_server_dying_fails_the_run_naming_its_rank_and_node() {
+    use std::os::unix::fs::PermissionsExt;
+    let ws = Ws::new("sglang-die");
+    let bin = ws.dir.join("dying");
+    std::fs::create_dir_all(&bin).unwrap();
+    let script = bin.join("python3");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nif [ \"$SLURM_PROCID\" = 1 ]; then\n  '{DISAGG}' sim --itl 1ms -- python3 \"$@\" &\n  sleep 3; kill -9 $!; exit 9\nfi\nexec '{DISAGG}' sim --itl 1ms -- python3 \"$@\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), stand_ins(&ws.dir));
+    let yaml = format!("name: mn-sgdie\n{SGLANG_TP16}").replace("rounds: 2}", "rounds: 2000}");
+    let t = Instant::now();
+    let out = run_engines(&ws, "mn-sgdie", &yaml, Some(path));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
+    let dir = ws.run_dir("mn-sgdie");
+    let hosts = job_hosts(&dir);
+    let status = json(&dir.join("rendezvous/status.json"));
+    assert_eq!(status["role"], "GEN_0", "{status}");
+    let reason = status["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!(
+            "its engine's rank 1 (on {}) exited with status 9",
+            hosts[2]
+        )) || reason.contains("its engine exited with status 1 while serving"),
         "{reason}"
     );
     assert_no_process_left(&dir);

@@ -6,35 +6,14 @@
 
 mod support;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use support::{DISAGG, TempDir, json, only_run, read, run};
+use support::{DISAGG, TempDir, json, only_run, read, run, stand_ins};
 
 fn example(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../examples")
         .join(file)
-}
-
-/// A folder of engine stand-ins; its path goes first on the PATH of the run.
-fn stand_ins(dir: &Path) -> String {
-    let bin = dir.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    for program in ["vllm", "python3"] {
-        let path = bin.join(program);
-        std::fs::write(
-            &path,
-            format!("#!/bin/sh\nexec '{DISAGG}' sim --itl 1ms -- {program} \"$@\"\n"),
-        )
-        .unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    )
 }
 
 #[test]
@@ -191,5 +170,139 @@ fn two_vllm_workers_on_one_side_channel_port_fail_the_run() {
             && logs.contains(&format!("127.0.0.1:{port}"))
             && logs.contains("retrying once"),
         "{logs}"
+    );
+}
+
+/// A process killed and reaped on drop.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `disagg sim` standing in for one node of an SGLang decode server of TP 8 over two nodes.
+fn sglang_node(rank: u32, http: u16, dist: u16, stderr: &Path) -> Reaped {
+    let argv = format!(
+        "python3 -m sglang.launch_server --model-path org/m --served-model-name m --host 127.0.0.1 \
+         --port {http} --tp-size 8 --disaggregation-mode decode --nnodes 2 --dist-init-addr \
+         127.0.0.1:{dist} --node-rank {rank}"
+    );
+    let child = std::process::Command::new(DISAGG)
+        .args(["sim", "--dist-timeout", "20s", "--"])
+        .args(argv.split_whitespace())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(stderr).unwrap())
+        .spawn()
+        .unwrap();
+    Reaped(child)
+}
+
+/// Waits (bounded) until `file` holds `text`.
+fn wait_for_text(file: &Path, text: &str) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .contains(text)
+    {
+        assert!(
+            std::time::Instant::now() < until,
+            "no `{text}` in {}: {}",
+            file.display(),
+            read(file)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A server over two nodes as SGLang runs one: node rank 0 serves nothing until node rank 1 has
+/// joined its rendezvous, and goes down, naming it, when that node goes.
+#[test]
+fn an_sglang_server_over_two_nodes_serves_once_both_joined_and_fails_when_one_goes() {
+    use std::io::{BufRead, Read, Write};
+    let ws = TempDir::new("sglang-nodes");
+    let (http, dist) = (free_port(), free_port());
+    let (err0, err1) = (ws.path().join("rank0.err"), ws.path().join("rank1.err"));
+    let mut head = sglang_node(0, http, dist, &err0);
+    let stdout = head.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    wait_for_text(&err0, &format!("waiting at :{dist} for 1 node(s) to join"));
+    assert!(
+        rx.try_recv().is_err(),
+        "node rank 0 bound its HTTP port alone"
+    );
+    let member = sglang_node(1, free_port(), dist, &err1);
+    let bound = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("node rank 0 serves once node rank 1 joined");
+    assert_eq!(bound.trim(), format!("127.0.0.1:{http}"));
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", http)).unwrap();
+    s.write_all(b"GET /health HTTP/1.0\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"),
+        "{answer}"
+    );
+    wait_for_text(&err1, "headless: no HTTP here, node rank 0 serves");
+    // Node rank 1 dies: node rank 0 fails at once, naming it.
+    drop(member);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = head.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "node rank 0 outlived node rank 1"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(1), "{}", read(&err0));
+    let text = read(&err0);
+    assert!(
+        text.contains("node rank 1 (") && text.contains("left the group"),
+        "{text}"
+    );
+}
+
+/// The local launcher runs on one machine: a vLLM or SGLang server larger than a node (one
+/// process per node) is refused before anything starts, with the fix.
+#[test]
+fn the_local_launcher_refuses_a_server_that_runs_a_process_on_each_of_several_nodes() {
+    let ws = TempDir::new("local-nodes");
+    let case = ws.path().join("c.yaml");
+    std::fs::write(
+        &case,
+        "name: spans\nmodel: {name: m}\nengine: sglang\nhardware: {gpus_per_node: 4}\nctx: {count: 1}\ngen: {count: 1, parallel: {tp: 8}}\nbenchmark: {isl: 8, osl: 4}\n",
+    )
+    .unwrap();
+    let r = run(&case, ws.path(), &[], &[]);
+    assert_eq!(r.code(), 2, "{}", r.show());
+    let err = r.stderr();
+    assert!(
+        err.contains("each gen server spans 2 nodes") && err.contains("`--launcher slurm`"),
+        "{}",
+        r.show()
+    );
+    assert!(
+        !ws.path().join("disagg_logs").exists(),
+        "nothing was started"
     );
 }

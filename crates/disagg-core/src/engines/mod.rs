@@ -69,6 +69,13 @@ pub struct WorkerSpec<'a> {
 }
 
 impl WorkerSpec<'_> {
+    /// The nodes the server spans (1 for a server within a node).
+    pub fn nodes(&self) -> u32 {
+        let mut nodes: Vec<u32> = self.gpus.iter().map(|g| g.node).collect();
+        nodes.dedup();
+        nodes.len().max(1) as u32
+    }
+
     pub fn gpu_list(&self) -> String {
         self.gpus
             .iter()
@@ -97,15 +104,25 @@ pub fn build(engine: Engine, args: &EngineArgs, w: &WorkerSpec<'_>) -> Built {
     }
 }
 
-/// Processes (MPI ranks) of one server of a group: one per GPU for trtllm, `engine_args.ranks`
-/// for a command, one for the others (a single process that drives all its GPUs, on one node).
-pub fn ranks(engine: Engine, args: &EngineArgs, parallel: Parallel) -> u32 {
+/// Processes (ranks) of one server of a group: one per GPU for trtllm, `engine_args.ranks` for
+/// a command, one per node for vLLM and SGLang (a process that drives its node's GPUs, joined
+/// to the others through `--nnodes`), one for the sim.
+pub fn ranks(engine: Engine, args: &EngineArgs, parallel: Parallel, gpus_per_node: u32) -> u32 {
     match (engine, args) {
         (Engine::Trtllm, _) => trtllm::ranks(parallel),
         (Engine::Command, EngineArgs::Command(a)) => a.ranks.max(1),
+        (Engine::Vllm | Engine::Sglang, _) => parallel
+            .gpus_per_server()
+            .div_ceil(gpus_per_node.max(1))
+            .max(1),
         _ => 1,
     }
 }
+
+/// The rendezvous address of a server spanning nodes, filled in by the worker role: node rank
+/// 0's host and a port it picks there (see [`EngineLaunch::node_args`]).
+pub const DIST_INIT_HOST: &str = "{dist_init_host}";
+pub const DIST_INIT_PORT: &str = "{dist_init_port}";
 
 /// An engine that binds the port it is given: the role picks free ports and fills them in.
 fn port_launch(argv: Vec<String>, host: &str) -> EngineLaunch {
@@ -115,6 +132,7 @@ fn port_launch(argv: Vec<String>, host: &str) -> EngineLaunch {
         host: host.to_string(),
         env: Default::default(),
         side_channel_span: 1,
+        node_args: Vec::new(),
     }
 }
 

@@ -5,7 +5,7 @@
 use serde_yaml_ng::Mapping;
 
 use super::flags::to_flags;
-use super::{ANY_HOST, Built, WorkerSpec, port_launch};
+use super::{ANY_HOST, Built, DIST_INIT_HOST, DIST_INIT_PORT, WorkerSpec, port_launch};
 use crate::case::CacheTransceiver;
 
 pub fn build(m: &Mapping, w: &WorkerSpec<'_>) -> Built {
@@ -49,10 +49,27 @@ pub fn build(m: &Mapping, w: &WorkerSpec<'_>) -> Built {
         // `--enable-dp-attention --dp-size N` is deprecated).
         argv.extend(["--attn-dp-size".into(), p.tp.to_string()]);
     }
+    // Larger than a node: one process per node, the GPUs split evenly (SGLang's `--nnodes`),
+    // node rank 0 serving and holding the rendezvous address the others join.
+    let nodes = w.nodes();
+    if nodes > 1 {
+        argv.extend([
+            "--nnodes".into(),
+            nodes.to_string(),
+            "--dist-init-addr".into(),
+            format!("{DIST_INIT_HOST}:{DIST_INIT_PORT}"),
+        ]);
+    }
     argv.extend(to_flags(m, &[]));
+    let mut launch = port_launch(argv, ANY_HOST);
+    if nodes > 1 {
+        launch.node_args = (0..nodes)
+            .map(|i| vec!["--node-rank".into(), i.to_string()])
+            .collect();
+    }
     Built {
-        launch: port_launch(argv, ANY_HOST),
-        ranks: 1,
+        launch,
+        ranks: nodes,
         file: None,
     }
 }
@@ -80,4 +97,10 @@ pub const OWNED: &[(&str, &str)] = &[
         "disaggregation_bootstrap_port",
         "the role picks a free port and tells the router",
     ),
+    (
+        "nnodes",
+        "set `parallel` larger than a node: the plan spans nodes",
+    ),
+    ("node_rank", "each node's rank is the plan's"),
+    ("dist_init_addr", "the role picks node rank 0's address"),
 ];

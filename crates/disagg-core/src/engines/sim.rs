@@ -44,6 +44,7 @@ pub fn build(a: &SimEngineArgs, w: &WorkerSpec<'_>) -> Built {
             host: w.bind_host.into(),
             env: Default::default(),
             side_channel_span: 1,
+            node_args: Vec::new(),
         },
         ranks: 1,
         file: None,

@@ -13,7 +13,7 @@ use serde_json::json;
 use serde_yaml_ng::Mapping;
 
 use super::flags::{scalar, to_flags};
-use super::{ANY_HOST, Built, WorkerSpec, port_launch};
+use super::{ANY_HOST, Built, DIST_INIT_HOST, DIST_INIT_PORT, WorkerSpec, port_launch};
 use crate::case::CacheTransceiver;
 
 pub fn build(m: &Mapping, w: &WorkerSpec<'_>) -> Built {
@@ -47,7 +47,56 @@ pub fn build(m: &Mapping, w: &WorkerSpec<'_>) -> Built {
     let nixl = connector.as_deref() == Some("NixlConnector");
     argv.extend(["--kv-transfer-config".into(), kv]);
     argv.extend(to_flags(m, &["kv_transfer_config"]));
+    // Larger than a node: one process per node, node rank 0 serving the API and holding the
+    // rendezvous address, the others `--headless`. Data-parallel ranks spread over the nodes
+    // (vLLM's multi-node data parallelism, each node starting at its first rank); else one
+    // TP×PP world over the nodes (vLLM's multiprocessing backend across nodes).
+    let nodes = w.nodes();
+    let mut node_args = Vec::new();
+    if nodes > 1 {
+        let headless = |i: u32| (i > 0).then(|| "--headless".to_string());
+        if dp > 1 {
+            let local = dp / nodes;
+            argv.extend([
+                "--data-parallel-size-local".into(),
+                local.to_string(),
+                "--data-parallel-address".into(),
+                DIST_INIT_HOST.into(),
+                "--data-parallel-rpc-port".into(),
+                DIST_INIT_PORT.into(),
+            ]);
+            node_args = (0..nodes)
+                .map(|i| {
+                    let start = (i > 0).then(|| {
+                        [
+                            "--data-parallel-start-rank".to_string(),
+                            (i * local).to_string(),
+                        ]
+                    });
+                    start.into_iter().flatten().chain(headless(i)).collect()
+                })
+                .collect();
+        } else {
+            argv.extend([
+                "--nnodes".into(),
+                nodes.to_string(),
+                "--master-addr".into(),
+                DIST_INIT_HOST.into(),
+                "--master-port".into(),
+                DIST_INIT_PORT.into(),
+            ]);
+            node_args = (0..nodes)
+                .map(|i| {
+                    ["--node-rank".to_string(), i.to_string()]
+                        .into_iter()
+                        .chain(headless(i))
+                        .collect()
+                })
+                .collect();
+        }
+    }
     let mut launch = port_launch(argv, ANY_HOST);
+    launch.node_args = node_args;
     if nixl {
         launch.env = BTreeMap::from([
             (SIDE_CHANNEL_HOST.into(), "{publish_host}".into()),
@@ -57,7 +106,7 @@ pub fn build(m: &Mapping, w: &WorkerSpec<'_>) -> Built {
     }
     Built {
         launch,
-        ranks: 1,
+        ranks: nodes,
         file: None,
     }
 }
@@ -108,4 +157,31 @@ pub const OWNED: &[(&str, &str)] = &[
     ("pipeline_parallel_size", "set `parallel.pp`"),
     ("data_parallel_size", "set `parallel.attention_dp`"),
     ("model", "set `model.path`"),
+    (
+        "nnodes",
+        "set `parallel` larger than a node: the plan spans nodes",
+    ),
+    ("node_rank", "each node's rank is the plan's"),
+    ("master_addr", "the role picks node rank 0's address"),
+    ("master_port", "the role picks a free port on node rank 0"),
+    (
+        "headless",
+        "nodes above rank 0 run headless, as the plan says",
+    ),
+    (
+        "data_parallel_size_local",
+        "the plan splits the ranks over the nodes",
+    ),
+    (
+        "data_parallel_start_rank",
+        "the plan splits the ranks over the nodes",
+    ),
+    (
+        "data_parallel_address",
+        "the role picks node rank 0's address",
+    ),
+    (
+        "data_parallel_rpc_port",
+        "the role picks a free port on node rank 0",
+    ),
 ];

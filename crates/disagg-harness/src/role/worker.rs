@@ -19,7 +19,8 @@ use tokio::process::Command;
 
 use super::shared::{POLL, healthy, http_client, publish_endpoint};
 use crate::executor::Exit;
-use crate::rendezvous::{self, Endpoint, Status};
+use crate::rendezvous::{self, DistInit, Endpoint, Status};
+use disagg_core::engines::{DIST_INIT_HOST, DIST_INIT_PORT};
 
 /// Why a start failed, and whether it failed before the engine was ready.
 struct StartFailure {
@@ -33,15 +34,28 @@ pub async fn run(plan: &Plan, role: RoleName) -> Result<(), String> {
         .engine
         .as_ref()
         .ok_or_else(|| format!("the plan gives {role} no engine to start"))?;
-    // In a multi-rank step every rank runs the engine (an MPI program), but only rank 0 serves.
+    // In a multi-rank step every rank runs the engine (an MPI program, or vLLM/SGLang on each
+    // node of a server spanning nodes), but only rank 0 serves.
     let rank = std::env::var("SLURM_PROCID")
         .ok()
         .and_then(|v| v.parse::<u32>().ok())
         .unwrap_or(0);
+    // One process per node, joined at a rendezvous node rank 0 holds: its other ranks hold
+    // that first address, so a start on other ports would leave them behind.
+    let spans_nodes = !launch.node_args.is_empty();
     let log = plan.run_dir.join(&me.log);
     for attempt in 0..2 {
-        let ports = Ports::pick(launch)?;
-        let start = Start::new(launch, &ports);
+        let ports = Ports::pick(launch, rank == 0)?;
+        let dist = match (spans_nodes, rank) {
+            (false, _) => None,
+            (true, 0) => Some(publish_dist(plan, role, launch, &ports)?),
+            (true, _) => match wait_for_dist(plan, role, rank).await {
+                Some(d) => Some(d),
+                // The run ended before node rank 0 got going.
+                None => return Ok(()),
+            },
+        };
+        let start = Start::new(launch, &ports, rank, dist.as_ref());
         let offset = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
         let result = if rank > 0 {
             follow(plan, role, &start, rank).await
@@ -50,7 +64,13 @@ pub async fn run(plan: &Plan, role: RoleName) -> Result<(), String> {
         };
         match result {
             Ok(()) => return Ok(()),
-            Err(f) if f.early && attempt == 0 && ports.picked() && address_in_use(&log, offset) => {
+            Err(f)
+                if f.early
+                    && attempt == 0
+                    && !spans_nodes
+                    && ports.picked()
+                    && address_in_use(&log, offset) =>
+            {
                 say!(
                     "disagg role {role}: the engine found its port taken ({}); retrying once on another",
                     f.reason
@@ -62,18 +82,65 @@ pub async fn run(plan: &Plan, role: RoleName) -> Result<(), String> {
     unreachable!("the second attempt returns")
 }
 
+/// Node rank 0 of a server spanning nodes: tells the other ranks where to join, before its
+/// engine starts.
+fn publish_dist(
+    plan: &Plan,
+    role: RoleName,
+    launch: &EngineLaunch,
+    ports: &Ports,
+) -> Result<DistInit, String> {
+    let d = DistInit {
+        run_id: plan.run_id.clone(),
+        role,
+        host: advertised_host(&launch.host),
+        port: ports.dist,
+    };
+    let path = DistInit::path(plan, role);
+    crate::atomic::write_json(&path, &d)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    say!(
+        "disagg role {role}: node rank 0 holds the rendezvous of the server's {} nodes at {}",
+        launch.node_args.len(),
+        disagg_proto::ready::authority(&d.host, d.port)
+    );
+    Ok(d)
+}
+
+/// A rank above 0 of a server spanning nodes: node rank 0's rendezvous, once it is written;
+/// `None` if the run ends first.
+async fn wait_for_dist(plan: &Plan, role: RoleName, rank: u32) -> Option<DistInit> {
+    let path = DistInit::path(plan, role);
+    loop {
+        if let Some(d) = rendezvous::read::<DistInit>(&path, &plan.run_id) {
+            say!(
+                "disagg role {role}: node rank {rank} joins node rank 0 at {}",
+                disagg_proto::ready::authority(&d.host, d.port)
+            );
+            return Some(d);
+        }
+        if released(plan) {
+            return None;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// Ports picked for one start of the engine (0: not wanted), held against other roles'
 /// picks until dropped (see [`super::ports`]).
 struct Ports {
     port: u16,
     bootstrap: u16,
+    /// Node rank 0 of a server spanning nodes: the rendezvous port (`{dist_init_port}`).
+    dist: u16,
     /// The first of `launch.side_channel_span` consecutive free ports.
     side_channel: u16,
     _held: Vec<super::ports::Reserved>,
 }
 
 impl Ports {
-    fn pick(launch: &EngineLaunch) -> Result<Self, String> {
+    /// `rank0`: whether this process would hold a rendezvous (the other ranks take its port).
+    fn pick(launch: &EngineLaunch, rank0: bool) -> Result<Self, String> {
         let wants = |p: &str| {
             launch.argv.iter().any(|a| a.contains(p)) || launch.env.values().any(|v| v.contains(p))
         };
@@ -92,6 +159,7 @@ impl Ports {
         Ok(Self {
             port: pick("{port}", 1)?,
             bootstrap: pick("{bootstrap_port}", 1)?,
+            dist: if rank0 { pick(DIST_INIT_PORT, 1)? } else { 0 },
             side_channel: pick("{side_channel_port}", launch.side_channel_span.max(1))?,
             _held: held,
         })
@@ -99,7 +167,7 @@ impl Ports {
 
     /// Whether the role chose any port, so a bind failure may be a lost race worth a retry.
     fn picked(&self) -> bool {
-        self.port != 0 || self.bootstrap != 0 || self.side_channel != 0
+        self.port != 0 || self.bootstrap != 0 || self.side_channel != 0 || self.dist != 0
     }
 
     fn fill(&self, s: &str) -> String {
@@ -116,18 +184,28 @@ struct Start {
 }
 
 impl Start {
-    fn new(launch: &EngineLaunch, ports: &Ports) -> Self {
+    /// The start of node rank `rank`, joining `dist` if the server spans nodes.
+    fn new(launch: &EngineLaunch, ports: &Ports, rank: u32, dist: Option<&DistInit>) -> Self {
         let publish = advertised_host(&launch.host);
         let node = super::shared::hostname();
+        let (dist_host, dist_port) = dist.map_or((String::new(), String::new()), |d| {
+            (d.host.clone(), d.port.to_string())
+        });
         let fill = |s: &str| {
-            ports
+            let s = ports
                 .fill(s)
                 .replace("{host}", &launch.host)
                 .replace("{publish_host}", &publish)
-                .replace("{hostname}", &node)
+                .replace("{hostname}", &node);
+            if dist.is_some() {
+                s.replace(DIST_INIT_HOST, &dist_host)
+                    .replace(DIST_INIT_PORT, &dist_port)
+            } else {
+                s
+            }
         };
         Self {
-            argv: launch.argv.iter().map(|a| fill(a)).collect(),
+            argv: launch.argv_of_node(rank).iter().map(|a| fill(a)).collect(),
             env: launch
                 .env
                 .iter()
@@ -291,6 +369,10 @@ async fn serve(
     // 2. Watch it until the run is over.
     loop {
         if let Some(status) = engine.try_wait().map_err(exited)? {
+            // Its other nodes' ranks are stopped as the run ends, and it may go with them.
+            if released(plan) {
+                return Ok(());
+            }
             return Err(late(format!(
                 "its engine {} while serving",
                 Exit::from(status)
@@ -309,6 +391,10 @@ async fn follow(plan: &Plan, role: RoleName, start: &Start, rank: u32) -> Result
     let mut engine = spawn(role, start)?;
     loop {
         if let Some(status) = engine.try_wait().map_err(|e| late(e.to_string()))? {
+            // Rank 0 is stopped as the run ends, and a follower may go with it.
+            if released(plan) {
+                return Ok(());
+            }
             return Err(late(format!(
                 "its engine's rank {rank} (on {}) {}",
                 super::shared::hostname(),
@@ -413,6 +499,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             side_channel_span: span,
+            node_args: Vec::new(),
         }
     }
 
@@ -421,6 +508,7 @@ mod tests {
         let p = Ports {
             port: 8001,
             bootstrap: 9001,
+            dist: 0,
             side_channel: 5601,
             _held: Vec::new(),
         };
@@ -429,15 +517,58 @@ mod tests {
             &[("SIDE", "{publish_host}:{side_channel_port}")],
             1,
         );
-        let s = Start::new(&l, &p);
+        let s = Start::new(&l, &p, 0, None);
         assert_eq!(s.argv, ["--host", "127.0.0.1", "--port", "8001", "b=9001"]);
         assert_eq!(s.env["SIDE"], "127.0.0.1:5601");
     }
 
     #[test]
+    fn each_node_rank_runs_its_own_args_joined_at_node_rank_0s_rendezvous() {
+        let mut l = launch(
+            &[
+                "srv",
+                "--dist-init-addr",
+                "{dist_init_host}:{dist_init_port}",
+            ],
+            &[],
+            1,
+        );
+        l.node_args = vec![
+            vec!["--node-rank".into(), "0".into()],
+            vec!["--node-rank".into(), "1".into(), "--headless".into()],
+        ];
+        // Only node rank 0 picks the rendezvous port; the others take it from its file.
+        let p0 = Ports::pick(&l, true).unwrap();
+        assert!(p0.dist != 0 && p0.picked());
+        assert_eq!(Ports::pick(&l, false).unwrap().dist, 0);
+        let d = DistInit {
+            run_id: "R".into(),
+            role: RoleName::Gen(0),
+            host: "node1".into(),
+            port: 4242,
+        };
+        let s = Start::new(&l, &p0, 1, Some(&d));
+        assert_eq!(
+            s.argv,
+            [
+                "srv",
+                "--dist-init-addr",
+                "node1:4242",
+                "--node-rank",
+                "1",
+                "--headless"
+            ]
+        );
+        assert_eq!(
+            Start::new(&l, &p0, 0, Some(&d)).argv[3..],
+            ["--node-rank", "0"]
+        );
+    }
+
+    #[test]
     fn only_wanted_ports_are_picked_and_a_span_is_free_as_a_whole() {
         let l = launch(&["{port}"], &[("P", "{side_channel_port}")], 4);
-        let p = Ports::pick(&l).unwrap();
+        let p = Ports::pick(&l, true).unwrap();
         assert!(p.port != 0 && p.side_channel != 0 && p.bootstrap == 0);
         assert!(p.picked());
         for i in 0..4 {
@@ -445,9 +576,9 @@ mod tests {
                 .unwrap_or_else(|e| panic!("side channel port +{i} is taken: {e}"));
         }
         // Held against other roles' picks while the role lives.
-        let again = Ports::pick(&l).unwrap();
+        let again = Ports::pick(&l, true).unwrap();
         assert!(again.port != p.port && again.side_channel != p.side_channel);
-        let none = Ports::pick(&launch(&["srv"], &[], 1)).unwrap();
+        let none = Ports::pick(&launch(&["srv"], &[], 1), true).unwrap();
         assert!(!none.picked(), "nothing to pick, nothing to retry for");
     }
 }

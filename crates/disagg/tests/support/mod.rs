@@ -548,3 +548,25 @@ pub fn wait_for(ws: &Path, config: &str, what: &str, ready: impl Fn(&Path) -> bo
 pub fn sweeping(dir: &Path) -> bool {
     std::fs::read_to_string(dir.join("benchmark.log")).is_ok_and(|l| l.contains("canary"))
 }
+
+/// A folder of engine stand-ins under `dir`: `vllm` and `python3` that exec `disagg sim --
+/// <the engine's argv>`. Returns a PATH with it first.
+pub fn stand_ins(dir: &Path) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for program in ["vllm", "python3"] {
+        let path = bin.join(program);
+        std::fs::write(
+            &path,
+            format!("#!/bin/sh\nexec '{DISAGG}' sim --itl 1ms -- {program} \"$@\"\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
