@@ -61,6 +61,18 @@ pub struct Status {
     pub reason: Option<String>,
 }
 
+impl Status {
+    /// The reason of the supervisor's word when a signal stopped the run.
+    pub const INTERRUPTED: &'static str = "interrupted";
+
+    /// The run was stopped by a signal (no role failed).
+    pub fn is_interruption(&self) -> bool {
+        self.state == State::Failed
+            && self.role.is_none()
+            && self.reason.as_deref() == Some(Self::INTERRUPTED)
+    }
+}
+
 /// `rendezvous/<ROLE>.exit.json`: a role's own account of why it is exiting with a failure.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExitNote {

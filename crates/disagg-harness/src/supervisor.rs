@@ -79,7 +79,7 @@ pub fn supervise(plan: &Plan, exec: &mut dyn Executor, interrupted: &AtomicBool)
             run_id: plan.run_id.clone(),
             state: State::Failed,
             role: None,
-            reason: Some("interrupted".into()),
+            reason: Some(Status::INTERRUPTED.into()),
         },
     };
     if let Err(e) = crate::atomic::write_json(&plan.status_file(), &status) {

@@ -67,6 +67,18 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
             p.report.metrics.gen_device_step_time_ms = Some(ms);
         }
         since = crate::gen_steps::ends(&gen_logs);
+        // A signal stopped the run under this point: its requests failed because every role
+        // was being stopped, which says nothing of the workers. It is not a measured point.
+        if crate::rendezvous::read::<Status>(&plan.status_file(), &plan.run_id)
+            .is_some_and(|s| s.is_interruption())
+        {
+            eprintln!(
+                "disagg role BENCHMARK: the run was interrupted under the point at {}; not \
+                 recording it",
+                p.report.point
+            );
+            return ControlFlow::Break(());
+        }
         print!("{}", disagg_bench::point_files::log_text(&cfg, &p.report));
         if let Err(e) = disagg_bench::point_files::write(&plan.run_dir, &cfg, p) {
             unwritten.push(e.to_string());
