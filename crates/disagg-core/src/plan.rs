@@ -151,6 +151,10 @@ pub struct EngineLaunch {
     /// Empty for a server on one node.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub node_args: Vec<Vec<String>>,
+    /// Consecutive ports from `{dist_init_port}` node rank 0's engine binds (SGLang derives its
+    /// inter-node sockets from the rendezvous port); the role picks them all free.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub dist_span: u32,
 }
 
 impl EngineLaunch {
@@ -589,6 +593,7 @@ fn router_launch(
         env: BTreeMap::new(),
         side_channel_span: 1,
         node_args: Vec::new(),
+        dist_span: 1,
     })
 }
 

@@ -545,6 +545,10 @@ fn vllm_and_sglang_servers_larger_than_a_node_run_one_process_per_node() {
         e.argv_of_node(1)[e.argv.len()..],
         ["--node-rank".to_string(), "1".to_string()]
     );
+    assert_eq!(
+        e.dist_span, 7,
+        "the rendezvous and the six ports SGLang derives from it"
+    );
     assert_eq!(gen_.env_set["CUDA_VISIBLE_DEVICES"], "0,1,2,3", "per node");
     assert_eq!(role(&plan, "CTX_0").ranks, 1, "within a node: one process");
     // vLLM, TP 4 × PP 2: one world over the nodes, the second headless.

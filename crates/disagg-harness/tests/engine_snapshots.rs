@@ -49,6 +49,12 @@ fn everything(file: &str) -> String {
             if e.side_channel_span > 1 {
                 out.push_str(&format!("  side-channel ports: {}\n", e.side_channel_span));
             }
+            for (i, extra) in e.node_args.iter().enumerate() {
+                out.push_str(&format!("  node rank {i} adds: {}\n", sh_join(extra)));
+            }
+            if e.dist_span > 1 {
+                out.push_str(&format!("  rendezvous ports: {}\n", e.dist_span));
+            }
         }
     }
     for (name, text) in &plan.files {
@@ -72,6 +78,13 @@ fn vllm() {
 #[test]
 fn sglang() {
     insta::assert_snapshot!(everything("sglang.yaml"));
+}
+
+#[test]
+fn sglang_multinode() {
+    let plan = plan_of("sglang-multinode.yaml");
+    assert_eq!(plan.nodes, 3, "ctx on node 0, gen on nodes 1-2");
+    insta::assert_snapshot!(everything("sglang-multinode.yaml"));
 }
 
 #[test]

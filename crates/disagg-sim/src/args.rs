@@ -297,6 +297,10 @@ pub struct DistArgs {
     /// model and parallel flags.
     #[arg(skip)]
     pub world: String,
+    /// Ports after the rendezvous port that node rank 0 binds as well, as offsets (SGLang's
+    /// scheduler publishes to the other nodes on two of them); the stand-in sets them.
+    #[arg(skip)]
+    pub derived_ports: Vec<u16>,
 }
 
 /// KV hand-off flags.

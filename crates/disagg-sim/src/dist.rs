@@ -62,7 +62,7 @@ pub(crate) fn address(d: &DistArgs) -> Result<(String, u16), SimError> {
 }
 
 /// The other nodes of a group, joined to node rank 0; dropping it closes their connections.
-pub(crate) struct Members(Vec<(u32, String, TcpStream)>);
+pub(crate) struct Members(Vec<(u32, String, TcpStream)>, Vec<TcpListener>);
 
 /// Node rank 0: binds the rendezvous port and waits until every other node has joined with
 /// the same world, or fails.
@@ -77,6 +77,20 @@ pub(crate) fn host(d: &DistArgs) -> Result<Members, SimError> {
     listener
         .set_nonblocking(true)
         .map_err(|e| fail(format!("rendezvous: {e}")))?;
+    // The ports the engine derives from the rendezvous port, held while the group lives.
+    let derived = d
+        .derived_ports
+        .iter()
+        .map(|off| {
+            let p = port.saturating_add(*off);
+            TcpListener::bind(("0.0.0.0", p)).map_err(|e| {
+                fail(format!(
+                    "cannot bind port {p}, the rendezvous port {port} + {off}, which the engine \
+                     derives from --dist-init-addr for its sockets to the other nodes: {e}"
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let me = hostname();
     let want = d.nnodes - 1;
     eprintln!(
@@ -158,13 +172,15 @@ pub(crate) fn host(d: &DistArgs) -> Result<Members, SimError> {
         let _ = stream.set_read_timeout(None);
         members.push((hello.node_rank, hello.host, stream));
     }
-    Ok(Members(members))
+    Ok(Members(members, derived))
 }
 
 impl Members {
     /// From now on a node leaving the group ends this process, with its name: a real engine's
     /// next collective fails without it.
     pub(crate) fn watch(self) {
+        // Held for the life of the process, as the engine holds them.
+        std::mem::forget(self.1);
         for (rank, host, stream) in self.0 {
             std::thread::spawn(move || {
                 let why = wait_closed(&stream);
@@ -278,6 +294,7 @@ mod tests {
             dist_init_addr: Some(addr.into()),
             dist_timeout: Duration::from_secs(5),
             world: world.into(),
+            derived_ports: Vec::new(),
         }
     }
 
@@ -359,6 +376,27 @@ mod tests {
                 "{member} / {head}"
             );
         }
+    }
+
+    #[test]
+    fn node_rank_0_fails_when_a_port_derived_from_the_rendezvous_is_taken() {
+        // A rendezvous port whose + 6 is held by another process.
+        let (port, _held) = loop {
+            let p = free_port();
+            if let Ok(l) = TcpListener::bind(("0.0.0.0", p.saturating_add(6))) {
+                break (p, l);
+            }
+        };
+        let mut a = args(2, 0, &format!("127.0.0.1:{port}"), "w");
+        a.derived_ports = vec![5, 6];
+        let e = host(&a).map(drop).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!(
+                "cannot bind port {}, the rendezvous port {port} + 6",
+                port + 6
+            )),
+            "{e}"
+        );
     }
 
     #[test]

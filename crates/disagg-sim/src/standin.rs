@@ -201,6 +201,9 @@ fn sglang(args: &mut SimArgs, f: Flags<'_>) -> Result<(), String> {
                 .map_err(|_| format!("--node-rank {r} is not a number"))?;
         }
         d.dist_init_addr = f.last("--dist-init-addr").map(str::to_string);
+        // Node rank 0's scheduler publishes requests to the other nodes on the rendezvous port
+        // + 5 and + 6 (SGLang's PortArgs: pub_sub_addr, pub_sub_sync_addr).
+        d.derived_ports = vec![5, 6];
         args.dist.world = world(args, &f, &["--tp-size", "--pp-size", "--attn-dp-size"]);
     }
     Ok(())

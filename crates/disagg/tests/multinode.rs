@@ -916,40 +916,59 @@ fn rank_lines<'a>(log: &'a str, rank: u32, host: &str) -> Vec<&'a str> {
 
 const SGLANG_TP16: &str = "model: {name: tiny, path: org/tiny}\nengine: sglang\nhardware: {gpus_per_node: 8}\nctx: {count: 1, parallel: {tp: 8}}\ngen: {count: 1, parallel: {tp: 16}}\nbenchmark: {isl: 32, osl: 8, concurrency: [4], rounds: 2}\ntimeouts: {worker_startup: 60s, request: 10s, benchmark: 60s, job: 3m}\n";
 
-/// SGLang's own multi-node mode: GEN_0 (TP 16) runs one process on each of two nodes of 8,
-/// joined at node rank 0's rendezvous (the address its role picked and wrote for the other);
-/// node rank 0 serves, node rank 1 is headless, and every request is served across nodes.
+/// SGLang's own multi-node mode, as `examples/sglang-multinode.yaml` asks it: GEN_0 (TP 16,
+/// DP attention) runs one process on each of two nodes of 8, joined at node rank 0's
+/// rendezvous (the address its role picked and wrote for the other); node rank 0 serves, node
+/// rank 1 is headless, and every request is served across nodes.
 fn an_sglang_server_spanning_two_nodes_runs_a_process_on_each_joined_at_node_rank_0() {
     let ws = Ws::new("sglang-tp16");
-    let out = run_engines(
-        &ws,
-        "mn-sglang",
-        &format!("name: mn-sglang\n{SGLANG_TP16}"),
-        None,
+    let yaml = example("sglang-multinode.yaml")
+        .replace("partition: batch, ", "")
+        .replace(
+            "benchmark: {isl: 4096, osl: 1024, concurrency: [256], rounds: 4}",
+            "benchmark: {isl: 64, osl: 8, concurrency: [4], rounds: 2}",
+        );
+    assert!(
+        !yaml.contains("partition") && yaml.contains("concurrency: [4]"),
+        "{yaml}"
     );
+    let config = "sglang-1p1d-tp16";
+    let out = run_engines(&ws, config, &yaml, None);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let dir = ws.run_dir("mn-sglang");
+    let dir = ws.run_dir(config);
     let hosts = job_hosts(&dir);
     let dist = json(&dir.join("rendezvous/GEN_0.dist.json"));
     assert_eq!(dist["host"], hosts[1].as_str(), "{dist}");
     let rendezvous = format!("{}:{}", hosts[1], dist["port"]);
     assert_eq!(published(&dir, "GEN_0").0, hosts[1], "node rank 0 serves");
     let log = read(&dir.join("gen_server_0.log"));
+    let started = |rank: u32, host: &str| -> String {
+        rank_lines(&log, rank, host)
+            .into_iter()
+            .find(|l| l.contains("starting engine: "))
+            .unwrap_or_else(|| panic!("rank {rank} on {host} did not start:\n{log}"))
+            .to_string()
+    };
+    for (rank, host) in [(0, &hosts[1]), (1, &hosts[2])] {
+        let line = started(rank, host);
+        assert!(
+            line.contains("--tp-size 16 ")
+                && line.contains(&format!("--nnodes 2 --dist-init-addr {rendezvous} "))
+                && line.ends_with(&format!("--node-rank {rank}")),
+            "{line}"
+        );
+    }
     let head = rank_lines(&log, 0, &hosts[1]).join("\n");
     let member = rank_lines(&log, 1, &hosts[2]).join("\n");
     assert!(
-        head.contains(&format!(
-            "--tp-size 16 --disaggregation-mode decode --nnodes 2 --dist-init-addr {rendezvous} --node-rank 0"
-        )) && head.contains(&format!("node rank 1 joined from {}", hosts[2])),
+        head.contains(&format!("node rank 1 joined from {}", hosts[2])),
         "{log}"
     );
     assert!(
-        member.contains(&format!("--dist-init-addr {rendezvous} --node-rank 1"))
-            && member.contains(&format!(
-                "joined node rank 0 on {} at {rendezvous}",
-                hosts[1]
-            ))
-            && member.contains("CUDA_VISIBLE_DEVICES=0,1,2,3,4,5,6,7"),
+        member.contains(&format!(
+            "joined node rank 0 on {} at {rendezvous}",
+            hosts[1]
+        )) && member.contains("CUDA_VISIBLE_DEVICES=0,1,2,3,4,5,6,7"),
         "{log}"
     );
     assert_eq!(completed(&dir), 8);

@@ -133,6 +133,7 @@ fn port_launch(argv: Vec<String>, host: &str) -> EngineLaunch {
         env: Default::default(),
         side_channel_span: 1,
         node_args: Vec::new(),
+        dist_span: 1,
     }
 }
 

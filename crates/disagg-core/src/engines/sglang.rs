@@ -66,6 +66,9 @@ pub fn build(m: &Mapping, w: &WorkerSpec<'_>) -> Built {
         launch.node_args = (0..nodes)
             .map(|i| vec!["--node-rank".into(), i.to_string()])
             .collect();
+        // SGLang derives node rank 0's inter-node sockets from the rendezvous port: its own
+        // six after it, and with attention DP one more per rank.
+        launch.dist_span = DERIVED_PORTS + 1 + if p.attention_dp { p.tp } else { 0 };
     }
     Built {
         launch,
@@ -73,6 +76,10 @@ pub fn build(m: &Mapping, w: &WorkerSpec<'_>) -> Built {
         file: None,
     }
 }
+
+/// Ports after `--dist-init-addr`'s that SGLang takes on node rank 0 of a server spanning nodes
+/// (its `PortArgs`: tokenizer, detokenizer, rpc, metrics, and the scheduler's publisher pair).
+pub const DERIVED_PORTS: u32 = 6;
 
 /// The flags of `engine_args` that would contradict what the plan sets itself.
 pub const OWNED: &[(&str, &str)] = &[

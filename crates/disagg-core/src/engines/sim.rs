@@ -45,6 +45,7 @@ pub fn build(a: &SimEngineArgs, w: &WorkerSpec<'_>) -> Built {
             env: Default::default(),
             side_channel_span: 1,
             node_args: Vec::new(),
+            dist_span: 1,
         },
         ranks: 1,
         file: None,

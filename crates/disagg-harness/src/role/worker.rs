@@ -159,7 +159,11 @@ impl Ports {
         Ok(Self {
             port: pick("{port}", 1)?,
             bootstrap: pick("{bootstrap_port}", 1)?,
-            dist: if rank0 { pick(DIST_INIT_PORT, 1)? } else { 0 },
+            dist: if rank0 {
+                pick(DIST_INIT_PORT, launch.dist_span.max(1))?
+            } else {
+                0
+            },
             side_channel: pick("{side_channel_port}", launch.side_channel_span.max(1))?,
             _held: held,
         })
@@ -500,6 +504,7 @@ mod tests {
                 .collect(),
             side_channel_span: span,
             node_args: Vec::new(),
+            dist_span: 1,
         }
     }
 

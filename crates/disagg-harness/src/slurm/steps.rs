@@ -287,6 +287,13 @@ pub fn render_steps(plan: &Plan) -> String {
                 String::new()
             };
             let _ = writeln!(s, "#   engine{ranks}: {}", super::quote::sh_join(&e.argv));
+            for (i, extra) in e.node_args.iter().enumerate() {
+                let _ = writeln!(
+                    s,
+                    "#   node rank {i} (task {i}) adds: {}",
+                    super::quote::sh_join(extra)
+                );
+            }
         }
     }
     s
