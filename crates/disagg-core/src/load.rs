@@ -1100,7 +1100,7 @@ fn valid_env_name(k: &str) -> bool {
 /// each GEN worker starts no generation until that many requests are in. A closed-loop point
 /// or warm-up that never has that many in flight on each GEN worker would wait for ever.
 fn check_fill_gate(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
-    const VAR: &str = "TLLM_BENCHMARK_REQ_QUEUES_SIZE";
+    const VAR: &str = crate::plan::FILL_GATE_VAR;
     let (key, value) = match (case.generation.env.get(VAR), case.env.worker.get(VAR)) {
         (Some(v), _) => (format!("gen.env.{VAR}"), v),
         (None, Some(v)) => (format!("env.worker.{VAR}"), v),

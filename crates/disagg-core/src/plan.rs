@@ -706,14 +706,16 @@ fn idle_note(role: RoleName, gpus: &[GpuSlot], node: u32, idle: &[u32]) -> Strin
 
 /// The largest `TLLM_BENCHMARK_REQ_QUEUES_SIZE` above 1 among GEN roles (see
 /// [`Plan::gen_fill_gate`]).
+/// TensorRT-LLM's variable for its gen-only fill gate, set on GEN workers.
+pub const FILL_GATE_VAR: &str = "TLLM_BENCHMARK_REQ_QUEUES_SIZE";
+
 fn fill_gate(roles: &[RolePlan]) -> Option<u64> {
-    const KEY: &str = "TLLM_BENCHMARK_REQ_QUEUES_SIZE";
     roles
         .iter()
         .filter(|r| matches!(r.role, RoleName::Gen(_)))
         .flat_map(|r| {
-            let launch = r.engine.as_ref().and_then(|e| e.env.get(KEY));
-            [r.env_set.get(KEY), launch]
+            let launch = r.engine.as_ref().and_then(|e| e.env.get(FILL_GATE_VAR));
+            [r.env_set.get(FILL_GATE_VAR), launch]
         })
         .flatten()
         .filter_map(|v| v.trim().parse::<u64>().ok())

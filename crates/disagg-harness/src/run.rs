@@ -528,21 +528,39 @@ pub fn finish(
 }
 
 /// `results.json` for a run in which no point was measured: no points, invalid, and why.
-fn write_empty_results(plan: &Plan, outcome: &Outcome, path: &Path) -> Result<(), String> {
+fn write_empty_results(plan: &Plan, outcome: &Outcome) -> Result<(), String> {
     let why = match &outcome.result {
         RunResult::Failed(f) => f.reason.clone(),
         RunResult::Interrupted => "the run was interrupted".to_string(),
         RunResult::Passed => "BENCHMARK wrote no results".to_string(),
     };
+    write_results(
+        plan,
+        false,
+        Some(format!("no point was measured: {why}")),
+        Vec::new(),
+        Vec::new(),
+    )
+}
+
+/// Writes the run's `results.json` (atomically), with the plan's run id and config name.
+pub(crate) fn write_results(
+    plan: &Plan,
+    valid: bool,
+    invalid_reason: Option<String>,
+    warnings: Vec<String>,
+    points: Vec<disagg_bench::PointReport>,
+) -> Result<(), String> {
     let results = disagg_bench::ResultsFile {
         run_id: Some(plan.run_id.clone()),
         config_name: Some(plan.config_name.to_string()),
-        valid: false,
-        invalid_reason: Some(format!("no point was measured: {why}")),
-        warnings: Vec::new(),
-        points: Vec::new(),
+        valid,
+        invalid_reason,
+        warnings,
+        points,
     };
-    crate::atomic::write_json(path, &results)
+    let path = plan.run_dir.join("results.json");
+    crate::atomic::write_json(&path, &results)
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
@@ -575,7 +593,7 @@ pub(crate) fn finish_as(
     // Every run folder has its results.json, a run that measured nothing too: the run's reason
     // stands in for the points it does not have.
     if !results_path.exists() {
-        if let Err(e) = write_empty_results(plan, outcome, &results_path) {
+        if let Err(e) = write_empty_results(plan, outcome) {
             notes.push(e);
         }
     }
@@ -611,18 +629,11 @@ pub(crate) fn finish_as(
         }
     };
     // Header only when no point was measured: the file is there, as every run's is.
+    let csv = run_dir.join("perf_script_test_results.csv");
+    if let Err(e) =
+        perf::write_results_csv(&csv, name.as_str(), &points, &|p| bench_command(plan, p))
     {
-        if let Err(e) = perf::write_results_csv(
-            &run_dir.join("perf_script_test_results.csv"),
-            name.as_str(),
-            &points,
-            &|p| bench_command(plan, p),
-        ) {
-            notes.push(format!(
-                "cannot write {}: {e}",
-                run_dir.join("perf_script_test_results.csv").display()
-            ));
-        }
+        notes.push(format!("cannot write {}: {e}", csv.display()));
     }
     let perf_text = perf_outcome.render();
     let planned = crate::role::bench_config(plan, String::new()).point_ids();

@@ -599,7 +599,7 @@ fn benchmark_section(cx: &mut Ctx, src: &Src, opts: &Options<'_>) -> Result<Benc
             // batch starts at once.
             for (k, v) in [
                 ("TRTLLM_DISABLE_KV_CACHE_TRANSFER_OVERLAP", "1".to_string()),
-                ("TLLM_BENCHMARK_REQ_QUEUES_SIZE", first.to_string()),
+                (crate::plan::FILL_GATE_VAR, first.to_string()),
             ] {
                 env_gen.insert(Value::from(k), Value::from(v));
             }

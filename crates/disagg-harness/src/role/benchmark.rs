@@ -181,20 +181,16 @@ fn write_partial(
     planned: usize,
 ) -> Result<(), String> {
     let reasons: Vec<String> = points.iter().filter_map(|p| p.validity.reason()).collect();
-    let results = disagg_bench::ResultsFile {
-        run_id: Some(plan.run_id.clone()),
-        config_name: Some(plan.config_name.to_string()),
-        valid: reasons.is_empty(),
-        invalid_reason: (!reasons.is_empty()).then(|| reasons.join("; ")),
-        warnings: vec![format!(
+    crate::run::write_results(
+        plan,
+        reasons.is_empty(),
+        (!reasons.is_empty()).then(|| reasons.join("; ")),
+        vec![format!(
             "partial: {} of {planned} point(s) measured so far; the sweep had not finished when this was written",
             points.len()
         )],
-        points: points.to_vec(),
-    };
-    let path = plan.run_dir.join("results.json");
-    crate::atomic::write_json(&path, &results)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        points.to_vec(),
+    )
 }
 
 /// How long a point with failed requests waits for a role to account for them (a worker's exit
