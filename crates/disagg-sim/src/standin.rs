@@ -127,8 +127,9 @@ fn vllm_nodes(args: &mut SimArgs, f: &Flags<'_>) -> Result<(), String> {
     if args.dist.nnodes > 1 {
         if args.dist.node_rank > 0 && !f.has("--headless") {
             return Err(format!(
-                "node rank {} of a vLLM server spanning nodes runs `--headless`: only the first \
-                 node serves the API",
+                "node rank {} of a vLLM server spanning nodes without `--headless`: the stand-in \
+                 plays vLLM's documented multi-node layout, where only the first node serves \
+                 the API and the others run headless",
                 args.dist.node_rank
             ));
         }
@@ -660,7 +661,7 @@ mod tests {
             )),
         )
         .unwrap_err();
-        assert!(e.contains("runs `--headless`"), "{e}");
+        assert!(e.contains("without `--headless`"), "{e}");
         // vLLM, data-parallel ranks over nodes: this node's four from rank 4, on their ports.
         let d = stand_in(
             base(),
