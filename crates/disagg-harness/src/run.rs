@@ -375,6 +375,45 @@ pub fn case_hash(case: &LoadedCase) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// TensorRT-LLM's name for a role's log, as its disaggregated Slurm scripts (`submit.py`) write
+/// them into a run's log folder and its perf harness and other tools read them: each worker's
+/// `3_output_<CTX|GEN>_<i>.log`, the router's `4_output_server.log` (the first replica's), the
+/// benchmark's `6_bench.log` (its disagg LogParser reads the metrics there).
+pub fn trtllm_log_name(role: disagg_core::RoleName) -> Option<String> {
+    use disagg_core::RoleName;
+    match role {
+        RoleName::Ctx(i) => Some(format!("3_output_CTX_{i}.log")),
+        RoleName::Gen(i) => Some(format!("3_output_GEN_{i}.log")),
+        RoleName::DisaggServer(None | Some(0)) => Some("4_output_server.log".into()),
+        RoleName::Benchmark => Some("6_bench.log".into()),
+        RoleName::DisaggServer(Some(_)) => None,
+    }
+}
+
+/// A relative symlink `alias` -> `target` in `dir`; a failure is a warning (the file itself is
+/// there under its own name).
+pub(crate) fn link_alias(dir: &Path, target: &str, alias: &str) {
+    let at = dir.join(alias);
+    if let Some(parent) = at.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    if let Err(e) = std::os::unix::fs::symlink(target, &at) {
+        say_err!(
+            "disagg: warning: cannot link {} to {target}: {e}",
+            at.display()
+        );
+    }
+}
+
+/// Every role's log under its TensorRT-LLM name too ([`trtllm_log_name`]).
+fn link_trtllm_names(plan: &Plan) {
+    for r in &plan.roles {
+        if let Some(alias) = trtllm_log_name(r.role) {
+            link_alias(&plan.run_dir, &r.log, &alias);
+        }
+    }
+}
+
 /// The file in the run folder holding the resolved case's [`case_hash`].
 pub const CASE_HASH_FILE: &str = "case_hash";
 /// The file in the run folder naming the sweep the run is a point of.
@@ -408,6 +447,7 @@ pub(crate) fn prepare_as(
         }
     };
     let mut plan = disagg_core::plan::build(&r.case, &run_id, &run_dir, exe);
+    link_trtllm_names(&plan);
     // The supervisor may run elsewhere (inside a Slurm job, from the run folder).
     plan.perf_baseline = plan
         .perf_baseline

@@ -40,6 +40,30 @@ fn quickstart_passes_and_writes_every_report() {
         !dir.join("install.log").exists(),
         "no setup, so no install.log"
     );
+    // Each also under the name TensorRT-LLM's Slurm scripts give it, as a relative symlink.
+    for (alias, file) in [
+        ("3_output_CTX_0.log", "ctx_server_0.log"),
+        ("3_output_GEN_0.log", "gen_server_0.log"),
+        ("4_output_server.log", "disagg_server.log"),
+        ("6_bench.log", "benchmark.log"),
+        ("concurrency_1/result.json", "../benchmark.con1.json"),
+        ("concurrency_8/result.json", "../benchmark.con8.json"),
+    ] {
+        let link = dir.join(alias);
+        assert_eq!(
+            std::fs::read_link(&link)
+                .map(|p| p.display().to_string())
+                .ok()
+                .as_deref(),
+            Some(file),
+            "{alias}"
+        );
+        assert!(link.is_file(), "{alias} resolves");
+    }
+    assert_eq!(
+        json(&dir.join("concurrency_8/result.json"))["completed"].as_u64(),
+        Some(32)
+    );
     // The summary table, with the columns, one row per concurrency.
     let out = r.stdout();
     assert!(out.contains("| concurrency | req/s | output tok/s | TTFT p50/p99 (ms) | TPOT p50/p99 (ms) | ITL p50/p99 (ms) | failed |"), "{out}");

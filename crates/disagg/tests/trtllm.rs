@@ -262,9 +262,36 @@ fn each_point_has_its_own_log_and_result_file_and_failures_stay_with_their_point
         "{errors:?}"
     );
     // benchmark.log keeps every point, for people and for TensorRT-LLM's disagg log parser,
-    // which finds each point's block by the line that closes it; each point's own log too.
-    let all = read(&dir.join("benchmark.log"));
+    // which finds each point's block by the line that closes it, and reads the file as
+    // `6_bench.log` in the run's folder; each point's own log too.
+    let alias = dir.join("6_bench.log");
+    assert_eq!(
+        std::fs::read_link(&alias).unwrap(),
+        std::path::Path::new("benchmark.log")
+    );
+    let all = read(&alias);
     assert!(all.contains(&first) && all.contains(&second));
+    // Its request counts: every `Total requests:` and `Failed requests:` number, summed.
+    let sum = |label: &str| -> u64 {
+        all.lines()
+            .filter_map(|l| l.find(label).map(|at| &l[at + label.len()..]))
+            .filter(|rest| rest.starts_with(char::is_whitespace))
+            .filter_map(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+            .sum()
+    };
+    let of_points = |key: &str| -> u64 {
+        ["con1", "con2"]
+            .iter()
+            .map(|l| {
+                json(&dir.join(format!("benchmark.{l}.json")))[key]
+                    .as_u64()
+                    .unwrap()
+            })
+            .sum()
+    };
+    assert_eq!(sum("Total requests:"), of_points("num_prompts"), "{all}");
+    assert_eq!(sum("Failed requests:"), of_points("failed"), "{all}");
+    assert!(of_points("failed") > 0);
     let medians = |label: &str| {
         let r = json(&dir.join(format!("benchmark.{label}.json")));
         (

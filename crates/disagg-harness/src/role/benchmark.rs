@@ -82,6 +82,15 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
         print!("{}", disagg_bench::point_files::log_text(&cfg, &p.report));
         if let Err(e) = disagg_bench::point_files::write(&plan.run_dir, &cfg, p) {
             unwritten.push(e.to_string());
+        } else if let (Some(c), None) = (p.report.point.concurrency, p.report.point.request_rate) {
+            // Where TensorRT-LLM's benchmark scripts save a concurrency's result file, which its
+            // perf harness reads (num_prompts, completed) with its SA benchmark client.
+            let file = format!("{}.json", disagg_bench::point_files::stem(&p.report));
+            crate::run::link_alias(
+                &plan.run_dir,
+                &format!("../{file}"),
+                &format!("concurrency_{c}/result.json"),
+            );
         }
         // results.json with every point so far: a run interrupted or timed out in a later point
         // still reports this one (the final write at the end replaces it).
