@@ -139,6 +139,11 @@ pub struct SimArgs {
     #[command(flatten)]
     pub dist: DistArgs,
 
+    /// The GPUs this process would drive, as a stand-in reads them from the engine's argv;
+    /// checked at start against `CUDA_VISIBLE_DEVICES` ([`GpuNeed`]).
+    #[arg(skip)]
+    pub gpu_need: Option<GpuNeed>,
+
     /// Append one JSON line per request received (time, path, X-Request-Id, body) to FILE.
     #[arg(long)]
     pub request_log: Option<PathBuf>,
@@ -301,6 +306,17 @@ pub struct DistArgs {
     /// scheduler publishes to the other nodes on two of them); the stand-in sets them.
     #[arg(skip)]
     pub derived_ports: Vec<u16>,
+}
+
+/// What a real engine's process needs to see of its node's GPUs, or it fails at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GpuNeed {
+    /// At least this many (vLLM and SGLang drive their node's share of the server's GPUs;
+    /// trtllm-serve alone spawns its ranks over them), and the flags that say so.
+    Count(u32, String),
+    /// One, picked by the rank's local index on its node (an MPI rank under
+    /// trtllm-llmapi-launch): that index must be visible.
+    LocalRank,
 }
 
 /// KV hand-off flags.

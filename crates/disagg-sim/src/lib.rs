@@ -44,7 +44,9 @@ mod side;
 mod standin;
 mod tokens;
 
-pub use args::{Dialect, DistArgs, FaultArgs, KvArgs, Preset, SimArgs, SimRole, TimingArgs};
+pub use args::{
+    Dialect, DistArgs, FaultArgs, GpuNeed, KvArgs, Preset, SimArgs, SimRole, TimingArgs,
+};
 pub use dialect::trtllm::TrtllmVersion;
 pub use engine::cost::TimingError;
 pub use faults::ExitHook;
@@ -114,6 +116,13 @@ pub fn check_argv(argv: &[String]) -> Result<(), String> {
 
 /// Runs the sim until the process is killed (or a scripted crash exits it).
 pub async fn run(args: SimArgs) -> Result<(), SimError> {
+    if let Some(need) = &args.gpu_need {
+        check_gpus(
+            need,
+            std::env::var("CUDA_VISIBLE_DEVICES").ok().as_deref(),
+            local_rank(),
+        )?;
+    }
     if args.dist.nnodes > 1 {
         dist::address(&args.dist)?;
         if args.dist.node_rank > 0 {
@@ -193,6 +202,42 @@ async fn run_headless(args: SimArgs) -> Result<(), SimError> {
     );
     let d = args.dist.clone();
     blocking(move || -> Result<(), SimError> { dist::follow(stream, &head, &d) }).await
+}
+
+/// This process's index among the ranks on its node, as MPI or Slurm tell it (0 alone).
+fn local_rank() -> u32 {
+    [
+        "OMPI_COMM_WORLD_LOCAL_RANK",
+        "PMIX_LOCAL_RANK",
+        "SLURM_LOCALID",
+    ]
+    .iter()
+    .find_map(|k| std::env::var(k).ok()?.parse().ok())
+    .unwrap_or(0)
+}
+
+/// A real engine fails at start when it cannot see the GPUs it is to drive: so does the sim
+/// standing in for it. An unset `CUDA_VISIBLE_DEVICES` shows every GPU of the machine, which
+/// the sim cannot count, so it passes.
+pub fn check_gpus(need: &GpuNeed, visible: Option<&str>, local_rank: u32) -> Result<(), SimError> {
+    let Some(visible) = visible else {
+        return Ok(());
+    };
+    let seen = visible.split(',').filter(|d| !d.trim().is_empty()).count() as u32;
+    let (want, why) = match need {
+        GpuNeed::Count(n, why) => (*n, why.clone()),
+        GpuNeed::LocalRank => (
+            local_rank + 1,
+            format!("its rank is local rank {local_rank} on this node and takes that GPU"),
+        ),
+    };
+    if seen >= want {
+        return Ok(());
+    }
+    Err(SimError::Flags(format!(
+        "CUDA_VISIBLE_DEVICES={visible:?} shows {seen} GPU(s), but this process needs {want}: \
+         {why}; the engine fails the same way at start (its GPU binding gives it too few)"
+    )))
 }
 
 /// Runs blocking socket work off the runtime's threads.

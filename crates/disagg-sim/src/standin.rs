@@ -18,8 +18,9 @@ use disagg_proto::lengths::parse_count;
 /// `args` (the sim's own flags, timing and faults) set up to stand in for `argv`.
 pub fn stand_in(mut args: SimArgs, argv: &[String]) -> Result<SimArgs, String> {
     let mut argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-    // A multi-rank TensorRT-LLM server runs under this wrapper.
-    if argv.first() == Some(&"trtllm-llmapi-launch") {
+    // A multi-rank TensorRT-LLM server runs under this wrapper, one GPU per rank.
+    let launched = argv.first() == Some(&"trtllm-llmapi-launch");
+    if launched {
         argv.remove(0);
     }
     let program = argv.first().map(|p| p.rsplit('/').next().unwrap_or(p));
@@ -28,7 +29,12 @@ pub fn stand_in(mut args: SimArgs, argv: &[String]) -> Result<SimArgs, String> {
         (Some(p), Some("-m"), Some("sglang.launch_server")) if p.starts_with("python") => {
             sglang(&mut args, Flags::parse(&argv[3..])?)?
         }
-        (Some("trtllm-serve"), _, _) => trtllm(&mut args, Flags::parse(&argv[1..])?)?,
+        (Some("trtllm-serve"), _, _) => {
+            trtllm(&mut args, Flags::parse(&argv[1..])?)?;
+            if launched {
+                args.gpu_need = Some(crate::GpuNeed::LocalRank);
+            }
+        }
         _ => {
             return Err(format!(
                 "cannot stand in for `{}`: the sim knows `vllm serve ...`, `python3 -m \
@@ -124,6 +130,27 @@ fn vllm_nodes(args: &mut SimArgs, f: &Flags<'_>) -> Result<(), String> {
         args.data_parallel_size_local = u16::try_from(local).ok();
         args.data_parallel_start_rank = u16::try_from(start).unwrap_or(u16::MAX);
     }
+    // The GPUs of this node: its data-parallel ranks' TP×PP, or its share of one TP×PP world.
+    let tp = num("--tensor-parallel-size", 1)?;
+    let pp = num("--pipeline-parallel-size", 1)?;
+    let ranks_here = args.data_parallel_size_local.map_or(dp, u32::from);
+    let need = if args.data_parallel_size_local.is_some() || nnodes <= 1 {
+        ranks_here * tp * pp
+    } else {
+        (tp * pp).div_ceil(nnodes)
+    };
+    args.gpu_need = Some(crate::GpuNeed::Count(
+        need,
+        format!(
+            "--tensor-parallel-size {tp} × --pipeline-parallel-size {pp} × {ranks_here} \
+             data-parallel rank(s) here{}",
+            if nnodes > 1 {
+                format!(", over --nnodes {nnodes}")
+            } else {
+                String::new()
+            }
+        ),
+    ));
     if args.dist.nnodes > 1 {
         if args.dist.node_rank > 0 && !f.has("--headless") {
             return Err(format!(
@@ -189,6 +216,23 @@ fn sglang(args: &mut SimArgs, f: Flags<'_>) -> Result<(), String> {
     if f.has("--allow-auto-truncate") {
         args.allow_auto_truncate = true;
     }
+    // The GPUs of this node: its share of TP×PP (DP attention runs inside the TP group).
+    let size = |flags: &[&str]| -> Result<u32, String> {
+        f.last_of(flags).map_or(Ok(1), |v| {
+            v.parse()
+                .map_err(|_| format!("{} {v} is not a number", flags[0]))
+        })
+    };
+    let (tp, pp) = (size(&["--tp-size", "--tp"])?, size(&["--pp-size", "--pp"])?);
+    let nnodes: u32 = f
+        .last("--nnodes")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    args.gpu_need = Some(crate::GpuNeed::Count(
+        (tp * pp).div_ceil(nnodes),
+        format!("--tp-size {tp} × --pp-size {pp} over --nnodes {nnodes}"),
+    ));
     // Over several nodes: `--nnodes` processes, node rank 0 serving, joined at
     // `--dist-init-addr`.
     if let Some(n) = f.last("--nnodes") {
@@ -685,5 +729,70 @@ mod tests {
         // One node: no group.
         let one = stand_in(base(), &words(&format!("vllm serve m {nixl}"))).unwrap();
         assert_eq!(one.dist.nnodes, 1);
+    }
+
+    #[test]
+    fn each_engine_needs_its_nodes_share_of_the_gpus_and_fails_without_it() {
+        use crate::{GpuNeed, check_gpus};
+        let nixl = r#"--kv-transfer-config {"kv_connector":"NixlConnector"}"#;
+        let need = |argv: &str| match stand_in(base(), &words(argv)).unwrap().gpu_need {
+            Some(GpuNeed::Count(n, _)) => n,
+            other => panic!("{argv}: {other:?}"),
+        };
+        assert_eq!(
+            need(&format!(
+                "vllm serve m --tensor-parallel-size 4 --pipeline-parallel-size 2 {nixl}"
+            )),
+            8
+        );
+        assert_eq!(
+            need(&format!(
+                "vllm serve m --tensor-parallel-size 1 --data-parallel-size 8 {nixl}"
+            )),
+            8
+        );
+        assert_eq!(
+            need(&format!(
+                "vllm serve m --data-parallel-size 8 --data-parallel-size-local 4 {nixl} --data-parallel-start-rank 4 --headless"
+            )),
+            4,
+            "this node's data-parallel ranks"
+        );
+        assert_eq!(
+            need(&format!(
+                "vllm serve m --tensor-parallel-size 8 --pipeline-parallel-size 2 --nnodes 2 --master-addr h {nixl} --node-rank 0"
+            )),
+            8,
+            "its share of one world over two nodes"
+        );
+        assert_eq!(
+            need(
+                "python3 -m sglang.launch_server --model-path m --tp-size 16 --nnodes 2 --dist-init-addr h:1 --node-rank 1"
+            ),
+            8
+        );
+        assert_eq!(
+            need("python3 -m sglang.launch_server --model-path m --tp 4"),
+            4
+        );
+        let t = stand_in(base(), &words("trtllm-llmapi-launch trtllm-serve m")).unwrap();
+        assert_eq!(t.gpu_need, Some(GpuNeed::LocalRank));
+        // Checked against what the process sees.
+        let four = GpuNeed::Count(4, "tp 4".into());
+        assert!(check_gpus(&four, None, 0).is_ok(), "unset: every GPU");
+        assert!(check_gpus(&four, Some("0,1,2,3"), 0).is_ok());
+        let e = check_gpus(&four, Some("0,1"), 0).unwrap_err().to_string();
+        assert!(
+            e.contains(
+                "CUDA_VISIBLE_DEVICES=\"0,1\" shows 2 GPU(s), but this process needs 4: tp 4"
+            ),
+            "{e}"
+        );
+        assert!(check_gpus(&four, Some(""), 0).is_err(), "none");
+        assert!(check_gpus(&GpuNeed::LocalRank, Some("0,1,2,3"), 3).is_ok());
+        let e = check_gpus(&GpuNeed::LocalRank, Some("0"), 1)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("local rank 1"), "{e}");
     }
 }

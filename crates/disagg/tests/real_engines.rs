@@ -306,3 +306,39 @@ fn the_local_launcher_refuses_a_server_that_runs_a_process_on_each_of_several_no
         "nothing was started"
     );
 }
+
+/// A GPU binding that gives a worker fewer GPUs than its engine drives fails the run at start,
+/// as the engine would: here a `vllm` that sees only the first of its two planned GPUs.
+#[test]
+fn a_worker_that_sees_fewer_gpus_than_its_engine_drives_fails_at_start_naming_them() {
+    use std::os::unix::fs::PermissionsExt;
+    let ws = TempDir::new("vllm-gpus");
+    let path = stand_ins(ws.path());
+    let narrow = ws.path().join("narrow");
+    std::fs::create_dir_all(&narrow).unwrap();
+    let vllm = narrow.join("vllm");
+    std::fs::write(
+        &vllm,
+        format!(
+            "#!/bin/sh\nCUDA_VISIBLE_DEVICES=${{CUDA_VISIBLE_DEVICES%%,*}} exec '{DISAGG}' sim -- vllm \"$@\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&vllm, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{path}", narrow.display());
+    let r = run(&example("vllm.yaml"), ws.path(), &[], &[("PATH", &path)]);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let dir = only_run(ws.path(), "vllm-1p1d");
+    let status = json(&dir.join("rendezvous/status.json"));
+    let role = status["role"].as_str().unwrap_or_default().to_string();
+    assert!(role == "CTX_0" || role == "GEN_0", "{status}");
+    let log = read(&dir.join(if role == "CTX_0" {
+        "ctx_server_0.log"
+    } else {
+        "gen_server_0.log"
+    }));
+    assert!(
+        log.contains("shows 1 GPU(s), but this process needs 2: --tensor-parallel-size 2"),
+        "{log}"
+    );
+}
