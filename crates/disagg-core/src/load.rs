@@ -441,7 +441,30 @@ fn check(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
             "e.g. `concurrency: [1, 8]`",
         );
     }
+    // Each point has its own files, perf case name and JUnit testcase.
+    if let Some(c) = concurrency
+        .iter()
+        .enumerate()
+        .find_map(|(i, c)| concurrency[..i].contains(c).then_some(c))
+    {
+        return err(
+            "benchmark.concurrency",
+            format!("lists concurrency {c} twice"),
+            "list each concurrency once; to measure one longer, raise `rounds`",
+        );
+    }
     if let Some(rates) = &b.request_rate {
+        if let Some(r) = rates
+            .iter()
+            .enumerate()
+            .find_map(|(i, r)| rates[..i].contains(r).then_some(r))
+        {
+            return err(
+                "benchmark.request_rate",
+                format!("lists request rate {r} twice"),
+                "list each rate once; to measure one longer, raise `num_prompts`",
+            );
+        }
         if b.concurrency.is_some() {
             return err(
                 "benchmark.request_rate",
@@ -675,12 +698,35 @@ fn check_spans(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
             if case.engine == Engine::Vllm && p.attention_dp && p.tp % nodes != 0 {
                 return refuse(
                     format!(
-                        "vLLM spreads its {} data-parallel ranks (parallel.attention_dp) evenly \
-                         over the {nodes} nodes, and {} is not a multiple of {nodes}",
+                        "vLLM spreads its data-parallel ranks (parallel.attention_dp: tp {}) \
+                         evenly over the {nodes} nodes, and {} is not a multiple of {nodes}",
                         p.tp, p.tp
                     ),
                     format!("make tp a multiple of {nodes}, or pp a divisor of {per_node}"),
                 );
+            }
+            // vLLM across nodes runs its multiprocessing backend on every node; Ray's needs a
+            // Ray cluster, which disagg does not start.
+            if let (Engine::Vllm, EngineArgs::Options(m)) = (case.engine, &g.engine_args) {
+                let ray = m.iter().find_map(|(k, v)| {
+                    let k = k.as_str()?.replace('-', "_");
+                    (k == "distributed_executor_backend" && v.as_str() != Some("mp"))
+                        .then(|| crate::engines::flags::scalar(v))
+                });
+                if let Some(backend) = ray {
+                    let key = format!("{group}.engine_args.distributed_executor_backend");
+                    return Err(CaseError::new(
+                        path,
+                        key.clone(),
+                        format!(
+                            "a vLLM server spanning {nodes} nodes runs vLLM's multiprocessing \
+                             backend on each (--nnodes), not `{backend}`: disagg starts no Ray \
+                             cluster"
+                        ),
+                    )
+                    .at_line(line_of(text, &key))
+                    .hint("remove `distributed_executor_backend`, or set it to `mp`"));
+                }
             }
             continue;
         }

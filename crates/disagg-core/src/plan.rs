@@ -779,7 +779,12 @@ pub fn render(plan: &Plan) -> String {
         let _ = writeln!(s, "  argv:      {}", r.argv.join(" "));
         if let Some(e) = &r.engine {
             let _ = writeln!(s, "  engine:    {}", e.argv.join(" "));
-            for (i, extra) in e.node_args.iter().enumerate() {
+            for (i, extra) in e
+                .node_args
+                .iter()
+                .enumerate()
+                .filter(|(_, x)| !x.is_empty())
+            {
                 let _ = writeln!(s, "  node {i} adds: {}", extra.join(" "));
             }
             for (k, v) in &e.env {

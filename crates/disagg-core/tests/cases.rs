@@ -194,6 +194,25 @@ fn bad_cases_name_the_key_line_and_fix() {
             hint_has: "concurrency: [1, 8]",
         },
         Bad {
+            what: "a concurrency listed twice",
+            text: edit("concurrency: [1, 8]", "concurrency: [8, 1, 8]"),
+            key: "benchmark.concurrency",
+            line: Some(22),
+            message_has: "lists concurrency 8 twice",
+            hint_has: "raise `rounds`",
+        },
+        Bad {
+            what: "a request rate listed twice",
+            text: edit(
+                "  concurrency: [1, 8]",
+                "  request_rate: [10, .inf, 10]\n  num_prompts: 20",
+            ),
+            key: "benchmark.request_rate",
+            line: Some(22),
+            message_has: "lists request rate 10 twice",
+            hint_has: "raise `num_prompts`",
+        },
+        Bad {
             what: "open and closed loop at once",
             text: edit(
                 "  streaming: true",

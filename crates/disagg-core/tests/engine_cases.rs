@@ -153,8 +153,19 @@ fn bad_engine_and_router_settings_name_the_key_and_fix() {
             case("vllm", "{}", "hardware: {gpus_per_node: 4}\n")
                 .replace("tp: 2", "tp: 2, pp: 6, attention_dp: true"),
             "ctx.parallel",
-            "spreads its 2 data-parallel ranks (parallel.attention_dp) evenly over the 3 nodes",
+            "spreads its data-parallel ranks (parallel.attention_dp: tp 2) evenly over the 3 nodes",
             "make tp a multiple of 3",
+        ),
+        (
+            "vllm across nodes on Ray",
+            case(
+                "vllm",
+                "{distributed_executor_backend: ray}",
+                "hardware: {gpus_per_node: 1}\n",
+            ),
+            "ctx.engine_args.distributed_executor_backend",
+            "runs vLLM's multiprocessing backend on each (--nnodes), not `ray`",
+            "remove `distributed_executor_backend`",
         ),
         (
             "sim server across nodes",

@@ -132,25 +132,39 @@ pub fn describe(workspace: &Path, config: &str, run: Option<&str>) -> Result<Str
     let mut files = Vec::new();
     collect(&chosen, &chosen, &mut files);
     files.sort();
-    for (rel, size) in files {
-        out.push_str(&format!("  {rel:<40} {size:>10} bytes\n"));
+    for (rel, what) in files {
+        match what {
+            Listed::File(size) => out.push_str(&format!("  {rel:<40} {size:>10} bytes\n")),
+            Listed::Link(target) => out.push_str(&format!("  {rel:<40} -> {target}\n")),
+        }
     }
     Ok(out)
 }
 
-fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, u64)>) {
+/// A file of a run folder as `disagg logs --files` lists it: its size, or, for one of the
+/// TensorRT-LLM-name aliases, what it points at.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Listed {
+    File(u64),
+    Link(String),
+}
+
+fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, Listed)>) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
     };
     for e in rd.filter_map(|e| e.ok()) {
         let p = e.path();
-        if p.is_dir() {
+        let rel = p.strip_prefix(root).unwrap_or(&p).display().to_string();
+        let Ok(m) = e.metadata() else { continue };
+        if m.is_symlink() {
+            let target =
+                std::fs::read_link(&p).map_or_else(|_| "?".into(), |t| t.display().to_string());
+            out.push((rel, Listed::Link(target)));
+        } else if m.is_dir() {
             collect(root, &p, out);
-        } else if let Ok(m) = e.metadata() {
-            out.push((
-                p.strip_prefix(root).unwrap_or(&p).display().to_string(),
-                m.len(),
-            ));
+        } else {
+            out.push((rel, Listed::File(m.len())));
         }
     }
 }

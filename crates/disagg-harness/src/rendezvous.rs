@@ -83,6 +83,23 @@ pub struct ExitNote {
     /// worker's published address cannot be reached blames that worker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blame: Option<RoleName>,
+    /// The rank that wrote it, in a step of several (a worker spanning nodes): each rank has
+    /// its own note (`<ROLE>.rank<R>.exit.json` above 0), so one rank's account never
+    /// overwrites another's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank: Option<u32>,
+    /// When it was written (milliseconds since the Unix epoch): the first rank to fail is the
+    /// root cause, the others its echo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_ms: Option<u64>,
+}
+
+impl ExitNote {
+    /// Whether its engine was stopped by SIGTERM: the teardown of a step (srun stopping the
+    /// other ranks once one failed), never the first cause.
+    pub fn stopped_by_term(&self) -> bool {
+        self.reason.contains("(SIGTERM)")
+    }
 }
 
 /// `rendezvous/<ROLE>.dist.json`: where node rank 0 of a server spanning nodes (vLLM, SGLang)

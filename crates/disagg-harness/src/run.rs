@@ -251,27 +251,11 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions) -> i32 {
     let Some(ready) = check_all(paths, skip_perf) else {
         return exit::USAGE;
     };
-    if let Some(bad) = ready.iter().find_map(|r| {
-        let c = &r.case.case;
-        disagg_core::plan::per_node_servers(c).map(|(group, nodes)| (r, c, group, nodes))
-    }) {
-        let (r, c, group, nodes) = bad;
-        say_err!(
-            "error: {}: each {group} server spans {nodes} nodes ({group}.parallel is {} GPUs, \
-             hardware.gpus_per_node {}), where {} runs one process per node; the local launcher \
-             runs on this one machine and cannot start the other nodes' processes\nhint: run it \
-             with `--launcher slurm`, or keep {group}.parallel within hardware.gpus_per_node",
-            r.case.path.display(),
-            if group == "ctx" {
-                &c.ctx
-            } else {
-                &c.generation
-            }
-            .parallel
-            .gpus_per_server(),
-            c.hardware.gpus_per_node,
-            c.engine.as_str()
-        );
+    if let Some(why) = ready
+        .iter()
+        .find_map(|r| local_refusal(&r.case.case, &r.case.path))
+    {
+        say_err!("error: {why}");
         return exit::USAGE;
     }
     // What the workers will serve cut short: the run goes ahead, but says so first.
@@ -329,6 +313,27 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions) -> i32 {
 }
 
 /// The exit code of several runs: a failure always wins over a perf verdict.
+/// Why the local launcher cannot run `case` (from `path`), if it cannot: a server that runs a
+/// process on each of several nodes (vLLM, SGLang larger than a node). The error, then its hint.
+pub fn local_refusal(case: &disagg_core::case::Case, path: &Path) -> Option<String> {
+    let (group, nodes) = disagg_core::plan::per_node_servers(case)?;
+    let g = if group == "ctx" {
+        &case.ctx
+    } else {
+        &case.generation
+    };
+    Some(format!(
+        "{}: each {group} server spans {nodes} nodes ({group}.parallel is {} GPUs, \
+         hardware.gpus_per_node {}), where {} runs one process per node; the local launcher \
+         runs on this one machine and cannot start the other nodes' processes\nhint: run it \
+         with `--launcher slurm`, or keep {group}.parallel within hardware.gpus_per_node",
+        path.display(),
+        g.parallel.gpus_per_server(),
+        case.hardware.gpus_per_node,
+        case.engine.as_str()
+    ))
+}
+
 pub fn combine(codes: &[i32]) -> i32 {
     if let Some(c) = codes.iter().find(|c| exit::is_interruption(**c)) {
         return *c;
@@ -390,8 +395,9 @@ pub fn trtllm_log_name(role: disagg_core::RoleName) -> Option<String> {
     }
 }
 
-/// A relative symlink `alias` -> `target` in `dir`; a failure is a warning (the file itself is
-/// there under its own name).
+/// A relative symlink `alias` -> `target` in `dir`, made once the target exists (the
+/// supervisor as it opens a role's log, the benchmark as it writes a point's result file); a
+/// failure is a warning (the file itself is there under its own name).
 pub(crate) fn link_alias(dir: &Path, target: &str, alias: &str) {
     let at = dir.join(alias);
     if let Some(parent) = at.parent() {
@@ -402,15 +408,6 @@ pub(crate) fn link_alias(dir: &Path, target: &str, alias: &str) {
             "disagg: warning: cannot link {} to {target}: {e}",
             at.display()
         );
-    }
-}
-
-/// Every role's log under its TensorRT-LLM name too ([`trtllm_log_name`]).
-fn link_trtllm_names(plan: &Plan) {
-    for r in &plan.roles {
-        if let Some(alias) = trtllm_log_name(r.role) {
-            link_alias(&plan.run_dir, &r.log, &alias);
-        }
     }
 }
 
@@ -447,7 +444,6 @@ pub(crate) fn prepare_as(
         }
     };
     let mut plan = disagg_core::plan::build(&r.case, &run_id, &run_dir, exe);
-    link_trtllm_names(&plan);
     // The supervisor may run elsewhere (inside a Slurm job, from the run folder).
     plan.perf_baseline = plan
         .perf_baseline

@@ -129,6 +129,10 @@ fn drive(
                 );
             }
         };
+        // Its TensorRT-LLM name too, now that the log exists.
+        if let Some(alias) = crate::run::trtllm_log_name(role.role) {
+            crate::run::link_alias(&plan.run_dir, &role.log, &alias);
+        }
         match exec.launch(role, log) {
             Ok(run) => procs.push(Proc {
                 plan: role.clone(),
@@ -282,10 +286,11 @@ fn drive(
                 return timeout(
                     p.plan.role,
                     format!(
-                        "{} was not ready within worker_startup ({}): its engine's /health never answered 200 (see {})",
+                        "{} was not ready within worker_startup ({}): its engine's /health never answered 200 (see {}){}",
                         p.plan.role,
                         humantime::format_duration(d.worker_startup),
-                        p.plan.log
+                        p.plan.log,
+                        spanning_hint(plan, &p.plan)
                     ),
                 );
             }
@@ -416,6 +421,32 @@ fn fail(role: Option<RoleName>, reason: String, timeout: bool) -> RunResult {
     })
 }
 
+/// For a server with a process on each of several nodes that never got ready: where its
+/// nodes were to meet, since one that never joins holds node rank 0 back.
+fn spanning_hint(plan: &Plan, role: &disagg_core::RolePlan) -> String {
+    let Some(nodes) = role
+        .engine
+        .as_ref()
+        .map(|e| e.node_args.len())
+        .filter(|&n| n > 1)
+    else {
+        return String::new();
+    };
+    let at = rendezvous::read::<rendezvous::DistInit>(
+        &rendezvous::DistInit::path(plan, role.role),
+        &plan.run_id,
+    )
+    .map_or(
+        "its rendezvous (never written: node rank 0 did not start)".into(),
+        |d| format!("its rendezvous {}:{}", d.host, d.port),
+    );
+    format!(
+        "; it spans {nodes} nodes, and node rank 0 serves only once every node's engine has \
+         joined {at}: a node that cannot reach it, or hangs before joining, holds it back (each \
+         rank's lines in the log start `[rank R @ host]`)"
+    )
+}
+
 fn timeout(role: RoleName, reason: String) -> RunResult {
     fail(Some(role), reason, true)
 }
@@ -428,8 +459,11 @@ fn bench_status(plan: &Plan) -> Option<Status> {
 /// "GEN_0 exited with status 1: <the role's own note>".
 fn death_reason(plan: &Plan, p: &Proc) -> String {
     let (exit, _) = p.exit.expect("only called for exited roles");
-    let note = rendezvous::read::<ExitNote>(&exit_note_path(plan, p.plan.role), &plan.run_id);
+    let note = exit_note(plan, p.plan.role);
     match note {
+        // One of several ranks: the step's own status is whichever rank srun saw end, often
+        // one it stopped; the rank's account names it.
+        Some(n) if n.rank.is_some() => format!("{} failed: {}", p.plan.role, n.reason),
         Some(n) => format!("{} {exit}: {}", p.plan.role, n.reason),
         None => match srun_errors(&plan.run_dir.join(&p.plan.log)) {
             // The role never ran: Slurm could not create its step. srun says why.
@@ -463,7 +497,7 @@ fn srun_errors(log: &std::path::Path) -> Option<String> {
 /// The role a dead role's exit note blames (DISAGG_SERVER cannot reach GEN_0's address), with
 /// the note's reason, when it is one of ours.
 fn blamed_role(plan: &Plan, role: RoleName, procs: &[Proc]) -> Option<(RoleName, String)> {
-    let note = rendezvous::read::<ExitNote>(&exit_note_path(plan, role), &plan.run_id)?;
+    let note = exit_note(plan, role)?;
     let b = note.blame?;
     procs
         .iter()
@@ -489,7 +523,27 @@ fn blame(
 }
 
 pub fn exit_note_path(plan: &Plan, role: RoleName) -> std::path::PathBuf {
-    disagg_core::plan::rendezvous_dir(&plan.run_dir).join(format!("{role}.exit.json"))
+    exit_note_path_of_rank(plan, role, 0)
+}
+
+/// Rank `rank`'s exit note of a step of several ranks (rank 0's is [`exit_note_path`]).
+pub fn exit_note_path_of_rank(plan: &Plan, role: RoleName, rank: u32) -> std::path::PathBuf {
+    let name = match rank {
+        0 => format!("{role}.exit.json"),
+        r => format!("{role}.rank{r}.exit.json"),
+    };
+    disagg_core::plan::rendezvous_dir(&plan.run_dir).join(name)
+}
+
+/// A role's account of its failure: with several ranks, the first rank's to fail (a rank
+/// whose engine srun stopped with SIGTERM last: that is the step's teardown, not a cause).
+pub fn exit_note(plan: &Plan, role: RoleName) -> Option<ExitNote> {
+    let ranks = plan.role(role).map_or(1, |r| r.ranks.max(1));
+    (0..ranks)
+        .filter_map(|r| {
+            rendezvous::read::<ExitNote>(&exit_note_path_of_rank(plan, role, r), &plan.run_id)
+        })
+        .min_by_key(|n| (n.stopped_by_term(), n.at_ms.unwrap_or(u64::MAX), n.rank))
 }
 
 /// A failure seen at `role` may be the echo of an earlier death elsewhere: the benchmark fails
@@ -600,7 +654,7 @@ fn root_cause(
 /// it fails on its own, never when it is stopped), or it ended with a failure. Called before the
 /// teardown's first signal, so nothing here is the teardown's doing.
 fn own_failure(plan: &Plan, p: &Proc) -> Option<String> {
-    let note = rendezvous::read::<ExitNote>(&exit_note_path(plan, p.plan.role), &plan.run_id);
+    let note = exit_note(plan, p.plan.role);
     match (&note, p.exit) {
         (Some(_), Some(_)) => Some(death_reason(plan, p)),
         // Written, and leaving: the note is its account.

@@ -31,6 +31,11 @@ struct Answer {
 /// How often a joining node tries node rank 0 again while it is not there yet.
 const RETRY: Duration = Duration::from_millis(200);
 
+/// How long after a node leaves the others fail: a real engine learns it at its next
+/// collective or from its watchdog, never before the node is gone, so the node that went
+/// first is always first to be seen gone.
+const PEER_LOSS_DELAY: Duration = Duration::from_secs(1);
+
 fn fail(msg: String) -> SimError {
     SimError::Flags(msg)
 }
@@ -188,6 +193,7 @@ impl Members {
                     "disagg-sim: node rank {rank} ({host}) left the group ({why}); the engine \
                      cannot go on without it"
                 );
+                std::thread::sleep(PEER_LOSS_DELAY);
                 std::process::exit(1);
             });
         }
@@ -280,6 +286,7 @@ pub(crate) fn follow(stream: TcpStream, head: &str, d: &DistArgs) -> ! {
         d.dist_init_addr.as_deref().unwrap_or_default(),
         d.node_rank
     );
+    std::thread::sleep(PEER_LOSS_DELAY);
     std::process::exit(1);
 }
 

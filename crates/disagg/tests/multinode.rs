@@ -1003,41 +1003,52 @@ fn a_vllm_server_with_data_parallel_ranks_over_two_nodes_serves_through_node_ran
     assert_no_process_left(&dir);
 }
 
-/// Node rank 1 of an SGLang server spanning nodes dies mid-run: the run fails on GEN_0's
-/// account, naming the rank and its node, and nothing is left on any node.
+/// One node of an SGLang server spanning nodes dies mid-run, first node rank 1, then node rank
+/// 0: each time the run fails on GEN_0's account naming the rank that died and its node (not
+/// the other, which goes down after it), and nothing is left on any node.
 fn a_node_of_an_sglang_server_dying_fails_the_run_naming_its_rank_and_node() {
     use std::os::unix::fs::PermissionsExt;
     let ws = Ws::new("sglang-die");
     let bin = ws.dir.join("dying");
     std::fs::create_dir_all(&bin).unwrap();
     let script = bin.join("python3");
+    // GEN_0's rank named by DIE_RANK kills its engine 3 s in and exits 9.
     std::fs::write(
         &script,
         format!(
-            "#!/bin/sh\nif [ \"$SLURM_PROCID\" = 1 ]; then\n  '{DISAGG}' sim --itl 1ms -- python3 \"$@\" &\n  sleep 3; kill -9 $!; exit 9\nfi\nexec '{DISAGG}' sim --itl 1ms -- python3 \"$@\"\n"
+            "#!/bin/sh\ncase \"$SLURM_PROCID $*\" in\n  \"$DIE_RANK \"*\"--disaggregation-mode decode\"*)\n    '{DISAGG}' sim --itl 1ms -- python3 \"$@\" &\n    sleep 3; kill -9 $!; exit 9;;\nesac\nexec '{DISAGG}' sim --itl 1ms -- python3 \"$@\"\n"
         ),
     )
     .unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     let path = format!("{}:{}", bin.display(), stand_ins(&ws.dir));
-    let yaml = format!("name: mn-sgdie\n{SGLANG_TP16}").replace("rounds: 2}", "rounds: 2000}");
-    let t = Instant::now();
-    let out = run_engines(&ws, "mn-sgdie", &yaml, Some(path));
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
-    let dir = ws.run_dir("mn-sgdie");
-    let hosts = job_hosts(&dir);
-    let status = json(&dir.join("rendezvous/status.json"));
-    assert_eq!(status["role"], "GEN_0", "{status}");
-    let reason = status["reason"].as_str().unwrap();
-    assert!(
-        reason.contains(&format!(
-            "its engine's rank 1 (on {}) exited with status 9",
-            hosts[2]
-        )) || reason.contains("its engine exited with status 1 while serving"),
-        "{reason}"
-    );
-    assert_no_process_left(&dir);
+    for (rank, host) in [(1, 2), (0, 1)] {
+        let config = format!("mn-sgdie{rank}");
+        let yaml = format!("name: {config}\n{SGLANG_TP16}").replace("rounds: 2}", "rounds: 2000}");
+        let c = ws.case(&format!("{config}.yaml"), &yaml);
+        let t = Instant::now();
+        let out = ws
+            .command(&["run", c.to_str().unwrap(), "--launcher", "slurm"])
+            .env("PATH", &path)
+            .env("DIE_RANK", rank.to_string())
+            .output()
+            .expect("disagg runs");
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
+        let dir = ws.run_dir(&config);
+        let hosts = job_hosts(&dir);
+        let status = json(&dir.join("rendezvous/status.json"));
+        assert_eq!(status["role"], "GEN_0", "{status}");
+        let reason = status["reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with(&format!(
+                "GEN_0 failed: its engine's rank {rank} (on {}) exited with status 9",
+                hosts[host]
+            )),
+            "rank {rank}: {reason}"
+        );
+        assert_no_process_left(&dir);
+    }
 }
 
 /// The pyxis stand-in and its "image" (`tests/fixtures/pyxis`).

@@ -632,6 +632,13 @@ fn a_job_slurm_can_never_start_is_cancelled_at_once_and_fails_the_case_with_2() 
     assert!(summary.contains("PartitionNodeLimit"), "{summary}");
     // The job never ran: no log of it exists, and none is pointed at.
     assert!(!dir.join(format!("slurm-{id}.log")).exists());
+    // No role ran, so no log has a TensorRT-LLM alias pointing at nothing.
+    for alias in ["3_output_CTX_0.log", "6_bench.log"] {
+        assert!(
+            std::fs::symlink_metadata(dir.join(alias)).is_err(),
+            "{alias} exists"
+        );
+    }
     assert!(!summary.contains("slurm-"), "{summary}");
     assert!(read(&dir.join("results.xml")).contains("can never start"));
 }

@@ -31,6 +31,12 @@ fn logs_lists_runs_and_packs_one_and_triage_finds_the_crash() {
         out.contains("gen_server_0.log") && out.contains("results.xml"),
         "{out}"
     );
+    // TensorRT-LLM's names are listed as what they point at.
+    assert!(
+        out.lines()
+            .any(|l| l.contains("3_output_GEN_0.log") && l.ends_with("-> gen_server_0.log")),
+        "{out}"
+    );
 
     let tarball = ws.path().join("run.tar.gz");
     let p = disagg(

@@ -12,7 +12,7 @@
 //! one `launch` function, then a snapshot case in `tests/engines.rs`.
 
 mod command;
-mod flags;
+pub(crate) mod flags;
 pub mod sglang;
 pub mod sim;
 mod trtllm;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use disagg_core::Plan;
 
 use super::shared::{POLL, healthy, http_client, wait_for_endpoint, wait_for_status};
-use crate::rendezvous::{ExitNote, State, Status};
+use crate::rendezvous::{State, Status};
 
 pub async fn run(plan: &Plan) -> Result<(), String> {
     // Every router (one, or each replica): the requests are spread over all of them.
@@ -79,6 +79,26 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
             );
             return ControlFlow::Break(());
         }
+        // Whether the run is over, or a role failed. A dead worker fails the rest of a point's
+        // requests in milliseconds, faster than its death is seen: a point with failures
+        // waits a moment for a role's account of them first. A point that failed because a
+        // role died under it measured nothing of the servers (its requests came back at once,
+        // refused), so it is not recorded, however far it got: the run's verdict names the
+        // role, and the point shows as not measured.
+        let wait = if p.report.metrics.failed > 0 {
+            EXPLAIN_FAILURES
+        } else {
+            Duration::ZERO
+        };
+        let over = tokio::task::block_in_place(|| run_over(plan, wait));
+        if let (Some(why), true) = (&over, p.report.metrics.failed > 0) {
+            eprintln!(
+                "disagg role BENCHMARK: the point at {} failed {} request(s), and {why}; not \
+                 recording it",
+                p.report.point, p.report.metrics.failed
+            );
+            return ControlFlow::Break(());
+        }
         print!("{}", disagg_bench::point_files::log_text(&cfg, &p.report));
         if let Err(e) = disagg_bench::point_files::write(&plan.run_dir, &cfg, p) {
             unwritten.push(e.to_string());
@@ -98,15 +118,8 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
         if let Err(e) = write_partial(plan, &measured, planned) {
             unwritten.push(e);
         }
-        // No further point once the run is over. A dead worker fails the rest of a point's
-        // requests in milliseconds, faster than its death is seen: a point with failures waits
-        // a moment for a role's account of them before the next one starts.
-        let wait = if p.report.metrics.failed > 0 {
-            EXPLAIN_FAILURES
-        } else {
-            Duration::ZERO
-        };
-        match tokio::task::block_in_place(|| run_over(plan, wait)) {
+        // No further point once the run is over.
+        match over {
             Some(why) => {
                 eprintln!("disagg role BENCHMARK: no further point: {why}");
                 ControlFlow::Break(())
@@ -217,8 +230,7 @@ fn run_over(plan: &Plan, within: Duration) -> Option<String> {
             ));
         }
         for r in &plan.roles {
-            let note = crate::supervisor::exit_note_path(plan, r.role);
-            if let Some(n) = crate::rendezvous::read::<ExitNote>(&note, &plan.run_id) {
+            if let Some(n) = crate::supervisor::exit_note(plan, r.role) {
                 return Some(format!("{} failed: {}", n.role, n.reason));
             }
         }

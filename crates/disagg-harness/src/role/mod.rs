@@ -97,6 +97,12 @@ pub fn run_role(role: RoleName, run_dir: &Path) -> i32 {
             sig = stop_signal() => Err(sig),
         }
     });
+    // The account first, the moment the failure is known: the other ranks of a step may be
+    // stopped by srun an instant later, and the first to fail is the root cause.
+    if let Ok(Err(failed)) = &result {
+        say!("disagg role {role}: FAILED: {}", failed.reason);
+        shared::write_exit_note(&plan, role, failed);
+    }
     // Role tasks may hold connections; do not let them delay the exit.
     rt.shutdown_timeout(std::time::Duration::from_millis(200));
     // Nothing this role started outlives it. Within most of the grace period, so this is done
@@ -108,11 +114,7 @@ pub fn run_role(role: RoleName, run_dir: &Path) -> i32 {
     }
     match result {
         Ok(Ok(())) => exit::PASS,
-        Ok(Err(failed)) => {
-            say!("disagg role {role}: FAILED: {}", failed.reason);
-            shared::write_exit_note(&plan, role, &failed);
-            exit::TEST_FAILED
-        }
+        Ok(Err(_)) => exit::TEST_FAILED,
         Err(sig) => {
             say!(
                 "disagg role {role}: stopped by {}; everything it started is stopped",

@@ -58,13 +58,24 @@ impl From<&str> for Failed {
 }
 
 pub fn write_exit_note(plan: &Plan, role: RoleName, failed: &Failed) {
+    // A rank of a step of several tasks (they share the role's log, so they have a prefix).
+    let rank = (!line_prefix().is_empty())
+        .then(|| std::env::var("SLURM_PROCID").ok()?.parse::<u32>().ok())
+        .flatten();
+    let at_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .ok();
     let note = ExitNote {
         run_id: plan.run_id.clone(),
         role,
         reason: failed.reason.clone(),
         blame: failed.blame,
+        rank,
+        at_ms,
     };
-    let _ = crate::atomic::write_json(&crate::supervisor::exit_note_path(plan, role), &note);
+    let path = crate::supervisor::exit_note_path_of_rank(plan, role, rank.unwrap_or(0));
+    let _ = crate::atomic::write_json(&path, &note);
 }
 
 static LINE_PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();

@@ -307,7 +307,8 @@ async fn serve(
     let (probe, port) = loop {
         if let Some(status) = engine.try_wait().map_err(exited)? {
             return Err(early(format!(
-                "its engine {} before it was ready",
+                "{} {} before it was ready",
+                engine_name(0),
                 Exit::from(status)
             )));
         }
@@ -344,7 +345,8 @@ async fn serve(
     loop {
         if let Some(status) = engine.try_wait().map_err(exited)? {
             return Err(early(format!(
-                "its engine {} before its /health answered 200",
+                "{} {} before its /health answered 200",
+                engine_name(0),
                 Exit::from(status)
             )));
         }
@@ -371,44 +373,53 @@ async fn serve(
     publish_endpoint(plan, ep).map_err(late)?;
 
     // 2. Watch it until the run is over.
-    loop {
-        if let Some(status) = engine.try_wait().map_err(exited)? {
-            // Its other nodes' ranks are stopped as the run ends, and it may go with them.
-            if released(plan) {
-                return Ok(());
-            }
-            return Err(late(format!(
-                "its engine {} while serving",
-                Exit::from(status)
-            )));
-        }
-        if released(plan) {
-            return stop(engine, plan).await;
-        }
-        tokio::time::sleep(POLL).await;
-    }
+    watch(engine, plan, &engine_name(0), " while serving").await
 }
 
 /// Ranks above 0: run the engine until the run is over; its death fails the role, naming the
 /// rank and its node (the step's own status is srun's TERM of the others).
 async fn follow(plan: &Plan, role: RoleName, start: &Start, rank: u32) -> Result<(), StartFailure> {
-    let mut engine = spawn(role, start)?;
+    let engine = spawn(role, start)?;
+    watch(engine, plan, &engine_name(rank), "").await
+}
+
+/// How the role's failure names its engine: with the rank and node in a step of several ranks
+/// (`its engine's rank 1 (on node-c)`).
+fn engine_name(rank: u32) -> String {
+    if super::shared::line_prefix().is_empty() {
+        "its engine".into()
+    } else {
+        format!(
+            "its engine's rank {rank} (on {})",
+            super::shared::hostname()
+        )
+    }
+}
+
+/// Until the run is over: the engine's death fails the role the moment it happens (the first
+/// rank of a step to fail is its root cause, so the time counts), unless the run was already
+/// released (its other ranks are stopped as the run ends, and it may go with them).
+async fn watch(
+    mut engine: tokio::process::Child,
+    plan: &Plan,
+    name: &str,
+    when: &str,
+) -> Result<(), StartFailure> {
     loop {
-        if let Some(status) = engine.try_wait().map_err(|e| late(e.to_string()))? {
-            // Rank 0 is stopped as the run ends, and a follower may go with it.
-            if released(plan) {
-                return Ok(());
+        tokio::select! {
+            status = engine.wait() => {
+                let status = status.map_err(|e| late(e.to_string()))?;
+                if released(plan) {
+                    return Ok(());
+                }
+                return Err(late(format!("{name} {}{when}", Exit::from(status))));
             }
-            return Err(late(format!(
-                "its engine's rank {rank} (on {}) {}",
-                super::shared::hostname(),
-                Exit::from(status)
-            )));
+            _ = tokio::time::sleep(POLL) => {
+                if released(plan) {
+                    return stop(engine, plan).await;
+                }
+            }
         }
-        if released(plan) {
-            return stop(engine, plan).await;
-        }
-        tokio::time::sleep(POLL).await;
     }
 }
 

@@ -287,7 +287,12 @@ pub fn render_steps(plan: &Plan) -> String {
                 String::new()
             };
             let _ = writeln!(s, "#   engine{ranks}: {}", super::quote::sh_join(&e.argv));
-            for (i, extra) in e.node_args.iter().enumerate() {
+            for (i, extra) in e
+                .node_args
+                .iter()
+                .enumerate()
+                .filter(|(_, x)| !x.is_empty())
+            {
                 let _ = writeln!(
                     s,
                     "#   node rank {i} (task {i}) adds: {}",

@@ -66,6 +66,11 @@ pub fn main(a: Args) -> i32 {
         disagg_harness::rundir::config_dir(&ws, &case.config_name).join(&run_id),
     )
     .unwrap_or_default();
+    if a.launcher == super::Launcher::Local {
+        if let Some(why) = disagg_harness::run::local_refusal(&case.case, &case.path) {
+            eprintln!("warning: `disagg run` with this launcher refuses this case: {why}");
+        }
+    }
     let plan = disagg_core::plan::build(&case, &run_id, &run_dir, &super::current_exe());
     if a.launcher == super::Launcher::Slurm && !a.json {
         let skip = disagg_harness::run::skip_perf_from_env();
