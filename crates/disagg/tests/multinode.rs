@@ -68,6 +68,7 @@ fn main() {
                 tests: tests![
                     the_trtllm_multinode_example_runs_each_container_step_in_a_sandbox_of_its_mounts,
                     an_imported_trtllm_case_runs_each_container_step_in_a_sandbox_of_its_mounts,
+                    the_sglang_multinode_example_runs_a_process_per_node_in_each_nodes_container,
                 ],
             },
         ],
@@ -1180,6 +1181,46 @@ fn assert_mpi_on_workers_only(steps: &[String]) {
             .unwrap_or_else(|| panic!("no {role} step: {steps:?}"));
         assert!(s.contains(want), "{role}: {s}");
     }
+}
+
+/// `examples/sglang-multinode.yaml` in a container: GEN_0's two processes, one per node, each
+/// run in its node's named container (the sandbox shows only the mounts, the binary and the run
+/// folder), join at node rank 0's rendezvous, and serve every request.
+fn the_sglang_multinode_example_runs_a_process_per_node_in_each_nodes_container() {
+    let ws = Ws::new("sgl-containers");
+    let root = ws.dir.join("site");
+    std::fs::create_dir_all(root.join("models/DeepSeek-R1")).unwrap();
+    let site = root.display().to_string();
+    let yaml = example("sglang-multinode.yaml")
+        .replace("/models", &format!("{site}/models"))
+        .replace(
+            "slurm: {partition: batch, time: \"04:00:00\"}",
+            &format!(
+                "slurm: {{time: \"04:00:00\", container: {{image: \"lmsysorg/sglang:v0.5.23\", \
+                 mounts: [\"{site}/models:{site}/models\"]}}}}"
+            ),
+        )
+        .replace(
+            "benchmark: {isl: 4096, osl: 1024, concurrency: [256], rounds: 4}",
+            "benchmark: {isl: 64, osl: 8, concurrency: [4], rounds: 2}",
+        );
+    assert!(
+        yaml.contains("container:") && yaml.contains("concurrency: [4]"),
+        "{yaml}"
+    );
+    let (dir, steps) = run_in_containers(&ws, "sglang-1p1d-tp16", &yaml);
+    // CTX_0 on one node, GEN_0 on two: three nodes, four role steps.
+    assert_one_named_container_per_node(&dir, &steps, 3, 4);
+    let hosts = job_hosts(&dir);
+    let log = read(&dir.join("gen_server_0.log"));
+    assert!(
+        rank_lines(&log, 1, &hosts[2])
+            .iter()
+            .any(|l| l.contains("headless: no HTTP here")),
+        "{log}"
+    );
+    assert_eq!(completed(&dir), 8);
+    assert_no_process_left(&dir);
 }
 
 fn the_trtllm_multinode_example_runs_each_container_step_in_a_sandbox_of_its_mounts() {
