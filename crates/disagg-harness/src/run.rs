@@ -312,7 +312,6 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions) -> i32 {
     combine(&codes)
 }
 
-/// The exit code of several runs: a failure always wins over a perf verdict.
 /// Why the local launcher cannot run `case` (from `path`), if it cannot: a server that runs a
 /// process on each of several nodes (vLLM, SGLang larger than a node). The error, then its hint.
 pub fn local_refusal(case: &disagg_core::case::Case, path: &Path) -> Option<String> {
@@ -334,6 +333,7 @@ pub fn local_refusal(case: &disagg_core::case::Case, path: &Path) -> Option<Stri
     ))
 }
 
+/// The exit code of several runs: a failure always wins over a perf verdict.
 pub fn combine(codes: &[i32]) -> i32 {
     if let Some(c) = codes.iter().find(|c| exit::is_interruption(**c)) {
         return *c;
