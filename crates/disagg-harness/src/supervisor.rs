@@ -459,11 +459,13 @@ fn bench_status(plan: &Plan) -> Option<Status> {
 /// "GEN_0 exited with status 1: <the role's own note>".
 fn death_reason(plan: &Plan, p: &Proc) -> String {
     let (exit, _) = p.exit.expect("only called for exited roles");
+    if p.plan.ranks > 1 {
+        if let Some(why) = ranks_death_reason(plan, p) {
+            return why;
+        }
+    }
     let note = exit_note(plan, p.plan.role);
     match note {
-        // One of several ranks: the step's own status is whichever rank srun saw end, often
-        // one it stopped; the rank's account names it.
-        Some(n) if n.rank.is_some() => format!("{} failed: {}", p.plan.role, n.reason),
         Some(n) => format!("{} {exit}: {}", p.plan.role, n.reason),
         None => match srun_errors(&plan.run_dir.join(&p.plan.log)) {
             // The role never ran: Slurm could not create its step. srun says why.
@@ -471,6 +473,65 @@ fn death_reason(plan: &Plan, p: &Proc) -> String {
             None => format!("{} {exit} (see {})", p.plan.role, p.plan.log),
         },
     }
+}
+
+/// A step of several ranks: the rank srun saw end first is the root cause (its own account,
+/// if it wrote one; else srun's word for it: a role process killed, or a node lost, writes
+/// none), and any other rank's account is its echo. The step's own status is whichever rank
+/// srun saw end last, often one it stopped, so it is not said.
+fn ranks_death_reason(plan: &Plan, p: &Proc) -> Option<String> {
+    let role = p.plan.role;
+    let first = first_task_end(&plan.run_dir.join(&p.plan.log));
+    let noted =
+        |r: u32| rendezvous::read::<ExitNote>(&exit_note_path_of_rank(plan, role, r), &plan.run_id);
+    match first {
+        Some((host, rank, what)) => match noted(rank) {
+            Some(n) => Some(format!("{role} failed: {}", n.reason)),
+            None => {
+                let echo = exit_note(plan, role)
+                    .map(|n| format!("; then {}", n.reason))
+                    .unwrap_or_default();
+                Some(format!(
+                    "{role} failed: its rank {rank} (on {host}) ended first, with no account of \
+                     its own (srun: {host}: task {rank}: {what}): its role process was killed, or \
+                     its node lost{echo}"
+                ))
+            }
+        },
+        None => exit_note(plan, role).map(|n| format!("{role} failed: {}", n.reason)),
+    }
+}
+
+/// The first task of a step that srun saw end on its own, before it stopped the others: from
+/// its `srun: error: <host>: task <N>: <how>` lines (`tasks 0-1: ...` for several at once),
+/// which it writes in the order it sees them, before `_step_signal: Terminating`.
+fn first_task_end(log: &std::path::Path) -> Option<(String, u32, String)> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(log).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(256 * 1024)))
+        .ok()?;
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
+    for line in text.lines() {
+        if line.contains("_step_signal: Terminating") {
+            return None;
+        }
+        let Some(rest) = line.strip_prefix("srun: error: ") else {
+            continue;
+        };
+        let Some((host, rest)) = rest.split_once(": task") else {
+            continue;
+        };
+        let rest = rest.trim_start_matches('s').trim_start();
+        let Some((tasks, what)) = rest.split_once(": ") else {
+            continue;
+        };
+        let first = tasks.split([',', '-']).next()?.trim().parse::<u32>().ok()?;
+        return Some((host.to_string(), first, what.trim().to_string()));
+    }
+    None
 }
 
 /// srun's own error lines at the end of a role's log (`srun: error: Unable to create step for

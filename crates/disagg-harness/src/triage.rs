@@ -213,11 +213,17 @@ pub fn triage(run_dir: &Path) -> Result<(bool, String), String> {
         });
     if let Some((file, role, reason)) = recorded {
         found = true;
+        let who = role.as_deref().unwrap_or("the job");
+        let reason = reason.as_deref().unwrap_or("no reason given");
+        // The supervisor's reasons mostly name the role already ("GEN_0 failed: ...").
+        let said = if role.is_some() && reason.starts_with(&format!("{who} ")) {
+            reason.to_string()
+        } else {
+            format!("{who} failed: {reason}")
+        };
         out.push_str(&format!(
-            "root cause recorded in {}: {} failed: {}\n",
-            file.display(),
-            role.as_deref().unwrap_or("the job"),
-            reason.as_deref().unwrap_or("no reason given")
+            "root cause recorded in {}: {said}\n",
+            file.display()
         ));
         if let Some(log) = role
             .as_deref()
@@ -327,7 +333,7 @@ mod tests {
         let (found, text) = triage(&dir).unwrap();
         assert!(found);
         assert!(
-            text.contains("DISAGG_SERVER failed: DISAGG_SERVER was killed by signal 9"),
+            text.contains("status.json: DISAGG_SERVER was killed by signal 9"),
             "{text}"
         );
         assert!(

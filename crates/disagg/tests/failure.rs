@@ -820,7 +820,7 @@ fn a_worker_answering_health_but_failing_its_requests_is_named_not_the_benchmark
         // triage starts from the same root cause.
         let t = disagg(&["triage", dir.to_str().unwrap()], &[]);
         assert!(
-            t.stdout().contains("GEN_0 failed: GEN_0 (http://"),
+            t.stdout().contains(".json: GEN_0 (http://"),
             "{what}: {}",
             t.show()
         );
@@ -906,7 +906,7 @@ fn assert_probed_worker_is_the_root_cause(r: &Ran, dir: &Path, what: &str, says:
     assert!(!dir.join("rendezvous/census.json").exists());
     let t = disagg(&["triage", dir.to_str().unwrap()], &[]);
     assert!(
-        t.stdout().contains("GEN_0 failed: GEN_0 (http://"),
+        t.stdout().contains(".json: GEN_0 (http://"),
         "{what}: {}",
         t.show()
     );

@@ -1013,18 +1013,19 @@ fn a_node_of_an_sglang_server_dying_fails_the_run_naming_its_rank_and_node() {
     let bin = ws.dir.join("dying");
     std::fs::create_dir_all(&bin).unwrap();
     let script = bin.join("python3");
-    // GEN_0's rank named by DIE_RANK kills its engine 3 s in and exits 9.
+    // GEN_0's rank named by DIE_RANK kills its engine 3 s in and exits 9 or, with DIE_HOW=role,
+    // kills its own role process (as the OOM killer or a lost node would: no account left).
     std::fs::write(
         &script,
         format!(
-            "#!/bin/sh\ncase \"$SLURM_PROCID $*\" in\n  \"$DIE_RANK \"*\"--disaggregation-mode decode\"*)\n    '{DISAGG}' sim --itl 1ms -- python3 \"$@\" &\n    sleep 3; kill -9 $!; exit 9;;\nesac\nexec '{DISAGG}' sim --itl 1ms -- python3 \"$@\"\n"
+            "#!/bin/sh\ncase \"$SLURM_PROCID $*\" in\n  \"$DIE_RANK \"*\"--disaggregation-mode decode\"*)\n    '{DISAGG}' sim --itl 1ms -- python3 \"$@\" &\n    sleep 3\n    if [ \"$DIE_HOW\" = role ]; then kill -9 $PPID; wait; fi\n    kill -9 $!; exit 9;;\nesac\nexec '{DISAGG}' sim --itl 1ms -- python3 \"$@\"\n"
         ),
     )
     .unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     let path = format!("{}:{}", bin.display(), stand_ins(&ws.dir));
-    for (rank, host) in [(1, 2), (0, 1)] {
-        let config = format!("mn-sgdie{rank}");
+    for (rank, host, how) in [(1, 2, "engine"), (0, 1, "engine"), (1, 2, "role")] {
+        let config = format!("mn-sgdie{rank}{how}");
         let yaml = format!("name: {config}\n{SGLANG_TP16}").replace("rounds: 2}", "rounds: 2000}");
         let c = ws.case(&format!("{config}.yaml"), &yaml);
         let t = Instant::now();
@@ -1032,6 +1033,7 @@ fn a_node_of_an_sglang_server_dying_fails_the_run_naming_its_rank_and_node() {
             .command(&["run", c.to_str().unwrap(), "--launcher", "slurm"])
             .env("PATH", &path)
             .env("DIE_RANK", rank.to_string())
+            .env("DIE_HOW", how)
             .output()
             .expect("disagg runs");
         assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -1041,13 +1043,18 @@ fn a_node_of_an_sglang_server_dying_fails_the_run_naming_its_rank_and_node() {
         let status = json(&dir.join("rendezvous/status.json"));
         assert_eq!(status["role"], "GEN_0", "{status}");
         let reason = status["reason"].as_str().unwrap();
-        assert!(
-            reason.starts_with(&format!(
+        let want = match how {
+            "engine" => format!(
                 "GEN_0 failed: its engine's rank {rank} (on {}) exited with status 9",
                 hosts[host]
-            )),
-            "rank {rank}: {reason}"
-        );
+            ),
+            _ => format!(
+                "GEN_0 failed: its rank {rank} (on {h}) ended first, with no account of its own \
+                 (srun: {h}: task {rank}: Killed)",
+                h = hosts[host]
+            ),
+        };
+        assert!(reason.starts_with(&want), "rank {rank}, {how}: {reason}");
         assert_no_process_left(&dir);
     }
 }

@@ -643,3 +643,34 @@ fn root_cause_after_the_benchmark_fails_every_worker_that_died_under_it_is_repor
         assert!(r.failure.is_some(), "{role}: {outcome:?}");
     }
 }
+
+#[test]
+fn the_first_task_srun_saw_end_is_read_from_its_lines_before_it_stopped_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("gen_server_0.log");
+    let read = |text: &str| {
+        std::fs::write(&log, text).unwrap();
+        super::first_task_end(&log)
+    };
+    assert_eq!(
+        read(
+            "[rank 0 @ dgn2] disagg role GEN_0: FAILED: x\nsrun: error: dgn3: task 1: Killed\n\
+             srun: launch/slurm: _step_signal: Terminating StepId=7.2\n\
+             srun: error: dgn2: task 0: Exited with exit code 1\n"
+        ),
+        Some(("dgn3".into(), 1, "Killed".into()))
+    );
+    assert_eq!(
+        read("srun: error: node-b: tasks 4-7: Exited with exit code 2\n"),
+        Some(("node-b".into(), 4, "Exited with exit code 2".into()))
+    );
+    // Only what srun stopped itself, or nothing from srun: no first task.
+    assert_eq!(
+        read(
+            "srun: launch/slurm: _step_signal: Terminating StepId=7.2\n\
+             srun: error: dgn3: task 1: Terminated\n"
+        ),
+        None
+    );
+    assert_eq!(read("srun: error: Unable to create step for job 7\n"), None);
+}
