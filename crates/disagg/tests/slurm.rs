@@ -26,6 +26,7 @@ fn main() {
                     no_wait_prints_the_job_and_folder_then_logs_shows_the_run,
                     the_command_engine_runs_disagg_sim_under_slurm,
                     ctrl_c_cancels_the_job,
+                    a_job_cancelled_from_outside_is_said_to_be,
                     a_no_wait_job_ended_at_its_time_limit_reports_timeout_from_inside_the_job,
                     a_failing_setup_fails_the_job_as_setup,
                     a_baseline_that_breaks_while_the_job_waits_fails_the_run_not_the_gate_silently,
@@ -419,6 +420,77 @@ fn ctrl_c_cancels_the_job() {
     assert!(
         summary.contains("INTERRUPTED") && summary.contains("exit code 130"),
         "{summary}"
+    );
+}
+
+/// Someone else's `scancel` (an administrator, a CI timeout wrapper): the run stops as
+/// interrupted, and `disagg run` says the job was cancelled from outside it, not by itself.
+fn a_job_cancelled_from_outside_is_said_to_be() {
+    let ws = Ws::new("outside");
+    let c = ws.case(
+        "slow.yaml",
+        &case(
+            "sl-outside",
+            &format!("{GEN_OK}{TIMEOUTS}setup: [sleep, \"600\"]\nslurm: {{time: \"10\"}}\n"),
+        ),
+    );
+    let out = ws.dir.join("run.out");
+    let mut child = Command::new(DISAGG)
+        .args([
+            "run",
+            c.to_str().unwrap(),
+            "--launcher",
+            "slurm",
+            "--workspace",
+        ])
+        .arg(&ws.dir)
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(60);
+    let id = loop {
+        let running = ws
+            .tmp
+            .job_ids()
+            .into_iter()
+            .find(|id| job_state(id).as_deref() == Some("RUNNING"));
+        // Its supervisor is running once the setup has started.
+        let started = ws
+            .dir
+            .join("disagg_logs/sl-outside/latest/install.log")
+            .exists();
+        if let Some(id) = running.filter(|_| started) {
+            break id;
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the job never ran");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let cancel = Command::new("scancel").arg(&id).status().unwrap();
+    assert!(cancel.success());
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t0.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("disagg run did not end after the job was cancelled");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Stopped as interrupted when its supervisor got Slurm's TERM in time to say so (143), else
+    // failed with Slurm's account (1); either way the cancel is said to be someone else's.
+    let said = read(&out);
+    assert!(matches!(status.code(), Some(143 | 1)), "{status:?}: {said}");
+    assert!(
+        said.contains("cancelled from outside this `disagg run` (scancel, or an administrator)"),
+        "{said}"
     );
 }
 

@@ -599,6 +599,18 @@ fn collect(s: &Submitted, info: Option<job::JobInfo>, skip_perf: bool) -> i32 {
                     "Slurm ended job {} at its time limit ({limit}){see_log}",
                     s.job
                 )
+            } else if state_name.starts_with("CANCELLED") {
+                // Not by this process (that is the interrupt path): someone else's scancel.
+                format!(
+                    "Slurm job {} was cancelled from outside this `disagg run` (scancel, or an \
+                     administrator) {}{see_log}",
+                    s.job,
+                    if never_ran {
+                        "before it started"
+                    } else {
+                        "before its supervisor wrote a report"
+                    }
+                )
             } else if never_ran {
                 format!(
                     "Slurm job {} ended in state {state_name} before it started",
@@ -615,8 +627,16 @@ fn collect(s: &Submitted, info: Option<job::JobInfo>, skip_perf: bool) -> i32 {
             run::finish(plan, &outcome, None, skip_perf)
         }
     };
+    // This process did not cancel it (that is the interrupt path, not this one): someone did,
+    // and its supervisor stopped the run as interrupted.
+    let from_outside = if state_name.starts_with("CANCELLED") && exit::is_interruption(code) {
+        ": cancelled from outside this `disagg run` (scancel, or an administrator), so the run \
+         stopped as interrupted"
+    } else {
+        ""
+    };
     say!(
-        "disagg: {}: job {} ended {state_name}; reports in {}",
+        "disagg: {}: job {} ended {state_name}{from_outside}; reports in {}",
         plan.config_name,
         s.job,
         plan.run_dir.display()
