@@ -19,8 +19,9 @@ environment (`--vllm-python`, `--sglang-python`); this script re-runs itself the
           `prepare_server_args` builds it), `ServerArgs.from_cli_args`, the choices of the
           disaggregation flags, and the served model name.
 
-The placeholders the worker role fills in at start ({host}, {port}, {bootstrap_port}, and those
-in the engine's env) get sample values. Nothing is started and no model is downloaded, so checks
+The placeholders the worker role fills in at start ({host}, {port}, {bootstrap_port}, the
+rendezvous of a server spanning nodes, and those in the engine's env) get sample values, and a
+server spanning nodes is checked at each node rank's argv. Nothing is started and no model is downloaded, so checks
 that need the model's config (`create_engine_config()`, ServerArgs' resolution hooks) are not
 run. Exit status: 0 when every worker passes, 1 when one fails, 2 on bad usage.
 """
@@ -37,6 +38,8 @@ SAMPLE = {
     "{bootstrap_port}": "8998",
     "{side_channel_port}": "5600",
     "{publish_host}": "node-a",
+    "{dist_init_host}": "node-a",
+    "{dist_init_port}": "29500",
 }
 
 
@@ -193,14 +196,19 @@ def main():
             launch = role.get("engine")
             if not launch or not role["role"].startswith(("CTX_", "GEN_")):
                 continue
-            argv = [fill(x) for x in launch["argv"]]
-            engine = engine_of(argv)
+            base = [fill(x) for x in launch["argv"]]
+            engine = engine_of(base)
             name = f"{plan['config_name']} {role['role']}"
             if engine is None:
-                print(f"skip {name}: `{argv[0]}` is not an engine this script knows")
+                print(f"skip {name}: `{base[0]}` is not an engine this script knows")
                 continue
             env = {k: fill(v) for k, v in launch.get("env", {}).items()}
-            todo[engine].append((name, {"argv": argv, "env": env, "model": plan["model"]}))
+            # A server spanning nodes: each node rank's own argv (its `node_args` appended).
+            per_node = launch.get("node_args") or [[]]
+            for rank, extra in enumerate(per_node):
+                argv = base + [fill(x) for x in extra]
+                who = name if len(per_node) == 1 else f"{name} node rank {rank}"
+                todo[engine].append((who, {"argv": argv, "env": env, "model": plan["model"]}))
     for engine, workers in todo.items():
         if not workers:
             continue
