@@ -216,6 +216,7 @@ def main():
         if not python:
             for name, _ in workers:
                 print(f"FAIL {name}: a {engine} worker, but no --{engine}-python was given")
+            checked += len(workers)
             failed += len(workers)
             continue
         # One process per engine: importing vLLM or SGLang takes most of a minute.
