@@ -442,11 +442,7 @@ fn check(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
         );
     }
     // Each point has its own files, perf case name and JUnit testcase.
-    if let Some(c) = concurrency
-        .iter()
-        .enumerate()
-        .find_map(|(i, c)| concurrency[..i].contains(c).then_some(c))
-    {
+    if let Some(c) = repeated(&concurrency) {
         return err(
             "benchmark.concurrency",
             format!("lists concurrency {c} twice"),
@@ -454,11 +450,7 @@ fn check(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
         );
     }
     if let Some(rates) = &b.request_rate {
-        if let Some(r) = rates
-            .iter()
-            .enumerate()
-            .find_map(|(i, r)| rates[..i].contains(r).then_some(r))
-        {
+        if let Some(r) = repeated(rates) {
             return err(
                 "benchmark.request_rate",
                 format!("lists request rate {r} twice"),
@@ -653,6 +645,14 @@ fn check(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
     check_fill_gate(case, text, path)?;
     // Last: it reads the dialect, which check_router has vetted.
     crate::fit::check(case, text, path)
+}
+
+/// The first value `values` lists a second time.
+fn repeated<T: PartialEq>(values: &[T]) -> Option<&T> {
+    values
+        .iter()
+        .enumerate()
+        .find_map(|(i, v)| values[..i].contains(v).then_some(v))
 }
 
 /// A server larger than a node spans nodes: trtllm and an MPI command run one rank per GPU

@@ -354,6 +354,48 @@ fn the_command_engine_runs_disagg_sim_under_slurm() {
     );
 }
 
+/// The id of the workspace's job once it is RUNNING and `ready` holds (bounded; the child is
+/// killed and reaped if it never does).
+fn wait_for_running_job(
+    ws: &Ws,
+    child: &mut std::process::Child,
+    ready: impl Fn() -> bool,
+) -> String {
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let running = ws
+            .tmp
+            .job_ids()
+            .into_iter()
+            .find(|id| job_state(id).as_deref() == Some("RUNNING"));
+        if let Some(id) = running.filter(|_| ready()) {
+            return id;
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the job never ran");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `disagg run`'s exit status, within a minute of `what`.
+fn wait_for_exit(child: &mut std::process::Child, what: &str) -> std::process::ExitStatus {
+    let t0 = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if t0.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("disagg run did not end after {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn ctrl_c_cancels_the_job() {
     let ws = Ws::new("ctrlc");
     let c = ws.case(
@@ -376,40 +418,13 @@ fn ctrl_c_cancels_the_job() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let until = Instant::now() + Duration::from_secs(60);
-    let id = loop {
-        let running = ws
-            .tmp
-            .job_ids()
-            .into_iter()
-            .find(|id| job_state(id).as_deref() == Some("RUNNING"));
-        if let Some(id) = running {
-            break id;
-        }
-        if Instant::now() > until {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the job never ran");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let id = wait_for_running_job(&ws, &mut child, || true);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGINT,
     )
     .unwrap();
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if t0.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("disagg run did not end after Ctrl-C");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait_for_exit(&mut child, "Ctrl-C");
     assert_eq!(status.code(), Some(130));
     assert_eq!(job_state(&id).as_deref(), Some("CANCELLED"));
     // The run folder says what `disagg run` said: interrupted by SIGINT, not the SIGTERM that
@@ -448,42 +463,12 @@ fn a_job_cancelled_from_outside_is_said_to_be() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let until = Instant::now() + Duration::from_secs(60);
-    let id = loop {
-        let running = ws
-            .tmp
-            .job_ids()
-            .into_iter()
-            .find(|id| job_state(id).as_deref() == Some("RUNNING"));
-        // Its supervisor is running once the setup has started.
-        let started = ws
-            .dir
-            .join("disagg_logs/sl-outside/latest/install.log")
-            .exists();
-        if let Some(id) = running.filter(|_| started) {
-            break id;
-        }
-        if Instant::now() > until {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the job never ran");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    // Its supervisor is running once the setup has started.
+    let install = ws.dir.join("disagg_logs/sl-outside/latest/install.log");
+    let id = wait_for_running_job(&ws, &mut child, || install.exists());
     let cancel = Command::new("scancel").arg(&id).status().unwrap();
     assert!(cancel.success());
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if t0.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("disagg run did not end after the job was cancelled");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait_for_exit(&mut child, "the job was cancelled");
     // Stopped as interrupted when its supervisor got Slurm's TERM in time to say so (143), else
     // failed with Slurm's account (1); either way the cancel is said to be someone else's.
     let said = read(&out);
