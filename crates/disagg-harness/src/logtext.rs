@@ -33,6 +33,16 @@ fn shown(raw: &[u8], total: usize) -> String {
     }
 }
 
+/// The last `bytes` bytes of a file as text (lossy UTF-8); `None` when it cannot be read.
+pub fn tail_text(path: &Path, bytes: u64) -> Option<String> {
+    let mut f = std::fs::File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(bytes))).ok()?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf).into_owned())
+}
+
 /// The last `n` lines of a file, read from its last [`TAIL_BYTES`] only (empty when it cannot
 /// be read). A first line whose start lies before that window begins with `…`.
 pub fn tail(path: &Path, n: usize) -> String {

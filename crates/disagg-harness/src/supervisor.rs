@@ -506,14 +506,7 @@ fn ranks_death_reason(plan: &Plan, p: &Proc) -> Option<String> {
 /// its `srun: error: <host>: task <N>: <how>` lines (`tasks 0-1: ...` for several at once),
 /// which it writes in the order it sees them, before `_step_signal: Terminating`.
 fn first_task_end(log: &std::path::Path) -> Option<(String, u32, String)> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut f = std::fs::File::open(log).ok()?;
-    let len = f.metadata().ok()?.len();
-    f.seek(SeekFrom::Start(len.saturating_sub(256 * 1024)))
-        .ok()?;
-    let mut bytes = Vec::new();
-    f.read_to_end(&mut bytes).ok()?;
-    let text = String::from_utf8_lossy(&bytes);
+    let text = crate::logtext::tail_text(log, 256 * 1024)?;
     for line in text.lines() {
         if line.contains("_step_signal: Terminating") {
             return None;
@@ -537,14 +530,7 @@ fn first_task_end(log: &std::path::Path) -> Option<(String, u32, String)> {
 /// srun's own error lines at the end of a role's log (`srun: error: Unable to create step for
 /// job 7: Requested nodes are busy`), joined; `None` when srun said nothing.
 fn srun_errors(log: &std::path::Path) -> Option<String> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut f = std::fs::File::open(log).ok()?;
-    let len = f.metadata().ok()?.len();
-    f.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)))
-        .ok()?;
-    let mut bytes = Vec::new();
-    f.read_to_end(&mut bytes).ok()?;
-    let text = String::from_utf8_lossy(&bytes);
+    let text = crate::logtext::tail_text(log, 64 * 1024)?;
     // Not srun's account of a task's own exit ("task 0: Exited with exit code 2"): the role's
     // log says more about that than srun does.
     let errors: Vec<&str> = text
