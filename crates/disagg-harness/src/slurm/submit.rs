@@ -538,16 +538,7 @@ fn interrupt(
         // interrupted here, by this process's signal, and its reports say so.
         let code = if written.is_none_or(exit::is_interruption) {
             let plan = &s.plan;
-            let earlier = earlier_outcome(plan);
-            let outcome = Outcome {
-                result: RunResult::Interrupted,
-                roles: earlier
-                    .as_ref()
-                    .map(|o| o.roles.clone())
-                    .unwrap_or_else(|| fresh_roles(plan)),
-                duration_s: run_duration(earlier.as_ref(), st.as_ref()),
-            };
-            let code = run::finish(plan, &outcome, None, skip_perf);
+            let code = run::finish(plan, &interrupted(plan, st.as_ref()), None, skip_perf);
             say!(
                 "disagg: {}: job {} cancelled; reports in {}",
                 plan.config_name,
@@ -592,26 +583,37 @@ fn collect(s: &Submitted, info: Option<job::JobInfo>, skip_perf: bool) -> i32 {
             print_summary(plan);
             code
         }
-        (timeout, _) => {
-            let limit = time_limit(plan);
-            let reason = if timeout {
-                format!(
-                    "Slurm ended job {} at its time limit ({limit}){see_log}",
-                    s.job
-                )
-            } else if state_name.starts_with("CANCELLED") {
-                // Not by this process (that is the interrupt path): someone else's scancel.
-                format!(
-                    "Slurm job {} was cancelled from outside this `disagg run` (scancel, or an \
-                     administrator) {}{see_log}",
-                    s.job,
-                    if never_ran {
-                        "before it started"
-                    } else {
-                        "before its supervisor wrote a report"
-                    }
-                )
-            } else if never_ran {
+        (true, _) => {
+            let reason = format!(
+                "Slurm ended job {} at its time limit ({}){see_log}",
+                s.job,
+                time_limit(plan)
+            );
+            say_err!("disagg: {}: {reason}", plan.config_name);
+            let outcome = ended_by_slurm(plan, reason, true, info.as_ref());
+            run::finish(plan, &outcome, None, skip_perf)
+        }
+        (false, None) if state_name.starts_with("CANCELLED") => {
+            // Not by this process (that is the interrupt path): someone else's scancel reached
+            // the job before its supervisor wrote a report (during the setup, before the job
+            // started, or past Slurm's KillWait). The run was interrupted, as it is when the
+            // supervisor gets the TERM itself: 143 either way, not a failed test.
+            say_err!(
+                "disagg: {}: Slurm job {} was cancelled from outside this `disagg run` (scancel, \
+                 or an administrator) {}{see_log}",
+                plan.config_name,
+                s.job,
+                if never_ran {
+                    "before it started"
+                } else {
+                    "before its supervisor wrote a report"
+                }
+            );
+            let outcome = interrupted(plan, info.as_ref());
+            run::finish_as(plan, &outcome, None, skip_perf, Some(exit::TERMINATED))
+        }
+        (false, None) => {
+            let reason = if never_ran {
                 format!(
                     "Slurm job {} ended in state {state_name} before it started",
                     s.job
@@ -623,7 +625,7 @@ fn collect(s: &Submitted, info: Option<job::JobInfo>, skip_perf: bool) -> i32 {
                 )
             };
             say_err!("disagg: {}: {reason}", plan.config_name);
-            let outcome = ended_by_slurm(plan, reason, timeout, info.as_ref());
+            let outcome = ended_by_slurm(plan, reason, false, info.as_ref());
             run::finish(plan, &outcome, None, skip_perf)
         }
     };
@@ -675,6 +677,20 @@ fn run_duration(earlier: Option<&Outcome>, info: Option<&job::JobInfo>) -> f64 {
         .map(|o| o.duration_s)
         .or_else(|| info.and_then(|i| i.run_time).map(|d| d.as_secs_f64()))
         .unwrap_or(0.0)
+}
+
+/// The outcome of a run interrupted before its supervisor wrote a report: its roles as the
+/// supervisor last saw them, if it wrote them.
+fn interrupted(plan: &Plan, info: Option<&job::JobInfo>) -> Outcome {
+    let earlier = earlier_outcome(plan);
+    Outcome {
+        result: RunResult::Interrupted,
+        roles: earlier
+            .as_ref()
+            .map(|o| o.roles.clone())
+            .unwrap_or_else(|| fresh_roles(plan)),
+        duration_s: run_duration(earlier.as_ref(), info),
+    }
 }
 
 /// The outcome when Slurm, not the supervisor, ended the run: the supervisor's own (if it wrote
