@@ -43,6 +43,35 @@ pub fn tail_text(path: &Path, bytes: u64) -> Option<String> {
     Some(String::from_utf8_lossy(&buf).into_owned())
 }
 
+/// What each rank of a multi-rank step said last, from its log's last `bytes`: the lines of
+/// rank R start `[rank R @ host] ` (see `role::shared::line_prefix`). Entry R is `(host, line)`
+/// for rank R's last non-blank line, as a report shows it; `None` for a rank with no line there.
+pub fn last_line_per_rank(path: &Path, ranks: u32, bytes: u64) -> Vec<Option<(String, String)>> {
+    let mut last: Vec<Option<(String, String)>> = vec![None; ranks as usize];
+    let Some(text) = tail_text(path, bytes) else {
+        return last;
+    };
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("[rank ") else {
+            continue;
+        };
+        let Some((rank, rest)) = rest.split_once(" @ ") else {
+            continue;
+        };
+        let Some((host, said)) = rest.split_once("] ") else {
+            continue;
+        };
+        let Some(slot) = rank.parse::<usize>().ok().and_then(|r| last.get_mut(r)) else {
+            continue;
+        };
+        let said = shown(said.as_bytes(), said.len());
+        if !said.trim().is_empty() {
+            *slot = Some((host.to_string(), said.trim_end().to_string()));
+        }
+    }
+    last
+}
+
 /// The last `n` lines of a file, read from its last [`TAIL_BYTES`] only (empty when it cannot
 /// be read). A first line whose start lies before that window begins with `…`.
 pub fn tail(path: &Path, n: usize) -> String {
@@ -238,5 +267,34 @@ mod tests {
             false
         });
         assert_eq!(all, 4, "a last line without a newline counts");
+    }
+
+    #[test]
+    fn each_rank_s_last_words_are_found_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("gen.log");
+        std::fs::write(
+            &log,
+            "[rank 0 @ dgn1] disagg role GEN_0: node rank 0 holds the rendezvous\n\
+             [rank 1 @ dgn2] disagg role GEN_0: node rank 1 joins node rank 0 at dgn1:5000\n\
+             [rank 0 @ dgn1] Waiting for 1 more node(s) to join\n\
+             [rank 1 @ dgn2] loading weights 10%\rloading weights 90%\n\
+             [rank 1 @ dgn2]    \n\
+             srun: error: something else\n",
+        )
+        .unwrap();
+        let last = last_line_per_rank(&log, 3, TAIL_BYTES);
+        assert_eq!(
+            last,
+            vec![
+                Some(("dgn1".into(), "Waiting for 1 more node(s) to join".into())),
+                Some(("dgn2".into(), "loading weights 90%".into())),
+                None,
+            ]
+        );
+        assert_eq!(
+            last_line_per_rank(&dir.path().join("none"), 2, 10),
+            vec![None, None]
+        );
     }
 }

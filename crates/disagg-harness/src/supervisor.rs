@@ -440,12 +440,29 @@ fn spanning_hint(plan: &Plan, role: &disagg_core::RolePlan) -> String {
         "its rendezvous (never written: node rank 0 did not start)".into(),
         |d| format!("its rendezvous {}:{}", d.host, d.port),
     );
+    let log = plan.run_dir.join(&role.log);
+    let said: Vec<String> =
+        crate::logtext::last_line_per_rank(&log, nodes as u32, RANK_WORDS_BYTES)
+            .into_iter()
+            .enumerate()
+            .map(|(r, last)| match last {
+                Some((host, line)) => format!("node rank {r} @ {host}: {line}"),
+                None => format!(
+                    "node rank {r}: nothing in the log's last {} KiB (did its task start?)",
+                    RANK_WORDS_BYTES / 1024
+                ),
+            })
+            .collect();
     format!(
         "; it spans {nodes} nodes, and node rank 0 serves only once every node's engine has \
-         joined {at}: a node that cannot reach it, or hangs before joining, holds it back (each \
-         rank's lines in the log start `[rank R @ host]`)"
+         joined {at}: a node that cannot reach it, or hangs before joining, holds it back. What \
+         each node said last: {}",
+        said.join("; ")
     )
 }
+
+/// How much of a spanning server's log [`spanning_hint`] reads for each rank's last words.
+const RANK_WORDS_BYTES: u64 = 256 * 1024;
 
 fn timeout(role: RoleName, reason: String) -> RunResult {
     fail(Some(role), reason, true)

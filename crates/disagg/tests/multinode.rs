@@ -57,6 +57,7 @@ fn main() {
                     an_sglang_server_spanning_two_nodes_runs_a_process_on_each_joined_at_node_rank_0,
                     a_vllm_server_with_data_parallel_ranks_over_two_nodes_serves_through_node_rank_0,
                     a_node_of_an_sglang_server_dying_fails_the_run_naming_its_rank_and_node,
+                    a_node_that_hangs_before_joining_is_named_with_what_each_node_said_last,
                     three_router_replicas_run_one_per_node_and_share_the_load,
                     killing_a_router_replica_on_another_node_fails_the_run_within_5s_naming_it,
                     asking_more_gpus_per_node_than_a_node_has_fails_at_once_with_slurms_reason,
@@ -1057,6 +1058,52 @@ fn a_node_of_an_sglang_server_dying_fails_the_run_naming_its_rank_and_node() {
         assert!(reason.starts_with(&want), "rank {rank}, {how}: {reason}");
         assert_no_process_left(&dir);
     }
+}
+
+/// Node rank 1 of GEN_0 (SGLang, TP 16 over two nodes) hangs before it joins, as an engine
+/// stuck loading or unable to reach node rank 0 does: GEN_0 is not ready within worker_startup,
+/// and the reason quotes what each node said last, so the stuck one is seen at once.
+fn a_node_that_hangs_before_joining_is_named_with_what_each_node_said_last() {
+    use std::os::unix::fs::PermissionsExt;
+    let ws = Ws::new("sglang-hang");
+    let bin = ws.dir.join("hanging");
+    std::fs::create_dir_all(&bin).unwrap();
+    let script = bin.join("python3");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncase \"$SLURM_PROCID $*\" in\n  \"1 \"*\"--disaggregation-mode decode\"*)\n    echo 'Init torch distributed begin.'\n    exec sleep 300;;\nesac\nexec '{DISAGG}' sim --itl 1ms -- python3 \"$@\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), stand_ins(&ws.dir));
+    let config = "mn-sghang";
+    let yaml = format!("name: {config}\n{SGLANG_TP16}")
+        .replace("worker_startup: 60s", "worker_startup: 10s");
+    let t = Instant::now();
+    let out = run_engines(&ws, config, &yaml, Some(path));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
+    let dir = ws.run_dir(config);
+    let hosts = job_hosts(&dir);
+    let status = json(&dir.join("rendezvous/status.json"));
+    assert_eq!(status["role"], "GEN_0", "{status}");
+    let reason = status["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("GEN_0 was not ready within worker_startup (10s)")
+            && reason.contains("it spans 2 nodes")
+            && reason.contains(&format!(
+                "node rank 0 @ {}: disagg-sim: node rank 0 of 2: waiting at :",
+                hosts[1]
+            ))
+            && reason.contains(&format!(
+                "node rank 1 @ {}: Init torch distributed begin.",
+                hosts[2]
+            )),
+        "{reason}"
+    );
+    assert_no_process_left(&dir);
 }
 
 /// The pyxis stand-in and its "image" (`tests/fixtures/pyxis`).
