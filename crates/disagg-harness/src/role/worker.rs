@@ -380,7 +380,19 @@ async fn serve(
 /// rank and its node (the step's own status is srun's TERM of the others).
 async fn follow(plan: &Plan, role: RoleName, start: &Start, rank: u32) -> Result<(), StartFailure> {
     let engine = spawn(role, start)?;
-    watch(engine, plan, &engine_name(rank), "").await
+    watch(engine, plan, &engine_name(rank), "")
+        .await
+        .map_err(|mut f| {
+            // Said as node rank 0's are: before the server served, or while it did.
+            let served =
+                rendezvous::read::<Endpoint>(&plan.rendezvous_file(role), &plan.run_id).is_some();
+            f.reason.push_str(if served {
+                " while serving"
+            } else {
+                " before the server was ready"
+            });
+            f
+        })
 }
 
 /// How the role's failure names its engine: with the rank and node in a step of several ranks
