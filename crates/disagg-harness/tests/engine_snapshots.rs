@@ -9,6 +9,14 @@ use disagg_harness::slurm::{quote::sh_join, script, steps};
 
 const HOSTS: [&str; 3] = ["node-a", "node-b", "node-c"];
 
+/// A job on `hosts` holding 64 CPUs on each.
+fn job(hosts: &[String]) -> steps::Job {
+    steps::Job {
+        hosts: hosts.to_vec(),
+        cpus: vec![64; hosts.len()],
+    }
+}
+
 fn plan_of(file: &str) -> Plan {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../examples")
@@ -28,7 +36,7 @@ fn everything(file: &str) -> String {
     let hosts: Vec<String> = HOSTS.iter().map(|h| h.to_string()).collect();
     let mut out = script::render(&plan, Path::new("/opt/disagg/bin/disagg"), false).unwrap();
     for r in &plan.roles {
-        let st = steps::step(&plan, r, &hosts);
+        let st = steps::step(&plan, r, &job(&hosts));
         out.push_str(&format!("\n== {} step\n{}\n", r.role, sh_join(&st.argv)));
         for (k, v) in &st.env_set {
             out.push_str(&format!("  set   {k}={v}\n"));
@@ -96,7 +104,7 @@ fn command() {
 fn mpi_goes_to_worker_steps_only() {
     let plan = plan_of("trtllm-multinode.yaml");
     for r in &plan.roles {
-        let st = steps::step(&plan, r, &[]);
+        let st = steps::step(&plan, r, &steps::Job::default());
         let mpi: Vec<&String> = st.argv.iter().filter(|a| a.starts_with("--mpi=")).collect();
         if r.role.is_worker() {
             assert_eq!(mpi, ["--mpi=pmix"], "{}", r.role);
@@ -134,7 +142,7 @@ fn router_replicas_run_on_the_first_nodes_each_with_its_own_config() {
         .iter()
         .filter(|r| !r.role.is_worker())
         .map(|r| {
-            let st = steps::step(&plan, r, &hosts);
+            let st = steps::step(&plan, r, &job(&hosts));
             let node = st
                 .argv
                 .iter()
@@ -189,7 +197,7 @@ fn front_placement(text: &str, hosts: &[&str]) -> (u32, Vec<(String, String)>) {
         .roles
         .iter()
         .map(|r| {
-            let st = steps::step(&plan, r, &hosts);
+            let st = steps::step(&plan, r, &job(&hosts));
             let node = st
                 .argv
                 .iter()

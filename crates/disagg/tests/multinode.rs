@@ -48,6 +48,7 @@ fn main() {
                     a_published_address_other_nodes_cannot_reach_fails_the_run_naming_the_worker_and_address,
                     every_worker_gets_exactly_its_own_gpus_under_device_cgroups_and_the_router_and_benchmark_none,
                     without_gpu_gres_each_worker_still_sees_its_planned_gpus,
+                    each_worker_step_gets_its_gpus_share_of_the_jobs_cpus,
                     a_step_slurm_cannot_create_fails_the_run_in_seconds_quoting_srun,
                     a_trtllm_server_spanning_nodes_unevenly_gets_its_gpus_block_wise_and_its_last_node_alone,
                     gen_0_dying_on_another_node_mid_stream_fails_the_run_within_5s_and_leaves_nothing,
@@ -512,6 +513,39 @@ fn every_worker_gets_exactly_its_own_gpus_under_device_cgroups_and_the_router_an
             !t.contains("step creation temporarily disabled"),
             "{log}:\n{t}"
         );
+    }
+    assert_no_process_left(&dir);
+}
+
+/// What Slurm gave a role's step on its node, from its log's `CPUs:` line.
+fn step_cpus(dir: &Path, log: &str) -> u32 {
+    let text = read(&dir.join(log));
+    let line = text
+        .lines()
+        .find(|l| l.contains(": CPUs: "))
+        .unwrap_or_else(|| panic!("{log} has no CPUs line:\n{text}"));
+    line.split("Slurm gave the step ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{log}: {line}"))
+}
+
+/// Each worker's step asks its GPUs' share of the CPUs the job holds on its node (not srun's
+/// one per task, which core binding would pin a whole engine to): the job asks 4 CPUs per task
+/// of 4 tasks, 16 in all; CTX_0 on 2 GPUs of 4 gets 8, each GEN on 1 gets 4.
+fn each_worker_step_gets_its_gpus_share_of_the_jobs_cpus() {
+    let ws = Ws::new("cpus");
+    let yaml = "name: mn-cpus\nmodel: {name: tiny}\nhardware: {gpus_per_node: 4}\nctx: {count: 1, parallel: {tp: 2}, engine_args: {}}\ngen: {count: 2, engine_args: {}}\nbenchmark: {isl: 32, osl: 4, concurrency: [2], rounds: 2}\ntimeouts: {worker_startup: 30s, request: 10s, benchmark: 60s, job: 2m}\nslurm: {extra_args: [--cpus-per-task=4]}\n";
+    let out = ws.run("mn-cpus", yaml);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let dir = ws.run_dir("mn-cpus");
+    for (log, want) in [
+        ("ctx_server_0.log", 8),
+        ("gen_server_0.log", 4),
+        ("gen_server_1.log", 4),
+    ] {
+        assert_eq!(step_cpus(&dir, log), want, "{log}");
     }
     assert_no_process_left(&dir);
 }

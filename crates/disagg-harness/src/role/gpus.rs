@@ -37,6 +37,17 @@ pub fn report() -> String {
     }
 }
 
+/// `CPUs: 8 usable; Slurm gave the step 8 on this node`: what the engine may run on (its
+/// affinity and cgroup quota), and what Slurm allotted the step (`SLURM_CPUS_ON_NODE`), so a
+/// worker pinned to fewer CPUs than its engine needs is seen in its log.
+pub fn cpus_report() -> String {
+    let usable = std::thread::available_parallelism().map_or(0, |n| n.get());
+    match std::env::var("SLURM_CPUS_ON_NODE") {
+        Ok(n) => format!("CPUs: {usable} usable; Slurm gave the step {n} on this node"),
+        Err(_) => format!("CPUs: {usable} usable"),
+    }
+}
+
 /// Tries to open every `<prefix><N>`, in N order.
 fn probe(prefix: &str) -> String {
     let path = std::path::Path::new(prefix);

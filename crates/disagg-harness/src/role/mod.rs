@@ -49,6 +49,7 @@ pub fn run_role(role: RoleName, run_dir: &Path) -> i32 {
         shared::hostname(),
         gpus::report()
     );
+    say!("disagg role {role}: {}", gpus::cpus_report());
     let plan = match load_plan(run_dir) {
         Ok(p) => p,
         Err(e) => {

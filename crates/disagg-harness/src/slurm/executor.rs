@@ -14,18 +14,19 @@ use crate::executor::{Executor, Running, launch_process};
 #[derive(Debug)]
 pub struct SlurmExecutor {
     plan: Plan,
-    hosts: Vec<String>,
+    job: steps::Job,
 }
 
 impl SlurmExecutor {
-    pub fn new(plan: &Plan, hosts: Vec<String>) -> Self {
+    pub fn new(plan: &Plan, job: steps::Job) -> Self {
         Self {
             plan: plan.clone(),
-            hosts,
+            job,
         }
     }
 
-    /// From the allocation's environment: `SLURM_JOB_NODELIST`, expanded by `scontrol`.
+    /// From the allocation's environment: `SLURM_JOB_NODELIST`, expanded by `scontrol`, and
+    /// `SLURM_JOB_CPUS_PER_NODE`.
     pub fn from_env(plan: &Plan) -> Result<Self, String> {
         let list = std::env::var("SLURM_JOB_NODELIST")
             .map_err(|_| "SLURM_JOB_NODELIST is not set: not inside a Slurm job".to_string())?;
@@ -51,13 +52,17 @@ impl SlurmExecutor {
                 plan.nodes
             ));
         }
-        Ok(Self::new(plan, hosts))
+        let cpus_var = std::env::var("SLURM_JOB_CPUS_PER_NODE").unwrap_or_default();
+        let cpus = steps::parse_cpus_per_node(&cpus_var).ok_or_else(|| {
+            format!("SLURM_JOB_CPUS_PER_NODE is `{cpus_var}`, not Slurm's `72(x2),36` form")
+        })?;
+        Ok(Self::new(plan, steps::Job { hosts, cpus }))
     }
 }
 
 impl Executor for SlurmExecutor {
     fn launch(&mut self, role: &RolePlan, log: File) -> std::io::Result<Box<dyn Running>> {
-        let s = steps::step(&self.plan, role, &self.hosts);
+        let s = steps::step(&self.plan, role, &self.job);
         launch_process(&s.argv, &s.env_set, &s.env_unset, log)
     }
 }

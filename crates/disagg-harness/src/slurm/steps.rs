@@ -37,8 +37,75 @@ pub struct Step {
     pub env_unset: Vec<String>,
 }
 
-/// The step for `role`; `hosts` are the job's nodes in order (from `SLURM_JOB_NODELIST`).
-pub fn step(plan: &Plan, role: &RolePlan, hosts: &[String]) -> Step {
+/// What a job holds, known only inside it: its nodes in order (`SLURM_JOB_NODELIST`) and the
+/// CPUs it has on each (`SLURM_JOB_CPUS_PER_NODE`). Empty outside a job (`disagg plan`), where
+/// they show as `<nodeI>` and `<CPUs…>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Job {
+    pub hosts: Vec<String>,
+    pub cpus: Vec<u32>,
+}
+
+/// `SLURM_JOB_CPUS_PER_NODE` (`72(x2),36`): the job's CPUs on each of its nodes, in order.
+pub fn parse_cpus_per_node(v: &str) -> Option<Vec<u32>> {
+    let mut out = Vec::new();
+    for part in v.split(',').map(str::trim) {
+        let (n, times) = match part.split_once("(x") {
+            Some((n, rest)) => (n, rest.strip_suffix(')')?.parse::<usize>().ok()?),
+            None => (part, 1),
+        };
+        let n = n.parse::<u32>().ok()?;
+        out.extend(std::iter::repeat_n(n, times));
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// `--cpus-per-task` of a worker's tasks: its share of the job's CPUs on each of its nodes, as
+/// its share of that node's GPUs (`gpus` of `gpus_per_node`), split over its `tasks` there;
+/// the least over its nodes, and at least 1. Without the job's CPUs (outside it), the same as
+/// a formula: `<CPUs>` (all of them), `<CPUs/8>`, `<CPUs*3/8>`.
+fn cpus_per_task(per_node: &[(u32, u32, u32)], gpus_per_node: u32, job: &Job) -> String {
+    let g = gpus_per_node.max(1);
+    // (numerator, denominator) of each task's share, and the CPUs it makes on that node.
+    let shares: Vec<(u32, u32, Option<u32>)> = per_node
+        .iter()
+        .map(|&(node, gpus, tasks)| {
+            let den = g * tasks.max(1);
+            let cpus = job
+                .cpus
+                .get(node as usize)
+                .map(|c| (u64::from(*c) * u64::from(gpus) / u64::from(den)) as u32);
+            (gpus, den, cpus)
+        })
+        .collect();
+    if shares.iter().all(|s| s.2.is_some()) {
+        let least = shares.iter().filter_map(|s| s.2).min().unwrap_or(1);
+        return least.max(1).to_string();
+    }
+    let Some(&(num, den, _)) = shares
+        .iter()
+        .min_by(|a, b| (u64::from(a.0) * u64::from(b.1)).cmp(&(u64::from(b.0) * u64::from(a.1))))
+    else {
+        return "1".into();
+    };
+    if num == 0 {
+        return "1".into();
+    }
+    let d = gcd(num, den);
+    match (num / d, den / d) {
+        (1, 1) => "<CPUs>".into(),
+        (1, den) => format!("<CPUs/{den}>"),
+        (num, den) => format!("<CPUs*{num}/{den}>"),
+    }
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 { a.max(1) } else { gcd(b, a % b) }
+}
+
+/// The step for `role` in `job`.
+pub fn step(plan: &Plan, role: &RolePlan, job: &Job) -> Step {
+    let hosts = &job.hosts;
     let host = |i: u32| {
         hosts
             .get(i as usize)
@@ -99,10 +166,34 @@ pub fn step(plan: &Plan, role: &RolePlan, hosts: &[String]) -> Step {
                 ),
             ]);
         }
+        // Tasks on each node: one per GPU there for a rank-per-GPU engine, else spread evenly.
+        let tasks_on = |share: u32| {
+            if ranks as usize == role.gpus.len() {
+                share
+            } else {
+                ranks.div_ceil(nodes.len() as u32)
+            }
+        };
+        let per_node: Vec<(u32, u32, u32)> = nodes
+            .iter()
+            .zip(&shares)
+            .map(|(n, k)| (*n, *k, tasks_on(*k)))
+            .collect();
         argv.extend([
             // Only the CPUs asked for: without it a step takes every CPU of its nodes, and the
-            // next server's step on the same node waits ("Requested nodes are busy").
+            // next server's step on the same node waits ("Requested nodes are busy"). What it
+            // asks is its GPUs' share of the job's CPUs there, not srun's default of one per
+            // task, which under core binding (task/affinity, or task/cgroup with
+            // ConstrainCores) would run a TP-8 engine's every process on one CPU.
             "--exact".into(),
+            format!(
+                "--cpus-per-task={}",
+                cpus_per_task(&per_node, plan.gpus_per_node, job)
+            ),
+            // The job's memory on the node without taking it from the other steps: a step's
+            // default (DefMemPerCPU × its CPUs where memory is a consumable) is far less than
+            // an engine loading its weights needs.
+            "--mem=0".into(),
             "--kill-on-bad-exit=1".into(),
             format!("--immediate={STEP_WAIT_S}"),
         ]);
@@ -272,7 +363,7 @@ pub fn render_steps(plan: &Plan) -> String {
     use std::fmt::Write as _;
     let mut s = String::from("\n# srun steps started by `disagg supervise --executor slurm`:\n");
     for r in &plan.roles {
-        let st = step(plan, r, &[]);
+        let st = step(plan, r, &Job::default());
         let _ = writeln!(s, "# {}: {}", r.role, super::quote::sh_join(&st.argv));
         for (k, v) in &st.env_set {
             let _ = writeln!(s, "#   env set:   {k}={v}");
@@ -375,9 +466,14 @@ mod tests {
         )
     }
 
+    /// Its step in a job of `hosts` holding 64 CPUs on each.
     fn worker_step(plan: &Plan, role: &str, hosts: &[String]) -> Step {
         let r = plan.role(role.parse().unwrap()).unwrap();
-        step(plan, r, hosts)
+        let job = Job {
+            hosts: hosts.to_vec(),
+            cpus: vec![64; hosts.len()],
+        };
+        step(plan, r, &job)
     }
 
     fn has(st: &Step, arg: &str) -> bool {
@@ -454,6 +550,47 @@ mod tests {
         }
         assert!(!has(&ctx, "--distribution=arbitrary"));
         assert!(!ctx.env_unset.iter().any(|k| k == "SLURM_NTASKS_PER_NODE"));
+    }
+
+    #[test]
+    fn each_worker_task_gets_its_gpus_share_of_the_jobs_cpus_and_all_of_its_memory() {
+        let hosts: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let p = built(TRT12);
+        // One rank per GPU: 8 CPUs each of 64 on a node of 8 GPUs, wherever the rank is.
+        for role in ["CTX_0", "GEN_0"] {
+            let st = worker_step(&p, role, &hosts);
+            assert!(has(&st, "--cpus-per-task=8"), "{role}: {:?}", st.argv);
+            assert!(has(&st, "--exact") && has(&st, "--mem=0"), "{:?}", st.argv);
+        }
+        // One process per server (vLLM TP 4): half a node's GPUs, half its CPUs.
+        let vllm = "model: {name: m}\nengine: vllm\nhardware: {gpus_per_node: 8}\nctx: {count: 1, parallel: {tp: 4}}\ngen: {count: 1, parallel: {tp: 4}}\nbenchmark: {isl: 8, osl: 8}\n";
+        let p = built(vllm);
+        assert!(has(&worker_step(&p, "GEN_0", &hosts), "--cpus-per-task=32"));
+        // Outside a job (`disagg plan`) the share shows as a formula; the router takes none.
+        let r = p.role("GEN_0".parse().unwrap()).unwrap();
+        assert!(has(
+            &step(&p, r, &Job::default()),
+            "--cpus-per-task=<CPUs/2>"
+        ));
+        let router = p.role("DISAGG_SERVER".parse().unwrap()).unwrap();
+        let st = step(&p, router, &Job::default());
+        assert!(!st.argv.iter().any(|a| a.starts_with("--cpus-per-task")));
+        // A job holding fewer CPUs than GPUs still gives each task one.
+        let tiny = Job {
+            hosts: hosts.clone(),
+            cpus: vec![4; 3],
+        };
+        let r = built(TRT12);
+        let ctx = r.role("CTX_0".parse().unwrap()).unwrap();
+        assert!(has(&step(&r, ctx, &tiny), "--cpus-per-task=1"));
+    }
+
+    #[test]
+    fn slurms_cpus_per_node_are_read_in_node_order() {
+        assert_eq!(parse_cpus_per_node("72(x2),36"), Some(vec![72, 72, 36]));
+        assert_eq!(parse_cpus_per_node("16"), Some(vec![16]));
+        assert_eq!(parse_cpus_per_node(""), None);
+        assert_eq!(parse_cpus_per_node("8(x"), None);
     }
 
     #[test]
