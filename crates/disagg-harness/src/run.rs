@@ -747,6 +747,28 @@ pub(crate) fn finish_as(
         }
     }
     crate::study::write_run_report(run_dir);
+    // A report that could not be written (a full disk, a folder gone) leaves CI without its
+    // verdict: not a pass, whatever the run measured.
+    let lost: Vec<&String> = notes
+        .iter()
+        .filter(|n| n.starts_with("cannot write"))
+        .collect();
+    let (code, verdict) = if lost.is_empty() || !matches!(code, exit::PASS | exit::PERF_REGRESSION)
+    {
+        (code, verdict)
+    } else {
+        say_err!(
+            "disagg: {name}: FAILED: {} of the run's reports could not be written, so CI would \
+             not read its verdict (first: {}); hint: free space in, or fix the permissions of, {}",
+            lost.len(),
+            lost[0],
+            run_dir.display()
+        );
+        (
+            exit::TEST_FAILED,
+            "FAILED: the run's reports could not be written".to_string(),
+        )
+    };
     // Into the results store, before the exit code marks the run as over.
     if let Err(e) = crate::record::record_run(plan, outcome, &points, &perf_outcome, code) {
         notes.push(format!("the run is not in the results store: {e}"));

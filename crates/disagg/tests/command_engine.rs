@@ -115,3 +115,27 @@ fn a_command_router_reads_the_server_config_the_role_writes() {
     assert!(log.contains("starting router: "), "{log}");
     assert!(log.contains("server_config.yaml"), "{log}");
 }
+
+/// A run whose reports cannot be written (here `results.xml` is a folder, as a full disk or a
+/// lost mount would leave it) is not a pass: CI would read no verdict. The run measured every
+/// point, and still exits 1, saying which report is missing.
+#[test]
+fn a_run_whose_reports_cannot_be_written_fails() {
+    let ws = workspace("lost");
+    let blocker = ws.path().join("disagg_logs/cmd-lost/latest/results.xml");
+    let argv = format!(
+        r#"[sh, -c, "mkdir '{}' && exec \"$0\" sim --role context --host \"$1\" --port \"$2\"", "{{disagg}}", "{{host}}", "{{port}}"]"#,
+        blocker.display()
+    );
+    let (out, _) = run(ws.path(), &case("cmd-lost", &argv));
+    let said = show(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("FAILED: 1 of the run's reports could not be written")
+            && said.contains("results.xml")
+            && said.contains("FAILED: the run's reports could not be written"),
+        "{said}"
+    );
+    let code = std::fs::read_to_string(ws.path().join("disagg_logs/cmd-lost/latest/exit_code"));
+    assert_eq!(code.unwrap().trim(), "1");
+}
