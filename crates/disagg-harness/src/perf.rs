@@ -312,23 +312,37 @@ pub fn read_baseline(path: &Path) -> Result<Vec<BaselineRow>, BaselineError> {
             "it is not a regular file (a directory?)",
         )));
     }
+    let bytes = std::fs::read(path).map_err(read_err)?;
+    // The line a byte offset is on, counted here: csv's own count is one short after a CRLF
+    // (a spreadsheet's or Python's csv module's line ends).
+    // A record's position may lie on the line end before it, which it is not part of.
+    let line_at = |byte: u64| {
+        let mut start = (byte as usize).min(bytes.len());
+        while bytes.get(start).is_some_and(|b| matches!(b, b'\r' | b'\n')) {
+            start += 1;
+        }
+        1 + bytes[..start].iter().filter(|&&b| b == b'\n').count() as u64
+    };
     let mut rdr = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
-        .from_path(path)
-        .map_err(|e| read_err(std::io::Error::other(e)))?;
+        .from_reader(bytes.as_slice());
     let row_err = |line: u64, message: String| BaselineError::Row {
         path: path.into(),
         line,
         message,
     };
+    // (point, metric) → the line that gave it: a second row for it would be compared too, and
+    // one of the two verdicts would be about a number that is not the reference.
+    let mut seen: std::collections::HashMap<(String, String), u64> = Default::default();
     let headers = rdr
         .headers()
         .map_err(|e| row_err(1, e.to_string()))?
         .clone();
     let mut rows = Vec::new();
     for rec in rdr.records() {
-        let rec = rec.map_err(|e| row_err(e.position().map_or(0, |p| p.line()), e.to_string()))?;
-        let line = rec.position().map_or(0, |p| p.line());
+        let rec =
+            rec.map_err(|e| row_err(e.position().map_or(0, |p| line_at(p.byte())), e.to_string()))?;
+        let line = rec.position().map_or(0, |p| line_at(p.byte()));
         let mut row: BaselineRow = rec.deserialize(Some(&headers)).map_err(|e| {
             // Name the column, not csv's field number.
             let message = match e.kind() {
@@ -382,6 +396,22 @@ pub fn read_baseline(path: &Path) -> Result<Vec<BaselineRow>, BaselineError> {
                     ),
                 ));
             }
+        }
+        // By the name as written: TensorRT-LLM's harness may give one metric under its older
+        // and its newer name, which are not duplicates.
+        let key = (
+            point_key(&row.perf_case_name).into_owned(),
+            row.metric_type.clone(),
+        );
+        if let Some(first) = seen.insert(key, line) {
+            return Err(row_err(
+                line,
+                format!(
+                    "`{}` gives {} a second time (line {first} gave it first): a point has one \
+                     reference per metric; delete one of the two rows",
+                    row.perf_case_name, row.metric_type
+                ),
+            ));
         }
         rows.push(row);
     }
@@ -1087,6 +1117,17 @@ mod tests {
         std::fs::write(&p, "perf_case_name,metric_type,perf_metric,threshold,absolute_threshold\nx-con1,SEQ_THROUGHPUT,1,-0.1,\n").unwrap();
         let e = read_baseline(&p).unwrap_err().to_string();
         assert!(e.contains("absolute_threshold is empty or NaN"), "{e}");
+        // CRLF line ends (Python's csv module, spreadsheets) are counted as lines too.
+        std::fs::write(&p, "perf_case_name,metric_type,perf_metric,threshold,absolute_threshold\r\nx-con1,SEQ_THROUGHPUT,1.0,-0.1,0\r\nx-con1,BOGUS,1,0.1,0\r\n").unwrap();
+        let e = read_baseline(&p).unwrap_err().to_string();
+        assert!(e.contains("line 3") && e.contains("BOGUS"), "{e}");
+        // Two references for one point and metric, in either layout's names: refused.
+        std::fs::write(&p, "perf_case_name,metric_type,perf_metric,threshold,absolute_threshold\nx-con1,SEQ_THROUGHPUT,5,-0.1,0\nx-con2,SEQ_THROUGHPUT,5,-0.1,0\ndisagg::test_perf_metric_seq_throughput[x-con1],SEQ_THROUGHPUT,50,-0.1,0\n").unwrap();
+        let e = read_baseline(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("line 4") && e.contains("a second time (line 2 gave it first)"),
+            "{e}"
+        );
     }
 
     /// The CSV TensorRT-LLM's disagg test harness (`tests/integration/defs/perf/disagg`) writes:
