@@ -279,9 +279,10 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions) -> i32 {
     let workspace = std::path::absolute(&workspace).unwrap_or(workspace);
     let mut book = match crate::sweep::Book::open(&ready, &workspace, opts.resume) {
         Ok(b) => b,
+        // Nothing was launched: a usage error, as for a run folder.
         Err(e) => {
             say_err!("error: {e}");
-            return exit::TEST_FAILED;
+            return exit::USAGE;
         }
     };
     let mut codes = book.reused_codes();
@@ -434,11 +435,9 @@ pub(crate) fn prepare_as(
         Err(e) => {
             // Nothing was launched, and the workspace is the user's to fix: a usage error.
             say_err!(
-                "error: cannot create a run folder under {}: {e}\nhint: the workspace ({}: \
-                 --workspace, else $WORKSPACE, else ./workspace) must be a folder this user can \
-                 create folders in",
+                "error: cannot create a run folder under {}: {e}\n{}",
                 rundir::config_dir(workspace, name).display(),
-                workspace.display()
+                rundir::workspace_hint(workspace)
             );
             return Err(exit::USAGE);
         }

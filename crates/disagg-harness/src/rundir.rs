@@ -18,6 +18,15 @@ pub fn resolve_workspace(flag: Option<&Path>) -> PathBuf {
     }
 }
 
+/// The `hint:` line for a workspace where folders cannot be made.
+pub fn workspace_hint(workspace: &Path) -> String {
+    format!(
+        "hint: the workspace ({}: --workspace, else $WORKSPACE, else ./workspace) must be a \
+         folder this user can create folders in",
+        workspace.display()
+    )
+}
+
 /// `<workspace>/disagg_logs/<name>`.
 pub fn config_dir(workspace: &Path, name: &ConfigName) -> PathBuf {
     workspace.join("disagg_logs").join(name.as_str())

@@ -297,8 +297,9 @@ impl Book {
         let (id, dir) = crate::rundir::create_in(&parent, &crate::rundir::timestamp_run_id())
             .map_err(|e| {
                 format!(
-                    "cannot create a sweep folder under {}: {e}",
-                    parent.display()
+                    "cannot create a sweep folder under {}: {e}\n{}",
+                    parent.display(),
+                    crate::rundir::workspace_hint(&self.workspace)
                 )
             })?;
         std::fs::copy(&sweep.path, dir.join("sweep.yaml")).map_err(|e| {

@@ -730,6 +730,22 @@ fn a_workspace_that_cannot_hold_a_run_folder_is_a_usage_error() {
         r.show()
     );
     assert!(r.stderr().contains("hint: the workspace"), "{}", r.show());
+    // A sweep there: the same usage error, before any point runs.
+    let sweep = CaseSpec {
+        name: "sw-nofolder",
+        extra: "sweep:\n  ctx.count: [1, 2]\n",
+        ..Default::default()
+    }
+    .write(ws.path(), "sweep.yaml");
+    let r = run(&sweep, &workspace, &[], &[]);
+    assert_eq!(r.code(), 2, "{}", r.show());
+    assert!(
+        r.stderr()
+            .contains("error: cannot create a sweep folder under")
+            && r.stderr().contains("hint: the workspace"),
+        "{}",
+        r.show()
+    );
 }
 
 /// `disagg run ... 2>&1 | head -c1`: the console's reader goes away at once; the run goes on,

@@ -134,9 +134,10 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions, slurm: &SlurmOptions) -> 
     let workspace = std::path::absolute(&workspace).unwrap_or(workspace);
     let mut book = match crate::sweep::Book::open(&ready, &workspace, opts.resume) {
         Ok(b) => b,
+        // Nothing was submitted: a usage error, as for a run folder.
         Err(e) => {
             say_err!("error: {e}");
-            return exit::TEST_FAILED;
+            return exit::USAGE;
         }
     };
     let mut codes = book.reused_codes();
