@@ -435,20 +435,36 @@ fn default_itl() -> Duration {
     Duration::from_millis(5)
 }
 
-/// An env var value: YAML scalars are accepted and kept as their text.
+/// An env var value: a YAML string as is, a number or a boolean as its value's text. YAML has
+/// already read a number by the time we see it: `0x10` is 16 and `1e3` is 1000 (quote a
+/// value whose spelling matters).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum EnvValue {
     Str(String),
     Int(i64),
+    Float(EnvFloat),
     Bool(bool),
 }
+
+/// A float env value, compared by its bits (a case is compared and hashed as data).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EnvFloat(pub f64);
+
+impl PartialEq for EnvFloat {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+impl Eq for EnvFloat {}
 
 impl EnvValue {
     pub fn as_string(&self) -> String {
         match self {
             EnvValue::Str(s) => s.clone(),
             EnvValue::Int(i) => i.to_string(),
+            EnvValue::Float(f) => f.0.to_string(),
             EnvValue::Bool(b) => b.to_string(),
         }
     }
@@ -903,5 +919,14 @@ mod tests {
             Some(Duration::from_secs(30))
         );
         assert_eq!(t(1800, Some(0)).stall_in_force(true), None);
+    }
+
+    #[test]
+    fn env_values_of_every_scalar_kind_become_their_text() {
+        let v: BTreeMap<String, EnvValue> =
+            serde_yaml_ng::from_str("A: x\nB: 3\nC: 1.5\nD: 1e3\nE: true\nF: '0x10'\nG: 0x10\n")
+                .unwrap();
+        let text: Vec<String> = v.values().map(EnvValue::as_string).collect();
+        assert_eq!(text, ["x", "3", "1.5", "1000", "true", "0x10", "16"]);
     }
 }

@@ -289,7 +289,7 @@ fn describe(path: &Path, mut key: String, raw: &str, line: Option<usize>, text: 
     }
     if msg.contains("did not match any variant") {
         return CaseError::new(path, key, "this value has the wrong type").at_line(line).hint(
-            "env values are strings, numbers or booleans; `setup` is a command string or a list of arguments",
+            "env values are strings, numbers or booleans (a number is set as its value: quote one whose spelling matters, such as '0x10'); `setup` is a command string or a list of arguments",
         );
     }
     CaseError::new(path, key, format!("not valid YAML for a case: {msg}"))
