@@ -550,7 +550,14 @@ fn check(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
                 "set `perf.baseline: history` to gate on the results store, or drop `perf.history`",
             );
         }
-        if h.runs == 0 || h.min_runs == 0 || h.min_runs > h.runs {
+        if h.runs == 0 {
+            return err(
+                "perf.history.runs",
+                "runs 0 takes no earlier run into the baseline".into(),
+                "e.g. `{runs: 10, min_runs: 3}`: the baseline is the last 10 passed runs, gating from the 3rd",
+            );
+        }
+        if h.min_runs == 0 || h.min_runs > h.runs {
             return err(
                 "perf.history.min_runs",
                 format!(

@@ -36,6 +36,11 @@ fn bad_cases_exit_2_and_create_no_folder() {
             good.replace("name: e2e", "name: ../x"),
             "key `name`",
         ),
+        (
+            "no run kept for the history gate",
+            format!("{good}perf: {{baseline: history, history: {{runs: 0}}}}\n"),
+            "key `perf.history.runs`",
+        ),
     ];
     for (what, text, key) in table {
         let ws = TempDir::new("bad");
