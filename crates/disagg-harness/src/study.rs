@@ -176,7 +176,8 @@ pub fn load_any(path: &Path, workspace: &Path) -> Result<Report, String> {
         ));
     }
     let config = path.display().to_string();
-    let mut store = disagg_store::Store::open_default(workspace).map_err(|e| e.to_string())?;
+    let mut store =
+        disagg_store::Store::open_default_existing(workspace).map_err(|e| e.to_string())?;
     load_history(&mut store, &config)
 }
 

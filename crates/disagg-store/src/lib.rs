@@ -203,6 +203,25 @@ impl Store {
         Self::open(&default_location(workspace))
     }
 
+    /// The workspace's store for reading only: a SQLite file that does not exist is an error
+    /// (no run was recorded there), not a new empty store and a new workspace folder.
+    pub fn open_default_existing(workspace: &Path) -> Result<Self, StoreError> {
+        let location = default_location(workspace);
+        let is_url = location.starts_with("postgres://") || location.starts_with("postgresql://");
+        let file = PathBuf::from(location.strip_prefix("sqlite://").unwrap_or(&location));
+        if !is_url && !file.exists() {
+            return Err(StoreError::Open {
+                store: redact(&location),
+                message: format!(
+                    "no such file: no run has been recorded in this workspace\nhint: name the \
+                     workspace the runs used (--workspace, else $WORKSPACE, else ./workspace), \
+                     or the store in ${STORE_ENV}"
+                ),
+            });
+        }
+        Self::open(&location)
+    }
+
     /// The store's name for messages (passwords removed).
     pub fn name(&self) -> &str {
         &self.name

@@ -182,3 +182,28 @@ fn import_writes_a_case_that_does_not_validate_and_points_into_it() {
     let v = disagg(&["validate", out.to_str().unwrap()], &[]);
     assert_eq!(v.code(), 2, "{}", v.show());
 }
+
+/// `disagg history` and `disagg report CONFIG` only read: pointed at a workspace that recorded
+/// nothing, they say so (exit 2, with the way to name the right one) and create nothing there.
+#[test]
+fn reading_the_history_of_an_empty_workspace_creates_nothing() {
+    let ws = TempDir::new("emptyws");
+    let empty = ws.path().join("never-used");
+    for args in [
+        vec!["history", "some-config", "--workspace"],
+        vec!["report", "some-config", "--workspace"],
+    ] {
+        let mut args = args;
+        args.push(empty.to_str().unwrap());
+        let r = disagg(&args, &[("DISAGG_STORE", "")]);
+        assert_eq!(r.code(), 2, "{}", r.show());
+        assert!(
+            r.stderr()
+                .contains("no run has been recorded in this workspace")
+                && r.stderr().contains("hint: "),
+            "{}",
+            r.show()
+        );
+        assert!(!empty.exists(), "{args:?} created {}", empty.display());
+    }
+}

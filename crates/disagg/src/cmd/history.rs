@@ -31,7 +31,7 @@ pub fn main(a: Args) -> i32 {
         return exit::USAGE;
     };
     let ws = disagg_harness::rundir::resolve_workspace(a.workspace.as_deref());
-    let mut store = match disagg_store::Store::open_default(&ws) {
+    let mut store = match disagg_store::Store::open_default_existing(&ws) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
