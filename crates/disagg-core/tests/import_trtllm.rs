@@ -270,6 +270,19 @@ fn dataset_file_follows_trtllms_resolution_rule() {
             && note.contains("random prompts"),
         "{note}"
     );
+    // The template's placeholder, never filled in: random prompts, said as such.
+    let imported = convert_with(&text_for("<dataset_file>"), "d", &opts).unwrap();
+    assert_eq!(dataset_of(&imported.case_yaml), None);
+    let note = imported
+        .notes
+        .iter()
+        .map(|n| n.to_string())
+        .find(|n| n.starts_with("benchmark.dataset_file"))
+        .expect("a note for the placeholder");
+    assert!(
+        note.contains("placeholder") && note.contains("random prompts"),
+        "{note}"
+    );
 }
 
 #[test]

@@ -650,6 +650,14 @@ fn benchmark_section(cx: &mut Ctx, src: &Src, opts: &Options<'_>) -> Result<Benc
             ),
             "dataset_file" => match dataset_path(v, opts) {
                 DatasetFile::None => {}
+                DatasetFile::Placeholder => cx.note(
+                    &key,
+                    format!(
+                        "{} is the template's placeholder, not a file; random prompts of \
+                         isl/osl tokens instead (set benchmark.dataset for a dataset)",
+                        show(v)
+                    ),
+                ),
                 DatasetFile::Found(path) => put(&mut bench, "dataset", path),
                 DatasetFile::Missing(tried) => cx.note(
                     &key,
@@ -686,8 +694,10 @@ fn benchmark_section(cx: &mut Ctx, src: &Src, opts: &Options<'_>) -> Result<Benc
 
 /// What `dataset_file` resolves to.
 enum DatasetFile {
-    /// Unset, empty or the template's `<dataset_file>`.
+    /// Unset or empty.
     None,
+    /// The template's `<dataset_file>`, never filled in.
+    Placeholder,
     Found(String),
     /// Not found; where it was looked for.
     Missing(String),
@@ -696,12 +706,12 @@ enum DatasetFile {
 /// TensorRT-LLM's rule: `$LLM_MODELS_ROOT/<dataset_file>` when that exists, else the path as
 /// given when that exists, else none (random prompts).
 fn dataset_path(v: &Value, opts: &Options<'_>) -> DatasetFile {
-    let Some(file) = v
-        .as_str()
-        .filter(|f| !f.trim().is_empty() && !placeholder(f))
-    else {
+    let Some(file) = v.as_str().filter(|f| !f.trim().is_empty()) else {
         return DatasetFile::None;
     };
+    if placeholder(file) {
+        return DatasetFile::Placeholder;
+    }
     let mut tried = Vec::new();
     if let Some(root) = &opts.models_root {
         let under = root.join(file);
