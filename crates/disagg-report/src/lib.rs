@@ -33,6 +33,18 @@ pub struct Run {
     pub points: Vec<PointReport>,
 }
 
+impl Run {
+    /// How the report names this run among `runs`: its topology, with its config name when
+    /// another run has the same topology (a sweep over anything but the topology).
+    pub fn tag(&self, runs: &[Run]) -> String {
+        if runs.iter().filter(|r| r.topology == self.topology).count() > 1 {
+            format!("{} ({})", self.topology, self.config_name)
+        } else {
+            self.topology.clone()
+        }
+    }
+}
+
 /// One gated metric of one point over time.
 #[derive(Debug, Clone)]
 pub struct HistorySeries {
@@ -89,9 +101,10 @@ pub fn pareto(runs: &[Run]) -> Vec<ParetoMark> {
         .iter()
         .enumerate()
         .flat_map(|(i, r)| {
+            let tag = r.tag(runs);
             r.points.iter().map(move |p| ParetoMark {
                 run: i,
-                label: format!("{} {}", r.topology, p.point.label()),
+                label: format!("{tag} {}", p.point.label()),
                 x: p.metrics.user_throughput,
                 y: p.metrics.output_throughput / r.gpus.max(1) as f64,
                 frontier: false,
@@ -194,7 +207,7 @@ pub fn render(r: &Report) -> Result<String, String> {
                     let _ = writeln!(
                         h,
                         "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                        esc(&run.topology),
+                        esc(&run.tag(&r.runs)),
                         p.point
                             .concurrency
                             .map(|c| c.to_string())
@@ -370,5 +383,33 @@ mod tests {
         assert_eq!(html.matches("data-pareto-mark=").count(), 4);
         assert_eq!(html.matches("data-frontier=\"true\"").count(), 3);
         assert!(html.contains("<title>t &lt;x&gt;</title>"));
+    }
+
+    #[test]
+    fn runs_of_one_topology_are_told_apart_by_their_config_names() {
+        let run = |name: &str| Run {
+            config_name: name.into(),
+            topology: "ctx1×1gpu gen1×1gpu".into(),
+            gpus: 2,
+            run_dir: String::new(),
+            verdict: "passed".into(),
+            points: vec![point(1, 100.0, 100.0)],
+        };
+        let runs = vec![run("sw-osl50"), run("sw-osl60")];
+        let labels: Vec<String> = pareto(&runs).into_iter().map(|m| m.label).collect();
+        assert_eq!(
+            labels,
+            [
+                "ctx1×1gpu gen1×1gpu (sw-osl50) con1",
+                "ctx1×1gpu gen1×1gpu (sw-osl60) con1"
+            ]
+        );
+        let html = render(&Report {
+            title: "t".into(),
+            runs,
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(html.contains("gen1×1gpu (sw-osl60)</td>"), "{html}");
     }
 }

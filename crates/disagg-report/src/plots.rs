@@ -192,7 +192,7 @@ pub(crate) fn latency_vs_concurrency(
                     c.stroke_width(3),
                 ))
                 .map_err(err)?
-                .label(runs[*i].topology.clone())
+                .label(runs[*i].tag(runs))
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3))
                 });
