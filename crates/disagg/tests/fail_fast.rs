@@ -59,6 +59,23 @@ fn gen_0_dying_mid_stream_fails_a_local_run_within_5s_and_no_further_point_start
         "exit {took:?} after the death\n{shown}"
     );
     assert!(read(&dir.join("summary.md")).contains("FAILED: GEN_0"));
+    // The point GEN_0 died under measured nothing of the servers: it is in no report as a
+    // measured point (whether the sweep ended first or the verdict did).
+    let results = json(&dir.join("results.json"));
+    assert_eq!(
+        results["points"].as_array().map(Vec::len),
+        Some(0),
+        "{results}"
+    );
+    let junit = read(&dir.join("results.xml"));
+    assert!(
+        junit.contains("type=\"NOT_MEASURED\"") && !junit.contains("FAILED_REQUESTS"),
+        "{junit}"
+    );
+    assert!(
+        !read(&dir.join("perf_script_test_results.csv")).contains("con4"),
+        "a con4 row was written"
+    );
     // CTX_0 saw the warmup, the canary and at most the first point's 8 requests.
     let ctx = requests_in(&dir.join("ctx_server_0.requests.jsonl"));
     assert!(

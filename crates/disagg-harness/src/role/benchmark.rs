@@ -147,7 +147,7 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
         )
         .await;
     }
-    let sweep = match sweep {
+    let mut sweep = match sweep {
         Ok(s) => s,
         Err(e) => {
             return finish(
@@ -158,6 +158,10 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
             .await;
         }
     };
+    // Only the points recorded above: a point the sweep measured but this role did not record
+    // (a role died or the run was interrupted under it) is its last, and stays out of every
+    // report, as its log said.
+    sweep.points.truncate(measured.len());
     // Per-request timelines, the CSV and the HDR distributions, beside our own results.json.
     if let Err(e) = sweep.write_outputs(&plan.run_dir.join("bench")) {
         eprintln!("disagg role BENCHMARK: warning: {e}");
