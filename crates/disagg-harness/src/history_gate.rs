@@ -1,8 +1,10 @@
 //! `perf.baseline: history`: gate each metric on the last passed runs of the same case, not on
 //! one hand-kept file.
 //!
-//! For each gated metric of each point, the history is that metric in the last `runs` passed
-//! runs (exit code 0) of the same case hash recorded within `window`. The baseline is their
+//! For each gated metric of each point, the history is that metric in the last `runs` reference
+//! runs of the same case hash recorded within `window`: runs that passed with their own perf
+//! check on and not failing them ([`disagg_store::StoredRun::is_reference`]); a run with the
+//! check skipped never moves the baseline. The baseline is their
 //! median; the band, as a fraction of it, is the larger of the case's `threshold` and `noise`
 //! standard deviations of those values. A metric worse than the baseline by more than the band
 //! regresses; the verdict is [`crate::perf::judge`]'s, the CSV gate's own.
@@ -39,11 +41,14 @@ pub struct HistoryRow {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HistoryReport {
     pub case_hash: String,
-    /// Earlier passed runs found.
+    /// Earlier reference runs found.
     pub runs: usize,
     pub settings: HistoryGate,
     /// Why the check was skipped; `None` when it compared.
     pub skipped: Option<String>,
+    /// Skipped only because the history has fewer than `min_runs` reference runs: the gate was
+    /// on, with nothing yet to compare with (such a run starts the history).
+    pub too_few_runs: bool,
     pub rows: Vec<HistoryRow>,
 }
 
@@ -61,6 +66,7 @@ impl HistoryReport {
             runs,
             settings: settings.clone(),
             skipped: Some(why),
+            too_few_runs: false,
             rows: Vec::new(),
         }
     }
@@ -80,7 +86,7 @@ impl HistoryReport {
             .count();
         let _ = writeln!(
             s,
-            "perf check: {} ({regressed} of {} metrics regressed) against the history: the last {} passed runs of case {short} (median; band = max({}, {} std devs))",
+            "perf check: {} ({regressed} of {} metrics regressed) against the history: the last {} reference runs of case {short} (median; band = max({}, {} std devs))",
             if regressed > 0 { "REGRESSED" } else { "passed" },
             self.rows.len(),
             self.runs,
@@ -192,7 +198,7 @@ pub fn check(
         Ok(m) => m,
         Err(e) => return HistoryReport::skipped(case_hash, settings, 0, e),
     };
-    let runs = match store.passed_runs(case_hash, since, run_dir, settings.runs as usize) {
+    let runs = match store.reference_runs(case_hash, since, run_dir, settings.runs as usize) {
         Ok(r) => r,
         Err(e) => {
             return HistoryReport::skipped(
@@ -205,17 +211,20 @@ pub fn check(
     };
     let short = &case_hash[..case_hash.len().min(12)];
     if runs.len() < settings.min_runs as usize {
-        return HistoryReport::skipped(
-            case_hash,
-            settings,
-            runs.len(),
-            format!(
-                "only {} earlier passed run(s) of case {short} within {window} in {}; the history gate needs at least {} (perf.history.min_runs)",
+        return HistoryReport {
+            too_few_runs: true,
+            ..HistoryReport::skipped(
+                case_hash,
+                settings,
                 runs.len(),
-                store.name(),
-                settings.min_runs
-            ),
-        );
+                format!(
+                    "only {} earlier reference run(s) of case {short} within {window} in {} (runs that passed with the perf check on); the history gate needs at least {} (perf.history.min_runs)",
+                    runs.len(),
+                    store.name(),
+                    settings.min_runs
+                ),
+            )
+        };
     }
     // (point label, metric name) → the history's values.
     let mut history: std::collections::BTreeMap<(String, String), Vec<f64>> = Default::default();
@@ -285,6 +294,7 @@ pub fn check(
         runs: runs.len(),
         settings: settings.clone(),
         skipped: None,
+        too_few_runs: false,
         rows,
     }
 }

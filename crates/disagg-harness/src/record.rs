@@ -180,9 +180,18 @@ fn checks(perf: &PerfOutcome) -> (String, Vec<CheckRecord>) {
                 .collect(),
         ),
         PerfOutcome::History(h) => match &h.skipped {
+            Some(why) if h.too_few_runs => (
+                format!("{}: {why}", disagg_store::PERF_TOO_FEW_RUNS),
+                Vec::new(),
+            ),
             Some(why) => (format!("skipped: {why}"), Vec::new()),
             None => (
-                if h.regressed() { "regressed" } else { "passed" }.into(),
+                if h.regressed() {
+                    "regressed"
+                } else {
+                    disagg_store::PERF_PASSED
+                }
+                .into(),
                 h.rows
                     .iter()
                     .map(|r| CheckRecord {
