@@ -150,7 +150,13 @@ pub fn history_check(plan: &Plan, gate: &HistoryGate, points: &[PointReport]) ->
             &plan.run_dir.display().to_string(),
             points,
         ),
-        Err(e) => HistoryReport::skipped(&hash, gate, 0, format!("no history: {e}")),
+        // Checked before launch; a store lost since is said as such, never "no history".
+        Err(e) => HistoryReport::skipped(
+            &hash,
+            gate,
+            0,
+            format!("the results store cannot be opened: {e}"),
+        ),
     }
 }
 

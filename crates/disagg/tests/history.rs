@@ -222,3 +222,48 @@ fn the_history_gate_works_the_same_on_postgres() {
         }
     }
 }
+
+/// A history gate whose store cannot be used is refused before anything is launched (exit 2),
+/// naming the store, the key and the fix: never a run that measures, then passes with its
+/// check "skipped: no history".
+#[test]
+fn a_history_gate_on_an_unusable_store_is_refused_before_launch() {
+    let dir = TempDir::new("history-store");
+    let ws = dir.path().join("ws");
+    let name = format!("hist-store-{}", std::process::id());
+    let case = write_case(dir.path(), &name);
+    let garbage = dir.path().join("garbage.sqlite");
+    std::fs::write(&garbage, "this is not a database, just bytes\n".repeat(200)).unwrap();
+    let garbage = garbage.to_str().unwrap().to_string();
+    let unreachable = "postgresql://u:secret@127.0.0.1:1/db";
+    for (store, named) in [
+        (garbage.as_str(), garbage.as_str()),
+        (unreachable, "postgresql://u:***@127.0.0.1:1/db"),
+    ] {
+        let r = run(&case, &ws, &[], &[("DISAGG_STORE", store)]);
+        assert_eq!(r.code(), 2, "{store}: {}", r.show());
+        let err = r.stderr();
+        assert!(
+            err.contains(&format!("results store {named}"))
+                && err.contains("perf.baseline")
+                && err.contains("hint: point DISAGG_STORE at"),
+            "{store}: {err}"
+        );
+        assert!(!err.contains("secret"), "the password is shown: {err}");
+        assert!(runs(&ws, &name).is_empty(), "{store}: a run was launched");
+        // With the check skipped the gate needs no store: the run goes ahead.
+    }
+    let r = run(
+        &case,
+        &ws,
+        &["--skip-perf-check"],
+        &[("DISAGG_STORE", unreachable)],
+    );
+    assert_eq!(r.code(), 0, "{}", r.show());
+    assert!(
+        r.stderr()
+            .contains("warning: the run is not in the results store"),
+        "{}",
+        r.show()
+    );
+}
