@@ -59,6 +59,29 @@ impl HistoryReport {
             .any(|r| r.verdict == Some(Verdict::Regressed))
     }
 
+    /// What regressed in point `label`, one line per metric: its JUnit testcase's failure.
+    pub fn regressions_of(&self, label: &str) -> Vec<String> {
+        self.rows
+            .iter()
+            .filter(|r| r.point == label && r.verdict == Some(Verdict::Regressed))
+            .map(|r| {
+                let measured = r.measured.unwrap_or(f64::NAN);
+                let baseline = r.baseline.unwrap_or(f64::NAN);
+                let change = if baseline != 0.0 {
+                    format!(" ({:+.1}%)", (measured - baseline) / baseline.abs() * 100.0)
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{} {measured:.3} against the history's median {baseline:.3}{change} of {} runs, beyond its band ±{:.1}%",
+                    r.metric,
+                    r.values,
+                    r.band.unwrap_or(f64::NAN) * 100.0
+                )
+            })
+            .collect()
+    }
+
     /// A report that compared nothing, with the reason.
     pub fn skipped(case_hash: &str, settings: &HistoryGate, runs: usize, why: String) -> Self {
         Self {
@@ -309,6 +332,30 @@ mod tests {
         assert_eq!(m, 11.5);
         assert!(sd > 40.0, "{sd}");
         assert_eq!(median_and_spread(&[5.0]), (5.0, 0.0));
+    }
+
+    #[test]
+    fn a_point_names_its_own_regressions() {
+        let row = |point: &str, verdict| HistoryRow {
+            point: point.into(),
+            metric: "TOKEN_THROUGHPUT".into(),
+            baseline: Some(100.0),
+            band: Some(0.05),
+            measured: Some(80.0),
+            values: 5,
+            verdict: Some(verdict),
+        };
+        let r = HistoryReport {
+            rows: vec![row("con2", Verdict::Regressed), row("con4", Verdict::Ok)],
+            ..HistoryReport::skipped("h", &HistoryGate::default(), 5, String::new())
+        };
+        assert_eq!(
+            r.regressions_of("con2"),
+            [
+                "TOKEN_THROUGHPUT 80.000 against the history's median 100.000 (-20.0%) of 5 runs, beyond its band ±5.0%"
+            ]
+        );
+        assert!(r.regressions_of("con4").is_empty());
     }
 
     #[test]

@@ -97,9 +97,19 @@ fn gate_on_history(store: Option<&str>) {
     set_itl(&dir.path().join("engine.sh"), "6500us");
     let r = run(&case, &ws, &[], &env);
     assert_eq!(r.code(), 3, "the slower run regresses: {}", r.show());
-    let (text, _) = perf_check(&ws);
+    let (text, regressed) = perf_check(&ws);
     assert!(text.starts_with("perf check: REGRESSED"), "{text}");
     assert!(text.contains("the last 5 reference runs"), "{text}");
+    // The regressed point fails its own JUnit testcase, as with a CSV baseline.
+    let cases = junit_cases(&regressed.join("results.xml"));
+    let con4 = cases.iter().find(|c| c.0 == "con4").unwrap();
+    assert_eq!(con4.2.as_deref(), Some("PERF_REGRESSION"), "{cases:?}");
+    assert!(
+        con4.1
+            .as_deref()
+            .is_some_and(|m| m.contains("MEDIAN_OUTPUT_TOKEN_TIME") && m.contains("median")),
+        "{cases:?}"
+    );
     // Every verdict shows the baseline, the band and the measured value.
     let tpot = text
         .lines()
