@@ -171,16 +171,14 @@ fn checks(perf: &PerfOutcome) -> (String, Vec<CheckRecord>) {
             r.rows
                 .iter()
                 .map(|c| CheckRecord {
-                    point: c
-                        .perf_case_name
-                        .rsplit_once('-')
-                        .map(|(_, l)| l.to_string())
-                        .unwrap_or_else(|| c.perf_case_name.clone()),
+                    // The point's label as its results name it (`con2`, `rate2.5`), whatever
+                    // layout the baseline's perf_case_name has.
+                    point: c.point.clone(),
                     metric: c.metric_type.clone(),
                     baseline: Some(c.baseline),
                     band: Some(c.threshold.abs()),
                     measured: c.measured,
-                    verdict: format!("{:?}", c.verdict).to_lowercase(),
+                    verdict: history_gate::verdict_word(c.verdict).to_lowercase(),
                     source: "csv".into(),
                 })
                 .collect(),
@@ -276,6 +274,50 @@ pub fn record_run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_csv_check_is_stored_under_its_point_label_with_the_verdict_word() {
+        use crate::perf::{Comparison, PerfReport, Verdict};
+        let row = |name: &str, point: &str, verdict| Comparison {
+            perf_case_name: name.into(),
+            point: point.into(),
+            metric_type: "SEQ_THROUGHPUT".into(),
+            baseline: 10.0,
+            measured: Some(8.0),
+            threshold: -0.1,
+            absolute_threshold: 0.0,
+            threshold_defaulted: false,
+            verdict,
+        };
+        let report = PerfReport {
+            baseline: PathBuf::from("b.csv"),
+            rows: vec![
+                // TensorRT-LLM's disagg harness names, ours, and a config name with dashes.
+                row("disagg_perf_qbtrt_con:2", "con2", Verdict::WorseNotGated),
+                row(
+                    "disagg::test_perf_metric_seq_throughput[my-cfg-rate2.5]",
+                    "rate2.5",
+                    Verdict::Regressed,
+                ),
+                row("my-cfg-con8", "con8", Verdict::NotMeasured),
+            ],
+            unchecked_points: Vec::new(),
+        };
+        let (verdict, rows) = checks(&PerfOutcome::Checked(report));
+        assert_eq!(verdict, "regressed");
+        let got: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.point.as_str(), r.verdict.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("con2", "worse (not gated)"),
+                ("rate2.5", "regressed"),
+                ("con8", "not measured")
+            ]
+        );
+    }
 
     #[test]
     fn only_a_run_folder_in_a_workspace_has_a_store() {
