@@ -191,11 +191,16 @@ fn checks(perf: &PerfOutcome) -> (String, Vec<CheckRecord>) {
             Some(why) => (format!("skipped: {why}"), Vec::new()),
             None => (
                 if h.regressed() {
-                    "regressed"
+                    "regressed".into()
+                } else if h.too_noisy() > 0 {
+                    format!(
+                        "{}: {} metric(s) not checked)",
+                        disagg_store::PERF_TOO_NOISY,
+                        h.too_noisy()
+                    )
                 } else {
-                    disagg_store::PERF_PASSED
-                }
-                .into(),
+                    disagg_store::PERF_PASSED.into()
+                },
                 h.rows
                     .iter()
                     .map(|r| CheckRecord {
@@ -204,10 +209,11 @@ fn checks(perf: &PerfOutcome) -> (String, Vec<CheckRecord>) {
                         baseline: r.baseline,
                         band: r.band,
                         measured: r.measured,
-                        verdict: r
-                            .verdict
-                            .map(|v| history_gate::verdict_word(v).to_lowercase())
-                            .unwrap_or_else(|| "skipped".into()),
+                        verdict: match r.verdict {
+                            Some(v) => history_gate::verdict_word(v).to_lowercase(),
+                            None if r.too_noisy => "too noisy to gate".into(),
+                            None => "skipped".into(),
+                        },
                         source: "history".into(),
                     })
                     .collect(),

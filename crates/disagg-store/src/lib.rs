@@ -145,12 +145,16 @@ impl StoredRun {
     /// Whether the history gate may take this run as a reference: it passed (exit code 0) and
     /// its own perf check was on and did not fail it: the check ran and passed
     /// ([`PERF_PASSED`]), or it was a history check with too few earlier runs to compare with
-    /// ([`PERF_TOO_FEW_RUNS`]: how a history starts, since nothing could check the first runs).
-    /// A run whose check was turned off (`SKIP_PERF_CHECK`), or could not be made, is never one.
+    /// ([`PERF_TOO_FEW_RUNS`]: how a history starts, since nothing could check the first runs),
+    /// or a history check that passed what it could gate and found some metric's history too
+    /// noisy to gate ([`PERF_TOO_NOISY`]: else a noisy history could not be replaced by new runs
+    /// until it left the window). A run whose check was turned off (`SKIP_PERF_CHECK`), or
+    /// could not be made, is never one.
     pub fn is_reference(&self) -> bool {
         self.exit_code == 0
             && (self.perf_verdict == PERF_PASSED
                 || self.perf_verdict.starts_with(PERF_TOO_FEW_RUNS)
+                || self.perf_verdict.starts_with(PERF_TOO_NOISY)
                 // Recorded before these words: the too-few-runs skip.
                 || self.perf_verdict.starts_with("skipped: only "))
     }
@@ -160,6 +164,9 @@ impl StoredRun {
 pub const PERF_PASSED: &str = "passed";
 /// The start of a run's `perf_verdict` when its history check had too few earlier runs.
 pub const PERF_TOO_FEW_RUNS: &str = "skipped (too few runs)";
+/// The start of a run's `perf_verdict` when its history check regressed nothing it could gate
+/// and found some metric's history too noisy to gate.
+pub const PERF_TOO_NOISY: &str = "passed (too noisy to gate";
 
 /// A stored point with its metrics.
 #[derive(Debug, Clone, PartialEq)]
@@ -544,6 +551,12 @@ mod tests {
             run("regressed", 3, "regressed", 6),
             run("failed", 1, "not run", 7),
             run("ok2", 0, "passed", 8),
+            run(
+                "noisy",
+                0,
+                "passed (too noisy to gate: 1 metric(s) not checked)",
+                8,
+            ),
             run("self", 0, "passed", 9),
         ];
         for r in &runs {
@@ -553,12 +566,12 @@ mod tests {
         let dirs = |v: Vec<StoredRun>| v.into_iter().map(|r| r.run_dir).collect::<Vec<_>>();
         assert_eq!(
             dirs(store.reference_runs("h", since, "self", 10).unwrap()),
-            ["ok2", "ok", "old", "boot"]
+            ["noisy", "ok2", "ok", "old", "boot"]
         );
         // The limit counts references only: the skipped run does not take a place.
         assert_eq!(
             dirs(store.reference_runs("h", since, "self", 2).unwrap()),
-            ["ok2", "ok"]
+            ["noisy", "ok2"]
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
