@@ -822,9 +822,10 @@ impl Perf {
     }
 }
 
-/// The history gate: each gated metric against the last `runs` passed runs of the same case
+/// The history gate: each gated metric against the last `runs` reference runs of the same case
 /// hash within `window`, with a band of the larger of `threshold` and `noise` times those runs'
-/// relative spread. Fewer than `min_runs` runs: the check is skipped, with the reason.
+/// relative robust spread (1.4826 × MAD). Fewer than `min_runs` runs: the check is skipped,
+/// with the reason.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryGate {
@@ -837,7 +838,7 @@ pub struct HistoryGate {
     /// The relative threshold (a fraction): `0.05` is 5 %.
     #[serde(default = "five_percent")]
     pub threshold: f64,
-    /// How many standard deviations of the history a change must exceed.
+    /// How many robust standard deviations (1.4826 × MAD) of the history a change must exceed.
     #[serde(default = "three_f")]
     pub noise: f64,
     /// The metrics that gate (`TOKEN_THROUGHPUT`, `MEDIAN_TTFT`, ...); by default the

@@ -46,7 +46,7 @@ pub fn render(store: &mut Store, config: &str, metric: &str) -> Result<String, S
     for l in &labels {
         let _ = write!(s, " {l:>12}");
     }
-    let _ = writeln!(s, "  perf check");
+    let _ = writeln!(s, "  {:<3}  perf check", "ref");
     for (r, values) in rows {
         let _ = write!(
             s,
@@ -74,7 +74,9 @@ pub fn render(store: &mut Store, config: &str, metric: &str) -> Result<String, S
                 }
             }
         }
-        let _ = writeln!(s, "  {}", r.perf_verdict);
+        // Whether its case's history gate takes it as a reference.
+        let reference = if r.is_reference() { "yes" } else { "no" };
+        let _ = writeln!(s, "  {reference:<3}  {}", r.perf_verdict);
     }
     Ok(s)
 }

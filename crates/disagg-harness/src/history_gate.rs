@@ -1,11 +1,17 @@
 //! `perf.baseline: history`: gate each metric on the last passed runs of the same case, not on
 //! one hand-kept file.
 //!
-//! For each gated metric of each point, the history is that metric in the last `runs` passed
-//! runs (exit code 0) of the same case hash recorded within `window`. The baseline is their
-//! median; the band, as a fraction of it, is the larger of the case's `threshold` and `noise`
-//! standard deviations of those values. A metric worse than the baseline by more than the band
-//! regresses; the verdict is [`crate::perf::judge`]'s, the CSV gate's own.
+//! For each gated metric of each point, the history is that metric in the last `runs` reference
+//! runs of the same case hash recorded within `window`: runs that passed with their own perf
+//! check on and not failing them ([`disagg_store::StoredRun::is_reference`]); a run with the
+//! check skipped never moves the baseline. The baseline is their median; the band, as a fraction
+//! of it, is the larger of the case's `threshold` and `noise` robust standard deviations of those
+//! values (the median absolute deviation × 1.4826, so that one outlying run does not widen it).
+//! A metric worse than the baseline by more than the band regresses; the verdict is
+//! [`crate::perf::judge`]'s, the CSV gate's own. A band wider than the baseline itself (beyond
+//! ±[`MAX_BAND`]) would pass anything: that metric is "too noisy to gate", not checked, and the
+//! check says so as a warning; it does not fail the run (which could then never pass, and so
+//! never replace the noisy runs, until they leave the window).
 //!
 //! Fewer than `min_runs` runs in the history: the check is skipped, and says why; never passed.
 
@@ -31,19 +37,32 @@ pub struct HistoryRow {
     pub measured: Option<f64>,
     /// How many earlier values the baseline is made of.
     pub values: usize,
-    /// `None` when this row has too few values to judge.
+    /// `None` when this row has too few values to judge, or is too noisy to gate.
     pub verdict: Option<Verdict>,
+    /// The band would exceed [`MAX_BAND`]: not judged.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub too_noisy: bool,
 }
+
+/// The widest band that still gates: ±100% of the baseline. A metric whose history is noisier
+/// than that is "too noisy to gate".
+pub const MAX_BAND: f64 = 1.0;
+
+/// Scales the median absolute deviation to a standard deviation for normal data.
+const MAD_SCALE: f64 = 1.4826;
 
 /// The whole history check.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HistoryReport {
     pub case_hash: String,
-    /// Earlier passed runs found.
+    /// Earlier reference runs found.
     pub runs: usize,
     pub settings: HistoryGate,
     /// Why the check was skipped; `None` when it compared.
     pub skipped: Option<String>,
+    /// Skipped only because the history has fewer than `min_runs` reference runs: the gate was
+    /// on, with nothing yet to compare with (such a run starts the history).
+    pub too_few_runs: bool,
     pub rows: Vec<HistoryRow>,
 }
 
@@ -54,6 +73,34 @@ impl HistoryReport {
             .any(|r| r.verdict == Some(Verdict::Regressed))
     }
 
+    /// What regressed in point `label`, one line per metric: its JUnit testcase's failure.
+    pub fn regressions_of(&self, label: &str) -> Vec<String> {
+        self.rows
+            .iter()
+            .filter(|r| r.point == label && r.verdict == Some(Verdict::Regressed))
+            .map(|r| {
+                let measured = r.measured.unwrap_or(f64::NAN);
+                let baseline = r.baseline.unwrap_or(f64::NAN);
+                let change = if baseline != 0.0 {
+                    format!(" ({:+.1}%)", (measured - baseline) / baseline.abs() * 100.0)
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{} {measured:.3} against the history's median {baseline:.3}{change} of {} runs, beyond its band ±{:.1}%",
+                    r.metric,
+                    r.values,
+                    r.band.unwrap_or(f64::NAN) * 100.0
+                )
+            })
+            .collect()
+    }
+
+    /// How many metrics were too noisy to gate.
+    pub fn too_noisy(&self) -> usize {
+        self.rows.iter().filter(|r| r.too_noisy).count()
+    }
+
     /// A report that compared nothing, with the reason.
     pub fn skipped(case_hash: &str, settings: &HistoryGate, runs: usize, why: String) -> Self {
         Self {
@@ -61,6 +108,7 @@ impl HistoryReport {
             runs,
             settings: settings.clone(),
             skipped: Some(why),
+            too_few_runs: false,
             rows: Vec::new(),
         }
     }
@@ -78,15 +126,28 @@ impl HistoryReport {
             .iter()
             .filter(|r| r.verdict == Some(Verdict::Regressed))
             .count();
+        let noisy = self.too_noisy();
         let _ = writeln!(
             s,
-            "perf check: {} ({regressed} of {} metrics regressed) against the history: the last {} passed runs of case {short} (median; band = max({}, {} std devs))",
+            "perf check: {} ({regressed} of {} metrics regressed{}) against the history: the last {} reference runs of case {short} (median; band = max({}, {} robust std devs: 1.4826 × MAD))",
             if regressed > 0 { "REGRESSED" } else { "passed" },
             self.rows.len(),
+            if noisy > 0 {
+                format!("; {noisy} too noisy to gate, not checked")
+            } else {
+                String::new()
+            },
             self.runs,
             self.settings.threshold,
             self.settings.noise,
         );
+        if noisy > 0 {
+            let _ = writeln!(
+                s,
+                "warning: {noisy} metric(s) too noisy to gate: the history's spread makes the band wider than ±{:.0}% of the baseline, which would pass anything; they were not checked (a warning, not a failure)",
+                MAX_BAND * 100.0
+            );
+        }
         let _ = writeln!(
             s,
             "{:<10} {:<24} {:>12} {:>8} {:>12} {:>8} {:>6}  verdict",
@@ -112,6 +173,7 @@ impl HistoryReport {
                 r.values,
                 match r.verdict {
                     Some(v) => verdict_word(v),
+                    None if r.too_noisy => "too noisy to gate",
                     None => "skipped (too few values)",
                 }
             );
@@ -156,23 +218,23 @@ pub fn gated_metrics(settings: &HistoryGate) -> Result<Vec<MetricType>, String> 
         .collect()
 }
 
-/// Median and sample standard deviation.
-fn median_and_spread(values: &[f64]) -> (f64, f64) {
+fn median(values: &[f64]) -> f64 {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    let median = if n % 2 == 1 {
+    if n % 2 == 1 {
         v[n / 2]
     } else {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
-    };
-    let mean = v.iter().sum::<f64>() / n as f64;
-    let var = if n > 1 {
-        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64
-    } else {
-        0.0
-    };
-    (median, var.sqrt())
+    }
+}
+
+/// Median and robust standard deviation: the median absolute deviation from the median, scaled
+/// by 1.4826 (a standard deviation for normal data), which one outlier cannot inflate.
+fn median_and_spread(values: &[f64]) -> (f64, f64) {
+    let m = median(values);
+    let deviations: Vec<f64> = values.iter().map(|x| (x - m).abs()).collect();
+    (m, MAD_SCALE * median(&deviations))
 }
 
 /// The check: `points` (this run) against the store's history of `case_hash`, leaving out this
@@ -192,7 +254,7 @@ pub fn check(
         Ok(m) => m,
         Err(e) => return HistoryReport::skipped(case_hash, settings, 0, e),
     };
-    let runs = match store.passed_runs(case_hash, since, run_dir, settings.runs as usize) {
+    let runs = match store.reference_runs(case_hash, since, run_dir, settings.runs as usize) {
         Ok(r) => r,
         Err(e) => {
             return HistoryReport::skipped(
@@ -205,17 +267,20 @@ pub fn check(
     };
     let short = &case_hash[..case_hash.len().min(12)];
     if runs.len() < settings.min_runs as usize {
-        return HistoryReport::skipped(
-            case_hash,
-            settings,
-            runs.len(),
-            format!(
-                "only {} earlier passed run(s) of case {short} within {window} in {}; the history gate needs at least {} (perf.history.min_runs)",
+        return HistoryReport {
+            too_few_runs: true,
+            ..HistoryReport::skipped(
+                case_hash,
+                settings,
                 runs.len(),
-                store.name(),
-                settings.min_runs
-            ),
-        );
+                format!(
+                    "only {} earlier reference run(s) of case {short} within {window} in {} (runs that passed with the perf check on); the history gate needs at least {} (perf.history.min_runs)",
+                    runs.len(),
+                    store.name(),
+                    settings.min_runs
+                ),
+            )
+        };
     }
     // (point label, metric name) → the history's values.
     let mut history: std::collections::BTreeMap<(String, String), Vec<f64>> = Default::default();
@@ -258,6 +323,7 @@ pub fn check(
                     measured: Some(measured),
                     values: values.len(),
                     verdict: None,
+                    too_noisy: false,
                 });
                 continue;
             }
@@ -268,6 +334,7 @@ pub fn check(
                 0.0
             };
             let band = settings.threshold.max(settings.noise * spread);
+            let too_noisy = band.is_nan() || band > MAX_BAND;
             let signed = if m.higher_is_better() { -band } else { band };
             rows.push(HistoryRow {
                 point: label.clone(),
@@ -276,7 +343,8 @@ pub fn check(
                 band: Some(band),
                 measured: Some(measured),
                 values: values.len(),
-                verdict: Some(judge(baseline, measured, signed, 0.0, true)),
+                verdict: (!too_noisy).then(|| judge(baseline, measured, signed, 0.0, true)),
+                too_noisy,
             });
         }
     }
@@ -285,6 +353,7 @@ pub fn check(
         runs: runs.len(),
         settings: settings.clone(),
         skipped: None,
+        too_few_runs: false,
         rows,
     }
 }
@@ -294,11 +363,128 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_baseline_is_the_median_and_the_spread_the_sample_deviation() {
+    fn the_baseline_is_the_median_and_the_spread_robust_to_one_outlier() {
+        // One 100 among ~11: the sample deviation would be ~44; the MAD-based one stays ~1.
         let (m, sd) = median_and_spread(&[10.0, 12.0, 11.0, 100.0]);
         assert_eq!(m, 11.5);
-        assert!(sd > 40.0, "{sd}");
+        assert!((sd - 1.4826).abs() < 1e-9, "{sd}");
         assert_eq!(median_and_spread(&[5.0]), (5.0, 0.0));
+    }
+
+    #[test]
+    fn a_point_names_its_own_regressions() {
+        let row = |point: &str, verdict| HistoryRow {
+            point: point.into(),
+            metric: "TOKEN_THROUGHPUT".into(),
+            baseline: Some(100.0),
+            band: Some(0.05),
+            measured: Some(80.0),
+            values: 5,
+            verdict: Some(verdict),
+            too_noisy: false,
+        };
+        let r = HistoryReport {
+            rows: vec![row("con2", Verdict::Regressed), row("con4", Verdict::Ok)],
+            ..HistoryReport::skipped("h", &HistoryGate::default(), 5, String::new())
+        };
+        assert_eq!(
+            r.regressions_of("con2"),
+            [
+                "TOKEN_THROUGHPUT 80.000 against the history's median 100.000 (-20.0%) of 5 runs, beyond its band ±5.0%"
+            ]
+        );
+        assert!(r.regressions_of("con4").is_empty());
+    }
+
+    /// `check` of a run measuring MEDIAN_TPOT `measured` at con4 against earlier runs with
+    /// `history` as theirs.
+    fn check_tpot(history: &[f64], measured: f64) -> HistoryReport {
+        let dir = std::env::temp_dir().join(format!(
+            "disagg-history-gate-{}-{}",
+            std::process::id(),
+            history.len() as f64 + history.iter().sum::<f64>() * 1000.0 + measured
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut store =
+            disagg_store::Store::open(&dir.join("s.sqlite").display().to_string()).unwrap();
+        let metric = MetricType::parse("MEDIAN_TPOT").unwrap();
+        for (i, v) in history.iter().enumerate() {
+            store
+                .record(&disagg_store::RunRecord {
+                    run_id: format!("{i}"),
+                    config_name: "c".into(),
+                    case_hash: "h".into(),
+                    run_dir: format!("/ws/{i}"),
+                    sweep: None,
+                    recorded_at: SystemTime::now(),
+                    verdict: "passed".into(),
+                    exit_code: 0,
+                    engine: "sim".into(),
+                    versions: Default::default(),
+                    ctx: Default::default(),
+                    generation: Default::default(),
+                    topology: String::new(),
+                    perf_verdict: "passed".into(),
+                    points: vec![disagg_store::PointRecord {
+                        label: "con4".into(),
+                        concurrency: Some(4),
+                        request_rate: None,
+                        valid: true,
+                        metrics: vec![(metric.name(), *v)],
+                        json: String::new(),
+                    }],
+                    checks: Vec::new(),
+                })
+                .unwrap();
+        }
+        let settings = HistoryGate {
+            runs: 10,
+            min_runs: 3,
+            threshold: 0.15,
+            metrics: vec!["MEDIAN_TPOT".into()],
+            ..Default::default()
+        };
+        let mut p = crate::perf::tests::point(4);
+        p.metrics.tpot.median_ms = measured;
+        let r = check(&mut store, &settings, "h", "/ws/this", &[p]);
+        let _ = std::fs::remove_dir_all(&dir);
+        r
+    }
+
+    #[test]
+    fn one_outlier_in_the_history_does_not_blind_the_gate() {
+        // QA's case: one 20 ms run among 5 ms ones. With 3 sample std devs the band was ±443%
+        // and a doubling passed as "ok"; the robust spread keeps it at the threshold.
+        let r = check_tpot(&[5.0, 5.1, 4.9, 5.0, 20.0], 10.0);
+        assert_eq!(r.rows.len(), 1, "{}", r.render());
+        assert_eq!(r.rows[0].baseline, Some(5.0));
+        assert!(r.rows[0].band.unwrap() < 0.2, "{}", r.render());
+        assert!(r.regressed(), "{}", r.render());
+        assert_eq!(r.too_noisy(), 0);
+        // And the steady value still passes.
+        assert!(!check_tpot(&[5.0, 5.1, 4.9, 5.0, 20.0], 5.2).regressed());
+    }
+
+    #[test]
+    fn a_history_noisier_than_its_own_scale_is_too_noisy_to_gate_and_says_so() {
+        let r = check_tpot(&[1.0, 3.0, 5.0, 12.0, 25.0], 40.0);
+        let text = r.render();
+        assert!(r.rows[0].band.unwrap() > MAX_BAND, "{text}");
+        assert!(r.rows[0].too_noisy && r.rows[0].verdict.is_none(), "{text}");
+        // Not a pass of the metric, and not a failure of the run: a warning.
+        assert!(!r.regressed(), "{text}");
+        assert!(
+            text.starts_with(
+                "perf check: passed (0 of 1 metrics regressed; 1 too noisy to gate, not checked)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nwarning: 1 metric(s) too noisy to gate"),
+            "{text}"
+        );
+        assert!(text.trim_end().ends_with("too noisy to gate"), "{text}");
     }
 
     #[test]

@@ -839,7 +839,7 @@ pub fn write_results_csv(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use disagg_bench::{LatencyStats, PointId};
 

@@ -150,7 +150,13 @@ pub fn history_check(plan: &Plan, gate: &HistoryGate, points: &[PointReport]) ->
             &plan.run_dir.display().to_string(),
             points,
         ),
-        Err(e) => HistoryReport::skipped(&hash, gate, 0, format!("no history: {e}")),
+        // Checked before launch; a store lost since is said as such, never "no history".
+        Err(e) => HistoryReport::skipped(
+            &hash,
+            gate,
+            0,
+            format!("the results store cannot be opened: {e}"),
+        ),
     }
 }
 
@@ -165,24 +171,36 @@ fn checks(perf: &PerfOutcome) -> (String, Vec<CheckRecord>) {
             r.rows
                 .iter()
                 .map(|c| CheckRecord {
-                    point: c
-                        .perf_case_name
-                        .rsplit_once('-')
-                        .map(|(_, l)| l.to_string())
-                        .unwrap_or_else(|| c.perf_case_name.clone()),
+                    // The point's label as its results name it (`con2`, `rate2.5`), whatever
+                    // layout the baseline's perf_case_name has.
+                    point: c.point.clone(),
                     metric: c.metric_type.clone(),
                     baseline: Some(c.baseline),
                     band: Some(c.threshold.abs()),
                     measured: c.measured,
-                    verdict: format!("{:?}", c.verdict).to_lowercase(),
+                    verdict: history_gate::verdict_word(c.verdict).to_lowercase(),
                     source: "csv".into(),
                 })
                 .collect(),
         ),
         PerfOutcome::History(h) => match &h.skipped {
+            Some(why) if h.too_few_runs => (
+                format!("{}: {why}", disagg_store::PERF_TOO_FEW_RUNS),
+                Vec::new(),
+            ),
             Some(why) => (format!("skipped: {why}"), Vec::new()),
             None => (
-                if h.regressed() { "regressed" } else { "passed" }.into(),
+                if h.regressed() {
+                    "regressed".into()
+                } else if h.too_noisy() > 0 {
+                    format!(
+                        "{}: {} metric(s) not checked)",
+                        disagg_store::PERF_TOO_NOISY,
+                        h.too_noisy()
+                    )
+                } else {
+                    disagg_store::PERF_PASSED.into()
+                },
                 h.rows
                     .iter()
                     .map(|r| CheckRecord {
@@ -191,10 +209,11 @@ fn checks(perf: &PerfOutcome) -> (String, Vec<CheckRecord>) {
                         baseline: r.baseline,
                         band: r.band,
                         measured: r.measured,
-                        verdict: r
-                            .verdict
-                            .map(|v| history_gate::verdict_word(v).to_lowercase())
-                            .unwrap_or_else(|| "skipped".into()),
+                        verdict: match r.verdict {
+                            Some(v) => history_gate::verdict_word(v).to_lowercase(),
+                            None if r.too_noisy => "too noisy to gate".into(),
+                            None => "skipped".into(),
+                        },
                         source: "history".into(),
                     })
                     .collect(),
@@ -261,6 +280,50 @@ pub fn record_run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_csv_check_is_stored_under_its_point_label_with_the_verdict_word() {
+        use crate::perf::{Comparison, PerfReport, Verdict};
+        let row = |name: &str, point: &str, verdict| Comparison {
+            perf_case_name: name.into(),
+            point: point.into(),
+            metric_type: "SEQ_THROUGHPUT".into(),
+            baseline: 10.0,
+            measured: Some(8.0),
+            threshold: -0.1,
+            absolute_threshold: 0.0,
+            threshold_defaulted: false,
+            verdict,
+        };
+        let report = PerfReport {
+            baseline: PathBuf::from("b.csv"),
+            rows: vec![
+                // TensorRT-LLM's disagg harness names, ours, and a config name with dashes.
+                row("disagg_perf_qbtrt_con:2", "con2", Verdict::WorseNotGated),
+                row(
+                    "disagg::test_perf_metric_seq_throughput[my-cfg-rate2.5]",
+                    "rate2.5",
+                    Verdict::Regressed,
+                ),
+                row("my-cfg-con8", "con8", Verdict::NotMeasured),
+            ],
+            unchecked_points: Vec::new(),
+        };
+        let (verdict, rows) = checks(&PerfOutcome::Checked(report));
+        assert_eq!(verdict, "regressed");
+        let got: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.point.as_str(), r.verdict.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("con2", "worse (not gated)"),
+                ("rate2.5", "regressed"),
+                ("con8", "not measured")
+            ]
+        );
+    }
 
     #[test]
     fn only_a_run_folder_in_a_workspace_has_a_store() {

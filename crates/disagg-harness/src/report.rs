@@ -113,6 +113,7 @@ pub fn junit(
     for p in points {
         let regressions = match perf {
             PerfOutcome::Checked(r) => r.regressions_of(&p.point.label()),
+            PerfOutcome::History(h) => h.regressions_of(&p.point.label()),
             _ => Vec::new(),
         };
         let status = match p.validity.problems.first() {

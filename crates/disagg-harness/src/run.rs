@@ -161,6 +161,42 @@ pub(crate) fn check_all(paths: &[PathBuf], skip_perf: bool) -> Option<Vec<Ready>
     (!bad).then_some(ready)
 }
 
+/// `perf.baseline: history` needs the results store: a case gating on it, with the check not
+/// skipped, is refused before anything is launched when the store (`DISAGG_STORE`, else the
+/// workspace's SQLite file) cannot be opened, naming the store, the key and the fix. Else every
+/// run would launch, measure and then pass with its check "skipped", gating nothing. `true`
+/// when every such case can use it.
+pub(crate) fn history_store_usable(ready: &[Ready], workspace: &Path, skip_perf: bool) -> bool {
+    if skip_perf {
+        return true;
+    }
+    let Some(r) = ready
+        .iter()
+        .find(|r| r.case.case.perf.history_gate().is_some())
+    else {
+        return true;
+    };
+    match disagg_store::Store::open_default(workspace) {
+        Ok(_) => true,
+        Err(e) => {
+            let text = std::fs::read_to_string(&r.case.path).unwrap_or_default();
+            let err = disagg_core::CaseError::new(
+                &r.case.path,
+                "perf.baseline",
+                format!("`history` gates on the results store, which cannot be used: {e}"),
+            )
+            .at_line(disagg_core::locate::line_of(&text, "perf.baseline"))
+            .hint(format!(
+                "point {} at a reachable postgresql:// URL or a writable SQLite file, or unset it to use {}; --skip-perf-check runs without the gate",
+                disagg_store::STORE_ENV,
+                workspace.join(disagg_store::SQLITE_FILE).display()
+            ));
+            say_err!("error: {err}");
+            false
+        }
+    }
+}
+
 /// The labels of the points a case measures (`con8`, `rate2.5`), as its results will name them.
 fn planned_labels(case: &LoadedCase) -> Vec<String> {
     let b = &case.case.benchmark;
@@ -277,6 +313,9 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions) -> i32 {
     crate::procs::become_subreaper();
     let workspace = rundir::resolve_workspace(opts.workspace.as_deref());
     let workspace = std::path::absolute(&workspace).unwrap_or(workspace);
+    if !history_store_usable(&ready, &workspace, skip_perf) {
+        return exit::USAGE;
+    }
     let mut book = match crate::sweep::Book::open(&ready, &workspace, opts.resume) {
         Ok(b) => b,
         // Nothing was launched: a usage error, as for a run folder.

@@ -141,7 +141,32 @@ impl StoredRun {
     pub fn gpus(&self) -> u32 {
         self.ctx.gpus() + self.generation.gpus()
     }
+
+    /// Whether the history gate may take this run as a reference: it passed (exit code 0) and
+    /// its own perf check was on and did not fail it: the check ran and passed
+    /// ([`PERF_PASSED`]), or it was a history check with too few earlier runs to compare with
+    /// ([`PERF_TOO_FEW_RUNS`]: how a history starts, since nothing could check the first runs),
+    /// or a history check that passed what it could gate and found some metric's history too
+    /// noisy to gate ([`PERF_TOO_NOISY`]: else a noisy history could not be replaced by new runs
+    /// until it left the window). A run whose check was turned off (`SKIP_PERF_CHECK`), or
+    /// could not be made, is never one.
+    pub fn is_reference(&self) -> bool {
+        self.exit_code == 0
+            && (self.perf_verdict == PERF_PASSED
+                || self.perf_verdict.starts_with(PERF_TOO_FEW_RUNS)
+                || self.perf_verdict.starts_with(PERF_TOO_NOISY)
+                // Recorded before these words: the too-few-runs skip.
+                || self.perf_verdict.starts_with("skipped: only "))
+    }
 }
+
+/// A run's `perf_verdict` when its perf check ran and passed.
+pub const PERF_PASSED: &str = "passed";
+/// The start of a run's `perf_verdict` when its history check had too few earlier runs.
+pub const PERF_TOO_FEW_RUNS: &str = "skipped (too few runs)";
+/// The start of a run's `perf_verdict` when its history check regressed nothing it could gate
+/// and found some metric's history too noisy to gate.
+pub const PERF_TOO_NOISY: &str = "passed (too noisy to gate";
 
 /// A stored point with its metrics.
 #[derive(Debug, Clone, PartialEq)]
@@ -375,25 +400,28 @@ impl Store {
             .next())
     }
 
-    /// The last `limit` passed runs (exit code 0) of a case hash recorded at or after `since`,
-    /// newest first, leaving out the run folder `except`.
-    pub fn passed_runs(
+    /// The last `limit` runs of a case hash recorded at or after `since` that may be a history
+    /// gate's reference ([`StoredRun::is_reference`]), newest first, leaving out the run folder
+    /// `except`.
+    pub fn reference_runs(
         &mut self,
         case_hash: &str,
         since: SystemTime,
         except: &str,
         limit: usize,
     ) -> Result<Vec<StoredRun>, StoreError> {
-        self.select_runs(
+        let mut runs = self.select_runs(
             "WHERE case_hash = ? AND exit_code = 0 AND recorded_at >= ? AND run_dir <> ? \
-             ORDER BY recorded_at DESC, id DESC LIMIT ?",
+             ORDER BY recorded_at DESC, id DESC",
             &[
                 Val::text(case_hash),
                 Val::text(&timestamp(since)),
                 Val::text(except),
-                Val::int(limit as i64),
             ],
-        )
+        )?;
+        runs.retain(StoredRun::is_reference);
+        runs.truncate(limit);
+        Ok(runs)
     }
 
     /// Every run recorded, oldest first.
@@ -505,6 +533,67 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn run(dir: &str, exit_code: i32, perf_verdict: &str, at: u64) -> RunRecord {
+        RunRecord {
+            run_id: dir.into(),
+            config_name: "c".into(),
+            case_hash: "h".into(),
+            run_dir: dir.into(),
+            sweep: None,
+            recorded_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + at),
+            verdict: "passed".into(),
+            exit_code,
+            engine: "sim".into(),
+            versions: Versions::default(),
+            ctx: Group::default(),
+            generation: Group::default(),
+            topology: String::new(),
+            perf_verdict: perf_verdict.into(),
+            points: Vec::new(),
+            checks: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn only_runs_whose_perf_check_ran_and_passed_are_references() {
+        let dir = std::env::temp_dir().join(format!("disagg-store-ref-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut store = Store::open(&dir.join("s.sqlite").display().to_string()).unwrap();
+        let runs = [
+            run("boot", 0, "skipped (too few runs): only 0 earlier", 1),
+            run("old", 0, "skipped: only 1 earlier passed run(s)", 2),
+            run("ok", 0, "passed", 3),
+            run("skip", 0, "skipped (SKIP_PERF_CHECK)", 4),
+            run("unread", 0, "skipped: the history cannot be read: x", 5),
+            run("regressed", 3, "regressed", 6),
+            run("failed", 1, "not run", 7),
+            run("ok2", 0, "passed", 8),
+            run(
+                "noisy",
+                0,
+                "passed (too noisy to gate: 1 metric(s) not checked)",
+                8,
+            ),
+            run("self", 0, "passed", 9),
+        ];
+        for r in &runs {
+            store.record(r).unwrap();
+        }
+        let since = SystemTime::UNIX_EPOCH;
+        let dirs = |v: Vec<StoredRun>| v.into_iter().map(|r| r.run_dir).collect::<Vec<_>>();
+        assert_eq!(
+            dirs(store.reference_runs("h", since, "self", 10).unwrap()),
+            ["noisy", "ok2", "ok", "old", "boot"]
+        );
+        // The limit counts references only: the skipped run does not take a place.
+        assert_eq!(
+            dirs(store.reference_runs("h", since, "self", 2).unwrap()),
+            ["noisy", "ok2"]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn passwords_never_reach_messages() {

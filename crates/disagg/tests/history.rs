@@ -1,6 +1,6 @@
 //! The results store and the history gate end to end: runs of one case are recorded; the gate
 //! skips (and says so) without enough history, passes on steady runs, and fails a run whose
-//! engine got 30 % slower with exit code 3. The case stays the same (same hash): only the engine
+//! engine got 30 % slower with exit code 3, also after runs of it with the check skipped. The case stays the same (same hash): only the engine
 //! script it runs changes, as a new engine build would.
 
 mod support;
@@ -73,7 +73,7 @@ fn gate_on_history(store: Option<&str>) {
             // Too little history: skipped, with the reason, never "passed".
             assert!(
                 text.starts_with("perf check: skipped: only ")
-                    && text.contains(&format!("only {i} earlier passed run(s)"))
+                    && text.contains(&format!("only {i} earlier reference run(s)"))
                     && text.contains("needs at least 3"),
                 "run {}: {text}",
                 i + 1
@@ -88,7 +88,7 @@ fn gate_on_history(store: Option<&str>) {
                 i + 1
             );
             assert!(
-                text.contains(&format!("the last {i} passed runs")),
+                text.contains(&format!("the last {i} reference runs")),
                 "{text}"
             );
         }
@@ -97,9 +97,19 @@ fn gate_on_history(store: Option<&str>) {
     set_itl(&dir.path().join("engine.sh"), "6500us");
     let r = run(&case, &ws, &[], &env);
     assert_eq!(r.code(), 3, "the slower run regresses: {}", r.show());
-    let (text, _) = perf_check(&ws);
+    let (text, regressed) = perf_check(&ws);
     assert!(text.starts_with("perf check: REGRESSED"), "{text}");
-    assert!(text.contains("the last 5 passed runs"), "{text}");
+    assert!(text.contains("the last 5 reference runs"), "{text}");
+    // The regressed point fails its own JUnit testcase, as with a CSV baseline.
+    let cases = junit_cases(&regressed.join("results.xml"));
+    let con4 = cases.iter().find(|c| c.0 == "con4").unwrap();
+    assert_eq!(con4.2.as_deref(), Some("PERF_REGRESSION"), "{cases:?}");
+    assert!(
+        con4.1
+            .as_deref()
+            .is_some_and(|m| m.contains("MEDIAN_OUTPUT_TOKEN_TIME") && m.contains("median")),
+        "{cases:?}"
+    );
     // Every verdict shows the baseline, the band and the measured value.
     let tpot = text
         .lines()
@@ -115,6 +125,30 @@ fn gate_on_history(store: Option<&str>) {
     );
     assert!(tpot.ends_with("REGRESSED"), "{tpot}");
 
+    // The slower engine run with the check skipped: each passes and says the check was skipped,
+    // but none becomes a reference, so the baseline does not move towards the regression.
+    for i in 0..3 {
+        let r = run(&case, &ws, &["--skip-perf-check"], &env);
+        assert_eq!(r.code(), 0, "skipped run {}: {}", i + 1, r.show());
+        let (text, _) = perf_check(&ws);
+        assert!(
+            text.starts_with("perf check: skipped (SKIP_PERF_CHECK)"),
+            "{text}"
+        );
+    }
+    let r = run(&case, &ws, &[], &env);
+    assert_eq!(
+        r.code(),
+        3,
+        "the skipped runs moved the baseline: {}",
+        r.show()
+    );
+    let (text, _) = perf_check(&ws);
+    assert!(
+        text.starts_with("perf check: REGRESSED") && text.contains("the last 5 reference runs"),
+        "{text}"
+    );
+
     // The store has every run; `disagg history` prints them in order.
     let mut args = vec![
         "history",
@@ -127,12 +161,37 @@ fn gate_on_history(store: Option<&str>) {
     let h = disagg(&args, &env);
     assert_eq!(h.code(), 0, "{}", h.show());
     let out = h.stdout();
-    assert!(out.contains("6 run(s)"), "{out}");
-    let rows: Vec<&str> = out.lines().skip(2).collect();
-    assert_eq!(rows.len(), 6, "{out}");
-    assert!(rows[..5].iter().all(|r| r.contains(" passed ")), "{out}");
+    assert!(out.contains("10 run(s)"), "{out}");
     assert!(
-        rows[5].contains(" regressed ") && rows[5].ends_with("  regressed"),
+        out.lines().nth(1).unwrap().ends_with("  ref  perf check"),
+        "{out}"
+    );
+    let rows: Vec<&str> = out.lines().skip(2).collect();
+    assert_eq!(rows.len(), 10, "{out}");
+    // The first 3 started the history (too few runs to compare), the next 2 passed the check:
+    // all 5 are references; neither a regression nor a run with the check skipped is.
+    assert!(
+        rows[..3]
+            .iter()
+            .all(|r| r.contains(" passed ") && r.contains("  yes  skipped (too few runs): ")),
+        "{out}"
+    );
+    assert!(
+        rows[3..5]
+            .iter()
+            .all(|r| r.contains(" passed ") && r.ends_with("  yes  passed")),
+        "{out}"
+    );
+    for i in [5, 9] {
+        assert!(
+            rows[i].contains(" regressed ") && rows[i].ends_with("  no   regressed"),
+            "{out}"
+        );
+    }
+    assert!(
+        rows[6..9]
+            .iter()
+            .all(|r| r.contains(" passed ") && r.ends_with("  no   skipped (SKIP_PERF_CHECK)")),
         "{out}"
     );
     // The engine's version as its /version reported it.
@@ -151,7 +210,7 @@ fn gate_on_history(store: Option<&str>) {
         "no history section"
     );
     assert!(page.contains("con4 MEDIAN_OUTPUT_TOKEN_TIME over time"));
-    assert_eq!(page.matches("<tr class=\"regressed\">").count(), 1);
+    assert_eq!(page.matches("<tr class=\"regressed\">").count(), 2);
 }
 
 #[test]
@@ -172,4 +231,49 @@ fn the_history_gate_works_the_same_on_postgres() {
             eprintln!("POSTGRES TEST DID NOT RUN: set DISAGG_TEST_POSTGRES");
         }
     }
+}
+
+/// A history gate whose store cannot be used is refused before anything is launched (exit 2),
+/// naming the store, the key and the fix: never a run that measures, then passes with its
+/// check "skipped: no history".
+#[test]
+fn a_history_gate_on_an_unusable_store_is_refused_before_launch() {
+    let dir = TempDir::new("history-store");
+    let ws = dir.path().join("ws");
+    let name = format!("hist-store-{}", std::process::id());
+    let case = write_case(dir.path(), &name);
+    let garbage = dir.path().join("garbage.sqlite");
+    std::fs::write(&garbage, "this is not a database, just bytes\n".repeat(200)).unwrap();
+    let garbage = garbage.to_str().unwrap().to_string();
+    let unreachable = "postgresql://u:secret@127.0.0.1:1/db";
+    for (store, named) in [
+        (garbage.as_str(), garbage.as_str()),
+        (unreachable, "postgresql://u:***@127.0.0.1:1/db"),
+    ] {
+        let r = run(&case, &ws, &[], &[("DISAGG_STORE", store)]);
+        assert_eq!(r.code(), 2, "{store}: {}", r.show());
+        let err = r.stderr();
+        assert!(
+            err.contains(&format!("results store {named}"))
+                && err.contains("perf.baseline")
+                && err.contains("hint: point DISAGG_STORE at"),
+            "{store}: {err}"
+        );
+        assert!(!err.contains("secret"), "the password is shown: {err}");
+        assert!(runs(&ws, &name).is_empty(), "{store}: a run was launched");
+        // With the check skipped the gate needs no store: the run goes ahead.
+    }
+    let r = run(
+        &case,
+        &ws,
+        &["--skip-perf-check"],
+        &[("DISAGG_STORE", unreachable)],
+    );
+    assert_eq!(r.code(), 0, "{}", r.show());
+    assert!(
+        r.stderr()
+            .contains("warning: the run is not in the results store"),
+        "{}",
+        r.show()
+    );
 }

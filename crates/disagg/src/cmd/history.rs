@@ -3,7 +3,9 @@ use std::path::PathBuf;
 use disagg_core::exit;
 
 /// Print a config's runs over time from the results store: when, run id, verdict, exit code,
-/// case hash, GPUs, topology, the metric of each point and the perf check's verdict.
+/// case hash, GPUs, topology, the metric of each point, whether the history gate takes the run
+/// as a reference (`ref`: it passed with its perf check on; never a run with the check skipped)
+/// and the perf check's verdict.
 ///
 /// The store is DISAGG_STORE (a postgresql:// URL or a SQLite file) when set, else
 /// WORKSPACE/disagg_results.sqlite.

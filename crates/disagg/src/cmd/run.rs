@@ -26,7 +26,8 @@ pub struct Args {
     /// Workspace folder [default: $WORKSPACE, else ./workspace].
     #[arg(long)]
     workspace: Option<PathBuf>,
-    /// Skip the perf check (also SKIP_PERF_CHECK=true); the report says "skipped".
+    /// Skip the perf check (also SKIP_PERF_CHECK=true); the report says "skipped", and the run
+    /// never becomes a reference of `perf.baseline: history`.
     #[arg(long)]
     skip_perf_check: bool,
     /// Where the roles run: processes here, or srun steps of one Slurm job per case.
