@@ -182,6 +182,18 @@ impl HistoryReport {
     }
 }
 
+/// `30 days`, `12h`: humantime's `30days` reads as a typo in a sentence.
+fn show_window(d: std::time::Duration) -> String {
+    const DAY: u64 = 86_400;
+    match d.as_secs() {
+        s if s > 0 && s % DAY == 0 && d.subsec_nanos() == 0 => {
+            let n = s / DAY;
+            format!("{n} day{}", if n == 1 { "" } else { "s" })
+        }
+        _ => humantime::format_duration(d).to_string(),
+    }
+}
+
 pub fn verdict_word(v: Verdict) -> &'static str {
     match v {
         Verdict::Ok => "ok",
@@ -249,7 +261,7 @@ pub fn check(
     let since = SystemTime::now()
         .checked_sub(settings.window)
         .unwrap_or(SystemTime::UNIX_EPOCH);
-    let window = humantime::format_duration(settings.window);
+    let window = show_window(settings.window);
     let metrics = match gated_metrics(settings) {
         Ok(m) => m,
         Err(e) => return HistoryReport::skipped(case_hash, settings, 0, e),
@@ -501,5 +513,13 @@ mod tests {
                 .unwrap_err()
                 .contains("`P95_TTFT` is not a metric")
         );
+    }
+
+    #[test]
+    fn the_window_reads_as_words() {
+        use std::time::Duration;
+        assert_eq!(show_window(Duration::from_secs(30 * 86_400)), "30 days");
+        assert_eq!(show_window(Duration::from_secs(86_400)), "1 day");
+        assert_eq!(show_window(Duration::from_secs(43_200)), "12h");
     }
 }

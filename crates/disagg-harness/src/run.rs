@@ -139,7 +139,7 @@ pub(crate) fn check_all(paths: &[PathBuf], skip_perf: bool) -> Option<Vec<Ready>
                     }) {
                         Ok(rows) => Some((b, rows)),
                         Err(e) => {
-                            say_err!("error: {e}");
+                            say_err!("error: {}", baseline_error(&case.path, &e));
                             bad = true;
                             None
                         }
@@ -159,6 +159,21 @@ pub(crate) fn check_all(paths: &[PathBuf], skip_perf: bool) -> Option<Vec<Ready>
         }
     }
     (!bad).then_some(ready)
+}
+
+/// A baseline that cannot be used, as a case error: the case file, its `perf.baseline` line
+/// and key, then the baseline's own account and hint.
+fn baseline_error(case: &Path, e: &perf::BaselineError) -> disagg_core::CaseError {
+    let text = std::fs::read_to_string(case).unwrap_or_default();
+    let full = e.to_string();
+    let (why, hint) = full.split_once("\nhint: ").unwrap_or((full.as_str(), ""));
+    let err = disagg_core::CaseError::new(case, "perf.baseline", why.to_string())
+        .at_line(disagg_core::locate::line_of(&text, "perf.baseline"));
+    if hint.is_empty() {
+        err
+    } else {
+        err.hint(hint.to_string())
+    }
 }
 
 /// `perf.baseline: history` needs the results store: a case gating on it, with the check not

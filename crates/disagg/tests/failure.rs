@@ -400,6 +400,12 @@ fn every_baseline_that_would_pass_by_accident_exits_2_before_launch() {
         assert_eq!(r.code(), 2, "{what}: {}", r.show());
         assert!(r.stderr().contains(says), "{what}: {}", r.stderr());
         assert!(r.stderr().contains("hint: "), "{what}: {}", r.stderr());
+        // Which case, and which key of it, points at the baseline.
+        assert!(
+            r.stderr().contains(case.to_str().unwrap()) && r.stderr().contains("`perf.baseline`"),
+            "{what}: {}",
+            r.stderr()
+        );
         assert!(!workspace.exists(), "{what}: nothing is launched");
     }
     // The check is skipped with the perf check: no baseline is read then.
