@@ -1069,6 +1069,16 @@ fn check_slurm(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
             "give each option as one item, e.g. `[\"--exclusive\", \"--gres=gpu:8\"]`",
         );
     }
+    if s.extra_args.iter().any(|a| a == "--requeue") {
+        return err(
+            "slurm.extra_args",
+            "`--requeue` would run the job again after a node loss or preemption, in the same \
+             run folder (named by the job id) and over its first try's reports"
+                .into(),
+            "drop it: a run Slurm ends fails with its reason, and `disagg run` (with `--resume` \
+             for a sweep) runs it again in a new folder",
+        );
+    }
     if let Some(t) = &s.time {
         let limit = match crate::slurm::parse_time(t) {
             Ok(d) => d,

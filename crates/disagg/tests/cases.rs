@@ -37,6 +37,11 @@ fn bad_cases_exit_2_and_create_no_folder() {
             "key `name`",
         ),
         (
+            "a job Slurm may requeue into its own run folder",
+            format!("{good}slurm: {{extra_args: [--requeue]}}\n"),
+            "key `slurm.extra_args`",
+        ),
+        (
             "no run kept for the history gate",
             format!("{good}perf: {{baseline: history, history: {{runs: 0}}}}\n"),
             "key `perf.history.runs`",

@@ -52,6 +52,7 @@ fn main() {
                     a_step_slurm_cannot_create_fails_the_run_in_seconds_quoting_srun,
                     a_trtllm_server_spanning_nodes_unevenly_gets_its_gpus_block_wise_and_its_last_node_alone,
                     gen_0_dying_on_another_node_mid_stream_fails_the_run_within_5s_and_leaves_nothing,
+                    a_node_lost_mid_run_fails_it_naming_the_node_and_its_roles_and_it_is_not_requeued,
                     gen_0_hanging_its_requests_on_another_node_is_named_within_timeouts_stall,
                     a_tp2_gen_spanning_two_nodes_serves_and_its_log_tells_the_ranks_apart,
                     a_follower_rank_dying_is_named_with_its_rank_and_node,
@@ -112,14 +113,36 @@ struct Ws {
     dir: PathBuf,
     /// Dropped after `Ws::drop` has cancelled the jobs.
     tmp: support::JobDir,
+    /// Held for the test's life: shared by tests that only use the cluster, whole for one
+    /// that takes a node down (which would fail any other test's job there).
+    _cluster: Cluster,
+}
+
+static CLUSTER: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+enum Cluster {
+    Shared(#[allow(dead_code)] std::sync::RwLockReadGuard<'static, ()>),
+    Whole(#[allow(dead_code)] std::sync::RwLockWriteGuard<'static, ()>),
 }
 
 impl Ws {
     fn new(name: &str) -> Self {
+        let guard = CLUSTER.read().unwrap_or_else(|e| e.into_inner());
+        Self::with(name, Cluster::Shared(guard))
+    }
+
+    /// A workspace whose test has the cluster to itself until it ends.
+    fn whole_cluster(name: &str) -> Self {
+        let guard = CLUSTER.write().unwrap_or_else(|e| e.into_inner());
+        Self::with(name, Cluster::Whole(guard))
+    }
+
+    fn with(name: &str, cluster: Cluster) -> Self {
         let tmp = support::JobDir::new(&format!("disagg-mn-{name}-"));
         Self {
             dir: tmp.path().to_path_buf(),
             tmp,
+            _cluster: cluster,
         }
     }
 
@@ -812,6 +835,81 @@ fn gen_0_dying_on_another_node_mid_stream_fails_the_run_within_5s_and_leaves_not
     );
     let left = processes_mentioning(dir.to_str().unwrap());
     assert!(left.is_empty(), "left on the nodes at exit: {left:?}");
+}
+
+/// Slurm loses GEN_0's node mid-run (an administrator sets it down, as a crashed node is):
+/// the job ends NODE_FAIL and is not requeued into its own run folder (`--no-requeue`); the run
+/// fails (1, not an interruption's 143) naming the node and GEN_0, whose "stayed up" fails.
+fn a_node_lost_mid_run_fails_it_naming_the_node_and_its_roles_and_it_is_not_requeued() {
+    let ws = Ws::whole_cluster("nodefail");
+    let yaml = "name: mn-nodefail\nmodel: {name: tiny}\nhardware: {gpus_per_node: 1}\nctx: {count: 1, engine_args: {request_log: true}}\ngen: {count: 1, engine_args: {itl: 20ms, request_log: true}}\nbenchmark: {isl: 32, osl: 200, concurrency: [4, 8], rounds: 2}\ntimeouts: {worker_startup: 30s, request: 30s, benchmark: 2m, job: 3m}\n";
+    let case = ws.case("mn-nodefail.yaml", yaml);
+    let mut run = ws.background(&case);
+    let config = ws.dir.join("disagg_logs/mn-nodefail");
+    let until = Instant::now() + Duration::from_secs(90);
+    let dir = loop {
+        if let Ok(d) = std::fs::canonicalize(config.join("latest")) {
+            if requests_in(&d.join("gen_server_0.requests.jsonl")) >= 5 {
+                break d;
+            }
+        }
+        if Instant::now() > until || run.ended() {
+            run.abandon("the streams never started");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let host = published(&dir, "GEN_0").0;
+    assert!(read(&dir.join("job.sbatch")).contains("#SBATCH --no-requeue"));
+    let down = slurm(
+        "scontrol",
+        &[
+            "update",
+            &format!("nodename={host}"),
+            "state=down",
+            "reason=disagg-test",
+        ],
+    );
+    // Whatever happens next, the node comes back for the other tests.
+    struct Resume(String);
+    impl Drop for Resume {
+        fn drop(&mut self) {
+            let _ = slurm(
+                "scontrol",
+                &["update", &format!("nodename={}", self.0), "state=resume"],
+            );
+            let until = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < until {
+                let st = slurm("sinfo", &["-h", "-n", &self.0, "-o", "%t"]);
+                if String::from_utf8_lossy(&st.stdout).trim() == "idle" {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+    let _resume = Resume(host.clone());
+    assert!(down.status.success(), "{}", text(&down));
+    let (code, stdout, stderr) = run.wait(Duration::from_secs(60));
+    let shown = format!("--- stdout\n{stdout}\n--- stderr\n{stderr}");
+    assert_eq!(code, 1, "{shown}");
+    let summary = read(&dir.join("summary.md"));
+    assert!(
+        summary.contains("FAILED: Slurm ended job")
+            && summary.contains("as NODE_FAIL: a node of it failed: ")
+            && summary.contains(&format!(": {host} ("))
+            && summary.contains("GEN_0 ran there"),
+        "{summary}"
+    );
+    let junit = junit_cases(&dir.join("results.xml"));
+    let stayed = junit
+        .iter()
+        .find(|c| c.0 == "GEN_0 stayed up")
+        .expect("a GEN_0 testcase");
+    assert!(stayed.1.is_some(), "GEN_0 stayed up must fail: {junit:?}");
+    // Not requeued: the job is over, and its one try's reports stand.
+    let id = read(&dir.join("slurm_job_id"));
+    assert_eq!(job_state(id.trim()).as_deref(), Some("NODE_FAIL"));
+    assert_no_process_left(&dir);
 }
 
 /// GEN_0, on the job's second node, answers /health but hangs every request after its second:

@@ -174,6 +174,59 @@ pub fn info(job: &str) -> Option<JobInfo> {
     })
 }
 
+/// The job's nodes in order (`squeue %N`, expanded by `scontrol show hostnames`); empty when
+/// Slurm no longer says.
+pub fn nodes(job: &str) -> Vec<String> {
+    let Some(list) = run("squeue", &["-h", "-t", "all", "-j", job, "-o", "%N"], None)
+        .ok()
+        .map(|o| o.trim().to_string())
+        .filter(|l| !l.is_empty())
+    else {
+        return Vec::new();
+    };
+    run("scontrol", &["show", "hostnames", &list], None)
+        .map(|o| {
+            o.lines()
+                .map(|l| l.trim().to_string())
+                .filter(|l| !l.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Of `nodes`, those Slurm now holds down or failed (`sinfo -N %T`: `down`, `down*`, `fail`,
+/// `failing`, any state with `*`, not responding), with that state.
+pub fn failed_nodes(nodes: &[String]) -> Vec<(String, String)> {
+    if nodes.is_empty() {
+        return Vec::new();
+    }
+    let out = match run(
+        "sinfo",
+        &["-h", "-N", "-n", &nodes.join(","), "-o", "%N|%T"],
+        None,
+    ) {
+        Ok(o) => o,
+        Err(_) => return Vec::new(),
+    };
+    parse_failed_nodes(&out)
+}
+
+fn parse_failed_nodes(out: &str) -> Vec<(String, String)> {
+    let mut found: Vec<(String, String)> = out
+        .lines()
+        .filter_map(|l| l.split_once('|'))
+        .map(|(n, st)| (n.trim().to_string(), st.trim().to_ascii_lowercase()))
+        .filter(|(_, st)| {
+            st.starts_with("down")
+                || st.starts_with("fail")
+                || st.ends_with('*')
+                || st.contains("not_responding")
+        })
+        .collect();
+    found.dedup();
+    found
+}
+
 /// `squeue -h -o '%T|%r|%M'` of one job: state, reason, time used.
 pub fn parse_squeue(out: &str) -> Option<JobInfo> {
     let mut f = out.lines().next()?.splitn(3, '|');
@@ -246,6 +299,19 @@ pub fn cancel(job: &str) -> Result<(), SlurmError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn down_and_unresponsive_nodes_are_failed_ones() {
+        let out = "dgn1|idle\ndgn2|down*\ndgn3|mixed\ndgn4|idle*\ndgn5|fail\ndgn2|down*\n";
+        assert_eq!(
+            parse_failed_nodes(out),
+            [
+                ("dgn2".to_string(), "down*".to_string()),
+                ("dgn4".into(), "idle*".into()),
+                ("dgn5".into(), "fail".into())
+            ]
+        );
+    }
 
     #[test]
     fn parses_slurm_answers() {

@@ -92,6 +92,9 @@ pub fn render(plan: &Plan, exe: &Path, skip_perf_check: bool) -> Result<String, 
         check(flag, value)?;
         let _ = writeln!(out, "#SBATCH {flag}={}", sh_quote(value));
     }
+    // Slurm requeues a job after a node loss (JobRequeue=1 is its default): the second try
+    // would run in the same run folder, named by the job id, over the first's reports.
+    let _ = writeln!(out, "#SBATCH --no-requeue");
     for a in &s.extra_args {
         check("slurm.extra_args", a)?;
         let _ = writeln!(out, "#SBATCH {}", sh_quote(a));
@@ -99,6 +102,11 @@ pub fn render(plan: &Plan, exe: &Path, skip_perf_check: bool) -> Result<String, 
     let _ = writeln!(out, "set -u");
     let _ = writeln!(out, "run_dir={}/\"$SLURM_JOB_ID\"", sh_quote(&config_dir));
     let _ = writeln!(out, "cd \"$run_dir\" || exit 1");
+    // Should a cluster requeue it anyway, the first try's reports stand and nothing runs again.
+    let _ = writeln!(
+        out,
+        "if [ \"${{SLURM_RESTART_COUNT:-0}}\" -gt 0 ]; then echo \"disagg: job $SLURM_JOB_ID was requeued by Slurm (restart $SLURM_RESTART_COUNT); its first try's reports stand and it does not run again in the same folder\" >&2; exit 1; fi"
+    );
     let _ = writeln!(out, "setup_status=0");
     // In a container, the first step on each node makes the job's named container there (the
     // setup, or a step of its own when there is none); every later step reuses it.

@@ -583,6 +583,18 @@ fn collect(s: &Submitted, info: Option<job::JobInfo>, skip_perf: bool) -> i32 {
         state.as_ref().is_some_and(JobState::is_timeout),
         written_code(plan),
     ) {
+        // Slurm ended it for a node (lost, not booted) or for another job (preemption): its
+        // supervisor took the TERM for an interruption, or wrote nothing. The test failed, on
+        // the account of the roles that ran there.
+        (false, written)
+            if lost_state(&state_name).is_some() && written.is_none_or(exit::is_interruption) =>
+        {
+            let outcome = node_loss(s, plan, &state_name, &see_log, info.as_ref());
+            if let RunResult::Failed(f) = &outcome.result {
+                say_err!("disagg: {}: {}", plan.config_name, f.reason);
+            }
+            run::finish(plan, &outcome, None, skip_perf)
+        }
         (false, Some(code)) => {
             print_summary(plan);
             code
@@ -681,6 +693,117 @@ fn run_duration(earlier: Option<&Outcome>, info: Option<&job::JobInfo>) -> f64 {
         .map(|o| o.duration_s)
         .or_else(|| info.and_then(|i| i.run_time).map(|d| d.as_secs_f64()))
         .unwrap_or(0.0)
+}
+
+/// What a job state that is no one's signal says happened, for the reason.
+fn lost_state(state: &str) -> Option<&'static str> {
+    match state {
+        "NODE_FAIL" => Some("a node of it failed"),
+        "BOOT_FAIL" => Some("a node of it failed to boot"),
+        "PREEMPTED" => Some("it was preempted (its nodes given to another job)"),
+        _ => None,
+    }
+}
+
+/// The outcome of a job Slurm ended for a node (or preempted): the nodes Slurm now holds down
+/// among the job's, and the roles that ran on them, each failed.
+fn node_loss(
+    s: &Submitted,
+    plan: &Plan,
+    state: &str,
+    see_log: &str,
+    info: Option<&job::JobInfo>,
+) -> Outcome {
+    let what = lost_state(state).unwrap_or("it ended");
+    let hosts = job::nodes(&s.job);
+    // Slurm's account (a node still down), else srun's in the role logs: a node that answers
+    // again is back at once (`ReturnToService=2`), but the step on it said it failed.
+    let mut failed: Vec<(String, String)> = job::failed_nodes(&hosts)
+        .into_iter()
+        .map(|(n, st)| (n, format!("{st} now")))
+        .collect();
+    for r in &plan.roles {
+        let tail =
+            crate::logtext::tail_text(&plan.run_dir.join(&r.log), 64 * 1024).unwrap_or_default();
+        for node in tail
+            .lines()
+            .filter_map(|l| l.split("srun: error: Node failure on ").nth(1))
+            .map(str::trim)
+        {
+            if !failed.iter().any(|(n, _)| n == node) {
+                failed.push((node.to_string(), "srun saw it fail".into()));
+            }
+        }
+    }
+    let host_of = |i: u32| hosts.get(i as usize).cloned();
+    let nodes_of = |r: &disagg_core::RolePlan| -> Vec<String> {
+        if r.role.is_worker() {
+            let mut n: Vec<u32> = r.gpus.iter().map(|g| g.node).collect();
+            n.dedup();
+            if n.is_empty() {
+                n.push(0);
+            }
+            n.into_iter().filter_map(host_of).collect()
+        } else {
+            host_of(plan.router_node(r.role)).into_iter().collect()
+        }
+    };
+    let lost_on = |r: &disagg_core::RolePlan| -> Option<String> {
+        nodes_of(r)
+            .into_iter()
+            .find(|h| failed.iter().any(|(f, _)| f == h))
+    };
+    let hit: Vec<(disagg_core::RoleName, String)> = plan
+        .roles
+        .iter()
+        .filter_map(|r| lost_on(r).map(|h| (r.role, h)))
+        .collect();
+    let reason = if failed.is_empty() {
+        format!(
+            "Slurm ended job {} as {state}: {what}{}{see_log}",
+            s.job,
+            if hosts.is_empty() {
+                String::new()
+            } else {
+                format!(" (its nodes: {})", hosts.join(", "))
+            }
+        )
+    } else {
+        let nodes: Vec<String> = failed
+            .iter()
+            .map(|(n, how)| format!("{n} ({how})"))
+            .collect();
+        let roles: Vec<String> = hit.iter().map(|(r, _)| r.to_string()).collect();
+        format!(
+            "Slurm ended job {} as {state}: {what}: {}{}{see_log}",
+            s.job,
+            nodes.join(", "),
+            if roles.is_empty() {
+                String::new()
+            } else {
+                format!("; {} ran there", roles.join(", "))
+            }
+        )
+    };
+    let earlier = earlier_outcome(plan);
+    let mut roles = earlier
+        .as_ref()
+        .map(|o| o.roles.clone())
+        .unwrap_or_else(|| fresh_roles(plan));
+    for r in &mut roles {
+        if let Some((_, h)) = hit.iter().find(|(role, _)| *role == r.role) {
+            r.failure = Some(format!("its node {h} was lost ({state})"));
+        }
+    }
+    Outcome {
+        result: RunResult::Failed(Failure {
+            role: hit.first().map(|(r, _)| r.to_string()),
+            reason,
+            timeout: false,
+        }),
+        roles,
+        duration_s: run_duration(earlier.as_ref(), info),
+    }
 }
 
 /// The outcome of a run interrupted before its supervisor wrote a report: its roles as the
