@@ -30,6 +30,8 @@ struct Seen {
     last_answer_at: SystemTime,
     /// Why the last finished probe did not count, since the last answer.
     last_miss: Option<String>,
+    /// What is probed (`http://host:port`): where the role serves, on which node.
+    url: String,
 }
 
 /// A role that has not answered for a while.
@@ -37,7 +39,7 @@ struct Seen {
 pub struct Silent {
     pub role: RoleName,
     pub for_: Duration,
-    /// "GEN_0 stopped answering /health at 2026-...Z (...)".
+    /// "GEN_0 stopped answering http://dgn2:33773/health at 2026-...Z (...)".
     pub reason: String,
 }
 
@@ -82,6 +84,7 @@ impl Liveness {
                 last_answer: Instant::now(),
                 last_answer_at: SystemTime::now(),
                 last_miss: None,
+                url: url.clone(),
             },
         );
         if let Some(tx) = &self.tx {
@@ -132,7 +135,8 @@ fn describe(role: RoleName, s: &Seen, for_: Duration) -> String {
         .unwrap_or("still waiting for an answer");
     let secs = Duration::from_millis(for_.as_millis() as u64 / 100 * 100);
     format!(
-        "{role} stopped answering /health at {at}: no answer for {} (last probe: {last})",
+        "{role} stopped answering {}/health at {at}: no answer for {} (last probe: {last})",
+        s.url,
         humantime::format_duration(secs)
     )
 }
@@ -238,7 +242,7 @@ mod tests {
         assert!(
             silent[0]
                 .reason
-                .starts_with("GEN_0 stopped answering /health at 20"),
+                .starts_with("GEN_0 stopped answering http://"),
             "{}",
             silent[0].reason
         );

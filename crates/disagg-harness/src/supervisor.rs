@@ -482,9 +482,22 @@ fn death_reason(plan: &Plan, p: &Proc) -> String {
         }
     }
     let note = exit_note(plan, p.plan.role);
+    let log = plan.run_dir.join(&p.plan.log);
     match note {
         Some(n) => format!("{} {exit}: {}", p.plan.role, n.reason),
-        None => match srun_errors(&plan.run_dir.join(&p.plan.log)) {
+        // Its role process ended with no account (a role exits with one, whatever it fails
+        // at): killed, as the OOM killer or a `kill -9` does, or its node lost. srun says how.
+        None if first_task_end(&log).is_some_and(|(_, _, what)| !what.starts_with("Exited")) => {
+            let (host, task, what) = first_task_end(&log).expect("just seen");
+            format!(
+                "{role} {exit}: its role process on {host} ended with no account of its own \
+                 (srun: {host}: task {task}: {what}): it was killed (the OOM killer, or a kill \
+                 -9), or its node lost (see {})",
+                p.plan.log,
+                role = p.plan.role,
+            )
+        }
+        None => match srun_errors(&log) {
             // The role never ran: Slurm could not create its step. srun says why.
             Some(why) => format!("{} {exit}: {why} (see {})", p.plan.role, p.plan.log),
             None => format!("{} {exit} (see {})", p.plan.role, p.plan.log),

@@ -44,9 +44,11 @@ fn a_stopped_worker_or_router_fails_the_run_within_15s_named_as_the_root_cause()
         );
         let status = json(&dir.join("rendezvous/status.json"));
         assert_eq!(status["role"], role, "{status}");
-        let named = format!("{role} stopped answering /health at ");
+        // Where it was probed, so the node is named too.
+        let named = format!("{role} stopped answering http://");
+        let reason = status["reason"].as_str().unwrap();
         assert!(
-            status["reason"].as_str().unwrap().starts_with(&named),
+            reason.starts_with(&named) && reason.contains("/health at "),
             "{status}"
         );
         let cases = junit_cases(&dir.join("results.xml"));
@@ -90,7 +92,7 @@ fn a_sim_that_hangs_mid_run_is_named_not_the_benchmark() {
         status["reason"]
             .as_str()
             .unwrap()
-            .starts_with("GEN_0 stopped answering /health at "),
+            .starts_with("GEN_0 stopped answering http://"),
         "{status}"
     );
     assert!(r.elapsed < Duration::from_secs(30), "{}", r.show());
@@ -653,12 +655,13 @@ perf: {baseline: base.csv}
     assert_eq!(status["state"], "failed", "{status}");
     assert_eq!(status["role"], "GEN_0", "{status}");
     let reason = status["reason"].as_str().unwrap();
+    // Either BENCHMARK saw GEN_0's account within its wait and did not record the point its
+    // death cut short (then it had no point: "GEN_0 failed: ..."), or it wrote `done` first,
+    // and the supervisor's verdict replaced it ("... BENCHMARK had finished"): GEN_0's either way.
     assert!(
-        reason.starts_with("GEN_0 exited with status 1: its engine exited with status 1"),
+        reason.starts_with("GEN_0 ") && reason.contains("its engine exited with status 1"),
         "{status}"
     );
-    // Found after BENCHMARK's `done`, which the supervisor's verdict replaces.
-    assert!(reason.contains("BENCHMARK had finished"), "{status}");
     let outcome = json(&dir.join("outcome.json"));
     assert_eq!(outcome["result"]["role"], "GEN_0", "{outcome}");
     let g0 = outcome["roles"]
@@ -671,11 +674,7 @@ perf: {baseline: base.csv}
     let cases = junit_cases(&dir.join("results.xml"));
     let stayed_up = cases.iter().find(|c| c.0 == "GEN_0 stayed up").unwrap();
     assert!(
-        stayed_up
-            .1
-            .as_deref()
-            .unwrap_or("")
-            .starts_with("GEN_0 exited"),
+        stayed_up.1.as_deref().unwrap_or("").starts_with("GEN_0 "),
         "{cases:?}"
     );
     assert!(
@@ -683,7 +682,7 @@ perf: {baseline: base.csv}
         "the perf check does not speak for a failed run"
     );
     assert_eq!(read(&dir.join("exit_code")).trim(), "1");
-    assert!(r.stdout().contains("FAILED: GEN_0 exited"), "{}", r.show());
+    assert!(r.stdout().contains("FAILED: GEN_0 "), "{}", r.show());
     // A failed run is not a passed one for --resume.
     let again = run(&case, ws.path(), &["--resume"], &[]);
     assert_eq!(again.code(), 1, "{}", again.show());
@@ -1243,7 +1242,7 @@ fn a_stalled_worker_that_stopped_answering_health_is_said_to_have() {
     assert_eq!(status["role"], "GEN_0", "{status}");
     let reason = status["reason"].as_str().unwrap();
     assert!(
-        reason.starts_with("GEN_0 stopped answering /health")
+        reason.starts_with("GEN_0 stopped answering http://")
             && !reason.contains("answers /health"),
         "{reason}"
     );

@@ -52,6 +52,7 @@ fn main() {
                     a_step_slurm_cannot_create_fails_the_run_in_seconds_quoting_srun,
                     a_trtllm_server_spanning_nodes_unevenly_gets_its_gpus_block_wise_and_its_last_node_alone,
                     gen_0_dying_on_another_node_mid_stream_fails_the_run_within_5s_and_leaves_nothing,
+                    gen_0s_role_process_killed_on_another_node_is_said_to_be_killed_there,
                     a_node_lost_mid_run_fails_it_naming_the_node_and_its_roles_and_it_is_not_requeued,
                     gen_0_hanging_its_requests_on_another_node_is_named_within_timeouts_stall,
                     a_tp2_gen_spanning_two_nodes_serves_and_its_log_tells_the_ranks_apart,
@@ -835,6 +836,48 @@ fn gen_0_dying_on_another_node_mid_stream_fails_the_run_within_5s_and_leaves_not
     );
     let left = processes_mentioning(dir.to_str().unwrap());
     assert!(left.is_empty(), "left on the nodes at exit: {left:?}");
+}
+
+/// GEN_0's role process itself is killed (`kill -9`, as the OOM killer does): it leaves no
+/// account, so the run's reason is srun's, said as what it means and where.
+fn gen_0s_role_process_killed_on_another_node_is_said_to_be_killed_there() {
+    let ws = Ws::new("rolekill");
+    let yaml = "name: mn-rolekill\nmodel: {name: tiny}\nhardware: {gpus_per_node: 1}\nctx: {count: 1, engine_args: {}}\ngen: {count: 1, engine_args: {itl: 20ms}}\nbenchmark: {isl: 32, osl: 200, concurrency: [4], rounds: 4}\ntimeouts: {worker_startup: 30s, request: 30s, benchmark: 2m, job: 3m}\n";
+    let case = ws.case("mn-rolekill.yaml", yaml);
+    let mut run = ws.background(&case);
+    let config = ws.dir.join("disagg_logs/mn-rolekill");
+    let until = Instant::now() + Duration::from_secs(90);
+    let (dir, role_pid) = loop {
+        if let Ok(d) = std::fs::canonicalize(config.join("latest")) {
+            if let Some(engine) = std::fs::read_to_string(d.join("rendezvous/GEN_0.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .and_then(|v| v["pid"].as_u64())
+            {
+                let (parent, _, _) = support::proc_stat(engine as u32).expect("the engine runs");
+                break (d, parent);
+            }
+        }
+        if Instant::now() > until || run.ended() {
+            run.abandon("GEN_0 never got ready");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let host = published(&dir, "GEN_0").0;
+    let _ = Command::new("kill")
+        .args(["-9", &role_pid.to_string()])
+        .status();
+    let (code, stdout, stderr) = run.wait(Duration::from_secs(60));
+    assert_eq!(code, 1, "--- stdout\n{stdout}\n--- stderr\n{stderr}");
+    let status = json(&dir.join("rendezvous/status.json"));
+    let reason = status["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with(&format!(
+            "GEN_0 exited with status 137: its role process on {host} ended with no account of its own (srun: {host}: task 0: Killed)"
+        )),
+        "{status}"
+    );
+    assert_no_process_left(&dir);
 }
 
 /// Slurm loses GEN_0's node mid-run (an administrator sets it down, as a crashed node is):
