@@ -71,20 +71,27 @@ fn cause(outcome: &Outcome) -> String {
 }
 
 /// The planned points with no result, in order, each with why: the first is the point the run
-/// ended in (`unfinished: ...`), the others never started.
+/// ended in (`unfinished: ...`), the others never started; all of them never started when the
+/// benchmark began none (no point measured, and it never published its progress: the run
+/// ended before, or while the workers started).
 pub fn unmeasured(
+    run_dir: &Path,
     planned: &[PointId],
     points: &[PointReport],
     outcome: &Outcome,
 ) -> Vec<(String, String)> {
     let cause = cause(outcome);
+    let began = !points.is_empty()
+        || disagg_core::plan::rendezvous_dir(run_dir)
+            .join(crate::rendezvous::PROGRESS_FILE)
+            .exists();
     planned
         .iter()
         .map(PointId::label)
         .filter(|l| !points.iter().any(|p| p.point.label() == *l))
         .enumerate()
         .map(|(i, label)| {
-            let why = if i == 0 {
+            let why = if i == 0 && began {
                 format!("unfinished: {cause}")
             } else {
                 format!("not started: {cause}")
@@ -172,7 +179,7 @@ pub fn junit(
     }
     // Points the run ended before measuring (interrupted, timed out, a role failed): a failure
     // each, the first one marked unfinished, so CI shows what was not measured.
-    let missing = unmeasured(planned, points, outcome);
+    let missing = unmeasured(run_dir, planned, points, outcome);
     for (label, why) in &missing {
         let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
         if let TestCaseStatus::NonSuccess { message, ty, .. } = &mut s {
@@ -205,6 +212,16 @@ pub fn junit(
                 .map(|f| f.reason.clone())
         });
         let status = match failure {
+            // Never launched (the job ended in its setup, or before it started): it did not
+            // stay up, nor fail; its testcase says so instead of passing.
+            None if !run_dir.join(&r.log).exists() => {
+                let mut s = TestCaseStatus::skipped();
+                if let TestCaseStatus::Skipped { message, ty, .. } = &mut s {
+                    *message = Some(format!("{} never started: {}", r.role, cause(outcome)).into());
+                    *ty = Some("NOT_STARTED".into());
+                }
+                s
+            }
             None => TestCaseStatus::success(),
             Some(why) => {
                 let timeout = root.is_some_and(|f| {

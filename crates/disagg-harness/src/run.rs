@@ -734,7 +734,7 @@ pub(crate) fn finish_as(
         &planned,
         &perf_outcome,
     );
-    let missing = report::unmeasured(&planned, &points, outcome);
+    let missing = report::unmeasured(run_dir, &planned, &points, outcome);
     let table = report::summary_table(&points, &missing);
     let code = match (&outcome.result, &perf_outcome) {
         _ if code.is_some() => code.unwrap_or_default(),

@@ -313,6 +313,12 @@ fn a_worker_that_never_gets_ready_fails_soon_after_worker_startup() {
     let cases = junit_cases(&dir.join("results.xml"));
     let gen0 = cases.iter().find(|c| c.0 == "GEN_0 stayed up").unwrap();
     assert_eq!(gen0.2.as_deref(), Some("TIMEOUT"), "{cases:?}");
+    // The benchmark began no point: none is "unfinished".
+    let summary = read(&dir.join("summary.md"));
+    assert!(
+        summary.contains("not started: GEN_0 was not ready") && !summary.contains("unfinished"),
+        "{summary}"
+    );
     assert!(
         r.stdout().contains("FAILED: GEN_0 was not ready"),
         "{}",
@@ -534,6 +540,14 @@ fn setup_runs_once_into_install_log_and_its_failure_fails_the_run() {
     assert!(
         xml.contains("Unable to locate package"),
         "the failure quotes install.log:\n{xml}"
+    );
+    // No role was launched: none "stayed up".
+    let cases = junit_cases(&dir.join("results.xml"));
+    assert!(
+        !cases
+            .iter()
+            .any(|c| c.0.ends_with(" stayed up") && c.1.is_none() && !c.3),
+        "{cases:?}"
     );
 }
 

@@ -476,6 +476,15 @@ fn a_job_cancelled_from_outside_is_said_to_be() {
     assert_eq!(status.code(), Some(143), "{said}");
     let summary = read(&ws.dir.join("disagg_logs/sl-outside/latest/summary.md"));
     assert!(summary.contains("INTERRUPTED"), "{summary}");
+    // Cancelled in its setup: no role was launched, so none "stayed up"; each says it never
+    // started.
+    let xml = read(&ws.dir.join("disagg_logs/sl-outside/latest/results.xml"));
+    for role in ["CTX_0", "GEN_0", "DISAGG_SERVER", "BENCHMARK"] {
+        assert!(
+            xml.contains(&format!("{role} never started: the run was interrupted")),
+            "{xml}"
+        );
+    }
     assert!(
         said.contains("cancelled from outside this `disagg run` (scancel, or an administrator)"),
         "{said}"

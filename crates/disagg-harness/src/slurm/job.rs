@@ -212,7 +212,7 @@ pub fn failed_nodes(nodes: &[String]) -> Vec<(String, String)> {
 }
 
 fn parse_failed_nodes(out: &str) -> Vec<(String, String)> {
-    let mut found: Vec<(String, String)> = out
+    let all: Vec<(String, String)> = out
         .lines()
         .filter_map(|l| l.split_once('|'))
         .map(|(n, st)| (n.trim().to_string(), st.trim().to_ascii_lowercase()))
@@ -223,7 +223,13 @@ fn parse_failed_nodes(out: &str) -> Vec<(String, String)> {
                 || st.contains("not_responding")
         })
         .collect();
-    found.dedup();
+    // sinfo -N lists a node once per partition it is in.
+    let mut found: Vec<(String, String)> = Vec::new();
+    for (n, st) in all {
+        if !found.iter().any(|(m, _)| *m == n) {
+            found.push((n, st));
+        }
+    }
     found
 }
 
