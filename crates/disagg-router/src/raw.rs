@@ -501,7 +501,9 @@ mod tests {
             let _ = ClientRequest::parse(Endpoint::Completions, bytes.clone());
             let _ = ClientRequest::parse(Endpoint::ChatCompletions, bytes.clone());
             let _ = crate::trtllm::read_context_response(bytes.clone(), None);
-            let _ = crate::vllm::read_prefill_response(bytes);
+            if let Ok(req) = ClientRequest::parse(Endpoint::Completions, bytes.clone()) {
+                let _ = crate::vllm::read_prefill_response(bytes, &req);
+            }
         }
     }
 
@@ -546,8 +548,12 @@ mod tests {
             };
             let generation = time(n, || trtllm::generation_body(&req, &handoff));
             let prefill = time(n, || vllm::prefill_body(&req));
-            let kv = time(n, || vllm::read_prefill_response(ctx_answer.clone()));
-            let params = vllm::read_prefill_response(ctx_answer.clone()).unwrap();
+            let kv = time(n, || vllm::read_prefill_response(ctx_answer.clone(), &req));
+            let Ok(vllm::Prefilled::Handoff(params)) =
+                vllm::read_prefill_response(ctx_answer.clone(), &req)
+            else {
+                panic!("the prefill answer hands off");
+            };
             let decode = time(n, || vllm::decode_body(&req, &params));
             let both = time(n, || sglang::body(&req, "10.0.0.2", Some(8998), || 7));
             println!(

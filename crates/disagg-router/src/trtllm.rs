@@ -56,12 +56,14 @@ pub(crate) struct Handoff {
     pub auth_payload: Option<String>,
 }
 
-/// A context response that already is the final answer.
+/// A context (prefill) response that already is the final answer.
 #[derive(Debug)]
 pub(crate) struct Finished {
     resp: RawObject,
-    /// `choices[0]` without `disaggregated_params`.
+    /// `choices[0]` without the hand-off fields.
     choice: Map<String, Value>,
+    /// The response's top-level hand-off fields, left out of the answer.
+    drop: &'static [&'static str],
 }
 
 /// What the context response says to do next.
@@ -113,7 +115,11 @@ pub(crate) fn read_context_response(
     }
     let finish_reason = choice.get("finish_reason").and_then(Value::as_str);
     if !matches!(finish_reason, Some("length" | "not_finished")) {
-        return Ok(ContextOutcome::Finished(Finished { resp, choice }));
+        return Ok(ContextOutcome::Finished(Finished {
+            resp,
+            choice,
+            drop: &["prompt_token_ids"],
+        }));
     }
     params.insert("request_type".into(), Value::from("generation_only"));
     if let (Some(id), None) = (sent, typed.disagg_request_id) {
@@ -127,11 +133,17 @@ pub(crate) fn read_context_response(
 }
 
 impl Finished {
+    /// A prefill response whose `choices[0]` is `choice`, answering as it is, without the
+    /// top-level fields `drop`.
+    pub fn new(resp: RawObject, choice: Map<String, Value>, drop: &'static [&'static str]) -> Self {
+        Self { resp, choice, drop }
+    }
+
     /// The non-streamed answer: the context response without the hand-off fields.
     pub fn json(&self) -> Vec<u8> {
         let choices = to_vec(&[&self.choice]);
         self.resp
-            .write(&["prompt_token_ids"], &[("choices", choices.into())])
+            .write(self.drop, &[("choices", choices.into())])
             .to_vec()
     }
 

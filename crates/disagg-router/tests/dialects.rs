@@ -123,6 +123,38 @@ async fn vllm_prefill_without_kv_transfer_params_is_a_502_not_a_silent_recompute
     assert!(decode.bodies().is_empty());
 }
 
+/// A prefill that stopped on its one token (EOS) kept no KV (`kv_transfer_params: null`): its
+/// answer is the client's, streamed or not, and decode is not asked; with a minimum length the
+/// prefill was not given, decode gets the request as sent and recomputes, as vLLM's proxy does.
+#[tokio::test]
+async fn vllm_prefill_that_stopped_is_the_answer_or_decode_recomputes_for_a_minimum() {
+    let prefill = fake("prefill").ctx(Ctx::Stop).start().await;
+    let decode = fake("decode").start().await;
+    let url = router(config_dialect(Dialect::Vllm, &[&prefill], &[&decode])).await;
+    let mut plain = chat(false);
+    plain.as_object_mut().unwrap().remove("min_tokens");
+    let resp = post(&url, "/v1/chat/completions", &plain, None).await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["choices"][0]["finish_reason"], "stop", "{body}");
+    assert!(body.get("kv_transfer_params").is_none(), "{body}");
+    let mut streamed = plain.clone();
+    streamed["stream"] = json!(true);
+    let resp = post(&url, "/v1/chat/completions", &streamed, None).await;
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.contains("\"finish_reason\":\"stop\"") && text.ends_with("data: [DONE]\n\n"),
+        "{text}"
+    );
+    assert!(decode.bodies().is_empty(), "decode is not asked");
+    // min_tokens: 5, which the prefill ran without.
+    let resp = post(&url, "/v1/chat/completions", &chat(false), None).await;
+    assert_eq!(resp.status(), 200);
+    let d = &decode.seen()[0];
+    assert_eq!(d.body, chat(false), "decode gets the request as sent");
+}
+
 /// Asserts that chunk 1 arrives while the worker still holds the rest back.
 async fn first_chunk_before_the_rest(mut resp: reqwest::Response, release: &Notify) {
     assert_eq!(resp.status(), 200);

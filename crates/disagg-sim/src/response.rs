@@ -34,8 +34,10 @@ struct Completion<'a> {
     usage: Option<Usage>,
     #[serde(skip_serializing_if = "Option::is_none")]
     prompt_token_ids: Option<&'a [u32]>,
+    /// A vLLM prefill's: `Some(None)` is the `null` NixlConnector returns for a request it
+    /// kept no KV for.
     #[serde(skip_serializing_if = "Option::is_none")]
-    kv_transfer_params: Option<&'a KvTransferParams>,
+    kv_transfer_params: Option<Option<&'a KvTransferParams>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -240,6 +242,9 @@ pub(crate) fn context(
 }
 
 /// A vLLM prefill's answer: an ordinary completion of one token, plus the params decode needs.
+/// Only a prefill cut at its length (its one token) keeps its KV for a decode: one that
+/// finished otherwise (EOS on its one token) answers `kv_transfer_params: null`, as
+/// NixlConnector's `request_finished` does for any status but `FINISHED_LENGTH_CAPPED`.
 pub(crate) fn with_kv_transfer_params(
     h: &Header,
     text: &str,
@@ -249,7 +254,7 @@ pub(crate) fn with_kv_transfer_params(
 ) -> Bytes {
     let mut c = Completion::new(h, vec![Choice::whole(h, text, finish)], false);
     c.usage = Some(usage);
-    c.kv_transfer_params = Some(params);
+    c.kv_transfer_params = Some(matches!(finish, Finish::Length).then_some(params));
     c.to_bytes()
 }
 

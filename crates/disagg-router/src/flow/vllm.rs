@@ -37,12 +37,33 @@ pub(super) async fn flow(
         }
     })
     .await?;
-    let params = vllm::read_prefill_response(answer).map_err(|reason| ProxyError::BadResponse {
-        leg: Leg::Context,
-        worker: ctx_lease.url().to_string(),
-        reason,
-    })?;
+    let prefilled =
+        vllm::read_prefill_response(answer, req).map_err(|reason| ProxyError::BadResponse {
+            leg: Leg::Context,
+            worker: ctx_lease.url().to_string(),
+            reason,
+        })?;
+    let decode_body = match prefilled {
+        vllm::Prefilled::Handoff(params) => vllm::decode_body(req, &params),
+        vllm::Prefilled::Finished(done) => {
+            tracing::debug!(
+                worker = ctx_lease.url(),
+                "prefill finished the request; no decode"
+            );
+            return Ok(if req.stream() {
+                crate::relay::sse_response(axum::body::Body::from(done.sse(req)))
+            } else {
+                super::json_response(done.json())
+            });
+        }
+        vllm::Prefilled::Recompute => {
+            tracing::debug!(
+                worker = ctx_lease.url(),
+                "prefill stopped before the client's minimum; decode recomputes it"
+            );
+            req.body.write(&[], &[])
+        }
+    };
     drop(ctx_lease);
-    let decode_body = vllm::decode_body(req, &params);
     super::generation(state, req, deadline, decode_body, Some(id), None).await
 }

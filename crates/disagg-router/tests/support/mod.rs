@@ -382,7 +382,10 @@ async fn infer(
 async fn prefill(ctx: &Ctx, chat: bool, vllm: bool) -> Response {
     let answer = |ctx: &Ctx| {
         let mut v = context_response(ctx, chat);
-        if vllm && !matches!(ctx, Ctx::NoParams) {
+        if vllm && matches!(ctx, Ctx::Stop) {
+            // NixlConnector keeps no KV for a request that finished on its one token.
+            v["kv_transfer_params"] = Value::Null;
+        } else if vllm && !matches!(ctx, Ctx::NoParams) {
             v["kv_transfer_params"] = json!({"do_remote_prefill": true, "do_remote_decode": false,
                 "remote_engine_id": "engine-7", "remote_block_ids": [4, 5],
                 "remote_host": "10.1.1.1", "remote_port": 5600});
