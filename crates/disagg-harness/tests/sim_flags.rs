@@ -239,6 +239,10 @@ const SET_BY_THE_PLAN: &[&str] = &[
 const NOT_CASE_KEYS: &[(&str, &str)] = &[
     ("advertise-host", "the plan publishes each worker's host"),
     (
+        "api-key",
+        "a stand-in's, read from vLLM's or SGLang's --api-key: a case sets it in engine_args",
+    ),
+    (
         "benchmark-req-queues-size",
         "TensorRT-LLM's TLLM_BENCHMARK_REQ_QUEUES_SIZE, read from gen.env as the engine does",
     ),

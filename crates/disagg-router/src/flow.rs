@@ -39,7 +39,8 @@ pub(crate) async fn handle(
     body: Bytes,
 ) -> Result<Response, ProxyError> {
     let deadline = RequestDeadline::start(state);
-    let req = ClientRequest::parse(endpoint, body).map_err(ProxyError::BadRequest)?;
+    let mut req = ClientRequest::parse(endpoint, body).map_err(ProxyError::BadRequest)?;
+    req.authorization = headers.get(axum::http::header::AUTHORIZATION).cloned();
     match state.cfg.dialect {
         Dialect::Trtllm => trtllm::flow(state, &req, deadline).await,
         Dialect::Vllm => vllm::flow(state, &req, request_id(state, headers), deadline).await,
@@ -53,7 +54,7 @@ async fn generation(
     req: &ClientRequest,
     deadline: RequestDeadline,
     body: Pieces,
-    request_id: Option<&HeaderValue>,
+    carried: &crate::upstream::Carried,
     auth: Option<&HeaderValue>,
 ) -> Result<Response, ProxyError> {
     let path = req.endpoint.path();
@@ -61,7 +62,7 @@ async fn generation(
         on_one_worker(state, &state.decode, req.pick_input(), |worker| {
             let body = body.clone();
             async move {
-                generation_call(state, deadline, &worker.url, path, body, request_id, auth).await
+                generation_call(state, deadline, &worker.url, path, body, carried, auth).await
             }
         })
         .await?;

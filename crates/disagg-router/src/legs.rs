@@ -174,12 +174,12 @@ pub(crate) async fn context_call(
     worker: &str,
     path: &str,
     body: Pieces,
-    request_id: Option<&HeaderValue>,
+    carried: &upstream::Carried,
 ) -> Result<Bytes, ProxyError> {
     let t = state.target(Leg::Context, worker, deadline);
     let started = Instant::now();
     let out = bounded(state, t, leg_deadline, async {
-        let resp = upstream::post_json(&state.client, t, path, body, request_id, None).await?;
+        let resp = upstream::post_json(&state.client, t, path, body, carried, None).await?;
         upstream::read_body(t, resp).await
     })
     .await;
@@ -195,14 +195,14 @@ pub(crate) async fn generation_call(
     worker: &str,
     path: &str,
     body: Pieces,
-    request_id: Option<&HeaderValue>,
+    carried: &upstream::Carried,
     auth: Option<&HeaderValue>,
 ) -> Result<Opened, ProxyError> {
     let t = state.target(Leg::Generation, worker, deadline);
     let started = Instant::now();
     let first_byte = deadline.for_leg(state.cfg.first_byte_timeout, Deadline::FirstByte);
     let out = bounded(state, t, first_byte, async {
-        let resp = upstream::post_json(&state.client, t, path, body, request_id, auth).await?;
+        let resp = upstream::post_json(&state.client, t, path, body, carried, auth).await?;
         relay::open(t, resp).await
     })
     .await;

@@ -55,6 +55,9 @@ pub(crate) struct ClientRequest {
     max_tokens: Option<u64>,
     /// `/generate` asks for logprobs (`return_logprob` true, or true for a prompt of a batch).
     return_logprob: bool,
+    /// The client's `Authorization`, carried on to every leg: a worker started with an API key
+    /// (`vllm serve --api-key`, SGLang's `--api-key`) refuses a leg without it.
+    pub authorization: Option<http::HeaderValue>,
 }
 
 impl ClientRequest {
@@ -116,7 +119,19 @@ impl ClientRequest {
             include_usage: options.and_then(|o| o.include_usage).unwrap_or(false),
             max_tokens,
             return_logprob,
+            authorization: None,
         })
+    }
+
+    /// The client headers each leg carries on, with `request_id` (vLLM's legs share one).
+    pub(crate) fn carried(
+        &self,
+        request_id: Option<http::HeaderValue>,
+    ) -> crate::upstream::Carried {
+        crate::upstream::Carried {
+            request_id,
+            authorization: self.authorization.clone(),
+        }
     }
 
     /// Whether a `/generate` request asks for logprobs, which SGLang's routers merge from both

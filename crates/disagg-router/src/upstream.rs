@@ -51,20 +51,32 @@ pub(crate) struct Target<'a> {
     pub connect_timeout: Duration,
 }
 
+/// The client's headers a leg carries on to its worker.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Carried {
+    /// `X-Request-Id`, one for both legs of a vLLM request.
+    pub request_id: Option<HeaderValue>,
+    /// The client's `Authorization`.
+    pub authorization: Option<HeaderValue>,
+}
+
 /// POSTs a JSON body; any non-2xx answer becomes an error here.
 pub(crate) async fn post_json(
     client: &HttpClient,
     t: Target<'_>,
     path: &str,
     body: Pieces,
-    request_id: Option<&HeaderValue>,
+    carried: &Carried,
     auth: Option<&HeaderValue>,
 ) -> Result<WorkerResponse, ProxyError> {
     let mut request = http::Request::post(worker_uri(t, path)?)
         .header(http::header::CONTENT_TYPE, "application/json")
         .header(http::header::CONTENT_LENGTH, body.len());
-    if let Some(id) = request_id {
+    if let Some(id) = &carried.request_id {
         request = request.header(REQUEST_ID, id);
+    }
+    if let Some(key) = &carried.authorization {
+        request = request.header(http::header::AUTHORIZATION, key);
     }
     if let Some(sig) = auth {
         request = request.header(disagg_proto::auth::HEADER, sig);

@@ -155,6 +155,39 @@ async fn vllm_prefill_that_stopped_is_the_answer_or_decode_recomputes_for_a_mini
     assert_eq!(d.body, chat(false), "decode gets the request as sent");
 }
 
+/// A worker started with an API key (`vllm serve --api-key`, SGLang's `--api-key`, a
+/// TensorRT-LLM behind a gateway) refuses a leg without it: the client's `Authorization` is
+/// carried on to both legs, in every dialect; none is made up when the client sent none.
+#[tokio::test]
+async fn the_clients_authorization_reaches_both_legs_in_every_dialect() {
+    for dialect in [Dialect::Trtllm, Dialect::Vllm, Dialect::Sglang] {
+        let prefill = fake("prefill").start().await;
+        let decode = fake("decode").start().await;
+        let url = router(config_dialect(dialect, &[&prefill], &[&decode])).await;
+        let resp = tokio::time::timeout(
+            LIMIT,
+            reqwest::Client::new()
+                .post(format!("{url}/v1/chat/completions"))
+                .header("authorization", "Bearer sk-test")
+                .json(&chat(false))
+                .send(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(resp.status(), 200, "{dialect:?}");
+        for (leg, seen) in [("prefill", prefill.seen()), ("decode", decode.seen())] {
+            assert_eq!(
+                seen[0].authorization.as_deref(),
+                Some("Bearer sk-test"),
+                "{dialect:?} {leg}"
+            );
+        }
+        post(&url, "/v1/chat/completions", &chat(false), None).await;
+        assert_eq!(prefill.seen()[1].authorization, None, "{dialect:?}");
+    }
+}
+
 /// Asserts that chunk 1 arrives while the worker still holds the rest back.
 async fn first_chunk_before_the_rest(mut resp: reqwest::Response, release: &Notify) {
     assert_eq!(resp.status(), 200);

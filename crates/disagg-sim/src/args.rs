@@ -68,6 +68,10 @@ pub struct SimArgs {
     /// it; --model when absent.
     #[arg(long)]
     pub model_path: Option<String>,
+    /// Refuse `/v1/*` (and `/generate`) requests without `Authorization: Bearer KEY`, with 401,
+    /// as `vllm serve --api-key` and SGLang's `--api-key` do (a stand-in reads their flag).
+    #[arg(long)]
+    pub api_key: Option<String>,
     /// SGLang, context role: the port of the bootstrap server decode sims pull KV through, on
     /// --host (SGLang's --disaggregation-bootstrap-port, same default); 0 picks a free one.
     #[arg(long, default_value_t = 8998)]

@@ -43,6 +43,8 @@ struct Inner {
     dialect: Dialect,
     model: String,
     model_path: String,
+    /// `--api-key`: what `Authorization: Bearer` must carry on the API routes.
+    api_key: Option<String>,
     /// SGLang's bootstrap server or vLLM's NIXL side channel: where this sim hands KV out.
     side: Option<SideChannel>,
     host: String,
@@ -163,6 +165,7 @@ impl SimState {
                 .model_path
                 .clone()
                 .unwrap_or_else(|| args.model.clone()),
+            api_key: args.api_key.clone(),
             side,
             host: args.host.clone(),
             started: Instant::now(),
@@ -399,6 +402,10 @@ pub fn app(state: SimState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            api_key_check,
+        ))
         // Outermost, so a hung sim answers nothing at all, not even /health.
         .layer(axum::middleware::from_fn_with_state(state.clone(), hang))
         .with_state(state)
@@ -471,6 +478,29 @@ pub(crate) async fn serve_until_killed(
 
 /// `--hang-after-requests`: once reached, requests are read and never answered; the
 /// connection stays open, as with an engine stuck in a collective.
+/// With `--api-key`, the API routes (`/v1/*`, `/generate`) answer 401 without `Authorization:
+/// Bearer <key>`, as vLLM's and SGLang's API-key middleware do; /health, /metrics and the
+/// info routes stay open.
+async fn api_key_check(State(sim): State<SimState>, req: Request, next: Next) -> Response {
+    if let Some(key) = &sim.0.api_key {
+        let path = req.uri().path();
+        let guarded = path.starts_with("/v1/") || path == "/generate";
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if guarded && given != Some(key.as_str()) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(serde_json::json!({"error": "Unauthorized"})),
+            )
+                .into_response();
+        }
+    }
+    next.run(req).await
+}
+
 async fn hang(State(sim): State<SimState>, req: Request, next: Next) -> Response {
     if sim.faults().hung() {
         std::future::pending::<()>().await;

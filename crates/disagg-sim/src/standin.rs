@@ -66,6 +66,10 @@ fn vllm(args: &mut SimArgs, f: Flags<'_>) -> Result<(), String> {
         .copied()
         .unwrap_or(model)
         .to_string();
+    args.api_key = f
+        .last("--api-key")
+        .map(str::to_string)
+        .or_else(|| std::env::var("VLLM_API_KEY").ok().filter(|k| !k.is_empty()));
     let kv = f
         .last("--kv-transfer-config")
         .ok_or("vllm serve without --kv-transfer-config is not a disaggregated worker")?;
@@ -210,6 +214,7 @@ fn sglang(args: &mut SimArgs, f: Flags<'_>) -> Result<(), String> {
     )?;
     args.model_path = Some(model.to_string());
     args.model = f.last("--served-model-name").unwrap_or(model).to_string();
+    args.api_key = f.last("--api-key").map(str::to_string);
     if let Some(v) = f.last("--context-length") {
         args.max_model_len = limit(v, "--context-length")?;
     }

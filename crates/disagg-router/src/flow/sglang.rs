@@ -115,13 +115,14 @@ async fn race(
     body: Pieces,
     mut prefill: BoxFuture<'static, Result<Bytes, ProxyError>>,
 ) -> Result<(Opened, Prefill), (Leg, ProxyError)> {
+    let carried = req.carried(None);
     let decode = generation_call(
         state,
         deadline,
         d_lease.url(),
         req.endpoint.path(),
         body,
-        None,
+        &carried,
         None,
     );
     tokio::pin!(decode);
@@ -276,6 +277,7 @@ fn prefill_leg(
     body: Pieces,
 ) -> BoxFuture<'static, Result<Bytes, ProxyError>> {
     let path = req.endpoint.path();
+    let carried = req.carried(None);
     async move {
         let leg_deadline = deadline.for_leg(state.cfg.context_timeout, Deadline::Context);
         context_call(
@@ -285,7 +287,7 @@ fn prefill_leg(
             lease.url(),
             path,
             body,
-            None,
+            &carried,
         )
         .await
     }

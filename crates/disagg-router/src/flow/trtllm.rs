@@ -21,6 +21,8 @@ pub(super) async fn flow(
     deadline: RequestDeadline,
 ) -> Result<Response, ProxyError> {
     let path = req.endpoint.path();
+    let carried = req.carried(None);
+    let carried = &carried;
     let leg_deadline = deadline.for_leg(state.cfg.context_timeout, Deadline::Context);
     let (ctx_lease, (answer, sent)) = on_one_worker(
         state,
@@ -40,9 +42,17 @@ pub(super) async fn flow(
             // attempt that failed (TensorRT-LLM's server regenerates it on retry too).
             let id = takes_disagg_ids(state, &worker).then(|| state.ids.disagg_request_id());
             let body = trtllm::context_body(req, id);
-            context_call(state, deadline, leg_deadline, &worker.url, path, body, None)
-                .await
-                .map(|answer| (answer, id))
+            context_call(
+                state,
+                deadline,
+                leg_deadline,
+                &worker.url,
+                path,
+                body,
+                carried,
+            )
+            .await
+            .map(|answer| (answer, id))
         },
     )
     .await?;
@@ -80,7 +90,7 @@ pub(super) async fn flow(
             HeaderValue::from_str(&disagg_proto::auth::sign(key, payload)).ok()
         });
     drop(handoff);
-    super::generation(state, req, deadline, gen_body, None, auth.as_ref()).await
+    super::generation(state, req, deadline, gen_body, carried, auth.as_ref()).await
 }
 
 /// Whether the context request to `worker` carries a `disagg_request_id`

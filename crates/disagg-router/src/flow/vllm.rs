@@ -20,7 +20,8 @@ pub(super) async fn flow(
     let path = req.endpoint.path();
     let prefill_body = vllm::prefill_body(req);
     let leg_deadline = deadline.for_leg(state.cfg.context_timeout, Deadline::Context);
-    let id = &request_id;
+    let carried = req.carried(Some(request_id));
+    let carried = &carried;
     let (ctx_lease, answer) = on_one_worker(state, &state.prefill, req.pick_input(), |worker| {
         let body = prefill_body.clone();
         async move {
@@ -31,7 +32,7 @@ pub(super) async fn flow(
                 &worker.url,
                 path,
                 body,
-                Some(id),
+                carried,
             )
             .await
         }
@@ -65,5 +66,5 @@ pub(super) async fn flow(
         }
     };
     drop(ctx_lease);
-    super::generation(state, req, deadline, decode_body, Some(id), None).await
+    super::generation(state, req, deadline, decode_body, carried, None).await
 }

@@ -86,6 +86,8 @@ pub struct Seen {
     pub request_id: Option<String>,
     /// The `x-trtllm-disagg-auth` signature, when sent.
     pub auth: Option<String>,
+    /// `Authorization`, when sent.
+    pub authorization: Option<String>,
     /// `content-length` as sent (none for a chunked body).
     pub content_length: Option<u64>,
     pub transfer_encoding: Option<String>,
@@ -306,6 +308,9 @@ async fn infer(
                 .map(|v| v.to_str().unwrap().to_string()),
             auth: headers
                 .get(disagg_proto::auth::HEADER)
+                .map(|v| v.to_str().unwrap().to_string()),
+            authorization: headers
+                .get("authorization")
                 .map(|v| v.to_str().unwrap().to_string()),
             content_length: headers
                 .get("content-length")

@@ -224,3 +224,46 @@ async fn each_data_parallel_rank_binds_its_own_side_channel_port() {
         assert!(taken.is_err(), "rank {rank}'s port {} is free", base + rank);
     }
 }
+
+/// A prefill that finishes on its one token otherwise than at the length cap (EOS here) keeps
+/// no KV for a decode, so it answers `kv_transfer_params: null`, as NixlConnector's
+/// `request_finished` does for any finish but `FINISHED_LENGTH_CAPPED`.
+#[tokio::test]
+async fn a_prefill_that_stops_on_eos_hands_nothing_off() {
+    let mut f = FAST.to_vec();
+    f.extend(["--role", "context", "--eos-at", "0"]);
+    let prefill = start(&f).await;
+    let client = json!({"prompt": "hello", "max_tokens": 8});
+    let (status, body) = prefill
+        .complete_as("req-eos", &prefill_request(&client))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["choices"][0]["finish_reason"], "stop", "{body}");
+    assert!(
+        body.as_object().unwrap().contains_key("kv_transfer_params")
+            && body["kv_transfer_params"].is_null(),
+        "{body}"
+    );
+}
+
+/// `--api-key` (a stand-in reads `vllm serve --api-key`): the API answers 401 without the key,
+/// as vLLM does; /health stays open.
+#[tokio::test]
+async fn an_api_key_guards_the_api_but_not_health() {
+    let mut f = FAST.to_vec();
+    f.extend(["--role", "both", "--api-key", "sk-k"]);
+    let sim = start(&f).await;
+    let body = json!({"prompt": "hello", "max_tokens": 2});
+    let (status, answer) = sim.complete(&body).await;
+    assert_eq!(status, 401, "{answer}");
+    assert_eq!(answer["error"], "Unauthorized");
+    let r = reqwest::Client::new()
+        .post(sim.url("/v1/completions"))
+        .header("authorization", "Bearer sk-k")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(sim.get("/health").await.0, 200);
+}
