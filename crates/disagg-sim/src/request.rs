@@ -258,6 +258,9 @@ pub(crate) fn parse_request(
                 .as_ref()
                 .ok_or_else(|| ApiError::bad_request("missing field `prompt`"))?;
             let (prompts, batch) = parse_prompts(value)?;
+            // A list of one prompt is that prompt: TensorRT-LLM's server unwraps it, and vLLM
+            // answers it with its one choice.
+            let batch = batch && !(prompts.len() == 1 && dialect != Dialect::Sglang);
             if batch && dialect != Dialect::Sglang {
                 return Err(ApiError::bad_request(
                     "batched prompts are not supported: send one prompt (a string or a list of \
@@ -943,5 +946,28 @@ mod model_names {
             parse_as(ok, Some("llama")).expect("served, or no name");
         }
         parse_as(r#"{"prompt":"a","model":"other"}"#, None).expect("no check asked");
+    }
+
+    /// `"prompt": ["hello"]`: one prompt in a list, which TensorRT-LLM's server unwraps and
+    /// vLLM answers; two are still refused outside SGLang.
+    #[test]
+    fn a_list_of_one_prompt_is_that_prompt() {
+        for dialect in [Dialect::Trtllm, Dialect::Vllm] {
+            let one = |body: &str| {
+                parse(
+                    body.as_bytes(),
+                    Endpoint::Completions,
+                    SimRole::Both,
+                    dialect,
+                    None,
+                    None,
+                    LengthLimits::default(),
+                )
+            };
+            let listed = one(r#"{"prompt":["hello there"]}"#).expect("one prompt in a list");
+            let plain = one(r#"{"prompt":"hello there"}"#).expect("one prompt");
+            assert_eq!(listed.prompt, plain.prompt, "{dialect:?}");
+            assert!(one(r#"{"prompt":["a","b"]}"#).is_err(), "{dialect:?}");
+        }
     }
 }

@@ -98,6 +98,9 @@ fn spread<T: Clone>(
     }
 }
 
+/// SGLang's `--disaggregation-bootstrap-port` default.
+pub(crate) const DEFAULT_BOOTSTRAP_PORT: u16 = 8998;
+
 pub(crate) fn kind(role: SimRole) -> Kind {
     match role {
         // An aggregated SGLang server ignores bootstrap fields.
@@ -128,7 +131,11 @@ pub(crate) fn hand_off(kind: Kind, b: &Bootstrap) -> Result<HandOff, ApiError> {
         return Ok(HandOff::Produce(Produce::Sglang { room }));
     }
     let host = b.host.as_deref().ok_or_else(|| missing("bootstrap_host"))?;
-    let port = b.port.ok_or_else(|| missing("bootstrap_port"))?;
+    // SGLang's scheduler fills a missing port in with the server's own
+    // `--disaggregation-bootstrap-port`, whose default this is (a router sends `null` for a
+    // prefill worker it knows no port of): decode then dials it, and finds the prefill there
+    // or not.
+    let port = b.port.unwrap_or(DEFAULT_BOOTSTRAP_PORT);
     Ok(HandOff::Consume(Consume {
         peer: crate::ready::authority(host, port),
         key: room,
@@ -210,5 +217,22 @@ mod tests {
             assert_eq!(e.status, 400);
             assert!(e.message.contains(want), "{json}: {}", e.message);
         }
+    }
+
+    /// A decode request whose router knew no bootstrap port (`null`) dials SGLang's default,
+    /// as SGLang's scheduler fills it in; a missing room or host is still refused.
+    #[test]
+    fn a_decode_without_a_bootstrap_port_dials_the_default() {
+        let b = Bootstrap {
+            host: Some("10.0.0.2".into()),
+            port: None,
+            room: Some(7),
+        };
+        match hand_off(Kind::GenerationOnly, &b) {
+            Ok(HandOff::Consume(c)) => assert_eq!(c.peer, "10.0.0.2:8998"),
+            _ => panic!("decode dials the default port"),
+        }
+        let no_room = Bootstrap { room: None, ..b };
+        assert!(hand_off(Kind::GenerationOnly, &no_room).is_err());
     }
 }
