@@ -128,9 +128,17 @@ fn engine_of(run_dir: &Path) -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// What a run is filed under in the store, and its history found by: its measured case's hash
+/// ([`crate::run::measure_hash`]); a run folder from before it has only its whole case's.
+fn history_key(run_dir: &Path) -> String {
+    read_trimmed(&run_dir.join(crate::run::MEASURE_HASH_FILE))
+        .or_else(|| read_trimmed(&run_dir.join(crate::run::CASE_HASH_FILE)))
+        .unwrap_or_default()
+}
+
 /// `perf.baseline: history`: the check against the workspace's store.
 pub fn history_check(plan: &Plan, gate: &HistoryGate, points: &[PointReport]) -> HistoryReport {
-    let hash = read_trimmed(&plan.run_dir.join(crate::run::CASE_HASH_FILE)).unwrap_or_default();
+    let hash = history_key(&plan.run_dir);
     if hash.is_empty() {
         return HistoryReport::skipped(
             &hash,
@@ -138,7 +146,7 @@ pub fn history_check(plan: &Plan, gate: &HistoryGate, points: &[PointReport]) ->
             0,
             format!(
                 "the run folder has no {} to find the history by",
-                crate::run::CASE_HASH_FILE
+                crate::run::MEASURE_HASH_FILE
             ),
         );
     }
@@ -243,7 +251,7 @@ pub fn record_run(
     let record = RunRecord {
         run_id: plan.run_id.clone(),
         config_name: plan.config_name.to_string(),
-        case_hash: read_trimmed(&run_dir.join(crate::run::CASE_HASH_FILE)).unwrap_or_default(),
+        case_hash: history_key(run_dir),
         run_dir: run_dir.display().to_string(),
         sweep: read_trimmed(&run_dir.join(crate::run::SWEEP_NAME_FILE)),
         recorded_at: SystemTime::now(),

@@ -435,6 +435,24 @@ pub fn case_hash(case: &LoadedCase) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The hash of what a run measures (SHA-256, hex): the resolved case without `perf` (how the
+/// result is judged) and `timeouts` (when a run is given up), which change no figure. The
+/// history gate's runs are those of one such hash, so retuning the gate or a deadline keeps
+/// the history.
+pub fn measure_hash(case: &LoadedCase) -> String {
+    use sha2::Digest as _;
+    let mut c = case.case.clone();
+    c.name = Some(case.config_name.to_string());
+    c.perf = Default::default();
+    c.timeouts = Default::default();
+    let body = serde_yaml_ng::to_string(&c).unwrap_or_default();
+    let digest = sha2::Sha256::digest(body.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The file in the run folder holding the resolved case's [`measure_hash`].
+pub const MEASURE_HASH_FILE: &str = "measure_hash";
+
 /// TensorRT-LLM's name for a role's log, as its disaggregated Slurm scripts (`submit.py`) write
 /// them into a run's log folder and its perf harness and other tools read them: each worker's
 /// `3_output_<CTX|GEN>_<i>.log`, the router's `4_output_server.log` (the first replica's), the
@@ -518,6 +536,12 @@ pub(crate) fn prepare_as(
             &run_dir.join(CASE_HASH_FILE),
             format!("{}\n", case_hash(&r.case)).as_bytes(),
         )
+        .and_then(|()| {
+            crate::atomic::write(
+                &run_dir.join(MEASURE_HASH_FILE),
+                format!("{}\n", measure_hash(&r.case)).as_bytes(),
+            )
+        })
     })
     .and_then(|_| {
         plan.files
