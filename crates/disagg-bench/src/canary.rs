@@ -52,6 +52,7 @@ async fn canary_one(
         stall: cfg.stall.filter(|_| cfg.streaming),
         last_byte: std::sync::Arc::new(client::LastByte::new()),
         ignore_eos: cfg.ignore_eos,
+        authorization: client::bearer(cfg.api_key.as_deref()),
     };
     let (input_len, output_len) = lengths(cfg);
     let req = workload::canary_request(cfg, input_len, output_len);

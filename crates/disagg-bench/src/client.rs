@@ -28,6 +28,14 @@ pub(crate) struct Target {
     pub last_byte: std::sync::Arc<LastByte>,
     /// The server was asked to ignore EOS, so each output length is a promise to check.
     pub ignore_eos: bool,
+    /// `Authorization` for every request (`Bearer <api key>`).
+    pub authorization: Option<http::HeaderValue>,
+}
+
+/// `Bearer <key>`, for [`Target::authorization`]; `None` without a key (or one no header can
+/// hold, which the command line refuses first).
+pub(crate) fn bearer(key: Option<&str>) -> Option<http::HeaderValue> {
+    key.and_then(|k| http::HeaderValue::from_str(&format!("Bearer {k}")).ok())
 }
 
 /// What one request did. `sent` and `end` are kept for failures too, so the point's duration
@@ -240,8 +248,12 @@ async fn exchange(
     body: Bytes,
     expected_chunks: usize,
 ) -> Result<Success, Failure> {
-    let request = http::Request::post(url.clone())
-        .header(http::header::CONTENT_TYPE, "application/json")
+    let mut request =
+        http::Request::post(url.clone()).header(http::header::CONTENT_TYPE, "application/json");
+    if let Some(auth) = &target.authorization {
+        request = request.header(http::header::AUTHORIZATION, auth);
+    }
+    let request = request
         .body(Full::new(body))
         .map_err(|_| Failure::Transport)?;
     let stall = target

@@ -118,6 +118,19 @@ pub struct BenchConfig {
     pub tokenizer: Option<PathBuf>,
     /// Random prompts that open with one of N fixed prefixes.
     pub shared_prefix: Option<SharedPrefix>,
+    /// Sent as `Authorization: Bearer <key>` with every request, as benchmark_serving and
+    /// `vllm bench serve` send `OPENAI_API_KEY`: servers started with an API key refuse
+    /// requests without it.
+    pub api_key: Option<String>,
+}
+
+/// An API key that fits an `Authorization` header (visible ASCII, no line breaks).
+fn api_key(v: &str) -> Result<String, String> {
+    if v.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        Ok(v.to_string())
+    } else {
+        Err("an API key is visible ASCII on one line (it goes into an Authorization header)".into())
+    }
 }
 
 /// Shared-prefix mode: request k opens with group (k mod `groups`)'s `prefix_len`-token prefix;
@@ -169,6 +182,7 @@ impl Default for BenchConfig {
             dataset: None,
             tokenizer: None,
             shared_prefix: None,
+            api_key: None,
         }
     }
 }
@@ -268,6 +282,10 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true",
           action = clap::ArgAction::Set)]
     pub ignore_eos: bool,
+    /// Sent as `Authorization: Bearer <KEY>` with every request (servers started with an API
+    /// key refuse requests without it); read from OPENAI_API_KEY as benchmark_serving does.
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true, value_parser = api_key)]
+    pub api_key: Option<String>,
     /// Where to write results.json, summary.txt, results.csv, requests.jsonl and hdr/.
     #[arg(long)]
     pub output_dir: Option<PathBuf>,

@@ -56,6 +56,7 @@ pub(crate) async fn run_sweep(
         stall: cfg.stall.filter(|_| cfg.streaming),
         last_byte: std::sync::Arc::new(client::LastByte::new()),
         ignore_eos: cfg.ignore_eos,
+        authorization: client::bearer(cfg.api_key.as_deref()),
     });
     let mut workload = Workload::new(cfg)?;
     let plan_count = plans.len();

@@ -342,3 +342,54 @@ fn a_worker_that_sees_fewer_gpus_than_its_engine_drives_fails_at_start_naming_th
         "{log}"
     );
 }
+
+/// vLLM workers started with an API key (`engine_args: {api_key: ...}` → `--api-key`) refuse
+/// any request without it, as vLLM does. With `OPENAI_API_KEY` in the benchmark's env (what
+/// benchmark_serving reads) every request carries it and the router carries it on to both
+/// legs; without, the run fails at its canary on the workers' 401.
+#[test]
+fn vllm_workers_with_an_api_key_are_served_when_the_benchmark_has_it() {
+    let ws = TempDir::new("vllm-key");
+    let path = stand_ins(ws.path());
+    let example_text = read(&example("vllm.yaml"));
+    let keyed = example_text
+        .replace(
+            "engine_args: {max_model_len: 8192, enforce_eager: true, gpu_memory_utilization: 0.85}",
+            "engine_args: {max_model_len: 8192, api_key: sk-test}",
+        )
+        .replace(
+            "    max_model_len: 8192\n    kv_transfer_config:",
+            "    max_model_len: 8192\n    api_key: sk-test\n    kv_transfer_config:",
+        )
+        .replace(
+            "benchmark: {isl: 1024, osl: 256, concurrency: [16, 64]}",
+            "benchmark: {isl: 64, osl: 4, concurrency: [2], rounds: 2}",
+        );
+    assert_eq!(keyed.matches("api_key: sk-test").count(), 2, "{keyed}");
+    let without = ws.path().join("without.yaml");
+    std::fs::write(
+        &without,
+        keyed.replace("name: vllm-1p1d", "name: vllm-nokey"),
+    )
+    .unwrap();
+    let r = run(&without, ws.path(), &[], &[("PATH", &path)]);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let bench = read(&only_run(ws.path(), "vllm-nokey").join("benchmark.log"));
+    assert!(
+        bench.contains("canary") && bench.contains("http_401"),
+        "{bench}"
+    );
+    let with = ws.path().join("with.yaml");
+    std::fs::write(
+        &with,
+        format!("{keyed}env: {{benchmark: {{OPENAI_API_KEY: sk-test}}}}\n"),
+    )
+    .unwrap();
+    let r = run(&with, ws.path(), &[], &[("PATH", &path)]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let dir = only_run(ws.path(), "vllm-1p1d");
+    assert!(
+        read(&dir.join("ctx_server_0.log")).contains("--api-key sk-test"),
+        "the engine was started with the key"
+    );
+}

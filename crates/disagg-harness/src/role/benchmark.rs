@@ -323,6 +323,11 @@ pub fn bench_config(plan: &Plan, url: String) -> disagg_bench::BenchConfig {
                 prefix_len: sp.prefix_len,
             })
         }),
+        // `env.benchmark: {OPENAI_API_KEY: ...}`, as benchmark_serving reads it, for workers
+        // started with an API key (the router carries the header on to them).
+        api_key: std::env::var("OPENAI_API_KEY")
+            .ok()
+            .filter(|k| !k.is_empty()),
     }
 }
 
