@@ -214,7 +214,7 @@ pub fn junit(
         let status = match failure {
             // Never launched (the job ended in its setup, or before it started): it did not
             // stay up, nor fail; its testcase says so instead of passing.
-            None if !run_dir.join(&r.log).exists() => {
+            None if outcome.result != RunResult::Passed && !run_dir.join(&r.log).exists() => {
                 let mut s = TestCaseStatus::skipped();
                 if let TestCaseStatus::Skipped { message, ty, .. } = &mut s {
                     *message = Some(format!("{} never started: {}", r.role, cause(outcome)).into());
