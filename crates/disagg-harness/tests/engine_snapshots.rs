@@ -14,6 +14,7 @@ fn job(hosts: &[String]) -> steps::Job {
     steps::Job {
         hosts: hosts.to_vec(),
         cpus: vec![64; hosts.len()],
+        threads_per_core: vec![1; hosts.len()],
     }
 }
 

@@ -56,7 +56,21 @@ impl SlurmExecutor {
         let cpus = steps::parse_cpus_per_node(&cpus_var).ok_or_else(|| {
             format!("SLURM_JOB_CPUS_PER_NODE is `{cpus_var}`, not Slurm's `72(x2),36` form")
         })?;
-        Ok(Self::new(plan, steps::Job { hosts, cpus }))
+        let threads_per_core = Command::new("scontrol")
+            .args(["show", "node", "-o", &hosts.join(",")])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| steps::parse_threads_per_core(&String::from_utf8_lossy(&o.stdout), &hosts))
+            .unwrap_or_else(|| vec![1; hosts.len()]);
+        Ok(Self::new(
+            plan,
+            steps::Job {
+                hosts,
+                cpus,
+                threads_per_core,
+            },
+        ))
     }
 }
 

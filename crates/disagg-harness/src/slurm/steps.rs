@@ -44,6 +44,27 @@ pub struct Step {
 pub struct Job {
     pub hosts: Vec<String>,
     pub cpus: Vec<u32>,
+    /// Hardware threads per core of each node (`scontrol show node`: `ThreadsPerCore`); 1
+    /// where unknown. Where Slurm allocates whole cores, a task's CPUs are rounded up to
+    /// them, so a share is asked in whole cores, or the workers' steps would ask more than the
+    /// job holds.
+    pub threads_per_core: Vec<u32>,
+}
+
+/// `scontrol show node -o`'s `ThreadsPerCore` of each of `hosts`, in order (1 where absent).
+pub fn parse_threads_per_core(out: &str, hosts: &[String]) -> Vec<u32> {
+    let of = |host: &str| -> Option<u32> {
+        out.lines()
+            .find(|l| {
+                l.split_whitespace()
+                    .any(|w| w == format!("NodeName={host}"))
+            })?
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("ThreadsPerCore="))?
+            .parse()
+            .ok()
+    };
+    hosts.iter().map(|h| of(h).unwrap_or(1).max(1)).collect()
 }
 
 /// `SLURM_JOB_CPUS_PER_NODE` (`72(x2),36`): the job's CPUs on each of its nodes, in order.
@@ -71,10 +92,17 @@ fn cpus_per_task(per_node: &[(u32, u32, u32)], gpus_per_node: u32, job: &Job) ->
         .iter()
         .map(|&(node, gpus, tasks)| {
             let den = g * tasks.max(1);
-            let cpus = job
-                .cpus
+            let threads = job
+                .threads_per_core
                 .get(node as usize)
-                .map(|c| (u64::from(*c) * u64::from(gpus) / u64::from(den)) as u32);
+                .copied()
+                .unwrap_or(1)
+                .max(1);
+            let cpus = job.cpus.get(node as usize).map(|c| {
+                let k = (u64::from(*c) * u64::from(gpus) / u64::from(den)) as u32;
+                // Whole cores: Slurm would round a part of one up, past the job's CPUs.
+                (k / threads * threads).max(threads)
+            });
             (gpus, den, cpus)
         })
         .collect();
@@ -472,6 +500,7 @@ mod tests {
         let job = Job {
             hosts: hosts.to_vec(),
             cpus: vec![64; hosts.len()],
+            threads_per_core: vec![1; hosts.len()],
         };
         step(plan, r, &job)
     }
@@ -579,10 +608,34 @@ mod tests {
         let tiny = Job {
             hosts: hosts.clone(),
             cpus: vec![4; 3],
+            threads_per_core: vec![1; 3],
         };
         let r = built(TRT12);
         let ctx = r.role("CTX_0".parse().unwrap()).unwrap();
         assert!(has(&step(&r, ctx, &tiny), "--cpus-per-task=1"));
+        // Two threads per core (Slurm allocating whole cores): a share of 3 CPUs is asked as
+        // one core, 2, since Slurm would round 3 up to 4 and the ranks would not all fit.
+        let ht = Job {
+            hosts: hosts.clone(),
+            cpus: vec![24; 3],
+            threads_per_core: vec![2; 3],
+        };
+        assert!(has(&step(&r, ctx, &ht), "--cpus-per-task=2"));
+        let tiny_ht = Job {
+            cpus: vec![4; 3],
+            ..ht
+        };
+        assert!(
+            has(&step(&r, ctx, &tiny_ht), "--cpus-per-task=2"),
+            "one whole core at least"
+        );
+    }
+
+    #[test]
+    fn threads_per_core_are_read_per_node() {
+        let out = "NodeName=a Arch=x86_64 CoresPerSocket=28 ThreadsPerCore=2 CPUTot=112\nNodeName=b ThreadsPerCore=1\n";
+        let hosts: Vec<String> = ["b", "a", "c"].map(String::from).to_vec();
+        assert_eq!(parse_threads_per_core(out, &hosts), [1, 2, 1]);
     }
 
     #[test]
