@@ -74,17 +74,21 @@ async fn generation(
     Ok(relay::respond(opened, &worker, req.stream(), keep))
 }
 
-/// The client's `X-Request-Id` when it sent a usable one (so its logs line up with the
-/// workers'), else a fresh one.
+/// One id for both legs of a vLLM request, fresh for each request: vLLM keys a request (and
+/// its KV hand-off) by it, and refuses one already running, so a client that sends one id
+/// twice at once (a gateway's retry) must not reach the workers with it twice. A client's
+/// `X-Request-Id` leads it (`<client id>-<fresh>`), so its logs still line up with the workers'.
 fn request_id(state: &Inner, headers: &HeaderMap) -> HeaderValue {
-    headers
+    let fresh = format!("{:016x}{:016x}", state.ids.next(), state.ids.next());
+    let id = match headers
         .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128)
-        .cloned()
-        .unwrap_or_else(|| {
-            let id = format!("disagg-{:016x}{:016x}", state.ids.next(), state.ids.next());
-            HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("disagg"))
-        })
+    {
+        Some(client) => format!("{client}-{fresh}"),
+        None => format!("disagg-{fresh}"),
+    };
+    HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("disagg"))
 }
 
 fn json_response(body: Vec<u8>) -> Response {

@@ -95,12 +95,26 @@ async fn vllm_prefill_then_decode_with_kv_transfer_params_and_one_request_id() {
         Some("client-id-7"),
     )
     .await;
-    assert_eq!(prefill.seen()[1].request_id.as_deref(), Some("client-id-7"));
-    assert_eq!(decode.seen()[1].request_id.as_deref(), Some("client-id-7"));
+    // The client's id leads a fresh one: its logs line up with the workers', and a client
+    // sending one id twice at once does not reach vLLM with it twice.
+    let led = prefill.seen()[1].request_id.clone().unwrap();
+    assert!(
+        led.starts_with("client-id-7-") && led.len() > "client-id-7-".len(),
+        "{led}"
+    );
+    assert_eq!(decode.seen()[1].request_id.as_deref(), Some(led.as_str()));
+    post(
+        &url,
+        "/v1/chat/completions",
+        &chat(false),
+        Some("client-id-7"),
+    )
+    .await;
+    assert_ne!(prefill.seen()[2].request_id.as_deref(), Some(led.as_str()));
     let fresh = router(config_dialect(Dialect::Vllm, &[&prefill], &[&decode])).await;
     post(&fresh, "/v1/chat/completions", &chat(false), None).await;
     assert_ne!(
-        prefill.seen()[2].request_id,
+        prefill.seen()[3].request_id,
         Some(id),
         "ids are fresh per request"
     );
