@@ -497,6 +497,19 @@ fn death_reason(plan: &Plan, p: &Proc) -> String {
                 role = p.plan.role,
             )
         }
+        // srun saw the node under the step fail: that, not the step's status, is the cause.
+        None if srun_errors(&log).is_some_and(|e| e.contains(NODE_FAILURE)) => {
+            let errors = srun_errors(&log).unwrap_or_default();
+            let node = errors
+                .split(NODE_FAILURE)
+                .nth(1)
+                .and_then(|r| r.split([';', ' ']).next())
+                .unwrap_or("?");
+            format!(
+                "{} failed: its node {node} was lost (srun: error: {NODE_FAILURE}{node}) (see {})",
+                p.plan.role, p.plan.log
+            )
+        }
         None => match srun_errors(&log) {
             // The role never ran: Slurm could not create its step. srun says why.
             Some(why) => format!("{} {exit}: {why} (see {})", p.plan.role, p.plan.log),
@@ -556,6 +569,9 @@ fn first_task_end(log: &std::path::Path) -> Option<(String, u32, String)> {
     }
     None
 }
+
+/// What srun says when a node of a step stops answering: `srun: error: Node failure on dgn2`.
+const NODE_FAILURE: &str = "Node failure on ";
 
 /// srun's own error lines at the end of a role's log (`srun: error: Unable to create step for
 /// job 7: Requested nodes are busy`), joined; `None` when srun said nothing.
