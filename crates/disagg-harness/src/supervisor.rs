@@ -483,12 +483,18 @@ fn death_reason(plan: &Plan, p: &Proc) -> String {
     }
     let note = exit_note(plan, p.plan.role);
     let log = plan.run_dir.join(&p.plan.log);
+    // srun's account, read once: the task it saw end, and its own error lines.
+    let ended = first_task_end(&log);
+    let errors = srun_errors(&log);
     match note {
         Some(n) => format!("{} {exit}: {}", p.plan.role, n.reason),
         // Its role process ended with no account (a role exits with one, whatever it fails
         // at): killed, as the OOM killer or a `kill -9` does, or its node lost. srun says how.
-        None if first_task_end(&log).is_some_and(|(_, _, what)| !what.starts_with("Exited")) => {
-            let (host, task, what) = first_task_end(&log).expect("just seen");
+        None if ended
+            .as_ref()
+            .is_some_and(|(_, _, what)| !what.starts_with("Exited")) =>
+        {
+            let (host, task, what) = ended.expect("just seen");
             format!(
                 "{role} {exit}: its role process on {host} ended with no account of its own \
                  (srun: {host}: task {task}: {what}): it was killed (the OOM killer, or a kill \
@@ -498,11 +504,10 @@ fn death_reason(plan: &Plan, p: &Proc) -> String {
             )
         }
         // srun saw the node under the step fail: that, not the step's status, is the cause.
-        None if srun_errors(&log).is_some_and(|e| e.contains(NODE_FAILURE)) => {
-            let errors = srun_errors(&log).unwrap_or_default();
+        None if errors.as_deref().is_some_and(|e| e.contains(NODE_FAILURE)) => {
             let node = errors
-                .split(NODE_FAILURE)
-                .nth(1)
+                .as_deref()
+                .and_then(|e| e.split(NODE_FAILURE).nth(1))
                 .and_then(|r| r.split([';', ' ']).next())
                 .unwrap_or("?");
             format!(
@@ -510,7 +515,7 @@ fn death_reason(plan: &Plan, p: &Proc) -> String {
                 p.plan.role, p.plan.log
             )
         }
-        None => match srun_errors(&log) {
+        None => match errors {
             // The role never ran: Slurm could not create its step. srun says why.
             Some(why) => format!("{} {exit}: {why} (see {})", p.plan.role, p.plan.log),
             None => format!("{} {exit} (see {})", p.plan.role, p.plan.log),
