@@ -44,7 +44,8 @@ pub(crate) enum Prefilled {
     /// but the length cap): it is the answer.
     Finished(Finished),
     /// The same, but the client asked a minimum length the prefill was not given: decode the
-    /// request as sent, without params (it recomputes the prefill), as vLLM's own proxy does.
+    /// request as sent and recompute the prefill there, as vLLM's own proxy does
+    /// ([`recompute_body`]).
     Recompute,
 }
 
@@ -116,6 +117,20 @@ fn asks_a_minimum(req: &ClientRequest) -> bool {
 pub(crate) fn decode_body(req: &ClientRequest, kv_transfer_params: &Bytes) -> Pieces {
     req.body
         .write(&[], &[("kv_transfer_params", kv_transfer_params.clone())])
+}
+
+/// The decode request when the prefill kept no KV: the client's request as sent, with params
+/// that ask for no remote KV (`do_remote_prefill: false`), so vLLM's connector runs it whole
+/// there. Saying so, rather than sending no params, keeps "no params" meaning a proxy that lost
+/// the prefill's, which `disagg sim` refuses; real vLLM treats both alike.
+pub(crate) fn recompute_body(req: &ClientRequest) -> Pieces {
+    req.body.write(
+        &[],
+        &[(
+            "kv_transfer_params",
+            Bytes::from_static(br#"{"do_remote_decode":false,"do_remote_prefill":false}"#),
+        )],
+    )
 }
 
 #[cfg(test)]

@@ -139,7 +139,8 @@ async fn vllm_prefill_without_kv_transfer_params_is_a_502_not_a_silent_recompute
 
 /// A prefill that stopped on its one token (EOS) kept no KV (`kv_transfer_params: null`): its
 /// answer is the client's, streamed or not, and decode is not asked; with a minimum length the
-/// prefill was not given, decode gets the request as sent and recomputes, as vLLM's proxy does.
+/// prefill was not given, decode gets the request as sent and recomputes, as vLLM's proxy does
+/// (with params that ask for no remote KV, so a proxy that lost the params still stands out).
 #[tokio::test]
 async fn vllm_prefill_that_stopped_is_the_answer_or_decode_recomputes_for_a_minimum() {
     let prefill = fake("prefill").ctx(Ctx::Stop).start().await;
@@ -166,7 +167,13 @@ async fn vllm_prefill_that_stopped_is_the_answer_or_decode_recomputes_for_a_mini
     let resp = post(&url, "/v1/chat/completions", &chat(false), None).await;
     assert_eq!(resp.status(), 200);
     let d = &decode.seen()[0];
-    assert_eq!(d.body, chat(false), "decode gets the request as sent");
+    let mut recompute = chat(false);
+    recompute["kv_transfer_params"] =
+        json!({"do_remote_decode": false, "do_remote_prefill": false});
+    assert_eq!(
+        d.body, recompute,
+        "decode gets the request as sent, asking for no remote KV"
+    );
 }
 
 /// A worker started with an API key (`vllm serve --api-key`, SGLang's `--api-key`, a

@@ -633,3 +633,56 @@ fn a_streamed_generate_with_return_logprob_carries_prefills_input_logprobs_in_ev
         );
     }
 }
+
+/// vLLM: a prefill that stops on its one token (EOS) keeps no KV. Through `disagg router` to
+/// sims scripted to stop there: without a minimum, the prefill's answer is the client's; with
+/// `min_tokens` the prefill was not given, the decode sim recomputes the request whole (it
+/// refuses a decode without params, so the router must say "no remote KV" rather than drop them).
+#[test]
+fn a_vllm_prefill_that_stops_on_eos_answers_or_is_recomputed_for_a_minimum() {
+    let sim = |role: &str| {
+        Server::start(&[
+            "sim",
+            "--dialect",
+            "vllm",
+            "--role",
+            role,
+            "--itl",
+            "1ms",
+            "--eos-at",
+            "0",
+            "--side-channel-port",
+            "0",
+        ])
+    };
+    let (prefill, decode) = (sim("context"), sim("generation"));
+    let router = Server::start(&[
+        "router",
+        "--dialect",
+        "vllm",
+        "--prefill",
+        &prefill.addr,
+        "--decode",
+        &decode.addr,
+        "--port",
+        "0",
+    ]);
+    let ask = |body: &str| {
+        let (status, answer) = exchange(&router.addr, "POST", "/v1/completions", body);
+        assert_eq!(status, 200, "{body}: {answer}");
+        let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        (
+            answer["choices"][0]["finish_reason"].clone(),
+            answer["usage"]["completion_tokens"].clone(),
+        )
+    };
+    assert_eq!(
+        ask(r#"{"prompt": "a b c d", "max_tokens": 8}"#),
+        (serde_json::json!("stop"), serde_json::json!(1))
+    );
+    assert_eq!(
+        ask(r#"{"prompt": "a b c d", "max_tokens": 8, "min_tokens": 5}"#),
+        (serde_json::json!("length"), serde_json::json!(8)),
+        "the EOS is scripted at 0 only, which min_tokens suppresses"
+    );
+}

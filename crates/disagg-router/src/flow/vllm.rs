@@ -62,7 +62,7 @@ pub(super) async fn flow(
                 worker = ctx_lease.url(),
                 "prefill stopped before the client's minimum; decode recomputes it"
             );
-            req.body.write(&[], &[])
+            vllm::recompute_body(req)
         }
     };
     drop(ctx_lease);
