@@ -141,8 +141,12 @@ async fn serve(
     }
     let body = body
         .map_err(|r| ApiError::new(r.status().as_u16(), "invalid_request_error", r.body_text()))?;
-    if sim.dialect() == crate::Dialect::Trtllm && !sim.trtllm_version().takes_disagg_ids() {
-        crate::dialect::trtllm::refuse_newer_fields(&body, sim.trtllm_version())?;
+    if sim.dialect() == crate::Dialect::Trtllm && endpoint != Endpoint::Generate {
+        crate::dialect::trtllm::refuse_undeclared_fields(
+            &body,
+            endpoint == Endpoint::Chat,
+            sim.trtllm_version(),
+        )?;
     }
     let Parsed {
         mut jobs,

@@ -387,10 +387,15 @@ mod tests {
 
     #[test]
     fn node_rank_0_fails_when_a_port_derived_from_the_rendezvous_is_taken() {
-        // A rendezvous port whose + 6 is held by another process.
+        // A rendezvous port whose + 6 is held by another process, and whose + 5 was free a
+        // moment ago (a port other tests took there would be named first, rightly).
         let (port, _held) = loop {
             let p = free_port();
-            if let Ok(l) = TcpListener::bind(("0.0.0.0", p.saturating_add(6))) {
+            let five_free = TcpListener::bind(("0.0.0.0", p.saturating_add(5))).is_ok();
+            if let (true, Ok(l)) = (
+                five_free,
+                TcpListener::bind(("0.0.0.0", p.saturating_add(6))),
+            ) {
                 break (p, l);
             }
         };

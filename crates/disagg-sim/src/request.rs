@@ -26,8 +26,7 @@ use crate::{Dialect, SimRole};
 const DEFAULT_MAX_TOKENS: u64 = 16;
 
 /// The fields the sim reads; other fields are ignored, as vLLM and SGLang do (TensorRT-LLM
-/// forbids undeclared fields: the sim refuses the other dialects' hand-off fields there, not yet
-/// every field TensorRT-LLM does not declare).
+/// forbids undeclared fields: `dialect::trtllm::refuse_undeclared_fields` checks them first).
 #[derive(Debug, Deserialize)]
 struct RawRequest {
     prompt: Option<Value>,
@@ -241,29 +240,6 @@ pub(crate) fn parse_request(
     }
     let raw: RawRequest = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid completions request body: {e}")))?;
-    // TensorRT-LLM's OpenAI models forbid fields they do not declare (`extra="forbid"`): another
-    // dialect's hand-off fields, sent to it by a router speaking the wrong dialect, are a 400
-    // there, not ignored.
-    if dialect == Dialect::Trtllm {
-        let foreign = [
-            (
-                "kv_transfer_params",
-                raw.kv_transfer_params.is_some(),
-                "vLLM's",
-            ),
-            ("bootstrap_host", raw.bootstrap_host.is_some(), "SGLang's"),
-            ("bootstrap_port", raw.bootstrap_port.is_some(), "SGLang's"),
-            ("bootstrap_room", raw.bootstrap_room.is_some(), "SGLang's"),
-        ];
-        if let Some((field, _, whose)) = foreign.iter().find(|f| f.1) {
-            return Err(ApiError::bad_request(format!(
-                "{field}: Extra inputs are not permitted ({whose} hand-off field: TensorRT-LLM's \
-                 server forbids fields it does not declare, so this router speaks the wrong \
-                 dialect to it)"
-            ))
-            .into());
-        }
-    }
     // vLLM checks the name first, and answers any name it does not serve with a 404.
     if let (Some(served), Some(asked)) = (served_model, raw.model.as_deref()) {
         if !asked.is_empty() && asked != served {
@@ -993,31 +969,6 @@ mod model_names {
             let plain = one(r#"{"prompt":"hello there"}"#).expect("one prompt");
             assert_eq!(listed.prompt, plain.prompt, "{dialect:?}");
             assert!(one(r#"{"prompt":["a","b"]}"#).is_err(), "{dialect:?}");
-        }
-    }
-
-    /// TensorRT-LLM forbids undeclared fields: another dialect's hand-off fields are a 400.
-    #[test]
-    fn trtllm_refuses_another_dialects_hand_off_fields() {
-        for body in [
-            r#"{"prompt":"a","kv_transfer_params":{"do_remote_decode":true}}"#,
-            r#"{"prompt":"a","bootstrap_host":"h","bootstrap_room":1}"#,
-        ] {
-            let e = parse(
-                body.as_bytes(),
-                Endpoint::Completions,
-                SimRole::Both,
-                Dialect::Trtllm,
-                None,
-                None,
-                LengthLimits::default(),
-            )
-            .expect_err(body);
-            assert!(
-                e.api.message.contains("Extra inputs are not permitted"),
-                "{}",
-                e.api.message
-            );
         }
     }
 }

@@ -418,7 +418,7 @@ fn trtllm_pair(
     (ctx, generation, router)
 }
 
-const COMPLETION: &str = r#"{"prompt": "a b c d", "max_tokens": 3}"#;
+const COMPLETION: &str = r#"{"model": "m", "prompt": "a b c d", "max_tokens": 3}"#;
 
 /// Regression: a router's first requests went out before its first `/version` round had
 /// answered, so without `disagg_request_id` whatever the worker's version. Here `/version`

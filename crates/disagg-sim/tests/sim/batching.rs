@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{metric, start, try_parse_args};
+use crate::support::{metric, start, try_parse_args, with_model};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ttft_grows_in_steps_of_one_batch_lifetime_above_capacity() {
@@ -92,7 +92,7 @@ async fn metrics_show_the_queue_and_the_running_batch_while_full() {
         async move {
             client
                 .post(url)
-                .json(&body)
+                .json(&with_model(&body))
                 .send()
                 .await
                 .map(|r| r.status())
@@ -103,7 +103,7 @@ async fn metrics_show_the_queue_and_the_running_batch_while_full() {
         async move {
             client
                 .post(url)
-                .json(&long)
+                .json(&with_model(&long))
                 .send()
                 .await
                 .map(|r| r.status())
@@ -153,7 +153,7 @@ async fn a_context_sim_keeps_prompt_kv_until_the_hand_off_is_fetched() {
         async move {
             client
                 .post(url)
-                .json(&body)
+                .json(&with_model(&body))
                 .send()
                 .await
                 .map(|r| r.status().as_u16())

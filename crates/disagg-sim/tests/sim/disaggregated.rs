@@ -28,14 +28,17 @@ async fn context(sim: &Sim, prompt: Value) -> Value {
 fn generation_request(ctx: &Value, max_tokens: u64, stream: bool) -> Value {
     let mut params = ctx["choices"][0]["disaggregated_params"].clone();
     params["request_type"] = json!("generation_only");
-    json!({
+    let mut body = json!({
         "model": "sim-7b",
         "prompt": ctx["prompt_token_ids"],
         "max_tokens": max_tokens,
         "stream": stream,
-        "stream_options": {"include_usage": true},
         "disaggregated_params": params,
-    })
+    });
+    if stream {
+        body["stream_options"] = json!({"include_usage": true});
+    }
+    body
 }
 
 #[tokio::test]

@@ -11,14 +11,20 @@ async fn malformed_or_mistyped_bodies_are_400_with_an_error_body() {
         ("{not json", "invalid completions request body"),
         ("", "invalid completions request body"),
         ("[1,2]", "invalid completions request body"),
-        (r#"{"prompt":"a","max_tokens":"many"}"#, "invalid type"),
-        (r#"{"prompt":"a","stream":"yes"}"#, "invalid type"),
         (
-            r#"{"prompt":"a","disaggregated_params":{"request_type":"sideways"}}"#,
+            r#"{"model":"m","prompt":"a","max_tokens":"many"}"#,
+            "invalid type",
+        ),
+        (
+            r#"{"model":"m","prompt":"a","stream":"yes"}"#,
+            "invalid type",
+        ),
+        (
+            r#"{"model":"m","prompt":"a","disaggregated_params":{"request_type":"sideways"}}"#,
             "unknown variant",
         ),
-        (r#"{"prompt":["one","two"]}"#, "batched prompts"),
-        (r#"{"prompt":[1.5]}"#, "integers"),
+        (r#"{"model":"m","prompt":["one","two"]}"#, "batched prompts"),
+        (r#"{"model":"m","prompt":[1.5]}"#, "integers"),
     ] {
         let (status, reply) = sim.post_raw("/v1/completions", body).await;
         assert_eq!(status, 400, "{body} -> {reply}");

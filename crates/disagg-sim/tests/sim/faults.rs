@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::sync::mpsc::error::TryRecvError;
 
-use crate::support::{error_message, metric, start};
+use crate::support::{error_message, metric, start, with_model};
 
 #[tokio::test]
 async fn fail_after_requests_fires_the_exit_hook_after_the_nth() {
@@ -44,7 +44,7 @@ async fn hang_after_requests_stops_answering_but_keeps_the_socket() {
             "POST" => sim
                 .client
                 .post(sim.url(path))
-                .json(&json!({"prompt": [1], "max_tokens": 1})),
+                .json(&with_model(&json!({"prompt": [1], "max_tokens": 1}))),
             _ => sim.client.get(sim.url(path)),
         };
         let err = req
@@ -66,7 +66,7 @@ async fn stall_after_requests_leaves_completions_unanswered_but_health_answering
     let err = sim
         .client
         .post(sim.url("/v1/completions"))
-        .json(&req)
+        .json(&with_model(&req))
         .timeout(Duration::from_millis(300))
         .send()
         .await
@@ -171,7 +171,7 @@ async fn a_hang_freezes_requests_already_in_flight() {
     let slow = sim
         .client
         .post(sim.url("/v1/completions"))
-        .json(&json!({"prompt": [1], "max_tokens": 10}))
+        .json(&with_model(&json!({"prompt": [1], "max_tokens": 10})))
         .timeout(Duration::from_secs(3))
         .send();
     let quick_body = json!({"prompt": [2], "max_tokens": 1});

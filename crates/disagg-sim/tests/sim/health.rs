@@ -81,7 +81,7 @@ async fn the_request_log_has_one_line_per_request_with_its_body() {
         "1ms",
     ])
     .await;
-    let body = serde_json::json!({"prompt": [1, 2], "max_tokens": 1});
+    let body = serde_json::json!({"model": "", "prompt": [1, 2], "max_tokens": 1});
     let (status, _) = sim.complete_as("rid-7", &body).await;
     assert_eq!(status, 200);
     let (status, _) = sim.post_raw("/v1/completions", "{broken").await;

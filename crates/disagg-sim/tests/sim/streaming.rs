@@ -6,7 +6,7 @@ use std::time::Duration;
 use disagg_proto::sse::Event;
 use serde_json::json;
 
-use crate::support::start;
+use crate::support::{start, with_model};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_chunk_arrives_long_before_the_last_is_made() {
@@ -103,7 +103,7 @@ async fn chat_streams_deltas_with_the_role_first() {
     let r = sim
         .client
         .post(sim.url("/v1/chat/completions"))
-        .json(&chat)
+        .json(&with_model(&chat))
         .send()
         .await
         .expect("POST");

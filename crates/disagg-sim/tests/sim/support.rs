@@ -119,6 +119,17 @@ impl Arrival {
     }
 }
 
+/// A client's body names a model (TensorRT-LLM requires one): an empty name where the test gave
+/// none, which vLLM takes for the one it serves and SGLang ignores. [`Sim::post_raw`] sends a
+/// body as given.
+pub fn with_model(body: &Value) -> Value {
+    let mut body = body.clone();
+    if let Some(o) = body.as_object_mut() {
+        o.entry("model").or_insert(Value::String(String::new()));
+    }
+    body
+}
+
 impl Sim {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
@@ -152,7 +163,8 @@ impl Sim {
     }
 
     pub async fn complete(&self, body: &Value) -> (u16, Value) {
-        self.post_raw("/v1/completions", &body.to_string()).await
+        self.post_raw("/v1/completions", &with_model(body).to_string())
+            .await
     }
 
     /// POSTs a completions body with an `X-Request-Id` header (vLLM's proxy sends one).
@@ -161,7 +173,7 @@ impl Sim {
             .client
             .post(self.url("/v1/completions"))
             .header("x-request-id", request_id)
-            .json(body)
+            .json(&with_model(body))
             .send()
             .await
             .expect("POST");
@@ -247,7 +259,7 @@ impl Sim {
         let mut r = self
             .client
             .post(self.url(path))
-            .json(body)
+            .json(&with_model(body))
             .send()
             .await
             .expect("POST");

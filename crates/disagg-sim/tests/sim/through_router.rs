@@ -105,7 +105,9 @@ async fn every_dialect_through_the_router_matches_aggregated_output() {
 }
 
 async fn post(sim: &Sim, path: &str, body: &serde_json::Value) -> serde_json::Value {
-    let (status, reply) = sim.post_raw(path, &body.to_string()).await;
+    let (status, reply) = sim
+        .post_raw(path, &crate::support::with_model(body).to_string())
+        .await;
     assert_eq!(status, 200, "{path}: {reply}");
     reply
 }

@@ -4,7 +4,7 @@
 use disagg_proto::sse::Event;
 use serde_json::json;
 
-use crate::support::{error_message, start, try_parse_args};
+use crate::support::{error_message, start, try_parse_args, with_model};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_generated_choice_reports_the_decoded_tokens_per_iteration() {
@@ -69,7 +69,10 @@ async fn with_a_key_protected_hand_offs_must_be_signed_or_get_401() {
         "encoded_opaque_state": "bm90LWEtcGVlcg=="}});
     let params = body["disaggregated_params"].as_object().unwrap().clone();
     let post = |sig: Option<String>| {
-        let mut req = sim.client.post(sim.url("/v1/completions")).json(&body);
+        let mut req = sim
+            .client
+            .post(sim.url("/v1/completions"))
+            .json(&with_model(&body));
         if let Some(sig) = sig {
             req = req.header(disagg_proto::auth::HEADER, sig);
         }

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{Sim, error_message, start, streamed_text};
+use crate::support::{Sim, error_message, start, streamed_text, with_model};
 
 const FAST: &[&str] = &[
     "--dialect",
@@ -260,7 +260,7 @@ async fn an_api_key_guards_the_api_but_not_health() {
     let r = reqwest::Client::new()
         .post(sim.url("/v1/completions"))
         .header("authorization", "Bearer sk-k")
-        .json(&body)
+        .json(&with_model(&body))
         .send()
         .await
         .unwrap();
