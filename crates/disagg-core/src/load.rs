@@ -1069,6 +1069,13 @@ fn check_slurm(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
             "give each option as one item, e.g. `[\"--exclusive\", \"--gres=gpu:8\"]`",
         );
     }
+    if let Some((a, why, fix)) = s
+        .extra_args
+        .iter()
+        .find_map(|a| owned_sbatch_option(a).map(|(w, f)| (a, w, f)))
+    {
+        return err("slurm.extra_args", format!("`{a}` {why}"), fix);
+    }
     if s.extra_args.iter().any(|a| a == "--requeue") {
         return err(
             "slurm.extra_args",
@@ -1151,6 +1158,118 @@ fn check_slurm(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
         }
     }
     Ok(())
+}
+
+/// sbatch options the job header already sets, or that break how `disagg` submits and
+/// supervises the job: as `slurm.extra_args` they would come after (and override) its own lines,
+/// or stop the run from working, with no word at submission. Each with why and the fix.
+const OWNED_SBATCH_OPTIONS: &[(&str, Option<char>, &str, &str)] = &[
+    (
+        "time",
+        Some('t'),
+        "overrides the job's time limit, which `slurm.time` sets and `validate` checks against \
+         timeouts.job",
+        "use `slurm.time` instead",
+    ),
+    (
+        "partition",
+        Some('p'),
+        "overrides the header's partition",
+        "use `slurm.partition` instead",
+    ),
+    (
+        "account",
+        Some('A'),
+        "overrides the header's account",
+        "use `slurm.account` instead",
+    ),
+    (
+        "job-name",
+        Some('J'),
+        "overrides the header's job name",
+        "use `slurm.job_name` instead",
+    ),
+    (
+        "nodes",
+        Some('N'),
+        "overrides the node count the plan needs (from ctx/gen counts and tp, \
+         `slurm.gpus_per_node`, `slurm.front_nodes`)",
+        "drop it; `disagg plan --launcher slurm` shows the nodes the plan takes",
+    ),
+    (
+        "ntasks-per-node",
+        None,
+        "overrides the job's one task per GPU, the shape the worker steps take",
+        "drop it; for CPUs per task use `--cpus-per-task=N`",
+    ),
+    (
+        "ntasks",
+        Some('n'),
+        "overrides the job's one task per GPU, the shape the worker steps take",
+        "drop it; for CPUs per task use `--cpus-per-task=N`",
+    ),
+    (
+        "output",
+        Some('o'),
+        "moves the job's log out of the run folder (slurm-<job id>.log), where the reports point",
+        "drop it: the log is kept in the run folder",
+    ),
+    (
+        "error",
+        Some('e'),
+        "splits the job's log out of the run folder (slurm-<job id>.log), where the reports point",
+        "drop it: the log is kept in the run folder",
+    ),
+    (
+        "export",
+        None,
+        "overrides the header's `--export=ALL,...`: without ALL the job steps lose PATH and the \
+         engines are not found",
+        "drop it; give variables in the case's `env` (or the environment of `disagg run`)",
+    ),
+    (
+        "array",
+        Some('a'),
+        "makes an array of jobs sharing one run folder",
+        "drop it; for several runs use a sweep (`disagg run --sweep`)",
+    ),
+    (
+        "wrap",
+        None,
+        "replaces the batch script disagg writes",
+        "drop it; put commands in the case's `setup`",
+    ),
+    (
+        "wait",
+        Some('W'),
+        "makes sbatch return only when the job ends, and `disagg run` releases the job (it is \
+         submitted held) only after sbatch returns: the two would wait for each other",
+        "drop it: `disagg run` waits for the job itself (`--no-wait` to return at once)",
+    ),
+    (
+        "test-only",
+        None,
+        "submits no job",
+        "drop it; `disagg plan --launcher slurm` shows the script without submitting",
+    ),
+];
+
+/// Why `arg` (one `slurm.extra_args` item) may not be given, and the fix, when it names one of
+/// [`OWNED_SBATCH_OPTIONS`]: `--name`, `--name=V`, `-c`, `-cV` or `-c V`.
+fn owned_sbatch_option(arg: &str) -> Option<(String, &'static str)> {
+    OWNED_SBATCH_OPTIONS
+        .iter()
+        .find(|(long, short, _, _)| {
+            let long_form = arg
+                .strip_prefix("--")
+                .and_then(|rest| rest.strip_prefix(long))
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('='));
+            let short_form = short.is_some_and(|c| {
+                !arg.starts_with("--") && arg.strip_prefix('-').is_some_and(|r| r.starts_with(c))
+            });
+            long_form || short_form
+        })
+        .map(|(_, _, why, fix)| (why.to_string(), *fix))
 }
 
 fn valid_env_name(k: &str) -> bool {

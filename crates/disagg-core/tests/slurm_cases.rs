@@ -28,6 +28,28 @@ fn the_issue_example_is_accepted() {
     assert_eq!(s.mpi.as_deref(), Some("pmix"));
 }
 
+/// Options the header does not set pass, even those whose names begin like one it does.
+#[test]
+fn extra_args_the_header_does_not_own_pass() {
+    for arg in [
+        "--exclusive",
+        "--mem=0",
+        "--cpus-per-task=8",
+        "--time-min=10",
+        "--nodelist=n[1-3]",
+        "--export-file=/tmp/e",
+        "--gres=gpu:8",
+        "-G8",
+        "--begin=now+1hour",
+        "--error-free",
+    ] {
+        let text = with_slurm(&format!("  extra_args: [\"{arg}\"]\n"));
+        let r = parse_case(&text, Path::new("t.yaml"));
+        // `--error-free` is no sbatch option, but neither is it `--error`.
+        assert!(r.is_ok(), "{arg}: {:?}", r.err().map(|e| e.to_string()));
+    }
+}
+
 #[test]
 fn an_absent_section_takes_the_cluster_defaults() {
     let c = parse_case(QUICKSTART, Path::new("t.yaml")).unwrap();
@@ -114,6 +136,41 @@ fn bad_slurm_sections_name_the_key_line_and_fix() {
             "slurm.container.mounts",
             "without commas",
             "own item",
+        ),
+        (
+            "a time limit past the one validate checks",
+            "  extra_args: [\"--time=00:01:00\"]\n",
+            "slurm.extra_args",
+            "`--time=00:01:00` overrides the job's time limit",
+            "use `slurm.time` instead",
+        ),
+        (
+            "a short option the header owns, value attached",
+            "  extra_args: [-N2]\n",
+            "slurm.extra_args",
+            "overrides the node count the plan needs",
+            "disagg plan --launcher slurm",
+        ),
+        (
+            "an export without ALL",
+            "  extra_args: [--exclusive, --export=NONE]\n",
+            "slurm.extra_args",
+            "without ALL the job steps lose PATH",
+            "`env`",
+        ),
+        (
+            "the job log moved out of the run folder",
+            "  extra_args: [\"-o /tmp/x-%j.log\"]\n",
+            "slurm.extra_args",
+            "moves the job's log out of the run folder",
+            "kept in the run folder",
+        ),
+        (
+            "sbatch told to block until the job ends",
+            "  extra_args: [--wait]\n",
+            "slurm.extra_args",
+            "would wait for each other",
+            "--no-wait",
         ),
         (
             "extra_args not a list",
