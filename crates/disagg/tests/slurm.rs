@@ -599,7 +599,11 @@ fn a_failing_setup_fails_the_job_as_setup() {
     assert!(read(&dir.join("install.log")).contains("installing"));
     let xml = read(&dir.join("results.xml"));
     assert!(xml.contains("SETUP"), "{xml}");
-    assert!(read(&dir.join("summary.md")).contains("setup exited with status"));
+    let summary = read(&dir.join("summary.md"));
+    assert!(
+        summary.contains("setup exited with status 7 on vm"),
+        "srun's account of the node, not its own status: {summary}"
+    );
 }
 
 fn without_slurm_nothing_is_submitted_and_the_exit_code_is_2() {

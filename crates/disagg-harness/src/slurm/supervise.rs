@@ -66,7 +66,12 @@ pub fn supervise_run_dir(
                     "the job's container could not be made from {} on a node: srun exited with status {setup_status} (see install.log)",
                     c.image
                 ),
-                _ => format!("setup exited with status {setup_status} on a node (see install.log)"),
+                _ => setup_failure(
+                    &std::fs::read_to_string(plan.run_dir.join("install.log")).unwrap_or_default(),
+                )
+                .unwrap_or_else(|| {
+                    format!("setup exited with status {setup_status} on a node (see install.log)")
+                }),
             },
         ),
         ExecutorKind::Slurm => {
@@ -140,4 +145,64 @@ pub fn supervise_run_dir(
         }
     }
     code
+}
+
+/// What failed the setup step, from srun's lines in `install.log`: the first node whose task
+/// exited with a status of its own (`srun: error: dgn2: task 1: Exited with exit code 7`), not
+/// the ones srun then ended for it (`--kill-on-bad-exit`: `Terminated`, status 143), which is
+/// all srun's own exit status says. `None` when srun said neither.
+fn setup_failure(install_log: &str) -> Option<String> {
+    let exits: Vec<(&str, &str)> = install_log
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("srun: error: "))
+        .filter_map(|rest| {
+            let mut parts = rest.splitn(3, ": ");
+            let (node, tasks, what) = (parts.next()?, parts.next()?, parts.next()?);
+            (tasks.starts_with("task") && !node.starts_with("Node failure"))
+                .then_some((node, what.trim()))
+        })
+        .collect();
+    let own = |(node, what): &(&str, &str)| {
+        what.strip_prefix("Exited with exit code ")
+            .map(|code| format!("setup exited with status {code} on {node}"))
+    };
+    let first = exits.iter().find_map(own).or_else(|| {
+        exits
+            .first()
+            .map(|(node, what)| format!("setup on {node}: {what}"))
+    })?;
+    let others = exits.iter().filter_map(own).count().saturating_sub(1);
+    Some(match others {
+        0 => format!("{first} (see install.log)"),
+        n => format!("{first}, and on {n} more node(s) (see install.log)"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::setup_failure;
+
+    #[test]
+    fn the_setup_failure_names_the_node_and_status_not_srun_ending_the_rest() {
+        let log = "setup on dgn1\npip install failed on purpose\n\
+                   srun: error: dgn2: task 1: Exited with exit code 7\n\
+                   srun: error: dgn3: task 2: Terminated\n\
+                   srun: Force Terminated StepId=274.0\n";
+        assert_eq!(
+            setup_failure(log).as_deref(),
+            Some("setup exited with status 7 on dgn2 (see install.log)")
+        );
+        let two = "srun: error: dgn[1-2]: tasks 0-1: Exited with exit code 3\n\
+                   srun: error: dgn3: task 2: Exited with exit code 3\n";
+        assert_eq!(
+            setup_failure(two).as_deref(),
+            Some("setup exited with status 3 on dgn[1-2], and on 1 more node(s) (see install.log)")
+        );
+        assert_eq!(
+            setup_failure("srun: error: dgn1: task 0: Killed\n").as_deref(),
+            Some("setup on dgn1: Killed (see install.log)")
+        );
+        assert_eq!(setup_failure("no srun lines\n"), None);
+        assert_eq!(setup_failure("srun: error: Node failure on dgn2\n"), None);
+    }
 }
