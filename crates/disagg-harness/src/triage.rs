@@ -190,27 +190,36 @@ pub fn triage(run_dir: &Path) -> Result<(bool, String), String> {
         out.push_str(&format!("the run did not finish: {}\n", state.describe()));
         found = true;
     }
-    // The root cause: as the supervisor recorded it while the run went on, else the verdict.
-    let recorded = state
+    // The root cause: as the supervisor recorded it while the run went on, else the verdict;
+    // but the verdict when it is Slurm's time limit, or when all the supervisor saw was its own
+    // interruption (Slurm's TERM at the limit, a cancel): the report knows why.
+    let verdict = {
+        let path = run_dir.join("outcome.json");
+        std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<crate::outcome::Outcome>(&b).ok())
+            .and_then(|o| match o.result {
+                crate::outcome::RunResult::Failed(f) => Some((path, f)),
+                _ => None,
+            })
+    };
+    let status = state
         .status
         .as_ref()
-        .filter(|s| s.state == crate::rendezvous::State::Failed)
-        .map(|st| {
-            (
-                run_dir.join("rendezvous/status.json"),
-                st.role.clone(),
-                st.reason.clone(),
-            )
-        })
-        .or_else(|| {
-            let path = run_dir.join("outcome.json");
-            let o: crate::outcome::Outcome =
-                serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
-            match o.result {
-                crate::outcome::RunResult::Failed(f) => Some((path, f.role, Some(f.reason))),
-                _ => None,
-            }
-        });
+        .filter(|s| s.state == crate::rendezvous::State::Failed);
+    let only_interrupted =
+        status.is_some_and(|s| s.role.is_none() && s.reason.as_deref() == Some("interrupted"));
+    let recorded = match (status, verdict) {
+        (_, Some((path, f))) if f.timeout || only_interrupted => {
+            Some((path, f.role, Some(f.reason)))
+        }
+        (Some(st), _) => Some((
+            run_dir.join("rendezvous/status.json"),
+            st.role.clone(),
+            st.reason.clone(),
+        )),
+        (None, v) => v.map(|(path, f)| (path, f.role, Some(f.reason))),
+    };
     if let Some((file, role, reason)) = recorded {
         found = true;
         let who = role.as_deref().unwrap_or("the job");
@@ -392,8 +401,16 @@ mod tests {
             "{text}"
         );
 
-        // The job as a whole (no role): Slurm's own lines are the evidence.
+        // The job as a whole (no role): Slurm's own lines are the evidence. At the time limit
+        // the supervisor, given Slurm's TERM, recorded only that it was interrupted: the
+        // verdict's time limit is the root cause.
         std::fs::write(dir.join("outcome.json"), r#"{"result":{"result":"failed","role":null,"reason":"the job ended at its time limit","timeout":true},"roles":[],"duration_s":60.0}"#).unwrap();
+        std::fs::create_dir_all(dir.join("rendezvous")).unwrap();
+        std::fs::write(
+            dir.join("rendezvous/status.json"),
+            r#"{"run_id":"x","state":"failed","reason":"interrupted"}"#,
+        )
+        .unwrap();
         std::fs::write(
             dir.join("slurm-677.log"),
             "benchmark running\nslurmstepd-dgn1: error: *** JOB 677 ON dgn1 CANCELLED AT 2026-12-05T21:55:21 DUE TO TIME LIMIT ***\n",
@@ -413,6 +430,7 @@ mod tests {
         // Nothing recorded and nothing matched, but the exit code says failed: never "no
         // failure found".
         std::fs::remove_file(dir.join("outcome.json")).unwrap();
+        std::fs::remove_file(dir.join("rendezvous/status.json")).unwrap();
         std::fs::write(dir.join("slurm-677.log"), "quiet\n").unwrap();
         let (found, text) = triage(&dir).unwrap();
         assert!(found, "{text}");
