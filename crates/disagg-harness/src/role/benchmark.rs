@@ -161,12 +161,23 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
     // Only the points recorded above: a point the sweep measured but this role did not record
     // (a role died or the run was interrupted under it) is its last, and stays out of every
     // report, as its log said.
+    let left_out = sweep
+        .points
+        .get(measured.len())
+        .map(|p| (p.report.point.to_string(), p.report.metrics.completed));
     sweep.points.truncate(measured.len());
     // Per-request timelines, the CSV and the HDR distributions, beside our own results.json.
     if let Err(e) = sweep.write_outputs(&plan.run_dir.join("bench")) {
         eprintln!("disagg role BENCHMARK: warning: {e}");
     }
-    let invalid = sweep.invalid_reason();
+    // With every point left out, "no points were run" would read as if nothing was sent.
+    let invalid = match left_out {
+        Some((point, completed)) if sweep.points.is_empty() => Some(format!(
+            "{point} was under way ({completed} request(s) completed) and is left out of the \
+             reports; no point was recorded"
+        )),
+        _ => sweep.invalid_reason(),
+    };
     finish(plan, invalid, Some(&sweep)).await
 }
 
