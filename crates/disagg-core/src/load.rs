@@ -1139,6 +1139,19 @@ fn check_slurm(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
                 "give each mount as its own item, e.g. `[\"/lustre:/lustre\"]`",
             );
         }
+        // pyxis reads a mount as SRC[:DST[:FLAGS]].
+        if let Some(m) = c.mounts.iter().find(|m| {
+            let fields: Vec<&str> = m.split(':').collect();
+            fields.len() > 3 || fields.iter().any(|f| f.is_empty())
+        }) {
+            return err(
+                "slurm.container.mounts",
+                format!(
+                    "`{m}` is not a mount: pyxis reads `SRC[:DST[:FLAGS]]`, three `:`-separated fields at most, none empty"
+                ),
+                "e.g. `/lustre:/lustre` or `/data:/data:ro`",
+            );
+        }
         // What the container steps read is mounted at the same path (docs/slurm.md); a path
         // that `--container-mounts` cannot express is refused here, naming it.
         for (key, p) in [

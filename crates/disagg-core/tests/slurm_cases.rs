@@ -173,6 +173,13 @@ fn bad_slurm_sections_name_the_key_line_and_fix() {
             "--no-wait",
         ),
         (
+            "mount of too many fields",
+            "  container: {image: x, mounts: [\"/tmp/a:b:c:d\"]}\n",
+            "slurm.container.mounts",
+            "SRC[:DST[:FLAGS]]",
+            "/data:/data:ro",
+        ),
+        (
             "extra_args not a list",
             "  extra_args: --exclusive\n",
             "slurm.extra_args",
