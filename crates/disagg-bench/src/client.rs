@@ -421,11 +421,17 @@ async fn read_stream(
                 }
                 Event::Data(data) => {
                     let chunk = parse_chunk(&data)?;
-                    if chunk.has_text() {
+                    // SGLang's `/generate` events carry the text so far and its token count: an
+                    // event is content when that count grew.
+                    let content = match &chunk.meta_info {
+                        Some(m) => m.completion_tokens > usage.map_or(0, |u| u.completion_tokens),
+                        None => chunk.has_text(),
+                    };
+                    if content {
                         chunks.push(arrived);
                     }
-                    if chunk.usage.is_some() {
-                        usage = chunk.usage;
+                    if let Some(u) = chunk.usage() {
+                        usage = Some(u);
                     }
                     if let Some(a) = chunk.decoded_per_iter() {
                         decoded_per_iter = Some(a);
@@ -446,15 +452,16 @@ async fn read_whole(body: Incoming) -> Result<Success, Failure> {
     let arrived = Instant::now();
     let chunk = parse_chunk(&body)?;
     let has_text = chunk.has_text();
-    let output_tokens = match chunk.usage {
+    let usage = chunk.usage();
+    let output_tokens = match usage {
         Some(usage) => usage.completion_tokens,
         None => u64::from(has_text),
     };
     Ok(Success {
         chunks: if has_text { vec![arrived] } else { vec![] },
         output_tokens,
-        prompt_tokens: chunk.usage.map(|u| u.prompt_tokens),
-        usage_reported: chunk.usage.is_some(),
+        prompt_tokens: usage.map(|u| u.prompt_tokens),
+        usage_reported: usage.is_some(),
         streamed: false,
         avg_decoded_tokens_per_iter: chunk.decoded_per_iter(),
     })
@@ -468,6 +475,11 @@ struct Chunk<'a> {
     choices: First<Choice<'a>>,
     #[serde(default)]
     usage: Option<Usage>,
+    /// SGLang's `/generate`: the text (so far, when streamed) and its counts.
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(default)]
+    meta_info: Option<MetaInfo>,
     /// Any error object (`null` reads as none).
     #[serde(default)]
     error: Option<serde::de::IgnoredAny>,
@@ -520,6 +532,14 @@ struct Choice<'a> {
     avg_decoded_tokens_per_iter: Option<f64>,
 }
 
+/// `/generate`'s `meta_info`: the counts the bench reads (SGLang sends many more fields).
+#[derive(Debug, Clone, Copy, Deserialize)]
+struct MetaInfo {
+    #[serde(default)]
+    prompt_tokens: u64,
+    completion_tokens: u64,
+}
+
 #[derive(Debug, Deserialize)]
 struct Delta<'a> {
     #[serde(default, borrow)]
@@ -531,7 +551,18 @@ impl Chunk<'_> {
         self.choices.0.as_ref()?.avg_decoded_tokens_per_iter
     }
 
+    /// The server's counts: OpenAI's `usage`, or `/generate`'s `meta_info`.
+    fn usage(&self) -> Option<Usage> {
+        self.usage.or_else(|| {
+            self.meta_info
+                .map(|m| Usage::new(m.prompt_tokens, m.completion_tokens))
+        })
+    }
+
     fn has_text(&self) -> bool {
+        if self.text.as_deref().is_some_and(|t| !t.is_empty()) {
+            return true;
+        }
         self.choices.0.as_ref().is_some_and(|c| {
             let text = c.text.as_deref().unwrap_or_default();
             let content = |d: &Option<Delta>| {
@@ -569,6 +600,21 @@ mod tests {
         assert_eq!(Failure::StreamCut.kind(), "stream_cut");
         assert_eq!(Failure::BadBody.kind(), "bad_body");
         assert_eq!(Failure::ZeroTokens.kind(), "zero_tokens");
+    }
+
+    /// SGLang's `/generate` answers with the text and `meta_info`, not `choices` and `usage`.
+    #[test]
+    fn generate_answers_count_from_meta_info() {
+        let c = parse_chunk(
+            br#"{"text":"a b","output_ids":[5,6],"meta_info":{"id":"x","prompt_tokens":4,"completion_tokens":2,"finish_reason":{"type":"length","length":2}}}"#,
+        )
+        .unwrap();
+        assert!(c.has_text());
+        let u = c.usage().unwrap();
+        assert_eq!((u.prompt_tokens, u.completion_tokens), (4, 2));
+        let c = parse_chunk(br#"{"text":"","meta_info":{"completion_tokens":0}}"#).unwrap();
+        assert!(!c.has_text());
+        assert!(parse_chunk(br#"{"error":{"message":"x"}}"#).is_err());
     }
 
     #[test]

@@ -31,6 +31,12 @@ impl BenchConfig {
             .ends_with("chat/completions")
     }
 
+    /// SGLang's native `/generate`: `text` or `input_ids` with `sampling_params`, answered
+    /// with the text and `meta_info` instead of OpenAI's `choices` and `usage`.
+    pub(crate) fn is_generate(&self) -> bool {
+        self.endpoint.trim_end_matches('/').ends_with("/generate")
+    }
+
     pub(crate) fn is_open_loop(&self) -> bool {
         !self.request_rates.is_empty()
     }

@@ -193,7 +193,9 @@ pub struct BenchArgs {
     /// Base URL (http://) of the server under test; repeat to spread the load over several routers.
     #[arg(long, required = true)]
     pub url: Vec<String>,
-    /// Path of the completions endpoint, appended to the URL.
+    /// Path of the endpoint, appended to the URL: `/v1/completions`, `/v1/chat/completions`
+    /// (text prompts), or SGLang's native `/generate` (`text`/`input_ids` with
+    /// `sampling_params`, counted from `meta_info`).
     #[arg(long, default_value = "/v1/completions")]
     pub endpoint: String,
     /// `model` field of every request.

@@ -215,6 +215,9 @@ pub(crate) fn body(cfg: &BenchConfig, prompt: &Prompt, max_tokens: u32) -> Bytes
         Prompt::Tokens(ids) => ids.len() * 7,
         Prompt::Text(t) => t.len() + t.len() / 8,
     };
+    if cfg.is_generate() {
+        return generate_body(cfg, prompt, max_tokens, prompt_bytes);
+    }
     let (prompt, messages) = match (cfg.is_chat(), prompt) {
         (true, Prompt::Text(t)) => (
             None,
@@ -243,6 +246,53 @@ pub(crate) fn body(cfg: &BenchConfig, prompt: &Prompt, max_tokens: u32) -> Bytes
     let mut out = Vec::with_capacity(BODY_FIELDS_BYTES + cfg.model.len() + prompt_bytes);
     serde_json::to_writer(&mut out, &body).expect("a request body always serializes");
     Bytes::from(out)
+}
+
+/// SGLang's `/generate` body, as its `bench_serving --backend sglang` sends it: the prompt as
+/// `text` or `input_ids`, the lengths in `sampling_params` (`ignore_eos` with
+/// `min_new_tokens`, as `min_tokens` with the OpenAI endpoints). No model: SGLang serves one.
+fn generate_body(
+    cfg: &BenchConfig,
+    prompt: &Prompt,
+    max_tokens: u32,
+    prompt_bytes: usize,
+) -> Bytes {
+    let (text, input_ids) = match prompt {
+        Prompt::Text(t) => (Some(t.as_str()), None),
+        Prompt::Tokens(ids) => (None, Some(ids.as_slice())),
+    };
+    let body = GenerateBody {
+        text,
+        input_ids,
+        sampling_params: SamplingParams {
+            max_new_tokens: max_tokens,
+            min_new_tokens: cfg.ignore_eos.then_some(max_tokens),
+            ignore_eos: cfg.ignore_eos.then_some(true),
+        },
+        stream: cfg.streaming,
+    };
+    let mut out = Vec::with_capacity(BODY_FIELDS_BYTES + prompt_bytes);
+    serde_json::to_writer(&mut out, &body).expect("a request body always serializes");
+    Bytes::from(out)
+}
+
+#[derive(serde::Serialize)]
+struct GenerateBody<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input_ids: Option<&'a [u32]>,
+    sampling_params: SamplingParams,
+    stream: bool,
+}
+
+#[derive(serde::Serialize)]
+struct SamplingParams {
+    max_new_tokens: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    min_new_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ignore_eos: Option<bool>,
 }
 
 /// Room for a body's keys and small values around the model name and the prompt.
@@ -359,6 +409,30 @@ mod tests {
             assert_eq!(v["prompt"].as_array().unwrap().len(), r.input_len as usize);
             assert!((10..=30).contains(&v["max_tokens"].as_u64().unwrap()));
         }
+    }
+
+    /// SGLang's `/generate`, as its bench_serving's sglang backend sends it.
+    #[test]
+    fn a_generate_body_has_sglangs_fields() {
+        let mut c = cfg();
+        c.endpoint = "/generate".into();
+        let v: serde_json::Value =
+            serde_json::from_slice(&body(&c, &Prompt::Tokens(vec![101, 102]), 20)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "input_ids": [101, 102], "stream": true,
+                "sampling_params": {"max_new_tokens": 20, "min_new_tokens": 20, "ignore_eos": true}
+            })
+        );
+        c.ignore_eos = false;
+        c.streaming = false;
+        let v: serde_json::Value =
+            serde_json::from_slice(&body(&c, &Prompt::Text("a b".into()), 3)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"text": "a b", "stream": false, "sampling_params": {"max_new_tokens": 3}})
+        );
     }
 
     #[test]

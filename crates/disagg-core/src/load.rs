@@ -508,15 +508,31 @@ fn check(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
             "a share of requests, e.g. `0.01` for 1%",
         );
     }
-    if !matches!(
-        b.endpoint.as_str(),
-        "/v1/completions" | "/v1/chat/completions"
-    ) {
-        return err(
-            "benchmark.endpoint",
-            format!("`{}` is not a served endpoint", b.endpoint),
-            "use `/v1/completions` or `/v1/chat/completions`",
-        );
+    let sglang = case
+        .router
+        .dialect
+        .or(case.engine.native_dialect())
+        .unwrap_or_default()
+        == crate::case::Dialect::Sglang;
+    match b.endpoint.as_str() {
+        "/v1/completions" | "/v1/chat/completions" => {}
+        "/generate" if sglang => {}
+        "/generate" => {
+            return err(
+                "benchmark.endpoint",
+                "`/generate` is SGLang's native endpoint; this case's router speaks another \
+                 dialect"
+                    .into(),
+                "use `/v1/completions` or `/v1/chat/completions`, or `router.dialect: sglang`",
+            );
+        }
+        _ => {
+            return err(
+                "benchmark.endpoint",
+                format!("`{}` is not a served endpoint", b.endpoint),
+                "use `/v1/completions` or `/v1/chat/completions` (or SGLang's `/generate`)",
+            );
+        }
     }
     if let Some(sp) = b.shared_prefix {
         if sp.groups == 0 {

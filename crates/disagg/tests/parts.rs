@@ -119,11 +119,23 @@ fn sim_router_and_bench_compose_as_standalone_processes() {
             "--port",
             "0",
         ]);
-        let r = disagg(
-            &[
+        // SGLang's users drive its native /generate too (bench_serving's sglang backend).
+        let endpoints: &[(&str, Option<&str>)] = match dialect {
+            "sglang" => &[
+                ("/v1/completions", None),
+                ("/generate", None),
+                ("/generate", Some("--no-stream")),
+            ],
+            _ => &[("/v1/completions", None)],
+        };
+        for (endpoint, extra) in endpoints {
+            let url = router.url();
+            let mut args = vec![
                 "bench",
                 "--url",
-                &router.url(),
+                &url,
+                "--endpoint",
+                endpoint,
                 "--isl",
                 "32",
                 "--osl",
@@ -132,22 +144,32 @@ fn sim_router_and_bench_compose_as_standalone_processes() {
                 "2",
                 "--rounds",
                 "3",
-            ],
-            &[],
-        );
-        assert_eq!(r.code(), 0, "{dialect}: {}", r.show());
-        assert!(
-            r.stdout()
-                .contains("Successful requests:                     6"),
-            "{dialect}: {}",
-            r.stdout()
-        );
-        assert!(
-            r.stdout()
-                .contains("Total generated tokens:                  48"),
-            "{dialect}: {}",
-            r.stdout()
-        );
+            ];
+            args.extend(extra);
+            let r = disagg(&args, &[]);
+            let what = format!("{dialect} {endpoint} {extra:?}");
+            assert_eq!(r.code(), 0, "{what}: {}", r.show());
+            assert!(
+                r.stdout()
+                    .contains("Successful requests:                     6"),
+                "{what}: {}",
+                r.stdout()
+            );
+            assert!(
+                r.stdout()
+                    .contains("Total generated tokens:                  48"),
+                "{what}: {}",
+                r.stdout()
+            );
+            if extra.is_none() {
+                // Streamed: 8 tokens a request in 8 events, so inter-token latencies exist.
+                assert!(
+                    r.stdout().contains("Mean ITL (ms):"),
+                    "{what}: {}",
+                    r.stdout()
+                );
+            }
+        }
     }
 }
 

@@ -826,3 +826,51 @@ fn serving_settings_in_engine_args_reach_the_sim() {
         "CTX_0 keeps one thread per CPU, at most 8: {ctx_log}"
     );
 }
+
+/// SGLang's native `/generate` as the benchmark's endpoint: the router relays it to both sims
+/// (each leg on `/generate`), and the benchmark counts tokens from its `meta_info`.
+#[test]
+fn an_sglang_case_can_benchmark_the_native_generate_endpoint() {
+    let ws = TempDir::new("generate");
+    let case = CaseSpec {
+        name: "gen-native",
+        concurrency: "[2]",
+        ctx_args: "{request_log: true}",
+        gen_args: "{request_log: true}",
+        benchmark_extra: "  endpoint: /generate\n",
+        extra: "router: {kind: builtin, dialect: sglang}\n",
+        ..Default::default()
+    }
+    .write(ws.path(), "c.yaml");
+    let r = run(&case, ws.path(), &[], &[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let dir = only_run(ws.path(), "gen-native");
+    let points = json(&dir.join("results.json"))["points"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(points[0]["completed"].as_u64(), Some(4));
+    assert_eq!(points[0]["total_output_tokens"].as_u64(), Some(4 * 8));
+    let log = read(&dir.join("gen_server_0.requests.jsonl"));
+    let on_generate = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|l| l["path"] == "/generate")
+        .count();
+    assert!(on_generate >= 4, "{log}");
+
+    // Another dialect's router has no /generate: refused before anything starts.
+    let trt = CaseSpec {
+        name: "gen-trt",
+        benchmark_extra: "  endpoint: /generate\n",
+        ..Default::default()
+    }
+    .write(ws.path(), "t.yaml");
+    let r = disagg(&["validate", trt.to_str().unwrap()], &[]);
+    assert_eq!(r.code(), 2, "{}", r.show());
+    assert!(
+        r.stderr().contains("benchmark.endpoint") && r.stderr().contains("router.dialect: sglang"),
+        "{}",
+        r.stderr()
+    );
+}
