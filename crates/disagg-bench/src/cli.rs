@@ -1,7 +1,8 @@
 //! The standalone `disagg bench` command: flags to config, canary, sweep, reports.
 
 use crate::{
-    BenchArgs, BenchConfig, BenchError, SharedPrefix, canary, point_files, run_sweep_with,
+    BenchArgs, BenchConfig, BenchError, PointResult, SharedPrefix, Sweep, canary, point_files,
+    run_sweep_with,
 };
 
 pub(crate) fn to_config(args: &BenchArgs) -> BenchConfig {
@@ -48,16 +49,45 @@ pub(crate) fn to_config(args: &BenchArgs) -> BenchConfig {
 
 pub(crate) async fn run(args: BenchArgs) -> Result<bool, BenchError> {
     let cfg = args.to_config();
-    canary(&cfg).await?;
+    // Taken from the start (the canary too): a Ctrl-C keeps what was measured.
+    let mut signals = Signals::new();
+    let mut finished: Vec<PointResult> = Vec::new();
     // Each point is printed, and its files written, as soon as it is measured.
     let mut written = Ok(());
-    let sweep = run_sweep_with(&cfg, |p| {
-        print!("{}", point_files::log_text(&cfg, &p.report));
-        if let (Some(dir), Ok(())) = (&args.output_dir, &written) {
-            written = point_files::write(dir, &cfg, p).map(|_| ());
+    let sweep = {
+        let work = async {
+            canary(&cfg).await?;
+            run_sweep_with(&cfg, |p| {
+                print!("{}", point_files::log_text(&cfg, &p.report));
+                if let (Some(dir), Ok(())) = (&args.output_dir, &written) {
+                    written = point_files::write(dir, &cfg, p).map(|_| ());
+                }
+                finished.push(p.clone());
+            })
+            .await
+        };
+        tokio::select! {
+            r = work => Ok(r?),
+            s = signals.recv() => Err(s),
         }
-    })
-    .await?;
+    };
+    let sweep = match sweep {
+        Ok(sweep) => sweep,
+        Err((signal, name)) => {
+            let planned = cfg.point_ids().len();
+            let stopped = format!(
+                "interrupted by {name}: {} of {planned} point(s) measured, the one under way left out",
+                finished.len()
+            );
+            eprintln!("disagg bench: {stopped}");
+            if let Some(dir) = &args.output_dir {
+                let sweep = Sweep { points: finished };
+                crate::outputs::write(dir, &sweep, Some(&stopped))?;
+                eprintln!("disagg bench: the finished points are in {}", dir.display());
+            }
+            return Err(BenchError::Interrupted { signal, name });
+        }
+    };
     written?;
     if let Some(dir) = &args.output_dir {
         sweep.write_outputs(dir)?;
@@ -68,5 +98,41 @@ pub(crate) async fn run(args: BenchArgs) -> Result<bool, BenchError> {
             Ok(false)
         }
         None => Ok(true),
+    }
+}
+
+/// SIGINT, SIGTERM and SIGHUP, caught from when the bench starts (one that cannot be caught
+/// keeps its default action).
+struct Signals {
+    int: Option<tokio::signal::unix::Signal>,
+    term: Option<tokio::signal::unix::Signal>,
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        Self {
+            int: signal(SignalKind::interrupt()).ok(),
+            term: signal(SignalKind::terminate()).ok(),
+            hup: signal(SignalKind::hangup()).ok(),
+        }
+    }
+
+    /// The first of them to arrive.
+    async fn recv(&mut self) -> (i32, &'static str) {
+        async fn one(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            () = one(&mut self.int) => (2, "SIGINT"),
+            () = one(&mut self.term) => (15, "SIGTERM"),
+            () = one(&mut self.hup) => (1, "SIGHUP"),
+        }
     }
 }

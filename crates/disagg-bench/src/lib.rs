@@ -358,7 +358,7 @@ impl Sweep {
     /// Writes results.json, summary.txt, results.csv, requests.jsonl and the HDR distributions
     /// (`hdr/point<N>_<metric>.hgrm`) into `dir`, creating it.
     pub fn write_outputs(&self, dir: &Path) -> Result<(), BenchError> {
-        outputs::write(dir, self)
+        outputs::write(dir, self, None)
     }
 }
 
@@ -383,6 +383,9 @@ pub enum BenchError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A signal (SIGINT, SIGTERM, SIGHUP) stopped the sweep; the finished points were kept.
+    #[error("interrupted by {name}")]
+    Interrupted { signal: i32, name: &'static str },
 }
 
 /// Sends one small generation; it must succeed and produce tokens.

@@ -13,7 +13,9 @@ use serde_json::{Value, json};
 
 use crate::{BenchError, ResultsFile, Sweep, details_summary, histogram, text_summary};
 
-pub(crate) fn write(dir: &Path, sweep: &Sweep) -> Result<(), BenchError> {
+/// `stopped`: why the sweep ended before its last point (an interruption), which makes the
+/// results invalid whatever the points say.
+pub(crate) fn write(dir: &Path, sweep: &Sweep, stopped: Option<&str>) -> Result<(), BenchError> {
     let fail = |path: PathBuf| move |source| BenchError::Write { path, source };
     std::fs::create_dir_all(dir.join("hdr")).map_err(fail(dir.join("hdr")))?;
     let put = |name: &str, contents: &[u8]| {
@@ -21,8 +23,8 @@ pub(crate) fn write(dir: &Path, sweep: &Sweep) -> Result<(), BenchError> {
         std::fs::write(&path, contents).map_err(fail(path))
     };
 
-    let mut results =
-        serde_json::to_vec_pretty(&results_file(sweep)).expect("a report always serializes");
+    let mut results = serde_json::to_vec_pretty(&results_file(sweep, stopped))
+        .expect("a report always serializes");
     results.push(b'\n');
     put("results.json", &results)?;
     put("summary.txt", summary_text(sweep).as_bytes())?;
@@ -52,12 +54,17 @@ pub(crate) fn summary_text(sweep: &Sweep) -> String {
 }
 
 /// `results.json` of a standalone sweep (the BENCHMARK role adds its run id and config name).
-pub(crate) fn results_file(sweep: &Sweep) -> ResultsFile {
+pub(crate) fn results_file(sweep: &Sweep, stopped: Option<&str>) -> ResultsFile {
+    let reasons: Vec<String> = stopped
+        .map(str::to_string)
+        .into_iter()
+        .chain(sweep.invalid_reason())
+        .collect();
     ResultsFile {
         run_id: None,
         config_name: None,
-        valid: sweep.invalid_reason().is_none(),
-        invalid_reason: sweep.invalid_reason(),
+        valid: reasons.is_empty(),
+        invalid_reason: (!reasons.is_empty()).then(|| reasons.join("; ")),
         warnings: Vec::new(),
         points: sweep.reports(),
     }

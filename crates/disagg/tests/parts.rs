@@ -347,3 +347,53 @@ fn the_sim_serves_from_its_own_threads_and_realtime_puts_them_under_sched_fifo()
         "{stderr}"
     );
 }
+
+/// Ctrl-C on a standalone `disagg bench` keeps what was measured: the finished points are
+/// written to --output-dir (results.json marked interrupted, the point under way left out) and
+/// it exits 130, as the harness does; it lost everything before.
+#[test]
+fn an_interrupted_bench_writes_its_finished_points_and_exits_130() {
+    let sim = Server::start(&["sim", "--role", "both", "--itl", "5ms"]);
+    let dir = TempDir::new("bench-int");
+    let out = dir.path().join("b");
+    let mut bench = Command::new(DISAGG)
+        .args(["bench", "--url", &sim.url(), "--isl", "16", "--osl", "40"])
+        .args(["--concurrency", "2,4", "--rounds", "10", "--output-dir"])
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the first point is written (its requests take 40 x 5 ms each, 10 rounds of 2), the
+    // second is under way for a while.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !out.join("benchmark.con2.json").exists() {
+        assert!(std::time::Instant::now() < until, "the first point never ended");
+        assert!(bench.try_wait().unwrap().is_none(), "the bench ended early");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(bench.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let done = bench.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("interrupted by SIGINT: 1 of 2 point(s) measured"),
+        "{stderr}"
+    );
+    let results = json(&out.join("results.json"));
+    assert_eq!(results["valid"], false, "{results}");
+    assert!(
+        results["invalid_reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("interrupted by SIGINT")),
+        "{results}"
+    );
+    let points = results["points"].as_array().unwrap();
+    assert_eq!(points.len(), 1, "{results}");
+    assert_eq!(points[0]["max_concurrency"], 2, "{results}");
+    assert!(out.join("summary.txt").is_file() && out.join("requests.jsonl").is_file());
+}

@@ -2,7 +2,8 @@ use disagg_core::exit;
 
 /// The load generator: closed-loop sweeps with benchmark_serving's metrics, text summary and
 /// JSON keys. Exits 1 when the results are not valid (failed requests above --max-failure-rate,
-/// zero generated tokens), 2 on bad flags, datasets or tokenizers.
+/// zero generated tokens), 2 on bad flags, datasets or tokenizers, 130/143/129 when SIGINT/SIGTERM/
+/// SIGHUP stopped it (the finished points are written to --output-dir, marked interrupted).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
@@ -22,6 +23,8 @@ pub fn main(a: Args) -> i32 {
             eprintln!("error: {e}");
             exit::USAGE
         }
+        // The finished points are written and said; 128 + the signal, as the shell reports it.
+        Err(disagg_bench::BenchError::Interrupted { signal, .. }) => 128 + signal,
         Err(e) => {
             eprintln!("error: {e}");
             exit::TEST_FAILED
