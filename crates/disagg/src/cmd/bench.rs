@@ -2,8 +2,9 @@ use disagg_core::exit;
 
 /// The load generator: closed-loop sweeps with benchmark_serving's metrics, text summary and
 /// JSON keys. Exits 1 when the results are not valid (failed requests above --max-failure-rate,
-/// zero generated tokens), 2 on bad flags, datasets or tokenizers, 130/143/129 when SIGINT/SIGTERM/
-/// SIGHUP stopped it (the finished points are written to --output-dir, marked interrupted).
+/// zero generated tokens), 2 on bad flags, datasets or tokenizers, 128 + the signal when one
+/// stopped it (130 for SIGINT; the finished points are written to --output-dir, marked
+/// interrupted).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
