@@ -133,6 +133,16 @@ pub enum ProxyError {
         "no route for POST /generate in the {dialect} dialect: /generate is SGLang's native API, served only with --dialect sglang; send /v1/completions or /v1/chat/completions"
     )]
     NativeOnly { dialect: &'static str },
+    /// The router itself could not open a socket (out of file descriptors or kernel memory): no
+    /// word on the worker, which is neither blamed nor ejected for it.
+    #[error(
+        "the router could not open a connection to {leg} worker {worker}: {detail}; the router is out of file descriptors or socket memory (raise its `ulimit -n`, or lower the load); the worker is not blamed"
+    )]
+    RouterExhausted {
+        leg: Leg,
+        worker: String,
+        detail: String,
+    },
     /// No connection could be opened: the worker is down (counts toward ejecting it).
     #[error("{leg} worker {worker} refused the connection: {detail}")]
     Connect {
@@ -221,7 +231,9 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest(_) => ApiError::bad_request(msg),
             ProxyError::BodyTooLarge { .. } => ApiError::new(413, "invalid_request_error", msg),
-            ProxyError::Busy { .. } => ApiError::unavailable(msg),
+            ProxyError::Busy { .. } | ProxyError::RouterExhausted { .. } => {
+                ApiError::unavailable(msg)
+            }
             ProxyError::BodyTimeout { .. } => ApiError::new(408, "invalid_request_error", msg),
             ProxyError::NotFound { .. } | ProxyError::NativeOnly { .. } => ApiError::not_found(msg),
             ProxyError::MethodNotAllowed { .. } => ApiError::new(405, "invalid_request_error", msg),

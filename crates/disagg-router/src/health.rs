@@ -143,7 +143,7 @@ async fn ask_version(client: &crate::upstream::HttpClient, w: &Worker, timeout: 
         Ok((status, _)) => silent(w, &format!("/version answered {status}")),
         Err(Unanswered::TimedOut(why)) => silent(w, &why),
         // Not reachable: its requests fail too. Still pending, so the next request asks again.
-        Err(Unanswered::Failed(why)) => {
+        Err(Unanswered::Failed(why) | Unanswered::Local(why)) => {
             tracing::debug!("context worker {}: {why}", w.url);
             VersionTake::Pending
         }
@@ -175,7 +175,12 @@ async fn probe_group(
         let failed = match probe(client, &w.url, timeout).await {
             Ok(status) if status == http::StatusCode::OK => None,
             Ok(status) => Some(format!("/health answered {status}")),
-            Err(why) => Some(why),
+            // The router's own shortage says nothing of the worker: no verdict this round.
+            Err(Unanswered::Local(why)) => {
+                tracing::warn!("{} worker {}: {why}", group.leg, w.url);
+                return w.is_healthy();
+            }
+            Err(Unanswered::Failed(why) | Unanswered::TimedOut(why)) => Some(why),
         };
         match &failed {
             None => group.record_success(i, "/health answered 200"),
@@ -195,13 +200,10 @@ async fn probe(
     client: &crate::upstream::HttpClient,
     worker: &str,
     timeout: Duration,
-) -> Result<http::StatusCode, String> {
+) -> Result<http::StatusCode, Unanswered> {
     get(client, worker, "/health", timeout)
         .await
         .map(|(status, _)| status)
-        .map_err(|e| match e {
-            Unanswered::Failed(why) | Unanswered::TimedOut(why) => why,
-        })
 }
 
 /// Why a `GET` got no answer.
@@ -210,6 +212,8 @@ enum Unanswered {
     Failed(String),
     /// No whole answer within the time given.
     TimedOut(String),
+    /// The router could not open a socket (out of file descriptors): nothing about the worker.
+    Local(String),
 }
 
 /// One `GET path` within `timeout`: its status and whole body, or why there was none.
@@ -225,18 +229,24 @@ async fn get(
         .body(crate::upstream::Frames::empty())
         .map_err(|e| Unanswered::Failed(format!("{path}: {e}")))?;
     let exchange = async {
-        let resp = client
-            .request(request)
-            .await
-            .map_err(|e| format!("{path} failed: {}", crate::error::error_chain(&e)))?;
+        let resp = client.request(request).await.map_err(|e| {
+            let why = format!("{path} failed: {}", crate::error::error_chain(&e));
+            if e.is_connect() && crate::upstream::out_of_sockets(&e) {
+                Unanswered::Local(format!("{why} (the router is out of file descriptors)"))
+            } else {
+                Unanswered::Failed(why)
+            }
+        })?;
         let status = resp.status();
         let body = http_body_util::BodyExt::collect(resp.into_body())
             .await
-            .map_err(|e| format!("{path} failed: {}", crate::error::error_chain(&e)))?;
+            .map_err(|e| {
+                Unanswered::Failed(format!("{path} failed: {}", crate::error::error_chain(&e)))
+            })?;
         Ok((status, body.to_bytes()))
     };
     match tokio::time::timeout(timeout, exchange).await {
-        Ok(answer) => answer.map_err(Unanswered::Failed),
+        Ok(answer) => answer,
         Err(_) => Err(Unanswered::TimedOut(format!(
             "{path} did not answer within {timeout:?}"
         ))),

@@ -103,7 +103,11 @@ where
         let group = state.group(leg);
         // A refusal of the request itself (4xx: too long for its context, a bad parameter) is
         // the request's fault, not the worker's.
-        if !matches!(error, ProxyError::Rejected { .. }) {
+        // Nor is the router's own lack of file descriptors.
+        if !matches!(
+            error,
+            ProxyError::Rejected { .. } | ProxyError::RouterExhausted { .. }
+        ) {
             group.record_error(worker, &error);
         }
         if error.is_unreachable() {

@@ -268,6 +268,12 @@ pub(crate) fn timeout(t: Target<'_>, deadline: Deadline, after: Duration) -> Pro
 pub(crate) fn classify(t: Target<'_>, err: &hyper_util::client::legacy::Error) -> ProxyError {
     if err.is_connect() && timed_out(err) {
         timeout(t, Deadline::Connect, t.connect_timeout)
+    } else if err.is_connect() && out_of_sockets(err) {
+        ProxyError::RouterExhausted {
+            leg: t.leg,
+            worker: t.worker.to_string(),
+            detail: error_chain(err),
+        }
     } else if err.is_connect() {
         ProxyError::Connect {
             leg: t.leg,
@@ -290,6 +296,26 @@ pub(crate) fn body_error(t: Target<'_>, err: &hyper::Error) -> ProxyError {
         worker: t.worker.to_string(),
         detail: error_chain(err),
     }
+}
+
+/// Whether the socket could not be made here, whatever the worker: this process's or the
+/// system's file table is full (EMFILE, ENFILE), or the kernel has no buffer space (ENOBUFS) or
+/// memory (ENOMEM) for it.
+pub(crate) fn out_of_sockets(err: &(dyn std::error::Error + 'static)) -> bool {
+    const LOCAL: [i32; 4] = [24, 23, 105, 12];
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(code) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+        {
+            if LOCAL.contains(&code) {
+                return true;
+            }
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// Whether an I/O timeout (the connector's connect timeout) is in the error's chain.

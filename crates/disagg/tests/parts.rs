@@ -368,7 +368,10 @@ fn an_interrupted_bench_writes_its_finished_points_and_exits_130() {
     // second is under way for a while.
     let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !out.join("benchmark.con2.json").exists() {
-        assert!(std::time::Instant::now() < until, "the first point never ended");
+        assert!(
+            std::time::Instant::now() < until,
+            "the first point never ended"
+        );
         assert!(bench.try_wait().unwrap().is_none(), "the bench ended early");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }

@@ -686,3 +686,94 @@ fn a_vllm_prefill_that_stops_on_eos_answers_or_is_recomputed_for_a_minimum() {
         "the EOS is scripted at 0 only, which min_tokens suppresses"
     );
 }
+
+/// A router that has run out of its own file descriptors cannot open a connection to a worker:
+/// it answers 503 saying so, and neither blames nor ejects the (healthy) worker, which it used
+/// to count as refusing connections, ejecting every worker under a flood.
+#[test]
+fn a_router_out_of_file_descriptors_answers_503_and_blames_no_worker() {
+    use std::io::{Read, Write};
+    let sim = |role| Server::start(&["sim", "--role", role, "--itl", "20ms"]);
+    let (ctx, generation) = (sim("context"), sim("generation"));
+    // At rest the router holds about 23 descriptors; 40 leaves room for a few connections.
+    let mut child = Command::new("sh")
+        .args(["-c", "ulimit -n 40 && exec \"$0\" \"$@\"", DISAGG, "router"])
+        .args(["--prefill", &ctx.addr, "--decode", &generation.addr])
+        .args(["--port", "0", "--max-retries", "0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let router = Server {
+        child,
+        addr: line.trim().to_string(),
+    };
+    // Hold more connections than it has descriptors for, each sending a request at once: the
+    // first ones accepted take the last descriptors, so their worker connections cannot open.
+    let body = r#"{"model": "m", "prompt": "a b c d", "max_tokens": 4}"#;
+    let head = format!(
+        "POST /v1/completions HTTP/1.1\r\nhost: r\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut streams: Vec<std::net::TcpStream> = (0..40)
+        .map(|_| {
+            let s = std::net::TcpStream::connect(&router.addr).unwrap();
+            s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+                .unwrap();
+            s
+        })
+        .collect();
+    for s in &mut streams {
+        s.write_all(head.as_bytes()).unwrap();
+    }
+    // Read the answers of the ones it accepted (the rest it reaches only as these close).
+    let mut statuses = Vec::new();
+    let mut refused_503 = Vec::new();
+    for mut s in streams {
+        let mut out = Vec::new();
+        if s.read_to_end(&mut out).is_err() {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let Some(status) = text.strip_prefix("HTTP/1.1 ").and_then(|t| t.get(..3)) else {
+            continue;
+        };
+        if status == "503" && text.contains("out of file descriptors") {
+            refused_503.push(text.clone());
+        }
+        assert!(
+            !text.contains("refused the connection"),
+            "the worker was blamed: {text}"
+        );
+        statuses.push(status.to_string());
+    }
+    assert!(
+        !refused_503.is_empty(),
+        "no request met the shortage: {statuses:?}"
+    );
+    // Once the connections are closed it serves again, with every worker still in.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let metrics = loop {
+        let (status, text) = exchange(&router.addr, "GET", "/metrics", "");
+        if status == 200 {
+            break text;
+        }
+        assert!(std::time::Instant::now() < until, "{status}: {text}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let ejections: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("disagg_router_ejections_total"))
+        .collect();
+    assert!(
+        !ejections.is_empty() && ejections.iter().all(|l| l.ends_with(" 0")),
+        "{ejections:?}"
+    );
+    let (status, answer) = exchange(&router.addr, "POST", "/v1/completions", body);
+    assert_eq!(status, 200, "{answer}");
+}
