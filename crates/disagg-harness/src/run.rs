@@ -368,9 +368,12 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions) -> i32 {
 }
 
 /// Why the local launcher cannot run `case` (from `path`), if it cannot: a server that runs a
-/// process on each of several nodes (vLLM, SGLang larger than a node). The error, then its hint.
+/// process on each of several nodes (vLLM, SGLang larger than a node), or workers of a real
+/// engine placed on several nodes ([`shared_gpus`]). The error, then its hint.
 pub fn local_refusal(case: &disagg_core::case::Case, path: &Path) -> Option<String> {
-    let (group, nodes) = disagg_core::plan::per_node_servers(case)?;
+    let Some((group, nodes)) = disagg_core::plan::per_node_servers(case) else {
+        return shared_gpus(case, path);
+    };
     let g = if group == "ctx" {
         &case.ctx
     } else {
@@ -385,6 +388,43 @@ pub fn local_refusal(case: &disagg_core::case::Case, path: &Path) -> Option<Stri
         g.parallel.gpus_per_server(),
         case.hardware.gpus_per_node,
         case.engine.as_str()
+    ))
+}
+
+/// Workers of a real engine placed on more than one node: on this one machine the nodes' GPU
+/// indices are the same GPUs, so servers placed apart would share them (two servers on one
+/// GPU: out of memory, or figures of a machine shared). The sim has no GPUs to share.
+fn shared_gpus(case: &disagg_core::case::Case, path: &Path) -> Option<String> {
+    if case.engine == disagg_core::case::Engine::Sim {
+        return None;
+    }
+    let placed = disagg_core::plan::place_workers(case);
+    let nodes = disagg_core::plan::span(&placed);
+    if nodes <= 1 {
+        return None;
+    }
+    let on = |n: u32| {
+        placed
+            .iter()
+            .filter(|(_, g)| g.first().is_some_and(|g| g.node == n))
+            .map(|(r, _)| r.to_string())
+            .collect::<Vec<_>>()
+    };
+    let (first, second) = (on(0), on(1));
+    Some(format!(
+        "{}: the workers take {nodes} nodes of hardware.gpus_per_node {} GPUs ({} on the first, \
+         {} on the second); the local launcher runs them all on this one machine, where each \
+         node's GPUs are the same GPUs, so servers of different nodes would share them\nhint: \
+         run it with `--launcher slurm`, or set hardware.gpus_per_node to this machine's GPU \
+         count if it has that many",
+        path.display(),
+        case.hardware.gpus_per_node,
+        first.join(", "),
+        if second.is_empty() {
+            "a server spanning into it".to_string()
+        } else {
+            second.join(", ")
+        },
     ))
 }
 

@@ -307,6 +307,41 @@ fn the_local_launcher_refuses_a_server_that_runs_a_process_on_each_of_several_no
     );
 }
 
+/// Workers of a real engine placed on two nodes would share this machine's GPUs under the local
+/// launcher (each node's GPU 0 is the same GPU 0): refused before anything starts, naming them.
+#[test]
+fn the_local_launcher_refuses_workers_placed_on_several_nodes_that_would_share_gpus() {
+    let ws = TempDir::new("local-shared");
+    let case = ws.path().join("c.yaml");
+    std::fs::write(
+        &case,
+        "name: shared\nmodel: {name: m}\nengine: trtllm\nhardware: {gpus_per_node: 4}\nctx: {count: 5, parallel: {tp: 2}}\ngen: {count: 1}\nbenchmark: {isl: 8, osl: 4}\n",
+    )
+    .unwrap();
+    let r = run(&case, ws.path(), &[], &[]);
+    assert_eq!(r.code(), 2, "{}", r.show());
+    let err = r.stderr();
+    assert!(
+        err.contains("the workers take 3 nodes")
+            && err.contains("CTX_0, CTX_1 on the first, CTX_2, CTX_3 on the second")
+            && err.contains("`--launcher slurm`"),
+        "{}",
+        r.show()
+    );
+    assert!(
+        !ws.path().join("disagg_logs").exists(),
+        "nothing was started"
+    );
+    // `disagg plan` shows the plan, and warns that `run` refuses it.
+    let r = support::disagg(&["plan", case.to_str().unwrap()], &[]);
+    assert!(
+        r.stderr()
+            .contains("warning: `disagg run` with this launcher refuses this case"),
+        "{}",
+        r.show()
+    );
+}
+
 /// A GPU binding that gives a worker fewer GPUs than its engine drives fails the run at start,
 /// as the engine would: here a `vllm` that sees only the first of its two planned GPUs.
 #[test]
