@@ -449,12 +449,27 @@ pub fn combine(codes: &[i32]) -> i32 {
 /// The resolved case: the config name set, the baseline absolute, so it can be re-run from
 /// anywhere. Its bytes are what [`case_hash`] hashes.
 fn resolved_case_body(case: &LoadedCase) -> String {
+    serde_yaml_ng::to_string(&resolved_case(case)).unwrap_or_default()
+}
+
+/// The case with its config name set and every file it names by a path relative to the case
+/// file (`perf.baseline`, `benchmark.dataset`, `benchmark.tokenizer`) made absolute: what it
+/// measures is then the same wherever it is copied to or run from, and two cases naming
+/// `data/d.jsonl` beside different files are told apart.
+fn resolved_case(case: &LoadedCase) -> disagg_core::case::Case {
     let mut c = case.case.clone();
     c.name = Some(case.config_name.to_string());
+    let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p).display().to_string();
     if let Some(b) = case.baseline_path() {
-        c.perf.baseline = Some(std::path::absolute(&b).unwrap_or(b).display().to_string());
+        c.perf.baseline = Some(absolute(b));
     }
-    serde_yaml_ng::to_string(&c).unwrap_or_default()
+    let dir = case.path.parent().unwrap_or(Path::new("."));
+    for f in [&mut c.benchmark.dataset, &mut c.benchmark.tokenizer] {
+        if let Some(p) = f.as_mut() {
+            *p = absolute(dir.join(&*p));
+        }
+    }
+    c
 }
 
 /// The resolved case written into the run folder, with where it came from.
@@ -481,8 +496,7 @@ pub fn case_hash(case: &LoadedCase) -> String {
 /// the history.
 pub fn measure_hash(case: &LoadedCase) -> String {
     use sha2::Digest as _;
-    let mut c = case.case.clone();
-    c.name = Some(case.config_name.to_string());
+    let mut c = resolved_case(case);
     c.perf = Default::default();
     c.timeouts = Default::default();
     let body = serde_yaml_ng::to_string(&c).unwrap_or_default();

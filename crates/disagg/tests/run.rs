@@ -874,3 +874,56 @@ fn an_sglang_case_can_benchmark_the_native_generate_endpoint() {
         r.stderr()
     );
 }
+
+/// A dataset named relative to the case: the run folder's case.yaml names it absolutely (so it
+/// re-runs from there), and a copy of the case beside another file of that name is another
+/// case for `--resume` (it measured another workload).
+#[test]
+fn a_relative_dataset_is_resolved_in_the_run_folders_case_and_its_hash() {
+    let ws = TempDir::new("rel-dataset");
+    let case = CaseSpec {
+        name: "reldata",
+        concurrency: "[2]",
+        rounds: 1,
+        ..Default::default()
+    }
+    .yaml()
+    .replace("  warmup: 1\n", "  warmup: 1\n  dataset: data/d.jsonl\n");
+    let write = |dir: &str, prompt: &str| {
+        let d = ws.path().join(dir);
+        std::fs::create_dir_all(d.join("data")).unwrap();
+        std::fs::write(
+            d.join("data/d.jsonl"),
+            format!("{{\"prompt\": \"{prompt}\", \"output_tokens\": 4}}\n"),
+        )
+        .unwrap();
+        std::fs::write(d.join("c.yaml"), &case).unwrap();
+        d.join("c.yaml")
+    };
+    let (first, second) = (write("p1", "one two three"), write("p2", "four five six"));
+    let out = ws.path().join("ws");
+    let r = run(&first, &out, &[], &[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let dir = only_run(&out, "reldata");
+    let saved = read(&dir.join("case.yaml"));
+    let abs = ws.path().join("p1/data/d.jsonl");
+    assert!(
+        saved.contains(&format!("dataset: {}", abs.display())),
+        "{saved}"
+    );
+    let r = disagg(&["validate", dir.join("case.yaml").to_str().unwrap()], &[]);
+    assert_eq!(
+        r.code(),
+        0,
+        "the saved case re-runs from anywhere: {}",
+        r.show()
+    );
+    // The same case beside another dataset is run, not taken as already passed.
+    let r = run(&second, &out, &["--resume"], &[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    assert!(!r.stdout().contains("already passed"), "{}", r.show());
+    assert_eq!(runs(&out, "reldata").len(), 2);
+    // And the first again is.
+    let r = run(&first, &out, &["--resume"], &[]);
+    assert!(r.stdout().contains("already passed"), "{}", r.show());
+}
