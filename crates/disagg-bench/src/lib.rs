@@ -388,6 +388,13 @@ pub enum BenchError {
     Interrupted { signal: i32, name: &'static str },
 }
 
+/// Reads the dataset and tokenizer `cfg` names, as a sweep would before sending anything: a
+/// file that cannot be read or parsed (a bad line, no usable entry), or token ids for a chat
+/// endpoint, is the error a sweep would stop on, found before any server starts.
+pub fn check_inputs(cfg: &BenchConfig) -> Result<(), BenchError> {
+    workload::Workload::new(cfg).map(drop)
+}
+
 /// Sends one small generation; it must succeed and produce tokens.
 pub async fn canary(cfg: &BenchConfig) -> Result<(), BenchError> {
     canary::canary(cfg).await

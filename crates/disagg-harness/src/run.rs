@@ -111,9 +111,16 @@ pub(crate) fn check_all(paths: &[PathBuf], skip_perf: bool) -> Option<Vec<Ready>
         return None;
     };
     let mut bad = false;
+    // Each dataset and tokenizer is read once, however many cases or points name it.
+    let mut inputs_read = std::collections::HashSet::new();
     for (case, point) in cases {
         match check_engine_args(&case).map(|()| case) {
             Ok(case) => {
+                if let Err(e) = check_bench_inputs(&case, &mut inputs_read) {
+                    say_err!("error: {e}");
+                    bad = true;
+                    continue;
+                }
                 if let Some(gate) = case.case.perf.history_gate() {
                     if let Err(why) = crate::history_gate::gated_metrics(&gate) {
                         let text = std::fs::read_to_string(&case.path).unwrap_or_default();
@@ -159,6 +166,47 @@ pub(crate) fn check_all(paths: &[PathBuf], skip_perf: bool) -> Option<Vec<Ready>
         }
     }
     (!bad).then_some(ready)
+}
+
+/// The case's dataset and tokenizer read as its benchmark will read them (`disagg validate` and
+/// `run` before launch): a file that would stop the benchmark is a case error naming the key,
+/// not a run that starts every server and then fails. Pairs already read are skipped.
+fn check_bench_inputs(
+    case: &LoadedCase,
+    read: &mut std::collections::HashSet<(String, Option<PathBuf>, Option<PathBuf>)>,
+) -> Result<(), disagg_core::CaseError> {
+    let b = &case.case.benchmark;
+    if b.dataset.is_none() && b.tokenizer.is_none() {
+        return Ok(());
+    }
+    let dir = case.path.parent().unwrap_or(Path::new("."));
+    let dataset = b.dataset.as_ref().map(|d| dir.join(d));
+    let tokenizer = b.tokenizer.as_ref().map(|t| dir.join(t));
+    if !read.insert((b.endpoint.clone(), dataset.clone(), tokenizer.clone())) {
+        return Ok(());
+    }
+    let cfg = disagg_bench::BenchConfig {
+        endpoint: b.endpoint.clone(),
+        dataset,
+        tokenizer,
+        ..Default::default()
+    };
+    let Err(e) = disagg_bench::check_inputs(&cfg) else {
+        return Ok(());
+    };
+    let (key, hint) = match &e {
+        disagg_bench::BenchError::Tokenizer { .. } => {
+            ("benchmark.tokenizer", "name a Hugging Face tokenizer.json")
+        }
+        _ => (
+            "benchmark.dataset",
+            "a ShareGPT JSON list, or JSON lines of TensorRT-LLM's custom dataset, `{\"input_ids\": [...]}` or `{\"prompt\": \"...\"}` with `output_tokens` (crates/disagg-bench/README.md, *Workloads*)",
+        ),
+    };
+    let text = std::fs::read_to_string(&case.path).unwrap_or_default();
+    Err(disagg_core::CaseError::new(&case.path, key, e.to_string())
+        .at_line(disagg_core::locate::line_of(&text, key))
+        .hint(hint))
 }
 
 /// A baseline that cannot be used, as a case error: the case file, its `perf.baseline` line

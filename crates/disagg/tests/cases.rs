@@ -451,3 +451,66 @@ fn a_second_document_a_newline_in_env_and_an_underivable_name_are_errors() {
     let (code, stderr, _) = validate(&ws, "c.yaml", format!("---\n{good}...\n").as_bytes());
     assert_eq!(code, 0, "{stderr}");
 }
+
+/// A dataset or tokenizer the benchmark could not read is a case error found before anything
+/// starts (2, naming the key and the bad line), not a run that starts every server and fails.
+#[test]
+fn a_dataset_or_tokenizer_the_benchmark_cannot_read_is_a_case_error() {
+    let good = CaseSpec::default().yaml();
+    for (what, file, contents, key, said) in [
+        (
+            "a bad line",
+            "d.jsonl",
+            "{\"prompt\": \"a b\", \"output_tokens\": 4}\nbad json line\n",
+            "benchmark.dataset",
+            "d.jsonl:2",
+        ),
+        (
+            "an empty dataset",
+            "d.jsonl",
+            "",
+            "benchmark.dataset",
+            "d.jsonl",
+        ),
+        (
+            "an empty tokenizer",
+            "t.json",
+            "{}",
+            "benchmark.tokenizer",
+            "t.json",
+        ),
+    ] {
+        let ws = TempDir::new("bad-inputs");
+        std::fs::write(ws.path().join(file), contents).unwrap();
+        let line = if key == "benchmark.dataset" {
+            format!("  dataset: {file}\n")
+        } else {
+            format!("  tokenizer: {file}\n")
+        };
+        let case = ws.path().join("case.yaml");
+        std::fs::write(
+            &case,
+            good.replace("  warmup: 1\n", &format!("  warmup: 1\n{line}")),
+        )
+        .unwrap();
+        let r = disagg(&["validate", case.to_str().unwrap()], &[]);
+        assert_eq!(r.code(), 2, "{what}: {}", r.show());
+        let err = r.stderr();
+        assert!(
+            err.contains(key) && err.contains(said) && err.contains("hint: "),
+            "{what}: {err}"
+        );
+        let workspace = ws.path().join("ws");
+        let r = disagg(
+            &[
+                "run",
+                case.to_str().unwrap(),
+                "--workspace",
+                workspace.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert_eq!(r.code(), 2, "{what}: {}", r.show());
+        assert!(!workspace.exists(), "{what}: a folder was created");
+    }
+}
