@@ -927,26 +927,69 @@ pub(crate) fn finish_as(
     }
     crate::study::write_run_report(run_dir);
     // A report that could not be written (a full disk, a folder gone) leaves CI without its
-    // verdict: not a pass, whatever the run measured.
-    let lost: Vec<&String> = notes
-        .iter()
-        .filter(|n| n.starts_with("cannot write"))
-        .collect();
-    let (code, verdict) = if lost.is_empty() || !matches!(code, exit::PASS | exit::PERF_REGRESSION)
-    {
-        (code, verdict)
-    } else {
-        say_err!(
-            "disagg: {name}: FAILED: {} of the run's reports could not be written, so CI would \
-             not read its verdict (first: {}); hint: free space in, or fix the permissions of, {}",
+    // verdict: not a pass, whatever the run measured. Those that were written said it passed,
+    // so they are written again as failed, or removed: never a green JUnit on a red job.
+    let lost_verdict = |lost: &[&String]| -> (i32, String) {
+        let reason = format!(
+            "{} of the run's reports could not be written, so CI would not read its verdict \
+             (first: {}); hint: free space in, or fix the permissions of, {}",
             lost.len(),
             lost[0],
             run_dir.display()
         );
-        (
-            exit::TEST_FAILED,
-            "FAILED: the run's reports could not be written".to_string(),
-        )
+        say_err!("disagg: {name}: FAILED: {reason}");
+        let failed = Outcome {
+            result: RunResult::Failed(crate::outcome::Failure {
+                role: None,
+                reason: reason.clone(),
+                timeout: false,
+            }),
+            ..outcome.clone()
+        };
+        let junit = report::junit(
+            name.as_str(),
+            run_dir,
+            &failed,
+            &points,
+            &planned,
+            &perf_outcome,
+        );
+        let verdict = format!("FAILED: {reason}");
+        let summary = format!(
+            "# {name} — run {run_id}\n\n{verdict}\n\n{table}\n```\n{perf_text}```\n\nduration: {:.1}s; exit code {}\n",
+            outcome.duration_s,
+            exit::TEST_FAILED
+        );
+        for (file, written) in [
+            (
+                "results.xml",
+                report::to_xml(&junit)
+                    .and_then(|x| crate::atomic::write(&run_dir.join("results.xml"), x.as_bytes())),
+            ),
+            (
+                "summary.md",
+                crate::atomic::write(&run_dir.join("summary.md"), summary.as_bytes()),
+            ),
+            (
+                "outcome.json",
+                crate::atomic::write_json(&run_dir.join("outcome.json"), &failed),
+            ),
+        ] {
+            if written.is_err() {
+                let _ = std::fs::remove_file(run_dir.join(file));
+            }
+        }
+        (exit::TEST_FAILED, verdict)
+    };
+    let passing = |code: i32| matches!(code, exit::PASS | exit::PERF_REGRESSION);
+    let lost: Vec<&String> = notes
+        .iter()
+        .filter(|n| n.starts_with("cannot write"))
+        .collect();
+    let (mut code, mut verdict) = if lost.is_empty() || !passing(code) {
+        (code, verdict)
+    } else {
+        lost_verdict(&lost)
     };
     // Into the results store, before the exit code marks the run as over.
     if let Err(e) = crate::record::record_run(plan, outcome, &points, &perf_outcome, code) {
@@ -956,10 +999,15 @@ pub(crate) fn finish_as(
         &run_dir.join(EXIT_CODE_FILE),
         format!("{code}\n").as_bytes(),
     ) {
-        notes.push(format!(
+        let note = format!(
             "cannot write {}: {e}",
             run_dir.join(EXIT_CODE_FILE).display()
-        ));
+        );
+        // Without it the run reads as unfinished (triage, --resume): not a pass either.
+        if passing(code) {
+            (code, verdict) = lost_verdict(&[&note]);
+        }
+        notes.push(note);
     }
     for n in notes {
         say_err!("warning: {n}");

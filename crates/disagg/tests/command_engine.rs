@@ -118,7 +118,8 @@ fn a_command_router_reads_the_server_config_the_role_writes() {
 
 /// A run whose reports cannot be written (here `results.xml` is a folder, as a full disk or a
 /// lost mount would leave it) is not a pass: CI would read no verdict. The run measured every
-/// point, and still exits 1, saying which report is missing.
+/// point, and still exits 1, saying which report is missing; the reports it did write say so
+/// too (they said PASSED: a green summary or JUnit on a red job).
 #[test]
 fn a_run_whose_reports_cannot_be_written_fails() {
     let ws = workspace("lost");
@@ -132,10 +133,20 @@ fn a_run_whose_reports_cannot_be_written_fails() {
     assert_eq!(out.status.code(), Some(1), "{said}");
     assert!(
         said.contains("FAILED: 1 of the run's reports could not be written")
-            && said.contains("results.xml")
-            && said.contains("FAILED: the run's reports could not be written"),
+            && said.contains("results.xml"),
         "{said}"
     );
-    let code = std::fs::read_to_string(ws.path().join("disagg_logs/cmd-lost/latest/exit_code"));
+    let dir = ws.path().join("disagg_logs/cmd-lost/latest");
+    let code = std::fs::read_to_string(dir.join("exit_code"));
     assert_eq!(code.unwrap().trim(), "1");
+    // The reports that were written said PASSED: they now say what the exit code says.
+    let summary = std::fs::read_to_string(dir.join("summary.md")).unwrap();
+    assert!(
+        summary.contains("FAILED: 1 of the run's reports could not be written")
+            && !summary.contains("PASSED")
+            && summary.contains("exit code 1"),
+        "{summary}"
+    );
+    let outcome = std::fs::read_to_string(dir.join("outcome.json")).unwrap();
+    assert!(outcome.contains("\"failed\""), "{outcome}");
 }
