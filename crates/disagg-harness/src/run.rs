@@ -388,18 +388,29 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions) -> i32 {
         }
     };
     let mut codes = book.reused_codes();
+    // Each run's name and exit code (None: not run), for the closing tally.
+    let mut tally: Vec<(String, Option<i32>)> = Vec::new();
+    let label = |r: &Ready| match &r.point {
+        Some(p) => format!("{} point {}", r.case.config_name, p.index + 1),
+        None => r.case.config_name.to_string(),
+    };
     for (i, r) in ready.iter().enumerate() {
         if book.is_reused(i) {
+            tally.push((label(r), Some(exit::PASS)));
             continue;
         }
-        if INTERRUPTED.load(Ordering::SeqCst) {
-            codes.push(interrupted_code());
-            break;
+        if INTERRUPTED.load(Ordering::SeqCst) || codes.iter().any(|c| exit::is_interruption(*c)) {
+            if !codes.iter().any(|c| exit::is_interruption(*c)) {
+                codes.push(interrupted_code());
+            }
+            tally.push((label(r), None));
+            continue;
         }
         let plan = match prepare(r, &workspace, &opts.exe) {
             Ok(p) => p,
             Err(code) => {
                 codes.push(code);
+                tally.push((label(r), Some(code)));
                 continue;
             }
         };
@@ -407,12 +418,44 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions) -> i32 {
         let code = run_planned(r, &plan, skip_perf);
         book.finished(i, code);
         codes.push(code);
-        if exit::is_interruption(code) {
-            break;
-        }
+        tally.push((label(r), Some(code)));
     }
     book.close();
-    combine(&codes)
+    let code = combine(&codes);
+    if tally.len() > 1 {
+        say!("{}", tally_line(&tally, code));
+    }
+    code
+}
+
+/// The last line of a run of several cases (or points): how many ended how, naming those that
+/// did not pass, so the tail of a CI log does not read as the last case's verdict.
+fn tally_line(tally: &[(String, Option<i32>)], code: i32) -> String {
+    let mut parts = Vec::new();
+    let passed = tally.iter().filter(|(_, c)| *c == Some(exit::PASS)).count();
+    if passed > 0 {
+        parts.push(format!("{passed} passed"));
+    }
+    let named = |what: &str, pick: &dyn Fn(Option<i32>) -> bool| {
+        let names: Vec<&str> = tally
+            .iter()
+            .filter(|(_, c)| pick(*c))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        (!names.is_empty()).then(|| format!("{} {what} ({})", names.len(), names.join(", ")))
+    };
+    parts.extend(named("failed", &|c| c == Some(exit::TEST_FAILED)));
+    parts.extend(named("regressed", &|c| c == Some(exit::PERF_REGRESSION)));
+    parts.extend(named("not launched", &|c| c == Some(exit::USAGE)));
+    parts.extend(named("interrupted", &|c| {
+        c.is_some_and(exit::is_interruption)
+    }));
+    parts.extend(named("not run", &|c| c.is_none()));
+    format!(
+        "disagg: {} runs: {}; exit code {code}",
+        tally.len(),
+        parts.join(", ")
+    )
 }
 
 /// Why the local launcher cannot run `case` (from `path`), if it cannot: a server that runs a
@@ -1022,8 +1065,35 @@ pub(crate) fn finish_as(
 
 #[cfg(test)]
 mod tests {
-    use super::combine;
+    use super::{combine, tally_line};
     use disagg_core::exit::*;
+
+    #[test]
+    fn the_tally_names_every_run_that_did_not_pass() {
+        let t = |n: &str, c| (n.to_string(), c);
+        assert_eq!(
+            tally_line(
+                &[
+                    t("ok", Some(PASS)),
+                    t("cmd", Some(TEST_FAILED)),
+                    t("ok2", Some(PASS))
+                ],
+                TEST_FAILED
+            ),
+            "disagg: 3 runs: 2 passed, 1 failed (cmd); exit code 1"
+        );
+        assert_eq!(
+            tally_line(
+                &[
+                    t("a", Some(PERF_REGRESSION)),
+                    t("b", Some(INTERRUPTED)),
+                    t("c", None)
+                ],
+                INTERRUPTED
+            ),
+            "disagg: 3 runs: 1 regressed (a), 1 interrupted (b), 1 not run (c); exit code 130"
+        );
+    }
 
     #[test]
     fn a_failure_wins_over_a_perf_verdict() {

@@ -207,6 +207,13 @@ fn two_cases_two_folders_and_a_rerun_never_touches_the_first() {
         &[],
     );
     assert_eq!(r.code(), 0, "{}", r.show());
+    assert!(
+        r.stdout()
+            .trim_end()
+            .ends_with("disagg: 2 runs: 2 passed; exit code 0"),
+        "the last line tallies both: {}",
+        r.show()
+    );
     let first = only_run(ws.path(), "case-a");
     only_run(ws.path(), "case-b");
     let before = tree_snapshot(&first);
