@@ -106,9 +106,15 @@ fn expand_files(paths: &[PathBuf]) -> Result<Vec<(LoadedCase, Option<crate::swee
 /// Loads and checks every case (and baseline), a sweep's every point; prints every problem.
 /// `None` when any is bad.
 pub(crate) fn check_all(paths: &[PathBuf], skip_perf: bool) -> Option<Vec<Ready>> {
+    let (ready, bad) = check_each(paths, skip_perf);
+    (!bad).then_some(ready)
+}
+
+/// [`check_all`], keeping the good cases when some are bad (`true`: some were, and said so).
+fn check_each(paths: &[PathBuf], skip_perf: bool) -> (Vec<Ready>, bool) {
     let mut ready = Vec::new();
     let Ok(cases) = expand_files(paths) else {
-        return None;
+        return (ready, true);
     };
     let mut bad = false;
     // Each dataset and tokenizer is read once, however many cases or points name it.
@@ -165,7 +171,7 @@ pub(crate) fn check_all(paths: &[PathBuf], skip_perf: bool) -> Option<Vec<Ready>
             }
         }
     }
-    (!bad).then_some(ready)
+    (ready, bad)
 }
 
 /// The case's dataset and tokenizer read as its benchmark will read them (`disagg validate` and
@@ -316,30 +322,27 @@ fn check_engine_args(case: &LoadedCase) -> Result<(), disagg_core::CaseError> {
 
 /// `disagg validate`: 0 when every case (every point of a sweep) is good, 2 otherwise.
 pub fn validate(paths: &[PathBuf]) -> i32 {
-    match check_all(paths, false) {
-        Some(ready) => {
-            for r in ready {
-                match &r.point {
-                    Some(p) => say!(
-                        "ok: {} point {} ({}): {}",
-                        r.case.path.display(),
-                        p.index + 1,
-                        p.point().label(),
-                        r.case.config_name
-                    ),
-                    None => say!("ok: {} ({})", r.case.path.display(), r.case.config_name),
-                }
-                for n in disagg_core::plan::placement_notes(&r.case.case) {
-                    say!("  note: {n}");
-                }
-                for n in disagg_core::fit::notes(&r.case.case) {
-                    say!("  note: {n}");
-                }
-            }
-            exit::PASS
+    // Every good case says so, even when others are bad.
+    let (ready, bad) = check_each(paths, false);
+    for r in ready {
+        match &r.point {
+            Some(p) => say!(
+                "ok: {} point {} ({}): {}",
+                r.case.path.display(),
+                p.index + 1,
+                p.point().label(),
+                r.case.config_name
+            ),
+            None => say!("ok: {} ({})", r.case.path.display(), r.case.config_name),
         }
-        None => exit::USAGE,
+        for n in disagg_core::plan::placement_notes(&r.case.case) {
+            say!("  note: {n}");
+        }
+        for n in disagg_core::fit::notes(&r.case.case) {
+            say!("  note: {n}");
+        }
     }
+    if bad { exit::USAGE } else { exit::PASS }
 }
 
 /// Runs every case (every point of a sweep, one after another); the exit code of the worst

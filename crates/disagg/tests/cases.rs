@@ -88,6 +88,17 @@ fn one_bad_case_among_good_ones_launches_nothing() {
     let r = run_two(&good, &bad, &workspace);
     assert_eq!(r.code(), 2, "{}", r.show());
     assert!(!workspace.exists());
+    // `validate` still says which are good.
+    let r = disagg(
+        &["validate", good.to_str().unwrap(), bad.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(r.code(), 2, "{}", r.show());
+    assert!(
+        r.stdout().contains(&format!("ok: {}", good.display())) && r.stderr().contains("bogus"),
+        "{}",
+        r.show()
+    );
 }
 
 fn run_two(a: &std::path::Path, b: &std::path::Path, ws: &std::path::Path) -> Ran {
