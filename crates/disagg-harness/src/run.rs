@@ -73,8 +73,12 @@ pub(crate) struct Ready {
     pub(crate) point: Option<crate::sweep::PointOf>,
 }
 
-/// Every case of the files given: a case file is one, a sweep file its points.
-fn expand_files(paths: &[PathBuf]) -> Result<Vec<(LoadedCase, Option<crate::sweep::PointOf>)>, ()> {
+/// A case as loaded, and the sweep point it is, if it is one.
+type Loaded = (LoadedCase, Option<crate::sweep::PointOf>);
+
+/// Every case of the files given (a case file is one, a sweep file its points) that loads, and
+/// whether any did not (each such said).
+fn expand_files(paths: &[PathBuf]) -> (Vec<Loaded>, bool) {
     let mut out = Vec::new();
     let mut bad = false;
     for p in paths {
@@ -100,7 +104,7 @@ fn expand_files(paths: &[PathBuf]) -> Result<Vec<(LoadedCase, Option<crate::swee
             }
         }
     }
-    if bad { Err(()) } else { Ok(out) }
+    (out, bad)
 }
 
 /// Loads and checks every case (and baseline), a sweep's every point; prints every problem.
@@ -113,10 +117,7 @@ pub(crate) fn check_all(paths: &[PathBuf], skip_perf: bool) -> Option<Vec<Ready>
 /// [`check_all`], keeping the good cases when some are bad (`true`: some were, and said so).
 fn check_each(paths: &[PathBuf], skip_perf: bool) -> (Vec<Ready>, bool) {
     let mut ready = Vec::new();
-    let Ok(cases) = expand_files(paths) else {
-        return (ready, true);
-    };
-    let mut bad = false;
+    let (cases, mut bad) = expand_files(paths);
     // Each dataset and tokenizer is read once, however many cases or points name it.
     let mut inputs_read = std::collections::HashSet::new();
     for (case, point) in cases {
