@@ -11,8 +11,23 @@ pub fn render(store: &mut Store, config: &str, metric: &str) -> Result<String, S
     let runs = store.runs_of(config).map_err(|e| e.to_string())?;
     let mut s = String::new();
     if runs.is_empty() {
+        // The names it has, so the fix is in the message.
+        let mut names: Vec<String> = store
+            .all_runs()
+            .map(|r| r.into_iter().map(|r| r.config_name).collect())
+            .unwrap_or_default();
+        names.sort();
+        names.dedup();
+        let hint = match names.len() {
+            0 => "no run is recorded there yet; runs are recorded when they end".to_string(),
+            n if n <= 20 => format!("the configs it has runs of: {}", names.join(", ")),
+            n => format!(
+                "it has runs of {n} configs, among them {}",
+                names[..20].join(", ")
+            ),
+        };
         return Err(format!(
-            "{}: no run of `{config}` is recorded\nhint: `disagg logs` lists the config names with runs; runs are recorded when they end",
+            "{}: no run of `{config}` is recorded\nhint: {hint}",
             store.name()
         ));
     }

@@ -173,6 +173,23 @@ fn gate_on_history(store: Option<&str>) {
     assert_eq!(h.code(), 0, "{}", h.show());
     let out = h.stdout();
     assert!(out.contains("10 run(s)"), "{out}");
+    // A config it has no run of: the names it has are in the hint.
+    let typo = disagg(
+        &[
+            "history",
+            "no-such-config",
+            "--workspace",
+            ws.to_str().unwrap(),
+        ],
+        &env,
+    );
+    assert_eq!(typo.code(), 2, "{}", typo.show());
+    assert!(
+        typo.stderr()
+            .contains(&format!("hint: the configs it has runs of: {name}")),
+        "{}",
+        typo.show()
+    );
     assert!(
         out.lines().nth(1).unwrap().ends_with("  ref  perf check"),
         "{out}"
