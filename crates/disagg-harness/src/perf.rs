@@ -544,10 +544,10 @@ impl PerfReport {
             .count();
         let _ = writeln!(
             s,
-            "perf check: {} ({} of {} metrics regressed) against {}",
+            "perf check: {} ({} of {} compared metrics regressed) against {}",
             if regressed > 0 { "REGRESSED" } else { "passed" },
             regressed,
-            self.rows.len(),
+            self.compared(),
             self.baseline.display()
         );
         let _ = writeln!(

@@ -144,7 +144,7 @@ fn a_run_checked_against_its_own_csv_passes_and_the_csv_has_trtllms_layout() {
     );
     let check = run.read("perf_check.txt");
     assert!(
-        check.starts_with("perf check: passed (0 of 32 metrics regressed)"),
+        check.starts_with("perf check: passed (0 of 32 compared metrics regressed)"),
         "{check}"
     );
     assert!(!check.contains("not measured"), "{check}");

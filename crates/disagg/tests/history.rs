@@ -83,7 +83,7 @@ fn gate_on_history(store: Option<&str>) {
             assert!(perf.3, "the JUnit perf check is skipped: {cases:?}");
         } else {
             assert!(
-                text.starts_with("perf check: passed (0 of 1 metrics regressed)"),
+                text.starts_with("perf check: passed (0 of 1 compared metrics regressed)"),
                 "run {}: {text}",
                 i + 1
             );

@@ -364,7 +364,7 @@ fn a_baseline_the_run_cannot_meet_exits_3_unless_skipped() {
     let dir = runs(ws.path(), "perf").pop().unwrap();
     let check = read(&dir.join("perf_check.txt"));
     assert!(
-        check.starts_with("perf check: REGRESSED (2 of 2 metrics regressed)"),
+        check.starts_with("perf check: REGRESSED (2 of 2 compared metrics regressed)"),
         "{check}"
     );
     assert!(
