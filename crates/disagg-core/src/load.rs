@@ -658,6 +658,33 @@ fn check(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
             );
         }
     }
+    if let Some(bad) = case.env.worker_unset.iter().find(|k| !valid_env_name(k)) {
+        return err(
+            "env.worker_unset",
+            format!("`{bad}` is not a valid environment variable name"),
+            "list names only (letters, digits and `_`, not starting with a digit), no `=VALUE`",
+        );
+    }
+    // Set and removed at once: the worker would get it set (the set wins), which is rarely what
+    // the one who listed it to remove meant. UCX_TLS, removed by default, may be set.
+    for (key, vars) in [
+        ("env.worker", &case.env.worker),
+        ("ctx.env", &case.ctx.env),
+        ("gen.env", &case.generation.env),
+    ] {
+        if let Some(k) = case
+            .env
+            .worker_unset
+            .iter()
+            .find(|k| vars.contains_key(*k) && k.as_str() != "UCX_TLS")
+        {
+            return err(
+                "env.worker_unset",
+                format!("`{k}` is both set ({key}) and removed (env.worker_unset) for the workers"),
+                "keep it in one of the two: set wins, so the removal does nothing",
+            );
+        }
+    }
     check_deadlines(case, text, path)?;
     check_spans(case, text, path)?;
     check_engine_args(case, text, path)?;

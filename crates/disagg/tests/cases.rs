@@ -42,6 +42,16 @@ fn bad_cases_exit_2_and_create_no_folder() {
             "key `slurm.extra_args`",
         ),
         (
+            "an assignment among the variables to remove",
+            format!("{good}env: {{worker_unset: [\"X=Y\"]}}\n"),
+            "key `env.worker_unset`",
+        ),
+        (
+            "a variable both set and removed",
+            format!("{good}env: {{worker: {{FOO: x}}, worker_unset: [FOO]}}\n"),
+            "key `env.worker_unset`",
+        ),
+        (
             "no run kept for the history gate",
             format!("{good}perf: {{baseline: history, history: {{runs: 0}}}}\n"),
             "key `perf.history.runs`",
