@@ -150,3 +150,20 @@ fn a_run_whose_reports_cannot_be_written_fails() {
     let outcome = std::fs::read_to_string(dir.join("outcome.json")).unwrap();
     assert!(outcome.contains("\"failed\""), "{outcome}");
 }
+
+/// An engine that is not on the PATH: the failure says so, with the PATH it searched.
+#[test]
+fn an_engine_not_on_the_path_is_said_to_be_not_on_it() {
+    let ws = workspace("nopath");
+    let (out, _) = run(
+        ws.path(),
+        &case("cmd-nopath", r#"[no-such-engine-xyz, "{port}"]"#),
+    );
+    let said = show(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("cannot start the engine `no-such-engine-xyz`")
+            && said.contains("it is not on the workers' PATH ("),
+        "{said}"
+    );
+}
