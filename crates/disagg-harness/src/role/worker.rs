@@ -495,6 +495,33 @@ pub fn split_host_port(addr: &str) -> Option<(String, u16)> {
     Some((host.to_string(), port.parse().ok()?))
 }
 
+/// What a failed start means in words: a bare name not found is not on the workers' PATH (which
+/// is quoted); a permission error is a file not executable.
+fn why_not_started(
+    program: &str,
+    e: &std::io::Error,
+    env: &std::collections::BTreeMap<String, String>,
+) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound if !program.contains('/') => {
+            let path = env
+                .get("PATH")
+                .cloned()
+                .or_else(|| std::env::var("PATH").ok())
+                .unwrap_or_default();
+            format!(
+                "; it is not on the workers' PATH ({path}): install it there, put its folder on \
+                 PATH for `disagg run`, or name it by its full path"
+            )
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "; it is not executable (chmod +x), or a folder on the way is not searchable"
+                .to_string()
+        }
+        _ => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -611,32 +638,5 @@ mod tests {
         assert!(again.port != p.port && again.side_channel != p.side_channel);
         let none = Ports::pick(&launch(&["srv"], &[], 1), true).unwrap();
         assert!(!none.picked(), "nothing to pick, nothing to retry for");
-    }
-}
-
-/// What a failed start means in words: a bare name not found is not on the workers' PATH (which
-/// is quoted); a permission error is a file not executable.
-fn why_not_started(
-    program: &str,
-    e: &std::io::Error,
-    env: &std::collections::BTreeMap<String, String>,
-) -> String {
-    match e.kind() {
-        std::io::ErrorKind::NotFound if !program.contains('/') => {
-            let path = env
-                .get("PATH")
-                .cloned()
-                .or_else(|| std::env::var("PATH").ok())
-                .unwrap_or_default();
-            format!(
-                "; it is not on the workers' PATH ({path}): install it there, put its folder on \
-                 PATH for `disagg run`, or name it by its full path"
-            )
-        }
-        std::io::ErrorKind::PermissionDenied => {
-            "; it is not executable (chmod +x), or a folder on the way is not searchable"
-                .to_string()
-        }
-        _ => String::new(),
     }
 }
