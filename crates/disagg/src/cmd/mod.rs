@@ -21,7 +21,7 @@ use clap::{Parser, Subcommand};
 ///
 /// Exit codes: 0 passed; 1 the test failed; 2 usage or case error (nothing launched);
 /// 3 performance regression on a run that otherwise passed; 130 interrupted (SIGINT), 143 stopped
-/// by SIGTERM.
+/// by SIGTERM, 129 by SIGHUP.
 #[derive(Debug, Parser)]
 #[command(name = "disagg", version, propagate_version = true)]
 pub struct Cli {
