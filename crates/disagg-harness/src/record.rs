@@ -171,7 +171,10 @@ pub fn history_check(plan: &Plan, gate: &HistoryGate, points: &[PointReport]) ->
 /// The perf verdicts as store rows.
 fn checks(perf: &PerfOutcome) -> (String, Vec<CheckRecord>) {
     match perf {
-        PerfOutcome::Skipped => ("skipped (SKIP_PERF_CHECK or --skip-perf-check)".into(), Vec::new()),
+        PerfOutcome::Skipped => (
+            "skipped (SKIP_PERF_CHECK or --skip-perf-check)".into(),
+            Vec::new(),
+        ),
         PerfOutcome::NoBaseline => ("no baseline".into(), Vec::new()),
         PerfOutcome::NotRun => ("not run".into(), Vec::new()),
         PerfOutcome::Checked(r) => (

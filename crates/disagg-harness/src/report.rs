@@ -48,7 +48,9 @@ impl PerfOutcome {
     /// `perf_check.txt`.
     pub fn render(&self) -> String {
         match self {
-            PerfOutcome::Skipped => "perf check: skipped (SKIP_PERF_CHECK or --skip-perf-check)\n".to_string(),
+            PerfOutcome::Skipped => {
+                "perf check: skipped (SKIP_PERF_CHECK or --skip-perf-check)\n".to_string()
+            }
             PerfOutcome::NoBaseline => {
                 "perf check: no baseline (perf.baseline is not set)\n".to_string()
             }
@@ -294,7 +296,9 @@ pub fn junit(
 
     // The perf check.
     let status = match perf {
-        PerfOutcome::Skipped => skipped("perf check skipped (SKIP_PERF_CHECK or --skip-perf-check)"),
+        PerfOutcome::Skipped => {
+            skipped("perf check skipped (SKIP_PERF_CHECK or --skip-perf-check)")
+        }
         PerfOutcome::NoBaseline => skipped("no baseline (perf.baseline is not set)"),
         PerfOutcome::NotRun => skipped("not run: the test failed"),
         PerfOutcome::History(h) if h.skipped.is_some() => skipped(&format!(

@@ -91,10 +91,16 @@ pub struct GroupRouter {
 /// `context_servers:` / `generation_servers:`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ServerGroup {
+    /// TensorRT-LLM's `extract_ctx_gen_cfgs` takes 1 when the config leaves it out.
+    #[serde(default = "one")]
     pub num_instances: usize,
     pub urls: Vec<String>,
     #[serde(default)]
     pub router: GroupRouter,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// `server_config.yaml` for `trtllm-serve disaggregated -c` (and for `disagg router --config`).

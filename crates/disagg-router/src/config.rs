@@ -690,6 +690,25 @@ mod args_tests {
         assert!(args(&["--config", "x.yaml", "--prefill", "a:1"]).is_err());
     }
 
+    /// TensorRT-LLM takes one instance when a group leaves `num_instances` out.
+    #[test]
+    fn a_group_without_num_instances_is_one_instance() {
+        let dir_tmp = tempfile::tempdir().unwrap();
+        let path = dir_tmp.path().join("server_config.yaml");
+        std::fs::write(
+            &path,
+            "port: 0\ncontext_servers: {urls: [\"127.0.0.1:1\"]}\n\
+             generation_servers: {urls: [\"127.0.0.1:2\"]}\n",
+        )
+        .unwrap();
+        let cfg = args(&["--config", path.to_str().unwrap()])
+            .unwrap()
+            .into_config()
+            .unwrap();
+        assert_eq!(cfg.prefill.len(), 1);
+        assert_eq!(cfg.decode.len(), 1);
+    }
+
     #[test]
     fn config_file_with_host_override() {
         let dir_tmp = tempfile::tempdir().unwrap();

@@ -217,9 +217,8 @@ fn gate_on_history(store: Option<&str>) {
         );
     }
     assert!(
-        rows[6..9]
-            .iter()
-            .all(|r| r.contains(" passed ") && r.ends_with("  no   skipped (SKIP_PERF_CHECK or --skip-perf-check)")),
+        rows[6..9].iter().all(|r| r.contains(" passed ")
+            && r.ends_with("  no   skipped (SKIP_PERF_CHECK or --skip-perf-check)")),
         "{out}"
     );
     // The engine's version as its /version reported it.
