@@ -29,8 +29,22 @@ pub fn stand_in(mut args: SimArgs, argv: &[String]) -> Result<SimArgs, String> {
         (Some(p), Some("-m"), Some("sglang.launch_server")) if p.starts_with("python") => {
             sglang(&mut args, Flags::parse(&argv[3..])?)?
         }
+        (Some("trtllm-serve"), Some("disaggregated" | "disaggregated_mpi_worker"), _) => {
+            return Err(format!(
+                "cannot stand in for `{}`: that is TensorRT-LLM's disaggregated server (the \
+                 router), not a worker; run `disagg router --config SERVER_CONFIG` in its place",
+                argv.join(" ")
+            ));
+        }
         (Some("trtllm-serve"), _, _) => {
-            trtllm(&mut args, Flags::parse(&argv[1..])?)?;
+            // `trtllm-serve serve MODEL` and `trtllm-serve MODEL` are one command (serve is
+            // its default subcommand).
+            let rest = if argv.get(1) == Some(&"serve") {
+                &argv[2..]
+            } else {
+                &argv[1..]
+            };
+            trtllm(&mut args, Flags::parse(rest)?)?;
             if launched {
                 args.gpu_need = Some(crate::GpuNeed::LocalRank);
             }
@@ -549,6 +563,21 @@ mod tests {
         .unwrap_err();
         assert!(
             e.contains("--max-model-len") && e.contains("not a token count"),
+            "{e}"
+        );
+    }
+
+    /// `serve` is trtllm-serve's default subcommand; `disaggregated` is its router, which a
+    /// worker sim must not quietly play.
+    #[test]
+    fn trtllm_serve_reads_its_serve_subcommand_and_refuses_the_disaggregated_server() {
+        let a = stand_in(base(), &words("trtllm-serve serve my/model --port 9001")).unwrap();
+        assert_eq!((a.model.as_str(), a.port), ("my/model", 9001));
+        let a = stand_in(base(), &words("trtllm-serve my/model")).unwrap();
+        assert_eq!(a.model, "my/model");
+        let e = stand_in(base(), &words("trtllm-serve disaggregated -c /x.yaml")).unwrap_err();
+        assert!(
+            e.contains("disaggregated server") && e.contains("disagg router --config"),
             "{e}"
         );
     }
