@@ -90,12 +90,21 @@ where
 {
     let mut tried = Tried::default();
     let mut last: Option<ProxyError> = None;
+    let mut last_leg: Option<Leg> = None;
     loop {
         let picked = match pick(&tried) {
             Ok(picked) => picked,
             // Out of untried workers: the failure that got us here is the honest answer.
             Err(unhealthy) => return Err(last.unwrap_or(unhealthy)),
         };
+        // A retry is said, and counted, once there is another worker to make it on.
+        if let (Some(error), Some(leg)) = (&last, last_leg) {
+            tracing::info!("{error}; retrying on another {leg} worker");
+            state
+                .group(leg)
+                .retries
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let Failed { leg, worker, error } = match attempt(picked).await {
             Ok(v) => return Ok(v),
             Err(failed) => failed,
@@ -116,12 +125,9 @@ where
         if !error.is_retryable() || tried.count() >= state.cfg.max_retries as usize {
             return Err(error);
         }
-        tracing::info!("{error}; retrying on another {leg} worker");
-        group
-            .retries
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tried.add(leg, worker);
         last = Some(error);
+        last_leg = Some(leg);
     }
 }
 

@@ -135,6 +135,23 @@ async fn generation_5xx_is_retried_on_another_worker() {
     );
 }
 
+/// With no other worker to try, a failure is answered, and no retry is logged or counted.
+#[tokio::test]
+async fn a_lone_broken_worker_is_not_said_to_be_retried() {
+    let ctx = fake("ctx").start().await;
+    let broken = fake("broken")
+        .generation(Gen::Status(StatusCode::INTERNAL_SERVER_ERROR))
+        .start()
+        .await;
+    let url = router(config(&[&ctx], &[&broken])).await;
+    assert_eq!(post(&url, &completion(false)).await.status(), 502);
+    let metrics = metrics_text(&url).await;
+    assert!(
+        metrics.contains("disagg_router_retries_total{leg=\"generation\"} 0"),
+        "{metrics}"
+    );
+}
+
 #[tokio::test]
 async fn no_healthy_worker_is_a_503() {
     let ctx = fake("ctx")
