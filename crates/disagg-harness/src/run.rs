@@ -805,6 +805,28 @@ fn write_empty_results(plan: &Plan, outcome: &Outcome) -> Result<(), String> {
     )
 }
 
+/// Rewrites a `results.json` that says `valid: true` for a run that did not pass: invalid,
+/// with the run's reason (its points stay: measured before the run failed).
+fn mark_results_invalid(plan: &Plan, outcome: &Outcome) -> Result<(), String> {
+    let path = plan.run_dir.join("results.json");
+    let Ok(mut results) = disagg_bench::ResultsFile::read(&path) else {
+        return Ok(());
+    };
+    let why = match &outcome.result {
+        RunResult::Failed(f) => format!("the run failed: {}", f.reason),
+        RunResult::Interrupted => "the run was interrupted".to_string(),
+        RunResult::Passed => return Ok(()),
+    };
+    // Already invalid: its own reason stands (a run that measured nothing says why).
+    if !results.valid {
+        return Ok(());
+    }
+    results.valid = false;
+    results.invalid_reason = Some(why);
+    crate::atomic::write_json(&path, &results)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
 /// Writes the run's `results.json` (atomically), with the plan's run id and config name.
 pub(crate) fn write_results(
     plan: &Plan,
@@ -876,6 +898,13 @@ pub(crate) fn finish_as(
         _ => outcome,
     };
     let passed = outcome.result == RunResult::Passed;
+    // The benchmark judged its points, not the run: a run that failed or was interrupted
+    // around them is not a valid result, for a tool that reads results.json alone.
+    if !passed {
+        if let Err(e) = mark_results_invalid(plan, outcome) {
+            notes.push(e);
+        }
+    }
     let perf_outcome = if skip_perf {
         PerfOutcome::Skipped
     } else if !passed {

@@ -241,6 +241,12 @@ fn sigint_or_sigterm_in_the_second_point_keeps_the_first_and_exits_130_or_143() 
         let results = json(&dir.join("results.json"));
         let points = results["points"].as_array().unwrap();
         assert_eq!(points.len(), 1, "{show}");
+        // Not a valid result, for a tool that reads results.json alone.
+        assert_eq!(results["valid"], false, "{results}");
+        assert_eq!(
+            results["invalid_reason"], "the run was interrupted",
+            "{results}"
+        );
         assert_eq!(points[0]["max_concurrency"].as_u64(), Some(1));
         assert_eq!(points[0]["completed"].as_u64(), Some(10));
         let csv = read(&dir.join("perf_script_test_results.csv"));
@@ -310,11 +316,16 @@ fn a_benchmark_timing_out_in_its_second_point_keeps_the_first() {
             .contains("benchmark deadline"),
         "{status}"
     );
-    let points = json(&dir.join("results.json"))["points"]
-        .as_array()
-        .unwrap()
-        .clone();
+    let results = json(&dir.join("results.json"));
+    let points = results["points"].as_array().unwrap().clone();
     assert_eq!(points.len(), 1, "{}", r.show());
+    assert_eq!(results["valid"], false, "{results}");
+    assert!(
+        results["invalid_reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("the run failed: ") && r.contains("benchmark deadline")),
+        "{results}"
+    );
     assert!(read(&dir.join("perf_script_test_results.csv")).contains("con1"));
     let cases = junit_cases(&dir.join("results.xml"));
     assert!(
