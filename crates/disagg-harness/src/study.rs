@@ -236,13 +236,27 @@ pub fn compare(a: &Path, b: &Path) -> Result<String, String> {
     for label in labels {
         let find = |v: &[PointReport]| v.iter().find(|p| p.point.label() == label).cloned();
         let (x, y) = (find(&pa), find(&pb));
+        // A point whose requests failed (or that is otherwise not valid) measured no latency
+        // worth ranking: its figures are shown, never called better or worse.
+        let invalid: Vec<String> = [("A", &x), ("B", &y)]
+            .iter()
+            .filter_map(|(side, p)| {
+                let why = p.as_ref()?.validity.reason()?;
+                Some(format!("{side} is not valid: {why}"))
+            })
+            .collect();
         let _ = writeln!(
             s,
-            "\n{label}{}\n{:<24} {:>14} {:>14} {:>14} {:>9}",
+            "\n{label}{}{}\n{:<24} {:>14} {:>14} {:>14} {:>9}",
             match (&x, &y) {
                 (Some(_), None) => " (only in A)",
                 (None, Some(_)) => " (only in B)",
                 _ => "",
+            },
+            if invalid.is_empty() {
+                String::new()
+            } else {
+                format!(" (not compared: {})", invalid.join("; "))
             },
             "metric",
             "A",
@@ -255,6 +269,7 @@ pub fn compare(a: &Path, b: &Path) -> Result<String, String> {
             let vb = y.as_ref().map(|p| m.value(&p.metrics));
             let f = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
             let (delta, pct) = match (va, vb) {
+                _ if !invalid.is_empty() => ("-".into(), "-".into()),
                 (Some(a), Some(b)) => (
                     format!("{:+.3}", b - a),
                     if a != 0.0 {

@@ -258,6 +258,29 @@ fn compare_prints_two_runs_side_by_side() {
     assert_eq!(cols[1], format!("{va:.3}"), "{line}");
     assert_eq!(cols[2], format!("{vb:.3}"), "{line}");
     assert_eq!(cols[3], format!("{:+.3}", vb - va), "{line}");
+    // A point whose requests all failed is shown, never ranked (its zero latencies would read
+    // as -100% better).
+    let mut bad = b.clone();
+    bad["points"][0]["valid"] = serde_json::json!(false);
+    bad["points"][0]["problems"] = serde_json::json!([{"kind": "failed_requests",
+        "message": "con2: 8 of 8 requests failed"}]);
+    let bad_file = dir.path().join("bad.json");
+    std::fs::write(&bad_file, bad.to_string()).unwrap();
+    let r = disagg(
+        &[
+            "compare",
+            runs[0].to_str().unwrap(),
+            bad_file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let out = r.stdout();
+    assert!(
+        out.contains("con2 (not compared: B is not valid: con2: 8 of 8 requests failed)"),
+        "{out}"
+    );
+    assert!(!out.contains("better") && !out.contains("worse"), "{out}");
     let r = disagg(&["compare", runs[0].to_str().unwrap(), "/nonexistent"], &[]);
     assert_eq!(r.code(), 2, "{}", r.show());
 }
