@@ -165,6 +165,34 @@ impl Conn {
         Ok(Conn::Sqlite(Box::new(c)))
     }
 
+    /// A SQLite store opened for reading only, for a folder this process cannot write (a
+    /// read-only mount, another user's workspace): no WAL switch, no schema. Tried as is
+    /// (reads what a WAL holds when its files are there), then as immutable (read-only media).
+    pub(crate) fn sqlite_read_only(path: &Path) -> Result<Self, String> {
+        use rusqlite::OpenFlags;
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI;
+        let uri = |extra: &str| format!("file:{}?mode=ro{extra}", path.display());
+        let usable = |c: &rusqlite::Connection| {
+            c.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .is_ok()
+        };
+        let mut last = String::new();
+        for extra in ["", "&immutable=1"] {
+            match rusqlite::Connection::open_with_flags(uri(extra), flags) {
+                Ok(c) if usable(&c) => {
+                    c.busy_timeout(crate::BUSY_TIMEOUT)
+                        .map_err(|e| e.to_string())?;
+                    return Ok(Conn::Sqlite(Box::new(c)));
+                }
+                Ok(_) => last = "cannot read it".to_string(),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(last)
+    }
+
     pub(crate) fn postgres(url: &str) -> Result<Self, String> {
         let mut cfg: postgres::Config = url.parse().map_err(|e| format!("{e}"))?;
         if cfg.get_connect_timeout().is_none() {

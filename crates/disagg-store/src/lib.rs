@@ -229,7 +229,8 @@ impl Store {
     }
 
     /// The workspace's store for reading only: a SQLite file that does not exist is an error
-    /// (no run was recorded there), not a new empty store and a new workspace folder.
+    /// (no run was recorded there), not a new empty store and a new workspace folder; one in a
+    /// folder this process cannot write is read as it is.
     pub fn open_default_existing(workspace: &Path) -> Result<Self, StoreError> {
         let location = default_location(workspace);
         let is_url = location.starts_with("postgres://") || location.starts_with("postgresql://");
@@ -244,7 +245,17 @@ impl Store {
                 ),
             });
         }
-        Self::open(&location)
+        match Self::open(&location) {
+            // A SQLite store in a folder this process cannot write: read it as it is.
+            Err(e) if !is_url => match Conn::sqlite_read_only(&file) {
+                Ok(conn) => Ok(Store {
+                    conn,
+                    name: redact(&location),
+                }),
+                Err(_) => Err(e),
+            },
+            opened => opened,
+        }
     }
 
     /// The store's name for messages (passwords removed).
@@ -592,6 +603,30 @@ mod tests {
             dirs(store.reference_runs("h", since, "self", 2).unwrap()),
             ["noisy", "ok2"]
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A store in a folder this process cannot write is still read (here: opened read-only
+    /// as the fallback does; a root test process cannot be refused a write).
+    #[test]
+    fn a_store_opened_read_only_reads_its_runs() {
+        let dir = std::env::temp_dir().join(format!("disagg-store-ro-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("s.sqlite");
+        {
+            let mut store = Store::open(&file.display().to_string()).unwrap();
+            store.record(&run("one", 0, "passed", 1)).unwrap();
+        }
+        let mut ro = Store {
+            conn: Conn::sqlite_read_only(&file).unwrap(),
+            name: "ro".into(),
+        };
+        let runs = ro.runs_of("c").unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].run_dir, "one");
+        assert!(ro.record(&run("two", 0, "passed", 2)).is_err(), "read only");
+        assert!(Conn::sqlite_read_only(&dir.join("missing.sqlite")).is_err());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
