@@ -95,7 +95,8 @@ impl Outcome {
 /// Why a request failed; `kind()` is the key it is counted under.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Failure {
-    Connect,
+    /// No connection: why, in words (refused, the bench's own file descriptors, ...).
+    Connect(Option<String>),
     Timeout,
     /// A stream that had no byte for this long (the bench's `stall`): a hung server.
     Stalled(Duration),
@@ -132,7 +133,9 @@ impl Failure {
     /// The kind, and the server's message when it gave one: `http_401: invalid ...`.
     pub fn describe(&self) -> String {
         match self {
-            Failure::Status(_, Some(message)) => format!("{}: {message}", self.kind()),
+            Failure::Status(_, Some(message)) | Failure::Connect(Some(message)) => {
+                format!("{}: {message}", self.kind())
+            }
             Failure::WrongLength { got, want } => format!(
                 "{}: {got} output tokens where ignore_eos asked for {want}",
                 self.kind()
@@ -148,7 +151,7 @@ impl Failure {
 
     pub fn kind(&self) -> String {
         match self {
-            Failure::Connect => "connect".into(),
+            Failure::Connect(_) => "connect".into(),
             Failure::Timeout => "timeout".into(),
             Failure::Stalled(_) => "stalled".into(),
             Failure::Status(code, _) => format!("http_{code}"),
@@ -159,6 +162,29 @@ impl Failure {
             Failure::WrongLength { .. } => "wrong_output_length".into(),
         }
     }
+}
+
+/// Why a connection could not be opened, in words: the server's refusal and the bench's own
+/// shortage of file descriptors look alike as a bare `connect`.
+fn connect_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut next = Some(err);
+    let mut last = err.to_string();
+    while let Some(e) = next {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return match io.raw_os_error() {
+                Some(24 | 23) => "the bench is out of file descriptors (raise `ulimit -n`, or \
+                                  lower the concurrency); not the server's doing"
+                    .to_string(),
+                _ => match io.kind() {
+                    std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
+                    _ => io.to_string(),
+                },
+            };
+        }
+        last = e.to_string();
+        next = e.source();
+    }
+    last
 }
 
 /// The bench's HTTP client: hyper's pooled HTTP/1 client, request bodies sent whole.
@@ -271,7 +297,7 @@ async fn exchange(
     };
     let resp = resp.map_err(|e| {
         if e.is_connect() {
-            Failure::Connect
+            Failure::Connect(Some(connect_cause(&e)))
         } else {
             Failure::Transport
         }
@@ -596,7 +622,11 @@ mod tests {
             "http_401: bad key"
         );
         assert_eq!(Failure::Timeout.kind(), "timeout");
-        assert_eq!(Failure::Connect.kind(), "connect");
+        assert_eq!(Failure::Connect(None).kind(), "connect");
+        assert_eq!(
+            Failure::Connect(Some("connection refused".into())).describe(),
+            "connect: connection refused"
+        );
         assert_eq!(Failure::StreamCut.kind(), "stream_cut");
         assert_eq!(Failure::BadBody.kind(), "bad_body");
         assert_eq!(Failure::ZeroTokens.kind(), "zero_tokens");

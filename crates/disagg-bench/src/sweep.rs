@@ -330,7 +330,9 @@ pub(crate) fn invalid_reason(sweep: &Sweep) -> Option<String> {
 fn first_words_per_failure(outcomes: &[client::Outcome]) -> Vec<String> {
     let mut seen = BTreeMap::new();
     for o in outcomes {
-        if let Err(f @ client::Failure::Status(_, Some(_))) = &o.result {
+        if let Err(f @ (client::Failure::Status(_, Some(_)) | client::Failure::Connect(Some(_)))) =
+            &o.result
+        {
             seen.entry(f.kind()).or_insert_with(|| f.describe());
         }
     }

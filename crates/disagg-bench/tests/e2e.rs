@@ -640,7 +640,7 @@ async fn canary_fails_on_a_refusing_port() {
     let url = format!("http://127.0.0.1:{port}");
     match canary(&config(&url)).await {
         Err(BenchError::Canary { reason, url: u }) => {
-            assert_eq!(reason, "connect");
+            assert_eq!(reason, "connect: connection refused");
             assert!(u.ends_with("/v1/completions"), "{u}");
         }
         other => panic!("expected a canary error, got {other:?}"),
