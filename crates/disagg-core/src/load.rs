@@ -241,6 +241,11 @@ fn describe(path: &Path, mut key: String, raw: &str, line: Option<usize>, text: 
             options.join(", ")
         };
         e = match closest(field, &options) {
+            // YAML 1.1's merge key, which the YAML parser reads as a plain key.
+            _ if field == "<<" => e.hint(
+                "YAML merge keys (`<<: *anchor`) are not supported: write the keys out, or \
+                 vary a case with a sweep (docs/case.md)",
+            ),
             Some(s) => e.hint(format!("did you mean `{s}`? known keys: {known}")),
             None => e.hint(format!("remove it; known keys: {known}")),
         };

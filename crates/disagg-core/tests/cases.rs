@@ -84,6 +84,14 @@ fn bad_cases_name_the_key_line_and_fix() {
             hint_has: "did you mean `rounds`?",
         },
         Bad {
+            what: "a YAML merge key",
+            text: edit("  rounds: 4", "  <<: {rounds: 4}"),
+            key: "benchmark.<<",
+            line: None,
+            message_has: "unknown key `<<` in `benchmark`",
+            hint_has: "YAML merge keys (`<<: *anchor`) are not supported",
+        },
+        Bad {
             what: "unknown top-level key",
             text: format!("{QUICKSTART}bogus_section: 1\n"),
             key: "bogus_section",
