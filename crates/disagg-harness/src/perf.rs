@@ -338,6 +338,30 @@ pub fn read_baseline(path: &Path) -> Result<Vec<BaselineRow>, BaselineError> {
         .headers()
         .map_err(|e| row_err(1, e.to_string()))?
         .clone();
+    // Without its header line (or with other columns) every row would be misread: say so.
+    const COLUMNS: [&str; 5] = [
+        "perf_case_name",
+        "metric_type",
+        "perf_metric",
+        "threshold",
+        "absolute_threshold",
+    ];
+    let missing: Vec<&str> = COLUMNS
+        .into_iter()
+        .filter(|c| !headers.iter().any(|h| h == *c))
+        .collect();
+    if !missing.is_empty() && !bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(row_err(
+            1,
+            format!(
+                "the header line lacks the column(s) {} (it reads `{}`); the first line of a \
+                 baseline names its columns, as perf_script_test_results.csv's does: {}",
+                missing.join(", "),
+                headers.iter().collect::<Vec<_>>().join(","),
+                COLUMNS.join(",")
+            ),
+        ));
+    }
     let mut rows = Vec::new();
     for rec in rdr.records() {
         let rec =
@@ -1117,6 +1141,14 @@ pub(crate) mod tests {
         std::fs::write(&p, "perf_case_name,metric_type,perf_metric,threshold,absolute_threshold\nx-con1,SEQ_THROUGHPUT,1,-0.1,\n").unwrap();
         let e = read_baseline(&p).unwrap_err().to_string();
         assert!(e.contains("absolute_threshold is empty or NaN"), "{e}");
+        // No header line: the first row was read as one; the missing columns are named.
+        std::fs::write(&p, "long-con2,SEQ_THROUGHPUT,abc,-0.1,0\n").unwrap();
+        let e = read_baseline(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("line 1")
+                && e.contains("the header line lacks the column(s) perf_case_name, metric_type"),
+            "{e}"
+        );
         // CRLF line ends (Python's csv module, spreadsheets) are counted as lines too.
         std::fs::write(&p, "perf_case_name,metric_type,perf_metric,threshold,absolute_threshold\r\nx-con1,SEQ_THROUGHPUT,1.0,-0.1,0\r\nx-con1,BOGUS,1,0.1,0\r\n").unwrap();
         let e = read_baseline(&p).unwrap_err().to_string();
