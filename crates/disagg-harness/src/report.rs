@@ -54,7 +54,10 @@ impl PerfOutcome {
             PerfOutcome::NoBaseline => {
                 "perf check: no baseline (perf.baseline is not set)\n".to_string()
             }
-            PerfOutcome::NotRun => "perf check: not run, because the test failed\n".to_string(),
+            PerfOutcome::NotRun => {
+                "perf check: not run: the run did not pass (it failed or was interrupted)\n"
+                    .to_string()
+            }
             PerfOutcome::Checked(rep) => rep.render(),
             PerfOutcome::History(h) => h.render(),
         }
@@ -300,7 +303,9 @@ pub fn junit(
             skipped("perf check skipped (SKIP_PERF_CHECK or --skip-perf-check)")
         }
         PerfOutcome::NoBaseline => skipped("no baseline (perf.baseline is not set)"),
-        PerfOutcome::NotRun => skipped("not run: the test failed"),
+        PerfOutcome::NotRun => {
+            skipped("not run: the run did not pass (it failed or was interrupted)")
+        }
         PerfOutcome::History(h) if h.skipped.is_some() => skipped(&format!(
             "perf check skipped: {}",
             h.skipped.as_deref().unwrap_or("")
