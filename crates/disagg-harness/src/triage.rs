@@ -41,6 +41,10 @@ const PATTERNS: &[(&str, Matcher)] = &[
         l.to_ascii_lowercase().contains("address already in use")
     }),
     ("role failure", |l| l.contains(": FAILED: ")),
+    // A shell's words for a command it could not find (a setup's missing script or tool).
+    ("command not found", |l| {
+        l.ends_with(": not found") || l.contains(": command not found")
+    }),
     // Slurm's own words in the job's log and the steps' output.
     ("Slurm time limit", |l| l.contains("DUE TO TIME LIMIT")),
     ("Slurm step error", |l| {
@@ -178,6 +182,23 @@ const TAIL: usize = 20;
 /// not a run folder.
 pub fn triage(run_dir: &Path) -> Result<(bool, String), String> {
     if !run_dir.join("plan.json").is_file() && !run_dir.join("rendezvous").is_dir() {
+        // A sweep folder: its points are run folders.
+        let points: Vec<String> = std::fs::read_dir(run_dir.join("points"))
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(first) = points.iter().min() {
+            return Err(format!(
+                "{} is a sweep folder, not a run folder\nhint: triage one of its {} point(s), \
+                 e.g. `disagg triage {}` (its summary.md says which failed)",
+                run_dir.display(),
+                points.len(),
+                run_dir.join("points").join(first).display()
+            ));
+        }
         return Err(format!(
             "{} is not a run folder (no plan.json)",
             run_dir.display()
@@ -319,6 +340,27 @@ mod tests {
             first_failure(&dir).unwrap().pattern,
             "out of memory",
             "setup comes first"
+        );
+        // A setup whose script is missing: the shell's words are the failure.
+        std::fs::write(
+            dir.join("install.log"),
+            "installing\nsh: 1: ./install_deps.sh: not found\n",
+        )
+        .unwrap();
+        let f = first_failure(&dir).unwrap();
+        assert_eq!((f.pattern, f.line), ("command not found", 2));
+    }
+
+    #[test]
+    fn a_sweep_folder_points_at_its_points() {
+        let dir_tmp = tempfile::tempdir().unwrap();
+        let dir = dir_tmp.path();
+        std::fs::create_dir_all(dir.join("points/01-a")).unwrap();
+        std::fs::create_dir_all(dir.join("points/02-b")).unwrap();
+        let e = triage(dir).unwrap_err();
+        assert!(
+            e.contains("is a sweep folder") && e.contains("points/01-a"),
+            "{e}"
         );
     }
 
