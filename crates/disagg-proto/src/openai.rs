@@ -27,3 +27,36 @@ pub enum Prompt {
     Text(String),
     Tokens(Vec<u32>),
 }
+
+/// A count as the engines' pydantic models take it: an integer, or a float with no fraction
+/// (`2.0`, `1e1`), never negative.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Whole(pub u64);
+
+impl<'de> serde::Deserialize<'de> for Whole {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = Whole;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a non-negative whole number")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Whole, E> {
+                Ok(Whole(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Whole, E> {
+                u64::try_from(v)
+                    .map(Whole)
+                    .map_err(|_| E::custom("negative"))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Whole, E> {
+                if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v <= u64::MAX as f64 {
+                    Ok(Whole(v as u64))
+                } else {
+                    Err(E::custom("not a whole number"))
+                }
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}

@@ -86,12 +86,19 @@ impl ClientRequest {
                 "an object or an array of objects",
             )?
             .and_then(SamplingParams::max_new_tokens),
-            _ => field::<Option<u64>>(&body, "max_tokens", "a non-negative integer")?,
+            _ => field::<Option<disagg_proto::openai::Whole>>(
+                &body,
+                "max_tokens",
+                "a non-negative integer",
+            )?
+            .map(|w| w.0),
         };
         // Each leg, the hand-off and the relay carry one choice; more would be silently lost.
         // (`/generate` asks for more in `sampling_params.n`, which both SGLang legs read alike.)
         if endpoint != Endpoint::Generate {
-            if let Some(n) = field::<Option<u64>>(&body, "n", "a positive integer")? {
+            if let Some(disagg_proto::openai::Whole(n)) =
+                field::<Option<disagg_proto::openai::Whole>>(&body, "n", "a positive integer")?
+            {
                 if n != 1 {
                     return Err(format!(
                         "`n` is {n}: this router serves one choice per request; send n: 1 (or leave it out) and repeat the request"
@@ -279,10 +286,15 @@ fn field<T: serde::de::DeserializeOwned + Default>(
     match body.parse_field::<T>(key) {
         None => Ok(T::default()),
         Some(Ok(v)) => Ok(v),
-        Some(Err(_)) => Err(format!(
-            "`{key}` must be {want}, not {}",
-            kind_of(body.get(key).map(first_byte).unwrap_or(b' '))
-        )),
+        Some(Err(_)) => {
+            let raw = body.get(key).unwrap_or_default();
+            // A number is quoted (`-1`, `2.5`): "not a number" would read as a contradiction.
+            let got = match first_byte(raw) {
+                b'-' | b'0'..=b'9' => String::from_utf8_lossy(raw).trim().to_string(),
+                b => kind_of(b).to_string(),
+            };
+            Err(format!("`{key}` must be {want}, not {got}"))
+        }
     }
 }
 
@@ -292,6 +304,22 @@ mod tests {
 
     fn parse(endpoint: Endpoint, text: &str) -> Result<ClientRequest, String> {
         ClientRequest::parse(endpoint, Bytes::copy_from_slice(text.as_bytes()))
+    }
+
+    /// As the engines' pydantic models take them: an integral float is its integer.
+    #[test]
+    fn counts_may_be_written_as_integral_floats() {
+        for (text, want) in [
+            (r#"{"prompt": "p", "max_tokens": 2.0}"#, Some(2)),
+            (r#"{"prompt": "p", "max_tokens": 1e1}"#, Some(10)),
+            (r#"{"prompt": "p", "max_tokens": 7, "n": 1.0}"#, Some(7)),
+        ] {
+            assert_eq!(
+                parse(Endpoint::Completions, text).unwrap().max_tokens,
+                want,
+                "{text}"
+            );
+        }
     }
 
     #[test]
@@ -317,7 +345,12 @@ mod tests {
             (
                 Completions,
                 r#"{"prompt": "p", "max_tokens": -1}"#,
-                "`max_tokens` must be a non-negative",
+                "`max_tokens` must be a non-negative integer, not -1",
+            ),
+            (
+                Completions,
+                r#"{"prompt": "p", "max_tokens": 2.5}"#,
+                "`max_tokens` must be a non-negative integer, not 2.5",
             ),
             (
                 Completions,

@@ -17,6 +17,8 @@ use serde_json::Value;
 use crate::context_len::{self, Asked, LengthLimits};
 use crate::dialect::vllm::KvTransferParams;
 use crate::dialect::{HandOff, sglang, trtllm, vllm};
+use disagg_proto::openai::Whole;
+
 use crate::error::Refusal;
 use crate::response::Finish;
 use crate::tokens::{self, PromptDigest};
@@ -34,11 +36,12 @@ struct RawRequest {
     messages: Option<Vec<ChatMessage>>,
     /// Chat, set by a TensorRT-LLM router on the generation leg.
     prompt_token_ids: Option<Vec<u32>>,
-    max_tokens: Option<u64>,
+    /// Counts as the engines' pydantic models take them: `8` or `8.0`.
+    max_tokens: Option<Whole>,
     /// Chat's newer name for `max_tokens`.
-    max_completion_tokens: Option<u64>,
+    max_completion_tokens: Option<Whole>,
     /// EOS is suppressed until this many tokens exist (vLLM/TRT-LLM semantics).
-    min_tokens: Option<u64>,
+    min_tokens: Option<Whole>,
     /// The scripted EOS (`--eos-at`) is ignored; `max_tokens` are generated.
     ignore_eos: Option<bool>,
     model: Option<String>,
@@ -272,7 +275,7 @@ pub(crate) fn parse_request(
             (prompts, batch)
         }
     };
-    let asked = raw.max_tokens.or(raw.max_completion_tokens);
+    let asked = raw.max_tokens.or(raw.max_completion_tokens).map(|w| w.0);
     let max_tokens = asked.unwrap_or(DEFAULT_MAX_TOKENS);
     check_max_tokens(max_tokens, "max_tokens")?;
     let kind = match dialect {
@@ -328,7 +331,7 @@ pub(crate) fn parse_request(
                 max_tokens,
                 eos_at,
                 ignore_eos: raw.ignore_eos.unwrap_or(false),
-                min_tokens: raw.min_tokens.unwrap_or(0),
+                min_tokens: raw.min_tokens.map_or(0, |w| w.0),
             },
             stream && !whole_context,
             include_usage,

@@ -52,3 +52,21 @@ async fn unknown_routes_and_bad_chat_have_error_bodies() {
     let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON 405");
     error_message(&body);
 }
+
+/// Counts written as integral floats are taken, as the engines' pydantic models take them;
+/// a fraction or a negative is refused.
+#[tokio::test]
+async fn counts_as_integral_floats_are_taken_and_fractions_refused() {
+    let sim = start(&[]).await;
+    let (status, reply) = sim
+        .complete(&json!({"prompt": "a", "max_tokens": 2.0, "ignore_eos": true}))
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["usage"]["completion_tokens"], 2, "{reply}");
+    for bad in [json!(2.5), json!(-1)] {
+        let (status, reply) = sim
+            .complete(&json!({"prompt": "a", "max_tokens": bad}))
+            .await;
+        assert_eq!(status, 400, "{bad}: {reply}");
+    }
+}
