@@ -150,6 +150,9 @@ impl Faults {
         // Exactly one caller observes n == limit, so the hook fires once.
         if Some(n) == self.fail_after_requests {
             eprintln!("disagg-sim: fail_after_requests={n} reached: exiting with status 1");
+            // Nothing more is answered between now and the exit: the fault is exact, as an
+            // engine that died after its Nth answer.
+            self.hung.store(true, Ordering::Release);
             self.exit.fire();
         }
     }
@@ -219,8 +222,11 @@ mod tests {
         faults.served();
         faults.served();
         assert_eq!(fired.load(Ordering::SeqCst), 0);
+        assert!(!faults.completions_hang());
         faults.served();
         assert_eq!(fired.load(Ordering::SeqCst), 1);
+        // From the limit on nothing is answered, whenever the process gets to exit.
+        assert!(faults.completions_hang());
         faults.served();
         assert_eq!(fired.load(Ordering::SeqCst), 1);
     }
