@@ -18,11 +18,19 @@ pub fn render(store: &mut Store, config: &str, metric: &str) -> Result<String, S
             .unwrap_or_default();
         names.sort();
         names.dedup();
+        // The likeliest first: those sharing the longest start with the name asked.
+        let shared = |n: &String| {
+            n.chars()
+                .zip(config.chars())
+                .take_while(|(a, b)| a == b)
+                .count()
+        };
+        names.sort_by_key(|n| std::cmp::Reverse(shared(n)));
         let hint = match names.len() {
             0 => "no run is recorded there yet; runs are recorded when they end".to_string(),
             n if n <= 20 => format!("the configs it has runs of: {}", names.join(", ")),
             n => format!(
-                "it has runs of {n} configs, among them {}",
+                "it has runs of {n} configs, the closest: {}",
                 names[..20].join(", ")
             ),
         };
