@@ -140,6 +140,36 @@ impl BenchConfig {
                 self.isl, self.osl
             ));
         }
+        // Past any model's context: the prompts alone would take gigabytes to build.
+        if self.isl.max(self.osl) > MAX_TOKENS_PER_REQUEST {
+            return bad(format!(
+                "isl {} / osl {}: at most {MAX_TOKENS_PER_REQUEST} tokens each, beyond any \
+                 model's context",
+                self.isl, self.osl
+            ));
+        }
+        // Each request in flight holds a connection, and each connection a file descriptor.
+        let in_flight = if self.is_open_loop() {
+            self.max_concurrency.unwrap_or(0)
+        } else {
+            self.concurrency.iter().copied().max().unwrap_or(0)
+        };
+        if let Some(limit) = open_files_limit() {
+            let urls = 1 + self.extra_urls.len() as u64;
+            if u64::from(in_flight) + FDS_KEPT + urls > limit {
+                return bad(format!(
+                    "concurrency {in_flight} needs as many connections, and this process may \
+                     open {limit} files (`ulimit -n`): raise the limit, or lower the \
+                     concurrency"
+                ));
+            }
+        }
+        if self.warmup > MAX_WARMUP {
+            return bad(format!(
+                "warmup {} requests: at most {MAX_WARMUP} (a warm-up warms, it does not measure)",
+                self.warmup
+            ));
+        }
         if !(0.0..1.0).contains(&self.range_ratio) {
             return bad(format!(
                 "range ratio {} must be in [0, 1)",
@@ -158,6 +188,22 @@ impl BenchConfig {
         }
         Ok(())
     }
+}
+
+/// The longest input or output a request may ask, in tokens.
+const MAX_TOKENS_PER_REQUEST: u32 = 10_000_000;
+
+/// Most warm-up requests.
+const MAX_WARMUP: u32 = 10_000;
+
+/// File descriptors the bench keeps besides its connections (stdio, the runtime, files).
+const FDS_KEPT: u64 = 64;
+
+/// This process's soft limit on open files (Linux's /proc/self/limits), if it says.
+fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 /// `{url}{endpoint}`, without doubling the slash between them.

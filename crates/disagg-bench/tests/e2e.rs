@@ -712,6 +712,23 @@ async fn bad_settings_are_config_errors() {
         }
         other => panic!("{other:?}"),
     }
+    // Loads no machine can serve are refused before anything is built or sent: prompts past
+    // any context, more connections than the process may open, a warm-up that is a sweep.
+    let refused = |cfg: BenchConfig, says: &'static str| async move {
+        match run_sweep(&cfg).await {
+            Err(BenchError::Config(why)) => assert!(why.contains(says), "{why}"),
+            other => panic!("{says}: {other:?}"),
+        }
+    };
+    let mut cfg = config("http://127.0.0.1:1");
+    cfg.isl = 1_000_000_000;
+    refused(cfg, "beyond any model's context").await;
+    let mut cfg = config("http://127.0.0.1:1");
+    cfg.concurrency = vec![1, 1_000_000_000];
+    refused(cfg, "`ulimit -n`").await;
+    let mut cfg = config("http://127.0.0.1:1");
+    cfg.warmup = 100_000;
+    refused(cfg, "a warm-up warms").await;
     // https would fail every request as a transport error: refused up front, saying why.
     for (url, says) in [
         ("https://127.0.0.1:1", "https is not supported"),

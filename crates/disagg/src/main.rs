@@ -47,8 +47,26 @@ fn main() {
     keep_freed_memory_a_while();
     // First, so nothing any part logs (the router's startup, ejections, retries) is lost.
     init_logging();
+    raise_open_files_limit();
     let cli = cmd::Cli::parse();
     std::process::exit(cmd::dispatch(cli));
+}
+
+/// Every connection is a file descriptor: the router and the bench hold one per request in
+/// flight (two for the router), and a soft limit of 1024, common, is reached at a concurrency a
+/// perf test asks. The soft limit is raised to the hard one, as servers do; the hard limit,
+/// which only an administrator raises, stays the bound (the router and bench say when it is
+/// reached). Engines the roles start inherit it.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    // Linux's default `fs.nr_open`: a hard limit of "unlimited" cannot be the soft one.
+    const MOST: u64 = 1 << 20;
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let want = hard.min(MOST);
+        if soft < want {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, want, hard);
+        }
+    }
 }
 
 /// Logs go to stderr (a role's stderr is its log file), at `info` unless `RUST_LOG` says

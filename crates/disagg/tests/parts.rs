@@ -400,3 +400,40 @@ fn an_interrupted_bench_writes_its_finished_points_and_exits_130() {
     assert_eq!(points[0]["max_concurrency"], 2, "{results}");
     assert!(out.join("summary.txt").is_file() && out.join("requests.jsonl").is_file());
 }
+
+/// A soft open-files limit below the hard one (1024 is common) is raised at start: every
+/// connection is a file descriptor, and a perf test's concurrency reaches 1024.
+#[test]
+fn disagg_raises_its_soft_open_files_limit_to_the_hard_one() {
+    let mut child = Command::new("sh")
+        .args(["-c", "ulimit -Sn 256 && exec \"$0\" \"$@\"", DISAGG, "sim"])
+        .args(["--role", "both", "--port", "0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let sim = Server {
+        child,
+        addr: line.trim().to_string(),
+    };
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", sim.child.id())).unwrap();
+    let row: Vec<&str> = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let (soft, hard) = (row[3], row[4]);
+    assert_ne!(soft, "256", "{limits}");
+    assert!(
+        soft == hard || soft == "1048576",
+        "soft {soft}, hard {hard}"
+    );
+}
