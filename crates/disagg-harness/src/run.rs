@@ -805,6 +805,31 @@ fn write_empty_results(plan: &Plan, outcome: &Outcome) -> Result<(), String> {
     )
 }
 
+/// Writes the reports that carry a run's verdict (JUnit, summary, outcome), each with how its
+/// write went.
+fn write_verdict(
+    run_dir: &Path,
+    junit: &quick_junit::Report,
+    summary: &str,
+    outcome: &Outcome,
+) -> [(&'static str, std::io::Result<()>); 3] {
+    [
+        (
+            "results.xml",
+            report::to_xml(junit)
+                .and_then(|x| crate::atomic::write(&run_dir.join("results.xml"), x.as_bytes())),
+        ),
+        (
+            "summary.md",
+            crate::atomic::write(&run_dir.join("summary.md"), summary.as_bytes()),
+        ),
+        (
+            "outcome.json",
+            crate::atomic::write_json(&run_dir.join("outcome.json"), outcome),
+        ),
+    ]
+}
+
 /// Rewrites a `results.json` that says `valid: true` for a run that did not pass: invalid,
 /// with the run's reason (its points stay: measured before the run failed).
 fn mark_results_invalid(plan: &Plan, outcome: &Outcome) -> Result<(), String> {
@@ -957,25 +982,12 @@ pub(crate) fn finish_as(
         "# {name} — run {run_id}\n\n{verdict}\n\n{table}\n```\n{perf_text}```\n\nduration: {:.1}s; exit code {code}\n",
         outcome.duration_s
     );
-    let writes = [
-        (
-            "perf_check.txt",
-            crate::atomic::write(&run_dir.join("perf_check.txt"), perf_text.as_bytes()),
-        ),
-        (
-            "results.xml",
-            report::to_xml(&junit)
-                .and_then(|x| crate::atomic::write(&run_dir.join("results.xml"), x.as_bytes())),
-        ),
-        (
-            "summary.md",
-            crate::atomic::write(&run_dir.join("summary.md"), summary.as_bytes()),
-        ),
-        (
-            "outcome.json",
-            crate::atomic::write_json(&run_dir.join("outcome.json"), &outcome),
-        ),
-    ];
+    let perf_written = (
+        "perf_check.txt",
+        crate::atomic::write(&run_dir.join("perf_check.txt"), perf_text.as_bytes()),
+    );
+    let writes =
+        std::iter::once(perf_written).chain(write_verdict(run_dir, &junit, &summary, outcome));
     for (file, w) in writes {
         if let Err(e) = w {
             notes.push(format!(
@@ -1036,21 +1048,7 @@ pub(crate) fn finish_as(
             outcome.duration_s,
             exit::TEST_FAILED
         );
-        for (file, written) in [
-            (
-                "results.xml",
-                report::to_xml(&junit)
-                    .and_then(|x| crate::atomic::write(&run_dir.join("results.xml"), x.as_bytes())),
-            ),
-            (
-                "summary.md",
-                crate::atomic::write(&run_dir.join("summary.md"), summary.as_bytes()),
-            ),
-            (
-                "outcome.json",
-                crate::atomic::write_json(&run_dir.join("outcome.json"), &failed),
-            ),
-        ] {
+        for (file, written) in write_verdict(run_dir, &junit, &summary, &failed) {
             if written.is_err() {
                 let _ = std::fs::remove_file(run_dir.join(file));
             }

@@ -405,24 +405,7 @@ fn an_interrupted_bench_writes_its_finished_points_and_exits_130() {
 /// connection is a file descriptor, and a perf test's concurrency reaches 1024.
 #[test]
 fn disagg_raises_its_soft_open_files_limit_to_the_hard_one() {
-    let mut child = Command::new("sh")
-        .args(["-c", "ulimit -Sn 256 && exec \"$0\" \"$@\"", DISAGG, "sim"])
-        .args(["--role", "both", "--port", "0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let sim = Server {
-        child,
-        addr: line.trim().to_string(),
-    };
+    let sim = Server::start_after("ulimit -Sn 256", &["sim", "--role", "both", "--port", "0"]);
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", sim.child.id())).unwrap();
     let row: Vec<&str> = limits
         .lines()

@@ -696,23 +696,20 @@ fn a_router_out_of_file_descriptors_answers_503_and_blames_no_worker() {
     let sim = |role| Server::start(&["sim", "--role", role, "--itl", "20ms"]);
     let (ctx, generation) = (sim("context"), sim("generation"));
     // At rest the router holds about 23 descriptors; 40 leaves room for a few connections.
-    let mut child = Command::new("sh")
-        .args(["-c", "ulimit -n 40 && exec \"$0\" \"$@\"", DISAGG, "router"])
-        .args(["--prefill", &ctx.addr, "--decode", &generation.addr])
-        .args(["--port", "0", "--max-retries", "0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let router = Server {
-        child,
-        addr: line.trim().to_string(),
-    };
+    let router = Server::start_after(
+        "ulimit -n 40",
+        &[
+            "router",
+            "--prefill",
+            &ctx.addr,
+            "--decode",
+            &generation.addr,
+            "--port",
+            "0",
+            "--max-retries",
+            "0",
+        ],
+    );
     // Hold more connections than it has descriptors for, each sending a request at once: the
     // first ones accepted take the last descriptors, so their worker connections cannot open.
     let body = r#"{"model": "m", "prompt": "a b c d", "max_tokens": 4}"#;

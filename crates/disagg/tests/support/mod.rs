@@ -411,8 +411,20 @@ pub struct Server {
 impl Server {
     /// Starts `disagg args...` and reads the `host:port` it prints once bound (an event, not a wait).
     pub fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(DISAGG)
-            .args(args)
+        Self::spawn(Command::new(DISAGG).args(args), args)
+    }
+
+    /// [`Server::start`] after the shell command `first` (a `ulimit`, say), in one `sh`.
+    pub fn start_after(first: &str, args: &[&str]) -> Self {
+        let script = format!("{first} && exec \"$0\" \"$@\"");
+        Self::spawn(
+            Command::new("sh").args(["-c", &script, DISAGG]).args(args),
+            args,
+        )
+    }
+
+    fn spawn(cmd: &mut Command, args: &[&str]) -> Self {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
