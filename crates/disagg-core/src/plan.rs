@@ -606,7 +606,7 @@ fn whole_seconds(d: std::time::Duration) -> String {
 
 /// Dataset and tokenizer paths are relative to the case file; the plan carries them absolute,
 /// since roles run from wherever the executor starts them.
-fn resolve_benchmark_paths(b: &Benchmark, case_file: &Path) -> Benchmark {
+pub fn resolve_benchmark_paths(b: &Benchmark, case_file: &Path) -> Benchmark {
     let dir = case_file.parent().unwrap_or(Path::new("."));
     let resolve = |f: &Option<String>| {
         f.as_ref().map(|f| {

@@ -186,9 +186,9 @@ fn check_bench_inputs(
     if b.dataset.is_none() && b.tokenizer.is_none() {
         return Ok(());
     }
-    let dir = case.path.parent().unwrap_or(Path::new("."));
-    let dataset = b.dataset.as_ref().map(|d| dir.join(d));
-    let tokenizer = b.tokenizer.as_ref().map(|t| dir.join(t));
+    let resolved = disagg_core::plan::resolve_benchmark_paths(b, &case.path);
+    let dataset = resolved.dataset.map(PathBuf::from);
+    let tokenizer = resolved.tokenizer.map(PathBuf::from);
     if !read.insert((b.endpoint.clone(), dataset.clone(), tokenizer.clone())) {
         return Ok(());
     }
@@ -403,10 +403,13 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions) -> i32 {
             tally.push((label(r), Some(exit::PASS)));
             continue;
         }
-        if INTERRUPTED.load(Ordering::SeqCst) || codes.iter().any(|c| exit::is_interruption(*c)) {
-            if !codes.iter().any(|c| exit::is_interruption(*c)) {
-                codes.push(interrupted_code());
-            }
+        // Once interrupted, the rest are not run (and the interruption is counted once).
+        if codes.iter().any(|c| exit::is_interruption(*c)) {
+            tally.push((label(r), None));
+            continue;
+        }
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            codes.push(interrupted_code());
             tally.push((label(r), None));
             continue;
         }
@@ -554,16 +557,10 @@ fn resolved_case_body(case: &LoadedCase) -> String {
 fn resolved_case(case: &LoadedCase) -> disagg_core::case::Case {
     let mut c = case.case.clone();
     c.name = Some(case.config_name.to_string());
-    let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p).display().to_string();
     if let Some(b) = case.baseline_path() {
-        c.perf.baseline = Some(absolute(b));
+        c.perf.baseline = Some(std::path::absolute(&b).unwrap_or(b).display().to_string());
     }
-    let dir = case.path.parent().unwrap_or(Path::new("."));
-    for f in [&mut c.benchmark.dataset, &mut c.benchmark.tokenizer] {
-        if let Some(p) = f.as_mut() {
-            *p = absolute(dir.join(&*p));
-        }
-    }
+    c.benchmark = disagg_core::plan::resolve_benchmark_paths(&c.benchmark, &case.path);
     c
 }
 
