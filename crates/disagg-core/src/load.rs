@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::case::{Case, Engine, RawCase, RouterKind, SimEngineArgs};
+use crate::case::{Case, Engine, Policy, RawCase, RouterKind, SimEngineArgs};
 use crate::engines::{CommandArgs, EngineArgs};
 use crate::error::CaseError;
 use crate::locate::line_of;
@@ -942,8 +942,50 @@ fn check_router(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
             "`argv` is only for `kind: command`",
             "remove it, or set `kind: command`",
         ),
+        (RouterKind::Engine, _) => check_engine_router_policy(case, text, path),
         _ => Ok(()),
     }
+}
+
+/// TensorRT-LLM's router counts tokens only of context requests given as completions
+/// (`get_request_num_tokens` in tensorrt_llm/serve/router.py raises a ValueError for a
+/// generation-only request and for a chat request), so `least_tokens` there fails every
+/// request it routes.
+fn check_engine_router_policy(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
+    let r = &case.router;
+    let key = |own: &Option<Policy>, name: &str| {
+        if own.is_some() {
+            format!("router.{name}")
+        } else {
+            "router.policy".to_string()
+        }
+    };
+    let refuse = |k: String, msg: &str, hint: &str| {
+        Err(CaseError::new(path, k.clone(), msg)
+            .at_line(line_of(text, &k))
+            .hint(hint))
+    };
+    if r.gen_policy() == Policy::LeastTokens {
+        return refuse(
+            key(&r.gen_policy, "gen_policy"),
+            "`least_tokens` for the generation servers: TensorRT-LLM's router (`kind: engine`) \
+             cannot count a generation-only request's tokens and fails every request with \
+             \"LoadBalancing router with tokens doesn't support generation_only requests\"",
+            "set `gen_policy: least_requests` (and keep `ctx_policy: least_tokens` if you want it \
+             for the context servers), or use `kind: builtin`",
+        );
+    }
+    if r.ctx_policy() == Policy::LeastTokens && case.benchmark.endpoint.contains("chat") {
+        return refuse(
+            key(&r.ctx_policy, "ctx_policy"),
+            "`least_tokens` for the context servers with a chat endpoint: TensorRT-LLM's router \
+             (`kind: engine`) counts tokens only of completions requests and fails every chat \
+             request with \"LoadBalancing router with tokens doesn't support \
+             ChatCompletionRequest yet\"",
+            "use `least_requests`, the `/v1/completions` endpoint, or `kind: builtin`",
+        );
+    }
+    Ok(())
 }
 
 /// What the engine args' types cannot say: a command engine needs an argv that takes `{port}`;

@@ -30,6 +30,22 @@ fn each_engine_takes_its_own_args() {
     )
     .unwrap();
     assert_eq!(r.case.router.kind, disagg_core::case::RouterKind::Engine);
+    // TensorRT-LLM's router counts the tokens of context requests given as completions.
+    parse_case(
+        &case(
+            "trtllm",
+            "{}",
+            "router: {kind: engine, ctx_policy: least_tokens, gen_policy: least_requests}\n",
+        ),
+        Path::new("t.yaml"),
+    )
+    .unwrap();
+    // The builtin router counts generation tokens too.
+    parse_case(
+        &case("trtllm", "{}", "router: {policy: least_tokens}\n"),
+        Path::new("t.yaml"),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -110,6 +126,36 @@ fn bad_engine_and_router_settings_name_the_key_and_fix() {
             "router.kind",
             "needs `engine: trtllm`",
             "kind: command",
+        ),
+        (
+            "TensorRT-LLM's router counting generation tokens",
+            case("trtllm", "{}", "router: {kind: engine, policy: least_tokens}\n"),
+            "router.policy",
+            "cannot count a generation-only request's tokens",
+            "gen_policy: least_requests",
+        ),
+        (
+            "TensorRT-LLM's router counting generation tokens, per group",
+            case(
+                "trtllm",
+                "{}",
+                "router: {kind: engine, ctx_policy: least_tokens, gen_policy: least_tokens}\n",
+            ),
+            "router.gen_policy",
+            "fails every request",
+            "kind: builtin",
+        ),
+        (
+            "TensorRT-LLM's router counting chat tokens",
+            case(
+                "trtllm",
+                "{}",
+                "router: {kind: engine, ctx_policy: least_tokens, gen_policy: least_requests}\n",
+            )
+            .replace("osl: 8}", "osl: 8, endpoint: /v1/chat/completions}"),
+            "router.ctx_policy",
+            "ChatCompletionRequest",
+            "least_requests",
         ),
         (
             "command router without argv",
