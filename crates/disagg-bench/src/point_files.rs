@@ -26,7 +26,20 @@ pub fn stem(p: &PointReport) -> String {
 /// done`), which its disagg log parser needs to close a point's block (an open-loop point says
 /// `Benchmark with request rate R done`).
 pub fn log_text(cfg: &BenchConfig, p: &PointReport) -> String {
-    let header = format!(
+    let done = match (p.point.request_rate, p.point.concurrency) {
+        (None, Some(c)) => format!("Benchmark with concurrency {c} done\n"),
+        (Some(r), _) => format!("Benchmark with request rate {} done\n", r.0),
+        (None, None) => "Benchmark done\n".to_string(),
+    };
+    log_text_header(cfg, p)
+        + &summary::preamble(p, cfg.burstiness)
+        + &summary::text_summary(p)
+        + &summary::details_summary(p)
+        + &done
+}
+
+fn log_text_header(cfg: &BenchConfig, p: &PointReport) -> String {
+    format!(
         "disagg bench: point {} ({}): {} prompt(s), isl {}, osl {}, model {}, started {}\n",
         p.point.label(),
         p.point,
@@ -35,17 +48,24 @@ pub fn log_text(cfg: &BenchConfig, p: &PointReport) -> String {
         cfg.osl,
         cfg.model,
         humantime::format_rfc3339_millis(p.started_at),
-    );
-    let done = match (p.point.request_rate, p.point.concurrency) {
-        (None, Some(c)) => format!("Benchmark with concurrency {c} done\n"),
-        (Some(r), _) => format!("Benchmark with request rate {} done\n", r.0),
-        (None, None) => "Benchmark done\n".to_string(),
-    };
-    header
-        + &summary::preamble(p, cfg.burstiness)
-        + &summary::text_summary(p)
-        + &summary::details_summary(p)
-        + &done
+    )
+}
+
+/// The log of a point that is not recorded (a role died or the run was stopped under it): the
+/// line saying what ran and benchmark_serving's preamble, whose `Total failed requests: N`
+/// TensorRT-LLM's log parser reads (the last one in the file) to fail the case, without the
+/// result block or the `done` line, so that no parser takes the point for a measured one.
+pub fn unrecorded_log_text(cfg: &BenchConfig, p: &PointReport) -> String {
+    let mut text = log_text_header(cfg, p) + &summary::preamble(p, cfg.burstiness);
+    if p.metrics.failed > 0 {
+        text += &format!(
+            "{}\nTotal failed requests: {}\n{}\n",
+            summary::FAILED_MARKER,
+            p.metrics.failed,
+            summary::CHECK_LOG_MARKER
+        );
+    }
+    text
 }
 
 /// benchmark_serving's `backend`: the OpenAI completions or chat API.

@@ -387,6 +387,30 @@ timeout:                                 1
     }
 
     #[test]
+    fn a_point_left_out_counts_its_failures_but_reads_as_no_measured_point() {
+        let cfg = crate::BenchConfig::default();
+        let mut p = point();
+        p.metrics.completed = 3;
+        p.metrics.failed = 13;
+        p.error_counts.insert("http_503".into(), 13);
+        let measured = crate::point_files::log_text(&cfg, &point());
+        let log = measured.clone() + &crate::point_files::unrecorded_log_text(&cfg, &p);
+        // TensorRT-LLM's report.py fails a case on the log's last `Total failed requests:`.
+        let last = log
+            .lines()
+            .filter_map(|l| l.strip_prefix("Total failed requests:"))
+            .last()
+            .map(str::trim);
+        assert_eq!(last, Some("13"), "{log}");
+        let left_out = &log[measured.len()..];
+        assert!(left_out.contains(FAILED_MARKER), "{left_out}");
+        // No result block and no `done` line: no parser takes it for a measured point.
+        assert!(!left_out.contains("Median TTFT"), "{left_out}");
+        assert!(!left_out.contains(" done"), "{left_out}");
+        assert_eq!(log.matches("Benchmark with concurrency 8 done").count(), 1);
+    }
+
+    #[test]
     fn spec_decoding_and_gen_only_lines_appear_when_reported() {
         let mut p = point();
         assert!(!text_summary(&p).contains("Decoded"));

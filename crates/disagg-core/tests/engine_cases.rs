@@ -129,7 +129,11 @@ fn bad_engine_and_router_settings_name_the_key_and_fix() {
         ),
         (
             "TensorRT-LLM's router counting generation tokens",
-            case("trtllm", "{}", "router: {kind: engine, policy: least_tokens}\n"),
+            case(
+                "trtllm",
+                "{}",
+                "router: {kind: engine, policy: least_tokens}\n",
+            ),
             "router.policy",
             "cannot count a generation-only request's tokens",
             "gen_policy: least_requests",

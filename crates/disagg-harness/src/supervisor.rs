@@ -215,7 +215,7 @@ fn drive(
         }
         if let Some(status) = bench_status(plan) {
             return match status.state {
-                State::Done => after_done(plan, procs, interrupted),
+                State::Done => after_done(plan, procs, interrupted, status.reason),
                 State::Failed => {
                     let reason = status.reason.unwrap_or_else(|| "BENCHMARK failed".into());
                     root_cause(plan, procs, &liveness, RoleName::Benchmark, reason)
@@ -245,7 +245,7 @@ fn drive(
             // exit, and every other role is judged as the run ends.
             if let Some(status) = bench_status(plan) {
                 if status.state == State::Done {
-                    return after_done(plan, procs, interrupted);
+                    return after_done(plan, procs, interrupted, status.reason);
                 }
             }
             let p = procs
@@ -767,8 +767,15 @@ fn own_failure(plan: &Plan, p: &Proc) -> Option<String> {
 /// worker whose engine exits (or is killed) as the benchmark ends, or in the moment between its
 /// end and the teardown, still fails the run, named, with its reason. Waiting for the roles to
 /// leave (rather than deciding at `done`) makes the verdict deterministic: a role writes its
-/// exit note before it exits, and none is signalled before this returns.
-fn after_done(plan: &Plan, procs: &mut [Proc], interrupted: &AtomicBool) -> RunResult {
+/// exit note before it exits, and none is signalled before this returns. `stopped` is the
+/// benchmark's word when it ended its sweep early, at a point it left out because a role failed
+/// under it.
+fn after_done(
+    plan: &Plan,
+    procs: &mut [Proc],
+    interrupted: &AtomicBool,
+    stopped: Option<String>,
+) -> RunResult {
     let until = Instant::now() + plan.deadlines.grace;
     loop {
         let mut all = true;
@@ -806,9 +813,13 @@ fn after_done(plan: &Plan, procs: &mut [Proc], interrupted: &AtomicBool) -> RunR
         }
     }
     let (root, why) = failures[0].clone();
+    let when = match stopped {
+        Some(s) => format!("BENCHMARK stopped early: {s}"),
+        None => "BENCHMARK had finished".to_string(),
+    };
     fail(
         Some(root),
-        format!("{why} (BENCHMARK had finished; a dead role fails the run)"),
+        format!("{why} ({when}; a dead role fails the run)"),
         false,
     )
 }

@@ -268,6 +268,19 @@ fn a_crashing_generation_worker_fails_the_run_within_seconds_and_is_named() {
             .contains("GEN_0 exited with status 1"),
         "{status}"
     );
+    // The benchmark's only point was under way: it did not finish.
+    assert!(
+        !status["reason"].as_str().unwrap().contains("had finished"),
+        "{status}"
+    );
+    // The point left out still counts its failures where TensorRT-LLM's log parser looks (the
+    // last `Total failed requests:`), without a result block or a `done` line for it.
+    let log = read(&dir.join("benchmark.log"));
+    eprintln!("{log}");
+    if log.contains("not recording it") {
+        assert!(log.contains("Total failed requests: "), "{log}");
+        assert!(!log.contains("Benchmark with concurrency 4 done"), "{log}");
+    }
     let cases = junit_cases(&dir.join("results.xml"));
     let gen0 = cases.iter().find(|c| c.0 == "GEN_0 stayed up").unwrap();
     assert!(gen0.1.as_deref().unwrap().contains("GEN_0"), "{cases:?}");

@@ -72,6 +72,10 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
         if crate::rendezvous::read::<Status>(&plan.status_file(), &plan.run_id)
             .is_some_and(|s| s.is_interruption())
         {
+            print!(
+                "{}",
+                disagg_bench::point_files::unrecorded_log_text(&cfg, &p.report)
+            );
             eprintln!(
                 "disagg role BENCHMARK: the run was interrupted under the point at {}; not \
                  recording it",
@@ -92,6 +96,12 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
         };
         let over = tokio::task::block_in_place(|| run_over(plan, wait));
         if let (Some(why), true) = (&over, p.report.metrics.failed > 0) {
+            // TensorRT-LLM's log parser fails a case on the file's last `Total failed
+            // requests:`; without it the points before would read as a clean run.
+            print!(
+                "{}",
+                disagg_bench::point_files::unrecorded_log_text(&cfg, &p.report)
+            );
             eprintln!(
                 "disagg role BENCHMARK: the point at {} failed {} request(s), and {why}; not \
                  recording it",
@@ -171,14 +181,21 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
         eprintln!("disagg role BENCHMARK: warning: {e}");
     }
     // With every point left out, "no points were run" would read as if nothing was sent.
-    let invalid = match left_out {
+    let invalid = match &left_out {
         Some((point, completed)) if sweep.points.is_empty() => Some(format!(
             "{point} was under way ({completed} request(s) completed) and is left out of the \
              reports; no point was recorded"
         )),
         _ => sweep.invalid_reason(),
     };
-    finish(plan, invalid, Some(&sweep)).await
+    // A sweep that stopped at a point it left out did not finish, whatever the verdict says.
+    let stopped = left_out.map(|(point, _)| {
+        format!(
+            "{point} is left out, {} of {planned} point(s) recorded",
+            sweep.points.len()
+        )
+    });
+    finish_stopped(plan, invalid, Some(&sweep), stopped).await
 }
 
 /// How often `rendezvous/progress.json` is rewritten while a point runs.
@@ -351,6 +368,17 @@ async fn finish(
     failure: Option<String>,
     sweep: Option<&disagg_bench::Sweep>,
 ) -> Result<(), String> {
+    finish_stopped(plan, failure, sweep, None).await
+}
+
+/// [`finish`], with the reason of a sweep that ended early on its `done` status (the supervisor
+/// quotes it when a role's death fails the run after all).
+async fn finish_stopped(
+    plan: &Plan,
+    failure: Option<String>,
+    sweep: Option<&disagg_bench::Sweep>,
+    stopped: Option<String>,
+) -> Result<(), String> {
     if failure.is_some() {
         crate::supervisor::stuck::snapshot(plan).await;
         crate::supervisor::probe::snapshot(plan).await;
@@ -376,7 +404,7 @@ async fn finish(
             State::Done
         },
         role: failure.as_ref().map(|_| "BENCHMARK".to_string()),
-        reason: failure.clone(),
+        reason: failure.clone().or(stopped),
     };
     // Only if the run is not over already: the supervisor's final word (a worker's death, a
     // hung role) must never be overwritten by this role finishing a moment later.

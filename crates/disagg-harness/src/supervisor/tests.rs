@@ -41,7 +41,7 @@ struct Script {
     exit: Option<(Duration, Exit)>,
     /// Writes this exit note as it exits by itself (as a role failing on its own does).
     note: Option<&'static str>,
-    /// BENCHMARK: writes `status.json` with this state and reason.
+    /// BENCHMARK: writes `status.json` with this state and reason (none when empty).
     status: Option<(Duration, State, &'static str)>,
     /// Leaves with status 0 once `status.json` is there, as every role does.
     leaves_when_over: bool,
@@ -149,7 +149,7 @@ impl Running for FakeRole {
                     run_id: self.run_id.clone(),
                     state,
                     role: None,
-                    reason: Some(reason.into()),
+                    reason: Some(reason.to_string()).filter(|r| !r.is_empty()),
                 };
                 crate::atomic::write_json(&self.rendezvous().join("status.json"), &status)?;
             }
@@ -484,7 +484,7 @@ fn teardown_on_a_pass_roles_get_the_grace_to_leave_before_any_term() {
     let plan = plan(dir.path());
     let scripts = scripts(&plan, |role, s| {
         if role == RoleName::Benchmark {
-            s.status = Some((Duration::from_millis(300), State::Done, "done"));
+            s.status = Some((Duration::from_millis(300), State::Done, ""));
         }
     });
     let (outcome, events, _) = run(&plan, scripts, false);
@@ -529,7 +529,7 @@ fn after_done_a_worker_that_died_as_the_benchmark_ended_fails_the_run_named() {
     let plan = plan(dir.path());
     let scripts = scripts(&plan, |role, s| {
         if role == RoleName::Benchmark {
-            s.status = Some((Duration::from_millis(300), State::Done, "done"));
+            s.status = Some((Duration::from_millis(300), State::Done, ""));
         }
         if role == gen0() {
             // Its engine died a moment after the benchmark's `done`, before anyone stopped it.
@@ -562,12 +562,43 @@ fn after_done_a_worker_that_died_as_the_benchmark_ended_fails_the_run_named() {
 }
 
 #[test]
+fn after_a_sweep_that_stopped_early_the_verdict_does_not_say_it_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan(dir.path());
+    let scripts = scripts(&plan, |role, s| {
+        if role == RoleName::Benchmark {
+            s.status = Some((
+                Duration::from_millis(300),
+                State::Done,
+                "concurrency 4 is left out, 1 of 2 point(s) recorded",
+            ));
+        }
+        if role == gen0() {
+            // Seen after the benchmark's word, as a death under the last point often is.
+            s.exit = Some((Duration::from_millis(320), Exit::Code(1)));
+            s.note = Some("its engine exited with status 1 while serving");
+            s.leaves_when_over = false;
+        }
+    });
+    let (outcome, _, _) = run(&plan, scripts, false);
+    let f = failure(&outcome);
+    assert_eq!(f.role.as_deref(), Some("GEN_0"), "{f:?}");
+    assert!(
+        f.reason.ends_with(
+            "(BENCHMARK stopped early: concurrency 4 is left out, 1 of 2 point(s) recorded; a \
+             dead role fails the run)"
+        ),
+        "{f:?}"
+    );
+}
+
+#[test]
 fn after_done_a_role_that_leaves_only_on_the_teardowns_term_is_not_blamed() {
     let dir = tempfile::tempdir().unwrap();
     let plan = plan(dir.path());
     let scripts = scripts(&plan, |role, s| {
         if role == RoleName::Benchmark {
-            s.status = Some((Duration::from_millis(300), State::Done, "done"));
+            s.status = Some((Duration::from_millis(300), State::Done, ""));
         }
         if role == gen0() {
             s.leaves_when_over = false;
