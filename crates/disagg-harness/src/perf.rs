@@ -279,13 +279,16 @@ pub enum BaselineError {
         message: String,
     },
     #[error(
-        "{path}: no row this case can measure: of its {rows} row(s), none is for {expected}{example}\nhint: was the case renamed, or its concurrencies changed? set `name:` to the baseline's config name, or make a new baseline from a run's perf_script_test_results.csv"
+        "{path}: no row this case can measure: of its {rows} row(s), none is for {expected}{example}{found}\nhint: {fix}"
     )]
     NoRow {
         path: PathBuf,
         rows: usize,
         expected: String,
         example: String,
+        /// `; its rows are for …`: the points the file does have.
+        found: String,
+        fix: String,
     },
     #[error(
         "{path}: line {line}: `{case}` was recorded by a point whose measurement failed (state `{state}`): a failed measurement is no reference, and comparing against it would judge this run by numbers that never held\nhint: make the baseline from a passed run's perf_script_test_results.csv, or delete that point's rows"
@@ -477,11 +480,48 @@ pub fn check_covers(
             " (e.g. `disagg::test_perf_metric_token_throughput[{config}-{l}]`, or `{config}-{l}` in the older layout)"
         )
     });
+    let mut theirs: Vec<String> = Vec::new();
+    for r in rows {
+        let key = point_key(&r.perf_case_name).into_owned();
+        if !theirs.contains(&key) {
+            theirs.push(key);
+        }
+    }
+    let found = match theirs.len() {
+        0 => String::new(),
+        n => format!(
+            "; its rows are for {}{}",
+            theirs[..n.min(4)].join(", "),
+            if n > 4 {
+                format!(" and {} more", n - 4)
+            } else {
+                String::new()
+            }
+        ),
+    };
+    // TensorRT-LLM's harness names a config's points by its test id, `disagg_perf_<stem>`,
+    // where `disagg import trtllm` names the case by the stem alone.
+    let harness_id = format!("disagg_perf_{config}");
+    let fix = if theirs
+        .iter()
+        .any(|k| k.starts_with(&format!("{harness_id}-")))
+    {
+        format!(
+            "these rows are TensorRT-LLM's test harness's for this config: set `name: \
+             {harness_id}` in the case (its test id) to compare against them"
+        )
+    } else {
+        "was the case renamed, or its concurrencies changed? set `name:` to the baseline's \
+         config name, or make a new baseline from a run's perf_script_test_results.csv"
+            .to_string()
+    };
     Err(BaselineError::NoRow {
         path: path.into(),
         rows: rows.len(),
         expected: expected.join(", "),
         example,
+        found,
+        fix,
     })
 }
 
@@ -1204,6 +1244,17 @@ pub(crate) mod tests {
         );
         assert_eq!(point_key(&rows[0].perf_case_name), format!("{id}-con8"));
         check_covers(&p, &rows, id, &["con8".into()]).unwrap();
+        // A case imported from the same config is named by the file's stem: the refusal says
+        // which name the rows want.
+        let stem = id.strip_prefix("disagg_perf_").unwrap();
+        let e = check_covers(&p, &rows, stem, &["con8".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!("; its rows are for {id}-con8\n"))
+                && e.contains(&format!("set `name: {id}` in the case")),
+            "{e}"
+        );
         let report = compare(&p, &rows, id, &[point(8)]);
         let verdicts: Vec<Verdict> = report.rows.iter().map(|r| r.verdict).collect();
         // 12 against 10 is 20% worse (latencies only report); 79 is 79; 79 against 60 is worse.

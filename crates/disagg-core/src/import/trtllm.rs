@@ -187,8 +187,9 @@ pub fn convert_with(text: &str, name: &str, opts: &Options<'_>) -> Result<Import
     if !slurm.is_empty() {
         put(&mut case, "slurm", Value::Mapping(slurm));
     }
-    let body = serde_yaml_ng::to_string(&Value::Mapping(case))
-        .map_err(|e| ImportError::Yaml(e.to_string()))?;
+    // Quoted for YAML 1.1 readers too (`ENROOT_ALLOW_DEV: 'yes'`): TensorRT-LLM's Python tools
+    // read such files with PyYAML, which would turn `yes` into True.
+    let body = crate::engines::yaml11::to_string(&Value::Mapping(case));
     let mut out = String::from(
         "# Imported by `disagg import trtllm` from a TensorRT-LLM perf-sanity disagg config.\n",
     );
