@@ -1010,7 +1010,6 @@ pub(crate) fn finish_as(
             );
         }
     }
-    crate::study::write_run_report(run_dir);
     // A report that could not be written (a full disk, a folder gone) leaves CI without its
     // verdict: not a pass, whatever the run measured. Those that were written said it passed,
     // so they are written again as failed, or removed: never a green JUnit on a red job.
@@ -1080,6 +1079,8 @@ pub(crate) fn finish_as(
         }
         notes.push(note);
     }
+    // After the exit code, which is the verdict it shows.
+    crate::study::write_run_report(run_dir);
     for n in notes {
         say_err!("warning: {n}");
     }

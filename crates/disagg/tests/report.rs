@@ -120,7 +120,12 @@ fn the_sweep_report_opens_in_chromium_without_errors_with_a_pareto_mark_per_poin
     // The sweep and every run wrote their report at the end.
     assert!(sweep.join("report.html").is_file());
     for e in std::fs::read_dir(sweep.join("points")).unwrap() {
-        assert!(e.unwrap().path().join("report.html").is_file());
+        // Each run's own report shows its verdict (written after the exit code).
+        let html = std::fs::read_to_string(e.unwrap().path().join("report.html")).unwrap();
+        assert!(
+            html.contains("<td class=\"l\">passed</td>") && !html.contains("unfinished"),
+            "{html}"
+        );
     }
     let out = dir.path().join("report.html");
     let r = disagg(
