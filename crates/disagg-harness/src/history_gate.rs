@@ -355,7 +355,8 @@ pub fn check(
                 band: Some(band),
                 measured: Some(measured),
                 values: values.len(),
-                verdict: (!too_noisy).then(|| judge(baseline, measured, signed, 0.0, true)),
+                verdict: (!too_noisy)
+                    .then(|| judge(m.higher_is_better(), baseline, measured, signed, 0.0, true)),
                 too_noisy,
             });
         }

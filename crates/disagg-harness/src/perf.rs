@@ -424,6 +424,35 @@ pub fn read_baseline(path: &Path) -> Result<Vec<BaselineRow>, BaselineError> {
                 ));
             }
         }
+        // The direction is the metric's: TensorRT-LLM's layout says it again by the sign of the
+        // threshold (negative: higher is better). A sign that contradicts the metric is a row
+        // written by hand or edited, which would judge a throughput's fall an improvement.
+        let higher = metric.higher_is_better();
+        if row.threshold != 0.0 && (row.threshold < 0.0) != higher {
+            let (means, is, want) = if higher {
+                ("lower", "higher", -row.threshold.abs())
+            } else {
+                ("higher", "lower", row.threshold.abs())
+            };
+            return Err(row_err(
+                line,
+                format!(
+                    "threshold {} says {means} is better, but for {} {is} is better (a negative \
+                     threshold marks higher-is-better metrics); write {want}",
+                    row.threshold, row.metric_type
+                ),
+            ));
+        }
+        if row.perf_metric < 0.0 || (higher && row.perf_metric == 0.0) {
+            return Err(row_err(
+                line,
+                format!(
+                    "perf_metric {} for {}: no run can measure that, so every run would compare \
+                     as improved (or regressed); was it recorded by a point that failed?",
+                    row.perf_metric, row.metric_type
+                ),
+            ));
+        }
         // By the name as written: TensorRT-LLM's harness may give one metric under its older
         // and its newer name, which are not duplicates.
         let key = (
@@ -722,6 +751,7 @@ pub fn compare(
         let verdict = match measured {
             None => Verdict::NotMeasured,
             Some(m) => judge(
+                metric.higher_is_better(),
                 row.perf_metric,
                 m,
                 row.threshold,
@@ -759,9 +789,16 @@ pub fn compare(
     }
 }
 
-/// One metric: worse by more than both thresholds regresses (PROTOCOLS.md §5).
-pub fn judge(baseline: f64, measured: f64, threshold: f64, absolute: f64, gate: bool) -> Verdict {
-    let higher_is_better = threshold < 0.0;
+/// One metric: worse by more than both thresholds regresses (PROTOCOLS.md §5); which way is
+/// worse is the metric's (`higher_is_better`), never the sign of a threshold.
+pub fn judge(
+    higher_is_better: bool,
+    baseline: f64,
+    measured: f64,
+    threshold: f64,
+    absolute: f64,
+    gate: bool,
+) -> Verdict {
     let worse_by = if higher_is_better {
         baseline - measured
     } else {
@@ -1008,19 +1045,28 @@ pub(crate) mod tests {
     #[test]
     fn a_metric_regresses_only_beyond_both_thresholds() {
         // Higher is better (negative threshold): 100 → 80 is 20% worse.
-        assert_eq!(judge(100.0, 80.0, -0.1, 0.0, true), Verdict::Regressed);
-        assert_eq!(judge(100.0, 95.0, -0.1, 0.0, true), Verdict::Ok);
         assert_eq!(
-            judge(100.0, 80.0, -0.1, 50.0, true),
+            judge(true, 100.0, 80.0, -0.1, 0.0, true),
+            Verdict::Regressed
+        );
+        assert_eq!(judge(true, 100.0, 95.0, -0.1, 0.0, true), Verdict::Ok);
+        assert_eq!(
+            judge(true, 100.0, 80.0, -0.1, 50.0, true),
             Verdict::Ok,
             "within the absolute threshold"
         );
-        assert_eq!(judge(100.0, 130.0, -0.1, 0.0, true), Verdict::Improved);
+        assert_eq!(
+            judge(true, 100.0, 130.0, -0.1, 0.0, true),
+            Verdict::Improved
+        );
         // Lower is better: 10 ms → 12 ms is 20% worse.
-        assert_eq!(judge(10.0, 12.0, 0.1, 0.5, true), Verdict::Regressed);
-        assert_eq!(judge(10.0, 12.0, 0.1, 5.0, true), Verdict::Ok);
-        assert_eq!(judge(10.0, 12.0, 0.1, 0.5, false), Verdict::WorseNotGated);
-        assert_eq!(judge(10.0, 8.0, 0.1, 0.5, true), Verdict::Improved);
+        assert_eq!(judge(false, 10.0, 12.0, 0.1, 0.5, true), Verdict::Regressed);
+        assert_eq!(judge(false, 10.0, 12.0, 0.1, 5.0, true), Verdict::Ok);
+        assert_eq!(
+            judge(false, 10.0, 12.0, 0.1, 0.5, false),
+            Verdict::WorseNotGated
+        );
+        assert_eq!(judge(false, 10.0, 8.0, 0.1, 0.5, true), Verdict::Improved);
     }
 
     fn command(p: &PointReport) -> String {

@@ -368,6 +368,19 @@ fn every_baseline_that_would_pass_by_accident_exits_2_before_launch() {
             "inf.csv: line 2: threshold is inf",
         ),
         (
+            "a throughput marked lower-is-better",
+            "flipped.csv",
+            Some(format!("{header}{}", row("gate-con2", "1000", "0.1"))),
+            "flipped.csv: line 2: threshold 0.1 says lower is better, but for SEQ_THROUGHPUT \
+             higher is better",
+        ),
+        (
+            "a throughput of zero",
+            "zero.csv",
+            Some(format!("{header}{}", row("gate-con2", "0", "-0.1"))),
+            "zero.csv: line 2: perf_metric 0 for SEQ_THROUGHPUT",
+        ),
+        (
             "a directory",
             "a-dir.csv",
             None,
