@@ -69,6 +69,9 @@ pub(crate) fn install_signal_handlers() {
 pub(crate) struct Ready {
     pub(crate) case: LoadedCase,
     pub(crate) baseline: Option<(PathBuf, Vec<BaselineRow>)>,
+    /// What the run's pass is judged against ([`perf_basis`]): `--resume` reuses only a pass
+    /// judged the same way.
+    pub(crate) perf_basis: String,
     /// The sweep this case is a point of, and its index there.
     pub(crate) point: Option<crate::sweep::PointOf>,
 }
@@ -160,9 +163,11 @@ fn check_each(paths: &[PathBuf], skip_perf: bool) -> (Vec<Ready>, bool) {
                     },
                     _ => None,
                 };
+                let perf_basis = perf_basis(&case, skip_perf);
                 ready.push(Ready {
                     case,
                     baseline,
+                    perf_basis,
                     point,
                 });
             }
@@ -632,6 +637,33 @@ pub(crate) fn link_alias(dir: &Path, target: &str, alias: &str) {
 
 /// The file in the run folder holding the resolved case's [`case_hash`].
 pub const CASE_HASH_FILE: &str = "case_hash";
+/// The file in the run folder holding its [`perf_basis`].
+pub const PERF_BASIS_FILE: &str = "perf_basis";
+
+/// What a run's pass is judged against, as one line: `skipped` (SKIP_PERF_CHECK), `baseline
+/// <SHA-256 of the file's bytes>`, `history`, or `none`. A pass with the check skipped, or
+/// against a baseline since edited, is no pass of the gate as it stands: `--resume` runs it
+/// again.
+pub(crate) fn perf_basis(case: &LoadedCase, skip_perf: bool) -> String {
+    use sha2::Digest as _;
+    if skip_perf {
+        return "skipped".into();
+    }
+    if let Some(b) = case.baseline_path() {
+        return match std::fs::read(&b) {
+            Ok(bytes) => {
+                let digest = sha2::Sha256::digest(&bytes);
+                let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+                format!("baseline {hex}")
+            }
+            Err(_) => "baseline unreadable".into(),
+        };
+    }
+    if case.case.perf.history_gate().is_some() {
+        return "history".into();
+    }
+    "none".into()
+}
 /// The file in the run folder naming the sweep the run is a point of.
 pub const SWEEP_NAME_FILE: &str = "sweep_name";
 
@@ -686,6 +718,12 @@ pub(crate) fn prepare_as(
             crate::atomic::write(
                 &run_dir.join(MEASURE_HASH_FILE),
                 format!("{}\n", measure_hash(&r.case)).as_bytes(),
+            )
+        })
+        .and_then(|()| {
+            crate::atomic::write(
+                &run_dir.join(PERF_BASIS_FILE),
+                format!("{}\n", r.perf_basis).as_bytes(),
             )
         })
     })

@@ -134,11 +134,13 @@ pub fn sweep_dir(workspace: &Path, name: &str) -> PathBuf {
     workspace.join("disagg_sweeps").join(name)
 }
 
-/// The newest passed run of `config` whose case hash is `hash`.
+/// The newest passed run of `config` whose case hash is `hash` and whose pass was judged
+/// against `basis` ([`crate::run::perf_basis`]; any, when `None`).
 pub fn find_passed(
     workspace: &Path,
     config: &disagg_core::ConfigName,
     hash: &str,
+    basis: Option<&str>,
 ) -> Option<PathBuf> {
     let dir = crate::rundir::config_dir(workspace, config);
     let mut runs: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -152,7 +154,37 @@ pub fn find_passed(
         let read = |f: &str| std::fs::read_to_string(run.join(f)).unwrap_or_default();
         read(crate::run::CASE_HASH_FILE).trim() == hash
             && read(crate::run::EXIT_CODE_FILE).trim() == exit::PASS.to_string()
+            && basis.is_none_or(|b| read(crate::run::PERF_BASIS_FILE).trim() == b)
     })
+}
+
+/// The passed run `--resume` reuses for this case: one of the same content whose pass was
+/// judged as this run's would be (any pass, when the check is skipped now). A pass judged
+/// otherwise (its check skipped, a baseline since edited) is run again, and said so.
+fn reusable(workspace: &Path, r: &Ready, hash: &str) -> Option<PathBuf> {
+    let config = &r.case.config_name;
+    let basis = (r.perf_basis != "skipped").then_some(r.perf_basis.as_str());
+    if let Some(run) = find_passed(workspace, config, hash, basis) {
+        return Some(run);
+    }
+    if let Some(other) = find_passed(workspace, config, hash, None) {
+        let then =
+            std::fs::read_to_string(other.join(crate::run::PERF_BASIS_FILE)).unwrap_or_default();
+        let how = match then.trim() {
+            "skipped" => "with its perf check skipped".to_string(),
+            b if b.starts_with("baseline") && basis.is_some_and(|n| n.starts_with("baseline")) => {
+                "against the baseline's earlier contents".to_string()
+            }
+            "" => "before disagg recorded how a pass was judged".to_string(),
+            b => format!("judged otherwise ({b})"),
+        };
+        say!(
+            "disagg: {config}: passed in {} {how}; run again (--resume reuses a pass only as \
+             this run would judge it)",
+            other.display()
+        );
+    }
+    None
 }
 
 /// One open sweep folder.
@@ -182,11 +214,7 @@ impl Book {
         let reused: Vec<Option<PathBuf>> = ready
             .iter()
             .zip(&hashes)
-            .map(|(r, h)| {
-                resume
-                    .then(|| find_passed(workspace, &r.case.config_name, h))
-                    .flatten()
-            })
+            .map(|(r, h)| resume.then(|| reusable(workspace, r, h)).flatten())
             .collect();
         for (r, prior) in ready.iter().zip(&reused) {
             if let Some(p) = prior {

@@ -947,3 +947,78 @@ fn a_relative_dataset_is_resolved_in_the_run_folders_case_and_its_hash() {
     let r = run(&first, &out, &["--resume"], &[]);
     assert!(r.stdout().contains("already passed"), "{}", r.show());
 }
+
+/// `--resume` reuses a pass only as the run would judge it now: not one whose perf check was
+/// skipped, nor one judged against a baseline since edited; with the check skipped now, any
+/// pass does.
+#[test]
+fn resume_reuses_a_pass_only_as_the_gate_stands_now() {
+    let ws = TempDir::new("resume-basis");
+    let spec = CaseSpec {
+        name: "basis",
+        concurrency: "[2]",
+        rounds: 1,
+        ..Default::default()
+    };
+    let plain = spec.write(ws.path(), "plain.yaml");
+    let r = run(&plain, ws.path(), &[], &[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    // A baseline any run passes: its throughputs far below anything measured (latencies only
+    // report).
+    let csv = read(&only_run(ws.path(), "basis").join("perf_script_test_results.csv"));
+    let lenient = |scale: &str| -> String {
+        let mut lines = csv.lines();
+        let header = lines.next().unwrap();
+        let cols: Vec<&str> = header.split(',').collect();
+        let at = cols.iter().position(|c| *c == "perf_metric").unwrap();
+        let mut out = format!("{header}\n");
+        for l in lines {
+            let mut f: Vec<String> = l.split(',').map(str::to_string).collect();
+            if l.contains("THROUGHPUT") {
+                f[at] = scale.to_string();
+            }
+            out += &(f.join(",") + "\n");
+        }
+        out
+    };
+    std::fs::write(ws.path().join("base.csv"), lenient("0.001")).unwrap();
+    let gated = ws.path().join("gated.yaml");
+    std::fs::write(&gated, spec.yaml() + "perf: {baseline: base.csv}\n").unwrap();
+    let r = run(&gated, ws.path(), &[], &[("SKIP_PERF_CHECK", "true")]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    assert_eq!(runs(ws.path(), "basis").len(), 2);
+    // Its check was skipped: the gate on, it runs again, saying why.
+    let r = run(&gated, ws.path(), &["--resume"], &[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    assert!(
+        r.stdout()
+            .contains("with its perf check skipped; run again"),
+        "{}",
+        r.show()
+    );
+    assert_eq!(runs(ws.path(), "basis").len(), 3);
+    // Judged against this baseline: reused.
+    let r = run(&gated, ws.path(), &["--resume"], &[]);
+    assert!(r.stdout().contains("already passed"), "{}", r.show());
+    assert_eq!(runs(ws.path(), "basis").len(), 3);
+    // The baseline edited: run again.
+    std::fs::write(ws.path().join("base.csv"), lenient("0.002")).unwrap();
+    let r = run(&gated, ws.path(), &["--resume"], &[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    assert!(
+        r.stdout()
+            .contains("against the baseline's earlier contents; run again"),
+        "{}",
+        r.show()
+    );
+    assert_eq!(runs(ws.path(), "basis").len(), 4);
+    // The check skipped now: any pass of this content will do.
+    let r = run(
+        &gated,
+        ws.path(),
+        &["--resume"],
+        &[("SKIP_PERF_CHECK", "true")],
+    );
+    assert!(r.stdout().contains("already passed"), "{}", r.show());
+    assert_eq!(runs(ws.path(), "basis").len(), 4);
+}

@@ -20,7 +20,9 @@ pub struct Args {
     #[arg(required = true)]
     cases: Vec<PathBuf>,
     /// Skip every case (every sweep point) whose resolved case, by content hash, already has a
-    /// passed run in the workspace; a failed, regressed or interrupted one runs again.
+    /// passed run in the workspace, judged as this run would be (not with the perf check
+    /// skipped, nor against a baseline since edited); a failed, regressed or interrupted one
+    /// runs again.
     #[arg(long)]
     resume: bool,
     /// Workspace folder [default: $WORKSPACE, else ./workspace].
