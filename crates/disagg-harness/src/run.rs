@@ -124,10 +124,14 @@ fn check_each(paths: &[PathBuf], skip_perf: bool) -> (Vec<Ready>, bool) {
     // Each dataset and tokenizer is read once, however many cases or points name it.
     let mut inputs_read = std::collections::HashSet::new();
     for (case, point) in cases {
+        // A sweep point's errors say which point (each point is checked on its own).
+        let of = point
+            .as_ref()
+            .map_or_else(String::new, |p| format!("sweep point {}: ", p.index + 1));
         match check_engine_args(&case).map(|()| case) {
             Ok(case) => {
                 if let Err(e) = check_bench_inputs(&case, &mut inputs_read) {
-                    say_err!("error: {e}");
+                    say_err!("error: {of}{e}");
                     bad = true;
                     continue;
                 }
@@ -143,7 +147,7 @@ fn check_each(paths: &[PathBuf], skip_perf: bool) -> (Vec<Ready>, bool) {
                         .hint(
                             "metric names are those of perf_script_test_results.csv's metric_type",
                         );
-                        say_err!("error: {e}");
+                        say_err!("error: {of}{e}");
                         bad = true;
                         continue;
                     }
@@ -155,10 +159,11 @@ fn check_each(paths: &[PathBuf], skip_perf: bool) -> (Vec<Ready>, bool) {
                             .map(|()| rows)
                     }) {
                         Ok(rows) => Some((b, rows)),
+                        // Not ready: `validate` says `ok` only of the cases it keeps.
                         Err(e) => {
-                            say_err!("error: {}", baseline_error(&case.path, &e));
+                            say_err!("error: {of}{}", baseline_error(&case.path, &e));
                             bad = true;
-                            None
+                            continue;
                         }
                     },
                     _ => None,
@@ -172,7 +177,7 @@ fn check_each(paths: &[PathBuf], skip_perf: bool) -> (Vec<Ready>, bool) {
                 });
             }
             Err(e) => {
-                say_err!("error: {e}");
+                say_err!("error: {of}{e}");
                 bad = true;
             }
         }

@@ -111,6 +111,43 @@ fn one_bad_case_among_good_ones_launches_nothing() {
     );
 }
 
+/// A case refused for its baseline is not `ok`; in a sweep, the refusal names the point.
+#[test]
+fn validate_says_ok_only_of_cases_it_keeps() {
+    let ws = TempDir::new("ok-kept");
+    let spec = CaseSpec {
+        name: "kept",
+        ..Default::default()
+    };
+    let missing = ws.path().join("missing.yaml");
+    std::fs::write(&missing, spec.yaml() + "perf: {baseline: nowhere.csv}\n").unwrap();
+    let r = disagg(&["validate", missing.to_str().unwrap()], &[]);
+    assert_eq!(r.code(), 2, "{}", r.show());
+    assert!(!r.stdout().contains("ok:"), "{}", r.show());
+    assert!(r.stderr().contains("nowhere.csv"), "{}", r.show());
+    // A sweep whose second point's baseline is missing: the first is ok, the second named.
+    std::fs::write(
+        ws.path().join("b1.csv"),
+        "perf_case_name,metric_type,perf_metric,threshold,absolute_threshold\n\
+         kept_n-1-con1,SEQ_THROUGHPUT,0.01,-0.1,0\n",
+    )
+    .unwrap();
+    let sweep = ws.path().join("sweep.yaml");
+    std::fs::write(
+        &sweep,
+        spec.yaml() + "perf: {baseline: \"b{n}.csv\"}\nsweep:\n  n: [1, 2]\n",
+    )
+    .unwrap();
+    let r = disagg(&["validate", sweep.to_str().unwrap()], &[]);
+    assert_eq!(r.code(), 2, "{}", r.show());
+    assert_eq!(r.stdout().matches("ok: ").count(), 1, "{}", r.show());
+    assert!(
+        r.stderr().contains("error: sweep point 2: ") && r.stderr().contains("b2.csv"),
+        "{}",
+        r.show()
+    );
+}
+
 fn run_two(a: &std::path::Path, b: &std::path::Path, ws: &std::path::Path) -> Ran {
     disagg(
         &[
