@@ -92,10 +92,20 @@ pub struct ParetoMark {
     /// tok/s/GPU
     pub y: f64,
     pub frontier: bool,
+    /// Why the mark is no candidate for the frontier: the point is invalid (too many failed
+    /// requests, ...), or its run failed. Such a mark is drawn and listed, never on the frontier,
+    /// and dominates no other.
+    pub excluded: Option<String>,
 }
 
-/// Every run's every point as a mark, the non-dominated ones (higher is better on both axes)
-/// on the frontier.
+/// Whether a run's verdict leaves its points standing: passed or regressed (measured, and
+/// judged), or not known yet.
+fn run_stands(verdict: &str) -> bool {
+    !matches!(verdict, "FAILED" | "failed" | "interrupted")
+}
+
+/// Every run's every point as a mark, the non-dominated valid ones (higher is better on both
+/// axes) on the frontier.
 pub fn pareto(runs: &[Run]) -> Vec<ParetoMark> {
     let mut marks: Vec<ParetoMark> = runs
         .iter()
@@ -108,15 +118,23 @@ pub fn pareto(runs: &[Run]) -> Vec<ParetoMark> {
                 x: p.metrics.user_throughput,
                 y: p.metrics.output_throughput / r.gpus.max(1) as f64,
                 frontier: false,
+                excluded: match p.validity.reason() {
+                    Some(why) => Some(format!("invalid: {why}")),
+                    None => (!run_stands(&r.verdict)).then(|| format!("run {}", r.verdict)),
+                },
             })
         })
         .filter(|m| m.x.is_finite() && m.y.is_finite())
         .collect();
-    let snapshot = marks.clone();
-    for m in &mut marks {
-        m.frontier = !snapshot
+    let candidates: Vec<(f64, f64)> = marks
+        .iter()
+        .filter(|m| m.excluded.is_none())
+        .map(|m| (m.x, m.y))
+        .collect();
+    for m in marks.iter_mut().filter(|m| m.excluded.is_none()) {
+        m.frontier = !candidates
             .iter()
-            .any(|q| q.x >= m.x && q.y >= m.y && (q.x > m.x || q.y > m.y));
+            .any(|&(x, y)| x >= m.x && y >= m.y && (x > m.x || y > m.y));
     }
     marks
 }
@@ -180,13 +198,18 @@ pub fn render(r: &Report) -> Result<String, String> {
         );
         h.push_str("<table><tr><th class=\"l\">mark</th><th>tok/s/user</th><th>tok/s/GPU</th><th>frontier</th></tr>\n");
         for m in &marks {
+            let frontier = match (&m.excluded, m.frontier) {
+                (Some(why), _) => format!("no ({why})"),
+                (None, true) => "yes".into(),
+                (None, false) => String::new(),
+            };
             let _ = writeln!(
                 h,
-                "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td></tr>",
                 esc(&m.label),
                 num(m.x),
                 num(m.y),
-                if m.frontier { "yes" } else { "" }
+                esc(&frontier)
             );
         }
         h.push_str("</table>\n<h2>Latency against concurrency</h2>\n");
@@ -383,6 +406,59 @@ mod tests {
         assert_eq!(html.matches("data-pareto-mark=").count(), 4);
         assert_eq!(html.matches("data-frontier=\"true\"").count(), 3);
         assert!(html.contains("<title>t &lt;x&gt;</title>"));
+    }
+
+    #[test]
+    fn invalid_points_and_failed_runs_are_drawn_but_never_on_the_frontier() {
+        let mut bad = point(4, 1000.0, 1000.0);
+        bad.validity.problems.push(disagg_bench::Problem {
+            kind: disagg_bench::ProblemKind::FailedRequests,
+            message: "concurrency 4: 1 of 8 requests failed".into(),
+        });
+        let run = |name: &str, verdict: &str, points| Run {
+            config_name: name.into(),
+            topology: name.into(),
+            gpus: 1,
+            run_dir: String::new(),
+            verdict: verdict.into(),
+            points,
+        };
+        let runs = vec![
+            run("a", "FAILED", vec![point(1, 100.0, 100.0), bad]),
+            run("b", "FAILED", vec![point(1, 500.0, 500.0)]),
+            run("c", "passed", vec![point(1, 50.0, 50.0)]),
+        ];
+        let marks = pareto(&runs);
+        let got: Vec<(&str, bool, Option<&str>)> = marks
+            .iter()
+            .map(|m| (m.label.as_str(), m.frontier, m.excluded.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a con1", false, Some("run FAILED"),),
+                (
+                    "a con4",
+                    false,
+                    Some("invalid: concurrency 4: 1 of 8 requests failed"),
+                ),
+                ("b con1", false, Some("run FAILED")),
+                // Beaten on both axes only by marks that are no candidates.
+                ("c con1", true, None),
+            ]
+        );
+        let html = render(&Report {
+            title: "t".into(),
+            runs,
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(
+            html.contains(
+                "<td class=\"l\">no (invalid: concurrency 4: 1 of 8 requests failed)</td>"
+            ),
+            "{html}"
+        );
     }
 
     #[test]
