@@ -26,11 +26,36 @@ pub struct RunOptions {
     pub resume: bool,
 }
 
-/// `SKIP_PERF_CHECK` as the seed harness reads it: `true` (any case), `1` or `yes`.
+/// `SKIP_PERF_CHECK` as the seed harness reads it: `true` (any case), `1` or `yes`. Any other
+/// value but `false`, `0`, `no` or empty runs the check, and is warned about once: a typo
+/// (`ture`) must not gate a run the user meant to leave ungated, unseen.
 pub fn skip_perf_from_env() -> bool {
-    std::env::var("SKIP_PERF_CHECK")
-        .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
-        .unwrap_or(false)
+    let Ok(v) = std::env::var("SKIP_PERF_CHECK") else {
+        return false;
+    };
+    match skip_perf_value(&v) {
+        Some(skip) => skip,
+        None => {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                say_err!(
+                    "warning: SKIP_PERF_CHECK={v:?} is neither true/1/yes nor false/0/no: the perf \
+                     check runs; hint: set SKIP_PERF_CHECK=true (or pass --skip-perf-check) to \
+                     skip it"
+                )
+            });
+            false
+        }
+    }
+}
+
+/// `Some(skip)` for a value `SKIP_PERF_CHECK` understands, `None` otherwise.
+fn skip_perf_value(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Some(true),
+        "false" | "0" | "no" | "" => Some(false),
+        _ => None,
+    }
 }
 
 pub(crate) static INTERRUPTED: AtomicBool = AtomicBool::new(false);

@@ -422,6 +422,17 @@ fn a_baseline_the_run_cannot_meet_exits_3_unless_skipped() {
             "{how}: the perf check is reported skipped: {cases:?}"
         );
     }
+    // A value it does not understand runs the check, and says so.
+    let r = run(&case, ws.path(), &[], &[("SKIP_PERF_CHECK", "ture")]);
+    assert_eq!(r.code(), 3, "{}", r.show());
+    assert_eq!(
+        r.stderr()
+            .matches("SKIP_PERF_CHECK=\"ture\" is neither true/1/yes nor false/0/no")
+            .count(),
+        1,
+        "{}",
+        r.show()
+    );
 }
 
 #[test]
