@@ -399,7 +399,7 @@ timeout:                                 1
         let last = log
             .lines()
             .filter_map(|l| l.strip_prefix("Total failed requests:"))
-            .last()
+            .next_back()
             .map(str::trim);
         assert_eq!(last, Some("13"), "{log}");
         let left_out = &log[measured.len()..];

@@ -238,6 +238,9 @@ pub struct BaselineRow {
     /// not valid (failed requests, ...); absent in hand-written baselines.
     #[serde(default)]
     pub state: Option<String>,
+    /// TensorRT-LLM's `command` column: how the point was measured (ours: `disagg bench ...`).
+    #[serde(default)]
+    pub command: Option<String>,
     /// Its line in the file, for messages.
     #[serde(skip)]
     pub line: u64,
@@ -279,16 +282,25 @@ pub enum BaselineError {
         message: String,
     },
     #[error(
-        "{path}: no row this case can measure: of its {rows} row(s), none is for {expected}{example}{found}\nhint: {fix}"
+        "{path}: no row this case can measure: of its {rows} row(s), none is for {expected}{example}\nhint: {fix}"
     )]
     NoRow {
         path: PathBuf,
         rows: usize,
         expected: String,
+        /// An example of a row's name, and `; its rows are for …`: the points the file has.
         example: String,
-        /// `; its rows are for …`: the points the file does have.
-        found: String,
         fix: String,
+    },
+    #[error(
+        "{path}: line {line}: `{case}` was measured on another workload: `{theirs}`, where this case runs `{ours} ...`: its numbers are no reference for this run\nhint: make a new baseline from a run of this case's perf_script_test_results.csv, or give the case the baseline's workload"
+    )]
+    OtherWorkload {
+        path: PathBuf,
+        line: u64,
+        case: String,
+        theirs: String,
+        ours: String,
     },
     #[error(
         "{path}: line {line}: `{case}` was recorded by a point whose measurement failed (state `{state}`): a failed measurement is no reference, and comparing against it would judge this run by numbers that never held\nhint: make the baseline from a passed run's perf_script_test_results.csv, or delete that point's rows"
@@ -548,10 +560,44 @@ pub fn check_covers(
         path: path.into(),
         rows: rows.len(),
         expected: expected.join(", "),
-        example,
-        found,
+        example: example + &found,
         fix,
     })
+}
+
+/// Refuses a baseline whose rows for this case were measured by `disagg bench` on another
+/// workload (another isl, osl, model, endpoint or range ratio): its numbers are no reference,
+/// and comparing against them passes or fails a run by the workload's change. `workload` is
+/// this case's `command` prefix (`run::bench_workload`); rows of other tools (TensorRT-LLM's
+/// harness writes `disagg_benchmark --concurrency=8`) are not judged.
+pub fn check_workload(
+    path: &Path,
+    rows: &[BaselineRow],
+    config: &str,
+    labels: &[String],
+    workload: &str,
+) -> Result<(), BaselineError> {
+    let expected = expected_points(config, labels);
+    let other = rows
+        .iter()
+        .filter(|r| expected.iter().any(|e| *e == point_key(&r.perf_case_name)))
+        .find(|r| {
+            r.command.as_deref().is_some_and(|c| {
+                c.starts_with("disagg bench ")
+                    && c != workload
+                    && !c.starts_with(&format!("{workload} "))
+            })
+        });
+    match other {
+        None => Ok(()),
+        Some(r) => Err(BaselineError::OtherWorkload {
+            path: path.into(),
+            line: r.line,
+            case: r.perf_case_name.clone(),
+            theirs: r.command.clone().unwrap_or_default(),
+            ours: workload.to_string(),
+        }),
+    }
 }
 
 /// How one metric compares.

@@ -180,8 +180,22 @@ fn check_each(paths: &[PathBuf], skip_perf: bool) -> (Vec<Ready>, bool) {
                 let baseline = match case.baseline_path() {
                     Some(b) if !skip_perf => match perf::read_baseline(&b).and_then(|rows| {
                         let labels = planned_labels(&case);
-                        perf::check_covers(&b, &rows, case.config_name.as_str(), &labels)
-                            .map(|()| rows)
+                        perf::check_covers(&b, &rows, case.config_name.as_str(), &labels)?;
+                        let workload = bench_workload(
+                            &disagg_core::plan::resolve_benchmark_paths(
+                                &case.case.benchmark,
+                                &case.path,
+                            ),
+                            &case.case.model.name,
+                        );
+                        perf::check_workload(
+                            &b,
+                            &rows,
+                            case.config_name.as_str(),
+                            &labels,
+                            &workload,
+                        )?;
+                        Ok(rows)
                     }) {
                         Ok(rows) => Some((b, rows)),
                         // Not ready: `validate` says `ok` only of the cases it keeps.
@@ -783,13 +797,18 @@ fn run_planned(r: &Ready, plan: &Plan, skip_perf: bool) -> i32 {
     finish(plan, &outcome, r.baseline.as_ref(), skip_perf)
 }
 
+/// The workload part of the CSV's `command` column, the same for every point of a case: a
+/// baseline row of another workload is no reference ([`perf::check_workload`]).
+pub(crate) fn bench_workload(b: &disagg_core::case::Benchmark, model: &str) -> String {
+    format!(
+        "disagg bench --url <router> --endpoint {} --model {} --isl {} --osl {} --range-ratio {}",
+        b.endpoint, model, b.isl, b.osl, b.range_ratio
+    )
+}
+
 /// The `disagg bench` command line of one point of this plan (the CSV's `command` column).
 fn bench_command(plan: &Plan, p: &disagg_bench::PointReport) -> String {
-    let b = &plan.benchmark;
-    let mut s = format!(
-        "disagg bench --url <router> --endpoint {} --model {} --isl {} --osl {} --range-ratio {}",
-        b.endpoint, plan.model, b.isl, b.osl, b.range_ratio
-    );
+    let mut s = bench_workload(&plan.benchmark, &plan.model);
     match (p.point.request_rate, p.point.concurrency) {
         (Some(r), cap) => {
             let rate = if r.0.is_finite() {
@@ -810,7 +829,7 @@ fn bench_command(plan: &Plan, p: &disagg_bench::PointReport) -> String {
             )
         }
     }
-    if let Some(d) = &b.dataset {
+    if let Some(d) = &plan.benchmark.dataset {
         s += &format!(" --dataset {d}");
     }
     s

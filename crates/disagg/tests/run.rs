@@ -1033,3 +1033,44 @@ fn resume_reuses_a_pass_only_as_the_gate_stands_now() {
     assert!(r.stdout().contains("already passed"), "{}", r.show());
     assert_eq!(runs(ws.path(), "basis").len(), 4);
 }
+
+/// A run's own CSV is a baseline for the same workload, and refused for another one (its
+/// `command` column says how each point was measured).
+#[test]
+fn a_baseline_of_another_workload_is_refused_before_launch() {
+    let ws = TempDir::new("workload");
+    let spec = CaseSpec {
+        name: "wl",
+        concurrency: "[2]",
+        rounds: 1,
+        ..Default::default()
+    };
+    let plain = spec.write(ws.path(), "plain.yaml");
+    let r = run(&plain, ws.path(), &[], &[("SKIP_PERF_CHECK", "true")]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let csv = only_run(ws.path(), "wl").join("perf_script_test_results.csv");
+    std::fs::copy(&csv, ws.path().join("base.csv")).unwrap();
+    let same = ws.path().join("same.yaml");
+    std::fs::write(&same, spec.yaml() + "perf: {baseline: base.csv}\n").unwrap();
+    let r = disagg(&["validate", same.to_str().unwrap()], &[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let other = ws.path().join("other.yaml");
+    let yaml = spec.yaml();
+    assert!(yaml.contains("  isl: 64\n"), "{yaml}");
+    std::fs::write(
+        &other,
+        yaml.replace("  isl: 64\n", "  isl: 512\n") + "perf: {baseline: base.csv}\n",
+    )
+    .unwrap();
+    let r = disagg(&["validate", other.to_str().unwrap()], &[]);
+    assert_eq!(r.code(), 2, "{}", r.show());
+    assert!(
+        r.stderr()
+            .contains("[wl-con2]` was measured on another workload: `disagg bench")
+            && r.stderr().contains("--isl 64 --osl 8")
+            && r.stderr()
+                .contains("--isl 512 --osl 8 --range-ratio 0 ...`"),
+        "{}",
+        r.show()
+    );
+}
