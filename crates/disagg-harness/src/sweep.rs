@@ -192,6 +192,32 @@ struct Open {
     sweep: Arc<Sweep>,
     dir: PathBuf,
     record: SweepRecord,
+    /// The folder's use lock, held while this `disagg run` writes into it.
+    _held: Option<nix::fcntl::Flock<std::fs::File>>,
+}
+
+/// The lock a `disagg run` holds on the sweep folder it writes into, so that a second
+/// `--resume` of the same sweep at once does not continue in it too (the last writer's summary
+/// would replace the other's).
+const IN_USE_LOCK: &str = ".in-use.lock";
+
+/// Takes `dir`'s use lock: `Err(())` when another process holds it, `Ok(None)` when there is
+/// no lock to take (the file cannot be made: the folder's writes will say why).
+fn hold(dir: &Path) -> Result<Option<nix::fcntl::Flock<std::fs::File>>, ()> {
+    use nix::fcntl::{Flock, FlockArg};
+    let Ok(file) = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join(IN_USE_LOCK))
+    else {
+        return Ok(None);
+    };
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(Some(lock)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(()),
+        Err(_) => Ok(None),
+    }
 }
 
 /// What `disagg run` keeps of the cases it was given: which were reused, and the sweep folders.
@@ -308,17 +334,28 @@ impl Book {
                 if same {
                     let dir = std::fs::canonicalize(&latest)
                         .map_err(|e| format!("cannot open {}: {e}", latest.display()))?;
-                    say!(
-                        "disagg: sweep {}: resuming in {}",
-                        sweep.name,
-                        dir.display()
-                    );
-                    let record = SweepRecord { points, ..old };
-                    return Ok(Open {
-                        sweep: sweep.clone(),
-                        dir,
-                        record,
-                    });
+                    match hold(&dir) {
+                        Ok(held) => {
+                            say!(
+                                "disagg: sweep {}: resuming in {}",
+                                sweep.name,
+                                dir.display()
+                            );
+                            let record = SweepRecord { points, ..old };
+                            return Ok(Open {
+                                sweep: sweep.clone(),
+                                dir,
+                                record,
+                                _held: held,
+                            });
+                        }
+                        Err(()) => say!(
+                            "disagg: sweep {}: {} is in use by another `disagg run` (another \
+                             --resume of this sweep?); this run writes a new sweep folder",
+                            sweep.name,
+                            dir.display()
+                        ),
+                    }
                 }
             }
         }
@@ -343,7 +380,11 @@ impl Book {
             points.len(),
             dir.display()
         );
+        // A new folder is this run's alone; held so that a --resume started meanwhile does not
+        // continue in it.
+        let held = hold(&dir).unwrap_or(None);
         Ok(Open {
+            _held: held,
             sweep: sweep.clone(),
             record: SweepRecord {
                 sweep: sweep.name.to_string(),

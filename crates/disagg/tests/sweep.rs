@@ -199,3 +199,60 @@ fn a_sweep_runs_four_points_and_resumes_after_a_kill_running_only_the_rest() {
         .sum();
     assert_eq!(passed, 4);
 }
+
+/// A `--resume` does not continue in a sweep folder another `disagg run` is writing into (its
+/// use lock is held): it writes a new one, saying so, and the other's summary stays its own.
+#[test]
+fn a_resume_does_not_share_a_sweep_folder_in_use() {
+    let dir = TempDir::new("sweep-in-use");
+    let ws = dir.path().join("ws");
+    let case = CaseSpec {
+        name: "sw",
+        concurrency: "[1]",
+        rounds: 1,
+        extra: "sweep:\n  ctx.count: [1, 2]\n",
+        ..Default::default()
+    }
+    .write(dir.path(), "sweep.yaml");
+    let r = run(&case, &ws, &[], &[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let first = std::fs::canonicalize(ws.join("disagg_sweeps/sw/latest")).unwrap();
+    // Another `disagg run` writing into it, as far as the lock says.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(first.join(".in-use.lock"))
+        .unwrap();
+    let held = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| e)
+        .unwrap();
+    let summary = read(&first.join("summary.md"));
+    let r = run(&case, &ws, &["--resume"], &[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    assert!(
+        r.stdout().contains(&format!(
+            "{} is in use by another `disagg run`",
+            first.display()
+        )),
+        "{}",
+        r.show()
+    );
+    let second = std::fs::canonicalize(ws.join("disagg_sweeps/sw/latest")).unwrap();
+    assert_ne!(first, second);
+    assert_eq!(
+        read(&first.join("summary.md")),
+        summary,
+        "the folder in use"
+    );
+    drop(held);
+    // Free again: the next --resume continues in the latest folder.
+    let r = run(&case, &ws, &["--resume"], &[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    assert!(
+        r.stdout()
+            .contains(&format!("resuming in {}", second.display())),
+        "{}",
+        r.show()
+    );
+}
