@@ -216,15 +216,40 @@ pub fn write_sweep_report(dir: &Path) -> Option<PathBuf> {
 
 /// `disagg compare A B`: every metric of every point side by side, with the change.
 pub fn compare(a: &Path, b: &Path) -> Result<String, String> {
-    let read = |p: &Path| -> Result<Vec<PointReport>, String> {
+    // Each side's points, and what the run was (a failed or unfinished run's points are shown,
+    // but the reader is told).
+    let read = |p: &Path| -> Result<(Vec<PointReport>, String), String> {
         let f = if p.is_dir() {
             p.join("results.json")
         } else {
             p.to_path_buf()
         };
-        Ok(ResultsFile::read(&f)?.points)
+        let results = ResultsFile::read(&f).map_err(|e| {
+            format!("{e}\nhint: give a run folder (with its results.json) or a results.json file")
+        })?;
+        let run_dir = f.parent().unwrap_or(Path::new("."));
+        let verdict = match std::fs::read_to_string(run_dir.join(crate::run::EXIT_CODE_FILE)) {
+            Ok(c) => c.trim().parse::<i32>().ok().map(|code| {
+                crate::sweep::PointStatus::from_code(code)
+                    .as_str()
+                    .to_string()
+            }),
+            // A results.json alone, or a run still going (no exit code yet).
+            Err(_) => run_dir
+                .join("plan.json")
+                .is_file()
+                .then(|| "unfinished".to_string()),
+        };
+        let mut about = match verdict {
+            Some(v) => format!(" (run {v})"),
+            None => String::new(),
+        };
+        if let (false, Some(why)) = (results.valid, &results.invalid_reason) {
+            about += &format!("; not valid: {why}");
+        }
+        Ok((results.points, about))
     };
-    let (pa, pb) = (read(a)?, read(b)?);
+    let ((pa, about_a), (pb, about_b)) = (read(a)?, read(b)?);
     let mut labels: Vec<String> = pa.iter().map(|p| p.point.label()).collect();
     for p in &pb {
         if !labels.contains(&p.point.label()) {
@@ -232,7 +257,12 @@ pub fn compare(a: &Path, b: &Path) -> Result<String, String> {
         }
     }
     let mut s = String::new();
-    let _ = writeln!(s, "A: {}\nB: {}", a.display(), b.display());
+    let _ = writeln!(
+        s,
+        "A: {}{about_a}\nB: {}{about_b}",
+        a.display(),
+        b.display()
+    );
     for label in labels {
         let find = |v: &[PointReport]| v.iter().find(|p| p.point.label() == label).cloned();
         let (x, y) = (find(&pa), find(&pb));

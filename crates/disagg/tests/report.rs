@@ -286,6 +286,36 @@ fn compare_prints_two_runs_side_by_side() {
         "{out}"
     );
     assert!(!out.contains("better") && !out.contains("worse"), "{out}");
+    // What each run was is said: a failed run's figures are no pass.
+    let failed = dir.path().join("failed");
+    std::fs::create_dir(&failed).unwrap();
+    for f in ["results.json", "plan.json"] {
+        std::fs::copy(runs[1].join(f), failed.join(f)).unwrap();
+    }
+    std::fs::write(failed.join("exit_code"), "1\n").unwrap();
+    let r = disagg(
+        &[
+            "compare",
+            runs[0].to_str().unwrap(),
+            failed.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(r.code(), 0, "{}", r.show());
+    assert!(
+        r.stdout().starts_with(&format!(
+            "A: {} (run passed)\nB: {} (run FAILED)\n",
+            runs[0].display(),
+            failed.display()
+        )),
+        "{}",
+        r.show()
+    );
     let r = disagg(&["compare", runs[0].to_str().unwrap(), "/nonexistent"], &[]);
     assert_eq!(r.code(), 2, "{}", r.show());
+    assert!(
+        r.stderr().contains("hint: give a run folder"),
+        "{}",
+        r.show()
+    );
 }
