@@ -170,8 +170,16 @@ pub fn load_any(path: &Path, workspace: &Path) -> Result<Report, String> {
         });
     }
     if path.exists() {
+        let hint = if path.join("latest").exists() {
+            format!(
+                "\nhint: it holds runs: give one, e.g. {}",
+                path.join("latest").display()
+            )
+        } else {
+            String::new()
+        };
         return Err(format!(
-            "{}: neither a run folder (plan.json) nor a sweep folder (sweep.json)",
+            "{}: neither a run folder (plan.json) nor a sweep folder (sweep.json){hint}",
             path.display()
         ));
     }
@@ -181,7 +189,9 @@ pub fn load_any(path: &Path, workspace: &Path) -> Result<Report, String> {
     load_history(&mut store, &config)
 }
 
+/// The run folder's name, through `latest` and other links.
 fn run_id_of(dir: &Path) -> String {
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     dir.file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default()

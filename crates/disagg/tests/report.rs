@@ -127,6 +127,52 @@ fn the_sweep_report_opens_in_chromium_without_errors_with_a_pareto_mark_per_poin
             "{html}"
         );
     }
+    // A point's run through its config's `latest` link: titled by its run id.
+    let point = std::fs::read_dir(sweep.join("points"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let config_dir = std::fs::canonicalize(&point).unwrap();
+    let run_id = config_dir
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let config_dir = config_dir.parent().unwrap();
+    let one = dir.path().join("one.html");
+    let r = disagg(
+        &[
+            "report",
+            config_dir.join("latest").to_str().unwrap(),
+            "-o",
+            one.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(r.code(), 0, "{}", r.show());
+    assert!(read(&one).contains(&format!(" — run {run_id}</title>")));
+    // The config folder itself: the error points at its runs.
+    let r = disagg(&["report", config_dir.to_str().unwrap()], &[]);
+    assert_eq!(r.code(), 2, "{}", r.show());
+    assert!(
+        r.stderr().contains("hint: it holds runs: give one"),
+        "{}",
+        r.show()
+    );
+    // Nowhere to write: a usage error.
+    let r = disagg(
+        &[
+            "report",
+            sweep.to_str().unwrap(),
+            "-o",
+            "/nonexistent/dir/r.html",
+        ],
+        &[],
+    );
+    assert_eq!(r.code(), 2, "{}", r.show());
     let out = dir.path().join("report.html");
     let r = disagg(
         &[

@@ -41,9 +41,12 @@ pub fn main(a: Args) -> i32 {
             println!("disagg: report written to {}", out.display());
             exit::PASS
         }
+        // Where to write it is the caller's to fix: a usage error, not a failed test.
         Err(e) => {
-            eprintln!("error: {e}");
-            exit::TEST_FAILED
+            eprintln!(
+                "error: {e}\nhint: give --output a path in a folder that exists and is writable"
+            );
+            exit::USAGE
         }
     }
 }
