@@ -199,8 +199,16 @@ pub fn triage(run_dir: &Path) -> Result<(bool, String), String> {
                 run_dir.join("points").join(first).display()
             ));
         }
+        let hint = if run_dir.join("latest").exists() {
+            format!(
+                "\nhint: it holds runs: triage one, e.g. `disagg triage {}`",
+                run_dir.join("latest").display()
+            )
+        } else {
+            String::new()
+        };
         return Err(format!(
-            "{} is not a run folder (no plan.json)",
+            "{} is not a run folder (no plan.json){hint}",
             run_dir.display()
         ));
     }
@@ -248,6 +256,9 @@ pub fn triage(run_dir: &Path) -> Result<(bool, String), String> {
         // The supervisor's reasons mostly name the role already ("GEN_0 failed: ...").
         let said = if role.is_some() && reason.starts_with(&format!("{who} ")) {
             reason.to_string()
+        } else if role.is_none() && reason == crate::rendezvous::Status::INTERRUPTED {
+            // A signal stopped it: nothing failed.
+            "the run was interrupted (a signal stopped it; no role failed)".to_string()
         } else {
             format!("{who} failed: {reason}")
         };
@@ -410,6 +421,40 @@ mod tests {
         );
         assert!(text.contains("status.json says done"), "{text}");
         assert!(!text.contains("no failure found"), "{text}");
+    }
+
+    /// A run a signal stopped is said to be interrupted, not failed; a config folder is pointed
+    /// at its runs.
+    #[test]
+    fn an_interrupted_run_is_not_called_failed_and_a_config_folder_points_at_its_runs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = tmp.path().join("cfg");
+        let dir = config.join("20261206T000000.000Z");
+        std::fs::create_dir_all(dir.join("rendezvous")).unwrap();
+        std::os::unix::fs::symlink("20261206T000000.000Z", config.join("latest")).unwrap();
+        std::fs::write(dir.join("plan.json"), "{}").unwrap();
+        std::fs::write(dir.join("exit_code"), "130\n").unwrap();
+        std::fs::write(
+            dir.join("rendezvous/status.json"),
+            r#"{"run_id":"x","state":"failed","reason":"interrupted"}"#,
+        )
+        .unwrap();
+        let (_, text) = triage(&dir).unwrap();
+        assert!(
+            text.contains(
+                "status.json: the run was interrupted (a signal stopped it; no role failed)"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("the job failed"), "{text}");
+        let e = triage(&config).unwrap_err();
+        assert!(
+            e.contains(&format!(
+                "hint: it holds runs: triage one, e.g. `disagg triage {}`",
+                config.join("latest").display()
+            )),
+            "{e}"
+        );
     }
 
     /// Under Slurm a run can fail before any role writes a status: the verdict is in
