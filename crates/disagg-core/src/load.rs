@@ -595,6 +595,19 @@ fn check(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
                 "e.g. `threshold: 0.05` for 5%",
             );
         }
+        // A band of 100% lets a throughput fall to nothing without a regression: a gate that
+        // cannot fail (and `threshold: 5` meant as 5% is read as 500%).
+        if h.threshold >= 1.0 {
+            return err(
+                "perf.history.threshold",
+                format!(
+                    "{} is a band of {}%: a throughput could fall to nothing and still pass",
+                    h.threshold,
+                    h.threshold * 100.0
+                ),
+                "give a fraction below 1: `threshold: 0.05` is 5%",
+            );
+        }
         if !(h.noise.is_finite() && h.noise >= 0.0) {
             return err(
                 "perf.history.noise",

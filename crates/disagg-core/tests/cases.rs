@@ -270,6 +270,17 @@ fn bad_cases_name_the_key_line_and_fix() {
             hint_has: "relative to the case file",
         },
         Bad {
+            what: "a history band that lets a throughput fall to nothing",
+            text: edit(
+                "  baseline: null ",
+                "  history: {threshold: 5}\n  baseline: history ",
+            ),
+            key: "perf.history.threshold",
+            line: None,
+            message_has: "5 is a band of 500%",
+            hint_has: "`threshold: 0.05` is 5%",
+        },
+        Bad {
             what: "empty file",
             text: "\n".into(),
             key: "",
