@@ -217,6 +217,14 @@ pub fn gated_metrics(settings: &HistoryGate) -> Result<Vec<MetricType>, String> 
         .iter()
         .map(|m| {
             MetricType::parse(m).ok_or_else(|| {
+                // `disagg history --metric` shows it; the gate compares runs of one measured
+                // case, whose GPUs never differ, so it would judge TOKEN_THROUGHPUT again.
+                if m.as_str() == crate::record::OUTPUT_THROUGHPUT_PER_GPU {
+                    return format!(
+                        "`{m}` is TOKEN_THROUGHPUT divided by the case's GPUs, which are the same \
+                         in every run the gate compares: gate TOKEN_THROUGHPUT instead"
+                    );
+                }
                 format!(
                     "`{m}` is not a metric; use one of {}",
                     MetricType::all()
@@ -513,6 +521,15 @@ mod tests {
             gated_metrics(&bad)
                 .unwrap_err()
                 .contains("`P95_TTFT` is not a metric")
+        );
+        let per_gpu = HistoryGate {
+            metrics: vec!["OUTPUT_THROUGHPUT_PER_GPU".into()],
+            ..Default::default()
+        };
+        assert!(
+            gated_metrics(&per_gpu)
+                .unwrap_err()
+                .ends_with("gate TOKEN_THROUGHPUT instead")
         );
     }
 
