@@ -208,6 +208,26 @@ fn deserialize<T: serde::de::DeserializeOwned>(text: &str, path: &Path) -> Resul
         let key = err.path().to_string();
         let inner = err.into_inner();
         let line = inner.location().map(|l| l.line());
+        // Not a mapping at all (a CSV, a list): say what the file is, not quote all of it.
+        if key == "." {
+            if let Some(rest) = inner.to_string().strip_prefix("invalid type: ") {
+                let kind = rest.split([' ', ',']).next().unwrap_or("value");
+                let csv = path.extension().is_some_and(|e| e == "csv");
+                return CaseError::new(
+                    path,
+                    "",
+                    format!(
+                        "this is not a case: its top level is a {kind}, where a case is a \
+                         mapping of keys (`model:`, `engine:`, `ctx:`, `gen:`, `benchmark:`, ...)"
+                    ),
+                )
+                .hint(if csv {
+                    "a baseline CSV goes in the case's `perf.baseline`; run the case file"
+                } else {
+                    "start from examples/quickstart.yaml"
+                });
+            }
+        }
         describe(
             path,
             if key == "." { String::new() } else { key },

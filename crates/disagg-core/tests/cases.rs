@@ -281,6 +281,14 @@ fn bad_cases_name_the_key_line_and_fix() {
             hint_has: "`threshold: 0.05` is 5%",
         },
         Bad {
+            what: "a CSV or a list, not a mapping",
+            text: "perf_case_name,metric_type\nx-con1,SEQ_THROUGHPUT\n".repeat(50),
+            key: "",
+            line: None,
+            message_has: "this is not a case: its top level is a string, where a case is a mapping",
+            hint_has: "quickstart",
+        },
+        Bad {
             what: "empty file",
             text: "\n".into(),
             key: "",
@@ -308,6 +316,7 @@ fn bad_cases_name_the_key_line_and_fix() {
             b.what
         );
         assert!(shown.contains("\nhint: "), "{}: {shown}", b.what);
+        assert!(shown.len() < 1000, "{}: a short message: {shown}", b.what);
     }
 }
 
