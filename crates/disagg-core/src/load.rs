@@ -1192,12 +1192,38 @@ fn check_slurm(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
             "give each option as one item, e.g. `[\"--exclusive\", \"--gres=gpu:8\"]`",
         );
     }
+    // An item with a space is one option to sbatch (`#SBATCH '--time 00:10:00'`), which it
+    // refuses as unrecognized: what the first word names is said first.
+    let first_word = |a: &str| a.split_whitespace().next().unwrap_or("").to_string();
     if let Some((a, why, fix)) = s
         .extra_args
         .iter()
-        .find_map(|a| owned_sbatch_option(a).map(|(w, f)| (a, w, f)))
+        .find_map(|a| owned_sbatch_option(&first_word(a)).map(|(w, f)| (a, w, f)))
     {
         return err("slurm.extra_args", format!("`{a}` {why}"), fix);
+    }
+    if let Some(a) = s
+        .extra_args
+        .iter()
+        .find(|a| a.trim().contains(char::is_whitespace))
+    {
+        let fixed = match a.trim().split_once(char::is_whitespace) {
+            Some((opt, value)) if opt.starts_with("--") => {
+                format!("`\"{opt}={}\"`", value.trim())
+            }
+            Some((opt, value)) => format!("`\"{opt}{}\"`", value.trim()),
+            None => format!("`{a}`"),
+        };
+        return err(
+            "slurm.extra_args",
+            format!(
+                "`{a}` holds a space: each item is one #SBATCH option, which sbatch would refuse \
+                 as unrecognized"
+            ),
+            &format!(
+                "write the option and its value as one word, e.g. {fixed}; one item per option"
+            ),
+        );
     }
     if s.extra_args.iter().any(|a| a == "--requeue") {
         return err(
@@ -1387,6 +1413,14 @@ const OWNED_SBATCH_OPTIONS: &[(&str, Option<char>, &str, &str)] = &[
         None,
         "submits no job",
         "drop it; `disagg plan --launcher slurm` shows the script without submitting",
+    ),
+    (
+        "signal",
+        None,
+        "has Slurm signal the job before its time limit; no process of the run (nor an engine) \
+         takes that signal, so it ends the job early with no reason in the reports",
+        "drop it: disagg ends the run itself at timeouts.job, which `validate` keeps below \
+         slurm.time, and writes every report",
     ),
 ];
 
