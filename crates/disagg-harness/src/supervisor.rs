@@ -483,6 +483,11 @@ fn death_reason(plan: &Plan, p: &Proc) -> String {
     }
     let note = exit_note(plan, p.plan.role);
     let log = plan.run_dir.join(&p.plan.log);
+    // Its step cancelled from outside (`scancel JOB.STEP`, an administrator): slurmstepd says
+    // so in the step's output, which is this role's log. Not a kill, nor a node lost.
+    if let Some(why) = step_cancelled(&log).map(|c| cancelled_reason(p, c)) {
+        return why;
+    }
     // srun's account, read once: the task it saw end, and its own error lines.
     let ended = first_task_end(&log);
     let errors = srun_errors(&log);
@@ -532,6 +537,9 @@ fn ranks_death_reason(plan: &Plan, p: &Proc) -> Option<String> {
     let first = first_task_end(&plan.run_dir.join(&p.plan.log));
     let noted =
         |r: u32| rendezvous::read::<ExitNote>(&exit_note_path_of_rank(plan, role, r), &plan.run_id);
+    if let Some(c) = step_cancelled(&plan.run_dir.join(&p.plan.log)) {
+        return Some(cancelled_reason(p, c));
+    }
     match first {
         Some((host, rank, what)) => match noted(rank) {
             Some(n) => Some(format!("{role} failed: {}", n.reason)),
@@ -573,6 +581,51 @@ fn first_task_end(log: &std::path::Path) -> Option<(String, u32, String)> {
         return Some((host.to_string(), first, what.trim().to_string()));
     }
     None
+}
+
+/// slurmstepd's line for a step cancelled while it ran: `slurmstepd-dgn3: error: *** STEP
+/// 487.5 ON dgn3 CANCELLED AT 2026-12-06T15:51:41 ***` (a whole job's cancellation says `JOB`,
+/// and is the job's account, not a step's): the step, its node, and the line. Only when it
+/// comes first: Slurm cancels a step itself once one of its tasks ended (`--kill-on-bad-exit`:
+/// srun's `task N: Exited` and `_step_signal: Terminating` come before it), and at the
+/// teardown (`forcing job termination`); then the cancel is an echo, not the cause.
+fn step_cancelled(log: &std::path::Path) -> Option<(String, String, String)> {
+    let text = crate::logtext::tail_text(log, 256 * 1024)?;
+    for line in text.lines() {
+        let srun_first = (line.starts_with("srun: error: ") && line.contains(": task"))
+            || line.contains("_step_signal: Terminating")
+            || line.starts_with("srun: forcing job termination")
+            || line.starts_with("srun: Job step aborted");
+        if srun_first {
+            return None;
+        }
+        let Some((_, rest)) = line.split_once("*** STEP ") else {
+            continue;
+        };
+        let Some((step, rest)) = rest.split_once(" ON ") else {
+            continue;
+        };
+        let Some((host, rest)) = rest.split_once(' ') else {
+            continue;
+        };
+        if rest.starts_with("CANCELLED AT") {
+            let at = line.find("*** STEP").unwrap_or(0);
+            return Some((
+                step.to_string(),
+                host.to_string(),
+                line[at..].trim().to_string(),
+            ));
+        }
+    }
+    None
+}
+
+fn cancelled_reason(p: &Proc, (step, host, line): (String, String, String)) -> String {
+    format!(
+        "{} failed: its Slurm step {step} on {host} was cancelled from outside this run \
+         (`scancel` of the step, or an administrator): {line} (see {})",
+        p.plan.role, p.plan.log
+    )
 }
 
 /// What srun says when a node of a step stops answering: `srun: error: Node failure on dgn2`.

@@ -27,6 +27,7 @@ fn main() {
                     the_command_engine_runs_disagg_sim_under_slurm,
                     ctrl_c_cancels_the_job,
                     a_job_cancelled_from_outside_is_said_to_be,
+                    a_worker_step_cancelled_from_outside_is_named_with_the_cancel,
                     a_no_wait_job_ended_at_its_time_limit_reports_timeout_from_inside_the_job,
                     a_failing_setup_fails_the_job_as_setup,
                     a_baseline_that_breaks_while_the_job_waits_fails_the_run_not_the_gate_silently,
@@ -488,6 +489,68 @@ fn a_job_cancelled_from_outside_is_said_to_be() {
     assert!(
         said.contains("cancelled from outside this `disagg run` (scancel, or an administrator)"),
         "{said}"
+    );
+}
+
+/// `scancel JOB.STEP` of GEN_0's step mid-run: GEN_0 fails the run, and the reason is the
+/// cancel slurmstepd wrote into its log, not a kill or a node lost.
+fn a_worker_step_cancelled_from_outside_is_named_with_the_cancel() {
+    let ws = Ws::new("step-cancel");
+    let c = ws.case(
+        "c.yaml",
+        &case(
+            "sl-step-cancel",
+            "gen: {count: 1, engine_args: {itl: 100ms}}\ntimeouts: {worker_startup: 20s, request: 30s, benchmark: 2m, job: 3m}\n",
+        )
+        .replace("osl: 4,", "osl: 64,")
+        .replace("rounds: 2", "rounds: 20"),
+    );
+    let out = ws.dir.join("run.out");
+    let mut child = Command::new(DISAGG)
+        .args([
+            "run",
+            c.to_str().unwrap(),
+            "--launcher",
+            "slurm",
+            "--workspace",
+        ])
+        .arg(&ws.dir)
+        .env("SKIP_PERF_CHECK", "true")
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // GEN_0 serves once it has published its address.
+    let published = ws
+        .dir
+        .join("disagg_logs/sl-step-cancel/latest/rendezvous/GEN_0.json");
+    let id = wait_for_running_job(&ws, &mut child, || published.exists());
+    let steps = Command::new("squeue")
+        .args(["-h", "-s", "-j", &id, "-o", "%i %j"])
+        .output()
+        .unwrap();
+    let steps = String::from_utf8_lossy(&steps.stdout).into_owned();
+    let step = steps
+        .lines()
+        .find_map(|l| l.strip_suffix(" GEN_0"))
+        .unwrap_or_else(|| panic!("no GEN_0 step in {steps}"))
+        .trim()
+        .to_string();
+    assert!(
+        Command::new("scancel")
+            .arg(&step)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = wait_for_exit(&mut child, "GEN_0's step was cancelled");
+    let said = read(&out);
+    assert_eq!(status.code(), Some(1), "{said}");
+    let summary = read(&ws.run_dir("sl-step-cancel").join("summary.md"));
+    assert!(
+        summary.contains(&format!("FAILED: GEN_0 failed: its Slurm step {step} on "))
+            && summary.contains("was cancelled from outside this run"),
+        "{summary}"
     );
 }
 

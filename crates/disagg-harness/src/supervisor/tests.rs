@@ -705,3 +705,50 @@ fn the_first_task_srun_saw_end_is_read_from_its_lines_before_it_stopped_the_othe
     );
     assert_eq!(read("srun: error: Unable to create step for job 7\n"), None);
 }
+
+#[test]
+fn a_step_cancelled_from_outside_is_read_from_slurmstepds_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("gen_server_2.log");
+    let read = |text: &str| {
+        std::fs::write(&log, text).unwrap();
+        super::step_cancelled(&log)
+    };
+    assert_eq!(
+        read(
+            "disagg role GEN_2: serving\n\
+             slurmstepd-dgn3: error: *** STEP 487.5 ON dgn3 CANCELLED AT 2026-12-06T15:51:41 ***\n\
+             srun: error: dgn3: task 0: Killed\n"
+        ),
+        Some((
+            "487.5".into(),
+            "dgn3".into(),
+            "*** STEP 487.5 ON dgn3 CANCELLED AT 2026-12-06T15:51:41 ***".into()
+        ))
+    );
+    // The whole job's cancellation (a time limit, scancel of the job) is not a step's.
+    assert_eq!(
+        read(
+            "slurmstepd-dgn1: error: *** JOB 677 ON dgn1 CANCELLED AT 2026-12-05T21:55:21 DUE TO TIME LIMIT ***\n"
+        ),
+        None
+    );
+    assert_eq!(read("srun: error: dgn3: task 0: Killed\n"), None);
+    // Slurm's own cancel of a step one of whose tasks ended (`--kill-on-bad-exit`), or at the
+    // teardown: an echo, not the cause.
+    assert_eq!(
+        read(
+            "srun: error: dgn3: task 1: Exited with exit code 1\n\
+             srun: launch/slurm: _step_signal: Terminating StepId=543.1\n\
+             slurmstepd-dgn2: error: *** STEP 543.1 ON dgn2 CANCELLED AT 2026-12-06T16:19:05 ***\n"
+        ),
+        None
+    );
+    assert_eq!(
+        read(
+            "srun: forcing job termination\nsrun: got SIGCONT\n\
+             slurmstepd-dgn1: error: *** STEP 540.0 ON dgn1 CANCELLED AT 2026-12-06T16:18:57 ***\n"
+        ),
+        None
+    );
+}
