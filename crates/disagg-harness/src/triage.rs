@@ -239,7 +239,14 @@ pub fn triage(run_dir: &Path) -> Result<(bool, String), String> {
     let only_interrupted =
         status.is_some_and(|s| s.role.is_none() && s.reason.as_deref() == Some("interrupted"));
     let recorded = match (status, verdict) {
-        (_, Some((path, f))) if f.timeout || only_interrupted => {
+        // The job ended with no word from its supervisor (killed): a status then is a role's,
+        // written before the end, and the job's account is the cause.
+        (_, Some((path, f)))
+            if f.timeout
+                || only_interrupted
+                || f.reason
+                    .contains(crate::slurm::submit::NO_SUPERVISOR_REPORT) =>
+        {
             Some((path, f.role, Some(f.reason)))
         }
         (Some(st), _) => Some((
@@ -455,6 +462,30 @@ mod tests {
             )),
             "{e}"
         );
+    }
+
+    /// A supervisor killed before its report: the status a role wrote before the end is no
+    /// root cause; the job's account is.
+    #[test]
+    fn a_job_whose_supervisor_died_is_triaged_by_the_jobs_account() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        std::fs::create_dir_all(dir.join("rendezvous")).unwrap();
+        std::fs::write(dir.join("plan.json"), "{}").unwrap();
+        std::fs::write(dir.join("exit_code"), "1\n").unwrap();
+        std::fs::write(
+            dir.join("rendezvous/status.json"),
+            r#"{"run_id":"x","state":"failed","role":"BENCHMARK","reason":"the canary request failed: stream_cut"}"#,
+        )
+        .unwrap();
+        std::fs::write(dir.join("outcome.json"), r#"{"result":{"result":"failed","role":null,"reason":"Slurm job 510 ended in state FAILED before its supervisor wrote a report (its batch script was killed by signal 10 (SIGUSR1))","timeout":false},"roles":[],"duration_s":20.0}"#).unwrap();
+        let (found, text) = triage(dir).unwrap();
+        assert!(found, "{text}");
+        assert!(
+            text.contains("outcome.json: the job failed: Slurm job 510 ended in state FAILED"),
+            "{text}"
+        );
+        assert!(!text.contains("BENCHMARK failed"), "{text}");
     }
 
     /// Under Slurm a run can fail before any role writes a status: the verdict is in

@@ -1075,6 +1075,21 @@ fn a_killed_supervisor_is_reported_with_the_time_the_job_ran() {
         summary.contains("before its supervisor wrote a report"),
         "{summary}"
     );
+    // Slurm's ExitCode names what killed it.
+    assert!(
+        summary.contains("(its batch script was killed by signal 9 (SIGKILL))"),
+        "{summary}"
+    );
+    // And triage says the job's account, not what a role wrote before the supervisor died.
+    let t = Command::new(DISAGG)
+        .args(["triage", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let triage = text(&t);
+    assert!(
+        triage.contains("before its supervisor wrote a report"),
+        "{triage}"
+    );
     let secs: f64 = summary
         .split("duration: ")
         .nth(1)

@@ -174,6 +174,31 @@ pub fn info(job: &str) -> Option<JobInfo> {
     })
 }
 
+/// The signal that ended the job's batch script, from `scontrol show job`'s `ExitCode=S:G`
+/// (`0:10`: killed by SIGUSR1): what says why a supervisor died with no report of its own.
+/// `None` when it ended by itself, or Slurm no longer says.
+pub fn batch_signal(job: &str) -> Option<i32> {
+    let out = run("scontrol", &["show", "job", "-o", job], None).ok()?;
+    parse_exit_signal(&out)
+}
+
+/// The signal part of the `ExitCode=S:G` token of `scontrol show job -o`, when not 0.
+pub fn parse_exit_signal(out: &str) -> Option<i32> {
+    let token = out
+        .split_whitespace()
+        .find_map(|t| t.strip_prefix("ExitCode="))?;
+    let sig: i32 = token.split_once(':')?.1.parse().ok()?;
+    (sig != 0).then_some(sig)
+}
+
+/// A signal's number and name: `10 (SIGUSR1)`.
+pub fn signal_name(sig: i32) -> String {
+    match nix::sys::signal::Signal::try_from(sig) {
+        Ok(s) => format!("{sig} ({})", s.as_str()),
+        Err(_) => sig.to_string(),
+    }
+}
+
 /// The job's nodes in order (`squeue %N`, expanded by `scontrol show hostnames`); empty when
 /// Slurm no longer says.
 pub fn nodes(job: &str) -> Vec<String> {
@@ -305,6 +330,16 @@ pub fn cancel(job: &str) -> Result<(), SlurmError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_batch_scripts_signal_is_read_from_scontrol() {
+        let job = "JobId=510 JobName=x UserId=root(0) JobState=FAILED Reason=NonZeroExitCode \
+                   Dependency=(null) Requeue=0 Restarts=0 BatchFlag=1 Reboot=0 ExitCode=0:10";
+        assert_eq!(parse_exit_signal(job), Some(10));
+        assert_eq!(signal_name(10), "10 (SIGUSR1)");
+        assert_eq!(parse_exit_signal("JobId=5 ExitCode=1:0"), None);
+        assert_eq!(parse_exit_signal("JobId=5"), None);
+    }
 
     #[test]
     fn down_and_unresponsive_nodes_are_failed_ones() {

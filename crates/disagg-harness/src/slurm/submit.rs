@@ -622,7 +622,7 @@ fn collect(s: &Submitted, info: Option<job::JobInfo>, skip_perf: bool) -> i32 {
                 if never_ran {
                     "before it started"
                 } else {
-                    "before its supervisor wrote a report"
+                    NO_SUPERVISOR_REPORT
                 }
             );
             let outcome = interrupted(plan, info.as_ref());
@@ -635,8 +635,18 @@ fn collect(s: &Submitted, info: Option<job::JobInfo>, skip_perf: bool) -> i32 {
                     s.job
                 )
             } else {
+                // A supervisor killed by a signal (an administrator's, Slurm's `--signal`)
+                // leaves no word of its own: Slurm's ExitCode names the signal.
+                let signal = job::batch_signal(&s.job)
+                    .map(|sig| {
+                        format!(
+                            " (its batch script was killed by signal {})",
+                            job::signal_name(sig)
+                        )
+                    })
+                    .unwrap_or_default();
                 format!(
-                    "Slurm job {} ended in state {state_name} before its supervisor wrote a report{see_log}",
+                    "Slurm job {} ended in state {state_name} {NO_SUPERVISOR_REPORT}{signal}{see_log}",
                     s.job
                 )
             };
@@ -661,6 +671,10 @@ fn collect(s: &Submitted, info: Option<job::JobInfo>, skip_perf: bool) -> i32 {
     );
     code
 }
+
+/// What the reason of a job that ended with no report from its supervisor says: `disagg
+/// triage` then takes the job's account over whatever a role wrote before the end.
+pub const NO_SUPERVISOR_REPORT: &str = "before its supervisor wrote a report";
 
 /// The exit code the run folder holds, once its reports are written.
 fn written_code(plan: &Plan) -> Option<i32> {
