@@ -219,6 +219,11 @@ pub fn triage(run_dir: &Path) -> Result<(bool, String), String> {
         out.push_str(&format!("the run did not finish: {}\n", state.describe()));
         found = true;
     }
+    // Who ended it, when it was not this run: written by `disagg run` as the job ended.
+    let end = run_dir.join(crate::slurm::submit::SLURM_END_FILE);
+    if let Ok(line) = std::fs::read_to_string(&end) {
+        out.push_str(&format!("{}: {}\n", end.display(), line.trim()));
+    }
     // The root cause: as the supervisor recorded it while the run went on, else the verdict;
     // but the verdict when it is Slurm's time limit, or when all the supervisor saw was its own
     // interruption (Slurm's TERM at the limit, a cancel): the report knows why.

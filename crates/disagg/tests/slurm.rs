@@ -490,6 +490,22 @@ fn a_job_cancelled_from_outside_is_said_to_be() {
         said.contains("cancelled from outside this `disagg run` (scancel, or an administrator)"),
         "{said}"
     );
+    // Kept in the run folder, where triage shows it: not just any interruption.
+    let dir = ws.run_dir("sl-outside");
+    let end = read(&dir.join("slurm_end.txt"));
+    assert!(
+        end.contains("cancelled from outside this `disagg run`"),
+        "{end}"
+    );
+    let t = Command::new(DISAGG)
+        .args(["triage", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&t.stdout).contains("slurm_end.txt: Slurm job "),
+        "{}",
+        text(&t)
+    );
 }
 
 /// `scancel JOB.STEP` of GEN_0's step mid-run: GEN_0 fails the run, and the reason is the

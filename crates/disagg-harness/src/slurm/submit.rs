@@ -663,6 +663,14 @@ fn collect(s: &Submitted, info: Option<job::JobInfo>, skip_perf: bool) -> i32 {
     } else {
         ""
     };
+    if !from_outside.is_empty() {
+        // Said in the run folder too: the reports alone read like any interruption (a Ctrl-C
+        // of `disagg run`), and the console is gone by morning.
+        let line = format!("Slurm job {} ended {state_name}{from_outside}\n", s.job);
+        if let Err(e) = crate::atomic::write(&plan.run_dir.join(SLURM_END_FILE), line.as_bytes()) {
+            say_err!("disagg: warning: cannot write {SLURM_END_FILE}: {e}");
+        }
+    }
     say!(
         "disagg: {}: job {} ended {state_name}{from_outside}; reports in {}",
         plan.config_name,
@@ -671,6 +679,10 @@ fn collect(s: &Submitted, info: Option<job::JobInfo>, skip_perf: bool) -> i32 {
     );
     code
 }
+
+/// The run folder's note of how Slurm ended a job someone else cancelled (`disagg triage`
+/// shows it).
+pub const SLURM_END_FILE: &str = "slurm_end.txt";
 
 /// What the reason of a job that ended with no report from its supervisor says: `disagg
 /// triage` then takes the job's account over whatever a role wrote before the end.
