@@ -29,6 +29,7 @@ fn main() {
                     a_job_cancelled_from_outside_is_said_to_be,
                     a_worker_step_cancelled_from_outside_is_named_with_the_cancel,
                     a_no_wait_job_ended_at_its_time_limit_reports_timeout_from_inside_the_job,
+                    a_no_wait_job_ended_at_its_time_limit_in_its_setup_still_reports,
                     a_failing_setup_fails_the_job_as_setup,
                     a_baseline_that_breaks_while_the_job_waits_fails_the_run_not_the_gate_silently,
                     a_sweep_becomes_one_job_per_point_with_its_sweep_folder,
@@ -601,6 +602,42 @@ fn a_no_wait_job_ended_at_its_time_limit_reports_timeout_from_inside_the_job() {
     let xml = read(&dir.join("results.xml"));
     assert!(xml.contains("TIMEOUT"), "{xml}");
     assert!(xml.contains("time limit"), "{xml}");
+    assert_eq!(read(&dir.join("exit_code")).trim(), "1");
+}
+
+/// Slurm's time limit during the setup, with nobody waiting (`--no-wait`): the batch script
+/// survives the TERM (a trap) and its supervisor writes the reports: TIMEOUT, not a folder
+/// with no report at all.
+fn a_no_wait_job_ended_at_its_time_limit_in_its_setup_still_reports() {
+    let ws = Ws::new("setup-timeout");
+    let c = ws.case(
+        "slow.yaml",
+        &case(
+            "sl-setup-timeout",
+            &format!("{GEN_OK}timeouts: {{worker_startup: 20s, request: 10s, benchmark: 30s, job: 50s}}\nsetup: [sleep, \"300\"]\nslurm: {{time: \"1\"}}\n"),
+        ),
+    );
+    let out = ws.run(&[
+        "run",
+        c.to_str().unwrap(),
+        "--launcher",
+        "slurm",
+        "--no-wait",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let dir = ws.run_dir("sl-setup-timeout");
+    let id = read(&dir.join("slurm_job_id"));
+    let until = Instant::now() + Duration::from_secs(180);
+    while job_state(&id).is_none_or(|s| !terminal(&s)) {
+        assert!(Instant::now() < until, "job {id} did not end");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(job_state(&id).as_deref(), Some("TIMEOUT"));
+    let xml = read(&dir.join("results.xml"));
+    assert!(
+        xml.contains("TIMEOUT") && xml.contains("time limit"),
+        "{xml}"
+    );
     assert_eq!(read(&dir.join("exit_code")).trim(), "1");
 }
 

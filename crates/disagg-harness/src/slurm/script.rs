@@ -108,6 +108,11 @@ pub fn render(plan: &Plan, exe: &Path, skip_perf_check: bool) -> Result<String, 
         "if [ \"${{SLURM_RESTART_COUNT:-0}}\" -gt 0 ]; then echo \"disagg: job $SLURM_JOB_ID was requeued by Slurm (restart $SLURM_RESTART_COUNT); its first try's reports stand and it does not run again in the same folder\" >&2; exit 1; fi"
     );
     let _ = writeln!(out, "setup_status=0");
+    // Slurm's TERM (its time limit, a scancel) during the setup must not end this script before
+    // the supervisor runs: it writes the reports (within KillWait). A trap, unlike an ignored
+    // signal, is not inherited by srun, which still stops the setup.
+    let _ = writeln!(out, "signalled=0");
+    let _ = writeln!(out, "trap 'signalled=1' TERM INT");
     // In a container, the first step on each node makes the job's named container there (the
     // setup, or a step of its own when there is none); every later step reuses it.
     let first = match (&plan.setup, &plan.slurm.container) {
@@ -161,7 +166,7 @@ pub fn render(plan: &Plan, exe: &Path, skip_perf_check: bool) -> Result<String, 
     }
     let _ = writeln!(
         out,
-        "exec {} --run-dir \"$run_dir\" --setup-status \"$setup_status\"",
+        "exec {} --run-dir \"$run_dir\" --setup-status \"$setup_status\" --signalled \"$signalled\"",
         sh_join(&sup)
     );
     Ok(out)

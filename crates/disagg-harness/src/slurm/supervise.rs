@@ -25,6 +25,7 @@ pub fn supervise_run_dir(
     kind: ExecutorKind,
     skip_perf_check: bool,
     setup_status: i32,
+    signalled: bool,
 ) -> i32 {
     let mut plan = match crate::role::load_plan(run_dir) {
         Ok(p) => p,
@@ -55,6 +56,11 @@ pub fn supervise_run_dir(
         duration_s: 0.0,
     };
     let outcome = match kind {
+        // Signalled in the setup: nothing was launched, and nothing failed of its own.
+        ExecutorKind::Slurm if signalled => Outcome {
+            result: RunResult::Interrupted,
+            ..fail_now(&plan, "SETUP", String::new())
+        },
         ExecutorKind::Local => {
             crate::supervisor::supervise(&plan, &mut crate::executor::LocalExecutor, &INTERRUPTED)
         }
@@ -124,7 +130,17 @@ pub fn supervise_run_dir(
             (outcome, None)
         }
     };
-    let code = run::finish(&plan, &outcome, baseline.as_ref(), skip_perf);
+    // The TERM came before this process could take it: its exit code is the signal's.
+    let code = match (&outcome.result, signalled) {
+        (RunResult::Interrupted, true) => run::finish_as(
+            &plan,
+            &outcome,
+            baseline.as_ref(),
+            skip_perf,
+            Some(exit::TERMINATED),
+        ),
+        _ => run::finish(&plan, &outcome, baseline.as_ref(), skip_perf),
+    };
     // A sweep point submitted with --no-wait: nobody waits for the sweep, so its jobs keep
     // its folder up to date, and the last one to end writes its report.
     if let Some((dir, complete)) = crate::sweep::refresh(run_dir) {

@@ -18,6 +18,10 @@ pub struct Args {
     /// The batch script's setup step status; non-zero fails the run as SETUP.
     #[arg(long, default_value_t = 0)]
     setup_status: i32,
+    /// 1 when the batch script was signalled (Slurm's time limit, a cancel) before the
+    /// supervisor started: the run stopped as interrupted, and the reports say so.
+    #[arg(long, default_value_t = 0)]
+    signalled: u8,
 }
 
 pub fn main(a: Args) -> i32 {
@@ -25,5 +29,11 @@ pub fn main(a: Args) -> i32 {
         super::Launcher::Local => ExecutorKind::Local,
         super::Launcher::Slurm => ExecutorKind::Slurm,
     };
-    supervise_run_dir(&a.run_dir, kind, a.skip_perf_check, a.setup_status)
+    supervise_run_dir(
+        &a.run_dir,
+        kind,
+        a.skip_perf_check,
+        a.setup_status,
+        a.signalled != 0,
+    )
 }
