@@ -1244,8 +1244,14 @@ fn check_slurm(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
             return err(
                 "slurm.time",
                 format!(
-                    "the Slurm time limit ({}) must be longer than timeouts.job ({})",
+                    "the Slurm time limit ({}{}) must be longer than timeouts.job ({})",
                     humantime::format_duration(limit),
+                    // Slurm counts whole minutes: `3:59` is 4 minutes to it.
+                    if t.contains(':') && crate::slurm::parse_time_exact(t) != Some(limit) {
+                        format!(": `{t}`, which Slurm rounds up to whole minutes")
+                    } else {
+                        String::new()
+                    },
                     humantime::format_duration(case.timeouts.job)
                 ),
                 "deadlines must nest: benchmark < job < Slurm time limit; lengthen `slurm.time` or shorten `timeouts.job`",

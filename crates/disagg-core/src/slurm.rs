@@ -95,6 +95,23 @@ pub struct Container {
 
 /// Parses Slurm's `--time` formats into a duration, rounded up to whole minutes as Slurm does.
 pub fn parse_time(s: &str) -> Result<Duration, String> {
+    parse_time_secs(s).map(|secs| Duration::from_secs(secs.div_ceil(60) * 60))
+}
+
+/// [`parse_time`] before Slurm's rounding up to whole minutes; `None` when not a time.
+pub fn parse_time_exact(s: &str) -> Option<Duration> {
+    parse_time_secs(s).ok().map(Duration::from_secs)
+}
+
+fn parse_time_secs(s: &str) -> Result<u64, String> {
+    // Slurm's words for no limit: disagg bounds every run by timeouts.job, under the limit.
+    if ["unlimited", "infinite", "-1"].contains(&s.trim().to_ascii_lowercase().as_str()) {
+        return Err(format!(
+            "`{s}` asks Slurm for no time limit; disagg checks timeouts.job against the job's \
+             limit, so give one above timeouts.job, or leave `slurm.time` out to take the \
+             partition's default"
+        ));
+    }
     let bad = || {
         format!("`{s}` is not a Slurm time; use MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS")
     };
@@ -120,10 +137,11 @@ pub fn parse_time(s: &str) -> Result<Duration, String> {
     };
     if secs == 0 {
         return Err(format!(
-            "`{s}` is no time at all; a Slurm time limit must be positive"
+            "`{s}` is no time at all to disagg (to Slurm, 0 means no limit); give a limit above \
+             timeouts.job, or leave `slurm.time` out to take the partition's default"
         ));
     }
-    Ok(Duration::from_secs(secs.div_ceil(60) * 60))
+    Ok(secs)
 }
 
 /// Why `v` cannot go into a `#SBATCH` line, if it cannot: sbatch reads those lines with its own

@@ -82,6 +82,28 @@ fn bad_slurm_sections_name_the_key_line_and_fix() {
             "02:00:00",
         ),
         (
+            "no time limit, in Slurm's words",
+            "  time: UNLIMITED\n",
+            "slurm.time",
+            "asks Slurm for no time limit",
+            "02:00:00",
+        ),
+        (
+            "no time limit as 0",
+            "  time: \"0\"\n",
+            "slurm.time",
+            "to Slurm, 0 means no limit",
+            "02:00:00",
+        ),
+        (
+            "seconds Slurm rounds up to the job deadline",
+            "  time: \"29:59\"\n",
+            "slurm.time",
+            "(30m: `29:59`, which Slurm rounds up to whole minutes) must be longer than \
+             timeouts.job (30m)",
+            "benchmark < job < Slurm time limit",
+        ),
+        (
             "time shorter than the job deadline",
             "  time: \"10\"\n",
             "slurm.time",
