@@ -1225,6 +1225,39 @@ fn check_slurm(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
             ),
         );
     }
+    // A GPU gres of the case's own replaces the header's: fewer GPUs per node than the plan
+    // puts on one fails the first step that asks for more, after the job waited in the queue.
+    if s.gpu_gres {
+        let asked = s.extra_args.iter().find_map(|a| {
+            let g = a.strip_prefix("--gres=")?;
+            g.split(',').find_map(|r| {
+                let rest = r.strip_prefix("gpu:")?;
+                let n = rest.rsplit(':').next()?.parse::<u32>().ok()?;
+                Some((a.as_str(), n))
+            })
+        });
+        if let Some((a, n)) = asked {
+            let mut per_node: std::collections::BTreeMap<u32, u32> = Default::default();
+            for (_, slots) in crate::plan::place_workers(case) {
+                for slot in slots {
+                    *per_node.entry(slot.node).or_default() += 1;
+                }
+            }
+            let need = per_node.values().copied().max().unwrap_or(0);
+            if n < need {
+                return err(
+                    "slurm.extra_args",
+                    format!(
+                        "`{a}` asks for {n} GPU(s) per node, but the plan puts {need} on a node \
+                         (hardware.gpus_per_node {}): the first step asking for more fails",
+                        case.hardware.gpus_per_node
+                    ),
+                    "drop it (the header asks for `--gres=gpu:<hardware.gpus_per_node>`), or \
+                     set `hardware.gpus_per_node` to what the nodes give",
+                );
+            }
+        }
+    }
     if s.extra_args.iter().any(|a| a == "--requeue") {
         return err(
             "slurm.extra_args",

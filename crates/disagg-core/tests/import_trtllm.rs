@@ -738,7 +738,10 @@ fn a_multi_node_job_asks_for_one_segment_of_all_its_nodes() {
         "{:?}",
         imported.notes
     );
-    let one = text.replace("gpus_per_node: 4", "gpus_per_node: 64");
+    // (Its own GPU gres grown with it: 4 per node would be refused for a 64-GPU node.)
+    let one = text
+        .replace("gpus_per_node: 4", "gpus_per_node: 64")
+        .replace("--gres=gpu:4", "--gres=gpu:64");
     let plan = plan_of(&convert(&one, "s").unwrap().case_yaml);
     assert_eq!((plan.nodes, segments(&plan).len()), (1, 0));
     // Not on a GPU of no NVL72 rack (a Slurm without segments refuses the job): a note says how.

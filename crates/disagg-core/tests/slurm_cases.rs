@@ -82,6 +82,13 @@ fn bad_slurm_sections_name_the_key_line_and_fix() {
             "02:00:00",
         ),
         (
+            "a GPU gres below what the plan puts on a node",
+            "  extra_args: [\"--gres=gpu:h100:1\"]\n",
+            "slurm.extra_args",
+            "asks for 1 GPU(s) per node, but the plan puts 2 on a node",
+            "hardware.gpus_per_node",
+        ),
+        (
             "no time limit, in Slurm's words",
             "  time: UNLIMITED\n",
             "slurm.time",
