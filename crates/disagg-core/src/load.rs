@@ -309,7 +309,7 @@ fn describe(path: &Path, mut key: String, raw: &str, line: Option<usize>, text: 
         || msg.starts_with("invalid value")
         || msg.starts_with("invalid length")
     {
-        let hint = expected_hint(&msg);
+        let hint = expected_hint(&msg, &key);
         return CaseError::new(path, key, msg).at_line(line).hint(hint);
     }
     if msg.contains("did not match any variant") {
@@ -360,8 +360,17 @@ fn closest(word: &str, options: &[String]) -> Option<String> {
         .map(|(_, o)| o.clone())
 }
 
-fn expected_hint(msg: &str) -> String {
+fn expected_hint(msg: &str, key: &str) -> String {
     let expected = msg.rsplit_once("expected ").map(|(_, e)| e).unwrap_or("");
+    // A list's example in the key's own terms.
+    let list_example = match key.rsplit('.').next().unwrap_or("") {
+        "extra_args" => "[\"--exclusive\", \"--mem=0\"]",
+        "mounts" => "[\"/lustre:/lustre\"]",
+        "argv" => "[my-server, --port, \"{port}\"]",
+        "metrics" => "[TOKEN_THROUGHPUT]",
+        "percentiles" => "[90, 99.9]",
+        _ => "[1, 8]",
+    };
     if expected.contains("u32") || expected.contains("u64") || expected.contains("i64") {
         "write a whole number, e.g. `8`".into()
     } else if expected.contains("f64") {
@@ -369,7 +378,7 @@ fn expected_hint(msg: &str) -> String {
     } else if expected.contains("bool") {
         "write `true` or `false`".into()
     } else if expected.contains("sequence") {
-        "write a list, e.g. `[1, 8]`".into()
+        format!("write a list, e.g. `{list_example}`")
     } else if expected.contains("duration") || msg.contains("time unit") || msg.contains("unit") {
         "write a duration with a unit, e.g. `30s`, `10m`, `5ms`, `20us`".into()
     } else if expected.contains("struct") || expected.contains("map") {

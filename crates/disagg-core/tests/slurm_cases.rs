@@ -89,6 +89,13 @@ fn bad_slurm_sections_name_the_key_line_and_fix() {
             "hardware.gpus_per_node",
         ),
         (
+            "extra_args as one string",
+            "  extra_args: \"--exclusive\"\n",
+            "slurm.extra_args",
+            "invalid type",
+            "`[\"--exclusive\", \"--mem=0\"]`",
+        ),
+        (
             "no time limit, in Slurm's words",
             "  time: UNLIMITED\n",
             "slurm.time",
