@@ -266,7 +266,7 @@ pub fn junit(
             .any(|r| f.role.as_deref() == Some(r.role.to_string().as_str()));
         if !is_role {
             let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-            let log = if f.role.as_deref() == Some("SETUP") {
+            let log = if matches!(f.role.as_deref(), Some("SETUP" | "CONTAINER")) {
                 "install.log"
             } else {
                 ""

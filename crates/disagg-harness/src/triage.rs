@@ -169,7 +169,7 @@ pub fn first_failure_in(file: &Path) -> Option<Finding> {
 /// The log of a role named in `status.json` (`SETUP` is the setup step's).
 fn log_of(run_dir: &Path, role: &str) -> Option<PathBuf> {
     let name = match role {
-        "SETUP" => "install.log".to_string(),
+        "SETUP" | "CONTAINER" => "install.log".to_string(),
         r => r.parse::<disagg_core::RoleName>().ok()?.log_file(),
     };
     Some(run_dir.join(name))

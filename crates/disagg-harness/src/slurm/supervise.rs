@@ -64,22 +64,17 @@ pub fn supervise_run_dir(
         ExecutorKind::Local => {
             crate::supervisor::supervise(&plan, &mut crate::executor::LocalExecutor, &INTERRUPTED)
         }
-        ExecutorKind::Slurm if setup_status != 0 => fail_now(
-            &plan,
-            "SETUP",
-            match (&plan.setup, &plan.slurm.container) {
-                (None, Some(c)) => format!(
-                    "the job's container could not be made from {} on a node: srun exited with status {setup_status} (see install.log)",
-                    c.image
-                ),
-                _ => setup_failure(
-                    &std::fs::read_to_string(plan.run_dir.join("install.log")).unwrap_or_default(),
-                )
-                .unwrap_or_else(|| {
-                    format!("setup exited with status {setup_status} on a node (see install.log)")
-                }),
-            },
-        ),
+        ExecutorKind::Slurm if setup_status != 0 => {
+            let install =
+                std::fs::read_to_string(plan.run_dir.join("install.log")).unwrap_or_default();
+            let (role, reason) = first_step_failure(
+                plan.setup.is_some(),
+                plan.slurm.container.as_ref().map(|c| c.image.as_str()),
+                setup_status,
+                &install,
+            );
+            fail_now(&plan, role, reason)
+        }
         ExecutorKind::Slurm => {
             // The batch script already ran the setup on every node.
             plan.setup = None;
@@ -163,6 +158,36 @@ pub fn supervise_run_dir(
     code
 }
 
+/// The role and reason of a failed first step of the batch script: the setup (`SETUP`), or,
+/// with no setup, the step that only made the job's container (`CONTAINER`), each naming the
+/// node srun said, from `install.log`.
+fn first_step_failure(
+    has_setup: bool,
+    image: Option<&str>,
+    status: i32,
+    install_log: &str,
+) -> (&'static str, String) {
+    match (has_setup, image) {
+        (false, Some(image)) => (
+            "CONTAINER",
+            format!(
+                "the job's container could not be made from {image}: {}",
+                setup_failure(install_log)
+                    .map(|s| s.replacen("setup", "its step", 1))
+                    .unwrap_or_else(|| format!(
+                        "srun exited with status {status} on a node (see install.log)"
+                    ))
+            ),
+        ),
+        _ => (
+            "SETUP",
+            setup_failure(install_log).unwrap_or_else(|| {
+                format!("setup exited with status {status} on a node (see install.log)")
+            }),
+        ),
+    }
+}
+
 /// What failed the setup step, from srun's lines in `install.log`: the first node whose task
 /// exited with a status of its own (`srun: error: dgn2: task 1: Exited with exit code 7`), not
 /// the ones srun then ended for it (`--kill-on-bad-exit`: `Terminated`, status 143), which is
@@ -196,7 +221,7 @@ fn setup_failure(install_log: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::setup_failure;
+    use super::{first_step_failure, setup_failure};
 
     #[test]
     fn the_setup_failure_names_the_node_and_status_not_srun_ending_the_rest() {
@@ -220,5 +245,30 @@ mod tests {
         );
         assert_eq!(setup_failure("no srun lines\n"), None);
         assert_eq!(setup_failure("srun: error: Node failure on dgn2\n"), None);
+    }
+
+    #[test]
+    fn a_container_that_cannot_be_made_names_its_image_and_node() {
+        let log = "pyxis: importing docker image: nvcr.io/x/y:tag\n\
+                   srun: error: dgn2: task 1: Exited with exit code 1\n";
+        let (role, why) = first_step_failure(false, Some("nvcr.io/x/y:tag"), 1, log);
+        assert_eq!(role, "CONTAINER");
+        assert_eq!(
+            why,
+            "the job's container could not be made from nvcr.io/x/y:tag: its step exited with \
+             status 1 on dgn2 (see install.log)"
+        );
+        // With a setup, the first step is the setup, in the container or not.
+        let (role, why) = first_step_failure(true, Some("i"), 7, log);
+        assert_eq!(role, "SETUP");
+        assert!(
+            why.starts_with("setup exited with status 1 on dgn2"),
+            "{why}"
+        );
+        let (_, why) = first_step_failure(false, Some("i"), 3, "");
+        assert!(
+            why.ends_with("srun exited with status 3 on a node (see install.log)"),
+            "{why}"
+        );
     }
 }
