@@ -228,7 +228,11 @@ fn address_in_use(log: &Path, offset: u64) -> bool {
     tail.contains("address already in use") || tail.contains("address in use")
 }
 
-fn spawn(role: RoleName, start: &Start) -> Result<tokio::process::Child, StartFailure> {
+fn spawn(
+    role: RoleName,
+    start: &Start,
+    image: Option<&str>,
+) -> Result<tokio::process::Child, StartFailure> {
     let argv = &start.argv;
     let (program, args) = argv.split_first().ok_or(StartFailure {
         reason: "the engine command is empty".into(),
@@ -263,7 +267,7 @@ fn spawn(role: RoleName, start: &Start) -> Result<tokio::process::Child, StartFa
         .map_err(|e| StartFailure {
             reason: format!(
                 "cannot start the engine `{program}`: {e}{}",
-                why_not_started(program, &e, &start.env)
+                why_not_started(program, &e, &start.env, image)
             ),
             early: false,
         })?;
@@ -301,7 +305,7 @@ async fn serve(
     if let Some(f) = &launch.ready_file {
         let _ = std::fs::remove_file(f);
     }
-    let mut engine = spawn(role, start)?;
+    let mut engine = spawn(role, start, container_image(plan))?;
     let pid = engine.id().unwrap_or(0);
     let client = http_client();
     let exited = |e: std::io::Error| late(e.to_string());
@@ -382,7 +386,7 @@ async fn serve(
 /// Ranks above 0: run the engine until the run is over; its death fails the role, naming the
 /// rank and its node (the step's own status is srun's TERM of the others).
 async fn follow(plan: &Plan, role: RoleName, start: &Start, rank: u32) -> Result<(), StartFailure> {
-    let engine = spawn(role, start)?;
+    let engine = spawn(role, start, container_image(plan))?;
     watch(engine, plan, &engine_name(rank), "")
         .await
         .map_err(|mut f| {
@@ -495,12 +499,24 @@ pub fn split_host_port(addr: &str) -> Option<(String, u16)> {
     Some((host.to_string(), port.parse().ok()?))
 }
 
+/// The image this role's step runs in: the case's container, under Slurm (the local launcher
+/// runs no container).
+fn container_image(plan: &Plan) -> Option<&str> {
+    plan.slurm
+        .container
+        .as_ref()
+        .filter(|_| std::env::var_os("SLURM_JOB_ID").is_some())
+        .map(|c| c.image.as_str())
+}
+
 /// What a failed start means in words: a bare name not found is not on the workers' PATH (which
-/// is quoted); a permission error is a file not executable.
+/// is quoted), or, in a container, not in its image; a permission error is a file not
+/// executable.
 fn why_not_started(
     program: &str,
     e: &std::io::Error,
     env: &std::collections::BTreeMap<String, String>,
+    image: Option<&str>,
 ) -> String {
     match e.kind() {
         std::io::ErrorKind::NotFound if !program.contains('/') => {
@@ -509,10 +525,17 @@ fn why_not_started(
                 .cloned()
                 .or_else(|| std::env::var("PATH").ok())
                 .unwrap_or_default();
-            format!(
-                "; it is not on the workers' PATH ({path}): install it there, put its folder on \
-                 PATH for `disagg run`, or name it by its full path"
-            )
+            match image {
+                Some(image) => format!(
+                    "; it is not on the container's PATH ({path}): use an image that has it \
+                     (this one is {image}), mount its folder (`slurm.container.mounts`) and put \
+                     it on PATH, or name it by its full path inside the container"
+                ),
+                None => format!(
+                    "; it is not on the workers' PATH ({path}): install it there, put its folder \
+                     on PATH for `disagg run`, or name it by its full path"
+                ),
+            }
         }
         std::io::ErrorKind::PermissionDenied => {
             "; it is not executable (chmod +x), or a folder on the way is not searchable"
@@ -525,6 +548,22 @@ fn why_not_started(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_engine_missing_in_a_container_points_at_the_image() {
+        let e = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let env: BTreeMap<String, String> = [("PATH".to_string(), "/usr/bin".to_string())].into();
+        let there = why_not_started("vllm", &e, &env, Some("nvcr.io/x/vllm:1"));
+        assert!(
+            there.starts_with("; it is not on the container's PATH (/usr/bin): use an image that has it (this one is nvcr.io/x/vllm:1)"),
+            "{there}"
+        );
+        let here = why_not_started("vllm", &e, &env, None);
+        assert!(
+            here.contains("put its folder on PATH for `disagg run`"),
+            "{here}"
+        );
+    }
 
     #[test]
     fn host_port() {
