@@ -240,7 +240,20 @@ pub fn junit(
                     ..
                 } = &mut s
                 {
-                    *message = Some(why.clone().into());
+                    // A role that failed on another's account (the benchmark's requests to a
+                    // hung worker) says whose: on a dashboard it must not read as the cause.
+                    let root_role = root
+                        .and_then(|f| f.role.as_deref())
+                        .filter(|rr| *rr != r.role.to_string());
+                    *message = Some(
+                        match root_role {
+                            Some(rr) => {
+                                format!("{why} (the run's root cause is {rr}: see its testcase)")
+                            }
+                            None => why.clone(),
+                        }
+                        .into(),
+                    );
                     *ty = Some(if timeout { "TIMEOUT" } else { "FAILURE" }.into());
                     *description = Some(
                         format!(

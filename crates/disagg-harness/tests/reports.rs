@@ -45,6 +45,35 @@ fn a_point_failure_names_its_problem_kind_as_the_junit_type() {
     assert_eq!(con1.message, None);
 }
 
+/// A hung worker failed the run; the benchmark's requests to it failed too. The benchmark's
+/// testcase keeps its own reason, and says whose account it failed on.
+#[test]
+fn a_role_that_failed_on_anothers_account_names_the_root_cause() {
+    let run = RunDir::new("secondary");
+    run.write_results(&[point(1, 10.0)]);
+    let mut outcome = failed_by_benchmark();
+    let why = "GEN_0 answers /health, but failed 2 of 3 request(s)";
+    outcome.result = disagg_harness::outcome::RunResult::Failed(disagg_harness::outcome::Failure {
+        role: Some("GEN_0".into()),
+        reason: why.into(),
+        timeout: false,
+    });
+    outcome.roles[1].failure = Some(why.into());
+    assert_eq!(run.finish(&outcome, None), disagg_core::exit::TEST_FAILED);
+    let cases = junit_cases(&run.path().join("results.xml"));
+    let bench = cases
+        .iter()
+        .find(|c| c.name == "BENCHMARK stayed up")
+        .unwrap();
+    assert_eq!(
+        bench.message.as_deref(),
+        Some("the results are invalid (the run's root cause is GEN_0: see its testcase)"),
+        "{cases:?}"
+    );
+    let gen0 = cases.iter().find(|c| c.name == "GEN_0 stayed up").unwrap();
+    assert_eq!(gen0.message.as_deref(), Some(why), "{cases:?}");
+}
+
 /// A baseline no run can meet: 1000× the measured throughput of con8.
 fn impossible_baseline(run: &RunDir) -> std::path::PathBuf {
     let p = run.path().join("impossible.csv");
