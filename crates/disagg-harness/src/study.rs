@@ -53,19 +53,37 @@ pub fn load_sweep(dir: &Path) -> Result<Report, String> {
     let rec = SweepRecord::read(dir)?;
     let mut runs = Vec::new();
     for p in &rec.points {
-        let Some(run_dir) = &p.run_dir else { continue };
+        // Every point is listed: one not run (or whose folder is gone) with its status.
+        let placeholder = |verdict: String, dir: String| Run {
+            config_name: p.config_name.clone(),
+            topology: format!("point {}", p.index),
+            gpus: p.gpus,
+            run_dir: dir,
+            verdict,
+            points: Vec::new(),
+        };
+        let Some(run_dir) = &p.run_dir else {
+            runs.push(placeholder(p.status.as_str().to_string(), "—".into()));
+            continue;
+        };
         match load_run(run_dir) {
             Ok(r) => runs.push(r),
-            Err(e) => say_err!("warning: sweep point {}: {e}", p.index),
+            Err(e) => {
+                say_err!("warning: sweep point {}: {e}", p.index);
+                runs.push(placeholder(
+                    format!("{} (its run folder cannot be read)", p.status.as_str()),
+                    run_dir.display().to_string(),
+                ));
+            }
         }
     }
+    let with_results = runs.iter().filter(|r| !r.points.is_empty()).count();
     Ok(Report {
         title: format!("sweep {} — {}", rec.sweep, rec.sweep_id),
         subtitle: format!(
-            "{} points from {}; {} with results",
+            "{} points from {}; {with_results} with results",
             rec.points.len(),
             rec.file.display(),
-            runs.len()
         ),
         runs,
         history: Vec::new(),

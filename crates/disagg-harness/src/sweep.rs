@@ -632,15 +632,24 @@ fn relative_to(target: &Path, from: &Path) -> PathBuf {
 pub fn summary(r: &SweepRecord) -> String {
     let mut s = format!("# sweep {} — {}\n\n", r.sweep, r.sweep_id);
     let count = |st: PointStatus| r.points.iter().filter(|p| p.status == st).count();
+    // Running and pending points are said as such: a summary written while the sweep ran
+    // (and left so by a `disagg run` killed outright) must not read as a sweep that ended.
+    let under_way = match (count(PointStatus::Running), count(PointStatus::Pending)) {
+        (0, 0) => String::new(),
+        (running, pending) => format!(
+            " (not over: {running} running, {pending} pending, as of this write; a `disagg run` \
+             killed outright leaves it so)"
+        ),
+    };
     s.push_str(&format!(
-        "{} points: {} passed ({} reused), {} regressed, {} failed, {} interrupted, {} not run\n\n",
+        "{} points: {} passed ({} reused), {} regressed, {} failed, {} interrupted, {} not run{under_way}\n\n",
         r.points.len(),
         count(PointStatus::Passed),
         r.points.iter().filter(|p| p.reused).count(),
         count(PointStatus::Regressed),
         count(PointStatus::Failed),
         count(PointStatus::Interrupted),
-        count(PointStatus::NotRun) + count(PointStatus::Pending) + count(PointStatus::Running),
+        count(PointStatus::NotRun),
     ));
     let out: Vec<&str> = r
         .points
@@ -726,6 +735,19 @@ mod tests {
         assert_eq!(now.points[0].status, PointStatus::Passed);
         assert!(!summary(&now).contains("Not over"));
         assert_eq!(refresh(tmp.path()), None, "not a sweep point");
+        // Written while it ran (and left so when `disagg run` was killed outright): said so,
+        // and a running point is not counted as not run.
+        let mut under_way = now.clone();
+        under_way.points[0].status = PointStatus::Running;
+        under_way.points[1].status = PointStatus::Pending;
+        let text = summary(&under_way);
+        assert!(
+            text.contains(
+                "2 points: 0 passed (0 reused), 0 regressed, 0 failed, 0 interrupted, 0 not run \
+                 (not over: 1 running, 1 pending, as of this write"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

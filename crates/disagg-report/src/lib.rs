@@ -250,6 +250,10 @@ pub fn render(r: &Report) -> Result<String, String> {
                 esc(&run.config_name),
                 esc(&run.topology)
             );
+            if run.points.is_empty() {
+                let _ = writeln!(h, "<p>No point measured (run {}).</p>", esc(&run.verdict));
+                continue;
+            }
             for metric in ["ttft", "tpot", "itl", "e2el"] {
                 let Some(svg) = plots::distribution(run, metric)? else {
                     continue;

@@ -133,6 +133,21 @@ fn a_sweep_runs_four_points_and_resumes_after_a_kill_running_only_the_rest() {
         st[2..].iter().all(|s| s == "interrupted" || s == "not_run"),
         "{killed}"
     );
+    // Its report lists every point, those not run with their status.
+    let html = read(&ws.join("disagg_sweeps/sw/latest/report.html"));
+    let rows = html
+        .split("<h2>Runs</h2>")
+        .nth(1)
+        .and_then(|t| t.split("</table>").next())
+        .unwrap_or_else(|| panic!("no runs table: {html}"));
+    assert_eq!(rows.matches("<tr><td").count(), 4, "{rows}");
+    assert!(html.contains("4 points from "), "{html}");
+    if st[3] == "not_run" {
+        assert!(
+            rows.contains(">point 4</td>") && rows.contains(">not run</td>"),
+            "{rows}"
+        );
+    }
     let first_runs: Vec<String> = first["points"].as_array().unwrap()[..2]
         .iter()
         .map(|p| p["run_dir"].as_str().unwrap().to_string())
