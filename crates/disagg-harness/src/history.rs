@@ -50,7 +50,7 @@ pub fn render(store: &mut Store, config: &str, metric: &str) -> Result<String, S
                 labels.push(p.label.clone());
             }
             if let Some((_, v)) = p.metrics.iter().find(|(n, _)| n == metric) {
-                values.insert(p.label.clone(), *v);
+                values.insert(p.label.clone(), (*v, p.valid));
             }
         }
         rows.push((r, values));
@@ -70,6 +70,7 @@ pub fn render(store: &mut Store, config: &str, metric: &str) -> Result<String, S
         let _ = write!(s, " {l:>12}");
     }
     let _ = writeln!(s, "  {:<3}  perf check", "ref");
+    let mut marked = false;
     for (r, values) in rows {
         let _ = write!(
             s,
@@ -89,8 +90,13 @@ pub fn render(store: &mut Store, config: &str, metric: &str) -> Result<String, S
         );
         for l in &labels {
             match values.get(l) {
-                Some(v) => {
+                Some((v, true)) => {
                     let _ = write!(s, " {v:>12.3}");
+                }
+                // An invalid point's figure is shown, marked, never read as a measurement.
+                Some((v, false)) => {
+                    marked = true;
+                    let _ = write!(s, " {:>12}", format!("{v:.3}!"));
                 }
                 None => {
                     let _ = write!(s, " {:>12}", "-");
@@ -100,6 +106,12 @@ pub fn render(store: &mut Store, config: &str, metric: &str) -> Result<String, S
         // Whether its case's history gate takes it as a reference.
         let reference = if r.is_reference() { "yes" } else { "no" };
         let _ = writeln!(s, "  {reference:<3}  {}", r.perf_verdict);
+    }
+    if marked {
+        let _ = writeln!(
+            s,
+            "(a figure marked ! is of an invalid point: failed requests, or no output)"
+        );
     }
     Ok(s)
 }
@@ -121,4 +133,51 @@ pub fn metric_name(given: &str) -> Option<String> {
         return Some(given.to_string());
     }
     crate::perf::MetricType::parse(given).map(|m| m.name())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use disagg_store::{PointRecord, RunRecord};
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn an_invalid_points_figure_is_marked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&tmp.path().join("s.sqlite").display().to_string()).unwrap();
+        let point = |label: &str, valid: bool, v: f64| PointRecord {
+            label: label.into(),
+            concurrency: Some(1),
+            request_rate: None,
+            valid,
+            metrics: vec![("TOKEN_THROUGHPUT".into(), v)],
+            json: String::new(),
+        };
+        store
+            .record(&RunRecord {
+                run_id: "r1".into(),
+                config_name: "c".into(),
+                case_hash: "h".into(),
+                run_dir: "/r1".into(),
+                sweep: None,
+                recorded_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+                verdict: "failed".into(),
+                exit_code: 1,
+                engine: "sim".into(),
+                versions: Default::default(),
+                ctx: Default::default(),
+                generation: Default::default(),
+                topology: String::new(),
+                perf_verdict: "not run".into(),
+                points: vec![point("con1", true, 100.0), point("con2", false, 7.0)],
+                checks: Vec::new(),
+            })
+            .unwrap();
+        let text = render(&mut store, "c", "TOKEN_THROUGHPUT").unwrap();
+        assert!(text.contains(" 100.000       7.000!  no"), "{text}");
+        assert!(
+            text.contains("(a figure marked ! is of an invalid point"),
+            "{text}"
+        );
+    }
 }
