@@ -359,10 +359,33 @@ fn point_case(
     }
     let point_text = serde_yaml_ng::to_string(&doc).expect("a YAML value serializes");
     parse_case(&point_text, path).map_err(|mut e| {
-        // Lines of the expanded text mean nothing to the user: point at the key in their file.
-        e.line = line_of(text, &e.key).filter(|_| !e.key.is_empty());
+        // Lines of the expanded text mean nothing to the user: point at the key in their file;
+        // a key the sweep set (`benchmark.isll: [...]`) is on its line in `sweep:`.
+        let set_by_sweep = values.iter().map(|(n, _)| n).find(|n| {
+            is_key_path(n, base) && (e.key == **n || e.key.starts_with(&format!("{n}.")))
+        });
+        e.line = match set_by_sweep {
+            Some(n) => sweep_key_line(text, n),
+            None => line_of(text, &e.key).filter(|_| !e.key.is_empty()),
+        };
         e
     })
+}
+
+/// The line of `name:` (a dotted key path, written whole) inside the file's `sweep:` section.
+fn sweep_key_line(text: &str, name: &str) -> Option<usize> {
+    let sweep = line_of(text, "sweep")?;
+    text.lines()
+        .enumerate()
+        .skip(sweep - 1)
+        .find(|(_, l)| {
+            let l = l.trim_start().trim_start_matches(['{', '-', ' ']);
+            [name.to_string(), format!("\"{name}\""), format!("'{name}'")]
+                .iter()
+                .any(|k| l.starts_with(&format!("{k}:")) || l.contains(&format!(" {k}:")))
+        })
+        .map(|(i, _)| i + 1)
+        .or(Some(sweep))
 }
 
 /// Replaces `{name}` in every string of `v`.
@@ -612,5 +635,18 @@ mod tests {
         assert!(typo[0].to_string().contains("paralel"), "{typo:?}");
         let same = sweep("sweep: {ctx.count: [1, 1]}\n").unwrap_err();
         assert!(same[0].message.contains("same case"), "{same:?}");
+        // A point's error about a key the sweep set points at that key's line in `sweep:`.
+        let at = sweep("sweep:\n  ctx.count: [1]\n  benchmark.isll: [1, 2]\n").unwrap_err();
+        assert_eq!(
+            (at[0].key.as_str(), at[0].line),
+            ("benchmark.isll", Some(8)),
+            "{at:?}"
+        );
+        let at = sweep("sweep:\n  ctx.count: [0, 1]\n").unwrap_err();
+        assert_eq!(
+            (at[0].key.as_str(), at[0].line),
+            ("ctx.count", Some(7)),
+            "{at:?}"
+        );
     }
 }
