@@ -107,6 +107,16 @@ impl ClientRequest {
             }
         }
         let options = field::<Option<StreamOptions>>(&body, "stream_options", "an object")?;
+        // Refused here, as TensorRT-LLM's disaggregated server and vLLM refuse it: sent on, the
+        // context leg (which drops it) would prefill and hold KV that the generation worker's
+        // refusal then leaves for nobody to fetch.
+        if options.is_some() && !stream && endpoint != Endpoint::Generate {
+            return Err(
+                "`stream_options` can only be set when `stream` is true: send it with \
+                 stream: true, or drop it"
+                    .into(),
+            );
+        }
         let return_logprob = endpoint == Endpoint::Generate
             && match field::<Option<ReturnLogprob>>(
                 &body,
@@ -123,7 +133,9 @@ impl ClientRequest {
             prompt_key,
             batch,
             stream,
-            include_usage: options.and_then(|o| o.include_usage).unwrap_or(false),
+            // `stream_options: {}` asks for usage: TensorRT-LLM's and vLLM's `include_usage`
+            // defaults to true.
+            include_usage: options.is_some_and(|o| o.include_usage.unwrap_or(true)),
             max_tokens,
             return_logprob,
             authorization: None,
@@ -357,6 +369,11 @@ mod tests {
                 r#"{"prompt": "p", "stream_options": 1}"#,
                 "`stream_options` must be an object",
             ),
+            (
+                Completions,
+                r#"{"prompt": "p", "stream_options": {"include_usage": true}}"#,
+                "`stream_options` can only be set when `stream` is true",
+            ),
             (Completions, r#"[]"#, "not an array"),
             (
                 Completions,
@@ -392,6 +409,12 @@ mod tests {
         )
         .unwrap();
         assert!(!r.stream() && !r.include_usage());
+        let r = parse(
+            Endpoint::Completions,
+            r#"{"prompt": "p", "stream": true, "stream_options": {}}"#,
+        )
+        .unwrap();
+        assert!(r.include_usage(), "include_usage defaults to true");
         for n in ["1", "null"] {
             parse(
                 Endpoint::Completions,

@@ -47,6 +47,10 @@ struct RawRequest {
     model: Option<String>,
     stream: Option<bool>,
     stream_options: Option<StreamOptions>,
+    /// Sampling settings the engines validate (the sim samples nothing).
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    stop: Option<Value>,
     /// trtllm.
     disaggregated_params: Option<DisaggregatedParams>,
     /// vllm.
@@ -79,6 +83,7 @@ struct SamplingParams {
     /// SGLang's default is 128.
     max_new_tokens: Option<u64>,
     min_new_tokens: Option<u64>,
+    temperature: Option<f64>,
     ignore_eos: Option<bool>,
     n: Option<u64>,
 }
@@ -275,9 +280,11 @@ pub(crate) fn parse_request(
             (prompts, batch)
         }
     };
-    let asked = raw.max_tokens.or(raw.max_completion_tokens).map(|w| w.0);
+    // Chat's `max_completion_tokens` wins over the older `max_tokens` (vLLM, SGLang).
+    let asked = raw.max_completion_tokens.or(raw.max_tokens).map(|w| w.0);
     let max_tokens = asked.unwrap_or(DEFAULT_MAX_TOKENS);
     check_max_tokens(max_tokens, "max_tokens")?;
+    check_sampling(&raw, dialect, max_tokens)?;
     let kind = match dialect {
         Dialect::Trtllm => trtllm::kind(raw.disaggregated_params.as_ref()),
         Dialect::Vllm => vllm::kind(raw.kv_transfer_params.as_ref(), role)?,
@@ -285,9 +292,11 @@ pub(crate) fn parse_request(
     };
     check_role(kind, role)?;
     let stream = raw.stream.unwrap_or(false);
+    // `stream_options: {}` asks for usage in vLLM and TensorRT-LLM (`include_usage`
+    // defaults to true there); SGLang's default is false.
     let include_usage = raw
         .stream_options
-        .and_then(|o| o.include_usage)
+        .map(|o| o.include_usage.unwrap_or(dialect != Dialect::Sglang))
         .unwrap_or(false);
     // A trtllm or vllm context server answers in one piece: the router needs the whole
     // response (PROTOCOLS.md §1 step 3, §2 step 2). SGLang's prefill leg gets the client's own
@@ -454,6 +463,19 @@ fn parse_generate(
         }
         let max_tokens = p.max_new_tokens.unwrap_or(SGLANG_DEFAULT_MAX_NEW_TOKENS);
         check_max_tokens(max_tokens, "max_new_tokens")?;
+        // SGLang's `SamplingParams.verify`, in its words.
+        if let Some(min) = p.min_new_tokens.filter(|m| *m > max_tokens) {
+            return Err(ApiError::bad_request(format!(
+                "min_new_tokens must be in [0, max_new_tokens({max_tokens})], got {min}."
+            ))
+            .into());
+        }
+        if let Some(t) = p.temperature.filter(|t| !(t.is_finite() && *t >= 0.0)) {
+            return Err(ApiError::bad_request(format!(
+                "temperature must be a non-negative finite number, got {t}."
+            ))
+            .into());
+        }
         let a = Asked {
             prompt: prompt.ids().len() as u64,
             text: matches!(prompt, ParsedPrompt::Text(_)),
@@ -518,6 +540,57 @@ fn logprob_starts(
             }
         })
         .collect()
+}
+
+/// What the engines' request validation refuses of the sampling settings the sim otherwise
+/// ignores, each in the engine's words: vLLM's (`validate_stream_options`,
+/// `SamplingParams._verify_args`) and SGLang's (`SamplingParams.verify`). TensorRT-LLM's own
+/// checks are in its dialect's field scan.
+fn check_sampling(raw: &RawRequest, dialect: Dialect, max_tokens: u64) -> Result<(), ApiError> {
+    let bad = |m: String| Err(ApiError::bad_request(m));
+    let min_tokens = raw.min_tokens.map_or(0, |w| w.0);
+    match dialect {
+        Dialect::Vllm => {
+            if raw.stream_options.is_some() && !raw.stream.unwrap_or(false) {
+                return bad("Stream options can only be defined when `stream=True`.".into());
+            }
+            if min_tokens > max_tokens {
+                return bad(format!(
+                    "min_tokens must be less than or equal to max_tokens={max_tokens}, got \
+                     {min_tokens}."
+                ));
+            }
+            if let Some(t) = raw.temperature.filter(|t| *t < 0.0) {
+                return bad(format!("temperature must be non-negative, got {t}."));
+            }
+            if let Some(p) = raw.top_p.filter(|p| !(*p > 0.0 && *p <= 1.0)) {
+                return bad(format!("top_p must be in (0, 1], got {p}."));
+            }
+            let stops: Vec<&str> = match &raw.stop {
+                Some(Value::String(s)) => vec![s.as_str()],
+                Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+                _ => Vec::new(),
+            };
+            if stops.contains(&"") {
+                return bad("stop cannot contain an empty string.".into());
+            }
+        }
+        Dialect::Sglang => {
+            if min_tokens > max_tokens {
+                return bad(format!(
+                    "min_new_tokens must be in [0, max_new_tokens({max_tokens})], got \
+                     {min_tokens}."
+                ));
+            }
+            if let Some(t) = raw.temperature.filter(|t| !(t.is_finite() && *t >= 0.0)) {
+                return bad(format!(
+                    "temperature must be a non-negative finite number, got {t}."
+                ));
+            }
+        }
+        Dialect::Trtllm => {}
+    }
+    Ok(())
 }
 
 fn check_max_tokens(max_tokens: u64, name: &str) -> Result<(), ApiError> {
@@ -950,6 +1023,97 @@ mod model_names {
             parse_as(ok, Some("llama")).expect("served, or no name");
         }
         parse_as(r#"{"prompt":"a","model":"other"}"#, None).expect("no check asked");
+    }
+
+    /// What vLLM's and SGLang's request validation refuses, the sim refuses in their words; and
+    /// what their defaults read the same way.
+    #[test]
+    fn sampling_settings_the_engines_refuse_are_refused() {
+        let parse_as = |dialect, endpoint, body: &str| {
+            parse(
+                body.as_bytes(),
+                endpoint,
+                SimRole::Both,
+                dialect,
+                None,
+                None,
+                LengthLimits::default(),
+            )
+        };
+        for (dialect, body, says) in [
+            (
+                Dialect::Vllm,
+                r#"{"prompt":"a","stream_options":{"include_usage":true}}"#,
+                "Stream options can only be defined when `stream=True`.",
+            ),
+            (
+                Dialect::Vllm,
+                r#"{"prompt":"a","max_tokens":2,"min_tokens":5}"#,
+                "min_tokens must be less than or equal to max_tokens=2, got 5.",
+            ),
+            (
+                Dialect::Vllm,
+                r#"{"prompt":"a","temperature":-1}"#,
+                "temperature must be non-negative",
+            ),
+            (
+                Dialect::Vllm,
+                r#"{"prompt":"a","top_p":0}"#,
+                "top_p must be in (0, 1]",
+            ),
+            (
+                Dialect::Vllm,
+                r#"{"prompt":"a","stop":["x",""]}"#,
+                "stop cannot contain an empty string.",
+            ),
+            (
+                Dialect::Sglang,
+                r#"{"prompt":"a","max_tokens":2,"min_tokens":5}"#,
+                "min_new_tokens must be in [0, max_new_tokens(2)], got 5.",
+            ),
+            (
+                Dialect::Sglang,
+                r#"{"prompt":"a","temperature":-1}"#,
+                "temperature must be a non-negative finite number",
+            ),
+        ] {
+            let e = parse_as(dialect, Endpoint::Completions, body).expect_err(body);
+            assert_eq!(e.api.status, 400, "{body}");
+            assert!(e.api.message.contains(says), "{body}: {}", e.api.message);
+        }
+        let e = parse_as(
+            Dialect::Sglang,
+            Endpoint::Generate,
+            r#"{"text":"a","sampling_params":{"max_new_tokens":2,"min_new_tokens":5},"bootstrap_room":1}"#,
+        )
+        .expect_err("generate");
+        assert!(
+            e.api.message.contains("min_new_tokens must be in"),
+            "{}",
+            e.api.message
+        );
+        // Accepted as the engines accept them.
+        for body in [
+            r#"{"prompt":"a","temperature":0,"top_p":1,"stop":["x"],"max_tokens":5,"min_tokens":5}"#,
+            r#"{"prompt":"a","stream":true,"stream_options":{}}"#,
+        ] {
+            parse_as(Dialect::Vllm, Endpoint::Completions, body).expect(body);
+        }
+        // `max_completion_tokens` wins over `max_tokens`.
+        let p = parse_as(
+            Dialect::Vllm,
+            Endpoint::Chat,
+            r#"{"messages":[{"role":"user","content":"hi"}],"max_tokens":5,"max_completion_tokens":2}"#,
+        )
+        .unwrap();
+        assert_eq!(p.max_tokens, 2);
+        let p = parse_as(
+            Dialect::Vllm,
+            Endpoint::Completions,
+            r#"{"prompt":"a","stream":true,"stream_options":{}}"#,
+        )
+        .unwrap();
+        assert!(p.include_usage, "include_usage defaults to true");
     }
 
     /// `"prompt": ["hello"]`: one prompt in a list, which TensorRT-LLM's server unwraps and

@@ -285,6 +285,17 @@ pub(crate) fn refuse_undeclared_fields(
                 .into(),
         );
     }
+    // TensorRT-LLM's StreamOptions forbids extra fields too.
+    if let Some(Value::Object(o)) = &top.stream_options {
+        for k in o.keys() {
+            if !["include_usage", "continuous_usage_stats"].contains(&k.as_str()) {
+                errors.push(format!(
+                    "stream_options.{k}\n  Extra inputs are not permitted (TensorRT-LLM's \
+                     StreamOptions has include_usage and continuous_usage_stats)"
+                ));
+            }
+        }
+    }
     if top.suffix.as_ref().is_some_and(truthy) {
         errors.push("Value error, suffix is not supported".into());
     }
@@ -452,6 +463,28 @@ mod tests {
             )
             .unwrap()
             .contains("ChatCompletionRequest\ndetokenize")
+        );
+    }
+
+    #[test]
+    fn stream_options_forbid_extra_fields_too() {
+        let m = refusal(
+            r#"{"model":"m","prompt":"a","stream":true,"stream_options":{"include_usage":true,"zzz":1}}"#,
+            false,
+            "1.3.0",
+        )
+        .unwrap();
+        assert!(
+            m.contains("stream_options.zzz\n  Extra inputs are not permitted"),
+            "{m}"
+        );
+        assert_eq!(
+            refusal(
+                r#"{"model":"m","prompt":"a","stream":true,"stream_options":{"continuous_usage_stats":false}}"#,
+                false,
+                "1.3.0"
+            ),
+            None
         );
     }
 
