@@ -142,11 +142,16 @@ async fn serve(
     let body = body
         .map_err(|r| ApiError::new(r.status().as_u16(), "invalid_request_error", r.body_text()))?;
     if sim.dialect() == crate::Dialect::Trtllm && endpoint != Endpoint::Generate {
+        // In TensorRT-LLM's own error shape (`create_error_response`: flat, `BadRequestError`).
         crate::dialect::trtllm::refuse_undeclared_fields(
             &body,
             endpoint == Endpoint::Chat,
             sim.trtllm_version(),
-        )?;
+        )
+        .map_err(|mut e| {
+            e.kind = "BadRequestError".into();
+            Refusal::shaped(e, crate::error::Shape::Flat)
+        })?;
     }
     let Parsed {
         mut jobs,

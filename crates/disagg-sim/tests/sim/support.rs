@@ -295,7 +295,12 @@ impl Sim {
 
 /// The message of an OpenAI error body, asserting the body has that shape.
 pub fn error_message(body: &Value) -> String {
-    let e = &body["error"];
+    // OpenAI's envelope (vLLM, SGLang, the sim's own), or TensorRT-LLM's flat ErrorResponse.
+    let e = if body["object"] == "error" {
+        body
+    } else {
+        &body["error"]
+    };
     assert!(e["type"].is_string(), "not an OpenAI error body: {body}");
     e["message"].as_str().expect("error message").to_string()
 }

@@ -179,6 +179,12 @@ async fn an_old_worker_refuses_fields_its_request_model_lacks() {
     assert_eq!(v["tensorrt_llm"], "1.0.0", "{v}");
     let (status, body) = ctx.complete(&context_with_id(ID)).await;
     assert_eq!(status, 400, "{body}");
+    // In TensorRT-LLM's own shape: flat, `BadRequestError`.
+    assert_eq!(
+        (&body["object"], &body["type"], &body["code"]),
+        (&json!("error"), &json!("BadRequestError"), &json!(400)),
+        "{body}"
+    );
     let msg = error_message(&body);
     assert!(
         msg.contains("disaggregated_params.disagg_request_id")
