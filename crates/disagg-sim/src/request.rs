@@ -463,19 +463,7 @@ fn parse_generate(
         }
         let max_tokens = p.max_new_tokens.unwrap_or(SGLANG_DEFAULT_MAX_NEW_TOKENS);
         check_max_tokens(max_tokens, "max_new_tokens")?;
-        // SGLang's `SamplingParams.verify`, in its words.
-        if let Some(min) = p.min_new_tokens.filter(|m| *m > max_tokens) {
-            return Err(ApiError::bad_request(format!(
-                "min_new_tokens must be in [0, max_new_tokens({max_tokens})], got {min}."
-            ))
-            .into());
-        }
-        if let Some(t) = p.temperature.filter(|t| !(t.is_finite() && *t >= 0.0)) {
-            return Err(ApiError::bad_request(format!(
-                "temperature must be a non-negative finite number, got {t}."
-            ))
-            .into());
-        }
+        sglang_sampling(p.min_new_tokens.unwrap_or(0), max_tokens, p.temperature)?;
         let a = Asked {
             prompt: prompt.ids().len() as u64,
             text: matches!(prompt, ParsedPrompt::Text(_)),
@@ -575,20 +563,23 @@ fn check_sampling(raw: &RawRequest, dialect: Dialect, max_tokens: u64) -> Result
                 return bad("stop cannot contain an empty string.".into());
             }
         }
-        Dialect::Sglang => {
-            if min_tokens > max_tokens {
-                return bad(format!(
-                    "min_new_tokens must be in [0, max_new_tokens({max_tokens})], got \
-                     {min_tokens}."
-                ));
-            }
-            if let Some(t) = raw.temperature.filter(|t| !(t.is_finite() && *t >= 0.0)) {
-                return bad(format!(
-                    "temperature must be a non-negative finite number, got {t}."
-                ));
-            }
-        }
+        Dialect::Sglang => sglang_sampling(min_tokens, max_tokens, raw.temperature)?,
         Dialect::Trtllm => {}
+    }
+    Ok(())
+}
+
+/// SGLang's `SamplingParams.verify`, in its words, for `/generate` and the OpenAI routes alike.
+fn sglang_sampling(min: u64, max: u64, temperature: Option<f64>) -> Result<(), ApiError> {
+    if min > max {
+        return Err(ApiError::bad_request(format!(
+            "min_new_tokens must be in [0, max_new_tokens({max})], got {min}."
+        )));
+    }
+    if let Some(t) = temperature.filter(|t| !(t.is_finite() && *t >= 0.0)) {
+        return Err(ApiError::bad_request(format!(
+            "temperature must be a non-negative finite number, got {t}."
+        )));
     }
     Ok(())
 }

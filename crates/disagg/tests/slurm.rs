@@ -317,11 +317,7 @@ fn no_wait_prints_the_job_and_folder_then_logs_shows_the_run() {
     let id = read(&dir.join("slurm_job_id"));
     assert!(stdout.contains(&format!("job {id}")), "{stdout}");
     assert!(stdout.contains(&dir.display().to_string()), "{stdout}");
-    let until = Instant::now() + Duration::from_secs(90);
-    while job_state(&id).is_none_or(|s| !terminal(&s)) {
-        assert!(Instant::now() < until, "job {id} did not end");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    wait_for_job_end(&id, Duration::from_secs(90));
     assert_eq!(job_state(&id).as_deref(), Some("COMPLETED"));
     let logs = ws.run(&["logs", "sl-nowait"]);
     assert_eq!(logs.status.code(), Some(0), "{}", text(&logs));
@@ -379,6 +375,15 @@ fn wait_for_running_job(
             panic!("the job never ran");
         }
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits until Slurm says job `id` has ended, for at most `within`.
+fn wait_for_job_end(id: &str, within: Duration) {
+    let until = Instant::now() + within;
+    while job_state(id).is_none_or(|s| !terminal(&s)) {
+        assert!(Instant::now() < until, "job {id} did not end");
+        std::thread::sleep(Duration::from_millis(300));
     }
 }
 
@@ -583,21 +588,23 @@ fn a_no_wait_job_ended_at_its_time_limit_reports_timeout_from_inside_the_job() {
         "slow.yaml",
         "name: sl-inside-timeout\nmodel: {name: tiny}\nhardware: {gpus_per_node: 2}\nctx: {count: 1, engine_args: {}}\ngen: {count: 1, engine_args: {itl: 50ms}}\nbenchmark: {isl: 16, osl: 4000, concurrency: [1], rounds: 1}\ntimeouts: {worker_startup: 5s, request: 100s, benchmark: 105s, job: 115s, grace: 1s}\nsetup: [sleep, \"100\"]\nslurm: {time: \"2\"}\n",
     );
+    no_wait_until_its_time_limit(&ws, &c, "sl-inside-timeout", Duration::from_secs(240));
+}
+
+/// Submits `case` with `--no-wait`, waits for Slurm to end the job, and checks that the job
+/// ended at its time limit and that its run folder says so, from inside the job: nobody waits.
+fn no_wait_until_its_time_limit(ws: &Ws, case: &Path, config: &str, within: Duration) {
     let out = ws.run(&[
         "run",
-        c.to_str().unwrap(),
+        case.to_str().unwrap(),
         "--launcher",
         "slurm",
         "--no-wait",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let dir = ws.run_dir("sl-inside-timeout");
+    let dir = ws.run_dir(config);
     let id = read(&dir.join("slurm_job_id"));
-    let until = Instant::now() + Duration::from_secs(240);
-    while job_state(&id).is_none_or(|s| !terminal(&s)) {
-        assert!(Instant::now() < until, "job {id} did not end");
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    wait_for_job_end(&id, within);
     assert_eq!(job_state(&id).as_deref(), Some("TIMEOUT"));
     let xml = read(&dir.join("results.xml"));
     assert!(xml.contains("TIMEOUT"), "{xml}");
@@ -617,28 +624,7 @@ fn a_no_wait_job_ended_at_its_time_limit_in_its_setup_still_reports() {
             &format!("{GEN_OK}timeouts: {{worker_startup: 20s, request: 10s, benchmark: 30s, job: 50s}}\nsetup: [sleep, \"300\"]\nslurm: {{time: \"1\"}}\n"),
         ),
     );
-    let out = ws.run(&[
-        "run",
-        c.to_str().unwrap(),
-        "--launcher",
-        "slurm",
-        "--no-wait",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let dir = ws.run_dir("sl-setup-timeout");
-    let id = read(&dir.join("slurm_job_id"));
-    let until = Instant::now() + Duration::from_secs(180);
-    while job_state(&id).is_none_or(|s| !terminal(&s)) {
-        assert!(Instant::now() < until, "job {id} did not end");
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    assert_eq!(job_state(&id).as_deref(), Some("TIMEOUT"));
-    let xml = read(&dir.join("results.xml"));
-    assert!(
-        xml.contains("TIMEOUT") && xml.contains("time limit"),
-        "{xml}"
-    );
-    assert_eq!(read(&dir.join("exit_code")).trim(), "1");
+    no_wait_until_its_time_limit(&ws, &c, "sl-setup-timeout", Duration::from_secs(180));
 }
 
 fn a_baseline_that_breaks_while_the_job_waits_fails_the_run_not_the_gate_silently() {
@@ -685,11 +671,7 @@ fn a_baseline_that_breaks_while_the_job_waits_fails_the_run_not_the_gate_silentl
     std::fs::write(&base, "not,a,baseline\n").unwrap();
     let dir = ws.run_dir("sl-base");
     let id = read(&dir.join("slurm_job_id"));
-    let until = Instant::now() + Duration::from_secs(120);
-    while job_state(&id).is_none_or(|s| !terminal(&s)) {
-        assert!(Instant::now() < until, "job {id} did not end");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    wait_for_job_end(&id, Duration::from_secs(120));
     assert_eq!(read(&dir.join("exit_code")).trim(), "1");
     let summary = read(&dir.join("summary.md"));
     assert!(

@@ -523,13 +523,15 @@ fn an_interrupt_ends_the_run_as_interrupted_and_tears_everything_down() {
     );
 }
 
-#[test]
-fn after_done_a_worker_that_died_as_the_benchmark_ended_fails_the_run_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let plan = plan(dir.path());
+/// GEN_0's engine dies 20 ms after BENCHMARK writes `done` with `word` as its reason.
+fn gen0_dies_after_the_benchmarks_done(
+    dir: &std::path::Path,
+    word: &'static str,
+) -> (Plan, Outcome, Vec<(Instant, RoleName, Event)>) {
+    let plan = plan(dir);
     let scripts = scripts(&plan, |role, s| {
         if role == RoleName::Benchmark {
-            s.status = Some((Duration::from_millis(300), State::Done, ""));
+            s.status = Some((Duration::from_millis(300), State::Done, word));
         }
         if role == gen0() {
             // Its engine died a moment after the benchmark's `done`, before anyone stopped it.
@@ -539,6 +541,13 @@ fn after_done_a_worker_that_died_as_the_benchmark_ended_fails_the_run_named() {
         }
     });
     let (outcome, events, _) = run(&plan, scripts, false);
+    (plan, outcome, events)
+}
+
+#[test]
+fn after_done_a_worker_that_died_as_the_benchmark_ended_fails_the_run_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (plan, outcome, events) = gen0_dies_after_the_benchmarks_done(dir.path(), "");
     let f = failure(&outcome);
     assert_eq!(f.role.as_deref(), Some("GEN_0"), "{f:?}");
     assert!(
@@ -564,23 +573,10 @@ fn after_done_a_worker_that_died_as_the_benchmark_ended_fails_the_run_named() {
 #[test]
 fn after_a_sweep_that_stopped_early_the_verdict_does_not_say_it_finished() {
     let dir = tempfile::tempdir().unwrap();
-    let plan = plan(dir.path());
-    let scripts = scripts(&plan, |role, s| {
-        if role == RoleName::Benchmark {
-            s.status = Some((
-                Duration::from_millis(300),
-                State::Done,
-                "concurrency 4 is left out, 1 of 2 point(s) recorded",
-            ));
-        }
-        if role == gen0() {
-            // Seen after the benchmark's word, as a death under the last point often is.
-            s.exit = Some((Duration::from_millis(320), Exit::Code(1)));
-            s.note = Some("its engine exited with status 1 while serving");
-            s.leaves_when_over = false;
-        }
-    });
-    let (outcome, _, _) = run(&plan, scripts, false);
+    let (_, outcome, _) = gen0_dies_after_the_benchmarks_done(
+        dir.path(),
+        "concurrency 4 is left out, 1 of 2 point(s) recorded",
+    );
     let f = failure(&outcome);
     assert_eq!(f.role.as_deref(), Some("GEN_0"), "{f:?}");
     assert!(
