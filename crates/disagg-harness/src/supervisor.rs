@@ -592,10 +592,11 @@ fn first_task_end(log: &std::path::Path) -> Option<(String, u32, String)> {
 fn step_cancelled(log: &std::path::Path) -> Option<(String, String, String)> {
     let text = crate::logtext::tail_text(log, 256 * 1024)?;
     for line in text.lines() {
+        // Not srun's `Job step aborted: Waiting up to N seconds for job step to finish.`: it
+        // says that for any cancel of the step, an outside one too, and may come first.
         let srun_first = (line.starts_with("srun: error: ") && line.contains(": task"))
             || line.contains("_step_signal: Terminating")
-            || line.starts_with("srun: forcing job termination")
-            || line.starts_with("srun: Job step aborted");
+            || line.starts_with("srun: forcing job termination");
         if srun_first {
             return None;
         }
@@ -608,7 +609,8 @@ fn step_cancelled(log: &std::path::Path) -> Option<(String, String, String)> {
         let Some((host, rest)) = rest.split_once(' ') else {
             continue;
         };
-        if rest.starts_with("CANCELLED AT") {
+        // `... CANCELLED AT <time> DUE TO TIME LIMIT ***` is the job's time limit, not a cancel.
+        if rest.starts_with("CANCELLED AT") && !rest.contains(" DUE TO ") {
             let at = line.find("*** STEP").unwrap_or(0);
             return Some((
                 step.to_string(),

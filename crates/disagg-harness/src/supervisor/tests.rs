@@ -722,6 +722,29 @@ fn a_step_cancelled_from_outside_is_read_from_slurmstepds_line() {
             "*** STEP 487.5 ON dgn3 CANCELLED AT 2026-12-06T15:51:41 ***".into()
         ))
     );
+    // srun may say the step is aborted before slurmstepd says why (as in CI's run 591).
+    assert_eq!(
+        read(
+            "disagg role GEN_0: ready at http://127.0.0.1:34929\n\
+             srun: Job step aborted: Waiting up to 7 seconds for job step to finish.\n\
+             slurmstepd-vm: error: *** STEP 591.1 ON vm CANCELLED AT 2026-12-06T18:20:11 ***\n\
+             srun: error: vm: task 0: Killed\n\
+             srun: launch/slurm: _step_signal: Terminating StepId=591.1\n"
+        ),
+        Some((
+            "591.1".into(),
+            "vm".into(),
+            "*** STEP 591.1 ON vm CANCELLED AT 2026-12-06T18:20:11 ***".into()
+        ))
+    );
+    // A step ended at the job's time limit was not cancelled by anyone.
+    assert_eq!(
+        read(
+            "srun: Job step aborted: Waiting up to 32 seconds for job step to finish.\n\
+             slurmstepd-dgn1: error: *** STEP 677.1 ON dgn1 CANCELLED AT 2026-12-05T21:55:21 DUE TO TIME LIMIT ***\n"
+        ),
+        None
+    );
     // The whole job's cancellation (a time limit, scancel of the job) is not a step's.
     assert_eq!(
         read(
