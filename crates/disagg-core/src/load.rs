@@ -873,8 +873,24 @@ fn check_addresses(case: &Case, text: &str, path: &Path) -> Result<(), CaseError
         let EngineArgs::Command(c) = &g.engine_args else {
             continue;
         };
-        let Some(host) = c.host.as_deref().filter(|h| crate::plan::is_loopback(h)) else {
-            continue;
+        // `host: 127.0.0.1`, or the argv binding one itself (`--host 127.0.0.1`,
+        // `--host=localhost`) instead of `{host}`.
+        let in_argv = c.argv.iter().enumerate().find_map(|(i, a)| {
+            // The item holding the address: `--host=ADDR` itself, or the one after `--host`.
+            let (at, value) = match a.split_once('=') {
+                Some(("--host", v)) => (i, v),
+                _ if a == "--host" => (i + 1, c.argv.get(i + 1)?.as_str()),
+                _ => return None,
+            };
+            crate::plan::is_loopback(value).then_some((at, value))
+        });
+        let (host, key) = match (
+            c.host.as_deref().filter(|h| crate::plan::is_loopback(h)),
+            in_argv,
+        ) {
+            (Some(h), _) => (h, format!("{group}.engine_args.host")),
+            (None, Some((i, h))) => (h, format!("{group}.engine_args.argv[{i}]")),
+            (None, None) => continue,
         };
         let workers: Vec<String> = placed
             .iter()
@@ -886,7 +902,6 @@ fn check_addresses(case: &Case, text: &str, path: &Path) -> Result<(), CaseError
                 format!("{r} (node {})", on.join(", "))
             })
             .collect();
-        let key = format!("{group}.engine_args.host");
         return Err(CaseError::new(
             path,
             key.clone(),
@@ -902,7 +917,11 @@ fn check_addresses(case: &Case, text: &str, path: &Path) -> Result<(), CaseError
             ),
         )
         .at_line(line_of(text, &key))
-        .hint("remove `host`: on several nodes a worker binds 0.0.0.0 and publishes its node's hostname (also `{hostname}` in the argv)"));
+        .hint(if key.ends_with(".host") {
+            "remove `host`: on several nodes a worker binds 0.0.0.0 and publishes its node's hostname (also `{hostname}` in the argv)"
+        } else {
+            "write `{host}` in the argv instead: on several nodes it is 0.0.0.0, and the worker publishes its node's hostname (also `{hostname}` in the argv)"
+        }));
     }
     Ok(())
 }

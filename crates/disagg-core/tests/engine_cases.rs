@@ -318,6 +318,28 @@ fn bad_engine_and_router_settings_name_the_key_and_fix() {
             "{hostname}",
         ),
         (
+            "command binding loopback in its argv across nodes",
+            case(
+                "command",
+                r#"{argv: [srv, --host, 127.0.0.1, --port, "{port}"]}"#,
+                "hardware: {gpus_per_node: 2}\n",
+            ),
+            "ctx.engine_args.argv[2]",
+            "loopback address `127.0.0.1`",
+            "write `{host}` in the argv",
+        ),
+        (
+            "command binding localhost in its argv across nodes",
+            case(
+                "command",
+                r#"{argv: [srv, "--host=localhost", --port, "{port}"]}"#,
+                "hardware: {gpus_per_node: 2}\n",
+            ),
+            "ctx.engine_args.argv[1]",
+            "loopback address `localhost`",
+            "{host}",
+        ),
+        (
             "unknown engine",
             case("tgi", "{}", ""),
             "engine",

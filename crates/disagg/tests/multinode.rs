@@ -386,14 +386,21 @@ const ON_HOST: &str = r#"--host, "{host}", --port, "{port}""#;
 fn a_published_address_other_nodes_cannot_reach_fails_the_run_naming_the_worker_and_address() {
     let ws = Ws::new("unreachable");
     // GEN_0's command ignores `{host}` (0.0.0.0 on several nodes) and binds loopback: its own
-    // node sees it healthy, the router on the first node cannot connect to it.
+    // node sees it healthy, the router on the first node cannot connect to it. Inside a shell
+    // command, where `validate` cannot see it (an argv item `--host 127.0.0.1` it refuses), as
+    // an engine's own config file can hide it.
     let yaml = command_case(
         "mn-unreachable",
         1,
         ON_HOST,
-        r#"--host, 127.0.0.1, --port, "{port}""#,
+        ON_HOST,
         "timeouts: {worker_startup: 60s, request: 10s, benchmark: 60s, job: 3m}\n",
+    )
+    .replace(
+        r#"argv: ["{disagg}", sim, --role, generation, --model, "{model}", --host, "{host}", --port, "{port}"]"#,
+        r#"argv: [sh, -c, "exec {disagg} sim --role generation --model {model} --host 127.0.0.1 --port {port}"]"#,
     );
+    assert!(yaml.contains("exec {disagg} sim"), "{yaml}");
     let t0 = Instant::now();
     let out = ws.run("mn-unreachable", &yaml);
     let took = t0.elapsed();
