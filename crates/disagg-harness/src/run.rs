@@ -626,8 +626,13 @@ fn resolved_case_yaml(case: &LoadedCase) -> String {
 /// The content hash of a resolved case (SHA-256 of its YAML, hex): two runs with the same hash
 /// ran the same case, whatever file or sweep it came from.
 pub fn case_hash(case: &LoadedCase) -> String {
+    sha256_hex(resolved_case_body(case).as_bytes())
+}
+
+/// SHA-256 of `bytes`, in lower-case hex.
+fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest as _;
-    let digest = sha2::Sha256::digest(resolved_case_body(case).as_bytes());
+    let digest = sha2::Sha256::digest(bytes);
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -636,13 +641,11 @@ pub fn case_hash(case: &LoadedCase) -> String {
 /// history gate's runs are those of one such hash, so retuning the gate or a deadline keeps
 /// the history.
 pub fn measure_hash(case: &LoadedCase) -> String {
-    use sha2::Digest as _;
     let mut c = resolved_case(case);
     c.perf = Default::default();
     c.timeouts = Default::default();
     let body = serde_yaml_ng::to_string(&c).unwrap_or_default();
-    let digest = sha2::Sha256::digest(body.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    sha256_hex(body.as_bytes())
 }
 
 /// The file in the run folder holding the resolved case's [`measure_hash`].
@@ -689,17 +692,12 @@ pub const PERF_BASIS_FILE: &str = "perf_basis";
 /// against a baseline since edited, is no pass of the gate as it stands: `--resume` runs it
 /// again.
 pub(crate) fn perf_basis(case: &LoadedCase, skip_perf: bool) -> String {
-    use sha2::Digest as _;
     if skip_perf {
         return "skipped".into();
     }
     if let Some(b) = case.baseline_path() {
         return match std::fs::read(&b) {
-            Ok(bytes) => {
-                let digest = sha2::Sha256::digest(&bytes);
-                let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-                format!("baseline {hex}")
-            }
+            Ok(bytes) => format!("baseline {}", sha256_hex(&bytes)),
             Err(_) => "baseline unreadable".into(),
         };
     }

@@ -102,6 +102,29 @@ impl Ws {
             .expect("disagg runs")
     }
 
+    /// Starts `disagg run CASE --launcher slurm` (perf check skipped) without waiting for it,
+    /// its stdout to `stdout`.
+    fn spawn_run(
+        &self,
+        case: &Path,
+        stdout: impl Into<std::process::Stdio>,
+    ) -> std::process::Child {
+        Command::new(DISAGG)
+            .args([
+                "run",
+                case.to_str().unwrap(),
+                "--launcher",
+                "slurm",
+                "--workspace",
+            ])
+            .arg(&self.dir)
+            .env("SKIP_PERF_CHECK", "true")
+            .stdout(stdout)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
     /// Writes `yaml` as `<config>.yaml` and runs it on Slurm, waiting for the job.
     fn run_on_slurm(&self, config: &str, yaml: &str) -> Output {
         let c = self.case(&format!("{config}.yaml"), yaml);
@@ -412,19 +435,7 @@ fn ctrl_c_cancels_the_job() {
             &format!("{GEN_OK}{TIMEOUTS}setup: [sleep, \"600\"]\nslurm: {{time: \"10\"}}\n"),
         ),
     );
-    let mut child = Command::new(DISAGG)
-        .args([
-            "run",
-            c.to_str().unwrap(),
-            "--launcher",
-            "slurm",
-            "--workspace",
-        ])
-        .arg(&ws.dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = ws.spawn_run(&c, std::process::Stdio::null());
     let id = wait_for_running_job(&ws, &mut child, || true);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
@@ -457,19 +468,7 @@ fn a_job_cancelled_from_outside_is_said_to_be() {
         ),
     );
     let out = ws.dir.join("run.out");
-    let mut child = Command::new(DISAGG)
-        .args([
-            "run",
-            c.to_str().unwrap(),
-            "--launcher",
-            "slurm",
-            "--workspace",
-        ])
-        .arg(&ws.dir)
-        .stdout(std::fs::File::create(&out).unwrap())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = ws.spawn_run(&c, std::fs::File::create(&out).unwrap());
     // Its supervisor is running once the setup has started.
     let install = ws.dir.join("disagg_logs/sl-outside/latest/install.log");
     let id = wait_for_running_job(&ws, &mut child, || install.exists());
@@ -528,20 +527,7 @@ fn a_worker_step_cancelled_from_outside_is_named_with_the_cancel() {
         .replace("rounds: 2", "rounds: 20"),
     );
     let out = ws.dir.join("run.out");
-    let mut child = Command::new(DISAGG)
-        .args([
-            "run",
-            c.to_str().unwrap(),
-            "--launcher",
-            "slurm",
-            "--workspace",
-        ])
-        .arg(&ws.dir)
-        .env("SKIP_PERF_CHECK", "true")
-        .stdout(std::fs::File::create(&out).unwrap())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = ws.spawn_run(&c, std::fs::File::create(&out).unwrap());
     // GEN_0 serves once it has published its address.
     let published = ws
         .dir
@@ -850,20 +836,7 @@ fn a_pending_job_is_said_with_slurms_reason_then_runs() {
             &format!("{GEN_OK}{TIMEOUTS}slurm: {{time: \"5\"}}\n"),
         ),
     );
-    let mut child = Command::new(DISAGG)
-        .args([
-            "run",
-            c.to_str().unwrap(),
-            "--launcher",
-            "slurm",
-            "--workspace",
-        ])
-        .arg(&ws.dir)
-        .env("SKIP_PERF_CHECK", "true")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = ws.spawn_run(&c, std::process::Stdio::piped());
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let mut seen = Vec::new();
     let said = loop {
