@@ -19,6 +19,7 @@ use crate::census::census;
 use crate::config::RouterConfig;
 use crate::error::{Deadline, Leg, ProxyError, RouterError};
 use crate::ids::Ids;
+use crate::info;
 use crate::legs::RequestDeadline;
 use crate::metrics::{self, Metrics};
 use crate::policy::WorkerGroup;
@@ -153,14 +154,24 @@ impl AppState {
 
 /// The router's HTTP app.
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/v1/completions", post(completions))
         .route("/v1/chat/completions", post(chat_completions))
         .route("/generate", post(sglang_generate))
         .route("/v1/models", get(models))
         .route("/health", get(health_check))
+        .route("/version", get(info::version))
         .route("/workers", get(workers))
-        .route("/metrics", get(metrics_text))
+        .route("/metrics", get(metrics_text));
+    if state.0.cfg.dialect == crate::config::Dialect::Sglang {
+        router = router
+            .route("/get_server_info", get(info::server_info))
+            .route("/server_info", get(info::server_info))
+            .route("/get_model_info", get(model_info))
+            .route("/model_info", get(model_info))
+            .route("/health_generate", get(info::health_generate));
+    }
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -294,30 +305,44 @@ async fn read_body(
 /// Model metadata comes from a healthy generation worker, which is what clients talk to in
 /// effect; it is passed through as is.
 async fn models(State(state): State<AppState>) -> Response {
-    let out =
-        async {
-            let inner = &state.0;
-            let worker = inner.decode.workers.iter().find(|w| w.is_healthy()).ok_or(
-                ProxyError::Unhealthy {
-                    leg: Leg::Generation,
+    pass_through(&state, Leg::Generation, "/v1/models").await
+}
+
+/// SGLang's `/get_model_info`, from a healthy context worker (as SGLang's PD routers ask the
+/// first prefill server), passed through as is.
+async fn model_info(State(state): State<AppState>) -> Response {
+    pass_through(&state, Leg::Context, "/get_model_info").await
+}
+
+/// `GET path` of a healthy worker of `leg`, its answer passed through as is.
+async fn pass_through(state: &AppState, leg: Leg, path: &'static str) -> Response {
+    let out = async {
+        let inner = &state.0;
+        let group = inner.group(leg);
+        let worker =
+            group
+                .workers
+                .iter()
+                .find(|w| w.is_healthy())
+                .ok_or(ProxyError::Unhealthy {
+                    leg,
                     healthy: 0,
-                    total: inner.decode.workers.len(),
-                },
-            )?;
-            let deadline = RequestDeadline {
-                at: Instant::now() + MODELS_TIMEOUT.min(inner.cfg.request_timeout),
-            };
-            let t = inner.target(Leg::Generation, &worker.url, deadline);
-            let resp = upstream::get(&inner.client, t, "/v1/models").await?;
-            let opened = relay::open(t, resp).await?;
-            let keep = Keep {
-                leases: Vec::new(),
-                companion: None,
-            };
-            Ok(relay::respond(opened, &worker.url, false, keep))
-        }
-        .await;
-    finish(&state, "/v1/models", out)
+                    total: group.workers.len(),
+                })?;
+        let deadline = RequestDeadline {
+            at: Instant::now() + MODELS_TIMEOUT.min(inner.cfg.request_timeout),
+        };
+        let t = inner.target(leg, &worker.url, deadline);
+        let resp = upstream::get(&inner.client, t, path).await?;
+        let opened = relay::open(t, resp).await?;
+        let keep = Keep {
+            leases: Vec::new(),
+            companion: None,
+        };
+        Ok(relay::respond(opened, &worker.url, false, keep))
+    }
+    .await;
+    finish(state, path, out)
 }
 
 async fn health_check(State(state): State<AppState>) -> Result<Response, ProxyError> {

@@ -206,6 +206,19 @@ async fn probe(
         .map(|(status, _)| status)
 }
 
+/// One `GET path` of `worker` within `timeout`: its status and whole body, or why there was
+/// none, in words.
+pub(crate) async fn fetch(
+    client: &crate::upstream::HttpClient,
+    worker: &str,
+    path: &str,
+    timeout: Duration,
+) -> Result<(http::StatusCode, bytes::Bytes), String> {
+    get(client, worker, path, timeout).await.map_err(
+        |(Unanswered::Failed(why) | Unanswered::TimedOut(why) | Unanswered::Local(why))| why,
+    )
+}
+
 /// Why a `GET` got no answer.
 enum Unanswered {
     /// The exchange failed (refused, reset, ...).

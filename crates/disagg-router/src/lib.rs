@@ -46,6 +46,7 @@ mod error;
 mod flow;
 mod health;
 mod ids;
+mod info;
 mod legs;
 mod metrics;
 mod policy;

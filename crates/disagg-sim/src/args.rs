@@ -114,8 +114,9 @@ pub struct SimArgs {
     pub eos_at: Option<u64>,
     /// The maximum context length in tokens (prompt plus output), refused or cut as the
     /// dialect's engine does: vLLM's --max-model-len, SGLang's --context-length, TensorRT-LLM's
-    /// max_seq_len. Takes vLLM's forms too (8192, 8k = 8000, 8K = 8192). Default: no limit.
-    /// Give context and generation sims the same value.
+    /// max_seq_len. Takes vLLM's forms too (8192, 8k = 8000, 8K = 8192). A chat request without
+    /// max_tokens then generates up to the context's end, as the engines do (16 tokens without
+    /// it). Default: no limit. Give context and generation sims the same value.
     #[arg(long, value_parser = crate::context_len::parse_flag)]
     pub max_model_len: Option<u64>,
     /// TensorRT-LLM dialect: the engine prefills long prompts in chunks

@@ -84,6 +84,11 @@ async fn handle(
     match serve(&sim, endpoint, start, request_id, body, verdict).await {
         Ok(r) => r,
         Err(e) => {
+            let e = if endpoint == Endpoint::Generate {
+                e
+            } else {
+                e.in_engines_shape(sim.dialect())
+            };
             eprintln!(
                 "disagg-sim: POST {} -> {}: {}",
                 endpoint.path(),
@@ -142,16 +147,11 @@ async fn serve(
     let body = body
         .map_err(|r| ApiError::new(r.status().as_u16(), "invalid_request_error", r.body_text()))?;
     if sim.dialect() == crate::Dialect::Trtllm && endpoint != Endpoint::Generate {
-        // In TensorRT-LLM's own error shape (`create_error_response`: flat, `BadRequestError`).
         crate::dialect::trtllm::refuse_undeclared_fields(
             &body,
             endpoint == Endpoint::Chat,
             sim.trtllm_version(),
-        )
-        .map_err(|mut e| {
-            e.kind = "BadRequestError".into();
-            Refusal::shaped(e, crate::error::Shape::Flat)
-        })?;
+        )?;
     }
     let Parsed {
         mut jobs,

@@ -97,7 +97,7 @@ pub(crate) struct Fit {
 }
 
 /// What a request may do under `l`, or the engine's refusal. `default` is what the sim
-/// produces when the request names no `max_tokens`.
+/// produces when the request names no `max_tokens` and there is no context length to run to.
 pub(crate) fn fit(
     dialect: Dialect,
     l: LengthLimits,
@@ -111,13 +111,20 @@ pub(crate) fn fit(
             return Err(trtllm_max_num_tokens(n, a.prompt));
         }
     }
-    let wanted = a.max_tokens.unwrap_or(default);
     let Some(limit) = l.max_model_len else {
         return Ok(Fit {
             prompt: a.prompt,
-            max_tokens: wanted,
+            max_tokens: a.max_tokens.unwrap_or(default),
         });
     };
+    // A chat request without max_tokens generates up to the context's end (or EOS): vLLM's
+    // `get_max_tokens` gives it max_model_len minus the prompt, TensorRT-LLM's
+    // `_deduce_max_tokens` max_seq_len minus the prompt, and SGLang's scheduler
+    // `max_req_len - input - 1` with `max_req_len = context_len - 1`.
+    let wanted = a.max_tokens.unwrap_or(match dialect {
+        Dialect::Sglang => limit.saturating_sub(a.prompt).saturating_sub(2),
+        Dialect::Vllm | Dialect::Trtllm => limit.saturating_sub(a.prompt),
+    });
     let mut prompt = a.prompt;
     match dialect {
         Dialect::Vllm => vllm(limit, a)?,
@@ -362,8 +369,21 @@ mod tests {
                 .contains("you requested 0 output tokens"),
             "{body}"
         );
-        // What the sim produces then: its default, within the room left.
+        // What it produces then: up to the context's end, not the sim's default of 16.
         assert_eq!(served(Dialect::Vllm, 16, ids(10, None)), 6);
+        assert_eq!(served(Dialect::Vllm, 100, ids(10, None)), 90);
+    }
+
+    #[test]
+    fn chat_without_max_tokens_runs_to_the_context_end_as_each_engine_counts_it() {
+        assert_eq!(served(Dialect::Trtllm, 100, ids(10, None)), 90);
+        // SGLang: max_req_len (context_len - 1) - input - 1.
+        assert_eq!(served(Dialect::Sglang, 100, ids(10, None)), 88);
+        // Without a context length the sim knows no end: its default.
+        let none = LengthLimits::default();
+        for d in [Dialect::Vllm, Dialect::Sglang, Dialect::Trtllm] {
+            assert_eq!(fit(d, none, ids(10, None), 16).unwrap().max_tokens, 16);
+        }
     }
 
     #[test]

@@ -64,6 +64,28 @@ impl Refusal {
     }
 }
 
+impl Refusal {
+    /// A request refused as invalid (400), in the OpenAI layer's words of the dialect's engine:
+    /// type `BadRequestError` in all three (their `create_error_response`), flat in
+    /// TensorRT-LLM's `ErrorResponse`, in the `error` envelope in vLLM's and SGLang's. A
+    /// refusal already in an engine's shape, and any other status, is kept.
+    pub(crate) fn in_engines_shape(self, dialect: crate::Dialect) -> Self {
+        if self.shape != Shape::Sim
+            || self.api.status != 400
+            || self.api.kind != "invalid_request_error"
+        {
+            return self;
+        }
+        let mut api = self.api;
+        api.kind = "BadRequestError".into();
+        let shape = match dialect {
+            crate::Dialect::Trtllm => Shape::Flat,
+            crate::Dialect::Vllm | crate::Dialect::Sglang => Shape::Envelope { param: None },
+        };
+        Self { api, shape }
+    }
+}
+
 impl From<ApiError> for Refusal {
     fn from(api: ApiError) -> Self {
         Self {

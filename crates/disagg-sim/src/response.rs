@@ -68,7 +68,7 @@ struct Message<'a> {
 impl<'a> Choice<'a> {
     /// The choice of a whole answer.
     fn whole(h: &Header, text: &'a str, finish: Finish) -> Self {
-        let mut c = Self::streamed(h, text, Some(finish), false);
+        let mut c = Self::streamed(h, text, Some(finish));
         if h.chat {
             c.message = Some(Message {
                 role: Some("assistant"),
@@ -79,14 +79,14 @@ impl<'a> Choice<'a> {
         c
     }
 
-    /// The choice of one streamed chunk; a chat stream names the role in its first delta.
-    fn streamed(h: &Header, text: &'a str, finish: Option<Finish>, first: bool) -> Self {
+    /// The choice of one streamed chunk.
+    fn streamed(h: &Header, text: &'a str, finish: Option<Finish>) -> Self {
         Self {
             index: h.index,
             text: (!h.chat).then_some(text),
             message: None,
             delta: h.chat.then_some(Message {
-                role: first.then_some("assistant"),
+                role: None,
                 content: text,
             }),
             finish_reason: finish.and_then(Finish::reason),
@@ -139,8 +139,20 @@ impl<'a> Completion<'a> {
 }
 
 /// One streamed token: `finish` is set on the last one.
-pub(crate) fn chunk(h: &Header, text: &str, finish: Option<Finish>, first: bool) -> Bytes {
-    Completion::new(h, vec![Choice::streamed(h, text, finish, first)], true).to_bytes()
+pub(crate) fn chunk(h: &Header, text: &str, finish: Option<Finish>) -> Bytes {
+    Completion::new(h, vec![Choice::streamed(h, text, finish)], true).to_bytes()
+}
+
+/// The chunk a chat stream opens with before its first token, as vLLM, SGLang and TensorRT-LLM
+/// send it (each on its first output): `delta: {"role": "assistant", "content": ""}`. A client
+/// that counts chunks as tokens counts one too many on them, and on the sim too.
+pub(crate) fn role_chunk(h: &Header) -> Bytes {
+    let mut choice = Choice::streamed(h, "", None);
+    choice.delta = Some(Message {
+        role: Some("assistant"),
+        content: "",
+    });
+    Completion::new(h, vec![choice], true).to_bytes()
 }
 
 /// Every token frame of one stream, pre-rendered around the text: with thousands of streams on
@@ -148,7 +160,8 @@ pub(crate) fn chunk(h: &Header, text: &str, finish: Option<Finish>, first: bool)
 /// output is byte for byte what [`chunk`] inside an SSE frame gives (a unit test pins it).
 #[derive(Debug)]
 pub(crate) struct ChunkTemplate {
-    head_first: Vec<u8>,
+    /// A chat stream's opening frame ([`role_chunk`]), sent with its first token.
+    role: Option<Bytes>,
     head: Vec<u8>,
     tail_open: Vec<u8>,
     tail_length: Vec<u8>,
@@ -161,18 +174,17 @@ impl ChunkTemplate {
         // the sentinel is the text even if the model name contained it.
         const SENTINEL: &str = "\u{1}";
         const MARK: &str = r#""\u0001""#;
-        let split = |finish, first| {
-            let s = String::from_utf8_lossy(&chunk(h, SENTINEL, finish, first)).into_owned();
+        let split = |finish| {
+            let s = String::from_utf8_lossy(&chunk(h, SENTINEL, finish)).into_owned();
             let at = s.rfind(MARK).unwrap_or(s.len());
             let tail = s.get(at + MARK.len()..).unwrap_or("");
             (format!("data: {}", &s[..at]), format!("{tail}\n\n"))
         };
-        let (head_first, _) = split(None, true);
-        let (head, tail_open) = split(None, false);
-        let (_, tail_length) = split(Some(Finish::Length), false);
-        let (_, tail_stop) = split(Some(Finish::Stop), false);
+        let (head, tail_open) = split(None);
+        let (_, tail_length) = split(Some(Finish::Length));
+        let (_, tail_stop) = split(Some(Finish::Stop));
         Self {
-            head_first: head_first.into_bytes(),
+            role: h.chat.then(|| disagg_proto::sse::frame(&role_chunk(h))),
             head: head.into_bytes(),
             tail_open: tail_open.into_bytes(),
             tail_length: tail_length.into_bytes(),
@@ -180,15 +192,17 @@ impl ChunkTemplate {
         }
     }
 
-    /// The SSE frame of one streamed token.
+    /// The SSE frame of one streamed token; a chat stream's `first` comes after its role frame.
     pub(crate) fn frame(&self, text: &str, finish: Option<Finish>, first: bool) -> Bytes {
-        let head = if first { &self.head_first } else { &self.head };
+        let head = &self.head;
         let tail = match finish {
             None => &self.tail_open,
             Some(Finish::Length) => &self.tail_length,
             Some(Finish::Stop) => &self.tail_stop,
         };
-        let mut out = Vec::with_capacity(head.len() + text.len() + 2 + tail.len());
+        let role = self.role.as_deref().filter(|_| first).unwrap_or_default();
+        let mut out = Vec::with_capacity(role.len() + head.len() + text.len() + 2 + tail.len());
+        out.extend_from_slice(role);
         out.extend_from_slice(head);
         // Serializing a &str into a Vec cannot fail.
         let _ = serde_json::to_writer(&mut out, text);
@@ -285,7 +299,11 @@ mod tests {
                 ("", Some(Finish::Stop), false),
                 ("q\"uote\n", None, false),
             ] {
-                let want = disagg_proto::sse::frame(&chunk(&h, text, finish, first));
+                let mut want = Vec::new();
+                if chat && first {
+                    want.extend_from_slice(&disagg_proto::sse::frame(&role_chunk(&h)));
+                }
+                want.extend_from_slice(&disagg_proto::sse::frame(&chunk(&h, text, finish)));
                 assert_eq!(t.frame(text, finish, first), want, "{model} {text:?}");
             }
         }
@@ -309,12 +327,18 @@ mod tests {
             whole["choices"][0]["message"],
             serde_json::json!({"role": "assistant", "content": " t1"})
         );
+        let role: serde_json::Value = serde_json::from_slice(&role_chunk(&h)).expect("JSON");
+        assert_eq!(role["object"], "chat.completion.chunk");
+        assert_eq!(
+            role["choices"][0]["delta"],
+            serde_json::json!({"role": "assistant", "content": ""})
+        );
+        assert_eq!(role["choices"][0]["finish_reason"], serde_json::Value::Null);
         let first: serde_json::Value =
-            serde_json::from_slice(&chunk(&h, " t1", None, true)).expect("JSON");
-        assert_eq!(first["object"], "chat.completion.chunk");
+            serde_json::from_slice(&chunk(&h, " t1", None)).expect("JSON");
         assert_eq!(
             first["choices"][0]["delta"],
-            serde_json::json!({"role": "assistant", "content": " t1"})
+            serde_json::json!({"content": " t1"})
         );
         assert!(first["choices"][0].get("text").is_none());
     }

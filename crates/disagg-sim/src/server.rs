@@ -391,6 +391,7 @@ pub fn app(state: SimState) -> Router {
         Dialect::Sglang => {
             router = router
                 .route("/generate", post(completions::generate))
+                .route("/health_generate", get(health_generate))
                 .route("/server_info", get(server_info))
                 .route("/get_server_info", get(server_info))
                 .route("/model_info", get(model_info))
@@ -515,6 +516,15 @@ async fn health(State(sim): State<SimState>) -> Response {
     }
 }
 
+/// SGLang's `/health_generate`: the engine generates one token to answer, so an engine whose
+/// generation stalls (`--stall-after-requests`) never answers it, while `/health` does.
+async fn health_generate(State(sim): State<SimState>) -> Response {
+    if sim.faults().completions_hang() {
+        std::future::pending::<()>().await;
+    }
+    health(State(sim)).await
+}
+
 async fn metrics(State(sim): State<SimState>) -> Response {
     sim.kv_store().sweep_now();
     let mut r = sim.metrics().render().into_response();
@@ -525,16 +535,26 @@ async fn metrics(State(sim): State<SimState>) -> Response {
     r
 }
 
+/// `/v1/models`, with the fields vLLM's and SGLang's model cards carry beside OpenAI's: `root`
+/// (the model path) and `max_model_len` (the context, when `--max-model-len` gives one; vLLM
+/// adds `parent: null`). TensorRT-LLM's card has neither.
 async fn models(State(sim): State<SimState>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({
-        "object": "list",
-        "data": [{
-            "id": sim.0.model,
-            "object": "model",
-            "created": unix_now(),
-            "owned_by": "disagg-sim",
-        }],
-    }))
+    let mut card = serde_json::json!({
+        "id": sim.0.model,
+        "object": "model",
+        "created": unix_now(),
+        "owned_by": "disagg-sim",
+    });
+    if sim.dialect() != Dialect::Trtllm {
+        card["root"] = serde_json::json!(sim.0.model_path);
+        if let Some(n) = sim.lengths().max_model_len {
+            card["max_model_len"] = serde_json::json!(n);
+        }
+        if sim.dialect() == Dialect::Vllm {
+            card["parent"] = serde_json::Value::Null;
+        }
+    }
+    Json(serde_json::json!({"object": "list", "data": [card]}))
 }
 
 async fn version(State(sim): State<SimState>) -> Json<serde_json::Value> {

@@ -65,6 +65,38 @@ async fn models_and_version_describe_the_sim() {
     assert!(version["version"].is_string());
 }
 
+/// vLLM's and SGLang's model cards carry the model path (`root`) and the context
+/// (`max_model_len`), which clients read to size requests; TensorRT-LLM's carries neither.
+#[tokio::test]
+async fn model_cards_carry_root_and_max_model_len_as_each_engine_does() {
+    for (dialect, root, parent) in [
+        ("vllm", true, true),
+        ("sglang", true, false),
+        ("trtllm", false, false),
+    ] {
+        let sim = start(&[
+            "--dialect",
+            dialect,
+            "--model",
+            "m",
+            "--model-path",
+            "org/M",
+            "--max-model-len",
+            "4k",
+        ])
+        .await;
+        let (_, body) = sim.get("/v1/models").await;
+        let card = &serde_json::from_slice::<serde_json::Value>(&body).expect("JSON")["data"][0];
+        assert_eq!(card["id"], "m", "{dialect}");
+        assert_eq!(card.get("root").is_some(), root, "{dialect}: {card}");
+        if root {
+            assert_eq!(card["root"], "org/M", "{dialect}");
+            assert_eq!(card["max_model_len"], 4000, "{dialect}");
+        }
+        assert_eq!(card.get("parent").is_some(), parent, "{dialect}: {card}");
+    }
+}
+
 #[tokio::test]
 async fn the_request_log_has_one_line_per_request_with_its_body() {
     let dir_tmp = tempfile::tempdir().unwrap();

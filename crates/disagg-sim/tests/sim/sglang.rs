@@ -143,6 +143,30 @@ async fn server_info_and_model_info_answer_as_sglangs_do() {
     assert_eq!(v["disaggregation_mode"], "decode");
 }
 
+/// `/health_generate` answers when the engine can generate: like `/health` while it can, and
+/// not at all once its generation is stuck, while `/health` still says 200.
+#[tokio::test]
+async fn health_generate_goes_unanswered_once_generation_stalls() {
+    let both = sim("both", &["--stall-after-requests", "1"]).await;
+    assert_eq!(both.get("/health_generate").await.0, 200);
+    let req = json!({"text": "a b", "sampling_params": {"max_new_tokens": 2}});
+    let (status, _) = both.post_raw("/generate", &req.to_string()).await;
+    assert_eq!(status, 200);
+    assert_eq!(both.get("/health").await.0, 200);
+    let asked = both
+        .client
+        .get(both.url("/health_generate"))
+        .timeout(std::time::Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(
+        asked.is_err_and(|e| e.is_timeout()),
+        "no answer once stalled"
+    );
+    let never = sim("generation", &["--never-ready"]).await;
+    assert_eq!(never.get("/health_generate").await.0, 503);
+}
+
 /// Bootstrap fields for each prompt of a batch: lists of the batch's size, one room per prompt,
 /// as SGLang's PD routers send them.
 fn with_bootstrap_lists(client: &Value, prefill: &Sim, rooms: &[u64]) -> Value {

@@ -96,7 +96,7 @@ async fn generation_only_skips_prefill() {
 }
 
 #[tokio::test]
-async fn chat_streams_deltas_with_the_role_first() {
+async fn chat_streams_open_with_a_role_only_chunk_then_content_deltas() {
     let sim = start(&["--itl", "1ms"]).await;
     let chat = json!({"messages": [{"role": "user", "content": "hello"}], "max_tokens": 3,
                       "stream": true, "stream_options": {"include_usage": true}});
@@ -115,11 +115,19 @@ async fn chat_streams_deltas_with_the_role_first() {
         .filter(|f| *f != "[DONE]")
         .map(|f| serde_json::from_str(f).expect("JSON frame"))
         .collect();
-    assert_eq!(frames.len(), 4, "3 tokens and usage: {text}");
+    // As vLLM, SGLang and TensorRT-LLM stream chat: the role alone with empty content, then one
+    // delta per token.
+    assert_eq!(frames.len(), 5, "the role, 3 tokens and usage: {text}");
     assert!(text.ends_with("data: [DONE]\n\n"));
     assert_eq!(frames[0]["object"], "chat.completion.chunk");
-    assert_eq!(frames[0]["choices"][0]["delta"]["role"], "assistant");
-    assert!(frames[1]["choices"][0]["delta"].get("role").is_none());
-    assert_eq!(frames[2]["choices"][0]["finish_reason"], "length");
-    assert_eq!(frames[3]["usage"]["completion_tokens"], 3);
+    assert_eq!(
+        frames[0]["choices"][0]["delta"],
+        json!({"role": "assistant", "content": ""})
+    );
+    for f in &frames[1..4] {
+        assert!(f["choices"][0]["delta"].get("role").is_none(), "{f}");
+        assert_ne!(f["choices"][0]["delta"]["content"], "", "{f}");
+    }
+    assert_eq!(frames[3]["choices"][0]["finish_reason"], "length");
+    assert_eq!(frames[4]["usage"]["completion_tokens"], 3);
 }

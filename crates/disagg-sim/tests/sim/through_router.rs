@@ -174,6 +174,66 @@ async fn sglang_generate_and_batches_through_the_router_match_aggregated_output(
     task.abort();
 }
 
+/// What SGLang's PD routers serve beside generation: every worker's server info by role (the
+/// decode side's internal states joined, which `bench_serving --backend sglang` reads), a
+/// context worker's model info, and `/health_generate` of every worker, naming the one that
+/// fails it. `/version` in every dialect.
+#[tokio::test]
+async fn the_sglang_router_answers_server_model_and_generate_health_from_its_workers() {
+    let flags = |role| vec!["--dialect", "sglang", "--role", role, "--model", "qwen"];
+    let ctx = start(&flags("context")).await;
+    let generation = start(&flags("generation")).await;
+    let (via_router, task) = router("sglang", &ctx, &generation).await;
+    for path in ["/get_server_info", "/server_info"] {
+        let (status, body) = via_router.get(path).await;
+        assert_eq!(status, 200, "{path}");
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["prefill"][0]["disaggregation_mode"], "prefill", "{v}");
+        assert_eq!(
+            v["prefill"][0]["disaggregation_bootstrap_port"],
+            ctx.bootstrap_port()
+        );
+        assert_eq!(v["decode"][0]["disaggregation_mode"], "decode", "{v}");
+        assert_eq!(
+            v["internal_states"], v["decode"][0]["internal_states"],
+            "{v}"
+        );
+    }
+    let (status, body) = via_router.get("/get_model_info").await;
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["served_model_name"], "qwen");
+    assert_eq!(
+        v["disaggregation_mode"], "prefill",
+        "a context worker's: {v}"
+    );
+    assert_eq!(via_router.get("/health_generate").await.0, 200);
+    let (status, body) = via_router.get("/version").await;
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    task.abort();
+    // A generation worker that cannot generate fails the router's /health_generate, named.
+    let stuck = start(&[&flags("generation")[..], &["--never-ready"]].concat()).await;
+    let (via_router, task) = router("sglang", &ctx, &stuck).await;
+    let (status, body) = via_router.get("/health_generate").await;
+    assert_eq!(status, 503);
+    let said = String::from_utf8_lossy(&body).into_owned();
+    assert!(
+        said.contains(&format!("generation worker {}", stuck.base))
+            && said.contains("/health_generate answered 503"),
+        "{said}"
+    );
+    task.abort();
+    // Another dialect has no such routes, and answers /version.
+    let vctx = start(&["--dialect", "vllm", "--role", "context"]).await;
+    let vgen = start(&["--dialect", "vllm", "--role", "generation"]).await;
+    let (via_router, task) = router("vllm", &vctx, &vgen).await;
+    assert_eq!(via_router.get("/get_server_info").await.0, 404);
+    assert_eq!(via_router.get("/version").await.0, 200);
+    task.abort();
+}
+
 /// The bodies a sim logged (`--request-log`).
 fn logged_bodies(path: &std::path::Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
