@@ -596,8 +596,9 @@ pub struct Benchmark {
     /// Ask for exactly `osl` tokens; shorter outputs are flagged.
     #[serde(default = "yes")]
     pub ignore_eos: bool,
-    /// Open loop: one point per rate (requests/s; `.inf` sends all at once). Needs `num_prompts`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Open loop: one point per rate (requests/s; `.inf`, or `inf`, sends all at once). Needs
+    /// `num_prompts`.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "rates")]
     pub request_rate: Option<Vec<f64>>,
     /// Requests per point (open loop; in the closed loop it replaces concurrency × rounds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -668,6 +669,58 @@ pub struct SharedPrefix {
 
 fn default_endpoint() -> String {
     "/v1/completions".into()
+}
+
+/// Request rates that may be infinite. JSON has no infinity (serde_json writes `null`, which
+/// then reads back as no number: every role failed to read its plan), so an infinite rate is
+/// written as the string `"inf"`; it is read back from that, from YAML's `.inf`, and from the
+/// spelling vLLM's `--request-rate inf` takes.
+mod rates {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Rate {
+        Number(f64),
+        Word(String),
+    }
+
+    pub(super) fn serialize<S: Serializer>(v: &Option<Vec<f64>>, s: S) -> Result<S::Ok, S::Error> {
+        let rates: Option<Vec<Rate>> = v.as_ref().map(|list| {
+            list.iter()
+                .map(|&r| match r {
+                    r if r == f64::INFINITY => Rate::Word("inf".into()),
+                    r => Rate::Number(r),
+                })
+                .collect()
+        });
+        rates.serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Vec<f64>>, D::Error> {
+        let Some(rates) = Option::<Vec<Rate>>::deserialize(d)? else {
+            return Ok(None);
+        };
+        rates
+            .into_iter()
+            .map(|r| match r {
+                Rate::Number(n) => Ok(n),
+                Rate::Word(w) => match w.trim().to_ascii_lowercase().as_str() {
+                    "inf" | "+inf" | ".inf" | "infinity" => Ok(f64::INFINITY),
+                    _ if w.trim().parse::<f64>().is_ok() => Err(serde::de::Error::custom(format!(
+                        "request rate \"{w}\" is quoted: write the number without quotes"
+                    ))),
+                    _ => Err(serde::de::Error::custom(format!(
+                        "`{w}` is not a request rate: write a number of requests per second, \
+                         or `inf` to send every request at once"
+                    ))),
+                },
+            })
+            .collect::<Result<Vec<f64>, D::Error>>()
+            .map(Some)
+    }
 }
 
 fn one_f64() -> f64 {
@@ -896,6 +949,38 @@ impl Setup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_infinite_request_rate_survives_json_and_reads_from_each_spelling() {
+        let b = |yaml: &str| -> Benchmark {
+            serde_yaml_ng::from_str(&format!("{{isl: 8, osl: 8, num_prompts: 4, {yaml}}}")).unwrap()
+        };
+        for spelling in ["[2.5, .inf]", "[2.5, inf]", "[2.5, \"Infinity\"]"] {
+            let bench = b(&format!("request_rate: {spelling}"));
+            assert_eq!(
+                bench.request_rate,
+                Some(vec![2.5, f64::INFINITY]),
+                "{spelling}"
+            );
+            let json = serde_json::to_string(&bench).unwrap();
+            assert!(json.contains(r#""request_rate":[2.5,"inf"]"#), "{json}");
+            let back: Benchmark = serde_json::from_str(&json).unwrap();
+            assert_eq!(back.request_rate, bench.request_rate);
+        }
+        let e = serde_yaml_ng::from_str::<Benchmark>("{isl: 8, osl: 8, request_rate: [fast]}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(
+                "`fast` is not a request rate: write a number of requests per second, or `inf`"
+            ),
+            "{e}"
+        );
+        let e = serde_yaml_ng::from_str::<Benchmark>("{isl: 8, osl: 8, request_rate: [\"2\"]}")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("request rate \"2\" is quoted"), "{e}");
+    }
 
     #[test]
     fn the_stall_limit_defaults_to_5m_for_streamed_benchmarks_and_0s_turns_it_off() {

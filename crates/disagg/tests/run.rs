@@ -625,7 +625,8 @@ fn an_open_loop_case_with_two_context_servers_and_a_policy_runs_end_to_end() {
         .replace("ctx:\n  count: 1", "ctx:\n  count: 2")
         .replace(
             "  concurrency: [1, 4]\n  rounds: 2\n",
-            "  request_rate: [40]\n  num_prompts: 12\n  max_concurrency: 4\n",
+            // `.inf`: all at once. JSON has no infinity; the plan every role reads must keep it.
+            "  request_rate: [40, .inf]\n  num_prompts: 12\n  max_concurrency: 4\n",
         )
         .replace("name: e2e", "name: open")
         + "router: {kind: builtin, policy: round_robin, ctx_policy: least_requests}\n";
@@ -638,9 +639,17 @@ fn an_open_loop_case_with_two_context_servers_and_a_policy_runs_end_to_end() {
         .as_array()
         .unwrap()
         .clone();
-    assert_eq!(points.len(), 1);
+    assert_eq!(points.len(), 2);
     assert_eq!(points[0]["completed"].as_u64(), Some(12));
     assert_eq!(points[0]["request_rate"].as_f64(), Some(40.0));
+    assert_eq!(points[1]["completed"].as_u64(), Some(12));
+    assert_eq!(points[1]["request_rate"], "inf");
+    let plan = json(&dir.join("plan.json"));
+    assert_eq!(
+        plan["benchmark"]["request_rate"],
+        serde_json::json!([40.0, "inf"]),
+        "{plan}"
+    );
     let cfg = read(&dir.join("server_config.yaml"));
     assert!(
         cfg.contains("num_instances: 2") && cfg.contains("type: load_balancing"),
