@@ -510,14 +510,44 @@ pub fn scalar_text(v: &Value) -> Option<String> {
     }
 }
 
-/// A value in YAML flow style, on one line.
+/// A value on one line, as compact JSON writes it (points are named from it), except that a
+/// non-finite number is YAML's `.inf`: through JSON, which has none, a rate of `.inf` was
+/// shown, and named its point, as `null`.
 fn yaml_inline(v: &Value) -> String {
-    serde_json::to_string(v).unwrap_or_else(|_| "?".into())
+    match v {
+        Value::String(s) => serde_json::to_string(s).unwrap_or_else(|_| "?".into()),
+        Value::Sequence(items) => {
+            let items: Vec<String> = items.iter().map(yaml_inline).collect();
+            format!("[{}]", items.join(","))
+        }
+        Value::Mapping(m) => {
+            let pairs: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{}:{}", yaml_inline(k), yaml_inline(v)))
+                .collect();
+            format!("{{{}}}", pairs.join(","))
+        }
+        Value::Number(n) if n.as_f64().is_some_and(|f| f.is_finite()) => {
+            serde_json::to_string(v).unwrap_or_else(|_| n.to_string())
+        }
+        Value::Tagged(t) => format!("{} {}", t.tag, yaml_inline(&t.value)),
+        scalar => scalar_text(scalar).unwrap_or_else(|| "?".into()),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_show_as_compact_json_but_infinity_as_yaml_writes_it() {
+        let v = |yaml: &str| yaml_inline(&serde_yaml_ng::from_str::<Value>(yaml).unwrap());
+        assert_eq!(v("[1, 2.5, .inf, -.inf]"), "[1,2.5,.inf,-.inf]");
+        assert_eq!(
+            v("{a: 1, b: [x, 'y z'], c: null, d: true}"),
+            r#"{"a":1,"b":["x","y z"],"c":null,"d":true}"#
+        );
+    }
 
     const BASE: &str = "model: {name: m}\nengine: sim\nctx: {count: 1, engine_args: {}}\ngen: {count: 1, engine_args: {}}\nbenchmark: {isl: 64, osl: 8, concurrency: [1]}\n";
 
