@@ -101,7 +101,8 @@ impl ConfigName {
     }
 }
 
-/// `1024 → 1k`; lengths that are not whole kilotokens are written exactly (`256 → 0.25k`).
+/// `1024 → 1k`; lengths that are not whole kilotokens to 5 decimals (`256 → 0.25k`,
+/// `16 → 0.01562k`): lengths a token apart differ by 0.00098k, so no two share a name.
 fn kilo(tokens: u32) -> String {
     if tokens % 1024 == 0 {
         format!("{}k", tokens / 1024)
