@@ -40,6 +40,8 @@ struct RawRequest {
     max_tokens: Option<Whole>,
     /// Chat's newer name for `max_tokens`.
     max_completion_tokens: Option<Whole>,
+    /// Choices per prompt: the sim answers one, and refuses more rather than answer fewer.
+    n: Option<Whole>,
     /// EOS is suppressed until this many tokens exist (vLLM/TRT-LLM semantics).
     min_tokens: Option<Whole>,
     /// The scripted EOS (`--eos-at`) is ignored; `max_tokens` are generated.
@@ -283,7 +285,17 @@ pub(crate) fn parse_request(
     // Chat's `max_completion_tokens` wins over the older `max_tokens` (vLLM, SGLang).
     let asked = raw.max_completion_tokens.or(raw.max_tokens).map(|w| w.0);
     let max_tokens = asked.unwrap_or(DEFAULT_MAX_TOKENS);
-    check_max_tokens(max_tokens, "max_tokens")?;
+    check_max_tokens(max_tokens, "max_tokens", dialect)?;
+    match raw.n.map(|w| w.0) {
+        None | Some(1) => {}
+        Some(0) => return Err(ApiError::bad_request("n must be at least 1, got 0.").into()),
+        Some(n) => {
+            return Err(ApiError::bad_request(format!(
+                "n is {n}: the sim answers one choice per prompt; send n: 1 (or leave it out)"
+            ))
+            .into());
+        }
+    }
     check_sampling(&raw, dialect, max_tokens)?;
     let kind = match dialect {
         Dialect::Trtllm => trtllm::kind(raw.disaggregated_params.as_ref()),
@@ -462,7 +474,7 @@ fn parse_generate(
             .into());
         }
         let max_tokens = p.max_new_tokens.unwrap_or(SGLANG_DEFAULT_MAX_NEW_TOKENS);
-        check_max_tokens(max_tokens, "max_new_tokens")?;
+        check_max_tokens(max_tokens, "max_new_tokens", Dialect::Sglang)?;
         sglang_sampling(p.min_new_tokens.unwrap_or(0), max_tokens, p.temperature)?;
         let a = Asked {
             prompt: prompt.ids().len() as u64,
@@ -584,8 +596,10 @@ fn sglang_sampling(min: u64, max: u64, temperature: Option<f64>) -> Result<(), A
     Ok(())
 }
 
-fn check_max_tokens(max_tokens: u64, name: &str) -> Result<(), ApiError> {
-    if max_tokens == 0 {
+/// vLLM and TensorRT-LLM want at least one output token; SGLang takes 0 (`SamplingParams.verify`:
+/// "max_new_tokens must be at least 0"), answering the prompt with no tokens.
+fn check_max_tokens(max_tokens: u64, name: &str, dialect: Dialect) -> Result<(), ApiError> {
+    if max_tokens == 0 && dialect != Dialect::Sglang {
         return Err(ApiError::bad_request(format!("{name} must be at least 1")));
     }
     // Far beyond any context length, and it keeps every token count safe from overflow.

@@ -25,6 +25,15 @@ async fn malformed_or_mistyped_bodies_are_400_with_an_error_body() {
         ),
         (r#"{"model":"m","prompt":["one","two"]}"#, "batched prompts"),
         (r#"{"model":"m","prompt":[1.5]}"#, "integers"),
+        // More choices than the sim gives are refused, not answered with fewer.
+        (
+            r#"{"model":"m","prompt":"a","n":2}"#,
+            "the sim answers one choice per prompt",
+        ),
+        (
+            r#"{"model":"m","prompt":"a","n":0}"#,
+            "n must be at least 1",
+        ),
     ] {
         let (status, reply) = sim.post_raw("/v1/completions", body).await;
         assert_eq!(status, 400, "{body} -> {reply}");

@@ -425,10 +425,6 @@ async fn generate_is_sglangs_and_names_what_is_missing() {
         (r#"{"input_ids": []}"#, "input_ids cannot be empty"),
         (r#"{"text": ["a", 3]}"#, "text[1] must be a string"),
         (
-            r#"{"text": "a", "sampling_params": {"max_new_tokens": 0}}"#,
-            "max_new_tokens must be at least 1",
-        ),
-        (
             r#"{"text": ["a", "b"], "sampling_params": [{}, {}, {}]}"#,
             "sampling_params has 3 entries",
         ),
@@ -437,6 +433,34 @@ async fn generate_is_sglangs_and_names_what_is_missing() {
         assert_eq!(status, 400, "{body}: {reply}");
         assert!(error_message(&reply).contains(want), "{body}: {reply}");
     }
+    // SGLang takes max_new_tokens 0: the prompt, answered with no tokens.
+    let (status, reply) = both
+        .post_raw(
+            "/generate",
+            r#"{"text": "a b", "sampling_params": {"max_new_tokens": 0}}"#,
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["text"], "", "{reply}");
+    assert_eq!(reply["meta_info"]["completion_tokens"], 0, "{reply}");
+    assert_eq!(
+        reply["meta_info"]["finish_reason"],
+        json!({"type": "length", "length": 0}),
+        "{reply}"
+    );
+    // vLLM wants at least one.
+    let v = start(&["--dialect", "vllm", "--itl", "1ms"]).await;
+    let (status, reply) = v
+        .post_raw(
+            "/v1/completions",
+            r#"{"model": "", "prompt": "a", "max_tokens": 0}"#,
+        )
+        .await;
+    assert_eq!(status, 400, "{reply}");
+    assert!(
+        error_message(&reply).contains("max_tokens must be at least 1"),
+        "{reply}"
+    );
     // SGLang's default max_new_tokens is 128.
     let (_, reply) = both.post_raw("/generate", r#"{"input_ids": [1, 2]}"#).await;
     assert_eq!(reply["meta_info"]["completion_tokens"], 128, "{reply}");
