@@ -146,9 +146,12 @@ pub fn render(plan: &Plan, exe: &Path, skip_perf_check: bool) -> Result<String, 
             &format!("--container-name={}", container_name(JOB_ID_WORD)),
             &format!("--container-name={}", container_name("\"$SLURM_JOB_ID\"")),
         );
+        // In the background, waited for: a trapped TERM ends `wait` at once, where a foreground
+        // srun would first wait out the step's own end (up to KillWait + 2 s, all of the
+        // supervisor's time to write the reports before Slurm's KILL).
         let _ = writeln!(
             out,
-            "{line} >>\"$run_dir/install.log\" 2>&1 || setup_status=$?",
+            "{line} >>\"$run_dir/install.log\" 2>&1 </dev/null &\nwait \"$!\" || setup_status=$?",
         );
     }
     let _ = writeln!(
