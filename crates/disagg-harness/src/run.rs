@@ -298,22 +298,45 @@ pub(crate) fn history_store_usable(ready: &[Ready], workspace: &Path, skip_perf:
     match disagg_store::Store::open_default(workspace) {
         Ok(_) => true,
         Err(e) => {
-            let text = std::fs::read_to_string(&r.case.path).unwrap_or_default();
-            let err = disagg_core::CaseError::new(
-                &r.case.path,
-                "perf.baseline",
-                format!("`history` gates on the results store, which cannot be used: {e}"),
-            )
-            .at_line(disagg_core::locate::line_of(&text, "perf.baseline"))
-            .hint(format!(
-                "point {} at a reachable postgresql:// URL or a writable SQLite file, or unset it to use {}; --skip-perf-check runs without the gate",
-                disagg_store::STORE_ENV,
-                workspace.join(disagg_store::SQLITE_FILE).display()
-            ));
-            say_err!("error: {err}");
+            say_err!("error: {}", store_unusable(&r.case, workspace, &e));
             false
         }
     }
+}
+
+/// The case error of `case`, gating on a results store that cannot be used (`why`).
+fn store_unusable(
+    case: &LoadedCase,
+    workspace: &Path,
+    why: &dyn std::fmt::Display,
+) -> disagg_core::CaseError {
+    let text = std::fs::read_to_string(&case.path).unwrap_or_default();
+    disagg_core::CaseError::new(
+        &case.path,
+        "perf.baseline",
+        format!("`history` gates on the results store, which cannot be used: {why}"),
+    )
+    .at_line(disagg_core::locate::line_of(&text, "perf.baseline"))
+    .hint(format!(
+        "point {} at a reachable postgresql:// URL or a writable SQLite file, or unset it to use {}; --skip-perf-check runs without the gate",
+        disagg_store::STORE_ENV,
+        workspace.join(disagg_store::SQLITE_FILE).display()
+    ))
+}
+
+/// What `validate` finds wrong with the results store a history gate would use, without making
+/// one: a store named by URL, or a SQLite file that exists, is opened as `run` opens it; a
+/// SQLite file not yet there is one `run` makes.
+fn store_problem(workspace: &Path) -> Option<String> {
+    let location = disagg_store::default_location(workspace);
+    let url = location.starts_with("postgres://") || location.starts_with("postgresql://");
+    let file = PathBuf::from(location.strip_prefix("sqlite://").unwrap_or(&location));
+    if !url && !file.exists() {
+        return None;
+    }
+    disagg_store::Store::open(&location)
+        .err()
+        .map(|e| e.to_string())
 }
 
 /// The labels of the points a case measures (`con8`, `rate2.5`), as its results will name them.
@@ -370,11 +393,21 @@ fn check_engine_args(case: &LoadedCase) -> Result<(), disagg_core::CaseError> {
     Ok(())
 }
 
-/// `disagg validate`: 0 when every case (every point of a sweep) is good, 2 otherwise.
-pub fn validate(paths: &[PathBuf]) -> i32 {
+/// `disagg validate`: 0 when every case (every point of a sweep) is good, 2 otherwise. A case
+/// gating on the history needs `workspace`'s results store usable, as `run` does.
+pub fn validate(paths: &[PathBuf], workspace: &Path) -> i32 {
     // Every good case says so, even when others are bad.
-    let (ready, bad) = check_each(paths, false);
+    let (ready, mut bad) = check_each(paths, false);
+    let gated = ready
+        .iter()
+        .any(|r| r.case.case.perf.history_gate().is_some());
+    let store = gated.then(|| store_problem(workspace)).flatten();
     for r in ready {
+        if let (Some(why), Some(_)) = (&store, r.case.case.perf.history_gate()) {
+            say_err!("error: {}", store_unusable(&r.case, workspace, why));
+            bad = true;
+            continue;
+        }
         match &r.point {
             Some(p) => say!(
                 "ok: {} point {} ({}): {}",

@@ -286,8 +286,40 @@ fn a_history_gate_on_an_unusable_store_is_refused_before_launch() {
         );
         assert!(!err.contains("secret"), "the password is shown: {err}");
         assert!(runs(&ws, &name).is_empty(), "{store}: a run was launched");
+        // `validate` refuses it as `run` does, and says no `ok:` of it.
+        let v = disagg(
+            &[
+                "validate",
+                case.to_str().unwrap(),
+                "--workspace",
+                ws.to_str().unwrap(),
+            ],
+            &[("DISAGG_STORE", store)],
+        );
+        assert_eq!(v.code(), 2, "{store}: {}", v.show());
+        assert!(!v.stdout().contains("ok:"), "{store}: {}", v.show());
+        assert!(
+            v.stderr().contains(&format!("results store {named}")),
+            "{}",
+            v.show()
+        );
         // With the check skipped the gate needs no store: the run goes ahead.
     }
+    // A SQLite store not there yet is one `run` makes: fine for `validate`, which makes none.
+    let v = disagg(
+        &[
+            "validate",
+            case.to_str().unwrap(),
+            "--workspace",
+            ws.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(v.code(), 0, "{}", v.show());
+    assert!(
+        !ws.join("disagg_results.sqlite").exists(),
+        "validate made a store"
+    );
     let r = run(
         &case,
         &ws,

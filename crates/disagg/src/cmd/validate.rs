@@ -14,8 +14,14 @@ use std::path::PathBuf;
 pub struct Args {
     #[arg(required = true)]
     cases: Vec<PathBuf>,
+    /// Workspace whose results store a case with `perf.baseline: history` gates on (checked as
+    /// `run` checks it: DISAGG_STORE, else the workspace's SQLite file) [default: $WORKSPACE,
+    /// else ./workspace].
+    #[arg(long)]
+    workspace: Option<PathBuf>,
 }
 
 pub fn main(a: Args) -> i32 {
-    disagg_harness::run::validate(&a.cases)
+    let workspace = disagg_harness::rundir::resolve_workspace(a.workspace.as_deref());
+    disagg_harness::run::validate(&a.cases, &workspace)
 }
