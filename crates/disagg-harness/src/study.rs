@@ -252,21 +252,37 @@ pub fn compare(a: &Path, b: &Path) -> Result<String, String> {
         } else {
             p.to_path_buf()
         };
-        let results = ResultsFile::read(&f).map_err(|e| {
-            format!("{e}\nhint: give a run folder (with its results.json) or a results.json file")
-        })?;
         let run_dir = f.parent().unwrap_or(Path::new("."));
-        let verdict = match std::fs::read_to_string(run_dir.join(crate::run::EXIT_CODE_FILE)) {
-            Ok(c) => c.trim().parse::<i32>().ok().map(|code| {
-                crate::sweep::PointStatus::from_code(code)
+        let is_run = run_dir.join("plan.json").is_file();
+        let exit_code = std::fs::read_to_string(run_dir.join(crate::run::EXIT_CODE_FILE)).ok();
+        // A run folder whose benchmark wrote nothing yet (still starting, or killed before it
+        // measured): no points, and said to be unfinished.
+        let results = if is_run && exit_code.is_none() && !f.exists() {
+            ResultsFile {
+                run_id: None,
+                config_name: None,
+                valid: false,
+                invalid_reason: None,
+                warnings: Vec::new(),
+                points: Vec::new(),
+            }
+        } else {
+            ResultsFile::read(&f).map_err(|e| {
+                format!(
+                    "{e}\nhint: give a run folder (with its results.json) or a results.json file"
+                )
+            })?
+        };
+        let verdict = match exit_code {
+            Some(c) => Some(match c.trim().parse::<i32>() {
+                Ok(code) => crate::sweep::PointStatus::from_code(code)
                     .as_str()
-                    .to_string()
+                    .to_string(),
+                // Cut short as it was written (a full disk, a kill): no verdict to give.
+                Err(_) => format!("unfinished: its exit_code holds {:?}", c.trim()),
             }),
             // A results.json alone, or a run still going (no exit code yet).
-            Err(_) => run_dir
-                .join("plan.json")
-                .is_file()
-                .then(|| "unfinished".to_string()),
+            None => is_run.then(|| "unfinished".to_string()),
         };
         let mut about = match verdict {
             Some(v) => format!(" (run {v})"),

@@ -357,6 +357,32 @@ fn compare_prints_two_runs_side_by_side() {
         "{}",
         r.show()
     );
+    // A run killed before its benchmark wrote anything (a plan, no results, no exit code) is
+    // unfinished, with no points; an exit_code cut short says so.
+    let early = dir.path().join("early");
+    std::fs::create_dir(&early).unwrap();
+    std::fs::copy(runs[1].join("plan.json"), early.join("plan.json")).unwrap();
+    let cut = dir.path().join("cut");
+    std::fs::create_dir(&cut).unwrap();
+    for f in ["results.json", "plan.json"] {
+        std::fs::copy(runs[1].join(f), cut.join(f)).unwrap();
+    }
+    std::fs::write(cut.join("exit_code"), "").unwrap();
+    for (b, said) in [
+        (&early, "(run unfinished)"),
+        (&cut, "(run unfinished: its exit_code holds \"\")"),
+    ] {
+        let r = disagg(
+            &["compare", runs[0].to_str().unwrap(), b.to_str().unwrap()],
+            &[],
+        );
+        assert_eq!(r.code(), 0, "{}", r.show());
+        assert!(
+            r.stdout().contains(&format!("B: {} {said}", b.display())),
+            "{}",
+            r.show()
+        );
+    }
     let r = disagg(&["compare", runs[0].to_str().unwrap(), "/nonexistent"], &[]);
     assert_eq!(r.code(), 2, "{}", r.show());
     assert!(
