@@ -499,6 +499,31 @@ fn sanitize(s: &str) -> String {
     out
 }
 
+/// A sweep value as JSON (`sweep.json`, `plan --json`). JSON has no infinity: a non-finite
+/// number becomes the string `"inf"` (`"-inf"`, `"nan"`), as `results.json` writes an infinite
+/// request rate, where serde would write `null`.
+pub fn json_value(v: &Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if f.is_nan() => J::String("nan".into()),
+            Some(f) if f.is_infinite() => J::String(if f > 0.0 { "inf" } else { "-inf" }.into()),
+            _ => serde_json::to_value(n).unwrap_or(J::Null),
+        },
+        Value::Sequence(items) => J::Array(items.iter().map(json_value).collect()),
+        Value::Mapping(m) => J::Object(
+            m.iter()
+                .map(|(k, v)| {
+                    let k = scalar_text(k).unwrap_or_else(|| yaml_inline(k));
+                    (k, json_value(v))
+                })
+                .collect(),
+        ),
+        Value::Tagged(t) => json_value(&t.value),
+        other => serde_json::to_value(other).unwrap_or(J::Null),
+    }
+}
+
 /// A scalar as text (`1`, `0.5`, `true`, `abc`); `None` for mappings and lists.
 pub fn scalar_text(v: &Value) -> Option<String> {
     match v {
@@ -543,6 +568,15 @@ mod tests {
     fn values_show_as_compact_json_but_infinity_as_yaml_writes_it() {
         let v = |yaml: &str| yaml_inline(&serde_yaml_ng::from_str::<Value>(yaml).unwrap());
         assert_eq!(v("[1, 2.5, .inf, -.inf]"), "[1,2.5,.inf,-.inf]");
+        let j = |yaml: &str| json_value(&serde_yaml_ng::from_str::<Value>(yaml).unwrap());
+        assert_eq!(
+            j("[1, 2.5, .inf, -.inf]"),
+            serde_json::json!([1, 2.5, "inf", "-inf"])
+        );
+        assert_eq!(
+            j("{a: [x], b: null}"),
+            serde_json::json!({"a": ["x"], "b": null})
+        );
         assert_eq!(
             v("{a: 1, b: [x, 'y z'], c: null, d: true}"),
             r#"{"a":1,"b":["x","y z"],"c":null,"d":true}"#

@@ -425,9 +425,13 @@ fn skipped(why: &str) -> TestCaseStatus {
 /// from [`unmeasured`]).
 pub fn summary_table(points: &[PointReport], missing: &[(String, String)]) -> String {
     let mut s = String::new();
+    // Open-loop points are rates (`rate2`, `rateinf`), not concurrencies.
+    let open = points.iter().any(|p| p.point.request_rate.is_some())
+        || missing.iter().any(|(label, _)| label.starts_with("rate"));
     let _ = writeln!(
         s,
-        "| concurrency | req/s | output tok/s | TTFT p50/p99 (ms) | TPOT p50/p99 (ms) | ITL p50/p99 (ms) | failed |"
+        "| {} | req/s | output tok/s | TTFT p50/p99 (ms) | TPOT p50/p99 (ms) | ITL p50/p99 (ms) | failed |",
+        if open { "point" } else { "concurrency" }
     );
     let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|");
     for p in points {

@@ -309,7 +309,7 @@ impl Book {
                     values: p
                         .values
                         .iter()
-                        .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default()))
+                        .map(|(k, v)| (k.clone(), disagg_core::sweep::json_value(v)))
                         .collect(),
                     gpus: disagg_core::sweep::gpu_count(&r.case.case),
                     case_hash: hashes[i].clone(),
@@ -325,12 +325,33 @@ impl Book {
         // A resumed sweep continues in its latest folder when that holds the same points.
         if resume {
             let latest = parent.join("latest");
-            if let Ok(old) = SweepRecord::read(&latest) {
+            let old = SweepRecord::read(&latest);
+            if let Err(why) = &old {
+                if latest.exists() {
+                    say!(
+                        "disagg: sweep {}: cannot continue in {}: {why}; this run writes a new \
+                         sweep folder",
+                        sweep.name,
+                        latest.display()
+                    );
+                }
+            }
+            if let Ok(old) = old {
                 let same =
                     old.points.len() == points.len()
                         && old.points.iter().zip(&points).all(|(a, b)| {
                             a.case_hash == b.case_hash && a.config_name == b.config_name
                         });
+                if !same {
+                    say!(
+                        "disagg: sweep {}: {} holds other points ({} there, {} now, or their \
+                         cases changed); this run writes a new sweep folder",
+                        sweep.name,
+                        latest.display(),
+                        old.points.len(),
+                        points.len()
+                    );
+                }
                 if same {
                     let dir = std::fs::canonicalize(&latest)
                         .map_err(|e| format!("cannot open {}: {e}", latest.display()))?;
@@ -375,9 +396,10 @@ impl Book {
             )
         })?;
         say!(
-            "disagg: sweep {}: {} points, folder {}",
+            "disagg: sweep {}: {} point{}, folder {}",
             sweep.name,
             points.len(),
+            if points.len() == 1 { "" } else { "s" },
             dir.display()
         );
         // A new folder is this run's alone; held so that a --resume started meanwhile does not

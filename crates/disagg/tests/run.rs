@@ -644,6 +644,11 @@ fn an_open_loop_case_with_two_context_servers_and_a_policy_runs_end_to_end() {
     assert_eq!(points[0]["request_rate"].as_f64(), Some(40.0));
     assert_eq!(points[1]["completed"].as_u64(), Some(12));
     assert_eq!(points[1]["request_rate"], "inf");
+    let summary = read(&dir.join("summary.md"));
+    assert!(
+        summary.contains("| point | req/s |") && summary.contains("| rateinf |"),
+        "{summary}"
+    );
     let plan = json(&dir.join("plan.json"));
     assert_eq!(
         plan["benchmark"]["request_rate"],

@@ -109,7 +109,7 @@ fn print_sweep(s: &disagg_core::sweep::Sweep, json: bool) {
                     "index": p.index,
                     "config_name": p.case.config_name.as_str(),
                     "gpus": gpus(p),
-                    "values": p.values.iter().map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default())).collect::<serde_json::Map<_, _>>(),
+                    "values": p.values.iter().map(|(k, v)| (k.clone(), disagg_core::sweep::json_value(v))).collect::<serde_json::Map<_, _>>(),
                 })
             })
             .collect();
