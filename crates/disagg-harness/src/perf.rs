@@ -582,11 +582,9 @@ pub fn check_workload(
         .iter()
         .filter(|r| expected.iter().any(|e| *e == point_key(&r.perf_case_name)))
         .find(|r| {
-            r.command.as_deref().is_some_and(|c| {
-                c.starts_with("disagg bench ")
-                    && c != workload
-                    && !c.starts_with(&format!("{workload} "))
-            })
+            r.command
+                .as_deref()
+                .is_some_and(|c| c.starts_with("disagg bench ") && other_workload(c, workload))
         });
     match other {
         None => Ok(()),
@@ -598,6 +596,38 @@ pub fn check_workload(
             ours: workload.to_string(),
         }),
     }
+}
+
+/// The flags of a `disagg bench` command line that make its workload (not its load: the
+/// concurrency, the prompt count and the router's URL may differ).
+const WORKLOAD_FLAGS: [&str; 5] = ["endpoint", "model", "isl", "osl", "range-ratio"];
+
+/// Whether `theirs` ran another workload than `ours`, value by value (`--isl 032` is 32,
+/// `--range-ratio 0.0` is 0): a flag `theirs` lacks is not judged.
+fn other_workload(theirs: &str, ours: &str) -> bool {
+    let flags = |cmd: &'_ str| -> Vec<(String, String)> {
+        let words: Vec<&str> = cmd.split_whitespace().collect();
+        words
+            .windows(2)
+            .filter_map(|w| {
+                let flag = w[0].strip_prefix("--")?;
+                WORKLOAD_FLAGS
+                    .contains(&flag)
+                    .then(|| (flag.to_string(), w[1].to_string()))
+            })
+            .collect()
+    };
+    let theirs = flags(theirs);
+    flags(ours).iter().any(|(flag, mine)| {
+        let Some((_, other)) = theirs.iter().find(|(f, _)| f == flag) else {
+            return false;
+        };
+        match flag.as_str() {
+            "isl" | "osl" => other.parse::<u64>().ok() != mine.parse::<u64>().ok(),
+            "range-ratio" => other.parse::<f64>().ok() != mine.parse::<f64>().ok(),
+            _ => other != mine,
+        }
+    })
 }
 
 /// How one metric compares.
@@ -989,6 +1019,31 @@ pub fn write_results_csv(
 pub(crate) mod tests {
     use super::*;
     use disagg_bench::{LatencyStats, PointId};
+
+    #[test]
+    fn a_workload_is_compared_by_value_and_not_by_its_load_or_url() {
+        let ours = "disagg bench --url <router> --endpoint /v1/completions --model m --isl 32 \
+                    --osl 16 --range-ratio 0";
+        for same in [
+            format!("{ours} --concurrency 8 --num-prompts 32"),
+            ours.replace("--isl 32", "--isl 032")
+                .replace("--range-ratio 0", "--range-ratio 0.0"),
+            ours.replace("<router>", "http://x:1"),
+            // Older rows without the range ratio: not judged on it.
+            ours.replace(" --range-ratio 0", ""),
+        ] {
+            assert!(!other_workload(&same, ours), "{same}");
+        }
+        for other in [
+            ours.replace("--isl 32", "--isl 64"),
+            ours.replace("--osl 16", "--osl 8"),
+            ours.replace("--model m", "--model n"),
+            ours.replace("/v1/completions", "/v1/chat/completions"),
+            ours.replace("--range-ratio 0", "--range-ratio 0.5"),
+        ] {
+            assert!(other_workload(&other, ours), "{other}");
+        }
+    }
 
     /// A point at concurrency `c` with distinct throughputs and latencies.
     pub(crate) fn point(c: u32) -> PointReport {
