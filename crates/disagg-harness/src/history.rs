@@ -64,7 +64,7 @@ pub fn render(store: &mut Store, config: &str, metric: &str) -> Result<String, S
     let _ = write!(
         s,
         "{:<24} {:<22} {:<11} {:>4} {:<12} {:>4}  {:<22} {:<20}",
-        "recorded_at", "run_id", "verdict", "exit", "case", "GPUs", "topology", "engine"
+        "recorded_at", "run_id", "verdict", "exit", "measures", "GPUs", "topology", "engine"
     );
     for l in &labels {
         let _ = write!(s, " {l:>12}");
@@ -113,6 +113,21 @@ pub fn render(store: &mut Store, config: &str, metric: &str) -> Result<String, S
             "(a figure marked ! is of an invalid point: failed requests, or no output)"
         );
     }
+    // One config name may have measured several things over time (an edited case, a sweep's
+    // points sharing a name): `measures` (the hash of what a run measured, the history gate's
+    // key) tells them apart, and the figures of different ones are no one series.
+    let mut measured: Vec<&str> = runs.iter().map(|r| r.case_hash.as_str()).collect();
+    measured.sort_unstable();
+    measured.dedup();
+    if measured.len() > 1 {
+        let _ = writeln!(
+            s,
+            "note: these runs measured {} different workloads (the `measures` column, the hash of \
+             what a run measured): compare a figure only with those of its own; the history gate \
+             takes references of its own only",
+            measured.len()
+        );
+    }
     Ok(s)
 }
 
@@ -153,30 +168,40 @@ mod tests {
             metrics: vec![("TOKEN_THROUGHPUT".into(), v)],
             json: String::new(),
         };
-        store
-            .record(&RunRecord {
-                run_id: "r1".into(),
-                config_name: "c".into(),
-                case_hash: "h".into(),
-                run_dir: "/r1".into(),
-                sweep: None,
-                recorded_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
-                verdict: "failed".into(),
-                exit_code: 1,
-                engine: "sim".into(),
-                versions: Default::default(),
-                ctx: Default::default(),
-                generation: Default::default(),
-                topology: String::new(),
-                perf_verdict: "not run".into(),
-                points: vec![point("con1", true, 100.0), point("con2", false, 7.0)],
-                checks: Vec::new(),
-            })
-            .unwrap();
+        let run = |id: &str, hash: &str| RunRecord {
+            run_id: id.into(),
+            config_name: "c".into(),
+            case_hash: hash.into(),
+            run_dir: format!("/{id}"),
+            sweep: None,
+            recorded_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+            verdict: "failed".into(),
+            exit_code: 1,
+            engine: "sim".into(),
+            versions: Default::default(),
+            ctx: Default::default(),
+            generation: Default::default(),
+            topology: String::new(),
+            perf_verdict: "not run".into(),
+            points: vec![point("con1", true, 100.0), point("con2", false, 7.0)],
+            checks: Vec::new(),
+        };
+        store.record(&run("r1", "h")).unwrap();
         let text = render(&mut store, "c", "TOKEN_THROUGHPUT").unwrap();
         assert!(text.contains(" 100.000       7.000!  no"), "{text}");
         assert!(
             text.contains("(a figure marked ! is of an invalid point"),
+            "{text}"
+        );
+        assert!(
+            text.contains(" measures ") && !text.contains("different workloads"),
+            "{text}"
+        );
+        // The same config name measuring something else: told apart, and said.
+        store.record(&run("r2", "h2")).unwrap();
+        let text = render(&mut store, "c", "TOKEN_THROUGHPUT").unwrap();
+        assert!(
+            text.contains("note: these runs measured 2 different workloads"),
             "{text}"
         );
     }
