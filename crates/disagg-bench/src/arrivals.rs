@@ -14,6 +14,13 @@ pub(crate) fn schedule(n: u64, rate: f64, burstiness: f64, seed: u64) -> Vec<Dur
     if rate.is_infinite() {
         return vec![Duration::ZERO; n as usize];
     }
+    // The limit of the gamma as its shape grows: every gap exactly 1/rate (vLLM takes
+    // `--burstiness inf` the same way).
+    if burstiness.is_infinite() {
+        return (1..=n)
+            .map(|i| Duration::from_secs_f64(i as f64 / rate))
+            .collect();
+    }
     let mut rng = SmallRng::seed_from_u64(seed);
     // Gamma(k, θ) has mean kθ; θ = 1/(rate·k) keeps the mean gap at 1/rate for every shape.
     let scale = 1.0 / (rate * burstiness);
@@ -118,5 +125,14 @@ mod tests {
     #[test]
     fn infinite_rate_sends_everything_at_once() {
         assert_eq!(schedule(3, f64::INFINITY, 1.0, 0), vec![Duration::ZERO; 3]);
+    }
+
+    #[test]
+    fn infinite_burstiness_spaces_requests_evenly() {
+        let ms = |v: u64| Duration::from_millis(v);
+        assert_eq!(
+            schedule(3, 10.0, f64::INFINITY, 0),
+            vec![ms(100), ms(200), ms(300)]
+        );
     }
 }

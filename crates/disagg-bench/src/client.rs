@@ -570,6 +570,13 @@ struct MetaInfo {
 struct Delta<'a> {
     #[serde(default, borrow)]
     content: Option<Cow<'a, str>>,
+    /// A reasoning model's thinking, streamed apart from the answer by the engines' reasoning
+    /// parsers (vLLM's and SGLang's `reasoning_content`, newer vLLM's `reasoning`): its tokens
+    /// are output tokens, and the first of them is the first token.
+    #[serde(default, borrow)]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    reasoning: Option<Cow<'a, str>>,
 }
 
 impl Chunk<'_> {
@@ -592,9 +599,11 @@ impl Chunk<'_> {
         self.choices.0.as_ref().is_some_and(|c| {
             let text = c.text.as_deref().unwrap_or_default();
             let content = |d: &Option<Delta>| {
-                d.as_ref()
-                    .and_then(|d| d.content.as_deref())
-                    .is_some_and(|c| !c.is_empty())
+                d.as_ref().is_some_and(|d| {
+                    [&d.content, &d.reasoning_content, &d.reasoning]
+                        .iter()
+                        .any(|t| t.as_deref().is_some_and(|t| !t.is_empty()))
+                })
             };
             !text.is_empty() || content(&c.delta) || content(&c.message)
         })
@@ -656,6 +665,17 @@ mod tests {
         assert!(c.has_text());
         let c = parse_chunk(br#"{"choices":[{"delta":{"content":"b"}}]}"#).unwrap();
         assert!(c.has_text());
+        // The chat stream's opening chunk, the role alone, is no token.
+        let c =
+            parse_chunk(br#"{"choices":[{"delta":{"role":"assistant","content":""}}]}"#).unwrap();
+        assert!(!c.has_text());
+        // A reasoning model's thinking is output, in either engine's field.
+        for body in [
+            &br#"{"choices":[{"delta":{"reasoning_content":"hm","content":null}}]}"#[..],
+            br#"{"choices":[{"delta":{"reasoning":"hm"}}]}"#,
+        ] {
+            assert!(parse_chunk(body).unwrap().has_text());
+        }
         // Only the first choice is read; the rest are skipped, whatever they hold.
         let c =
             parse_chunk(br#"{"choices":[{"text":"a"},{"text":"","x":[1,{"y":null}]}]}"#).unwrap();

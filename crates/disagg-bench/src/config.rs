@@ -80,8 +80,12 @@ impl BenchConfig {
             if self.num_prompts.is_none() {
                 return bad("the open loop (request rates) needs num_prompts".into());
             }
-            if !(self.burstiness > 0.0 && self.burstiness.is_finite()) {
-                return bad(format!("burstiness {} must be positive", self.burstiness));
+            if self.burstiness.is_nan() || self.burstiness <= 0.0 {
+                return bad(format!(
+                    "burstiness {} must be positive (1 is Poisson, lower is burstier, inf evenly \
+                     spaced)",
+                    self.burstiness
+                ));
             }
             if let Some(r) = repeated(&self.request_rates) {
                 return bad(format!(

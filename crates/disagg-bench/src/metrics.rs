@@ -157,6 +157,47 @@ pub(crate) fn compute(outcomes: &[Outcome], scales: Scales<'_>) -> Computed {
 
 /// vLLM's peak output rate: content chunks of successful requests in one-second buckets counted
 /// from the first successful send; the fullest bucket.
+/// An open loop under a concurrency cap counts TTFT and E2EL from each request's scheduled time
+/// (no coordinated omission), so they include the wait for a slot; vLLM's and SGLang's
+/// benchmarks count from the send and report that wait apart. When the wait is a real part of
+/// TTFT (at least 1 ms and a tenth of it), the note a user comparing with them needs: the wait,
+/// and the mean TTFT counted their way.
+pub(crate) fn capped_wait_note(
+    outcomes: &[Outcome],
+    ttft_mean_ms: f64,
+    cap: u32,
+) -> Option<String> {
+    let waits: Vec<f64> = outcomes
+        .iter()
+        .map(|o| ms(o.sent.saturating_duration_since(o.scheduled)))
+        .collect();
+    let wait = mean(&waits);
+    if wait < 1.0 || wait < 0.1 * ttft_mean_ms {
+        return None;
+    }
+    let from_send: Vec<f64> = outcomes
+        .iter()
+        .filter_map(|o| {
+            let ok = o.result.as_ref().ok()?;
+            let first = if ok.streamed {
+                *ok.chunks.first()?
+            } else {
+                o.end
+            };
+            Some(ms(first.saturating_duration_since(o.sent)))
+        })
+        .collect();
+    Some(format!(
+        "TTFT and E2EL count from each request's scheduled time and include the wait for one of \
+         the --max-concurrency {cap} slots (mean {wait:.2} ms, max {:.2} ms); vLLM's and \
+         SGLang's benchmarks count from the send and report that wait apart: their mean TTFT \
+         here would be {:.2} ms (each request's wait: `queue_times` in the point's \
+         benchmark_serving result file)",
+        waits.iter().copied().fold(0.0, f64::max),
+        mean(&from_send)
+    ))
+}
+
 fn peak_chunks_per_second(outcomes: &[Outcome]) -> f64 {
     let Some(start) = outcomes
         .iter()
@@ -513,7 +554,8 @@ mod tests {
         let mut late = streamed(t0, 50, &[30, 40], 40, 2);
         late.scheduled = t0;
         let on_time = streamed(t0, 10, &[30, 40], 40, 2);
-        let Computed { metrics: m, .. } = compute(&[late, on_time], Scales::default());
+        let Computed { metrics: m, .. } =
+            compute(&[late.clone(), on_time.clone()], Scales::default());
         // TTFT 80 and 30, E2EL 90 and 40: the wait is charged, not hidden.
         assert!(close(m.ttft.mean_ms, 55.0));
         assert!(close(m.e2el.mean_ms, 65.0));
@@ -523,6 +565,16 @@ mod tests {
         assert!(close(m.max_send_lag_ms, 50.0));
         // Duration runs from the first scheduled send (0) to the last end (90).
         assert!(close(m.duration_s, 0.090));
+        // What a vLLM user needs to compare: the wait (25 ms on average), and TTFT from the send
+        // (30 ms for both).
+        let note = capped_wait_note(&[late.clone(), on_time.clone()], m.ttft.mean_ms, 2).unwrap();
+        assert!(
+            note.contains("--max-concurrency 2 slots (mean 25.00 ms, max 50.00 ms)")
+                && note.contains("their mean TTFT here would be 30.00 ms"),
+            "{note}"
+        );
+        // No wait worth a note on time.
+        assert_eq!(capped_wait_note(&[on_time], 30.0, 2), None);
     }
 
     #[test]

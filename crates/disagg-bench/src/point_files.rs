@@ -118,7 +118,15 @@ pub fn result_json(cfg: &BenchConfig, p: &PointResult) -> Map<String, Value> {
         serde_json::to_value(r.point.request_rate.unwrap_or(RequestRate(f64::INFINITY)))
             .expect("a rate serializes"),
     );
-    put("burstiness", cfg.burstiness.into());
+    // JSON has no infinity: `inf` (evenly spaced) is written as the string, like the rate.
+    put(
+        "burstiness",
+        if cfg.burstiness.is_finite() {
+            cfg.burstiness.into()
+        } else {
+            "inf".into()
+        },
+    );
     put("max_concurrency", r.point.concurrency.into());
     // Results.
     put("duration", m.duration_s.into());

@@ -198,6 +198,11 @@ pub(crate) async fn run_sweep(
         for line in first_words_per_failure(&outcomes) {
             eprintln!("{label}: {line}");
         }
+        if let (Plan::Open { .. }, Some(c)) = (plan, cap) {
+            if let Some(note) = metrics::capped_wait_note(&outcomes, metrics.ttft.mean_ms, c) {
+                eprintln!("{label}: note: {note}");
+            }
+        }
         let point = PointId {
             concurrency: cap,
             request_rate: match plan {

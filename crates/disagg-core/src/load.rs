@@ -531,8 +531,8 @@ fn check(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
     if !(b.burstiness > 0.0 && b.burstiness.is_finite()) {
         return err(
             "benchmark.burstiness",
-            format!("{} must be above 0", b.burstiness),
-            "1 is Poisson; lower is burstier",
+            format!("{} must be a finite number above 0", b.burstiness),
+            "1 is Poisson; lower is burstier, higher more evenly spaced (e.g. 1000)",
         );
     }
     if !(0.0..=1.0).contains(&b.max_failure_rate) {
