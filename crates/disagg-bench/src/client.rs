@@ -695,6 +695,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.usage.unwrap().completion_tokens, 9);
+        // A server that leaves total_tokens out is read, not failed as a bad body.
+        let c = parse_chunk(br#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":9}}"#)
+            .unwrap();
+        assert_eq!(c.usage.unwrap().total_tokens, 12);
     }
 
     #[test]

@@ -2,12 +2,33 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Token accounting as servers report it in `usage`.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+/// Token accounting as servers report it in `usage`. `total_tokens` may be left out (clients
+/// such as vLLM's benchmark read only the other two), and is then their sum.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
 pub struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub total_tokens: u64,
+}
+
+impl<'de> Deserialize<'de> for Usage {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Given {
+            prompt_tokens: u64,
+            completion_tokens: u64,
+            #[serde(default)]
+            total_tokens: Option<u64>,
+        }
+        let g = Given::deserialize(d)?;
+        Ok(Self {
+            prompt_tokens: g.prompt_tokens,
+            completion_tokens: g.completion_tokens,
+            total_tokens: g
+                .total_tokens
+                .unwrap_or(g.prompt_tokens + g.completion_tokens),
+        })
+    }
 }
 
 impl Usage {
