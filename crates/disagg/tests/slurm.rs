@@ -611,6 +611,14 @@ fn a_no_wait_job_ended_at_its_time_limit_in_its_setup_still_reports() {
         ),
     );
     no_wait_until_its_time_limit(&ws, &c, "sl-setup-timeout", Duration::from_secs(180));
+    // The job ran its minute in the setup: the reports say so, not 0 s.
+    let outcome: serde_json::Value =
+        serde_json::from_str(&read(&ws.run_dir("sl-setup-timeout").join("outcome.json"))).unwrap();
+    let took = outcome["duration_s"].as_f64().unwrap();
+    assert!(
+        took >= 50.0,
+        "duration_s {took} for a job ended at its 1-minute limit"
+    );
 }
 
 fn a_baseline_that_breaks_while_the_job_waits_fails_the_run_not_the_gate_silently() {
@@ -674,13 +682,16 @@ fn a_failing_setup_fails_the_job_as_setup() {
         &case(
             "sl-setup",
             &format!(
-                "{GEN_OK}{TIMEOUTS}setup: \"echo installing; exit 7\"\nslurm: {{time: \"5\"}}\n"
+                "{GEN_OK}{TIMEOUTS}setup: \"printf 'caf\\\\351 latin-1\\\\n'; echo installing; exit 7\"\nslurm: {{time: \"5\"}}\n"
             ),
         ),
     );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let dir = ws.run_dir("sl-setup");
-    assert!(read(&dir.join("install.log")).contains("installing"));
+    // Not UTF-8 (an installer's Latin-1): the failing node is still read from srun's line.
+    let install = std::fs::read(dir.join("install.log")).unwrap();
+    assert!(String::from_utf8_lossy(&install).contains("installing"));
+    assert!(std::str::from_utf8(&install).is_err());
     let xml = read(&dir.join("results.xml"));
     assert!(xml.contains("SETUP"), "{xml}");
     let summary = read(&dir.join("summary.md"));

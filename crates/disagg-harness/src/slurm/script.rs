@@ -100,6 +100,9 @@ pub fn render(plan: &Plan, exe: &Path, skip_perf_check: bool) -> Result<String, 
         let _ = writeln!(out, "#SBATCH {}", sh_quote(a));
     }
     let _ = writeln!(out, "set -u");
+    // When the job started, for the supervisor's reports of a job that ended in its setup (it
+    // starts only after the setup).
+    let _ = writeln!(out, "export {JOB_STARTED_ENV}=\"$(date +%s.%N)\"");
     let _ = writeln!(out, "run_dir={}/\"$SLURM_JOB_ID\"", sh_quote(&config_dir));
     let _ = writeln!(out, "cd \"$run_dir\" || exit 1");
     // Should a cluster requeue it anyway, the first try's reports stand and nothing runs again.
@@ -173,6 +176,19 @@ pub fn render(plan: &Plan, exe: &Path, skip_perf_check: bool) -> Result<String, 
         sh_join(&sup)
     );
     Ok(out)
+}
+
+/// The batch script's start, in seconds since the epoch, as `date +%s.%N` gives it.
+pub(crate) const JOB_STARTED_ENV: &str = "DISAGG_JOB_STARTED";
+
+/// How long the job has run, from [`JOB_STARTED_ENV`]; `None` outside a job that set it.
+pub(crate) fn job_elapsed_s() -> Option<f64> {
+    let started: f64 = std::env::var(JOB_STARTED_ENV).ok()?.trim().parse().ok()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs_f64();
+    (started.is_finite() && now >= started).then_some(now - started)
 }
 
 fn check(what: &'static str, value: &str) -> Result<(), ScriptError> {

@@ -53,7 +53,8 @@ pub fn supervise_run_dir(
                 failure: None,
             })
             .collect(),
-        duration_s: 0.0,
+        // Ended in the setup (or the container's step), before the supervisor: the job's time.
+        duration_s: super::script::job_elapsed_s().unwrap_or(0.0),
     };
     let outcome = match kind {
         // Signalled in the setup: nothing was launched, and nothing failed of its own.
@@ -65,8 +66,11 @@ pub fn supervise_run_dir(
             crate::supervisor::supervise(&plan, &mut crate::executor::LocalExecutor, &INTERRUPTED)
         }
         ExecutorKind::Slurm if setup_status != 0 => {
-            let install =
-                std::fs::read_to_string(plan.run_dir.join("install.log")).unwrap_or_default();
+            // Its end, where srun's lines are, read whatever bytes the setup wrote (an installer's
+            // Latin-1, a multibyte character cut short): read as UTF-8 alone it was empty, and
+            // the failing node went unnamed.
+            let install = crate::logtext::tail_text(&plan.run_dir.join("install.log"), 1 << 20)
+                .unwrap_or_default();
             let (role, reason) = first_step_failure(
                 plan.setup.is_some(),
                 plan.slurm.container.as_ref().map(|c| c.image.as_str()),
