@@ -328,13 +328,10 @@ fn store_unusable(
 /// one: a store named by URL, or a SQLite file that exists, is opened as `run` opens it; a
 /// SQLite file not yet there is one `run` makes.
 fn store_problem(workspace: &Path) -> Option<String> {
-    let location = disagg_store::default_location(workspace);
-    let url = location.starts_with("postgres://") || location.starts_with("postgresql://");
-    let file = PathBuf::from(location.strip_prefix("sqlite://").unwrap_or(&location));
-    if !url && !file.exists() {
+    if !disagg_store::default_exists(workspace) {
         return None;
     }
-    disagg_store::Store::open(&location)
+    disagg_store::Store::open_default(workspace)
         .err()
         .map(|e| e.to_string())
 }

@@ -200,21 +200,36 @@ pub fn default_location(workspace: &Path) -> String {
     }
 }
 
+/// A `postgres://` or `postgresql://` URL (else a SQLite file path, `sqlite://` optional).
+fn is_url(location: &str) -> bool {
+    location.starts_with("postgres://") || location.starts_with("postgresql://")
+}
+
+/// The SQLite file a location names (`sqlite://` optional).
+fn sqlite_file(location: &str) -> PathBuf {
+    PathBuf::from(location.strip_prefix("sqlite://").unwrap_or(location))
+}
+
+/// Whether the workspace's store ([`default_location`]) is there to open without making one: a
+/// URL names a server, a SQLite file must exist.
+pub fn default_exists(workspace: &Path) -> bool {
+    let location = default_location(workspace);
+    is_url(&location) || sqlite_file(&location).exists()
+}
+
 impl Store {
     /// Opens (and creates, for SQLite) the store `location`: a `postgres://` or
     /// `postgresql://` URL, or a SQLite file path (`sqlite://` optional).
     pub fn open(location: &str) -> Result<Self, StoreError> {
-        let conn =
-            if location.starts_with("postgres://") || location.starts_with("postgresql://") {
-                Conn::postgres(location)
-            } else {
-                let path = PathBuf::from(location.strip_prefix("sqlite://").unwrap_or(location));
-                Conn::sqlite(&path)
-            }
-            .map_err(|message| StoreError::Open {
-                store: redact(location),
-                message,
-            })?;
+        let conn = if is_url(location) {
+            Conn::postgres(location)
+        } else {
+            Conn::sqlite(&sqlite_file(location))
+        }
+        .map_err(|message| StoreError::Open {
+            store: redact(location),
+            message,
+        })?;
         let mut store = Store {
             conn,
             name: redact(location),
@@ -233,9 +248,7 @@ impl Store {
     /// folder this process cannot write is read as it is.
     pub fn open_default_existing(workspace: &Path) -> Result<Self, StoreError> {
         let location = default_location(workspace);
-        let is_url = location.starts_with("postgres://") || location.starts_with("postgresql://");
-        let file = PathBuf::from(location.strip_prefix("sqlite://").unwrap_or(&location));
-        if !is_url && !file.exists() {
+        if !default_exists(workspace) {
             return Err(StoreError::Open {
                 store: redact(&location),
                 message: format!(
@@ -247,7 +260,7 @@ impl Store {
         }
         match Self::open(&location) {
             // A SQLite store in a folder this process cannot write: read it as it is.
-            Err(e) if !is_url => match Conn::sqlite_read_only(&file) {
+            Err(e) if !is_url(&location) => match Conn::sqlite_read_only(&sqlite_file(&location)) {
                 Ok(conn) => Ok(Store {
                     conn,
                     name: redact(&location),
