@@ -36,6 +36,9 @@ pub(crate) struct Computed {
     /// Failed requests by kind.
     pub errors: BTreeMap<String, u64>,
     pub histograms: LatencyHistograms,
+    /// Mean TTFT counted from each request's send, as vLLM's and SGLang's benchmarks count it
+    /// (`metrics.ttft` counts from the scheduled time), for `capped_wait_note`.
+    pub ttft_from_send_mean_ms: f64,
 }
 
 /// Metrics of one point, its failures by kind and its latency histograms.
@@ -44,6 +47,7 @@ pub(crate) fn compute(outcomes: &[Outcome], scales: Scales<'_>) -> Computed {
     let mut good = 0u64;
     let mut errors = BTreeMap::new();
     let mut ttft = Vec::new();
+    let mut ttft_from_send = Vec::new();
     let mut tpot = Vec::new();
     let mut itl = Vec::new();
     let mut e2el = Vec::new();
@@ -69,6 +73,9 @@ pub(crate) fn compute(outcomes: &[Outcome], scales: Scales<'_>) -> Computed {
         }
         if let Some(first) = o.ttft() {
             ttft.push(ms(first));
+            ttft_from_send.push(ms(
+                first.saturating_sub(o.sent.saturating_duration_since(o.scheduled))
+            ));
             // One token has no "per output token" time; benchmark_serving leaves it out.
             let request_tpot = (ok.output_tokens > 1)
                 .then(|| ms(e2e.saturating_sub(first)) / (ok.output_tokens - 1) as f64);
@@ -152,6 +159,7 @@ pub(crate) fn compute(outcomes: &[Outcome], scales: Scales<'_>) -> Computed {
         metrics,
         errors,
         histograms,
+        ttft_from_send_mean_ms: mean(&ttft_from_send),
     }
 }
 
@@ -162,39 +170,19 @@ pub(crate) fn compute(outcomes: &[Outcome], scales: Scales<'_>) -> Computed {
 /// benchmarks count from the send and report that wait apart. When the wait is a real part of
 /// TTFT (at least 1 ms and a tenth of it), the note a user comparing with them needs: the wait,
 /// and the mean TTFT counted their way.
-pub(crate) fn capped_wait_note(
-    outcomes: &[Outcome],
-    ttft_mean_ms: f64,
-    cap: u32,
-) -> Option<String> {
-    let waits: Vec<f64> = outcomes
-        .iter()
-        .map(|o| ms(o.sent.saturating_duration_since(o.scheduled)))
-        .collect();
-    let wait = mean(&waits);
-    if wait < 1.0 || wait < 0.1 * ttft_mean_ms {
+pub(crate) fn capped_wait_note(c: &Computed, cap: u32) -> Option<String> {
+    let m = &c.metrics;
+    let wait = m.client_queue_time.as_ref()?.mean_ms;
+    if wait < 1.0 || wait < 0.1 * m.ttft.mean_ms {
         return None;
     }
-    let from_send: Vec<f64> = outcomes
-        .iter()
-        .filter_map(|o| {
-            let ok = o.result.as_ref().ok()?;
-            let first = if ok.streamed {
-                *ok.chunks.first()?
-            } else {
-                o.end
-            };
-            Some(ms(first.saturating_duration_since(o.sent)))
-        })
-        .collect();
     Some(format!(
         "TTFT and E2EL count from each request's scheduled time and include the wait for one of \
          the --max-concurrency {cap} slots (mean {wait:.2} ms, max {:.2} ms); vLLM's and \
          SGLang's benchmarks count from the send and report that wait apart: their mean TTFT \
          here would be {:.2} ms (each request's wait: `queue_times` in the point's \
          benchmark_serving result file)",
-        waits.iter().copied().fold(0.0, f64::max),
-        mean(&from_send)
+        m.max_send_lag_ms, c.ttft_from_send_mean_ms
     ))
 }
 
@@ -554,8 +542,12 @@ mod tests {
         let mut late = streamed(t0, 50, &[30, 40], 40, 2);
         late.scheduled = t0;
         let on_time = streamed(t0, 10, &[30, 40], 40, 2);
-        let Computed { metrics: m, .. } =
-            compute(&[late.clone(), on_time.clone()], Scales::default());
+        let open_loop = Scales {
+            queue: Some(Arrival::Scheduled),
+            ..Scales::default()
+        };
+        let both = compute(&[late.clone(), on_time.clone()], open_loop);
+        let m = &both.metrics;
         // TTFT 80 and 30, E2EL 90 and 40: the wait is charged, not hidden.
         assert!(close(m.ttft.mean_ms, 55.0));
         assert!(close(m.e2el.mean_ms, 65.0));
@@ -567,14 +559,14 @@ mod tests {
         assert!(close(m.duration_s, 0.090));
         // What a vLLM user needs to compare: the wait (25 ms on average), and TTFT from the send
         // (30 ms for both).
-        let note = capped_wait_note(&[late.clone(), on_time.clone()], m.ttft.mean_ms, 2).unwrap();
+        let note = capped_wait_note(&both, 2).unwrap();
         assert!(
             note.contains("--max-concurrency 2 slots (mean 25.00 ms, max 50.00 ms)")
                 && note.contains("their mean TTFT here would be 30.00 ms"),
             "{note}"
         );
         // No wait worth a note on time.
-        assert_eq!(capped_wait_note(&[on_time], 30.0, 2), None);
+        assert_eq!(capped_wait_note(&compute(&[on_time], open_loop), 2), None);
     }
 
     #[test]

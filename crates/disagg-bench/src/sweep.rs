@@ -160,11 +160,17 @@ pub(crate) async fn run_sweep(
                 Plan::Open { .. } => Arrival::Scheduled,
             }),
         };
+        let computed = metrics::compute(&outcomes, scales);
+        let wait_note = match (plan, cap) {
+            (Plan::Open { .. }, Some(c)) => metrics::capped_wait_note(&computed, c),
+            _ => None,
+        };
         let Computed {
             metrics,
             errors,
             histograms,
-        } = metrics::compute(&outcomes, scales);
+            ..
+        } = computed;
         let budget_stop = (outcomes.len() as u64) < n && stop.should_stop();
         let stopped = ((outcomes.len() as u64) < n).then(|| {
             if budget_stop {
@@ -198,10 +204,8 @@ pub(crate) async fn run_sweep(
         for line in first_words_per_failure(&outcomes) {
             eprintln!("{label}: {line}");
         }
-        if let (Plan::Open { .. }, Some(c)) = (plan, cap) {
-            if let Some(note) = metrics::capped_wait_note(&outcomes, metrics.ttft.mean_ms, c) {
-                eprintln!("{label}: note: {note}");
-            }
+        if let Some(note) = wait_note {
+            eprintln!("{label}: note: {note}");
         }
         let point = PointId {
             concurrency: cap,
