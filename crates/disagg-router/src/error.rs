@@ -195,6 +195,14 @@ pub enum ProxyError {
         healthy: usize,
         total: usize,
     },
+    /// A worker did not answer its own `/health_generate` with 200 (the router's
+    /// `/health_generate`, SGLang dialect).
+    #[error("{leg} worker {worker}: {why}")]
+    GenerateUnhealthy {
+        leg: Leg,
+        worker: String,
+        why: String,
+    },
 }
 
 impl ProxyError {
@@ -245,7 +253,9 @@ impl ProxyError {
             ProxyError::Rejected { status, .. } => {
                 ApiError::new(status.as_u16(), "invalid_request_error", msg)
             }
-            ProxyError::Unhealthy { .. } => ApiError::unavailable(msg),
+            ProxyError::Unhealthy { .. } | ProxyError::GenerateUnhealthy { .. } => {
+                ApiError::unavailable(msg)
+            }
         }
     }
 }
@@ -255,7 +265,12 @@ impl IntoResponse for ProxyError {
         let api = self.to_api();
         let status = StatusCode::from_u16(api.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         // Server-side failures are what an operator hunts for; client mistakes are just noise.
-        if status.is_server_error() && !matches!(self, ProxyError::Unhealthy { .. }) {
+        if status.is_server_error()
+            && !matches!(
+                self,
+                ProxyError::Unhealthy { .. } | ProxyError::GenerateUnhealthy { .. }
+            )
+        {
             tracing::warn!(status = status.as_u16(), "{self}");
         } else {
             tracing::debug!(status = status.as_u16(), "{self}");

@@ -14,7 +14,6 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use disagg_proto::ApiError;
 use futures_util::future::{join, join_all};
 use serde_json::{Value, json};
 
@@ -112,13 +111,14 @@ pub(crate) async fn health_generate(State(state): State<AppState>) -> Response {
                 ),
                 Err(why) => why,
             };
-            Some(format!("{leg} worker {}: {why}", w.url))
+            Some(ProxyError::GenerateUnhealthy {
+                leg,
+                worker: w.url.to_string(),
+                why,
+            })
         });
     match join_all(asks).await.into_iter().flatten().next() {
         None => StatusCode::OK.into_response(),
-        Some(why) => {
-            let api = ApiError::unavailable(why);
-            (StatusCode::SERVICE_UNAVAILABLE, Json(api.body())).into_response()
-        }
+        Some(failed) => failed.into_response(),
     }
 }
