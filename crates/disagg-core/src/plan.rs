@@ -256,6 +256,20 @@ fn eight() -> u32 {
 }
 
 impl Plan {
+    /// The plan as the local launcher runs it: one process per role on this machine, so every
+    /// role has one rank, and a TensorRT-LLM server of several GPUs runs as one `trtllm-serve`
+    /// that spawns its ranks itself, not under `trtllm-llmapi-launch` (which would find a world
+    /// of one process). `disagg plan` shows it so; Slurm runs the plan as built.
+    pub fn on_one_machine(mut self) -> Self {
+        for r in &mut self.roles {
+            if let Some(launch) = &mut r.engine {
+                crate::engines::trtllm::one_process(launch);
+            }
+            r.ranks = 1;
+        }
+        self
+    }
+
     /// Whether the workers span more than one node, so that roles reach each other by hostname.
     pub fn multi_node(&self) -> bool {
         self.nodes > 1

@@ -741,7 +741,21 @@ pub const SWEEP_NAME_FILE: &str = "sweep_name";
 
 /// Creates the run folder of a checked case and writes `case.yaml` and `plan.json` into it.
 pub(crate) fn prepare(r: &Ready, workspace: &Path, exe: &Path) -> Result<Plan, i32> {
-    prepare_as(r, workspace, exe, &rundir::timestamp_run_id())
+    prepare_as(
+        r,
+        workspace,
+        exe,
+        &rundir::timestamp_run_id(),
+        Where::OneMachine,
+    )
+}
+
+/// Where a run's roles run: one process each on this machine (the local launcher), or as
+/// Slurm steps of the plan's ranks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Where {
+    OneMachine,
+    Slurm,
 }
 
 /// [`prepare`] with a given run id (a Slurm job id).
@@ -750,6 +764,7 @@ pub(crate) fn prepare_as(
     workspace: &Path,
     exe: &Path,
     run_id: &str,
+    place: Where,
 ) -> Result<Plan, i32> {
     let name = &r.case.config_name;
     let (run_id, run_dir) = match rundir::create(workspace, name, run_id) {
@@ -765,6 +780,9 @@ pub(crate) fn prepare_as(
         }
     };
     let mut plan = disagg_core::plan::build(&r.case, &run_id, &run_dir, exe);
+    if place == Where::OneMachine {
+        plan = plan.on_one_machine();
+    }
     // The supervisor may run elsewhere (inside a Slurm job, from the run folder).
     plan.perf_baseline = plan
         .perf_baseline

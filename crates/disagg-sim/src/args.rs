@@ -149,6 +149,12 @@ pub struct SimArgs {
     #[arg(skip)]
     pub gpu_need: Option<GpuNeed>,
 
+    /// A TensorRT-LLM server under `trtllm-llmapi-launch`: the ranks its extra-options YAML
+    /// asks (tp×pp×cp) and what says so; checked at start against the MPI world the wrapper
+    /// finds (`SLURM_NTASKS`, else `OMPI_COMM_WORLD_SIZE`, else 1).
+    #[arg(skip)]
+    pub mpi_ranks: Option<(u32, String)>,
+
     /// Append one JSON line per request received (time, path, X-Request-Id, body) to FILE.
     #[arg(long)]
     pub request_log: Option<PathBuf>,

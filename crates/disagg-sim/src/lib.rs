@@ -123,6 +123,9 @@ pub async fn run(args: SimArgs) -> Result<(), SimError> {
             local_rank(),
         )?;
     }
+    if let Some((ranks, why)) = &args.mpi_ranks {
+        check_mpi_world(*ranks, why, mpi_world())?;
+    }
     if args.dist.nnodes > 1 {
         dist::address(&args.dist)?;
         if args.dist.node_rank > 0 {
@@ -214,6 +217,32 @@ fn local_rank() -> u32 {
     .iter()
     .find_map(|k| std::env::var(k).ok()?.parse().ok())
     .unwrap_or(0)
+}
+
+/// The MPI world `trtllm-llmapi-launch` finds: `SLURM_NTASKS`, else `OMPI_COMM_WORLD_SIZE`,
+/// else 1 (and the variable that said it).
+fn mpi_world() -> (u32, &'static str) {
+    ["SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"]
+        .into_iter()
+        .find_map(|k| Some((std::env::var(k).ok()?.parse().ok()?, k)))
+        .unwrap_or((1, "neither SLURM_NTASKS nor OMPI_COMM_WORLD_SIZE is set"))
+}
+
+/// A TensorRT-LLM server under `trtllm-llmapi-launch` runs its model on the MPI world the
+/// wrapper finds, one rank per process of the step: a world of another size than the model's
+/// ranks cannot serve it (a lone process under the wrapper serves one rank, whatever
+/// `tensor_parallel_size` says). So fails the sim standing in for it.
+pub fn check_mpi_world(ranks: u32, why: &str, (world, from): (u32, &str)) -> Result<(), SimError> {
+    if world == ranks {
+        return Ok(());
+    }
+    Err(SimError::Flags(format!(
+        "trtllm-llmapi-launch finds an MPI world of {world} process(es) ({from}), but the \
+         server has {ranks} rank(s) ({why}): TensorRT-LLM runs one rank per process of that \
+         world, so the engine cannot serve this model; start one task per rank (srun \
+         --ntasks={ranks}, mpirun -n {ranks}), or on one machine run trtllm-serve without the \
+         wrapper (it spawns its ranks itself)"
+    )))
 }
 
 /// A real engine fails at start when it cannot see the GPUs it is to drive: so does the sim

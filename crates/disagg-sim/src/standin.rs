@@ -44,9 +44,13 @@ pub fn stand_in(mut args: SimArgs, argv: &[String]) -> Result<SimArgs, String> {
             } else {
                 &argv[1..]
             };
-            trtllm(&mut args, Flags::parse(rest)?)?;
+            let (ranks, why) = trtllm(&mut args, Flags::parse(rest)?)?;
             if launched {
                 args.gpu_need = Some(crate::GpuNeed::LocalRank);
+                args.mpi_ranks = Some((ranks, why));
+            } else if ranks > 1 {
+                // trtllm-serve alone spawns a rank per GPU over those it sees.
+                args.gpu_need = Some(crate::GpuNeed::Count(ranks, why));
             }
         }
         _ => {
@@ -283,7 +287,9 @@ const TRTLLM_MAX_NUM_TOKENS: u64 = 8192;
 /// its flags, else from its flags (`--max_seq_len`, `--max_num_tokens`,
 /// `--enable_chunked_prefill`). `max_input_len` is not read: the PyTorch backend, which
 /// trtllm-serve runs, does not hold requests to it.
-fn trtllm(args: &mut SimArgs, f: Flags<'_>) -> Result<(), String> {
+/// Returns the server's ranks (tp×pp×cp: `--tp_size`/`--pp_size`, which the extra-options
+/// YAML's sizes override, as trtllm-serve applies the file last) and the words saying so.
+fn trtllm(args: &mut SimArgs, f: Flags<'_>) -> Result<(u32, String), String> {
     let model = f
         .positional
         .first()
@@ -305,6 +311,12 @@ fn trtllm(args: &mut SimArgs, f: Flags<'_>) -> Result<(), String> {
     if f.has("--enable_chunked_prefill") {
         args.enable_chunked_prefill = true;
     }
+    let mut sizes = [
+        ("tensor_parallel_size", f.last("--tp_size")),
+        ("pipeline_parallel_size", f.last("--pp_size")),
+        ("context_parallel_size", None),
+    ]
+    .map(|(key, flag)| (key, flag.map(|v| count(v, key)).transpose()));
     if let Some((flag, path)) = ["--extra_llm_api_options", "--config"]
         .into_iter()
         .find_map(|flag| f.last(flag).map(|p| (flag, p)))
@@ -319,13 +331,27 @@ fn trtllm(args: &mut SimArgs, f: Flags<'_>) -> Result<(), String> {
         if let Some(on) = yaml.flag("enable_chunked_prefill")? {
             args.enable_chunked_prefill = on;
         }
+        for (key, size) in &mut sizes {
+            if let Some(n) = yaml.count(key)? {
+                *size = Ok(Some(n));
+            }
+        }
     }
+    let mut ranks = 1u64;
+    let mut said = Vec::new();
+    for (key, size) in sizes {
+        let n = size?.unwrap_or(1);
+        ranks = ranks.saturating_mul(n);
+        said.push(format!("{key} {n}"));
+    }
+    let ranks =
+        u32::try_from(ranks).map_err(|_| format!("{} ranks: too many", said.join(" × ")))?;
     // The engine's own value, else the sim's flag, else trtllm-serve's default.
     let n = max_num_tokens
         .or(args.timing.max_num_tokens.map(|n| n.get()))
         .unwrap_or(TRTLLM_MAX_NUM_TOKENS);
     args.timing.max_num_tokens = std::num::NonZeroU64::new(n);
-    Ok(())
+    Ok((ranks, said.join(" × ")))
 }
 
 /// A trtllm-serve extra-options YAML. trtllm-serve cannot start without the file, and neither
@@ -614,6 +640,68 @@ mod tests {
         );
         let e = stand_in(base(), &words(&missing)).unwrap_err();
         assert!(e.contains("cannot read it"), "{e}");
+    }
+
+    #[test]
+    fn a_trtllm_server_of_several_ranks_needs_their_gpus_alone_and_their_world_under_the_wrapper() {
+        use crate::{GpuNeed, check_mpi_world};
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = dir.path().join("ctx_config.yaml");
+        std::fs::write(
+            &yaml,
+            "tensor_parallel_size: 2\npipeline_parallel_size: 2\nmax_batch_size: 8\n",
+        )
+        .unwrap();
+        let opts = format!("--extra_llm_api_options {}", yaml.display());
+        // Alone, trtllm-serve spawns a rank per GPU: it must see four.
+        let alone = stand_in(base(), &words(&format!("trtllm-serve m {opts}"))).unwrap();
+        let Some(GpuNeed::Count(4, why)) = &alone.gpu_need else {
+            panic!("{:?}", alone.gpu_need)
+        };
+        assert_eq!(
+            why,
+            "tensor_parallel_size 2 × pipeline_parallel_size 2 × context_parallel_size 1"
+        );
+        assert_eq!(alone.mpi_ranks, None);
+        // The file's sizes win over the flags, as trtllm-serve applies the file last.
+        let both = stand_in(
+            base(),
+            &words(&format!("trtllm-serve m --tp_size 8 {opts}")),
+        )
+        .unwrap();
+        assert!(matches!(both.gpu_need, Some(GpuNeed::Count(4, _))));
+        let flags = stand_in(base(), &words("trtllm-serve m --tp_size 2")).unwrap();
+        assert!(matches!(flags.gpu_need, Some(GpuNeed::Count(2, _))));
+        assert_eq!(
+            stand_in(base(), &words("trtllm-serve m")).unwrap().gpu_need,
+            None
+        );
+        // Under the wrapper, one rank per process: the GPU of its local rank, and a world of
+        // four processes.
+        let launched = stand_in(
+            base(),
+            &words(&format!("trtllm-llmapi-launch trtllm-serve m {opts}")),
+        )
+        .unwrap();
+        assert_eq!(launched.gpu_need, Some(GpuNeed::LocalRank));
+        let (ranks, why) = launched.mpi_ranks.clone().unwrap();
+        assert_eq!(ranks, 4);
+        assert!(check_mpi_world(ranks, &why, (4, "SLURM_NTASKS")).is_ok());
+        let e = check_mpi_world(
+            ranks,
+            &why,
+            (1, "neither SLURM_NTASKS nor OMPI_COMM_WORLD_SIZE is set"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains(
+                "trtllm-llmapi-launch finds an MPI world of 1 process(es) (neither SLURM_NTASKS \
+                 nor OMPI_COMM_WORLD_SIZE is set), but the server has 4 rank(s) \
+                 (tensor_parallel_size 2 × pipeline_parallel_size 2"
+            ),
+            "{e}"
+        );
     }
 
     #[test]

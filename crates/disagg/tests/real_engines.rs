@@ -342,6 +342,110 @@ fn the_local_launcher_refuses_workers_placed_on_several_nodes_that_would_share_g
     );
 }
 
+/// A TensorRT-LLM server of several GPUs on one machine runs as one `trtllm-serve`, which
+/// spawns its ranks itself: under `trtllm-llmapi-launch`, with no launcher's MPI world, it
+/// would serve one rank whatever its `tensor_parallel_size` (the sim, standing in for both,
+/// fails so). `disagg plan` shows the local form; `--launcher slurm` keeps the wrapper, with a
+/// step of one task per rank.
+#[test]
+fn a_trtllm_server_of_several_gpus_runs_as_one_trtllm_serve_on_one_machine() {
+    use std::os::unix::fs::PermissionsExt;
+    let ws = TempDir::new("trtllm-local-tp");
+    let bin = ws.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for program in ["trtllm-serve", "trtllm-llmapi-launch"] {
+        let path = bin.join(program);
+        std::fs::write(
+            &path,
+            format!("#!/bin/sh\nexec '{DISAGG}' sim --itl 1ms -- {program} \"$@\"\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let case = ws.path().join("c.yaml");
+    std::fs::write(
+        &case,
+        "name: trt-tp2\nmodel: {name: tiny}\nengine: trtllm\nhardware: {gpus_per_node: 4}\nctx: {count: 1, parallel: {tp: 2}}\ngen: {count: 1}\nbenchmark: {isl: 16, osl: 4, concurrency: [2], rounds: 2}\ntimeouts: {worker_startup: 60s, request: 30s, benchmark: 60s, job: 2m}\n",
+    )
+    .unwrap();
+    let r = run(&case, ws.path(), &[], &[("PATH", &path)]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let dir = only_run(ws.path(), "trt-tp2");
+    let plan = json(&dir.join("plan.json"));
+    let ctx = plan["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["role"] == "CTX_0")
+        .unwrap()
+        .clone();
+    assert_eq!(ctx["engine"]["argv"][0], "trtllm-serve", "{ctx}");
+    assert_eq!(ctx["ranks"], 1, "{ctx}");
+    assert_eq!(ctx["env_set"]["CUDA_VISIBLE_DEVICES"], "0,1", "{ctx}");
+    let yaml = read(&dir.join("ctx_config.yaml"));
+    assert!(
+        yaml.contains("tensor_parallel_size: 2")
+            && yaml.contains("disable_overlap_scheduler: true"),
+        "{yaml}"
+    );
+    // The plan as each launcher runs it.
+    let ws_arg = ["--workspace", ws.path().to_str().unwrap()];
+    let local = support::disagg(
+        &[&["plan", case.to_str().unwrap()][..], &ws_arg].concat(),
+        &[],
+    );
+    assert!(
+        local
+            .stdout()
+            .contains("engine:    trtllm-serve tiny --host")
+            && !local.stdout().contains("trtllm-llmapi-launch"),
+        "{}",
+        local.show()
+    );
+    let slurm = support::disagg(
+        &[
+            &["plan", case.to_str().unwrap(), "--launcher", "slurm"][..],
+            &ws_arg,
+        ]
+        .concat(),
+        &[],
+    );
+    assert!(
+        slurm
+            .stdout()
+            .contains("(on each of 2 ranks): trtllm-llmapi-launch trtllm-serve tiny "),
+        "{}",
+        slurm.show()
+    );
+    // The wrapper on one machine: the sim fails as the engine would, naming why.
+    let lone = support::disagg(
+        &[
+            "sim",
+            "--",
+            "trtllm-llmapi-launch",
+            "trtllm-serve",
+            "tiny",
+            "--port",
+            "0",
+            "--extra_llm_api_options",
+            dir.join("ctx_config.yaml").to_str().unwrap(),
+        ],
+        &[("CUDA_VISIBLE_DEVICES", "0,1")],
+    );
+    assert_ne!(lone.code(), 0, "{}", lone.show());
+    assert!(
+        lone.stderr()
+            .contains("finds an MPI world of 1 process(es) (neither SLURM_NTASKS nor OMPI_COMM_WORLD_SIZE is set), but the server has 2 rank(s)"),
+        "{}",
+        lone.show()
+    );
+}
+
 /// A GPU binding that gives a worker fewer GPUs than its engine drives fails the run at start,
 /// as the engine would: here a `vllm` that sees only the first of its two planned GPUs.
 #[test]

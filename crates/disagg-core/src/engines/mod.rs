@@ -15,7 +15,7 @@ mod command;
 pub(crate) mod flags;
 pub mod sglang;
 pub mod sim;
-mod trtllm;
+pub mod trtllm;
 pub mod vllm;
 pub mod yaml11;
 

@@ -1,5 +1,7 @@
 //! `engine: trtllm`: `trtllm-serve` with an extra-options YAML written per group from
-//! `engine_args`; multi-rank servers run under `trtllm-llmapi-launch`, one MPI rank per GPU.
+//! `engine_args`; multi-rank servers run under `trtllm-llmapi-launch`, one MPI rank per GPU
+//! (a Slurm step of one task per rank), or, on one machine, as one `trtllm-serve` that spawns
+//! its ranks itself ([`one_process`]).
 
 use serde_yaml_ng::{Mapping, Value};
 
@@ -36,6 +38,13 @@ pub fn build(m: &Mapping, w: &WorkerSpec<'_>) -> Built {
         c.insert("backend".into(), backend.into());
         set("cache_transceiver_config", Value::Mapping(c));
     }
+    // A context server with the overlap scheduler on refuses every context-only request in
+    // TensorRT-LLM's PyTorch backend ("Context only requests are not supported in pytorch
+    // backend when overlap is enabled", its releases of 2025, 1.0 among them); its own
+    // disaggregated configs turn it off there. engine_args may say otherwise.
+    if w.is_ctx && !m.contains_key("disable_overlap_scheduler") {
+        set("disable_overlap_scheduler", true.into());
+    }
     // TensorRT-LLM's harness gives every worker the server's key in this file.
     if let Some(key) = w.auth_key {
         if !m.contains_key("internal_request_auth_key") {
@@ -47,7 +56,7 @@ pub fn build(m: &Mapping, w: &WorkerSpec<'_>) -> Built {
     let ranks = ranks(p);
     let mut argv: Vec<String> = Vec::new();
     if ranks > 1 {
-        argv.push("trtllm-llmapi-launch".into());
+        argv.push(MPI_LAUNCHER.into());
     }
     argv.extend([
         "trtllm-serve".into(),
@@ -65,4 +74,24 @@ pub fn build(m: &Mapping, w: &WorkerSpec<'_>) -> Built {
         ranks,
         file: Some((file, text)),
     }
+}
+
+/// TensorRT-LLM's wrapper for a server whose MPI ranks the launcher starts (one task per GPU):
+/// it takes its world from `SLURM_NTASKS` (else `OMPI_COMM_WORLD_SIZE`, else 1).
+pub const MPI_LAUNCHER: &str = "trtllm-llmapi-launch";
+
+/// `launch` as one process runs it (the local launcher starts one per role): plain
+/// `trtllm-serve`, which spawns a rank per GPU on its node itself (TensorRT-LLM's own way on
+/// one node). Under `trtllm-llmapi-launch` with no launcher's world it would serve one rank
+/// whatever its `tensor_parallel_size`. Whether it changed anything.
+pub fn one_process(launch: &mut crate::plan::EngineLaunch) -> bool {
+    let wrapped = launch.argv.first().map(String::as_str) == Some(MPI_LAUNCHER)
+        && launch
+            .argv
+            .get(1)
+            .is_some_and(|p| p.rsplit('/').next() == Some("trtllm-serve"));
+    if wrapped {
+        launch.argv.remove(0);
+    }
+    wrapped
 }

@@ -338,7 +338,7 @@ fn submit(
             exit::TEST_FAILED,
         ))
     };
-    let plan = match run::prepare_as(p.ready, workspace, exe, &id) {
+    let plan = match run::prepare_as(p.ready, workspace, exe, &id, run::Where::Slurm) {
         Ok(plan) if plan.run_id == id => plan,
         Ok(plan) => {
             return abandon(format!(

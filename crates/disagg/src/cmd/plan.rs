@@ -72,6 +72,10 @@ pub fn main(a: Args) -> i32 {
         }
     }
     let plan = disagg_core::plan::build(&case, &run_id, &run_dir, &super::current_exe());
+    let plan = match a.launcher {
+        super::Launcher::Local => plan.on_one_machine(),
+        super::Launcher::Slurm => plan,
+    };
     if a.launcher == super::Launcher::Slurm && !a.json {
         let skip = disagg_harness::run::skip_perf_from_env();
         return match disagg_harness::slurm::script::render(&plan, &super::current_exe(), skip) {
