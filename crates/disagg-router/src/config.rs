@@ -118,7 +118,9 @@ pub struct RouterArgs {
     /// Unset: only the request deadline applies.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub first_byte_timeout: Option<Duration>,
-    /// Retries of failed connections and 5xx answers, each on another worker.
+    /// Retries of failed connections and 5xx answers, each on another worker (a generation
+    /// request carrying a KV hand-off is not sent again once its connection broke after it went
+    /// out: the worker may have pulled the KV).
     #[arg(long, default_value_t = DEFAULT_MAX_RETRIES)]
     pub max_retries: u32,
     /// Interval between active `/health` probes of every worker.

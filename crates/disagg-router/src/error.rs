@@ -222,6 +222,16 @@ impl ProxyError {
         )
     }
 
+    /// Worth sending a generation request that carries a KV hand-off to another worker: the
+    /// first never got it (no connection), or answered 5xx, leaving the hand-off to be fetched.
+    /// A connection that broke after the request went out is not: the worker may have pulled
+    /// the context's KV before it died, which the context worker then frees (TensorRT-LLM
+    /// refuses a second fetch; vLLM's blocks may be reused), so the honest answer is a 502
+    /// naming it.
+    pub fn may_resend_handoff(&self) -> bool {
+        self.is_unreachable() || matches!(self, ProxyError::ServerError { .. })
+    }
+
     /// The worker could not be reached at all, which is evidence that it is down.
     pub fn is_unreachable(&self) -> bool {
         matches!(

@@ -58,13 +58,21 @@ async fn generation(
     auth: Option<&HeaderValue>,
 ) -> Result<Response, ProxyError> {
     let path = req.endpoint.path();
+    // The body carries the context leg's KV hand-off: sent again only to a worker the first
+    // attempt left it to (see `may_resend_handoff`).
     let (lease, opened) =
-        on_one_worker(state, &state.decode, req.pick_input(), |worker| {
-            let body = body.clone();
-            async move {
-                generation_call(state, deadline, &worker.url, path, body, carried, auth).await
-            }
-        })
+        on_one_worker(
+            state,
+            &state.decode,
+            req.pick_input(),
+            ProxyError::may_resend_handoff,
+            |worker| {
+                let body = body.clone();
+                async move {
+                    generation_call(state, deadline, &worker.url, path, body, carried, auth).await
+                }
+            },
+        )
         .await?;
     let worker = lease.url().to_string();
     let keep = Keep {

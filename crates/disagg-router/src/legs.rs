@@ -68,15 +68,17 @@ impl Tried {
     }
 }
 
-/// A failed attempt: the worker (an index into its leg's group) and why.
+/// A failed attempt: the worker (an index into its leg's group), why, and whether another
+/// attempt may follow (most often [`ProxyError::is_retryable`]).
 pub(crate) struct Failed {
     pub leg: Leg,
     pub worker: usize,
     pub error: ProxyError,
+    pub retryable: bool,
 }
 
 /// The one retry loop. Runs `attempt` on what `pick` chooses (a worker, or SGLang's pair); on
-/// a retryable failure, again on a new pick that avoids every worker that has failed, up to
+/// a failure the attempt calls retryable, again on a new pick that avoids every worker that has failed, up to
 /// `max_retries` times. A worker that could not be reached counts towards its ejection. Every
 /// attempt happens before any byte reaches the client, so a retry is never visible to it
 /// except as latency. `attempt` records its workers' success itself.
@@ -105,7 +107,12 @@ where
                 .retries
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        let Failed { leg, worker, error } = match attempt(picked).await {
+        let Failed {
+            leg,
+            worker,
+            error,
+            retryable,
+        } = match attempt(picked).await {
             Ok(v) => return Ok(v),
             Err(failed) => failed,
         };
@@ -122,7 +129,7 @@ where
         if error.is_unreachable() {
             group.record_failure(worker, &error);
         }
-        if !error.is_retryable() || tried.count() >= state.cfg.max_retries as usize {
+        if !retryable || tried.count() >= state.cfg.max_retries as usize {
             return Err(error);
         }
         tried.add(leg, worker);
@@ -132,11 +139,13 @@ where
 }
 
 /// [`with_retries`] on one worker of `group` at a time: `call` gets the worker; the answer
-/// comes back with the worker's lease, which the caller holds while it uses the answer.
+/// comes back with the worker's lease, which the caller holds while it uses the answer. A
+/// failure is tried again on another worker when `retryable` says so.
 pub(crate) async fn on_one_worker<T, F, Fut>(
     state: &Inner,
     group: &WorkerGroup,
     input: PickInput<'_>,
+    retryable: fn(&ProxyError) -> bool,
     mut call: F,
 ) -> Result<(Lease, T), ProxyError>
 where
@@ -155,6 +164,7 @@ where
                 Err(error) => Err(Failed {
                     leg: group.leg,
                     worker: i,
+                    retryable: retryable(&error),
                     error,
                 }),
             }

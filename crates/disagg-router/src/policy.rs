@@ -61,11 +61,7 @@ impl WorkerGroup {
             .filter(|i| !tried.contains(i) && self.workers[*i].is_healthy())
             .collect();
         if candidates.is_empty() {
-            return Err(ProxyError::Unhealthy {
-                leg: self.leg,
-                healthy: self.healthy_count(),
-                total: self.workers.len(),
-            });
+            return Err(self.unhealthy());
         }
         // Relaxed is enough: the counter only spreads load, it orders nothing else. Retries do
         // not advance it, or a failing worker could keep the same parity and be tried first
@@ -86,6 +82,22 @@ impl WorkerGroup {
 
     pub fn healthy_count(&self) -> usize {
         self.workers.iter().filter(|w| w.is_healthy()).count()
+    }
+
+    /// Ok when some worker of the group is healthy; else the 503 a pick would answer.
+    pub fn any_healthy(&self) -> Result<(), ProxyError> {
+        match self.workers.iter().any(|w| w.is_healthy()) {
+            true => Ok(()),
+            false => Err(self.unhealthy()),
+        }
+    }
+
+    fn unhealthy(&self) -> ProxyError {
+        ProxyError::Unhealthy {
+            leg: self.leg,
+            healthy: self.healthy_count(),
+            total: self.workers.len(),
+        }
     }
 
     /// A failed probe or connection of worker `i`; `why` is logged if it ejects the worker.

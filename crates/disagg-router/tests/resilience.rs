@@ -135,6 +135,79 @@ async fn generation_5xx_is_retried_on_another_worker() {
     );
 }
 
+/// A generation worker that took the request and died before answering may have pulled the
+/// context's KV, which the context worker then frees: the same hand-off is not sent to another
+/// worker (there it would fail as the client's fault, or read freed blocks), and the client
+/// gets a 502 naming the dead worker. One that refused the connection never saw it: retried.
+#[tokio::test]
+async fn a_hand_off_is_not_sent_again_after_a_worker_took_it_and_died() {
+    let ctx = fake("ctx").start().await;
+    let crashed = fake("crashed").generation(Gen::Crash).start().await;
+    let good = fake("good").start().await;
+    let url = router(config(&[&ctx], &[&crashed, &good])).await;
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let resp = post(&url, &completion(false)).await;
+        let status = resp.status().as_u16();
+        if status == 502 {
+            let msg = api_error(resp, 502).await;
+            assert!(
+                msg.contains(&format!("generation worker {} failed", crashed.url)),
+                "{msg}"
+            );
+        }
+        statuses.push(status);
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 200, 502, 502], "round robin, no retry");
+    assert_eq!(crashed.bodies().len(), 2);
+    assert_eq!(
+        good.bodies().len(),
+        2,
+        "never given a crashed attempt's hand-off"
+    );
+    let metrics = metrics_text(&url).await;
+    assert!(
+        metrics.contains("disagg_router_retries_total{leg=\"generation\"} 0"),
+        "{metrics}"
+    );
+    // A worker that refused the connection never saw the hand-off: sent on to another.
+    let refused = {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let url = router(config_urls(
+        vec![ctx.url.clone()],
+        vec![refused, good.url.clone()],
+    ))
+    .await;
+    for _ in 0..4 {
+        assert_eq!(post(&url, &completion(false)).await.status(), 200);
+    }
+}
+
+/// No context leg runs while no generation worker could take its hand-off: the 503 comes
+/// first, and the context worker holds no KV for nobody.
+#[tokio::test]
+async fn no_context_leg_runs_while_no_generation_worker_is_healthy() {
+    let ctx = fake("ctx").start().await;
+    let generation = fake("gen")
+        .health(StatusCode::SERVICE_UNAVAILABLE)
+        .start()
+        .await;
+    let mut cfg = config(&[&ctx], &[&generation]);
+    cfg.health_interval = Duration::from_millis(50);
+    cfg.eject_after = std::num::NonZeroU32::MIN;
+    let url = router(cfg).await;
+    eventually(LIMIT, "the generation worker is ejected", || async {
+        worker_state(&url, "decode", &generation.url).await["state"] == "ejected"
+    })
+    .await;
+    let msg = api_error(post(&url, &completion(false)).await, 503).await;
+    assert!(msg.contains("no healthy generation worker"), "{msg}");
+    assert!(ctx.bodies().is_empty(), "no prefill: {:?}", ctx.bodies());
+}
+
 /// With no other worker to try, a failure is answered, and no retry is logged or counted.
 #[tokio::test]
 async fn a_lone_broken_worker_is_not_said_to_be_retried() {

@@ -50,9 +50,11 @@ pub(super) async fn flow(
             || state.ids.next() >> 1,
         );
         let prefill = prefill_leg(state.clone(), deadline, p_lease, req, body.clone());
-        let failed = |(leg, error)| Failed {
+        // A retry is a new pair with a new room: no hand-off is sent twice.
+        let failed = |(leg, error): (Leg, ProxyError)| Failed {
             leg,
             worker: if leg == Leg::Context { pi } else { di },
+            retryable: error.is_retryable(),
             error,
         };
         let (opened, prefill) = race(state, req, deadline, &d_lease, body, prefill)

@@ -20,6 +20,9 @@ pub(super) async fn flow(
     req: &ClientRequest,
     deadline: RequestDeadline,
 ) -> Result<Response, ProxyError> {
+    // No prefill whose KV no generation worker could take (it would stay held on the context
+    // worker until it times out): the 503 first.
+    state.decode.any_healthy()?;
     let path = req.endpoint.path();
     let carried = req.carried(None);
     let carried = &carried;
@@ -28,6 +31,7 @@ pub(super) async fn flow(
         state,
         &state.prefill,
         req.pick_input(),
+        ProxyError::is_retryable,
         |worker| async move {
             // Never sent while the worker's version is unknown and being asked (the first
             // requests of a fresh router): bounded by the ask, and within the leg's deadline

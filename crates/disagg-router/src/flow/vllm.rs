@@ -17,26 +17,35 @@ pub(super) async fn flow(
     request_id: HeaderValue,
     deadline: RequestDeadline,
 ) -> Result<Response, ProxyError> {
+    // No prefill whose KV no generation worker could take (it would stay held on the context
+    // worker until it times out): the 503 first.
+    state.decode.any_healthy()?;
     let path = req.endpoint.path();
     let prefill_body = vllm::prefill_body(req);
     let leg_deadline = deadline.for_leg(state.cfg.context_timeout, Deadline::Context);
     let carried = req.carried(Some(request_id));
     let carried = &carried;
-    let (ctx_lease, answer) = on_one_worker(state, &state.prefill, req.pick_input(), |worker| {
-        let body = prefill_body.clone();
-        async move {
-            context_call(
-                state,
-                deadline,
-                leg_deadline,
-                &worker.url,
-                path,
-                body,
-                carried,
-            )
-            .await
-        }
-    })
+    let (ctx_lease, answer) = on_one_worker(
+        state,
+        &state.prefill,
+        req.pick_input(),
+        ProxyError::is_retryable,
+        |worker| {
+            let body = prefill_body.clone();
+            async move {
+                context_call(
+                    state,
+                    deadline,
+                    leg_deadline,
+                    &worker.url,
+                    path,
+                    body,
+                    carried,
+                )
+                .await
+            }
+        },
+    )
     .await?;
     let prefilled =
         vllm::read_prefill_response(answer, req).map_err(|reason| ProxyError::BadResponse {

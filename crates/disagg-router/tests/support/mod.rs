@@ -63,6 +63,9 @@ pub enum Gen {
     Status(StatusCode),
     /// Answers with that status once `release` is notified.
     StatusWhen(StatusCode, Arc<Notify>),
+    /// Takes the request, then its connection closes with no answer (a worker dying
+    /// mid-request, after it may have pulled the hand-off's KV).
+    Crash,
     /// Never answers.
     Hang,
     /// Never answers; `dropped` fires when the router hangs up.
@@ -364,6 +367,9 @@ async fn infer(
             release.notified().await;
             says_no(&fake, *status)
         }
+        // Unwinds the connection's task (without the panic hook's noise): hyper drops the
+        // connection unanswered.
+        Gen::Crash => std::panic::resume_unwind(Box::new("the fake worker crashed")),
         Gen::Hang => std::future::pending().await,
         Gen::HangSignal(dropped) => {
             let _guard = DropSignal(dropped.lock().unwrap().take());
