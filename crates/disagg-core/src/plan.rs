@@ -461,6 +461,7 @@ pub fn build(case: &LoadedCase, run_id: &str, run_dir: &Path, exe: &Path) -> Pla
         });
     }
     let gate = fill_gate(&roles);
+    let mpi = default_mpi(c, &roles);
     Plan {
         version: PLAN_VERSION,
         config_name: case.config_name.clone(),
@@ -487,9 +488,22 @@ pub fn build(case: &LoadedCase, run_id: &str, run_dir: &Path, exe: &Path) -> Pla
         nodes,
         front_nodes,
         gpus_per_node,
-        slurm: c.slurm.clone(),
+        slurm: crate::slurm::SlurmSpec {
+            mpi: c.slurm.mpi.clone().or(mpi),
+            ..c.slurm.clone()
+        },
         files,
     }
+}
+
+/// `srun --mpi=` for the worker steps when the case does not say: PMIx for TensorRT-LLM
+/// servers of several ranks, which `trtllm-llmapi-launch` joins into one MPI world through it
+/// (TensorRT-LLM's Slurm scripts pass `--mpi=pmix`). Left to the cluster's `MpiDefault`,
+/// often `none`, each rank would be an MPI world of its own. A cluster without the plugin
+/// refuses the step at once, naming it; `slurm.mpi` picks another (`pmi2`, `none`).
+fn default_mpi(c: &crate::case::Case, roles: &[RolePlan]) -> Option<String> {
+    (c.engine == crate::case::Engine::Trtllm && roles.iter().any(|r| r.ranks > 1))
+        .then(|| "pmix".to_string())
 }
 
 /// Where a worker on one node binds, and what it publishes.

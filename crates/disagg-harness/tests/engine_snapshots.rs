@@ -247,3 +247,55 @@ fn front_nodes_give_the_routers_and_the_benchmark_nodes_of_their_own() {
         ]
     );
 }
+
+/// TensorRT-LLM servers of several ranks join one MPI world through PMIx when the case names
+/// no plugin (left to a cluster's `MpiDefault=none`, each rank would be a world of its own);
+/// the case's `slurm.mpi` wins, other engines and one-rank servers get none, and the router and
+/// benchmark steps never get MPI.
+#[test]
+fn multi_rank_trtllm_worker_steps_get_pmix_unless_the_case_says() {
+    let hosts: Vec<String> = HOSTS.iter().map(|h| h.to_string()).collect();
+    let mpi_of = |text: &str| -> Vec<(String, Option<String>)> {
+        let case = parse_case(text, Path::new("m.yaml")).unwrap();
+        let plan = disagg_core::plan::build(
+            &case,
+            "RUN1",
+            Path::new("/ws/disagg_logs/x/RUN1"),
+            Path::new("/opt/disagg/bin/disagg"),
+        );
+        plan.roles
+            .iter()
+            .map(|r| {
+                let st = steps::step(&plan, r, &job(&hosts));
+                let mpi = st
+                    .argv
+                    .iter()
+                    .find_map(|a| a.strip_prefix("--mpi="))
+                    .map(str::to_string);
+                (r.role.to_string(), mpi)
+            })
+            .collect()
+    };
+    let case = |engine: &str, tp: u32, slurm: &str| {
+        format!(
+            "model: {{name: m}}\nengine: {engine}\nhardware: {{gpus_per_node: 8}}\n\
+             ctx: {{count: 1, parallel: {{tp: {tp}}}}}\ngen: {{count: 1}}\n\
+             benchmark: {{isl: 8, osl: 8}}\n{slurm}"
+        )
+    };
+    let some = |s: &str| Some(s.to_string());
+    assert_eq!(
+        mpi_of(&case("trtllm", 4, "")),
+        vec![
+            ("CTX_0".into(), some("pmix")),
+            ("GEN_0".into(), some("pmix")),
+            ("DISAGG_SERVER".into(), some("none")),
+            ("BENCHMARK".into(), some("none")),
+        ]
+    );
+    let said = mpi_of(&case("trtllm", 4, "slurm: {mpi: pmi2}\n"));
+    assert_eq!(said[0], ("CTX_0".into(), some("pmi2")));
+    // One rank per server: nothing to join.
+    assert_eq!(mpi_of(&case("trtllm", 1, ""))[0], ("CTX_0".into(), None));
+    assert_eq!(mpi_of(&case("vllm", 4, ""))[0], ("CTX_0".into(), None));
+}
