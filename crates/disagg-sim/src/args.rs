@@ -155,6 +155,12 @@ pub struct SimArgs {
     #[arg(skip)]
     pub mpi_ranks: Option<(u32, String)>,
 
+    /// Ports the engine binds besides its own (SGLang's attention-DP sockets within one node),
+    /// as a stand-in reads them from the engine's argv: bound at start and held, so one another
+    /// process holds fails the sim as it fails the engine; and why the engine binds them.
+    #[arg(skip)]
+    pub engine_ports: Option<(String, Vec<u16>, String)>,
+
     /// Append one JSON line per request received (time, path, X-Request-Id, body) to FILE.
     #[arg(long)]
     pub request_log: Option<PathBuf>,

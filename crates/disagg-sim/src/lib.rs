@@ -126,6 +126,7 @@ pub async fn run(args: SimArgs) -> Result<(), SimError> {
     if let Some((ranks, why)) = &args.mpi_ranks {
         check_mpi_world(*ranks, why, mpi_world())?;
     }
+    let _held = hold_engine_ports(args.engine_ports.as_ref())?;
     if args.dist.nnodes > 1 {
         dist::address(&args.dist)?;
         if args.dist.node_rank > 0 {
@@ -217,6 +218,24 @@ fn local_rank() -> u32 {
     .iter()
     .find_map(|k| std::env::var(k).ok()?.parse().ok())
     .unwrap_or(0)
+}
+
+/// Binds the ports the engine would bind besides its own, held while the sim runs.
+fn hold_engine_ports(
+    ports: Option<&(String, Vec<u16>, String)>,
+) -> Result<Vec<std::net::TcpListener>, SimError> {
+    let Some((host, ports, why)) = ports else {
+        return Ok(Vec::new());
+    };
+    ports
+        .iter()
+        .map(|&port| {
+            std::net::TcpListener::bind((host.as_str(), port)).map_err(|source| SimError::Bind {
+                addr: format!("{} ({why})", ready::authority(host, port)),
+                source,
+            })
+        })
+        .collect()
 }
 
 /// The MPI world `trtllm-llmapi-launch` finds: `SLURM_NTASKS`, else `OMPI_COMM_WORLD_SIZE`,

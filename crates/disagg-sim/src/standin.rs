@@ -252,6 +252,41 @@ fn sglang(args: &mut SimArgs, f: Flags<'_>) -> Result<(), String> {
         .and_then(|n| n.parse().ok())
         .unwrap_or(1)
         .max(1);
+    // Attention DP within one node: SGLang's processes talk over TCP from its rendezvous port
+    // (`--dist-init-addr`, else `--port` + 233): torch's store there, then the tokenizer,
+    // detokenizer, rpc, metrics and scheduler-input sockets after it, and one per DP rank.
+    let dp = if f.has("--enable-dp-attention") {
+        size(&["--dp-size", "--dp"])?
+    } else {
+        size(&["--attn-dp-size"])?
+    };
+    if nnodes == 1 && (dp > 1 || f.has("--enable-dp-attention")) {
+        let (host, base) = match f.last("--dist-init-addr") {
+            Some(addr) => {
+                let (h, p) = addr
+                    .rsplit_once(':')
+                    .ok_or_else(|| format!("--dist-init-addr {addr} is not HOST:PORT"))?;
+                (h.to_string(), port(p, "--dist-init-addr")?)
+            }
+            None => (
+                "127.0.0.1".to_string(),
+                args.port
+                    .checked_add(233)
+                    .ok_or("--port + 233 is past 65535")?,
+            ),
+        };
+        let ports = (0..6 + dp.max(1))
+            .map(|i| u16::try_from(u32::from(base) + i))
+            .collect::<Result<Vec<u16>, _>>()
+            .map_err(|_| format!("SGLang's attention-DP ports from {base} run past 65535"))?;
+        args.engine_ports = Some((
+            host,
+            ports,
+            "SGLang's attention-DP sockets: --dist-init-addr's port, else --port + 233, and the \
+             ports after it"
+                .to_string(),
+        ));
+    }
     args.gpu_need = Some(crate::GpuNeed::Count(
         (tp * pp).div_ceil(nnodes),
         format!("--tp-size {tp} × --pp-size {pp} over --nnodes {nnodes}"),
@@ -701,6 +736,40 @@ mod tests {
                  (tensor_parallel_size 2 × pipeline_parallel_size 2"
             ),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn sglang_with_attention_dp_on_one_node_holds_its_rendezvous_ports() {
+        let held = |argv: &str| {
+            stand_in(base(), &words(argv))
+                .unwrap()
+                .engine_ports
+                .map(|(host, ports, _)| (host, ports))
+        };
+        let sglang = "python3 -m sglang.launch_server --model-path m --port 30000 --tp-size 4";
+        // By default from --port + 233: the store, five sockets, one per DP rank.
+        assert_eq!(
+            held(&format!("{sglang} --attn-dp-size 4")),
+            Some(("127.0.0.1".into(), (30233..30243).collect()))
+        );
+        assert_eq!(
+            held(&format!(
+                "{sglang} --attn-dp-size 4 --dist-init-addr 127.0.0.1:41000"
+            )),
+            Some(("127.0.0.1".into(), (41000..41010).collect()))
+        );
+        assert_eq!(
+            held(&format!("{sglang} --enable-dp-attention --dp-size 2")),
+            Some(("127.0.0.1".into(), (30233..30241).collect()))
+        );
+        // No attention DP: IPC sockets, no ports. Over nodes: the rendezvous is dist.rs's.
+        assert_eq!(held(sglang), None);
+        assert_eq!(
+            held(&format!(
+                "{sglang} --attn-dp-size 4 --nnodes 2 --dist-init-addr h:41000 --node-rank 0"
+            )),
+            None
         );
     }
 

@@ -99,6 +99,21 @@ fn the_sglang_example_runs_at_its_plans_argv_and_env() {
             "CTX_{i} was started with it and bound it: {log}"
         );
     }
+    // The decode server's attention DP talks over TCP from a rendezvous span its role picked
+    // (SGLang's default, --port + 233 on, is reserved by nobody), which the stand-in bound.
+    let log = read(&dir.join("gen_server_0.log"));
+    let at = log
+        .find("--dist-init-addr 127.0.0.1:")
+        .unwrap_or_else(|| panic!("GEN_0 got no rendezvous of its own: {log}"));
+    let port: String = log[at + "--dist-init-addr 127.0.0.1:".len()..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let port: u16 = port.parse().unwrap();
+    let gen_port = json(&dir.join("rendezvous/GEN_0.json"))["port"]
+        .as_u64()
+        .unwrap();
+    assert_ne!(u64::from(port), gen_port + 233, "not SGLang's default");
 }
 
 /// A vLLM worker left at its defaults: the model's path as its served name. The benchmark

@@ -60,8 +60,21 @@ pub fn build(m: &Mapping, w: &WorkerSpec<'_>) -> Built {
             format!("{DIST_INIT_HOST}:{DIST_INIT_PORT}"),
         ]);
     }
+    // Attention DP within one node: SGLang's processes talk over TCP from a rendezvous port,
+    // by default `--port` + 233 and the ports after it, which no role reserves (another
+    // role's pick could land there; some releases refuse data parallelism without the flag).
+    // So the role picks the span itself, as for a server spanning nodes.
+    if nodes == 1 && p.attention_dp {
+        argv.extend([
+            "--dist-init-addr".into(),
+            format!("{DIST_INIT_HOST}:{DIST_INIT_PORT}"),
+        ]);
+    }
     argv.extend(to_flags(m, &[]));
     let mut launch = port_launch(argv, ANY_HOST);
+    if nodes == 1 && p.attention_dp {
+        launch.dist_span = DERIVED_PORTS + 1 + p.tp;
+    }
     if nodes > 1 {
         launch.node_args = (0..nodes)
             .map(|i| vec!["--node-rank".into(), i.to_string()])

@@ -192,16 +192,23 @@ impl Start {
     fn new(launch: &EngineLaunch, ports: &Ports, rank: u32, dist: Option<&DistInit>) -> Self {
         let publish = advertised_host(&launch.host);
         let node = super::shared::hostname();
-        let (dist_host, dist_port) = dist.map_or((String::new(), String::new()), |d| {
-            (d.host.clone(), d.port.to_string())
-        });
+        let (dist_host, dist_port) = match dist {
+            Some(d) => (d.host.clone(), d.port.to_string()),
+            // A server within one node with a rendezvous span of its own (SGLang's attention
+            // DP) holds it on loopback: all its processes are here.
+            None if ports.dist != 0 => (
+                disagg_core::plan::LOOPBACK.to_string(),
+                ports.dist.to_string(),
+            ),
+            None => (String::new(), String::new()),
+        };
         let fill = |s: &str| {
             let s = ports
                 .fill(s)
                 .replace("{host}", &launch.host)
                 .replace("{publish_host}", &publish)
                 .replace("{hostname}", &node);
-            if dist.is_some() {
+            if !dist_port.is_empty() {
                 s.replace(DIST_INIT_HOST, &dist_host)
                     .replace(DIST_INIT_PORT, &dist_port)
             } else {
