@@ -407,6 +407,12 @@ pub fn build(case: &LoadedCase, run_id: &str, run_dir: &Path, exe: &Path) -> Pla
                     dialect: c.router.dialect(),
                     auth_key: c.router.internal_request_auth_key.as_deref(),
                     bind_host,
+                    kv_events: c.router.kind == crate::case::RouterKind::Engine
+                        && if is_ctx {
+                            c.router.ctx_policy()
+                        } else {
+                            c.router.gen_policy()
+                        } == crate::case::Policy::PrefixAffinity,
                 },
             );
             // The sim reads its key from the environment, so it stays out of the process list.
@@ -704,17 +710,44 @@ fn index_range(v: &[u32]) -> String {
     }
 }
 
-/// What `disagg validate` and `disagg plan` say about where the workers go: one line per server
-/// that spans nodes without filling its last one.
+/// What `disagg validate` and `disagg plan` say about where the workers go and how they are
+/// routed: one line per server that spans nodes without filling its last one, and one when
+/// TensorRT-LLM's own cache-aware router must tokenize the benchmark's prompts.
 pub fn placement_notes(c: &crate::case::Case) -> Vec<String> {
     let per_node = c.hardware.gpus_per_node;
-    place_workers(c)
+    let mut notes: Vec<String> = place_workers(c)
         .iter()
         .filter_map(|(role, gpus)| {
             let (node, idle) = idle_gpus(gpus, per_node)?;
             Some(idle_note(*role, gpus, node, &idle))
         })
-        .collect()
+        .collect();
+    notes.extend(kv_router_note(c));
+    notes
+}
+
+/// TensorRT-LLM's `kv_cache_aware` router (`router.kind: engine` with `prefix_affinity`) hashes
+/// each prompt's tokens: token ids as they come, text and chat prompts tokenized with
+/// `AutoTokenizer.from_pretrained(<the request's model>)`, which is `model.name`.
+fn kv_router_note(c: &crate::case::Case) -> Option<String> {
+    use crate::case::{Policy, RouterKind};
+    let r = &c.router;
+    let cache_aware = r.kind == RouterKind::Engine
+        && (r.ctx_policy() == Policy::PrefixAffinity || r.gen_policy() == Policy::PrefixAffinity);
+    let b = &c.benchmark;
+    let text = b.endpoint.contains("chat") || b.tokenizer.is_some() || b.dataset.is_some();
+    (cache_aware && text).then(|| {
+        format!(
+            "router.kind engine with prefix_affinity runs TensorRT-LLM's kv_cache_aware router, \
+             which tokenizes every text or chat prompt with \
+             AutoTokenizer.from_pretrained(\"{}\") (model.name, the name the benchmark sends): \
+             unless that loads a tokenizer (a local path or a Hugging Face id) on the router's \
+             node, every request fails there (older releases fail every chat request whatever \
+             the name); the random workload without benchmark.tokenizer sends token ids, which \
+             it takes as they are",
+            c.model.name
+        )
+    })
 }
 
 fn idle_note(role: RoleName, gpus: &[GpuSlot], node: u32, idle: &[u32]) -> String {

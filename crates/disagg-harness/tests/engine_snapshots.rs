@@ -299,3 +299,77 @@ fn multi_rank_trtllm_worker_steps_get_pmix_unless_the_case_says() {
     assert_eq!(mpi_of(&case("trtllm", 1, ""))[0], ("CTX_0".into(), None));
     assert_eq!(mpi_of(&case("vllm", 4, ""))[0], ("CTX_0".into(), None));
 }
+
+/// TensorRT-LLM's own cache-aware router (`kind: engine`, `prefix_affinity`) learns each
+/// worker's cached blocks from its KV cache events: the routed group's workers keep them (block
+/// reuse on, an event buffer), beside what engine_args set; other policies add nothing. The case
+/// is told when that router must tokenize text prompts with `model.name`.
+#[test]
+fn trtllms_cache_aware_router_gets_workers_that_publish_kv_events() {
+    let build = |router: &str, gen_args: &str, bench: &str| {
+        let text = format!(
+            "model: {{name: llama}}\nengine: trtllm\nhardware: {{gpus_per_node: 8}}\n\
+             ctx: {{count: 1}}\ngen: {{count: 1, engine_args: {gen_args}}}\n\
+             router: {router}\nbenchmark: {bench}\n"
+        );
+        let case = parse_case(&text, Path::new("kv.yaml")).unwrap();
+        let plan = disagg_core::plan::build(
+            &case,
+            "RUN1",
+            Path::new("/ws/disagg_logs/x/RUN1"),
+            Path::new("/opt/disagg/bin/disagg"),
+        );
+        let yaml =
+            |f: &str| -> serde_yaml_ng::Value { serde_yaml_ng::from_str(&plan.files[f]).unwrap() };
+        (
+            yaml("ctx_config.yaml")["kv_cache_config"].clone(),
+            yaml("gen_config.yaml")["kv_cache_config"].clone(),
+            disagg_core::plan::placement_notes(&case.case),
+        )
+    };
+    let kv = |reuse: bool, buffer: u64, more: &str| -> serde_yaml_ng::Value {
+        serde_yaml_ng::from_str(&format!(
+            "{{enable_block_reuse: {reuse}, event_buffer_max_size: {buffer}{more}}}"
+        ))
+        .unwrap()
+    };
+    let (ctx, gen_, notes) = build(
+        "{kind: engine, ctx_policy: prefix_affinity}",
+        "{kv_cache_config: {free_gpu_memory_fraction: 0.8}}",
+        "{isl: 8, osl: 8}",
+    );
+    assert_eq!(ctx, kv(true, 1024, ""));
+    assert_eq!(
+        gen_,
+        serde_yaml_ng::from_str::<serde_yaml_ng::Value>("{free_gpu_memory_fraction: 0.8}").unwrap(),
+        "the generation servers are routed round robin"
+    );
+    assert!(notes.is_empty(), "token ids need no tokenizer: {notes:?}");
+    // Both groups; the case's own values stay.
+    let (ctx, gen_, _) = build(
+        "{kind: engine, policy: prefix_affinity}",
+        "{kv_cache_config: {event_buffer_max_size: 64, dtype: fp8}}",
+        "{isl: 8, osl: 8}",
+    );
+    assert_eq!(ctx, kv(true, 1024, ""));
+    assert_eq!(gen_, kv(true, 64, ", dtype: fp8"));
+    // Chat prompts: tokenized with model.name by that router.
+    let (_, _, notes) = build(
+        "{kind: engine, policy: prefix_affinity}",
+        "{}",
+        "{isl: 8, osl: 8, endpoint: /v1/chat/completions}",
+    );
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0].contains("AutoTokenizer.from_pretrained(\"llama\")"),
+        "{notes:?}"
+    );
+    // The builtin router tracks prefixes itself.
+    let (ctx, _, notes) = build(
+        "{kind: builtin, policy: prefix_affinity}",
+        "{}",
+        "{isl: 8, osl: 8, endpoint: /v1/chat/completions}",
+    );
+    assert_eq!(ctx, serde_yaml_ng::Value::Null);
+    assert!(notes.is_empty());
+}

@@ -66,6 +66,9 @@ pub struct WorkerSpec<'a> {
     /// Where servers bind by default: loopback on one node, every interface (publishing the
     /// node's hostname) when the workers span several.
     pub bind_host: &'a str,
+    /// TensorRT-LLM's own router routes this group by its workers' KV cache events
+    /// (`router.kind: engine` with `prefix_affinity`): the workers must publish them.
+    pub kv_events: bool,
 }
 
 impl WorkerSpec<'_> {

@@ -45,6 +45,28 @@ pub fn build(m: &Mapping, w: &WorkerSpec<'_>) -> Built {
     if w.is_ctx && !m.contains_key("disable_overlap_scheduler") {
         set("disable_overlap_scheduler", true.into());
     }
+    // Routed by TensorRT-LLM's kv_cache_aware router, which learns each worker's cached blocks
+    // from its `/kv_cache_events`: they are kept only with block reuse on and an event buffer
+    // (TensorRT-LLM's own cache-aware configs set both). What engine_args set stays.
+    if w.kv_events {
+        let kv = match m.get("kv_cache_config") {
+            None | Some(Value::Null) => Some(Mapping::new()),
+            Some(Value::Mapping(kv)) => Some(kv.clone()),
+            // Not a mapping: TensorRT-LLM refuses the file itself; left as written.
+            Some(_) => None,
+        };
+        if let Some(mut kv) = kv {
+            for (k, v) in [
+                ("enable_block_reuse", Value::from(true)),
+                ("event_buffer_max_size", Value::from(KV_EVENT_BUFFER)),
+            ] {
+                if !kv.contains_key(k) {
+                    kv.insert(k.into(), v);
+                }
+            }
+            set("kv_cache_config", Value::Mapping(kv));
+        }
+    }
     // TensorRT-LLM's harness gives every worker the server's key in this file.
     if let Some(key) = w.auth_key {
         if !m.contains_key("internal_request_auth_key") {
@@ -75,6 +97,10 @@ pub fn build(m: &Mapping, w: &WorkerSpec<'_>) -> Built {
         file: Some((file, text)),
     }
 }
+
+/// Events a worker keeps for TensorRT-LLM's cache-aware router between its polls (the value of
+/// TensorRT-LLM's own cache-aware test configs).
+const KV_EVENT_BUFFER: u64 = 1024;
 
 /// TensorRT-LLM's wrapper for a server whose MPI ranks the launcher starts (one task per GPU):
 /// it takes its world from `SLURM_NTASKS` (else `OMPI_COMM_WORLD_SIZE`, else 1).
