@@ -48,6 +48,7 @@ macro_rules! say_raw {
 }
 
 pub mod atomic;
+pub mod beat;
 pub mod executor;
 pub mod gen_steps;
 pub mod history;

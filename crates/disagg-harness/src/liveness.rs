@@ -9,6 +9,7 @@
 //! workers, which are watched themselves.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -46,6 +47,8 @@ pub struct Silent {
 /// The prober. Dropping it stops its thread and every probe.
 pub struct Liveness {
     seen: Arc<Mutex<BTreeMap<RoleName, Seen>>>,
+    /// Set once the run is over ([`Liveness::freeze`]): probes record nothing more.
+    frozen: Arc<AtomicBool>,
     tx: Option<mpsc::UnboundedSender<(RoleName, String)>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -58,6 +61,8 @@ impl Liveness {
             .enable_all()
             .build()?;
         let shared = seen.clone();
+        let frozen = Arc::new(AtomicBool::new(false));
+        let frozen_ = frozen.clone();
         let thread = std::thread::Builder::new()
             .name("liveness".into())
             .spawn(move || {
@@ -65,12 +70,19 @@ impl Liveness {
                     let client = crate::role::http_client();
                     // Each probe loop lives as long as this runtime: until the sender is dropped.
                     while let Some((role, url)) = rx.recv().await {
-                        tokio::spawn(probe_loop(client.clone(), role, url, shared.clone()));
+                        tokio::spawn(probe_loop(
+                            client.clone(),
+                            role,
+                            url,
+                            shared.clone(),
+                            frozen_.clone(),
+                        ));
                     }
                 });
             })?;
         Ok(Self {
             seen,
+            frozen,
             tx: Some(tx),
             thread: Some(thread),
         })
@@ -90,6 +102,13 @@ impl Liveness {
         if let Some(tx) = &self.tx {
             let _ = tx.send((role, url));
         }
+    }
+
+    /// Keeps what the probes have seen as it is: once the run is over, its roles are released
+    /// and stop, and a probe refused by a role on its way out would read as the last word on
+    /// one that hung before.
+    pub fn freeze(&self) {
+        self.frozen.store(true, Ordering::SeqCst);
     }
 
     /// The roles that have not answered for at least `min`, most upstream first (workers, then
@@ -146,6 +165,7 @@ async fn probe_loop(
     role: RoleName,
     url: String,
     seen: Arc<Mutex<BTreeMap<RoleName, Seen>>>,
+    frozen: Arc<AtomicBool>,
 ) {
     let health = format!("{url}/health");
     let mut tick = tokio::time::interval(PROBE_EVERY);
@@ -161,6 +181,9 @@ async fn probe_loop(
             )),
             Err(e) => Some(error_chain(&e)),
         };
+        if frozen.load(Ordering::SeqCst) {
+            return;
+        }
         let mut map = seen.lock().unwrap_or_else(|e| e.into_inner());
         let Some(s) = map.get_mut(&role) else {
             continue;
@@ -248,6 +271,29 @@ mod tests {
         );
         assert!(
             silent[0].reason.contains("no answer within 3s"),
+            "{}",
+            silent[0].reason
+        );
+    }
+
+    /// Once frozen (the run is over, its roles on their way out), probes record nothing: the
+    /// last word on a role stays what it was before.
+    #[test]
+    fn a_frozen_prober_records_nothing_more() {
+        let (url, hang) = server();
+        let live = Liveness::start().unwrap();
+        live.watch(RoleName::Gen(0), url);
+        std::thread::sleep(Duration::from_millis(1500));
+        live.freeze();
+        hang.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Long enough for a probe to time out (3 s) and be recorded, were it not frozen.
+        std::thread::sleep(Duration::from_millis(4500));
+        let silent = live.silent(Duration::from_secs(3));
+        assert_eq!(silent.len(), 1, "{silent:?}");
+        assert!(
+            silent[0]
+                .reason
+                .contains("(last probe: still waiting for an answer)"),
             "{}",
             silent[0].reason
         );

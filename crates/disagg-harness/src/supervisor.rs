@@ -166,6 +166,7 @@ fn drive(
             );
         }
     };
+    let mut bench_beat = crate::beat::Watch::new(plan, RoleName::Benchmark);
     let stall_watch = d
         .stall
         .and_then(|limit| Some((stuck::StallWatch::start(plan, limit)?, limit)));
@@ -258,8 +259,12 @@ fn drive(
             }
             return root_cause(plan, procs, &liveness, role, reason);
         }
-        // A hung role: alive, but not answering.
+        // A hung role: alive, but not answering (or, for BENCHMARK, which serves nothing, not
+        // beating).
         if let Some(silent) = liveness.silent(d.unresponsive).into_iter().next() {
+            return hung(procs, &liveness, silent, d.unresponsive);
+        }
+        if let Some(silent) = bench_beat.silent(now, d.unresponsive) {
             return hung(procs, &liveness, silent, d.unresponsive);
         }
         // A worker that answers /health but hangs its requests.
@@ -278,12 +283,12 @@ fn drive(
             }
         }
         // Deadlines.
-        for p in procs
+        let late = procs
             .iter()
             .filter(|p| p.plan.role.is_worker() && p.ready_at.is_none())
-        {
-            if now >= start + d.worker_startup {
-                return timeout(
+            .find(|_| now >= start + d.worker_startup)
+            .map(|p| {
+                (
                     p.plan.role,
                     format!(
                         "{} was not ready within worker_startup ({}): its engine's /health never answered 200 (see {}){}",
@@ -292,8 +297,10 @@ fn drive(
                         p.plan.log,
                         spanning_hint(plan, &p.plan)
                     ),
-                );
-            }
+                )
+            });
+        if let Some((role, why)) = late {
+            return timeout(procs, role, why);
         }
         // Every router (one, or each replica) gets worker_startup from the workers being ready;
         // the benchmark deadline runs from the last of them, when the benchmark can start.
@@ -301,10 +308,11 @@ fn drive(
             let mut routers = procs.iter().filter(|p| p.plan.role.is_router()).peekable();
             let any = routers.peek().is_some();
             let mut all_ready: Option<Instant> = None;
+            let mut late = None;
             for s in routers {
                 match s.ready_at {
                     None if now >= w + d.worker_startup => {
-                        return timeout(
+                        late = Some((
                             s.plan.role,
                             format!(
                                 "{} was not ready within worker_startup ({}) after the workers (see {})",
@@ -312,7 +320,8 @@ fn drive(
                                 humantime::format_duration(d.worker_startup),
                                 s.plan.log
                             ),
-                        );
+                        ));
+                        break;
                     }
                     None => {
                         all_ready = None;
@@ -320,6 +329,9 @@ fn drive(
                     }
                     Some(t) => all_ready = Some(all_ready.map_or(t, |a| a.max(t))),
                 }
+            }
+            if let Some((role, why)) = late {
+                return timeout(procs, role, why);
             }
             if let (true, Some(ready)) = (any, all_ready) {
                 if now >= ready + d.benchmark {
@@ -365,9 +377,10 @@ fn benchmark_deadline(plan: &Plan, procs: &mut [Proc], why: String) -> RunResult
     let Some((root, account)) = found.first().cloned() else {
         // Our routers' silence may be a census that could not be asked: nothing to add.
         if stuck::has_own_router(plan) {
-            return timeout(RoleName::Benchmark, why);
+            return timeout(procs, RoleName::Benchmark, why);
         }
         return timeout(
+            procs,
             RoleName::Benchmark,
             format!(
                 "{why} (the router is not disagg's own, and each worker answered a 1-token \
@@ -382,7 +395,7 @@ fn benchmark_deadline(plan: &Plan, procs: &mut [Proc], why: String) -> RunResult
             p.failure = Some(why.clone());
         }
     }
-    timeout(root, format!("{account}; then {why}"))
+    fail(Some(root), format!("{account}; then {why}"), true)
 }
 
 /// One line: elapsed time, who is still not ready, and the benchmark's latest progress line.
@@ -464,7 +477,12 @@ fn spanning_hint(plan: &Plan, role: &disagg_core::RolePlan) -> String {
 /// How much of a spanning server's log [`spanning_hint`] reads for each rank's last words.
 const RANK_WORDS_BYTES: u64 = 256 * 1024;
 
-fn timeout(role: RoleName, reason: String) -> RunResult {
+/// A deadline passed at `role`: the run fails on its account, which is also its own failure
+/// (its "stayed up" testcase and `outcome.json`'s entry say so, not that it stayed up).
+fn timeout(procs: &mut [Proc], role: RoleName, reason: String) -> RunResult {
+    if let Some(p) = procs.iter_mut().find(|p| p.plan.role == role) {
+        p.failure = Some(reason.clone());
+    }
     fail(Some(role), reason, true)
 }
 
@@ -711,6 +729,9 @@ fn root_cause(
     role: RoleName,
     reason: String,
 ) -> RunResult {
+    // The run is over and its roles are being released: what a probe sees from now on is
+    // their way out, not how they were (a hung worker's last probe is not our teardown's).
+    liveness.freeze();
     let mut failures: Vec<(RoleName, String)> = vec![(role, reason)];
     let (window, stop_early) = if role.is_worker() {
         (CO_DEATHS, false)

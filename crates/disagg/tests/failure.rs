@@ -72,6 +72,51 @@ fn a_stopped_worker_or_router_fails_the_run_within_15s_named_as_the_root_cause()
     }
 }
 
+/// BENCHMARK serves nothing to probe: its process beats instead (`rendezvous/BENCHMARK.beat`,
+/// every second). Stopped mid-sweep, it fails the run within `timeouts.unresponsive` and a few
+/// seconds, named with its pid and host, not at the benchmark deadline minutes later.
+#[test]
+fn a_stopped_benchmark_fails_the_run_within_seconds_named() {
+    let ws = TempDir::new("benchstop");
+    let case = CaseSpec {
+        name: "benchstop",
+        gen_args: "{itl: 20ms}",
+        concurrency: "[2]",
+        rounds: 200,
+        osl: 32,
+        timeouts: "{worker_startup: 20s, request: 20s, benchmark: 5m, job: 6m, grace: 2s, unresponsive: 4s}",
+        ..Default::default()
+    }
+    .write(ws.path(), "c.yaml");
+    let run = Background::start(&case, ws.path());
+    let dir = wait_for(ws.path(), "benchstop", "the sweep", sweeping);
+    let beat = read(&dir.join("rendezvous/BENCHMARK.beat"));
+    let words: Vec<&str> = beat.split_whitespace().collect();
+    assert_eq!(words.len(), 4, "{beat:?}");
+    let pid: i32 = words[2].parse().unwrap();
+    kill(Pid::from_raw(pid), Signal::SIGSTOP).unwrap();
+    let stopped = Instant::now();
+    let (code, stdout, stderr) = run.wait(Duration::from_secs(120));
+    let took = stopped.elapsed();
+    let show = format!("exit {code} after {took:?}\n{stdout}\n{stderr}");
+    assert_eq!(code, 1, "{show}");
+    assert!(took < Duration::from_secs(15), "{show}");
+    let status = json(&dir.join("rendezvous/status.json"));
+    assert_eq!(status["role"], "BENCHMARK", "{status}");
+    let reason = status["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with(&format!(
+            "BENCHMARK stopped beating: rendezvous/BENCHMARK.beat, rewritten every second by its process (pid {pid} on "
+        )) && reason.contains("timeouts.unresponsive is 4s"),
+        "{status}"
+    );
+    assert!(
+        stdout.contains("FAILED: BENCHMARK stopped beating"),
+        "{show}"
+    );
+    assert_nothing_left(&dir);
+}
+
 #[test]
 fn a_sim_that_hangs_mid_run_is_named_not_the_benchmark() {
     let ws = TempDir::new("simhang");

@@ -333,6 +333,21 @@ fn a_worker_that_never_gets_ready_fails_soon_after_worker_startup() {
     let cases = junit_cases(&dir.join("results.xml"));
     let gen0 = cases.iter().find(|c| c.0 == "GEN_0 stayed up").unwrap();
     assert_eq!(gen0.2.as_deref(), Some("TIMEOUT"), "{cases:?}");
+    // outcome.json says the same of the role: its own failure, not that it stayed up.
+    let outcome = json(&dir.join("outcome.json"));
+    let entry = outcome["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["role"] == "GEN_0")
+        .cloned()
+        .unwrap();
+    assert!(
+        entry["failure"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("GEN_0 was not ready within worker_startup (3s)")),
+        "{outcome}"
+    );
     // The benchmark began no point: none is "unfinished".
     let summary = read(&dir.join("summary.md"));
     assert!(

@@ -12,6 +12,9 @@ use super::shared::{POLL, healthy, http_client, wait_for_endpoint, wait_for_stat
 use crate::rendezvous::{State, Status};
 
 pub async fn run(plan: &Plan) -> Result<(), String> {
+    // Nobody can probe a role that serves nothing: its beat tells the supervisor it is not
+    // stopped or frozen (`crate::beat`).
+    let _beat = crate::beat::start(plan, disagg_core::RoleName::Benchmark);
     // Every router (one, or each replica): the requests are spread over all of them.
     let mut urls = Vec::new();
     let client = http_client();

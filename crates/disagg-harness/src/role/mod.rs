@@ -13,7 +13,7 @@ mod benchmark;
 mod gpus;
 pub mod ports;
 mod server;
-mod shared;
+pub(crate) mod shared;
 mod worker;
 
 use std::path::Path;

@@ -1,0 +1,251 @@
+//! A heartbeat for a role nobody can probe: BENCHMARK serves nothing, so the liveness prober
+//! ([`crate::liveness`]) cannot tell a stopped or frozen benchmark from a busy one. Its process
+//! rewrites `rendezvous/<ROLE>.beat` every [`BEAT_EVERY`] from a thread of its own, and the
+//! supervisor fails the run naming it when the count there has not moved for
+//! `timeouts.unresponsive`.
+//!
+//! The file is one line, `<run id> <host> <pid> <count>`, the count zero-padded so every write
+//! has the same length: it is rewritten in place (opened, written at offset 0, closed), never
+//! replaced by a rename, so a reader on another node of a shared (NFS) folder finds the same file
+//! and, opening it, the latest contents (close-to-open), and never a half-written line.
+
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use disagg_core::{Plan, RoleName};
+
+use crate::liveness::Silent;
+
+/// How often a beating role rewrites its file.
+pub const BEAT_EVERY: Duration = Duration::from_secs(1);
+
+/// How often the supervisor reads it.
+const READ_EVERY: Duration = Duration::from_millis(500);
+
+pub fn path(plan: &Plan, role: RoleName) -> PathBuf {
+    disagg_core::plan::rendezvous_dir(&plan.run_dir).join(format!("{role}.beat"))
+}
+
+/// This process beating for `role` until dropped.
+pub struct Beating {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Beating {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts beating for `role`, from a thread of its own: a runtime kept busy by the load does not
+/// delay it, a stopped process or one frozen in a write to the run folder stops it.
+pub fn start(plan: &Plan, role: RoleName) -> Beating {
+    let path = path(plan, role);
+    let head = format!(
+        "{} {} {}",
+        plan.run_id,
+        crate::role::shared::hostname(),
+        std::process::id()
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopping = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name(format!("{role} beat"))
+        .spawn(move || {
+            let mut count: u64 = 0;
+            while !stopping.load(Ordering::SeqCst) {
+                count += 1;
+                // A missed beat is not worth failing for here; the supervisor judges the gap.
+                let _ = write(&path, &format!("{head} {count:020}\n"));
+                std::thread::park_timeout(BEAT_EVERY);
+            }
+        })
+        .ok();
+    Beating { stop, thread }
+}
+
+fn write(path: &Path, line: &str) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    f.seek(SeekFrom::Start(0))?;
+    f.write_all(line.as_bytes())
+}
+
+/// One beat as read: where the process runs, and its count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Read {
+    host: String,
+    pid: u32,
+    count: u64,
+}
+
+fn parse(text: &str, run_id: &str) -> Option<Read> {
+    let mut words = text.lines().next()?.split(' ');
+    if words.next()? != run_id {
+        return None;
+    }
+    let host = words.next()?.to_string();
+    let pid = words.next()?.parse().ok()?;
+    let count = words.next()?.parse().ok()?;
+    Some(Read { host, pid, count })
+}
+
+/// The supervisor's watch on one role's beat.
+pub struct Watch {
+    role: RoleName,
+    path: PathBuf,
+    run_id: String,
+    /// The last count read, when it first read so, and that moment on the wall clock.
+    last: Option<(Read, Instant, SystemTime)>,
+    next_read: Instant,
+}
+
+impl Watch {
+    pub fn new(plan: &Plan, role: RoleName) -> Self {
+        Self {
+            role,
+            path: path(plan, role),
+            run_id: plan.run_id.clone(),
+            last: None,
+            next_read: Instant::now(),
+        }
+    }
+
+    /// The role, silent if its count has not moved for `limit` since it first beat. A file not
+    /// there yet (the role not started) or unreadable for a moment is no evidence either way.
+    pub fn silent(&mut self, now: Instant, limit: Duration) -> Option<Silent> {
+        if now >= self.next_read {
+            self.next_read = now + READ_EVERY;
+            let read = std::fs::read_to_string(&self.path)
+                .ok()
+                .and_then(|t| parse(&t, &self.run_id));
+            if let Some(read) = read {
+                if self.last.as_ref().is_none_or(|(l, _, _)| *l != read) {
+                    self.last = Some((read, now, SystemTime::now()));
+                }
+            }
+        }
+        let (read, since, at) = self.last.as_ref()?;
+        let for_ = now.saturating_duration_since(*since);
+        (for_ >= limit).then(|| Silent {
+            role: self.role,
+            for_,
+            reason: format!(
+                "{} stopped beating: rendezvous/{}.beat, rewritten every second by its process \
+                 (pid {} on {}), last changed at {}, {} ago: the process is stopped or frozen \
+                 (a signal, or a write to a hung filesystem)",
+                self.role,
+                self.role,
+                read.pid,
+                read.host,
+                humantime::format_rfc3339_seconds(*at),
+                humantime::format_duration(Duration::from_secs(for_.as_secs()))
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_is_read_only_for_its_run() {
+        let line = "RUN1 dgn3 4242 00000000000000000007\n";
+        assert_eq!(
+            parse(line, "RUN1"),
+            Some(Read {
+                host: "dgn3".into(),
+                pid: 4242,
+                count: 7
+            })
+        );
+        assert_eq!(parse(line, "RUN2"), None);
+        assert_eq!(parse("RUN1 dgn3", "RUN1"), None);
+        assert_eq!(parse("", "RUN1"), None);
+    }
+
+    #[test]
+    fn a_beat_that_stops_is_silent_after_the_limit_and_one_that_goes_on_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("BENCHMARK.beat");
+        let mut w = Watch {
+            role: RoleName::Benchmark,
+            path: path.clone(),
+            run_id: "RUN1".into(),
+            last: None,
+            next_read: Instant::now(),
+        };
+        let t0 = Instant::now();
+        // Not started: no evidence, however long.
+        for s in [0, 30, 60] {
+            assert_eq!(
+                w.silent(t0 + Duration::from_secs(s), Duration::from_secs(5)),
+                None
+            );
+        }
+        write(&path, "RUN1 h 9 00000000000000000001\n").unwrap();
+        let mut at = t0 + Duration::from_secs(61);
+        let mut tick = |w: &mut Watch, after_ms: u64| {
+            at += Duration::from_millis(after_ms);
+            w.silent(at, Duration::from_secs(5))
+        };
+        assert_eq!(tick(&mut w, 0), None);
+        // Beating: each count seen resets the watch.
+        for n in 2..12u64 {
+            write(&path, &format!("RUN1 h 9 {n:020}\n")).unwrap();
+            assert_eq!(tick(&mut w, 1000), None, "beat {n}");
+        }
+        // Stopped at 11: silent once 5 s have passed since it was first read.
+        assert_eq!(tick(&mut w, 4000), None);
+        let s = tick(&mut w, 1000).expect("silent");
+        assert_eq!(s.role, RoleName::Benchmark);
+        assert!(
+            s.reason.starts_with(
+                "BENCHMARK stopped beating: rendezvous/BENCHMARK.beat, rewritten every second by \
+                 its process (pid 9 on h), last changed at "
+            ) && s
+                .reason
+                .contains(", 5s ago: the process is stopped or frozen"),
+            "{}",
+            s.reason
+        );
+    }
+
+    #[test]
+    fn the_beating_thread_rewrites_the_file_in_place_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(disagg_core::plan::rendezvous_dir(dir.path())).unwrap();
+        let case = disagg_core::parse_case(
+            "model: {name: m}\nctx: {count: 1}\ngen: {count: 1}\nbenchmark: {isl: 8, osl: 8}\n",
+            Path::new("c.yaml"),
+        )
+        .unwrap();
+        let plan = disagg_core::plan::build(&case, "RUN1", dir.path(), Path::new("disagg"));
+        let beating = start(&plan, RoleName::Benchmark);
+        let file = path(&plan, RoleName::Benchmark);
+        let read = || parse(&std::fs::read_to_string(&file).unwrap_or_default(), "RUN1");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while read().is_none_or(|r| r.count < 2) {
+            assert!(Instant::now() < deadline, "no second beat");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let r = read().unwrap();
+        assert_eq!(r.pid, std::process::id());
+        drop(beating);
+        let last = read().unwrap().count;
+        std::thread::sleep(BEAT_EVERY + Duration::from_millis(200));
+        assert_eq!(read().unwrap().count, last, "no beat after the drop");
+    }
+}
