@@ -47,9 +47,15 @@ async fn ask_all(
             worker: w.url.clone(),
             reason,
         };
+        // No answer at all (refused, reset, timed out) is the worker failing, not an
+        // unusable answer.
         let (status, body) = crate::health::fetch(client, &w.url, path, timeout)
             .await
-            .map_err(bad)?;
+            .map_err(|detail| ProxyError::Transport {
+                leg: group.leg,
+                worker: w.url.clone(),
+                detail,
+            })?;
         if status != StatusCode::OK {
             return Err(bad(format!(
                 "{path} answered {status}: {}",

@@ -225,6 +225,21 @@ async fn the_sglang_router_answers_server_model_and_generate_health_from_its_wor
         "{said}"
     );
     task.abort();
+    // A worker that cannot be reached is said to have failed, not to have answered badly.
+    let down = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        crate::support::client_for(format!("http://{}", l.local_addr().unwrap()))
+    };
+    let (via_router, task) = router("sglang", &ctx, &down).await;
+    let (status, body) = via_router.get("/get_server_info").await;
+    assert_eq!(status, 502);
+    let said = String::from_utf8_lossy(&body).into_owned();
+    assert!(
+        said.contains(&format!("generation worker {} failed: ", down.base))
+            && !said.contains("unusable"),
+        "{said}"
+    );
+    task.abort();
     // Another dialect has no such routes, and answers /version.
     let vctx = start(&["--dialect", "vllm", "--role", "context"]).await;
     let vgen = start(&["--dialect", "vllm", "--role", "generation"]).await;
