@@ -18,6 +18,26 @@ pub enum ExecutorKind {
     Slurm,
 }
 
+/// Whether Slurm ended the job at its time limit. Told by the clock when the case set the limit:
+/// the job has run that long (its batch script starts a moment after Slurm's clock does), so
+/// no question goes to a controller that may be too busy to answer within the few seconds
+/// (KillWait) Slurm leaves between its TERM and its KILL, in which the reports must be
+/// written. Without `slurm.time`, Slurm is asked.
+fn at_time_limit(plan: &Plan, job_id: &str) -> bool {
+    let limit = plan
+        .slurm
+        .time
+        .as_deref()
+        .and_then(|t| disagg_core::slurm::parse_time(t).ok());
+    match (limit, super::script::job_elapsed_s()) {
+        (Some(limit), Some(ran)) => ran + TIME_LIMIT_SLACK_S >= limit.as_secs_f64(),
+        _ => job::timed_out(job_id),
+    }
+}
+
+/// How much earlier than Slurm's clock the batch script's may have started.
+const TIME_LIMIT_SLACK_S: f64 = 10.0;
+
 /// `disagg supervise`: supervises the plan in `run_dir` (inside the allocation, for Slurm),
 /// writes the reports, and on failure cancels its own job so no step outlives the verdict.
 pub fn supervise_run_dir(
@@ -92,7 +112,9 @@ pub fn supervise_run_dir(
     // saw first (a role killed, or its own interruption), the time limit is the cause.
     let ended_by_slurm = |r: &RunResult| !matches!(r, RunResult::Passed);
     let outcome = match (&outcome.result, &job_id) {
-        (r, Some(id)) if kind == ExecutorKind::Slurm && ended_by_slurm(r) && job::timed_out(id) => {
+        (r, Some(id))
+            if kind == ExecutorKind::Slurm && ended_by_slurm(r) && at_time_limit(&plan, id) =>
+        {
             Outcome {
                 result: RunResult::Failed(Failure {
                     role: None,
