@@ -109,8 +109,12 @@ impl ClientRequest {
         let options = field::<Option<StreamOptions>>(&body, "stream_options", "an object")?;
         // Refused here, as TensorRT-LLM's disaggregated server and vLLM refuse it: sent on, the
         // context leg (which drops it) would prefill and hold KV that the generation worker's
-        // refusal then leaves for nobody to fetch.
-        if options.is_some() && !stream && endpoint != Endpoint::Generate {
+        // refusal then leaves for nobody to fetch. An empty object is no option, and they take
+        // it (`if data.get("stream_options") and not data.get("stream")`).
+        let empty = body
+            .get("stream_options")
+            .is_some_and(|raw| raw.iter().filter(|b| !b.is_ascii_whitespace()).eq(b"{}"));
+        if options.is_some() && !empty && !stream && endpoint != Endpoint::Generate {
             return Err(
                 "`stream_options` can only be set when `stream` is true: send it with \
                  stream: true, or drop it"
@@ -135,7 +139,7 @@ impl ClientRequest {
             stream,
             // `stream_options: {}` asks for usage: TensorRT-LLM's and vLLM's `include_usage`
             // defaults to true.
-            include_usage: options.is_some_and(|o| o.include_usage.unwrap_or(true)),
+            include_usage: stream && options.is_some_and(|o| o.include_usage.unwrap_or(true)),
             max_tokens,
             return_logprob,
             authorization: None,
@@ -169,6 +173,8 @@ impl ClientRequest {
         self.stream
     }
 
+    /// Whether the stream ends with a usage chunk (`stream_options.include_usage`; never when
+    /// not streaming).
     pub fn include_usage(&self) -> bool {
         self.include_usage
     }
@@ -406,6 +412,13 @@ mod tests {
         let r = parse(
             Endpoint::ChatCompletions,
             r#"{"messages": [], "stream": null}"#,
+        )
+        .unwrap();
+        assert!(!r.stream() && !r.include_usage());
+        // An empty object is no option: taken without streaming, as the engines take it.
+        let r = parse(
+            Endpoint::Completions,
+            r#"{"prompt": "p", "stream_options": { }}"#,
         )
         .unwrap();
         assert!(!r.stream() && !r.include_usage());

@@ -214,6 +214,33 @@ async fn the_clients_authorization_reaches_both_legs_in_every_dialect() {
     }
 }
 
+/// A batch of prompts in one completions request: TensorRT-LLM's disaggregated server refuses
+/// it, and a vLLM prefill hands off its first prompt's KV alone, so both dialects answer 400
+/// before any worker prefills (a one-prompt list is one prompt). SGLang's legs carry a room per
+/// prompt: served.
+#[tokio::test]
+async fn a_batch_of_prompts_is_refused_before_any_prefill_where_one_hand_off_cannot_carry_it() {
+    for dialect in [Dialect::Trtllm, Dialect::Vllm] {
+        let prefill = fake("prefill").start().await;
+        let decode = fake("decode").start().await;
+        let url = router(config_dialect(dialect, &[&prefill], &[&decode])).await;
+        let two = json!({"model": "m", "prompt": ["a", "b"], "max_tokens": 3});
+        let msg = api_error(post(&url, "/v1/completions", &two, None).await, 400).await;
+        assert!(
+            msg.contains("`prompt` is a batch of 2 prompts")
+                && msg.contains("send each prompt as a request of its own"),
+            "{dialect:?}: {msg}"
+        );
+        let ids = json!({"model": "m", "prompt": [[1, 2], [3, 4], [5]], "max_tokens": 3});
+        let msg = api_error(post(&url, "/v1/completions", &ids, None).await, 400).await;
+        assert!(msg.contains("a batch of 3 prompts"), "{dialect:?}: {msg}");
+        assert!(prefill.seen().is_empty(), "{dialect:?}: no prefill");
+        let one = json!({"model": "m", "prompt": ["a"], "max_tokens": 3});
+        let resp = post(&url, "/v1/completions", &one, None).await;
+        assert_eq!(resp.status(), 200, "{dialect:?}");
+    }
+}
+
 /// Asserts that chunk 1 arrives while the worker still holds the rest back.
 async fn first_chunk_before_the_rest(mut resp: reqwest::Response, release: &Notify) {
     assert_eq!(resp.status(), 200);

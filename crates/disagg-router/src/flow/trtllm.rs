@@ -20,6 +20,16 @@ pub(super) async fn flow(
     req: &ClientRequest,
     deadline: RequestDeadline,
 ) -> Result<Response, ProxyError> {
+    // TensorRT-LLM's disaggregated server refuses a batch before any worker ("currently only
+    // supports single string prompt or list of integers"): each prompt's KV hand-off needs a
+    // request of its own, and a context worker would prefill them all and keep the caches.
+    if let Some(n) = req.batch().filter(|&n| n > 1) {
+        return Err(ProxyError::BadRequest(format!(
+            "`prompt` is a batch of {n} prompts: TensorRT-LLM's disaggregated serving takes one \
+             prompt per request (a string, or a list of token ids), as its own server does; send \
+             each prompt as a request of its own"
+        )));
+    }
     // No prefill whose KV no generation worker could take (it would stay held on the context
     // worker until it times out): the 503 first.
     state.decode.any_healthy()?;

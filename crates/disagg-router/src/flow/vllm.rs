@@ -17,6 +17,16 @@ pub(super) async fn flow(
     request_id: HeaderValue,
     deadline: RequestDeadline,
 ) -> Result<Response, ProxyError> {
+    // vLLM answers a batch's prefill with the hand-off of its first prompt only
+    // (`final_res_batch[0].kv_transfer_params`): the others would decode on the wrong cache, or
+    // fail to read it, and their prefilled blocks stay held.
+    if let Some(n) = req.batch().filter(|&n| n > 1) {
+        return Err(ProxyError::BadRequest(format!(
+            "`prompt` is a batch of {n} prompts: a vLLM prefill hands off the KV cache of its \
+             first prompt only, so the others would be decoded on the wrong cache; send each \
+             prompt as a request of its own"
+        )));
+    }
     // No prefill whose KV no generation worker could take (it would stay held on the context
     // worker until it times out): the 503 first.
     state.decode.any_healthy()?;
