@@ -52,6 +52,11 @@ struct RawRequest {
     /// Sampling settings the engines validate (the sim samples nothing).
     temperature: Option<f64>,
     top_p: Option<f64>,
+    top_k: Option<i64>,
+    min_p: Option<f64>,
+    frequency_penalty: Option<f64>,
+    presence_penalty: Option<f64>,
+    repetition_penalty: Option<f64>,
     stop: Option<Value>,
     /// trtllm.
     disaggregated_params: Option<DisaggregatedParams>,
@@ -86,8 +91,42 @@ struct SamplingParams {
     max_new_tokens: Option<u64>,
     min_new_tokens: Option<u64>,
     temperature: Option<f64>,
+    top_p: Option<f64>,
+    top_k: Option<i64>,
+    min_p: Option<f64>,
+    frequency_penalty: Option<f64>,
+    presence_penalty: Option<f64>,
+    repetition_penalty: Option<f64>,
     ignore_eos: Option<bool>,
     n: Option<u64>,
+}
+
+/// The knobs of a request's fields, as each engine range-checks them.
+macro_rules! knobs_of {
+    ($r:expr) => {
+        Knobs {
+            temperature: $r.temperature,
+            top_p: $r.top_p,
+            top_k: $r.top_k,
+            min_p: $r.min_p,
+            frequency_penalty: $r.frequency_penalty,
+            presence_penalty: $r.presence_penalty,
+            repetition_penalty: $r.repetition_penalty,
+        }
+    };
+}
+
+/// The sampling settings every engine range-checks (the sim samples nothing, but a request the
+/// engine would refuse must be refused here too).
+#[derive(Debug, Clone, Copy, Default)]
+struct Knobs {
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    top_k: Option<i64>,
+    min_p: Option<f64>,
+    frequency_penalty: Option<f64>,
+    presence_penalty: Option<f64>,
+    repetition_penalty: Option<f64>,
 }
 
 /// SGLang's `max_new_tokens` when a `/generate` request gives none.
@@ -134,6 +173,14 @@ pub(crate) struct Parsed {
 #[derive(Debug, Deserialize)]
 struct StreamOptions {
     include_usage: Option<bool>,
+    continuous_usage_stats: Option<bool>,
+}
+
+impl StreamOptions {
+    /// `{}` (Python's false, to the engines that test `data.get("stream_options")`).
+    fn is_empty(&self) -> bool {
+        self.include_usage.is_none() && self.continuous_usage_stats.is_none()
+    }
 }
 
 /// Which part of the work a request asks for.
@@ -282,8 +329,21 @@ pub(crate) fn parse_request(
             (prompts, batch)
         }
     };
-    // Chat's `max_completion_tokens` wins over the older `max_tokens` (vLLM, SGLang).
-    let asked = raw.max_completion_tokens.or(raw.max_tokens).map(|w| w.0);
+    // Chat's `max_completion_tokens` wins over the older `max_tokens` (vLLM, SGLang). SGLang
+    // reads `max_completion_tokens or max_tokens`: a 0 there is Python's false, and falls back.
+    let asked = match (dialect, endpoint) {
+        (Dialect::Sglang, Endpoint::Chat) => raw
+            .max_completion_tokens
+            .filter(|w| w.0 > 0)
+            .or(raw.max_tokens),
+        _ => raw.max_completion_tokens.or(raw.max_tokens),
+    }
+    .map(|w| w.0);
+    // SGLang's CompletionRequest refuses it ("max_tokens must be positive"); only its native
+    // `/generate` and chat take 0.
+    if (dialect, endpoint, asked) == (Dialect::Sglang, Endpoint::Completions, Some(0)) {
+        return Err(ApiError::bad_request("max_tokens must be positive").into());
+    }
     let max_tokens = asked.unwrap_or(DEFAULT_MAX_TOKENS);
     check_max_tokens(max_tokens, "max_tokens", dialect)?;
     match raw.n.map(|w| w.0) {
@@ -475,7 +535,7 @@ fn parse_generate(
         }
         let max_tokens = p.max_new_tokens.unwrap_or(SGLANG_DEFAULT_MAX_NEW_TOKENS);
         check_max_tokens(max_tokens, "max_new_tokens", Dialect::Sglang)?;
-        sglang_sampling(p.min_new_tokens.unwrap_or(0), max_tokens, p.temperature)?;
+        sglang_sampling(p.min_new_tokens.unwrap_or(0), max_tokens, knobs_of!(p))?;
         let a = Asked {
             prompt: prompt.ids().len() as u64,
             text: matches!(prompt, ParsedPrompt::Text(_)),
@@ -551,7 +611,11 @@ fn check_sampling(raw: &RawRequest, dialect: Dialect, max_tokens: u64) -> Result
     let min_tokens = raw.min_tokens.map_or(0, |w| w.0);
     match dialect {
         Dialect::Vllm => {
-            if raw.stream_options.is_some() && !raw.stream.unwrap_or(false) {
+            // vLLM: `if data.get("stream_options") and not data.get("stream")`: an empty
+            // object is Python's false, and passes.
+            if raw.stream_options.as_ref().is_some_and(|o| !o.is_empty())
+                && !raw.stream.unwrap_or(false)
+            {
                 return bad("Stream options can only be defined when `stream=True`.".into());
             }
             if min_tokens > max_tokens {
@@ -560,12 +624,7 @@ fn check_sampling(raw: &RawRequest, dialect: Dialect, max_tokens: u64) -> Result
                      {min_tokens}."
                 ));
             }
-            if let Some(t) = raw.temperature.filter(|t| *t < 0.0) {
-                return bad(format!("temperature must be non-negative, got {t}."));
-            }
-            if let Some(p) = raw.top_p.filter(|p| !(*p > 0.0 && *p <= 1.0)) {
-                return bad(format!("top_p must be in (0, 1], got {p}."));
-            }
+            vllm_knobs(knobs_of!(raw))?;
             let stops: Vec<&str> = match &raw.stop {
                 Some(Value::String(s)) => vec![s.as_str()],
                 Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
@@ -575,29 +634,104 @@ fn check_sampling(raw: &RawRequest, dialect: Dialect, max_tokens: u64) -> Result
                 return bad("stop cannot contain an empty string.".into());
             }
         }
-        Dialect::Sglang => sglang_sampling(min_tokens, max_tokens, raw.temperature)?,
-        Dialect::Trtllm => {}
+        Dialect::Sglang => sglang_sampling(min_tokens, max_tokens, knobs_of!(raw))?,
+        Dialect::Trtllm => trtllm_knobs(knobs_of!(raw))?,
+    }
+    Ok(())
+}
+
+/// A knob outside its range: the engine's 400, in its words.
+fn out_of_range(why: String) -> Result<(), ApiError> {
+    Err(ApiError::bad_request(why))
+}
+
+/// vLLM's `SamplingParams._verify_args`, in its words.
+fn vllm_knobs(k: Knobs) -> Result<(), ApiError> {
+    if let Some(t) = k.temperature.filter(|t| *t < 0.0) {
+        return out_of_range(format!("temperature must be non-negative, got {t}."));
+    }
+    if let Some(p) = k.top_p.filter(|p| !(*p > 0.0 && *p <= 1.0)) {
+        return out_of_range(format!("top_p must be in (0, 1], got {p}."));
+    }
+    // -1 and 0 both turn it off, in one release or another; below that none takes it.
+    if let Some(t) = k.top_k.filter(|t| *t < -1) {
+        return out_of_range(format!(
+            "top_k must be 0 (disable), or at least 1, got {t}."
+        ));
+    }
+    if let Some(p) = k.min_p.filter(|p| !(0.0..=1.0).contains(p)) {
+        return out_of_range(format!("min_p must be in [0, 1], got {p}."));
+    }
+    for (name, v) in [
+        ("presence_penalty", k.presence_penalty),
+        ("frequency_penalty", k.frequency_penalty),
+    ] {
+        if let Some(v) = v.filter(|v| !(-2.0..=2.0).contains(v)) {
+            return out_of_range(format!("{name} must be in [-2, 2], got {v}."));
+        }
+    }
+    if let Some(r) = k.repetition_penalty.filter(|r| *r <= 0.0) {
+        return out_of_range(format!(
+            "repetition_penalty must be greater than zero, got {r}."
+        ));
+    }
+    Ok(())
+}
+
+/// TensorRT-LLM's `SamplingParams._validate`, in its words.
+fn trtllm_knobs(k: Knobs) -> Result<(), ApiError> {
+    if let Some(p) = k.top_p.filter(|p| !(0.0..=1.0).contains(p)) {
+        return out_of_range(format!("require 0 <= top_p <= 1, got top_p={p}"));
+    }
+    if let Some(t) = k.top_k.filter(|t| *t < 0) {
+        return out_of_range(format!("require top_k >= 0, got top_k={t}"));
+    }
+    if let Some(t) = k.temperature.filter(|t| *t < 0.0) {
+        return out_of_range(format!("require temperature >= 0, got temperature={t}"));
     }
     Ok(())
 }
 
 /// SGLang's `SamplingParams.verify`, in its words, for `/generate` and the OpenAI routes alike.
-fn sglang_sampling(min: u64, max: u64, temperature: Option<f64>) -> Result<(), ApiError> {
+fn sglang_sampling(min: u64, max: u64, k: Knobs) -> Result<(), ApiError> {
     if min > max {
-        return Err(ApiError::bad_request(format!(
+        return out_of_range(format!(
             "min_new_tokens must be in [0, max_new_tokens({max})], got {min}."
-        )));
+        ));
     }
-    if let Some(t) = temperature.filter(|t| !(t.is_finite() && *t >= 0.0)) {
-        return Err(ApiError::bad_request(format!(
+    if let Some(t) = k.temperature.filter(|t| !(t.is_finite() && *t >= 0.0)) {
+        return out_of_range(format!(
             "temperature must be a non-negative finite number, got {t}."
-        )));
+        ));
+    }
+    if let Some(p) = k.top_p.filter(|p| !(*p > 0.0 && *p <= 1.0)) {
+        return out_of_range(format!("top_p must be in (0, 1], got {p}."));
+    }
+    if let Some(p) = k.min_p.filter(|p| !(0.0..=1.0).contains(p)) {
+        return out_of_range(format!("min_p must be in [0, 1], got {p}."));
+    }
+    if let Some(t) = k.top_k.filter(|t| *t < 1 && *t != -1) {
+        return out_of_range(format!(
+            "top_k must be -1 (disable), or at least 1, got {t}."
+        ));
+    }
+    for (name, v) in [
+        ("frequency_penalty", k.frequency_penalty),
+        ("presence_penalty", k.presence_penalty),
+    ] {
+        if let Some(v) = v.filter(|v| !(-2.0..=2.0).contains(v)) {
+            return out_of_range(format!("{name} must be in [-2, 2], got {v}."));
+        }
+    }
+    if let Some(r) = k.repetition_penalty.filter(|r| !(*r > 0.0 && *r <= 2.0)) {
+        return out_of_range(format!("repetition_penalty must be in (0, 2], got {r}."));
     }
     Ok(())
 }
 
 /// vLLM and TensorRT-LLM want at least one output token; SGLang takes 0 (`SamplingParams.verify`:
-/// "max_new_tokens must be at least 0"), answering the prompt with no tokens.
+/// "max_new_tokens must be at least 0") on `/generate` and chat, answering the prompt with no
+/// tokens (its completions route refuses it first).
 fn check_max_tokens(max_tokens: u64, name: &str, dialect: Dialect) -> Result<(), ApiError> {
     if max_tokens == 0 && dialect != Dialect::Sglang {
         return Err(ApiError::bad_request(format!("{name} must be at least 1")));
@@ -1081,6 +1215,71 @@ mod model_names {
                 r#"{"prompt":"a","temperature":-1}"#,
                 "temperature must be a non-negative finite number",
             ),
+            (
+                Dialect::Vllm,
+                r#"{"prompt":"a","frequency_penalty":5}"#,
+                "frequency_penalty must be in [-2, 2], got 5.",
+            ),
+            (
+                Dialect::Vllm,
+                r#"{"prompt":"a","presence_penalty":-5}"#,
+                "presence_penalty must be in [-2, 2], got -5.",
+            ),
+            (
+                Dialect::Vllm,
+                r#"{"prompt":"a","repetition_penalty":0}"#,
+                "repetition_penalty must be greater than zero, got 0.",
+            ),
+            (
+                Dialect::Vllm,
+                r#"{"prompt":"a","top_k":-5}"#,
+                "top_k must be 0 (disable), or at least 1, got -5.",
+            ),
+            (
+                Dialect::Vllm,
+                r#"{"prompt":"a","min_p":2}"#,
+                "min_p must be in [0, 1], got 2.",
+            ),
+            (
+                Dialect::Sglang,
+                r#"{"prompt":"a","top_p":1.5}"#,
+                "top_p must be in (0, 1], got 1.5.",
+            ),
+            (
+                Dialect::Sglang,
+                r#"{"prompt":"a","top_k":0}"#,
+                "top_k must be -1 (disable), or at least 1, got 0.",
+            ),
+            (
+                Dialect::Sglang,
+                r#"{"prompt":"a","repetition_penalty":5}"#,
+                "repetition_penalty must be in (0, 2], got 5.",
+            ),
+            (
+                Dialect::Sglang,
+                r#"{"prompt":"a","frequency_penalty":-3}"#,
+                "frequency_penalty must be in [-2, 2], got -3.",
+            ),
+            (
+                Dialect::Sglang,
+                r#"{"prompt":"a","max_tokens":0}"#,
+                "max_tokens must be positive",
+            ),
+            (
+                Dialect::Trtllm,
+                r#"{"model":"m","prompt":"a","temperature":-1}"#,
+                "require temperature >= 0, got temperature=-1",
+            ),
+            (
+                Dialect::Trtllm,
+                r#"{"model":"m","prompt":"a","top_p":1.5}"#,
+                "require 0 <= top_p <= 1, got top_p=1.5",
+            ),
+            (
+                Dialect::Trtllm,
+                r#"{"model":"m","prompt":"a","top_k":-5}"#,
+                "require top_k >= 0, got top_k=-5",
+            ),
         ] {
             let e = parse_as(dialect, Endpoint::Completions, body).expect_err(body);
             assert_eq!(e.api.status, 400, "{body}");
@@ -1097,13 +1296,43 @@ mod model_names {
             "{}",
             e.api.message
         );
-        // Accepted as the engines accept them.
+        for body in [
+            r#"{"text":"a","sampling_params":{"max_new_tokens":2,"top_p":2},"bootstrap_room":1}"#,
+            r#"{"text":"a","sampling_params":{"max_new_tokens":2,"top_k":0},"bootstrap_room":1}"#,
+        ] {
+            let e = parse_as(Dialect::Sglang, Endpoint::Generate, body).expect_err(body);
+            assert_eq!(e.api.status, 400, "{body}");
+        }
+        // Accepted as the engines accept them: the edges of each range, and an empty
+        // `stream_options` without streaming (Python's false to vLLM).
         for body in [
             r#"{"prompt":"a","temperature":0,"top_p":1,"stop":["x"],"max_tokens":5,"min_tokens":5}"#,
             r#"{"prompt":"a","stream":true,"stream_options":{}}"#,
+            r#"{"prompt":"a","stream_options":{}}"#,
+            r#"{"prompt":"a","top_k":-1,"min_p":0,"frequency_penalty":2,"presence_penalty":-2,"repetition_penalty":1.1}"#,
         ] {
             parse_as(Dialect::Vllm, Endpoint::Completions, body).expect(body);
         }
+        parse_as(
+            Dialect::Sglang,
+            Endpoint::Completions,
+            r#"{"prompt":"a","top_k":-1,"top_p":1,"min_p":1,"repetition_penalty":2}"#,
+        )
+        .expect("SGLang's edges");
+        parse_as(
+            Dialect::Trtllm,
+            Endpoint::Completions,
+            r#"{"model":"m","prompt":"a","top_k":0,"top_p":0,"temperature":0}"#,
+        )
+        .expect("TensorRT-LLM's edges");
+        // SGLang's chat reads `max_completion_tokens or max_tokens`: a 0 falls back, and a
+        // max_tokens of 0 is answered with no tokens.
+        let chat = |body: &str| parse_as(Dialect::Sglang, Endpoint::Chat, body);
+        let p = chat(r#"{"messages":[{"role":"user","content":"hi"}],"max_completion_tokens":0,"max_tokens":7}"#)
+            .unwrap();
+        assert_eq!(p.max_tokens, 7);
+        let p = chat(r#"{"messages":[{"role":"user","content":"hi"}],"max_tokens":0}"#).unwrap();
+        assert_eq!(p.max_tokens, 0);
         // `max_completion_tokens` wins over `max_tokens`.
         let p = parse_as(
             Dialect::Vllm,
