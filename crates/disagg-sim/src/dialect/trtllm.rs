@@ -397,7 +397,7 @@ fn consume(
         what,
         expect: Expect {
             first_token: Some(first),
-            block_ids: None,
+            ..Expect::default()
         },
     })
 }

@@ -162,6 +162,7 @@ fn consume(params: Option<&KvTransferParams>) -> Result<Consume, ApiError> {
         expect: Expect {
             first_token: None,
             block_ids: Some(blocks),
+            remote_request_id: p.remote_request_id.clone(),
         },
     })
 }

@@ -36,6 +36,9 @@ pub(crate) struct Expect {
     pub(crate) first_token: Option<u32>,
     /// vllm: `remote_block_ids`.
     pub(crate) block_ids: Option<Vec<u64>>,
+    /// vllm: `remote_request_id`, the prefill's request id as it handed it out (vLLM 0.33
+    /// finds the prefill's request by it, so the decode's own `X-Request-Id` may differ).
+    pub(crate) remote_request_id: Option<String>,
 }
 
 impl Consume {
@@ -80,7 +83,15 @@ impl Consume {
                 record.block_ids.as_deref().unwrap_or_default()
             )));
         }
-        if let Some(expected) = &record.request_id
+        if let (Some(expected), Some(named)) = (&record.request_id, &self.expect.remote_request_id)
+        {
+            if named != expected {
+                return Err(ApiError::bad_request(format!(
+                    "KV hand-off mismatch for {what}: remote_request_id {named:?} is not the \
+                     prefill's request ({expected:?}); forward its kv_transfer_params unchanged"
+                )));
+            }
+        } else if let Some(expected) = &record.request_id
             && request_id != Some(expected.as_str())
         {
             return Err(ApiError::bad_request(format!(
@@ -121,13 +132,27 @@ mod tests {
         let ok = Expect {
             first_token: Some(42),
             block_ids: Some(vec![5]),
+            remote_request_id: None,
         };
         assert!(
             consume(ok.clone())
                 .verify(&record(), &[1, 2, 3], Some("r-1"))
                 .is_ok()
         );
-        let cases: [(Expect, &[u32], Option<&str>, &str); 4] = [
+        // vLLM 0.33 names the prefill's request in the params: the decode's own header may
+        // differ, or be missing.
+        let named = |id: &str| Expect {
+            remote_request_id: Some(id.into()),
+            ..ok.clone()
+        };
+        for rid in [None, Some("r-other")] {
+            assert!(
+                consume(named("r-1"))
+                    .verify(&record(), &[1, 2, 3], rid)
+                    .is_ok()
+            );
+        }
+        let cases: [(Expect, &[u32], Option<&str>, &str); 5] = [
             (
                 ok.clone(),
                 &[1, 2, 4],
@@ -157,6 +182,12 @@ mod tests {
                 &[1, 2, 3],
                 None,
                 "X-Request-Id \"r-1\" but this decode request has none",
+            ),
+            (
+                named("r-2"),
+                &[1, 2, 3],
+                Some("r-1"),
+                "remote_request_id \"r-2\" is not the prefill's request (\"r-1\")",
             ),
         ];
         for (expect, prompt, rid, needle) in cases {

@@ -130,14 +130,28 @@ async fn a_proxy_that_drops_the_params_is_caught() {
     );
 }
 
+/// The decode finds the prefill's request by the params' `remote_request_id` (vLLM 0.33), so
+/// its own `X-Request-Id` may differ; params without it (older vLLM, which matched requests by
+/// id) need the same header on both legs; and the blocks must be the prefill's.
 #[tokio::test]
-async fn decode_must_repeat_the_request_id_and_the_blocks() {
+async fn decode_must_name_the_prefills_request_and_its_blocks() {
     let (prefill, decode) = (sim("context").await, sim("generation").await);
     let client = json!({"prompt": [1, 2, 3], "max_tokens": 4});
 
     let (_, p) = prefill.complete_as("r-3", &prefill_request(&client)).await;
+    assert_eq!(p["kv_transfer_params"]["remote_request_id"], "r-3", "{p}");
     let mut req = client.clone();
     req["kv_transfer_params"] = p["kv_transfer_params"].clone();
+    let (status, body) = decode.complete_as("r-other", &req).await;
+    assert_eq!(status, 200, "named in the params: {body}");
+
+    let (_, p) = prefill.complete_as("r-5", &prefill_request(&client)).await;
+    let mut req = client.clone();
+    req["kv_transfer_params"] = p["kv_transfer_params"].clone();
+    req["kv_transfer_params"]
+        .as_object_mut()
+        .unwrap()
+        .remove("remote_request_id");
     let (status, body) = decode.complete_as("r-other", &req).await;
     assert_eq!(status, 400, "{body}");
     assert!(error_message(&body).contains("X-Request-Id"), "{body}");
