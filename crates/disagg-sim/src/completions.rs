@@ -204,7 +204,11 @@ async fn serve(
         ready,
         context,
     } = start_job(sim, &job, start, request_id).await?;
-    if let Some(body) = context.and_then(|c| c.answer(&header, &job)) {
+    // A streamed prefill (vLLM's) is an ordinary stream: no hand-off fields in its chunks.
+    if let Some(body) = context
+        .filter(|_| !job.stream)
+        .and_then(|c| c.answer(&header, &job))
+    {
         finish_whole(sim).await;
         return Ok(json_response(body));
     }

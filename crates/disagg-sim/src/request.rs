@@ -370,10 +370,12 @@ pub(crate) fn parse_request(
         .stream_options
         .map(|o| o.include_usage.unwrap_or(dialect != Dialect::Sglang))
         .unwrap_or(false);
-    // A trtllm or vllm context server answers in one piece: the router needs the whole
-    // response (PROTOCOLS.md §1 step 3, §2 step 2). SGLang's prefill leg gets the client's own
+    // A trtllm context server answers in one piece: the router needs the whole response
+    // (PROTOCOLS.md §1 step 3). vLLM streams a prefill asked to stream, and its stream chunks
+    // carry no kv_transfer_params (only the whole response has them), so a proxy that streams
+    // the prefill gets no hand-off, there as here. SGLang's prefill leg gets the client's own
     // body, so it answers the way that body asks.
-    let whole_context = kind == Kind::ContextOnly && dialect != Dialect::Sglang;
+    let whole_context = kind == Kind::ContextOnly && dialect == Dialect::Trtllm;
     let bootstraps = match dialect {
         Dialect::Sglang => sglang::per_item(
             sglang::Fields {

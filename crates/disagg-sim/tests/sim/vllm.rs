@@ -115,6 +115,24 @@ async fn disaggregated_output_equals_aggregated() {
     );
 }
 
+/// vLLM streams a prefill asked to stream, and only its whole response carries
+/// kv_transfer_params: a proxy that streams the prefill leg gets no hand-off, here as there.
+#[tokio::test]
+async fn a_streamed_prefill_streams_and_hands_off_nothing() {
+    let prefill = sim("context").await;
+    let client = json!({"prompt": [1, 2, 3], "max_tokens": 4});
+    let mut req = prefill_request(&client);
+    req["stream"] = json!(true);
+    let (_, events) = prefill.stream(&req).await;
+    assert!(!events.is_empty(), "an event stream");
+    assert!(
+        events
+            .iter()
+            .all(|e| !format!("{e:?}").contains("kv_transfer_params")),
+        "{events:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_proxy_that_drops_the_params_is_caught() {
     let (prefill, decode) = (sim("context").await, sim("generation").await);
