@@ -364,24 +364,8 @@ fn the_local_launcher_refuses_workers_placed_on_several_nodes_that_would_share_g
 /// step of one task per rank.
 #[test]
 fn a_trtllm_server_of_several_gpus_runs_as_one_trtllm_serve_on_one_machine() {
-    use std::os::unix::fs::PermissionsExt;
     let ws = TempDir::new("trtllm-local-tp");
-    let bin = ws.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    for program in ["trtllm-serve", "trtllm-llmapi-launch"] {
-        let path = bin.join(program);
-        std::fs::write(
-            &path,
-            format!("#!/bin/sh\nexec '{DISAGG}' sim --itl 1ms -- {program} \"$@\"\n"),
-        )
-        .unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = support::stand_ins_of(ws.path(), &["trtllm-serve", "trtllm-llmapi-launch"]);
     let case = ws.path().join("c.yaml");
     std::fs::write(
         &case,

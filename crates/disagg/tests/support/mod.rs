@@ -564,10 +564,16 @@ pub fn sweeping(dir: &Path) -> bool {
 /// A folder of engine stand-ins under `dir`: `vllm` and `python3` that exec `disagg sim --
 /// <the engine's argv>`. Returns a PATH with it first.
 pub fn stand_ins(dir: &Path) -> String {
+    stand_ins_of(dir, &["vllm", "python3"])
+}
+
+/// A PATH whose `programs` exec `disagg sim -- <program> <args>` (the sim standing in for
+/// each engine at its argv), ahead of the rest.
+pub fn stand_ins_of(dir: &Path, programs: &[&str]) -> String {
     use std::os::unix::fs::PermissionsExt;
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
-    for program in ["vllm", "python3"] {
+    for program in programs {
         let path = bin.join(program);
         std::fs::write(
             &path,
