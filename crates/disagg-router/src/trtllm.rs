@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use disagg_proto::sse;
 use disagg_proto::trtllm::DisaggregatedParams;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::raw::{Pieces, RawObject};
 use crate::request::{ClientRequest, Endpoint};
@@ -147,34 +147,29 @@ impl Finished {
             .to_vec()
     }
 
-    /// The streamed answer: one chunk with the whole answer, then `[DONE]`.
+    /// The streamed answer: one chunk with the whole answer, then `[DONE]`. The chunk's choice
+    /// is the whole one (its `logprobs`, `stop_reason`, ... kept), a chat message becoming the
+    /// chunk's `delta`.
     pub fn sse(&self, req: &ClientRequest) -> Bytes {
-        let choice = &self.choice;
-        let finish_reason = choice.get("finish_reason").cloned().unwrap_or(Value::Null);
-        let (object, out_choice) = match req.endpoint {
-            Endpoint::Completions | Endpoint::Generate => (
-                "text_completion",
-                json!({
-                    "index": 0,
-                    "text": choice.get("text").cloned().unwrap_or_else(|| Value::from("")),
-                    "finish_reason": finish_reason,
-                }),
-            ),
+        let mut out_choice = self.choice.clone();
+        out_choice.insert("index".into(), Value::from(0));
+        out_choice.entry("finish_reason").or_insert(Value::Null);
+        let object = match req.endpoint {
+            Endpoint::Completions | Endpoint::Generate => {
+                out_choice.entry("text").or_insert_with(|| Value::from(""));
+                "text_completion"
+            }
             Endpoint::ChatCompletions => {
-                let message = choice.get("message");
-                (
-                    "chat.completion.chunk",
-                    json!({
-                        "index": 0,
-                        "delta": {
-                            "role": message.and_then(|m| m.get("role")).cloned()
-                                .unwrap_or_else(|| Value::from("assistant")),
-                            "content": message.and_then(|m| m.get("content")).cloned()
-                                .unwrap_or_else(|| Value::from("")),
-                        },
-                        "finish_reason": finish_reason,
-                    }),
-                )
+                let mut delta = match out_choice.remove("message") {
+                    Some(Value::Object(m)) => m,
+                    _ => Map::new(),
+                };
+                delta
+                    .entry("role")
+                    .or_insert_with(|| Value::from("assistant"));
+                delta.entry("content").or_insert_with(|| Value::from(""));
+                out_choice.insert("delta".into(), Value::Object(delta));
+                "chat.completion.chunk"
             }
         };
         let mut chunk = Map::new();
@@ -184,7 +179,10 @@ impl Finished {
             }
         }
         chunk.insert("object".into(), Value::from(object));
-        chunk.insert("choices".into(), Value::Array(vec![out_choice]));
+        chunk.insert(
+            "choices".into(),
+            Value::Array(vec![Value::Object(out_choice)]),
+        );
         // Usage rides on the last chunk only when asked for, as OpenAI streams do.
         if req.include_usage() {
             if let Some(Ok(usage)) = self.resp.parse_field::<Value>("usage") {
@@ -216,6 +214,7 @@ fn json_kind(v: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn parse(endpoint: Endpoint, v: Value) -> ClientRequest {
         ClientRequest::parse(endpoint, serde_json::to_vec(&v).unwrap().into()).unwrap()

@@ -167,6 +167,18 @@ async fn vllm_prefill_that_stopped_is_the_answer_or_decode_recomputes_for_a_mini
         text.contains("\"finish_reason\":\"stop\"") && text.ends_with("data: [DONE]\n\n"),
         "{text}"
     );
+    // The whole answer's other fields ride along: logprobs, stop_reason, the message as delta.
+    let chunk: Value = serde_json::from_str(
+        text.lines()
+            .find_map(|l| l.strip_prefix("data: ").filter(|d| d.starts_with('{')))
+            .unwrap(),
+    )
+    .unwrap();
+    let c = &chunk["choices"][0];
+    assert_eq!(c["stop_reason"], 7, "{chunk}");
+    assert_eq!(c["logprobs"]["content"][0]["logprob"], -0.5, "{chunk}");
+    assert_eq!(c["delta"]["content"], "Hi", "{chunk}");
+    assert!(c.get("message").is_none(), "{chunk}");
     assert!(decode.bodies().is_empty(), "decode is not asked");
     // min_tokens: 5, which the prefill ran without.
     let resp = post(&url, "/v1/chat/completions", &chat(false), None).await;

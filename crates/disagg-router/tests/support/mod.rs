@@ -464,6 +464,12 @@ pub fn context_response(ctx: &Ctx, chat: bool) -> Value {
         "length"
     };
     let mut choice = json!({"index": 0, "finish_reason": finish_reason});
+    if matches!(ctx, Ctx::Stop) {
+        // What an engine's whole answer carries beside the text, which a re-streamed answer
+        // must keep.
+        choice["stop_reason"] = json!(7);
+        choice["logprobs"] = json!({"content": [{"token": "Hi", "logprob": -0.5}]});
+    }
     if chat {
         choice["message"] = json!({"role": "assistant", "content": "Hi"});
     } else {
