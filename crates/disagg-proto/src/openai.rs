@@ -81,3 +81,37 @@ impl<'de> serde::Deserialize<'de> for Whole {
         d.deserialize_any(Visit)
     }
 }
+
+/// A whole number that may be negative (`top_k: -1`), taken as pydantic takes an `int` field:
+/// an integer, or a float with no fraction (`5.0`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignedWhole(pub i64);
+
+impl<'de> serde::Deserialize<'de> for SignedWhole {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = SignedWhole;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a whole number")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<SignedWhole, E> {
+                i64::try_from(v)
+                    .map(SignedWhole)
+                    .map_err(|_| E::custom("too large"))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<SignedWhole, E> {
+                Ok(SignedWhole(v))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<SignedWhole, E> {
+                let whole = v.is_finite() && v.fract() == 0.0;
+                if whole && v >= i64::MIN as f64 && v <= i64::MAX as f64 {
+                    Ok(SignedWhole(v as i64))
+                } else {
+                    Err(E::custom("not a whole number"))
+                }
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}

@@ -52,7 +52,7 @@ struct RawRequest {
     /// Sampling settings the engines validate (the sim samples nothing).
     temperature: Option<f64>,
     top_p: Option<f64>,
-    top_k: Option<i64>,
+    top_k: Option<disagg_proto::openai::SignedWhole>,
     min_p: Option<f64>,
     frequency_penalty: Option<f64>,
     presence_penalty: Option<f64>,
@@ -92,7 +92,7 @@ struct SamplingParams {
     min_new_tokens: Option<u64>,
     temperature: Option<f64>,
     top_p: Option<f64>,
-    top_k: Option<i64>,
+    top_k: Option<disagg_proto::openai::SignedWhole>,
     min_p: Option<f64>,
     frequency_penalty: Option<f64>,
     presence_penalty: Option<f64>,
@@ -107,7 +107,7 @@ macro_rules! knobs_of {
         Knobs {
             temperature: $r.temperature,
             top_p: $r.top_p,
-            top_k: $r.top_k,
+            top_k: $r.top_k.map(|w| w.0),
             min_p: $r.min_p,
             frequency_penalty: $r.frequency_penalty,
             presence_penalty: $r.presence_penalty,
@@ -1312,6 +1312,8 @@ mod model_names {
             r#"{"prompt":"a","stream":true,"stream_options":{}}"#,
             r#"{"prompt":"a","stream_options":{}}"#,
             r#"{"prompt":"a","top_k":-1,"min_p":0,"frequency_penalty":2,"presence_penalty":-2,"repetition_penalty":1.1}"#,
+            // pydantic takes a whole float for an int field.
+            r#"{"prompt":"a","top_k":5.0}"#,
         ] {
             parse_as(Dialect::Vllm, Endpoint::Completions, body).expect(body);
         }
