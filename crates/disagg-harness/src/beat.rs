@@ -1,8 +1,10 @@
-//! A heartbeat for a role nobody can probe: BENCHMARK serves nothing, so the liveness prober
-//! ([`crate::liveness`]) cannot tell a stopped or frozen benchmark from a busy one. Its process
-//! rewrites `rendezvous/<ROLE>.beat` every [`BEAT_EVERY`] from a thread of its own, and the
-//! supervisor fails the run naming it when the count there has not moved for
-//! `timeouts.unresponsive`.
+//! A heartbeat for a process nobody can probe: BENCHMARK serves nothing, so the liveness prober
+//! ([`crate::liveness`]) cannot tell a stopped or frozen benchmark from a busy one, and nothing
+//! at all watches a Slurm job's supervisor but the `disagg run` waiting for it. Such a process
+//! rewrites `rendezvous/<NAME>.beat` every [`BEAT_EVERY`] from a thread of its own, and its
+//! watcher acts when the count there has not moved for long enough: the supervisor fails the run
+//! naming BENCHMARK after `timeouts.unresponsive`; `disagg run` cancels a job whose SUPERVISOR
+//! stopped beating ([`supervisor_silence`]).
 //!
 //! The file is one line, `<run id> <host> <pid> <count>`, the count zero-padded so every write
 //! has the same length: it is rewritten in place (opened, written at offset 0, closed), never
@@ -15,9 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use disagg_core::{Plan, RoleName};
-
-use crate::liveness::Silent;
+use disagg_core::Plan;
 
 /// How often a beating role rewrites its file.
 pub const BEAT_EVERY: Duration = Duration::from_secs(1);
@@ -25,11 +25,21 @@ pub const BEAT_EVERY: Duration = Duration::from_secs(1);
 /// How often the supervisor reads it.
 const READ_EVERY: Duration = Duration::from_millis(500);
 
-pub fn path(plan: &Plan, role: RoleName) -> PathBuf {
-    disagg_core::plan::rendezvous_dir(&plan.run_dir).join(format!("{role}.beat"))
+/// The name a Slurm job's supervisor beats under.
+pub const SUPERVISOR: &str = "SUPERVISOR";
+
+/// How long `disagg run` waits on a job's silent supervisor before it cancels the job: six
+/// times `timeouts.unresponsive`, a minute by default, and never under 30 s, since cancelling a
+/// healthy run on a shared filesystem's hiccup costs more than waiting.
+pub fn supervisor_silence(plan: &Plan) -> Duration {
+    (plan.deadlines.unresponsive * 6).max(Duration::from_secs(30))
 }
 
-/// This process beating for `role` until dropped.
+pub fn path(plan: &Plan, name: &str) -> PathBuf {
+    disagg_core::plan::rendezvous_dir(&plan.run_dir).join(format!("{name}.beat"))
+}
+
+/// This process beating until dropped.
 pub struct Beating {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -45,10 +55,10 @@ impl Drop for Beating {
     }
 }
 
-/// Starts beating for `role`, from a thread of its own: a runtime kept busy by the load does not
+/// Starts beating as `name`, from a thread of its own: a runtime kept busy by the load does not
 /// delay it, a stopped process or one frozen in a write to the run folder stops it.
-pub fn start(plan: &Plan, role: RoleName) -> Beating {
-    let path = path(plan, role);
+pub fn start(plan: &Plan, name: &str) -> Beating {
+    let path = path(plan, name);
     let head = format!(
         "{} {} {}",
         plan.run_id,
@@ -58,7 +68,7 @@ pub fn start(plan: &Plan, role: RoleName) -> Beating {
     let stop = Arc::new(AtomicBool::new(false));
     let stopping = stop.clone();
     let thread = std::thread::Builder::new()
-        .name(format!("{role} beat"))
+        .name(format!("{name} beat"))
         .spawn(move || {
             let mut count: u64 = 0;
             while !stopping.load(Ordering::SeqCst) {
@@ -101,9 +111,16 @@ fn parse(text: &str, run_id: &str) -> Option<Read> {
     Some(Read { host, pid, count })
 }
 
-/// The supervisor's watch on one role's beat.
+/// A beat that has not moved for a while: how long, and the words naming the process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stale {
+    pub for_: Duration,
+    pub reason: String,
+}
+
+/// A watch on one process's beat.
 pub struct Watch {
-    role: RoleName,
+    name: String,
     path: PathBuf,
     run_id: String,
     /// The last count read, when it first read so, and that moment on the wall clock.
@@ -112,19 +129,27 @@ pub struct Watch {
 }
 
 impl Watch {
-    pub fn new(plan: &Plan, role: RoleName) -> Self {
+    pub fn new(plan: &Plan, name: &str) -> Self {
         Self {
-            role,
-            path: path(plan, role),
+            name: name.to_string(),
+            path: path(plan, name),
             run_id: plan.run_id.clone(),
             last: None,
             next_read: Instant::now(),
         }
     }
 
-    /// The role, silent if its count has not moved for `limit` since it first beat. A file not
-    /// there yet (the role not started) or unreadable for a moment is no evidence either way.
-    pub fn silent(&mut self, now: Instant, limit: Duration) -> Option<Silent> {
+    /// Counts `gap` as beating: the watcher itself stood still that long.
+    pub fn excuse(&mut self, gap: Duration) {
+        let now = Instant::now();
+        if let Some((_, since, _)) = &mut self.last {
+            *since = (*since + gap).min(now);
+        }
+    }
+
+    /// Stale if its count has not moved for `limit` since it first beat. A file not there yet
+    /// (the process not started) or unreadable for a moment is no evidence either way.
+    pub fn stale(&mut self, now: Instant, limit: Duration) -> Option<Stale> {
         if now >= self.next_read {
             self.next_read = now + READ_EVERY;
             let read = std::fs::read_to_string(&self.path)
@@ -138,15 +163,14 @@ impl Watch {
         }
         let (read, since, at) = self.last.as_ref()?;
         let for_ = now.saturating_duration_since(*since);
-        (for_ >= limit).then(|| Silent {
-            role: self.role,
+        (for_ >= limit).then(|| Stale {
             for_,
             reason: format!(
                 "{} stopped beating: rendezvous/{}.beat, rewritten every second by its process \
                  (pid {} on {}), last changed at {}, {} ago: the process is stopped or frozen \
                  (a signal, or a write to a hung filesystem)",
-                self.role,
-                self.role,
+                self.name,
+                self.name,
                 read.pid,
                 read.host,
                 humantime::format_rfc3339_seconds(*at),
@@ -181,7 +205,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("BENCHMARK.beat");
         let mut w = Watch {
-            role: RoleName::Benchmark,
+            name: "BENCHMARK".into(),
             path: path.clone(),
             run_id: "RUN1".into(),
             last: None,
@@ -191,7 +215,7 @@ mod tests {
         // Not started: no evidence, however long.
         for s in [0, 30, 60] {
             assert_eq!(
-                w.silent(t0 + Duration::from_secs(s), Duration::from_secs(5)),
+                w.stale(t0 + Duration::from_secs(s), Duration::from_secs(5)),
                 None
             );
         }
@@ -199,7 +223,7 @@ mod tests {
         let mut at = t0 + Duration::from_secs(61);
         let mut tick = |w: &mut Watch, after_ms: u64| {
             at += Duration::from_millis(after_ms);
-            w.silent(at, Duration::from_secs(5))
+            w.stale(at, Duration::from_secs(5))
         };
         assert_eq!(tick(&mut w, 0), None);
         // Beating: each count seen resets the watch.
@@ -209,8 +233,8 @@ mod tests {
         }
         // Stopped at 11: silent once 5 s have passed since it was first read.
         assert_eq!(tick(&mut w, 4000), None);
-        let s = tick(&mut w, 1000).expect("silent");
-        assert_eq!(s.role, RoleName::Benchmark);
+        let s = tick(&mut w, 1000).expect("stale");
+        assert_eq!(s.for_, Duration::from_secs(5));
         assert!(
             s.reason.starts_with(
                 "BENCHMARK stopped beating: rendezvous/BENCHMARK.beat, rewritten every second by \
@@ -233,8 +257,8 @@ mod tests {
         )
         .unwrap();
         let plan = disagg_core::plan::build(&case, "RUN1", dir.path(), Path::new("disagg"));
-        let beating = start(&plan, RoleName::Benchmark);
-        let file = path(&plan, RoleName::Benchmark);
+        let beating = start(&plan, "BENCHMARK");
+        let file = path(&plan, "BENCHMARK");
         let read = || parse(&std::fs::read_to_string(&file).unwrap_or_default(), "RUN1");
         let deadline = Instant::now() + Duration::from_secs(10);
         while read().is_none_or(|r| r.count < 2) {

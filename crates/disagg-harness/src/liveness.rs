@@ -111,6 +111,15 @@ impl Liveness {
         self.frozen.store(true, Ordering::SeqCst);
     }
 
+    /// Counts `gap` as answered for every role: the watcher itself was stopped or starved that
+    /// long (its own loop stood still), and its probes with it, so their silence is its own.
+    pub fn excuse(&self, gap: Duration) {
+        let now = Instant::now();
+        for s in self.lock().values_mut() {
+            s.last_answer = (s.last_answer + gap).min(now);
+        }
+    }
+
     /// The roles that have not answered for at least `min`, most upstream first (workers, then
     /// the router).
     pub fn silent(&self, min: Duration) -> Vec<Silent> {
@@ -297,5 +306,21 @@ mod tests {
             "{}",
             silent[0].reason
         );
+    }
+
+    /// A watcher that stood still excuses the silence it saw meanwhile, no more.
+    #[test]
+    fn silence_while_the_watcher_stood_still_is_excused() {
+        let (url, hang) = server();
+        let live = Liveness::start().unwrap();
+        live.watch(RoleName::Ctx(0), url);
+        hang.store(true, std::sync::atomic::Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(live.silent(Duration::from_secs(1)).len(), 1);
+        live.excuse(Duration::from_secs(60));
+        assert!(live.silent(Duration::from_secs(1)).is_empty(), "excused");
+        // Its silence counts again from now: it is still hung.
+        std::thread::sleep(Duration::from_millis(1200));
+        assert_eq!(live.silent(Duration::from_secs(1)).len(), 1);
     }
 }

@@ -21,6 +21,10 @@ use crate::rendezvous::{self, Endpoint, ExitNote, State, Status};
 /// How often the supervisor looks at processes, files and deadlines.
 pub const TICK: Duration = Duration::from_millis(50);
 
+/// A gap between two turns of the supervisor's loop (a [`TICK`] apart) past which it takes
+/// itself to have stood still.
+const STOOD_STILL: Duration = Duration::from_secs(2);
+
 /// How often the benchmark's live progress is read.
 const PROGRESS_READ: Duration = Duration::from_millis(500);
 
@@ -166,15 +170,29 @@ fn drive(
             );
         }
     };
-    let mut bench_beat = crate::beat::Watch::new(plan, RoleName::Benchmark);
+    let mut bench_beat = crate::beat::Watch::new(plan, "BENCHMARK");
     let stall_watch = d
         .stall
         .and_then(|limit| Some((stuck::StallWatch::start(plan, limit)?, limit)));
+    let mut last_tick = Instant::now();
     loop {
         if interrupted.load(Ordering::SeqCst) {
             return RunResult::Interrupted;
         }
         let now = Instant::now();
+        // This loop stood still (the supervisor stopped, or its machine paused): the silence
+        // its probes and watches saw meanwhile is its own, not the roles'.
+        let stood = now.saturating_duration_since(last_tick);
+        if stood > STOOD_STILL {
+            say_err!(
+                "disagg: the supervisor stood still for {} (stopped, or starved of CPU): that \
+                 long is not counted against any role",
+                humantime::format_duration(Duration::from_millis(stood.as_millis() as u64))
+            );
+            liveness.excuse(stood);
+            bench_beat.excuse(stood);
+        }
+        last_tick = now;
         for p in procs.iter_mut().filter(|p| p.ready_at.is_none()) {
             if let Some(ep) =
                 rendezvous::read::<Endpoint>(&plan.rendezvous_file(p.plan.role), &plan.run_id)
@@ -264,7 +282,12 @@ fn drive(
         if let Some(silent) = liveness.silent(d.unresponsive).into_iter().next() {
             return hung(procs, &liveness, silent, d.unresponsive);
         }
-        if let Some(silent) = bench_beat.silent(now, d.unresponsive) {
+        if let Some(stale) = bench_beat.stale(now, d.unresponsive) {
+            let silent = crate::liveness::Silent {
+                role: RoleName::Benchmark,
+                for_: stale.for_,
+                reason: stale.reason,
+            };
             return hung(procs, &liveness, silent, d.unresponsive);
         }
         // A worker that answers /health but hangs its requests.

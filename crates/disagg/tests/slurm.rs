@@ -39,6 +39,7 @@ fn main() {
                     the_benchmarks_progress_is_shown_live_while_the_job_runs,
                     sbatch_refusing_what_the_case_asks_exits_2_with_a_hint,
                     a_killed_supervisor_is_reported_with_the_time_the_job_ran,
+                    a_stopped_supervisor_is_cancelled_by_disagg_run_and_reported,
                 ],
             },
             needs::Needs {
@@ -1118,5 +1119,82 @@ fn a_killed_supervisor_is_reported_with_the_time_the_job_ran() {
     assert!(
         secs >= 3.0,
         "the job ran 3 s at least, the report says {secs}s"
+    );
+}
+
+/// Nothing in a job watches its supervisor: the waiting `disagg run` does, by its beat
+/// (`rendezvous/SUPERVISOR.beat`). A supervisor stopped mid-run would hold the job until
+/// Slurm's time limit, unset here: `disagg run` cancels the job once the beat has not moved for
+/// 6 × `timeouts.unresponsive` (30 s at least), and the reports say why.
+fn a_stopped_supervisor_is_cancelled_by_disagg_run_and_reported() {
+    let ws = Ws::new("supstop");
+    let yaml = case(
+        "sl-supstop",
+        "gen: {count: 1, engine_args: {itl: 20ms}}\ntimeouts: {worker_startup: 20s, request: 10s, benchmark: 5m, job: 6m, unresponsive: 2s}\n",
+    )
+    .replace(
+        "osl: 4, concurrency: [2], rounds: 2",
+        "osl: 200, concurrency: [2], rounds: 200",
+    );
+    let c = ws.case("supstop.yaml", &yaml);
+    let mut cmd = Command::new(DISAGG);
+    cmd.args([
+        "run",
+        c.to_str().unwrap(),
+        "--launcher",
+        "slurm",
+        "--workspace",
+    ])
+    .arg(&ws.dir)
+    .env("SKIP_PERF_CHECK", "true");
+    let run = support::Background::spawn(cmd);
+    // The supervisor's pid, from its beat, once the benchmark runs.
+    let until = Instant::now() + Duration::from_secs(90);
+    let (dir, pid) = loop {
+        let found = std::fs::canonicalize(ws.dir.join("disagg_logs/sl-supstop/latest"))
+            .ok()
+            .filter(|d| support::sweeping(d))
+            .and_then(|d| {
+                let beat = std::fs::read_to_string(d.join("rendezvous/SUPERVISOR.beat")).ok()?;
+                let pid: i32 = beat.split_whitespace().nth(2)?.parse().ok()?;
+                Some((d, pid))
+            });
+        if let Some(found) = found {
+            break found;
+        }
+        if Instant::now() > until {
+            run.abandon("the job's benchmark never started, or its supervisor never beat");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .unwrap();
+    let stopped = Instant::now();
+    let (code, stdout, stderr) = run.wait(Duration::from_secs(120));
+    let took = stopped.elapsed();
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(
+        took >= Duration::from_secs(30) && took < Duration::from_secs(75),
+        "{took:?}\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stderr.contains("the job's SUPERVISOR stopped beating")
+            && stderr.contains("`disagg run` cancelled job"),
+        "{stderr}"
+    );
+    let summary = read(&dir.join("summary.md"));
+    assert!(
+        summary.contains("SUPERVISOR stopped beating")
+            && summary.contains(&format!("(pid {pid} on ")),
+        "{summary}"
+    );
+    assert_eq!(read(&dir.join("exit_code")).trim(), "1");
+    let job = read(&dir.join("slurm_job_id"));
+    assert!(
+        job_state(job.trim()).is_none_or(|s| terminal(&s)),
+        "the job is over"
     );
 }

@@ -14,7 +14,7 @@ use crate::rendezvous::{State, Status};
 pub async fn run(plan: &Plan) -> Result<(), String> {
     // Nobody can probe a role that serves nothing: its beat tells the supervisor it is not
     // stopped or frozen (`crate::beat`).
-    let _beat = crate::beat::start(plan, disagg_core::RoleName::Benchmark);
+    let _beat = crate::beat::start(plan, "BENCHMARK");
     // Every router (one, or each replica): the requests are spread over all of them.
     let mut urls = Vec::new();
     let client = http_client();

@@ -47,6 +47,10 @@ struct Submitted {
     /// `rendezvous/progress.json` there), shown as the local launcher shows it.
     view: crate::live::LiveView,
     next_progress: Instant,
+    /// The job's supervisor's beat ([`crate::beat`]), and why this process cancelled the job
+    /// when it stopped.
+    supervisor: crate::beat::Watch,
+    gave_up: Option<String>,
 }
 
 /// What `disagg run` last said of a pending job.
@@ -80,10 +84,28 @@ impl Submitted {
         w.reason = reason.to_string();
     }
 
-    /// The job runs: show its benchmark's progress.
+    /// The job runs: show its benchmark's progress, and cancel it if its supervisor stopped
+    /// beating (stopped or frozen, nothing else would end the job before Slurm's time limit,
+    /// which a case may leave unset).
     fn follow(&mut self) {
         self.started();
         let now = Instant::now();
+        if self.gave_up.is_none() {
+            let silence = crate::beat::supervisor_silence(&self.plan);
+            if let Some(stale) = self.supervisor.stale(now, silence) {
+                let reason = format!(
+                    "the job's {}; `disagg run` cancelled job {} after {} of silence",
+                    stale.reason,
+                    self.job,
+                    humantime::format_duration(silence)
+                );
+                say_err!("disagg: {}: {reason}", self.plan.config_name);
+                if let Err(e) = job::cancel(&self.job) {
+                    say_err!("disagg: warning: {e}");
+                }
+                self.gave_up = Some(reason);
+            }
+        }
         if now < self.next_progress {
             return;
         }
@@ -367,6 +389,8 @@ fn submit(
     }
     Ok(Submitted {
         view: crate::live::LiveView::labelled(plan.config_name.to_string(), bars),
+        supervisor: crate::beat::Watch::new(&plan, crate::beat::SUPERVISOR),
+        gave_up: None,
         plan,
         job: id,
         case: p.case,
@@ -583,6 +607,15 @@ fn collect(s: &Submitted, info: Option<job::JobInfo>, skip_perf: bool) -> i32 {
         state.as_ref().is_some_and(JobState::is_timeout),
         written_code(plan),
     ) {
+        // Cancelled by this process for a supervisor that stopped beating: a failed run, on
+        // the supervisor's account. A supervisor the cancel woke may have written its own
+        // verdict first, but after its stop it had seen nothing for that long, and took every
+        // role for silent: its word is not the truth of the run.
+        _ if s.gave_up.is_some() => {
+            let reason = s.gave_up.clone().unwrap_or_default();
+            let outcome = ended_by_slurm(plan, reason, false, info.as_ref());
+            run::finish(plan, &outcome, None, skip_perf)
+        }
         // Slurm ended it for a node (lost, not booted) or for another job (preemption): its
         // supervisor took the TERM for an interruption, or wrote nothing. The test failed, on
         // the account of the roles that ran there.

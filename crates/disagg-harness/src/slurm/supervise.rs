@@ -55,6 +55,10 @@ pub fn supervise_run_dir(
         }
     };
     let skip_perf = skip_perf_check || run::skip_perf_from_env();
+    // Nothing in the job watches this process: the `disagg run` waiting for the job does, by
+    // this beat, and cancels a job whose supervisor stopped or froze.
+    let _beat =
+        (kind == ExecutorKind::Slurm).then(|| crate::beat::start(&plan, crate::beat::SUPERVISOR));
     run::install_signal_handlers();
     crate::procs::become_subreaper();
     let job_id = std::env::var("SLURM_JOB_ID").ok();
