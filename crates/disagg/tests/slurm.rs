@@ -103,23 +103,28 @@ impl Ws {
             .expect("disagg runs")
     }
 
-    /// Starts `disagg run CASE --launcher slurm` (perf check skipped) without waiting for it,
-    /// its stdout to `stdout`.
+    /// `disagg run CASE --launcher slurm` in this workspace, perf check skipped, not started.
+    fn run_command(&self, case: &Path) -> Command {
+        let mut cmd = Command::new(DISAGG);
+        cmd.args([
+            "run",
+            case.to_str().unwrap(),
+            "--launcher",
+            "slurm",
+            "--workspace",
+        ])
+        .arg(&self.dir)
+        .env("SKIP_PERF_CHECK", "true");
+        cmd
+    }
+
+    /// Starts [`Ws::run_command`] without waiting for it, its stdout to `stdout`.
     fn spawn_run(
         &self,
         case: &Path,
         stdout: impl Into<std::process::Stdio>,
     ) -> std::process::Child {
-        Command::new(DISAGG)
-            .args([
-                "run",
-                case.to_str().unwrap(),
-                "--launcher",
-                "slurm",
-                "--workspace",
-            ])
-            .arg(&self.dir)
-            .env("SKIP_PERF_CHECK", "true")
+        self.run_command(case)
             .stdout(stdout)
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -1054,17 +1059,7 @@ fn a_killed_supervisor_is_reported_with_the_time_the_job_ran() {
         "osl: 200, concurrency: [2], rounds: 20",
     );
     let c = ws.case("supkill.yaml", &yaml);
-    let mut cmd = Command::new(DISAGG);
-    cmd.args([
-        "run",
-        c.to_str().unwrap(),
-        "--launcher",
-        "slurm",
-        "--workspace",
-    ])
-    .arg(&ws.dir)
-    .env("SKIP_PERF_CHECK", "true");
-    let run = support::Background::spawn(cmd);
+    let run = support::Background::spawn(ws.run_command(&c));
     // The job's supervisor, once it has run a few seconds.
     let until = Instant::now() + Duration::from_secs(60);
     let mut first_seen: Option<Instant> = None;
@@ -1137,17 +1132,7 @@ fn a_stopped_supervisor_is_cancelled_by_disagg_run_and_reported() {
         "osl: 200, concurrency: [2], rounds: 200",
     );
     let c = ws.case("supstop.yaml", &yaml);
-    let mut cmd = Command::new(DISAGG);
-    cmd.args([
-        "run",
-        c.to_str().unwrap(),
-        "--launcher",
-        "slurm",
-        "--workspace",
-    ])
-    .arg(&ws.dir)
-    .env("SKIP_PERF_CHECK", "true");
-    let run = support::Background::spawn(cmd);
+    let run = support::Background::spawn(ws.run_command(&c));
     // The supervisor's pid, from its beat, once the benchmark runs.
     let until = Instant::now() + Duration::from_secs(90);
     let (dir, pid) = loop {
