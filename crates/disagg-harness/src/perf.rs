@@ -201,12 +201,19 @@ impl MetricType {
 
 /// The point a baseline row is about: `<config>-con8`, from a `perf_case_name` in any layout:
 /// `disagg::test_perf_metric_token_throughput[<config>-con8]`, `<config>-con8`, or TensorRT-LLM's
-/// disagg test harness's `<test id>_con:8` (its test id, `disagg_perf_<file stem>`, is then
-/// the config name).
+/// disagg test harness's `test_benchmark[disagg_perf_<file stem>]_con:8` (its pytest node name
+/// and the concurrency; the config name is then the file's stem, as `disagg import` names the
+/// case).
 pub fn point_key(perf_case_name: &str) -> std::borrow::Cow<'_, str> {
     if let Some((id, n)) = perf_case_name.rsplit_once("_con:") {
         if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
-            return format!("{id}-con{n}").into();
+            // `test_benchmark[<test id>]`: the test id inside the node name.
+            let id = match (id.find('['), id.strip_suffix(']')) {
+                (Some(open), Some(inner)) => &inner[open + 1..],
+                _ => id,
+            };
+            let stem = id.strip_prefix("disagg_perf_").unwrap_or(id);
+            return format!("{stem}-con{n}").into();
         }
     }
     match (perf_case_name.rfind('['), perf_case_name.strip_suffix(']')) {
@@ -540,16 +547,17 @@ pub fn check_covers(
             }
         ),
     };
-    // TensorRT-LLM's harness names a config's points by its test id, `disagg_perf_<stem>`,
-    // where `disagg import trtllm` names the case by the stem alone.
-    let harness_id = format!("disagg_perf_{config}");
-    let fix = if theirs
-        .iter()
-        .any(|k| k.starts_with(&format!("{harness_id}-")))
-    {
+    // TensorRT-LLM's harness's rows name the config by its test id, `disagg_perf_<stem>`, read
+    // as the stem, as `disagg import trtllm` names the case: a case named by the test id misses.
+    let stem = config.strip_prefix("disagg_perf_").filter(|stem| {
+        theirs
+            .iter()
+            .any(|k| k.strip_prefix(*stem).is_some_and(|l| l.starts_with('-')))
+    });
+    let fix = if let Some(stem) = stem {
         format!(
-            "these rows are TensorRT-LLM's test harness's for this config: set `name: \
-             {harness_id}` in the case (its test id) to compare against them"
+            "these rows are TensorRT-LLM's test harness's for this config, which name it by its \
+             file's stem: set `name: {stem}` in the case to compare against them"
         )
     } else {
         "was the case renamed, or its concurrencies changed? set `name:` to the baseline's \
@@ -1137,8 +1145,14 @@ pub(crate) mod tests {
         );
         assert_eq!(point_key("cfg-con8"), "cfg-con8");
         assert_eq!(point_key("cfg-rate2.5"), "cfg-rate2.5");
-        // TensorRT-LLM's disagg test harness: `<test id>_con:N`.
-        assert_eq!(point_key("disagg_perf_cfg_con:8"), "disagg_perf_cfg-con8");
+        // TensorRT-LLM's disagg test harness: `test_benchmark[disagg_perf_<stem>]_con:N`, and
+        // its test id alone.
+        assert_eq!(
+            point_key("test_benchmark[disagg_perf_cfg]_con:8"),
+            "cfg-con8"
+        );
+        assert_eq!(point_key("disagg_perf_cfg_con:8"), "cfg-con8");
+        assert_eq!(point_key("test_benchmark[x_y]_con:16"), "x_y-con16");
         assert_eq!(point_key("cfg_con:"), "cfg_con:");
         assert_eq!(point_key("cfg_con:8x"), "cfg_con:8x");
     }
@@ -1350,8 +1364,8 @@ pub(crate) mod tests {
     }
 
     /// The CSV TensorRT-LLM's disagg test harness (`tests/integration/defs/perf/disagg`) writes:
-    /// its 17 columns, `<test id>_con:N` case names, `SERVER_MEDIAN_*` (and the older
-    /// `DISAGG_SERVER_*`) metric names, and no thresholds.
+    /// its 17 columns, `test_benchmark[<test id>]_con:N` case names, `SERVER_MEDIAN_*` (and the
+    /// older `DISAGG_SERVER_*`) metric names, and no thresholds.
     #[test]
     fn the_disagg_harness_csv_is_a_baseline_with_default_thresholds_said() {
         let tmp = tempfile::Builder::new()
@@ -1359,10 +1373,12 @@ pub(crate) mod tests {
             .tempdir()
             .unwrap();
         let p = tmp.path().join("harness.csv");
-        let id = "disagg_perf_r1-fp4_1k1k_ctx1_gen1_dep8_ccb-UCX";
+        // The case imported from `r1-fp4_1k1k_ctx1_gen1_dep8_ccb-UCX.yaml` is named by its stem.
+        let id = "r1-fp4_1k1k_ctx1_gen1_dep8_ccb-UCX";
+        let node = format!("test_benchmark[disagg_perf_{id}]");
         let row = |metric: &str, value: f64| {
             format!(
-                "{id}_con:8,{id}_con:8,,,,{id}_con:8,{id}_con:8,{id}_con:8,{value},703.2,2025-10-31 00:53:53,2025-10-31 01:05:36,valid,disagg_benchmark --concurrency=8,,,{metric}\n"
+                "{node}_con:8,{node}_con:8,,,,{node}_con:8,{node}_con:8,{node}_con:8,{value},703.2,2025-10-31 00:53:53,2025-10-31 01:05:36,valid,disagg_benchmark --concurrency=8,,,{metric}\n"
             )
         };
         let text = format!(
@@ -1391,10 +1407,8 @@ pub(crate) mod tests {
         );
         assert_eq!(point_key(&rows[0].perf_case_name), format!("{id}-con8"));
         check_covers(&p, &rows, id, &["con8".into()]).unwrap();
-        // A case imported from the same config is named by the file's stem: the refusal says
-        // which name the rows want.
-        let stem = id.strip_prefix("disagg_perf_").unwrap();
-        let e = check_covers(&p, &rows, stem, &["con8".into()])
+        // A case named otherwise (the test id, say): the refusal says which name the rows want.
+        let e = check_covers(&p, &rows, &format!("disagg_perf_{id}"), &["con8".into()])
             .unwrap_err()
             .to_string();
         assert!(
