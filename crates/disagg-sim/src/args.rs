@@ -131,6 +131,11 @@ pub struct SimArgs {
     /// without it.
     #[arg(long)]
     pub allow_auto_truncate: bool,
+    /// vLLM dialect: vLLM's --max-logprobs, the most sample or prompt logprobs a request may
+    /// ask for (-1: the vocabulary's size), refused above it in vLLM's words.
+    #[arg(long, default_value_t = 20, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(i64).range(-1..))]
+    pub max_logprobs: i64,
 
     #[command(flatten)]
     pub timing: TimingArgs,

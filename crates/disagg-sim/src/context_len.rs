@@ -54,6 +54,8 @@ pub(crate) struct LengthLimits {
     pub(crate) max_num_tokens: Option<u64>,
     /// SGLang's `--allow-auto-truncate`.
     pub(crate) auto_truncate: bool,
+    /// vLLM's `--max-logprobs` (`None`: its default, 20; -1: the vocabulary's size).
+    pub(crate) max_logprobs: Option<i64>,
 }
 
 impl LengthLimits {
@@ -67,6 +69,7 @@ impl LengthLimits {
                 .filter(|_| trtllm && !args.enable_chunked_prefill)
                 .map(|n| n.get()),
             auto_truncate: args.allow_auto_truncate && args.dialect == Dialect::Sglang,
+            max_logprobs: Some(args.max_logprobs),
         }
     }
 }

@@ -58,6 +58,12 @@ struct RawRequest {
     presence_penalty: Option<f64>,
     repetition_penalty: Option<f64>,
     stop: Option<Value>,
+    /// Chat: whether to return logprobs (a bool); completions: how many (a number).
+    logprobs: Option<Value>,
+    /// Chat: how many per token, with `logprobs: true`.
+    top_logprobs: Option<Value>,
+    /// vLLM: logprobs of the prompt's tokens.
+    prompt_logprobs: Option<Value>,
     /// trtllm.
     disaggregated_params: Option<DisaggregatedParams>,
     /// vllm.
@@ -357,6 +363,14 @@ pub(crate) fn parse_request(
         }
     }
     check_sampling(&raw, dialect, max_tokens)?;
+    check_stop(raw.stop.as_ref())?;
+    if dialect == Dialect::Vllm {
+        vllm_logprobs(
+            &raw,
+            endpoint,
+            lengths.max_logprobs.unwrap_or(VLLM_MAX_LOGPROBS),
+        )?;
+    }
     let kind = match dialect {
         Dialect::Trtllm => trtllm::kind(raw.disaggregated_params.as_ref()),
         Dialect::Vllm => vllm::kind(raw.kv_transfer_params.as_ref(), role)?,
@@ -638,6 +652,105 @@ fn check_sampling(raw: &RawRequest, dialect: Dialect, max_tokens: u64) -> Result
         }
         Dialect::Sglang => sglang_sampling(min_tokens, max_tokens, knobs_of!(raw))?,
         Dialect::Trtllm => trtllm_knobs(knobs_of!(raw))?,
+    }
+    Ok(())
+}
+
+/// `stop` as all three engines' request models type it: a string, a list of strings, or null.
+fn check_stop(stop: Option<&Value>) -> Result<(), ApiError> {
+    let ok = match stop {
+        None | Some(Value::Null | Value::String(_)) => true,
+        Some(Value::Array(a)) => a.iter().all(Value::is_string),
+        Some(_) => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "stop: Input should be a valid string or a list of strings, got {}",
+            stop.map_or_else(String::new, Value::to_string)
+        )))
+    }
+}
+
+/// vLLM's default `--max-logprobs`.
+const VLLM_MAX_LOGPROBS: i64 = 20;
+
+/// A number as vLLM's `check_logprobs` takes it (`isinstance(v, (int, float))`, a bool being an
+/// int to Python): `Err` for anything else, in its words.
+fn py_number(v: Option<&Value>, name: &str) -> Result<Option<f64>, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => Ok(n.as_f64()),
+        Some(Value::Bool(b)) => Ok(Some(f64::from(u8::from(*b)))),
+        Some(_) => Err(ApiError::bad_request(format!(
+            "`{name}` must be an integer."
+        ))),
+    }
+}
+
+/// Python's truth of a JSON value, as `data.get(...)` is tested in vLLM's validators.
+fn py_true(v: Option<&Value>) -> bool {
+    match v {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(Value::Number(n)) => n.as_f64() != Some(0.0),
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(Value::Array(a)) => !a.is_empty(),
+        Some(Value::Object(o)) => !o.is_empty(),
+    }
+}
+
+/// vLLM's logprobs checks, in its words: the request models' `check_logprobs` (counts are -1 or
+/// at least 0; chat's `top_logprobs` needs `logprobs: true`; no prompt logprobs on a stream),
+/// then the engine's cap, `--max-logprobs` (-1 asks for the whole vocabulary).
+fn vllm_logprobs(raw: &RawRequest, endpoint: Endpoint, max: i64) -> Result<(), ApiError> {
+    let bad = |m: String| Err(ApiError::bad_request(m));
+    let (count_name, count) = match endpoint {
+        Endpoint::Chat => ("top_logprobs", raw.top_logprobs.as_ref()),
+        _ => ("logprobs", raw.logprobs.as_ref()),
+    };
+    let prompt = py_number(raw.prompt_logprobs.as_ref(), "prompt_logprobs")?;
+    let count = py_number(count, count_name)?;
+    if let Some(p) = prompt {
+        if raw.stream == Some(true) && (p > 0.0 || p == -1.0) {
+            return bad("`prompt_logprobs` are not available when `stream=True`.".into());
+        }
+        if p < 0.0 && p != -1.0 {
+            return bad(format!(
+                "`prompt_logprobs` must be a positive value or -1. ({p})"
+            ));
+        }
+    }
+    if let Some(c) = count.filter(|c| *c < 0.0 && *c != -1.0) {
+        return bad(format!(
+            "`{count_name}` must be a positive value or -1. ({c})"
+        ));
+    }
+    // Chat samples `top_logprobs` of them only when `logprobs` is true.
+    let sample = match endpoint {
+        Endpoint::Chat => {
+            let on = py_true(raw.logprobs.as_ref());
+            if count.is_some_and(|c| c == -1.0 || c > 0.0) && !on {
+                return bad("when using `top_logprobs`, `logprobs` must be set to true.".into());
+            }
+            count.filter(|_| on)
+        }
+        _ => count,
+    };
+    let vocab = f64::from(tokens::VOCAB_SIZE);
+    let cap = if max == -1 { vocab } else { max as f64 };
+    for (what, n) in [("sample", sample), ("prompt", prompt)] {
+        // `if params.logprobs:`: 0 asks for none.
+        let Some(n) = n.filter(|n| *n != 0.0) else {
+            continue;
+        };
+        let n = if n == -1.0 { vocab } else { n };
+        if n > cap {
+            return bad(format!(
+                "Requested {what} logprobs of {n}, which is greater than max allowed: {cap}"
+            ));
+        }
     }
     Ok(())
 }
@@ -1352,6 +1465,142 @@ mod model_names {
         )
         .unwrap();
         assert!(p.include_usage, "include_usage defaults to true");
+    }
+
+    /// vLLM's logprobs checks (the request models' and the engine's `--max-logprobs` cap), in
+    /// its words; and a `stop` that is neither a string nor a list of them, in every dialect.
+    #[test]
+    fn logprobs_vllm_refuses_and_a_stop_of_the_wrong_type_are_refused() {
+        let parse_as = |endpoint, body: &str, max_logprobs| {
+            parse(
+                body.as_bytes(),
+                endpoint,
+                SimRole::Both,
+                Dialect::Vllm,
+                None,
+                None,
+                LengthLimits {
+                    max_logprobs,
+                    ..LengthLimits::default()
+                },
+            )
+        };
+        let chat = r#""messages":[{"role":"user","content":"hi"}]"#;
+        for (endpoint, body, says) in [
+            (
+                Endpoint::Chat,
+                format!(r#"{{{chat},"top_logprobs":5}}"#),
+                "when using `top_logprobs`, `logprobs` must be set to true.",
+            ),
+            (
+                Endpoint::Chat,
+                format!(r#"{{{chat},"logprobs":true,"top_logprobs":21}}"#),
+                "Requested sample logprobs of 21, which is greater than max allowed: 20",
+            ),
+            (
+                Endpoint::Chat,
+                format!(r#"{{{chat},"logprobs":true,"top_logprobs":-1}}"#),
+                "Requested sample logprobs of 32000",
+            ),
+            (
+                Endpoint::Chat,
+                format!(r#"{{{chat},"top_logprobs":"5"}}"#),
+                "`top_logprobs` must be an integer.",
+            ),
+            (
+                Endpoint::Completions,
+                r#"{"prompt":"a","logprobs":21}"#.to_string(),
+                "Requested sample logprobs of 21, which is greater than max allowed: 20",
+            ),
+            (
+                Endpoint::Completions,
+                r#"{"prompt":"a","logprobs":-2}"#.to_string(),
+                "`logprobs` must be a positive value or -1.",
+            ),
+            (
+                Endpoint::Completions,
+                r#"{"prompt":"a","stream":true,"prompt_logprobs":1}"#.to_string(),
+                "`prompt_logprobs` are not available when `stream=True`.",
+            ),
+            (
+                Endpoint::Completions,
+                r#"{"prompt":"a","prompt_logprobs":30}"#.to_string(),
+                "Requested prompt logprobs of 30, which is greater than max allowed: 20",
+            ),
+            (
+                Endpoint::Completions,
+                r#"{"prompt":"a","stop":5}"#.to_string(),
+                "stop: Input should be a valid string or a list of strings, got 5",
+            ),
+        ] {
+            let e = parse_as(endpoint, &body, None).expect_err(&body);
+            assert_eq!(e.api.status, 400, "{body}");
+            assert!(e.api.message.contains(says), "{body}: {}", e.api.message);
+        }
+        // What vLLM takes: counts within the cap, 0, top_logprobs 0 without logprobs, prompt
+        // logprobs of 0 on a stream, a cap raised by --max-logprobs (or -1, the vocabulary).
+        for (endpoint, body, cap) in [
+            (
+                Endpoint::Chat,
+                format!(r#"{{{chat},"logprobs":true,"top_logprobs":20}}"#),
+                None,
+            ),
+            (
+                Endpoint::Chat,
+                format!(r#"{{{chat},"top_logprobs":0}}"#),
+                None,
+            ),
+            (
+                Endpoint::Chat,
+                format!(r#"{{{chat},"logprobs":false}}"#),
+                None,
+            ),
+            (
+                Endpoint::Completions,
+                r#"{"prompt":"a","logprobs":0}"#.into(),
+                None,
+            ),
+            (
+                Endpoint::Completions,
+                r#"{"prompt":"a","logprobs":50}"#.into(),
+                Some(50),
+            ),
+            (
+                Endpoint::Completions,
+                r#"{"prompt":"a","logprobs":-1}"#.into(),
+                Some(-1),
+            ),
+            (
+                Endpoint::Completions,
+                r#"{"prompt":"a","stream":true,"prompt_logprobs":0}"#.into(),
+                None,
+            ),
+            (
+                Endpoint::Completions,
+                r#"{"prompt":"a","stop":null}"#.into(),
+                None,
+            ),
+            (
+                Endpoint::Completions,
+                r#"{"prompt":"a","stop":"x"}"#.into(),
+                None,
+            ),
+        ] {
+            parse_as(endpoint, &body, cap).expect(&body);
+        }
+        for dialect in [Dialect::Sglang, Dialect::Trtllm] {
+            let e = parse(
+                br#"{"model":"m","prompt":"a","stop":["x",1]}"#,
+                Endpoint::Completions,
+                SimRole::Both,
+                dialect,
+                None,
+                None,
+                LengthLimits::default(),
+            )
+            .expect_err("a number among the stops");
+            assert_eq!(e.api.status, 400, "{dialect:?}");
+        }
     }
 
     /// `"prompt": ["hello"]`: one prompt in a list, which TensorRT-LLM's server unwraps and

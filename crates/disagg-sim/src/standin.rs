@@ -108,6 +108,13 @@ fn vllm(args: &mut SimArgs, f: Flags<'_>) -> Result<(), String> {
     if let Some(v) = f.last_of(&["--max-model-len", "--max_model_len"]) {
         args.max_model_len = limit(v, "--max-model-len")?;
     }
+    if let Some(v) = f.last_of(&["--max-logprobs", "--max_logprobs"]) {
+        args.max_logprobs = v
+            .parse()
+            .ok()
+            .filter(|n| *n >= -1)
+            .ok_or_else(|| format!("--max-logprobs {v} is not a number of logprobs (or -1)"))?;
+    }
     vllm_nodes(args, &f)
 }
 
@@ -626,6 +633,18 @@ mod tests {
             e.contains("--max-model-len") && e.contains("not a token count"),
             "{e}"
         );
+    }
+
+    /// vLLM's `--max-logprobs` becomes the sim's cap; a value vLLM would not take is an error.
+    #[test]
+    fn vllms_max_logprobs_becomes_the_cap() {
+        let nixl = r#"--kv-transfer-config {"kv_connector":"NixlConnector"}"#;
+        let cap = |extra: &str| stand_in(base(), &words(&format!("vllm serve m {extra} {nixl}")));
+        assert_eq!(cap("").unwrap().max_logprobs, 20);
+        assert_eq!(cap("--max-logprobs 64").unwrap().max_logprobs, 64);
+        assert_eq!(cap("--max_logprobs=-1").unwrap().max_logprobs, -1);
+        let e = cap("--max-logprobs -5").unwrap_err();
+        assert!(e.contains("--max-logprobs -5"), "{e}");
     }
 
     /// `serve` is trtllm-serve's default subcommand; `disaggregated` is its router, which a
