@@ -110,13 +110,15 @@ impl AppState {
             prefill_workers,
             cfg.prefill_policy,
             eject_after,
-        );
+        )
+        .stalled_after(cfg.stall_timeout);
         let decode = WorkerGroup::new(
             Leg::Generation,
             decode_workers,
             cfg.decode_policy,
             eject_after,
-        );
+        )
+        .stalled_after(cfg.stall_timeout);
         Ok(Self(Arc::new(Inner {
             cfg: Arc::new(cfg),
             client,

@@ -52,6 +52,7 @@ fn group(g: &WorkerGroup) -> Value {
                 "requests": w.requests(),
                 "errors": w.errors(),
                 "stalled_ms": w.stalled_for().as_millis() as u64,
+                "stalled": g.is_stalled(w),
             });
             if let Some(e) = w.last_error() {
                 v["last_error"] = json!(e);

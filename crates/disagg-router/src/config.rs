@@ -46,6 +46,11 @@ pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 /// probe does not take a worker out of rotation.
 pub const DEFAULT_EJECT_AFTER: NonZeroU32 = NonZeroU32::new(2).expect("2 is not zero");
 
+/// How long a worker with requests in flight may go without finishing one or sending a byte of
+/// one before new requests avoid it. Long enough for a context server to prefill a long prompt
+/// behind a queue of others; short next to the minutes a hung engine holds requests.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(30);
+
 pub use disagg_shards::{MAX_DEFAULT_THREADS, default_threads};
 
 /// Where the router listens when neither `--config` nor `--host`/`--port` say otherwise
@@ -129,6 +134,13 @@ pub struct RouterArgs {
     /// Consecutive failures (probes or connections) that eject a worker until a probe passes.
     #[arg(long, default_value_t = DEFAULT_EJECT_AFTER)]
     pub eject_after: NonZeroU32,
+    /// A worker with requests in flight that has finished none of them, nor sent a byte of any,
+    /// for this long is stalled (its `/health` may still pass, as a hung engine's often does):
+    /// new requests go to the group's other workers while one of them is not stalled, and
+    /// return to it as soon as it progresses. It is not ejected, and a group with no other
+    /// worker keeps using it. `/workers` shows it as `stalled`. 0s turns this off.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    pub stall_timeout: Duration,
     #[command(flatten)]
     pub serving: disagg_shards::ServingThreads,
     /// TensorRT-LLM dialect: sign each generation request's protected hand-off fields with this
@@ -196,6 +208,8 @@ pub struct RouterConfig {
     pub health_interval: Duration,
     /// See [`DEFAULT_EJECT_AFTER`].
     pub eject_after: NonZeroU32,
+    /// See [`DEFAULT_STALL_TIMEOUT`]; zero: off.
+    pub stall_timeout: Duration,
     /// Serving threads (`--threads`: see [`disagg_shards::ServingThreads`]); 0: the runtime
     /// that calls `serve` serves. [`default_threads`] unless set.
     pub threads: usize,
@@ -252,6 +266,7 @@ impl RouterConfig {
             max_retries: DEFAULT_MAX_RETRIES,
             health_interval: DEFAULT_HEALTH_INTERVAL,
             eject_after: DEFAULT_EJECT_AFTER,
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
             threads: default_threads(),
             internal_request_auth_key: None,
             disagg_request_id: DisaggRequestIds::Auto,
@@ -409,6 +424,7 @@ impl RouterArgs {
         cfg.max_retries = self.max_retries;
         cfg.health_interval = self.health_interval;
         cfg.eject_after = self.eject_after;
+        cfg.stall_timeout = self.stall_timeout;
         if let Some(n) = self.serving.threads {
             cfg.threads = n;
         }

@@ -64,8 +64,8 @@ pub use app::{AppState, app};
 pub use config::{
     DEFAULT_BODY_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_EJECT_AFTER, DEFAULT_HEADER_TIMEOUT,
     DEFAULT_HEALTH_INTERVAL, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INFLIGHT_BODY_BYTES,
-    DEFAULT_MAX_RETRIES, DEFAULT_REQUEST_TIMEOUT, Dialect, DisaggRequestIds, MAX_DEFAULT_THREADS,
-    Policy, RouterArgs, RouterConfig, default_threads, normalise_url,
+    DEFAULT_MAX_RETRIES, DEFAULT_REQUEST_TIMEOUT, DEFAULT_STALL_TIMEOUT, Dialect, DisaggRequestIds,
+    MAX_DEFAULT_THREADS, Policy, RouterArgs, RouterConfig, default_threads, normalise_url,
 };
 pub use error::{Deadline, RouterError};
 pub use serve::{run, serve};

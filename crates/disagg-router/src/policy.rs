@@ -7,6 +7,7 @@ mod round_robin;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use crate::config::Policy;
 use crate::error::{Leg, ProxyError};
@@ -30,6 +31,9 @@ pub(crate) struct WorkerGroup {
     pub workers: Vec<Arc<Worker>>,
     pub policy: Policy,
     eject_after: u32,
+    /// A worker stalled this long gets no new request while another is not stalled (`None`:
+    /// never).
+    stall_after: Option<Duration>,
     /// Round-robin position; also rotates tie-breaks in the other policies.
     next: AtomicUsize,
     pub retries: AtomicU64,
@@ -44,6 +48,7 @@ impl WorkerGroup {
             workers: workers.into_iter().map(Arc::new).collect(),
             policy,
             eject_after,
+            stall_after: None,
             next: AtomicUsize::new(0),
             retries: AtomicU64::new(0),
             ejections: AtomicU64::new(0),
@@ -51,17 +56,34 @@ impl WorkerGroup {
         }
     }
 
+    /// Workers stalled `after` this long are passed over while another is not; zero: never.
+    pub fn stalled_after(mut self, after: Duration) -> Self {
+        self.stall_after = Some(after).filter(|d| !d.is_zero());
+        self
+    }
+
+    /// Whether worker `w` has been stalled (requests in flight, no progress) for the group's
+    /// stall timeout.
+    pub fn is_stalled(&self, w: &Worker) -> bool {
+        self.stall_after
+            .is_some_and(|after| w.stalled_for() >= after)
+    }
+
     /// A healthy worker not in `tried`, chosen by the group's policy, leased for `input`.
+    /// Stalled workers are passed over while another candidate is not stalled.
     pub fn pick(
         &self,
         input: PickInput<'_>,
         tried: &[usize],
     ) -> Result<(usize, Lease), ProxyError> {
-        let candidates: Vec<usize> = (0..self.workers.len())
+        let mut candidates: Vec<usize> = (0..self.workers.len())
             .filter(|i| !tried.contains(i) && self.workers[*i].is_healthy())
             .collect();
         if candidates.is_empty() {
             return Err(self.unhealthy());
+        }
+        if self.stall_after.is_some() {
+            self.pass_over_stalled(&mut candidates);
         }
         // Relaxed is enough: the counter only spreads load, it orders nothing else. Retries do
         // not advance it, or a failing worker could keep the same parity and be tried first
@@ -78,6 +100,42 @@ impl WorkerGroup {
             Policy::PrefixAffinity => prefix_affinity::pick(self, &candidates, input, turn),
         };
         Ok((i, Lease::new(self.workers[i].clone(), input.tokens)))
+    }
+
+    /// Drops the stalled workers from `candidates` unless all are stalled, saying when a worker
+    /// starts and stops being passed over.
+    fn pass_over_stalled(&self, candidates: &mut Vec<usize>) {
+        let stalled: Vec<bool> = candidates
+            .iter()
+            .map(|i| {
+                let w = &self.workers[*i];
+                let stalled = self.is_stalled(w);
+                if w.set_passed_over(stalled) {
+                    if stalled {
+                        tracing::warn!(
+                            "{} worker {} is stalled: {} request(s) in flight and nothing \
+                             answered for {:.1} s; new requests go to the other workers until it \
+                             progresses",
+                            self.leg,
+                            w.url,
+                            w.in_flight(),
+                            w.stalled_for().as_secs_f64()
+                        );
+                    } else {
+                        tracing::info!("{} worker {} progresses again", self.leg, w.url);
+                    }
+                }
+                stalled
+            })
+            .collect();
+        if stalled.iter().all(|s| *s) {
+            return;
+        }
+        let mut k = 0;
+        candidates.retain(|_| {
+            k += 1;
+            !stalled[k - 1]
+        });
     }
 
     pub fn healthy_count(&self) -> usize {
@@ -164,6 +222,38 @@ mod tests {
         g.record_success(1, "test");
         assert_eq!(g.readmissions.load(Ordering::Relaxed), 1);
         assert_eq!(g.pick(INPUT, &[0]).unwrap().0, 1);
+    }
+
+    /// A worker holding a request it makes no progress on is passed over once stalled, in
+    /// every policy, unless every candidate is stalled; it is back once it progresses.
+    #[test]
+    fn stalled_workers_are_passed_over_unless_all_are() {
+        for policy in [
+            Policy::RoundRobin,
+            Policy::LeastRequests,
+            Policy::LeastTokens,
+            Policy::PrefixAffinity,
+        ] {
+            let g = group(policy, 2).stalled_after(Duration::from_millis(20));
+            let (held, lease) = g.pick(INPUT, &[]).unwrap();
+            let other = 1 - held;
+            std::thread::sleep(Duration::from_millis(30));
+            assert!(g.is_stalled(&g.workers[held]), "{policy:?}");
+            for _ in 0..4 {
+                assert_eq!(g.pick(INPUT, &[]).unwrap().0, other, "{policy:?}");
+            }
+            // The only candidate left: used, stalled or not.
+            assert_eq!(g.pick(INPUT, &[other]).unwrap().0, held, "{policy:?}");
+            // Progress (a byte of an answer) makes it a candidate like any other.
+            g.workers[held].progressed();
+            assert!(!g.is_stalled(&g.workers[held]), "{policy:?}");
+            drop(lease);
+        }
+        // Zero turns it off.
+        let g = group(Policy::RoundRobin, 2).stalled_after(Duration::ZERO);
+        let (held, _lease) = g.pick(INPUT, &[]).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(!g.is_stalled(&g.workers[held]));
     }
 
     #[test]

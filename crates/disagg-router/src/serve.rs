@@ -67,7 +67,8 @@ fn log_startup(listener: &tokio::net::TcpListener, cfg: &RouterConfig) {
     tracing::info!(
         "router on {addr}: dialect {}; context workers [{}] by {}; generation workers [{}] by {}; \
          {} serving thread(s); request timeout {:?}, connect timeout {:?}, {} retries; \
-         /health every {:?}, out of rotation after {} failure(s) in a row",
+         /health every {:?}, out of rotation after {} failure(s) in a row; passed over when \
+         stalled {}",
         cfg.dialect.as_str(),
         prefill.join(", "),
         cfg.prefill_policy.as_str(),
@@ -79,6 +80,11 @@ fn log_startup(listener: &tokio::net::TcpListener, cfg: &RouterConfig) {
         cfg.max_retries,
         cfg.health_interval,
         cfg.eject_after,
+        if cfg.stall_timeout.is_zero() {
+            "never".to_string()
+        } else {
+            format!("for {:?}", cfg.stall_timeout)
+        },
     );
 }
 

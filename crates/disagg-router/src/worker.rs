@@ -41,6 +41,9 @@ pub(crate) struct Worker {
     /// [`now_ms`] when a request on it last ended, or when it last went from idle to busy: with
     /// requests in flight, how long it has finished none of them.
     last_progress_ms: AtomicU64,
+    /// New requests pass it over as stalled (see [`crate::policy::WorkerGroup::is_stalled`]);
+    /// kept so that the change is said once each way.
+    passed_over: AtomicBool,
 }
 
 /// What a context worker's `/version` said about `disagg_request_id` (TensorRT-LLM dialect,
@@ -103,7 +106,15 @@ impl Worker {
             errors: AtomicU64::new(0),
             last_error: Mutex::new(None),
             last_progress_ms: AtomicU64::new(now_ms()),
+            passed_over: AtomicBool::new(false),
         }
+    }
+
+    /// Records whether new requests pass this worker over as stalled; true when that changed.
+    pub fn set_passed_over(&self, stalled: bool) -> bool {
+        // A load first: the swap (a write) only when it changes, once each way.
+        self.passed_over.load(Ordering::Relaxed) != stalled
+            && self.passed_over.swap(stalled, Ordering::Relaxed) != stalled
     }
 
     /// A request sent to this worker failed at it (an error answer, a timeout, a cut stream):

@@ -135,6 +135,63 @@ async fn generation_5xx_is_retried_on_another_worker() {
     );
 }
 
+/// A generation worker that takes requests and answers none while its `/health` passes (a hung
+/// engine) is passed over by new requests once stalled for `--stall-timeout`, and shown as
+/// stalled in `/workers`; the request it holds is cut when its client hangs up.
+#[tokio::test]
+async fn a_stalled_worker_is_passed_over_while_another_is_not() {
+    let ctx = fake("ctx").start().await;
+    let (dropped, hung_up) = drop_signal();
+    let hung = fake("hung")
+        .generation(Gen::HangSignal(dropped))
+        .start()
+        .await;
+    let good = fake("good").start().await;
+    let mut cfg = config(&[&ctx], &[&hung, &good]);
+    cfg.stall_timeout = Duration::from_millis(300);
+    let url = router(cfg).await;
+    // Round robin sends one of these two to each; the hung worker keeps its own.
+    let stuck: Vec<_> = (0..2)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { post(&url, &completion(false)).await.status() })
+        })
+        .collect();
+    eventually(LIMIT, "each worker got one request", || async {
+        hung.bodies().len() == 1 && good.bodies().len() == 1
+    })
+    .await;
+    assert_eq!(
+        worker_state(&url, "decode", &hung.url).await["stalled"],
+        false,
+        "not stalled yet"
+    );
+    eventually(LIMIT, "the hung worker counts as stalled", || async {
+        worker_state(&url, "decode", &hung.url).await["stalled"] == true
+    })
+    .await;
+    for _ in 0..6 {
+        assert_eq!(post(&url, &completion(false)).await.status(), 200);
+    }
+    assert_eq!(
+        hung.bodies().len(),
+        1,
+        "a new request went to the stalled worker"
+    );
+    assert_eq!(good.bodies().len(), 7);
+    assert_eq!(
+        worker_state(&url, "decode", &good.url).await["stalled"],
+        false
+    );
+    for task in stuck {
+        task.abort();
+    }
+    tokio::time::timeout(LIMIT, hung_up)
+        .await
+        .expect("the router hung up on the stalled worker when its client went")
+        .unwrap();
+}
+
 /// A generation worker that took the request and died before answering may have pulled the
 /// context's KV, which the context worker then frees: the same hand-off is not sent to another
 /// worker (there it would fail as the client's fault, or read freed blocks), and the client
