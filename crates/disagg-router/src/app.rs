@@ -341,7 +341,13 @@ async fn pass_through(state: &AppState, leg: Leg, path: &'static str) -> Respons
             leases: Vec::new(),
             companion: None,
         };
-        Ok(relay::respond(opened, &worker.url, false, keep))
+        Ok(relay::respond(
+            opened,
+            &worker.url,
+            false,
+            keep,
+            &inner.metrics,
+        ))
     }
     .await;
     finish(state, path, out)

@@ -79,7 +79,13 @@ async fn generation(
         leases: vec![lease],
         companion: None,
     };
-    Ok(relay::respond(opened, &worker, req.stream(), keep))
+    Ok(relay::respond(
+        opened,
+        &worker,
+        req.stream(),
+        keep,
+        &state.metrics,
+    ))
 }
 
 /// One id for both legs of a vLLM request, fresh for each request: vLLM keys a request (and

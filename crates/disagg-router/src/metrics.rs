@@ -64,6 +64,9 @@ pub(crate) struct Metrics {
     pub context_leg: Histogram,
     /// Generation leg: sending until its first body byte.
     pub generation_leg: Histogram,
+    /// Relayed answers cut short after their status (200) went out: counted under that status
+    /// in `requests`, so counted here as what they were.
+    pub streams_cut: AtomicU64,
 }
 
 impl Metrics {
@@ -89,6 +92,13 @@ pub(crate) fn render(state: &Inner) -> String {
             );
         }
     }
+    out.push_str("# HELP disagg_router_streams_cut_total Answers cut short after their status went out (counted in requests_total under it): a worker failed mid-answer, or the request deadline passed.\n");
+    out.push_str("# TYPE disagg_router_streams_cut_total counter\n");
+    let _ = writeln!(
+        out,
+        "disagg_router_streams_cut_total {}",
+        m.streams_cut.load(Ordering::Relaxed)
+    );
     out.push_str("# HELP disagg_router_leg_seconds Upstream leg latency: context until its answer is read, generation until its first byte.\n");
     out.push_str("# TYPE disagg_router_leg_seconds histogram\n");
     m.context_leg

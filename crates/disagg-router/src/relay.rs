@@ -5,6 +5,7 @@
 //! as it comes in, and a failure aborts the client's response, the only honest signal left.
 
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use futures_util::stream::BoxStream;
 use futures_util::{Future, FutureExt, Stream, StreamExt};
 
 use crate::error::{Leg, ProxyError, error_chain};
+use crate::metrics::Metrics;
 
 use crate::upstream::{self, Target};
 use crate::worker::Lease;
@@ -191,7 +193,13 @@ pub(crate) struct Keep {
 }
 
 /// The client's response for an opened generation leg.
-pub(crate) fn respond(opened: Opened, worker: &str, stream: bool, keep: Keep) -> Response {
+pub(crate) fn respond(
+    opened: Opened,
+    worker: &str,
+    stream: bool,
+    keep: Keep,
+    metrics: &std::sync::Arc<Metrics>,
+) -> Response {
     let Opened {
         status,
         content_type,
@@ -231,6 +239,7 @@ pub(crate) fn respond(opened: Opened, worker: &str, stream: bool, keep: Keep) ->
             worker: worker.to_string(),
             deadline: Box::pin(tokio::time::sleep_until(deadline)),
             request_timeout,
+            metrics: metrics.clone(),
         })
     };
     let mut out = if stream {
@@ -291,11 +300,18 @@ struct Relay {
     /// The request's deadline: a stream still running then is cut, as a hung worker's would be.
     deadline: Pin<Box<tokio::time::Sleep>>,
     request_timeout: Duration,
+    /// Where a cut answer is counted.
+    metrics: std::sync::Arc<Metrics>,
 }
 
 impl Relay {
-    /// Counts a failure of the relayed answer against the generation worker giving it.
-    fn blame(&self, why: &str) {
+    /// Counts the relayed answer as cut short, and against the generation worker giving it when
+    /// it is that worker's failure.
+    fn cut(&self, why: &str, blame_worker: bool) {
+        self.metrics.streams_cut.fetch_add(1, Ordering::Relaxed);
+        if !blame_worker {
+            return;
+        }
         if let Some(l) = self._leases.iter().find(|l| l.url() == self.worker) {
             l.worker.record_error(&why);
         }
@@ -314,6 +330,8 @@ impl Stream for Relay {
                 this.companion = None;
                 if let Err(e) = done {
                     tracing::warn!("{e}; aborting the relayed response");
+                    // The prefill worker's failure, already charged to it by its leg.
+                    this.cut(&e.to_string(), false);
                     this.rest = futures_util::stream::empty().boxed();
                     return Poll::Ready(Some(Err(std::io::Error::other(e.to_string()))));
                 }
@@ -331,7 +349,7 @@ impl Stream for Relay {
                 this.request_timeout
             );
             tracing::warn!("{msg}");
-            this.blame(&msg);
+            this.cut(&msg, true);
             this.rest = futures_util::stream::empty().boxed();
             return Poll::Ready(Some(Err(std::io::Error::other(msg))));
         }
@@ -352,7 +370,7 @@ impl Stream for Relay {
                     error_chain(&e)
                 );
                 tracing::warn!("{msg}");
-                this.blame(&msg);
+                this.cut(&msg, true);
                 Poll::Ready(Some(Err(std::io::Error::other(msg))))
             }
             Poll::Ready(Some(Ok(chunk))) => {

@@ -428,6 +428,8 @@ async fn census_and_metrics_follow_a_stream() {
         "disagg_router_leg_seconds_count{leg=\"context\"} 1",
         "disagg_router_leg_seconds_count{leg=\"generation\"} 1",
         "disagg_router_leg_seconds_bucket{leg=\"context\",le=\"+Inf\"} 1",
+        // The stream ran to its end.
+        "disagg_router_streams_cut_total 0\n",
     ] {
         assert!(text.contains(want), "{want} in\n{text}");
     }
@@ -571,6 +573,13 @@ async fn a_stream_still_running_at_the_request_deadline_is_cut_and_the_worker_re
         .await
         .expect("the generation worker sees the router hang up")
         .unwrap();
+    // Its status went out as 200, and is counted so; the cut is counted beside it.
+    let metrics = metrics_text(&url).await;
+    assert!(
+        metrics.contains("disagg_router_streams_cut_total 1\n")
+            && metrics.contains("status=\"200\"} 1\n"),
+        "{metrics}"
+    );
 }
 
 /// Each worker's failures are charged to it in the census (`errors`, `last_error` naming it,

@@ -84,7 +84,7 @@ pub(super) async fn flow(
                 leases: vec![d_lease],
                 companion: None,
             };
-            return Ok(relay::respond(opened, &worker, true, keep));
+            return Ok(relay::respond(opened, &worker, true, keep, &state.metrics));
         }
         state.prefill.record_success(pi, "it answered a request");
         state.decode.record_success(di, "it answered a request");
@@ -97,7 +97,13 @@ pub(super) async fn flow(
             leases: vec![d_lease],
             companion,
         };
-        Ok(relay::respond(opened, &worker, req.stream(), keep))
+        Ok(relay::respond(
+            opened,
+            &worker,
+            req.stream(),
+            keep,
+            &state.metrics,
+        ))
     })
     .await
 }
