@@ -49,6 +49,7 @@ macro_rules! say_raw {
 
 pub mod atomic;
 pub mod beat;
+mod bounded;
 pub mod executor;
 pub mod gen_steps;
 pub mod history;

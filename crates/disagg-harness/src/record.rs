@@ -168,6 +168,11 @@ pub fn history_check(plan: &Plan, gate: &HistoryGate, points: &[PointReport]) ->
     }
 }
 
+/// The history check of a run whose store gave no answer (`why`): skipped, and said so.
+pub(crate) fn history_skipped(plan: &Plan, gate: &HistoryGate, why: String) -> HistoryReport {
+    HistoryReport::skipped(&history_key(&plan.run_dir), gate, 0, why)
+}
+
 /// The perf verdicts as store rows.
 fn checks(perf: &PerfOutcome) -> (String, Vec<CheckRecord>) {
     match perf {

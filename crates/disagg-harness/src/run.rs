@@ -61,9 +61,12 @@ fn skip_perf_value(v: &str) -> Option<bool> {
 pub(crate) static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 /// The signal that set [`INTERRUPTED`] (the first one).
 static SIGNAL: AtomicI32 = AtomicI32::new(0);
+/// Signals received so far: a wait that began after an interruption still ends on the next.
+pub(crate) static SIGNALS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 extern "C" fn on_signal(sig: nix::libc::c_int) {
     let _ = SIGNAL.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
+    SIGNALS.fetch_add(1, Ordering::SeqCst);
     INTERRUPTED.store(true, Ordering::SeqCst);
 }
 
@@ -1065,7 +1068,13 @@ pub(crate) fn finish_as(
     } else if !passed {
         PerfOutcome::NotRun
     } else if let Some(gate) = &plan.perf_history {
-        PerfOutcome::History(crate::record::history_check(plan, gate, &points))
+        let (p, g, pts) = (plan.clone(), gate.clone(), points.clone());
+        let check = crate::bounded::store_call(crate::bounded::STORE_WAIT, move || {
+            crate::record::history_check(&p, &g, &pts)
+        });
+        PerfOutcome::History(check.unwrap_or_else(|why| {
+            crate::record::history_skipped(plan, gate, format!("the results store: {why}"))
+        }))
     } else {
         match baseline {
             None => PerfOutcome::NoBaseline,
@@ -1195,8 +1204,29 @@ pub(crate) fn finish_as(
         lost_verdict(&lost)
     };
     // Into the results store, before the exit code marks the run as over.
-    if let Err(e) = crate::record::record_run(plan, outcome, &points, &perf_outcome, code) {
-        notes.push(format!("the run is not in the results store: {e}"));
+    let record = {
+        let (p, o, pts, perf) = (
+            plan.clone(),
+            outcome.clone(),
+            points.clone(),
+            perf_outcome.clone(),
+        );
+        crate::bounded::store_call(crate::bounded::STORE_WAIT, move || {
+            crate::record::record_run(&p, &o, &pts, &perf, code)
+        })
+    };
+    match record {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => notes.push(format!("the run is not in the results store: {e}")),
+        Err(why) => {
+            notes.push(format!("the run is not in the results store: {why}"));
+            // A signal while the store was written ends the run as interrupted, as one
+            // during the benchmark does: the caller asked to stop, not for a pass.
+            if why == crate::bounded::Unanswered::Interrupted && passing(code) {
+                code = interrupted_code();
+                verdict = format!("INTERRUPTED while writing the results store ({verdict})");
+            }
+        }
     }
     if let Err(e) = crate::atomic::write(
         &run_dir.join(EXIT_CODE_FILE),

@@ -122,6 +122,29 @@ pub(crate) enum Conn {
     Postgres(Box<postgres::Client>),
 }
 
+/// How long a PostgreSQL connection may take to open, startup exchange included.
+const PG_CONNECT: Duration = Duration::from_secs(10);
+
+/// How long one statement may run, waiting for a lock included, unless the URL's `options` say.
+const PG_STATEMENT: Duration = Duration::from_secs(60);
+
+/// A PostgreSQL error with its cause: tokio-postgres says only "db error" (or "error
+/// communicating with the server") and keeps the server's message, the part that tells a wrong
+/// password from a missing database, in its source.
+fn pg_err(e: &postgres::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = std::error::Error::source(e);
+    while let Some(cause) = next {
+        let s = cause.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        next = cause.source();
+    }
+    out
+}
+
 /// `?` → `$1, $2, ...` (no statement of ours has a `?` inside a string).
 fn numbered(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len() + 8);
@@ -193,14 +216,55 @@ impl Conn {
         Err(last)
     }
 
+    /// Connects within [`PG_CONNECT`] (the TCP connect and the startup exchange both: a proxy
+    /// that accepts and never answers must not hold the caller), and bounds each statement
+    /// server-side ([`PG_STATEMENT`]), lock waits included, unless the URL's `options` set them.
     pub(crate) fn postgres(url: &str) -> Result<Self, String> {
-        let mut cfg: postgres::Config = url.parse().map_err(|e| format!("{e}"))?;
+        let mut cfg: postgres::Config = url.parse().map_err(|e| pg_err(&e))?;
         if cfg.get_connect_timeout().is_none() {
-            cfg.connect_timeout(Duration::from_secs(10));
+            cfg.connect_timeout(PG_CONNECT);
         }
-        let client = cfg
-            .connect(postgres::NoTls)
-            .map_err(|e| format!("cannot connect: {e}"))?;
+        // A peer gone silent mid-exchange is noticed by TCP, not after the kernel's hours.
+        cfg.keepalives(true)
+            .keepalives_idle(Duration::from_secs(10))
+            .keepalives_interval(Duration::from_secs(5))
+            .keepalives_retries(3)
+            .tcp_user_timeout(PG_STATEMENT);
+        let options = cfg.get_options().unwrap_or_default().to_string();
+        let mut set = Vec::new();
+        for (name, value) in [
+            ("statement_timeout", PG_STATEMENT),
+            ("lock_timeout", PG_STATEMENT),
+        ] {
+            if !options.contains(name) {
+                set.push(format!("SET {name} = '{}s';", value.as_secs()));
+            }
+        }
+        // The TCP connect's own timeout, and as long again for the startup exchange.
+        let bound = 2 * cfg.get_connect_timeout().copied().unwrap_or(PG_CONNECT);
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("postgres-connect".into())
+            .spawn(move || {
+                let _ = tx.send(cfg.connect(postgres::NoTls));
+            })
+            .map_err(|e| format!("cannot connect: no thread to connect on: {e}"))?;
+        let mut client = match rx.recv_timeout(bound) {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) => return Err(format!("cannot connect: {}", pg_err(&e))),
+            Err(_) => {
+                return Err(format!(
+                    "cannot connect: no answer within {} s (the server, or what listens at its \
+                     address, took the connection and never finished the startup exchange)",
+                    bound.as_secs()
+                ));
+            }
+        };
+        if !set.is_empty() {
+            client
+                .batch_execute(&set.concat())
+                .map_err(|e| format!("cannot set the session's timeouts: {}", pg_err(&e)))?;
+        }
         Ok(Conn::Postgres(Box::new(client)))
     }
 
@@ -224,7 +288,7 @@ impl Conn {
                 ))
                 .map_err(|e| {
                     let _ = c.batch_execute("ROLLBACK");
-                    e.to_string()
+                    pg_err(&e)
                 }),
         }
     }
@@ -255,7 +319,7 @@ impl Conn {
     fn batch(&mut self, sql: &str) -> Result<(), String> {
         match self {
             Conn::Sqlite(c) => c.execute_batch(sql).map_err(|e| e.to_string()),
-            Conn::Postgres(c) => c.batch_execute(sql).map_err(|e| e.to_string()),
+            Conn::Postgres(c) => c.batch_execute(sql).map_err(|e| pg_err(&e)),
         }
     }
 
@@ -273,7 +337,7 @@ impl Conn {
                 let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
                     ps.iter().map(|p| p.as_ref()).collect();
                 c.execute(numbered(sql).as_str(), &refs)
-                    .map_err(|e| format!("{e} (in `{sql}`)"))
+                    .map_err(|e| format!("{} (in `{sql}`)", pg_err(&e)))
             }
         }
     }
@@ -314,7 +378,7 @@ impl Conn {
                     ps.iter().map(|p| p.as_ref()).collect();
                 let rows = c
                     .query(numbered(sql).as_str(), &refs)
-                    .map_err(|e| format!("{e} (in `{sql}`)"))?;
+                    .map_err(|e| format!("{} (in `{sql}`)", pg_err(&e)))?;
                 rows.iter()
                     .map(|r| {
                         (0..r.len())

@@ -334,3 +334,147 @@ fn a_history_gate_on_an_unusable_store_is_refused_before_launch() {
         r.show()
     );
 }
+
+/// `psql URL -c SQL`, which must succeed: the test's own PostgreSQL chores.
+fn psql(url: &str, sql: &str) -> String {
+    let out = std::process::Command::new("psql")
+        .args([
+            url,
+            "-X",
+            "-q",
+            "-t",
+            "-A",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
+        .output()
+        .expect("psql (CI's PostgreSQL has it)");
+    assert!(
+        out.status.success(),
+        "psql -c {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A results store that stops answering once the benchmark is over (here: another session
+/// holds its `runs` table locked) does not make `disagg run` deaf: a Ctrl-C then ends it at
+/// once, exit 130, with the run folder written and the store's silence said. It used to sit
+/// in the store's socket until the lock went, SIGINT and SIGTERM ignored, then exit 0.
+#[test]
+fn ctrl_c_ends_a_run_waiting_on_a_store_that_does_not_answer() {
+    let url = match std::env::var("DISAGG_TEST_POSTGRES") {
+        Ok(url) if !url.is_empty() => url,
+        _ => {
+            assert!(
+                std::env::var("DISAGG_REQUIRE_SLURM").as_deref() != Ok("1"),
+                "DISAGG_REQUIRE_SLURM=1 but DISAGG_TEST_POSTGRES is not set"
+            );
+            eprintln!("POSTGRES TEST DID NOT RUN: set DISAGG_TEST_POSTGRES");
+            return;
+        }
+    };
+    let dir = TempDir::new("silent-store");
+    let ws = dir.path().join("ws");
+    let schema = format!("disagg_silent_{}", std::process::id());
+    psql(
+        &url,
+        &format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"),
+    );
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let store = format!("{url}{sep}options=-csearch_path%3D{schema}");
+    let name = format!("silent-{}", std::process::id());
+    let case = CaseSpec {
+        name: &name,
+        ..Default::default()
+    }
+    .write(dir.path(), "c.yaml");
+    // A first run makes the store's tables, and is recorded.
+    let first = run(&case, &ws, &[], &[("DISAGG_STORE", &store)]);
+    assert_eq!(first.code(), 0, "{}", first.show());
+    assert_eq!(
+        psql(&url, &format!("SELECT count(*) FROM {schema}.runs")),
+        "1"
+    );
+    // Another session takes the table and keeps it.
+    let mut holder = std::process::Command::new("psql")
+        .args([
+            url.as_str(),
+            "-X",
+            "-q",
+            "-c",
+            &format!(
+                "BEGIN; LOCK TABLE {schema}.runs IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(120)"
+            ),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let locked = format!(
+        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON l.relation = c.oid \
+         WHERE c.relname = 'runs' AND c.relnamespace = '{schema}'::regnamespace \
+         AND l.mode = 'AccessExclusiveLock' AND l.granted"
+    );
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while psql(&url, &locked) != "1" {
+        assert!(
+            std::time::Instant::now() < until,
+            "the lock was never taken"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut cmd = std::process::Command::new(DISAGG);
+    cmd.args([
+        "run",
+        case.to_str().unwrap(),
+        "--workspace",
+        ws.to_str().unwrap(),
+    ])
+    .env_remove("SKIP_PERF_CHECK")
+    .env_remove("WORKSPACE")
+    .env("DISAGG_STORE", &store);
+    let second = Background::spawn(cmd);
+    // The verdict files are written before the store is: from then on it waits on the store.
+    let run_dir = wait_for(&ws, &name, "the second run's results.xml", |d| {
+        runs(&ws, &name).len() == 2 && d.join("results.xml").exists()
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        !run_dir.join("exit_code").exists(),
+        "the run did not wait on the store"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(second.pid() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let signalled = std::time::Instant::now();
+    let (code, out, err) = second.wait(std::time::Duration::from_secs(20));
+    let took = signalled.elapsed();
+    // The server runs on with the holder's statement after its client goes: end it there.
+    psql(
+        &url,
+        &format!(
+            "SELECT count(pg_terminate_backend(l.pid)) FROM pg_locks l JOIN pg_class c \
+             ON l.relation = c.oid WHERE c.relname = 'runs' \
+             AND c.relnamespace = '{schema}'::regnamespace AND l.pid <> pg_backend_pid()"
+        ),
+    );
+    let _ = holder.kill();
+    let _ = holder.wait();
+    psql(&url, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+    assert_eq!(code, 130, "{out}\n{err}");
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "ended {took:?} after SIGINT"
+    );
+    assert!(
+        err.contains("the run is not in the results store: interrupted while it was being written"),
+        "{err}"
+    );
+    assert_eq!(read(&run_dir.join("exit_code")).trim(), "130");
+    assert!(run_dir.join("results.json").exists() && run_dir.join("report.html").exists());
+}
