@@ -670,13 +670,23 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// The hash of what a run measures (SHA-256, hex): the resolved case without `perf` (how the
-/// result is judged) and `timeouts` (when a run is given up), which change no figure. The
-/// history gate's runs are those of one such hash, so retuning the gate or a deadline keeps
-/// the history.
+/// result is judged) and `timeouts` (when a run is given up), which change no figure, and with
+/// the dataset and tokenizer files by their contents, not their paths. The history gate's runs
+/// are those of one such hash, so retuning the gate or a deadline keeps the history, the same
+/// files checked out elsewhere (another CI workspace) find it, and an edited dataset starts a
+/// new one.
 pub fn measure_hash(case: &LoadedCase) -> String {
     let mut c = resolved_case(case);
     c.perf = Default::default();
     c.timeouts = Default::default();
+    for file in [&mut c.benchmark.dataset, &mut c.benchmark.tokenizer] {
+        if let Some(f) = file.as_mut() {
+            // Unreadable: the path stands, and the run fails on it anyway.
+            if let Ok(bytes) = std::fs::read(&*f) {
+                *f = format!("sha256:{}", sha256_hex(&bytes));
+            }
+        }
+    }
     let body = serde_yaml_ng::to_string(&c).unwrap_or_default();
     sha256_hex(body.as_bytes())
 }

@@ -986,6 +986,18 @@ fn a_relative_dataset_is_resolved_in_the_run_folders_case_and_its_hash() {
     // And the first again is.
     let r = run(&first, &out, &["--resume"], &[]);
     assert!(r.stdout().contains("already passed"), "{}", r.show());
+    // What a run measures (the history gate's key) goes by the dataset's contents: the same
+    // file at another path (another checkout) is the same workload, another file is not.
+    let third = write("p3", "one two three");
+    let r = run(&third, &out, &[], &[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let hashes: Vec<String> = runs(&out, "reldata")
+        .iter()
+        .map(|d| read(&d.join("measure_hash")))
+        .collect();
+    assert_eq!(hashes.len(), 3);
+    assert_eq!(hashes[0], hashes[2], "same dataset, other path");
+    assert_ne!(hashes[0], hashes[1], "another dataset");
 }
 
 /// `--resume` reuses a pass only as the run would judge it now: not one whose perf check was
