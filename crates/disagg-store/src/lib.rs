@@ -205,6 +205,18 @@ fn is_url(location: &str) -> bool {
     location.starts_with("postgres://") || location.starts_with("postgresql://")
 }
 
+/// The scheme of a location that looks like a URL of another kind (`postgresq://`, `mysql://`):
+/// refused, where it would be taken for a SQLite path and make folders named after the URL,
+/// password and all.
+fn unknown_scheme(location: &str) -> Option<&str> {
+    let (scheme, _) = location.split_once("://")?;
+    let url_like = !scheme.is_empty()
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+    (url_like && !matches!(scheme, "postgres" | "postgresql" | "sqlite")).then_some(scheme)
+}
+
 /// The SQLite file a location names (`sqlite://` optional).
 fn sqlite_file(location: &str) -> PathBuf {
     PathBuf::from(location.strip_prefix("sqlite://").unwrap_or(location))
@@ -214,13 +226,22 @@ fn sqlite_file(location: &str) -> PathBuf {
 /// URL names a server, a SQLite file must exist.
 pub fn default_exists(workspace: &Path) -> bool {
     let location = default_location(workspace);
-    is_url(&location) || sqlite_file(&location).exists()
+    is_url(&location) || unknown_scheme(&location).is_some() || sqlite_file(&location).exists()
 }
 
 impl Store {
     /// Opens (and creates, for SQLite) the store `location`: a `postgres://` or
     /// `postgresql://` URL, or a SQLite file path (`sqlite://` optional).
     pub fn open(location: &str) -> Result<Self, StoreError> {
+        if let Some(scheme) = unknown_scheme(location) {
+            return Err(StoreError::Open {
+                store: redact(location),
+                message: format!(
+                    "`{scheme}://` is no store disagg knows: a results store is a postgresql:// \
+                     (or postgres://) URL, or a SQLite file path (sqlite:// optional)"
+                ),
+            });
+        }
         let conn = if is_url(location) {
             Conn::postgres(location)
         } else {
@@ -577,6 +598,25 @@ mod tests {
             points: Vec::new(),
             checks: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_url_of_another_kind_is_refused_not_taken_for_a_file() {
+        for location in [
+            "postgresq://u:secret@127.0.0.1:5432/db",
+            "mysql://x@y/z",
+        ] {
+            let e = Store::open(location).err().expect(location).to_string();
+            assert!(
+                e.contains("is no store disagg knows") && !e.contains("secret"),
+                "{e}"
+            );
+        }
+        // A path holding `://` further in is a path.
+        assert_eq!(unknown_scheme("/tmp/a://b"), None);
+        assert_eq!(unknown_scheme("sqlite://x.db"), None);
+        assert!(!std::path::Path::new("postgresq:").exists());
+        assert!(!std::path::Path::new("mysql:").exists());
     }
 
     #[test]
