@@ -607,6 +607,13 @@ fn check(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
                 "e.g. `{runs: 10, min_runs: 3}`: the baseline is the last 10 passed runs, gating from the 3rd",
             );
         }
+        if h.window.is_zero() {
+            return err(
+                "perf.history.window",
+                "a window of 0s holds no earlier run: the gate would never gate".into(),
+                "e.g. `window: 30d` (the default): the baseline is the last runs recorded within it",
+            );
+        }
         if h.min_runs == 0 || h.min_runs > h.runs {
             return err(
                 "perf.history.min_runs",

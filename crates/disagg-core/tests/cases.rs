@@ -281,6 +281,17 @@ fn bad_cases_name_the_key_line_and_fix() {
             hint_has: "`threshold: 0.05` is 5%",
         },
         Bad {
+            what: "a history window that holds no earlier run",
+            text: edit(
+                "  baseline: null ",
+                "  history: {window: 0s}\n  baseline: history ",
+            ),
+            key: "perf.history.window",
+            line: None,
+            message_has: "a window of 0s holds no earlier run",
+            hint_has: "`window: 30d`",
+        },
+        Bad {
             what: "a CSV or a list, not a mapping",
             text: "perf_case_name,metric_type\nx-con1,SEQ_THROUGHPUT\n".repeat(50),
             key: "",

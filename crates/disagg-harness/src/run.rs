@@ -320,11 +320,28 @@ fn store_unusable(
         format!("`history` gates on the results store, which cannot be used: {why}"),
     )
     .at_line(disagg_core::locate::line_of(&text, "perf.baseline"))
-    .hint(format!(
-        "point {} at a reachable postgresql:// URL or a writable SQLite file, or unset it to use {}; --skip-perf-check runs without the gate",
-        disagg_store::STORE_ENV,
-        workspace.join(disagg_store::SQLITE_FILE).display()
-    ))
+    .hint(store_fix(workspace))
+}
+
+/// How to get a results store that works: with `DISAGG_STORE` set, point it elsewhere or unset
+/// it; without, the workspace's own SQLite file is the broken one, to be moved aside (its runs
+/// kept) so that the next run makes a new one.
+fn store_fix(workspace: &Path) -> String {
+    let own = workspace.join(disagg_store::SQLITE_FILE);
+    let named = std::env::var(disagg_store::STORE_ENV).is_ok_and(|s| !s.trim().is_empty());
+    if named {
+        format!(
+            "point {} at a reachable postgresql:// URL or a writable SQLite file, or unset it to use {}; --skip-perf-check runs without the gate",
+            disagg_store::STORE_ENV,
+            own.display()
+        )
+    } else {
+        format!(
+            "move {} aside (e.g. `mv {0} {0}.broken`; the next run makes a new one, without the history), or point {} at another store; --skip-perf-check runs without the gate",
+            own.display(),
+            disagg_store::STORE_ENV
+        )
+    }
 }
 
 /// What `validate` finds wrong with the results store a history gate would use, without making

@@ -602,10 +602,7 @@ mod tests {
 
     #[test]
     fn a_url_of_another_kind_is_refused_not_taken_for_a_file() {
-        for location in [
-            "postgresq://u:secret@127.0.0.1:5432/db",
-            "mysql://x@y/z",
-        ] {
+        for location in ["postgresq://u:secret@127.0.0.1:5432/db", "mysql://x@y/z"] {
             let e = Store::open(location).err().expect(location).to_string();
             assert!(
                 e.contains("is no store disagg knows") && !e.contains("secret"),

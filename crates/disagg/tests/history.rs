@@ -333,6 +333,17 @@ fn a_history_gate_on_an_unusable_store_is_refused_before_launch() {
         "{}",
         r.show()
     );
+    // The workspace's own store broken, with no DISAGG_STORE: the fix is to move it aside.
+    let own = ws.join("disagg_results.sqlite");
+    std::fs::copy(dir.path().join("garbage.sqlite"), &own).unwrap();
+    let r = run(&case, &ws, &[], &[]);
+    assert_eq!(r.code(), 2, "{}", r.show());
+    assert!(
+        r.stderr()
+            .contains(&format!("hint: move {} aside", own.display())),
+        "{}",
+        r.show()
+    );
 }
 
 /// `psql URL -c SQL`, which must succeed: the test's own PostgreSQL chores.
