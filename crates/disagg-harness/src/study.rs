@@ -62,10 +62,16 @@ pub fn load_sweep(dir: &Path) -> Result<Report, String> {
             verdict,
             points: Vec::new(),
         };
-        let Some(run_dir) = &p.run_dir else {
+        let Some(recorded) = &p.run_dir else {
             runs.push(placeholder(p.status.as_str().to_string(), "—".into()));
             continue;
         };
+        // The folder's own link first: it is relative, so a copied or moved workspace reads its
+        // own runs, never the original's (sweep.json holds absolute paths).
+        let link = dir
+            .join("points")
+            .join(format!("{:02}-{}", p.index, p.config_name));
+        let run_dir = if link.exists() { &link } else { recorded };
         match load_run(run_dir) {
             Ok(r) => runs.push(r),
             Err(e) => {

@@ -213,6 +213,30 @@ fn a_sweep_runs_four_points_and_resumes_after_a_kill_running_only_the_rest() {
         })
         .sum();
     assert_eq!(passed, 4);
+
+    // A copy of the workspace, the original gone: its sweep's report reads the copy's runs
+    // through the folder's relative links, not the absolute paths sweep.json holds.
+    let copy = dir.path().join("ws-copy");
+    let cp = std::process::Command::new("cp")
+        .args(["-a", ws.to_str().unwrap(), copy.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    std::fs::remove_dir_all(&ws).unwrap();
+    let html = dir.path().join("copy.html");
+    let r = disagg(
+        &[
+            "report",
+            copy.join("disagg_sweeps/sw/latest").to_str().unwrap(),
+            "-o",
+            html.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let page = read(&html);
+    assert!(page.contains("4 with results"), "{}", r.show());
+    assert!(!page.contains("cannot be read"), "{}", r.show());
 }
 
 /// A `--resume` does not continue in a sweep folder another `disagg run` is writing into (its
