@@ -954,11 +954,14 @@ fn timestamp(t: std::time::SystemTime) -> String {
 
 /// Writes `perf_script_test_results.csv` (TensorRT-LLM's layout) at `path` and
 /// `perf_metrics.csv` beside it: one row per metric and point. `command` is the command line of
-/// a point's benchmark.
+/// a point's benchmark. A point's `state` is `valid` only when its measurement was and the run
+/// passed (`run_passed`): a run that failed around its points (a role died, a deadline) is no
+/// baseline, though each point measured well.
 pub fn write_results_csv(
     path: &Path,
     config: &str,
     points: &[PointReport],
+    run_passed: bool,
     command: &dyn Fn(&PointReport) -> String,
 ) -> std::io::Result<()> {
     let mut trt = csv::Writer::from_writer(Vec::new());
@@ -972,7 +975,7 @@ pub fn write_results_csv(
             .duration_since(p.started_at)
             .unwrap_or_default()
             .as_secs_f64();
-        let state = if p.validity.is_valid() {
+        let state = if run_passed && p.validity.is_valid() {
             "valid"
         } else {
             "failed"
@@ -1200,7 +1203,7 @@ pub(crate) mod tests {
         let dir = tmp.path();
         let csv_path = dir.join("perf_script_test_results.csv");
         let points = [point(1), point(8)];
-        write_results_csv(&csv_path, "cfg", &points, &command).unwrap();
+        write_results_csv(&csv_path, "cfg", &points, true, &command).unwrap();
         let mut rdr = csv::Reader::from_path(&csv_path).unwrap();
         let header: Vec<String> = rdr.headers().unwrap().iter().map(String::from).collect();
         assert_eq!(header, TRTLLM_COLUMNS);
@@ -1461,7 +1464,7 @@ pub(crate) mod tests {
             kind: disagg_bench::ProblemKind::FailedRequests,
             message: "concurrency 2: 4 of 6 requests failed".into(),
         });
-        write_results_csv(&csv_path, "cfg", &[point(1), failed], &command).unwrap();
+        write_results_csv(&csv_path, "cfg", &[point(1), failed], true, &command).unwrap();
         let rows = read_baseline(&csv_path).unwrap();
         let labels = ["con1".to_string(), "con2".to_string()];
         let e = check_covers(&csv_path, &rows, "cfg", &labels)
@@ -1488,6 +1491,11 @@ pub(crate) mod tests {
         assert!(check_covers(&csv_path, &con1, "cfg", &labels).is_ok());
         let report = compare(&csv_path, &con1, "cfg", &[point(1), point(4)]);
         assert_eq!(report.unchecked_points, ["con4"]);
+        // A run that failed around its points: every row failed, none a baseline.
+        write_results_csv(&csv_path, "cfg", &[point(1)], false, &command).unwrap();
+        let rows = read_baseline(&csv_path).unwrap();
+        assert!(rows.iter().all(|r| r.state.as_deref() == Some("failed")));
+        assert!(check_covers(&csv_path, &rows, "cfg", &labels[..1]).is_err());
         assert!(
             report.render().contains(
                 "note: the baseline has no row for point(s) con4 of this run: not checked"

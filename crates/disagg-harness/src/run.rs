@@ -1112,9 +1112,9 @@ pub(crate) fn finish_as(
     };
     // Header only when no point was measured: the file is there, as every run's is.
     let csv = run_dir.join("perf_script_test_results.csv");
-    if let Err(e) =
-        perf::write_results_csv(&csv, name.as_str(), &points, &|p| bench_command(plan, p))
-    {
+    if let Err(e) = perf::write_results_csv(&csv, name.as_str(), &points, passed, &|p| {
+        bench_command(plan, p)
+    }) {
         notes.push(format!("cannot write {}: {e}", csv.display()));
     }
     let perf_text = perf_outcome.render();
