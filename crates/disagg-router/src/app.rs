@@ -111,14 +111,16 @@ impl AppState {
             cfg.prefill_policy,
             eject_after,
         )
-        .stalled_after(cfg.stall_timeout);
+        .stalled_after(cfg.stall_timeout)
+        .first_turn(cfg.first_turn);
         let decode = WorkerGroup::new(
             Leg::Generation,
             decode_workers,
             cfg.decode_policy,
             eject_after,
         )
-        .stalled_after(cfg.stall_timeout);
+        .stalled_after(cfg.stall_timeout)
+        .first_turn(cfg.first_turn);
         Ok(Self(Arc::new(Inner {
             cfg: Arc::new(cfg),
             client,

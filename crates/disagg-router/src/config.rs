@@ -210,6 +210,10 @@ pub struct RouterConfig {
     pub eject_after: NonZeroU32,
     /// See [`DEFAULT_STALL_TIMEOUT`]; zero: off.
     pub stall_timeout: Duration,
+    /// Where each group's round robin (and the other policies' tie-breaks) starts: 0 for one
+    /// router; replica `i` of several takes `i`, so that routers fed in turn by one client do
+    /// not all send their `j`th request to the same worker at once.
+    pub first_turn: usize,
     /// Serving threads (`--threads`: see [`disagg_shards::ServingThreads`]); 0: the runtime
     /// that calls `serve` serves. [`default_threads`] unless set.
     pub threads: usize,
@@ -267,6 +271,7 @@ impl RouterConfig {
             health_interval: DEFAULT_HEALTH_INTERVAL,
             eject_after: DEFAULT_EJECT_AFTER,
             stall_timeout: DEFAULT_STALL_TIMEOUT,
+            first_turn: 0,
             threads: default_threads(),
             internal_request_auth_key: None,
             disagg_request_id: DisaggRequestIds::Auto,

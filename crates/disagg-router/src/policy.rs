@@ -56,6 +56,12 @@ impl WorkerGroup {
         }
     }
 
+    /// The round robin (and the tie-breaks) starts at `turn` rather than 0.
+    pub fn first_turn(self, turn: usize) -> Self {
+        self.next.store(turn, Ordering::Relaxed);
+        self
+    }
+
     /// Workers stalled `after` this long are passed over while another is not; zero: never.
     pub fn stalled_after(mut self, after: Duration) -> Self {
         self.stall_after = Some(after).filter(|d| !d.is_zero());
@@ -254,6 +260,21 @@ mod tests {
         let (held, _lease) = g.pick(INPUT, &[]).unwrap();
         std::thread::sleep(Duration::from_millis(5));
         assert!(!g.is_stalled(&g.workers[held]));
+    }
+
+    /// Replica `r` of several starts its round robin at `r`: two routers fed in turn send
+    /// their `j`th requests to different workers, where both started at worker 0 and moved in
+    /// lock-step.
+    #[test]
+    fn replicas_start_their_round_robins_apart() {
+        let firsts: Vec<usize> = (0..3)
+            .map(|r| group(Policy::RoundRobin, 3).first_turn(r))
+            .map(|g| g.pick(INPUT, &[]).unwrap().0)
+            .collect();
+        assert_eq!(firsts, [0, 1, 2]);
+        let g = group(Policy::RoundRobin, 2).first_turn(1);
+        let order: Vec<usize> = (0..4).map(|_| g.pick(INPUT, &[]).unwrap().0).collect();
+        assert_eq!(order, [1, 0, 1, 0]);
     }
 
     #[test]

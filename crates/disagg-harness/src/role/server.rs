@@ -80,6 +80,11 @@ pub async fn run(plan: &Plan, me: RoleName) -> Result<(), Failed> {
     let mut router_cfg = disagg_router::RouterConfig::from_server_config(&config);
     router_cfg.request_timeout = plan.deadlines.request;
     router_cfg.dialect = plan.router.dialect();
+    // Replicas fed in turn by the benchmark start their round robins apart: else each sends its
+    // `j`th request to the same worker as every other replica, at the same moment.
+    if let RoleName::DisaggServer(Some(i)) = me {
+        router_cfg.first_turn = i as usize;
+    }
     let base = format!("http://{}:{port}", super::worker::probe_host(host));
     let released = {
         let plan = plan.clone();
