@@ -3,6 +3,12 @@
 //! sweep's largest request (input and output), so that a context too small for the workload
 //! (vLLM's `--max-model-len`, SGLang's `--context-length`, TensorRT-LLM's `max_seq_len`) fails
 //! here, quoting the server's refusal, and not as a sweep of 400s.
+//!
+//! With several routers, each gets one, all at once: the first router's is that full-size
+//! request (the workers behind every router are the same, and so is their limit), the others'
+//! the tiny pair, which is all it takes to find a dead or broken router. One full-size request
+//! per router, one after the other, cost as many whole generations as there are routers (64
+//! routers at osl 100 and 20 ms a token outlasted a minute's benchmark deadline).
 
 use std::time::Instant;
 
@@ -26,20 +32,32 @@ fn lengths(cfg: &BenchConfig) -> (u32, u32) {
     (isl, osl)
 }
 
-/// One canary per router, so a dead one among several is named.
+/// One canary per router, at once, so a dead one among several is named (the first in the
+/// order given, when several fail).
 pub(crate) async fn canary(cfg: &BenchConfig) -> Result<(), BenchError> {
     cfg.validate()?;
-    let client = client::build_client(1);
-    for url in cfg.parsed_request_urls()? {
-        canary_one(cfg, &client, url).await?;
-    }
-    Ok(())
+    let urls = cfg.parsed_request_urls()?;
+    let client = client::build_client(u32::try_from(urls.len()).unwrap_or(u32::MAX).max(1));
+    let tries = urls.into_iter().enumerate().map(|(i, url)| {
+        let lengths = if i == 0 {
+            lengths(cfg)
+        } else {
+            (PROMPT_TOKENS, MAX_TOKENS)
+        };
+        canary_one(cfg, &client, url, lengths)
+    });
+    futures_util::future::join_all(tries)
+        .await
+        .into_iter()
+        .collect::<Result<Vec<()>, _>>()
+        .map(drop)
 }
 
 async fn canary_one(
     cfg: &BenchConfig,
     client: &client::HttpClient,
     url: http::Uri,
+    (input_len, output_len): (u32, u32),
 ) -> Result<(), BenchError> {
     let fail = |reason: String| BenchError::Canary {
         url: url.to_string(),
@@ -54,7 +72,6 @@ async fn canary_one(
         ignore_eos: cfg.ignore_eos,
         authorization: client::bearer(cfg.api_key.as_deref()),
     };
-    let (input_len, output_len) = lengths(cfg);
     let req = workload::canary_request(cfg, input_len, output_len);
     let outcome = client::send(client, &target, 0, &req, Instant::now()).await;
     match outcome.result {

@@ -630,6 +630,44 @@ async fn canary_passes_on_a_healthy_server() {
     assert_eq!(fake.requests.load(Ordering::SeqCst), 1);
 }
 
+/// Several routers: one canary each, all at once (three servers that each take 600 ms end in
+/// well under the 1.8 s that one after the other takes), and the first dead one in order is
+/// named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_canaries_of_several_routers_go_at_once_and_name_the_dead_one() {
+    let slow = || Script {
+        stall: Duration::from_millis(600),
+        ..timed()
+    };
+    let mut servers = Vec::new();
+    for _ in 0..3 {
+        servers.push(serve(slow()).await);
+    }
+    let cfg = BenchConfig {
+        extra_urls: servers[1..].iter().map(|(u, _)| u.clone()).collect(),
+        ..config(&servers[0].0)
+    };
+    let started = std::time::Instant::now();
+    canary(&cfg).await.unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+    for (_, fake) in &servers {
+        assert_eq!(fake.requests.load(Ordering::SeqCst), 1);
+    }
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://127.0.0.1:{}", l.local_addr().unwrap().port())
+    };
+    let cfg = BenchConfig {
+        extra_urls: vec![servers[1].0.clone(), dead.clone()],
+        ..config(&servers[0].0)
+    };
+    match canary(&cfg).await {
+        Err(BenchError::Canary { url, .. }) => assert!(url.starts_with(&dead), "{url}"),
+        other => panic!("expected the dead router's canary error, got {other:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn canary_fails_on_a_refusing_port() {
     // Bind then drop: nothing listens there any more, so connecting is refused.
