@@ -806,6 +806,9 @@ fn root_cause(
     if role == RoleName::Benchmark && failures.len() == 1 {
         if stuck::has_own_router(plan) {
             failures.extend(stuck::suspects(plan));
+        } else if let Some(found) = replica::suspect(plan) {
+            // Several routers not ours: every failed request went through one of them.
+            failures.push(found);
         } else {
             let found = probe::kept(plan).map(|p| probe::suspects(&p));
             match found {
@@ -1083,6 +1086,7 @@ fn teardown(procs: &mut [Proc], exec: &mut dyn Executor, grace: Duration) {
 }
 
 pub(crate) mod probe;
+mod replica;
 pub(crate) mod stuck;
 #[cfg(test)]
 mod tests;

@@ -1038,6 +1038,64 @@ fn with_a_router_not_ours_a_worker_that_hangs_or_errs_is_found_by_probing_it() {
     }
 }
 
+/// Three routers not ours, of which the second answers `/health` (and the canary) but hangs
+/// every request after: nobody's census to ask, and every worker answers when probed, but each
+/// failed request went through that replica (`url_index` in bench/requests.jsonl) while those
+/// through the others succeeded: DISAGG_SERVER_1 is the root cause, not BENCHMARK.
+#[test]
+fn with_routers_not_ours_the_replica_every_failed_request_went_through_is_named() {
+    use std::os::unix::fs::PermissionsExt;
+    let ws = TempDir::new("replica-hang");
+    let script = ws.path().join("router.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\n# $1: disagg, $2: this replica's server config\ncase \"$2\" in\n  \
+         *server_config_1.yaml)\n    port=$(sed -n 's/^port: *//p' \"$2\")\n    \
+         exec \"$1\" sim --role both --host 127.0.0.1 --port \"$port\" --stall-after-requests 1 ;;\n  \
+         *) exec \"$1\" router --config \"$2\" ;;\nesac\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let case = CaseSpec {
+        name: "replica-hang",
+        concurrency: "[3]",
+        rounds: 3,
+        timeouts: "{worker_startup: 20s, request: 3s, benchmark: 60s, job: 120s, grace: 2s}",
+        extra: &format!(
+            "router: {{kind: command, replicas: 3, argv: [\"{}\", \"{{disagg}}\", \"{{server_config}}\"]}}\n",
+            script.display()
+        ),
+        ..Default::default()
+    }
+    .write(ws.path(), "c.yaml");
+    let r = run(&case, ws.path(), &[], &[("SKIP_PERF_CHECK", "true")]);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let dir = only_run(ws.path(), "replica-hang");
+    let status = json(&dir.join("rendezvous/status.json"));
+    assert_eq!(status["role"], "DISAGG_SERVER_1", "{}\n{status}", r.show());
+    let reason = status["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("DISAGG_SERVER_1 failed ")
+            && reason.contains("request(s) sent through it (timeout: ")
+            && reason.contains("sent through the other replicas all succeeded"),
+        "{reason}"
+    );
+    let cases = junit_cases(&dir.join("results.xml"));
+    let stayed_up = |name: &str| {
+        cases
+            .iter()
+            .find(|c| c.0 == format!("{name} stayed up"))
+            .and_then(|c| c.1.clone())
+    };
+    assert!(
+        stayed_up("DISAGG_SERVER_1").is_some_and(|f| f.starts_with("DISAGG_SERVER_1 failed ")),
+        "{cases:?}"
+    );
+    assert_eq!(stayed_up("DISAGG_SERVER_0"), None, "{cases:?}");
+    assert_eq!(stayed_up("DISAGG_SERVER_2"), None, "{cases:?}");
+    assert_nothing_left(&dir);
+}
+
 /// `timeouts.stall` with a router not ours: nobody's census to read, but the benchmark itself
 /// fails a stream that has had no byte for that long (`stalled`), the point stops at its
 /// failure budget, and the workers are probed: the hung one is named in seconds, not after the
