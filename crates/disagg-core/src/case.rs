@@ -320,6 +320,10 @@ pub struct SimEngineArgs {
     /// refused.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_auto_truncate: bool,
+    /// vLLM dialect: `--max-logprobs`, the most sample or prompt logprobs a request may ask for
+    /// (-1: the vocabulary); unset: vLLM's 20.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_logprobs: Option<i64>,
     /// Stops answering after this many requests, keeping its socket open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hang_after_requests: Option<u64>,
@@ -412,6 +416,7 @@ impl Default for SimEngineArgs {
             max_model_len: None,
             enable_chunked_prefill: false,
             allow_auto_truncate: false,
+            max_logprobs: None,
             hang_after_requests: None,
             stall_after_requests: None,
             error_on_request: Vec::new(),

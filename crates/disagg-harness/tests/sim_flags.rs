@@ -154,6 +154,12 @@ const KEYS: &[(&str, &str, Held, &str)] = &[
         "true",
     ),
     (
+        "max_logprobs",
+        "64",
+        |a| format!("{:?}", a.max_logprobs),
+        "64",
+    ),
+    (
         "disregard_ignore_eos",
         "true",
         |a| format!("{:?}", a.faults.disregard_ignore_eos),

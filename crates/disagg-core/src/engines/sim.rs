@@ -72,6 +72,9 @@ pub fn flags(a: &SimEngineArgs, request_log: &Path) -> Vec<String> {
     if let Some(v) = &a.trtllm_version {
         flag("trtllm-version", v.clone());
     }
+    if let Some(v) = a.max_logprobs {
+        flag("max-logprobs", v.to_string());
+    }
     for (name, v) in [
         ("fail-after-requests", a.fail_after_requests),
         ("max-batch-size", a.max_batch_size),
