@@ -85,7 +85,9 @@ async fn handle(
         Ok(r) => r,
         Err(e) => {
             let e = if endpoint == Endpoint::Generate {
-                e
+                // SGLang's native route answers `{"error": {"message": ...}}`, not its OpenAI
+                // routes' flat `ErrorResponse`.
+                e.in_generate_shape()
             } else {
                 e.in_engines_shape(sim.dialect())
             };

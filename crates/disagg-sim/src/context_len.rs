@@ -203,10 +203,7 @@ fn vllm(limit: u64, a: Asked) -> Result<(), Refusal> {
 
 fn sglang(limit: u64, a: Asked) -> Result<(), Refusal> {
     let refuse = |message: String| {
-        Refusal::shaped(
-            ApiError::new(400, "BadRequestError", message),
-            Shape::Envelope { param: None },
-        )
+        Refusal::shaped(ApiError::new(400, "BadRequestError", message), Shape::Flat)
     };
     if a.prompt >= limit {
         return Err(refuse(format!(
@@ -395,14 +392,15 @@ mod tests {
         assert_eq!(status, 400);
         assert_eq!(
             body,
-            serde_json::json!({"error": {
+            // SGLang's flat `ErrorResponse`.
+            serde_json::json!({"object": "error",
                 "message": "The input (16 tokens) is longer than the model's context length (16 tokens).",
-                "type": "BadRequestError", "param": null, "code": 400}})
+                "type": "BadRequestError", "param": null, "code": 400})
         );
         // A total equal to the context is refused too (`>=`).
         let (_, body) = refused(Dialect::Sglang, 16, ids(10, Some(6)));
         assert_eq!(
-            body["error"]["message"],
+            body["message"],
             "Requested token count exceeds the model's maximum context length of 16 tokens. \
              You requested a total of 16 tokens: 10 tokens from the input messages and 6 \
              tokens for the completion. Please reduce the number of tokens in the input \

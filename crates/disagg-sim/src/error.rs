@@ -35,11 +35,12 @@ pub(crate) struct Refusal {
 pub(crate) enum Shape {
     /// The sim's own: `{"error": {"message", "type", "code"}}`.
     Sim,
-    /// vLLM's and SGLang's OpenAI envelope, `param` included (null when absent):
+    /// vLLM's OpenAI envelope, `param` included (null when absent):
     /// `{"error": {"message", "type", "param", "code"}}`.
     Envelope { param: Option<&'static str> },
-    /// TensorRT-LLM's `ErrorResponse`, not wrapped:
-    /// `{"object": "error", "message", "type", "param": null, "code"}`.
+    /// TensorRT-LLM's and SGLang's `ErrorResponse`, not wrapped:
+    /// `{"object": "error", "message", "type", "param": null, "code"}` (SGLang's
+    /// `OpenAIServingBase.create_error_response`).
     Flat,
 }
 
@@ -67,7 +68,7 @@ impl Refusal {
 impl Refusal {
     /// A request refused as invalid (400), in the OpenAI layer's words of the dialect's engine:
     /// type `BadRequestError` in all three (their `create_error_response`), flat in
-    /// TensorRT-LLM's `ErrorResponse`, in the `error` envelope in vLLM's and SGLang's. A
+    /// TensorRT-LLM's and SGLang's `ErrorResponse`, in the `error` envelope in vLLM's. A
     /// refusal already in an engine's shape, and any other status, is kept.
     pub(crate) fn in_engines_shape(self, dialect: crate::Dialect) -> Self {
         if self.shape != Shape::Sim
@@ -79,10 +80,21 @@ impl Refusal {
         let mut api = self.api;
         api.kind = "BadRequestError".into();
         let shape = match dialect {
-            crate::Dialect::Trtllm => Shape::Flat,
-            crate::Dialect::Vllm | crate::Dialect::Sglang => Shape::Envelope { param: None },
+            crate::Dialect::Trtllm | crate::Dialect::Sglang => Shape::Flat,
+            crate::Dialect::Vllm => Shape::Envelope { param: None },
         };
         Self { api, shape }
+    }
+}
+
+impl Refusal {
+    /// A refusal of SGLang's native `/generate`, in the `error` envelope its `http_server`
+    /// answers there, whatever shape the check that refused it gave.
+    pub(crate) fn in_generate_shape(self) -> Self {
+        Self {
+            shape: Shape::Sim,
+            ..self
+        }
     }
 }
 

@@ -64,6 +64,11 @@ struct RawRequest {
     top_logprobs: Option<Value>,
     /// vLLM: logprobs of the prompt's tokens.
     prompt_logprobs: Option<Value>,
+    /// Completions: text after the insertion (vLLM refuses it).
+    suffix: Option<Value>,
+    /// Chat: the tools the model may call, and which.
+    tools: Option<Value>,
+    tool_choice: Option<Value>,
     /// trtllm.
     disaggregated_params: Option<DisaggregatedParams>,
     /// vllm.
@@ -365,6 +370,7 @@ pub(crate) fn parse_request(
     check_sampling(&raw, dialect, max_tokens)?;
     check_stop(raw.stop.as_ref())?;
     if dialect == Dialect::Vllm {
+        vllm_fields(&raw, endpoint)?;
         vllm_logprobs(
             &raw,
             endpoint,
@@ -670,6 +676,34 @@ fn check_stop(stop: Option<&Value>) -> Result<(), ApiError> {
             "stop: Input should be a valid string or a list of strings, got {}",
             stop.map_or_else(String::new, Value::to_string)
         )))
+    }
+}
+
+/// vLLM's refusals of fields the sim otherwise ignores, in its words: a completions `suffix`
+/// (`render_completion`), and chat's tool settings that cannot work (`check_tool_usage`).
+fn vllm_fields(raw: &RawRequest, endpoint: Endpoint) -> Result<(), ApiError> {
+    let bad = |m: &str| Err(ApiError::bad_request(m));
+    let given = |v: &Option<Value>| v.as_ref().is_some_and(|v| !v.is_null());
+    match endpoint {
+        Endpoint::Completions if given(&raw.suffix) => bad("suffix is not currently supported"),
+        Endpoint::Chat => {
+            if raw
+                .tools
+                .as_ref()
+                .is_some_and(|t| t.as_array().is_some_and(Vec::is_empty))
+            {
+                return bad(
+                    "`tools` must not be an empty array. Either provide at least one tool or omit \
+                     the field entirely.",
+                );
+            }
+            let choice = raw.tool_choice.as_ref().filter(|c| !c.is_null());
+            if choice.is_some_and(|c| c != "none") && !given(&raw.tools) {
+                return bad("When using `tool_choice`, `tools` must be set.");
+            }
+            Ok(())
+        }
+        _ => Ok(()),
     }
 }
 
@@ -1532,6 +1566,21 @@ mod model_names {
                 r#"{"prompt":"a","stop":5}"#.to_string(),
                 "stop: Input should be a valid string or a list of strings, got 5",
             ),
+            (
+                Endpoint::Completions,
+                r#"{"prompt":"a","suffix":"b"}"#.to_string(),
+                "suffix is not currently supported",
+            ),
+            (
+                Endpoint::Chat,
+                format!(r#"{{{chat},"tools":[]}}"#),
+                "`tools` must not be an empty array.",
+            ),
+            (
+                Endpoint::Chat,
+                format!(r#"{{{chat},"tool_choice":"required"}}"#),
+                "When using `tool_choice`, `tools` must be set.",
+            ),
         ] {
             let e = parse_as(endpoint, &body, None).expect_err(&body);
             assert_eq!(e.api.status, 400, "{body}");
@@ -1583,6 +1632,16 @@ mod model_names {
             (
                 Endpoint::Completions,
                 r#"{"prompt":"a","stop":"x"}"#.into(),
+                None,
+            ),
+            (
+                Endpoint::Completions,
+                r#"{"prompt":"a","suffix":null}"#.into(),
+                None,
+            ),
+            (
+                Endpoint::Chat,
+                format!(r#"{{{chat},"tool_choice":"none"}}"#),
                 None,
             ),
         ] {

@@ -28,10 +28,11 @@ async fn a_prompt_over_the_limit_gets_each_engines_400_and_body() {
         ),
         (
             "sglang",
-            json!({"error": {
+            // SGLang's flat `ErrorResponse` (`create_error_response`).
+            json!({"object": "error",
                 "message": "The input (30 tokens) is longer than the model's context length \
                     (16 tokens).",
-                "type": "BadRequestError", "param": null, "code": 400}}),
+                "type": "BadRequestError", "param": null, "code": 400}),
         ),
         (
             "trtllm",

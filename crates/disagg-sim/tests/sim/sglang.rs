@@ -472,3 +472,41 @@ async fn generate_is_sglangs_and_names_what_is_missing() {
     let msg = reply["error"]["message"].as_str().unwrap_or_default();
     assert!(msg.contains("maximum context length of 8"), "{reply}");
 }
+
+/// SGLang's OpenAI routes refuse in its flat `ErrorResponse` (`create_error_response`), its
+/// native `/generate` in the `error` envelope: a client or router that reads `message` at the
+/// top reads it from the sim as from SGLang.
+#[tokio::test]
+async fn refusals_come_in_sglangs_shapes() {
+    let both = sim("both", &["--max-model-len", "8"]).await;
+    for (path, body) in [
+        (
+            "/v1/completions",
+            r#"{"model": "m", "prompt": "a", "max_tokens": 0}"#,
+        ),
+        (
+            "/v1/completions",
+            r#"{"model": "m", "prompt": "a b c d e f g h i j", "max_tokens": 2}"#,
+        ),
+    ] {
+        let (status, reply) = both.post_raw(path, body).await;
+        assert_eq!(status, 400, "{reply}");
+        assert_eq!(
+            (&reply["object"], &reply["type"], &reply["code"]),
+            (&json!("error"), &json!("BadRequestError"), &json!(400)),
+            "{body}: {reply}"
+        );
+        assert!(
+            reply["message"].is_string() && reply.get("error").is_none(),
+            "{reply}"
+        );
+    }
+    let (status, reply) = both
+        .post_raw(
+            "/generate",
+            r#"{"text": "a b c d e f g h i j", "sampling_params": {"max_new_tokens": 2}}"#,
+        )
+        .await;
+    assert_eq!(status, 400, "{reply}");
+    assert!(reply["error"]["message"].is_string(), "{reply}");
+}
