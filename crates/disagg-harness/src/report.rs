@@ -195,6 +195,22 @@ pub fn junit(
         tc.set_classname(classname.clone());
         suite.add_test_case(tc);
     }
+    // Interrupted once every point was measured: nothing above fails, yet the run did not end
+    // as planned (no teardown, no verdict of its own), and a CI page must not read green.
+    if outcome.result == RunResult::Interrupted && missing.is_empty() && !points.is_empty() {
+        let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+        if let TestCaseStatus::NonSuccess { message, ty, .. } = &mut s {
+            *message = Some(
+                "the run was interrupted after its last point, before it ended: its results \
+                 are not valid (results.json)"
+                    .into(),
+            );
+            *ty = Some("INTERRUPTED".into());
+        }
+        let mut tc = TestCase::new("run", s);
+        tc.set_classname(classname.clone());
+        suite.add_test_case(tc);
+    }
     if points.is_empty() && missing.is_empty() {
         let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
         if let TestCaseStatus::NonSuccess { message, ty, .. } = &mut s {

@@ -178,3 +178,33 @@ fn a_run_checked_against_its_own_csv_passes_and_the_csv_has_trtllms_layout() {
     );
     assert!(!check.contains("not measured"), "{check}");
 }
+
+/// Interrupted after its last point, before it ended: every point measured, every role up,
+/// yet no green page: a failing `run` testcase says it was interrupted, and the exit code is
+/// the signal's.
+#[test]
+fn a_run_interrupted_after_its_last_point_is_no_green_junit() {
+    let run = RunDir::new("interrupted-late");
+    // Every point quickstart.yaml plans (`concurrency: [1, 8]`).
+    let concurrencies = run.plan.benchmark.concurrency.clone().unwrap_or_default();
+    assert_eq!(concurrencies, [1, 8]);
+    let points: Vec<_> = concurrencies.iter().map(|&c| point(c, 10.0)).collect();
+    run.write_results(&points);
+    let mut outcome = passed();
+    outcome.result = disagg_harness::outcome::RunResult::Interrupted;
+    assert_eq!(run.finish(&outcome, None), disagg_core::exit::INTERRUPTED);
+    let cases = junit_cases(&run.path().join("results.xml"));
+    let r = cases
+        .iter()
+        .find(|c| c.name == "run")
+        .expect("a run testcase");
+    assert_eq!(r.failure_type.as_deref(), Some("INTERRUPTED"), "{cases:?}");
+    assert!(
+        r.message
+            .as_deref()
+            .unwrap()
+            .contains("interrupted after its last point"),
+        "{cases:?}"
+    );
+    assert_jenkins_valid(&run.path().join("results.xml"));
+}
