@@ -112,7 +112,8 @@ impl AppState {
             eject_after,
         )
         .stalled_after(cfg.stall_timeout)
-        .first_turn(cfg.first_turn);
+        .first_turn(cfg.first_turn)
+        .breaker(cfg.request_failures, cfg.ejection_cooldown);
         let decode = WorkerGroup::new(
             Leg::Generation,
             decode_workers,
@@ -120,7 +121,8 @@ impl AppState {
             eject_after,
         )
         .stalled_after(cfg.stall_timeout)
-        .first_turn(cfg.first_turn);
+        .first_turn(cfg.first_turn)
+        .breaker(cfg.request_failures, cfg.ejection_cooldown);
         Ok(Self(Arc::new(Inner {
             cfg: Arc::new(cfg),
             client,
@@ -308,18 +310,25 @@ async fn read_body(
 
 /// Model metadata comes from a healthy generation worker, which is what clients talk to in
 /// effect; it is passed through as is.
-async fn models(State(state): State<AppState>) -> Response {
-    pass_through(&state, Leg::Generation, "/v1/models").await
+async fn models(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    pass_through(&state, Leg::Generation, "/v1/models", &headers).await
 }
 
 /// SGLang's `/get_model_info`, from a healthy context worker (as SGLang's PD routers ask the
 /// first prefill server), passed through as is.
-async fn model_info(State(state): State<AppState>) -> Response {
-    pass_through(&state, Leg::Context, "/get_model_info").await
+async fn model_info(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    pass_through(&state, Leg::Context, "/get_model_info", &headers).await
 }
 
-/// `GET path` of a healthy worker of `leg`, its answer passed through as is.
-async fn pass_through(state: &AppState, leg: Leg, path: &'static str) -> Response {
+/// `GET path` of a healthy worker of `leg`, its answer passed through as is; the client's
+/// `Authorization` goes along, as on the completions (a worker started with an API key
+/// refuses the path without it).
+async fn pass_through(
+    state: &AppState,
+    leg: Leg,
+    path: &'static str,
+    headers: &HeaderMap,
+) -> Response {
     let out = async {
         let inner = &state.0;
         let group = inner.group(leg);
@@ -337,7 +346,8 @@ async fn pass_through(state: &AppState, leg: Leg, path: &'static str) -> Respons
             at: Instant::now() + MODELS_TIMEOUT.min(inner.cfg.request_timeout),
         };
         let t = inner.target(leg, &worker.url, deadline);
-        let resp = upstream::get(&inner.client, t, path).await?;
+        let authorization = headers.get(header::AUTHORIZATION);
+        let resp = upstream::get(&inner.client, t, path, authorization).await?;
         let opened = relay::open(t, resp).await?;
         let keep = Keep {
             leases: Vec::new(),

@@ -49,6 +49,7 @@ fn group(g: &WorkerGroup) -> Value {
                 "in_flight": w.in_flight(),
                 "in_flight_tokens": w.in_flight_tokens(),
                 "consecutive_failures": w.failures(),
+                "consecutive_failed_requests": w.request_failures(),
                 "requests": w.requests(),
                 "errors": w.errors(),
                 "stalled_ms": w.stalled_for().as_millis() as u64,

@@ -51,6 +51,14 @@ pub const DEFAULT_EJECT_AFTER: NonZeroU32 = NonZeroU32::new(2).expect("2 is not 
 /// behind a queue of others; short next to the minutes a hung engine holds requests.
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Consecutive failed requests that eject a worker whatever its `/health` says: enough that a
+/// few unlucky requests do not take a working worker out, few enough that one which answers
+/// `/health` but hangs or fails every request stops getting them.
+pub const DEFAULT_REQUEST_FAILURES: u32 = 5;
+
+/// How long a worker ejected by failed requests stays out before a passing probe may readmit it.
+pub const DEFAULT_EJECTION_COOLDOWN: Duration = Duration::from_secs(30);
+
 pub use disagg_shards::{MAX_DEFAULT_THREADS, default_threads};
 
 /// Where the router listens when neither `--config` nor `--host`/`--port` say otherwise
@@ -141,6 +149,17 @@ pub struct RouterArgs {
     /// worker keeps using it. `/workers` shows it as `stalled`. 0s turns this off.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
     pub stall_timeout: Duration,
+    /// Consecutive requests that failed at a worker (a 5xx, a broken or unusable answer, one of
+    /// its deadlines; not a 4xx, which is the request's own fault) that eject it for
+    /// --ejection-cooldown, whatever its `/health` answers: a worker whose `/health` passes
+    /// while it hangs or fails its requests stops getting them. An answered request starts the
+    /// count again. 0: never.
+    #[arg(long, default_value_t = DEFAULT_REQUEST_FAILURES)]
+    pub request_failures: u32,
+    /// How long a worker ejected by --request-failures stays out; then a passing `/health` probe
+    /// readmits it, and one more failed request ejects it again.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    pub ejection_cooldown: Duration,
     #[command(flatten)]
     pub serving: disagg_shards::ServingThreads,
     /// TensorRT-LLM dialect: sign each generation request's protected hand-off fields with this
@@ -210,6 +229,10 @@ pub struct RouterConfig {
     pub eject_after: NonZeroU32,
     /// See [`DEFAULT_STALL_TIMEOUT`]; zero: off.
     pub stall_timeout: Duration,
+    /// See [`DEFAULT_REQUEST_FAILURES`]; zero: off.
+    pub request_failures: u32,
+    /// See [`DEFAULT_EJECTION_COOLDOWN`].
+    pub ejection_cooldown: Duration,
     /// Where each group's round robin (and the other policies' tie-breaks) starts: 0 for one
     /// router; replica `i` of several takes `i`, so that routers fed in turn by one client do
     /// not all send their `j`th request to the same worker at once.
@@ -271,6 +294,8 @@ impl RouterConfig {
             health_interval: DEFAULT_HEALTH_INTERVAL,
             eject_after: DEFAULT_EJECT_AFTER,
             stall_timeout: DEFAULT_STALL_TIMEOUT,
+            request_failures: DEFAULT_REQUEST_FAILURES,
+            ejection_cooldown: DEFAULT_EJECTION_COOLDOWN,
             first_turn: 0,
             threads: default_threads(),
             internal_request_auth_key: None,
@@ -430,6 +455,8 @@ impl RouterArgs {
         cfg.health_interval = self.health_interval;
         cfg.eject_after = self.eject_after;
         cfg.stall_timeout = self.stall_timeout;
+        cfg.request_failures = self.request_failures;
+        cfg.ejection_cooldown = self.ejection_cooldown;
         if let Some(n) = self.serving.threads {
             cfg.threads = n;
         }

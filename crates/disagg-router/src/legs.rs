@@ -125,6 +125,7 @@ where
             ProxyError::Rejected { .. } | ProxyError::RouterExhausted { .. }
         ) {
             group.record_error(worker, &error);
+            group.record_request_failure(worker, &error);
         }
         if error.is_unreachable() {
             group.record_failure(worker, &error);
@@ -158,7 +159,7 @@ where
         async move {
             match answer.await {
                 Ok(v) => {
-                    group.record_success(i, "it answered a request");
+                    group.record_answer(i);
                     Ok((lease, v))
                 }
                 Err(error) => Err(Failed {

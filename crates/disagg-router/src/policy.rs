@@ -34,6 +34,8 @@ pub(crate) struct WorkerGroup {
     /// A worker stalled this long gets no new request while another is not stalled (`None`:
     /// never).
     stall_after: Option<Duration>,
+    /// Failed requests in a row that eject a worker, and for how long (`None`: never).
+    breaker: Option<(u32, Duration)>,
     /// Round-robin position; also rotates tie-breaks in the other policies.
     next: AtomicUsize,
     pub retries: AtomicU64,
@@ -49,10 +51,42 @@ impl WorkerGroup {
             policy,
             eject_after,
             stall_after: None,
+            breaker: None,
             next: AtomicUsize::new(0),
             retries: AtomicU64::new(0),
             ejections: AtomicU64::new(0),
             readmissions: AtomicU64::new(0),
+        }
+    }
+
+    /// Workers at which `after` requests in a row failed are ejected for `cooldown`, whatever
+    /// their probes say; `after` 0: never.
+    pub fn breaker(mut self, after: u32, cooldown: Duration) -> Self {
+        self.breaker = (after > 0).then_some((after, cooldown));
+        self
+    }
+
+    /// A request worker `i` answered: its failed requests' count starts again.
+    pub fn record_answer(&self, i: usize) {
+        self.workers[i].answered();
+        self.record_success(i, "it answered a request");
+    }
+
+    /// A request failed at worker `i` (its fault, not the request's): ejected, `why` logged,
+    /// once enough failed in a row.
+    pub fn record_request_failure(&self, i: usize, why: &dyn std::fmt::Display) {
+        let Some((after, cooldown)) = self.breaker else {
+            return;
+        };
+        if self.workers[i].record_request_failure(after, cooldown) == Transition::Ejected {
+            self.ejections.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                "{} worker {} ejected for {:?} after {after} failed request(s) in a row, whatever \
+                 its /health says: {why}",
+                self.leg,
+                self.workers[i].url,
+                cooldown
+            );
         }
     }
 
@@ -128,7 +162,12 @@ impl WorkerGroup {
                             w.stalled_for().as_secs_f64()
                         );
                     } else {
-                        tracing::info!("{} worker {} progresses again", self.leg, w.url);
+                        tracing::info!(
+                            "{} worker {} is no longer stalled (it progressed, or its stalled \
+                             requests ended)",
+                            self.leg,
+                            w.url
+                        );
                     }
                 }
                 stalled

@@ -137,8 +137,12 @@ pub(crate) async fn get(
     client: &HttpClient,
     t: Target<'_>,
     path: &str,
+    authorization: Option<&HeaderValue>,
 ) -> Result<WorkerResponse, ProxyError> {
-    let request = http::Request::get(worker_uri(t, path)?);
+    let mut request = http::Request::get(worker_uri(t, path)?);
+    if let Some(key) = authorization {
+        request = request.header(http::header::AUTHORIZATION, key);
+    }
     send(client, request, Frames::empty(), t).await
 }
 

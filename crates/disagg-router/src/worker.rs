@@ -24,6 +24,10 @@ pub(crate) struct Worker {
     healthy: AtomicBool,
     /// Consecutive failed probes or connections; reset by any success.
     failures: AtomicU32,
+    /// Consecutive requests that failed at it; reset by an answered one.
+    request_failures: AtomicU32,
+    /// [`now_ms`] until which an ejection for failed requests holds, whatever a probe says.
+    out_until_ms: AtomicU64,
     /// TensorRT-LLM: whether this (context) worker takes a `disagg_request_id`, as learnt from
     /// its `/version`: a [`VersionTake`] as a `u8`, read lock-free by every context request.
     disagg_ids: AtomicU8,
@@ -99,6 +103,8 @@ impl Worker {
             // Optimistic: the first probe runs at once, and until then requests are the probe.
             healthy: AtomicBool::new(true),
             failures: AtomicU32::new(0),
+            request_failures: AtomicU32::new(0),
+            out_until_ms: AtomicU64::new(0),
             disagg_ids: AtomicU8::new(VersionTake::Pending.as_u8()),
             version_asks: AtomicU64::new(0),
             version_turn: tokio::sync::Mutex::new(()),
@@ -204,8 +210,43 @@ impl Worker {
         }
     }
 
-    /// A probe passed (or a request got an answer): the worker is back, if it was out.
+    /// Consecutive requests that failed at it.
+    pub fn request_failures(&self) -> u32 {
+        self.request_failures.load(Ordering::Relaxed)
+    }
+
+    /// A request it answered: the count of failed ones starts again.
+    pub fn answered(&self) {
+        if self.request_failures.load(Ordering::Relaxed) != 0 {
+            self.request_failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// A request failed at it; `after` in a row eject it for `cooldown`, probes or not. Once
+    /// readmitted the count stands, so one more failure ejects it again (until an answer).
+    pub fn record_request_failure(&self, after: u32, cooldown: Duration) -> Transition {
+        let n = self
+            .request_failures
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
+        if n < after {
+            return Transition::None;
+        }
+        let until = now_ms().saturating_add(cooldown.as_millis() as u64);
+        self.out_until_ms.store(until, Ordering::Relaxed);
+        if self.healthy.swap(false, Ordering::Relaxed) {
+            Transition::Ejected
+        } else {
+            Transition::None
+        }
+    }
+
+    /// A probe passed (or a request got an answer): the worker is back, if it was out and no
+    /// ejection for failed requests still holds.
     pub fn record_success(&self) -> Transition {
+        if now_ms() < self.out_until_ms.load(Ordering::Relaxed) {
+            return Transition::None;
+        }
         self.failures.store(0, Ordering::Relaxed);
         if self.healthy.swap(true, Ordering::Relaxed) {
             Transition::None
@@ -252,6 +293,36 @@ impl Drop for Lease {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Failed requests in a row eject a worker for the cooldown whatever its probes say; then a
+    /// probe readmits it, and one more failure ejects it again, until a request is answered.
+    #[test]
+    fn failed_requests_eject_for_the_cooldown_whatever_the_probes_say() {
+        let w = Worker::new("a".into(), None);
+        let cooldown = Duration::from_millis(60);
+        assert_eq!(w.record_request_failure(3, cooldown), Transition::None);
+        assert_eq!(w.record_request_failure(3, cooldown), Transition::None);
+        w.answered();
+        assert_eq!(w.request_failures(), 0, "an answer starts the count again");
+        for _ in 0..2 {
+            assert_eq!(w.record_request_failure(3, cooldown), Transition::None);
+        }
+        assert_eq!(w.record_request_failure(3, cooldown), Transition::Ejected);
+        assert!(!w.is_healthy());
+        assert_eq!(
+            w.record_success(),
+            Transition::None,
+            "a probe within the cooldown"
+        );
+        assert!(!w.is_healthy());
+        std::thread::sleep(cooldown + Duration::from_millis(10));
+        assert_eq!(w.record_success(), Transition::Readmitted);
+        assert_eq!(
+            w.record_request_failure(3, cooldown),
+            Transition::Ejected,
+            "half open: one more failure"
+        );
+    }
 
     #[test]
     fn leases_count_while_held() {

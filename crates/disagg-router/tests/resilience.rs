@@ -192,6 +192,71 @@ async fn a_stalled_worker_is_passed_over_while_another_is_not() {
         .unwrap();
 }
 
+/// A generation worker that answers `/health` but fails every request (500s here; a hung one
+/// hitting its deadlines alike) is ejected after `--request-failures` of them in a row, and its
+/// passing probes do not let it back before `--ejection-cooldown`: requests stop paying a retry
+/// on it. The census shows it ejected, with its failed requests counted.
+#[tokio::test]
+async fn a_worker_failing_every_request_is_ejected_however_its_health_answers() {
+    let ctx = fake("ctx").start().await;
+    let broken = fake("broken")
+        .generation(Gen::Status(StatusCode::INTERNAL_SERVER_ERROR))
+        .start()
+        .await;
+    let good = fake("good").start().await;
+    let mut cfg = config(&[&ctx], &[&broken, &good]);
+    cfg.request_failures = 2;
+    cfg.ejection_cooldown = Duration::from_secs(60);
+    cfg.health_interval = Duration::from_millis(50);
+    let url = router(cfg).await;
+    for _ in 0..4 {
+        assert_eq!(post(&url, &completion(false)).await.status(), 200);
+    }
+    let state = worker_state(&url, "decode", &broken.url).await;
+    assert_eq!(state["state"], "ejected", "{state}");
+    assert_eq!(state["consecutive_failed_requests"], 2, "{state}");
+    let tried = broken.bodies().len();
+    assert_eq!(tried, 2, "ejected after two");
+    // Its /health passes every 50 ms: it stays out for the cooldown, and gets nothing.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..4 {
+        assert_eq!(post(&url, &completion(false)).await.status(), 200);
+    }
+    assert_eq!(
+        broken.bodies().len(),
+        tried,
+        "a request went to the ejected worker"
+    );
+    assert_eq!(
+        worker_state(&url, "decode", &broken.url).await["state"],
+        "ejected"
+    );
+    let metrics = metrics_text(&url).await;
+    assert!(
+        metrics.contains("disagg_router_ejections_total{leg=\"generation\"} 1"),
+        "{metrics}"
+    );
+}
+
+/// `/v1/models` carries the client's `Authorization` to the worker, as the completions do: a
+/// worker started with an API key refused it without.
+#[tokio::test]
+async fn models_carries_the_clients_authorization() {
+    let ctx = fake("ctx").start().await;
+    let generation = fake("gen").start().await;
+    let url = router(config(&[&ctx], &[&generation])).await;
+    let resp = reqwest::Client::new()
+        .get(format!("{url}/v1/models"))
+        .header("authorization", "Bearer sekret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = generation.seen();
+    let models = seen.iter().find(|s| s.path == "/v1/models").expect("asked");
+    assert_eq!(models.authorization.as_deref(), Some("Bearer sekret"));
+}
+
 /// A generation worker that took the request and died before answering may have pulled the
 /// context's KV, which the context worker then frees: the same hand-off is not sent to another
 /// worker (there it would fail as the client's fault, or read freed blocks), and the client

@@ -64,8 +64,8 @@ pub(super) async fn flow(
             let resp = merged(state, deadline, &d_lease, opened, prefill)
                 .await
                 .map_err(failed)?;
-            state.prefill.record_success(pi, "it answered a request");
-            state.decode.record_success(di, "it answered a request");
+            state.prefill.record_answer(pi);
+            state.decode.record_answer(di);
             return Ok(resp);
         }
         if req.return_logprob() {
@@ -75,8 +75,8 @@ pub(super) async fn flow(
                 Prefill::Done(b) => b,
                 Prefill::Running(f) => f.await.map_err(|e| failed((Leg::Context, e)))?,
             };
-            state.prefill.record_success(pi, "it answered a request");
-            state.decode.record_success(di, "it answered a request");
+            state.prefill.record_answer(pi);
+            state.decode.record_answer(di);
             let rows = first_input_logprobs(&prefill);
             let opened = opened.rewrite_events(move |event| merge_event(event, &rows));
             let worker = d_lease.url().to_string();
@@ -86,8 +86,8 @@ pub(super) async fn flow(
             };
             return Ok(relay::respond(opened, &worker, true, keep, &state.metrics));
         }
-        state.prefill.record_success(pi, "it answered a request");
-        state.decode.record_success(di, "it answered a request");
+        state.prefill.record_answer(pi);
+        state.decode.record_answer(di);
         let worker = d_lease.url().to_string();
         let companion = match prefill {
             Prefill::Done(_) => None,

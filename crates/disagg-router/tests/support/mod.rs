@@ -291,7 +291,23 @@ fn refuses_disagg_ids(version: Option<&str>) -> bool {
     (n.next().unwrap_or(0), n.next().unwrap_or(0)) < (1, 3)
 }
 
-async fn models() -> axum::Json<Value> {
+async fn models(
+    State(fake): State<Arc<Fake>>,
+    headers: axum::http::HeaderMap,
+) -> axum::Json<Value> {
+    if fake.record {
+        fake.seen.lock().unwrap().push(Seen {
+            path: "/v1/models".into(),
+            body: Value::Null,
+            request_id: None,
+            auth: None,
+            authorization: headers
+                .get("authorization")
+                .map(|v| v.to_str().unwrap().to_string()),
+            content_length: None,
+            transfer_encoding: None,
+        });
+    }
     axum::Json(json!({"object": "list", "data": [{"id": "fake-model", "object": "model"}]}))
 }
 
