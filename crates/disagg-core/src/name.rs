@@ -39,7 +39,10 @@ impl ConfigName {
     }
 
     /// The name the pattern gives a case:
-    /// `[<gpu>_]<model>-<precision>_<ISL>k<OSL>k[_con<C>]_ctx<N>[_<ctx-par>]_gen<M>_<gen-par>_eplb<E>_mtp<T>_ccb-<UCX|NIXL>`.
+    /// `[<gpu>_]<model>-<precision>_<ISL>k<OSL>k[_con<C>]_ctx<N>[_<ctx-par>]_gen<M>_<gen-par>_eplb<E>_mtp<T>_ccb-<UCX|NIXL>[_routers<R>]`,
+    /// the last part with several router replicas only (TensorRT-LLM's pattern has one router):
+    /// a case measured through 1 and through 3 routers is two configs, with their own runs and
+    /// baseline rows.
     /// Characters outside the safe set are replaced by `-`. The error (a name too long, or
     /// nothing left of it) says why no folder name could be derived; the case must then set
     /// `name`, since a fallback shared by several cases would mix their runs and baselines.
@@ -76,6 +79,9 @@ impl ConfigName {
             CacheTransceiver::Ucx => "_ccb-UCX",
             CacheTransceiver::Nixl => "_ccb-NIXL",
         });
+        if case.router.replicas > 1 {
+            s.push_str(&format!("_routers{}", case.router.replicas));
+        }
         let safe: String = s
             .chars()
             .map(|c| {

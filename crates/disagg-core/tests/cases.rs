@@ -39,6 +39,12 @@ fn a_minimal_case_takes_defaults_and_derives_its_name() {
     );
     assert_eq!(c.case.env.worker_unset, vec!["UCX_TLS".to_string()]);
     assert_eq!(c.case.benchmark.rounds, 4);
+    // Several routers are another config: their own folder, runs and baseline rows.
+    let c = parse(&format!("{text}router: {{replicas: 3}}\n")).unwrap();
+    assert_eq!(
+        c.config_name.as_str(),
+        "llama-3.1-8b-bf16_1k1k_con64_ctx1_gen2_dep4_eplb0_mtp0_ccb-UCX_routers3"
+    );
 }
 
 struct Bad {
