@@ -109,6 +109,8 @@ fn one() -> usize {
 pub struct ServerConfig {
     #[serde(default = "default_hostname")]
     pub hostname: String,
+    /// 8000 when absent, as `trtllm-serve disaggregated` takes it.
+    #[serde(default = "default_port")]
     pub port: u16,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<String>,
@@ -125,6 +127,10 @@ fn default_hostname() -> String {
     "localhost".to_string()
 }
 
+fn default_port() -> u16 {
+    8000
+}
+
 /// A `server_config.yaml` that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerConfigError {
@@ -138,6 +144,11 @@ pub enum ServerConfigError {
     },
     #[error("{group}.urls is empty; list at least one host:port")]
     Empty { group: &'static str },
+    #[error(
+        "{group}.urls lists {url} twice; list each server once (as trtllm-serve disaggregated \
+         refuses a duplicated server)"
+    )]
+    Duplicate { group: &'static str, url: String },
 }
 
 impl ServerConfig {
@@ -166,6 +177,17 @@ impl ServerConfig {
                     urls: g.urls.len(),
                 });
             }
+            if let Some((_, url)) = g
+                .urls
+                .iter()
+                .enumerate()
+                .find(|(i, u)| g.urls[..*i].contains(u))
+            {
+                return Err(ServerConfigError::Duplicate {
+                    group,
+                    url: url.clone(),
+                });
+            }
         }
         Ok(())
     }
@@ -174,6 +196,23 @@ impl ServerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `port` defaults to 8000, as trtllm-serve takes it; a server listed twice is refused.
+    #[test]
+    fn port_defaults_and_duplicates_are_refused() {
+        let groups = |ctx: &str| {
+            format!(
+                "context_servers: {{num_instances: 2, urls: [{ctx}]}}\n\
+                 generation_servers: {{num_instances: 1, urls: [\"g:2\"]}}\n"
+            )
+        };
+        let cfg = ServerConfig::from_yaml(&groups("\"a:1\", \"b:1\"")).unwrap();
+        assert_eq!(cfg.port, 8000);
+        let e = ServerConfig::from_yaml(&groups("\"a:1\", \"a:1\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("context_servers.urls lists a:1 twice"), "{e}");
+    }
 
     #[test]
     fn reads_the_documented_format() {

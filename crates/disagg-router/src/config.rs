@@ -313,6 +313,16 @@ impl RouterConfig {
     /// other. Every request would otherwise fail with a 502 or 503 that hides the cause.
     pub fn validate(&self) -> Result<(), RouterError> {
         for (flag, urls) in [("prefill", &self.prefill), ("decode", &self.decode)] {
+            if let Some((_, url)) = urls
+                .iter()
+                .enumerate()
+                .find(|(i, u)| urls[..*i].contains(u))
+            {
+                return Err(RouterError::Limits(format!(
+                    "--{flag} {url} is given twice: give each worker once (twice, it would get \
+                     twice its share and count as two workers)"
+                )));
+            }
             for url in urls {
                 check_worker_url(url).map_err(|why| RouterError::WorkerUrl {
                     flag,
@@ -328,6 +338,13 @@ impl RouterConfig {
                     url: self.prefill.get(i).cloned().unwrap_or_default(),
                 });
             }
+        }
+        if self.health_interval < Duration::from_millis(10) {
+            return Err(RouterError::Limits(format!(
+                "--health-interval {:?} would probe every worker without pause; give at least \
+                 10ms (5s by default)",
+                self.health_interval
+            )));
         }
         let copies = crate::app::COPIES;
         if self.max_inflight_body_bytes / copies < self.max_body_bytes {
@@ -732,6 +749,38 @@ mod args_tests {
             .into_config()
             .unwrap();
         assert_eq!(cfg.threads, 0);
+    }
+
+    /// A worker given twice (`a:1` and `http://a:1` are one) and a probe interval of nothing are
+    /// refused at start, each naming its flag.
+    #[test]
+    fn a_worker_given_twice_and_a_zero_health_interval_are_refused() {
+        let e = args(&[
+            "--prefill",
+            "a:1",
+            "--decode",
+            "c:3",
+            "--decode",
+            "http://c:3",
+        ])
+        .unwrap()
+        .into_config()
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--decode http://c:3 is given twice"), "{e}");
+        let e = args(&[
+            "--prefill",
+            "a:1",
+            "--decode",
+            "c:3",
+            "--health-interval",
+            "0s",
+        ])
+        .unwrap()
+        .into_config()
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--health-interval 0ns"), "{e}");
     }
 
     #[test]
