@@ -481,7 +481,10 @@ impl RouterArgs {
             cfg.internal_request_auth_key = Some(key);
         }
         cfg.disagg_request_id = self.disagg_request_id;
-        cfg.validate()?;
+        match &self.config {
+            Some(path) => cfg.validate().map_err(|e| e.in_file(path))?,
+            None => cfg.validate()?,
+        }
         Ok(cfg)
     }
 }
@@ -787,6 +790,32 @@ mod args_tests {
     fn workers_are_required_without_config() {
         assert!(args(&["--prefill", "a:1"]).is_err());
         assert!(args(&["--config", "x.yaml", "--prefill", "a:1"]).is_err());
+    }
+
+    /// A worker URL the router cannot use, from server_config.yaml: the error names the file
+    /// and its key, not a flag the user never typed.
+    #[test]
+    fn a_bad_url_in_the_config_file_is_said_with_the_file_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server_config.yaml");
+        std::fs::write(
+            &path,
+            "context_servers: {urls: [\"https://127.0.0.1:1\"]}\n\
+             generation_servers: {urls: [\"127.0.0.1:2\"]}\n",
+        )
+        .unwrap();
+        let e = args(&["--config", path.to_str().unwrap()])
+            .unwrap()
+            .into_config()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!(
+                "{}: key context_servers.urls: https://127.0.0.1:1: https is not supported",
+                path.display()
+            )) && !e.contains("--prefill"),
+            "{e}"
+        );
     }
 
     /// TensorRT-LLM takes one instance when a group leaves `num_instances` out.

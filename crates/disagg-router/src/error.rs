@@ -57,6 +57,33 @@ pub enum RouterError {
 }
 
 impl RouterError {
+    /// A worker's URL refused as it came from `path` (`server_config.yaml`), not from a flag:
+    /// said with the file and its key, which is what the user wrote.
+    pub fn in_file(self, path: &std::path::Path) -> Self {
+        let group = |flag: &str| {
+            if flag == "prefill" {
+                "context_servers"
+            } else {
+                "generation_servers"
+            }
+        };
+        match self {
+            RouterError::WorkerUrl { flag, url, why } => RouterError::Limits(format!(
+                "{}: key {}.urls: {url}: {why}\nhint: write each server as host:port (an SGLang \
+                 prefill as host:port@BOOTSTRAP_PORT, with --dialect sglang)",
+                path.display(),
+                group(flag)
+            )),
+            RouterError::BootstrapNotSglang { dialect, url } => RouterError::Limits(format!(
+                "{}: key context_servers.urls: {url} carries a bootstrap port (`@PORT`), but the \
+                 {dialect} dialect has none\nhint: bootstrap ports are SGLang's: drop `@PORT` from \
+                 the file (and --bootstrap-port), or use --dialect sglang",
+                path.display()
+            )),
+            other => other,
+        }
+    }
+
     /// A mistake in the flags or the config file (exit 2), not a failure while serving.
     pub fn is_usage(&self) -> bool {
         matches!(
