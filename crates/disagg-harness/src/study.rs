@@ -208,6 +208,14 @@ pub fn load_any(path: &Path, workspace: &Path) -> Result<Report, String> {
         ));
     }
     let config = path.display().to_string();
+    // A config name holds no `/` (nor is `.` or `..`): this is a path, and there is nothing at it.
+    if config.contains('/') || config == "." || config == ".." {
+        return Err(format!(
+            "{config}: no such run folder, sweep folder or file\nhint: PATH is a run folder (e.g. \
+             $WORKSPACE/disagg_logs/<config>/latest), a sweep folder, or a config name with runs \
+             in the store"
+        ));
+    }
     let mut store =
         disagg_store::Store::open_default_existing(workspace).map_err(|e| e.to_string())?;
     load_history(&mut store, &config)

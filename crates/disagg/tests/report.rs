@@ -391,3 +391,33 @@ fn compare_prints_two_runs_side_by_side() {
         r.show()
     );
 }
+
+/// A path that is not there is said to be a missing path, not a config with no runs in a store
+/// nobody asked about.
+#[test]
+fn a_report_of_a_path_that_is_not_there_says_so() {
+    let dir = TempDir::new("report-missing");
+    let missing = dir.path().join("no/such/run");
+    let out = dir.path().join("r.html");
+    let r = disagg(
+        &[
+            "report",
+            missing.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--workspace",
+            dir.path().join("ws").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(r.code(), 2, "{}", r.show());
+    assert!(
+        r.stderr().contains(&format!(
+            "{}: no such run folder, sweep folder or file",
+            missing.display()
+        )) && !r.stderr().contains("results store"),
+        "{}",
+        r.show()
+    );
+    assert!(!out.exists());
+}
