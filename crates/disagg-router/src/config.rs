@@ -133,9 +133,10 @@ pub struct RouterArgs {
     pub first_byte_timeout: Option<Duration>,
     /// Retries of failed connections and 5xx answers, each on another worker (a generation
     /// request carrying a KV hand-off is not sent again once its connection broke after it went
-    /// out: the worker may have pulled the KV).
-    #[arg(long, default_value_t = DEFAULT_MAX_RETRIES)]
-    pub max_retries: u32,
+    /// out: the worker may have pulled the KV). Default: server_config.yaml's top-level
+    /// `max_retries` (TensorRT-LLM's key), else 2.
+    #[arg(long)]
+    pub max_retries: Option<u32>,
     /// Interval between active `/health` probes of every worker.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
     pub health_interval: Duration,
@@ -268,6 +269,10 @@ impl RouterConfig {
         out.prefill_policy = policy_for("context_servers", &cfg.context_servers);
         out.decode_policy = policy_for("generation_servers", &cfg.generation_servers);
         out.internal_request_auth_key = cfg.internal_request_auth_key.clone();
+        // TensorRT-LLM's disaggregated server reads a top-level `max_retries` too.
+        if let Some(n) = cfg.other.get("max_retries").and_then(|v| v.as_u64()) {
+            out.max_retries = u32::try_from(n).unwrap_or(u32::MAX);
+        }
         out
     }
 
@@ -468,7 +473,9 @@ impl RouterArgs {
         cfg.connect_timeout = self.connect_timeout;
         cfg.context_timeout = self.context_timeout;
         cfg.first_byte_timeout = self.first_byte_timeout;
-        cfg.max_retries = self.max_retries;
+        if let Some(n) = self.max_retries {
+            cfg.max_retries = n;
+        }
         cfg.health_interval = self.health_interval;
         cfg.eject_after = self.eject_after;
         cfg.stall_timeout = self.stall_timeout;
@@ -816,6 +823,27 @@ mod args_tests {
             )) && !e.contains("--prefill"),
             "{e}"
         );
+    }
+
+    /// server_config.yaml's top-level `max_retries` (TensorRT-LLM's key) is the default; the
+    /// flag wins.
+    #[test]
+    fn max_retries_comes_from_the_file_unless_the_flag_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server_config.yaml");
+        std::fs::write(
+            &path,
+            "max_retries: 7\ncontext_servers: {urls: [\"127.0.0.1:1\"]}\n\
+             generation_servers: {urls: [\"127.0.0.1:2\"]}\n",
+        )
+        .unwrap();
+        let cfg = |extra: &[&str]| {
+            let mut argv = vec!["--config", path.to_str().unwrap()];
+            argv.extend_from_slice(extra);
+            args(&argv).unwrap().into_config().unwrap().max_retries
+        };
+        assert_eq!(cfg(&[]), 7);
+        assert_eq!(cfg(&["--max-retries", "1"]), 1);
     }
 
     /// TensorRT-LLM takes one instance when a group leaves `num_instances` out.
