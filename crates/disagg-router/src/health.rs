@@ -51,20 +51,30 @@ pub(crate) async fn check(state: &Inner) -> Result<Json<Value>, ProxyError> {
     })))
 }
 
-/// The active checker; runs until dropped (`serve` aborts it on shutdown).
+/// How soon the next round comes while a group has no healthy worker (every request answers
+/// 503 meanwhile): a router started before its workers serves as soon as they are up, not up to
+/// a whole `--health-interval` later.
+const WHILE_DOWN: Duration = Duration::from_millis(500);
+
+/// The active checker; runs until dropped (`serve` aborts it on shutdown). A round every
+/// `health_interval` after the last one ended (never a burst of catch-up rounds), every
+/// [`WHILE_DOWN`] while a group has no healthy worker.
 pub(crate) async fn watch(state: Arc<Inner>) {
     let interval = state.cfg.health_interval.max(Duration::from_millis(10));
     let timeout = PROBE_TIMEOUT.min(interval);
-    let mut tick = tokio::time::interval(interval);
-    // A slow round must not be followed by a burst of catch-up probes.
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
         futures_util::future::join3(
             probe_group(&state.client, &state.prefill, timeout),
             probe_group(&state.client, &state.decode, timeout),
             learn_versions(&state, timeout),
         )
+        .await;
+        let down = state.prefill.healthy_count() == 0 || state.decode.healthy_count() == 0;
+        tokio::time::sleep(if down {
+            interval.min(WHILE_DOWN)
+        } else {
+            interval
+        })
         .await;
     }
 }

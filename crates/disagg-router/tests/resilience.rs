@@ -257,6 +257,43 @@ async fn models_carries_the_clients_authorization() {
     assert_eq!(models.authorization.as_deref(), Some("Bearer sekret"));
 }
 
+/// A router started before its generation worker: 503 while nothing answers there, then,
+/// once the worker is up, served within a second, not up to a whole `--health-interval` (5 s)
+/// later: a group with no healthy worker is probed every 500 ms.
+#[tokio::test]
+async fn a_router_started_before_its_worker_serves_as_soon_as_it_is_up() {
+    let ctx = fake("ctx").start().await;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let gen_url = format!("http://127.0.0.1:{port}");
+    let mut cfg = config_urls(vec![ctx.url.clone()], vec![gen_url.clone()]);
+    // Out at its first failed probe, so the test need not wait for the second, 5 s later.
+    cfg.eject_after = std::num::NonZeroU32::MIN;
+    let url = router(cfg).await;
+    eventually(LIMIT, "the absent worker is ejected", || async {
+        worker_state(&url, "decode", &gen_url).await["state"] == "ejected"
+    })
+    .await;
+    api_error(post(&url, &completion(false)).await, 503).await;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let up = Instant::now();
+    let _generation = fake("gen").start_on(listener).await;
+    eventually(LIMIT, "the worker is readmitted", || async {
+        worker_state(&url, "decode", &gen_url).await["state"] == "healthy"
+    })
+    .await;
+    assert!(
+        up.elapsed() < Duration::from_secs(2),
+        "readmitted {:?} after it came up",
+        up.elapsed()
+    );
+    assert_eq!(post(&url, &completion(false)).await.status(), 200);
+}
+
 /// A generation worker that took the request and died before answering may have pulled the
 /// context's KV, which the context worker then frees: the same hand-off is not sent to another
 /// worker (there it would fail as the client's fault, or read freed blocks), and the client
