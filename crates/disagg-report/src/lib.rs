@@ -243,6 +243,14 @@ pub fn render(r: &Report) -> Result<String, String> {
             h.push_str("</table>\n");
         }
         h.push_str("<h2>Latency distributions (HDR histograms)</h2>\n");
+        // The tables above follow TensorRT-LLM's and vLLM's benchmarks (a median interpolates
+        // between the two middle samples); a histogram's percentile is the value at that rank:
+        // on a small point the two p50s can differ, and both are right.
+        h.push_str(
+            "<p>Percentiles here are the histogram's (the sample at that rank); the tables above \
+             interpolate their medians and percentiles as TensorRT-LLM's and vLLM's benchmarks \
+             do, so on a point of few requests the two can differ.</p>\n",
+        );
         for run in &r.runs {
             let _ = writeln!(
                 h,
