@@ -42,6 +42,11 @@ pub(crate) enum Shape {
     /// `{"object": "error", "message", "type", "param": null, "code"}` (SGLang's
     /// `OpenAIServingBase.create_error_response`).
     Flat,
+    /// SGLang, a streamed request refused by what its tokenizer manager checks (the context
+    /// length, the sampling parameters): the stream has begun (HTTP 200), so the refusal is its
+    /// one event, `data: {"error": <the flat body>}`, then `data: [DONE]`
+    /// (`create_streaming_error_response`).
+    InStream,
 }
 
 impl Refusal {
@@ -61,6 +66,22 @@ impl Refusal {
                 "object": "error", "message": e.message, "type": e.kind, "param": null,
                 "code": e.status
             }),
+            Shape::InStream => serde_json::json!({"error": {
+                "object": "error", "message": e.message, "type": e.kind, "param": null,
+                "code": e.status
+            }}),
+        }
+    }
+
+    /// The refusal as SGLang gives it on a stream it has begun: [`Shape::InStream`].
+    pub(crate) fn streamed(self) -> Self {
+        let mut api = self.api;
+        if api.kind == "invalid_request_error" {
+            api.kind = "BadRequestError".into();
+        }
+        Self {
+            api,
+            shape: Shape::InStream,
         }
     }
 }
@@ -109,6 +130,15 @@ impl From<ApiError> for Refusal {
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
+        if self.shape == Shape::InStream {
+            let events = format!("data: {}\n\ndata: [DONE]\n\n", self.body());
+            return (
+                StatusCode::OK,
+                [(axum::http::header::CONTENT_TYPE, "text/event-stream")],
+                events,
+            )
+                .into_response();
+        }
         let status =
             StatusCode::from_u16(self.api.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         (status, axum::Json(self.body())).into_response()

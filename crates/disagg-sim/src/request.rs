@@ -367,7 +367,17 @@ pub(crate) fn parse_request(
             .into());
         }
     }
-    check_sampling(&raw, dialect, max_tokens)?;
+    // SGLang checks the sampling parameters and the context length in its tokenizer manager,
+    // once a streamed answer has begun: there the refusal is the stream's one event.
+    let stream = raw.stream.unwrap_or(false);
+    let begun = |r: Refusal| {
+        if dialect == Dialect::Sglang && stream {
+            r.streamed()
+        } else {
+            r
+        }
+    };
+    check_sampling(&raw, dialect, max_tokens).map_err(|e| begun(e.into()))?;
     check_stop(raw.stop.as_ref())?;
     if dialect == Dialect::Vllm {
         vllm_fields(&raw, endpoint)?;
@@ -383,7 +393,6 @@ pub(crate) fn parse_request(
         Dialect::Sglang => sglang::kind(role),
     };
     check_role(kind, role)?;
-    let stream = raw.stream.unwrap_or(false);
     // `stream_options: {}` asks for usage in vLLM and TensorRT-LLM (`include_usage`
     // defaults to true there); SGLang's default is false.
     let include_usage = raw
@@ -416,7 +425,7 @@ pub(crate) fn parse_request(
             max_tokens: asked.or((endpoint == Endpoint::Completions).then_some(DEFAULT_MAX_TOKENS)),
             generation_only: kind == Kind::GenerationOnly,
         };
-        let fit = context_len::fit(dialect, lengths, a, max_tokens)?;
+        let fit = context_len::fit(dialect, lengths, a, max_tokens).map_err(begun)?;
         prompt.truncate(fit.prompt);
         let max_tokens = fit.max_tokens;
         let digest = PromptDigest::of(prompt.ids());

@@ -54,9 +54,18 @@ async fn a_prompt_over_the_limit_gets_each_engines_400_and_body() {
         ])
         .await;
         for stream in [false, true] {
-            let (status, reply) = sim
-                .complete(&json!({"prompt": long_prompt(), "max_tokens": 4, "stream": stream}))
-                .await;
+            let ask = json!({"prompt": long_prompt(), "max_tokens": 4, "stream": stream});
+            if *dialect == "sglang" && stream {
+                // SGLang checks the length once the stream has begun: HTTP 200, the refusal its
+                // one event (`{"error": <the flat body>}`), then [DONE].
+                let (events, cut) = sim.stream_until_cut(&ask).await;
+                assert!(cut.is_none(), "{cut:?}");
+                assert_eq!(events.len(), 2, "the error, then [DONE]");
+                assert_eq!(events[0].json(), json!({"error": body}), "{dialect} stream");
+                assert!(matches!(events[1].event, disagg_proto::sse::Event::Done));
+                continue;
+            }
+            let (status, reply) = sim.complete(&ask).await;
             assert_eq!(status, 400, "{dialect} stream={stream}: {reply}");
             assert_eq!(&reply, body, "{dialect} stream={stream}");
         }
