@@ -386,8 +386,18 @@ pub fn read_baseline(path: &Path) -> Result<Vec<BaselineRow>, BaselineError> {
     }
     let mut rows = Vec::new();
     for rec in rdr.records() {
-        let rec =
-            rec.map_err(|e| row_err(e.position().map_or(0, |p| line_at(p.byte())), e.to_string()))?;
+        let rec = rec.map_err(|e| {
+            let line = e.position().map_or(0, |p| line_at(p.byte()));
+            // csv's own account repeats a position of its own (a record number, a line counted
+            // otherwise): the row's line is said once, before.
+            let message = match e.kind() {
+                csv::ErrorKind::UnequalLengths {
+                    expected_len, len, ..
+                } => format!("the row has {len} field(s) where the header has {expected_len}"),
+                _ => e.to_string(),
+            };
+            row_err(line, message)
+        })?;
         let line = rec.position().map_or(0, |p| line_at(p.byte()));
         let mut row: BaselineRow = rec.deserialize(Some(&headers)).map_err(|e| {
             // Name the column, not csv's field number.
@@ -1339,6 +1349,15 @@ pub(crate) mod tests {
         let e = read_baseline(&p).unwrap_err().to_string();
         assert!(
             e.contains("line 2") && e.contains("column `perf_metric`"),
+            "{e}"
+        );
+        // A row short of fields: its line once, and what is short.
+        std::fs::write(&p, "perf_case_name,metric_type,perf_metric,threshold,absolute_threshold\nx-con1,SEQ_THROUGHPUT,1.0\n").unwrap();
+        let e = read_baseline(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("line 2")
+                && e.contains("the row has 3 field(s) where the header has 5")
+                && !e.contains("CSV error"),
             "{e}"
         );
         // One threshold given and the other left empty is a mistake, not the harness's layout.
