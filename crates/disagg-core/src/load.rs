@@ -317,6 +317,38 @@ fn describe(path: &Path, mut key: String, raw: &str, line: Option<usize>, text: 
             "env values are strings, numbers or booleans (a number is set as its value: quote one whose spelling matters, such as '0x10'); `setup` is a command string or a list of arguments",
         );
     }
+    if let Some(rest) = msg.strip_prefix("duplicate field `") {
+        // Said at the second time the key is written, which is the one to remove.
+        let field = rest.split('`').next().unwrap_or(rest);
+        let again = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| {
+                l.trim_start()
+                    .strip_prefix(field)
+                    .is_some_and(|r| r.trim_start().starts_with(':'))
+            })
+            .map(|(i, _)| i + 1)
+            .nth(1);
+        return CaseError::new(
+            path,
+            field,
+            format!("`{field}` is given twice; a key may appear once in its mapping"),
+        )
+        .at_line(again.or(line))
+        .hint(format!("keep one `{field}:` and remove the other"));
+    }
+    // An unclosed `{` or `[` is noticed only where the parser gives up, a line or more later,
+    // and no key there is to blame.
+    if msg.contains("while parsing a flow mapping") || msg.contains("while parsing a flow sequence")
+    {
+        return CaseError::new(path, "", format!("not valid YAML for a case: {msg}"))
+            .at_line(line)
+            .hint(
+                "a `{` or `[` opened on this line or one before it is not closed (or a `,` is \
+                 missing between its items)",
+            );
+    }
     CaseError::new(path, key, format!("not valid YAML for a case: {msg}"))
         .at_line(line)
         .hint("check indentation and brackets near that line")

@@ -306,6 +306,26 @@ fn bad_cases_name_the_key_line_and_fix() {
             hint_has: "quickstart",
         },
         Bad {
+            what: "a key given twice: said where it is given again",
+            text: "name: x\nmodel: {name: tiny}\nengine: sim\nctx: {count: 1}\ngen: {count: 1}\n\
+                   name: y\nbenchmark: {isl: 8, osl: 4}\n"
+                .into(),
+            key: "name",
+            line: Some(6),
+            message_has: "`name` is given twice",
+            hint_has: "keep one `name:`",
+        },
+        Bad {
+            what: "an unclosed brace, noticed a line later",
+            text: "name: x\nmodel: {name: tiny\nengine: sim\nctx: {count: 1}\ngen: {count: 1}\n\
+                   benchmark: {isl: 8, osl: 4}\n"
+                .into(),
+            key: "",
+            line: Some(3),
+            message_has: "while parsing a flow mapping",
+            hint_has: "a `{` or `[` opened on this line or one before it is not closed",
+        },
+        Bad {
             what: "empty file",
             text: "\n".into(),
             key: "",
