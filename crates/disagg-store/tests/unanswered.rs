@@ -5,6 +5,9 @@
 use std::time::{Duration, Instant};
 
 use disagg_store::Store;
+use support::postgres_url;
+
+mod support;
 
 /// Something that takes connections on loopback and never says a word, as a stuck proxy does.
 #[test]
@@ -33,23 +36,6 @@ fn a_server_that_takes_the_connection_and_never_answers_is_given_up_on() {
     assert!(took < Duration::from_secs(6), "gave up after {took:?}");
     drop(done);
     held.join().unwrap();
-}
-
-/// The PostgreSQL URL of the tests, or `None` (and a loud line) when there is none and CI does
-/// not require one.
-fn postgres_url() -> Option<String> {
-    match std::env::var("DISAGG_TEST_POSTGRES") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            let required = std::env::var("DISAGG_REQUIRE_SLURM").is_ok_and(|v| v == "1");
-            assert!(
-                !required,
-                "DISAGG_REQUIRE_SLURM=1 but DISAGG_TEST_POSTGRES is not set"
-            );
-            eprintln!("POSTGRES TEST DID NOT RUN: set DISAGG_TEST_POSTGRES");
-            None
-        }
-    }
 }
 
 /// A wrong password and a missing database each say which, in the server's words.

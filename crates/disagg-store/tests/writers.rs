@@ -7,6 +7,9 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use disagg_store::{CheckRecord, Group, PointRecord, RunRecord, Store, Versions};
+use support::postgres_url;
+
+mod support;
 
 const WRITERS: usize = 8;
 const RUNS_EACH: usize = 20;
@@ -220,25 +223,6 @@ fn eight_processes_record_into_one_sqlite_store_at_once() {
     store.record(&record("sq", 0, 0)).unwrap();
     assert_eq!(store.counts().unwrap(), [runs, points, metrics, checks]);
     drop(store);
-}
-
-/// The PostgreSQL URL of the tests, or `None` (and a loud line) when there is none and CI does
-/// not require one.
-fn postgres_url() -> Option<String> {
-    match std::env::var("DISAGG_TEST_POSTGRES") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            let required = std::env::var("DISAGG_REQUIRE_SLURM").is_ok_and(|v| v == "1");
-            assert!(
-                !required,
-                "DISAGG_REQUIRE_SLURM=1 but DISAGG_TEST_POSTGRES is not set: start one with `eval \"$(bash scripts/dev-postgres.sh up)\"`"
-            );
-            eprintln!(
-                "POSTGRES TEST DID NOT RUN: set DISAGG_TEST_POSTGRES (scripts/dev-postgres.sh up)"
-            );
-            None
-        }
-    }
 }
 
 #[test]

@@ -437,17 +437,7 @@ fn ctrl_c_ends_a_run_waiting_on_a_store_that_does_not_answer() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let mut cmd = std::process::Command::new(DISAGG);
-    cmd.args([
-        "run",
-        case.to_str().unwrap(),
-        "--workspace",
-        ws.to_str().unwrap(),
-    ])
-    .env_remove("SKIP_PERF_CHECK")
-    .env_remove("WORKSPACE")
-    .env("DISAGG_STORE", &store);
-    let second = Background::spawn(cmd);
+    let second = Background::start_env(&case, &ws, &[("DISAGG_STORE", &store)]);
     // The verdict files are written before the store is: from then on it waits on the store.
     let run_dir = wait_for(&ws, &name, "the second run's results.xml", |d| {
         runs(&ws, &name).len() == 2 && d.join("results.xml").exists()

@@ -457,6 +457,11 @@ pub struct Background {
 
 impl Background {
     pub fn start(case: &Path, ws: &Path) -> Self {
+        Self::start_env(case, ws, &[])
+    }
+
+    /// [`Background::start`] with these variables set.
+    pub fn start_env(case: &Path, ws: &Path, env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(DISAGG);
         cmd.args([
             "run",
@@ -466,6 +471,9 @@ impl Background {
         ])
         .env_remove("SKIP_PERF_CHECK")
         .env_remove("WORKSPACE");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         Self::spawn(cmd)
     }
 
