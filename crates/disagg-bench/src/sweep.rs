@@ -67,9 +67,13 @@ pub(crate) async fn run_sweep(
             Plan::Open { rate } => (format!("rate={rate}"), cfg.max_concurrency),
         };
         if cfg.warmup > 0 {
-            let warmup = workload.requests(cfg, u64::from(cfg.warmup));
+            // At least one per router: requests go to the routers in turn from the first, so
+            // fewer than there are routers would leave the last ones cold.
+            let routers = u32::try_from(target.urls.len()).unwrap_or(u32::MAX);
+            let count = cfg.warmup.max(routers);
+            let warmup = workload.requests(cfg, u64::from(count));
             // Warmup is always a closed loop: it only has to wake the server up.
-            let c = cap.unwrap_or(cfg.warmup);
+            let c = cap.unwrap_or(count);
             let outcomes = closed_loop::run(
                 &client,
                 &target,

@@ -891,6 +891,15 @@ async fn several_urls_share_the_load() {
         .filter(|r| r.url_index == 1)
         .count();
     assert_eq!(on_b, 6);
+    // A warm-up of one request warms every router: one each, at least.
+    let (fa, fb) = (
+        fake_a.requests.load(Ordering::SeqCst),
+        fake_b.requests.load(Ordering::SeqCst),
+    );
+    cfg.warmup = 1;
+    run_sweep(&cfg).await.unwrap();
+    assert_eq!(fake_a.requests.load(Ordering::SeqCst) - fa, 7);
+    assert_eq!(fake_b.requests.load(Ordering::SeqCst) - fb, 7);
 }
 
 /// A file in a temp folder of its own (the `tempfile` crate's), removed when dropped.

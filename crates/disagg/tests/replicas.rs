@@ -49,16 +49,17 @@ fn three_router_replicas_share_the_load_each_with_its_own_log_config_and_testcas
         );
         let log = read(&dir.join(format!("disagg_server_{i}.log")));
         let n = served(&log).unwrap_or_else(|| panic!("{role} says what it served: {log}"));
-        // Its canary, and its share of the 12 measured requests (round robin: 4 each).
-        let (canary, share) = (1, 4);
-        assert!(n >= canary + share, "{role} served {n}: {log}");
+        // Its canary, its warm-up (warmup: 1 warms each router), and its share of the 12
+        // measured requests (round robin: 4 each).
+        let (canary, warmup, share) = (1, 1, 4);
+        assert_eq!(n, canary + warmup + share, "{role} served {n}: {log}");
         total += n;
     }
     ports.sort();
     ports.dedup();
     assert_eq!(ports.len(), REPLICAS as usize, "one port per replica");
-    // 3 canaries, 1 warm-up, 12 measured requests: every request went through one router.
-    assert_eq!(total, 3 + 1 + 12);
+    // 3 canaries, 3 warm-ups, 12 measured requests: every request went through one router.
+    assert_eq!(total, 3 + 3 + 12);
     let requests = read(&dir.join("bench/requests.jsonl"));
     for i in 0..REPLICAS as u64 {
         let on_i = requests
