@@ -506,9 +506,9 @@ struct Chunk<'a> {
     text: Option<Cow<'a, str>>,
     #[serde(default)]
     meta_info: Option<MetaInfo>,
-    /// Any error object (`null` reads as none).
+    /// Any error object (`null` reads as none): its `code`, when it has one.
     #[serde(default)]
-    error: Option<serde::de::IgnoredAny>,
+    error: Option<StreamError>,
 }
 
 /// The first element of a JSON array, the rest skipped unread: a chunk's `choices` has one,
@@ -610,11 +610,30 @@ impl Chunk<'_> {
     }
 }
 
+/// An error object sent as a stream's event: only its status code is read here (its message is
+/// read from the event whole, whatever its shape).
+#[derive(Debug, Deserialize)]
+struct StreamError {
+    #[serde(default)]
+    code: Option<serde_json::Value>,
+}
+
 fn parse_chunk(data: &[u8]) -> Result<Chunk<'_>, Failure> {
     let chunk: Chunk = serde_json::from_slice(data).map_err(|_| Failure::BadBody)?;
-    // Servers that fail mid-stream often send an error object with status 200 already gone.
-    if chunk.error.is_some() {
-        return Err(Failure::BadBody);
+    // Servers that fail mid-stream, or refuse a request once its stream has begun (SGLang checks
+    // the context length there), send an error object with status 200 already gone: its code
+    // and its words, as a refusal before the stream would give them.
+    if let Some(e) = &chunk.error {
+        let code = e
+            .code
+            .as_ref()
+            .and_then(serde_json::Value::as_u64)
+            .and_then(|c| u16::try_from(c).ok())
+            .filter(|c| (400..600).contains(c));
+        return Err(match code {
+            Some(code) => Failure::Status(code, Some(disagg_proto::error_message(data))),
+            None => Failure::BadBody,
+        });
     }
     Ok(chunk)
 }
@@ -707,6 +726,12 @@ mod tests {
         assert_eq!(
             parse_chunk(br#"{"error":{"message":"boom"}}"#).unwrap_err(),
             Failure::BadBody
+        );
+        // SGLang's refusal on a begun stream: its code and its words.
+        assert_eq!(
+            parse_chunk(br#"{"error":{"object":"error","message":"too long","type":"BadRequestError","param":null,"code":400}}"#)
+                .unwrap_err(),
+            Failure::Status(400, Some("too long".into()))
         );
         assert!(parse_chunk(br#"{"choices":[{"text":"a"}],"error":null}"#).is_ok());
         // Escaped text is decoded (owned), plain text borrowed; both count as content.
