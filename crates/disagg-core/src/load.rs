@@ -414,7 +414,18 @@ fn expected_hint(msg: &str, key: &str) -> String {
     } else if expected.contains("duration") || msg.contains("time unit") || msg.contains("unit") {
         "write a duration with a unit, e.g. `30s`, `10m`, `5ms`, `20us`".into()
     } else if expected.contains("struct") || expected.contains("map") {
-        "write a mapping of keys, e.g. `{tp: 1}`".into()
+        // A mapping's example in the key's own terms.
+        let example = match key {
+            "perf" => "{baseline: history}",
+            "router" => "{replicas: 2}",
+            "timeouts" => "{benchmark: 10m}",
+            "model" => "{name: llama-3.1-8b}",
+            "benchmark" => "{isl: 1024, osl: 128, concurrency: [8]}",
+            k if k.ends_with("parallel") => "{tp: 1}",
+            k if k == "ctx" || k == "gen" => "{count: 1}",
+            _ => "{key: value}",
+        };
+        format!("write a mapping of keys, e.g. `{example}`")
     } else if expected.contains("string") {
         "write a string".into()
     } else {

@@ -316,6 +316,16 @@ fn bad_cases_name_the_key_line_and_fix() {
             hint_has: "keep one `name:`",
         },
         Bad {
+            what: "a string where perf's mapping goes: the hint shows perf's own",
+            text: "name: x\nmodel: {name: tiny}\nengine: sim\nctx: {count: 1}\ngen: {count: 1}\n\
+                   benchmark: {isl: 8, osl: 4}\nperf: \"history\"\n"
+                .into(),
+            key: "perf",
+            line: Some(7),
+            message_has: "expected struct Perf",
+            hint_has: "`{baseline: history}`",
+        },
+        Bad {
             what: "an unclosed brace, noticed a line later",
             text: "name: x\nmodel: {name: tiny\nengine: sim\nctx: {count: 1}\ngen: {count: 1}\n\
                    benchmark: {isl: 8, osl: 4}\n"
