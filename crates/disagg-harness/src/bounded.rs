@@ -29,7 +29,7 @@ impl std::fmt::Display for Unanswered {
                 "it did not answer within {} s (it may still record this run later)",
                 d.as_secs()
             ),
-            Unanswered::Interrupted => f.write_str("interrupted while it was being written"),
+            Unanswered::Interrupted => f.write_str("interrupted while waiting for it"),
         }
     }
 }

@@ -473,7 +473,7 @@ fn ctrl_c_ends_a_run_waiting_on_a_store_that_does_not_answer() {
         "ended {took:?} after SIGINT"
     );
     assert!(
-        err.contains("the run is not in the results store: interrupted while it was being written"),
+        err.contains("the run is not in the results store: interrupted while waiting for it"),
         "{err}"
     );
     assert_eq!(read(&run_dir.join("exit_code")).trim(), "130");
