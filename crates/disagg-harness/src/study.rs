@@ -321,6 +321,27 @@ pub fn compare(a: &Path, b: &Path) -> Result<String, String> {
         a.display(),
         b.display()
     );
+    // Two run folders that measured different workloads (another engine argument, dataset,
+    // parallelism: their measure_hash differs): the figures are shown, and said to be no like
+    // for like.
+    let measured = |p: &Path| {
+        let dir = if p.is_dir() { p } else { p.parent()? };
+        std::fs::read_to_string(dir.join(crate::run::MEASURE_HASH_FILE))
+            .ok()
+            .map(|h| h.trim().to_string())
+    };
+    if let (Some(ha), Some(hb)) = (measured(a), measured(b)) {
+        if ha != hb {
+            let _ = writeln!(
+                s,
+                "note: A and B measured different workloads (measure_hash {} against {}: the \
+                 case differs in more than perf and timeouts); their differences are not the \
+                 system's alone",
+                &ha[..ha.len().min(12)],
+                &hb[..hb.len().min(12)]
+            );
+        }
+    }
     for label in labels {
         let find = |v: &[PointReport]| v.iter().find(|p| p.point.label() == label).cloned();
         let (x, y) = (find(&pa), find(&pb));

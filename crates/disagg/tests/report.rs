@@ -309,6 +309,34 @@ fn compare_prints_two_runs_side_by_side() {
     assert_eq!(cols[1], format!("{va:.3}"), "{line}");
     assert_eq!(cols[2], format!("{vb:.3}"), "{line}");
     assert_eq!(cols[3], format!("{:+.3}", vb - va), "{line}");
+    assert!(!out.contains("measured different workloads"), "{out}");
+    // A run of the same config with another output length: compared, and said to be no like
+    // for like.
+    let other = CaseSpec {
+        name: "cmp",
+        concurrency: "[2]",
+        osl: 16,
+        ..Default::default()
+    }
+    .write(dir.path(), "c16.yaml");
+    let r = run(&other, &ws, &[], &[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let third = crate::runs(&ws, "cmp").pop().unwrap();
+    let r = disagg(
+        &[
+            "compare",
+            runs[0].to_str().unwrap(),
+            third.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(r.code(), 0, "{}", r.show());
+    assert!(
+        r.stdout()
+            .contains("note: A and B measured different workloads"),
+        "{}",
+        r.show()
+    );
     // A point whose requests all failed is shown, never ranked (its zero latencies would read
     // as -100% better).
     let mut bad = b.clone();
