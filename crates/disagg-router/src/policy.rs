@@ -145,10 +145,13 @@ impl WorkerGroup {
     /// Drops the stalled workers from `candidates` unless all are stalled, saying when a worker
     /// starts and stops being passed over.
     fn pass_over_stalled(&self, candidates: &mut Vec<usize>) {
-        let stalled: Vec<bool> = candidates
+        // The stalled ones only: none, the usual case, collects into an empty Vec, which does
+        // not allocate, so a pick pays nothing beyond the checks.
+        let stalled: Vec<usize> = candidates
             .iter()
-            .map(|i| {
-                let w = &self.workers[*i];
+            .copied()
+            .filter(|&i| {
+                let w = &self.workers[i];
                 let stalled = self.is_stalled(w);
                 if w.set_passed_over(stalled) {
                     if stalled {
@@ -173,14 +176,10 @@ impl WorkerGroup {
                 stalled
             })
             .collect();
-        if stalled.iter().all(|s| *s) {
+        if stalled.is_empty() || stalled.len() == candidates.len() {
             return;
         }
-        let mut k = 0;
-        candidates.retain(|_| {
-            k += 1;
-            !stalled[k - 1]
-        });
+        candidates.retain(|i| !stalled.contains(i));
     }
 
     pub fn healthy_count(&self) -> usize {
