@@ -271,6 +271,11 @@ fn drive(
                 .iter()
                 .find(|p| p.plan.role == role)
                 .expect("died role is one of ours");
+            if let Some((exit, _)) = p.exit {
+                if interrupted_too(exit, interrupted) {
+                    return RunResult::Interrupted;
+                }
+            }
             let reason = death_reason(plan, p);
             if let Some(blamed) = blamed_role(plan, role, procs) {
                 return blame(procs, role, reason, blamed);
@@ -1011,6 +1016,9 @@ fn run_setup(
     loop {
         match child.try_wait() {
             Ok(Some(s)) if s.success() => return Ok(()),
+            Ok(Some(s)) if interrupted_too(Exit::from(s), interrupted) => {
+                return Err(RunResult::Interrupted);
+            }
             Ok(Some(s)) => {
                 return Err(fail_setup(
                     format!("setup {} (see install.log)", Exit::from(s)),
@@ -1035,6 +1043,37 @@ fn run_setup(
             ));
         }
         std::thread::sleep(TICK);
+    }
+}
+
+/// How long a death by a signal waits for this process's own signal before it is judged.
+const OWN_SIGNAL_GRACE: Duration = Duration::from_millis(500);
+
+/// Whether a child's death is the run being interrupted: a `scancel` signals every process of
+/// the job, and a child (setup, a role's `srun`) may be seen dead of it before this process's
+/// own signal arrives; judged a failure, the cancelled run read as "setup was killed by signal
+/// 15" with exit code 1, and `disagg run` reported that instead of its own Ctrl-C. A death by a
+/// signal (or a shell's 128+N) waits up to [`OWN_SIGNAL_GRACE`] for ours; any other death is
+/// judged at once.
+fn interrupted_too(exit: Exit, interrupted: &AtomicBool) -> bool {
+    let by_signal = match exit {
+        Exit::Signal(_) => true,
+        Exit::Code(c) => c > 128,
+    };
+    let until = Instant::now()
+        + if by_signal {
+            OWN_SIGNAL_GRACE
+        } else {
+            Duration::ZERO
+        };
+    loop {
+        if interrupted.load(Ordering::SeqCst) {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

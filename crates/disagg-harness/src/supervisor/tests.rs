@@ -771,3 +771,81 @@ fn a_step_cancelled_from_outside_is_read_from_slurmstepds_line() {
         None
     );
 }
+
+/// Runs the supervisor on fakes, its interrupt flag set `after` from the start.
+fn run_interrupted_after(
+    plan: &Plan,
+    scripts: HashMap<RoleName, Script>,
+    after: Duration,
+) -> Outcome {
+    let flag = Arc::new(AtomicBool::new(false));
+    let setter = {
+        let flag = flag.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(after);
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+    };
+    let mut exec = FakeExecutor {
+        scripts,
+        log: Arc::default(),
+        run_id: plan.run_id.clone(),
+        run_dir: plan.run_dir.clone(),
+    };
+    let outcome = supervise(plan, &mut exec, &flag);
+    setter.join().unwrap();
+    outcome
+}
+
+/// A `scancel` signals the setup command and the supervisor alike, in no set order: the setup's
+/// death by SIGTERM seen first is the interruption, not a failed setup (exit code 1).
+#[test]
+fn a_setup_killed_by_the_signal_that_interrupts_the_run_is_an_interruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plan = plan(dir.path());
+    plan.setup = Some(vec!["sh".into(), "-c".into(), "kill -TERM $$".into()]);
+    let outcome =
+        run_interrupted_after(&plan, scripts(&plan, |_, _| {}), Duration::from_millis(150));
+    assert_eq!(outcome.result, RunResult::Interrupted);
+    // Killed by a signal no one here sent, with no interruption: the setup failed, said so.
+    let dir = tempfile::tempdir().unwrap();
+    let mut plan = super::tests::plan(dir.path());
+    plan.setup = Some(vec!["sh".into(), "-c".into(), "kill -TERM $$".into()]);
+    let (outcome, _, took) = run(&plan, scripts(&plan, |_, _| {}), false);
+    let f = failure(&outcome);
+    assert_eq!(f.role.as_deref(), Some("SETUP"));
+    assert!(f.reason.contains("signal 15"), "{}", f.reason);
+    assert!(took < Duration::from_secs(3), "{took:?}");
+}
+
+/// The same for a role: GEN_0 dead of SIGTERM just before the supervisor's own signal arrives
+/// is the run interrupted; dead of SIGTERM with no interruption, it is GEN_0's failure.
+#[test]
+fn a_role_killed_by_the_signal_that_interrupts_the_run_is_an_interruption() {
+    // Each run its own folder: a run's final status is in it.
+    let fresh = || {
+        let dir = tempfile::tempdir().unwrap();
+        (plan(dir.path()), dir)
+    };
+    let dies = |role: RoleName, s: &mut Script| {
+        if role == gen0() {
+            s.exit = Some((Duration::from_millis(300), Exit::Signal(15)));
+        }
+    };
+    let (plan, _dir) = fresh();
+    let outcome = run_interrupted_after(&plan, scripts(&plan, dies), Duration::from_millis(450));
+    assert_eq!(outcome.result, RunResult::Interrupted);
+    let (plan, _dir) = fresh();
+    let (outcome, _, _) = run(&plan, scripts(&plan, dies), false);
+    let f = failure(&outcome);
+    assert_eq!(f.role.as_deref(), Some("GEN_0"), "{f:?}");
+    // An exit with a status of its own is judged at once, whatever follows.
+    let exits = |role: RoleName, s: &mut Script| {
+        if role == gen0() {
+            s.exit = Some((Duration::from_millis(300), Exit::Code(1)));
+        }
+    };
+    let (plan, _dir) = fresh();
+    let outcome = run_interrupted_after(&plan, scripts(&plan, exits), Duration::from_millis(450));
+    assert_eq!(failure(&outcome).role.as_deref(), Some("GEN_0"));
+}
