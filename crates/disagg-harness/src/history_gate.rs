@@ -63,6 +63,11 @@ pub struct HistoryReport {
     /// Skipped only because the history has fewer than `min_runs` reference runs: the gate was
     /// on, with nothing yet to compare with (such a run starts the history).
     pub too_few_runs: bool,
+    /// Not done because the history could not be read (the store broke, or did not answer,
+    /// after the run was launched): the gate the case asks for was not applied, which fails the
+    /// run rather than pass it unchecked.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub not_done: bool,
     pub rows: Vec<HistoryRow>,
 }
 
@@ -109,7 +114,16 @@ impl HistoryReport {
             settings: settings.clone(),
             skipped: Some(why),
             too_few_runs: false,
+            not_done: false,
             rows: Vec::new(),
+        }
+    }
+
+    /// A check that could not read the history (`why`): not done, which fails the run.
+    pub fn not_done(case_hash: &str, settings: &HistoryGate, runs: usize, why: String) -> Self {
+        Self {
+            not_done: true,
+            ..Self::skipped(case_hash, settings, runs, why)
         }
     }
 
@@ -118,7 +132,16 @@ impl HistoryReport {
         let mut s = String::new();
         let short = &self.case_hash[..self.case_hash.len().min(12)];
         if let Some(why) = &self.skipped {
-            let _ = writeln!(s, "perf check: skipped: {why}");
+            if self.not_done {
+                let _ = writeln!(
+                    s,
+                    "perf check: NOT DONE: {why}\nThe run is failed: perf.baseline asks for the \
+                     history gate and it could not be applied (its measurements are in \
+                     results.json). Fix the results store, then run the case again."
+                );
+            } else {
+                let _ = writeln!(s, "perf check: skipped: {why}");
+            }
             return s;
         }
         let regressed = self
@@ -277,7 +300,7 @@ pub fn check(
     let runs = match store.reference_runs(case_hash, since, run_dir, settings.runs as usize) {
         Ok(r) => r,
         Err(e) => {
-            return HistoryReport::skipped(
+            return HistoryReport::not_done(
                 case_hash,
                 settings,
                 0,
@@ -308,7 +331,7 @@ pub fn check(
         let stored = match store.points_of(run.id) {
             Ok(p) => p,
             Err(e) => {
-                return HistoryReport::skipped(
+                return HistoryReport::not_done(
                     case_hash,
                     settings,
                     runs.len(),
@@ -375,6 +398,7 @@ pub fn check(
         settings: settings.clone(),
         skipped: None,
         too_few_runs: false,
+        not_done: false,
         rows,
     }
 }

@@ -159,7 +159,7 @@ pub fn history_check(plan: &Plan, gate: &HistoryGate, points: &[PointReport]) ->
             points,
         ),
         // Checked before launch; a store lost since is said as such, never "no history".
-        Err(e) => HistoryReport::skipped(
+        Err(e) => HistoryReport::not_done(
             &hash,
             gate,
             0,
@@ -168,9 +168,9 @@ pub fn history_check(plan: &Plan, gate: &HistoryGate, points: &[PointReport]) ->
     }
 }
 
-/// The history check of a run whose store gave no answer (`why`): skipped, and said so.
-pub(crate) fn history_skipped(plan: &Plan, gate: &HistoryGate, why: String) -> HistoryReport {
-    HistoryReport::skipped(&history_key(&plan.run_dir), gate, 0, why)
+/// The history check of a run whose store gave no answer (`why`): not done, and said so.
+pub(crate) fn history_not_done(plan: &Plan, gate: &HistoryGate, why: String) -> HistoryReport {
+    HistoryReport::not_done(&history_key(&plan.run_dir), gate, 0, why)
 }
 
 /// The perf verdicts as store rows.
@@ -204,6 +204,7 @@ fn checks(perf: &PerfOutcome) -> (String, Vec<CheckRecord>) {
                 format!("{}: {why}", disagg_store::PERF_TOO_FEW_RUNS),
                 Vec::new(),
             ),
+            Some(why) if h.not_done => (format!("not done: {why}"), Vec::new()),
             Some(why) => (format!("skipped: {why}"), Vec::new()),
             None => (
                 if h.regressed() {

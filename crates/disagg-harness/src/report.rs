@@ -45,6 +45,15 @@ impl PerfOutcome {
         }
     }
 
+    /// Why the gate the case asks for could not be applied (the history could not be read):
+    /// the run fails on it.
+    pub fn not_done(&self) -> Option<&str> {
+        match self {
+            PerfOutcome::History(h) if h.not_done => h.skipped.as_deref(),
+            _ => None,
+        }
+    }
+
     /// `perf_check.txt`.
     pub fn render(&self) -> String {
         match self {
@@ -334,6 +343,27 @@ pub fn junit(
         PerfOutcome::NoBaseline => skipped("no baseline (perf.baseline is not set)"),
         PerfOutcome::NotRun => {
             skipped("not run: the run did not pass (it failed or was interrupted)")
+        }
+        PerfOutcome::History(h) if h.not_done => {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
+            if let TestCaseStatus::NonSuccess {
+                message,
+                ty,
+                description,
+                ..
+            } = &mut s
+            {
+                *message = Some(
+                    format!(
+                        "the perf check could not be done: {}",
+                        h.skipped.as_deref().unwrap_or("")
+                    )
+                    .into(),
+                );
+                *ty = Some("PERF_CHECK_NOT_DONE".into());
+                *description = Some(h.render().into());
+            }
+            s
         }
         PerfOutcome::History(h) if h.skipped.is_some() => skipped(&format!(
             "perf check skipped: {}",

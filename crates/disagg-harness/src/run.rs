@@ -1090,6 +1090,8 @@ pub(crate) fn finish_as(
             notes.push(e);
         }
     }
+    // A signal while the history was read: the caller asked to stop, not for a verdict.
+    let mut gate_interrupted = false;
     let perf_outcome = if skip_perf {
         PerfOutcome::Skipped
     } else if !passed {
@@ -1100,7 +1102,8 @@ pub(crate) fn finish_as(
             crate::record::history_check(&p, &g, &pts)
         });
         PerfOutcome::History(check.unwrap_or_else(|why| {
-            crate::record::history_skipped(plan, gate, format!("the results store: {why}"))
+            gate_interrupted = why == crate::bounded::Unanswered::Interrupted;
+            crate::record::history_not_done(plan, gate, format!("the results store: {why}"))
         }))
     } else {
         match baseline {
@@ -1133,6 +1136,8 @@ pub(crate) fn finish_as(
         _ if code.is_some() => code.unwrap_or_default(),
         (RunResult::Interrupted, _) => interrupted_code(),
         (RunResult::Failed(_), _) => exit::TEST_FAILED,
+        (RunResult::Passed, _) if gate_interrupted => interrupted_code(),
+        (RunResult::Passed, p) if p.not_done().is_some() => exit::TEST_FAILED,
         (RunResult::Passed, p) if p.regressed() => exit::PERF_REGRESSION,
         (RunResult::Passed, _) => exit::PASS,
     };
@@ -1140,6 +1145,13 @@ pub(crate) fn finish_as(
         RunResult::Passed if code == exit::PERF_REGRESSION => {
             "REGRESSED: performance regression (see perf_check.txt)".to_string()
         }
+        RunResult::Passed if gate_interrupted => {
+            "INTERRUPTED while reading the results store's history for the perf check".to_string()
+        }
+        RunResult::Passed if code == exit::TEST_FAILED => format!(
+            "FAILED: the perf check could not be done: {}",
+            perf_outcome.not_done().unwrap_or_default()
+        ),
         RunResult::Passed => "PASSED".to_string(),
         RunResult::Interrupted => "INTERRUPTED".to_string(),
         RunResult::Failed(f) => format!("FAILED: {}", f.reason),

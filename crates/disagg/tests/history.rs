@@ -346,6 +346,61 @@ fn a_history_gate_on_an_unusable_store_is_refused_before_launch() {
     );
 }
 
+/// A results store that breaks after the run was launched (here: the generation engine
+/// overwrites it as it starts): the history gate the case asks for cannot be applied, so the
+/// run fails (exit 1) and says why in perf_check.txt, the JUnit perf check (an error) and the
+/// verdict. It used to pass, exit 0, the check "skipped".
+#[test]
+fn a_store_that_breaks_during_the_run_fails_it_as_not_gated() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("history-breaks");
+    let ws = dir.path().join("ws");
+    let name = format!("hist-breaks-{}", std::process::id());
+    let case = write_case(dir.path(), &name);
+    let store = dir.path().join("store.sqlite");
+    let script = dir.path().join("engine.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nfor i in $(seq 200); do echo 'not a database'; done > '{}'\nexec \"$@\" --itl 5ms\n",
+            store.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let r = run(
+        &case,
+        &ws,
+        &[],
+        &[("DISAGG_STORE", store.to_str().unwrap())],
+    );
+    assert_eq!(r.code(), 1, "{}", r.show());
+    assert!(
+        r.stdout().contains(
+            "FAILED: the perf check could not be done: the results store cannot be opened"
+        ),
+        "{}",
+        r.show()
+    );
+    let run_dir = runs(&ws, &name).pop().unwrap();
+    let text = read(&run_dir.join("perf_check.txt"));
+    assert!(
+        text.starts_with("perf check: NOT DONE: the results store cannot be opened")
+            && text.contains("The run is failed"),
+        "{text}"
+    );
+    let junit = read(&run_dir.join("results.xml"));
+    assert!(
+        junit.contains("type=\"PERF_CHECK_NOT_DONE\"")
+            && junit.contains("the perf check could not be done"),
+        "{junit}"
+    );
+    assert_eq!(read(&run_dir.join("exit_code")).trim(), "1");
+    // What was measured stays: the measurement was fine, only the gate was not applied.
+    let results = read(&run_dir.join("results.json"));
+    assert!(results.contains("\"valid\": true"), "{results}");
+}
+
 /// `psql URL -c SQL`, which must succeed: the test's own PostgreSQL chores.
 fn psql(url: &str, sql: &str) -> String {
     let out = std::process::Command::new("psql")
