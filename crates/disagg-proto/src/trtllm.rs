@@ -69,8 +69,9 @@ pub fn takes_disagg_ids(v: &serde_json::Value) -> bool {
 /// in [2^40, 2^63), so the two never collide on a worker (`llmapi/disagg_utils.py`).
 pub const MIN_DISAGG_REQUEST_ID: u64 = 1 << 40;
 
-/// Router policy names as `server_config.yaml` spells them.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+/// Router policy names as `server_config.yaml` spells them (in any case: TensorRT-LLM's
+/// `create_router` lowers the name).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum RouterType {
     #[default]
@@ -79,17 +80,41 @@ pub enum RouterType {
     KvCacheAware,
 }
 
+impl<'de> Deserialize<'de> for RouterType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        match name.to_ascii_lowercase().as_str() {
+            "round_robin" => Ok(Self::RoundRobin),
+            "load_balancing" => Ok(Self::LoadBalancing),
+            "kv_cache_aware" => Ok(Self::KvCacheAware),
+            _ => Err(serde::de::Error::custom(format!(
+                "unsupported router type `{name}`; the types are round_robin, load_balancing \
+                 and kv_cache_aware"
+            ))),
+        }
+    }
+}
+
 /// `router:` inside a server group.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct GroupRouter {
     #[serde(rename = "type", default)]
     pub kind: RouterType,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub use_tokens: Option<bool>,
+    /// The router's other arguments (`tokens_per_block`, `max_batch_size` ...): TensorRT-LLM
+    /// passes them to its router class, which ignores those it has no use for; kept so that
+    /// whoever reads the file can say which it ignores.
+    #[serde(
+        flatten,
+        default,
+        skip_serializing_if = "std::collections::BTreeMap::is_empty"
+    )]
+    pub other: std::collections::BTreeMap<String, serde_yaml_ng::Value>,
 }
 
 /// `context_servers:` / `generation_servers:`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ServerGroup {
     /// TensorRT-LLM's `extract_ctx_gen_cfgs` takes 1 when the config leaves it out.
     #[serde(default = "one")]

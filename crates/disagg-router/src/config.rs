@@ -499,6 +499,9 @@ impl RouterArgs {
 /// TensorRT-LLM's router types mapped onto ours. `kv_cache_aware` needs the workers' KV events,
 /// which we do not consume; prefix affinity is the closest thing that needs none.
 fn policy_for(group: &str, g: &ServerGroup) -> Policy {
+    if let Some(warning) = ignored_router_keys(group, g) {
+        tracing::warn!("{warning}");
+    }
     match g.router.kind {
         RouterType::RoundRobin => Policy::RoundRobin,
         RouterType::LoadBalancing if g.router.use_tokens == Some(true) => Policy::LeastTokens,
@@ -508,6 +511,21 @@ fn policy_for(group: &str, g: &ServerGroup) -> Policy {
             Policy::PrefixAffinity
         }
     }
+}
+
+/// The warning for a group's `router:` keys this router does not read, if it has any: a
+/// misspelt `use_tokens` would otherwise route by requests without a word.
+fn ignored_router_keys(group: &str, g: &ServerGroup) -> Option<String> {
+    if g.router.other.is_empty() {
+        return None;
+    }
+    let keys: Vec<&str> = g.router.other.keys().map(String::as_str).collect();
+    Some(format!(
+        "{group}.router: {} not read by disagg router, which reads `type` and `use_tokens` \
+         (load_balancing); ignored, as TensorRT-LLM's routers ignore arguments they do not \
+         take: check the spelling if you meant one of those",
+        keys.join(", ")
+    ))
 }
 
 /// `URL@PORT` → (`URL`, `Some(PORT)`). Only a trailing all-digit part after the last `@` counts,
@@ -847,6 +865,32 @@ mod args_tests {
     }
 
     /// TensorRT-LLM takes one instance when a group leaves `num_instances` out.
+    /// A router type in any case is TensorRT-LLM's (it lowers the name); keys the router does
+    /// not read are said, by group and name.
+    #[test]
+    fn router_types_in_any_case_and_keys_not_read_are_said() {
+        let text = "context_servers: {urls: [\"a:1\"], router: {type: Load_Balancing, use_token: true}}\n\
+                    generation_servers: {urls: [\"b:1\"], router: {type: ROUND_ROBIN}}\n";
+        let cfg = ServerConfig::from_yaml(text).unwrap();
+        assert_eq!(
+            policy_for("context_servers", &cfg.context_servers),
+            Policy::LeastRequests
+        );
+        let w = ignored_router_keys("context_servers", &cfg.context_servers).unwrap();
+        assert!(
+            w.starts_with("context_servers.router: use_token not read by disagg router"),
+            "{w}"
+        );
+        assert_eq!(
+            ignored_router_keys("generation_servers", &cfg.generation_servers),
+            None
+        );
+        let e = ServerConfig::from_yaml(&text.replace("ROUND_ROBIN", "random"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unsupported router type `random`"), "{e}");
+    }
+
     #[test]
     fn a_group_without_num_instances_is_one_instance() {
         let dir_tmp = tempfile::tempdir().unwrap();

@@ -310,18 +310,22 @@ fn group_router(policy: Policy) -> GroupRouter {
         Policy::RoundRobin => GroupRouter {
             kind: RouterType::RoundRobin,
             use_tokens: None,
+            ..Default::default()
         },
         Policy::LeastRequests => GroupRouter {
             kind: RouterType::LoadBalancing,
             use_tokens: Some(false),
+            ..Default::default()
         },
         Policy::LeastTokens => GroupRouter {
             kind: RouterType::LoadBalancing,
             use_tokens: Some(true),
+            ..Default::default()
         },
         Policy::PrefixAffinity => GroupRouter {
             kind: RouterType::KvCacheAware,
             use_tokens: None,
+            ..Default::default()
         },
     }
 }
