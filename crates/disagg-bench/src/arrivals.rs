@@ -1,7 +1,10 @@
 //! Open-loop arrival times: gaps between requests drawn from a gamma distribution with mean
 //! `1/rate`. Shape 1 (burstiness 1) is a Poisson process; lower shapes bunch requests into
 //! bursts, higher ones space them more evenly, as benchmark_serving's `--burstiness` does.
-//! Seeded, so a rerun offers the server exactly the same traffic.
+//! Seeded, so a rerun offers the server exactly the same traffic. As vLLM's `get_request`
+//! does, the drawn schedule is then stretched or shrunk so that the last request is due at
+//! exactly `n / rate`: a sum of random gaps is off by a few percent (more for few requests),
+//! and a "rate 20" point would otherwise offer 17 or 22 requests a second depending on the seed.
 
 use std::time::Duration;
 
@@ -25,11 +28,16 @@ pub(crate) fn schedule(n: u64, rate: f64, burstiness: f64, seed: u64) -> Vec<Dur
     // Gamma(k, θ) has mean kθ; θ = 1/(rate·k) keeps the mean gap at 1/rate for every shape.
     let scale = 1.0 / (rate * burstiness);
     let mut at = 0.0f64;
-    (0..n)
+    let drawn: Vec<f64> = (0..n)
         .map(|_| {
             at += gamma(&mut rng, burstiness) * scale;
-            Duration::from_secs_f64(at)
+            at
         })
+        .collect();
+    let stretch = if at > 0.0 { n as f64 / rate / at } else { 1.0 };
+    drawn
+        .into_iter()
+        .map(|t| Duration::from_secs_f64(t * stretch))
         .collect()
 }
 
@@ -120,6 +128,20 @@ mod tests {
         assert_ne!(a, schedule(500, 100.0, 1.0, 10));
         assert!(a.windows(2).all(|w| w[0] <= w[1]));
         assert!(a[0] > Duration::ZERO);
+    }
+
+    /// The last request is due at n / rate whatever the seed (vLLM's rescaling), so the offered
+    /// rate is the one asked for; the draws only shape the gaps.
+    #[test]
+    fn the_last_request_is_due_at_n_over_rate_for_every_seed() {
+        for seed in 0..8 {
+            for burstiness in [0.5, 1.0, 4.0] {
+                let s = schedule(40, 20.0, burstiness, seed);
+                let last = s.last().unwrap().as_secs_f64();
+                assert!((last - 2.0).abs() < 1e-9, "seed {seed}: {last}");
+                assert!(s.windows(2).all(|w| w[0] <= w[1]));
+            }
+        }
     }
 
     #[test]

@@ -70,6 +70,10 @@ pub(crate) struct Success {
     pub streamed: bool,
     /// TensorRT-LLM's `choices[0].avg_decoded_tokens_per_iter`, the last one the server sent.
     pub avg_decoded_tokens_per_iter: Option<f64>,
+    /// The first event that carried a choice (or `/generate`'s counts), text or not: the first
+    /// token's time when no event carried text (an answer of special tokens only), as vLLM
+    /// takes it.
+    pub first_choice: Option<Instant>,
 }
 
 impl Outcome {
@@ -83,8 +87,7 @@ impl Outcome {
     pub fn ttft(&self) -> Option<Duration> {
         let ok = self.result.as_ref().ok()?;
         if ok.streamed {
-            ok.chunks
-                .first()
+            (ok.chunks.first().or(ok.first_choice.as_ref()))
                 .map(|&first| first.saturating_duration_since(self.scheduled))
         } else {
             Some(self.e2e())
@@ -410,6 +413,7 @@ async fn read_stream(
     let mut chunks = Vec::with_capacity(expected);
     let mut usage = None;
     let mut decoded_per_iter = None;
+    let mut first_choice = None;
     // Reused from chunk to chunk; its events are slices of the chunk they came in.
     let mut events = Vec::new();
     // Ends when the server sends [DONE] or closes the stream; the caller's timeout bounds both.
@@ -443,6 +447,7 @@ async fn read_stream(
                         usage_reported: usage.is_some(),
                         streamed: true,
                         avg_decoded_tokens_per_iter: decoded_per_iter,
+                        first_choice,
                     });
                 }
                 Event::Data(data) => {
@@ -455,6 +460,11 @@ async fn read_stream(
                     };
                     if content {
                         chunks.push(arrived);
+                    }
+                    if first_choice.is_none()
+                        && (chunk.choices.0.is_some() || chunk.meta_info.is_some())
+                    {
+                        first_choice = Some(arrived);
                     }
                     if let Some(u) = chunk.usage() {
                         usage = Some(u);
@@ -490,6 +500,7 @@ async fn read_whole(body: Incoming) -> Result<Success, Failure> {
         usage_reported: usage.is_some(),
         streamed: false,
         avg_decoded_tokens_per_iter: chunk.decoded_per_iter(),
+        first_choice: None,
     })
 }
 
@@ -509,6 +520,12 @@ struct Chunk<'a> {
     /// Any error object (`null` reads as none): its `code`, when it has one.
     #[serde(default)]
     error: Option<StreamError>,
+    /// `"error"` in a flat error event (`{"object":"error","message":...,"code":500}`, the
+    /// shape of TensorRT-LLM's and SGLang's `ErrorResponse`), whose code is then top-level.
+    #[serde(default, borrow)]
+    object: Option<Cow<'a, str>>,
+    #[serde(default)]
+    code: Option<serde_json::Value>,
 }
 
 /// The first element of a JSON array, the rest skipped unread: a chunk's `choices` has one,
@@ -623,10 +640,10 @@ fn parse_chunk(data: &[u8]) -> Result<Chunk<'_>, Failure> {
     // Servers that fail mid-stream, or refuse a request once its stream has begun (SGLang checks
     // the context length there), send an error object with status 200 already gone: its code
     // and its words, as a refusal before the stream would give them.
-    if let Some(e) = &chunk.error {
-        let code = e
-            .code
-            .as_ref()
+    let flat = chunk.object.as_deref() == Some("error");
+    if chunk.error.is_some() || flat {
+        let code = (chunk.error.as_ref().and_then(|e| e.code.as_ref()))
+            .or(chunk.code.as_ref().filter(|_| flat))
             .and_then(serde_json::Value::as_u64)
             .and_then(|c| u16::try_from(c).ok())
             .filter(|c| (400..600).contains(c));
@@ -734,6 +751,19 @@ mod tests {
             Failure::Status(400, Some("too long".into()))
         );
         assert!(parse_chunk(br#"{"choices":[{"text":"a"}],"error":null}"#).is_ok());
+        // The flat shape (TensorRT-LLM's and SGLang's ErrorResponse) mid-stream: it used to
+        // read as an event with no text, and the cut answer as a success.
+        assert_eq!(
+            parse_chunk(br#"{"object":"error","message":"engine died","type":"InternalServerError","param":null,"code":500}"#)
+                .unwrap_err(),
+            Failure::Status(500, Some("engine died".into()))
+        );
+        assert_eq!(
+            parse_chunk(br#"{"object":"error","message":"?"}"#).unwrap_err(),
+            Failure::BadBody
+        );
+        // A `code` of anything else is not an error's.
+        assert!(parse_chunk(br#"{"object":"text_completion","code":500,"choices":[]}"#).is_ok());
         // Escaped text is decoded (owned), plain text borrowed; both count as content.
         assert!(
             parse_chunk(br#"{"choices":[{"text":"\u0041"}]}"#)

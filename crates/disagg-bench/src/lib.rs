@@ -311,6 +311,9 @@ pub struct PointResult {
     pub requests: Vec<RequestRecord>,
     /// TTFT, TPOT, ITL and E2EL in HDR histograms (nanoseconds).
     pub histograms: LatencyHistograms,
+    /// What makes its numbers less sure without making them invalid (answers that came
+    /// without token counts), each a sentence; in `results.json`'s `warnings`.
+    pub warnings: Vec<String>,
 }
 
 /// One request's monotonic timeline. Times are nanoseconds from the point's first scheduled
@@ -350,6 +353,17 @@ impl Sweep {
     /// limit, any request with zero generated tokens, a point with no output at all.
     pub fn invalid_reason(&self) -> Option<String> {
         sweep::invalid_reason(self)
+    }
+
+    /// Every point's warnings, each prefixed with its point's label, in order.
+    pub fn warnings(&self) -> Vec<String> {
+        self.points
+            .iter()
+            .flat_map(|p| {
+                let label = p.report.point.label();
+                p.warnings.iter().map(move |w| format!("{label}: {w}"))
+            })
+            .collect()
     }
 
     /// Each point's report, in order.

@@ -27,6 +27,9 @@ pub(crate) struct Scales<'a> {
     /// Under a concurrency cap, how to measure the client's queueing time; `None` leaves it
     /// out (no cap), as vLLM does.
     pub queue: Option<Arrival>,
+    /// When the point started, if before its first scheduled send (the open loop's first
+    /// request is due one gap in): the duration counts from here.
+    pub started: Option<Instant>,
 }
 
 /// What one point's outcomes come to.
@@ -106,7 +109,7 @@ pub(crate) fn compute(outcomes: &[Outcome], scales: Scales<'_>) -> Computed {
         stats(waits, extra_percentiles)
     });
 
-    let duration_s = span(outcomes).as_secs_f64();
+    let duration_s = span(outcomes, scales.started).as_secs_f64();
     let per_s = |x: f64| {
         if duration_s > 0.0 {
             x / duration_s
@@ -248,9 +251,9 @@ fn figure_stats(mut values: Vec<f64>, extra_percentiles: &[f64]) -> Option<Figur
     })
 }
 
-/// From the first scheduled send to the last completion.
-fn span(outcomes: &[Outcome]) -> Duration {
-    let first: Option<Instant> = outcomes.iter().map(|o| o.scheduled).min();
+/// From the point's start (else its first scheduled send) to the last completion.
+fn span(outcomes: &[Outcome], started: Option<Instant>) -> Duration {
+    let first: Option<Instant> = outcomes.iter().map(|o| o.scheduled).chain(started).min();
     let last: Option<Instant> = outcomes.iter().map(|o| o.end).max();
     match (first, last) {
         (Some(first), Some(last)) => last.saturating_duration_since(first),
@@ -354,6 +357,7 @@ mod tests {
                 usage_reported: true,
                 streamed: true,
                 avg_decoded_tokens_per_iter: None,
+                first_choice: None,
             }),
         }
     }
@@ -437,6 +441,29 @@ mod tests {
         assert!(close(m.user_throughput, (4.0 / 0.070 + 1.0 / 0.060) / 2.0));
     }
 
+    /// An open loop's first request is due one gap after the point started: its duration counts
+    /// that gap, as vLLM's does, or every rate point would read faster than it was offered.
+    #[test]
+    fn the_duration_counts_from_the_points_start_when_given() {
+        let t0 = Instant::now();
+        let outcomes = [
+            streamed(t0, 50, &[10], 20, 1),
+            streamed(t0, 100, &[10], 20, 1),
+        ];
+        let from_first = compute(&outcomes, Scales::default()).metrics;
+        assert!(close(from_first.duration_s, 0.070));
+        let from_start = compute(
+            &outcomes,
+            Scales {
+                started: Some(t0),
+                ..Scales::default()
+            },
+        )
+        .metrics;
+        assert!(close(from_start.duration_s, 0.120));
+        assert!(close(from_start.request_throughput, 2.0 / 0.120));
+    }
+
     #[test]
     fn itl_pools_every_gap_of_every_request() {
         let t0 = Instant::now();
@@ -489,6 +516,27 @@ mod tests {
             errors,
             BTreeMap::from([("http_500".to_string(), 2), ("timeout".to_string(), 1)])
         );
+    }
+
+    /// An answer whose events carried no text (special tokens only) has its first token when
+    /// its first choice came, as vLLM takes it: it used to have no TTFT at all, so a point of
+    /// such answers read "Mean TTFT 0.00" and goodput 0 with every objective met.
+    #[test]
+    fn an_answer_without_text_has_its_ttft_at_its_first_choice() {
+        let t0 = Instant::now();
+        let mut o = streamed(t0, 0, &[], 40, 1);
+        if let Ok(ok) = &mut o.result {
+            ok.first_choice = Some(t0 + Duration::from_millis(25));
+        }
+        let Computed { metrics: m, .. } = compute(
+            &[o],
+            Scales {
+                goodput: Some("ttft:1000".parse().unwrap()),
+                ..Scales::default()
+            },
+        );
+        assert!(close(m.ttft.mean_ms, 25.0), "{}", m.ttft.mean_ms);
+        assert!(close(m.request_goodput.unwrap(), 1.0 / 0.040));
     }
 
     #[test]
@@ -619,6 +667,7 @@ mod tests {
                 usage_reported: true,
                 streamed: false,
                 avg_decoded_tokens_per_iter: None,
+                first_choice: None,
             }),
         };
         let Computed { metrics: m, .. } = compute(&[o], Scales::default());

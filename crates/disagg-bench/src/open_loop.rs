@@ -53,8 +53,9 @@ pub(crate) async fn run(
                 rt.block_on(Arc::clone(s).acquire_owned())
                     .expect("the semaphore is never closed")
             });
-            // The point has failed whatever follows: nothing more leaves.
-            if progress.should_stop() {
+            // The point has failed whatever follows, or its duration limit passed while this
+            // request waited for a slot: nothing more leaves.
+            if progress.should_stop() || deadline.is_some_and(|d| Instant::now() >= d) {
                 break;
             }
             let (client, target, progress) =

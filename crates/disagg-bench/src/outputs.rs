@@ -65,7 +65,7 @@ pub(crate) fn results_file(sweep: &Sweep, stopped: Option<&str>) -> ResultsFile 
         config_name: None,
         valid: reasons.is_empty(),
         invalid_reason: (!reasons.is_empty()).then(|| reasons.join("; ")),
-        warnings: Vec::new(),
+        warnings: sweep.warnings(),
         points: sweep.reports(),
     }
 }
@@ -157,6 +157,7 @@ mod tests {
                 error_message: None,
             }],
             histograms: Default::default(),
+            warnings: Vec::new(),
         }
     }
 

@@ -75,6 +75,7 @@ mod tests {
                 usage_reported: true,
                 streamed: true,
                 avg_decoded_tokens_per_iter: None,
+                first_choice: None,
             }),
         };
         let failed = Outcome {

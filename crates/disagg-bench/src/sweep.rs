@@ -117,6 +117,9 @@ pub(crate) async fn run_sweep(
         }
         let started_at = SystemTime::now();
         let deadline = cfg.duration_limit.map(|d| Instant::now() + d);
+        // The open loop's start, before its first gap: its duration counts from there, as
+        // vLLM's does (the first request is due a gap after the start, not at it).
+        let mut started = None;
         let outcomes = match plan {
             Plan::Closed { concurrency } => {
                 closed_loop::run(
@@ -136,7 +139,7 @@ pub(crate) async fn run_sweep(
                 // Each point its own arrival stream, derived from the seed and the point.
                 let seed = cfg.seed ^ (0x0a77_17a1 + point_index as u64);
                 let offsets = arrivals::schedule(n, rate, cfg.burstiness, seed);
-                open_loop::run(
+                let outcomes = open_loop::run(
                     &client,
                     &target,
                     requests,
@@ -148,7 +151,11 @@ pub(crate) async fn run_sweep(
                         progress,
                     },
                 )
-                .await
+                .await;
+                started = outcomes
+                    .first()
+                    .and_then(|o| o.scheduled.checked_sub(offsets[o.index]));
+                outcomes
             }
         };
         if let Some(live) = live {
@@ -163,6 +170,7 @@ pub(crate) async fn run_sweep(
                 Plan::Closed { .. } => Arrival::PointStart,
                 Plan::Open { .. } => Arrival::Scheduled,
             }),
+            started,
         };
         let computed = metrics::compute(&outcomes, scales);
         let wait_note = match (plan, cap) {
@@ -211,6 +219,10 @@ pub(crate) async fn run_sweep(
         if let Some(note) = wait_note {
             eprintln!("{label}: note: {note}");
         }
+        let warnings: Vec<String> = counted_without_usage(&outcomes).into_iter().collect();
+        for w in &warnings {
+            eprintln!("{label}: warning: {w}");
+        }
         let point = PointId {
             concurrency: cap,
             request_rate: match plan {
@@ -241,6 +253,7 @@ pub(crate) async fn run_sweep(
             },
             requests: record::records(&outcomes),
             histograms,
+            warnings,
         };
         let next = on_point(&mut result);
         points.push(result);
@@ -258,6 +271,42 @@ pub(crate) async fn run_sweep(
         }
     }
     Ok(Sweep { points })
+}
+
+/// Answers whose output tokens were counted as their text events, the server having sent no
+/// `usage` (asked for with `stream_options.include_usage`): said, since an event can carry
+/// several tokens (speculative decoding, a server that batches its stream), and an answer cut
+/// short but closed with `[DONE]` looks the same.
+fn counted_without_usage(outcomes: &[client::Outcome]) -> Option<String> {
+    let answered = outcomes.iter().filter(|o| o.result.is_ok()).count();
+    let counted: Vec<&client::Outcome> = outcomes
+        .iter()
+        .filter(|o| o.result.as_ref().is_ok_and(|s| !s.usage_reported))
+        .collect();
+    if counted.is_empty() {
+        return None;
+    }
+    let short = counted
+        .iter()
+        .filter(|o| {
+            let got = o.result.as_ref().map_or(0, |s| s.output_tokens);
+            o.promised_output.is_some_and(|want| got < u64::from(want))
+        })
+        .count();
+    let short = if short > 0 {
+        format!(
+            "; {short} of them had fewer text events than the output length asked for with \
+             ignore_eos (cut short, or several tokens per event)"
+        )
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "{} of {answered} answers came without usage (token counts): their output tokens are \
+         counted as the text events that came, which undercounts when an event carries several \
+         tokens, so output throughput, TPOT and ITL may be off{short}",
+        counted.len()
+    ))
 }
 
 /// The most failures of `n` requests that keep a point valid: the largest k with
@@ -386,6 +435,7 @@ mod tests {
             },
             requests: Vec::new(),
             histograms: Default::default(),
+            warnings: Vec::new(),
         }
     }
 

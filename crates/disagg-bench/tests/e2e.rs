@@ -34,6 +34,8 @@ struct Script {
     stall: Duration,
     /// Generate this many tokens fewer than asked (at least one), as a server that stops at EOS.
     short_by: u64,
+    /// Send no usage at the end of a stream (as asked for with include_usage).
+    no_usage: bool,
     /// Serve one request at a time; the others wait their turn, headers and all (a busy
     /// engine's queue).
     serial: bool,
@@ -165,12 +167,16 @@ async fn generate(fake: Arc<Fake>, body: Value, chat: bool) -> Response {
                         (sent + 1, cut, guard),
                     ));
                 }
-                let mut tail = sse::frame(
-                    json!({"choices": [], "usage": usage})
-                        .to_string()
-                        .as_bytes(),
-                )
-                .to_vec();
+                let mut tail = if script.no_usage {
+                    Vec::new()
+                } else {
+                    sse::frame(
+                        json!({"choices": [], "usage": usage})
+                            .to_string()
+                            .as_bytes(),
+                    )
+                    .to_vec()
+                };
                 tail.extend_from_slice(sse::DONE_FRAME);
                 drop(guard);
                 Some((Ok(Bytes::from(tail)), (sent, true, None)))
@@ -282,6 +288,40 @@ async fn usage_counts_tokens_not_chunks() {
     let m = &sweep.points[0].report.metrics;
     // 2 chunks of 4 tokens each per request; usage says 8.
     assert_eq!(m.total_output_tokens, 12 * 8);
+}
+
+/// Without usage, output tokens are counted as text events, which a server bundling tokens
+/// makes too few: the point says so, on stderr and in results.json's warnings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_without_usage_are_counted_by_events_and_said() {
+    let (url, _) = serve(Script {
+        tokens_per_chunk: 4,
+        no_usage: true,
+        ..Default::default()
+    })
+    .await;
+    let sweep = run_sweep(&config(&url)).await.unwrap();
+    let m = &sweep.points[0].report.metrics;
+    assert_eq!(m.total_output_tokens, 12 * 2);
+    let w = sweep.warnings();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].starts_with("con4: 12 of 12 answers came without usage")
+            && w[0].contains("12 of them had fewer text events than the output length asked"),
+        "{w:?}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    sweep.write_outputs(dir.path()).unwrap();
+    let results: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["warnings"][0], w[0].as_str());
+    // With usage, nothing to say.
+    let (url, _) = serve(Script {
+        tokens_per_chunk: 4,
+        ..Default::default()
+    })
+    .await;
+    assert!(run_sweep(&config(&url)).await.unwrap().warnings().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -871,6 +911,26 @@ async fn the_duration_limit_stops_sending() {
     );
     assert_eq!(p.report.metrics.failed, 0);
     assert_eq!(sweep.invalid_reason(), None);
+}
+
+/// The open loop under a concurrency cap: a request that waited for a slot past the limit is
+/// not sent (it was, whenever it had been due before the limit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_duration_limit_stops_a_capped_open_loop() {
+    let (url, _) = serve(Script {
+        stall: Duration::from_millis(50),
+        ..Default::default()
+    })
+    .await;
+    let mut cfg = config(&url);
+    cfg.request_rates = vec![f64::INFINITY];
+    cfg.max_concurrency = Some(1);
+    cfg.num_prompts = Some(20);
+    cfg.duration_limit = Some(Duration::from_millis(300));
+    let sweep = run_sweep(&cfg).await.unwrap();
+    let m = &sweep.points[0].report.metrics;
+    assert!((1..=7).contains(&m.completed), "{}", m.completed);
+    assert!(m.duration_s < 0.6, "{}", m.duration_s);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -392,7 +392,7 @@ async fn finish_stopped(
             config_name: Some(plan.config_name.to_string()),
             valid: failure.is_none(),
             invalid_reason: failure.clone(),
-            warnings: Vec::new(),
+            warnings: sweep.warnings(),
             points: sweep.reports(),
         };
         let path = plan.run_dir.join("results.json");
