@@ -1032,6 +1032,35 @@ fn check_router(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
              load over",
         );
     }
+    // TensorRT-LLM's gen-only benchmark without a context phase is its disaggregated server's
+    // and its generation workers' (they then fetch no KV): another router still sends every
+    // request through a context server, whose KV nobody fetches, so real context workers fill
+    // up and stall (the sim would not notice).
+    let gen_only = [
+        ("env.server", &case.env.server),
+        ("env.worker", &case.env.worker),
+        ("gen.env", &case.generation.env),
+    ]
+    .into_iter()
+    .find(|(_, env)| {
+        env.get(GEN_ONLY_VAR)
+            .is_some_and(|v| v.as_string().trim() == "1")
+    });
+    if let (Some((key, _)), false) = (gen_only, r.kind == RouterKind::Engine) {
+        return err(
+            &format!("{key}.{GEN_ONLY_VAR}"),
+            &format!(
+                "{GEN_ONLY_VAR}=1 is TensorRT-LLM's gen-only benchmark without a context phase, \
+                 which only its own disaggregated server (`router.kind: engine`) runs: this \
+                 case's `kind: {}` router sends every request through a context server, whose \
+                 KV cache the generation workers would then never fetch (real context workers \
+                 fill up and stall)",
+                if r.kind == RouterKind::Builtin { "builtin" } else { "command" }
+            ),
+            "set `router: {kind: engine}` (with `engine: trtllm`), or remove the variable to \
+             measure with the context phase",
+        );
+    }
     match (r.kind, &r.argv) {
         (RouterKind::Engine, _) if case.engine != Engine::Trtllm => err(
             "router.kind",
@@ -1057,6 +1086,9 @@ fn check_router(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
         _ => Ok(()),
     }
 }
+
+/// TensorRT-LLM's switch for its gen-only benchmark without a context phase.
+const GEN_ONLY_VAR: &str = "TRTLLM_DISAGG_BENCHMARK_GEN_ONLY";
 
 /// TensorRT-LLM's router counts tokens only of context requests given as completions
 /// (`get_request_num_tokens` in tensorrt_llm/serve/router.py raises a ValueError for a

@@ -429,6 +429,21 @@ fn gen_only_no_context_fakes_the_kv_cache_on_the_gen_workers_and_the_router() {
     // And it is a gen-only run: first concurrency, one round.
     let b = bench_of(&imported.case_yaml);
     assert_eq!((b.concurrency(), b.rounds), (vec![2048], 1));
+    // Only TensorRT-LLM's own server runs it: with disagg's router in its place, every request
+    // would still go through a context server whose KV nobody fetches. Refused, naming the key.
+    let builtin = imported
+        .case_yaml
+        .replacen("\n  kind: engine\n", "\n  kind: builtin\n", 1);
+    assert_ne!(builtin, imported.case_yaml);
+    let e = disagg_core::parse_case(&builtin, std::path::Path::new("nc.yaml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("env.server.TRTLLM_DISAGG_BENCHMARK_GEN_ONLY")
+            && e.contains("only its own disaggregated server")
+            && e.contains("router: {kind: engine}"),
+        "{e}"
+    );
 }
 
 #[test]
