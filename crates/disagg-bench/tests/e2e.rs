@@ -321,7 +321,13 @@ async fn answers_without_usage_are_counted_by_events_and_said() {
         ..Default::default()
     })
     .await;
-    assert!(run_sweep(&config(&url)).await.unwrap().warnings().is_empty());
+    assert!(
+        run_sweep(&config(&url))
+            .await
+            .unwrap()
+            .warnings()
+            .is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

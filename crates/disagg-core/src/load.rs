@@ -1055,7 +1055,11 @@ fn check_router(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
                  case's `kind: {}` router sends every request through a context server, whose \
                  KV cache the generation workers would then never fetch (real context workers \
                  fill up and stall)",
-                if r.kind == RouterKind::Builtin { "builtin" } else { "command" }
+                if r.kind == RouterKind::Builtin {
+                    "builtin"
+                } else {
+                    "command"
+                }
             ),
             "set `router: {kind: engine}` (with `engine: trtllm`), or remove the variable to \
              measure with the context phase",
@@ -1317,12 +1321,23 @@ fn check_slurm(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
         .iter()
         .find(|a| a.trim().contains(char::is_whitespace))
     {
-        let fixed = match a.trim().split_once(char::is_whitespace) {
-            Some((opt, value)) if opt.starts_with("--") => {
-                format!("`\"{opt}={}\"`", value.trim())
-            }
-            Some((opt, value)) => format!("`\"{opt}{}\"`", value.trim()),
-            None => format!("`{a}`"),
+        let words: Vec<&str> = a.split_whitespace().collect();
+        // Several options in one item (`"--exclusive --mem=0"`): one item each.
+        let hint = if words.iter().skip(1).all(|w| w.starts_with('-')) {
+            let items: Vec<String> = words.iter().map(|w| format!("\"{w}\"")).collect();
+            format!(
+                "give each option as an item of its own: `[{}]`",
+                items.join(", ")
+            )
+        } else {
+            let fixed = match a.trim().split_once(char::is_whitespace) {
+                Some((opt, value)) if opt.starts_with("--") => {
+                    format!("`\"{opt}={}\"`", value.trim())
+                }
+                Some((opt, value)) => format!("`\"{opt}{}\"`", value.trim()),
+                None => format!("`{a}`"),
+            };
+            format!("write the option and its value as one word, e.g. {fixed}; one item per option")
         };
         return err(
             "slurm.extra_args",
@@ -1330,9 +1345,7 @@ fn check_slurm(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
                 "`{a}` holds a space: each item is one #SBATCH option, which sbatch would refuse \
                  as unrecognized"
             ),
-            &format!(
-                "write the option and its value as one word, e.g. {fixed}; one item per option"
-            ),
+            &hint,
         );
     }
     // A GPU gres of the case's own replaces the header's: fewer GPUs per node than the plan

@@ -220,7 +220,7 @@ fn bad_slurm_sections_name_the_key_line_and_fix() {
             "  extra_args: [\"--exclusive --mem=0\"]\n",
             "slurm.extra_args",
             "holds a space",
-            "one item per option",
+            "give each option as an item of its own: `[\"--exclusive\", \"--mem=0\"]`",
         ),
         (
             "a signal before the time limit, which nothing takes",

@@ -34,6 +34,7 @@ fn main() {
                     a_baseline_that_breaks_while_the_job_waits_fails_the_run_not_the_gate_silently,
                     a_sweep_becomes_one_job_per_point_with_its_sweep_folder,
                     a_job_slurm_can_never_start_is_cancelled_at_once_and_fails_the_case_with_2,
+                    a_job_slurm_will_not_release_fails_the_case_with_2_and_its_reports,
                     a_pending_job_is_said_with_slurms_reason_then_runs,
                     no_wait_keeps_max_jobs_by_chaining_jobs_and_the_last_job_finishes_the_sweep,
                     the_benchmarks_progress_is_shown_live_while_the_job_runs,
@@ -815,6 +816,53 @@ fn a_job_slurm_can_never_start_is_cancelled_at_once_and_fails_the_case_with_2() 
     }
     assert!(!summary.contains("slurm-"), "{summary}");
     assert!(read(&dir.join("results.xml")).contains("can never start"));
+}
+
+/// More tasks per node than a node has CPUs: sbatch takes the held job, `scontrol release`
+/// refuses it. The case is at fault (2, with a hint), and its run folder has its reports: it
+/// used to exit 1 with a folder of plan files that `disagg logs` called unfinished for ever.
+fn a_job_slurm_will_not_release_fails_the_case_with_2_and_its_reports() {
+    let ws = Ws::new("norelease");
+    let cpus = Command::new("sinfo")
+        .args(["-h", "-o", "%c"])
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter_map(|l| l.trim().trim_end_matches('+').parse::<u32>().ok())
+                .max()
+        })
+        .expect("sinfo gives the nodes' CPUs");
+    let c = ws.case(
+        "sl-norel.yaml",
+        &case(
+            "sl-norel",
+            &format!("{GEN_OK}{TIMEOUTS}slurm: {{time: \"5\"}}\n"),
+        )
+        .replace("gpus_per_node: 2", &format!("gpus_per_node: {}", 2 * cpus)),
+    );
+    let ran = support::run(
+        &c,
+        &ws.dir,
+        &["--launcher", "slurm"],
+        &[("SKIP_PERF_CHECK", "true")],
+    );
+    let out = ran.out;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(ran.elapsed < Duration::from_secs(30), "{:?}", ran.elapsed);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cancelled before it started") && stderr.contains("hint: "),
+        "{}",
+        text(&out)
+    );
+    let dir = ws.run_dir("sl-norel");
+    let id = read(&dir.join("slurm_job_id"));
+    assert_eq!(job_state(&id).as_deref(), Some("CANCELLED"));
+    assert_eq!(read(&dir.join("exit_code")).trim(), "2");
+    assert!(read(&dir.join("results.xml")).contains("cancelled before it started"));
+    assert!(read(&dir.join("summary.md")).contains("hardware.gpus_per_node"));
 }
 
 fn a_pending_job_is_said_with_slurms_reason_then_runs() {

@@ -198,7 +198,14 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions, slurm: &SlurmOptions) -> 
             } else {
                 None
             };
-            match submit(&p, &workspace, &opts.exe, after.as_deref(), &bars) {
+            match submit(
+                &p,
+                &workspace,
+                &opts.exe,
+                after.as_deref(),
+                &bars,
+                skip_perf,
+            ) {
                 Ok(s) => {
                     let waits = match &after {
                         Some(a) => format!(" (starts once job {a} has ended: --max-jobs {max})"),
@@ -218,10 +225,17 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions, slurm: &SlurmOptions) -> 
                     }
                     running.push(s);
                 }
-                Err((e, code)) => {
-                    say_err!("error: {}: {e}", p.ready.case.config_name);
-                    if let Some(hint) = submit_hint(&e, &p.ready.case.case.slurm) {
+                Err(NotSubmitted {
+                    why,
+                    code,
+                    reported,
+                }) => {
+                    say_err!("error: {}: {why}", p.ready.case.config_name);
+                    if let Some(hint) = submit_hint(&why, &p.ready.case.case.slurm) {
                         say_err!("hint: {hint}");
+                    }
+                    if let Some(dir) = &reported {
+                        book.started(p.case, dir);
                     }
                     book.finished(p.case, code);
                     codes.push(code);
@@ -279,6 +293,16 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions, slurm: &SlurmOptions) -> 
     }
 }
 
+/// Exit code of a submission Slurm refused: 2 when it refused what the case asks (nothing was
+/// launched; the case is at fault), else 1.
+fn refusal_code(e: &job::SlurmError) -> i32 {
+    if e.refuses_the_request() {
+        exit::USAGE
+    } else {
+        exit::TEST_FAILED
+    }
+}
+
 /// What to do about an sbatch refusal we can explain.
 fn submit_hint(error: &str, s: &disagg_core::slurm::SlurmSpec) -> Option<String> {
     let gres = error.contains("Invalid generic resource") || error.contains("gres");
@@ -300,7 +324,9 @@ fn submit_hint(error: &str, s: &disagg_core::slurm::SlurmSpec) -> Option<String>
         Some("set slurm.account to an account you may use in this partition (`sacctmgr show associations user=$USER`)".into())
     } else if error.contains("time limit is invalid") {
         Some("lower slurm.time to the partition's limit (`sinfo -o '%P %l'`)".into())
-    } else if error.contains("Requested node configuration is not available") {
+    } else if error.contains("Requested node configuration is not available")
+        || error.contains("Requested partition configuration not available")
+    {
         Some("no node of the partition has what the job asks per node: check hardware.gpus_per_node against `sinfo -o '%P %D %c %G'`".into())
     } else {
         None
@@ -332,6 +358,14 @@ fn write_script(
     Ok(path)
 }
 
+/// A case whose job was not submitted, or was cancelled before it could start.
+struct NotSubmitted {
+    why: String,
+    code: i32,
+    /// Its run folder, when it had one by then: its reports are written.
+    reported: Option<PathBuf>,
+}
+
 /// Submits held, so the run folder (named by the job id) and its plan exist before the job can
 /// start, then releases it. Any failure cancels the held job.
 fn submit(
@@ -340,25 +374,25 @@ fn submit(
     exe: &Path,
     after: Option<&str>,
     bars: &indicatif::MultiProgress,
-) -> Result<Submitted, (String, i32)> {
+    skip_perf: bool,
+) -> Result<Submitted, NotSubmitted> {
     let config_dir = crate::rundir::config_dir(workspace, &p.ready.case.config_name);
     let id = job::submit_held(&p.script, &config_dir, after).map_err(|e| {
         let _ = std::fs::remove_file(&p.script);
-        // Refused for what the case asks: nothing was launched, the case is at fault.
-        let code = if e.refuses_the_request() {
-            exit::USAGE
-        } else {
-            exit::TEST_FAILED
-        };
-        (e.to_string(), code)
+        NotSubmitted {
+            why: e.to_string(),
+            code: refusal_code(&e),
+            reported: None,
+        }
     })?;
     let abandon = |why: String| {
         let _ = job::cancel(&id);
         let _ = std::fs::remove_file(&p.script);
-        Err((
-            format!("job {id} cancelled before it started: {why}"),
-            exit::TEST_FAILED,
-        ))
+        Err(NotSubmitted {
+            why: format!("job {id} cancelled before it started: {why}"),
+            code: exit::TEST_FAILED,
+            reported: None,
+        })
     };
     let plan = match run::prepare_as(p.ready, workspace, exe, &id, run::Where::Slurm) {
         Ok(plan) if plan.run_id == id => plan,
@@ -378,7 +412,24 @@ fn submit(
     }
     let _ = crate::atomic::write(&plan.run_dir.join(JOB_ID_FILE), id.as_bytes());
     if let Err(e) = job::release(&id) {
-        return abandon(e.to_string());
+        // The run folder is there: it gets its reports, as every run's does, and the release's
+        // refusal of what the case asks (a node has fewer CPUs than tasks per node) is the
+        // case's fault, as sbatch's would be.
+        let _ = job::cancel(&id);
+        let code = refusal_code(&e);
+        let why = format!("job {id} cancelled before it started: {e}");
+        let reason = match submit_hint(&why, &p.ready.case.case.slurm) {
+            Some(hint) => format!("{why}; hint: {hint}"),
+            None => why.clone(),
+        };
+        let outcome = ended_by_slurm(&plan, reason, false, None);
+        run::finish_as(&plan, &outcome, None, skip_perf, Some(code));
+        let _ = crate::rundir::point_latest_at(&plan.run_dir);
+        return Err(NotSubmitted {
+            why,
+            code,
+            reported: Some(plan.run_dir.clone()),
+        });
     }
     // Launched: the job is Slurm's now, so it is the config's latest run.
     if let Err(e) = crate::rundir::point_latest_at(&plan.run_dir) {
