@@ -24,7 +24,7 @@ pub struct Args {
     #[arg(long, short)]
     output: Option<PathBuf>,
     /// Import it as TensorRT-LLM's gen_only test runs it: the first concurrency only, one
-    /// round, one warm-up request at concurrency 1, and on the GEN workers
+    /// round, a warm-up request only when that concurrency is 1, and on the GEN workers
     /// TRTLLM_DISABLE_KV_CACHE_TRANSFER_OVERLAP=1 and TLLM_BENCHMARK_REQ_QUEUES_SIZE=<that
     /// concurrency> (also when the config's benchmark.mode is gen_only).
     #[arg(long)]
