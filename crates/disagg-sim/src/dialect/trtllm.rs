@@ -74,6 +74,21 @@ const PARAMS_FIELDS: &[&str] = &[
     "ctx_usage",
     "return_prompt_token_ids_b64",
     "resolved_thinking",
+    // The newest disaggregated server sets these on every context leg (often null):
+    // `conversation_id` from the session, the context-side control endpoint, and the
+    // hand-off's lifecycle identity (`openai_disagg_service.py`, `_get_ctx_request`).
+    "conversation_id",
+    "context_control_endpoint",
+    "context_transceiver_lifecycle",
+    "logical_request_id",
+    "prefill_artifact_id",
+    "artifact_version",
+    "handoff_attempt_uuid",
+    "consumer_grant_id",
+    "transfer_session_id",
+    "generation_endpoint_name",
+    "generation_endpoint_rank",
+    "generation_endpoint_incarnation",
 ];
 
 /// Fields both of TensorRT-LLM's request models declare (`CompletionRequest`,

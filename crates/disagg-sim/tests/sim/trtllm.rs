@@ -161,6 +161,16 @@ async fn a_current_worker_takes_the_disagg_request_id_and_keys_the_hand_off_on_i
     assert!(params["ctx_request_id"].as_u64().unwrap() < 1 << 40);
     let (status, _) = generation.complete(&generation_from(&plain)).await;
     assert_eq!(status, 200);
+
+    // The newest disaggregated server's context leg: `schedule_style` and a null
+    // `conversation_id` (from the session) on every request; it used to be refused as extra.
+    let (status, newest) = ctx
+        .complete(&json!({"prompt": [5, 6, 7], "max_tokens": 4,
+                          "disaggregated_params": {"request_type": "context_only",
+                            "disagg_request_id": ID + 7, "schedule_style": 0,
+                            "conversation_id": null, "context_control_endpoint": null}}))
+        .await;
+    assert_eq!(status, 200, "{newest}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
