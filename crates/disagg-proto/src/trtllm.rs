@@ -183,6 +183,16 @@ impl ServerConfig {
         Ok(cfg)
     }
 
+    /// A top-level key not modelled here, as its YAML text (`-1`, `generation_first`).
+    pub fn other_text(&self, key: &str) -> Option<String> {
+        self.other.get(key).map(|v| {
+            serde_yaml_ng::to_string(v)
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        })
+    }
+
     pub fn to_yaml(&self) -> String {
         serde_yaml_ng::to_string(self).expect("server config serializes")
     }

@@ -425,6 +425,23 @@ impl RouterArgs {
                         path: path.clone(),
                         source,
                     })?;
+                if let Some(v) = server
+                    .other
+                    .get("max_retries")
+                    .filter(|v| v.as_u64().is_none())
+                    .and(server.other_text("max_retries"))
+                {
+                    return Err(RouterError::Limits(format!(
+                        "{}: key max_retries: {} is not a number of retries\nhint: give 0 or \
+                         more (trtllm-serve disaggregated refuses it too), or leave it out for {}",
+                        path.display(),
+                        v,
+                        DEFAULT_MAX_RETRIES
+                    )));
+                }
+                for warning in features_not_served(&server) {
+                    tracing::warn!("{}: {warning}", path.display());
+                }
                 RouterConfig::from_server_config(&server)
             }
             None => {
@@ -511,6 +528,41 @@ fn policy_for(group: &str, g: &ServerGroup) -> Policy {
             Policy::PrefixAffinity
         }
     }
+}
+
+/// What `server_config.yaml` asks of `trtllm-serve disaggregated` that this router does not do,
+/// one warning each: the run would otherwise measure another system than the file describes,
+/// without a word.
+fn features_not_served(cfg: &ServerConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    let get = |k: &str| cfg.other.get(k);
+    if let Some(v) = get("schedule_style") {
+        let context_first = v
+            .as_str()
+            .is_some_and(|s| s.eq_ignore_ascii_case("context_first"))
+            || v.as_u64() == Some(0);
+        if !context_first {
+            out.push(format!(
+                "schedule_style {}: this router schedules context first, always",
+                cfg.other_text("schedule_style").unwrap_or_default()
+            ));
+        }
+    }
+    if get("conditional_disagg_config").is_some() {
+        out.push(
+            "conditional_disagg_config: this router sends every request through a context \
+             server (no conditional disaggregation)"
+                .into(),
+        );
+    }
+    if get("perf_metrics_max_requests").is_some_and(|v| v.as_u64().unwrap_or(0) > 0) {
+        out.push(
+            "perf_metrics_max_requests: this router serves no /perf_metrics (its /metrics has \
+             its own counters)"
+                .into(),
+        );
+    }
+    out
 }
 
 /// The warning for a group's `router:` keys this router does not read, if it has any: a
@@ -889,6 +941,33 @@ mod args_tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("unsupported router type `random`"), "{e}");
+    }
+
+    /// A negative `max_retries` is refused with the file and key (it was read as the default);
+    /// what the file asks of trtllm-serve disaggregated that this router does not do is said.
+    #[test]
+    fn bad_retries_are_refused_and_features_not_served_are_said() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server_config.yaml");
+        let groups = "context_servers: {urls: [\"a:1\"]}\ngeneration_servers: {urls: [\"b:1\"]}\n";
+        std::fs::write(&path, format!("max_retries: -1\n{groups}")).unwrap();
+        let e = args(&["--config", path.to_str().unwrap()])
+            .unwrap()
+            .into_config()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("key max_retries: -1 is not a number"), "{e}");
+        let cfg = ServerConfig::from_yaml(&format!(
+            "schedule_style: generation_first\nconditional_disagg_config: {{max_local_prefill_length: 100}}\n\
+             perf_metrics_max_requests: 1000\n{groups}"
+        ))
+        .unwrap();
+        let w = features_not_served(&cfg);
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(w[0].starts_with("schedule_style generation_first"), "{w:?}");
+        let plain =
+            ServerConfig::from_yaml(&format!("schedule_style: context_first\n{groups}")).unwrap();
+        assert!(features_not_served(&plain).is_empty());
     }
 
     #[test]
