@@ -438,6 +438,13 @@ pub fn validate(paths: &[PathBuf], workspace: &Path) -> i32 {
         for n in disagg_core::plan::placement_notes(&r.case.case) {
             say!("  note: {n}");
         }
+        // `run` refuses it with the local launcher (its default): said here too, so that an
+        // `ok:` does not read as "runs here".
+        if let Some(why) = shared_gpus(&r.case.case, &r.case.path) {
+            let why = why.split_once(": ").map_or(why.as_str(), |(_, w)| w);
+            let why = why.split_once("\nhint: ").map_or(why, |(w, _)| w);
+            say!("  note: only with `--launcher slurm`: {why}");
+        }
         for n in disagg_core::fit::notes(&r.case.case) {
             say!("  note: {n}");
         }

@@ -303,6 +303,26 @@ benchmark: {isl: 8, osl: 8}
     assert_eq!(ok.code(), 0, "{}", ok.show());
 }
 
+/// A case `run` refuses with the local launcher (real engines on several nodes) validates, and
+/// says it needs `--launcher slurm`: an `ok:` alone read as "runs here".
+#[test]
+fn validate_says_when_a_case_runs_only_under_slurm() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/trtllm-multinode.yaml");
+    let r = disagg(&["validate", example.to_str().unwrap()], &[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    assert!(
+        r.stdout()
+            .contains("note: only with `--launcher slurm`: the workers take"),
+        "{}",
+        r.show()
+    );
+    let quick =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart.yaml");
+    let r = disagg(&["validate", quick.to_str().unwrap()], &[]);
+    assert!(!r.stdout().contains("--launcher slurm"), "{}", r.show());
+}
+
 #[test]
 fn plan_for_slurm_shows_each_steps_gpus_and_the_engine_it_runs() {
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -3,7 +3,9 @@ use std::path::PathBuf;
 /// Check case files without running anything; exits 2 if any is bad.
 ///
 /// Each good case prints `ok:`, with a note under it for each server that spans nodes without
-/// filling its last one (the GPUs it leaves idle there), and for each worker group that would
+/// filling its last one (the GPUs it leaves idle there), for a case that runs only with
+/// `--launcher slurm` (real engines on several nodes, which `run` refuses on one machine), and
+/// for each worker group that would
 /// serve the benchmark's largest request cut short where the benchmark accepts shorter answers
 /// (`ignore_eos: false`): TensorRT-LLM's max_tokens cut to the room left under max_seq_len,
 /// SGLang's allow_auto_truncate. A request that a worker's stated limits would refuse
