@@ -175,6 +175,21 @@ impl Worker {
         self.version_asks.load(Ordering::Relaxed)
     }
 
+    /// Its `/version` is to be asked again before its next context request: it came back
+    /// after being out (a restart may be another version: a rollback to one that refuses the
+    /// id, an upgrade to one that needs it), or it refused the id it was sent.
+    pub fn forget_version(&self) {
+        let _ = self
+            .disagg_ids
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                matches!(
+                    VersionTake::from_u8(v),
+                    VersionTake::Takes | VersionTake::Refuses
+                )
+                .then_some(VersionTake::Pending.as_u8())
+            });
+    }
+
     /// An ask of `/version` ended with `take`; called with [`Self::version_turn`] held.
     pub fn version_asked(&self, take: VersionTake) {
         self.disagg_ids.store(take.as_u8(), Ordering::Relaxed);
@@ -251,6 +266,7 @@ impl Worker {
         if self.healthy.swap(true, Ordering::Relaxed) {
             Transition::None
         } else {
+            self.forget_version();
             Transition::Readmitted
         }
     }
@@ -376,5 +392,22 @@ mod tests {
         assert_eq!(w.record_success(), Transition::Readmitted);
         assert_eq!(w.record_success(), Transition::None);
         assert_eq!(w.failures(), 0);
+    }
+
+    /// A worker back after being out may be another version (a restart, a rollback): its
+    /// `/version` is asked again before its next context request. One never out keeps it.
+    #[test]
+    fn a_readmitted_worker_has_its_version_asked_again() {
+        let w = Worker::new("a".into(), None);
+        w.version_asked(VersionTake::Takes);
+        assert_eq!(w.record_success(), Transition::None);
+        assert_eq!(w.version_take(), VersionTake::Takes);
+        w.record_failure(1);
+        assert_eq!(w.record_success(), Transition::Readmitted);
+        assert_eq!(w.version_take(), VersionTake::Pending);
+        // An unanswered one stays so (the checker asks it every round anyway).
+        w.version_asked(VersionTake::Silent);
+        w.forget_version();
+        assert_eq!(w.version_take(), VersionTake::Silent);
     }
 }

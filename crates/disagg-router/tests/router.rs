@@ -632,6 +632,36 @@ async fn a_version_answering_503_is_asked_again_every_round_and_not_waited_for()
     );
 }
 
+/// A context worker replaced in place by an older build (never out, so never readmitted)
+/// refuses the id it was sent: that request fails, and the worker's `/version` is asked again,
+/// so the next goes without the id. It used to fail every request for good.
+#[tokio::test]
+async fn a_worker_that_refuses_the_id_it_was_sent_has_its_version_asked_again() {
+    let ctx = fake("ctx").version("1.3.0").start().await;
+    let generation = fake("gen").start().await;
+    let url = router(config(&[&ctx], &[&generation])).await;
+    let resp = post(&url, "/v1/completions", completion(false)).await;
+    assert_eq!(resp.status(), 200);
+    assert!(sent_id(&ctx.bodies()[0]).is_some());
+    ctx.fake.set_version("1.0.0");
+    let resp = post(&url, "/v1/completions", completion(false)).await;
+    let msg = api_error(resp, 400).await;
+    assert!(msg.contains("disagg_request_id"), "{msg}");
+    let resp = post(&url, "/v1/completions", completion(false)).await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    assert_eq!(sent_id(&ctx.bodies()[2]), None);
+    let census: Value = reqwest::get(format!("{url}/workers"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        census["prefill"]["workers"][0]["disagg_request_id"],
+        "omitted (version below 1.3)"
+    );
+}
+
 #[tokio::test]
 async fn always_against_an_old_worker_says_what_it_refused() {
     let old = fake("old").version("1.0.0").start().await;

@@ -66,6 +66,20 @@ pub(super) async fn flow(
                 carried,
             )
             .await
+            .inspect_err(|e| {
+                // A worker that refuses the id it was sent was replaced by an older version
+                // without ever being out: its `/version` is asked again, not trusted for ever.
+                if let (Some(_), ProxyError::Rejected { message, .. }) = (id, e) {
+                    if message.contains("disagg_request_id") {
+                        tracing::warn!(
+                            "context worker {} refused disagg_request_id: asking its /version \
+                             again",
+                            worker.url
+                        );
+                        worker.forget_version();
+                    }
+                }
+            })
             .map(|answer| (answer, id))
         },
     )

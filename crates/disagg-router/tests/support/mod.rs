@@ -108,10 +108,23 @@ pub struct Fake {
     /// What `/version` reports as TensorRT-LLM's `{"version": ...}`; `None`: 404. Below 1.3,
     /// a context request carrying `disagg_request_id` is refused with 400, as those versions'
     /// request models (pydantic, `extra="forbid"`) do.
-    version: Option<&'static str>,
+    version: Mutex<Option<&'static str>>,
     /// While set, `/version` answers 503 (a server that is up but cannot say yet).
     pub version_down: std::sync::atomic::AtomicBool,
     pub seen: Mutex<Vec<Seen>>,
+}
+
+impl Fake {
+    /// The TensorRT-LLM version it plays now.
+    pub fn version(&self) -> Option<&'static str> {
+        *self.version.lock().unwrap()
+    }
+
+    /// Plays another version from now on, as a worker replaced in place (a quick restart on
+    /// another build) would.
+    pub fn set_version(&self, v: &'static str) {
+        *self.version.lock().unwrap() = Some(v);
+    }
 }
 
 /// A running fake worker.
@@ -145,7 +158,7 @@ pub fn fake(name: &'static str) -> FakeBuilder {
             generation: Gen::Ok,
             health: StatusCode::OK,
             record: true,
-            version: None,
+            version: Mutex::new(None),
             version_down: std::sync::atomic::AtomicBool::new(false),
             seen: Mutex::new(Vec::new()),
         },
@@ -172,7 +185,7 @@ impl FakeBuilder {
     }
     /// Reports this TensorRT-LLM version on `/version` (see [`Fake::version`]).
     pub fn version(mut self, v: &'static str) -> Self {
-        self.fake.version = Some(v);
+        self.fake.version = Mutex::new(Some(v));
         self
     }
     pub fn sglang_prefill(mut self) -> Self {
@@ -278,7 +291,7 @@ async fn version(State(fake): State<Arc<Fake>>) -> Response {
     if fake.version_down.load(std::sync::atomic::Ordering::Relaxed) {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
-    match fake.version {
+    match fake.version() {
         Some(v) => axum::Json(json!({"version": v})).into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
     }
@@ -343,7 +356,7 @@ async fn infer(
     let trtllm_ctx = body["disaggregated_params"]["request_type"] == "context_only";
     let vllm_prefill = body["kv_transfer_params"]["do_remote_decode"] == true;
     let sent_id = &body["disaggregated_params"]["disagg_request_id"];
-    if trtllm_ctx && !sent_id.is_null() && refuses_disagg_ids(fake.version) {
+    if trtllm_ctx && !sent_id.is_null() && refuses_disagg_ids(fake.version()) {
         let msg = "1 validation error for CompletionRequest\ndisaggregated_params.disagg_request_id\n  Extra inputs are not permitted";
         let err =
             json!({"object": "error", "message": msg, "type": "BadRequestError", "code": 400});
