@@ -58,6 +58,8 @@ pub const DEFAULT_REQUEST_FAILURES: u32 = 5;
 
 /// How long a worker ejected by failed requests stays out before a passing probe may readmit it.
 pub const DEFAULT_EJECTION_COOLDOWN: Duration = Duration::from_secs(30);
+/// How long requests in flight get to finish once shutdown is asked for (`--shutdown-grace`).
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub use disagg_shards::{MAX_DEFAULT_THREADS, default_threads};
 
@@ -161,6 +163,12 @@ pub struct RouterArgs {
     /// readmits it, and one more failed request ejects it again.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
     pub ejection_cooldown: Duration,
+    /// On SIGTERM or SIGINT the router stops accepting at once, then gives the requests in
+    /// flight this long to finish; the answers still running then are cut (an aborted stream,
+    /// never a clean end), and how many is logged. Set it to the longest answer a rollout may
+    /// wait for, within what your supervisor allows before it kills the process.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    pub shutdown_grace: Duration,
     #[command(flatten)]
     pub serving: disagg_shards::ServingThreads,
     /// TensorRT-LLM dialect: sign each generation request's protected hand-off fields with this
@@ -234,6 +242,8 @@ pub struct RouterConfig {
     pub request_failures: u32,
     /// See [`DEFAULT_EJECTION_COOLDOWN`].
     pub ejection_cooldown: Duration,
+    /// See [`DEFAULT_SHUTDOWN_GRACE`].
+    pub shutdown_grace: Duration,
     /// Where each group's round robin (and the other policies' tie-breaks) starts: 0 for one
     /// router; replica `i` of several takes `i`, so that routers fed in turn by one client do
     /// not all send their `j`th request to the same worker at once.
@@ -301,6 +311,7 @@ impl RouterConfig {
             stall_timeout: DEFAULT_STALL_TIMEOUT,
             request_failures: DEFAULT_REQUEST_FAILURES,
             ejection_cooldown: DEFAULT_EJECTION_COOLDOWN,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             first_turn: 0,
             threads: default_threads(),
             internal_request_auth_key: None,
@@ -498,6 +509,7 @@ impl RouterArgs {
         cfg.stall_timeout = self.stall_timeout;
         cfg.request_failures = self.request_failures;
         cfg.ejection_cooldown = self.ejection_cooldown;
+        cfg.shutdown_grace = self.shutdown_grace;
         if let Some(n) = self.serving.threads {
             cfg.threads = n;
         }

@@ -1,18 +1,13 @@
 //! Running the app: on a given listener ([`serve`]) or as the standalone command ([`run`]).
 
 use std::future::Future;
-use std::time::Duration;
 
 use crate::app::{AppState, app};
 use crate::config::{RouterArgs, RouterConfig};
 use crate::error::RouterError;
 
-/// After shutdown is asked for, in-flight requests get this long to finish. Long enough for a
-/// typical streamed answer, short enough that a supervisor's TERM→KILL grace is not exceeded.
-pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
 /// Serves on `listener` until `shutdown` resolves, then drains in-flight requests (bounded by
-/// `SHUTDOWN_GRACE`, 10 s). With `cfg.threads` ≥ 1 the requests are served on that many serving
+/// `cfg.shutdown_grace`, `--shutdown-grace`, 10 s by default). With `cfg.threads` ≥ 1 the requests are served on that many serving
 /// threads of its own (`disagg-shards`, each a one-worker runtime with its own upstream client),
 /// and this call's runtime only accepts and runs the health checker; with 0 everything runs on
 /// the caller's runtime.
@@ -24,7 +19,7 @@ pub async fn serve(
     cfg.validate()?;
     log_startup(&listener, &cfg);
     let local = listener.local_addr().map_err(RouterError::Serve)?;
-    let (threads, header_timeout) = (cfg.threads, cfg.header_timeout);
+    let (threads, header_timeout, grace) = (cfg.threads, cfg.header_timeout, cfg.shutdown_grace);
     let state = AppState::new(cfg)?;
     // The checker lives exactly as long as this call: aborted however `serve` returns.
     let checker = AbortOnDrop(tokio::spawn(state.health_checker()));
@@ -47,7 +42,19 @@ pub async fn serve(
     let shards = disagg_shards::Shards::start(&opts, local, |i, connections, stop| {
         crate::conn::serve(connections, apps[i].clone(), header_timeout, stop)
     })?;
-    let out = shards.serve(listener, shutdown, SHUTDOWN_GRACE).await;
+    let out = shards.serve(listener, shutdown, grace).await;
+    // What the grace cut: the requests still at a worker (a generation worker holds a streamed
+    // answer's for its whole length).
+    let held =
+        |g: &crate::policy::WorkerGroup| -> usize { g.workers.iter().map(|w| w.in_flight()).sum() };
+    let (ctx, generation) = (held(&state.0.prefill), held(&state.0.decode));
+    if ctx + generation > 0 {
+        tracing::warn!(
+            "shut down with requests still in flight after the {grace:?} of --shutdown-grace \
+             ({generation} at generation workers, {ctx} at context workers): their answers were \
+             cut"
+        );
+    }
     drop(checker);
     Ok(out?)
 }
@@ -159,6 +166,7 @@ async fn stop_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[tokio::test]
     async fn serve_returns_after_shutdown() {

@@ -632,6 +632,59 @@ async fn a_version_answering_503_is_asked_again_every_round_and_not_waited_for()
     );
 }
 
+/// `--shutdown-grace`: after shutdown is asked for, a request still in flight gets that long,
+/// then its answer is cut and the router returns (it was a fixed 10 s).
+#[tokio::test]
+async fn shutdown_waits_the_grace_it_is_given_then_cuts() {
+    let ctx = fake("ctx").start().await;
+    let generation = fake("gen").generation(Gen::Hang).start().await;
+    let mut cfg = config(&[&ctx], &[&generation]);
+    cfg.shutdown_grace = Duration::from_millis(400);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(disagg_router::serve(listener, cfg, async move {
+        let _ = stopped.await;
+    }));
+    let pending = tokio::spawn({
+        let url = url.clone();
+        async move {
+            reqwest::Client::new()
+                .post(format!("{url}/v1/completions"))
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(&completion(false)).unwrap())
+                .send()
+                .await
+        }
+    });
+    support::eventually(
+        Duration::from_secs(5),
+        "the request reached generation",
+        || async { !generation.bodies().is_empty() },
+    )
+    .await;
+    let asked = std::time::Instant::now();
+    stop.send(()).unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(5), served)
+        .await
+        .expect("the router returns after its grace")
+        .unwrap();
+    assert!(out.is_ok(), "{out:?}");
+    let took = asked.elapsed();
+    assert!(
+        took >= Duration::from_millis(350) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    // The hung request got no answer.
+    let answer = tokio::time::timeout(Duration::from_secs(5), pending)
+        .await
+        .unwrap()
+        .unwrap();
+    if let Ok(r) = answer {
+        assert!(r.status() != 200 || r.text().await.is_err());
+    }
+}
+
 /// A context worker replaced in place by an older build (never out, so never readmitted)
 /// refuses the id it was sent: that request fails, and the worker's `/version` is asked again,
 /// so the next goes without the id. It used to fail every request for good.
