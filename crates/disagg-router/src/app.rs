@@ -215,6 +215,8 @@ async fn sglang_generate(
 }
 
 async fn generate(state: AppState, endpoint: Endpoint, headers: HeaderMap, body: Body) -> Response {
+    // Dropped before the answer (its client went away: hyper drops this future) counts it.
+    let mut unanswered = ClientGone(&state.0.metrics, true);
     let out = match read_body(&state.0, &headers, body).await {
         Ok((body, held)) => {
             let out = flow::handle(&state.0, endpoint, &headers, body).await;
@@ -224,7 +226,21 @@ async fn generate(state: AppState, endpoint: Endpoint, headers: HeaderMap, body:
         }
         Err(e) => Err(e),
     };
+    unanswered.1 = false;
     finish(&state, endpoint.path(), out)
+}
+
+/// Counts a request whose client went away, when dropped still armed.
+struct ClientGone<'a>(&'a crate::metrics::Metrics, bool);
+
+impl Drop for ClientGone<'_> {
+    fn drop(&mut self) {
+        if self.1 {
+            self.0
+                .clients_gone
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 }
 
 /// Counts the request by route and status, and turns an error into its response.

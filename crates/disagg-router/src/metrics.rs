@@ -67,6 +67,8 @@ pub(crate) struct Metrics {
     /// Relayed answers cut short after their status (200) went out: counted under that status
     /// in `requests`, so counted here as what they were.
     pub streams_cut: AtomicU64,
+    /// Requests whose client went away before their answer was complete.
+    pub clients_gone: AtomicU64,
 }
 
 impl Metrics {
@@ -98,6 +100,13 @@ pub(crate) fn render(state: &Inner) -> String {
         out,
         "disagg_router_streams_cut_total {}",
         m.streams_cut.load(Ordering::Relaxed)
+    );
+    out.push_str("# HELP disagg_router_clients_gone_total Client requests whose client went away before the answer was complete (a timeout of the client's, or its user gave up): one whose answer had begun is in requests_total under its status too, one that had none yet only here. Their upstream legs are cancelled.\n");
+    out.push_str("# TYPE disagg_router_clients_gone_total counter\n");
+    let _ = writeln!(
+        out,
+        "disagg_router_clients_gone_total {}",
+        m.clients_gone.load(Ordering::Relaxed)
     );
     out.push_str("# HELP disagg_router_leg_seconds Upstream leg latency: context until its answer is read, generation until its first byte.\n");
     out.push_str("# TYPE disagg_router_leg_seconds histogram\n");

@@ -240,6 +240,7 @@ pub(crate) fn respond(
             deadline: Box::pin(tokio::time::sleep_until(deadline)),
             request_timeout,
             metrics: metrics.clone(),
+            ended: false,
         })
     };
     let mut out = if stream {
@@ -302,12 +303,23 @@ struct Relay {
     request_timeout: Duration,
     /// Where a cut answer is counted.
     metrics: std::sync::Arc<Metrics>,
+    /// Relayed to its end, or cut: dropped before either, its client went away.
+    ended: bool,
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.metrics.clients_gone.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Relay {
     /// Counts the relayed answer as cut short, and against the generation worker giving it when
     /// it is that worker's failure.
-    fn cut(&self, why: &str, blame_worker: bool) {
+    fn cut(&mut self, why: &str, blame_worker: bool) {
+        self.ended = true;
         self.metrics.streams_cut.fetch_add(1, Ordering::Relaxed);
         if !blame_worker {
             return;
@@ -355,6 +367,7 @@ impl Stream for Relay {
         }
         match this.rest.poll_next_unpin(cx) {
             Poll::Ready(None) => {
+                this.ended = true;
                 // The answer is complete; a prefill leg still answering is let finish rather
                 // than cut off (that would only cost it its keep-alive connection).
                 if let Some(companion) = this.companion.take() {

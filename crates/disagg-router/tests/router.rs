@@ -157,6 +157,8 @@ async fn streaming_is_relayed_chunk_by_chunk() {
         rest.extend_from_slice(&c);
     }
     assert_eq!(rest, CHUNK_REST.as_bytes());
+    // Relayed to its end: no client gone.
+    assert_eq!(metric(&url, "disagg_router_clients_gone_total").await, 0.0);
 }
 
 #[tokio::test]
@@ -180,6 +182,49 @@ async fn client_hang_up_cancels_the_generation_leg() {
         .await
         .expect("the worker's stream is dropped once the client hangs up")
         .unwrap();
+    // Counted as a client gone (it was a 200, and no stream cut of the worker's).
+    support::eventually(LIMIT, "a client gone counted", || async {
+        metric(&url, "disagg_router_clients_gone_total").await == 1.0
+    })
+    .await;
+    assert_eq!(metric(&url, "disagg_router_streams_cut_total").await, 0.0);
+
+    // A client that leaves before any answer (its timeout, during the generation leg) too.
+    let (dropped_tx, dropped_rx) = oneshot::channel();
+    let hung = fake("hung")
+        .generation(Gen::HangSignal(Arc::new(Mutex::new(Some(dropped_tx)))))
+        .start()
+        .await;
+    let url = router(config(&[&ctx], &[&hung])).await;
+    let gave_up = reqwest::Client::new()
+        .post(format!("{url}/v1/completions"))
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&completion(false)).unwrap())
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(gave_up.is_err());
+    tokio::time::timeout(LIMIT, dropped_rx)
+        .await
+        .expect("the generation leg is cancelled once the client hangs up")
+        .unwrap();
+    support::eventually(LIMIT, "a client gone counted", || async {
+        metric(&url, "disagg_router_clients_gone_total").await == 1.0
+    })
+    .await;
+}
+
+/// The value of an unlabelled metric on `url`'s `/metrics`.
+async fn metric(url: &str, name: &str) -> f64 {
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
 }
 
 #[tokio::test]
