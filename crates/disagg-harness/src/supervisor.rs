@@ -522,6 +522,27 @@ fn bench_status(plan: &Plan) -> Option<Status> {
 /// "GEN_0 exited with status 1: <the role's own note>".
 fn death_reason(plan: &Plan, p: &Proc) -> String {
     let (exit, _) = p.exit.expect("only called for exited roles");
+    // Slurm cancelled its step because another node of the job failed: not its own failure,
+    // whatever srun says of its tasks (`Terminated`), and no OOM or kill of its own.
+    let log = plan.run_dir.join(&p.plan.log);
+    // srun saw a node under the step fail: that, not the step's status nor a rank's end (a
+    // task `Killed` with it), is the cause.
+    let errors = srun_errors(&log);
+    if let Some(e) = errors.as_deref().filter(|e| e.contains(NODE_FAILURE)) {
+        let node = (e.split(NODE_FAILURE).nth(1))
+            .and_then(|r| r.split([';', ' ']).next())
+            .unwrap_or("?");
+        return format!(
+            "{} failed: its node {node} was lost (srun: error: {NODE_FAILURE}{node}) (see {})",
+            p.plan.role, p.plan.log
+        );
+    }
+    if let Some(line) = node_failure_cancel(&log) {
+        return format!(
+            "{} {STOPPED_FOR_NODE_FAILURE} ({line}) (see {})",
+            p.plan.role, p.plan.log
+        );
+    }
     if p.plan.ranks > 1 {
         if let Some(why) = ranks_death_reason(plan, p) {
             return why;
@@ -552,18 +573,6 @@ fn death_reason(plan: &Plan, p: &Proc) -> String {
                  -9), or its node lost (see {})",
                 p.plan.log,
                 role = p.plan.role,
-            )
-        }
-        // srun saw the node under the step fail: that, not the step's status, is the cause.
-        None if errors.as_deref().is_some_and(|e| e.contains(NODE_FAILURE)) => {
-            let node = errors
-                .as_deref()
-                .and_then(|e| e.split(NODE_FAILURE).nth(1))
-                .and_then(|r| r.split([';', ' ']).next())
-                .unwrap_or("?");
-            format!(
-                "{} failed: its node {node} was lost (srun: error: {NODE_FAILURE}{node}) (see {})",
-                p.plan.role, p.plan.log
             )
         }
         None => match errors {
@@ -678,6 +687,21 @@ fn cancelled_reason(p: &Proc, (step, host, line): (String, String, String)) -> S
 
 /// What srun says when a node of a step stops answering: `srun: error: Node failure on dgn2`.
 const NODE_FAILURE: &str = "Node failure on ";
+
+/// The account of a role Slurm stopped because another node of the job failed.
+const STOPPED_FOR_NODE_FAILURE: &str =
+    "was stopped by Slurm because a node of the job failed, not by a failure of its own";
+
+/// slurmstepd's line for a step (or the job) cancelled because a node of the job failed:
+/// `*** STEP 45.4 ON dgn2 CANCELLED AT 2026-12-07T04:01:02 DUE TO NODE FAILURE ***`.
+fn node_failure_cancel(log: &std::path::Path) -> Option<String> {
+    let text = crate::logtext::tail_text(log, 256 * 1024)?;
+    text.lines()
+        .find(|l| {
+            (l.contains("*** STEP ") || l.contains("*** JOB ")) && l.contains("DUE TO NODE FAILURE")
+        })
+        .map(|l| l[l.find("***").unwrap_or(0)..].trim().to_string())
+}
 
 /// srun's own error lines at the end of a role's log (`srun: error: Unable to create step for
 /// job 7: Requested nodes are busy`), joined; `None` when srun said nothing.
@@ -836,7 +860,7 @@ fn root_cause(
             }
         }
     }
-    failures.sort_by_key(|(r, _)| rank(*r));
+    order_failures(&mut failures);
     for (r, why) in &failures {
         if let Some(p) = procs.iter_mut().find(|p| p.plan.role == *r) {
             p.failure = Some(why.clone());
@@ -845,14 +869,22 @@ fn root_cause(
     let (root, why) = failures[0].clone();
     let mut reason = why;
     if root != role {
-        let echo = failures
-            .iter()
-            .find(|(r, _)| *r == role)
-            .map(|(_, w)| w.clone())
-            .unwrap_or_default();
-        reason = format!("{reason}; then {echo}");
+        if let Some((_, echo)) = failures.iter().find(|(r, _)| *r == role) {
+            reason = format!("{reason}; then {echo}");
+        }
     }
     fail(Some(root), reason, false)
+}
+
+/// The failures found, root cause first: upstream roles before downstream ones, and a lost node
+/// before everything. The roles Slurm stopped because of it elsewhere did not fail (whichever
+/// died first), so they are dropped once a lost node is seen.
+fn order_failures(failures: &mut Vec<(RoleName, String)>) {
+    let lost = |why: &str| why.contains(NODE_FAILURE);
+    if failures.iter().any(|(_, w)| lost(w)) {
+        failures.retain(|(_, w)| !w.contains(STOPPED_FOR_NODE_FAILURE));
+    }
+    failures.sort_by_key(|(r, w)| (!lost(w), rank(*r)));
 }
 
 /// How a role failed by itself, if it did: it wrote its exit note (a role writes one only when
@@ -913,7 +945,7 @@ fn after_done(
     if failures.is_empty() {
         return RunResult::Passed;
     }
-    failures.sort_by_key(|(r, _)| rank(*r));
+    order_failures(&mut failures);
     for (r, why) in &failures {
         if let Some(p) = procs.iter_mut().find(|p| p.plan.role == *r) {
             p.failure = Some(why.clone());

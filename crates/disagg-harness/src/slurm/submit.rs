@@ -668,12 +668,28 @@ fn collect(s: &Submitted, info: Option<job::JobInfo>, skip_perf: bool) -> i32 {
             run::finish(plan, &outcome, None, skip_perf)
         }
         // Slurm ended it for a node (lost, not booted) or for another job (preemption): its
-        // supervisor took the TERM for an interruption, or wrote nothing. The test failed, on
-        // the account of the roles that ran there.
+        // supervisor took the TERM for an interruption, wrote nothing, or failed the run on the
+        // account of whichever role it saw end first (one Slurm stopped on a healthy node, say).
+        // The test failed, on the account of the roles that ran there. A pass it had written
+        // (the node lost after the benchmark) stands.
         (false, written)
-            if lost_state(&state_name).is_some() && written.is_none_or(exit::is_interruption) =>
+            if lost_state(&state_name).is_some()
+                && written.is_none_or(|c| !matches!(c, exit::PASS | exit::PERF_REGRESSION)) =>
         {
-            let outcome = node_loss(s, plan, &state_name, &see_log, info.as_ref());
+            let mut outcome = node_loss(s, plan, &state_name, &see_log, info.as_ref());
+            // What the supervisor had said, when it was something else than the lost node.
+            if let (RunResult::Failed(f), Some(RunResult::Failed(before))) =
+                (&mut outcome.result, earlier_outcome(plan).map(|o| o.result))
+            {
+                if !before.reason.contains("Node failure on")
+                    && !before.reason.contains("a node of the job failed")
+                {
+                    f.reason = format!(
+                        "{}; its supervisor had reported: {}",
+                        f.reason, before.reason
+                    );
+                }
+            }
             if let RunResult::Failed(f) = &outcome.result {
                 say_err!("disagg: {}: {}", plan.config_name, f.reason);
             }

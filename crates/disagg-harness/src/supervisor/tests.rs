@@ -849,3 +849,70 @@ fn a_role_killed_by_the_signal_that_interrupts_the_run_is_an_interruption() {
     let outcome = run_interrupted_after(&plan, scripts(&plan, exits), Duration::from_millis(450));
     assert_eq!(failure(&outcome).role.as_deref(), Some("GEN_0"));
 }
+
+/// A node lost under a Slurm job: the role that ran there (srun: `Node failure on`) is the
+/// root cause, and a role Slurm stopped elsewhere because of it (its step `CANCELLED ... DUE
+/// TO NODE FAILURE`) did not fail, even when it was seen dead first. It used to be blamed as
+/// killed ("the OOM killer, or a kill -9") on its healthy node.
+#[test]
+fn a_lost_node_is_the_root_cause_and_the_roles_stopped_for_it_elsewhere_did_not_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan(dir.path());
+    let log_of = |role: RoleName| {
+        plan.run_dir
+            .join(&plan.roles.iter().find(|r| r.role == role).unwrap().log)
+    };
+    std::fs::write(
+        log_of(gen0()),
+        "srun: error: dgn2: task 0: Terminated\nslurmstepd: error: *** STEP 45.4 ON dgn2 \
+         CANCELLED AT 2026-12-07T04:01:02 DUE TO NODE FAILURE ***\n",
+    )
+    .unwrap();
+    std::fs::write(
+        log_of(ctx0()),
+        "srun: error: Node failure on dgn1\nsrun: error: dgn1: task 0: Killed\n",
+    )
+    .unwrap();
+    let scripts = scripts(&plan, |role, s| {
+        if role == gen0() {
+            s.exit = Some((Duration::from_millis(300), Exit::Code(143)));
+        } else if role == ctx0() {
+            s.exit = Some((Duration::from_millis(350), Exit::Code(137)));
+        }
+    });
+    let (outcome, _, _) = run(&plan, scripts, false);
+    let f = failure(&outcome);
+    assert_eq!(f.role.as_deref(), Some("CTX_0"), "{f:?}");
+    assert!(f.reason.contains("its node dgn1 was lost"), "{}", f.reason);
+    let gen_failure = (outcome.roles.iter())
+        .find(|r| r.role == gen0())
+        .and_then(|r| r.failure.clone());
+    assert_eq!(gen_failure, None, "GEN_0 was stopped for the lost node");
+
+    // Seen alone (the lost node's role not dead yet), the stopped role says why, not "killed".
+    let dir = tempfile::tempdir().unwrap();
+    let plan = super::tests::plan(dir.path());
+    let gen_log = plan
+        .run_dir
+        .join(&plan.roles.iter().find(|r| r.role == gen0()).unwrap().log);
+    std::fs::write(
+        gen_log,
+        "srun: error: dgn2: task 0: Terminated\n*** STEP 45.4 ON dgn2 CANCELLED AT \
+         2026-12-07T04:01:02 DUE TO NODE FAILURE ***\n",
+    )
+    .unwrap();
+    let scripts = super::tests::scripts(&plan, |role, s| {
+        if role == gen0() {
+            s.exit = Some((Duration::from_millis(300), Exit::Code(143)));
+        }
+    });
+    let (outcome, _, _) = run(&plan, scripts, false);
+    let f = failure(&outcome);
+    assert!(
+        f.reason
+            .contains("stopped by Slurm because a node of the job failed")
+            && !f.reason.contains("OOM"),
+        "{}",
+        f.reason
+    );
+}
