@@ -12,6 +12,9 @@ pub struct RunState {
     pub exit_code: Option<i32>,
     /// `state` and `role`/`reason` of `status.json`, if there is one.
     pub status: Option<crate::rendezvous::Status>,
+    /// An unfinished run's Slurm job (its id, and what Slurm says of it, if it still knows):
+    /// a `--no-wait` job has no `disagg run` waiting for it.
+    pub slurm_job: Option<(String, Option<crate::slurm::job::JobInfo>)>,
 }
 
 impl RunState {
@@ -22,7 +25,21 @@ impl RunState {
         let status = std::fs::read(run_dir.join("rendezvous/status.json"))
             .ok()
             .and_then(|b| serde_json::from_slice::<crate::rendezvous::Status>(&b).ok());
-        Self { exit_code, status }
+        let slurm_job = exit_code
+            .is_none()
+            .then(|| std::fs::read_to_string(run_dir.join(crate::slurm::submit::JOB_ID_FILE)))
+            .and_then(Result::ok)
+            .map(|id| id.trim().to_string())
+            .filter(|id| !id.is_empty())
+            .map(|id| {
+                let info = crate::slurm::job::info(&id);
+                (id, info)
+            });
+        Self {
+            exit_code,
+            status,
+            slurm_job,
+        }
     }
 
     pub fn finished(&self) -> bool {
@@ -50,10 +67,31 @@ impl RunState {
                 }
             }
             None => {
-                let mut s = format!(
-                    "unfinished: no {} (`disagg run` is still running, or was killed before its reports)",
-                    crate::run::EXIT_CODE_FILE
-                );
+                let mut s = match &self.slurm_job {
+                    Some((id, Some(i))) if i.is_pending() => format!(
+                        "waiting: Slurm job {id} is PENDING ({}); its reports come once it has run",
+                        i.reason.as_deref().unwrap_or("no reason given")
+                    ),
+                    Some((id, Some(i))) if !i.state.is_terminal() => format!(
+                        "running: Slurm job {id} is {}; its reports come when it ends",
+                        i.state.0
+                    ),
+                    Some((id, Some(i))) => format!(
+                        "unfinished: Slurm job {id} ended {} with no report written (cancelled \
+                         before it started, or its supervisor killed); none will come",
+                        i.state.0
+                    ),
+                    Some((id, None)) => format!(
+                        "unfinished: no {}, and Slurm no longer knows job {id} (or cannot be \
+                         asked)",
+                        crate::run::EXIT_CODE_FILE
+                    ),
+                    None => format!(
+                        "unfinished: no {} (`disagg run` is still running, or was killed before \
+                         its reports)",
+                        crate::run::EXIT_CODE_FILE
+                    ),
+                };
                 if let Some(st) = &self.status {
                     let state = match st.state {
                         crate::rendezvous::State::Done => "done",

@@ -966,8 +966,14 @@ fn a_node_lost_mid_run_fails_it_naming_the_node_and_its_roles_and_it_is_not_requ
             .1
             .clone()
     };
-    assert!(stayed("GEN_0").is_some(), "GEN_0 stayed up must fail: {junit:?}");
-    assert!(stayed("CTX_0").is_none(), "CTX_0 ran on a healthy node: {junit:?}");
+    assert!(
+        stayed("GEN_0").is_some(),
+        "GEN_0 stayed up must fail: {junit:?}"
+    );
+    assert!(
+        stayed("CTX_0").is_none(),
+        "CTX_0 ran on a healthy node: {junit:?}"
+    );
     // Not requeued: the job is over, and its one try's reports stand.
     let id = read(&dir.join("slurm_job_id"));
     assert_eq!(job_state(id.trim()).as_deref(), Some("NODE_FAIL"));

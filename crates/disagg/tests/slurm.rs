@@ -36,6 +36,7 @@ fn main() {
                     a_job_slurm_can_never_start_is_cancelled_at_once_and_fails_the_case_with_2,
                     a_job_slurm_will_not_release_fails_the_case_with_2_and_its_reports,
                     a_pending_job_is_said_with_slurms_reason_then_runs,
+                    logs_say_what_slurm_says_of_a_no_wait_job_without_reports,
                     no_wait_keeps_max_jobs_by_chaining_jobs_and_the_last_job_finishes_the_sweep,
                     the_benchmarks_progress_is_shown_live_while_the_job_runs,
                     sbatch_refusing_what_the_case_asks_exits_2_with_a_hint,
@@ -865,10 +866,16 @@ fn a_job_slurm_will_not_release_fails_the_case_with_2_and_its_reports() {
     assert!(read(&dir.join("summary.md")).contains("hardware.gpus_per_node"));
 }
 
-fn a_pending_job_is_said_with_slurms_reason_then_runs() {
-    use std::io::BufRead as _;
-    let ws = Ws::new("pending");
-    // A job of the test holds the node; ours waits for it (Slurm's reason: Resources).
+/// A job of the test's own that holds the node until dropped (then cancelled).
+struct Holder(String);
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = Command::new("scancel").arg(&self.0).status();
+    }
+}
+
+fn hold_the_node(ws: &Ws) -> Holder {
     let blocker = Command::new("sbatch")
         .args([
             "--parsable",
@@ -881,19 +888,66 @@ fn a_pending_job_is_said_with_slurms_reason_then_runs() {
         .output()
         .unwrap();
     assert!(blocker.status.success(), "{}", text(&blocker));
-    let blocker = String::from_utf8_lossy(&blocker.stdout)
-        .trim()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    struct Cancel(String);
-    impl Drop for Cancel {
-        fn drop(&mut self) {
-            let _ = Command::new("scancel").arg(&self.0).status();
-        }
-    }
-    let blocker = Cancel(blocker);
+    Holder(
+        String::from_utf8_lossy(&blocker.stdout)
+            .trim()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string(),
+    )
+}
+
+/// A `--no-wait` job has no `disagg run` waiting for it: `disagg logs` asks Slurm, and says it
+/// pends (with Slurm's reason), then that it was cancelled before it ran and no report will
+/// come. It used to say "`disagg run` is still running, or was killed" in both cases.
+fn logs_say_what_slurm_says_of_a_no_wait_job_without_reports() {
+    let ws = Ws::new("nowait-pending");
+    let holder = hold_the_node(&ws);
+    let c = ws.case(
+        "nwp.yaml",
+        &case(
+            "sl-nwp",
+            &format!("{GEN_OK}{TIMEOUTS}slurm: {{time: \"5\"}}\n"),
+        ),
+    );
+    let out = ws.run(&[
+        "run",
+        c.to_str().unwrap(),
+        "--launcher",
+        "slurm",
+        "--no-wait",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let id = read(&ws.run_dir("sl-nwp").join("slurm_job_id"));
+    let logs = ws.run(&["logs", "sl-nwp"]);
+    let shown = String::from_utf8_lossy(&logs.stdout).to_string();
+    assert!(
+        shown.contains(&format!("waiting: Slurm job {id} is PENDING (")),
+        "{}",
+        text(&logs)
+    );
+    assert!(!shown.contains("`disagg run` is still running"), "{shown}");
+    let cancel = Command::new("scancel").arg(&id).status().unwrap();
+    assert!(cancel.success());
+    wait_for_job_end(&id, Duration::from_secs(30));
+    drop(holder);
+    let logs = ws.run(&["logs", "sl-nwp"]);
+    let shown = String::from_utf8_lossy(&logs.stdout).to_string();
+    assert!(
+        shown.contains(&format!(
+            "Slurm job {id} ended CANCELLED with no report written"
+        )),
+        "{}",
+        text(&logs)
+    );
+}
+
+fn a_pending_job_is_said_with_slurms_reason_then_runs() {
+    use std::io::BufRead as _;
+    let ws = Ws::new("pending");
+    // A job of the test holds the node; ours waits for it (Slurm's reason: Resources).
+    let blocker = hold_the_node(&ws);
     let c = ws.case(
         "p.yaml",
         &case(
