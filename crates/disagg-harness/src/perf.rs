@@ -106,20 +106,27 @@ impl MetricType {
         let (current, older) = match self {
             Self::Latency(stat, metric) => {
                 let (_, short) = metric.names();
-                let current = format!("SERVER_{}_{short}", stat.names().1);
+                let stat_name = stat.names().1;
+                // Its wide-EP configs' names too, spelled `WIDEEP_` in the code it shipped
+                // (`config_loader.py`) and `WIDEP_` in a design note: both are read.
+                let current = [
+                    format!("SERVER_{stat_name}_{short}"),
+                    format!("WIDEEP_SERVER_{stat_name}_{short}"),
+                ];
                 let older = (*stat == Stat::Median
                     && matches!(metric, Latency::Ttft | Latency::E2el))
                 .then(|| {
                     [
                         format!("DISAGG_SERVER_{short}"),
                         format!("WIDEP_SERVER_{short}"),
+                        format!("WIDEEP_SERVER_{short}"),
                     ]
                 });
                 (Some(current), older)
             }
             _ => (None, None),
         };
-        current.into_iter().chain(older.into_iter().flatten())
+        (current.into_iter().flatten()).chain(older.into_iter().flatten())
     }
 
     /// TensorRT-LLM's `PerfMetricType` name.
@@ -237,6 +244,10 @@ pub struct BaselineRow {
     /// Whether the file left the thresholds empty and the defaults stand in.
     #[serde(skip)]
     pub threshold_defaulted: bool,
+    /// Whether it replaced an earlier row of the same point and metric (TensorRT-LLM's
+    /// accumulated CSV: the last run's row is the reference).
+    #[serde(skip)]
+    pub replaced_earlier: bool,
     /// Whether a regression fails the run; when the baseline has no `gate` column, by metric
     /// ([`MetricType::gates_by_default`]).
     #[serde(default)]
@@ -260,10 +271,28 @@ impl BaselineRow {
     }
 
     pub fn gates(&self) -> bool {
-        self.gate
-            .unwrap_or_else(|| self.metric().gates_by_default())
+        self.gate.unwrap_or_else(|| {
+            is_harness_name(&self.metric_type) || self.metric().gates_by_default()
+        })
     }
 }
+
+/// A metric named as TensorRT-LLM's disagg test harness names it (`SERVER_MEDIAN_TTFT`,
+/// `DISAGG_SERVER_E2EL`, the wide-EP names): latencies its perf system gates on, at 10% and
+/// 50 ms (`PERF_METRIC_THRESHOLD` of `test_perf.py` for `DISAGG_SERVER_TTFT`/`E2EL`).
+fn is_harness_name(metric_type: &str) -> bool {
+    [
+        "SERVER_",
+        "DISAGG_SERVER_",
+        "WIDEP_SERVER_",
+        "WIDEEP_SERVER_",
+    ]
+    .iter()
+    .any(|p| metric_type.starts_with(p))
+}
+
+/// What TensorRT-LLM's perf system ignores of a latency regression of a harness row: 50 ms.
+const HARNESS_ABSOLUTE_MS: f64 = 50.0;
 
 /// An empty cell as "not given" (NaN until the reader fills in the default); a number as is.
 fn empty_is_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
@@ -353,13 +382,17 @@ pub fn read_baseline(path: &Path) -> Result<Vec<BaselineRow>, BaselineError> {
         line,
         message,
     };
-    // (point, metric) → the line that gave it: a second row for it would be compared too, and
-    // one of the two verdicts would be about a number that is not the reference.
-    let mut seen: std::collections::HashMap<(String, String), u64> = Default::default();
+    // (point, metric) → the line that gave it, and its row's index: a second row for it would
+    // be compared too, and one of the two verdicts would be about a number that is not the
+    // reference.
+    let mut seen: std::collections::HashMap<(String, String), (u64, usize)> = Default::default();
     let headers = rdr
         .headers()
         .map_err(|e| row_err(1, e.to_string()))?
         .clone();
+    // TensorRT-LLM's writer (`ResultSaver.append_a_df`) appends every run to its CSV, so its
+    // file gives a point's metric once per run, oldest first: the last is the reference.
+    let accumulated = headers.iter().any(|h| h == "total_time__sec");
     // Without its header line (or with other columns) every row would be misread: say so.
     const COLUMNS: [&str; 5] = [
         "perf_case_name",
@@ -431,7 +464,11 @@ pub fn read_baseline(path: &Path) -> Result<Vec<BaselineRow>, BaselineError> {
         // perf_check.txt says so. A cell that holds text still fails to parse above.
         if row.threshold.is_nan() && row.absolute_threshold.is_nan() {
             row.threshold = default_threshold(metric);
-            row.absolute_threshold = 0.0;
+            row.absolute_threshold = if is_harness_name(&row.metric_type) {
+                HARNESS_ABSOLUTE_MS
+            } else {
+                0.0
+            };
             row.threshold_defaulted = true;
         }
         for (column, v) in [
@@ -457,7 +494,13 @@ pub fn read_baseline(path: &Path) -> Result<Vec<BaselineRow>, BaselineError> {
         // threshold (negative: higher is better). A sign that contradicts the metric is a row
         // written by hand or edited, which would judge a throughput's fall an improvement.
         let higher = metric.higher_is_better();
-        if row.threshold != 0.0 && (row.threshold < 0.0) != higher {
+        // TensorRT-LLM's own `PERF_METRIC_THRESHOLD` writes these two positive (0.1, 10),
+        // into every row of its `perf_script_test_results.csv`: its sign is not read for them.
+        let upstream_positive = matches!(
+            metric,
+            MetricType::TotalTokenThroughput | MetricType::UserThroughput
+        ) && row.threshold > 0.0;
+        if row.threshold != 0.0 && (row.threshold < 0.0) != higher && !upstream_positive {
             let (means, is, want) = if higher {
                 ("lower", "higher", -row.threshold.abs())
             } else {
@@ -488,7 +531,13 @@ pub fn read_baseline(path: &Path) -> Result<Vec<BaselineRow>, BaselineError> {
             point_key(&row.perf_case_name).into_owned(),
             row.metric_type.clone(),
         );
-        if let Some(first) = seen.insert(key, line) {
+        if let Some(&(_, index)) = seen.get(&key).filter(|_| accumulated) {
+            row.replaced_earlier = true;
+            rows[index] = row;
+            seen.insert(key, (line, index));
+            continue;
+        }
+        if let Some((first, _)) = seen.insert(key, (line, rows.len())) {
             return Err(row_err(
                 line,
                 format!(
@@ -675,6 +724,11 @@ pub struct Comparison {
     /// The baseline left the thresholds empty; the defaults were used.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub threshold_defaulted: bool,
+    /// Whether a regression of it fails the run.
+    pub gates: bool,
+    /// It replaced an earlier row of the same point and metric (an accumulated CSV).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub replaced_earlier: bool,
     pub verdict: Verdict,
 }
 
@@ -729,14 +783,41 @@ impl PerfReport {
             .iter()
             .filter(|r| r.verdict == Verdict::Regressed)
             .count();
+        let not_gated = (self.rows.iter())
+            .filter(|r| r.verdict == Verdict::WorseNotGated)
+            .count();
+        let worse = if not_gated > 0 {
+            format!("; {not_gated} worse beyond their thresholds but not gated")
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             s,
-            "perf check: {} ({} of {} compared metrics regressed) against {}",
+            "perf check: {} ({} of {} compared metrics regressed{worse}) against {}",
             if regressed > 0 { "REGRESSED" } else { "passed" },
             regressed,
             self.compared(),
             self.baseline.display()
         );
+        let gating = (self.rows.iter())
+            .filter(|r| r.measured.is_some() && r.gates)
+            .count();
+        if self.compared() > 0 && gating == 0 {
+            let _ = writeln!(
+                s,
+                "warning: none of the compared rows gates (no `gate` column, and only \
+                 throughputs, or TensorRT-LLM's harness names, gate by default): this check \
+                 cannot fail; add a `gate` column, or throughput rows"
+            );
+        }
+        let replaced = self.rows.iter().filter(|r| r.replaced_earlier).count();
+        if replaced > 0 {
+            let _ = writeln!(
+                s,
+                "note: {replaced} baseline row(s) repeated a point's metric, as TensorRT-LLM's \
+                 CSV accumulates one row per run: the last of each was used"
+            );
+        }
         let _ = writeln!(
             s,
             "compared {} metric(s); {} baseline row(s) of this config had no value in this run",
@@ -753,7 +834,7 @@ impl PerfReport {
         if defaulted > 0 {
             let _ = writeln!(
                 s,
-                "note: {defaulted} baseline row(s) left threshold and absolute_threshold empty (as TensorRT-LLM's disagg test harness writes them): 10% either way and no absolute threshold were used; fill them in to choose"
+                "note: {defaulted} baseline row(s) left threshold and absolute_threshold empty (as TensorRT-LLM's disagg test harness writes them): 10% either way, and for its latency names (SERVER_*, DISAGG_SERVER_*) 50 ms absolute as its perf system takes them, were used; fill them in to choose"
             );
         }
         if !self.unchecked_points.is_empty() {
@@ -865,6 +946,8 @@ pub fn compare(
             threshold: row.threshold,
             absolute_threshold: row.absolute_threshold,
             threshold_defaulted: row.threshold_defaulted,
+            gates: row.gates(),
+            replaced_earlier: row.replaced_earlier,
             verdict,
         });
     }
@@ -1404,20 +1487,25 @@ pub(crate) mod tests {
             )
         };
         let text = format!(
-            "{}\n{}{}{}",
+            "{}\n{}{}{}{}",
             TRTLLM_COLUMNS.join(","),
             // Point 8's median TTFT is 12 and its median E2EL 79 (see `point`).
             row("SERVER_MEDIAN_TTFT", 10.0),
+            // An earlier run's row, then the last run's: the CSV accumulates a row per run.
+            row("SERVER_MEDIAN_E2EL", 40.0),
             row("SERVER_MEDIAN_E2EL", 79.0),
-            row("DISAGG_SERVER_E2EL", 60.0),
+            row("DISAGG_SERVER_E2EL", 20.0),
         );
         std::fs::write(&p, text).unwrap();
         let rows = read_baseline(&p).unwrap();
+        // Its perf system's thresholds for these latencies: 10% and 50 ms.
         assert!(
             rows.iter().all(|r| r.threshold_defaulted
                 && r.threshold == 0.1
-                && r.absolute_threshold == 0.0)
+                && r.absolute_threshold == 50.0)
         );
+        assert_eq!(rows.len(), 3);
+        assert!(rows[1].replaced_earlier && rows[1].perf_metric == 79.0);
         let metrics: Vec<String> = rows.iter().map(|r| r.metric().name()).collect();
         assert_eq!(
             metrics,
@@ -1440,14 +1528,52 @@ pub(crate) mod tests {
         );
         let report = compare(&p, &rows, id, &[point(8)]);
         let verdicts: Vec<Verdict> = report.rows.iter().map(|r| r.verdict).collect();
-        // 12 against 10 is 20% worse (latencies only report); 79 is 79; 79 against 60 is worse.
-        assert_eq!(
-            verdicts,
-            [Verdict::WorseNotGated, Verdict::Ok, Verdict::WorseNotGated]
-        );
+        // Its names gate, as its perf system gates them: 12 against 10 is 20% worse but within
+        // 50 ms; 79 is 79 (the last run's row); 79 against 20 is worse beyond both.
+        assert_eq!(verdicts, [Verdict::Ok, Verdict::Ok, Verdict::Regressed]);
         let text = report.render();
         assert!(
-            text.contains("note: 3 baseline row(s) left threshold and absolute_threshold empty"),
+            text.contains("note: 3 baseline row(s) left threshold and absolute_threshold empty")
+                && text.contains("note: 1 baseline row(s) repeated a point's metric"),
+            "{text}"
+        );
+        // Its wide-EP names, as its code spells them, and its own positive thresholds of the
+        // two throughputs it writes so, are read.
+        let wide = tmp.path().join("wide.csv");
+        std::fs::write(
+            &wide,
+            "perf_case_name,metric_type,perf_metric,threshold,absolute_threshold
+             cfg-con8,WIDEEP_SERVER_MEAN_TTFT,12,0.1,50
+cfg-con8,WIDEEP_SERVER_E2EL,79,0.1,50
+             cfg-con8,WIDEEP_SERVER_MEDIAN_TPOT,5,0.1,50
+cfg-con8,TOTAL_TOKEN_THROUGHPUT,10,0.1,10
+             cfg-con8,USER_THROUGHPUT,10,0.1,10
+",
+        )
+        .unwrap();
+        let rows = read_baseline(&wide).unwrap();
+        assert_eq!(
+            rows[0].metric(),
+            MetricType::Latency(Stat::Mean, Latency::Ttft)
+        );
+        assert_eq!(
+            rows[1].metric(),
+            MetricType::Latency(Stat::Median, Latency::E2el)
+        );
+        // A baseline none of whose compared rows gates says it cannot fail.
+        let soft = tmp.path().join("soft.csv");
+        std::fs::write(
+            &soft,
+            "perf_case_name,metric_type,perf_metric,threshold,absolute_threshold
+cfg-con8,MEDIAN_FIRST_TOKEN_TIME,1,0.1,0
+",
+        )
+        .unwrap();
+        let rows = read_baseline(&soft).unwrap();
+        let text = compare(&soft, &rows, "cfg", &[point(8)]).render();
+        assert!(
+            text.contains("1 worse beyond their thresholds but not gated")
+                && text.contains("warning: none of the compared rows gates"),
             "{text}"
         );
         // A baseline that gives its thresholds gets no such note.

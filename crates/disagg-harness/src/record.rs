@@ -310,6 +310,8 @@ mod tests {
             threshold: -0.1,
             absolute_threshold: 0.0,
             threshold_defaulted: false,
+            gates: true,
+            replaced_earlier: false,
             verdict,
         };
         let report = PerfReport {
