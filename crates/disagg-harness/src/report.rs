@@ -141,49 +141,31 @@ pub fn junit(
             None if regressions.is_empty() => TestCaseStatus::success(),
             None => {
                 let why = format!("performance regression: {}", regressions.join("; "));
-                let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                if let TestCaseStatus::NonSuccess {
-                    message,
-                    ty,
-                    description,
-                    ..
-                } = &mut s
-                {
-                    *message = Some(why.clone().into());
-                    *ty = Some("PERF_REGRESSION".into());
-                    *description = Some(
-                        format!(
-                            "{why}\n--- {} ---\n{}",
-                            crate::point_log_name(p),
-                            tail(&run_dir.join(crate::point_log_name(p)), TAIL_LINES)
-                        )
-                        .into(),
-                    );
-                }
-                s
+                let log = crate::point_log_name(p);
+                let details = format!(
+                    "{why}\n--- {log} ---\n{}",
+                    tail(&run_dir.join(&log), TAIL_LINES)
+                );
+                not_passed(
+                    NonSuccessKind::Failure,
+                    why,
+                    "PERF_REGRESSION",
+                    Some(details),
+                )
             }
             Some(first) => {
                 let why = p.validity.reason().unwrap_or_default();
-                let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                if let TestCaseStatus::NonSuccess {
-                    message,
-                    ty,
-                    description,
-                    ..
-                } = &mut s
-                {
-                    *message = Some(why.clone().into());
-                    *ty = Some(first.kind.junit_type().into());
-                    *description = Some(
-                        format!(
-                            "{why}\n--- last lines of {} ---\n{}",
-                            crate::point_log_name(p),
-                            tail(&run_dir.join(crate::point_log_name(p)), TAIL_LINES)
-                        )
-                        .into(),
-                    );
-                }
-                s
+                let log = crate::point_log_name(p);
+                let details = format!(
+                    "{why}\n--- last lines of {log} ---\n{}",
+                    tail(&run_dir.join(&log), TAIL_LINES)
+                );
+                not_passed(
+                    NonSuccessKind::Failure,
+                    why,
+                    first.kind.junit_type(),
+                    Some(details),
+                )
             }
         };
         let mut tc = TestCase::new(p.point.label(), status);
@@ -195,11 +177,7 @@ pub fn junit(
     // each, the first one marked unfinished, so CI shows what was not measured.
     let missing = unmeasured(run_dir, planned, points, outcome);
     for (label, why) in &missing {
-        let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-        if let TestCaseStatus::NonSuccess { message, ty, .. } = &mut s {
-            *message = Some(why.clone().into());
-            *ty = Some("NOT_MEASURED".into());
-        }
+        let s = not_passed(NonSuccessKind::Failure, why.clone(), "NOT_MEASURED", None);
         let mut tc = TestCase::new(label.clone(), s);
         tc.set_classname(classname.clone());
         suite.add_test_case(tc);
@@ -207,25 +185,25 @@ pub fn junit(
     // Interrupted once every point was measured: nothing above fails, yet the run did not end
     // as planned (no teardown, no verdict of its own), and a CI page must not read green.
     if outcome.result == RunResult::Interrupted && missing.is_empty() && !points.is_empty() {
-        let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-        if let TestCaseStatus::NonSuccess { message, ty, .. } = &mut s {
-            *message = Some(
-                "the run was interrupted after its last point, before it ended: its results \
-                 are not valid (results.json)"
-                    .into(),
-            );
-            *ty = Some("INTERRUPTED".into());
-        }
+        let s = not_passed(
+            NonSuccessKind::Failure,
+            "the run was interrupted after its last point, before it ended: its results are \
+             not valid (results.json)"
+                .into(),
+            "INTERRUPTED",
+            None,
+        );
         let mut tc = TestCase::new("run", s);
         tc.set_classname(classname.clone());
         suite.add_test_case(tc);
     }
     if points.is_empty() && missing.is_empty() {
-        let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-        if let TestCaseStatus::NonSuccess { message, ty, .. } = &mut s {
-            *message = Some(format!("not measured: {}", cause(outcome)).into());
-            *ty = Some("NOT_MEASURED".into());
-        }
+        let s = not_passed(
+            NonSuccessKind::Failure,
+            format!("not measured: {}", cause(outcome)),
+            "NOT_MEASURED",
+            None,
+        );
         let mut tc = TestCase::new("benchmark", s);
         tc.set_classname(classname.clone());
         suite.add_test_case(tc);
@@ -344,46 +322,25 @@ pub fn junit(
         PerfOutcome::NotRun => {
             skipped("not run: the run did not pass (it failed or was interrupted)")
         }
-        PerfOutcome::History(h) if h.not_done => {
-            let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
-            if let TestCaseStatus::NonSuccess {
-                message,
-                ty,
-                description,
-                ..
-            } = &mut s
-            {
-                *message = Some(
-                    format!(
-                        "the perf check could not be done: {}",
-                        h.skipped.as_deref().unwrap_or("")
-                    )
-                    .into(),
-                );
-                *ty = Some("PERF_CHECK_NOT_DONE".into());
-                *description = Some(h.render().into());
-            }
-            s
-        }
+        PerfOutcome::History(h) if h.not_done => not_passed(
+            NonSuccessKind::Error,
+            format!(
+                "the perf check could not be done: {}",
+                h.skipped.as_deref().unwrap_or("")
+            ),
+            "PERF_CHECK_NOT_DONE",
+            Some(h.render()),
+        ),
         PerfOutcome::History(h) if h.skipped.is_some() => skipped(&format!(
             "perf check skipped: {}",
             h.skipped.as_deref().unwrap_or("")
         )),
-        PerfOutcome::History(h) if h.regressed() => {
-            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-            if let TestCaseStatus::NonSuccess {
-                message,
-                ty,
-                description,
-                ..
-            } = &mut s
-            {
-                *message = Some("performance regression against the history".into());
-                *ty = Some("PERF_REGRESSION".into());
-                *description = Some(h.render().into());
-            }
-            s
-        }
+        PerfOutcome::History(h) if h.regressed() => not_passed(
+            NonSuccessKind::Failure,
+            "performance regression against the history".into(),
+            "PERF_REGRESSION",
+            Some(h.render()),
+        ),
         PerfOutcome::History(h) => {
             let mut tc_out = TestCase::new("perf check", TestCaseStatus::success());
             tc_out.set_classname(classname.clone());
@@ -391,21 +348,12 @@ pub fn junit(
             suite.add_test_case(tc_out);
             return finish(suite);
         }
-        PerfOutcome::Checked(r) if r.regressed() => {
-            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-            if let TestCaseStatus::NonSuccess {
-                message,
-                ty,
-                description,
-                ..
-            } = &mut s
-            {
-                *message = Some("performance regression".into());
-                *ty = Some("PERF_REGRESSION".into());
-                *description = Some(r.render().into());
-            }
-            s
-        }
+        PerfOutcome::Checked(r) if r.regressed() => not_passed(
+            NonSuccessKind::Failure,
+            "performance regression".into(),
+            "PERF_REGRESSION",
+            Some(r.render()),
+        ),
         PerfOutcome::Checked(r) => {
             let mut s = TestCaseStatus::success();
             let _ = &mut s;
@@ -456,6 +404,28 @@ fn finish(suite: TestSuite) -> Report {
     let mut report = Report::new("disagg");
     report.add_test_suite(suite);
     report
+}
+
+/// A testcase that did not pass: its message, its type, and what to read under it.
+fn not_passed(
+    kind: NonSuccessKind,
+    why: String,
+    failure_type: &str,
+    details: Option<String>,
+) -> TestCaseStatus {
+    let mut s = TestCaseStatus::non_success(kind);
+    if let TestCaseStatus::NonSuccess {
+        message,
+        ty,
+        description,
+        ..
+    } = &mut s
+    {
+        *message = Some(why.into());
+        *ty = Some(failure_type.into());
+        *description = details.map(Into::into);
+    }
+    s
 }
 
 fn skipped(why: &str) -> TestCaseStatus {
