@@ -121,6 +121,9 @@ pub(crate) enum Failure {
     /// A well-formed answer with no generated tokens. Never a success: a server that answers
     /// instantly with nothing would otherwise post the best numbers of the sweep.
     ZeroTokens,
+    /// A streamed request answered with one whole JSON body (`application/json`): the server
+    /// ignores `stream: true`, so no token has a time of its own.
+    NotAStream,
 }
 
 impl Failure {
@@ -148,6 +151,11 @@ impl Failure {
                 self.kind(),
                 humantime::format_duration(*after)
             ),
+            Failure::NotAStream => format!(
+                "{}: a streamed request was answered with one whole JSON body \
+                 (content-type application/json): the server ignores `stream: true`",
+                self.kind()
+            ),
             _ => self.kind(),
         }
     }
@@ -163,6 +171,7 @@ impl Failure {
             Failure::Transport => "transport".into(),
             Failure::ZeroTokens => "zero_tokens".into(),
             Failure::WrongLength { .. } => "wrong_output_length".into(),
+            Failure::NotAStream => "not_a_stream".into(),
         }
     }
 }
@@ -318,6 +327,15 @@ async fn exchange(
             .unwrap_or_default();
         let message = disagg_proto::error_message(&body);
         return Err(Failure::Status(status.as_u16(), Some(message)));
+    }
+    let whole_json = resp
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if target.streaming && whole_json {
+        // Read to its end, so the connection goes back to the pool.
+        let _ = resp.into_body().collect().await;
+        return Err(Failure::NotAStream);
     }
     if target.streaming {
         read_stream(resp.into_body(), expected_chunks, stall).await

@@ -36,6 +36,8 @@ struct Script {
     short_by: u64,
     /// Send no usage at the end of a stream (as asked for with include_usage).
     no_usage: bool,
+    /// Answer a streamed request with one whole JSON body, as a server ignoring `stream`.
+    whole_on_stream: bool,
     /// Serve one request at a time; the others wait their turn, headers and all (a busy
     /// engine's queue).
     serial: bool,
@@ -126,7 +128,7 @@ async fn generate(fake: Arc<Fake>, body: Value, chat: bool) -> Response {
         max_tokens.saturating_sub(s.short_by).max(1)
     };
     let usage = Usage::new(prompt_len, tokens);
-    if body["stream"] != true {
+    if body["stream"] != true || s.whole_on_stream {
         tokio::time::sleep(s.ttft + s.itl * tokens.saturating_sub(1) as u32).await;
         let text = if tokens > 0 {
             "x".repeat(tokens as usize)
@@ -328,6 +330,21 @@ async fn answers_without_usage_are_counted_by_events_and_said() {
             .warnings()
             .is_empty()
     );
+}
+
+/// A server that ignores `stream: true` fails every request as `not_a_stream`, said as such
+/// (it read as `stream_cut`, a server dying mid-answer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_answer_to_a_streamed_request_is_not_a_stream() {
+    let (url, _) = serve(Script {
+        whole_on_stream: true,
+        ..Default::default()
+    })
+    .await;
+    let sweep = run_sweep(&config(&url)).await.unwrap();
+    let p = &sweep.points[0];
+    assert_eq!(p.report.error_counts.get("not_a_stream"), Some(&12));
+    assert!(sweep.invalid_reason().is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
