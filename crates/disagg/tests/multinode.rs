@@ -974,6 +974,13 @@ fn a_node_lost_mid_run_fails_it_naming_the_node_and_its_roles_and_it_is_not_requ
         stayed("CTX_0").is_none(),
         "CTX_0 ran on a healthy node: {junit:?}"
     );
+    // The job's own log and status.json end as the supervisor saw it; the folder says which
+    // account stands.
+    let end = read(&dir.join("slurm_end.txt"));
+    assert!(
+        end.contains("ended NODE_FAIL: a node of it failed"),
+        "{end}"
+    );
     // Not requeued: the job is over, and its one try's reports stand.
     let id = read(&dir.join("slurm_job_id"));
     assert_eq!(job_state(id.trim()).as_deref(), Some("NODE_FAIL"));

@@ -760,6 +760,16 @@ fn collect(s: &Submitted, info: Option<job::JobInfo>, skip_perf: bool) -> i32 {
     let from_outside = if state_name.starts_with("CANCELLED") && exit::is_interruption(code) {
         ": cancelled from outside this `disagg run` (scancel, or an administrator), so the run \
          stopped as interrupted"
+    } else if let Some(what) = lost_state(&state_name) {
+        // The job's own log and status.json end with the supervisor's "interrupted" (Slurm's
+        // TERM), or with whichever role it saw end first: the reports here say what Slurm did.
+        match what {
+            "a node of it failed" => {
+                ": a node of it failed; the reports (summary.md, results.xml) name it and the \
+                 roles that ran there, whatever the job's own log says"
+            }
+            _ => ": the reports (summary.md, results.xml) say why, whatever the job's own log says",
+        }
     } else {
         ""
     };
