@@ -216,7 +216,12 @@ pub enum ProxyError {
         status: StatusCode,
         message: String,
     },
-    #[error("no healthy {leg} worker ({healthy} of {total} answered /health with 200)")]
+    /// No worker of a group in rotation: each is out after failed probes or connections, or
+    /// for failed requests (`GET /workers` says which, and its last error).
+    #[error(
+        "no healthy {leg} worker ({healthy} of {total} in rotation: out after failed /health \
+         probes, refused connections or failed requests; GET /workers says why each is out)"
+    )]
     Unhealthy {
         leg: Leg,
         healthy: usize,

@@ -364,6 +364,9 @@ async fn no_context_leg_runs_while_no_generation_worker_is_healthy() {
     .await;
     let msg = api_error(post(&url, &completion(false)).await, 503).await;
     assert!(msg.contains("no healthy generation worker"), "{msg}");
+    // Not "answered /health": this one was put out for its failed probes, but a worker can be
+    // out for refused connections or failed requests, which /workers tells apart.
+    assert!(msg.contains("GET /workers says why"), "{msg}");
     assert!(ctx.bodies().is_empty(), "no prefill: {:?}", ctx.bodies());
 }
 
