@@ -373,3 +373,33 @@ fn trtllms_cache_aware_router_gets_workers_that_publish_kv_events() {
     assert_eq!(ctx, serde_yaml_ng::Value::Null);
     assert!(notes.is_empty());
 }
+
+/// Slurm can TERM the batch script just as it execs the supervisor: the script's last words
+/// leave TERM and INT ignored across `exec`, so the signal cannot kill the supervisor before its
+/// own handlers are in (it died without a report).
+#[test]
+fn the_supervisor_starts_with_term_and_int_ignored() {
+    let script = script::render(
+        &plan_of("vllm.yaml"),
+        Path::new("/opt/disagg/bin/disagg"),
+        false,
+    )
+    .unwrap();
+    let lines: Vec<&str> = script.lines().collect();
+    let exec = lines
+        .iter()
+        .position(|l| l.starts_with("exec "))
+        .expect("the script ends in exec");
+    assert_eq!(lines[exec - 1], "trap '' TERM INT", "{script}");
+    // What that line does to the exec'd process: it lives through both signals.
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "{}\nexec sh -c 'kill -TERM $$; kill -INT $$; echo alive'",
+            lines[exec - 1]
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "alive\n");
+}

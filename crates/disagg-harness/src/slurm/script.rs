@@ -170,6 +170,11 @@ pub fn render(plan: &Plan, exe: &Path, skip_perf_check: bool) -> Result<String, 
     if skip_perf_check {
         sup.push("--skip-perf-check".into());
     }
+    // Slurm ends the setup's step before it signals this script: `wait` can return, and the
+    // supervisor start, just before the script's TERM lands, on a process with no handler yet
+    // (it died of it without a word, and left no report). Ignored here, the signal is ignored
+    // across `exec` until the supervisor's own handlers replace that, first thing.
+    let _ = writeln!(out, "trap '' TERM INT");
     let _ = writeln!(
         out,
         "exec {} --run-dir \"$run_dir\" --setup-status \"$setup_status\" --signalled \"$signalled\"",

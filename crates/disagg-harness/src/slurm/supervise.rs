@@ -47,6 +47,8 @@ pub fn supervise_run_dir(
     setup_status: i32,
     signalled: bool,
 ) -> i32 {
+    // First: the batch script ignored TERM and INT for this process's start (see script.rs).
+    run::install_signal_handlers();
     let mut plan = match crate::role::load_plan(run_dir) {
         Ok(p) => p,
         Err(e) => {
@@ -59,9 +61,15 @@ pub fn supervise_run_dir(
     // this beat, and cancels a job whose supervisor stopped or froze.
     let _beat =
         (kind == ExecutorKind::Slurm).then(|| crate::beat::start(&plan, crate::beat::SUPERVISOR));
-    run::install_signal_handlers();
     crate::procs::become_subreaper();
     let job_id = std::env::var("SLURM_JOB_ID").ok();
+    // Slurm ended the setup's step (a scancel, the time limit) before its TERM reached the
+    // script: the script saw only the step's end, but the setup was stopped, not failed.
+    let signalled = signalled
+        || (setup_status != 0
+            && kind == ExecutorKind::Slurm
+            && crate::logtext::tail_text(&plan.run_dir.join("install.log"), 1 << 20)
+                .is_some_and(|log| step_cancelled(&log)));
     let fail_now = |plan: &Plan, role: &str, reason: String| Outcome {
         result: RunResult::Failed(Failure {
             role: Some(role.into()),
@@ -218,6 +226,17 @@ fn first_step_failure(
     }
 }
 
+/// Whether slurmstepd said, in `install.log`, that it cancelled the step (`*** STEP 186.0 ON
+/// vm CANCELLED AT ... ***`), other than for a lost node (which is reported as that).
+fn step_cancelled(install_log: &str) -> bool {
+    install_log.lines().any(|l| {
+        l.contains("slurmstepd")
+            && l.contains("*** STEP ")
+            && l.contains(" CANCELLED AT ")
+            && !l.contains("NODE FAIL")
+    })
+}
+
 /// What failed the setup step, from srun's lines in `install.log`: the first node whose task
 /// exited with a status of its own (`srun: error: dgn2: task 1: Exited with exit code 7`), not
 /// the ones srun then ended for it (`--kill-on-bad-exit`: `Terminated`, status 143), which is
@@ -251,7 +270,24 @@ fn setup_failure(install_log: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{first_step_failure, setup_failure};
+    use super::{first_step_failure, setup_failure, step_cancelled};
+
+    #[test]
+    fn a_setup_step_slurm_cancelled_is_told_from_one_that_failed() {
+        let limit = "srun: Job step aborted: Waiting up to 7 seconds for job step to finish.\n\
+                     slurmstepd-vm: error: *** STEP 186.0 ON vm CANCELLED AT 2026-12-07T06:06:51 DUE TO TIME LIMIT ***\n\
+                     srun: error: vm: task 0: Terminated\n";
+        assert!(step_cancelled(limit));
+        assert!(step_cancelled(
+            "slurmstepd-dgn2: error: *** STEP 7.0 ON dgn2 CANCELLED AT 2026-12-07T06:06:51 ***\n"
+        ));
+        assert!(!step_cancelled(
+            "slurmstepd-dgn2: error: *** STEP 7.0 ON dgn2 CANCELLED AT 2026-12-07T06:06:51 DUE TO NODE FAILURE, SEE SLURMCTLD LOG ***\n"
+        ));
+        assert!(!step_cancelled(
+            "pip: error: *** STEP 7.0 CANCELLED AT nothing\nsrun: error: dgn1: task 0: Exited with exit code 1\n"
+        ));
+    }
 
     #[test]
     fn the_setup_failure_names_the_node_and_status_not_srun_ending_the_rest() {
