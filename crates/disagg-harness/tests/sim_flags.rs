@@ -274,6 +274,14 @@ const NOT_CASE_KEYS: &[(&str, &str)] = &[
     ),
     ("node-rank", "as --nnodes: each node's rank is the plan's"),
     (
+        "bootstrap-timeout",
+        "a stand-in's, read from SGLANG_DISAGGREGATION_BOOTSTRAP_TIMEOUT as SGLang does (ctx.env)",
+    ),
+    (
+        "overlap-scheduler",
+        "a trtllm-serve stand-in's, read from its extra-options YAML (disable_overlap_scheduler)",
+    ),
+    (
         "dist-init-addr",
         "as --nnodes: node rank 0's address, picked by the worker role",
     ),

@@ -131,6 +131,12 @@ pub struct SimArgs {
     /// without it.
     #[arg(long)]
     pub allow_auto_truncate: bool,
+    /// TensorRT-LLM dialect: the engine runs the overlap scheduler (trtllm-serve's default,
+    /// unless its extra-options YAML sets disable_overlap_scheduler: true), so it refuses every
+    /// context-only request, as TensorRT-LLM's PyTorch backend does. Set for trtllm-serve
+    /// stand-ins from their YAML.
+    #[arg(long)]
+    pub overlap_scheduler: bool,
     /// vLLM dialect: vLLM's --max-logprobs, the most sample or prompt logprobs a request may
     /// ask for (-1: the vocabulary's size), refused above it in vLLM's words.
     #[arg(long, default_value_t = 20, allow_negative_numbers = true,
@@ -357,6 +363,19 @@ pub struct KvArgs {
     /// legs at once, so decode may ask before prefill is done).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
     pub kv_wait_timeout: Duration,
+    /// SGLang, context role: how long a prefill waits for its decode server's handshake (the
+    /// decode leg of the same bootstrap_room) before it runs; then it fails with status 500, as
+    /// SGLang's prefill does. Seconds, or a duration ("90s"); SGLang's own variable sets it.
+    #[arg(long, env = "SGLANG_DISAGGREGATION_BOOTSTRAP_TIMEOUT", value_parser = seconds_or_duration, default_value = "300")]
+    pub bootstrap_timeout: Duration,
+}
+
+/// Whole seconds (how SGLang's environment variables count) or a humantime duration.
+fn seconds_or_duration(s: &str) -> Result<Duration, String> {
+    match s.trim().parse::<u64>() {
+        Ok(secs) => Ok(Duration::from_secs(secs)),
+        Err(_) => humantime::parse_duration(s.trim()).map_err(|e| e.to_string()),
+    }
 }
 
 /// Scripted faults. Request numbers count completion requests as they arrive, from 1.

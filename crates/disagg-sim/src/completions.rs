@@ -168,6 +168,17 @@ async fn serve(
         sim.checked_model(),
         sim.lengths(),
     )?;
+    // TensorRT-LLM's PyTorch backend refuses every context-only request of a disaggregated
+    // server that runs the overlap scheduler (its default): `disable_overlap_scheduler: true`
+    // belongs in every context server's options.
+    if sim.overlap_scheduler() && jobs.iter().any(|j| j.kind == request::Kind::ContextOnly) {
+        return Err(ApiError::bad_request(
+            "Context only requests are not supported in pytorch backend when overlap is \
+             enabled. (this server runs the overlap scheduler: its extra-options YAML does not \
+             set disable_overlap_scheduler: true)",
+        )
+        .into());
+    }
     for job in &mut jobs {
         if sim.faults().disregards_ignore_eos() {
             job.end_at_eos(sim.eos_at());
@@ -259,6 +270,14 @@ pub(crate) async fn start_job(
         // An answer with no tokens still costs its prefill, as in the engine.
         output_tokens: job.max_tokens.max(1),
     };
+    // SGLang's prefill runs once its decode server has bootstrapped the room (handshake and KV
+    // pre-allocation): a prefill sent alone waits, then fails, as there.
+    if let HandOff::Produce(Produce::Sglang { room }) = job.hand_off {
+        sim.kv_store()
+            .await_decode(room, sim.kv_config().bootstrap_timeout)
+            .await?;
+        engine_start = Instant::now();
+    }
     let producing = matches!(job.hand_off, HandOff::Produce(_));
     let (mut feed, kv_hold) = sim.engine().submit(seq, engine_start, producing)?;
     let mut ready = 0;

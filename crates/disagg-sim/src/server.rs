@@ -51,6 +51,8 @@ struct Inner {
     started: Instant,
     startup_delay: Duration,
     never_ready: bool,
+    /// `--overlap-scheduler`: context-only requests are refused.
+    overlap_scheduler: bool,
     /// `--version-delay`.
     version_delay: Duration,
     faults: Faults,
@@ -171,6 +173,7 @@ impl SimState {
             started: Instant::now(),
             startup_delay: args.startup_delay,
             never_ready: args.never_ready,
+            overlap_scheduler: args.overlap_scheduler && args.dialect == Dialect::Trtllm,
             version_delay: args.version_delay,
             faults: Faults::new(&args.faults, exit),
             engine: Engine::start(timing, metrics.clone()),
@@ -181,6 +184,7 @@ impl SimState {
                 bandwidth_bytes_per_s: args.kv.kv_bandwidth_gbs * 1e9,
                 wait_timeout: args.kv.kv_wait_timeout,
                 extra_delay: args.faults.kv_transfer_delay,
+                bootstrap_timeout: args.kv.bootstrap_timeout,
             },
             http,
             advertise_host,
@@ -304,6 +308,10 @@ impl SimState {
         self.0.eos_at
     }
 
+    pub(crate) fn overlap_scheduler(&self) -> bool {
+        self.0.overlap_scheduler
+    }
+
     pub(crate) fn lengths(&self) -> LengthLimits {
         self.0.lengths
     }
@@ -402,6 +410,10 @@ pub fn app(state: SimState) -> Router {
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ready_gate,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -507,6 +519,23 @@ async fn hang(State(sim): State<SimState>, req: Request, next: Next) -> Response
         std::future::pending::<()>().await;
     }
     next.run(req).await
+}
+
+/// Before it is ready the sim serves only `/health` (503), `/version`, `/metrics` and its KV
+/// records: a real engine is still loading then and takes no connection at all, so a router or
+/// client that sends work before `/health` says 200 must fail here too, not pass.
+async fn ready_gate(State(sim): State<SimState>, req: Request, next: Next) -> Response {
+    let open = matches!(req.uri().path(), "/health" | "/version" | "/metrics")
+        || req.uri().path().starts_with("/kv/");
+    match sim.not_ready() {
+        Some(why) if !open => HttpError(ApiError::unavailable(format!(
+            "{why}; a real engine takes no connection before it has loaded: wait for GET /health \
+             to answer 200 before sending {}",
+            req.uri().path()
+        )))
+        .into_response(),
+        _ => next.run(req).await,
+    }
 }
 
 async fn health(State(sim): State<SimState>) -> Response {

@@ -25,9 +25,9 @@ pub fn stand_in(mut args: SimArgs, argv: &[String]) -> Result<SimArgs, String> {
     }
     let program = argv.first().map(|p| p.rsplit('/').next().unwrap_or(p));
     match (program, argv.get(1).copied(), argv.get(2).copied()) {
-        (Some("vllm"), Some("serve"), _) => vllm(&mut args, Flags::parse(&argv[2..])?)?,
+        (Some("vllm"), Some("serve"), _) => vllm(&mut args, Flags::parse(&argv[2..], &VLLM)?)?,
         (Some(p), Some("-m"), Some("sglang.launch_server")) if p.starts_with("python") => {
-            sglang(&mut args, Flags::parse(&argv[3..])?)?
+            sglang(&mut args, Flags::parse(&argv[3..], &SGLANG)?)?
         }
         (Some("trtllm-serve"), Some("disaggregated" | "disaggregated_mpi_worker"), _) => {
             return Err(format!(
@@ -44,7 +44,7 @@ pub fn stand_in(mut args: SimArgs, argv: &[String]) -> Result<SimArgs, String> {
             } else {
                 &argv[1..]
             };
-            let (ranks, why) = trtllm(&mut args, Flags::parse(rest)?)?;
+            let (ranks, why) = trtllm(&mut args, Flags::parse(rest, &TRTLLM)?)?;
             if launched {
                 args.gpu_need = Some(crate::GpuNeed::LocalRank);
                 args.mpi_ranks = Some((ranks, why));
@@ -98,6 +98,23 @@ fn vllm(args: &mut SimArgs, f: Flags<'_>) -> Result<(), String> {
             "the sim stands in for vLLM's NixlConnector, not {}",
             kv["kv_connector"]
         ));
+    }
+    // vLLM's KVTransferConfig refuses to start without a role, or with another.
+    const KV_ROLES: [&str; 3] = ["kv_both", "kv_consumer", "kv_producer"];
+    match &kv["kv_role"] {
+        serde_json::Value::Null => {
+            return Err(format!(
+                "--kv-transfer-config: Please specify kv_role when kv_connector is set; \
+                 supported roles are {KV_ROLES:?}"
+            ));
+        }
+        serde_json::Value::String(r) if KV_ROLES.contains(&r.as_str()) => {}
+        other => {
+            return Err(format!(
+                "--kv-transfer-config: Unsupported kv_role: {other}. Supported roles are \
+                 {KV_ROLES:?}"
+            ));
+        }
     }
     if let Some(dp) = f.last("--data-parallel-size") {
         args.data_parallel_size = dp
@@ -246,6 +263,17 @@ fn sglang(args: &mut SimArgs, f: Flags<'_>) -> Result<(), String> {
     if f.has("--allow-auto-truncate") {
         args.allow_auto_truncate = true;
     }
+    // argparse's choices (SGLang's DISAGG_TRANSFER_BACKEND_CHOICES).
+    const BACKENDS: [&str; 6] = ["mooncake", "nixl", "ascend", "fake", "mori", "mooncake_tcp"];
+    if let Some(b) = f.last("--disaggregation-transfer-backend") {
+        if !BACKENDS.contains(&b) {
+            return Err(format!(
+                "argument --disaggregation-transfer-backend: invalid choice: '{b}' (choose \
+                 from {})",
+                BACKENDS.map(|b| format!("'{b}'")).join(", ")
+            ));
+        }
+    }
     // The GPUs of this node: its share of TP×PP (DP attention runs inside the TP group).
     let size = |flags: &[&str]| -> Result<u32, String> {
         f.last_of(flags).map_or(Ok(1), |v| {
@@ -373,6 +401,11 @@ fn trtllm(args: &mut SimArgs, f: Flags<'_>) -> Result<(u32, String), String> {
         if let Some(on) = yaml.flag("enable_chunked_prefill")? {
             args.enable_chunked_prefill = on;
         }
+        // The PyTorch backend's default is the overlap scheduler, which refuses context-only
+        // requests; a server without the file runs the sim's own way (--overlap-scheduler).
+        args.overlap_scheduler = !yaml.flag("disable_overlap_scheduler")?.unwrap_or(false);
+        yaml.transceiver_backend()?;
+        yaml.known_keys()?;
         for (key, size) in &mut sizes {
             if let Some(n) = yaml.count(key)? {
                 *size = Ok(Some(n));
@@ -434,6 +467,57 @@ impl<'a> ExtraOptions<'a> {
         }
     }
 
+    /// Every top-level key is one of TensorRT-LLM's LLM arguments; a typo fails the server at
+    /// start, in the LLM constructor's words.
+    fn known_keys(&self) -> Result<(), String> {
+        if self.doc.is_null() {
+            return Ok(()); // an empty file sets nothing
+        }
+        let Some(map) = self.doc.as_mapping() else {
+            return Err(format!(
+                "{} {}: Configuration file root must be a mapping.",
+                self.flag,
+                self.path.display()
+            ));
+        };
+        for key in map.keys() {
+            let name = key.as_str().unwrap_or_default();
+            if !crate::llm_args::LLM_ARGS.contains(&name) {
+                return Err(format!(
+                    "Failed to parse the arguments for the LLM constructor: LLM got invalid \
+                     argument: {} ({} {}: a top-level key none of TensorRT-LLM's releases \
+                     takes)",
+                    serde_yaml_ng::to_string(key).unwrap_or_default().trim(),
+                    self.flag,
+                    self.path.display()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `cache_transceiver_config.backend`, one of the values TensorRT-LLM's settings model
+    /// allows (its Literal; the model forbids anything else, and the server does not start).
+    fn transceiver_backend(&self) -> Result<(), String> {
+        const BACKENDS: [&str; 5] = ["DEFAULT", "UCX", "NIXL", "MOONCAKE", "MPI"];
+        let Some(v) = self
+            .doc
+            .get("cache_transceiver_config")
+            .and_then(|c| c.get("backend"))
+            .filter(|v| !v.is_null())
+        else {
+            return Ok(());
+        };
+        match v.as_str() {
+            Some(b) if BACKENDS.contains(&b) => Ok(()),
+            _ => Err(self.bad(
+                "cache_transceiver_config.backend",
+                "one of DEFAULT, UCX, NIXL, MOONCAKE, MPI (TensorRT-LLM refuses any other)",
+                v,
+            )),
+        }
+    }
+
     fn flag(&self, key: &str) -> Result<Option<bool>, String> {
         match self.doc.get(key) {
             None | Some(serde_yaml_ng::Value::Null) => Ok(None),
@@ -463,15 +547,56 @@ fn port(v: &str, flag: &str) -> Result<u16, String> {
         .map_err(|_| format!("{flag} {v} is not a port (an unfilled placeholder?)"))
 }
 
-/// An engine's flags, argparse-style: `--flag value...` or `--flag=value`; values run until the
-/// next `-`-prefixed word (how `nargs="+"` reads). Words before the first flag are positional.
+/// An engine's flags, argparse-style: `--flag value` or `--flag=value`. A flag takes one value,
+/// a switch none, and a list flag (`nargs="+"`) every word up to the next `-`-prefixed one;
+/// any other word is positional wherever it stands (`vllm serve --port 8001 MODEL` names the
+/// model, as argparse and click read it).
 struct Flags<'a> {
     positional: Vec<&'a str>,
     flags: Vec<(&'a str, Vec<&'a str>)>,
 }
 
+/// How an engine's parser reads the flags the sim cares about around positional words.
+struct Grammar {
+    /// Flags that take a list (`nargs="+"`).
+    lists: &'static [&'static str],
+    /// Flags that take no value (`store_true`, click's `is_flag`).
+    switches: &'static [&'static str],
+}
+
+const VLLM: Grammar = Grammar {
+    lists: &[
+        "--served-model-name",
+        "--cuda-graph-sizes",
+        "--lora-modules",
+    ],
+    switches: &[
+        "--enforce-eager",
+        "--trust-remote-code",
+        "--headless",
+        "--enable-expert-parallel",
+        "--enable-chunked-prefill",
+        "--no-enable-chunked-prefill",
+        "--enable-prefix-caching",
+        "--no-enable-prefix-caching",
+        "--disable-log-requests",
+        "--disable-log-stats",
+        "--async-scheduling",
+    ],
+};
+
+const SGLANG: Grammar = Grammar {
+    lists: &["--cuda-graph-bs"],
+    switches: &[],
+};
+
+const TRTLLM: Grammar = Grammar {
+    lists: &[],
+    switches: &["--trust_remote_code", "--enable_chunked_prefill"],
+};
+
 impl<'a> Flags<'a> {
-    fn parse(words: &[&'a str]) -> Result<Self, String> {
+    fn parse(words: &[&'a str], grammar: &Grammar) -> Result<Self, String> {
         let mut out = Flags {
             positional: Vec::new(),
             flags: Vec::new(),
@@ -482,10 +607,14 @@ impl<'a> Flags<'a> {
                     Some((k, v)) => out.flags.push((k, vec![v])),
                     None => out.flags.push((w, Vec::new())),
                 }
-            } else if let Some((_, values)) = out.flags.last_mut() {
-                values.push(w);
-            } else {
-                out.positional.push(w);
+                continue;
+            }
+            let takes = out.flags.last().is_some_and(|(k, values)| {
+                grammar.lists.contains(k) || (values.is_empty() && !grammar.switches.contains(k))
+            });
+            match out.flags.last_mut() {
+                Some((_, values)) if takes => values.push(w),
+                _ => out.positional.push(w),
             }
         }
         Ok(out)
@@ -562,7 +691,7 @@ mod tests {
         );
         let plain = stand_in(
             base(),
-            &words(r#"vllm serve m --kv-transfer-config {"kv_connector":"NixlConnector"}"#),
+            &words(r#"vllm serve m --kv-transfer-config {"kv_connector":"NixlConnector","kv_role":"kv_both"}"#),
         )
         .unwrap();
         assert_eq!(
@@ -597,7 +726,7 @@ mod tests {
 
     #[test]
     fn each_engines_context_flag_becomes_the_limit() {
-        let nixl = r#"--kv-transfer-config {"kv_connector":"NixlConnector"}"#;
+        let nixl = r#"--kv-transfer-config {"kv_connector":"NixlConnector","kv_role":"kv_both"}"#;
         for (argv, want) in [
             (format!("vllm serve m {nixl}"), None),
             (format!("vllm serve m --max-model-len 16 {nixl}"), Some(16)),
@@ -638,13 +767,110 @@ mod tests {
     /// vLLM's `--max-logprobs` becomes the sim's cap; a value vLLM would not take is an error.
     #[test]
     fn vllms_max_logprobs_becomes_the_cap() {
-        let nixl = r#"--kv-transfer-config {"kv_connector":"NixlConnector"}"#;
+        let nixl = r#"--kv-transfer-config {"kv_connector":"NixlConnector","kv_role":"kv_both"}"#;
         let cap = |extra: &str| stand_in(base(), &words(&format!("vllm serve m {extra} {nixl}")));
         assert_eq!(cap("").unwrap().max_logprobs, 20);
         assert_eq!(cap("--max-logprobs 64").unwrap().max_logprobs, 64);
         assert_eq!(cap("--max_logprobs=-1").unwrap().max_logprobs, -1);
         let e = cap("--max-logprobs -5").unwrap_err();
         assert!(e.contains("--max-logprobs -5"), "{e}");
+    }
+
+    /// Settings each engine refuses at start, the sim refuses too: a run on the sim must not
+    /// pass where every real worker would fail.
+    #[test]
+    fn engine_settings_the_engines_refuse_fail_the_stand_in() {
+        let vllm = |kv: &str| {
+            stand_in(
+                base(),
+                &words(&format!("vllm serve m --kv-transfer-config {kv}")),
+            )
+        };
+        let e = vllm(r#"{"kv_connector":"NixlConnector"}"#).unwrap_err();
+        assert!(
+            e.contains("Please specify kv_role when kv_connector is set"),
+            "{e}"
+        );
+        let e = vllm(r#"{"kv_connector":"NixlConnector","kv_role":"kv_sideways"}"#).unwrap_err();
+        assert!(e.contains("Unsupported kv_role: \"kv_sideways\""), "{e}");
+        for role in ["kv_both", "kv_producer", "kv_consumer"] {
+            vllm(&format!(
+                r#"{{"kv_connector":"NixlConnector","kv_role":"{role}"}}"#
+            ))
+            .expect(role);
+        }
+        let sglang = |backend: &str| {
+            stand_in(
+                base(),
+                &words(&format!(
+                    "python3 -m sglang.launch_server --model-path m --disaggregation-mode prefill \
+                     --disaggregation-transfer-backend {backend}"
+                )),
+            )
+        };
+        let e = sglang("bogus").unwrap_err();
+        assert!(
+            e.contains("invalid choice: 'bogus'") && e.contains("'nixl'"),
+            "{e}"
+        );
+        sglang("nixl").expect("a backend SGLang knows");
+        sglang("mooncake").expect("a backend SGLang knows");
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = dir.path().join("extra.yaml");
+        let trtllm = |text: &str| {
+            std::fs::write(&yaml, text).unwrap();
+            stand_in(
+                base(),
+                &words(&format!(
+                    "trtllm-serve m --extra_llm_api_options {}",
+                    yaml.display()
+                )),
+            )
+        };
+        let e = trtllm("max_batch_size: 8\nnot_a_real_llm_arg: 1\n").unwrap_err();
+        assert!(
+            e.contains("LLM got invalid argument: not_a_real_llm_arg"),
+            "{e}"
+        );
+        let e = trtllm("- a list\n").unwrap_err();
+        assert!(e.contains("root must be a mapping"), "{e}");
+        let e = trtllm("cache_transceiver_config: {backend: FOO}\n").unwrap_err();
+        assert!(
+            e.contains("cache_transceiver_config.backend must be one of DEFAULT, UCX, NIXL"),
+            "{e}"
+        );
+        // The overlap scheduler is TensorRT-LLM's default: on unless the file turns it off.
+        let a = trtllm("cache_transceiver_config: {backend: UCX}\n").unwrap();
+        assert!(a.overlap_scheduler);
+        let a =
+            trtllm("disable_overlap_scheduler: true\ncache_transceiver_config: {backend: NIXL}\n")
+                .unwrap();
+        assert!(!a.overlap_scheduler);
+        let a = stand_in(base(), &words("trtllm-serve m")).unwrap();
+        assert!(!a.overlap_scheduler, "without the file, the sim's own way");
+    }
+
+    /// argparse and click take the model wherever it stands among the flags.
+    #[test]
+    fn the_model_may_follow_the_flags() {
+        let nixl = r#"--kv-transfer-config {"kv_connector":"NixlConnector","kv_role":"kv_both"}"#;
+        for argv in [
+            format!("vllm serve --port 18001 m {nixl}"),
+            format!("vllm serve --enforce-eager --port 18001 {nixl} m"),
+        ] {
+            let a = stand_in(base(), &words(&argv)).expect(&argv);
+            assert_eq!((a.model.as_str(), a.port), ("m", 18001), "{argv}");
+        }
+        let a = stand_in(
+            base(),
+            &words(&format!("vllm serve m --served-model-name a b {nixl}")),
+        )
+        .unwrap();
+        assert_eq!(a.model, "a");
+        let a = stand_in(base(), &words("trtllm-serve --port 8001 my/model")).unwrap();
+        assert_eq!((a.model.as_str(), a.port), ("my/model", 8001));
+        let a = stand_in(base(), &words("trtllm-serve --trust_remote_code my/model")).unwrap();
+        assert_eq!(a.model, "my/model");
     }
 
     /// `serve` is trtllm-serve's default subcommand; `disaggregated` is its router, which a
@@ -890,7 +1116,7 @@ mod tests {
 
     #[test]
     fn each_engines_multi_node_flags_make_a_group() {
-        let nixl = r#"--kv-transfer-config {"kv_connector":"NixlConnector"}"#;
+        let nixl = r#"--kv-transfer-config {"kv_connector":"NixlConnector","kv_role":"kv_both"}"#;
         // SGLang: node rank 1 of 2 joins the rendezvous; tp is the world's.
         let a = stand_in(
             base(),
@@ -944,7 +1170,7 @@ mod tests {
     #[test]
     fn each_engine_needs_its_nodes_share_of_the_gpus_and_fails_without_it() {
         use crate::{GpuNeed, check_gpus};
-        let nixl = r#"--kv-transfer-config {"kv_connector":"NixlConnector"}"#;
+        let nixl = r#"--kv-transfer-config {"kv_connector":"NixlConnector","kv_role":"kv_both"}"#;
         let need = |argv: &str| match stand_in(base(), &words(argv)).unwrap().gpu_need {
             Some(GpuNeed::Count(n, _)) => n,
             other => panic!("{argv}: {other:?}"),

@@ -119,4 +119,6 @@ pub(crate) struct KvConfig {
     pub(crate) wait_timeout: Duration,
     /// `--kv-transfer-delay`: a slow link, scripted.
     pub(crate) extra_delay: Duration,
+    /// SGLang prefill: how long it waits for its decode's handshake (`--bootstrap-timeout`).
+    pub(crate) bootstrap_timeout: Duration,
 }

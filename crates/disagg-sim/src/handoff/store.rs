@@ -48,6 +48,8 @@ enum Slot {
     },
     /// Fetches that arrived first (SGLang) wait to be woken by the insert.
     Waiting(Vec<oneshot::Sender<()>>),
+    /// SGLang prefills that wait for their decode's handshake: woken by its fetch.
+    Awaiting(Vec<oneshot::Sender<()>>),
 }
 
 impl KvStore {
@@ -84,7 +86,7 @@ impl KvStore {
                 )));
             }
             Some(Slot::Waiting(w)) => w,
-            None => Vec::new(),
+            Some(Slot::Awaiting(_)) | None => Vec::new(),
         };
         inner.slots.insert(
             key,
@@ -124,6 +126,13 @@ impl KvStore {
                     other => {
                         let mut waiters = match other {
                             Some(Slot::Waiting(w)) => w,
+                            // The decode is here: the prefills waiting for it run.
+                            Some(Slot::Awaiting(prefills)) => {
+                                for p in prefills {
+                                    let _ = p.send(());
+                                }
+                                Vec::new()
+                            }
                             _ => Vec::new(),
                         };
                         waiters.retain(|w| !w.is_closed());
@@ -141,10 +150,50 @@ impl KvStore {
         }
     }
 
+    /// Waits until a decode asked for the record under `key` (SGLang's prefill runs only once
+    /// its decode server has bootstrapped the room), or fails after `timeout` with SGLang's
+    /// status and words.
+    pub(crate) async fn await_decode(&self, key: u64, timeout: Duration) -> Result<(), ApiError> {
+        let start = Instant::now();
+        let woken = {
+            let mut inner = self.lock();
+            self.sweep(&mut inner, start);
+            match inner.slots.remove(&key) {
+                // A decode is waiting, or the room still holds a record (refused by insert).
+                Some(slot @ (Slot::Waiting(_) | Slot::Ready { .. })) => {
+                    inner.slots.insert(key, slot);
+                    return Ok(());
+                }
+                other => {
+                    let mut prefills = match other {
+                        Some(Slot::Awaiting(p)) => p,
+                        _ => Vec::new(),
+                    };
+                    prefills.retain(|p| !p.is_closed());
+                    let (tx, rx) = oneshot::channel();
+                    prefills.push(tx);
+                    inner.slots.insert(key, Slot::Awaiting(prefills));
+                    rx
+                }
+            }
+        };
+        if let Ok(Ok(())) = tokio::time::timeout_at(later(start, timeout), woken).await {
+            return Ok(());
+        }
+        self.forget_waiter(key);
+        Err(ApiError::internal(format!(
+            "KVTransferError(bootstrap_room={key}): Request {key} timed out after {:.1}s in \
+             KVPoll.Bootstrapping (no decode server bootstrapped this room: a router must send \
+             the decode leg with the same bootstrap_room, at the same time as the prefill; \
+             SGLANG_DISAGGREGATION_BOOTSTRAP_TIMEOUT sets the wait)",
+            start.elapsed().as_secs_f64()
+        )))
+    }
+
     /// Drops a waiting slot nobody listens to any more, so timed-out rooms do not pile up.
     fn forget_waiter(&self, key: u64) {
         let mut inner = self.lock();
-        if let Some(Slot::Waiting(w)) = inner.slots.get_mut(&key) {
+        if let Some(Slot::Waiting(w) | Slot::Awaiting(w)) = inner.slots.get_mut(&key) {
             w.retain(|w| !w.is_closed());
             if w.is_empty() {
                 inner.slots.remove(&key);
@@ -231,6 +280,46 @@ mod tests {
         assert_eq!(m.kv_records_expired.load(Relaxed), 1);
         assert_eq!(s.take(2, Duration::ZERO).await, None);
         assert_eq!(m.kv_records_live.load(Relaxed), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_sglang_prefill_waits_for_its_decode_then_fails_as_sglang_does() {
+        let s = Arc::new(KvStore::new(Duration::from_secs(10), Arc::default()));
+        let prefill = tokio::spawn({
+            let s = s.clone();
+            async move { s.await_decode(5, Duration::from_secs(300)).await }
+        });
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(!prefill.is_finished(), "the prefill waits for its decode");
+        let decode = tokio::spawn({
+            let s = s.clone();
+            async move { s.take(5, Duration::from_secs(30)).await }
+        });
+        prefill.await.expect("joined").expect("the decode came");
+        s.insert(5, record(5), None).expect("new key");
+        assert_eq!(decode.await.expect("joined"), Some(record(5)));
+        // A decode already waiting lets a prefill run at once.
+        let decode = tokio::spawn({
+            let s = s.clone();
+            async move { s.take(6, Duration::from_secs(30)).await }
+        });
+        // (Paused time moves on only once the decode task waits.)
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        s.await_decode(6, Duration::ZERO).await.expect("no wait");
+        s.insert(6, record(6), None).expect("new key");
+        assert_eq!(decode.await.expect("joined"), Some(record(6)));
+        // A prefill sent alone fails at the timeout, with SGLang's 500 and words.
+        let e = s
+            .await_decode(7, Duration::from_secs(300))
+            .await
+            .expect_err("nobody bootstrapped room 7");
+        assert_eq!(e.status, 500);
+        assert!(
+            e.message
+                .contains("Request 7 timed out after 300.0s in KVPoll.Bootstrapping"),
+            "{e}"
+        );
+        assert!(s.lock().slots.is_empty(), "no waiter left behind");
     }
 
     #[tokio::test(start_paused = true)]

@@ -35,6 +35,24 @@ async fn health_is_503_during_startup_delay_then_200() {
     assert!(healthy_at - started >= Duration::from_secs(1));
 }
 
+/// A real engine takes no connection while it loads: before /health says 200, the sim serves
+/// no work either, so a router that skips the health gate fails here as it would there.
+#[tokio::test]
+async fn no_work_is_served_before_ready() {
+    for dialect in ["vllm", "sglang", "trtllm"] {
+        let sim = start(&["--dialect", dialect, "--never-ready"]).await;
+        let body = serde_json::json!({"prompt": [1, 2], "max_tokens": 2});
+        let (status, answer) = sim.complete(&body).await;
+        assert_eq!(status, 503, "{dialect}: {answer}");
+        let msg = crate::support::error_message(&answer);
+        assert!(msg.contains("wait for GET /health"), "{dialect}: {msg}");
+        assert_eq!(sim.get("/v1/models").await.0, 503, "{dialect}");
+        // What a client polls to learn readiness still answers.
+        assert_eq!(sim.get("/health").await.0, 503, "{dialect}");
+        assert_eq!(sim.get("/version").await.0, 200, "{dialect}");
+    }
+}
+
 #[tokio::test]
 async fn health_is_200_at_once_without_delay() {
     let sim = start(&[]).await;

@@ -73,6 +73,35 @@ async fn decode_without_a_prefill_fails_naming_the_room() {
     );
 }
 
+/// SGLang's prefill runs a request only once its decode server has bootstrapped the room: a
+/// router that sends the prefill leg alone (or first, waiting for it) hangs there until the
+/// bootstrap timeout, then fails with 500, and so it does here.
+#[tokio::test]
+async fn a_prefill_waits_for_its_decode_and_fails_alone_as_sglangs_does() {
+    let prefill = sim("context", &["--bootstrap-timeout", "400ms"]).await;
+    let decode = sim("generation", &[]).await;
+    let client = json!({"prompt": [1, 2, 3], "max_tokens": 3});
+    let sent = std::time::Instant::now();
+    let (status, body) = prefill
+        .complete(&with_bootstrap(&client, &prefill, 41))
+        .await;
+    assert_eq!(status, 500, "{body}");
+    assert!(sent.elapsed() >= std::time::Duration::from_millis(400));
+    let msg = error_message(&body);
+    assert!(
+        msg.contains("Request 41 timed out after") && msg.contains("KVPoll.Bootstrapping"),
+        "{msg}"
+    );
+    // The decode leg a little later than the prefill: the prefill waits for it, then runs.
+    let req = with_bootstrap(&client, &prefill, 42);
+    let late_decode = async {
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        decode.complete(&req).await
+    };
+    let ((ps, pb), (ds, db)) = tokio::join!(prefill.complete(&req), late_decode);
+    assert_eq!((ps, ds), (200, 200), "{pb} {db}");
+}
+
 #[tokio::test]
 async fn a_router_that_drops_the_bootstrap_fields_is_caught() {
     let decode = sim("generation", &[]).await;
@@ -87,7 +116,7 @@ async fn a_router_that_drops_the_bootstrap_fields_is_caught() {
 async fn a_router_that_names_the_http_port_as_bootstrap_port_is_caught() {
     // The bug this pins: the harness once named each prefill `host:HTTP_PORT@HTTP_PORT`. SGLang
     // serves its bootstrap on a port of its own, and so does the sim.
-    let prefill = sim("context", &[]).await;
+    let prefill = sim("context", &["--bootstrap-timeout", "300ms"]).await;
     let decode = sim("generation", &["--kv-wait-timeout", "200ms"]).await;
     assert_ne!(
         prefill.bootstrap_port().to_string(),
@@ -104,8 +133,9 @@ async fn a_router_that_names_the_http_port_as_bootstrap_port_is_caught() {
             .parse::<u16>()
             .unwrap()
     );
-    let ((ps, _), (ds, db)) = tokio::join!(prefill.complete(&req), decode.complete(&req));
-    assert_eq!(ps, 200);
+    let ((ps, pb), (ds, db)) = tokio::join!(prefill.complete(&req), decode.complete(&req));
+    // No decode bootstrapped the room where the prefill serves it: both legs fail.
+    assert_eq!(ps, 500, "{pb}");
     assert_ne!(ds, 200, "decode must not find KV on the HTTP port: {db}");
     // The bootstrap server answers /health, as SGLang's does.
     let r = reqwest::get(format!("http://{}/health", prefill.side_channel()))

@@ -231,3 +231,26 @@ fn the_played_version_is_the_trtllm_dialects_and_must_parse() {
     let why = disagg_sim::check_argv(&argv).unwrap_err();
     assert!(why.contains("--trtllm-version"), "{why}");
 }
+
+/// TensorRT-LLM's PyTorch backend refuses every context-only request of a server that runs the
+/// overlap scheduler (its default); a generation-only or aggregated request is served.
+#[tokio::test]
+async fn a_context_server_with_the_overlap_scheduler_refuses_context_only_requests() {
+    let sim = start(&["--itl", "1ms", "--role", "context", "--overlap-scheduler"]).await;
+    let context = json!({
+        "prompt": [1, 2, 3],
+        "max_tokens": 1,
+        "disaggregated_params": {"request_type": "context_only"},
+    });
+    let (status, body) = sim.complete(&context).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        error_message(&body).contains(
+            "Context only requests are not supported in pytorch backend when overlap is enabled"
+        ),
+        "{body}"
+    );
+    let without = start(&["--itl", "1ms", "--role", "context"]).await;
+    let (status, body) = without.complete(&context).await;
+    assert_eq!(status, 200, "{body}");
+}
