@@ -24,13 +24,39 @@ fn shown(raw: &[u8], total: usize) -> String {
     let visible = &raw[start..];
     let cut = visible.len().min(LINE_BYTES);
     // A cut in the middle of a UTF-8 sequence shows as one replacement character at the end.
-    let text = String::from_utf8_lossy(&visible[..cut]);
+    let lossy = String::from_utf8_lossy(&visible[..cut]);
+    let text = printable(&lossy);
     let hidden = total - start - cut;
     if hidden > 0 {
         format!("{text}… [{hidden} more bytes]")
     } else {
         text.into_owned()
     }
+}
+
+/// `s` safe to print on a terminal or in Markdown: control characters (other than newline and
+/// tab) and the bidirectional overrides an engine's error body may carry are shown as escapes
+/// (`\u{1b}`), not acted on (a colour, a bell, text drawn right to left, a NUL that makes
+/// `grep` call the saved console log binary).
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    let hidden = |c: char| {
+        (c.is_control() && c != '\n' && c != '\t')
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !s.chars().any(hidden) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(
+        s.chars()
+            .map(|c| {
+                if hidden(c) {
+                    c.escape_unicode().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
 }
 
 /// The last `bytes` bytes of a file as text (lossy UTF-8); `None` when it cannot be read.
@@ -180,6 +206,21 @@ mod tests {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         std::io::Write::write_all(&mut f, bytes).unwrap();
         f
+    }
+
+    #[test]
+    fn control_bytes_and_bidi_overrides_are_shown_not_acted_on() {
+        let nasty = "red \u{1b}[31mX\u{1b}[0m bell\u{7} nul\u{0} \u{202e}txet\ttab\nline";
+        assert_eq!(
+            printable(nasty),
+            "red \\u{1b}[31mX\\u{1b}[0m bell\\u{7} nul\\u{0} \\u{202e}txet\ttab\nline"
+        );
+        assert!(matches!(
+            printable("plain é ✓"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        let f = file(b"ok\n\x1b[1mbold\x07\n");
+        assert_eq!(tail(f.path(), 2), "ok\n\\u{1b}[1mbold\\u{7}");
     }
 
     #[test]

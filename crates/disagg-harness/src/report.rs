@@ -54,6 +54,24 @@ impl PerfOutcome {
         }
     }
 
+    /// The check's verdict in one word, as `outcome.json` gives it beside the run's result:
+    /// `regressed`, `passed`, `not_done`, `skipped`, `no_baseline` or `not_run`.
+    pub fn verdict(&self) -> &'static str {
+        if self.regressed() {
+            return "regressed";
+        }
+        if self.not_done().is_some() {
+            return "not_done";
+        }
+        match self {
+            PerfOutcome::Skipped => "skipped",
+            PerfOutcome::NoBaseline => "no_baseline",
+            PerfOutcome::NotRun => "not_run",
+            PerfOutcome::History(h) if h.skipped.is_some() => "skipped",
+            PerfOutcome::Checked(_) | PerfOutcome::History(_) => "passed",
+        }
+    }
+
     /// `perf_check.txt`.
     pub fn render(&self) -> String {
         match self {

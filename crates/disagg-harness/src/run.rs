@@ -979,7 +979,14 @@ fn write_verdict(
     junit: &quick_junit::Report,
     summary: &str,
     outcome: &Outcome,
+    perf: &PerfOutcome,
 ) -> [(&'static str, std::io::Result<()>); 3] {
+    // The run's result, and beside it the perf check's: a run that passed and regressed is not
+    // a pass to a tool reading outcome.json alone.
+    let mut data = serde_json::to_value(outcome).unwrap_or_default();
+    if let Some(o) = data.as_object_mut() {
+        o.insert("perf_check".into(), perf.verdict().into());
+    }
     [
         (
             "results.xml",
@@ -992,7 +999,7 @@ fn write_verdict(
         ),
         (
             "outcome.json",
-            crate::atomic::write_json(&run_dir.join("outcome.json"), outcome),
+            crate::atomic::write_json(&run_dir.join("outcome.json"), &data),
         ),
     ]
 }
@@ -1161,7 +1168,7 @@ pub(crate) fn finish_as(
         ),
         RunResult::Passed => "PASSED".to_string(),
         RunResult::Interrupted => "INTERRUPTED".to_string(),
-        RunResult::Failed(f) => format!("FAILED: {}", f.reason),
+        RunResult::Failed(f) => format!("FAILED: {}", crate::logtext::printable(&f.reason)),
     };
     let summary = format!(
         "# {name} — run {run_id}\n\n{verdict}\n\n{table}\n```\n{perf_text}```\n\nduration: {:.1}s; exit code {code}\n",
@@ -1171,8 +1178,13 @@ pub(crate) fn finish_as(
         "perf_check.txt",
         crate::atomic::write(&run_dir.join("perf_check.txt"), perf_text.as_bytes()),
     );
-    let writes =
-        std::iter::once(perf_written).chain(write_verdict(run_dir, &junit, &summary, outcome));
+    let writes = std::iter::once(perf_written).chain(write_verdict(
+        run_dir,
+        &junit,
+        &summary,
+        outcome,
+        &perf_outcome,
+    ));
     for (file, w) in writes {
         if let Err(e) = w {
             notes.push(format!(
@@ -1232,7 +1244,7 @@ pub(crate) fn finish_as(
             outcome.duration_s,
             exit::TEST_FAILED
         );
-        for (file, written) in write_verdict(run_dir, &junit, &summary, &failed) {
+        for (file, written) in write_verdict(run_dir, &junit, &summary, &failed, &perf_outcome) {
             if written.is_err() {
                 let _ = std::fs::remove_file(run_dir.join(file));
             }

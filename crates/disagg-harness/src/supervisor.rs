@@ -299,12 +299,16 @@ fn drive(
         if let Some((watch, limit)) = &stall_watch {
             if let Some(found) = watch.found() {
                 // One that has also stopped answering /health (two probes missed) is hung as a
-                // whole, and said to be: its account would claim /health answers.
-                if let Some(silent) = liveness
-                    .silent(2 * crate::liveness::PROBE_EVERY)
-                    .into_iter()
-                    .find(|s| s.role == found.role)
-                {
+                // whole, and said to be: its account would claim /health answers. Else another
+                // worker that has gone silent is the cause: a decode stalls waiting on the KV
+                // of a context server that froze (named, not the decode, whatever `stall` is).
+                let silent = liveness.silent(2 * crate::liveness::PROBE_EVERY);
+                let cause = silent
+                    .iter()
+                    .position(|s| s.role == found.role)
+                    .or_else(|| silent.iter().position(|s| s.role.is_worker()));
+                if let Some(i) = cause {
+                    let silent = silent.into_iter().nth(i).expect("found above");
                     return hung(procs, &liveness, silent, d.unresponsive);
                 }
                 return stalled(procs, found, *limit);
@@ -374,15 +378,62 @@ fn drive(
         if now >= job_deadline {
             return RunResult::Failed(Failure {
                 role: None,
-                reason: format!(
-                    "the job deadline ({}) passed",
-                    humantime::format_duration(d.job)
-                ),
+                reason: job_deadline_reason(plan, procs, start, now),
                 timeout: true,
             });
         }
         std::thread::sleep(TICK);
     }
+}
+
+/// The job deadline passed while each role was still within its own: what was under way then
+/// (the roles not ready yet, or the benchmark and how long it had run), and how the deadlines
+/// add up, since `validate` checks `worker_startup + benchmark` only and the routers get their
+/// own `worker_startup` after the workers.
+fn job_deadline_reason(plan: &Plan, procs: &[Proc], start: Instant, now: Instant) -> String {
+    let d = &plan.deadlines;
+    let h = |t: Duration| {
+        humantime::format_duration(Duration::from_millis(t.as_millis() as u64)).to_string()
+    };
+    let waiting: Vec<String> = procs
+        .iter()
+        .filter(|p| p.plan.role != RoleName::Benchmark && p.ready_at.is_none())
+        .map(|p| p.plan.role.to_string())
+        .collect();
+    let under_way = if !waiting.is_empty() {
+        format!("{} not ready yet", waiting.join(", "))
+    } else {
+        let ready = procs
+            .iter()
+            .filter_map(|p| p.ready_at)
+            .max()
+            .unwrap_or(start);
+        let progress = rendezvous::read::<rendezvous::Progress>(
+            &disagg_core::plan::rendezvous_dir(&plan.run_dir).join(rendezvous::PROGRESS_FILE),
+            &plan.run_id,
+        )
+        .map(|p| {
+            format!(
+                ", in {} (point {} of {}, {} of {} request(s) done)",
+                p.now.point, p.now.index, p.now.points, p.now.done, p.now.total
+            )
+        })
+        .unwrap_or_default();
+        format!(
+            "BENCHMARK under way for {} of its {}{progress}",
+            h(now - ready),
+            h(d.benchmark)
+        )
+    };
+    format!(
+        "the job deadline ({}) passed with {under_way}; the run can take up to worker_startup \
+         for the workers, worker_startup again for the router, then benchmark ({} + {} + {}): \
+         raise timeouts.job, or lower the others",
+        h(d.job),
+        h(d.worker_startup),
+        h(d.worker_startup),
+        h(d.benchmark)
+    )
 }
 
 /// The benchmark deadline passed. A worker that answers /health but hangs its requests is what
@@ -1070,7 +1121,10 @@ fn run_setup(
         if Instant::now() >= deadline {
             stop(&mut child);
             return Err(fail_setup(
-                "setup did not finish before the job deadline".into(),
+                format!(
+                    "setup did not finish before the job deadline ({})",
+                    humantime::format_duration(plan.deadlines.job)
+                ),
                 true,
             ));
         }

@@ -259,6 +259,47 @@ fn sigkill_of_disagg_run_leaves_no_process_of_the_run_within_5s() {
     );
 }
 
+/// `disagg run` killed outright writes no verdict; BENCHMARK, stopped by its parent-death
+/// signal, marks the points it kept as not a valid result (results.json said "valid" so far).
+#[test]
+fn sigkill_of_disagg_run_in_the_second_point_leaves_results_json_invalid() {
+    let ws = TempDir::new("sigkill-results");
+    let case = CaseSpec {
+        name: "sigkill-results",
+        gen_args: "{itl: 20ms}",
+        concurrency: "[1, 2]",
+        rounds: 10,
+        osl: 16,
+        ..Default::default()
+    }
+    .write(ws.path(), "c.yaml");
+    let run = Background::start(&case, ws.path());
+    let dir = wait_for(ws.path(), "sigkill-results", "the first point", |d| {
+        d.join("results.json").is_file()
+    });
+    let family = descendants_of(run.pid());
+    kill(Pid::from_raw(run.pid() as i32), Signal::SIGKILL).unwrap();
+    let (code, _, _) = run.wait(Duration::from_secs(10));
+    assert_eq!(code, -1, "killed by a signal");
+    let until = Instant::now() + Duration::from_secs(10);
+    while family.iter().any(|(p, start)| still_running(*p, *start)) {
+        assert!(Instant::now() < until, "the run's processes outlived it");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let results = json(&dir.join("results.json"));
+    assert_eq!(results["valid"], false, "{results}");
+    assert!(
+        results["invalid_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("the benchmark was stopped by SIGTERM after 1 point(s)"),
+        "{results}"
+    );
+    assert_eq!(results["points"].as_array().unwrap().len(), 1, "{results}");
+    assert_eq!(read(&dir.join("bench/requests.jsonl")).lines().count(), 10);
+    assert_nothing_left(&dir);
+}
+
 #[test]
 fn sigint_or_sigterm_in_the_second_point_keeps_the_first_and_exits_130_or_143() {
     for (sig, code) in [(Signal::SIGINT, 130), (Signal::SIGTERM, 143)] {
@@ -302,6 +343,9 @@ fn sigint_or_sigterm_in_the_second_point_keeps_the_first_and_exits_130_or_143() 
                 .all(|l| l.contains("con1") && !l.contains("con2")),
             "rows of the first point only:\n{csv}"
         );
+        // Each request's timeline of the first point is kept too.
+        let timelines = read(&dir.join("bench/requests.jsonl"));
+        assert_eq!(timelines.lines().count(), 10, "{show}");
         let cases = junit_cases(&dir.join("results.xml"));
         let con1 = cases
             .iter()
@@ -1314,6 +1358,39 @@ fn a_worker_that_hangs_its_requests_fails_the_run_within_timeouts_stall() {
         g0.1.as_deref().unwrap_or("").starts_with("GEN_0 (http://"),
         "{cases:?}"
     );
+    assert_nothing_left(&dir);
+}
+
+/// A context worker that freezes whole (its /health too) with `stall` shorter than the probes'
+/// 10 s: the generation worker waiting on its KV stalls first, but the frozen CTX_0 is named,
+/// not GEN_0 (QA saw GEN_0 blamed for any `stall` under 10 s).
+#[test]
+fn a_frozen_context_worker_is_named_not_the_decode_waiting_on_it() {
+    let ws = TempDir::new("ctx-frozen");
+    let case = CaseSpec {
+        name: "ctx-frozen",
+        ctx_args: "{hang_after_requests: 3}",
+        concurrency: "[1]",
+        rounds: 5,
+        timeouts: "{worker_startup: 20s, request: 50s, benchmark: 60s, job: 120s, grace: 2s, \
+                   stall: 4s}",
+        ..Default::default()
+    }
+    .write(ws.path(), "c.yaml");
+    let r = run(&case, ws.path(), &[], &[("SKIP_PERF_CHECK", "true")]);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    assert!(r.elapsed < Duration::from_secs(40), "{}", r.show());
+    let dir = only_run(ws.path(), "ctx-frozen");
+    let status = json(&dir.join("rendezvous/status.json"));
+    assert_eq!(status["role"], "CTX_0", "{status}");
+    let cases = junit_cases(&dir.join("results.xml"));
+    let failed = |name: &str| {
+        cases
+            .iter()
+            .find(|c| c.0 == format!("{name} stayed up"))
+            .and_then(|c| c.1.clone())
+    };
+    assert!(failed("CTX_0").is_some(), "{cases:?}");
     assert_nothing_left(&dir);
 }
 

@@ -400,6 +400,11 @@ fn a_baseline_the_run_cannot_meet_exits_3_unless_skipped() {
         "every check says how many metrics it compared: {check}"
     );
     assert_jenkins_valid(&dir.join("results.xml"));
+    // The run passed and the gate regressed: outcome.json says both, not a bare "passed".
+    let outcome: serde_json::Value =
+        serde_json::from_str(&read(&dir.join("outcome.json"))).unwrap();
+    assert_eq!(outcome["result"]["result"], "passed", "{outcome}");
+    assert_eq!(outcome["perf_check"], "regressed", "{outcome}");
     let cases = junit_cases(&dir.join("results.xml"));
     let perf = cases.iter().find(|c| c.0 == "perf check").unwrap();
     assert_eq!(perf.2.as_deref(), Some("PERF_REGRESSION"), "{cases:?}");
@@ -426,6 +431,9 @@ fn a_baseline_the_run_cannot_meet_exits_3_unless_skipped() {
         let dir = runs(ws.path(), "perf").pop().unwrap();
         let check = read(&dir.join("perf_check.txt"));
         assert!(check.contains("skipped"), "{how}: {check}");
+        let outcome: serde_json::Value =
+            serde_json::from_str(&read(&dir.join("outcome.json"))).unwrap();
+        assert_eq!(outcome["perf_check"], "skipped", "{how}: {outcome}");
         assert!(
             !check.contains("passed"),
             "{how}: skipped is not passed: {check}"

@@ -61,6 +61,9 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
         .collect();
     let mut since = crate::gen_steps::ends(&gen_logs);
     let mut measured: Vec<disagg_bench::PointReport> = Vec::new();
+    // The recorded points whole (every request's timeline, the histograms): `bench/` is
+    // rewritten from these as each point is recorded.
+    let mut recorded: Vec<disagg_bench::PointResult> = Vec::new();
     let planned = cfg.point_ids().len();
     // The point being measured, published every second for `disagg run` to show.
     let live = std::sync::Arc::new(disagg_bench::Live::default());
@@ -131,6 +134,10 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
         if let Err(e) = write_partial(plan, &measured, planned) {
             unwritten.push(e);
         }
+        // And bench/ with them: this role may be stopped by a signal (the run ending under
+        // it, `disagg run` killed) before the sweep's end writes it.
+        recorded.push(p.clone());
+        write_bench_dir(plan, &recorded);
         // No further point once the run is over.
         match over {
             Some(why) => {
@@ -199,6 +206,44 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
         )
     });
     finish_stopped(plan, invalid, Some(&sweep), stopped).await
+}
+
+/// `bench/` (per-request timelines, the CSV, the HDR distributions) of the points recorded so
+/// far.
+fn write_bench_dir(plan: &Plan, points: &[disagg_bench::PointResult]) {
+    let sweep = disagg_bench::Sweep {
+        points: points.to_vec(),
+    };
+    if let Err(e) = sweep.write_outputs(&plan.run_dir.join("bench")) {
+        eprintln!("disagg role BENCHMARK: warning: {e}");
+    }
+}
+
+/// This role was stopped by `sig` before the run had a verdict (its parent-death signal:
+/// `disagg run` was killed): the points it recorded stay, but `results.json`, which said
+/// "valid" so far, says the run did not finish. With a verdict, the supervisor marks it.
+pub fn mark_stopped(plan: &Plan, sig: &str) {
+    if crate::rendezvous::read::<Status>(&plan.status_file(), &plan.run_id).is_some() {
+        return;
+    }
+    let path = plan.run_dir.join("results.json");
+    let Ok(mut results) = disagg_bench::ResultsFile::read(&path) else {
+        return;
+    };
+    if !results.valid {
+        return;
+    }
+    results.valid = false;
+    results.invalid_reason = Some(format!(
+        "the benchmark was stopped by {sig} after {} point(s), before the run had a verdict",
+        results.points.len()
+    ));
+    if let Err(e) = crate::atomic::write_json(&path, &results) {
+        eprintln!(
+            "disagg role BENCHMARK: cannot write {}: {e}",
+            path.display()
+        );
+    }
 }
 
 /// How often `rendezvous/progress.json` is rewritten while a point runs.

@@ -117,6 +117,11 @@ pub fn run_role(role: RoleName, run_dir: &Path) -> i32 {
         Ok(Ok(())) => exit::PASS,
         Ok(Err(_)) => exit::TEST_FAILED,
         Err(sig) => {
+            // SIGTERM with no verdict: the parent-death signal (a terminal's SIGINT reaches the
+            // supervisor too, which then gives the verdict).
+            if role == RoleName::Benchmark && sig == nix::sys::signal::Signal::SIGTERM {
+                benchmark::mark_stopped(&plan, sig.as_str());
+            }
             say!(
                 "disagg role {role}: stopped by {}; everything it started is stopped",
                 sig.as_str()

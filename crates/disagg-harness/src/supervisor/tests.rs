@@ -428,7 +428,13 @@ fn deadline_the_job_deadline_ends_a_run_that_never_finishes() {
     let f = failure(&outcome);
     assert_eq!(f.role, None);
     assert!(f.timeout);
-    assert_eq!(f.reason, "the job deadline (600ms) passed");
+    assert!(
+        f.reason
+            .starts_with("the job deadline (600ms) passed with ")
+            && f.reason.contains("raise timeouts.job"),
+        "{}",
+        f.reason
+    );
     assert!(took >= Duration::from_millis(600), "{took:?}");
 }
 
