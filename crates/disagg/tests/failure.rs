@@ -1124,19 +1124,13 @@ fn with_routers_not_ours_the_replica_every_failed_request_went_through_is_named(
             && reason.contains("sent through the other replicas all succeeded"),
         "{reason}"
     );
-    let cases = junit_cases(&dir.join("results.xml"));
-    let stayed_up = |name: &str| {
-        cases
-            .iter()
-            .find(|c| c.0 == format!("{name} stayed up"))
-            .and_then(|c| c.1.clone())
-    };
+    let stayed_up = |name: &str| stayed_up_failure(&dir, name);
     assert!(
         stayed_up("DISAGG_SERVER_1").is_some_and(|f| f.starts_with("DISAGG_SERVER_1 failed ")),
-        "{cases:?}"
+        "{reason}"
     );
-    assert_eq!(stayed_up("DISAGG_SERVER_0"), None, "{cases:?}");
-    assert_eq!(stayed_up("DISAGG_SERVER_2"), None, "{cases:?}");
+    assert_eq!(stayed_up("DISAGG_SERVER_0"), None, "{reason}");
+    assert_eq!(stayed_up("DISAGG_SERVER_2"), None, "{reason}");
     assert_nothing_left(&dir);
 }
 
@@ -1383,14 +1377,7 @@ fn a_frozen_context_worker_is_named_not_the_decode_waiting_on_it() {
     let dir = only_run(ws.path(), "ctx-frozen");
     let status = json(&dir.join("rendezvous/status.json"));
     assert_eq!(status["role"], "CTX_0", "{status}");
-    let cases = junit_cases(&dir.join("results.xml"));
-    let failed = |name: &str| {
-        cases
-            .iter()
-            .find(|c| c.0 == format!("{name} stayed up"))
-            .and_then(|c| c.1.clone())
-    };
-    assert!(failed("CTX_0").is_some(), "{cases:?}");
+    assert!(stayed_up_failure(&dir, "CTX_0").is_some(), "{status}");
     assert_nothing_left(&dir);
 }
 

@@ -284,6 +284,15 @@ pub fn assert_nothing_left(run_dir: &Path) {
 }
 
 /// Parses results.xml and returns (testcase name, failure message or None, failure type).
+/// The failure message of `ROLE stayed up` in the JUnit of `dir`; `None` when it passed (or is
+/// not there).
+pub fn stayed_up_failure(dir: &Path, role: &str) -> Option<String> {
+    junit_cases(&dir.join("results.xml"))
+        .into_iter()
+        .find(|c| c.0 == format!("{role} stayed up"))
+        .and_then(|c| c.1)
+}
+
 pub fn junit_cases(path: &Path) -> Vec<(String, Option<String>, Option<String>, bool)> {
     use quick_xml::events::Event;
     let xml = read(path);
