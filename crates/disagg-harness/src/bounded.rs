@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 /// than SQLite's busy timeout (a writer queueing behind others), short next to a job's time.
 pub(crate) const STORE_WAIT: Duration = Duration::from_secs(90);
 
+/// How long a run a signal stopped waits to be recorded: the sender may follow with SIGKILL.
+pub(crate) const INTERRUPTED_STORE_WAIT: Duration = Duration::from_secs(5);
+
 /// Why a bounded call gave no answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Unanswered {

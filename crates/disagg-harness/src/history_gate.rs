@@ -286,6 +286,7 @@ pub fn check(
     store: &mut disagg_store::Store,
     settings: &HistoryGate,
     case_hash: &str,
+    gpu_model: Option<&str>,
     run_dir: &str,
     points: &[PointReport],
 ) -> HistoryReport {
@@ -297,17 +298,18 @@ pub fn check(
         Ok(m) => m,
         Err(e) => return HistoryReport::skipped(case_hash, settings, 0, e),
     };
-    let runs = match store.reference_runs(case_hash, since, run_dir, settings.runs as usize) {
-        Ok(r) => r,
-        Err(e) => {
-            return HistoryReport::not_done(
-                case_hash,
-                settings,
-                0,
-                format!("the history cannot be read: {e}"),
-            );
-        }
-    };
+    let runs =
+        match store.reference_runs(case_hash, gpu_model, since, run_dir, settings.runs as usize) {
+            Ok(r) => r,
+            Err(e) => {
+                return HistoryReport::not_done(
+                    case_hash,
+                    settings,
+                    0,
+                    format!("the history cannot be read: {e}"),
+                );
+            }
+        };
     let short = &case_hash[..case_hash.len().min(12)];
     if runs.len() < settings.min_runs as usize {
         return HistoryReport {
@@ -317,9 +319,10 @@ pub fn check(
                 settings,
                 runs.len(),
                 format!(
-                    "only {} earlier reference run(s) of case {short} within {window} in {} (runs that passed with the perf check on); the history gate needs at least {} (perf.history.min_runs)",
+                    "only {} earlier reference run(s) of case {short} within {window} in {} (runs that passed with the perf check on, on the same GPU model: {}); the history gate needs at least {} (perf.history.min_runs)",
                     runs.len(),
                     store.name(),
+                    gpu_model.unwrap_or("none seen by nvidia-smi"),
                     settings.min_runs
                 ),
             )
@@ -492,7 +495,7 @@ mod tests {
         };
         let mut p = crate::perf::tests::point(4);
         p.metrics.tpot.median_ms = measured;
-        let r = check(&mut store, &settings, "h", "/ws/this", &[p]);
+        let r = check(&mut store, &settings, "h", None, "/ws/this", &[p]);
         let _ = std::fs::remove_dir_all(&dir);
         r
     }

@@ -108,16 +108,25 @@ impl RunState {
     }
 }
 
-/// Runs of a config, oldest first (run ids are timestamps, so names sort by time).
+/// Runs of a config, oldest first, by when each was planned (its `plan.json`, written at launch,
+/// else the folder's own time): run ids are timestamps locally but Slurm job ids under Slurm,
+/// and as text `284` sorts after `2026…` and `999` after `1000`.
 pub fn list_runs(workspace: &Path, config: &str) -> std::io::Result<Vec<PathBuf>> {
     let dir = workspace.join("disagg_logs").join(config);
-    let mut runs: Vec<PathBuf> = std::fs::read_dir(&dir)?
+    let mut runs: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&dir)?
         .filter_map(|e| e.ok())
         .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
-        .map(|e| e.path())
+        .map(|e| {
+            let p = e.path();
+            let planned = std::fs::metadata(p.join("plan.json"))
+                .or_else(|_| std::fs::metadata(&p))
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            (planned, p)
+        })
         .collect();
     runs.sort();
-    Ok(runs)
+    Ok(runs.into_iter().map(|(_, p)| p).collect())
 }
 
 /// The run folder of `run` (an id, or `latest`), or the newest one.
@@ -138,9 +147,12 @@ pub fn find_run(workspace: &Path, config: &str, run: Option<&str>) -> Result<Pat
                 Err(format!("no run {id} in {}", dir.display()))
             }
         }
-        _ => runs
-            .last()
-            .cloned()
+        // The run `latest` points at (the last one launched), else the newest.
+        _ => std::fs::read_link(dir.join("latest"))
+            .ok()
+            .and_then(|target| target.file_name().map(|n| dir.join(n)))
+            .filter(|p| p.is_dir())
+            .or_else(|| runs.last().cloned())
             .ok_or_else(|| format!("no runs of {config} in {}", dir.display())),
     }
 }
@@ -209,6 +221,22 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, Listed)>) {
 
 /// Packs a run folder into `dest` (`.tar.gz`), its files under `<config>/<run_id>/`.
 pub fn pack(run_dir: &Path, dest: &Path) -> std::io::Result<()> {
+    // An archive written inside the folder it archives would hold a cut copy of itself.
+    let inside = |p: &Path| {
+        let dir = std::fs::canonicalize(run_dir).unwrap_or_else(|_| run_dir.to_path_buf());
+        let parent = p
+            .parent()
+            .filter(|q| !q.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::canonicalize(parent).is_ok_and(|q| q.starts_with(&dir))
+    };
+    if inside(dest) {
+        return Err(std::io::Error::other(format!(
+            "{} is inside the run folder it would archive; write it elsewhere (e.g. the \
+             workspace)",
+            dest.display()
+        )));
+    }
     let file = std::fs::File::create(dest)?;
     let gz = flate2::write::GzEncoder::new(file, flate2::Compression::default());
     let mut tar = tar::Builder::new(gz);
@@ -220,4 +248,49 @@ pub fn pack(run_dir: &Path, dest: &Path) -> std::io::Result<()> {
         .unwrap_or_default();
     tar.append_dir_all(Path::new(config).join(run), run_dir)?;
     tar.into_inner()?.finish()?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Slurm run (job id 284) then a local run (a timestamp): as text the job id sorts last,
+    /// but the newest run is the local one, and `latest` says so.
+    #[test]
+    fn the_newest_run_is_the_last_launched_not_the_last_name() {
+        let ws = tempfile::tempdir().unwrap();
+        let dir = ws.path().join("disagg_logs/c");
+        let at = |secs: u64| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        for (id, planned) in [
+            ("284", at(1_800_000_000)),
+            ("20270115T101010.000Z", at(1_800_000_100)),
+        ] {
+            std::fs::create_dir_all(dir.join(id)).unwrap();
+            let plan = std::fs::File::create(dir.join(id).join("plan.json")).unwrap();
+            plan.set_modified(planned).unwrap();
+        }
+        let names = |runs: Vec<PathBuf>| -> Vec<String> {
+            runs.iter()
+                .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(
+            names(list_runs(ws.path(), "c").unwrap()),
+            ["284", "20270115T101010.000Z"]
+        );
+        let newest = find_run(ws.path(), "c", None).unwrap();
+        assert_eq!(newest, dir.join("20270115T101010.000Z"));
+        // `latest` decides when it is there (a run launched last whose plan is older).
+        std::os::unix::fs::symlink("284", dir.join("latest")).unwrap();
+        assert_eq!(find_run(ws.path(), "c", None).unwrap(), dir.join("284"));
+        assert_eq!(
+            find_run(ws.path(), "c", Some("latest")).unwrap(),
+            dir.join("284")
+        );
+        // An archive of a run is not written into the run.
+        let e = pack(&dir.join("284"), &dir.join("284/logs.tar.gz")).unwrap_err();
+        assert!(e.to_string().contains("inside the run folder"), "{e}");
+        assert!(!dir.join("284/logs.tar.gz").exists());
+        pack(&dir.join("284"), &ws.path().join("logs.tar.gz")).unwrap();
+    }
 }

@@ -155,6 +155,7 @@ pub fn history_check(plan: &Plan, gate: &HistoryGate, points: &[PointReport]) ->
             &mut store,
             gate,
             &hash,
+            gpu_model().as_deref(),
             &plan.run_dir.display().to_string(),
             points,
         ),

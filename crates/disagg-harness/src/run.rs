@@ -286,25 +286,44 @@ fn baseline_error(case: &Path, e: &perf::BaselineError) -> disagg_core::CaseErro
 /// `perf.baseline: history` needs the results store: a case gating on it, with the check not
 /// skipped, is refused before anything is launched when the store (`DISAGG_STORE`, else the
 /// workspace's SQLite file) cannot be opened, naming the store, the key and the fix. Else every
-/// run would launch, measure and then pass with its check "skipped", gating nothing. `true`
-/// when every such case can use it.
-pub(crate) fn history_store_usable(ready: &[Ready], workspace: &Path, skip_perf: bool) -> bool {
+/// run would launch, measure and then pass with its check "skipped", gating nothing. `Err`
+/// holds the exit code (nothing launched): 2, or the signal's when one ends the wait.
+pub(crate) fn history_store_usable(
+    ready: &[Ready],
+    workspace: &Path,
+    skip_perf: bool,
+) -> Result<(), i32> {
     if skip_perf {
-        return true;
+        return Ok(());
     }
     let Some(r) = ready
         .iter()
         .find(|r| r.case.case.perf.history_gate().is_some())
     else {
-        return true;
+        return Ok(());
     };
-    match disagg_store::Store::open_default(workspace) {
-        Ok(_) => true,
-        Err(e) => {
-            say_err!("error: {}", store_unusable(&r.case, workspace, &e));
-            false
+    // Bounded, and never deaf to a signal: a server that takes the connection and then says
+    // nothing (a frozen host, a pooler with no server free) held `run` for ever, Ctrl-C too.
+    let ws = workspace.to_path_buf();
+    let opened = crate::bounded::store_call(crate::bounded::STORE_WAIT, move || {
+        disagg_store::Store::open_default(&ws)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    });
+    let why = match opened {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(e)) => e,
+        Err(crate::bounded::Unanswered::Interrupted) => {
+            say_err!("disagg: interrupted while opening the results store; nothing was launched");
+            return Err(interrupted_code());
         }
-    }
+        Err(timed_out) => format!(
+            "{}: {timed_out}",
+            disagg_store::default_location_shown(workspace)
+        ),
+    };
+    say_err!("error: {}", store_unusable(&r.case, workspace, &why));
+    Err(exit::USAGE)
 }
 
 /// The case error of `case`, gating on a results store that cannot be used (`why`).
@@ -351,9 +370,18 @@ fn store_problem(workspace: &Path) -> Option<String> {
     if !disagg_store::default_exists(workspace) {
         return None;
     }
-    disagg_store::Store::open_default(workspace)
-        .err()
-        .map(|e| e.to_string())
+    let ws = workspace.to_path_buf();
+    match crate::bounded::store_call(crate::bounded::STORE_WAIT, move || {
+        disagg_store::Store::open_default(&ws)
+            .err()
+            .map(|e| e.to_string())
+    }) {
+        Ok(problem) => problem,
+        Err(why) => Some(format!(
+            "{}: {why}",
+            disagg_store::default_location_shown(workspace)
+        )),
+    }
 }
 
 /// The labels of the points a case measures (`con8`, `rate2.5`), as its results will name them.
@@ -486,8 +514,8 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions) -> i32 {
     crate::procs::become_subreaper();
     let workspace = rundir::resolve_workspace(opts.workspace.as_deref());
     let workspace = std::path::absolute(&workspace).unwrap_or(workspace);
-    if !history_store_usable(&ready, &workspace, skip_perf) {
-        return exit::USAGE;
+    if let Err(code) = history_store_usable(&ready, &workspace, skip_perf) {
+        return code;
     }
     let mut book = match crate::sweep::Book::open(&ready, &workspace, opts.resume) {
         Ok(b) => b,
@@ -1269,7 +1297,14 @@ pub(crate) fn finish_as(
             points.clone(),
             perf_outcome.clone(),
         );
-        crate::bounded::store_call(crate::bounded::STORE_WAIT, move || {
+        // A run a signal stopped is recorded only if the store answers at once: whoever sent
+        // it (a CI abort) may send SIGKILL next, and the exit code must be written by then.
+        let wait = if outcome.result == RunResult::Interrupted {
+            crate::bounded::INTERRUPTED_STORE_WAIT
+        } else {
+            crate::bounded::STORE_WAIT
+        };
+        crate::bounded::store_call(wait, move || {
             crate::record::record_run(&p, &o, &pts, &perf, code)
         })
     };

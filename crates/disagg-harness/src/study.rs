@@ -144,22 +144,30 @@ pub fn load_history(store: &mut disagg_store::Store, config: &str) -> Result<Rep
             }
         }
     }
+    // One config name may have measured several workloads over time (an edited case): their
+    // figures are no one series, so each workload gets its own, named by its measure hash.
+    let mut workloads: Vec<&str> = per_run.iter().map(|(s, ..)| s.case_hash.as_str()).collect();
+    workloads.sort_unstable();
+    workloads.dedup();
+    let several = workloads.len() > 1;
     let history = gated
-        .into_iter()
-        .map(|(point, metric)| HistorySeries {
+        .iter()
+        .flat_map(|k| workloads.iter().map(move |w| (k, *w)))
+        .map(|((point, metric), workload)| HistorySeries {
             rows: per_run
                 .iter()
+                .filter(|(s, ..)| !several || s.case_hash == workload)
                 .map(|(s, points, checks)| {
                     let check = checks
                         .iter()
-                        .find(|c| c.point == point && c.metric == metric);
+                        .find(|c| c.point == *point && c.metric == *metric);
                     HistoryRow {
                         recorded_at: s.recorded_at.clone(),
                         run_id: s.run_id.clone(),
                         measured: points
                             .iter()
-                            .find(|p| p.label == point)
-                            .and_then(|p| p.metrics.iter().find(|(n, _)| *n == metric))
+                            .find(|p| p.label == *point)
+                            .and_then(|p| p.metrics.iter().find(|(n, _)| n == metric))
                             .map(|(_, v)| *v),
                         baseline: check.and_then(|c| c.baseline),
                         band: check.and_then(|c| c.band),
@@ -167,13 +175,26 @@ pub fn load_history(store: &mut disagg_store::Store, config: &str) -> Result<Rep
                     }
                 })
                 .collect(),
-            point,
-            metric,
+            point: if several {
+                format!("{point} (workload {})", &workload[..workload.len().min(12)])
+            } else {
+                point.clone()
+            },
+            metric: metric.clone(),
         })
+        .filter(|s: &HistorySeries| !several || s.rows.iter().any(|r| r.measured.is_some()))
         .collect();
+    let note = if several {
+        format!(
+            "; these runs measured {} different workloads (measure hashes), each its own series",
+            workloads.len()
+        )
+    } else {
+        String::new()
+    };
     Ok(Report {
         title: format!("history of {config}"),
-        subtitle: format!("{} runs in {}", stored.len(), store.name()),
+        subtitle: format!("{} runs in {}{note}", stored.len(), store.name()),
         runs,
         history,
     })
@@ -416,4 +437,80 @@ pub fn compare(a: &Path, b: &Path) -> Result<String, String> {
         }
     }
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(id: &str, case_hash: &str, at: u64, throughput: f64) -> disagg_store::RunRecord {
+        disagg_store::RunRecord {
+            run_id: id.into(),
+            config_name: "c".into(),
+            case_hash: case_hash.into(),
+            run_dir: format!("/ws/{id}"),
+            sweep: None,
+            recorded_at: std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000 + at),
+            verdict: "passed".into(),
+            exit_code: 0,
+            engine: "sim".into(),
+            versions: Default::default(),
+            ctx: Default::default(),
+            generation: Default::default(),
+            topology: String::new(),
+            perf_verdict: "passed".into(),
+            points: vec![disagg_store::PointRecord {
+                label: "con1".into(),
+                concurrency: Some(1),
+                request_rate: None,
+                valid: true,
+                metrics: vec![(MetricType::TokenThroughput.name(), throughput)],
+                json: String::new(),
+            }],
+            checks: Vec::new(),
+        }
+    }
+
+    /// A config whose case was edited measured two workloads: each is its own series, named by
+    /// its hash, and the report says so; one workload stays one series, as it was.
+    #[test]
+    fn a_history_of_two_workloads_is_two_series() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store =
+            disagg_store::Store::open(&dir.path().join("s.sqlite").display().to_string()).unwrap();
+        store
+            .record(&run("a", "aaaaaaaaaaaaaaaa", 1, 48.0))
+            .unwrap();
+        let one = load_history(&mut store, "c").unwrap();
+        assert_eq!(one.history.len(), 1);
+        assert_eq!(one.history[0].point, "con1");
+        assert!(!one.subtitle.contains("workloads"), "{}", one.subtitle);
+        store
+            .record(&run("b", "bbbbbbbbbbbbbbbb", 2, 63.4))
+            .unwrap();
+        let two = load_history(&mut store, "c").unwrap();
+        let series: Vec<(&str, Vec<Option<f64>>)> = two
+            .history
+            .iter()
+            .map(|s| {
+                (
+                    s.point.as_str(),
+                    s.rows.iter().map(|r| r.measured).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            series,
+            [
+                ("con1 (workload aaaaaaaaaaaa)", vec![Some(48.0)]),
+                ("con1 (workload bbbbbbbbbbbb)", vec![Some(63.4)]),
+            ]
+        );
+        assert!(
+            two.subtitle
+                .contains("these runs measured 2 different workloads"),
+            "{}",
+            two.subtitle
+        );
+    }
 }

@@ -96,6 +96,17 @@ pub enum PointStatus {
     NotRun,
 }
 
+/// Whether a point with `status` has an account of its own (it ran, and ended).
+fn finished(status: PointStatus) -> bool {
+    matches!(
+        status,
+        PointStatus::Passed
+            | PointStatus::Regressed
+            | PointStatus::Failed
+            | PointStatus::Interrupted
+    )
+}
+
 impl PointStatus {
     pub fn from_code(code: i32) -> Self {
         match code {
@@ -362,6 +373,22 @@ impl Book {
                                 sweep.name,
                                 dir.display()
                             );
+                            // A point to run again keeps its last account (failed, with its
+                            // run folder) until it starts: a resume stopped before it did must
+                            // not leave it "not run", its run lost from the sweep's reports.
+                            let points = points
+                                .into_iter()
+                                .zip(&old.points)
+                                .map(|(mut p, was)| {
+                                    if !p.reused && finished(was.status) {
+                                        p.status = was.status;
+                                        p.run_dir.clone_from(&was.run_dir);
+                                        p.exit_code = was.exit_code;
+                                        p.job.clone_from(&was.job);
+                                    }
+                                    p
+                                })
+                                .collect();
                             let record = SweepRecord { points, ..old };
                             return Ok(Open {
                                 sweep: sweep.clone(),

@@ -448,9 +448,12 @@ impl Store {
     /// The last `limit` runs of a case hash recorded at or after `since` that may be a history
     /// gate's reference ([`StoredRun::is_reference`]), newest first, leaving out the run folder
     /// `except`.
+    /// Only runs on the same GPU model as `gpu_model` count (`None`: runs where `nvidia-smi`
+    /// did not answer either): an A100 runner is not judged against its case's H100 history.
     pub fn reference_runs(
         &mut self,
         case_hash: &str,
+        gpu_model: Option<&str>,
         since: SystemTime,
         except: &str,
         limit: usize,
@@ -464,7 +467,7 @@ impl Store {
                 Val::text(except),
             ],
         )?;
-        runs.retain(StoredRun::is_reference);
+        runs.retain(|r| r.is_reference() && r.versions.gpu_model.as_deref() == gpu_model);
         runs.truncate(limit);
         Ok(runs)
     }
@@ -560,16 +563,43 @@ impl Store {
     }
 }
 
-/// `postgresql://user:secret@host/db` → `postgresql://user:***@host/db`.
+/// The store a workspace's runs go to ([`default_location`]) as messages may show it: its
+/// password hidden.
+pub fn default_location_shown(workspace: &Path) -> String {
+    redact(&default_location(workspace))
+}
+
+/// `postgresql://user:secret@host/db` → `postgresql://user:***@host/db`, and a `password=`
+/// parameter of the query string is hidden the same way; a password holding a raw `@` is
+/// hidden whole (the host follows the last `@`).
 fn redact(location: &str) -> String {
-    if let Some((scheme, rest)) = location.split_once("://") {
-        if let Some((cred, host)) = rest.split_once('@') {
-            if let Some((user, _)) = cred.split_once(':') {
-                return format!("{scheme}://{user}:***@{host}");
-            }
+    let (main, query) = match location.split_once('?') {
+        Some((m, q)) => (m, Some(q)),
+        None => (location, None),
+    };
+    let main = match main.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((cred, host)) => match cred.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+                None => main.to_string(),
+            },
+            None => main.to_string(),
+        },
+        None => main.to_string(),
+    };
+    match query {
+        None => main,
+        Some(q) => {
+            let params: Vec<String> = q
+                .split('&')
+                .map(|p| match p.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => p.to_string(),
+                })
+                .collect();
+            format!("{main}?{}", params.join("&"))
         }
     }
-    location.to_string()
 }
 
 /// How long a writer waits for another to finish before giving up.
@@ -645,13 +675,29 @@ mod tests {
         let since = SystemTime::UNIX_EPOCH;
         let dirs = |v: Vec<StoredRun>| v.into_iter().map(|r| r.run_dir).collect::<Vec<_>>();
         assert_eq!(
-            dirs(store.reference_runs("h", since, "self", 10).unwrap()),
+            dirs(store.reference_runs("h", None, since, "self", 10).unwrap()),
             ["noisy", "ok2", "ok", "old", "boot"]
         );
         // The limit counts references only: the skipped run does not take a place.
         assert_eq!(
-            dirs(store.reference_runs("h", since, "self", 2).unwrap()),
+            dirs(store.reference_runs("h", None, since, "self", 2).unwrap()),
             ["noisy", "ok2"]
+        );
+        // Another GPU model's runs are no reference.
+        let mut h100 = run("h100", 0, "passed", 10);
+        h100.versions.gpu_model = Some("NVIDIA H100 80GB HBM3".into());
+        store.record(&h100).unwrap();
+        assert_eq!(
+            dirs(
+                store
+                    .reference_runs("h", Some("NVIDIA H100 80GB HBM3"), since, "self", 10)
+                    .unwrap()
+            ),
+            ["h100"]
+        );
+        assert_eq!(
+            dirs(store.reference_runs("h", None, since, "self", 1).unwrap()),
+            ["noisy"]
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -690,5 +736,14 @@ mod tests {
             redact("/ws/disagg_results.sqlite"),
             "/ws/disagg_results.sqlite"
         );
+        assert_eq!(
+            redact("postgresql://u@127.0.0.1/db?password=pw&options=-c%20x%3Dy"),
+            "postgresql://u@127.0.0.1/db?password=***&options=-c%20x%3Dy"
+        );
+        assert_eq!(
+            redact("postgresql://u:s3cret@pw@host/db"),
+            "postgresql://u:***@host/db"
+        );
+        assert_eq!(redact("postgresql://host/db"), "postgresql://host/db");
     }
 }

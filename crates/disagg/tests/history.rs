@@ -534,3 +534,73 @@ fn ctrl_c_ends_a_run_waiting_on_a_store_that_does_not_answer() {
     assert_eq!(read(&run_dir.join("exit_code")).trim(), "130");
     assert!(run_dir.join("results.json").exists() && run_dir.join("report.html").exists());
 }
+
+/// A PostgreSQL stand-in that finishes the startup exchange (trust authentication), then never
+/// answers a query: a frozen server, or a pooler with no server to give. Returns its port.
+fn silent_postgres() -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            std::thread::spawn(move || {
+                // The startup message: a length (itself included), then the rest.
+                let mut len = [0u8; 4];
+                if s.read_exact(&mut len).is_err() {
+                    return;
+                }
+                let mut rest = vec![0u8; (u32::from_be_bytes(len) as usize).saturating_sub(4)];
+                if s.read_exact(&mut rest).is_err() {
+                    return;
+                }
+                // AuthenticationOk, then ReadyForQuery (idle).
+                let _ = s.write_all(&[b'R', 0, 0, 0, 8, 0, 0, 0, 0, b'Z', 0, 0, 0, 5, b'I']);
+                // Whatever comes next is read and never answered, until the client goes.
+                let mut sink = [0u8; 4096];
+                while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
+            });
+        }
+    });
+    port
+}
+
+/// `perf.baseline: history` checks its store before launch: a server that logs in and then says
+/// nothing held `disagg run` for ever, deaf to Ctrl-C and SIGTERM. Now a signal ends the wait
+/// at once (nothing launched), and the password in the URL is never shown.
+#[test]
+fn a_signal_ends_the_pre_launch_store_check_on_a_server_that_never_answers() {
+    let port = silent_postgres();
+    let dir = TempDir::new("silent-pg");
+    let ws = dir.path().join("ws");
+    let name = format!("silent-pg-{}", std::process::id());
+    let case = CaseSpec {
+        name: &name,
+        extra: "perf: {baseline: history}\n",
+        ..Default::default()
+    }
+    .write(dir.path(), "c.yaml");
+    let store = format!("postgresql://u@127.0.0.1:{port}/db?password=hunter2");
+    let run = Background::start_env(&case, &ws, &[("DISAGG_STORE", &store)]);
+    // Long enough to be past the connection, in the wait on the first statement.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(run.pid() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let signalled = std::time::Instant::now();
+    let (code, out, err) = run.wait(std::time::Duration::from_secs(20));
+    assert_eq!(code, 143, "{out}\n{err}");
+    assert!(
+        signalled.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        signalled.elapsed()
+    );
+    assert!(
+        err.contains("interrupted while opening the results store; nothing was launched"),
+        "{err}"
+    );
+    assert!(!format!("{out}{err}").contains("hunter2"), "{out}\n{err}");
+    assert!(runs(&ws, &name).is_empty(), "nothing was launched");
+}

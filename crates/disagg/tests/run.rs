@@ -796,6 +796,29 @@ fn sim_settings_the_sim_would_reject_are_a_case_error() {
     assert!(!workspace.exists());
 }
 
+/// The Slurm launcher's options are refused by the local one, not ignored.
+#[test]
+fn slurm_only_options_are_refused_by_the_local_launcher() {
+    let ws = TempDir::new("slurm-only");
+    let case = CaseSpec::default().write(ws.path(), "c.yaml");
+    let workspace = ws.path().join("ws");
+    for (flag, said) in [
+        (
+            &["--max-jobs", "2"][..],
+            "error: --max-jobs needs --launcher slurm",
+        ),
+        (
+            &["--no-wait"][..],
+            "error: --no-wait needs --launcher slurm",
+        ),
+    ] {
+        let r = run(&case, &workspace, flag, &[]);
+        assert_eq!(r.code(), 2, "{}", r.show());
+        assert!(r.stderr().contains(said), "{}", r.show());
+        assert!(!workspace.exists(), "nothing was launched");
+    }
+}
+
 #[test]
 fn a_workspace_that_cannot_hold_a_run_folder_is_a_usage_error() {
     let ws = TempDir::new("badws");

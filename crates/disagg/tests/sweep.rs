@@ -295,3 +295,62 @@ fn a_resume_does_not_share_a_sweep_folder_in_use() {
         r.show()
     );
 }
+
+/// A `--resume` stopped before it reran a failed point leaves that point as it was (failed,
+/// with its run folder), not "not run": QA saw a resume stopped in point 1 erase point 3's
+/// failure from the sweep's reports.
+#[test]
+fn a_resume_stopped_early_keeps_the_points_it_did_not_reach() {
+    let dir = TempDir::new("sweep-resume-stop");
+    let case = CaseSpec {
+        name: "sw",
+        gen_args: "{fail_after_requests: \"{f}\"}",
+        concurrency: "[1]",
+        extra: "sweep:\n  f: [1, 1000, 2]\n",
+        ..Default::default()
+    }
+    .write(dir.path(), "sweep.yaml");
+    let ws = dir.path().join("ws");
+    let r = run(&case, &ws, &[], &[("SKIP_PERF_CHECK", "true")]);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let first = sweep_json(&ws).unwrap();
+    assert_eq!(statuses(&first), ["failed", "passed", "failed"], "{first}");
+    let third_run = first["points"][2]["run_dir"].as_str().unwrap().to_string();
+
+    let mut child = std::process::Command::new(DISAGG)
+        .args(["run", case.to_str().unwrap(), "--resume", "--workspace"])
+        .arg(&ws)
+        .env_remove("WORKSPACE")
+        .env("SKIP_PERF_CHECK", "true")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(60);
+    while sweep_json(&ws).is_none_or(|v| statuses(&v)[0] != "running") {
+        if Instant::now() > until || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the resume never reran point 1: {:?}", sweep_json(&ws));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(143));
+    let after = sweep_json(&ws).unwrap();
+    assert_eq!(
+        statuses(&after),
+        ["interrupted", "passed", "failed"],
+        "{after}"
+    );
+    assert_eq!(after["points"][2]["run_dir"], third_run.as_str(), "{after}");
+    let summary = read(&ws.join("disagg_sweeps/sw/latest/summary.md"));
+    assert!(
+        summary.contains("1 failed, 1 interrupted, 0 not run") && summary.contains("| FAILED |"),
+        "{summary}"
+    );
+}

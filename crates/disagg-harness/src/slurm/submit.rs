@@ -154,8 +154,8 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions, slurm: &SlurmOptions) -> 
     let workspace = crate::rundir::resolve_workspace(opts.workspace.as_deref());
     // Absolute, because the batch script runs elsewhere.
     let workspace = std::path::absolute(&workspace).unwrap_or(workspace);
-    if !run::history_store_usable(&ready, &workspace, skip_perf) {
-        return exit::USAGE;
+    if let Err(code) = run::history_store_usable(&ready, &workspace, skip_perf) {
+        return code;
     }
     let mut book = match crate::sweep::Book::open(&ready, &workspace, opts.resume) {
         Ok(b) => b,

@@ -41,12 +41,16 @@ pub struct Args {
     /// report.html.
     #[arg(long)]
     no_wait: bool,
-    /// With --launcher slurm: at most this many of our jobs running at once. Waiting, the next
-    /// job is submitted when one ends; with --no-wait all are submitted, job k starting only
-    /// once job k-N has ended (--dependency=afterany).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
-    max_jobs: u32,
+    /// With --launcher slurm: at most this many of our jobs running at once (default 4).
+    /// Waiting, the next job is submitted when one ends; with --no-wait all are submitted, job k
+    /// starting only once job k-N has ended (--dependency=afterany). The local launcher runs
+    /// one case at a time and refuses it.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    max_jobs: Option<u32>,
 }
+
+/// How many jobs run at once under Slurm when --max-jobs does not say.
+const MAX_JOBS: u32 = 4;
 
 pub fn main(a: Args) -> i32 {
     let opts = disagg_harness::run::RunOptions {
@@ -61,12 +65,19 @@ pub fn main(a: Args) -> i32 {
                 eprintln!("error: --no-wait needs --launcher slurm");
                 return disagg_core::exit::USAGE;
             }
+            if a.max_jobs.is_some() {
+                eprintln!(
+                    "error: --max-jobs needs --launcher slurm (the local launcher runs one case \
+                     at a time)"
+                );
+                return disagg_core::exit::USAGE;
+            }
             disagg_harness::run::run_cases(&a.cases, &opts)
         }
         super::Launcher::Slurm => {
             let slurm = disagg_harness::slurm::submit::SlurmOptions {
                 no_wait: a.no_wait,
-                max_jobs: a.max_jobs as usize,
+                max_jobs: a.max_jobs.unwrap_or(MAX_JOBS) as usize,
             };
             disagg_harness::slurm::submit::run_cases(&a.cases, &opts, &slurm)
         }
