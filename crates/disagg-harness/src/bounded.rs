@@ -27,11 +27,7 @@ pub(crate) enum Unanswered {
 impl std::fmt::Display for Unanswered {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Unanswered::TimedOut(d) => write!(
-                f,
-                "it did not answer within {} s (it may still record this run later)",
-                d.as_secs()
-            ),
+            Unanswered::TimedOut(d) => write!(f, "it did not answer within {} s", d.as_secs()),
             Unanswered::Interrupted => f.write_str("interrupted while waiting for it"),
         }
     }

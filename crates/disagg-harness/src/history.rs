@@ -2,11 +2,33 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::path::Path;
 
 use disagg_store::Store;
 
 /// The runs of `config`, oldest first, with `metric` of each point; `Err` names the store and
 /// what went wrong.
+/// [`render`] from the workspace's store (`DISAGG_STORE`, else its SQLite file), bounded: a
+/// store that takes the connection and then says nothing is given up after
+/// [`crate::bounded::STORE_WAIT`], not waited on until the job's wall clock.
+pub fn render_workspace(workspace: &Path, config: &str, metric: &str) -> Result<String, String> {
+    let (ws, config, metric) = (
+        workspace.to_path_buf(),
+        config.to_string(),
+        metric.to_string(),
+    );
+    crate::bounded::store_call(crate::bounded::STORE_WAIT, move || {
+        let mut store = Store::open_default_existing(&ws).map_err(|e| e.to_string())?;
+        render(&mut store, &config, &metric)
+    })
+    .unwrap_or_else(|why| {
+        Err(format!(
+            "{}: {why}",
+            disagg_store::default_location_shown(workspace)
+        ))
+    })
+}
+
 pub fn render(store: &mut Store, config: &str, metric: &str) -> Result<String, String> {
     let runs = store.runs_of(config).map_err(|e| e.to_string())?;
     let mut s = String::new();

@@ -124,9 +124,21 @@ pub fn sweep(grace: Duration) -> Vec<Pid> {
         return wait_until(Instant::now());
     }
     signal_all(Signal::SIGTERM);
-    if wait_until(Instant::now() + grace).is_empty() {
+    let stubborn = wait_until(Instant::now() + grace);
+    if stubborn.is_empty() {
         return Vec::new();
     }
+    // Said in the role's log: an engine that ignores SIGTERM is why its teardown took longer.
+    eprintln!(
+        "disagg: {} process(es) still running {} after SIGTERM (pid {}): sending SIGKILL",
+        stubborn.len(),
+        humantime::format_duration(grace),
+        stubborn
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     signal_all(Signal::SIGKILL);
     wait_until(Instant::now() + grace)
 }

@@ -1312,7 +1312,11 @@ pub(crate) fn finish_as(
         Ok(Ok(())) => {}
         Ok(Err(e)) => notes.push(format!("the run is not in the results store: {e}")),
         Err(why) => {
-            notes.push(format!("the run is not in the results store: {why}"));
+            let later = match why {
+                crate::bounded::Unanswered::TimedOut(_) => " (it may still record it later)",
+                crate::bounded::Unanswered::Interrupted => "",
+            };
+            notes.push(format!("the run is not in the results store: {why}{later}"));
             // A signal while the store was written ends the run as interrupted, as one
             // during the benchmark does: the caller asked to stop, not for a pass.
             if why == crate::bounded::Unanswered::Interrupted && passing(code) {

@@ -237,9 +237,19 @@ pub fn load_any(path: &Path, workspace: &Path) -> Result<Report, String> {
              in the store"
         ));
     }
-    let mut store =
-        disagg_store::Store::open_default_existing(workspace).map_err(|e| e.to_string())?;
-    load_history(&mut store, &config)
+    // Bounded, as the runs' own store calls are: a silent server is given up, not waited on.
+    let ws = workspace.to_path_buf();
+    crate::bounded::store_call(crate::bounded::STORE_WAIT, move || {
+        let mut store =
+            disagg_store::Store::open_default_existing(&ws).map_err(|e| e.to_string())?;
+        load_history(&mut store, &config)
+    })
+    .unwrap_or_else(|why| {
+        Err(format!(
+            "{}: {why}",
+            disagg_store::default_location_shown(workspace)
+        ))
+    })
 }
 
 /// The run folder's name, through `latest` and other links.

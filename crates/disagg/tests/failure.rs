@@ -794,6 +794,13 @@ perf: {baseline: base.csv}
         read(&dir.join("perf_check.txt")).contains("not run"),
         "the perf check does not speak for a failed run"
     );
+    // The child that ignored TERM is why GEN_0 took its time to leave: its log says so.
+    let log = read(&dir.join("gen_server_0.log"));
+    assert!(
+        log.contains("process(es) still running 3s after SIGTERM (pid ")
+            && log.contains("): sending SIGKILL"),
+        "{log}"
+    );
     assert_eq!(read(&dir.join("exit_code")).trim(), "1");
     assert!(r.stdout().contains("FAILED: GEN_0 "), "{}", r.show());
     // A failed run is not a passed one for --resume.

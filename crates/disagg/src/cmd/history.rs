@@ -33,14 +33,7 @@ pub fn main(a: Args) -> i32 {
         return exit::USAGE;
     };
     let ws = disagg_harness::rundir::resolve_workspace(a.workspace.as_deref());
-    let mut store = match disagg_store::Store::open_default_existing(&ws) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::USAGE;
-        }
-    };
-    match disagg_harness::history::render(&mut store, &a.config, &metric) {
+    match disagg_harness::history::render_workspace(&ws, &a.config, &metric) {
         Ok(text) => {
             print!("{text}");
             exit::PASS
