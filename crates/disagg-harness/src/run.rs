@@ -1035,21 +1035,30 @@ fn write_verdict(
 /// Rewrites a `results.json` that says `valid: true` for a run that did not pass: invalid,
 /// with the run's reason (its points stay: measured before the run failed).
 fn mark_results_invalid(plan: &Plan, outcome: &Outcome) -> Result<(), String> {
-    let path = plan.run_dir.join("results.json");
-    let Ok(mut results) = disagg_bench::ResultsFile::read(&path) else {
-        return Ok(());
-    };
     let why = match &outcome.result {
         RunResult::Failed(f) => format!("the run failed: {}", f.reason),
         RunResult::Interrupted => "the run was interrupted".to_string(),
         RunResult::Passed => return Ok(()),
     };
-    // Already invalid: its own reason stands (a run that measured nothing says why).
+    invalidate_results(plan, |_| why)
+}
+
+/// Rewrites a `results.json` that says `valid: true` as invalid, for the reason `why` gives
+/// (from the results read); one already invalid keeps its own reason (a run that measured
+/// nothing says why), and a run without one is left so.
+pub(crate) fn invalidate_results(
+    plan: &Plan,
+    why: impl FnOnce(&disagg_bench::ResultsFile) -> String,
+) -> Result<(), String> {
+    let path = plan.run_dir.join("results.json");
+    let Ok(mut results) = disagg_bench::ResultsFile::read(&path) else {
+        return Ok(());
+    };
     if !results.valid {
         return Ok(());
     }
     results.valid = false;
-    results.invalid_reason = Some(why);
+    results.invalid_reason = Some(why(&results));
     crate::atomic::write_json(&path, &results)
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }

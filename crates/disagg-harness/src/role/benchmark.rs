@@ -226,23 +226,14 @@ pub fn mark_stopped(plan: &Plan, sig: &str) {
     if crate::rendezvous::read::<Status>(&plan.status_file(), &plan.run_id).is_some() {
         return;
     }
-    let path = plan.run_dir.join("results.json");
-    let Ok(mut results) = disagg_bench::ResultsFile::read(&path) else {
-        return;
-    };
-    if !results.valid {
-        return;
-    }
-    results.valid = false;
-    results.invalid_reason = Some(format!(
-        "the benchmark was stopped by {sig} after {} point(s), before the run had a verdict",
-        results.points.len()
-    ));
-    if let Err(e) = crate::atomic::write_json(&path, &results) {
-        eprintln!(
-            "disagg role BENCHMARK: cannot write {}: {e}",
-            path.display()
-        );
+    let marked = crate::run::invalidate_results(plan, |results| {
+        format!(
+            "the benchmark was stopped by {sig} after {} point(s), before the run had a verdict",
+            results.points.len()
+        )
+    });
+    if let Err(e) = marked {
+        eprintln!("disagg role BENCHMARK: {e}");
     }
 }
 
