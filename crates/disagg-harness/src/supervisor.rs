@@ -447,25 +447,26 @@ fn benchmark_deadline(plan: &Plan, procs: &mut [Proc], why: String) -> RunResult
         stuck::suspects(plan)
     } else {
         say!(
-            "disagg: {why}; the router is not disagg's own: probing each worker directly (one \
-             1-token request, {} at most)",
+            "disagg: {why}; the router is not disagg's own: probing each worker directly, and \
+             the router as a client would (one 1-token request each, {} at most)",
             humantime::format_duration(probe::PROBE_TIMEOUT)
         );
-        probe::suspects_now(plan)
-    };
-    let Some((root, account)) = found.first().cloned() else {
-        // Our routers' silence may be a census that could not be asked: nothing to add.
-        if stuck::has_own_router(plan) {
+        let Some(probes) = probe::probe_now(plan) else {
+            return timeout(procs, RoleName::Benchmark, why);
+        };
+        let found = probe::suspects(&probes);
+        if found.is_empty() {
+            let why = format!(
+                "{why} (the router is not disagg's own, and {})",
+                probe::cleared(&probes)
+            );
             return timeout(procs, RoleName::Benchmark, why);
         }
-        return timeout(
-            procs,
-            RoleName::Benchmark,
-            format!(
-                "{why} (the router is not disagg's own, and each worker answered a 1-token \
-                 request sent to it directly)"
-            ),
-        );
+        found
+    };
+    // Our routers' silence may be a census that could not be asked: nothing to add.
+    let Some((root, account)) = found.first().cloned() else {
+        return timeout(procs, RoleName::Benchmark, why);
     };
     for p in procs.iter_mut() {
         if let Some((_, w)) = found.iter().find(|(r, _)| *r == p.plan.role) {
@@ -890,18 +891,19 @@ fn root_cause(
             // Several routers not ours: every failed request went through one of them.
             failures.push(found);
         } else {
-            let found = probe::kept(plan).map(|p| probe::suspects(&p));
-            match found {
-                Some(found) if !found.is_empty() => failures.extend(found),
-                Some(_) => {
+            let kept = probe::kept(plan);
+            let found = kept.as_ref().map(probe::suspects);
+            match (found, kept) {
+                (Some(found), _) if !found.is_empty() => failures.extend(found),
+                (Some(_), Some(probes)) => {
                     failures[0].1 = format!(
-                        "{} (the benchmark's account: the router is not disagg's own, and each \
-                         worker answered a 1-token request sent to it directly, so which worker \
-                         the requests failed at is not known)",
-                        failures[0].1
+                        "{} (the benchmark's account: the router is not disagg's own, and {}, \
+                         so where the requests failed is not known)",
+                        failures[0].1,
+                        probe::cleared(&probes)
                     )
                 }
-                None => {
+                _ => {
                     failures[0].1 = format!(
                         "{} (the benchmark's account: the router is not disagg's own, so which \
                          worker the requests failed at is not known)",

@@ -1172,6 +1172,67 @@ fn with_a_router_not_ours_a_hung_worker_is_named_within_timeouts_stall() {
     );
 }
 
+/// A router not ours that answers `/health` (and the canary) but holds every request after,
+/// while every worker answers the 1-token request sent to it directly: the router is named,
+/// with the workers' answers as its evidence, not BENCHMARK, which only waited.
+#[test]
+fn with_a_router_not_ours_that_holds_the_requests_the_router_is_named() {
+    use std::os::unix::fs::PermissionsExt;
+    let ws = TempDir::new("router-held");
+    let script = ws.path().join("router.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\n# $1: disagg, $2: the server config\nport=$(sed -n 's/^port: *//p' \"$2\")\n\
+         exec \"$1\" sim --role both --host 127.0.0.1 --port \"$port\" --stall-after-requests 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let case = CaseSpec {
+        name: "router-held",
+        concurrency: "[2]",
+        timeouts: "{worker_startup: 20s, request: 50s, benchmark: 60s, job: 120s, grace: 2s, \
+                   stall: 3s}",
+        extra: &format!(
+            "router: {{kind: command, argv: [\"{}\", \"{{disagg}}\", \"{{server_config}}\"]}}\n",
+            script.display()
+        ),
+        ..Default::default()
+    }
+    .write(ws.path(), "c.yaml");
+    let r = run(&case, ws.path(), &[], &[("SKIP_PERF_CHECK", "true")]);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    assert!(r.elapsed < Duration::from_secs(40), "{}", r.show());
+    let dir = only_run(ws.path(), "router-held");
+    let status = json(&dir.join("rendezvous/status.json"));
+    assert_eq!(status["role"], "DISAGG_SERVER", "{}\n{status}", r.show());
+    let reason = status["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("DISAGG_SERVER (http://127.0.0.1:")
+            && reason.contains(
+                "answers /health, but a 1-token request sent through it got no answer in 5s, \
+                 while each worker answered one sent to it directly within "
+            )
+            && reason.contains("; then concurrency 2: 2 of 2 requests failed"),
+        "{reason}"
+    );
+    let probes = json(&dir.join("rendezvous/probes.json"));
+    assert_eq!(probes["routers"][0]["answer"], "none", "{probes}");
+    assert!(
+        probes["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["answer"] == "ok"),
+        "{probes}"
+    );
+    assert!(
+        stayed_up_failure(&dir, "DISAGG_SERVER").is_some_and(|f| f.starts_with("DISAGG_SERVER (")),
+        "{reason}"
+    );
+    assert_eq!(stayed_up_failure(&dir, "GEN_0"), None, "{reason}");
+    assert_nothing_left(&dir);
+}
+
 /// The case `disagg import trtllm` writes: trtllm workers behind TensorRT-LLM's own
 /// disaggregated server (`router.kind: engine`). On the PATH, a `trtllm-serve` stand-in: the
 /// sim at the worker's argv (the generation worker with `gen_faults`), `disagg router` for
@@ -1494,8 +1555,8 @@ fn with_a_router_not_ours_workers_that_answer_their_probe_are_not_blamed() {
     assert!(
         status["reason"].as_str().unwrap().ends_with(
             "(the benchmark's account: the router is not disagg's own, and each worker \
-             answered a 1-token request sent to it directly, so which worker the requests \
-             failed at is not known)"
+             answered a 1-token request sent to it directly, and the router one sent through \
+             it, so where the requests failed is not known)"
         ),
         "{status}"
     );

@@ -24,6 +24,12 @@
 //! - SGLang: both, `bootstrap_host: "2.2.2.2"` (SGLang's fake bootstrap host, which skips the
 //!   KV transfer; its launcher warms PD workers with it) and a fresh `bootstrap_room`.
 //!
+//! Each router is sent the same request as a client (no dialect's fields), at the same time and
+//! within the same bound. When every worker answers its own but a router gives none (or cuts
+//! it, or answers a server error), the requests are held between the router and the workers:
+//! in the router, or in the KV transfer it asks of them. That router is named then, not
+//! BENCHMARK, which only waited.
+//!
 //! Workers leave as soon as `status.json` is written, so BENCHMARK probes before it writes its
 //! failure and keeps the answers in `rendezvous/probes.json` ([`snapshot`]); at the benchmark
 //! deadline the supervisor probes itself, before it writes the verdict ([`suspects_now`]).
@@ -78,10 +84,14 @@ pub struct Probed {
     pub answer: Answer,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Probes {
+/// Every probe of one moment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct Probes {
     run_id: String,
     workers: Vec<Probed>,
+    /// The routers, each sent a client's request (absent in files written before they were).
+    #[serde(default)]
+    routers: Vec<Probed>,
 }
 
 impl rendezvous::HasRunId for Probes {
@@ -102,65 +112,99 @@ pub async fn snapshot(plan: &Plan) {
         return;
     }
     eprintln!(
-        "disagg role BENCHMARK: the router is not disagg's own; probing each worker directly \
-         (one 1-token request, {} at most)",
+        "disagg role BENCHMARK: the router is not disagg's own; probing each worker directly, \
+         and the router as a client would (one 1-token request each, {} at most)",
         humantime::format_duration(PROBE_TIMEOUT)
     );
-    let workers = probe_all(plan).await;
-    for p in &workers {
+    let probes = probe_all(plan).await;
+    for p in probes.workers.iter().chain(&probes.routers) {
         eprintln!("disagg role BENCHMARK: probe of {}: {:?}", p.role, p.answer);
     }
-    write(plan, workers);
+    write(plan, &probes);
 }
 
-fn write(plan: &Plan, workers: Vec<Probed>) {
+fn write(plan: &Plan, probes: &Probes) {
     let path = disagg_core::plan::rendezvous_dir(&plan.run_dir).join(PROBES_FILE);
-    let probes = Probes {
-        run_id: plan.run_id.clone(),
-        workers,
-    };
-    if let Err(e) = crate::atomic::write_json(&path, &probes) {
+    if let Err(e) = crate::atomic::write_json(&path, probes) {
         say_err!("disagg: cannot write {}: {e}", path.display());
     }
 }
 
 /// The probes BENCHMARK kept, if it did.
-pub(super) fn kept(plan: &Plan) -> Option<Vec<Probed>> {
+pub(super) fn kept(plan: &Plan) -> Option<Probes> {
     let path = disagg_core::plan::rendezvous_dir(&plan.run_dir).join(PROBES_FILE);
-    rendezvous::read::<Probes>(&path, &plan.run_id).map(|p| p.workers)
+    rendezvous::read::<Probes>(&path, &plan.run_id)
 }
 
-/// Probes every worker now (outside any async runtime), keeps the answers, and returns them.
-pub(super) fn probe_now(plan: &Plan) -> Vec<Probed> {
-    let workers = match tokio::runtime::Builder::new_current_thread()
+/// Probes every worker and router now (outside any async runtime), keeps the answers, and
+/// returns them; `None` when no runtime could be built.
+pub(super) fn probe_now(plan: &Plan) -> Option<Probes> {
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt.block_on(probe_all(plan)),
-        Err(_) => return Vec::new(),
-    };
-    write(plan, workers.clone());
-    workers
+        .ok()?;
+    let probes = rt.block_on(probe_all(plan));
+    write(plan, &probes);
+    Some(probes)
 }
 
-/// The workers whose probe found them hung or failing, each with its account, in plan order.
-pub(super) fn suspects(probes: &[Probed]) -> Vec<(RoleName, String)> {
-    probes
+/// The workers whose probe found them hung or failing, each with its account, in plan order;
+/// when every worker answered, the routers that held or failed a client's request.
+pub(super) fn suspects(probes: &Probes) -> Vec<(RoleName, String)> {
+    let workers: Vec<_> = probes
+        .workers
         .iter()
         .filter_map(|p| account(p).map(|why| (p.role, why)))
+        .collect();
+    if !workers.is_empty()
+        || !probes
+            .workers
+            .iter()
+            .all(|p| matches!(p.answer, Answer::Ok { .. }))
+    {
+        // A worker failing, or one that could not be asked (it left): a router's trouble may
+        // be that worker's, so the router is not the one to name.
+        return workers;
+    }
+    let slowest = probes
+        .workers
+        .iter()
+        .filter_map(|p| match p.answer {
+            Answer::Ok { ms, .. } => Some(ms),
+            _ => None,
+        })
+        .max();
+    probes
+        .routers
+        .iter()
+        .filter_map(|p| router_account(p, slowest).map(|why| (p.role, why)))
         .collect()
 }
 
-/// [`probe_now`], then [`suspects`]: what the supervisor does at the benchmark deadline.
-pub(super) fn suspects_now(plan: &Plan) -> Vec<(RoleName, String)> {
-    suspects(&probe_now(plan))
+/// What the probes that found nothing asked: "each worker answered a 1-token request sent to
+/// it directly", and ", and the router one sent through it" when it did too.
+pub(super) fn cleared(probes: &Probes) -> String {
+    let routers = &probes.routers;
+    let through = if !routers.is_empty()
+        && routers
+            .iter()
+            .all(|p| matches!(p.answer, Answer::Ok { .. }))
+    {
+        if routers.len() == 1 {
+            ", and the router one sent through it"
+        } else {
+            ", and each router one sent through it"
+        }
+    } else {
+        ""
+    };
+    format!("each worker answered a 1-token request sent to it directly{through}")
 }
 
-/// "GEN_0 (http://127.0.0.1:4001) answers /health, but a 1-token request sent to it directly
-/// got no answer in 5s" / "... got HTTP 500 Internal Server Error: {...}". `None` for a worker
-/// that answered, or could not be reached.
-fn account(p: &Probed) -> Option<String> {
-    let what = match &p.answer {
+/// What went wrong with a probe: "got no answer in 5s", "got HTTP 500 Internal Server Error:
+/// {...}", ...; `None` for one that was answered, or could not be reached.
+fn trouble(answer: &Answer) -> Option<String> {
+    Some(match answer {
         Answer::Ok { .. } | Answer::Unreachable { .. } => return None,
         Answer::None { .. } => format!(
             "got no answer in {}",
@@ -175,7 +219,13 @@ fn account(p: &Probed) -> Option<String> {
                 .unwrap_or_default();
             format!("got HTTP {status}{reason}: {body}")
         }
-    };
+    })
+}
+
+/// "GEN_0 (http://127.0.0.1:4001) answers /health, but a 1-token request sent to it directly
+/// got no answer in 5s (...)". `None` for a worker that answered, or could not be reached.
+fn account(p: &Probed) -> Option<String> {
+    let what = trouble(&p.answer)?;
     Some(format!(
         "{} ({}) answers /health, but a 1-token request sent to it directly {what} (the router \
          is not disagg's own, so each worker was probed)",
@@ -183,35 +233,70 @@ fn account(p: &Probed) -> Option<String> {
     ))
 }
 
-/// Every worker that published an address, probed at once.
-async fn probe_all(plan: &Plan) -> Vec<Probed> {
+/// A router that held, cut or failed (5xx) a client's 1-token request while every worker
+/// answered its own, within `slowest` ms at most. A 4xx is the request's own fault (a model
+/// name the router does not know, say), which the benchmark's account already tells.
+fn router_account(p: &Probed, slowest: Option<u64>) -> Option<String> {
+    if matches!(p.answer, Answer::Error { status, .. } if status < 500) {
+        return None;
+    }
+    let what = trouble(&p.answer)?;
+    let within = slowest
+        .map(|ms| format!(" within {ms} ms"))
+        .unwrap_or_default();
+    Some(format!(
+        "{} ({}) answers /health, but a 1-token request sent through it {what}, while each \
+         worker answered one sent to it directly{within}: the requests are held in the router, \
+         or in the KV transfer it asks of the workers (the router is not disagg's own, so it \
+         and each worker were probed)",
+        p.role, p.url
+    ))
+}
+
+/// Every worker and router that published an address, probed at once.
+async fn probe_all(plan: &Plan) -> Probes {
     let client = crate::role::http_client();
     let dialect = plan.router.dialect();
-    let probes: Vec<_> = plan
+    let spawn = |role: RoleName, router: bool| {
+        let ep = rendezvous::read::<Endpoint>(&plan.rendezvous_file(role), &plan.run_id)?;
+        let mut body = if router {
+            client_request(&plan.model)
+        } else {
+            request(dialect, role.is_ctx(), &plan.model)
+        };
+        let client = client.clone();
+        Some(tokio::spawn(async move {
+            if !router
+                && dialect == Dialect::Trtllm
+                && role.is_ctx()
+                && takes_disagg_ids(&client, &ep.url()).await
+            {
+                body["disaggregated_params"]["disagg_request_id"] = json!(fresh_disagg_id());
+            }
+            let answer = probe(&client, &ep.url(), &body).await;
+            Probed {
+                role,
+                url: ep.url(),
+                request: body,
+                answer,
+            }
+        }))
+    };
+    let workers: Vec<_> = plan
         .workers()
-        .filter_map(|w| {
-            let ep = rendezvous::read::<Endpoint>(&plan.rendezvous_file(w.role), &plan.run_id)?;
-            let mut body = request(dialect, w.role.is_ctx(), &plan.model);
-            let (client, role) = (client.clone(), w.role);
-            Some(tokio::spawn(async move {
-                if dialect == Dialect::Trtllm
-                    && role.is_ctx()
-                    && takes_disagg_ids(&client, &ep.url()).await
-                {
-                    body["disaggregated_params"]["disagg_request_id"] = json!(fresh_disagg_id());
-                }
-                let answer = probe(&client, &ep.url(), &body).await;
-                Probed {
-                    role,
-                    url: ep.url(),
-                    request: body,
-                    answer,
-                }
-            }))
-        })
+        .filter_map(|w| spawn(w.role, false))
         .collect();
+    let routers: Vec<_> = plan.routers().filter_map(|r| spawn(r.role, true)).collect();
+    Probes {
+        run_id: plan.run_id.clone(),
+        workers: joined(workers).await,
+        routers: joined(routers).await,
+    }
+}
+
+async fn joined(handles: Vec<tokio::task::JoinHandle<Probed>>) -> Vec<Probed> {
     let mut out = Vec::new();
-    for p in probes {
+    for p in handles {
         if let Ok(p) = p.await {
             out.push(p);
         }
@@ -219,15 +304,15 @@ async fn probe_all(plan: &Plan) -> Vec<Probed> {
     out
 }
 
+/// What a client sends a router: one token of a four-token prompt, no dialect's fields.
+fn client_request(model: &str) -> Value {
+    json!({"model": model, "prompt": [100, 101, 102, 103], "max_tokens": 1, "stream": false})
+}
+
 /// The one request a worker of this dialect and role takes from a client (see the module
 /// docs for why each).
 pub fn request(dialect: Dialect, ctx: bool, model: &str) -> Value {
-    let mut body = json!({
-        "model": model,
-        "prompt": [100, 101, 102, 103],
-        "max_tokens": 1,
-        "stream": false,
-    });
+    let mut body = client_request(model);
     match (dialect, ctx) {
         (Dialect::Trtllm, true) => {
             body["disaggregated_params"] = json!({"request_type": "context_only"});
@@ -389,6 +474,93 @@ mod tests {
                 error: "refused".into()
             })),
             None
+        );
+    }
+
+    #[test]
+    fn a_router_is_named_only_when_every_worker_answered_its_own_probe() {
+        let at = |role, answer| Probed {
+            role,
+            url: "http://127.0.0.1:4000".into(),
+            request: json!({}),
+            answer,
+        };
+        let ok = |ms| Answer::Ok { status: 200, ms };
+        let hung = Answer::None { after_ms: 5000 };
+        let probes = |workers, routers| Probes {
+            run_id: "r".into(),
+            workers,
+            routers,
+        };
+        let router = RoleName::DisaggServer(None);
+        let held = probes(
+            vec![at(RoleName::Ctx(0), ok(3)), at(RoleName::Gen(0), ok(12))],
+            vec![at(router, hung.clone())],
+        );
+        let found = suspects(&held);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, router);
+        assert_eq!(
+            found[0].1,
+            "DISAGG_SERVER (http://127.0.0.1:4000) answers /health, but a 1-token request sent \
+             through it got no answer in 5s, while each worker answered one sent to it directly \
+             within 12 ms: the requests are held in the router, or in the KV transfer it asks of \
+             the workers (the router is not disagg's own, so it and each worker were probed)"
+        );
+        // A hung worker is the one named, not the router waiting on it.
+        let worker_hung = probes(
+            vec![
+                at(RoleName::Ctx(0), ok(3)),
+                at(RoleName::Gen(0), hung.clone()),
+            ],
+            vec![at(router, hung.clone())],
+        );
+        let found = suspects(&worker_hung);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, RoleName::Gen(0));
+        // A worker gone: what the router does is that worker's doing, maybe.
+        let gone = Answer::Unreachable {
+            error: "refused".into(),
+        };
+        assert!(
+            suspects(&probes(
+                vec![at(RoleName::Ctx(0), ok(3)), at(RoleName::Gen(0), gone)],
+                vec![at(router, hung.clone())],
+            ))
+            .is_empty()
+        );
+        // A 4xx is the request's fault; a 5xx and a cut are the router's.
+        let answered = |answer| {
+            suspects(&probes(
+                vec![at(RoleName::Ctx(0), ok(3))],
+                vec![at(router, answer)],
+            ))
+            .len()
+        };
+        let error = |status| Answer::Error {
+            status,
+            body: String::new(),
+        };
+        assert_eq!(answered(error(404)), 0);
+        assert_eq!(answered(error(502)), 1);
+        assert_eq!(
+            answered(Answer::Cut {
+                error: "eof".into()
+            }),
+            1
+        );
+        assert_eq!(answered(ok(20)), 0);
+        // What was asked, when nobody was found.
+        let fine = probes(vec![at(RoleName::Ctx(0), ok(3))], vec![at(router, ok(20))]);
+        assert_eq!(
+            cleared(&fine),
+            "each worker answered a 1-token request sent to it directly, and the router one sent \
+             through it"
+        );
+        let unasked = probes(vec![at(RoleName::Ctx(0), ok(3))], vec![]);
+        assert_eq!(
+            cleared(&unasked),
+            "each worker answered a 1-token request sent to it directly"
         );
     }
 
