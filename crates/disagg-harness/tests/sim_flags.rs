@@ -257,6 +257,10 @@ const NOT_CASE_KEYS: &[(&str, &str)] = &[
         "a stand-in's; the case's model.path is the engines'",
     ),
     (
+        "model-alias",
+        "a vLLM stand-in's, read from --served-model-name's further names",
+    ),
+    (
         "data-parallel-size",
         "a vLLM stand-in's, read from vLLM's argv",
     ),

@@ -60,10 +60,16 @@ pub struct SimArgs {
     /// Where to write `host:port` once bound (atomically). Without it, it goes to stdout.
     #[arg(long)]
     pub ready_file: Option<PathBuf>,
-    /// Model name reported in responses and /v1/models. In the vLLM dialect it is the only
-    /// name served: a request for another model gets vLLM's 404.
+    /// Model name reported in responses and /v1/models. In the vLLM dialect it and the
+    /// --model-alias names are the only names served: a request for another model gets vLLM's
+    /// 404.
     #[arg(long, default_value = "sim")]
     pub model: String,
+    /// A further name served beside --model (repeatable), as vLLM's `--served-model-name A B`
+    /// serves B too (a stand-in reads it): a request for it is answered, responses carry
+    /// --model (the first name), and /v1/models lists every name.
+    #[arg(long = "model-alias", value_name = "NAME")]
+    pub model_aliases: Vec<String>,
     /// Where the model would be loaded from, as SGLang's /model_info and /server_info report
     /// it; --model when absent.
     #[arg(long)]

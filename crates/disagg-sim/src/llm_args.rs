@@ -153,3 +153,88 @@ pub(crate) const LLM_ARGS: &[&str] = &[
     "use_cute_dsl_blockscaling_mm",
     "use_fine_grained_sync",
 ];
+
+/// The options `trtllm-serve serve` (a click command) has taken, in TensorRT-LLM's releases from
+/// its single-command days (0.16) to the 1.3/1.4 line, read from
+/// `tensorrt_llm/commands/serve.py` and its API-stability record
+/// (`tests/unittest/api_stability/references/trtllm_serve_cli.yaml`), plus the few that forks
+/// in use add. Click refuses any other ("No such option"), so a stand-in refuses it too. The
+/// union over releases: an option of any release passes.
+pub(crate) const SERVE_OPTIONS: &[&str] = &[
+    "--agent_percentage",
+    "--agent_types",
+    "--backend",
+    "--chat_template",
+    "--cluster_size",
+    "--config",
+    "--context_parallel_size",
+    "--cp_size",
+    "--custom_module_dirs",
+    "--custom_tokenizer",
+    "--disagg_cluster_uri",
+    "--ep_size",
+    "--extra_llm_api_options",
+    "--extra_visual_gen_options",
+    "--free_gpu_memory_fraction",
+    "--generation-config",
+    "--gpus_per_node",
+    "--hf_revision",
+    "--host",
+    "--kv_cache_dtype",
+    "--kv_cache_free_gpu_memory_fraction",
+    "--log_level",
+    "--max_batch_size",
+    "--max_beam_width",
+    "--max_num_tokens",
+    "--max_seq_len",
+    "--media_io_kwargs",
+    "--metadata_server_config_file",
+    "--middleware",
+    "--moe_cluster_parallel_size",
+    "--moe_expert_parallel_size",
+    "--num_input_processor_workers",
+    "--num_media_load_workers",
+    "--num_postprocess_workers",
+    "--num_serve_frontends",
+    "--otlp_traces_endpoint",
+    "--pipeline_parallel_size",
+    "--port",
+    "--post_processor_hook",
+    "--pp_size",
+    "--reasoning_parser",
+    "--report_addr",
+    "--revision",
+    "--served_model_name",
+    "--server_role",
+    "--tensor_parallel_size",
+    "--tokenizer",
+    "--tool_parser",
+    "--tp_size",
+    "--video_pruning_rate",
+    "--visual_gen_args",
+    // Forks' (value-taking there).
+    "--disable_overlap_scheduler",
+    "--event_buffer_max_size",
+    "--guided_decoding_backend",
+    "--host_cache_size",
+    "--served-model-name",
+    "--tool_call_parser",
+];
+
+/// The options of [`SERVE_OPTIONS`]' releases that take no value (click's `is_flag`), with the
+/// forks' own.
+pub(crate) const SERVE_SWITCHES: &[&str] = &[
+    "--allow_request_chat_template",
+    "--enable_attention_dp",
+    "--enable_chunked_prefill",
+    "--enable_visual_gen",
+    "--fail_fast_on_attention_window_too_large",
+    "--grpc",
+    "--no-telemetry",
+    "--telemetry",
+    "--trust_remote_code",
+    // Forks'.
+    "--disable-xqa-jit",
+    "--enable-xqa-jit",
+    "--enable_auto_tool_choice",
+];

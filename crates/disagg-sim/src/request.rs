@@ -19,7 +19,7 @@ use crate::dialect::vllm::KvTransferParams;
 use crate::dialect::{HandOff, sglang, trtllm, vllm};
 use disagg_proto::openai::Whole;
 
-use crate::error::Refusal;
+use crate::error::{Refusal, Shape};
 use crate::response::Finish;
 use crate::tokens::{self, PromptDigest};
 use crate::{Dialect, SimRole};
@@ -283,7 +283,7 @@ pub(crate) fn parse(
     role: SimRole,
     dialect: Dialect,
     eos_at: Option<u64>,
-    served_model: Option<&str>,
+    served_model: Option<&[String]>,
     lengths: LengthLimits,
 ) -> Result<Job, Refusal> {
     let mut parsed = parse_request(body, endpoint, role, dialect, eos_at, served_model, lengths)?;
@@ -300,7 +300,7 @@ pub(crate) fn parse_request(
     role: SimRole,
     dialect: Dialect,
     eos_at: Option<u64>,
-    served_model: Option<&str>,
+    served_model: Option<&[String]>,
     lengths: LengthLimits,
 ) -> Result<Parsed, Refusal> {
     if endpoint == Endpoint::Generate {
@@ -308,15 +308,20 @@ pub(crate) fn parse_request(
     }
     let raw: RawRequest = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid completions request body: {e}")))?;
-    // vLLM checks the name first, and answers any name it does not serve with a 404.
+    // vLLM checks the name first (any of its served names will do), and answers any other
+    // with a 404 naming the `model` parameter.
     if let (Some(served), Some(asked)) = (served_model, raw.model.as_deref()) {
-        if !asked.is_empty() && asked != served {
-            return Err(ApiError::new(
-                404,
-                "NotFoundError",
-                format!("The model `{asked}` does not exist. Valid aliases: {served}."),
-            )
-            .into());
+        if !asked.is_empty() && !served.iter().any(|s| s == asked) {
+            return Err(Refusal::shaped(
+                ApiError::new(
+                    404,
+                    "NotFoundError",
+                    format!("The model `{asked}` does not exist."),
+                ),
+                Shape::Envelope {
+                    param: Some("model"),
+                },
+            ));
         }
     }
     let (prompts, batch) = match endpoint {
@@ -1309,15 +1314,18 @@ mod model_names {
                 LengthLimits::default(),
             )
         };
-        let e = parse_as(r#"{"prompt":"a","model":"meta-llama/X"}"#, Some("llama"))
+        let served = ["llama".to_string(), "llama-alias".to_string()];
+        let e = parse_as(r#"{"prompt":"a","model":"meta-llama/X"}"#, Some(&served))
             .expect_err("another name");
         assert_eq!(e.api.status, 404);
-        assert_eq!(
-            e.api.message,
-            "The model `meta-llama/X` does not exist. Valid aliases: llama."
-        );
-        for ok in [r#"{"prompt":"a","model":"llama"}"#, r#"{"prompt":"a"}"#] {
-            parse_as(ok, Some("llama")).expect("served, or no name");
+        assert_eq!(e.api.message, "The model `meta-llama/X` does not exist.");
+        assert_eq!(e.body()["error"]["param"], "model", "{}", e.body());
+        for ok in [
+            r#"{"prompt":"a","model":"llama"}"#,
+            r#"{"prompt":"a","model":"llama-alias"}"#,
+            r#"{"prompt":"a"}"#,
+        ] {
+            parse_as(ok, Some(&served)).expect("served, or no name");
         }
         parse_as(r#"{"prompt":"a","model":"other"}"#, None).expect("no check asked");
     }

@@ -42,6 +42,8 @@ struct Inner {
     role: SimRole,
     dialect: Dialect,
     model: String,
+    /// Every name served: `model`, then `--model-alias`es.
+    served: Vec<String>,
     model_path: String,
     /// `--api-key`: what `Authorization: Bearer` must carry on the API routes.
     api_key: Option<String>,
@@ -163,6 +165,10 @@ impl SimState {
             role: args.role,
             dialect: args.dialect,
             model: args.model.clone(),
+            served: std::iter::once(&args.model)
+                .chain(&args.model_aliases)
+                .cloned()
+                .collect(),
             model_path: args
                 .model_path
                 .clone()
@@ -244,8 +250,9 @@ impl SimState {
     }
 
     /// In the vLLM dialect, the one model name served (vLLM answers 404 to any other).
-    pub(crate) fn checked_model(&self) -> Option<&str> {
-        (self.0.dialect == Dialect::Vllm).then_some(self.0.model.as_str())
+    /// The names a request's `model` must be one of (vLLM's check), when the dialect checks.
+    pub(crate) fn checked_model(&self) -> Option<&[String]> {
+        (self.0.dialect == Dialect::Vllm).then_some(self.0.served.as_slice())
     }
 
     /// The port this sim serves on, once known (the KV hand-off advertises it).
@@ -568,22 +575,31 @@ async fn metrics(State(sim): State<SimState>) -> Response {
 /// (the model path) and `max_model_len` (the context, when `--max-model-len` gives one; vLLM
 /// adds `parent: null`). TensorRT-LLM's card has neither.
 async fn models(State(sim): State<SimState>) -> Json<serde_json::Value> {
-    let mut card = serde_json::json!({
-        "id": sim.0.model,
-        "object": "model",
-        "created": unix_now(),
-        "owned_by": "disagg-sim",
-    });
-    if sim.dialect() != Dialect::Trtllm {
-        card["root"] = serde_json::json!(sim.0.model_path);
-        if let Some(n) = sim.lengths().max_model_len {
-            card["max_model_len"] = serde_json::json!(n);
-        }
-        if sim.dialect() == Dialect::Vllm {
-            card["parent"] = serde_json::Value::Null;
-        }
-    }
-    Json(serde_json::json!({"object": "list", "data": [card]}))
+    let created = unix_now();
+    let cards: Vec<_> = sim
+        .0
+        .served
+        .iter()
+        .map(|name| {
+            let mut card = serde_json::json!({
+                "id": name,
+                "object": "model",
+                "created": created,
+                "owned_by": "disagg-sim",
+            });
+            if sim.dialect() != Dialect::Trtllm {
+                card["root"] = serde_json::json!(sim.0.model_path);
+                if let Some(n) = sim.lengths().max_model_len {
+                    card["max_model_len"] = serde_json::json!(n);
+                }
+                if sim.dialect() == Dialect::Vllm {
+                    card["parent"] = serde_json::Value::Null;
+                }
+            }
+            card
+        })
+        .collect();
+    Json(serde_json::json!({"object": "list", "data": cards}))
 }
 
 async fn version(State(sim): State<SimState>) -> Json<serde_json::Value> {

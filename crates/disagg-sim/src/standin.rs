@@ -3,7 +3,8 @@
 //! address, the model it loads and the name it serves, its disaggregation role, its bootstrap
 //! port; vLLM's NIXL side channel comes from the same variables, read as the sim's own flags),
 //! and ignores flags it has no use for (the real parsers are checked by
-//! `scripts/check-engine-argv.py`). A plan whose ports or names do not fit together then fails
+//! `scripts/check-engine-argv.py`), except that trtllm-serve's refuses an option no
+//! TensorRT-LLM release has, as click does (`llm_args::SERVE_OPTIONS`). A plan whose ports or names do not fit together then fails
 //! here as it would on GPUs. The engine's context limit (vLLM's `--max-model-len`, SGLang's
 //! `--context-length`, trtllm-serve's `--max_seq_len` or its extra-options YAML's
 //! `max_seq_len`) becomes the sim's `--max-model-len`, so a request that would not fit is
@@ -78,12 +79,10 @@ fn vllm(args: &mut SimArgs, f: Flags<'_>) -> Result<(), String> {
     args.host = f.last("--host").unwrap_or("0.0.0.0").to_string();
     args.port = port(f.last("--port").unwrap_or("8000"), "--port")?;
     args.model_path = Some(model.to_string());
-    args.model = f
-        .values("--served-model-name")
-        .first()
-        .copied()
-        .unwrap_or(model)
-        .to_string();
+    // vLLM serves every name given, and answers with the first.
+    let names = f.values("--served-model-name");
+    args.model = names.first().copied().unwrap_or(model).to_string();
+    args.model_aliases = names.iter().skip(1).map(|n| n.to_string()).collect();
     args.api_key = f
         .last("--api-key")
         .map(str::to_string)
@@ -357,20 +356,47 @@ const TRTLLM_MAX_NUM_TOKENS: u64 = 8192;
 /// its flags, else from its flags (`--max_seq_len`, `--max_num_tokens`,
 /// `--enable_chunked_prefill`). `max_input_len` is not read: the PyTorch backend, which
 /// trtllm-serve runs, does not hold requests to it.
-/// Returns the server's ranks (tp×pp×cp: `--tp_size`/`--pp_size`, which the extra-options
-/// YAML's sizes override, as trtllm-serve applies the file last) and the words saying so.
+/// `--served_model_name` names the model it answers with. An option no release has, or a
+/// second positional word, is refused, as click refuses it.
+/// Returns the server's ranks (tp×pp×cp: `--tp_size`/`--pp_size`/`--cp_size` or their long
+/// spellings, which the extra-options YAML's sizes override, as trtllm-serve applies the file
+/// last) and the words saying so.
 fn trtllm(args: &mut SimArgs, f: Flags<'_>) -> Result<(u32, String), String> {
     let model = f
         .positional
         .first()
         .copied()
         .ok_or("trtllm-serve without a model")?;
+    // Click refuses an option the command does not have, before anything starts.
+    use crate::llm_args::{SERVE_OPTIONS, SERVE_SWITCHES};
+    if let Some((unknown, _)) = f
+        .flags
+        .iter()
+        .find(|(k, _)| !SERVE_OPTIONS.contains(k) && !SERVE_SWITCHES.contains(k))
+    {
+        return Err(format!(
+            "trtllm-serve serve: No such option: {unknown} (click refuses an option trtllm-serve \
+             does not have; `trtllm-serve serve --help` lists them)"
+        ));
+    }
+    if let Some((extra, _)) = f
+        .positional
+        .split_first()
+        .and_then(|(_, rest)| rest.split_first())
+    {
+        return Err(format!(
+            "trtllm-serve serve: Got unexpected extra argument ({extra}) (it takes one MODEL)"
+        ));
+    }
     args.dialect = Dialect::Trtllm;
     args.role = SimRole::Both;
     args.host = f.last("--host").unwrap_or("localhost").to_string();
     args.port = port(f.last("--port").unwrap_or("8000"), "--port")?;
     args.model_path = Some(model.to_string());
-    args.model = model.to_string();
+    args.model = f
+        .last_of(&["--served_model_name", "--served-model-name"])
+        .unwrap_or(model)
+        .to_string();
     if let Some(v) = f.last("--max_seq_len") {
         args.max_model_len = limit(v, "--max_seq_len")?;
     }
@@ -382,9 +408,18 @@ fn trtllm(args: &mut SimArgs, f: Flags<'_>) -> Result<(u32, String), String> {
         args.enable_chunked_prefill = true;
     }
     let mut sizes = [
-        ("tensor_parallel_size", f.last("--tp_size")),
-        ("pipeline_parallel_size", f.last("--pp_size")),
-        ("context_parallel_size", None),
+        (
+            "tensor_parallel_size",
+            f.last_of(&["--tp_size", "--tensor_parallel_size"]),
+        ),
+        (
+            "pipeline_parallel_size",
+            f.last_of(&["--pp_size", "--pipeline_parallel_size"]),
+        ),
+        (
+            "context_parallel_size",
+            f.last_of(&["--cp_size", "--context_parallel_size"]),
+        ),
     ]
     .map(|(key, flag)| (key, flag.map(|v| count(v, key)).transpose()));
     if let Some((flag, path)) = ["--extra_llm_api_options", "--config"]
@@ -592,7 +627,7 @@ const SGLANG: Grammar = Grammar {
 
 const TRTLLM: Grammar = Grammar {
     lists: &[],
-    switches: &["--trust_remote_code", "--enable_chunked_prefill"],
+    switches: crate::llm_args::SERVE_SWITCHES,
 };
 
 impl<'a> Flags<'a> {
@@ -866,11 +901,45 @@ mod tests {
             &words(&format!("vllm serve m --served-model-name a b {nixl}")),
         )
         .unwrap();
-        assert_eq!(a.model, "a");
+        assert_eq!(
+            (a.model.as_str(), a.model_aliases.as_slice()),
+            ("a", &["b".to_string()][..])
+        );
         let a = stand_in(base(), &words("trtllm-serve --port 8001 my/model")).unwrap();
         assert_eq!((a.model.as_str(), a.port), ("my/model", 8001));
         let a = stand_in(base(), &words("trtllm-serve --trust_remote_code my/model")).unwrap();
         assert_eq!(a.model, "my/model");
+    }
+
+    /// Click refuses an option `trtllm-serve serve` does not have, and a second MODEL; the
+    /// options of any release pass, in either spelling.
+    #[test]
+    fn trtllm_serve_refuses_options_no_release_has() {
+        let e = stand_in(base(), &words("trtllm-serve m --tp-size 2")).unwrap_err();
+        assert!(e.contains("No such option: --tp-size"), "{e}");
+        let e = stand_in(base(), &words("trtllm-serve serve m --max_input_len 9")).unwrap_err();
+        assert!(e.contains("No such option: --max_input_len"), "{e}");
+        let e = stand_in(base(), &words("trtllm-serve m other --port 1")).unwrap_err();
+        assert!(e.contains("unexpected extra argument (other)"), "{e}");
+        let a = stand_in(
+            base(),
+            &words(
+                "trtllm-serve serve --enable_attention_dp --no-telemetry my/model \
+                 --tensor_parallel_size 2 --cp_size 2 --served_model_name mine --log_level info \
+                 --kv_cache_free_gpu_memory_fraction 0.8",
+            ),
+        )
+        .unwrap();
+        assert_eq!(a.model, "mine");
+        assert_eq!(a.model_path.as_deref(), Some("my/model"));
+        assert_eq!(
+            a.gpu_need,
+            Some(crate::GpuNeed::Count(
+                4,
+                "tensor_parallel_size 2 × pipeline_parallel_size 1 × context_parallel_size 2"
+                    .into()
+            ))
+        );
     }
 
     /// `serve` is trtllm-serve's default subcommand; `disaggregated` is its router, which a

@@ -192,12 +192,47 @@ async fn a_model_vllm_does_not_serve_is_a_404() {
     assert_eq!(status, 404, "{body}");
     assert_eq!(
         error_message(&body),
-        "The model `meta-llama/Llama` does not exist. Valid aliases: llama."
+        "The model `meta-llama/Llama` does not exist."
     );
+    assert_eq!(body["error"]["param"], "model", "{body}");
     let (status, body) = both
         .complete(&json!({"prompt": [1, 2], "max_tokens": 2, "model": "llama"}))
         .await;
     assert_eq!(status, 200, "{body}");
+}
+
+/// `vllm serve M --served-model-name a b`: either name is served, answers carry the first, and
+/// /v1/models lists both.
+#[tokio::test]
+async fn every_served_name_of_vllm_is_answered_with_the_first() {
+    let both = start(&[
+        "--dialect",
+        "vllm",
+        "--role",
+        "both",
+        "--model",
+        "a",
+        "--model-alias",
+        "b",
+    ])
+    .await;
+    let (status, body) = both
+        .complete(&json!({"prompt": [1, 2], "max_tokens": 2, "model": "b"}))
+        .await;
+    assert_eq!((status, body["model"].as_str()), (200, Some("a")), "{body}");
+    let (status, body) = both
+        .complete(&json!({"prompt": [1, 2], "max_tokens": 2, "model": "c"}))
+        .await;
+    assert_eq!(status, 404, "{body}");
+    let (status, models) = both.get("/v1/models").await;
+    let models: serde_json::Value = serde_json::from_slice(&models).unwrap();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["id"].as_str())
+        .collect();
+    assert_eq!((status, ids), (200, vec!["a", "b"]), "{models}");
 }
 
 #[test]
