@@ -14,15 +14,19 @@ pub(crate) fn to_config(args: &BenchArgs) -> BenchConfig {
         isl: args.isl,
         osl: args.osl,
         range_ratio: args.range_ratio,
-        concurrency: if args.concurrency.is_empty() {
-            vec![1]
-        } else {
-            args.concurrency.clone()
+        concurrency: match (args.concurrency.is_empty(), args.max_concurrency) {
+            (false, _) => args.concurrency.clone(),
+            // vLLM's `--max-concurrency N` at its default rate, inf: N in flight, each counted
+            // from its send, which is the closed loop at N.
+            (true, Some(n)) if args.request_rate.is_empty() => vec![n],
+            (true, _) => vec![1],
         },
         request_rates: args.request_rate.clone(),
         num_prompts: args.num_prompts,
         burstiness: args.burstiness,
-        max_concurrency: args.max_concurrency,
+        max_concurrency: args
+            .max_concurrency
+            .filter(|_| !args.request_rate.is_empty()),
         duration_limit: args.duration,
         goodput: args.goodput,
         gpus: args.gpus,

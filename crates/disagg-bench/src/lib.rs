@@ -219,13 +219,16 @@ pub struct BenchArgs {
     /// Requests per point (required with --request-rate; replaces concurrency × rounds).
     #[arg(long)]
     pub num_prompts: Option<u64>,
-    /// Gamma shape of open-loop gaps: 1 is Poisson, lower is burstier, `inf` evenly spaced.
-    #[arg(long, default_value_t = 1.0)]
+    /// Gamma shape of open-loop gaps: 1 is Poisson, lower is burstier, `inf` evenly spaced
+    /// (with --request-rate only: a closed loop has no gaps).
+    #[arg(long, default_value_t = 1.0, requires = "request_rate")]
     pub burstiness: f64,
     /// Open loop: at most this many requests in flight. A request waiting for a slot is
     /// charged the wait in TTFT and E2EL (counted from its scheduled time), where vLLM's and
     /// SGLang's benchmarks count from the send; the point then prints their figure too.
-    #[arg(long)]
+    /// Without --request-rate it is the closed loop at this concurrency: what `vllm bench serve
+    /// --max-concurrency N` runs at its default rate (inf), each request counted from its send.
+    #[arg(long, conflicts_with = "concurrency")]
     pub max_concurrency: Option<u32>,
     /// Stop sending a point's requests after this long, e.g. `5m`; those in flight finish.
     #[arg(long, value_parser = humantime::parse_duration)]

@@ -33,9 +33,12 @@ pub(crate) async fn run(
     let rt = tokio::runtime::Handle::current();
     let (client, target) = (client.clone(), Arc::clone(target));
     let offsets = offsets.to_vec();
-    // The schedule is kept by a blocking thread: `std::thread::sleep` (nanosleep) is late by tens
-    // of microseconds, while tokio's timer rounds every wait up to a whole millisecond, which an
-    // open loop would then charge to the server as latency.
+    // Dropped with this future (a signal ends the sweep): the schedule's thread then stops at
+    // once, where it would otherwise sleep out the schedule and hold the runtime's shutdown.
+    let (_running, cancelled) = std::sync::mpsc::channel::<std::convert::Infallible>();
+    // The schedule is kept by a blocking thread: a timed wait on a thread (a futex, as
+    // nanosleep) is late by tens of microseconds, while tokio's timer rounds every wait up to a
+    // whole millisecond, which an open loop would then charge to the server as latency.
     let dispatch = tokio::task::spawn_blocking(move || {
         let start = Instant::now();
         let mut handles = Vec::with_capacity(requests.len());
@@ -44,9 +47,12 @@ pub(crate) async fn run(
             if deadline.is_some_and(|d| due >= d) {
                 break;
             }
-            let now = Instant::now();
-            if due > now {
-                std::thread::sleep(due - now);
+            let wait = due.saturating_duration_since(Instant::now());
+            // Nothing is ever sent on the channel: it only ends, when the point is dropped.
+            if let Err(std::sync::mpsc::RecvTimeoutError::Disconnected) =
+                cancelled.recv_timeout(wait)
+            {
+                break;
             }
             // Waiting for a slot delays the send, not the schedule: `due` stays the reference.
             let permit = slots.as_ref().map(|s| {

@@ -1238,6 +1238,23 @@ fn open_loop_flags_become_a_config() {
             .to_config()
             .ignore_eos
     );
+    // vLLM's `--max-concurrency N` alone (its rate is inf): N in flight, counted from the send,
+    // which is the closed loop at N; with a closed-loop concurrency it says nothing more.
+    let cfg = with(&["--max-concurrency", "8", "--num-prompts", "16"])
+        .unwrap()
+        .bench
+        .to_config();
+    assert_eq!(
+        (
+            cfg.concurrency,
+            cfg.request_rates.len(),
+            cfg.max_concurrency
+        ),
+        (vec![8], 0, None)
+    );
+    assert!(with(&["--max-concurrency", "8", "--concurrency", "4"]).is_err());
+    // Burstiness shapes the open loop's gaps; a closed loop has none.
+    assert!(with(&["--burstiness", "0.5"]).is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -401,6 +401,62 @@ fn an_interrupted_bench_writes_its_finished_points_and_exits_130() {
     assert!(out.join("summary.txt").is_file() && out.join("requests.jsonl").is_file());
 }
 
+/// An open-loop point between two sends (its schedule's thread asleep until the next is due)
+/// stops at a signal at once: it slept out the whole schedule before (20 s here; a thousand
+/// prompts at 1 req/s held Ctrl-C for a quarter of an hour), deaf to a second SIGTERM.
+#[test]
+fn a_signal_stops_an_open_loop_bench_between_sends_at_once() {
+    let dir = TempDir::new("bench-open-int");
+    let log = dir.path().join("requests.log");
+    let sim = Server::start(&[
+        "sim",
+        "--role",
+        "both",
+        "--itl",
+        "1ms",
+        "--request-log",
+        log.to_str().unwrap(),
+    ]);
+    let mut bench = Command::new(DISAGG)
+        .args(["bench", "--url", &sim.url(), "--isl", "16", "--osl", "4"])
+        .args(["--request-rate", "0.1", "--num-prompts", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The canary reached the sim: the point's schedule starts as it answers (its first request
+    // is due seconds later).
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while read_or_empty(&log).lines().count() < 1 {
+        assert!(std::time::Instant::now() < until, "no canary");
+        assert!(bench.try_wait().unwrap().is_none(), "the bench ended early");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let sent = std::time::Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(bench.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let limit = std::time::Duration::from_secs(5);
+    while bench.try_wait().unwrap().is_none() {
+        if sent.elapsed() > limit {
+            let _ = bench.kill();
+            let _ = bench.wait();
+            panic!("the bench was still running {limit:?} after SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let done = bench.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(143), "{stderr}");
+    assert!(stderr.contains("interrupted by SIGTERM"), "{stderr}");
+}
+
+fn read_or_empty(p: &std::path::Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
 /// A soft open-files limit below the hard one (1024 is common) is raised at start: every
 /// connection is a file descriptor, and a perf test's concurrency reaches 1024.
 #[test]
