@@ -3,9 +3,11 @@
 //!   `eject_after` failures in a row take a worker out of rotation, one pass lets it back in.
 //!   Failed connections on real requests count as failures too (see `legs::with_retries`), so
 //!   a dead worker is usually out before the next probe.
-//! - `GET /health` ([`check`]): the router is healthy when every group has a worker answering
-//!   its own `/health` with 200 right now. Probed on demand rather than read from the census, so
-//!   start-up waits never see a worker that died a second ago; its results feed the census too.
+//! - `GET /health` ([`check`]): the router is healthy when every group has a worker in rotation
+//!   answering its own `/health` with 200 right now (one ejected for failing its requests is
+//!   out until its cool-down ends, whatever its `/health` says, and requests get 503 meanwhile).
+//!   Probed on demand rather than read from the census, so start-up waits never see a worker
+//!   that died a second ago; its results feed the census too.
 //!
 //! With the TensorRT-LLM dialect and `--disagg-request-id auto`, the checker also reads each
 //! context worker's `/version` until it knows whether the worker takes a `disagg_request_id`
@@ -175,7 +177,8 @@ fn silent(w: &Worker, why: &str) -> VersionTake {
     VersionTake::Silent
 }
 
-/// Probes every worker of `group` at once, records the results, and counts the healthy.
+/// Probes every worker of `group` at once, records the results, and counts the healthy ones
+/// in rotation (a 200 does not readmit a worker its failed requests ejected).
 async fn probe_group(
     client: &crate::upstream::HttpClient,
     group: &WorkerGroup,
@@ -199,7 +202,7 @@ async fn probe_group(
                 group.record_failure(i, why);
             }
         }
-        failed.is_none()
+        failed.is_none() && w.is_healthy()
     });
     join_all(probes).await.into_iter().filter(|ok| *ok).count()
 }

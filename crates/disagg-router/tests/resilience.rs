@@ -236,6 +236,39 @@ async fn a_worker_failing_every_request_is_ejected_however_its_health_answers() 
         metrics.contains("disagg_router_ejections_total{leg=\"generation\"} 1"),
         "{metrics}"
     );
+    // The router's /health counts the workers in rotation, not those whose /health passes.
+    let health: serde_json::Value = reqwest::get(format!("{url}/health"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        health["generation"],
+        serde_json::json!({"healthy": 1, "total": 2}),
+        "{health}"
+    );
+}
+
+/// Every generation worker ejected for failing its requests, each still answering its own
+/// `/health`: the router's `/health` says 503, as its requests get, not "ok".
+#[tokio::test]
+async fn health_is_503_while_every_generation_worker_is_ejected() {
+    let ctx = fake("ctx").start().await;
+    let broken = fake("broken")
+        .generation(Gen::Status(StatusCode::INTERNAL_SERVER_ERROR))
+        .start()
+        .await;
+    let mut cfg = config(&[&ctx], &[&broken]);
+    cfg.request_failures = 2;
+    cfg.ejection_cooldown = Duration::from_secs(60);
+    let url = router(cfg).await;
+    for _ in 0..2 {
+        assert_eq!(post(&url, &completion(false)).await.status(), 502);
+    }
+    assert_eq!(post(&url, &completion(false)).await.status(), 503);
+    let health = reqwest::get(format!("{url}/health")).await.unwrap();
+    assert_eq!(health.status(), 503);
 }
 
 /// `/v1/models` carries the client's `Authorization` to the worker, as the completions do: a
