@@ -47,6 +47,7 @@ pub(crate) fn to_config(args: &BenchArgs) -> BenchConfig {
         // 0s is off, as the case's `timeouts.stall: 0s`.
         stall: args.stall.filter(|d| !d.is_zero()),
         ignore_eos: args.ignore_eos,
+        temperature: args.temperature.0,
         api_key: args.api_key.clone().filter(|k| !k.is_empty()),
     }
 }

@@ -100,13 +100,14 @@ impl Outcome {
 pub(crate) enum Failure {
     /// No connection: why, in words (refused, the bench's own file descriptors, ...).
     Connect(Option<String>),
-    Timeout,
+    /// No whole answer within the request timeout (this long).
+    Timeout(Duration),
     /// A stream that had no byte for this long (the bench's `stall`): a hung server.
     Stalled(Duration),
     /// A non-2xx answer, with the message of its OpenAI-style error body when it had one.
     Status(u16, Option<String>),
-    /// The stream ended before `data: [DONE]`.
-    StreamCut,
+    /// The stream ended before `data: [DONE]` (or a whole body before its end): how.
+    StreamCut(&'static str),
     /// A body or frame that is not the JSON we expect, or an in-band `error` object.
     BadBody,
     /// Any other transport error while sending.
@@ -114,10 +115,7 @@ pub(crate) enum Failure {
     /// With `ignore_eos`, an answer whose output length is not the `max_tokens` asked for (a
     /// server that stopped early or ran on). Never a success: its TPOT and tok/s would be
     /// measured on another workload than the one asked for.
-    WrongLength {
-        got: u64,
-        want: u32,
-    },
+    WrongLength { got: u64, want: u32 },
     /// A well-formed answer with no generated tokens. Never a success: a server that answers
     /// instantly with nothing would otherwise post the best numbers of the sweep.
     ZeroTokens,
@@ -132,7 +130,7 @@ impl Failure {
     pub fn waited_out_a_limit(&self) -> bool {
         matches!(
             self,
-            Failure::Timeout | Failure::Stalled(_) | Failure::Status(504, _)
+            Failure::Timeout(_) | Failure::Stalled(_) | Failure::Status(504, _)
         )
     }
 
@@ -142,6 +140,7 @@ impl Failure {
             Failure::Status(_, Some(message)) | Failure::Connect(Some(message)) => {
                 format!("{}: {message}", self.kind())
             }
+            Failure::StreamCut(how) => format!("{}: {how}", self.kind()),
             Failure::WrongLength { got, want } => format!(
                 "{}: {got} output tokens where ignore_eos asked for {want}",
                 self.kind()
@@ -150,6 +149,12 @@ impl Failure {
                 "{}: no byte of the answer for {}",
                 self.kind(),
                 humantime::format_duration(*after)
+            ),
+            Failure::Timeout(limit) => format!(
+                "{}: no whole answer within the request timeout, {} (a long output still \
+                 streaming needs a longer one: --request-timeout, a case's timeouts.request)",
+                self.kind(),
+                humantime::format_duration(*limit)
             ),
             Failure::NotAStream => format!(
                 "{}: a streamed request was answered with one whole JSON body \
@@ -163,10 +168,10 @@ impl Failure {
     pub fn kind(&self) -> String {
         match self {
             Failure::Connect(_) => "connect".into(),
-            Failure::Timeout => "timeout".into(),
+            Failure::Timeout(_) => "timeout".into(),
             Failure::Stalled(_) => "stalled".into(),
             Failure::Status(code, _) => format!("http_{code}"),
-            Failure::StreamCut => "stream_cut".into(),
+            Failure::StreamCut(_) => "stream_cut".into(),
             Failure::BadBody => "bad_body".into(),
             Failure::Transport => "transport".into(),
             Failure::ZeroTokens => "zero_tokens".into(),
@@ -243,7 +248,7 @@ pub(crate) async fn send(
             })
         }
         Ok(result) => result,
-        Err(_) => Err(Failure::Timeout),
+        Err(_) => Err(Failure::Timeout(target.timeout)),
     };
     Outcome {
         index,
@@ -441,7 +446,7 @@ async fn read_stream(
             Some(s) => s.wait(body.frame(), own).await?,
         };
         let Some(frame) = frame else { break };
-        let frame = frame.map_err(|_| Failure::StreamCut)?;
+        let frame = frame.map_err(|_| Failure::StreamCut(BROKE))?;
         let arrived = Instant::now();
         if let Some(s) = &stall {
             own = arrived;
@@ -494,14 +499,21 @@ async fn read_stream(
             }
         }
     }
-    Err(Failure::StreamCut)
+    Err(Failure::StreamCut(
+        "the server ended the stream without `data: [DONE]` (vLLM's and TensorRT-LLM's \
+         benchmarks count such a stream as answered; this bench does not, as the answer may be \
+         short of its tokens)",
+    ))
 }
+
+/// How a stream or body whose connection failed under it ends.
+const BROKE: &str = "the connection broke before the answer ended";
 
 async fn read_whole(body: Incoming) -> Result<Success, Failure> {
     let body = body
         .collect()
         .await
-        .map_err(|_| Failure::StreamCut)?
+        .map_err(|_| Failure::StreamCut(BROKE))?
         .to_bytes();
     let arrived = Instant::now();
     let chunk = parse_chunk(&body)?;
@@ -684,13 +696,22 @@ mod tests {
             Failure::Status(401, Some("bad key".into())).describe(),
             "http_401: bad key"
         );
-        assert_eq!(Failure::Timeout.kind(), "timeout");
+        assert_eq!(Failure::Timeout(Duration::from_secs(2)).kind(), "timeout");
+        assert_eq!(
+            Failure::Timeout(Duration::from_secs(2)).describe(),
+            "timeout: no whole answer within the request timeout, 2s (a long output still \
+             streaming needs a longer one: --request-timeout, a case's timeouts.request)"
+        );
         assert_eq!(Failure::Connect(None).kind(), "connect");
         assert_eq!(
             Failure::Connect(Some("connection refused".into())).describe(),
             "connect: connection refused"
         );
-        assert_eq!(Failure::StreamCut.kind(), "stream_cut");
+        assert_eq!(Failure::StreamCut(BROKE).kind(), "stream_cut");
+        assert_eq!(
+            Failure::StreamCut(BROKE).describe(),
+            "stream_cut: the connection broke before the answer ended"
+        );
         assert_eq!(Failure::BadBody.kind(), "bad_body");
         assert_eq!(Failure::ZeroTokens.kind(), "zero_tokens");
     }

@@ -168,6 +168,28 @@ impl BenchConfig {
                 ));
             }
         }
+        // Every request of a point is built before its first is sent (about 8 bytes a prompt
+        // token, body included): a count bounded only by --duration would still be built whole.
+        let requests = match self.num_prompts {
+            Some(n) => n,
+            None => {
+                u64::from(self.concurrency.iter().copied().max().unwrap_or(0))
+                    * u64::from(self.rounds)
+            }
+        };
+        let longest = crate::workload::length_bounds(self.isl, self.range_ratio).1;
+        let tokens = requests.saturating_mul(u64::from(longest));
+        if requests > MAX_REQUESTS_PER_POINT
+            || (self.dataset.is_none() && tokens > MAX_PROMPT_TOKENS_PER_POINT)
+        {
+            return bad(format!(
+                "{requests} requests of up to {longest} prompt tokens a point: at most \
+                 {MAX_REQUESTS_PER_POINT} requests and {MAX_PROMPT_TOKENS_PER_POINT} prompt \
+                 tokens (every request of a point is built before the first is sent, about 8 \
+                 bytes a token, even when --duration stops the point early): lower \
+                 --num-prompts (or rounds)"
+            ));
+        }
         if self.warmup > MAX_WARMUP {
             return bad(format!(
                 "warmup {} requests: at most {MAX_WARMUP} (a warm-up warms, it does not measure)",
@@ -196,6 +218,12 @@ impl BenchConfig {
 
 /// The longest input or output a request may ask, in tokens.
 const MAX_TOKENS_PER_REQUEST: u32 = 10_000_000;
+
+/// Most requests in one point.
+const MAX_REQUESTS_PER_POINT: u64 = 10_000_000;
+
+/// Most prompt tokens built for one point (about 4 GB).
+const MAX_PROMPT_TOKENS_PER_POINT: u64 = 500_000_000;
 
 /// Most warm-up requests.
 const MAX_WARMUP: u32 = 10_000;

@@ -92,6 +92,9 @@ pub struct BenchConfig {
     /// Ask the server to ignore EOS so every output is exactly the requested length; shorter
     /// outputs are then counted and flagged.
     pub ignore_eos: bool,
+    /// The sampling temperature sent with every request (`None`: none, the server's default).
+    /// 0, greedy, is what TensorRT-LLM's and vLLM's benchmark_serving send by default.
+    pub temperature: Option<f64>,
     /// More routers besides `url`; requests are spread round-robin over all of them.
     pub extra_urls: Vec<String>,
     /// Open loop: one point per rate (requests/s, `f64::INFINITY` = all at once). Empty means
@@ -125,6 +128,22 @@ pub struct BenchConfig {
 }
 
 /// An API key that fits an `Authorization` header (visible ASCII, no line breaks).
+/// `--temperature`: a value to send, or none.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Temperature(pub Option<f64>);
+
+fn temperature(v: &str) -> Result<Temperature, String> {
+    if v == "none" {
+        return Ok(Temperature(None));
+    }
+    match v.parse::<f64>() {
+        Ok(t) if t.is_finite() && t >= 0.0 => Ok(Temperature(Some(t))),
+        _ => Err(format!(
+            "{v:?}: a temperature is a number, 0 or more (0 is greedy), or `none` to send none"
+        )),
+    }
+}
+
 fn api_key(v: &str) -> Result<String, String> {
     if v.bytes().all(|b| (0x20..0x7f).contains(&b)) {
         Ok(v.to_string())
@@ -171,6 +190,7 @@ impl Default for BenchConfig {
             keep_going: false,
             stall: None,
             ignore_eos: true,
+            temperature: Some(0.0),
             extra_urls: Vec::new(),
             request_rates: Vec::new(),
             num_prompts: None,
@@ -289,6 +309,11 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true",
           action = clap::ArgAction::Set)]
     pub ignore_eos: bool,
+    /// Sampling temperature sent with every request: 0 (greedy) by default, as TensorRT-LLM's
+    /// and vLLM's benchmark_serving send; `none` sends none (the server's default, often the
+    /// model's generation config).
+    #[arg(long, default_value = "0", value_parser = temperature)]
+    pub temperature: Temperature,
     /// Sent as `Authorization: Bearer <KEY>` with every request (servers started with an API
     /// key refuse requests without it); read from OPENAI_API_KEY as benchmark_serving does.
     #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true, value_parser = api_key)]

@@ -501,7 +501,7 @@ mod tests {
             streamed(t0, 0, &[10, 20], 20, 2),
             failed(0, 5, Failure::Status(500, None)),
             failed(1, 6, Failure::Status(500, None)),
-            failed(2, 40, Failure::Timeout),
+            failed(2, 40, Failure::Timeout(Duration::from_secs(1))),
         ];
         let Computed {
             metrics: m, errors, ..

@@ -1,7 +1,7 @@
 //! The files of a finished sweep, in one directory:
 //! - `results.json`: validity plus each point's [`PointReport`](crate::PointReport) (flat,
 //!   under benchmark_serving's keys);
-//! - `summary.txt`: the text blocks, as printed;
+//! - `summary.txt`: the text blocks, as printed, with each point's warnings and notes;
 //! - `results.csv`: one row per point, the JSON keys as columns;
 //! - `requests.jsonl`: one line per measured request, with its chunk timestamps;
 //! - `hdr/point<N>_<metric>.hgrm`: each point's latency distributions.
@@ -44,12 +44,16 @@ pub(crate) fn write(dir: &Path, sweep: &Sweep, stopped: Option<&str>) -> Result<
     Ok(())
 }
 
-/// Every point's text block and its details, as the command prints them.
+/// Every point's text block and its details, as the command prints them, then its warnings
+/// and notes (what the command printed to stderr beside them).
 pub(crate) fn summary_text(sweep: &Sweep) -> String {
     sweep
         .points
         .iter()
-        .map(|p| text_summary(&p.report) + &details_summary(&p.report))
+        .map(|p| {
+            let notes: String = p.warnings.iter().map(|w| format!("{w}\n")).collect();
+            text_summary(&p.report) + &details_summary(&p.report) + &notes
+        })
         .collect()
 }
 

@@ -216,13 +216,20 @@ pub(crate) async fn run_sweep(
         for line in first_words_per_failure(&outcomes) {
             eprintln!("{label}: {line}");
         }
-        if let Some(note) = wait_note {
+        if let Some(note) = &wait_note {
             eprintln!("{label}: note: {note}");
         }
         let warnings: Vec<String> = counted_without_usage(&outcomes).into_iter().collect();
         for w in &warnings {
             eprintln!("{label}: warning: {w}");
         }
+        // Kept with the point's files too (results.json's warnings, summary.txt): what reads
+        // them later must not see the figures without what qualifies them.
+        let warnings: Vec<String> = warnings
+            .into_iter()
+            .chain(stopped.clone().filter(|_| !budget_stop))
+            .chain(wait_note.map(|n| format!("note: {n}")))
+            .collect();
         let point = PointId {
             concurrency: cap,
             request_rate: match plan {

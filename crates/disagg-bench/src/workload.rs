@@ -237,6 +237,7 @@ pub(crate) fn body(cfg: &BenchConfig, prompt: &Prompt, max_tokens: u32) -> Bytes
         max_tokens,
         min_tokens: cfg.ignore_eos.then_some(max_tokens),
         ignore_eos: cfg.ignore_eos.then_some(true),
+        temperature: cfg.temperature,
         stream: cfg.streaming,
         // Without it, streams carry no usage and token counts fall back to counting chunks.
         stream_options: cfg.streaming.then_some(StreamOptions {
@@ -268,6 +269,7 @@ fn generate_body(
             max_new_tokens: max_tokens,
             min_new_tokens: cfg.ignore_eos.then_some(max_tokens),
             ignore_eos: cfg.ignore_eos.then_some(true),
+            temperature: cfg.temperature,
         },
         stream: cfg.streaming,
     };
@@ -293,6 +295,8 @@ struct SamplingParams {
     min_new_tokens: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ignore_eos: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
 }
 
 /// Room for a body's keys and small values around the model name and the prompt.
@@ -312,6 +316,8 @@ struct Body<'a> {
     min_tokens: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ignore_eos: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
     stream: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     stream_options: Option<StreamOptions>,
@@ -422,11 +428,15 @@ mod tests {
             v,
             serde_json::json!({
                 "input_ids": [101, 102], "stream": true,
-                "sampling_params": {"max_new_tokens": 20, "min_new_tokens": 20, "ignore_eos": true}
+                "sampling_params": {
+                    "max_new_tokens": 20, "min_new_tokens": 20, "ignore_eos": true,
+                    "temperature": 0.0
+                }
             })
         );
         c.ignore_eos = false;
         c.streaming = false;
+        c.temperature = None;
         let v: serde_json::Value =
             serde_json::from_slice(&body(&c, &Prompt::Text("a b".into()), 3)).unwrap();
         assert_eq!(
@@ -444,7 +454,8 @@ mod tests {
             v,
             serde_json::json!({
                 "model": "m", "prompt": [101, 102], "max_tokens": 20, "min_tokens": 20,
-                "ignore_eos": true, "stream": true, "stream_options": {"include_usage": true}
+                "ignore_eos": true, "temperature": 0.0, "stream": true,
+                "stream_options": {"include_usage": true}
             })
         );
         let mut c = cfg();
@@ -454,9 +465,12 @@ mod tests {
         assert!(v.get("stream_options").is_none());
         assert_eq!(v["stream"], false);
         c.ignore_eos = false;
+        c.temperature = Some(0.7);
         let v: serde_json::Value =
             serde_json::from_slice(&body(&c, &Prompt::Tokens(vec![101]), 3)).unwrap();
         assert!(v.get("ignore_eos").is_none() && v.get("min_tokens").is_none());
+        assert_eq!(v["temperature"], 0.7);
+        c.temperature = None;
         let v: serde_json::Value =
             serde_json::from_slice(&body(&c, &Prompt::Text("a \"b\"\n".into()), 3)).unwrap();
         assert_eq!(

@@ -830,6 +830,13 @@ async fn bad_settings_are_config_errors() {
     let mut cfg = config("http://127.0.0.1:1");
     cfg.warmup = 100_000;
     refused(cfg, "a warm-up warms").await;
+    // Every request of a point is built before the first leaves, --duration or not.
+    let mut cfg = config("http://127.0.0.1:1");
+    cfg.num_prompts = Some(200_000_000);
+    refused(cfg, "at most 10000000 requests").await;
+    let mut cfg = config("http://127.0.0.1:1");
+    (cfg.num_prompts, cfg.isl) = (Some(1_000_000), 1024);
+    refused(cfg, "1000000 requests of up to 1024 prompt tokens a point").await;
     // https would fail every request as a transport error: refused up front, saying why.
     for (url, says) in [
         ("https://127.0.0.1:1", "https is not supported"),
@@ -911,6 +918,18 @@ async fn open_loop_charges_the_wait_for_a_concurrency_slot() {
         "{}",
         p.report.metrics.ttft.p99_ms
     );
+    // The files say so too, not only stderr: results.json's warnings and summary.txt.
+    assert!(
+        sweep.warnings().iter().any(|w| w.contains(
+            "note: TTFT and E2EL count from each request's scheduled time and include the wait"
+        )),
+        "{:?}",
+        sweep.warnings()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    sweep.write_outputs(dir.path()).unwrap();
+    let summary = std::fs::read_to_string(dir.path().join("summary.txt")).unwrap();
+    assert!(summary.contains("--max-concurrency 2 slots"), "{summary}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -934,6 +953,14 @@ async fn the_duration_limit_stops_sending() {
     );
     assert_eq!(p.report.metrics.failed, 0);
     assert_eq!(sweep.invalid_reason(), None);
+    assert!(
+        sweep
+            .warnings()
+            .iter()
+            .any(|w| w.contains("the duration limit stopped the point after ")),
+        "{:?}",
+        sweep.warnings()
+    );
 }
 
 /// The open loop under a concurrency cap: a request that waited for a slot past the limit is

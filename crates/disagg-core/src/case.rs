@@ -601,6 +601,10 @@ pub struct Benchmark {
     /// Ask for exactly `osl` tokens; shorter outputs are flagged.
     #[serde(default = "yes")]
     pub ignore_eos: bool,
+    /// Sampling temperature sent with every request: 0 (greedy) by default, as TensorRT-LLM's
+    /// benchmark_serving sends; `null` sends none (the server's default).
+    #[serde(default = "zero_temperature")]
+    pub temperature: Option<f64>,
     /// Open loop: one point per rate (requests/s; `.inf`, or `inf`, sends all at once). Needs
     /// `num_prompts`.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "rates")]
@@ -730,6 +734,10 @@ mod rates {
 
 fn one_f64() -> f64 {
     1.0
+}
+
+fn zero_temperature() -> Option<f64> {
+    Some(0.0)
 }
 
 fn default_concurrency() -> Vec<u32> {

@@ -578,6 +578,13 @@ fn check(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
             "1 is Poisson; lower is burstier, higher more evenly spaced (e.g. 1000)",
         );
     }
+    if let Some(t) = b.temperature.filter(|t| !(t.is_finite() && *t >= 0.0)) {
+        return err(
+            "benchmark.temperature",
+            format!("{t} is not a temperature"),
+            "0 or more (0 is greedy, the default), or `null` to send none",
+        );
+    }
     if !(0.0..=1.0).contains(&b.max_failure_rate) {
         return err(
             "benchmark.max_failure_rate",

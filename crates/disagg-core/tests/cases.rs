@@ -227,6 +227,17 @@ fn bad_cases_name_the_key_line_and_fix() {
             hint_has: "raise `num_prompts`",
         },
         Bad {
+            what: "a negative temperature",
+            text: edit(
+                "  streaming: true",
+                "  streaming: true\n  temperature: -0.5",
+            ),
+            key: "benchmark.temperature",
+            line: None,
+            message_has: "-0.5 is not a temperature",
+            hint_has: "`null` to send none",
+        },
+        Bad {
             what: "open and closed loop at once",
             text: edit(
                 "  streaming: true",

@@ -54,6 +54,11 @@ fn gen_0_dying_mid_stream_fails_a_local_run_within_5s_and_no_further_point_start
     let (code, took, stdout, stderr) = kill_and_wait(pid, run);
     let shown = format!("{stdout}\n{stderr}");
     assert_eq!(code, 1, "{shown}");
+    // The benchmark asks for greedy decoding, as TensorRT-LLM's benchmark_serving does, and the
+    // router carries it to the generation worker.
+    let sent = read(&dir.join("gen_server_0.requests.jsonl"));
+    let first: serde_json::Value = serde_json::from_str(sent.lines().next().unwrap()).unwrap();
+    assert_eq!(first["body"]["temperature"], 0.0, "{first}");
     assert!(
         took < Duration::from_secs(5),
         "exit {took:?} after the death\n{shown}"

@@ -370,6 +370,7 @@ pub fn bench_config(plan: &Plan, url: String) -> disagg_bench::BenchConfig {
         keep_going: b.keep_going,
         stall: client_stall(plan),
         ignore_eos: b.ignore_eos,
+        temperature: b.temperature,
         extra_urls: Vec::new(),
         request_rates: b.request_rate.clone().unwrap_or_default(),
         num_prompts: b.num_prompts,
