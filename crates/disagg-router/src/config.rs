@@ -152,11 +152,12 @@ pub struct RouterArgs {
     /// worker keeps using it. `/workers` shows it as `stalled`. 0s turns this off.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
     pub stall_timeout: Duration,
-    /// Consecutive requests that failed at a worker (a 5xx, a broken or unusable answer, one of
-    /// its deadlines; not a 4xx, which is the request's own fault) that eject it for
-    /// --ejection-cooldown, whatever its `/health` answers: a worker whose `/health` passes
-    /// while it hangs or fails its requests stops getting them. An answered request starts the
-    /// count again. 0: never.
+    /// Consecutive requests that failed at a worker (a 5xx, a broken or unusable answer, a
+    /// stream it cut under way, one of its deadlines; not a 4xx, which is the request's own
+    /// fault) that eject it for --ejection-cooldown, whatever its `/health` answers: a worker
+    /// whose `/health` passes while it hangs or fails its requests stops getting them. An
+    /// answered request starts the count again (a streamed one once relayed whole, when its
+    /// streams have been breaking). 0: never.
     #[arg(long, default_value_t = DEFAULT_REQUEST_FAILURES)]
     pub request_failures: u32,
     /// How long a worker ejected by --request-failures stays out; then a passing `/health` probe

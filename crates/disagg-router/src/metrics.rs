@@ -128,7 +128,13 @@ pub(crate) fn render(state: &Inner) -> String {
         "ejections",
         "Workers taken out of rotation by failures.",
         &groups,
-        |g| g.ejections.load(Ordering::Relaxed),
+        |g| {
+            g.ejections.load(Ordering::Relaxed)
+                + g.workers
+                    .iter()
+                    .map(|w| w.cut_ejections.load(Ordering::Relaxed))
+                    .sum::<u64>()
+        },
     );
     counter(
         &mut out,

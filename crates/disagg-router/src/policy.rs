@@ -63,6 +63,11 @@ impl WorkerGroup {
     /// their probes say; `after` 0: never.
     pub fn breaker(mut self, after: u32, cooldown: Duration) -> Self {
         self.breaker = (after > 0).then_some((after, cooldown));
+        if after > 0 {
+            for w in &self.workers {
+                w.set_breaker(after, cooldown);
+            }
+        }
         self
     }
 

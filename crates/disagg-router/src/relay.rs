@@ -326,6 +326,14 @@ impl Relay {
         }
         if let Some(l) = self._leases.iter().find(|l| l.url() == self.worker) {
             l.worker.record_error(&why);
+            if l.worker.stream_cut() == crate::worker::Transition::Ejected {
+                tracing::warn!(
+                    "{} worker {} ejected after its streams broke under way, in a row, whatever \
+                     its /health says: {why}",
+                    Leg::Generation,
+                    self.worker
+                );
+            }
         }
     }
 }
@@ -368,6 +376,9 @@ impl Stream for Relay {
         match this.rest.poll_next_unpin(cx) {
             Poll::Ready(None) => {
                 this.ended = true;
+                if let Some(w) = &this.gen_worker {
+                    w.stream_completed();
+                }
                 // The answer is complete; a prefill leg still answering is let finish rather
                 // than cut off (that would only cost it its keep-alive connection).
                 if let Some(companion) = this.companion.take() {

@@ -48,6 +48,13 @@ pub(crate) struct Worker {
     /// New requests pass it over as stalled (see [`crate::policy::WorkerGroup::is_stalled`]);
     /// kept so that the change is said once each way.
     passed_over: AtomicBool,
+    /// Its group's breaker (failed requests in a row that eject it, and for how long), for
+    /// what fails after the request was answered: a stream cut under way.
+    breaker: OnceLock<(u32, Duration)>,
+    /// Streams it cut under way in a row, since the last it relayed to its end.
+    cuts_in_a_row: AtomicU32,
+    /// Ejections for cut streams (counted with its group's ejections).
+    pub(crate) cut_ejections: AtomicU64,
 }
 
 /// What a context worker's `/version` said about `disagg_request_id` (TensorRT-LLM dialect,
@@ -113,7 +120,37 @@ impl Worker {
             last_error: Mutex::new(None),
             last_progress_ms: AtomicU64::new(now_ms()),
             passed_over: AtomicBool::new(false),
+            breaker: OnceLock::new(),
+            cuts_in_a_row: AtomicU32::new(0),
+            cut_ejections: AtomicU64::new(0),
         }
+    }
+
+    /// Its group's breaker, for [`Self::stream_cut`].
+    pub fn set_breaker(&self, after: u32, cooldown: Duration) {
+        let _ = self.breaker.set((after, cooldown));
+    }
+
+    /// A stream it gave was relayed to its end: cut streams no longer run in a row.
+    pub fn stream_completed(&self) {
+        if self.cuts_in_a_row.load(Ordering::Relaxed) != 0 {
+            self.cuts_in_a_row.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// A stream it gave broke under way, after its first byte had counted as an answer: a
+    /// failed request all the same, and those in a row (answered, then cut, each) eject it as
+    /// other failed requests do. `Ejected` when this one did.
+    pub fn stream_cut(&self) -> Transition {
+        self.cuts_in_a_row.fetch_add(1, Ordering::Relaxed);
+        let Some(&(after, cooldown)) = self.breaker.get() else {
+            return Transition::None;
+        };
+        let t = self.record_request_failure(after, cooldown);
+        if t == Transition::Ejected {
+            self.cut_ejections.fetch_add(1, Ordering::Relaxed);
+        }
+        t
     }
 
     /// Records whether new requests pass this worker over as stalled; true when that changed.
@@ -230,9 +267,12 @@ impl Worker {
         self.request_failures.load(Ordering::Relaxed)
     }
 
-    /// A request it answered: the count of failed ones starts again.
+    /// A request it answered: the count of failed ones starts again, unless its streams have
+    /// been cut under way since it last relayed one whole (a first byte is no answer then).
     pub fn answered(&self) {
-        if self.request_failures.load(Ordering::Relaxed) != 0 {
+        if self.cuts_in_a_row.load(Ordering::Relaxed) == 0
+            && self.request_failures.load(Ordering::Relaxed) != 0
+        {
             self.request_failures.store(0, Ordering::Relaxed);
         }
     }

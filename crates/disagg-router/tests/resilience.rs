@@ -250,6 +250,37 @@ async fn a_worker_failing_every_request_is_ejected_however_its_health_answers() 
     );
 }
 
+/// A generation worker whose every stream breaks under way, after its first byte (which counts
+/// as an answer), fails its requests all the same: `--request-failures` of them in a row eject
+/// it, and the requests after go to the other worker, whole.
+#[tokio::test]
+async fn a_worker_cutting_every_stream_under_way_is_ejected() {
+    let ctx = fake("ctx").start().await;
+    let cutting = fake("cutting").generation(Gen::CutStream).start().await;
+    let good = fake("good").start().await;
+    let mut cfg = config(&[&ctx], &[&cutting, &good]);
+    cfg.request_failures = 2;
+    cfg.ejection_cooldown = Duration::from_secs(60);
+    let url = router(cfg).await;
+    let mut cut = 0;
+    for _ in 0..8 {
+        let resp = post(&url, &completion(true)).await;
+        assert_eq!(resp.status(), 200);
+        if resp.bytes().await.is_err() {
+            cut += 1;
+        }
+    }
+    assert_eq!(cut, 2, "ejected after two cut streams");
+    assert_eq!(cutting.bodies().len(), 2);
+    let state = worker_state(&url, "decode", &cutting.url).await;
+    assert_eq!(state["state"], "ejected", "{state}");
+    let metrics = metrics_text(&url).await;
+    assert!(
+        metrics.contains("disagg_router_ejections_total{leg=\"generation\"} 1"),
+        "{metrics}"
+    );
+}
+
 /// Every generation worker ejected for failing its requests, each still answering its own
 /// `/health`: the router's `/health` says 503, as its requests get, not "ok".
 #[tokio::test]

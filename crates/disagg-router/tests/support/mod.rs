@@ -68,6 +68,8 @@ pub enum Gen {
     Crash,
     /// Never answers.
     Hang,
+    /// Streams chunk 1, then, 50 ms later, its body fails (the connection is cut under way).
+    CutStream,
     /// Never answers; `dropped` fires when the router hangs up.
     HangSignal(Dropped),
     /// Streams chunk 1, then waits for `release` before the rest. `dropped` fires when the
@@ -400,6 +402,16 @@ async fn infer(
         // connection unanswered.
         Gen::Crash => std::panic::resume_unwind(Box::new("the fake worker crashed")),
         Gen::Hang => std::future::pending().await,
+        Gen::CutStream => {
+            let first =
+                futures_util::stream::once(async { Ok::<_, std::io::Error>(Bytes::from(CHUNK_1)) });
+            // Once the first chunk is on its way to the client: a cut under way.
+            let broken = futures_util::stream::once(async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Err::<Bytes, _>(std::io::Error::other("the fake worker broke its stream"))
+            });
+            sse(Body::from_stream(first.chain(broken)))
+        }
         Gen::HangSignal(dropped) => {
             let _guard = DropSignal(dropped.lock().unwrap().take());
             std::future::pending().await
