@@ -873,9 +873,13 @@ fn root_cause(
     }
     // A hung role upstream explains the failure too: the router ejected it (503s), or
     // requests to it timed out, before it had been silent for `timeouts.unresponsive`.
+    // The roles found hung rather than failing: a run whose root cause is one is a timeout,
+    // however it was found (as when its silence or its stall is seen first).
+    let mut hung: Vec<RoleName> = Vec::new();
     if !role.is_worker() {
         for s in liveness.silent(SUSPECT_AFTER) {
             if rank(s.role) < rank(role) && !failures.iter().any(|(r, _)| *r == s.role) {
+                hung.push(s.role);
                 failures.push((s.role, s.reason));
             }
         }
@@ -886,12 +890,21 @@ fn root_cause(
     // status.json released them, would find workers leaving, so only BENCHMARK's probes count.
     if role == RoleName::Benchmark && failures.len() == 1 {
         if stuck::has_own_router(plan) {
-            failures.extend(stuck::suspects(plan));
-        } else if let Some(found) = replica::suspect(plan) {
+            for (r, why, only_hung) in stuck::suspects_hung(plan) {
+                if only_hung {
+                    hung.push(r);
+                }
+                failures.push((r, why));
+            }
+        } else if let Some((r, why, only_hung)) = replica::suspect(plan) {
             // Several routers not ours: every failed request went through one of them.
-            failures.push(found);
+            if only_hung {
+                hung.push(r);
+            }
+            failures.push((r, why));
         } else {
             let kept = probe::kept(plan);
+            hung.extend(kept.as_ref().map(probe::hung).unwrap_or_default());
             let found = kept.as_ref().map(probe::suspects);
             match (found, kept) {
                 (Some(found), _) if !found.is_empty() => failures.extend(found),
@@ -926,7 +939,7 @@ fn root_cause(
             reason = format!("{reason}; then {echo}");
         }
     }
-    fail(Some(root), reason, false)
+    fail(Some(root), reason, hung.contains(&root))
 }
 
 /// The failures found, root cause first: upstream roles before downstream ones, and a lost node

@@ -976,6 +976,13 @@ fn assert_probed_worker_is_the_root_cause(r: &Ran, dir: &Path, what: &str, says:
     );
     let outcome = json(&dir.join("outcome.json"));
     assert_eq!(outcome["result"]["role"], "GEN_0", "{what}: {outcome}");
+    // A worker that gave no answer hung: the run timed out there, however it was found (at
+    // the benchmark deadline, by a stall, by the benchmark's failure); one that erred did not.
+    assert_eq!(
+        outcome["result"]["timeout"],
+        says.contains("got no answer"),
+        "{what}: {outcome}"
+    );
     let role = |name: &str| {
         outcome["roles"]
             .as_array()
@@ -1214,6 +1221,11 @@ fn with_a_router_not_ours_that_holds_the_requests_the_router_is_named() {
             )
             && reason.contains("; then concurrency 2: 2 of 2 requests failed"),
         "{reason}"
+    );
+    assert_eq!(
+        json(&dir.join("outcome.json"))["result"]["timeout"],
+        true,
+        "a router holding the requests is a hang"
     );
     let probes = json(&dir.join("rendezvous/probes.json"));
     assert_eq!(probes["routers"][0]["answer"], "none", "{probes}");

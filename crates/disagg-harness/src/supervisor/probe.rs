@@ -181,6 +181,17 @@ pub(super) fn suspects(probes: &Probes) -> Vec<(RoleName, String)> {
         .collect()
 }
 
+/// The workers and routers whose probe got no answer at all: hung, where the others failed.
+pub(super) fn hung(probes: &Probes) -> Vec<RoleName> {
+    probes
+        .workers
+        .iter()
+        .chain(&probes.routers)
+        .filter(|p| matches!(p.answer, Answer::None { .. }))
+        .map(|p| p.role)
+        .collect()
+}
+
 /// What the probes that found nothing asked: "each worker answered a 1-token request sent to
 /// it directly", and ", and the router one sent through it" when it did too.
 pub(super) fn cleared(probes: &Probes) -> String {

@@ -23,8 +23,9 @@ struct Tally {
     failed: BTreeMap<String, u64>,
 }
 
-/// The replica every failed request went through, with its account, when there is one such.
-pub(super) fn suspect(plan: &Plan) -> Option<(RoleName, String)> {
+/// The replica every failed request went through, with its account, when there is one such,
+/// and whether its requests only waited out a limit (hung, where others failed).
+pub(super) fn suspect(plan: &Plan) -> Option<(RoleName, String, bool)> {
     let replicas = plan.routers().count();
     if replicas < 2 {
         return None;
@@ -55,6 +56,10 @@ pub(super) fn suspect(plan: &Plan) -> Option<(RoleName, String)> {
         return None;
     }
     let role = RoleName::DisaggServer(Some(index as u32));
+    let hung = bad
+        .failed
+        .keys()
+        .all(|k| matches!(k.as_str(), "timeout" | "stalled" | "http_504"));
     let failed: u64 = bad.failed.values().sum();
     let kinds: Vec<String> = bad
         .failed
@@ -70,6 +75,7 @@ pub(super) fn suspect(plan: &Plan) -> Option<(RoleName, String)> {
             bad.sent,
             kinds.join(", ")
         ),
+        hung,
     ))
 }
 
@@ -100,13 +106,21 @@ mod tests {
             line(1, Some("timeout")),
             line(2, None),
         ]);
-        let (role, why) = suspect(&plan).expect("replica 1");
+        let (role, why, hung) = suspect(&plan).expect("replica 1");
         assert_eq!(role, RoleName::DisaggServer(Some(1)));
+        assert!(hung, "its requests only timed out");
         assert!(
             why.contains("failed 2 of the 2 request(s) sent through it (timeout: 2)")
                 && why.contains("the 4 sent through the other replicas all succeeded"),
             "{why}"
         );
+        // A replica that answered errors failed, it did not hang.
+        write(vec![
+            line(0, None),
+            line(1, Some("http_500")),
+            line(2, None),
+        ]);
+        assert!(!suspect(&plan).expect("replica 1").2);
         // Failures through two replicas: no one replica to blame.
         write(vec![
             line(0, Some("timeout")),

@@ -92,6 +92,14 @@ fn own_routers(plan: &Plan) -> Vec<(RoleName, String)> {
 /// The workers our routers saw fail or hang requests, each with its account, the worst first.
 /// Empty when the routers saw nothing wrong, or none could be asked.
 pub(super) fn suspects(plan: &Plan) -> Vec<(RoleName, String)> {
+    suspects_hung(plan)
+        .into_iter()
+        .map(|(r, why, _)| (r, why))
+        .collect()
+}
+
+/// [`suspects`], each also saying whether it only hung its requests (none failed there).
+pub(super) fn suspects_hung(plan: &Plan) -> Vec<(RoleName, String, bool)> {
     let path = disagg_core::plan::rendezvous_dir(&plan.run_dir).join(CENSUS_FILE);
     let censuses = match rendezvous::read::<Census>(&path, &plan.run_id) {
         Some(c) => c.routers,
@@ -104,7 +112,9 @@ pub(super) fn suspects(plan: &Plan) -> Vec<(RoleName, String)> {
         .map(|(role, s)| (s.errors, s.stalled, role, account(role, &s)))
         .collect();
     out.sort_by_key(|s| std::cmp::Reverse((s.0, s.1)));
-    out.into_iter().map(|(_, _, r, why)| (r, why)).collect()
+    out.into_iter()
+        .map(|(errors, _, r, why)| (r, why, errors == 0))
+        .collect()
 }
 
 /// How often [`StallWatch`] reads the routers' census.
