@@ -149,7 +149,9 @@ impl Finished {
 
     /// The streamed answer: one chunk with the whole answer, then `[DONE]`. The chunk's choice
     /// is the whole one (its `logprobs`, `stop_reason`, ... kept), a chat message becoming the
-    /// chunk's `delta`.
+    /// chunk's `delta`. Usage, when asked for, comes in a chunk of its own before `[DONE]`, with
+    /// no choices, as the engines' streams give it (benchmark clients of vLLM and TensorRT-LLM
+    /// read usage only from a chunk without choices).
     pub fn sse(&self, req: &ClientRequest) -> Bytes {
         let mut out_choice = self.choice.clone();
         out_choice.insert("index".into(), Value::from(0));
@@ -172,24 +174,28 @@ impl Finished {
                 "chat.completion.chunk"
             }
         };
-        let mut chunk = Map::new();
+        let mut head = Map::new();
         for key in ["id", "created", "model"] {
             if let Some(Ok(v)) = self.resp.parse_field::<Value>(key) {
-                chunk.insert(key.into(), v);
+                head.insert(key.into(), v);
             }
         }
-        chunk.insert("object".into(), Value::from(object));
+        head.insert("object".into(), Value::from(object));
+        let mut chunk = head.clone();
         chunk.insert(
             "choices".into(),
             Value::Array(vec![Value::Object(out_choice)]),
         );
-        // Usage rides on the last chunk only when asked for, as OpenAI streams do.
+        let mut out = sse::frame(&to_vec(&chunk)).to_vec();
+        // Usage only when asked for, as OpenAI streams give it.
         if req.include_usage() {
             if let Some(Ok(usage)) = self.resp.parse_field::<Value>("usage") {
-                chunk.insert("usage".into(), usage);
+                let mut last = head;
+                last.insert("choices".into(), Value::Array(Vec::new()));
+                last.insert("usage".into(), usage);
+                out.extend_from_slice(&sse::frame(&to_vec(&last)));
             }
         }
-        let mut out = sse::frame(&to_vec(&chunk)).to_vec();
         out.extend_from_slice(sse::DONE_FRAME);
         Bytes::from(out)
     }

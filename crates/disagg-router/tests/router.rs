@@ -339,15 +339,18 @@ async fn early_finish_skips_generation() {
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     let text = resp.text().await.unwrap();
     let frames: Vec<&str> = text.split_terminator("\n\n").collect();
-    assert_eq!(frames.len(), 2, "{text}");
-    assert_eq!(frames[1], "data: [DONE]");
+    assert_eq!(frames.len(), 3, "{text}");
+    assert_eq!(frames[2], "data: [DONE]");
     let chunk: Value = serde_json::from_str(frames[0].strip_prefix("data: ").unwrap()).unwrap();
     assert_eq!(chunk["choices"][0]["text"], "Hi");
     assert_eq!(chunk["choices"][0]["finish_reason"], "stop");
-    assert_eq!(
-        chunk["usage"]["completion_tokens"], 1,
-        "include_usage was asked for"
-    );
+    assert!(chunk.get("usage").is_none(), "{chunk}");
+    // Usage, asked for, in a chunk of its own with no choices, as the engines stream it (the
+    // benchmark clients of vLLM and TensorRT-LLM read it only there).
+    let usage: Value = serde_json::from_str(frames[1].strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(usage["choices"], json!([]), "{usage}");
+    assert_eq!(usage["usage"]["completion_tokens"], 1, "{usage}");
+    assert_eq!(usage["id"], chunk["id"], "{usage}");
 
     assert!(generation.bodies().is_empty(), "no generation leg");
 }
