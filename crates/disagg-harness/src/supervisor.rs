@@ -91,12 +91,18 @@ pub fn supervise(plan: &Plan, exec: &mut dyn Executor, interrupted: &AtomicBool)
     }
     teardown(&mut procs, exec, plan.deadlines.grace);
     Outcome {
-        roles: procs
+        // Every role of the plan, launched or not (a failed setup launches none): the reports
+        // say which never started, as a Slurm job's do.
+        roles: plan
+            .roles
             .iter()
-            .map(|p| RoleOutcome {
-                role: p.plan.role,
-                log: p.plan.log.clone(),
-                failure: p.failure.clone(),
+            .map(|r| RoleOutcome {
+                role: r.role,
+                log: r.log.clone(),
+                failure: procs
+                    .iter()
+                    .find(|p| p.plan.role == r.role)
+                    .and_then(|p| p.failure.clone()),
             })
             .collect(),
         result,

@@ -595,7 +595,7 @@ fn setup_runs_once_into_install_log_and_its_failure_fails_the_run() {
         xml.contains("Unable to locate package"),
         "the failure quotes install.log:\n{xml}"
     );
-    // No role was launched: none "stayed up".
+    // No role was launched: none "stayed up"; each says it never started, as under Slurm.
     let cases = junit_cases(&dir.join("results.xml"));
     assert!(
         !cases
@@ -603,6 +603,18 @@ fn setup_runs_once_into_install_log_and_its_failure_fails_the_run() {
             .any(|c| c.0.ends_with(" stayed up") && c.1.is_none() && !c.3),
         "{cases:?}"
     );
+    for role in ["CTX_0", "GEN_0", "DISAGG_SERVER", "BENCHMARK"] {
+        let case = cases
+            .iter()
+            .find(|c| c.0 == format!("{role} stayed up"))
+            .unwrap_or_else(|| panic!("{role}: {cases:?}"));
+        assert!(case.3, "skipped: {case:?}");
+        assert!(
+            xml.contains(&format!("{role} never started: ")),
+            "{role}: {xml}"
+        );
+    }
+    assert!(xml.contains("type=\"NOT_STARTED\""), "{xml}");
 }
 
 #[test]
