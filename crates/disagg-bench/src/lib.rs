@@ -439,6 +439,12 @@ pub fn check_inputs(cfg: &BenchConfig) -> Result<(), BenchError> {
     workload::Workload::new(cfg).map(drop)
 }
 
+/// The checks of `cfg`'s settings a sweep makes before it builds or sends anything (lengths,
+/// counts, bounds, this process's open-files limit): a load no machine can serve, refused.
+pub fn check_settings(cfg: &BenchConfig) -> Result<(), BenchError> {
+    cfg.validate()
+}
+
 /// Sends one small generation; it must succeed and produce tokens.
 pub async fn canary(cfg: &BenchConfig) -> Result<(), BenchError> {
     canary::canary(cfg).await

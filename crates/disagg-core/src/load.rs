@@ -1233,11 +1233,74 @@ fn check_engine_args(case: &Case, text: &str, path: &Path) -> Result<(), CaseErr
                         }
                     }
                 }
+                // TensorRT-LLM's Mapping: the MoE layers split tp into moe_tp × ep (× the MoE
+                // cluster size, in later releases), and it refuses at start any other split.
+                if p.ep > 1 && p.tp % p.ep != 0 {
+                    return Err(CaseError::new(
+                        path,
+                        format!("{group}.parallel.ep"),
+                        format!(
+                            "ep {} does not split tp {}: TensorRT-LLM refuses it at start \
+                             (\"tp_size must equal to moe_tp_size * moe_ep_size\")",
+                            p.ep, p.tp
+                        ),
+                    )
+                    .at_line(line_of(text, &format!("{group}.parallel")))
+                    .hint("make ep a divisor of tp (with attention DP, ep = tp is usual)"));
+                }
             }
             _ => {}
         }
     }
+    if case.engine == Engine::Trtllm {
+        check_trtllm_backends(case, text, path)?;
+    }
     Ok(())
+}
+
+/// The KV transfer backend each TensorRT-LLM group runs (its `cache_transceiver_config.backend`,
+/// else `hardware.cache_transceiver`, else UCX, TensorRT-LLM's default): context and generation
+/// servers on two backends cannot hand KV over, which shows only at the first request.
+fn check_trtllm_backends(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
+    let hardware = match case.hardware.cache_transceiver.unwrap_or_default() {
+        crate::case::CacheTransceiver::Ucx => "UCX",
+        crate::case::CacheTransceiver::Nixl => "NIXL",
+    };
+    let backend = |args: &EngineArgs| -> (String, bool) {
+        let own = match args {
+            EngineArgs::Options(m) => m
+                .get("cache_transceiver_config")
+                .and_then(|c| c.get("backend"))
+                .and_then(|b| b.as_str())
+                .map(str::to_ascii_uppercase),
+            _ => None,
+        };
+        match own {
+            // DEFAULT is UCX unless the environment picks another.
+            Some(b) if b == "DEFAULT" => ("UCX".into(), true),
+            Some(b) => (b, true),
+            None => (hardware.to_string(), false),
+        }
+    };
+    let ((ctx, ctx_own), (gen_, gen_own)) = (
+        backend(&case.ctx.engine_args),
+        backend(&case.generation.engine_args),
+    );
+    if ctx == gen_ {
+        return Ok(());
+    }
+    let group = if gen_own || !ctx_own { "gen" } else { "ctx" };
+    let key = format!("{group}.engine_args.cache_transceiver_config.backend");
+    Err(CaseError::new(
+        path,
+        key.clone(),
+        format!(
+            "the context servers transfer KV over {ctx} and the generation servers over {gen_}: \
+             they cannot hand KV over"
+        ),
+    )
+    .at_line(line_of(text, &key))
+    .hint("set the backend once, in `hardware.cache_transceiver`, or the same in both groups"))
 }
 
 /// What the dialect needs of the engine: SGLang's decode pulls KV through the prefill's

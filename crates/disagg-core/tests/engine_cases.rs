@@ -100,6 +100,20 @@ fn bad_engine_and_router_settings_name_the_key_and_fix() {
             "once",
         ),
         (
+            "trtllm expert parallelism that does not split tp",
+            case("trtllm", "{}", "").replace("parallel: {tp: 2}", "parallel: {tp: 2, ep: 4}"),
+            "ctx.parallel.ep",
+            "ep 4 does not split tp 2",
+            "divisor of tp",
+        ),
+        (
+            "trtllm groups on two KV transfer backends",
+            case("trtllm", "{cache_transceiver_config: {backend: NIXL}}", ""),
+            "ctx.engine_args.cache_transceiver_config.backend",
+            "context servers transfer KV over NIXL and the generation servers over UCX",
+            "hardware.cache_transceiver",
+        ),
+        (
             "trtllm context parallelism contradicting parallel",
             case("trtllm", "{context_parallel_size: 2}", ""),
             "ctx.engine_args.context_parallel_size",

@@ -146,13 +146,33 @@ fn a_generation_only_benchmark() {
 #[test]
 fn what_cannot_be_read_is_an_error_naming_the_key() {
     let err = convert(
-        "metadata: {model_name: m}\nbenchmark: {input_length: 8}\n",
+        "metadata: {model_name: m}\nbenchmark: {input_length: 8}\n\
+         worker_config: {ctx: {tensor_parallel_size: 1}, gen: {tensor_parallel_size: 1}}\n",
         "x",
     )
     .unwrap_err();
     assert!(err.to_string().contains("benchmark.output_length"), "{err}");
     let err = convert("- a list", "x").unwrap_err();
     assert!(err.to_string().contains("not a mapping"), "{err}");
+}
+
+/// A mistyped or empty worker group is an error: imported as nothing, the servers would run
+/// as one GPU each with no options, and the case would validate.
+#[test]
+fn a_mistyped_or_empty_worker_group_is_an_error() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/import/trtllm/b200_ctx1_dep4_gen1_dep8.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.matches("\n  gen:").count(), 1);
+    let typo = text.replace("\n  gen:", "\n  gne:");
+    let err = convert(&typo, "x").unwrap_err().to_string();
+    assert!(
+        err.contains("worker_config.gne") && err.contains("holds `ctx` and `gen`"),
+        "{err}"
+    );
+    let empty = text.replace("\n  gen:", "\n  gen: null\n  gen_x:");
+    let err = convert(&empty, "x").unwrap_err().to_string();
+    assert!(err.contains("worker_config.gen"), "{err}");
 }
 
 /// The multinode sample with its benchmark section edited.

@@ -156,7 +156,10 @@ fn check_each(paths: &[PathBuf], skip_perf: bool) -> (Vec<Ready>, bool) {
         let of = point
             .as_ref()
             .map_or_else(String::new, |p| format!("sweep point {}: ", p.index + 1));
-        match check_engine_args(&case).map(|()| case) {
+        match check_engine_args(&case)
+            .and_then(|()| check_bench_settings(&case))
+            .map(|()| case)
+        {
             Ok(case) => {
                 if let Err(e) = check_bench_inputs(&case, &mut inputs_read) {
                     say_err!("error: {of}{e}");
@@ -266,6 +269,28 @@ fn check_bench_inputs(
     Err(disagg_core::CaseError::new(&case.path, key, e.to_string())
         .at_line(disagg_core::locate::line_of(&text, key))
         .hint(hint))
+}
+
+/// The benchmark's own checks of its settings, made here as BENCHMARK would make them once
+/// every worker is up (on GPUs, up to an hour later): a load it would refuse is a case error.
+fn check_bench_settings(case: &LoadedCase) -> Result<(), disagg_core::CaseError> {
+    let plan = disagg_core::plan::build(case, "validate", Path::new("."), Path::new("disagg"));
+    let cfg = crate::role::bench_config(&plan, "http://127.0.0.1:1".into());
+    let Err(e) = disagg_bench::check_settings(&cfg) else {
+        return Ok(());
+    };
+    let why = e.to_string();
+    let why = why.strip_prefix("bad settings: ").unwrap_or(&why);
+    let text = std::fs::read_to_string(&case.path).unwrap_or_default();
+    Err(disagg_core::CaseError::new(
+        &case.path,
+        "benchmark",
+        format!("the benchmark would refuse these settings: {why}"),
+    )
+    .at_line(disagg_core::locate::line_of(&text, "benchmark"))
+    .hint(
+        "the checks `disagg bench` makes before it sends anything; see docs/case.md, `benchmark`",
+    ))
 }
 
 /// A baseline that cannot be used, as a case error: the case file, its `perf.baseline` line

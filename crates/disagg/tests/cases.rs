@@ -82,6 +82,48 @@ fn bad_cases_exit_2_and_create_no_folder() {
     }
 }
 
+/// Settings the benchmark itself refuses (it checks them before it builds or sends anything)
+/// are case errors for `validate` and `run`, before any worker starts: found by BENCHMARK, they
+/// cost a whole start-up (on GPUs, up to an hour) and read as a failed test (exit 1).
+#[test]
+fn settings_the_benchmark_would_refuse_are_case_errors() {
+    let good = CaseSpec::default().yaml();
+    for (what, text, says) in [
+        (
+            "a zero duration limit",
+            good.replace("  osl: 8", "  osl: 8\n  duration: 0s"),
+            "the duration limit must be positive",
+        ),
+        (
+            "a point too large to build",
+            good.replace("  osl: 8", "  osl: 8\n  num_prompts: 100000000"),
+            "at most 10000000 requests",
+        ),
+    ] {
+        let ws = TempDir::new("bad-bench");
+        let case = ws.path().join("case.yaml");
+        std::fs::write(&case, &text).unwrap();
+        let workspace = ws.path().join("ws");
+        for cmd in ["validate", "run"] {
+            let mut args = vec![cmd, case.to_str().unwrap()];
+            if cmd == "run" {
+                args.extend(["--workspace", workspace.to_str().unwrap()]);
+            }
+            let r = disagg(&args, &[]);
+            assert_eq!(r.code(), 2, "{what} / {cmd}: {}", r.show());
+            let err = r.stderr();
+            assert!(
+                err.contains(case.to_str().unwrap())
+                    && err.contains("key `benchmark`")
+                    && err.contains("the benchmark would refuse these settings: ")
+                    && err.contains(says),
+                "{what} / {cmd}: {err}"
+            );
+            assert!(!workspace.exists(), "{what}: a folder was created");
+        }
+    }
+}
+
 #[test]
 fn one_bad_case_among_good_ones_launches_nothing() {
     let ws = TempDir::new("mixed");

@@ -116,6 +116,30 @@ pub fn convert_with(text: &str, name: &str, opts: &Options<'_>) -> Result<Import
         }
     }
 
+    // A mistyped or empty group would import as a one-GPU server with no options, and pass.
+    for (k, _) in &workers {
+        let k = k.as_str().unwrap_or("?");
+        if !["ctx", "gen"].contains(&k) {
+            return Err(shape(
+                &format!("worker_config.{k}"),
+                "is not a worker group: `worker_config` holds `ctx` and `gen`",
+            ));
+        }
+    }
+    let ctx_servers = root
+        .get("hardware")
+        .and_then(|h| h.get("num_ctx_servers"))
+        .and_then(Value::as_u64);
+    for k in ["ctx", "gen"] {
+        let empty = matches!(workers.get(k), None | Some(Value::Null));
+        if empty && !(k == "ctx" && ctx_servers == Some(0)) {
+            return Err(shape(
+                &format!("worker_config.{k}"),
+                "is missing or empty: the servers' trtllm-serve options (their parallelism \
+                 among them) would be lost",
+            ));
+        }
+    }
     let mut src = Src {
         ctx_cfg: worker(&workers, "ctx")?,
         gen_cfg: worker(&workers, "gen")?,
