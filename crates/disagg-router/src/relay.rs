@@ -53,7 +53,7 @@ pub(crate) async fn open(
         Some(Err(e)) => return Err(upstream::body_error(t, &e)),
     };
     if let Some(b) = first.as_ref().filter(|_| status.is_success()) {
-        if !plausible(b) {
+        if !plausible_as(b, content_type.as_ref()) {
             return Err(ProxyError::BadResponse {
                 leg: t.leg,
                 worker: t.worker.to_string(),
@@ -83,6 +83,24 @@ fn plausible(first: &[u8]) -> bool {
         // The chunk is all whitespace: what follows decides, and is relayed as it comes.
         None => true,
         Some(b) => matches!(b, b'{' | b'[' | b'"' | b':' | b'd' | b'e' | b'i' | b'r'),
+    }
+}
+
+/// [`plausible`], held to what the answer says it is: JSON's first bytes under
+/// `application/json`, an event stream's under `text/event-stream` (so `invalid ...` labelled
+/// JSON is garbage, not the start of an SSE `id:` field).
+fn plausible_as(first: &[u8], content_type: Option<&HeaderValue>) -> bool {
+    let kind = content_type
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let head = first.iter().find(|b| !b.is_ascii_whitespace());
+    if kind.starts_with("application/json") {
+        head.is_none_or(|b| matches!(b, b'{' | b'[' | b'"'))
+    } else if kind.starts_with("text/event-stream") {
+        head.is_none_or(|b| matches!(b, b':' | b'd' | b'e' | b'i' | b'r'))
+    } else {
+        plausible(first)
     }
 }
 
@@ -428,6 +446,17 @@ mod tests {
             b"Internal error",
         ] {
             assert!(!super::plausible(bad), "{bad:?}");
+        }
+        // Held to the content type it states.
+        let json = axum::http::HeaderValue::from_static("application/json");
+        let sse = axum::http::HeaderValue::from_static("text/event-stream; charset=utf-8");
+        assert!(super::plausible_as(b"{\"id\":1}", Some(&json)));
+        assert!(!super::plausible_as(b"invalid garbage here", Some(&json)));
+        assert!(super::plausible_as(b"data: {}\n\n", Some(&sse)));
+        assert!(!super::plausible_as(b"{}", Some(&sse)));
+        assert!(super::plausible_as(b"invalid: x", None));
+        for ok in [&b"data: {}"[..], b"{}"] {
+            assert!(super::plausible_as(ok, None), "{ok:?}");
         }
     }
 }
