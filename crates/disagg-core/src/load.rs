@@ -317,9 +317,19 @@ fn describe(path: &Path, mut key: String, raw: &str, line: Option<usize>, text: 
             "env values are strings, numbers or booleans (a number is set as its value: quote one whose spelling matters, such as '0x10'); `setup` is a command string or a list of arguments",
         );
     }
-    if let Some(rest) = msg.strip_prefix("duplicate field `") {
+    // At the top level `duplicate field `k``; in a nested mapping `parent: duplicate field `k``.
+    let duplicate = msg
+        .strip_prefix("duplicate field `")
+        .map(|rest| ("", rest))
+        .or_else(|| msg.split_once(": duplicate field `"));
+    if let Some((parent, rest)) = duplicate {
         // Said at the second time the key is written, which is the one to remove.
         let field = rest.split('`').next().unwrap_or(rest);
+        let full = if parent.is_empty() {
+            field.to_string()
+        } else {
+            format!("{parent}.{field}")
+        };
         let again = text
             .lines()
             .enumerate()
@@ -332,7 +342,7 @@ fn describe(path: &Path, mut key: String, raw: &str, line: Option<usize>, text: 
             .nth(1);
         return CaseError::new(
             path,
-            field,
+            full,
             format!("`{field}` is given twice; a key may appear once in its mapping"),
         )
         .at_line(again.or(line))
@@ -796,6 +806,7 @@ fn check(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
     check_dialect_needs(case, text, path)?;
     check_addresses(case, text, path)?;
     check_slurm(case, text, path)?;
+    check_setup(case, text, path)?;
     check_fill_gate(case, text, path)?;
     // Last: it reads the dialect, which check_router has vetted.
     crate::fit::check(case, text, path)
@@ -1333,6 +1344,24 @@ fn check_dialect_needs(case: &Case, text: &str, path: &Path) -> Result<(), CaseE
         );
     }
     Ok(())
+}
+
+/// `setup`: a command to run, not an empty one (which fails the run once it starts, as a
+/// failed test rather than a bad case, after a Slurm allocation).
+fn check_setup(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
+    let empty = match &case.setup {
+        Some(crate::case::Setup::Shell(s)) => s.trim().is_empty(),
+        Some(crate::case::Setup::Argv(a)) => a.first().is_none_or(|p| p.trim().is_empty()),
+        None => false,
+    };
+    if !empty {
+        return Ok(());
+    }
+    Err(CaseError::new(path, "setup", "the setup command is empty")
+        .at_line(line_of(text, "setup"))
+        .hint(
+            "give a command (`setup: \"pip install ...\"` or a list of arguments), or drop the key",
+        ))
 }
 
 /// The `slurm:` section: header values sbatch can read back literally, a parseable time limit

@@ -710,6 +710,62 @@ fn index_range(v: &[u32]) -> String {
     }
 }
 
+/// What `disagg validate` and `disagg run` say of values that look like shell variables
+/// (`$NAME`, `${NAME}`) in paths and environment values: nothing expands them (every argv and
+/// variable is passed as written, no shell in between), so `${MODEL_DIR}/llama` reaches the
+/// engine as those very characters.
+pub fn unexpanded_notes(c: &crate::case::Case) -> Vec<String> {
+    fn variable(v: &str) -> Option<&str> {
+        let at = v.find('$')?;
+        let rest = &v[at + 1..];
+        let starts = rest
+            .chars()
+            .next()
+            .is_some_and(|ch| ch == '{' || ch == '_' || ch.is_ascii_alphabetic());
+        starts.then_some(&v[at..])
+    }
+    let mut out = Vec::new();
+    let mut say = |key: String, v: &str| {
+        if let Some(var) = variable(v) {
+            let name: String = var
+                .trim_start_matches(['$', '{'])
+                .chars()
+                .take_while(|ch| ch.is_ascii_alphanumeric() || *ch == '_')
+                .collect();
+            out.push(format!(
+                "`{key}` is `{v}`: nothing expands `${name}` here (values reach the engines as \
+                 written, with no shell in between); write the value itself"
+            ));
+        }
+    };
+    if let Some(p) = &c.model.path {
+        say("model.path".into(), p);
+    }
+    for (k, v) in [
+        ("benchmark.dataset", &c.benchmark.dataset),
+        ("benchmark.tokenizer", &c.benchmark.tokenizer),
+    ] {
+        if let Some(v) = v {
+            say(k.into(), v);
+        }
+    }
+    let envs = [
+        ("env.worker", &c.env.worker),
+        ("env.server", &c.env.server),
+        ("env.benchmark", &c.env.benchmark),
+        ("ctx.env", &c.ctx.env),
+        ("gen.env", &c.generation.env),
+    ];
+    for (scope, env) in envs {
+        for (name, v) in env {
+            if let crate::case::EnvValue::Str(v) = v {
+                say(format!("{scope}.{name}"), v);
+            }
+        }
+    }
+    out
+}
+
 /// What `disagg validate` and `disagg plan` say about where the workers go and how they are
 /// routed: one line per server that spans nodes without filling its last one, and one when
 /// TensorRT-LLM's own cache-aware router must tokenize the benchmark's prompts.

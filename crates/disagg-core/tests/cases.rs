@@ -327,6 +327,26 @@ fn bad_cases_name_the_key_line_and_fix() {
             hint_has: "keep one `name:`",
         },
         Bad {
+            what: "a key given twice in a nested mapping: its whole path, where it is again",
+            text: "name: x\nmodel: {name: tiny}\nengine: sim\nctx: {count: 1}\ngen: {count: 1}\n\
+                   benchmark:\n  isl: 8\n  osl: 4\n  isl: 16\n"
+                .into(),
+            key: "benchmark.isl",
+            line: Some(9),
+            message_has: "`isl` is given twice",
+            hint_has: "keep one `isl:`",
+        },
+        Bad {
+            what: "an empty setup command",
+            text: "name: x\nmodel: {name: tiny}\nengine: sim\nctx: {count: 1}\ngen: {count: 1}\n\
+                   benchmark: {isl: 8, osl: 4}\nsetup: []\n"
+                .into(),
+            key: "setup",
+            line: Some(7),
+            message_has: "the setup command is empty",
+            hint_has: "drop the key",
+        },
+        Bad {
             what: "a string where perf's mapping goes: the hint shows perf's own",
             text: "name: x\nmodel: {name: tiny}\nengine: sim\nctx: {count: 1}\ngen: {count: 1}\n\
                    benchmark: {isl: 8, osl: 4}\nperf: \"history\"\n"

@@ -501,6 +501,9 @@ pub fn validate(paths: &[PathBuf], workspace: &Path) -> i32 {
         for n in disagg_core::fit::notes(&r.case.case) {
             say!("  note: {n}");
         }
+        for n in disagg_core::plan::unexpanded_notes(&r.case.case) {
+            say!("  note: {n}");
+        }
     }
     if bad { exit::USAGE } else { exit::PASS }
 }
@@ -522,7 +525,10 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions) -> i32 {
     }
     // What the workers will serve cut short: the run goes ahead, but says so first.
     for r in &ready {
-        for n in disagg_core::fit::notes(&r.case.case) {
+        let notes = disagg_core::fit::notes(&r.case.case)
+            .into_iter()
+            .chain(disagg_core::plan::unexpanded_notes(&r.case.case));
+        for n in notes {
             match &r.point {
                 Some(p) => say_err!(
                     "warning: {} point {}: {n}",

@@ -124,6 +124,28 @@ fn settings_the_benchmark_would_refuse_are_case_errors() {
     }
 }
 
+/// A value that looks like a shell variable is passed as written (no shell expands an argv or
+/// a variable): `validate` says so, and `run` warns, where it would reach the engine literally.
+#[test]
+fn shell_variables_in_values_are_pointed_out() {
+    let ws = TempDir::new("dollar");
+    let case = ws.path().join("case.yaml");
+    let text = format!(
+        "{}env: {{worker: {{HF_HOME: \"$HOME/hf\", PRICE: \"5$\"}}}}\n",
+        CaseSpec::default().yaml()
+    );
+    std::fs::write(&case, text).unwrap();
+    let r = disagg(&["validate", case.to_str().unwrap()], &[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    assert!(
+        r.stdout()
+            .contains("note: `env.worker.HF_HOME` is `$HOME/hf`: nothing expands `$HOME` here"),
+        "{}",
+        r.show()
+    );
+    assert!(!r.stdout().contains("PRICE"), "a lone `$` is no variable: {}", r.show());
+}
+
 #[test]
 fn one_bad_case_among_good_ones_launches_nothing() {
     let ws = TempDir::new("mixed");
