@@ -581,6 +581,15 @@ fn check(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
             "drop it for no cap",
         );
     }
+    if let (Some(n), None) = (b.max_concurrency, &b.request_rate) {
+        return err(
+            "benchmark.max_concurrency",
+            "caps the open loop (`request_rate`); this case runs the closed loop, which would \
+             ignore it"
+                .into(),
+            &format!("for {n} requests in flight, write `concurrency: [{n}]`"),
+        );
+    }
     if !(b.burstiness > 0.0 && b.burstiness.is_finite()) {
         return err(
             "benchmark.burstiness",

@@ -337,6 +337,17 @@ fn bad_cases_name_the_key_line_and_fix() {
             hint_has: "keep one `isl:`",
         },
         Bad {
+            what: "an open-loop cap in the closed loop",
+            text: edit(
+                "  streaming: true",
+                "  streaming: true\n  max_concurrency: 8",
+            ),
+            key: "benchmark.max_concurrency",
+            line: None,
+            message_has: "runs the closed loop, which would ignore it",
+            hint_has: "`concurrency: [8]`",
+        },
+        Bad {
             what: "an empty setup command",
             text: "name: x\nmodel: {name: tiny}\nengine: sim\nctx: {count: 1}\ngen: {count: 1}\n\
                    benchmark: {isl: 8, osl: 4}\nsetup: []\n"

@@ -152,6 +152,17 @@ fn what_cannot_be_read_is_an_error_naming_the_key() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("benchmark.output_length"), "{err}");
+    let err = convert(
+        "metadata: {model_name: m}\nbenchmark: {input_length: -5, output_length: 8}\n\
+         worker_config: {ctx: {tensor_parallel_size: 1}, gen: {tensor_parallel_size: 1}}\n",
+        "x",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("benchmark.input_length") && err.contains("not a whole number of tokens"),
+        "present, but not a count: {err}"
+    );
     let err = convert("- a list", "x").unwrap_err();
     assert!(err.to_string().contains("not a mapping"), "{err}");
 }

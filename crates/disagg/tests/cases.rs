@@ -143,7 +143,11 @@ fn shell_variables_in_values_are_pointed_out() {
         "{}",
         r.show()
     );
-    assert!(!r.stdout().contains("PRICE"), "a lone `$` is no variable: {}", r.show());
+    assert!(
+        !r.stdout().contains("PRICE"),
+        "a lone `$` is no variable: {}",
+        r.show()
+    );
 }
 
 #[test]

@@ -437,7 +437,13 @@ fn benchmark_section(cx: &mut Ctx, src: &Src, opts: &Options<'_>) -> Result<Benc
     // benchmark
     let mut bench = Mapping::new();
     let need = |k: &str| {
-        u64_of(&src.bench, k).ok_or_else(|| shape(&format!("benchmark.{k}"), "is missing"))
+        u64_of(&src.bench, k).ok_or_else(|| match src.bench.get(k) {
+            None | Some(Value::Null) => shape(&format!("benchmark.{k}"), "is missing"),
+            Some(v) => shape(
+                &format!("benchmark.{k}"),
+                &format!("is {}, not a whole number of tokens", show(v)),
+            ),
+        })
     };
     let (isl, osl) = (need("input_length")?, need("output_length")?);
     let ratio = src
