@@ -164,7 +164,10 @@ fn what_cannot_be_read_is_an_error_naming_the_key() {
         "present, but not a count: {err}"
     );
     let err = convert("- a list", "x").unwrap_err();
-    assert!(err.to_string().contains("not a mapping"), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "the file is not a mapping (a TensorRT-LLM disagg config is a mapping of sections)"
+    );
 }
 
 /// A mistyped or empty worker group is an error: imported as nothing, the servers would run

@@ -62,6 +62,14 @@ fn plan_lists_every_point_with_its_name_and_gpus_and_validate_checks_them_all() 
     assert_eq!(r.code(), 0, "{}", r.show());
     assert!(r.stdout().contains("GEN_0"), "{}", r.show());
     assert!(!r.stdout().contains("CTX_2"), "{}", r.show());
+    let r = disagg(&["plan", case.to_str().unwrap(), "--point", "5"], &[]);
+    assert_eq!(r.code(), 2, "{}", r.show());
+    assert!(
+        r.stderr()
+            .contains("there is no point 5: the sweep has 4 (1 to 4)"),
+        "{}",
+        r.show()
+    );
 
     let r = disagg(&["validate", case.to_str().unwrap()], &[]);
     assert_eq!(r.code(), 0, "{}", r.show());

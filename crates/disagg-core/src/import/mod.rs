@@ -25,11 +25,20 @@ impl std::fmt::Display for Note {
     }
 }
 
+/// "`key` problem", or, for the file's top level (no key), "the file problem".
+fn shape_message(key: &str, problem: &str) -> String {
+    if key.is_empty() {
+        format!("the file {problem} (a TensorRT-LLM disagg config is a mapping of sections)")
+    } else {
+        format!("`{key}` {problem}")
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     #[error("not YAML: {0}")]
     Yaml(String),
-    #[error("`{key}` {problem}")]
+    #[error("{}", shape_message(key, problem))]
     Shape { key: String, problem: String },
     /// The case was converted but does not pass `validate`; `case_yaml` is what was
     /// converted, so it can be written out and fixed there (the error's lines are its lines).

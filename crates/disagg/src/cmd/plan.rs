@@ -41,13 +41,19 @@ pub fn main(a: Args) -> i32 {
             print_sweep(&s, a.json);
             return exit::PASS;
         }
-        (Ok(CaseFile::Sweep(s)), Some(n)) => match s.points.into_iter().nth(n.wrapping_sub(1)) {
-            Some(p) => p.case,
-            None => {
-                eprintln!("error: {}: there is no point {n}", a.case.display());
-                return exit::USAGE;
+        (Ok(CaseFile::Sweep(s)), Some(n)) => {
+            let count = s.points.len();
+            match s.points.into_iter().nth(n.wrapping_sub(1)) {
+                Some(p) => p.case,
+                None => {
+                    eprintln!(
+                        "error: {}: there is no point {n}: the sweep has {count} (1 to {count})",
+                        a.case.display()
+                    );
+                    return exit::USAGE;
+                }
             }
-        },
+        }
         (Err(errors), _) => {
             for e in errors {
                 eprintln!("error: {e}");
