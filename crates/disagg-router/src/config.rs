@@ -148,8 +148,11 @@ pub struct RouterArgs {
     /// A worker with requests in flight that has finished none of them, nor sent a byte of any,
     /// for this long is stalled (its `/health` may still pass, as a hung engine's often does):
     /// new requests go to the group's other workers while one of them is not stalled, and
-    /// return to it as soon as it progresses. It is not ejected, and a group with no other
-    /// worker keeps using it. `/workers` shows it as `stalled`. 0s turns this off.
+    /// return to it as soon as it progresses. It is not ejected for that, and a group with no
+    /// other worker keeps using it; but a request that reaches its deadline on a worker that
+    /// answered nothing for this long ejects it at once (--ejection-cooldown), where other
+    /// failures count towards --request-failures. `/workers` shows it as `stalled`. 0s turns
+    /// this off.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
     pub stall_timeout: Duration,
     /// Consecutive requests that failed at a worker (a 5xx, a broken or unusable answer, a
@@ -160,8 +163,9 @@ pub struct RouterArgs {
     /// streams have been breaking). 0: never.
     #[arg(long, default_value_t = DEFAULT_REQUEST_FAILURES)]
     pub request_failures: u32,
-    /// How long a worker ejected by --request-failures stays out; then a passing `/health` probe
-    /// readmits it, and one more failed request ejects it again.
+    /// How long a worker ejected by --request-failures (or a hung request) stays out; then a
+    /// passing `/health` probe readmits it, and one more failed request ejects it again, for one
+    /// cooldown longer each time (up to 10 cooldowns) until it answers a request.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
     pub ejection_cooldown: Duration,
     /// On SIGTERM or SIGINT the router stops accepting at once, then gives the requests in

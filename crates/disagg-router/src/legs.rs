@@ -125,7 +125,11 @@ where
             ProxyError::Rejected { .. } | ProxyError::RouterExhausted { .. }
         ) {
             group.record_error(worker, &error);
-            group.record_request_failure(worker, &error);
+            let waited = match &error {
+                ProxyError::Timeout { after, .. } => Some(*after),
+                _ => None,
+            };
+            group.record_request_failure(worker, &error, waited);
         }
         if error.is_unreachable() {
             group.record_failure(worker, &error);

@@ -78,20 +78,44 @@ impl WorkerGroup {
     }
 
     /// A request failed at worker `i` (its fault, not the request's): ejected, `why` logged,
-    /// once enough failed in a row.
-    pub fn record_request_failure(&self, i: usize, why: &dyn std::fmt::Display) {
+    /// once enough failed in a row, or at once when it hung: `waited` (how long it held a
+    /// request it timed out on, if it did) and the time since it last answered anything both
+    /// reach the stall timeout.
+    pub fn record_request_failure(
+        &self,
+        i: usize,
+        why: &dyn std::fmt::Display,
+        waited: Option<Duration>,
+    ) {
         let Some((after, cooldown)) = self.breaker else {
             return;
         };
-        if self.workers[i].record_request_failure(after, cooldown) == Transition::Ejected {
+        let w = &self.workers[i];
+        let hung = waited.is_some_and(|waited| {
+            self.stall_after
+                .is_some_and(|after| waited >= after && w.silent_for() >= after)
+        });
+        if w.record_request_failure(after, cooldown, hung) == Transition::Ejected {
             self.ejections.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                "{} worker {} ejected for {:?} after {after} failed request(s) in a row, whatever \
-                 its /health says: {why}",
-                self.leg,
-                self.workers[i].url,
-                cooldown
-            );
+            let out_for = w.out_for();
+            if hung {
+                tracing::warn!(
+                    "{} worker {} ejected for {out_for:?}, whatever its /health says: it held a \
+                     request {:.1}s and answered nothing for {:.1}s (--stall-timeout): {why}",
+                    self.leg,
+                    w.url,
+                    waited.unwrap_or_default().as_secs_f64(),
+                    w.silent_for().as_secs_f64(),
+                );
+            } else {
+                tracing::warn!(
+                    "{} worker {} ejected for {out_for:?} after {} failed request(s) in a row, \
+                     whatever its /health says: {why}",
+                    self.leg,
+                    w.url,
+                    w.request_failures(),
+                );
+            }
         }
     }
 

@@ -6,6 +6,11 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize,
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+/// Most cooldowns one ejection for failed requests lasts: a worker failing each trial after its
+/// readmissions is out 1, 2, 3, ... cooldowns, then this many each time (5 min at the default
+/// 30 s), and back to one once it answers a request.
+pub(crate) const MAX_COOLDOWN_FACTOR: u32 = 10;
+
 /// Milliseconds since the first call in this process: a cheap, monotonic stamp an atomic holds.
 fn now_ms() -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
@@ -28,6 +33,13 @@ pub(crate) struct Worker {
     request_failures: AtomicU32,
     /// [`now_ms`] until which an ejection for failed requests holds, whatever a probe says.
     out_until_ms: AtomicU64,
+    /// Ejections for failed requests since it last answered one: each is longer than the last
+    /// (the cooldown times this, up to [`MAX_COOLDOWN_FACTOR`]), so a worker that fails its
+    /// trial request after each readmission is tried less and less often.
+    ejections_in_a_row: AtomicU32,
+    /// [`now_ms`] when it last answered a request, sent a byte of one, or took one while idle
+    /// (not when a request on it ended by a deadline, as `last_progress_ms` counts).
+    last_answer_ms: AtomicU64,
     /// TensorRT-LLM: whether this (context) worker takes a `disagg_request_id`, as learnt from
     /// its `/version`: a [`VersionTake`] as a `u8`, read lock-free by every context request.
     disagg_ids: AtomicU8,
@@ -112,6 +124,8 @@ impl Worker {
             failures: AtomicU32::new(0),
             request_failures: AtomicU32::new(0),
             out_until_ms: AtomicU64::new(0),
+            ejections_in_a_row: AtomicU32::new(0),
+            last_answer_ms: AtomicU64::new(now_ms()),
             disagg_ids: AtomicU8::new(VersionTake::Pending.as_u8()),
             version_asks: AtomicU64::new(0),
             version_turn: tokio::sync::Mutex::new(()),
@@ -146,7 +160,7 @@ impl Worker {
         let Some(&(after, cooldown)) = self.breaker.get() else {
             return Transition::None;
         };
-        let t = self.record_request_failure(after, cooldown);
+        let t = self.record_request_failure(after, cooldown, false);
         if t == Transition::Ejected {
             self.cut_ejections.fetch_add(1, Ordering::Relaxed);
         }
@@ -199,7 +213,15 @@ impl Worker {
         let now = now_ms();
         if self.last_progress_ms.load(Ordering::Relaxed) != now {
             self.last_progress_ms.store(now, Ordering::Relaxed);
+            self.last_answer_ms.store(now, Ordering::Relaxed);
         }
+    }
+
+    /// How long since it last answered a request, sent a byte of one, or took one while idle
+    /// (since it was added, when none of these).
+    pub fn silent_for(&self) -> Duration {
+        let since = self.last_answer_ms.load(Ordering::Relaxed);
+        Duration::from_millis(now_ms().saturating_sub(since))
     }
 
     /// What this worker's `/version` said about `disagg_request_id` (one relaxed load).
@@ -270,30 +292,61 @@ impl Worker {
     /// A request it answered: the count of failed ones starts again, unless its streams have
     /// been cut under way since it last relayed one whole (a first byte is no answer then).
     pub fn answered(&self) {
+        let now = now_ms();
+        if self.last_answer_ms.load(Ordering::Relaxed) != now {
+            self.last_answer_ms.store(now, Ordering::Relaxed);
+        }
         if self.cuts_in_a_row.load(Ordering::Relaxed) == 0
             && self.request_failures.load(Ordering::Relaxed) != 0
         {
             self.request_failures.store(0, Ordering::Relaxed);
+            self.ejections_in_a_row.store(0, Ordering::Relaxed);
         }
     }
 
-    /// A request failed at it; `after` in a row eject it for `cooldown`, probes or not. Once
-    /// readmitted the count stands, so one more failure ejects it again (until an answer).
-    pub fn record_request_failure(&self, after: u32, cooldown: Duration) -> Transition {
-        let n = self
+    /// A request failed at it; `after` in a row eject it, probes or not (`at_once`: this one
+    /// does, whatever the count: it hung). Each ejection since its last answer lasts one
+    /// `cooldown` longer than the last, up to [`MAX_COOLDOWN_FACTOR`] of them. Once readmitted
+    /// the count stands, so one more failure ejects it again (until an answer).
+    pub fn record_request_failure(
+        &self,
+        after: u32,
+        cooldown: Duration,
+        at_once: bool,
+    ) -> Transition {
+        let mut n = self
             .request_failures
             .fetch_add(1, Ordering::Relaxed)
             .saturating_add(1);
+        if at_once && n < after {
+            self.request_failures.fetch_max(after, Ordering::Relaxed);
+            n = after;
+        }
         if n < after {
             return Transition::None;
         }
-        let until = now_ms().saturating_add(cooldown.as_millis() as u64);
-        self.out_until_ms.store(until, Ordering::Relaxed);
-        if self.healthy.swap(false, Ordering::Relaxed) {
+        // A failure while already out (a request that was in flight) extends the ejection it is
+        // in; only a new ejection lengthens the next.
+        let was_healthy = self.healthy.swap(false, Ordering::Relaxed);
+        let k = if was_healthy {
+            self.ejections_in_a_row.fetch_add(1, Ordering::Relaxed) + 1
+        } else {
+            self.ejections_in_a_row.load(Ordering::Relaxed).max(1)
+        };
+        let out_for = cooldown.saturating_mul(k.min(MAX_COOLDOWN_FACTOR));
+        let until = now_ms().saturating_add(out_for.as_millis() as u64);
+        self.out_until_ms.fetch_max(until, Ordering::Relaxed);
+        if was_healthy {
             Transition::Ejected
         } else {
             Transition::None
         }
+    }
+
+    /// How much longer an ejection for failed requests holds (zero when none does).
+    pub fn out_for(&self) -> Duration {
+        let until = self.out_until_ms.load(Ordering::Relaxed);
+        Duration::from_millis(until.saturating_sub(now_ms()))
     }
 
     /// A probe passed (or a request got an answer): the worker is back, if it was out and no
@@ -322,7 +375,9 @@ pub(crate) struct Lease {
 impl Lease {
     pub fn new(worker: Arc<Worker>, tokens: u64) -> Self {
         if worker.in_flight.fetch_add(1, Ordering::Relaxed) == 0 {
-            worker.last_progress_ms.store(now_ms(), Ordering::Relaxed);
+            let now = now_ms();
+            worker.last_progress_ms.store(now, Ordering::Relaxed);
+            worker.last_answer_ms.store(now, Ordering::Relaxed);
         }
         worker.requests.fetch_add(1, Ordering::Relaxed);
         worker.in_flight_tokens.fetch_add(tokens, Ordering::Relaxed);
@@ -356,14 +411,26 @@ mod tests {
     fn failed_requests_eject_for_the_cooldown_whatever_the_probes_say() {
         let w = Worker::new("a".into(), None);
         let cooldown = Duration::from_millis(60);
-        assert_eq!(w.record_request_failure(3, cooldown), Transition::None);
-        assert_eq!(w.record_request_failure(3, cooldown), Transition::None);
+        assert_eq!(
+            w.record_request_failure(3, cooldown, false),
+            Transition::None
+        );
+        assert_eq!(
+            w.record_request_failure(3, cooldown, false),
+            Transition::None
+        );
         w.answered();
         assert_eq!(w.request_failures(), 0, "an answer starts the count again");
         for _ in 0..2 {
-            assert_eq!(w.record_request_failure(3, cooldown), Transition::None);
+            assert_eq!(
+                w.record_request_failure(3, cooldown, false),
+                Transition::None
+            );
         }
-        assert_eq!(w.record_request_failure(3, cooldown), Transition::Ejected);
+        assert_eq!(
+            w.record_request_failure(3, cooldown, false),
+            Transition::Ejected
+        );
         assert!(!w.is_healthy());
         assert_eq!(
             w.record_success(),
@@ -374,10 +441,59 @@ mod tests {
         std::thread::sleep(cooldown + Duration::from_millis(10));
         assert_eq!(w.record_success(), Transition::Readmitted);
         assert_eq!(
-            w.record_request_failure(3, cooldown),
+            w.record_request_failure(3, cooldown, false),
             Transition::Ejected,
             "half open: one more failure"
         );
+    }
+
+    /// Each ejection since the worker last answered lasts one cooldown longer, up to
+    /// MAX_COOLDOWN_FACTOR; an answer brings it back to one. A hung request ejects at once.
+    #[test]
+    fn each_ejection_since_the_last_answer_lasts_one_cooldown_longer() {
+        let w = Worker::new("a".into(), None);
+        let cooldown = Duration::from_secs(100);
+        let out_in = |cooldowns: u32| {
+            let out = w.out_for();
+            let full = cooldown * cooldowns;
+            assert!(
+                out <= full && out + Duration::from_secs(1) > full,
+                "out for {out:?}, expected {full:?}"
+            );
+        };
+        let readmit = || {
+            w.out_until_ms.store(0, Ordering::Relaxed);
+            assert_eq!(w.record_success(), Transition::Readmitted);
+        };
+        assert_eq!(
+            w.record_request_failure(5, cooldown, true),
+            Transition::Ejected,
+            "a hung request ejects at once"
+        );
+        out_in(1);
+        assert_eq!(
+            w.record_request_failure(5, cooldown, false),
+            Transition::None,
+            "one in flight while out"
+        );
+        out_in(1);
+        for k in 2..=12 {
+            readmit();
+            assert_eq!(
+                w.record_request_failure(5, cooldown, false),
+                Transition::Ejected,
+                "its trial request after readmission"
+            );
+            out_in(k.min(MAX_COOLDOWN_FACTOR));
+        }
+        readmit();
+        w.answered();
+        assert_eq!(w.request_failures(), 0);
+        assert_eq!(
+            w.record_request_failure(1, cooldown, false),
+            Transition::Ejected
+        );
+        out_in(1);
     }
 
     #[test]

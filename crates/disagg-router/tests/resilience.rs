@@ -250,6 +250,48 @@ async fn a_worker_failing_every_request_is_ejected_however_its_health_answers() 
     );
 }
 
+/// A generation worker that takes requests and never answers, while its `/health` passes (a
+/// hung engine's often does), under a sequential client: nothing else is in flight for the
+/// stall detector to pass it over, so each request it gets waits out its deadline. The first
+/// that does, having held the request past `--stall-timeout` with nothing answered, ejects it
+/// at once (not after `--request-failures` of them), for the cooldown; its passing probes do not
+/// bring it back sooner.
+#[tokio::test]
+async fn a_worker_that_hung_on_a_request_is_ejected_at_its_first_deadline() {
+    let ctx = fake("ctx").start().await;
+    let hung = fake("hung").generation(Gen::Hang).start().await;
+    let good = fake("good").start().await;
+    let mut cfg = config(&[&ctx], &[&hung, &good]);
+    cfg.request_timeout = Duration::from_millis(600);
+    cfg.stall_timeout = Duration::from_millis(300);
+    cfg.request_failures = 5;
+    cfg.ejection_cooldown = Duration::from_secs(60);
+    cfg.health_interval = Duration::from_millis(50);
+    let url = router(cfg).await;
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(post(&url, &completion(false)).await.status().as_u16());
+    }
+    assert_eq!(
+        hung.bodies().len(),
+        1,
+        "requests went to the hung worker: {statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 504).count(),
+        1,
+        "{statuses:?}"
+    );
+    let state = worker_state(&url, "decode", &hung.url).await;
+    assert_eq!(state["state"], "ejected", "{state}");
+    // An answered request does not count as hung: the good worker, idle between requests, is
+    // in rotation.
+    assert_eq!(
+        worker_state(&url, "decode", &good.url).await["state"],
+        "healthy"
+    );
+}
+
 /// A generation worker whose every stream breaks under way, after its first byte (which counts
 /// as an answer), fails its requests all the same: `--request-failures` of them in a row eject
 /// it, and the requests after go to the other worker, whole.
