@@ -393,6 +393,12 @@ fn backticked(s: &str) -> Vec<String> {
         .collect()
 }
 
+/// [`closest`] among fixed names.
+pub(crate) fn closest_known(word: &str, options: &[&str]) -> Option<String> {
+    let owned: Vec<String> = options.iter().map(|o| o.to_string()).collect();
+    closest(word, &owned)
+}
+
 fn closest(word: &str, options: &[String]) -> Option<String> {
     options
         .iter()
@@ -1236,6 +1242,26 @@ fn check_engine_args(case: &Case, text: &str, path: &Path) -> Result<(), CaseErr
                 }
             }
             EngineArgs::Options(m) if case.engine == Engine::Trtllm => {
+                // A key no release takes, but one letter or two from one that every server
+                // would refuse ("LLM got invalid argument"): a typo, refused before any
+                // allocation. Farther from every known key, it may be newer than the list:
+                // `validate` notes it (see `crate::plan::engine_arg_notes`).
+                for k in m.keys().filter_map(|k| k.as_str()) {
+                    if disagg_proto::llm_args::LLM_ARGS.contains(&k) {
+                        continue;
+                    }
+                    if let Some(near) = closest_known(k, disagg_proto::llm_args::LLM_ARGS) {
+                        return err(
+                            format!("{key}.{k}"),
+                            format!(
+                                "`{k}` is not an argument of any TensorRT-LLM release (up to \
+                                 1.4): trtllm-serve would refuse it at start (\"LLM got invalid \
+                                 argument\")"
+                            ),
+                            &format!("did you mean `{near}`?"),
+                        );
+                    }
+                }
                 let p = g.parallel;
                 for (k, want) in [
                     ("tensor_parallel_size", p.tp),

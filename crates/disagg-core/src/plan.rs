@@ -766,6 +766,32 @@ pub fn unexpanded_notes(c: &crate::case::Case) -> Vec<String> {
     out
 }
 
+/// What `disagg validate` and `disagg run` say of a TensorRT-LLM group's `engine_args` key that
+/// no release disagg knows takes and that is no near miss of one (those are case errors): it
+/// may be newer than disagg's list, or a mistake the server refuses at start.
+pub fn engine_arg_notes(c: &crate::case::Case) -> Vec<String> {
+    if c.engine != crate::case::Engine::Trtllm {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for (group, g) in [("ctx", &c.ctx), ("gen", &c.generation)] {
+        let crate::engines::EngineArgs::Options(m) = &g.engine_args else {
+            continue;
+        };
+        for k in m.keys().filter_map(|k| k.as_str()) {
+            if !disagg_proto::llm_args::LLM_ARGS.contains(&k) {
+                out.push(format!(
+                    "`{group}.engine_args.{k}` is not an argument of any TensorRT-LLM release \
+                     disagg knows (up to 1.4): a release that lacks it refuses to start (\"LLM \
+                     got invalid argument\"), and so does the sim's trtllm-serve stand-in; \
+                     check the name against your release's `tensorrt_llm/llmapi/llm_args.py`"
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// What `disagg validate` and `disagg plan` say about where the workers go and how they are
 /// routed: one line per server that spans nodes without filling its last one, and one when
 /// TensorRT-LLM's own cache-aware router must tokenize the benchmark's prompts.

@@ -348,6 +348,17 @@ fn bad_cases_name_the_key_line_and_fix() {
             hint_has: "`concurrency: [8]`",
         },
         Bad {
+            what: "a TensorRT-LLM argument a letter off a known one",
+            text: "name: x\nmodel: {name: tiny, path: /m}\nengine: trtllm\nctx: {count: 1}\n\
+                   gen:\n  count: 1\n  engine_args: {kv_cache_confg: {free_gpu_memory_fraction: 0.5}}\n\
+                   benchmark: {isl: 8, osl: 4}\n"
+                .into(),
+            key: "gen.engine_args.kv_cache_confg",
+            line: Some(7),
+            message_has: "`kv_cache_confg` is not an argument of any TensorRT-LLM release",
+            hint_has: "did you mean `kv_cache_config`?",
+        },
+        Bad {
             what: "an empty setup command",
             text: "name: x\nmodel: {name: tiny}\nengine: sim\nctx: {count: 1}\ngen: {count: 1}\n\
                    benchmark: {isl: 8, osl: 4}\nsetup: []\n"

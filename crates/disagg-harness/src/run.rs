@@ -504,6 +504,9 @@ pub fn validate(paths: &[PathBuf], workspace: &Path) -> i32 {
         for n in disagg_core::plan::unexpanded_notes(&r.case.case) {
             say!("  note: {n}");
         }
+        for n in disagg_core::plan::engine_arg_notes(&r.case.case) {
+            say!("  note: {n}");
+        }
     }
     if bad { exit::USAGE } else { exit::PASS }
 }
@@ -527,7 +530,8 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions) -> i32 {
     for r in &ready {
         let notes = disagg_core::fit::notes(&r.case.case)
             .into_iter()
-            .chain(disagg_core::plan::unexpanded_notes(&r.case.case));
+            .chain(disagg_core::plan::unexpanded_notes(&r.case.case))
+            .chain(disagg_core::plan::engine_arg_notes(&r.case.case));
         for n in notes {
             match &r.point {
                 Some(p) => say_err!(

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod dialect;
 pub mod error;
 pub mod lengths;
+pub mod llm_args;
 pub mod openai;
 pub mod ready;
 pub mod sse;

@@ -34,7 +34,6 @@ mod error;
 mod faults;
 mod generate;
 mod handoff;
-mod llm_args;
 mod metrics;
 mod ready;
 mod request;

@@ -368,7 +368,7 @@ fn trtllm(args: &mut SimArgs, f: Flags<'_>) -> Result<(u32, String), String> {
         .copied()
         .ok_or("trtllm-serve without a model")?;
     // Click refuses an option the command does not have, before anything starts.
-    use crate::llm_args::{SERVE_OPTIONS, SERVE_SWITCHES};
+    use disagg_proto::llm_args::{SERVE_OPTIONS, SERVE_SWITCHES};
     if let Some((unknown, _)) = f
         .flags
         .iter()
@@ -517,7 +517,7 @@ impl<'a> ExtraOptions<'a> {
         };
         for key in map.keys() {
             let name = key.as_str().unwrap_or_default();
-            if !crate::llm_args::LLM_ARGS.contains(&name) {
+            if !disagg_proto::llm_args::LLM_ARGS.contains(&name) {
                 return Err(format!(
                     "Failed to parse the arguments for the LLM constructor: LLM got invalid \
                      argument: {} ({} {}: a top-level key none of TensorRT-LLM's releases \
@@ -627,7 +627,7 @@ const SGLANG: Grammar = Grammar {
 
 const TRTLLM: Grammar = Grammar {
     lists: &[],
-    switches: crate::llm_args::SERVE_SWITCHES,
+    switches: disagg_proto::llm_args::SERVE_SWITCHES,
 };
 
 impl<'a> Flags<'a> {

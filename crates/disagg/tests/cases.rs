@@ -150,6 +150,33 @@ fn shell_variables_in_values_are_pointed_out() {
     );
 }
 
+/// A TensorRT-LLM argument no known release takes, far from every known one (a typo is a case
+/// error): maybe newer than disagg's list, so `validate` passes the case and notes it.
+#[test]
+fn an_unknown_trtllm_argument_is_noted() {
+    let ws = TempDir::new("llmargs");
+    let case = ws.path().join("case.yaml");
+    std::fs::write(
+        &case,
+        "name: x\nmodel: {name: tiny, path: /m}\nengine: trtllm\n\
+         ctx: {count: 1, engine_args: {kv_cache_config: {free_gpu_memory_fraction: 0.5}}}\n\
+         gen: {count: 1, engine_args: {brand_new_setting_2027: true}}\n\
+         benchmark: {isl: 8, osl: 4}\n",
+    )
+    .unwrap();
+    let r = disagg(&["validate", case.to_str().unwrap()], &[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    assert!(
+        r.stdout().contains(
+            "note: `gen.engine_args.brand_new_setting_2027` is not an argument of any \
+             TensorRT-LLM release disagg knows"
+        ),
+        "{}",
+        r.show()
+    );
+    assert!(!r.stdout().contains("kv_cache_config"), "{}", r.show());
+}
+
 #[test]
 fn one_bad_case_among_good_ones_launches_nothing() {
     let ws = TempDir::new("mixed");

@@ -5,7 +5,7 @@
 //! The LLM constructor refuses any other key before it starts ("LLM got invalid argument"), so a
 //! stand-in refuses it too. The union over releases: a key of any release passes.
 
-pub(crate) const LLM_ARGS: &[&str] = &[
+pub const LLM_ARGS: &[&str] = &[
     "_mpi_session",
     "allreduce_strategy",
     "attention_dp_config",
@@ -160,7 +160,7 @@ pub(crate) const LLM_ARGS: &[&str] = &[
 /// (`tests/unittest/api_stability/references/trtllm_serve_cli.yaml`), plus the few that forks
 /// in use add. Click refuses any other ("No such option"), so a stand-in refuses it too. The
 /// union over releases: an option of any release passes.
-pub(crate) const SERVE_OPTIONS: &[&str] = &[
+pub const SERVE_OPTIONS: &[&str] = &[
     "--agent_percentage",
     "--agent_types",
     "--backend",
@@ -223,7 +223,7 @@ pub(crate) const SERVE_OPTIONS: &[&str] = &[
 
 /// The options of [`SERVE_OPTIONS`]' releases that take no value (click's `is_flag`), with the
 /// forks' own.
-pub(crate) const SERVE_SWITCHES: &[&str] = &[
+pub const SERVE_SWITCHES: &[&str] = &[
     "--allow_request_chat_template",
     "--enable_attention_dp",
     "--enable_chunked_prefill",
