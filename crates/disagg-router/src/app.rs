@@ -338,47 +338,59 @@ async fn model_info(State(state): State<AppState>, headers: HeaderMap) -> Respon
 
 /// `GET path` of a healthy worker of `leg`, its answer passed through as is; the client's
 /// `Authorization` goes along, as on the completions (a worker started with an API key
-/// refuses the path without it).
+/// refuses the path without it). A worker that cannot be reached, fails, or does not answer
+/// within [`MODELS_TIMEOUT`] is passed over for the next healthy one (a benchmark asks
+/// `/v1/models` once, at its start, and would fail on the one dead worker the health checker
+/// has not ejected yet); a 4xx is the answer. The last failure is the answer when all fail.
 async fn pass_through(
     state: &AppState,
     leg: Leg,
     path: &'static str,
     headers: &HeaderMap,
 ) -> Response {
-    let out = async {
-        let inner = &state.0;
-        let group = inner.group(leg);
-        let worker =
-            group
-                .workers
-                .iter()
-                .find(|w| w.is_healthy())
-                .ok_or(ProxyError::Unhealthy {
-                    leg,
-                    healthy: 0,
-                    total: group.workers.len(),
-                })?;
+    let inner = &state.0;
+    let group = inner.group(leg);
+    let authorization = headers.get(header::AUTHORIZATION);
+    let mut last = ProxyError::Unhealthy {
+        leg,
+        healthy: 0,
+        total: group.workers.len(),
+    };
+    for (i, worker) in group.workers.iter().enumerate() {
+        if !worker.is_healthy() {
+            continue;
+        }
         let deadline = RequestDeadline {
             at: Instant::now() + MODELS_TIMEOUT.min(inner.cfg.request_timeout),
         };
         let t = inner.target(leg, &worker.url, deadline);
-        let authorization = headers.get(header::AUTHORIZATION);
-        let resp = upstream::get(&inner.client, t, path, authorization).await?;
-        let opened = relay::open(t, resp).await?;
-        let keep = Keep {
-            leases: Vec::new(),
-            companion: None,
-        };
-        Ok(relay::respond(
-            opened,
-            &worker.url,
-            false,
-            keep,
-            &inner.metrics,
-        ))
+        let opened = tokio::time::timeout_at(deadline.at, async {
+            let resp = upstream::get(&inner.client, t, path, authorization).await?;
+            relay::open(t, resp).await
+        })
+        .await
+        .unwrap_or_else(|_| Err(upstream::timeout(t, Deadline::Request, MODELS_TIMEOUT)));
+        match opened {
+            Ok(opened) => {
+                let keep = Keep {
+                    leases: Vec::new(),
+                    companion: None,
+                };
+                let resp = relay::respond(opened, &worker.url, false, keep, &inner.metrics);
+                return finish(state, path, Ok(resp));
+            }
+            Err(e @ ProxyError::Rejected { .. }) => return finish(state, path, Err(e)),
+            Err(e) => {
+                group.record_error(i, &e);
+                if e.is_unreachable() {
+                    group.record_failure(i, &e);
+                }
+                tracing::info!("{path}: {e}; asking another {leg} worker");
+                last = e;
+            }
+        }
     }
-    .await;
-    finish(state, path, out)
+    finish(state, path, Err(last))
 }
 
 async fn health_check(State(state): State<AppState>) -> Result<Response, ProxyError> {

@@ -363,6 +363,35 @@ async fn models_carries_the_clients_authorization() {
     assert_eq!(models.authorization.as_deref(), Some("Bearer sekret"));
 }
 
+/// `/v1/models` from a router whose first generation worker is dead but not yet ejected (the
+/// health checker has not come round): the next worker answers, as a benchmark asking the
+/// model's name at its start needs; the dead one's refusal counts towards its ejection.
+#[tokio::test]
+async fn models_passes_over_a_worker_that_cannot_be_reached() {
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead_url = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let ctx = fake("ctx").start().await;
+    let generation = fake("gen").start().await;
+    let mut cfg = config_urls(
+        vec![ctx.url.clone()],
+        vec![dead_url.clone(), generation.url.clone()],
+    );
+    cfg.health_interval = Duration::from_secs(3600);
+    let url = router(cfg).await;
+    let resp = reqwest::get(format!("{url}/v1/models")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["data"][0]["id"], "fake-model", "{body}");
+    let dead_state = worker_state(&url, "decode", &dead_url).await;
+    assert!(
+        dead_state["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("refused the connection")),
+        "{dead_state}"
+    );
+}
+
 /// A router started before its generation worker: 503 while nothing answers there, then,
 /// once the worker is up, served within a second, not up to a whole `--health-interval` (5 s)
 /// later: a group with no healthy worker is probed every 500 ms.
