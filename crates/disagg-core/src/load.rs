@@ -1114,6 +1114,16 @@ fn check_router(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
             "the router command is empty",
             "e.g. `argv: [my-router, -c, \"{server_config}\"]`",
         ),
+        (RouterKind::Command, Some(a)) => match unknown_placeholder(a, ROUTER_PLACEHOLDERS) {
+            Some((i, found, hint)) => Err(CaseError::new(
+                path,
+                format!("router.argv[{i}]"),
+                format!("`{{{found}}}` is not a placeholder `disagg` fills in a router command, so the router would get it as written"),
+            )
+            .at_line(line_of(text, "router.argv"))
+            .hint(hint)),
+            None => Ok(()),
+        },
         (RouterKind::Builtin | RouterKind::Engine, Some(_)) => err(
             "router.argv",
             "`argv` is only for `kind: command`",
@@ -1168,6 +1178,57 @@ fn check_engine_router_policy(case: &Case, text: &str, path: &Path) -> Result<()
     Ok(())
 }
 
+/// What `disagg` fills in a `command` engine's argv (docs/case.md).
+const WORKER_PLACEHOLDERS: &[&str] = &[
+    "port",
+    "host",
+    "bootstrap_port",
+    "side_channel_port",
+    "publish_host",
+    "hostname",
+    "gpus",
+    "role",
+    "model",
+    "served_model",
+    "disagg",
+    "dist_init_host",
+    "dist_init_port",
+];
+
+/// What `disagg` fills in a `command` router's argv.
+const ROUTER_PLACEHOLDERS: &[&str] = &["server_config", "disagg", "host", "port"];
+
+/// The first `{name}` in `argv` (lower-case letters, digits and `_` between braces: JSON such
+/// as `{"kv_role": ...}` is no placeholder) that is not one of `known`: its index, the name,
+/// and a hint (the near one, or the list).
+fn unknown_placeholder(argv: &[String], known: &[&str]) -> Option<(usize, String, String)> {
+    for (i, a) in argv.iter().enumerate() {
+        let mut rest = a.as_str();
+        while let Some(open) = rest.find('{') {
+            rest = &rest[open + 1..];
+            let name: &str = &rest[..rest
+                .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+                .unwrap_or(rest.len())];
+            if name.is_empty() || !rest[name.len()..].starts_with('}') || known.contains(&name) {
+                continue;
+            }
+            // The rendezvous pair is the plan's own, for the engines it knows; not advertised.
+            let list = known
+                .iter()
+                .filter(|k| !k.starts_with("dist_init"))
+                .map(|k| format!("`{{{k}}}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let hint = match closest_known(name, known) {
+                Some(near) => format!("did you mean `{{{near}}}`? (the placeholders: {list})"),
+                None => format!("the placeholders: {list}"),
+            };
+            return Some((i, name.to_string(), hint));
+        }
+    }
+    None
+}
+
 /// What the engine args' types cannot say: a command engine needs an argv that takes `{port}`;
 /// trtllm's options must not contradict the group's `parallel`.
 fn check_engine_args(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
@@ -1185,6 +1246,16 @@ fn check_engine_args(case: &Case, text: &str, path: &Path) -> Result<(), CaseErr
                         format!("{key}.argv"),
                         "the command is empty".into(),
                         "e.g. `argv: [my-server, --port, \"{port}\"]`",
+                    );
+                }
+                if let Some((i, found, hint)) = unknown_placeholder(&c.argv, WORKER_PLACEHOLDERS) {
+                    return err(
+                        format!("{key}.argv[{i}]"),
+                        format!(
+                            "`{{{found}}}` is not a placeholder `disagg` fills in an engine \
+                             command, so the engine would get it as written"
+                        ),
+                        &hint,
                     );
                 }
                 if !c.argv.iter().any(|a| a.contains("{port}")) {

@@ -359,6 +359,29 @@ fn bad_cases_name_the_key_line_and_fix() {
             hint_has: "did you mean `kv_cache_config`?",
         },
         Bad {
+            what: "a command engine's placeholder a letter off",
+            text: "name: x\nmodel: {name: tiny}\nengine: command\n\
+                   ctx: {count: 1, engine_args: {argv: [srv, --port, \"{port}\", --json, '{\"a\": 1}', --role, \"{rol}\"]}}\n\
+                   gen: {count: 1, engine_args: {argv: [srv, --port, \"{port}\"]}}\n\
+                   benchmark: {isl: 8, osl: 4}\n"
+                .into(),
+            key: "ctx.engine_args.argv[6]",
+            line: Some(4),
+            message_has: "`{rol}` is not a placeholder `disagg` fills in an engine command",
+            hint_has: "did you mean `{role}`?",
+        },
+        Bad {
+            what: "a command router's unknown placeholder",
+            text: "name: x\nmodel: {name: tiny}\nengine: sim\nctx: {count: 1}\ngen: {count: 1}\n\
+                   router: {kind: command, argv: [r, -c, \"{config}\", --port, \"{port}\"]}\n\
+                   benchmark: {isl: 8, osl: 4}\n"
+                .into(),
+            key: "router.argv[2]",
+            line: Some(6),
+            message_has: "`{config}` is not a placeholder `disagg` fills in a router command",
+            hint_has: "`{server_config}`, `{disagg}`, `{host}`, `{port}`",
+        },
+        Bad {
             what: "an empty setup command",
             text: "name: x\nmodel: {name: tiny}\nengine: sim\nctx: {count: 1}\ngen: {count: 1}\n\
                    benchmark: {isl: 8, osl: 4}\nsetup: []\n"
