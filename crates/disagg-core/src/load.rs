@@ -1627,6 +1627,28 @@ fn check_slurm(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
                 "e.g. `mpi: pmix` (see `srun --mpi=list`)",
             );
         }
+        // Slurm's plugins: a name a letter off one is a typo srun refuses at the first worker
+        // step, after the allocation. Others may be a site's own: `srun --mpi=list` knows.
+        const PLUGINS: &[&str] = &[
+            "none",
+            "pmi2",
+            "pmix",
+            "pmix_v2",
+            "pmix_v3",
+            "pmix_v4",
+            "pmix_v5",
+            "cray_shasta",
+            "openmpi",
+        ];
+        if !PLUGINS.contains(&m.as_str()) {
+            if let Some(near) = closest_known(m, PLUGINS) {
+                return err(
+                    "slurm.mpi",
+                    format!("`{m}` is no Slurm MPI plugin: srun would refuse the worker steps"),
+                    &format!("did you mean `{near}`? (`srun --mpi=list` lists this cluster's)"),
+                );
+            }
+        }
     }
     let routers = case.router.replicas.max(1);
     if s.front_nodes > routers {

@@ -382,6 +382,16 @@ fn bad_cases_name_the_key_line_and_fix() {
             hint_has: "`{server_config}`, `{disagg}`, `{host}`, `{port}`",
         },
         Bad {
+            what: "an MPI plugin a letter off",
+            text: "name: x\nmodel: {name: tiny}\nengine: sim\nctx: {count: 1}\ngen: {count: 1}\n\
+                   benchmark: {isl: 8, osl: 4}\nslurm: {mpi: pmx}\n"
+                .into(),
+            key: "slurm.mpi",
+            line: Some(7),
+            message_has: "`pmx` is no Slurm MPI plugin",
+            hint_has: "did you mean `pmix`?",
+        },
+        Bad {
             what: "an empty setup command",
             text: "name: x\nmodel: {name: tiny}\nengine: sim\nctx: {count: 1}\ngen: {count: 1}\n\
                    benchmark: {isl: 8, osl: 4}\nsetup: []\n"
