@@ -266,13 +266,12 @@ fn expand(text: &str, path: &Path, base: Mapping, spec: Value) -> Result<Sweep, 
             .zip(&picks)
             .flat_map(|(axis, &i)| axis[i].clone())
             .collect();
-        let context = |values: &[(String, Value)]| {
-            let label = values
+        let label = |values: &[(String, Value)]| {
+            values
                 .iter()
                 .map(|(k, v)| format!("{k}={}", scalar_text(v).unwrap_or_else(|| yaml_inline(v))))
                 .collect::<Vec<_>>()
-                .join(" ");
-            format!("sweep point {} ({label})", n + 1)
+                .join(" ")
         };
         match point_case(text, path, &base, &values) {
             Ok(case) => raw_points.push(SweepPoint {
@@ -280,14 +279,11 @@ fn expand(text: &str, path: &Path, base: Mapping, spec: Value) -> Result<Sweep, 
                 values,
                 case,
             }),
-            Err(mut e) => {
-                e.message = format!("{}: {}", context(&values), e.message);
-                errors.push(e);
-            }
+            Err(e) => errors.push((n + 1, label(&values), e)),
         }
     }
     if !errors.is_empty() {
-        return Err(errors);
+        return Err(group_point_errors(errors, total));
     }
     name_points(&mut raw_points).map_err(|m| {
         err(
@@ -442,6 +438,47 @@ fn set_path(doc: &mut Value, key: &str, value: Value) -> Result<(), String> {
 
 /// Gives every point a distinct config name: when two would share one, all get their values as a
 /// suffix.
+/// The points' errors, one per distinct error: the same mistake in the base case fails every
+/// point alike, and is said once, with the points it fails (a 1,000-point sweep would say it
+/// a thousand times).
+fn group_point_errors(errors: Vec<(usize, String, CaseError)>, total: usize) -> Vec<CaseError> {
+    let mut groups: Vec<(CaseError, Vec<(usize, String)>)> = Vec::new();
+    for (n, label, e) in errors {
+        let same = |g: &CaseError| {
+            (&g.key, g.line, &g.message, &g.hint) == (&e.key, e.line, &e.message, &e.hint)
+        };
+        match groups.iter_mut().find(|(g, _)| same(g)) {
+            Some((_, points)) => points.push((n, label)),
+            None => groups.push((e, vec![(n, label)])),
+        }
+    }
+    const SHOWN: usize = 4;
+    groups
+        .into_iter()
+        .map(|(mut e, points)| {
+            let context = match points.as_slice() {
+                [(n, label)] => format!("sweep point {n} ({label})"),
+                _ if points.len() == total && total > 1 => {
+                    format!("every sweep point (all {total})")
+                }
+                _ => {
+                    let mut shown: Vec<String> = points
+                        .iter()
+                        .take(SHOWN)
+                        .map(|(n, label)| format!("{n} ({label})"))
+                        .collect();
+                    if points.len() > SHOWN {
+                        shown.push(format!("and {} more", points.len() - SHOWN));
+                    }
+                    format!("sweep points {}", shown.join(", "))
+                }
+            };
+            e.message = format!("{context}: {}", e.message);
+            e
+        })
+        .collect()
+}
+
 fn name_points(points: &mut [SweepPoint]) -> Result<(), String> {
     let clash = |points: &[SweepPoint]| -> Option<(usize, usize)> {
         for (i, p) in points.iter().enumerate() {
@@ -673,12 +710,31 @@ mod tests {
 
     #[test]
     fn every_bad_point_is_reported_with_its_values_and_the_key() {
-        let errs = sweep("sweep: {ctx.count: [0, 1, 0]}\n").unwrap_err();
+        // One mistake the points share is said once, with the points; another apart.
+        let errs = sweep("sweep: {ctx.count: [0, 1, 0, -1]}\n").unwrap_err();
         assert_eq!(errs.len(), 2, "{errs:?}");
         let e = errs[0].to_string();
-        assert!(e.contains("sweep point 1 (ctx.count=0)"), "{e}");
+        assert!(
+            e.contains("sweep points 1 (ctx.count=0), 3 (ctx.count=0): must be at least 1"),
+            "{e}"
+        );
         assert!(e.contains("key `ctx.count`"), "{e}");
-        assert!(errs[1].to_string().contains("sweep point 3"), "{errs:?}");
+        assert!(
+            errs[1].to_string().contains("sweep point 4 (ctx.count=-1)"),
+            "{errs:?}"
+        );
+        // The base's mistake fails every point: said once.
+        let errs = sweep("seed: x\nsweep: {ctx.count: [1, 2, 3, 4, 5, 6]}\n").unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].to_string().contains("every sweep point (all 6)"),
+            "{errs:?}"
+        );
+        let errs = sweep("sweep: {ctx.count: [0, 0, 0, 0, 0, 0, 1]}\n").unwrap_err();
+        assert!(
+            errs[0].to_string().contains("4 (ctx.count=0), and 2 more:"),
+            "{errs:?}"
+        );
     }
 
     #[test]

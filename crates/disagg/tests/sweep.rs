@@ -75,7 +75,8 @@ fn plan_lists_every_point_with_its_name_and_gpus_and_validate_checks_them_all() 
     assert_eq!(r.code(), 0, "{}", r.show());
     assert_eq!(r.stdout().matches("ok: ").count(), 4, "{}", r.show());
 
-    // One bad point stops everything before anything runs, naming the point and the key.
+    // Bad points stop everything before anything runs, naming the points and the key: the one
+    // mistake they share, once.
     let bad = dir.path().join("bad.yaml");
     std::fs::write(
         &bad,
@@ -87,8 +88,10 @@ fn plan_lists_every_point_with_its_name_and_gpus_and_validate_checks_them_all() 
     assert_eq!(r.code(), 2, "{}", r.show());
     let err = r.stderr();
     assert!(
-        err.contains("sweep point 2 (ctx.count=1 gen.parallel.tp=0)")
-            && err.contains("key `gen.parallel.tp`"),
+        err.contains(
+            "sweep points 2 (ctx.count=1 gen.parallel.tp=0), 4 (ctx.count=2 gen.parallel.tp=0): \
+             must be at least 1"
+        ) && err.matches("key `gen.parallel.tp`").count() == 1,
         "{err}"
     );
     assert!(!ws.exists(), "nothing is created for a bad sweep");
