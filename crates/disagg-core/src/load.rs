@@ -77,7 +77,7 @@ pub fn read_case_text(path: &Path) -> Result<String, CaseError> {
 
 /// Checks a case given as text; `path` is used in messages and to resolve relative paths.
 pub fn parse_case(text: &str, path: &Path) -> Result<LoadedCase, CaseError> {
-    check_shape(text, path)?;
+    let text = check_shape(text, path)?;
     // First pass with untyped engine_args: learn which engine the case is for.
     let raw: RawCase<serde_yaml_ng::Value> = deserialize(text, path)?;
     let mut case: Case = match raw.engine {
@@ -117,7 +117,9 @@ pub fn parse_case(text: &str, path: &Path) -> Result<LoadedCase, CaseError> {
 /// What the YAML parser must never see: flow collections nested deeper than
 /// [`MAX_FLOW_DEPTH`] (its time is quadratic in that depth), and more than one document (the
 /// rest would be ignored). One linear pass; brackets inside quotes and comments do not count.
-pub fn check_shape(text: &str, path: &Path) -> Result<(), CaseError> {
+/// Returns the text to parse: all of it, or what comes before a last `---` that starts no
+/// document (an empty one, which the parser would count as a second).
+pub fn check_shape<'a>(text: &'a str, path: &Path) -> Result<&'a str, CaseError> {
     let mut depth = 0usize;
     let mut quote: Option<u8> = None;
     let mut comment = false;
@@ -186,6 +188,7 @@ pub fn check_shape(text: &str, path: &Path) -> Result<(), CaseError> {
                             .at_line(Some(line))
                             .hint("a case file holds one case; put each case in a file of its own (`disagg run A.yaml B.yaml`)"));
                     }
+                    return Ok(&text[..i]);
                 }
                 _ => {}
             },
@@ -195,7 +198,7 @@ pub fn check_shape(text: &str, path: &Path) -> Result<(), CaseError> {
         }
         prev = b;
     }
-    Ok(())
+    Ok(text)
 }
 
 fn deserialize<T: serde::de::DeserializeOwned>(text: &str, path: &Path) -> Result<T, CaseError> {

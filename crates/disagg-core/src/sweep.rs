@@ -105,7 +105,7 @@ pub fn load_file(path: &Path) -> Result<CaseFile, Vec<CaseError>> {
 /// [`load_file`] on text.
 pub fn parse_file(text: &str, path: &Path) -> Result<CaseFile, Vec<CaseError>> {
     // Before any YAML parsing: what would make the parser slow or read only part of the file.
-    crate::load::check_shape(text, path).map_err(|e| vec![e])?;
+    let text = crate::load::check_shape(text, path).map_err(|e| vec![e])?;
     let doc: Option<Mapping> = serde_yaml_ng::from_str(text).ok();
     let has_sweep = doc.as_ref().is_some_and(|m| m.contains_key("sweep"));
     if !has_sweep {

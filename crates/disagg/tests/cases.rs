@@ -620,8 +620,11 @@ fn a_second_document_a_newline_in_env_and_an_underivable_name_are_errors() {
         unnamed.replace("llama-3.1-8b", &"m".repeat(220)).as_bytes(),
     );
     assert!(stderr.contains("set `name:`"), "{stderr}");
-    // A leading `---` and a trailing `...` are one document still.
+    // A leading `---` and a trailing `...` are one document still; so is one with a trailing
+    // `---` that starts nothing (a generated file's end).
     let (code, stderr, _) = validate(&ws, "c.yaml", format!("---\n{good}...\n").as_bytes());
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stderr, _) = validate(&ws, "c.yaml", format!("{good}---\n# end\n").as_bytes());
     assert_eq!(code, 0, "{stderr}");
 }
 
