@@ -10,8 +10,9 @@
 //! A baseline may be that CSV, TensorRT-LLM's 7-column base file, or our earlier layout (one
 //! `perf_case_name` `<config>-con8` for every metric of a point, metric names such as
 //! `MEAN_TTFT`, a `gate` column). A metric regresses only when it is worse than the baseline by
-//! more than both its relative threshold (`|threshold|`, a fraction) and its absolute one. A
-//! negative threshold means higher is better. A row gates (fails the run) when its `gate` column
+//! more than its absolute threshold plus its relative one (`|threshold|`, a fraction) of the
+//! measured value, as TensorRT-LLM's check has it ([`judge`]). A negative threshold means higher
+//! is better. A row gates (fails the run) when its `gate` column
 //! says so; without that column, throughputs gate and latencies are only reported.
 
 use std::fmt::Write as _;
@@ -966,8 +967,11 @@ pub fn compare(
     }
 }
 
-/// One metric: worse by more than both thresholds regresses (PROTOCOLS.md §5); which way is
-/// worse is the metric's (`higher_is_better`), never the sign of a threshold.
+/// One metric, by TensorRT-LLM's rule (`sanity_perf_check.py`, `diff_tools.py`: numpy's
+/// `isclose(base, target, rtol=|threshold|, atol=|absolute|)`): it changed when it moved by more
+/// than `|absolute| + |threshold| × |measured|` (the two tolerances added, the relative one
+/// taken of the measured value), and a change the worse way regresses. Which way is worse is
+/// the metric's (`higher_is_better`), never the sign of a threshold.
 pub fn judge(
     higher_is_better: bool,
     baseline: f64,
@@ -981,14 +985,14 @@ pub fn judge(
     } else {
         measured - baseline
     };
-    let relative_limit = threshold.abs() * baseline.abs();
-    if worse_by > relative_limit && worse_by > absolute.abs() {
+    let tolerance = absolute.abs() + threshold.abs() * measured.abs();
+    if worse_by > tolerance {
         if gate {
             Verdict::Regressed
         } else {
             Verdict::WorseNotGated
         }
-    } else if worse_by < 0.0 && -worse_by > relative_limit && -worse_by > absolute.abs() {
+    } else if -worse_by > tolerance {
         Verdict::Improved
     } else {
         Verdict::Ok
@@ -1254,7 +1258,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_metric_regresses_only_beyond_both_thresholds() {
+    fn a_metric_regresses_only_beyond_both_thresholds_added() {
         // Higher is better (negative threshold): 100 → 80 is 20% worse.
         assert_eq!(
             judge(true, 100.0, 80.0, -0.1, 0.0, true),
@@ -1278,6 +1282,19 @@ pub(crate) mod tests {
             Verdict::WorseNotGated
         );
         assert_eq!(judge(false, 10.0, 8.0, 0.1, 0.5, true), Verdict::Improved);
+        // TensorRT-LLM's rule (numpy's isclose): the tolerances add, and the relative one is of
+        // the measured value. 290 → 350.9 ms is within 50 + 10% of 350.9 = 85.1 ms...
+        assert_eq!(judge(false, 290.0, 350.9, 0.1, 50.0, true), Verdict::Ok);
+        assert_eq!(
+            judge(false, 290.0, 390.0, 0.1, 50.0, true),
+            Verdict::Regressed
+        );
+        // ... and a throughput 100 → 90.5 moved 9.5, beyond 10% of 90.5 = 9.05.
+        assert_eq!(
+            judge(true, 100.0, 90.5, -0.1, 0.0, true),
+            Verdict::Regressed
+        );
+        assert_eq!(judge(true, 100.0, 91.0, -0.1, 0.0, true), Verdict::Ok);
     }
 
     fn command(p: &PointReport) -> String {
