@@ -1094,6 +1094,15 @@ fn rank(role: RoleName) -> u8 {
 }
 
 /// Runs `setup` once, into `install.log`, bounded by the job deadline.
+/// Whether `exe` names a file there is: a path, or a name on `PATH`.
+fn runnable(exe: &str) -> bool {
+    if exe.contains('/') {
+        return std::path::Path::new(exe).is_file();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(exe).is_file()))
+}
+
 fn run_setup(
     plan: &Plan,
     argv: &[String],
@@ -1105,8 +1114,23 @@ fn run_setup(
         .append(true)
         .open(plan.run_dir.join("install.log"))
         .map_err(|e| fail_setup(format!("cannot open install.log: {e}"), false))?;
+    // Under `disagg guard` (the binary the roles run): if this process is killed, even with
+    // SIGKILL, the guard gets the parent-death signal and stops what the setup started. (A
+    // plan whose binary is nowhere, a unit test's, runs the setup as it is.)
+    let exe = plan
+        .roles
+        .first()
+        .and_then(|r| r.argv.first())
+        .filter(|exe| runnable(exe));
+    let guarded: Vec<String> = match exe {
+        Some(exe) => [exe.clone(), "guard".into(), "--".into()]
+            .into_iter()
+            .chain(argv.iter().cloned())
+            .collect(),
+        None => argv.to_vec(),
+    };
     let mut child =
-        crate::executor::spawn(argv, &Default::default(), &[], log, None).map_err(|e| {
+        crate::executor::spawn(&guarded, &Default::default(), &[], log, None).map_err(|e| {
             fail_setup(
                 format!("setup command {argv:?} could not be started: {e}"),
                 false,

@@ -259,6 +259,49 @@ fn sigkill_of_disagg_run_leaves_no_process_of_the_run_within_5s() {
     );
 }
 
+/// `disagg run` killed outright while its `setup` runs: the setup's shell dies with it, and so
+/// do the children the shell started (here a `sleep` in the background and one in the
+/// foreground, as `pip install` under `sh -c` would be), which init would otherwise adopt.
+#[test]
+fn sigkill_of_disagg_run_during_setup_leaves_no_process_of_the_setup() {
+    let ws = TempDir::new("sigkill-setup");
+    let mark = marker();
+    let case = ws.path().join("c.yaml");
+    std::fs::write(
+        &case,
+        format!(
+            "{}setup: [sh, -c, \"sleep {mark} & sleep {mark}\"]\n",
+            CaseSpec::default().yaml()
+        ),
+    )
+    .unwrap();
+    let run = Background::start(&case, ws.path());
+    let until = Instant::now() + Duration::from_secs(10);
+    while sleeps_with(&mark).len() < 2 {
+        assert!(Instant::now() < until, "the setup never started its sleeps");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sleeps = sleeps_with(&mark);
+    kill(Pid::from_raw(run.pid() as i32), Signal::SIGKILL).unwrap();
+    let killed = Instant::now();
+    let (code, _, _) = run.wait(Duration::from_secs(10));
+    assert_eq!(code, -1, "killed by a signal");
+    while !sleeps_with(&mark).is_empty() {
+        assert!(
+            killed.elapsed() < Duration::from_secs(5),
+            "the setup's {sleeps:?} still running 5s after SIGKILL of disagg run: {:?}",
+            sleeps_with(&mark)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let dir = only_run(ws.path(), "e2e");
+    assert!(
+        read(&dir.join("install.log")).contains("everything sh started is stopped"),
+        "{}",
+        read(&dir.join("install.log"))
+    );
+}
+
 /// `disagg run` killed outright writes no verdict; BENCHMARK, stopped by its parent-death
 /// signal, marks the points it kept as not a valid result (results.json said "valid" so far).
 #[test]

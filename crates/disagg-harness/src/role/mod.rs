@@ -131,6 +131,69 @@ pub fn run_role(role: RoleName, run_dir: &Path) -> i32 {
     }
 }
 
+/// `disagg guard -- ARGV`: runs ARGV as its child, as a subreaper, and passes on how it ended
+/// (its exit status, or the signal that ended it). Stopped by SIGTERM, SIGINT or SIGHUP (the
+/// parent-death signal when `disagg run` itself is killed, even with SIGKILL), it stops every
+/// process ARGV started, however detached, then dies by that signal. What `setup` runs under:
+/// a setup's children (a `pip install` under `sh -c`) would otherwise outlive a killed run.
+pub fn guard(argv: &[String]) -> i32 {
+    let Some((program, args)) = argv.split_first() else {
+        eprintln!("disagg guard: no command given");
+        return exit::USAGE;
+    };
+    crate::procs::become_subreaper();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("disagg guard: cannot start the async runtime: {e}");
+            return exit::TEST_FAILED;
+        }
+    };
+    let ended = rt.block_on(async {
+        let mut child = tokio::process::Command::new(program)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {program}: {e}"))?;
+        tokio::select! {
+            s = child.wait() => s.map(Ok).map_err(|e| format!("cannot wait for {program}: {e}")),
+            sig = stop_signal() => Ok(Err(sig)),
+        }
+    });
+    drop(rt);
+    match ended {
+        Ok(Ok(status)) => {
+            use std::os::unix::process::ExitStatusExt;
+            match (status.code(), status.signal()) {
+                (Some(code), _) => code,
+                (None, Some(sig)) => match nix::sys::signal::Signal::try_from(sig) {
+                    Ok(sig) => die_by(sig),
+                    Err(_) => exit::by_signal(sig),
+                },
+                (None, None) => exit::TEST_FAILED,
+            }
+        }
+        Ok(Err(sig)) => {
+            let left = crate::procs::sweep(std::time::Duration::from_secs(2));
+            if !left.is_empty() {
+                eprintln!("disagg guard: warning: left running after SIGKILL: {left:?}");
+            }
+            eprintln!(
+                "disagg guard: stopped by {}; everything {program} started is stopped",
+                sig.as_str()
+            );
+            die_by(sig)
+        }
+        Err(e) => {
+            eprintln!("disagg guard: {e}");
+            127
+        }
+    }
+}
+
 /// SIGTERM (the supervisor's teardown, or the parent-death signal when `disagg run` itself is
 /// gone), SIGINT or SIGHUP.
 async fn stop_signal() -> nix::sys::signal::Signal {

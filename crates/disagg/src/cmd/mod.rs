@@ -2,6 +2,7 @@
 
 mod bench;
 mod compare;
+mod guard;
 mod history;
 mod import;
 mod logs;
@@ -45,6 +46,8 @@ enum Command {
     Report(report::Args),
     Compare(compare::Args),
     Import(import::Args),
+    #[command(hide = true)]
+    Guard(guard::Args),
 }
 
 /// Runs the chosen subcommand; returns the process exit code.
@@ -67,6 +70,7 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Report(a) => report::main(a),
         Command::Compare(a) => compare::main(a),
         Command::Import(a) => import::main(a),
+        Command::Guard(a) => guard::main(a),
     }
 }
 
