@@ -1285,7 +1285,7 @@ pub(crate) fn finish_as(
     // A report that could not be written (a full disk, a folder gone) leaves CI without its
     // verdict: not a pass, whatever the run measured. Those that were written said it passed,
     // so they are written again as failed, or removed: never a green JUnit on a red job.
-    let lost_verdict = |lost: &[&String]| -> (i32, String) {
+    let lost_verdict = |lost: &[&String]| -> (i32, String, Outcome) {
         let reason = format!(
             "{} of the run's reports could not be written, so CI would not read its verdict \
              (first: {}); hint: free space in, or fix the permissions of, {}",
@@ -1302,45 +1302,55 @@ pub(crate) fn finish_as(
             }),
             ..outcome.clone()
         };
-        let junit = report::junit(
-            name.as_str(),
-            run_dir,
-            &failed,
-            &points,
-            &planned,
-            &perf_outcome,
-        );
+        // Every report that said the run passed says it failed, or is removed: the perf
+        // check's text (not run: the run did not pass), the CSV's rows (`failed`: it must not
+        // serve as a baseline) and results.json (not valid).
+        let not_run = PerfOutcome::NotRun;
+        let junit = report::junit(name.as_str(), run_dir, &failed, &points, &planned, &not_run);
         let verdict = format!("FAILED: {reason}");
         let summary = format!(
-            "# {name} — run {run_id}\n\n{verdict}\n\n{table}\n```\n{perf_text}```\n\nduration: {:.1}s; exit code {}\n",
+            "# {name} — run {run_id}\n\n{verdict}\n\n{table}\n```\n{}```\n\nduration: {:.1}s; exit code {}\n",
+            not_run.render(),
             outcome.duration_s,
             exit::TEST_FAILED
         );
-        for (file, written) in write_verdict(run_dir, &junit, &summary, &failed, &perf_outcome) {
+        let csv_written = perf::write_results_csv(&csv, name.as_str(), &points, false, &|p| {
+            bench_command(plan, p)
+        });
+        let rewritten = [
+            (
+                "perf_check.txt",
+                crate::atomic::write(&run_dir.join("perf_check.txt"), not_run.render().as_bytes()),
+            ),
+            ("perf_script_test_results.csv", csv_written),
+            (
+                "results.json",
+                mark_results_invalid(plan, &failed).map_err(std::io::Error::other),
+            ),
+        ];
+        for (file, written) in rewritten
+            .into_iter()
+            .chain(write_verdict(run_dir, &junit, &summary, &failed, &not_run))
+        {
             if written.is_err() {
                 let _ = std::fs::remove_file(run_dir.join(file));
             }
         }
-        (exit::TEST_FAILED, verdict)
+        (exit::TEST_FAILED, verdict, failed)
     };
     let passing = |code: i32| matches!(code, exit::PASS | exit::PERF_REGRESSION);
     let lost: Vec<&String> = notes
         .iter()
         .filter(|n| n.starts_with("cannot write"))
         .collect();
-    let (mut code, mut verdict) = if lost.is_empty() || !passing(code) {
-        (code, verdict)
+    let (mut code, mut verdict, mut recorded) = if lost.is_empty() || !passing(code) {
+        (code, verdict, outcome.clone())
     } else {
         lost_verdict(&lost)
     };
     // Into the results store, before the exit code marks the run as over.
-    let record = {
-        let (p, o, pts, perf) = (
-            plan.clone(),
-            outcome.clone(),
-            points.clone(),
-            perf_outcome.clone(),
-        );
+    let record = |outcome: &Outcome, perf: &PerfOutcome, code: i32| {
+        let (p, o, pts, perf) = (plan.clone(), outcome.clone(), points.clone(), perf.clone());
         // A run a signal stopped is recorded only if the store answers at once: whoever sent
         // it (a CI abort) may send SIGKILL next, and the exit code must be written by then.
         let wait = if outcome.result == RunResult::Interrupted {
@@ -1352,7 +1362,12 @@ pub(crate) fn finish_as(
             crate::record::record_run(&p, &o, &pts, &perf, code)
         })
     };
-    match record {
+    let recorded_perf = if recorded.result == outcome.result {
+        perf_outcome.clone()
+    } else {
+        PerfOutcome::NotRun
+    };
+    match record(&recorded, &recorded_perf, code) {
         Ok(Ok(())) => {}
         Ok(Err(e)) => notes.push(format!("the run is not in the results store: {e}")),
         Err(why) => {
@@ -1377,9 +1392,21 @@ pub(crate) fn finish_as(
             "cannot write {}: {e}",
             run_dir.join(EXIT_CODE_FILE).display()
         );
-        // Without it the run reads as unfinished (triage, --resume): not a pass either.
+        // Without it the run reads as unfinished (triage, --resume): not a pass either, and
+        // the store, which has it as passed by now, is told so (it replaces a run folder's
+        // record): a run CI saw fail must not become the history gate's reference.
         if passing(code) {
-            (code, verdict) = lost_verdict(&[&note]);
+            (code, verdict, recorded) = lost_verdict(&[&note]);
+            let unrecorded = match record(&recorded, &PerfOutcome::NotRun, code) {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e),
+                Err(why) => Some(why.to_string()),
+            };
+            if let Some(e) = unrecorded {
+                notes.push(format!(
+                    "the results store still has the run as passed: {e}"
+                ));
+            }
         }
         notes.push(note);
     }

@@ -122,8 +122,14 @@ fn a_command_router_reads_the_server_config_the_role_writes() {
 /// too (they said PASSED: a green summary or JUnit on a red job).
 #[test]
 fn a_run_whose_reports_cannot_be_written_fails() {
+    for blocked in ["results.xml", "exit_code"] {
+        a_run_whose_report_cannot_be_written_fails(blocked);
+    }
+}
+
+fn a_run_whose_report_cannot_be_written_fails(blocked: &str) {
     let ws = workspace("lost");
-    let blocker = ws.path().join("disagg_logs/cmd-lost/latest/results.xml");
+    let blocker = ws.path().join("disagg_logs/cmd-lost/latest").join(blocked);
     let argv = format!(
         r#"[sh, -c, "mkdir '{}' && exec \"$0\" sim --role context --host \"$1\" --port \"$2\"", "{{disagg}}", "{{host}}", "{{port}}"]"#,
         blocker.display()
@@ -133,12 +139,14 @@ fn a_run_whose_reports_cannot_be_written_fails() {
     assert_eq!(out.status.code(), Some(1), "{said}");
     assert!(
         said.contains("FAILED: 1 of the run's reports could not be written")
-            && said.contains("results.xml"),
+            && said.contains(blocked),
         "{said}"
     );
     let dir = ws.path().join("disagg_logs/cmd-lost/latest");
-    let code = std::fs::read_to_string(dir.join("exit_code"));
-    assert_eq!(code.unwrap().trim(), "1");
+    if blocked != "exit_code" {
+        let code = std::fs::read_to_string(dir.join("exit_code"));
+        assert_eq!(code.unwrap().trim(), "1");
+    }
     // The reports that were written said PASSED: they now say what the exit code says.
     let summary = std::fs::read_to_string(dir.join("summary.md")).unwrap();
     assert!(
@@ -149,6 +157,32 @@ fn a_run_whose_reports_cannot_be_written_fails() {
     );
     let outcome = std::fs::read_to_string(dir.join("outcome.json")).unwrap();
     assert!(outcome.contains("\"failed\""), "{outcome}");
+    // So do the perf check's text, the CSV (no row a baseline could take), results.json ...
+    let perf = std::fs::read_to_string(dir.join("perf_check.txt")).unwrap();
+    assert!(perf.starts_with("perf check: not run"), "{perf}");
+    let csv = std::fs::read_to_string(dir.join("perf_script_test_results.csv")).unwrap();
+    assert!(
+        csv.lines().count() > 1 && !csv.contains(",valid,") && csv.contains(",failed,"),
+        "{csv}"
+    );
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["valid"], false, "{results}");
+    // ... and the results store: a run CI saw fail is no reference for the history gate.
+    let history = Command::new(DISAGG)
+        .args([
+            "history",
+            "cmd-lost",
+            "--workspace",
+            ws.path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let history = show(&history);
+    assert!(
+        history.contains(" failed ") && !history.contains(" passed "),
+        "{blocked}: {history}"
+    );
 }
 
 /// An engine that is not on the PATH: the failure says so, with the PATH it searched.
