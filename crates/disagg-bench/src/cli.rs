@@ -63,7 +63,7 @@ pub(crate) async fn run(args: BenchArgs) -> Result<bool, BenchError> {
         let work = async {
             canary(&cfg).await?;
             run_sweep_with(&cfg, |p| {
-                print!("{}", point_files::log_text(&cfg, &p.report));
+                say_raw!("{}", point_files::log_text(&cfg, &p.report));
                 if let (Some(dir), Ok(())) = (&args.output_dir, &written) {
                     written = point_files::write(dir, &cfg, p).map(|_| ());
                 }
@@ -84,11 +84,11 @@ pub(crate) async fn run(args: BenchArgs) -> Result<bool, BenchError> {
                 "interrupted by {name}: {} of {planned} point(s) measured, the one under way left out",
                 finished.len()
             );
-            eprintln!("disagg bench: {stopped}");
+            say_err!("disagg bench: {stopped}");
             if let Some(dir) = &args.output_dir {
                 let sweep = Sweep { points: finished };
                 crate::outputs::write(dir, &sweep, Some(&stopped))?;
-                eprintln!("disagg bench: the finished points are in {}", dir.display());
+                say_err!("disagg bench: the finished points are in {}", dir.display());
             }
             return Err(BenchError::Interrupted { signal, name });
         }
@@ -99,7 +99,7 @@ pub(crate) async fn run(args: BenchArgs) -> Result<bool, BenchError> {
     }
     match sweep.invalid_reason() {
         Some(reason) => {
-            eprintln!("invalid results: {reason}");
+            say_err!("invalid results: {reason}");
             Ok(false)
         }
         None => Ok(true),

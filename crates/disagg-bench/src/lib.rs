@@ -24,6 +24,25 @@
 //! point's failure rate is over `max_failure_rate` (default 0) or any request generated no
 //! tokens: numbers from a half-broken server must never look like a result.
 
+/// `eprintln!` that never panics: the console may be a full disk's file (a run folder's log)
+/// or a closed pipe, and a lost line must not take the benchmark, and what it measured, down.
+macro_rules! say_err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
+/// `print!` alike ([`say_err!`]), flushed.
+macro_rules! say_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        let _ = write!(out, $($arg)*);
+        let _ = out.flush();
+    }};
+}
+
 mod arrivals;
 mod canary;
 mod cli;

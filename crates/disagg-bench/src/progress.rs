@@ -233,7 +233,7 @@ async fn lines(progress: Arc<Progress>, label: String, total: usize) {
     loop {
         tick.tick().await;
         let (done, in_flight, failed, rate) = snapshot(&progress, started);
-        eprintln!(
+        say_err!(
             "{label} done {done}/{total} in-flight {in_flight} failed {failed} {rate:.1} req/s"
         );
     }

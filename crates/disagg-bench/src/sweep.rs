@@ -90,7 +90,7 @@ pub(crate) async fn run_sweep(
             // Warmup failures do not count, but a server that fails warmup deserves a look.
             if !errors.is_empty() {
                 tracing::warn!(point = %label, ?errors, "warmup requests failed");
-                eprintln!("{label} warmup failures (not counted): {errors:?}");
+                say_err!("{label} warmup failures (not counted): {errors:?}");
             }
         }
         // validate() makes num_prompts required in the open loop, so only the closed loop
@@ -204,9 +204,9 @@ pub(crate) async fn run_sweep(
             }
         });
         if let Some(why) = &stopped {
-            eprintln!("{label}: {why}");
+            say_err!("{label}: {why}");
         }
-        eprintln!(
+        say_err!(
             "{label} finished {} requests in {:.2}s: completed {} failed {}",
             outcomes.len(),
             metrics.duration_s,
@@ -214,14 +214,14 @@ pub(crate) async fn run_sweep(
             metrics.failed
         );
         for line in first_words_per_failure(&outcomes) {
-            eprintln!("{label}: {line}");
+            say_err!("{label}: {line}");
         }
         if let Some(note) = &wait_note {
-            eprintln!("{label}: note: {note}");
+            say_err!("{label}: note: {note}");
         }
         let warnings: Vec<String> = counted_without_usage(&outcomes).into_iter().collect();
         for w in &warnings {
-            eprintln!("{label}: warning: {w}");
+            say_err!("{label}: warning: {w}");
         }
         // Kept with the point's files too (results.json's warnings, summary.txt): what reads
         // them later must not see the figures without what qualifies them.
@@ -270,7 +270,7 @@ pub(crate) async fn run_sweep(
         // Its requests hung until a limit: the server would keep every further point (and its
         // warm-up) waiting as long.
         if budget_stop && points.len() < plan_count {
-            eprintln!(
+            say_err!(
                 "{label}: no further point: this one's requests hung until a limit, and the next \
                  would wait as long (keep_going runs them all)"
             );

@@ -71,7 +71,7 @@ impl Workload {
         let source = if let Some(path) = &cfg.dataset {
             let d = dataset::load(path, &estimator())?;
             if d.skipped_short > 0 {
-                eprintln!(
+                say_err!(
                     "dataset {}: left out {} conversation(s) with fewer than two turns",
                     path.display(),
                     d.skipped_short

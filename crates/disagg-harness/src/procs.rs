@@ -129,7 +129,7 @@ pub fn sweep(grace: Duration) -> Vec<Pid> {
         return Vec::new();
     }
     // Said in the role's log: an engine that ignores SIGTERM is why its teardown took longer.
-    eprintln!(
+    say_err!(
         "disagg: {} process(es) still running {} after SIGTERM (pid {}): sending SIGKILL",
         stubborn.len(),
         humantime::format_duration(grace),

@@ -1067,6 +1067,18 @@ fn write_verdict(
     ]
 }
 
+/// Free bytes (for an unprivileged writer) of the filesystem holding `dir`, when so few that
+/// the next log line or report may not fit: below [`FULL_BELOW`].
+fn free_if_full(dir: &Path) -> Option<u64> {
+    let s = nix::sys::statvfs::statvfs(dir).ok()?;
+    let free = (s.blocks_available() as u64).saturating_mul(s.fragment_size() as u64);
+    (free < FULL_BELOW).then_some(free)
+}
+
+/// Less free space than this under a failed run's folder is named as its cause: a role's log
+/// line, a results file or a report of a few KiB could not be sure to fit.
+const FULL_BELOW: u64 = 256 * 1024;
+
 /// Rewrites a `results.json` that says `valid: true` for a run that did not pass: invalid,
 /// with the run's reason (its points stay: measured before the run failed).
 fn mark_results_invalid(plan: &Plan, outcome: &Outcome) -> Result<(), String> {
@@ -1143,6 +1155,26 @@ pub(crate) fn finish_as(
             (outcome.result == RunResult::Passed)
                 .then(|| format!("{}: BENCHMARK never wrote it", results_path.display())),
         )
+    };
+    // A full disk under the run folder fails whichever role writes next, in its own words or
+    // in none (its log is the file that could not grow): the verdict says so first.
+    let on_full_disk;
+    let outcome = match (&outcome.result, free_if_full(run_dir)) {
+        (RunResult::Failed(f), Some(free)) => {
+            on_full_disk = Outcome {
+                result: RunResult::Failed(crate::outcome::Failure {
+                    reason: format!(
+                        "the run folder's filesystem is full ({free} bytes free under {}): {}",
+                        run_dir.display(),
+                        f.reason
+                    ),
+                    ..f.clone()
+                }),
+                ..outcome.clone()
+            };
+            &on_full_disk
+        }
+        _ => outcome,
     };
     let mut notes = Vec::new();
     // Every run folder has its results.json, a run that measured nothing too: the run's reason

@@ -476,3 +476,41 @@ fn disagg_raises_its_soft_open_files_limit_to_the_hard_one() {
         "soft {soft}, hard {hard}"
     );
 }
+
+/// The bench's console on a full disk (`/dev/full`, as a run folder's log on a full
+/// filesystem): the lines are lost, not the benchmark. It panicked (exit 101) at its first
+/// point's text, and in a run that was all BENCHMARK's log said.
+#[test]
+fn a_bench_whose_console_cannot_be_written_still_measures_and_writes_its_results() {
+    let sim = Server::start(&["sim", "--role", "both"]);
+    let out = TempDir::new("bench-full");
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let r = Command::new(env!("CARGO_BIN_EXE_disagg"))
+        .args([
+            "bench",
+            "--url",
+            &sim.url(),
+            "--isl",
+            "16",
+            "--osl",
+            "4",
+            "--concurrency",
+            "2",
+            "--rounds",
+            "2",
+            "--output-dir",
+            out.path().to_str().unwrap(),
+        ])
+        .stdout(full)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let results = json(&out.path().join("results.json"));
+    assert_eq!(results["points"][0]["completed"].as_u64(), Some(4));
+}

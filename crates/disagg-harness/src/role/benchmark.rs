@@ -31,14 +31,14 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
     let (first, more) = urls.split_first().ok_or("the plan has no router")?;
     let mut cfg = bench_config(plan, first.clone());
     cfg.extra_urls = more.to_vec();
-    eprintln!(
+    say_err!(
         "disagg role BENCHMARK: {} at {}; canary",
         if more.is_empty() { "router" } else { "routers" },
         urls.join(", ")
     );
     if let Some(n) = plan.gen_fill_gate() {
         // TensorRT-LLM's gen-only test sends no test request either, for the same reason.
-        eprintln!(
+        say_err!(
             "disagg role BENCHMARK: no canary: the GEN workers' TLLM_BENCHMARK_REQ_QUEUES_SIZE={n} \
              holds every generation request until {n} are in, so a lone one would wait for ever; \
              sweep"
@@ -47,7 +47,7 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
         if let Err(e) = disagg_bench::canary(&cfg).await {
             return finish(plan, Some(format!("the canary request failed: {e}")), None).await;
         }
-        eprintln!("disagg role BENCHMARK: canary passed; sweep");
+        say_err!("disagg role BENCHMARK: canary passed; sweep");
     }
     // Each point's log goes to this role's log (benchmark.log) and, with its result file, into
     // files of its own as soon as it is measured.
@@ -78,11 +78,11 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
         if crate::rendezvous::read::<Status>(&plan.status_file(), &plan.run_id)
             .is_some_and(|s| s.is_interruption())
         {
-            print!(
+            say_raw!(
                 "{}",
                 disagg_bench::point_files::unrecorded_log_text(&cfg, &p.report)
             );
-            eprintln!(
+            say_err!(
                 "disagg role BENCHMARK: the run was interrupted under the point at {}; not \
                  recording it",
                 p.report.point
@@ -104,18 +104,19 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
         if let (Some(why), true) = (&over, p.report.metrics.failed > 0) {
             // TensorRT-LLM's log parser fails a case on the file's last `Total failed
             // requests:`; without it the points before would read as a clean run.
-            print!(
+            say_raw!(
                 "{}",
                 disagg_bench::point_files::unrecorded_log_text(&cfg, &p.report)
             );
-            eprintln!(
+            say_err!(
                 "disagg role BENCHMARK: the point at {} failed {} request(s), and {why}; not \
                  recording it",
-                p.report.point, p.report.metrics.failed
+                p.report.point,
+                p.report.metrics.failed
             );
             return ControlFlow::Break(());
         }
-        print!("{}", disagg_bench::point_files::log_text(&cfg, &p.report));
+        say_raw!("{}", disagg_bench::point_files::log_text(&cfg, &p.report));
         if let Err(e) = disagg_bench::point_files::write(&plan.run_dir, &cfg, p) {
             unwritten.push(e.to_string());
         } else if let (Some(c), None) = (p.report.point.concurrency, p.report.point.request_rate) {
@@ -141,7 +142,7 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
         // No further point once the run is over.
         match over {
             Some(why) => {
-                eprintln!("disagg role BENCHMARK: no further point: {why}");
+                say_err!("disagg role BENCHMARK: no further point: {why}");
                 ControlFlow::Break(())
             }
             None => ControlFlow::Continue(()),
@@ -152,7 +153,7 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
     let sweep = tokio::select! {
         s = sweep => s,
         status = wait_for_status(plan) => {
-            eprintln!(
+            say_err!(
                 "disagg role BENCHMARK: the run ended under the sweep ({}); stopping",
                 status.reason.as_deref().unwrap_or("no reason given")
             );
@@ -188,7 +189,7 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
     sweep.points.truncate(measured.len());
     // Per-request timelines, the CSV and the HDR distributions, beside our own results.json.
     if let Err(e) = sweep.write_outputs(&plan.run_dir.join("bench")) {
-        eprintln!("disagg role BENCHMARK: warning: {e}");
+        say_err!("disagg role BENCHMARK: warning: {e}");
     }
     // With every point left out, "no points were run" would read as if nothing was sent.
     let invalid = match &left_out {
@@ -215,7 +216,7 @@ fn write_bench_dir(plan: &Plan, points: &[disagg_bench::PointResult]) {
         points: points.to_vec(),
     };
     if let Err(e) = sweep.write_outputs(&plan.run_dir.join("bench")) {
-        eprintln!("disagg role BENCHMARK: warning: {e}");
+        say_err!("disagg role BENCHMARK: warning: {e}");
     }
 }
 
@@ -233,7 +234,7 @@ pub fn mark_stopped(plan: &Plan, sig: &str) {
         )
     });
     if let Err(e) = marked {
-        eprintln!("disagg role BENCHMARK: {e}");
+        say_err!("disagg role BENCHMARK: {e}");
     }
 }
 

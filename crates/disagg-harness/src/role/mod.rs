@@ -5,7 +5,7 @@
 /// host it runs on (`[rank 1 @ node-b] `), so one log of all ranks tells them apart.
 macro_rules! say {
     ($($arg:tt)*) => {
-        eprintln!("{}{}", $crate::role::shared::line_prefix(), format_args!($($arg)*))
+        say_err!("{}{}", $crate::role::shared::line_prefix(), format_args!($($arg)*))
     };
 }
 
@@ -138,7 +138,7 @@ pub fn run_role(role: RoleName, run_dir: &Path) -> i32 {
 /// a setup's children (a `pip install` under `sh -c`) would otherwise outlive a killed run.
 pub fn guard(argv: &[String]) -> i32 {
     let Some((program, args)) = argv.split_first() else {
-        eprintln!("disagg guard: no command given");
+        say_err!("disagg guard: no command given");
         return exit::USAGE;
     };
     crate::procs::become_subreaper();
@@ -148,7 +148,7 @@ pub fn guard(argv: &[String]) -> i32 {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("disagg guard: cannot start the async runtime: {e}");
+            say_err!("disagg guard: cannot start the async runtime: {e}");
             return exit::TEST_FAILED;
         }
     };
@@ -179,16 +179,16 @@ pub fn guard(argv: &[String]) -> i32 {
         Ok(Err(sig)) => {
             let left = crate::procs::sweep(std::time::Duration::from_secs(2));
             if !left.is_empty() {
-                eprintln!("disagg guard: warning: left running after SIGKILL: {left:?}");
+                say_err!("disagg guard: warning: left running after SIGKILL: {left:?}");
             }
-            eprintln!(
+            say_err!(
                 "disagg guard: stopped by {}; everything {program} started is stopped",
                 sig.as_str()
             );
             die_by(sig)
         }
         Err(e) => {
-            eprintln!("disagg guard: {e}");
+            say_err!("disagg guard: {e}");
             127
         }
     }
@@ -209,7 +209,7 @@ async fn stop_signal() -> nix::sys::signal::Signal {
     }
     let listen = |kind: SignalKind, sig: Signal| {
         signal(kind)
-            .map_err(|e| eprintln!("disagg role: cannot listen for {}: {e}", sig.as_str()))
+            .map_err(|e| say_err!("disagg role: cannot listen for {}: {e}", sig.as_str()))
             .ok()
     };
     let mut term = listen(SignalKind::terminate(), Signal::SIGTERM);

@@ -29,7 +29,7 @@ pub async fn run(plan: &Plan, me: RoleName) -> Result<(), Failed> {
             ep = wait_for_endpoint(plan, w.role) => ep,
             _ = wait_for_status(plan) => return Ok(()),
         };
-        eprintln!("disagg role {me}: {} is at {}", w.role, ep.url());
+        say_err!("disagg role {me}: {} is at {}", w.role, ep.url());
         reach(
             &client,
             &ep,
@@ -96,8 +96,8 @@ pub async fn run(plan: &Plan, me: RoleName) -> Result<(), Failed> {
             wait_for_status(&plan).await;
             // Still serving: say what this router carried (with several, each its share).
             match served(&client, &base).await {
-                Ok(s) => eprintln!("disagg role {me}: {s}"),
-                Err(e) => eprintln!("disagg role {me}: cannot read its own /metrics: {e}"),
+                Ok(s) => say_err!("disagg role {me}: {s}"),
+                Err(e) => say_err!("disagg role {me}: cannot read its own /metrics: {e}"),
             }
         }
     };
@@ -240,7 +240,7 @@ fn write_config(
     let path = plan.run_dir.join(me.server_config_file());
     crate::atomic::write(&path, config.to_yaml().as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    eprintln!("disagg role {me}: wrote {}", path.display());
+    say_err!("disagg role {me}: wrote {}", path.display());
     Ok(config)
 }
 
@@ -267,7 +267,7 @@ async fn external(
         })
         .collect();
     let (program, args) = argv.split_first().ok_or("the router command is empty")?;
-    eprintln!("disagg role {me}: starting router: {}", argv.join(" "));
+    say_err!("disagg role {me}: starting router: {}", argv.join(" "));
     let mut router = tokio::process::Command::new(program)
         .args(args)
         .stdin(std::process::Stdio::null())

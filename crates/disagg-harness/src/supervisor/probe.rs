@@ -111,14 +111,14 @@ pub async fn snapshot(plan: &Plan) {
     if !needed(plan) {
         return;
     }
-    eprintln!(
+    say_err!(
         "disagg role BENCHMARK: the router is not disagg's own; probing each worker directly, \
          and the router as a client would (one 1-token request each, {} at most)",
         humantime::format_duration(PROBE_TIMEOUT)
     );
     let probes = probe_all(plan).await;
     for p in probes.workers.iter().chain(&probes.routers) {
-        eprintln!("disagg role BENCHMARK: probe of {}: {:?}", p.role, p.answer);
+        say_err!("disagg role BENCHMARK: probe of {}: {:?}", p.role, p.answer);
     }
     write(plan, &probes);
 }
