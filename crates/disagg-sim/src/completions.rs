@@ -70,7 +70,7 @@ async fn handle(
     }
     if let (Some(key), Ok(bytes)) = (sim.auth_key(), &body) {
         if let Err(e) = check_signature(key, &headers, bytes) {
-            eprintln!("disagg-sim: POST {} -> 401: {e}", endpoint.path());
+            say_err!("disagg-sim: POST {} -> 401: {e}", endpoint.path());
             sim.metrics().outcome(Outcome::Rejected);
             return HttpError(ApiError::new(401, "authentication_error", e.to_string()))
                 .into_response();
@@ -91,7 +91,7 @@ async fn handle(
             } else {
                 e.in_engines_shape(sim.dialect())
             };
-            eprintln!(
+            say_err!(
                 "disagg-sim: POST {} -> {}: {}",
                 endpoint.path(),
                 e.api.status,
@@ -183,7 +183,7 @@ async fn serve(
         if sim.faults().disregards_ignore_eos() {
             job.end_at_eos(sim.eos_at());
         }
-        eprintln!(
+        say_err!(
             "disagg-sim: POST {} {} prompt_tokens={} max_tokens={} stream={}{}",
             endpoint.path(),
             job.kind.name(),

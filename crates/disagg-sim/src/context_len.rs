@@ -140,7 +140,7 @@ pub(crate) fn fit(
             }
             // TensorRT-LLM cuts max_tokens down to the room left rather than refusing.
             if let Some(m) = a.max_tokens.filter(|&m| m > room) {
-                eprintln!(
+                say_err!(
                     "disagg-sim: max_tokens {m} is more than the {room} tokens max_seq_len \
                      {limit} leaves after a {}-token prompt; producing {room}, as TensorRT-LLM \
                      does",
@@ -230,14 +230,14 @@ fn sglang(limit: u64, a: Asked) -> Result<(), Refusal> {
 fn sglang_truncate(limit: u64, a: Asked) -> u64 {
     let mut prompt = a.prompt;
     if prompt >= limit {
-        eprintln!(
+        say_err!(
             "disagg-sim: The input ({prompt} tokens) is longer than the model's context length \
              ({limit} tokens). Truncating the input."
         );
         prompt = limit;
     }
     if let Some(m) = a.max_tokens.filter(|&m| prompt + m >= limit) {
-        eprintln!(
+        say_err!(
             "disagg-sim: Requested token count ({prompt} input + {m} new) exceeds the model's \
              context length ({limit} tokens). Truncating max_new_tokens."
         );

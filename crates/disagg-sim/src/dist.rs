@@ -98,7 +98,7 @@ pub(crate) fn host(d: &DistArgs) -> Result<Members, SimError> {
         .collect::<Result<Vec<_>, _>>()?;
     let me = hostname();
     let want = d.nnodes - 1;
-    eprintln!(
+    say_err!(
         "disagg-sim: node rank 0 of {}: waiting at :{port} for {want} node(s) to join",
         d.nnodes
     );
@@ -170,9 +170,10 @@ pub(crate) fn host(d: &DistArgs) -> Result<Members, SimError> {
         if let Some(p) = problem {
             return Err(fail(format!("the group cannot form: {p}")));
         }
-        eprintln!(
+        say_err!(
             "disagg-sim: node rank {} joined from {} ({peer})",
-            hello.node_rank, hello.host
+            hello.node_rank,
+            hello.host
         );
         let _ = stream.set_read_timeout(None);
         members.push((hello.node_rank, hello.host, stream));
@@ -189,7 +190,7 @@ impl Members {
         for (rank, host, stream) in self.0 {
             std::thread::spawn(move || {
                 let why = wait_closed(&stream);
-                eprintln!(
+                say_err!(
                     "disagg-sim: node rank {rank} ({host}) left the group ({why}); the engine \
                      cannot go on without it"
                 );
@@ -280,7 +281,7 @@ pub(crate) fn join(d: &DistArgs) -> Result<(TcpStream, String), SimError> {
 /// process (the role stops it with a signal when the run is over).
 pub(crate) fn follow(stream: TcpStream, head: &str, d: &DistArgs) -> ! {
     let why = wait_closed(&stream);
-    eprintln!(
+    say_err!(
         "disagg-sim: node rank 0 ({head}, {}) left the group ({why}); node rank {} cannot go \
          on without it",
         d.dist_init_addr.as_deref().unwrap_or_default(),

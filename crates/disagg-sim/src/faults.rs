@@ -137,11 +137,11 @@ impl Faults {
     pub(crate) fn served(&self) {
         let n = self.served.fetch_add(1, Ordering::AcqRel) + 1;
         if Some(n) == self.hang_after_requests {
-            eprintln!("disagg-sim: hang_after_requests={n} reached: no longer answering");
+            say_err!("disagg-sim: hang_after_requests={n} reached: no longer answering");
             self.hung.store(true, Ordering::Release);
         }
         if Some(n) == self.stall_after_requests {
-            eprintln!(
+            say_err!(
                 "disagg-sim: stall_after_requests={n} reached: completion requests get no answer \
                  from now on; /health still answers"
             );
@@ -149,7 +149,7 @@ impl Faults {
         }
         // Exactly one caller observes n == limit, so the hook fires once.
         if Some(n) == self.fail_after_requests {
-            eprintln!("disagg-sim: fail_after_requests={n} reached: exiting with status 1");
+            say_err!("disagg-sim: fail_after_requests={n} reached: exiting with status 1");
             // Nothing more is answered between now and the exit: the fault is exact, as an
             // engine that died after its Nth answer.
             self.hung.store(true, Ordering::Release);

@@ -22,6 +22,15 @@
 //! - `completions` serves the job (`generate`: in SGLang's native shapes); `faults` scripts crashes, hangs, 500s, cut streams and
 //!   failed hand-offs; `metrics` and `request_log` make it observable.
 
+/// `eprintln!` that never panics: the sim's log may be a file on a full disk, and a lost line
+/// must not take the engine (and every request it holds) down.
+macro_rules! say_err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 use std::path::PathBuf;
 
 mod args;
@@ -157,11 +166,11 @@ pub async fn run(args: SimArgs) -> Result<(), SimError> {
     state.serve_side_channel()?;
     state.set_port(local.port());
     let (adv_host, adv_port) = state.advertised();
-    eprintln!(
+    say_err!(
         "disagg-sim: listening on {bound}; KV hand-offs name {}",
         ready::authority(&adv_host, adv_port)
     );
-    eprintln!(
+    say_err!(
         "disagg-sim: role={:?} dialect={} model={} preset={:?} prefill_per_token={:?} itl={:?} \
          clock_step={} startup_delay={:?} threads={} realtime={}{}",
         args.role,
@@ -197,7 +206,7 @@ async fn run_headless(args: SimArgs) -> Result<(), SimError> {
     };
     let d = args.dist.clone();
     let (stream, head) = blocking(move || dist::join(&d)).await?;
-    eprintln!(
+    say_err!(
         "disagg-sim: node rank {} of {} joined node rank 0 on {head} at {}; headless: no HTTP \
          here, node rank 0 serves",
         args.dist.node_rank,

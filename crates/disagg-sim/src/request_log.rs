@@ -36,7 +36,7 @@ impl RequestLog {
         let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
         // Logging must never fail a request; a full disk shows up once on stderr.
         if let Err(e) = writeln!(f, "{line}") {
-            eprintln!("disagg-sim: cannot append to {}: {e}", self.path.display());
+            say_err!("disagg-sim: cannot append to {}: {e}", self.path.display());
         }
     }
 }

@@ -108,7 +108,7 @@ impl FillGate {
         let k = self.seen.fetch_add(1, SeqCst) + 1;
         if k >= self.need {
             if !self.open.swap(true, SeqCst) {
-                eprintln!(
+                say_err!(
                     "disagg-sim: TLLM_BENCHMARK_REQ_QUEUES_SIZE={}: {k} generation requests in; \
                      the batch starts",
                     self.need
@@ -124,7 +124,7 @@ impl FillGate {
             return;
         }
         if k == 1 {
-            eprintln!(
+            say_err!(
                 "disagg-sim: TLLM_BENCHMARK_REQ_QUEUES_SIZE={}: holding generation until that \
                  many requests are in",
                 self.need
@@ -479,7 +479,7 @@ pub(crate) fn serving_threads(
         let serve = axum::serve(connections, app(state.clone())).with_graceful_shutdown(stop);
         async move {
             if let Err(e) = serve.await {
-                eprintln!("disagg-sim: serving thread sim-shard-{i} failed: {e}");
+                say_err!("disagg-sim: serving thread sim-shard-{i} failed: {e}");
             }
         }
     })?;

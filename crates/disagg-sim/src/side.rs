@@ -108,7 +108,7 @@ impl SideChannel {
             let app = app(state.clone());
             tokio::spawn(async move {
                 if let Err(e) = axum::serve(l, app).await {
-                    eprintln!("disagg-sim: the hand-off listener failed: {e}");
+                    say_err!("disagg-sim: the hand-off listener failed: {e}");
                 }
             });
         }
