@@ -52,6 +52,7 @@ fn group(g: &WorkerGroup) -> Value {
                 "consecutive_failed_requests": w.request_failures(),
                 "requests": w.requests(),
                 "errors": w.errors(),
+                "deadline_errors": w.deadline_errors(),
                 "stalled_ms": w.stalled_for().as_millis() as u64,
                 "stalled": g.is_stalled(w),
             });

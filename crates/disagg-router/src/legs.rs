@@ -129,6 +129,9 @@ where
                 ProxyError::Timeout { after, .. } => Some(*after),
                 _ => None,
             };
+            if waited.is_some() {
+                group.workers[worker].missed_deadline();
+            }
             group.record_request_failure(worker, &error, waited);
         }
         if error.is_unreachable() {

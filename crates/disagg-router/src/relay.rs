@@ -13,6 +13,7 @@ use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use bytes::Bytes;
+use disagg_proto::ApiError;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::{Future, FutureExt, Stream, StreamExt};
@@ -259,6 +260,9 @@ pub(crate) fn respond(
             request_timeout,
             metrics: metrics.clone(),
             ended: false,
+            sse: stream,
+            at_event_end: true,
+            abort: None,
         })
     };
     let mut out = if stream {
@@ -323,6 +327,13 @@ struct Relay {
     metrics: std::sync::Arc<Metrics>,
     /// Relayed to its end, or cut: dropped before either, its client went away.
     ended: bool,
+    /// An event stream (`stream: true`): a cut at the deadline says so in an error event.
+    sse: bool,
+    /// The last chunk relayed ended an event (or none was): an event may follow whole.
+    at_event_end: bool,
+    /// The error to end the stream with, after the event that said it, and whether the
+    /// event has had its chance to be flushed.
+    abort: Option<(String, bool)>,
 }
 
 impl Drop for Relay {
@@ -375,7 +386,18 @@ impl Stream for Relay {
                 }
             }
         }
+        // The error event went out: the connection is written out (hyper flushes while the
+        // body is pending), then cut. Cut at once, the event could be lost in its buffer.
+        if let Some((msg, flushed)) = this.abort.take() {
+            if !flushed {
+                this.abort = Some((msg, true));
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            return Poll::Ready(Some(Err(std::io::Error::other(msg))));
+        }
         if let Some(b) = this.first.take() {
+            this.at_event_end = event_end(&b);
             return Poll::Ready(Some(Ok(b)));
         }
         if this.deadline.as_mut().poll(cx).is_ready() {
@@ -388,7 +410,18 @@ impl Stream for Relay {
             );
             tracing::warn!("{msg}");
             this.cut(&msg, true);
+            if let Some(w) = &this.gen_worker {
+                w.missed_deadline();
+            }
             this.rest = futures_util::stream::empty().boxed();
+            // An event stream first gets the 504 it would have had before its first byte, as
+            // an error event (as vLLM and SGLang send a failure under way): a client tells a
+            // deadline from a broken connection. The stream is then cut, never ended cleanly.
+            if this.sse && this.at_event_end {
+                let event = format!("data: {}\n\n", ApiError::gateway_timeout(&msg).body());
+                this.abort = Some((msg, false));
+                return Poll::Ready(Some(Ok(Bytes::from(event))));
+            }
             return Poll::Ready(Some(Err(std::io::Error::other(msg))));
         }
         match this.rest.poll_next_unpin(cx) {
@@ -419,11 +452,19 @@ impl Stream for Relay {
                 if let Some(w) = &this.gen_worker {
                     w.progressed();
                 }
+                if this.sse {
+                    this.at_event_end = event_end(&chunk);
+                }
                 Poll::Ready(Some(Ok(chunk)))
             }
             Poll::Pending => Poll::Pending,
         }
     }
+}
+
+/// Whether `chunk` ends an event-stream event (a blank line), or is empty.
+fn event_end(chunk: &[u8]) -> bool {
+    chunk.is_empty() || chunk.ends_with(b"\n\n") || chunk.ends_with(b"\r\n\r\n")
 }
 
 #[cfg(test)]

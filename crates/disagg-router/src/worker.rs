@@ -52,6 +52,9 @@ pub(crate) struct Worker {
     /// Requests sent to it (leases taken), and how many of them failed at it.
     requests: AtomicU64,
     errors: AtomicU64,
+    /// Of `errors`, those that were a deadline passing (no answer, or an answer not finished,
+    /// in time): a worker whose every error is one hangs, rather than fails.
+    deadline_errors: AtomicU64,
     /// The last failure's account; written only when a request fails.
     last_error: Mutex<Option<String>>,
     /// [`now_ms`] when a request on it last ended, or when it last went from idle to busy: with
@@ -131,6 +134,7 @@ impl Worker {
             version_turn: tokio::sync::Mutex::new(()),
             requests: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            deadline_errors: AtomicU64::new(0),
             last_error: Mutex::new(None),
             last_progress_ms: AtomicU64::new(now_ms()),
             passed_over: AtomicBool::new(false),
@@ -188,6 +192,15 @@ impl Worker {
 
     pub fn errors(&self) -> u64 {
         self.errors.load(Ordering::Relaxed)
+    }
+
+    /// One of its errors (recorded by [`Self::record_error`] too) was a deadline passing.
+    pub fn missed_deadline(&self) {
+        self.deadline_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn deadline_errors(&self) -> u64 {
+        self.deadline_errors.load(Ordering::Relaxed)
     }
 
     pub fn last_error(&self) -> Option<String> {

@@ -798,11 +798,31 @@ async fn a_stream_still_running_at_the_request_deadline_is_cut_and_the_worker_re
     assert_eq!(resp.status().as_u16(), 200);
     let first = tokio::time::timeout(LIMIT, resp.chunk()).await.unwrap();
     assert_eq!(first.unwrap().unwrap(), CHUNK_1.as_bytes());
-    // The rest never comes: at the request deadline the router cuts the stream short (an
+    // The rest never comes: at the request deadline the router says so in an error event (a
+    // client tells a deadline from a broken connection), then cuts the stream short (an
     // error, not a clean end that would pass for a finished answer) and hangs up on the worker.
-    let rest = tokio::time::timeout(LIMIT, resp.chunk())
+    let event = tokio::time::timeout(LIMIT, resp.chunk())
         .await
-        .expect("cut at the deadline, not left hanging");
+        .expect("cut at the deadline, not left hanging")
+        .expect("the error event, whole")
+        .expect("an event before the end");
+    let event = String::from_utf8_lossy(&event).to_string();
+    let body = event
+        .strip_prefix("data: ")
+        .and_then(|e| e.strip_suffix("\n\n"))
+        .unwrap_or_else(|| panic!("one whole event: {event:?}"));
+    let error = ApiError::from_body(504, body.as_bytes()).expect("an OpenAI error");
+    assert!(
+        error
+            .message
+            .contains("had not finished its answer at the request deadline"),
+        "{event}"
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(body).unwrap()["error"]["code"],
+        504
+    );
+    let rest = tokio::time::timeout(LIMIT, resp.chunk()).await.unwrap();
     assert!(rest.is_err(), "aborted, not ended cleanly: {rest:?}");
     let took = started.elapsed();
     assert!(
@@ -813,6 +833,13 @@ async fn a_stream_still_running_at_the_request_deadline_is_cut_and_the_worker_re
         .await
         .expect("the generation worker sees the router hang up")
         .unwrap();
+    // Charged to the worker as a deadline it missed: it hangs, it does not fail.
+    let w = worker_state(&url, "decode", &generation.url).await;
+    assert_eq!(
+        (w["errors"].as_u64(), w["deadline_errors"].as_u64()),
+        (Some(1), Some(1)),
+        "{w}"
+    );
     // Its status went out as 200, and is counted so; the cut is counted beside it.
     let metrics = metrics_text(&url).await;
     assert!(

@@ -1222,6 +1222,53 @@ fn with_a_router_not_ours_a_hung_worker_is_named_within_timeouts_stall() {
     );
 }
 
+/// A generation worker that freezes mid-stream (and holds every request after), with no
+/// `timeouts.stall`: the router cuts the frozen stream at the request deadline and says so in
+/// an error event (a 504, not a broken connection), so the point stops after that one wave
+/// instead of sending another to wait as long; and the worker, charged with nothing but
+/// deadlines, is a TIMEOUT, not a FAILURE.
+#[test]
+fn a_worker_frozen_mid_stream_costs_one_request_deadline_and_is_a_timeout() {
+    let ws = TempDir::new("frozen");
+    let case = CaseSpec {
+        name: "frozen",
+        gen_args: "{stall_after_requests: 3, itl: 20ms}",
+        concurrency: "[2]",
+        rounds: 4,
+        osl: 40,
+        timeouts: "{worker_startup: 20s, request: 4s, benchmark: 60s, job: 120s, grace: 2s}",
+        ..Default::default()
+    }
+    .write(ws.path(), "c.yaml");
+    let r = run(&case, ws.path(), &[], &[("SKIP_PERF_CHECK", "true")]);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let dir = only_run(ws.path(), "frozen");
+    let outcome = json(&dir.join("outcome.json"));
+    assert_eq!(outcome["result"]["role"], "GEN_0", "{outcome}");
+    assert_eq!(outcome["result"]["timeout"], true, "{outcome}");
+    let xml = read(&dir.join("results.xml"));
+    let gen0 = xml
+        .split("<testcase ")
+        .find(|t| t.starts_with("name=\"GEN_0 stayed up\""))
+        .unwrap();
+    assert!(gen0.contains("type=\"TIMEOUT\""), "{gen0}");
+    // The frozen stream is a 504 (the router's deadline), not a cut connection, and the point
+    // ends within one deadline of its last send (a second wave would end at 8 s and more).
+    let requests = read(&dir.join("bench/requests.jsonl"));
+    assert!(!requests.contains("stream_cut"), "{requests}");
+    let last_end = requests
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter_map(|r| r["end_ns"].as_u64())
+        .max()
+        .unwrap();
+    assert!(
+        Duration::from_nanos(last_end) < Duration::from_secs(7),
+        "the point's last request ended at {:?}: {requests}",
+        Duration::from_nanos(last_end)
+    );
+}
+
 /// A router not ours that answers `/health` (and the canary) but holds every request after,
 /// while every worker answers the 1-token request sent to it directly: the router is named,
 /// with the workers' answers as its evidence, not BENCHMARK, which only waited.

@@ -30,6 +30,8 @@ struct Seen {
     url: String,
     requests: u64,
     errors: u64,
+    /// Of `errors`, a deadline passing (a router of this version says; 0 from an older one).
+    deadline_errors: u64,
     in_flight: u64,
     stalled: Duration,
     last_error: Option<String>,
@@ -106,14 +108,18 @@ pub(super) fn suspects_hung(plan: &Plan) -> Vec<(RoleName, String, bool)> {
         None => ask_now(&own_routers(plan)),
     };
     let seen = merge(plan, censuses);
-    let mut out: Vec<(u64, Duration, RoleName, String)> = seen
+    let mut out: Vec<(u64, Duration, RoleName, String, bool)> = seen
         .into_iter()
         .filter(|(_, s)| s.errors > 0 || (s.in_flight > 0 && s.stalled >= STALLED))
-        .map(|(role, s)| (s.errors, s.stalled, role, account(role, &s)))
+        .map(|(role, s)| {
+            // Hung, not failing: nothing but deadlines passed on it (or none yet, stalled).
+            let hung = s.errors == s.deadline_errors;
+            (s.errors, s.stalled, role, account(role, &s), hung)
+        })
         .collect();
     out.sort_by_key(|s| std::cmp::Reverse((s.0, s.1)));
     out.into_iter()
-        .map(|(errors, _, r, why)| (r, why, errors == 0))
+        .map(|(_, _, r, why, hung)| (r, why, hung))
         .collect()
 }
 
@@ -233,6 +239,7 @@ fn merge(plan: &Plan, censuses: Vec<(RoleName, serde_json::Value)>) -> BTreeMap<
                 s.url = url.to_string();
                 s.requests += n("requests");
                 s.errors += n("errors");
+                s.deadline_errors += n("deadline_errors");
                 s.in_flight += n("in_flight");
                 s.stalled = s.stalled.max(Duration::from_millis(n("stalled_ms")));
                 if let Some(e) = w["last_error"].as_str() {
@@ -403,6 +410,7 @@ mod tests {
             url: "http://127.0.0.1:4001".into(),
             requests: 8,
             errors: 8,
+            deadline_errors: 0,
             in_flight: 2,
             stalled: Duration::from_millis(6150),
             last_error: Some("generation worker http://127.0.0.1:4001 failed with HTTP 500".into()),
