@@ -141,6 +141,13 @@ pub fn render(plan: &Plan, exe: &Path, skip_perf_check: bool) -> Result<String, 
             format!("--ntasks={}", plan.nodes),
             "--ntasks-per-node=1".into(),
             "--kill-on-bad-exit=1".into(),
+            // Bounded by the run's own deadline, in Slurm's whole minutes: a setup that hangs
+            // (a stuck download) must not hold the job until Slurm's time limit, which may be
+            // none (`MaxTime=INFINITE`) when `slurm.time` is not set.
+            format!(
+                "--time={}",
+                plan.deadlines.job.as_secs().div_ceil(60).max(1)
+            ),
         ];
         argv.extend(container_args(plan, &container_name(JOB_ID_WORD)));
         argv.push("--".into());

@@ -103,13 +103,29 @@ pub fn supervise_run_dir(
             // the failing node went unnamed.
             let install = crate::logtext::tail_text(&plan.run_dir.join("install.log"), 1 << 20)
                 .unwrap_or_default();
-            let (role, reason) = first_step_failure(
-                plan.setup.is_some(),
-                plan.slurm.container.as_ref().map(|c| c.image.as_str()),
-                setup_status,
-                &install,
-            );
-            fail_now(&plan, role, reason)
+            if setup_timed_out(&install) {
+                let mut out = fail_now(
+                    &plan,
+                    "SETUP",
+                    format!(
+                        "the setup did not finish within timeouts.job ({}): Slurm ended its \
+                         step at that time limit (see install.log)",
+                        humantime::format_duration(plan.deadlines.job)
+                    ),
+                );
+                if let RunResult::Failed(f) = &mut out.result {
+                    f.timeout = true;
+                }
+                out
+            } else {
+                let (role, reason) = first_step_failure(
+                    plan.setup.is_some(),
+                    plan.slurm.container.as_ref().map(|c| c.image.as_str()),
+                    setup_status,
+                    &install,
+                );
+                fail_now(&plan, role, reason)
+            }
         }
         ExecutorKind::Slurm => {
             // The batch script already ran the setup on every node.
@@ -234,7 +250,19 @@ fn step_cancelled(install_log: &str) -> bool {
             && l.contains("*** STEP ")
             && l.contains(" CANCELLED AT ")
             && !l.contains("NODE FAIL")
+            && !l.contains(TIME_LIMIT)
     })
+}
+
+/// How slurmstepd ends its line for a step ended at its own time limit (the setup's, which is
+/// `timeouts.job`): `*** STEP 186.0 ON vm CANCELLED AT ... DUE TO TIME LIMIT ***`.
+const TIME_LIMIT: &str = "DUE TO TIME LIMIT";
+
+/// Whether the setup's step was ended at its time limit, `timeouts.job`.
+fn setup_timed_out(install_log: &str) -> bool {
+    install_log
+        .lines()
+        .any(|l| l.contains("*** STEP ") && l.contains(TIME_LIMIT))
 }
 
 /// What failed the setup step, from srun's lines in `install.log`: the first node whose task
@@ -270,14 +298,20 @@ fn setup_failure(install_log: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{first_step_failure, setup_failure, step_cancelled};
+    use super::{first_step_failure, setup_failure, setup_timed_out, step_cancelled};
 
     #[test]
     fn a_setup_step_slurm_cancelled_is_told_from_one_that_failed() {
+        // At a time limit: the step's own (`timeouts.job`), or the job's, which the supervisor
+        // tells apart by the job's state (`at_time_limit`): not a cancel from outside.
         let limit = "srun: Job step aborted: Waiting up to 7 seconds for job step to finish.\n\
                      slurmstepd-vm: error: *** STEP 186.0 ON vm CANCELLED AT 2026-12-07T06:06:51 DUE TO TIME LIMIT ***\n\
                      srun: error: vm: task 0: Terminated\n";
-        assert!(step_cancelled(limit));
+        assert!(!step_cancelled(limit));
+        assert!(setup_timed_out(limit));
+        assert!(!setup_timed_out(
+            "slurmstepd-dgn2: error: *** STEP 7.0 ON dgn2 CANCELLED AT 2026-12-07T06:06:51 ***\n"
+        ));
         assert!(step_cancelled(
             "slurmstepd-dgn2: error: *** STEP 7.0 ON dgn2 CANCELLED AT 2026-12-07T06:06:51 ***\n"
         ));
