@@ -823,3 +823,37 @@ fn a_converted_case_that_does_not_validate_keeps_its_text_and_idle_context_serve
     let text = with_benchmark(&[no_chunks, ("mode: e2e", "mode: gen_only_no_context")]);
     convert(&text, "nc").expect("the idle ctx group holds no request");
 }
+
+/// The Slurm benchmark's own config.yaml (examples/disaggregated/slurm/benchmark) has no
+/// `metadata`: the model's name is the last part of `environment.model_path`, said in a note;
+/// with a placeholder path there is no name to take, and the error says what to add.
+#[test]
+fn a_slurm_benchmark_config_without_metadata_takes_the_name_from_the_model_path() {
+    let text = "slurm: {partition: p, account: a, job_time: \"02:00:00\"}\n\
+                benchmark: {mode: e2e, multi_round: 8, streaming: true, concurrency_list: \"16\", \
+                input_length: 1024, output_length: 1024}\n\
+                hardware: {gpus_per_node: 4, num_ctx_servers: 1, num_gen_servers: 1}\n\
+                environment: {model_path: /models/DeepSeek-R1-FP4/, container_image: img}\n\
+                accuracy: {enable_accuracy_test: false}\n\
+                worker_config:\n  gen: {tensor_parallel_size: 4, max_batch_size: 64}\n  \
+                ctx: {tensor_parallel_size: 4, max_batch_size: 4}\n";
+    let imported = convert(text, "config").unwrap();
+    let case = parse_case(&imported.case_yaml, Path::new("config.yaml")).unwrap();
+    assert_eq!(case.case.model.name, "DeepSeek-R1-FP4");
+    assert_eq!(
+        case.case.model.path.as_deref(),
+        Some("/models/DeepSeek-R1-FP4/")
+    );
+    let notes: Vec<String> = imported.notes.iter().map(|n| n.to_string()).collect();
+    assert!(
+        notes.iter().any(|n| n.contains("metadata.model_name")
+            && n.contains("`model.name` is `DeepSeek-R1-FP4`")),
+        "{notes:?}"
+    );
+    let placeholder = text.replace("/models/DeepSeek-R1-FP4/", "\"<model_path>\"");
+    let err = convert(&placeholder, "config").unwrap_err().to_string();
+    assert!(
+        err.contains("metadata.model_name") && err.contains("add `metadata: {model_name: NAME}`"),
+        "{err}"
+    );
+}

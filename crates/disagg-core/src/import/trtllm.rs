@@ -324,9 +324,36 @@ struct Src {
 fn model_section(cx: &mut Ctx, src: &Src, opts: &Options<'_>) -> Result<Mapping, ImportError> {
     // model
     let mut model = Mapping::new();
-    let model_name = str_of(&src.metadata, "model_name")
-        .ok_or_else(|| shape("metadata.model_name", "is missing"))?;
-    put(&mut model, "name", model_name);
+    // The Slurm benchmark's own config.yaml (examples/disaggregated/slurm/benchmark) has no
+    // `metadata`: its model is `environment.model_path`, whose last part names it.
+    let model_path = str_of(&src.env, "model_path").filter(|p| !placeholder(p));
+    let from_path = model_path.and_then(|p| {
+        Path::new(p.trim_end_matches('/'))
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+    });
+    let model_name = match (str_of(&src.metadata, "model_name"), from_path) {
+        (Some(n), _) => n.to_string(),
+        (None, Some(n)) => {
+            cx.note(
+                "metadata.model_name",
+                format!(
+                    "absent (as in the Slurm benchmark's config.yaml): `model.name` is `{n}`, the \
+                     last part of environment.model_path; set it to the name your servers serve"
+                ),
+            );
+            n
+        }
+        (None, None) => {
+            return Err(shape(
+                "metadata.model_name",
+                "is missing, and environment.model_path is absent or a placeholder, so there is \
+                 no model name to take: add `metadata: {model_name: NAME}`, or set \
+                 environment.model_path to the model's folder",
+            ));
+        }
+    };
+    put(&mut model, "name", model_name.as_str());
     if let Some(p) = str_of(&src.metadata, "precision") {
         put(&mut model, "precision", p);
     }

@@ -222,10 +222,13 @@ fn write_config(
     ctx: Vec<String>,
     gen_urls: Vec<String>,
 ) -> Result<ServerConfig, String> {
-    let group = |urls: Vec<String>, policy: Policy| ServerGroup {
+    let group = |urls: Vec<String>, policy: Policy, file: &str| ServerGroup {
         num_instances: urls.len(),
         urls,
-        router: group_router(policy),
+        router: GroupRouter {
+            other: kv_aware_args(plan, policy, file),
+            ..group_router(policy)
+        },
     };
     let config = ServerConfig {
         hostname: host.to_string(),
@@ -233,8 +236,8 @@ fn write_config(
         // TensorRT-LLM's harness always writes it; its disaggregated server reads it.
         backend: Some("pytorch".into()),
         internal_request_auth_key: plan.router.internal_request_auth_key.clone(),
-        context_servers: group(ctx, plan.router.ctx_policy()),
-        generation_servers: group(gen_urls, plan.router.gen_policy()),
+        context_servers: group(ctx, plan.router.ctx_policy(), "ctx_config.yaml"),
+        generation_servers: group(gen_urls, plan.router.gen_policy(), "gen_config.yaml"),
         other: Default::default(),
     };
     let path = plan.run_dir.join(me.server_config_file());
@@ -305,6 +308,44 @@ async fn external(
 }
 
 /// A case policy in `server_config.yaml`'s words; the router reads them back the same way.
+/// What TensorRT-LLM's cache-aware router must share with the workers it routes, from their
+/// extra-options file (`file` in the plan): `kv_cache_config.tokens_per_block` (with another
+/// block size its block hashes never match the workers', and prefix affinity silently never
+/// hits; releases before 1.3 default it to 32 whatever the workers use), `max_batch_size` and
+/// `max_num_tokens`, as TensorRT-LLM's own `extract_router_config` carries them over. Empty for
+/// any other policy, or what the workers' file does not set.
+fn kv_aware_args(
+    plan: &Plan,
+    policy: Policy,
+    file: &str,
+) -> std::collections::BTreeMap<String, serde_yaml_ng::Value> {
+    let mut out = std::collections::BTreeMap::new();
+    if policy != Policy::PrefixAffinity {
+        return out;
+    }
+    let Some(doc) = plan
+        .files
+        .get(file)
+        .and_then(|t| serde_yaml_ng::from_str::<serde_yaml_ng::Value>(t).ok())
+    else {
+        return out;
+    };
+    for (key, value) in [
+        (
+            "tokens_per_block",
+            doc.get("kv_cache_config")
+                .and_then(|k| k.get("tokens_per_block")),
+        ),
+        ("max_batch_size", doc.get("max_batch_size")),
+        ("max_num_tokens", doc.get("max_num_tokens")),
+    ] {
+        if let Some(v) = value.filter(|v| !v.is_null()) {
+            out.insert(key.to_string(), v.clone());
+        }
+    }
+    out
+}
+
 fn group_router(policy: Policy) -> GroupRouter {
     match policy {
         Policy::RoundRobin => GroupRouter {
@@ -346,6 +387,34 @@ mod tests {
             "served 14 client requests (/v1/completions 200: 12, /v1/completions 503: 2)"
         );
         assert_eq!(served_line(""), "served 0 client requests ()");
+    }
+
+    /// TensorRT-LLM's cache-aware router gets the workers' block size (and batch limits) in
+    /// its router block, as its `extract_router_config` carries them over: with its own
+    /// default block size its hashes would never match the workers' blocks.
+    #[test]
+    fn the_cache_aware_router_gets_the_workers_block_size() {
+        let text = "name: x\nmodel: {name: m, path: /m}\nengine: trtllm\n\
+                    ctx: {count: 1, engine_args: {max_num_tokens: 4096}}\n\
+                    gen: {count: 1, engine_args: {max_batch_size: 64, \
+                    kv_cache_config: {tokens_per_block: 64}}}\n\
+                    router: {kind: engine, gen_policy: prefix_affinity}\n\
+                    benchmark: {isl: 8, osl: 4}\n";
+        let case = disagg_core::parse_case(text, std::path::Path::new("x.yaml")).unwrap();
+        let plan = disagg_core::plan::build(
+            &case,
+            "R",
+            std::path::Path::new("/ws/R"),
+            std::path::Path::new("disagg"),
+        );
+        let gen_args = kv_aware_args(&plan, Policy::PrefixAffinity, "gen_config.yaml");
+        assert_eq!(gen_args["tokens_per_block"], serde_yaml_ng::Value::from(64));
+        assert_eq!(gen_args["max_batch_size"], serde_yaml_ng::Value::from(64));
+        assert!(!gen_args.contains_key("max_num_tokens"), "{gen_args:?}");
+        // Another policy gets none of them.
+        assert!(kv_aware_args(&plan, Policy::RoundRobin, "ctx_config.yaml").is_empty());
+        let ctx_args = kv_aware_args(&plan, Policy::PrefixAffinity, "ctx_config.yaml");
+        assert_eq!(ctx_args["max_num_tokens"], serde_yaml_ng::Value::from(4096));
     }
 
     #[test]
