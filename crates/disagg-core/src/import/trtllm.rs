@@ -399,19 +399,32 @@ fn hardware_section(cx: &mut Ctx, src: &Src) -> Mapping {
         .or_else(|| backend_of(&src.ctx_cfg))
         .as_deref()
     {
-        Some("UCX") | None => {}
+        // DEFAULT is UCX unless the workers' environment picks another (TensorRT-LLM's rule).
+        Some("UCX") | Some("DEFAULT") | None => {}
         Some("NIXL") => put(&mut hw, "cache_transceiver", "NIXL"),
         Some(other) => cx.note(
             "worker_config.*.cache_transceiver_config.backend",
-            format!("`{other}` kept in the engine config, but the config name says UCX"),
+            format!(
+                "`{other}` kept in the engine config; `hardware.cache_transceiver` (UCX or \
+                 NIXL) is left at UCX, which is what a derived config name would say"
+            ),
         ),
     }
     for (k, v) in &src.hw {
         let k = k.as_str().unwrap_or("?");
         if !["gpus_per_node", "num_ctx_servers", "num_gen_servers"].contains(&k) {
+            let why = match k {
+                // TensorRT-LLM packs servers of several kinds onto shared nodes; a case gives
+                // each server whole nodes of its own once it spans nodes.
+                "compact_packing" if v.as_bool() == Some(true) => {
+                    " (servers are placed as `disagg plan` shows: the job may take more nodes \
+                     than TensorRT-LLM's compact packing would)"
+                }
+                _ => "",
+            };
             cx.note(
                 &format!("hardware.{k}"),
-                format!("{} not imported", show(v)),
+                format!("{} not imported{why}", show(v)),
             );
         }
     }
@@ -861,9 +874,20 @@ fn slurm_section(cx: &mut Ctx, src: &Src) -> Mapping {
             ),
             "build_wheel" | "trtllm_repo" | "trtllm_wheel_path"
                 if matches!(v, Value::Bool(false) | Value::Null) || v.as_str() == Some("") => {}
-            _ => cx.note(
+            "build_wheel" | "trtllm_repo" | "trtllm_wheel_path" => cx.note(
                 &format!("environment.{k}"),
                 format!("{} not imported (install steps go in `setup:`)", show(v)),
+            ),
+            "server_health_timeout" => cx.note(
+                "environment.server_health_timeout",
+                format!(
+                    "{} not imported: `timeouts.worker_startup` bounds the wait for the servers",
+                    show(v)
+                ),
+            ),
+            _ => cx.note(
+                &format!("environment.{k}"),
+                format!("{} not imported", show(v)),
             ),
         }
     }
