@@ -322,7 +322,7 @@ async fn serve(
         if let Some(status) = engine.try_wait().map_err(exited)? {
             return Err(early(format!(
                 "{} {} before it was ready",
-                engine_name(0),
+                engine_name(plan, 0),
                 Exit::from(status)
             )));
         }
@@ -360,7 +360,7 @@ async fn serve(
         if let Some(status) = engine.try_wait().map_err(exited)? {
             return Err(early(format!(
                 "{} {} before its /health answered 200",
-                engine_name(0),
+                engine_name(plan, 0),
                 Exit::from(status)
             )));
         }
@@ -387,14 +387,14 @@ async fn serve(
     publish_endpoint(plan, ep).map_err(late)?;
 
     // 2. Watch it until the run is over.
-    watch(engine, plan, &engine_name(0), " while serving").await
+    watch(engine, plan, &engine_name(plan, 0), " while serving").await
 }
 
 /// Ranks above 0: run the engine until the run is over; its death fails the role, naming the
 /// rank and its node (the step's own status is srun's TERM of the others).
 async fn follow(plan: &Plan, role: RoleName, start: &Start, rank: u32) -> Result<(), StartFailure> {
     let engine = spawn(role, start, container_image(plan))?;
-    watch(engine, plan, &engine_name(rank), "")
+    watch(engine, plan, &engine_name(plan, rank), "")
         .await
         .map_err(|mut f| {
             // Said as node rank 0's are: before the server served, or while it did.
@@ -410,10 +410,14 @@ async fn follow(plan: &Plan, role: RoleName, start: &Start, rank: u32) -> Result
 }
 
 /// How the role's failure names its engine: with the rank and node in a step of several ranks
-/// (`its engine's rank 1 (on node-c)`).
-fn engine_name(rank: u32) -> String {
+/// (`its engine's rank 1 (on node-c)`), with the node in a job of several nodes.
+fn engine_name(plan: &Plan, rank: u32) -> String {
     if super::shared::line_prefix().is_empty() {
-        "its engine".into()
+        if plan.nodes > 1 {
+            format!("its engine (on {})", super::shared::hostname())
+        } else {
+            "its engine".into()
+        }
     } else {
         format!(
             "its engine's rank {rank} (on {})",
