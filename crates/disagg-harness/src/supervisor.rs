@@ -199,6 +199,20 @@ fn drive(
             bench_beat.excuse(stood);
         }
         last_tick = now;
+        // The run folder gone (a workspace cleanup, `cleanWs`, under a running job): every
+        // role's rendezvous went with it, and what follows (a silent beat, a missing status)
+        // would be blamed on a role. Said as what it is, at once.
+        if !plan.run_dir.exists() {
+            return fail(
+                None,
+                format!(
+                    "the run folder {} was removed while the run ran (a workspace cleanup?): \
+                     its logs and rendezvous are gone",
+                    plan.run_dir.display()
+                ),
+                false,
+            );
+        }
         for p in procs.iter_mut().filter(|p| p.ready_at.is_none()) {
             if let Some(ep) =
                 rendezvous::read::<Endpoint>(&plan.rendezvous_file(p.plan.role), &plan.run_id)

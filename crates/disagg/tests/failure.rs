@@ -302,6 +302,47 @@ fn sigkill_of_disagg_run_during_setup_leaves_no_process_of_the_setup() {
     );
 }
 
+/// The run folder removed under a running run (a workspace cleanup): the run fails at once
+/// saying so, not blaming the role whose beat or status went missing with the folder, and
+/// leaves nothing running.
+#[test]
+fn a_run_folder_removed_mid_run_is_said_to_be() {
+    let ws = TempDir::new("rmdir");
+    let case = CaseSpec {
+        name: "rmdir",
+        gen_args: "{itl: 20ms}",
+        concurrency: "[2]",
+        rounds: 50,
+        osl: 50,
+        ..Default::default()
+    }
+    .write(ws.path(), "c.yaml");
+    let run = Background::start(&case, ws.path());
+    let dir = wait_for(ws.path(), "rmdir", "the sweep", sweeping);
+    let family = descendants_of(run.pid());
+    std::fs::remove_dir_all(&dir).unwrap();
+    let removed = Instant::now();
+    let (code, stdout, stderr) = run.wait(Duration::from_secs(30));
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "FAILED: the run folder {} was removed while the run ran",
+            dir.display()
+        )),
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        removed.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        removed.elapsed()
+    );
+    let left: Vec<_> = family
+        .iter()
+        .filter(|(p, start)| still_running(*p, *start))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
 /// `disagg run` killed outright writes no verdict; BENCHMARK, stopped by its parent-death
 /// signal, marks the points it kept as not a valid result (results.json said "valid" so far).
 #[test]
