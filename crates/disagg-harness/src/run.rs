@@ -1087,6 +1087,27 @@ fn mark_results_invalid(plan: &Plan, outcome: &Outcome) -> Result<(), String> {
         RunResult::Interrupted => "the run was interrupted".to_string(),
         RunResult::Passed => return Ok(()),
     };
+    // Already invalid by the benchmark's own account (its requests failed): when the run's
+    // root cause is another role's (the router died, a worker hung), that is the reason a
+    // tool reading results.json alone must get, with the benchmark's account after it.
+    if let RunResult::Failed(f) = &outcome.result {
+        let path = plan.run_dir.join("results.json");
+        if let Ok(mut results) = disagg_bench::ResultsFile::read(&path) {
+            let own = results.invalid_reason.clone().unwrap_or_default();
+            if !results.valid
+                && f.role.as_deref() != Some("BENCHMARK")
+                && !own.starts_with("the run ")
+            {
+                results.invalid_reason = Some(if own.is_empty() || f.reason.contains(&own) {
+                    why
+                } else {
+                    format!("{why} (the benchmark's account: {own})")
+                });
+                return crate::atomic::write_json(&path, &results)
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()));
+            }
+        }
+    }
     invalidate_results(plan, |_| why)
 }
 

@@ -1293,6 +1293,15 @@ fn a_worker_frozen_mid_stream_costs_one_request_deadline_and_is_a_timeout() {
         .find(|t| t.starts_with("name=\"GEN_0 stayed up\""))
         .unwrap();
     assert!(gen0.contains("type=\"TIMEOUT\""), "{gen0}");
+    // results.json, read alone, gives the run's root cause, not only the benchmark's account.
+    let results = json(&dir.join("results.json"));
+    assert!(
+        results["invalid_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("the run failed: GEN_0 "),
+        "{results}"
+    );
     // The frozen stream is a 504 (the router's deadline), not a cut connection, and the point
     // ends within one deadline of its last send (a second wave would end at 8 s and more).
     let requests = read(&dir.join("bench/requests.jsonl"));
