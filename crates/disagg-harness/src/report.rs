@@ -470,6 +470,18 @@ pub fn summary_table(points: &[PointReport], missing: &[(String, String)]) -> St
     let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|");
     for p in points {
         let m = &p.metrics;
+        // No request completed: there are no latencies, and 0.0 ms would read as fast ones.
+        if m.completed == 0 {
+            let _ = writeln!(
+                s,
+                "| {} | {:.2} | {:.1} | — | — | — | {} |",
+                p.point.label().trim_start_matches("con"),
+                m.request_throughput,
+                m.output_throughput,
+                m.failed,
+            );
+            continue;
+        }
         let _ = writeln!(
             s,
             "| {} | {:.2} | {:.1} | {:.1} / {:.1} | {:.2} / {:.2} | {:.2} / {:.2} | {} |",
@@ -494,4 +506,28 @@ pub fn summary_table(points: &[PointReport], missing: &[(String, String)]) -> St
         );
     }
     s
+}
+
+#[cfg(test)]
+mod table_tests {
+    /// A point none of whose requests completed has no latencies: dashes, not 0.0 ms, which
+    /// would read as fast ones.
+    #[test]
+    fn a_point_with_nothing_completed_shows_no_latencies() {
+        let good = crate::perf::tests::point(4);
+        let mut failed = crate::perf::tests::point(8);
+        failed.metrics = disagg_bench::Metrics {
+            failed: 16,
+            ..Default::default()
+        };
+        let table = super::summary_table(&[good, failed], &[]);
+        assert!(
+            table.contains("| 4 | 10.00 | 320.0 | 12.0 / 20.0 |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| 8 | 0.00 | 0.0 | — | — | — | 16 |"),
+            "{table}"
+        );
+    }
 }
