@@ -201,3 +201,21 @@ fn an_engine_not_on_the_path_is_said_to_be_not_on_it() {
         "{said}"
     );
 }
+
+/// An engine that exits 0 on its own fails its role (an engine serves until the run stops it),
+/// and the account says why a clean exit is a failure.
+#[test]
+fn an_engine_that_exits_cleanly_is_a_failure_said_to_be_one() {
+    let ws = workspace("exit0");
+    let (out, _) = run(
+        ws.path(),
+        &case("cmd-exit0", r#"[sh, -c, "echo bye; exit 0", "{port}"]"#),
+    );
+    let said = show(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("its engine exited with status 0")
+            && said.contains("it ended on its own, with no error"),
+        "{said}"
+    );
+}

@@ -323,7 +323,7 @@ async fn serve(
             return Err(early(format!(
                 "{} {} before it was ready",
                 engine_name(plan, 0),
-                Exit::from(status)
+                ended(status)
             )));
         }
         match &launch.ready_file {
@@ -361,7 +361,7 @@ async fn serve(
             return Err(early(format!(
                 "{} {} before its /health answered 200",
                 engine_name(plan, 0),
-                Exit::from(status)
+                ended(status)
             )));
         }
         if healthy(&client, &base).await {
@@ -442,7 +442,7 @@ async fn watch(
                 if released(plan) {
                     return Ok(());
                 }
-                return Err(late(format!("{name} {}{when}", Exit::from(status))));
+                return Err(late(format!("{name} {}{when}", ended(status))));
             }
             _ = tokio::time::sleep(POLL) => {
                 if released(plan) {
@@ -450,6 +450,21 @@ async fn watch(
                 }
             }
         }
+    }
+}
+
+/// How an engine's exit is said in its role's failure. A clean exit is a failure too (an
+/// engine serves until the run stops it): said so, since "exited with status 0" under a
+/// failure reads as a contradiction.
+fn ended(status: std::process::ExitStatus) -> String {
+    let exit = Exit::from(status);
+    if exit == Exit::Code(0) {
+        format!(
+            "{exit} (an engine must serve until the run stops it; it ended on its own, with no \
+             error)"
+        )
+    } else {
+        exit.to_string()
     }
 }
 
