@@ -247,7 +247,11 @@ fn wait_for_text(file: &Path, text: &str) {
 fn an_sglang_server_over_two_nodes_serves_once_both_joined_and_fails_when_one_goes() {
     use std::io::{BufRead, Read, Write};
     let ws = TempDir::new("sglang-nodes");
-    let (http, dist) = (free_port(), free_port());
+    // The rendezvous port and the 5 after it (the engine derives its node sockets from it),
+    // from below the ephemeral range and locked as a run's roles lock theirs: a port from
+    // `bind(0)` had its +5 taken by another test's connection now and then.
+    let held = disagg_harness::role::ports::reserve("127.0.0.1", 6).unwrap();
+    let (http, dist) = (free_port(), held.first);
     let (err0, err1) = (ws.path().join("rank0.err"), ws.path().join("rank1.err"));
     let mut head = sglang_node(0, http, dist, &err0);
     let stdout = head.0.stdout.take().unwrap();
