@@ -20,6 +20,7 @@ fn main() {
                 check: Some(slurm),
                 tests: tests![
                     a_passing_case_runs_as_a_job_and_its_hostile_job_name_arrives_literally,
+                    a_job_id_taken_by_a_run_folder_is_given_up_for_another,
                     two_cases_become_two_jobs_in_two_folders,
                     gen_0_crashing_fails_the_job_within_seconds_and_names_gen_0,
                     a_too_short_slurm_time_limit_is_a_timeout,
@@ -194,6 +195,67 @@ fn case(name: &str, extra: &str) -> String {
 
 const GEN_OK: &str = "gen: {count: 1, engine_args: {}}\n";
 const TIMEOUTS: &str = "timeouts: {worker_startup: 20s, request: 10s, benchmark: 30s, job: 1m}\n";
+
+/// The run folder is named by the job id; where one of that name already holds another run
+/// (a workspace shared by two clusters, Slurm's job ids started again), that job is cancelled
+/// and another submitted: the run gets a folder of its own and passes (it failed with no
+/// report, and left a broken folder beside the old one).
+fn a_job_id_taken_by_a_run_folder_is_given_up_for_another() {
+    let ws = Ws::new("taken");
+    // The next job id: a held job's, cancelled at once.
+    let held = Command::new("sbatch")
+        .args([
+            "--hold",
+            "--parsable",
+            "--output=/dev/null",
+            "--wrap",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    assert!(held.status.success(), "{}", text(&held));
+    let last: u64 = String::from_utf8_lossy(&held.stdout)
+        .trim()
+        .split(';')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let _ = Command::new("scancel").arg(last.to_string()).output();
+    // Other tests' jobs may take some of them first: the folders of the next five ids.
+    let config_dir = ws.dir.join("disagg_logs/sl-taken");
+    let taken: Vec<String> = (last + 1..=last + 5).map(|i| i.to_string()).collect();
+    for id in &taken {
+        std::fs::create_dir_all(config_dir.join(id)).unwrap();
+        std::fs::write(config_dir.join(id).join("exit_code"), "0\n").unwrap();
+    }
+    let out = ws.run_on_slurm(
+        "sl-taken",
+        &case("sl-taken", &format!("{GEN_OK}{TIMEOUTS}")),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let dir = ws.run_dir("sl-taken");
+    let id = read(&dir.join("slurm_job_id"));
+    assert!(
+        !taken.contains(&id),
+        "the run went into a taken folder, {id}"
+    );
+    assert_eq!(dir.file_name().unwrap().to_string_lossy(), id);
+    assert!(dir.join("results.xml").exists());
+    // The old folders are as they were, and no half-made one is beside them.
+    for t in &taken {
+        let entries: Vec<_> = std::fs::read_dir(config_dir.join(t)).unwrap().collect();
+        assert_eq!(entries.len(), 1, "{t} changed");
+        assert!(!config_dir.join(format!("{t}-1")).exists());
+    }
+    // A taken id came up (other tests' jobs could not take all five in the moment between),
+    // and was said.
+    assert!(
+        text(&out).contains("already exists in") && text(&out).contains("submitting again"),
+        "{}",
+        text(&out)
+    );
+}
 
 fn a_passing_case_runs_as_a_job_and_its_hostile_job_name_arrives_literally() {
     let ws = Ws::new("pass");

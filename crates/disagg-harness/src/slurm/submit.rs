@@ -358,6 +358,20 @@ fn write_script(
     Ok(path)
 }
 
+/// Cancels held job `id`, which never started, and removes its batch script.
+fn abandon<T>(id: &str, script: &Path, why: &str) -> Result<T, NotSubmitted> {
+    let _ = job::cancel(id);
+    let _ = std::fs::remove_file(script);
+    Err(NotSubmitted {
+        why: format!("job {id} cancelled before it started: {why}"),
+        code: exit::TEST_FAILED,
+        reported: None,
+    })
+}
+
+/// Jobs submitted in a row whose ids are taken by existing run folders before one is given up.
+const TAKEN_IDS_TRIED: usize = 20;
+
 /// A case whose job was not submitted, or was cancelled before it could start.
 struct NotSubmitted {
     why: String,
@@ -377,38 +391,56 @@ fn submit(
     skip_perf: bool,
 ) -> Result<Submitted, NotSubmitted> {
     let config_dir = crate::rundir::config_dir(workspace, &p.ready.case.config_name);
-    let id = job::submit_held(&p.script, &config_dir, after).map_err(|e| {
-        let _ = std::fs::remove_file(&p.script);
-        NotSubmitted {
-            why: e.to_string(),
-            code: refusal_code(&e),
-            reported: None,
+    let mut taken: Vec<String> = Vec::new();
+    let (id, plan) = loop {
+        let id = job::submit_held(&p.script, &config_dir, after).map_err(|e| {
+            let _ = std::fs::remove_file(&p.script);
+            NotSubmitted {
+                why: e.to_string(),
+                code: refusal_code(&e),
+                reported: None,
+            }
+        })?;
+        match run::prepare_as(p.ready, workspace, exe, &id, run::Where::Slurm) {
+            Ok(plan) if plan.run_id == id => break (id, plan),
+            Ok(plan) => {
+                // The run folder is named by the job id, and one of that name is another
+                // run's (a workspace shared by two clusters, Slurm's job ids started again):
+                // this job is cancelled, the folder just made for it removed, and another job
+                // submitted, for an id no run here has.
+                let _ = job::cancel(&id);
+                let _ = std::fs::remove_dir_all(&plan.run_dir);
+                say_err!(
+                    "warning: job {id}: a run folder named {id} already exists in {} (another \
+                     cluster's run, or Slurm's job ids started again); cancelled, submitting \
+                     again for another id",
+                    config_dir.display()
+                );
+                taken.push(id);
+                if taken.len() >= TAKEN_IDS_TRIED {
+                    let _ = std::fs::remove_file(&p.script);
+                    return Err(NotSubmitted {
+                        why: format!(
+                            "jobs {} were each cancelled before they started: run folders of \
+                             their ids already exist in {}; hint: give this cluster a \
+                             workspace of its own (--workspace), or move the old runs away",
+                            taken.join(", "),
+                            config_dir.display()
+                        ),
+                        code: exit::USAGE,
+                        reported: None,
+                    });
+                }
+            }
+            Err(_) => return abandon(&id, &p.script, "its run folder could not be prepared"),
         }
-    })?;
-    let abandon = |why: String| {
-        let _ = job::cancel(&id);
-        let _ = std::fs::remove_file(&p.script);
-        Err(NotSubmitted {
-            why: format!("job {id} cancelled before it started: {why}"),
-            code: exit::TEST_FAILED,
-            reported: None,
-        })
-    };
-    let plan = match run::prepare_as(p.ready, workspace, exe, &id, run::Where::Slurm) {
-        Ok(plan) if plan.run_id == id => plan,
-        Ok(plan) => {
-            return abandon(format!(
-                "a run folder named {id} already exists in {} (the new one would be {})",
-                config_dir.display(),
-                plan.run_dir.display()
-            ));
-        }
-        Err(_) => return abandon("its run folder could not be prepared".into()),
     };
     if let Err(e) = std::fs::rename(&p.script, plan.run_dir.join(SCRIPT_FILE)) {
-        return abandon(format!(
-            "cannot move the batch script into the run folder: {e}"
-        ));
+        return abandon(
+            &id,
+            &p.script,
+            &format!("cannot move the batch script into the run folder: {e}"),
+        );
     }
     let _ = crate::atomic::write(&plan.run_dir.join(JOB_ID_FILE), id.as_bytes());
     if let Err(e) = job::release(&id) {
