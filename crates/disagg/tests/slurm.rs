@@ -1199,12 +1199,8 @@ fn sbatch_refusing_what_the_case_asks_exits_2_with_a_hint() {
             text(&out)
         );
         assert!(
-            !ws.dir
-                .join("disagg_logs")
-                .join(config)
-                .join("latest")
-                .exists(),
-            "no run folder for a job that was never queued"
+            !ws.dir.join("disagg_logs").join(config).exists(),
+            "no folder (not even an empty one) for a job that was never queued"
         );
     }
     assert!(ws.tmp.job_ids().is_empty(), "nothing was queued");

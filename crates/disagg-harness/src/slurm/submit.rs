@@ -395,6 +395,8 @@ fn submit(
     let (id, plan) = loop {
         let id = job::submit_held(&p.script, &config_dir, after).map_err(|e| {
             let _ = std::fs::remove_file(&p.script);
+            // Made for this case's runs, which sbatch refused: no empty folder is left.
+            let _ = std::fs::remove_dir(&config_dir);
             NotSubmitted {
                 why: e.to_string(),
                 code: refusal_code(&e),
