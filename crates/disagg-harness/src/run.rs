@@ -670,28 +670,36 @@ fn shared_gpus(case: &disagg_core::case::Case, path: &Path) -> Option<String> {
     if nodes <= 1 {
         return None;
     }
-    let on = |n: u32| {
-        placed
-            .iter()
-            .filter(|(_, g)| g.first().is_some_and(|g| g.node == n))
-            .map(|(r, _)| r.to_string())
-            .collect::<Vec<_>>()
-    };
-    let (first, second) = (on(0), on(1));
+    // The workers by the nodes they take (numbered from 1, as a person counts them): those on
+    // the same nodes together, a server spanning nodes with its range.
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for (r, g) in &placed {
+        let (a, b) = (
+            g.first().map_or(0, |g| g.node) + 1,
+            g.last().map_or(0, |g| g.node) + 1,
+        );
+        let at = if a == b {
+            format!("node {a}")
+        } else {
+            format!("nodes {a}-{b}")
+        };
+        match groups.last_mut() {
+            Some((last, roles)) if *last == at => roles.push(r.to_string()),
+            _ => groups.push((at, vec![r.to_string()])),
+        }
+    }
+    let layout: Vec<String> = groups
+        .iter()
+        .map(|(at, roles)| format!("{} on {at}", roles.join(", ")))
+        .collect();
     Some(format!(
-        "{}: the workers take {nodes} nodes of hardware.gpus_per_node {} GPUs ({} on the first, \
-         {} on the second); the local launcher runs them all on this one machine, where each \
-         node's GPUs are the same GPUs, so servers of different nodes would share them\nhint: \
-         run it with `--launcher slurm`, or set hardware.gpus_per_node to this machine's GPU \
-         count if it has that many",
+        "{}: the workers take {nodes} nodes of hardware.gpus_per_node {} GPUs ({}); the local \
+         launcher runs them all on this one machine, where each node's GPUs are the same GPUs, \
+         so servers of different nodes would share them\nhint: run it with `--launcher slurm`, \
+         or set hardware.gpus_per_node to this machine's GPU count if it has that many",
         path.display(),
         case.hardware.gpus_per_node,
-        first.join(", "),
-        if second.is_empty() {
-            "a server spanning into it".to_string()
-        } else {
-            second.join(", ")
-        },
+        layout.join("; "),
     ))
 }
 

@@ -342,7 +342,9 @@ fn the_local_launcher_refuses_workers_placed_on_several_nodes_that_would_share_g
     let err = r.stderr();
     assert!(
         err.contains("the workers take 3 nodes")
-            && err.contains("CTX_0, CTX_1 on the first, CTX_2, CTX_3 on the second")
+            && err.contains(
+                "(CTX_0, CTX_1 on node 1; CTX_2, CTX_3 on node 2; CTX_4, GEN_0 on node 3)"
+            )
             && err.contains("`--launcher slurm`"),
         "{}",
         r.show()
