@@ -32,6 +32,7 @@ fn main() {
                     a_no_wait_job_ended_at_its_time_limit_reports_timeout_from_inside_the_job,
                     a_no_wait_job_ended_at_its_time_limit_in_its_setup_still_reports,
                     a_failing_setup_fails_the_job_as_setup,
+                    a_hanging_setup_ends_at_timeouts_job_without_a_slurm_time,
                     a_baseline_that_breaks_while_the_job_waits_fails_the_run_not_the_gate_silently,
                     a_sweep_becomes_one_job_per_point_with_its_sweep_folder,
                     a_job_slurm_can_never_start_is_cancelled_at_once_and_fails_the_case_with_2,
@@ -743,6 +744,42 @@ fn a_baseline_that_breaks_while_the_job_waits_fails_the_run_not_the_gate_silentl
         "{summary}"
     );
     assert!(read(&dir.join("results.xml")).contains("the perf gate cannot run"));
+}
+
+/// A setup that hangs, in a case with no `slurm.time` (a partition without a limit would
+/// hold the job for ever): its step has `timeouts.job` as its own time limit, and the run fails
+/// as SETUP, a TIMEOUT, within about a minute (Slurm counts whole minutes).
+fn a_hanging_setup_ends_at_timeouts_job_without_a_slurm_time() {
+    let ws = Ws::new("sethang");
+    let started = Instant::now();
+    let out = ws.run_on_slurm(
+        "sl-sethang",
+        &case(
+            "sl-sethang",
+            &format!(
+                "{GEN_OK}timeouts: {{worker_startup: 20s, request: 10s, benchmark: 30s, job: 50s}}\n\
+                 setup: \"echo installing; sleep 600\"\n"
+            ),
+        ),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(150),
+        "{:?}",
+        started.elapsed()
+    );
+    let dir = ws.run_dir("sl-sethang");
+    let outcome = read(&dir.join("outcome.json"));
+    let outcome: serde_json::Value = serde_json::from_str(&outcome).unwrap();
+    assert_eq!(outcome["result"]["role"], "SETUP", "{outcome}");
+    assert_eq!(outcome["result"]["timeout"], true, "{outcome}");
+    assert!(
+        outcome["result"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("the setup did not finish within timeouts.job (50s)"),
+        "{outcome}"
+    );
 }
 
 fn a_failing_setup_fails_the_job_as_setup() {
