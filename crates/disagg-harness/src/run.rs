@@ -70,6 +70,12 @@ extern "C" fn on_signal(sig: nix::libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
 }
 
+/// A run interrupted by a signal its roles got from outside, not this process (its exit code
+/// is that signal's, as if it had come here too; a signal of our own, first, wins).
+pub(crate) fn interrupted_from_outside(sig: i32) {
+    let _ = SIGNAL.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
+}
+
 /// The exit code of an interrupted run: 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP.
 pub(crate) fn interrupted_code() -> i32 {
     match SIGNAL.load(Ordering::SeqCst) {

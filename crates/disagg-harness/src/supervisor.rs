@@ -287,15 +287,36 @@ fn drive(
                     return after_done(plan, procs, interrupted, status.reason);
                 }
             }
+            let exit = procs
+                .iter()
+                .find(|p| p.plan.role == role)
+                .and_then(|p| p.exit)
+                .map(|(exit, _)| exit);
+            if let Some(exit) = exit {
+                if interrupted_too(exit, interrupted) {
+                    return RunResult::Interrupted;
+                }
+                // Another role stopped by SIGTERM too, and no signal of ours: the stop came
+                // from outside the run, to its processes one by one (a CI abort killing the
+                // build's process tree, `scancel --signal=TERM` of the job's steps), not from
+                // a failure of one role. The run was interrupted.
+                let lost_node = procs
+                    .iter()
+                    .find(|p| p.plan.role == role)
+                    .is_some_and(|p| death_reason(plan, p).contains(NODE_FAILURE));
+                if by_sigterm(exit) && !lost_node && another_stopped_by_sigterm(procs, role) {
+                    say_err!(
+                        "disagg: {role} and another role were stopped by SIGTERM from outside \
+                         this run (a CI abort, `scancel --signal=TERM`): the run is interrupted"
+                    );
+                    crate::run::interrupted_from_outside(15);
+                    return RunResult::Interrupted;
+                }
+            }
             let p = procs
                 .iter()
                 .find(|p| p.plan.role == role)
                 .expect("died role is one of ours");
-            if let Some((exit, _)) = p.exit {
-                if interrupted_too(exit, interrupted) {
-                    return RunResult::Interrupted;
-                }
-            }
             let reason = death_reason(plan, p);
             if let Some(blamed) = blamed_role(plan, role, procs) {
                 return blame(procs, role, reason, blamed);
@@ -1220,6 +1241,24 @@ fn interrupted_too(exit: Exit, interrupted: &AtomicBool) -> bool {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// A death by SIGTERM: the signal itself, or a shell's (or srun's) 143.
+fn by_sigterm(exit: Exit) -> bool {
+    matches!(exit, Exit::Signal(15) | Exit::Code(143))
+}
+
+/// Whether a role other than `role` has ended by SIGTERM (looking again at those not seen to end
+/// yet: [`interrupted_too`] has just waited).
+fn another_stopped_by_sigterm(procs: &mut [Proc], role: RoleName) -> bool {
+    procs.iter_mut().filter(|p| p.plan.role != role).any(|p| {
+        if p.exit.is_none() {
+            if let Ok(Some(exit)) = p.run.try_wait() {
+                p.exit = Some((exit, Instant::now()));
+            }
+        }
+        p.exit.is_some_and(|(exit, _)| by_sigterm(exit))
+    })
 }
 
 fn fail_setup(reason: String, timeout: bool) -> RunResult {

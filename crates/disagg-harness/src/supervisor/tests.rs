@@ -856,6 +856,42 @@ fn a_role_killed_by_the_signal_that_interrupts_the_run_is_an_interruption() {
     assert_eq!(failure(&outcome).role.as_deref(), Some("GEN_0"));
 }
 
+/// Two roles stopped by SIGTERM with no signal of the supervisor's own: a stop from outside
+/// the run (a CI abort killing the build's processes one by one, `scancel --signal=TERM` of
+/// the job's steps), so the run is interrupted, not failed on the first one's account.
+#[test]
+fn several_roles_stopped_by_sigterm_from_outside_interrupt_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan(dir.path());
+    let dies = |role: RoleName, s: &mut Script| {
+        if role == gen0() {
+            s.exit = Some((Duration::from_millis(300), Exit::Signal(15)));
+        }
+        if role == RoleName::Ctx(0) {
+            s.exit = Some((Duration::from_millis(500), Exit::Code(143)));
+        }
+    };
+    let (outcome, _, _) = run(&plan, scripts(&plan, dies), false);
+    assert_eq!(outcome.result, RunResult::Interrupted, "{outcome:?}");
+    // One role alone, by SIGTERM: its own failure (see the test above), and so is a role
+    // killed otherwise beside one stopped by SIGTERM.
+    let dir = tempfile::tempdir().unwrap();
+    let plan = super::tests::plan(dir.path());
+    let dies = |role: RoleName, s: &mut Script| {
+        if role == gen0() {
+            s.exit = Some((Duration::from_millis(300), Exit::Signal(15)));
+        }
+        if role == RoleName::Ctx(0) {
+            s.exit = Some((Duration::from_millis(500), Exit::Signal(9)));
+        }
+    };
+    let (outcome, _, _) = run(&plan, scripts(&plan, dies), false);
+    assert!(
+        matches!(outcome.result, RunResult::Failed(_)),
+        "{outcome:?}"
+    );
+}
+
 /// A node lost under a Slurm job: the role that ran there (srun: `Node failure on`) is the
 /// root cause, and a role Slurm stopped elsewhere because of it (its step `CANCELLED ... DUE
 /// TO NODE FAILURE`) did not fail, even when it was seen dead first. It used to be blamed as
