@@ -68,10 +68,13 @@ pub fn unrecorded_log_text(cfg: &BenchConfig, p: &PointReport) -> String {
     text
 }
 
-/// benchmark_serving's `backend`: the OpenAI completions or chat API.
+/// benchmark_serving's `backend`: the OpenAI completions or chat API, or SGLang's native
+/// `/generate` (the `sglang` backend of SGLang's bench_serving).
 fn backend(cfg: &BenchConfig) -> &'static str {
     if cfg.endpoint.contains("chat") {
         "openai-chat"
+    } else if cfg.endpoint.trim_end_matches('/').ends_with("/generate") {
+        "sglang"
     } else {
         "openai"
     }
@@ -272,6 +275,17 @@ fn put(path: &Path, bytes: &[u8]) -> Result<(), BenchError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_backend_is_named_by_the_endpoint_as_benchmark_serving_names_it() {
+        let cfg = |e: &str| crate::BenchConfig {
+            endpoint: e.into(),
+            ..Default::default()
+        };
+        assert_eq!(super::backend(&cfg("/v1/completions")), "openai");
+        assert_eq!(super::backend(&cfg("/v1/chat/completions")), "openai-chat");
+        assert_eq!(super::backend(&cfg("/generate")), "sglang");
+    }
+
     use super::*;
 
     #[test]
