@@ -219,6 +219,25 @@ pub fn nodes(job: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The GPU gres the nodes of `partition` (the default one when `None`) offer, as sinfo says it
+/// (`gpu:8`, `gpu:h100:8(S:0-1)`): `None` when they offer none, or sinfo does not answer.
+pub fn gpu_gres(partition: Option<&str>) -> Option<String> {
+    let mut args = vec!["-h", "-o", "%G"];
+    if let Some(p) = partition {
+        args.extend(["-p", p]);
+    }
+    let out = run("sinfo", &args, None).ok()?;
+    parse_gpu_gres(&out)
+}
+
+fn parse_gpu_gres(out: &str) -> Option<String> {
+    out.lines()
+        .flat_map(|l| l.split(','))
+        .map(str::trim)
+        .find(|g| g.starts_with("gpu:") || *g == "gpu")
+        .map(str::to_string)
+}
+
 /// Of `nodes`, those Slurm now holds down or failed (`sinfo -N %T`: `down`, `down*`, `fail`,
 /// `failing`, any state with `*`, not responding), with that state.
 pub fn failed_nodes(nodes: &[String]) -> Vec<(String, String)> {
@@ -330,6 +349,16 @@ pub fn cancel(job: &str) -> Result<(), SlurmError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_partitions_gpu_gres_is_read_from_sinfo() {
+        assert_eq!(super::parse_gpu_gres("gpu:8\n").as_deref(), Some("gpu:8"));
+        assert_eq!(
+            super::parse_gpu_gres("(null)\ngpu:h100:8(S:0-1),nic:2\n").as_deref(),
+            Some("gpu:h100:8(S:0-1)")
+        );
+        assert_eq!(super::parse_gpu_gres("(null)\n"), None);
+    }
 
     #[test]
     fn the_batch_scripts_signal_is_read_from_scontrol() {

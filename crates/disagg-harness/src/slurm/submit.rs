@@ -165,6 +165,29 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions, slurm: &SlurmOptions) -> 
             return exit::USAGE;
         }
     };
+    // `gpu_gres: false` on a cluster that has GPU gres: the job asks for no GPUs, and where
+    // Slurm constrains devices its workers may open none. Said once per partition.
+    let mut told: Vec<Option<String>> = Vec::new();
+    for r in &ready {
+        let s = &r.case.case.slurm;
+        if s.gpu_gres || told.contains(&s.partition) {
+            continue;
+        }
+        told.push(s.partition.clone());
+        if let Some(g) = job::gpu_gres(s.partition.as_deref()) {
+            say_err!(
+                "warning: {}: slurm.gpu_gres is false, but the nodes of {} offer GPU gres \
+                 ({g}): the job asks for no GPUs, and where Slurm constrains devices its workers \
+                 may see none (leave gpu_gres at its default, true, to ask for them)",
+                r.case.config_name,
+                s.partition
+                    .as_deref()
+                    .map_or("the default partition".to_string(), |p| format!(
+                        "partition {p}"
+                    ))
+            );
+        }
+    }
     let mut codes = book.reused_codes();
     let mut queue: VecDeque<Pending> = VecDeque::new();
     for (i, r) in ready.iter().enumerate() {
