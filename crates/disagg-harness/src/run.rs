@@ -76,6 +76,15 @@ pub(crate) fn interrupted_from_outside(sig: i32) {
     let _ = SIGNAL.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
 }
 
+/// The name of the signal that interrupted the run (`SIGTERM`), when one did.
+pub(crate) fn interrupting_signal() -> Option<&'static str> {
+    let sig = SIGNAL.load(Ordering::SeqCst);
+    nix::sys::signal::Signal::try_from(sig)
+        .ok()
+        .filter(|_| sig != 0)
+        .map(|s| s.as_str())
+}
+
 /// The exit code of an interrupted run: 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP.
 pub(crate) fn interrupted_code() -> i32 {
     match SIGNAL.load(Ordering::SeqCst) {
@@ -1063,6 +1072,10 @@ fn write_verdict(
     let mut data = serde_json::to_value(outcome).unwrap_or_default();
     if let Some(o) = data.as_object_mut() {
         o.insert("perf_check".into(), perf.verdict().into());
+        // Which signal interrupted it, when one did (its exit code says it too).
+        if let (RunResult::Interrupted, Some(sig)) = (&outcome.result, interrupting_signal()) {
+            o.insert("signal".into(), sig.into());
+        }
     }
     [
         (
@@ -1306,7 +1319,10 @@ pub(crate) fn finish_as(
             perf_outcome.not_done().unwrap_or_default()
         ),
         RunResult::Passed => "PASSED".to_string(),
-        RunResult::Interrupted => "INTERRUPTED".to_string(),
+        RunResult::Interrupted => match interrupting_signal() {
+            Some(sig) => format!("INTERRUPTED by {sig}"),
+            None => "INTERRUPTED".to_string(),
+        },
         RunResult::Failed(f) => format!("FAILED: {}", crate::logtext::printable(&f.reason)),
     };
     let summary = format!(

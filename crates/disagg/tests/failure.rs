@@ -454,7 +454,13 @@ fn sigint_or_sigterm_in_the_second_point_keeps_the_first_and_exits_130_or_143() 
             summary.contains("| 2 | — | — | — | — | — | unfinished: the run was interrupted |"),
             "{summary}"
         );
-        assert!(stdout.contains("INTERRUPTED"), "{show}");
+        assert!(
+            stdout.contains(&format!("INTERRUPTED by {}", sig.as_str())),
+            "{show}"
+        );
+        // outcome.json says which signal it was, as the exit code does.
+        let outcome = json(&dir.join("outcome.json"));
+        assert_eq!(outcome["signal"], sig.as_str(), "{outcome}");
         assert_nothing_left(&dir);
     }
 }
