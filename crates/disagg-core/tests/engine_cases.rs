@@ -439,14 +439,12 @@ fn attention_dp_maps_to_each_engines_data_parallel_flags() {
     assert_eq!(v.side_channel_span, 4, "one side-channel port per DP rank");
     let s = engine_of(&plan_of(&text("sglang")), "GEN_0");
     let argv = s.argv.join(" ");
+    // The spelling every SGLang 0.5.x takes (`--attn-dp-size` is refused before mid-2026).
     assert!(
-        argv.contains("--tp-size 4 ") && argv.contains("--attn-dp-size 4"),
+        argv.contains("--tp-size 4 ") && argv.contains("--enable-dp-attention --dp-size 4"),
         "{argv}"
     );
-    assert!(
-        !argv.contains("--enable-dp-attention"),
-        "deprecated in SGLang 0.5.23: {argv}"
-    );
+    assert!(!argv.contains("--attn-dp-size"), "{argv}");
 }
 
 #[test]

@@ -341,7 +341,11 @@ fn sglang(args: &mut SimArgs, f: Flags<'_>) -> Result<(), String> {
         // Node rank 0's scheduler publishes requests to the other nodes on the rendezvous port
         // + 5 and + 6 (SGLang's PortArgs: pub_sub_addr, pub_sub_sync_addr).
         d.derived_ports = vec![5, 6];
-        args.dist.world = world(args, &f, &["--tp-size", "--pp-size", "--attn-dp-size"]);
+        args.dist.world = world(
+            args,
+            &f,
+            &["--tp-size", "--pp-size", "--attn-dp-size", "--dp-size"],
+        );
     }
     Ok(())
 }

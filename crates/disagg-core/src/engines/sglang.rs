@@ -45,9 +45,14 @@ pub fn build(m: &Mapping, w: &WorkerSpec<'_>) -> Built {
         argv.extend(["--ep-size".into(), p.ep.to_string()]);
     }
     if p.attention_dp {
-        // SGLang 0.5.23's spelling: attention DP groups inside the TP group (the older
-        // `--enable-dp-attention --dp-size N` is deprecated).
-        argv.extend(["--attn-dp-size".into(), p.tp.to_string()]);
+        // Attention DP groups inside the TP group, in the spelling every 0.5.x release takes:
+        // `--attn-dp-size N` exists only in builds from mid-2026 on (older ones refuse it at
+        // argument parsing), which still take this one, with a deprecation warning.
+        argv.extend([
+            "--enable-dp-attention".into(),
+            "--dp-size".into(),
+            p.tp.to_string(),
+        ]);
     }
     // Larger than a node: one process per node, the GPUs split evenly (SGLang's `--nnodes`),
     // node rank 0 serving and holding the rendezvous address the others join.
