@@ -57,13 +57,18 @@ fn list<'a>(items: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
     out
 }
 
-/// The host part of a worker URL (`http://h:1/x` → `h`, `http://[::1]:1` → `::1`).
+/// The host part of a worker URL as SGLang takes it in `bootstrap_host` (`http://h:1/x` → `h`;
+/// an IPv6 literal keeps its brackets, `http://[::1]:1` → `[::1]`, as SGLang's mini_lb wraps it:
+/// the decode joins it with the port as `host:port`).
 pub(crate) fn host_of(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let authority = rest.split('/').next().unwrap_or(rest);
     let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
-    if let Some(v6) = authority.strip_prefix('[') {
-        return v6.split(']').next().unwrap_or(v6);
+    if authority.starts_with('[') {
+        return match authority.find(']') {
+            Some(end) => &authority[..=end],
+            None => authority,
+        };
     }
     authority.split(':').next().unwrap_or(authority)
 }
@@ -163,7 +168,7 @@ mod tests {
         for (url, host) in [
             ("http://node-b:30000", "node-b"),
             ("http://10.0.0.1:1/v1", "10.0.0.1"),
-            ("http://[::1]:30000", "::1"),
+            ("http://[::1]:30000", "[::1]"),
             ("http://u@h:1", "h"),
             ("h", "h"),
         ] {

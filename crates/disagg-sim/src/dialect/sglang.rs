@@ -136,6 +136,15 @@ pub(crate) fn hand_off(kind: Kind, b: &Bootstrap) -> Result<HandOff, ApiError> {
     // prefill worker it knows no port of): decode then dials it, and finds the prefill there
     // or not.
     let port = b.port.unwrap_or(DEFAULT_BOOTSTRAP_PORT);
+    // SGLang's decode joins them as `f"{host}:{port}"`: an IPv6 literal must come bracketed
+    // (as its mini_lb wraps it), or the address it dials is no address at all.
+    if host.contains(':') && !host.starts_with('[') {
+        return Err(ApiError::bad_request(format!(
+            "decode request with bootstrap_host {host}: an IPv6 address must be bracketed \
+             ([{host}]), as SGLang's routers send it; SGLang joins it with the port as \
+             {host}:{port}, which is no address"
+        )));
+    }
     Ok(HandOff::Consume(Consume {
         peer: crate::ready::authority(host, port),
         key: room,
@@ -234,5 +243,24 @@ mod tests {
         }
         let no_room = Bootstrap { room: None, ..b };
         assert!(hand_off(Kind::GenerationOnly, &no_room).is_err());
+    }
+
+    /// An IPv6 bootstrap host comes bracketed, as SGLang's routers send it; bare, SGLang's
+    /// decode would dial `::1:8998`, no address, and the sim refuses it.
+    #[test]
+    fn an_ipv6_bootstrap_host_must_be_bracketed() {
+        let b = |host: &str| Bootstrap {
+            host: Some(host.into()),
+            port: Some(9000),
+            room: Some(7),
+        };
+        match hand_off(Kind::GenerationOnly, &b("[::1]")) {
+            Ok(HandOff::Consume(c)) => assert_eq!(c.peer, "[::1]:9000"),
+            _ => panic!("a bracketed IPv6 host is dialled"),
+        }
+        let Err(e) = hand_off(Kind::GenerationOnly, &b("::1")) else {
+            panic!("a bare IPv6 host is refused");
+        };
+        assert!(e.message.contains("must be bracketed ([::1])"), "{e:?}");
     }
 }
