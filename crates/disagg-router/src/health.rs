@@ -31,10 +31,24 @@ use disagg_proto::trtllm::takes_disagg_ids;
 /// A worker that cannot answer `/health` this fast is treated as down for this probe.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
 
+/// SGLang's `/health` generates a token by default (`SGLANG_ENABLE_HEALTH_ENDPOINT_GENERATION`:
+/// it is `/health_generate`, which waits at least a second for the answer), so a loaded
+/// SGLang worker takes longer than [`PROBE_TIMEOUT`] and would be ejected for being busy.
+const SGLANG_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The `/health` probe's timeout for this router's workers.
+fn probe_timeout(state: &Inner) -> Duration {
+    match state.cfg.dialect {
+        Dialect::Sglang => SGLANG_PROBE_TIMEOUT,
+        _ => PROBE_TIMEOUT,
+    }
+}
+
 pub(crate) async fn check(state: &Inner) -> Result<Json<Value>, ProxyError> {
+    let timeout = probe_timeout(state);
     let (ctx_up, gen_up) = futures_util::future::join(
-        probe_group(&state.client, &state.prefill, PROBE_TIMEOUT),
-        probe_group(&state.client, &state.decode, PROBE_TIMEOUT),
+        probe_group(&state.client, &state.prefill, timeout),
+        probe_group(&state.client, &state.decode, timeout),
     )
     .await;
     for (group, healthy) in [(&state.prefill, ctx_up), (&state.decode, gen_up)] {
@@ -63,7 +77,7 @@ const WHILE_DOWN: Duration = Duration::from_millis(500);
 /// [`WHILE_DOWN`] while a group has no healthy worker.
 pub(crate) async fn watch(state: Arc<Inner>) {
     let interval = state.cfg.health_interval.max(Duration::from_millis(10));
-    let timeout = PROBE_TIMEOUT.min(interval);
+    let timeout = probe_timeout(&state).min(interval);
     loop {
         futures_util::future::join3(
             probe_group(&state.client, &state.prefill, timeout),
