@@ -363,6 +363,41 @@ async fn models_carries_the_clients_authorization() {
     assert_eq!(models.authorization.as_deref(), Some("Bearer sekret"));
 }
 
+/// SGLang's `/health` generates a token before it answers (a second or more on a busy
+/// worker): in the SGLang dialect a probe waits for it, where in the others a worker that slow
+/// is counted down. Two such probes in a row eject a TensorRT-LLM worker; the SGLang one stays.
+#[tokio::test]
+async fn a_slow_sglang_health_is_waited_for() {
+    let mut routers = Vec::new();
+    for (dialect, ejected) in [
+        (disagg_router::Dialect::Sglang, false),
+        (disagg_router::Dialect::Trtllm, true),
+    ] {
+        let ctx = fake("ctx").start().await;
+        let slow = fake("slow")
+            .health_delay(Duration::from_millis(2000))
+            .start()
+            .await;
+        let mut cfg = support::config_dialect(dialect, &[&ctx], &[&slow]);
+        cfg.health_interval = Duration::from_secs(3);
+        routers.push((
+            dialect,
+            ejected,
+            router(cfg).await,
+            slow.url.clone(),
+            ctx,
+            slow,
+        ));
+    }
+    // Two probe rounds of a 2 s /health: the TensorRT-LLM one fails at 1.5 s and again at 6 s.
+    tokio::time::sleep(Duration::from_millis(7000)).await;
+    for (dialect, ejected, url, slow, _ctx, _worker) in &routers {
+        let state = worker_state(url, "decode", slow).await;
+        let want = if *ejected { "ejected" } else { "healthy" };
+        assert_eq!(state["state"], want, "{dialect:?}: {state}");
+    }
+}
+
 /// `/v1/models` from a router whose first generation worker is dead but not yet ejected (the
 /// health checker has not come round): the next worker answers, as a benchmark asking the
 /// model's name at its start needs; the dead one's refusal counts towards its ejection.

@@ -105,6 +105,8 @@ pub struct Fake {
     sglang_prefill: bool,
     generation: Gen,
     health: StatusCode,
+    /// How long `/health` takes to answer (SGLang's generates a token first).
+    health_delay: std::time::Duration,
     /// Keep a record of each body (off for long runs, where the record itself would grow).
     record: bool,
     /// What `/version` reports as TensorRT-LLM's `{"version": ...}`; `None`: 404. Below 1.3,
@@ -159,6 +161,7 @@ pub fn fake(name: &'static str) -> FakeBuilder {
             sglang_prefill: false,
             generation: Gen::Ok,
             health: StatusCode::OK,
+            health_delay: std::time::Duration::ZERO,
             record: true,
             version: Mutex::new(None),
             version_down: std::sync::atomic::AtomicBool::new(false),
@@ -183,6 +186,11 @@ impl FakeBuilder {
     }
     pub fn health(mut self, status: StatusCode) -> Self {
         self.fake.health = status;
+        self
+    }
+    /// `/health` answers after `delay`.
+    pub fn health_delay(mut self, delay: std::time::Duration) -> Self {
+        self.fake.health_delay = delay;
         self
     }
     /// Reports this TensorRT-LLM version on `/version` (see [`Fake::version`]).
@@ -286,6 +294,7 @@ pub async fn router(cfg: RouterConfig) -> String {
 }
 
 async fn health(State(fake): State<Arc<Fake>>) -> StatusCode {
+    tokio::time::sleep(fake.health_delay).await;
     fake.health
 }
 
