@@ -426,12 +426,19 @@ pub fn build(case: &LoadedCase, run_id: &str, run_dir: &Path, exe: &Path) -> Pla
             if let Some((name, text)) = built.file {
                 files.insert(name, text);
             }
+            // A variable the case sets for these workers (`env.worker`, the group's `env`) wins
+            // over the one disagg sets for their engine: `VLLM_NIXL_SIDE_CHANNEL_HOST` as the
+            // node's address where its hostname resolves to a loopback one.
+            let mut launch = built.launch;
+            launch
+                .env
+                .retain(|k, _| !c.env.worker.contains_key(k) && !group.env.contains_key(k));
             roles.push(RolePlan {
                 role,
                 log: role.log_file(),
                 gpus,
                 argv: role_argv(role),
-                engine: Some(built.launch),
+                engine: Some(launch),
                 env_set: env,
                 env_unset: c.env.worker_unset.clone(),
                 ranks: built.ranks,

@@ -681,3 +681,41 @@ fn vllm_and_sglang_servers_larger_than_a_node_run_one_process_per_node() {
     );
     assert_eq!(e.side_channel_span, 8);
 }
+
+/// A variable the case sets for a group's workers wins over the one disagg sets for their
+/// engine: vLLM's side-channel host as the node's address (its hostname may resolve to a
+/// loopback one), for that group only.
+#[test]
+fn a_groups_env_wins_over_the_engine_env_disagg_sets() {
+    let text = "name: x\nmodel: {name: m, path: /m}\nengine: vllm\nhardware: {gpus_per_node: 8}\n\
+                ctx: {count: 1}\n\
+                gen: {count: 1, env: {VLLM_NIXL_SIDE_CHANNEL_HOST: 10.0.0.5}}\n\
+                benchmark: {isl: 8, osl: 4}\n";
+    let plan = plan_of(text);
+    let gen_launch = engine_of(&plan, "GEN_0");
+    assert!(
+        !gen_launch.env.contains_key("VLLM_NIXL_SIDE_CHANNEL_HOST"),
+        "{:?}",
+        gen_launch.env
+    );
+    let gen_role = plan
+        .roles
+        .iter()
+        .find(|r| r.role.to_string() == "GEN_0")
+        .unwrap();
+    assert_eq!(
+        gen_role
+            .env_set
+            .get("VLLM_NIXL_SIDE_CHANNEL_HOST")
+            .map(String::as_str),
+        Some("10.0.0.5")
+    );
+    // The other group keeps what disagg sets.
+    assert_eq!(
+        engine_of(&plan, "CTX_0")
+            .env
+            .get("VLLM_NIXL_SIDE_CHANNEL_HOST")
+            .map(String::as_str),
+        Some("{publish_host}")
+    );
+}
