@@ -437,6 +437,12 @@ fn attention_dp_maps_to_each_engines_data_parallel_flags() {
         "{argv}"
     );
     assert_eq!(v.side_channel_span, 4, "one side-channel port per DP rank");
+    // Plain TP: one per TP rank, as vLLM of the 0.9-0.11 era binds them.
+    let t = engine_of(
+        &plan_of(&text("vllm").replace("attention_dp: true", "attention_dp: false")),
+        "GEN_0",
+    );
+    assert_eq!(t.side_channel_span, 4, "{:?}", t.argv);
     let s = engine_of(&plan_of(&text("sglang")), "GEN_0");
     let argv = s.argv.join(" ");
     // The spelling every SGLang 0.5.x takes (`--attn-dp-size` is refused before mid-2026).

@@ -102,7 +102,9 @@ pub fn build(m: &Mapping, w: &WorkerSpec<'_>) -> Built {
             (SIDE_CHANNEL_HOST.into(), "{publish_host}".into()),
             (SIDE_CHANNEL_PORT.into(), "{side_channel_port}".into()),
         ]);
-        launch.side_channel_span = dp;
+        // One port per data-parallel rank in recent vLLM (PORT + the rank); the 0.9-0.11 era
+        // had each TP rank listen too (PORT + dp_rank × tp + tp_rank): the span covers both.
+        launch.side_channel_span = dp * tp;
     }
     Built {
         launch,
