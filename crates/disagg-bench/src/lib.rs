@@ -24,23 +24,12 @@
 //! point's failure rate is over `max_failure_rate` (default 0) or any request generated no
 //! tokens: numbers from a half-broken server must never look like a result.
 
-/// `eprintln!` that never panics: the console may be a full disk's file (a run folder's log)
-/// or a closed pipe, and a lost line must not take the benchmark, and what it measured, down.
+// The console, which never panics (see `disagg_proto::say_err!`), by name in every module.
 macro_rules! say_err {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
-    }};
+    ($($arg:tt)*) => { disagg_proto::say_err!($($arg)*) };
 }
-
-/// `print!` alike ([`say_err!`]), flushed.
 macro_rules! say_raw {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let mut out = std::io::stdout().lock();
-        let _ = write!(out, $($arg)*);
-        let _ = out.flush();
-    }};
+    ($($arg:tt)*) => { disagg_proto::say_raw!($($arg)*) };
 }
 
 mod arrivals;

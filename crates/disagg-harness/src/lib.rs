@@ -18,33 +18,18 @@
 //! - a report is written for every run that was launched, whatever happened;
 //! - a failed test always wins over a perf verdict.
 
-/// `println!` for `disagg run`'s console, which must not outlive its reader's mistakes: when
-/// stdout is closed (`disagg run ... | head`, a CI log shipper that died), the line is lost
-/// instead of `println!`'s panic taking the supervisor down before it writes its reports and
-/// stops the roles. Everything a run must keep goes to its files, never only to the console.
+// `disagg run`'s console, which must not outlive its reader's mistakes: when stdout is closed
+// (`disagg run ... | head`, a CI log shipper that died) or a full disk's file, the line is lost
+// instead of `println!`'s panic taking the supervisor down before it writes its reports and
+// stops the roles (see `disagg_proto::say!`). By name in every module.
 macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
-    }};
+    ($($arg:tt)*) => { disagg_proto::say!($($arg)*) };
 }
-
-/// [`say!`] for stderr (`eprintln!`, which panics the same way: `disagg run ... 2>&1 | head`).
 macro_rules! say_err {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
-    }};
+    ($($arg:tt)*) => { disagg_proto::say_err!($($arg)*) };
 }
-
-/// [`say!`] without the newline (`print!`).
 macro_rules! say_raw {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let mut out = std::io::stdout().lock();
-        let _ = write!(out, $($arg)*);
-        let _ = out.flush();
-    }};
+    ($($arg:tt)*) => { disagg_proto::say_raw!($($arg)*) };
 }
 
 pub mod atomic;

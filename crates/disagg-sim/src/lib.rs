@@ -22,13 +22,10 @@
 //! - `completions` serves the job (`generate`: in SGLang's native shapes); `faults` scripts crashes, hangs, 500s, cut streams and
 //!   failed hand-offs; `metrics` and `request_log` make it observable.
 
-/// `eprintln!` that never panics: the sim's log may be a file on a full disk, and a lost line
-/// must not take the engine (and every request it holds) down.
+// The console, which never panics (see `disagg_proto::say_err!`): the sim's log may be a file
+// on a full disk, and a lost line must not take the engine down. By name in every module.
 macro_rules! say_err {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
-    }};
+    ($($arg:tt)*) => { disagg_proto::say_err!($($arg)*) };
 }
 
 use std::path::PathBuf;
