@@ -1517,12 +1517,18 @@ fn check_slurm(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
     // An item with a space is one option to sbatch (`#SBATCH '--time 00:10:00'`), which it
     // refuses as unrecognized: what the first word names is said first.
     let first_word = |a: &str| a.split_whitespace().next().unwrap_or("").to_string();
-    if let Some((a, why, fix)) = s
+    // Every such item at once: fixed one by one, each run of `validate` would find the next.
+    let owned: Vec<(&String, String, &str)> = s
         .extra_args
         .iter()
-        .find_map(|a| owned_sbatch_option(&first_word(a)).map(|(w, f)| (a, w, f)))
-    {
-        return err("slurm.extra_args", format!("`{a}` {why}"), fix);
+        .filter_map(|a| owned_sbatch_option(&first_word(a)).map(|(w, f)| (a, w, f)))
+        .collect();
+    if let Some((a, why, fix)) = owned.first() {
+        let more: String = owned[1..]
+            .iter()
+            .map(|(a, why, _)| format!("; `{a}` {why}"))
+            .collect();
+        return err("slurm.extra_args", format!("`{a}` {why}{more}"), fix);
     }
     if let Some(a) = s
         .extra_args

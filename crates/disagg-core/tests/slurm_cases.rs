@@ -181,6 +181,13 @@ fn bad_slurm_sections_name_the_key_line_and_fix() {
             "use `slurm.time` instead",
         ),
         (
+            "two options the header owns: both said at once",
+            "  extra_args: [\"--time=00:01:00\", \"--exclusive\", -N2]\n",
+            "slurm.extra_args",
+            "checks against timeouts.job; `-N2` overrides the node count",
+            "use `slurm.time` instead",
+        ),
+        (
             "a short option the header owns, value attached",
             "  extra_args: [-N2]\n",
             "slurm.extra_args",
