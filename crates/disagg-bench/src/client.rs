@@ -55,6 +55,9 @@ pub(crate) struct Outcome {
     /// The output length the server was held to (`ignore_eos`), if any.
     pub promised_output: Option<u32>,
     pub result: Result<Success, Failure>,
+    /// A failed stream's content chunks, as far as they came (empty for a success, whose
+    /// chunks are its `Success`'s): where an answer froze or broke shows in its timeline.
+    pub partial: Vec<Instant>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -232,16 +235,21 @@ pub(crate) async fn send(
     // Room for a chunk per output token from the start: growing the list as chunks arrive
     // reallocated it several times per request.
     let expected = (req.output_len as usize).min(MAX_PRESIZED_CHUNKS);
+    // Filled as chunks arrive, here rather than in the exchange: a timeout drops the exchange,
+    // and what came before it stays.
+    let mut chunks = Vec::new();
     let exchange = exchange(
         client,
         target,
         &target.urls[url_index],
         req.body.clone(),
         expected,
+        &mut chunks,
     );
     let result = match tokio::time::timeout(target.timeout, exchange).await {
         Ok(Ok(ok)) if ok.output_tokens == 0 => Err(Failure::ZeroTokens),
         Ok(Ok(ok)) if target.ignore_eos && wrong_length(&ok, req.output_len) => {
+            chunks = ok.chunks;
             Err(Failure::WrongLength {
                 got: ok.output_tokens,
                 want: req.output_len,
@@ -268,6 +276,7 @@ pub(crate) async fn send(
         },
         url_index,
         promised_output: target.ignore_eos.then_some(req.output_len),
+        partial: if result.is_err() { chunks } else { Vec::new() },
         result,
     }
 }
@@ -290,6 +299,7 @@ async fn exchange(
     url: &http::Uri,
     body: Bytes,
     expected_chunks: usize,
+    chunks: &mut Vec<Instant>,
 ) -> Result<Success, Failure> {
     let mut request =
         http::Request::post(url.clone()).header(http::header::CONTENT_TYPE, "application/json");
@@ -343,7 +353,7 @@ async fn exchange(
         return Err(Failure::NotAStream);
     }
     if target.streaming {
-        read_stream(resp.into_body(), expected_chunks, stall).await
+        read_stream(resp.into_body(), expected_chunks, stall, chunks).await
     } else {
         read_whole(resp.into_body()).await
     }
@@ -426,6 +436,7 @@ async fn read_stream(
     mut body: Incoming,
     expected: usize,
     stall: Option<Stall<'_>>,
+    chunks: &mut Vec<Instant>,
 ) -> Result<Success, Failure> {
     // The head just came: a byte, for this request and for the sweep.
     let mut own = Instant::now();
@@ -433,7 +444,7 @@ async fn read_stream(
         s.last.touch(own);
     }
     let mut parser = Parser::new();
-    let mut chunks = Vec::with_capacity(expected);
+    chunks.reserve(expected);
     let mut usage = None;
     let mut decoded_per_iter = None;
     let mut first_choice = None;
@@ -464,7 +475,7 @@ async fn read_stream(
                     let output_tokens =
                         usage.map_or(chunks.len() as u64, |u: Usage| u.completion_tokens);
                     return Ok(Success {
-                        chunks,
+                        chunks: std::mem::take(chunks),
                         output_tokens,
                         prompt_tokens: usage.map(|u| u.prompt_tokens),
                         usage_reported: usage.is_some(),

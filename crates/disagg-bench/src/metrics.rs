@@ -347,6 +347,7 @@ mod tests {
             index: 0,
             end: sent + Duration::from_millis(end_ms),
             input_tokens: 10,
+            partial: Vec::new(),
             result: Ok(Success {
                 chunks: chunks_ms
                     .iter()
@@ -496,6 +497,7 @@ mod tests {
             end: t0 + Duration::from_millis(end),
             input_tokens: 10,
             result: Err(f),
+            partial: Vec::new(),
         };
         let outcomes = [
             streamed(t0, 0, &[10, 20], 20, 2),
@@ -554,6 +556,7 @@ mod tests {
             // Still within goodput's span (0 to 100 ms), but a failure never counts.
             Outcome {
                 result: Err(Failure::Status(500, None)),
+                partial: Vec::new(),
                 ..streamed(t0, 0, &[], 100, 0)
             },
         ];
@@ -624,10 +627,12 @@ mod tests {
         exact.promised_output = Some(2);
         let wrong = Outcome {
             result: Err(Failure::WrongLength { got: 1, want: 8 }),
+            partial: Vec::new(),
             ..streamed(t0, 0, &[10], 20, 1)
         };
         let zero = Outcome {
             result: Err(Failure::ZeroTokens),
+            partial: Vec::new(),
             ..streamed(t0, 0, &[], 5, 0)
         };
         let Computed {
@@ -660,6 +665,7 @@ mod tests {
             sent,
             end,
             input_tokens: 4,
+            partial: Vec::new(),
             result: Ok(Success {
                 chunks: vec![end],
                 output_tokens: 5,

@@ -23,11 +23,16 @@ pub(crate) fn records(outcomes: &[Outcome]) -> Vec<RequestRecord> {
                 ),
                 // What a wrong-length answer carried is what the record must show.
                 Err(crate::client::Failure::WrongLength { got, .. }) => (
-                    Vec::new(),
+                    o.partial.iter().map(|&c| ns(c)).collect(),
                     Some(*got),
                     Some(o.result.as_ref().unwrap_err().kind()),
                 ),
-                Err(f) => (Vec::new(), None, Some(f.kind())),
+                // A failed stream's chunks as far as they came: where it froze or broke.
+                Err(f) => (
+                    o.partial.iter().map(|&c| ns(c)).collect(),
+                    None,
+                    Some(f.kind()),
+                ),
             };
             RequestRecord {
                 index: o.index as u64,
@@ -68,6 +73,7 @@ mod tests {
             input_tokens: 3,
             url_index: 1,
             promised_output: Some(2),
+            partial: Vec::new(),
             result: Ok(Success {
                 chunks: vec![ms(20), ms(30)],
                 output_tokens: 2,
@@ -86,6 +92,8 @@ mod tests {
             promised_output: None,
             url_index: 0,
             result: Err(Failure::Status(503, Some("KV cache is full".into()))),
+            // A stream that broke after a chunk keeps it.
+            partial: vec![ms(11)],
             ..ok.clone()
         };
         let r = records(&[ok, failed]);
@@ -113,6 +121,11 @@ mod tests {
                 .contains("error_message")
         );
         assert_eq!((r[1].index, r[1].scheduled_ns), (1, 5_000_000));
-        assert!(r[1].chunk_ns.is_empty() && r[1].output_tokens.is_none());
+        assert_eq!(
+            r[1].chunk_ns,
+            vec![6_000_000],
+            "the chunk that came before the failure"
+        );
+        assert!(r[1].output_tokens.is_none());
     }
 }

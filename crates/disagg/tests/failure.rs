@@ -1312,6 +1312,15 @@ fn a_worker_frozen_mid_stream_costs_one_request_deadline_and_is_a_timeout() {
     // ends within one deadline of its last send (a second wave would end at 8 s and more).
     let requests = read(&dir.join("bench/requests.jsonl"));
     assert!(!requests.contains("stream_cut"), "{requests}");
+    // The stream that froze keeps the chunks it had sent: where it stopped shows.
+    assert!(
+        requests
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .any(|r| r["error"] == "http_504"
+                && r["chunk_ns"].as_array().is_some_and(|c| !c.is_empty())),
+        "{requests}"
+    );
     let last_end = requests
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
