@@ -296,21 +296,27 @@ fn drive(
                 if interrupted_too(exit, interrupted) {
                     return RunResult::Interrupted;
                 }
-                // Another role stopped by SIGTERM too, and no signal of ours: the stop came
-                // from outside the run, to its processes one by one (a CI abort killing the
-                // build's process tree, `scancel --signal=TERM` of the job's steps), not from
-                // a failure of one role. The run was interrupted.
-                let lost_node = procs
-                    .iter()
-                    .find(|p| p.plan.role == role)
-                    .is_some_and(|p| death_reason(plan, p).contains(NODE_FAILURE));
-                if by_sigterm(exit) && !lost_node && another_stopped_by_sigterm(procs, role) {
-                    say_err!(
-                        "disagg: {role} and another role were stopped by SIGTERM from outside \
-                         this run (a CI abort, `scancel --signal=TERM`): the run is interrupted"
-                    );
-                    crate::run::interrupted_from_outside(15);
-                    return RunResult::Interrupted;
+                // Another role stopped by a signal too, neither with a failure of its own, and
+                // no signal of ours: the stop came from outside the run, to its processes one by
+                // one (a CI abort killing the build's process tree, `scancel --signal=TERM` of
+                // the job's steps), not from a failure of one role. The run was interrupted.
+                let lost_node = procs.iter().find(|p| p.plan.role == role).is_some_and(|p| {
+                    let why = death_reason(plan, p);
+                    why.contains(NODE_FAILURE) || why.contains(STOPPED_FOR_NODE_FAILURE)
+                });
+                let sig = stopped_from_outside(plan, role, exit);
+                if let (Some(sig), false) = (sig, lost_node) {
+                    if let Some(other) = another_stopped_from_outside(plan, procs, role) {
+                        let name = nix::sys::signal::Signal::try_from(sig)
+                            .map_or("a signal", |s| s.as_str());
+                        say_err!(
+                            "disagg: {role} and {other} were stopped by {name} from outside this \
+                             run (a CI abort, `scancel --signal`), neither by a failure of its \
+                             own: the run is interrupted"
+                        );
+                        crate::run::interrupted_from_outside(sig);
+                        return RunResult::Interrupted;
+                    }
                 }
             }
             let p = procs
@@ -660,10 +666,20 @@ fn death_reason(plan: &Plan, p: &Proc) -> String {
             .is_some_and(|(_, _, what)| !what.starts_with("Exited")) =>
         {
             let (host, task, what) = ended.expect("just seen");
+            // srun says `Terminated` (SIGTERM), `Interrupt` (SIGINT) or `Hangup` for a stop
+            // signal someone sent; `Killed` for SIGKILL, as the OOM killer and `kill -9` send.
+            let how = if ["Terminated", "Interrupt", "Hangup"]
+                .iter()
+                .any(|w| what.starts_with(w))
+            {
+                "it was sent a stop signal by someone outside this run (a `kill`, an \
+                 administrator)"
+            } else {
+                "it was killed (the OOM killer, or a kill -9), or its node lost"
+            };
             format!(
                 "{role} {exit}: its role process on {host} ended with no account of its own \
-                 (srun: {host}: task {task}: {what}): it was killed (the OOM killer, or a kill \
-                 -9), or its node lost (see {})",
+                 (srun: {host}: task {task}: {what}): {how} (see {})",
                 p.plan.log,
                 role = p.plan.role,
             )
@@ -1243,22 +1259,41 @@ fn interrupted_too(exit: Exit, interrupted: &AtomicBool) -> bool {
     }
 }
 
-/// A death by SIGTERM: the signal itself, or a shell's (or srun's) 143.
-fn by_sigterm(exit: Exit) -> bool {
-    matches!(exit, Exit::Signal(15) | Exit::Code(143))
+/// The stop signal (SIGTERM, SIGINT, SIGHUP) that ended `role` from outside: its exit by that
+/// signal (or a shell's or srun's 128 + it), with no failure of its own in its exit note (a
+/// note that only says its engine was stopped by SIGTERM is the same stop). `None` for any
+/// other end: a crash, or a rank that failed and had srun stop the others of its step
+/// (`--kill-on-bad-exit`: 143, with the failed rank's note).
+fn stopped_from_outside(plan: &Plan, role: RoleName, exit: Exit) -> Option<i32> {
+    let sig = match exit {
+        Exit::Signal(s @ (1 | 2 | 15)) => s,
+        Exit::Code(c @ (129 | 130 | 143)) => c - 128,
+        _ => return None,
+    };
+    exit_note(plan, role)
+        .is_none_or(|n| n.stopped_by_term())
+        .then_some(sig)
 }
 
-/// Whether a role other than `role` has ended by SIGTERM (looking again at those not seen to end
-/// yet: [`interrupted_too`] has just waited).
-fn another_stopped_by_sigterm(procs: &mut [Proc], role: RoleName) -> bool {
-    procs.iter_mut().filter(|p| p.plan.role != role).any(|p| {
-        if p.exit.is_none() {
-            if let Ok(Some(exit)) = p.run.try_wait() {
-                p.exit = Some((exit, Instant::now()));
+/// Another role than `role` ended by a stop signal from outside ([`stopped_from_outside`]),
+/// looking again at those not seen to end yet ([`interrupted_too`] has just waited).
+fn another_stopped_from_outside(
+    plan: &Plan,
+    procs: &mut [Proc],
+    role: RoleName,
+) -> Option<RoleName> {
+    procs
+        .iter_mut()
+        .filter(|p| p.plan.role != role)
+        .find_map(|p| {
+            if p.exit.is_none() {
+                if let Ok(Some(exit)) = p.run.try_wait() {
+                    p.exit = Some((exit, Instant::now()));
+                }
             }
-        }
-        p.exit.is_some_and(|(exit, _)| by_sigterm(exit))
-    })
+            let (exit, _) = p.exit?;
+            stopped_from_outside(plan, p.plan.role, exit).map(|_| p.plan.role)
+        })
 }
 
 fn fail_setup(reason: String, timeout: bool) -> RunResult {

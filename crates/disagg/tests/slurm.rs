@@ -552,7 +552,9 @@ fn a_job_cancelled_from_outside_is_said_to_be() {
     let said = read(&out);
     assert_eq!(status.code(), Some(143), "{said}");
     let summary = read(&ws.dir.join("disagg_logs/sl-outside/latest/summary.md"));
-    assert!(summary.contains("INTERRUPTED"), "{summary}");
+    assert!(summary.contains("INTERRUPTED by SIGTERM"), "{summary}");
+    let outcome = read(&ws.dir.join("disagg_logs/sl-outside/latest/outcome.json"));
+    assert!(outcome.contains("\"signal\": \"SIGTERM\""), "{outcome}");
     // Cancelled in its setup: no role was launched, so none "stayed up"; each says it never
     // started.
     let xml = read(&ws.dir.join("disagg_logs/sl-outside/latest/results.xml"));

@@ -783,6 +783,8 @@ fn collect(s: &Submitted, info: Option<job::JobInfo>, skip_perf: bool) -> i32 {
                 }
             );
             let outcome = interrupted(plan, info.as_ref());
+            // Slurm's cancel is a SIGTERM to the job: said as the run's interrupting signal.
+            run::interrupted_from_outside(15);
             run::finish_as(plan, &outcome, None, skip_perf, Some(exit::TERMINATED))
         }
         (false, None) => {

@@ -181,13 +181,17 @@ pub fn supervise_run_dir(
     };
     // The TERM came before this process could take it: its exit code is the signal's.
     let code = match (&outcome.result, signalled) {
-        (RunResult::Interrupted, true) => run::finish_as(
-            &plan,
-            &outcome,
-            baseline.as_ref(),
-            skip_perf,
-            Some(exit::TERMINATED),
-        ),
+        (RunResult::Interrupted, true) => {
+            // Slurm's TERM (a cancel, its time limit), which the script took for this process.
+            run::interrupted_from_outside(15);
+            run::finish_as(
+                &plan,
+                &outcome,
+                baseline.as_ref(),
+                skip_perf,
+                Some(exit::TERMINATED),
+            )
+        }
         _ => run::finish(&plan, &outcome, baseline.as_ref(), skip_perf),
     };
     // A sweep point submitted with --no-wait: nobody waits for the sweep, so its jobs keep

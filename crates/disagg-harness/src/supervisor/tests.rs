@@ -890,6 +890,60 @@ fn several_roles_stopped_by_sigterm_from_outside_interrupt_the_run() {
         matches!(outcome.result, RunResult::Failed(_)),
         "{outcome:?}"
     );
+    // Two steps ended 143 by srun after a rank of one failed (`--kill-on-bad-exit`): that
+    // rank's note says so, and the run failed, at that role.
+    let dir = tempfile::tempdir().unwrap();
+    let plan = super::tests::plan(dir.path());
+    let dies = |role: RoleName, s: &mut Script| {
+        if role == gen0() {
+            s.exit = Some((Duration::from_millis(300), Exit::Code(143)));
+            s.note = Some("its engine's rank 1 (on n2) exited with status 3 while serving");
+        }
+        if role == RoleName::Ctx(0) {
+            s.exit = Some((Duration::from_millis(400), Exit::Code(143)));
+        }
+    };
+    let (outcome, _, _) = run(&plan, scripts(&plan, dies), false);
+    let f = failure(&outcome);
+    assert_eq!(f.role.as_deref(), Some("GEN_0"), "{outcome:?}");
+    // SIGINT alike (a terminal's Ctrl-C sent to the roles' group, not to `disagg run`).
+    let dir = tempfile::tempdir().unwrap();
+    let plan = super::tests::plan(dir.path());
+    let dies = |role: RoleName, s: &mut Script| {
+        if role == gen0() || role == RoleName::Ctx(0) {
+            s.exit = Some((Duration::from_millis(300), Exit::Signal(2)));
+        }
+    };
+    let (outcome, _, _) = run(&plan, scripts(&plan, dies), false);
+    assert_eq!(outcome.result, RunResult::Interrupted, "{outcome:?}");
+}
+
+/// A role whose step srun saw end by SIGTERM (`task 0: Terminated`), with no account of its
+/// own: someone sent it a stop signal; not "killed (the OOM killer, or a kill -9)", which is
+/// what srun's `Killed` means.
+#[test]
+fn a_role_srun_saw_terminated_is_said_to_have_been_sent_a_stop_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan(dir.path());
+    let log = plan
+        .run_dir
+        .join(&plan.roles.iter().find(|r| r.role == gen0()).unwrap().log);
+    std::fs::write(&log, "srun: error: dgn2: task 0: Terminated\n").unwrap();
+    let scripts = scripts(&plan, |role, s| {
+        if role == gen0() {
+            s.exit = Some((Duration::from_millis(300), Exit::Code(143)));
+        }
+    });
+    let (outcome, _, _) = run(&plan, scripts, false);
+    let f = failure(&outcome);
+    assert_eq!(f.role.as_deref(), Some("GEN_0"), "{f:?}");
+    assert!(
+        f.reason
+            .contains("it was sent a stop signal by someone outside this run")
+            && !f.reason.contains("OOM"),
+        "{}",
+        f.reason
+    );
 }
 
 /// A node lost under a Slurm job: the role that ran there (srun: `Node failure on`) is the
