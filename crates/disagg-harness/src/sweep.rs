@@ -145,14 +145,25 @@ pub fn sweep_dir(workspace: &Path, name: &str) -> PathBuf {
     workspace.join("disagg_sweeps").join(name)
 }
 
-/// The newest passed run of `config` whose case hash is `hash` and whose pass was judged
-/// against `basis` ([`crate::run::perf_basis`]; any, when `None`).
+/// The newest run of `config` whose case hash is `hash`, when it passed and its pass was
+/// judged against `basis` ([`crate::run::perf_basis`]; any, when `None`). A newer run of the
+/// same case that failed, regressed, was interrupted or never finished is the case's standing:
+/// an older pass behind it is no pass of the case now.
 pub fn find_passed(
     workspace: &Path,
     config: &disagg_core::ConfigName,
     hash: &str,
     basis: Option<&str>,
 ) -> Option<PathBuf> {
+    let newest = newest_of(workspace, config, hash)?;
+    let read = |f: &str| std::fs::read_to_string(newest.join(f)).unwrap_or_default();
+    (read(crate::run::EXIT_CODE_FILE).trim() == exit::PASS.to_string()
+        && basis.is_none_or(|b| read(crate::run::PERF_BASIS_FILE).trim() == b))
+    .then_some(newest)
+}
+
+/// The newest run folder of `config` whose case hash is `hash`, however it ended.
+fn newest_of(workspace: &Path, config: &disagg_core::ConfigName, hash: &str) -> Option<PathBuf> {
     let dir = crate::rundir::config_dir(workspace, config);
     let mut runs: Vec<PathBuf> = std::fs::read_dir(&dir)
         .ok()?
@@ -162,10 +173,8 @@ pub fn find_passed(
         .collect();
     runs.sort();
     runs.into_iter().rev().find(|run| {
-        let read = |f: &str| std::fs::read_to_string(run.join(f)).unwrap_or_default();
-        read(crate::run::CASE_HASH_FILE).trim() == hash
-            && read(crate::run::EXIT_CODE_FILE).trim() == exit::PASS.to_string()
-            && basis.is_none_or(|b| read(crate::run::PERF_BASIS_FILE).trim() == b)
+        std::fs::read_to_string(run.join(crate::run::CASE_HASH_FILE))
+            .is_ok_and(|h| h.trim() == hash)
     })
 }
 
@@ -177,6 +186,24 @@ fn reusable(workspace: &Path, r: &Ready, hash: &str) -> Option<PathBuf> {
     let basis = (r.perf_basis != "skipped").then_some(r.perf_basis.as_str());
     if let Some(run) = find_passed(workspace, config, hash, basis) {
         return Some(run);
+    }
+    // Its newest run did not pass: said, with how it ended.
+    if let Some(newest) = newest_of(workspace, config, hash) {
+        let code = std::fs::read_to_string(newest.join(crate::run::EXIT_CODE_FILE))
+            .map(|c| c.trim().to_string())
+            .unwrap_or_default();
+        if code != exit::PASS.to_string() {
+            let how = match code.as_str() {
+                "" => "did not finish".to_string(),
+                c => format!("ended with exit code {c}"),
+            };
+            say!(
+                "disagg: {config}: its latest run, {}, {how}; run again (--resume reuses only a \
+                 case whose latest run passed)",
+                newest.display()
+            );
+            return None;
+        }
     }
     if let Some(other) = find_passed(workspace, config, hash, None) {
         let then =

@@ -1158,3 +1158,51 @@ fn a_baseline_of_another_workload_is_refused_before_launch() {
         r.show()
     );
 }
+
+/// `--resume` reuses a case only when its latest run of that content passed: a pass behind a
+/// newer failure of the same case (same content, same judging) is no pass now. It reused the
+/// older pass, and a CI retry with `--resume` turned a red run green.
+#[test]
+fn resume_runs_again_a_case_whose_latest_run_failed_though_an_older_one_passed() {
+    let ws = TempDir::new("resume-latest");
+    let flag = ws.path().join("fail-now");
+    let case = ws.path().join("c.yaml");
+    // The context engine fails at start while the flag file is there: the case's content is
+    // the same either way.
+    std::fs::write(
+        &case,
+        format!(
+            "name: latest\nmodel: {{name: m}}\nengine: command\nhardware: {{gpus_per_node: 2}}\n\
+             ctx: {{count: 1, engine_args: {{argv: [sh, -c, \"test -e {} && exit 3; exec \\\"$0\\\" sim --role context --host \\\"$1\\\" --port \\\"$2\\\"\", \"{{disagg}}\", \"{{host}}\", \"{{port}}\"]}}}}\n\
+             gen: {{count: 1, engine_args: {{argv: [\"{{disagg}}\", sim, --role, generation, --host, \"{{host}}\", --port, \"{{port}}\"]}}}}\n\
+             benchmark: {{isl: 16, osl: 4, concurrency: [1], rounds: 1}}\n",
+            flag.display()
+        ),
+    )
+    .unwrap();
+    let env = [("SKIP_PERF_CHECK", "true")];
+    let r = run(&case, ws.path(), &[], &env);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    std::fs::write(&flag, "").unwrap();
+    let r = run(&case, ws.path(), &[], &env);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    std::fs::remove_file(&flag).unwrap();
+    let r = run(&case, ws.path(), &["--resume"], &env);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    assert!(
+        r.stdout().contains("ended with exit code 1; run again")
+            && !r.stdout().contains("not run again"),
+        "{}",
+        r.show()
+    );
+    assert_eq!(runs(ws.path(), "latest").len(), 3, "it ran again");
+    // Its latest run passed now: the next resume reuses it.
+    let r = run(&case, ws.path(), &["--resume"], &env);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    assert!(
+        r.stdout().contains("not run again (--resume)"),
+        "{}",
+        r.show()
+    );
+    assert_eq!(runs(ws.path(), "latest").len(), 3);
+}

@@ -19,10 +19,10 @@ pub struct Args {
     /// Case or sweep files (YAML).
     #[arg(required = true)]
     cases: Vec<PathBuf>,
-    /// Skip every case (every sweep point) whose resolved case, by content hash, already has a
-    /// passed run in the workspace, judged as this run would be (not with the perf check
-    /// skipped, nor against a baseline since edited); a failed, regressed or interrupted one
-    /// runs again.
+    /// Skip every case (every sweep point) whose resolved case, by content hash, has as its
+    /// latest run in the workspace a passed one, judged as this run would be (not with the perf
+    /// check skipped, nor against a baseline since edited); one whose latest run failed,
+    /// regressed or was interrupted runs again.
     #[arg(long)]
     resume: bool,
     /// Workspace folder [default: $WORKSPACE, else ./workspace].
