@@ -241,6 +241,21 @@ fn checks(perf: &PerfOutcome) -> (String, Vec<CheckRecord>) {
 }
 
 /// Records a finished run into the workspace's store (or `DISAGG_STORE`).
+/// The verdict a run is stored with, as its exit code gives it: a run whose roles passed but
+/// whose perf check could not be done (1), or that a signal stopped in the check (130/143),
+/// did not pass.
+fn verdict_of(result: &RunResult, code: i32) -> &'static str {
+    use disagg_core::exit;
+    match result {
+        RunResult::Interrupted => "interrupted",
+        RunResult::Failed(_) => "failed",
+        RunResult::Passed if code == exit::PERF_REGRESSION => "regressed",
+        RunResult::Passed if exit::is_interruption(code) => "interrupted",
+        RunResult::Passed if code != exit::PASS => "failed",
+        RunResult::Passed => "passed",
+    }
+}
+
 pub fn record_run(
     plan: &Plan,
     outcome: &Outcome,
@@ -251,12 +266,7 @@ pub fn record_run(
     let run_dir = &plan.run_dir;
     let (ctx, generation) = groups(plan);
     let gpus = ctx.gpus() + generation.gpus();
-    let verdict = match &outcome.result {
-        RunResult::Interrupted => "interrupted",
-        RunResult::Failed(_) => "failed",
-        RunResult::Passed if code == disagg_core::exit::PERF_REGRESSION => "regressed",
-        RunResult::Passed => "passed",
-    };
+    let verdict = verdict_of(&outcome.result, code);
     let (perf_verdict, checks) = checks(perf);
     let record = RunRecord {
         run_id: plan.run_id.clone(),
@@ -298,6 +308,23 @@ pub fn record_run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_is_stored_with_the_verdict_its_exit_code_gives() {
+        assert_eq!(verdict_of(&RunResult::Passed, 0), "passed");
+        assert_eq!(verdict_of(&RunResult::Passed, 3), "regressed");
+        assert_eq!(
+            verdict_of(&RunResult::Passed, 1),
+            "failed",
+            "perf check not done"
+        );
+        assert_eq!(
+            verdict_of(&RunResult::Passed, 130),
+            "interrupted",
+            "stopped in the check"
+        );
+        assert_eq!(verdict_of(&RunResult::Interrupted, 143), "interrupted");
+    }
 
     #[test]
     fn a_csv_check_is_stored_under_its_point_label_with_the_verdict_word() {
