@@ -1436,7 +1436,10 @@ pub(crate) fn finish_as(
         let (p, o, pts, perf) = (plan.clone(), outcome.clone(), points.clone(), perf.clone());
         // A run a signal stopped is recorded only if the store answers at once: whoever sent
         // it (a CI abort) may send SIGKILL next, and the exit code must be written by then.
-        let wait = if outcome.result == RunResult::Interrupted {
+        // A signal may have come after the roles were done, in the perf check: the same.
+        let wait = if outcome.result == RunResult::Interrupted
+            || INTERRUPTED.load(Ordering::SeqCst)
+        {
             crate::bounded::INTERRUPTED_STORE_WAIT
         } else {
             crate::bounded::STORE_WAIT
