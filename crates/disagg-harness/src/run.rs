@@ -373,13 +373,32 @@ fn store_unusable(
     why: &dyn std::fmt::Display,
 ) -> disagg_core::CaseError {
     let text = std::fs::read_to_string(&case.path).unwrap_or_default();
+    let why = why.to_string();
+    // Busy is not broken: moving a store aside that another process holds would drop its
+    // history for nothing.
+    let busy = [
+        "database is locked",
+        "database is busy",
+        "statement timeout",
+        "lock timeout",
+    ]
+    .iter()
+    .any(|w| why.contains(w));
+    let hint = if busy {
+        "the store is busy, not broken: another process holds a lock on it (a run recording, \
+         a `disagg history`, a client of its own); run again once it is done (`fuser` on a \
+         SQLite file names the process), or use --skip-perf-check to run without the gate"
+            .to_string()
+    } else {
+        store_fix(workspace)
+    };
     disagg_core::CaseError::new(
         &case.path,
         "perf.baseline",
         format!("`history` gates on the results store, which cannot be used: {why}"),
     )
     .at_line(disagg_core::locate::line_of(&text, "perf.baseline"))
-    .hint(store_fix(workspace))
+    .hint(hint)
 }
 
 /// How to get a results store that works: with `DISAGG_STORE` set, point it elsewhere or unset
@@ -1437,8 +1456,7 @@ pub(crate) fn finish_as(
         // A run a signal stopped is recorded only if the store answers at once: whoever sent
         // it (a CI abort) may send SIGKILL next, and the exit code must be written by then.
         // A signal may have come after the roles were done, in the perf check: the same.
-        let wait = if outcome.result == RunResult::Interrupted
-            || INTERRUPTED.load(Ordering::SeqCst)
+        let wait = if outcome.result == RunResult::Interrupted || INTERRUPTED.load(Ordering::SeqCst)
         {
             crate::bounded::INTERRUPTED_STORE_WAIT
         } else {
@@ -1507,6 +1525,29 @@ pub(crate) fn finish_as(
         run_dir.display()
     );
     code
+}
+
+#[cfg(test)]
+mod store_hint_tests {
+    /// A busy store is not a broken one: its hint does not say to move it aside (which would
+    /// drop the history for nothing), as a broken one's does.
+    #[test]
+    fn a_busy_store_is_not_told_to_be_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        let text = "name: x\nmodel: {name: m}\nengine: sim\nctx: {count: 1}\ngen: {count: 1}\n\
+                    benchmark: {isl: 8, osl: 4}\nperf: {baseline: history}\n";
+        std::fs::write(&path, text).unwrap();
+        let case = disagg_core::parse_case(text, &path).unwrap();
+        let busy = super::store_unusable(&case, dir.path(), &"database is locked").to_string();
+        assert!(
+            busy.contains("busy, not broken") && !busy.contains("aside"),
+            "{busy}"
+        );
+        let broken =
+            super::store_unusable(&case, dir.path(), &"file is not a database").to_string();
+        assert!(broken.contains("aside"), "{broken}");
+    }
 }
 
 #[cfg(test)]
