@@ -306,12 +306,37 @@ pub fn triage(run_dir: &Path) -> Result<(bool, String), String> {
                 .is_some_and(|c| c != disagg_core::exit::PASS) =>
         {
             found = true;
-            out.push_str(&format!(
-                "the run {}, with no root cause recorded and no known failure line in the logs \
-                 of {}; see summary.md\n",
-                state.describe(),
-                run_dir.display()
-            ));
+            // Every role passed, and the perf check said no: its verdict is the cause.
+            let perf = std::fs::read(run_dir.join("outcome.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|o| o["perf_check"].as_str().map(str::to_string))
+                .filter(|p| matches!(p.as_str(), "regressed" | "not_done"));
+            match perf {
+                Some(p) => {
+                    let first = std::fs::read_to_string(run_dir.join("perf_check.txt"))
+                        .ok()
+                        .and_then(|t| t.lines().next().map(str::to_string))
+                        .unwrap_or_default();
+                    let what = if p == "regressed" {
+                        "its perf check found a regression"
+                    } else {
+                        "its perf check could not be done"
+                    };
+                    out.push_str(&format!(
+                        "the run {}: every role passed, and {what}: {first} (see \
+                         perf_check.txt in {})\n",
+                        state.describe(),
+                        run_dir.display()
+                    ));
+                }
+                None => out.push_str(&format!(
+                    "the run {}, with no root cause recorded and no known failure line in the \
+                     logs of {}; see summary.md\n",
+                    state.describe(),
+                    run_dir.display()
+                )),
+            }
         }
         None if !found => out.push_str(&format!(
             "no failure found in the logs of {}\n",
@@ -562,5 +587,27 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("no failure found"), "{text}");
+
+        // Every role passed and the perf check regressed: that is the cause said.
+        std::fs::write(
+            dir.join("outcome.json"),
+            r#"{"result":{"result":"passed"},"roles":[],"duration_s":1.0,"perf_check":"regressed"}"#,
+        )
+        .unwrap();
+        std::fs::write(dir.join("exit_code"), "3\n").unwrap();
+        std::fs::write(
+            dir.join("perf_check.txt"),
+            "perf check: REGRESSED (2 of 8 metrics)\n",
+        )
+        .unwrap();
+        let (found, text) = triage(&dir).unwrap();
+        assert!(found, "{text}");
+        assert!(
+            text.contains(
+                "every role passed, and its perf check found a regression: perf check: \
+                 REGRESSED (2 of 8 metrics)"
+            ),
+            "{text}"
+        );
     }
 }
