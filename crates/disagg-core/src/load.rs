@@ -1336,6 +1336,21 @@ fn check_engine_args(case: &Case, text: &str, path: &Path) -> Result<(), CaseErr
                         );
                     }
                 }
+                // The same inside the sections whose settings refuse a key they lack (from
+                // 1.0 on: "Extra inputs are not permitted").
+                for (section, k, known) in disagg_proto::llm_args::unknown_nested_keys(m) {
+                    if let Some(near) = closest_known(k, known) {
+                        return err(
+                            format!("{key}.{section}.{k}"),
+                            format!(
+                                "`{k}` is not a key of TensorRT-LLM's `{section}` in any \
+                                 release (up to 1.4): trtllm-serve would refuse it at start \
+                                 (\"Extra inputs are not permitted\")"
+                            ),
+                            &format!("did you mean `{near}`?"),
+                        );
+                    }
+                }
                 let p = g.parallel;
                 for (k, want) in [
                     ("tensor_parallel_size", p.tp),

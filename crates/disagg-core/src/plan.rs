@@ -773,10 +773,87 @@ pub fn unexpanded_notes(c: &crate::case::Case) -> Vec<String> {
     out
 }
 
+/// The vLLM or SGLang `engine_args` keys whose options (`--key-with-dashes`, as the plan passes
+/// them) no release of the engine takes: its argparse refuses the server at start
+/// ("unrecognized arguments"), and so does the sim's stand-in. Notes, not case errors: these
+/// option lists change with every release, and new options come in families a letter apart
+/// (`--attn-cp-size`, `--attn-dp-size`), so a near miss may be an option newer than the list.
+fn flag_notes(
+    c: &crate::case::Case,
+    engine: disagg_proto::engine_flags::FlagEngine,
+    name: &str,
+    prog: &str,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (group, g) in [("ctx", &c.ctx), ("gen", &c.generation)] {
+        let crate::engines::EngineArgs::Options(m) = &g.engine_args else {
+            continue;
+        };
+        for k in m.keys().filter_map(|k| k.as_str()) {
+            let flag = format!("--{}", k.replace('_', "-"));
+            if engine.takes(&flag) {
+                continue;
+            }
+            let near = crate::load::closest_known(&flag, engine.options())
+                .map(|n| {
+                    format!(
+                        " (did you mean `{}`?)",
+                        n.trim_start_matches('-').replace('-', "_")
+                    )
+                })
+                .unwrap_or_default();
+            out.push(format!(
+                "`{group}.engine_args.{k}` is `{flag}`, an option no {name} release disagg knows \
+                 takes{near}: `{prog}` refuses to start on an option it does not have \
+                 (\"unrecognized arguments\"), and so does the sim's stand-in; check it against \
+                 your release's `--help`"
+            ));
+        }
+    }
+    out
+}
+
+/// What `disagg validate` and `disagg run` say of the benchmark's load that runs but does not
+/// measure what it seems to: a closed-loop point with fewer prompts than its concurrency never
+/// has that many requests in flight.
+pub fn load_notes(c: &crate::case::Case) -> Vec<String> {
+    let b = &c.benchmark;
+    let closed = b.request_rate.as_ref().is_none_or(|r| r.is_empty());
+    let (Some(n), true) = (b.num_prompts, closed) else {
+        return Vec::new();
+    };
+    let over: Vec<String> = b
+        .concurrency
+        .iter()
+        .flatten()
+        .filter(|&&k| u64::from(k) > n)
+        .map(|k| k.to_string())
+        .collect();
+    if over.is_empty() {
+        return Vec::new();
+    }
+    vec![format!(
+        "`benchmark.num_prompts` ({n}) is below the concurrency of point(s) {}: such a point \
+         never has more than {n} requests in flight, so it measures concurrency {n} under \
+         another name; raise num_prompts to at least the concurrency (or leave it out: \
+         concurrency × rounds)",
+        over.join(", ")
+    )]
+}
+
 /// What `disagg validate` and `disagg run` say of a TensorRT-LLM group's `engine_args` key that
 /// no release disagg knows takes and that is no near miss of one (those are case errors): it
 /// may be newer than disagg's list, or a mistake the server refuses at start.
 pub fn engine_arg_notes(c: &crate::case::Case) -> Vec<String> {
+    use disagg_proto::engine_flags::FlagEngine;
+    let flags = match c.engine {
+        crate::case::Engine::Vllm => Some((FlagEngine::Vllm, "vLLM", "vllm serve")),
+        crate::case::Engine::Sglang => Some((FlagEngine::Sglang, "SGLang", "sglang.launch_server")),
+        _ => None,
+    };
+    if let Some((engine, name, prog)) = flags {
+        return flag_notes(c, engine, name, prog);
+    }
     if c.engine != crate::case::Engine::Trtllm {
         return Vec::new();
     }
@@ -794,6 +871,15 @@ pub fn engine_arg_notes(c: &crate::case::Case) -> Vec<String> {
                      check the name against your release's `tensorrt_llm/llmapi/llm_args.py`"
                 ));
             }
+        }
+        for (section, k, _) in disagg_proto::llm_args::unknown_nested_keys(m) {
+            out.push(format!(
+                "`{group}.engine_args.{section}.{k}` is not a key of `{section}` in any \
+                 TensorRT-LLM release disagg knows (up to 1.4): from 1.0 on a release that lacks \
+                 it refuses to start (\"Extra inputs are not permitted\"), and so does the \
+                 sim's trtllm-serve stand-in; check the name against your release's \
+                 `tensorrt_llm/llmapi/llm_args.py`"
+            ));
         }
     }
     out

@@ -359,6 +359,17 @@ fn bad_cases_name_the_key_line_and_fix() {
             hint_has: "did you mean `kv_cache_config`?",
         },
         Bad {
+            what: "a key of a TensorRT-LLM section a few letters off a known one",
+            text: "name: x\nmodel: {name: tiny, path: /m}\nengine: trtllm\nctx: {count: 1}\n\
+                   gen:\n  count: 1\n  engine_args:\n    kv_cache_config:\n      free_gpu_mem_fraction: 0.5\n\
+                   benchmark: {isl: 8, osl: 4}\n"
+                .into(),
+            key: "gen.engine_args.kv_cache_config.free_gpu_mem_fraction",
+            line: Some(9),
+            message_has: "`free_gpu_mem_fraction` is not a key of TensorRT-LLM's `kv_cache_config`",
+            hint_has: "did you mean `free_gpu_memory_fraction`?",
+        },
+        Bad {
             what: "a command engine's placeholder a letter off",
             text: "name: x\nmodel: {name: tiny}\nengine: command\n\
                    ctx: {count: 1, engine_args: {argv: [srv, --port, \"{port}\", --json, '{\"a\": 1}', --role, \"{rol}\"]}}\n\

@@ -37,6 +37,7 @@ macro_rules! say_raw {
 
 pub mod auth;
 pub mod dialect;
+pub mod engine_flags;
 pub mod error;
 pub mod lengths;
 pub mod llm_args;

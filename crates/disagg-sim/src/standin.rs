@@ -3,8 +3,9 @@
 //! address, the model it loads and the name it serves, its disaggregation role, its bootstrap
 //! port; vLLM's NIXL side channel comes from the same variables, read as the sim's own flags),
 //! and ignores flags it has no use for (the real parsers are checked by
-//! `scripts/check-engine-argv.py`), except that trtllm-serve's refuses an option no
-//! TensorRT-LLM release has, as click does (`llm_args::SERVE_OPTIONS`). A plan whose ports or names do not fit together then fails
+//! `scripts/check-engine-argv.py`), except that it refuses an option no release of the engine
+//! has, as its parser does: trtllm-serve's click (`llm_args::SERVE_OPTIONS`), vLLM's and
+//! SGLang's argparse (`engine_flags`). A plan whose ports or names do not fit together then fails
 //! here as it would on GPUs. The engine's context limit (vLLM's `--max-model-len`, SGLang's
 //! `--context-length`, trtllm-serve's `--max_seq_len` or its extra-options YAML's
 //! `max_seq_len`) becomes the sim's `--max-model-len`, so a request that would not fit is
@@ -12,6 +13,8 @@
 //! and `enable_chunked_prefill`, and SGLang's `--allow-auto-truncate`.
 
 use std::path::Path;
+
+use disagg_proto::engine_flags::FlagEngine;
 
 use crate::{Dialect, SimArgs, SimRole};
 use disagg_proto::lengths::parse_count;
@@ -26,9 +29,15 @@ pub fn stand_in(mut args: SimArgs, argv: &[String]) -> Result<SimArgs, String> {
     }
     let program = argv.first().map(|p| p.rsplit('/').next().unwrap_or(p));
     match (program, argv.get(1).copied(), argv.get(2).copied()) {
-        (Some("vllm"), Some("serve"), _) => vllm(&mut args, Flags::parse(&argv[2..], &VLLM)?)?,
+        (Some("vllm"), Some("serve"), _) => {
+            let f = Flags::parse(&argv[2..], &VLLM)?;
+            f.known_to(FlagEngine::Vllm)?;
+            vllm(&mut args, f)?
+        }
         (Some(p), Some("-m"), Some("sglang.launch_server")) if p.starts_with("python") => {
-            sglang(&mut args, Flags::parse(&argv[3..], &SGLANG)?)?
+            let f = Flags::parse(&argv[3..], &SGLANG)?;
+            f.known_to(FlagEngine::Sglang)?;
+            sglang(&mut args, f)?
         }
         (Some("trtllm-serve"), Some("disaggregated" | "disaggregated_mpi_worker"), _) => {
             return Err(format!(
@@ -532,6 +541,20 @@ impl<'a> ExtraOptions<'a> {
                 ));
             }
         }
+        // From 1.0 on the sections' settings models refuse a key they lack, in pydantic's
+        // words, before the server starts.
+        if let Some((section, k, _)) = disagg_proto::llm_args::unknown_nested_keys(map)
+            .into_iter()
+            .next()
+        {
+            return Err(format!(
+                "1 validation error for TorchLlmArgs: {section}.{k}: Extra inputs are not \
+                 permitted [type=extra_forbidden] ({} {}: a key no TensorRT-LLM release takes \
+                 in `{section}`)",
+                self.flag,
+                self.path.display()
+            ));
+        }
         Ok(())
     }
 
@@ -635,6 +658,15 @@ const TRTLLM: Grammar = Grammar {
 };
 
 impl<'a> Flags<'a> {
+    /// Every option is one the engine's parser takes (argparse refuses the server at start
+    /// otherwise: "unrecognized arguments").
+    fn known_to(&self, engine: FlagEngine) -> Result<(), String> {
+        match self.flags.iter().find(|(k, _)| !engine.takes(k)) {
+            Some((k, _)) => Err(engine.refusal(k)),
+            None => Ok(()),
+        }
+    }
+
     fn parse(words: &[&'a str], grammar: &Grammar) -> Result<Self, String> {
         let mut out = Flags {
             positional: Vec::new(),
@@ -853,6 +885,29 @@ mod tests {
             "{e}"
         );
         sglang("nixl").expect("a backend SGLang knows");
+        // An option no release of the engine takes fails its argparse, as here.
+        let e = stand_in(base(), &words("vllm serve m --enforce-eagr --port 8000")).unwrap_err();
+        assert!(
+            e.starts_with("vllm serve: error: unrecognized arguments: --enforce-eagr"),
+            "{e}"
+        );
+        stand_in(
+            base(),
+            &words(
+                "vllm serve m --enforce_eager --tensor-parallel-size=1 --no-enable-prefix-caching \
+                 --kv-transfer-config {\"kv_connector\":\"NixlConnector\",\"kv_role\":\"kv_both\"}",
+            ),
+        )
+        .expect("vLLM's parser takes snake_case spellings and --no- forms");
+        let e = stand_in(
+            base(),
+            &words("python3 -m sglang.launch_server --model-path m --tp_size 1"),
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("launch_server.py: error: unrecognized arguments: --tp_size"),
+            "{e}"
+        );
         sglang("mooncake").expect("a backend SGLang knows");
         let dir = tempfile::tempdir().unwrap();
         let yaml = dir.path().join("extra.yaml");
@@ -871,6 +926,19 @@ mod tests {
             e.contains("LLM got invalid argument: not_a_real_llm_arg"),
             "{e}"
         );
+        let e = trtllm(
+            "kv_cache_config:\n  enable_block_reuse: false\n  kv_events_config: {hwm: 1, topc: x}\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains(
+                "kv_cache_config.kv_events_config.topc: Extra inputs are not permitted \
+                 [type=extra_forbidden]"
+            ),
+            "{e}"
+        );
+        trtllm("kv_cache_config: {free_gpu_memory_fraction: 0.5, tokens_per_block: 32}\ncuda_graph_config: null\nspeculative_config: {decoding_type: MTP, max_draft_len: 3}\n")
+            .expect("keys TensorRT-LLM takes");
         let e = trtllm("- a list\n").unwrap_err();
         assert!(e.contains("root must be a mapping"), "{e}");
         let e = trtllm("cache_transceiver_config: {backend: FOO}\n").unwrap_err();

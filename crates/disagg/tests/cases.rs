@@ -159,7 +159,7 @@ fn an_unknown_trtllm_argument_is_noted() {
     std::fs::write(
         &case,
         "name: x\nmodel: {name: tiny, path: /m}\nengine: trtllm\n\
-         ctx: {count: 1, engine_args: {kv_cache_config: {free_gpu_memory_fraction: 0.5}}}\n\
+         ctx: {count: 1, engine_args: {kv_cache_config: {free_gpu_memory_fraction: 0.5, brand_new_knob: 1}}}\n\
          gen: {count: 1, engine_args: {brand_new_setting_2027: true}}\n\
          benchmark: {isl: 8, osl: 4}\n",
     )
@@ -174,7 +174,83 @@ fn an_unknown_trtllm_argument_is_noted() {
         "{}",
         r.show()
     );
-    assert!(!r.stdout().contains("kv_cache_config"), "{}", r.show());
+    // Inside a section whose settings refuse unknown keys, the same.
+    assert!(
+        r.stdout().contains(
+            "note: `ctx.engine_args.kv_cache_config.brand_new_knob` is not a key of \
+             `kv_cache_config` in any TensorRT-LLM release disagg knows"
+        ),
+        "{}",
+        r.show()
+    );
+    assert!(
+        !r.stdout().contains("free_gpu_memory_fraction"),
+        "{}",
+        r.show()
+    );
+}
+
+/// A vLLM or SGLang option no release takes: `validate` passes the case (the option may be
+/// newer than disagg's list) and notes it, with the known option it is nearest to.
+#[test]
+fn an_unknown_vllm_or_sglang_option_is_noted() {
+    let ws = TempDir::new("engineflags");
+    for (engine, args, said) in [
+        (
+            "vllm",
+            "{enforce_eagr: true, max_model_len: 4096}",
+            "note: `gen.engine_args.enforce_eagr` is `--enforce-eagr`, an option no vLLM release \
+             disagg knows takes (did you mean `enforce_eager`?): `vllm serve` refuses to start",
+        ),
+        (
+            "sglang",
+            "{mem_fraction_statik: 0.8, context_length: 4096}",
+            "note: `gen.engine_args.mem_fraction_statik` is `--mem-fraction-statik`, an option no \
+             SGLang release disagg knows takes (did you mean `mem_fraction_static`?)",
+        ),
+    ] {
+        let case = ws.path().join(format!("{engine}.yaml"));
+        std::fs::write(
+            &case,
+            format!(
+                "name: x\nmodel: {{name: tiny, path: /m}}\nengine: {engine}\nctx: {{count: 1}}\n\
+                 gen: {{count: 1, engine_args: {args}}}\nbenchmark: {{isl: 8, osl: 4}}\n"
+            ),
+        )
+        .unwrap();
+        let r = disagg(&["validate", case.to_str().unwrap()], &[]);
+        assert_eq!(r.code(), 0, "{}", r.show());
+        assert!(r.stdout().contains(said), "{}", r.show());
+        assert!(!r.stdout().contains("context_length` is"), "{}", r.show());
+        assert!(!r.stdout().contains("max_model_len` is"), "{}", r.show());
+    }
+}
+
+/// A closed-loop point with fewer prompts than its concurrency never reaches it: `validate`
+/// passes the case and says so, naming the points.
+#[test]
+fn fewer_prompts_than_the_concurrency_is_noted() {
+    let ws = TempDir::new("fewprompts");
+    let case = ws.path().join("case.yaml");
+    std::fs::write(
+        &case,
+        CaseSpec {
+            concurrency: "[1, 4, 8, 16]",
+            benchmark_extra: "  num_prompts: 4\n",
+            ..CaseSpec::default()
+        }
+        .yaml(),
+    )
+    .unwrap();
+    let r = disagg(&["validate", case.to_str().unwrap()], &[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    assert!(
+        r.stdout().contains(
+            "note: `benchmark.num_prompts` (4) is below the concurrency of point(s) 8, 16"
+        ),
+        "{}",
+        r.show()
+    );
 }
 
 #[test]

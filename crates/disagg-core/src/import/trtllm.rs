@@ -665,9 +665,11 @@ fn benchmark_section(cx: &mut Ctx, src: &Src, opts: &Options<'_>) -> Result<Benc
         GenMode::E2e => {}
         GenMode::GenOnly => {
             let first = conc_given.first().copied().unwrap_or(1);
-            // GEN only: on CTX workers the same flag has been seen to hang runs with KV blocks
-            // never released. The GEN worker waits for this many queued requests, so the whole
-            // batch starts at once.
+            // GEN only, as TensorRT-LLM's newer local launcher exports both (its
+            // GEN_WORKER_ENV_VARS; older launchers set the first on every worker), and its docs
+            // describe the first as the generation worker's; on CTX workers it has been seen to
+            // hang runs with KV blocks never released. The GEN worker waits for this many queued
+            // requests, so the whole batch starts at once.
             for (k, v) in [
                 ("TRTLLM_DISABLE_KV_CACHE_TRANSFER_OVERLAP", "1".to_string()),
                 (crate::plan::FILL_GATE_VAR, first.to_string()),
