@@ -150,6 +150,22 @@ pub fn history_check(plan: &Plan, gate: &HistoryGate, points: &[PointReport]) ->
             ),
         );
     }
+    // Made (or found) before launch: a SQLite file missing now was removed during the run, and
+    // opening it would make a new, empty one, whose "too little history" skipped the gate.
+    if let Some(ws) = workspace_of(&plan.run_dir) {
+        if !disagg_store::default_exists(&ws) {
+            return HistoryReport::not_done(
+                &hash,
+                gate,
+                0,
+                format!(
+                    "the results store {} was there when the run was launched and is gone now \
+                     (removed during the run); the history is not there to gate on",
+                    disagg_store::default_location_shown(&ws)
+                ),
+            );
+        }
+    }
     match open_store(&plan.run_dir) {
         Ok(mut store) => history_gate::check(
             &mut store,
@@ -264,6 +280,10 @@ pub fn record_run(
     code: i32,
 ) -> Result<(), String> {
     let run_dir = &plan.run_dir;
+    // A folder outside a workspace's disagg_logs/<config>/ has no store to be recorded in.
+    if workspace_of(run_dir).is_none() {
+        return Ok(());
+    }
     let (ctx, generation) = groups(plan);
     let gpus = ctx.gpus() + generation.gpus();
     let verdict = verdict_of(&outcome.result, code);

@@ -345,10 +345,17 @@ pub(crate) fn history_store_usable(
     // Bounded, and never deaf to a signal: a server that takes the connection and then says
     // nothing (a frozen host, a pooler with no server free) held `run` for ever, Ctrl-C too.
     let ws = workspace.to_path_buf();
+    // Read whole, not only opened: a file damaged past its schema opens fine, and failed the
+    // gate's query only after the benchmark had run.
     let opened = crate::bounded::store_call(crate::bounded::STORE_WAIT, move || {
-        disagg_store::Store::open_default(&ws)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        let mut store = disagg_store::Store::open_default(&ws).map_err(|e| e.to_string())?;
+        match store.quick_check().map_err(|e| e.to_string())?.as_str() {
+            "ok" => Ok(()),
+            damage => Err(format!(
+                "results store {}: the file is damaged (SQLite's quick_check: {damage})",
+                store.name()
+            )),
+        }
     });
     let why = match opened {
         Ok(Ok(())) => return Ok(()),
@@ -541,6 +548,9 @@ pub fn validate(paths: &[PathBuf], workspace: &Path) -> i32 {
         for n in disagg_core::plan::engine_arg_notes(&r.case.case) {
             say!("  note: {n}");
         }
+        for n in disagg_core::plan::load_notes(&r.case.case) {
+            say!("  note: {n}");
+        }
     }
     if bad { exit::USAGE } else { exit::PASS }
 }
@@ -565,7 +575,8 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions) -> i32 {
         let notes = disagg_core::fit::notes(&r.case.case)
             .into_iter()
             .chain(disagg_core::plan::unexpanded_notes(&r.case.case))
-            .chain(disagg_core::plan::engine_arg_notes(&r.case.case));
+            .chain(disagg_core::plan::engine_arg_notes(&r.case.case))
+            .chain(disagg_core::plan::load_notes(&r.case.case));
         for n in notes {
             match &r.point {
                 Some(p) => say_err!(
@@ -1113,6 +1124,23 @@ fn write_verdict(
     ]
 }
 
+/// The run's warnings (a report not written, the results store not reached) at the end of its
+/// summary.md, when there are any and the file takes them.
+fn append_warnings(summary: &Path, notes: &[String]) {
+    use std::io::Write;
+    if notes.is_empty() {
+        return;
+    }
+    let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(summary) else {
+        return;
+    };
+    let mut text = String::from("\n## Warnings\n\n");
+    for n in notes {
+        text.push_str(&format!("- {n}\n"));
+    }
+    let _ = f.write_all(text.as_bytes());
+}
+
 /// Free bytes (for an unprivileged writer) of the filesystem holding `dir`, when so few that
 /// the next log line or report may not fit: below [`FULL_BELOW`].
 fn free_if_full(dir: &Path) -> Option<u64> {
@@ -1514,6 +1542,9 @@ pub(crate) fn finish_as(
         }
         notes.push(note);
     }
+    // Said in the run folder too: the console that showed them may be gone by the time anyone
+    // asks why the run is missing from the history.
+    append_warnings(&run_dir.join("summary.md"), &notes);
     // After the exit code, which is the verdict it shows.
     crate::study::write_run_report(run_dir);
     for n in notes {

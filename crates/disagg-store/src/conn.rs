@@ -160,6 +160,27 @@ fn numbered(sql: &str) -> String {
     out
 }
 
+/// The tables and indexes [`SQLITE_SCHEMA`] makes, by name.
+fn sqlite_schema_names() -> Vec<&'static str> {
+    SQLITE_SCHEMA
+        .split("IF NOT EXISTS")
+        .skip(1)
+        .filter_map(|rest| rest.split_whitespace().next())
+        .collect()
+}
+
+/// Whether every table and index of the schema is in the file (an error reads as no: the
+/// schema step then says what is wrong).
+fn sqlite_schema_present(c: &rusqlite::Connection) -> bool {
+    let names = sqlite_schema_names();
+    let marks = vec!["?"; names.len()].join(",");
+    let sql = format!("SELECT count(*) FROM sqlite_master WHERE name IN ({marks})");
+    c.query_row(&sql, rusqlite::params_from_iter(names.iter()), |r| {
+        r.get::<_, i64>(0)
+    })
+    .is_ok_and(|n| n == names.len() as i64)
+}
+
 impl Conn {
     pub(crate) fn sqlite(path: &Path) -> Result<Self, String> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -271,6 +292,13 @@ impl Conn {
     pub(crate) fn create_schema(&mut self) -> Result<(), String> {
         match self {
             Conn::Sqlite(c) => {
+                // Made before: a plain read, which in WAL mode waits for no writer. Only a
+                // store that lacks part of the schema takes the write lock to make it: a
+                // reader (`disagg history`, a run's gate) waited up to the busy timeout behind
+                // any writer, just to find the tables there.
+                if sqlite_schema_present(c) {
+                    return Ok(());
+                }
                 let go = |c: &rusqlite::Connection| {
                     c.execute_batch(&format!("BEGIN IMMEDIATE;{SQLITE_SCHEMA}COMMIT;"))
                 };
@@ -406,10 +434,10 @@ impl Conn {
         }
     }
 
-    pub(crate) fn integrity(&mut self) -> Result<String, String> {
+    pub(crate) fn integrity(&mut self, pragma: &str) -> Result<String, String> {
         match self {
             Conn::Sqlite(c) => c
-                .query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0))
+                .query_row(&format!("PRAGMA {pragma}"), [], |r| r.get::<_, String>(0))
                 .map_err(|e| e.to_string()),
             Conn::Postgres(_) => Ok("ok".into()),
         }
@@ -450,6 +478,45 @@ fn pg_params(params: &[Val]) -> Vec<Box<dyn postgres::types::ToSql + Sync>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_schema_names_are_every_table_and_index() {
+        assert_eq!(
+            super::sqlite_schema_names(),
+            [
+                "runs",
+                "runs_by_config",
+                "runs_by_hash",
+                "points",
+                "points_by_run",
+                "metrics",
+                "checks",
+                "checks_by_run"
+            ]
+        );
+    }
+
+    /// A reader opens and reads a store whose write lock another process holds, at once: it
+    /// used to take the write lock itself (to make tables that were there) and wait up to the
+    /// busy timeout (60 s) behind any writer.
+    #[test]
+    fn a_reader_does_not_wait_behind_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.sqlite");
+        let location = file.display().to_string();
+        drop(crate::Store::open(&location).unwrap());
+        let writer = rusqlite::Connection::open(&file).unwrap();
+        writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let t0 = std::time::Instant::now();
+        let mut reader = crate::Store::open(&location).unwrap();
+        assert!(reader.all_runs().unwrap().is_empty());
+        let waited = t0.elapsed();
+        writer.execute_batch("ROLLBACK").unwrap();
+        assert!(
+            waited < std::time::Duration::from_secs(10),
+            "the reader waited {waited:?} behind the writer"
+        );
+    }
+
     #[test]
     fn postgres_gets_its_own_types_and_numbered_parameters() {
         let s = super::postgres_schema();

@@ -559,7 +559,18 @@ impl Store {
 
     /// SQLite's `PRAGMA integrity_check` (`ok` when sound); PostgreSQL answers `ok`.
     pub fn integrity(&mut self) -> Result<String, StoreError> {
-        self.conn.integrity().map_err(|m| self.query_err(m))
+        self.conn
+            .integrity("integrity_check")
+            .map_err(|m| self.query_err(m))
+    }
+
+    /// SQLite's `PRAGMA quick_check(1)`: every page read, the first damage found said (`ok`
+    /// when none), in one pass over the file; PostgreSQL answers `ok`. Opening a store reads
+    /// only its schema, so a file damaged past it opens fine and fails its first query.
+    pub fn quick_check(&mut self) -> Result<String, StoreError> {
+        self.conn
+            .integrity("quick_check(1)")
+            .map_err(|m| self.query_err(m))
     }
 }
 

@@ -333,6 +333,12 @@ fn a_history_gate_on_an_unusable_store_is_refused_before_launch() {
         "{}",
         r.show()
     );
+    // The run folder says it too, for whoever reads it after the console is gone.
+    let summary = read(&runs(&ws, &name).pop().unwrap().join("summary.md"));
+    assert!(
+        summary.contains("## Warnings\n\n- the run is not in the results store: results store postgresql://u:***@127.0.0.1:1/db"),
+        "{summary}"
+    );
     // The workspace's own store broken, with no DISAGG_STORE: the fix is to move it aside.
     let own = ws.join("disagg_results.sqlite");
     std::fs::copy(dir.path().join("garbage.sqlite"), &own).unwrap();
@@ -344,6 +350,31 @@ fn a_history_gate_on_an_unusable_store_is_refused_before_launch() {
         "{}",
         r.show()
     );
+    // Damaged past its schema, it opens fine: it is read whole before launch, not found broken
+    // by the gate's query once the benchmark has run.
+    std::fs::remove_file(&own).unwrap();
+    let r = run(&case, &ws, &["--skip-perf-check"], &[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let launched = runs(&ws, &name).len();
+    let mut bytes = std::fs::read(&own).unwrap();
+    let page = usize::from(u16::from_be_bytes([bytes[16], bytes[17]]));
+    assert!(bytes.len() > 2 * page, "{} bytes", bytes.len());
+    bytes[page..].fill(0x5a);
+    std::fs::write(&own, &bytes).unwrap();
+    for side in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{side}", own.display()));
+    }
+    let r = run(&case, &ws, &[], &[]);
+    assert_eq!(r.code(), 2, "{}", r.show());
+    let err = r.stderr();
+    assert!(
+        err.contains(&format!("results store {}", own.display()))
+            && (err.contains("damaged") || err.contains("malformed"))
+            && err.contains(&format!("hint: move {} aside", own.display())),
+        "{}",
+        r.show()
+    );
+    assert_eq!(runs(&ws, &name).len(), launched, "a run was launched");
 }
 
 /// A results store that breaks after the run was launched (here: the generation engine
@@ -399,6 +430,44 @@ fn a_store_that_breaks_during_the_run_fails_it_as_not_gated() {
     // What was measured stays: the measurement was fine, only the gate was not applied.
     let results = read(&run_dir.join("results.json"));
     assert!(results.contains("\"valid\": true"), "{results}");
+}
+
+/// A results store removed while the run ran (a cleanup job, a colleague's `rm`) is not made
+/// anew and empty for the gate, which then skipped for too little history and passed the run:
+/// the gate cannot be applied, and the run fails saying so. The run itself is still recorded.
+#[test]
+fn a_store_removed_during_the_run_fails_it_as_not_gated() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("history-removed");
+    let ws = dir.path().join("ws");
+    let name = format!("hist-removed-{}", std::process::id());
+    let case = write_case(dir.path(), &name);
+    let store = dir.path().join("store.sqlite");
+    let script = dir.path().join("engine.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nrm -f '{0}' '{0}-wal' '{0}-shm'\nexec \"$@\" --itl 5ms\n",
+            store.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let r = run(
+        &case,
+        &ws,
+        &[],
+        &[("DISAGG_STORE", store.to_str().unwrap())],
+    );
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let run_dir = runs(&ws, &name).pop().unwrap();
+    let text = read(&run_dir.join("perf_check.txt"));
+    assert!(
+        text.starts_with("perf check: NOT DONE: the results store")
+            && text.contains("was there when the run was launched and is gone now"),
+        "{text}"
+    );
+    assert_eq!(read(&run_dir.join("exit_code")).trim(), "1");
 }
 
 /// `psql URL -c SQL`, which must succeed: the test's own PostgreSQL chores.
