@@ -224,10 +224,37 @@ async fn generate(state: AppState, endpoint: Endpoint, headers: HeaderMap, body:
             drop(held);
             out
         }
+        // Nobody to answer: counted once, as a client gone (when `unanswered` drops).
+        Err(e @ ProxyError::ClientGone(_)) => return e.into_response(),
         Err(e) => Err(e),
     };
     unanswered.1 = false;
     finish(&state, endpoint.path(), out)
+}
+
+/// Whether a request body's read error is its client's connection ending (closed before the
+/// body was whole, reset), not a body the client sent wrong (bad chunked encoding).
+fn client_went_away(e: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind;
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                ErrorKind::UnexpectedEof
+                    | ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::BrokenPipe
+            );
+        }
+        if c.downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_incomplete_message() || h.is_closed() || h.is_canceled())
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// Counts a request whose client went away, when dropped still armed.
@@ -297,9 +324,12 @@ async fn read_body(
             }
             Ok(None) => break,
             Ok(Some(Err(e))) => {
-                return Err(ProxyError::BadRequest(format!(
-                    "cannot read request body: {e}"
-                )));
+                let text = e.to_string();
+                return Err(if client_went_away(&*e.into_inner()) {
+                    ProxyError::ClientGone(text)
+                } else {
+                    ProxyError::BadRequest(format!("cannot read request body: {text}"))
+                });
             }
             Ok(Some(Ok(chunk))) => chunk,
         };

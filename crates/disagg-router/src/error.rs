@@ -141,6 +141,10 @@ impl fmt::Display for Deadline {
 pub enum ProxyError {
     #[error("{0}")]
     BadRequest(String),
+    /// The client closed its connection before its request body was whole: nobody is left to
+    /// answer, and the request is counted as a client gone, not as a bad request.
+    #[error("the client went away before its request body was complete: {0}")]
+    ClientGone(String),
     #[error("request body is larger than the {limit}-byte limit")]
     BodyTooLarge { limit: usize },
     /// The request bodies held at once would pass `--max-inflight-body-bytes`.
@@ -279,7 +283,7 @@ impl ProxyError {
     fn to_api(&self) -> ApiError {
         let msg = self.to_string();
         match self {
-            ProxyError::BadRequest(_) => ApiError::bad_request(msg),
+            ProxyError::BadRequest(_) | ProxyError::ClientGone(_) => ApiError::bad_request(msg),
             ProxyError::BodyTooLarge { .. } => ApiError::new(413, "invalid_request_error", msg),
             ProxyError::Busy { .. } | ProxyError::RouterExhausted { .. } => {
                 ApiError::unavailable(msg)

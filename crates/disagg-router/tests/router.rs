@@ -212,6 +212,36 @@ async fn client_hang_up_cancels_the_generation_leg() {
         metric(&url, "disagg_router_clients_gone_total").await == 1.0
     })
     .await;
+
+    // A client that leaves in the middle of its request body: a client gone too, not a 400
+    // (it was counted as a bad request of its own).
+    {
+        use tokio::io::AsyncWriteExt;
+        let addr = url.trim_start_matches("http://");
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            format!(
+                "POST /v1/completions HTTP/1.1\r\nhost: {addr}\r\ncontent-type: \
+                 application/json\r\ncontent-length: 1000\r\n\r\n{{\"model\": "
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        s.shutdown().await.unwrap();
+        drop(s);
+    }
+    support::eventually(LIMIT, "a client gone mid-body counted", || async {
+        metric(&url, "disagg_router_clients_gone_total").await == 2.0
+    })
+    .await;
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!text.contains("status=\"400\""), "{text}");
 }
 
 /// The value of an unlabelled metric on `url`'s `/metrics`.
