@@ -185,6 +185,50 @@ fn import_writes_a_case_that_does_not_validate_and_points_into_it() {
 
 /// `disagg history` and `disagg report CONFIG` only read: pointed at a workspace that recorded
 /// nothing, they say so (exit 2, with the way to name the right one) and create nothing there.
+/// `disagg import -o` makes the folder it names; a path it cannot write is a usage error (exit
+/// 2) naming the option and the fix, not a test failure.
+#[test]
+fn import_output_makes_its_folder_and_an_unwritable_one_is_a_usage_error() {
+    let ws = TempDir::new("import-out");
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/import/trtllm/b200_ctx1_dep4_gen1_dep8.yaml");
+    let out = ws.path().join("new/sub/case.yaml");
+    let import = |out: &std::path::Path| {
+        disagg(
+            &[
+                "import",
+                "trtllm",
+                sample.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+            ],
+            &[],
+        )
+    };
+    let r = import(&out);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    assert!(
+        std::fs::read_to_string(&out)
+            .unwrap()
+            .contains("engine: trtllm")
+    );
+    // A folder that is a file: nothing can be written under it.
+    let blocked = ws.path().join("a-file");
+    std::fs::write(&blocked, "x").unwrap();
+    let r = import(&blocked.join("case.yaml"));
+    assert_eq!(r.code(), 2, "{}", r.show());
+    assert!(
+        r.stderr().contains(&format!(
+            "error: --output {}: cannot write the case there",
+            blocked.join("case.yaml").display()
+        )) && r
+            .stderr()
+            .contains("hint: give -o a path in a writable folder"),
+        "{}",
+        r.show()
+    );
+}
+
 #[test]
 fn reading_the_history_of_an_empty_workspace_creates_nothing() {
     let ws = TempDir::new("emptyws");

@@ -20,7 +20,7 @@ pub struct Args {
     format: Format,
     /// The config to convert.
     file: PathBuf,
-    /// Write the case here instead of stdout.
+    /// Write the case here instead of stdout (its folder is made when missing).
     #[arg(long, short)]
     output: Option<PathBuf>,
     /// Import it as TensorRT-LLM's gen_only test runs it: the first concurrency only, one
@@ -75,12 +75,9 @@ pub fn main(a: Args) -> i32 {
             case_yaml,
         }) => {
             let at = match &a.output {
-                Some(p) => match std::fs::write(p, &case_yaml) {
+                Some(p) => match write_case(p, &case_yaml) {
                     Ok(()) => p.display().to_string(),
-                    Err(e) => {
-                        eprintln!("error: cannot write {}: {e}", p.display());
-                        return exit::TEST_FAILED;
-                    }
+                    Err(code) => return code,
                 },
                 None => {
                     print!("{case_yaml}");
@@ -108,13 +105,29 @@ pub fn main(a: Args) -> i32 {
     }
     match &a.output {
         Some(p) => {
-            if let Err(e) = std::fs::write(p, &imported.case_yaml) {
-                eprintln!("error: cannot write {}: {e}", p.display());
-                return exit::TEST_FAILED;
+            if let Err(code) = write_case(p, &imported.case_yaml) {
+                return code;
             }
             eprintln!("wrote {}", p.display());
         }
         None => print!("{}", imported.case_yaml),
     }
     exit::PASS
+}
+
+/// Writes the case to `-o`'s path, making its folder when missing; where it cannot, says so
+/// with the fix: exit 2, as for any option that cannot be used.
+fn write_case(p: &std::path::Path, text: &str) -> Result<(), i32> {
+    let written = match p.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => std::fs::create_dir_all(dir).and_then(|()| std::fs::write(p, text)),
+        None => std::fs::write(p, text),
+    };
+    written.map_err(|e| {
+        eprintln!(
+            "error: --output {}: cannot write the case there: {e}\nhint: give -o a path in a \
+             writable folder, or leave it out to print the case to stdout",
+            p.display()
+        );
+        exit::USAGE
+    })
 }
