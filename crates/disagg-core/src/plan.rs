@@ -789,9 +789,14 @@ fn flag_notes(
         let crate::engines::EngineArgs::Options(m) = &g.engine_args else {
             continue;
         };
-        for k in m.keys().filter_map(|k| k.as_str()) {
+        for (k, v) in m.iter().filter_map(|(k, v)| Some((k.as_str()?, v))) {
             let flag = format!("--{}", k.replace('_', "-"));
-            if engine.takes(&flag) {
+            // `false` and null leave the option out of the command line (`to_flags`).
+            let passed = !matches!(
+                v,
+                serde_yaml_ng::Value::Bool(false) | serde_yaml_ng::Value::Null
+            );
+            if !passed || engine.takes(&flag) {
                 continue;
             }
             let near = crate::load::closest_known(&flag, engine.options())

@@ -22,6 +22,21 @@ pub fn workspace_of(run_dir: &Path) -> Option<PathBuf> {
     (logs.file_name()? == "disagg_logs").then(|| logs.parent().map(Path::to_path_buf))?
 }
 
+/// Makes a relative `DISAGG_STORE` (a SQLite file) absolute in this process's environment, so
+/// that every process started from it, a Slurm job in its run folder too, names the same file.
+///
+/// # Safety
+/// Must run before the process starts any thread (the environment is not thread-safe).
+pub unsafe fn absolute_store_env() {
+    let Ok(location) = std::env::var(disagg_store::STORE_ENV) else {
+        return;
+    };
+    if let Some(abs) = disagg_store::absolute_location(&location) {
+        // SAFETY: the caller guarantees no other thread runs.
+        unsafe { std::env::set_var(disagg_store::STORE_ENV, abs) };
+    }
+}
+
 fn open_store(run_dir: &Path) -> Result<Store, String> {
     let ws = workspace_of(run_dir).ok_or_else(|| {
         format!(
@@ -160,7 +175,8 @@ pub fn history_check(plan: &Plan, gate: &HistoryGate, points: &[PointReport]) ->
                 0,
                 format!(
                     "the results store {} was there when the run was launched and is gone now \
-                     (removed during the run); the history is not there to gate on",
+                     (removed during the run); the history is not there to gate on (this run is \
+                     recorded in a new store made in its place, without the earlier runs)",
                     disagg_store::default_location_shown(&ws)
                 ),
             );
@@ -280,10 +296,6 @@ pub fn record_run(
     code: i32,
 ) -> Result<(), String> {
     let run_dir = &plan.run_dir;
-    // A folder outside a workspace's disagg_logs/<config>/ has no store to be recorded in.
-    if workspace_of(run_dir).is_none() {
-        return Ok(());
-    }
     let (ctx, generation) = groups(plan);
     let gpus = ctx.gpus() + generation.gpus();
     let verdict = verdict_of(&outcome.result, code);

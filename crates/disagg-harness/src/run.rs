@@ -345,18 +345,8 @@ pub(crate) fn history_store_usable(
     // Bounded, and never deaf to a signal: a server that takes the connection and then says
     // nothing (a frozen host, a pooler with no server free) held `run` for ever, Ctrl-C too.
     let ws = workspace.to_path_buf();
-    // Read whole, not only opened: a file damaged past its schema opens fine, and failed the
-    // gate's query only after the benchmark had run.
-    let opened = crate::bounded::store_call(crate::bounded::STORE_WAIT, move || {
-        let mut store = disagg_store::Store::open_default(&ws).map_err(|e| e.to_string())?;
-        match store.quick_check().map_err(|e| e.to_string())?.as_str() {
-            "ok" => Ok(()),
-            damage => Err(format!(
-                "results store {}: the file is damaged (SQLite's quick_check: {damage})",
-                store.name()
-            )),
-        }
-    });
+    let opened =
+        crate::bounded::store_call(crate::bounded::STORE_WAIT, move || open_and_read_store(&ws));
     let why = match opened {
         Ok(Ok(())) => return Ok(()),
         Ok(Err(e)) => e,
@@ -371,6 +361,19 @@ pub(crate) fn history_store_usable(
     };
     say_err!("error: {}", store_unusable(&r.case, workspace, &why));
     Err(exit::USAGE)
+}
+
+/// Opens the workspace's store (making a SQLite one) and reads it whole, not only its schema: a
+/// file damaged past it opens fine, and failed the gate's query only after the benchmark ran.
+fn open_and_read_store(workspace: &Path) -> Result<(), String> {
+    let mut store = disagg_store::Store::open_default(workspace).map_err(|e| e.to_string())?;
+    match store.quick_check().map_err(|e| e.to_string())?.as_str() {
+        "ok" => Ok(()),
+        damage => Err(format!(
+            "results store {}: the file is damaged (SQLite's quick_check: {damage})",
+            store.name()
+        )),
+    }
 }
 
 /// The case error of `case`, gating on a results store that cannot be used (`why`).
@@ -390,7 +393,11 @@ fn store_unusable(
         "lock timeout",
     ]
     .iter()
-    .any(|w| why.contains(w));
+    .any(|w| why.contains(w))
+        // A SQLite file that takes longer than the wait to read is busy or slow (a network
+        // filesystem), not broken either.
+        || (why.contains("did not answer within")
+            && !disagg_store::default_location(workspace).starts_with("postgres"));
     let hint = if busy {
         "the store is busy, not broken: another process holds a lock on it (a run recording, \
          a `disagg history`, a client of its own); run again once it is done (`fuser` on a \
@@ -438,9 +445,7 @@ fn store_problem(workspace: &Path) -> Option<String> {
     }
     let ws = workspace.to_path_buf();
     match crate::bounded::store_call(crate::bounded::STORE_WAIT, move || {
-        disagg_store::Store::open_default(&ws)
-            .err()
-            .map(|e| e.to_string())
+        open_and_read_store(&ws).err()
     }) {
         Ok(problem) => problem,
         Err(why) => Some(format!(

@@ -1170,19 +1170,21 @@ impl FlagEngine {
     /// Whether the engine's parser takes `word`, an option as written (`--name` or
     /// `--name=value`), as argparse reads it: a known option, or an unambiguous prefix of one
     /// (argparse's abbreviations: SGLang's `--tp` is `--tp-size`; taken here when it starts
-    /// any known option), the `--no-` form of a known one (a switch with a negation in some
-    /// release), and for vLLM its `--snake_case` spelling and a structured option's
+    /// any known option), and for vLLM its `--snake_case` spelling and a structured option's
     /// `--option.key` (its parser rewrites both). SGLang rewrites nothing: `--tp_size` fails.
     pub fn takes(self, word: &str) -> bool {
         let key = word.split_once('=').map_or(word, |(k, _)| k);
         let known = self.options();
         let Some(long) = key.strip_prefix("--") else {
-            // A short option: as listed, or vLLM's `-O3` (`-O 3`).
-            let o_level = self == FlagEngine::Vllm
-                && key
-                    .strip_prefix("-O")
-                    .is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()));
-            return known.contains(&key) || o_level;
+            return match self {
+                // A short option as listed, with a structured one's `.key` (`-cc.mode=FULL`),
+                // or `-O` joined to its value (`-O3`, `-Odecode`, `-O.mode=3`).
+                FlagEngine::Vllm => {
+                    let base = key.split('.').next().unwrap_or(key);
+                    known.contains(&base) || key.starts_with("-O")
+                }
+                FlagEngine::Sglang => known.contains(&key),
+            };
         };
         let name = match self {
             FlagEngine::Vllm => {
@@ -1197,10 +1199,8 @@ impl FlagEngine {
             let i = known.partition_point(|o| *o < n);
             known.get(i).is_some_and(|o| o.starts_with(n))
         };
-        let negated = name
-            .strip_prefix("--no-")
-            .is_some_and(|rest| is_known(&format!("--{rest}")));
-        name.len() > 2 && (is_known(&name) || negated || starts_one(&name))
+        // The `--no-` forms are listed as such: only BooleanOptionalAction switches have one.
+        name.len() > 2 && (is_known(&name) || starts_one(&name))
     }
 }
 
@@ -1228,6 +1228,8 @@ mod tests {
             "--compilation-config.cudagraph_mode",
             "--kv-transfer-config",
             "--enforce",
+            "-cc.cudagraph_mode=FULL",
+            "-Odecode",
         ] {
             assert!(Vllm.takes(ok), "{ok}");
         }
@@ -1235,8 +1237,10 @@ mod tests {
             "--enforce-eagr",
             "--tensor-parallel-sise",
             "--",
-            "-Ox",
+            "-x",
             "--no-such",
+            "--no-port",
+            "--no-max-model-len",
         ] {
             assert!(!Vllm.takes(bad), "{bad}");
         }
@@ -1254,6 +1258,7 @@ mod tests {
             "--tp_size",
             "--mem-fraction-statik",
             "--disaggregation-mod3",
+            "--no-trust-remote-code",
         ] {
             assert!(!Sglang.takes(bad), "{bad}");
         }

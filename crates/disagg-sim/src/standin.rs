@@ -489,8 +489,11 @@ impl<'a> ExtraOptions<'a> {
     fn read(path: &'a Path, flag: &'a str) -> Result<Self, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("{flag} {}: cannot read it: {e}", path.display()))?;
-        let doc = serde_yaml_ng::from_str(&text)
+        let mut doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text)
             .map_err(|e| format!("{flag} {}: not YAML: {e}", path.display()))?;
+        // PyYAML, which TensorRT-LLM reads the file with, resolves `<<: *anchor` merges.
+        doc.apply_merge()
+            .map_err(|e| format!("{flag} {}: {e}", path.display()))?;
         Ok(Self { doc, path, flag })
     }
 
@@ -939,6 +942,13 @@ mod tests {
         );
         trtllm("kv_cache_config: {free_gpu_memory_fraction: 0.5, tokens_per_block: 32}\ncuda_graph_config: null\nspeculative_config: {decoding_type: MTP, max_draft_len: 3}\n")
             .expect("keys TensorRT-LLM takes");
+        trtllm("base: &kv {enable_block_reuse: false}\nkv_cache_config: {<<: *kv, dtype: fp8}\n")
+            .expect_err("`base` is no argument");
+        let merged = trtllm("kv_cache_config: {<<: {enable_block_reuse: false}, dtype: fp8}\n");
+        assert!(
+            merged.is_ok(),
+            "merges are resolved as PyYAML does: {merged:?}"
+        );
         let e = trtllm("- a list\n").unwrap_err();
         assert!(e.contains("root must be a mapping"), "{e}");
         let e = trtllm("cache_transceiver_config: {backend: FOO}\n").unwrap_err();

@@ -222,6 +222,28 @@ fn sqlite_file(location: &str) -> PathBuf {
     PathBuf::from(location.strip_prefix("sqlite://").unwrap_or(location))
 }
 
+/// A location naming a SQLite file by a relative path, made absolute against the current folder
+/// (`sqlite://` kept); `None` for a URL, an absolute path, or a path that cannot be resolved.
+/// A relative `DISAGG_STORE` is read from the folder `disagg` started in, but a Slurm job runs
+/// in its run folder: resolved once, at start, it names the same file everywhere.
+pub fn absolute_location(location: &str) -> Option<String> {
+    let trimmed = location.trim();
+    if trimmed.is_empty() || is_url(trimmed) || unknown_scheme(trimmed).is_some() {
+        return None;
+    }
+    let file = sqlite_file(trimmed);
+    if file.is_absolute() {
+        return None;
+    }
+    let abs = std::path::absolute(&file).ok()?;
+    let prefix = if trimmed.starts_with("sqlite://") {
+        "sqlite://"
+    } else {
+        ""
+    };
+    Some(format!("{prefix}{}", abs.display()))
+}
+
 /// Whether the workspace's store ([`default_location`]) is there to open without making one: a
 /// URL names a server, a SQLite file must exist.
 pub fn default_exists(workspace: &Path) -> bool {
@@ -618,6 +640,22 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_relative_sqlite_store_is_made_absolute_and_nothing_else_is() {
+        let here = std::env::current_dir().unwrap();
+        assert_eq!(
+            super::absolute_location("runs/s.sqlite").as_deref(),
+            Some(here.join("runs/s.sqlite").to_str().unwrap())
+        );
+        assert_eq!(
+            super::absolute_location("sqlite://s.sqlite"),
+            Some(format!("sqlite://{}", here.join("s.sqlite").display()))
+        );
+        for kept in ["/abs/s.sqlite", "postgresql://u@h/db", "mysql://x", ""] {
+            assert_eq!(super::absolute_location(kept), None, "{kept}");
+        }
+    }
+
     use super::*;
 
     fn run(dir: &str, exit_code: i32, perf_verdict: &str, at: u64) -> RunRecord {

@@ -45,6 +45,8 @@ fn keep_freed_memory_a_while() {
 
 fn main() {
     keep_freed_memory_a_while();
+    // SAFETY: first, before any thread (logging, the runtimes) starts.
+    unsafe { disagg_harness::record::absolute_store_env() };
     // First, so nothing any part logs (the router's startup, ejections, retries) is lost.
     init_logging();
     raise_open_files_limit();

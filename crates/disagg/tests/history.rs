@@ -375,6 +375,22 @@ fn a_history_gate_on_an_unusable_store_is_refused_before_launch() {
         r.show()
     );
     assert_eq!(runs(&ws, &name).len(), launched, "a run was launched");
+    // `validate` says so too, rather than "ok" for the case `run` refuses.
+    let v = disagg(
+        &[
+            "validate",
+            case.to_str().unwrap(),
+            "--workspace",
+            ws.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(v.code(), 2, "{}", v.show());
+    assert!(
+        v.stderr().contains("damaged") || v.stderr().contains("malformed"),
+        "{}",
+        v.show()
+    );
 }
 
 /// A results store that breaks after the run was launched (here: the generation engine

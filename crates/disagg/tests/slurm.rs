@@ -34,6 +34,7 @@ fn main() {
                     a_failing_setup_fails_the_job_as_setup,
                     a_hanging_setup_ends_at_timeouts_job_without_a_slurm_time,
                     a_baseline_that_breaks_while_the_job_waits_fails_the_run_not_the_gate_silently,
+                    a_relative_store_names_the_same_file_inside_the_job,
                     a_sweep_becomes_one_job_per_point_with_its_sweep_folder,
                     a_job_slurm_can_never_start_is_cancelled_at_once_and_fails_the_case_with_2,
                     a_job_slurm_will_not_release_fails_the_case_with_2_and_its_reports,
@@ -746,6 +747,47 @@ fn a_baseline_that_breaks_while_the_job_waits_fails_the_run_not_the_gate_silentl
         "{summary}"
     );
     assert!(read(&dir.join("results.xml")).contains("the perf gate cannot run"));
+}
+
+/// A relative `DISAGG_STORE` names the file in the folder `disagg run` started in, from inside
+/// the job too (which runs in its run folder): the run is recorded there and its gate reads it.
+/// Read from the run folder, it named another file, which the gate found missing and called
+/// removed during the run.
+fn a_relative_store_names_the_same_file_inside_the_job() {
+    let ws = Ws::new("relstore");
+    let c = ws.case(
+        "sl-rel.yaml",
+        &case(
+            "sl-rel",
+            &format!(
+                "{GEN_OK}{TIMEOUTS}perf: {{baseline: history, history: {{min_runs: 3}}}}
+slurm: {{time: \"5\"}}
+"
+            ),
+        ),
+    );
+    let out = Command::new(DISAGG)
+        .args(["run", c.to_str().unwrap(), "--launcher", "slurm"])
+        .arg("--workspace")
+        .arg(&ws.dir)
+        .current_dir(&ws.dir)
+        .env("DISAGG_STORE", "stores/rel.sqlite")
+        .env_remove("SKIP_PERF_CHECK")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let dir = ws.run_dir("sl-rel");
+    let check = read(&dir.join("perf_check.txt"));
+    assert!(
+        check.contains("only 0 earlier reference run(s)")
+            && check.contains(&ws.dir.join("stores/rel.sqlite").display().to_string()),
+        "{check}"
+    );
+    assert!(ws.dir.join("stores/rel.sqlite").exists());
+    assert!(
+        !dir.join("stores").exists(),
+        "a store was made in the run folder"
+    );
 }
 
 /// A setup that hangs, in a case with no `slurm.time` (a partition without a limit would

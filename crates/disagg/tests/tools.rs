@@ -183,8 +183,6 @@ fn import_writes_a_case_that_does_not_validate_and_points_into_it() {
     assert_eq!(v.code(), 2, "{}", v.show());
 }
 
-/// `disagg history` and `disagg report CONFIG` only read: pointed at a workspace that recorded
-/// nothing, they say so (exit 2, with the way to name the right one) and create nothing there.
 /// `disagg import -o` makes the folder it names; a path it cannot write is a usage error (exit
 /// 2) naming the option and the fix, not a test failure.
 #[test]
@@ -229,6 +227,8 @@ fn import_output_makes_its_folder_and_an_unwritable_one_is_a_usage_error() {
     );
 }
 
+/// `disagg history` and `disagg report CONFIG` only read: pointed at a workspace that recorded
+/// nothing, they say so (exit 2, with the way to name the right one) and create nothing there.
 #[test]
 fn reading_the_history_of_an_empty_workspace_creates_nothing() {
     let ws = TempDir::new("emptyws");

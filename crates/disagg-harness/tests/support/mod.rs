@@ -23,7 +23,10 @@ impl RunDir {
             .prefix(&format!("disagg-reports-{tag}-"))
             .tempdir()
             .unwrap();
-        let dir = tmp.path().to_path_buf();
+        // Laid out as `disagg run` lays it out, so the run is recorded in a results store (the
+        // temporary workspace's), as every run is.
+        let dir = tmp.path().join("disagg_logs").join(tag).join("RUN1");
+        std::fs::create_dir_all(&dir).unwrap();
         let case_path =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart.yaml");
         let text = std::fs::read_to_string(&case_path).unwrap();

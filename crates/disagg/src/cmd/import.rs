@@ -74,20 +74,23 @@ pub fn main(a: Args) -> i32 {
             mut error,
             case_yaml,
         }) => {
-            let at = match &a.output {
-                Some(p) => match write_case(p, &case_yaml) {
-                    Ok(()) => p.display().to_string(),
-                    Err(code) => return code,
-                },
+            // Where -o cannot be written, the case is printed instead: neither it nor the
+            // error that points into it is lost.
+            let written = a
+                .output
+                .as_ref()
+                .filter(|p| write_case(p, &case_yaml).is_ok());
+            let at = match written {
+                // Its lines are the written file's: name that file.
+                Some(p) => {
+                    error.file = p.clone();
+                    p.display().to_string()
+                }
                 None => {
                     print!("{case_yaml}");
                     "the case printed above".to_string()
                 }
             };
-            // Its lines are the written file's: name that file.
-            if let Some(p) = &a.output {
-                error.file = p.clone();
-            }
             eprintln!(
                 "error: {} was converted, but the case does not validate; it is written to {at} \
                  (the lines below are its lines):\n{error}",
