@@ -106,6 +106,12 @@ impl HistoryReport {
         self.rows.iter().filter(|r| r.too_noisy).count()
     }
 
+    /// Whether the history was read but no metric could be judged (every one too noisy to gate,
+    /// or short of values): nothing was checked, which is not a pass.
+    pub fn checked_none(&self) -> bool {
+        self.skipped.is_none() && self.rows.iter().all(|r| r.verdict.is_none())
+    }
+
     /// A report that compared nothing, with the reason.
     pub fn skipped(case_hash: &str, settings: &HistoryGate, runs: usize, why: String) -> Self {
         Self {
@@ -150,19 +156,27 @@ impl HistoryReport {
             .filter(|r| r.verdict == Some(Verdict::Regressed))
             .count();
         let noisy = self.too_noisy();
+        let head = if self.checked_none() {
+            format!(
+                "skipped: none of the {} metrics could be checked ({noisy} too noisy to gate)",
+                self.rows.len()
+            )
+        } else {
+            format!(
+                "{} ({regressed} of {} metrics regressed{})",
+                if regressed > 0 { "REGRESSED" } else { "passed" },
+                self.rows.len(),
+                if noisy > 0 {
+                    format!("; {noisy} too noisy to gate, not checked")
+                } else {
+                    String::new()
+                },
+            )
+        };
         let _ = writeln!(
             s,
-            "perf check: {} ({regressed} of {} metrics regressed{}) against the history: the last {} reference runs of case {short} (median; band = max({}, {} robust std devs: 1.4826 × MAD))",
-            if regressed > 0 { "REGRESSED" } else { "passed" },
-            self.rows.len(),
-            if noisy > 0 {
-                format!("; {noisy} too noisy to gate, not checked")
-            } else {
-                String::new()
-            },
-            self.runs,
-            self.settings.threshold,
-            self.settings.noise,
+            "perf check: {head} against the history: the last {} reference runs of case {short} (median; band = max({}, {} robust std devs: 1.4826 × MAD))",
+            self.runs, self.settings.threshold, self.settings.noise,
         );
         if noisy > 0 {
             let _ = writeln!(
@@ -522,9 +536,15 @@ mod tests {
         assert!(r.rows[0].too_noisy && r.rows[0].verdict.is_none(), "{text}");
         // Not a pass of the metric, and not a failure of the run: a warning.
         assert!(!r.regressed(), "{text}");
+        // With no metric left to judge, nothing was checked: skipped, never passed.
+        assert!(r.checked_none(), "{text}");
+        assert_eq!(
+            crate::report::PerfOutcome::History(r.clone()).verdict(),
+            "skipped"
+        );
         assert!(
             text.starts_with(
-                "perf check: passed (0 of 1 metrics regressed; 1 too noisy to gate, not checked)"
+                "perf check: skipped: none of the 1 metrics could be checked (1 too noisy to gate)"
             ),
             "{text}"
         );

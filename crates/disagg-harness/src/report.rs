@@ -67,7 +67,7 @@ impl PerfOutcome {
             PerfOutcome::Skipped => "skipped",
             PerfOutcome::NoBaseline => "no_baseline",
             PerfOutcome::NotRun => "not_run",
-            PerfOutcome::History(h) if h.skipped.is_some() => "skipped",
+            PerfOutcome::History(h) if h.skipped.is_some() || h.checked_none() => "skipped",
             PerfOutcome::Checked(_) | PerfOutcome::History(_) => "passed",
         }
     }
@@ -352,6 +352,12 @@ pub fn junit(
         PerfOutcome::History(h) if h.skipped.is_some() => skipped(&format!(
             "perf check skipped: {}",
             h.skipped.as_deref().unwrap_or("")
+        )),
+        // Read, but nothing judged (every metric too noisy to gate): not a pass either.
+        PerfOutcome::History(h) if h.checked_none() => skipped(&format!(
+            "perf check skipped: no metric could be checked ({} of {} too noisy to gate)",
+            h.too_noisy(),
+            h.rows.len()
         )),
         PerfOutcome::History(h) if h.regressed() => not_passed(
             NonSuccessKind::Failure,

@@ -53,11 +53,15 @@ fn group(g: &WorkerGroup) -> Value {
                 "requests": w.requests(),
                 "errors": w.errors(),
                 "deadline_errors": w.deadline_errors(),
+                "rejections": w.rejections(),
                 "stalled_ms": w.stalled_for().as_millis() as u64,
                 "stalled": g.is_stalled(w),
             });
             if let Some(e) = w.last_error() {
                 v["last_error"] = json!(e);
+            }
+            if let Some(e) = w.last_rejection() {
+                v["last_rejection"] = json!(e);
             }
             if let Some(p) = w.bootstrap_port {
                 v["bootstrap_port"] = json!(p);

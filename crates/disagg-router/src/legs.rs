@@ -118,8 +118,11 @@ where
         };
         let group = state.group(leg);
         // A refusal of the request itself (4xx: too long for its context, a bad parameter) is
-        // the request's fault, not the worker's.
+        // the request's fault, not the worker's: counted as a refusal, apart.
         // Nor is the router's own lack of file descriptors.
+        if matches!(error, ProxyError::Rejected { .. }) {
+            group.workers[worker].record_rejection(&error);
+        }
         if !matches!(
             error,
             ProxyError::Rejected { .. } | ProxyError::RouterExhausted { .. }

@@ -57,6 +57,11 @@ pub(crate) struct Worker {
     deadline_errors: AtomicU64,
     /// The last failure's account; written only when a request fails.
     last_error: Mutex<Option<String>>,
+    /// Requests it refused as the request's own fault (a 4xx: too long for its context, a bad
+    /// parameter), not counted in `errors`, and the last refusal's account: a worker refusing
+    /// every request shows it, and why, in `/workers`.
+    rejections: AtomicU64,
+    last_rejection: Mutex<Option<String>>,
     /// [`now_ms`] when a request on it last ended, or when it last went from idle to busy: with
     /// requests in flight, how long it has finished none of them.
     last_progress_ms: AtomicU64,
@@ -136,6 +141,8 @@ impl Worker {
             errors: AtomicU64::new(0),
             deadline_errors: AtomicU64::new(0),
             last_error: Mutex::new(None),
+            rejections: AtomicU64::new(0),
+            last_rejection: Mutex::new(None),
             last_progress_ms: AtomicU64::new(now_ms()),
             passed_over: AtomicBool::new(false),
             breaker: OnceLock::new(),
@@ -184,6 +191,28 @@ impl Worker {
         self.errors.fetch_add(1, Ordering::Relaxed);
         let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
         *last = Some(why.to_string());
+    }
+
+    /// A request sent to this worker was refused as its own fault (a 4xx): counted apart from
+    /// the worker's errors, and `why` kept as the last refusal's account.
+    pub fn record_rejection(&self, why: &dyn std::fmt::Display) {
+        self.rejections.fetch_add(1, Ordering::Relaxed);
+        let mut last = self
+            .last_rejection
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *last = Some(why.to_string());
+    }
+
+    pub fn rejections(&self) -> u64 {
+        self.rejections.load(Ordering::Relaxed)
+    }
+
+    pub fn last_rejection(&self) -> Option<String> {
+        self.last_rejection
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn requests(&self) -> u64 {

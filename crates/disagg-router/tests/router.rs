@@ -303,6 +303,23 @@ async fn context_4xx_keeps_its_status_and_skips_generation() {
         "{msg}"
     );
     assert!(generation.bodies().is_empty());
+    // Not the worker's failure, but not invisible either: /workers counts the refusal apart
+    // and keeps its account.
+    let census: serde_json::Value = reqwest::get(format!("{url}/workers"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let w = &census["prefill"]["workers"][0];
+    assert_eq!(w["errors"], 0, "{census}");
+    assert_eq!(w["rejections"], 1, "{census}");
+    assert!(
+        w["last_rejection"]
+            .as_str()
+            .is_some_and(|e| e.contains("prompt too long")),
+        "{census}"
+    );
 }
 
 #[tokio::test]
