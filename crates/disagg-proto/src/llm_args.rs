@@ -121,6 +121,7 @@ pub const LLM_ARGS: &[&str] = &[
     "prefill_cuda_graph_backend",
     "print_iter_log",
     "prometheus_metrics_config",
+    "pytorch_backend_config",
     "quant_config",
     "ray_placement_config",
     "ray_worker_extension_cls",

@@ -30,7 +30,9 @@ pub fn stand_in(mut args: SimArgs, argv: &[String]) -> Result<SimArgs, String> {
     let program = argv.first().map(|p| p.rsplit('/').next().unwrap_or(p));
     match (program, argv.get(1).copied(), argv.get(2).copied()) {
         (Some("vllm"), Some("serve"), _) => {
-            let f = Flags::parse(&argv[2..], &VLLM)?;
+            let words = vllm_words(&argv[2..]);
+            let words: Vec<&str> = words.iter().map(String::as_str).collect();
+            let f = Flags::parse(&words, &VLLM)?;
             f.known_to(FlagEngine::Vllm)?;
             vllm(&mut args, f)?
         }
@@ -72,6 +74,107 @@ pub fn stand_in(mut args: SimArgs, argv: &[String]) -> Result<SimArgs, String> {
         }
     }
     Ok(args)
+}
+
+/// vLLM's argv as its parser (FlexibleArgumentParser) reads it: an option's `--snake_case`
+/// name is its `--kebab-case` one, and a structured option given key by key
+/// (`--kv-transfer-config.kv_role kv_both`, `--kv-transfer-config.kv_role=kv_both`) is one
+/// JSON value, as if given whole. Values and positional words are left as they are.
+fn vllm_words(argv: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    // Structured options given key by key: option → its JSON object, in first-seen order.
+    let mut dotted: Vec<(String, serde_json::Map<String, serde_json::Value>)> = Vec::new();
+    let mut i = 0;
+    while i < argv.len() {
+        let w = argv[i];
+        i += 1;
+        let Some(long) = w.strip_prefix("--").filter(|l| !l.is_empty()) else {
+            // The short aliases of the options the stand-in reads, by their long names.
+            const SHORT: [(&str, &str); 8] = [
+                ("-tp", "--tensor-parallel-size"),
+                ("-pp", "--pipeline-parallel-size"),
+                ("-dp", "--data-parallel-size"),
+                ("-dpl", "--data-parallel-size-local"),
+                ("-dpa", "--data-parallel-address"),
+                ("-dpp", "--data-parallel-rpc-port"),
+                ("-dpr", "--data-parallel-start-rank"),
+                ("-asc", "--api-server-count"),
+            ];
+            let (k, v) = w.split_once('=').map_or((w, None), |(k, v)| (k, Some(v)));
+            out.push(match (SHORT.iter().find(|(s, _)| *s == k), v) {
+                (Some((_, long)), Some(v)) => format!("{long}={v}"),
+                (Some((_, long)), None) => long.to_string(),
+                (None, _) => w.to_string(),
+            });
+            continue;
+        };
+        let (key, value) = match long.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (long, None),
+        };
+        let (name, sub) = match key.split_once('.') {
+            Some((n, sub)) => (n.replace('_', "-"), Some(sub)),
+            None => (key.replace('_', "-"), None),
+        };
+        let Some(sub) = sub else {
+            out.push(match value {
+                Some(v) => format!("--{name}={v}"),
+                None => format!("--{name}"),
+            });
+            continue;
+        };
+        let value = match value {
+            Some(v) => v,
+            None if i < argv.len() => {
+                i += 1;
+                argv[i - 1]
+            }
+            None => "",
+        };
+        let parsed = serde_json::from_str(value)
+            .unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
+        let at = match dotted.iter().position(|(n, _)| *n == name) {
+            Some(at) => at,
+            None => {
+                dotted.push((name.clone(), serde_json::Map::new()));
+                dotted.len() - 1
+            }
+        };
+        let mut map = &mut dotted[at].1;
+        let mut parts = sub.split('.').peekable();
+        while let Some(part) = parts.next() {
+            if parts.peek().is_none() {
+                map.insert(part.to_string(), parsed.clone());
+                break;
+            }
+            let inner = map
+                .entry(part.to_string())
+                .or_insert_with(|| serde_json::Value::Object(Default::default()));
+            if !inner.is_object() {
+                *inner = serde_json::Value::Object(Default::default());
+            }
+            map = inner.as_object_mut().expect("an object");
+        }
+    }
+    for (name, map) in dotted {
+        let flag = format!("--{name}");
+        // Given whole too: the keys given one by one go into it (vLLM merges them).
+        match out.iter().position(|w| *w == flag) {
+            Some(at) if at + 1 < out.len() => {
+                let mut whole: serde_json::Value =
+                    serde_json::from_str(&out[at + 1]).unwrap_or_default();
+                if let Some(o) = whole.as_object_mut() {
+                    o.extend(map);
+                    out[at + 1] = whole.to_string();
+                }
+            }
+            _ => {
+                out.push(flag);
+                out.push(serde_json::Value::Object(map).to_string());
+            }
+        }
+    }
+    out
 }
 
 /// `vllm serve MODEL`: binds every interface unless `--host` says otherwise, serves the model's
@@ -902,6 +1005,35 @@ mod tests {
             ),
         )
         .expect("vLLM's parser takes snake_case spellings and --no- forms");
+        // As vLLM reads them: snake_case names, a structured option given key by key.
+        for argv in [
+            "vllm serve m --served_model_name x --kv_transfer_config \
+             {\"kv_connector\":\"NixlConnector\",\"kv_role\":\"kv_both\"}",
+            "vllm serve m --served_model_name x --kv-transfer-config.kv_connector NixlConnector \
+             --kv-transfer-config.kv_role=kv_both",
+        ] {
+            let a = stand_in(base(), &words(argv)).unwrap_or_else(|e| panic!("{argv}: {e}"));
+            assert_eq!(a.model, "x", "{argv}");
+        }
+        assert_eq!(
+            super::vllm_words(&[
+                "--a_b.c_d.e",
+                "1",
+                "--a-b.f=x",
+                "pos",
+                "--g_h=2",
+                "-dp",
+                "3"
+            ]),
+            [
+                "pos",
+                "--g-h=2",
+                "--data-parallel-size",
+                "3",
+                "--a-b",
+                r#"{"c_d":{"e":1},"f":"x"}"#
+            ]
+        );
         let e = stand_in(
             base(),
             &words("python3 -m sglang.launch_server --model-path m --tp_size 1"),
