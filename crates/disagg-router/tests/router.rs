@@ -235,23 +235,23 @@ async fn client_hang_up_cancels_the_generation_leg() {
         metric(&url, "disagg_router_clients_gone_total").await == 2.0
     })
     .await;
-    let text = reqwest::get(format!("{url}/metrics"))
+    let text = metrics_text(&url).await;
+    assert!(!text.contains("status=\"400\""), "{text}");
+}
+
+/// `url`'s `/metrics`.
+async fn metrics_text(url: &str) -> String {
+    reqwest::get(format!("{url}/metrics"))
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
-    assert!(!text.contains("status=\"400\""), "{text}");
+        .unwrap()
 }
 
 /// The value of an unlabelled metric on `url`'s `/metrics`.
 async fn metric(url: &str, name: &str) -> f64 {
-    let text = reqwest::get(format!("{url}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(url).await;
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("no {name} in\n{text}"))

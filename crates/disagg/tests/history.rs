@@ -393,25 +393,21 @@ fn a_history_gate_on_an_unusable_store_is_refused_before_launch() {
     );
 }
 
-/// A results store that breaks after the run was launched (here: the generation engine
-/// overwrites it as it starts): the history gate the case asks for cannot be applied, so the
-/// run fails (exit 1) and says why in perf_check.txt, the JUnit perf check (an error) and the
-/// verdict. It used to pass, exit 0, the check "skipped".
-#[test]
-fn a_store_that_breaks_during_the_run_fails_it_as_not_gated() {
+/// Runs the gated case with its results store at `<dir>/store.sqlite` (DISAGG_STORE), the
+/// generation engine first running `shell` (which may name the store as `{store}`): the run's
+/// output and its run folder.
+fn run_while_the_engine_does(tag: &str, shell: &str) -> (Ran, std::path::PathBuf, TempDir) {
     use std::os::unix::fs::PermissionsExt;
-    let dir = TempDir::new("history-breaks");
+    let dir = TempDir::new(tag);
     let ws = dir.path().join("ws");
-    let name = format!("hist-breaks-{}", std::process::id());
+    let name = format!("{tag}-{}", std::process::id());
     let case = write_case(dir.path(), &name);
     let store = dir.path().join("store.sqlite");
     let script = dir.path().join("engine.sh");
+    let shell = shell.replace("{store}", &store.display().to_string());
     std::fs::write(
         &script,
-        format!(
-            "#!/bin/sh\nfor i in $(seq 200); do echo 'not a database'; done > '{}'\nexec \"$@\" --itl 5ms\n",
-            store.display()
-        ),
+        format!("#!/bin/sh\n{shell}\nexec \"$@\" --itl 5ms\n"),
     )
     .unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -421,6 +417,20 @@ fn a_store_that_breaks_during_the_run_fails_it_as_not_gated() {
         &[],
         &[("DISAGG_STORE", store.to_str().unwrap())],
     );
+    let run_dir = runs(&ws, &name).pop().unwrap();
+    (r, run_dir, dir)
+}
+
+/// A results store that breaks after the run was launched (here: the generation engine
+/// overwrites it as it starts): the history gate the case asks for cannot be applied, so the
+/// run fails (exit 1) and says why in perf_check.txt, the JUnit perf check (an error) and the
+/// verdict. It used to pass, exit 0, the check "skipped".
+#[test]
+fn a_store_that_breaks_during_the_run_fails_it_as_not_gated() {
+    let (r, run_dir, _dir) = run_while_the_engine_does(
+        "history-breaks",
+        "for i in $(seq 200); do echo 'not a database'; done > '{store}'",
+    );
     assert_eq!(r.code(), 1, "{}", r.show());
     assert!(
         r.stdout().contains(
@@ -429,7 +439,6 @@ fn a_store_that_breaks_during_the_run_fails_it_as_not_gated() {
         "{}",
         r.show()
     );
-    let run_dir = runs(&ws, &name).pop().unwrap();
     let text = read(&run_dir.join("perf_check.txt"));
     assert!(
         text.starts_with("perf check: NOT DONE: the results store cannot be opened")
@@ -453,30 +462,11 @@ fn a_store_that_breaks_during_the_run_fails_it_as_not_gated() {
 /// the gate cannot be applied, and the run fails saying so. The run itself is still recorded.
 #[test]
 fn a_store_removed_during_the_run_fails_it_as_not_gated() {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = TempDir::new("history-removed");
-    let ws = dir.path().join("ws");
-    let name = format!("hist-removed-{}", std::process::id());
-    let case = write_case(dir.path(), &name);
-    let store = dir.path().join("store.sqlite");
-    let script = dir.path().join("engine.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\nrm -f '{0}' '{0}-wal' '{0}-shm'\nexec \"$@\" --itl 5ms\n",
-            store.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let r = run(
-        &case,
-        &ws,
-        &[],
-        &[("DISAGG_STORE", store.to_str().unwrap())],
+    let (r, run_dir, _dir) = run_while_the_engine_does(
+        "history-removed",
+        "rm -f '{store}' '{store}-wal' '{store}-shm'",
     );
     assert_eq!(r.code(), 1, "{}", r.show());
-    let run_dir = runs(&ws, &name).pop().unwrap();
     let text = read(&run_dir.join("perf_check.txt"));
     assert!(
         text.starts_with("perf check: NOT DONE: the results store")
