@@ -17,6 +17,29 @@ fn now_ms() -> u64 {
     EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
+/// A count of events and the last one's account (a worker's failed requests, its refusals):
+/// the count a relaxed atomic, the account written only when an event comes.
+#[derive(Debug, Default)]
+struct Tally {
+    count: AtomicU64,
+    last: Mutex<Option<String>>,
+}
+
+impl Tally {
+    fn record(&self, why: &dyn std::fmt::Display) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(why.to_string());
+    }
+
+    fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    fn last(&self) -> Option<String> {
+        self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 /// A worker and its live counters. Relaxed atomics throughout: each counter is read on its own,
 /// for load balancing and reporting, and orders nothing else.
 #[derive(Debug)]
@@ -51,17 +74,15 @@ pub(crate) struct Worker {
     pub(crate) version_turn: tokio::sync::Mutex<()>,
     /// Requests sent to it (leases taken), and how many of them failed at it.
     requests: AtomicU64,
-    errors: AtomicU64,
+    /// With the last failure's account, written only when a request fails.
+    errors: Tally,
     /// Of `errors`, those that were a deadline passing (no answer, or an answer not finished,
     /// in time): a worker whose every error is one hangs, rather than fails.
     deadline_errors: AtomicU64,
-    /// The last failure's account; written only when a request fails.
-    last_error: Mutex<Option<String>>,
     /// Requests it refused as the request's own fault (a 4xx: too long for its context, a bad
     /// parameter), not counted in `errors`, and the last refusal's account: a worker refusing
     /// every request shows it, and why, in `/workers`.
-    rejections: AtomicU64,
-    last_rejection: Mutex<Option<String>>,
+    rejections: Tally,
     /// [`now_ms`] when a request on it last ended, or when it last went from idle to busy: with
     /// requests in flight, how long it has finished none of them.
     last_progress_ms: AtomicU64,
@@ -138,11 +159,9 @@ impl Worker {
             version_asks: AtomicU64::new(0),
             version_turn: tokio::sync::Mutex::new(()),
             requests: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
+            errors: Tally::default(),
             deadline_errors: AtomicU64::new(0),
-            last_error: Mutex::new(None),
-            rejections: AtomicU64::new(0),
-            last_rejection: Mutex::new(None),
+            rejections: Tally::default(),
             last_progress_ms: AtomicU64::new(now_ms()),
             passed_over: AtomicBool::new(false),
             breaker: OnceLock::new(),
@@ -188,31 +207,21 @@ impl Worker {
     /// A request sent to this worker failed at it (an error answer, a timeout, a cut stream):
     /// counted, and `why` kept as the last account.
     pub fn record_error(&self, why: &dyn std::fmt::Display) {
-        self.errors.fetch_add(1, Ordering::Relaxed);
-        let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
-        *last = Some(why.to_string());
+        self.errors.record(why);
     }
 
     /// A request sent to this worker was refused as its own fault (a 4xx): counted apart from
     /// the worker's errors, and `why` kept as the last refusal's account.
     pub fn record_rejection(&self, why: &dyn std::fmt::Display) {
-        self.rejections.fetch_add(1, Ordering::Relaxed);
-        let mut last = self
-            .last_rejection
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        *last = Some(why.to_string());
+        self.rejections.record(why);
     }
 
     pub fn rejections(&self) -> u64 {
-        self.rejections.load(Ordering::Relaxed)
+        self.rejections.count()
     }
 
     pub fn last_rejection(&self) -> Option<String> {
-        self.last_rejection
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.rejections.last()
     }
 
     pub fn requests(&self) -> u64 {
@@ -220,7 +229,7 @@ impl Worker {
     }
 
     pub fn errors(&self) -> u64 {
-        self.errors.load(Ordering::Relaxed)
+        self.errors.count()
     }
 
     /// One of its errors (recorded by [`Self::record_error`] too) was a deadline passing.
@@ -233,10 +242,7 @@ impl Worker {
     }
 
     pub fn last_error(&self) -> Option<String> {
-        self.last_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.errors.last()
     }
 
     /// With requests in flight, how long since it last finished one, sent a byte of a streamed

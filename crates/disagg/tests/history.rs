@@ -9,6 +9,19 @@ use std::path::Path;
 
 use support::*;
 
+/// `disagg validate CASE --workspace WS` with `env`.
+fn validate(case: &Path, ws: &Path, env: &[(&str, &str)]) -> Ran {
+    disagg(
+        &[
+            "validate",
+            case.to_str().unwrap(),
+            "--workspace",
+            ws.to_str().unwrap(),
+        ],
+        env,
+    )
+}
+
 /// A case whose generation engine is `engine.sh`, a wrapper around `disagg sim` that sets the
 /// inter-token latency. It gates on the median TPOT, which the sim paces on its token clock;
 /// throughput on this shared 2-core machine moves by 15-20 % between identical runs.
@@ -287,15 +300,7 @@ fn a_history_gate_on_an_unusable_store_is_refused_before_launch() {
         assert!(!err.contains("secret"), "the password is shown: {err}");
         assert!(runs(&ws, &name).is_empty(), "{store}: a run was launched");
         // `validate` refuses it as `run` does, and says no `ok:` of it.
-        let v = disagg(
-            &[
-                "validate",
-                case.to_str().unwrap(),
-                "--workspace",
-                ws.to_str().unwrap(),
-            ],
-            &[("DISAGG_STORE", store)],
-        );
+        let v = validate(&case, &ws, &[("DISAGG_STORE", store)]);
         assert_eq!(v.code(), 2, "{store}: {}", v.show());
         assert!(!v.stdout().contains("ok:"), "{store}: {}", v.show());
         assert!(
@@ -306,15 +311,7 @@ fn a_history_gate_on_an_unusable_store_is_refused_before_launch() {
         // With the check skipped the gate needs no store: the run goes ahead.
     }
     // A SQLite store not there yet is one `run` makes: fine for `validate`, which makes none.
-    let v = disagg(
-        &[
-            "validate",
-            case.to_str().unwrap(),
-            "--workspace",
-            ws.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let v = validate(&case, &ws, &[]);
     assert_eq!(v.code(), 0, "{}", v.show());
     assert!(
         !ws.join("disagg_results.sqlite").exists(),
@@ -376,15 +373,7 @@ fn a_history_gate_on_an_unusable_store_is_refused_before_launch() {
     );
     assert_eq!(runs(&ws, &name).len(), launched, "a run was launched");
     // `validate` says so too, rather than "ok" for the case `run` refuses.
-    let v = disagg(
-        &[
-            "validate",
-            case.to_str().unwrap(),
-            "--workspace",
-            ws.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let v = validate(&case, &ws, &[]);
     assert_eq!(v.code(), 2, "{}", v.show());
     assert!(
         v.stderr().contains("damaged") || v.stderr().contains("malformed"),
