@@ -785,10 +785,7 @@ fn flag_notes(
     prog: &str,
 ) -> Vec<String> {
     let mut out = Vec::new();
-    for (group, g) in [("ctx", &c.ctx), ("gen", &c.generation)] {
-        let crate::engines::EngineArgs::Options(m) = &g.engine_args else {
-            continue;
-        };
+    for (group, m) in option_groups(c) {
         for (k, v) in m.iter().filter_map(|(k, v)| Some((k.as_str()?, v))) {
             let flag = format!("--{}", k.replace('_', "-"));
             // `false` and null leave the option out of the command line (`to_flags`).
@@ -846,9 +843,22 @@ pub fn load_notes(c: &crate::case::Case) -> Vec<String> {
     )]
 }
 
-/// What `disagg validate` and `disagg run` say of a TensorRT-LLM group's `engine_args` key that
-/// no release disagg knows takes and that is no near miss of one (those are case errors): it
-/// may be newer than disagg's list, or a mistake the server refuses at start.
+/// The groups whose `engine_args` are an options mapping, by their case key (`ctx`, `gen`).
+fn option_groups(
+    c: &crate::case::Case,
+) -> impl Iterator<Item = (&'static str, &serde_yaml_ng::Mapping)> {
+    [("ctx", &c.ctx), ("gen", &c.generation)]
+        .into_iter()
+        .filter_map(|(group, g)| match &g.engine_args {
+            crate::engines::EngineArgs::Options(m) => Some((group, m)),
+            _ => None,
+        })
+}
+
+/// What `disagg validate` and `disagg run` say of an `engine_args` key no release of the engine
+/// disagg knows takes: for TensorRT-LLM, a top-level or nested key that is no near miss of a
+/// known one (those are case errors); for vLLM and SGLang, any unknown option ([`flag_notes`]).
+/// It may be newer than disagg's list, or a mistake the server refuses at start.
 pub fn engine_arg_notes(c: &crate::case::Case) -> Vec<String> {
     use disagg_proto::engine_flags::FlagEngine;
     let flags = match c.engine {
@@ -863,10 +873,7 @@ pub fn engine_arg_notes(c: &crate::case::Case) -> Vec<String> {
         return Vec::new();
     }
     let mut out = Vec::new();
-    for (group, g) in [("ctx", &c.ctx), ("gen", &c.generation)] {
-        let crate::engines::EngineArgs::Options(m) = &g.engine_args else {
-            continue;
-        };
+    for (group, m) in option_groups(c) {
         for k in m.keys().filter_map(|k| k.as_str()) {
             if !disagg_proto::llm_args::LLM_ARGS.contains(&k) {
                 out.push(format!(
