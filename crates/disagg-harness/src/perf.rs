@@ -1,7 +1,7 @@
 //! The perf check: compare a run's results with a baseline CSV, and write the run's own
 //! `perf_script_test_results.csv` so it can serve as the next baseline (PROTOCOLS.md §5).
 //!
-//! The CSV has TensorRT-LLM's layout (its `perf_script_test_results.csv`, 17 columns) and metric
+//! The CSV has TensorRT-LLM's layout (its `perf_script_test_results.csv`, the 18 columns of its `test_perf.py` writer) and metric
 //! names (`PerfMetricType`), one row per metric and point, each with its own `perf_case_name`
 //! (`disagg::test_perf_metric_token_throughput[<config>-con8]`), so its diff tool reads it, as a
 //! target or as a base. Our richer columns (the gate, the point, the unit) go to
@@ -1005,13 +1005,18 @@ fn default_threshold(m: MetricType) -> f64 {
     if m.higher_is_better() { -0.1 } else { 0.1 }
 }
 
-/// TensorRT-LLM's `perf_script_test_results.csv` columns, in its order.
-pub const TRTLLM_COLUMNS: [&str; 17] = [
+/// TensorRT-LLM's `perf_script_test_results.csv` columns, in the order of its `test_perf.py`
+/// writer (`tests/integration/defs/perf/utils.py`), whose row names ours follow: 18 columns
+/// since it added `device_subtype` (the GPU's product name, for its autodeploy tests; empty
+/// here, which its `sanity_perf_check.py` reads as "no subtype"). Its disagg harness writes the
+/// same without that column. Both append rows by position, so a file's layout must be one.
+pub const TRTLLM_COLUMNS: [&str; 18] = [
     "network_name",
     "network_hash",
     "sm_clk",
     "mem_clk",
     "gpu_idx",
+    "device_subtype",
     "perf_case_name",
     "test_name",
     "original_test_name",
@@ -1084,6 +1089,7 @@ pub fn write_results_csv(
             trt.write_record([
                 network.as_str(),
                 test.as_str(),
+                "",
                 "",
                 "",
                 "",
@@ -1319,20 +1325,35 @@ pub(crate) mod tests {
         assert_eq!(header, TRTLLM_COLUMNS);
         let records: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();
         assert_eq!(records.len(), 2 * 16);
-        let cases: std::collections::BTreeSet<&str> = records.iter().map(|r| &r[5]).collect();
+        let cases: std::collections::BTreeSet<&str> = records.iter().map(|r| &r[6]).collect();
         assert_eq!(cases.len(), records.len(), "every perf_case_name is unique");
+        // By name, as TensorRT-LLM's readers take them.
+        let col = |name: &str| TRTLLM_COLUMNS.iter().position(|c| *c == name).unwrap();
+        assert_eq!(
+            col("device_subtype"),
+            5,
+            "after gpu_idx, as test_perf.py writes it"
+        );
         let row = records
             .iter()
-            .find(|r| &r[16] == "TOKEN_THROUGHPUT" && &r[0] == "cfg-con8")
+            .find(|r| &r[col("metric_type")] == "TOKEN_THROUGHPUT" && &r[0] == "cfg-con8")
             .unwrap();
         assert_eq!(
-            &row[5],
+            &row[col("perf_case_name")],
             "disagg::test_perf_metric_token_throughput[cfg-con8]"
         );
-        assert_eq!(&row[6], "test_perf_metric_token_throughput[cfg-con8]");
-        assert_eq!((&row[8], &row[12], &row[14]), ("320", "valid", "-0.1"));
-        assert_eq!(&row[13], "disagg bench --concurrency 8");
-        assert_eq!(&row[10], "1970-01-01 00:00:00");
+        assert_eq!(
+            &row[col("test_name")],
+            "test_perf_metric_token_throughput[cfg-con8]"
+        );
+        let at = |name: &str| &row[col(name)];
+        assert_eq!(
+            (at("perf_metric"), at("state"), at("threshold")),
+            ("320", "valid", "-0.1")
+        );
+        assert_eq!(at("command"), "disagg bench --concurrency 8");
+        assert_eq!(at("start_timestamp"), "1970-01-01 00:00:00");
+        assert_eq!(at("device_subtype"), "");
         // The detail file has a row for each, with the gate.
         let detail = std::fs::read_to_string(dir.join("perf_metrics.csv")).unwrap();
         assert_eq!(detail.lines().count(), 1 + 2 * 16);
@@ -1503,9 +1524,14 @@ pub(crate) mod tests {
                 "{node}_con:8,{node}_con:8,,,,{node}_con:8,{node}_con:8,{node}_con:8,{value},703.2,2025-10-31 00:53:53,2025-10-31 01:05:36,valid,disagg_benchmark --concurrency=8,,,{metric}\n"
             )
         };
+        // Its 17 columns: `test_perf.py`'s without `device_subtype`.
+        let columns: Vec<&str> = TRTLLM_COLUMNS
+            .into_iter()
+            .filter(|c| *c != "device_subtype")
+            .collect();
         let text = format!(
             "{}\n{}{}{}{}",
-            TRTLLM_COLUMNS.join(","),
+            columns.join(","),
             // Point 8's median TTFT is 12 and its median E2EL 79 (see `point`).
             row("SERVER_MEDIAN_TTFT", 10.0),
             // An earlier run's row, then the last run's: the CSV accumulates a row per run.

@@ -152,12 +152,12 @@ fn a_run_checked_against_its_own_csv_passes_and_the_csv_has_trtllms_layout() {
     let csv = run.read("perf_script_test_results.csv");
     assert_eq!(
         csv.lines().next().unwrap(),
-        "network_name,network_hash,sm_clk,mem_clk,gpu_idx,perf_case_name,test_name,\
+        "network_name,network_hash,sm_clk,mem_clk,gpu_idx,device_subtype,perf_case_name,test_name,\
          original_test_name,perf_metric,total_time__sec,start_timestamp,end_timestamp,state,\
          command,threshold,absolute_threshold,metric_type"
     );
     let mut rdr = csv::Reader::from_reader(csv.as_bytes());
-    let names: Vec<String> = rdr.records().map(|r| r.unwrap()[5].to_string()).collect();
+    let names: Vec<String> = rdr.records().map(|r| r.unwrap()[6].to_string()).collect();
     let unique: std::collections::BTreeSet<&String> = names.iter().collect();
     assert_eq!((names.len(), unique.len()), (32, 32));
     assert!(
