@@ -2,7 +2,8 @@
 //! summary table printed at the end.
 //!
 //! JUnit layout: one testsuite per case; one testcase per concurrency point; one per role
-//! ("stayed up"); one for the perf check. A failure carries the reason, a `type`, and the last
+//! ("stayed up"; BENCHMARK's passes when its only failure is its points' verdict, which their
+//! testcases carry); one for the perf check. A failure carries the reason, a `type`, and the last
 //! [`TAIL_LINES`] lines of the log that explains it. A point that regressed fails on its own
 //! testcase (type `PERF_REGRESSION`) as well as on the perf check's.
 //!
@@ -232,11 +233,28 @@ pub fn junit(
         RunResult::Failed(f) => Some(f),
         _ => None,
     };
+    // The benchmark's failure that is only its points' verdict (requests failed, a validity
+    // gate), with every planned point reported: it ran to its end, and the points' testcases
+    // carry the verdict. Its "stayed up" failing too said one cause three times.
+    let verdict = missing.is_empty().then(|| {
+        points
+            .iter()
+            .filter_map(|p| p.validity.reason())
+            .collect::<Vec<_>>()
+            .join("; ")
+    });
     for r in &outcome.roles {
-        let failure = r.failure.clone().or_else(|| {
-            root.filter(|f| f.role.as_deref() == Some(r.role.to_string().as_str()))
-                .map(|f| f.reason.clone())
-        });
+        let failure = r
+            .failure
+            .clone()
+            .or_else(|| {
+                root.filter(|f| f.role.as_deref() == Some(r.role.to_string().as_str()))
+                    .map(|f| f.reason.clone())
+            })
+            .filter(|why| {
+                r.role != disagg_core::RoleName::Benchmark
+                    || verdict.as_deref().is_none_or(|v| v.is_empty() || why != v)
+            });
         let status = match failure {
             // Never launched (the job ended in its setup, or before it started): it did not
             // stay up, nor fail; its testcase says so instead of passing.

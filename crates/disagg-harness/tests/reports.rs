@@ -45,6 +45,47 @@ fn a_point_failure_names_its_problem_kind_as_the_junit_type() {
     assert_eq!(con1.message, None);
 }
 
+/// The benchmark ran every point and judged one invalid: the point's testcase says so, and the
+/// benchmark's "stayed up" passes (it did); a benchmark failure that is more than its points'
+/// verdict, or a sweep that did not reach its last point, still fails it.
+#[test]
+fn a_benchmark_that_only_judged_its_points_stayed_up() {
+    let mut bad = point(8, 10.0);
+    bad.metrics.failed = 3;
+    bad.error_counts.insert("http_500".into(), 3);
+    bad.validity = disagg_bench::Validity::judge(&bad.point, &bad.metrics, &bad.error_counts, 0.0);
+    let verdict = bad.validity.reason().unwrap();
+    let bench_case = |run: &RunDir, why: &str, planned_more: bool| {
+        let mut outcome = failed_by_benchmark();
+        if let disagg_harness::outcome::RunResult::Failed(f) = &mut outcome.result {
+            f.reason = why.into();
+        }
+        outcome.roles[3].failure = Some(why.into());
+        if planned_more {
+            run.write_results(&[bad.clone()]);
+        } else {
+            run.write_results(&[point(1, 10.0), bad.clone()]);
+        }
+        assert_eq!(run.finish(&outcome, None), disagg_core::exit::TEST_FAILED);
+        let cases = junit_cases(&run.path().join("results.xml"));
+        let con8 = cases.iter().find(|c| c.name == "con8").unwrap().clone();
+        assert_eq!(con8.failure_type.as_deref(), Some("FAILED_REQUESTS"));
+        let bench = cases
+            .iter()
+            .find(|c| c.name == "BENCHMARK stayed up")
+            .unwrap();
+        bench.message.clone()
+    };
+    let run = RunDir::new("judged");
+    assert_eq!(bench_case(&run, &verdict, false), None);
+    let run = RunDir::new("more");
+    let more = format!("{verdict}; then cannot write status.json");
+    assert_eq!(bench_case(&run, &more, false), Some(more));
+    // con1 was planned and not measured: the sweep did not run to its end.
+    let run = RunDir::new("short");
+    assert_eq!(bench_case(&run, &verdict, true), Some(verdict.clone()));
+}
+
 /// A hung worker failed the run; the benchmark's requests to it failed too. The benchmark's
 /// testcase keeps its own reason, and says whose account it failed on.
 #[test]
