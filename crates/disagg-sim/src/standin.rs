@@ -5,7 +5,7 @@
 //! and ignores flags it has no use for (the real parsers are checked by
 //! `scripts/check-engine-argv.py`), except that it refuses an option no release of the engine
 //! has, as its parser does: trtllm-serve's click (`llm_args::SERVE_OPTIONS`), vLLM's and
-//! SGLang's argparse (`engine_flags`). A plan whose ports or names do not fit together then fails
+//! SGLang's argparse (`engine_flags`; vLLM's `--config FILE` YAML read in as its options). A plan whose ports or names do not fit together then fails
 //! here as it would on GPUs. The engine's context limit (vLLM's `--max-model-len`, SGLang's
 //! `--context-length`, trtllm-serve's `--max_seq_len` or its extra-options YAML's
 //! `max_seq_len`) becomes the sim's `--max-model-len`, so a request that would not fit is
@@ -30,7 +30,9 @@ pub fn stand_in(mut args: SimArgs, argv: &[String]) -> Result<SimArgs, String> {
     let program = argv.first().map(|p| p.rsplit('/').next().unwrap_or(p));
     match (program, argv.get(1).copied(), argv.get(2).copied()) {
         (Some("vllm"), Some("serve"), _) => {
-            let words = vllm_words(&argv[2..]);
+            let expanded = vllm_config(&argv[2..])?;
+            let expanded: Vec<&str> = expanded.iter().map(String::as_str).collect();
+            let words = vllm_words(&expanded);
             let words: Vec<&str> = words.iter().map(String::as_str).collect();
             let f = Flags::parse(&words, &VLLM)?;
             f.known_to(FlagEngine::Vllm)?;
@@ -74,6 +76,111 @@ pub fn stand_in(mut args: SimArgs, argv: &[String]) -> Result<SimArgs, String> {
         }
     }
     Ok(args)
+}
+
+/// vLLM's `--config FILE` (a YAML of options), read in as its parser does
+/// (`FlexibleArgumentParser._pull_args_from_config`): each key becomes `--key`, with `true` a
+/// bare switch, `false` its `--no-key` form when the option has one (else left out), a list its
+/// items, a mapping its JSON, anything else its text; they go after the model, before the rest of
+/// the command line, which so wins. Its keys are then read, and checked, as options given on the
+/// command line would be: a key no release takes stops the server. `argv` is what follows
+/// `vllm serve`; without `--config` it is returned as it is.
+fn vllm_config(argv: &[&str]) -> Result<Vec<String>, String> {
+    let owned = || argv.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+    let Some(at) = argv.iter().position(|w| *w == "--config") else {
+        return Ok(owned());
+    };
+    if argv.iter().filter(|w| **w == "--config").count() > 1 {
+        return Err("vllm serve: More than one config file specified!".into());
+    }
+    let Some(path) = argv.get(at + 1) else {
+        return Err(
+            "vllm serve: No config file specified! Please check your command-line arguments."
+                .into(),
+        );
+    };
+    let extension = path.rsplit('.').next().unwrap_or(path);
+    if !matches!(extension, "yaml" | "yml") {
+        return Err(format!(
+            "vllm serve: Config file must be of a yaml/yml type. {extension} supplied"
+        ));
+    }
+    let unreadable = |e: String| {
+        format!(
+            "vllm serve: Unable to read the config file at {path}. Check path correctness ({e})"
+        )
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| unreadable(e.to_string()))?;
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text)
+        .and_then(|mut v: serde_yaml_ng::Value| v.apply_merge().map(|()| v))
+        .map_err(|e| unreadable(e.to_string()))?;
+    let serde_yaml_ng::Value::Mapping(map) = doc else {
+        return Err(unreadable(
+            "its top level is not a mapping of options".into(),
+        ));
+    };
+    // Python's str() of a scalar, which is what vLLM puts on the command line.
+    let text_of = |v: &serde_yaml_ng::Value| -> String {
+        match v {
+            serde_yaml_ng::Value::Null => "None".into(),
+            serde_yaml_ng::Value::String(s) => s.clone(),
+            serde_yaml_ng::Value::Bool(b) => if *b { "True" } else { "False" }.into(),
+            other => serde_yaml_ng::to_string(other)
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        }
+    };
+    let mut from_file: Vec<String> = Vec::new();
+    for (key, value) in &map {
+        let key = text_of(key);
+        match value {
+            serde_yaml_ng::Value::Bool(true) => from_file.push(format!("--{key}")),
+            serde_yaml_ng::Value::Bool(false) => {
+                let no = format!("--no-{key}");
+                if FlagEngine::Vllm
+                    .options()
+                    .binary_search(&no.as_str())
+                    .is_ok()
+                {
+                    from_file.push(no);
+                }
+            }
+            serde_yaml_ng::Value::Sequence(items) => {
+                if !items.is_empty() {
+                    from_file.push(format!("--{key}"));
+                    from_file.extend(items.iter().map(text_of));
+                }
+            }
+            serde_yaml_ng::Value::Mapping(_) => {
+                let json = serde_json::to_string(value)
+                    .map_err(|e| unreadable(format!("`{key}` is not JSON: {e}")))?;
+                from_file.extend([format!("--{key}"), json]);
+            }
+            other => from_file.extend([format!("--{key}"), text_of(other)]),
+        }
+    }
+    let rest = argv[..at]
+        .iter()
+        .chain(&argv[at + 2..])
+        .map(|w| w.to_string());
+    // The model given first on the command line stays first.
+    let model_first = argv.first().is_some_and(|w| !w.starts_with('-'));
+    if !model_first && !from_file.iter().any(|w| w == "--model") {
+        return Err(
+            "vllm serve: No model specified! Please specify model either as a \
+                    positional argument or in a config file."
+                .into(),
+        );
+    }
+    Ok(if model_first {
+        std::iter::once(argv[0].to_string())
+            .chain(from_file)
+            .chain(rest.skip(1))
+            .collect()
+    } else {
+        from_file.into_iter().chain(rest).collect()
+    })
 }
 
 /// vLLM's argv as its parser (FlexibleArgumentParser) reads it: an option's `--snake_case`
@@ -875,6 +982,93 @@ mod tests {
             (plain.model.as_str(), plain.port),
             ("m", 8000),
             "vLLM's defaults"
+        );
+    }
+
+    /// vLLM's `--config FILE`: its keys are options, after the model and before the rest of the
+    /// command line (which wins), read and checked as the command line's are.
+    #[test]
+    fn a_vllm_config_file_is_read_as_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p.display().to_string()
+        };
+        let good = file(
+            "w.yaml",
+            "served-model-name: llama\nport: 8100\nenforce_eager: true\n\
+             enable-prefix-caching: false\ntensor-parallel-size: 2\n\
+             kv-transfer-config: {kv_connector: NixlConnector, kv_role: kv_both}\n",
+        );
+        let a = stand_in(base(), &words(&format!("vllm serve m --config {good}"))).unwrap();
+        assert_eq!((a.model.as_str(), a.port), ("llama", 8100));
+        assert_eq!(a.model_path.as_deref(), Some("m"));
+        // The command line wins over the file.
+        let a = stand_in(
+            base(),
+            &words(&format!("vllm serve m --config {good} --port 8200")),
+        )
+        .unwrap();
+        assert_eq!(a.port, 8200);
+        // The model may come from the file.
+        let with_model = file(
+            "m.yaml",
+            "model: org/M\nkv_transfer_config: {kv_connector: NixlConnector, kv_role: kv_both}\n",
+        );
+        let a = stand_in(base(), &words(&format!("vllm serve --config {with_model}"))).unwrap();
+        assert_eq!(a.model_path.as_deref(), Some("org/M"));
+        // What vLLM refuses.
+        let typo = file(
+            "t.yaml",
+            "enforce-eagr: true\nkv-transfer-config: {kv_connector: NixlConnector, kv_role: kv_both}\n",
+        );
+        for (argv, says) in [
+            (
+                format!("vllm serve m --config {typo}"),
+                "unrecognized arguments: --enforce-eagr".to_string(),
+            ),
+            (
+                format!("vllm serve --config {good}"),
+                "No model specified!".into(),
+            ),
+            (
+                format!("vllm serve m --config {}", file("c.json", "{}")),
+                "Config file must be of a yaml/yml type. json supplied".into(),
+            ),
+            (
+                format!("vllm serve m --config {}/none.yaml", dir.path().display()),
+                "Unable to read the config file at".into(),
+            ),
+            (
+                format!("vllm serve m --config {good} --config {good}"),
+                "More than one config file specified!".into(),
+            ),
+            (
+                "vllm serve m --config".into(),
+                "No config file specified!".into(),
+            ),
+        ] {
+            let e = stand_in(base(), &words(&argv)).unwrap_err();
+            assert!(e.contains(&says), "{argv}: {e}");
+        }
+        assert_eq!(
+            super::vllm_config(&["m", "--config", &good, "--port", "1"]).unwrap(),
+            [
+                "m",
+                "--served-model-name",
+                "llama",
+                "--port",
+                "8100",
+                "--enforce_eager",
+                "--no-enable-prefix-caching",
+                "--tensor-parallel-size",
+                "2",
+                "--kv-transfer-config",
+                r#"{"kv_connector":"NixlConnector","kv_role":"kv_both"}"#,
+                "--port",
+                "1"
+            ]
         );
     }
 
