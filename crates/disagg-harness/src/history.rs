@@ -85,8 +85,16 @@ pub fn render(store: &mut Store, config: &str, metric: &str) -> Result<String, S
     );
     let _ = write!(
         s,
-        "{:<24} {:<22} {:<11} {:>4} {:<12} {:>4}  {:<22} {:<20}",
-        "recorded_at", "run_id", "verdict", "exit", "measures", "GPUs", "topology", "engine"
+        "{:<24} {:<22} {:<11} {:>4} {:<12} {:>4}  {:<22} {:<20} {:<16}",
+        "recorded_at",
+        "run_id",
+        "verdict",
+        "exit",
+        "measures",
+        "GPUs",
+        "topology",
+        "engine",
+        "launcher"
     );
     for l in &labels {
         let _ = write!(s, " {l:>12}");
@@ -96,7 +104,7 @@ pub fn render(store: &mut Store, config: &str, metric: &str) -> Result<String, S
     for (r, values) in rows {
         let _ = write!(
             s,
-            "{:<24} {:<22} {:<11} {:>4} {:<12} {:>4}  {:<22} {:<20}",
+            "{:<24} {:<22} {:<11} {:>4} {:<12} {:>4}  {:<22} {:<20} {:<16}",
             r.recorded_at,
             r.run_id,
             r.verdict,
@@ -108,7 +116,11 @@ pub fn render(store: &mut Store, config: &str, metric: &str) -> Result<String, S
                 "{} {}",
                 r.engine,
                 r.versions.engine.as_deref().unwrap_or("(no version)")
-            )
+            ),
+            // Recorded before the store kept it: not known.
+            r.launcher
+                .as_ref()
+                .map_or_else(|| "-".to_string(), ToString::to_string)
         );
         for l in &labels {
             match values.get(l) {
@@ -205,6 +217,7 @@ mod tests {
             generation: Default::default(),
             topology: String::new(),
             perf_verdict: "not run".into(),
+            launcher: disagg_store::Launcher::Local,
             points: vec![point("con1", true, 100.0), point("con2", false, 7.0)],
             checks: Vec::new(),
         };

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use disagg_bench::PointReport;
 use disagg_core::Plan;
 use disagg_core::case::HistoryGate;
-use disagg_store::{CheckRecord, Group, PointRecord, RunRecord, Store, Versions};
+use disagg_store::{CheckRecord, Group, Launcher, PointRecord, RunRecord, Store, Versions};
 
 use crate::history_gate::{self, HistoryReport};
 use crate::outcome::{Outcome, RunResult};
@@ -288,6 +288,17 @@ fn verdict_of(result: &RunResult, code: i32) -> &'static str {
     }
 }
 
+/// How the run was launched: a Slurm submission leaves the job's id in the run folder.
+fn launcher_of(run_dir: &Path) -> Launcher {
+    use crate::slurm::{script::SCRIPT_FILE, submit::JOB_ID_FILE};
+    match std::fs::read_to_string(run_dir.join(JOB_ID_FILE)) {
+        Ok(id) => Launcher::Slurm(Some(id.trim().to_string()).filter(|i| !i.is_empty())),
+        // The batch script is moved in before the id is written.
+        Err(_) if run_dir.join(SCRIPT_FILE).exists() => Launcher::Slurm(None),
+        Err(_) => Launcher::Local,
+    }
+}
+
 pub fn record_run(
     plan: &Plan,
     outcome: &Outcome,
@@ -319,6 +330,7 @@ pub fn record_run(
         generation,
         topology: topology(ctx, generation),
         perf_verdict,
+        launcher: launcher_of(run_dir),
         points: points
             .iter()
             .map(|p| PointRecord {

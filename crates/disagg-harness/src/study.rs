@@ -469,6 +469,7 @@ mod tests {
             generation: Default::default(),
             topology: String::new(),
             perf_verdict: "passed".into(),
+            launcher: disagg_store::Launcher::Local,
             points: vec![disagg_store::PointRecord {
                 label: "con1".into(),
                 concurrency: Some(1),

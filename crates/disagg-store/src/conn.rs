@@ -54,8 +54,9 @@ pub(crate) fn opt_t(row: &[Val], i: usize) -> Result<Option<String>, String> {
     }
 }
 
-/// The schema, per backend: the same tables, columns and indexes.
-const SQLITE_SCHEMA: &str = "
+/// The schema, per backend: the same tables, columns and indexes, as version 1 had them, and
+/// `meta`, which keeps the version; [`MIGRATIONS`] take it from there.
+pub(crate) const SQLITE_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs (
   id INTEGER PRIMARY KEY,
   run_dir TEXT NOT NULL UNIQUE,
@@ -108,7 +109,25 @@ CREATE TABLE IF NOT EXISTS checks (
   source TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS checks_by_run ON checks (run);
+CREATE TABLE IF NOT EXISTS meta (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
 ";
+
+/// The schema's version this disagg writes, kept in `meta` (`schema_version`). Version 1 is
+/// the tables above as they were first made (stores of before 2026-12-07 have no `meta`); each
+/// later version is reached by its step in [`MIGRATIONS`], in order, in the transaction that
+/// makes the schema.
+pub(crate) const SCHEMA_VERSION: i64 = 2;
+
+/// The step from the version before to each version: additions only, so that a disagg one
+/// version behind still reads the store.
+const MIGRATIONS: [(i64, &str); 1] = [(
+    2,
+    // How the run was launched: `local` or `slurm`, and the Slurm job id.
+    "ALTER TABLE runs ADD COLUMN launcher TEXT; ALTER TABLE runs ADD COLUMN slurm_job TEXT;",
+)];
 
 fn postgres_schema() -> String {
     SQLITE_SCHEMA
@@ -289,35 +308,76 @@ impl Conn {
         Ok(Conn::Postgres(Box::new(client)))
     }
 
-    pub(crate) fn create_schema(&mut self) -> Result<(), String> {
-        match self {
-            Conn::Sqlite(c) => {
-                // Made before: a plain read, which in WAL mode waits for no writer. Only a
-                // store that lacks part of the schema takes the write lock to make it: a
-                // reader (`disagg history`, a run's gate) waited up to the busy timeout behind
-                // any writer, just to find the tables there.
-                if sqlite_schema_present(c) {
-                    return Ok(());
+    /// Makes the schema, or brings it up to [`SCHEMA_VERSION`], and returns the store's
+    /// version: higher than ours when a newer disagg wrote it (it is then left as it is).
+    pub(crate) fn create_schema(&mut self) -> Result<i64, String> {
+        // Made before: a plain read, which in WAL mode waits for no writer. Only a store that
+        // lacks part of the schema takes the write lock to make it: a reader (`disagg
+        // history`, a run's gate) waited up to the busy timeout behind any writer, just to
+        // find the tables there.
+        if let Conn::Sqlite(c) = self {
+            if sqlite_schema_present(c) {
+                let version = self.schema_version()?;
+                if version >= SCHEMA_VERSION {
+                    return Ok(version);
                 }
-                let go = |c: &rusqlite::Connection| {
-                    c.execute_batch(&format!("BEGIN IMMEDIATE;{SQLITE_SCHEMA}COMMIT;"))
-                };
-                go(c).map_err(|e| {
-                    let _ = c.execute_batch("ROLLBACK");
-                    e.to_string()
-                })
             }
+        }
+        let schema = match self {
+            Conn::Sqlite(_) => SQLITE_SCHEMA.to_string(),
             // Concurrent CREATE ... IF NOT EXISTS can collide in PostgreSQL's catalog: one
             // creator at a time, under a transaction-scoped advisory lock.
-            Conn::Postgres(c) => c
-                .batch_execute(&format!(
-                    "BEGIN; SELECT pg_advisory_xact_lock(7226512); {} COMMIT;",
-                    postgres_schema()
-                ))
-                .map_err(|e| {
-                    let _ = c.batch_execute("ROLLBACK");
-                    pg_err(&e)
-                }),
+            Conn::Postgres(_) => format!(
+                "SELECT pg_advisory_xact_lock(7226512); {}",
+                postgres_schema()
+            ),
+        };
+        self.transaction(|c| {
+            c.batch(&schema)?;
+            let version = c.schema_version()?;
+            if version > SCHEMA_VERSION {
+                return Ok(version);
+            }
+            for (to, step) in MIGRATIONS.iter().filter(|(to, _)| *to > version) {
+                c.batch(step)
+                    .map_err(|e| format!("cannot bring the schema to version {to}: {e}"))?;
+            }
+            c.exec(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[Val::text(&SCHEMA_VERSION.to_string())],
+            )?;
+            Ok(SCHEMA_VERSION)
+        })
+    }
+
+    /// The version `meta` gives; 1 for a store without one (made before versions were kept),
+    /// and for one without `meta` at all (a read-only store of then).
+    pub(crate) fn schema_version(&mut self) -> Result<i64, String> {
+        let has_meta = match self {
+            Conn::Sqlite(c) => {
+                c.query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(|e| e.to_string())?
+                    > 0
+            }
+            Conn::Postgres(_) => true,
+        };
+        if !has_meta {
+            return Ok(1);
+        }
+        let rows = self.query("SELECT value FROM meta WHERE key = 'schema_version'", &[])?;
+        match rows.first() {
+            None => Ok(1),
+            Some(row) => {
+                let text = get_t(row, 0)?;
+                text.trim().parse().map_err(|_| {
+                    format!("its schema_version (in table meta) is `{text}`, not a number")
+                })
+            }
         }
     }
 
@@ -490,7 +550,8 @@ mod tests {
                 "points_by_run",
                 "metrics",
                 "checks",
-                "checks_by_run"
+                "checks_by_run",
+                "meta"
             ]
         );
     }

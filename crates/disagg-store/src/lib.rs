@@ -85,6 +85,7 @@ pub struct RunRecord {
     pub topology: String,
     /// The perf check's verdict: `passed`, `regressed`, `skipped: ...`, `no baseline`, ...
     pub perf_verdict: String,
+    pub launcher: Launcher,
     pub points: Vec<PointRecord>,
     pub checks: Vec<CheckRecord>,
 }
@@ -135,6 +136,52 @@ pub struct StoredRun {
     pub generation: Group,
     pub topology: String,
     pub perf_verdict: String,
+    /// `None` for runs recorded before the store kept it (schema version 1).
+    pub launcher: Option<Launcher>,
+}
+
+/// How a run's roles were launched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Launcher {
+    /// As processes on the machine `disagg run` ran on.
+    Local,
+    /// As a Slurm job, with its id when it was submitted.
+    Slurm(Option<String>),
+}
+
+impl Launcher {
+    /// The `launcher` column: `local` or `slurm`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Launcher::Local => "local",
+            Launcher::Slurm(_) => "slurm",
+        }
+    }
+
+    /// The `slurm_job` column.
+    pub fn slurm_job(&self) -> Option<&str> {
+        match self {
+            Launcher::Slurm(job) => job.as_deref(),
+            Launcher::Local => None,
+        }
+    }
+
+    fn from_columns(name: Option<String>, job: Option<String>) -> Option<Self> {
+        match name.as_deref()? {
+            "slurm" => Some(Launcher::Slurm(job)),
+            _ => Some(Launcher::Local),
+        }
+    }
+}
+
+impl std::fmt::Display for Launcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Launcher::Local => f.write_str("local"),
+            Launcher::Slurm(Some(job)) => write!(f, "slurm job {job}"),
+            Launcher::Slurm(None) => f.write_str("slurm"),
+        }
+    }
 }
 
 impl StoredRun {
@@ -184,6 +231,9 @@ pub struct StoredPoint {
 pub struct Store {
     conn: Conn,
     name: String,
+    /// The schema's version: [`conn::SCHEMA_VERSION`], or an older one when the store could
+    /// only be read, or a newer one when a newer disagg wrote it.
+    version: i64,
 }
 
 /// RFC 3339 UTC with milliseconds: sorts as text in both backends.
@@ -276,8 +326,9 @@ impl Store {
         let mut store = Store {
             conn,
             name: redact(location),
+            version: conn::SCHEMA_VERSION,
         };
-        store.conn.create_schema().map_err(|m| store.query_err(m))?;
+        store.version = store.conn.create_schema().map_err(|m| store.query_err(m))?;
         Ok(store)
     }
 
@@ -304,13 +355,19 @@ impl Store {
         match Self::open(&location) {
             // A SQLite store in a folder this process cannot write: read it as it is.
             Err(e) if !is_url(&location) => match Conn::sqlite_read_only(&sqlite_file(&location)) {
-                Ok(conn) => Ok(Store {
-                    conn,
-                    name: redact(&location),
-                }),
+                Ok(conn) => Ok(Store::read_only(conn, redact(&location))),
                 Err(_) => Err(e),
             },
             opened => opened,
+        }
+    }
+
+    /// A store opened for reading only, as its schema is.
+    fn read_only(mut conn: Conn, name: String) -> Self {
+        Store {
+            version: conn.schema_version().unwrap_or(1),
+            conn,
+            name,
         }
     }
 
@@ -329,6 +386,16 @@ impl Store {
     /// Records a run, its points, their metrics and its checks, in one transaction; a run folder
     /// recorded before is replaced. Returns the run's row id.
     pub fn record(&mut self, r: &RunRecord) -> Result<i64, StoreError> {
+        if self.version > conn::SCHEMA_VERSION {
+            return Err(self.query_err(format!(
+                "a newer disagg keeps it (its schema is version {}, this disagg {} knows up to \
+                 version {}), so this one does not write to it\nhint: use a disagg as new as the \
+                 one that recorded the latest runs, or name another store in ${STORE_ENV}",
+                self.version,
+                env!("CARGO_PKG_VERSION"),
+                conn::SCHEMA_VERSION
+            )));
+        }
         let res = self.conn.transaction(|c| {
             c.exec(
                 "DELETE FROM runs WHERE run_dir = ?",
@@ -338,8 +405,9 @@ impl Store {
                 "INSERT INTO runs (run_dir, run_id, config_name, case_hash, sweep, recorded_at, \
                  verdict, exit_code, disagg_version, engine, engine_version, gpu_model, \
                  ctx_servers, ctx_gpus_per_server, gen_servers, gen_gpus_per_server, gpus, \
-                 topology, perf_verdict) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                 topology, perf_verdict, launcher, slurm_job) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 RETURNING id",
                 &[
                     Val::text(&r.run_dir),
                     Val::text(&r.run_id),
@@ -360,6 +428,8 @@ impl Store {
                     Val::int((r.ctx.gpus() + r.generation.gpus()) as i64),
                     Val::text(&r.topology),
                     Val::text(&r.perf_verdict),
+                    Val::text(r.launcher.name()),
+                    Val::T(r.launcher.slurm_job().map(str::to_string)),
                 ],
             )?;
             let run = get_i(&rows[0], 0)?;
@@ -409,6 +479,15 @@ impl Store {
         recorded_at, verdict, exit_code, engine, disagg_version, engine_version, gpu_model, \
         ctx_servers, ctx_gpus_per_server, gen_servers, gen_gpus_per_server, topology, perf_verdict";
 
+    /// The columns of schema version 2 on, as nulls in a store of version 1 (read-only).
+    fn launch_columns(&self) -> &'static str {
+        if self.version >= 2 {
+            "launcher, slurm_job"
+        } else {
+            "NULL, NULL"
+        }
+    }
+
     fn run_from(row: &[Val]) -> Result<StoredRun, String> {
         Ok(StoredRun {
             id: get_i(row, 0)?,
@@ -436,11 +515,16 @@ impl Store {
             },
             topology: get_t(row, 17)?,
             perf_verdict: get_t(row, 18)?,
+            launcher: Launcher::from_columns(conn::opt_t(row, 19)?, conn::opt_t(row, 20)?),
         })
     }
 
     fn select_runs(&mut self, filter: &str, params: &[Val]) -> Result<Vec<StoredRun>, StoreError> {
-        let sql = format!("SELECT {} FROM runs {filter}", Self::RUN_COLUMNS);
+        let sql = format!(
+            "SELECT {}, {} FROM runs {filter}",
+            Self::RUN_COLUMNS,
+            self.launch_columns()
+        );
         let rows = self
             .conn
             .query(&sql, params)
@@ -674,6 +758,7 @@ mod tests {
             generation: Group::default(),
             topology: String::new(),
             perf_verdict: perf_verdict.into(),
+            launcher: Launcher::Slurm(Some("77".into())),
             points: Vec::new(),
             checks: Vec::new(),
         }
@@ -763,16 +848,82 @@ mod tests {
             let mut store = Store::open(&file.display().to_string()).unwrap();
             store.record(&run("one", 0, "passed", 1)).unwrap();
         }
-        let mut ro = Store {
-            conn: Conn::sqlite_read_only(&file).unwrap(),
-            name: "ro".into(),
-        };
+        let mut ro = Store::read_only(Conn::sqlite_read_only(&file).unwrap(), "ro".into());
         let runs = ro.runs_of("c").unwrap();
         assert_eq!(runs.len(), 1);
         assert_eq!(runs[0].run_dir, "one");
         assert!(ro.record(&run("two", 0, "passed", 2)).is_err(), "read only");
         assert!(Conn::sqlite_read_only(&dir.join("missing.sqlite")).is_err());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A store of before schema versions (version 1: no `meta`, no launcher columns) is read
+    /// as it is when it can only be read, and brought to version 2 when opened to write, its
+    /// runs kept; a store a newer disagg wrote is read, and not written.
+    #[test]
+    fn a_store_of_an_older_schema_is_brought_up_and_a_newer_one_is_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("v1.sqlite");
+        let v1 = rusqlite::Connection::open(&file).unwrap();
+        let schema = conn::SQLITE_SCHEMA;
+        v1.execute_batch(&schema[..schema.find("CREATE TABLE IF NOT EXISTS meta").unwrap()])
+            .unwrap();
+        v1.execute_batch(
+            "INSERT INTO runs (run_dir, run_id, config_name, case_hash, recorded_at, verdict, \
+             exit_code, disagg_version, engine, ctx_servers, ctx_gpus_per_server, gen_servers, \
+             gen_gpus_per_server, gpus, topology, perf_verdict) VALUES ('old', 'r', 'c', 'h', \
+             '2026-12-01T00:00:00.000Z', 'passed', 0, '0.1.0', 'sim', 1, 1, 1, 1, 2, 't', \
+             'passed')",
+        )
+        .unwrap();
+        drop(v1);
+        let location = file.display().to_string();
+        let mut ro = Store::read_only(Conn::sqlite_read_only(&file).unwrap(), "ro".into());
+        assert_eq!(ro.version, 1);
+        let runs = ro.all_runs().unwrap();
+        assert_eq!(
+            (runs[0].run_dir.as_str(), &runs[0].launcher),
+            ("old", &None)
+        );
+        drop(ro);
+        let mut store = Store::open(&location).unwrap();
+        assert_eq!(store.version, conn::SCHEMA_VERSION);
+        store.record(&run("new", 0, "passed", 2)).unwrap();
+        let runs = store.all_runs().unwrap();
+        let launchers: Vec<_> = runs
+            .iter()
+            .map(|r| (r.run_dir.as_str(), r.launcher.clone()))
+            .collect();
+        assert_eq!(
+            launchers,
+            [
+                ("old", None),
+                ("new", Some(Launcher::Slurm(Some("77".into()))))
+            ]
+        );
+        drop(store);
+        // Opened again: at its version, nothing to do.
+        assert_eq!(
+            Store::open(&location).unwrap().version,
+            conn::SCHEMA_VERSION
+        );
+        let newer = rusqlite::Connection::open(&file).unwrap();
+        newer
+            .execute_batch("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+            .unwrap();
+        drop(newer);
+        let mut store = Store::open(&location).unwrap();
+        assert_eq!(store.version, 99);
+        assert_eq!(store.all_runs().unwrap().len(), 2, "still read");
+        let e = store
+            .record(&run("third", 0, "passed", 3))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("a newer disagg keeps it (its schema is version 99") && e.contains("hint: "),
+            "{e}"
+        );
+        assert_eq!(store.all_runs().unwrap().len(), 2, "nothing written");
     }
 
     #[test]

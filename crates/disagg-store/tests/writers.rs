@@ -69,6 +69,7 @@ fn record(tag: &str, w: usize, i: usize) -> RunRecord {
         },
         topology: "ctx1×tp1 gen2×tp2".into(),
         perf_verdict: "no baseline".into(),
+        launcher: disagg_store::Launcher::Local,
         points,
         checks: vec![CheckRecord {
             point: "con8".into(),
@@ -234,4 +235,57 @@ fn eight_processes_record_into_one_postgres_store_at_once() {
     let before = store.counts().unwrap();
     store.record(&record(&tag, 0, 0)).unwrap();
     assert_eq!(store.counts().unwrap(), before, "re-recording replaces");
+}
+
+/// A PostgreSQL store of the first schema (no `meta`, no launcher columns) is brought to the
+/// current one when opened, its runs kept; in a schema of its own, so other tests' stores are
+/// not touched.
+#[test]
+fn a_postgres_store_of_the_first_schema_is_brought_up_to_date() {
+    let Some(url) = postgres_url() else { return };
+    let schema = format!("disagg_v1_{}", std::process::id());
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema};
+             CREATE TABLE {schema}.runs (id BIGSERIAL PRIMARY KEY, run_dir TEXT NOT NULL UNIQUE,
+               run_id TEXT NOT NULL, config_name TEXT NOT NULL, case_hash TEXT NOT NULL,
+               sweep TEXT, recorded_at TEXT NOT NULL, verdict TEXT NOT NULL,
+               exit_code BIGINT NOT NULL, disagg_version TEXT NOT NULL, engine TEXT NOT NULL,
+               engine_version TEXT, gpu_model TEXT, ctx_servers BIGINT NOT NULL,
+               ctx_gpus_per_server BIGINT NOT NULL, gen_servers BIGINT NOT NULL,
+               gen_gpus_per_server BIGINT NOT NULL, gpus BIGINT NOT NULL, topology TEXT NOT NULL,
+               perf_verdict TEXT NOT NULL);
+             INSERT INTO {schema}.runs (run_dir, run_id, config_name, case_hash, recorded_at,
+               verdict, exit_code, disagg_version, engine, ctx_servers, ctx_gpus_per_server,
+               gen_servers, gen_gpus_per_server, gpus, topology, perf_verdict)
+               VALUES ('/ws/old', 'r', 'old', 'h', '2026-12-01T00:00:00.000Z', 'passed', 0,
+               '0.1.0', 'sim', 1, 1, 1, 1, 2, 't', 'passed');"
+        ))
+        .unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let location = format!("{url}{sep}options=-c%20search_path%3D{schema}");
+    let result = std::panic::catch_unwind(|| {
+        let mut store = Store::open(&location).unwrap();
+        let mut run = record("v1", 0, 0);
+        run.launcher = disagg_store::Launcher::Slurm(Some("4242".into()));
+        store.record(&run).unwrap();
+        let runs = store.all_runs().unwrap();
+        let launchers: Vec<_> = runs.iter().map(|r| r.launcher.clone()).collect();
+        assert_eq!(
+            launchers,
+            [
+                None,
+                Some(disagg_store::Launcher::Slurm(Some("4242".into())))
+            ]
+        );
+        // Opened again: nothing to do, the same runs.
+        assert_eq!(Store::open(&location).unwrap().all_runs().unwrap(), runs);
+    });
+    admin
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .unwrap();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
 }

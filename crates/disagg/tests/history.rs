@@ -207,6 +207,11 @@ fn gate_on_history(store: Option<&str>) {
     );
     let rows: Vec<&str> = out.lines().skip(2).collect();
     assert_eq!(rows.len(), 10, "{out}");
+    assert!(
+        out.lines().nth(1).unwrap().contains(" launcher ")
+            && rows.iter().all(|r| r.contains(" local ")),
+        "each run says how it was launched: {out}"
+    );
     // The first 3 started the history (too few runs to compare), the next 2 passed the check:
     // all 5 are references; neither a regression nor a run with the check skipped is.
     assert!(

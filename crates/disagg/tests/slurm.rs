@@ -788,6 +788,20 @@ slurm: {{time: \"5\"}}
         !dir.join("stores").exists(),
         "a store was made in the run folder"
     );
+    // The store says the run was a Slurm job, and which.
+    let job = read(&dir.join("slurm_job_id"));
+    let history = Command::new(DISAGG)
+        .args(["history", "sl-rel"])
+        .current_dir(&ws.dir)
+        .env("DISAGG_STORE", "stores/rel.sqlite")
+        .output()
+        .unwrap();
+    assert_eq!(history.status.code(), Some(0), "{}", text(&history));
+    let listed = String::from_utf8_lossy(&history.stdout);
+    assert!(
+        listed.contains(&format!(" slurm job {} ", job.trim())),
+        "{listed}"
+    );
 }
 
 /// A setup that hangs, in a case with no `slurm.time` (a partition without a limit would
