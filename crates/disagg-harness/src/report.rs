@@ -481,7 +481,14 @@ fn skipped(why: &str) -> TestCaseStatus {
 /// The summary table printed at the end of a run and kept in `summary.md`.
 /// The summary table: a row per measured point, then one per point not measured (`missing`,
 /// from [`unmeasured`]).
-pub fn summary_table(points: &[PointReport], missing: &[(String, String)]) -> String {
+/// `streamed`: the requests were streamed; without a stream each answer comes whole, so TTFT is
+/// its whole latency (as benchmark_serving counts it) and TPOT and ITL are not measured (their
+/// 0.00 read as infinitely fast tokens): dashes, and a line that says why.
+pub fn summary_table(
+    points: &[PointReport],
+    missing: &[(String, String)],
+    streamed: bool,
+) -> String {
     let mut s = String::new();
     // Open-loop points are rates (`rate2`, `rateinf`), not concurrencies.
     let open = points.iter().any(|p| p.point.request_rate.is_some())
@@ -506,19 +513,21 @@ pub fn summary_table(points: &[PointReport], missing: &[(String, String)]) -> St
             );
             continue;
         }
+        let pair = |l: &disagg_bench::LatencyStats| match streamed {
+            true => format!("{:.2} / {:.2}", l.median_ms, l.p99_ms),
+            false => "—".to_string(),
+        };
         let _ = writeln!(
             s,
-            "| {} | {:.2} | {:.1} | {:.1} / {:.1} | {:.2} / {:.2} | {:.2} / {:.2} | {} |",
+            "| {} | {:.2} | {:.1} | {:.1} / {:.1} | {} | {} | {} |",
             // The closed loop's concurrency as a number; an open-loop point as its rate.
             p.point.label().trim_start_matches("con"),
             m.request_throughput,
             m.output_throughput,
             m.ttft.median_ms,
             m.ttft.p99_ms,
-            m.tpot.median_ms,
-            m.tpot.p99_ms,
-            m.itl.median_ms,
-            m.itl.p99_ms,
+            pair(&m.tpot),
+            pair(&m.itl),
             m.failed,
         );
     }
@@ -527,6 +536,11 @@ pub fn summary_table(points: &[PointReport], missing: &[(String, String)]) -> St
             s,
             "| {} | — | — | — | — | — | {why} |",
             label.trim_start_matches("con")
+        );
+    }
+    if !streamed && !points.is_empty() {
+        s.push_str(
+            "(not streamed: TTFT is each request's whole latency; TPOT and ITL need a stream)\n",
         );
     }
     s
@@ -544,13 +558,31 @@ mod table_tests {
             failed: 16,
             ..Default::default()
         };
-        let table = super::summary_table(&[good, failed], &[]);
+        let table = super::summary_table(&[good, failed], &[], true);
         assert!(
             table.contains("| 4 | 10.00 | 320.0 | 12.0 / 20.0 |"),
             "{table}"
         );
         assert!(
             table.contains("| 8 | 0.00 | 0.0 | — | — | — | 16 |"),
+            "{table}"
+        );
+        assert!(!table.contains("not streamed"), "{table}");
+    }
+
+    /// Without a stream, TPOT and ITL are not measured: dashes and a line saying why, not
+    /// 0.00 ms.
+    #[test]
+    fn a_run_not_streamed_shows_no_tpot_or_itl() {
+        let table = super::summary_table(&[crate::perf::tests::point(4)], &[], false);
+        assert!(
+            table.contains("| 4 | 10.00 | 320.0 | 12.0 / 20.0 | — | — | 0 |"),
+            "{table}"
+        );
+        assert!(
+            table.ends_with(
+                "(not streamed: TTFT is each request's whole latency; TPOT and ITL need a stream)\n"
+            ),
             "{table}"
         );
     }

@@ -1349,7 +1349,7 @@ pub(crate) fn finish_as(
         &perf_outcome,
     );
     let missing = report::unmeasured(run_dir, &planned, &points, outcome);
-    let table = report::summary_table(&points, &missing);
+    let table = report::summary_table(&points, &missing, plan.benchmark.streaming);
     let code = match (&outcome.result, &perf_outcome) {
         _ if code.is_some() => code.unwrap_or_default(),
         (RunResult::Interrupted, _) => interrupted_code(),
