@@ -147,6 +147,14 @@ impl Watch {
         }
     }
 
+    /// Whether the beat was seen to change within `limit` before `now` (as last read by
+    /// [`Watch::stale`]).
+    pub fn heard_within(&self, now: Instant, limit: Duration) -> bool {
+        self.last
+            .as_ref()
+            .is_some_and(|(_, since, _)| now.saturating_duration_since(*since) < limit)
+    }
+
     /// Stale if its count has not moved for `limit` since it first beat. A file not there yet
     /// (the process not started) or unreadable for a moment is no evidence either way.
     pub fn stale(&mut self, now: Instant, limit: Duration) -> Option<Stale> {

@@ -35,6 +35,7 @@ fn main() {
                     a_hanging_setup_ends_at_timeouts_job_without_a_slurm_time,
                     a_baseline_that_breaks_while_the_job_waits_fails_the_run_not_the_gate_silently,
                     a_relative_store_names_the_same_file_inside_the_job,
+                    a_slurm_that_does_not_answer_for_a_moment_is_waited_for,
                     a_sweep_becomes_one_job_per_point_with_its_sweep_folder,
                     a_job_slurm_can_never_start_is_cancelled_at_once_and_fails_the_case_with_2,
                     a_job_slurm_will_not_release_fails_the_case_with_2_and_its_reports,
@@ -802,6 +803,59 @@ slurm: {{time: \"5\"}}
         listed.contains(&format!(" slurm job {} ", job.trim())),
         "{listed}"
     );
+}
+
+/// `squeue` failing for a few seconds (the controller's socket timed out) is Slurm not
+/// answering, not the job's end: `disagg run` waits, says so, and reports what the job did.
+/// It took one failed `squeue` for "ended", failed the run with exit 1 while the job ran on,
+/// and the job's own reports then said PASSED over it.
+fn a_slurm_that_does_not_answer_for_a_moment_is_waited_for() {
+    let ws = Ws::new("noanswer");
+    let real = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "command -v squeue"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let bin = ws.dir.join("flaky");
+    std::fs::create_dir_all(&bin).unwrap();
+    // `disagg run`'s own questions about the job (`-o %T|%r|%M`), the 2nd to the 4th,
+    // fail as squeue does when the controller does not answer.
+    let script = format!(
+        "#!/bin/sh\ncase \"$*\" in *'%T|%r|%M'*)\n  n=$(cat '{count}' 2>/dev/null || echo 0); \
+         n=$((n + 1)); echo $n > '{count}'\n  if [ $n -ge 2 ] && [ $n -le 4 ]; then\n    \
+         echo 'squeue: error: slurm_load_jobs error: Socket timed out on send/recv operation' >&2\n    \
+         exit 1\n  fi;;\nesac\nexec {real} \"$@\"\n",
+        count = ws.dir.join("squeue.count").display(),
+        real = real.trim()
+    );
+    let squeue = bin.join("squeue");
+    std::fs::write(&squeue, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&squeue, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let c = ws.case(
+        "sl-noanswer.yaml",
+        &case("sl-noanswer", &format!("{GEN_OK}{TIMEOUTS}")),
+    );
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = ws.run_command(&c).env("PATH", path).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Slurm does not answer about job")
+            && stderr.contains("Socket timed out")
+            && stderr.contains("again, after"),
+        "{}",
+        text(&out)
+    );
+    let dir = ws.run_dir("sl-noanswer");
+    assert_eq!(read(&dir.join("exit_code")).trim(), "0");
 }
 
 /// A setup that hangs, in a case with no `slurm.time` (a partition without a limit would

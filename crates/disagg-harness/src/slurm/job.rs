@@ -148,14 +148,54 @@ pub fn state(job: &str) -> Option<JobState> {
 /// name may hold ` JobState=COMPLETED` (`slurm.job_name` is the user's); squeue's fields are
 /// asked for by letter, state first, and the name is not among them.
 pub fn info(job: &str) -> Option<JobInfo> {
+    match lookup(job) {
+        Lookup::Found(i) => Some(i),
+        Lookup::Gone | Lookup::NoAnswer(_) => None,
+    }
+}
+
+/// What asking Slurm about a job found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    Found(JobInfo),
+    /// Slurm answered, and no longer knows the job (`squeue` does not list it, or calls its id
+    /// invalid; `sacct` has nothing, or there is no accounting).
+    Gone,
+    /// Slurm did not answer (`squeue` failed otherwise: the controller is down, busy, or its
+    /// socket timed out; `sacct` had nothing either): the job's state is not known, which is
+    /// not the same as its having ended.
+    NoAnswer(String),
+}
+
+/// [`info`], telling a job Slurm no longer knows from a question Slurm did not answer: one
+/// failed `squeue` (`slurm_load_jobs error: Socket timed out`) read as "ended" wrote a job's
+/// reports, and failed its run, while it ran on.
+pub fn lookup(job: &str) -> Lookup {
     let asked = run(
         "squeue",
         &["-h", "-t", "all", "-j", job, "-o", "%T|%r|%M"],
         None,
     );
-    if let Some(i) = asked.ok().as_deref().and_then(parse_squeue) {
-        return Some(i);
+    let no_answer = match &asked {
+        Ok(out) => match parse_squeue(out) {
+            Some(i) => return Lookup::Found(i),
+            None => None,
+        },
+        // squeue's word for a job id it no longer has: an answer.
+        Err(SlurmError::Failed { stderr, .. }) if stderr.contains("Invalid job id") => None,
+        Err(e) => Some(e.to_string()),
+    };
+    match accounted(job) {
+        Some(i) => Lookup::Found(i),
+        None => match no_answer {
+            Some(e) => Lookup::NoAnswer(e),
+            None => Lookup::Gone,
+        },
     }
+}
+
+/// What `sacct` says of a job, where there is accounting.
+fn accounted(job: &str) -> Option<JobInfo> {
     let out = run(
         "sacct",
         &["-n", "-X", "-P", "-o", "State,Reason,Elapsed", "-j", job],

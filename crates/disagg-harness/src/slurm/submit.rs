@@ -23,6 +23,9 @@ const PROGRESS_READ: Duration = Duration::from_millis(500);
 const NO_WAIT_LOOK: Duration = Duration::from_secs(3);
 /// While a job pends, how often it is said again (a new reason is said at once).
 const PENDING_SAY_EVERY: Duration = Duration::from_secs(30);
+/// How long `disagg run` waits on a Slurm that does not answer about a job (and a job whose
+/// supervisor gives no sign of life either) before it gives the job up.
+const NO_ANSWER_LIMIT: Duration = Duration::from_secs(600);
 
 /// The job id's file in the run folder.
 pub const JOB_ID_FILE: &str = "slurm_job_id";
@@ -51,6 +54,8 @@ struct Submitted {
     /// when it stopped.
     supervisor: crate::beat::Watch,
     gave_up: Option<String>,
+    /// Since when Slurm has not answered about the job, and when that was last said.
+    unanswered: Option<(Instant, Option<Instant>)>,
 }
 
 /// What `disagg run` last said of a pending job.
@@ -61,6 +66,68 @@ struct Waiting {
 }
 
 impl Submitted {
+    /// Slurm did not answer about the job (`why`): said at once and every
+    /// [`PENDING_SAY_EVERY`]. Whether to stop waiting: the supervisor wrote its exit code
+    /// (the run is over, whatever Slurm says), or this process gave up on a silent supervisor
+    /// and Slurm has not answered for [`CANCEL_WAIT`] since, or nothing was heard of the job
+    /// (Slurm, or a supervisor's beat) for [`NO_ANSWER_LIMIT`].
+    fn unanswered(&mut self, why: &str) -> bool {
+        let now = Instant::now();
+        let (since, said) = self.unanswered.get_or_insert((now, None));
+        let first = said.is_none();
+        if said.is_none_or(|at| now - at >= PENDING_SAY_EVERY) {
+            say_err!(
+                "disagg: {}: Slurm does not answer about job {} ({why}); still waiting for it{}",
+                self.plan.config_name,
+                self.job,
+                if first {
+                    String::new()
+                } else {
+                    format!(
+                        " ({} without an answer)",
+                        humantime::format_duration(Duration::from_secs((now - *since).as_secs()))
+                    )
+                }
+            );
+            *said = Some(now);
+        }
+        let silent_for = now - *since;
+        if written_code(&self.plan).is_some() {
+            return true;
+        }
+        if self.gave_up.is_some() {
+            return silent_for >= CANCEL_WAIT;
+        }
+        if silent_for >= NO_ANSWER_LIMIT && !self.supervisor.heard_within(now, NO_ANSWER_LIMIT) {
+            let reason = format!(
+                "Slurm did not answer about job {} for {} ({why}), and its supervisor gave no \
+                 sign of life in that time: the job's state is not known; `disagg run` asked \
+                 Slurm to cancel it",
+                self.job,
+                humantime::format_duration(NO_ANSWER_LIMIT)
+            );
+            say_err!("disagg: {}: {reason}", self.plan.config_name);
+            if let Err(e) = job::cancel(&self.job) {
+                say_err!("disagg: warning: {e}");
+            }
+            self.gave_up = Some(reason);
+            return true;
+        }
+        false
+    }
+
+    /// Slurm answered again after not answering.
+    fn answered(&mut self) {
+        if let Some((since, _)) = self.unanswered.take() {
+            say_err!(
+                "disagg: {}: Slurm answers about job {} again, after {}",
+                self.plan.config_name,
+                self.job,
+                humantime::format_duration(Duration::from_secs(since.elapsed().as_secs()))
+            );
+        }
+    }
+
     /// The job is pending for `reason`: say so when the reason changes (a real one, not `None`,
     /// which a just-released job shows for a moment) and every [`PENDING_SAY_EVERY`].
     fn pending(&mut self, reason: &str) {
@@ -89,6 +156,11 @@ impl Submitted {
     /// which a case may leave unset).
     fn follow(&mut self) {
         self.started();
+        self.watch();
+    }
+
+    /// The beat and the progress of [`Submitted::follow`], whether or not Slurm answers.
+    fn watch(&mut self) {
         let now = Instant::now();
         if self.gave_up.is_none() {
             let silence = crate::beat::supervisor_silence(&self.plan);
@@ -280,7 +352,22 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions, slurm: &SlurmOptions) -> 
         }
         let mut still = Vec::new();
         for mut s in running {
-            let info = job::info(&s.job);
+            let info = match job::lookup(&s.job) {
+                job::Lookup::NoAnswer(why) => {
+                    if s.unanswered(&why) {
+                        let code = collect(&s, None, skip_perf);
+                        book.finished(s.case, code);
+                        codes.push(code);
+                    } else {
+                        s.watch();
+                        still.push(s);
+                    }
+                    continue;
+                }
+                job::Lookup::Found(i) => Some(i),
+                job::Lookup::Gone => None,
+            };
+            s.answered();
             match info {
                 Some(i) if i.is_pending() => {
                     let reason = i.reason.as_deref().unwrap_or("None");
@@ -499,6 +586,7 @@ fn submit(
         view: crate::live::LiveView::labelled(plan.config_name.to_string(), bars),
         supervisor: crate::beat::Watch::new(&plan, crate::beat::SUPERVISOR),
         gave_up: None,
+        unanswered: None,
         plan,
         job: id,
         case: p.case,
@@ -699,7 +787,10 @@ fn collect(s: &Submitted, info: Option<job::JobInfo>, skip_perf: bool) -> i32 {
     let state_name = state
         .as_ref()
         .map(|x| x.0.clone())
-        .unwrap_or_else(|| "UNKNOWN (no longer known to Slurm)".into());
+        .unwrap_or_else(|| match s.unanswered {
+            Some(_) => "while Slurm did not answer (its state not known)".into(),
+            None => "UNKNOWN (no longer known to Slurm)".into(),
+        });
     let log_name = format!("slurm-{}.log", s.job);
     // Only a log that exists is pointed at: a job that never started has none.
     let see_log = if plan.run_dir.join(&log_name).exists() {
