@@ -46,6 +46,7 @@ fn main() {
                 tests: tests![
                     the_quickstart_on_one_gpu_per_node_runs_ctx_gen_and_router_on_three_nodes_and_hands_kv_across,
                     a_published_address_other_nodes_cannot_reach_fails_the_run_naming_the_worker_and_address,
+                    an_engine_bound_to_its_nodes_name_is_found_healthy_there,
                     every_worker_gets_exactly_its_own_gpus_under_device_cgroups_and_the_router_and_benchmark_none,
                     without_gpu_gres_each_worker_still_sees_its_planned_gpus,
                     each_worker_step_gets_its_gpus_share_of_the_jobs_cpus,
@@ -425,6 +426,31 @@ fn a_published_address_other_nodes_cannot_reach_fails_the_run_naming_the_worker_
     assert!(xml.contains("GEN_0 stayed up"), "{xml}");
     let id = read(&dir.join("slurm_job_id"));
     assert_eq!(job_state(id.trim()).as_deref(), Some("CANCELLED"));
+    assert_no_process_left(&dir);
+}
+
+/// GEN_0's engine binds its node's name (`--host {hostname}`, as TensorRT-LLM's own Slurm
+/// scripts start `trtllm-serve --host $(hostname)`), not the wildcard the plan left it: it does
+/// not answer on loopback, and its role asks at the node's name too. It was failed as never
+/// answering /health.
+fn an_engine_bound_to_its_nodes_name_is_found_healthy_there() {
+    let ws = Ws::new("hostname");
+    let yaml = command_case(
+        "mn-hostname",
+        1,
+        ON_HOST,
+        r#"--host, "{hostname}", --port, "{port}""#,
+        "timeouts: {worker_startup: 40s, request: 10s, benchmark: 60s, job: 3m}\n",
+    );
+    let out = ws.run("mn-hostname", &yaml);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let dir = ws.run_dir("mn-hostname");
+    let hosts = job_hosts(&dir);
+    assert_eq!(published(&dir, "GEN_0").0, hosts[1]);
+    assert!(
+        read(&dir.join("gen_server_0.log")).contains(&format!("(or http://{}:", hosts[1])),
+        "its log says where it was asked"
+    );
     assert_no_process_left(&dir);
 }
 

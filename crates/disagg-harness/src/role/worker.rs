@@ -318,7 +318,7 @@ async fn serve(
     let exited = |e: std::io::Error| late(e.to_string());
 
     // 1. Its address (from its ready file, or the port we gave it), then its health.
-    let (probe, port) = loop {
+    let (probe, port, wildcard) = loop {
         if let Some(status) = engine.try_wait().map_err(exited)? {
             return Err(early(format!(
                 "{} {} before it was ready",
@@ -338,6 +338,7 @@ async fn serve(
                         break (
                             disagg_proto::ready::authority(probe_host(&host), port),
                             port,
+                            probe_host(&host) != host,
                         );
                     }
                 }
@@ -346,6 +347,7 @@ async fn serve(
                 break (
                     format!("{}:{}", probe_host(&launch.host), ports.port),
                     ports.port,
+                    probe_host(&launch.host) != launch.host,
                 );
             }
         }
@@ -354,9 +356,22 @@ async fn serve(
         }
         tokio::time::sleep(POLL).await;
     };
-    let base = format!("http://{probe}");
-    say!("disagg role {role}: engine (pid {pid}) at {probe}; waiting for {base}/health");
-    loop {
+    let loopback = format!("http://{probe}");
+    // An engine whose argv binds its node's name (`--host {hostname}`, as TensorRT-LLM's own
+    // Slurm scripts start trtllm-serve with `--host $(hostname)`) does not answer on loopback:
+    // a bind the plan left to it (a wildcard) is asked at the node's name too.
+    let named = wildcard.then(|| {
+        format!(
+            "http://{}",
+            disagg_proto::ready::authority(&super::shared::hostname(), port)
+        )
+    });
+    let also = named
+        .as_ref()
+        .map(|n| format!(" (or {n}/health)"))
+        .unwrap_or_default();
+    say!("disagg role {role}: engine (pid {pid}) at {probe}; waiting for {loopback}/health{also}");
+    let base = loop {
         if let Some(status) = engine.try_wait().map_err(exited)? {
             return Err(early(format!(
                 "{} {} before its /health answered 200",
@@ -364,14 +379,19 @@ async fn serve(
                 ended(status)
             )));
         }
-        if healthy(&client, &base).await {
-            break;
+        if healthy(&client, &loopback).await {
+            break loopback;
+        }
+        if let Some(n) = &named {
+            if healthy(&client, n).await {
+                break n.clone();
+            }
         }
         if released(plan) {
             return stop(engine, plan).await;
         }
         tokio::time::sleep(POLL).await;
-    }
+    };
     let host = publish_host(&launch.host, &probe);
     let given = |p: u16| (p != 0).then_some(p);
     let ep = Endpoint {
