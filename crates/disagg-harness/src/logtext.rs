@@ -59,6 +59,17 @@ pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
     )
 }
 
+/// The first `bytes` bytes of a file as text (lossy UTF-8); `None` when it cannot be read.
+pub fn head_text(path: &Path, bytes: u64) -> Option<String> {
+    let mut buf = Vec::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(bytes)
+        .read_to_end(&mut buf)
+        .ok()?;
+    Some(String::from_utf8_lossy(&buf).into_owned())
+}
+
 /// The last `bytes` bytes of a file as text (lossy UTF-8); `None` when it cannot be read.
 pub fn tail_text(path: &Path, bytes: u64) -> Option<String> {
     let mut f = std::fs::File::open(path).ok()?;

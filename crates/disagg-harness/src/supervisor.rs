@@ -370,9 +370,10 @@ fn drive(
                 (
                     p.plan.role,
                     format!(
-                        "{} was not ready within worker_startup ({}): its engine's /health never answered 200 (see {}){}",
+                        "{} was not ready within worker_startup ({}): {} (see {}){}",
                         p.plan.role,
                         humantime::format_duration(d.worker_startup),
+                        not_ready_account(plan, &p.plan),
                         p.plan.log,
                         spanning_hint(plan, &p.plan)
                     ),
@@ -394,9 +395,12 @@ fn drive(
                         late = Some((
                             s.plan.role,
                             format!(
-                                "{} was not ready within worker_startup ({}) after the workers (see {})",
+                                "{} was not ready within worker_startup ({}) after the workers{} (see {})",
                                 s.plan.role,
                                 humantime::format_duration(d.worker_startup),
+                                never_started(&log_head(plan, &s.plan), s.plan.role)
+                                    .map(|n| format!(": {n}"))
+                                    .unwrap_or_default(),
                                 s.plan.log
                             ),
                         ));
@@ -560,6 +564,54 @@ fn fail(role: Option<RoleName>, reason: String, timeout: bool) -> RunResult {
         timeout,
     })
 }
+
+/// Why a worker was not ready, from what its log holds: its role never started (no line of
+/// its own: under Slurm, its step was not started on its node in that time), or its engine was
+/// never started, or its engine's /health (where it was asked) never answered 200. A step
+/// Slurm was slow to start read as an engine that never answered.
+fn not_ready_account(plan: &Plan, role: &disagg_core::RolePlan) -> String {
+    let head = log_head(plan, role);
+    if let Some(never) = never_started(&head, role.role) {
+        return never;
+    }
+    let name = role.role;
+    if !head.contains(&format!("disagg role {name}: starting engine: ")) {
+        return "its role started but did not start its engine (its log says why)".into();
+    }
+    let marker = "; waiting for ";
+    match head
+        .lines()
+        .find(|l| l.contains(&format!("disagg role {name}: engine (pid")))
+        .and_then(|l| l.split_once(marker))
+    {
+        Some((_, asked)) => format!("its engine's /health never answered 200 (asked: {asked})"),
+        None => "its engine was started, and never said where it listens".into(),
+    }
+}
+
+/// The start of a role's log.
+fn log_head(plan: &Plan, role: &disagg_core::RolePlan) -> String {
+    crate::logtext::head_text(&plan.run_dir.join(&role.log), LOG_HEAD_BYTES).unwrap_or_default()
+}
+
+/// A role whose log (`head`) has no line of its own never started: under Slurm, its step was
+/// not started on its node.
+fn never_started(head: &str, role: RoleName) -> Option<String> {
+    if head.contains(&format!("disagg role {role} on ")) {
+        return None;
+    }
+    Some(match std::env::var("SLURM_JOB_ID") {
+        Ok(job) => format!(
+            "its role never started: its log has no line of its own (its srun step was not \
+             started on its node in that time: a slow slurmd or Prolog, a busy controller; \
+             `sacct -j {job} --format=JobID,State,Start,NodeList` says when steps started)"
+        ),
+        Err(_) => "its role never started: its log has no line of its own".into(),
+    })
+}
+
+/// How much of the start of a role's log [`not_ready_account`] reads.
+const LOG_HEAD_BYTES: u64 = 256 * 1024;
 
 /// For a server with a process on each of several nodes that never got ready: where its
 /// nodes were to meet, since one that never joins holds node rank 0 back.

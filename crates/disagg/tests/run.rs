@@ -327,7 +327,7 @@ fn a_worker_that_never_gets_ready_fails_soon_after_worker_startup() {
         status["reason"]
             .as_str()
             .unwrap()
-            .contains("GEN_0 was not ready within worker_startup (3s)"),
+            .contains("GEN_0 was not ready within worker_startup (3s): its engine's /health never answered 200 (asked: http://127.0.0.1:"),
         "{status}"
     );
     let cases = junit_cases(&dir.join("results.xml"));

@@ -390,6 +390,45 @@ fn deadline_a_worker_never_ready_fails_at_worker_startup_naming_it() {
     assert!(took < Duration::from_secs(3), "{took:?}");
 }
 
+/// A worker not ready in time is said to be so for what its log shows: a role that never
+/// started (under Slurm, a step not started on its node), an engine never started, or a
+/// /health that never answered where it was asked. The first read as the third.
+#[test]
+fn a_worker_not_ready_is_said_to_be_so_for_what_its_log_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan(dir.path());
+    let role = plan.role(ctx0()).unwrap().clone();
+    let account = |log: &str| {
+        std::fs::write(plan.run_dir.join(&role.log), log).unwrap();
+        super::not_ready_account(&plan, &role)
+    };
+    assert!(
+        account("").starts_with("its role never started: its log has no line of its own"),
+        "{}",
+        account("")
+    );
+    let started = "disagg role CTX_0 on node-a: GPUs: 0\n";
+    assert_eq!(
+        account(started),
+        "its role started but did not start its engine (its log says why)"
+    );
+    let engine = format!("{started}disagg role CTX_0: starting engine: sim --port 5\n");
+    assert_eq!(
+        account(&engine),
+        "its engine was started, and never said where it listens"
+    );
+    // As a rank of a multi-rank step writes it, prefixed.
+    let waiting = format!(
+        "{engine}[rank 0 @ node-a] disagg role CTX_0: engine (pid 7) at 127.0.0.1:5; waiting for \
+         http://127.0.0.1:5/health (or http://node-a:5/health)\n"
+    );
+    assert_eq!(
+        account(&waiting),
+        "its engine's /health never answered 200 (asked: http://127.0.0.1:5/health (or \
+         http://node-a:5/health))"
+    );
+}
+
 #[test]
 fn deadline_the_benchmark_gets_its_deadline_from_the_router_being_ready() {
     let dir = tempfile::tempdir().unwrap();
