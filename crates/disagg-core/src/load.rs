@@ -1522,11 +1522,23 @@ fn check_slurm(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
             );
         }
     }
-    if let Some(a) = s.extra_args.iter().find(|a| !a.starts_with('-')) {
+    if let Some(i) = s.extra_args.iter().position(|a| !a.starts_with('-')) {
+        let a = &s.extra_args[i];
+        // `["--mem", "0"]`: an option and its value as two items.
+        let hint = match i.checked_sub(1).map(|p| s.extra_args[p].as_str()) {
+            Some(opt) if opt.starts_with("--") && !opt.contains('=') => {
+                format!("write the option and its value as one item: `\"{opt}={a}\"`")
+            }
+            Some(opt) if opt.starts_with('-') && !opt.contains('=') => {
+                format!("write the option and its value as one item: `\"{opt}{a}\"`")
+            }
+            _ => "give each option as one item, e.g. `[\"--exclusive\", \"--gres=gpu:8\"]`"
+                .to_string(),
+        };
         return err(
             "slurm.extra_args",
             format!("`{a}` is not an sbatch option"),
-            "give each option as one item, e.g. `[\"--exclusive\", \"--gres=gpu:8\"]`",
+            &hint,
         );
     }
     // An item with a space is one option to sbatch (`#SBATCH '--time 00:10:00'`), which it
@@ -1579,24 +1591,51 @@ fn check_slurm(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
     }
     // A GPU gres of the case's own replaces the header's: fewer GPUs per node than the plan
     // puts on one fails the first step that asks for more, after the job waited in the queue.
+    // So does `--gpus-per-node=N`, another spelling of it, and `--gpus=N` (`-GN`) for the job
+    // as a whole, which Slurm spreads over its nodes.
     if s.gpu_gres {
+        // `[type:]N`: the count.
+        let count = |v: &str| v.rsplit(':').next()?.parse::<u32>().ok();
         let asked = s.extra_args.iter().find_map(|a| {
-            let g = a.strip_prefix("--gres=")?;
-            g.split(',').find_map(|r| {
-                let rest = r.strip_prefix("gpu:")?;
-                let n = rest.rsplit(':').next()?.parse::<u32>().ok()?;
-                Some((a.as_str(), n))
-            })
+            if let Some(g) = a.strip_prefix("--gres=") {
+                return g.split(',').find_map(|r| {
+                    let n = count(r.strip_prefix("gpu:")?)?;
+                    Some((a.as_str(), n, false))
+                });
+            }
+            let n = count(a.strip_prefix("--gpus-per-node=")?)?;
+            Some((a.as_str(), n, false))
         });
-        if let Some((a, n)) = asked {
+        let job_wide = s.extra_args.iter().find_map(|a| {
+            let v = a
+                .strip_prefix("--gpus=")
+                .or_else(|| a.strip_prefix("-G="))
+                .or_else(|| a.strip_prefix("-G"))?;
+            Some((a.as_str(), count(v)?, true))
+        });
+        if let Some((a, n, whole_job)) = asked.or(job_wide) {
             let mut per_node: std::collections::BTreeMap<u32, u32> = Default::default();
             for (_, slots) in crate::plan::place_workers(case) {
                 for slot in slots {
                     *per_node.entry(slot.node).or_default() += 1;
                 }
             }
+            if whole_job {
+                let need: u32 = per_node.values().sum();
+                if n < need {
+                    return err(
+                        "slurm.extra_args",
+                        format!(
+                            "`{a}` asks for {n} GPU(s) for the whole job, but its workers use \
+                             {need}: the first step asking for more than the job holds fails"
+                        ),
+                        "drop it (the header asks for `--gres=gpu:<hardware.gpus_per_node>` \
+                         on each node)",
+                    );
+                }
+            }
             let need = per_node.values().copied().max().unwrap_or(0);
-            if n < need {
+            if !whole_job && n < need {
                 return err(
                     "slurm.extra_args",
                     format!(
