@@ -817,6 +817,7 @@ fn check(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
             );
         }
     }
+    check_gpu_pool(case, text, path)?;
     check_deadlines(case, text, path)?;
     check_spans(case, text, path)?;
     check_engine_args(case, text, path)?;
@@ -828,6 +829,55 @@ fn check(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
     check_fill_gate(case, text, path)?;
     // Last: it reads the dialect, which check_router has vetted.
     crate::fit::check(case, text, path)
+}
+
+/// A case's own `CUDA_VISIBLE_DEVICES` for the workers names the node's GPUs they may use: the
+/// plan's GPU k on a node is its k-th. It must name as many as the plan uses on a node, each
+/// once; it was overwritten by the plan's own, silently, whatever it said.
+fn check_gpu_pool(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
+    const CVD: &str = "CUDA_VISIBLE_DEVICES";
+    let placed = crate::plan::place_workers(case);
+    for (group, env) in [("ctx", &case.ctx.env), ("gen", &case.generation.env)] {
+        // The group's own wins over env.worker's, as in the plan.
+        let (key, value) = match (env.get(CVD), case.env.worker.get(CVD)) {
+            (Some(v), _) => (format!("{group}.env.{CVD}"), v),
+            (None, Some(v)) => (format!("env.worker.{CVD}"), v),
+            (None, None) => continue,
+        };
+        let mut vars = std::collections::BTreeMap::new();
+        vars.insert(CVD.to_string(), value.as_string());
+        let pool = crate::plan::gpu_pool(&vars).unwrap_or_default();
+        let at = line_of(text, CVD);
+        let err =
+            |msg: String, hint: &str| Err(CaseError::new(path, &key, msg).at_line(at).hint(hint));
+        if let Some(g) = repeated(&pool) {
+            return err(
+                format!("`{}` names GPU {g} twice", value.as_string()),
+                "name each GPU once",
+            );
+        }
+        let need = placed
+            .iter()
+            .filter(|(r, _)| r.is_ctx() == (group == "ctx"))
+            .flat_map(|(_, slots)| slots.iter().map(|s| s.index + 1))
+            .max()
+            .unwrap_or(0);
+        if (pool.len() as u32) < need {
+            return err(
+                format!(
+                    "`{}` names {} GPU(s), but the plan gives the {group} servers GPUs 0 to {} \
+                     of a node (hardware.gpus_per_node {}, each server's parallel sizes): it \
+                     names the GPUs the workers may use, the plan's GPU k being its k-th",
+                    value.as_string(),
+                    pool.len(),
+                    need - 1,
+                    case.hardware.gpus_per_node
+                ),
+                "name as many GPUs as the workers use on a node, or remove it to use GPUs 0 up",
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The first value `values` lists a second time.

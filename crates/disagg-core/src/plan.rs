@@ -382,12 +382,22 @@ pub fn build(case: &LoadedCase, run_id: &str, run_dir: &Path, exe: &Path) -> Pla
             }
             extend(&mut env, &c.env.worker);
             extend(&mut env, &group.env);
+            // The case's own CUDA_VISIBLE_DEVICES (`env.worker`, the group's `env`) names the
+            // node's GPUs the workers may use (the free ones of a shared machine): the plan's
+            // GPU k is its k-th (`validate` checks it names enough).
+            let pool = gpu_pool(&env);
             // Per node: a server spanning nodes sees the same indices on each of them.
             let first = gpus.first().map(|g| g.node).unwrap_or(0);
             let visible: Vec<String> = gpus
                 .iter()
                 .filter(|g| g.node == first)
-                .map(|g| g.index.to_string())
+                .map(|g| match &pool {
+                    Some(p) => p
+                        .get(g.index as usize)
+                        .cloned()
+                        .unwrap_or_else(|| g.index.to_string()),
+                    None => g.index.to_string(),
+                })
                 .collect();
             env.insert("CUDA_VISIBLE_DEVICES".into(), visible.join(","));
             let built = crate::engines::build(
@@ -660,6 +670,18 @@ pub fn resolve_benchmark_paths(b: &Benchmark, case_file: &Path) -> Benchmark {
         tokenizer: resolve(&b.tokenizer),
         ..b.clone()
     }
+}
+
+/// The GPUs a worker's own `CUDA_VISIBLE_DEVICES` (the case's, in `env`) names, in order.
+pub fn gpu_pool(env: &BTreeMap<String, String>) -> Option<Vec<String>> {
+    let v = env.get("CUDA_VISIBLE_DEVICES")?;
+    Some(
+        v.split(',')
+            .map(str::trim)
+            .filter(|g| !g.is_empty())
+            .map(str::to_string)
+            .collect(),
+    )
 }
 
 fn extend(env: &mut BTreeMap<String, String>, vars: &BTreeMap<String, EnvValue>) {

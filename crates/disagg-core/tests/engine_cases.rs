@@ -725,3 +725,57 @@ fn a_groups_env_wins_over_the_engine_env_disagg_sets() {
         Some("{publish_host}")
     );
 }
+
+/// The case's own `CUDA_VISIBLE_DEVICES` names the GPUs of a node the workers may use (the free
+/// ones of a shared machine): the plan's GPU k is its k-th, per group (a group's own wins). It
+/// was overwritten with GPUs 0 up, silently. Too few, or one twice, is a case error.
+#[test]
+fn the_cases_cuda_visible_devices_names_the_gpus_the_workers_use() {
+    let text = |env: &str| {
+        format!(
+            "name: x\nmodel: {{name: m}}\nengine: sim\nhardware: {{gpus_per_node: 8}}\n\
+             ctx: {{count: 2}}\ngen: {{count: 1, parallel: {{tp: 2}}{env}}}\n\
+             env: {{worker: {{CUDA_VISIBLE_DEVICES: \"4,5,6,7\"}}}}\n\
+             benchmark: {{isl: 8, osl: 4}}\n"
+        )
+    };
+    let cvd = |plan: &disagg_core::Plan, role: &str| {
+        plan.roles
+            .iter()
+            .find(|r| r.role.to_string() == role)
+            .and_then(|r| r.env_set.get("CUDA_VISIBLE_DEVICES").cloned())
+            .unwrap()
+    };
+    let plan = plan_of(&text(""));
+    assert_eq!(
+        [
+            cvd(&plan, "CTX_0"),
+            cvd(&plan, "CTX_1"),
+            cvd(&plan, "GEN_0")
+        ],
+        ["4", "5", "6,7"]
+    );
+    let plan = plan_of(&text(", env: {CUDA_VISIBLE_DEVICES: \"1,2,3,0\"}"));
+    assert_eq!(
+        [cvd(&plan, "CTX_1"), cvd(&plan, "GEN_0")],
+        ["5".to_string(), "3,0".to_string()]
+    );
+    for (env, says) in [
+        (
+            ", env: {CUDA_VISIBLE_DEVICES: \"1,2\"}",
+            "names 2 GPU(s), but the plan gives the gen servers GPUs 0 to 3",
+        ),
+        (
+            ", env: {CUDA_VISIBLE_DEVICES: \"1,2,1,0\"}",
+            "names GPU 1 twice",
+        ),
+    ] {
+        let e = parse_case(&text(env), Path::new("t.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(says) && e.contains("gen.env.CUDA_VISIBLE_DEVICES"),
+            "{e}"
+        );
+    }
+}

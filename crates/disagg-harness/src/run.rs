@@ -544,6 +544,12 @@ pub fn validate(paths: &[PathBuf], workspace: &Path) -> i32 {
             let why = why.split_once("\nhint: ").map_or(why, |(w, _)| w);
             say!("  note: only with `--launcher slurm`: {why}");
         }
+        // And `run --launcher slurm` refuses this one.
+        if let Some(why) = crate::slurm::submit::gres_refusal(&r.case.case, &r.case.path) {
+            let why = why.split_once(": ").map_or(why.as_str(), |(_, w)| w);
+            let why = why.split_once("\nhint: ").map_or(why, |(w, _)| w);
+            say!("  note: not with `--launcher slurm`: {why}");
+        }
         for n in disagg_core::fit::notes(&r.case.case) {
             say!("  note: {n}");
         }

@@ -51,7 +51,10 @@ fn main() {
             needs::Needs {
                 service: "nothing",
                 check: None,
-                tests: tests![without_slurm_nothing_is_submitted_and_the_exit_code_is_2],
+                tests: tests![
+                    without_slurm_nothing_is_submitted_and_the_exit_code_is_2,
+                    a_cases_cuda_visible_devices_is_refused_under_gpu_gres
+                ],
             },
         ],
     )
@@ -938,6 +941,31 @@ fn without_slurm_nothing_is_submitted_and_the_exit_code_is_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("hint: "));
+    assert!(!ws.dir.join("disagg_logs").exists(), "nothing was prepared");
+}
+
+/// Under GPU gres Slurm gives each worker's step its GPUs: a case's own
+/// `CUDA_VISIBLE_DEVICES` (the GPUs of a shared machine, for the local launcher) would be
+/// replaced, so `run --launcher slurm` refuses it before anything is submitted.
+fn a_cases_cuda_visible_devices_is_refused_under_gpu_gres() {
+    let ws = Ws::new("cvd");
+    let c = ws.dir.join("cvd.yaml");
+    std::fs::write(
+        &c,
+        case(
+            "sl-cvd",
+            &format!("{GEN_OK}{TIMEOUTS}env: {{worker: {{CUDA_VISIBLE_DEVICES: \"2,3\"}}}}\n"),
+        ),
+    )
+    .unwrap();
+    let out = ws.run(&["run", c.to_str().unwrap(), "--launcher", "slurm"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`env.worker.CUDA_VISIBLE_DEVICES`: under Slurm with GPU gres")
+            && stderr.contains("hint: remove it"),
+        "{stderr}"
+    );
     assert!(!ws.dir.join("disagg_logs").exists(), "nothing was prepared");
 }
 

@@ -204,6 +204,32 @@ impl Submitted {
     }
 }
 
+/// Why a case cannot run as a Slurm job with GPU gres, if it cannot: its own
+/// `CUDA_VISIBLE_DEVICES` for the workers, which Slurm replaces in every step with the step's
+/// own GPUs (it names GPUs of a shared machine for the local launcher, or for a cluster without
+/// GPU gres). The error, then its hint.
+pub fn gres_refusal(case: &disagg_core::case::Case, path: &Path) -> Option<String> {
+    const CVD: &str = "CUDA_VISIBLE_DEVICES";
+    if !case.slurm.gpu_gres {
+        return None;
+    }
+    let key = [
+        ("env.worker", &case.env.worker),
+        ("ctx.env", &case.ctx.env),
+        ("gen.env", &case.generation.env),
+    ]
+    .into_iter()
+    .find(|(_, env)| env.contains_key(CVD))
+    .map(|(k, _)| k)?;
+    Some(format!(
+        "{}: `{key}.{CVD}`: under Slurm with GPU gres every worker's step is given its GPUs by \
+         Slurm, which sets {CVD} to them, so the case's would not be used\nhint: remove it \
+         (on a cluster without GPU gres, `slurm.gpu_gres: false` keeps it: it then names the \
+         GPUs of each node the workers may use)",
+        path.display()
+    ))
+}
+
 /// A checked case with its batch script, waiting to be submitted.
 struct Pending<'a> {
     ready: &'a run::Ready,
@@ -217,6 +243,13 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions, slurm: &SlurmOptions) -> 
     let Some(ready) = run::check_all(paths, skip_perf) else {
         return exit::USAGE;
     };
+    if let Some(why) = ready
+        .iter()
+        .find_map(|r| gres_refusal(&r.case.case, &r.case.path))
+    {
+        say_err!("error: {why}");
+        return exit::USAGE;
+    }
     if !job::available() {
         say_err!(
             "error: no Slurm answers here (`sinfo` failed), so nothing was submitted\nhint: run on a Slurm login node; on a Debian machine `bash scripts/dev-slurm.sh up` starts a single-node Slurm"
