@@ -1498,6 +1498,11 @@ fn the_sglang_multinode_example_runs_a_process_per_node_in_each_nodes_container(
     let (dir, steps) = run_in_containers(&ws, "sglang-1p1d-tp16", &yaml);
     // CTX_0 on one node, GEN_0 on two: three nodes, four role steps.
     assert_one_named_container_per_node(&dir, &steps, 3, 4);
+    // A case without `container.workdir`: every step starts in the run folder, as without a
+    // container, not in the image's WORKDIR where pyxis would start it.
+    for s in &steps {
+        assert!(s.contains(&format!(" workdir={} ", dir.display())), "{s}");
+    }
     let hosts = job_hosts(&dir);
     let log = read(&dir.join("gen_server_0.log"));
     assert!(

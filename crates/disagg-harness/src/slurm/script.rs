@@ -30,6 +30,8 @@ pub enum ScriptError {
 /// The container name in the script, which knows the job id only as `$SLURM_JOB_ID`: a plain
 /// word, so it survives quoting, replaced by the shell expansion afterwards.
 const JOB_ID_WORD: &str = "JOBID_IN_SCRIPT";
+/// Stands for the run folder in a line of the script, which says `"$run_dir"` there.
+const RUN_DIR_WORD: &str = "RUNDIR_IN_SCRIPT";
 
 /// Renders the batch script of `plan`; `exe` is the `disagg` binary the job runs.
 ///
@@ -149,13 +151,22 @@ pub fn render(plan: &Plan, exe: &Path, skip_perf_check: bool) -> Result<String, 
                 plan.deadlines.job.as_secs().div_ceil(60).max(1)
             ),
         ];
-        argv.extend(container_args(plan, &container_name(JOB_ID_WORD)));
+        argv.extend(container_args(
+            plan,
+            &container_name(JOB_ID_WORD),
+            RUN_DIR_WORD,
+        ));
         argv.push("--".into());
         argv.extend(command);
-        let line = sh_join(&argv).replace(
-            &format!("--container-name={}", container_name(JOB_ID_WORD)),
-            &format!("--container-name={}", container_name("\"$SLURM_JOB_ID\"")),
-        );
+        let line = sh_join(&argv)
+            .replace(
+                &format!("--container-name={}", container_name(JOB_ID_WORD)),
+                &format!("--container-name={}", container_name("\"$SLURM_JOB_ID\"")),
+            )
+            .replace(
+                &format!("--container-workdir={RUN_DIR_WORD}"),
+                "--container-workdir=\"$run_dir\"",
+            );
         // In the background, waited for: a trapped TERM ends `wait` at once, where a foreground
         // srun would first wait out the step's own end (up to KillWait + 2 s, all of the
         // supervisor's time to write the reports before Slurm's KILL).

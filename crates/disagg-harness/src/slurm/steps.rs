@@ -258,7 +258,11 @@ pub fn step(plan: &Plan, role: &RolePlan, job: &Job) -> Step {
         }
         env_set.insert(CLEAR_ENV_VAR.into(), MPI_ENV_PREFIXES.join(","));
     }
-    argv.extend(container_args(plan, &container_name(&plan.run_id)));
+    argv.extend(container_args(
+        plan,
+        &container_name(&plan.run_id),
+        &plan.run_dir.display().to_string(),
+    ));
     argv.push("--".into());
     argv.extend(role.argv.iter().cloned());
     Step {
@@ -277,8 +281,11 @@ pub fn container_name(run_id: &str) -> String {
 }
 
 /// pyxis/enroot flags, for every step that runs our binary: the image, the job's named
-/// container, every mount the step needs (see [`container_mounts`]) and the workdir.
-pub fn container_args(plan: &Plan, name: &str) -> Vec<String> {
+/// container, every mount the step needs (see [`container_mounts`]) and the workdir: the
+/// case's, else `run_dir` (the run folder, where a step runs without a container too; pyxis
+/// would start it in the image's own WORKDIR, `/workspace` in NGC images, where the setup's and
+/// a command engine's relative paths name other files).
+pub fn container_args(plan: &Plan, name: &str, run_dir: &str) -> Vec<String> {
     let Some(c) = &plan.slurm.container else {
         return Vec::new();
     };
@@ -291,9 +298,10 @@ pub fn container_args(plan: &Plan, name: &str) -> Vec<String> {
     if !mounts.is_empty() {
         v.push(format!("--container-mounts={}", mounts.join(",")));
     }
-    if let Some(w) = &c.workdir {
-        v.push(format!("--container-workdir={w}"));
-    }
+    v.push(format!(
+        "--container-workdir={}",
+        c.workdir.as_deref().unwrap_or(run_dir)
+    ));
     v
 }
 
@@ -460,8 +468,13 @@ mod tests {
                 "/:/",
             ]
         );
-        let args = container_args(&p, &container_name("7")).join(" ");
+        let args = container_args(&p, &container_name("7"), "/ws/disagg_logs/x/7").join(" ");
         assert!(args.contains("--container-name=disagg-7"), "{args}");
+        // Where the step runs without a container: the run folder, unless the case says.
+        assert!(
+            args.ends_with("--container-workdir=/ws/disagg_logs/x/7"),
+            "{args}"
+        );
         let inside = plan("{image: img}", "/nowhere/model", "/ws/disagg_logs/x/7");
         assert!(
             !container_mounts(&inside)
