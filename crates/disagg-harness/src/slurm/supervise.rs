@@ -192,6 +192,13 @@ pub fn supervise_run_dir(
                 Some(exit::TERMINATED),
             )
         }
+        (RunResult::Failed(f), _) if f.reason.starts_with(NO_PYXIS) => run::finish_as(
+            &plan,
+            &outcome,
+            baseline.as_ref(),
+            skip_perf,
+            Some(exit::USAGE),
+        ),
         _ => run::finish(&plan, &outcome, baseline.as_ref(), skip_perf),
     };
     // A sweep point submitted with --no-wait: nobody waits for the sweep, so its jobs keep
@@ -216,6 +223,10 @@ pub fn supervise_run_dir(
     code
 }
 
+/// How the reason starts when srun has no container options (no pyxis): the case asks what
+/// the cluster cannot do, as when sbatch refuses it, so the run's exit code is 2.
+const NO_PYXIS: &str = "srun does not know pyxis's --container-* options";
+
 /// The role and reason of a failed first step of the batch script: the setup (`SETUP`), or,
 /// with no setup, the step that only made the job's container (`CONTAINER`), each naming the
 /// node srun said, from `install.log`.
@@ -225,6 +236,22 @@ fn first_step_failure(
     status: i32,
     install_log: &str,
 ) -> (&'static str, String) {
+    // srun without pyxis refuses its options before any node is involved: nothing in a
+    // container can ever run on this cluster, whatever the step.
+    if let Some(line) = install_log
+        .lines()
+        .find(|l| l.contains("unrecognized option '--container"))
+    {
+        return (
+            "CONTAINER",
+            format!(
+                "{NO_PYXIS} (`{}`): pyxis (with enroot) is not installed where the job's steps \
+                 start, so no step of slurm.container can run; run the case without \
+                 slurm.container, or on a cluster with pyxis",
+                line.trim()
+            ),
+        );
+    }
     match (has_setup, image) {
         (false, Some(image)) => (
             "CONTAINER",
@@ -374,5 +401,20 @@ mod tests {
             why.ends_with("srun exited with status 3 on a node (see install.log)"),
             "{why}"
         );
+        // srun without pyxis: said as that, with srun's words, setup or not.
+        let log = "srun: unrecognized option '--container-image=nvcr.io/x/y:tag'\n\
+                   Try \"srun --help\" for more information\n";
+        for has_setup in [false, true] {
+            let (role, why) = first_step_failure(has_setup, Some("nvcr.io/x/y:tag"), 255, log);
+            assert_eq!(role, "CONTAINER");
+            assert!(
+                why.starts_with(super::NO_PYXIS)
+                    && why.contains(
+                        "`srun: unrecognized option '--container-image=nvcr.io/x/y:tag'`"
+                    )
+                    && why.contains("pyxis (with enroot) is not installed"),
+                "{why}"
+            );
+        }
     }
 }
