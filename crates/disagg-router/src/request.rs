@@ -106,6 +106,31 @@ impl ClientRequest {
                 }
             }
         }
+        // What the generation worker refuses (vLLM's SamplingParams, in its words) is refused
+        // here, before the context leg, which asks for one token and drops `min_tokens`,
+        // prefills and holds KV that nobody then fetches.
+        if endpoint != Endpoint::Generate {
+            let whole = |key| {
+                field::<Option<disagg_proto::openai::Whole>>(&body, key, "a non-negative integer")
+                    .map(|w| w.map(|w| w.0))
+            };
+            let asked = whole("max_completion_tokens")?.or(max_tokens);
+            if asked == Some(0) {
+                return Err(
+                    "max_tokens must be at least 1, got 0 (the generation worker refuses it): \
+                     ask for one token or more"
+                        .into(),
+                );
+            }
+            if let (Some(min), Some(max)) = (whole("min_tokens")?, asked) {
+                if min > max {
+                    return Err(format!(
+                        "min_tokens must be less than or equal to max_tokens={max}, got {min} \
+                         (the generation worker refuses it)"
+                    ));
+                }
+            }
+        }
         let options = field::<Option<StreamOptions>>(&body, "stream_options", "an object")?;
         // Refused here, as TensorRT-LLM's disaggregated server and vLLM refuse it: sent on, the
         // context leg (which drops it) would prefill and hold KV that the generation worker's
@@ -391,6 +416,22 @@ mod tests {
                 Completions,
                 r#"{"prompt": "p", "n": "2"}"#,
                 "`n` must be a positive integer",
+            ),
+            // The generation worker's refusals, before the context leg prefills for nothing.
+            (
+                Completions,
+                r#"{"prompt": "p", "max_tokens": 0}"#,
+                "max_tokens must be at least 1, got 0",
+            ),
+            (
+                ChatCompletions,
+                r#"{"messages": [], "max_completion_tokens": 0, "max_tokens": 5}"#,
+                "max_tokens must be at least 1, got 0",
+            ),
+            (
+                Completions,
+                r#"{"prompt": "p", "max_tokens": 3, "min_tokens": 5}"#,
+                "min_tokens must be less than or equal to max_tokens=3, got 5",
             ),
         ] {
             let err = parse(endpoint, text).unwrap_err();
