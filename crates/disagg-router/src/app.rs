@@ -168,7 +168,10 @@ pub fn app(state: AppState) -> Router {
         .route("/health", get(health_check))
         .route("/version", get(info::version))
         .route("/workers", get(workers))
-        .route("/metrics", get(metrics_text));
+        .route("/metrics", get(metrics_text))
+        // Where TensorRT-LLM's disaggregated server mounts its Prometheus metrics: a scrape
+        // config written for it finds ours there.
+        .route("/prometheus/metrics", get(metrics_text));
     if state.0.cfg.dialect == crate::config::Dialect::Sglang {
         router = router
             .route("/get_server_info", get(info::server_info))

@@ -708,6 +708,17 @@ async fn census_and_metrics_follow_a_stream() {
     ] {
         assert!(text.contains(want), "{want} in\n{text}");
     }
+    // Also where TensorRT-LLM's disaggregated server serves its own.
+    let prometheus = reqwest::get(format!("{url}/prometheus/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        prometheus.contains("disagg_router_streams_cut_total 0\n"),
+        "{prometheus}"
+    );
 }
 
 /// Serving threads share one state: `post` opens a new connection each time, and the
