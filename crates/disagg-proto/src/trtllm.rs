@@ -161,6 +161,13 @@ fn default_port() -> u16 {
 pub enum ServerConfigError {
     #[error("not valid server_config YAML: {0}")]
     Yaml(#[from] serde_yaml_ng::Error),
+    /// A required key missing, and one spelt a letter or two off it there instead.
+    #[error("not valid server_config YAML: {source}; it has `{found}`: did you mean `{wanted}`?")]
+    Misspelt {
+        source: serde_yaml_ng::Error,
+        found: String,
+        wanted: String,
+    },
     #[error("{group}.num_instances is {num} but {group}.urls has {urls} entries; they must match")]
     CountMismatch {
         group: &'static str,
@@ -176,9 +183,43 @@ pub enum ServerConfigError {
     Duplicate { group: &'static str, url: String },
 }
 
+/// A "missing field" error, with the file's own key that is a near miss of the missing one
+/// (`context_server` for `context_servers`): unknown keys are kept (TensorRT-LLM passes them
+/// on), so the typo itself is no error, and "missing field" alone did not say where it was.
+fn misspelt(text: &str, e: serde_yaml_ng::Error) -> ServerConfigError {
+    let message = e.to_string();
+    let Some(wanted) = message
+        .split_once("missing field `")
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(w, _)| w.to_string())
+    else {
+        return ServerConfigError::Yaml(e);
+    };
+    let keys: Vec<String> = match serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) {
+        Ok(serde_yaml_ng::Value::Mapping(m)) => m
+            .keys()
+            .filter_map(|k| k.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let near = keys
+        .into_iter()
+        .map(|k| (strsim::damerau_levenshtein(&k, &wanted), k))
+        .filter(|(d, k)| *d > 0 && *d <= 2.max(wanted.len() / 4) && *d < k.len())
+        .min_by_key(|(d, _)| *d);
+    match near {
+        Some((_, found)) => ServerConfigError::Misspelt {
+            source: e,
+            found,
+            wanted,
+        },
+        None => ServerConfigError::Yaml(e),
+    }
+}
+
 impl ServerConfig {
     pub fn from_yaml(text: &str) -> Result<Self, ServerConfigError> {
-        let cfg: Self = serde_yaml_ng::from_str(text)?;
+        let cfg: Self = serde_yaml_ng::from_str(text).map_err(|e| misspelt(text, e))?;
         cfg.check()?;
         Ok(cfg)
     }
@@ -274,6 +315,26 @@ generation_servers: {num_instances: 1, urls: ["node-c:45678"], router: {type: lo
         let text = "port: 1\ncontext_servers: {num_instances: 2, urls: [a:1]}\ngeneration_servers: {num_instances: 1, urls: [b:1]}\n";
         let err = ServerConfig::from_yaml(text).unwrap_err().to_string();
         assert!(err.contains("context_servers.num_instances is 2"), "{err}");
+    }
+
+    /// A required key spelt a letter off is named beside "missing field"; one missing with no
+    /// near miss says only that.
+    #[test]
+    fn a_misspelt_group_is_named_with_the_key_it_misses() {
+        let text = "context_server: {urls: [a:1]}\ngeneration_servers: {urls: [b:1]}\n";
+        let err = ServerConfig::from_yaml(text).unwrap_err().to_string();
+        assert!(
+            err.contains("missing field `context_servers`")
+                && err.ends_with("it has `context_server`: did you mean `context_servers`?"),
+            "{err}"
+        );
+        let err = ServerConfig::from_yaml("generation_servers: {urls: [b:1]}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("missing field `context_servers`") && !err.contains("did you mean"),
+            "{err}"
+        );
     }
 
     #[test]
