@@ -47,6 +47,7 @@ fn main() {
                     the_quickstart_on_one_gpu_per_node_runs_ctx_gen_and_router_on_three_nodes_and_hands_kv_across,
                     a_published_address_other_nodes_cannot_reach_fails_the_run_naming_the_worker_and_address,
                     an_engine_bound_to_its_nodes_name_is_found_healthy_there,
+                    a_setup_failing_on_one_node_names_it_and_its_log_tells_the_nodes_apart,
                     every_worker_gets_exactly_its_own_gpus_under_device_cgroups_and_the_router_and_benchmark_none,
                     without_gpu_gres_each_worker_still_sees_its_planned_gpus,
                     each_worker_step_gets_its_gpus_share_of_the_jobs_cpus,
@@ -450,6 +451,37 @@ fn an_engine_bound_to_its_nodes_name_is_found_healthy_there() {
     assert!(
         read(&dir.join("gen_server_0.log")).contains(&format!("(or http://{}:", hosts[1])),
         "its log says where it was asked"
+    );
+    assert_no_process_left(&dir);
+}
+
+/// The setup runs on both nodes of the job and fails on the second: the run fails as SETUP
+/// naming that node, and `install.log`'s lines say which node wrote them (`--label`).
+fn a_setup_failing_on_one_node_names_it_and_its_log_tells_the_nodes_apart() {
+    let ws = Ws::new("setup2");
+    let yaml = command_case(
+        "mn-setup",
+        1,
+        ON_HOST,
+        ON_HOST,
+        "timeouts: {worker_startup: 40s, request: 10s, benchmark: 60s, job: 3m}\n\
+         setup: \"echo installing on node $SLURM_NODEID; [ $SLURM_NODEID != 1 ] || exit 7\"\n",
+    );
+    let out = ws.run("mn-setup", &yaml);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let dir = ws.run_dir("mn-setup");
+    let hosts = job_hosts(&dir);
+    let install = read(&dir.join("install.log"));
+    for node in 0..2 {
+        assert!(
+            install.contains(&format!("{node}: installing on node {node}")),
+            "{install}"
+        );
+    }
+    let summary = read(&dir.join("summary.md"));
+    assert!(
+        summary.contains(&format!("setup exited with status 7 on {}", hosts[1])),
+        "{summary}"
     );
     assert_no_process_left(&dir);
 }

@@ -151,6 +151,11 @@ pub fn render(plan: &Plan, exe: &Path, skip_perf_check: bool) -> Result<String, 
                 plan.deadlines.job.as_secs().div_ceil(60).max(1)
             ),
         ];
+        // Several nodes' lines interleave in install.log: each starts with its task's number,
+        // which is its node's in the job (one task per node).
+        if plan.nodes > 1 {
+            argv.push("--label".into());
+        }
         argv.extend(container_args(
             plan,
             &container_name(JOB_ID_WORD),
