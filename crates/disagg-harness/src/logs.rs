@@ -15,6 +15,9 @@ pub struct RunState {
     /// An unfinished run's Slurm job (its id, and what Slurm says of it, if it still knows):
     /// a `--no-wait` job has no `disagg run` waiting for it.
     pub slurm_job: Option<(String, Option<crate::slurm::job::JobInfo>)>,
+    /// Why a finished run failed, as its reports say (`outcome.json`): also when no role wrote
+    /// `status.json` (a job Slurm ended before its supervisor could, reported by `disagg run`).
+    pub failure: Option<String>,
 }
 
 impl RunState {
@@ -35,10 +38,18 @@ impl RunState {
                 let info = crate::slurm::job::info(&id);
                 (id, info)
             });
+        let failure = std::fs::read(run_dir.join("outcome.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<crate::outcome::Outcome>(&b).ok())
+            .and_then(|o| match o.result {
+                crate::outcome::RunResult::Failed(f) => Some(f.reason),
+                _ => None,
+            });
         Self {
             exit_code,
             status,
             slurm_job,
+            failure,
         }
     }
 
@@ -52,6 +63,9 @@ impl RunState {
         let reason = self.status.as_ref().and_then(|s| s.reason.clone());
         match self.exit_code {
             Some(code) => {
+                // The reports' word first: the job's end may have been written over the
+                // supervisor's (a lost node), or without one.
+                let reason = self.failure.clone().or(reason);
                 use disagg_core::exit;
                 let verdict = match code {
                     exit::PASS => "passed",
@@ -292,5 +306,27 @@ mod tests {
         assert!(e.to_string().contains("inside the run folder"), "{e}");
         assert!(!dir.join("284/logs.tar.gz").exists());
         pack(&dir.join("284"), &ws.path().join("logs.tar.gz")).unwrap();
+    }
+
+    /// A failed run whose reports `disagg run` wrote (Slurm ended the job before its
+    /// supervisor could: no `status.json`) is listed with its reason, from `outcome.json`.
+    #[test]
+    fn a_failed_run_is_listed_with_its_reports_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(crate::run::EXIT_CODE_FILE), "1\n").unwrap();
+        let outcome = crate::outcome::Outcome {
+            result: crate::outcome::RunResult::Failed(crate::outcome::Failure {
+                role: None,
+                reason: "Slurm job 983 ended in state NODE_FAIL".into(),
+                timeout: false,
+            }),
+            roles: Vec::new(),
+            duration_s: 1.0,
+        };
+        crate::atomic::write_json(&dir.path().join("outcome.json"), &outcome).unwrap();
+        assert_eq!(
+            RunState::of(dir.path()).describe(),
+            "failed: Slurm job 983 ended in state NODE_FAIL (exit 1)"
+        );
     }
 }
