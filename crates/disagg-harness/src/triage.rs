@@ -134,7 +134,10 @@ pub fn first_failure_in(file: &Path) -> Option<Finding> {
             after.push((n, line));
             return after.len() == CONTEXT;
         }
-        match PATTERNS.iter().find(|(_, m)| m(&line)) {
+        // The role's own account of the engine command it starts quotes the argv, whose
+        // words (`--on-error "out of memory"`) are no failure.
+        let quoting = line.contains(": starting engine: ");
+        match PATTERNS.iter().find(|(_, m)| !quoting && m(&line)) {
             Some((name, _)) => {
                 hit = Some((n, name, line));
                 false
@@ -377,7 +380,12 @@ mod tests {
             "ok\nok\nTraceback (most recent call last):\n  File x\nValueError\n",
         )
         .unwrap();
-        std::fs::write(dir.join("ctx_server_0.log"), "fine\n").unwrap();
+        // The role quoting its engine's argv is no failure, whatever the argv's words.
+        std::fs::write(
+            dir.join("ctx_server_0.log"),
+            "disagg role CTX_0: starting engine: srv --on-error \"out of memory\"\nfine\n",
+        )
+        .unwrap();
         let f = first_failure(&dir).unwrap();
         assert_eq!(f.pattern, "Python traceback");
         assert!(f.file.ends_with("gen_server_0.log"));
