@@ -965,11 +965,13 @@ fn idle_note(role: RoleName, gpus: &[GpuSlot], node: u32, idle: &[u32]) -> Strin
         .map(|n| gpus.iter().filter(|g| g.node == n).count().to_string())
         .collect();
     format!(
-        "{role} spans {} nodes with {} GPUs ({}) and has node{node} to itself: GPUs {} there stay \
+        "{role} spans {} nodes with {} GPUs ({}) and has its last, node {}, to itself: GPUs {} there stay \
          idle (a Slurm step gets the same GPU count on every node)",
         shares.len(),
         gpus.len(),
         shares.join(" + "),
+        // Counted from 1, as every note's nodes are.
+        node + 1,
         index_range(idle)
     )
 }
@@ -1141,7 +1143,7 @@ mod tests {
         assert_eq!(idle_gpus(&gen_, 8), None);
         assert_eq!(
             idle_note(RoleName::Ctx(0), &ctx, 1, &[4, 5, 6, 7]),
-            "CTX_0 spans 2 nodes with 12 GPUs (8 + 4) and has node1 to itself: GPUs 4-7 there \
+            "CTX_0 spans 2 nodes with 12 GPUs (8 + 4) and has its last, node 2, to itself: GPUs 4-7 there \
              stay idle (a Slurm step gets the same GPU count on every node)"
         );
         // Whole nodes leave nothing idle, and the next server starts right after.

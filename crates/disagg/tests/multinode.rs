@@ -672,7 +672,7 @@ fn a_trtllm_server_spanning_nodes_unevenly_gets_its_gpus_block_wise_and_its_last
         assert_eq!(checked.status.code(), Some(0), "{}", text(&checked));
         assert!(
             String::from_utf8_lossy(&checked.stdout).contains(
-                "note: CTX_0 spans 2 nodes with 6 GPUs (4 + 2) and has node1 to itself: GPUs 2-3 there stay idle"
+                "note: CTX_0 spans 2 nodes with 6 GPUs (4 + 2) and has its last, node 2, to itself: GPUs 2-3 there stay idle"
             ),
             "{}",
             text(&checked)
