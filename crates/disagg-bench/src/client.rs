@@ -12,6 +12,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde::Deserialize;
 
+use crate::LatencyOrigin;
 use crate::workload::PreparedRequest;
 
 /// Where and how requests go.
@@ -44,8 +45,9 @@ pub(crate) fn bearer(key: Option<&str>) -> Option<http::HeaderValue> {
 pub(crate) struct Outcome {
     /// Position in the point's request sequence.
     pub index: usize,
-    /// When the load model meant to send it. In a closed loop that is `sent`; in an open loop a
-    /// late send (client busy, concurrency cap) shows up as latency instead of vanishing.
+    /// When the load model meant to send it. In a closed loop that is `sent`; in an uncapped
+    /// open loop a late send (a busy client) shows up as latency instead of vanishing, and
+    /// under a cap the wait for a slot is the client's queue time.
     pub scheduled: Instant,
     pub sent: Instant,
     pub end: Instant,
@@ -80,20 +82,29 @@ pub(crate) struct Success {
 }
 
 impl Outcome {
-    /// From the scheduled send time to the end.
-    pub fn e2e(&self) -> Duration {
-        self.end.saturating_duration_since(self.scheduled)
+    /// When its latencies start: its scheduled time or its send ([`PointId::latency_origin`](
+    /// crate::PointId::latency_origin)).
+    pub fn origin(&self, from: LatencyOrigin) -> Instant {
+        match from {
+            LatencyOrigin::Scheduled => self.scheduled,
+            LatencyOrigin::Sent => self.sent,
+        }
     }
 
-    /// Time from the scheduled send to the first content chunk. A whole (non-streamed) answer
-    /// arrives at once, so there TTFT is the end-to-end latency, as in benchmark_serving.
-    pub fn ttft(&self) -> Option<Duration> {
+    /// From the origin to the end.
+    pub fn e2e(&self, from: LatencyOrigin) -> Duration {
+        self.end.saturating_duration_since(self.origin(from))
+    }
+
+    /// Time from the origin to the first content chunk. A whole (non-streamed) answer arrives
+    /// at once, so there TTFT is the end-to-end latency, as in benchmark_serving.
+    pub fn ttft(&self, from: LatencyOrigin) -> Option<Duration> {
         let ok = self.result.as_ref().ok()?;
         if ok.streamed {
             (ok.chunks.first().or(ok.first_choice.as_ref()))
-                .map(|&first| first.saturating_duration_since(self.scheduled))
+                .map(|&first| first.saturating_duration_since(self.origin(from)))
         } else {
-            Some(self.e2e())
+            Some(self.e2e(from))
         }
     }
 }

@@ -16,8 +16,8 @@
 //! How it works: a seeded workload (`workload.rs`) — random token ids by default, words for chat
 //! endpoints (`text.rs`), a dataset (`dataset.rs`) or shared prefixes — is serialized up front;
 //! the closed loop (`closed_loop.rs`) keeps C requests in flight, the open loop
-//! (`open_loop.rs`) sends on a seeded gamma schedule (`arrivals.rs`) and charges each request
-//! from its scheduled time, and the client (`client.rs`) records each request's monotonic
+//! (`open_loop.rs`) sends on a seeded gamma schedule (`arrivals.rs`) and, uncapped, charges each
+//! request from its scheduled time (under a cap, from its send), and the client (`client.rs`) records each request's monotonic
 //! instants (scheduled, sent, every content chunk, end).
 //! `metrics.rs` turns those timelines into benchmark_serving's numbers, and `summary.rs` prints
 //! them in its exact layout so existing harness regexes keep working. A sweep is invalid when a
@@ -56,8 +56,8 @@ mod workload;
 
 pub use histogram::LatencyHistograms;
 pub use result::{
-    FigureStats, LatencyStats, Metrics, PointId, PointReport, Problem, ProblemKind, RequestRate,
-    ResultsFile, Validity,
+    FigureStats, LatencyOrigin, LatencyStats, Metrics, PointId, PointReport, Problem, ProblemKind,
+    RequestRate, ResultsFile, Validity,
 };
 
 use std::num::NonZeroU32;
@@ -113,7 +113,9 @@ pub struct BenchConfig {
     pub num_prompts: Option<u64>,
     /// Shape of the gamma distribution of open-loop gaps: 1 is Poisson, lower is burstier.
     pub burstiness: f64,
-    /// Open loop: at most this many requests in flight; a request held back is charged the wait.
+    /// Open loop: at most this many requests in flight. A request held back waits in the
+    /// client's queue; its latencies then count from its send, and the wait is its client queue
+    /// time ([`PointId::latency_origin`]).
     pub max_concurrency: Option<u32>,
     /// No request of a point is sent after this much time; those in flight finish.
     pub duration_limit: Option<Duration>,
@@ -251,9 +253,10 @@ pub struct BenchArgs {
     /// (with --request-rate only: a closed loop has no gaps).
     #[arg(long, default_value_t = 1.0, requires = "request_rate")]
     pub burstiness: f64,
-    /// Open loop: at most this many requests in flight. A request waiting for a slot is
-    /// charged the wait in TTFT and E2EL (counted from its scheduled time), where vLLM's and
-    /// SGLang's benchmarks count from the send; the point then prints their figure too.
+    /// Open loop: at most this many requests in flight. As in vLLM's and SGLang's benchmarks,
+    /// TTFT and E2EL then count from each request's send, and its wait for a slot in the
+    /// client's queue is reported apart (client queue time); without a cap they count from the
+    /// scheduled time, so a client that falls behind is charged for it.
     /// Without --request-rate it is the closed loop at this concurrency: what `vllm bench serve
     /// --max-concurrency N` runs at its default rate (inf), each request counted from its send.
     #[arg(long, conflicts_with = "concurrency")]

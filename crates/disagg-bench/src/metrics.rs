@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::client::{Failure, Outcome};
 use crate::histogram::{self, LatencyHistograms};
-use crate::{FigureStats, LatencyStats, Metrics, Slo};
+use crate::{FigureStats, LatencyOrigin, LatencyStats, Metrics, Slo};
 
 /// When a request arrived at the client, for its queueing time under a concurrency cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,7 +19,7 @@ pub(crate) enum Arrival {
 }
 
 /// What the point's numbers are judged and divided by.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Scales<'a> {
     pub extra_percentiles: &'a [f64],
     pub goodput: Option<Slo>,
@@ -30,6 +30,21 @@ pub(crate) struct Scales<'a> {
     /// When the point started, if before its first scheduled send (the open loop's first
     /// request is due one gap in): the duration counts from here.
     pub started: Option<Instant>,
+    /// What TTFT and E2EL count from ([`crate::PointId::latency_origin`]).
+    pub latency_from: LatencyOrigin,
+}
+
+impl Default for Scales<'_> {
+    fn default() -> Self {
+        Self {
+            extra_percentiles: &[],
+            goodput: None,
+            gpus: None,
+            queue: None,
+            started: None,
+            latency_from: LatencyOrigin::Sent,
+        }
+    }
 }
 
 /// What one point's outcomes come to.
@@ -39,9 +54,6 @@ pub(crate) struct Computed {
     /// Failed requests by kind.
     pub errors: BTreeMap<String, u64>,
     pub histograms: LatencyHistograms,
-    /// Mean TTFT counted from each request's send, as vLLM's and SGLang's benchmarks count it
-    /// (`metrics.ttft` counts from the scheduled time), for `capped_wait_note`.
-    pub ttft_from_send_mean_ms: f64,
 }
 
 /// Metrics of one point, its failures by kind and its latency histograms.
@@ -50,7 +62,6 @@ pub(crate) fn compute(outcomes: &[Outcome], scales: Scales<'_>) -> Computed {
     let mut good = 0u64;
     let mut errors = BTreeMap::new();
     let mut ttft = Vec::new();
-    let mut ttft_from_send = Vec::new();
     let mut tpot = Vec::new();
     let mut itl = Vec::new();
     let mut e2el = Vec::new();
@@ -69,16 +80,13 @@ pub(crate) fn compute(outcomes: &[Outcome], scales: Scales<'_>) -> Computed {
         completed += 1;
         input += o.input_tokens;
         output += ok.output_tokens;
-        let e2e = o.e2e();
+        let e2e = o.e2e(scales.latency_from);
         e2el.push(ms(e2e));
         if e2e > Duration::ZERO {
             user_tput.push(ok.output_tokens as f64 / e2e.as_secs_f64());
         }
-        if let Some(first) = o.ttft() {
+        if let Some(first) = o.ttft(scales.latency_from) {
             ttft.push(ms(first));
-            ttft_from_send.push(ms(
-                first.saturating_sub(o.sent.saturating_duration_since(o.scheduled))
-            ));
             // One token has no "per output token" time; benchmark_serving leaves it out.
             let request_tpot = (ok.output_tokens > 1)
                 .then(|| ms(e2e.saturating_sub(first)) / (ok.output_tokens - 1) as f64);
@@ -162,33 +170,32 @@ pub(crate) fn compute(outcomes: &[Outcome], scales: Scales<'_>) -> Computed {
         metrics,
         errors,
         histograms,
-        ttft_from_send_mean_ms: mean(&ttft_from_send),
     }
+}
+
+/// Under a concurrency cap TTFT and E2EL count from the send, as vLLM's and SGLang's
+/// benchmarks count them, and the wait for a slot is the client's queue time, reported apart.
+/// When that wait is a real share of a request's life (at least 1 ms and a tenth of the mean
+/// E2EL), a user reading TTFT alone would miss that the offered load was not what reached the
+/// server: the note says so, with the wait.
+pub(crate) fn capped_wait_note(c: &Computed, cap: u32) -> Option<String> {
+    let m = &c.metrics;
+    let wait = m.client_queue_time.as_ref()?.mean_ms;
+    if wait < 1.0 || wait < 0.1 * m.e2el.mean_ms {
+        return None;
+    }
+    Some(format!(
+        "requests waited in the client for one of the --max-concurrency {cap} slots (mean \
+         {wait:.2} ms, max {:.2} ms): TTFT and E2EL count from each request's send, as vLLM's and \
+         SGLang's benchmarks count them, and leave that wait out; it is the client queue time \
+         (`*_client_queue_time_ms`, and per request `queue_times` in the point's \
+         benchmark_serving result file)",
+        m.max_send_lag_ms
+    ))
 }
 
 /// vLLM's peak output rate: content chunks of successful requests in one-second buckets counted
 /// from the first successful send; the fullest bucket.
-/// An open loop under a concurrency cap counts TTFT and E2EL from each request's scheduled time
-/// (no coordinated omission), so they include the wait for a slot; vLLM's and SGLang's
-/// benchmarks count from the send and report that wait apart. When the wait is a real part of
-/// TTFT (at least 1 ms and a tenth of it), the note a user comparing with them needs: the wait,
-/// and the mean TTFT counted their way.
-pub(crate) fn capped_wait_note(c: &Computed, cap: u32) -> Option<String> {
-    let m = &c.metrics;
-    let wait = m.client_queue_time.as_ref()?.mean_ms;
-    if wait < 1.0 || wait < 0.1 * m.ttft.mean_ms {
-        return None;
-    }
-    Some(format!(
-        "TTFT and E2EL count from each request's scheduled time and include the wait for one of \
-         the --max-concurrency {cap} slots (mean {wait:.2} ms, max {:.2} ms); vLLM's and \
-         SGLang's benchmarks count from the send and report that wait apart: their mean TTFT \
-         here would be {:.2} ms (each request's wait: `queue_times` in the point's \
-         benchmark_serving result file)",
-        m.max_send_lag_ms, c.ttft_from_send_mean_ms
-    ))
-}
-
 fn peak_chunks_per_second(outcomes: &[Outcome]) -> f64 {
     let Some(start) = outcomes
         .iter()
@@ -586,38 +593,64 @@ mod tests {
         );
     }
 
+    /// An uncapped open loop: a request the client itself sent late is charged the delay.
     #[test]
-    fn open_loop_latency_counts_from_the_scheduled_time() {
+    fn uncapped_open_loop_latency_counts_from_the_scheduled_time() {
         let t0 = Instant::now();
-        // Due at 0 but held 50 ms by the concurrency cap; first chunk 30 ms after leaving.
+        // Due at 0 but sent 50 ms late; first chunk 30 ms after leaving.
         let mut late = streamed(t0, 50, &[30, 40], 40, 2);
         late.scheduled = t0;
         let on_time = streamed(t0, 10, &[30, 40], 40, 2);
-        let open_loop = Scales {
-            queue: Some(Arrival::Scheduled),
+        let uncapped = Scales {
+            latency_from: LatencyOrigin::Scheduled,
             ..Scales::default()
         };
-        let both = compute(&[late.clone(), on_time.clone()], open_loop);
-        let m = &both.metrics;
-        // TTFT 80 and 30, E2EL 90 and 40: the wait is charged, not hidden.
+        let m = compute(&[late, on_time], uncapped).metrics;
+        // TTFT 80 and 30, E2EL 90 and 40: the lag is charged, not hidden.
         assert!(close(m.ttft.mean_ms, 55.0));
         assert!(close(m.e2el.mean_ms, 65.0));
         // TPOT and ITL are about the stream itself and do not move.
         assert!(close(m.tpot.mean_ms, 10.0));
         assert!(close(m.itl.mean_ms, 10.0));
         assert!(close(m.max_send_lag_ms, 50.0));
+        assert_eq!(m.client_queue_time, None);
         // Duration runs from the first scheduled send (0) to the last end (90).
         assert!(close(m.duration_s, 0.090));
-        // What a vLLM user needs to compare: the wait (25 ms on average), and TTFT from the send
-        // (30 ms for both).
+    }
+
+    /// Regression: with `--request-rate inf --max-concurrency N` every request is due at 0, and
+    /// TTFT counted from there grew with --num-prompts (75x what vLLM reported): under a cap,
+    /// TTFT and E2EL count from the send, and the wait for a slot is the client queue time.
+    #[test]
+    fn capped_open_loop_latency_counts_from_the_send_and_the_wait_apart() {
+        let t0 = Instant::now();
+        // Due at 0 but held 50 ms by the concurrency cap; first chunk 30 ms after leaving.
+        let mut late = streamed(t0, 50, &[30, 40], 40, 2);
+        late.scheduled = t0;
+        let mut on_time = streamed(t0, 0, &[30, 40], 40, 2);
+        on_time.scheduled = t0;
+        let capped = Scales {
+            queue: Some(Arrival::Scheduled),
+            latency_from: LatencyOrigin::Sent,
+            ..Scales::default()
+        };
+        let both = compute(&[late, on_time.clone()], capped);
+        let m = &both.metrics;
+        assert!(close(m.ttft.mean_ms, 30.0), "{}", m.ttft.mean_ms);
+        assert!(close(m.e2el.mean_ms, 40.0), "{}", m.e2el.mean_ms);
+        let q = m.client_queue_time.as_ref().unwrap();
+        assert!(close(q.mean_ms, 25.0) && close(q.p99_ms, 49.5), "{q:?}");
+        assert!(close(m.max_send_lag_ms, 50.0));
+        // The point's duration still runs from when the first was due to the last end.
+        assert!(close(m.duration_s, 0.090));
         let note = capped_wait_note(&both, 2).unwrap();
         assert!(
             note.contains("--max-concurrency 2 slots (mean 25.00 ms, max 50.00 ms)")
-                && note.contains("their mean TTFT here would be 30.00 ms"),
+                && note.contains("count from each request's send"),
             "{note}"
         );
         // No wait worth a note on time.
-        assert_eq!(capped_wait_note(&compute(&[on_time], open_loop), 2), None);
+        assert_eq!(capped_wait_note(&compute(&[on_time], capped), 2), None);
     }
 
     #[test]

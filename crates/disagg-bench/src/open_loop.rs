@@ -1,7 +1,8 @@
 //! The open loop: requests leave on a precomputed schedule whatever the server is doing, capped
-//! (optionally) by a maximum number in flight. Each outcome keeps its scheduled time, so a
-//! request that left late because the cap or the client held it back is charged that wait:
-//! coordinated omission cannot hide a slow server.
+//! (optionally) by a maximum number in flight. Each outcome keeps its scheduled time and its
+//! send: without a cap, a request the client sent late is charged that lag (coordinated omission
+//! cannot hide a slow server); under a cap, its wait for a slot is the client's queue time, and
+//! its latencies count from the send ([`crate::PointId::latency_origin`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

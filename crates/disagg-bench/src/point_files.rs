@@ -169,14 +169,21 @@ pub fn result_json(cfg: &BenchConfig, p: &PointResult) -> Map<String, Value> {
     if let Some(t) = m.gen_device_step_time_ms {
         o.insert("mean_gen_worker_per_iter_device_step_time".into(), t.into());
     }
-    // Per request, in request order, times in seconds as benchmark_serving keeps them.
+    // Per request, in request order, times in seconds as benchmark_serving keeps them. Each
+    // latency counts from the point's origin (the send, or in an uncapped open loop the
+    // scheduled time), and `start_times` is that origin, so that start + latency is the end.
     let s = |ns: u64| ns as f64 / 1e9;
     let reqs = &p.requests;
+    let origin = |q: &crate::RequestRecord| match r.point.latency_origin() {
+        crate::LatencyOrigin::Scheduled => q.scheduled_ns,
+        crate::LatencyOrigin::Sent => q.sent_ns,
+    };
     let ttft = |q: &crate::RequestRecord| {
         q.chunk_ns
             .first()
-            .map_or(0.0, |&c| s(c - q.scheduled_ns.min(c)))
+            .map_or(0.0, |&c| s(c.saturating_sub(origin(q))))
     };
+    let latency = |q: &crate::RequestRecord| s(q.end_ns.saturating_sub(origin(q)));
     let arrival = |q: &crate::RequestRecord| match r.point.request_rate {
         Some(_) => q.scheduled_ns,
         None => 0,
@@ -208,21 +215,14 @@ pub fn result_json(cfg: &BenchConfig, p: &PointResult) -> Map<String, Value> {
                 })
                 .collect(),
         ),
-        (
-            "e2els",
-            reqs.iter()
-                .map(|q| json!(s(q.end_ns.saturating_sub(q.scheduled_ns))))
-                .collect(),
-        ),
+        ("e2els", reqs.iter().map(|q| json!(latency(q))).collect()),
         (
             "latencies",
-            reqs.iter()
-                .map(|q| json!(s(q.end_ns.saturating_sub(q.scheduled_ns))))
-                .collect(),
+            reqs.iter().map(|q| json!(latency(q))).collect(),
         ),
         (
             "start_times",
-            reqs.iter().map(|q| json!(s(q.sent_ns))).collect(),
+            reqs.iter().map(|q| json!(s(origin(q)))).collect(),
         ),
         (
             "queue_times",

@@ -155,6 +155,28 @@ impl PointId {
             (None, None) => "closed".into(),
         }
     }
+
+    /// Where this point's TTFT and E2EL count from: each request's scheduled time in an open
+    /// loop without a cap, so that a client that fell behind its own schedule is charged for it
+    /// (coordinated omission cannot flatter the server); its send everywhere else, as vLLM's and
+    /// SGLang's benchmarks count. Under a cap (the closed loop's concurrency, `--max-concurrency`)
+    /// a request waits in the client's queue for a slot, and that wait is the client's, not the
+    /// server's: it is reported apart (`client_queue_time`, per request `queue_times`).
+    pub fn latency_origin(&self) -> LatencyOrigin {
+        match (self.request_rate, self.concurrency) {
+            (Some(_), None) => LatencyOrigin::Scheduled,
+            _ => LatencyOrigin::Sent,
+        }
+    }
+}
+
+/// What a request's TTFT and E2EL count from ([`PointId::latency_origin`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LatencyOrigin {
+    /// When the load model meant to send it.
+    Scheduled,
+    /// When it left the client.
+    Sent,
 }
 
 impl fmt::Display for PointId {

@@ -162,6 +162,13 @@ pub(crate) async fn run_sweep(
             live.end();
         }
         let ended_at = SystemTime::now();
+        let point = PointId {
+            concurrency: cap,
+            request_rate: match plan {
+                Plan::Open { rate } => Some(RequestRate(rate)),
+                Plan::Closed { .. } => None,
+            },
+        };
         let scales = Scales {
             extra_percentiles: &cfg.percentiles,
             goodput: cfg.goodput,
@@ -171,6 +178,7 @@ pub(crate) async fn run_sweep(
                 Plan::Open { .. } => Arrival::Scheduled,
             }),
             started,
+            latency_from: point.latency_origin(),
         };
         let computed = metrics::compute(&outcomes, scales);
         let wait_note = match (plan, cap) {
@@ -230,13 +238,6 @@ pub(crate) async fn run_sweep(
             .chain(stopped.clone().filter(|_| !budget_stop))
             .chain(wait_note.map(|n| format!("note: {n}")))
             .collect();
-        let point = PointId {
-            concurrency: cap,
-            request_rate: match plan {
-                Plan::Open { rate } => Some(RequestRate(rate)),
-                Plan::Closed { .. } => None,
-            },
-        };
         let mut validity = Validity::judge(&point, &metrics, &errors, cfg.max_failure_rate);
         if let (true, Some(why)) = (budget_stop, &stopped) {
             let failed = validity

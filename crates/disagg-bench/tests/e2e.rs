@@ -884,8 +884,13 @@ async fn open_loop_sends_on_schedule() {
     assert_eq!(fake.requests.load(Ordering::SeqCst), 60);
 }
 
+/// Regression: with `--request-rate inf --max-concurrency N` every request is due at 0, and its
+/// TTFT and E2EL were counted from there, so they grew with --num-prompts (75x what vLLM reported
+/// for the same server), and the result file's `start_times` (sends) plus `latencies` overshot
+/// the ends. Under a cap they count from the send, as vLLM's do, and the wait for a slot is the
+/// client queue time, apart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn open_loop_charges_the_wait_for_a_concurrency_slot() {
+async fn a_capped_open_loop_counts_latency_from_the_send_and_the_queue_wait_apart() {
     let (url, fake) = serve(Script {
         stall: Duration::from_millis(100),
         ..Default::default()
@@ -897,31 +902,63 @@ async fn open_loop_charges_the_wait_for_a_concurrency_slot() {
     cfg.max_concurrency = Some(2);
     let sweep = run_sweep(&cfg).await.unwrap();
     let p = &sweep.points[0];
-    assert_eq!(p.report.metrics.completed, 6);
+    let m = &p.report.metrics;
+    assert_eq!(m.completed, 6);
     assert_eq!(fake.max_in_flight.load(Ordering::SeqCst), 2);
-    // All six were due at 0; served two at a time for 100 ms each, the last pair waited about
-    // 200 ms for a slot, and their TTFT says so.
-    let mut ttfts: Vec<u64> = p
-        .requests
-        .iter()
-        .map(|r| r.chunk_ns[0] - r.scheduled_ns)
-        .collect();
-    ttfts.sort_unstable();
-    assert!(ttfts[5] >= 290_000_000, "{ttfts:?}");
+    // All six were due at 0 and served two at a time for 100 ms each: the last pair waited
+    // about 200 ms for a slot. That wait is the client's queue time, not the server's TTFT.
     assert!(
-        p.report.metrics.max_send_lag_ms >= 190.0,
-        "{}",
-        p.report.metrics.max_send_lag_ms
+        m.ttft.p99_ms < 190.0,
+        "TTFT from the send: {}",
+        m.ttft.p99_ms
     );
     assert!(
-        p.report.metrics.ttft.p99_ms >= 290.0,
-        "{}",
-        p.report.metrics.ttft.p99_ms
+        m.e2el.p99_ms < 190.0,
+        "E2EL from the send: {}",
+        m.e2el.p99_ms
     );
-    // The files say so too, not only stderr: results.json's warnings and summary.txt.
+    let q = m
+        .client_queue_time
+        .as_ref()
+        .expect("a cap has a client queue");
+    assert!(q.p99_ms >= 190.0, "{q:?}");
+    assert!(m.max_send_lag_ms >= 190.0, "{}", m.max_send_lag_ms);
+    // The benchmark_serving result file says the same, request by request, and its timeline
+    // holds together: start_times (the sends) + latencies = the ends.
+    let file = disagg_bench::point_files::result_json(&cfg, p);
+    let list = |k: &str| -> Vec<f64> {
+        file[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect()
+    };
+    let (ttfts, latencies, starts, queues) = (
+        list("ttfts"),
+        list("latencies"),
+        list("start_times"),
+        list("queue_times"),
+    );
+    assert!(ttfts.iter().all(|&t| t < 0.19), "{ttfts:?}");
+    assert!(queues.iter().any(|&t| t >= 0.19), "{queues:?}");
+    for (i, r) in p.requests.iter().enumerate() {
+        let end = r.end_ns as f64 / 1e9;
+        assert!(
+            (starts[i] + latencies[i] - end).abs() < 1e-6,
+            "request {i}: {} + {} != {end}",
+            starts[i],
+            latencies[i]
+        );
+        assert_eq!(starts[i], r.sent_ns as f64 / 1e9);
+    }
+    assert!((file["mean_ttft_ms"].as_f64().unwrap() - m.ttft.mean_ms).abs() < 1e-9);
+    assert!(file["mean_client_queue_time_ms"].as_f64().unwrap() >= 50.0);
+    // The files say how it was counted too, not only stderr: results.json's warnings and
+    // summary.txt.
     assert!(
         sweep.warnings().iter().any(|w| w.contains(
-            "note: TTFT and E2EL count from each request's scheduled time and include the wait"
+            "note: requests waited in the client for one of the --max-concurrency 2 slots"
         )),
         "{:?}",
         sweep.warnings()
@@ -929,7 +966,42 @@ async fn open_loop_charges_the_wait_for_a_concurrency_slot() {
     let dir = tempfile::tempdir().unwrap();
     sweep.write_outputs(dir.path()).unwrap();
     let summary = std::fs::read_to_string(dir.path().join("summary.txt")).unwrap();
-    assert!(summary.contains("--max-concurrency 2 slots"), "{summary}");
+    assert!(
+        summary.contains("count from each request's send"),
+        "{summary}"
+    );
+    let results: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("results.json")).unwrap()).unwrap();
+    let point = &results["points"][0];
+    assert!(point["p99_ttft_ms"].as_f64().unwrap() < 190.0, "{point}");
+    assert!(point["p99_client_queue_time_ms"].as_f64().unwrap() >= 190.0);
+}
+
+/// Without a cap an open loop keeps counting from each request's scheduled time (a client that
+/// fell behind its schedule is charged for it), and its result file's `start_times` are those
+/// scheduled times, so that start + latency is still the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uncapped_open_loop_counts_latency_from_the_schedule() {
+    let (url, _) = serve(Script {
+        stall: Duration::from_millis(20),
+        ..Default::default()
+    })
+    .await;
+    let mut cfg = config(&url);
+    cfg.request_rates = vec![50.0];
+    cfg.num_prompts = Some(5);
+    let sweep = run_sweep(&cfg).await.unwrap();
+    let p = &sweep.points[0];
+    assert_eq!(p.report.metrics.client_queue_time, None);
+    let file = disagg_bench::point_files::result_json(&cfg, p);
+    for (i, r) in p.requests.iter().enumerate() {
+        let start = file["start_times"][i].as_f64().unwrap();
+        let latency = file["latencies"][i].as_f64().unwrap();
+        assert_eq!(start, r.scheduled_ns as f64 / 1e9);
+        assert!((start + latency - r.end_ns as f64 / 1e9).abs() < 1e-6);
+        let ttft = file["ttfts"][i].as_f64().unwrap();
+        assert_eq!(ttft, (r.chunk_ns[0] - r.scheduled_ns) as f64 / 1e9);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
