@@ -10,7 +10,8 @@ pub(crate) fn to_config(args: &BenchArgs) -> BenchConfig {
         url: args.url.first().cloned().unwrap_or_default(),
         extra_urls: args.url.iter().skip(1).cloned().collect(),
         endpoint: args.endpoint.clone(),
-        model: args.model.clone(),
+        // Not given: asked of the server when the command starts (`run`).
+        model: args.model.clone().unwrap_or_default(),
         isl: args.isl,
         osl: args.osl,
         range_ratio: args.range_ratio,
@@ -53,7 +54,18 @@ pub(crate) fn to_config(args: &BenchArgs) -> BenchConfig {
 }
 
 pub(crate) async fn run(args: BenchArgs) -> Result<bool, BenchError> {
-    let cfg = args.to_config();
+    let mut cfg = args.to_config();
+    if args.model.is_none() {
+        // Bad URLs are refused before anything is asked of them.
+        cfg.validate()?;
+        cfg.model = crate::models::first_served_model(&cfg).await?;
+        say_err!(
+            "disagg bench: --model not given: using {:?}, the first model {}/v1/models lists",
+            cfg.model,
+            cfg.url.trim_end_matches('/')
+        );
+    }
+    let cfg = cfg;
     // Taken from the start (the canary too): a Ctrl-C keeps what was measured.
     let mut signals = Signals::new();
     let mut finished: Vec<PointResult> = Vec::new();

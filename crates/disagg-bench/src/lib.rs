@@ -41,6 +41,7 @@ mod config;
 mod dataset;
 mod histogram;
 mod metrics;
+mod models;
 mod open_loop;
 mod outputs;
 pub mod point_files;
@@ -228,9 +229,11 @@ pub struct BenchArgs {
     /// `sampling_params`, counted from `meta_info`).
     #[arg(long, default_value = "/v1/completions")]
     pub endpoint: String,
-    /// `model` field of every request.
-    #[arg(long, default_value = "sim")]
-    pub model: String,
+    /// `model` field of every request. Not given: the first model the (first) server lists at
+    /// `GET /v1/models`, as `vllm bench serve` takes it (said on stderr; the bench stops if the
+    /// server lists none).
+    #[arg(long)]
+    pub model: Option<String>,
     /// Input sequence length (tokens).
     #[arg(long)]
     pub isl: u32,
@@ -424,6 +427,12 @@ pub enum BenchError {
     Canary { url: String, reason: String },
     #[error("bad settings: {0}")]
     Config(String),
+    /// `--model` was not given and the server did not name one.
+    #[error(
+        "--model was not given, and GET {url} named no model to take: {reason}\nhint: pass \
+         --model NAME (the name the server serves)"
+    )]
+    Model { url: String, reason: String },
     #[error("dataset {}{}: {reason}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
     Dataset {
         path: PathBuf,

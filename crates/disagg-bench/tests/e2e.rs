@@ -41,6 +41,8 @@ struct Script {
     /// Serve one request at a time; the others wait their turn, headers and all (a busy
     /// engine's queue).
     serial: bool,
+    /// Answer `GET /v1/models` with a 404, as a server without OpenAI's model list.
+    no_models: bool,
 }
 
 #[derive(Debug)]
@@ -51,6 +53,10 @@ struct Fake {
     max_in_flight: AtomicU64,
     /// One permit: with `serial`, held by the request being answered.
     turn: Arc<tokio::sync::Semaphore>,
+    /// `GET /v1/models` asked.
+    model_lists: AtomicU64,
+    /// The `model` of the last generation asked for.
+    last_model: std::sync::Mutex<Option<String>>,
 }
 
 impl Default for Fake {
@@ -61,6 +67,8 @@ impl Default for Fake {
             in_flight: AtomicU64::new(0),
             max_in_flight: AtomicU64::new(0),
             turn: Arc::new(tokio::sync::Semaphore::new(1)),
+            model_lists: AtomicU64::new(0),
+            last_model: std::sync::Mutex::new(None),
         }
     }
 }
@@ -80,6 +88,16 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// OpenAI's model list: two models, the first the one to take.
+async fn models(State(fake): State<Arc<Fake>>) -> Response {
+    fake.model_lists.fetch_add(1, Ordering::SeqCst);
+    if fake.script.no_models {
+        return (StatusCode::NOT_FOUND, "no such route").into_response();
+    }
+    Json(json!({"object": "list", "data": [{"id": "fake-model"}, {"id": "fake-lora"}]}))
+        .into_response()
 }
 
 async fn completions(State(fake): State<Arc<Fake>>, Json(body): Json<Value>) -> Response {
@@ -104,6 +122,7 @@ fn prompt_len(body: &Value, chat: bool) -> u64 {
 
 async fn generate(fake: Arc<Fake>, body: Value, chat: bool) -> Response {
     let guard = InFlight::enter(&fake);
+    *fake.last_model.lock().unwrap() = body["model"].as_str().map(str::to_string);
     let n = fake.requests.fetch_add(1, Ordering::SeqCst) + 1;
     let turn = if fake.script.serial {
         Some(Arc::clone(&fake.turn).acquire_owned().await.unwrap())
@@ -201,6 +220,7 @@ async fn serve(script: Script) -> (String, Arc<Fake>) {
     let app = axum::Router::new()
         .route("/v1/completions", axum::routing::post(completions))
         .route("/v1/chat/completions", axum::routing::post(chat))
+        .route("/v1/models", axum::routing::get(models))
         .with_state(Arc::clone(&fake));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -432,6 +452,64 @@ async fn standalone_run_fails_above_the_failure_limit_and_passes_within_it() {
         run(args("0.15")).await.unwrap(),
         "failures within the limit"
     );
+}
+
+/// Regression: `--model` defaulted to `sim`, which a real server refuses as an unknown model.
+/// Not given, it is the first model the server lists, as `vllm bench serve` takes it; given, it
+/// is sent as it is, and the list is not asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_model_the_first_model_the_server_lists_is_used() {
+    let (url, fake) = serve(Script::default()).await;
+    let args = |extra: &[&str]| {
+        let base = [
+            "bench",
+            "--url",
+            &url,
+            "--isl",
+            "8",
+            "--osl",
+            "2",
+            "--concurrency",
+            "1",
+            "--rounds",
+            "1",
+        ];
+        Cli::try_parse_from(base.iter().chain(extra).copied())
+            .unwrap()
+            .bench
+    };
+    assert!(run(args(&[])).await.unwrap());
+    assert_eq!(fake.model_lists.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        fake.last_model.lock().unwrap().as_deref(),
+        Some("fake-model")
+    );
+    assert!(run(args(&["--model", "mine"])).await.unwrap());
+    assert_eq!(fake.model_lists.load(Ordering::SeqCst), 1, "not asked");
+    assert_eq!(fake.last_model.lock().unwrap().as_deref(), Some("mine"));
+
+    // A server without the list: the bench stops before sending a generation, saying why.
+    let (url, fake) = serve(Script {
+        no_models: true,
+        ..Default::default()
+    })
+    .await;
+    let no_list = Cli::try_parse_from([
+        "bench", "--url", &url, "--isl", "8", "--osl", "2", "--rounds", "1",
+    ])
+    .unwrap()
+    .bench;
+    match run(no_list).await {
+        Err(e @ BenchError::Model { .. }) => {
+            let said = e.to_string();
+            assert!(
+                said.contains("/v1/models") && said.contains("404") && said.contains("--model"),
+                "{said}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(fake.requests.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
