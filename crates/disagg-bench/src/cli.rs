@@ -58,7 +58,10 @@ pub(crate) async fn run(args: BenchArgs) -> Result<bool, BenchError> {
     if args.model.is_none() {
         // Bad URLs are refused before anything is asked of them.
         cfg.validate()?;
-        cfg.model = crate::models::first_served_model(&cfg).await?;
+        cfg.model = match crate::models::first_served_model(&cfg).await {
+            Ok(model) => model,
+            Err(e) => return Err(kept_as_invalid(args.output_dir.as_deref(), e)),
+        };
         say_err!(
             "disagg bench: --model not given: using {:?}, the first model {}/v1/models lists",
             cfg.model,
@@ -84,7 +87,10 @@ pub(crate) async fn run(args: BenchArgs) -> Result<bool, BenchError> {
             .await
         };
         tokio::select! {
-            r = work => Ok(r?),
+            r = work => match r {
+                Ok(sweep) => Ok(sweep),
+                Err(e) => return Err(kept_as_invalid(args.output_dir.as_deref(), e)),
+            },
             s = signals.recv() => Err(s),
         }
     };
@@ -116,6 +122,25 @@ pub(crate) async fn run(args: BenchArgs) -> Result<bool, BenchError> {
         }
         None => Ok(true),
     }
+}
+
+/// A server found unfit before any point (the canary failed, or it named no model to take):
+/// the output folder still gets results.json and summary.txt, marked invalid with the reason,
+/// so that CI keeps more than stderr. Other errors (bad settings, a dataset) are the command
+/// line's, and nothing is written.
+fn kept_as_invalid(dir: Option<&std::path::Path>, e: BenchError) -> BenchError {
+    let (Some(dir), BenchError::Canary { .. } | BenchError::Model { .. }) = (dir, &e) else {
+        return e;
+    };
+    let reason = e.to_string();
+    match crate::outputs::write(dir, &Sweep { points: Vec::new() }, Some(&reason)) {
+        Ok(()) => say_err!(
+            "disagg bench: {} says the run is invalid, and why",
+            dir.join("results.json").display()
+        ),
+        Err(w) => say_err!("disagg bench: {w}"),
+    }
+    e
 }
 
 /// SIGINT, SIGTERM and SIGHUP, caught from when the bench starts (one that cannot be caught

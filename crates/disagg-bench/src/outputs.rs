@@ -27,7 +27,13 @@ pub(crate) fn write(dir: &Path, sweep: &Sweep, stopped: Option<&str>) -> Result<
         .expect("a report always serializes");
     results.push(b'\n');
     put("results.json", &results)?;
-    put("summary.txt", summary_text(sweep).as_bytes())?;
+    let mut summary = summary_text(sweep);
+    // What made the results invalid whatever the points say (an interruption, a canary that
+    // failed before any point) is in the summary too, not only in results.json.
+    if let Some(why) = stopped {
+        summary.push_str(&format!("invalid results: {why}\n"));
+    }
+    put("summary.txt", summary.as_bytes())?;
     put(
         "results.csv",
         &csv(sweep).map_err(fail(dir.join("results.csv")))?,

@@ -454,6 +454,52 @@ async fn standalone_run_fails_above_the_failure_limit_and_passes_within_it() {
     );
 }
 
+/// Regression: a failed canary exited 1 leaving nothing in --output-dir, so CI kept only stderr.
+/// results.json and summary.txt now say the run is invalid, and why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_canary_leaves_results_marked_invalid_with_its_reason() {
+    let (url, _) = serve(Script {
+        fail_every: Some(1),
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let args = Cli::try_parse_from([
+        "bench",
+        "--url",
+        &url,
+        "--model",
+        "m",
+        "--isl",
+        "8",
+        "--osl",
+        "2",
+        "--output-dir",
+        out.to_str().unwrap(),
+    ])
+    .unwrap()
+    .bench;
+    match run(args).await {
+        Err(BenchError::Canary { reason, .. }) => assert!(reason.contains("http_500"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    let results: Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["valid"], false);
+    let why = results["invalid_reason"].as_str().unwrap();
+    assert!(
+        why.contains("canary request") && why.contains("http_500: scripted failure"),
+        "{why}"
+    );
+    assert_eq!(results["points"], json!([]));
+    let summary = std::fs::read_to_string(out.join("summary.txt")).unwrap();
+    assert!(
+        summary.contains("invalid results: canary request"),
+        "{summary}"
+    );
+}
+
 /// Regression: `--model` defaulted to `sim`, which a real server refuses as an unknown model.
 /// Not given, it is the first model the server lists, as `vllm bench serve` takes it; given, it
 /// is sent as it is, and the list is not asked for.
