@@ -55,6 +55,17 @@ pub(crate) fn to_config(args: &BenchArgs) -> BenchConfig {
 
 pub(crate) async fn run(args: BenchArgs) -> Result<bool, BenchError> {
     let mut cfg = args.to_config();
+    // Before anything is written there: an earlier run's files are moved aside, never mixed
+    // with this run's, never lost.
+    if let Some(dir) = &args.output_dir {
+        if let Some((aside, n)) = crate::outputs::set_aside_earlier(dir)? {
+            say_err!(
+                "disagg bench: {} held an earlier run's files: moved {n} of them to {}",
+                dir.display(),
+                aside.display()
+            );
+        }
+    }
     if args.model.is_none() {
         // Bad URLs are refused before anything is asked of them.
         cfg.validate()?;

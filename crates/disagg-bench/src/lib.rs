@@ -332,7 +332,9 @@ pub struct BenchArgs {
     /// key refuse requests without it); read from OPENAI_API_KEY as benchmark_serving does.
     #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true, value_parser = api_key)]
     pub api_key: Option<String>,
-    /// Where to write results.json, summary.txt, results.csv, requests.jsonl and hdr/.
+    /// Where to write results.json, summary.txt, results.csv, requests.jsonl, hdr/ and each
+    /// point's benchmark.<label>.log/.json. An earlier run's files there are first moved into
+    /// earlier-<UTC time>/ in it (said on stderr): never mixed with this run's, never lost.
     #[arg(long)]
     pub output_dir: Option<PathBuf>,
 }

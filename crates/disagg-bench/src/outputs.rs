@@ -13,6 +13,59 @@ use serde_json::{Value, json};
 
 use crate::{BenchError, ResultsFile, Sweep, details_summary, histogram, text_summary};
 
+/// Whether `name`, in an output folder, is a file the bench writes there: what a later run would
+/// mix with its own (anything globbing `benchmark.*` would read both runs' points).
+fn written_by_the_bench(name: &str) -> bool {
+    matches!(
+        name,
+        "results.json" | "summary.txt" | "results.csv" | "requests.jsonl" | "hdr"
+    ) || (name.starts_with("benchmark.")
+        && [".log", ".json", ".log.tmp", ".json.tmp"]
+            .iter()
+            .any(|ext| name.ends_with(ext)))
+}
+
+/// Moves an earlier run's files (those the bench writes, and only those) out of `dir` into a
+/// new `earlier-<UTC time>/` inside it, so that nothing is lost and nothing of that run is read
+/// as this one's. Returns where they went and how many entries moved; `None` when there were
+/// none (or no folder yet).
+pub(crate) fn set_aside_earlier(dir: &Path) -> Result<Option<(PathBuf, usize)>, BenchError> {
+    let fail = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| BenchError::Write { path, source }
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(fail(dir)(e)),
+    };
+    let mut earlier: Vec<std::ffi::OsString> = Vec::new();
+    for entry in entries {
+        let name = entry.map_err(fail(dir))?.file_name();
+        if name.to_str().is_some_and(written_by_the_bench) {
+            earlier.push(name);
+        }
+    }
+    if earlier.is_empty() {
+        return Ok(None);
+    }
+    earlier.sort();
+    let stamp = crate::point_files::date(std::time::SystemTime::now());
+    let mut aside = dir.join(format!("earlier-{stamp}"));
+    let mut n = 1;
+    // Two runs in one second: each its own folder.
+    while aside.exists() {
+        n += 1;
+        aside = dir.join(format!("earlier-{stamp}-{n}"));
+    }
+    std::fs::create_dir(&aside).map_err(fail(&aside))?;
+    for name in &earlier {
+        let from = dir.join(name);
+        std::fs::rename(&from, aside.join(name)).map_err(fail(&from))?;
+    }
+    Ok(Some((aside, earlier.len())))
+}
+
 /// `stopped`: why the sweep ended before its last point (an interruption), which makes the
 /// results invalid whatever the points say.
 pub(crate) fn write(dir: &Path, sweep: &Sweep, stopped: Option<&str>) -> Result<(), BenchError> {

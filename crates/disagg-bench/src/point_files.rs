@@ -81,7 +81,7 @@ fn backend(cfg: &BenchConfig) -> &'static str {
 }
 
 /// `%Y%m%d-%H%M%S` (UTC), benchmark_serving's `date`.
-fn date(t: std::time::SystemTime) -> String {
+pub(crate) fn date(t: std::time::SystemTime) -> String {
     let s = humantime::format_rfc3339_seconds(t).to_string();
     // 2026-11-28T12:34:56Z
     format!(

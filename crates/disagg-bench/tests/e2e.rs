@@ -454,6 +454,82 @@ async fn standalone_run_fails_above_the_failure_limit_and_passes_within_it() {
     );
 }
 
+/// Regression: reusing --output-dir left an earlier run's per-point files beside the new ones,
+/// unsaid, and anything globbing `benchmark.*` mixed the runs. They are moved into
+/// `earlier-<time>/` first; files the bench does not write stay where they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_earlier_runs_files_are_moved_aside_not_mixed_with_the_new_ones() {
+    let (url, _) = serve(Script::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    let stale = [
+        "benchmark.rate5.json",
+        "benchmark.rate5.log",
+        "benchmark.con1.json",
+        "results.json",
+        "summary.txt",
+        "hdr",
+    ];
+    for name in &stale[..5] {
+        std::fs::write(out.join(name), "earlier run").unwrap();
+    }
+    std::fs::create_dir(out.join("hdr")).unwrap();
+    std::fs::write(out.join("hdr/point3_ttft.hgrm"), "earlier run").unwrap();
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    let args = Cli::try_parse_from([
+        "bench",
+        "--url",
+        &url,
+        "--model",
+        "m",
+        "--isl",
+        "8",
+        "--osl",
+        "2",
+        "--concurrency",
+        "1",
+        "--rounds",
+        "1",
+        "--output-dir",
+        out.to_str().unwrap(),
+    ])
+    .unwrap()
+    .bench;
+    assert!(run(args).await.unwrap());
+    let names = |d: &std::path::Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    let top = names(out);
+    let aside: Vec<&String> = top.iter().filter(|n| n.starts_with("earlier-")).collect();
+    assert_eq!(aside.len(), 1, "{top:?}");
+    let aside = out.join(aside[0]);
+    let mut moved = stale.map(String::from).to_vec();
+    moved.sort();
+    assert_eq!(names(&aside), moved);
+    assert_eq!(
+        std::fs::read_to_string(aside.join("benchmark.con1.json")).unwrap(),
+        "earlier run"
+    );
+    assert!(aside.join("hdr/point3_ttft.hgrm").exists());
+    // This run's files alone at the top, and what the bench never writes left alone.
+    assert!(!out.join("benchmark.rate5.json").exists());
+    assert!(out.join("hdr/point0_ttft.hgrm").exists());
+    assert!(!out.join("hdr/point3_ttft.hgrm").exists());
+    assert_ne!(
+        std::fs::read_to_string(out.join("benchmark.con1.json")).unwrap(),
+        "earlier run"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("notes.txt")).unwrap(),
+        "mine"
+    );
+}
+
 /// Regression: a failed canary exited 1 leaving nothing in --output-dir, so CI kept only stderr.
 /// results.json and summary.txt now say the run is invalid, and why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
