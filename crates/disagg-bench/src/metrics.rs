@@ -243,11 +243,11 @@ fn figure_stats(mut values: Vec<f64>, extra_percentiles: &[f64]) -> Option<Figur
     }
     values.sort_by(f64::total_cmp);
     let s = stats(values.clone(), extra_percentiles);
-    let mut percentiles = std::collections::BTreeMap::new();
-    percentiles.insert("p99".to_string(), s.p99_ms);
-    for (p, v) in s.percentiles {
-        percentiles.insert(format!("p{}", crate::result::percentile_word(p)), v);
-    }
+    let percentiles = s
+        .percentile_rows()
+        .into_iter()
+        .map(|(p, v)| (format!("p{}", crate::result::percentile_word(p)), v))
+        .collect();
     Some(FigureStats {
         mean: s.mean_ms,
         min: values[0],
@@ -286,18 +286,19 @@ pub(crate) fn stats(mut values: Vec<f64>, extra_percentiles: &[f64]) -> LatencyS
         median_ms: percentile(&values, 50.0),
         std_ms: variance.sqrt(),
         p99_ms: percentile(&values, 99.0),
-        percentiles: extras(extra_percentiles)
+        percentiles: asked(extra_percentiles)
             .into_iter()
             .map(|p| (p, percentile(&values, p)))
             .collect(),
     }
 }
 
-/// The requested extra percentiles, without duplicates and without p99, which is always there.
-pub(crate) fn extras(requested: &[f64]) -> Vec<f64> {
+/// The percentiles asked for, without duplicates: they replace the default (p99) as vLLM's
+/// `--metric-percentiles` does; p99 is computed apart whatever the list.
+pub(crate) fn asked(requested: &[f64]) -> Vec<f64> {
     let mut out: Vec<f64> = Vec::new();
     for &p in requested {
-        if p != 99.0 && !out.contains(&p) {
+        if !out.contains(&p) {
             out.push(p);
         }
     }
@@ -409,9 +410,19 @@ mod tests {
         assert!(errors.is_empty());
     }
 
+    /// Regression: `--percentiles 25,99.9,100` also showed p99; the list replaces the default,
+    /// as vLLM's `--metric-percentiles` does, and p99 is still computed for the harness.
     #[test]
-    fn extra_percentiles_skip_p99_and_duplicates() {
-        assert_eq!(extras(&[50.0, 99.0, 90.0, 50.0]), vec![50.0, 90.0]);
+    fn the_asked_percentiles_replace_p99_which_is_still_computed() {
+        assert_eq!(asked(&[50.0, 99.0, 90.0, 50.0]), vec![50.0, 99.0, 90.0]);
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        let s = stats(v.clone(), &[25.0, 99.9, 100.0]);
+        let shown: Vec<f64> = s.percentile_rows().iter().map(|r| r.0).collect();
+        assert_eq!(shown, vec![25.0, 99.9, 100.0]);
+        assert!(close(s.p99_ms, 99.01));
+        // Nothing asked: p99, as vLLM's default.
+        let s = stats(v, &[]);
+        assert_eq!(s.percentile_rows(), vec![(99.0, s.p99_ms)]);
     }
 
     #[test]

@@ -161,10 +161,10 @@ pub fn result_json(cfg: &BenchConfig, p: &PointResult) -> Map<String, Value> {
         serde_json::to_value(decoded).expect("numbers serialize"),
     );
     for (name, s) in latency_sections(m) {
-        put_latency(&mut o, name, s);
+        put_latency(&mut o, name, s, false);
     }
     if let Some(q) = &m.client_queue_time {
-        put_latency(&mut o, "client_queue_time", q);
+        put_latency(&mut o, "client_queue_time", q, false);
     }
     if let Some(t) = m.gen_device_step_time_ms {
         o.insert("mean_gen_worker_per_iter_device_step_time".into(), t.into());

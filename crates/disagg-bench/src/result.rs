@@ -26,16 +26,21 @@ pub struct LatencyStats {
     pub mean_ms: f64,
     pub median_ms: f64,
     pub std_ms: f64,
+    /// Always computed, whatever percentiles the user asked for: the harness's perf gates and
+    /// reports read it (kept in results.json as `p99_<m>_ms`).
     pub p99_ms: f64,
-    /// (percentile, value) for each extra percentile requested.
+    /// (percentile, value) for each percentile the user asked for (`--percentiles`), which
+    /// replace the default, p99, as vLLM's `--metric-percentiles` does; empty for the default.
     pub percentiles: Vec<(f64, f64)>,
 }
 
 impl LatencyStats {
-    /// p99 plus the extras, ascending, as benchmark_serving prints them.
+    /// The percentiles to show, ascending: the user's, or p99 by default.
     pub fn percentile_rows(&self) -> Vec<(f64, f64)> {
-        let mut rows = vec![(99.0, self.p99_ms)];
-        rows.extend(self.percentiles.iter().copied().filter(|&(p, _)| p != 99.0));
+        if self.percentiles.is_empty() {
+            return vec![(99.0, self.p99_ms)];
+        }
+        let mut rows = self.percentiles.clone();
         rows.sort_by(|a, b| a.0.total_cmp(&b.0));
         rows
     }
@@ -338,13 +343,22 @@ pub fn percentile_word(p: f64) -> String {
 }
 
 /// benchmark_serving's keys for one latency metric: `mean_<m>_ms`, `median_<m>_ms`,
-/// `std_<m>_ms` and `p<NN>_<m>_ms`.
-pub(crate) fn put_latency(out: &mut Map<String, Value>, name: &str, s: &LatencyStats) {
+/// `std_<m>_ms` and `p<NN>_<m>_ms` for each percentile shown; `keep_p99` adds `p99_<m>_ms` when
+/// the user's percentiles leave it out (results.json: the harness reads it).
+pub(crate) fn put_latency(
+    out: &mut Map<String, Value>,
+    name: &str,
+    s: &LatencyStats,
+    keep_p99: bool,
+) {
     out.insert(format!("mean_{name}_ms"), s.mean_ms.into());
     out.insert(format!("median_{name}_ms"), s.median_ms.into());
     out.insert(format!("std_{name}_ms"), s.std_ms.into());
     for (p, v) in s.percentile_rows() {
         out.insert(format!("p{}_{name}_ms", percentile_word(p)), v.into());
+    }
+    if keep_p99 {
+        out.insert(format!("p99_{name}_ms"), s.p99_ms.into());
     }
 }
 
@@ -386,11 +400,21 @@ impl PointReport {
         put("max_output_tokens_per_s", m.max_output_tokens_per_s.into());
         put("max_concurrent_requests", m.max_concurrent_requests.into());
         for (name, s) in latency_sections(m) {
-            put_latency(&mut o, name, s);
+            put_latency(&mut o, name, s, true);
         }
         if let Some(q) = &m.client_queue_time {
-            put_latency(&mut o, "client_queue_time", q);
+            put_latency(&mut o, "client_queue_time", q, true);
         }
+        // The percentiles the user asked for (empty: the default, p99); p99 is kept besides.
+        o.insert(
+            "percentiles".into(),
+            m.ttft
+                .percentiles
+                .iter()
+                .map(|&(p, _)| Value::from(p))
+                .collect::<Vec<_>>()
+                .into(),
+        );
         if let Some(a) = &m.avg_decoded_tokens_per_iter {
             o.insert(
                 "avg_decoded_tokens_per_iter".into(),
@@ -459,7 +483,11 @@ impl PointReport {
         }
         /// `mean_<m>_ms`, `median_<m>_ms`, `std_<m>_ms`, `p99_<m>_ms` and any other
         /// `p<NN>_<m>_ms`.
-        fn latency(o: &mut Map<String, Value>, name: &str) -> Result<LatencyStats, String> {
+        fn latency(
+            o: &mut Map<String, Value>,
+            name: &str,
+            asked: Option<&[f64]>,
+        ) -> Result<LatencyStats, String> {
             let mut s = LatencyStats {
                 mean_ms: take(o, &format!("mean_{name}_ms"))?,
                 median_ms: take(o, &format!("median_{name}_ms"))?,
@@ -478,9 +506,19 @@ impl PointReport {
             for (key, p) in extra {
                 s.percentiles.push((p, take(o, &key)?));
             }
+            match asked {
+                // p99 is kept whatever was asked; shown only when asked for.
+                Some(asked) if asked.contains(&99.0) => s.percentiles.push((99.0, s.p99_ms)),
+                Some(_) => {}
+                // Written before the user's list replaced p99: it was always shown.
+                None if !s.percentiles.is_empty() => s.percentiles.push((99.0, s.p99_ms)),
+                None => {}
+            }
             s.percentiles.sort_by(|a, b| a.0.total_cmp(&b.0));
             Ok(s)
         }
+        let asked: Option<Vec<f64>> = take_opt(&mut o, "percentiles")?;
+        let asked = asked.as_deref();
         let started_at = time(&mut o, "started_at")?;
         let ended_at = time(&mut o, "ended_at")?;
         let num_prompts = take(&mut o, "num_prompts")?;
@@ -502,12 +540,12 @@ impl PointReport {
             max_send_lag_ms: take(&mut o, "max_send_lag_ms")?,
             max_output_tokens_per_s: take(&mut o, "max_output_tokens_per_s")?,
             max_concurrent_requests: take(&mut o, "max_concurrent_requests")?,
-            ttft: latency(&mut o, "ttft")?,
-            tpot: latency(&mut o, "tpot")?,
-            itl: latency(&mut o, "itl")?,
-            e2el: latency(&mut o, "e2el")?,
+            ttft: latency(&mut o, "ttft", asked)?,
+            tpot: latency(&mut o, "tpot", asked)?,
+            itl: latency(&mut o, "itl", asked)?,
+            e2el: latency(&mut o, "e2el", asked)?,
             client_queue_time: if has_queue {
-                Some(latency(&mut o, "client_queue_time")?)
+                Some(latency(&mut o, "client_queue_time", asked)?)
             } else {
                 None
             },

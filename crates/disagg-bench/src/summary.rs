@@ -201,7 +201,8 @@ mod tests {
             median_ms: base + 0.5,
             std_ms: 1.25,
             p99_ms: base * 2.0,
-            percentiles: vec![(90.0, base * 1.5), (50.0, base + 0.5)],
+            // `--percentiles 90,50,99`: the user's list, in any order, shown ascending.
+            percentiles: vec![(90.0, base * 1.5), (50.0, base + 0.5), (99.0, base * 2.0)],
         }
     }
 

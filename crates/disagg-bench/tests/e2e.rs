@@ -454,6 +454,66 @@ async fn standalone_run_fails_above_the_failure_limit_and_passes_within_it() {
     );
 }
 
+/// Regression: `--percentiles 25,99.9,100` also showed p99. The list replaces the default, as
+/// vLLM's `--metric-percentiles` does, in what is shown (summary, the point's log and
+/// benchmark_serving file); results.json keeps p99 besides, which the harness's gates read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_percentiles_asked_for_replace_p99_where_they_are_shown() {
+    let (url, _) = serve(Script::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    let args = Cli::try_parse_from([
+        "bench",
+        "--url",
+        &url,
+        "--model",
+        "m",
+        "--isl",
+        "8",
+        "--osl",
+        "4",
+        "--concurrency",
+        "1",
+        "--rounds",
+        "2",
+        "--percentiles",
+        "25,99.9,100",
+        "--output-dir",
+        out.to_str().unwrap(),
+    ])
+    .unwrap()
+    .bench;
+    assert!(run(args).await.unwrap());
+    for file in ["summary.txt", "benchmark.con1.log"] {
+        let text = std::fs::read_to_string(out.join(file)).unwrap();
+        for shown in ["P25 TTFT (ms):", "P99.9 ITL (ms):", "P100 E2EL (ms):"] {
+            assert!(text.contains(shown), "{file}: {shown}\n{text}");
+        }
+        assert!(!text.contains("P99 "), "{file}:\n{text}");
+    }
+    let point: Value =
+        serde_json::from_slice(&std::fs::read(out.join("benchmark.con1.json")).unwrap()).unwrap();
+    assert!(point.get("p99.9_ttft_ms").is_some() && point.get("p100_tpot_ms").is_some());
+    assert_eq!(point.get("p99_ttft_ms"), None, "{point}");
+    let results: Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    let p = &results["points"][0];
+    assert!(p["p99_ttft_ms"].as_f64().is_some(), "kept for the harness");
+    assert!(p["p25_ttft_ms"].as_f64().is_some());
+    assert_eq!(p["percentiles"], json!([25.0, 99.9, 100.0]));
+    // Read back as the harness reads it: p99 there, the user's list shown.
+    let report = disagg_bench::PointReport::from_map(p.as_object().unwrap().clone()).unwrap();
+    let shown: Vec<f64> = report
+        .metrics
+        .ttft
+        .percentile_rows()
+        .iter()
+        .map(|r| r.0)
+        .collect();
+    assert_eq!(shown, vec![25.0, 99.9, 100.0]);
+    assert!(report.metrics.ttft.p99_ms > 0.0);
+}
+
 /// Regression: reusing --output-dir left an earlier run's per-point files beside the new ones,
 /// unsaid, and anything globbing `benchmark.*` mixed the runs. They are moved into
 /// `earlier-<time>/` first; files the bench does not write stay where they are.
