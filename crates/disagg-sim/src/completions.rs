@@ -81,7 +81,12 @@ async fn handle(
     if sim.faults().completions_hang() {
         std::future::pending::<()>().await;
     }
-    match serve(&sim, endpoint, start, request_id, body, verdict).await {
+    // A request whose client leaves before its answer is ready (a whole answer, a prefill)
+    // drops this future here: counted as cancelled, as a stream's client leaving is.
+    let mut unanswered = Unanswered(&sim, true);
+    let served = serve(&sim, endpoint, start, request_id, body, verdict).await;
+    unanswered.1 = false;
+    match served {
         Ok(r) => r,
         Err(e) => {
             let e = if endpoint == Endpoint::Generate {
@@ -104,6 +109,18 @@ async fn handle(
             };
             sim.metrics().outcome(outcome);
             e.into_response()
+        }
+    }
+}
+
+/// Counts a request as cancelled when dropped still armed (its client went away while it was
+/// served); a stream's end is counted by its emitter instead.
+struct Unanswered<'a>(&'a SimState, bool);
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if self.1 {
+            self.0.metrics().outcome(Outcome::Cancelled);
         }
     }
 }

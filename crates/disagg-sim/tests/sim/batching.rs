@@ -178,3 +178,34 @@ async fn a_context_sim_keeps_prompt_kv_until_the_hand_off_is_fetched() {
     assert_eq!(third, 200);
     ctx.until_metric("sim_kv_used_tokens", 20.0).await;
 }
+
+/// A whole (not streamed) answer's client leaving before it is ready is counted as cancelled,
+/// as a stream's is: it was counted as nothing at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_answer_whose_client_leaves_is_counted_cancelled() {
+    let sim = start(&["--itl", "50ms"]).await;
+    let long = json!({"prompt": [1], "max_tokens": 40});
+    let gone = tokio::time::timeout(
+        Duration::from_millis(300),
+        sim.client
+            .post(sim.url("/v1/completions"))
+            .json(&with_model(&long))
+            .send(),
+    )
+    .await;
+    assert!(gone.is_err(), "the 2 s answer came within 300 ms");
+    let mut seen = String::new();
+    for _ in 0..400 {
+        seen = sim.metrics().await;
+        if metric(&seen, "sim_requests_total{outcome=\"cancelled\"}") == 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        metric(&seen, "sim_requests_total{outcome=\"cancelled\"}"),
+        1.0,
+        "{seen}"
+    );
+    assert_eq!(metric(&seen, "sim_requests_total{outcome=\"ok\"}"), 0.0);
+}
