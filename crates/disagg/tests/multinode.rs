@@ -794,19 +794,25 @@ fn a_trtllm_server_spanning_nodes_unevenly_gets_its_gpus_block_wise_and_its_last
 
 fn a_step_slurm_cannot_create_fails_the_run_in_seconds_quoting_srun() {
     let ws = Ws::new("nostep");
-    // The job asks for 2 GPUs per node in extra_args, but the plan puts 2 + 2 on node 0: the
-    // second worker step can never be created ("busy"); a 4-GPU worker is a bad request.
-    // (`--gres=gpu:2` itself is refused by validate; `--gpus-per-node` is left to Slurm, so the
-    // path a cluster's own refusal takes stays covered.)
+    // The job gets 2 GPUs per node, but the plan puts 2 + 2 on node 0: the second worker step
+    // can never be created ("busy"); a 4-GPU worker is a bad request. The case's own
+    // `--gres=gpu:2` or `--gpus-per-node=2` is refused by validate: here the site's environment
+    // asks it (`SBATCH_GRES`, which sbatch takes over the script's `#SBATCH --gres`), so the path
+    // a cluster's own refusal takes stays covered.
     for (config, ctx_tp, said) in [
         ("mn-busy", 2, "Requested nodes are busy"),
         ("mn-bad", 4, "Invalid generic resource (gres) specification"),
     ] {
         let yaml = format!(
-            "name: {config}\nmodel: {{name: tiny}}\nhardware: {{gpus_per_node: 4}}\nctx: {{count: 1, parallel: {{tp: {ctx_tp}}}, engine_args: {{}}}}\ngen: {{count: 1, parallel: {{tp: 2}}, engine_args: {{}}}}\nbenchmark: {{isl: 32, osl: 4, concurrency: [2], rounds: 2}}\ntimeouts: {{worker_startup: 60s, request: 10s, benchmark: 60s, job: 3m}}\nslurm: {{extra_args: [\"--gpus-per-node=2\"]}}\n"
+            "name: {config}\nmodel: {{name: tiny}}\nhardware: {{gpus_per_node: 4}}\nctx: {{count: 1, parallel: {{tp: {ctx_tp}}}, engine_args: {{}}}}\ngen: {{count: 1, parallel: {{tp: 2}}, engine_args: {{}}}}\nbenchmark: {{isl: 32, osl: 4, concurrency: [2], rounds: 2}}\ntimeouts: {{worker_startup: 60s, request: 10s, benchmark: 60s, job: 3m}}\n"
         );
         let t0 = Instant::now();
-        let out = ws.run(config, &yaml);
+        let c = ws.case(&format!("{config}.yaml"), &yaml);
+        let out = ws
+            .command(&["run", c.to_str().unwrap(), "--launcher", "slurm"])
+            .env("SBATCH_GRES", "gpu:2")
+            .output()
+            .unwrap();
         let took = t0.elapsed();
         assert_eq!(out.status.code(), Some(1), "{config}: {}", text(&out));
         assert!(took < Duration::from_secs(30), "{config}: took {took:?}");
