@@ -366,8 +366,10 @@ pub struct KvArgs {
     #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
     pub kv_ttl: Duration,
     /// How long a generation sim waits for a record that is not there yet (SGLang sends both
-    /// legs at once, so decode may ask before prefill is done).
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    /// legs at once, so decode may ask before prefill is done); then it fails with status 500,
+    /// as SGLang's decode does. Seconds, or a duration ("90s"); SGLang's own variable sets it,
+    /// with its default.
+    #[arg(long, env = "SGLANG_DISAGGREGATION_WAITING_TIMEOUT", value_parser = seconds_or_duration, default_value = "300")]
     pub kv_wait_timeout: Duration,
     /// SGLang, context role: how long a prefill waits for its decode server's handshake (the
     /// decode leg of the same bootstrap_room) before it runs; then it fails with status 500, as

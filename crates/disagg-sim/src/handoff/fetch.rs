@@ -78,12 +78,20 @@ async fn transfer(
         .await
         .map_err(|e| unreachable(e.to_string()))?;
     if status == 404 {
+        // A KV cache that cannot be loaded is the server's failure, not the request's: SGLang's
+        // decode aborts it with 500 ("Decode transfer failed", after
+        // SGLANG_DISAGGREGATION_WAITING_TIMEOUT in KVPoll.WaitingForInput), vLLM's finishes it
+        // with an error (`kv_load_failure_policy: fail`), a 500. A 400 read as the client's.
         let waited = if c.wait {
-            format!(" (waited {})", humantime::format_duration(wait))
+            format!(
+                " (waited {}: timed out in KVPoll.WaitingForInput; \
+                 SGLANG_DISAGGREGATION_WAITING_TIMEOUT sets the wait)",
+                humantime::format_duration(wait)
+            )
         } else {
             String::new()
         };
-        return Err(ApiError::bad_request(format!(
+        return Err(ApiError::internal(format!(
             "KV hand-off failed: context sim {} holds no record for {}{waited}; it was never \
              prefilled there, was already used by another generation request, or expired \
              (--kv-ttl). A router must forward the context response's hand-off params unchanged",

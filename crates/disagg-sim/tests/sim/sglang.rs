@@ -59,18 +59,26 @@ async fn both_legs_at_once_equal_aggregated() {
     );
 }
 
+/// A decode whose KV never comes fails after its wait with 500, as SGLang's decode aborts it
+/// (`SGLANG_DISAGGREGATION_WAITING_TIMEOUT`, 300 s by default, in KVPoll.WaitingForInput): a
+/// 400 read as the client's fault.
 #[tokio::test]
 async fn decode_without_a_prefill_fails_naming_the_room() {
     let prefill = sim("context", &[]).await;
     let decode = sim("generation", &["--kv-wait-timeout", "200ms"]).await;
     let req = with_bootstrap(&json!({"prompt": [1, 2], "max_tokens": 2}), &prefill, 99);
     let (status, body) = decode.complete(&req).await;
-    assert_eq!(status, 400, "{body}");
+    assert_eq!(status, 500, "{body}");
     let msg = error_message(&body);
     assert!(
-        msg.contains("bootstrap_room 99") && msg.contains("waited"),
+        msg.contains("bootstrap_room 99")
+            && msg.contains("waited")
+            && msg.contains("SGLANG_DISAGGREGATION_WAITING_TIMEOUT"),
         "{msg}"
     );
+    // SGLang's default wait, and its variable setting it.
+    let args = crate::support::try_parse_args(&[]).unwrap();
+    assert_eq!(args.kv.kv_wait_timeout, std::time::Duration::from_secs(300));
 }
 
 /// SGLang's prefill runs a request only once its decode server has bootstrapped the room: a
