@@ -242,6 +242,28 @@ fn check_each(paths: &[PathBuf], skip_perf: bool) -> (Vec<Ready>, bool) {
             }
         }
     }
+    // Two cases of one config name (two files with the same `name:`, a file given twice) share
+    // `disagg_logs/<name>/`, its `latest` and one JUnit suite name: one's failure could read as
+    // the other's pass. Said before anything runs.
+    let mut seen: std::collections::HashMap<&str, &Path> = Default::default();
+    for r in &ready {
+        let name = r.case.config_name.as_str();
+        if let Some(first) = seen.insert(name, &r.case.path) {
+            let how = if first == r.case.path.as_path() {
+                "it is given twice".to_string()
+            } else {
+                format!("so is {}'s", first.display())
+            };
+            say_err!(
+                "error: {}: its config name is `{name}`, and {how}: two runs of one name share \
+                 disagg_logs/{name}/, its `latest` and their JUnit suite's name, so one's failure \
+                 could read as the other's pass\nhint: give one of them another `name:` (or \
+                 list each file once)",
+                r.case.path.display()
+            );
+            bad = true;
+        }
+    }
     (ready, bad)
 }
 

@@ -1206,3 +1206,36 @@ fn resume_runs_again_a_case_whose_latest_run_failed_though_an_older_one_passed()
     );
     assert_eq!(runs(ws.path(), "latest").len(), 3);
 }
+
+/// Two case files of one `name:` in one run: refused before anything runs (they would share
+/// a folder, its `latest` and a JUnit suite name, so one's failure could read as the other's
+/// pass), naming both files.
+#[test]
+fn two_cases_of_one_name_are_refused_before_anything_runs() {
+    let ws = TempDir::new("samename");
+    let spec = CaseSpec {
+        name: "twin",
+        ..Default::default()
+    };
+    let a = spec.write(ws.path(), "a.yaml");
+    let b = spec.write(ws.path(), "b.yaml");
+    let workspace = ws.path().join("ws");
+    let r = run(&a, &workspace, &[b.to_str().unwrap()], &[]);
+    assert_eq!(r.code(), 2, "{}", r.show());
+    assert!(
+        r.stderr().contains(&format!(
+            "{}: its config name is `twin`, and so is {}'s",
+            b.display(),
+            a.display()
+        )) && r
+            .stderr()
+            .contains("hint: give one of them another `name:`"),
+        "{}",
+        r.show()
+    );
+    assert!(!workspace.exists(), "nothing ran");
+    // The same file twice, to validate.
+    let v = disagg(&["validate", a.to_str().unwrap(), a.to_str().unwrap()], &[]);
+    assert_eq!(v.code(), 2, "{}", v.show());
+    assert!(v.stderr().contains("it is given twice"), "{}", v.show());
+}
