@@ -146,7 +146,10 @@ pub fn junit(
 ) -> Report {
     let mut suite = TestSuite::new(config.to_string());
     suite.set_time(Duration::from_secs_f64(outcome.duration_s));
-    let classname = format!("disagg.{config}");
+    // Jenkins reads a classname's package up to its last dot: a config name's own dots
+    // (`llama-3.1-8b…`, a sweep point's `gen.engine_args.itl-2ms`) would split it into
+    // packages and leave a stub as the class.
+    let classname = format!("disagg.{}", config.replace('.', "_"));
 
     // Concurrency points, each with the verdict the bench gave it when it was measured, and its
     // own regressions.
@@ -544,6 +547,38 @@ pub fn summary_table(
         );
     }
     s
+}
+
+#[cfg(test)]
+mod junit_tests {
+    /// A config name's dots do not reach the classname, where Jenkins would read everything
+    /// before the last dot as packages.
+    #[test]
+    fn a_config_names_dots_stay_out_of_the_classname() {
+        let dir = tempfile::tempdir().unwrap();
+        let outcome = crate::outcome::Outcome {
+            result: crate::outcome::RunResult::Passed,
+            roles: Vec::new(),
+            duration_s: 1.0,
+        };
+        let points = [crate::perf::tests::point(4)];
+        let report = super::junit(
+            "llama-3.1-8b-bf16_0.25k",
+            dir.path(),
+            &outcome,
+            &points,
+            &[],
+            &super::PerfOutcome::Skipped,
+        );
+        let suite = &report.test_suites[0];
+        assert_eq!(suite.name.as_str(), "llama-3.1-8b-bf16_0.25k");
+        for tc in &suite.test_cases {
+            assert_eq!(
+                tc.classname.as_deref(),
+                Some("disagg.llama-3_1-8b-bf16_0_25k")
+            );
+        }
+    }
 }
 
 #[cfg(test)]
