@@ -641,10 +641,7 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions) -> i32 {
     let mut codes = book.reused_codes();
     // Each run's name and exit code (None: not run), for the closing tally.
     let mut tally: Vec<(String, Option<i32>)> = Vec::new();
-    let label = |r: &Ready| match &r.point {
-        Some(p) => format!("{} point {}", r.case.config_name, p.index + 1),
-        None => r.case.config_name.to_string(),
-    };
+    let label = run_label;
     for (i, r) in ready.iter().enumerate() {
         if book.is_reused(i) {
             tally.push((label(r), Some(exit::PASS)));
@@ -682,9 +679,17 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions) -> i32 {
     code
 }
 
+/// A case's name in the closing tally: a sweep point's with its number.
+pub(crate) fn run_label(r: &Ready) -> String {
+    match &r.point {
+        Some(p) => format!("{} point {}", r.case.config_name, p.index + 1),
+        None => r.case.config_name.to_string(),
+    }
+}
+
 /// The last line of a run of several cases (or points): how many ended how, naming those that
 /// did not pass, so the tail of a CI log does not read as the last case's verdict.
-fn tally_line(tally: &[(String, Option<i32>)], code: i32) -> String {
+pub(crate) fn tally_line(tally: &[(String, Option<i32>)], code: i32) -> String {
     let mut parts = Vec::new();
     let passed = tally.iter().filter(|(_, c)| *c == Some(exit::PASS)).count();
     if passed > 0 {

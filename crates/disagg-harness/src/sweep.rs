@@ -266,6 +266,8 @@ pub(crate) struct Book {
     /// Per case: its sweep folder (index into `open`) and point index.
     of: Vec<Option<(usize, usize)>>,
     open: Vec<Open>,
+    /// Per case: its exit code once it ended.
+    codes: Vec<Option<i32>>,
 }
 
 impl Book {
@@ -294,6 +296,7 @@ impl Book {
             reused,
             of: vec![None; ready.len()],
             open: Vec::new(),
+            codes: vec![None; ready.len()],
         };
         for (i, r) in ready.iter().enumerate() {
             let Some(p) = &r.point else { continue };
@@ -550,11 +553,30 @@ impl Book {
 
     /// Case `i` ended with `code`.
     pub(crate) fn finished(&mut self, i: usize, code: i32) {
+        if let Some(c) = self.codes.get_mut(i) {
+            *c = Some(code);
+        }
         if let Some((slot, p)) = self.point_mut(i) {
             p.status = PointStatus::from_code(code);
             p.exit_code = Some(code);
             self.save(slot);
         }
+    }
+
+    /// Each case's name (a sweep point's with its number) and how it ended (`None`: not run),
+    /// for the closing tally: a pass `--resume` reused counts as passed.
+    pub(crate) fn tally(&self, ready: &[Ready]) -> Vec<(String, Option<i32>)> {
+        ready
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let code = match self.reused.get(i) {
+                    Some(Some(_)) => Some(disagg_core::exit::PASS),
+                    _ => self.codes.get(i).copied().flatten(),
+                };
+                (crate::run::run_label(r), code)
+            })
+            .collect()
     }
 
     /// The run is over: points never started are marked so, and the summaries written.

@@ -1008,6 +1008,16 @@ fn a_sweep_becomes_one_job_per_point_with_its_sweep_folder() {
     assert_eq!(std::fs::read_dir(sweep.join("points")).unwrap().count(), 4);
     assert!(sweep.join("report.html").is_file());
     assert!(read(&sweep.join("summary.md")).contains("4 points: 4 passed"));
+    // The log ends with the tally of every job, as a local run's does.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout
+            .lines()
+            .last()
+            .is_some_and(|l| l == "disagg: 4 runs: 4 passed; exit code 0"),
+        "{}",
+        text(&out)
+    );
 }
 
 fn a_job_slurm_can_never_start_is_cancelled_at_once_and_fails_the_case_with_2() {

@@ -381,6 +381,7 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions, slurm: &SlurmOptions) -> 
             }
             let code = interrupt(running, codes, skip_perf, &mut book);
             book.close();
+            say_tally(&book, &ready, code);
             return code;
         }
         let mut still = Vec::new();
@@ -430,9 +431,20 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions, slurm: &SlurmOptions) -> 
         running = still;
         if running.is_empty() && queue.is_empty() {
             book.close();
-            return run::combine(&codes);
+            let code = run::combine(&codes);
+            say_tally(&book, &ready, code);
+            return code;
         }
         std::thread::sleep(FOLLOW_EVERY);
+    }
+}
+
+/// The closing line of a run of several cases, as the local launcher says it: the tail of a CI
+/// log names the cases that did not pass, not only the last job's.
+fn say_tally(book: &crate::sweep::Book, ready: &[run::Ready], code: i32) {
+    let tally = book.tally(ready);
+    if tally.len() > 1 {
+        say!("{}", run::tally_line(&tally, code));
     }
 }
 
