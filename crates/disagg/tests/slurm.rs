@@ -1366,8 +1366,8 @@ fn sbatch_refusing_what_the_case_asks_exits_2_with_a_hint() {
         (
             &bad_part,
             "sl-part",
-            "Invalid partition name",
-            "slurm.partition: nosuchpart",
+            "slurm.partition: `nosuchpart` is not a partition of this cluster",
+            "name one of those",
         ),
         (
             &gres,
@@ -1391,6 +1391,25 @@ fn sbatch_refusing_what_the_case_asks_exits_2_with_a_hint() {
         );
     }
     assert!(ws.tmp.job_ids().is_empty(), "nothing was queued");
+    // With a good case before it: the partition is checked before either is sent, not at its
+    // turn (hours into a night of jobs).
+    let good = ws.case(
+        "good.yaml",
+        &case("sl-good", &format!("{GEN_OK}{TIMEOUTS}")),
+    );
+    let out = ws.run(&[
+        "run",
+        good.to_str().unwrap(),
+        bad_part.to_str().unwrap(),
+        "--launcher",
+        "slurm",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        ws.tmp.job_ids().is_empty(),
+        "nothing was queued: {}",
+        text(&out)
+    );
 }
 
 fn a_killed_supervisor_is_reported_with_the_time_the_job_ran() {

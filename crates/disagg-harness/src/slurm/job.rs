@@ -261,6 +261,18 @@ pub fn nodes(job: &str) -> Vec<String> {
 
 /// The GPU gres the nodes of `partition` (the default one when `None`) offer, as sinfo says it
 /// (`gpu:8`, `gpu:h100:8(S:0-1)`): `None` when they offer none, or sinfo does not answer.
+/// Every partition of the cluster (`sinfo --all`, so hidden ones too, the default's `*`
+/// dropped); `None` when sinfo does not answer.
+pub fn partitions() -> Option<Vec<String>> {
+    let out = run("sinfo", &["--all", "-h", "-o", "%P"], None).ok()?;
+    Some(
+        out.lines()
+            .map(|l| l.trim().trim_end_matches('*').to_string())
+            .filter(|p| !p.is_empty())
+            .collect(),
+    )
+}
+
 pub fn gpu_gres(partition: Option<&str>) -> Option<String> {
     let mut args = vec!["-h", "-o", "%G"];
     if let Some(p) = partition {

@@ -256,6 +256,24 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions, slurm: &SlurmOptions) -> 
         );
         return exit::USAGE;
     }
+    // A partition the cluster does not have is refused by sbatch only at that case's turn,
+    // which may come hours into a night of jobs: every case's is checked before any is sent.
+    if let Some(known) = job::partitions() {
+        let unknown = ready.iter().find_map(|r| {
+            let p = r.case.case.slurm.partition.as_deref()?;
+            (!known.iter().any(|k| k == p)).then_some((r, p))
+        });
+        if let Some((r, p)) = unknown {
+            say_err!(
+                "error: {}: slurm.partition: `{p}` is not a partition of this cluster (it has: \
+                 {}), so nothing was submitted\nhint: name one of those, or leave \
+                 slurm.partition out for the default; `sinfo -s` lists them",
+                r.case.path.display(),
+                known.join(", ")
+            );
+            return exit::USAGE;
+        }
+    }
     let workspace = crate::rundir::resolve_workspace(opts.workspace.as_deref());
     // Absolute, because the batch script runs elsewhere.
     let workspace = std::path::absolute(&workspace).unwrap_or(workspace);
