@@ -445,6 +445,89 @@ pub fn to_xml(report: &Report) -> Result<String, std::io::Error> {
     String::from_utf8(writer.into_inner()).map_err(std::io::Error::other)
 }
 
+/// One case's part of a combined JUnit file: its run's `results.xml`, or why it has none.
+pub struct SuiteSource {
+    pub name: String,
+    pub results: Option<std::path::PathBuf>,
+    /// The failure a case without a readable `results.xml` gets.
+    pub missing: String,
+}
+
+/// Every case's `<testsuite>` under one `<testsuites>` (`disagg run --junit FILE`), with the
+/// sums of their counts: what a CI's junit step reads in one file, none read twice through the
+/// `latest` and sweep links a glob follows.
+pub fn merge_junit(sources: &[SuiteSource]) -> Result<String, String> {
+    use quick_xml::events::{BytesDecl, BytesStart, Event};
+    let mut suites = quick_xml::Writer::new(Vec::new());
+    let (mut tests, mut failures, mut errors) = (0u64, 0u64, 0u64);
+    for s in sources {
+        let xml = match s.results.as_ref().map(std::fs::read_to_string) {
+            Some(Ok(text)) => text,
+            _ => {
+                let status =
+                    not_passed(NonSuccessKind::Failure, s.missing.clone(), "NOT_RUN", None);
+                let mut tc = TestCase::new("run", status);
+                tc.set_classname(format!("disagg.{}", s.name.replace('.', "_")));
+                let mut suite = TestSuite::new(s.name.clone());
+                suite.add_test_case(tc);
+                to_xml(&finish(suite)).map_err(|e| e.to_string())?
+            }
+        };
+        let mut reader = quick_xml::Reader::from_str(&xml);
+        let mut depth = 0usize;
+        loop {
+            let event = reader
+                .read_event()
+                .map_err(|e| format!("{}: {e}", s.name))?;
+            match &event {
+                Event::Eof => break,
+                Event::Start(e) if e.name().as_ref() == b"testsuite" => {
+                    depth += 1;
+                    for a in e.attributes().flatten() {
+                        let n = String::from_utf8_lossy(&a.value)
+                            .parse::<u64>()
+                            .unwrap_or(0);
+                        match a.key.as_ref() {
+                            b"tests" => tests += n,
+                            b"failures" => failures += n,
+                            b"errors" => errors += n,
+                            _ => {}
+                        }
+                    }
+                }
+                Event::End(e) if e.name().as_ref() == b"testsuite" => {
+                    suites
+                        .write_event(event.clone())
+                        .map_err(|e| e.to_string())?;
+                    suites.get_mut().push(b'\n');
+                    depth -= 1;
+                    continue;
+                }
+                _ => {}
+            }
+            if depth > 0 {
+                suites.write_event(event).map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    let mut out = quick_xml::Writer::new(Vec::new());
+    out.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))
+        .map_err(|e| e.to_string())?;
+    out.get_mut().push(b'\n');
+    let mut root = BytesStart::new("testsuites");
+    root.push_attribute(("name", "disagg"));
+    root.push_attribute(("tests", tests.to_string().as_str()));
+    root.push_attribute(("failures", failures.to_string().as_str()));
+    root.push_attribute(("errors", errors.to_string().as_str()));
+    out.write_event(Event::Start(root))
+        .map_err(|e| e.to_string())?;
+    let mut text = String::from_utf8(out.into_inner()).map_err(|e| e.to_string())?;
+    text.push('\n');
+    text.push_str(&String::from_utf8(suites.into_inner()).map_err(|e| e.to_string())?);
+    text.push_str("</testsuites>\n");
+    Ok(text)
+}
+
 fn finish(suite: TestSuite) -> Report {
     let mut report = Report::new("disagg");
     report.add_test_suite(suite);

@@ -24,6 +24,29 @@ pub struct RunOptions {
     pub exe: PathBuf,
     /// `--resume`: skip every case whose resolved content already has a passed run.
     pub resume: bool,
+    /// `--junit FILE`: one JUnit file of every case this invocation ran.
+    pub junit: Option<PathBuf>,
+}
+
+/// Writes `--junit FILE` once every case has ended; the exit code, made a failure when the file
+/// asked for cannot be written (CI reading it would find nothing, or an earlier night's).
+pub(crate) fn write_junit(
+    book: &crate::sweep::Book,
+    ready: &[Ready],
+    file: Option<&Path>,
+    code: i32,
+) -> i32 {
+    let Some(file) = file else { return code };
+    match book.write_junit(ready, file) {
+        Ok(()) => {
+            say!("disagg: JUnit of every case in {}", file.display());
+            code
+        }
+        Err(e) => {
+            say_err!("error: --junit: {e}");
+            combine(&[code, exit::TEST_FAILED])
+        }
+    }
 }
 
 /// `SKIP_PERF_CHECK` as the seed harness reads it: `true` (any case), `1` or `yes`. Any other
@@ -673,6 +696,7 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions) -> i32 {
     }
     book.close();
     let code = combine(&codes);
+    let code = write_junit(&book, &ready, opts.junit.as_deref(), code);
     if tally.len() > 1 {
         say!("{}", tally_line(&tally, code));
     }

@@ -268,6 +268,8 @@ pub(crate) struct Book {
     open: Vec<Open>,
     /// Per case: its exit code once it ended.
     codes: Vec<Option<i32>>,
+    /// Per case: its run folder once it started.
+    dirs: Vec<Option<PathBuf>>,
 }
 
 impl Book {
@@ -297,6 +299,7 @@ impl Book {
             of: vec![None; ready.len()],
             open: Vec::new(),
             codes: vec![None; ready.len()],
+            dirs: vec![None; ready.len()],
         };
         for (i, r) in ready.iter().enumerate() {
             let Some(p) = &r.point else { continue };
@@ -493,6 +496,9 @@ impl Book {
 
     /// Case `i` started in `run_dir`.
     pub(crate) fn started(&mut self, i: usize, run_dir: &Path) {
+        if let Some(d) = self.dirs.get_mut(i) {
+            *d = Some(run_dir.to_path_buf());
+        }
         if let Some((slot, p)) = self.point_mut(i) {
             p.status = PointStatus::Running;
             p.run_dir = Some(run_dir.to_path_buf());
@@ -577,6 +583,38 @@ impl Book {
                 (crate::run::run_label(r), code)
             })
             .collect()
+    }
+
+    /// `--junit FILE`: one JUnit file of every case of this invocation, in order: each run's
+    /// own suite (a reused pass's from its folder), and for a case with none (not run, or
+    /// refused before its run folder had reports) a failed suite saying so.
+    pub(crate) fn write_junit(&self, ready: &[Ready], file: &Path) -> Result<(), String> {
+        let suites: Vec<crate::report::SuiteSource> = ready
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let dir = match self.reused.get(i) {
+                    Some(Some(d)) => Some(d.clone()),
+                    _ => self.dirs.get(i).cloned().flatten(),
+                };
+                let code = self.codes.get(i).copied().flatten();
+                crate::report::SuiteSource {
+                    name: r.case.config_name.to_string(),
+                    results: dir.map(|d| d.join("results.xml")),
+                    missing: match code {
+                        Some(c) => format!("it ended with exit code {c} and no results.xml"),
+                        None => "not run: the invocation ended before it".into(),
+                    },
+                }
+            })
+            .collect();
+        let xml = crate::report::merge_junit(&suites)?;
+        if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("cannot make {}: {e}", parent.display()))?;
+        }
+        crate::atomic::write(file, xml.as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", file.display()))
     }
 
     /// The run is over: points never started are marked so, and the summaries written.

@@ -127,6 +127,52 @@ fn impossible_baseline(run: &RunDir) -> std::path::PathBuf {
     p
 }
 
+/// `run --junit FILE`'s merge: every run's suite under one root with the sums of their
+/// counts, and a failed suite for a case with no results.xml; valid for Jenkins as each is.
+#[test]
+fn merged_junit_is_valid_for_jenkins_and_sums_its_suites() {
+    let pass = RunDir::new("merge-pass");
+    pass.write_results(&[point(1, 10.0), point(8, 10.0)]);
+    assert_eq!(pass.finish(&passed(), None), disagg_core::exit::PASS);
+    let fail = RunDir::new("merge-fail");
+    let mut bad = point(8, 10.0);
+    bad.metrics.failed = 2;
+    bad.error_counts.insert("http_502".into(), 2);
+    bad.validity = disagg_bench::Validity::judge(&bad.point, &bad.metrics, &bad.error_counts, 0.0);
+    fail.write_results(&[point(1, 10.0), bad]);
+    assert_eq!(
+        fail.finish(&failed_by_benchmark(), None),
+        disagg_core::exit::TEST_FAILED
+    );
+    let source = |name: &str, dir: Option<&RunDir>| disagg_harness::report::SuiteSource {
+        name: name.into(),
+        results: dir.map(|d| d.path().join("results.xml")),
+        missing: "not run: the invocation ended before it".into(),
+    };
+    let xml = disagg_harness::report::merge_junit(&[
+        source("a", Some(&pass)),
+        source("b", Some(&fail)),
+        source("c.1", None),
+    ])
+    .unwrap();
+    let file = pass.path().join("merged.xml");
+    std::fs::write(&file, &xml).unwrap();
+    assert_jenkins_valid(&file);
+    let root = xml.lines().find(|l| l.contains("<testsuites")).unwrap();
+    assert_eq!(
+        root, "<testsuites name=\"disagg\" tests=\"15\" failures=\"3\" errors=\"0\">",
+        "7 + 7 + 1 tests; 2 + 1 failures: {xml}"
+    );
+    let cases = junit_cases(&file);
+    assert_eq!(cases.len(), 15);
+    let last = cases.last().unwrap();
+    assert_eq!(
+        (last.name.as_str(), last.failure_type.as_deref()),
+        ("run", Some("NOT_RUN"))
+    );
+    assert!(xml.contains("classname=\"disagg.c_1\""), "{xml}");
+}
+
 #[test]
 fn results_xml_is_valid_for_jenkins_when_passing_failing_or_regressed() {
     // Passing.

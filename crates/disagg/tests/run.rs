@@ -1239,3 +1239,68 @@ fn two_cases_of_one_name_are_refused_before_anything_runs() {
     assert_eq!(v.code(), 2, "{}", v.show());
     assert!(v.stderr().contains("it is given twice"), "{}", v.show());
 }
+
+/// `--junit FILE`: one JUnit file of the invocation's cases, each run's suite in order, the
+/// root's counts their sums; a case that failed keeps its failures there.
+#[test]
+fn junit_gathers_every_case_of_the_invocation_in_one_file() {
+    let ws = TempDir::new("junitall");
+    let good = CaseSpec {
+        name: "j-good",
+        concurrency: "[1]",
+        ..Default::default()
+    }
+    .write(ws.path(), "good.yaml");
+    let bad = CaseSpec {
+        name: "j-bad",
+        concurrency: "[1]",
+        gen_args: "{error_on_request: [1, 2, 3, 4]}",
+        ..Default::default()
+    }
+    .write(ws.path(), "bad.yaml");
+    let file = ws.path().join("reports/all.xml");
+    let workspace = ws.path().join("ws");
+    let r = run(
+        &good,
+        &workspace,
+        &[bad.to_str().unwrap(), "--junit", file.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let xml = read(&file);
+    let suites: Vec<&str> = xml.matches("<testsuite ").collect();
+    assert_eq!(suites.len(), 2, "{xml}");
+    assert!(
+        xml.find("name=\"j-good\"").unwrap() < xml.find("name=\"j-bad\"").unwrap(),
+        "in the order given: {xml}"
+    );
+    // The root's counts are the sums of the runs' own.
+    let count = |text: &str, attr: &str| -> u64 {
+        let at = text.find(&format!("{attr}=\"")).unwrap() + attr.len() + 2;
+        text[at..].split('"').next().unwrap().parse().unwrap()
+    };
+    let own = |name: &str| read(&only_run(&workspace, name).join("results.xml"));
+    let (g, b) = (own("j-good"), own("j-bad"));
+    for attr in ["tests", "failures", "errors"] {
+        assert_eq!(
+            count(&xml, attr),
+            count(&g, attr) + count(&b, attr),
+            "{attr}: {xml}"
+        );
+    }
+    assert!(count(&xml, "failures") > 0, "{xml}");
+    let cases = junit_cases(&file);
+    assert_eq!(
+        cases.len() as u64,
+        count(&xml, "tests"),
+        "every testcase is there: {cases:?}"
+    );
+    // A folder is no file to write.
+    let r = run(
+        &good,
+        &workspace,
+        &["--junit", ws.path().to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(r.code(), 2, "{}", r.show());
+}

@@ -399,6 +399,7 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions, slurm: &SlurmOptions) -> 
             }
             let code = interrupt(running, codes, skip_perf, &mut book);
             book.close();
+            let code = run::write_junit(&book, &ready, opts.junit.as_deref(), code);
             say_tally(&book, &ready, code);
             return code;
         }
@@ -450,6 +451,7 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions, slurm: &SlurmOptions) -> 
         if running.is_empty() && queue.is_empty() {
             book.close();
             let code = run::combine(&codes);
+            let code = run::write_junit(&book, &ready, opts.junit.as_deref(), code);
             say_tally(&book, &ready, code);
             return code;
         }

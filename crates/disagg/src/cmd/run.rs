@@ -47,6 +47,14 @@ pub struct Args {
     /// one case at a time and refuses it.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     max_jobs: Option<u32>,
+    /// Also write one JUnit file of every case (every sweep point) this invocation ran, once
+    /// all have ended: each run's results.xml suite, in order, under one <testsuites> with
+    /// their sums; a case that has none (not run, refused) is a failed suite saying why. For a
+    /// CI's junit step: one path, this invocation only, where a glob over disagg_logs also reads
+    /// earlier runs and reads each run again through the `latest` and sweep links. Not with
+    /// --no-wait (the results come later).
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
 }
 
 /// How many jobs run at once under Slurm when --max-jobs does not say.
@@ -58,7 +66,25 @@ pub fn main(a: Args) -> i32 {
         skip_perf_check: a.skip_perf_check,
         exe: super::current_exe(),
         resume: a.resume,
+        junit: a.junit,
     };
+    if opts.junit.as_deref().is_some_and(std::path::Path::is_dir) {
+        eprintln!(
+            "error: --junit {}: a folder; name the file to write (e.g. results/disagg.xml)",
+            opts.junit
+                .as_deref()
+                .unwrap_or_else(|| std::path::Path::new(""))
+                .display()
+        );
+        return disagg_core::exit::USAGE;
+    }
+    if opts.junit.is_some() && a.no_wait {
+        eprintln!(
+            "error: --junit needs the results, which --no-wait does not wait for; each run's \
+             results.xml is in its run folder"
+        );
+        return disagg_core::exit::USAGE;
+    }
     match a.launcher {
         super::Launcher::Local => {
             if a.no_wait {
