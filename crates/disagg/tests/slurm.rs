@@ -979,6 +979,7 @@ fn a_sweep_becomes_one_job_per_point_with_its_sweep_folder() {
     )
     .replace("gpus_per_node: 2", "gpus_per_node: 4");
     let c = ws.case("sweep.yaml", &yaml);
+    let junit = ws.dir.join("all.xml");
     let out = ws.run(&[
         "run",
         c.to_str().unwrap(),
@@ -986,6 +987,8 @@ fn a_sweep_becomes_one_job_per_point_with_its_sweep_folder() {
         "slurm",
         "--max-jobs",
         "2",
+        "--junit",
+        junit.to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     // Four points, four jobs, four run folders named by their job ids.
@@ -1008,6 +1011,10 @@ fn a_sweep_becomes_one_job_per_point_with_its_sweep_folder() {
     assert_eq!(std::fs::read_dir(sweep.join("points")).unwrap().count(), 4);
     assert!(sweep.join("report.html").is_file());
     assert!(read(&sweep.join("summary.md")).contains("4 points: 4 passed"));
+    // One JUnit file of the four jobs' suites.
+    let all = read(&junit);
+    assert_eq!(all.matches("<testsuite ").count(), 4, "{all}");
+    assert!(all.contains("failures=\"0\""), "{all}");
     // The log ends with the tally of every job, as a local run's does.
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
