@@ -13,8 +13,25 @@ pub fn resolve_workspace(flag: Option<&Path>) -> PathBuf {
         return p.to_path_buf();
     }
     match std::env::var_os("WORKSPACE") {
-        Some(v) if !v.is_empty() => PathBuf::from(v),
-        _ => PathBuf::from("workspace"),
+        Some(v) => workspace_from_env(&v.to_string_lossy())
+            .map_or_else(|| PathBuf::from("workspace"), PathBuf::from),
+        None => PathBuf::from("workspace"),
+    }
+}
+
+/// `$WORKSPACE` as a shell would have meant it: blank is unset (a folder named ` ` is no one's
+/// workspace), and a leading `~` (quoted, so no shell expanded it) is `$HOME`: made literally,
+/// it was a folder named `~` under the current one.
+fn workspace_from_env(v: &str) -> Option<String> {
+    if v.trim().is_empty() {
+        return None;
+    }
+    let home = std::env::var("HOME").ok().filter(|h| !h.is_empty());
+    match (v.strip_prefix('~'), home) {
+        (Some(rest), Some(home)) if rest.is_empty() || rest.starts_with('/') => {
+            Some(format!("{home}{rest}"))
+        }
+        _ => Some(v.to_string()),
     }
 }
 
@@ -108,6 +125,22 @@ fn point_latest(parent: &Path, id: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A blank `$WORKSPACE` is unset, and a quoted `~` is the home folder, not a folder of that
+    /// name.
+    #[test]
+    fn workspace_from_env_reads_it_as_a_shell_would_have() {
+        assert_eq!(workspace_from_env(" "), None);
+        assert_eq!(workspace_from_env(""), None);
+        let home = std::env::var("HOME").unwrap();
+        assert_eq!(workspace_from_env("~/ws"), Some(format!("{home}/ws")));
+        assert_eq!(workspace_from_env("~"), Some(home));
+        assert_eq!(
+            workspace_from_env("~other/ws").as_deref(),
+            Some("~other/ws")
+        );
+        assert_eq!(workspace_from_env("/w/a b").as_deref(), Some("/w/a b"));
+    }
 
     #[test]
     fn same_id_twice_gives_two_folders_and_latest_moves_once_launched() {
