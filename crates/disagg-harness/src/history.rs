@@ -29,6 +29,40 @@ pub fn render_workspace(workspace: &Path, config: &str, metric: &str) -> Result<
     })
 }
 
+/// `disagg history CONFIG --accept RUN_ID`: the run becomes its case's new baseline
+/// ([`Store::accept`]); what is said of it, or why not. Bounded as [`render_workspace`] is.
+pub fn accept_workspace(workspace: &Path, config: &str, run_id: &str) -> Result<String, String> {
+    if !disagg_store::default_exists(workspace) {
+        return Err(format!(
+            "{}: no such store: no run has been recorded in this workspace",
+            disagg_store::default_location_shown(workspace)
+        ));
+    }
+    let (ws, config, run_id) = (
+        workspace.to_path_buf(),
+        config.to_string(),
+        run_id.to_string(),
+    );
+    crate::bounded::store_call(crate::bounded::STORE_WAIT, move || {
+        let mut store = Store::open_default(&ws).map_err(|e| e.to_string())?;
+        let run = store.accept(&config, &run_id).map_err(|e| e.to_string())?;
+        Ok(format!(
+            "accepted run {run_id} of {config} (recorded {}, exit code {}) as the new baseline \
+             of its case (measures {}): the history gate compares with it and the runs after \
+             it, none before\n",
+            run.recorded_at,
+            run.exit_code,
+            &run.case_hash[..run.case_hash.len().min(12)]
+        ))
+    })
+    .unwrap_or_else(|why| {
+        Err(format!(
+            "{}: {why}",
+            disagg_store::default_location_shown(workspace)
+        ))
+    })
+}
+
 pub fn render(store: &mut Store, config: &str, metric: &str) -> Result<String, String> {
     let runs = store.runs_of(config).map_err(|e| e.to_string())?;
     let mut s = String::new();

@@ -198,6 +198,10 @@ impl StoredRun {
     /// until it left the window). A run whose check was turned off (`SKIP_PERF_CHECK`), or
     /// could not be made, is never one.
     pub fn is_reference(&self) -> bool {
+        // Accepted as the new baseline (`disagg history --accept`): a regression someone meant.
+        if self.is_accepted() {
+            return matches!(self.exit_code, 0 | 3);
+        }
         self.exit_code == 0
             && (self.perf_verdict == PERF_PASSED
                 || self.perf_verdict.starts_with(PERF_TOO_FEW_RUNS)
@@ -206,6 +210,17 @@ impl StoredRun {
                 || self.perf_verdict.starts_with("skipped: only "))
     }
 }
+
+impl StoredRun {
+    /// Whether someone accepted it as its case's new baseline: the history gate takes it, and
+    /// the runs after it, as references, and none before it.
+    pub fn is_accepted(&self) -> bool {
+        self.perf_verdict.starts_with(PERF_ACCEPTED)
+    }
+}
+
+/// The start of an accepted run's `perf_verdict` (its own verdict follows).
+pub const PERF_ACCEPTED: &str = "accepted as the new baseline; its check said: ";
 
 /// A run's `perf_verdict` when its perf check ran and passed.
 pub const PERF_PASSED: &str = "passed";
@@ -565,7 +580,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<StoredRun>, StoreError> {
         let mut runs = self.select_runs(
-            "WHERE case_hash = ? AND exit_code = 0 AND recorded_at >= ? AND run_dir <> ? \
+            "WHERE case_hash = ? AND exit_code IN (0, 3) AND recorded_at >= ? AND run_dir <> ? \
              ORDER BY recorded_at DESC, id DESC",
             &[
                 Val::text(case_hash),
@@ -574,8 +589,53 @@ impl Store {
             ],
         )?;
         runs.retain(|r| r.is_reference() && r.versions.gpu_model.as_deref() == gpu_model);
+        // The newest accepted run starts the history: none before it counts.
+        if let Some(i) = runs.iter().position(StoredRun::is_accepted) {
+            runs.truncate(i + 1);
+        }
         runs.truncate(limit);
         Ok(runs)
+    }
+
+    /// Accepts the run `run_id` of `config` (its newest record of that id) as its case's new
+    /// baseline (`disagg history --accept`): after an intended change, the gate compares with
+    /// it and the runs after it, not with the history before. A run that failed is no
+    /// reference, and is refused; one that regressed (exit 3), or passed, is taken.
+    pub fn accept(&mut self, config: &str, run_id: &str) -> Result<StoredRun, StoreError> {
+        if self.version > conn::SCHEMA_VERSION {
+            return Err(self.query_err(format!(
+                "a newer disagg keeps it (its schema is version {}), so this one does not change it",
+                self.version
+            )));
+        }
+        let mut runs = self.select_runs(
+            "WHERE config_name = ? AND run_id = ? ORDER BY recorded_at DESC, id DESC",
+            &[Val::text(config), Val::text(run_id)],
+        )?;
+        if runs.is_empty() {
+            return Err(self.query_err(format!(
+                "no run `{run_id}` of `{config}` is recorded (`disagg history {config}` lists them)"
+            )));
+        }
+        let mut run = runs.remove(0);
+        if !matches!(run.exit_code, 0 | 3) {
+            return Err(self.query_err(format!(
+                "run `{run_id}` of `{config}` ended with exit code {} ({}): a failed run is no \
+                 reference; accept one that passed or only regressed",
+                run.exit_code, run.verdict
+            )));
+        }
+        if !run.is_accepted() {
+            run.perf_verdict = format!("{PERF_ACCEPTED}{}", run.perf_verdict);
+            let verdict = run.perf_verdict.clone();
+            self.conn
+                .exec(
+                    "UPDATE runs SET perf_verdict = ? WHERE id = ?",
+                    &[Val::text(&verdict), Val::int(run.id)],
+                )
+                .map_err(|m| self.query_err(m))?;
+        }
+        Ok(run)
     }
 
     /// Every run recorded, oldest first.
@@ -833,6 +893,24 @@ mod tests {
             dirs(store.reference_runs("h", None, since, "self", 1).unwrap()),
             ["noisy"]
         );
+        // An intended change: the regressed run is accepted as the new baseline, and the
+        // history starts there (it, and the runs after it); a failed run cannot be.
+        let e = store.accept("c", "failed").unwrap_err().to_string();
+        assert!(e.contains("a failed run is no reference"), "{e}");
+        let taken = store.accept("c", "regressed").unwrap();
+        assert!(taken.is_accepted() && taken.is_reference(), "{taken:?}");
+        assert_eq!(
+            dirs(store.reference_runs("h", None, since, "self", 10).unwrap()),
+            ["noisy", "ok2", "regressed"]
+        );
+        // Accepting it again changes nothing; a newer accepted run moves the start.
+        store.accept("c", "regressed").unwrap();
+        store.accept("c", "ok2").unwrap();
+        assert_eq!(
+            dirs(store.reference_runs("h", None, since, "self", 10).unwrap()),
+            ["noisy", "ok2"]
+        );
+        assert!(store.accept("c", "nope").is_err());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

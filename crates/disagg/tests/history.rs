@@ -254,6 +254,40 @@ fn gate_on_history(store: Option<&str>) {
     );
     assert!(page.contains("con4 MEDIAN_OUTPUT_TOKEN_TIME over time"));
     assert_eq!(page.matches("<tr class=\"regressed\">").count(), 2);
+
+    // The slower engine was meant: its last regressed run is accepted as the new baseline,
+    // and the gate starts its history there (too few runs yet: skipped, and the run passes),
+    // where every run stayed red until the old references left the window.
+    let last = runs(&ws, &name).pop().unwrap();
+    let run_id = last.file_name().unwrap().to_str().unwrap().to_string();
+    let accept = disagg(
+        &[
+            "history",
+            &name,
+            "--accept",
+            &run_id,
+            "--workspace",
+            ws.to_str().unwrap(),
+        ],
+        &env,
+    );
+    assert_eq!(accept.code(), 0, "{}", accept.show());
+    assert!(
+        accept
+            .stdout()
+            .contains(&format!("accepted run {run_id} of {name}")),
+        "{}",
+        accept.show()
+    );
+    let r = run(&case, &ws, &[], &env);
+    assert_eq!(
+        r.code(),
+        0,
+        "the accepted run starts the history: {}",
+        r.show()
+    );
+    let (text, _) = perf_check(&ws);
+    assert!(text.contains("only 1 earlier reference run(s)"), "{text}");
 }
 
 #[test]

@@ -21,6 +21,12 @@ pub struct Args {
     /// Workspace folder [default: $WORKSPACE, else ./workspace].
     #[arg(long)]
     workspace: Option<PathBuf>,
+    /// Accept run RUN_ID (its run id, as listed) as its case's new baseline, after an intended
+    /// change: the history gate then compares with it and the runs after it, none before (a
+    /// run that regressed is taken; one that failed is not). Without it, a slower engine meant
+    /// as such fails every run until the old references leave the window.
+    #[arg(long, value_name = "RUN_ID")]
+    accept: Option<String>,
 }
 
 pub fn main(a: Args) -> i32 {
@@ -33,6 +39,18 @@ pub fn main(a: Args) -> i32 {
         return exit::USAGE;
     };
     let ws = disagg_harness::rundir::resolve_workspace(a.workspace.as_deref());
+    if let Some(run_id) = &a.accept {
+        return match disagg_harness::history::accept_workspace(&ws, &a.config, run_id) {
+            Ok(text) => {
+                print!("{text}");
+                exit::PASS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                exit::USAGE
+            }
+        };
+    }
     match disagg_harness::history::render_workspace(&ws, &a.config, &metric) {
         Ok(text) => {
             print!("{text}");
