@@ -1186,6 +1186,27 @@ fn write_verdict(
     ]
 }
 
+/// Adds to the run folder's `outcome.json` that the run was interrupted `when` (and by which
+/// signal) after it was written: its `result` is the roles', its exit code the interruption's.
+fn mark_interrupted(run_dir: &Path, when: &str) {
+    let path = run_dir.join("outcome.json");
+    let Some(mut data) = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+    else {
+        return;
+    };
+    if let Some(o) = data.as_object_mut() {
+        o.insert("interrupted".into(), when.into());
+        if let Some(sig) = interrupting_signal() {
+            o.insert("signal".into(), sig.into());
+        }
+    }
+    if let Err(e) = crate::atomic::write_json(&path, &data) {
+        say_err!("disagg: warning: cannot write {}: {e}", path.display());
+    }
+}
+
 /// The run's warnings (a report not written, the results store not reached) at the end of its
 /// summary.md, when there are any and the file takes them.
 fn append_warnings(summary: &Path, notes: &[String]) {
@@ -1575,6 +1596,9 @@ pub(crate) fn finish_as(
             if why == crate::bounded::Unanswered::Interrupted && passing(code) {
                 code = interrupted_code();
                 verdict = format!("INTERRUPTED while writing the results store ({verdict})");
+                // outcome.json, written before, said the roles' pass alone: a tool reading it
+                // must see the interruption its exit code says.
+                mark_interrupted(run_dir, "while writing the results store");
             }
         }
     }

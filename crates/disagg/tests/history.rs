@@ -636,6 +636,13 @@ fn ctrl_c_ends_a_run_waiting_on_a_store_that_does_not_answer() {
     );
     assert_eq!(read(&run_dir.join("exit_code")).trim(), "130");
     assert!(run_dir.join("results.json").exists() && run_dir.join("report.html").exists());
+    // outcome.json, written before the store was, says the interruption its exit code says.
+    let outcome = json(&run_dir.join("outcome.json"));
+    assert_eq!(
+        outcome["interrupted"], "while writing the results store",
+        "{outcome}"
+    );
+    assert_eq!(outcome["signal"], "SIGINT", "{outcome}");
 }
 
 /// A PostgreSQL stand-in that finishes the startup exchange (trust authentication), then never
