@@ -33,9 +33,12 @@ impl std::fmt::Display for Unanswered {
     }
 }
 
+/// How long a store call goes unsaid.
+const SAY_WAITING_AFTER: Duration = Duration::from_secs(5);
+
 /// Runs `call` on its own thread and waits for its answer at most `limit`, or until a signal
 /// comes (one that came before, which interrupted the run, does not end the wait: an
-/// interrupted run is recorded too).
+/// interrupted run is recorded too). Past [`SAY_WAITING_AFTER`] it says it is waiting.
 pub(crate) fn store_call<T: Send + 'static>(
     limit: Duration,
     call: impl FnOnce() -> T + Send + 'static,
@@ -50,11 +53,23 @@ pub(crate) fn store_call<T: Send + 'static>(
         // No thread to spare: nothing was called, and nothing will answer.
         return Err(Unanswered::TimedOut(Duration::ZERO));
     }
-    let until = Instant::now() + limit;
+    let start = Instant::now();
+    let until = start + limit;
     let signals = crate::run::SIGNALS.load(Ordering::SeqCst);
+    // A store another process holds (a SQLite writer, a PostgreSQL lock) can take the whole
+    // limit: said once, not left as a silent console.
+    let mut said = false;
     loop {
         if crate::run::SIGNALS.load(Ordering::SeqCst) != signals {
             return Err(Unanswered::Interrupted);
+        }
+        if !said && start.elapsed() >= SAY_WAITING_AFTER {
+            said = true;
+            say_err!(
+                "disagg: waiting for the results store (another process may hold it), at most \
+                 {} in all",
+                humantime::format_duration(Duration::from_secs(limit.as_secs()))
+            );
         }
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {

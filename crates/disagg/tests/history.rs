@@ -692,8 +692,9 @@ fn a_signal_ends_the_pre_launch_store_check_on_a_server_that_never_answers() {
     .write(dir.path(), "c.yaml");
     let store = format!("postgresql://u@127.0.0.1:{port}/db?password=hunter2");
     let run = Background::start_env(&case, &ws, &[("DISAGG_STORE", &store)]);
-    // Long enough to be past the connection, in the wait on the first statement.
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    // Long enough to be past the connection, in the wait on the first statement, and past
+    // the moment the wait is said.
+    std::thread::sleep(std::time::Duration::from_secs(6));
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(run.pid() as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -710,6 +711,10 @@ fn a_signal_ends_the_pre_launch_store_check_on_a_server_that_never_answers() {
     assert!(
         err.contains("interrupted while opening the results store; nothing was launched"),
         "{err}"
+    );
+    assert!(
+        err.contains("disagg: waiting for the results store (another process may hold it)"),
+        "the wait is said, not a silent console: {err}"
     );
     assert!(!format!("{out}{err}").contains("hunter2"), "{out}\n{err}");
     assert!(runs(&ws, &name).is_empty(), "nothing was launched");
