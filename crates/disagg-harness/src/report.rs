@@ -114,10 +114,17 @@ pub fn unmeasured(
     outcome: &Outcome,
 ) -> Vec<(String, String)> {
     let cause = cause(outcome);
+    // Begun: a point measured, the benchmark's progress published, or its log saying a point
+    // started (a point cut short within the progress file's first second left only that).
     let began = !points.is_empty()
         || disagg_core::plan::rendezvous_dir(run_dir)
             .join(crate::rendezvous::PROGRESS_FILE)
-            .exists();
+            .exists()
+        || crate::logtext::head_text(
+            &run_dir.join(disagg_core::RoleName::Benchmark.log_file()),
+            1 << 20,
+        )
+        .is_some_and(|log| log.contains("disagg bench: point "));
     planned
         .iter()
         .map(PointId::label)

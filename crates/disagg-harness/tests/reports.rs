@@ -86,6 +86,43 @@ fn a_benchmark_that_only_judged_its_points_stayed_up() {
     assert_eq!(bench_case(&run, &verdict, true), Some(verdict.clone()));
 }
 
+/// The run failed in its first point, so fast that the benchmark's progress was never
+/// published: its log saying the point started makes that point `unfinished`, not `not
+/// started` while the reason says it was under way.
+#[test]
+fn a_point_cut_short_before_any_progress_is_unfinished() {
+    let run = RunDir::new("cut");
+    std::fs::write(
+        run.path().join("benchmark.log"),
+        "disagg bench: point con1 (concurrency 1): 4 prompt(s), isl 256, osl 32, model m, \
+         started 2026-12-07T00:00:00.000Z\n",
+    )
+    .unwrap();
+    let mut outcome = failed_by_benchmark();
+    let why = "GEN_0 failed: its engine exited with status 3; then concurrency 1 was under way";
+    if let disagg_harness::outcome::RunResult::Failed(f) = &mut outcome.result {
+        f.role = Some("GEN_0".into());
+        f.reason = why.into();
+    }
+    outcome.roles[3].failure = None;
+    assert_eq!(run.finish(&outcome, None), disagg_core::exit::TEST_FAILED);
+    let cases = junit_cases(&run.path().join("results.xml"));
+    let con1 = cases.iter().find(|c| c.name == "con1").unwrap();
+    assert_eq!(
+        con1.message.as_deref(),
+        Some(format!("unfinished: {why}").as_str()),
+        "{cases:?}"
+    );
+    let con8 = cases.iter().find(|c| c.name == "con8").unwrap();
+    assert!(
+        con8.message
+            .as_deref()
+            .unwrap()
+            .starts_with("not started: "),
+        "{cases:?}"
+    );
+}
+
 /// A hung worker failed the run; the benchmark's requests to it failed too. The benchmark's
 /// testcase keeps its own reason, and says whose account it failed on.
 #[test]
