@@ -281,6 +281,15 @@ pub fn triage(run_dir: &Path) -> Result<(bool, String), String> {
             "root cause recorded in {}: {said}\n",
             file.display()
         ));
+        // Interrupted: what the logs end with is the run's own teardown (roles stopped by it,
+        // a step its scancel ended), no failure to point at.
+        if role.is_none() && reason == crate::rendezvous::Status::INTERRUPTED {
+            out.push_str(
+                "the roles' logs end with the run's own teardown (each role stopped by it), \
+                 not a failure of theirs\n",
+            );
+            return Ok((found, out));
+        }
         if let Some(log) = role
             .as_deref()
             .and_then(|r| log_of(run_dir, r))
@@ -484,6 +493,13 @@ mod tests {
             r#"{"run_id":"x","state":"failed","reason":"interrupted"}"#,
         )
         .unwrap();
+        // What the teardown left in the logs (a step our own scancel ended) is no failure.
+        std::fs::write(
+            dir.join("slurm-7.log"),
+            "srun: error: vm: task 0: Terminated\nCTX_0: FAILED: its engine was killed by \
+             signal 15\n",
+        )
+        .unwrap();
         let (_, text) = triage(&dir).unwrap();
         assert!(
             text.contains(
@@ -492,6 +508,10 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("the job failed"), "{text}");
+        assert!(
+            text.contains("the run's own teardown") && !text.contains("first failure"),
+            "{text}"
+        );
         let e = triage(&config).unwrap_err();
         assert!(
             e.contains(&format!(
