@@ -1,7 +1,5 @@
 use std::path::PathBuf;
 
-use disagg_core::exit;
-
 /// Print two runs' metrics side by side: every metric of every point (matched by concurrency or
 /// rate), A, B, the difference and the change in percent, marked better or worse.
 #[derive(Debug, clap::Args)]
@@ -13,14 +11,5 @@ pub struct Args {
 }
 
 pub fn main(a: Args) -> i32 {
-    match disagg_harness::study::compare(&a.run_a, &a.run_b) {
-        Ok(text) => {
-            print!("{text}");
-            exit::PASS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            exit::USAGE
-        }
-    }
+    super::print_or_usage(disagg_harness::study::compare(&a.run_a, &a.run_b))
 }

@@ -40,25 +40,11 @@ pub fn main(a: Args) -> i32 {
     };
     let ws = disagg_harness::rundir::resolve_workspace(a.workspace.as_deref());
     if let Some(run_id) = &a.accept {
-        return match disagg_harness::history::accept_workspace(&ws, &a.config, run_id) {
-            Ok(text) => {
-                print!("{text}");
-                exit::PASS
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                exit::USAGE
-            }
-        };
+        return super::print_or_usage(disagg_harness::history::accept_workspace(
+            &ws, &a.config, run_id,
+        ));
     }
-    match disagg_harness::history::render_workspace(&ws, &a.config, &metric) {
-        Ok(text) => {
-            print!("{text}");
-            exit::PASS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            exit::USAGE
-        }
-    }
+    super::print_or_usage(disagg_harness::history::render_workspace(
+        &ws, &a.config, &metric,
+    ))
 }

@@ -129,3 +129,18 @@ fn block_on_with<F: std::future::Future>(workers: usize, f: F) -> F::Output {
 fn current_exe() -> std::path::PathBuf {
     std::env::current_exe().unwrap_or_else(|_| "disagg".into())
 }
+
+/// A command's text on stdout (exit 0), or its error on stderr (exit 2: what was asked cannot
+/// be answered).
+pub fn print_or_usage(r: Result<String, String>) -> i32 {
+    match r {
+        Ok(text) => {
+            print!("{text}");
+            disagg_core::exit::PASS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            disagg_core::exit::USAGE
+        }
+    }
+}
