@@ -92,6 +92,15 @@ fn write(path: &Path, line: &str) -> std::io::Result<()> {
     f.write_all(line.as_bytes())
 }
 
+/// About how long `name` has beaten in this run (its count of beats, one a
+/// [`BEAT_EVERY`]): what says how long a Slurm job's supervisor ran when it wrote no report and
+/// Slurm keeps no account. `None` when it never beat.
+pub fn beaten_for(plan: &Plan, name: &str) -> Option<Duration> {
+    let text = std::fs::read_to_string(path(plan, name)).ok()?;
+    let read = parse(&text, &plan.run_id)?;
+    Some(BEAT_EVERY * u32::try_from(read.count).unwrap_or(u32::MAX))
+}
+
 /// One beat as read: where the process runs, and its count.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Read {
@@ -275,6 +284,8 @@ mod tests {
         }
         let r = read().unwrap();
         assert_eq!(r.pid, std::process::id());
+        assert!(beaten_for(&plan, "BENCHMARK").is_some_and(|d| d >= BEAT_EVERY * 2));
+        assert_eq!(beaten_for(&plan, "SUPERVISOR"), None, "never beat");
         drop(beating);
         let last = read().unwrap().count;
         std::thread::sleep(BEAT_EVERY + Duration::from_millis(200));

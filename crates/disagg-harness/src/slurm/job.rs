@@ -259,8 +259,6 @@ pub fn nodes(job: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The GPU gres the nodes of `partition` (the default one when `None`) offer, as sinfo says it
-/// (`gpu:8`, `gpu:h100:8(S:0-1)`): `None` when they offer none, or sinfo does not answer.
 /// Every partition of the cluster (`sinfo --all`, so hidden ones too, the default's `*`
 /// dropped); `None` when sinfo does not answer.
 pub fn partitions() -> Option<Vec<String>> {
@@ -273,6 +271,35 @@ pub fn partitions() -> Option<Vec<String>> {
     )
 }
 
+/// The cluster's default partition (the one sinfo marks `*`); `None` when there is none or
+/// sinfo does not answer.
+pub fn default_partition() -> Option<String> {
+    let out = run("sinfo", &["-h", "-o", "%P"], None).ok()?;
+    parse_default_partition(&out)
+}
+
+fn parse_default_partition(out: &str) -> Option<String> {
+    out.lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_suffix('*'))
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+}
+
+/// The partition a job of `partition` runs in, for a message: `partition P`, or the default
+/// one by its name when sinfo says it.
+pub fn partition_words(partition: Option<&str>) -> String {
+    match partition {
+        Some(p) => format!("partition {p}"),
+        None => match default_partition() {
+            Some(p) => format!("the default partition ({p})"),
+            None => "the default partition".to_string(),
+        },
+    }
+}
+
+/// The GPU gres the nodes of `partition` (the default one when `None`) offer, as sinfo says it
+/// (`gpu:8`, `gpu:h100:8(S:0-1)`): `None` when they offer none, or sinfo does not answer.
 pub fn gpu_gres(partition: Option<&str>) -> Option<String> {
     let mut args = vec!["-h", "-o", "%G"];
     if let Some(p) = partition {
@@ -475,6 +502,16 @@ mod tests {
                 .refuses_the_request()
         );
         assert!(!SlurmError::BadJobId("x".into()).refuses_the_request());
+    }
+
+    #[test]
+    fn the_default_partition_is_the_one_marked() {
+        assert_eq!(
+            parse_default_partition("gpu\ndg*\ndebug\n"),
+            Some("dg".to_string())
+        );
+        assert_eq!(parse_default_partition("gpu\ndebug\n"), None);
+        assert_eq!(parse_default_partition("*\n"), None);
     }
 
     #[test]

@@ -303,11 +303,7 @@ pub fn run_cases(paths: &[PathBuf], opts: &RunOptions, slurm: &SlurmOptions) -> 
                  ({g}): the job asks for no GPUs, and where Slurm constrains devices its workers \
                  may see none (leave gpu_gres at its default, true, to ask for them)",
                 r.case.config_name,
-                s.partition
-                    .as_deref()
-                    .map_or("the default partition".to_string(), |p| format!(
-                        "partition {p}"
-                    ))
+                job::partition_words(s.partition.as_deref())
             );
         }
     }
@@ -730,7 +726,7 @@ fn what_asks(plan: &Plan, reason: &str) -> (String, String) {
     let code = reason.split([',', ' ']).next().unwrap_or(reason);
     let partition = match &sl.partition {
         Some(p) => format!("partition {p} (slurm.partition)"),
-        None => "the default partition".to_string(),
+        None => job::partition_words(None),
     };
     let g = plan.gpus_per_node;
     let workers = plan.nodes - plan.front_nodes;
@@ -1038,11 +1034,13 @@ fn fresh_roles(plan: &Plan) -> Vec<RoleOutcome> {
         .collect()
 }
 
-/// How long the run lasted: the supervisor's count, else how long Slurm ran the job.
-fn run_duration(earlier: Option<&Outcome>, info: Option<&job::JobInfo>) -> f64 {
+/// How long the run lasted: the supervisor's count, else how long Slurm ran the job, else how
+/// long the supervisor beat (no accounting, and the job gone from squeue); 0 when it never ran.
+fn run_duration(plan: &Plan, earlier: Option<&Outcome>, info: Option<&job::JobInfo>) -> f64 {
     earlier
         .map(|o| o.duration_s)
         .or_else(|| info.and_then(|i| i.run_time).map(|d| d.as_secs_f64()))
+        .or_else(|| crate::beat::beaten_for(plan, crate::beat::SUPERVISOR).map(|d| d.as_secs_f64()))
         .unwrap_or(0.0)
 }
 
@@ -1153,7 +1151,7 @@ fn node_loss(
             timeout: false,
         }),
         roles,
-        duration_s: run_duration(earlier.as_ref(), info),
+        duration_s: run_duration(plan, earlier.as_ref(), info),
     }
 }
 
@@ -1167,7 +1165,7 @@ fn interrupted(plan: &Plan, info: Option<&job::JobInfo>) -> Outcome {
             .as_ref()
             .map(|o| o.roles.clone())
             .unwrap_or_else(|| fresh_roles(plan)),
-        duration_s: run_duration(earlier.as_ref(), info),
+        duration_s: run_duration(plan, earlier.as_ref(), info),
     }
 }
 
@@ -1190,7 +1188,7 @@ fn ended_by_slurm(
             .as_ref()
             .map(|o| o.roles.clone())
             .unwrap_or_else(|| fresh_roles(plan)),
-        duration_s: run_duration(earlier.as_ref(), info),
+        duration_s: run_duration(plan, earlier.as_ref(), info),
     }
 }
 
