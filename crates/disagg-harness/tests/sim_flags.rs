@@ -127,7 +127,12 @@ const KEYS: &[(&str, &str, Held, &str)] = &[
         |a| format!("{:?}", a.trtllm_version.as_ref().map(|v| v.as_str())),
         "Some(\"1.0.0\")",
     ),
-    ("kv_ttl", "90s", |a| format!("{:?}", a.kv.kv_ttl), "90s"),
+    (
+        "kv_ttl",
+        "90s",
+        |a| format!("{:?}", a.kv.kv_ttl),
+        "Some(90s)",
+    ),
     (
         "kv_wait_timeout",
         "45s",

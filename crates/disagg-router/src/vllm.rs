@@ -122,7 +122,8 @@ pub(crate) fn decode_body(req: &ClientRequest, kv_transfer_params: &Bytes) -> Pi
 /// The decode request when the prefill kept no KV: the client's request as sent, with params
 /// that ask for no remote KV (`do_remote_prefill: false`), so vLLM's connector runs it whole
 /// there. Saying so, rather than sending no params, keeps "no params" meaning a proxy that lost
-/// the prefill's, which `disagg sim` refuses; real vLLM treats both alike.
+/// the prefill's, which a sim started as `--role generation` refuses; real vLLM (and the sim
+/// standing in for it, a kv_both server) treats both alike and recomputes.
 pub(crate) fn recompute_body(req: &ClientRequest) -> Pieces {
     req.body.write(
         &[],

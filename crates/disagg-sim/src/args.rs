@@ -362,9 +362,13 @@ pub struct KvArgs {
     /// Hand-off bandwidth in GB/s (10^9 bytes per second); the transfer takes kv_bytes / this.
     #[arg(long, default_value_t = 50.0, value_parser = positive_f64)]
     pub kv_bandwidth_gbs: f64,
-    /// A context sim drops a KV record nobody fetched after this long (counted in /metrics).
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
-    pub kv_ttl: Duration,
+    /// A context sim drops a KV record nobody fetched after this long (counted in /metrics);
+    /// a decode that asks for it later fails. Default: 60 s; as a stand-in, the engine's own
+    /// limit: vLLM's VLLM_NIXL_ABORT_REQUEST_TIMEOUT (480 s), SGLang's waiting timeout (see
+    /// --kv-wait-timeout), TensorRT-LLM's `cache_transceiver_config.kv_transfer_timeout_ms`
+    /// (none by default: the sim keeps a record a day).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub kv_ttl: Option<Duration>,
     /// How long a generation sim waits for a record that is not there yet (SGLang sends both
     /// legs at once, so decode may ask before prefill is done); then it fails with status 500,
     /// as SGLang's decode does. Seconds, or a duration ("90s"); SGLang's own variable sets it,
@@ -376,6 +380,20 @@ pub struct KvArgs {
     /// SGLang's prefill does. Seconds, or a duration ("90s"); SGLang's own variable sets it.
     #[arg(long, env = "SGLANG_DISAGGREGATION_BOOTSTRAP_TIMEOUT", value_parser = seconds_or_duration, default_value = "300")]
     pub bootstrap_timeout: Duration,
+}
+
+/// `--kv-ttl` when neither it nor the engine stood in for says otherwise.
+pub const DEFAULT_KV_TTL: Duration = Duration::from_secs(60);
+
+/// How long a record nobody fetched is kept when the engine stood in for sets no limit: long
+/// enough that no test meets it, finite so the store cannot grow without end.
+pub const NO_KV_TTL: Duration = Duration::from_secs(24 * 3600);
+
+impl KvArgs {
+    /// How long an unfetched KV record is kept.
+    pub fn ttl(&self) -> Duration {
+        self.kv_ttl.unwrap_or(DEFAULT_KV_TTL)
+    }
 }
 
 /// Whole seconds (how SGLang's environment variables count) or a humantime duration.

@@ -183,7 +183,7 @@ impl SimState {
             version_delay: args.version_delay,
             faults: Faults::new(&args.faults, exit),
             engine: Engine::start(timing, metrics.clone()),
-            kv_store: KvStore::new(args.kv.kv_ttl, metrics.clone()),
+            kv_store: KvStore::new(args.kv.ttl(), metrics.clone()),
             metrics,
             kv: KvConfig {
                 bytes_per_token: args.kv.kv_bytes_per_token,
@@ -199,7 +199,7 @@ impl SimState {
             eos_at: args.eos_at,
             lengths: LengthLimits::of(args),
             decoded_per_iter: args.decoded_tokens_per_iter,
-            kv_ttl: args.kv.kv_ttl,
+            kv_ttl: args.kv.ttl(),
             auth_key: args.internal_request_auth_key.clone(),
             trtllm_version: args
                 .trtllm_version

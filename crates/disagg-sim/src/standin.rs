@@ -13,6 +13,7 @@
 //! and `enable_chunked_prefill`, and SGLang's `--allow-auto-truncate`.
 
 use std::path::Path;
+use std::time::Duration;
 
 use disagg_proto::engine_flags::FlagEngine;
 
@@ -334,6 +335,15 @@ fn vllm(args: &mut SimArgs, f: Flags<'_>) -> Result<(), String> {
             ));
         }
     }
+    // How long a prefill's blocks wait for the decode to read them: NIXL frees them after
+    // VLLM_NIXL_ABORT_REQUEST_TIMEOUT seconds (vllm/envs.py, 480 by default).
+    if args.kv.kv_ttl.is_none() {
+        args.kv.kv_ttl = Some(vllm_abort_timeout(
+            std::env::var("VLLM_NIXL_ABORT_REQUEST_TIMEOUT")
+                .ok()
+                .as_deref(),
+        )?);
+    }
     if let Some(dp) = f.last("--data-parallel-size") {
         args.data_parallel_size = dp
             .parse()
@@ -351,6 +361,19 @@ fn vllm(args: &mut SimArgs, f: Flags<'_>) -> Result<(), String> {
             .ok_or_else(|| format!("--max-logprobs {v} is not a number of logprobs (or -1)"))?;
     }
     vllm_nodes(args, &f)
+}
+
+/// VLLM_NIXL_ABORT_REQUEST_TIMEOUT as vLLM reads it (an int of seconds; 480 when unset).
+fn vllm_abort_timeout(v: Option<&str>) -> Result<Duration, String> {
+    match v.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(Duration::from_secs(480)),
+        Some(v) => v.parse::<u64>().map(Duration::from_secs).map_err(|_| {
+            format!(
+                "VLLM_NIXL_ABORT_REQUEST_TIMEOUT={v} is not a whole number of seconds (vLLM \
+                 reads it with int() and does not start)"
+            )
+        }),
+    }
 }
 
 /// vLLM over several nodes, either way vLLM has: one TP×PP world whose processes on other
@@ -456,6 +479,10 @@ fn sglang(args: &mut SimArgs, f: Flags<'_>) -> Result<(), String> {
         .or(f.last("--model"))
         .ok_or("sglang.launch_server without --model-path")?;
     args.dialect = Dialect::Sglang;
+    // A prefill's KV waits for its decode as long as the decode waits for it.
+    if args.kv.kv_ttl.is_none() {
+        args.kv.kv_ttl = Some(args.kv.kv_wait_timeout);
+    }
     args.role = match f.last("--disaggregation-mode").unwrap_or("null") {
         "prefill" => SimRole::Context,
         "decode" => SimRole::Generation,
@@ -663,6 +690,9 @@ fn trtllm(args: &mut SimArgs, f: Flags<'_>) -> Result<(u32, String), String> {
         // requests; a server without the file runs the sim's own way (--overlap-scheduler).
         args.overlap_scheduler = !yaml.flag("disable_overlap_scheduler")?.unwrap_or(false);
         yaml.transceiver_backend()?;
+        if args.kv.kv_ttl.is_none() {
+            args.kv.kv_ttl = yaml.transfer_timeout()?;
+        }
         yaml.known_keys()?;
         for (key, size) in &mut sizes {
             if let Some(n) = yaml.count(key)? {
@@ -670,6 +700,8 @@ fn trtllm(args: &mut SimArgs, f: Flags<'_>) -> Result<(u32, String), String> {
             }
         }
     }
+    // TensorRT-LLM sets no limit unless the options file does.
+    args.kv.kv_ttl.get_or_insert(crate::args::NO_KV_TTL);
     let mut ranks = 1u64;
     let mut said = Vec::new();
     for (key, size) in sizes {
@@ -788,6 +820,27 @@ impl<'a> ExtraOptions<'a> {
             _ => Err(self.bad(
                 "cache_transceiver_config.backend",
                 "one of DEFAULT, UCX, NIXL, MOONCAKE, MPI (TensorRT-LLM refuses any other)",
+                v,
+            )),
+        }
+    }
+
+    /// `cache_transceiver_config.kv_transfer_timeout_ms` (a whole number above 0, or unset:
+    /// no limit), after which TensorRT-LLM cancels a transfer.
+    fn transfer_timeout(&self) -> Result<Option<Duration>, String> {
+        let Some(v) = self
+            .doc
+            .get("cache_transceiver_config")
+            .and_then(|c| c.get("kv_transfer_timeout_ms"))
+            .filter(|v| !v.is_null())
+        else {
+            return Ok(None);
+        };
+        match v.as_u64().filter(|ms| *ms > 0) {
+            Some(ms) => Ok(Some(Duration::from_millis(ms))),
+            None => Err(self.bad(
+                "cache_transceiver_config.kv_transfer_timeout_ms",
+                "a whole number of milliseconds above 0 (TensorRT-LLM refuses any other)",
                 v,
             )),
         }
@@ -1397,6 +1450,62 @@ mod tests {
         );
         let e = stand_in(base(), &words(&missing)).unwrap_err();
         assert!(e.contains("cannot read it"), "{e}");
+    }
+
+    /// An unfetched KV record is kept as long as the engine stood in for keeps its blocks: a
+    /// shorter limit fails decodes the engine would serve.
+    #[test]
+    fn each_engine_keeps_an_unfetched_kv_as_long_as_the_engine_does() {
+        let secs = |a: SimArgs| a.kv.ttl().as_secs();
+        let nixl = r#"--kv-transfer-config {"kv_connector":"NixlConnector","kv_role":"kv_both"}"#;
+        let v = stand_in(base(), &words(&format!("vllm serve m {nixl}"))).unwrap();
+        assert_eq!(secs(v), 480, "VLLM_NIXL_ABORT_REQUEST_TIMEOUT's default");
+        assert_eq!(vllm_abort_timeout(Some("30")), Ok(Duration::from_secs(30)));
+        assert!(
+            vllm_abort_timeout(Some("1.5"))
+                .unwrap_err()
+                .contains("VLLM_NIXL_ABORT_REQUEST_TIMEOUT=1.5")
+        );
+        let sg = stand_in(
+            base(),
+            &words("python3 -m sglang.launch_server --model-path Q --disaggregation-mode prefill"),
+        )
+        .unwrap();
+        assert_eq!(secs(sg), 300, "SGLang's waiting timeout");
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = dir.path().join("extra.yaml");
+        let trt = |body: &str| {
+            std::fs::write(&yaml, body).unwrap();
+            stand_in(
+                base(),
+                &words(&format!(
+                    "trtllm-serve m --extra_llm_api_options {}",
+                    yaml.display()
+                )),
+            )
+        };
+        assert_eq!(
+            trt("cache_transceiver_config: {backend: UCX}\n")
+                .unwrap()
+                .kv
+                .ttl(),
+            crate::args::NO_KV_TTL,
+            "TensorRT-LLM sets no limit by default"
+        );
+        assert_eq!(
+            trt("cache_transceiver_config: {kv_transfer_timeout_ms: 1500}\n")
+                .unwrap()
+                .kv
+                .ttl(),
+            Duration::from_millis(1500)
+        );
+        let e = trt("cache_transceiver_config: {kv_transfer_timeout_ms: 0}\n").unwrap_err();
+        assert!(e.contains("kv_transfer_timeout_ms"), "{e}");
+        // The sim's own flag wins over the engine's limit.
+        let mut given = base();
+        given.kv.kv_ttl = Some(Duration::from_secs(5));
+        let v = stand_in(given, &words(&format!("vllm serve m {nixl}"))).unwrap();
+        assert_eq!(secs(v), 5);
     }
 
     #[test]
