@@ -407,14 +407,17 @@ async fn serve(
     publish_endpoint(plan, ep).map_err(late)?;
 
     // 2. Watch it until the run is over.
-    watch(engine, plan, &engine_name(plan, 0), " while serving").await
+    let alone = plan
+        .role(role)
+        .is_some_and(|r| r.ranks <= 1 && launch.node_args.is_empty());
+    watch(engine, plan, &engine_name(plan, 0), " while serving", alone).await
 }
 
 /// Ranks above 0: run the engine until the run is over; its death fails the role, naming the
 /// rank and its node (the step's own status is srun's TERM of the others).
 async fn follow(plan: &Plan, role: RoleName, start: &Start, rank: u32) -> Result<(), StartFailure> {
     let engine = spawn(role, start, container_image(plan))?;
-    watch(engine, plan, &engine_name(plan, rank), "")
+    watch(engine, plan, &engine_name(plan, rank), "", false)
         .await
         .map_err(|mut f| {
             // Said as node rank 0's are: before the server served, or while it did.
@@ -449,18 +452,37 @@ fn engine_name(plan: &Plan, rank: u32) -> String {
 /// Until the run is over: the engine's death fails the role the moment it happens (the first
 /// rank of a step to fail is its root cause, so the time counts), unless the run was already
 /// released (its other ranks are stopped as the run ends, and it may go with them).
+///
+/// An engine that is its role's only process has no other rank to go with: nothing but its
+/// role stops it, and the role has not yet when it sees the exit. Its exit after the release is
+/// its own (a crash on the last request, or as the load ended) and fails the role all the same;
+/// it passed silently, with the exit status unsaid.
 async fn watch(
     mut engine: tokio::process::Child,
     plan: &Plan,
     name: &str,
     when: &str,
+    alone: bool,
 ) -> Result<(), StartFailure> {
     loop {
         tokio::select! {
             status = engine.wait() => {
                 let status = status.map_err(|e| late(e.to_string()))?;
                 if released(plan) {
-                    return Ok(());
+                    if !alone {
+                        say_err!(
+                            "{}disagg role: {name} {} after the run was released (its other \
+                             ranks are stopped as the run ends)",
+                            super::shared::line_prefix(),
+                            Exit::from(status)
+                        );
+                        return Ok(());
+                    }
+                    return Err(late(format!(
+                        "{name} {} as the benchmark ended (after its last requests, before the \
+                         run stopped it)",
+                        ended(status)
+                    )));
                 }
                 return Err(late(format!("{name} {}{when}", ended(status))));
             }
@@ -608,6 +630,46 @@ mod tests {
         assert!(
             here.contains("put its folder on PATH for `disagg run`"),
             "{here}"
+        );
+    }
+
+    /// After the benchmark's release, an engine that was its role's only process and exited on
+    /// its own (a crash on the last request) fails the role; a rank of a step of several may
+    /// go with the others as they are stopped.
+    #[tokio::test]
+    async fn an_engine_alone_that_exits_after_the_release_fails_its_role() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(disagg_core::plan::rendezvous_dir(dir.path())).unwrap();
+        let case = disagg_core::parse_case(
+            "model: {name: m}\nctx: {count: 1}\ngen: {count: 1}\nbenchmark: {isl: 8, osl: 8}\n",
+            Path::new("c.yaml"),
+        )
+        .unwrap();
+        let plan = disagg_core::plan::build(&case, "RUN1", dir.path(), Path::new("disagg"));
+        crate::atomic::write_json_new(
+            &plan.status_file(),
+            &Status {
+                run_id: "RUN1".into(),
+                state: rendezvous::State::Done,
+                role: None,
+                reason: None,
+            },
+        )
+        .unwrap();
+        let crash = || Command::new("sh").args(["-c", "exit 3"]).spawn().unwrap();
+        let e = watch(crash(), &plan, "its engine", " while serving", true)
+            .await
+            .unwrap_err();
+        assert!(
+            e.reason
+                .contains("its engine exited with status 3 as the benchmark ended"),
+            "{}",
+            e.reason
+        );
+        assert!(
+            watch(crash(), &plan, "its engine's rank 1", "", false)
+                .await
+                .is_ok()
         );
     }
 
