@@ -395,7 +395,11 @@ pub fn check(
             };
             let band = settings.threshold.max(settings.noise * spread);
             let too_noisy = band.is_nan() || band > MAX_BAND;
-            let signed = if m.higher_is_better() { -band } else { band };
+            // The band is a fraction of the baseline, as the report prints it and the change
+            // column counts: worse than the median by more than band × |median|. (TensorRT-LLM's
+            // rule for CSV baselines takes the fraction of the measured value instead, which here
+            // flagged a throughput 4.9% under its median as beyond a ±5% band.)
+            let tolerance = band * baseline.abs();
             rows.push(HistoryRow {
                 point: label.clone(),
                 metric: m.name(),
@@ -403,8 +407,16 @@ pub fn check(
                 band: Some(band),
                 measured: Some(measured),
                 values: values.len(),
-                verdict: (!too_noisy)
-                    .then(|| judge(m.higher_is_better(), baseline, measured, signed, 0.0, true)),
+                verdict: (!too_noisy).then(|| {
+                    judge(
+                        m.higher_is_better(),
+                        baseline,
+                        measured,
+                        0.0,
+                        tolerance,
+                        true,
+                    )
+                }),
                 too_noisy,
             });
         }
@@ -527,6 +539,16 @@ mod tests {
         assert_eq!(r.too_noisy(), 0);
         // And the steady value still passes.
         assert!(!check_tpot(&[5.0, 5.1, 4.9, 5.0, 20.0], 5.2).regressed());
+    }
+
+    /// The band is a fraction of the baseline, as printed: with ±15% around 5.0 ms, 5.8 ms
+    /// (+16%) is beyond it and 5.7 ms (+14%) within (a fraction of the measured value let
+    /// 5.8 pass, and flagged a throughput 4.9% under its median beyond a ±5% band).
+    #[test]
+    fn the_band_is_a_fraction_of_the_baseline_as_printed() {
+        let r = check_tpot(&[5.0, 5.0, 5.0, 5.0], 5.8);
+        assert!(r.regressed(), "{}", r.render());
+        assert!(!check_tpot(&[5.0, 5.0, 5.0, 5.0], 5.7).regressed());
     }
 
     #[test]
