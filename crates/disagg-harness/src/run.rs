@@ -872,7 +872,8 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// The hash of what a run measures (SHA-256, hex): the resolved case without `perf` (how the
-/// result is judged) and `timeouts` (when a run is given up), which change no figure, and with
+/// result is judged), `timeouts` (when a run is given up) and the Slurm job's bookkeeping
+/// (`slurm.time`, `slurm.account`, `slurm.job_name`), which change no figure, and with
 /// the dataset and tokenizer files by their contents, not their paths. The history gate's runs
 /// are those of one such hash, so retuning the gate or a deadline keeps the history, the same
 /// files checked out elsewhere (another CI workspace) find it, and an edited dataset starts a
@@ -881,6 +882,11 @@ pub fn measure_hash(case: &LoadedCase) -> String {
     let mut c = resolved_case(case);
     c.perf = Default::default();
     c.timeouts = Default::default();
+    // A longer time limit or another account runs the same job: no new history (where it runs,
+    // the partition and extra_args, may measure otherwise, and stays).
+    c.slurm.time = None;
+    c.slurm.account = None;
+    c.slurm.job_name = None;
     for file in [&mut c.benchmark.dataset, &mut c.benchmark.tokenizer] {
         if let Some(f) = file.as_mut() {
             // Unreadable: the path stands, and the run fails on it anyway.
@@ -1669,8 +1675,28 @@ mod store_hint_tests {
 
 #[cfg(test)]
 mod tests {
-    use super::{combine, tally_line};
+    use super::{combine, measure_hash, tally_line};
     use disagg_core::exit::*;
+
+    /// A Slurm time limit, account or job name changes no figure, so the history gate keeps
+    /// its runs; the partition may, so it does not.
+    #[test]
+    fn the_measured_case_leaves_out_the_jobs_bookkeeping() {
+        let hash = |slurm: &str| {
+            let c = disagg_core::parse_case(
+                &format!(
+                    "model: {{name: m}}\nctx: {{count: 1}}\ngen: {{count: 1}}\n\
+                     benchmark: {{isl: 8, osl: 8}}\nslurm: {{{slurm}}}\n"
+                ),
+                std::path::Path::new("c.yaml"),
+            )
+            .unwrap();
+            measure_hash(&c)
+        };
+        let base = hash("time: \"100\"");
+        assert_eq!(base, hash("time: \"200\", account: a, job_name: j"));
+        assert_ne!(base, hash("time: \"100\", partition: other"));
+    }
 
     #[test]
     fn the_tally_names_every_run_that_did_not_pass() {
