@@ -291,7 +291,7 @@ pub fn write_sweep_report(dir: &Path) -> Option<PathBuf> {
 pub fn compare(a: &Path, b: &Path) -> Result<String, String> {
     // Each side's points, and what the run was (a failed or unfinished run's points are shown,
     // but the reader is told).
-    let read = |p: &Path| -> Result<(Vec<PointReport>, String), String> {
+    let read = |p: &Path| -> Result<(Vec<PointReport>, String, Option<String>), String> {
         let f = if p.is_dir() {
             p.join("results.json")
         } else {
@@ -329,6 +329,12 @@ pub fn compare(a: &Path, b: &Path) -> Result<String, String> {
             // A results.json alone, or a run still going (no exit code yet).
             None => is_run.then(|| "unfinished".to_string()),
         };
+        // A run that failed, was interrupted or never finished measured nothing to rank, even
+        // at a point whose own requests went well (its CSV marks every row failed).
+        let unranked = verdict
+            .as_deref()
+            .filter(|v| !matches!(*v, "passed" | "REGRESSED"))
+            .map(|v| format!("its run {v}"));
         let mut about = match verdict {
             Some(v) => format!(" (run {v})"),
             None => String::new(),
@@ -336,9 +342,9 @@ pub fn compare(a: &Path, b: &Path) -> Result<String, String> {
         if let (false, Some(why)) = (results.valid, &results.invalid_reason) {
             about += &format!("; not valid: {why}");
         }
-        Ok((results.points, about))
+        Ok((results.points, about, unranked))
     };
-    let ((pa, about_a), (pb, about_b)) = (read(a)?, read(b)?);
+    let ((pa, about_a, bad_a), (pb, about_b, bad_b)) = (read(a)?, read(b)?);
     let mut labels: Vec<String> = pa.iter().map(|p| p.point.label()).collect();
     for p in &pb {
         if !labels.contains(&p.point.label()) {
@@ -378,10 +384,11 @@ pub fn compare(a: &Path, b: &Path) -> Result<String, String> {
         let (x, y) = (find(&pa), find(&pb));
         // A point whose requests failed (or that is otherwise not valid) measured no latency
         // worth ranking: its figures are shown, never called better or worse.
-        let invalid: Vec<String> = [("A", &x), ("B", &y)]
+        let invalid: Vec<String> = [("A", &x, &bad_a), ("B", &y, &bad_b)]
             .iter()
-            .filter_map(|(side, p)| {
-                let why = p.as_ref()?.validity.reason()?;
+            .filter_map(|(side, p, bad)| {
+                let p = p.as_ref()?;
+                let why = p.validity.reason().or_else(|| (*bad).clone())?;
                 Some(format!("{side} is not valid: {why}"))
             })
             .collect();

@@ -385,6 +385,18 @@ fn compare_prints_two_runs_side_by_side() {
         "{}",
         r.show()
     );
+    // And its points are shown, never ranked, even where their own requests went well.
+    assert!(
+        r.stdout()
+            .contains("con2 (not compared: B is not valid: its run FAILED)"),
+        "{}",
+        r.show()
+    );
+    assert!(
+        !r.stdout().contains("better") && !r.stdout().contains("worse"),
+        "{}",
+        r.show()
+    );
     // A run killed before its benchmark wrote anything (a plan, no results, no exit code) is
     // unfinished, with no points; an exit_code cut short says so.
     let early = dir.path().join("early");
