@@ -1440,6 +1440,61 @@ fn check_engine_args(case: &Case, text: &str, path: &Path) -> Result<(), CaseErr
     if case.engine == Engine::Trtllm {
         check_trtllm_backends(case, text, path)?;
     }
+    if case.engine == Engine::Vllm {
+        check_vllm_connectors(case, text, path)?;
+    }
+    Ok(())
+}
+
+/// The KV connector of each vLLM group (its `kv_transfer_config`, else NixlConnector): a
+/// prefill and a decode on two connectors cannot hand KV over, and our router speaks the
+/// kv_transfer_params hand-off (NixlConnector's), which P2pNcclConnector does not use: it finds
+/// its peers in a request id of its own form, and refuses every request without one.
+fn check_vllm_connectors(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
+    let connector = |args: &EngineArgs| match args {
+        EngineArgs::Options(m) => {
+            let (_, c) = crate::engines::vllm::kv_transfer_config(m, None);
+            Some((c, m.contains_key("kv_transfer_config")))
+        }
+        _ => None,
+    };
+    let (Some((ctx, ctx_own)), Some((gen_, gen_own))) = (
+        connector(&case.ctx.engine_args),
+        connector(&case.generation.engine_args),
+    ) else {
+        return Ok(());
+    };
+    let name = |c: &Option<String>| c.clone().unwrap_or_else(|| "an unnamed connector".into());
+    if ctx != gen_ {
+        let group = if gen_own || !ctx_own { "gen" } else { "ctx" };
+        let key = format!("{group}.engine_args.kv_transfer_config");
+        return Err(CaseError::new(
+            path,
+            key.clone(),
+            format!(
+                "the prefill servers run {} and the decode servers {}: they cannot hand KV over",
+                name(&ctx),
+                name(&gen_)
+            ),
+        )
+        .at_line(line_of(text, &key))
+        .hint("give both groups the same kv_connector (without kv_transfer_config, both run NixlConnector)"));
+    }
+    if case.router.kind == crate::case::RouterKind::Builtin
+        && ctx.as_deref() == Some("P2pNcclConnector")
+    {
+        let group = if ctx_own { "ctx" } else { "gen" };
+        let key = format!("{group}.engine_args.kv_transfer_config");
+        return Err(CaseError::new(
+            path,
+            key.clone(),
+            "P2pNcclConnector finds its peers in a request id of its own form \
+             (`___prefill_addr_H:P___decode_addr_H:P_<id>`), which disagg's router does not \
+             write: vLLM would refuse every request (\"does not contain hostname and port\")",
+        )
+        .at_line(line_of(text, &key))
+        .hint("use NixlConnector (the default without kv_transfer_config), or a router that speaks P2pNcclConnector as `router: {kind: command, argv: [...]}`"));
+    }
     Ok(())
 }
 

@@ -285,6 +285,32 @@ fn bad_engine_and_router_settings_name_the_key_and_fix() {
             "role picks",
         ),
         (
+            "vllm prefill and decode on two connectors",
+            case(
+                "vllm",
+                r#"{kv_transfer_config: {kv_connector: P2pNcclConnector, kv_role: kv_producer}}"#,
+                "",
+            ),
+            "ctx.engine_args.kv_transfer_config",
+            "the prefill servers run P2pNcclConnector and the decode servers NixlConnector",
+            "same kv_connector",
+        ),
+        (
+            "vllm P2pNcclConnector behind disagg's router",
+            case(
+                "vllm",
+                r#"{kv_transfer_config: {kv_connector: P2pNcclConnector, kv_role: kv_producer}}"#,
+                "",
+            )
+            .replace(
+                "gen: {count: 1, engine_args: {}}",
+                r#"gen: {count: 1, engine_args: {kv_transfer_config: '{"kv_connector": "P2pNcclConnector", "kv_role": "kv_consumer"}'}}"#,
+            ),
+            "ctx.engine_args.kv_transfer_config",
+            "which disagg's router does not write",
+            "kind: command",
+        ),
+        (
             "UCX for sglang",
             case("sglang", "{}", "hardware: {cache_transceiver: UCX}\n"),
             "hardware.cache_transceiver",
