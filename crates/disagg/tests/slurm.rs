@@ -1369,7 +1369,20 @@ fn sbatch_refusing_what_the_case_asks_exits_2_with_a_hint() {
     // GPUs asked from a cluster without GPU gres (the case is written as is).
     let gres = ws.dir.join("gres.yaml");
     std::fs::write(&gres, case("sl-gres", &format!("{GEN_OK}{TIMEOUTS}"))).unwrap();
-    for (c, config, want, hint) in [
+    // An option this sbatch does not have (22.05 has no --segment, which TensorRT-LLM's GB200
+    // configs ask for): it was exit 1, with sbatch's words only.
+    let segment = ws.case(
+        "segment.yaml",
+        &case(
+            "sl-segment",
+            &format!("{GEN_OK}{TIMEOUTS}slurm: {{extra_args: [\"--segment=1\"]}}\n"),
+        ),
+    );
+    let segment_known = Command::new("sbatch")
+        .arg("--help")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("--segment"));
+    let mut cases = vec![
         (
             &bad_part,
             "sl-part",
@@ -1382,7 +1395,16 @@ fn sbatch_refusing_what_the_case_asks_exits_2_with_a_hint() {
             "Invalid generic resource",
             "slurm.gpu_gres: false",
         ),
-    ] {
+    ];
+    if !segment_known {
+        cases.push((
+            &segment,
+            "sl-segment",
+            "unrecognized option '--segment=1'",
+            "`--segment=1` is not an option of this cluster's sbatch",
+        ));
+    }
+    for (c, config, want, hint) in cases {
         let out = ws.run(&["run", c.to_str().unwrap(), "--launcher", "slurm"]);
         assert_eq!(out.status.code(), Some(2), "{}", text(&out));
         let stderr = String::from_utf8_lossy(&out.stderr);

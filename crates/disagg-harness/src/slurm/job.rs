@@ -33,6 +33,9 @@ impl SlurmError {
             "Memory required by task is not available",
             "violates accounting/QOS policy",
             "Access/permission denied",
+            // getopt's words for an option this sbatch does not have (a case's extra_args).
+            "unrecognized option",
+            "invalid option",
         ]
         .iter()
         .any(|m| stderr.contains(m))

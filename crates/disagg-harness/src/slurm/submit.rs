@@ -491,6 +491,17 @@ fn submit_hint(error: &str, s: &disagg_core::slurm::SlurmSpec) -> Option<String>
                     .into()
             }
         })
+    } else if let Some(opt) = unrecognized_option(error) {
+        let segment = if opt.starts_with("--segment") {
+            " (`--segment` needs Slurm 23.11 or later; TensorRT-LLM's GB200 configs ask for it: \
+             drop it on a cluster without segments)"
+        } else {
+            ""
+        };
+        Some(format!(
+            "`{opt}` is not an option of this cluster's sbatch (`sbatch --version`, `sbatch \
+             --help`): remove it from slurm.extra_args{segment}"
+        ))
     } else if error.contains("Invalid account") {
         Some("set slurm.account to an account you may use in this partition (`sacctmgr show associations user=$USER`)".into())
     } else if error.contains("time limit is invalid") {
@@ -502,6 +513,17 @@ fn submit_hint(error: &str, s: &disagg_core::slurm::SlurmSpec) -> Option<String>
     } else {
         None
     }
+}
+
+/// The option getopt says this sbatch does not have: `sbatch: unrecognized option
+/// '--segment=6'` (long), `sbatch: invalid option -- 'Z'` (short).
+fn unrecognized_option(error: &str) -> Option<String> {
+    let quoted = |rest: &str| rest.split('\'').nth(1).map(str::to_string);
+    if let Some((_, rest)) = error.split_once("unrecognized option ") {
+        return quoted(rest);
+    }
+    let (_, rest) = error.split_once("invalid option -- ")?;
+    quoted(rest).map(|o| format!("-{o}"))
 }
 
 /// Renders the case's batch script into its config folder, to be submitted from there. It
@@ -1206,5 +1228,23 @@ pub(crate) fn time_limit(plan: &Plan) -> String {
 fn print_summary(plan: &Plan) {
     if let Ok(text) = std::fs::read_to_string(plan.run_dir.join("summary.md")) {
         say_raw!("{text}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unrecognized_option;
+
+    #[test]
+    fn the_option_sbatch_does_not_have_is_named() {
+        assert_eq!(
+            unrecognized_option("sbatch: unrecognized option '--segment=6'\nTry \"sbatch --help\""),
+            Some("--segment=6".to_string())
+        );
+        assert_eq!(
+            unrecognized_option("sbatch: invalid option -- 'Z'"),
+            Some("-Z".to_string())
+        );
+        assert_eq!(unrecognized_option("sbatch: error: Invalid account"), None);
     }
 }
