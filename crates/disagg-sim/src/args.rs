@@ -138,8 +138,9 @@ pub struct SimArgs {
     #[arg(long)]
     pub allow_auto_truncate: bool,
     /// TensorRT-LLM dialect: the engine runs the overlap scheduler (trtllm-serve's default,
-    /// unless its extra-options YAML sets disable_overlap_scheduler: true), so it refuses every
-    /// context-only request, as TensorRT-LLM's PyTorch backend does. Set for trtllm-serve
+    /// unless its extra-options YAML sets disable_overlap_scheduler: true), so, playing a
+    /// release before 1.3 (--trtllm-version), it refuses every context-only request, as
+    /// TensorRT-LLM's PyTorch backend did; 1.3 and newer serve them. Set for trtllm-serve
     /// stand-ins from their YAML.
     #[arg(long)]
     pub overlap_scheduler: bool,

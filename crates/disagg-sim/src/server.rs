@@ -179,7 +179,13 @@ impl SimState {
             started: Instant::now(),
             startup_delay: args.startup_delay,
             never_ready: args.never_ready,
-            overlap_scheduler: args.overlap_scheduler && args.dialect == Dialect::Trtllm,
+            overlap_scheduler: args.overlap_scheduler
+                && args.dialect == Dialect::Trtllm
+                && args
+                    .trtllm_version
+                    .clone()
+                    .unwrap_or_else(TrtllmVersion::current)
+                    .refuses_context_only_under_overlap(),
             version_delay: args.version_delay,
             faults: Faults::new(&args.faults, exit),
             engine: Engine::start(timing, metrics.clone()),

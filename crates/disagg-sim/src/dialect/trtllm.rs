@@ -47,6 +47,14 @@ impl TrtllmVersion {
     pub fn takes_disagg_ids(&self) -> bool {
         self.major_minor >= (1, 3)
     }
+
+    /// Before 1.3, a disaggregated server running the overlap scheduler refuses every
+    /// context-only request; 1.3 runs them under it (TensorRT-LLM PR #10755, "Support overlap
+    /// scheduler for disagg ctx instances", which its 2026 perf configs rely on with
+    /// `disable_overlap_scheduler: false` on the context servers).
+    pub fn refuses_context_only_under_overlap(&self) -> bool {
+        self.major_minor < (1, 3)
+    }
 }
 
 /// `disaggregated_params` fields that workers before `disagg_request_id` declare.
