@@ -46,10 +46,23 @@ pub fn accept_workspace(workspace: &Path, config: &str, run_id: &str) -> Result<
     crate::bounded::store_call(crate::bounded::STORE_WAIT, move || {
         let mut store = Store::open_default(&ws).map_err(|e| e.to_string())?;
         let run = store.accept(&config, &run_id).map_err(|e| e.to_string())?;
+        // Its own check's word, as it was before it was accepted.
+        let said = run
+            .perf_verdict
+            .strip_prefix(disagg_store::PERF_ACCEPTED)
+            .unwrap_or(&run.perf_verdict);
+        // A run measured with the check off is never a reference by itself; taking one is
+        // allowed (someone means it), and said.
+        let note = if said.starts_with("skipped (SKIP_PERF_CHECK") {
+            "note: its perf check was skipped (SKIP_PERF_CHECK or --skip-perf-check), so it was \
+             not a reference: accepting it makes it one, figures nothing has checked\n"
+        } else {
+            ""
+        };
         Ok(format!(
-            "accepted run {run_id} of {config} (recorded {}, exit code {}) as the new baseline \
-             of its case (measures {}): the history gate compares with it and the runs after \
-             it, none before\n",
+            "{note}accepted run {run_id} of {config} (recorded {}, exit code {}) as the new \
+             baseline of its case (measures {}): the history gate compares with it and the runs \
+             after it, none before\n",
             run.recorded_at,
             run.exit_code,
             &run.case_hash[..run.case_hash.len().min(12)]

@@ -258,6 +258,28 @@ fn gate_on_history(store: Option<&str>) {
     // The slower engine was meant: its last regressed run is accepted as the new baseline,
     // and the gate starts its history there (too few runs yet: skipped, and the run passes),
     // where every run stayed red until the old references left the window.
+    // A run measured with the check off may be taken (someone means it), and is said to be.
+    let skipped = runs(&ws, &name)[7].clone();
+    let skipped_id = skipped.file_name().unwrap().to_str().unwrap().to_string();
+    let accept = disagg(
+        &[
+            "history",
+            &name,
+            "--accept",
+            &skipped_id,
+            "--workspace",
+            ws.to_str().unwrap(),
+        ],
+        &env,
+    );
+    assert_eq!(accept.code(), 0, "{}", accept.show());
+    assert!(
+        accept
+            .stdout()
+            .starts_with("note: its perf check was skipped (SKIP_PERF_CHECK"),
+        "{}",
+        accept.show()
+    );
     let last = runs(&ws, &name).pop().unwrap();
     let run_id = last.file_name().unwrap().to_str().unwrap().to_string();
     let accept = disagg(
@@ -275,7 +297,7 @@ fn gate_on_history(store: Option<&str>) {
     assert!(
         accept
             .stdout()
-            .contains(&format!("accepted run {run_id} of {name}")),
+            .starts_with(&format!("accepted run {run_id} of {name}")),
         "{}",
         accept.show()
     );
