@@ -38,13 +38,7 @@ impl RunState {
                 let info = crate::slurm::job::info(&id);
                 (id, info)
             });
-        let failure = std::fs::read(run_dir.join("outcome.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<crate::outcome::Outcome>(&b).ok())
-            .and_then(|o| match o.result {
-                crate::outcome::RunResult::Failed(f) => Some(f.reason),
-                _ => None,
-            });
+        let failure = crate::outcome::failure_reason(run_dir);
         Self {
             exit_code,
             status,

@@ -31,6 +31,16 @@ pub enum RunResult {
     Interrupted,
 }
 
+/// Why the run in `run_dir` failed, as its `outcome.json` says; `None` when it did not fail, or
+/// says nothing.
+pub fn failure_reason(run_dir: &std::path::Path) -> Option<String> {
+    let bytes = std::fs::read(run_dir.join("outcome.json")).ok()?;
+    match serde_json::from_slice::<Outcome>(&bytes).ok()?.result {
+        RunResult::Failed(f) => Some(f.reason),
+        _ => None,
+    }
+}
+
 /// Everything the supervisor learnt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Outcome {

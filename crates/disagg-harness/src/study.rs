@@ -44,6 +44,7 @@ pub fn load_run(run_dir: &Path) -> Result<Run, String> {
         gpus: ctx.gpus() + generation.gpus(),
         run_dir: run_dir.display().to_string(),
         verdict,
+        reason: crate::outcome::failure_reason(run_dir),
         points,
     })
 }
@@ -60,6 +61,7 @@ pub fn load_sweep(dir: &Path) -> Result<Report, String> {
             gpus: p.gpus,
             run_dir: dir,
             verdict,
+            reason: None,
             points: Vec::new(),
         };
         let Some(recorded) = &p.run_dir else {
@@ -120,6 +122,7 @@ pub fn load_history(store: &mut disagg_store::Store, config: &str) -> Result<Rep
             gpus: s.gpus(),
             run_dir: s.run_dir.clone(),
             verdict: s.verdict.clone(),
+            reason: crate::outcome::failure_reason(Path::new(&s.run_dir)),
             points: reports,
         });
         per_run.push((s, points, checks));
@@ -163,7 +166,12 @@ pub fn load_history(store: &mut disagg_store::Store, config: &str) -> Result<Rep
                         .find(|c| c.point == *point && c.metric == *metric);
                     HistoryRow {
                         recorded_at: s.recorded_at.clone(),
-                        run_id: s.run_id.clone(),
+                        // Which runs the gate takes as references, as `disagg history`'s `ref`.
+                        run_id: if s.is_reference() {
+                            format!("{} (ref)", s.run_id)
+                        } else {
+                            s.run_id.clone()
+                        },
                         measured: points
                             .iter()
                             .find(|p| p.label == *point)
@@ -171,7 +179,17 @@ pub fn load_history(store: &mut disagg_store::Store, config: &str) -> Result<Rep
                             .map(|(_, v)| *v),
                         baseline: check.and_then(|c| c.baseline),
                         band: check.and_then(|c| c.band),
-                        verdict: check.map(|c| c.verdict.clone()),
+                        // Not gated: why (a failed run, a check skipped or too few runs).
+                        verdict: Some(check.map_or_else(
+                            || match s.verdict.as_str() {
+                                "passed" | "regressed" if s.perf_verdict.is_empty() => {
+                                    "not gated".to_string()
+                                }
+                                "passed" | "regressed" => format!("not gated: {}", s.perf_verdict),
+                                v => format!("not gated: run {v}"),
+                            },
+                            |c| c.verdict.clone(),
+                        )),
                     }
                 })
                 .collect(),

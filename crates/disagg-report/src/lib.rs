@@ -30,6 +30,8 @@ pub struct Run {
     pub gpus: u32,
     pub run_dir: String,
     pub verdict: String,
+    /// Why it failed, when it did and its folder says.
+    pub reason: Option<String>,
     pub points: Vec<PointReport>,
 }
 
@@ -259,7 +261,15 @@ pub fn render(r: &Report) -> Result<String, String> {
                 esc(&run.topology)
             );
             if run.points.is_empty() {
-                let _ = writeln!(h, "<p>No point measured (run {}).</p>", esc(&run.verdict));
+                let _ = writeln!(
+                    h,
+                    "<p>No point measured (run {}{}).</p>",
+                    esc(&run.verdict),
+                    run.reason
+                        .as_deref()
+                        .map(|r| format!(": {}", esc(r)))
+                        .unwrap_or_default()
+                );
                 continue;
             }
             for metric in ["ttft", "tpot", "itl", "e2el"] {
@@ -319,6 +329,13 @@ fn runs_table(h: &mut String, runs: &[Run]) {
             esc(&r.verdict),
             esc(&r.run_dir)
         );
+        if let Some(why) = &r.reason {
+            let _ = writeln!(
+                h,
+                "<tr class=\"why\"><td class=\"l\" colspan=\"5\">why: {}</td></tr>",
+                esc(why)
+            );
+        }
     }
     h.push_str("</table>\n");
 }
@@ -382,6 +399,7 @@ mod tests {
                 gpus: 2,
                 run_dir: String::new(),
                 verdict: "passed".into(),
+                reason: None,
                 // (user tok/s, tok/s/GPU): (100, 50), (50, 200)
                 points: vec![point(1, 100.0, 100.0), point(8, 50.0, 400.0)],
             },
@@ -391,6 +409,7 @@ mod tests {
                 gpus: 4,
                 run_dir: String::new(),
                 verdict: "passed".into(),
+                reason: None,
                 // (90, 25): beaten by A con1 on both; (40, 250): on the frontier.
                 points: vec![point(1, 90.0, 100.0), point(8, 40.0, 1000.0)],
             },
@@ -433,6 +452,7 @@ mod tests {
             gpus: 1,
             run_dir: String::new(),
             verdict: verdict.into(),
+            reason: None,
             points,
         };
         let runs = vec![
@@ -481,6 +501,7 @@ mod tests {
             gpus: 2,
             run_dir: String::new(),
             verdict: "passed".into(),
+            reason: None,
             points: vec![point(1, 100.0, 100.0)],
         };
         let runs = vec![run("sw-osl50"), run("sw-osl60")];

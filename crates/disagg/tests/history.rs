@@ -254,6 +254,12 @@ fn gate_on_history(store: Option<&str>) {
     );
     assert!(page.contains("con4 MEDIAN_OUTPUT_TOKEN_TIME over time"));
     assert_eq!(page.matches("<tr class=\"regressed\">").count(), 2);
+    // Which runs are references, and why a run was not gated, are said.
+    assert!(page.contains(" (ref)</td>"), "no reference marked");
+    assert!(
+        page.contains("not gated: skipped (SKIP_PERF_CHECK or --skip-perf-check)"),
+        "the skipped runs"
+    );
 
     // The slower engine was meant: its last regressed run is accepted as the new baseline,
     // and the gate starts its history there (too few runs yet: skipped, and the run passes),

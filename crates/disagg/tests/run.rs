@@ -615,6 +615,12 @@ fn setup_runs_once_into_install_log_and_its_failure_fails_the_run() {
         );
     }
     assert!(xml.contains("type=\"NOT_STARTED\""), "{xml}");
+    // Its HTML report says why, not only "FAILED".
+    let html = read(&dir.join("report.html"));
+    assert!(
+        html.contains("why: setup exited with status 3 (see install.log)"),
+        "{html}"
+    );
 }
 
 #[test]
