@@ -804,7 +804,7 @@ pub fn summary(r: &SweepRecord) -> String {
     for p in &r.points {
         let values: Vec<String> = p.values.iter().map(|(k, v)| format!("{k}={v}")).collect();
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {}{} | {} |\n",
+            "| {} | {} | {} | {} | {}{}{} | {} |\n",
             p.index,
             p.config_name,
             p.gpus,
@@ -815,6 +815,13 @@ pub fn summary(r: &SweepRecord) -> String {
                 (Some(j), false) => format!(" (job {j})"),
                 (None, false) => String::new(),
             },
+            // A failed point says why, as its run's reports do (a table cell: one line).
+            p.run_dir
+                .as_deref()
+                .filter(|_| p.status == PointStatus::Failed)
+                .and_then(crate::outcome::failure_reason)
+                .map(|why| format!(": {}", why.replace(['\n', '|'], " ")))
+                .unwrap_or_default(),
             p.run_dir
                 .as_ref()
                 .map(|d| d.display().to_string())

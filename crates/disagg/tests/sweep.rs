@@ -361,7 +361,7 @@ fn a_resume_stopped_early_keeps_the_points_it_did_not_reach() {
     assert_eq!(after["points"][2]["run_dir"], third_run.as_str(), "{after}");
     let summary = read(&ws.join("disagg_sweeps/sw/latest/summary.md"));
     assert!(
-        summary.contains("1 failed, 1 interrupted, 0 not run") && summary.contains("| FAILED |"),
+        summary.contains("1 failed, 1 interrupted, 0 not run") && summary.contains("| FAILED: "),
         "{summary}"
     );
 }
