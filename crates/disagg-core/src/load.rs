@@ -2043,7 +2043,8 @@ fn check_fill_gate(case: &Case, text: &str, path: &Path) -> Result<(), CaseError
         .at_line(line_of(text, &key))
         .hint(format!(
             "set it to at most {most} (per GEN worker), or send more at once; TensorRT-LLM's \
-             gen-only test sets it to the concurrency, with one GEN worker"
+             gen-only launcher sets it to the concurrency capped at one GEN server's \
+             max_batch_size (times its tp with attention DP)"
         )))
     };
     if first / gens < need {

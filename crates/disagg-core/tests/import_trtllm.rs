@@ -337,6 +337,79 @@ fn gen_only_runs_the_first_concurrency_once_after_one_warm_up_request() {
     assert_eq!((b.concurrency(), b.rounds), (vec![8, 64], 3));
 }
 
+/// The gen-only sample with edits (each found once).
+fn gen_only_with(edit: &[(&str, &str)]) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/import/trtllm/gb200_gen_only_tep8.yaml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    for (from, to) in edit {
+        assert_eq!(text.matches(from).count(), 1, "{from}");
+        text = text.replace(from, to);
+    }
+    text
+}
+
+/// The fill target is capped as TensorRT-LLM's launcher caps it
+/// (`get_benchmark_request_queue_size`): at the GEN server's max_batch_size, times its tp under
+/// attention DP. Uncapped, a GEN server of max_batch_size 1 would wait for ever for 8 requests
+/// it can never hold, and the case (4 GEN servers sharing 8) would not even load.
+#[test]
+fn the_gen_only_fill_target_is_capped_at_what_a_gen_server_holds() {
+    let queue = |edit: &[(&str, &str)]| -> (String, Vec<String>, Plan) {
+        let imported = convert(&gen_only_with(edit), "g").unwrap_or_else(|e| panic!("{e}"));
+        let plan = plan_of(&imported.case_yaml);
+        let gen_env = env_of(&plan, RoleName::Gen(0));
+        let notes = imported.notes.iter().map(|n| n.to_string()).collect();
+        (
+            gen_env["TLLM_BENCHMARK_REQ_QUEUES_SIZE"].clone(),
+            notes,
+            plan,
+        )
+    };
+    // Upstream's gb300 ..._con8_ctx1_dep4_gen4_tep8_...: 8 requests over four tep8 GEN servers
+    // of max_batch_size 1 wait for 1 each.
+    let (q, notes, plan) = queue(&[
+        ("concurrency_list: '1 4 16'", "concurrency_list: '8'"),
+        ("num_gen_servers: 1", "num_gen_servers: 4"),
+        ("    max_batch_size: 16\n", "    max_batch_size: 1\n"),
+    ]);
+    assert_eq!(q, "1");
+    for g in 0..4 {
+        assert_eq!(
+            env_of(&plan, RoleName::Gen(g))["TLLM_BENCHMARK_REQ_QUEUES_SIZE"],
+            "1"
+        );
+    }
+    assert!(
+        notes.iter().any(|n| n.starts_with("benchmark.mode")
+            && n.contains("TLLM_BENCHMARK_REQ_QUEUES_SIZE=1")
+            && n.contains("concurrency 8 capped")),
+        "{notes:?}"
+    );
+    // Attention DP: each of the tp ranks batches its own (8 × 4 holds 16).
+    let adp = [
+        ("concurrency_list: '1 4 16'", "concurrency_list: '16'"),
+        ("    max_batch_size: 16\n", "    max_batch_size: 8\n"),
+        ("tensor_parallel_size: 8", "tensor_parallel_size: 4"),
+        (
+            "    enable_attention_dp: false\n    cuda_graph_config",
+            "    enable_attention_dp: true\n    cuda_graph_config",
+        ),
+    ];
+    assert_eq!(queue(&adp).0, "16");
+    // Without it, tp does not count: 8 of 16.
+    assert_eq!(queue(&adp[..3]).0, "8");
+    // No max_batch_size: the concurrency, as TensorRT-LLM takes it.
+    assert_eq!(
+        queue(&[
+            ("concurrency_list: '1 4 16'", "concurrency_list: '4'"),
+            ("    max_batch_size: 16\n", ""),
+        ])
+        .0,
+        "4"
+    );
+}
+
 #[test]
 fn the_auth_key_goes_to_the_router() {
     let text = format!(

@@ -665,22 +665,37 @@ fn benchmark_section(cx: &mut Ctx, src: &Src, opts: &Options<'_>) -> Result<Benc
         GenMode::E2e => {}
         GenMode::GenOnly => {
             let first = conc_given.first().copied().unwrap_or(1);
-            // GEN only, as TensorRT-LLM's newer local launcher exports both (its
-            // GEN_WORKER_ENV_VARS; older launchers set the first on every worker), and its docs
-            // describe the first as the generation worker's; on CTX workers it has been seen to
-            // hang runs with KV blocks never released. The GEN worker waits for this many queued
-            // requests, so the whole batch starts at once.
+            let (queue, capacity) = fill_target(&src.gen_cfg, first);
+            // GEN only, as TensorRT-LLM's current perf-sanity launchers export both (its
+            // CI's and local submit.py, GEN_WORKER_ENV_VARS): their comment says the first on
+            // CTX workers has hung gen_only runs with KV blocks never released. (Older
+            // launchers, and the Slurm benchmark's start_worker.sh, set both on every worker.)
+            // The GEN worker waits for this many queued requests, so the batch starts at once.
             for (k, v) in [
                 ("TRTLLM_DISABLE_KV_CACHE_TRANSFER_OVERLAP", "1".to_string()),
-                (crate::plan::FILL_GATE_VAR, first.to_string()),
+                (crate::plan::FILL_GATE_VAR, queue.to_string()),
             ] {
                 env_gen.insert(Value::from(k), Value::from(v));
             }
+            let why = match capacity {
+                Some(c) if c < first => format!(
+                    " (the concurrency {first} capped at what one GEN server holds at once, \
+                     {c}: its max_batch_size{}, as TensorRT-LLM's launcher caps it; a fill \
+                     target above that is never reached)",
+                    if attention_dp(&src.gen_cfg) {
+                        " × tensor_parallel_size, with attention DP"
+                    } else {
+                        ""
+                    }
+                ),
+                _ => String::new(),
+            };
             cx.note(
                 "benchmark.mode",
                 format!(
                     "gen-only: GEN workers get TRTLLM_DISABLE_KV_CACHE_TRANSFER_OVERLAP=1 and \
-                     TLLM_BENCHMARK_REQ_QUEUES_SIZE={first}, as TensorRT-LLM's launcher sets them"
+                     TLLM_BENCHMARK_REQ_QUEUES_SIZE={queue}{why}, as TensorRT-LLM's launcher \
+                     sets them; the CTX workers get neither"
                 ),
             );
         }
@@ -1027,6 +1042,32 @@ fn env_name(k: &str) -> bool {
 fn mtp_of(cfg: &Mapping) -> Option<u64> {
     let s = cfg.get("speculative_config")?.as_mapping()?;
     (s.get("decoding_type")?.as_str()? == "MTP").then(|| s.get("max_draft_len")?.as_u64())?
+}
+
+/// Whether a worker config turns attention DP on.
+fn attention_dp(cfg: &Mapping) -> bool {
+    match cfg.get("enable_attention_dp") {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s.trim().eq_ignore_ascii_case("true"),
+        _ => false,
+    }
+}
+
+/// TensorRT-LLM's gen-only fill target (`get_benchmark_request_queue_size` in its perf-sanity
+/// submit scripts): the concurrency, capped at what one GEN executor holds at once, its
+/// `max_batch_size`, times its `tensor_parallel_size` under attention DP (each rank batches
+/// its own); without `max_batch_size`, the concurrency. Also that capacity, when known.
+fn fill_target(gen_cfg: &Mapping, concurrency: u64) -> (u64, Option<u64>) {
+    let Some(batch) = u64_of(gen_cfg, "max_batch_size") else {
+        return (concurrency, None);
+    };
+    let tp = u64_of(gen_cfg, "tensor_parallel_size").unwrap_or(1);
+    let capacity = if attention_dp(gen_cfg) {
+        batch.saturating_mul(tp)
+    } else {
+        batch
+    };
+    (concurrency.min(capacity), Some(capacity))
 }
 
 /// The generation servers' EPLB slots: inline, or in the `load_balancer` file (once resolved).

@@ -26,7 +26,8 @@ pub struct Args {
     /// Import it as TensorRT-LLM's gen_only test runs it: the first concurrency only, one
     /// round, a warm-up request only when that concurrency is 1, and on the GEN workers
     /// TRTLLM_DISABLE_KV_CACHE_TRANSFER_OVERLAP=1 and TLLM_BENCHMARK_REQ_QUEUES_SIZE=<that
-    /// concurrency> (also when the config's benchmark.mode is gen_only).
+    /// concurrency, capped at the GEN server's max_batch_size (times its tp with attention
+    /// DP)> (also when the config's benchmark.mode is gen_only).
     #[arg(long)]
     gen_only: bool,
     /// Read `benchmark.concurrency_list` as each generation server's concurrency, as
