@@ -581,6 +581,12 @@ pub struct Benchmark {
     pub streaming: bool,
     #[serde(default)]
     pub warmup: u32,
+    /// One request before the sweep, as long as its longest, that must come back whole (a dead
+    /// or misconfigured server fails the run there, in seconds). `false` sends none, as
+    /// TensorRT-LLM's perf-sanity client runs (`--no-test-input`): the servers then meet the
+    /// first point cold, as theirs do.
+    #[serde(default = "yes")]
+    pub canary: bool,
     /// Seed of the random prompts.
     #[serde(default)]
     pub seed: u64,

@@ -716,6 +716,44 @@ fn an_open_loop_case_with_two_context_servers_and_a_policy_runs_end_to_end() {
     );
 }
 
+/// `benchmark.canary: false` sends no canary, as TensorRT-LLM's perf-sanity client
+/// (`--no-test-input`): the generation sim serves the warm-up and the point's requests and
+/// nothing else, one request fewer than the same case with its canary; the log says why.
+#[test]
+fn benchmark_canary_false_sends_no_canary_request() {
+    let served = |canary: &str| -> (usize, String) {
+        let ws = TempDir::new("canary");
+        let case = CaseSpec {
+            name: "canary",
+            concurrency: "[2]",
+            gen_args: "{request_log: true}",
+            benchmark_extra: canary,
+            ..Default::default()
+        }
+        .write(ws.path(), "c.yaml");
+        let r = run(&case, ws.path(), &[], &[("SKIP_PERF_CHECK", "true")]);
+        assert_eq!(r.code(), 0, "{canary}: {}", r.show());
+        let dir = only_run(ws.path(), "canary");
+        let completions = read(&dir.join("gen_server_0.requests.jsonl"))
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|l| l["path"] == "/v1/completions")
+            .count();
+        (completions, read(&dir.join("benchmark.log")))
+    };
+    // 1 warm-up and 2 × 2 measured requests, and the canary unless told otherwise.
+    let (with, log) = served("");
+    assert_eq!(with, 6, "{log}");
+    assert!(log.contains("canary passed"), "{log}");
+    let (without, log) = served("  canary: false\n");
+    assert_eq!(without, 5, "{log}");
+    assert!(
+        log.contains("no canary: the case says benchmark.canary: false")
+            && !log.contains("canary passed"),
+        "{log}"
+    );
+}
+
 #[test]
 fn every_dialect_runs_end_to_end_through_the_kv_hand_off() {
     for dialect in ["vllm", "sglang"] {

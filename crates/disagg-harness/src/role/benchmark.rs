@@ -36,7 +36,12 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
         if more.is_empty() { "router" } else { "routers" },
         urls.join(", ")
     );
-    if let Some(n) = plan.gen_fill_gate() {
+    if !plan.benchmark.canary {
+        say_err!(
+            "disagg role BENCHMARK: no canary: the case says benchmark.canary: false (the first \
+             point meets the servers cold, as TensorRT-LLM's perf-sanity client does); sweep"
+        );
+    } else if let Some(n) = plan.gen_fill_gate() {
         // TensorRT-LLM's gen-only test sends no test request either, for the same reason.
         say_err!(
             "disagg role BENCHMARK: no canary: the GEN workers' TLLM_BENCHMARK_REQ_QUEUES_SIZE={n} \
