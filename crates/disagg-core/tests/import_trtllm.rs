@@ -410,6 +410,27 @@ fn the_gen_only_fill_target_is_capped_at_what_a_gen_server_holds() {
     );
 }
 
+/// TensorRT-LLM's perf-sanity client passes `--no-test-input`: the imported case sends no
+/// canary either, so its first point meets the servers as cold as upstream's, and says so.
+#[test]
+fn the_imported_case_sends_no_canary_as_perf_sanity_sends_no_test_input() {
+    for file in [
+        "b200_ctx1_dep4_gen1_dep8.yaml",
+        "gb200_ctx2_dep4_gen1_dep16_multinode.yaml",
+        "gb200_gen_only_tep8.yaml",
+    ] {
+        let (yaml, notes, plan) = import(file);
+        assert!(!bench_of(&yaml).canary, "{file}: {yaml}");
+        assert!(!plan.benchmark.canary, "{file}");
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.starts_with("benchmark: `canary: false`")),
+            "{file}: {notes:?}"
+        );
+    }
+}
+
 #[test]
 fn the_auth_key_goes_to_the_router() {
     let text = format!(

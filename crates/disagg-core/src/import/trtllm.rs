@@ -627,6 +627,15 @@ fn benchmark_section(cx: &mut Ctx, src: &Src, opts: &Options<'_>) -> Result<Benc
     if let Some(s) = src.bench.get("streaming").and_then(Value::as_bool) {
         put(&mut bench, "streaming", s);
     }
+    // TensorRT-LLM's perf-sanity client runs benchmark_serving with `--no-test-input`: no
+    // request before its first point (the gen-only warm-up lane aside, `warmup` above).
+    put(&mut bench, "canary", false);
+    cx.note(
+        "benchmark",
+        "`canary: false`: no canary request before the sweep, as TensorRT-LLM's perf-sanity \
+         client sends no test input, so the first point meets the servers cold as its does; \
+         set `canary: true` to have a dead or misconfigured server fail the run in seconds",
+    );
     let env_worker = env_string(cx, &src.env, "worker_env_var");
     // TensorRT-LLM appends these to `worker_env_var` for its CTX / GEN workers only.
     let env_ctx = env_string(cx, &src.env, "ctx_worker_env_var");
