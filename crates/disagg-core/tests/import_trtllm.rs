@@ -431,6 +431,47 @@ fn the_imported_case_sends_no_canary_as_perf_sanity_sends_no_test_input() {
     }
 }
 
+/// The MTP depth names the case (`model.mtp`, `_mtpN` in its config name): `max_draft_len`,
+/// else `num_nextn_predict_layers`, its older name, as TensorRT-LLM's perf-sanity reads it.
+#[test]
+fn the_mtp_depth_falls_back_to_num_nextn_predict_layers() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/import/trtllm/b200_ctx1_dep4_gen1_dep8.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mtp = |text: &str| {
+        let yaml = convert(text, "m").unwrap().case_yaml;
+        parse_case(&yaml, Path::new("m.yaml"))
+            .unwrap()
+            .case
+            .model
+            .mtp
+    };
+    let both = "      num_nextn_predict_layers: 1\n      max_draft_len: 1\n";
+    assert_eq!(text.matches(both).count(), 1);
+    assert_eq!(mtp(&text), 1);
+    // max_draft_len wins where both are given.
+    assert_eq!(
+        mtp(&text.replace(
+            both,
+            "      num_nextn_predict_layers: 2\n      max_draft_len: 3\n"
+        )),
+        3
+    );
+    // The older name alone.
+    assert_eq!(
+        mtp(&text.replace(both, "      num_nextn_predict_layers: 3\n")),
+        3
+    );
+    // Not MTP: none.
+    assert_eq!(
+        mtp(&text.replace(
+            "decoding_type: MTP",
+            "decoding_type: Eagle\n      speculative_model: /m/eagle"
+        )),
+        0
+    );
+}
+
 #[test]
 fn the_auth_key_goes_to_the_router() {
     let text = format!(

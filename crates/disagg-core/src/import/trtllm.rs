@@ -1048,9 +1048,15 @@ fn env_name(k: &str) -> bool {
     !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// The MTP depth: `max_draft_len`, else `num_nextn_predict_layers`, the name TensorRT-LLM's MTP
+/// config had before (configs written then still give only it; its perf-sanity harness falls
+/// back to it the same way).
 fn mtp_of(cfg: &Mapping) -> Option<u64> {
     let s = cfg.get("speculative_config")?.as_mapping()?;
-    (s.get("decoding_type")?.as_str()? == "MTP").then(|| s.get("max_draft_len")?.as_u64())?
+    if s.get("decoding_type")?.as_str()? != "MTP" {
+        return None;
+    }
+    u64_of(s, "max_draft_len").or_else(|| u64_of(s, "num_nextn_predict_layers"))
 }
 
 /// Whether a worker config turns attention DP on.
