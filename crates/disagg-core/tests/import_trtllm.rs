@@ -472,6 +472,35 @@ fn the_mtp_depth_falls_back_to_num_nextn_predict_layers() {
     );
 }
 
+/// `accuracy` is TensorRT-LLM's own section (its AccuracyConfig), not an unknown one: the note
+/// says disagg does not run it, and that nothing is lost when it is off.
+#[test]
+fn the_accuracy_section_is_known_and_said_not_to_be_run() {
+    let notes = |accuracy: &str| -> Vec<String> {
+        let text = format!("{}accuracy:\n{accuracy}", with_benchmark(&[]));
+        convert(&text, "a")
+            .unwrap()
+            .notes
+            .iter()
+            .map(|n| n.to_string())
+            .filter(|n| n.starts_with("accuracy"))
+            .collect()
+    };
+    let off = notes("  enable_accuracy_test: false\n");
+    assert_eq!(off.len(), 1, "{off:?}");
+    assert!(
+        off[0].contains("nothing lost") && !off[0].contains("unknown section"),
+        "{off:?}"
+    );
+    let on =
+        notes("  enable_accuracy_test: true\n  tasks:\n    gsm8k: {model: local-completions}\n");
+    assert_eq!(on.len(), 1, "{on:?}");
+    assert!(
+        on[0].contains("lm_eval gsm8k") && on[0].contains("not run by disagg"),
+        "{on:?}"
+    );
+}
+
 #[test]
 fn the_auth_key_goes_to_the_router() {
     let text = format!(

@@ -2,7 +2,7 @@
 //!
 //! The source has `metadata`, `slurm`, `benchmark`, `hardware`, `environment` (with the
 //! `worker_env_var` / `ctx_worker_env_var` / `gen_worker_env_var` / `server_env_var` /
-//! `benchmark_env_var` / `client_env_var` strings), `profiling` and
+//! `benchmark_env_var` / `client_env_var` strings), `profiling`, `accuracy` (never run) and
 //! `worker_config.ctx` / `.gen` (each an extra-options YAML for `trtllm-serve`). Every key is
 //! either mapped, or named in a note.
 
@@ -99,12 +99,14 @@ pub fn convert_with(text: &str, name: &str, opts: &Options<'_>) -> Result<Import
             "worker_config",
             "profiling",
             "internal_request_auth_key",
+            "accuracy",
         ]
         .contains(&k)
         {
             cx.note(k, "unknown section; not imported");
         }
     }
+    accuracy_note(&mut cx, root.get("accuracy"));
     let profiling = section("profiling")?;
     for (k, v) in &profiling {
         let k = k.as_str().unwrap_or("?");
@@ -305,6 +307,42 @@ fn segment(cx: &mut Ctx, src: &Src, case: &Mapping, slurm: &mut Mapping, name: &
              domain), as TensorRT-LLM's submit script asks; it needs a Slurm with segments \
              (23.11+, topology/block): change it with the worker counts, or remove it where the \
              cluster has none"
+        ),
+    );
+}
+
+/// TensorRT-LLM's `accuracy` section (its AccuracyConfig: lm_eval tasks its harness runs against
+/// the server once the benchmark is done, when `enable_accuracy_test` is true): known, and never
+/// run by disagg, which the note says, and whether anything is lost by that.
+fn accuracy_note(cx: &mut Ctx, accuracy: Option<&Value>) {
+    let Some(acc) = accuracy else {
+        return;
+    };
+    let on = acc
+        .get("enable_accuracy_test")
+        .is_some_and(|v| v.as_bool() == Some(true) || v.as_str() == Some("true"));
+    if !on {
+        cx.note(
+            "accuracy",
+            "TensorRT-LLM's accuracy test is off here (enable_accuracy_test is not true): \
+             nothing lost, disagg runs no accuracy test",
+        );
+        return;
+    }
+    let tasks = match acc.get("tasks") {
+        Some(Value::String(t)) => t.clone(),
+        Some(Value::Mapping(m)) => m
+            .keys()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => "gsm8k".into(),
+    };
+    cx.note(
+        "accuracy",
+        format!(
+            "TensorRT-LLM's accuracy test (lm_eval {tasks} against the server after the \
+             benchmark) is not run by disagg: run it by hand against the router"
         ),
     );
 }
