@@ -957,13 +957,15 @@ fn a_multi_node_job_asks_for_one_segment_of_all_its_nodes() {
         .replace("--gres=gpu:4", "--gres=gpu:64");
     let plan = plan_of(&convert(&one, "s").unwrap().case_yaml);
     assert_eq!((plan.nodes, segments(&plan).len()), (1, 0));
-    // Not on a GPU of no NVL72 rack (a Slurm without segments refuses the job): a note says how.
+    // Whatever the GPU, as TensorRT-LLM's perf-sanity submit asks (its CI for every multi-node
+    // disaggregated job, its local submit.py always): a B200 job of two nodes too.
     let (_, notes, plan) = import("b200_ctx1_dep4_gen1_dep8.yaml");
-    assert_eq!((plan.nodes, segments(&plan).len()), (2, 0));
+    assert_eq!(plan.nodes, 2);
+    assert_eq!(segments(&plan), ["--segment=2"]);
     assert!(
-        notes
-            .iter()
-            .any(|n| n.starts_with("slurm.set_segment") && n.contains("`--segment=2`")),
+        notes.iter().any(|n| n.starts_with("slurm.set_segment")
+            && n.contains("`--segment=2` added")
+            && !n.contains("not added")),
         "{notes:?}"
     );
 }

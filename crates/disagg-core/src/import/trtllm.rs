@@ -238,14 +238,14 @@ pub fn convert_with(text: &str, name: &str, opts: &Options<'_>) -> Result<Import
     })
 }
 
-/// TensorRT-LLM's Slurm submit script asks for all of a job's nodes in one segment
-/// (`--segment=<nodes>`, unless `slurm.set_segment: false`): on GB200/GB300 NVL72 racks
-/// (Slurm's topology/block) that keeps the job in one NVLink domain, which its multi-node
-/// servers need. It is added for those GPUs only: a Slurm without segments (before 23.11, or
-/// another topology) refuses the job, as the B200/H200 clusters' may; for them a note says how
-/// to ask. The count is the plan's, known here; a case whose worker counts change later must
-/// change it too (the note says so). One node is one segment anyway, and an `extra_args` that
-/// has its own `--segment` keeps it.
+/// TensorRT-LLM's perf-sanity submit asks for all of a multi-node job's nodes in one segment
+/// (`--segment=<nodes>`), whatever the GPU: its CI for every multi-node disaggregated job
+/// (L0_Test.groovy's getNodeArgs), its local submit.py always, and its Slurm benchmark's
+/// submit.py unless `slurm.set_segment: false`, which is honoured here too. On GB200/GB300 NVL72
+/// racks (Slurm's topology/block) that keeps the job in one NVLink domain. The count is the
+/// plan's, known here; a case whose worker counts change later must change it too (the note says
+/// so). One node is one segment anyway, and an `extra_args` that has its own `--segment` keeps
+/// it.
 fn segment(cx: &mut Ctx, src: &Src, case: &Mapping, slurm: &mut Mapping, name: &str) {
     if src.slurm.get("set_segment").and_then(Value::as_bool) == Some(false) {
         return;
@@ -274,24 +274,6 @@ fn segment(cx: &mut Ctx, src: &Src, case: &Mapping, slurm: &mut Mapping, name: &
         return;
     }
     let arg = format!("--segment={nodes}");
-    let nvl72 = src
-        .metadata
-        .get("supported_gpus")
-        .and_then(Value::as_sequence)
-        .and_then(|g| g.first())
-        .and_then(Value::as_str)
-        .is_some_and(|g| g.to_ascii_uppercase().starts_with("GB"));
-    if !nvl72 {
-        cx.note(
-            "slurm.set_segment",
-            format!(
-                "TensorRT-LLM's submit script asks for `{arg}` (all {nodes} nodes in one \
-                 segment, for GB200/GB300 NVL72 racks); not added for this GPU: add it to \
-                 slurm.extra_args if your cluster's Slurm has segments (topology/block)"
-            ),
-        );
-        return;
-    }
     match slurm.get_mut("extra_args") {
         Some(Value::Sequence(args)) => args.push(Value::from(arg.as_str())),
         _ => put(
@@ -303,10 +285,10 @@ fn segment(cx: &mut Ctx, src: &Src, case: &Mapping, slurm: &mut Mapping, name: &
     cx.note(
         "slurm.set_segment",
         format!(
-            "`{arg}` added to slurm.extra_args: all {nodes} nodes in one segment (one NVLink \
-             domain), as TensorRT-LLM's submit script asks; it needs a Slurm with segments \
-             (23.11+, topology/block): change it with the worker counts, or remove it where the \
-             cluster has none"
+            "`{arg}` added to slurm.extra_args: all {nodes} nodes in one segment (on an NVL72 \
+             rack, one NVLink domain), as TensorRT-LLM's perf-sanity submit asks whatever the \
+             GPU; segments are Slurm's topology/block (23.11+; an older Slurm refuses the \
+             option): change it with the worker counts, or remove it where it is refused"
         ),
     );
 }
