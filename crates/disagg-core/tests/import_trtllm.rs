@@ -501,6 +501,74 @@ fn the_accuracy_section_is_known_and_said_not_to_be_run() {
     );
 }
 
+/// `cache_transceiver_config.backend: DEFAULT` is what TensorRT-LLM makes of it: NIXL from 1.2 on
+/// (UCX before), read from the container image's tag or the wheel's name, unless a legacy
+/// variable in the workers' environment picks one; NIXL, the current default, when no release
+/// is named. The note says which and why; the engine options keep DEFAULT.
+#[test]
+fn a_default_transceiver_backend_is_the_one_tensorrt_llm_picks_for_it() {
+    use disagg_core::case::CacheTransceiver::{Nixl, Ucx};
+    let backend = |edit: &[(&str, &str)]| {
+        let imported = convert(&gen_only_with(edit), "d").unwrap();
+        let case = parse_case(&imported.case_yaml, Path::new("d.yaml")).unwrap();
+        let note = imported
+            .notes
+            .iter()
+            .map(|n| n.to_string())
+            .find(|n| n.starts_with("worker_config.*.cache_transceiver_config.backend"))
+            .unwrap_or_default();
+        assert!(
+            imported.case_yaml.contains("backend: DEFAULT"),
+            "the engine resolves it: {}",
+            imported.case_yaml
+        );
+        (case.case.hardware.named_transceiver(), note)
+    };
+    // No release named (the image a placeholder): NIXL, said to be assumed.
+    let (b, note) = backend(&[]);
+    assert_eq!(b, Nixl);
+    assert!(
+        note.contains("`DEFAULT` taken as NIXL") && note.contains("UCX"),
+        "{note}"
+    );
+    let image = "container_image: <container_image>";
+    // Before 1.2, UCX; from 1.2 on (release candidates too), NIXL.
+    let (b, note) = backend(&[(
+        image,
+        "container_image: nvcr.io/nvidia/tensorrt-llm/release:1.1.0",
+    )]);
+    assert_eq!(b, Ucx);
+    assert!(
+        note.contains("TensorRT-LLM 1.1.0 (the container image's tag) defaults to UCX"),
+        "{note}"
+    );
+    let (b, note) = backend(&[(
+        image,
+        "container_image: nvcr.io/nvidia/tensorrt-llm/release:1.2.0rc4",
+    )]);
+    assert_eq!(b, Nixl);
+    assert!(note.contains("1.2.0rc4"), "{note}");
+    // The wheel names it when the image does not.
+    let (b, _) = backend(&[(
+        "  build_wheel: false\n",
+        "  build_wheel: false\n  trtllm_wheel_path: /w/tensorrt_llm-1.0.0-cp312-cp312-linux_x86_64.whl\n",
+    )]);
+    assert_eq!(b, Ucx);
+    // A legacy variable in the workers' environment wins over the release.
+    let (b, note) = backend(&[
+        (
+            image,
+            "container_image: nvcr.io/nvidia/tensorrt-llm/release:1.2.0",
+        ),
+        (
+            "worker_env_var: TLLM_LOG_LEVEL=INFO BAD_TOKEN",
+            "worker_env_var: TLLM_LOG_LEVEL=INFO TRTLLM_USE_UCX_KVCACHE=1",
+        ),
+    ]);
+    assert_eq!(b, Ucx);
+    assert!(note.contains("TRTLLM_USE_UCX_KVCACHE=1"), "{note}");
+}
+
 #[test]
 fn the_auth_key_goes_to_the_router() {
     let text = format!(

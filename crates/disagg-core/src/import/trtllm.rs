@@ -415,12 +415,13 @@ fn hardware_section(cx: &mut Ctx, src: &Src) -> Mapping {
             );
         }
     }
-    match backend_of(&src.gen_cfg)
-        .or_else(|| backend_of(&src.ctx_cfg))
-        .as_deref()
-    {
-        // DEFAULT is UCX unless the workers' environment picks another (TensorRT-LLM's rule).
-        Some("UCX") | Some("DEFAULT") | None => {}
+    let given = backend_of(&src.gen_cfg).or_else(|| backend_of(&src.ctx_cfg));
+    let backend = match given.as_deref() {
+        Some("DEFAULT") => Some(default_backend(cx, src)),
+        _ => given,
+    };
+    match backend.as_deref() {
+        Some("UCX") | None => {}
         Some("NIXL") => put(&mut hw, "cache_transceiver", "NIXL"),
         Some(other) => cx.note(
             "worker_config.*.cache_transceiver_config.backend",
@@ -450,6 +451,111 @@ fn hardware_section(cx: &mut Ctx, src: &Src) -> Mapping {
     }
 
     hw
+}
+
+/// The legacy variables by which TensorRT-LLM picks the backend of `backend: DEFAULT`, the first
+/// set to 1 winning (its `kv_cache_transceiver.py`).
+const BACKEND_VARS: [(&str, &str); 4] = [
+    ("TRTLLM_USE_NIXL_KVCACHE", "NIXL"),
+    ("TRTLLM_USE_UCX_KVCACHE", "UCX"),
+    ("TRTLLM_USE_MOONCAKE_KVCACHE", "MOONCAKE"),
+    ("TRTLLM_USE_MPI_KVCACHE", "MPI"),
+];
+
+/// The backend TensorRT-LLM runs for `cache_transceiver_config.backend: DEFAULT`, with a note
+/// saying which and why: the one a legacy variable in the workers' environment picks, else its
+/// release's default: NIXL from 1.2 on (PR 7926, "Set nixl to default cache transceiver
+/// backend"; hybrid Mamba models aside), UCX before. The release is read from the container
+/// image's tag or the wheel's name; without one, the current default, NIXL. The engine options
+/// keep `DEFAULT`, for the engine to resolve as upstream's run does.
+fn default_backend(cx: &mut Ctx, src: &Src) -> String {
+    let key = "worker_config.*.cache_transceiver_config.backend";
+    let mut env = String::new();
+    for k in ["worker_env_var", "ctx_worker_env_var", "gen_worker_env_var"] {
+        if let Some(v) = str_of(&src.env, k) {
+            env.push(' ');
+            env.push_str(&v);
+        }
+    }
+    let set = |var: &str| {
+        env.split_whitespace()
+            .any(|t| t.split_once('=') == Some((var, "1")))
+    };
+    if let Some((var, b)) = BACKEND_VARS.iter().find(|(var, _)| set(var)) {
+        cx.note(
+            key,
+            format!(
+                "`DEFAULT` is {b} here: TensorRT-LLM takes it from {var}=1 in the workers' \
+                 environment; hardware.cache_transceiver says {b} (the engine options keep \
+                 DEFAULT)"
+            ),
+        );
+        return b.to_string();
+    }
+    match trtllm_release(src) {
+        Some((version, from, (major, minor))) => {
+            let b = if (major, minor) >= (1, 2) {
+                "NIXL"
+            } else {
+                "UCX"
+            };
+            cx.note(
+                key,
+                format!(
+                    "`DEFAULT` is {b} here: TensorRT-LLM {version} ({from}) defaults to {b} \
+                     (NIXL from 1.2 on, UCX before); hardware.cache_transceiver says {b} (the \
+                     engine options keep DEFAULT)"
+                ),
+            );
+            b.to_string()
+        }
+        None => {
+            cx.note(
+                key,
+                "`DEFAULT` taken as NIXL, current TensorRT-LLM's default (from 1.2 on; its \
+                 releases before default to UCX): the config names no release (container image \
+                 or wheel); hardware.cache_transceiver says NIXL (the engine options keep \
+                 DEFAULT, which the engine resolves by its release)",
+            );
+            "NIXL".to_string()
+        }
+    }
+}
+
+/// The TensorRT-LLM release a config runs, from its container image's tag
+/// (`.../tensorrt-llm/release:1.2.0rc4`) or its wheel's name (`tensorrt_llm-1.1.0-...whl`): the
+/// version as written, where it was read, and its major and minor.
+fn trtllm_release(src: &Src) -> Option<(String, &'static str, (u32, u32))> {
+    let parse = |v: &str| -> Option<(u32, u32)> {
+        let v = v.strip_prefix('v').unwrap_or(v);
+        let mut parts = v.split('.');
+        let major = parts.next()?.parse().ok()?;
+        let minor: String = parts
+            .next()?
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        Some((major, minor.parse().ok()?))
+    };
+    let image = str_of(&src.env, "container_image").filter(|i| !placeholder(i));
+    if let Some(image) = image.filter(|i| i.contains("tensorrt-llm") || i.contains("tensorrt_llm"))
+    {
+        let last = image.rsplit('/').next().unwrap_or(&image);
+        if let Some((_, tag)) = last.split_once(':') {
+            if let Some(v) = parse(tag) {
+                return Some((tag.to_string(), "the container image's tag", v));
+            }
+        }
+    }
+    let wheel = str_of(&src.env, "trtllm_wheel_path").filter(|w| !placeholder(w))?;
+    let name = Path::new(&wheel).file_name()?.to_str()?.to_string();
+    let version = name
+        .strip_prefix("tensorrt_llm-")?
+        .split('-')
+        .next()?
+        .to_string();
+    let v = parse(&version)?;
+    Some((version, "the wheel's name", v))
 }
 
 /// `ctx:` and `gen:` from the server counts and `worker_config`.
