@@ -1516,8 +1516,6 @@ fn check_trtllm_backends(case: &Case, text: &str, path: &Path) -> Result<(), Cas
             _ => None,
         };
         match own {
-            // DEFAULT is UCX unless the environment picks another.
-            Some(b) if b == "DEFAULT" => ("UCX".into(), true),
             Some(b) => (b, true),
             None => (hardware.to_string(), false),
         }
@@ -1526,7 +1524,10 @@ fn check_trtllm_backends(case: &Case, text: &str, path: &Path) -> Result<(), Cas
         backend(&case.ctx.engine_args),
         backend(&case.generation.engine_args),
     );
-    if ctx == gen_ {
+    // DEFAULT is the backend the release picks (UCX before 1.2, NIXL since, unless a
+    // TRTLLM_USE_*_KVCACHE variable picks another): beside a named one, which it is is unknown
+    // here, so only two named backends are compared.
+    if ctx == gen_ || ctx == "DEFAULT" || gen_ == "DEFAULT" {
         return Ok(());
     }
     let group = if gen_own || !ctx_own { "gen" } else { "ctx" };
@@ -1752,6 +1753,28 @@ fn check_slurm(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
                      set `hardware.gpus_per_node` to what the nodes give",
                 );
             }
+        }
+    }
+    // `--segment=N` (TensorRT-LLM's GB200 configs ask for the job's node count, which an
+    // import writes as a number): Slurm places the job's nodes in segments of N, and refuses a
+    // job whose node count is not a multiple of it, after the case was edited to another size.
+    if let Some((a, n)) = s.extra_args.iter().find_map(|a| {
+        let n = a.strip_prefix("--segment=")?.parse::<u32>().ok()?;
+        Some((a.as_str(), n))
+    }) {
+        let nodes = crate::plan::span(&crate::plan::place_workers(case)) + s.front_nodes;
+        if n == 0 || nodes % n != 0 {
+            return err(
+                "slurm.extra_args",
+                format!(
+                    "`{a}` asks Slurm to place the job's nodes in segments of {n}, but the job \
+                     has {nodes} node(s) (the workers' and slurm.front_nodes): Slurm refuses it"
+                ),
+                &format!(
+                    "make it `--segment={nodes}` (the whole job in one segment, as TensorRT-LLM \
+                     asks), or drop it"
+                ),
+            );
         }
     }
     if s.extra_args.iter().any(|a| a == "--requeue") {

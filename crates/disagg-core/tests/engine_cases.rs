@@ -805,3 +805,18 @@ fn the_cases_cuda_visible_devices_names_the_gpus_the_workers_use() {
         );
     }
 }
+
+/// A group on `DEFAULT` takes the backend its release picks (UCX before 1.2, NIXL since): beside
+/// a named one it is not judged a mismatch, which it may not be.
+#[test]
+fn a_default_transceiver_backend_is_not_judged_against_a_named_one() {
+    for other in ["", "hardware: {cache_transceiver: NIXL}\n"] {
+        let text = case(
+            "trtllm",
+            "{cache_transceiver_config: {backend: DEFAULT}}",
+            other,
+        );
+        let r = parse_case(&text, Path::new("t.yaml"));
+        assert!(r.is_ok(), "{other}: {:?}", r.err().map(|e| e.to_string()));
+    }
+}

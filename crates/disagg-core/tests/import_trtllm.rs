@@ -604,8 +604,11 @@ fn the_auth_key_goes_to_the_router() {
 #[test]
 fn concurrency_is_the_deployments_unless_said_to_be_per_generation_server() {
     use disagg_core::import::trtllm::{Options, convert_with};
+    // (Its own `--segment=6` would no longer be the job's node count, which validate refuses:
+    // left out, the import writes the right one.)
     let text = with_benchmark(&[("concurrency_list: '2048'", "concurrency_list: '8 64'")])
-        .replace("num_gen_servers: 1", "num_gen_servers: 2");
+        .replace("num_gen_servers: 1", "num_gen_servers: 2")
+        .replace(" --segment=6", "");
     // As perf-sanity runs it: the list as given, with a note saying so and how to change it.
     let imported = convert(&text, "c").unwrap();
     assert_eq!(bench_of(&imported.case_yaml).concurrency(), vec![8, 64]);
@@ -824,10 +827,14 @@ fn workers_get_tensorrt_llms_hour_to_become_ready_when_the_job_leaves_room() {
 #[test]
 fn context_parallelism_counts_in_a_servers_gpus() {
     // TensorRT-LLM's world size is tp×pp×cp: ctx tp 4, cp 2 is 8 GPUs, two 4-GPU nodes each.
-    let text = with_benchmark(&[(
-        "    enable_chunked_prefill: true\n    tensor_parallel_size: 4\n",
-        "    enable_chunked_prefill: true\n    tensor_parallel_size: 4\n    context_parallel_size: 2\n",
-    )]);
+    let text = with_benchmark(&[
+        (
+            "    enable_chunked_prefill: true\n    tensor_parallel_size: 4\n",
+            "    enable_chunked_prefill: true\n    tensor_parallel_size: 4\n    context_parallel_size: 2\n",
+        ),
+        // Its own segment is no longer the job's node count (see above).
+        (" --segment=6", ""),
+    ]);
     let imported = convert(&text, "cp").unwrap();
     let case = parse_case(&imported.case_yaml, Path::new("t.yaml")).unwrap();
     assert_eq!(
@@ -1004,6 +1011,14 @@ fn a_multi_node_job_asks_for_one_segment_of_all_its_nodes() {
     )]);
     let plan = plan_of(&convert(&text, "s").unwrap().case_yaml);
     assert_eq!(segments(&plan), ["--segment=6"]);
+    // Its own, once the job has another node count, is what Slurm would refuse: the import
+    // writes the case and the error points at it.
+    let grown = with_benchmark(&[]).replace("num_gen_servers: 1", "num_gen_servers: 2");
+    let e = convert(&grown, "s").unwrap_err().to_string();
+    assert!(
+        e.contains("`--segment=6` asks Slurm to place the job's nodes in segments of 6, but the job has 10 node(s)"),
+        "{e}"
+    );
     // set_segment: false, or one node: none.
     let off = text.replace(
         "  numa_bind: true\n",

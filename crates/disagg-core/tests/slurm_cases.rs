@@ -42,6 +42,7 @@ fn extra_args_the_header_does_not_own_pass() {
         "-G8",
         "--begin=now+1hour",
         "--error-free",
+        "--segment=1",
     ] {
         let text = with_slurm(&format!("  extra_args: [\"{arg}\"]\n"));
         let r = parse_case(&text, Path::new("t.yaml"));
@@ -108,6 +109,13 @@ fn bad_slurm_sections_name_the_key_line_and_fix() {
             "slurm.extra_args",
             "asks for 1 GPU(s) for the whole job",
             "drop it",
+        ),
+        (
+            "a segment the job's node count is no multiple of",
+            "  extra_args: [\"--segment=2\"]\n",
+            "slurm.extra_args",
+            "asks Slurm to place the job's nodes in segments of 2, but the job has 1 node(s)",
+            "`--segment=1`",
         ),
         (
             "an option and its value as two items",
