@@ -71,10 +71,8 @@ pub(crate) fn set_aside_earlier(dir: &Path) -> Result<Option<(PathBuf, usize)>, 
 pub(crate) fn write(dir: &Path, sweep: &Sweep, stopped: Option<&str>) -> Result<(), BenchError> {
     let fail = |path: PathBuf| move |source| BenchError::Write { path, source };
     std::fs::create_dir_all(dir.join("hdr")).map_err(fail(dir.join("hdr")))?;
-    let put = |name: &str, contents: &[u8]| {
-        let path = dir.join(name);
-        std::fs::write(&path, contents).map_err(fail(path))
-    };
+    // Each file whole or not at all: they are rewritten after every point.
+    let put = |name: &str, contents: &[u8]| crate::point_files::put(&dir.join(name), contents);
 
     let mut results = serde_json::to_vec_pretty(&results_file(sweep, stopped))
         .expect("a report always serializes");

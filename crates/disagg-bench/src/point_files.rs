@@ -257,7 +257,10 @@ pub fn write(dir: &Path, cfg: &BenchConfig, p: &PointResult) -> Result<[PathBuf;
     Ok([log, json])
 }
 
-fn put(path: &Path, bytes: &[u8]) -> Result<(), BenchError> {
+/// Writes `path` whole or not at all: into a file beside it, renamed over it once complete, so
+/// a full disk or a kill mid-write leaves the earlier version (a results file rewritten after
+/// each point keeps the points it had), and no half-written temporary behind.
+pub(crate) fn put(path: &Path, bytes: &[u8]) -> Result<(), BenchError> {
     let fail = |source| BenchError::Write {
         path: path.to_path_buf(),
         source,
@@ -269,12 +272,31 @@ fn put(path: &Path, bytes: &[u8]) -> Result<(), BenchError> {
         "{}.tmp",
         path.extension().and_then(|e| e.to_str()).unwrap_or("")
     ));
-    std::fs::write(&tmp, bytes).map_err(fail)?;
-    std::fs::rename(&tmp, path).map_err(fail)
+    let written = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map_err(fail)
 }
 
 #[cfg(test)]
 mod tests {
+    /// A write that fails leaves the earlier file as it was: results.json, rewritten after each
+    /// point, was cut to 4096 bytes (invalid JSON) by a full disk.
+    #[test]
+    fn a_failed_write_keeps_the_earlier_file_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("results.json");
+        super::put(&path, b"{\"points\": [1]}\n").unwrap();
+        // The temporary cannot be written (a folder in its place): the write fails.
+        std::fs::create_dir(dir.path().join("results.json.tmp")).unwrap();
+        assert!(super::put(&path, b"{\"points\": [1, 2]}\n").is_err());
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"points\": [1]}\n"
+        );
+    }
+
     #[test]
     fn the_backend_is_named_by_the_endpoint_as_benchmark_serving_names_it() {
         let cfg = |e: &str| crate::BenchConfig {
