@@ -30,12 +30,20 @@ type Matcher = fn(&str) -> bool;
 /// (name, matcher), in the order they are tried on each line.
 const PATTERNS: &[(&str, Matcher)] = &[
     ("Python traceback", |l| {
-        l.starts_with("Traceback (most recent call last)")
+        l.contains("Traceback (most recent call last)")
     }),
     ("Rust panic", |l| l.contains("panicked at")),
     ("out of memory", |l| {
         let l = l.to_ascii_lowercase();
         l.contains("out of memory") || l.contains("outofmemoryerror")
+    }),
+    // Anywhere in the line: vLLM's worker processes put `(VllmWorkerProcess pid=N) ERROR ...`
+    // before every line of theirs, and a role's line prefix (`[rank 1 @ node] `) comes first.
+    ("NCCL error", |l| {
+        l.contains("NCCL error") || l.contains("DistBackendError") || l.contains("ncclSystemError")
+    }),
+    ("CUDA error", |l| {
+        l.contains("CUDA error") || l.contains("[TensorRT-LLM][ERROR]") || l.contains("cudaError")
     }),
     ("address already in use", |l| {
         l.to_ascii_lowercase().contains("address already in use")
@@ -47,8 +55,14 @@ const PATTERNS: &[(&str, Matcher)] = &[
     }),
     // Slurm's own words in the job's log and the steps' output.
     ("Slurm time limit", |l| l.contains("DUE TO TIME LIMIT")),
+    // Not a step's cancel (`*** STEP 5.0 ON n1 CANCELLED AT ...`) nor srun's word for its
+    // task then (`task 0: Terminated`): a run's own teardown cancels every step, and an outside
+    // scancel is named by the verdict (slurm_end.txt); either pointed a hang at the teardown.
     ("Slurm step error", |l| {
-        l.starts_with("srun: error:") || (l.contains("slurmstepd") && l.contains("error:"))
+        let cancel = (l.contains("*** STEP ") && l.contains(" CANCELLED AT "))
+            || l.ends_with(": Terminated");
+        !cancel
+            && (l.starts_with("srun: error:") || (l.contains("slurmstepd") && l.contains("error:")))
     }),
 ];
 
@@ -397,6 +411,32 @@ mod tests {
         .unwrap();
         let f = first_failure(&dir).unwrap();
         assert_eq!(f.pattern, "Python traceback");
+        // Engines' errors behind a prefix of their own, and Slurm's cancel of a step (the
+        // run's teardown) no failure.
+        let other = tempfile::tempdir().unwrap();
+        for (log, want) in [
+            (
+                "waiting\n(VllmWorkerProcess pid=232) ERROR 12-07 nccl.py:1] NCCL error: unhandled system error\n",
+                Some(("NCCL error", 2)),
+            ),
+            (
+                "ok\n[TensorRT-LLM][ERROR] CUDA runtime error in cudaMalloc: out of range\n",
+                Some(("CUDA error", 2)),
+            ),
+            (
+                "(VllmWorkerProcess pid=9) ERROR Traceback (most recent call last):\n",
+                Some(("Python traceback", 1)),
+            ),
+            (
+                "waiting\nslurmstepd-vm: error: *** STEP 1417.0 ON vm CANCELLED AT 2026-12-07T22:00:00 ***\nsrun: error: vm: task 0: Terminated\n",
+                None,
+            ),
+        ] {
+            let file = other.path().join("gen_server_0.log");
+            std::fs::write(&file, log).unwrap();
+            let got = first_failure_in(&file).map(|f| (f.pattern, f.line));
+            assert_eq!(got, want, "{log}");
+        }
         assert!(f.file.ends_with("gen_server_0.log"));
         assert_eq!(f.line, 3);
         assert!(f.excerpt.contains(">     3 | Traceback"), "{}", f.excerpt);
