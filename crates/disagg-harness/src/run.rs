@@ -1230,9 +1230,13 @@ fn append_warnings(summary: &Path, notes: &[String]) {
     let _ = f.write_all(text.as_bytes());
 }
 
+/// How a failure of a run whose folder's filesystem filled up begins.
+pub(crate) const DISK_FULL: &str = "the run folder's filesystem is full";
+
 /// Free bytes (for an unprivileged writer) of the filesystem holding `dir`, when so few that
-/// the next log line or report may not fit: below [`FULL_BELOW`].
-fn free_if_full(dir: &Path) -> Option<u64> {
+/// the next log line or report may not fit: below [`FULL_BELOW`]; `None` when there is room
+/// (or the filesystem does not say).
+pub(crate) fn free_if_full(dir: &Path) -> Option<u64> {
     let s = nix::sys::statvfs::statvfs(dir).ok()?;
     let free = (s.blocks_available() as u64).saturating_mul(s.fragment_size() as u64);
     (free < FULL_BELOW).then_some(free)
@@ -1341,14 +1345,17 @@ pub(crate) fn finish_as(
         )
     };
     // A full disk under the run folder fails whichever role writes next, in its own words or
-    // in none (its log is the file that could not grow): the verdict says so first.
+    // in none (its log is the file that could not grow): the verdict says so first. Read
+    // before the space set aside for the reports is given back to them.
+    let full = free_if_full(run_dir);
+    crate::rundir::release_space(run_dir);
     let on_full_disk;
-    let outcome = match (&outcome.result, free_if_full(run_dir)) {
-        (RunResult::Failed(f), Some(free)) => {
+    let outcome = match (&outcome.result, full) {
+        (RunResult::Failed(f), Some(free)) if !f.reason.starts_with(DISK_FULL) => {
             on_full_disk = Outcome {
                 result: RunResult::Failed(crate::outcome::Failure {
                     reason: format!(
-                        "the run folder's filesystem is full ({free} bytes free under {}): {}",
+                        "{DISK_FULL} ({free} bytes free under {}): {}",
                         run_dir.display(),
                         f.reason
                     ),
@@ -1641,6 +1648,15 @@ pub(crate) fn finish_as(
     crate::study::write_run_report(run_dir);
     for n in notes {
         say_err!("warning: {n}");
+    }
+    // A signal after the verdict, while the reports were written: they were finished, and
+    // the verdict stands. Said, rather than a TERM that seemed to go unheard.
+    if INTERRUPTED.load(Ordering::SeqCst) && !exit::is_interruption(code) {
+        say_err!(
+            "disagg: {} came after the run's verdict, while its reports were written: they \
+             were finished, and the verdict stands",
+            interrupting_signal().unwrap_or("a signal")
+        );
     }
     say!(
         "{verdict}\ndisagg: {name}: {:.1}s, reports in {}",

@@ -122,6 +122,84 @@ fn point_latest(parent: &Path, id: &str) -> std::io::Result<()> {
     std::fs::rename(&tmp, parent.join("latest"))
 }
 
+/// A file of space set aside in a run folder while its run runs ([`reserve_space`]), given back
+/// for the reports ([`release_space`]): a run whose logs filled the disk can still write its
+/// verdict, `outcome.json`, `results.xml` and `exit_code`, where it wrote none and read to
+/// `disagg triage` as still running.
+pub const RESERVE_FILE: &str = ".disk_reserve";
+
+/// Enough for every report of a run (report.html is the largest, some hundred KiB).
+const RESERVE_BYTES: usize = 2 << 20;
+
+/// Sets [`RESERVE_FILE`]'s space aside, in bytes no filesystem compresses away. A failure is
+/// said and otherwise ignored: the run goes on without the reserve.
+pub fn reserve_space(run_dir: &Path) {
+    // xorshift: cheap, and incompressible enough for lz4 or zstd on ZFS or btrfs.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let bytes: Vec<u8> = (0..RESERVE_BYTES / 8)
+        .flat_map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()
+        })
+        .collect();
+    let path = run_dir.join(RESERVE_FILE);
+    if let Err(e) = std::fs::write(&path, bytes) {
+        let _ = std::fs::remove_file(&path);
+        say_err!(
+            "disagg: warning: cannot set space aside for the reports in {}: {e}",
+            path.display()
+        );
+    }
+}
+
+/// Gives [`RESERVE_FILE`]'s space back (nothing when there is none).
+pub fn release_space(run_dir: &Path) {
+    let _ = std::fs::remove_file(run_dir.join(RESERVE_FILE));
+}
+
+/// The `n` largest files under `dir` (its folders too, a few levels down; links not followed),
+/// largest first, as `name (size)`: what filled a disk.
+pub fn largest_files(dir: &Path, n: usize) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, depth: u32, out: &mut Vec<(u64, String)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let Ok(meta) = e.path().symlink_metadata() else {
+                continue;
+            };
+            if meta.is_dir() && depth > 0 {
+                walk(root, &e.path(), depth - 1, out);
+            } else if meta.is_file() && e.file_name() != RESERVE_FILE {
+                let name = e.path().strip_prefix(root).map_or_else(
+                    |_| e.path().display().to_string(),
+                    |p| p.display().to_string(),
+                );
+                out.push((meta.len(), name));
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(dir, dir, 3, &mut files);
+    files.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    files
+        .into_iter()
+        .take(n)
+        .map(|(size, name)| format!("{name} ({})", human_bytes(size)))
+        .collect()
+}
+
+fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,6 +28,9 @@ const STOOD_STILL: Duration = Duration::from_secs(2);
 /// How often the benchmark's live progress is read.
 const PROGRESS_READ: Duration = Duration::from_millis(500);
 
+/// How often the run folder's free space is read.
+const DISK_CHECK: Duration = Duration::from_secs(1);
+
 /// How often a long run says it is alive (CI systems kill jobs that print nothing).
 const HEARTBEAT: Duration = Duration::from_secs(30);
 
@@ -63,6 +66,9 @@ pub fn supervise(plan: &Plan, exec: &mut dyn Executor, interrupted: &AtomicBool)
             plan.run_dir.display()
         );
     }
+    // Room for the reports, given back as they are written: logs that fill the disk must not
+    // leave the run with no verdict.
+    crate::rundir::reserve_space(&plan.run_dir);
     let mut procs: Vec<Proc> = Vec::new();
     let result = drive(plan, exec, interrupted, start, &mut procs);
     // The final word, which also releases every role still waiting on it.
@@ -164,6 +170,7 @@ fn drive(
     let mut next_heartbeat = start + HEARTBEAT;
     let mut view = crate::live::LiveView::default();
     let mut next_progress = start;
+    let mut next_disk_check = start;
     let progress_file =
         disagg_core::plan::rendezvous_dir(&plan.run_dir).join(rendezvous::PROGRESS_FILE);
     let liveness = match Liveness::start() {
@@ -212,6 +219,24 @@ fn drive(
                 ),
                 false,
             );
+        }
+        // A full disk under the run folder fails the roles one by one as they next write, in
+        // their own words or in none (a log that cannot grow), while the load goes on: the run
+        // stops at once, naming what filled it.
+        if now >= next_disk_check {
+            next_disk_check = now + DISK_CHECK;
+            if let Some(free) = crate::run::free_if_full(&plan.run_dir) {
+                return fail(
+                    None,
+                    format!(
+                        "{} ({free} bytes free under {}); its largest files: {}",
+                        crate::run::DISK_FULL,
+                        plan.run_dir.display(),
+                        crate::rundir::largest_files(&plan.run_dir, 3).join(", ")
+                    ),
+                    false,
+                );
+            }
         }
         for p in procs.iter_mut().filter(|p| p.ready_at.is_none()) {
             if let Some(ep) =
@@ -579,13 +604,30 @@ fn not_ready_account(plan: &Plan, role: &disagg_core::RolePlan) -> String {
         return "its role started but did not start its engine (its log says why)".into();
     }
     let marker = "; waiting for ";
-    match head
+    let account = match head
         .lines()
         .find(|l| l.contains(&format!("disagg role {name}: engine (pid")))
         .and_then(|l| l.split_once(marker))
     {
         Some((_, asked)) => format!("its engine's /health never answered 200 (asked: {asked})"),
         None => "its engine was started, and never said where it listens".into(),
+    };
+    // An engine that said why it is stuck (an NCCL or CUDA error, a traceback) and lives on:
+    // its words, which a tail of "waiting" lines hides.
+    match crate::triage::first_failure_in(&plan.run_dir.join(&role.log)) {
+        Some(f) => {
+            let line = f
+                .excerpt
+                .lines()
+                .find_map(|l| l.strip_prefix('>'))
+                .and_then(|l| l.split_once(" | "))
+                .map_or("", |(_, text)| text.trim());
+            format!(
+                "{account}; its log's first error ({}, line {}): {line}",
+                f.pattern, f.line
+            )
+        }
+        None => account,
     }
 }
 

@@ -1772,3 +1772,157 @@ fn with_a_router_not_ours_workers_that_answer_their_probe_are_not_blamed() {
     assert!(!r.stdout().contains("probing"), "{}", r.show());
     assert_nothing_left(&dir);
 }
+
+/// A small filesystem of its own (tmpfs), unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A GEN engine whose log fills the run folder's filesystem mid-run: the run stops at once,
+/// naming the disk and the file that filled it, and still writes its verdict (the space set
+/// aside for the reports is given back to them): outcome.json, results.xml and exit_code, and
+/// results.json made invalid. It ran on for the rest of the load, then wrote none of them, and
+/// triage read it as still running. Needs root (it mounts a tmpfs): skipped elsewhere, unless
+/// CI says it must run.
+#[test]
+fn a_run_whose_logs_fill_the_disk_stops_names_the_file_and_still_writes_its_verdict() {
+    let ws = TempDir::new("diskfull");
+    let mnt = ws.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        assert!(
+            !ci_requires_tools(),
+            "cannot mount a tmpfs (CI runs as root and must)"
+        );
+        eprintln!("DISK-FULL TEST DID NOT RUN: cannot mount a tmpfs (not root)");
+        return;
+    }
+    let _unmount = Tmpfs(mnt.clone());
+    let case = ws.path().join("c.yaml");
+    // After a second, GEN_0's engine writes 64 KiB to its log every 20 ms.
+    std::fs::write(
+        &case,
+        r#"name: diskfull
+model: {name: m}
+engine: command
+hardware: {gpus_per_node: 2}
+ctx: {count: 1, engine_args: {argv: ["{disagg}", sim, --role, context, --host, "{host}", --port, "{port}"]}}
+gen: {count: 1, engine_args: {argv: [sh, -c, "(sleep 1; while :; do head -c 65536 /dev/zero | tr '\\0' x >&2; sleep 0.02; done) & exec \"$0\" sim --role generation --host \"$1\" --port \"$2\" --itl 20ms", "{disagg}", "{host}", "{port}"]}}
+benchmark: {isl: 32, osl: 50, concurrency: [2], rounds: 30}
+timeouts: {worker_startup: 20s, request: 20s, benchmark: 60s, job: 120s, grace: 2s}
+"#,
+    )
+    .unwrap();
+    let r = run(&case, &mnt, &[], &[("SKIP_PERF_CHECK", "true")]);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    assert!(
+        r.elapsed < Duration::from_secs(30),
+        "stopped when the disk filled, not at the end of the load: {:?}",
+        r.elapsed
+    );
+    let dir = only_run(&mnt, "diskfull");
+    let outcome = json(&dir.join("outcome.json"));
+    let reason = outcome["result"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("the run folder's filesystem is full")
+            && reason.contains("its largest files: gen_server_0.log"),
+        "{outcome}"
+    );
+    assert_eq!(read(&dir.join("exit_code")).trim(), "1");
+    assert!(read(&dir.join("results.xml")).contains("filesystem is full"));
+    let results = json(&dir.join("results.json"));
+    assert_eq!(results["valid"], false, "{results}");
+    assert!(
+        !dir.join(".disk_reserve").exists(),
+        "the reserve is given back"
+    );
+    assert_nothing_left(&dir);
+}
+
+/// An engine that says why it is stuck (an NCCL error, behind vLLM's worker prefix) and lives
+/// on, never serving: the not-ready failure quotes that line, which a tail of its waiting lines
+/// hid, and triage finds it.
+#[test]
+fn a_stuck_engines_own_error_line_is_quoted_when_it_is_not_ready() {
+    let ws = TempDir::new("stuck-nccl");
+    let case = ws.path().join("c.yaml");
+    std::fs::write(
+        &case,
+        r#"name: stucknccl
+model: {name: m}
+engine: command
+hardware: {gpus_per_node: 2}
+ctx: {count: 1, engine_args: {argv: ["{disagg}", sim, --role, context, --host, "{host}", --port, "{port}"]}}
+gen: {count: 1, engine_args: {argv: [sh, -c, "echo '(VllmWorkerProcess pid=232) ERROR 12-07 [multiproc.py:1] NCCL error: unhandled system error' >&2; i=0; while [ $i -lt 40 ]; do echo waiting >&2; i=$((i+1)); done; exec sleep 60; echo {port}"]}}
+benchmark: {isl: 32, osl: 4, concurrency: [1], rounds: 1}
+timeouts: {worker_startup: 3s, request: 20s, benchmark: 60s, job: 120s, grace: 2s}
+"#,
+    )
+    .unwrap();
+    let r = run(&case, ws.path(), &[], &[("SKIP_PERF_CHECK", "true")]);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let dir = only_run(ws.path(), "stucknccl");
+    let outcome = json(&dir.join("outcome.json"));
+    let reason = outcome["result"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("GEN_0 was not ready within worker_startup")
+            && reason.contains("its log's first error (NCCL error, line ")
+            && reason.contains("NCCL error: unhandled system error"),
+        "{outcome}"
+    );
+    let t = disagg(&["triage", dir.to_str().unwrap()], &[]);
+    assert!(t.stdout().contains("NCCL error"), "{}", t.show());
+    assert_nothing_left(&dir);
+}
+
+/// A router that may open too few files for the benchmark's concurrency (a hard `ulimit -n`)
+/// fails at its start, named, with the limit and what it needs: its requests failed with
+/// EMFILE, counted as 503s, and the benchmark was blamed.
+#[test]
+fn a_router_that_may_open_too_few_files_is_named_at_its_start() {
+    let ws = TempDir::new("router-fds");
+    let case = CaseSpec {
+        name: "fds",
+        concurrency: "[64]",
+        rounds: 1,
+        ..Default::default()
+    }
+    .write(ws.path(), "c.yaml");
+    let out = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -n 160 && exec \"$0\" run \"$1\" --workspace \"$2\"",
+            DISAGG,
+        ])
+        .arg(&case)
+        .arg(ws.path())
+        .env("SKIP_PERF_CHECK", "true")
+        .env_remove("WORKSPACE")
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    let dir = only_run(ws.path(), "fds");
+    let status = json(&dir.join("rendezvous/status.json"));
+    assert_eq!(status["role"], "DISAGG_SERVER", "{status}");
+    let reason = status["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("this router may open 160 files")
+            && reason.contains("64 requests in flight through it"),
+        "{status}"
+    );
+    assert_nothing_left(&dir);
+}

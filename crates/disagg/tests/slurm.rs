@@ -46,6 +46,7 @@ fn main() {
                     sbatch_refusing_what_the_case_asks_exits_2_with_a_hint,
                     a_killed_supervisor_is_reported_with_the_time_the_job_ran,
                     a_stopped_supervisor_is_cancelled_by_disagg_run_and_reported,
+                    a_job_whose_logs_fill_the_disk_fails_with_its_reason_not_as_cancelled,
                 ],
             },
             needs::Needs {
@@ -1572,9 +1573,72 @@ fn a_stopped_supervisor_is_cancelled_by_disagg_run_and_reported() {
         "{summary}"
     );
     assert_eq!(read(&dir.join("exit_code")).trim(), "1");
+    // A hang, as every other silence past its limit: a timeout.
+    let outcome = read(&dir.join("outcome.json"));
+    assert!(outcome.contains("\"timeout\": true"), "{outcome}");
     let job = read(&dir.join("slurm_job_id"));
     assert!(
         job_state(job.trim()).is_none_or(|s| terminal(&s)),
         "the job is over"
     );
+}
+
+/// A job whose GEN log fills the run folder's filesystem: its supervisor fails the run naming
+/// the disk and the file, writes its reports in the space set aside for them, and cancels its
+/// job; `disagg run` exits 1 with that reason. It exited 143, "cancelled from outside this
+/// `disagg run`", with no report written. Needs root (it mounts a tmpfs).
+fn a_job_whose_logs_fill_the_disk_fails_with_its_reason_not_as_cancelled() {
+    let ws = Ws::new("diskfull");
+    let small = ws.dir.join("small");
+    std::fs::create_dir(&small).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        mounted,
+        "cannot mount a tmpfs (the Slurm tests run as root)"
+    );
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(small.clone());
+    let c = ws.case(
+        "full.yaml",
+        &format!(
+            "name: sl-full\nmodel: {{name: tiny}}\nengine: command\nhardware: {{gpus_per_node: 2}}\n\
+             ctx: {{count: 1, engine_args: {{argv: [\"{{disagg}}\", sim, --role, context, --host, \"{{host}}\", --port, \"{{port}}\"]}}}}\n\
+             gen: {{count: 1, engine_args: {{argv: [sh, -c, \"(sleep 1; while :; do head -c 65536 /dev/zero | tr '\\\\0' x >&2; sleep 0.02; done) & exec \\\"$0\\\" sim --role generation --host \\\"$1\\\" --port \\\"$2\\\" --itl 20ms\", \"{{disagg}}\", \"{{host}}\", \"{{port}}\"]}}}}\n\
+             benchmark: {{isl: 32, osl: 50, concurrency: [2], rounds: 30}}\n{TIMEOUTS}slurm: {{time: \"5\"}}\n"
+        ),
+    );
+    let out = Command::new(DISAGG)
+        .args([
+            "run",
+            c.to_str().unwrap(),
+            "--launcher",
+            "slurm",
+            "--workspace",
+        ])
+        .arg(&small)
+        .env("SKIP_PERF_CHECK", "true")
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(!said.contains("cancelled from outside"), "{said}");
+    let dir = std::fs::canonicalize(small.join("disagg_logs/sl-full/latest")).unwrap();
+    let outcome = read(&dir.join("outcome.json"));
+    assert!(
+        outcome.contains("the run folder's filesystem is full")
+            && outcome.contains("its largest files: gen_server_0.log"),
+        "{outcome}\n{said}"
+    );
+    assert_eq!(read(&dir.join("exit_code")).trim(), "1");
+    let job = read(&dir.join("slurm_job_id"));
+    wait_for_job_end(job.trim(), Duration::from_secs(60));
 }

@@ -21,6 +21,7 @@ use crate::rendezvous::Endpoint;
 const REACH_WITHIN: Duration = Duration::from_secs(5);
 
 pub async fn run(plan: &Plan, me: RoleName) -> Result<(), Failed> {
+    open_files_suffice(plan)?;
     let mut ctx = Vec::new();
     let mut gen_urls = Vec::new();
     let client = http_client();
@@ -123,6 +124,41 @@ pub async fn run(plan: &Plan, me: RoleName) -> Result<(), Failed> {
 /// published an address only its own node can reach (loopback, or a name that resolves to one)
 /// fails the run now, naming that worker and its address, instead of a router that never gets
 /// ready.
+/// A router holds a connection from the client and up to two to the workers for each request
+/// in flight: a process that may open fewer files than that at the benchmark's concurrency
+/// (`ulimit -n`; `disagg` raises the soft limit to the hard one) fails its requests with
+/// EMFILE, which the benchmark counted as 503s and was blamed for. Refused at the start, named.
+fn open_files_suffice(plan: &Plan) -> Result<(), Failed> {
+    use nix::sys::resource::{Resource, getrlimit};
+    let b = &plan.benchmark;
+    let in_flight = if b.request_rate.is_some() {
+        b.max_concurrency.unwrap_or(0)
+    } else {
+        b.concurrency().into_iter().max().unwrap_or(0)
+    };
+    let routers = plan.routers().count().max(1) as u64;
+    let per_router = u64::from(in_flight).div_ceil(routers);
+    let needed = 3 * per_router + OPEN_FILES_KEPT;
+    let Ok((limit, _)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return Ok(());
+    };
+    if per_router == 0 || limit >= needed {
+        return Ok(());
+    }
+    Err(format!(
+        "this router may open {limit} files (`ulimit -n`, its hard limit on {}), and at the \
+         benchmark's concurrency ({per_router} requests in flight through it) it needs about \
+         {needed}: a connection from the client and up to two to the workers for each; raise \
+         the hard limit (`ulimit -Hn`, the job's or container's nofile), or lower the \
+         concurrency",
+        super::shared::hostname()
+    )
+    .into())
+}
+
+/// Files a router holds besides its connections (its log, listeners, the runtime's own).
+const OPEN_FILES_KEPT: u64 = 64;
+
 async fn reach(client: &reqwest::Client, ep: &Endpoint, within: Duration) -> Result<(), Failed> {
     let until = Instant::now() + within;
     let url = format!("{}/health", ep.url());

@@ -428,6 +428,41 @@ pub fn cancel(job: &str) -> Result<(), SlurmError> {
     run("scancel", &[job], None).map(|_| ())
 }
 
+/// Leaves `text` in the job's `Comment`, kept by Slurm's controller and not on the run folder's
+/// filesystem: what a supervisor says of its run when it could not write its reports there (a
+/// full disk), before it cancels its own job.
+pub fn set_comment(job: &str, text: &str) -> Result<(), SlurmError> {
+    // One line, within what slurmctld keeps.
+    let text: String = text.replace('\n', " ").chars().take(1000).collect();
+    run(
+        "scontrol",
+        &[
+            "update",
+            &format!("JobId={job}"),
+            &format!("Comment={text}"),
+        ],
+        None,
+    )
+    .map(|_| ())
+}
+
+/// The job's `Comment` (see [`set_comment`]), while Slurm still knows the job.
+pub fn comment(job: &str) -> Option<String> {
+    let out = run("scontrol", &["show", "job", job], None).ok()?;
+    parse_comment(&out)
+}
+
+fn parse_comment(out: &str) -> Option<String> {
+    // `Comment=` is the last field of its line: the rest of the line is the comment.
+    let at = out
+        .find(" Comment=")
+        .map(|i| i + 1)
+        .or_else(|| out.starts_with("Comment=").then_some(0))?;
+    let rest = &out[at + "Comment=".len()..];
+    let text = rest.lines().next().unwrap_or("").trim();
+    (!text.is_empty() && text != "(null)").then(|| text.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -440,6 +475,17 @@ mod tests {
             Some("gpu:h100:8(S:0-1)")
         );
         assert_eq!(super::parse_gpu_gres("(null)\n"), None);
+    }
+
+    #[test]
+    fn the_jobs_comment_is_read_from_scontrol() {
+        let job = "JobId=510 JobName=x\n   Comment=disagg: the run failed: GEN_0 died | see \n   StdErr=/x\n";
+        assert_eq!(
+            parse_comment(job).as_deref(),
+            Some("disagg: the run failed: GEN_0 died | see")
+        );
+        assert_eq!(parse_comment("JobId=5\n   Comment=(null) \n"), None);
+        assert_eq!(parse_comment("JobId=5\n"), None);
     }
 
     #[test]

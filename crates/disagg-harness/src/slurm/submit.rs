@@ -895,7 +895,8 @@ fn collect(s: &Submitted, info: Option<job::JobInfo>, skip_perf: bool) -> i32 {
         // role for silent: its word is not the truth of the run.
         _ if s.gave_up.is_some() => {
             let reason = s.gave_up.clone().unwrap_or_default();
-            let outcome = ended_by_slurm(plan, reason, false, info.as_ref());
+            // A hang, as every silence past its limit is (a TIMEOUT in the JUnit).
+            let outcome = ended_by_slurm(plan, reason, true, info.as_ref());
             run::finish(plan, &outcome, None, skip_perf)
         }
         // Slurm ended it for a node (lost, not booted) or for another job (preemption): its
@@ -938,6 +939,24 @@ fn collect(s: &Submitted, info: Option<job::JobInfo>, skip_perf: bool) -> i32 {
             );
             say_err!("disagg: {}: {reason}", plan.config_name);
             let outcome = ended_by_slurm(plan, reason, true, info.as_ref());
+            run::finish(plan, &outcome, None, skip_perf)
+        }
+        // Cancelled by its own supervisor after the run failed, which could not write the
+        // reports (a full disk): it left the reason in the job's Comment.
+        (false, None)
+            if state_name.starts_with("CANCELLED")
+                && job::comment(&s.job)
+                    .is_some_and(|c| c.starts_with(super::supervise::SELF_CANCELLED)) =>
+        {
+            let said = job::comment(&s.job).unwrap_or_default();
+            let reason = format!(
+                "{} (its supervisor failed the run and cancelled job {}, and could not write \
+                 the reports{see_log})",
+                said.trim_start_matches(super::supervise::SELF_CANCELLED),
+                s.job
+            );
+            say_err!("disagg: {}: {reason}", plan.config_name);
+            let outcome = ended_by_slurm(plan, reason, false, info.as_ref());
             run::finish(plan, &outcome, None, skip_perf)
         }
         (false, None) if state_name.starts_with("CANCELLED") => {

@@ -216,12 +216,24 @@ pub fn supervise_run_dir(
     }
     if kind == ExecutorKind::Slurm && code == exit::TEST_FAILED {
         if let Some(id) = &job_id {
+            // Said where the waiting `disagg run` reads it even when the run folder could not
+            // take the reports (a full disk): a job cancelled with none read as someone
+            // else's scancel, an interruption (143), not the failed test it was.
+            let reason = match &outcome.result {
+                RunResult::Failed(f) => f.reason.clone(),
+                _ => String::new(),
+            };
+            let _ = job::set_comment(id, &format!("{SELF_CANCELLED}{reason}"));
             say_err!("disagg supervise: the run failed; cancelling job {id}");
             let _ = job::cancel(id);
         }
     }
     code
 }
+
+/// How the Comment a supervisor leaves on the job it cancels after its run failed begins; the
+/// run's reason follows.
+pub(crate) const SELF_CANCELLED: &str = "disagg: the run failed: ";
 
 /// How the reason starts when srun has no container options (no pyxis): the case asks what
 /// the cluster cannot do, as when sbatch refuses it, so the run's exit code is 2.
@@ -274,15 +286,22 @@ fn first_step_failure(
 }
 
 /// Whether slurmstepd said, in `install.log`, that it cancelled the step (`*** STEP 186.0 ON
-/// vm CANCELLED AT ... ***`), other than for a lost node (which is reported as that).
+/// vm CANCELLED AT ... ***`), other than for a lost node (which is reported as that), and no
+/// task of it failed of its own: a task that exits with a status makes srun cancel the step on
+/// the other nodes (`--kill-on-bad-exit`), whose slurmstepd then says CANCELLED too (when its
+/// line reached the log first, a failed setup read as a run interrupted from outside, 143).
 fn step_cancelled(install_log: &str) -> bool {
-    install_log.lines().any(|l| {
-        l.contains("slurmstepd")
-            && l.contains("*** STEP ")
-            && l.contains(" CANCELLED AT ")
-            && !l.contains("NODE FAIL")
-            && !l.contains(TIME_LIMIT)
-    })
+    let failed_itself = install_log
+        .lines()
+        .any(|l| l.trim().starts_with("srun: error: ") && l.contains(": Exited with exit code "));
+    !failed_itself
+        && install_log.lines().any(|l| {
+            l.contains("slurmstepd")
+                && l.contains("*** STEP ")
+                && l.contains(" CANCELLED AT ")
+                && !l.contains("NODE FAIL")
+                && !l.contains(TIME_LIMIT)
+        })
 }
 
 /// How slurmstepd ends its line for a step ended at its own time limit (the setup's, which is
@@ -351,6 +370,12 @@ mod tests {
         ));
         assert!(!step_cancelled(
             "pip: error: *** STEP 7.0 CANCELLED AT nothing\nsrun: error: dgn1: task 0: Exited with exit code 1\n"
+        ));
+        // One node's task failed, and srun cancelled the step on the other (kill-on-bad-exit):
+        // a failed setup, whichever line came first.
+        assert!(!step_cancelled(
+            "0: installing on node 0\nslurmstepd-dgn1: error: *** STEP 1219.0 ON dgn1 CANCELLED AT 2026-12-07T22:28:23 ***\n\
+             srun: error: dgn2: task 1: Exited with exit code 7\nsrun: error: dgn1: task 0: Terminated\n"
         ));
     }
 
