@@ -1773,15 +1773,6 @@ fn with_a_router_not_ours_workers_that_answer_their_probe_are_not_blamed() {
     assert_nothing_left(&dir);
 }
 
-/// A small filesystem of its own (tmpfs), unmounted when dropped.
-struct Tmpfs(PathBuf);
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
-}
-
 /// A GEN engine whose log fills the run folder's filesystem mid-run: the run stops at once,
 /// naming the disk and the file that filled it, and still writes its verdict (the space set
 /// aside for the reports is given back to them): outcome.json, results.xml and exit_code, and
@@ -1792,21 +1783,14 @@ impl Drop for Tmpfs {
 fn a_run_whose_logs_fill_the_disk_stops_names_the_file_and_still_writes_its_verdict() {
     let ws = TempDir::new("diskfull");
     let mnt = ws.path().join("small");
-    std::fs::create_dir(&mnt).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
+    let Some(_mounted) = Tmpfs::mount(&mnt, "4m") else {
         assert!(
             !ci_requires_tools(),
             "cannot mount a tmpfs (CI runs as root and must)"
         );
         eprintln!("DISK-FULL TEST DID NOT RUN: cannot mount a tmpfs (not root)");
         return;
-    }
-    let _unmount = Tmpfs(mnt.clone());
+    };
     let case = ws.path().join("c.yaml");
     // After a second, GEN_0's engine writes 64 KiB to its log every 20 ms.
     std::fs::write(

@@ -261,51 +261,34 @@ fn gate_on_history(store: Option<&str>) {
         "the skipped runs"
     );
 
+    // `disagg history NAME --accept` of the run in folder `dir`: its id and what it said.
+    let accept = |dir: &Path| {
+        let id = dir.file_name().unwrap().to_str().unwrap().to_string();
+        let args = [
+            "history",
+            &name,
+            "--accept",
+            &id,
+            "--workspace",
+            ws.to_str().unwrap(),
+        ];
+        let r = disagg(&args, &env);
+        assert_eq!(r.code(), 0, "{}", r.show());
+        (id, r.stdout())
+    };
+    // A run measured with the check off may be taken (someone means it), and is said to be.
+    let (_, said) = accept(&runs(&ws, &name)[7]);
+    assert!(
+        said.starts_with("note: its perf check was skipped (SKIP_PERF_CHECK"),
+        "{said}"
+    );
     // The slower engine was meant: its last regressed run is accepted as the new baseline,
     // and the gate starts its history there (too few runs yet: skipped, and the run passes),
     // where every run stayed red until the old references left the window.
-    // A run measured with the check off may be taken (someone means it), and is said to be.
-    let skipped = runs(&ws, &name)[7].clone();
-    let skipped_id = skipped.file_name().unwrap().to_str().unwrap().to_string();
-    let accept = disagg(
-        &[
-            "history",
-            &name,
-            "--accept",
-            &skipped_id,
-            "--workspace",
-            ws.to_str().unwrap(),
-        ],
-        &env,
-    );
-    assert_eq!(accept.code(), 0, "{}", accept.show());
+    let (run_id, said) = accept(&runs(&ws, &name).pop().unwrap());
     assert!(
-        accept
-            .stdout()
-            .starts_with("note: its perf check was skipped (SKIP_PERF_CHECK"),
-        "{}",
-        accept.show()
-    );
-    let last = runs(&ws, &name).pop().unwrap();
-    let run_id = last.file_name().unwrap().to_str().unwrap().to_string();
-    let accept = disagg(
-        &[
-            "history",
-            &name,
-            "--accept",
-            &run_id,
-            "--workspace",
-            ws.to_str().unwrap(),
-        ],
-        &env,
-    );
-    assert_eq!(accept.code(), 0, "{}", accept.show());
-    assert!(
-        accept
-            .stdout()
-            .starts_with(&format!("accepted run {run_id} of {name}")),
-        "{}",
-        accept.show()
+        said.starts_with(&format!("accepted run {run_id} of {name}")),
+        "{said}"
     );
     let r = run(&case, &ws, &[], &env);
     assert_eq!(

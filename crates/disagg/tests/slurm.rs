@@ -1590,23 +1590,8 @@ fn a_stopped_supervisor_is_cancelled_by_disagg_run_and_reported() {
 fn a_job_whose_logs_fill_the_disk_fails_with_its_reason_not_as_cancelled() {
     let ws = Ws::new("diskfull");
     let small = ws.dir.join("small");
-    std::fs::create_dir(&small).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
-        .arg(&small)
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        mounted,
-        "cannot mount a tmpfs (the Slurm tests run as root)"
-    );
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(small.clone());
+    let _mounted = support::Tmpfs::mount(&small, "4m")
+        .expect("cannot mount a tmpfs (the Slurm tests run as root)");
     let c = ws.case(
         "full.yaml",
         &format!(

@@ -605,3 +605,25 @@ pub fn stand_ins_of(dir: &Path, programs: &[&str]) -> String {
         std::env::var("PATH").unwrap_or_default()
     )
 }
+
+/// A small filesystem of its own (a tmpfs of `size`, e.g. `4m`) mounted on `dir`, unmounted when
+/// dropped; `None` where it cannot be mounted (not root).
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    pub fn mount(dir: &Path, size: &str) -> Option<Self> {
+        std::fs::create_dir_all(dir).ok()?;
+        std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success())
+            .then(|| Self(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
