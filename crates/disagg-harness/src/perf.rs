@@ -340,7 +340,7 @@ pub enum BaselineError {
         ours: String,
     },
     #[error(
-        "{path}: line {line}: `{case}` was recorded by a point whose measurement failed (state `{state}`): a failed measurement is no reference, and comparing against it would judge this run by numbers that never held\nhint: make the baseline from a passed run's perf_script_test_results.csv, or delete that point's rows"
+        "{path}: line {line}: `{case}` is marked `{state}`: its point's measurement failed, or the run it was measured in did (every row of a failed run is), so it is no reference, and comparing against it would judge this run by numbers that never held\nhint: make the baseline from a passed run's perf_script_test_results.csv, or delete that point's rows"
     )]
     FailedRow {
         path: PathBuf,
@@ -1659,7 +1659,7 @@ cfg-con8,MEDIAN_FIRST_TOKEN_TIME,1,0.1,0
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("line 18: `disagg::test_perf_metric_seq_throughput[cfg-con2]` was recorded by a point whose measurement failed (state `failed`)"),
+            e.contains("line 18: `disagg::test_perf_metric_seq_throughput[cfg-con2]` is marked `failed`: its point's measurement failed, or the run it was measured in did"),
             "{e}"
         );
         assert!(
