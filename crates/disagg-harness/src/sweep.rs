@@ -802,7 +802,18 @@ pub fn summary(r: &SweepRecord) -> String {
     }
     s.push_str("| # | config | GPUs | values | status | run folder |\n|---|---|---|---|---|---|\n");
     for p in &r.points {
-        let values: Vec<String> = p.values.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        // In the sweep's axis order, as `disagg plan` lists them (then any other, by name).
+        let mut values: Vec<String> = r
+            .names
+            .iter()
+            .filter_map(|k| p.values.get(k).map(|v| format!("{k}={v}")))
+            .collect();
+        values.extend(
+            p.values
+                .iter()
+                .filter(|(k, _)| !r.names.contains(k))
+                .map(|(k, v)| format!("{k}={v}")),
+        );
         s.push_str(&format!(
             "| {} | {} | {} | {} | {}{}{} | {} |\n",
             p.index,
@@ -872,6 +883,15 @@ mod tests {
         assert_eq!(now.points[0].status, PointStatus::Submitted);
         assert_eq!(now.points[1].status, PointStatus::Failed);
         assert!(summary(&now).contains("job(s) 41;"), "{}", summary(&now));
+        // A point's values in the sweep's axis order, as `disagg plan` lists them.
+        let mut axes = now.clone();
+        axes.names = vec!["g".into(), "conc".into()];
+        axes.points[0].values = BTreeMap::from([("conc".into(), 2.into()), ("g".into(), 1.into())]);
+        assert!(
+            summary(&axes).contains("| g=1 conc=2 |"),
+            "{}",
+            summary(&axes)
+        );
         std::fs::write(run(1).join(crate::run::EXIT_CODE_FILE), "0\n").unwrap();
         assert_eq!(refresh(&run(1)), Some((dir.clone(), true)));
         let now = SweepRecord::read(&dir).unwrap();
