@@ -140,10 +140,6 @@ fn port_launch(argv: Vec<String>, host: &str) -> EngineLaunch {
     }
 }
 
-/// Where real engines listen: every interface, so workers on other nodes are reachable; the
-/// role publishes the node's hostname.
-const ANY_HOST: &str = crate::plan::ANY_HOST;
-
 /// Fills the plan-time placeholders of one argument.
 fn fill(arg: &str, w: &WorkerSpec<'_>) -> String {
     arg.replace("{gpus}", &w.gpu_list())

@@ -5,7 +5,7 @@
 use serde_yaml_ng::Mapping;
 
 use super::flags::to_flags;
-use super::{ANY_HOST, Built, DIST_INIT_HOST, DIST_INIT_PORT, WorkerSpec, port_launch};
+use super::{Built, DIST_INIT_HOST, DIST_INIT_PORT, WorkerSpec, port_launch};
 use crate::case::CacheTransceiver;
 
 pub fn build(m: &Mapping, w: &WorkerSpec<'_>) -> Built {
@@ -76,7 +76,7 @@ pub fn build(m: &Mapping, w: &WorkerSpec<'_>) -> Built {
         ]);
     }
     argv.extend(to_flags(m, &[]));
-    let mut launch = port_launch(argv, ANY_HOST);
+    let mut launch = port_launch(argv, w.bind_host);
     if nodes == 1 && p.attention_dp {
         launch.dist_span = DERIVED_PORTS + 1 + p.tp;
     }

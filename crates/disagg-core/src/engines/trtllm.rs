@@ -5,7 +5,7 @@
 
 use serde_yaml_ng::{Mapping, Value};
 
-use super::{ANY_HOST, Built, WorkerSpec, port_launch};
+use super::{Built, WorkerSpec, port_launch};
 use crate::case::CacheTransceiver;
 
 /// One MPI rank per GPU (tp×pp×cp), each on its node's GPU of its local rank.
@@ -92,7 +92,7 @@ pub fn build(m: &Mapping, w: &WorkerSpec<'_>) -> Built {
         w.run_dir.join(&file).display().to_string(),
     ]);
     Built {
-        launch: port_launch(argv, ANY_HOST),
+        launch: port_launch(argv, w.bind_host),
         ranks,
         file: Some((file, text)),
     }

@@ -13,7 +13,7 @@ use serde_json::json;
 use serde_yaml_ng::Mapping;
 
 use super::flags::{scalar, to_flags};
-use super::{ANY_HOST, Built, DIST_INIT_HOST, DIST_INIT_PORT, WorkerSpec, port_launch};
+use super::{Built, DIST_INIT_HOST, DIST_INIT_PORT, WorkerSpec, port_launch};
 use crate::case::CacheTransceiver;
 
 pub fn build(m: &Mapping, w: &WorkerSpec<'_>) -> Built {
@@ -95,7 +95,7 @@ pub fn build(m: &Mapping, w: &WorkerSpec<'_>) -> Built {
                 .collect();
         }
     }
-    let mut launch = port_launch(argv, ANY_HOST);
+    let mut launch = port_launch(argv, w.bind_host);
     launch.node_args = node_args;
     if nixl {
         launch.env = BTreeMap::from([
