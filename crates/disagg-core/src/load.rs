@@ -308,6 +308,26 @@ fn describe(path: &Path, mut key: String, raw: &str, line: Option<usize>, text: 
         }
         return e;
     }
+    // `request: 60`: YAML's number reaches the duration parser as the string "60", which the
+    // message would call a string; it is a number without a unit.
+    if let Some(n) = msg
+        .strip_prefix("invalid value: string \"")
+        .and_then(|r| r.split_once('"'))
+        .filter(|(n, rest)| {
+            rest.contains("expected a duration")
+                && !n.is_empty()
+                && n.chars().all(|c| c.is_ascii_digit() || c == '.')
+        })
+        .map(|(n, _)| n)
+    {
+        return CaseError::new(
+            path,
+            key,
+            format!("`{n}` has no unit, so it is no duration"),
+        )
+        .at_line(line)
+        .hint(format!("write `{n}s` for seconds (or `{n}m`, `{n}ms`)"));
+    }
     if msg.starts_with("invalid type")
         || msg.starts_with("invalid value")
         || msg.starts_with("invalid length")

@@ -175,7 +175,7 @@ impl HistoryReport {
         };
         let _ = writeln!(
             s,
-            "perf check: {head} against the history: the last {} reference runs of case {short} (median; band = max({}, {} robust std devs: 1.4826 × MAD))",
+            "perf check: {head} against the history: the last {} reference runs of the measured case {short} (its measure_hash; median; band = max({}, {} robust std devs: 1.4826 × MAD))",
             self.runs, self.settings.threshold, self.settings.noise,
         );
         if noisy > 0 {
@@ -333,7 +333,7 @@ pub fn check(
                 settings,
                 runs.len(),
                 format!(
-                    "only {} earlier reference run(s) of case {short} within {window} in {} (runs that passed with the perf check on, on the same GPU model: {}); the history gate needs at least {} (perf.history.min_runs)",
+                    "only {} earlier reference run(s) of the measured case {short} (its measure_hash) within {window} in {} (runs that passed with the perf check on, on the same GPU model: {}); the history gate needs at least {} (perf.history.min_runs)",
                     runs.len(),
                     store.name(),
                     gpu_model.unwrap_or("none seen by nvidia-smi"),

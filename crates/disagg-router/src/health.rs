@@ -145,6 +145,20 @@ async fn ask_version(client: &crate::upstream::HttpClient, w: &Worker, timeout: 
     let take = match get(client, &w.url, "/version", timeout).await {
         Ok((status, body)) if status == http::StatusCode::OK => {
             let version = serde_json::from_slice::<Value>(&body).ok();
+            // A worker that says which dialect it speaks (disagg sim does) and says another:
+            // every request would fail on it, in words about roles, not dialects.
+            if let Some(theirs) = version
+                .as_ref()
+                .and_then(|v| v["dialect"].as_str())
+                .filter(|d| *d != "trtllm")
+            {
+                tracing::warn!(
+                    "context worker {}: its /version says it speaks the {theirs} dialect, and \
+                     this router speaks trtllm: its requests will fail; start the router with \
+                     `--dialect {theirs}`",
+                    w.url
+                );
+            }
             let takes = version.as_ref().is_some_and(takes_disagg_ids);
             tracing::info!(
                 "context worker {}: /version {} → {} disagg_request_id",

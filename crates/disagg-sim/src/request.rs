@@ -1092,9 +1092,14 @@ fn check_role(kind: Kind, role: SimRole) -> Result<(), ApiError> {
         Kind::ContextOnly => "context_only requests need --role context or both",
         Kind::GenerationOnly => "generation_only requests need --role generation or both",
     };
+    let name = kind.name();
+    let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
     Err(ApiError::bad_request(format!(
-        "this sim runs with --role {role_flag} and cannot serve a {} request: {hint}",
-        kind.name()
+        "this sim runs with --role {role_flag} and cannot serve {article} {name} request: {hint}"
     )))
 }
 

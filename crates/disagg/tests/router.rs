@@ -774,3 +774,61 @@ fn a_router_out_of_file_descriptors_answers_503_and_blames_no_worker() {
     let (status, answer) = exchange(&router.addr, "POST", "/v1/completions", body);
     assert_eq!(status, 200, "{answer}");
 }
+
+/// A router left on its default dialect (trtllm) in front of workers that say they speak
+/// vLLM's: a warning names the flag; every request failed with words about roles.
+#[test]
+fn a_router_in_front_of_workers_of_another_dialect_says_which_flag_to_pass() {
+    // (Each its own NIXL side-channel port: two on one host collide at 5600.)
+    let sim = |role| {
+        Server::start(&[
+            "sim",
+            "--dialect",
+            "vllm",
+            "--role",
+            role,
+            "--itl",
+            "1ms",
+            "--side-channel-port",
+            "0",
+        ])
+    };
+    let (ctx, gen_) = (sim("context"), sim("generation"));
+    let dir = TempDir::new("router-dialect");
+    let log_path = dir.path().join("disagg_server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = Command::new(DISAGG)
+        .args([
+            "router",
+            "--prefill",
+            &ctx.addr,
+            "--decode",
+            &gen_.addr,
+            "--port",
+            "0",
+        ])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let text = loop {
+        let text = read(&log_path);
+        if text.contains("--dialect vllm") || std::time::Instant::now() >= until {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        text.contains(" WARN ")
+            && text.contains(
+                "its /version says it speaks the vllm dialect, and this router speaks trtllm"
+            )
+            && text.contains("start the router with `--dialect vllm`"),
+        "{text}"
+    );
+}
