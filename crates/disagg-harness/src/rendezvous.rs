@@ -111,6 +111,12 @@ pub struct DistInit {
     pub role: RoleName,
     pub host: String,
     pub port: u16,
+    /// Node rank 0's SGLang bootstrap port, which every node's process must be started with:
+    /// SGLang's prefill ranks register at `<rendezvous host>:<their own bootstrap port>`, and
+    /// ranks given ports of their own were refused there (before sgl-project/sglang#24378,
+    /// which makes them take rank 0's) and missed at the first request's decode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_port: Option<u16>,
 }
 
 impl DistInit {

@@ -375,6 +375,12 @@ fn gen_0_crashing_fails_the_job_within_seconds_and_names_gen_0() {
         Some("CANCELLED"),
         "the job is cancelled"
     );
+    // By its own supervisor, as the last line says: no one else's scancel.
+    assert!(
+        text(&out).contains("ended CANCELLED (cancelled by its supervisor after the run failed)"),
+        "{}",
+        text(&out)
+    );
 }
 
 fn a_too_short_slurm_time_limit_is_a_timeout() {

@@ -45,12 +45,15 @@ pub async fn run(plan: &Plan, role: RoleName) -> Result<(), String> {
     let spans_nodes = !launch.node_args.is_empty();
     let log = plan.run_dir.join(&me.log);
     for attempt in 0..2 {
-        let ports = Ports::pick(launch, rank == 0)?;
+        let mut ports = Ports::pick(launch, rank == 0)?;
         let dist = match (spans_nodes, rank) {
             (false, _) => None,
             (true, 0) => Some(publish_dist(plan, role, launch, &ports)?),
             (true, _) => match wait_for_dist(plan, role, rank).await {
-                Some(d) => Some(d),
+                Some(d) => {
+                    ports.join(&d);
+                    Some(d)
+                }
                 // The run ended before node rank 0 got going.
                 None => return Ok(()),
             },
@@ -95,6 +98,7 @@ fn publish_dist(
         role,
         host: advertised_host(&launch.host),
         port: ports.dist,
+        bootstrap_port: (ports.bootstrap != 0).then_some(ports.bootstrap),
     };
     let path = DistInit::path(plan, role);
     crate::atomic::write_json(&path, &d)
@@ -167,6 +171,14 @@ impl Ports {
             side_channel: pick("{side_channel_port}", launch.side_channel_span.max(1))?,
             _held: held,
         })
+    }
+
+    /// A node rank above 0 of a server spanning nodes: node rank 0's bootstrap port, not one
+    /// of its own (see [`DistInit::bootstrap_port`]).
+    fn join(&mut self, d: &DistInit) {
+        if let Some(b) = d.bootstrap_port.filter(|&b| b != 0 && self.bootstrap != 0) {
+            self.bootstrap = b;
+        }
     }
 
     /// Whether the role chose any port, so a bind failure may be a lost race worth a retry.
@@ -751,6 +763,7 @@ mod tests {
             role: RoleName::Gen(0),
             host: "node1".into(),
             port: 4242,
+            bootstrap_port: None,
         };
         let s = Start::new(&l, &p0, 1, Some(&d));
         assert_eq!(
@@ -767,6 +780,44 @@ mod tests {
         assert_eq!(
             Start::new(&l, &p0, 0, Some(&d)).argv[3..],
             ["--node-rank", "0"]
+        );
+    }
+
+    /// SGLang's prefill ranks on other nodes register at the rendezvous host on their own
+    /// bootstrap port: every node's process is started with node rank 0's.
+    #[test]
+    fn a_prefill_spanning_nodes_gives_every_node_rank_0s_bootstrap_port() {
+        let mut l = launch(
+            &[
+                "srv",
+                "--disaggregation-bootstrap-port",
+                "{bootstrap_port}",
+                "--dist-init-addr",
+                "{dist_init_host}:{dist_init_port}",
+            ],
+            &[],
+            1,
+        );
+        l.node_args = vec![
+            vec!["--node-rank".into(), "0".into()],
+            vec!["--node-rank".into(), "1".into()],
+        ];
+        let p0 = Ports::pick(&l, true).unwrap();
+        let d = DistInit {
+            run_id: "R".into(),
+            role: RoleName::Ctx(0),
+            host: "node1".into(),
+            port: p0.dist,
+            bootstrap_port: Some(p0.bootstrap),
+        };
+        let mut p1 = Ports::pick(&l, false).unwrap();
+        assert_ne!(p1.bootstrap, p0.bootstrap, "picked on its own");
+        p1.join(&d);
+        let s1 = Start::new(&l, &p1, 1, Some(&d));
+        assert_eq!(s1.argv[2], p0.bootstrap.to_string(), "{:?}", s1.argv);
+        assert_eq!(
+            Start::new(&l, &p0, 0, Some(&d)).argv[2],
+            p0.bootstrap.to_string()
         );
     }
 

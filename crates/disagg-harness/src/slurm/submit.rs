@@ -1033,8 +1033,18 @@ fn collect(s: &Submitted, info: Option<job::JobInfo>, skip_perf: bool) -> i32 {
             say_err!("disagg: warning: cannot write {SLURM_END_FILE}: {e}");
         }
     }
+    // A failed run's supervisor cancels its own job (so no step outlives the verdict): said,
+    // since "ended CANCELLED" alone reads like someone else's scancel.
+    let own_cancel = if from_outside.is_empty()
+        && state_name.starts_with("CANCELLED")
+        && code == exit::TEST_FAILED
+    {
+        " (cancelled by its supervisor after the run failed)"
+    } else {
+        ""
+    };
     say!(
-        "disagg: {}: job {} ended {state_name}{from_outside}; reports in {}",
+        "disagg: {}: job {} ended {state_name}{from_outside}{own_cancel}; reports in {}",
         plan.config_name,
         s.job,
         plan.run_dir.display()
