@@ -12,8 +12,9 @@ pub(crate) fn to_config(args: &BenchArgs) -> BenchConfig {
         endpoint: args.endpoint.clone(),
         // Not given: asked of the server when the command starts (`run`).
         model: args.model.clone().unwrap_or_default(),
-        isl: args.isl,
-        osl: args.osl,
+        // With a dataset its entries give the lengths: 0, unused.
+        isl: args.isl.filter(|_| args.dataset.is_none()).unwrap_or(0),
+        osl: args.osl.filter(|_| args.dataset.is_none()).unwrap_or(0),
         range_ratio: args.range_ratio,
         concurrency: match (args.concurrency.is_empty(), args.max_concurrency) {
             (false, _) => args.concurrency.clone(),

@@ -138,7 +138,7 @@ impl BenchConfig {
         if self.rounds == 0 {
             return bad("rounds must be at least 1".into());
         }
-        if self.isl == 0 || self.osl == 0 {
+        if self.dataset.is_none() && (self.isl == 0 || self.osl == 0) {
             return bad(format!(
                 "isl and osl must be at least 1 (got isl {}, osl {})",
                 self.isl, self.osl

@@ -235,12 +235,13 @@ pub struct BenchArgs {
     /// server lists none).
     #[arg(long)]
     pub model: Option<String>,
-    /// Input sequence length (tokens).
-    #[arg(long)]
-    pub isl: u32,
-    /// Output sequence length (tokens).
-    #[arg(long)]
-    pub osl: u32,
+    /// Input sequence length (tokens) of the random prompts; not with --dataset, whose entries
+    /// give each request's lengths.
+    #[arg(long, required_unless_present = "dataset")]
+    pub isl: Option<u32>,
+    /// Output sequence length (tokens) of the random prompts; not with --dataset.
+    #[arg(long, required_unless_present = "dataset")]
+    pub osl: Option<u32>,
     /// Input and output lengths are uniform in [L·(1−r), L·(1+r)]; 0 means exact.
     #[arg(long, default_value_t = 0.0)]
     pub range_ratio: f64,

@@ -39,13 +39,15 @@ pub fn log_text(cfg: &BenchConfig, p: &PointReport) -> String {
 }
 
 fn log_text_header(cfg: &BenchConfig, p: &PointReport) -> String {
+    let lengths = match &cfg.dataset {
+        Some(d) => format!("lengths from {}", d.display()),
+        None => format!("isl {}, osl {}", cfg.isl, cfg.osl),
+    };
     format!(
-        "disagg bench: point {} ({}): {} prompt(s), isl {}, osl {}, model {}, started {}\n",
+        "disagg bench: point {} ({}): {} prompt(s), {lengths}, model {}, started {}\n",
         p.point.label(),
         p.point,
         p.num_prompts,
-        cfg.isl,
-        cfg.osl,
         cfg.model,
         humantime::format_rfc3339_millis(p.started_at),
     )

@@ -1393,6 +1393,43 @@ async fn a_jsonl_dataset_drives_the_requests() {
     assert_eq!(m.total_input_tokens, 6 * 3 + 6 * 5);
 }
 
+/// With a dataset, whose entries give each request's lengths, `--isl`/`--osl` are not asked
+/// for (they were required, then ignored, and printed in the point's header as if used);
+/// without one they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dataset_needs_no_isl_or_osl_and_the_header_says_where_lengths_come_from() {
+    let (url, _) = serve(Script::default()).await;
+    let data = TempFile::new(
+        "d.jsonl",
+        "{\"input_ids\": [5, 6, 7], \"output_tokens\": 4}\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let base = [
+        "bench",
+        "--url",
+        &url,
+        "--model",
+        "m",
+        "--concurrency",
+        "1",
+        "--rounds",
+        "2",
+    ];
+    assert!(Cli::try_parse_from(base).is_err(), "no lengths, no dataset");
+    let mut with = base.to_vec();
+    let data_path = data.0.display().to_string();
+    let out = dir.path().display().to_string();
+    with.extend(["--dataset", &data_path, "--output-dir", &out]);
+    let args = Cli::try_parse_from(with).unwrap().bench;
+    assert!(run(args).await.unwrap());
+    let log = std::fs::read_to_string(dir.path().join("benchmark.con1.log")).unwrap();
+    assert!(
+        log.starts_with("disagg bench: point con1 ")
+            && log.contains(&format!("lengths from {data_path}, model m")),
+        "{log}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_dataset_line_stops_the_run_and_names_the_line() {
     let data = TempFile::new(
