@@ -223,7 +223,8 @@ impl Default for BenchConfig {
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// Base URL (http://) of the server under test; repeat to spread the load over several routers.
-    #[arg(long, required = true)]
+    /// (`--base-url`, vLLM's and SGLang's name, is taken too.)
+    #[arg(long, required = true, alias = "base-url")]
     pub url: Vec<String>,
     /// Path of the endpoint, appended to the URL: `/v1/completions`, `/v1/chat/completions`
     /// (text prompts), or SGLang's native `/generate` (`text`/`input_ids` with
@@ -237,10 +238,12 @@ pub struct BenchArgs {
     pub model: Option<String>,
     /// Input sequence length (tokens) of the random prompts; not with --dataset, whose entries
     /// give each request's lengths.
-    #[arg(long, required_unless_present = "dataset")]
+    /// (`--random-input-len`, vLLM's and SGLang's name, is taken too.)
+    #[arg(long, required_unless_present = "dataset", alias = "random-input-len")]
     pub isl: Option<u32>,
     /// Output sequence length (tokens) of the random prompts; not with --dataset.
-    #[arg(long, required_unless_present = "dataset")]
+    /// (`--random-output-len`, vLLM's and SGLang's name, is taken too.)
+    #[arg(long, required_unless_present = "dataset", alias = "random-output-len")]
     pub osl: Option<u32>,
     /// Input and output lengths are uniform in [L·(1−r), L·(1+r)]; 0 means exact.
     #[arg(long, default_value_t = 0.0)]
@@ -296,7 +299,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 0)]
     pub warmup: u32,
     /// Ask for whole responses instead of streams (TTFT is then the whole request).
-    #[arg(long)]
+    /// (`--disable-stream`, SGLang's name, is taken too.)
+    #[arg(long, alias = "disable-stream")]
     pub no_stream: bool,
     /// Bound on each request, e.g. `60s` or `2m`; a request over it fails as `timeout`.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
@@ -340,7 +344,8 @@ pub struct BenchArgs {
     /// Where to write results.json, summary.txt, results.csv, requests.jsonl, hdr/ and each
     /// point's benchmark.<label>.log/.json. An earlier run's files there are first moved into
     /// earlier-<UTC time>/ in it (said on stderr): never mixed with this run's, never lost.
-    #[arg(long)]
+    /// (`--result-dir`, vLLM's name, is taken too.)
+    #[arg(long, alias = "result-dir")]
     pub output_dir: Option<PathBuf>,
 }
 

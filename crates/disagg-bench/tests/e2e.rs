@@ -1430,6 +1430,33 @@ async fn a_dataset_needs_no_isl_or_osl_and_the_header_says_where_lengths_come_fr
     );
 }
 
+/// vLLM's and SGLang's names for the same flags are taken: users of those benches met tips
+/// toward the wrong flag (`--disable-stream` → `--isl`).
+#[test]
+fn upstream_bench_flag_names_are_taken() {
+    let a = Cli::try_parse_from([
+        "bench",
+        "--base-url",
+        "http://127.0.0.1:1",
+        "--random-input-len",
+        "64",
+        "--random-output-len",
+        "8",
+        "--disable-stream",
+        "--result-dir",
+        "/tmp/x",
+    ])
+    .unwrap()
+    .bench;
+    assert_eq!(a.url, ["http://127.0.0.1:1"]);
+    assert_eq!((a.isl, a.osl), (Some(64), Some(8)));
+    assert!(a.no_stream);
+    assert_eq!(
+        a.output_dir.as_deref(),
+        Some(std::path::Path::new("/tmp/x"))
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_dataset_line_stops_the_run_and_names_the_line() {
     let data = TempFile::new(

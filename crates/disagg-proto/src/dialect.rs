@@ -44,22 +44,27 @@ pub const SGLANG_FAKE_BOOTSTRAP_HOST: &str = "2.2.2.2";
 /// How a router picks a worker within one group (context or generation).
 ///
 /// The case and `server_config.yaml` spell these in snake_case (`round_robin`); the router's
-/// `--prefill-policy`/`--decode-policy` flags in kebab-case (`round-robin`).
+/// `--prefill-policy`/`--decode-policy` flags in kebab-case (`round-robin`), and take the
+/// snake_case spelling too, which the router's own startup line prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum Policy {
     /// Each healthy worker in turn.
     #[default]
+    #[cfg_attr(feature = "clap", value(alias = "round_robin"))]
     RoundRobin,
     /// Least loaded by in-flight requests (TensorRT-LLM's `load_balancing`).
+    #[cfg_attr(feature = "clap", value(alias = "least_requests"))]
     LeastRequests,
     /// Least loaded by in-flight tokens, estimated from the prompt's size plus `max_tokens`
     /// (TensorRT-LLM's `load_balancing` with `use_tokens: true`).
+    #[cfg_attr(feature = "clap", value(alias = "least_tokens"))]
     LeastTokens,
     /// Requests whose prompts start alike go to the same worker, so its prefix cache is reused,
     /// unless that worker is clearly busier than the least loaded one (TensorRT-LLM's
     /// `kv_cache_aware`).
+    #[cfg_attr(feature = "clap", value(alias = "prefix_affinity"))]
     PrefixAffinity,
 }
 

@@ -730,6 +730,22 @@ mod args_tests {
         assert_eq!(cfg.bootstrap_ports, [Some(8998), Some(9000)]);
         assert_eq!(cfg.prefill_policy, Policy::PrefixAffinity);
         assert_eq!(cfg.decode_policy, Policy::LeastTokens);
+        // The snake_case spelling of the case, server_config.yaml and the startup line too.
+        for (flag, want) in Policy::ALL.map(|p| (serde_json::to_value(p).unwrap(), p)) {
+            let flag = flag.as_str().unwrap().to_string();
+            let cfg = args(&[
+                "--prefill",
+                "a:1",
+                "--decode",
+                "c:3",
+                "--prefill-policy",
+                &flag,
+            ])
+            .unwrap_or_else(|e| panic!("{flag}: {e}"))
+            .into_config()
+            .unwrap();
+            assert_eq!(cfg.prefill_policy, want, "{flag}");
+        }
 
         let err = args(&["--prefill", "a:1@99999", "--decode", "c:3"])
             .unwrap()
