@@ -852,8 +852,8 @@ fn check(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
 }
 
 /// A case's own `CUDA_VISIBLE_DEVICES` for the workers names the node's GPUs they may use: the
-/// plan's GPU k on a node is its k-th. It must name as many as the plan uses on a node, each
-/// once; it was overwritten by the plan's own, silently, whatever it said.
+/// plan's GPU k on a node is its k-th. It must name at least as many as the plan uses on a
+/// node, each once; it was overwritten by the plan's own, silently, whatever it said.
 fn check_gpu_pool(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
     const CVD: &str = "CUDA_VISIBLE_DEVICES";
     let placed = crate::plan::place_workers(case);
@@ -867,7 +867,7 @@ fn check_gpu_pool(case: &Case, text: &str, path: &Path) -> Result<(), CaseError>
         let mut vars = std::collections::BTreeMap::new();
         vars.insert(CVD.to_string(), value.as_string());
         let pool = crate::plan::gpu_pool(&vars).unwrap_or_default();
-        let at = line_of(text, CVD);
+        let at = line_of(text, &key);
         let err =
             |msg: String, hint: &str| Err(CaseError::new(path, &key, msg).at_line(at).hint(hint));
         if let Some(g) = repeated(&pool) {
@@ -893,7 +893,7 @@ fn check_gpu_pool(case: &Case, text: &str, path: &Path) -> Result<(), CaseError>
                     need - 1,
                     case.hardware.gpus_per_node
                 ),
-                "name as many GPUs as the workers use on a node, or remove it to use GPUs 0 up",
+                "name at least as many GPUs as the workers use on a node, or remove it to use GPUs 0 up",
             );
         }
     }

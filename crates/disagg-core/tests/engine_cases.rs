@@ -796,13 +796,14 @@ fn the_cases_cuda_visible_devices_names_the_gpus_the_workers_use() {
             "names GPU 1 twice",
         ),
     ] {
-        let e = parse_case(&text(env), Path::new("t.yaml"))
-            .unwrap_err()
-            .to_string();
+        let err = parse_case(&text(env), Path::new("t.yaml")).unwrap_err();
+        let e = err.to_string();
         assert!(
             e.contains(says) && e.contains("gen.env.CUDA_VISIBLE_DEVICES"),
             "{e}"
         );
+        // At its line, as every case error is.
+        assert!(err.line.is_some(), "{e}");
     }
 }
 
