@@ -22,43 +22,18 @@ fn closed_port() -> u16 {
 fn the_router_logs_its_startup_and_names_the_worker_it_ejects() {
     let ctx = Server::start(&["sim", "--role", "context", "--itl", "1ms"]);
     let dead = format!("127.0.0.1:{}", closed_port());
-    let dir = TempDir::new("router-log");
-    let log_path = dir.path().join("disagg_server.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = Command::new(DISAGG)
-        .args([
-            "router",
+    // Until the checker ejects the dead worker: 2 failed probes 100 ms apart.
+    let (addr, text) = router_log_until(
+        &[
             "--prefill",
             &ctx.addr,
             "--decode",
             &dead,
-            "--port",
-            "0",
             "--health-interval",
             "100ms",
-        ])
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let mut addr = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut addr)
-        .unwrap();
-    let addr = addr.trim().to_string();
-    // Wait (bounded) for the checker to eject the dead worker: 2 failed probes 100 ms apart.
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let text = loop {
-        let text = read(&log_path);
-        if text.contains(" ejected after") || std::time::Instant::now() >= until {
-            break text;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    let _ = child.kill();
-    let _ = child.wait();
+        ],
+        " ejected after",
+    );
     let startup = text
         .lines()
         .find(|l| l.contains(&format!("router on {addr}: dialect trtllm;")))
@@ -87,6 +62,39 @@ fn the_router_logs_its_startup_and_names_the_worker_it_ejects() {
         !text.contains(&format!("context worker http://{} ejected", ctx.addr)),
         "the live worker stays in: {text}"
     );
+}
+
+/// `disagg router ARGS --port 0`, its log (stderr) in a file, until the log holds `needle`
+/// (at most 20 s); then stopped. Its address and its log.
+fn router_log_until(args: &[&str], needle: &str) -> (String, String) {
+    let dir = TempDir::new("router-log");
+    let log_path = dir.path().join("disagg_server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = Command::new(DISAGG)
+        .arg("router")
+        .args(args)
+        .args(["--port", "0"])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut addr = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut addr)
+        .unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let text = loop {
+        let text = read(&log_path);
+        if text.contains(needle) || std::time::Instant::now() >= until {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    (addr.trim().to_string(), text)
 }
 
 /// The peak resident memory of a process, in MiB (`VmHWM`).
@@ -794,35 +802,10 @@ fn a_router_in_front_of_workers_of_another_dialect_says_which_flag_to_pass() {
         ])
     };
     let (ctx, gen_) = (sim("context"), sim("generation"));
-    let dir = TempDir::new("router-dialect");
-    let log_path = dir.path().join("disagg_server.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = Command::new(DISAGG)
-        .args([
-            "router",
-            "--prefill",
-            &ctx.addr,
-            "--decode",
-            &gen_.addr,
-            "--port",
-            "0",
-        ])
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let text = loop {
-        let text = read(&log_path);
-        if text.contains("--dialect vllm") || std::time::Instant::now() >= until {
-            break text;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    let _ = child.kill();
-    let _ = child.wait();
+    let (_, text) = router_log_until(
+        &["--prefill", &ctx.addr, "--decode", &gen_.addr],
+        "--dialect vllm",
+    );
     assert!(
         text.contains(" WARN ")
             && text.contains(
