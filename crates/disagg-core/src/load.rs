@@ -263,7 +263,19 @@ fn describe(path: &Path, mut key: String, raw: &str, line: Option<usize>, text: 
         } else {
             options.join(", ")
         };
+        // An environment block written where it does not go: its place is under `env:`.
+        let env_of = match (parent.as_str(), field) {
+            ("", "worker" | "server" | "worker_unset") => Some(format!("env.{field}")),
+            ("benchmark", "env") => Some("env.benchmark".to_string()),
+            ("router", "env") => Some("env.server".to_string()),
+            _ => None,
+        };
         e = match closest(field, &options) {
+            _ if env_of.is_some() => e.hint(format!(
+                "environment variables go under the top-level `env:`: move it to `{}` \
+                 (docs/case.md, `env`)",
+                env_of.as_deref().unwrap_or_default()
+            )),
             // YAML 1.1's merge key, which the YAML parser reads as a plain key.
             _ if field == "<<" => e.hint(
                 "YAML merge keys (`<<: *anchor`) are not supported: write the keys out, or \
@@ -382,9 +394,17 @@ fn describe(path: &Path, mut key: String, raw: &str, line: Option<usize>, text: 
                  missing between its items)",
             );
     }
+    // A tab where YAML wants spaces: the parser's words never say "tab".
+    let tab_there = line
+        .and_then(|l| text.lines().nth(l.saturating_sub(1)))
+        .is_some_and(|l| l.contains('\t'));
     CaseError::new(path, key, format!("not valid YAML for a case: {msg}"))
         .at_line(line)
-        .hint("check indentation and brackets near that line")
+        .hint(if tab_there {
+            "that line holds a tab: YAML indents with spaces only; replace the tab with spaces"
+        } else {
+            "check indentation and brackets near that line"
+        })
 }
 
 /// Strips serde_yaml's `path: ` prefix and ` at line L column C` suffix.
