@@ -198,7 +198,9 @@ impl BenchConfig {
         }
         if !(0.0..1.0).contains(&self.range_ratio) {
             return bad(format!(
-                "range ratio {} must be in [0, 1)",
+                "range ratio {} must be in [0, 1): lengths are uniform in [L·(1−r), L·(1+r)], \
+                 so 0 gives exact lengths (SGLang's --random-range-ratio 1, which draws from \
+                 [L·r, L], is 0 here)",
                 self.range_ratio
             ));
         }

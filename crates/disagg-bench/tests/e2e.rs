@@ -1064,6 +1064,16 @@ async fn bad_settings_are_config_errors() {
     let mut cfg = config("http://127.0.0.1:1");
     cfg.range_ratio = 1.5;
     assert!(matches!(run_sweep(&cfg).await, Err(BenchError::Config(_))));
+    // SGLang's exact lengths (`--random-range-ratio 1`) are 0 here, and the refusal says so.
+    let mut cfg = config("http://127.0.0.1:1");
+    cfg.range_ratio = 1.0;
+    match run_sweep(&cfg).await {
+        Err(BenchError::Config(why)) => assert!(
+            why.contains("so 0 gives exact lengths (SGLang's --random-range-ratio 1"),
+            "{why}"
+        ),
+        other => panic!("{other:?}"),
+    }
     // A point listed twice would overwrite its own files and perf case name.
     let mut cfg = config("http://127.0.0.1:1");
     cfg.concurrency = vec![1, 8, 1];
