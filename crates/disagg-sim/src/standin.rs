@@ -592,6 +592,16 @@ fn sglang(args: &mut SimArgs, f: Flags<'_>) -> Result<(), String> {
             &f,
             &["--tp-size", "--pp-size", "--attn-dp-size", "--dp-size"],
         );
+        // A prefill's ranks on other nodes register with node rank 0's bootstrap server at the
+        // rendezvous host on their own --disaggregation-bootstrap-port (SGLang before
+        // sgl-project/sglang#24378): one given another port than node rank 0's is refused
+        // there, and the decode fails at the first request. The group does not form here.
+        if args.role == SimRole::Context {
+            args.dist.world.push_str(&format!(
+                " disaggregation-bootstrap-port={}",
+                args.bootstrap_port
+            ));
+        }
     }
     Ok(())
 }
@@ -1123,6 +1133,30 @@ mod tests {
                 "1"
             ]
         );
+    }
+
+    /// A prefill's node ranks must share node rank 0's bootstrap port (SGLang's other nodes
+    /// register at the rendezvous host on their own): another port is another world, which
+    /// node rank 0 refuses when the node joins.
+    #[test]
+    fn an_sglang_prefill_spanning_nodes_needs_one_bootstrap_port() {
+        let node = |rank: u32, port: u32, mode: &str| {
+            stand_in(
+                base(),
+                &words(&format!(
+                    "python3 -m sglang.launch_server --model-path Q --tp-size 16 --nnodes 2 \
+                     --node-rank {rank} --dist-init-addr n1:5000 --disaggregation-mode {mode} \
+                     --disaggregation-bootstrap-port {port}"
+                )),
+            )
+            .unwrap()
+            .dist
+            .world
+        };
+        assert_eq!(node(0, 9100, "prefill"), node(1, 9100, "prefill"));
+        assert_ne!(node(0, 9100, "prefill"), node(1, 9200, "prefill"));
+        // A decode serves no bootstrap: its port is no part of its world.
+        assert_eq!(node(0, 9100, "decode"), node(1, 9200, "decode"));
     }
 
     #[test]
