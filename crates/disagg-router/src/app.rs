@@ -409,8 +409,8 @@ async fn pass_through(
                     leases: Vec::new(),
                     companion: None,
                 };
-                let resp = relay::respond(opened, &worker.url, false, keep, &inner.metrics);
-                return finish(state, path, Ok(resp));
+                let resp = relay::respond(opened, &worker.url, false, keep, &inner.metrics).await;
+                return finish(state, path, resp);
             }
             Err(e @ ProxyError::Rejected { .. }) => return finish(state, path, Err(e)),
             Err(e) => {

@@ -79,13 +79,7 @@ async fn generation(
         leases: vec![lease],
         companion: None,
     };
-    Ok(relay::respond(
-        opened,
-        &worker,
-        req.stream(),
-        keep,
-        &state.metrics,
-    ))
+    relay::respond(opened, &worker, req.stream(), keep, &state.metrics).await
 }
 
 /// One id for both legs of a vLLM request, fresh for each request: vLLM keys a request (and

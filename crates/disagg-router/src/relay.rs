@@ -3,6 +3,9 @@
 //! The first body chunk is awaited before the client gets a status line (see [`open`]): until
 //! then a failure can still become an honest 502/504, or a retry. After it, every chunk goes out
 //! as it comes in, and a failure aborts the client's response, the only honest signal left.
+//! A non-streamed answer that comes in more than one chunk is read whole first (up to
+//! [`WHOLE_LIMIT`]), so a worker failing under way is still a 502/504 naming it, never a 200 whose
+//! body breaks off.
 
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -211,14 +214,18 @@ pub(crate) struct Keep {
     pub companion: Option<BoxFuture<'static, Result<(), ProxyError>>>,
 }
 
+/// How much of a non-streamed answer is read before its status goes out; the rest of a larger one
+/// is relayed as it comes.
+const WHOLE_LIMIT: usize = 64 << 20;
+
 /// The client's response for an opened generation leg.
-pub(crate) fn respond(
+pub(crate) async fn respond(
     opened: Opened,
     worker: &str,
     stream: bool,
     keep: Keep,
     metrics: &std::sync::Arc<Metrics>,
-) -> Response {
+) -> Result<Response, ProxyError> {
     let Opened {
         status,
         content_type,
@@ -231,16 +238,7 @@ pub(crate) fn respond(
     let whole = first
         .as_ref()
         .is_some_and(|b| Some(b.len() as u64) == content_length);
-    let body = if whole {
-        // The first chunk is the whole answer (the usual non-streamed case): send it sized, in
-        // one write, instead of as a chunked stream that needs one more poll to end. The
-        // request is over, so its leases go now, and a prefill leg still answering is let
-        // finish on its own.
-        if let Some(companion) = keep.companion {
-            finish_in_background(companion);
-        }
-        Body::from(first.unwrap_or_default())
-    } else {
+    let relay = |first, rest, companion| {
         let gen_worker = keep
             .leases
             .iter()
@@ -249,10 +247,10 @@ pub(crate) fn respond(
         if let Some(w) = &gen_worker {
             w.progressed();
         }
-        Body::from_stream(Relay {
+        Relay {
             first,
             rest,
-            companion: keep.companion,
+            companion,
             gen_worker,
             _leases: keep.leases,
             worker: worker.to_string(),
@@ -263,7 +261,42 @@ pub(crate) fn respond(
             sse: stream,
             at_event_end: true,
             abort: None,
-        })
+            failure: None,
+        }
+    };
+    let body = if whole {
+        // The first chunk is the whole answer (the usual non-streamed case): send it sized, in
+        // one write, instead of as a chunked stream that needs one more poll to end. The
+        // request is over, so its leases go now, and a prefill leg still answering is let
+        // finish on its own.
+        if let Some(companion) = keep.companion {
+            finish_in_background(companion);
+        }
+        Body::from(first.unwrap_or_default())
+    } else if !stream {
+        // Read whole before the status goes out: a failure under way is still an error status.
+        let mut relay = relay(first, rest, keep.companion);
+        let mut out = bytes::BytesMut::new();
+        loop {
+            match relay.next().await {
+                None => break Body::from(out.freeze()),
+                Some(Ok(chunk)) => out.extend_from_slice(&chunk),
+                Some(Err(e)) => {
+                    return Err(relay.failure.take().unwrap_or(ProxyError::Transport {
+                        leg: Leg::Generation,
+                        worker: worker.to_string(),
+                        detail: e.to_string(),
+                    }));
+                }
+            }
+            if out.len() > WHOLE_LIMIT {
+                // Too large to hold: the rest is relayed as it comes.
+                let head = futures_util::stream::once(async move { Ok(out.freeze()) });
+                break Body::from_stream(head.chain(relay));
+            }
+        }
+    } else {
+        Body::from_stream(relay(first, rest, keep.companion))
     };
     let mut out = if stream {
         sse_response(body)
@@ -276,7 +309,7 @@ pub(crate) fn respond(
         out
     };
     *out.status_mut() = status;
-    out
+    Ok(out)
 }
 
 /// An SSE response around `body`.
@@ -334,6 +367,8 @@ struct Relay {
     /// The error to end the stream with, after the event that said it, and whether the
     /// event has had its chance to be flushed.
     abort: Option<(String, bool)>,
+    /// Why the answer was cut, as the error a non-streamed answer read whole is answered with.
+    failure: Option<ProxyError>,
 }
 
 impl Drop for Relay {
@@ -382,7 +417,9 @@ impl Stream for Relay {
                     // The prefill worker's failure, already charged to it by its leg.
                     this.cut(&e.to_string(), false);
                     this.rest = futures_util::stream::empty().boxed();
-                    return Poll::Ready(Some(Err(std::io::Error::other(e.to_string()))));
+                    let msg = e.to_string();
+                    this.failure = Some(e);
+                    return Poll::Ready(Some(Err(std::io::Error::other(msg))));
                 }
             }
         }
@@ -413,6 +450,12 @@ impl Stream for Relay {
             if let Some(w) = &this.gen_worker {
                 w.missed_deadline();
             }
+            this.failure = Some(ProxyError::Timeout {
+                leg: Leg::Generation,
+                worker: this.worker.clone(),
+                deadline: crate::error::Deadline::Request,
+                after: this.request_timeout,
+            });
             this.rest = futures_util::stream::empty().boxed();
             // An event stream first gets the 504 it would have had before its first byte, as
             // an error event (as vLLM and SGLang send a failure under way): a client tells a
@@ -446,6 +489,11 @@ impl Stream for Relay {
                 );
                 tracing::warn!("{msg}");
                 this.cut(&msg, true);
+                this.failure = Some(ProxyError::Transport {
+                    leg: Leg::Generation,
+                    worker: this.worker.clone(),
+                    detail: format!("its answer broke off under way: {}", error_chain(&e)),
+                });
                 Poll::Ready(Some(Err(std::io::Error::other(msg))))
             }
             Poll::Ready(Some(Ok(chunk))) => {

@@ -8,8 +8,11 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use disagg_proto::ApiError;
+use disagg_router::Dialect;
 use serde_json::{Value, json};
-use support::{CHUNK_1, Ctx, Gen, config, config_urls, drop_signal, eventually, fake, router};
+use support::{
+    CHUNK_1, Ctx, Gen, config, config_dialect, config_urls, drop_signal, eventually, fake, router,
+};
 use tokio::sync::Notify;
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -624,6 +627,73 @@ async fn generation_failure_is_a_prompt_502() {
         census["prefill"]["workers"][0]["in_flight"], 0,
         "no context leg left running"
     );
+}
+
+/// A non-streamed answer breaking off under way (a worker dying mid-answer) is a 502 naming the
+/// worker, in every dialect, and is charged to it: never a 200 whose body breaks off, which a
+/// client reads as a half answer or a network fault.
+#[tokio::test]
+async fn a_non_streamed_answer_breaking_off_is_a_502_naming_the_worker() {
+    for dialect in [Dialect::Trtllm, Dialect::Vllm, Dialect::Sglang] {
+        let ctx = fake("ctx").start().await;
+        let cutting = fake("cutting").generation(Gen::CutStream).start().await;
+        let url = router(config_dialect(dialect, &[&ctx], &[&cutting])).await;
+        let started = Instant::now();
+        let msg = api_error(post(&url, &completion(false)).await, 502).await;
+        assert!(started.elapsed() < Duration::from_secs(5), "promptly");
+        assert!(
+            msg.contains("generation")
+                && msg.contains(&cutting.url)
+                && msg.contains("broke off under way"),
+            "{dialect:?}: {msg}"
+        );
+        assert_eq!(cutting.bodies().len(), 1, "{dialect:?}: not retried");
+        let w = worker_state(&url, "decode", &cutting.url).await;
+        assert_eq!(
+            w["errors"].as_u64(),
+            Some(1),
+            "{dialect:?}: charged once: {w}"
+        );
+        // A streamed answer still goes out as it comes, and is cut as it broke.
+        let resp = post(&url, &completion(true)).await;
+        assert_eq!(resp.status(), 200);
+        assert!(resp.bytes().await.is_err(), "{dialect:?}");
+    }
+}
+
+/// A non-streamed answer still unfinished at the request deadline is the 504 it would have been
+/// before its first byte, and the worker is let go.
+#[tokio::test]
+async fn a_non_streamed_answer_unfinished_at_the_deadline_is_a_504() {
+    let (dropped, gen_dropped) = drop_signal();
+    let ctx = fake("ctx").start().await;
+    let generation = fake("gen")
+        .generation(Gen::Gated {
+            release: Arc::new(Notify::new()),
+            dropped,
+        })
+        .start()
+        .await;
+    let mut cfg = config(&[&ctx], &[&generation]);
+    cfg.request_timeout = Duration::from_millis(500);
+    let url = router(cfg).await;
+    let started = Instant::now();
+    let msg = api_error(post(&url, &completion(false)).await, 504).await;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_secs(5),
+        "at the 500 ms deadline: {took:?}"
+    );
+    assert!(
+        msg.contains(&generation.url) && msg.contains("request deadline"),
+        "{msg}"
+    );
+    tokio::time::timeout(LIMIT, gen_dropped)
+        .await
+        .expect("the generation worker sees the router hang up")
+        .unwrap();
+    let w = worker_state(&url, "decode", &generation.url).await;
+    assert_eq!(w["deadline_errors"].as_u64(), Some(1), "{w}");
 }
 
 #[tokio::test]

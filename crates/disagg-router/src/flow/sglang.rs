@@ -66,7 +66,7 @@ pub(super) async fn flow(
                 .map_err(failed)?;
             state.prefill.record_answer(pi);
             state.decode.record_answer(di);
-            return Ok(resp);
+            return Ok(Ok(resp));
         }
         if req.return_logprob() {
             // Streamed: prefill's rows go into every decode event, so prefill's answer is
@@ -84,7 +84,7 @@ pub(super) async fn flow(
                 leases: vec![d_lease],
                 companion: None,
             };
-            return Ok(relay::respond(opened, &worker, true, keep, &state.metrics));
+            return Ok(relay::respond(opened, &worker, true, keep, &state.metrics).await);
         }
         state.prefill.record_answer(pi);
         state.decode.record_answer(di);
@@ -97,15 +97,11 @@ pub(super) async fn flow(
             leases: vec![d_lease],
             companion,
         };
-        Ok(relay::respond(
-            opened,
-            &worker,
-            req.stream(),
-            keep,
-            &state.metrics,
-        ))
+        // A failure once decode's answer is under way is charged to its worker by the relay,
+        // and is not retried (decode may have taken the KV hand-off).
+        Ok(relay::respond(opened, &worker, req.stream(), keep, &state.metrics).await)
     })
-    .await
+    .await?
 }
 
 /// The prefill leg when decode's first byte is in: answered, or still running.
