@@ -636,28 +636,31 @@ impl Book {
         let o = &mut self.open[slot];
         let _lock = lock(&o.dir);
         // A job of a `--no-wait` point may have ended (and written its exit code) already.
-        settle(&mut o.record);
+        settle(&mut o.record, written_code);
         write_folder(&o.dir, &o.record);
     }
 }
 
 /// Points submitted without waiting take their status from their run folder's exit code, once
-/// it is there.
-fn settle(record: &mut SweepRecord) {
+/// it is there; `collect` gives it (the exit code there, or the reports of a job Slurm ended
+/// without its supervisor writing them, written now; `None` while the job is out).
+fn settle(record: &mut SweepRecord, collect: impl Fn(&Path) -> Option<i32>) {
     for p in &mut record.points {
         if p.status != PointStatus::Submitted {
             continue;
         }
-        let code = p.run_dir.as_ref().and_then(|d| {
-            std::fs::read_to_string(d.join(crate::run::EXIT_CODE_FILE))
-                .ok()
-                .and_then(|t| t.trim().parse::<i32>().ok())
-        });
-        if let Some(code) = code {
+        if let Some(code) = p.run_dir.as_deref().and_then(&collect) {
             p.status = PointStatus::from_code(code);
             p.exit_code = Some(code);
         }
     }
+}
+
+/// The exit code a run folder holds, once its reports are written.
+fn written_code(run_dir: &Path) -> Option<i32> {
+    std::fs::read_to_string(run_dir.join(crate::run::EXIT_CODE_FILE))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
 }
 
 /// Whether every point of the sweep is over (none to run, none out).
@@ -695,24 +698,46 @@ pub fn refresh(run_dir: &Path) -> Option<(PathBuf, bool)> {
             .ok()?
             .trim(),
     );
-    let _lock = lock(&dir);
-    let mut record = match SweepRecord::read(&dir) {
-        Ok(r) => r,
+    match bring_up_to_date(&dir, crate::slurm::submit::collect_ended) {
+        Ok(complete) => Some((dir, complete)),
         Err(e) => {
             say_err!(
                 "warning: the sweep of {} is not updated: {e}",
                 run_dir.display()
             );
-            return None;
+            None
         }
-    };
-    settle(&mut record);
-    write_folder(&dir, &record);
+    }
+}
+
+/// `disagg report SWEEP`: a `--no-wait` sweep's points whose jobs Slurm has ended are settled
+/// (those whose supervisor wrote no reports get them now, from what Slurm says: a job
+/// cancelled while it pended never writes its own), and the folder rewritten. Whether the
+/// sweep is complete; `Ok(false)` for a sweep with no point out.
+pub fn settle_submitted(dir: &Path) -> Result<bool, String> {
+    let record = SweepRecord::read(dir)?;
+    if !record
+        .points
+        .iter()
+        .any(|p| p.status == PointStatus::Submitted)
+    {
+        return Ok(false);
+    }
+    bring_up_to_date(dir, crate::slurm::submit::collect_ended)
+}
+
+/// Settles the sweep folder's submitted points with `collect` (under its lock), rewrites it,
+/// and writes its report once no point is out. Whether the sweep is complete.
+fn bring_up_to_date(dir: &Path, collect: impl Fn(&Path) -> Option<i32>) -> Result<bool, String> {
+    let _lock = lock(dir);
+    let mut record = SweepRecord::read(dir)?;
+    settle(&mut record, collect);
+    write_folder(dir, &record);
     let complete = complete(&record);
     if complete {
-        crate::study::write_sweep_report(&dir);
+        crate::study::write_sweep_report(dir);
     }
-    Some((dir, complete))
+    Ok(complete)
 }
 
 /// Writes `sweep.json`, `summary.md` and the point links of a sweep folder.
@@ -777,8 +802,12 @@ pub fn summary(r: &SweepRecord) -> String {
              killed outright leaves it so)"
         ),
     };
+    let submitted = match count(PointStatus::Submitted) {
+        0 => String::new(),
+        n => format!(", {n} submitted"),
+    };
     s.push_str(&format!(
-        "{} points: {} passed ({} reused), {} regressed, {} failed, {} interrupted, {} not run{under_way}\n\n",
+        "{} points: {} passed ({} reused), {} regressed, {} failed, {} interrupted, {} not run{submitted}{under_way}\n\n",
         r.points.len(),
         count(PointStatus::Passed),
         r.points.iter().filter(|p| p.reused).count(),
@@ -795,7 +824,7 @@ pub fn summary(r: &SweepRecord) -> String {
         .collect();
     if !out.is_empty() {
         s.push_str(&format!(
-            "Not over: {} point(s) submitted to Slurm without waiting (--no-wait), job(s) {}; the last of them to end rewrites this summary.\n\n",
+            "Not over: {} point(s) submitted to Slurm without waiting (--no-wait), job(s) {}; the last of them to end rewrites this summary (a job cancelled before it started, or killed, writes nothing itself: `disagg report` of this folder asks Slurm and brings it up to date).\n\n",
             out.len(),
             out.join(", ")
         ));
@@ -829,8 +858,16 @@ pub fn summary(r: &SweepRecord) -> String {
             // A failed point says why, as its run's reports do (a table cell: one line).
             p.run_dir
                 .as_deref()
-                .filter(|_| p.status == PointStatus::Failed)
-                .and_then(crate::outcome::failure_reason)
+                .and_then(|d| match p.status {
+                    PointStatus::Failed => crate::outcome::failure_reason(d),
+                    // What Slurm did, when it was Slurm's doing (a cancel from outside).
+                    PointStatus::Interrupted => {
+                        std::fs::read_to_string(d.join(crate::slurm::submit::SLURM_END_FILE))
+                            .ok()
+                            .and_then(|t| t.lines().next().map(str::to_string))
+                    }
+                    _ => None,
+                })
                 .map(|why| format!(": {}", why.replace(['\n', '|'], " ")))
                 .unwrap_or_default(),
             p.run_dir

@@ -41,6 +41,7 @@ fn main() {
                     a_job_slurm_will_not_release_fails_the_case_with_2_and_its_reports,
                     a_pending_job_is_said_with_slurms_reason_then_runs,
                     logs_say_what_slurm_says_of_a_no_wait_job_without_reports,
+                    a_no_wait_point_cancelled_while_it_pends_is_settled_by_the_job_that_ends_after_it,
                     no_wait_keeps_max_jobs_by_chaining_jobs_and_the_last_job_finishes_the_sweep,
                     the_benchmarks_progress_is_shown_live_while_the_job_runs,
                     sbatch_refusing_what_the_case_asks_exits_2_with_a_hint,
@@ -1204,6 +1205,82 @@ fn logs_say_what_slurm_says_of_a_no_wait_job_without_reports() {
         "{}",
         text(&logs)
     );
+    // Nobody waits for it, so `disagg report` writes its reports from what Slurm says: a JUnit
+    // glob over disagg_logs then sees the run, interrupted, and why.
+    let run = ws.run_dir("sl-nwp");
+    let report = ws.run(&["report", run.to_str().unwrap()]);
+    assert_eq!(report.status.code(), Some(0), "{}", text(&report));
+    assert_eq!(read(&run.join("exit_code")).trim(), "143");
+    let junit = read(&run.join("results.xml"));
+    assert!(junit.contains("the run was interrupted"), "{junit}");
+    assert!(
+        read(&run.join("slurm_end.txt")).contains("CANCELLED: cancelled from outside"),
+        "{}",
+        text(&report)
+    );
+    let logs = ws.run(&["logs", "sl-nwp"]);
+    let shown = String::from_utf8_lossy(&logs.stdout).to_string();
+    assert!(
+        shown.contains("interrupted") && shown.contains("(exit 143)"),
+        "{shown}"
+    );
+}
+
+/// A `--no-wait` sweep point whose job is cancelled while it pends writes nothing itself: the
+/// job that ends after it settles it (its reports written from what Slurm says), so the sweep
+/// folder does not say "Not over" for good.
+fn a_no_wait_point_cancelled_while_it_pends_is_settled_by_the_job_that_ends_after_it() {
+    let ws = Ws::new("nowait-cancelled-point");
+    let yaml = case(
+        "sl-nwc",
+        &format!("{GEN_OK}{TIMEOUTS}slurm: {{time: \"5\"}}\nsweep:\n  benchmark.rounds: [1, 2]\n"),
+    );
+    let c = ws.case("nwc.yaml", &yaml);
+    let out = ws.run(&[
+        "run",
+        c.to_str().unwrap(),
+        "--launcher",
+        "slurm",
+        "--no-wait",
+        "--max-jobs",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let sweep = std::fs::canonicalize(ws.dir.join("disagg_sweeps/sl-nwc/latest")).unwrap();
+    let record: serde_json::Value = serde_json::from_str(&read(&sweep.join("sweep.json"))).unwrap();
+    let ids: Vec<String> = record["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["job"].as_str().expect("a job id per point").to_string())
+        .collect();
+    // The second waits for the first to end: cancelled while it pends.
+    assert_eq!(job_state(&ids[1]).as_deref(), Some("PENDING"));
+    assert!(
+        Command::new("scancel")
+            .arg(&ids[1])
+            .status()
+            .unwrap()
+            .success()
+    );
+    for id in &ids {
+        wait_for_job_end(id, Duration::from_secs(120));
+    }
+    let record: serde_json::Value = serde_json::from_str(&read(&sweep.join("sweep.json"))).unwrap();
+    let points = record["points"].as_array().unwrap();
+    assert_eq!(points[0]["status"], "passed", "{record}");
+    assert_eq!(points[1]["status"], "interrupted", "{record}");
+    assert_eq!(points[1]["exit_code"], 143, "{record}");
+    let summary = read(&sweep.join("summary.md"));
+    assert!(!summary.contains("Not over"), "{summary}");
+    assert!(
+        summary.contains("2 points: 1 passed (0 reused), 0 regressed, 0 failed, 1 interrupted"),
+        "{summary}"
+    );
+    assert!(summary.contains("cancelled from outside"), "{summary}");
+    assert!(sweep.join("report.html").is_file());
+    let run = PathBuf::from(points[1]["run_dir"].as_str().unwrap());
+    assert!(read(&run.join("results.xml")).contains("the run was interrupted"));
 }
 
 fn a_pending_job_is_said_with_slurms_reason_then_runs() {

@@ -1052,6 +1052,37 @@ fn collect(s: &Submitted, info: Option<job::JobInfo>, skip_perf: bool) -> i32 {
     code
 }
 
+/// The run of a `--no-wait` job whose supervisor wrote no reports (cancelled while it pended,
+/// killed, its node lost): once Slurm says the job has ended, writes its reports from the run
+/// folder as a waiting `disagg run` would have, and returns their exit code. `None` while the
+/// job is out, when Slurm does not answer, or when `run_dir` is no such run; the exit code
+/// already there when the reports are.
+pub fn collect_ended(run_dir: &Path) -> Option<i32> {
+    if let Ok(t) = std::fs::read_to_string(run_dir.join(run::EXIT_CODE_FILE)) {
+        return t.trim().parse().ok();
+    }
+    let job = std::fs::read_to_string(run_dir.join(JOB_ID_FILE)).ok()?;
+    let job = job.trim();
+    let info = match job::lookup(job) {
+        job::Lookup::Found(i) if i.state.is_terminal() => Some(i),
+        job::Lookup::Found(_) | job::Lookup::NoAnswer(_) => return None,
+        job::Lookup::Gone => None,
+    };
+    let plan = crate::role::load_plan(run_dir).ok()?;
+    let s = Submitted {
+        view: crate::live::LiveView::default(),
+        supervisor: crate::beat::Watch::new(&plan, crate::beat::SUPERVISOR),
+        gave_up: None,
+        unanswered: None,
+        plan,
+        job: job.to_string(),
+        case: 0,
+        waiting: None,
+        next_progress: Instant::now(),
+    };
+    Some(collect(&s, info, run::skip_perf_from_env()))
+}
+
 /// The run folder's note of how Slurm ended a job someone else cancelled (`disagg triage`
 /// shows it).
 pub const SLURM_END_FILE: &str = "slurm_end.txt";
