@@ -129,8 +129,8 @@ pub(crate) fn text_summary(point: &PointReport) -> String {
     out
 }
 
-/// What benchmark_serving prints before its block: the load, then each failure kind and the
-/// failed total (only when something failed).
+/// What benchmark_serving prints before its block: the load, then each failure kind (when
+/// something failed) and the failed total.
 pub(crate) fn preamble(point: &PointReport, burstiness: f64) -> String {
     let mut out = String::new();
     let rate = match point.point.request_rate {
@@ -153,8 +153,11 @@ pub(crate) fn preamble(point: &PointReport, burstiness: f64) -> String {
         for (kind, n) in &point.error_counts {
             let _ = writeln!(out, "Error type: {kind}, Count: {n} requests");
         }
-        let _ = writeln!(out, "Total failed requests: {}", point.metrics.failed);
     }
+    // Always, 0 too, as benchmark_serving's calculate_metrics prints it: TensorRT-LLM's
+    // report.py takes the log's last such line as the case's failed count, so a clean last
+    // point after a failed one must say 0.
+    let _ = writeln!(out, "Total failed requests: {}", point.metrics.failed);
     out
 }
 
@@ -353,7 +356,14 @@ timeout:                                 1
     fn failed_requests_print_tensorrt_llms_failure_block_and_preamble() {
         let mut p = point();
         assert!(!text_summary(&p).contains("FAILED"));
-        assert!(!preamble(&p, 1.0).contains("failed"));
+        // Said with 0 too, as benchmark_serving does: report.py reads the log's last one, so a
+        // clean point after a failed one must not leave the failed one's count last.
+        assert!(
+            preamble(&p, 1.0).ends_with("\nTotal failed requests: 0\n"),
+            "{}",
+            preamble(&p, 1.0)
+        );
+        assert!(!preamble(&p, 1.0).contains("Error type"));
         p.metrics.completed = 40;
         p.metrics.failed = 24;
         p.error_counts.insert("http_500".into(), 20);
