@@ -887,6 +887,7 @@ pub fn measure_hash(case: &LoadedCase) -> String {
     c.slurm.time = None;
     c.slurm.account = None;
     c.slurm.job_name = None;
+    c.slurm.extra_args = measured_extra_args(&c.slurm.extra_args);
     for file in [&mut c.benchmark.dataset, &mut c.benchmark.tokenizer] {
         if let Some(f) = file.as_mut() {
             // Unreadable: the path stands, and the run fails on it anyway.
@@ -897,6 +898,42 @@ pub fn measure_hash(case: &LoadedCase) -> String {
     }
     let body = serde_yaml_ng::to_string(&c).unwrap_or_default();
     sha256_hex(body.as_bytes())
+}
+
+/// sbatch options that say when or under what bookkeeping a job runs, never on what: a
+/// `--begin` or `--mail-type` added for one night keeps the history. (`validate` has each
+/// option and its value as one item: `--begin=now+1h`.)
+const SCHEDULING_ONLY: &[&str] = &[
+    "--begin",
+    "-b",
+    "--mail-type",
+    "--mail-user",
+    "--comment",
+    "--dependency",
+    "-d",
+    "--deadline",
+    "--nice",
+    "--priority",
+    "--qos",
+    "-q",
+    "--wckey",
+    "--hold",
+    "-H",
+    "--requeue",
+    "--no-requeue",
+    "--kill-on-invalid-dep",
+    "--time-min",
+];
+
+/// `extra_args` without [`SCHEDULING_ONLY`]'s options.
+fn measured_extra_args(args: &[String]) -> Vec<String> {
+    args.iter()
+        .filter(|a| {
+            let name = a.split_once('=').map_or(a.as_str(), |(n, _)| n);
+            !SCHEDULING_ONLY.contains(&name)
+        })
+        .cloned()
+        .collect()
 }
 
 /// The file in the run folder holding the resolved case's [`measure_hash`].
@@ -1694,8 +1731,8 @@ mod tests {
     use super::{combine, measure_hash, tally_line};
     use disagg_core::exit::*;
 
-    /// A Slurm time limit, account or job name changes no figure, so the history gate keeps
-    /// its runs; the partition may, so it does not.
+    /// A Slurm time limit, account, job name or scheduling option changes no figure, so the
+    /// history gate keeps its runs; the partition or a constraint may, so it does not.
     #[test]
     fn the_measured_case_leaves_out_the_jobs_bookkeeping() {
         let hash = |slurm: &str| {
@@ -1712,6 +1749,21 @@ mod tests {
         let base = hash("time: \"100\"");
         assert_eq!(base, hash("time: \"200\", account: a, job_name: j"));
         assert_ne!(base, hash("time: \"100\", partition: other"));
+        // When, and under what bookkeeping, the job runs: the same measurement.
+        let with = |args: &str| hash(&format!("time: \"100\", extra_args: [{args}]"));
+        let exclusive = with("\"--exclusive\"");
+        assert_ne!(base, exclusive, "what it runs on is measured");
+        assert_eq!(
+            exclusive,
+            with(
+                "\"--begin=now+150\", \"--exclusive\", \"--mail-type=ALL\", \"--qos=high\", \"-H\""
+            )
+        );
+        assert_eq!(
+            base,
+            with("\"--dependency=afterok:12\", \"--comment=nightly\"")
+        );
+        assert_ne!(base, with("\"--constraint=h100\""));
     }
 
     #[test]
