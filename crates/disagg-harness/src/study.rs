@@ -305,8 +305,83 @@ pub fn write_sweep_report(dir: &Path) -> Option<PathBuf> {
     }
 }
 
-/// `disagg compare A B`: every metric of every point side by side, with the change.
+/// `disagg compare A B`: every metric of every point side by side, with the change. Two sweep
+/// folders: each sweep point's runs, matched by config name.
 pub fn compare(a: &Path, b: &Path) -> Result<String, String> {
+    let sweep = |p: &Path| p.join(crate::sweep::SWEEP_FILE).is_file();
+    match (sweep(a), sweep(b)) {
+        (true, true) => return compare_sweeps(a, b),
+        (false, false) => {}
+        _ => {
+            return Err(format!(
+                "{} is a sweep folder and {} is not\nhint: compare two sweep folders, or two run \
+                 folders (a sweep's runs are under its points/)",
+                if sweep(a) { a } else { b }.display(),
+                if sweep(a) { b } else { a }.display()
+            ));
+        }
+    }
+    compare_runs(a, b)
+}
+
+/// Two sweeps, point by point (matched by config name, in A's order, then B's own): each pair of
+/// runs as [`compare_runs`] shows it; a point one side lacks, or did not run, is said.
+fn compare_sweeps(a: &Path, b: &Path) -> Result<String, String> {
+    let (ra, rb) = (
+        crate::sweep::SweepRecord::read(a)?,
+        crate::sweep::SweepRecord::read(b)?,
+    );
+    let mut names: Vec<&str> = ra.points.iter().map(|p| p.config_name.as_str()).collect();
+    for p in &rb.points {
+        if !names.contains(&p.config_name.as_str()) {
+            names.push(&p.config_name);
+        }
+    }
+    let mut s = format!(
+        "sweep A: {} ({} points)\nsweep B: {} ({} points)\n",
+        a.display(),
+        ra.points.len(),
+        b.display(),
+        rb.points.len()
+    );
+    for name in names {
+        let find = |r: &crate::sweep::SweepRecord| {
+            r.points.iter().find(|p| p.config_name == name).cloned()
+        };
+        let _ = write!(s, "\n=== {name}");
+        let run = |p: &Option<crate::sweep::PointRecord>| -> Result<PathBuf, String> {
+            match p {
+                None => Err("not in its sweep".into()),
+                Some(p) => p
+                    .run_dir
+                    .clone()
+                    .ok_or_else(|| format!("{} (no run folder)", p.status.as_str())),
+            }
+        };
+        match (run(&find(&ra)), run(&find(&rb))) {
+            (Ok(x), Ok(y)) => {
+                let _ = writeln!(s, " ===");
+                match compare_runs(&x, &y) {
+                    Ok(t) => s.push_str(&t),
+                    Err(e) => {
+                        let _ = writeln!(s, "not compared: {e}");
+                    }
+                }
+            }
+            (x, y) => {
+                let side = |r: &Result<PathBuf, String>| match r {
+                    Ok(d) => d.display().to_string(),
+                    Err(e) => e.clone(),
+                };
+                let _ = writeln!(s, " (not compared) ===\nA: {}\nB: {}", side(&x), side(&y));
+            }
+        }
+    }
+    Ok(s)
+}
+
+/// Two runs: every metric of every point side by side, with the change.
+fn compare_runs(a: &Path, b: &Path) -> Result<String, String> {
     // Each side's points, and what the run was (a failed or unfinished run's points are shown,
     // but the reader is told).
     let read = |p: &Path| -> Result<(Vec<PointReport>, String, Option<String>), String> {

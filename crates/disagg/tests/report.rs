@@ -432,6 +432,62 @@ fn compare_prints_two_runs_side_by_side() {
     );
 }
 
+/// Last night's sweep against tonight's: point by point, each pair of runs side by side; a
+/// sweep against a run is refused with a hint.
+#[test]
+fn compare_takes_two_sweep_folders_point_by_point() {
+    let dir = TempDir::new("compare-sweeps");
+    let ws = dir.path().join("ws");
+    let case = CaseSpec {
+        name: "cmps",
+        concurrency: "[1]",
+        rounds: 1,
+        extra: "sweep:\n  benchmark.isl: [8, 16]\n",
+        ..Default::default()
+    }
+    .write(dir.path(), "s.yaml");
+    let mut sweeps = Vec::new();
+    for _ in 0..2 {
+        let r = run(&case, &ws, &[], &[]);
+        assert_eq!(r.code(), 0, "{}", r.show());
+        sweeps.push(std::fs::canonicalize(ws.join("disagg_sweeps/cmps/latest")).unwrap());
+    }
+    assert_ne!(sweeps[0], sweeps[1]);
+    let r = disagg(
+        &[
+            "compare",
+            sweeps[0].to_str().unwrap(),
+            sweeps[1].to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let out = r.stdout();
+    let record = json(&sweeps[0].join("sweep.json"));
+    for p in record["points"].as_array().unwrap() {
+        let name = p["config_name"].as_str().unwrap();
+        let at = out
+            .find(&format!("=== {name} ===\n"))
+            .unwrap_or_else(|| panic!("no section for {name}:\n{out}"));
+        // Each section is that point's two runs, side by side.
+        let section = &out[at..];
+        assert!(section.contains("\ncon1\n"), "{out}");
+        assert!(
+            section.contains(&format!("A: {}", p["run_dir"].as_str().unwrap())),
+            "{out}"
+        );
+    }
+    let run_dir = record["points"][0]["run_dir"].as_str().unwrap().to_string();
+    let r = disagg(&["compare", sweeps[0].to_str().unwrap(), &run_dir], &[]);
+    assert_eq!(r.code(), 2, "{}", r.show());
+    assert!(
+        r.stderr().contains("is a sweep folder and")
+            && r.stderr().contains("hint: compare two sweep folders"),
+        "{}",
+        r.show()
+    );
+}
+
 /// A path that is not there is said to be a missing path, not a config with no runs in a store
 /// nobody asked about.
 #[test]

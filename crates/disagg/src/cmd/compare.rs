@@ -1,12 +1,13 @@
 use std::path::PathBuf;
 
 /// Print two runs' metrics side by side: every metric of every point (matched by concurrency or
-/// rate), A, B, the difference and the change in percent, marked better or worse.
+/// rate), A, B, the difference and the change in percent, marked better or worse. Two sweep
+/// folders are compared point by point (their runs matched by config name).
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The first run folder (or its results.json).
+    /// The first run folder (or its results.json), or sweep folder.
     run_a: PathBuf,
-    /// The second run folder (or its results.json).
+    /// The second run folder (or its results.json), or sweep folder.
     run_b: PathBuf,
 }
 
