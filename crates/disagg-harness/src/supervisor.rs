@@ -753,6 +753,12 @@ fn death_reason(plan: &Plan, p: &Proc) -> String {
     let errors = srun_errors(&log);
     match note {
         Some(n) => format!("{} {exit}: {}", p.plan.role, n.reason),
+        // It failed, said so in its log, and could not write its note (a run folder it cannot
+        // write): the log's word.
+        None if let Some(why) = logged_failure(&log, p.plan.role) => format!(
+            "{} failed: {why} (its exit note could not be written; see {})",
+            p.plan.role, p.plan.log
+        ),
         // Its role process ended with no account (a role exits with one, whatever it fails
         // at): killed, as the OOM killer or a `kill -9` does, or its node lost. srun says how.
         None if ended
@@ -801,6 +807,14 @@ fn ranks_death_reason(plan: &Plan, p: &Proc) -> Option<String> {
     match first {
         Some((host, rank, what)) => match noted(rank) {
             Some(n) => Some(format!("{role} failed: {}", n.reason)),
+            None if what.starts_with("Exited")
+                && let Some(why) = logged_failure(&plan.run_dir.join(&p.plan.log), role) =>
+            {
+                Some(format!(
+                    "{role} failed: {why} (its exit note could not be written; see {})",
+                    p.plan.log
+                ))
+            }
             None => {
                 let echo = exit_note(plan, role)
                     .map(|n| format!("; then {}", n.reason))
@@ -814,6 +828,17 @@ fn ranks_death_reason(plan: &Plan, p: &Proc) -> Option<String> {
         },
         None => exit_note(plan, role).map(|n| format!("{role} failed: {}", n.reason)),
     }
+}
+
+/// What a role said of its failure in its log (`disagg role GEN_0: FAILED: <why>`, the first such
+/// line), for when its exit note could not be written.
+fn logged_failure(log: &std::path::Path, role: RoleName) -> Option<String> {
+    let text = crate::logtext::tail_text(log, 256 * 1024)?;
+    let mark = format!("disagg role {role}: FAILED: ");
+    text.lines().find_map(|l| {
+        l.split_once(mark.as_str())
+            .map(|(_, why)| why.trim().to_string())
+    })
 }
 
 /// The first task of a step that srun saw end on its own, before it stopped the others: from
@@ -1364,9 +1389,20 @@ fn stopped_from_outside(plan: &Plan, role: RoleName, exit: Exit) -> Option<i32> 
         Exit::Code(c @ (129 | 130 | 143)) => c - 128,
         _ => return None,
     };
-    exit_note(plan, role)
-        .is_none_or(|n| n.stopped_by_term())
-        .then_some(sig)
+    match exit_note(plan, role) {
+        Some(n) => n.stopped_by_term().then_some(sig),
+        // No note (the role could not write it: a run folder it cannot write): srun's lines say
+        // whether a task of the step ended on its own first and had srun stop the others.
+        None => {
+            let log = plan.run_dir.join(
+                plan.role(role)
+                    .map_or_else(|| role.log_file(), |r| r.log.clone()),
+            );
+            first_task_end(&log)
+                .is_none_or(|(_, _, how)| how == "Terminated")
+                .then_some(sig)
+        }
+    }
 }
 
 /// Another role than `role` ended by a stop signal from outside ([`stopped_from_outside`]),

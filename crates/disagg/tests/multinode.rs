@@ -1522,7 +1522,10 @@ fn the_sglang_multinode_example_runs_a_process_per_node_in_each_nodes_container(
             "slurm: {partition: batch, time: \"04:00:00\"}",
             &format!(
                 "slurm: {{time: \"04:00:00\", container: {{image: \"lmsysorg/sglang:v0.5.23\", \
-                 mounts: [\"{site}/models:{site}/models\"]}}}}"
+                 mounts: [\"{site}/models:{site}/models:ro\", \"{logs}:{logs}:ro\"]}}}}",
+                // The run folders read-only (as a site's `/lustre:/lustre:ro` holds them, to
+                // keep its weights safe): each step is given a writable mount of its own.
+                logs = ws.dir.join("disagg_logs").display()
             ),
         )
         .replace(
@@ -1549,6 +1552,23 @@ fn the_sglang_multinode_example_runs_a_process_per_node_in_each_nodes_container(
             .any(|l| l.contains("headless: no HTTP here")),
         "{log}"
     );
+    // The image sets UCX_TLS, and its ENV wins over the host's inside the container: the role
+    // unsets it again, as the case's workers have it, and says so.
+    for host in [&hosts[1], &hosts[2]] {
+        let lines = rank_lines(&log, if host == &hosts[1] { 0 } else { 1 }, host);
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("python3 stand-in: UCX_TLS=<unset>")),
+            "{log}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("the container's image had its own UCX_TLS (unset)")),
+            "{log}"
+        );
+    }
     assert_eq!(completed(&dir), 8);
     assert_no_process_left(&dir);
 }
@@ -1584,6 +1604,15 @@ fn the_trtllm_multinode_example_runs_each_container_step_in_a_sandbox_of_its_mou
         gen_log.contains(&format!("[rank 15 @ {}] ", job_hosts(&dir)[2])),
         "all 16 ranks ran:\n{gen_log}"
     );
+    // The image's ENV sets UCX_TLS and TLLM_LOG_LEVEL=WARNING, and wins over the host's inside
+    // the container: every engine still runs with the case's (INFO, UCX_TLS unset).
+    for log in [gen_log, read(&dir.join("ctx_server_0.log"))] {
+        assert!(
+            log.contains("trtllm-serve stand-in: UCX_TLS=<unset> TLLM_LOG_LEVEL=INFO")
+                && !log.contains("TLLM_LOG_LEVEL=WARNING"),
+            "{log}"
+        );
+    }
     assert_no_process_left(&dir);
 }
 

@@ -57,12 +57,26 @@ pub fn run_role(role: RoleName, run_dir: &Path) -> i32 {
             return exit::USAGE;
         }
     };
-    if plan.role(role).is_none() {
+    let Some(own) = plan.role(role) else {
         say!(
             "disagg role {role}: the plan in {} has no role {role}",
             run_dir.display()
         );
         return exit::USAGE;
+    };
+    // In a container the image's own variables win over those srun hands in (pyxis: "their
+    // existing values in the image take precedence"): the case's are applied again here, where
+    // they are the last word, and UCX_TLS (or what else it unsets) is removed again.
+    if plan.slurm.container.is_some() && std::env::var_os("SLURM_JOB_ID").is_some() {
+        // SAFETY: no thread has been started yet; the async runtime is built below.
+        let changed = unsafe { reapply_env(&own.env_set, &own.env_unset) };
+        if !changed.is_empty() {
+            say!(
+                "disagg role {role}: the container's image had its own {}; the case's applied \
+                 again",
+                changed.join(", ")
+            );
+        }
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -233,6 +247,33 @@ fn die_by(sig: nix::sys::signal::Signal) -> i32 {
     }
     let _ = nix::sys::signal::raise(sig);
     exit::by_signal(sig as i32)
+}
+
+/// Sets `set` and removes `unset` in this process's environment (the engine inherits it), where
+/// they differ; returns what differed (`UCX_TLS (unset)`, `TLLM_LOG_LEVEL`), names only.
+///
+/// # Safety
+/// Must run before the process starts any thread (the environment is not thread-safe).
+unsafe fn reapply_env(
+    set: &std::collections::BTreeMap<String, String>,
+    unset: &[String],
+) -> Vec<String> {
+    let mut changed = Vec::new();
+    for (k, v) in set {
+        if std::env::var_os(k).as_deref() != Some(std::ffi::OsStr::new(v)) {
+            // SAFETY: the caller guarantees no other thread runs.
+            unsafe { std::env::set_var(k, v) };
+            changed.push(k.clone());
+        }
+    }
+    for k in unset {
+        if std::env::var_os(k).is_some() {
+            // SAFETY: as above.
+            unsafe { std::env::remove_var(k) };
+            changed.push(format!("{k} (unset)"));
+        }
+    }
+    changed
 }
 
 /// Reads `plan.json` from a run folder.

@@ -328,7 +328,11 @@ pub fn container_mounts(plan: &Plan) -> Result<Vec<String>, MountError> {
     if let Some(exe) = plan.roles.first().and_then(|r| r.argv.first()) {
         needed.push(("the disagg binary", exe.clone()));
     }
+    // Written to by every step: a case's read-only mount holding it (`/lustre:/lustre:ro`, to
+    // keep the weights safe) gets a writable one of it after (later mounts go over earlier).
+    let mut writable = Vec::new();
     if let Some(config_dir) = plan.run_dir.parent() {
+        writable.push(config_dir.display().to_string());
         needed.push(("the run folder's parent", config_dir.display().to_string()));
     }
     for (what, p) in [
@@ -347,7 +351,7 @@ pub fn container_mounts(plan: &Plan) -> Result<Vec<String>, MountError> {
     for (what, path) in needed {
         // A case's own mount showing it needs nothing written; only a path we must add has to
         // fit the list.
-        if shown_at_same_path(&mounts, &path) {
+        if shown_at_same_path(&mounts, &path, writable.contains(&path)) {
             continue;
         }
         if path.contains(',') || path.contains(':') {
@@ -359,16 +363,27 @@ pub fn container_mounts(plan: &Plan) -> Result<Vec<String>, MountError> {
 }
 
 /// Whether a mount `SRC:DST[:FLAGS]` with `SRC == DST` contains `path` (a mount elsewhere would
-/// show it inside the container at another path, which our argv would not find).
-fn shown_at_same_path(mounts: &[String], path: &str) -> bool {
+/// show it inside the container at another path, which our argv would not find), and, when
+/// `writable`, the last such mount is not read-only (`ro` among its `+`-separated flags).
+fn shown_at_same_path(mounts: &[String], path: &str, writable: bool) -> bool {
     let path = std::path::Path::new(path);
-    mounts.iter().any(|m| {
-        let mut fields = m.split(':');
-        match (fields.next(), fields.next()) {
-            (Some(src), Some(dst)) => src == dst && path.starts_with(src),
-            _ => false,
-        }
-    })
+    mounts
+        .iter()
+        .rev()
+        .find_map(|m| {
+            let mut fields = m.split(':');
+            match (fields.next(), fields.next()) {
+                (Some(src), Some(dst)) if src == dst && path.starts_with(src) => Some(
+                    fields
+                        .next()
+                        .unwrap_or_default()
+                        .split('+')
+                        .all(|f| f != "ro"),
+                ),
+                _ => None,
+            }
+        })
+        .is_some_and(|rw| rw || !writable)
 }
 
 /// Removes every variable whose name starts with one of `prefixes` (comma-separated) from this
@@ -483,6 +498,33 @@ mod tests {
                 .any(|m| m.starts_with("/nowhere")),
             "a model path that is not here is left to the image"
         );
+    }
+
+    /// A read-only mount holding the run folder (`/lustre:/lustre:ro`, to keep the weights
+    /// safe): every step writes there, so a writable mount of it goes after; read-only is fine
+    /// for what is only read (the binary).
+    #[test]
+    fn a_read_only_mount_holding_the_run_folder_gets_a_writable_one_after_it() {
+        let p = plan(
+            "{image: img, mounts: [\"/lustre:/lustre:ro+rprivate\", \"/opt:/opt:ro\"]}",
+            "/nowhere/model",
+            "/lustre/ws/disagg_logs/x/7",
+        );
+        assert_eq!(
+            container_mounts(&p).unwrap(),
+            [
+                "/lustre:/lustre:ro+rprivate",
+                "/opt:/opt:ro",
+                "/lustre/ws/disagg_logs/x:/lustre/ws/disagg_logs/x",
+            ]
+        );
+        // A writable mount after the read-only one: nothing to add.
+        let p = plan(
+            "{image: img, mounts: [\"/lustre:/lustre:ro\", \"/lustre/ws:/lustre/ws\", \"/opt:/opt\"]}",
+            "/nowhere/model",
+            "/lustre/ws/disagg_logs/x/7",
+        );
+        assert_eq!(container_mounts(&p).unwrap().len(), 3);
     }
 
     #[test]

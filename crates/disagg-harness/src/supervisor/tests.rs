@@ -957,6 +957,39 @@ fn several_roles_stopped_by_sigterm_from_outside_interrupt_the_run() {
     assert_eq!(outcome.result, RunResult::Interrupted, "{outcome:?}");
 }
 
+/// Roles whose steps srun ended 143 after a task of each failed on its own (`--kill-on-bad-exit`),
+/// with no exit note (the run folder was read-only inside their container): a failure, read from
+/// srun's lines, never an interruption from outside.
+#[test]
+fn roles_srun_stopped_after_a_task_failed_are_a_failure_without_their_notes() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan(dir.path());
+    for role in [gen0(), RoleName::Ctx(0)] {
+        let log = plan
+            .run_dir
+            .join(&plan.roles.iter().find(|r| r.role == role).unwrap().log);
+        std::fs::write(
+            &log,
+            format!(
+                "[rank 0 @ dgn1] disagg role {role}: FAILED: cannot publish \
+                 rendezvous/{role}.json: Read-only file system (os error 30)\n\
+                 srun: error: dgn1: task 0: Exited with exit code 1\n\
+                 srun: launch/slurm: _step_signal: Terminating StepId=39.3\n\
+                 srun: error: dgn1: tasks 1-3: Terminated\n"
+            ),
+        )
+        .unwrap();
+    }
+    let scripts = scripts(&plan, |role, s| {
+        if role == gen0() || role == RoleName::Ctx(0) {
+            s.exit = Some((Duration::from_millis(300), Exit::Code(143)));
+        }
+    });
+    let (outcome, _, _) = run(&plan, scripts, false);
+    let f = failure(&outcome);
+    assert!(f.reason.contains("Read-only file system"), "{f:?}");
+}
+
 /// A role whose step srun saw end by SIGTERM (`task 0: Terminated`), with no account of its
 /// own: someone sent it a stop signal; not "killed (the OOM killer, or a kill -9)", which is
 /// what srun's `Killed` means.
