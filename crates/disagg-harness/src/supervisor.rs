@@ -835,10 +835,23 @@ fn ranks_death_reason(plan: &Plan, p: &Proc) -> Option<String> {
 fn logged_failure(log: &std::path::Path, role: RoleName) -> Option<String> {
     let text = crate::logtext::tail_text(log, 256 * 1024)?;
     let mark = format!("disagg role {role}: FAILED: ");
-    text.lines().find_map(|l| {
-        l.split_once(mark.as_str())
-            .map(|(_, why)| why.trim().to_string())
-    })
+    text.lines()
+        .find_map(|l| {
+            l.split_once(mark.as_str())
+                .map(|(_, why)| why.trim().to_string())
+        })
+        .or_else(|| {
+            // The role never ran: its binary does not suit the container image's C library.
+            let l = text
+                .lines()
+                .find(|l| l.contains("GLIBC_") && l.contains("not found"))?;
+            Some(format!(
+                "the disagg binary cannot run in the container's image (`{}`): it must suit the \
+                 image's C library; use a disagg built on an older distribution than the \
+                 image's, or a static (musl) build",
+                l.trim()
+            ))
+        })
 }
 
 /// The first task of a step that srun saw end on its own, before it stopped the others: from

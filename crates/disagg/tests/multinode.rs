@@ -75,6 +75,7 @@ fn main() {
                     the_trtllm_multinode_example_runs_each_container_step_in_a_sandbox_of_its_mounts,
                     an_imported_trtllm_case_runs_each_container_step_in_a_sandbox_of_its_mounts,
                     the_sglang_multinode_example_runs_a_process_per_node_in_each_nodes_container,
+                    a_container_mount_missing_on_the_nodes_fails_at_once_naming_the_key,
                 ],
             },
         ],
@@ -1420,6 +1421,34 @@ fn multinode_cluster_and_bubblewrap() -> Result<(), String> {
 /// runs where only its mounts and the system folders are visible. Returns the run folder and the
 /// container steps the stand-in saw.
 fn run_in_containers(ws: &Ws, config: &str, yaml: &str) -> (PathBuf, Vec<String>) {
+    let (out, dir, steps_log) = run_in_containers_as_it_goes(ws, config, yaml);
+    let logs: String = [
+        "ctx_server_0.log",
+        "gen_server_0.log",
+        "disagg_server.log",
+        "install.log",
+    ]
+    .iter()
+    .map(|f| {
+        format!(
+            "--- {f}\n{}\n",
+            std::fs::read_to_string(dir.join(f)).unwrap_or_default()
+        )
+    })
+    .collect();
+    assert_eq!(out.status.code(), Some(0), "{}\n{logs}", text(&out));
+    // The container steps; the stand-in enroot's removals are the job's last lines.
+    let steps = read(&steps_log)
+        .lines()
+        .filter(|l| l.starts_with("name="))
+        .map(str::to_string)
+        .collect();
+    (dir, steps)
+}
+
+/// [`run_in_containers`], whatever the run's end: `disagg run`'s output, the run folder and the
+/// stand-in's log of container steps.
+fn run_in_containers_as_it_goes(ws: &Ws, config: &str, yaml: &str) -> (Output, PathBuf, PathBuf) {
     let case = ws.case(&format!("{config}.yaml"), yaml);
     let steps_log = ws.dir.join("container-steps.log");
     // Outside every mount: the sandbox must not show it.
@@ -1447,24 +1476,43 @@ fn run_in_containers(ws: &Ws, config: &str, yaml: &str) -> (PathBuf, Vec<String>
         .env("DISAGG_STANDIN_HIDDEN", &hidden)
         .output()
         .unwrap();
-    let dir = ws.run_dir(config);
-    let logs: String = [
-        "ctx_server_0.log",
-        "gen_server_0.log",
-        "disagg_server.log",
-        "install.log",
-    ]
-    .iter()
-    .map(|f| {
-        format!(
-            "--- {f}\n{}\n",
-            std::fs::read_to_string(dir.join(f)).unwrap_or_default()
-        )
-    })
-    .collect();
-    assert_eq!(out.status.code(), Some(0), "{}\n{logs}", text(&out));
-    let steps = read(&steps_log).lines().map(str::to_string).collect();
-    (dir, steps)
+    (out, ws.run_dir(config), steps_log)
+}
+
+/// A mount whose source is not on the nodes (pyxis, unlike docker, does not make it): the job's
+/// container cannot start, and the run fails in seconds with enroot's words and the key to fix,
+/// with nothing left running.
+fn a_container_mount_missing_on_the_nodes_fails_at_once_naming_the_key() {
+    let ws = Ws::new("missing-mount");
+    let site = ws.dir.join("site");
+    std::fs::create_dir_all(site.join("models/DeepSeek-R1")).unwrap();
+    let site = site.display().to_string();
+    let yaml = example("sglang-multinode.yaml")
+        .replace("/models", &format!("{site}/models"))
+        .replace(
+            "slurm: {partition: batch, time: \"04:00:00\"}",
+            &format!(
+                "slurm: {{time: \"04:00:00\", container: {{image: \"lmsysorg/sglang:v0.5.23\", \
+                 mounts: [\"{site}/models:{site}/models\", \"{site}/no-such-cache:/cache\"]}}}}"
+            ),
+        );
+    let started = Instant::now();
+    let (out, dir, _) = run_in_containers_as_it_goes(&ws, "sglang-1p1d-tp16", &yaml);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    let summary = read(&dir.join("summary.md"));
+    assert!(
+        summary.contains("slurm.container.mounts")
+            && summary.contains(&format!(
+                "enroot-mount: failed to mount: {site}/no-such-cache"
+            )),
+        "{summary}"
+    );
+    assert_no_process_left(&dir);
 }
 
 /// What every container run must show: the job's named container made first on every node and
@@ -1478,6 +1526,22 @@ fn assert_one_named_container_per_node(dir: &Path, steps: &[String], nodes: usiz
         "the first step makes the container on each node: {steps:?}"
     );
     assert_eq!(steps.len(), 1 + roles, "{steps:?}");
+    // pyxis keeps a named container after the job (its default container_scope): once the
+    // roles are gone, the supervisor removes it on every node of the job, outside the container.
+    let ws = dir.ancestors().nth(3).unwrap();
+    let removed: Vec<String> = read(&ws.join("container-steps.log"))
+        .lines()
+        .filter_map(|l| l.strip_prefix("enroot remove "))
+        .map(str::to_string)
+        .collect();
+    let mut want: Vec<String> = job_hosts(dir)
+        .iter()
+        .map(|h| format!("pyxis_disagg-{} on {h}", id.trim()))
+        .collect();
+    want.sort();
+    let mut got = removed.clone();
+    got.sort();
+    assert_eq!(got, want, "{}", read(&dir.join("install.log")));
     let config_dir = dir.parent().unwrap().display().to_string();
     for s in steps {
         assert!(s.starts_with(&format!("{name} ")), "{s}");

@@ -126,10 +126,12 @@ pub fn render(plan: &Plan, exe: &Path, skip_perf_check: bool) -> Result<String, 
             "# The setup, once per node as one step, into install.log.",
             setup.clone(),
         )),
+        // It runs the binary every step runs there: one that does not suit the image's C
+        // library fails here, in seconds, saying so, before any worker starts.
         (None, Some(_)) => Some((
             "CONTAINER",
             "# The job's container, made once per node from the image; every step reuses it.",
-            vec!["true".to_string()],
+            vec![exe.display().to_string(), "--version".to_string()],
         )),
         (None, None) => None,
     };

@@ -201,6 +201,15 @@ pub fn supervise_run_dir(
         ),
         _ => run::finish(&plan, &outcome, baseline.as_ref(), skip_perf),
     };
+    // The roles are gone: the job's named container goes too, unless Slurm is ending the job
+    // (its TERM came: no new step starts then).
+    if let (ExecutorKind::Slurm, Some(id), false) = (
+        kind,
+        &job_id,
+        matches!(outcome.result, RunResult::Interrupted),
+    ) {
+        remove_named_container(&plan, id);
+    }
     // A sweep point submitted with --no-wait: nobody waits for the sweep, so its jobs keep
     // its folder up to date, and the last one to end writes its report.
     if let Some((dir, complete)) = crate::sweep::refresh(run_dir) {
@@ -229,6 +238,88 @@ pub fn supervise_run_dir(
         }
     }
     code
+}
+
+/// How long the removal of the job's named container may take on its nodes (a TensorRT-LLM
+/// image unpacked is tens of GB).
+const CONTAINER_REMOVAL_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// pyxis keeps a named container after its job unless its `container_scope` is `job` (then its
+/// epilog removes `pyxis_<job>_<name>`); with the default, `global`, each node keeps
+/// `pyxis_<name>`, an unpacked copy of the image, for good. Removed here on every node of the
+/// job, once the roles are gone, by a step outside the container, into install.log; bounded, and
+/// a failure is said, never fatal.
+fn remove_named_container(plan: &disagg_core::Plan, job: &str) {
+    if plan.slurm.container.is_none() {
+        return;
+    }
+    let name = format!("pyxis_{}", crate::slurm::steps::container_name(job));
+    let script = format!(
+        "if enroot list 2>/dev/null | grep -qx {name}; then enroot remove -f {name} && echo \
+         \"disagg: removed the job's container {name} on $(hostname)\"; fi"
+    );
+    let log = plan.run_dir.join("install.log");
+    let Ok(out) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+    else {
+        return;
+    };
+    let Ok(err) = out.try_clone() else {
+        return;
+    };
+    let spawned = std::process::Command::new("srun")
+        .args([
+            "--job-name=CLEANUP",
+            "--export=ALL",
+            "--overlap",
+            &format!("--nodes={}", plan.nodes),
+            &format!("--ntasks={}", plan.nodes),
+            "--ntasks-per-node=1",
+            "--time=3",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn();
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            say_err!("disagg supervise: cannot remove the job's container {name}: srun: {e}");
+            return;
+        }
+    };
+    let until = std::time::Instant::now() + CONTAINER_REMOVAL_LIMIT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(st)) if st.success() => return,
+            Ok(Some(st)) => {
+                say_err!(
+                    "disagg supervise: removing the job's container {name} on its nodes ended \
+                     {st} (see install.log); it may be left on them (`enroot list`)"
+                );
+                return;
+            }
+            Ok(None) if std::time::Instant::now() < until => {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                say_err!(
+                    "disagg supervise: removing the job's container {name} took over {}s; given \
+                     up (it may be left on the nodes: `enroot list`)",
+                    CONTAINER_REMOVAL_LIMIT.as_secs()
+                );
+                return;
+            }
+        }
+    }
 }
 
 /// How the Comment a supervisor leaves on the job it cancels after its run failed begins; the
@@ -264,6 +355,9 @@ fn first_step_failure(
             ),
         );
     }
+    if let Some(why) = image.and_then(|i| container_start_failure(i, install_log)) {
+        return ("CONTAINER", why);
+    }
     match (has_setup, image) {
         (false, Some(image)) => (
             "CONTAINER",
@@ -283,6 +377,58 @@ fn first_step_failure(
             }),
         ),
     }
+}
+
+/// Why the job's container could not start, when pyxis or enroot said it in `install.log` (the
+/// first such line, quoted), naming the case's key to fix: a mount source missing on a node, a
+/// workdir not in the image, the disagg binary not suiting the image's C library, or the image
+/// itself (its import failed). `None` when nothing there says.
+fn container_start_failure(image: &str, install_log: &str) -> Option<String> {
+    let line = |pred: &dyn Fn(&str) -> bool| {
+        install_log
+            .lines()
+            .map(str::trim)
+            .find(|l| pred(l))
+            .map(str::to_string)
+    };
+    let node = setup_failure(install_log)
+        .and_then(|s| {
+            s.split(" on ")
+                .nth(1)
+                .map(|n| n.split([' ', ',']).next().unwrap_or(n).to_string())
+        })
+        .map(|n| format!(" on {n}"))
+        .unwrap_or_default();
+    if let Some(l) = line(&|l| l.contains("enroot-mount: failed to mount")) {
+        return Some(format!(
+            "the job's container could not start{node}: a mount of slurm.container.mounts could \
+             not be made (`{l}`); its source must exist on every node of the job (pyxis, unlike \
+             docker, does not create it): create it there, or fix the mount (see install.log)"
+        ));
+    }
+    if let Some(l) = line(&|l| l.contains("pyxis: couldn't chdir")) {
+        return Some(format!(
+            "the job's container could not start{node}: its workdir is neither in the image {image} \
+             nor in a mount (`{l}`): fix slurm.container.workdir (see install.log)"
+        ));
+    }
+    if let Some(l) = line(&|l| l.contains("GLIBC_") && l.contains("not found")) {
+        return Some(format!(
+            "the disagg binary cannot run in the image {image}{node} (`{l}`): every step runs it \
+             inside the container, so it must suit the image's C library; use a disagg built on \
+             an older distribution than the image's, or a static (musl) build (see install.log)"
+        ));
+    }
+    let l = line(&|l| {
+        (l.contains("pyxis:") || l.contains("[ERROR]") || l.contains("enroot"))
+            && (l.to_ascii_lowercase().contains("error") || l.contains("failed"))
+    })?;
+    Some(format!(
+        "the job's container could not be made from {image}{node} (`{l}`): check \
+         slurm.container.image (enroot's form is `REGISTRY#IMAGE:TAG`, e.g. \
+         `nvcr.io#nvidia/pytorch:24.05-py3`), that it exists, and the cluster's registry \
+         credentials (see install.log)"
+    ))
 }
 
 /// Whether slurmstepd said, in `install.log`, that it cancelled the step (`*** STEP 186.0 ON
@@ -424,6 +570,49 @@ mod tests {
         let (_, why) = first_step_failure(false, Some("i"), 3, "");
         assert!(
             why.ends_with("srun exited with status 3 on a node (see install.log)"),
+            "{why}"
+        );
+        // pyxis's and enroot's own words name the key to fix, setup or not.
+        let mount = "pyxis: container start failed with error code: 1\n\
+                     enroot-mount: failed to mount: /data/x at /run/pyxis/1/data: No such file or directory\n\
+                     srun: error: dgn2: task 1: Exited with exit code 1\n";
+        for has_setup in [false, true] {
+            let (role, why) = first_step_failure(has_setup, Some("img"), 1, mount);
+            assert_eq!(role, "CONTAINER");
+            assert!(
+                why.contains("slurm.container.mounts")
+                    && why.contains("enroot-mount: failed to mount: /data/x")
+                    && why.contains(" on dgn2"),
+                "{why}"
+            );
+        }
+        let (_, why) = first_step_failure(
+            false,
+            Some("img"),
+            1,
+            "pyxis: couldn't chdir to /work: No such file or directory\n",
+        );
+        assert!(why.contains("slurm.container.workdir"), "{why}");
+        let (_, why) = first_step_failure(
+            false,
+            Some("img"),
+            1,
+            "/opt/disagg: /lib/x86_64-linux-gnu/libc.so.6: version `GLIBC_2.34' not found (required by /opt/disagg)\n",
+        );
+        assert!(
+            why.contains("cannot run in the image img") && why.contains("static"),
+            "{why}"
+        );
+        let (_, why) = first_step_failure(
+            false,
+            Some("nvcr.io/x/y:1"),
+            1,
+            "slurmstepd: error: pyxis:     [ERROR] URL https://nvcr.io/v2/x/y/manifests/1 returned error code: 404 Not Found\n",
+        );
+        assert!(
+            why.contains("could not be made from nvcr.io/x/y:1")
+                && why.contains("404 Not Found")
+                && why.contains("REGISTRY#IMAGE"),
             "{why}"
         );
         // srun without pyxis: said as that, with srun's words, setup or not.
