@@ -381,6 +381,22 @@ pub struct KvArgs {
     /// SGLang's prefill does. Seconds, or a duration ("90s"); SGLang's own variable sets it.
     #[arg(long, env = "SGLANG_DISAGGREGATION_BOOTSTRAP_TIMEOUT", value_parser = seconds_or_duration, default_value = "300")]
     pub bootstrap_timeout: Duration,
+    /// The KV cache's element type (vLLM's and SGLang's --kv-cache-dtype, TensorRT-LLM's
+    /// kv_cache_config.dtype; a stand-in reads it). A context sim hands it over with each KV
+    /// record, and a generation sim refuses a record stored otherwise where the engine would.
+    /// Default: the engine's (`auto`).
+    #[arg(long, value_name = "DTYPE")]
+    pub kv_cache_dtype: Option<String>,
+    /// Tokens per KV block or page (vLLM's --block-size, SGLang's --page-size, TensorRT-LLM's
+    /// kv_cache_config.tokens_per_block), handed over and checked as --kv-cache-dtype is.
+    /// Default: the engine's (16, 1 and 32).
+    #[arg(long, value_name = "TOKENS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub kv_block_size: Option<u32>,
+    /// How KV moves between the workers (SGLang's --disaggregation-transfer-backend,
+    /// TensorRT-LLM's cache_transceiver_config.backend, vLLM's kv_connector), handed over and
+    /// checked as --kv-cache-dtype is. Default: the engine's (mooncake, DEFAULT, NixlConnector).
+    #[arg(long, value_name = "NAME")]
+    pub kv_transfer_backend: Option<String>,
 }
 
 /// `--kv-ttl` when neither it nor the engine stood in for says otherwise.

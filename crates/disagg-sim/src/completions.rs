@@ -436,6 +436,7 @@ fn store_record(
         first_token: first,
         request_id: None,
         block_ids: None,
+        layout: Some(sim.kv_layout().clone()),
     };
     let (host, port) = sim.advertised();
     let (key, context) = match produce {

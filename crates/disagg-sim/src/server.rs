@@ -20,9 +20,9 @@ use crate::engine::Engine;
 use crate::engine::cost::TimingModel;
 use crate::error::HttpError;
 use crate::faults::{ExitHook, Faults};
-use crate::handoff::KvStore;
 use crate::handoff::fetch::KvConfig;
 use crate::handoff::store::fetch_record;
+use crate::handoff::{KvLayout, KvStore};
 use crate::metrics::Metrics;
 use crate::request_log::RequestLog;
 use crate::response::Header;
@@ -62,6 +62,8 @@ struct Inner {
     metrics: Arc<Metrics>,
     kv_store: KvStore,
     kv: KvConfig,
+    /// What shapes this worker's KV, handed over with each record and checked on receipt.
+    kv_layout: KvLayout,
     /// Client for fetching KV records from context sims (loopback or cluster network).
     http: reqwest::Client,
     advertise_host: String,
@@ -198,6 +200,7 @@ impl SimState {
                 extra_delay: args.faults.kv_transfer_delay,
                 bootstrap_timeout: args.kv.bootstrap_timeout,
             },
+            kv_layout: KvLayout::of(args),
             http,
             advertise_host,
             port: OnceLock::new(),
@@ -302,6 +305,10 @@ impl SimState {
 
     pub(crate) fn kv_config(&self) -> KvConfig {
         self.0.kv
+    }
+
+    pub(crate) fn kv_layout(&self) -> &KvLayout {
+        &self.0.kv_layout
     }
 
     pub(crate) fn http(&self) -> &reqwest::Client {

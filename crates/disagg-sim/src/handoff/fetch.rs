@@ -105,7 +105,7 @@ async fn transfer(
     }
     let record: KvRecord = serde_json::from_slice(&body)
         .map_err(|e| unreachable(format!("unreadable KV record: {e}")))?;
-    c.verify(&record, prompt, request_id)?;
+    c.verify(sim.kv_layout(), &record, prompt, request_id)?;
     let bytes = prompt.len() as f64 * cfg.bytes_per_token as f64;
     let secs = if cfg.bandwidth_bytes_per_s > 0.0 {
         bytes / cfg.bandwidth_bytes_per_s

@@ -15,9 +15,11 @@
 //! numbers.
 
 pub(crate) mod fetch;
+pub(crate) mod layout;
 pub(crate) mod opaque;
 pub(crate) mod record;
 pub(crate) mod store;
 
+pub(crate) use layout::KvLayout;
 pub(crate) use record::{Consume, Expect, KvRecord};
 pub(crate) use store::KvStore;

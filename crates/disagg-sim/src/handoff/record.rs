@@ -3,6 +3,8 @@
 use disagg_proto::ApiError;
 use serde::{Deserialize, Serialize};
 
+use super::KvLayout;
+
 /// The "KV cache" of one prefilled request, as `GET /kv/{key}` returns it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct KvRecord {
@@ -14,6 +16,10 @@ pub(crate) struct KvRecord {
     /// vLLM: the `remote_block_ids` handed out with the prefill response.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) block_ids: Option<Vec<u64>>,
+    /// What shaped the context worker's KV, for the generation worker to check against its own
+    /// (absent from an older sim's record: nothing to check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) layout: Option<KvLayout>,
 }
 
 /// A generation request's claim on a record: where it is, under which key, and what it must hold.
@@ -42,14 +48,23 @@ pub(crate) struct Expect {
 }
 
 impl Consume {
-    /// Checks a fetched record against this request; `request_id` is its `X-Request-Id`.
+    /// Checks a fetched record against this worker's KV layout `this` and this request;
+    /// `request_id` is its `X-Request-Id`.
     pub(crate) fn verify(
         &self,
+        this: &KvLayout,
         record: &KvRecord,
         prompt: &[u32],
         request_id: Option<&str>,
     ) -> Result<(), ApiError> {
         let what = &self.what;
+        // The engines check their peer's layout before any KV moves, and fail the request
+        // as a server error (the configuration is wrong, not the request).
+        if let Some(ctx) = &record.layout {
+            this.accept(ctx).map_err(|why| {
+                ApiError::internal(format!("KV hand-off refused for {what}: {why}"))
+            })?;
+        }
         if record.prompt_token_ids != prompt {
             let at = record
                 .prompt_token_ids
@@ -124,6 +139,19 @@ mod tests {
             first_token: 42,
             request_id: Some("r-1".into()),
             block_ids: Some(vec![5]),
+            layout: Some(this()),
+        }
+    }
+
+    /// The generation worker's own layout in these tests, and the context worker's unless a
+    /// test says otherwise.
+    fn this() -> KvLayout {
+        KvLayout {
+            engine: crate::Dialect::Trtllm,
+            model: "org/m".into(),
+            cache_dtype: None,
+            block_size: None,
+            backend: None,
         }
     }
 
@@ -136,7 +164,7 @@ mod tests {
         };
         assert!(
             consume(ok.clone())
-                .verify(&record(), &[1, 2, 3], Some("r-1"))
+                .verify(&this(), &record(), &[1, 2, 3], Some("r-1"))
                 .is_ok()
         );
         // vLLM 0.33 names the prefill's request in the params: the decode's own header may
@@ -148,7 +176,7 @@ mod tests {
         for rid in [None, Some("r-other")] {
             assert!(
                 consume(named("r-1"))
-                    .verify(&record(), &[1, 2, 3], rid)
+                    .verify(&this(), &record(), &[1, 2, 3], rid)
                     .is_ok()
             );
         }
@@ -192,11 +220,49 @@ mod tests {
         ];
         for (expect, prompt, rid, needle) in cases {
             let err = consume(expect)
-                .verify(&record(), prompt, rid)
+                .verify(&this(), &record(), prompt, rid)
                 .expect_err(needle);
             assert_eq!(err.status, 400);
             assert!(err.message.contains(needle), "{}", err.message);
             assert!(err.message.contains("ctx_request_id 7"), "{}", err.message);
         }
+    }
+
+    /// A layout the engine refuses fails the hand-off before anything else is looked at, as a
+    /// server error (the workers are misconfigured; the request is fine); a record without one
+    /// (an older sim's) is taken.
+    #[test]
+    fn a_record_of_another_kv_layout_is_refused_as_the_engine_refuses_it() {
+        let ok = Expect {
+            first_token: Some(42),
+            ..Expect::default()
+        };
+        let mut fp8 = record();
+        fp8.layout = Some(KvLayout {
+            cache_dtype: Some("fp8".into()),
+            block_size: Some(64),
+            ..this()
+        });
+        let mut mine = this();
+        mine.cache_dtype = Some("bfloat16".into());
+        let err = consume(ok.clone())
+            .verify(&mine, &fp8, &[9], Some("r-1"))
+            .expect_err("fp8 into bfloat16");
+        assert_eq!(err.status, 500);
+        assert!(
+            err.message.starts_with(
+                "KV hand-off refused for ctx_request_id 7: Disagg server does not currently \
+                 support these cacheState"
+            ) && err.message.contains(
+                "KV cache dtype is fp8, this worker's is bfloat16 (kv_cache_config.dtype)"
+            ),
+            "{}",
+            err.message
+        );
+        let mut older = record();
+        older.layout = None;
+        consume(ok)
+            .verify(&mine, &older, &[1, 2, 3], Some("r-1"))
+            .expect("nothing to check");
     }
 }

@@ -260,6 +260,7 @@ mod tests {
             first_token: first,
             request_id: None,
             block_ids: None,
+            layout: None,
         }
     }
 
