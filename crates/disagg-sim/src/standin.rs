@@ -335,6 +335,14 @@ fn vllm(args: &mut SimArgs, f: Flags<'_>) -> Result<(), String> {
             ));
         }
     }
+    // What shapes the KV it hands over, which its peer checks (handoff::KvLayout).
+    if let Some(v) = f.last_of(&["--kv-cache-dtype", "--kv_cache_dtype"]) {
+        args.kv.kv_cache_dtype = Some(v.to_string());
+    }
+    if let Some(v) = f.last_of(&["--block-size", "--block_size"]) {
+        args.kv.kv_block_size = Some(block_tokens(v, "--block-size")?);
+    }
+    args.kv.kv_transfer_backend = Some("NixlConnector".into());
     // How long a prefill's blocks wait for the decode to read them: NIXL frees them after
     // VLLM_NIXL_ABORT_REQUEST_TIMEOUT seconds (vllm/envs.py, 480 by default).
     if args.kv.kv_ttl.is_none() {
@@ -518,6 +526,14 @@ fn sglang(args: &mut SimArgs, f: Flags<'_>) -> Result<(), String> {
                 BACKENDS.map(|b| format!("'{b}'")).join(", ")
             ));
         }
+        args.kv.kv_transfer_backend = Some(b.to_string());
+    }
+    // What shapes the KV it hands over, which its decode checks (handoff::KvLayout).
+    if let Some(v) = f.last("--kv-cache-dtype") {
+        args.kv.kv_cache_dtype = Some(v.to_string());
+    }
+    if let Some(v) = f.last("--page-size") {
+        args.kv.kv_block_size = Some(block_tokens(v, "--page-size")?);
     }
     // The GPUs of this node: its share of TP×PP (DP attention runs inside the TP group).
     let size = |flags: &[&str]| -> Result<u32, String> {
@@ -667,6 +683,9 @@ fn trtllm(args: &mut SimArgs, f: Flags<'_>) -> Result<(u32, String), String> {
     if f.has("--enable_chunked_prefill") {
         args.enable_chunked_prefill = true;
     }
+    if let Some(v) = f.last("--kv_cache_dtype") {
+        args.kv.kv_cache_dtype = Some(v.to_string());
+    }
     let mut sizes = [
         (
             "tensor_parallel_size",
@@ -699,7 +718,19 @@ fn trtllm(args: &mut SimArgs, f: Flags<'_>) -> Result<(u32, String), String> {
         // The PyTorch backend's default is the overlap scheduler, which refuses context-only
         // requests; a server without the file runs the sim's own way (--overlap-scheduler).
         args.overlap_scheduler = !yaml.flag("disable_overlap_scheduler")?.unwrap_or(false);
-        yaml.transceiver_backend()?;
+        if let Some(b) = yaml.transceiver_backend()? {
+            args.kv.kv_transfer_backend = Some(b);
+        }
+        // What shapes the KV it hands over, which its peer checks (handoff::KvLayout).
+        if let Some(d) = yaml.text("kv_cache_config", "dtype")? {
+            args.kv.kv_cache_dtype = Some(d);
+        }
+        if let Some(n) = yaml.nested_count("kv_cache_config", "tokens_per_block")? {
+            args.kv.kv_block_size = Some(
+                u32::try_from(n)
+                    .map_err(|_| format!("kv_cache_config.tokens_per_block {n} is too large"))?,
+            );
+        }
         if args.kv.kv_ttl.is_none() {
             args.kv.kv_ttl = yaml.transfer_timeout()?;
         }
@@ -815,7 +846,7 @@ impl<'a> ExtraOptions<'a> {
 
     /// `cache_transceiver_config.backend`, one of the values TensorRT-LLM's settings model
     /// allows (its Literal; the model forbids anything else, and the server does not start).
-    fn transceiver_backend(&self) -> Result<(), String> {
+    fn transceiver_backend(&self) -> Result<Option<String>, String> {
         const BACKENDS: [&str; 5] = ["DEFAULT", "UCX", "NIXL", "MOONCAKE", "MPI"];
         let Some(v) = self
             .doc
@@ -823,10 +854,10 @@ impl<'a> ExtraOptions<'a> {
             .and_then(|c| c.get("backend"))
             .filter(|v| !v.is_null())
         else {
-            return Ok(());
+            return Ok(None);
         };
         match v.as_str() {
-            Some(b) if BACKENDS.contains(&b) => Ok(()),
+            Some(b) if BACKENDS.contains(&b) => Ok(Some(b.to_string())),
             _ => Err(self.bad(
                 "cache_transceiver_config.backend",
                 "one of DEFAULT, UCX, NIXL, MOONCAKE, MPI (TensorRT-LLM refuses any other)",
@@ -856,6 +887,29 @@ impl<'a> ExtraOptions<'a> {
         }
     }
 
+    /// A text setting in a section (`None`: not set, or null).
+    fn text(&self, section: &str, key: &str) -> Result<Option<String>, String> {
+        match self.doc.get(section).and_then(|c| c.get(key)) {
+            None | Some(serde_yaml_ng::Value::Null) => Ok(None),
+            Some(v) => v
+                .as_str()
+                .map(|t| Some(t.to_string()))
+                .ok_or_else(|| self.bad(&format!("{section}.{key}"), "a string", v)),
+        }
+    }
+
+    /// A count above 0 in a section (`None`: not set, or null).
+    fn nested_count(&self, section: &str, key: &str) -> Result<Option<u64>, String> {
+        match self.doc.get(section).and_then(|c| c.get(key)) {
+            None | Some(serde_yaml_ng::Value::Null) => Ok(None),
+            Some(v) => {
+                v.as_u64().filter(|&n| n > 0).map(Some).ok_or_else(|| {
+                    self.bad(&format!("{section}.{key}"), "a whole number above 0", v)
+                })
+            }
+        }
+    }
+
     fn flag(&self, key: &str) -> Result<Option<bool>, String> {
         match self.doc.get(key) {
             None | Some(serde_yaml_ng::Value::Null) => Ok(None),
@@ -865,6 +919,15 @@ impl<'a> ExtraOptions<'a> {
                 .ok_or_else(|| self.bad(key, "true or false", v)),
         }
     }
+}
+
+/// Tokens per KV block or page, a whole number above 0 (the engines refuse a server with
+/// anything else).
+fn block_tokens(v: &str, flag: &str) -> Result<u32, String> {
+    v.parse()
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("{flag} {v} is not a number of tokens above 0"))
 }
 
 /// A whole-number flag, as click's `type=int` takes it.
@@ -1540,6 +1603,91 @@ mod tests {
         given.kv.kv_ttl = Some(Duration::from_secs(5));
         let v = stand_in(given, &words(&format!("vllm serve m {nixl}"))).unwrap();
         assert_eq!(secs(v), 5);
+    }
+
+    /// What shapes each engine's KV comes from its own flags (or YAML), and a decode refuses
+    /// a prefill's that differs where the engine does (handoff::layout has the rules).
+    #[test]
+    fn each_engines_kv_layout_comes_from_its_argv() {
+        use crate::handoff::KvLayout;
+        let layout = |a: SimArgs| KvLayout::of(&a);
+        let nixl = r#"--kv-transfer-config {"kv_connector":"NixlConnector","kv_role":"kv_both"}"#;
+        let v = |extra: &str| {
+            layout(stand_in(base(), &words(&format!("vllm serve org/m {nixl} {extra}"))).unwrap())
+        };
+        let fp8 = v("--kv-cache-dtype fp8 --block-size 32 --served-model-name x");
+        assert_eq!(
+            (
+                fp8.model.as_str(),
+                fp8.cache_dtype.as_deref(),
+                fp8.block_size,
+                fp8.backend.as_deref()
+            ),
+            ("org/m", Some("fp8"), Some(32), None),
+            "the model loaded, not the name served; NixlConnector is the default"
+        );
+        assert_eq!(v("--kv_cache_dtype auto --block-size 16"), v(""));
+        let e = v("").accept(&fp8).unwrap_err();
+        assert!(e.contains("NIXL compatibility hash mismatch"), "{e}");
+        let sg = |extra: &str| {
+            layout(
+                stand_in(
+                    base(),
+                    &words(&format!(
+                        "python3 -m sglang.launch_server --model-path org/m \
+                         --disaggregation-mode prefill {extra}"
+                    )),
+                )
+                .unwrap(),
+            )
+        };
+        let paged =
+            sg("--page-size 64 --kv-cache-dtype fp8_e5m2 --disaggregation-transfer-backend nixl");
+        assert_eq!(
+            (
+                paged.cache_dtype.as_deref(),
+                paged.block_size,
+                paged.backend.as_deref()
+            ),
+            (Some("fp8_e5m2"), Some(64), Some("nixl"))
+        );
+        assert_eq!(
+            sg("--page-size 1 --disaggregation-transfer-backend mooncake"),
+            sg("")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = dir.path().join("extra.yaml");
+        let trt = |flags: &str, body: &str| {
+            std::fs::write(&yaml, body).unwrap();
+            stand_in(
+                base(),
+                &words(&format!(
+                    "trtllm-serve org/m {flags} --extra_llm_api_options {}",
+                    yaml.display()
+                )),
+            )
+            .map(layout)
+        };
+        let t = trt(
+            "--kv_cache_dtype bf16",
+            "kv_cache_config: {dtype: fp8, tokens_per_block: 64}\n\
+             cache_transceiver_config: {backend: UCX}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (t.cache_dtype.as_deref(), t.block_size, t.backend.as_deref()),
+            (Some("fp8"), Some(64), Some("UCX")),
+            "the YAML wins over the flag"
+        );
+        assert_eq!(
+            trt("--kv_cache_dtype bf16", "")
+                .unwrap()
+                .cache_dtype
+                .as_deref(),
+            Some("bfloat16")
+        );
+        let e = trt("", "kv_cache_config: {tokens_per_block: 0}\n").unwrap_err();
+        assert!(e.contains("kv_cache_config.tokens_per_block"), "{e}");
     }
 
     #[test]
