@@ -121,22 +121,20 @@ impl KvLayout {
             ));
         }
         let d = defaults(self.engine);
-        let why = match self.engine {
-            Dialect::Vllm => {
-                "NIXL compatibility hash mismatch (vLLM hashes the model loaded and \
-                 --kv-cache-dtype as given, and refuses a peer whose hash differs)"
-            }
+        // The difference comes first (a router or a report may show only the start of the
+        // message), then the engine's own words for it, to search its docs and issues by.
+        let said = match self.engine {
+            Dialect::Vllm => "vLLM: NIXL compatibility hash mismatch",
             Dialect::Sglang => "",
             Dialect::Trtllm => {
-                "Disagg server does not currently support these cacheState (TensorRT-LLM's \
-                 cache transceiver compares the two sides' KV cache layouts)"
+                "TensorRT-LLM: Disagg server does not currently support these cacheState"
             }
         };
         let lead = |s: String| {
-            if why.is_empty() {
+            if said.is_empty() {
                 s
             } else {
-                format!("{why}: {s}")
+                format!("{s} ({said})")
             }
         };
         if ctx.model != self.model {
@@ -165,13 +163,13 @@ impl KvLayout {
                 Dialect::Trtllm => "kv_cache_config.dtype",
                 _ => "--kv-cache-dtype",
             };
-            let head = match self.engine {
-                Dialect::Sglang => "KV cache dtype mismatch: ",
+            let said = match self.engine {
+                Dialect::Sglang => " (SGLang: KV cache dtype mismatch)",
                 _ => "",
             };
             return Err(lead(format!(
-                "{head}the context worker's KV cache dtype is {a}, this worker's is {b} \
-                 ({key}); prefill and decode must store KV alike"
+                "the context worker's KV cache dtype is {a}, this worker's is {b} ({key}); \
+                 prefill and decode must store KV alike{said}"
             )));
         }
         let (pb, db) = (
@@ -184,13 +182,15 @@ impl KvLayout {
                 return Err(format!(
                     "this worker's KV block size {db} is not a multiple of the context \
                      worker's {pb} (--block-size); vLLM's NIXL transfer needs the decode's \
-                     block size to be a whole multiple of the prefill's"
+                     block size to be a whole multiple of the prefill's (vLLM: Local block \
+                     size {db} is not divisible by remote block size {pb})"
                 ));
             }
             Dialect::Sglang if pb != db => {
                 return Err(format!(
-                    "Page size mismatch: the context worker's page size is {pb}, this \
-                     worker's is {db} (--page-size); prefill and decode must use the same"
+                    "the context worker's page size is {pb}, this worker's is {db} \
+                     (--page-size); prefill and decode must use the same (SGLang: Page size \
+                     mismatch)"
                 ));
             }
             Dialect::Trtllm if pb != db => {
@@ -310,6 +310,12 @@ mod tests {
             ),
             (
                 "vllm",
+                "--kv-block-size 32",
+                "",
+                "(vLLM: Local block size 16 is not divisible by remote block size 32)",
+            ),
+            (
+                "vllm",
                 "--model-path org/other",
                 "",
                 "loaded model org/other, this worker org/m",
@@ -318,13 +324,13 @@ mod tests {
                 "sglang",
                 "--kv-cache-dtype fp8_e4m3",
                 "",
-                "KV cache dtype mismatch: the context worker's KV cache dtype is fp8_e4m3, this worker's is auto (--kv-cache-dtype)",
+                "the context worker's KV cache dtype is fp8_e4m3, this worker's is auto (--kv-cache-dtype); prefill and decode must store KV alike (SGLang: KV cache dtype mismatch)",
             ),
             (
                 "sglang",
                 "--kv-block-size 64",
                 "",
-                "Page size mismatch: the context worker's page size is 64, this worker's is 1 (--page-size)",
+                "the context worker's page size is 64, this worker's is 1 (--page-size); prefill and decode must use the same (SGLang: Page size mismatch)",
             ),
             (
                 "sglang",

@@ -251,10 +251,10 @@ mod tests {
         assert_eq!(err.status, 500);
         assert!(
             err.message.starts_with(
-                "KV hand-off refused for ctx_request_id 7: Disagg server does not currently \
-                 support these cacheState"
-            ) && err.message.contains(
-                "KV cache dtype is fp8, this worker's is bfloat16 (kv_cache_config.dtype)"
+                "KV hand-off refused for ctx_request_id 7: the context worker's KV cache dtype \
+                 is fp8, this worker's is bfloat16 (kv_cache_config.dtype)"
+            ) && err.message.ends_with(
+                "(TensorRT-LLM: Disagg server does not currently support these cacheState)"
             ),
             "{}",
             err.message
