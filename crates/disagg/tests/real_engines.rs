@@ -538,3 +538,53 @@ fn vllm_workers_with_an_api_key_are_served_when_the_benchmark_has_it() {
         "the engine was started with the key"
     );
 }
+
+/// A vLLM prefill storing its KV cache as fp8 and a decode storing it at the model's dtype:
+/// real vLLM refuses the NIXL handshake (their compatibility hashes differ), so the sim in its
+/// place refuses the hand-off and the run fails naming the setting; the same pair with one KV
+/// cache dtype passes. Before, the sim took any KV, and such a case passed here and failed on
+/// GPUs.
+#[test]
+fn a_prefill_and_decode_of_different_kv_cache_dtypes_fail_the_run_as_vllm_does() {
+    let case_of = |ws: &Path, ctx_dtype: &str, gen_dtype: &str| {
+        let argv = |dtype: &str| {
+            format!(
+                r#"{{argv: ["{{disagg}}", sim, --itl, 1ms, --side-channel-port, "{{side_channel_port}}", --, vllm, serve, "{{model}}", --host, "{{host}}", --port, "{{port}}", --kv-cache-dtype, {dtype}, --kv-transfer-config, '{{"kv_connector":"NixlConnector","kv_role":"kv_both"}}']}}"#
+            )
+        };
+        let case = ws.join("c.yaml");
+        std::fs::write(
+            &case,
+            format!(
+                "name: vllm-kv\nmodel: {{name: llama}}\nengine: command\nrouter: {{dialect: vllm}}\nhardware: {{gpus_per_node: 2}}\nctx: {{count: 1, engine_args: {}}}\ngen: {{count: 1, engine_args: {}}}\nbenchmark: {{isl: 16, osl: 4, concurrency: [1], rounds: 1}}\ntimeouts: {{worker_startup: 30s, request: 10s, benchmark: 1m, job: 2m}}\n",
+                argv(ctx_dtype),
+                argv(gen_dtype),
+            ),
+        )
+        .unwrap();
+        case
+    };
+    let ws = TempDir::new("vllm-kv-dtype");
+    let r = run(&case_of(ws.path(), "fp8", "auto"), ws.path(), &[], &[]);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let dir = only_run(ws.path(), "vllm-kv");
+    let status = json(&dir.join("rendezvous/status.json"));
+    let reason = status["reason"].as_str().unwrap_or_default();
+    let needle = "KV cache dtype is fp8, this worker's is auto (--kv-cache-dtype)";
+    assert!(
+        reason.contains(&format!(
+            "KV hand-off refused for remote_block_ids starting at 1: the context worker's {needle}"
+        )),
+        "the run's reason names both values and the flag: {status}\n{}",
+        r.show()
+    );
+    let gen_log = read(&dir.join("gen_server_0.log"));
+    assert!(
+        gen_log.contains(&format!("{needle}; prefill and decode must store KV alike (vLLM: NIXL compatibility hash mismatch)")),
+        "the decode says why, in vLLM's words too: {gen_log}"
+    );
+
+    let ws = TempDir::new("vllm-kv-dtype-same");
+    let r = run(&case_of(ws.path(), "fp8", "fp8"), ws.path(), &[], &[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+}
