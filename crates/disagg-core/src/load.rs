@@ -1898,7 +1898,7 @@ fn check_slurm(case: &Case, text: &str, path: &Path) -> Result<(), CaseError> {
             return err(
                 "slurm.container.image",
                 "must name an image".into(),
-                "e.g. `image: nvcr.io/nvidia/pytorch:24.05-py3`",
+                "e.g. `image: nvcr.io#nvidia/pytorch:24.05-py3` (enroot's form: `REGISTRY#IMAGE:TAG`)",
             );
         }
         if let Some(m) = c.mounts.iter().find(|m| m.contains(',') || m.is_empty()) {

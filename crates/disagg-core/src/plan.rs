@@ -919,9 +919,10 @@ pub fn engine_arg_notes(c: &crate::case::Case) -> Vec<String> {
     out
 }
 
-/// What `disagg validate` and `disagg plan` say about where the workers go and how they are
-/// routed: one line per server that spans nodes without filling its last one, and one when
-/// TensorRT-LLM's own cache-aware router must tokenize the benchmark's prompts.
+/// What `disagg validate` and `disagg plan` say about where the workers go, how they are
+/// routed and in what: one line per server that spans nodes without filling its last one, one
+/// when TensorRT-LLM's own cache-aware router must tokenize the benchmark's prompts, and one for
+/// a container image written as enroot does not read it.
 pub fn placement_notes(c: &crate::case::Case) -> Vec<String> {
     let per_node = c.hardware.gpus_per_node;
     let mut notes: Vec<String> = place_workers(c)
@@ -932,7 +933,37 @@ pub fn placement_notes(c: &crate::case::Case) -> Vec<String> {
         })
         .collect();
     notes.extend(kv_router_note(c));
+    notes.extend(image_form_note(c));
     notes
+}
+
+/// enroot (which pyxis runs) reads an image as `[REGISTRY#]IMAGE[:TAG]`: in `nvcr.io/nvidia/x`
+/// the registry is part of the image's name, looked up on Docker Hub unless the user's enroot
+/// credentials happen to name `nvcr.io` (enroot calls that form "mistakenly specified").
+fn image_form_note(c: &crate::case::Case) -> Option<String> {
+    let image = &c.slurm.container.as_ref()?.image;
+    let fixed = enroot_image(image)?;
+    let bare = image.strip_prefix("docker://").unwrap_or(image);
+    Some(format!(
+        "slurm.container.image `{image}`: enroot (under pyxis) reads an image as \
+         `REGISTRY#IMAGE:TAG`, so this one is looked up on Docker Hub as `{bare}` unless your \
+         enroot credentials name its registry; write `{fixed}`"
+    ))
+}
+
+/// `image` in enroot's form (`[USER@]REGISTRY#IMAGE[:TAG]`) when it names its registry before a
+/// `/` (`nvcr.io/nvidia/x:1` → `nvcr.io#nvidia/x:1`); `None` when it is fine as it is (enroot's
+/// form already, Docker Hub's, or a squashfs file).
+pub fn enroot_image(image: &str) -> Option<String> {
+    let bare = image.strip_prefix("docker://").unwrap_or(image);
+    // A squashfs file, or a registry already given enroot's way.
+    if bare.starts_with(['/', '.']) || bare.contains('#') {
+        return None;
+    }
+    let (first, rest) = bare.split_once('/')?;
+    let host = first.rsplit_once('@').map_or(first, |(_, h)| h);
+    let registry = host.contains('.') || host.contains(':') || host == "localhost";
+    registry.then(|| format!("{first}#{rest}"))
 }
 
 /// TensorRT-LLM's `kv_cache_aware` router (`router.kind: engine` with `prefix_affinity`) hashes
@@ -1076,6 +1107,41 @@ pub fn render(plan: &Plan) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_image_with_its_registry_before_a_slash_is_noted_in_enroots_form() {
+        let note = |image: &str| {
+            let mut c: crate::case::Case = serde_yaml_ng::from_str(
+                "model: {name: m}\nctx: {count: 1}\ngen: {count: 1}\nbenchmark: {isl: 8, osl: 8}\n",
+            )
+            .unwrap();
+            c.slurm.container = Some(crate::slurm::Container {
+                image: image.into(),
+                mounts: Vec::new(),
+                workdir: None,
+            });
+            image_form_note(&c)
+        };
+        let n = note("nvcr.io/nvidia/pytorch:24.05-py3").unwrap();
+        assert!(
+            n.contains("write `nvcr.io#nvidia/pytorch:24.05-py3`"),
+            "{n}"
+        );
+        assert!(
+            note("docker://me@registry.local:5000/team/img:1")
+                .unwrap()
+                .contains("write `me@registry.local:5000#team/img:1`")
+        );
+        for fine in [
+            "nvcr.io#nvidia/pytorch:24.05-py3",
+            "lmsysorg/sglang:v0.5.23",
+            "ubuntu",
+            "/lustre/images/trtllm.sqsh",
+            "./img.sqsh",
+        ] {
+            assert_eq!(note(fine), None, "{fine}");
+        }
+    }
 
     #[test]
     fn role_names_round_trip() {

@@ -997,7 +997,19 @@ fn slurm_section(cx: &mut Ctx, src: &Src) -> Mapping {
     let image = str_of(&src.env, "container_image").filter(|v| !placeholder(v));
     if let Some(image) = image {
         let mut c = Mapping::new();
-        put(&mut c, "image", image);
+        match crate::plan::enroot_image(&image) {
+            Some(fixed) => {
+                cx.note(
+                    "environment.container_image",
+                    format!(
+                        "`{image}` written `{fixed}`, as enroot (under pyxis) reads an image: \
+                         `REGISTRY#IMAGE:TAG` (as TensorRT-LLM's perf scripts rewrite it)"
+                    ),
+                );
+                put(&mut c, "image", fixed.as_str());
+            }
+            None => put(&mut c, "image", image),
+        }
         if let Some(m) = str_of(&src.env, "container_mount").filter(|v| !placeholder(v)) {
             let mounts: Vec<Value> = m
                 .split(',')
