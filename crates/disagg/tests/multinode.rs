@@ -1049,6 +1049,13 @@ fn a_node_lost_mid_run_fails_it_naming_the_node_and_its_roles_and_it_is_not_requ
     // Not requeued: the job is over, and its one try's reports stand.
     let id = read(&dir.join("slurm_job_id"));
     assert_eq!(job_state(id.trim()).as_deref(), Some("NODE_FAIL"));
+    // The job's own supervisor (the only account a --no-wait job has) says the same, not an
+    // interruption by Slurm's TERM.
+    let own = read(&dir.join(format!("slurm-{}.log", id.trim())));
+    assert!(
+        !own.contains("INTERRUPTED") && own.contains(&format!("a node of it failed: {host} (")),
+        "{own}"
+    );
     assert_no_process_left(&dir);
 }
 

@@ -100,10 +100,15 @@ pub async fn run(plan: &Plan) -> Result<(), String> {
         // role died under it measured nothing of the servers (its requests came back at once,
         // refused), so it is not recorded, however far it got: the run's verdict names the
         // role, and the point shows as not measured.
-        let wait = if p.report.metrics.failed > 0 {
-            EXPLAIN_FAILURES
-        } else {
+        let wait = if p.report.metrics.failed == 0 {
             Duration::ZERO
+        } else if p.report.error_counts.contains_key("connect") && router_gone(&urls) {
+            // A router that refuses connections is dead, and said so only once the supervisor
+            // sees its step end: seconds under Slurm for one SIGKILLed, with no account of its
+            // own. Its point measured nothing of the servers.
+            ROUTER_GONE_WAIT
+        } else {
+            EXPLAIN_FAILURES
         };
         let over = tokio::task::block_in_place(|| run_over(plan, wait));
         if let (Some(why), true) = (&over, p.report.metrics.failed > 0) {
@@ -296,6 +301,32 @@ fn write_partial(
 /// note, the supervisor's verdict) before the next point starts.
 const EXPLAIN_FAILURES: Duration = Duration::from_secs(1);
 
+/// How long a point whose requests found a router refusing connections waits for the run's
+/// account of that router (the supervisor sees a killed router's step end within seconds).
+const ROUTER_GONE_WAIT: Duration = Duration::from_secs(10);
+
+/// Whether a router of `urls` (`http://host:port`) refuses connections now.
+fn router_gone(urls: &[String]) -> bool {
+    use std::net::ToSocketAddrs as _;
+    urls.iter().any(|u| {
+        let hostport = u
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
+            .split('/')
+            .next()
+            .unwrap_or_default();
+        let Ok(mut addrs) = hostport.to_socket_addrs() else {
+            return false;
+        };
+        addrs.next().is_some_and(|a| {
+            matches!(
+                std::net::TcpStream::connect_timeout(&a, Duration::from_millis(500)),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+            )
+        })
+    })
+}
+
 /// Whether the run is over or a role has failed, waiting up to `within` for it: the reason.
 fn run_over(plan: &Plan, within: Duration) -> Option<String> {
     let until = Instant::now() + within;
@@ -459,5 +490,22 @@ async fn finish_stopped(
     match failure {
         None => Ok(()),
         Some(f) => Err(f),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::router_gone;
+
+    /// A router that refuses connections is gone; one that takes them (busy or not) is not.
+    #[test]
+    fn a_router_refusing_connections_is_gone() {
+        let up = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let up_url = format!("http://{}", up.local_addr().unwrap());
+        let down = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let down_url = format!("http://{}/", down.local_addr().unwrap());
+        drop(down);
+        assert!(!router_gone(std::slice::from_ref(&up_url)));
+        assert!(router_gone(&[up_url, down_url]));
     }
 }

@@ -423,6 +423,13 @@ pub fn timed_out(job: &str) -> bool {
     info(job).is_some_and(|i| i.is_timed_out())
 }
 
+/// The job's time limit as Slurm has it now (`squeue`'s `%l`: `1:00`, `UNLIMITED`): an
+/// administrator may have changed the case's `slurm.time` while it ran.
+pub fn time_limit(job: &str) -> Option<String> {
+    let out = run("squeue", &["-h", "-t", "all", "-j", job, "-o", "%l"], None).ok()?;
+    Some(out.lines().next()?.trim().to_string()).filter(|l| !l.is_empty())
+}
+
 /// `scancel JOB`; errors are reported, not fatal: the job may already be gone.
 pub fn cancel(job: &str) -> Result<(), SlurmError> {
     run("scancel", &[job], None).map(|_| ())

@@ -908,7 +908,7 @@ fn collect(s: &Submitted, info: Option<job::JobInfo>, skip_perf: bool) -> i32 {
             if lost_state(&state_name).is_some()
                 && written.is_none_or(|c| !matches!(c, exit::PASS | exit::PERF_REGRESSION)) =>
         {
-            let mut outcome = node_loss(s, plan, &state_name, &see_log, info.as_ref());
+            let mut outcome = node_loss(&s.job, plan, &state_name, &see_log, info.as_ref());
             // What the supervisor had said, when it was something else than the lost node.
             if let (RunResult::Failed(f), Some(RunResult::Failed(before))) =
                 (&mut outcome.result, earlier_outcome(plan).map(|o| o.result))
@@ -1138,15 +1138,34 @@ fn lost_state(state: &str) -> Option<&'static str> {
 
 /// The outcome of a job Slurm ended for a node (or preempted): the nodes Slurm now holds down
 /// among the job's, and the roles that ran on them, each failed.
+/// Inside the job, as it ends: whether Slurm is ending it for a lost node (its state, or srun's
+/// `Node failure on` in a role's log, or slurmstepd's `DUE TO NODE FAILURE`), and then the
+/// outcome that says so ([`node_loss`]).
+pub(crate) fn node_lost(job: &str, plan: &Plan) -> Option<Outcome> {
+    let state = job::state(job).map(|s| s.0).unwrap_or_default();
+    if lost_state(&state).is_some() {
+        return Some(node_loss(job, plan, &state, "", None));
+    }
+    let seen = plan.roles.iter().any(|r| {
+        crate::logtext::tail_text(&plan.run_dir.join(&r.log), 64 * 1024).is_some_and(|t| {
+            t.lines().any(|l| {
+                l.contains("srun: error: Node failure on ")
+                    || (l.contains("*** ") && l.contains("DUE TO NODE FAILURE"))
+            })
+        })
+    });
+    seen.then(|| node_loss(job, plan, "NODE_FAIL", "", None))
+}
+
 fn node_loss(
-    s: &Submitted,
+    job_id: &str,
     plan: &Plan,
     state: &str,
     see_log: &str,
     info: Option<&job::JobInfo>,
 ) -> Outcome {
     let what = lost_state(state).unwrap_or("it ended");
-    let hosts = job::nodes(&s.job);
+    let hosts = job::nodes(job_id);
     // Slurm's account (a node still down), else srun's in the role logs: a node that answers
     // again is back at once (`ReturnToService=2`), but the step on it said it failed.
     let mut failed: Vec<(String, String)> = job::failed_nodes(&hosts)
@@ -1192,7 +1211,7 @@ fn node_loss(
     let reason = if failed.is_empty() {
         format!(
             "Slurm ended job {} as {state}: {what}{}{see_log}",
-            s.job,
+            job_id,
             if hosts.is_empty() {
                 String::new()
             } else {
@@ -1207,7 +1226,7 @@ fn node_loss(
         let roles: Vec<String> = hit.iter().map(|(r, _)| r.to_string()).collect();
         format!(
             "Slurm ended job {} as {state}: {what}: {}{}{see_log}",
-            s.job,
+            job_id,
             nodes.join(", "),
             if roles.is_empty() {
                 String::new()

@@ -23,16 +23,31 @@ pub enum ExecutorKind {
 /// no question goes to a controller that may be too busy to answer within the few seconds
 /// (KillWait) Slurm leaves between its TERM and its KILL, in which the reports must be
 /// written. Without `slurm.time`, Slurm is asked.
-fn at_time_limit(plan: &Plan, job_id: &str) -> bool {
+fn at_time_limit(plan: &Plan, job_id: &str) -> Option<TimeLimit> {
     let limit = plan
         .slurm
         .time
         .as_deref()
         .and_then(|t| disagg_core::slurm::parse_time(t).ok());
     match (limit, super::script::job_elapsed_s()) {
-        (Some(limit), Some(ran)) => ran + TIME_LIMIT_SLACK_S >= limit.as_secs_f64(),
-        _ => job::timed_out(job_id),
+        (Some(limit), Some(ran)) if ran + TIME_LIMIT_SLACK_S >= limit.as_secs_f64() => {
+            Some(TimeLimit::Case)
+        }
+        // Not the case's limit by the clock: an administrator's shorter one (`scontrol update
+        // TimeLimit=`) is Slurm's to say.
+        (Some(_), Some(_)) => {
+            job::timed_out(job_id).then(|| TimeLimit::Changed(job::time_limit(job_id)))
+        }
+        _ => job::timed_out(job_id).then_some(TimeLimit::Case),
     }
+}
+
+/// Which time limit Slurm ended the job at.
+enum TimeLimit {
+    /// The case's `slurm.time` (or the partition's, without one).
+    Case,
+    /// Another, set while the job ran (Slurm's `%l` for it, when it said).
+    Changed(Option<String>),
 }
 
 /// How much earlier than Slurm's clock the batch script's may have started.
@@ -139,20 +154,56 @@ pub fn supervise_run_dir(
     // At its time limit Slurm signals the steps and this script at once: whatever the supervisor
     // saw first (a role killed, or its own interruption), the time limit is the cause.
     let ended_by_slurm = |r: &RunResult| !matches!(r, RunResult::Passed);
-    let outcome = match (&outcome.result, &job_id) {
-        (r, Some(id))
-            if kind == ExecutorKind::Slurm && ended_by_slurm(r) && at_time_limit(&plan, id) =>
-        {
-            Outcome {
-                result: RunResult::Failed(Failure {
-                    role: None,
-                    reason: format!(
+    let limit = match (&outcome.result, &job_id) {
+        (r, Some(id)) if kind == ExecutorKind::Slurm && ended_by_slurm(r) => {
+            at_time_limit(&plan, id).map(|l| (id.clone(), l))
+        }
+        _ => None,
+    };
+    let outcome = match limit {
+        Some((id, limit)) => Outcome {
+            result: RunResult::Failed(Failure {
+                role: None,
+                reason: match limit {
+                    TimeLimit::Case => format!(
                         "Slurm ended job {id} at its time limit ({})",
                         time_limit(&plan)
                     ),
-                    timeout: true,
-                }),
-                ..outcome
+                    TimeLimit::Changed(now) => format!(
+                        "Slurm ended job {id} at its time limit{}, set while the job ran (the \
+                         case asked {}: `scontrol update TimeLimit=` by an administrator, or a \
+                         reservation's end)",
+                        now.map(|l| format!(" ({l})")).unwrap_or_default(),
+                        time_limit(&plan)
+                    ),
+                },
+                timeout: true,
+            }),
+            ..outcome
+        },
+        None => outcome,
+    };
+    // Slurm ends a job a node of which failed with a TERM to every step and this process: the
+    // run reads as interrupted, or as failed at whichever role it saw end first. The lost node
+    // is the cause, said as the waiting `disagg run` says it (which a --no-wait job has none of).
+    let outcome = match (&outcome.result, &job_id) {
+        (r, Some(id)) if kind == ExecutorKind::Slurm && ended_by_slurm(r) => {
+            match super::submit::node_lost(id, &plan) {
+                Some(mut lost) => {
+                    if let RunResult::Failed(f) = &lost.result {
+                        say_err!("disagg supervise: {}", f.reason);
+                    }
+                    for r in &mut lost.roles {
+                        if r.failure.is_none() {
+                            if let Some(own) = outcome.roles.iter().find(|o| o.role == r.role) {
+                                r.failure = own.failure.clone();
+                            }
+                        }
+                    }
+                    lost.duration_s = outcome.duration_s;
+                    lost
+                }
+                None => outcome,
             }
         }
         _ => outcome,
