@@ -1659,7 +1659,12 @@ fn a_stopped_supervisor_is_cancelled_by_disagg_run_and_reported() {
     // A hang, as every other silence past its limit: a timeout.
     let outcome = read(&dir.join("outcome.json"));
     assert!(outcome.contains("\"timeout\": true"), "{outcome}");
+    // One account: the supervisor scancel's SIGCONT woke leaves the reports to `disagg run`
+    // (it wrote its own, PASSED, over them as the roles had finished meanwhile).
+    assert!(read(&dir.join("supervisor_given_up.txt")).contains("SUPERVISOR stopped beating"));
     let job = read(&dir.join("slurm_job_id"));
+    let own = read(&dir.join(format!("slurm-{}.log", job.trim())));
+    assert!(!own.contains("PASSED"), "{own}");
     assert!(
         job_state(job.trim()).is_none_or(|s| terminal(&s)),
         "the job is over"

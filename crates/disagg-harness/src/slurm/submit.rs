@@ -172,6 +172,12 @@ impl Submitted {
                     humantime::format_duration(silence)
                 );
                 say_err!("disagg: {}: {reason}", self.plan.config_name);
+                // Said in the run folder first: a stopped supervisor that scancel's SIGCONT wakes
+                // must not write its own reports over the ones this process writes.
+                let _ = crate::atomic::write(
+                    &self.plan.run_dir.join(GIVEN_UP_FILE),
+                    format!("{reason}\n").as_bytes(),
+                );
                 if let Err(e) = job::cancel(&self.job) {
                     say_err!("disagg: warning: {e}");
                 }
@@ -1082,6 +1088,10 @@ pub fn collect_ended(run_dir: &Path) -> Option<i32> {
     };
     Some(collect(&s, info, run::skip_perf_from_env()))
 }
+
+/// In the run folder of a job whose supervisor `disagg run` gave up on (its beat stopped): why.
+/// The supervisor, should it wake, leaves the reports to `disagg run`.
+pub const GIVEN_UP_FILE: &str = "supervisor_given_up.txt";
 
 /// The run folder's note of how Slurm ended a job someone else cancelled (`disagg triage`
 /// shows it).

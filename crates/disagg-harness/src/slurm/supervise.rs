@@ -230,6 +230,15 @@ pub fn supervise_run_dir(
             (outcome, None)
         }
     };
+    // `disagg run` took this process for stopped (its beat did), cancelled the job and writes
+    // the run's reports itself: one account per run folder, not two racing.
+    if let Ok(why) = std::fs::read_to_string(run_dir.join(super::submit::GIVEN_UP_FILE)) {
+        say_err!(
+            "disagg supervise: `disagg run` gave this supervisor up ({}) and writes the run's              reports; not writing mine",
+            why.trim()
+        );
+        return exit::TEST_FAILED;
+    }
     // The TERM came before this process could take it: its exit code is the signal's.
     let code = match (&outcome.result, signalled) {
         (RunResult::Interrupted, true) => {
