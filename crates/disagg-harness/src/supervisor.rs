@@ -774,8 +774,12 @@ fn death_reason(plan: &Plan, p: &Proc) -> String {
             {
                 "it was sent a stop signal by someone outside this run (a `kill`, an \
                  administrator)"
-            } else {
+            } else if what.starts_with("Killed") {
                 "it was killed (the OOM killer, or a kill -9), or its node lost"
+            } else {
+                // `User defined signal 1` (a `scancel --signal=USR1`), `Segmentation fault`...
+                "it ended on that signal: sent from outside this run (`scancel --signal`, a \
+                 `kill`), or a crash of its own"
             };
             format!(
                 "{role} {exit}: its role process on {host} ended with no account of its own \
@@ -819,10 +823,15 @@ fn ranks_death_reason(plan: &Plan, p: &Proc) -> Option<String> {
                 let echo = exit_note(plan, role)
                     .map(|n| format!("; then {}", n.reason))
                     .unwrap_or_default();
+                let how = if what.starts_with("Killed") || what.starts_with("Exited") {
+                    "its role process was killed, or its node lost"
+                } else {
+                    "its role process ended on that signal: sent from outside this run \
+                     (`scancel --signal`, a `kill`), or a crash of its own"
+                };
                 Some(format!(
                     "{role} failed: its rank {rank} (on {host}) ended first, with no account of \
-                     its own (srun: {host}: task {rank}: {what}): its role process was killed, or \
-                     its node lost{echo}"
+                     its own (srun: {host}: task {rank}: {what}): {how}{echo}"
                 ))
             }
         },

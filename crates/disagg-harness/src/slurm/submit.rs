@@ -1046,6 +1046,9 @@ fn collect(s: &Submitted, info: Option<job::JobInfo>, skip_perf: bool) -> i32 {
         && code == exit::TEST_FAILED
     {
         " (cancelled by its supervisor after the run failed)"
+    } else if from_outside.is_empty() && exit::is_interruption(code) && state_name == "FAILED" {
+        // Slurm's word for a batch script that exited non-zero, here with the interruption's.
+        " (Slurm's state for a batch script that exited non-zero: the run was interrupted)"
     } else {
         ""
     };

@@ -1018,6 +1018,32 @@ fn a_role_srun_saw_terminated_is_said_to_have_been_sent_a_stop_signal() {
     );
 }
 
+/// A role whose step srun saw end on another signal (`scancel --signal=USR1`): said as that
+/// signal, not as the OOM killer's kill.
+#[test]
+fn a_role_srun_saw_end_on_usr1_is_not_said_to_be_oom_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan(dir.path());
+    let log = plan
+        .run_dir
+        .join(&plan.roles.iter().find(|r| r.role == gen0()).unwrap().log);
+    std::fs::write(&log, "srun: error: dgn2: task 0: User defined signal 1\n").unwrap();
+    let scripts = scripts(&plan, |role, s| {
+        if role == gen0() {
+            s.exit = Some((Duration::from_millis(300), Exit::Code(138)));
+        }
+    });
+    let (outcome, _, _) = run(&plan, scripts, false);
+    let f = failure(&outcome);
+    assert!(
+        f.reason.contains("User defined signal 1")
+            && f.reason.contains("ended on that signal")
+            && !f.reason.contains("OOM"),
+        "{}",
+        f.reason
+    );
+}
+
 /// A node lost under a Slurm job: the role that ran there (srun: `Node failure on`) is the
 /// root cause, and a role Slurm stopped elsewhere because of it (its step `CANCELLED ... DUE
 /// TO NODE FAILURE`) did not fail, even when it was seen dead first. It used to be blamed as
