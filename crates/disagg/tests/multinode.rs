@@ -1486,23 +1486,37 @@ fn run_in_containers_as_it_goes(ws: &Ws, config: &str, yaml: &str) -> (Output, P
     (out, ws.run_dir(config), steps_log)
 }
 
-/// A mount whose source is not on the nodes (pyxis, unlike docker, does not make it): the job's
-/// container cannot start, and the run fails in seconds with enroot's words and the key to fix,
-/// with nothing left running.
-fn a_container_mount_missing_on_the_nodes_fails_at_once_naming_the_key() {
-    let ws = Ws::new("missing-mount");
-    let site = ws.dir.join("site");
-    std::fs::create_dir_all(site.join("models/DeepSeek-R1")).unwrap();
-    let site = site.display().to_string();
-    let yaml = example("sglang-multinode.yaml")
+/// `examples/sglang-multinode.yaml` for the dev cluster, in a container with `mounts` (a YAML
+/// list's items), its model under the workspace's `site/`, and a small workload.
+fn sglang_example_in_a_container(ws: &Ws, mounts: &str) -> String {
+    let root = ws.dir.join("site");
+    std::fs::create_dir_all(root.join("models/DeepSeek-R1")).unwrap();
+    let site = root.display().to_string();
+    example("sglang-multinode.yaml")
         .replace("/models", &format!("{site}/models"))
         .replace(
             "slurm: {partition: batch, time: \"04:00:00\"}",
             &format!(
                 "slurm: {{time: \"04:00:00\", container: {{image: \"lmsysorg/sglang:v0.5.23\", \
-                 mounts: [\"{site}/models:{site}/models\", \"{site}/no-such-cache:/cache\"]}}}}"
+                 mounts: [{mounts}]}}}}"
             ),
-        );
+        )
+        .replace(
+            "benchmark: {isl: 4096, osl: 1024, concurrency: [256], rounds: 4}",
+            "benchmark: {isl: 64, osl: 8, concurrency: [4], rounds: 2}",
+        )
+}
+
+/// A mount whose source is not on the nodes (pyxis, unlike docker, does not make it): the job's
+/// container cannot start, and the run fails in seconds with enroot's words and the key to fix,
+/// with nothing left running.
+fn a_container_mount_missing_on_the_nodes_fails_at_once_naming_the_key() {
+    let ws = Ws::new("missing-mount");
+    let site = ws.dir.join("site").display().to_string();
+    let yaml = sglang_example_in_a_container(
+        &ws,
+        &format!("\"{site}/models:{site}/models\", \"{site}/no-such-cache:/cache\""),
+    );
     let started = Instant::now();
     let (out, dir, _) = run_in_containers_as_it_goes(&ws, "sglang-1p1d-tp16", &yaml);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -1584,25 +1598,14 @@ fn assert_mpi_on_workers_only(steps: &[String]) {
 /// folder), join at node rank 0's rendezvous, and serve every request.
 fn the_sglang_multinode_example_runs_a_process_per_node_in_each_nodes_container() {
     let ws = Ws::new("sgl-containers");
-    let root = ws.dir.join("site");
-    std::fs::create_dir_all(root.join("models/DeepSeek-R1")).unwrap();
-    let site = root.display().to_string();
-    let yaml = example("sglang-multinode.yaml")
-        .replace("/models", &format!("{site}/models"))
-        .replace(
-            "slurm: {partition: batch, time: \"04:00:00\"}",
-            &format!(
-                "slurm: {{time: \"04:00:00\", container: {{image: \"lmsysorg/sglang:v0.5.23\", \
-                 mounts: [\"{site}/models:{site}/models:ro\", \"{logs}:{logs}:ro\"]}}}}",
-                // The run folders read-only (as a site's `/lustre:/lustre:ro` holds them, to
-                // keep its weights safe): each step is given a writable mount of its own.
-                logs = ws.dir.join("disagg_logs").display()
-            ),
-        )
-        .replace(
-            "benchmark: {isl: 4096, osl: 1024, concurrency: [256], rounds: 4}",
-            "benchmark: {isl: 64, osl: 8, concurrency: [4], rounds: 2}",
-        );
+    let site = ws.dir.join("site").display().to_string();
+    // The run folders read-only (as a site's `/lustre:/lustre:ro` holds them, to keep its
+    // weights safe): each step is given a writable mount of its own.
+    let logs = ws.dir.join("disagg_logs").display().to_string();
+    let yaml = sglang_example_in_a_container(
+        &ws,
+        &format!("\"{site}/models:{site}/models:ro\", \"{logs}:{logs}:ro\""),
+    );
     assert!(
         yaml.contains("container:") && yaml.contains("concurrency: [4]"),
         "{yaml}"

@@ -1235,25 +1235,7 @@ fn a_no_wait_point_cancelled_while_it_pends_is_settled_by_the_job_that_ends_afte
         "sl-nwc",
         &format!("{GEN_OK}{TIMEOUTS}slurm: {{time: \"5\"}}\nsweep:\n  benchmark.rounds: [1, 2]\n"),
     );
-    let c = ws.case("nwc.yaml", &yaml);
-    let out = ws.run(&[
-        "run",
-        c.to_str().unwrap(),
-        "--launcher",
-        "slurm",
-        "--no-wait",
-        "--max-jobs",
-        "1",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let sweep = std::fs::canonicalize(ws.dir.join("disagg_sweeps/sl-nwc/latest")).unwrap();
-    let record: serde_json::Value = serde_json::from_str(&read(&sweep.join("sweep.json"))).unwrap();
-    let ids: Vec<String> = record["points"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["job"].as_str().expect("a job id per point").to_string())
-        .collect();
+    let (sweep, ids, _) = submit_no_wait_sweep(&ws, "sl-nwc", &yaml);
     // The second waits for the first to end: cancelled while it pends.
     assert_eq!(job_state(&ids[1]).as_deref(), Some("PENDING"));
     assert!(
@@ -1338,15 +1320,10 @@ fn job_field(id: &str, field: &str) -> String {
         .unwrap_or_else(|| panic!("no {field} for job {id}"))
 }
 
-fn no_wait_keeps_max_jobs_by_chaining_jobs_and_the_last_job_finishes_the_sweep() {
-    let ws = Ws::new("nowait-sweep");
-    let yaml = case(
-        "sl-nws",
-        &format!("{GEN_OK}{TIMEOUTS}slurm: {{time: \"5\"}}\nsweep:\n  ctx.count: [1, 1, 1]\n"),
-    );
-    // Three identical points would share a config name; the benchmark rounds tell them apart.
-    let yaml = yaml.replace("ctx.count: [1, 1, 1]", "benchmark.rounds: [1, 2, 3]");
-    let c = ws.case("nws.yaml", &yaml);
+/// Submits the sweep of `yaml` with `--no-wait --max-jobs 1` (each job waits for the one
+/// before it); returns the sweep folder, each point's job id in order, and what it printed.
+fn submit_no_wait_sweep(ws: &Ws, name: &str, yaml: &str) -> (PathBuf, Vec<String>, String) {
+    let c = ws.case(&format!("{name}.yaml"), yaml);
     let out = ws.run(&[
         "run",
         c.to_str().unwrap(),
@@ -1357,15 +1334,33 @@ fn no_wait_keeps_max_jobs_by_chaining_jobs_and_the_last_job_finishes_the_sweep()
         "1",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let sweep = std::fs::canonicalize(ws.dir.join("disagg_sweeps/sl-nws/latest")).unwrap();
+    let sweep = std::fs::canonicalize(ws.dir.join(format!("disagg_sweeps/{name}/latest"))).unwrap();
     let record: serde_json::Value = serde_json::from_str(&read(&sweep.join("sweep.json"))).unwrap();
-    let points = record["points"].as_array().unwrap().clone();
-    assert_eq!(points.len(), 3, "{record}");
-    let ids: Vec<String> = points
+    let ids = record["points"]
+        .as_array()
+        .unwrap()
         .iter()
         .map(|p| p["job"].as_str().expect("a job id per point").to_string())
         .collect();
+    (
+        sweep,
+        ids,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn no_wait_keeps_max_jobs_by_chaining_jobs_and_the_last_job_finishes_the_sweep() {
+    let ws = Ws::new("nowait-sweep");
+    let yaml = case(
+        "sl-nws",
+        &format!("{GEN_OK}{TIMEOUTS}slurm: {{time: \"5\"}}\nsweep:\n  ctx.count: [1, 1, 1]\n"),
+    );
+    // Three identical points would share a config name; the benchmark rounds tell them apart.
+    let yaml = yaml.replace("ctx.count: [1, 1, 1]", "benchmark.rounds: [1, 2, 3]");
+    let (sweep, ids, stdout) = submit_no_wait_sweep(&ws, "sl-nws", &yaml);
+    let record: serde_json::Value = serde_json::from_str(&read(&sweep.join("sweep.json"))).unwrap();
+    let points = record["points"].as_array().unwrap().clone();
+    assert_eq!(points.len(), 3, "{record}");
     // Job k waits for job k-1 to end: at most one of ours at a time.
     for k in 1..3 {
         let want = format!("job {}, run folder", ids[k]);
