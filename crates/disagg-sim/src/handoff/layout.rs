@@ -18,8 +18,8 @@
 //!   `cpp/tensorrt_llm/batch_manager/cacheFormatter.cpp`, `CacheFormatter::inquireSupport`);
 //!   TP and PP sizes may differ. `auto` is resolved to the checkpoint's type first.
 //!
-//! The sim knows no checkpoint, so it compares what it can: the engine, the model loaded, and
-//! the settings as the engine's flags give them, with each engine's default resolved. Where a
+//! The sim knows no checkpoint, so it compares what it can: the engine, the model loaded (for
+//! vLLM, which hashes it), and the settings as the engine's flags give them, with each engine's default resolved. Where a
 //! default resolves to something only the checkpoint or the release knows (TensorRT-LLM's
 //! `auto` dtype and `DEFAULT` backend), it does not refuse.
 
@@ -137,7 +137,9 @@ impl KvLayout {
                 format!("{s} ({said})")
             }
         };
-        if ctx.model != self.model {
+        // vLLM hashes the model it loaded into the handshake; SGLang and TensorRT-LLM compare
+        // only the KV's shape, and would move another model's (not a refusal to play).
+        if self.engine == Dialect::Vllm && ctx.model != self.model {
             return Err(lead(format!(
                 "the context worker loaded model {}, this worker {} (the model path the \
                  engine is given); prefill and decode must serve one model, or the KV \
@@ -345,12 +347,6 @@ mod tests {
                 "moves KV with nixl, this worker with mooncake (--disaggregation-transfer-backend)",
             ),
             (
-                "sglang",
-                "--model-path org/other",
-                "",
-                "loaded model org/other",
-            ),
-            (
                 "trtllm",
                 "--kv-cache-dtype fp8",
                 "--kv-cache-dtype bf16",
@@ -397,6 +393,9 @@ mod tests {
             // Another served name for one model is no other model.
             ("vllm", "--model served-a", "--model served-b"),
             ("sglang", "--model a", "--model b"),
+            // SGLang and TensorRT-LLM compare the KV's shape, not the model it is of.
+            ("sglang", "--model-path org/other", ""),
+            ("trtllm", "--model-path org/other", ""),
             // TensorRT-LLM resolves `auto` to the checkpoint's type, and DEFAULT to a backend.
             ("trtllm", "--kv-cache-dtype fp8", ""),
             ("trtllm", "", "--kv-cache-dtype bfloat16"),
