@@ -324,6 +324,16 @@ pub struct SimEngineArgs {
     /// (-1: the vocabulary); unset: vLLM's 20.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_logprobs: Option<i64>,
+    /// What shapes the worker's KV, which a generation sim compares with its context sim's as
+    /// its dialect's engine does (`--kv-cache-dtype`, `--kv-block-size`, `--kv-transfer-backend`):
+    /// set in one group's engine_args to play a prefill and decode that disagree. Unset: the
+    /// engine's defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_cache_dtype: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_block_size: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_transfer_backend: Option<String>,
     /// Stops answering after this many requests, keeping its socket open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hang_after_requests: Option<u64>,
@@ -417,6 +427,9 @@ impl Default for SimEngineArgs {
             enable_chunked_prefill: false,
             allow_auto_truncate: false,
             max_logprobs: None,
+            kv_cache_dtype: None,
+            kv_block_size: None,
+            kv_transfer_backend: None,
             hang_after_requests: None,
             stall_after_requests: None,
             error_on_request: Vec::new(),

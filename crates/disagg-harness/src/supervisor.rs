@@ -896,14 +896,34 @@ fn first_task_end(log: &std::path::Path) -> Option<(String, u32, String)> {
 /// teardown (`forcing job termination`); then the cancel is an echo, not the cause.
 fn step_cancelled(log: &std::path::Path) -> Option<(String, String, String)> {
     let text = crate::logtext::tail_text(log, 256 * 1024)?;
+    // srun's `Job step aborted: Waiting up to N seconds for job step to finish.`, which it says
+    // for any cancel of the step, and which may come first.
+    let mut aborted: Option<&str> = None;
     for line in text.lines() {
-        // Not srun's `Job step aborted: Waiting up to N seconds for job step to finish.`: it
-        // says that for any cancel of the step, an outside one too, and may come first.
+        if line.starts_with("srun: Job step aborted") {
+            aborted.get_or_insert(line);
+            continue;
+        }
         let srun_first = (line.starts_with("srun: error: ") && line.contains(": task"))
             || line.contains("_step_signal: Terminating")
             || line.starts_with("srun: forcing job termination");
         if srun_first {
-            return None;
+            // The step aborted, then its task killed or stopped, not ended of its own: a cancel
+            // from outside whose slurmstepd line did not reach the log (it does not always).
+            let task = line
+                .strip_prefix("srun: error: ")
+                .and_then(|r| r.split_once(": task"))
+                .filter(|(_, what)| !what.contains("Exited with exit code"));
+            return match (aborted, task) {
+                (Some(a), Some((host, _))) => {
+                    let step = text
+                        .lines()
+                        .find_map(|l| l.split("StepId=").nth(1))
+                        .map_or("?", |s| s.split_whitespace().next().unwrap_or("?"));
+                    Some((step.to_string(), host.to_string(), a.trim().to_string()))
+                }
+                _ => None,
+            };
         }
         let Some((_, rest)) = line.split_once("*** STEP ") else {
             continue;

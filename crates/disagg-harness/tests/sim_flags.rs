@@ -165,6 +165,24 @@ const KEYS: &[(&str, &str, Held, &str)] = &[
         "64",
     ),
     (
+        "kv_cache_dtype",
+        "fp8",
+        |a| format!("{:?}", a.kv.kv_cache_dtype),
+        "Some(\"fp8\")",
+    ),
+    (
+        "kv_block_size",
+        "32",
+        |a| format!("{:?}", a.kv.kv_block_size),
+        "Some(32)",
+    ),
+    (
+        "kv_transfer_backend",
+        "nixl",
+        |a| format!("{:?}", a.kv.kv_transfer_backend),
+        "Some(\"nixl\")",
+    ),
+    (
         "disregard_ignore_eos",
         "true",
         |a| format!("{:?}", a.faults.disregard_ignore_eos),

@@ -75,6 +75,15 @@ pub fn flags(a: &SimEngineArgs, request_log: &Path) -> Vec<String> {
     if let Some(v) = a.max_logprobs {
         flag("max-logprobs", v.to_string());
     }
+    if let Some(v) = &a.kv_cache_dtype {
+        flag("kv-cache-dtype", v.clone());
+    }
+    if let Some(v) = a.kv_block_size {
+        flag("kv-block-size", v.to_string());
+    }
+    if let Some(v) = &a.kv_transfer_backend {
+        flag("kv-transfer-backend", v.clone());
+    }
     for (name, v) in [
         ("fail-after-requests", a.fail_after_requests),
         ("max-batch-size", a.max_batch_size),

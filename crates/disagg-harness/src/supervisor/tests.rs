@@ -798,6 +798,27 @@ fn a_step_cancelled_from_outside_is_read_from_slurmstepds_line() {
         None
     );
     assert_eq!(read("srun: error: dgn3: task 0: Killed\n"), None);
+    // A step cancel whose slurmstepd line never reached the log (it does not always): srun's
+    // `Job step aborted`, then its task killed, not ended of its own.
+    assert_eq!(
+        read(
+            "srun: Job step aborted: Waiting up to 7 seconds for job step to finish.\n\
+             srun: error: vm: task 0: Killed\n\
+             srun: launch/slurm: _step_signal: Terminating StepId=31.0\n"
+        ),
+        Some((
+            "31.0".into(),
+            "vm".into(),
+            "srun: Job step aborted: Waiting up to 7 seconds for job step to finish.".into()
+        ))
+    );
+    assert_eq!(
+        read(
+            "srun: Job step aborted: Waiting up to 7 seconds for job step to finish.\n\
+             srun: error: vm: task 0: Exited with exit code 3\n"
+        ),
+        None
+    );
     // Slurm's own cancel of a step one of whose tasks ended (`--kill-on-bad-exit`), or at the
     // teardown: an echo, not the cause.
     assert_eq!(
