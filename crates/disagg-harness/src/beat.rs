@@ -148,6 +148,11 @@ impl Watch {
         }
     }
 
+    /// Whether the process has beaten at all (as last read by [`Watch::stale`]).
+    pub fn started(&self) -> bool {
+        self.last.is_some()
+    }
+
     /// Counts `gap` as beating: the watcher itself stood still that long.
     pub fn excuse(&mut self, gap: Duration) {
         let now = Instant::now();

@@ -903,6 +903,12 @@ fn a_hanging_setup_ends_at_timeouts_job_without_a_slurm_time() {
             .starts_with("the setup did not finish within timeouts.job (50s)"),
         "{outcome}"
     );
+    // Meanwhile `disagg run` said what the job was doing, every 30 s: nothing else shows.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("still the setup on its nodes (install.log ends: installing)"),
+        "{stdout}"
+    );
 }
 
 fn a_failing_setup_fails_the_job_as_setup() {

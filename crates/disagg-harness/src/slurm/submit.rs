@@ -56,6 +56,9 @@ struct Submitted {
     gave_up: Option<String>,
     /// Since when Slurm has not answered about the job, and when that was last said.
     unanswered: Option<(Instant, Option<Instant>)>,
+    /// Since the job was seen running, and when its first step (the setup, or the container's
+    /// import) was last said to be under way: nothing else shows then.
+    running: Option<(Instant, Instant)>,
 }
 
 /// What `disagg run` last said of a pending job.
@@ -157,6 +160,39 @@ impl Submitted {
     fn follow(&mut self) {
         self.started();
         self.watch();
+        self.first_step();
+    }
+
+    /// Before the supervisor starts (its first beat), the job runs its first step on every
+    /// node: the setup, or the import of the container's image, which can take minutes and
+    /// shows nothing else. Said every [`PENDING_SAY_EVERY`], with install.log's last line.
+    fn first_step(&mut self) {
+        let now = Instant::now();
+        let (since, next) = self.running.get_or_insert((now, now + PENDING_SAY_EVERY));
+        if self.supervisor.started() || now < *next {
+            return;
+        }
+        *next = now + PENDING_SAY_EVERY;
+        let what = match (&self.plan.setup, &self.plan.slurm.container) {
+            (Some(_), _) => "the setup",
+            (None, Some(_)) => "making the job's container from its image",
+            (None, None) => "starting its supervisor",
+        };
+        let last = crate::logtext::tail_text(&self.plan.run_dir.join("install.log"), 4096)
+            .and_then(|t| {
+                t.lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .map(str::to_string)
+            })
+            .map(|l| format!(" (install.log ends: {})", l.trim()))
+            .unwrap_or_default();
+        say!(
+            "disagg: {}: job {} has run {}: still {what} on its nodes{last}",
+            self.plan.config_name,
+            self.job,
+            humantime::format_duration(Duration::from_secs((now - *since).as_secs()))
+        );
     }
 
     /// The beat and the progress of [`Submitted::follow`], whether or not Slurm answers.
@@ -676,6 +712,7 @@ fn submit(
         supervisor: crate::beat::Watch::new(&plan, crate::beat::SUPERVISOR),
         gave_up: None,
         unanswered: None,
+        running: None,
         plan,
         job: id,
         case: p.case,
@@ -1083,6 +1120,7 @@ pub fn collect_ended(run_dir: &Path) -> Option<i32> {
         supervisor: crate::beat::Watch::new(&plan, crate::beat::SUPERVISOR),
         gave_up: None,
         unanswered: None,
+        running: None,
         plan,
         job: job.to_string(),
         case: 0,
