@@ -1158,14 +1158,26 @@ fn hold_the_node(ws: &Ws) -> Holder {
         .output()
         .unwrap();
     assert!(blocker.status.success(), "{}", text(&blocker));
-    Holder(
+    let holder = Holder(
         String::from_utf8_lossy(&blocker.stdout)
             .trim()
             .split(';')
             .next()
             .unwrap()
             .to_string(),
-    )
+    );
+    // Held only once it runs: queued behind another test's job, it could start after the job
+    // it is to hold back, which then never pends.
+    let until = Instant::now() + Duration::from_secs(120);
+    while job_state(&holder.0).as_deref() != Some("RUNNING") {
+        assert!(
+            Instant::now() < until,
+            "the node holder {} never ran",
+            holder.0
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    holder
 }
 
 /// A `--no-wait` job has no `disagg run` waiting for it: `disagg logs` asks Slurm, and says it
